@@ -1,0 +1,94 @@
+// lamda/diagnostics.hpp: errors that name FILE:LINE:COL, what is wrong and how to fix it.
+// They are shown to people and fed back to the generator, so they must be specific.
+#ifndef LAMDA_DIAGNOSTICS_HPP
+#define LAMDA_DIAGNOSTICS_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <exception>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace lamda {
+
+struct Diagnostic {
+    std::string file;
+    int line = 0;    // 1-based; 0 when the error concerns the whole file
+    int column = 0;  // 1-based; 0 when unknown
+    std::string message;
+    std::string hint;  // may be empty
+};
+
+// "file:line:col: error: message" and, when there is a hint, "\n  hint: ...".
+inline std::string format_diagnostic(const Diagnostic& d) {
+    std::string out = d.file.empty() ? std::string("<input>") : d.file;
+    if (d.line > 0) {
+        out += ':' + std::to_string(d.line);
+        if (d.column > 0) out += ':' + std::to_string(d.column);
+    }
+    out += ": error: " + d.message;
+    if (!d.hint.empty()) out += "\n  hint: " + d.hint;
+    return out;
+}
+
+inline std::string format_diagnostics(const std::vector<Diagnostic>& ds) {
+    std::string out;
+    for (const auto& d : ds) {
+        out += format_diagnostic(d);
+        out += '\n';
+    }
+    return out;
+}
+
+// Thrown where a caller asked for a valid model and did not get one.
+class ModelError : public std::exception {
+public:
+    explicit ModelError(std::vector<Diagnostic> diagnostics)
+        : diagnostics_(std::move(diagnostics)), what_(format_diagnostics(diagnostics_)) {}
+    const char* what() const noexcept override { return what_.c_str(); }
+    const std::vector<Diagnostic>& diagnostics() const noexcept { return diagnostics_; }
+
+private:
+    std::vector<Diagnostic> diagnostics_;
+    std::string what_;
+};
+
+// Levenshtein distance, for "did you mean" hints; inputs are short keywords.
+inline std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t above = row[j];
+            const std::size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+            row[j] = std::min({above + 1, row[j - 1] + 1, substitute});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+// The candidate closest to `word`, if it is close enough to be a plausible typo; else empty.
+template <typename Range>
+std::string closest_match(std::string_view word, const Range& candidates) {
+    std::string best;
+    std::size_t best_distance = static_cast<std::size_t>(-1);
+    for (const auto& candidate : candidates) {
+        const std::string_view c(candidate);
+        const std::size_t d = edit_distance(word, c);
+        if (d < best_distance) {
+            best_distance = d;
+            best = std::string(c);
+        }
+    }
+    const std::size_t allowed = std::max<std::size_t>(1, std::min(word.size(), best.size()) / 3);
+    return best_distance <= allowed ? best : std::string();
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_DIAGNOSTICS_HPP

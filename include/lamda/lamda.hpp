@@ -1,0 +1,15 @@
+// lamda/lamda.hpp: the umbrella header. The dependency-free core (IR, DSL, analysis, layer
+// templates, reference executor) needs only a C++17 compiler; parts that need a third-party
+// library compile to nothing unless their macro is defined (LAMDA_WITH_XNNPACK, ...).
+#ifndef LAMDA_LAMDA_HPP
+#define LAMDA_LAMDA_HPP
+
+#include "version.hpp"
+#include "ir.hpp"
+#include "diagnostics.hpp"
+#include "analysis.hpp"
+#include "validate.hpp"
+#include "dsl.hpp"
+#include "json.hpp"
+
+#endif  // LAMDA_LAMDA_HPP
