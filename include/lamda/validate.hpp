@@ -117,41 +117,50 @@ inline bool is_conv_like(OpKind op) noexcept {
 // a graph built in code may not have).
 inline bool check_attributes(const Layer& layer, std::vector<Diagnostic>& diags,
                              std::string_view file, const Limits& limits) {
-    const std::size_t before = diags.size();
+    // One error per layer is enough: the first attribute out of range is reported.
     auto in_range = [&](const char* what, std::int64_t v, std::int64_t lo, std::int64_t hi) {
-        if (v < lo || v > hi)
-            add_error(diags, file, layer,
-                      std::string(op_name(layer.op)) + " " + quote_name(layer.name) + ": " + what +
-                          " is " + std::to_string(v) + ", must be in [" + std::to_string(lo) +
-                          ", " + std::to_string(hi) + "]");
+        if (v >= lo && v <= hi) return true;
+        add_error(diags, file, layer,
+                  std::string(op_name(layer.op)) + " " + quote_name(layer.name) + ": " + what +
+                      " is " + std::to_string(v) + ", must be in [" + std::to_string(lo) + ", " +
+                      std::to_string(hi) + "]");
+        return false;
     };
+    // A height/width pair is reported as one number when both are the same.
+    auto pair_in_range = [&](const char* what, int h, int w, int hi) {
+        if (h == w) return in_range(what, h, 1, hi);
+        return in_range((std::string(what) + " height").c_str(), h, 1, hi) &&
+               in_range((std::string(what) + " width").c_str(), w, 1, hi);
+    };
+    bool ok = true;
     switch (layer.op) {
     case OpKind::Input:
-        in_range("height", layer.input_shape.h, 1, limits.max_spatial);
-        in_range("width", layer.input_shape.w, 1, limits.max_spatial);
-        in_range("channels", layer.input_shape.c, 1, limits.max_channels);
+        ok = in_range("height", layer.input_shape.h, 1, limits.max_spatial) &&
+             in_range("width", layer.input_shape.w, 1, limits.max_spatial) &&
+             in_range("channels", layer.input_shape.c, 1, limits.max_channels);
         break;
     case OpKind::Conv2d:
-    case OpKind::FullyConnected:
-        in_range("out", layer.out_channels, 1, limits.max_channels);
+        ok = in_range("out", layer.out_channels, 1, limits.max_channels) &&
+             in_range("groups", layer.groups, 1, limits.max_channels);
+        break;
+    case OpKind::FullyConnected: ok = in_range("out", layer.out_channels, 1, limits.max_channels); break;
+    case OpKind::DepthwiseConv2d:
+        ok = in_range("multiplier", layer.multiplier, 1, limits.max_channels);
         break;
     default: break;
     }
-    if (layer.op == OpKind::Conv2d) in_range("groups", layer.groups, 1, limits.max_channels);
-    if (layer.op == OpKind::DepthwiseConv2d)
-        in_range("multiplier", layer.multiplier, 1, limits.max_channels);
-    if (layer.expected_in_channels != 0)
-        in_range("in", layer.expected_in_channels, 1, std::int64_t{1} << 31);
-    if (is_conv_like(layer.op)) {
-        in_range("kernel height", layer.kernel_h, 1, limits.max_kernel);
-        in_range("kernel width", layer.kernel_w, 1, limits.max_kernel);
-        in_range("stride height", layer.stride_h, 1, limits.max_stride);
-        in_range("stride width", layer.stride_w, 1, limits.max_stride);
-        in_range("dilation height", layer.dilation_h, 1, limits.max_dilation);
-        in_range("dilation width", layer.dilation_w, 1, limits.max_dilation);
-        if (layer.padding.mode == PaddingMode::Explicit)
-            for (int amount : layer.padding.amounts) in_range("padding", amount, 0, limits.max_padding);
+    if (ok && layer.expected_in_channels != 0)
+        ok = in_range("in", layer.expected_in_channels, 1, std::int64_t{1} << 31);
+    if (ok && is_conv_like(layer.op)) {
+        ok = pair_in_range("kernel", layer.kernel_h, layer.kernel_w, limits.max_kernel) &&
+             pair_in_range("stride", layer.stride_h, layer.stride_w, limits.max_stride) &&
+             pair_in_range("dilation", layer.dilation_h, layer.dilation_w, limits.max_dilation);
+        if (ok && layer.padding.mode == PaddingMode::Explicit)
+            for (int amount : layer.padding.amounts)
+                ok = ok && in_range("padding", amount, 0, limits.max_padding);
     }
+    if (!ok) return false;
+    const std::size_t before = diags.size();
     if (layer.op == OpKind::BatchNorm && !(layer.eps > 0 && layer.eps < 1))
         add_error(diags, file, layer,
                   "batchnorm " + quote_name(layer.name) + ": eps must be in (0, 1)");
