@@ -435,7 +435,8 @@ inline bool infer_shapes(Graph& graph, std::vector<Diagnostic>& diags, std::stri
         infer_layer(graph, i, diags, file, limits);
         if (diags.size() - before >= static_cast<std::size_t>(limits.max_errors)) return false;
     }
-    check_graph(graph, diags, file, limits);
+    // Whole-graph checks only on a graph whose layers are all fine, to avoid cascades.
+    if (diags.size() == before) check_graph(graph, diags, file, limits);
     return diags.size() == before;
 }
 

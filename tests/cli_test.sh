@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# End-to-end checks of the `lamda` command line: exit codes, JSON fields, diagnostics.
+# usage: bash tests/cli_test.sh PATH_TO_LAMDA SOURCE_DIR
+set -u
+lamda=$1
+src=$2
+failures=0
+passes=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+pass() { passes=$((passes + 1)); }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# expect_rc RC COMMAND...: run COMMAND, stdout to $tmp/out, stderr to $tmp/err, check the exit code.
+expect_rc() {
+    local want=$1; shift
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local got=$?
+    if [ "$got" -eq "$want" ]; then pass; else fail "exit $got (wanted $want): $*"; cat "$tmp/err"; fi
+}
+expect_in() {  # expect_in FILE TEXT
+    if grep -qF -- "$2" "$1"; then pass; else fail "'$2' not in $(basename "$1"):"; head -20 "$1"; fi
+}
+json_field() {  # json_field FILE KEY: prints the value of a top-level JSON field
+    /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
+}
+
+# The zoo through `check --json`: torchvision's exact numbers.
+while read -r model params macs; do
+    expect_rc 0 "$lamda" check --json "$src/examples/models/$model.lamda"
+    [ "$(json_field "$tmp/out" params)" = "$params" ] && pass || fail "$model params"
+    [ "$(json_field "$tmp/out" macs)" = "$macs" ] && pass || fail "$model macs"
+    [ "$(json_field "$tmp/out" valid)" = "True" ] && pass || fail "$model valid"
+    [ "$(json_field "$tmp/out" output_shape)" = "[1, 1, 1000]" ] && pass || fail "$model output_shape"
+    for key in weight_bytes activation_bytes layers; do
+        json_field "$tmp/out" "$key" >/dev/null 2>&1 && pass || fail "$model has no $key"
+    done
+done <<'TABLE'
+mobilenet_v2 3504872 300774272
+mobilenet_v3_small 2542856 56510400
+resnet18 11689512 1814073344
+squeezenet1_1 1235496 349151936
+mnasnet0_5 2218512 104455968
+TABLE
+
+# The table form.
+expect_rc 0 "$lamda" check "$src/examples/models/lenet5.lamda"
+expect_in "$tmp/out" "parameters:"
+expect_in "$tmp/out" "conv1"
+
+# Invalid models: exit 1, diagnostics with FILE:LINE:COL on stderr.
+printf 'i: input shape=28x28x1\nb3: conv2d out=16 kernel=3\nc: conv2d in=32 out=8 kernel=1\nd: conv3d out=4 kernel=3\n' >"$tmp/bad.lamda"
+expect_rc 1 "$lamda" check "$tmp/bad.lamda"
+expect_in "$tmp/err" "$tmp/bad.lamda:3:1: error: expected 32 input channels from 'b3', got 16"
+expect_in "$tmp/err" "$tmp/bad.lamda:4:4: error: unknown op 'conv3d'"
+expect_in "$tmp/err" "hint: did you mean 'conv2d'?"
+expect_rc 1 "$lamda" check --json "$tmp/bad.lamda"
+[ "$(json_field "$tmp/out" valid)" = "False" ] && pass || fail "invalid --json valid=false"
+expect_rc 1 "$lamda" check "$tmp/does-not-exist.lamda"
+expect_in "$tmp/err" "cannot open the file"
+head -c 20000 /dev/urandom >"$tmp/random.lamda"
+expect_rc 1 "$lamda" check "$tmp/random.lamda"
+
+# fmt: canonical output is a fixed point and parses to the same numbers.
+expect_rc 0 "$lamda" fmt "$src/examples/models/mobilenet_v2.lamda"
+cp "$tmp/out" "$tmp/canonical.lamda"
+expect_rc 0 "$lamda" fmt --check "$tmp/canonical.lamda"
+expect_rc 0 "$lamda" check --json "$tmp/canonical.lamda"
+[ "$(json_field "$tmp/out" params)" = "3504872" ] && pass || fail "fmt output params"
+printf 'i: input shape=8x8x1\nc:   conv2d kernel=3 out=4   # comment\n' >"$tmp/messy.lamda"
+expect_rc 1 "$lamda" fmt --check "$tmp/messy.lamda"
+expect_rc 0 "$lamda" fmt -i "$tmp/messy.lamda"
+expect_rc 0 "$lamda" fmt --check "$tmp/messy.lamda"
+expect_in "$tmp/messy.lamda" "c: conv2d out=4 kernel=3"
+
+# Help for the tool and every subcommand.
+expect_rc 0 "$lamda" --help
+expect_in "$tmp/out" "check"
+for sub in check fmt; do
+    expect_rc 0 "$lamda" "$sub" --help
+    expect_in "$tmp/out" "Usage"
+done
+expect_rc 0 "$lamda" --version
+# Usage errors exit non-zero with a message.
+"$lamda" check >"$tmp/out" 2>"$tmp/err" && fail "check without a model succeeded" || pass
+"$lamda" frobnicate >"$tmp/out" 2>"$tmp/err" && fail "unknown subcommand succeeded" || pass
+
+echo "$passes passed, $failures failed"
+[ "$failures" -eq 0 ]
