@@ -72,21 +72,28 @@ inline std::size_t edit_distance(std::string_view a, std::string_view b) {
     return row[b.size()];
 }
 
-// The candidate closest to `word`, if it is close enough to be a plausible typo; else empty.
+// The candidate closest to `word`, if it is close enough to be a plausible typo (at most a third
+// of the shorter word's letters differ); else empty. Candidates whose length alone rules them out
+// are skipped, which keeps hints cheap on long files full of mistakes.
 template <typename Range>
 std::string closest_match(std::string_view word, const Range& candidates) {
+    constexpr std::size_t longest_word = 64;  // names are at most 64 characters
+    if (word.empty() || word.size() > longest_word) return {};
     std::string best;
     std::size_t best_distance = static_cast<std::size_t>(-1);
     for (const auto& candidate : candidates) {
         const std::string_view c(candidate);
+        const std::size_t allowed = std::max<std::size_t>(1, std::min(word.size(), c.size()) / 3);
+        const std::size_t length_gap = word.size() > c.size() ? word.size() - c.size()
+                                                              : c.size() - word.size();
+        if (length_gap > allowed || c.size() > longest_word) continue;
         const std::size_t d = edit_distance(word, c);
-        if (d < best_distance) {
+        if (d <= allowed && d < best_distance) {
             best_distance = d;
             best = std::string(c);
         }
     }
-    const std::size_t allowed = std::max<std::size_t>(1, std::min(word.size(), best.size()) / 3);
-    return best_distance <= allowed ? best : std::string();
+    return best;
 }
 
 }  // namespace lamda

@@ -123,9 +123,9 @@ inline bool lookup_op(std::string_view word, OpKind& op) noexcept {
     return false;
 }
 
-inline std::vector<std::string> op_names() {
-    std::vector<std::string> names;
-    for (OpKind k : all_op_kinds) names.emplace_back(op_name(k));
+inline std::array<std::string_view, all_op_kinds.size()> op_names() {
+    std::array<std::string_view, all_op_kinds.size()> names{};
+    for (std::size_t i = 0; i < all_op_kinds.size(); ++i) names[i] = op_name(all_op_kinds[i]);
     return names;
 }
 

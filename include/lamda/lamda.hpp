@@ -11,5 +11,6 @@
 #include "validate.hpp"
 #include "dsl.hpp"
 #include "json.hpp"
+#include "layers.hpp"
 
 #endif  // LAMDA_LAMDA_HPP
