@@ -74,10 +74,20 @@ expect_rc 0 "$lamda" fmt -i "$tmp/messy.lamda"
 expect_rc 0 "$lamda" fmt --check "$tmp/messy.lamda"
 expect_in "$tmp/messy.lamda" "c: conv2d out=4 kernel=3"
 
+# Device facts: the fields every efficiency figure relies on.
+expect_rc 0 "$lamda" device --json --seconds 0.05
+for key in cpu_model architecture isa xnnpack_isa logical_cores peak_gflops; do
+    json_field "$tmp/out" "$key" >/dev/null 2>&1 && pass || fail "device --json has no $key"
+done
+/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["peak_gflops"] > 0.1 and d["logical_cores"] >= 1 else 1)' "$tmp/out" && pass || fail "device peak/cores"
+expect_rc 0 "$lamda" device --seconds 0.05
+expect_in "$tmp/out" "GFLOP/s"
+"$lamda" device --seconds 0 >"$tmp/out" 2>"$tmp/err" && fail "device --seconds 0 accepted" || pass
+
 # Help for the tool and every subcommand.
 expect_rc 0 "$lamda" --help
 expect_in "$tmp/out" "check"
-for sub in check fmt; do
+for sub in check fmt device; do
     expect_rc 0 "$lamda" "$sub" --help
     expect_in "$tmp/out" "Usage"
 done

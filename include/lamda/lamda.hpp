@@ -12,5 +12,6 @@
 #include "dsl.hpp"
 #include "json.hpp"
 #include "layers.hpp"
+#include "device.hpp"
 
 #endif  // LAMDA_LAMDA_HPP

@@ -169,6 +169,40 @@ int run_fmt(const std::string& path, bool in_place, bool check_only) {
     return exit_ok;
 }
 
+int run_device(bool as_json, double seconds) {
+    lamda::DeviceInfo info = lamda::describe_device();
+    lamda::measure_fma_peak_gflops(info, seconds);
+    if (as_json) {
+        lamda::JsonWriter json;
+        json.begin_object()
+            .field("cpu_model", info.cpu_model)
+            .field("architecture", info.architecture)
+            .key("isa")
+            .begin_array();
+        for (const auto& feature : info.isa) json.value(feature);
+        json.end_array()
+            .field("xnnpack_isa", info.xnnpack_isa)
+            .field("logical_cores", info.logical_cores)
+            .field("fma_kernel", info.fma_kernel)
+            .field("peak_gflops", info.peak_gflops)
+            .field("peak_threads", 1)
+            .end_object();
+        std::cout << json.str() << '\n';
+        return exit_ok;
+    }
+    std::string isa;
+    for (const auto& feature : info.isa) isa += (isa.empty() ? "" : " ") + feature;
+    char peak[64];
+    std::snprintf(peak, sizeof peak, "%.1f GFLOP/s (1 thread, %s FMA)", info.peak_gflops,
+                  info.fma_kernel.c_str());
+    std::cout << "cpu:          " << info.cpu_model << " (" << info.architecture << ")\n"
+              << "isa:          " << isa << '\n'
+              << "xnnpack isa:  " << info.xnnpack_isa << '\n'
+              << "cores:        " << info.logical_cores << '\n'
+              << "peak:         " << peak << '\n';
+    return exit_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -191,11 +225,20 @@ int main(int argc, char** argv) {
     fmt->add_flag("-i,--in-place", in_place, "Rewrite the file instead of printing");
     fmt->add_flag("--check", check_only, "Exit 1 if the file is not in canonical form");
 
+    double peak_seconds = 0.5;
+    auto* device = app.add_subcommand(
+        "device", "Describe this machine: CPU, the ISA XNNPACK uses, cores, and a measured\n"
+                  "single-thread FMA peak in GFLOP/s (the denominator of every efficiency figure).");
+    device->add_flag("--json", as_json, "Print one JSON object");
+    device->add_option("--seconds", peak_seconds, "How long to measure the FMA peak")
+        ->check(CLI::Range(0.01, 60.0));
+
     CLI11_PARSE(app, argc, argv);
 
     try {
         if (check->parsed()) return run_check(model_path, as_json);
         if (fmt->parsed()) return run_fmt(model_path, in_place, check_only);
+        if (device->parsed()) return run_device(as_json, peak_seconds);
     } catch (const std::exception& e) {
         std::cerr << "lamda: error: " << e.what() << '\n';
         return exit_invalid;
