@@ -329,6 +329,11 @@ TEST_CASE("diagnostics name the place, what is wrong and a fix") {
             "i: input shape=4x4x8\ng: gap\nc: conv2d out=4 kernel=1\nm: mul i, c\n");
         CHECK(has_diagnostic(bad, 4, 1, "cannot multiply 'i' (4x4x8) by 'c' (1x1x4)"));
     }
+    SUBCASE("pool padding is at most half the kernel") {
+        const auto r = lamda::parse_dsl("i: input shape=8x8x1\np: maxpool kernel=2 padding=2\n");
+        CHECK(has_diagnostic(r, 2, 1, "maxpool 'p': padding 2 is more than half the kernel 2"));
+        CHECK(lamda::parse_dsl("i: input shape=8x8x1\np: maxpool kernel=3 padding=1\n").ok());
+    }
     SUBCASE("groups must divide both channel counts") {
         const auto r = lamda::parse_dsl("i: input shape=4x4x6\nc: conv2d out=8 kernel=1 groups=4\n");
         CHECK(has_diagnostic(r, 2, 1, "groups=4 must divide both the input channels (6"));

@@ -13,5 +13,9 @@
 #include "json.hpp"
 #include "layers.hpp"
 #include "device.hpp"
+#include "tensor.hpp"
+#include "weights.hpp"
+#include "reference.hpp"
+#include "xnnpack.hpp"  // empty unless LAMDA_WITH_XNNPACK is defined
 
 #endif  // LAMDA_LAMDA_HPP

@@ -3,6 +3,7 @@
 #ifndef LAMDA_VALIDATE_HPP
 #define LAMDA_VALIDATE_HPP
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -288,9 +289,22 @@ inline bool infer_layer(Graph& graph, std::size_t index, std::vector<Diagnostic>
         if (!windowed(in.c * layer.multiplier)) return false;
         break;
     case OpKind::MaxPool:
-    case OpKind::AvgPool:
+    case OpKind::AvgPool: {
+        // PyTorch's rule, which also keeps every window partly inside the input (XNNPACK rejects
+        // windows made only of padding): padding at most half the kernel.
+        const auto& a = layer.padding.amounts;
+        if (layer.padding.mode == PaddingMode::Explicit &&
+            (std::max(a[0], a[2]) > layer.kernel_h / 2 || std::max(a[1], a[3]) > layer.kernel_w / 2)) {
+            add_error(diags, file, layer,
+                      what + ": padding " + std::to_string(std::max({a[0], a[1], a[2], a[3]})) +
+                          " is more than half the kernel " +
+                          detail::dims_text(layer.kernel_h, layer.kernel_w),
+                      "use padding=same or at most kernel/2");
+            return false;
+        }
         if (!windowed(in.c)) return false;
         break;
+    }
     case OpKind::FullyConnected:
         if (in.h != 1 || in.w != 1) {
             add_error(diags, file, layer,
