@@ -84,10 +84,30 @@ expect_rc 0 "$lamda" device --seconds 0.05
 expect_in "$tmp/out" "GFLOP/s"
 "$lamda" device --seconds 0 >"$tmp/out" 2>"$tmp/err" && fail "device --seconds 0 accepted" || pass
 
+# bench: through XNNPACK when lamda was built with it; otherwise a clear refusal.
+if "$lamda" bench "$src/examples/models/lenet5.lamda" --runs 3 --warmup 1 --peak 100 --json >"$tmp/out" 2>"$tmp/err"; then
+    for key in median_ms p10_ms p90_ms gflops peak_fraction threads per_op; do
+        json_field "$tmp/out" "$key" >/dev/null 2>&1 && pass || fail "bench --json has no $key"
+    done
+    expect_rc 0 "$lamda" bench "$src/examples/models/tiny_mobilenet.lamda" --runs 3 --peak 100
+    expect_in "$tmp/out" "of the 100.0 GFLOP/s single-thread FMA peak"
+    printf 'i: input shape=4096x4096x64\nc: conv2d out=64 kernel=3\n' >"$tmp/huge.lamda"
+    expect_rc 1 "$lamda" bench "$tmp/huge.lamda" --runs 1 --peak 100
+    expect_in "$tmp/err" "more than the limit"
+    expect_rc 1 "$lamda" bench "$tmp/bad.lamda"
+    expect_in "$tmp/err" "unknown op 'conv3d'"
+else
+    expect_in "$tmp/err" "built without XNNPACK"
+fi
+for bad in "--threads 0" "--threads 10000" "--runs 0" "--warmup -1"; do
+    # shellcheck disable=SC2086
+    "$lamda" bench "$src/examples/models/lenet5.lamda" $bad >"$tmp/out" 2>"$tmp/err" && fail "bench $bad accepted" || pass
+done
+
 # Help for the tool and every subcommand.
 expect_rc 0 "$lamda" --help
 expect_in "$tmp/out" "check"
-for sub in check fmt device; do
+for sub in check fmt device bench; do
     expect_rc 0 "$lamda" "$sub" --help
     expect_in "$tmp/out" "Usage"
 done

@@ -15,7 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "lamda/analysis.hpp"
+#include "lamda/bench.hpp"
 #include "lamda/dsl.hpp"
+#include "lamda/json.hpp"
 #include "lamda/reference.hpp"
 #include "lamda/validate.hpp"
 #include "lamda/weights.hpp"
@@ -253,6 +256,52 @@ TEST_CASE("xnnpack: the model zoo at reduced input size agrees with the referenc
         }
         CHECK(agree(g, 11) > 0);
     }
+}
+
+
+TEST_CASE("benchmark_model: latency statistics, per-op timing and bad options") {
+    const auto parsed = lamda::parse_dsl_file(std::string(LAMDA_SOURCE_DIR) + "/examples/models/lenet5.lamda");
+    REQUIRE(parsed.ok());
+    const lamda::Weights weights = lamda::random_weights(parsed.graph, 3);
+    lamda::BenchOptions options;
+    options.runs = 5;
+    options.warmup = 1;
+    const lamda::BenchResult r = lamda::benchmark_model(parsed.graph, weights, options);
+    CHECK(r.median_ms > 0);
+    CHECK(r.p10_ms <= r.median_ms);
+    CHECK(r.median_ms <= r.p90_ms);
+    CHECK(r.macs == lamda::analyze(parsed.graph).macs);
+    CHECK(r.gflops == doctest::Approx(2.0 * static_cast<double>(r.macs) / (r.median_ms * 1e6)));
+    REQUIRE(r.per_op.size() == parsed.graph.layers.size());
+    double convs = 0;
+    for (const auto& t : r.per_op)
+        if (t.op == lamda::OpKind::Conv2d) convs += t.median_ms;
+    CHECK(convs > 0);
+
+    lamda::JsonWriter json;
+    json.begin_object();
+    lamda::write_bench_json(json, r, 100.0);
+    json.end_object();
+    for (const char* key : {"\"median_ms\"", "\"p10_ms\"", "\"p90_ms\"", "\"gflops\"",
+                            "\"peak_fraction\"", "\"threads\"", "\"per_op\""})
+        CHECK(json.str().find(key) != std::string::npos);
+
+    options.runs = 0;
+    CHECK_THROWS_WITH_AS(lamda::benchmark_model(parsed.graph, weights, options),
+                         "runs must be in 1..100000, got 0", std::invalid_argument);
+    options.runs = 1;
+    options.threads = 10000;
+    CHECK_THROWS_AS(lamda::benchmark_model(parsed.graph, weights, options), std::invalid_argument);
+}
+
+TEST_CASE("a model too large for the memory limit is refused before anything is allocated") {
+    const auto parsed = lamda::parse_dsl("i: input shape=4096x4096x64\nc: conv2d out=64 kernel=3\n");
+    REQUIRE(parsed.ok());
+    lamda::Weights weights = lamda::random_weights(parsed.graph, 1);
+    CHECK(lamda::executor_memory_bytes(parsed.graph) > (std::int64_t{4} << 30));
+    CHECK_THROWS_WITH_AS(lamda::XnnExecutor(parsed.graph, weights),
+                         doctest::Contains("MiB of buffers and weights, more than the limit"),
+                         lamda::ExecutorError);
 }
 
 #endif  // defined(LAMDA_WITH_XNNPACK)

@@ -13,6 +13,8 @@
 #include "json.hpp"
 #include "layers.hpp"
 #include "device.hpp"
+#include "stats.hpp"
+#include "bench.hpp"  // empty unless LAMDA_WITH_XNNPACK is defined
 #include "tensor.hpp"
 #include "weights.hpp"
 #include "reference.hpp"

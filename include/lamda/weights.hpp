@@ -570,7 +570,8 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
             }
             continue;
         }
-        auto terror = [&](const std::string& what) { return error("tensor '" + name + "': " + what); };
+        const std::string& tensor_name = name;  // C++17 lambdas cannot capture structured bindings
+        auto terror = [&](const std::string& what) { return error("tensor '" + tensor_name + "': " + what); };
         if (spec.kind != detail::JsonValue::Kind::Object) throw terror("entry is not an object");
         const detail::JsonValue* dtype = nullptr;
         const detail::JsonValue* shape = nullptr;

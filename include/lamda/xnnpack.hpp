@@ -55,6 +55,7 @@
 #include <utility>
 #include <vector>
 
+#include "analysis.hpp"
 #include "ir.hpp"
 #include "reference.hpp"
 #include "tensor.hpp"
@@ -66,7 +67,17 @@ struct XnnOptions {
     // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
     // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
     int threads = 1;
+    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
+    // huge candidate is a clear error instead of an out-of-memory kill.
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
 };
+
+// Bytes the executor allocates for a graph: one buffer per layer output plus the weights.
+inline std::int64_t executor_memory_bytes(const Graph& graph) {
+    std::int64_t bytes = 0;
+    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
+    return bytes + analyze(graph).weight_bytes;
+}
 
 inline std::string xnn_status_name(xnn_status s) {
     switch (s) {
@@ -97,6 +108,13 @@ public:
             throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
                                         std::to_string(options.threads));
         detail::check_runnable(graph);
+        if (options.max_memory_bytes > 0) {
+            const std::int64_t needed = executor_memory_bytes(graph);
+            if (needed > options.max_memory_bytes)
+                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
+                                    " MiB of buffers and weights, more than the limit of " +
+                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
+        }
         detail::check_weights(graph, weights);
         const xnn_status init = xnn_initialize(nullptr);
         if (init != xnn_status_success)

@@ -203,6 +203,88 @@ int run_device(bool as_json, double seconds) {
     return exit_ok;
 }
 
+struct BenchArgs {
+    std::string model;
+    std::string weights;
+    int threads = 1;
+    int runs = 50;
+    int warmup = 5;
+    double peak_gflops = 0;  // 0: measure
+    bool json = false;
+};
+
+int run_bench(const BenchArgs& args) {
+#if defined(LAMDA_WITH_XNNPACK)
+    const lamda::ParseResult parsed = lamda::parse_dsl_file(args.model);
+    if (!parsed.ok()) {
+        print_diagnostics(parsed.diagnostics);
+        return exit_invalid;
+    }
+    const lamda::Graph& graph = parsed.graph;
+    lamda::Weights weights;
+    if (args.weights.empty()) {
+        weights = lamda::random_weights(graph, 1);
+    } else {
+        weights = lamda::read_safetensors(args.weights);
+        const auto problems = lamda::validate_weights(graph, weights);
+        if (!problems.empty()) {
+            for (const auto& p : problems) std::cerr << args.weights << ": error: " << p << '\n';
+            return exit_invalid;
+        }
+    }
+    lamda::BenchOptions options;
+    options.threads = args.threads;
+    options.runs = args.runs;
+    options.warmup = args.warmup;
+    const lamda::BenchResult r = lamda::benchmark_model(graph, weights, options);
+    double peak = args.peak_gflops;
+    if (peak <= 0) {
+        lamda::DeviceInfo info = lamda::describe_device();
+        peak = lamda::measure_fma_peak_gflops(info, 0.3);
+    }
+    if (args.json) {
+        lamda::JsonWriter json;
+        json.begin_object().field("model", graph.name.empty() ? args.model : graph.name);
+        lamda::write_bench_json(json, r, peak);
+        json.end_object();
+        std::cout << json.str() << '\n';
+        return exit_ok;
+    }
+    double total = 0;
+    std::size_t name_width = 5;
+    for (const auto& t : r.per_op) {
+        total += t.median_ms;
+        name_width = std::max(name_width, t.name.size());
+    }
+    name_width += 2;
+    char line[256];
+    std::cout << pad_right("layer", name_width) << pad_right("op", 13) << pad_right("lowering", 10)
+              << pad_left("median ms", 11) << pad_left("share", 8) << pad_left("GFLOP/s", 10) << '\n';
+    for (const auto& t : r.per_op) {
+        if (t.lowering == lamda::XnnLowering::Alias) continue;
+        const double gflops = t.median_ms > 0 ? 2.0 * static_cast<double>(t.macs) / (t.median_ms * 1e6) : 0.0;
+        std::snprintf(line, sizeof line, "%11.4f%7.1f%%%10.1f", t.median_ms,
+                      total > 0 ? 100.0 * t.median_ms / total : 0.0, gflops);
+        std::cout << pad_right(t.name, name_width)
+                  << pad_right(std::string(lamda::op_name(t.op)), 13)
+                  << pad_right(lamda::lowering_name(t.lowering), 10) << line << '\n';
+    }
+    std::snprintf(line, sizeof line,
+                  "\nlatency:  median %.3f ms, p10 %.3f ms, p90 %.3f ms (%d runs after %d warm-up, "
+                  "%d thread%s)\nspeed:    %.1f GFLOP/s = %.1f%% of the %.1f GFLOP/s single-thread "
+                  "FMA peak\n",
+                  r.median_ms, r.p10_ms, r.p90_ms, r.runs, r.warmup, r.threads,
+                  r.threads == 1 ? "" : "s", r.gflops, 100.0 * r.gflops / peak, peak);
+    std::cout << line;
+    return exit_ok;
+#else
+    (void)args;
+    std::cerr << "lamda: error: this lamda was built without XNNPACK, so it cannot run models; "
+                 "install libxnnpack-dev and libpthreadpool-dev and rebuild\n";
+    return exit_invalid;
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -233,12 +315,30 @@ int main(int argc, char** argv) {
     device->add_option("--seconds", peak_seconds, "How long to measure the FMA peak")
         ->check(CLI::Range(0.01, 60.0));
 
+    BenchArgs bench_args;
+    auto* bench = app.add_subcommand(
+        "bench", "Measure a model through XNNPACK: median, p10 and p90 latency, GFLOP/s, the\n"
+                 "fraction of the device's FMA peak, and a per-op table.");
+    bench->add_option("model", bench_args.model, "Model file in the lamda DSL")->required();
+    bench->add_option("--weights", bench_args.weights,
+                      "Weights (safetensors, see docs/weights.md); random when left out");
+    bench->add_option("--threads", bench_args.threads, "Threads (pthreadpool)")
+        ->check(CLI::Range(1, 1024));
+    bench->add_option("--runs", bench_args.runs, "Timed runs")->check(CLI::Range(1, 100000));
+    bench->add_option("--warmup", bench_args.warmup, "Untimed runs first")
+        ->check(CLI::Range(0, 100000));
+    bench->add_option("--peak", bench_args.peak_gflops,
+                      "The device's single-thread peak in GFLOP/s (measured when left out)")
+        ->check(CLI::PositiveNumber);
+    bench->add_flag("--json", bench_args.json, "Print one JSON object");
+
     CLI11_PARSE(app, argc, argv);
 
     try {
         if (check->parsed()) return run_check(model_path, as_json);
         if (fmt->parsed()) return run_fmt(model_path, in_place, check_only);
         if (device->parsed()) return run_device(as_json, peak_seconds);
+        if (bench->parsed()) return run_bench(bench_args);
     } catch (const std::exception& e) {
         std::cerr << "lamda: error: " << e.what() << '\n';
         return exit_invalid;
