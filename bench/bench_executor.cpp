@@ -1,0 +1,132 @@
+// Google Benchmark over the XNNPACK executor: the example zoo, and single-kernel sweeps at shapes
+// typical of edge models (conv, depthwise, pointwise, fully connected). Runs on a target board:
+//   LAMDA_MODELS_DIR=/path/to/examples/models ./lamda_bench_executor --benchmark_filter=zoo
+// Each benchmark reports GFLOP (2 x MACs) per second next to its time.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <lamda/analysis.hpp>
+#include <lamda/dsl.hpp>
+#include <lamda/weights.hpp>
+#include <lamda/xnnpack.hpp>
+
+#ifndef LAMDA_SOURCE_DIR
+#define LAMDA_SOURCE_DIR "."
+#endif
+
+namespace {
+
+void run_graph(benchmark::State& state, const lamda::Graph& graph, int threads) {
+    const lamda::Weights weights = lamda::random_weights(graph, 1);
+    lamda::XnnOptions options;
+    options.threads = threads;
+    lamda::XnnExecutor executor(graph, weights, options);
+    float* input = executor.input();
+    const std::int64_t n = executor.input_shape().elements();
+    for (std::int64_t i = 0; i < n; ++i) input[i] = static_cast<float>(i % 97) / 97.0f - 0.5f;
+    executor.run();  // warm caches and XNNPACK's lazily packed state
+    for (auto _ : state) {
+        executor.run();
+        benchmark::DoNotOptimize(executor.output());
+    }
+    const double macs = static_cast<double>(lamda::analyze(graph).macs);
+    state.counters["GFLOP"] =
+        benchmark::Counter(2.0 * macs * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["MMACs"] = macs * 1e-6;
+}
+
+void register_model(const std::string& label, const std::string& text, int threads) {
+    lamda::ParseResult parsed = lamda::parse_dsl(text, label);
+    if (!parsed.ok()) {
+        std::cerr << lamda::format_diagnostics(parsed.diagnostics);
+        std::exit(1);
+    }
+    benchmark::RegisterBenchmark(label.c_str(),
+                                 [graph = std::move(parsed.graph), threads](benchmark::State& s) {
+                                     run_graph(s, graph, threads);
+                                 })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+}
+
+std::string input_line(int h, int w, int c) {
+    return "x: input shape=" + std::to_string(h) + "x" + std::to_string(w) + "x" + std::to_string(c) + "\n";
+}
+
+void register_sweeps() {
+    struct Spatial {
+        int hw, in, out;
+    };
+    // Full 3x3 convolutions (stems and ResNet-style blocks).
+    for (const Spatial s : {Spatial{112, 3, 32}, {56, 64, 64}, {28, 128, 128}, {14, 256, 256}, {7, 512, 512}})
+        register_model("conv3x3/" + std::to_string(s.hw) + "x" + std::to_string(s.hw) + "x" +
+                           std::to_string(s.in) + "->" + std::to_string(s.out),
+                       input_line(s.hw, s.hw, s.in) + "k: conv2d out=" + std::to_string(s.out) +
+                           " kernel=3 act=relu\n",
+                       1);
+    // Depthwise 3x3, stride 1 and 2 (MobileNet blocks).
+    for (const Spatial s : {Spatial{112, 32, 1}, {112, 96, 2}, {56, 144, 1}, {28, 192, 1}, {14, 576, 1}, {14, 576, 2}, {7, 960, 1}})
+        register_model("dwconv3x3/" + std::to_string(s.hw) + "x" + std::to_string(s.hw) + "x" +
+                           std::to_string(s.in) + "/s" + std::to_string(s.out),
+                       input_line(s.hw, s.hw, s.in) + "k: dwconv kernel=3 stride=" +
+                           std::to_string(s.out) + " act=relu6\n",
+                       1);
+    // Pointwise 1x1 (expansion and projection).
+    for (const Spatial s : {Spatial{56, 24, 144}, {28, 32, 192}, {28, 192, 32}, {14, 96, 576}, {7, 320, 1280}})
+        register_model("pointwise/" + std::to_string(s.hw) + "x" + std::to_string(s.hw) + "x" +
+                           std::to_string(s.in) + "->" + std::to_string(s.out),
+                       input_line(s.hw, s.hw, s.in) + "k: conv2d out=" + std::to_string(s.out) +
+                           " kernel=1\n",
+                       1);
+    // Fully connected classifiers.
+    for (const Spatial s : {Spatial{1, 1280, 1000}, {1, 512, 1000}, {1, 1024, 10}, {1, 256, 10}})
+        register_model("fc/" + std::to_string(s.in) + "->" + std::to_string(s.out),
+                       input_line(1, 1, s.in) + "k: fc out=" + std::to_string(s.out) + "\n", 1);
+}
+
+void register_zoo() {
+    const char* env = std::getenv("LAMDA_MODELS_DIR");
+    const std::filesystem::path dir =
+        env ? std::filesystem::path(env) : std::filesystem::path(LAMDA_SOURCE_DIR) / "examples/models";
+    std::error_code ec;
+    std::vector<std::filesystem::path> files;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
+        if (entry.path().extension() == ".lamda") files.push_back(entry.path());
+    if (ec || files.empty()) {
+        std::cerr << "no models in " << dir << " (set LAMDA_MODELS_DIR); zoo benchmarks skipped\n";
+        return;
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& file : files) {
+        lamda::ParseResult parsed = lamda::parse_dsl_file(file.string());
+        if (!parsed.ok()) {
+            std::cerr << lamda::format_diagnostics(parsed.diagnostics);
+            std::exit(1);
+        }
+        for (int threads : {1, 2}) {
+            benchmark::RegisterBenchmark(
+                ("zoo/" + file.stem().string() + "/threads:" + std::to_string(threads)).c_str(),
+                [graph = parsed.graph, threads](benchmark::State& s) { run_graph(s, graph, threads); })
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime();
+        }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    register_zoo();
+    register_sweeps();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds lamda every way we support and runs every check. Run from anywhere:
+#   bash scripts/test.sh
+# Steps: amalgamation check; CMake + g++ (build/); CMake + clang++ with ASan/UBSan (build-asan/);
+# Meson + g++ (build-meson/); libFuzzer on the DSL parser (built in build-asan/).
+# Environment: LAMDA_SKIP_FUZZ=1 skips fuzzing; LAMDA_FUZZ_RUNS (default 1000000) and
+# LAMDA_FUZZ_SECONDS (default 120; 0 = no limit) bound it, whichever comes first;
+# LAMDA_SKIP_ASAN=1, LAMDA_SKIP_MESON=1 skip those builds; LAMDA_ASAN_CXX (default clang++).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+jobs=$(nproc)
+start=$SECONDS
+export CTEST_OUTPUT_ON_FAILURE=1
+# Sanitizers: fail on the first report, with symbolised stacks.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+section() {
+    printf '\n==== %s (%ds elapsed) ====\n' "$1" "$((SECONDS - start))"
+}
+
+# Configures a CMake build directory once; later runs only rebuild (ccache makes clean builds cheap).
+cmake_configure() {
+    local dir=$1
+    shift
+    if [ ! -f "$dir/CMakeCache.txt" ]; then
+        cmake -S "$root" -B "$dir" -G Ninja "$@"
+    else
+        cmake -S "$root" -B "$dir" "$@" >/dev/null
+    fi
+}
+
+section "amalgamation: single_include/lamda/lamda.hpp is up to date"
+python3 scripts/amalgamate.py --check
+
+section "CMake + $(c++ --version | head -n1): configure and build (build/)"
+cmake_configure build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$jobs"
+
+section "CMake: ctest (build/)"
+ctest --test-dir build -j "$jobs"
+
+if [ "${LAMDA_SKIP_ASAN:-0}" != 1 ]; then
+    asan_cxx=${LAMDA_ASAN_CXX:-clang++}
+    fuzz=OFF
+    if [ "${LAMDA_SKIP_FUZZ:-0}" != 1 ]; then fuzz=ON; fi
+    section "CMake + $asan_cxx, -fsanitize=address,undefined: configure and build (build-asan/)"
+    cmake_configure build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="$asan_cxx" \
+        -DLAMDA_SANITIZE=ON -DLAMDA_BUILD_BENCH=OFF -DLAMDA_BUILD_FUZZ="$fuzz" \
+        -DLAMDA_WITH_TORCH=OFF  # libtorch is not instrumented, and slow to compile twice more
+    cmake --build build-asan -j "$jobs"
+
+    section "CMake + sanitizers: ctest (build-asan/)"
+    ctest --test-dir build-asan -j "$jobs"
+fi
+
+if [ "${LAMDA_SKIP_MESON:-0}" != 1 ]; then
+    section "Meson: configure and build (build-meson/)"
+    if [ -f build-meson/build.ninja ]; then
+        meson setup --reconfigure build-meson >/dev/null
+    else
+        # -O0: the CMake build above already covers g++ with optimisation (and is quicker to build).
+        meson setup build-meson --buildtype=debug
+    fi
+    meson compile -C build-meson -j "$jobs"
+
+    section "Meson: meson test (build-meson/)"
+    meson test -C build-meson --print-errorlogs --num-processes "$jobs"
+fi
+
+if [ "${LAMDA_SKIP_FUZZ:-0}" != 1 ] && [ "${LAMDA_SKIP_ASAN:-0}" != 1 ]; then
+    runs=${LAMDA_FUZZ_RUNS:-1000000}
+    seconds=${LAMDA_FUZZ_SECONDS:-900}
+    section "libFuzzer: fuzz_dsl, $runs runs or ${seconds}s, from a corpus of examples/models"
+    corpus=$(mktemp -d)
+    trap 'rm -rf "$corpus"' EXIT
+    cp examples/models/*.lamda "$corpus/"
+    # Crash reproducers (crash-*, leak-*, timeout-*) land in build-asan/fuzz-artifacts/.
+    mkdir -p build-asan/fuzz-artifacts
+    log=build-asan/fuzz-artifacts/fuzz.log
+    status=0
+    ASAN_OPTIONS=detect_leaks=1 build-asan/lamda_fuzz_dsl "$corpus" -runs="$runs" -max_len=1024 \
+        -max_total_time="$seconds" -timeout=10 -artifact_prefix=build-asan/fuzz-artifacts/ -print_final_stats=1 \
+        >"$log" 2>&1 || status=$?
+    # Everything but the progress lines (#N NEW/REDUCE/pulse ...); all of it is in $log.
+    grep -vE '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)' "$log" | tail -n 60
+    if [ "$status" -ne 0 ]; then
+        echo "fuzz_dsl failed (exit $status): reproducer and full log in build-asan/fuzz-artifacts/" >&2
+        exit 1
+    fi
+fi
+
+section "all checks passed in $((SECONDS - start))s"
