@@ -24,6 +24,8 @@
 #include "lamda/weights.hpp"
 #include "lamda/xnnpack.hpp"
 
+#include "executor_test_support.hpp"
+
 #ifndef LAMDA_SOURCE_DIR
 #define LAMDA_SOURCE_DIR "."
 #endif
@@ -36,16 +38,9 @@ using lamda::XnnLowering;
 
 namespace {
 
-constexpr double tolerance = 1e-4;
-
-Graph graph_of(const std::string& text) { return lamda::parse_dsl_or_throw(text, "test.lamda"); }
-
-Tensor random_input(const Shape& s, std::uint64_t seed) {
-    Tensor t(s);
-    lamda::detail::SplitMix64 rng{seed};
-    for (float& v : t.data) v = rng.uniform(-1.0f, 1.0f);
-    return t;
-}
+using lamda_test::graph_of;
+using lamda_test::random_input;
+using lamda_test::tolerance;
 
 // Runs `g` through both executors; checks every materialised layer. Returns the number compared.
 int agree(const Graph& g, std::uint64_t seed = 1, int threads = 1) {
@@ -60,14 +55,9 @@ int agree(const Graph& g, std::uint64_t seed = 1, int threads = 1) {
         const float* y = exec.layer_output(i);
         if (!y) continue;
         const Tensor& r = ref[i];
-        double scale = 1.0, err = 0.0;
+        double scale = 1.0;
         std::size_t worst = 0;
-        for (float v : r.data) scale = std::max(scale, static_cast<double>(std::fabs(v)));
-        for (std::size_t k = 0; k < r.data.size(); ++k) {
-            const double e = std::fabs(static_cast<double>(y[k]) - r.data[k]);
-            if (!(e <= err)) worst = k;
-            if (!(e <= err)) err = std::isnan(e) ? 1e30 : e;
-        }
+        const double err = lamda_test::max_error(y, r.data.data(), r.data.size(), scale, worst);
         INFO("layer " << i << " '" << g.layers[i].name << "' (" << lamda::op_name(g.layers[i].op)
                       << ") " << lamda::to_string(r.shape) << ": max error " << err
                       << " at " << worst << " (xnnpack " << y[worst] << ", reference "

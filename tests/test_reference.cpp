@@ -388,3 +388,17 @@ TEST_CASE("safetensors: malformed files are errors naming the file and tensor, n
         "torch.safetensors");
     CHECK(ok.tensors.empty());
 }
+
+TEST_CASE("executors refuse a graph edited after shape inference") {
+    lamda::ParseResult r = lamda::parse_dsl("input: input shape=6x6x2\nc: conv2d out=4 kernel=3\n");
+    REQUIRE(r.ok());
+    lamda::Graph edited = r.graph;
+    edited.layers[1].out_channels = 8;  // shapes still say 4 channels
+    const lamda::Weights w = lamda::random_weights(r.graph, 1);
+    CHECK_THROWS_WITH_AS(lamda::run_reference(edited, w, lamda::Tensor(lamda::Shape{6, 6, 2})),
+                         doctest::Contains("is not the inferred 6x6x8 (run infer_shapes"),
+                         lamda::ExecutorError);
+    edited.layers[1].inputs = {1};  // not an earlier layer
+    CHECK_THROWS_WITH_AS(lamda::run_reference(edited, w, lamda::Tensor(lamda::Shape{6, 6, 2})),
+                         doctest::Contains("does not name an earlier layer"), lamda::ExecutorError);
+}

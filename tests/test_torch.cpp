@@ -21,6 +21,8 @@
 #include "lamda/validate.hpp"
 #include "lamda/weights.hpp"
 
+#include "executor_test_support.hpp"
+
 #ifndef LAMDA_SOURCE_DIR
 #define LAMDA_SOURCE_DIR "."
 #endif
@@ -32,28 +34,10 @@ using lamda::TorchModel;
 
 namespace {
 
-constexpr double tolerance = 1e-4;
-
-Graph graph_of(const std::string& text) { return lamda::parse_dsl_or_throw(text, "t.lamda"); }
-
-Tensor random_input(const Shape& s, std::uint64_t seed) {
-    Tensor t(s);
-    lamda::detail::SplitMix64 rng{seed};
-    for (float& v : t.data) v = rng.uniform(-1.0f, 1.0f);
-    return t;
-}
-
-// max |a - b| over the tensor (NaN counts as huge), and the scale max(1, max |b|).
-double max_error(const std::vector<float>& a, const std::vector<float>& b, double& scale) {
-    scale = 1.0;
-    double err = a.size() == b.size() ? 0.0 : 1e30;
-    for (std::size_t k = 0; k < std::min(a.size(), b.size()); ++k) {
-        scale = std::max(scale, static_cast<double>(std::fabs(b[k])));
-        const double e = std::fabs(static_cast<double>(a[k]) - b[k]);
-        if (!(e <= err)) err = std::isnan(e) ? 1e30 : e;
-    }
-    return err;
-}
+using lamda_test::graph_of;
+using lamda_test::max_error;
+using lamda_test::random_input;
+using lamda_test::tolerance;
 
 // Runs `g` through the reference and through TorchModel (eval mode, random weights); checks every
 // layer's output. Also checks that a batch of 3 gives, per sample, what batch-1 runs give.

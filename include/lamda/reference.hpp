@@ -21,8 +21,10 @@
 #include <string>
 #include <vector>
 
+#include "diagnostics.hpp"
 #include "ir.hpp"
 #include "tensor.hpp"
+#include "validate.hpp"
 #include "weights.hpp"
 
 namespace lamda {
@@ -43,108 +45,23 @@ inline float apply_activation(Activation act, float x) noexcept {
 
 namespace detail {
 
-// Number of inputs each op takes: exactly `min` when min == max, else at least `min`.
-inline void op_arity(OpKind op, std::size_t& min, std::size_t& max) noexcept {
-    switch (op) {
-    case OpKind::Input: min = max = 0; return;
-    case OpKind::Add:
-    case OpKind::Concat: min = 2; max = static_cast<std::size_t>(-1); return;
-    case OpKind::Mul: min = max = 2; return;
-    default: min = max = 1; return;
-    }
-}
-
-// Structural checks every executor needs before touching memory: layers in topological order,
-// shapes inferred and consistent with the inputs. Throws ExecutorError naming the layer.
+// Every executor runs only graphs that shape inference accepts, with the shapes and padding it
+// infers: the graph is checked against a fresh inference of a copy (one source of truth for what
+// is valid), so a graph built or edited in code cannot make an executor read out of bounds.
+// Throws ExecutorError naming the layer.
 inline void check_runnable(const Graph& graph) {
     if (graph.layers.empty()) throw ExecutorError("graph has no layers");
-    if (graph.layers.front().op != OpKind::Input)
-        throw ExecutorError("layer 0 ('" + graph.layers.front().name + "') is not an input layer");
-    constexpr std::int64_t max_elements = std::int64_t{1} << 31;
+    Graph fresh = graph;
+    std::vector<Diagnostic> diagnostics;
+    if (!infer_shapes(fresh, diagnostics))
+        throw ExecutorError("the graph is not valid:\n" + format_diagnostics(diagnostics));
     for (std::size_t i = 0; i < graph.layers.size(); ++i) {
         const Layer& l = graph.layers[i];
-        const std::string where = std::string(op_name(l.op)) + " layer '" + l.name + "'";
-        if (i > 0 && l.op == OpKind::Input) throw ExecutorError(where + ": only layer 0 may be an input");
-        if (!l.shape.known() || l.shape.elements() > max_elements)
-            throw ExecutorError(where + ": output shape " + to_string(l.shape) +
-                                " is not inferred or too large (run shape inference first)");
-        std::size_t mn = 0, mx = 0;
-        op_arity(l.op, mn, mx);
-        if (l.inputs.size() < mn || l.inputs.size() > mx)
-            throw ExecutorError(where + ": has " + std::to_string(l.inputs.size()) + " inputs");
-        for (int in : l.inputs)
-            if (in < 0 || static_cast<std::size_t>(in) >= i)
-                throw ExecutorError(where + ": input index " + std::to_string(in) +
-                                    " does not name an earlier layer");
-        if (l.inputs.empty()) continue;
-        const Shape in = graph.layers[static_cast<std::size_t>(l.inputs[0])].shape;
-        auto bad = [&](const std::string& what) { return ExecutorError(where + ": " + what); };
-        switch (l.op) {
-        case OpKind::Conv2d:
-            if (l.groups < 1 || in.c % l.groups || l.out_channels % l.groups ||
-                l.out_channels != l.shape.c)
-                throw bad("channels " + std::to_string(in.c) + " -> " +
-                          std::to_string(l.out_channels) + " do not fit groups=" +
-                          std::to_string(l.groups));
-            [[fallthrough]];
-        case OpKind::DepthwiseConv2d:
-            if (l.kernel_h < 1 || l.kernel_w < 1 || l.stride_h < 1 || l.stride_w < 1 ||
-                l.dilation_h < 1 || l.dilation_w < 1 || l.multiplier < 1)
-                throw bad("kernel, stride, dilation and multiplier must be positive");
-            if (l.op == OpKind::DepthwiseConv2d && l.shape.c != in.c * l.multiplier)
-                throw bad("output channels are not input channels x multiplier");
-            break;
-        case OpKind::MaxPool:
-        case OpKind::AvgPool:
-            if (l.kernel_h < 1 || l.kernel_w < 1 || l.stride_h < 1 || l.stride_w < 1)
-                throw bad("kernel and stride must be positive");
-            if (l.shape.c != in.c) throw bad("pools keep the channel count");
-            break;
-        case OpKind::FullyConnected:
-            if (l.shape != Shape{1, 1, l.out_channels}) throw bad("output must be 1x1xout");
-            break;
-        case OpKind::GlobalAvgPool:
-            if (l.shape != Shape{1, 1, in.c}) throw bad("output must be 1x1xC");
-            break;
-        case OpKind::Flatten:
-            if (l.shape != Shape{1, 1, in.elements()}) throw bad("output must be 1x1x(H*W*C)");
-            break;
-        case OpKind::Add:
-            for (int k : l.inputs)
-                if (graph.layers[static_cast<std::size_t>(k)].shape != l.shape)
-                    throw bad("inputs must all have the output shape " + to_string(l.shape));
-            break;
-        case OpKind::Concat: {
-            std::int64_t c = 0;
-            for (int k : l.inputs) {
-                const Shape s = graph.layers[static_cast<std::size_t>(k)].shape;
-                if (s.h != l.shape.h || s.w != l.shape.w) throw bad("inputs differ in height or width");
-                c += s.c;
-            }
-            if (c != l.shape.c) throw bad("output channels are not the sum of the inputs'");
-            break;
-        }
-        case OpKind::Mul: {
-            const Shape a = graph.layers[static_cast<std::size_t>(l.inputs[0])].shape;
-            const Shape b = graph.layers[static_cast<std::size_t>(l.inputs[1])].shape;
-            const Shape v{1, 1, l.shape.c};
-            const bool ok = (a == l.shape && (b == l.shape || b == v)) || (b == l.shape && a == v);
-            if (!ok) throw bad("operands " + to_string(a) + " and " + to_string(b) +
-                               " do not give " + to_string(l.shape));
-            break;
-        }
-        case OpKind::BatchNorm:
-        case OpKind::Relu:
-        case OpKind::Relu6:
-        case OpKind::HardSwish:
-        case OpKind::HardSigmoid:
-        case OpKind::Sigmoid:
-        case OpKind::Softmax:
-        case OpKind::Dropout:
-            if (l.shape != in) throw bad("output shape must equal the input shape");
-            break;
-        case OpKind::Input: break;
-        }
+        if (l.shape != fresh.layers[i].shape || l.pads != fresh.layers[i].pads)
+            throw ExecutorError(std::string(op_name(l.op)) + " layer '" + l.name + "': shape " +
+                                to_string(l.shape) + " is not the inferred " +
+                                to_string(fresh.layers[i].shape) +
+                                " (run infer_shapes after editing a graph)");
     }
 }
 

@@ -1,0 +1,60 @@
+// Helpers shared by the executor tests (XNNPACK and libtorch against the reference executor).
+#ifndef LAMDA_TESTS_EXECUTOR_TEST_SUPPORT_HPP
+#define LAMDA_TESTS_EXECUTOR_TEST_SUPPORT_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lamda/dsl.hpp"
+#include "lamda/tensor.hpp"
+#include "lamda/weights.hpp"
+
+namespace lamda_test {
+
+// Every executor must match the reference within this fraction of max(1, max |reference|).
+constexpr double tolerance = 1e-4;
+
+inline lamda::Graph graph_of(const std::string& text) {
+    return lamda::parse_dsl_or_throw(text, "test.lamda");
+}
+
+inline lamda::Tensor random_input(const lamda::Shape& s, std::uint64_t seed) {
+    lamda::Tensor t(s);
+    lamda::detail::SplitMix64 rng{seed};
+    for (float& v : t.data) v = rng.uniform(-1.0f, 1.0f);
+    return t;
+}
+
+// max |a - b| over n values (NaN counts as huge); `scale` gets max(1, max |b|) and `worst` the
+// index of the largest error.
+inline double max_error(const float* a, const float* b, std::size_t n, double& scale,
+                        std::size_t& worst) {
+    scale = 1.0;
+    double err = 0.0;
+    worst = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+        scale = std::max(scale, static_cast<double>(std::fabs(b[k])));
+        const double e = std::fabs(static_cast<double>(a[k]) - b[k]);
+        if (!(e <= err)) {
+            err = std::isnan(e) ? 1e30 : e;
+            worst = k;
+        }
+    }
+    return err;
+}
+
+inline double max_error(const std::vector<float>& a, const std::vector<float>& b, double& scale) {
+    std::size_t worst = 0;
+    if (a.size() != b.size()) {
+        scale = 1.0;
+        return 1e30;
+    }
+    return max_error(a.data(), b.data(), a.size(), scale, worst);
+}
+
+}  // namespace lamda_test
+
+#endif  // LAMDA_TESTS_EXECUTOR_TEST_SUPPORT_HPP
