@@ -12,6 +12,7 @@
 #include "dsl.hpp"
 #include "json.hpp"
 #include "layers.hpp"
+#include "sample.hpp"
 #include "device.hpp"
 #include "stats.hpp"
 #include "bench.hpp"  // empty unless LAMDA_WITH_XNNPACK is defined

@@ -8,6 +8,8 @@
 
 #include <lamda/lamda.hpp>
 
+#include "cmd_sample.hpp"
+
 namespace {
 
 // Exit codes shared by every subcommand.
@@ -332,6 +334,9 @@ int main(int argc, char** argv) {
         ->check(CLI::PositiveNumber);
     bench->add_flag("--json", bench_args.json, "Print one JSON object");
 
+    lamda_cli::SampleArgs sample_args;
+    auto* sample = lamda_cli::add_sample_command(app, sample_args);
+
     CLI11_PARSE(app, argc, argv);
 
     try {
@@ -339,6 +344,7 @@ int main(int argc, char** argv) {
         if (fmt->parsed()) return run_fmt(model_path, in_place, check_only);
         if (device->parsed()) return run_device(as_json, peak_seconds);
         if (bench->parsed()) return run_bench(bench_args);
+        if (sample->parsed()) return lamda_cli::run_sample(sample_args);
     } catch (const std::exception& e) {
         std::cerr << "lamda: error: " << e.what() << '\n';
         return exit_invalid;
