@@ -13,6 +13,7 @@
 #include "json.hpp"
 #include "layers.hpp"
 #include "sample.hpp"
+#include "latency.hpp"  // prediction only with LAMDA_WITH_LATENCY (Eigen, simdjson)
 #include "device.hpp"
 #include "stats.hpp"
 #include "bench.hpp"  // empty unless LAMDA_WITH_XNNPACK is defined

@@ -8,6 +8,7 @@
 
 #include <lamda/lamda.hpp>
 
+#include "cmd_latency.hpp"
 #include "cmd_sample.hpp"
 
 namespace {
@@ -336,6 +337,8 @@ int main(int argc, char** argv) {
 
     lamda_cli::SampleArgs sample_args;
     auto* sample = lamda_cli::add_sample_command(app, sample_args);
+    lamda_cli::LatencyCli latency_args;
+    lamda_cli::register_latency_commands(app, latency_args);
 
     CLI11_PARSE(app, argc, argv);
 
@@ -345,6 +348,7 @@ int main(int argc, char** argv) {
         if (device->parsed()) return run_device(as_json, peak_seconds);
         if (bench->parsed()) return run_bench(bench_args);
         if (sample->parsed()) return lamda_cli::run_sample(sample_args);
+        if (const int rc = lamda_cli::run_latency_commands(latency_args); rc >= 0) return rc;
     } catch (const std::exception& e) {
         std::cerr << "lamda: error: " << e.what() << '\n';
         return exit_invalid;

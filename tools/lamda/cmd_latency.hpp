@@ -1,0 +1,391 @@
+// tools/lamda/cmd_latency.hpp: `lamda profile`, `lamda predict` and `lamda eval-predictor`.
+// Included by main.cpp, which calls register_latency_commands() before parsing and
+// run_latency_commands() after (it returns -1 when none of these subcommands was given).
+//   profile and eval-predictor need LAMDA_WITH_LATENCY and LAMDA_WITH_XNNPACK;
+//   predict needs LAMDA_WITH_LATENCY only (a search host may predict for a board it cannot run).
+#ifndef LAMDA_TOOLS_CMD_LATENCY_HPP
+#define LAMDA_TOOLS_CMD_LATENCY_HPP
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <lamda/dsl.hpp>
+#include <lamda/json.hpp>
+#include <lamda/latency.hpp>
+#include <lamda/sample.hpp>
+#if defined(LAMDA_WITH_LATENCY) && defined(LAMDA_WITH_XNNPACK)
+#include <lamda/latency_profile.hpp>
+#endif
+
+namespace lamda_cli {
+
+struct LatencyCli {
+    CLI::App* profile = nullptr;
+    CLI::App* predict = nullptr;
+    CLI::App* eval = nullptr;
+    // profile
+    std::string out;
+    int threads = 1;
+    double budget_s = 150;
+    int calibration_models = 120;
+    std::uint64_t calibration_seed = 0xCA11B;
+    std::uint64_t profile_seed = 1;
+    bool quiet = false;
+    // predict / eval-predictor
+    std::string model;
+    std::string profile_path;
+    bool json = false;
+    int models = 200;
+    std::uint64_t seed = 2024;
+    std::string zoo = "examples/models";
+    int runs = 15;
+    double quantile = 0.5;
+    bool verbose = false;
+};
+
+inline void register_latency_commands(CLI::App& app, LatencyCli& c) {
+    c.profile = app.add_subcommand(
+        "profile", "Measure this device for the latency model: single operators over sampled\n"
+                   "configurations (adaptively, where the fit is worst) and whole random models for\n"
+                   "the per-model overhead; writes samples, fit and device fingerprint as JSON.");
+    c.profile->add_option("--out", c.out, "Profile file to write")->required();
+    c.profile->add_option("--threads", c.threads, "Threads (pthreadpool)")->check(CLI::Range(1, 1024));
+    c.profile->add_option("--budget-s", c.budget_s, "Seconds to spend measuring (default 150)")
+        ->check(CLI::Range(5.0, 86400.0));
+    c.profile->add_option("--calibration-models", c.calibration_models,
+                          "At most this many whole random models for the overhead term")
+        ->check(CLI::Range(0, 10000));
+    c.profile->add_option("--calibration-seed", c.calibration_seed,
+                          "Seed of the calibration models (evaluation must use another)");
+    c.profile->add_option("--seed", c.profile_seed, "Seed of the operator configurations");
+    c.profile->add_option("--quantile", c.quantile,
+                          "Quantile of repeated timings (0.5: median; lower resists a busy machine)")
+        ->check(CLI::Range(0.0, 1.0));
+    c.profile->add_flag("-q,--quiet", c.quiet, "No progress line on stderr");
+
+    c.predict = app.add_subcommand(
+        "predict", "Predict a model's latency from a device profile, with the per-layer breakdown.");
+    c.predict->add_option("model", c.model, "Model file in the lamda DSL")->required();
+    c.predict->add_option("--profile", c.profile_path, "Profile from `lamda profile`")->required();
+    c.predict->add_flag("--json", c.json, "Print one JSON object");
+
+    c.eval = app.add_subcommand(
+        "eval-predictor",
+        "Measure fresh random models (never used for fitting) and the example zoo, and compare\n"
+        "with the profile's predictions: fraction within 10% and 5%, MAPE and RMSE per family.");
+    c.eval->add_option("--profile", c.profile_path, "Profile from `lamda profile`")->required();
+    c.eval->add_option("--models", c.models, "Random models to measure")->check(CLI::Range(0, 100000));
+    c.eval->add_option("--seed", c.seed, "Seed of the random models (not the calibration seed)");
+    c.eval->add_option("--zoo", c.zoo, "Directory of .lamda models also evaluated ('' for none)");
+    c.eval->add_option("--runs", c.runs, "Timed runs per model (median)")->check(CLI::Range(3, 1000));
+    c.eval->add_option("--quantile", c.quantile,
+                       "Quantile of repeated timings (0.5: median; lower resists a busy machine)")
+        ->check(CLI::Range(0.0, 1.0));
+    c.eval->add_flag("--json", c.json, "Print one JSON object");
+    c.eval->add_flag("-v,--verbose", c.verbose, "Print every model");
+}
+
+#if defined(LAMDA_WITH_LATENCY)
+
+namespace latency_cli_detail {
+
+inline lamda::LatencyProfile load_profile(const std::string& path, int threads) {
+    lamda::LatencyProfile p = lamda::read_latency_profile(path);
+    const std::string w = lamda::fingerprint_warning(p.fingerprint, lamda::current_fingerprint(threads));
+    if (!w.empty()) std::cerr << path << ": " << w << '\n';
+    return p;
+}
+
+inline void write_stats(lamda::JsonWriter& j, const lamda::AccuracyStats& s) {
+    j.field("n", s.n)
+        .field("within_10pct", s.within_10pct)
+        .field("within_5pct", s.within_5pct)
+        .field("within_15pct", s.within_15pct)
+        .field("mape", s.mape)
+        .field("rmse_ms", s.rmse_ms)
+        .field("max_abs_pct", s.max_abs_pct);
+}
+
+inline std::string stats_line(const std::string& label, const lamda::AccuracyStats& s) {
+    char line[256];
+    std::snprintf(line, sizeof line, "%-18s %5d %9.1f%% %9.1f%% %8.2f%% %10.4f %8.1f%%", label.c_str(), s.n,
+                  100 * s.within_10pct, 100 * s.within_5pct, s.mape, s.rmse_ms, s.max_abs_pct);
+    return line;
+}
+
+// The calibration models `lamda profile` measures: (name, family, graph), families in turn.
+inline std::vector<std::pair<std::string, lamda::Graph>> random_models(std::uint64_t seed, int count,
+                                                                        const std::string& prefix,
+                                                                        std::vector<std::string>& families) {
+    std::vector<std::pair<std::string, lamda::Graph>> out;
+    const lamda::SampleSpace space;
+    for (int i = 0; i < count; ++i) {
+        const lamda::ModelFamily f =
+            lamda::all_model_families[static_cast<std::size_t>(i) % lamda::all_model_families.size()];
+        std::mt19937_64 rng(lamda::sample_seed(seed, static_cast<std::uint64_t>(i)));
+        out.emplace_back(prefix + std::to_string(i) + "-" + std::string(lamda::family_name(f)),
+                         lamda::sample_model(rng, space, f));
+        families.emplace_back(lamda::family_name(f));
+    }
+    return out;
+}
+
+}  // namespace latency_cli_detail
+
+inline int run_predict(const LatencyCli& c) {
+    const lamda::ParseResult parsed = lamda::parse_dsl_file(c.model);
+    if (!parsed.ok()) {
+        std::cerr << lamda::format_diagnostics(parsed.diagnostics);
+        return 1;
+    }
+    const lamda::LatencyProfile p = latency_cli_detail::load_profile(c.profile_path, 1);
+    const lamda::Graph& g = parsed.graph;
+    const lamda::LatencyPrediction r = p.model.predict(g);
+    if (c.json) {
+        lamda::JsonWriter j;
+        j.begin_object()
+            .field("model", g.name.empty() ? c.model : g.name)
+            .field("predicted_ms", r.total_ms)
+            .field("operators_ms", r.ops_ms)
+            .field("overhead_ms", r.total_ms - [&] {
+                double s = 0;
+                for (double v : r.per_layer_ms) s += v;
+                return s;
+            }());
+        j.key("per_op").begin_array();
+        for (std::size_t i = 0; i < g.layers.size(); ++i) {
+            bool runs = false;
+            for (const lamda::PrimOp& op : r.ops) runs = runs || op.layer == static_cast<int>(i);
+            if (!runs) continue;
+            j.begin_object()
+                .field("name", g.layers[i].name)
+                .field("op", lamda::op_name(g.layers[i].op))
+                .field("predicted_ms", r.per_layer_ms[i])
+                .field("share", r.total_ms > 0 ? r.per_layer_ms[i] / r.total_ms : 0.0)
+                .end_object();
+        }
+        j.end_array().end_object();
+        std::cout << j.str() << '\n';
+        return 0;
+    }
+    std::size_t width = 5;
+    for (const auto& l : g.layers) width = std::max(width, l.name.size());
+    width += 2;
+    char line[256];
+    std::cout << std::string("layer") + std::string(width - 5, ' ') << "op           predicted ms   share\n";
+    for (std::size_t i = 0; i < g.layers.size(); ++i) {
+        bool runs = false;
+        for (const lamda::PrimOp& op : r.ops) runs = runs || op.layer == static_cast<int>(i);
+        if (!runs) continue;
+        const std::string name = g.layers[i].name;
+        std::snprintf(line, sizeof line, "%-12s %12.4f %6.1f%%", std::string(lamda::op_name(g.layers[i].op)).c_str(),
+                      r.per_layer_ms[i], r.total_ms > 0 ? 100 * r.per_layer_ms[i] / r.total_ms : 0.0);
+        std::cout << name << std::string(width - std::min(width, name.size()), ' ') << line << '\n';
+    }
+    std::snprintf(line, sizeof line, "\npredicted: %.4f ms (%zu operators; overhead term %.4f ms)\n",
+                  r.total_ms, r.ops.size(), r.total_ms - [&] {
+                      double s = 0;
+                      for (double v : r.per_layer_ms) s += v;
+                      return s;
+                  }());
+    std::cout << line;
+    return 0;
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+
+inline int run_profile(const LatencyCli& c) {
+    std::vector<std::string> families;
+    const auto models = latency_cli_detail::random_models(c.calibration_seed, c.calibration_models, "calib-", families);
+    lamda::ProfileOptions o;
+    o.threads = c.threads;
+    o.budget_s = c.budget_s;
+    o.seed = c.profile_seed;
+    o.quantile = c.quantile;
+    if (!c.quiet)
+        o.progress = [](const std::string& line) { std::cerr << '\r' << line << "   " << std::flush; };
+    lamda::LatencyProfile p = lamda::profile_device(o, models, families);
+    p.calibration_seed = static_cast<std::int64_t>(c.calibration_seed & 0x7fffffffffffffffull);
+    if (!c.quiet) std::cerr << '\n';
+    lamda::write_latency_profile(c.out, p);
+    char line[256];
+    std::snprintf(line, sizeof line, "%s: %zu operator samples, %zu calibration models, %.1f s (load average %.2f)\n",
+                  c.out.c_str(), p.samples.size(), p.calibration.size(), p.elapsed_s, p.load_average);
+    std::cout << line;
+    std::cout << "kind              samples  CV error (RMS %)  in models  context factor\n";
+    for (const lamda::KindModel& k : p.model.kinds) {
+        if (!k.fitted) continue;
+        std::snprintf(line, sizeof line, "%-16s %8d  %15.1f  %9d  %14.3f\n",
+                      std::string(lamda::prim_kind_name(k.kind)).c_str(), k.samples, 100 * k.cv_rel_rmse,
+                      k.context_samples, k.context_scale);
+        std::cout << line;
+    }
+    const lamda::Calibration& cal = p.model.calibration;
+    std::snprintf(line, sizeof line,
+                  "calibration: scale gemm %.3f, depthwise %.3f, other %.3f; %.4f ms per operator; %.4f ms per model\n",
+                  cal.scale[0], cal.scale[1], cal.scale[2], cal.per_op_ms, cal.constant_ms);
+    std::cout << line;
+    return 0;
+}
+
+inline int run_eval(const LatencyCli& c) {
+    const lamda::LatencyProfile p = latency_cli_detail::load_profile(c.profile_path, 1);
+    const int threads = p.fingerprint.threads;
+    struct Row {
+        std::string name, family;
+        double measured = 0, predicted = 0;
+    };
+    std::vector<Row> rows;
+    std::vector<std::string> families;
+    const double load_before = lamda::current_load_average();
+    // Fresh models: a seed equal to the profile's calibration seed is refused (the model of
+    // index i depends on (seed, i) only, so another seed draws other models).
+    if (p.calibration_seed >= 0 && static_cast<std::uint64_t>(p.calibration_seed) == c.seed) {
+        std::cerr << "lamda: error: --seed " << c.seed
+                  << " is the seed of the profile's calibration models; pick another\n";
+        return 1;
+    }
+    const auto models = latency_cli_detail::random_models(c.seed, c.models, "eval-", families);
+    std::vector<std::pair<std::string, lamda::Graph>> zoo;
+    if (!c.zoo.empty() && std::filesystem::is_directory(c.zoo)) {
+        std::vector<std::string> files;
+        for (const auto& e : std::filesystem::directory_iterator(c.zoo))
+            if (e.path().extension() == ".lamda") files.push_back(e.path().string());
+        std::sort(files.begin(), files.end());
+        for (const auto& f : files) {
+            const lamda::ParseResult r = lamda::parse_dsl_file(f);
+            if (!r.ok()) {
+                std::cerr << lamda::format_diagnostics(r.diagnostics);
+                return 1;
+            }
+            zoo.emplace_back(std::filesystem::path(f).stem().string(), r.graph);
+        }
+    }
+    const std::size_t total = models.size() + zoo.size();
+    for (std::size_t i = 0; i < total; ++i) {
+        const bool is_zoo = i >= models.size();
+        const auto& m = is_zoo ? zoo[i - models.size()] : models[i];
+        Row row;
+        row.name = m.first;
+        row.family = is_zoo ? "zoo" : families[i];
+        row.predicted = p.model.predict_ms(m.second);
+        row.measured = lamda::measure_model_ms(m.second, threads, c.runs, 2, 3.0, c.quantile);
+        rows.push_back(row);
+        if (!c.json || c.verbose) {
+            std::fprintf(stderr, "\r[%zu/%zu] %-40s", i + 1, total, row.name.c_str());
+            std::fflush(stderr);
+        }
+    }
+    if (!c.json || c.verbose) std::fprintf(stderr, "\r%60s\r", "");
+    const double load_after = lamda::current_load_average();
+
+    std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> by_family;
+    std::vector<double> all_p, all_m;
+    for (const Row& r : rows) {
+        by_family[r.family].first.push_back(r.predicted);
+        by_family[r.family].second.push_back(r.measured);
+        if (r.family != "zoo") {
+            all_p.push_back(r.predicted);
+            all_m.push_back(r.measured);
+        }
+    }
+    const lamda::AccuracyStats overall = lamda::accuracy_stats(all_p, all_m);
+    if (c.json) {
+        lamda::JsonWriter j;
+        j.begin_object();
+        latency_cli_detail::write_stats(j, overall);
+        j.field("seed", c.seed).field("threads", threads).field("load_before", load_before).field("load_after", load_after);
+        j.key("families").begin_object();
+        for (const auto& [fam, pm] : by_family) {
+            j.key(fam).begin_object();
+            latency_cli_detail::write_stats(j, lamda::accuracy_stats(pm.first, pm.second));
+            j.end_object();
+        }
+        j.end_object();
+        j.key("models").begin_array();
+        for (const Row& r : rows)
+            j.begin_object()
+                .field("name", r.name)
+                .field("family", r.family)
+                .field("measured_ms", r.measured)
+                .field("predicted_ms", r.predicted)
+                .field("error_pct", 100 * (r.predicted - r.measured) / r.measured)
+                .end_object();
+        j.end_array().end_object();
+        std::cout << j.str() << '\n';
+        return 0;
+    }
+    char line[256];
+    if (c.verbose) {
+        for (const Row& r : rows) {
+            std::snprintf(line, sizeof line, "%-36s %-18s %10.4f %10.4f %+7.1f%%\n", r.name.c_str(), r.family.c_str(),
+                          r.measured, r.predicted, 100 * (r.predicted - r.measured) / r.measured);
+            std::cout << line;
+        }
+        std::cout << '\n';
+    }
+    std::cout << "family                 n  within10%   within5%     MAPE   RMSE ms   max err\n";
+    for (const auto& [fam, pm] : by_family)
+        if (fam != "zoo")
+            std::cout << latency_cli_detail::stats_line(fam, lamda::accuracy_stats(pm.first, pm.second)) << '\n';
+    std::cout << latency_cli_detail::stats_line("all random", overall) << '\n';
+    if (by_family.count("zoo")) {
+        std::cout << latency_cli_detail::stats_line("zoo", lamda::accuracy_stats(by_family["zoo"].first, by_family["zoo"].second))
+                  << "\n\nzoo model              measured ms  predicted ms   error\n";
+        for (const Row& r : rows)
+            if (r.family == "zoo") {
+                std::snprintf(line, sizeof line, "%-22s %11.4f %13.4f %+7.1f%%\n", r.name.c_str(), r.measured, r.predicted,
+                              100 * (r.predicted - r.measured) / r.measured);
+                std::cout << line;
+            }
+    }
+    std::snprintf(line, sizeof line, "\nseed %llu, %d thread(s), load average %.2f before, %.2f after\n",
+                  static_cast<unsigned long long>(c.seed), threads, load_before, load_after);
+    std::cout << line;
+    return 0;
+}
+
+#endif  // LAMDA_WITH_XNNPACK
+#endif  // LAMDA_WITH_LATENCY
+
+// -1 when none of the latency subcommands was parsed; otherwise the exit code.
+inline int run_latency_commands(const LatencyCli& c) {
+    const bool any = (c.profile && c.profile->parsed()) || (c.predict && c.predict->parsed()) ||
+                     (c.eval && c.eval->parsed());
+    if (!any) return -1;
+#if defined(LAMDA_WITH_LATENCY)
+    try {
+        if (c.predict->parsed()) return run_predict(c);
+#if defined(LAMDA_WITH_XNNPACK)
+        if (c.profile->parsed()) return run_profile(c);
+        if (c.eval->parsed()) return run_eval(c);
+#else
+        std::cerr << "lamda: error: this lamda was built without XNNPACK, so it cannot measure; "
+                     "`lamda predict` works from a profile made elsewhere\n";
+        return 1;
+#endif
+    } catch (const lamda::ProfileError& e) {
+        std::cerr << e.what() << '\n';
+        return 1;
+    }
+    return 1;
+#else
+    std::cerr << "lamda: error: this lamda was built without the latency model (Eigen and simdjson); "
+                 "install libeigen3-dev and libsimdjson-dev and rebuild\n";
+    return 1;
+#endif
+}
+
+}  // namespace lamda_cli
+
+#endif  // LAMDA_TOOLS_CMD_LATENCY_HPP
