@@ -2,10 +2,14 @@
 # Builds lamda every way we support and runs every check. Run from anywhere:
 #   bash scripts/test.sh
 # Steps: amalgamation check; CMake + g++ (build/); CMake + clang++ with ASan/UBSan (build-asan/);
-# Meson + g++ (build-meson/); libFuzzer on the DSL parser (built in build-asan/).
+# Meson + g++ (build-meson/); aarch64 cross builds, CMake (build-aarch64/) and Meson
+# (build-meson-aarch64/), whose tests run under qemu-aarch64; libFuzzer on the DSL parser
+# (built in build-asan/).
 # Environment: LAMDA_SKIP_FUZZ=1 skips fuzzing; LAMDA_FUZZ_RUNS (default 1000000) and
 # LAMDA_FUZZ_SECONDS (default 120; 0 = no limit) bound it, whichever comes first;
-# LAMDA_SKIP_ASAN=1, LAMDA_SKIP_MESON=1 skip those builds; LAMDA_ASAN_CXX (default clang++).
+# LAMDA_SKIP_ASAN=1, LAMDA_SKIP_MESON=1 skip those builds; LAMDA_ASAN_CXX (default clang++);
+# LAMDA_SKIP_AARCH64=1 skips the aarch64 builds (which need `scripts/install-deps.sh --aarch64`;
+# LAMDA_SKIP_MESON=1 leaves out the Meson one).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -68,6 +72,40 @@ if [ "${LAMDA_SKIP_MESON:-0}" != 1 ]; then
 
     section "Meson: meson test (build-meson/)"
     meson test -C build-meson --print-errorlogs --num-processes "$jobs"
+fi
+
+if [ "${LAMDA_SKIP_AARCH64:-0}" != 1 ]; then
+    # Correctness only: every test, the XNNPACK executor against the reference included, on
+    # aarch64 code (NEON kernels) under qemu-user. Timings under emulation mean nothing.
+    for tool in aarch64-linux-gnu-g++ qemu-aarch64; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "$tool not found: run 'bash scripts/install-deps.sh --aarch64'" \
+                "(or skip this step with LAMDA_SKIP_AARCH64=1)" >&2
+            exit 1
+        fi
+    done
+    section "aarch64 cross build, CMake toolchain file: configure and build (build-aarch64/)"
+    cmake_configure build-aarch64 -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/aarch64-linux-gnu.cmake" \
+        -DCMAKE_BUILD_TYPE=Release -DLAMDA_WITH_XNNPACK=ON -DLAMDA_WITH_TORCH=OFF \
+        -DLAMDA_BUILD_BENCH=OFF  # benchmark timings under emulation mean nothing
+    cmake --build build-aarch64 -j "$jobs"
+
+    section "aarch64: ctest under qemu-aarch64 (build-aarch64/)"
+    ctest --test-dir build-aarch64 -j "$jobs"
+
+    if [ "${LAMDA_SKIP_MESON:-0}" != 1 ]; then
+        section "aarch64 cross build, Meson cross file: configure and build (build-meson-aarch64/)"
+        if [ -f build-meson-aarch64/build.ninja ]; then
+            meson setup --reconfigure build-meson-aarch64 >/dev/null
+        else
+            meson setup build-meson-aarch64 --cross-file cross/aarch64-linux-gnu.ini \
+                --buildtype=debug -Dxnnpack=enabled -Dbench=disabled -Dtorch=disabled
+        fi
+        meson compile -C build-meson-aarch64 -j "$jobs"
+
+        section "aarch64: meson test under qemu-aarch64 (build-meson-aarch64/)"
+        meson test -C build-meson-aarch64 --print-errorlogs --num-processes "$jobs"
+    fi
 fi
 
 if [ "${LAMDA_SKIP_FUZZ:-0}" != 1 ] && [ "${LAMDA_SKIP_ASAN:-0}" != 1 ]; then
