@@ -107,6 +107,14 @@ if "${lamda[@]}" bench "$src/examples/models/lenet5.lamda" --runs 3 --warmup 1 -
     expect_in "$tmp/err" "more than the limit"
     expect_rc 1 "${lamda[@]}" bench "$tmp/bad.lamda"
     expect_in "$tmp/err" "unknown op 'conv3d'"
+    # Every zoo model benches and gives the JSON fields (natively: under qemu full-size models
+    # take minutes and the timings mean nothing).
+    if [ ${#lamda[@]} -eq 1 ]; then
+        for model in "$src"/examples/models/*.lamda; do
+            expect_rc 0 "${lamda[@]}" bench "$model" --runs 1 --warmup 0 --peak 100 --json
+            /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["median_ms"] > 0 and d["per_op"] else 1)' "$tmp/out" && pass || fail "bench --json $(basename "$model")"
+        done
+    fi
 else
     expect_in "$tmp/err" "built without XNNPACK"
 fi
@@ -115,10 +123,20 @@ for bad in "--threads 0" "--threads 10000" "--runs 0" "--warmup -1"; do
     "${lamda[@]}" bench "$src/examples/models/lenet5.lamda" $bad >"$tmp/out" 2>"$tmp/err" && fail "bench $bad accepted" || pass
 done
 
+# sample: valid models, deterministic, and it refuses to clobber a directory.
+expect_rc 0 "${lamda[@]}" sample --count 5 --seed 7 --out "$tmp/samples"
+for model in "$tmp"/samples/*.lamda; do
+    expect_rc 0 "${lamda[@]}" check "$model"
+done
+expect_rc 0 "${lamda[@]}" sample --count 5 --seed 7 --out "$tmp/samples_again"
+diff -r "$tmp/samples" "$tmp/samples_again" >/dev/null && pass || fail "sample is not deterministic"
+expect_rc 1 "${lamda[@]}" sample --count 5 --seed 7 --out "$tmp/samples"
+expect_rc 1 "${lamda[@]}" sample --count 1 --family bogus --out "$tmp/samples_bogus"
+
 # Help for the tool and every subcommand.
 expect_rc 0 "${lamda[@]}" --help
 expect_in "$tmp/out" "check"
-for sub in check fmt device bench; do
+for sub in check fmt device bench sample profile predict eval-predictor; do
     expect_rc 0 "${lamda[@]}" "$sub" --help
     expect_in "$tmp/out" "Usage"
 done
