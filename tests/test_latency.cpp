@@ -343,3 +343,143 @@ TEST_CASE("read_latency_profile: a missing file is a ProfileError") {
 }
 
 #endif  // LAMDA_WITH_LATENCY
+
+TEST_CASE("op_features: context terms are zero for a probe and follow the model's context") {
+    lamda::PrimOp p;
+    p.kind = lamda::PrimKind::FullyConnected;
+    p.ic = 1000;
+    p.oc = 250;  // 1 MB of weights
+    const lamda::OpFeatures alone = lamda::op_features(p);
+    const int d = lamda::feature_count(p.kind);
+    CHECK(alone.n == d);
+    for (int j = d - 8; j < d; ++j) CHECK(alone.x[static_cast<std::size_t>(j)] == 0.0);
+    // The rest of the model: 16 MiB more than the operator's own bytes (weights, input, output).
+    lamda::OpContext ctx;
+    ctx.in_model = 1;
+    ctx.footprint_bytes = 4.0 * (1000 * 250 + 1000 + 250) + 16.0 * (1 << 20);
+    const lamda::OpFeatures in = lamda::op_features(p, ctx);
+    CHECK(in.n == d);
+    for (int j = 0; j < d - 8; ++j) CHECK(in.x[static_cast<std::size_t>(j)] == alone.x[static_cast<std::size_t>(j)]);
+    CHECK(in.x[static_cast<std::size_t>(d - 8)] == 1.0);                          // in a model
+    CHECK(in.x[static_cast<std::size_t>(d - 6)] == doctest::Approx(1.0));         // cold_l2: 16 MiB >= 4
+    CHECK(in.x[static_cast<std::size_t>(d - 4)] == doctest::Approx(1.0 * 1.0));   // cold_l2 x weight MB
+    CHECK(in.x[static_cast<std::size_t>(d - 1)] == doctest::Approx(0.5 * 1.0));   // cold_l3 = log2(16/8)/2
+}
+
+TEST_CASE("model_context: the rest of the model decides how cold an operator's data is") {
+    lamda::PrimOp fc;
+    fc.kind = lamda::PrimKind::FullyConnected;
+    fc.ic = 1024;
+    fc.oc = 256 * 16;  // 16 MiB of weights
+    const lamda::OpContext one = lamda::model_context({fc});
+    CHECK(one.in_model == 1.0);
+    CHECK(one.footprint_bytes == doctest::Approx(4.0 * (1024.0 * 4096 + 4096)));
+    CHECK(one.large == doctest::Approx(0.6).epsilon(1e-3));  // log2(16/2) / 5
+    // Alone in its model, the fc's weights are all there is: nothing else evicts them.
+    const auto own = lamda::context_cold(one, lamda::op_weight_bytes(fc) + 4.0 * (1024 + 4096));
+    CHECK(own.first == 0.0);
+    CHECK(own.second == 0.0);
+    // A small operator beside it finds its data evicted by 16 MiB of other data.
+    const auto small = lamda::context_cold(one, 8.0);
+    CHECK(small.first == 1.0);
+    CHECK(small.second == doctest::Approx(0.5).epsilon(1e-3));
+}
+
+TEST_CASE("in_model_samples: a layer of several operators shares its time by prediction") {
+    // Clamp alone costs 1 us per 1e4 elements; a calibration model of one layer of two clamps
+    // (10000 and 30000 elements) timed 0.008 ms in all, then a clamp timed alone.
+    std::vector<lamda::LatencySample> samples;
+    for (int i = 1; i <= 40; ++i) {
+        lamda::LatencySample s;
+        s.op.kind = lamda::PrimKind::Clamp;
+        s.op.oh = s.op.ow = 10;
+        s.op.oc = 10 * i;
+        s.ms = 1e-7 * 100 * 10 * i;
+        samples.push_back(s);
+    }
+    lamda::LatencyModel model;
+    model.kind_model(lamda::PrimKind::Clamp) = lamda::fit_kind_model(lamda::PrimKind::Clamp, samples);
+    lamda::CalibrationSample c;
+    lamda::PrimOp a = samples[9].op, b = samples[29].op, e = samples[0].op;
+    for (const lamda::PrimOp& op : {a, b, e, e}) c.ops.push_back(op);
+    c.op_ms = {0.008, -1, 0.5, 0};  // the last was not timed
+    c.ms = 0.6;
+    const std::vector<lamda::LatencySample> s = lamda::in_model_samples(model, {c}, 2.0);
+    REQUIRE(s.size() == 3);
+    CHECK(s[0].ms == doctest::Approx(0.002).epsilon(0.02));
+    CHECK(s[1].ms == doctest::Approx(0.006).epsilon(0.02));
+    CHECK(s[0].weight == 1.0);  // half weight for a shared layer
+    CHECK(s[2].ms == 0.5);
+    CHECK(s[2].weight == 2.0);
+    CHECK(s[2].ctx.in_model == 1.0);
+}
+
+TEST_CASE("fit_latency_model learns an operator's extra cost inside models from calibration models") {
+    // Synthetic device: a clamp alone costs 1 us + 0.1 ns per element; inside a model it costs
+    // 3 us more (an in-model fixed cost). Probes cover the sizes; the calibration models (one
+    // clamp each, timed in the model) carry the context.
+    std::vector<lamda::LatencySample> samples;
+    std::mt19937_64 rng(11);
+    auto clamp_op = [&rng] {
+        lamda::PrimOp p;
+        p.kind = lamda::PrimKind::Clamp;
+        p.oh = p.ih = 1 + static_cast<int>(rng() % 32);
+        p.ow = p.iw = p.oh;
+        p.oc = p.ic = 1 + static_cast<int>(rng() % 128);
+        return p;
+    };
+    auto alone_ms = [](const lamda::PrimOp& p) { return 0.001 + double(p.oh) * p.ow * p.oc * 1e-7; };
+    for (int i = 0; i < 200; ++i) {
+        lamda::LatencySample s;
+        s.op = clamp_op();
+        s.ms = alone_ms(s.op);
+        samples.push_back(s);
+    }
+    std::vector<lamda::CalibrationSample> models;
+    for (int m = 0; m < 60; ++m) {
+        lamda::CalibrationSample c;
+        c.ops.push_back(clamp_op());
+        c.op_ms.push_back(alone_ms(c.ops[0]) + 0.003);
+        c.ms = c.op_ms[0];
+        models.push_back(c);
+    }
+    const lamda::LatencyModel m = lamda::fit_latency_model(samples, models);
+    lamda::PrimOp p;
+    p.kind = lamda::PrimKind::Clamp;
+    p.oh = p.ow = 20;
+    p.oc = 64;
+    CHECK(m.predict_op(p) == doctest::Approx(alone_ms(p)).epsilon(0.03));
+    CHECK(m.predict_op(p, lamda::model_context({p})) == doctest::Approx(alone_ms(p) + 0.003).epsilon(0.03));
+    // A whole model of that one operator predicts its in-model time.
+    const lamda::Graph g = parse("x: input shape=20x20x64\nr: relu6\n");
+    CHECK(m.predict_ms(g) == doctest::Approx(alone_ms(p) + 0.003).epsilon(0.05));
+}
+
+TEST_CASE("fit_calibration: one model timed under interference does not pull the fit") {
+    std::vector<lamda::LatencySample> samples;
+    for (int i = 1; i <= 40; ++i) {
+        lamda::LatencySample s;
+        s.op.kind = lamda::PrimKind::Clamp;
+        s.op.oh = s.op.ow = i;
+        s.op.oc = 8;
+        s.ms = 0.002 + i * i * 8 * 1e-6;
+        samples.push_back(s);
+    }
+    lamda::LatencyModel model;
+    model.kind_model(lamda::PrimKind::Clamp) = lamda::fit_kind_model(lamda::PrimKind::Clamp, samples);
+    std::vector<lamda::CalibrationSample> models;
+    for (int m = 1; m <= 30; ++m) {
+        lamda::CalibrationSample c;
+        double sum = 0;
+        for (int k = 0; k < 5; ++k) {
+            const lamda::LatencySample& s = samples[static_cast<std::size_t>((k * 7 + m) % 40)];
+            c.ops.push_back(s.op);
+            c.op_ms.push_back(0);
+            sum += s.ms;
+        }
+        c.ms = (m == 7 ? 3.0 : 1.0) * sum;  // model 7 measured while the machine was busy
+        models.push_back(c);
+    }
+    const lamda::Calibration cal = lamda::fit_calibration(model, models, 1e-4);
+    CHECK(cal.scale[2] == doctest::Approx(1.0).epsilon(0.02));
+}

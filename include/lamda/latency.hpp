@@ -73,15 +73,17 @@ enum class PrimKind : std::uint8_t {
     Softmax,
     ChannelAffine,  // a standalone batchnorm (1x1 depthwise convolution)
     StridedCopy,    // 1x1 pooling, a plain loop
+    ConvNarrow,     // convolution of a single input channel (a stem on a grey image): ~2x per MAC
 };
 
-inline constexpr std::size_t prim_kind_count = 18;
+inline constexpr std::size_t prim_kind_count = 19;
 
 inline constexpr std::array<PrimKind, prim_kind_count> all_prim_kinds{
     PrimKind::Conv,      PrimKind::Depthwise, PrimKind::DepthwiseLarge, PrimKind::FullyConnected, PrimKind::MaxPool,
     PrimKind::AvgPool,   PrimKind::GlobalAvgPool, PrimKind::Add,        PrimKind::Mul, PrimKind::MulBroadcast,
     PrimKind::Concat,    PrimKind::Clamp,     PrimKind::HardSwish,      PrimKind::Sigmoid,
-    PrimKind::HardSigmoid, PrimKind::Softmax, PrimKind::ChannelAffine,  PrimKind::StridedCopy};
+    PrimKind::HardSigmoid, PrimKind::Softmax, PrimKind::ChannelAffine,  PrimKind::StridedCopy,
+    PrimKind::ConvNarrow};
 
 inline constexpr std::string_view prim_kind_name(PrimKind k) noexcept {
     switch (k) {
@@ -103,6 +105,7 @@ inline constexpr std::string_view prim_kind_name(PrimKind k) noexcept {
     case PrimKind::Softmax: return "softmax";
     case PrimKind::ChannelAffine: return "channel_affine";
     case PrimKind::StridedCopy: return "strided_copy";
+    case PrimKind::ConvNarrow: return "conv_narrow";
     }
     return "?";
 }
@@ -198,8 +201,8 @@ inline void lower_for_latency(const Graph& g, const FusionPlan& plan, std::vecto
                 p.sh = l.stride_h;
                 p.sw = l.stride_w;
                 if (l.op == OpKind::Conv2d) {
-                    p.kind = PrimKind::Conv;
                     p.groups = std::max(1, l.groups);
+                    p.kind = p.groups == 1 && p.ic == 1 ? PrimKind::ConvNarrow : PrimKind::Conv;
                 } else {
                     p.groups = p.ic;
                     p.n = l.multiplier;
@@ -286,7 +289,29 @@ inline std::vector<PrimOp> lower_for_latency(const Graph& g) {
 // and large operators count alike. Features are in units of 1e6 (MACs, bytes, elements) so
 // that coefficients read as ms per million.
 
-inline constexpr int max_features = 16;
+inline constexpr int max_features = 24;
+
+// Where an operator runs. A probe runs alone (in_model = 0): its input was just written, its
+// weights were evicted from L2 by a 4 MiB sweep. Inside a whole model (in_model = 1) an
+// operator pays a per-operator cost of its own and finds its data as cold as the rest of the
+// model makes it: between two runs of the operator, everything else the model touches (its
+// footprint, weights and every operator's output, less the operator's own weights, input and
+// output) passes through the caches. `cold_l2` rises from 0 to 1 as that grows from 1 to 4 MiB
+// (leaving this core's L2), `cold_l3` from 8 to 32 MiB (leaving the shared L3). The context
+// terms of op_features let each kind's regressor learn these shifts from operators timed
+// inside the calibration models.
+struct OpContext {
+    double in_model = 0;
+    double footprint_bytes = 0;  // the model's weights and outputs
+    double large = 0;  // log2(footprint / 2 MiB) / 5 in [0, 1]: the calibration's footprint term
+};
+
+// How cold operator p's data is in context `ctx`: {cold_l2, cold_l3}, each in [0, 1].
+inline std::pair<double, double> context_cold(const OpContext& ctx, double own_bytes) noexcept {
+    const double other = std::max(0.0, ctx.footprint_bytes - own_bytes) / double(1 << 20);
+    return {other > 1 ? std::min(1.0, std::log2(other) / 2.0) : 0.0,
+            other > 8 ? std::min(1.0, std::log2(other / 8.0) / 2.0) : 0.0};
+}
 
 struct OpFeatures {
     int n = 0;
@@ -308,7 +333,22 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-inline OpFeatures op_features(const PrimOp& p) {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
+inline double op_weight_bytes(const PrimOp& p) noexcept {
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    default: return 0.0;
+    }
+}
+
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -318,7 +358,8 @@ inline OpFeatures op_features(const PrimOp& p) {
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     switch (p.kind) {
-    case PrimKind::Conv: {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
@@ -330,6 +371,8 @@ inline OpFeatures op_features(const PrimOp& p) {
         f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
+        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
@@ -425,7 +468,35 @@ inline OpFeatures op_features(const PrimOp& p) {
         memory_terms(f, 8.0 * out_el);
         break;
     }
+    // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
+    // the cost of finding the weights and activations colder as the model's footprint grows.
+    const double work = f.x[0];
+    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wb = M * wbytes, ab = M * abytes;
+    const auto [cold_l2, cold_l3] =
+        ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
+    f.add(ctx.in_model);
+    f.add(ctx.in_model * work);
+    f.add(cold_l2);
+    f.add(cold_l2 * work);
+    f.add(cold_l2 * wb);
+    f.add(cold_l2 * ab);
+    f.add(cold_l3 * work);
+    f.add(cold_l3 * wb);
     return f;
+}
+
+// The context of every operator of a model (lowered ops): in a model, with the model's
+// footprint (weights and every operator's output) deciding how cold its data is.
+inline OpContext model_context(const std::vector<PrimOp>& ops) {
+    double bytes = 0;
+    for (const PrimOp& p : ops) bytes += op_weight_bytes(p) + 4.0 * double(p.oh) * p.ow * p.oc;
+    const double mib = bytes / double(1 << 20);
+    OpContext c;
+    c.in_model = 1;
+    c.footprint_bytes = bytes;
+    c.large = mib > 2 ? std::clamp(std::log2(mib / 2.0) / 5.0, 0.0, 1.0) : 0.0;
+    return c;
 }
 
 // Number of features of a kind (the same for every operator of that kind).
@@ -549,6 +620,8 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 struct LatencySample {
     PrimOp op;
     double ms = 0;
+    OpContext ctx;      // a probe (the default) or an operator timed inside a model
+    double weight = 1;  // relative weight in the fit
 };
 
 // A whole model measured for calibration: its per-kind predicted sums are recomputed at fit time.
@@ -556,7 +629,10 @@ struct CalibrationSample {
     std::string name;
     std::string family;
     std::vector<PrimOp> ops;
-    std::vector<double> op_ms;  // parallel to ops: timed in the model, or -1 (layer of several ops)
+    // Parallel to ops: the time in the model of op i's layer on the layer's first operator (its
+    // own time where it is the layer's only operator), -1 on a layer's further operators, 0 where
+    // not timed. (The ops' `layer` is not stored in the profile: -1 marks the grouping.)
+    std::vector<double> op_ms;
     double ms = 0;
 };
 
@@ -573,17 +649,20 @@ struct KindModel {
     RidgeModel ridge;
 };
 
-// Model latency = b0 + b_ops * operators + sum over groups g of a_g * (predicted ms of the
-// operators in group g). Groups: 0 GEMM-like (conv, fc), 1 depthwise, 2 everything else.
+// Model latency = b0 + b_ops * operators + sum over groups g of (a_g + a_f * large) * (predicted
+// ms of the operators in group g), `large` the model's footprint term (OpContext). Groups: 0 GEMM-like (conv, fc), 1 depthwise, 2 everything else.
 struct Calibration {
     std::array<double, 3> scale{1.0, 1.0, 1.0};
+    // Added to every scale in proportion to OpContext::large: a large model's operators run
+    // slower than its operators' context terms alone say.
+    double footprint_scale = 0;
     double per_op_ms = 0;
     double constant_ms = 0;
     int models = 0;
 };
 
 inline int calibration_group(PrimKind k) noexcept {
-    if (k == PrimKind::Conv || k == PrimKind::FullyConnected) return 0;
+    if (k == PrimKind::Conv || k == PrimKind::ConvNarrow || k == PrimKind::FullyConnected) return 0;
     if (k == PrimKind::Depthwise || k == PrimKind::DepthwiseLarge) return 1;
     return 2;
 }
@@ -608,59 +687,67 @@ public:
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
     KindModel& kind_model(PrimKind k) { return kinds[static_cast<std::size_t>(k)]; }
 
-    // Predicted milliseconds of one operator, before calibration. An operator kind the profile
-    // has no samples for predicts a rough bandwidth figure (and `missing` is set).
-    double predict_op(const PrimOp& p, bool* missing = nullptr) const {
+    // Predicted milliseconds of one operator in context `ctx` (a model's: model_context(ops)),
+    // before calibration. An operator kind the profile has no samples for predicts a rough
+    // bandwidth figure (and `missing` is set).
+    double predict_op(const PrimOp& p, const OpContext& ctx = {}, bool* missing = nullptr) const {
         const KindModel& m = kind_model(p.kind);
         if (!m.fitted) {
             if (missing) *missing = true;
             const double bytes = 8.0 * double(p.oh) * p.ow * p.oc;
             return 0.002 + bytes / 10e9 * 1e3;
         }
-        return m.context_scale * isolated_ms(m, p);
+        return (ctx.in_model > 0 ? m.context_scale : 1.0) * raw_ms(m, p, ctx);
     }
 
-    // The kind model's prediction for the operator run alone (no context factor).
-    static double isolated_ms(const KindModel& m, const PrimOp& p) {
-        const OpFeatures f = op_features(p);
+    // The kind model's regression in context `ctx` (no context factor).
+    static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
+        const OpFeatures f = op_features(p, ctx);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
-    // Calibrated total from per-operator predictions.
-    double combine(const std::vector<PrimOp>& ops, const std::vector<double>& op_ms) const {
+    // Calibrated total from per-operator predictions in context `ctx`.
+    double combine(const std::vector<PrimOp>& ops, const std::vector<double>& op_ms,
+                   const OpContext& ctx) const {
         std::array<double, 3> sums{0, 0, 0};
         for (std::size_t i = 0; i < ops.size(); ++i)
             sums[static_cast<std::size_t>(calibration_group(ops[i].kind))] += op_ms[i];
-        double t = calibration.constant_ms + calibration.per_op_ms * static_cast<double>(ops.size());
-        for (std::size_t g = 0; g < 3; ++g) t += calibration.scale[g] * sums[g];
+        return combine_sums(sums, ops.size(), ctx);
+    }
+    double combine_sums(const std::array<double, 3>& sums, std::size_t ops, const OpContext& ctx) const {
+        double t = calibration.constant_ms + calibration.per_op_ms * static_cast<double>(ops);
+        for (std::size_t g = 0; g < 3; ++g) t += group_scale(g, ctx) * sums[g];
         return std::max(t, 0.5 * (sums[0] + sums[1] + sums[2]));
+    }
+    double group_scale(std::size_t g, const OpContext& ctx) const {
+        return calibration.scale[g] + calibration.footprint_scale * ctx.large;
     }
 
     LatencyPrediction predict(const Graph& g) const {
         LatencyPrediction r;
         lower_for_latency(g, plan_fusion(g), r.ops);
+        const OpContext ctx = model_context(r.ops);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
-            const double ms = predict_op(r.ops[i]);
+            const double ms = predict_op(r.ops[i], ctx);
             r.per_op_ms[i] = ms;
             r.ops_ms += ms;
-            const double s = calibration.scale[static_cast<std::size_t>(calibration_group(r.ops[i].kind))];
+            const double s = group_scale(static_cast<std::size_t>(calibration_group(r.ops[i].kind)), ctx);
             r.per_layer_ms[static_cast<std::size_t>(r.ops[i].layer)] += s * ms;
         }
-        r.total_ms = combine(r.ops, r.per_op_ms);
+        r.total_ms = combine(r.ops, r.per_op_ms, ctx);
         return r;
     }
 
     // Only the total; allocates nothing but the lowering scratch passed in.
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         lower_for_latency(g, plan_fusion(g), scratch);
+        const OpContext ctx = model_context(scratch);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
-            sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p);
-        double t = calibration.constant_ms + calibration.per_op_ms * static_cast<double>(scratch.size());
-        for (std::size_t k = 0; k < 3; ++k) t += calibration.scale[k] * sums[k];
-        return std::max(t, 0.5 * (sums[0] + sums[1] + sums[2]));
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
+        return combine_sums(sums, scratch.size(), ctx);
     }
     double predict_ms(const Graph& g) const {
         std::vector<PrimOp> scratch;
@@ -681,7 +768,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     m.kind = kind;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
-        if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms))
+        if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
             idx.push_back(i);
     if (used) *used = idx;
     m.samples = static_cast<int>(idx.size());
@@ -693,11 +780,11 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op);
+        const OpFeatures f = op_features(s.op, s.ctx);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
-        w(i) = 1.0 / std::pow(std::max(s.ms, 1e-4), 2);
+        w(i) = std::max(0.0, s.weight) / std::pow(std::max(s.ms, 1e-4), 2);
         fastest = std::min(fastest, s.ms);
     }
     Eigen::VectorXd res;
@@ -728,21 +815,23 @@ inline Calibration fit_calibration(const LatencyModel& model,
     Calibration c;
     c.models = static_cast<int>(models.size());
     if (models.empty()) return c;
-    // Unknowns: scale[0..2], per_op_ms, constant_ms. Rows divided by measured ms.
+    // Unknowns: scale[0..2], per_op_ms, constant_ms, footprint_scale. Rows divided by measured ms.
     const Eigen::Index n = static_cast<Eigen::Index>(models.size());
-    Eigen::MatrixXd A(n + 5, 5);
-    Eigen::VectorXd b(n + 5);
+    Eigen::MatrixXd A(n + 6, 6);
+    Eigen::VectorXd b(n + 6);
     A.setZero();
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
+        const OpContext ctx = model_context(s.ops);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
-            sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p);
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
         const double t = std::max(s.ms, 1e-6);
         for (int g = 0; g < 3; ++g) A(i, g) = sums[static_cast<std::size_t>(g)] / t;
         A(i, 3) = static_cast<double>(s.ops.size()) / t;
         A(i, 4) = 1.0 / t;
+        A(i, 5) = ctx.large * (sums[0] + sums[1] + sums[2]) / t;
         b(i) = 1.0;
     }
     // Prior rows: scale_g ~ 1, per_op ~ 0 (in units of 1 us), constant ~ 0 (in units of 10 us).
@@ -753,25 +842,81 @@ inline Calibration fit_calibration(const LatencyModel& model,
     }
     A(n + 3, 3) = w * 1000.0 * 0.2;
     A(n + 4, 4) = w * 100.0 * 0.2;
-    const Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
+    // model timed while another process thrashed the caches cannot pull the fit.
+    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    for (int round = 0; round < 2 && n >= 8; ++round) {
+        const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(0.01, median(a));
+        Eigen::MatrixXd Aw = A;
+        Eigen::VectorXd bw = b;
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            const double sw = r > 1 ? std::sqrt(1.0 / r) : 1.0;
+            Aw.row(i) *= sw;
+            bw(i) *= sw;
+        }
+        x = Aw.colPivHouseholderQr().solve(bw);
+    }
     for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
     c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
     c.constant_ms = std::clamp(x(4), -0.005, 0.5);
+    c.footprint_scale = std::clamp(x(5), -0.5, 1.0);
     return c;
 }
 
-// Fits every kind from `samples`, then the calibration from `models`.
-// The context factor of each kind: the median of (timed in a model / predicted alone) over the
-// calibration models' operators that were timed on their own (at least 5, else 1).
+// The operators of the calibration models as samples in their model's context. op_ms[i] > 0 is
+// operator i's own time, or, for a layer of several operators (a conv and its hardswish), the
+// layer's total on the layer's first operator, followed by -1 on the others: the total is shared
+// in proportion to `model`'s predictions and the parts weigh half. 0 (or any other value that is
+// neither positive nor -1) is an operator not timed.
+inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
+                                                   const std::vector<CalibrationSample>& models,
+                                                   double weight = 1.0) {
+    std::vector<LatencySample> out;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops);
+        const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
+            std::size_t e = i + 1;
+            while (e < n && c.op_ms[e] == -1.0) ++e;
+            if (e == i + 1) {
+                out.push_back({c.ops[i], c.op_ms[i], ctx, weight});
+                continue;
+            }
+            double total = 0;
+            std::vector<double> pred;
+            for (std::size_t k = i; k < e; ++k) {
+                pred.push_back(std::max(1e-6, model.predict_op(c.ops[k], ctx)));
+                total += pred.back();
+            }
+            for (std::size_t k = i; k < e; ++k)
+                out.push_back({c.ops[k], c.op_ms[i] * pred[k - i] / total, ctx, 0.5 * weight});
+        }
+    }
+    return out;
+}
+
+// The context factor of each kind: the median of (timed in a model / the regression in that
+// model's context) over the calibration models' operators timed on their own (at least 5, else
+// 1). With the context terms fitted it stays near 1; it catches what they cannot.
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
-    for (const CalibrationSample& c : models)
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
-            const double pred = LatencyModel::isolated_ms(k, c.ops[i]);
+            const bool alone = i + 1 >= c.op_ms.size() || c.op_ms[i + 1] != -1.0;
+            if (!alone) continue;
+            const double pred = LatencyModel::raw_ms(k, c.ops[i], ctx);
             if (pred > 0) ratios[static_cast<std::size_t>(c.ops[i].kind)].push_back(std::log(c.op_ms[i] / pred));
         }
+    }
     for (std::size_t k = 0; k < prim_kind_count; ++k) {
         KindModel& km = m.kinds[k];
         km.context_samples = static_cast<int>(ratios[k].size());
@@ -779,10 +924,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
     }
 }
 
+// Fits every kind from the probes `samples` together with the operators timed inside the
+// calibration `models` (in their context; a first fit on the probes alone shares the time of
+// multi-operator layers), then the context factors and the calibration.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
-                                      const std::vector<CalibrationSample>& models) {
+                                      const std::vector<CalibrationSample>& models,
+                                      double in_model_weight = 10.0) {
+    LatencyModel first;
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+    std::vector<LatencySample> all = samples;
+    const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
+    all.insert(all.end(), in_model.begin(), in_model.end());
     LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, samples);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -875,7 +1029,7 @@ inline std::string fingerprint_warning(const DeviceFingerprint& profile, const D
 }
 
 inline constexpr std::string_view profile_format_name = "lamda-latency-profile";
-inline constexpr int profile_format_version = 1;
+inline constexpr int profile_format_version = 2;
 
 struct LatencyProfile {
     DeviceFingerprint fingerprint;
@@ -982,6 +1136,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         .begin_array()
         .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
         .end_array()
+        .field("footprint_scale", c.footprint_scale)
         .field("per_op_ms", c.per_op_ms)
         .field("constant_ms", c.constant_ms)
         .field("models", c.models)
@@ -1180,6 +1335,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
         if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
         for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
+        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
         p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
         p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
         p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));

@@ -110,6 +110,7 @@ inline std::string probe_dsl(const PrimOp& p) {
     const std::string k = " kernel=" + dims(p.kh, p.kw) + " stride=" + dims(p.sh, p.sw);
     switch (p.kind) {
     case PrimKind::Conv:
+    case PrimKind::ConvNarrow:
         if (p.n > 1) return input + "t: dwconv y" + k + " multiplier=" + std::to_string(p.n) + "\n";
         return input + "t: conv2d y out=" + std::to_string(p.oc) + k + " groups=" + std::to_string(p.groups) + "\n";
     case PrimKind::Depthwise:
@@ -192,7 +193,8 @@ inline int spatial(std::mt19937_64& rng, int hi = 224) {
 inline double op_macs(const PrimOp& p) {
     const double oh = std::ceil(double(p.ih) / p.sh), ow = std::ceil(double(p.iw) / p.sw);
     switch (p.kind) {
-    case PrimKind::Conv: return oh * ow * p.oc * double(p.kh) * p.kw * p.ic / std::max(1, p.groups);
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: return oh * ow * p.oc * double(p.kh) * p.kw * p.ic / std::max(1, p.groups);
     case PrimKind::Depthwise:
     case PrimKind::DepthwiseLarge: return oh * ow * p.ic * double(p.kh) * p.kw * (p.kind == PrimKind::DepthwiseLarge ? 8 : 1);
     case PrimKind::FullyConnected: return double(p.ic) * p.oc;
@@ -205,11 +207,12 @@ inline bool config_ok(const PrimOp& p) {
     if (p.ih < 1 || p.iw < 1 || p.ic < 1 || p.oc < 1) return false;
     if (in_el > 6.5e6) return false;
     if (op_macs(p) > 2.5e8) return false;
-    if ((p.kind == PrimKind::Conv || p.kind == PrimKind::Depthwise || p.kind == PrimKind::DepthwiseLarge || p.kind == PrimKind::MaxPool ||
+    if ((p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow || p.kind == PrimKind::Depthwise || p.kind == PrimKind::DepthwiseLarge || p.kind == PrimKind::MaxPool ||
          p.kind == PrimKind::AvgPool) &&
         (p.kh > p.ih + 2 || p.kw > p.iw + 2))
         return false;
-    if (p.kind == PrimKind::Conv) {
+    if (p.kind == PrimKind::ConvNarrow && (p.ic != 1 || p.groups != 1 || p.n > 1)) return false;
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
         if (p.n > 1) return p.groups == p.ic && double(p.ih) * p.iw * p.ic * p.n < 6.5e6;
         if (p.groups < 1 || p.ic % p.groups || p.oc % p.groups) return false;
         if (double(p.oc) * p.ic / p.groups * p.kh * p.kw > 2.5e7) return false;
@@ -244,6 +247,14 @@ inline PrimOp random_config(PrimKind k, std::mt19937_64& rng) {
             }
             break;
         }
+        case PrimKind::ConvNarrow: {
+            const int kk = pick(rng, {{3, 45}, {5, 20}, {7, 15}, {1, 10}, {2, 10}});
+            p.kh = p.kw = kk;
+            p.sh = p.sw = pick(rng, {{1, 55}, {2, 45}});
+            p.ic = 1;
+            p.oc = channels(rng, 1, 256);
+            break;
+        }
         case PrimKind::DepthwiseLarge: {
             const int kk = pick(rng, {{7, 90}, {9, 10}});
             p.kh = p.kw = kk;
@@ -262,8 +273,15 @@ inline PrimOp random_config(PrimKind k, std::mt19937_64& rng) {
         }
         case PrimKind::FullyConnected:
             p.ih = p.iw = 1;
-            p.ic = channels(rng, 8, 4096);
-            p.oc = channels(rng, 2, 2000);
+            if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.2) {
+                // After a flatten of a feature map: tens of thousands of inputs, tens of MB of
+                // weights streamed from DRAM (the sampler makes these).
+                p.ic = log_uniform(rng, 4096, 200000);
+                p.oc = channels(rng, 2, std::max(2, static_cast<int>(2.5e7 / p.ic)));
+            } else {
+                p.ic = channels(rng, 8, 4096);
+                p.oc = channels(rng, 2, 2000);
+            }
             break;
         case PrimKind::MaxPool:
         case PrimKind::AvgPool: {
@@ -308,6 +326,7 @@ inline PrimOp random_config(PrimKind k, std::mt19937_64& rng) {
     if (k == PrimKind::Concat) p.oc = 32, p.n = 2;
     if (k == PrimKind::Conv || k == PrimKind::Depthwise || k == PrimKind::MaxPool || k == PrimKind::AvgPool)
         p.kh = p.kw = 3;
+    if (k == PrimKind::ConvNarrow) p.kh = p.kw = 3, p.ic = 1;
     if (k == PrimKind::DepthwiseLarge) p.kh = p.kw = 7;
     if (k == PrimKind::Depthwise || k == PrimKind::DepthwiseLarge) p.groups = 16;
     return p;
@@ -331,21 +350,23 @@ inline PrimOp mutate_config(const PrimOp& base, std::mt19937_64& rng) {
             case 1:
                 if (p.kind == PrimKind::Depthwise || p.kind == PrimKind::DepthwiseLarge || p.kind == PrimKind::MaxPool || p.kind == PrimKind::AvgPool ||
                     p.kind == PrimKind::StridedCopy || p.kind == PrimKind::Add || p.kind == PrimKind::Mul || p.kind == PrimKind::MulBroadcast ||
-                    p.kind == PrimKind::GlobalAvgPool || p.kind >= PrimKind::Clamp) {
+                    p.kind == PrimKind::GlobalAvgPool || (p.kind >= PrimKind::Clamp && p.kind != PrimKind::ConvNarrow)) {
                     p.ic = p.oc = scale(p.ic, 1, 4096);
                     if (p.kind == PrimKind::Depthwise || p.kind == PrimKind::DepthwiseLarge) p.groups = p.ic;
+                } else if (p.kind == PrimKind::ConvNarrow) {
+                    // one input channel: nothing to move
                 } else if (p.kind == PrimKind::Concat) {
                     const int extra = p.oc - p.ic;
                     p.ic = scale(p.ic, 1, 1024);
                     p.oc = p.ic + extra;
                 } else {
-                    p.ic = scale(p.ic, 1, 4096);
+                    p.ic = scale(p.ic, 1, p.kind == PrimKind::FullyConnected ? 262144 : 4096);
                     if (p.kind == PrimKind::Conv && p.groups > 1) p.ic = std::max(1, p.ic / p.groups) * p.groups;
                     if (p.kind == PrimKind::Conv && p.n > 1) p.groups = p.ic, p.oc = p.ic * p.n;
                 }
                 break;
             case 2:
-                if (p.kind == PrimKind::Conv && p.n <= 1) {
+                if ((p.kind == PrimKind::Conv && p.n <= 1) || p.kind == PrimKind::ConvNarrow) {
                     p.oc = scale(p.oc, 1, 2048);
                     if (p.groups > 1) p.oc = std::max(1, p.oc / p.groups) * p.groups;
                 } else if (p.kind == PrimKind::FullyConnected) {
@@ -357,8 +378,8 @@ inline PrimOp mutate_config(const PrimOp& base, std::mt19937_64& rng) {
             default:
                 if (p.kind == PrimKind::DepthwiseLarge) {
                     p.kh = p.kw = pick(rng, {{7, 90}, {9, 10}});
-                } else if (p.kind == PrimKind::Conv || p.kind == PrimKind::Depthwise) {
-                    p.kh = p.kw = p.kind == PrimKind::Conv ? pick(rng, {{1, 30}, {3, 40}, {5, 20}, {7, 10}})
+                } else if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow || p.kind == PrimKind::Depthwise) {
+                    p.kh = p.kw = p.kind != PrimKind::Depthwise ? pick(rng, {{1, 30}, {3, 40}, {5, 20}, {7, 10}})
                                                            : pick(rng, {{3, 65}, {5, 35}});
                 } else if (p.kind == PrimKind::Add || p.kind == PrimKind::Concat) {
                     p.n = pick(rng, {{2, 60}, {3, 25}, {4, 15}});
@@ -374,7 +395,8 @@ inline PrimOp mutate_config(const PrimOp& base, std::mt19937_64& rng) {
 
 // Relative share of the operator budget per kind (in the order of all_prim_kinds).
 inline constexpr std::array<double, prim_kind_count> kind_budget_share{
-    0.33, 0.13, 0.07, 0.04, 0.035, 0.025, 0.03, 0.06, 0.02, 0.04, 0.05, 0.03, 0.035, 0.03, 0.03, 0.02, 0.02, 0.015};
+    0.33, 0.13, 0.07, 0.04, 0.035, 0.025, 0.03, 0.06, 0.02, 0.04, 0.05, 0.03, 0.035, 0.03, 0.03, 0.02, 0.02, 0.015,
+    0.02};
 
 }  // namespace latency_detail
 
@@ -410,7 +432,7 @@ inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max
 struct ProfileOptions {
     int threads = 1;
     double budget_s = 150;        // total, operators and calibration models
-    double calibration_share = 0.2;  // of the budget spent on whole models
+    double calibration_share = 0.35;  // of the budget spent on whole models (at most)
     double initial_share = 0.45;  // of the operator budget spent on the initial random sample
     std::uint64_t seed = 1;
     double quantile = 0.5;        // of repeated timings: the median, or lower on a busy machine
@@ -513,12 +535,11 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         }
         c.ms = timing.ms;
         c.ops = lower_for_latency(calibration_models[i].second);
-        // An operator's own time is known where it is its layer's only operator.
+        // The layer's time on its first operator (the operator's own where it is alone).
         for (std::size_t k = 0; k < c.ops.size(); ++k) {
             const int layer = c.ops[k].layer;
-            const bool alone = (k == 0 || c.ops[k - 1].layer != layer) &&
-                               (k + 1 == c.ops.size() || c.ops[k + 1].layer != layer);
-            c.op_ms.push_back(alone ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
+            const bool first = k == 0 || c.ops[k - 1].layer != layer;
+            c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
         }
         prof.calibration.push_back(std::move(c));
         report("calibration models");

@@ -57,6 +57,7 @@
 
 #include "analysis.hpp"
 #include "ir.hpp"
+#include "latency_fusion.hpp"
 #include "reference.hpp"
 #include "tensor.hpp"
 #include "weights.hpp"
@@ -314,60 +315,14 @@ private:
         impl_->lowering.assign(n, XnnLowering::Operators);
         for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
 
-        // readers[i]: how many times value i is read (the graph output counts as read).
-        std::vector<int> readers(n, 0), sole_reader(n, -1);
-        for (std::size_t i = 0; i < n; ++i)
-            for (int in : g.layers[i].inputs) {
-                ++readers[static_cast<std::size_t>(in)];
-                sole_reader[static_cast<std::size_t>(in)] = static_cast<int>(i);
-            }
-        ++readers[n - 1];
-        auto only_reader = [&](std::size_t i) -> int {
-            return readers[i] == 1 ? sole_reader[i] : -1;
-        };
-
-        // Decide fusions first, so every layer knows where its output lands.
-        // absorbed_by[j] = i: layer j's work is done by layer i's operator.
-        std::vector<int> absorbed_by(n, -1);
-        std::vector<int> tail(n);              // layer whose buffer receives layer i's output
-        std::vector<int> folded_bn(n, -1);     // batchnorm folded into conv-like layer i
-        std::vector<Activation> act(n, Activation::None);  // activation applied by layer i
-        for (std::size_t i = 0; i < n; ++i) {
-            const Layer& l = g.layers[i];
-            tail[i] = static_cast<int>(i);
-            act[i] = takes_activation(l.op) ? l.act : Activation::None;
-            if (absorbed_by[i] >= 0) continue;
-            const bool affine = l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
-                                l.op == OpKind::FullyConnected || l.op == OpKind::BatchNorm;
-            if (!affine && l.op != OpKind::Add) continue;
-            std::size_t t = i;
-            if (affine && l.op != OpKind::BatchNorm && act[i] == Activation::None) {
-                const int r = only_reader(t);
-                if (r >= 0 && g.layers[static_cast<std::size_t>(r)].op == OpKind::BatchNorm) {
-                    folded_bn[i] = r;
-                    absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
-                    t = static_cast<std::size_t>(r);
-                }
-            }
-            if (act[i] == Activation::None) {
-                const int r = only_reader(t);
-                if (r >= 0) {
-                    const OpKind rop = g.layers[static_cast<std::size_t>(r)].op;
-                    Activation a = Activation::None;
-                    if (rop == OpKind::Relu) a = Activation::Relu;
-                    if (rop == OpKind::Relu6) a = Activation::Relu6;
-                    if (rop == OpKind::HardSigmoid) a = Activation::HardSigmoid;
-                    if (rop == OpKind::HardSwish) a = Activation::HardSwish;
-                    if (rop == OpKind::Sigmoid) a = Activation::Sigmoid;
-                    if (a != Activation::None) {
-                        act[i] = a;
-                        absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
-                        t = static_cast<std::size_t>(r);
-                    }
-                }
-            }
-            tail[i] = static_cast<int>(t);
-        }
+        // Fusions are decided by plan_fusion (latency_fusion.hpp), the one source of truth the
+        // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
+        // i's operator; tail[i]: the layer whose buffer receives layer i's output.
+        const FusionPlan plan = plan_fusion(g);
+        const std::vector<int>& absorbed_by = plan.absorbed_by;
+        const std::vector<int>& tail = plan.tail;
+        const std::vector<int>& folded_bn = plan.folded_bn;
+        const std::vector<Activation>& act = plan.act;
 
         // Buffers: one per materialised value, in layer order; aliases point at their input.
         for (std::size_t i = 0; i < n; ++i) {

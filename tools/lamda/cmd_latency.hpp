@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <string>
@@ -37,7 +38,7 @@ struct LatencyCli {
     std::string out;
     int threads = 1;
     double budget_s = 150;
-    int calibration_models = 120;
+    int calibration_models = 320;
     std::uint64_t calibration_seed = 0xCA11B;
     std::uint64_t profile_seed = 1;
     bool quiet = false;
@@ -63,7 +64,7 @@ inline void register_latency_commands(CLI::App& app, LatencyCli& c) {
     c.profile->add_option("--budget-s", c.budget_s, "Seconds to spend measuring (default 150)")
         ->check(CLI::Range(5.0, 86400.0));
     c.profile->add_option("--calibration-models", c.calibration_models,
-                          "At most this many whole random models for the overhead term")
+                          "Whole random models timed per operator and end to end (and an eighth as many tiny ones)")
         ->check(CLI::Range(0, 10000));
     c.profile->add_option("--calibration-seed", c.calibration_seed,
                           "Seed of the calibration models (evaluation must use another)");
@@ -126,9 +127,9 @@ inline std::string stats_line(const std::string& label, const lamda::AccuracySta
 // The calibration models `lamda profile` measures: (name, family, graph), families in turn.
 inline std::vector<std::pair<std::string, lamda::Graph>> random_models(std::uint64_t seed, int count,
                                                                         const std::string& prefix,
-                                                                        std::vector<std::string>& families) {
+                                                                        std::vector<std::string>& families,
+                                                                        const lamda::SampleSpace& space = {}) {
     std::vector<std::pair<std::string, lamda::Graph>> out;
-    const lamda::SampleSpace space;
     for (int i = 0; i < count; ++i) {
         const lamda::ModelFamily f =
             lamda::all_model_families[static_cast<std::size_t>(i) % lamda::all_model_families.size()];
@@ -206,7 +207,26 @@ inline int run_predict(const LatencyCli& c) {
 
 inline int run_profile(const LatencyCli& c) {
     std::vector<std::string> families;
-    const auto models = latency_cli_detail::random_models(c.calibration_seed, c.calibration_models, "calib-", families);
+    auto models = latency_cli_detail::random_models(c.calibration_seed, c.calibration_models, "calib-", families);
+    // And tiny models (LeNet-sized: tens of microseconds, where the per-operator costs inside a
+    // model dominate), from a space of their own, so they cannot coincide with evaluation models.
+    {
+        lamda::SampleSpace tiny;
+        tiny.input_shapes = {{28, 28, 1}, {32, 32, 3}, {32, 32, 1}};
+        tiny.min_stages = 1;
+        tiny.max_stages = 2;
+        tiny.max_blocks = 2;
+        tiny.max_width = 48;
+        tiny.max_wide_width = 128;
+        tiny.min_macs = 20'000;
+        tiny.max_macs = 3'000'000;
+        const int count = c.calibration_models / 8;
+        // First: they take milliseconds in all, and the phase stops when the budget is spent.
+        std::vector<std::string> tiny_families;
+        auto more = latency_cli_detail::random_models(c.calibration_seed + 1, count, "calib-tiny-", tiny_families, tiny);
+        models.insert(models.begin(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+        families.insert(families.begin(), tiny_families.begin(), tiny_families.end());
+    }
     lamda::ProfileOptions o;
     o.threads = c.threads;
     o.budget_s = c.budget_s;
