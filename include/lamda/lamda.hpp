@@ -4,6 +4,8 @@
 #ifndef LAMDA_LAMDA_HPP
 #define LAMDA_LAMDA_HPP
 
+// The dependency-free core first, so that the optional headers below, which include parts of it
+// inside their own #if blocks, find it already there (and the single header holds it once).
 #include "version.hpp"
 #include "ir.hpp"
 #include "diagnostics.hpp"
@@ -11,15 +13,17 @@
 #include "validate.hpp"
 #include "dsl.hpp"
 #include "json.hpp"
+#include "stats.hpp"
+#include "device.hpp"
 #include "layers.hpp"
 #include "sample.hpp"
-#include "latency.hpp"  // prediction only with LAMDA_WITH_LATENCY (Eigen, simdjson)
-#include "device.hpp"
-#include "stats.hpp"
-#include "bench.hpp"  // empty unless LAMDA_WITH_XNNPACK is defined
 #include "tensor.hpp"
 #include "weights.hpp"
 #include "reference.hpp"
+
+// Optional parts.
 #include "xnnpack.hpp"  // empty unless LAMDA_WITH_XNNPACK is defined
+#include "bench.hpp"    // empty unless LAMDA_WITH_XNNPACK is defined
+#include "latency.hpp"  // prediction only with LAMDA_WITH_LATENCY (Eigen, simdjson)
 
 #endif  // LAMDA_LAMDA_HPP

@@ -9,6 +9,8 @@
 #ifndef LAMDA_LAMDA_HPP
 #define LAMDA_LAMDA_HPP
 
+// The dependency-free core first, so that the optional headers below, which include parts of it
+// inside their own #if blocks, find it already there (and the single header holds it once).
 // ---- begin include/lamda/version.hpp ----
 // lamda/version.hpp: the library version, recorded in profiles and reports.
 #ifndef LAMDA_VERSION_HPP
@@ -1717,6 +1719,273 @@ private:
 
 #endif  // LAMDA_JSON_HPP
 // ---- end include/lamda/json.hpp ----
+// ---- begin include/lamda/stats.hpp ----
+// lamda/stats.hpp: order statistics for timings (median, percentiles) without surprises.
+#ifndef LAMDA_STATS_HPP
+#define LAMDA_STATS_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+namespace lamda {
+
+// The q-quantile (q in [0, 1]) with linear interpolation between order statistics (the
+// definition numpy uses by default). Throws on an empty sample.
+inline double quantile(std::vector<double> sample, double q) {
+    if (sample.empty()) throw std::invalid_argument("quantile of an empty sample");
+    q = std::clamp(q, 0.0, 1.0);
+    std::sort(sample.begin(), sample.end());
+    const double position = q * static_cast<double>(sample.size() - 1);
+    const auto below = static_cast<std::size_t>(std::floor(position));
+    const std::size_t above = std::min(below + 1, sample.size() - 1);
+    const double fraction = position - static_cast<double>(below);
+    return sample[below] + (sample[above] - sample[below]) * fraction;
+}
+
+inline double median(std::vector<double> sample) { return quantile(std::move(sample), 0.5); }
+
+}  // namespace lamda
+
+#endif  // LAMDA_STATS_HPP
+// ---- end include/lamda/stats.hpp ----
+// ---- begin include/lamda/device.hpp ----
+// lamda/device.hpp: facts about the machine that runs the models, and its measured FMA peak.
+// The peak (single thread, GFLOP/s) is the denominator of every efficiency figure lamda prints.
+// Needs nothing but a C++17 compiler; the FMA kernels use GCC/Clang target attributes so that one
+// binary picks the widest vector unit present at run time.
+#ifndef LAMDA_DEVICE_HPP
+#define LAMDA_DEVICE_HPP
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LAMDA_DEVICE_X86 1
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#define LAMDA_DEVICE_ARM64 1
+#endif
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+namespace lamda {
+
+struct DeviceInfo {
+    std::string cpu_model;
+    std::string architecture;           // x86_64, aarch64, ...
+    std::vector<std::string> isa;       // vector and FMA features present
+    std::string xnnpack_isa;            // the f32 kernel family XNNPACK dispatches to here
+    int logical_cores = 0;              // cores this process may run on
+    std::string fma_kernel;             // the ISA the peak was measured with
+    double peak_gflops = 0;             // single thread, measured; 0 until measured
+};
+
+namespace device_detail {
+
+inline std::string read_cpuinfo_field(const std::vector<std::string>& keys) {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        const auto colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        std::string key = line.substr(0, colon);
+        while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
+        for (const auto& wanted : keys) {
+            if (key == wanted) {
+                std::string value = line.substr(colon + 1);
+                const auto first = value.find_first_not_of(" \t");
+                return first == std::string::npos ? std::string() : value.substr(first);
+            }
+        }
+    }
+    return {};
+}
+
+// Each kernel runs `iterations` rounds over independent accumulators (enough to cover the FMA
+// latency on every core we know) and returns the floating-point operations it performed; the
+// accumulators feed `sink` so that the compiler cannot drop the work.
+// Twelve named accumulators, updated in one statement each, so that both compilers keep them in
+// registers; GCC is also told to optimise these few functions in builds that otherwise do not.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LAMDA_OPTIMIZED __attribute__((optimize("O2")))
+#else
+#define LAMDA_OPTIMIZED
+#endif
+#define LAMDA_FMA_ROUND(FMA)                                                                   \
+    a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c); a3 = FMA(a3, m, c);          \
+    a4 = FMA(a4, m, c); a5 = FMA(a5, m, c); a6 = FMA(a6, m, c); a7 = FMA(a7, m, c);          \
+    a8 = FMA(a8, m, c); a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c)
+
+#if defined(LAMDA_DEVICE_X86)
+__attribute__((target("avx512f"))) LAMDA_OPTIMIZED inline double fma_kernel_avx512(
+    std::int64_t iterations, float& sink) {
+    __m512 a0 = _mm512_set1_ps(0.50f), a1 = _mm512_set1_ps(0.51f), a2 = _mm512_set1_ps(0.52f),
+           a3 = _mm512_set1_ps(0.53f), a4 = _mm512_set1_ps(0.54f), a5 = _mm512_set1_ps(0.55f),
+           a6 = _mm512_set1_ps(0.56f), a7 = _mm512_set1_ps(0.57f), a8 = _mm512_set1_ps(0.58f),
+           a9 = _mm512_set1_ps(0.59f), a10 = _mm512_set1_ps(0.60f), a11 = _mm512_set1_ps(0.61f);
+    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(_mm512_fmadd_ps); }
+    const __m512 s = _mm512_add_ps(
+        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                      _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))),
+        _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    alignas(64) float lanes[16];  // (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized)
+    _mm512_store_ps(lanes, s);
+    for (float v : lanes) sink += v;
+    return static_cast<double>(iterations) * 12 * 16 * 2;
+}
+
+__attribute__((target("avx2,fma"))) LAMDA_OPTIMIZED inline double fma_kernel_avx2(
+    std::int64_t iterations, float& sink) {
+    __m256 a0 = _mm256_set1_ps(0.50f), a1 = _mm256_set1_ps(0.51f), a2 = _mm256_set1_ps(0.52f),
+           a3 = _mm256_set1_ps(0.53f), a4 = _mm256_set1_ps(0.54f), a5 = _mm256_set1_ps(0.55f),
+           a6 = _mm256_set1_ps(0.56f), a7 = _mm256_set1_ps(0.57f), a8 = _mm256_set1_ps(0.58f),
+           a9 = _mm256_set1_ps(0.59f), a10 = _mm256_set1_ps(0.60f), a11 = _mm256_set1_ps(0.61f);
+    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(_mm256_fmadd_ps); }
+    const __m256 s = _mm256_add_ps(
+        _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                      _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7))),
+        _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, s);
+    for (float v : lanes) sink += v;
+    return static_cast<double>(iterations) * 12 * 8 * 2;
+}
+#elif defined(LAMDA_DEVICE_ARM64)
+// vfmaq_f32(c, a, m) = c + a * m; wrapped so the round macro's argument order applies.
+inline float32x4_t neon_fma(float32x4_t a, float32x4_t m, float32x4_t c) { return vfmaq_f32(c, a, m); }
+
+LAMDA_OPTIMIZED inline double fma_kernel_neon(std::int64_t iterations, float& sink) {
+    float32x4_t a0 = vdupq_n_f32(0.50f), a1 = vdupq_n_f32(0.51f), a2 = vdupq_n_f32(0.52f),
+                a3 = vdupq_n_f32(0.53f), a4 = vdupq_n_f32(0.54f), a5 = vdupq_n_f32(0.55f),
+                a6 = vdupq_n_f32(0.56f), a7 = vdupq_n_f32(0.57f), a8 = vdupq_n_f32(0.58f),
+                a9 = vdupq_n_f32(0.59f), a10 = vdupq_n_f32(0.60f), a11 = vdupq_n_f32(0.61f);
+    const float32x4_t m = vdupq_n_f32(0.999999f), c = vdupq_n_f32(1e-7f);
+    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(neon_fma); }
+    const float32x4_t s = vaddq_f32(
+        vaddq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)),
+                  vaddq_f32(vaddq_f32(a4, a5), vaddq_f32(a6, a7))),
+        vaddq_f32(vaddq_f32(a8, a9), vaddq_f32(a10, a11)));
+    sink += vaddvq_f32(s);
+    return static_cast<double>(iterations) * 12 * 4 * 2;
+}
+#endif
+
+// Scalar fallback: still independent chains, so the compiler can at least pipeline them.
+LAMDA_OPTIMIZED inline double fma_kernel_scalar(std::int64_t iterations, float& sink) {
+    float a[8];
+    for (int i = 0; i < 8; ++i) a[i] = 0.5f + 0.01f * static_cast<float>(i);
+    for (std::int64_t n = 0; n < iterations; ++n)
+        for (float& v : a) v = v * 0.999999f + 1e-7f;
+    for (float v : a) sink += v;
+    return static_cast<double>(iterations) * 8 * 2;
+}
+
+}  // namespace device_detail
+
+// What this machine is, without measuring anything.
+inline DeviceInfo describe_device() {
+    DeviceInfo info;
+    info.cpu_model = device_detail::read_cpuinfo_field({"model name", "Model", "Hardware", "cpu model"});
+#if defined(LAMDA_DEVICE_X86)
+    info.architecture = "x86_64";
+    __builtin_cpu_init();
+    const std::pair<const char*, bool> features[] = {
+        {"sse2", __builtin_cpu_supports("sse2")},       {"sse4.1", __builtin_cpu_supports("sse4.1")},
+        {"avx", __builtin_cpu_supports("avx")},         {"fma", __builtin_cpu_supports("fma")},
+        {"avx2", __builtin_cpu_supports("avx2")},       {"avx512f", __builtin_cpu_supports("avx512f")},
+        {"avx512bw", __builtin_cpu_supports("avx512bw")}, {"avx512vl", __builtin_cpu_supports("avx512vl")},
+        {"avx512dq", __builtin_cpu_supports("avx512dq")}};
+    for (const auto& [name, present] : features)
+        if (present) info.isa.emplace_back(name);
+    // XNNPACK's f32 dispatch (2022 snapshot): AVX-512F microkernels where present, else FMA3
+    // (AVX2-era), else AVX, else SSE.
+    if (__builtin_cpu_supports("avx512f")) info.xnnpack_isa = "avx512f";
+    else if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) info.xnnpack_isa = "fma3";
+    else if (__builtin_cpu_supports("avx")) info.xnnpack_isa = "avx";
+    else info.xnnpack_isa = "sse2";
+#elif defined(LAMDA_DEVICE_ARM64)
+    info.architecture = "aarch64";
+    info.isa = {"neon", "fma"};  // both are mandatory on AArch64
+    const std::string flags = device_detail::read_cpuinfo_field({"Features"});
+    for (const char* extra : {"fphp", "asimdhp", "asimddp", "sve", "i8mm", "bf16"})
+        if ((" " + flags + " ").find(std::string(" ") + extra + " ") != std::string::npos)
+            info.isa.emplace_back(extra);
+    info.xnnpack_isa = "neonfma";
+#else
+    info.architecture = "unknown";
+    info.xnnpack_isa = "scalar";
+#endif
+    if (info.cpu_model.empty()) info.cpu_model = "unknown " + info.architecture + " CPU";
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) info.logical_cores = CPU_COUNT(&set);
+#endif
+    if (info.logical_cores <= 0)
+        info.logical_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    return info;
+}
+
+// Measures the single-thread FMA peak in GFLOP/s with the widest vector unit present: the best
+// of several short trials (the best, because interference only ever slows a trial down).
+inline double measure_fma_peak_gflops(DeviceInfo& info, double seconds = 0.3) {
+    using clock = std::chrono::steady_clock;
+    double (*kernel)(std::int64_t, float&) = device_detail::fma_kernel_scalar;
+    info.fma_kernel = "scalar";
+#if defined(LAMDA_DEVICE_X86)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        kernel = device_detail::fma_kernel_avx512;
+        info.fma_kernel = "avx512f";
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        kernel = device_detail::fma_kernel_avx2;
+        info.fma_kernel = "avx2+fma";
+    }
+#elif defined(LAMDA_DEVICE_ARM64)
+    kernel = device_detail::fma_kernel_neon;
+    info.fma_kernel = "neon";
+#endif
+    float sink = 0;
+    // Calibrate the iteration count to ~1/10 of the budget per trial.
+    std::int64_t iterations = 1000;
+    for (;;) {
+        const auto t0 = clock::now();
+        kernel(iterations, sink);
+        const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
+        if (elapsed > seconds / 20 || iterations > (std::int64_t{1} << 40)) break;
+        iterations *= 2;
+    }
+    double best = 0;
+    const auto start = clock::now();
+    do {
+        const auto t0 = clock::now();
+        const double flops = kernel(iterations, sink);
+        const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
+        if (elapsed > 0) best = std::max(best, flops / elapsed / 1e9);
+    } while (std::chrono::duration<double>(clock::now() - start).count() < seconds);
+    // The sink is consumed so that the kernels' results stay observable.
+    if (sink == 12345.678f) best += 1e-12;
+    info.peak_gflops = best;
+    return best;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_DEVICE_HPP
+// ---- end include/lamda/device.hpp ----
 // ---- begin include/lamda/layers.hpp ----
 // lamda/layers.hpp: the DSL's op catalog as C++17 templates, checked at compile time.
 //
@@ -3540,6 +3809,2010 @@ inline std::uint64_t sample_seed(std::uint64_t seed, std::uint64_t index) noexce
 
 #endif  // LAMDA_SAMPLE_HPP
 // ---- end include/lamda/sample.hpp ----
+// ---- begin include/lamda/tensor.hpp ----
+// lamda/tensor.hpp: a run-time activation tensor (NHWC float32, batch 1) and the executors' error.
+#ifndef LAMDA_TENSOR_HPP
+#define LAMDA_TENSOR_HPP
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+
+namespace lamda {
+
+// One value: height x width x channels, stored in NHWC order (channels fastest), batch 1.
+struct Tensor {
+    Shape shape;
+    std::vector<float> data;  // shape.elements() values
+
+    Tensor() = default;
+    explicit Tensor(const Shape& s, float fill = 0.0f)
+        : shape(s), data(static_cast<std::size_t>(s.known() ? s.elements() : 0), fill) {}
+
+    float& at(std::int64_t y, std::int64_t x, std::int64_t c) {
+        return data[static_cast<std::size_t>((y * shape.w + x) * shape.c + c)];
+    }
+    float at(std::int64_t y, std::int64_t x, std::int64_t c) const {
+        return data[static_cast<std::size_t>((y * shape.w + x) * shape.c + c)];
+    }
+};
+
+// Thrown by the executors (reference and XNNPACK) when a graph, its weights or an input cannot be
+// run; the message names the layer (and tensor) concerned.
+class ExecutorError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_TENSOR_HPP
+// ---- end include/lamda/tensor.hpp ----
+// ---- begin include/lamda/weights.hpp ----
+// lamda/weights.hpp: named weight tensors, their expected shapes, deterministic random weights and
+// a strict, bounded safetensors reader and writer. Needs only a C++17 compiler.
+//
+// Names and layouts (docs/weights.md): `LAYER.weight`, `LAYER.bias`; for batchnorm also
+// `LAYER.running_mean`, `LAYER.running_var`. Layouts are PyTorch's, so a torch state_dict saved with
+// safetensors loads as is:
+//   conv2d  weight [out][in/groups][kh][kw]   (OIHW)     bias [out]
+//   dwconv  weight [C*multiplier][1][kh][kw]             bias [C*multiplier]
+//   fc      weight [out][in]                            bias [out]
+//   batchnorm weight (gamma), bias (beta), running_mean, running_var: each [C]
+#ifndef LAMDA_WEIGHTS_HPP
+#define LAMDA_WEIGHTS_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// One named weight tensor: row-major (last dimension fastest) float32 values.
+struct WeightTensor {
+    std::vector<std::int64_t> shape;
+    std::vector<float> data;
+
+    std::int64_t elements() const noexcept {
+        std::int64_t n = 1;
+        for (std::int64_t d : shape) n *= d;
+        return n;
+    }
+};
+
+// Tensor name -> tensor, ordered by name.
+using Weights = std::map<std::string, WeightTensor>;
+
+// Thrown by the safetensors reader and writer; the message names the file and, where one is
+// concerned, the tensor.
+class WeightsError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// "[16,3,3,3]"
+inline std::string shape_string(const std::vector<std::int64_t>& shape) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i) s += ',';
+        s += std::to_string(shape[i]);
+    }
+    return s + "]";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expected tensors
+// ---------------------------------------------------------------------------------------------
+
+struct ExpectedTensor {
+    std::string name;  // "LAYER.weight"
+    std::vector<std::int64_t> shape;
+    int layer = 0;     // index into Graph::layers
+};
+
+// The tensors a graph with inferred shapes needs, in layer order.
+inline std::vector<ExpectedTensor> expected_weights(const Graph& graph) {
+    std::vector<ExpectedTensor> out;
+    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
+        const Layer& l = graph.layers[i];
+        if (!has_weights(l.op) || l.inputs.empty()) continue;
+        const auto in_index = static_cast<std::size_t>(l.inputs.front());
+        if (in_index >= graph.layers.size()) continue;
+        const Shape in = graph.layers[in_index].shape;
+        const int li = static_cast<int>(i);
+        switch (l.op) {
+        case OpKind::Conv2d: {
+            const std::int64_t g = l.groups > 0 ? l.groups : 1;
+            out.push_back({l.name + ".weight", {l.out_channels, in.c / g, l.kernel_h, l.kernel_w}, li});
+            if (l.bias) out.push_back({l.name + ".bias", {l.out_channels}, li});
+            break;
+        }
+        case OpKind::DepthwiseConv2d: {
+            const std::int64_t oc = in.c * l.multiplier;
+            out.push_back({l.name + ".weight", {oc, 1, l.kernel_h, l.kernel_w}, li});
+            if (l.bias) out.push_back({l.name + ".bias", {oc}, li});
+            break;
+        }
+        case OpKind::FullyConnected:
+            out.push_back({l.name + ".weight", {l.out_channels, in.elements()}, li});
+            if (l.bias) out.push_back({l.name + ".bias", {l.out_channels}, li});
+            break;
+        case OpKind::BatchNorm:
+            for (const char* suffix : {".weight", ".bias", ".running_mean", ".running_var"})
+                out.push_back({l.name + suffix, {in.c}, li});
+            break;
+        default: break;
+        }
+    }
+    return out;
+}
+
+// Every problem with `weights` for `graph` (empty when they fit): a missing tensor, a tensor of the
+// wrong shape, a tensor whose data does not match its shape, a batchnorm running_var that is
+// negative or not finite, and any tensor the graph does not use (an error, not a warning: it
+// usually means the weights belong to another model).
+inline std::vector<std::string> validate_weights(const Graph& graph, const Weights& weights) {
+    std::vector<std::string> errors;
+    const std::vector<ExpectedTensor> expected = expected_weights(graph);
+    std::map<std::string_view, const ExpectedTensor*> wanted;
+    for (const ExpectedTensor& e : expected) wanted.emplace(e.name, &e);
+
+    for (const ExpectedTensor& e : expected) {
+        const auto it = weights.find(e.name);
+        const Layer& layer = graph.layers[static_cast<std::size_t>(e.layer)];
+        if (it == weights.end()) {
+            errors.push_back("missing tensor '" + e.name + "' (shape " + shape_string(e.shape) +
+                             ") for " + std::string(op_name(layer.op)) + " layer '" + layer.name +
+                             "'");
+            continue;
+        }
+        const WeightTensor& t = it->second;
+        if (t.shape != e.shape) {
+            errors.push_back("'" + e.name + "' has shape " + shape_string(t.shape) + ", expected " +
+                             shape_string(e.shape));
+            continue;
+        }
+        if (static_cast<std::int64_t>(t.data.size()) != t.elements()) {
+            errors.push_back("'" + e.name + "' has " + std::to_string(t.data.size()) +
+                             " values but its shape " + shape_string(t.shape) + " needs " +
+                             std::to_string(t.elements()));
+            continue;
+        }
+        const std::string_view name(e.name);
+        if (name.size() > 12 && name.substr(name.size() - 12) == ".running_var") {
+            for (float v : t.data)
+                if (!(v >= 0.0f) || !std::isfinite(v)) {
+                    errors.push_back("'" + e.name + "' has a negative or non-finite value (" +
+                                     std::to_string(v) + "); variances must be >= 0");
+                    break;
+                }
+        }
+    }
+    for (const auto& kv : weights) {
+        if (wanted.count(kv.first)) continue;
+        const auto dot = kv.first.rfind('.');
+        const std::string layer_name = dot == std::string::npos ? kv.first : kv.first.substr(0, dot);
+        const int li = graph.find(layer_name);
+        std::string why;
+        if (li < 0)
+            why = "there is no layer '" + layer_name + "'";
+        else {
+            const Layer& l = graph.layers[static_cast<std::size_t>(li)];
+            if (!has_weights(l.op))
+                why = std::string(op_name(l.op)) + " layer '" + l.name + "' has no weights";
+            else if (!l.bias && kv.first == l.name + ".bias")
+                why = "layer '" + l.name + "' has bias=false";
+            else
+                why = std::string(op_name(l.op)) + " layer '" + l.name + "' takes no such tensor";
+        }
+        errors.push_back("unexpected tensor '" + kv.first + "': " + why);
+    }
+    return errors;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic random weights
+// ---------------------------------------------------------------------------------------------
+
+namespace detail {
+
+inline std::uint64_t fnv1a(std::string_view s) noexcept {
+    std::uint64_t h = 14695981039346656037ull;
+    for (char ch : s) {
+        h ^= static_cast<unsigned char>(ch);
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+// splitmix64: the same sequence on every platform (std's distributions are not portable).
+struct SplitMix64 {
+    std::uint64_t state;
+    std::uint64_t next() noexcept {
+        std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    // Uniform in [lo, hi).
+    float uniform(float lo, float hi) noexcept {
+        const double u = static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0);
+        return static_cast<float>(lo + (hi - lo) * u);
+    }
+};
+
+}  // namespace detail
+
+// Fills every tensor `graph` needs (shapes inferred). Each tensor's values depend only on `seed`
+// and its name, so editing one layer leaves the others' weights unchanged.
+//   conv2d/dwconv/fc weight: He-uniform, U(-b, b) with b = sqrt(6 / fan_in), fan_in = inputs per
+//     output (in/groups*kh*kw, kh*kw, in); bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (torch's).
+//   batchnorm: gamma U(0.5, 1.5), beta U(-0.2, 0.2), running_mean U(-0.2, 0.2),
+//     running_var U(0.5, 2).
+inline Weights random_weights(const Graph& graph, std::uint64_t seed) {
+    Weights w;
+    for (const ExpectedTensor& e : expected_weights(graph)) {
+        WeightTensor t;
+        t.shape = e.shape;
+        t.data.resize(static_cast<std::size_t>(std::max<std::int64_t>(0, t.elements())));
+        detail::SplitMix64 rng{seed ^ detail::fnv1a(e.name)};
+        const Layer& l = graph.layers[static_cast<std::size_t>(e.layer)];
+        float lo = -1.0f, hi = 1.0f;
+        const std::string_view suffix = std::string_view(e.name).substr(l.name.size());
+        if (l.op == OpKind::BatchNorm) {
+            if (suffix == ".weight") lo = 0.5f, hi = 1.5f;
+            else if (suffix == ".running_var") lo = 0.5f, hi = 2.0f;
+            else lo = -0.2f, hi = 0.2f;
+        } else {
+            // fan_in: inputs per output, i.e. the weight's dimensions after the first.
+            const Shape in = graph.layers[static_cast<std::size_t>(l.inputs.front())].shape;
+            std::int64_t fan_in = 1;
+            if (l.op == OpKind::Conv2d)
+                fan_in = in.c / std::max(1, l.groups) * l.kernel_h * l.kernel_w;
+            else if (l.op == OpKind::DepthwiseConv2d)
+                fan_in = std::int64_t{l.kernel_h} * l.kernel_w;
+            else
+                fan_in = in.elements();
+            if (fan_in < 1) fan_in = 1;
+            const double b = suffix == ".weight" ? std::sqrt(6.0 / static_cast<double>(fan_in))
+                                                 : 1.0 / std::sqrt(static_cast<double>(fan_in));
+            lo = static_cast<float>(-b);
+            hi = static_cast<float>(b);
+        }
+        for (float& v : t.data) v = rng.uniform(lo, hi);
+        w.emplace(e.name, std::move(t));
+    }
+    return w;
+}
+
+// ---------------------------------------------------------------------------------------------
+// safetensors
+// ---------------------------------------------------------------------------------------------
+// Format: 8-byte little-endian header length N, N bytes of JSON
+//   {"NAME":{"dtype":"F32","shape":[...],"data_offsets":[BEGIN,END]}, ..., "__metadata__":{"k":"v"}}
+// then the data section; offsets are relative to its start. The reader accepts only F32 tensors,
+// except that it skips torch's integer `*.num_batches_tracked` counters.
+
+struct SafetensorsLimits {
+    std::uint64_t max_header_bytes = 100ull << 20;  // 100 MiB
+    std::size_t max_tensors = 1000000;
+    std::size_t max_dims = 8;
+    std::int64_t max_elements = std::int64_t{1} << 31;  // per tensor
+};
+
+struct SafetensorsData {
+    Weights tensors;
+    std::map<std::string, std::string> metadata;
+};
+
+namespace detail {
+
+// A strict JSON parser for the safetensors header: objects, arrays, strings, numbers, true, false,
+// null; bounded depth; duplicate keys are errors.
+struct JsonValue {
+    enum class Kind { Null, Bool, Number, String, Array, Object } kind = Kind::Null;
+    std::string text;  // String: the decoded string; Number: its literal text
+    bool boolean = false;
+    std::vector<JsonValue> items;
+    std::vector<std::pair<std::string, JsonValue>> members;
+};
+
+class JsonParser {
+public:
+    explicit JsonParser(std::string_view s) : s_(s) {}
+
+    // Parses the whole text as one value; on failure returns false and sets error().
+    bool parse(JsonValue& out) {
+        skip_ws();
+        if (!value(out, 0)) return false;
+        skip_ws();
+        if (pos_ != s_.size()) return fail("unexpected text after the JSON value");
+        return true;
+    }
+    const std::string& error() const noexcept { return error_; }
+
+private:
+    static constexpr int max_depth = 16;
+    std::string_view s_;
+    std::size_t pos_ = 0;
+    std::string error_;
+
+    bool fail(const std::string& what) {
+        if (error_.empty()) error_ = what + " at byte " + std::to_string(pos_);
+        return false;
+    }
+    void skip_ws() {
+        while (pos_ < s_.size() &&
+               (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
+            ++pos_;
+    }
+    bool literal(std::string_view word) {
+        if (s_.substr(pos_, word.size()) != word) return fail("invalid literal");
+        pos_ += word.size();
+        return true;
+    }
+    bool value(JsonValue& v, int depth) {
+        if (depth > max_depth) return fail("JSON nested too deeply");
+        if (pos_ >= s_.size()) return fail("unexpected end of JSON");
+        const char c = s_[pos_];
+        if (c == '{') return object(v, depth);
+        if (c == '[') return array(v, depth);
+        if (c == '"') {
+            v.kind = JsonValue::Kind::String;
+            return string(v.text);
+        }
+        if (c == 't') {
+            v.kind = JsonValue::Kind::Bool;
+            v.boolean = true;
+            return literal("true");
+        }
+        if (c == 'f') {
+            v.kind = JsonValue::Kind::Bool;
+            return literal("false");
+        }
+        if (c == 'n') {
+            v.kind = JsonValue::Kind::Null;
+            return literal("null");
+        }
+        if (c == '-' || (c >= '0' && c <= '9')) return number(v);
+        return fail(std::string("unexpected character '") + c + "'");
+    }
+    bool object(JsonValue& v, int depth) {
+        v.kind = JsonValue::Kind::Object;
+        ++pos_;  // '{'
+        skip_ws();
+        if (pos_ < s_.size() && s_[pos_] == '}') {
+            ++pos_;
+            return true;
+        }
+        for (;;) {
+            skip_ws();
+            if (pos_ >= s_.size() || s_[pos_] != '"') return fail("expected a string key");
+            std::string key;
+            if (!string(key)) return false;
+            for (const auto& m : v.members)
+                if (m.first == key) return fail("duplicate key '" + key + "'");
+            skip_ws();
+            if (pos_ >= s_.size() || s_[pos_] != ':') return fail("expected ':'");
+            ++pos_;
+            skip_ws();
+            JsonValue member;
+            if (!value(member, depth + 1)) return false;
+            v.members.emplace_back(std::move(key), std::move(member));
+            skip_ws();
+            if (pos_ < s_.size() && s_[pos_] == ',') {
+                ++pos_;
+                continue;
+            }
+            if (pos_ < s_.size() && s_[pos_] == '}') {
+                ++pos_;
+                return true;
+            }
+            return fail("expected ',' or '}'");
+        }
+    }
+    bool array(JsonValue& v, int depth) {
+        v.kind = JsonValue::Kind::Array;
+        ++pos_;  // '['
+        skip_ws();
+        if (pos_ < s_.size() && s_[pos_] == ']') {
+            ++pos_;
+            return true;
+        }
+        for (;;) {
+            skip_ws();
+            JsonValue item;
+            if (!value(item, depth + 1)) return false;
+            v.items.push_back(std::move(item));
+            skip_ws();
+            if (pos_ < s_.size() && s_[pos_] == ',') {
+                ++pos_;
+                continue;
+            }
+            if (pos_ < s_.size() && s_[pos_] == ']') {
+                ++pos_;
+                return true;
+            }
+            return fail("expected ',' or ']'");
+        }
+    }
+    static void append_utf8(std::string& out, std::uint32_t cp) {
+        if (cp < 0x80) {
+            out += static_cast<char>(cp);
+        } else if (cp < 0x800) {
+            out += static_cast<char>(0xC0 | (cp >> 6));
+            out += static_cast<char>(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
+            out += static_cast<char>(0xE0 | (cp >> 12));
+            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+            out += static_cast<char>(0x80 | (cp & 0x3F));
+        } else {
+            out += static_cast<char>(0xF0 | (cp >> 18));
+            out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+            out += static_cast<char>(0x80 | (cp & 0x3F));
+        }
+    }
+    bool hex4(std::uint32_t& out) {
+        if (s_.size() - pos_ < 4) return fail("truncated \\u escape");
+        out = 0;
+        for (int i = 0; i < 4; ++i) {
+            const char h = s_[pos_++];
+            out <<= 4;
+            if (h >= '0' && h <= '9') out |= static_cast<std::uint32_t>(h - '0');
+            else if (h >= 'a' && h <= 'f') out |= static_cast<std::uint32_t>(h - 'a' + 10);
+            else if (h >= 'A' && h <= 'F') out |= static_cast<std::uint32_t>(h - 'A' + 10);
+            else return fail("invalid \\u escape");
+        }
+        return true;
+    }
+    bool string(std::string& out) {
+        ++pos_;  // '"'
+        for (;;) {
+            if (pos_ >= s_.size()) return fail("unterminated string");
+            const char c = s_[pos_++];
+            if (c == '"') return true;
+            if (static_cast<unsigned char>(c) < 0x20) return fail("control character in string");
+            if (c != '\\') {
+                out += c;
+                continue;
+            }
+            if (pos_ >= s_.size()) return fail("unterminated string");
+            const char e = s_[pos_++];
+            switch (e) {
+            case '"': out += '"'; break;
+            case '\\': out += '\\'; break;
+            case '/': out += '/'; break;
+            case 'b': out += '\b'; break;
+            case 'f': out += '\f'; break;
+            case 'n': out += '\n'; break;
+            case 'r': out += '\r'; break;
+            case 't': out += '\t'; break;
+            case 'u': {
+                std::uint32_t cp = 0;
+                if (!hex4(cp)) return false;
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    std::uint32_t lo = 0;
+                    if (s_.substr(pos_, 2) != "\\u") return fail("unpaired surrogate");
+                    pos_ += 2;
+                    if (!hex4(lo)) return false;
+                    if (lo < 0xDC00 || lo > 0xDFFF) return fail("unpaired surrogate");
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                    return fail("unpaired surrogate");
+                }
+                append_utf8(out, cp);
+                break;
+            }
+            default: return fail("invalid escape in string");
+            }
+        }
+    }
+    bool number(JsonValue& v) {
+        v.kind = JsonValue::Kind::Number;
+        const std::size_t start = pos_;
+        auto digit = [&] { return pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9'; };
+        if (s_[pos_] == '-') ++pos_;
+        if (!digit()) return fail("invalid number");
+        if (s_[pos_] == '0') ++pos_;
+        else
+            while (digit()) ++pos_;
+        if (pos_ < s_.size() && s_[pos_] == '.') {
+            ++pos_;
+            if (!digit()) return fail("invalid number");
+            while (digit()) ++pos_;
+        }
+        if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
+            ++pos_;
+            if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
+            if (!digit()) return fail("invalid number");
+            while (digit()) ++pos_;
+        }
+        v.text = std::string(s_.substr(start, pos_ - start));
+        return true;
+    }
+};
+
+// A non-negative JSON integer no larger than `max`, or false.
+inline bool json_uint(const JsonValue& v, std::uint64_t max, std::uint64_t& out) {
+    if (v.kind != JsonValue::Kind::Number || v.text.empty() || v.text.size() > 19) return false;
+    out = 0;
+    for (char c : v.text) {
+        if (c < '0' || c > '9') return false;  // no sign, fraction or exponent
+        out = out * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return out <= max;
+}
+
+inline std::string json_quote(std::string_view s) {
+    static const char hex[] = "0123456789abcdef";
+    std::string out = "\"";
+    for (char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"') out += "\\\"";
+        else if (c == '\\') out += "\\\\";
+        else if (c < 0x20) {
+            out += "\\u00";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else out += ch;
+    }
+    return out + '"';
+}
+
+}  // namespace detail
+
+// Parses a safetensors file held in memory. `filename` is only used in error messages.
+inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_view filename,
+                                         const SafetensorsLimits& limits = {}) {
+    const std::string file = filename.empty() ? std::string("<safetensors>") : std::string(filename);
+    auto error = [&](const std::string& what) { return WeightsError(file + ": " + what); };
+    if (bytes.size() < 8)
+        throw error("file is " + std::to_string(bytes.size()) +
+                    " bytes, too short for the 8-byte header length");
+    std::uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)]);
+    if (n > limits.max_header_bytes)
+        throw error("header length " + std::to_string(n) + " exceeds the limit of " +
+                    std::to_string(limits.max_header_bytes) + " bytes");
+    if (n > bytes.size() - 8)
+        throw error("header length " + std::to_string(n) + " runs past the end of the file (" +
+                    std::to_string(bytes.size()) + " bytes)");
+    const std::string_view header = bytes.substr(8, static_cast<std::size_t>(n));
+    const std::string_view data = bytes.substr(8 + static_cast<std::size_t>(n));
+
+    detail::JsonValue root;
+    detail::JsonParser parser(header);
+    if (!parser.parse(root)) throw error("invalid JSON header: " + parser.error());
+    if (root.kind != detail::JsonValue::Kind::Object)
+        throw error("the JSON header is not an object");
+    if (root.members.size() > limits.max_tensors + 1)
+        throw error("header lists " + std::to_string(root.members.size()) +
+                    " entries, more than the limit of " + std::to_string(limits.max_tensors));
+
+    SafetensorsData out;
+    struct Range {
+        std::uint64_t begin, end;
+        const std::string* name;
+    };
+    std::vector<Range> ranges;
+    for (const auto& member : root.members) {
+        const std::string& name = member.first;
+        const detail::JsonValue& spec = member.second;
+        if (name == "__metadata__") {
+            if (spec.kind != detail::JsonValue::Kind::Object)
+                throw error("__metadata__ is not an object");
+            for (const auto& [k, v] : spec.members) {
+                if (v.kind != detail::JsonValue::Kind::String)
+                    throw error("__metadata__ value '" + k + "' is not a string");
+                out.metadata[k] = v.text;
+            }
+            continue;
+        }
+        const std::string& tensor_name = name;  // C++17 lambdas cannot capture structured bindings
+        auto terror = [&](const std::string& what) { return error("tensor '" + tensor_name + "': " + what); };
+        if (spec.kind != detail::JsonValue::Kind::Object) throw terror("entry is not an object");
+        const detail::JsonValue* dtype = nullptr;
+        const detail::JsonValue* shape = nullptr;
+        const detail::JsonValue* offsets = nullptr;
+        for (const auto& [k, v] : spec.members) {
+            if (k == "dtype") dtype = &v;
+            else if (k == "shape") shape = &v;
+            else if (k == "data_offsets") offsets = &v;
+            else throw terror("unknown field '" + k + "'");
+        }
+        if (!dtype || !shape || !offsets)
+            throw terror(std::string("missing field '") +
+                         (!dtype ? "dtype" : !shape ? "shape" : "data_offsets") + "'");
+        if (dtype->kind != detail::JsonValue::Kind::String) throw terror("dtype is not a string");
+        if (shape->kind != detail::JsonValue::Kind::Array) throw terror("shape is not an array");
+        if (offsets->kind != detail::JsonValue::Kind::Array || offsets->items.size() != 2)
+            throw terror("data_offsets is not an array of two integers");
+        std::uint64_t begin = 0, end = 0;
+        if (!detail::json_uint(offsets->items[0], std::uint64_t{1} << 62, begin) ||
+            !detail::json_uint(offsets->items[1], std::uint64_t{1} << 62, end))
+            throw terror("data_offsets must be non-negative integers");
+        if (begin > end)
+            throw terror("data_offsets [" + std::to_string(begin) + "," + std::to_string(end) +
+                         "] are reversed");
+        if (end > data.size())
+            throw terror("data_offsets [" + std::to_string(begin) + "," + std::to_string(end) +
+                         "] run past the end of the data section (" + std::to_string(data.size()) +
+                         " bytes)");
+        if (shape->items.size() > limits.max_dims)
+            throw terror("shape has " + std::to_string(shape->items.size()) +
+                         " dimensions, more than " + std::to_string(limits.max_dims));
+        WeightTensor t;
+        std::uint64_t elements = 1;
+        for (const detail::JsonValue& d : shape->items) {
+            std::uint64_t dim = 0;
+            if (!detail::json_uint(d, static_cast<std::uint64_t>(limits.max_elements), dim))
+                throw terror("shape dimensions must be integers in [0, " +
+                             std::to_string(limits.max_elements) + "]");
+            t.shape.push_back(static_cast<std::int64_t>(dim));
+            elements = dim == 0 ? 0 : elements;
+            if (dim != 0 && elements > static_cast<std::uint64_t>(limits.max_elements) / dim)
+                throw terror("shape " + shape_string(t.shape) + " has more than " +
+                             std::to_string(limits.max_elements) + " elements");
+            elements *= dim;
+        }
+        ranges.push_back({begin, end, &name});
+        const std::string& dt = dtype->text;
+        const std::string_view sv(name);
+        if (dt != "F32") {
+            constexpr std::string_view counter = ".num_batches_tracked";
+            const bool is_counter = sv.size() >= counter.size() &&
+                                    sv.substr(sv.size() - counter.size()) == counter;
+            if (is_counter && (dt == "I64" || dt == "I32")) continue;  // torch bookkeeping
+            throw terror("dtype is " + dt + "; only F32 is supported");
+        }
+        if (end - begin != elements * 4)
+            throw terror("shape " + shape_string(t.shape) + " needs " +
+                         std::to_string(elements * 4) + " bytes but data_offsets span " +
+                         std::to_string(end - begin));
+        t.data.resize(static_cast<std::size_t>(elements));
+        const auto* p = reinterpret_cast<const unsigned char*>(data.data()) + begin;
+        for (std::size_t i = 0; i < t.data.size(); ++i, p += 4) {
+            const std::uint32_t bits = static_cast<std::uint32_t>(p[0]) |
+                                       (static_cast<std::uint32_t>(p[1]) << 8) |
+                                       (static_cast<std::uint32_t>(p[2]) << 16) |
+                                       (static_cast<std::uint32_t>(p[3]) << 24);
+            std::memcpy(&t.data[i], &bits, 4);
+        }
+        out.tensors.emplace(name, std::move(t));
+    }
+    std::sort(ranges.begin(), ranges.end(),
+              [](const Range& a, const Range& b) { return a.begin < b.begin; });
+    for (std::size_t i = 1; i < ranges.size(); ++i)
+        if (ranges[i].begin < ranges[i - 1].end)
+            throw error("tensors '" + *ranges[i - 1].name + "' and '" + *ranges[i].name +
+                        "' overlap in the data section");
+    return out;
+}
+
+// Reads a safetensors file; throws WeightsError naming the file (and tensor) on any problem.
+inline SafetensorsData read_safetensors_file(const std::string& path,
+                                             const SafetensorsLimits& limits = {}) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw WeightsError(path + ": cannot open for reading");
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    if (size < 0) throw WeightsError(path + ": cannot determine the file size");
+    // Bound: the header limit plus the largest data section the tensor limits allow.
+    const auto max_size = static_cast<std::uint64_t>(limits.max_header_bytes) + 8 +
+                          (std::uint64_t{1} << 36);
+    if (static_cast<std::uint64_t>(size) > max_size)
+        throw WeightsError(path + ": file is " + std::to_string(size) + " bytes, over the limit");
+    in.seekg(0, std::ios::beg);
+    std::string bytes(static_cast<std::size_t>(size), '\0');
+    if (size > 0 && !in.read(&bytes[0], size)) throw WeightsError(path + ": read failed");
+    return parse_safetensors(bytes, path, limits);
+}
+
+inline Weights read_safetensors(const std::string& path) { return read_safetensors_file(path).tensors; }
+
+// Serialises tensors (in name order, contiguous, header padded with spaces to a multiple of 8).
+inline std::string to_safetensors(const Weights& weights,
+                                  const std::map<std::string, std::string>& metadata = {}) {
+    std::string header = "{";
+    bool first = true;
+    if (!metadata.empty()) {
+        header += "\"__metadata__\":{";
+        for (const auto& [k, v] : metadata) {
+            if (!first) header += ',';
+            first = false;
+            header += detail::json_quote(k) + ':' + detail::json_quote(v);
+        }
+        header += '}';
+        first = false;
+    }
+    std::uint64_t offset = 0;
+    for (const auto& [name, t] : weights) {
+        if (name == "__metadata__") throw WeightsError("a tensor cannot be named '__metadata__'");
+        if (static_cast<std::int64_t>(t.data.size()) != t.elements())
+            throw WeightsError("tensor '" + name + "' has " + std::to_string(t.data.size()) +
+                               " values but its shape " + shape_string(t.shape) + " needs " +
+                               std::to_string(t.elements()));
+        if (!first) header += ',';
+        first = false;
+        const std::uint64_t bytes = static_cast<std::uint64_t>(t.data.size()) * 4;
+        header += detail::json_quote(name) + ":{\"dtype\":\"F32\",\"shape\":" +
+                  shape_string(t.shape) + ",\"data_offsets\":[" + std::to_string(offset) + "," +
+                  std::to_string(offset + bytes) + "]}";
+        offset += bytes;
+    }
+    header += '}';
+    while (header.size() % 8) header += ' ';
+    std::string out;
+    out.reserve(8 + header.size() + static_cast<std::size_t>(offset));
+    std::uint64_t n = header.size();
+    for (int i = 0; i < 8; ++i, n >>= 8) out += static_cast<char>(n & 0xFF);
+    out += header;
+    for (const auto& kv : weights) {
+        for (float v : kv.second.data) {
+            std::uint32_t bits = 0;
+            std::memcpy(&bits, &v, 4);
+            for (int i = 0; i < 4; ++i, bits >>= 8) out += static_cast<char>(bits & 0xFF);
+        }
+    }
+    return out;
+}
+
+inline void write_safetensors(const std::string& path, const Weights& weights,
+                              const std::map<std::string, std::string>& metadata = {}) {
+    const std::string bytes = to_safetensors(weights, metadata);
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    if (!out) throw WeightsError(path + ": cannot open for writing");
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw WeightsError(path + ": write failed");
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WEIGHTS_HPP
+// ---- end include/lamda/weights.hpp ----
+// ---- begin include/lamda/reference.hpp ----
+// lamda/reference.hpp: the reference executor. Plain loops, one function per op, double-precision
+// accumulation; slow and obviously correct. Other executors (xnnpack.hpp) are tested against it.
+//
+//   lamda::Tensor out = lamda::run_reference(graph, weights, input);            // graph output
+//   std::vector<lamda::Tensor> all = lamda::run_reference_all(graph, weights, input);  // every layer
+//
+// Tensors are NHWC float32, batch 1. Weight names and layouts: weights.hpp and docs/weights.md.
+// Semantics worth stating:
+//   - avgpool divides by the number of in-bounds elements of each window (padding is excluded,
+//     with or without ceil=true); maxpool treats padding as -infinity.
+//   - flatten is a copy (NHWC memory order is already H, W, C); dropout is the identity.
+//   - softmax is over channels, at each pixel, computed as exp(x - max) / sum.
+#ifndef LAMDA_REFERENCE_HPP
+#define LAMDA_REFERENCE_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+
+namespace lamda {
+
+// The activation functions, in float, as the DSL defines them.
+inline float apply_activation(Activation act, float x) noexcept {
+    switch (act) {
+    case Activation::None: return x;
+    case Activation::Relu: return x > 0.0f ? x : 0.0f;
+    case Activation::Relu6: return std::min(std::max(x, 0.0f), 6.0f);
+    case Activation::HardSwish: return x * std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f;
+    case Activation::HardSigmoid: return std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f;
+    case Activation::Sigmoid:
+        return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x))));
+    }
+    return x;
+}
+
+namespace detail {
+
+// Every executor runs only graphs that shape inference accepts, with the shapes and padding it
+// infers: the graph is checked against a fresh inference of a copy (one source of truth for what
+// is valid), so a graph built or edited in code cannot make an executor read out of bounds.
+// Throws ExecutorError naming the layer.
+inline void check_runnable(const Graph& graph) {
+    if (graph.layers.empty()) throw ExecutorError("graph has no layers");
+    Graph fresh = graph;
+    std::vector<Diagnostic> diagnostics;
+    if (!infer_shapes(fresh, diagnostics))
+        throw ExecutorError("the graph is not valid:\n" + format_diagnostics(diagnostics));
+    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
+        const Layer& l = graph.layers[i];
+        if (l.shape != fresh.layers[i].shape || l.pads != fresh.layers[i].pads)
+            throw ExecutorError(std::string(op_name(l.op)) + " layer '" + l.name + "': shape " +
+                                to_string(l.shape) + " is not the inferred " +
+                                to_string(fresh.layers[i].shape) +
+                                " (run infer_shapes after editing a graph)");
+    }
+}
+
+inline void check_weights(const Graph& graph, const Weights& weights) {
+    const std::vector<std::string> errors = validate_weights(graph, weights);
+    if (errors.empty()) return;
+    std::string msg = "weights do not fit the graph:";
+    for (const std::string& e : errors) msg += "\n  " + e;
+    throw ExecutorError(msg);
+}
+
+inline const WeightTensor* find_weight(const Weights& w, const std::string& name) {
+    const auto it = w.find(name);
+    return it == w.end() ? nullptr : &it->second;
+}
+
+inline Tensor ref_conv2d(const Layer& l, const Tensor& x, const Weights& w) {
+    Tensor y(l.shape);
+    const WeightTensor& wt = w.at(l.name + ".weight");
+    const WeightTensor* bt = l.bias ? &w.at(l.name + ".bias") : nullptr;
+    const std::int64_t cig = x.shape.c / l.groups, cog = l.out_channels / l.groups;
+    for (std::int64_t oy = 0; oy < y.shape.h; ++oy)
+        for (std::int64_t ox = 0; ox < y.shape.w; ++ox)
+            for (std::int64_t oc = 0; oc < y.shape.c; ++oc) {
+                const std::int64_t g = oc / cog;
+                double acc = bt ? bt->data[static_cast<std::size_t>(oc)] : 0.0;
+                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
+                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky * l.dilation_h;
+                    if (iy < 0 || iy >= x.shape.h) continue;
+                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
+                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx * l.dilation_w;
+                        if (ix < 0 || ix >= x.shape.w) continue;
+                        for (std::int64_t ic = 0; ic < cig; ++ic) {
+                            const auto wi = static_cast<std::size_t>(
+                                ((oc * cig + ic) * l.kernel_h + ky) * l.kernel_w + kx);
+                            acc += static_cast<double>(wt.data[wi]) * x.at(iy, ix, g * cig + ic);
+                        }
+                    }
+                }
+                y.at(oy, ox, oc) = apply_activation(l.act, static_cast<float>(acc));
+            }
+    return y;
+}
+
+// Output channel c*multiplier+m reads input channel c.
+inline Tensor ref_dwconv(const Layer& l, const Tensor& x, const Weights& w) {
+    Tensor y(l.shape);
+    const WeightTensor& wt = w.at(l.name + ".weight");
+    const WeightTensor* bt = l.bias ? &w.at(l.name + ".bias") : nullptr;
+    for (std::int64_t oy = 0; oy < y.shape.h; ++oy)
+        for (std::int64_t ox = 0; ox < y.shape.w; ++ox)
+            for (std::int64_t oc = 0; oc < y.shape.c; ++oc) {
+                const std::int64_t c = oc / l.multiplier;
+                double acc = bt ? bt->data[static_cast<std::size_t>(oc)] : 0.0;
+                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
+                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky * l.dilation_h;
+                    if (iy < 0 || iy >= x.shape.h) continue;
+                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
+                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx * l.dilation_w;
+                        if (ix < 0 || ix >= x.shape.w) continue;
+                        const auto wi = static_cast<std::size_t>((oc * l.kernel_h + ky) * l.kernel_w + kx);
+                        acc += static_cast<double>(wt.data[wi]) * x.at(iy, ix, c);
+                    }
+                }
+                y.at(oy, ox, oc) = apply_activation(l.act, static_cast<float>(acc));
+            }
+    return y;
+}
+
+// Input: all H*W*C values in NHWC order; weight [out][in].
+inline Tensor ref_fc(const Layer& l, const Tensor& x, const Weights& w) {
+    Tensor y(l.shape);
+    const WeightTensor& wt = w.at(l.name + ".weight");
+    const WeightTensor* bt = l.bias ? &w.at(l.name + ".bias") : nullptr;
+    const std::size_t in = x.data.size();
+    for (std::size_t o = 0; o < y.data.size(); ++o) {
+        double acc = bt ? bt->data[o] : 0.0;
+        for (std::size_t i = 0; i < in; ++i) acc += static_cast<double>(wt.data[o * in + i]) * x.data[i];
+        y.data[o] = apply_activation(l.act, static_cast<float>(acc));
+    }
+    return y;
+}
+
+// y = gamma * (x - mean) / sqrt(var + eps) + beta
+inline Tensor ref_batchnorm(const Layer& l, const Tensor& x, const Weights& w) {
+    Tensor y(l.shape);
+    const auto& gamma = w.at(l.name + ".weight").data;
+    const auto& beta = w.at(l.name + ".bias").data;
+    const auto& mean = w.at(l.name + ".running_mean").data;
+    const auto& var = w.at(l.name + ".running_var").data;
+    const auto C = static_cast<std::size_t>(x.shape.c);
+    for (std::size_t i = 0; i < x.data.size(); ++i) {
+        const std::size_t c = i % C;
+        const double v = (static_cast<double>(x.data[i]) - mean[c]) /
+                             std::sqrt(static_cast<double>(var[c]) + l.eps) * gamma[c] +
+                         beta[c];
+        y.data[i] = static_cast<float>(v);
+    }
+    return y;
+}
+
+inline Tensor ref_pool(const Layer& l, const Tensor& x) {
+    Tensor y(l.shape);
+    const bool is_max = l.op == OpKind::MaxPool;
+    for (std::int64_t oy = 0; oy < y.shape.h; ++oy)
+        for (std::int64_t ox = 0; ox < y.shape.w; ++ox)
+            for (std::int64_t c = 0; c < y.shape.c; ++c) {
+                double acc = is_max ? -std::numeric_limits<double>::infinity() : 0.0;
+                std::int64_t count = 0;
+                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
+                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky;
+                    if (iy < 0 || iy >= x.shape.h) continue;
+                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
+                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx;
+                        if (ix < 0 || ix >= x.shape.w) continue;
+                        const double v = x.at(iy, ix, c);
+                        acc = is_max ? std::max(acc, v) : acc + v;
+                        ++count;
+                    }
+                }
+                if (!is_max) acc = count ? acc / static_cast<double>(count) : 0.0;
+                y.at(oy, ox, c) = static_cast<float>(acc);
+            }
+    return y;
+}
+
+inline Tensor ref_gap(const Layer& l, const Tensor& x) {
+    Tensor y(l.shape);
+    const auto C = static_cast<std::size_t>(x.shape.c);
+    std::vector<double> sum(C, 0.0);
+    for (std::size_t i = 0; i < x.data.size(); ++i) sum[i % C] += x.data[i];
+    const auto n = static_cast<double>(x.shape.h * x.shape.w);
+    for (std::size_t c = 0; c < C; ++c) y.data[c] = static_cast<float>(sum[c] / n);
+    return y;
+}
+
+inline Tensor ref_softmax(const Layer& l, const Tensor& x) {
+    Tensor y(l.shape);
+    const auto C = static_cast<std::size_t>(x.shape.c);
+    for (std::size_t p = 0; p < x.data.size(); p += C) {
+        float mx = -std::numeric_limits<float>::infinity();
+        for (std::size_t c = 0; c < C; ++c) mx = std::max(mx, x.data[p + c]);
+        double sum = 0.0;
+        for (std::size_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(x.data[p + c]) - mx);
+        for (std::size_t c = 0; c < C; ++c)
+            y.data[p + c] = static_cast<float>(std::exp(static_cast<double>(x.data[p + c]) - mx) / sum);
+    }
+    return y;
+}
+
+}  // namespace detail
+
+// Runs the graph (shapes inferred, weights validated) and returns every layer's output, parallel
+// to graph.layers. Throws ExecutorError on an unrunnable graph, unfit weights or a wrong input.
+inline std::vector<Tensor> run_reference_all(const Graph& graph, const Weights& weights,
+                                             const Tensor& input) {
+    detail::check_runnable(graph);
+    detail::check_weights(graph, weights);
+    const Shape in_shape = graph.layers.front().shape;
+    if (input.shape != in_shape)
+        throw ExecutorError("input has shape " + to_string(input.shape) + ", the graph expects " +
+                            to_string(in_shape));
+    if (static_cast<std::int64_t>(input.data.size()) != in_shape.elements())
+        throw ExecutorError("input holds " + std::to_string(input.data.size()) + " values, shape " +
+                            to_string(in_shape) + " needs " + std::to_string(in_shape.elements()));
+
+    std::vector<Tensor> values(graph.layers.size());
+    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
+        const Layer& l = graph.layers[i];
+        auto arg = [&](std::size_t k) -> const Tensor& {
+            return values[static_cast<std::size_t>(l.inputs[k])];
+        };
+        Tensor y;
+        switch (l.op) {
+        case OpKind::Input: y = input; break;
+        case OpKind::Conv2d: y = detail::ref_conv2d(l, arg(0), weights); break;
+        case OpKind::DepthwiseConv2d: y = detail::ref_dwconv(l, arg(0), weights); break;
+        case OpKind::FullyConnected: y = detail::ref_fc(l, arg(0), weights); break;
+        case OpKind::BatchNorm: y = detail::ref_batchnorm(l, arg(0), weights); break;
+        case OpKind::MaxPool:
+        case OpKind::AvgPool: y = detail::ref_pool(l, arg(0)); break;
+        case OpKind::GlobalAvgPool: y = detail::ref_gap(l, arg(0)); break;
+        case OpKind::Add: {
+            y = Tensor(l.shape);
+            for (std::size_t j = 0; j < y.data.size(); ++j) {
+                double s = 0.0;
+                for (std::size_t k = 0; k < l.inputs.size(); ++k) s += arg(k).data[j];
+                y.data[j] = apply_activation(l.act, static_cast<float>(s));
+            }
+            break;
+        }
+        case OpKind::Concat: {
+            y = Tensor(l.shape);
+            const std::int64_t pixels = l.shape.h * l.shape.w;
+            std::int64_t offset = 0;
+            for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                const Tensor& a = arg(k);
+                for (std::int64_t p = 0; p < pixels; ++p)
+                    for (std::int64_t c = 0; c < a.shape.c; ++c)
+                        y.data[static_cast<std::size_t>(p * l.shape.c + offset + c)] =
+                            a.data[static_cast<std::size_t>(p * a.shape.c + c)];
+                offset += a.shape.c;
+            }
+            break;
+        }
+        case OpKind::Mul: {
+            y = Tensor(l.shape);
+            const Tensor& a = arg(0);
+            const Tensor& b = arg(1);
+            const std::size_t na = a.data.size(), nb = b.data.size();
+            for (std::size_t j = 0; j < y.data.size(); ++j)
+                y.data[j] = a.data[na == y.data.size() ? j : j % na] *
+                            b.data[nb == y.data.size() ? j : j % nb];
+            break;
+        }
+        case OpKind::Relu:
+        case OpKind::Relu6:
+        case OpKind::HardSwish:
+        case OpKind::HardSigmoid:
+        case OpKind::Sigmoid: {
+            const Activation act = l.op == OpKind::Relu        ? Activation::Relu
+                                   : l.op == OpKind::Relu6     ? Activation::Relu6
+                                   : l.op == OpKind::HardSwish ? Activation::HardSwish
+                                   : l.op == OpKind::Sigmoid   ? Activation::Sigmoid
+                                                               : Activation::HardSigmoid;
+            y = arg(0);
+            for (float& v : y.data) v = apply_activation(act, v);
+            break;
+        }
+        case OpKind::Softmax: y = detail::ref_softmax(l, arg(0)); break;
+        case OpKind::Flatten:
+            y = arg(0);
+            y.shape = l.shape;
+            break;
+        case OpKind::Dropout: y = arg(0); break;
+        }
+        values[i] = std::move(y);
+    }
+    return values;
+}
+
+// Runs the graph and returns its output (the last layer's value).
+inline Tensor run_reference(const Graph& graph, const Weights& weights, const Tensor& input) {
+    std::vector<Tensor> all = run_reference_all(graph, weights, input);
+    return std::move(all.back());
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_REFERENCE_HPP
+// ---- end include/lamda/reference.hpp ----
+
+// Optional parts.
+// ---- begin include/lamda/xnnpack.hpp ----
+// lamda/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
+// 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
+// with -lXNNPACK -lpthreadpool -lpthread.
+//
+//   lamda::XnnExecutor exec(graph, weights, {/*threads=*/1});   // throws lamda::ExecutorError
+//   std::copy(image.begin(), image.end(), exec.input());        // NHWC float32, batch 1
+//   exec.run();
+//   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
+//   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
+//
+// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
+// buffers allocated at construction, run many times) per layer, in file order; run() runs them
+// all, run_timed_per_op() times each. The operator API is what XNNPACK's own subgraph runtime
+// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
+//   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
+//   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
+//   fc                fully_connected_nc_f32
+//   batchnorm         folded into the conv2d/dwconv/fc before it when that layer has no other
+//                     reader and no fused activation; otherwise a 1x1 depthwise convolution
+//   relu, relu6, hardsigmoid, hardswish, sigmoid layers   fused into the conv/dwconv/fc/
+//                     batchnorm/add before them (as if written act=...) when they are its only
+//                     reader and it has no act; otherwise a separate operator (clamp_nc_f32, ...)
+//   act=relu/relu6    the output clamp of conv/dwconv/fc/add
+//   act=hardsigmoid   on conv/dwconv/fc/batchnorm: folded into weights and bias (w/6, (b+3)/6) with
+//                     clamp [0,1]; elsewhere add_nd(x, 3) clamped to [0,6], then multiply_nd by 1/6
+//   hardswish, sigmoid, act=hardswish/sigmoid   hardswish_nc_f32 / sigmoid_nc_f32 (in place)
+//   maxpool, avgpool  max/average_pooling2d_nhwc_f32; ceil=true becomes extra bottom/right padding.
+//                     A 1x1 kernel (which XNNPACK rejects) is a strided copy done by a plain loop.
+//   gap               global_average_pooling_nwc_f32
+//   add (N inputs)    N-1 add_nd_f32, accumulating into the output
+//   concat            one copy_nc_x32 per input, writing a channel slice of the output
+//   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
+//   softmax           softmax_nc_f32 over channels
+//   flatten, dropout  no operator: the output aliases the input buffer
+// Every value that is materialised has its own buffer (no reuse between layers yet).
+#ifndef LAMDA_XNNPACK_HPP
+#define LAMDA_XNNPACK_HPP
+
+#if defined(LAMDA_WITH_XNNPACK)
+
+#include <xnnpack.h>
+#include <pthreadpool.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/latency_fusion.hpp ----
+// lamda/latency_fusion.hpp: which layers the XNNPACK executor fuses into which, decided from the
+// graph alone. One source of truth for the executor (xnnpack.hpp) and the latency model
+// (latency.hpp): the latency model predicts one figure per lowered operator, so it must see the
+// same fusions the executor makes. Needs nothing but ir.hpp.
+//
+//   lamda::FusionPlan p = lamda::plan_fusion(graph);
+//   p.absorbed_by[j] == i   layer j's work is done by layer i's operator(s) (j reads 0 ms)
+//   p.folded_bn[i]          the batchnorm folded into conv2d/dwconv/fc i, or -1
+//   p.act[i]                the activation layer i's operator(s) apply (its own act= or a fused one)
+//   p.tail[i]               the layer whose value layer i's operator(s) write
+//
+// Rules (those of XnnExecutor::build):
+//   - a batchnorm is folded into the conv2d/dwconv/fc before it when that layer has no act and
+//     the batchnorm is its only reader;
+//   - a relu/relu6/hardsigmoid/hardswish/sigmoid layer is fused into the conv2d/dwconv/fc/
+//     batchnorm/add before it (after any folded batchnorm) when it is that value's only reader
+//     and the layer has no act of its own;
+//   - the graph's output counts as one reader of the last layer.
+#ifndef LAMDA_LATENCY_FUSION_HPP
+#define LAMDA_LATENCY_FUSION_HPP
+
+#include <cstddef>
+#include <vector>
+
+
+namespace lamda {
+
+struct FusionPlan {
+    std::vector<int> absorbed_by;   // -1: runs its own operators (or none: input/flatten/dropout)
+    std::vector<int> folded_bn;     // -1: none
+    std::vector<int> tail;          // where layer i's operators write (i itself unless fused)
+    std::vector<Activation> act;    // applied by layer i's operators
+};
+
+// The activation a standalone activation layer stands for, or None for other ops.
+inline constexpr Activation activation_of_layer(OpKind op) noexcept {
+    switch (op) {
+    case OpKind::Relu: return Activation::Relu;
+    case OpKind::Relu6: return Activation::Relu6;
+    case OpKind::HardSigmoid: return Activation::HardSigmoid;
+    case OpKind::HardSwish: return Activation::HardSwish;
+    case OpKind::Sigmoid: return Activation::Sigmoid;
+    default: return Activation::None;
+    }
+}
+
+inline FusionPlan plan_fusion(const Graph& g) {
+    const std::size_t n = g.layers.size();
+    FusionPlan p;
+    p.absorbed_by.assign(n, -1);
+    p.folded_bn.assign(n, -1);
+    p.tail.resize(n);
+    p.act.assign(n, Activation::None);
+    if (n == 0) return p;
+
+    std::vector<int> readers(n, 0), sole_reader(n, -1);
+    for (std::size_t i = 0; i < n; ++i)
+        for (int in : g.layers[i].inputs) {
+            if (in < 0 || static_cast<std::size_t>(in) >= n) continue;
+            ++readers[static_cast<std::size_t>(in)];
+            sole_reader[static_cast<std::size_t>(in)] = static_cast<int>(i);
+        }
+    ++readers[n - 1];
+    auto only_reader = [&](std::size_t i) -> int { return readers[i] == 1 ? sole_reader[i] : -1; };
+
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = g.layers[i];
+        p.tail[i] = static_cast<int>(i);
+        p.act[i] = takes_activation(l.op) ? l.act : Activation::None;
+        if (p.absorbed_by[i] >= 0) continue;
+        const bool affine = l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
+                            l.op == OpKind::FullyConnected || l.op == OpKind::BatchNorm;
+        if (!affine && l.op != OpKind::Add) continue;
+        std::size_t t = i;
+        if (affine && l.op != OpKind::BatchNorm && p.act[i] == Activation::None) {
+            const int r = only_reader(t);
+            if (r >= 0 && g.layers[static_cast<std::size_t>(r)].op == OpKind::BatchNorm) {
+                p.folded_bn[i] = r;
+                p.absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
+                t = static_cast<std::size_t>(r);
+            }
+        }
+        if (p.act[i] == Activation::None) {
+            const int r = only_reader(t);
+            if (r >= 0) {
+                const Activation a = activation_of_layer(g.layers[static_cast<std::size_t>(r)].op);
+                if (a != Activation::None) {
+                    p.act[i] = a;
+                    p.absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
+                    t = static_cast<std::size_t>(r);
+                }
+            }
+        }
+        p.tail[i] = static_cast<int>(t);
+    }
+    return p;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_LATENCY_FUSION_HPP
+// ---- end include/lamda/latency_fusion.hpp ----
+
+namespace lamda {
+
+struct XnnOptions {
+    // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
+    // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
+    int threads = 1;
+    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
+    // huge candidate is a clear error instead of an out-of-memory kill.
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+};
+
+// Bytes the executor allocates for a graph: one buffer per layer output plus the weights.
+inline std::int64_t executor_memory_bytes(const Graph& graph) {
+    std::int64_t bytes = 0;
+    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
+    return bytes + analyze(graph).weight_bytes;
+}
+
+inline std::string xnn_status_name(xnn_status s) {
+    switch (s) {
+    case xnn_status_success: return "success";
+    case xnn_status_uninitialized: return "uninitialized";
+    case xnn_status_invalid_parameter: return "invalid parameter";
+    case xnn_status_invalid_state: return "invalid state";
+    case xnn_status_unsupported_parameter: return "unsupported parameter";
+    case xnn_status_unsupported_hardware: return "unsupported hardware";
+    case xnn_status_out_of_memory: return "out of memory";
+    }
+    return "unknown status " + std::to_string(static_cast<int>(s));
+}
+
+// How each layer was lowered (for reports and debugging).
+enum class XnnLowering {
+    Operators,  // the layer runs its own XNNPACK operator(s)
+    Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
+    Alias,      // no work: output aliases the input (input, flatten, dropout)
+    Loop,       // a plain loop (1x1 pools)
+};
+
+class XnnExecutor {
+public:
+    XnnExecutor(const Graph& graph, const Weights& weights, XnnOptions options = {})
+        : impl_(std::make_unique<Impl>()) {
+        if (options.threads < 1 || options.threads > 1024)
+            throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
+                                        std::to_string(options.threads));
+        detail::check_runnable(graph);
+        if (options.max_memory_bytes > 0) {
+            const std::int64_t needed = executor_memory_bytes(graph);
+            if (needed > options.max_memory_bytes)
+                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
+                                    " MiB of buffers and weights, more than the limit of " +
+                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
+        }
+        detail::check_weights(graph, weights);
+        const xnn_status init = xnn_initialize(nullptr);
+        if (init != xnn_status_success)
+            throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
+        impl_->threads = options.threads;
+        if (options.threads > 1) {
+            impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
+            if (!impl_->pool)
+                throw ExecutorError("XNNPACK: cannot create a pool of " +
+                                    std::to_string(options.threads) + " threads");
+        }
+        build(graph, weights);
+    }
+
+    XnnExecutor(const XnnExecutor&) = delete;
+    XnnExecutor& operator=(const XnnExecutor&) = delete;
+    XnnExecutor(XnnExecutor&&) noexcept = default;
+    XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
+    ~XnnExecutor() = default;
+
+    float* input() noexcept { return impl_->ptr.front(); }
+    Shape input_shape() const noexcept { return impl_->shapes.front(); }
+    const float* output() const noexcept { return impl_->ptr.back(); }
+    Shape output_shape() const noexcept { return impl_->shapes.back(); }
+    int threads() const noexcept { return impl_->threads; }
+
+    // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
+    const float* layer_output(std::size_t i) const noexcept {
+        return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
+    }
+    XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Number of XNNPACK operators (and loops) run per inference.
+    std::size_t step_count() const noexcept { return impl_->steps.size(); }
+
+    void run() {
+        for (Step& s : impl_->steps) run_step(s);
+    }
+
+    // Runs once and returns milliseconds per layer, parallel to graph.layers; a fused or aliased
+    // layer reads 0 (its cost is in the layer it was fused into).
+    std::vector<double> run_timed_per_op() {
+        std::vector<double> ms(impl_->ptr.size(), 0.0);
+        for (Step& s : impl_->steps) {
+            const auto t0 = std::chrono::steady_clock::now();
+            run_step(s);
+            const auto t1 = std::chrono::steady_clock::now();
+            ms[static_cast<std::size_t>(s.layer)] +=
+                std::chrono::duration<double, std::milli>(t1 - t0).count();
+        }
+        return ms;
+    }
+
+    // Convenience: copies `in` (shape must match) into the input buffer, runs, returns the output.
+    Tensor run(const Tensor& in) {
+        if (in.shape != input_shape() ||
+            static_cast<std::int64_t>(in.data.size()) != input_shape().elements())
+            throw ExecutorError("input has shape " + to_string(in.shape) + ", the graph expects " +
+                                to_string(input_shape()));
+        std::copy(in.data.begin(), in.data.end(), input());
+        run();
+        Tensor out(output_shape());
+        std::copy(output(), output() + out.data.size(), out.data.begin());
+        return out;
+    }
+
+private:
+    struct Step {
+        int layer = 0;
+        xnn_operator_t op = nullptr;
+        std::function<void()> loop;  // when op is null
+    };
+    struct Impl {
+        pthreadpool_t pool = nullptr;
+        int threads = 1;
+        std::vector<std::unique_ptr<float[]>> buffers;
+        std::vector<float*> ptr;  // per layer; nullptr when fused away
+        std::vector<Shape> shapes;
+        std::vector<XnnLowering> lowering;
+        std::vector<Step> steps;
+        // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
+        float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
+        float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
+                          1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
+
+        Impl() = default;
+        Impl(const Impl&) = delete;
+        Impl& operator=(const Impl&) = delete;
+        ~Impl() {
+            for (Step& s : steps)
+                if (s.op) xnn_delete_operator(s.op);
+            if (pool) pthreadpool_destroy(pool);
+        }
+    };
+    std::unique_ptr<Impl> impl_;
+
+    void run_step(Step& s) {
+        if (s.op) {
+            const xnn_status st = xnn_run_operator(s.op, impl_->pool);
+            if (st != xnn_status_success)
+                throw ExecutorError("XNNPACK: running layer " + std::to_string(s.layer) +
+                                    " failed: " + xnn_status_name(st));
+        } else {
+            s.loop();
+        }
+    }
+
+    // ---- construction helpers ----
+
+    static std::string where(const Layer& l) {
+        return std::string(op_name(l.op)) + " layer '" + l.name + "'";
+    }
+
+    static void check(xnn_status st, const Layer& l, const char* fn) {
+        if (st != xnn_status_success)
+            throw ExecutorError("XNNPACK: " + where(l) + ": " + fn + " failed: " +
+                                xnn_status_name(st));
+    }
+
+    // Adds an operator step for layer `index`; takes ownership at once so a later failure frees it.
+    void add_op(int index, xnn_operator_t op) {
+        Step s;
+        s.layer = index;
+        s.op = op;
+        impl_->steps.push_back(std::move(s));
+    }
+
+    static std::pair<float, float> clamp_of(Activation a) {
+        constexpr float inf = std::numeric_limits<float>::infinity();
+        if (a == Activation::Relu) return {0.0f, inf};
+        if (a == Activation::Relu6) return {0.0f, 6.0f};
+        if (a == Activation::HardSigmoid) return {0.0f, 1.0f};  // after folding the affine part
+        return {-inf, inf};
+    }
+
+    // Unary elementwise steps, input -> output (may be the same buffer): relu, relu6, hardswish,
+    // sigmoid, hardsigmoid. `a == None` adds nothing.
+    void add_activation(int index, const Layer& l, Activation a, const float* in, float* out,
+                        const Shape& s) {
+        if (a == Activation::None) return;
+        const auto C = static_cast<std::size_t>(s.c);
+        const auto pixels = static_cast<std::size_t>(s.h * s.w);
+        xnn_operator_t op = nullptr;
+        switch (a) {
+        case Activation::Relu:
+        case Activation::Relu6: {
+            const auto [lo, hi] = clamp_of(a);
+            check(xnn_create_clamp_nc_f32(C, C, C, lo, hi, 0, &op), l, "xnn_create_clamp_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_clamp_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_clamp_nc_f32");
+            return;
+        }
+        case Activation::HardSwish:
+            check(xnn_create_hardswish_nc_f32(C, C, C, 0, &op), l, "xnn_create_hardswish_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_hardswish_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_hardswish_nc_f32");
+            return;
+        case Activation::Sigmoid:
+            check(xnn_create_sigmoid_nc_f32(C, C, C, 0, &op), l, "xnn_create_sigmoid_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_sigmoid_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_sigmoid_nc_f32");
+            return;
+        case Activation::HardSigmoid: {
+            // relu6(x + 3) / 6
+            const std::size_t dims[1] = {static_cast<std::size_t>(s.elements())};
+            const std::size_t one[1] = {1};
+            check(xnn_create_add_nd_f32(0.0f, 6.0f, 0, &op), l, "xnn_create_add_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_add_nd_f32(op, 1, dims, 1, one, in, impl_->three, out, impl_->pool),
+                  l, "xnn_setup_add_nd_f32");
+            op = nullptr;
+            const float inf = std::numeric_limits<float>::infinity();
+            check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_multiply_nd_f32(op, 1, dims, 1, one, out, impl_->sixth, out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_f32");
+            return;
+        }
+        case Activation::None: return;
+        }
+    }
+
+    float* allocate(const Shape& s) {
+        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
+        const std::size_t n = static_cast<std::size_t>(s.elements()) + XNN_EXTRA_BYTES / sizeof(float) + 4;
+        impl_->buffers.push_back(std::make_unique<float[]>(n));
+        return impl_->buffers.back().get();
+    }
+
+    void build(const Graph& g, const Weights& w) {
+        const std::size_t n = g.layers.size();
+        impl_->ptr.assign(n, nullptr);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+
+        // Fusions are decided by plan_fusion (latency_fusion.hpp), the one source of truth the
+        // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
+        // i's operator; tail[i]: the layer whose buffer receives layer i's output.
+        const FusionPlan plan = plan_fusion(g);
+        const std::vector<int>& absorbed_by = plan.absorbed_by;
+        const std::vector<int>& tail = plan.tail;
+        const std::vector<int>& folded_bn = plan.folded_bn;
+        const std::vector<Activation>& act = plan.act;
+
+        // Buffers: one per materialised value, in layer order; aliases point at their input.
+        for (std::size_t i = 0; i < n; ++i) {
+            const Layer& l = g.layers[i];
+            if (absorbed_by[i] >= 0) continue;  // assigned by its absorber below
+            if (l.op == OpKind::Flatten || l.op == OpKind::Dropout) {
+                impl_->ptr[i] = impl_->ptr[static_cast<std::size_t>(l.inputs[0])];
+                impl_->lowering[i] = XnnLowering::Alias;
+                continue;
+            }
+            float* buf = allocate(l.shape);
+            impl_->ptr[static_cast<std::size_t>(tail[i])] = buf;
+            if (l.op == OpKind::Input) impl_->lowering[i] = XnnLowering::Alias;
+        }
+        for (std::size_t j = 0; j < n; ++j)
+            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        for (std::size_t i = 0; i < n; ++i) {
+            if (absorbed_by[i] >= 0) continue;
+            const Layer& l = g.layers[i];
+            const int idx = static_cast<int>(i);
+            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
+            auto in_ptr = [&](std::size_t k) -> const float* {
+                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
+            };
+            auto in_shape = [&](std::size_t k) -> const Shape& {
+                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
+            };
+            switch (l.op) {
+            case OpKind::Input:
+            case OpKind::Flatten:
+            case OpKind::Dropout: break;
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d:
+            case OpKind::FullyConnected:
+            case OpKind::BatchNorm:
+                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
+                break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
+            case OpKind::GlobalAvgPool: {
+                const Shape s = in_shape(0);
+                const auto C = static_cast<std::size_t>(s.c);
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
+                      "xnn_create_global_average_pooling_nwc_f32");
+                add_op(idx, op);
+                check(xnn_setup_global_average_pooling_nwc_f32(
+                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_global_average_pooling_nwc_f32");
+                break;
+            }
+            case OpKind::Add: {
+                const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+                const Activation a = act[i];
+                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
+                const std::size_t k_last = l.inputs.size() - 1;
+                for (std::size_t k = 1; k <= k_last; ++k) {
+                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
+                                                                     : clamp_of(Activation::None);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
+                    add_op(idx, op);
+                    const float* a_in = k == 1 ? in_ptr(0) : out;
+                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
+                                               impl_->pool),
+                          l, "xnn_setup_add_nd_f32");
+                }
+                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
+                break;
+            }
+            case OpKind::Concat: {
+                const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
+                const auto total = static_cast<std::size_t>(l.shape.c);
+                std::size_t offset = 0;
+                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                    const auto c = static_cast<std::size_t>(in_shape(k).c);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
+                    add_op(idx, op);
+                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
+                          l, "xnn_setup_copy_nc_x32");
+                    offset += c;
+                }
+                break;
+            }
+            case OpKind::Mul: {
+                const Shape a = in_shape(0), b = in_shape(1);
+                const std::size_t da[3] = {static_cast<std::size_t>(a.h),
+                                           static_cast<std::size_t>(a.w),
+                                           static_cast<std::size_t>(a.c)};
+                const std::size_t db[3] = {static_cast<std::size_t>(b.h),
+                                           static_cast<std::size_t>(b.w),
+                                           static_cast<std::size_t>(b.c)};
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+                add_op(idx, op);
+                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
+                                                impl_->pool),
+                      l, "xnn_setup_multiply_nd_f32");
+                break;
+            }
+            case OpKind::Relu:
+                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Relu6:
+                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSwish:
+                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSigmoid:
+                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Sigmoid:
+                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Softmax: {
+                const auto C = static_cast<std::size_t>(l.shape.c);
+                xnn_operator_t op = nullptr;
+                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
+                add_op(idx, op);
+                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
+                                               in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_softmax_nc_f32");
+                break;
+            }
+            }
+        }
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation.
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
+        const Shape os = last.shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+
+        // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
+        std::vector<float> kernel;
+        std::vector<double> bias(oc, 0.0);
+        bool has_bias = false;
+        std::size_t per_out = 0;
+        auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
+            const auto& gamma = w.at(b.name + ".weight").data;
+            const auto& beta = w.at(b.name + ".bias").data;
+            const auto& mean = w.at(b.name + ".running_mean").data;
+            const auto& var = w.at(b.name + ".running_var").data;
+            scale.resize(gamma.size());
+            shift.resize(gamma.size());
+            for (std::size_t c = 0; c < gamma.size(); ++c) {
+                scale[c] = gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps);
+                shift[c] = beta[c] - mean[c] * scale[c];
+            }
+        };
+        if (l.op == OpKind::BatchNorm) {
+            std::vector<double> scale, shift;
+            bn_params(l, scale, shift);
+            per_out = 1;
+            kernel.assign(scale.begin(), scale.end());
+            bias = shift;
+            has_bias = true;
+        } else {
+            const WeightTensor& wt = w.at(l.name + ".weight");
+            if (l.bias) {
+                const auto& b = w.at(l.name + ".bias").data;
+                bias.assign(b.begin(), b.end());
+                has_bias = true;
+            }
+            if (l.op == OpKind::Conv2d) {
+                // OIHW -> OHWI
+                const auto cig = static_cast<std::size_t>(is.c / l.groups);
+                const auto kh = static_cast<std::size_t>(l.kernel_h);
+                const auto kw = static_cast<std::size_t>(l.kernel_w);
+                per_out = kh * kw * cig;
+                kernel.resize(oc * per_out);
+                for (std::size_t o = 0; o < oc; ++o)
+                    for (std::size_t ic = 0; ic < cig; ++ic)
+                        for (std::size_t y = 0; y < kh; ++y)
+                            for (std::size_t x = 0; x < kw; ++x)
+                                kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                    wt.data[((o * cig + ic) * kh + y) * kw + x];
+            } else {
+                // dwconv [C*m][1][kh][kw] and fc [out][in] are already XNNPACK's layout.
+                kernel = wt.data;
+                per_out = kernel.size() / oc;
+            }
+            if (bn >= 0) {
+                std::vector<double> scale, shift;
+                bn_params(last, scale, shift);
+                for (std::size_t o = 0; o < oc; ++o) {
+                    for (std::size_t k = 0; k < per_out; ++k)
+                        kernel[o * per_out + k] =
+                            static_cast<float>(kernel[o * per_out + k] * scale[o]);
+                    bias[o] = bias[o] * scale[o] + shift[o];
+                }
+                has_bias = true;
+            }
+        }
+        if (a == Activation::HardSigmoid) {
+            // relu6(y + 3) / 6 = clamp(y/6 + 1/2, 0, 1): scale the affine map, clamp to [0, 1].
+            for (float& k : kernel) k = static_cast<float>(k / 6.0);
+            for (double& b : bias) b = (b + 3.0) / 6.0;
+            has_bias = true;
+        }
+        std::vector<float> bias_f(bias.begin(), bias.end());
+        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        const bool clamp_fused =
+            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
+
+        xnn_operator_t op = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
+                                                    0, &op),
+                  l, "xnn_create_fully_connected_nc_f32");
+            add_op(idx, op);
+            check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_f32");
+        } else {
+            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+            std::size_t gic = 0, goc = 0;
+            std::array<int, 4> pads{0, 0, 0, 0};
+            if (l.op == OpKind::BatchNorm) {
+                groups = static_cast<std::uint32_t>(is.c);
+                gic = goc = 1;
+            } else {
+                kh = static_cast<std::uint32_t>(l.kernel_h);
+                kw = static_cast<std::uint32_t>(l.kernel_w);
+                sh = static_cast<std::uint32_t>(l.stride_h);
+                sw = static_cast<std::uint32_t>(l.stride_w);
+                dh = static_cast<std::uint32_t>(l.dilation_h);
+                dw = static_cast<std::uint32_t>(l.dilation_w);
+                pads = l.pads;
+                if (l.op == OpKind::Conv2d) {
+                    groups = static_cast<std::uint32_t>(l.groups);
+                    gic = static_cast<std::size_t>(is.c / l.groups);
+                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
+                } else {
+                    groups = static_cast<std::uint32_t>(is.c);
+                    gic = 1;
+                    goc = static_cast<std::size_t>(l.multiplier);
+                }
+            }
+            for (int p : pads)
+                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            check(xnn_create_convolution2d_nhwc_f32(
+                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
+                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
+                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                  l, "xnn_create_convolution2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_f32");
+        }
+        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
+    }
+
+    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
+        const Shape os = l.shape;
+        std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
+        // A window lying entirely in the padding has no defined value in XNNPACK.
+        if (l.kernel_h <= p[0] || l.kernel_w <= p[1] ||
+            (os.h - 1) * l.stride_h - p[0] >= is.h || (os.w - 1) * l.stride_w - p[1] >= is.w)
+            throw ExecutorError("XNNPACK: " + where(l) +
+                                ": a pooling window lies entirely in the padding");
+        // ceil=true (or any excess): pad the bottom/right so that floor division gives os.
+        p[2] = std::max<std::int64_t>(p[2], (os.h - 1) * l.stride_h + l.kernel_h - is.h - p[0]);
+        p[3] = std::max<std::int64_t>(p[3], (os.w - 1) * l.stride_w + l.kernel_w - is.w - p[1]);
+        const std::int64_t xh = (is.h + p[0] + p[2] - l.kernel_h) / l.stride_h + 1;
+        const std::int64_t xw = (is.w + p[1] + p[3] - l.kernel_w) / l.stride_w + 1;
+        if (xh != os.h || xw != os.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": padding " + std::to_string(p[0]) + "," +
+                                std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
+                                std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
+                                std::to_string(xw) + ", not the inferred " + to_string(os));
+        const auto C = static_cast<std::size_t>(is.c);
+        if (l.kernel_h == 1 && l.kernel_w == 1) {
+            // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in + (iy * is.w + ix) * is.c, in + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            return;
+        }
+        const float inf = std::numeric_limits<float>::infinity();
+        xnn_operator_t op = nullptr;
+        const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+        if (l.op == OpKind::MaxPool) {
+            check(xnn_create_max_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                    u(l.kernel_h), u(l.kernel_w), u(l.stride_h),
+                                                    u(l.stride_w), 1, 1, C, C, C, -inf, inf, 0, &op),
+                  l, "xnn_create_max_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_max_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_f32");
+        } else {
+            check(xnn_create_average_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                        u(l.kernel_h), u(l.kernel_w),
+                                                        u(l.stride_h), u(l.stride_w), C, C, C,
+                                                        -inf, inf, 0, &op),
+                  l, "xnn_create_average_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_average_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                       static_cast<std::size_t>(is.w), in, out,
+                                                       impl_->pool),
+                  l, "xnn_setup_average_pooling2d_nhwc_f32");
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+#endif  // LAMDA_XNNPACK_HPP
+// ---- end include/lamda/xnnpack.hpp ----
+// ---- begin include/lamda/bench.hpp ----
+// lamda/bench.hpp: measuring a model on this device through the XNNPACK executor.
+// One measurement routine shared by `lamda bench`, the latency model and the search, so that
+// every latency lamda reports means the same thing. Empty unless LAMDA_WITH_XNNPACK is defined.
+#ifndef LAMDA_BENCH_HPP
+#define LAMDA_BENCH_HPP
+
+#if defined(LAMDA_WITH_XNNPACK)
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+
+namespace lamda {
+
+struct BenchOptions {
+    int threads = 1;    // 1..1024
+    int runs = 50;      // timed runs, 1..100000
+    int warmup = 5;     // untimed runs first, 0..100000
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+};
+
+struct OpTiming {
+    std::string name;
+    OpKind op = OpKind::Input;
+    XnnLowering lowering = XnnLowering::Operators;
+    double median_ms = 0;  // 0 for layers fused into another or aliased
+    std::int64_t macs = 0;
+};
+
+struct BenchResult {
+    int threads = 1;
+    int runs = 0;
+    int warmup = 0;
+    double median_ms = 0, p10_ms = 0, p90_ms = 0, min_ms = 0;
+    std::int64_t macs = 0;
+    std::int64_t params = 0;
+    double gflops = 0;  // 2 * MACs / median
+    std::vector<OpTiming> per_op;  // parallel to graph.layers
+};
+
+inline void check_bench_options(const BenchOptions& o) {
+    if (o.threads < 1 || o.threads > 1024)
+        throw std::invalid_argument("threads must be in 1..1024, got " + std::to_string(o.threads));
+    if (o.runs < 1 || o.runs > 100000)
+        throw std::invalid_argument("runs must be in 1..100000, got " + std::to_string(o.runs));
+    if (o.warmup < 0 || o.warmup > 100000)
+        throw std::invalid_argument("warmup must be in 0..100000, got " + std::to_string(o.warmup));
+}
+
+// Whole-model latency from `runs` timed runs after `warmup` untimed ones, then per-op latency
+// from as many runs again with each operator timed on its own (timing every operator adds clock
+// reads between them, so the whole-model figure comes from runs without them).
+inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
+                                   const BenchOptions& options = {}) {
+    check_bench_options(options);
+    XnnOptions xnn;
+    xnn.threads = options.threads;
+    xnn.max_memory_bytes = options.max_memory_bytes;
+    XnnExecutor executor(graph, weights, xnn);
+
+    // A fixed, non-trivial input: timings must not depend on denormals or zeros.
+    float* input = executor.input();
+    const std::int64_t n = executor.input_shape().elements();
+    for (std::int64_t i = 0; i < n; ++i)
+        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+
+    using clock = std::chrono::steady_clock;
+    for (int i = 0; i < options.warmup; ++i) executor.run();
+    std::vector<double> totals;
+    totals.reserve(static_cast<std::size_t>(options.runs));
+    for (int i = 0; i < options.runs; ++i) {
+        const auto t0 = clock::now();
+        executor.run();
+        totals.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    }
+    std::vector<std::vector<double>> per_layer(graph.layers.size());
+    for (int i = 0; i < options.runs; ++i) {
+        const std::vector<double> ms = executor.run_timed_per_op();
+        for (std::size_t k = 0; k < ms.size() && k < per_layer.size(); ++k)
+            per_layer[k].push_back(ms[k]);
+    }
+
+    const ModelStats stats = analyze(graph);
+    BenchResult r;
+    r.threads = options.threads;
+    r.runs = options.runs;
+    r.warmup = options.warmup;
+    r.median_ms = median(totals);
+    r.p10_ms = quantile(totals, 0.1);
+    r.p90_ms = quantile(totals, 0.9);
+    r.min_ms = quantile(totals, 0.0);
+    r.macs = stats.macs;
+    r.params = stats.params;
+    r.gflops = r.median_ms > 0 ? 2.0 * static_cast<double>(stats.macs) / (r.median_ms * 1e6) : 0;
+    for (std::size_t k = 0; k < graph.layers.size(); ++k) {
+        OpTiming t;
+        t.name = graph.layers[k].name;
+        t.op = graph.layers[k].op;
+        t.lowering = executor.lowering(k);
+        t.median_ms = per_layer[k].empty() ? 0 : median(per_layer[k]);
+        t.macs = stats.layers[k].macs;
+        r.per_op.push_back(std::move(t));
+    }
+    return r;
+}
+
+inline const char* lowering_name(XnnLowering l) noexcept {
+    switch (l) {
+    case XnnLowering::Operators: return "xnnpack";
+    case XnnLowering::Fused: return "fused";
+    case XnnLowering::Alias: return "alias";
+    case XnnLowering::Loop: return "loop";
+    }
+    return "?";
+}
+
+// The JSON object `lamda bench --json` prints (and the device agent serves).
+// `peak_gflops` <= 0 leaves peak_fraction out.
+inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak_gflops) {
+    json.field("median_ms", r.median_ms)
+        .field("p10_ms", r.p10_ms)
+        .field("p90_ms", r.p90_ms)
+        .field("min_ms", r.min_ms)
+        .field("threads", r.threads)
+        .field("runs", r.runs)
+        .field("warmup", r.warmup)
+        .field("macs", r.macs)
+        .field("params", r.params)
+        .field("gflops", r.gflops);
+    if (peak_gflops > 0)
+        json.field("peak_gflops", peak_gflops).field("peak_fraction", r.gflops / peak_gflops);
+    json.key("per_op").begin_array();
+    double total = 0;
+    for (const auto& t : r.per_op) total += t.median_ms;
+    for (const auto& t : r.per_op) {
+        json.begin_object()
+            .field("name", t.name)
+            .field("op", op_name(t.op))
+            .field("lowering", lowering_name(t.lowering))
+            .field("median_ms", t.median_ms)
+            .field("share", total > 0 ? t.median_ms / total : 0.0)
+            .field("macs", t.macs)
+            .field("gflops", t.median_ms > 0 ? 2.0 * static_cast<double>(t.macs) / (t.median_ms * 1e6) : 0.0)
+            .end_object();
+    }
+    json.end_array();
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_XNNPACK
+#endif  // LAMDA_BENCH_HPP
+// ---- end include/lamda/bench.hpp ----
 // ---- begin include/lamda/latency.hpp ----
 // lamda/latency.hpp: the empirical latency model of a device: lowering a graph into the operators
 // the XNNPACK executor runs, features per operator, a ridge regressor per operator kind fitted
@@ -3680,273 +5953,6 @@ inline FusionPlan plan_fusion(const Graph& g) {
 #include <utility>
 #include <vector>
 
-// ---- begin include/lamda/device.hpp ----
-// lamda/device.hpp: facts about the machine that runs the models, and its measured FMA peak.
-// The peak (single thread, GFLOP/s) is the denominator of every efficiency figure lamda prints.
-// Needs nothing but a C++17 compiler; the FMA kernels use GCC/Clang target attributes so that one
-// binary picks the widest vector unit present at run time.
-#ifndef LAMDA_DEVICE_HPP
-#define LAMDA_DEVICE_HPP
-
-#include <algorithm>
-#include <chrono>
-#include <cstdint>
-#include <fstream>
-#include <string>
-#include <thread>
-#include <vector>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define LAMDA_DEVICE_X86 1
-#elif defined(__aarch64__)
-#include <arm_neon.h>
-#define LAMDA_DEVICE_ARM64 1
-#endif
-
-#if defined(__linux__)
-#include <sched.h>
-#endif
-
-namespace lamda {
-
-struct DeviceInfo {
-    std::string cpu_model;
-    std::string architecture;           // x86_64, aarch64, ...
-    std::vector<std::string> isa;       // vector and FMA features present
-    std::string xnnpack_isa;            // the f32 kernel family XNNPACK dispatches to here
-    int logical_cores = 0;              // cores this process may run on
-    std::string fma_kernel;             // the ISA the peak was measured with
-    double peak_gflops = 0;             // single thread, measured; 0 until measured
-};
-
-namespace device_detail {
-
-inline std::string read_cpuinfo_field(const std::vector<std::string>& keys) {
-    std::ifstream in("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(in, line)) {
-        const auto colon = line.find(':');
-        if (colon == std::string::npos) continue;
-        std::string key = line.substr(0, colon);
-        while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
-        for (const auto& wanted : keys) {
-            if (key == wanted) {
-                std::string value = line.substr(colon + 1);
-                const auto first = value.find_first_not_of(" \t");
-                return first == std::string::npos ? std::string() : value.substr(first);
-            }
-        }
-    }
-    return {};
-}
-
-// Each kernel runs `iterations` rounds over independent accumulators (enough to cover the FMA
-// latency on every core we know) and returns the floating-point operations it performed; the
-// accumulators feed `sink` so that the compiler cannot drop the work.
-// Twelve named accumulators, updated in one statement each, so that both compilers keep them in
-// registers; GCC is also told to optimise these few functions in builds that otherwise do not.
-#if defined(__GNUC__) && !defined(__clang__)
-#define LAMDA_OPTIMIZED __attribute__((optimize("O2")))
-#else
-#define LAMDA_OPTIMIZED
-#endif
-#define LAMDA_FMA_ROUND(FMA)                                                                   \
-    a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c); a3 = FMA(a3, m, c);          \
-    a4 = FMA(a4, m, c); a5 = FMA(a5, m, c); a6 = FMA(a6, m, c); a7 = FMA(a7, m, c);          \
-    a8 = FMA(a8, m, c); a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c)
-
-#if defined(LAMDA_DEVICE_X86)
-__attribute__((target("avx512f"))) LAMDA_OPTIMIZED inline double fma_kernel_avx512(
-    std::int64_t iterations, float& sink) {
-    __m512 a0 = _mm512_set1_ps(0.50f), a1 = _mm512_set1_ps(0.51f), a2 = _mm512_set1_ps(0.52f),
-           a3 = _mm512_set1_ps(0.53f), a4 = _mm512_set1_ps(0.54f), a5 = _mm512_set1_ps(0.55f),
-           a6 = _mm512_set1_ps(0.56f), a7 = _mm512_set1_ps(0.57f), a8 = _mm512_set1_ps(0.58f),
-           a9 = _mm512_set1_ps(0.59f), a10 = _mm512_set1_ps(0.60f), a11 = _mm512_set1_ps(0.61f);
-    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(_mm512_fmadd_ps); }
-    const __m512 s = _mm512_add_ps(
-        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                      _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))),
-        _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-    alignas(64) float lanes[16];  // (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized)
-    _mm512_store_ps(lanes, s);
-    for (float v : lanes) sink += v;
-    return static_cast<double>(iterations) * 12 * 16 * 2;
-}
-
-__attribute__((target("avx2,fma"))) LAMDA_OPTIMIZED inline double fma_kernel_avx2(
-    std::int64_t iterations, float& sink) {
-    __m256 a0 = _mm256_set1_ps(0.50f), a1 = _mm256_set1_ps(0.51f), a2 = _mm256_set1_ps(0.52f),
-           a3 = _mm256_set1_ps(0.53f), a4 = _mm256_set1_ps(0.54f), a5 = _mm256_set1_ps(0.55f),
-           a6 = _mm256_set1_ps(0.56f), a7 = _mm256_set1_ps(0.57f), a8 = _mm256_set1_ps(0.58f),
-           a9 = _mm256_set1_ps(0.59f), a10 = _mm256_set1_ps(0.60f), a11 = _mm256_set1_ps(0.61f);
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(_mm256_fmadd_ps); }
-    const __m256 s = _mm256_add_ps(
-        _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                      _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7))),
-        _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, s);
-    for (float v : lanes) sink += v;
-    return static_cast<double>(iterations) * 12 * 8 * 2;
-}
-#elif defined(LAMDA_DEVICE_ARM64)
-// vfmaq_f32(c, a, m) = c + a * m; wrapped so the round macro's argument order applies.
-inline float32x4_t neon_fma(float32x4_t a, float32x4_t m, float32x4_t c) { return vfmaq_f32(c, a, m); }
-
-LAMDA_OPTIMIZED inline double fma_kernel_neon(std::int64_t iterations, float& sink) {
-    float32x4_t a0 = vdupq_n_f32(0.50f), a1 = vdupq_n_f32(0.51f), a2 = vdupq_n_f32(0.52f),
-                a3 = vdupq_n_f32(0.53f), a4 = vdupq_n_f32(0.54f), a5 = vdupq_n_f32(0.55f),
-                a6 = vdupq_n_f32(0.56f), a7 = vdupq_n_f32(0.57f), a8 = vdupq_n_f32(0.58f),
-                a9 = vdupq_n_f32(0.59f), a10 = vdupq_n_f32(0.60f), a11 = vdupq_n_f32(0.61f);
-    const float32x4_t m = vdupq_n_f32(0.999999f), c = vdupq_n_f32(1e-7f);
-    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(neon_fma); }
-    const float32x4_t s = vaddq_f32(
-        vaddq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)),
-                  vaddq_f32(vaddq_f32(a4, a5), vaddq_f32(a6, a7))),
-        vaddq_f32(vaddq_f32(a8, a9), vaddq_f32(a10, a11)));
-    sink += vaddvq_f32(s);
-    return static_cast<double>(iterations) * 12 * 4 * 2;
-}
-#endif
-
-// Scalar fallback: still independent chains, so the compiler can at least pipeline them.
-LAMDA_OPTIMIZED inline double fma_kernel_scalar(std::int64_t iterations, float& sink) {
-    float a[8];
-    for (int i = 0; i < 8; ++i) a[i] = 0.5f + 0.01f * static_cast<float>(i);
-    for (std::int64_t n = 0; n < iterations; ++n)
-        for (float& v : a) v = v * 0.999999f + 1e-7f;
-    for (float v : a) sink += v;
-    return static_cast<double>(iterations) * 8 * 2;
-}
-
-}  // namespace device_detail
-
-// What this machine is, without measuring anything.
-inline DeviceInfo describe_device() {
-    DeviceInfo info;
-    info.cpu_model = device_detail::read_cpuinfo_field({"model name", "Model", "Hardware", "cpu model"});
-#if defined(LAMDA_DEVICE_X86)
-    info.architecture = "x86_64";
-    __builtin_cpu_init();
-    const std::pair<const char*, bool> features[] = {
-        {"sse2", __builtin_cpu_supports("sse2")},       {"sse4.1", __builtin_cpu_supports("sse4.1")},
-        {"avx", __builtin_cpu_supports("avx")},         {"fma", __builtin_cpu_supports("fma")},
-        {"avx2", __builtin_cpu_supports("avx2")},       {"avx512f", __builtin_cpu_supports("avx512f")},
-        {"avx512bw", __builtin_cpu_supports("avx512bw")}, {"avx512vl", __builtin_cpu_supports("avx512vl")},
-        {"avx512dq", __builtin_cpu_supports("avx512dq")}};
-    for (const auto& [name, present] : features)
-        if (present) info.isa.emplace_back(name);
-    // XNNPACK's f32 dispatch (2022 snapshot): AVX-512F microkernels where present, else FMA3
-    // (AVX2-era), else AVX, else SSE.
-    if (__builtin_cpu_supports("avx512f")) info.xnnpack_isa = "avx512f";
-    else if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) info.xnnpack_isa = "fma3";
-    else if (__builtin_cpu_supports("avx")) info.xnnpack_isa = "avx";
-    else info.xnnpack_isa = "sse2";
-#elif defined(LAMDA_DEVICE_ARM64)
-    info.architecture = "aarch64";
-    info.isa = {"neon", "fma"};  // both are mandatory on AArch64
-    const std::string flags = device_detail::read_cpuinfo_field({"Features"});
-    for (const char* extra : {"fphp", "asimdhp", "asimddp", "sve", "i8mm", "bf16"})
-        if ((" " + flags + " ").find(std::string(" ") + extra + " ") != std::string::npos)
-            info.isa.emplace_back(extra);
-    info.xnnpack_isa = "neonfma";
-#else
-    info.architecture = "unknown";
-    info.xnnpack_isa = "scalar";
-#endif
-    if (info.cpu_model.empty()) info.cpu_model = "unknown " + info.architecture + " CPU";
-#if defined(__linux__)
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0) info.logical_cores = CPU_COUNT(&set);
-#endif
-    if (info.logical_cores <= 0)
-        info.logical_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    return info;
-}
-
-// Measures the single-thread FMA peak in GFLOP/s with the widest vector unit present: the best
-// of several short trials (the best, because interference only ever slows a trial down).
-inline double measure_fma_peak_gflops(DeviceInfo& info, double seconds = 0.3) {
-    using clock = std::chrono::steady_clock;
-    double (*kernel)(std::int64_t, float&) = device_detail::fma_kernel_scalar;
-    info.fma_kernel = "scalar";
-#if defined(LAMDA_DEVICE_X86)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
-        kernel = device_detail::fma_kernel_avx512;
-        info.fma_kernel = "avx512f";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        kernel = device_detail::fma_kernel_avx2;
-        info.fma_kernel = "avx2+fma";
-    }
-#elif defined(LAMDA_DEVICE_ARM64)
-    kernel = device_detail::fma_kernel_neon;
-    info.fma_kernel = "neon";
-#endif
-    float sink = 0;
-    // Calibrate the iteration count to ~1/10 of the budget per trial.
-    std::int64_t iterations = 1000;
-    for (;;) {
-        const auto t0 = clock::now();
-        kernel(iterations, sink);
-        const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-        if (elapsed > seconds / 20 || iterations > (std::int64_t{1} << 40)) break;
-        iterations *= 2;
-    }
-    double best = 0;
-    const auto start = clock::now();
-    do {
-        const auto t0 = clock::now();
-        const double flops = kernel(iterations, sink);
-        const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-        if (elapsed > 0) best = std::max(best, flops / elapsed / 1e9);
-    } while (std::chrono::duration<double>(clock::now() - start).count() < seconds);
-    // The sink is consumed so that the kernels' results stay observable.
-    if (sink == 12345.678f) best += 1e-12;
-    info.peak_gflops = best;
-    return best;
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_DEVICE_HPP
-// ---- end include/lamda/device.hpp ----
-// ---- begin include/lamda/stats.hpp ----
-// lamda/stats.hpp: order statistics for timings (median, percentiles) without surprises.
-#ifndef LAMDA_STATS_HPP
-#define LAMDA_STATS_HPP
-
-#include <algorithm>
-#include <cmath>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-namespace lamda {
-
-// The q-quantile (q in [0, 1]) with linear interpolation between order statistics (the
-// definition numpy uses by default). Throws on an empty sample.
-inline double quantile(std::vector<double> sample, double q) {
-    if (sample.empty()) throw std::invalid_argument("quantile of an empty sample");
-    q = std::clamp(q, 0.0, 1.0);
-    std::sort(sample.begin(), sample.end());
-    const double position = q * static_cast<double>(sample.size() - 1);
-    const auto below = static_cast<std::size_t>(std::floor(position));
-    const std::size_t above = std::min(below + 1, sample.size() - 1);
-    const double fraction = position - static_cast<double>(below);
-    return sample[below] + (sample[above] - sample[below]) * fraction;
-}
-
-inline double median(std::vector<double> sample) { return quantile(std::move(sample), 0.5); }
-
-}  // namespace lamda
-
-#endif  // LAMDA_STATS_HPP
-// ---- end include/lamda/stats.hpp ----
 
 // The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
 // build system may pass the package version (Debian 12 ships this snapshot).
@@ -3980,15 +5986,17 @@ enum class PrimKind : std::uint8_t {
     Softmax,
     ChannelAffine,  // a standalone batchnorm (1x1 depthwise convolution)
     StridedCopy,    // 1x1 pooling, a plain loop
+    ConvNarrow,     // convolution of a single input channel (a stem on a grey image): ~2x per MAC
 };
 
-inline constexpr std::size_t prim_kind_count = 18;
+inline constexpr std::size_t prim_kind_count = 19;
 
 inline constexpr std::array<PrimKind, prim_kind_count> all_prim_kinds{
     PrimKind::Conv,      PrimKind::Depthwise, PrimKind::DepthwiseLarge, PrimKind::FullyConnected, PrimKind::MaxPool,
     PrimKind::AvgPool,   PrimKind::GlobalAvgPool, PrimKind::Add,        PrimKind::Mul, PrimKind::MulBroadcast,
     PrimKind::Concat,    PrimKind::Clamp,     PrimKind::HardSwish,      PrimKind::Sigmoid,
-    PrimKind::HardSigmoid, PrimKind::Softmax, PrimKind::ChannelAffine,  PrimKind::StridedCopy};
+    PrimKind::HardSigmoid, PrimKind::Softmax, PrimKind::ChannelAffine,  PrimKind::StridedCopy,
+    PrimKind::ConvNarrow};
 
 inline constexpr std::string_view prim_kind_name(PrimKind k) noexcept {
     switch (k) {
@@ -4010,6 +6018,7 @@ inline constexpr std::string_view prim_kind_name(PrimKind k) noexcept {
     case PrimKind::Softmax: return "softmax";
     case PrimKind::ChannelAffine: return "channel_affine";
     case PrimKind::StridedCopy: return "strided_copy";
+    case PrimKind::ConvNarrow: return "conv_narrow";
     }
     return "?";
 }
@@ -4105,8 +6114,8 @@ inline void lower_for_latency(const Graph& g, const FusionPlan& plan, std::vecto
                 p.sh = l.stride_h;
                 p.sw = l.stride_w;
                 if (l.op == OpKind::Conv2d) {
-                    p.kind = PrimKind::Conv;
                     p.groups = std::max(1, l.groups);
+                    p.kind = p.groups == 1 && p.ic == 1 ? PrimKind::ConvNarrow : PrimKind::Conv;
                 } else {
                     p.groups = p.ic;
                     p.n = l.multiplier;
@@ -4193,7 +6202,29 @@ inline std::vector<PrimOp> lower_for_latency(const Graph& g) {
 // and large operators count alike. Features are in units of 1e6 (MACs, bytes, elements) so
 // that coefficients read as ms per million.
 
-inline constexpr int max_features = 16;
+inline constexpr int max_features = 24;
+
+// Where an operator runs. A probe runs alone (in_model = 0): its input was just written, its
+// weights were evicted from L2 by a 4 MiB sweep. Inside a whole model (in_model = 1) an
+// operator pays a per-operator cost of its own and finds its data as cold as the rest of the
+// model makes it: between two runs of the operator, everything else the model touches (its
+// footprint, weights and every operator's output, less the operator's own weights, input and
+// output) passes through the caches. `cold_l2` rises from 0 to 1 as that grows from 1 to 4 MiB
+// (leaving this core's L2), `cold_l3` from 8 to 32 MiB (leaving the shared L3). The context
+// terms of op_features let each kind's regressor learn these shifts from operators timed
+// inside the calibration models.
+struct OpContext {
+    double in_model = 0;
+    double footprint_bytes = 0;  // the model's weights and outputs
+    double large = 0;  // log2(footprint / 2 MiB) / 5 in [0, 1]: the calibration's footprint term
+};
+
+// How cold operator p's data is in context `ctx`: {cold_l2, cold_l3}, each in [0, 1].
+inline std::pair<double, double> context_cold(const OpContext& ctx, double own_bytes) noexcept {
+    const double other = std::max(0.0, ctx.footprint_bytes - own_bytes) / double(1 << 20);
+    return {other > 1 ? std::min(1.0, std::log2(other) / 2.0) : 0.0,
+            other > 8 ? std::min(1.0, std::log2(other / 8.0) / 2.0) : 0.0};
+}
 
 struct OpFeatures {
     int n = 0;
@@ -4215,7 +6246,22 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-inline OpFeatures op_features(const PrimOp& p) {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
+inline double op_weight_bytes(const PrimOp& p) noexcept {
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    default: return 0.0;
+    }
+}
+
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -4225,7 +6271,8 @@ inline OpFeatures op_features(const PrimOp& p) {
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     switch (p.kind) {
-    case PrimKind::Conv: {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
@@ -4237,6 +6284,8 @@ inline OpFeatures op_features(const PrimOp& p) {
         f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
+        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
@@ -4332,7 +6381,35 @@ inline OpFeatures op_features(const PrimOp& p) {
         memory_terms(f, 8.0 * out_el);
         break;
     }
+    // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
+    // the cost of finding the weights and activations colder as the model's footprint grows.
+    const double work = f.x[0];
+    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wb = M * wbytes, ab = M * abytes;
+    const auto [cold_l2, cold_l3] =
+        ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
+    f.add(ctx.in_model);
+    f.add(ctx.in_model * work);
+    f.add(cold_l2);
+    f.add(cold_l2 * work);
+    f.add(cold_l2 * wb);
+    f.add(cold_l2 * ab);
+    f.add(cold_l3 * work);
+    f.add(cold_l3 * wb);
     return f;
+}
+
+// The context of every operator of a model (lowered ops): in a model, with the model's
+// footprint (weights and every operator's output) deciding how cold its data is.
+inline OpContext model_context(const std::vector<PrimOp>& ops) {
+    double bytes = 0;
+    for (const PrimOp& p : ops) bytes += op_weight_bytes(p) + 4.0 * double(p.oh) * p.ow * p.oc;
+    const double mib = bytes / double(1 << 20);
+    OpContext c;
+    c.in_model = 1;
+    c.footprint_bytes = bytes;
+    c.large = mib > 2 ? std::clamp(std::log2(mib / 2.0) / 5.0, 0.0, 1.0) : 0.0;
+    return c;
 }
 
 // Number of features of a kind (the same for every operator of that kind).
@@ -4456,6 +6533,8 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 struct LatencySample {
     PrimOp op;
     double ms = 0;
+    OpContext ctx;      // a probe (the default) or an operator timed inside a model
+    double weight = 1;  // relative weight in the fit
 };
 
 // A whole model measured for calibration: its per-kind predicted sums are recomputed at fit time.
@@ -4463,7 +6542,10 @@ struct CalibrationSample {
     std::string name;
     std::string family;
     std::vector<PrimOp> ops;
-    std::vector<double> op_ms;  // parallel to ops: timed in the model, or -1 (layer of several ops)
+    // Parallel to ops: the time in the model of op i's layer on the layer's first operator (its
+    // own time where it is the layer's only operator), -1 on a layer's further operators, 0 where
+    // not timed. (The ops' `layer` is not stored in the profile: -1 marks the grouping.)
+    std::vector<double> op_ms;
     double ms = 0;
 };
 
@@ -4480,17 +6562,20 @@ struct KindModel {
     RidgeModel ridge;
 };
 
-// Model latency = b0 + b_ops * operators + sum over groups g of a_g * (predicted ms of the
-// operators in group g). Groups: 0 GEMM-like (conv, fc), 1 depthwise, 2 everything else.
+// Model latency = b0 + b_ops * operators + sum over groups g of (a_g + a_f * large) * (predicted
+// ms of the operators in group g), `large` the model's footprint term (OpContext). Groups: 0 GEMM-like (conv, fc), 1 depthwise, 2 everything else.
 struct Calibration {
     std::array<double, 3> scale{1.0, 1.0, 1.0};
+    // Added to every scale in proportion to OpContext::large: a large model's operators run
+    // slower than its operators' context terms alone say.
+    double footprint_scale = 0;
     double per_op_ms = 0;
     double constant_ms = 0;
     int models = 0;
 };
 
 inline int calibration_group(PrimKind k) noexcept {
-    if (k == PrimKind::Conv || k == PrimKind::FullyConnected) return 0;
+    if (k == PrimKind::Conv || k == PrimKind::ConvNarrow || k == PrimKind::FullyConnected) return 0;
     if (k == PrimKind::Depthwise || k == PrimKind::DepthwiseLarge) return 1;
     return 2;
 }
@@ -4515,59 +6600,67 @@ public:
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
     KindModel& kind_model(PrimKind k) { return kinds[static_cast<std::size_t>(k)]; }
 
-    // Predicted milliseconds of one operator, before calibration. An operator kind the profile
-    // has no samples for predicts a rough bandwidth figure (and `missing` is set).
-    double predict_op(const PrimOp& p, bool* missing = nullptr) const {
+    // Predicted milliseconds of one operator in context `ctx` (a model's: model_context(ops)),
+    // before calibration. An operator kind the profile has no samples for predicts a rough
+    // bandwidth figure (and `missing` is set).
+    double predict_op(const PrimOp& p, const OpContext& ctx = {}, bool* missing = nullptr) const {
         const KindModel& m = kind_model(p.kind);
         if (!m.fitted) {
             if (missing) *missing = true;
             const double bytes = 8.0 * double(p.oh) * p.ow * p.oc;
             return 0.002 + bytes / 10e9 * 1e3;
         }
-        return m.context_scale * isolated_ms(m, p);
+        return (ctx.in_model > 0 ? m.context_scale : 1.0) * raw_ms(m, p, ctx);
     }
 
-    // The kind model's prediction for the operator run alone (no context factor).
-    static double isolated_ms(const KindModel& m, const PrimOp& p) {
-        const OpFeatures f = op_features(p);
+    // The kind model's regression in context `ctx` (no context factor).
+    static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
+        const OpFeatures f = op_features(p, ctx);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
-    // Calibrated total from per-operator predictions.
-    double combine(const std::vector<PrimOp>& ops, const std::vector<double>& op_ms) const {
+    // Calibrated total from per-operator predictions in context `ctx`.
+    double combine(const std::vector<PrimOp>& ops, const std::vector<double>& op_ms,
+                   const OpContext& ctx) const {
         std::array<double, 3> sums{0, 0, 0};
         for (std::size_t i = 0; i < ops.size(); ++i)
             sums[static_cast<std::size_t>(calibration_group(ops[i].kind))] += op_ms[i];
-        double t = calibration.constant_ms + calibration.per_op_ms * static_cast<double>(ops.size());
-        for (std::size_t g = 0; g < 3; ++g) t += calibration.scale[g] * sums[g];
+        return combine_sums(sums, ops.size(), ctx);
+    }
+    double combine_sums(const std::array<double, 3>& sums, std::size_t ops, const OpContext& ctx) const {
+        double t = calibration.constant_ms + calibration.per_op_ms * static_cast<double>(ops);
+        for (std::size_t g = 0; g < 3; ++g) t += group_scale(g, ctx) * sums[g];
         return std::max(t, 0.5 * (sums[0] + sums[1] + sums[2]));
+    }
+    double group_scale(std::size_t g, const OpContext& ctx) const {
+        return calibration.scale[g] + calibration.footprint_scale * ctx.large;
     }
 
     LatencyPrediction predict(const Graph& g) const {
         LatencyPrediction r;
         lower_for_latency(g, plan_fusion(g), r.ops);
+        const OpContext ctx = model_context(r.ops);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
-            const double ms = predict_op(r.ops[i]);
+            const double ms = predict_op(r.ops[i], ctx);
             r.per_op_ms[i] = ms;
             r.ops_ms += ms;
-            const double s = calibration.scale[static_cast<std::size_t>(calibration_group(r.ops[i].kind))];
+            const double s = group_scale(static_cast<std::size_t>(calibration_group(r.ops[i].kind)), ctx);
             r.per_layer_ms[static_cast<std::size_t>(r.ops[i].layer)] += s * ms;
         }
-        r.total_ms = combine(r.ops, r.per_op_ms);
+        r.total_ms = combine(r.ops, r.per_op_ms, ctx);
         return r;
     }
 
     // Only the total; allocates nothing but the lowering scratch passed in.
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         lower_for_latency(g, plan_fusion(g), scratch);
+        const OpContext ctx = model_context(scratch);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
-            sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p);
-        double t = calibration.constant_ms + calibration.per_op_ms * static_cast<double>(scratch.size());
-        for (std::size_t k = 0; k < 3; ++k) t += calibration.scale[k] * sums[k];
-        return std::max(t, 0.5 * (sums[0] + sums[1] + sums[2]));
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
+        return combine_sums(sums, scratch.size(), ctx);
     }
     double predict_ms(const Graph& g) const {
         std::vector<PrimOp> scratch;
@@ -4588,7 +6681,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     m.kind = kind;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
-        if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms))
+        if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
             idx.push_back(i);
     if (used) *used = idx;
     m.samples = static_cast<int>(idx.size());
@@ -4600,11 +6693,11 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op);
+        const OpFeatures f = op_features(s.op, s.ctx);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
-        w(i) = 1.0 / std::pow(std::max(s.ms, 1e-4), 2);
+        w(i) = std::max(0.0, s.weight) / std::pow(std::max(s.ms, 1e-4), 2);
         fastest = std::min(fastest, s.ms);
     }
     Eigen::VectorXd res;
@@ -4635,21 +6728,23 @@ inline Calibration fit_calibration(const LatencyModel& model,
     Calibration c;
     c.models = static_cast<int>(models.size());
     if (models.empty()) return c;
-    // Unknowns: scale[0..2], per_op_ms, constant_ms. Rows divided by measured ms.
+    // Unknowns: scale[0..2], per_op_ms, constant_ms, footprint_scale. Rows divided by measured ms.
     const Eigen::Index n = static_cast<Eigen::Index>(models.size());
-    Eigen::MatrixXd A(n + 5, 5);
-    Eigen::VectorXd b(n + 5);
+    Eigen::MatrixXd A(n + 6, 6);
+    Eigen::VectorXd b(n + 6);
     A.setZero();
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
+        const OpContext ctx = model_context(s.ops);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
-            sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p);
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
         const double t = std::max(s.ms, 1e-6);
         for (int g = 0; g < 3; ++g) A(i, g) = sums[static_cast<std::size_t>(g)] / t;
         A(i, 3) = static_cast<double>(s.ops.size()) / t;
         A(i, 4) = 1.0 / t;
+        A(i, 5) = ctx.large * (sums[0] + sums[1] + sums[2]) / t;
         b(i) = 1.0;
     }
     // Prior rows: scale_g ~ 1, per_op ~ 0 (in units of 1 us), constant ~ 0 (in units of 10 us).
@@ -4660,25 +6755,81 @@ inline Calibration fit_calibration(const LatencyModel& model,
     }
     A(n + 3, 3) = w * 1000.0 * 0.2;
     A(n + 4, 4) = w * 100.0 * 0.2;
-    const Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
+    // model timed while another process thrashed the caches cannot pull the fit.
+    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    for (int round = 0; round < 2 && n >= 8; ++round) {
+        const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(0.01, median(a));
+        Eigen::MatrixXd Aw = A;
+        Eigen::VectorXd bw = b;
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            const double sw = r > 1 ? std::sqrt(1.0 / r) : 1.0;
+            Aw.row(i) *= sw;
+            bw(i) *= sw;
+        }
+        x = Aw.colPivHouseholderQr().solve(bw);
+    }
     for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
     c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
     c.constant_ms = std::clamp(x(4), -0.005, 0.5);
+    c.footprint_scale = std::clamp(x(5), -0.5, 1.0);
     return c;
 }
 
-// Fits every kind from `samples`, then the calibration from `models`.
-// The context factor of each kind: the median of (timed in a model / predicted alone) over the
-// calibration models' operators that were timed on their own (at least 5, else 1).
+// The operators of the calibration models as samples in their model's context. op_ms[i] > 0 is
+// operator i's own time, or, for a layer of several operators (a conv and its hardswish), the
+// layer's total on the layer's first operator, followed by -1 on the others: the total is shared
+// in proportion to `model`'s predictions and the parts weigh half. 0 (or any other value that is
+// neither positive nor -1) is an operator not timed.
+inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
+                                                   const std::vector<CalibrationSample>& models,
+                                                   double weight = 1.0) {
+    std::vector<LatencySample> out;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops);
+        const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
+            std::size_t e = i + 1;
+            while (e < n && c.op_ms[e] == -1.0) ++e;
+            if (e == i + 1) {
+                out.push_back({c.ops[i], c.op_ms[i], ctx, weight});
+                continue;
+            }
+            double total = 0;
+            std::vector<double> pred;
+            for (std::size_t k = i; k < e; ++k) {
+                pred.push_back(std::max(1e-6, model.predict_op(c.ops[k], ctx)));
+                total += pred.back();
+            }
+            for (std::size_t k = i; k < e; ++k)
+                out.push_back({c.ops[k], c.op_ms[i] * pred[k - i] / total, ctx, 0.5 * weight});
+        }
+    }
+    return out;
+}
+
+// The context factor of each kind: the median of (timed in a model / the regression in that
+// model's context) over the calibration models' operators timed on their own (at least 5, else
+// 1). With the context terms fitted it stays near 1; it catches what they cannot.
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
-    for (const CalibrationSample& c : models)
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
-            const double pred = LatencyModel::isolated_ms(k, c.ops[i]);
+            const bool alone = i + 1 >= c.op_ms.size() || c.op_ms[i + 1] != -1.0;
+            if (!alone) continue;
+            const double pred = LatencyModel::raw_ms(k, c.ops[i], ctx);
             if (pred > 0) ratios[static_cast<std::size_t>(c.ops[i].kind)].push_back(std::log(c.op_ms[i] / pred));
         }
+    }
     for (std::size_t k = 0; k < prim_kind_count; ++k) {
         KindModel& km = m.kinds[k];
         km.context_samples = static_cast<int>(ratios[k].size());
@@ -4686,10 +6837,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
     }
 }
 
+// Fits every kind from the probes `samples` together with the operators timed inside the
+// calibration `models` (in their context; a first fit on the probes alone shares the time of
+// multi-operator layers), then the context factors and the calibration.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
-                                      const std::vector<CalibrationSample>& models) {
+                                      const std::vector<CalibrationSample>& models,
+                                      double in_model_weight = 10.0) {
+    LatencyModel first;
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+    std::vector<LatencySample> all = samples;
+    const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
+    all.insert(all.end(), in_model.begin(), in_model.end());
     LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, samples);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -4782,7 +6942,7 @@ inline std::string fingerprint_warning(const DeviceFingerprint& profile, const D
 }
 
 inline constexpr std::string_view profile_format_name = "lamda-latency-profile";
-inline constexpr int profile_format_version = 1;
+inline constexpr int profile_format_version = 2;
 
 struct LatencyProfile {
     DeviceFingerprint fingerprint;
@@ -4889,6 +7049,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         .begin_array()
         .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
         .end_array()
+        .field("footprint_scale", c.footprint_scale)
         .field("per_op_ms", c.per_op_ms)
         .field("constant_ms", c.constant_ms)
         .field("models", c.models)
@@ -5087,6 +7248,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
         if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
         for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
+        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
         p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
         p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
         p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
@@ -5111,4006 +7273,6 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #endif  // LAMDA_WITH_LATENCY
 #endif  // LAMDA_LATENCY_HPP
 // ---- end include/lamda/latency.hpp ----
-// ---- begin include/lamda/device.hpp ----
-// lamda/device.hpp: facts about the machine that runs the models, and its measured FMA peak.
-// The peak (single thread, GFLOP/s) is the denominator of every efficiency figure lamda prints.
-// Needs nothing but a C++17 compiler; the FMA kernels use GCC/Clang target attributes so that one
-// binary picks the widest vector unit present at run time.
-#ifndef LAMDA_DEVICE_HPP
-#define LAMDA_DEVICE_HPP
-
-#include <algorithm>
-#include <chrono>
-#include <cstdint>
-#include <fstream>
-#include <string>
-#include <thread>
-#include <vector>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define LAMDA_DEVICE_X86 1
-#elif defined(__aarch64__)
-#include <arm_neon.h>
-#define LAMDA_DEVICE_ARM64 1
-#endif
-
-#if defined(__linux__)
-#include <sched.h>
-#endif
-
-namespace lamda {
-
-struct DeviceInfo {
-    std::string cpu_model;
-    std::string architecture;           // x86_64, aarch64, ...
-    std::vector<std::string> isa;       // vector and FMA features present
-    std::string xnnpack_isa;            // the f32 kernel family XNNPACK dispatches to here
-    int logical_cores = 0;              // cores this process may run on
-    std::string fma_kernel;             // the ISA the peak was measured with
-    double peak_gflops = 0;             // single thread, measured; 0 until measured
-};
-
-namespace device_detail {
-
-inline std::string read_cpuinfo_field(const std::vector<std::string>& keys) {
-    std::ifstream in("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(in, line)) {
-        const auto colon = line.find(':');
-        if (colon == std::string::npos) continue;
-        std::string key = line.substr(0, colon);
-        while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
-        for (const auto& wanted : keys) {
-            if (key == wanted) {
-                std::string value = line.substr(colon + 1);
-                const auto first = value.find_first_not_of(" \t");
-                return first == std::string::npos ? std::string() : value.substr(first);
-            }
-        }
-    }
-    return {};
-}
-
-// Each kernel runs `iterations` rounds over independent accumulators (enough to cover the FMA
-// latency on every core we know) and returns the floating-point operations it performed; the
-// accumulators feed `sink` so that the compiler cannot drop the work.
-// Twelve named accumulators, updated in one statement each, so that both compilers keep them in
-// registers; GCC is also told to optimise these few functions in builds that otherwise do not.
-#if defined(__GNUC__) && !defined(__clang__)
-#define LAMDA_OPTIMIZED __attribute__((optimize("O2")))
-#else
-#define LAMDA_OPTIMIZED
-#endif
-#define LAMDA_FMA_ROUND(FMA)                                                                   \
-    a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c); a3 = FMA(a3, m, c);          \
-    a4 = FMA(a4, m, c); a5 = FMA(a5, m, c); a6 = FMA(a6, m, c); a7 = FMA(a7, m, c);          \
-    a8 = FMA(a8, m, c); a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c)
-
-#if defined(LAMDA_DEVICE_X86)
-__attribute__((target("avx512f"))) LAMDA_OPTIMIZED inline double fma_kernel_avx512(
-    std::int64_t iterations, float& sink) {
-    __m512 a0 = _mm512_set1_ps(0.50f), a1 = _mm512_set1_ps(0.51f), a2 = _mm512_set1_ps(0.52f),
-           a3 = _mm512_set1_ps(0.53f), a4 = _mm512_set1_ps(0.54f), a5 = _mm512_set1_ps(0.55f),
-           a6 = _mm512_set1_ps(0.56f), a7 = _mm512_set1_ps(0.57f), a8 = _mm512_set1_ps(0.58f),
-           a9 = _mm512_set1_ps(0.59f), a10 = _mm512_set1_ps(0.60f), a11 = _mm512_set1_ps(0.61f);
-    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(_mm512_fmadd_ps); }
-    const __m512 s = _mm512_add_ps(
-        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                      _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))),
-        _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-    alignas(64) float lanes[16];  // (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized)
-    _mm512_store_ps(lanes, s);
-    for (float v : lanes) sink += v;
-    return static_cast<double>(iterations) * 12 * 16 * 2;
-}
-
-__attribute__((target("avx2,fma"))) LAMDA_OPTIMIZED inline double fma_kernel_avx2(
-    std::int64_t iterations, float& sink) {
-    __m256 a0 = _mm256_set1_ps(0.50f), a1 = _mm256_set1_ps(0.51f), a2 = _mm256_set1_ps(0.52f),
-           a3 = _mm256_set1_ps(0.53f), a4 = _mm256_set1_ps(0.54f), a5 = _mm256_set1_ps(0.55f),
-           a6 = _mm256_set1_ps(0.56f), a7 = _mm256_set1_ps(0.57f), a8 = _mm256_set1_ps(0.58f),
-           a9 = _mm256_set1_ps(0.59f), a10 = _mm256_set1_ps(0.60f), a11 = _mm256_set1_ps(0.61f);
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(_mm256_fmadd_ps); }
-    const __m256 s = _mm256_add_ps(
-        _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                      _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7))),
-        _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, s);
-    for (float v : lanes) sink += v;
-    return static_cast<double>(iterations) * 12 * 8 * 2;
-}
-#elif defined(LAMDA_DEVICE_ARM64)
-// vfmaq_f32(c, a, m) = c + a * m; wrapped so the round macro's argument order applies.
-inline float32x4_t neon_fma(float32x4_t a, float32x4_t m, float32x4_t c) { return vfmaq_f32(c, a, m); }
-
-LAMDA_OPTIMIZED inline double fma_kernel_neon(std::int64_t iterations, float& sink) {
-    float32x4_t a0 = vdupq_n_f32(0.50f), a1 = vdupq_n_f32(0.51f), a2 = vdupq_n_f32(0.52f),
-                a3 = vdupq_n_f32(0.53f), a4 = vdupq_n_f32(0.54f), a5 = vdupq_n_f32(0.55f),
-                a6 = vdupq_n_f32(0.56f), a7 = vdupq_n_f32(0.57f), a8 = vdupq_n_f32(0.58f),
-                a9 = vdupq_n_f32(0.59f), a10 = vdupq_n_f32(0.60f), a11 = vdupq_n_f32(0.61f);
-    const float32x4_t m = vdupq_n_f32(0.999999f), c = vdupq_n_f32(1e-7f);
-    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(neon_fma); }
-    const float32x4_t s = vaddq_f32(
-        vaddq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)),
-                  vaddq_f32(vaddq_f32(a4, a5), vaddq_f32(a6, a7))),
-        vaddq_f32(vaddq_f32(a8, a9), vaddq_f32(a10, a11)));
-    sink += vaddvq_f32(s);
-    return static_cast<double>(iterations) * 12 * 4 * 2;
-}
-#endif
-
-// Scalar fallback: still independent chains, so the compiler can at least pipeline them.
-LAMDA_OPTIMIZED inline double fma_kernel_scalar(std::int64_t iterations, float& sink) {
-    float a[8];
-    for (int i = 0; i < 8; ++i) a[i] = 0.5f + 0.01f * static_cast<float>(i);
-    for (std::int64_t n = 0; n < iterations; ++n)
-        for (float& v : a) v = v * 0.999999f + 1e-7f;
-    for (float v : a) sink += v;
-    return static_cast<double>(iterations) * 8 * 2;
-}
-
-}  // namespace device_detail
-
-// What this machine is, without measuring anything.
-inline DeviceInfo describe_device() {
-    DeviceInfo info;
-    info.cpu_model = device_detail::read_cpuinfo_field({"model name", "Model", "Hardware", "cpu model"});
-#if defined(LAMDA_DEVICE_X86)
-    info.architecture = "x86_64";
-    __builtin_cpu_init();
-    const std::pair<const char*, bool> features[] = {
-        {"sse2", __builtin_cpu_supports("sse2")},       {"sse4.1", __builtin_cpu_supports("sse4.1")},
-        {"avx", __builtin_cpu_supports("avx")},         {"fma", __builtin_cpu_supports("fma")},
-        {"avx2", __builtin_cpu_supports("avx2")},       {"avx512f", __builtin_cpu_supports("avx512f")},
-        {"avx512bw", __builtin_cpu_supports("avx512bw")}, {"avx512vl", __builtin_cpu_supports("avx512vl")},
-        {"avx512dq", __builtin_cpu_supports("avx512dq")}};
-    for (const auto& [name, present] : features)
-        if (present) info.isa.emplace_back(name);
-    // XNNPACK's f32 dispatch (2022 snapshot): AVX-512F microkernels where present, else FMA3
-    // (AVX2-era), else AVX, else SSE.
-    if (__builtin_cpu_supports("avx512f")) info.xnnpack_isa = "avx512f";
-    else if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) info.xnnpack_isa = "fma3";
-    else if (__builtin_cpu_supports("avx")) info.xnnpack_isa = "avx";
-    else info.xnnpack_isa = "sse2";
-#elif defined(LAMDA_DEVICE_ARM64)
-    info.architecture = "aarch64";
-    info.isa = {"neon", "fma"};  // both are mandatory on AArch64
-    const std::string flags = device_detail::read_cpuinfo_field({"Features"});
-    for (const char* extra : {"fphp", "asimdhp", "asimddp", "sve", "i8mm", "bf16"})
-        if ((" " + flags + " ").find(std::string(" ") + extra + " ") != std::string::npos)
-            info.isa.emplace_back(extra);
-    info.xnnpack_isa = "neonfma";
-#else
-    info.architecture = "unknown";
-    info.xnnpack_isa = "scalar";
-#endif
-    if (info.cpu_model.empty()) info.cpu_model = "unknown " + info.architecture + " CPU";
-#if defined(__linux__)
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0) info.logical_cores = CPU_COUNT(&set);
-#endif
-    if (info.logical_cores <= 0)
-        info.logical_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    return info;
-}
-
-// Measures the single-thread FMA peak in GFLOP/s with the widest vector unit present: the best
-// of several short trials (the best, because interference only ever slows a trial down).
-inline double measure_fma_peak_gflops(DeviceInfo& info, double seconds = 0.3) {
-    using clock = std::chrono::steady_clock;
-    double (*kernel)(std::int64_t, float&) = device_detail::fma_kernel_scalar;
-    info.fma_kernel = "scalar";
-#if defined(LAMDA_DEVICE_X86)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
-        kernel = device_detail::fma_kernel_avx512;
-        info.fma_kernel = "avx512f";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        kernel = device_detail::fma_kernel_avx2;
-        info.fma_kernel = "avx2+fma";
-    }
-#elif defined(LAMDA_DEVICE_ARM64)
-    kernel = device_detail::fma_kernel_neon;
-    info.fma_kernel = "neon";
-#endif
-    float sink = 0;
-    // Calibrate the iteration count to ~1/10 of the budget per trial.
-    std::int64_t iterations = 1000;
-    for (;;) {
-        const auto t0 = clock::now();
-        kernel(iterations, sink);
-        const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-        if (elapsed > seconds / 20 || iterations > (std::int64_t{1} << 40)) break;
-        iterations *= 2;
-    }
-    double best = 0;
-    const auto start = clock::now();
-    do {
-        const auto t0 = clock::now();
-        const double flops = kernel(iterations, sink);
-        const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-        if (elapsed > 0) best = std::max(best, flops / elapsed / 1e9);
-    } while (std::chrono::duration<double>(clock::now() - start).count() < seconds);
-    // The sink is consumed so that the kernels' results stay observable.
-    if (sink == 12345.678f) best += 1e-12;
-    info.peak_gflops = best;
-    return best;
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_DEVICE_HPP
-// ---- end include/lamda/device.hpp ----
-// ---- begin include/lamda/stats.hpp ----
-// lamda/stats.hpp: order statistics for timings (median, percentiles) without surprises.
-#ifndef LAMDA_STATS_HPP
-#define LAMDA_STATS_HPP
-
-#include <algorithm>
-#include <cmath>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-namespace lamda {
-
-// The q-quantile (q in [0, 1]) with linear interpolation between order statistics (the
-// definition numpy uses by default). Throws on an empty sample.
-inline double quantile(std::vector<double> sample, double q) {
-    if (sample.empty()) throw std::invalid_argument("quantile of an empty sample");
-    q = std::clamp(q, 0.0, 1.0);
-    std::sort(sample.begin(), sample.end());
-    const double position = q * static_cast<double>(sample.size() - 1);
-    const auto below = static_cast<std::size_t>(std::floor(position));
-    const std::size_t above = std::min(below + 1, sample.size() - 1);
-    const double fraction = position - static_cast<double>(below);
-    return sample[below] + (sample[above] - sample[below]) * fraction;
-}
-
-inline double median(std::vector<double> sample) { return quantile(std::move(sample), 0.5); }
-
-}  // namespace lamda
-
-#endif  // LAMDA_STATS_HPP
-// ---- end include/lamda/stats.hpp ----
-// ---- begin include/lamda/bench.hpp ----
-// lamda/bench.hpp: measuring a model on this device through the XNNPACK executor.
-// One measurement routine shared by `lamda bench`, the latency model and the search, so that
-// every latency lamda reports means the same thing. Empty unless LAMDA_WITH_XNNPACK is defined.
-#ifndef LAMDA_BENCH_HPP
-#define LAMDA_BENCH_HPP
-
-#if defined(LAMDA_WITH_XNNPACK)
-
-#include <chrono>
-#include <cstdint>
-#include <stdexcept>
-#include <string>
-#include <vector>
-
-// ---- begin include/lamda/weights.hpp ----
-// lamda/weights.hpp: named weight tensors, their expected shapes, deterministic random weights and
-// a strict, bounded safetensors reader and writer. Needs only a C++17 compiler.
-//
-// Names and layouts (docs/weights.md): `LAYER.weight`, `LAYER.bias`; for batchnorm also
-// `LAYER.running_mean`, `LAYER.running_var`. Layouts are PyTorch's, so a torch state_dict saved with
-// safetensors loads as is:
-//   conv2d  weight [out][in/groups][kh][kw]   (OIHW)     bias [out]
-//   dwconv  weight [C*multiplier][1][kh][kw]             bias [C*multiplier]
-//   fc      weight [out][in]                            bias [out]
-//   batchnorm weight (gamma), bias (beta), running_mean, running_var: each [C]
-#ifndef LAMDA_WEIGHTS_HPP
-#define LAMDA_WEIGHTS_HPP
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <fstream>
-#include <limits>
-#include <map>
-#include <stdexcept>
-#include <string>
-#include <string_view>
-#include <utility>
-#include <vector>
-
-// ---- begin include/lamda/tensor.hpp ----
-// lamda/tensor.hpp: a run-time activation tensor (NHWC float32, batch 1) and the executors' error.
-#ifndef LAMDA_TENSOR_HPP
-#define LAMDA_TENSOR_HPP
-
-#include <cstddef>
-#include <stdexcept>
-#include <string>
-#include <vector>
-
-
-namespace lamda {
-
-// One value: height x width x channels, stored in NHWC order (channels fastest), batch 1.
-struct Tensor {
-    Shape shape;
-    std::vector<float> data;  // shape.elements() values
-
-    Tensor() = default;
-    explicit Tensor(const Shape& s, float fill = 0.0f)
-        : shape(s), data(static_cast<std::size_t>(s.known() ? s.elements() : 0), fill) {}
-
-    float& at(std::int64_t y, std::int64_t x, std::int64_t c) {
-        return data[static_cast<std::size_t>((y * shape.w + x) * shape.c + c)];
-    }
-    float at(std::int64_t y, std::int64_t x, std::int64_t c) const {
-        return data[static_cast<std::size_t>((y * shape.w + x) * shape.c + c)];
-    }
-};
-
-// Thrown by the executors (reference and XNNPACK) when a graph, its weights or an input cannot be
-// run; the message names the layer (and tensor) concerned.
-class ExecutorError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_TENSOR_HPP
-// ---- end include/lamda/tensor.hpp ----
-
-namespace lamda {
-
-// One named weight tensor: row-major (last dimension fastest) float32 values.
-struct WeightTensor {
-    std::vector<std::int64_t> shape;
-    std::vector<float> data;
-
-    std::int64_t elements() const noexcept {
-        std::int64_t n = 1;
-        for (std::int64_t d : shape) n *= d;
-        return n;
-    }
-};
-
-// Tensor name -> tensor, ordered by name.
-using Weights = std::map<std::string, WeightTensor>;
-
-// Thrown by the safetensors reader and writer; the message names the file and, where one is
-// concerned, the tensor.
-class WeightsError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-
-// "[16,3,3,3]"
-inline std::string shape_string(const std::vector<std::int64_t>& shape) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (i) s += ',';
-        s += std::to_string(shape[i]);
-    }
-    return s + "]";
-}
-
-// ---------------------------------------------------------------------------------------------
-// Expected tensors
-// ---------------------------------------------------------------------------------------------
-
-struct ExpectedTensor {
-    std::string name;  // "LAYER.weight"
-    std::vector<std::int64_t> shape;
-    int layer = 0;     // index into Graph::layers
-};
-
-// The tensors a graph with inferred shapes needs, in layer order.
-inline std::vector<ExpectedTensor> expected_weights(const Graph& graph) {
-    std::vector<ExpectedTensor> out;
-    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
-        const Layer& l = graph.layers[i];
-        if (!has_weights(l.op) || l.inputs.empty()) continue;
-        const auto in_index = static_cast<std::size_t>(l.inputs.front());
-        if (in_index >= graph.layers.size()) continue;
-        const Shape in = graph.layers[in_index].shape;
-        const int li = static_cast<int>(i);
-        switch (l.op) {
-        case OpKind::Conv2d: {
-            const std::int64_t g = l.groups > 0 ? l.groups : 1;
-            out.push_back({l.name + ".weight", {l.out_channels, in.c / g, l.kernel_h, l.kernel_w}, li});
-            if (l.bias) out.push_back({l.name + ".bias", {l.out_channels}, li});
-            break;
-        }
-        case OpKind::DepthwiseConv2d: {
-            const std::int64_t oc = in.c * l.multiplier;
-            out.push_back({l.name + ".weight", {oc, 1, l.kernel_h, l.kernel_w}, li});
-            if (l.bias) out.push_back({l.name + ".bias", {oc}, li});
-            break;
-        }
-        case OpKind::FullyConnected:
-            out.push_back({l.name + ".weight", {l.out_channels, in.elements()}, li});
-            if (l.bias) out.push_back({l.name + ".bias", {l.out_channels}, li});
-            break;
-        case OpKind::BatchNorm:
-            for (const char* suffix : {".weight", ".bias", ".running_mean", ".running_var"})
-                out.push_back({l.name + suffix, {in.c}, li});
-            break;
-        default: break;
-        }
-    }
-    return out;
-}
-
-// Every problem with `weights` for `graph` (empty when they fit): a missing tensor, a tensor of the
-// wrong shape, a tensor whose data does not match its shape, a batchnorm running_var that is
-// negative or not finite, and any tensor the graph does not use (an error, not a warning: it
-// usually means the weights belong to another model).
-inline std::vector<std::string> validate_weights(const Graph& graph, const Weights& weights) {
-    std::vector<std::string> errors;
-    const std::vector<ExpectedTensor> expected = expected_weights(graph);
-    std::map<std::string_view, const ExpectedTensor*> wanted;
-    for (const ExpectedTensor& e : expected) wanted.emplace(e.name, &e);
-
-    for (const ExpectedTensor& e : expected) {
-        const auto it = weights.find(e.name);
-        const Layer& layer = graph.layers[static_cast<std::size_t>(e.layer)];
-        if (it == weights.end()) {
-            errors.push_back("missing tensor '" + e.name + "' (shape " + shape_string(e.shape) +
-                             ") for " + std::string(op_name(layer.op)) + " layer '" + layer.name +
-                             "'");
-            continue;
-        }
-        const WeightTensor& t = it->second;
-        if (t.shape != e.shape) {
-            errors.push_back("'" + e.name + "' has shape " + shape_string(t.shape) + ", expected " +
-                             shape_string(e.shape));
-            continue;
-        }
-        if (static_cast<std::int64_t>(t.data.size()) != t.elements()) {
-            errors.push_back("'" + e.name + "' has " + std::to_string(t.data.size()) +
-                             " values but its shape " + shape_string(t.shape) + " needs " +
-                             std::to_string(t.elements()));
-            continue;
-        }
-        const std::string_view name(e.name);
-        if (name.size() > 12 && name.substr(name.size() - 12) == ".running_var") {
-            for (float v : t.data)
-                if (!(v >= 0.0f) || !std::isfinite(v)) {
-                    errors.push_back("'" + e.name + "' has a negative or non-finite value (" +
-                                     std::to_string(v) + "); variances must be >= 0");
-                    break;
-                }
-        }
-    }
-    for (const auto& kv : weights) {
-        if (wanted.count(kv.first)) continue;
-        const auto dot = kv.first.rfind('.');
-        const std::string layer_name = dot == std::string::npos ? kv.first : kv.first.substr(0, dot);
-        const int li = graph.find(layer_name);
-        std::string why;
-        if (li < 0)
-            why = "there is no layer '" + layer_name + "'";
-        else {
-            const Layer& l = graph.layers[static_cast<std::size_t>(li)];
-            if (!has_weights(l.op))
-                why = std::string(op_name(l.op)) + " layer '" + l.name + "' has no weights";
-            else if (!l.bias && kv.first == l.name + ".bias")
-                why = "layer '" + l.name + "' has bias=false";
-            else
-                why = std::string(op_name(l.op)) + " layer '" + l.name + "' takes no such tensor";
-        }
-        errors.push_back("unexpected tensor '" + kv.first + "': " + why);
-    }
-    return errors;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Deterministic random weights
-// ---------------------------------------------------------------------------------------------
-
-namespace detail {
-
-inline std::uint64_t fnv1a(std::string_view s) noexcept {
-    std::uint64_t h = 14695981039346656037ull;
-    for (char ch : s) {
-        h ^= static_cast<unsigned char>(ch);
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-// splitmix64: the same sequence on every platform (std's distributions are not portable).
-struct SplitMix64 {
-    std::uint64_t state;
-    std::uint64_t next() noexcept {
-        std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        return z ^ (z >> 31);
-    }
-    // Uniform in [lo, hi).
-    float uniform(float lo, float hi) noexcept {
-        const double u = static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0);
-        return static_cast<float>(lo + (hi - lo) * u);
-    }
-};
-
-}  // namespace detail
-
-// Fills every tensor `graph` needs (shapes inferred). Each tensor's values depend only on `seed`
-// and its name, so editing one layer leaves the others' weights unchanged.
-//   conv2d/dwconv/fc weight: He-uniform, U(-b, b) with b = sqrt(6 / fan_in), fan_in = inputs per
-//     output (in/groups*kh*kw, kh*kw, in); bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (torch's).
-//   batchnorm: gamma U(0.5, 1.5), beta U(-0.2, 0.2), running_mean U(-0.2, 0.2),
-//     running_var U(0.5, 2).
-inline Weights random_weights(const Graph& graph, std::uint64_t seed) {
-    Weights w;
-    for (const ExpectedTensor& e : expected_weights(graph)) {
-        WeightTensor t;
-        t.shape = e.shape;
-        t.data.resize(static_cast<std::size_t>(std::max<std::int64_t>(0, t.elements())));
-        detail::SplitMix64 rng{seed ^ detail::fnv1a(e.name)};
-        const Layer& l = graph.layers[static_cast<std::size_t>(e.layer)];
-        float lo = -1.0f, hi = 1.0f;
-        const std::string_view suffix = std::string_view(e.name).substr(l.name.size());
-        if (l.op == OpKind::BatchNorm) {
-            if (suffix == ".weight") lo = 0.5f, hi = 1.5f;
-            else if (suffix == ".running_var") lo = 0.5f, hi = 2.0f;
-            else lo = -0.2f, hi = 0.2f;
-        } else {
-            // fan_in: inputs per output, i.e. the weight's dimensions after the first.
-            const Shape in = graph.layers[static_cast<std::size_t>(l.inputs.front())].shape;
-            std::int64_t fan_in = 1;
-            if (l.op == OpKind::Conv2d)
-                fan_in = in.c / std::max(1, l.groups) * l.kernel_h * l.kernel_w;
-            else if (l.op == OpKind::DepthwiseConv2d)
-                fan_in = std::int64_t{l.kernel_h} * l.kernel_w;
-            else
-                fan_in = in.elements();
-            if (fan_in < 1) fan_in = 1;
-            const double b = suffix == ".weight" ? std::sqrt(6.0 / static_cast<double>(fan_in))
-                                                 : 1.0 / std::sqrt(static_cast<double>(fan_in));
-            lo = static_cast<float>(-b);
-            hi = static_cast<float>(b);
-        }
-        for (float& v : t.data) v = rng.uniform(lo, hi);
-        w.emplace(e.name, std::move(t));
-    }
-    return w;
-}
-
-// ---------------------------------------------------------------------------------------------
-// safetensors
-// ---------------------------------------------------------------------------------------------
-// Format: 8-byte little-endian header length N, N bytes of JSON
-//   {"NAME":{"dtype":"F32","shape":[...],"data_offsets":[BEGIN,END]}, ..., "__metadata__":{"k":"v"}}
-// then the data section; offsets are relative to its start. The reader accepts only F32 tensors,
-// except that it skips torch's integer `*.num_batches_tracked` counters.
-
-struct SafetensorsLimits {
-    std::uint64_t max_header_bytes = 100ull << 20;  // 100 MiB
-    std::size_t max_tensors = 1000000;
-    std::size_t max_dims = 8;
-    std::int64_t max_elements = std::int64_t{1} << 31;  // per tensor
-};
-
-struct SafetensorsData {
-    Weights tensors;
-    std::map<std::string, std::string> metadata;
-};
-
-namespace detail {
-
-// A strict JSON parser for the safetensors header: objects, arrays, strings, numbers, true, false,
-// null; bounded depth; duplicate keys are errors.
-struct JsonValue {
-    enum class Kind { Null, Bool, Number, String, Array, Object } kind = Kind::Null;
-    std::string text;  // String: the decoded string; Number: its literal text
-    bool boolean = false;
-    std::vector<JsonValue> items;
-    std::vector<std::pair<std::string, JsonValue>> members;
-};
-
-class JsonParser {
-public:
-    explicit JsonParser(std::string_view s) : s_(s) {}
-
-    // Parses the whole text as one value; on failure returns false and sets error().
-    bool parse(JsonValue& out) {
-        skip_ws();
-        if (!value(out, 0)) return false;
-        skip_ws();
-        if (pos_ != s_.size()) return fail("unexpected text after the JSON value");
-        return true;
-    }
-    const std::string& error() const noexcept { return error_; }
-
-private:
-    static constexpr int max_depth = 16;
-    std::string_view s_;
-    std::size_t pos_ = 0;
-    std::string error_;
-
-    bool fail(const std::string& what) {
-        if (error_.empty()) error_ = what + " at byte " + std::to_string(pos_);
-        return false;
-    }
-    void skip_ws() {
-        while (pos_ < s_.size() &&
-               (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
-            ++pos_;
-    }
-    bool literal(std::string_view word) {
-        if (s_.substr(pos_, word.size()) != word) return fail("invalid literal");
-        pos_ += word.size();
-        return true;
-    }
-    bool value(JsonValue& v, int depth) {
-        if (depth > max_depth) return fail("JSON nested too deeply");
-        if (pos_ >= s_.size()) return fail("unexpected end of JSON");
-        const char c = s_[pos_];
-        if (c == '{') return object(v, depth);
-        if (c == '[') return array(v, depth);
-        if (c == '"') {
-            v.kind = JsonValue::Kind::String;
-            return string(v.text);
-        }
-        if (c == 't') {
-            v.kind = JsonValue::Kind::Bool;
-            v.boolean = true;
-            return literal("true");
-        }
-        if (c == 'f') {
-            v.kind = JsonValue::Kind::Bool;
-            return literal("false");
-        }
-        if (c == 'n') {
-            v.kind = JsonValue::Kind::Null;
-            return literal("null");
-        }
-        if (c == '-' || (c >= '0' && c <= '9')) return number(v);
-        return fail(std::string("unexpected character '") + c + "'");
-    }
-    bool object(JsonValue& v, int depth) {
-        v.kind = JsonValue::Kind::Object;
-        ++pos_;  // '{'
-        skip_ws();
-        if (pos_ < s_.size() && s_[pos_] == '}') {
-            ++pos_;
-            return true;
-        }
-        for (;;) {
-            skip_ws();
-            if (pos_ >= s_.size() || s_[pos_] != '"') return fail("expected a string key");
-            std::string key;
-            if (!string(key)) return false;
-            for (const auto& m : v.members)
-                if (m.first == key) return fail("duplicate key '" + key + "'");
-            skip_ws();
-            if (pos_ >= s_.size() || s_[pos_] != ':') return fail("expected ':'");
-            ++pos_;
-            skip_ws();
-            JsonValue member;
-            if (!value(member, depth + 1)) return false;
-            v.members.emplace_back(std::move(key), std::move(member));
-            skip_ws();
-            if (pos_ < s_.size() && s_[pos_] == ',') {
-                ++pos_;
-                continue;
-            }
-            if (pos_ < s_.size() && s_[pos_] == '}') {
-                ++pos_;
-                return true;
-            }
-            return fail("expected ',' or '}'");
-        }
-    }
-    bool array(JsonValue& v, int depth) {
-        v.kind = JsonValue::Kind::Array;
-        ++pos_;  // '['
-        skip_ws();
-        if (pos_ < s_.size() && s_[pos_] == ']') {
-            ++pos_;
-            return true;
-        }
-        for (;;) {
-            skip_ws();
-            JsonValue item;
-            if (!value(item, depth + 1)) return false;
-            v.items.push_back(std::move(item));
-            skip_ws();
-            if (pos_ < s_.size() && s_[pos_] == ',') {
-                ++pos_;
-                continue;
-            }
-            if (pos_ < s_.size() && s_[pos_] == ']') {
-                ++pos_;
-                return true;
-            }
-            return fail("expected ',' or ']'");
-        }
-    }
-    static void append_utf8(std::string& out, std::uint32_t cp) {
-        if (cp < 0x80) {
-            out += static_cast<char>(cp);
-        } else if (cp < 0x800) {
-            out += static_cast<char>(0xC0 | (cp >> 6));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            out += static_cast<char>(0xE0 | (cp >> 12));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else {
-            out += static_cast<char>(0xF0 | (cp >> 18));
-            out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        }
-    }
-    bool hex4(std::uint32_t& out) {
-        if (s_.size() - pos_ < 4) return fail("truncated \\u escape");
-        out = 0;
-        for (int i = 0; i < 4; ++i) {
-            const char h = s_[pos_++];
-            out <<= 4;
-            if (h >= '0' && h <= '9') out |= static_cast<std::uint32_t>(h - '0');
-            else if (h >= 'a' && h <= 'f') out |= static_cast<std::uint32_t>(h - 'a' + 10);
-            else if (h >= 'A' && h <= 'F') out |= static_cast<std::uint32_t>(h - 'A' + 10);
-            else return fail("invalid \\u escape");
-        }
-        return true;
-    }
-    bool string(std::string& out) {
-        ++pos_;  // '"'
-        for (;;) {
-            if (pos_ >= s_.size()) return fail("unterminated string");
-            const char c = s_[pos_++];
-            if (c == '"') return true;
-            if (static_cast<unsigned char>(c) < 0x20) return fail("control character in string");
-            if (c != '\\') {
-                out += c;
-                continue;
-            }
-            if (pos_ >= s_.size()) return fail("unterminated string");
-            const char e = s_[pos_++];
-            switch (e) {
-            case '"': out += '"'; break;
-            case '\\': out += '\\'; break;
-            case '/': out += '/'; break;
-            case 'b': out += '\b'; break;
-            case 'f': out += '\f'; break;
-            case 'n': out += '\n'; break;
-            case 'r': out += '\r'; break;
-            case 't': out += '\t'; break;
-            case 'u': {
-                std::uint32_t cp = 0;
-                if (!hex4(cp)) return false;
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    std::uint32_t lo = 0;
-                    if (s_.substr(pos_, 2) != "\\u") return fail("unpaired surrogate");
-                    pos_ += 2;
-                    if (!hex4(lo)) return false;
-                    if (lo < 0xDC00 || lo > 0xDFFF) return fail("unpaired surrogate");
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                    return fail("unpaired surrogate");
-                }
-                append_utf8(out, cp);
-                break;
-            }
-            default: return fail("invalid escape in string");
-            }
-        }
-    }
-    bool number(JsonValue& v) {
-        v.kind = JsonValue::Kind::Number;
-        const std::size_t start = pos_;
-        auto digit = [&] { return pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9'; };
-        if (s_[pos_] == '-') ++pos_;
-        if (!digit()) return fail("invalid number");
-        if (s_[pos_] == '0') ++pos_;
-        else
-            while (digit()) ++pos_;
-        if (pos_ < s_.size() && s_[pos_] == '.') {
-            ++pos_;
-            if (!digit()) return fail("invalid number");
-            while (digit()) ++pos_;
-        }
-        if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
-            ++pos_;
-            if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
-            if (!digit()) return fail("invalid number");
-            while (digit()) ++pos_;
-        }
-        v.text = std::string(s_.substr(start, pos_ - start));
-        return true;
-    }
-};
-
-// A non-negative JSON integer no larger than `max`, or false.
-inline bool json_uint(const JsonValue& v, std::uint64_t max, std::uint64_t& out) {
-    if (v.kind != JsonValue::Kind::Number || v.text.empty() || v.text.size() > 19) return false;
-    out = 0;
-    for (char c : v.text) {
-        if (c < '0' || c > '9') return false;  // no sign, fraction or exponent
-        out = out * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    return out <= max;
-}
-
-inline std::string json_quote(std::string_view s) {
-    static const char hex[] = "0123456789abcdef";
-    std::string out = "\"";
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '"') out += "\\\"";
-        else if (c == '\\') out += "\\\\";
-        else if (c < 0x20) {
-            out += "\\u00";
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        } else out += ch;
-    }
-    return out + '"';
-}
-
-}  // namespace detail
-
-// Parses a safetensors file held in memory. `filename` is only used in error messages.
-inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_view filename,
-                                         const SafetensorsLimits& limits = {}) {
-    const std::string file = filename.empty() ? std::string("<safetensors>") : std::string(filename);
-    auto error = [&](const std::string& what) { return WeightsError(file + ": " + what); };
-    if (bytes.size() < 8)
-        throw error("file is " + std::to_string(bytes.size()) +
-                    " bytes, too short for the 8-byte header length");
-    std::uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)]);
-    if (n > limits.max_header_bytes)
-        throw error("header length " + std::to_string(n) + " exceeds the limit of " +
-                    std::to_string(limits.max_header_bytes) + " bytes");
-    if (n > bytes.size() - 8)
-        throw error("header length " + std::to_string(n) + " runs past the end of the file (" +
-                    std::to_string(bytes.size()) + " bytes)");
-    const std::string_view header = bytes.substr(8, static_cast<std::size_t>(n));
-    const std::string_view data = bytes.substr(8 + static_cast<std::size_t>(n));
-
-    detail::JsonValue root;
-    detail::JsonParser parser(header);
-    if (!parser.parse(root)) throw error("invalid JSON header: " + parser.error());
-    if (root.kind != detail::JsonValue::Kind::Object)
-        throw error("the JSON header is not an object");
-    if (root.members.size() > limits.max_tensors + 1)
-        throw error("header lists " + std::to_string(root.members.size()) +
-                    " entries, more than the limit of " + std::to_string(limits.max_tensors));
-
-    SafetensorsData out;
-    struct Range {
-        std::uint64_t begin, end;
-        const std::string* name;
-    };
-    std::vector<Range> ranges;
-    for (const auto& member : root.members) {
-        const std::string& name = member.first;
-        const detail::JsonValue& spec = member.second;
-        if (name == "__metadata__") {
-            if (spec.kind != detail::JsonValue::Kind::Object)
-                throw error("__metadata__ is not an object");
-            for (const auto& [k, v] : spec.members) {
-                if (v.kind != detail::JsonValue::Kind::String)
-                    throw error("__metadata__ value '" + k + "' is not a string");
-                out.metadata[k] = v.text;
-            }
-            continue;
-        }
-        const std::string& tensor_name = name;  // C++17 lambdas cannot capture structured bindings
-        auto terror = [&](const std::string& what) { return error("tensor '" + tensor_name + "': " + what); };
-        if (spec.kind != detail::JsonValue::Kind::Object) throw terror("entry is not an object");
-        const detail::JsonValue* dtype = nullptr;
-        const detail::JsonValue* shape = nullptr;
-        const detail::JsonValue* offsets = nullptr;
-        for (const auto& [k, v] : spec.members) {
-            if (k == "dtype") dtype = &v;
-            else if (k == "shape") shape = &v;
-            else if (k == "data_offsets") offsets = &v;
-            else throw terror("unknown field '" + k + "'");
-        }
-        if (!dtype || !shape || !offsets)
-            throw terror(std::string("missing field '") +
-                         (!dtype ? "dtype" : !shape ? "shape" : "data_offsets") + "'");
-        if (dtype->kind != detail::JsonValue::Kind::String) throw terror("dtype is not a string");
-        if (shape->kind != detail::JsonValue::Kind::Array) throw terror("shape is not an array");
-        if (offsets->kind != detail::JsonValue::Kind::Array || offsets->items.size() != 2)
-            throw terror("data_offsets is not an array of two integers");
-        std::uint64_t begin = 0, end = 0;
-        if (!detail::json_uint(offsets->items[0], std::uint64_t{1} << 62, begin) ||
-            !detail::json_uint(offsets->items[1], std::uint64_t{1} << 62, end))
-            throw terror("data_offsets must be non-negative integers");
-        if (begin > end)
-            throw terror("data_offsets [" + std::to_string(begin) + "," + std::to_string(end) +
-                         "] are reversed");
-        if (end > data.size())
-            throw terror("data_offsets [" + std::to_string(begin) + "," + std::to_string(end) +
-                         "] run past the end of the data section (" + std::to_string(data.size()) +
-                         " bytes)");
-        if (shape->items.size() > limits.max_dims)
-            throw terror("shape has " + std::to_string(shape->items.size()) +
-                         " dimensions, more than " + std::to_string(limits.max_dims));
-        WeightTensor t;
-        std::uint64_t elements = 1;
-        for (const detail::JsonValue& d : shape->items) {
-            std::uint64_t dim = 0;
-            if (!detail::json_uint(d, static_cast<std::uint64_t>(limits.max_elements), dim))
-                throw terror("shape dimensions must be integers in [0, " +
-                             std::to_string(limits.max_elements) + "]");
-            t.shape.push_back(static_cast<std::int64_t>(dim));
-            elements = dim == 0 ? 0 : elements;
-            if (dim != 0 && elements > static_cast<std::uint64_t>(limits.max_elements) / dim)
-                throw terror("shape " + shape_string(t.shape) + " has more than " +
-                             std::to_string(limits.max_elements) + " elements");
-            elements *= dim;
-        }
-        ranges.push_back({begin, end, &name});
-        const std::string& dt = dtype->text;
-        const std::string_view sv(name);
-        if (dt != "F32") {
-            constexpr std::string_view counter = ".num_batches_tracked";
-            const bool is_counter = sv.size() >= counter.size() &&
-                                    sv.substr(sv.size() - counter.size()) == counter;
-            if (is_counter && (dt == "I64" || dt == "I32")) continue;  // torch bookkeeping
-            throw terror("dtype is " + dt + "; only F32 is supported");
-        }
-        if (end - begin != elements * 4)
-            throw terror("shape " + shape_string(t.shape) + " needs " +
-                         std::to_string(elements * 4) + " bytes but data_offsets span " +
-                         std::to_string(end - begin));
-        t.data.resize(static_cast<std::size_t>(elements));
-        const auto* p = reinterpret_cast<const unsigned char*>(data.data()) + begin;
-        for (std::size_t i = 0; i < t.data.size(); ++i, p += 4) {
-            const std::uint32_t bits = static_cast<std::uint32_t>(p[0]) |
-                                       (static_cast<std::uint32_t>(p[1]) << 8) |
-                                       (static_cast<std::uint32_t>(p[2]) << 16) |
-                                       (static_cast<std::uint32_t>(p[3]) << 24);
-            std::memcpy(&t.data[i], &bits, 4);
-        }
-        out.tensors.emplace(name, std::move(t));
-    }
-    std::sort(ranges.begin(), ranges.end(),
-              [](const Range& a, const Range& b) { return a.begin < b.begin; });
-    for (std::size_t i = 1; i < ranges.size(); ++i)
-        if (ranges[i].begin < ranges[i - 1].end)
-            throw error("tensors '" + *ranges[i - 1].name + "' and '" + *ranges[i].name +
-                        "' overlap in the data section");
-    return out;
-}
-
-// Reads a safetensors file; throws WeightsError naming the file (and tensor) on any problem.
-inline SafetensorsData read_safetensors_file(const std::string& path,
-                                             const SafetensorsLimits& limits = {}) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw WeightsError(path + ": cannot open for reading");
-    in.seekg(0, std::ios::end);
-    const std::streamoff size = in.tellg();
-    if (size < 0) throw WeightsError(path + ": cannot determine the file size");
-    // Bound: the header limit plus the largest data section the tensor limits allow.
-    const auto max_size = static_cast<std::uint64_t>(limits.max_header_bytes) + 8 +
-                          (std::uint64_t{1} << 36);
-    if (static_cast<std::uint64_t>(size) > max_size)
-        throw WeightsError(path + ": file is " + std::to_string(size) + " bytes, over the limit");
-    in.seekg(0, std::ios::beg);
-    std::string bytes(static_cast<std::size_t>(size), '\0');
-    if (size > 0 && !in.read(&bytes[0], size)) throw WeightsError(path + ": read failed");
-    return parse_safetensors(bytes, path, limits);
-}
-
-inline Weights read_safetensors(const std::string& path) { return read_safetensors_file(path).tensors; }
-
-// Serialises tensors (in name order, contiguous, header padded with spaces to a multiple of 8).
-inline std::string to_safetensors(const Weights& weights,
-                                  const std::map<std::string, std::string>& metadata = {}) {
-    std::string header = "{";
-    bool first = true;
-    if (!metadata.empty()) {
-        header += "\"__metadata__\":{";
-        for (const auto& [k, v] : metadata) {
-            if (!first) header += ',';
-            first = false;
-            header += detail::json_quote(k) + ':' + detail::json_quote(v);
-        }
-        header += '}';
-        first = false;
-    }
-    std::uint64_t offset = 0;
-    for (const auto& [name, t] : weights) {
-        if (name == "__metadata__") throw WeightsError("a tensor cannot be named '__metadata__'");
-        if (static_cast<std::int64_t>(t.data.size()) != t.elements())
-            throw WeightsError("tensor '" + name + "' has " + std::to_string(t.data.size()) +
-                               " values but its shape " + shape_string(t.shape) + " needs " +
-                               std::to_string(t.elements()));
-        if (!first) header += ',';
-        first = false;
-        const std::uint64_t bytes = static_cast<std::uint64_t>(t.data.size()) * 4;
-        header += detail::json_quote(name) + ":{\"dtype\":\"F32\",\"shape\":" +
-                  shape_string(t.shape) + ",\"data_offsets\":[" + std::to_string(offset) + "," +
-                  std::to_string(offset + bytes) + "]}";
-        offset += bytes;
-    }
-    header += '}';
-    while (header.size() % 8) header += ' ';
-    std::string out;
-    out.reserve(8 + header.size() + static_cast<std::size_t>(offset));
-    std::uint64_t n = header.size();
-    for (int i = 0; i < 8; ++i, n >>= 8) out += static_cast<char>(n & 0xFF);
-    out += header;
-    for (const auto& kv : weights) {
-        for (float v : kv.second.data) {
-            std::uint32_t bits = 0;
-            std::memcpy(&bits, &v, 4);
-            for (int i = 0; i < 4; ++i, bits >>= 8) out += static_cast<char>(bits & 0xFF);
-        }
-    }
-    return out;
-}
-
-inline void write_safetensors(const std::string& path, const Weights& weights,
-                              const std::map<std::string, std::string>& metadata = {}) {
-    const std::string bytes = to_safetensors(weights, metadata);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) throw WeightsError(path + ": cannot open for writing");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw WeightsError(path + ": write failed");
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_WEIGHTS_HPP
-// ---- end include/lamda/weights.hpp ----
-// ---- begin include/lamda/xnnpack.hpp ----
-// lamda/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
-// 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
-// with -lXNNPACK -lpthreadpool -lpthread.
-//
-//   lamda::XnnExecutor exec(graph, weights, {/*threads=*/1});   // throws lamda::ExecutorError
-//   std::copy(image.begin(), image.end(), exec.input());        // NHWC float32, batch 1
-//   exec.run();
-//   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
-//   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
-//
-// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
-// buffers allocated at construction, run many times) per layer, in file order; run() runs them
-// all, run_timed_per_op() times each. The operator API is what XNNPACK's own subgraph runtime
-// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
-//   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
-//   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
-//   fc                fully_connected_nc_f32
-//   batchnorm         folded into the conv2d/dwconv/fc before it when that layer has no other
-//                     reader and no fused activation; otherwise a 1x1 depthwise convolution
-//   relu, relu6, hardsigmoid, hardswish, sigmoid layers   fused into the conv/dwconv/fc/
-//                     batchnorm/add before them (as if written act=...) when they are its only
-//                     reader and it has no act; otherwise a separate operator (clamp_nc_f32, ...)
-//   act=relu/relu6    the output clamp of conv/dwconv/fc/add
-//   act=hardsigmoid   on conv/dwconv/fc/batchnorm: folded into weights and bias (w/6, (b+3)/6) with
-//                     clamp [0,1]; elsewhere add_nd(x, 3) clamped to [0,6], then multiply_nd by 1/6
-//   hardswish, sigmoid, act=hardswish/sigmoid   hardswish_nc_f32 / sigmoid_nc_f32 (in place)
-//   maxpool, avgpool  max/average_pooling2d_nhwc_f32; ceil=true becomes extra bottom/right padding.
-//                     A 1x1 kernel (which XNNPACK rejects) is a strided copy done by a plain loop.
-//   gap               global_average_pooling_nwc_f32
-//   add (N inputs)    N-1 add_nd_f32, accumulating into the output
-//   concat            one copy_nc_x32 per input, writing a channel slice of the output
-//   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
-//   softmax           softmax_nc_f32 over channels
-//   flatten, dropout  no operator: the output aliases the input buffer
-// Every value that is materialised has its own buffer (no reuse between layers yet).
-#ifndef LAMDA_XNNPACK_HPP
-#define LAMDA_XNNPACK_HPP
-
-#if defined(LAMDA_WITH_XNNPACK)
-
-#include <xnnpack.h>
-#include <pthreadpool.h>
-
-#include <algorithm>
-#include <array>
-#include <chrono>
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <functional>
-#include <limits>
-#include <memory>
-#include <stdexcept>
-#include <string>
-#include <utility>
-#include <vector>
-
-// ---- begin include/lamda/reference.hpp ----
-// lamda/reference.hpp: the reference executor. Plain loops, one function per op, double-precision
-// accumulation; slow and obviously correct. Other executors (xnnpack.hpp) are tested against it.
-//
-//   lamda::Tensor out = lamda::run_reference(graph, weights, input);            // graph output
-//   std::vector<lamda::Tensor> all = lamda::run_reference_all(graph, weights, input);  // every layer
-//
-// Tensors are NHWC float32, batch 1. Weight names and layouts: weights.hpp and docs/weights.md.
-// Semantics worth stating:
-//   - avgpool divides by the number of in-bounds elements of each window (padding is excluded,
-//     with or without ceil=true); maxpool treats padding as -infinity.
-//   - flatten is a copy (NHWC memory order is already H, W, C); dropout is the identity.
-//   - softmax is over channels, at each pixel, computed as exp(x - max) / sum.
-#ifndef LAMDA_REFERENCE_HPP
-#define LAMDA_REFERENCE_HPP
-
-#include <algorithm>
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <limits>
-#include <string>
-#include <vector>
-
-
-namespace lamda {
-
-// The activation functions, in float, as the DSL defines them.
-inline float apply_activation(Activation act, float x) noexcept {
-    switch (act) {
-    case Activation::None: return x;
-    case Activation::Relu: return x > 0.0f ? x : 0.0f;
-    case Activation::Relu6: return std::min(std::max(x, 0.0f), 6.0f);
-    case Activation::HardSwish: return x * std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f;
-    case Activation::HardSigmoid: return std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f;
-    case Activation::Sigmoid:
-        return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x))));
-    }
-    return x;
-}
-
-namespace detail {
-
-// Every executor runs only graphs that shape inference accepts, with the shapes and padding it
-// infers: the graph is checked against a fresh inference of a copy (one source of truth for what
-// is valid), so a graph built or edited in code cannot make an executor read out of bounds.
-// Throws ExecutorError naming the layer.
-inline void check_runnable(const Graph& graph) {
-    if (graph.layers.empty()) throw ExecutorError("graph has no layers");
-    Graph fresh = graph;
-    std::vector<Diagnostic> diagnostics;
-    if (!infer_shapes(fresh, diagnostics))
-        throw ExecutorError("the graph is not valid:\n" + format_diagnostics(diagnostics));
-    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
-        const Layer& l = graph.layers[i];
-        if (l.shape != fresh.layers[i].shape || l.pads != fresh.layers[i].pads)
-            throw ExecutorError(std::string(op_name(l.op)) + " layer '" + l.name + "': shape " +
-                                to_string(l.shape) + " is not the inferred " +
-                                to_string(fresh.layers[i].shape) +
-                                " (run infer_shapes after editing a graph)");
-    }
-}
-
-inline void check_weights(const Graph& graph, const Weights& weights) {
-    const std::vector<std::string> errors = validate_weights(graph, weights);
-    if (errors.empty()) return;
-    std::string msg = "weights do not fit the graph:";
-    for (const std::string& e : errors) msg += "\n  " + e;
-    throw ExecutorError(msg);
-}
-
-inline const WeightTensor* find_weight(const Weights& w, const std::string& name) {
-    const auto it = w.find(name);
-    return it == w.end() ? nullptr : &it->second;
-}
-
-inline Tensor ref_conv2d(const Layer& l, const Tensor& x, const Weights& w) {
-    Tensor y(l.shape);
-    const WeightTensor& wt = w.at(l.name + ".weight");
-    const WeightTensor* bt = l.bias ? &w.at(l.name + ".bias") : nullptr;
-    const std::int64_t cig = x.shape.c / l.groups, cog = l.out_channels / l.groups;
-    for (std::int64_t oy = 0; oy < y.shape.h; ++oy)
-        for (std::int64_t ox = 0; ox < y.shape.w; ++ox)
-            for (std::int64_t oc = 0; oc < y.shape.c; ++oc) {
-                const std::int64_t g = oc / cog;
-                double acc = bt ? bt->data[static_cast<std::size_t>(oc)] : 0.0;
-                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
-                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky * l.dilation_h;
-                    if (iy < 0 || iy >= x.shape.h) continue;
-                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
-                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx * l.dilation_w;
-                        if (ix < 0 || ix >= x.shape.w) continue;
-                        for (std::int64_t ic = 0; ic < cig; ++ic) {
-                            const auto wi = static_cast<std::size_t>(
-                                ((oc * cig + ic) * l.kernel_h + ky) * l.kernel_w + kx);
-                            acc += static_cast<double>(wt.data[wi]) * x.at(iy, ix, g * cig + ic);
-                        }
-                    }
-                }
-                y.at(oy, ox, oc) = apply_activation(l.act, static_cast<float>(acc));
-            }
-    return y;
-}
-
-// Output channel c*multiplier+m reads input channel c.
-inline Tensor ref_dwconv(const Layer& l, const Tensor& x, const Weights& w) {
-    Tensor y(l.shape);
-    const WeightTensor& wt = w.at(l.name + ".weight");
-    const WeightTensor* bt = l.bias ? &w.at(l.name + ".bias") : nullptr;
-    for (std::int64_t oy = 0; oy < y.shape.h; ++oy)
-        for (std::int64_t ox = 0; ox < y.shape.w; ++ox)
-            for (std::int64_t oc = 0; oc < y.shape.c; ++oc) {
-                const std::int64_t c = oc / l.multiplier;
-                double acc = bt ? bt->data[static_cast<std::size_t>(oc)] : 0.0;
-                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
-                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky * l.dilation_h;
-                    if (iy < 0 || iy >= x.shape.h) continue;
-                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
-                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx * l.dilation_w;
-                        if (ix < 0 || ix >= x.shape.w) continue;
-                        const auto wi = static_cast<std::size_t>((oc * l.kernel_h + ky) * l.kernel_w + kx);
-                        acc += static_cast<double>(wt.data[wi]) * x.at(iy, ix, c);
-                    }
-                }
-                y.at(oy, ox, oc) = apply_activation(l.act, static_cast<float>(acc));
-            }
-    return y;
-}
-
-// Input: all H*W*C values in NHWC order; weight [out][in].
-inline Tensor ref_fc(const Layer& l, const Tensor& x, const Weights& w) {
-    Tensor y(l.shape);
-    const WeightTensor& wt = w.at(l.name + ".weight");
-    const WeightTensor* bt = l.bias ? &w.at(l.name + ".bias") : nullptr;
-    const std::size_t in = x.data.size();
-    for (std::size_t o = 0; o < y.data.size(); ++o) {
-        double acc = bt ? bt->data[o] : 0.0;
-        for (std::size_t i = 0; i < in; ++i) acc += static_cast<double>(wt.data[o * in + i]) * x.data[i];
-        y.data[o] = apply_activation(l.act, static_cast<float>(acc));
-    }
-    return y;
-}
-
-// y = gamma * (x - mean) / sqrt(var + eps) + beta
-inline Tensor ref_batchnorm(const Layer& l, const Tensor& x, const Weights& w) {
-    Tensor y(l.shape);
-    const auto& gamma = w.at(l.name + ".weight").data;
-    const auto& beta = w.at(l.name + ".bias").data;
-    const auto& mean = w.at(l.name + ".running_mean").data;
-    const auto& var = w.at(l.name + ".running_var").data;
-    const auto C = static_cast<std::size_t>(x.shape.c);
-    for (std::size_t i = 0; i < x.data.size(); ++i) {
-        const std::size_t c = i % C;
-        const double v = (static_cast<double>(x.data[i]) - mean[c]) /
-                             std::sqrt(static_cast<double>(var[c]) + l.eps) * gamma[c] +
-                         beta[c];
-        y.data[i] = static_cast<float>(v);
-    }
-    return y;
-}
-
-inline Tensor ref_pool(const Layer& l, const Tensor& x) {
-    Tensor y(l.shape);
-    const bool is_max = l.op == OpKind::MaxPool;
-    for (std::int64_t oy = 0; oy < y.shape.h; ++oy)
-        for (std::int64_t ox = 0; ox < y.shape.w; ++ox)
-            for (std::int64_t c = 0; c < y.shape.c; ++c) {
-                double acc = is_max ? -std::numeric_limits<double>::infinity() : 0.0;
-                std::int64_t count = 0;
-                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
-                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky;
-                    if (iy < 0 || iy >= x.shape.h) continue;
-                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
-                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx;
-                        if (ix < 0 || ix >= x.shape.w) continue;
-                        const double v = x.at(iy, ix, c);
-                        acc = is_max ? std::max(acc, v) : acc + v;
-                        ++count;
-                    }
-                }
-                if (!is_max) acc = count ? acc / static_cast<double>(count) : 0.0;
-                y.at(oy, ox, c) = static_cast<float>(acc);
-            }
-    return y;
-}
-
-inline Tensor ref_gap(const Layer& l, const Tensor& x) {
-    Tensor y(l.shape);
-    const auto C = static_cast<std::size_t>(x.shape.c);
-    std::vector<double> sum(C, 0.0);
-    for (std::size_t i = 0; i < x.data.size(); ++i) sum[i % C] += x.data[i];
-    const auto n = static_cast<double>(x.shape.h * x.shape.w);
-    for (std::size_t c = 0; c < C; ++c) y.data[c] = static_cast<float>(sum[c] / n);
-    return y;
-}
-
-inline Tensor ref_softmax(const Layer& l, const Tensor& x) {
-    Tensor y(l.shape);
-    const auto C = static_cast<std::size_t>(x.shape.c);
-    for (std::size_t p = 0; p < x.data.size(); p += C) {
-        float mx = -std::numeric_limits<float>::infinity();
-        for (std::size_t c = 0; c < C; ++c) mx = std::max(mx, x.data[p + c]);
-        double sum = 0.0;
-        for (std::size_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(x.data[p + c]) - mx);
-        for (std::size_t c = 0; c < C; ++c)
-            y.data[p + c] = static_cast<float>(std::exp(static_cast<double>(x.data[p + c]) - mx) / sum);
-    }
-    return y;
-}
-
-}  // namespace detail
-
-// Runs the graph (shapes inferred, weights validated) and returns every layer's output, parallel
-// to graph.layers. Throws ExecutorError on an unrunnable graph, unfit weights or a wrong input.
-inline std::vector<Tensor> run_reference_all(const Graph& graph, const Weights& weights,
-                                             const Tensor& input) {
-    detail::check_runnable(graph);
-    detail::check_weights(graph, weights);
-    const Shape in_shape = graph.layers.front().shape;
-    if (input.shape != in_shape)
-        throw ExecutorError("input has shape " + to_string(input.shape) + ", the graph expects " +
-                            to_string(in_shape));
-    if (static_cast<std::int64_t>(input.data.size()) != in_shape.elements())
-        throw ExecutorError("input holds " + std::to_string(input.data.size()) + " values, shape " +
-                            to_string(in_shape) + " needs " + std::to_string(in_shape.elements()));
-
-    std::vector<Tensor> values(graph.layers.size());
-    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
-        const Layer& l = graph.layers[i];
-        auto arg = [&](std::size_t k) -> const Tensor& {
-            return values[static_cast<std::size_t>(l.inputs[k])];
-        };
-        Tensor y;
-        switch (l.op) {
-        case OpKind::Input: y = input; break;
-        case OpKind::Conv2d: y = detail::ref_conv2d(l, arg(0), weights); break;
-        case OpKind::DepthwiseConv2d: y = detail::ref_dwconv(l, arg(0), weights); break;
-        case OpKind::FullyConnected: y = detail::ref_fc(l, arg(0), weights); break;
-        case OpKind::BatchNorm: y = detail::ref_batchnorm(l, arg(0), weights); break;
-        case OpKind::MaxPool:
-        case OpKind::AvgPool: y = detail::ref_pool(l, arg(0)); break;
-        case OpKind::GlobalAvgPool: y = detail::ref_gap(l, arg(0)); break;
-        case OpKind::Add: {
-            y = Tensor(l.shape);
-            for (std::size_t j = 0; j < y.data.size(); ++j) {
-                double s = 0.0;
-                for (std::size_t k = 0; k < l.inputs.size(); ++k) s += arg(k).data[j];
-                y.data[j] = apply_activation(l.act, static_cast<float>(s));
-            }
-            break;
-        }
-        case OpKind::Concat: {
-            y = Tensor(l.shape);
-            const std::int64_t pixels = l.shape.h * l.shape.w;
-            std::int64_t offset = 0;
-            for (std::size_t k = 0; k < l.inputs.size(); ++k) {
-                const Tensor& a = arg(k);
-                for (std::int64_t p = 0; p < pixels; ++p)
-                    for (std::int64_t c = 0; c < a.shape.c; ++c)
-                        y.data[static_cast<std::size_t>(p * l.shape.c + offset + c)] =
-                            a.data[static_cast<std::size_t>(p * a.shape.c + c)];
-                offset += a.shape.c;
-            }
-            break;
-        }
-        case OpKind::Mul: {
-            y = Tensor(l.shape);
-            const Tensor& a = arg(0);
-            const Tensor& b = arg(1);
-            const std::size_t na = a.data.size(), nb = b.data.size();
-            for (std::size_t j = 0; j < y.data.size(); ++j)
-                y.data[j] = a.data[na == y.data.size() ? j : j % na] *
-                            b.data[nb == y.data.size() ? j : j % nb];
-            break;
-        }
-        case OpKind::Relu:
-        case OpKind::Relu6:
-        case OpKind::HardSwish:
-        case OpKind::HardSigmoid:
-        case OpKind::Sigmoid: {
-            const Activation act = l.op == OpKind::Relu        ? Activation::Relu
-                                   : l.op == OpKind::Relu6     ? Activation::Relu6
-                                   : l.op == OpKind::HardSwish ? Activation::HardSwish
-                                   : l.op == OpKind::Sigmoid   ? Activation::Sigmoid
-                                                               : Activation::HardSigmoid;
-            y = arg(0);
-            for (float& v : y.data) v = apply_activation(act, v);
-            break;
-        }
-        case OpKind::Softmax: y = detail::ref_softmax(l, arg(0)); break;
-        case OpKind::Flatten:
-            y = arg(0);
-            y.shape = l.shape;
-            break;
-        case OpKind::Dropout: y = arg(0); break;
-        }
-        values[i] = std::move(y);
-    }
-    return values;
-}
-
-// Runs the graph and returns its output (the last layer's value).
-inline Tensor run_reference(const Graph& graph, const Weights& weights, const Tensor& input) {
-    std::vector<Tensor> all = run_reference_all(graph, weights, input);
-    return std::move(all.back());
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_REFERENCE_HPP
-// ---- end include/lamda/reference.hpp ----
-
-namespace lamda {
-
-struct XnnOptions {
-    // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
-    // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
-    int threads = 1;
-    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
-    // huge candidate is a clear error instead of an out-of-memory kill.
-    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
-};
-
-// Bytes the executor allocates for a graph: one buffer per layer output plus the weights.
-inline std::int64_t executor_memory_bytes(const Graph& graph) {
-    std::int64_t bytes = 0;
-    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
-    return bytes + analyze(graph).weight_bytes;
-}
-
-inline std::string xnn_status_name(xnn_status s) {
-    switch (s) {
-    case xnn_status_success: return "success";
-    case xnn_status_uninitialized: return "uninitialized";
-    case xnn_status_invalid_parameter: return "invalid parameter";
-    case xnn_status_invalid_state: return "invalid state";
-    case xnn_status_unsupported_parameter: return "unsupported parameter";
-    case xnn_status_unsupported_hardware: return "unsupported hardware";
-    case xnn_status_out_of_memory: return "out of memory";
-    }
-    return "unknown status " + std::to_string(static_cast<int>(s));
-}
-
-// How each layer was lowered (for reports and debugging).
-enum class XnnLowering {
-    Operators,  // the layer runs its own XNNPACK operator(s)
-    Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
-    Alias,      // no work: output aliases the input (input, flatten, dropout)
-    Loop,       // a plain loop (1x1 pools)
-};
-
-class XnnExecutor {
-public:
-    XnnExecutor(const Graph& graph, const Weights& weights, XnnOptions options = {})
-        : impl_(std::make_unique<Impl>()) {
-        if (options.threads < 1 || options.threads > 1024)
-            throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
-                                        std::to_string(options.threads));
-        detail::check_runnable(graph);
-        if (options.max_memory_bytes > 0) {
-            const std::int64_t needed = executor_memory_bytes(graph);
-            if (needed > options.max_memory_bytes)
-                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
-                                    " MiB of buffers and weights, more than the limit of " +
-                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
-        }
-        detail::check_weights(graph, weights);
-        const xnn_status init = xnn_initialize(nullptr);
-        if (init != xnn_status_success)
-            throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
-        impl_->threads = options.threads;
-        if (options.threads > 1) {
-            impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
-            if (!impl_->pool)
-                throw ExecutorError("XNNPACK: cannot create a pool of " +
-                                    std::to_string(options.threads) + " threads");
-        }
-        build(graph, weights);
-    }
-
-    XnnExecutor(const XnnExecutor&) = delete;
-    XnnExecutor& operator=(const XnnExecutor&) = delete;
-    XnnExecutor(XnnExecutor&&) noexcept = default;
-    XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
-    ~XnnExecutor() = default;
-
-    float* input() noexcept { return impl_->ptr.front(); }
-    Shape input_shape() const noexcept { return impl_->shapes.front(); }
-    const float* output() const noexcept { return impl_->ptr.back(); }
-    Shape output_shape() const noexcept { return impl_->shapes.back(); }
-    int threads() const noexcept { return impl_->threads; }
-
-    // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
-    const float* layer_output(std::size_t i) const noexcept {
-        return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
-    }
-    XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
-    // Number of XNNPACK operators (and loops) run per inference.
-    std::size_t step_count() const noexcept { return impl_->steps.size(); }
-
-    void run() {
-        for (Step& s : impl_->steps) run_step(s);
-    }
-
-    // Runs once and returns milliseconds per layer, parallel to graph.layers; a fused or aliased
-    // layer reads 0 (its cost is in the layer it was fused into).
-    std::vector<double> run_timed_per_op() {
-        std::vector<double> ms(impl_->ptr.size(), 0.0);
-        for (Step& s : impl_->steps) {
-            const auto t0 = std::chrono::steady_clock::now();
-            run_step(s);
-            const auto t1 = std::chrono::steady_clock::now();
-            ms[static_cast<std::size_t>(s.layer)] +=
-                std::chrono::duration<double, std::milli>(t1 - t0).count();
-        }
-        return ms;
-    }
-
-    // Convenience: copies `in` (shape must match) into the input buffer, runs, returns the output.
-    Tensor run(const Tensor& in) {
-        if (in.shape != input_shape() ||
-            static_cast<std::int64_t>(in.data.size()) != input_shape().elements())
-            throw ExecutorError("input has shape " + to_string(in.shape) + ", the graph expects " +
-                                to_string(input_shape()));
-        std::copy(in.data.begin(), in.data.end(), input());
-        run();
-        Tensor out(output_shape());
-        std::copy(output(), output() + out.data.size(), out.data.begin());
-        return out;
-    }
-
-private:
-    struct Step {
-        int layer = 0;
-        xnn_operator_t op = nullptr;
-        std::function<void()> loop;  // when op is null
-    };
-    struct Impl {
-        pthreadpool_t pool = nullptr;
-        int threads = 1;
-        std::vector<std::unique_ptr<float[]>> buffers;
-        std::vector<float*> ptr;  // per layer; nullptr when fused away
-        std::vector<Shape> shapes;
-        std::vector<XnnLowering> lowering;
-        std::vector<Step> steps;
-        // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
-        float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
-        float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
-                          1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
-
-        Impl() = default;
-        Impl(const Impl&) = delete;
-        Impl& operator=(const Impl&) = delete;
-        ~Impl() {
-            for (Step& s : steps)
-                if (s.op) xnn_delete_operator(s.op);
-            if (pool) pthreadpool_destroy(pool);
-        }
-    };
-    std::unique_ptr<Impl> impl_;
-
-    void run_step(Step& s) {
-        if (s.op) {
-            const xnn_status st = xnn_run_operator(s.op, impl_->pool);
-            if (st != xnn_status_success)
-                throw ExecutorError("XNNPACK: running layer " + std::to_string(s.layer) +
-                                    " failed: " + xnn_status_name(st));
-        } else {
-            s.loop();
-        }
-    }
-
-    // ---- construction helpers ----
-
-    static std::string where(const Layer& l) {
-        return std::string(op_name(l.op)) + " layer '" + l.name + "'";
-    }
-
-    static void check(xnn_status st, const Layer& l, const char* fn) {
-        if (st != xnn_status_success)
-            throw ExecutorError("XNNPACK: " + where(l) + ": " + fn + " failed: " +
-                                xnn_status_name(st));
-    }
-
-    // Adds an operator step for layer `index`; takes ownership at once so a later failure frees it.
-    void add_op(int index, xnn_operator_t op) {
-        Step s;
-        s.layer = index;
-        s.op = op;
-        impl_->steps.push_back(std::move(s));
-    }
-
-    static std::pair<float, float> clamp_of(Activation a) {
-        constexpr float inf = std::numeric_limits<float>::infinity();
-        if (a == Activation::Relu) return {0.0f, inf};
-        if (a == Activation::Relu6) return {0.0f, 6.0f};
-        if (a == Activation::HardSigmoid) return {0.0f, 1.0f};  // after folding the affine part
-        return {-inf, inf};
-    }
-
-    // Unary elementwise steps, input -> output (may be the same buffer): relu, relu6, hardswish,
-    // sigmoid, hardsigmoid. `a == None` adds nothing.
-    void add_activation(int index, const Layer& l, Activation a, const float* in, float* out,
-                        const Shape& s) {
-        if (a == Activation::None) return;
-        const auto C = static_cast<std::size_t>(s.c);
-        const auto pixels = static_cast<std::size_t>(s.h * s.w);
-        xnn_operator_t op = nullptr;
-        switch (a) {
-        case Activation::Relu:
-        case Activation::Relu6: {
-            const auto [lo, hi] = clamp_of(a);
-            check(xnn_create_clamp_nc_f32(C, C, C, lo, hi, 0, &op), l, "xnn_create_clamp_nc_f32");
-            add_op(index, op);
-            check(xnn_setup_clamp_nc_f32(op, pixels, in, out, impl_->pool), l,
-                  "xnn_setup_clamp_nc_f32");
-            return;
-        }
-        case Activation::HardSwish:
-            check(xnn_create_hardswish_nc_f32(C, C, C, 0, &op), l, "xnn_create_hardswish_nc_f32");
-            add_op(index, op);
-            check(xnn_setup_hardswish_nc_f32(op, pixels, in, out, impl_->pool), l,
-                  "xnn_setup_hardswish_nc_f32");
-            return;
-        case Activation::Sigmoid:
-            check(xnn_create_sigmoid_nc_f32(C, C, C, 0, &op), l, "xnn_create_sigmoid_nc_f32");
-            add_op(index, op);
-            check(xnn_setup_sigmoid_nc_f32(op, pixels, in, out, impl_->pool), l,
-                  "xnn_setup_sigmoid_nc_f32");
-            return;
-        case Activation::HardSigmoid: {
-            // relu6(x + 3) / 6
-            const std::size_t dims[1] = {static_cast<std::size_t>(s.elements())};
-            const std::size_t one[1] = {1};
-            check(xnn_create_add_nd_f32(0.0f, 6.0f, 0, &op), l, "xnn_create_add_nd_f32");
-            add_op(index, op);
-            check(xnn_setup_add_nd_f32(op, 1, dims, 1, one, in, impl_->three, out, impl_->pool),
-                  l, "xnn_setup_add_nd_f32");
-            op = nullptr;
-            const float inf = std::numeric_limits<float>::infinity();
-            check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
-            add_op(index, op);
-            check(xnn_setup_multiply_nd_f32(op, 1, dims, 1, one, out, impl_->sixth, out,
-                                            impl_->pool),
-                  l, "xnn_setup_multiply_nd_f32");
-            return;
-        }
-        case Activation::None: return;
-        }
-    }
-
-    float* allocate(const Shape& s) {
-        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
-        const std::size_t n = static_cast<std::size_t>(s.elements()) + XNN_EXTRA_BYTES / sizeof(float) + 4;
-        impl_->buffers.push_back(std::make_unique<float[]>(n));
-        return impl_->buffers.back().get();
-    }
-
-    void build(const Graph& g, const Weights& w) {
-        const std::size_t n = g.layers.size();
-        impl_->ptr.assign(n, nullptr);
-        impl_->shapes.resize(n);
-        impl_->lowering.assign(n, XnnLowering::Operators);
-        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
-
-        // readers[i]: how many times value i is read (the graph output counts as read).
-        std::vector<int> readers(n, 0), sole_reader(n, -1);
-        for (std::size_t i = 0; i < n; ++i)
-            for (int in : g.layers[i].inputs) {
-                ++readers[static_cast<std::size_t>(in)];
-                sole_reader[static_cast<std::size_t>(in)] = static_cast<int>(i);
-            }
-        ++readers[n - 1];
-        auto only_reader = [&](std::size_t i) -> int {
-            return readers[i] == 1 ? sole_reader[i] : -1;
-        };
-
-        // Decide fusions first, so every layer knows where its output lands.
-        // absorbed_by[j] = i: layer j's work is done by layer i's operator.
-        std::vector<int> absorbed_by(n, -1);
-        std::vector<int> tail(n);              // layer whose buffer receives layer i's output
-        std::vector<int> folded_bn(n, -1);     // batchnorm folded into conv-like layer i
-        std::vector<Activation> act(n, Activation::None);  // activation applied by layer i
-        for (std::size_t i = 0; i < n; ++i) {
-            const Layer& l = g.layers[i];
-            tail[i] = static_cast<int>(i);
-            act[i] = takes_activation(l.op) ? l.act : Activation::None;
-            if (absorbed_by[i] >= 0) continue;
-            const bool affine = l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
-                                l.op == OpKind::FullyConnected || l.op == OpKind::BatchNorm;
-            if (!affine && l.op != OpKind::Add) continue;
-            std::size_t t = i;
-            if (affine && l.op != OpKind::BatchNorm && act[i] == Activation::None) {
-                const int r = only_reader(t);
-                if (r >= 0 && g.layers[static_cast<std::size_t>(r)].op == OpKind::BatchNorm) {
-                    folded_bn[i] = r;
-                    absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
-                    t = static_cast<std::size_t>(r);
-                }
-            }
-            if (act[i] == Activation::None) {
-                const int r = only_reader(t);
-                if (r >= 0) {
-                    const OpKind rop = g.layers[static_cast<std::size_t>(r)].op;
-                    Activation a = Activation::None;
-                    if (rop == OpKind::Relu) a = Activation::Relu;
-                    if (rop == OpKind::Relu6) a = Activation::Relu6;
-                    if (rop == OpKind::HardSigmoid) a = Activation::HardSigmoid;
-                    if (rop == OpKind::HardSwish) a = Activation::HardSwish;
-                    if (rop == OpKind::Sigmoid) a = Activation::Sigmoid;
-                    if (a != Activation::None) {
-                        act[i] = a;
-                        absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
-                        t = static_cast<std::size_t>(r);
-                    }
-                }
-            }
-            tail[i] = static_cast<int>(t);
-        }
-
-        // Buffers: one per materialised value, in layer order; aliases point at their input.
-        for (std::size_t i = 0; i < n; ++i) {
-            const Layer& l = g.layers[i];
-            if (absorbed_by[i] >= 0) continue;  // assigned by its absorber below
-            if (l.op == OpKind::Flatten || l.op == OpKind::Dropout) {
-                impl_->ptr[i] = impl_->ptr[static_cast<std::size_t>(l.inputs[0])];
-                impl_->lowering[i] = XnnLowering::Alias;
-                continue;
-            }
-            float* buf = allocate(l.shape);
-            impl_->ptr[static_cast<std::size_t>(tail[i])] = buf;
-            if (l.op == OpKind::Input) impl_->lowering[i] = XnnLowering::Alias;
-        }
-        for (std::size_t j = 0; j < n; ++j)
-            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
-
-        for (std::size_t i = 0; i < n; ++i) {
-            if (absorbed_by[i] >= 0) continue;
-            const Layer& l = g.layers[i];
-            const int idx = static_cast<int>(i);
-            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
-            auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
-            };
-            auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
-            };
-            switch (l.op) {
-            case OpKind::Input:
-            case OpKind::Flatten:
-            case OpKind::Dropout: break;
-            case OpKind::Conv2d:
-            case OpKind::DepthwiseConv2d:
-            case OpKind::FullyConnected:
-            case OpKind::BatchNorm:
-                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
-                break;
-            case OpKind::MaxPool:
-            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
-            case OpKind::GlobalAvgPool: {
-                const Shape s = in_shape(0);
-                const auto C = static_cast<std::size_t>(s.c);
-                const float inf = std::numeric_limits<float>::infinity();
-                xnn_operator_t op = nullptr;
-                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
-                      "xnn_create_global_average_pooling_nwc_f32");
-                add_op(idx, op);
-                check(xnn_setup_global_average_pooling_nwc_f32(
-                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
-                      l, "xnn_setup_global_average_pooling_nwc_f32");
-                break;
-            }
-            case OpKind::Add: {
-                const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
-                const Activation a = act[i];
-                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
-                const std::size_t k_last = l.inputs.size() - 1;
-                for (std::size_t k = 1; k <= k_last; ++k) {
-                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
-                                                                     : clamp_of(Activation::None);
-                    xnn_operator_t op = nullptr;
-                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
-                    add_op(idx, op);
-                    const float* a_in = k == 1 ? in_ptr(0) : out;
-                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
-                                               impl_->pool),
-                          l, "xnn_setup_add_nd_f32");
-                }
-                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
-                break;
-            }
-            case OpKind::Concat: {
-                const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
-                const auto total = static_cast<std::size_t>(l.shape.c);
-                std::size_t offset = 0;
-                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
-                    const auto c = static_cast<std::size_t>(in_shape(k).c);
-                    xnn_operator_t op = nullptr;
-                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
-                    add_op(idx, op);
-                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
-                          l, "xnn_setup_copy_nc_x32");
-                    offset += c;
-                }
-                break;
-            }
-            case OpKind::Mul: {
-                const Shape a = in_shape(0), b = in_shape(1);
-                const std::size_t da[3] = {static_cast<std::size_t>(a.h),
-                                           static_cast<std::size_t>(a.w),
-                                           static_cast<std::size_t>(a.c)};
-                const std::size_t db[3] = {static_cast<std::size_t>(b.h),
-                                           static_cast<std::size_t>(b.w),
-                                           static_cast<std::size_t>(b.c)};
-                const float inf = std::numeric_limits<float>::infinity();
-                xnn_operator_t op = nullptr;
-                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
-                add_op(idx, op);
-                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
-                                                impl_->pool),
-                      l, "xnn_setup_multiply_nd_f32");
-                break;
-            }
-            case OpKind::Relu:
-                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::Relu6:
-                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::HardSwish:
-                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::HardSigmoid:
-                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::Sigmoid:
-                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::Softmax: {
-                const auto C = static_cast<std::size_t>(l.shape.c);
-                xnn_operator_t op = nullptr;
-                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
-                add_op(idx, op);
-                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
-                                               in_ptr(0), out, impl_->pool),
-                      l, "xnn_setup_softmax_nc_f32");
-                break;
-            }
-            }
-        }
-    }
-
-    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation.
-    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
-                      const float* in, float* out) {
-        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
-        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
-        const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
-        const Shape os = last.shape;
-        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
-
-        // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
-        std::vector<float> kernel;
-        std::vector<double> bias(oc, 0.0);
-        bool has_bias = false;
-        std::size_t per_out = 0;
-        auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
-            const auto& gamma = w.at(b.name + ".weight").data;
-            const auto& beta = w.at(b.name + ".bias").data;
-            const auto& mean = w.at(b.name + ".running_mean").data;
-            const auto& var = w.at(b.name + ".running_var").data;
-            scale.resize(gamma.size());
-            shift.resize(gamma.size());
-            for (std::size_t c = 0; c < gamma.size(); ++c) {
-                scale[c] = gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps);
-                shift[c] = beta[c] - mean[c] * scale[c];
-            }
-        };
-        if (l.op == OpKind::BatchNorm) {
-            std::vector<double> scale, shift;
-            bn_params(l, scale, shift);
-            per_out = 1;
-            kernel.assign(scale.begin(), scale.end());
-            bias = shift;
-            has_bias = true;
-        } else {
-            const WeightTensor& wt = w.at(l.name + ".weight");
-            if (l.bias) {
-                const auto& b = w.at(l.name + ".bias").data;
-                bias.assign(b.begin(), b.end());
-                has_bias = true;
-            }
-            if (l.op == OpKind::Conv2d) {
-                // OIHW -> OHWI
-                const auto cig = static_cast<std::size_t>(is.c / l.groups);
-                const auto kh = static_cast<std::size_t>(l.kernel_h);
-                const auto kw = static_cast<std::size_t>(l.kernel_w);
-                per_out = kh * kw * cig;
-                kernel.resize(oc * per_out);
-                for (std::size_t o = 0; o < oc; ++o)
-                    for (std::size_t ic = 0; ic < cig; ++ic)
-                        for (std::size_t y = 0; y < kh; ++y)
-                            for (std::size_t x = 0; x < kw; ++x)
-                                kernel[((o * kh + y) * kw + x) * cig + ic] =
-                                    wt.data[((o * cig + ic) * kh + y) * kw + x];
-            } else {
-                // dwconv [C*m][1][kh][kw] and fc [out][in] are already XNNPACK's layout.
-                kernel = wt.data;
-                per_out = kernel.size() / oc;
-            }
-            if (bn >= 0) {
-                std::vector<double> scale, shift;
-                bn_params(last, scale, shift);
-                for (std::size_t o = 0; o < oc; ++o) {
-                    for (std::size_t k = 0; k < per_out; ++k)
-                        kernel[o * per_out + k] =
-                            static_cast<float>(kernel[o * per_out + k] * scale[o]);
-                    bias[o] = bias[o] * scale[o] + shift[o];
-                }
-                has_bias = true;
-            }
-        }
-        if (a == Activation::HardSigmoid) {
-            // relu6(y + 3) / 6 = clamp(y/6 + 1/2, 0, 1): scale the affine map, clamp to [0, 1].
-            for (float& k : kernel) k = static_cast<float>(k / 6.0);
-            for (double& b : bias) b = (b + 3.0) / 6.0;
-            has_bias = true;
-        }
-        std::vector<float> bias_f(bias.begin(), bias.end());
-        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
-        const bool clamp_fused =
-            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
-        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
-
-        xnn_operator_t op = nullptr;
-        if (l.op == OpKind::FullyConnected) {
-            const auto ic = static_cast<std::size_t>(is.elements());
-            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
-                                                    0, &op),
-                  l, "xnn_create_fully_connected_nc_f32");
-            add_op(idx, op);
-            check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
-                  "xnn_setup_fully_connected_nc_f32");
-        } else {
-            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-            std::size_t gic = 0, goc = 0;
-            std::array<int, 4> pads{0, 0, 0, 0};
-            if (l.op == OpKind::BatchNorm) {
-                groups = static_cast<std::uint32_t>(is.c);
-                gic = goc = 1;
-            } else {
-                kh = static_cast<std::uint32_t>(l.kernel_h);
-                kw = static_cast<std::uint32_t>(l.kernel_w);
-                sh = static_cast<std::uint32_t>(l.stride_h);
-                sw = static_cast<std::uint32_t>(l.stride_w);
-                dh = static_cast<std::uint32_t>(l.dilation_h);
-                dw = static_cast<std::uint32_t>(l.dilation_w);
-                pads = l.pads;
-                if (l.op == OpKind::Conv2d) {
-                    groups = static_cast<std::uint32_t>(l.groups);
-                    gic = static_cast<std::size_t>(is.c / l.groups);
-                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
-                } else {
-                    groups = static_cast<std::uint32_t>(is.c);
-                    gic = 1;
-                    goc = static_cast<std::size_t>(l.multiplier);
-                }
-            }
-            for (int p : pads)
-                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
-            check(xnn_create_convolution2d_nhwc_f32(
-                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
-                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
-                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                      kernel.data(), bias_ptr, lo, hi, 0, &op),
-                  l, "xnn_create_convolution2d_nhwc_f32");
-            add_op(idx, op);
-            check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_convolution2d_nhwc_f32");
-        }
-        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
-    }
-
-    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
-        const Shape os = l.shape;
-        std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
-        // A window lying entirely in the padding has no defined value in XNNPACK.
-        if (l.kernel_h <= p[0] || l.kernel_w <= p[1] ||
-            (os.h - 1) * l.stride_h - p[0] >= is.h || (os.w - 1) * l.stride_w - p[1] >= is.w)
-            throw ExecutorError("XNNPACK: " + where(l) +
-                                ": a pooling window lies entirely in the padding");
-        // ceil=true (or any excess): pad the bottom/right so that floor division gives os.
-        p[2] = std::max<std::int64_t>(p[2], (os.h - 1) * l.stride_h + l.kernel_h - is.h - p[0]);
-        p[3] = std::max<std::int64_t>(p[3], (os.w - 1) * l.stride_w + l.kernel_w - is.w - p[1]);
-        const std::int64_t xh = (is.h + p[0] + p[2] - l.kernel_h) / l.stride_h + 1;
-        const std::int64_t xw = (is.w + p[1] + p[3] - l.kernel_w) / l.stride_w + 1;
-        if (xh != os.h || xw != os.w)
-            throw ExecutorError("XNNPACK: " + where(l) + ": padding " + std::to_string(p[0]) + "," +
-                                std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
-                                std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
-                                std::to_string(xw) + ", not the inferred " + to_string(os));
-        const auto C = static_cast<std::size_t>(is.c);
-        if (l.kernel_h == 1 && l.kernel_w == 1) {
-            // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
-            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
-            Step s;
-            s.layer = idx;
-            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
-            s.loop = [in, out, is, os, sh, sw, pt, pl] {
-                for (std::int64_t y = 0; y < os.h; ++y)
-                    for (std::int64_t x = 0; x < os.w; ++x) {
-                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
-                        std::copy(in + (iy * is.w + ix) * is.c, in + (iy * is.w + ix + 1) * is.c,
-                                  out + (y * os.w + x) * os.c);
-                    }
-            };
-            impl_->steps.push_back(std::move(s));
-            return;
-        }
-        const float inf = std::numeric_limits<float>::infinity();
-        xnn_operator_t op = nullptr;
-        const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
-        if (l.op == OpKind::MaxPool) {
-            check(xnn_create_max_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
-                                                    u(l.kernel_h), u(l.kernel_w), u(l.stride_h),
-                                                    u(l.stride_w), 1, 1, C, C, C, -inf, inf, 0, &op),
-                  l, "xnn_create_max_pooling2d_nhwc_f32");
-            add_op(idx, op);
-            check(xnn_setup_max_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_max_pooling2d_nhwc_f32");
-        } else {
-            check(xnn_create_average_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
-                                                        u(l.kernel_h), u(l.kernel_w),
-                                                        u(l.stride_h), u(l.stride_w), C, C, C,
-                                                        -inf, inf, 0, &op),
-                  l, "xnn_create_average_pooling2d_nhwc_f32");
-            add_op(idx, op);
-            check(xnn_setup_average_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
-                                                       static_cast<std::size_t>(is.w), in, out,
-                                                       impl_->pool),
-                  l, "xnn_setup_average_pooling2d_nhwc_f32");
-        }
-    }
-};
-
-}  // namespace lamda
-
-#endif  // defined(LAMDA_WITH_XNNPACK)
-
-#endif  // LAMDA_XNNPACK_HPP
-// ---- end include/lamda/xnnpack.hpp ----
-
-namespace lamda {
-
-struct BenchOptions {
-    int threads = 1;    // 1..1024
-    int runs = 50;      // timed runs, 1..100000
-    int warmup = 5;     // untimed runs first, 0..100000
-    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
-};
-
-struct OpTiming {
-    std::string name;
-    OpKind op = OpKind::Input;
-    XnnLowering lowering = XnnLowering::Operators;
-    double median_ms = 0;  // 0 for layers fused into another or aliased
-    std::int64_t macs = 0;
-};
-
-struct BenchResult {
-    int threads = 1;
-    int runs = 0;
-    int warmup = 0;
-    double median_ms = 0, p10_ms = 0, p90_ms = 0, min_ms = 0;
-    std::int64_t macs = 0;
-    std::int64_t params = 0;
-    double gflops = 0;  // 2 * MACs / median
-    std::vector<OpTiming> per_op;  // parallel to graph.layers
-};
-
-inline void check_bench_options(const BenchOptions& o) {
-    if (o.threads < 1 || o.threads > 1024)
-        throw std::invalid_argument("threads must be in 1..1024, got " + std::to_string(o.threads));
-    if (o.runs < 1 || o.runs > 100000)
-        throw std::invalid_argument("runs must be in 1..100000, got " + std::to_string(o.runs));
-    if (o.warmup < 0 || o.warmup > 100000)
-        throw std::invalid_argument("warmup must be in 0..100000, got " + std::to_string(o.warmup));
-}
-
-// Whole-model latency from `runs` timed runs after `warmup` untimed ones, then per-op latency
-// from as many runs again with each operator timed on its own (timing every operator adds clock
-// reads between them, so the whole-model figure comes from runs without them).
-inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
-                                   const BenchOptions& options = {}) {
-    check_bench_options(options);
-    XnnOptions xnn;
-    xnn.threads = options.threads;
-    xnn.max_memory_bytes = options.max_memory_bytes;
-    XnnExecutor executor(graph, weights, xnn);
-
-    // A fixed, non-trivial input: timings must not depend on denormals or zeros.
-    float* input = executor.input();
-    const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i)
-        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
-
-    using clock = std::chrono::steady_clock;
-    for (int i = 0; i < options.warmup; ++i) executor.run();
-    std::vector<double> totals;
-    totals.reserve(static_cast<std::size_t>(options.runs));
-    for (int i = 0; i < options.runs; ++i) {
-        const auto t0 = clock::now();
-        executor.run();
-        totals.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
-    }
-    std::vector<std::vector<double>> per_layer(graph.layers.size());
-    for (int i = 0; i < options.runs; ++i) {
-        const std::vector<double> ms = executor.run_timed_per_op();
-        for (std::size_t k = 0; k < ms.size() && k < per_layer.size(); ++k)
-            per_layer[k].push_back(ms[k]);
-    }
-
-    const ModelStats stats = analyze(graph);
-    BenchResult r;
-    r.threads = options.threads;
-    r.runs = options.runs;
-    r.warmup = options.warmup;
-    r.median_ms = median(totals);
-    r.p10_ms = quantile(totals, 0.1);
-    r.p90_ms = quantile(totals, 0.9);
-    r.min_ms = quantile(totals, 0.0);
-    r.macs = stats.macs;
-    r.params = stats.params;
-    r.gflops = r.median_ms > 0 ? 2.0 * static_cast<double>(stats.macs) / (r.median_ms * 1e6) : 0;
-    for (std::size_t k = 0; k < graph.layers.size(); ++k) {
-        OpTiming t;
-        t.name = graph.layers[k].name;
-        t.op = graph.layers[k].op;
-        t.lowering = executor.lowering(k);
-        t.median_ms = per_layer[k].empty() ? 0 : median(per_layer[k]);
-        t.macs = stats.layers[k].macs;
-        r.per_op.push_back(std::move(t));
-    }
-    return r;
-}
-
-inline const char* lowering_name(XnnLowering l) noexcept {
-    switch (l) {
-    case XnnLowering::Operators: return "xnnpack";
-    case XnnLowering::Fused: return "fused";
-    case XnnLowering::Alias: return "alias";
-    case XnnLowering::Loop: return "loop";
-    }
-    return "?";
-}
-
-// The JSON object `lamda bench --json` prints (and the device agent serves).
-// `peak_gflops` <= 0 leaves peak_fraction out.
-inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak_gflops) {
-    json.field("median_ms", r.median_ms)
-        .field("p10_ms", r.p10_ms)
-        .field("p90_ms", r.p90_ms)
-        .field("min_ms", r.min_ms)
-        .field("threads", r.threads)
-        .field("runs", r.runs)
-        .field("warmup", r.warmup)
-        .field("macs", r.macs)
-        .field("params", r.params)
-        .field("gflops", r.gflops);
-    if (peak_gflops > 0)
-        json.field("peak_gflops", peak_gflops).field("peak_fraction", r.gflops / peak_gflops);
-    json.key("per_op").begin_array();
-    double total = 0;
-    for (const auto& t : r.per_op) total += t.median_ms;
-    for (const auto& t : r.per_op) {
-        json.begin_object()
-            .field("name", t.name)
-            .field("op", op_name(t.op))
-            .field("lowering", lowering_name(t.lowering))
-            .field("median_ms", t.median_ms)
-            .field("share", total > 0 ? t.median_ms / total : 0.0)
-            .field("macs", t.macs)
-            .field("gflops", t.median_ms > 0 ? 2.0 * static_cast<double>(t.macs) / (t.median_ms * 1e6) : 0.0)
-            .end_object();
-    }
-    json.end_array();
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_WITH_XNNPACK
-#endif  // LAMDA_BENCH_HPP
-// ---- end include/lamda/bench.hpp ----
-// ---- begin include/lamda/tensor.hpp ----
-// lamda/tensor.hpp: a run-time activation tensor (NHWC float32, batch 1) and the executors' error.
-#ifndef LAMDA_TENSOR_HPP
-#define LAMDA_TENSOR_HPP
-
-#include <cstddef>
-#include <stdexcept>
-#include <string>
-#include <vector>
-
-
-namespace lamda {
-
-// One value: height x width x channels, stored in NHWC order (channels fastest), batch 1.
-struct Tensor {
-    Shape shape;
-    std::vector<float> data;  // shape.elements() values
-
-    Tensor() = default;
-    explicit Tensor(const Shape& s, float fill = 0.0f)
-        : shape(s), data(static_cast<std::size_t>(s.known() ? s.elements() : 0), fill) {}
-
-    float& at(std::int64_t y, std::int64_t x, std::int64_t c) {
-        return data[static_cast<std::size_t>((y * shape.w + x) * shape.c + c)];
-    }
-    float at(std::int64_t y, std::int64_t x, std::int64_t c) const {
-        return data[static_cast<std::size_t>((y * shape.w + x) * shape.c + c)];
-    }
-};
-
-// Thrown by the executors (reference and XNNPACK) when a graph, its weights or an input cannot be
-// run; the message names the layer (and tensor) concerned.
-class ExecutorError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_TENSOR_HPP
-// ---- end include/lamda/tensor.hpp ----
-// ---- begin include/lamda/weights.hpp ----
-// lamda/weights.hpp: named weight tensors, their expected shapes, deterministic random weights and
-// a strict, bounded safetensors reader and writer. Needs only a C++17 compiler.
-//
-// Names and layouts (docs/weights.md): `LAYER.weight`, `LAYER.bias`; for batchnorm also
-// `LAYER.running_mean`, `LAYER.running_var`. Layouts are PyTorch's, so a torch state_dict saved with
-// safetensors loads as is:
-//   conv2d  weight [out][in/groups][kh][kw]   (OIHW)     bias [out]
-//   dwconv  weight [C*multiplier][1][kh][kw]             bias [C*multiplier]
-//   fc      weight [out][in]                            bias [out]
-//   batchnorm weight (gamma), bias (beta), running_mean, running_var: each [C]
-#ifndef LAMDA_WEIGHTS_HPP
-#define LAMDA_WEIGHTS_HPP
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <fstream>
-#include <limits>
-#include <map>
-#include <stdexcept>
-#include <string>
-#include <string_view>
-#include <utility>
-#include <vector>
-
-
-namespace lamda {
-
-// One named weight tensor: row-major (last dimension fastest) float32 values.
-struct WeightTensor {
-    std::vector<std::int64_t> shape;
-    std::vector<float> data;
-
-    std::int64_t elements() const noexcept {
-        std::int64_t n = 1;
-        for (std::int64_t d : shape) n *= d;
-        return n;
-    }
-};
-
-// Tensor name -> tensor, ordered by name.
-using Weights = std::map<std::string, WeightTensor>;
-
-// Thrown by the safetensors reader and writer; the message names the file and, where one is
-// concerned, the tensor.
-class WeightsError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-
-// "[16,3,3,3]"
-inline std::string shape_string(const std::vector<std::int64_t>& shape) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (i) s += ',';
-        s += std::to_string(shape[i]);
-    }
-    return s + "]";
-}
-
-// ---------------------------------------------------------------------------------------------
-// Expected tensors
-// ---------------------------------------------------------------------------------------------
-
-struct ExpectedTensor {
-    std::string name;  // "LAYER.weight"
-    std::vector<std::int64_t> shape;
-    int layer = 0;     // index into Graph::layers
-};
-
-// The tensors a graph with inferred shapes needs, in layer order.
-inline std::vector<ExpectedTensor> expected_weights(const Graph& graph) {
-    std::vector<ExpectedTensor> out;
-    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
-        const Layer& l = graph.layers[i];
-        if (!has_weights(l.op) || l.inputs.empty()) continue;
-        const auto in_index = static_cast<std::size_t>(l.inputs.front());
-        if (in_index >= graph.layers.size()) continue;
-        const Shape in = graph.layers[in_index].shape;
-        const int li = static_cast<int>(i);
-        switch (l.op) {
-        case OpKind::Conv2d: {
-            const std::int64_t g = l.groups > 0 ? l.groups : 1;
-            out.push_back({l.name + ".weight", {l.out_channels, in.c / g, l.kernel_h, l.kernel_w}, li});
-            if (l.bias) out.push_back({l.name + ".bias", {l.out_channels}, li});
-            break;
-        }
-        case OpKind::DepthwiseConv2d: {
-            const std::int64_t oc = in.c * l.multiplier;
-            out.push_back({l.name + ".weight", {oc, 1, l.kernel_h, l.kernel_w}, li});
-            if (l.bias) out.push_back({l.name + ".bias", {oc}, li});
-            break;
-        }
-        case OpKind::FullyConnected:
-            out.push_back({l.name + ".weight", {l.out_channels, in.elements()}, li});
-            if (l.bias) out.push_back({l.name + ".bias", {l.out_channels}, li});
-            break;
-        case OpKind::BatchNorm:
-            for (const char* suffix : {".weight", ".bias", ".running_mean", ".running_var"})
-                out.push_back({l.name + suffix, {in.c}, li});
-            break;
-        default: break;
-        }
-    }
-    return out;
-}
-
-// Every problem with `weights` for `graph` (empty when they fit): a missing tensor, a tensor of the
-// wrong shape, a tensor whose data does not match its shape, a batchnorm running_var that is
-// negative or not finite, and any tensor the graph does not use (an error, not a warning: it
-// usually means the weights belong to another model).
-inline std::vector<std::string> validate_weights(const Graph& graph, const Weights& weights) {
-    std::vector<std::string> errors;
-    const std::vector<ExpectedTensor> expected = expected_weights(graph);
-    std::map<std::string_view, const ExpectedTensor*> wanted;
-    for (const ExpectedTensor& e : expected) wanted.emplace(e.name, &e);
-
-    for (const ExpectedTensor& e : expected) {
-        const auto it = weights.find(e.name);
-        const Layer& layer = graph.layers[static_cast<std::size_t>(e.layer)];
-        if (it == weights.end()) {
-            errors.push_back("missing tensor '" + e.name + "' (shape " + shape_string(e.shape) +
-                             ") for " + std::string(op_name(layer.op)) + " layer '" + layer.name +
-                             "'");
-            continue;
-        }
-        const WeightTensor& t = it->second;
-        if (t.shape != e.shape) {
-            errors.push_back("'" + e.name + "' has shape " + shape_string(t.shape) + ", expected " +
-                             shape_string(e.shape));
-            continue;
-        }
-        if (static_cast<std::int64_t>(t.data.size()) != t.elements()) {
-            errors.push_back("'" + e.name + "' has " + std::to_string(t.data.size()) +
-                             " values but its shape " + shape_string(t.shape) + " needs " +
-                             std::to_string(t.elements()));
-            continue;
-        }
-        const std::string_view name(e.name);
-        if (name.size() > 12 && name.substr(name.size() - 12) == ".running_var") {
-            for (float v : t.data)
-                if (!(v >= 0.0f) || !std::isfinite(v)) {
-                    errors.push_back("'" + e.name + "' has a negative or non-finite value (" +
-                                     std::to_string(v) + "); variances must be >= 0");
-                    break;
-                }
-        }
-    }
-    for (const auto& kv : weights) {
-        if (wanted.count(kv.first)) continue;
-        const auto dot = kv.first.rfind('.');
-        const std::string layer_name = dot == std::string::npos ? kv.first : kv.first.substr(0, dot);
-        const int li = graph.find(layer_name);
-        std::string why;
-        if (li < 0)
-            why = "there is no layer '" + layer_name + "'";
-        else {
-            const Layer& l = graph.layers[static_cast<std::size_t>(li)];
-            if (!has_weights(l.op))
-                why = std::string(op_name(l.op)) + " layer '" + l.name + "' has no weights";
-            else if (!l.bias && kv.first == l.name + ".bias")
-                why = "layer '" + l.name + "' has bias=false";
-            else
-                why = std::string(op_name(l.op)) + " layer '" + l.name + "' takes no such tensor";
-        }
-        errors.push_back("unexpected tensor '" + kv.first + "': " + why);
-    }
-    return errors;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Deterministic random weights
-// ---------------------------------------------------------------------------------------------
-
-namespace detail {
-
-inline std::uint64_t fnv1a(std::string_view s) noexcept {
-    std::uint64_t h = 14695981039346656037ull;
-    for (char ch : s) {
-        h ^= static_cast<unsigned char>(ch);
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-// splitmix64: the same sequence on every platform (std's distributions are not portable).
-struct SplitMix64 {
-    std::uint64_t state;
-    std::uint64_t next() noexcept {
-        std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        return z ^ (z >> 31);
-    }
-    // Uniform in [lo, hi).
-    float uniform(float lo, float hi) noexcept {
-        const double u = static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0);
-        return static_cast<float>(lo + (hi - lo) * u);
-    }
-};
-
-}  // namespace detail
-
-// Fills every tensor `graph` needs (shapes inferred). Each tensor's values depend only on `seed`
-// and its name, so editing one layer leaves the others' weights unchanged.
-//   conv2d/dwconv/fc weight: He-uniform, U(-b, b) with b = sqrt(6 / fan_in), fan_in = inputs per
-//     output (in/groups*kh*kw, kh*kw, in); bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (torch's).
-//   batchnorm: gamma U(0.5, 1.5), beta U(-0.2, 0.2), running_mean U(-0.2, 0.2),
-//     running_var U(0.5, 2).
-inline Weights random_weights(const Graph& graph, std::uint64_t seed) {
-    Weights w;
-    for (const ExpectedTensor& e : expected_weights(graph)) {
-        WeightTensor t;
-        t.shape = e.shape;
-        t.data.resize(static_cast<std::size_t>(std::max<std::int64_t>(0, t.elements())));
-        detail::SplitMix64 rng{seed ^ detail::fnv1a(e.name)};
-        const Layer& l = graph.layers[static_cast<std::size_t>(e.layer)];
-        float lo = -1.0f, hi = 1.0f;
-        const std::string_view suffix = std::string_view(e.name).substr(l.name.size());
-        if (l.op == OpKind::BatchNorm) {
-            if (suffix == ".weight") lo = 0.5f, hi = 1.5f;
-            else if (suffix == ".running_var") lo = 0.5f, hi = 2.0f;
-            else lo = -0.2f, hi = 0.2f;
-        } else {
-            // fan_in: inputs per output, i.e. the weight's dimensions after the first.
-            const Shape in = graph.layers[static_cast<std::size_t>(l.inputs.front())].shape;
-            std::int64_t fan_in = 1;
-            if (l.op == OpKind::Conv2d)
-                fan_in = in.c / std::max(1, l.groups) * l.kernel_h * l.kernel_w;
-            else if (l.op == OpKind::DepthwiseConv2d)
-                fan_in = std::int64_t{l.kernel_h} * l.kernel_w;
-            else
-                fan_in = in.elements();
-            if (fan_in < 1) fan_in = 1;
-            const double b = suffix == ".weight" ? std::sqrt(6.0 / static_cast<double>(fan_in))
-                                                 : 1.0 / std::sqrt(static_cast<double>(fan_in));
-            lo = static_cast<float>(-b);
-            hi = static_cast<float>(b);
-        }
-        for (float& v : t.data) v = rng.uniform(lo, hi);
-        w.emplace(e.name, std::move(t));
-    }
-    return w;
-}
-
-// ---------------------------------------------------------------------------------------------
-// safetensors
-// ---------------------------------------------------------------------------------------------
-// Format: 8-byte little-endian header length N, N bytes of JSON
-//   {"NAME":{"dtype":"F32","shape":[...],"data_offsets":[BEGIN,END]}, ..., "__metadata__":{"k":"v"}}
-// then the data section; offsets are relative to its start. The reader accepts only F32 tensors,
-// except that it skips torch's integer `*.num_batches_tracked` counters.
-
-struct SafetensorsLimits {
-    std::uint64_t max_header_bytes = 100ull << 20;  // 100 MiB
-    std::size_t max_tensors = 1000000;
-    std::size_t max_dims = 8;
-    std::int64_t max_elements = std::int64_t{1} << 31;  // per tensor
-};
-
-struct SafetensorsData {
-    Weights tensors;
-    std::map<std::string, std::string> metadata;
-};
-
-namespace detail {
-
-// A strict JSON parser for the safetensors header: objects, arrays, strings, numbers, true, false,
-// null; bounded depth; duplicate keys are errors.
-struct JsonValue {
-    enum class Kind { Null, Bool, Number, String, Array, Object } kind = Kind::Null;
-    std::string text;  // String: the decoded string; Number: its literal text
-    bool boolean = false;
-    std::vector<JsonValue> items;
-    std::vector<std::pair<std::string, JsonValue>> members;
-};
-
-class JsonParser {
-public:
-    explicit JsonParser(std::string_view s) : s_(s) {}
-
-    // Parses the whole text as one value; on failure returns false and sets error().
-    bool parse(JsonValue& out) {
-        skip_ws();
-        if (!value(out, 0)) return false;
-        skip_ws();
-        if (pos_ != s_.size()) return fail("unexpected text after the JSON value");
-        return true;
-    }
-    const std::string& error() const noexcept { return error_; }
-
-private:
-    static constexpr int max_depth = 16;
-    std::string_view s_;
-    std::size_t pos_ = 0;
-    std::string error_;
-
-    bool fail(const std::string& what) {
-        if (error_.empty()) error_ = what + " at byte " + std::to_string(pos_);
-        return false;
-    }
-    void skip_ws() {
-        while (pos_ < s_.size() &&
-               (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
-            ++pos_;
-    }
-    bool literal(std::string_view word) {
-        if (s_.substr(pos_, word.size()) != word) return fail("invalid literal");
-        pos_ += word.size();
-        return true;
-    }
-    bool value(JsonValue& v, int depth) {
-        if (depth > max_depth) return fail("JSON nested too deeply");
-        if (pos_ >= s_.size()) return fail("unexpected end of JSON");
-        const char c = s_[pos_];
-        if (c == '{') return object(v, depth);
-        if (c == '[') return array(v, depth);
-        if (c == '"') {
-            v.kind = JsonValue::Kind::String;
-            return string(v.text);
-        }
-        if (c == 't') {
-            v.kind = JsonValue::Kind::Bool;
-            v.boolean = true;
-            return literal("true");
-        }
-        if (c == 'f') {
-            v.kind = JsonValue::Kind::Bool;
-            return literal("false");
-        }
-        if (c == 'n') {
-            v.kind = JsonValue::Kind::Null;
-            return literal("null");
-        }
-        if (c == '-' || (c >= '0' && c <= '9')) return number(v);
-        return fail(std::string("unexpected character '") + c + "'");
-    }
-    bool object(JsonValue& v, int depth) {
-        v.kind = JsonValue::Kind::Object;
-        ++pos_;  // '{'
-        skip_ws();
-        if (pos_ < s_.size() && s_[pos_] == '}') {
-            ++pos_;
-            return true;
-        }
-        for (;;) {
-            skip_ws();
-            if (pos_ >= s_.size() || s_[pos_] != '"') return fail("expected a string key");
-            std::string key;
-            if (!string(key)) return false;
-            for (const auto& m : v.members)
-                if (m.first == key) return fail("duplicate key '" + key + "'");
-            skip_ws();
-            if (pos_ >= s_.size() || s_[pos_] != ':') return fail("expected ':'");
-            ++pos_;
-            skip_ws();
-            JsonValue member;
-            if (!value(member, depth + 1)) return false;
-            v.members.emplace_back(std::move(key), std::move(member));
-            skip_ws();
-            if (pos_ < s_.size() && s_[pos_] == ',') {
-                ++pos_;
-                continue;
-            }
-            if (pos_ < s_.size() && s_[pos_] == '}') {
-                ++pos_;
-                return true;
-            }
-            return fail("expected ',' or '}'");
-        }
-    }
-    bool array(JsonValue& v, int depth) {
-        v.kind = JsonValue::Kind::Array;
-        ++pos_;  // '['
-        skip_ws();
-        if (pos_ < s_.size() && s_[pos_] == ']') {
-            ++pos_;
-            return true;
-        }
-        for (;;) {
-            skip_ws();
-            JsonValue item;
-            if (!value(item, depth + 1)) return false;
-            v.items.push_back(std::move(item));
-            skip_ws();
-            if (pos_ < s_.size() && s_[pos_] == ',') {
-                ++pos_;
-                continue;
-            }
-            if (pos_ < s_.size() && s_[pos_] == ']') {
-                ++pos_;
-                return true;
-            }
-            return fail("expected ',' or ']'");
-        }
-    }
-    static void append_utf8(std::string& out, std::uint32_t cp) {
-        if (cp < 0x80) {
-            out += static_cast<char>(cp);
-        } else if (cp < 0x800) {
-            out += static_cast<char>(0xC0 | (cp >> 6));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            out += static_cast<char>(0xE0 | (cp >> 12));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else {
-            out += static_cast<char>(0xF0 | (cp >> 18));
-            out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        }
-    }
-    bool hex4(std::uint32_t& out) {
-        if (s_.size() - pos_ < 4) return fail("truncated \\u escape");
-        out = 0;
-        for (int i = 0; i < 4; ++i) {
-            const char h = s_[pos_++];
-            out <<= 4;
-            if (h >= '0' && h <= '9') out |= static_cast<std::uint32_t>(h - '0');
-            else if (h >= 'a' && h <= 'f') out |= static_cast<std::uint32_t>(h - 'a' + 10);
-            else if (h >= 'A' && h <= 'F') out |= static_cast<std::uint32_t>(h - 'A' + 10);
-            else return fail("invalid \\u escape");
-        }
-        return true;
-    }
-    bool string(std::string& out) {
-        ++pos_;  // '"'
-        for (;;) {
-            if (pos_ >= s_.size()) return fail("unterminated string");
-            const char c = s_[pos_++];
-            if (c == '"') return true;
-            if (static_cast<unsigned char>(c) < 0x20) return fail("control character in string");
-            if (c != '\\') {
-                out += c;
-                continue;
-            }
-            if (pos_ >= s_.size()) return fail("unterminated string");
-            const char e = s_[pos_++];
-            switch (e) {
-            case '"': out += '"'; break;
-            case '\\': out += '\\'; break;
-            case '/': out += '/'; break;
-            case 'b': out += '\b'; break;
-            case 'f': out += '\f'; break;
-            case 'n': out += '\n'; break;
-            case 'r': out += '\r'; break;
-            case 't': out += '\t'; break;
-            case 'u': {
-                std::uint32_t cp = 0;
-                if (!hex4(cp)) return false;
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    std::uint32_t lo = 0;
-                    if (s_.substr(pos_, 2) != "\\u") return fail("unpaired surrogate");
-                    pos_ += 2;
-                    if (!hex4(lo)) return false;
-                    if (lo < 0xDC00 || lo > 0xDFFF) return fail("unpaired surrogate");
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                    return fail("unpaired surrogate");
-                }
-                append_utf8(out, cp);
-                break;
-            }
-            default: return fail("invalid escape in string");
-            }
-        }
-    }
-    bool number(JsonValue& v) {
-        v.kind = JsonValue::Kind::Number;
-        const std::size_t start = pos_;
-        auto digit = [&] { return pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9'; };
-        if (s_[pos_] == '-') ++pos_;
-        if (!digit()) return fail("invalid number");
-        if (s_[pos_] == '0') ++pos_;
-        else
-            while (digit()) ++pos_;
-        if (pos_ < s_.size() && s_[pos_] == '.') {
-            ++pos_;
-            if (!digit()) return fail("invalid number");
-            while (digit()) ++pos_;
-        }
-        if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
-            ++pos_;
-            if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
-            if (!digit()) return fail("invalid number");
-            while (digit()) ++pos_;
-        }
-        v.text = std::string(s_.substr(start, pos_ - start));
-        return true;
-    }
-};
-
-// A non-negative JSON integer no larger than `max`, or false.
-inline bool json_uint(const JsonValue& v, std::uint64_t max, std::uint64_t& out) {
-    if (v.kind != JsonValue::Kind::Number || v.text.empty() || v.text.size() > 19) return false;
-    out = 0;
-    for (char c : v.text) {
-        if (c < '0' || c > '9') return false;  // no sign, fraction or exponent
-        out = out * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    return out <= max;
-}
-
-inline std::string json_quote(std::string_view s) {
-    static const char hex[] = "0123456789abcdef";
-    std::string out = "\"";
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '"') out += "\\\"";
-        else if (c == '\\') out += "\\\\";
-        else if (c < 0x20) {
-            out += "\\u00";
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        } else out += ch;
-    }
-    return out + '"';
-}
-
-}  // namespace detail
-
-// Parses a safetensors file held in memory. `filename` is only used in error messages.
-inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_view filename,
-                                         const SafetensorsLimits& limits = {}) {
-    const std::string file = filename.empty() ? std::string("<safetensors>") : std::string(filename);
-    auto error = [&](const std::string& what) { return WeightsError(file + ": " + what); };
-    if (bytes.size() < 8)
-        throw error("file is " + std::to_string(bytes.size()) +
-                    " bytes, too short for the 8-byte header length");
-    std::uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)]);
-    if (n > limits.max_header_bytes)
-        throw error("header length " + std::to_string(n) + " exceeds the limit of " +
-                    std::to_string(limits.max_header_bytes) + " bytes");
-    if (n > bytes.size() - 8)
-        throw error("header length " + std::to_string(n) + " runs past the end of the file (" +
-                    std::to_string(bytes.size()) + " bytes)");
-    const std::string_view header = bytes.substr(8, static_cast<std::size_t>(n));
-    const std::string_view data = bytes.substr(8 + static_cast<std::size_t>(n));
-
-    detail::JsonValue root;
-    detail::JsonParser parser(header);
-    if (!parser.parse(root)) throw error("invalid JSON header: " + parser.error());
-    if (root.kind != detail::JsonValue::Kind::Object)
-        throw error("the JSON header is not an object");
-    if (root.members.size() > limits.max_tensors + 1)
-        throw error("header lists " + std::to_string(root.members.size()) +
-                    " entries, more than the limit of " + std::to_string(limits.max_tensors));
-
-    SafetensorsData out;
-    struct Range {
-        std::uint64_t begin, end;
-        const std::string* name;
-    };
-    std::vector<Range> ranges;
-    for (const auto& member : root.members) {
-        const std::string& name = member.first;
-        const detail::JsonValue& spec = member.second;
-        if (name == "__metadata__") {
-            if (spec.kind != detail::JsonValue::Kind::Object)
-                throw error("__metadata__ is not an object");
-            for (const auto& [k, v] : spec.members) {
-                if (v.kind != detail::JsonValue::Kind::String)
-                    throw error("__metadata__ value '" + k + "' is not a string");
-                out.metadata[k] = v.text;
-            }
-            continue;
-        }
-        const std::string& tensor_name = name;  // C++17 lambdas cannot capture structured bindings
-        auto terror = [&](const std::string& what) { return error("tensor '" + tensor_name + "': " + what); };
-        if (spec.kind != detail::JsonValue::Kind::Object) throw terror("entry is not an object");
-        const detail::JsonValue* dtype = nullptr;
-        const detail::JsonValue* shape = nullptr;
-        const detail::JsonValue* offsets = nullptr;
-        for (const auto& [k, v] : spec.members) {
-            if (k == "dtype") dtype = &v;
-            else if (k == "shape") shape = &v;
-            else if (k == "data_offsets") offsets = &v;
-            else throw terror("unknown field '" + k + "'");
-        }
-        if (!dtype || !shape || !offsets)
-            throw terror(std::string("missing field '") +
-                         (!dtype ? "dtype" : !shape ? "shape" : "data_offsets") + "'");
-        if (dtype->kind != detail::JsonValue::Kind::String) throw terror("dtype is not a string");
-        if (shape->kind != detail::JsonValue::Kind::Array) throw terror("shape is not an array");
-        if (offsets->kind != detail::JsonValue::Kind::Array || offsets->items.size() != 2)
-            throw terror("data_offsets is not an array of two integers");
-        std::uint64_t begin = 0, end = 0;
-        if (!detail::json_uint(offsets->items[0], std::uint64_t{1} << 62, begin) ||
-            !detail::json_uint(offsets->items[1], std::uint64_t{1} << 62, end))
-            throw terror("data_offsets must be non-negative integers");
-        if (begin > end)
-            throw terror("data_offsets [" + std::to_string(begin) + "," + std::to_string(end) +
-                         "] are reversed");
-        if (end > data.size())
-            throw terror("data_offsets [" + std::to_string(begin) + "," + std::to_string(end) +
-                         "] run past the end of the data section (" + std::to_string(data.size()) +
-                         " bytes)");
-        if (shape->items.size() > limits.max_dims)
-            throw terror("shape has " + std::to_string(shape->items.size()) +
-                         " dimensions, more than " + std::to_string(limits.max_dims));
-        WeightTensor t;
-        std::uint64_t elements = 1;
-        for (const detail::JsonValue& d : shape->items) {
-            std::uint64_t dim = 0;
-            if (!detail::json_uint(d, static_cast<std::uint64_t>(limits.max_elements), dim))
-                throw terror("shape dimensions must be integers in [0, " +
-                             std::to_string(limits.max_elements) + "]");
-            t.shape.push_back(static_cast<std::int64_t>(dim));
-            elements = dim == 0 ? 0 : elements;
-            if (dim != 0 && elements > static_cast<std::uint64_t>(limits.max_elements) / dim)
-                throw terror("shape " + shape_string(t.shape) + " has more than " +
-                             std::to_string(limits.max_elements) + " elements");
-            elements *= dim;
-        }
-        ranges.push_back({begin, end, &name});
-        const std::string& dt = dtype->text;
-        const std::string_view sv(name);
-        if (dt != "F32") {
-            constexpr std::string_view counter = ".num_batches_tracked";
-            const bool is_counter = sv.size() >= counter.size() &&
-                                    sv.substr(sv.size() - counter.size()) == counter;
-            if (is_counter && (dt == "I64" || dt == "I32")) continue;  // torch bookkeeping
-            throw terror("dtype is " + dt + "; only F32 is supported");
-        }
-        if (end - begin != elements * 4)
-            throw terror("shape " + shape_string(t.shape) + " needs " +
-                         std::to_string(elements * 4) + " bytes but data_offsets span " +
-                         std::to_string(end - begin));
-        t.data.resize(static_cast<std::size_t>(elements));
-        const auto* p = reinterpret_cast<const unsigned char*>(data.data()) + begin;
-        for (std::size_t i = 0; i < t.data.size(); ++i, p += 4) {
-            const std::uint32_t bits = static_cast<std::uint32_t>(p[0]) |
-                                       (static_cast<std::uint32_t>(p[1]) << 8) |
-                                       (static_cast<std::uint32_t>(p[2]) << 16) |
-                                       (static_cast<std::uint32_t>(p[3]) << 24);
-            std::memcpy(&t.data[i], &bits, 4);
-        }
-        out.tensors.emplace(name, std::move(t));
-    }
-    std::sort(ranges.begin(), ranges.end(),
-              [](const Range& a, const Range& b) { return a.begin < b.begin; });
-    for (std::size_t i = 1; i < ranges.size(); ++i)
-        if (ranges[i].begin < ranges[i - 1].end)
-            throw error("tensors '" + *ranges[i - 1].name + "' and '" + *ranges[i].name +
-                        "' overlap in the data section");
-    return out;
-}
-
-// Reads a safetensors file; throws WeightsError naming the file (and tensor) on any problem.
-inline SafetensorsData read_safetensors_file(const std::string& path,
-                                             const SafetensorsLimits& limits = {}) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw WeightsError(path + ": cannot open for reading");
-    in.seekg(0, std::ios::end);
-    const std::streamoff size = in.tellg();
-    if (size < 0) throw WeightsError(path + ": cannot determine the file size");
-    // Bound: the header limit plus the largest data section the tensor limits allow.
-    const auto max_size = static_cast<std::uint64_t>(limits.max_header_bytes) + 8 +
-                          (std::uint64_t{1} << 36);
-    if (static_cast<std::uint64_t>(size) > max_size)
-        throw WeightsError(path + ": file is " + std::to_string(size) + " bytes, over the limit");
-    in.seekg(0, std::ios::beg);
-    std::string bytes(static_cast<std::size_t>(size), '\0');
-    if (size > 0 && !in.read(&bytes[0], size)) throw WeightsError(path + ": read failed");
-    return parse_safetensors(bytes, path, limits);
-}
-
-inline Weights read_safetensors(const std::string& path) { return read_safetensors_file(path).tensors; }
-
-// Serialises tensors (in name order, contiguous, header padded with spaces to a multiple of 8).
-inline std::string to_safetensors(const Weights& weights,
-                                  const std::map<std::string, std::string>& metadata = {}) {
-    std::string header = "{";
-    bool first = true;
-    if (!metadata.empty()) {
-        header += "\"__metadata__\":{";
-        for (const auto& [k, v] : metadata) {
-            if (!first) header += ',';
-            first = false;
-            header += detail::json_quote(k) + ':' + detail::json_quote(v);
-        }
-        header += '}';
-        first = false;
-    }
-    std::uint64_t offset = 0;
-    for (const auto& [name, t] : weights) {
-        if (name == "__metadata__") throw WeightsError("a tensor cannot be named '__metadata__'");
-        if (static_cast<std::int64_t>(t.data.size()) != t.elements())
-            throw WeightsError("tensor '" + name + "' has " + std::to_string(t.data.size()) +
-                               " values but its shape " + shape_string(t.shape) + " needs " +
-                               std::to_string(t.elements()));
-        if (!first) header += ',';
-        first = false;
-        const std::uint64_t bytes = static_cast<std::uint64_t>(t.data.size()) * 4;
-        header += detail::json_quote(name) + ":{\"dtype\":\"F32\",\"shape\":" +
-                  shape_string(t.shape) + ",\"data_offsets\":[" + std::to_string(offset) + "," +
-                  std::to_string(offset + bytes) + "]}";
-        offset += bytes;
-    }
-    header += '}';
-    while (header.size() % 8) header += ' ';
-    std::string out;
-    out.reserve(8 + header.size() + static_cast<std::size_t>(offset));
-    std::uint64_t n = header.size();
-    for (int i = 0; i < 8; ++i, n >>= 8) out += static_cast<char>(n & 0xFF);
-    out += header;
-    for (const auto& kv : weights) {
-        for (float v : kv.second.data) {
-            std::uint32_t bits = 0;
-            std::memcpy(&bits, &v, 4);
-            for (int i = 0; i < 4; ++i, bits >>= 8) out += static_cast<char>(bits & 0xFF);
-        }
-    }
-    return out;
-}
-
-inline void write_safetensors(const std::string& path, const Weights& weights,
-                              const std::map<std::string, std::string>& metadata = {}) {
-    const std::string bytes = to_safetensors(weights, metadata);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) throw WeightsError(path + ": cannot open for writing");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw WeightsError(path + ": write failed");
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_WEIGHTS_HPP
-// ---- end include/lamda/weights.hpp ----
-// ---- begin include/lamda/reference.hpp ----
-// lamda/reference.hpp: the reference executor. Plain loops, one function per op, double-precision
-// accumulation; slow and obviously correct. Other executors (xnnpack.hpp) are tested against it.
-//
-//   lamda::Tensor out = lamda::run_reference(graph, weights, input);            // graph output
-//   std::vector<lamda::Tensor> all = lamda::run_reference_all(graph, weights, input);  // every layer
-//
-// Tensors are NHWC float32, batch 1. Weight names and layouts: weights.hpp and docs/weights.md.
-// Semantics worth stating:
-//   - avgpool divides by the number of in-bounds elements of each window (padding is excluded,
-//     with or without ceil=true); maxpool treats padding as -infinity.
-//   - flatten is a copy (NHWC memory order is already H, W, C); dropout is the identity.
-//   - softmax is over channels, at each pixel, computed as exp(x - max) / sum.
-#ifndef LAMDA_REFERENCE_HPP
-#define LAMDA_REFERENCE_HPP
-
-#include <algorithm>
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <limits>
-#include <string>
-#include <vector>
-
-
-namespace lamda {
-
-// The activation functions, in float, as the DSL defines them.
-inline float apply_activation(Activation act, float x) noexcept {
-    switch (act) {
-    case Activation::None: return x;
-    case Activation::Relu: return x > 0.0f ? x : 0.0f;
-    case Activation::Relu6: return std::min(std::max(x, 0.0f), 6.0f);
-    case Activation::HardSwish: return x * std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f;
-    case Activation::HardSigmoid: return std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f;
-    case Activation::Sigmoid:
-        return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x))));
-    }
-    return x;
-}
-
-namespace detail {
-
-// Every executor runs only graphs that shape inference accepts, with the shapes and padding it
-// infers: the graph is checked against a fresh inference of a copy (one source of truth for what
-// is valid), so a graph built or edited in code cannot make an executor read out of bounds.
-// Throws ExecutorError naming the layer.
-inline void check_runnable(const Graph& graph) {
-    if (graph.layers.empty()) throw ExecutorError("graph has no layers");
-    Graph fresh = graph;
-    std::vector<Diagnostic> diagnostics;
-    if (!infer_shapes(fresh, diagnostics))
-        throw ExecutorError("the graph is not valid:\n" + format_diagnostics(diagnostics));
-    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
-        const Layer& l = graph.layers[i];
-        if (l.shape != fresh.layers[i].shape || l.pads != fresh.layers[i].pads)
-            throw ExecutorError(std::string(op_name(l.op)) + " layer '" + l.name + "': shape " +
-                                to_string(l.shape) + " is not the inferred " +
-                                to_string(fresh.layers[i].shape) +
-                                " (run infer_shapes after editing a graph)");
-    }
-}
-
-inline void check_weights(const Graph& graph, const Weights& weights) {
-    const std::vector<std::string> errors = validate_weights(graph, weights);
-    if (errors.empty()) return;
-    std::string msg = "weights do not fit the graph:";
-    for (const std::string& e : errors) msg += "\n  " + e;
-    throw ExecutorError(msg);
-}
-
-inline const WeightTensor* find_weight(const Weights& w, const std::string& name) {
-    const auto it = w.find(name);
-    return it == w.end() ? nullptr : &it->second;
-}
-
-inline Tensor ref_conv2d(const Layer& l, const Tensor& x, const Weights& w) {
-    Tensor y(l.shape);
-    const WeightTensor& wt = w.at(l.name + ".weight");
-    const WeightTensor* bt = l.bias ? &w.at(l.name + ".bias") : nullptr;
-    const std::int64_t cig = x.shape.c / l.groups, cog = l.out_channels / l.groups;
-    for (std::int64_t oy = 0; oy < y.shape.h; ++oy)
-        for (std::int64_t ox = 0; ox < y.shape.w; ++ox)
-            for (std::int64_t oc = 0; oc < y.shape.c; ++oc) {
-                const std::int64_t g = oc / cog;
-                double acc = bt ? bt->data[static_cast<std::size_t>(oc)] : 0.0;
-                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
-                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky * l.dilation_h;
-                    if (iy < 0 || iy >= x.shape.h) continue;
-                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
-                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx * l.dilation_w;
-                        if (ix < 0 || ix >= x.shape.w) continue;
-                        for (std::int64_t ic = 0; ic < cig; ++ic) {
-                            const auto wi = static_cast<std::size_t>(
-                                ((oc * cig + ic) * l.kernel_h + ky) * l.kernel_w + kx);
-                            acc += static_cast<double>(wt.data[wi]) * x.at(iy, ix, g * cig + ic);
-                        }
-                    }
-                }
-                y.at(oy, ox, oc) = apply_activation(l.act, static_cast<float>(acc));
-            }
-    return y;
-}
-
-// Output channel c*multiplier+m reads input channel c.
-inline Tensor ref_dwconv(const Layer& l, const Tensor& x, const Weights& w) {
-    Tensor y(l.shape);
-    const WeightTensor& wt = w.at(l.name + ".weight");
-    const WeightTensor* bt = l.bias ? &w.at(l.name + ".bias") : nullptr;
-    for (std::int64_t oy = 0; oy < y.shape.h; ++oy)
-        for (std::int64_t ox = 0; ox < y.shape.w; ++ox)
-            for (std::int64_t oc = 0; oc < y.shape.c; ++oc) {
-                const std::int64_t c = oc / l.multiplier;
-                double acc = bt ? bt->data[static_cast<std::size_t>(oc)] : 0.0;
-                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
-                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky * l.dilation_h;
-                    if (iy < 0 || iy >= x.shape.h) continue;
-                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
-                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx * l.dilation_w;
-                        if (ix < 0 || ix >= x.shape.w) continue;
-                        const auto wi = static_cast<std::size_t>((oc * l.kernel_h + ky) * l.kernel_w + kx);
-                        acc += static_cast<double>(wt.data[wi]) * x.at(iy, ix, c);
-                    }
-                }
-                y.at(oy, ox, oc) = apply_activation(l.act, static_cast<float>(acc));
-            }
-    return y;
-}
-
-// Input: all H*W*C values in NHWC order; weight [out][in].
-inline Tensor ref_fc(const Layer& l, const Tensor& x, const Weights& w) {
-    Tensor y(l.shape);
-    const WeightTensor& wt = w.at(l.name + ".weight");
-    const WeightTensor* bt = l.bias ? &w.at(l.name + ".bias") : nullptr;
-    const std::size_t in = x.data.size();
-    for (std::size_t o = 0; o < y.data.size(); ++o) {
-        double acc = bt ? bt->data[o] : 0.0;
-        for (std::size_t i = 0; i < in; ++i) acc += static_cast<double>(wt.data[o * in + i]) * x.data[i];
-        y.data[o] = apply_activation(l.act, static_cast<float>(acc));
-    }
-    return y;
-}
-
-// y = gamma * (x - mean) / sqrt(var + eps) + beta
-inline Tensor ref_batchnorm(const Layer& l, const Tensor& x, const Weights& w) {
-    Tensor y(l.shape);
-    const auto& gamma = w.at(l.name + ".weight").data;
-    const auto& beta = w.at(l.name + ".bias").data;
-    const auto& mean = w.at(l.name + ".running_mean").data;
-    const auto& var = w.at(l.name + ".running_var").data;
-    const auto C = static_cast<std::size_t>(x.shape.c);
-    for (std::size_t i = 0; i < x.data.size(); ++i) {
-        const std::size_t c = i % C;
-        const double v = (static_cast<double>(x.data[i]) - mean[c]) /
-                             std::sqrt(static_cast<double>(var[c]) + l.eps) * gamma[c] +
-                         beta[c];
-        y.data[i] = static_cast<float>(v);
-    }
-    return y;
-}
-
-inline Tensor ref_pool(const Layer& l, const Tensor& x) {
-    Tensor y(l.shape);
-    const bool is_max = l.op == OpKind::MaxPool;
-    for (std::int64_t oy = 0; oy < y.shape.h; ++oy)
-        for (std::int64_t ox = 0; ox < y.shape.w; ++ox)
-            for (std::int64_t c = 0; c < y.shape.c; ++c) {
-                double acc = is_max ? -std::numeric_limits<double>::infinity() : 0.0;
-                std::int64_t count = 0;
-                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
-                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky;
-                    if (iy < 0 || iy >= x.shape.h) continue;
-                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
-                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx;
-                        if (ix < 0 || ix >= x.shape.w) continue;
-                        const double v = x.at(iy, ix, c);
-                        acc = is_max ? std::max(acc, v) : acc + v;
-                        ++count;
-                    }
-                }
-                if (!is_max) acc = count ? acc / static_cast<double>(count) : 0.0;
-                y.at(oy, ox, c) = static_cast<float>(acc);
-            }
-    return y;
-}
-
-inline Tensor ref_gap(const Layer& l, const Tensor& x) {
-    Tensor y(l.shape);
-    const auto C = static_cast<std::size_t>(x.shape.c);
-    std::vector<double> sum(C, 0.0);
-    for (std::size_t i = 0; i < x.data.size(); ++i) sum[i % C] += x.data[i];
-    const auto n = static_cast<double>(x.shape.h * x.shape.w);
-    for (std::size_t c = 0; c < C; ++c) y.data[c] = static_cast<float>(sum[c] / n);
-    return y;
-}
-
-inline Tensor ref_softmax(const Layer& l, const Tensor& x) {
-    Tensor y(l.shape);
-    const auto C = static_cast<std::size_t>(x.shape.c);
-    for (std::size_t p = 0; p < x.data.size(); p += C) {
-        float mx = -std::numeric_limits<float>::infinity();
-        for (std::size_t c = 0; c < C; ++c) mx = std::max(mx, x.data[p + c]);
-        double sum = 0.0;
-        for (std::size_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(x.data[p + c]) - mx);
-        for (std::size_t c = 0; c < C; ++c)
-            y.data[p + c] = static_cast<float>(std::exp(static_cast<double>(x.data[p + c]) - mx) / sum);
-    }
-    return y;
-}
-
-}  // namespace detail
-
-// Runs the graph (shapes inferred, weights validated) and returns every layer's output, parallel
-// to graph.layers. Throws ExecutorError on an unrunnable graph, unfit weights or a wrong input.
-inline std::vector<Tensor> run_reference_all(const Graph& graph, const Weights& weights,
-                                             const Tensor& input) {
-    detail::check_runnable(graph);
-    detail::check_weights(graph, weights);
-    const Shape in_shape = graph.layers.front().shape;
-    if (input.shape != in_shape)
-        throw ExecutorError("input has shape " + to_string(input.shape) + ", the graph expects " +
-                            to_string(in_shape));
-    if (static_cast<std::int64_t>(input.data.size()) != in_shape.elements())
-        throw ExecutorError("input holds " + std::to_string(input.data.size()) + " values, shape " +
-                            to_string(in_shape) + " needs " + std::to_string(in_shape.elements()));
-
-    std::vector<Tensor> values(graph.layers.size());
-    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
-        const Layer& l = graph.layers[i];
-        auto arg = [&](std::size_t k) -> const Tensor& {
-            return values[static_cast<std::size_t>(l.inputs[k])];
-        };
-        Tensor y;
-        switch (l.op) {
-        case OpKind::Input: y = input; break;
-        case OpKind::Conv2d: y = detail::ref_conv2d(l, arg(0), weights); break;
-        case OpKind::DepthwiseConv2d: y = detail::ref_dwconv(l, arg(0), weights); break;
-        case OpKind::FullyConnected: y = detail::ref_fc(l, arg(0), weights); break;
-        case OpKind::BatchNorm: y = detail::ref_batchnorm(l, arg(0), weights); break;
-        case OpKind::MaxPool:
-        case OpKind::AvgPool: y = detail::ref_pool(l, arg(0)); break;
-        case OpKind::GlobalAvgPool: y = detail::ref_gap(l, arg(0)); break;
-        case OpKind::Add: {
-            y = Tensor(l.shape);
-            for (std::size_t j = 0; j < y.data.size(); ++j) {
-                double s = 0.0;
-                for (std::size_t k = 0; k < l.inputs.size(); ++k) s += arg(k).data[j];
-                y.data[j] = apply_activation(l.act, static_cast<float>(s));
-            }
-            break;
-        }
-        case OpKind::Concat: {
-            y = Tensor(l.shape);
-            const std::int64_t pixels = l.shape.h * l.shape.w;
-            std::int64_t offset = 0;
-            for (std::size_t k = 0; k < l.inputs.size(); ++k) {
-                const Tensor& a = arg(k);
-                for (std::int64_t p = 0; p < pixels; ++p)
-                    for (std::int64_t c = 0; c < a.shape.c; ++c)
-                        y.data[static_cast<std::size_t>(p * l.shape.c + offset + c)] =
-                            a.data[static_cast<std::size_t>(p * a.shape.c + c)];
-                offset += a.shape.c;
-            }
-            break;
-        }
-        case OpKind::Mul: {
-            y = Tensor(l.shape);
-            const Tensor& a = arg(0);
-            const Tensor& b = arg(1);
-            const std::size_t na = a.data.size(), nb = b.data.size();
-            for (std::size_t j = 0; j < y.data.size(); ++j)
-                y.data[j] = a.data[na == y.data.size() ? j : j % na] *
-                            b.data[nb == y.data.size() ? j : j % nb];
-            break;
-        }
-        case OpKind::Relu:
-        case OpKind::Relu6:
-        case OpKind::HardSwish:
-        case OpKind::HardSigmoid:
-        case OpKind::Sigmoid: {
-            const Activation act = l.op == OpKind::Relu        ? Activation::Relu
-                                   : l.op == OpKind::Relu6     ? Activation::Relu6
-                                   : l.op == OpKind::HardSwish ? Activation::HardSwish
-                                   : l.op == OpKind::Sigmoid   ? Activation::Sigmoid
-                                                               : Activation::HardSigmoid;
-            y = arg(0);
-            for (float& v : y.data) v = apply_activation(act, v);
-            break;
-        }
-        case OpKind::Softmax: y = detail::ref_softmax(l, arg(0)); break;
-        case OpKind::Flatten:
-            y = arg(0);
-            y.shape = l.shape;
-            break;
-        case OpKind::Dropout: y = arg(0); break;
-        }
-        values[i] = std::move(y);
-    }
-    return values;
-}
-
-// Runs the graph and returns its output (the last layer's value).
-inline Tensor run_reference(const Graph& graph, const Weights& weights, const Tensor& input) {
-    std::vector<Tensor> all = run_reference_all(graph, weights, input);
-    return std::move(all.back());
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_REFERENCE_HPP
-// ---- end include/lamda/reference.hpp ----
-// ---- begin include/lamda/xnnpack.hpp ----
-// lamda/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
-// 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
-// with -lXNNPACK -lpthreadpool -lpthread.
-//
-//   lamda::XnnExecutor exec(graph, weights, {/*threads=*/1});   // throws lamda::ExecutorError
-//   std::copy(image.begin(), image.end(), exec.input());        // NHWC float32, batch 1
-//   exec.run();
-//   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
-//   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
-//
-// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
-// buffers allocated at construction, run many times) per layer, in file order; run() runs them
-// all, run_timed_per_op() times each. The operator API is what XNNPACK's own subgraph runtime
-// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
-//   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
-//   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
-//   fc                fully_connected_nc_f32
-//   batchnorm         folded into the conv2d/dwconv/fc before it when that layer has no other
-//                     reader and no fused activation; otherwise a 1x1 depthwise convolution
-//   relu, relu6, hardsigmoid, hardswish, sigmoid layers   fused into the conv/dwconv/fc/
-//                     batchnorm/add before them (as if written act=...) when they are its only
-//                     reader and it has no act; otherwise a separate operator (clamp_nc_f32, ...)
-//   act=relu/relu6    the output clamp of conv/dwconv/fc/add
-//   act=hardsigmoid   on conv/dwconv/fc/batchnorm: folded into weights and bias (w/6, (b+3)/6) with
-//                     clamp [0,1]; elsewhere add_nd(x, 3) clamped to [0,6], then multiply_nd by 1/6
-//   hardswish, sigmoid, act=hardswish/sigmoid   hardswish_nc_f32 / sigmoid_nc_f32 (in place)
-//   maxpool, avgpool  max/average_pooling2d_nhwc_f32; ceil=true becomes extra bottom/right padding.
-//                     A 1x1 kernel (which XNNPACK rejects) is a strided copy done by a plain loop.
-//   gap               global_average_pooling_nwc_f32
-//   add (N inputs)    N-1 add_nd_f32, accumulating into the output
-//   concat            one copy_nc_x32 per input, writing a channel slice of the output
-//   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
-//   softmax           softmax_nc_f32 over channels
-//   flatten, dropout  no operator: the output aliases the input buffer
-// Every value that is materialised has its own buffer (no reuse between layers yet).
-#ifndef LAMDA_XNNPACK_HPP
-#define LAMDA_XNNPACK_HPP
-
-#if defined(LAMDA_WITH_XNNPACK)
-
-#include <xnnpack.h>
-#include <pthreadpool.h>
-
-#include <algorithm>
-#include <array>
-#include <chrono>
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <functional>
-#include <limits>
-#include <memory>
-#include <stdexcept>
-#include <string>
-#include <utility>
-#include <vector>
-
-
-namespace lamda {
-
-struct XnnOptions {
-    // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
-    // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
-    int threads = 1;
-    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
-    // huge candidate is a clear error instead of an out-of-memory kill.
-    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
-};
-
-// Bytes the executor allocates for a graph: one buffer per layer output plus the weights.
-inline std::int64_t executor_memory_bytes(const Graph& graph) {
-    std::int64_t bytes = 0;
-    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
-    return bytes + analyze(graph).weight_bytes;
-}
-
-inline std::string xnn_status_name(xnn_status s) {
-    switch (s) {
-    case xnn_status_success: return "success";
-    case xnn_status_uninitialized: return "uninitialized";
-    case xnn_status_invalid_parameter: return "invalid parameter";
-    case xnn_status_invalid_state: return "invalid state";
-    case xnn_status_unsupported_parameter: return "unsupported parameter";
-    case xnn_status_unsupported_hardware: return "unsupported hardware";
-    case xnn_status_out_of_memory: return "out of memory";
-    }
-    return "unknown status " + std::to_string(static_cast<int>(s));
-}
-
-// How each layer was lowered (for reports and debugging).
-enum class XnnLowering {
-    Operators,  // the layer runs its own XNNPACK operator(s)
-    Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
-    Alias,      // no work: output aliases the input (input, flatten, dropout)
-    Loop,       // a plain loop (1x1 pools)
-};
-
-class XnnExecutor {
-public:
-    XnnExecutor(const Graph& graph, const Weights& weights, XnnOptions options = {})
-        : impl_(std::make_unique<Impl>()) {
-        if (options.threads < 1 || options.threads > 1024)
-            throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
-                                        std::to_string(options.threads));
-        detail::check_runnable(graph);
-        if (options.max_memory_bytes > 0) {
-            const std::int64_t needed = executor_memory_bytes(graph);
-            if (needed > options.max_memory_bytes)
-                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
-                                    " MiB of buffers and weights, more than the limit of " +
-                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
-        }
-        detail::check_weights(graph, weights);
-        const xnn_status init = xnn_initialize(nullptr);
-        if (init != xnn_status_success)
-            throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
-        impl_->threads = options.threads;
-        if (options.threads > 1) {
-            impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
-            if (!impl_->pool)
-                throw ExecutorError("XNNPACK: cannot create a pool of " +
-                                    std::to_string(options.threads) + " threads");
-        }
-        build(graph, weights);
-    }
-
-    XnnExecutor(const XnnExecutor&) = delete;
-    XnnExecutor& operator=(const XnnExecutor&) = delete;
-    XnnExecutor(XnnExecutor&&) noexcept = default;
-    XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
-    ~XnnExecutor() = default;
-
-    float* input() noexcept { return impl_->ptr.front(); }
-    Shape input_shape() const noexcept { return impl_->shapes.front(); }
-    const float* output() const noexcept { return impl_->ptr.back(); }
-    Shape output_shape() const noexcept { return impl_->shapes.back(); }
-    int threads() const noexcept { return impl_->threads; }
-
-    // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
-    const float* layer_output(std::size_t i) const noexcept {
-        return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
-    }
-    XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
-    // Number of XNNPACK operators (and loops) run per inference.
-    std::size_t step_count() const noexcept { return impl_->steps.size(); }
-
-    void run() {
-        for (Step& s : impl_->steps) run_step(s);
-    }
-
-    // Runs once and returns milliseconds per layer, parallel to graph.layers; a fused or aliased
-    // layer reads 0 (its cost is in the layer it was fused into).
-    std::vector<double> run_timed_per_op() {
-        std::vector<double> ms(impl_->ptr.size(), 0.0);
-        for (Step& s : impl_->steps) {
-            const auto t0 = std::chrono::steady_clock::now();
-            run_step(s);
-            const auto t1 = std::chrono::steady_clock::now();
-            ms[static_cast<std::size_t>(s.layer)] +=
-                std::chrono::duration<double, std::milli>(t1 - t0).count();
-        }
-        return ms;
-    }
-
-    // Convenience: copies `in` (shape must match) into the input buffer, runs, returns the output.
-    Tensor run(const Tensor& in) {
-        if (in.shape != input_shape() ||
-            static_cast<std::int64_t>(in.data.size()) != input_shape().elements())
-            throw ExecutorError("input has shape " + to_string(in.shape) + ", the graph expects " +
-                                to_string(input_shape()));
-        std::copy(in.data.begin(), in.data.end(), input());
-        run();
-        Tensor out(output_shape());
-        std::copy(output(), output() + out.data.size(), out.data.begin());
-        return out;
-    }
-
-private:
-    struct Step {
-        int layer = 0;
-        xnn_operator_t op = nullptr;
-        std::function<void()> loop;  // when op is null
-    };
-    struct Impl {
-        pthreadpool_t pool = nullptr;
-        int threads = 1;
-        std::vector<std::unique_ptr<float[]>> buffers;
-        std::vector<float*> ptr;  // per layer; nullptr when fused away
-        std::vector<Shape> shapes;
-        std::vector<XnnLowering> lowering;
-        std::vector<Step> steps;
-        // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
-        float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
-        float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
-                          1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
-
-        Impl() = default;
-        Impl(const Impl&) = delete;
-        Impl& operator=(const Impl&) = delete;
-        ~Impl() {
-            for (Step& s : steps)
-                if (s.op) xnn_delete_operator(s.op);
-            if (pool) pthreadpool_destroy(pool);
-        }
-    };
-    std::unique_ptr<Impl> impl_;
-
-    void run_step(Step& s) {
-        if (s.op) {
-            const xnn_status st = xnn_run_operator(s.op, impl_->pool);
-            if (st != xnn_status_success)
-                throw ExecutorError("XNNPACK: running layer " + std::to_string(s.layer) +
-                                    " failed: " + xnn_status_name(st));
-        } else {
-            s.loop();
-        }
-    }
-
-    // ---- construction helpers ----
-
-    static std::string where(const Layer& l) {
-        return std::string(op_name(l.op)) + " layer '" + l.name + "'";
-    }
-
-    static void check(xnn_status st, const Layer& l, const char* fn) {
-        if (st != xnn_status_success)
-            throw ExecutorError("XNNPACK: " + where(l) + ": " + fn + " failed: " +
-                                xnn_status_name(st));
-    }
-
-    // Adds an operator step for layer `index`; takes ownership at once so a later failure frees it.
-    void add_op(int index, xnn_operator_t op) {
-        Step s;
-        s.layer = index;
-        s.op = op;
-        impl_->steps.push_back(std::move(s));
-    }
-
-    static std::pair<float, float> clamp_of(Activation a) {
-        constexpr float inf = std::numeric_limits<float>::infinity();
-        if (a == Activation::Relu) return {0.0f, inf};
-        if (a == Activation::Relu6) return {0.0f, 6.0f};
-        if (a == Activation::HardSigmoid) return {0.0f, 1.0f};  // after folding the affine part
-        return {-inf, inf};
-    }
-
-    // Unary elementwise steps, input -> output (may be the same buffer): relu, relu6, hardswish,
-    // sigmoid, hardsigmoid. `a == None` adds nothing.
-    void add_activation(int index, const Layer& l, Activation a, const float* in, float* out,
-                        const Shape& s) {
-        if (a == Activation::None) return;
-        const auto C = static_cast<std::size_t>(s.c);
-        const auto pixels = static_cast<std::size_t>(s.h * s.w);
-        xnn_operator_t op = nullptr;
-        switch (a) {
-        case Activation::Relu:
-        case Activation::Relu6: {
-            const auto [lo, hi] = clamp_of(a);
-            check(xnn_create_clamp_nc_f32(C, C, C, lo, hi, 0, &op), l, "xnn_create_clamp_nc_f32");
-            add_op(index, op);
-            check(xnn_setup_clamp_nc_f32(op, pixels, in, out, impl_->pool), l,
-                  "xnn_setup_clamp_nc_f32");
-            return;
-        }
-        case Activation::HardSwish:
-            check(xnn_create_hardswish_nc_f32(C, C, C, 0, &op), l, "xnn_create_hardswish_nc_f32");
-            add_op(index, op);
-            check(xnn_setup_hardswish_nc_f32(op, pixels, in, out, impl_->pool), l,
-                  "xnn_setup_hardswish_nc_f32");
-            return;
-        case Activation::Sigmoid:
-            check(xnn_create_sigmoid_nc_f32(C, C, C, 0, &op), l, "xnn_create_sigmoid_nc_f32");
-            add_op(index, op);
-            check(xnn_setup_sigmoid_nc_f32(op, pixels, in, out, impl_->pool), l,
-                  "xnn_setup_sigmoid_nc_f32");
-            return;
-        case Activation::HardSigmoid: {
-            // relu6(x + 3) / 6
-            const std::size_t dims[1] = {static_cast<std::size_t>(s.elements())};
-            const std::size_t one[1] = {1};
-            check(xnn_create_add_nd_f32(0.0f, 6.0f, 0, &op), l, "xnn_create_add_nd_f32");
-            add_op(index, op);
-            check(xnn_setup_add_nd_f32(op, 1, dims, 1, one, in, impl_->three, out, impl_->pool),
-                  l, "xnn_setup_add_nd_f32");
-            op = nullptr;
-            const float inf = std::numeric_limits<float>::infinity();
-            check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
-            add_op(index, op);
-            check(xnn_setup_multiply_nd_f32(op, 1, dims, 1, one, out, impl_->sixth, out,
-                                            impl_->pool),
-                  l, "xnn_setup_multiply_nd_f32");
-            return;
-        }
-        case Activation::None: return;
-        }
-    }
-
-    float* allocate(const Shape& s) {
-        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
-        const std::size_t n = static_cast<std::size_t>(s.elements()) + XNN_EXTRA_BYTES / sizeof(float) + 4;
-        impl_->buffers.push_back(std::make_unique<float[]>(n));
-        return impl_->buffers.back().get();
-    }
-
-    void build(const Graph& g, const Weights& w) {
-        const std::size_t n = g.layers.size();
-        impl_->ptr.assign(n, nullptr);
-        impl_->shapes.resize(n);
-        impl_->lowering.assign(n, XnnLowering::Operators);
-        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
-
-        // readers[i]: how many times value i is read (the graph output counts as read).
-        std::vector<int> readers(n, 0), sole_reader(n, -1);
-        for (std::size_t i = 0; i < n; ++i)
-            for (int in : g.layers[i].inputs) {
-                ++readers[static_cast<std::size_t>(in)];
-                sole_reader[static_cast<std::size_t>(in)] = static_cast<int>(i);
-            }
-        ++readers[n - 1];
-        auto only_reader = [&](std::size_t i) -> int {
-            return readers[i] == 1 ? sole_reader[i] : -1;
-        };
-
-        // Decide fusions first, so every layer knows where its output lands.
-        // absorbed_by[j] = i: layer j's work is done by layer i's operator.
-        std::vector<int> absorbed_by(n, -1);
-        std::vector<int> tail(n);              // layer whose buffer receives layer i's output
-        std::vector<int> folded_bn(n, -1);     // batchnorm folded into conv-like layer i
-        std::vector<Activation> act(n, Activation::None);  // activation applied by layer i
-        for (std::size_t i = 0; i < n; ++i) {
-            const Layer& l = g.layers[i];
-            tail[i] = static_cast<int>(i);
-            act[i] = takes_activation(l.op) ? l.act : Activation::None;
-            if (absorbed_by[i] >= 0) continue;
-            const bool affine = l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
-                                l.op == OpKind::FullyConnected || l.op == OpKind::BatchNorm;
-            if (!affine && l.op != OpKind::Add) continue;
-            std::size_t t = i;
-            if (affine && l.op != OpKind::BatchNorm && act[i] == Activation::None) {
-                const int r = only_reader(t);
-                if (r >= 0 && g.layers[static_cast<std::size_t>(r)].op == OpKind::BatchNorm) {
-                    folded_bn[i] = r;
-                    absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
-                    t = static_cast<std::size_t>(r);
-                }
-            }
-            if (act[i] == Activation::None) {
-                const int r = only_reader(t);
-                if (r >= 0) {
-                    const OpKind rop = g.layers[static_cast<std::size_t>(r)].op;
-                    Activation a = Activation::None;
-                    if (rop == OpKind::Relu) a = Activation::Relu;
-                    if (rop == OpKind::Relu6) a = Activation::Relu6;
-                    if (rop == OpKind::HardSigmoid) a = Activation::HardSigmoid;
-                    if (rop == OpKind::HardSwish) a = Activation::HardSwish;
-                    if (rop == OpKind::Sigmoid) a = Activation::Sigmoid;
-                    if (a != Activation::None) {
-                        act[i] = a;
-                        absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
-                        t = static_cast<std::size_t>(r);
-                    }
-                }
-            }
-            tail[i] = static_cast<int>(t);
-        }
-
-        // Buffers: one per materialised value, in layer order; aliases point at their input.
-        for (std::size_t i = 0; i < n; ++i) {
-            const Layer& l = g.layers[i];
-            if (absorbed_by[i] >= 0) continue;  // assigned by its absorber below
-            if (l.op == OpKind::Flatten || l.op == OpKind::Dropout) {
-                impl_->ptr[i] = impl_->ptr[static_cast<std::size_t>(l.inputs[0])];
-                impl_->lowering[i] = XnnLowering::Alias;
-                continue;
-            }
-            float* buf = allocate(l.shape);
-            impl_->ptr[static_cast<std::size_t>(tail[i])] = buf;
-            if (l.op == OpKind::Input) impl_->lowering[i] = XnnLowering::Alias;
-        }
-        for (std::size_t j = 0; j < n; ++j)
-            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
-
-        for (std::size_t i = 0; i < n; ++i) {
-            if (absorbed_by[i] >= 0) continue;
-            const Layer& l = g.layers[i];
-            const int idx = static_cast<int>(i);
-            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
-            auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
-            };
-            auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
-            };
-            switch (l.op) {
-            case OpKind::Input:
-            case OpKind::Flatten:
-            case OpKind::Dropout: break;
-            case OpKind::Conv2d:
-            case OpKind::DepthwiseConv2d:
-            case OpKind::FullyConnected:
-            case OpKind::BatchNorm:
-                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
-                break;
-            case OpKind::MaxPool:
-            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
-            case OpKind::GlobalAvgPool: {
-                const Shape s = in_shape(0);
-                const auto C = static_cast<std::size_t>(s.c);
-                const float inf = std::numeric_limits<float>::infinity();
-                xnn_operator_t op = nullptr;
-                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
-                      "xnn_create_global_average_pooling_nwc_f32");
-                add_op(idx, op);
-                check(xnn_setup_global_average_pooling_nwc_f32(
-                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
-                      l, "xnn_setup_global_average_pooling_nwc_f32");
-                break;
-            }
-            case OpKind::Add: {
-                const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
-                const Activation a = act[i];
-                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
-                const std::size_t k_last = l.inputs.size() - 1;
-                for (std::size_t k = 1; k <= k_last; ++k) {
-                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
-                                                                     : clamp_of(Activation::None);
-                    xnn_operator_t op = nullptr;
-                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
-                    add_op(idx, op);
-                    const float* a_in = k == 1 ? in_ptr(0) : out;
-                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
-                                               impl_->pool),
-                          l, "xnn_setup_add_nd_f32");
-                }
-                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
-                break;
-            }
-            case OpKind::Concat: {
-                const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
-                const auto total = static_cast<std::size_t>(l.shape.c);
-                std::size_t offset = 0;
-                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
-                    const auto c = static_cast<std::size_t>(in_shape(k).c);
-                    xnn_operator_t op = nullptr;
-                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
-                    add_op(idx, op);
-                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
-                          l, "xnn_setup_copy_nc_x32");
-                    offset += c;
-                }
-                break;
-            }
-            case OpKind::Mul: {
-                const Shape a = in_shape(0), b = in_shape(1);
-                const std::size_t da[3] = {static_cast<std::size_t>(a.h),
-                                           static_cast<std::size_t>(a.w),
-                                           static_cast<std::size_t>(a.c)};
-                const std::size_t db[3] = {static_cast<std::size_t>(b.h),
-                                           static_cast<std::size_t>(b.w),
-                                           static_cast<std::size_t>(b.c)};
-                const float inf = std::numeric_limits<float>::infinity();
-                xnn_operator_t op = nullptr;
-                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
-                add_op(idx, op);
-                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
-                                                impl_->pool),
-                      l, "xnn_setup_multiply_nd_f32");
-                break;
-            }
-            case OpKind::Relu:
-                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::Relu6:
-                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::HardSwish:
-                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::HardSigmoid:
-                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::Sigmoid:
-                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::Softmax: {
-                const auto C = static_cast<std::size_t>(l.shape.c);
-                xnn_operator_t op = nullptr;
-                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
-                add_op(idx, op);
-                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
-                                               in_ptr(0), out, impl_->pool),
-                      l, "xnn_setup_softmax_nc_f32");
-                break;
-            }
-            }
-        }
-    }
-
-    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation.
-    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
-                      const float* in, float* out) {
-        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
-        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
-        const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
-        const Shape os = last.shape;
-        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
-
-        // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
-        std::vector<float> kernel;
-        std::vector<double> bias(oc, 0.0);
-        bool has_bias = false;
-        std::size_t per_out = 0;
-        auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
-            const auto& gamma = w.at(b.name + ".weight").data;
-            const auto& beta = w.at(b.name + ".bias").data;
-            const auto& mean = w.at(b.name + ".running_mean").data;
-            const auto& var = w.at(b.name + ".running_var").data;
-            scale.resize(gamma.size());
-            shift.resize(gamma.size());
-            for (std::size_t c = 0; c < gamma.size(); ++c) {
-                scale[c] = gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps);
-                shift[c] = beta[c] - mean[c] * scale[c];
-            }
-        };
-        if (l.op == OpKind::BatchNorm) {
-            std::vector<double> scale, shift;
-            bn_params(l, scale, shift);
-            per_out = 1;
-            kernel.assign(scale.begin(), scale.end());
-            bias = shift;
-            has_bias = true;
-        } else {
-            const WeightTensor& wt = w.at(l.name + ".weight");
-            if (l.bias) {
-                const auto& b = w.at(l.name + ".bias").data;
-                bias.assign(b.begin(), b.end());
-                has_bias = true;
-            }
-            if (l.op == OpKind::Conv2d) {
-                // OIHW -> OHWI
-                const auto cig = static_cast<std::size_t>(is.c / l.groups);
-                const auto kh = static_cast<std::size_t>(l.kernel_h);
-                const auto kw = static_cast<std::size_t>(l.kernel_w);
-                per_out = kh * kw * cig;
-                kernel.resize(oc * per_out);
-                for (std::size_t o = 0; o < oc; ++o)
-                    for (std::size_t ic = 0; ic < cig; ++ic)
-                        for (std::size_t y = 0; y < kh; ++y)
-                            for (std::size_t x = 0; x < kw; ++x)
-                                kernel[((o * kh + y) * kw + x) * cig + ic] =
-                                    wt.data[((o * cig + ic) * kh + y) * kw + x];
-            } else {
-                // dwconv [C*m][1][kh][kw] and fc [out][in] are already XNNPACK's layout.
-                kernel = wt.data;
-                per_out = kernel.size() / oc;
-            }
-            if (bn >= 0) {
-                std::vector<double> scale, shift;
-                bn_params(last, scale, shift);
-                for (std::size_t o = 0; o < oc; ++o) {
-                    for (std::size_t k = 0; k < per_out; ++k)
-                        kernel[o * per_out + k] =
-                            static_cast<float>(kernel[o * per_out + k] * scale[o]);
-                    bias[o] = bias[o] * scale[o] + shift[o];
-                }
-                has_bias = true;
-            }
-        }
-        if (a == Activation::HardSigmoid) {
-            // relu6(y + 3) / 6 = clamp(y/6 + 1/2, 0, 1): scale the affine map, clamp to [0, 1].
-            for (float& k : kernel) k = static_cast<float>(k / 6.0);
-            for (double& b : bias) b = (b + 3.0) / 6.0;
-            has_bias = true;
-        }
-        std::vector<float> bias_f(bias.begin(), bias.end());
-        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
-        const bool clamp_fused =
-            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
-        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
-
-        xnn_operator_t op = nullptr;
-        if (l.op == OpKind::FullyConnected) {
-            const auto ic = static_cast<std::size_t>(is.elements());
-            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
-                                                    0, &op),
-                  l, "xnn_create_fully_connected_nc_f32");
-            add_op(idx, op);
-            check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
-                  "xnn_setup_fully_connected_nc_f32");
-        } else {
-            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-            std::size_t gic = 0, goc = 0;
-            std::array<int, 4> pads{0, 0, 0, 0};
-            if (l.op == OpKind::BatchNorm) {
-                groups = static_cast<std::uint32_t>(is.c);
-                gic = goc = 1;
-            } else {
-                kh = static_cast<std::uint32_t>(l.kernel_h);
-                kw = static_cast<std::uint32_t>(l.kernel_w);
-                sh = static_cast<std::uint32_t>(l.stride_h);
-                sw = static_cast<std::uint32_t>(l.stride_w);
-                dh = static_cast<std::uint32_t>(l.dilation_h);
-                dw = static_cast<std::uint32_t>(l.dilation_w);
-                pads = l.pads;
-                if (l.op == OpKind::Conv2d) {
-                    groups = static_cast<std::uint32_t>(l.groups);
-                    gic = static_cast<std::size_t>(is.c / l.groups);
-                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
-                } else {
-                    groups = static_cast<std::uint32_t>(is.c);
-                    gic = 1;
-                    goc = static_cast<std::size_t>(l.multiplier);
-                }
-            }
-            for (int p : pads)
-                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
-            check(xnn_create_convolution2d_nhwc_f32(
-                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
-                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
-                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                      kernel.data(), bias_ptr, lo, hi, 0, &op),
-                  l, "xnn_create_convolution2d_nhwc_f32");
-            add_op(idx, op);
-            check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_convolution2d_nhwc_f32");
-        }
-        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
-    }
-
-    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
-        const Shape os = l.shape;
-        std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
-        // A window lying entirely in the padding has no defined value in XNNPACK.
-        if (l.kernel_h <= p[0] || l.kernel_w <= p[1] ||
-            (os.h - 1) * l.stride_h - p[0] >= is.h || (os.w - 1) * l.stride_w - p[1] >= is.w)
-            throw ExecutorError("XNNPACK: " + where(l) +
-                                ": a pooling window lies entirely in the padding");
-        // ceil=true (or any excess): pad the bottom/right so that floor division gives os.
-        p[2] = std::max<std::int64_t>(p[2], (os.h - 1) * l.stride_h + l.kernel_h - is.h - p[0]);
-        p[3] = std::max<std::int64_t>(p[3], (os.w - 1) * l.stride_w + l.kernel_w - is.w - p[1]);
-        const std::int64_t xh = (is.h + p[0] + p[2] - l.kernel_h) / l.stride_h + 1;
-        const std::int64_t xw = (is.w + p[1] + p[3] - l.kernel_w) / l.stride_w + 1;
-        if (xh != os.h || xw != os.w)
-            throw ExecutorError("XNNPACK: " + where(l) + ": padding " + std::to_string(p[0]) + "," +
-                                std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
-                                std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
-                                std::to_string(xw) + ", not the inferred " + to_string(os));
-        const auto C = static_cast<std::size_t>(is.c);
-        if (l.kernel_h == 1 && l.kernel_w == 1) {
-            // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
-            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
-            Step s;
-            s.layer = idx;
-            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
-            s.loop = [in, out, is, os, sh, sw, pt, pl] {
-                for (std::int64_t y = 0; y < os.h; ++y)
-                    for (std::int64_t x = 0; x < os.w; ++x) {
-                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
-                        std::copy(in + (iy * is.w + ix) * is.c, in + (iy * is.w + ix + 1) * is.c,
-                                  out + (y * os.w + x) * os.c);
-                    }
-            };
-            impl_->steps.push_back(std::move(s));
-            return;
-        }
-        const float inf = std::numeric_limits<float>::infinity();
-        xnn_operator_t op = nullptr;
-        const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
-        if (l.op == OpKind::MaxPool) {
-            check(xnn_create_max_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
-                                                    u(l.kernel_h), u(l.kernel_w), u(l.stride_h),
-                                                    u(l.stride_w), 1, 1, C, C, C, -inf, inf, 0, &op),
-                  l, "xnn_create_max_pooling2d_nhwc_f32");
-            add_op(idx, op);
-            check(xnn_setup_max_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_max_pooling2d_nhwc_f32");
-        } else {
-            check(xnn_create_average_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
-                                                        u(l.kernel_h), u(l.kernel_w),
-                                                        u(l.stride_h), u(l.stride_w), C, C, C,
-                                                        -inf, inf, 0, &op),
-                  l, "xnn_create_average_pooling2d_nhwc_f32");
-            add_op(idx, op);
-            check(xnn_setup_average_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
-                                                       static_cast<std::size_t>(is.w), in, out,
-                                                       impl_->pool),
-                  l, "xnn_setup_average_pooling2d_nhwc_f32");
-        }
-    }
-};
-
-}  // namespace lamda
-
-#endif  // defined(LAMDA_WITH_XNNPACK)
-
-#endif  // LAMDA_XNNPACK_HPP
-// ---- end include/lamda/xnnpack.hpp ----
 
 #endif  // LAMDA_LAMDA_HPP
 // ---- end include/lamda/lamda.hpp ----
