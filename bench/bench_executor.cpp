@@ -27,9 +27,7 @@ void run_graph(benchmark::State& state, const lamda::Graph& graph, int threads) 
     lamda::XnnOptions options;
     options.threads = threads;
     lamda::XnnExecutor executor(graph, weights, options);
-    float* input = executor.input();
-    const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i) input[i] = static_cast<float>(i % 97) / 97.0f - 0.5f;
+    lamda::fill_timing_input(executor);
     executor.run();  // warm caches and XNNPACK's lazily packed state
     for (auto _ : state) {
         executor.run();

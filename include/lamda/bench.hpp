@@ -67,11 +67,7 @@ inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
     xnn.max_memory_bytes = options.max_memory_bytes;
     XnnExecutor executor(graph, weights, xnn);
 
-    // A fixed, non-trivial input: timings must not depend on denormals or zeros.
-    float* input = executor.input();
-    const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i)
-        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+    fill_timing_input(executor);
 
     using clock = std::chrono::steady_clock;
     for (int i = 0; i < options.warmup; ++i) executor.run();

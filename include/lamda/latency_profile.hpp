@@ -38,33 +38,35 @@ inline double current_load_average() {
     return v;
 }
 
-// A whole model timed end to end (`ms`) and per layer (`layer_ms`, parallel to graph.layers):
-// quantile q of the repeated timings.
+// A whole model timed end to end (`ms`) and, when asked, per layer (`layer_ms`, parallel to
+// graph.layers): `warmup` untimed runs, then runs until `runs` runs or `max_seconds`, whichever
+// comes first (at least 3 runs); quantile q of the timings (the median, or a low quantile such
+// as 0.1, which resists interference from other processes on a busy machine).
 struct ModelTiming {
     double ms = 0;
     std::vector<double> layer_ms;
 };
 
 inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
-                              double max_seconds = 1.0, double q = 0.5) {
+                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true) {
     XnnOptions xo;
     xo.threads = threads;
     XnnExecutor ex(g, random_weights(g, 1), xo);
-    float* input = ex.input();
-    const std::int64_t n = ex.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i) input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+    fill_timing_input(ex);
     for (int i = 0; i < warmup; ++i) ex.run();
     using clock = std::chrono::steady_clock;
     std::vector<double> t;
-    std::vector<std::vector<double>> per(g.layers.size());
+    std::vector<std::vector<double>> per(per_layer ? g.layers.size() : 0);
     const auto start = clock::now();
     for (int i = 0; i < runs; ++i) {
         const auto t0 = clock::now();
         ex.run();
         const auto t1 = clock::now();
         t.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-        const std::vector<double> ms = ex.run_timed_per_op();
-        for (std::size_t k = 0; k < ms.size() && k < per.size(); ++k) per[k].push_back(ms[k]);
+        if (per_layer) {
+            const std::vector<double> ms = ex.run_timed_per_op();
+            for (std::size_t k = 0; k < ms.size() && k < per.size(); ++k) per[k].push_back(ms[k]);
+        }
         if (i >= 2 && std::chrono::duration<double>(clock::now() - start).count() > max_seconds) break;
     }
     ModelTiming r;
@@ -73,29 +75,10 @@ inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, in
     return r;
 }
 
-// Latency of a whole model in ms: `warmup` untimed runs, then runs until `runs` runs or
-// `max_seconds`, whichever comes first (at least 3 runs); the median, or another quantile
-// (a low one, e.g. 0.1, resists interference from other processes on a busy machine).
+// Latency of a whole model in ms (no per-layer pass); see time_model.
 inline double measure_model_ms(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
                                double max_seconds = 2.0, double q = 0.5) {
-    XnnOptions xo;
-    xo.threads = threads;
-    XnnExecutor ex(g, random_weights(g, 1), xo);
-    float* input = ex.input();
-    const std::int64_t n = ex.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i) input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
-    for (int i = 0; i < warmup; ++i) ex.run();
-    using clock = std::chrono::steady_clock;
-    std::vector<double> t;
-    const auto start = clock::now();
-    for (int i = 0; i < runs; ++i) {
-        const auto t0 = clock::now();
-        ex.run();
-        const auto t1 = clock::now();
-        t.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-        if (i >= 2 && std::chrono::duration<double>(t1 - start).count() > max_seconds) break;
-    }
-    return quantile(t, q);
+    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false).ms;
 }
 
 namespace latency_detail {
@@ -412,9 +395,7 @@ inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max
     XnnOptions xo;
     xo.threads = threads;
     XnnExecutor ex(g, random_weights(g, 7), xo);
-    float* input = ex.input();
-    const std::int64_t n = ex.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i) input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+    fill_timing_input(ex);
     ex.run();
     std::vector<double> t;
     double spent = 0;

@@ -654,6 +654,15 @@ private:
     }
 };
 
+// A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
+// and every measurement (bench, profile, evaluation) should see the same data.
+inline void fill_timing_input(XnnExecutor& executor) {
+    float* input = executor.input();
+    const std::int64_t n = executor.input_shape().elements();
+    for (std::int64_t i = 0; i < n; ++i)
+        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+}
+
 }  // namespace lamda
 
 #endif  // defined(LAMDA_WITH_XNNPACK)
