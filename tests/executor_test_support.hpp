@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "lamda/dsl.hpp"
 #include "lamda/tensor.hpp"
+#include "lamda/validate.hpp"
 #include "lamda/weights.hpp"
 
 namespace lamda_test {
@@ -19,6 +21,23 @@ constexpr double tolerance = 1e-4;
 
 inline lamda::Graph graph_of(const std::string& text) {
     return lamda::parse_dsl_or_throw(text, "test.lamda");
+}
+
+// A zoo model (examples/models/NAME.lamda) with its input replaced by `input` when that is a
+// known shape, re-inferred. Throws (a test failure) when the file is missing or invalid.
+inline lamda::Graph zoo_model(const std::string& source_dir, const std::string& name,
+                              const lamda::Shape& input) {
+    const std::string path = source_dir + "/examples/models/" + name + ".lamda";
+    lamda::ParseResult parsed = lamda::parse_dsl_file(path);
+    if (!parsed.ok()) throw std::runtime_error(lamda::format_diagnostics(parsed.diagnostics));
+    lamda::Graph g = std::move(parsed.graph);
+    if (input.known()) {
+        g.layers.front().input_shape = input;
+        std::vector<lamda::Diagnostic> diags;
+        if (!lamda::infer_shapes(g, diags, path))
+            throw std::runtime_error(lamda::format_diagnostics(diags));
+    }
+    return g;
 }
 
 inline lamda::Tensor random_input(const lamda::Shape& s, std::uint64_t seed) {

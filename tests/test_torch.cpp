@@ -266,17 +266,8 @@ TEST_CASE("torch: the model zoo at reduced input size agrees with the reference"
         {"mnasnet0_5", {32, 32, 3}},
     };
     for (const Model& m : models) {
-        const std::string path = std::string(LAMDA_SOURCE_DIR) + "/examples/models/" + m.name + ".lamda";
-        INFO(path);
-        lamda::ParseResult parsed = lamda::parse_dsl_file(path);
-        REQUIRE_MESSAGE(parsed.ok(), lamda::format_diagnostics(parsed.diagnostics));
-        Graph g = std::move(parsed.graph);
-        if (m.input.known()) {
-            g.layers.front().input_shape = m.input;
-            std::vector<lamda::Diagnostic> diags;
-            REQUIRE_MESSAGE(lamda::infer_shapes(g, diags, path), lamda::format_diagnostics(diags));
-        }
-        agree(g, 11);
+        INFO(m.name);
+        agree(lamda_test::zoo_model(LAMDA_SOURCE_DIR, m.name, m.input), 11);
     }
 }
 
