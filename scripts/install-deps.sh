@@ -36,8 +36,14 @@ packages=(
     doctest-dev libcli11-dev libeigen3-dev libcpp-httplib-dev
     # compiled dependencies
     libsimdjson-dev libbenchmark-dev libxnnpack-dev libpthreadpool-dev libtorch-dev
+    # gzip-compressed datasets (IDX .gz files, dataset.hpp)
+    zlib1g-dev
     # an optimised BLAS for libtorch (Debian's default reference BLAS makes it 4x slower)
     libopenblas0-serial
+    # the demo task's dataset (read from /usr/share/... by `--dataset fashion-mnist`)
+    dataset-fashion-mnist
+    # renders report.html headless in the generation loop's test
+    chromium
 )
 if [ "$aarch64" = 1 ]; then
     packages+=(

@@ -38,6 +38,7 @@
 #include "device.hpp"
 #include "ir.hpp"
 #include "json.hpp"
+#include "json_read.hpp"
 #include "stats.hpp"
 #include "version.hpp"
 
@@ -1155,66 +1156,10 @@ namespace latency_detail {
 
 using simdjson::dom::element;
 
-struct Reader {
-    std::string where;  // file name for messages
+// json_read.hpp's reader, plus the profile's operator records.
+struct Reader : JsonReader<ProfileError> {
+    explicit Reader(const std::string& where_) : JsonReader<ProfileError>(where_, "malformed latency profile") {}
 
-    [[noreturn]] void fail(const std::string& field, const std::string& what) const {
-        throw ProfileError(where + ": error: malformed latency profile: " + field + ": " + what);
-    }
-    element at(const element& obj, const char* key, const std::string& path) const {
-        simdjson::dom::object o;
-        if (obj.get_object().get(o)) fail(path, "expected an object");
-        element e;
-        if (o[key].get(e)) fail(path + "." + key, "missing");
-        return e;
-    }
-    bool has(const element& obj, const char* key) const {
-        simdjson::dom::object o;
-        if (obj.get_object().get(o)) return false;
-        element e;
-        return !o[key].get(e);
-    }
-    double num(const element& e, const std::string& path) const {
-        double d = 0;
-        if (e.is_double()) {
-            if (e.get_double().get(d)) fail(path, "expected a number");
-        } else if (e.is_int64()) {
-            std::int64_t i = 0;
-            if (e.get_int64().get(i)) fail(path, "expected a number");
-            d = static_cast<double>(i);
-        } else if (e.is_uint64()) {
-            std::uint64_t u = 0;
-            if (e.get_uint64().get(u)) fail(path, "expected a number");
-            d = static_cast<double>(u);
-        } else {
-            fail(path, "expected a number");
-        }
-        if (!std::isfinite(d)) fail(path, "not a finite number");
-        return d;
-    }
-    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
-        std::int64_t i = 0;
-        if (!e.is_int64() || e.get_int64().get(i)) fail(path, "expected an integer");
-        if (i < lo || i > hi)
-            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
-        return i;
-    }
-    std::string str(const element& e, const std::string& path) const {
-        std::string_view s;
-        if (e.get_string().get(s)) fail(path, "expected a string");
-        return std::string(s);
-    }
-    simdjson::dom::array arr(const element& e, const std::string& path) const {
-        simdjson::dom::array a;
-        if (e.get_array().get(a)) fail(path, "expected an array");
-        return a;
-    }
-    std::vector<double> doubles(const element& e, const std::string& path) const {
-        std::vector<double> v;
-        std::size_t i = 0;
-        for (element x : arr(e, path)) v.push_back(num(x, path + "[" + std::to_string(i++) + "]"));
-        return v;
-    }
     PrimOp op(const element& e, const std::string& path) const {
         const simdjson::dom::array a = arr(e, path);
         if (a.size() != 13) fail(path, "expected 13 fields (kind, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, groups, n)");
@@ -1241,7 +1186,7 @@ struct Reader {
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
-    latency_detail::Reader r{where};
+    latency_detail::Reader r(where);
     simdjson::dom::parser parser;
     simdjson::padded_string padded(text);
     simdjson::dom::element doc;

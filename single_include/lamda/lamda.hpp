@@ -4894,6 +4894,1603 @@ inline Tensor run_reference(const Graph& graph, const Weights& weights, const Te
 
 #endif  // LAMDA_REFERENCE_HPP
 // ---- end include/lamda/reference.hpp ----
+// ---- begin include/lamda/fold.hpp ----
+// lamda/fold.hpp: folds batch normalisation into the convolution or fully connected layer before
+// it, so that trained weights run on an executor as a graph without batchnorm layers. Core (no
+// dependencies).
+//
+//   auto [g2, w2] = lamda::fold_batchnorm(graph, weights);   // what `lamda train --out` saves
+//   lamda::Graph g3 = lamda::fold_batchnorm_graph(graph);    // the same structure, no weights
+//
+// A batchnorm layer B is folded into its input layer P when P is a conv2d, dwconv or fc with no
+// fused activation (act=none: the normalisation must apply to P's linear output) and B is P's only
+// reader. Then, per output channel o, with s = gamma[o] / sqrt(running_var[o] + eps):
+//   P.weight[o, ...] *= s        P.bias[o] = (P.bias[o] - running_mean[o]) * s + beta[o]
+// (a bias=false layer gets a bias). P keeps its name and moves to B's place in the layer order
+// (valid: B was P's only reader), B disappears and B's readers read P. Every other layer keeps its
+// name, so tensor names in the folded weights are the DSL's layer names. A batchnorm that cannot be
+// folded (after an add, or after act=relu) stays, with its four tensors.
+#ifndef LAMDA_FOLD_HPP
+#define LAMDA_FOLD_HPP
+
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+namespace detail {
+
+// For each layer, the batchnorm that folds into it (its index), or -1.
+inline std::vector<int> batchnorm_folds(const Graph& graph) {
+    const std::size_t n = graph.layers.size();
+    std::vector<int> readers(n, 0);
+    for (const Layer& l : graph.layers)
+        for (int in : l.inputs)
+            if (in >= 0 && static_cast<std::size_t>(in) < n) ++readers[static_cast<std::size_t>(in)];
+    std::vector<int> fold(n, -1);
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& b = graph.layers[i];
+        if (b.op != OpKind::BatchNorm || b.inputs.size() != 1) continue;
+        const int p = b.inputs.front();
+        if (p < 0 || static_cast<std::size_t>(p) >= i) continue;
+        const Layer& prod = graph.layers[static_cast<std::size_t>(p)];
+        const bool linear = prod.op == OpKind::Conv2d || prod.op == OpKind::DepthwiseConv2d ||
+                            prod.op == OpKind::FullyConnected;
+        if (linear && prod.act == Activation::None && readers[static_cast<std::size_t>(p)] == 1)
+            fold[static_cast<std::size_t>(p)] = static_cast<int>(i);
+    }
+    return fold;
+}
+
+// The folded structure: `kept[k]` is the old index of new layer k (the producer, for a slot that
+// held a folded batchnorm).
+inline Graph fold_structure(const Graph& graph, const std::vector<int>& fold,
+                            std::vector<int>& kept) {
+    const std::size_t n = graph.layers.size();
+    std::vector<int> producer_of(n, -1);  // batchnorm index -> the layer folded into its place
+    for (std::size_t p = 0; p < n; ++p)
+        if (fold[p] >= 0) producer_of[static_cast<std::size_t>(fold[p])] = static_cast<int>(p);
+    std::vector<int> new_index(n, -1);
+    Graph out;
+    out.name = graph.name;
+    kept.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (fold[i] >= 0) continue;  // a producer: emitted at its batchnorm's slot
+        const int source = producer_of[i] >= 0 ? producer_of[i] : static_cast<int>(i);
+        Layer l = graph.layers[static_cast<std::size_t>(source)];
+        if (producer_of[i] >= 0) {
+            l.bias = true;
+            l.shape = graph.layers[i].shape;
+            new_index[static_cast<std::size_t>(source)] = static_cast<int>(out.layers.size());
+        }
+        new_index[i] = static_cast<int>(out.layers.size());
+        for (int& in : l.inputs) in = new_index[static_cast<std::size_t>(in)];
+        out.layers.push_back(std::move(l));
+        kept.push_back(source);
+    }
+    return out;
+}
+
+}  // namespace detail
+
+// The graph with every foldable batchnorm folded (see above); weights are not needed.
+inline Graph fold_batchnorm_graph(const Graph& graph) {
+    std::vector<int> kept;
+    return detail::fold_structure(graph, detail::batchnorm_folds(graph), kept);
+}
+
+// Folds every foldable batchnorm into its producer's weights. `weights` must fit `graph`
+// (validate_weights); throws ExecutorError listing the problems otherwise. The result fits the
+// returned graph.
+inline std::pair<Graph, Weights> fold_batchnorm(const Graph& graph, const Weights& weights) {
+    const std::vector<std::string> problems = validate_weights(graph, weights);
+    if (!problems.empty()) {
+        std::string msg = "fold_batchnorm: the weights do not fit the graph:";
+        for (const std::string& p : problems) msg += "\n  " + p;
+        throw ExecutorError(msg);
+    }
+    const std::vector<int> fold = detail::batchnorm_folds(graph);
+    std::vector<int> kept;
+    Graph out = detail::fold_structure(graph, fold, kept);
+    Weights w;
+    for (int old : kept) {
+        const Layer& l = graph.layers[static_cast<std::size_t>(old)];
+        if (!has_weights(l.op)) continue;
+        const auto copy = [&](const std::string& suffix) {
+            const auto it = weights.find(l.name + suffix);
+            if (it != weights.end()) w.emplace(it->first, it->second);
+        };
+        const int b = fold[static_cast<std::size_t>(old)];
+        if (b < 0) {
+            for (const char* suffix : {".weight", ".bias", ".running_mean", ".running_var"})
+                copy(suffix);
+            continue;
+        }
+        const Layer& bn = graph.layers[static_cast<std::size_t>(b)];
+        const std::vector<float>& gamma = weights.at(bn.name + ".weight").data;
+        const std::vector<float>& beta = weights.at(bn.name + ".bias").data;
+        const std::vector<float>& mean = weights.at(bn.name + ".running_mean").data;
+        const std::vector<float>& var = weights.at(bn.name + ".running_var").data;
+        WeightTensor weight = weights.at(l.name + ".weight");
+        const std::size_t channels = gamma.size();
+        const std::size_t per_channel = weight.data.size() / channels;  // weight dim 0 is channels
+        WeightTensor bias;
+        bias.shape = {static_cast<std::int64_t>(channels)};
+        bias.data.assign(channels, 0.0f);
+        if (l.bias) bias.data = weights.at(l.name + ".bias").data;
+        for (std::size_t o = 0; o < channels; ++o) {
+            // In double: the folded weights should be as close to the batchnorm's float32
+            // arithmetic as float32 storage allows.
+            const double s = gamma[o] / std::sqrt(static_cast<double>(var[o]) + bn.eps);
+            for (std::size_t k = 0; k < per_channel; ++k) {
+                float& v = weight.data[o * per_channel + k];
+                v = static_cast<float>(v * s);
+            }
+            bias.data[o] = static_cast<float>((bias.data[o] - static_cast<double>(mean[o])) * s +
+                                              beta[o]);
+        }
+        w.emplace(l.name + ".weight", std::move(weight));
+        w.emplace(l.name + ".bias", std::move(bias));
+    }
+    return {std::move(out), std::move(w)};
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_FOLD_HPP
+// ---- end include/lamda/fold.hpp ----
+// ---- begin include/lamda/dataset.hpp ----
+// lamda/dataset.hpp: image classification datasets for training and evaluation. Core (C++17
+// only); gzip-compressed files need zlib (define LAMDA_WITH_ZLIB and link -lz: lamda's own build
+// does when zlib is found), and evaluate_accuracy() needs the XNNPACK executor
+// (LAMDA_WITH_XNNPACK).
+//
+//   lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");   // or a directory
+//   auto [train, val] = lamda::split_dataset(data.train, 0.1, /*seed=*/1);
+//   lamda::Accuracy a = lamda::evaluate_accuracy(graph, weights, data.test);  // via XNNPACK
+//
+// Formats (docs/training.md), recognised by their content, not their names:
+//   IDX (the MNIST family): magic 0 0 8 D, then D big-endian uint32 dimensions, then unsigned
+//     bytes. Images are N x H x W (one channel) or N x H x W x C, labels N. Raw or gzip.
+//   NumPy .npy (format versions 1 to 3, C order): images uint8 (scaled by 1/255) or float32
+//     (used as they are; [0, 1] expected), shaped (N, H, W) or (N, H, W, C); labels of any
+//     integer type, shaped (N,) or (N, 1).
+// A directory holds a training pair and, optionally, a test pair, under the names
+// dataset_file_names() lists (train-images-idx3-ubyte[.gz], x_train.npy, ...).
+//
+// Every problem with a file is a DatasetError naming the file and what is wrong. Sizes claimed by
+// a header are checked against the bytes actually there before anything is allocated for them,
+// and no file may exceed DatasetLimits::max_file_bytes (decompressed), so a corrupt or hostile
+// file is an error, never a crash or a huge allocation.
+#ifndef LAMDA_DATASET_HPP
+#define LAMDA_DATASET_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#if defined(LAMDA_WITH_ZLIB)
+#include <zlib.h>
+#endif
+
+
+#if defined(LAMDA_WITH_XNNPACK)
+// ---- begin include/lamda/xnnpack.hpp ----
+// lamda/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
+// 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
+// with -lXNNPACK -lpthreadpool -lpthread.
+//
+//   lamda::XnnExecutor exec(graph, weights, {/*threads=*/1});   // throws lamda::ExecutorError
+//   std::copy(image.begin(), image.end(), exec.input());        // NHWC float32, batch 1
+//   exec.run();
+//   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
+//   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
+//
+// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
+// buffers allocated at construction, run many times) per layer, in file order; run() runs them
+// all, run_timed_per_op() times each. The operator API is what XNNPACK's own subgraph runtime
+// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
+//   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
+//   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
+//   fc                fully_connected_nc_f32
+//   batchnorm         folded into the conv2d/dwconv/fc before it when that layer has no other
+//                     reader and no fused activation; otherwise a 1x1 depthwise convolution
+//   relu, relu6, hardsigmoid, hardswish, sigmoid layers   fused into the conv/dwconv/fc/
+//                     batchnorm/add before them (as if written act=...) when they are its only
+//                     reader and it has no act; otherwise a separate operator (clamp_nc_f32, ...)
+//   act=relu/relu6    the output clamp of conv/dwconv/fc/add
+//   act=hardsigmoid   on conv/dwconv/fc/batchnorm: folded into weights and bias (w/6, (b+3)/6) with
+//                     clamp [0,1]; elsewhere add_nd(x, 3) clamped to [0,6], then multiply_nd by 1/6
+//   hardswish, sigmoid, act=hardswish/sigmoid   hardswish_nc_f32 / sigmoid_nc_f32 (in place)
+//   maxpool, avgpool  max/average_pooling2d_nhwc_f32; ceil=true becomes extra bottom/right padding.
+//                     A 1x1 kernel (which XNNPACK rejects) is a strided copy done by a plain loop.
+//   gap               global_average_pooling_nwc_f32
+//   add (N inputs)    N-1 add_nd_f32, accumulating into the output
+//   concat            one copy_nc_x32 per input, writing a channel slice of the output
+//   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
+//   softmax           softmax_nc_f32 over channels
+//   flatten, dropout  no operator: the output aliases the input buffer
+// Every value that is materialised has its own buffer (no reuse between layers yet).
+#ifndef LAMDA_XNNPACK_HPP
+#define LAMDA_XNNPACK_HPP
+
+#if defined(LAMDA_WITH_XNNPACK)
+
+#include <xnnpack.h>
+#include <pthreadpool.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/latency_fusion.hpp ----
+// lamda/latency_fusion.hpp: which layers the XNNPACK executor fuses into which, decided from the
+// graph alone. One source of truth for the executor (xnnpack.hpp) and the latency model
+// (latency.hpp): the latency model predicts one figure per lowered operator, so it must see the
+// same fusions the executor makes. Needs nothing but ir.hpp.
+//
+//   lamda::FusionPlan p = lamda::plan_fusion(graph);
+//   p.absorbed_by[j] == i   layer j's work is done by layer i's operator(s) (j reads 0 ms)
+//   p.folded_bn[i]          the batchnorm folded into conv2d/dwconv/fc i, or -1
+//   p.act[i]                the activation layer i's operator(s) apply (its own act= or a fused one)
+//   p.tail[i]               the layer whose value layer i's operator(s) write
+//
+// Rules (those of XnnExecutor::build):
+//   - a batchnorm is folded into the conv2d/dwconv/fc before it when that layer has no act and
+//     the batchnorm is its only reader;
+//   - a relu/relu6/hardsigmoid/hardswish/sigmoid layer is fused into the conv2d/dwconv/fc/
+//     batchnorm/add before it (after any folded batchnorm) when it is that value's only reader
+//     and the layer has no act of its own;
+//   - the graph's output counts as one reader of the last layer.
+#ifndef LAMDA_LATENCY_FUSION_HPP
+#define LAMDA_LATENCY_FUSION_HPP
+
+#include <cstddef>
+#include <vector>
+
+
+namespace lamda {
+
+struct FusionPlan {
+    std::vector<int> absorbed_by;   // -1: runs its own operators (or none: input/flatten/dropout)
+    std::vector<int> folded_bn;     // -1: none
+    std::vector<int> tail;          // where layer i's operators write (i itself unless fused)
+    std::vector<Activation> act;    // applied by layer i's operators
+};
+
+// The activation a standalone activation layer stands for, or None for other ops.
+inline constexpr Activation activation_of_layer(OpKind op) noexcept {
+    switch (op) {
+    case OpKind::Relu: return Activation::Relu;
+    case OpKind::Relu6: return Activation::Relu6;
+    case OpKind::HardSigmoid: return Activation::HardSigmoid;
+    case OpKind::HardSwish: return Activation::HardSwish;
+    case OpKind::Sigmoid: return Activation::Sigmoid;
+    default: return Activation::None;
+    }
+}
+
+inline FusionPlan plan_fusion(const Graph& g) {
+    const std::size_t n = g.layers.size();
+    FusionPlan p;
+    p.absorbed_by.assign(n, -1);
+    p.folded_bn.assign(n, -1);
+    p.tail.resize(n);
+    p.act.assign(n, Activation::None);
+    if (n == 0) return p;
+
+    std::vector<int> readers(n, 0), sole_reader(n, -1);
+    for (std::size_t i = 0; i < n; ++i)
+        for (int in : g.layers[i].inputs) {
+            if (in < 0 || static_cast<std::size_t>(in) >= n) continue;
+            ++readers[static_cast<std::size_t>(in)];
+            sole_reader[static_cast<std::size_t>(in)] = static_cast<int>(i);
+        }
+    ++readers[n - 1];
+    auto only_reader = [&](std::size_t i) -> int { return readers[i] == 1 ? sole_reader[i] : -1; };
+
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = g.layers[i];
+        p.tail[i] = static_cast<int>(i);
+        p.act[i] = takes_activation(l.op) ? l.act : Activation::None;
+        if (p.absorbed_by[i] >= 0) continue;
+        const bool affine = l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
+                            l.op == OpKind::FullyConnected || l.op == OpKind::BatchNorm;
+        if (!affine && l.op != OpKind::Add) continue;
+        std::size_t t = i;
+        if (affine && l.op != OpKind::BatchNorm && p.act[i] == Activation::None) {
+            const int r = only_reader(t);
+            if (r >= 0 && g.layers[static_cast<std::size_t>(r)].op == OpKind::BatchNorm) {
+                p.folded_bn[i] = r;
+                p.absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
+                t = static_cast<std::size_t>(r);
+            }
+        }
+        if (p.act[i] == Activation::None) {
+            const int r = only_reader(t);
+            if (r >= 0) {
+                const Activation a = activation_of_layer(g.layers[static_cast<std::size_t>(r)].op);
+                if (a != Activation::None) {
+                    p.act[i] = a;
+                    p.absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
+                    t = static_cast<std::size_t>(r);
+                }
+            }
+        }
+        p.tail[i] = static_cast<int>(t);
+    }
+    return p;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_LATENCY_FUSION_HPP
+// ---- end include/lamda/latency_fusion.hpp ----
+
+namespace lamda {
+
+struct XnnOptions {
+    // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
+    // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
+    int threads = 1;
+    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
+    // huge candidate is a clear error instead of an out-of-memory kill.
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+};
+
+// Bytes the executor allocates for a graph: one buffer per layer output plus the weights.
+inline std::int64_t executor_memory_bytes(const Graph& graph) {
+    std::int64_t bytes = 0;
+    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
+    return bytes + analyze(graph).weight_bytes;
+}
+
+inline std::string xnn_status_name(xnn_status s) {
+    switch (s) {
+    case xnn_status_success: return "success";
+    case xnn_status_uninitialized: return "uninitialized";
+    case xnn_status_invalid_parameter: return "invalid parameter";
+    case xnn_status_invalid_state: return "invalid state";
+    case xnn_status_unsupported_parameter: return "unsupported parameter";
+    case xnn_status_unsupported_hardware: return "unsupported hardware";
+    case xnn_status_out_of_memory: return "out of memory";
+    }
+    return "unknown status " + std::to_string(static_cast<int>(s));
+}
+
+// How each layer was lowered (for reports and debugging).
+enum class XnnLowering {
+    Operators,  // the layer runs its own XNNPACK operator(s)
+    Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
+    Alias,      // no work: output aliases the input (input, flatten, dropout)
+    Loop,       // a plain loop (1x1 pools)
+};
+
+class XnnExecutor {
+public:
+    XnnExecutor(const Graph& graph, const Weights& weights, XnnOptions options = {})
+        : impl_(std::make_unique<Impl>()) {
+        if (options.threads < 1 || options.threads > 1024)
+            throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
+                                        std::to_string(options.threads));
+        detail::check_runnable(graph);
+        if (options.max_memory_bytes > 0) {
+            const std::int64_t needed = executor_memory_bytes(graph);
+            if (needed > options.max_memory_bytes)
+                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
+                                    " MiB of buffers and weights, more than the limit of " +
+                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
+        }
+        detail::check_weights(graph, weights);
+        const xnn_status init = xnn_initialize(nullptr);
+        if (init != xnn_status_success)
+            throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
+        impl_->threads = options.threads;
+        if (options.threads > 1) {
+            impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
+            if (!impl_->pool)
+                throw ExecutorError("XNNPACK: cannot create a pool of " +
+                                    std::to_string(options.threads) + " threads");
+        }
+        build(graph, weights);
+    }
+
+    XnnExecutor(const XnnExecutor&) = delete;
+    XnnExecutor& operator=(const XnnExecutor&) = delete;
+    XnnExecutor(XnnExecutor&&) noexcept = default;
+    XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
+    ~XnnExecutor() = default;
+
+    float* input() noexcept { return impl_->ptr.front(); }
+    Shape input_shape() const noexcept { return impl_->shapes.front(); }
+    const float* output() const noexcept { return impl_->ptr.back(); }
+    Shape output_shape() const noexcept { return impl_->shapes.back(); }
+    int threads() const noexcept { return impl_->threads; }
+
+    // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
+    const float* layer_output(std::size_t i) const noexcept {
+        return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
+    }
+    XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Number of XNNPACK operators (and loops) run per inference.
+    std::size_t step_count() const noexcept { return impl_->steps.size(); }
+
+    void run() {
+        for (Step& s : impl_->steps) run_step(s);
+    }
+
+    // Runs once and returns milliseconds per layer, parallel to graph.layers; a fused or aliased
+    // layer reads 0 (its cost is in the layer it was fused into).
+    std::vector<double> run_timed_per_op() {
+        std::vector<double> ms(impl_->ptr.size(), 0.0);
+        for (Step& s : impl_->steps) {
+            const auto t0 = std::chrono::steady_clock::now();
+            run_step(s);
+            const auto t1 = std::chrono::steady_clock::now();
+            ms[static_cast<std::size_t>(s.layer)] +=
+                std::chrono::duration<double, std::milli>(t1 - t0).count();
+        }
+        return ms;
+    }
+
+    // Convenience: copies `in` (shape must match) into the input buffer, runs, returns the output.
+    Tensor run(const Tensor& in) {
+        if (in.shape != input_shape() ||
+            static_cast<std::int64_t>(in.data.size()) != input_shape().elements())
+            throw ExecutorError("input has shape " + to_string(in.shape) + ", the graph expects " +
+                                to_string(input_shape()));
+        std::copy(in.data.begin(), in.data.end(), input());
+        run();
+        Tensor out(output_shape());
+        std::copy(output(), output() + out.data.size(), out.data.begin());
+        return out;
+    }
+
+private:
+    struct Step {
+        int layer = 0;
+        xnn_operator_t op = nullptr;
+        std::function<void()> loop;  // when op is null
+    };
+    struct Impl {
+        pthreadpool_t pool = nullptr;
+        int threads = 1;
+        std::vector<std::unique_ptr<float[]>> buffers;
+        std::vector<float*> ptr;  // per layer; nullptr when fused away
+        std::vector<Shape> shapes;
+        std::vector<XnnLowering> lowering;
+        std::vector<Step> steps;
+        // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
+        float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
+        float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
+                          1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
+
+        Impl() = default;
+        Impl(const Impl&) = delete;
+        Impl& operator=(const Impl&) = delete;
+        ~Impl() {
+            for (Step& s : steps)
+                if (s.op) xnn_delete_operator(s.op);
+            if (pool) pthreadpool_destroy(pool);
+        }
+    };
+    std::unique_ptr<Impl> impl_;
+
+    void run_step(Step& s) {
+        if (s.op) {
+            const xnn_status st = xnn_run_operator(s.op, impl_->pool);
+            if (st != xnn_status_success)
+                throw ExecutorError("XNNPACK: running layer " + std::to_string(s.layer) +
+                                    " failed: " + xnn_status_name(st));
+        } else {
+            s.loop();
+        }
+    }
+
+    // ---- construction helpers ----
+
+    static std::string where(const Layer& l) {
+        return std::string(op_name(l.op)) + " layer '" + l.name + "'";
+    }
+
+    static void check(xnn_status st, const Layer& l, const char* fn) {
+        if (st != xnn_status_success)
+            throw ExecutorError("XNNPACK: " + where(l) + ": " + fn + " failed: " +
+                                xnn_status_name(st));
+    }
+
+    // Adds an operator step for layer `index`; takes ownership at once so a later failure frees it.
+    void add_op(int index, xnn_operator_t op) {
+        Step s;
+        s.layer = index;
+        s.op = op;
+        impl_->steps.push_back(std::move(s));
+    }
+
+    static std::pair<float, float> clamp_of(Activation a) {
+        constexpr float inf = std::numeric_limits<float>::infinity();
+        if (a == Activation::Relu) return {0.0f, inf};
+        if (a == Activation::Relu6) return {0.0f, 6.0f};
+        if (a == Activation::HardSigmoid) return {0.0f, 1.0f};  // after folding the affine part
+        return {-inf, inf};
+    }
+
+    // Unary elementwise steps, input -> output (may be the same buffer): relu, relu6, hardswish,
+    // sigmoid, hardsigmoid. `a == None` adds nothing.
+    void add_activation(int index, const Layer& l, Activation a, const float* in, float* out,
+                        const Shape& s) {
+        if (a == Activation::None) return;
+        const auto C = static_cast<std::size_t>(s.c);
+        const auto pixels = static_cast<std::size_t>(s.h * s.w);
+        xnn_operator_t op = nullptr;
+        switch (a) {
+        case Activation::Relu:
+        case Activation::Relu6: {
+            const auto [lo, hi] = clamp_of(a);
+            check(xnn_create_clamp_nc_f32(C, C, C, lo, hi, 0, &op), l, "xnn_create_clamp_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_clamp_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_clamp_nc_f32");
+            return;
+        }
+        case Activation::HardSwish:
+            check(xnn_create_hardswish_nc_f32(C, C, C, 0, &op), l, "xnn_create_hardswish_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_hardswish_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_hardswish_nc_f32");
+            return;
+        case Activation::Sigmoid:
+            check(xnn_create_sigmoid_nc_f32(C, C, C, 0, &op), l, "xnn_create_sigmoid_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_sigmoid_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_sigmoid_nc_f32");
+            return;
+        case Activation::HardSigmoid: {
+            // relu6(x + 3) / 6
+            const std::size_t dims[1] = {static_cast<std::size_t>(s.elements())};
+            const std::size_t one[1] = {1};
+            check(xnn_create_add_nd_f32(0.0f, 6.0f, 0, &op), l, "xnn_create_add_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_add_nd_f32(op, 1, dims, 1, one, in, impl_->three, out, impl_->pool),
+                  l, "xnn_setup_add_nd_f32");
+            op = nullptr;
+            const float inf = std::numeric_limits<float>::infinity();
+            check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_multiply_nd_f32(op, 1, dims, 1, one, out, impl_->sixth, out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_f32");
+            return;
+        }
+        case Activation::None: return;
+        }
+    }
+
+    float* allocate(const Shape& s) {
+        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
+        const std::size_t n = static_cast<std::size_t>(s.elements()) + XNN_EXTRA_BYTES / sizeof(float) + 4;
+        impl_->buffers.push_back(std::make_unique<float[]>(n));
+        return impl_->buffers.back().get();
+    }
+
+    void build(const Graph& g, const Weights& w) {
+        const std::size_t n = g.layers.size();
+        impl_->ptr.assign(n, nullptr);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+
+        // Fusions are decided by plan_fusion (latency_fusion.hpp), the one source of truth the
+        // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
+        // i's operator; tail[i]: the layer whose buffer receives layer i's output.
+        const FusionPlan plan = plan_fusion(g);
+        const std::vector<int>& absorbed_by = plan.absorbed_by;
+        const std::vector<int>& tail = plan.tail;
+        const std::vector<int>& folded_bn = plan.folded_bn;
+        const std::vector<Activation>& act = plan.act;
+
+        // Buffers: one per materialised value, in layer order; aliases point at their input.
+        for (std::size_t i = 0; i < n; ++i) {
+            const Layer& l = g.layers[i];
+            if (absorbed_by[i] >= 0) continue;  // assigned by its absorber below
+            if (l.op == OpKind::Flatten || l.op == OpKind::Dropout) {
+                impl_->ptr[i] = impl_->ptr[static_cast<std::size_t>(l.inputs[0])];
+                impl_->lowering[i] = XnnLowering::Alias;
+                continue;
+            }
+            float* buf = allocate(l.shape);
+            impl_->ptr[static_cast<std::size_t>(tail[i])] = buf;
+            if (l.op == OpKind::Input) impl_->lowering[i] = XnnLowering::Alias;
+        }
+        for (std::size_t j = 0; j < n; ++j)
+            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        for (std::size_t i = 0; i < n; ++i) {
+            if (absorbed_by[i] >= 0) continue;
+            const Layer& l = g.layers[i];
+            const int idx = static_cast<int>(i);
+            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
+            auto in_ptr = [&](std::size_t k) -> const float* {
+                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
+            };
+            auto in_shape = [&](std::size_t k) -> const Shape& {
+                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
+            };
+            switch (l.op) {
+            case OpKind::Input:
+            case OpKind::Flatten:
+            case OpKind::Dropout: break;
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d:
+            case OpKind::FullyConnected:
+            case OpKind::BatchNorm:
+                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
+                break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
+            case OpKind::GlobalAvgPool: {
+                const Shape s = in_shape(0);
+                const auto C = static_cast<std::size_t>(s.c);
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
+                      "xnn_create_global_average_pooling_nwc_f32");
+                add_op(idx, op);
+                check(xnn_setup_global_average_pooling_nwc_f32(
+                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_global_average_pooling_nwc_f32");
+                break;
+            }
+            case OpKind::Add: {
+                const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+                const Activation a = act[i];
+                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
+                const std::size_t k_last = l.inputs.size() - 1;
+                for (std::size_t k = 1; k <= k_last; ++k) {
+                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
+                                                                     : clamp_of(Activation::None);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
+                    add_op(idx, op);
+                    const float* a_in = k == 1 ? in_ptr(0) : out;
+                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
+                                               impl_->pool),
+                          l, "xnn_setup_add_nd_f32");
+                }
+                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
+                break;
+            }
+            case OpKind::Concat: {
+                const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
+                const auto total = static_cast<std::size_t>(l.shape.c);
+                std::size_t offset = 0;
+                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                    const auto c = static_cast<std::size_t>(in_shape(k).c);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
+                    add_op(idx, op);
+                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
+                          l, "xnn_setup_copy_nc_x32");
+                    offset += c;
+                }
+                break;
+            }
+            case OpKind::Mul: {
+                const Shape a = in_shape(0), b = in_shape(1);
+                const std::size_t da[3] = {static_cast<std::size_t>(a.h),
+                                           static_cast<std::size_t>(a.w),
+                                           static_cast<std::size_t>(a.c)};
+                const std::size_t db[3] = {static_cast<std::size_t>(b.h),
+                                           static_cast<std::size_t>(b.w),
+                                           static_cast<std::size_t>(b.c)};
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+                add_op(idx, op);
+                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
+                                                impl_->pool),
+                      l, "xnn_setup_multiply_nd_f32");
+                break;
+            }
+            case OpKind::Relu:
+                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Relu6:
+                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSwish:
+                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSigmoid:
+                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Sigmoid:
+                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Softmax: {
+                const auto C = static_cast<std::size_t>(l.shape.c);
+                xnn_operator_t op = nullptr;
+                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
+                add_op(idx, op);
+                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
+                                               in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_softmax_nc_f32");
+                break;
+            }
+            }
+        }
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation.
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
+        const Shape os = last.shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+
+        // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
+        std::vector<float> kernel;
+        std::vector<double> bias(oc, 0.0);
+        bool has_bias = false;
+        std::size_t per_out = 0;
+        auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
+            const auto& gamma = w.at(b.name + ".weight").data;
+            const auto& beta = w.at(b.name + ".bias").data;
+            const auto& mean = w.at(b.name + ".running_mean").data;
+            const auto& var = w.at(b.name + ".running_var").data;
+            scale.resize(gamma.size());
+            shift.resize(gamma.size());
+            for (std::size_t c = 0; c < gamma.size(); ++c) {
+                scale[c] = gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps);
+                shift[c] = beta[c] - mean[c] * scale[c];
+            }
+        };
+        if (l.op == OpKind::BatchNorm) {
+            std::vector<double> scale, shift;
+            bn_params(l, scale, shift);
+            per_out = 1;
+            kernel.assign(scale.begin(), scale.end());
+            bias = shift;
+            has_bias = true;
+        } else {
+            const WeightTensor& wt = w.at(l.name + ".weight");
+            if (l.bias) {
+                const auto& b = w.at(l.name + ".bias").data;
+                bias.assign(b.begin(), b.end());
+                has_bias = true;
+            }
+            if (l.op == OpKind::Conv2d) {
+                // OIHW -> OHWI
+                const auto cig = static_cast<std::size_t>(is.c / l.groups);
+                const auto kh = static_cast<std::size_t>(l.kernel_h);
+                const auto kw = static_cast<std::size_t>(l.kernel_w);
+                per_out = kh * kw * cig;
+                kernel.resize(oc * per_out);
+                for (std::size_t o = 0; o < oc; ++o)
+                    for (std::size_t ic = 0; ic < cig; ++ic)
+                        for (std::size_t y = 0; y < kh; ++y)
+                            for (std::size_t x = 0; x < kw; ++x)
+                                kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                    wt.data[((o * cig + ic) * kh + y) * kw + x];
+            } else {
+                // dwconv [C*m][1][kh][kw] and fc [out][in] are already XNNPACK's layout.
+                kernel = wt.data;
+                per_out = kernel.size() / oc;
+            }
+            if (bn >= 0) {
+                std::vector<double> scale, shift;
+                bn_params(last, scale, shift);
+                for (std::size_t o = 0; o < oc; ++o) {
+                    for (std::size_t k = 0; k < per_out; ++k)
+                        kernel[o * per_out + k] =
+                            static_cast<float>(kernel[o * per_out + k] * scale[o]);
+                    bias[o] = bias[o] * scale[o] + shift[o];
+                }
+                has_bias = true;
+            }
+        }
+        if (a == Activation::HardSigmoid) {
+            // relu6(y + 3) / 6 = clamp(y/6 + 1/2, 0, 1): scale the affine map, clamp to [0, 1].
+            for (float& k : kernel) k = static_cast<float>(k / 6.0);
+            for (double& b : bias) b = (b + 3.0) / 6.0;
+            has_bias = true;
+        }
+        std::vector<float> bias_f(bias.begin(), bias.end());
+        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        const bool clamp_fused =
+            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
+
+        xnn_operator_t op = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
+                                                    0, &op),
+                  l, "xnn_create_fully_connected_nc_f32");
+            add_op(idx, op);
+            check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_f32");
+        } else {
+            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+            std::size_t gic = 0, goc = 0;
+            std::array<int, 4> pads{0, 0, 0, 0};
+            if (l.op == OpKind::BatchNorm) {
+                groups = static_cast<std::uint32_t>(is.c);
+                gic = goc = 1;
+            } else {
+                kh = static_cast<std::uint32_t>(l.kernel_h);
+                kw = static_cast<std::uint32_t>(l.kernel_w);
+                sh = static_cast<std::uint32_t>(l.stride_h);
+                sw = static_cast<std::uint32_t>(l.stride_w);
+                dh = static_cast<std::uint32_t>(l.dilation_h);
+                dw = static_cast<std::uint32_t>(l.dilation_w);
+                pads = l.pads;
+                if (l.op == OpKind::Conv2d) {
+                    groups = static_cast<std::uint32_t>(l.groups);
+                    gic = static_cast<std::size_t>(is.c / l.groups);
+                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
+                } else {
+                    groups = static_cast<std::uint32_t>(is.c);
+                    gic = 1;
+                    goc = static_cast<std::size_t>(l.multiplier);
+                }
+            }
+            for (int p : pads)
+                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            check(xnn_create_convolution2d_nhwc_f32(
+                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
+                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
+                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                  l, "xnn_create_convolution2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_f32");
+        }
+        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
+    }
+
+    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
+        const Shape os = l.shape;
+        std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
+        // A window lying entirely in the padding has no defined value in XNNPACK.
+        if (l.kernel_h <= p[0] || l.kernel_w <= p[1] ||
+            (os.h - 1) * l.stride_h - p[0] >= is.h || (os.w - 1) * l.stride_w - p[1] >= is.w)
+            throw ExecutorError("XNNPACK: " + where(l) +
+                                ": a pooling window lies entirely in the padding");
+        // ceil=true (or any excess): pad the bottom/right so that floor division gives os.
+        p[2] = std::max<std::int64_t>(p[2], (os.h - 1) * l.stride_h + l.kernel_h - is.h - p[0]);
+        p[3] = std::max<std::int64_t>(p[3], (os.w - 1) * l.stride_w + l.kernel_w - is.w - p[1]);
+        const std::int64_t xh = (is.h + p[0] + p[2] - l.kernel_h) / l.stride_h + 1;
+        const std::int64_t xw = (is.w + p[1] + p[3] - l.kernel_w) / l.stride_w + 1;
+        if (xh != os.h || xw != os.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": padding " + std::to_string(p[0]) + "," +
+                                std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
+                                std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
+                                std::to_string(xw) + ", not the inferred " + to_string(os));
+        const auto C = static_cast<std::size_t>(is.c);
+        if (l.kernel_h == 1 && l.kernel_w == 1) {
+            // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in + (iy * is.w + ix) * is.c, in + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            return;
+        }
+        const float inf = std::numeric_limits<float>::infinity();
+        xnn_operator_t op = nullptr;
+        const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+        if (l.op == OpKind::MaxPool) {
+            check(xnn_create_max_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                    u(l.kernel_h), u(l.kernel_w), u(l.stride_h),
+                                                    u(l.stride_w), 1, 1, C, C, C, -inf, inf, 0, &op),
+                  l, "xnn_create_max_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_max_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_f32");
+        } else {
+            check(xnn_create_average_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                        u(l.kernel_h), u(l.kernel_w),
+                                                        u(l.stride_h), u(l.stride_w), C, C, C,
+                                                        -inf, inf, 0, &op),
+                  l, "xnn_create_average_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_average_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                       static_cast<std::size_t>(is.w), in, out,
+                                                       impl_->pool),
+                  l, "xnn_setup_average_pooling2d_nhwc_f32");
+        }
+    }
+};
+
+// A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
+// and every measurement (bench, profile, evaluation) should see the same data.
+inline void fill_timing_input(XnnExecutor& executor) {
+    float* input = executor.input();
+    const std::int64_t n = executor.input_shape().elements();
+    for (std::int64_t i = 0; i < n; ++i)
+        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+#endif  // LAMDA_XNNPACK_HPP
+// ---- end include/lamda/xnnpack.hpp ----
+#endif
+
+namespace lamda {
+
+// Thrown by the dataset readers; the message names the file (or dataset) and the problem.
+class DatasetError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Labelled images, all of one shape, stored together.
+struct Dataset {
+    Shape shape;      // of one image: height x width x channels
+    int classes = 0;  // labels lie in 0 .. classes-1
+    std::vector<float> images;          // size() * shape.elements() values, NHWC, in [0, 1]
+    std::vector<std::int32_t> labels;   // one per image
+
+    std::size_t size() const noexcept { return labels.size(); }
+    bool empty() const noexcept { return labels.empty(); }
+    // Image i's shape.elements() values (NHWC).
+    const float* image(std::size_t i) const noexcept {
+        return images.data() + i * static_cast<std::size_t>(shape.elements());
+    }
+};
+
+// A training set and a test set (empty when a directory has none) of the same image shape.
+struct DatasetSplits {
+    std::string name;  // "fashion-mnist", or the directory as given
+    Dataset train;
+    Dataset test;
+};
+
+struct DatasetLimits {
+    std::int64_t max_file_bytes = std::int64_t{1} << 30;  // per file, after decompression
+    int max_classes = 65536;
+};
+
+// Where `--dataset fashion-mnist` looks (Debian's dataset-fashion-mnist package).
+inline constexpr std::string_view fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
+
+// ---------------------------------------------------------------------------------------------
+// Reading files
+// ---------------------------------------------------------------------------------------------
+
+namespace dataset_detail {
+
+inline std::string mib(std::int64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+inline bool is_gzip(const std::vector<unsigned char>& b) {
+    return b.size() >= 2 && b[0] == 0x1f && b[1] == 0x8b;
+}
+
+#if defined(LAMDA_WITH_ZLIB)
+// Inflates a gzip file (several members allowed, as gzip -c a b > c makes), growing the output as
+// data arrives rather than trusting any size in the file.
+inline std::vector<unsigned char> gunzip(const std::vector<unsigned char>& in,
+                                         const std::string& path, std::int64_t max_bytes) {
+    std::vector<unsigned char> out;
+    z_stream z{};
+    if (inflateInit2(&z, 15 + 16) != Z_OK)
+        throw DatasetError(path + ": cannot initialise zlib");
+    struct End {
+        z_stream* z;
+        ~End() { inflateEnd(z); }
+    } end{&z};
+    std::size_t pos = 0;
+    unsigned char chunk[1 << 16];
+    while (true) {
+        const std::size_t avail = std::min<std::size_t>(in.size() - pos, 1u << 30);
+        z.next_in = const_cast<unsigned char*>(in.data() + pos);
+        z.avail_in = static_cast<uInt>(avail);
+        z.next_out = chunk;
+        z.avail_out = sizeof chunk;
+        const int rc = inflate(&z, Z_NO_FLUSH);
+        pos += avail - z.avail_in;
+        const std::size_t produced = sizeof chunk - z.avail_out;
+        if (static_cast<std::int64_t>(out.size() + produced) > max_bytes)
+            throw DatasetError(path + ": decompresses to more than " + mib(max_bytes) +
+                               " (the limit for one dataset file)");
+        out.insert(out.end(), chunk, chunk + produced);
+        if (rc == Z_STREAM_END) {
+            // Another gzip member may follow; trailing zero padding is tolerated as gzip does.
+            while (pos < in.size() && in[pos] == 0) ++pos;
+            if (pos >= in.size()) break;
+            if (inflateReset(&z) != Z_OK) throw DatasetError(path + ": zlib reset failed");
+            continue;
+        }
+        if (rc == Z_BUF_ERROR && avail == 0 && produced == 0)
+            throw DatasetError(path + ": the gzip stream is truncated (the file ends early)");
+        if (rc != Z_OK && rc != Z_BUF_ERROR)
+            throw DatasetError(path + ": corrupt gzip data (zlib: " +
+                               (z.msg ? std::string(z.msg) : "error " + std::to_string(rc)) + ")");
+    }
+    return out;
+}
+#endif
+
+// The file's bytes, decompressed when it is gzip (recognised by its magic, whatever its name).
+inline std::vector<unsigned char> read_bytes(const std::string& path, const DatasetLimits& limits) {
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(status))
+        throw DatasetError(path + ": no such file");
+    if (!std::filesystem::is_regular_file(status)) throw DatasetError(path + ": not a regular file");
+    const std::uintmax_t size = std::filesystem::file_size(path, ec);
+    if (ec) throw DatasetError(path + ": cannot read its size: " + ec.message());
+    if (size > static_cast<std::uintmax_t>(limits.max_file_bytes))
+        throw DatasetError(path + ": " + mib(static_cast<std::int64_t>(size)) +
+                           ", more than the limit of " + mib(limits.max_file_bytes) +
+                           " for one dataset file");
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw DatasetError(path + ": cannot open for reading");
+    std::vector<unsigned char> bytes(static_cast<std::size_t>(size));
+    if (size > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
+        throw DatasetError(path + ": read error");
+    if (!is_gzip(bytes)) return bytes;
+#if defined(LAMDA_WITH_ZLIB)
+    return gunzip(bytes, path, limits.max_file_bytes);
+#else
+    throw DatasetError(path + ": the file is gzip-compressed, but this lamda was built without zlib "
+                              "(install zlib1g-dev and rebuild, or gunzip the file)");
+#endif
+}
+
+// An array read from an IDX or .npy file: its dimensions and its values as 64-bit integers
+// (uint8 images, integer labels) or floats (float32 images).
+struct Array {
+    std::vector<std::int64_t> dims;
+    std::vector<std::uint8_t> u8;    // IDX and uint8 .npy
+    std::vector<float> f32;          // float32 .npy
+    std::vector<std::int64_t> ints;  // integer .npy of any other type
+    std::int64_t count() const noexcept {
+        std::int64_t n = 1;
+        for (std::int64_t d : dims) n *= d;
+        return n;
+    }
+};
+
+inline std::string dims_string(const std::vector<std::int64_t>& dims) {
+    std::string s;
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? " x " : "") + std::to_string(dims[i]);
+    return dims.empty() ? "a scalar" : s;
+}
+
+// Product of `dims` times `item`, or -1 when it exceeds `limit` (checked before multiplying
+// further, so a header claiming 2^32 x 2^32 x ... cannot overflow).
+inline std::int64_t checked_bytes(const std::vector<std::int64_t>& dims, std::int64_t item,
+                                  std::int64_t limit) {
+    std::int64_t n = item;
+    for (std::int64_t d : dims) {
+        if (d < 0) return -1;
+        if (d != 0 && n > limit / d) return -1;
+        n *= d;
+    }
+    return n;
+}
+
+inline Array parse_idx(const std::vector<unsigned char>& b, const std::string& path) {
+    if (b.size() < 4 || b[0] != 0 || b[1] != 0)
+        throw DatasetError(path + ": not an IDX file (bad magic number)");
+    if (b[2] != 0x08)
+        throw DatasetError(path + ": IDX element type 0x" +
+                           std::string(1, "0123456789abcdef"[b[2] >> 4]) +
+                           std::string(1, "0123456789abcdef"[b[2] & 15]) +
+                           " is not supported; lamda reads unsigned-byte IDX files (type 0x08, "
+                           "the MNIST family)");
+    const std::size_t ndims = b[3];
+    if (ndims == 0 || ndims > 4)
+        throw DatasetError(path + ": IDX file with " + std::to_string(ndims) +
+                           " dimensions; expected 1 (labels), 3 or 4 (images)");
+    if (b.size() < 4 + 4 * ndims)
+        throw DatasetError(path + ": truncated IDX header (the file ends inside the dimensions)");
+    Array a;
+    for (std::size_t k = 0; k < ndims; ++k) {
+        const unsigned char* p = b.data() + 4 + 4 * k;
+        a.dims.push_back((std::int64_t{p[0]} << 24) | (std::int64_t{p[1]} << 16) |
+                         (std::int64_t{p[2]} << 8) | std::int64_t{p[3]});
+    }
+    const std::int64_t payload = static_cast<std::int64_t>(b.size() - 4 - 4 * ndims);
+    const std::int64_t need = checked_bytes(a.dims, 1, std::numeric_limits<std::int64_t>::max() / 2);
+    if (need != payload)
+        throw DatasetError(path + ": the IDX header claims " + dims_string(a.dims) + " = " +
+                           (need < 0 ? std::string("an impossible number of") : std::to_string(need)) +
+                           " bytes of data, but the file holds " + std::to_string(payload) +
+                           (need > payload || need < 0 ? " (truncated or corrupt)" : " (trailing bytes)"));
+    a.u8.assign(b.begin() + static_cast<std::ptrdiff_t>(4 + 4 * ndims), b.end());
+    return a;
+}
+
+// --- .npy -------------------------------------------------------------------------------------
+
+// The few Python literals an .npy header holds: {'descr': '<f4', 'fortran_order': False,
+// 'shape': (60000, 28, 28), }
+struct NpyHeader {
+    std::string descr;
+    bool fortran_order = false;
+    std::vector<std::int64_t> shape;
+    bool has_descr = false, has_order = false, has_shape = false;
+};
+
+inline NpyHeader parse_npy_header(std::string_view h, const std::string& path) {
+    NpyHeader out;
+    std::size_t i = 0;
+    const auto fail = [&](const std::string& what) -> DatasetError {
+        return DatasetError(path + ": malformed .npy header (" + what + "): " + std::string(h));
+    };
+    const auto skip = [&] {
+        while (i < h.size() && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r')) ++i;
+    };
+    const auto expect = [&](char c) {
+        skip();
+        if (i >= h.size() || h[i] != c) throw fail(std::string("expected '") + c + "'");
+        ++i;
+    };
+    const auto string_lit = [&]() -> std::string {
+        skip();
+        if (i >= h.size() || (h[i] != '\'' && h[i] != '"')) throw fail("expected a string");
+        const char q = h[i++];
+        const std::size_t start = i;
+        while (i < h.size() && h[i] != q) ++i;
+        if (i >= h.size()) throw fail("unterminated string");
+        return std::string(h.substr(start, i++ - start));
+    };
+    expect('{');
+    while (true) {
+        skip();
+        if (i < h.size() && h[i] == '}') break;
+        const std::string key = string_lit();
+        expect(':');
+        skip();
+        if (key == "descr") {
+            out.descr = string_lit();
+            out.has_descr = true;
+        } else if (key == "fortran_order") {
+            if (h.substr(i, 4) == "True") {
+                out.fortran_order = true;
+                i += 4;
+            } else if (h.substr(i, 5) == "False") {
+                i += 5;
+            } else {
+                throw fail("fortran_order is neither True nor False");
+            }
+            out.has_order = true;
+        } else if (key == "shape") {
+            expect('(');
+            while (true) {
+                skip();
+                if (i < h.size() && h[i] == ')') break;
+                std::int64_t v = 0;
+                std::size_t digits = 0;
+                while (i < h.size() && h[i] >= '0' && h[i] <= '9') {
+                    if (++digits > 12) throw fail("a dimension is too large");
+                    v = v * 10 + (h[i++] - '0');
+                }
+                if (digits == 0) throw fail("expected a dimension");
+                out.shape.push_back(v);
+                if (out.shape.size() > 8) throw fail("more than 8 dimensions");
+                skip();
+                if (i < h.size() && h[i] == ',') ++i;
+                else if (i >= h.size() || h[i] != ')') throw fail("expected ',' or ')' in shape");
+            }
+            ++i;
+            out.has_shape = true;
+        } else {
+            throw fail("unknown key '" + key + "'");
+        }
+        skip();
+        if (i < h.size() && h[i] == ',') ++i;
+    }
+    if (!out.has_descr || !out.has_order || !out.has_shape)
+        throw fail("it needs descr, fortran_order and shape");
+    return out;
+}
+
+inline Array parse_npy(const std::vector<unsigned char>& b, const std::string& path) {
+    static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
+    if (b.size() < 10 || std::memcmp(b.data(), magic, 6) != 0)
+        throw DatasetError(path + ": not a NumPy .npy file (bad magic)");
+    const int major = b[6];
+    if (major < 1 || major > 3)
+        throw DatasetError(path + ": .npy format version " + std::to_string(major) +
+                           " is not supported (1 to 3 are)");
+    std::size_t header_len = 0, start = 0;
+    if (major == 1) {
+        header_len = b[8] | (std::size_t{b[9]} << 8);
+        start = 10;
+    } else {
+        if (b.size() < 12) throw DatasetError(path + ": truncated .npy header");
+        header_len = b[8] | (std::size_t{b[9]} << 8) | (std::size_t{b[10]} << 16) |
+                     (std::size_t{b[11]} << 24);
+        start = 12;
+    }
+    if (header_len > (1u << 20) || start + header_len > b.size())
+        throw DatasetError(path + ": truncated .npy header (it claims " +
+                           std::to_string(header_len) + " bytes)");
+    const NpyHeader h = parse_npy_header(
+        std::string_view(reinterpret_cast<const char*>(b.data() + start), header_len), path);
+    // descr: byte order ('<' little, '>' big, '|' or '=' not applicable / native) + kind + size.
+    if (h.descr.size() < 3) throw DatasetError(path + ": unsupported .npy dtype '" + h.descr + "'");
+    const char order = h.descr[0], kind = h.descr[1];
+    const std::string size_text = h.descr.substr(2);
+    const int item = size_text == "1" ? 1 : size_text == "2" ? 2 : size_text == "4" ? 4 : size_text == "8" ? 8 : 0;
+    const bool order_ok = order == '<' || order == '>' || order == '|' || order == '=';
+    const bool is_int = kind == 'i' || kind == 'u';
+    const bool is_f32 = kind == 'f' && item == 4;
+    if (!order_ok || item == 0 || !(is_int || is_f32))
+        throw DatasetError(path + ": .npy dtype '" + h.descr +
+                           "' is not supported (images: uint8 or float32; labels: integers)");
+    Array a;
+    a.dims = h.shape;
+    if (h.fortran_order && a.dims.size() > 1)
+        throw DatasetError(path + ": .npy array is in Fortran order; save it in C order "
+                                  "(numpy.ascontiguousarray)");
+    const std::int64_t payload = static_cast<std::int64_t>(b.size() - start - header_len);
+    const std::int64_t need = checked_bytes(a.dims, item, std::numeric_limits<std::int64_t>::max() / 2);
+    if (need != payload)
+        throw DatasetError(path + ": the .npy header claims " + dims_string(a.dims) + " values of " +
+                           std::to_string(item) + " byte(s) = " +
+                           (need < 0 ? std::string("an impossible number of") : std::to_string(need)) +
+                           " bytes, but the file holds " + std::to_string(payload) +
+                           (need > payload || need < 0 ? " (truncated or corrupt)" : " (trailing bytes)"));
+    const unsigned char* p = b.data() + start + header_len;
+    const std::size_t n = static_cast<std::size_t>(payload / item);
+    // Little-endian unless '>' (and '=' means this machine's order, which lamda's targets share
+    // with numpy's default '<').
+    const bool big = order == '>';
+    const auto load = [&](std::size_t k) -> std::uint64_t {
+        std::uint64_t v = 0;
+        for (int j = 0; j < item; ++j) {
+            const unsigned char byte = p[k * static_cast<std::size_t>(item) + static_cast<std::size_t>(j)];
+            v |= std::uint64_t{byte} << (8 * (big ? item - 1 - j : j));
+        }
+        return v;
+    };
+    if (is_f32) {
+        a.f32.resize(n);
+        for (std::size_t k = 0; k < n; ++k) {
+            const auto bits = static_cast<std::uint32_t>(load(k));
+            std::memcpy(&a.f32[k], &bits, 4);
+        }
+    } else if (kind == 'u' && item == 1) {
+        a.u8.assign(p, p + n);
+    } else {
+        a.ints.resize(n);
+        for (std::size_t k = 0; k < n; ++k) {
+            std::uint64_t v = load(k);
+            if (kind == 'i' && item < 8 && (v >> (8 * item - 1)) & 1) v |= ~std::uint64_t{0} << (8 * item);  // sign-extend
+            if (kind == 'u' && item == 8 && v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+                v = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+            a.ints[k] = static_cast<std::int64_t>(v);
+        }
+    }
+    return a;
+}
+
+inline Array read_array(const std::string& path, const DatasetLimits& limits) {
+    const std::vector<unsigned char> bytes = read_bytes(path, limits);
+    if (bytes.size() >= 6 && bytes[0] == 0x93 && bytes[1] == 'N') return parse_npy(bytes, path);
+    return parse_idx(bytes, path);
+}
+
+}  // namespace dataset_detail
+
+// Images and labels from two files (IDX or .npy, raw or gzip, in any combination). `classes` is
+// max label + 1. Throws DatasetError.
+inline Dataset read_dataset_pair(const std::string& images_path, const std::string& labels_path,
+                                 const DatasetLimits& limits = {}) {
+    using dataset_detail::Array;
+    const Array im = dataset_detail::read_array(images_path, limits);
+    const Array lb = dataset_detail::read_array(labels_path, limits);
+    if (im.dims.size() != 3 && im.dims.size() != 4)
+        throw DatasetError(images_path + ": images are " + dataset_detail::dims_string(im.dims) +
+                           "; expected N x H x W or N x H x W x C");
+    if (!im.ints.empty())
+        throw DatasetError(images_path + ": images must be uint8 or float32, not another integer type");
+    const bool labels_column = lb.dims.size() == 2 && lb.dims[1] == 1;
+    if (lb.dims.size() != 1 && !labels_column)
+        throw DatasetError(labels_path + ": labels are " + dataset_detail::dims_string(lb.dims) +
+                           "; expected one dimension (N)");
+    if (!lb.f32.empty())
+        throw DatasetError(labels_path + ": labels must be integers, not float32");
+    Dataset d;
+    d.shape = Shape{im.dims[1], im.dims[2], im.dims.size() == 4 ? im.dims[3] : 1};
+    if (!d.shape.known() || im.dims[0] == 0)
+        throw DatasetError(images_path + ": no images (" + dataset_detail::dims_string(im.dims) + ")");
+    if (lb.dims[0] != im.dims[0])
+        throw DatasetError(labels_path + ": " + std::to_string(lb.dims[0]) + " labels for the " +
+                           std::to_string(im.dims[0]) + " images of " + images_path);
+    const auto n = static_cast<std::size_t>(im.dims[0]);
+    d.labels.resize(n);
+    std::int64_t max_label = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::int64_t v = lb.u8.empty() ? lb.ints[i] : std::int64_t{lb.u8[i]};
+        if (v < 0 || v >= limits.max_classes)
+            throw DatasetError(labels_path + ": label " + std::to_string(v) + " of image " +
+                               std::to_string(i) + " is out of range (0 to " +
+                               std::to_string(limits.max_classes - 1) + ")");
+        d.labels[i] = static_cast<std::int32_t>(v);
+        max_label = std::max(max_label, v);
+    }
+    d.classes = static_cast<int>(max_label + 1);
+    if (!im.u8.empty()) {
+        d.images.resize(im.u8.size());
+        for (std::size_t k = 0; k < im.u8.size(); ++k) d.images[k] = im.u8[k] * (1.0f / 255.0f);
+    } else {
+        d.images = im.f32;
+        for (std::size_t k = 0; k < d.images.size(); ++k)
+            if (!std::isfinite(d.images[k]))
+                throw DatasetError(images_path + ": value " + std::to_string(k) + " is not finite");
+    }
+    return d;
+}
+
+// The file names load_dataset() tries in a directory, in order: {train images, train labels,
+// test images, test labels} for each naming scheme (IDX names also with .gz).
+inline std::vector<std::vector<std::string>> dataset_file_names() {
+    return {
+        {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+         "t10k-labels-idx1-ubyte"},
+        {"train-images.idx3-ubyte", "train-labels.idx1-ubyte", "t10k-images.idx3-ubyte",
+         "t10k-labels.idx1-ubyte"},
+        {"train-images-idx4-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx4-ubyte",
+         "t10k-labels-idx1-ubyte"},
+        {"train_images.npy", "train_labels.npy", "test_images.npy", "test_labels.npy"},
+        {"x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy"},
+    };
+}
+
+// A training set and (when the directory has one) a test set from `dir`. Throws DatasetError
+// naming what was looked for when no training pair is there.
+inline DatasetSplits load_dataset_dir(const std::string& dir, const DatasetLimits& limits = {}) {
+    namespace fs = std::filesystem;
+    const auto find = [&](const std::string& name) -> std::string {
+        std::error_code ec;
+        for (const std::string& candidate : {name, name + ".gz"})
+            if (fs::is_regular_file(fs::path(dir) / candidate, ec)) return (fs::path(dir) / candidate).string();
+        return "";
+    };
+    std::string looked;
+    for (const auto& names : dataset_file_names()) {
+        const std::string train_images = find(names[0]), train_labels = find(names[1]);
+        looked += (looked.empty() ? "" : ", ") + names[0] + " + " + names[1];
+        if (train_images.empty() && train_labels.empty()) continue;
+        if (train_images.empty() || train_labels.empty())
+            throw DatasetError(dir + ": has " + (train_images.empty() ? train_labels : train_images) +
+                               " but not " + (train_images.empty() ? names[0] : names[1]));
+        DatasetSplits out;
+        out.name = dir;
+        out.train = read_dataset_pair(train_images, train_labels, limits);
+        const std::string test_images = find(names[2]), test_labels = find(names[3]);
+        if (test_images.empty() != test_labels.empty())
+            throw DatasetError(dir + ": has " + (test_images.empty() ? test_labels : test_images) +
+                               " but not " + (test_images.empty() ? names[2] : names[3]));
+        if (!test_images.empty()) {
+            out.test = read_dataset_pair(test_images, test_labels, limits);
+            if (out.test.shape != out.train.shape)
+                throw DatasetError(test_images + ": images are " + to_string(out.test.shape) +
+                                   ", the training images " + to_string(out.train.shape));
+            if (out.test.classes > out.train.classes)
+                throw DatasetError(test_labels + ": label " + std::to_string(out.test.classes - 1) +
+                                   " is outside the training set's classes 0 to " +
+                                   std::to_string(out.train.classes - 1));
+            out.test.classes = out.train.classes;
+        } else {
+            out.test.shape = out.train.shape;
+            out.test.classes = out.train.classes;
+        }
+        return out;
+    }
+    throw DatasetError(dir + ": no dataset files (looked for " + looked + ", IDX also with .gz)");
+}
+
+// `spec` is "fashion-mnist" (Debian's dataset-fashion-mnist package, installed in
+// /usr/share/datasets/fashion-mnist) or a directory (load_dataset_dir). Throws DatasetError.
+inline DatasetSplits load_dataset(const std::string& spec, const DatasetLimits& limits = {}) {
+    std::error_code ec;
+    if (spec == "fashion-mnist" || spec == "fashion_mnist") {
+        const std::string dir(fashion_mnist_dir);
+        if (!std::filesystem::is_directory(dir, ec))
+            throw DatasetError("dataset 'fashion-mnist': " + dir +
+                               " is missing; install Debian's dataset-fashion-mnist package "
+                               "(apt-get install dataset-fashion-mnist) or pass a directory of "
+                               "IDX or .npy files");
+        DatasetSplits d = load_dataset_dir(dir, limits);
+        d.name = "fashion-mnist";
+        return d;
+    }
+    if (!std::filesystem::is_directory(spec, ec))
+        throw DatasetError("dataset '" + spec +
+                           "': neither a known name (fashion-mnist) nor a directory of IDX or "
+                           ".npy files");
+    return load_dataset_dir(spec, limits);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Splits and subsets
+// ---------------------------------------------------------------------------------------------
+
+// A permutation of 0..n-1 from `seed`, the same on every platform (SplitMix64 and Fisher-Yates,
+// not std::shuffle, whose results differ between standard libraries).
+inline std::vector<std::size_t> seeded_permutation(std::size_t n, std::uint64_t seed) {
+    std::vector<std::size_t> p(n);
+    for (std::size_t i = 0; i < n; ++i) p[i] = i;
+    detail::SplitMix64 rng{seed ^ 0x6c616d6461ULL};
+    for (std::size_t i = n; i > 1; --i) {
+        const std::size_t j = static_cast<std::size_t>(rng.next() % i);
+        std::swap(p[i - 1], p[j]);
+    }
+    return p;
+}
+
+// The images at `indices`, in that order.
+inline Dataset select(const Dataset& d, const std::vector<std::size_t>& indices) {
+    Dataset out;
+    out.shape = d.shape;
+    out.classes = d.classes;
+    const auto per = static_cast<std::size_t>(d.shape.elements());
+    out.images.resize(indices.size() * per);
+    out.labels.resize(indices.size());
+    for (std::size_t k = 0; k < indices.size(); ++k) {
+        const std::size_t i = indices.at(k);
+        if (i >= d.size()) throw DatasetError("select: index " + std::to_string(i) + " out of range");
+        std::copy(d.image(i), d.image(i) + per, out.images.begin() + static_cast<std::ptrdiff_t>(k * per));
+        out.labels[k] = d.labels[i];
+    }
+    return out;
+}
+
+// Splits `d` into {train, validation}: a seeded random `validation_fraction` of it (at least one
+// image when the fraction is positive) is the validation set. The same seed gives the same split.
+inline std::pair<Dataset, Dataset> split_dataset(const Dataset& d, double validation_fraction,
+                                                 std::uint64_t seed) {
+    if (!(validation_fraction >= 0.0 && validation_fraction < 1.0))
+        throw DatasetError("split_dataset: validation fraction " + std::to_string(validation_fraction) +
+                           " is not in [0, 1)");
+    const std::vector<std::size_t> p = seeded_permutation(d.size(), seed);
+    std::size_t n_val = static_cast<std::size_t>(validation_fraction * static_cast<double>(d.size()) + 0.5);
+    if (validation_fraction > 0 && n_val == 0 && d.size() > 1) n_val = 1;
+    n_val = std::min(n_val, d.size());
+    std::vector<std::size_t> val(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(n_val));
+    std::vector<std::size_t> train(p.begin() + static_cast<std::ptrdiff_t>(n_val), p.end());
+    // Keep file order inside each part: a subset of the training part is then a seeded sample
+    // too, and the split reads the same however it is later subsampled.
+    std::sort(val.begin(), val.end());
+    std::sort(train.begin(), train.end());
+    return {select(d, train), select(d, val)};
+}
+
+// A seeded random sample of `n` images (all of them, in order, when n is 0 or >= size()).
+inline Dataset subset(const Dataset& d, std::size_t n, std::uint64_t seed) {
+    if (n == 0 || n >= d.size()) return d;
+    std::vector<std::size_t> p = seeded_permutation(d.size(), seed);
+    p.resize(n);
+    std::sort(p.begin(), p.end());
+    return select(d, p);
+}
+
+// Throws DatasetError unless `graph` classifies `d`'s images: its input is d.shape and its output
+// is 1x1xK with K >= d.classes (one score per class; the prediction is the largest).
+inline void check_classifier(const Graph& graph, const Dataset& d, std::string_view dataset_name = "") {
+    const std::string where = dataset_name.empty() ? std::string("the dataset") : "dataset '" + std::string(dataset_name) + "'";
+    if (graph.layers.empty()) throw DatasetError("the model has no layers");
+    const Shape in = graph.input().shape, out = graph.output().shape;
+    if (in != d.shape)
+        throw DatasetError("the model's input is " + to_string(in) + " but " + where + "'s images are " +
+                           to_string(d.shape));
+    if (out.h != 1 || out.w != 1 || out.c < d.classes)
+        throw DatasetError("the model's output '" + graph.output().name + "' is " + to_string(out) +
+                           "; classifying " + where + " needs 1x1x" + std::to_string(d.classes) +
+                           " (one score per class)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accuracy through the XNNPACK executor
+// ---------------------------------------------------------------------------------------------
+
+struct Accuracy {
+    double accuracy = 0;     // correct / n, in [0, 1]
+    std::int64_t correct = 0;
+    std::int64_t n = 0;
+};
+
+// Index of the largest of `n` scores; the first one on ties (as torch's argmax).
+inline std::int64_t argmax(const float* scores, std::int64_t n) noexcept {
+    std::int64_t best = 0;
+    for (std::int64_t k = 1; k < n; ++k)
+        if (scores[k] > scores[best]) best = k;
+    return best;
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+
+// The graph `weights` fit: `graph` itself, or `graph` with its batchnorms folded (fold.hpp) when
+// the weights were saved folded, as `lamda train --out` saves them. Throws ExecutorError listing
+// the problems against the folded graph when neither fits.
+inline Graph graph_for_weights(const Graph& graph, const Weights& weights) {
+    if (validate_weights(graph, weights).empty()) return graph;
+    Graph folded = fold_batchnorm_graph(graph);
+    const std::vector<std::string> problems = validate_weights(folded, weights);
+    if (problems.empty()) return folded;
+    std::string msg = "the weights fit neither the model nor the model with batch norm folded:";
+    for (const std::string& p : problems) msg += "\n  " + p;
+    throw ExecutorError(msg);
+}
+
+// Accuracy of `graph` with `weights` over the first `limit` images of `d` (all when 0), one image
+// at a time through XnnExecutor. Weights saved with batch norm folded are accepted
+// (graph_for_weights).
+inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, const Dataset& d,
+                                  int threads = 1, std::size_t limit = 0) {
+    const Graph g = graph_for_weights(graph, weights);
+    check_classifier(g, d);
+    XnnExecutor exec(g, weights, XnnOptions{threads});
+    const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
+    const auto per = static_cast<std::size_t>(d.shape.elements());
+    Accuracy a;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::copy(d.image(i), d.image(i) + per, exec.input());
+        exec.run();
+        if (argmax(exec.output(), exec.output_shape().c) == d.labels[i]) ++a.correct;
+    }
+    a.n = static_cast<std::int64_t>(n);
+    a.accuracy = n ? static_cast<double>(a.correct) / static_cast<double>(n) : 0.0;
+    return a;
+}
+
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+}  // namespace lamda
+
+#endif  // LAMDA_DATASET_HPP
+// ---- end include/lamda/dataset.hpp ----
 
 // Optional parts.
 // ---- begin include/lamda/xnnpack.hpp ----
@@ -5958,6 +7555,211 @@ inline FusionPlan plan_fusion(const Graph& g) {
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/json_read.hpp ----
+// lamda/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
+// simdjson's DOM, with error messages that name the file and the field path:
+//
+//   FILE: error: WHAT: FIELD.PATH: PROBLEM
+//   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
+//
+//   lamda::JsonReader<MyError> r("tasks/x.json", "task");
+//   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
+//   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
+// are there; this header needs simdjson, link -lsimdjson).
+#ifndef LAMDA_JSON_READ_HPP
+#define LAMDA_JSON_READ_HPP
+
+#if defined(LAMDA_WITH_LATENCY)
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// `Error` is the exception type thrown (constructible from a std::string), so that each file
+// kind keeps its own (ProfileError, TaskError, JournalError).
+template <class Error>
+struct JsonReader {
+    using element = simdjson::dom::element;
+
+    std::string where;  // the file name (optionally with ":LINE") that starts every message
+    std::string what;   // what is being read: "task", "malformed latency profile", ...
+
+    JsonReader(std::string where_, std::string what_) : where(std::move(where_)), what(std::move(what_)) {}
+
+    // "a.b" from ("a", "b"); the top level is "".
+    static std::string join(const std::string& path, std::string_view key) {
+        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    }
+    static std::string index(const std::string& path, std::size_t i) {
+        return path + "[" + std::to_string(i) + "]";
+    }
+
+    [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+        throw Error(where + ": error: " + what + ": " + (field.empty() ? "(top level)" : field) + ": " + problem);
+    }
+
+    // Parses `text` (which `padded` holds) into `parser`'s document; a syntax error names the
+    // JSON problem. The element lives as long as the parser and is not changed by later calls.
+    element parse(simdjson::dom::parser& parser, const simdjson::padded_string& padded) const {
+        element doc;
+        if (const auto err = parser.parse(padded).get(doc))
+            throw Error(where + ": error: " + what + ": not valid JSON (" + simdjson::error_message(err) + ")");
+        return doc;
+    }
+
+    simdjson::dom::object obj(const element& e, const std::string& path) const {
+        simdjson::dom::object o;
+        if (e.get_object().get(o)) fail(path, "expected an object");
+        return o;
+    }
+    // The member `key` of the object `obj` (at `path`); missing is an error.
+    element at(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e)) fail(join(path, key), "missing");
+        return e;
+    }
+    bool has(const element& obj_, std::string_view key) const {
+        simdjson::dom::object o;
+        if (obj_.get_object().get(o)) return false;
+        element e;
+        return !o[key].get(e);
+    }
+    // The member `key`, or nothing when it is absent or null.
+    std::optional<element> maybe(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e) || e.is_null()) return std::nullopt;
+        return e;
+    }
+
+    double num(const element& e, const std::string& path) const {
+        double d = 0;
+        if (e.is_double()) {
+            if (e.get_double().get(d)) fail(path, "expected a number");
+        } else if (e.is_int64()) {
+            std::int64_t i = 0;
+            if (e.get_int64().get(i)) fail(path, "expected a number");
+            d = static_cast<double>(i);
+        } else if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a number");
+            d = static_cast<double>(u);
+        } else {
+            fail(path, "expected a number");
+        }
+        if (!std::isfinite(d)) fail(path, "not a finite number");
+        return d;
+    }
+    // An integer in lo..hi. A number with a fraction, or a string, is an error; an integral
+    // number written with an exponent (1e5) is accepted.
+    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
+        std::int64_t i = 0;
+        if (e.is_int64()) {
+            if (e.get_int64().get(i)) fail(path, "expected an integer");
+        } else if (e.is_uint64()) {
+            fail(path, "too large (outside " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+        } else if (e.is_double()) {
+            double d = 0;
+            if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
+                fail(path, "expected an integer");
+            if (!(d >= -9.0e15 && d <= 9.0e15))
+                fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+            i = static_cast<std::int64_t>(d);
+        } else {
+            fail(path, "expected an integer");
+        }
+        if (i < lo || i > hi)
+            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return i;
+    }
+    std::uint64_t uinteger(const element& e, const std::string& path) const {
+        if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a non-negative integer");
+            return u;
+        }
+        std::int64_t i = 0;
+        if (!e.is_int64() || e.get_int64().get(i) || i < 0) fail(path, "expected a non-negative integer");
+        return static_cast<std::uint64_t>(i);
+    }
+    bool boolean(const element& e, const std::string& path) const {
+        bool b = false;
+        if (e.get_bool().get(b)) fail(path, "expected true or false");
+        return b;
+    }
+    std::string str(const element& e, const std::string& path) const {
+        std::string_view s;
+        if (e.get_string().get(s)) fail(path, "expected a string");
+        return std::string(s);
+    }
+    simdjson::dom::array arr(const element& e, const std::string& path) const {
+        simdjson::dom::array a;
+        if (e.get_array().get(a)) fail(path, "expected an array");
+        return a;
+    }
+    std::vector<double> doubles(const element& e, const std::string& path) const {
+        std::vector<double> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(num(x, index(path, i++)));
+        return v;
+    }
+    std::vector<std::string> strings(const element& e, const std::string& path) const {
+        std::vector<std::string> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(str(x, index(path, i++)));
+        return v;
+    }
+
+    // Every member of the object at `path` must be one of `allowed`, once: an unknown key is an
+    // error with a did-you-mean hint, a repeated key an error too.
+    void only_keys(const element& obj_, const std::string& path, std::initializer_list<std::string_view> allowed) const {
+        std::vector<std::string_view> seen;
+        for (auto member : obj(obj_, path)) {
+            const std::string_view key = member.key;
+            bool known = false;
+            for (std::string_view a : allowed) known = known || a == key;
+            if (!known) {
+                std::string problem = "unknown key";
+                const std::string hint = closest_match(key, allowed);
+                if (!hint.empty()) {
+                    problem += "; did you mean '" + hint + "'?";
+                } else {
+                    problem += " (expected ";
+                    bool first = true;
+                    for (std::string_view a : allowed) {
+                        problem += (first ? "" : ", ") + std::string(a);
+                        first = false;
+                    }
+                    problem += ")";
+                }
+                fail(join(path, key), problem);
+            }
+            for (std::string_view s : seen)
+                if (s == key) fail(join(path, key), "appears twice");
+            seen.push_back(key);
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_JSON_READ_HPP
+// ---- end include/lamda/json_read.hpp ----
 
 // The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
 // build system may pass the package version (Debian 12 ships this snapshot).
@@ -7073,66 +8875,10 @@ namespace latency_detail {
 
 using simdjson::dom::element;
 
-struct Reader {
-    std::string where;  // file name for messages
+// json_read.hpp's reader, plus the profile's operator records.
+struct Reader : JsonReader<ProfileError> {
+    explicit Reader(const std::string& where_) : JsonReader<ProfileError>(where_, "malformed latency profile") {}
 
-    [[noreturn]] void fail(const std::string& field, const std::string& what) const {
-        throw ProfileError(where + ": error: malformed latency profile: " + field + ": " + what);
-    }
-    element at(const element& obj, const char* key, const std::string& path) const {
-        simdjson::dom::object o;
-        if (obj.get_object().get(o)) fail(path, "expected an object");
-        element e;
-        if (o[key].get(e)) fail(path + "." + key, "missing");
-        return e;
-    }
-    bool has(const element& obj, const char* key) const {
-        simdjson::dom::object o;
-        if (obj.get_object().get(o)) return false;
-        element e;
-        return !o[key].get(e);
-    }
-    double num(const element& e, const std::string& path) const {
-        double d = 0;
-        if (e.is_double()) {
-            if (e.get_double().get(d)) fail(path, "expected a number");
-        } else if (e.is_int64()) {
-            std::int64_t i = 0;
-            if (e.get_int64().get(i)) fail(path, "expected a number");
-            d = static_cast<double>(i);
-        } else if (e.is_uint64()) {
-            std::uint64_t u = 0;
-            if (e.get_uint64().get(u)) fail(path, "expected a number");
-            d = static_cast<double>(u);
-        } else {
-            fail(path, "expected a number");
-        }
-        if (!std::isfinite(d)) fail(path, "not a finite number");
-        return d;
-    }
-    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
-        std::int64_t i = 0;
-        if (!e.is_int64() || e.get_int64().get(i)) fail(path, "expected an integer");
-        if (i < lo || i > hi)
-            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
-        return i;
-    }
-    std::string str(const element& e, const std::string& path) const {
-        std::string_view s;
-        if (e.get_string().get(s)) fail(path, "expected a string");
-        return std::string(s);
-    }
-    simdjson::dom::array arr(const element& e, const std::string& path) const {
-        simdjson::dom::array a;
-        if (e.get_array().get(a)) fail(path, "expected an array");
-        return a;
-    }
-    std::vector<double> doubles(const element& e, const std::string& path) const {
-        std::vector<double> v;
-        std::size_t i = 0;
-        for (element x : arr(e, path)) v.push_back(num(x, path + "[" + std::to_string(i++) + "]"));
-        return v;
-    }
     PrimOp op(const element& e, const std::string& path) const {
         const simdjson::dom::array a = arr(e, path);
         if (a.size() != 13) fail(path, "expected 13 fields (kind, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, groups, n)");
@@ -7159,7 +8905,7 @@ struct Reader {
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
-    latency_detail::Reader r{where};
+    latency_detail::Reader r(where);
     simdjson::dom::parser parser;
     simdjson::padded_string padded(text);
     simdjson::dom::element doc;
@@ -7278,6 +9024,5106 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #endif  // LAMDA_WITH_LATENCY
 #endif  // LAMDA_LATENCY_HPP
 // ---- end include/lamda/latency.hpp ----
+// ---- begin include/lamda/train.hpp ----
+// lamda/train.hpp: trains a lamda graph on an image classification dataset with libtorch and
+// exports its weights, batch norm folded, for the executors. Compiled only with LAMDA_WITH_TORCH
+// (see torch.hpp for how to build and link); without it this header is empty.
+//
+//   lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");
+//   lamda::TrainOptions opt = lamda::TrainOptions::full();
+//   opt.epochs = 5;
+//   lamda::TrainResult r = lamda::train_model(graph, data, opt);
+//   lamda::write_safetensors("w.safetensors", r.weights);   // fits r.graph (batch norm folded)
+//
+// What it does: the validation split is carved from the training set (split_dataset: seeded, the
+// same for every candidate); the test set is only evaluated at the end, when given. Each epoch
+// visits the (optionally subsampled) training images in a seeded order, in mini-batches, with
+// optional augmentation (a random shift by up to `shift` pixels, i.e. zero padding then a random
+// crop; a random horizontal flip), and minimises cross-entropy with optional label smoothing
+// with Adam or SGD (momentum 0.9, optionally a cosine learning-rate schedule to zero). A model
+// whose output layer is softmax is trained on the log of its probabilities.
+//
+// Determinism: torch::manual_seed(seed) before the parameters are created, and lamda's own
+// SplitMix64 for the split, the order and the augmentation: the same seed, options and thread
+// count give the same weights (libtorch's CPU kernels are deterministic at a fixed thread count).
+// torch::set_num_threads(threads) is process-wide; train_model sets it on every call.
+//
+// Proxy mode (TrainOptions::proxy(): a 6000-image subset, 2 epochs, batch 32) ranks candidates in seconds;
+// full mode (TrainOptions::full()) trains the final model.
+#ifndef LAMDA_TRAIN_HPP
+#define LAMDA_TRAIN_HPP
+
+#if defined(LAMDA_WITH_TORCH)
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/search.hpp ----
+// lamda/search.hpp: the vocabulary of the generation loop -- a task and its constraints, and the
+// record kept for every candidate network. Core (no dependencies): the task file reader
+// (task.hpp), the journal (journal.hpp), the report (report.hpp), the proposers and the loop
+// itself (generate.hpp) all speak these types.
+#ifndef LAMDA_SEARCH_HPP
+#define LAMDA_SEARCH_HPP
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace lamda {
+
+// What "best" means: accuracy when a trainer and a dataset are there, otherwise capacity (MACs),
+// the best proxy for accuracy that needs no training.
+enum class Objective { Accuracy, Capacity };
+
+inline constexpr std::string_view objective_name(Objective o) noexcept {
+    return o == Objective::Accuracy ? "accuracy" : "capacity";
+}
+
+// Limits a candidate must meet. A zero or absent limit is no limit.
+struct Constraints {
+    double latency_ms = 0;                  // measured median on `threads` threads; 0: none
+    int threads = 1;                        // thread count latency is measured and predicted at
+    std::int64_t max_params = 0;            // 0: none
+    std::int64_t max_activation_bytes = 0;  // peak live activations (analysis.hpp); 0: none
+    std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
+};
+
+struct Budget {
+    int max_candidates = 100;  // candidates recorded (duplicates are not candidates)
+    double max_seconds = 600;  // wall time of the whole search, resumed runs included
+};
+
+// A task file (docs/generate.md) as read by parse_task().
+struct Task {
+    std::string name;
+    Shape input{28, 28, 1};
+    int classes = 10;
+    std::string dataset;  // "" (none), "fashion-mnist", or a directory of IDX/.npy files
+    Constraints constraints;
+    std::string profile;  // latency profile path, resolved against the task file's directory
+    Budget budget;
+    Objective objective = Objective::Capacity;
+    bool objective_given = false;  // false: accuracy when a dataset and a trainer exist
+};
+
+// What became of a candidate, in the order the loop decides it.
+enum class Verdict {
+    Invalid,        // did not parse or validate; `diagnostics` say why
+    WrongTask,      // valid, but its input shape or class count is not the task's
+    OverParams,     // more parameters than max_params
+    OverMemory,     // peak activations above max_activation_bytes
+    OverPredicted,  // predicted latency well over the budget: never run
+    OverMeasured,   // measured latency over the budget
+    BelowAccuracy,  // meets latency, params and memory, but not min_accuracy
+    Feasible,       // meets every constraint
+    Failed,         // an evaluation step failed (executor or trainer error); `reason` says which
+};
+
+inline constexpr std::string_view verdict_name(Verdict v) noexcept {
+    switch (v) {
+    case Verdict::Invalid: return "invalid";
+    case Verdict::WrongTask: return "wrong_task";
+    case Verdict::OverParams: return "over_params";
+    case Verdict::OverMemory: return "over_memory";
+    case Verdict::OverPredicted: return "over_predicted";
+    case Verdict::OverMeasured: return "over_measured";
+    case Verdict::BelowAccuracy: return "below_accuracy";
+    case Verdict::Feasible: return "feasible";
+    case Verdict::Failed: return "failed";
+    }
+    return "?";
+}
+
+inline bool parse_verdict(std::string_view s, Verdict& out) noexcept {
+    for (Verdict v : {Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams, Verdict::OverMemory,
+                      Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
+                      Verdict::Feasible, Verdict::Failed}) {
+        if (verdict_name(v) == s) {
+            out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+// One layer's share of a candidate's latency, for feedback ("b3_expand: 31%").
+struct LayerCost {
+    std::string name;
+    double ms = 0;
+    double share = 0;  // of the model's total, 0..1
+};
+
+// Everything the loop learned about one candidate: one line of journal.jsonl.
+struct CandidateRecord {
+    int index = 0;              // 0-based, in the order candidates were decided
+    std::string proposer;       // "offline", "random", "llm"
+    std::string note;           // the proposer's own words: which edit, which turn
+    std::string dsl;            // the text as proposed (canonical form when it parsed)
+    std::string hash;           // 16 hex digits of the canonical form (or of the raw text)
+    Verdict verdict = Verdict::Invalid;
+    std::string reason;         // one line: why this verdict
+    std::vector<std::string> diagnostics;  // formatted, for invalid candidates
+    std::int64_t params = -1, macs = -1, peak_activation_bytes = -1;  // -1: not analysed
+    std::optional<double> predicted_ms, measured_ms, accuracy;
+    std::vector<LayerCost> top_layers;  // most expensive layers, measured if run else predicted
+    double seconds = 0;    // time spent deciding this candidate (training included)
+    double elapsed_s = 0;  // search time when it was recorded, across resumes
+};
+
+// A candidate's score under the objective; larger is better. Capacity is log-free MACs.
+inline double objective_score(const CandidateRecord& r, Objective objective) noexcept {
+    if (objective == Objective::Accuracy) return r.accuracy ? *r.accuracy : -1.0;
+    return static_cast<double>(r.macs);
+}
+
+// The latency a record is judged by: measured when it was run, otherwise predicted.
+inline std::optional<double> judged_latency_ms(const CandidateRecord& r) noexcept {
+    return r.measured_ms ? r.measured_ms : r.predicted_ms;
+}
+
+// `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, so that text
+// from a proposer (an LLM may emit anything) can go into JSON and HTML that strict readers accept.
+inline std::string valid_utf8(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto b = static_cast<unsigned char>(s[i]);
+        std::size_t n = 0;  // continuation bytes
+        unsigned lo = 0x80, hi = 0xbf;  // allowed range of the first continuation byte
+        if (b < 0x80) {
+            n = 0;
+        } else if (b >= 0xc2 && b <= 0xdf) {
+            n = 1;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            n = 2;
+            if (b == 0xe0) lo = 0xa0;
+            if (b == 0xed) hi = 0x9f;  // no surrogates
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            n = 3;
+            if (b == 0xf0) lo = 0x90;
+            if (b == 0xf4) hi = 0x8f;
+        } else {
+            out += "\xef\xbf\xbd";
+            ++i;
+            continue;
+        }
+        bool ok = i + n < s.size();  // the sequence's last byte is there
+        for (std::size_t k = 1; ok && k <= n; ++k) {
+            const auto c = static_cast<unsigned char>(s[i + k]);
+            ok = k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xbf);
+        }
+        if (ok) {
+            out.append(s.substr(i, n + 1));
+            i += n + 1;
+        } else {
+            out += "\xef\xbf\xbd";
+            ++i;
+        }
+    }
+    return out;
+}
+
+// Result of training a search's finished candidate in full.
+struct FinalTraining {
+    double val_accuracy = 0;   // on the validation split carved from the training set
+    double test_accuracy = 0;  // on the test set: used once, for this figure
+    double train_seconds = 0;
+    int epochs = 0;
+};
+
+// What the loop needs from a trainer (train.hpp's TorchTrainer implements it; the loop itself
+// needs no libtorch). Accuracies are fractions in [0, 1]. Errors are thrown as exceptions derived
+// from std::exception and recorded as a Failed candidate; the loop goes on.
+class Trainer {
+public:
+    virtual ~Trainer() = default;
+    // Short proxy training (a subset, few epochs: seconds); returns validation accuracy.
+    virtual double proxy_accuracy(const Graph& graph) = 0;
+    // Full training; saves safetensors weights (batch norm folded) to `weights_path`.
+    virtual FinalTraining train_final(const Graph& graph, const std::string& weights_path) = 0;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_SEARCH_HPP
+// ---- end include/lamda/search.hpp ----
+// ---- begin include/lamda/torch.hpp ----
+// lamda/torch.hpp: a lamda graph as a libtorch module, for training and for comparing against
+// PyTorch. Compiled only with LAMDA_WITH_TORCH defined (Debian's libtorch-dev 1.13; link with
+// -ltorch -ltorch_cpu -lc10, include /usr/include/torch/csrc/api/include as a system directory).
+//
+//   lamda::TorchModel model(graph);                       // any graph that passes check_runnable
+//   model.load_weights(lamda::read_safetensors("w.safetensors"));
+//   model.eval();
+//   torch::NoGradGuard no_grad;
+//   torch::Tensor y = model.forward(lamda::to_torch(image));  // NCHW in, NCHW out
+//   lamda::Tensor out = lamda::from_torch(y);                  // back to lamda's NHWC, sample 0
+//   lamda::Weights w = model.export_weights();                 // trained weights, torch layouts
+//
+// Layout: forward() takes an NCHW float32 tensor [N, C, H, W] (any N >= 1; any memory format,
+// channels_last included) and returns NCHW [N, C', H', W'] for the graph's output layer; a 1x1xK
+// output (fc, gap, flatten) is [N, K, 1, 1]. to_torch()/from_torch() convert lamda's NHWC batch-1
+// Tensor (or a batch of them) to and from that form.
+//
+// Parameters: each conv2d, dwconv, fc and batchnorm layer is a submodule registered under the
+// layer's name, so named_parameters() yields "LAYER.weight", "LAYER.bias" and named_buffers()
+// "LAYER.running_mean", "LAYER.running_var" (and torch's "LAYER.num_batches_tracked", which is
+// not a lamda weight) -- exactly the safetensors names of docs/weights.md, in the same layouts
+// (conv OIHW, dwconv [C*m][1][kh][kw], fc [out][in] with `in` in H,W,C order).
+//
+// Semantics are reference.hpp's, op by op:
+//   conv2d, dwconv   torch conv2d (dwconv: groups=C, C*multiplier outputs); Layer::pads are used
+//                    as resolved: symmetric pads go to the convolution, asymmetric ones (`same`
+//                    with an odd total) are a zero constant_pad_nd first.
+//   maxpool          windows over the input padded with -infinity (pads and ceil=true extension);
+//   avgpool          sum over the zero-padded input divided by the number of in-bounds elements
+//                    (count_include_pad=False, also for windows ceil=true extends); a window
+//                    entirely in padding gives -inf (max) / 0 (average), as the reference does.
+//   fc               linear on the input read in H,W,C order (a non-1x1 input is permuted to NHWC)
+//   batchnorm        torch BatchNorm2d (eps from the layer, momentum 0.1): running statistics in
+//                    eval mode, batch statistics (and running-stat updates) in train mode.
+//   gap              mean over H and W;  add: sum of N inputs then the fused act;  concat: dim 1;
+//   mul              elementwise, a 1x1xC operand broadcasts;  softmax: over channels (dim 1);
+//   flatten          permute to NHWC, then reshape to [N, H*W*C, 1, 1] (lamda's H,W,C order);
+//   dropout          torch dropout with p = rate in train mode, the identity in eval mode;
+//   relu, relu6, hardswish (x*relu6(x+3)/6), hardsigmoid (relu6(x+3)/6), sigmoid.
+// Outputs agree with run_reference within 1e-4 x max(1, max |reference|) (tests/test_torch.cpp).
+#ifndef LAMDA_TORCH_HPP
+#define LAMDA_TORCH_HPP
+
+#if defined(LAMDA_WITH_TORCH)
+
+// Debian's libtorch is built with glog, whose logging.h defines CHECK, CHECK_EQ, ... macros that
+// clash with test frameworks (doctest, Catch2, gtest): keep whatever those names meant before.
+#pragma push_macro("CHECK")
+#pragma push_macro("CHECK_EQ")
+#pragma push_macro("CHECK_NE")
+#pragma push_macro("CHECK_LE")
+#pragma push_macro("CHECK_LT")
+#pragma push_macro("CHECK_GE")
+#pragma push_macro("CHECK_GT")
+#include <torch/torch.h>
+#pragma pop_macro("CHECK_GT")
+#pragma pop_macro("CHECK_GE")
+#pragma pop_macro("CHECK_LT")
+#pragma pop_macro("CHECK_LE")
+#pragma pop_macro("CHECK_NE")
+#pragma pop_macro("CHECK_EQ")
+#pragma pop_macro("CHECK")
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+namespace torch_detail {
+
+inline torch::Tensor activate(Activation act, const torch::Tensor& x) {
+    switch (act) {
+    case Activation::None: return x;
+    case Activation::Relu: return torch::relu(x);
+    case Activation::Relu6: return torch::hardtanh(x, 0.0, 6.0);
+    case Activation::HardSwish: return torch::hardswish(x);
+    case Activation::HardSigmoid: return torch::hardsigmoid(x);
+    case Activation::Sigmoid: return torch::sigmoid(x);
+    }
+    return x;
+}
+
+inline Activation activation_of(OpKind op) noexcept {
+    switch (op) {
+    case OpKind::Relu: return Activation::Relu;
+    case OpKind::Relu6: return Activation::Relu6;
+    case OpKind::HardSwish: return Activation::HardSwish;
+    case OpKind::HardSigmoid: return Activation::HardSigmoid;
+    case OpKind::Sigmoid: return Activation::Sigmoid;
+    default: return Activation::None;
+    }
+}
+
+// How a pool layer runs: either torch's own pool (symmetric padding within half the kernel, and
+// floor-mode arithmetic giving the inferred size), or explicit padding/cropping to exactly the
+// span the output windows cover followed by an unpadded pool.
+struct PoolPlan {
+    bool native = true;
+    std::array<std::int64_t, 4> pad{0, 0, 0, 0};  // constant_pad_nd order: left, right, top, bottom
+};
+
+inline PoolPlan plan_pool(const Layer& l, const Shape& in) {
+    PoolPlan p;
+    const std::int64_t top = l.pads[0], left = l.pads[1], bottom = l.pads[2], right = l.pads[3];
+    const bool symmetric = top == bottom && left == right && 2 * top <= l.kernel_h &&
+                           2 * left <= l.kernel_w;
+    const bool floor_fits =
+        (in.h + 2 * top - l.kernel_h) / l.stride_h + 1 == l.shape.h &&
+        (in.w + 2 * left - l.kernel_w) / l.stride_w + 1 == l.shape.w &&
+        in.h + 2 * top >= l.kernel_h && in.w + 2 * left >= l.kernel_w;
+    if (symmetric && floor_fits) {
+        p.pad = {left, left, top, top};
+        return p;
+    }
+    p.native = false;
+    // The windows cover exactly (out-1)*stride + kernel rows starting at -top.
+    const std::int64_t need_h = (l.shape.h - 1) * l.stride_h + l.kernel_h;
+    const std::int64_t need_w = (l.shape.w - 1) * l.stride_w + l.kernel_w;
+    // A negative amount crops (rows no window reads); constant_pad_nd accepts that.
+    p.pad = {left, need_w - in.w - left, top, need_h - in.h - top};
+    return p;
+}
+
+}  // namespace torch_detail
+
+// A lamda graph as a torch::nn::Module. Construction checks the graph (detail::check_runnable)
+// and creates parameters with torch's default initialisation; load_weights() replaces them.
+class TorchModel : public torch::nn::Module {
+public:
+    explicit TorchModel(const Graph& graph) : graph_(graph) {
+        detail::check_runnable(graph_);
+        const std::size_t n = graph_.layers.size();
+        nodes_.resize(n);
+        last_use_.assign(n, -1);
+        for (std::size_t i = 0; i < n; ++i) {
+            const Layer& l = graph_.layers[i];
+            for (int in : l.inputs) last_use_[static_cast<std::size_t>(in)] = static_cast<int>(i);
+            Node& node = nodes_[i];
+            const Shape in = l.inputs.empty() ? l.shape : shape_of(l.inputs[0]);
+            switch (l.op) {
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d: {
+                const bool dw = l.op == OpKind::DepthwiseConv2d;
+                const std::int64_t out = dw ? in.c * l.multiplier : l.out_channels;
+                const std::int64_t groups = dw ? in.c : l.groups;
+                const bool symmetric = l.pads[0] == l.pads[2] && l.pads[1] == l.pads[3];
+                auto options = torch::nn::Conv2dOptions(in.c, out, {l.kernel_h, l.kernel_w})
+                                   .stride({l.stride_h, l.stride_w})
+                                   .dilation({l.dilation_h, l.dilation_w})
+                                   .groups(groups)
+                                   .bias(l.bias);
+                if (symmetric) {
+                    options.padding(torch::ExpandingArray<2>({std::int64_t{l.pads[0]},
+                                                              std::int64_t{l.pads[1]}}));
+                } else {
+                    node.pre_pad = true;
+                    node.pad = {l.pads[1], l.pads[3], l.pads[0], l.pads[2]};
+                }
+                node.conv = register_module(l.name, torch::nn::Conv2d(options));
+                break;
+            }
+            case OpKind::FullyConnected:
+                node.fc = register_module(
+                    l.name, torch::nn::Linear(
+                                torch::nn::LinearOptions(in.elements(), l.out_channels).bias(l.bias)));
+                break;
+            case OpKind::BatchNorm:
+                node.bn = register_module(
+                    l.name, torch::nn::BatchNorm2d(
+                                torch::nn::BatchNorm2dOptions(in.c).eps(l.eps).momentum(0.1)));
+                break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: {
+                const torch_detail::PoolPlan plan = torch_detail::plan_pool(l, in);
+                node.pre_pad = !plan.native;
+                node.pad = plan.pad;
+                break;
+            }
+            default: break;
+            }
+        }
+        // Every lamda weight must be a registered tensor of the expected shape.
+        for (auto& p : named_parameters(true)) tensors_.emplace(p.key(), p.value());
+        for (auto& b : named_buffers(true)) tensors_.emplace(b.key(), b.value());
+        for (const ExpectedTensor& e : expected_weights(graph_)) {
+            const auto it = tensors_.find(e.name);
+            if (it == tensors_.end() || it->second.sizes().vec() != e.shape)
+                throw ExecutorError("TorchModel: no torch tensor of shape " + shape_string(e.shape) +
+                                    " for '" + e.name + "'");
+        }
+    }
+
+    const Graph& graph() const noexcept { return graph_; }
+    Shape input_shape() const noexcept { return graph_.layers.front().shape; }
+    Shape output_shape() const noexcept { return graph_.layers.back().shape; }
+
+    // NCHW [N, C, H, W] float32 in (the graph's input shape, any N >= 1), the graph's output out,
+    // NCHW [N, C', H', W']. Throws ExecutorError on a wrong input shape.
+    torch::Tensor forward(const torch::Tensor& x) { return run(x, false).back(); }
+
+    // Every layer's output (NCHW), parallel to graph().layers; for debugging and tests.
+    std::vector<torch::Tensor> forward_all(const torch::Tensor& x) { return run(x, true); }
+
+    // Copies lamda weights (torch layouts, docs/weights.md) into the parameters and running
+    // statistics, on whatever device and dtype they are. Throws ExecutorError listing every
+    // problem when the weights do not fit the graph (as the executors do).
+    void load_weights(const Weights& weights) {
+        detail::check_weights(graph_, weights);
+        torch::NoGradGuard no_grad;
+        for (const ExpectedTensor& e : expected_weights(graph_)) {
+            const WeightTensor& w = weights.at(e.name);
+            torch::Tensor& dst = tensors_.at(e.name);
+            const torch::Tensor src =
+                torch::from_blob(const_cast<float*>(w.data.data()), w.shape, torch::kFloat32);
+            dst.copy_(src);
+        }
+    }
+
+    // The current weights (parameters and running statistics), named and laid out as lamda's
+    // safetensors files expect; num_batches_tracked is left out.
+    Weights export_weights() const {
+        Weights out;
+        for (const ExpectedTensor& e : expected_weights(graph_)) {
+            const torch::Tensor t =
+                tensors_.at(e.name).detach().to(torch::kCPU, torch::kFloat32).contiguous();
+            WeightTensor w;
+            w.shape = e.shape;
+            w.data.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+            out.emplace(e.name, std::move(w));
+        }
+        return out;
+    }
+
+private:
+    struct Node {
+        torch::nn::Conv2d conv{nullptr};
+        torch::nn::Linear fc{nullptr};
+        torch::nn::BatchNorm2d bn{nullptr};
+        bool pre_pad = false;                          // constant_pad_nd before conv / pool
+        std::array<std::int64_t, 4> pad{0, 0, 0, 0};   // left, right, top, bottom
+    };
+
+    Graph graph_;
+    std::vector<Node> nodes_;
+    std::vector<int> last_use_;  // last layer reading each value; -1 for none (the output)
+    std::map<std::string, torch::Tensor> tensors_;  // lamda weight name -> parameter or buffer
+
+    Shape shape_of(int layer) const { return graph_.layers[static_cast<std::size_t>(layer)].shape; }
+
+    std::vector<torch::Tensor> run(const torch::Tensor& x, bool keep_all) {
+        const Shape s = input_shape();
+        if (x.dim() != 4 || x.size(0) < 1 || x.size(1) != s.c || x.size(2) != s.h ||
+            x.size(3) != s.w || x.scalar_type() != torch::kFloat32) {
+            std::string got = "[";
+            for (std::int64_t k = 0; k < x.dim(); ++k) got += (k ? "," : "") + std::to_string(x.size(k));
+            throw ExecutorError("TorchModel: input is " + got + "] " +
+                                std::string(c10::toString(x.scalar_type())) +
+                                ", the graph expects float32 NCHW [N," + std::to_string(s.c) + "," +
+                                std::to_string(s.h) + "," + std::to_string(s.w) + "]");
+        }
+        const std::size_t n = graph_.layers.size();
+        std::vector<torch::Tensor> v(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const Layer& l = graph_.layers[i];
+            Node& node = nodes_[i];
+            auto arg = [&](std::size_t k) -> const torch::Tensor& {
+                return v[static_cast<std::size_t>(l.inputs[k])];
+            };
+            torch::Tensor y;
+            switch (l.op) {
+            case OpKind::Input: y = x; break;
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d: {
+                torch::Tensor in = arg(0);
+                if (node.pre_pad) in = torch::constant_pad_nd(in, node.pad, 0.0);
+                y = torch_detail::activate(l.act, node.conv->forward(in));
+                break;
+            }
+            case OpKind::FullyConnected: {
+                torch::Tensor in = arg(0);
+                if (in.size(2) != 1 || in.size(3) != 1) in = in.permute({0, 2, 3, 1});
+                y = node.fc->forward(in.reshape({in.size(0), -1}));
+                y = torch_detail::activate(l.act, y).reshape({y.size(0), y.size(1), 1, 1});
+                break;
+            }
+            case OpKind::BatchNorm: y = node.bn->forward(arg(0)); break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: y = pool(l, node, arg(0)); break;
+            case OpKind::GlobalAvgPool: y = arg(0).mean({2, 3}, /*keepdim=*/true); break;
+            case OpKind::Add: {
+                y = arg(0) + arg(1);
+                for (std::size_t k = 2; k < l.inputs.size(); ++k) y = y + arg(k);
+                y = torch_detail::activate(l.act, y);
+                break;
+            }
+            case OpKind::Concat: {
+                std::vector<torch::Tensor> parts;
+                parts.reserve(l.inputs.size());
+                for (std::size_t k = 0; k < l.inputs.size(); ++k) parts.push_back(arg(k));
+                y = torch::cat(parts, 1);
+                break;
+            }
+            case OpKind::Mul: y = arg(0) * arg(1); break;
+            case OpKind::Relu:
+            case OpKind::Relu6:
+            case OpKind::HardSwish:
+            case OpKind::HardSigmoid:
+            case OpKind::Sigmoid: y = torch_detail::activate(torch_detail::activation_of(l.op), arg(0)); break;
+            case OpKind::Softmax: y = torch::softmax(arg(0), 1); break;
+            case OpKind::Flatten: {
+                const torch::Tensor& in = arg(0);
+                y = in.permute({0, 2, 3, 1}).reshape({in.size(0), -1, 1, 1});
+                break;
+            }
+            case OpKind::Dropout:
+                y = l.rate > 0 ? torch::dropout(arg(0), l.rate, is_training()) : arg(0);
+                break;
+            }
+            v[i] = std::move(y);
+            if (!keep_all)  // release values no later layer reads
+                for (int in : l.inputs)
+                    if (last_use_[static_cast<std::size_t>(in)] == static_cast<int>(i))
+                        v[static_cast<std::size_t>(in)] = torch::Tensor();
+        }
+        if (!keep_all) {
+            torch::Tensor out = std::move(v.back());
+            v.clear();
+            v.push_back(std::move(out));
+        }
+        return v;
+    }
+
+    static torch::Tensor pool(const Layer& l, const Node& node, const torch::Tensor& x) {
+        const bool is_max = l.op == OpKind::MaxPool;
+        const std::vector<std::int64_t> kernel{l.kernel_h, l.kernel_w};
+        const std::vector<std::int64_t> stride{l.stride_h, l.stride_w};
+        if (!node.pre_pad) {
+            const std::vector<std::int64_t> padding{node.pad[2], node.pad[0]};
+            if (is_max) return torch::max_pool2d(x, kernel, stride, padding);
+            return torch::avg_pool2d(x, kernel, stride, padding, /*ceil_mode=*/false,
+                                     /*count_include_pad=*/false);
+        }
+        if (is_max) {
+            const torch::Tensor padded =
+                torch::constant_pad_nd(x, node.pad, -std::numeric_limits<double>::infinity());
+            return torch::max_pool2d(padded, kernel, stride);
+        }
+        // Window sums over the zero-padded input, divided by each window's in-bounds count.
+        const torch::Tensor sum = torch::avg_pool2d(torch::constant_pad_nd(x, node.pad, 0.0), kernel,
+                                                    stride, {0, 0}, false, true, /*divisor=*/1);
+        const torch::Tensor ones = torch::ones({1, 1, x.size(2), x.size(3)}, x.options());
+        const torch::Tensor count = torch::avg_pool2d(torch::constant_pad_nd(ones, node.pad, 0.0),
+                                                      kernel, stride, {0, 0}, false, true, 1);
+        return sum / count.clamp_min(1.0);
+    }
+};
+
+// lamda's NHWC batch-1 Tensor as an NCHW torch tensor [1, C, H, W] (a copy).
+inline torch::Tensor to_torch(const Tensor& t) {
+    const torch::Tensor nhwc = torch::from_blob(const_cast<float*>(t.data.data()),
+                                                {1, t.shape.h, t.shape.w, t.shape.c}, torch::kFloat32);
+    return nhwc.permute({0, 3, 1, 2}).contiguous();
+}
+
+// A batch of same-shape lamda Tensors as NCHW [N, C, H, W].
+inline torch::Tensor to_torch(const std::vector<Tensor>& batch) {
+    if (batch.empty()) throw ExecutorError("to_torch: empty batch");
+    std::vector<torch::Tensor> parts;
+    parts.reserve(batch.size());
+    for (const Tensor& t : batch) {
+        if (t.shape != batch.front().shape)
+            throw ExecutorError("to_torch: batch mixes shapes " + to_string(batch.front().shape) +
+                                " and " + to_string(t.shape));
+        parts.push_back(to_torch(t));
+    }
+    return torch::cat(parts, 0);
+}
+
+// Sample `n` of an NCHW torch tensor [N, C, H, W] as a lamda NHWC Tensor (a copy, on the CPU).
+inline Tensor from_torch(const torch::Tensor& nchw, std::int64_t n = 0) {
+    if (nchw.dim() != 4 || n < 0 || n >= nchw.size(0))
+        throw ExecutorError("from_torch: expected an NCHW tensor with a sample " + std::to_string(n));
+    const torch::Tensor nhwc =
+        nchw[n].detach().to(torch::kCPU, torch::kFloat32).permute({1, 2, 0}).contiguous();
+    Tensor t(Shape{nchw.size(2), nchw.size(3), nchw.size(1)});
+    std::copy(nhwc.data_ptr<float>(), nhwc.data_ptr<float>() + nhwc.numel(), t.data.begin());
+    return t;
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_TORCH)
+#endif  // LAMDA_TORCH_HPP
+// ---- end include/lamda/torch.hpp ----
+
+namespace lamda {
+
+enum class OptimizerKind { Adam, Sgd };
+
+inline constexpr std::string_view optimizer_name(OptimizerKind o) noexcept {
+    return o == OptimizerKind::Adam ? "adam" : "sgd";
+}
+
+inline bool parse_optimizer(std::string_view s, OptimizerKind& out) noexcept {
+    if (s == "adam") out = OptimizerKind::Adam;
+    else if (s == "sgd") out = OptimizerKind::Sgd;
+    else return false;
+    return true;
+}
+
+// Reported after every epoch.
+struct TrainProgress {
+    int epoch = 0;                       // 1-based: the epoch just finished
+    int epochs = 0;
+    double loss = 0;                     // mean training loss over the epoch
+    double train_accuracy = 0;           // on the epoch's (augmented) batches, in train mode
+    std::optional<double> val_accuracy;  // when TrainOptions::validate_each_epoch
+    double lr = 0;                       // learning rate of the epoch's last step
+    double seconds = 0;                  // since training started
+};
+
+struct TrainOptions {
+    OptimizerKind optimizer = OptimizerKind::Adam;
+    double lr = 3e-3;            // initial learning rate
+    double weight_decay = 0;     // L2 penalty (torch's weight_decay), on every parameter
+    int epochs = 10;
+    int batch_size = 128;
+    bool cosine = true;          // cosine decay of the learning rate to 0 over all steps
+    double label_smoothing = 0;  // in [0, 1)
+    int shift = 0;               // augmentation: random shift by up to this many pixels; 0: off
+    bool flip = false;           // augmentation: random horizontal flip
+    std::size_t train_subset = 0;  // train on a seeded sample of this many images; 0: all
+    std::size_t val_subset = 0;    // validate on the first this many validation images; 0: all
+    double validation_fraction = 0.1;  // of the training set, for DatasetSplits overloads
+    std::uint64_t seed = 1;
+    int threads = 1;                   // torch::set_num_threads
+    bool validate_each_epoch = false;  // TrainProgress::val_accuracy after every epoch
+    std::function<void(const TrainProgress&)> progress;  // called after every epoch
+
+    // For the search: seconds per small candidate, enough to rank them.
+    static TrainOptions proxy() {
+        TrainOptions o;
+        o.epochs = 2;
+        o.batch_size = 32;  // more steps on few images: 78% val for LeNet-5 vs 72% at 128
+        o.train_subset = 6000;
+        o.val_subset = 3000;
+        o.lr = 3e-3;
+        return o;
+    }
+    // For the final model.
+    static TrainOptions full() {
+        TrainOptions o;
+        o.epochs = 15;
+        o.lr = 3e-3;
+        o.weight_decay = 1e-5;
+        o.label_smoothing = 0.1;
+        o.shift = 2;
+        o.flip = true;
+        return o;
+    }
+};
+
+struct TrainResult {
+    double val_accuracy = 0;              // in [0, 1], through libtorch
+    std::optional<double> test_accuracy;  // when a test set was given
+    double train_seconds = 0;             // the whole of train_model: training and evaluation
+    int epochs = 0;
+    std::vector<double> epoch_loss;       // mean training loss of each epoch
+    std::int64_t train_images = 0, val_images = 0, test_images = 0;
+    Graph graph;      // the trained graph with batch norm folded (fold.hpp)
+    Weights weights;  // its weights: what `lamda train --out` saves
+};
+
+namespace train_detail {
+
+inline void check_options(const TrainOptions& o) {
+    const auto bad = [](const std::string& what) { throw std::invalid_argument("TrainOptions: " + what); };
+    if (o.epochs < 1 || o.epochs > 100000) bad("epochs must be in 1..100000, got " + std::to_string(o.epochs));
+    if (o.batch_size < 1 || o.batch_size > 65536)
+        bad("batch size must be in 1..65536, got " + std::to_string(o.batch_size));
+    if (!(o.lr > 0 && o.lr < 1e3)) bad("learning rate must be positive, got " + std::to_string(o.lr));
+    if (!(o.weight_decay >= 0 && o.weight_decay < 1e3)) bad("weight decay must be >= 0");
+    if (!(o.label_smoothing >= 0 && o.label_smoothing < 1)) bad("label smoothing must be in [0, 1)");
+    if (o.shift < 0 || o.shift > 64) bad("shift must be in 0..64, got " + std::to_string(o.shift));
+    if (!(o.validation_fraction >= 0 && o.validation_fraction < 1))
+        bad("validation fraction must be in [0, 1)");
+    if (o.threads < 1 || o.threads > 1024) bad("threads must be in 1..1024, got " + std::to_string(o.threads));
+}
+
+// Fills `out` (NCHW, n images) from `d`'s images at `idx[0..n)`, shifted by (dy, dx) with zeros
+// coming in, and mirrored when flip[k]. Without augmentation dy = dx = 0 and no flips.
+inline void gather(const Dataset& d, const std::size_t* idx, std::size_t n, float* out,
+                   const int* dy, const int* dx, const bool* flip) {
+    const std::int64_t H = d.shape.h, W = d.shape.w, C = d.shape.c;
+    for (std::size_t k = 0; k < n; ++k) {
+        const float* img = d.image(idx[k]);
+        float* o = out + k * static_cast<std::size_t>(C * H * W);
+        const std::int64_t sy = dy ? dy[k] : 0, sx = dx ? dx[k] : 0;
+        const bool mirror = flip && flip[k];
+        for (std::int64_t y = 0; y < H; ++y)
+            for (std::int64_t x = 0; x < W; ++x) {
+                const std::int64_t iy = y + sy, ix0 = x + sx;
+                const std::int64_t ix = mirror ? W - 1 - ix0 : ix0;
+                const bool inside = iy >= 0 && iy < H && ix0 >= 0 && ix0 < W;
+                for (std::int64_t c = 0; c < C; ++c)
+                    o[(c * H + y) * W + x] = inside ? img[(iy * W + ix) * C + c] : 0.0f;
+            }
+    }
+}
+
+// Log-probabilities [N, K] from the model's output [N, K, 1, 1].
+inline torch::Tensor log_probs(const Graph& g, const torch::Tensor& out) {
+    const torch::Tensor flat = out.reshape({out.size(0), -1});
+    if (g.output().op == OpKind::Softmax) return torch::log(flat.clamp_min(1e-12));
+    return torch::log_softmax(flat, 1);
+}
+
+}  // namespace train_detail
+
+// Accuracy of `model` (put in eval mode) over the first `limit` images of `d` (all when 0),
+// through libtorch in batches.
+inline Accuracy torch_accuracy(TorchModel& model, const Dataset& d, std::size_t limit = 0) {
+    model.eval();
+    torch::NoGradGuard no_grad;
+    const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
+    const std::size_t batch = 500;
+    const auto per = static_cast<std::size_t>(d.shape.elements());
+    std::vector<float> buf(batch * per);
+    std::vector<std::size_t> idx(batch);
+    Accuracy a;
+    for (std::size_t start = 0; start < n; start += batch) {
+        const std::size_t b = std::min(batch, n - start);
+        for (std::size_t k = 0; k < b; ++k) idx[k] = start + k;
+        train_detail::gather(d, idx.data(), b, buf.data(), nullptr, nullptr, nullptr);
+        const torch::Tensor x = torch::from_blob(
+            buf.data(), {static_cast<std::int64_t>(b), d.shape.c, d.shape.h, d.shape.w}, torch::kFloat32);
+        const torch::Tensor out = model.forward(x);
+        const torch::Tensor scores = out.reshape({out.size(0), -1}).contiguous();
+        const float* s = scores.data_ptr<float>();
+        const std::int64_t k_out = scores.size(1);
+        for (std::size_t k = 0; k < b; ++k)
+            if (argmax(s + static_cast<std::int64_t>(k) * k_out, k_out) == d.labels[start + k]) ++a.correct;
+    }
+    a.n = static_cast<std::int64_t>(n);
+    a.accuracy = n ? static_cast<double>(a.correct) / static_cast<double>(n) : 0.0;
+    return a;
+}
+
+// Trains `graph` (input: the images' shape; output: 1x1xK scores, K >= classes) on `train`,
+// reports accuracy on `val` (and on `*test` when not null), and returns the weights with batch
+// norm folded. Throws std::invalid_argument for bad options, DatasetError when the model does
+// not fit the data, ExecutorError when the graph cannot run, std::runtime_error when training
+// diverges.
+inline TrainResult train_model(const Graph& graph, const Dataset& train_set, const Dataset& val_set,
+                               const Dataset* test_set, const TrainOptions& options) {
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    train_detail::check_options(options);
+    check_classifier(graph, train_set);
+    if (train_set.size() < 2) throw DatasetError("training needs at least 2 images");
+    if (val_set.empty()) throw DatasetError("the validation set is empty");
+    torch::set_num_threads(options.threads);
+    torch::manual_seed(options.seed);
+
+    const Dataset sampled = options.train_subset ? subset(train_set, options.train_subset, options.seed)
+                                                 : Dataset();
+    const Dataset& train = options.train_subset ? sampled : train_set;
+
+    TorchModel model(graph);
+    std::unique_ptr<torch::optim::Optimizer> optimizer;
+    if (options.optimizer == OptimizerKind::Adam)
+        optimizer = std::make_unique<torch::optim::Adam>(
+            model.parameters(), torch::optim::AdamOptions(options.lr).weight_decay(options.weight_decay));
+    else
+        optimizer = std::make_unique<torch::optim::SGD>(
+            model.parameters(),
+            torch::optim::SGDOptions(options.lr).momentum(0.9).weight_decay(options.weight_decay));
+    const auto set_lr = [&](double lr) {
+        for (auto& group : optimizer->param_groups()) {
+            if (options.optimizer == OptimizerKind::Adam)
+                static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+            else
+                static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+        }
+    };
+
+    const std::size_t n = train.size();
+    const auto bs = static_cast<std::size_t>(options.batch_size);
+    const std::size_t steps_per_epoch = (n + bs - 1) / bs;
+    const double total_steps = static_cast<double>(steps_per_epoch) * options.epochs;
+    const auto per = static_cast<std::size_t>(train.shape.elements());
+    std::vector<float> buf(bs * per);
+    std::vector<std::int64_t> labels(bs);
+    std::vector<int> dy(bs), dx(bs);
+    std::unique_ptr<bool[]> flips(new bool[bs]);
+    const double smoothing = options.label_smoothing;
+
+    TrainResult result;
+    std::int64_t step = 0;
+    double lr = options.lr;
+    for (int epoch = 0; epoch < options.epochs; ++epoch) {
+        model.train();
+        const std::uint64_t epoch_seed = options.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1;
+        const std::vector<std::size_t> order = seeded_permutation(n, epoch_seed);
+        detail::SplitMix64 rng{epoch_seed ^ 0xA5A5A5A5A5A5A5A5ULL};
+        double loss_sum = 0;
+        std::int64_t seen = 0, correct = 0;
+        for (std::size_t start = 0; start < n; start += bs, ++step) {
+            const std::size_t b = std::min(bs, n - start);
+            // A batch of one breaks batch norm's batch statistics; its image is seen next epoch.
+            if (b < 2) continue;
+            for (std::size_t k = 0; k < b; ++k) {
+                if (options.shift > 0) {
+                    const auto span = static_cast<std::uint64_t>(2 * options.shift + 1);
+                    dy[k] = static_cast<int>(rng.next() % span) - options.shift;
+                    dx[k] = static_cast<int>(rng.next() % span) - options.shift;
+                }
+                flips[k] = options.flip && (rng.next() >> 63) != 0;
+                labels[k] = train.labels[order[start + k]];
+            }
+            train_detail::gather(train, order.data() + start, b, buf.data(),
+                                 options.shift > 0 ? dy.data() : nullptr,
+                                 options.shift > 0 ? dx.data() : nullptr,
+                                 options.flip ? flips.get() : nullptr);
+            const auto B = static_cast<std::int64_t>(b);
+            const torch::Tensor x = torch::from_blob(
+                buf.data(), {B, train.shape.c, train.shape.h, train.shape.w}, torch::kFloat32);
+            const torch::Tensor y = torch::from_blob(labels.data(), {B}, torch::kInt64);
+            if (options.cosine) {
+                lr = options.lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
+                set_lr(lr);
+            }
+            const torch::Tensor logp = train_detail::log_probs(graph, model.forward(x));
+            torch::Tensor loss = torch::nll_loss(logp, y);
+            if (smoothing > 0) loss = (1.0 - smoothing) * loss - smoothing * logp.mean(1).mean();
+            optimizer->zero_grad();
+            loss.backward();
+            optimizer->step();
+            const double l = loss.item<double>();
+            if (!std::isfinite(l))
+                throw std::runtime_error("training diverged: the loss is " + std::to_string(l) +
+                                         " in epoch " + std::to_string(epoch + 1) +
+                                         "; try a lower learning rate");
+            loss_sum += l * static_cast<double>(b);
+            seen += B;
+            correct += logp.argmax(1).eq(y).sum().item<std::int64_t>();
+        }
+        TrainProgress p;
+        p.epoch = epoch + 1;
+        p.epochs = options.epochs;
+        p.loss = seen ? loss_sum / static_cast<double>(seen) : 0.0;
+        p.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
+        p.lr = lr;
+        result.epoch_loss.push_back(p.loss);
+        if (options.validate_each_epoch) p.val_accuracy = torch_accuracy(model, val_set, options.val_subset).accuracy;
+        p.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        if (options.progress) options.progress(p);
+    }
+
+    result.epochs = options.epochs;
+    const Accuracy val = torch_accuracy(model, val_set, options.val_subset);
+    result.val_accuracy = val.accuracy;
+    result.val_images = val.n;
+    result.train_images = static_cast<std::int64_t>(n);
+    if (test_set && !test_set->empty()) {
+        check_classifier(graph, *test_set);
+        const Accuracy test = torch_accuracy(model, *test_set);
+        result.test_accuracy = test.accuracy;
+        result.test_images = test.n;
+    }
+    auto folded = fold_batchnorm(graph, model.export_weights());
+    result.graph = std::move(folded.first);
+    result.weights = std::move(folded.second);
+    result.train_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+    return result;
+}
+
+// The same, splitting data.train into training and validation sets by
+// options.validation_fraction and options.seed; data.test, when not empty, gives test_accuracy.
+inline TrainResult train_model(const Graph& graph, const DatasetSplits& data,
+                               const TrainOptions& options) {
+    train_detail::check_options(options);
+    const auto parts = split_dataset(data.train, options.validation_fraction, options.seed);
+    return train_model(graph, parts.first, parts.second, data.test.empty() ? nullptr : &data.test,
+                       options);
+}
+
+// The generation loop's trainer (search.hpp): proxy training for ranking candidates, full
+// training for the final ones. The validation split is made once, from the full options'
+// validation fraction and seed, so every candidate is ranked on the same images.
+class TorchTrainer : public Trainer {
+public:
+    explicit TorchTrainer(const DatasetSplits& data, TrainOptions proxy = TrainOptions::proxy(),
+                          TrainOptions full = TrainOptions::full())
+        : name_(data.name), test_(data.test), proxy_(std::move(proxy)), full_(std::move(full)) {
+        train_detail::check_options(proxy_);
+        train_detail::check_options(full_);
+        if (test_.empty())
+            throw DatasetError("dataset '" + name_ + "' has no test set, which the final figure needs");
+        auto parts = split_dataset(data.train, full_.validation_fraction, full_.seed);
+        train_ = std::move(parts.first);
+        val_ = std::move(parts.second);
+    }
+
+    double proxy_accuracy(const Graph& graph) override {
+        last_ = train_model(graph, train_, val_, nullptr, proxy_);
+        return last_->val_accuracy;
+    }
+
+    FinalTraining train_final(const Graph& graph, const std::string& weights_path) override {
+        last_ = train_model(graph, train_, val_, &test_, full_);
+        write_safetensors(weights_path, last_->weights);
+        FinalTraining f;
+        f.val_accuracy = last_->val_accuracy;
+        f.test_accuracy = last_->test_accuracy.value_or(0.0);
+        f.train_seconds = last_->train_seconds;
+        f.epochs = last_->epochs;
+        return f;
+    }
+
+    TrainOptions& proxy_options() noexcept { return proxy_; }
+    TrainOptions& full_options() noexcept { return full_; }
+    const std::string& dataset_name() const noexcept { return name_; }
+    // The last proxy or final training's full result.
+    const std::optional<TrainResult>& last_result() const noexcept { return last_; }
+
+private:
+    std::string name_;
+    Dataset train_, val_, test_;
+    TrainOptions proxy_, full_;
+    std::optional<TrainResult> last_;
+};
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_TORCH)
+#endif  // LAMDA_TRAIN_HPP
+// ---- end include/lamda/train.hpp ----
+// ---- begin include/lamda/json_read.hpp ----
+// lamda/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
+// simdjson's DOM, with error messages that name the file and the field path:
+//
+//   FILE: error: WHAT: FIELD.PATH: PROBLEM
+//   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
+//
+//   lamda::JsonReader<MyError> r("tasks/x.json", "task");
+//   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
+//   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
+// are there; this header needs simdjson, link -lsimdjson).
+#ifndef LAMDA_JSON_READ_HPP
+#define LAMDA_JSON_READ_HPP
+
+#if defined(LAMDA_WITH_LATENCY)
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// `Error` is the exception type thrown (constructible from a std::string), so that each file
+// kind keeps its own (ProfileError, TaskError, JournalError).
+template <class Error>
+struct JsonReader {
+    using element = simdjson::dom::element;
+
+    std::string where;  // the file name (optionally with ":LINE") that starts every message
+    std::string what;   // what is being read: "task", "malformed latency profile", ...
+
+    JsonReader(std::string where_, std::string what_) : where(std::move(where_)), what(std::move(what_)) {}
+
+    // "a.b" from ("a", "b"); the top level is "".
+    static std::string join(const std::string& path, std::string_view key) {
+        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    }
+    static std::string index(const std::string& path, std::size_t i) {
+        return path + "[" + std::to_string(i) + "]";
+    }
+
+    [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+        throw Error(where + ": error: " + what + ": " + (field.empty() ? "(top level)" : field) + ": " + problem);
+    }
+
+    // Parses `text` (which `padded` holds) into `parser`'s document; a syntax error names the
+    // JSON problem. The element lives as long as the parser and is not changed by later calls.
+    element parse(simdjson::dom::parser& parser, const simdjson::padded_string& padded) const {
+        element doc;
+        if (const auto err = parser.parse(padded).get(doc))
+            throw Error(where + ": error: " + what + ": not valid JSON (" + simdjson::error_message(err) + ")");
+        return doc;
+    }
+
+    simdjson::dom::object obj(const element& e, const std::string& path) const {
+        simdjson::dom::object o;
+        if (e.get_object().get(o)) fail(path, "expected an object");
+        return o;
+    }
+    // The member `key` of the object `obj` (at `path`); missing is an error.
+    element at(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e)) fail(join(path, key), "missing");
+        return e;
+    }
+    bool has(const element& obj_, std::string_view key) const {
+        simdjson::dom::object o;
+        if (obj_.get_object().get(o)) return false;
+        element e;
+        return !o[key].get(e);
+    }
+    // The member `key`, or nothing when it is absent or null.
+    std::optional<element> maybe(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e) || e.is_null()) return std::nullopt;
+        return e;
+    }
+
+    double num(const element& e, const std::string& path) const {
+        double d = 0;
+        if (e.is_double()) {
+            if (e.get_double().get(d)) fail(path, "expected a number");
+        } else if (e.is_int64()) {
+            std::int64_t i = 0;
+            if (e.get_int64().get(i)) fail(path, "expected a number");
+            d = static_cast<double>(i);
+        } else if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a number");
+            d = static_cast<double>(u);
+        } else {
+            fail(path, "expected a number");
+        }
+        if (!std::isfinite(d)) fail(path, "not a finite number");
+        return d;
+    }
+    // An integer in lo..hi. A number with a fraction, or a string, is an error; an integral
+    // number written with an exponent (1e5) is accepted.
+    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
+        std::int64_t i = 0;
+        if (e.is_int64()) {
+            if (e.get_int64().get(i)) fail(path, "expected an integer");
+        } else if (e.is_uint64()) {
+            fail(path, "too large (outside " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+        } else if (e.is_double()) {
+            double d = 0;
+            if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
+                fail(path, "expected an integer");
+            if (!(d >= -9.0e15 && d <= 9.0e15))
+                fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+            i = static_cast<std::int64_t>(d);
+        } else {
+            fail(path, "expected an integer");
+        }
+        if (i < lo || i > hi)
+            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return i;
+    }
+    std::uint64_t uinteger(const element& e, const std::string& path) const {
+        if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a non-negative integer");
+            return u;
+        }
+        std::int64_t i = 0;
+        if (!e.is_int64() || e.get_int64().get(i) || i < 0) fail(path, "expected a non-negative integer");
+        return static_cast<std::uint64_t>(i);
+    }
+    bool boolean(const element& e, const std::string& path) const {
+        bool b = false;
+        if (e.get_bool().get(b)) fail(path, "expected true or false");
+        return b;
+    }
+    std::string str(const element& e, const std::string& path) const {
+        std::string_view s;
+        if (e.get_string().get(s)) fail(path, "expected a string");
+        return std::string(s);
+    }
+    simdjson::dom::array arr(const element& e, const std::string& path) const {
+        simdjson::dom::array a;
+        if (e.get_array().get(a)) fail(path, "expected an array");
+        return a;
+    }
+    std::vector<double> doubles(const element& e, const std::string& path) const {
+        std::vector<double> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(num(x, index(path, i++)));
+        return v;
+    }
+    std::vector<std::string> strings(const element& e, const std::string& path) const {
+        std::vector<std::string> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(str(x, index(path, i++)));
+        return v;
+    }
+
+    // Every member of the object at `path` must be one of `allowed`, once: an unknown key is an
+    // error with a did-you-mean hint, a repeated key an error too.
+    void only_keys(const element& obj_, const std::string& path, std::initializer_list<std::string_view> allowed) const {
+        std::vector<std::string_view> seen;
+        for (auto member : obj(obj_, path)) {
+            const std::string_view key = member.key;
+            bool known = false;
+            for (std::string_view a : allowed) known = known || a == key;
+            if (!known) {
+                std::string problem = "unknown key";
+                const std::string hint = closest_match(key, allowed);
+                if (!hint.empty()) {
+                    problem += "; did you mean '" + hint + "'?";
+                } else {
+                    problem += " (expected ";
+                    bool first = true;
+                    for (std::string_view a : allowed) {
+                        problem += (first ? "" : ", ") + std::string(a);
+                        first = false;
+                    }
+                    problem += ")";
+                }
+                fail(join(path, key), problem);
+            }
+            for (std::string_view s : seen)
+                if (s == key) fail(join(path, key), "appears twice");
+            seen.push_back(key);
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_JSON_READ_HPP
+// ---- end include/lamda/json_read.hpp ----
+// ---- begin include/lamda/task.hpp ----
+// lamda/task.hpp: task files (docs/generate.md), the input of `lamda generate`.
+//
+//   lamda::Task t = lamda::read_task("examples/tasks/fmnist_fast.json");  // throws TaskError
+//   std::string text = lamda::task_json(t);                                // the same task, as JSON
+//
+// Writing a task (task_json, write_task_json) is core; reading one (parse_task, read_task) needs
+// LAMDA_WITH_LATENCY (simdjson). Errors name the file, the field and what is wrong:
+//
+//   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
+#ifndef LAMDA_TASK_HPP
+#define LAMDA_TASK_HPP
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+// ---- begin include/lamda/search.hpp ----
+// lamda/search.hpp: the vocabulary of the generation loop -- a task and its constraints, and the
+// record kept for every candidate network. Core (no dependencies): the task file reader
+// (task.hpp), the journal (journal.hpp), the report (report.hpp), the proposers and the loop
+// itself (generate.hpp) all speak these types.
+#ifndef LAMDA_SEARCH_HPP
+#define LAMDA_SEARCH_HPP
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace lamda {
+
+// What "best" means: accuracy when a trainer and a dataset are there, otherwise capacity (MACs),
+// the best proxy for accuracy that needs no training.
+enum class Objective { Accuracy, Capacity };
+
+inline constexpr std::string_view objective_name(Objective o) noexcept {
+    return o == Objective::Accuracy ? "accuracy" : "capacity";
+}
+
+// Limits a candidate must meet. A zero or absent limit is no limit.
+struct Constraints {
+    double latency_ms = 0;                  // measured median on `threads` threads; 0: none
+    int threads = 1;                        // thread count latency is measured and predicted at
+    std::int64_t max_params = 0;            // 0: none
+    std::int64_t max_activation_bytes = 0;  // peak live activations (analysis.hpp); 0: none
+    std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
+};
+
+struct Budget {
+    int max_candidates = 100;  // candidates recorded (duplicates are not candidates)
+    double max_seconds = 600;  // wall time of the whole search, resumed runs included
+};
+
+// A task file (docs/generate.md) as read by parse_task().
+struct Task {
+    std::string name;
+    Shape input{28, 28, 1};
+    int classes = 10;
+    std::string dataset;  // "" (none), "fashion-mnist", or a directory of IDX/.npy files
+    Constraints constraints;
+    std::string profile;  // latency profile path, resolved against the task file's directory
+    Budget budget;
+    Objective objective = Objective::Capacity;
+    bool objective_given = false;  // false: accuracy when a dataset and a trainer exist
+};
+
+// What became of a candidate, in the order the loop decides it.
+enum class Verdict {
+    Invalid,        // did not parse or validate; `diagnostics` say why
+    WrongTask,      // valid, but its input shape or class count is not the task's
+    OverParams,     // more parameters than max_params
+    OverMemory,     // peak activations above max_activation_bytes
+    OverPredicted,  // predicted latency well over the budget: never run
+    OverMeasured,   // measured latency over the budget
+    BelowAccuracy,  // meets latency, params and memory, but not min_accuracy
+    Feasible,       // meets every constraint
+    Failed,         // an evaluation step failed (executor or trainer error); `reason` says which
+};
+
+inline constexpr std::string_view verdict_name(Verdict v) noexcept {
+    switch (v) {
+    case Verdict::Invalid: return "invalid";
+    case Verdict::WrongTask: return "wrong_task";
+    case Verdict::OverParams: return "over_params";
+    case Verdict::OverMemory: return "over_memory";
+    case Verdict::OverPredicted: return "over_predicted";
+    case Verdict::OverMeasured: return "over_measured";
+    case Verdict::BelowAccuracy: return "below_accuracy";
+    case Verdict::Feasible: return "feasible";
+    case Verdict::Failed: return "failed";
+    }
+    return "?";
+}
+
+inline bool parse_verdict(std::string_view s, Verdict& out) noexcept {
+    for (Verdict v : {Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams, Verdict::OverMemory,
+                      Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
+                      Verdict::Feasible, Verdict::Failed}) {
+        if (verdict_name(v) == s) {
+            out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+// One layer's share of a candidate's latency, for feedback ("b3_expand: 31%").
+struct LayerCost {
+    std::string name;
+    double ms = 0;
+    double share = 0;  // of the model's total, 0..1
+};
+
+// Everything the loop learned about one candidate: one line of journal.jsonl.
+struct CandidateRecord {
+    int index = 0;              // 0-based, in the order candidates were decided
+    std::string proposer;       // "offline", "random", "llm"
+    std::string note;           // the proposer's own words: which edit, which turn
+    std::string dsl;            // the text as proposed (canonical form when it parsed)
+    std::string hash;           // 16 hex digits of the canonical form (or of the raw text)
+    Verdict verdict = Verdict::Invalid;
+    std::string reason;         // one line: why this verdict
+    std::vector<std::string> diagnostics;  // formatted, for invalid candidates
+    std::int64_t params = -1, macs = -1, peak_activation_bytes = -1;  // -1: not analysed
+    std::optional<double> predicted_ms, measured_ms, accuracy;
+    std::vector<LayerCost> top_layers;  // most expensive layers, measured if run else predicted
+    double seconds = 0;    // time spent deciding this candidate (training included)
+    double elapsed_s = 0;  // search time when it was recorded, across resumes
+};
+
+// A candidate's score under the objective; larger is better. Capacity is log-free MACs.
+inline double objective_score(const CandidateRecord& r, Objective objective) noexcept {
+    if (objective == Objective::Accuracy) return r.accuracy ? *r.accuracy : -1.0;
+    return static_cast<double>(r.macs);
+}
+
+// The latency a record is judged by: measured when it was run, otherwise predicted.
+inline std::optional<double> judged_latency_ms(const CandidateRecord& r) noexcept {
+    return r.measured_ms ? r.measured_ms : r.predicted_ms;
+}
+
+// `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, so that text
+// from a proposer (an LLM may emit anything) can go into JSON and HTML that strict readers accept.
+inline std::string valid_utf8(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto b = static_cast<unsigned char>(s[i]);
+        std::size_t n = 0;  // continuation bytes
+        unsigned lo = 0x80, hi = 0xbf;  // allowed range of the first continuation byte
+        if (b < 0x80) {
+            n = 0;
+        } else if (b >= 0xc2 && b <= 0xdf) {
+            n = 1;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            n = 2;
+            if (b == 0xe0) lo = 0xa0;
+            if (b == 0xed) hi = 0x9f;  // no surrogates
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            n = 3;
+            if (b == 0xf0) lo = 0x90;
+            if (b == 0xf4) hi = 0x8f;
+        } else {
+            out += "\xef\xbf\xbd";
+            ++i;
+            continue;
+        }
+        bool ok = i + n < s.size();  // the sequence's last byte is there
+        for (std::size_t k = 1; ok && k <= n; ++k) {
+            const auto c = static_cast<unsigned char>(s[i + k]);
+            ok = k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xbf);
+        }
+        if (ok) {
+            out.append(s.substr(i, n + 1));
+            i += n + 1;
+        } else {
+            out += "\xef\xbf\xbd";
+            ++i;
+        }
+    }
+    return out;
+}
+
+// Result of training a search's finished candidate in full.
+struct FinalTraining {
+    double val_accuracy = 0;   // on the validation split carved from the training set
+    double test_accuracy = 0;  // on the test set: used once, for this figure
+    double train_seconds = 0;
+    int epochs = 0;
+};
+
+// What the loop needs from a trainer (train.hpp's TorchTrainer implements it; the loop itself
+// needs no libtorch). Accuracies are fractions in [0, 1]. Errors are thrown as exceptions derived
+// from std::exception and recorded as a Failed candidate; the loop goes on.
+class Trainer {
+public:
+    virtual ~Trainer() = default;
+    // Short proxy training (a subset, few epochs: seconds); returns validation accuracy.
+    virtual double proxy_accuracy(const Graph& graph) = 0;
+    // Full training; saves safetensors weights (batch norm folded) to `weights_path`.
+    virtual FinalTraining train_final(const Graph& graph, const std::string& weights_path) = 0;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_SEARCH_HPP
+// ---- end include/lamda/search.hpp ----
+
+namespace lamda {
+
+class TaskError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// The task as a JSON object, written into `j` (after a key, in an array, or alone). Absent limits
+// (0, no min_accuracy), an empty dataset or profile, and an objective that was not given are left
+// out, so that parse_task() reads back the same Task. Text is made valid UTF-8.
+inline void write_task_json(JsonWriter& j, const Task& t) {
+    j.begin_object();
+    j.field("name", std::string_view(valid_utf8(t.name)));
+    j.key("input").begin_array().value(t.input.h).value(t.input.w).value(t.input.c).end_array();
+    j.field("classes", t.classes);
+    if (!t.dataset.empty()) j.field("dataset", std::string_view(valid_utf8(t.dataset)));
+    j.key("constraints").begin_object();
+    const Constraints& c = t.constraints;
+    if (c.latency_ms > 0) j.field("latency_ms", c.latency_ms);
+    j.field("threads", c.threads);
+    if (c.max_params > 0) j.field("max_params", c.max_params);
+    if (c.max_activation_bytes > 0) j.field("max_activation_bytes", c.max_activation_bytes);
+    if (c.min_accuracy) j.field("min_accuracy", *c.min_accuracy);
+    j.end_object();
+    if (!t.profile.empty()) j.field("profile", std::string_view(valid_utf8(t.profile)));
+    j.key("budget").begin_object();
+    j.field("max_candidates", t.budget.max_candidates);
+    j.field("max_seconds", t.budget.max_seconds);
+    j.end_object();
+    if (t.objective_given) j.field("objective", objective_name(t.objective));
+    j.end_object();
+}
+
+inline std::string task_json(const Task& t) {
+    JsonWriter j;
+    write_task_json(j, t);
+    return j.str();
+}
+
+}  // namespace lamda
+
+#if defined(LAMDA_WITH_LATENCY)
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+
+namespace lamda {
+
+namespace task_detail {
+
+using Reader = JsonReader<TaskError>;
+using simdjson::dom::element;
+
+inline std::string number_text(double v) {
+    JsonWriter j;
+    j.value(v);
+    return j.str();
+}
+
+// A positive, finite number no larger than `hi`.
+inline double positive(const Reader& r, const element& e, const std::string& path, double hi) {
+    const double v = r.num(e, path);
+    if (!(v > 0)) r.fail(path, "must be > 0, got " + number_text(v));
+    if (v > hi) r.fail(path, "must be at most " + number_text(hi) + ", got " + number_text(v));
+    return v;
+}
+
+inline std::string nonempty_string(const Reader& r, const element& e, const std::string& path,
+                                   std::size_t max_length) {
+    std::string s = r.str(e, path);
+    if (s.empty()) r.fail(path, "must not be empty");
+    if (s.size() > max_length) r.fail(path, "longer than " + std::to_string(max_length) + " characters");
+    for (char ch : s)
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) r.fail(path, "contains a control character");
+    return s;
+}
+
+// The object of a task; `doc` is the document's root (or a journal header's "task").
+inline Task parse_task_element(const Reader& r, const element& doc, const std::string& base) {
+    const auto path = [&base](std::string_view key) { return Reader::join(base, key); };
+    if (!doc.is_object()) r.fail(base, "expected an object (a task file is {\"name\": ..., \"input\": [H, W, C], ...})");
+    r.only_keys(doc, base, {"name", "input", "classes", "dataset", "constraints", "profile", "budget", "objective"});
+    const Limits limits;
+    Task t;
+    t.name = nonempty_string(r, r.at(doc, "name", base), path("name"), 128);
+
+    {
+        const std::string p = path("input");
+        const auto a = r.arr(r.at(doc, "input", base), p);
+        if (a.size() != 3) r.fail(p, "expected [H, W, C] (3 integers), got " + std::to_string(a.size()) + " values");
+        std::int64_t v[3] = {0, 0, 0};
+        std::size_t i = 0;
+        for (element x : a) {
+            const std::int64_t hi = i < 2 ? limits.max_spatial : limits.max_channels;
+            v[i] = r.integer(x, Reader::index(p, i), 1, hi);
+            ++i;
+        }
+        t.input = Shape{v[0], v[1], v[2]};
+    }
+    t.classes = static_cast<int>(r.integer(r.at(doc, "classes", base), path("classes"), 2, 100000));
+    if (auto e = r.maybe(doc, "dataset", base)) t.dataset = nonempty_string(r, *e, path("dataset"), 4096);
+
+    {
+        const std::string p = path("constraints");
+        const element c = r.at(doc, "constraints", base);
+        r.only_keys(c, p, {"latency_ms", "threads", "max_params", "max_activation_bytes", "min_accuracy"});
+        Constraints& k = t.constraints;
+        if (auto e = r.maybe(c, "latency_ms", p)) k.latency_ms = positive(r, *e, Reader::join(p, "latency_ms"), 3.6e6);
+        if (auto e = r.maybe(c, "threads", p)) k.threads = static_cast<int>(r.integer(*e, Reader::join(p, "threads"), 1, 1024));
+        if (auto e = r.maybe(c, "max_params", p))
+            k.max_params = r.integer(*e, Reader::join(p, "max_params"), 1, limits.max_params);
+        if (auto e = r.maybe(c, "max_activation_bytes", p))
+            k.max_activation_bytes = r.integer(*e, Reader::join(p, "max_activation_bytes"), 1, limits.max_activation_bytes);
+        if (auto e = r.maybe(c, "min_accuracy", p)) {
+            const std::string q = Reader::join(p, "min_accuracy");
+            const double v = r.num(*e, q);
+            if (v > 1 && v <= 100)
+                r.fail(q, "must be a fraction in (0, 1], got " + number_text(v) + "; did you mean " +
+                              number_text(v / 100) + " (" + number_text(v) + "%)?");
+            if (!(v > 0 && v <= 1)) r.fail(q, "must be a fraction in (0, 1], got " + number_text(v));
+            k.min_accuracy = v;
+        }
+    }
+    if (auto e = r.maybe(doc, "profile", base)) t.profile = nonempty_string(r, *e, path("profile"), 4096);
+
+    if (auto b = r.maybe(doc, "budget", base)) {
+        const std::string p = path("budget");
+        r.only_keys(*b, p, {"max_candidates", "max_seconds"});
+        if (auto e = r.maybe(*b, "max_candidates", p))
+            t.budget.max_candidates = static_cast<int>(r.integer(*e, Reader::join(p, "max_candidates"), 1, 1000000));
+        if (auto e = r.maybe(*b, "max_seconds", p))
+            t.budget.max_seconds = positive(r, *e, Reader::join(p, "max_seconds"), 1.0e7);
+    }
+    if (auto e = r.maybe(doc, "objective", base)) {
+        const std::string p = path("objective");
+        const std::string o = r.str(*e, p);
+        if (o == "accuracy") {
+            t.objective = Objective::Accuracy;
+        } else if (o == "capacity") {
+            t.objective = Objective::Capacity;
+        } else {
+            const std::string hint = closest_match(o, std::initializer_list<std::string_view>{"accuracy", "capacity"});
+            r.fail(p, "'" + o + "' is not 'accuracy' or 'capacity'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+        }
+        t.objective_given = true;
+    }
+    if (t.objective_given && t.objective == Objective::Accuracy && t.dataset.empty())
+        r.fail(path("objective"), "'accuracy' needs a dataset to train on (set \"dataset\", or use 'capacity')");
+    if (t.constraints.min_accuracy && t.dataset.empty())
+        r.fail(path("constraints.min_accuracy"), "needs a dataset to measure accuracy on (set \"dataset\")");
+    return t;
+}
+
+}  // namespace task_detail
+
+// Parses a task file's text; `where` names it in messages. Paths (profile, dataset) are kept as
+// written: read_task() resolves them.
+inline Task parse_task(std::string_view json, const std::string& where = "<task>") {
+    const task_detail::Reader r(where, "task");
+    simdjson::dom::parser parser;
+    const simdjson::padded_string padded(json);
+    const auto doc = r.parse(parser, padded);
+    return task_detail::parse_task_element(r, doc, "");
+}
+
+// A path in a task file, relative to the task file's directory (absolute paths stay).
+inline std::string resolve_task_path(const std::string& task_path, const std::string& p) {
+    namespace fs = std::filesystem;
+    const fs::path rel(p);
+    if (rel.is_absolute()) return p;
+    const fs::path dir = fs::path(task_path).parent_path();
+    if (dir.empty()) return p;
+    return (dir / rel).lexically_normal().string();
+}
+
+// Reads and parses a task file. `profile`, and a `dataset` that names a directory (contains a
+// '/'), are resolved against the task file's directory.
+inline Task read_task(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw TaskError(path + ": error: cannot open the task file");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw TaskError(path + ": error: cannot read the task file");
+    const std::string text = ss.str();
+    if (text.size() > (std::size_t{1} << 20)) throw TaskError(path + ": error: the task file is larger than 1 MiB");
+    Task t = parse_task(text, path);
+    if (!t.profile.empty()) t.profile = resolve_task_path(path, t.profile);
+    if (t.dataset.find('/') != std::string::npos) t.dataset = resolve_task_path(path, t.dataset);
+    return t;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_TASK_HPP
+// ---- end include/lamda/task.hpp ----
+// ---- begin include/lamda/journal.hpp ----
+// lamda/journal.hpp: journal.jsonl, the durable record of a search (docs/generate.md). One JSON
+// object per line: a header, then one line per candidate, in the order they were decided.
+//
+//   {"type":"header","format":"lamda-journal","version":1,"task":{...},"proposer":"offline","seed":1,"lamda_version":"0.1.0"}
+//   {"type":"candidate","index":0,"proposer":"offline","note":"...","dsl":"...","hash":"...",...}
+//
+//   lamda::JournalContents old = lamda::repair_journal(path);  // drops a torn last line (warning)
+//   if (auto why = lamda::journal_mismatch(old.header, task, "offline", seed); !why.empty()) ...
+//   lamda::JournalWriter w(path, header);  // appends; writes the header into a new journal
+//   w.append(record);                       // one write(), then fsync(): durable on return
+//
+// Writing a line is core (candidate_json, journal_header_json); the reader and the writer need
+// LAMDA_WITH_LATENCY (simdjson) and POSIX (open, write, fsync, flock: lamda targets Linux).
+#ifndef LAMDA_JOURNAL_HPP
+#define LAMDA_JOURNAL_HPP
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace lamda {
+
+inline constexpr std::string_view journal_format_name = "lamda-journal";
+inline constexpr int journal_format_version = 1;
+
+class JournalError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// The first line of a journal: what search it belongs to.
+struct JournalHeader {
+    Task task;
+    std::string proposer;
+    std::uint64_t seed = 0;
+    std::string lamda_version = version_string;
+};
+
+// The header line, without its newline.
+inline std::string journal_header_json(const JournalHeader& h) {
+    JsonWriter j;
+    j.begin_object();
+    j.field("type", "header");
+    j.field("format", journal_format_name);
+    j.field("version", journal_format_version);
+    j.key("task");
+    write_task_json(j, h.task);
+    j.field("proposer", std::string_view(valid_utf8(h.proposer)));
+    j.field("seed", h.seed);
+    j.field("lamda_version", std::string_view(valid_utf8(h.lamda_version)));
+    j.end_object();
+    return j.str();
+}
+
+namespace journal_detail {
+inline void optional_number(JsonWriter& j, std::string_view key, const std::optional<double>& v) {
+    j.key(key);
+    if (v) {
+        j.value(*v);
+    } else {
+        j.null();
+    }
+}
+}  // namespace journal_detail
+
+// Every field of the record as one JSON object, written into `j`. Absent optional numbers are
+// null; text that is not valid UTF-8 has its stray bytes replaced by U+FFFD. `type` adds
+// "type":"candidate" (journal lines have it).
+inline void write_candidate_json(JsonWriter& j, const CandidateRecord& r, bool type = true) {
+    j.begin_object();
+    if (type) j.field("type", "candidate");
+    j.field("index", r.index);
+    j.field("proposer", std::string_view(valid_utf8(r.proposer)));
+    j.field("note", std::string_view(valid_utf8(r.note)));
+    j.field("dsl", std::string_view(valid_utf8(r.dsl)));
+    j.field("hash", std::string_view(valid_utf8(r.hash)));
+    j.field("verdict", verdict_name(r.verdict));
+    j.field("reason", std::string_view(valid_utf8(r.reason)));
+    j.key("diagnostics").begin_array();
+    for (const std::string& d : r.diagnostics) j.value(std::string_view(valid_utf8(d)));
+    j.end_array();
+    j.field("params", r.params);
+    j.field("macs", r.macs);
+    j.field("peak_activation_bytes", r.peak_activation_bytes);
+    journal_detail::optional_number(j, "predicted_ms", r.predicted_ms);
+    journal_detail::optional_number(j, "measured_ms", r.measured_ms);
+    journal_detail::optional_number(j, "accuracy", r.accuracy);
+    j.key("top_layers").begin_array();
+    for (const LayerCost& l : r.top_layers) {
+        j.begin_object();
+        j.field("name", std::string_view(valid_utf8(l.name)));
+        j.field("ms", l.ms);
+        j.field("share", l.share);
+        j.end_object();
+    }
+    j.end_array();
+    j.field("seconds", r.seconds);
+    j.field("elapsed_s", r.elapsed_s);
+    j.end_object();
+}
+
+// A candidate's journal line, without its newline.
+inline std::string candidate_json(const CandidateRecord& r) {
+    JsonWriter j;
+    write_candidate_json(j, r);
+    return j.str();
+}
+
+// Why a journal cannot be resumed by this search ("" when it can): its task (budget and profile
+// path aside: a resumed run may be given more budget, and the profile may move), proposer or
+// seed differ from the current ones.
+inline std::string journal_mismatch(const JournalHeader& journal, const Task& task, std::string_view proposer,
+                                    std::uint64_t seed) {
+    std::vector<std::string> diffs;
+    const auto differ = [&diffs](const std::string& what, const std::string& was, const std::string& now) {
+        if (was != now) diffs.push_back(what + ": journal has " + was + ", now " + now);
+    };
+    const auto task_without_run_settings = [](Task t) {
+        t.budget = Budget{};
+        t.profile.clear();
+        return task_json(t);
+    };
+    const Task& jt = journal.task;
+    differ("task name", "'" + jt.name + "'", "'" + task.name + "'");
+    differ("input", to_string(jt.input), to_string(task.input));
+    differ("classes", std::to_string(jt.classes), std::to_string(task.classes));
+    differ("dataset", "'" + jt.dataset + "'", "'" + task.dataset + "'");
+    {
+        const auto constraints_text = [](const Constraints& c) {
+            JsonWriter j;
+            j.begin_object();
+            if (c.latency_ms > 0) j.field("latency_ms", c.latency_ms);
+            j.field("threads", c.threads);
+            if (c.max_params > 0) j.field("max_params", c.max_params);
+            if (c.max_activation_bytes > 0) j.field("max_activation_bytes", c.max_activation_bytes);
+            if (c.min_accuracy) j.field("min_accuracy", *c.min_accuracy);
+            j.end_object();
+            return j.str();
+        };
+        differ("constraints", constraints_text(jt.constraints), constraints_text(task.constraints));
+    }
+    {
+        const auto objective_text = [](const Task& t) {
+            return t.objective_given ? std::string(objective_name(t.objective)) : std::string("(not given)");
+        };
+        differ("objective", objective_text(jt), objective_text(task));
+    }
+    if (diffs.empty() && task_without_run_settings(jt) != task_without_run_settings(task))
+        diffs.emplace_back("task: differs");  // a field added to Task but not compared above
+    differ("proposer", "'" + journal.proposer + "'", "'" + std::string(proposer) + "'");
+    differ("seed", std::to_string(journal.seed), std::to_string(seed));
+    if (diffs.empty()) return {};
+    std::string out = "the journal belongs to another search (";
+    for (std::size_t i = 0; i < diffs.size(); ++i) out += (i ? "; " : "") + diffs[i];
+    out += "); resume with the same task, --proposer and --seed, or use another --out directory";
+    return out;
+}
+
+}  // namespace lamda
+
+#if defined(LAMDA_WITH_LATENCY)
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <simdjson.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <utility>
+
+
+namespace lamda {
+
+// What read_journal() found.
+struct JournalContents {
+    bool has_header = false;  // false: an empty (or new, or torn-at-the-header) journal
+    JournalHeader header;
+    std::vector<CandidateRecord> records;  // in order; records[i].index == i
+    std::vector<std::string> warnings;     // e.g. the torn last line that was dropped
+    std::uint64_t complete_bytes = 0;      // length of the file's complete lines
+    std::uint64_t file_bytes = 0;          // length of the file; more than complete_bytes: torn
+    bool torn() const noexcept { return file_bytes != complete_bytes; }
+};
+
+namespace journal_detail {
+
+using Reader = JsonReader<JournalError>;
+using simdjson::dom::element;
+
+inline std::optional<double> optional_num(const Reader& r, const element& obj, std::string_view key) {
+    if (auto e = r.maybe(obj, key, "")) return r.num(*e, std::string(key));
+    return std::nullopt;
+}
+// A number that the writer may have written as null (it was not finite).
+inline double num_or_nan(const Reader& r, const element& obj, std::string_view key, const std::string& path) {
+    if (auto e = r.maybe(obj, key, path)) return r.num(*e, Reader::join(path, key));
+    if (!r.has(obj, key)) r.fail(Reader::join(path, key), "missing");
+    return std::numeric_limits<double>::quiet_NaN();
+}
+inline std::string opt_str(const Reader& r, const element& obj, std::string_view key) {
+    if (auto e = r.maybe(obj, key, "")) return r.str(*e, std::string(key));
+    return {};
+}
+
+inline JournalHeader parse_header(const Reader& r, const element& doc) {
+    JournalHeader h;
+    const std::string format = r.str(r.at(doc, "format", ""), "format");
+    if (format != journal_format_name) r.fail("format", "'" + format + "' is not '" + std::string(journal_format_name) + "'");
+    const std::int64_t version = r.integer(r.at(doc, "version", ""), "version", 0, 1 << 30);
+    if (version != journal_format_version)
+        r.fail("version", "journal version " + std::to_string(version) + " is not supported (this lamda reads version " +
+                              std::to_string(journal_format_version) + ")");
+    const task_detail::Reader tr(r.where, r.what);
+    h.task = task_detail::parse_task_element(tr, r.at(doc, "task", ""), "task");
+    h.proposer = r.str(r.at(doc, "proposer", ""), "proposer");
+    h.seed = r.uinteger(r.at(doc, "seed", ""), "seed");
+    h.lamda_version = opt_str(r, doc, "lamda_version");
+    return h;
+}
+
+inline CandidateRecord parse_candidate(const Reader& r, const element& doc) {
+    CandidateRecord c;
+    c.index = static_cast<int>(r.integer(r.at(doc, "index", ""), "index", 0, std::numeric_limits<int>::max()));
+    c.proposer = opt_str(r, doc, "proposer");
+    c.note = opt_str(r, doc, "note");
+    c.dsl = r.str(r.at(doc, "dsl", ""), "dsl");
+    c.hash = r.str(r.at(doc, "hash", ""), "hash");
+    const std::string verdict = r.str(r.at(doc, "verdict", ""), "verdict");
+    if (!parse_verdict(verdict, c.verdict)) r.fail("verdict", "unknown verdict '" + verdict + "'");
+    c.reason = opt_str(r, doc, "reason");
+    if (auto e = r.maybe(doc, "diagnostics", "")) c.diagnostics = r.strings(*e, "diagnostics");
+    const std::int64_t big = std::numeric_limits<std::int64_t>::max();
+    if (auto e = r.maybe(doc, "params", "")) c.params = r.integer(*e, "params", -1, big);
+    if (auto e = r.maybe(doc, "macs", "")) c.macs = r.integer(*e, "macs", -1, big);
+    if (auto e = r.maybe(doc, "peak_activation_bytes", ""))
+        c.peak_activation_bytes = r.integer(*e, "peak_activation_bytes", -1, big);
+    c.predicted_ms = optional_num(r, doc, "predicted_ms");
+    c.measured_ms = optional_num(r, doc, "measured_ms");
+    c.accuracy = optional_num(r, doc, "accuracy");
+    if (auto e = r.maybe(doc, "top_layers", "")) {
+        std::size_t i = 0;
+        for (element l : r.arr(*e, "top_layers")) {
+            const std::string p = Reader::index("top_layers", i++);
+            LayerCost cost;
+            cost.name = r.str(r.at(l, "name", p), Reader::join(p, "name"));
+            cost.ms = num_or_nan(r, l, "ms", p);
+            cost.share = num_or_nan(r, l, "share", p);
+            c.top_layers.push_back(std::move(cost));
+        }
+    }
+    if (r.has(doc, "seconds")) c.seconds = num_or_nan(r, doc, "seconds", "");
+    if (r.has(doc, "elapsed_s")) c.elapsed_s = num_or_nan(r, doc, "elapsed_s", "");
+    return c;
+}
+
+// Reads one parsed line into `out`; throws JournalError naming `r.where` (FILE:LINE).
+inline void read_line(const Reader& r, const element& doc, bool first, JournalContents& out) {
+    const std::string type = r.str(r.at(doc, "type", ""), "type");
+    if (first) {
+        if (type != "header") r.fail("type", "the first line must be the header, not '" + type + "'");
+        out.header = parse_header(r, doc);
+        out.has_header = true;
+        return;
+    }
+    if (type != "candidate") r.fail("type", "expected 'candidate', got '" + type + "'");
+    CandidateRecord c = parse_candidate(r, doc);
+    if (c.index != static_cast<int>(out.records.size()))
+        r.fail("index", "candidate " + std::to_string(c.index) + " where candidate " +
+                            std::to_string(out.records.size()) + " was expected");
+    out.records.push_back(std::move(c));
+}
+
+}  // namespace journal_detail
+
+// Parses a journal's text; `where` (the file name) starts messages. A torn last line (no
+// newline at the end, or not a valid line) is dropped with a warning; any other bad line is a
+// JournalError naming its line number.
+inline JournalContents parse_journal(std::string_view text, const std::string& where = "journal.jsonl") {
+    JournalContents out;
+    out.file_bytes = text.size();
+    simdjson::dom::parser parser;
+    std::size_t pos = 0;
+    int line_no = 0;
+    while (pos < text.size()) {
+        ++line_no;
+        const std::size_t nl = text.find('\n', pos);
+        const bool last = nl == std::string_view::npos || nl + 1 == text.size();
+        const std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+        const std::string at = where + ":" + std::to_string(line_no);
+        if (nl == std::string_view::npos) {
+            out.warnings.push_back(at + ": warning: dropped a torn last line (" + std::to_string(line.size()) +
+                                   " bytes without a newline: the process was stopped while writing it)");
+            break;
+        }
+        const journal_detail::Reader r(at, "journal");
+        const simdjson::padded_string padded(line);
+        simdjson::dom::element doc;
+        if (const auto err = parser.parse(padded).get(doc)) {
+            // The writer ends every line with its newline in the same write(): a last line that is
+            // not JSON is what a crash (or power loss) during that write leaves behind.
+            if (!last)
+                throw JournalError(at + ": error: journal: the line is not valid JSON (" +
+                                   simdjson::error_message(err) + "); only a torn last line can be dropped");
+            out.warnings.push_back(at + ": warning: dropped a torn last line (not valid JSON: " +
+                                   simdjson::error_message(err) + ")");
+            break;
+        }
+        journal_detail::read_line(r, doc, line_no == 1, out);
+        pos = nl + 1;
+        out.complete_bytes = pos;
+    }
+    return out;
+}
+
+// Reads DIR/journal.jsonl. A file that does not exist reads as an empty journal.
+inline JournalContents read_journal(const std::string& path) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return {};
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw JournalError(path + ": error: cannot open the journal");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw JournalError(path + ": error: cannot read the journal");
+    return parse_journal(ss.str(), path);
+}
+
+namespace journal_detail {
+inline std::string errno_text() { return std::strerror(errno); }
+
+inline void sync_directory_of(const std::string& path) {
+    std::filesystem::path dir = std::filesystem::path(path).parent_path();
+    if (dir.empty()) dir = ".";
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;  // best effort: the entry is durable once the directory is synced
+    (void)::fsync(fd);
+    (void)::close(fd);
+}
+}  // namespace journal_detail
+
+// Reads the journal and, when its last line is torn, truncates the file back to its last complete
+// line (and syncs it), so that appending can go on. Returns what was read, warnings included.
+inline JournalContents repair_journal(const std::string& path) {
+    JournalContents c = read_journal(path);
+    if (!c.torn()) return c;
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) throw JournalError(path + ": error: cannot open the journal to repair it: " + journal_detail::errno_text());
+    if (::ftruncate(fd, static_cast<off_t>(c.complete_bytes)) != 0 || ::fsync(fd) != 0) {
+        const std::string why = journal_detail::errno_text();
+        (void)::close(fd);
+        throw JournalError(path + ": error: cannot truncate the torn last line: " + why);
+    }
+    (void)::close(fd);
+    c.file_bytes = c.complete_bytes;
+    return c;
+}
+
+// Appends to a journal. Opening takes an exclusive lock (a second search writing into the same
+// directory is refused), writes the header when the journal is new or empty, and refuses a
+// journal whose last line is torn (repair_journal() it first) or that has a corrupt line. append() writes
+// the whole line with one write() and fsync()s before it returns: a record that append() returned
+// from survives SIGKILL and power loss; a kill during append() leaves at most a torn last line,
+// which repair_journal() drops.
+class JournalWriter {
+public:
+    JournalWriter(const std::string& path, const JournalHeader& header) : path_(path) {
+        fd_ = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd_ < 0) throw JournalError(path + ": error: cannot open the journal: " + journal_detail::errno_text());
+        try {
+            if (::flock(fd_, LOCK_EX | LOCK_NB) != 0)
+                throw JournalError(path + ": error: another process is writing this journal (is a search running "
+                                          "into the same --out directory?)");
+            struct stat st {};
+            if (::fstat(fd_, &st) != 0) throw JournalError(path + ": error: cannot stat the journal: " + journal_detail::errno_text());
+            if (st.st_size == 0) {
+                write_line(journal_header_json(header));
+                journal_detail::sync_directory_of(path);
+            } else if (read_journal(path).torn()) {  // (throws on a corrupt line before the last)
+                throw JournalError(path + ": error: the journal ends in a torn line; repair_journal() it first");
+            }
+        } catch (...) {
+            (void)::close(fd_);
+            throw;
+        }
+    }
+    JournalWriter(const JournalWriter&) = delete;
+    JournalWriter& operator=(const JournalWriter&) = delete;
+    JournalWriter(JournalWriter&& o) noexcept : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)), broken_(o.broken_) {}
+    JournalWriter& operator=(JournalWriter&& o) noexcept {
+        if (this != &o) {
+            if (fd_ >= 0) (void)::close(fd_);
+            path_ = std::move(o.path_);
+            fd_ = std::exchange(o.fd_, -1);
+            broken_ = o.broken_;
+        }
+        return *this;
+    }
+    ~JournalWriter() {
+        if (fd_ >= 0) (void)::close(fd_);
+    }
+
+    // Appends the record's line; durable when it returns. Throws JournalError on an I/O error
+    // (the partial line is cut off again, and the writer refuses further appends).
+    void append(const CandidateRecord& r) { write_line(candidate_json(r)); }
+
+    const std::string& path() const noexcept { return path_; }
+
+private:
+    std::string path_;
+    int fd_ = -1;
+    bool broken_ = false;
+
+    void write_line(std::string line) {
+        if (fd_ < 0 || broken_) throw JournalError(path_ + ": error: the journal is not open for writing");
+        line += '\n';
+        struct stat st {};
+        const bool sized = ::fstat(fd_, &st) == 0;
+        std::size_t done = 0;
+        while (done < line.size()) {
+            const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                const std::string why = n < 0 ? journal_detail::errno_text() : "nothing written";
+                broken_ = true;
+                if (sized && done > 0) (void)::ftruncate(fd_, st.st_size);  // no torn line left behind
+                throw JournalError(path_ + ": error: cannot write the journal: " + why);
+            }
+            done += static_cast<std::size_t>(n);
+        }
+        while (::fsync(fd_) != 0) {
+            if (errno == EINTR) continue;
+            broken_ = true;
+            throw JournalError(path_ + ": error: cannot sync the journal: " + journal_detail::errno_text());
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_JOURNAL_HPP
+// ---- end include/lamda/journal.hpp ----
+// ---- begin include/lamda/report.hpp ----
+// lamda/report.hpp: the outcome of a search, for machines (report.json) and for people
+// (report.html: one self-contained page, an inline SVG scatter of the candidates, no script and
+// no external asset). Core: no dependencies.
+//
+//   lamda::ReportInfo info;  info.objective = ...; info.proposer = "offline"; ...
+//   std::optional<std::size_t> best = lamda::best_candidate(records, info.objective);
+//   write(out / "report.json", lamda::report_json(task, records, info));
+//   write(out / "report.html", lamda::report_html(task, records, info));
+//
+// The scatter (`<svg id="scatter">`) has one `<circle class="candidate ...">` per plotted candidate
+// (classes feasible|infeasible, measured|predicted, on-front), the Pareto front as
+// `<polyline id="pareto" class="pareto">`, the latency limit as `<line id="constraint">`, the best
+// candidate ringed by `<circle id="best-ring">`, and a legend `<g id="legend">`.
+#ifndef LAMDA_REPORT_HPP
+#define LAMDA_REPORT_HPP
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// A finished candidate measured again, longer, before it is handed over.
+struct Confirmation {
+    std::size_t position = 0;  // in `records`
+    double median_ms = 0;
+    int runs = 0;
+};
+
+// A finished candidate trained in full.
+struct TrainedCandidate {
+    std::size_t position = 0;  // in `records`
+    FinalTraining result;
+    std::string weights;  // safetensors path ("" none)
+};
+
+// What the report says besides the task and the records.
+struct ReportInfo {
+    Objective objective = Objective::Capacity;  // the objective the search used
+    std::string proposer;
+    std::uint64_t seed = 0;
+    std::string device;       // where latency was measured (CPU model, threads), free text
+    std::string stop_reason;  // why the search ended: "budget: 100 candidates", ...
+    double total_seconds = 0;  // wall time of the search, resumed runs included
+    std::vector<std::pair<std::string, double>> stage_seconds;  // {"predict", 1.5}, ... summed
+    std::optional<std::size_t> best;  // position in `records` of the model handed over
+    bool no_best = false;  // true: none is handed over; false with no `best`: best_candidate()
+    std::vector<Confirmation> confirmations;       // in the order they were made
+    std::vector<TrainedCandidate> final_trainings; // in the order they were made
+};
+
+// Whether a candidate has a place in the latency/score plane: it was analysed, has a (measured
+// or predicted) latency, and a score under `objective` (accuracy needs a trained candidate).
+inline bool on_latency_plane(const CandidateRecord& r, Objective objective) noexcept {
+    if (r.verdict == Verdict::Invalid || r.verdict == Verdict::WrongTask) return false;
+    const std::optional<double> ms = judged_latency_ms(r);
+    if (!ms || !std::isfinite(*ms) || *ms < 0) return false;
+    if (objective == Objective::Accuracy) return r.accuracy && std::isfinite(*r.accuracy);
+    return r.macs >= 0;
+}
+
+// The Pareto front: candidates (positions in `records`) no other candidate beats on both judged
+// latency (lower) and objective_score (higher), in order of increasing latency. Among equal
+// candidates the first one recorded stands for them. `feasible_only`: among feasible candidates.
+inline std::vector<std::size_t> pareto_front(const std::vector<CandidateRecord>& records, Objective objective,
+                                             bool feasible_only = false) {
+    std::vector<std::size_t> order;
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        if (!on_latency_plane(records[i], objective)) continue;
+        if (feasible_only && records[i].verdict != Verdict::Feasible) continue;
+        order.push_back(i);
+    }
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        const double la = *judged_latency_ms(records[a]), lb = *judged_latency_ms(records[b]);
+        if (la != lb) return la < lb;
+        return objective_score(records[a], objective) > objective_score(records[b], objective);
+    });
+    std::vector<std::size_t> front;
+    double best_score = -std::numeric_limits<double>::infinity();
+    for (std::size_t i : order) {
+        const double s = objective_score(records[i], objective);
+        if (s > best_score) {
+            front.push_back(i);
+            best_score = s;
+        }
+    }
+    return front;
+}
+
+// Feasible candidates, best first: higher objective_score, then lower judged latency, then the
+// earlier one. Positions in `records`.
+inline std::vector<std::size_t> rank_feasible(const std::vector<CandidateRecord>& records, Objective objective) {
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < records.size(); ++i)
+        if (records[i].verdict == Verdict::Feasible) out.push_back(i);
+    const auto latency = [&](std::size_t i) {
+        const auto ms = judged_latency_ms(records[i]);
+        return ms && std::isfinite(*ms) ? *ms : std::numeric_limits<double>::infinity();
+    };
+    std::stable_sort(out.begin(), out.end(), [&](std::size_t a, std::size_t b) {
+        const double sa = objective_score(records[a], objective), sb = objective_score(records[b], objective);
+        if (sa != sb) return sa > sb;
+        return latency(a) < latency(b);
+    });
+    return out;
+}
+
+// The best feasible candidate (its position in `records`), or nothing when none is feasible.
+inline std::optional<std::size_t> best_candidate(const std::vector<CandidateRecord>& records, Objective objective) {
+    const std::vector<std::size_t> ranked = rank_feasible(records, objective);
+    if (ranked.empty()) return std::nullopt;
+    return ranked.front();
+}
+
+namespace report_detail {
+
+inline std::optional<std::size_t> best_of(const std::vector<CandidateRecord>& records, const ReportInfo& info) {
+    if (info.no_best) return std::nullopt;
+    if (info.best && *info.best < records.size()) return info.best;
+    return best_candidate(records, info.objective);
+}
+
+inline const TrainedCandidate* training_of(const ReportInfo& info, std::optional<std::size_t> position) {
+    if (!position) return nullptr;
+    for (const TrainedCandidate& t : info.final_trainings)
+        if (t.position == *position) return &t;
+    return nullptr;
+}
+
+inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& records, const TrainedCandidate& t) {
+    j.begin_object();
+    if (t.position < records.size()) j.field("index", records[t.position].index);
+    j.field("val_accuracy", t.result.val_accuracy);
+    j.field("test_accuracy", t.result.test_accuracy);
+    j.field("train_seconds", t.result.train_seconds);
+    j.field("epochs", t.result.epochs);
+    if (!t.weights.empty()) j.field("weights", std::string_view(valid_utf8(t.weights)));
+    j.end_object();
+}
+
+inline void optional_number(JsonWriter& j, std::string_view key, const std::optional<double>& v) {
+    j.key(key);
+    if (v) {
+        j.value(*v);
+    } else {
+        j.null();
+    }
+}
+
+inline void index_array(JsonWriter& j, std::string_view key, const std::vector<CandidateRecord>& records,
+                        const std::vector<std::size_t>& positions) {
+    j.key(key).begin_array();
+    for (std::size_t p : positions) j.value(records[p].index);
+    j.end_array();
+}
+
+}  // namespace report_detail
+
+// report.json: {"format":"lamda-report","version":1, "task", "objective", "proposer", "seed",
+// "device", "stop_reason", "timings":{"total_s","stages":{...}}, "candidates", "verdicts":{...},
+// "best": the record handed over, in full (or null), "best_confirmed_ms": its confirming
+// measurement (or null), "final_training": its full training (or
+// null), "final_trainings" and "confirmations": every one made, "pareto_front" and
+// "pareto_front_feasible" (candidate indices), "summary": one short object per candidate}.
+inline std::string report_json(const Task& task, const std::vector<CandidateRecord>& records, const ReportInfo& info) {
+    JsonWriter j;
+    j.begin_object();
+    j.field("format", "lamda-report");
+    j.field("version", 1);
+    j.field("lamda_version", version_string);
+    j.key("task");
+    write_task_json(j, task);
+    j.field("objective", objective_name(info.objective));
+    j.field("proposer", std::string_view(valid_utf8(info.proposer)));
+    j.field("seed", info.seed);
+    j.field("device", std::string_view(valid_utf8(info.device)));
+    j.field("stop_reason", std::string_view(valid_utf8(info.stop_reason)));
+    j.key("timings").begin_object();
+    j.field("total_s", info.total_seconds);
+    j.key("stages").begin_object();
+    for (const auto& [stage, s] : info.stage_seconds) j.field(valid_utf8(stage), s);
+    j.end_object();
+    j.end_object();
+    j.field("candidates", static_cast<std::int64_t>(records.size()));
+    j.key("verdicts").begin_object();
+    for (Verdict v : {Verdict::Feasible, Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams,
+                      Verdict::OverMemory, Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
+                      Verdict::Failed}) {
+        const auto n = std::count_if(records.begin(), records.end(), [v](const CandidateRecord& r) { return r.verdict == v; });
+        j.field(verdict_name(v), static_cast<std::int64_t>(n));
+    }
+    j.end_object();
+    const std::optional<std::size_t> best = report_detail::best_of(records, info);
+    j.key("best");
+    if (best) {
+        write_candidate_json(j, records[*best], false);
+    } else {
+        j.null();
+    }
+    j.key("best_confirmed_ms");  // the best model's confirming measurement, if one was made
+    {
+        std::optional<double> confirmed;
+        for (const Confirmation& c : info.confirmations)
+            if (best && c.position == *best) confirmed = c.median_ms;
+        if (confirmed) j.value(*confirmed); else j.null();
+    }
+    j.key("final_training");  // the best model's, if it was trained in full
+    if (const TrainedCandidate* t = report_detail::training_of(info, best)) {
+        report_detail::write_training(j, records, *t);
+    } else {
+        j.null();
+    }
+    j.key("final_trainings").begin_array();
+    for (const TrainedCandidate& t : info.final_trainings) report_detail::write_training(j, records, t);
+    j.end_array();
+    j.key("confirmations").begin_array();
+    for (const Confirmation& c : info.confirmations) {
+        j.begin_object();
+        if (c.position < records.size()) j.field("index", records[c.position].index);
+        j.field("median_ms", c.median_ms);
+        j.field("runs", c.runs);
+        j.end_object();
+    }
+    j.end_array();
+    report_detail::index_array(j, "pareto_front", records, pareto_front(records, info.objective));
+    report_detail::index_array(j, "pareto_front_feasible", records, pareto_front(records, info.objective, true));
+    j.key("summary").begin_array();
+    for (const CandidateRecord& r : records) {
+        j.begin_object();
+        j.field("index", r.index);
+        j.field("verdict", verdict_name(r.verdict));
+        j.field("hash", std::string_view(valid_utf8(r.hash)));
+        j.field("params", r.params);
+        j.field("macs", r.macs);
+        j.field("peak_activation_bytes", r.peak_activation_bytes);
+        report_detail::optional_number(j, "predicted_ms", r.predicted_ms);
+        report_detail::optional_number(j, "measured_ms", r.measured_ms);
+        report_detail::optional_number(j, "accuracy", r.accuracy);
+        j.field("seconds", r.seconds);
+        j.field("note", std::string_view(valid_utf8(r.note)));
+        j.end_object();
+    }
+    j.end_array();
+    j.end_object();
+    return j.str();
+}
+
+// ---- HTML ----------------------------------------------------------------------------------
+
+// `s` escaped for HTML text and attribute values (and made valid UTF-8).
+inline std::string html_escape(std::string_view s) {
+    const std::string text = valid_utf8(s);
+    std::string out;
+    out.reserve(text.size());
+    for (char ch : text) {
+        switch (ch) {
+        case '&': out += "&amp;"; break;
+        case '<': out += "&lt;"; break;
+        case '>': out += "&gt;"; break;
+        case '"': out += "&quot;"; break;
+        case '\'': out += "&#39;"; break;
+        default:
+            // Control characters other than tab and newline are not allowed in HTML text.
+            if ((static_cast<unsigned char>(ch) < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f) {
+                out += "&#xFFFD;";
+            } else {
+                out += ch;
+            }
+        }
+    }
+    return out;
+}
+
+namespace report_detail {
+
+// Locale-independent number formatting.
+inline std::string fixed(double v, int decimals) {
+    char buffer[64];
+    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::fixed, decimals);
+    return std::string(buffer, r.ptr);
+}
+inline std::string general(double v, int digits) {
+    if (!std::isfinite(v)) return "-";
+    char buffer[64];
+    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::general, digits);
+    return std::string(buffer, r.ptr);
+}
+// 1234567 -> "1,234,567"; negative (not analysed) -> "-".
+inline std::string grouped(std::int64_t v) {
+    if (v < 0) return "-";
+    std::string digits = std::to_string(v), out;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return out;
+}
+// 1.2M, 350k, 12G: for axis ticks.
+inline std::string compact(double v) {
+    const char* suffix[] = {"", "k", "M", "G", "T", "P"};
+    int s = 0;
+    while (std::fabs(v) >= 1000 && s < 5) {
+        v /= 1000;
+        ++s;
+    }
+    return general(v, 3) + suffix[s];
+}
+inline std::string ms_text(const std::optional<double>& ms) { return ms ? general(*ms, 4) : std::string("-"); }
+inline std::string accuracy_text(const std::optional<double>& a) {
+    return a ? fixed(*a * 100, 2) + "%" : std::string("-");
+}
+
+// A linear or logarithmic map from data to pixels, with its ticks.
+struct Axis {
+    bool log = false;
+    double lo = 0, hi = 1;      // data range (positive when log)
+    double p0 = 0, p1 = 1;      // pixel range (p0 is where lo goes)
+
+    double t(double v) const { return log ? std::log10(v) : v; }
+    double px(double v) const {
+        const double a = t(lo), b = t(hi);
+        const double f = b > a ? (t(v) - a) / (b - a) : 0.5;
+        return p0 + f * (p1 - p0);
+    }
+    std::vector<double> ticks() const {
+        std::vector<double> out;
+        if (log) {
+            const int e0 = static_cast<int>(std::floor(std::log10(lo) + 1e-9));
+            const int e1 = static_cast<int>(std::ceil(std::log10(hi) - 1e-9));
+            const bool fine = e1 - e0 <= 2;
+            for (int e = e0; e <= e1; ++e) {
+                for (double m : {1.0, 2.0, 5.0}) {
+                    if (m != 1.0 && !fine) continue;
+                    const double v = m * std::pow(10.0, e);
+                    if (v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9)) out.push_back(v);
+                }
+            }
+            if (out.size() < 2) out = {lo, hi};
+            return out;
+        }
+        const double span = hi - lo;
+        if (!(span > 0)) return {lo};
+        const double raw = span / 6;
+        const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+        double step = mag;
+        for (double m : {1.0, 2.0, 2.5, 5.0, 10.0})
+            if (m * mag >= raw) {
+                step = m * mag;
+                break;
+            }
+        for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
+            out.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
+        return out;
+    }
+};
+
+// Fits an axis to values (and extra values that must be visible, like the latency limit).
+inline Axis fit_axis(std::vector<double> values, bool allow_log, bool force_log, double p0, double p1) {
+    Axis a;
+    a.p0 = p0;
+    a.p1 = p1;
+    if (values.empty()) values = {0, 1};
+    double lo = *std::min_element(values.begin(), values.end());
+    double hi = *std::max_element(values.begin(), values.end());
+    a.log = (force_log || (allow_log && lo > 0 && hi / lo > 20)) && lo > 0;
+    if (a.log) {
+        a.lo = std::pow(10.0, std::floor(std::log10(lo) * 4) / 4);  // a little room, on quarter decades
+        a.hi = std::pow(10.0, std::ceil(std::log10(hi) * 4) / 4);
+        if (!(a.hi > a.lo)) {
+            a.lo /= 2;
+            a.hi *= 2;
+        }
+        return a;
+    }
+    if (!(hi > lo)) {
+        const double d = lo == 0 ? 1 : std::fabs(lo) * 0.1;
+        lo -= d;
+        hi += d;
+    }
+    const double pad = (hi - lo) * 0.06;
+    a.lo = lo - pad;
+    a.hi = hi + pad;
+    if (lo >= 0 && a.lo < 0) a.lo = 0;
+    return a;
+}
+
+}  // namespace report_detail
+
+// report.html: one page, readable offline, with no script: the task and its constraints, the
+// scatter of candidates (x: latency, measured or else predicted; y: accuracy, or MACs on a log
+// scale for the capacity objective), the Pareto front, the best candidates and the best model's DSL.
+inline std::string report_html(const Task& task, const std::vector<CandidateRecord>& records, const ReportInfo& info) {
+    using namespace report_detail;
+    const Objective objective = info.objective;
+    const bool by_accuracy = objective == Objective::Accuracy;
+    const std::optional<std::size_t> best = best_of(records, info);
+    const std::vector<std::size_t> front = pareto_front(records, objective);
+    std::vector<bool> is_front(records.size(), false);
+    for (std::size_t p : front) is_front[p] = true;
+
+    std::vector<std::size_t> plotted;
+    for (std::size_t i = 0; i < records.size(); ++i)
+        if (on_latency_plane(records[i], objective)) plotted.push_back(i);
+    const auto y_value = [&](const CandidateRecord& r) {
+        return by_accuracy ? *r.accuracy : std::max(1.0, static_cast<double>(r.macs));
+    };
+
+    // Geometry.
+    const double width = 960, height = 480, left = 84, right = 200, top = 20, bottom = 58;  // legend on the right
+    std::vector<double> xs, ys;
+    for (std::size_t p : plotted) {
+        xs.push_back(*judged_latency_ms(records[p]));
+        ys.push_back(y_value(records[p]));
+    }
+    const double limit = task.constraints.latency_ms;
+    if (limit > 0) xs.push_back(limit);
+    bool x_positive = true;
+    for (double x : xs) x_positive = x_positive && x > 0;
+    const Axis ax = fit_axis(xs, x_positive, false, left, width - right);
+    Axis ay = fit_axis(ys, false, !by_accuracy, height - bottom, top);
+    if (by_accuracy) {
+        ay.lo = std::max(0.0, ay.lo);
+        ay.hi = std::min(1.0, ay.hi);
+        if (!(ay.hi > ay.lo)) {
+            ay.lo = 0;
+            ay.hi = 1;
+        }
+    }
+    const auto X = [&](double v) { return fixed(ax.px(v), 2); };
+    const auto Y = [&](double v) { return fixed(ay.px(v), 2); };
+
+    std::string h;
+    h.reserve(16384 + records.size() * 600);
+    h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+    h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
+    h += "<title>lamda report: " + html_escape(task.name) + "</title>\n";
+    h += R"(<style>
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1000px; padding: 0 16px; color: #222; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
+table { border-collapse: collapse; margin: 8px 0; } td, th { padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: left; }
+th { background: #f4f4f4; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+pre { background: #f7f7f7; border: 1px solid #e2e2e2; padding: 10px; overflow-x: auto; font-size: 12.5px; }
+.muted { color: #666; } .feasible-text { color: #1b7a4f; } .infeasible-text { color: #b5480b; }
+svg#scatter { max-width: 100%; height: auto; } svg text { font: 12px system-ui, sans-serif; fill: #333; }
+svg .axis line { stroke: #444; } svg .axis line.grid { stroke: #e8e8e8; }
+svg .candidate { stroke-width: 1.4; } svg .candidate.feasible { stroke: #1b9e77; } svg .candidate.infeasible { stroke: #d95f02; }
+svg .candidate.measured.feasible { fill: #1b9e77; } svg .candidate.measured.infeasible { fill: #d95f02; }
+svg .candidate.predicted { fill: #fff; } svg .candidate.on-front { stroke: #111; stroke-width: 1.8; }
+svg .pareto { fill: none; stroke: #3b3bb3; stroke-width: 2; stroke-dasharray: 6 3; }
+svg .constraint { stroke: #c0182b; stroke-width: 1.5; stroke-dasharray: 4 4; }
+svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
+</style>
+</head>
+<body>
+)";
+    h += "<h1>lamda report: " + html_escape(task.name) + "</h1>\n";
+    h += "<p class=\"muted\">" + std::to_string(records.size()) + " candidates, proposer " +
+         html_escape(info.proposer.empty() ? "-" : info.proposer) + ", seed " + std::to_string(info.seed) +
+         ", objective " + std::string(objective_name(objective)) + ", " + general(info.total_seconds, 4) +
+         " s" + (info.stop_reason.empty() ? std::string() : ", stopped: " + html_escape(info.stop_reason)) +
+         ". lamda " + version_string + ".</p>\n";
+
+    // Task and constraints.
+    h += "<h2>Task</h2>\n<table id=\"task\">\n";
+    const auto row = [&h](const std::string& k, const std::string& v_html) {
+        h += "<tr><th>" + k + "</th><td>" + v_html + "</td></tr>\n";
+    };
+    const Constraints& c = task.constraints;
+    row("input", html_escape(to_string(task.input)));
+    row("classes", std::to_string(task.classes));
+    row("dataset", task.dataset.empty() ? std::string("none") : html_escape(task.dataset));
+    row("latency", c.latency_ms > 0 ? "&le; " + general(c.latency_ms, 6) + " ms at " + std::to_string(c.threads) +
+                                          (c.threads == 1 ? " thread" : " threads")
+                                    : std::string("no limit"));
+    row("parameters", c.max_params > 0 ? "&le; " + grouped(c.max_params) : std::string("no limit"));
+    row("peak activations",
+        c.max_activation_bytes > 0 ? "&le; " + grouped(c.max_activation_bytes) + " bytes" : std::string("no limit"));
+    row("accuracy", c.min_accuracy ? "&ge; " + accuracy_text(c.min_accuracy) : std::string("no limit"));
+    row("budget", std::to_string(task.budget.max_candidates) + " candidates, " + general(task.budget.max_seconds, 6) + " s");
+    row("profile", task.profile.empty() ? std::string("-") : html_escape(task.profile));
+    if (!info.device.empty()) row("device", html_escape(info.device));
+    h += "</table>\n";
+
+    // Verdicts and timings.
+    h += "<h2>Outcome</h2>\n<table id=\"verdicts\">\n<tr><th>verdict</th><th class=\"num\">candidates</th></tr>\n";
+    for (Verdict v : {Verdict::Feasible, Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams,
+                      Verdict::OverMemory, Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
+                      Verdict::Failed}) {
+        const auto n = std::count_if(records.begin(), records.end(), [v](const CandidateRecord& r) { return r.verdict == v; });
+        if (n == 0) continue;
+        h += "<tr><td>" + std::string(verdict_name(v)) + "</td><td class=\"num\">" + std::to_string(n) + "</td></tr>\n";
+    }
+    h += "</table>\n";
+    if (!info.stage_seconds.empty()) {
+        h += "<table id=\"timings\">\n<tr><th>stage</th><th class=\"num\">seconds</th></tr>\n";
+        for (const auto& [stage, s] : info.stage_seconds)
+            h += "<tr><td>" + html_escape(stage) + "</td><td class=\"num\">" + fixed(s, 2) + "</td></tr>\n";
+        h += "<tr><td>total</td><td class=\"num\">" + fixed(info.total_seconds, 2) + "</td></tr>\n</table>\n";
+    }
+
+    // The scatter.
+    const std::string y_label = by_accuracy ? "validation accuracy" : "MACs (log scale)";
+    h += "<h2>Candidates</h2>\n";
+    h += "<p class=\"muted\">" + std::to_string(plotted.size()) + " of " + std::to_string(records.size()) +
+         " candidates plotted (the others have no latency or no " + (by_accuracy ? "accuracy" : "analysis") +
+         "). Filled: measured latency; hollow: predicted only. Pareto front: lower latency and higher " +
+         (by_accuracy ? "accuracy" : "capacity") + " than any other.</p>\n";
+    h += "<svg id=\"scatter\" class=\"scatter\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fixed(width, 0) +
+         "\" height=\"" + fixed(height, 0) + "\" viewBox=\"0 0 " + fixed(width, 0) + " " + fixed(height, 0) +
+         "\" role=\"img\" aria-label=\"candidates by latency and " + (by_accuracy ? "accuracy" : "MACs") + "\">\n";
+    h += "<title>Candidates by latency (ms) and " + y_label + "</title>\n";
+    // Grid and ticks.
+    h += "<g class=\"axis\" id=\"x-axis\">\n";
+    for (double v : ax.ticks()) {
+        h += "<line class=\"grid\" x1=\"" + X(v) + "\" x2=\"" + X(v) + "\" y1=\"" + fixed(top, 0) + "\" y2=\"" +
+             fixed(height - bottom, 0) + "\"/>";
+        h += "<line x1=\"" + X(v) + "\" x2=\"" + X(v) + "\" y1=\"" + fixed(height - bottom, 0) + "\" y2=\"" +
+             fixed(height - bottom + 5, 0) + "\"/>";
+        h += "<text class=\"tick\" x=\"" + X(v) + "\" y=\"" + fixed(height - bottom + 19, 0) +
+             "\" text-anchor=\"middle\">" + general(v, 3) + "</text>\n";
+    }
+    h += "<line x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) + "\" y1=\"" + fixed(height - bottom, 0) +
+         "\" y2=\"" + fixed(height - bottom, 0) + "\"/>\n";
+    h += "<text class=\"label\" x=\"" + fixed((left + width - right) / 2, 0) + "\" y=\"" + fixed(height - 14, 0) +
+         "\" text-anchor=\"middle\">latency (ms" + std::string(ax.log ? ", log scale" : "") + ", at " +
+         std::to_string(c.threads) + (c.threads == 1 ? " thread" : " threads") + ")</text>\n</g>\n";
+    h += "<g class=\"axis\" id=\"y-axis\">\n";
+    const std::vector<double> y_ticks = ay.ticks();
+    int y_decimals = 0;  // of percentages: enough to tell neighbouring ticks apart
+    if (y_ticks.size() >= 2 && y_ticks[1] > y_ticks[0])
+        y_decimals = std::clamp(static_cast<int>(std::ceil(-std::log10((y_ticks[1] - y_ticks[0]) * 100) - 1e-9)), 0, 4);
+    for (double v : y_ticks) {
+        h += "<line class=\"grid\" x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) + "\" y1=\"" + Y(v) +
+             "\" y2=\"" + Y(v) + "\"/>";
+        h += "<line x1=\"" + fixed(left - 5, 0) + "\" x2=\"" + fixed(left, 0) + "\" y1=\"" + Y(v) + "\" y2=\"" + Y(v) + "\"/>";
+        h += "<text class=\"tick\" x=\"" + fixed(left - 8, 0) + "\" y=\"" + fixed(ay.px(v) + 4, 2) +
+             "\" text-anchor=\"end\">" + (by_accuracy ? fixed(v * 100, y_decimals) + "%" : compact(v)) +
+             "</text>\n";
+    }
+    h += "<line x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(left, 0) + "\" y1=\"" + fixed(top, 0) + "\" y2=\"" +
+         fixed(height - bottom, 0) + "\"/>\n";
+    h += "<text class=\"label\" transform=\"translate(16 " + fixed((top + height - bottom) / 2, 0) +
+         ") rotate(-90)\" text-anchor=\"middle\">" + y_label + "</text>\n</g>\n";
+    // The latency limit.
+    if (limit > 0) {
+        h += "<line id=\"constraint\" class=\"constraint\" x1=\"" + X(limit) + "\" x2=\"" + X(limit) + "\" y1=\"" +
+             fixed(top, 0) + "\" y2=\"" + fixed(height - bottom, 0) + "\"><title>latency limit " + general(limit, 6) +
+             " ms</title></line>\n";
+        h += "<text class=\"constraint-label\" x=\"" + fixed(ax.px(limit) + 4, 2) + "\" y=\"" + fixed(top + 12, 0) +
+             "\" fill=\"#c0182b\">limit " + general(limit, 4) + " ms</text>\n";
+    }
+    // The Pareto front.
+    if (!front.empty()) {
+        h += "<polyline id=\"pareto\" class=\"pareto\" points=\"";
+        for (std::size_t k = 0; k < front.size(); ++k) {
+            const CandidateRecord& r = records[front[k]];
+            h += (k ? " " : "") + X(*judged_latency_ms(r)) + "," + Y(y_value(r));
+        }
+        h += "\"><title>Pareto front (" + std::to_string(front.size()) + " candidates)</title></polyline>\n";
+    }
+    // The candidates.
+    h += "<g id=\"candidates\">\n";
+    for (std::size_t p : plotted) {
+        const CandidateRecord& r = records[p];
+        const bool feasible = r.verdict == Verdict::Feasible;
+        const bool measured = r.measured_ms.has_value();
+        h += "<circle class=\"candidate " + std::string(feasible ? "feasible" : "infeasible") +
+             (measured ? " measured" : " predicted") + (is_front[p] ? " on-front" : "") + "\" data-index=\"" +
+             std::to_string(r.index) + "\" cx=\"" + X(*judged_latency_ms(r)) + "\" cy=\"" + Y(y_value(r)) + "\" r=\"" +
+             (is_front[p] ? "5" : "4") + "\"><title>#" + std::to_string(r.index) + " " +
+             std::string(verdict_name(r.verdict)) + ": " + general(*judged_latency_ms(r), 4) + " ms " +
+             (measured ? "measured" : "predicted") + ", " + grouped(r.params) + " params, " + grouped(r.macs) +
+             " MACs" + (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) +
+             (r.note.empty() ? std::string() : "\n" + html_escape(r.note)) + "</title></circle>\n";
+    }
+    h += "</g>\n";
+    if (best && on_latency_plane(records[*best], objective)) {
+        const CandidateRecord& r = records[*best];
+        h += "<circle id=\"best-ring\" class=\"best-ring\" cx=\"" + X(*judged_latency_ms(r)) + "\" cy=\"" +
+             Y(y_value(r)) + "\" r=\"9\"><title>best: #" + std::to_string(r.index) + "</title></circle>\n";
+    }
+    // Legend (its markers are not candidates).
+    {
+        const double lx = width - right + 26, ly = top + 10;
+        h += "<g id=\"legend\" class=\"legend\">\n";
+        h += "<rect x=\"" + fixed(lx - 8, 0) + "\" y=\"" + fixed(ly - 8, 0) +
+             "\" width=\"170\" height=\"122\" fill=\"#fff\" fill-opacity=\"0.88\" stroke=\"#ccc\"/>\n";
+        const auto item = [&](int k, const std::string& marker, const std::string& label) {
+            const double y = ly + 6 + k * 16;
+            std::string m = marker;
+            for (std::string::size_type at; (at = m.find("@X")) != std::string::npos;) m.replace(at, 2, fixed(lx + 6, 1));
+            for (std::string::size_type at; (at = m.find("@Y")) != std::string::npos;) m.replace(at, 2, fixed(y, 1));
+            h += m + "<text x=\"" + fixed(lx + 20, 1) + "\" y=\"" + fixed(y + 4, 1) + "\">" + label + "</text>\n";
+        };
+        item(0, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#1b9e77\" stroke=\"#1b9e77\"/>", "feasible");
+        item(1, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#d95f02\" stroke=\"#d95f02\"/>", "infeasible");
+        item(2, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#fff\" stroke=\"#555\" stroke-width=\"1.4\"/>",
+             "predicted latency only");
+        item(3, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#555\" stroke=\"#555\"/>", "measured latency");
+        item(4, "<line class=\"legend-marker\" x1=\"" + fixed(lx - 2, 1) + "\" x2=\"" + fixed(lx + 14, 1) +
+                    "\" y1=\"@Y\" y2=\"@Y\" stroke=\"#3b3bb3\" stroke-width=\"2\" stroke-dasharray=\"6 3\"/>",
+             "Pareto front");
+        item(5, "<line class=\"legend-marker\" x1=\"@X\" x2=\"@X\" y1=\"" + fixed(ly + 6 + 5 * 16 - 6, 1) + "\" y2=\"" +
+                    fixed(ly + 6 + 5 * 16 + 6, 1) + "\" stroke=\"#c0182b\" stroke-width=\"1.5\" stroke-dasharray=\"4 4\"/>",
+             "latency limit");
+        item(6, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"7\" fill=\"none\" stroke=\"#111\" stroke-width=\"2\"/>",
+             "best");
+        h += "</g>\n";
+    }
+    h += "</svg>\n";
+
+    // The best candidates.
+    const std::vector<std::size_t> ranked = rank_feasible(records, objective);
+    h += "<h2>Best candidates</h2>\n";
+    const auto candidate_table = [&](const std::vector<std::size_t>& rows, const char* id, bool with_rank) {
+        h += std::string("<table id=\"") + id + "\">\n<tr>" + (with_rank ? "<th class=\"num\">rank</th>" : "") +
+             "<th class=\"num\">#</th><th class=\"num\">latency ms</th><th>measured</th><th class=\"num\">params</th>"
+             "<th class=\"num\">MACs</th><th class=\"num\">accuracy</th><th>verdict</th><th>note</th></tr>\n";
+        std::size_t rank = 0;
+        for (std::size_t p : rows) {
+            const CandidateRecord& r = records[p];
+            const bool feasible = r.verdict == Verdict::Feasible;
+            h += "<tr class=\"candidate-row\">" +
+                 (with_rank ? "<td class=\"num\">" + std::to_string(++rank) + "</td>" : std::string()) +
+                 "<td class=\"num\">" + std::to_string(r.index) + "</td><td class=\"num\">" +
+                 ms_text(judged_latency_ms(r)) + "</td><td>" + (r.measured_ms ? "yes" : "predicted") +
+                 "</td><td class=\"num\">" + grouped(r.params) + "</td><td class=\"num\">" + grouped(r.macs) +
+                 "</td><td class=\"num\">" + accuracy_text(r.accuracy) + "</td><td class=\"" +
+                 (feasible ? "feasible-text" : "infeasible-text") + "\">" + std::string(verdict_name(r.verdict)) +
+                 "</td><td>" + html_escape(r.note) + "</td></tr>\n";
+        }
+        h += "</table>\n";
+    };
+    if (!ranked.empty()) {
+        const std::vector<std::size_t> first(
+            ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(10, ranked.size())));
+        candidate_table(first, "best-table", true);
+    } else {
+        h += "<p id=\"no-feasible\"><strong>No candidate met every constraint.</strong> The Pareto front:</p>\n";
+        candidate_table(front, "best-table", false);
+    }
+    if (best) {
+        const CandidateRecord& r = records[*best];
+        h += "<h2>Best model (#" + std::to_string(r.index) + ")</h2>\n";
+        h += "<p>" + ms_text(judged_latency_ms(r)) + " ms " + (r.measured_ms ? "measured" : "predicted") + ", " +
+             grouped(r.params) + " parameters, " + grouped(r.macs) + " MACs" +
+             (r.peak_activation_bytes >= 0 ? ", " + grouped(r.peak_activation_bytes) + " bytes of peak activations"
+                                           : std::string()) +
+             (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) + ".</p>\n";
+        for (const Confirmation& k : info.confirmations)
+            if (k.position == *best)
+                h += "<p id=\"confirmation\">Confirmed: " + general(k.median_ms, 4) + " ms median over " +
+                     std::to_string(k.runs) + " runs.</p>\n";
+        if (const TrainedCandidate* t = training_of(info, best)) {
+            const FinalTraining& f = t->result;
+            h += "<p id=\"final-training\">Trained in full: " + std::to_string(f.epochs) + " epochs, " +
+                 fixed(f.train_seconds, 1) + " s; validation accuracy " + accuracy_text(f.val_accuracy) +
+                 ", test accuracy " + accuracy_text(f.test_accuracy) +
+                 (t->weights.empty() ? std::string() : "; weights: " + html_escape(t->weights)) + ".</p>\n";
+        }
+        if (!r.top_layers.empty()) {
+            h += "<p class=\"muted\">Most expensive layers: ";
+            for (std::size_t k = 0; k < r.top_layers.size(); ++k)
+                h += (k ? ", " : "") + html_escape(r.top_layers[k].name) + " " + fixed(r.top_layers[k].share * 100, 0) + "%";
+            h += ".</p>\n";
+        }
+        h += "<pre id=\"best-dsl\">" + html_escape(r.dsl) + "</pre>\n";
+    }
+
+    if (!best && !ranked.empty())
+        h += "<p id=\"no-best\"><strong>No model was handed over:</strong> no feasible candidate was confirmed on a "
+             "longer measurement or reached the accuracy limit when trained in full.</p>\n";
+    if (!info.final_trainings.empty()) {
+        h += "<h2>Full training</h2>\n<table id=\"final-trainings\">\n<tr><th class=\"num\">#</th><th class=\"num\">epochs</th>"
+             "<th class=\"num\">seconds</th><th class=\"num\">validation</th><th class=\"num\">test</th></tr>\n";
+        for (const TrainedCandidate& t : info.final_trainings) {
+            h += "<tr><td class=\"num\">" +
+                 (t.position < records.size() ? std::to_string(records[t.position].index) : std::string("?")) +
+                 "</td><td class=\"num\">" + std::to_string(t.result.epochs) + "</td><td class=\"num\">" +
+                 fixed(t.result.train_seconds, 1) + "</td><td class=\"num\">" + accuracy_text(t.result.val_accuracy) +
+                 "</td><td class=\"num\">" + accuracy_text(t.result.test_accuracy) + "</td></tr>\n";
+        }
+        h += "</table>\n";
+    }
+
+    // Every candidate, folded.
+    h += "<details id=\"all-candidates\"><summary>All " + std::to_string(records.size()) + " candidates</summary>\n";
+    h += "<table>\n<tr><th class=\"num\">#</th><th>verdict</th><th class=\"num\">latency ms</th><th class=\"num\">params</th>"
+         "<th class=\"num\">MACs</th><th class=\"num\">accuracy</th><th>reason</th><th>note</th></tr>\n";
+    for (const CandidateRecord& r : records) {
+        h += "<tr><td class=\"num\">" + std::to_string(r.index) + "</td><td>" + std::string(verdict_name(r.verdict)) +
+             "</td><td class=\"num\">" + ms_text(judged_latency_ms(r)) + (r.measured_ms || !r.predicted_ms ? "" : " (pred.)") +
+             "</td><td class=\"num\">" + grouped(r.params) + "</td><td class=\"num\">" + grouped(r.macs) +
+             "</td><td class=\"num\">" + accuracy_text(r.accuracy) + "</td><td>" + html_escape(r.reason) + "</td><td>" +
+             html_escape(r.note) + "</td></tr>\n";
+    }
+    h += "</table>\n</details>\n</body>\n</html>\n";
+    return h;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_REPORT_HPP
+// ---- end include/lamda/report.hpp ----
+// ---- begin include/lamda/llm.hpp ----
+// lamda/llm.hpp: the LLM generator -- a Proposer that asks a language model for candidates over
+// the OpenAI-compatible chat-completions protocol (OpenAI, Ollama, vLLM, llama.cpp's server,
+// LM Studio), feeds the loop's verdicts back to it, and repairs what it gets wrong:
+//
+//   lamda::LlmConfig config;                       // base_url, model, temperature, ...
+//   config.base_url = "http://127.0.0.1:8080/v1";
+//   config.model = "qwen2.5-coder-7b";
+//   config.api_key = lamda::llm_api_key_from_env(); // LAMDA_API_KEY or OPENAI_API_KEY
+//   lamda::LlmProposer proposer(config);
+//   lamda::run_generation(task, proposer, setup);   // generate.hpp
+//
+// Parts, each usable on its own:
+//   - LlmClient: POST {base_url}/chat/completions with retries (connect errors, timeouts, 429
+//     with Retry-After, 5xx: exponential backoff with jitter); every other fault is an LlmError
+//     with a kind (4xx with the server's message, a body over the size cap, invalid or
+//     truncated JSON, no `choices`, a wrong content type). The API key goes into the
+//     Authorization header only; redact_secret() keeps it out of every message.
+//   - extract_dsl_candidates(): the models in a reply (```lamda fences, bare fences, or bare
+//     DSL text); chatter is ignored.
+//   - auto_fix_dsl(): mechanical fixes with one obvious answer (an `in=` that disagrees with its
+//     input; an fc on a non-1x1 input gets a flatten).
+//   - LlmProposer: the system message (the DSL reference, docs/dsl.md, embedded; the op catalog;
+//     the output rules), a task message (constraints, device, what costs most here) and the
+//     history inside a token budget (the best k candidates in full, recent ones as one line
+//     each, older ones dropped), repair turns for invalid candidates.
+//
+// Compiled only with LAMDA_WITH_LLM defined (the build defines it when cpp-httplib is found,
+// next to the latency model); needs simdjson and cpp-httplib (link -lcpp-httplib on Debian).
+#ifndef LAMDA_LLM_HPP
+#define LAMDA_LLM_HPP
+
+#if defined(LAMDA_WITH_LLM)
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/proposers.hpp ----
+// lamda/proposers.hpp: where candidate networks come from. A Proposer hands the generation loop
+// (generate.hpp) one DSL text at a time and sees every decided candidate's record. Two built-in
+// proposers search design.hpp's space and need no network:
+//   - OfflineDesigner: starts from the zoo's small models and edits them the way an engineer
+//     would, steered by the loop's feedback: over budget -> shrink the stage whose layers cost
+//     most; well under budget -> grow where it is cheap; near the limit -> lateral moves.
+//   - RandomProposer: uniform draws from the same space, the baseline the designer must beat.
+// Both are deterministic functions of (seed, records so far), which is what lets `--resume`
+// continue a search from its journal: each keeps its design in the record's note.
+#ifndef LAMDA_PROPOSERS_HPP
+#define LAMDA_PROPOSERS_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// ---- begin include/lamda/design.hpp ----
+// lamda/design.hpp: the design space the built-in proposers search -- a compact description of a
+// stage-wise convolutional classifier (stem, stages of blocks, head) that renders to DSL text.
+// The offline designer edits these the way an engineer would (width, depth, kernel size, stride
+// placement, expansion ratio, block type, squeeze-excitation); the random baseline samples them.
+//
+//   Design d = zoo_seed_designs()[0];          // tiny_mobilenet's structure
+//   std::string dsl = render_design(d, {28, 28, 1}, 10, "candidate");
+//   std::string compact = design_to_string(d); // "stem=16k3s2 act=relu6 | ir c16 r1 s1 k3 e3 se | ..."
+//   Design back; std::string err = parse_design(compact, back);   // exact round trip
+//
+// Layer names follow the structure: `stem`, `s<I>b<J>_<part>` for block J of stage I, `head`,
+// `fc`; stage_of_layer() maps a name back to its stage, which is how per-layer latency feedback
+// becomes an edit of the right stage.
+#ifndef LAMDA_DESIGN_HPP
+#define LAMDA_DESIGN_HPP
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace lamda {
+
+enum class BlockKind {
+    Conv,       // kxk conv -> bn -> act (VGG style)
+    Residual,   // two kxk convs with an identity or 1x1 shortcut (ResNet basic block)
+    Separable,  // kxk depthwise -> bn -> act -> 1x1 conv -> bn -> act (MobileNetV1)
+    Inverted,   // 1x1 expand -> kxk depthwise -> [SE] -> 1x1 linear project (+ residual) (MobileNetV2)
+};
+
+inline constexpr std::string_view block_kind_name(BlockKind k) noexcept {
+    switch (k) {
+    case BlockKind::Conv: return "conv";
+    case BlockKind::Residual: return "res";
+    case BlockKind::Separable: return "sep";
+    case BlockKind::Inverted: return "ir";
+    }
+    return "?";
+}
+
+struct StageDesign {
+    BlockKind kind = BlockKind::Inverted;
+    int channels = 16;  // output channels of every block in the stage
+    int repeats = 1;    // blocks in the stage, 1..6
+    int stride = 1;     // 1 or 2, applied by the first block
+    bool pool = false;  // downsample with a 2x2 max pool after the first block instead of stride
+    int kernel = 3;     // 3, 5 or 7
+    int expansion = 1;  // Inverted only, 1..6
+    bool se = false;    // squeeze-excitation at the end of each block
+    bool operator==(const StageDesign& o) const {
+        return kind == o.kind && channels == o.channels && repeats == o.repeats &&
+               stride == o.stride && pool == o.pool && kernel == o.kernel &&
+               expansion == o.expansion && se == o.se;
+    }
+};
+
+struct Design {
+    int stem_channels = 16;
+    int stem_kernel = 3;
+    int stem_stride = 1;
+    std::vector<StageDesign> stages;
+    int head_channels = 0;  // 1x1 conv before global pooling; 0: none
+    Activation act = Activation::Relu;
+    bool operator==(const Design& o) const {
+        return stem_channels == o.stem_channels && stem_kernel == o.stem_kernel &&
+               stem_stride == o.stem_stride && stages == o.stages &&
+               head_channels == o.head_channels && act == o.act;
+    }
+};
+
+// Bounds of the design space, shared by the editor, the sampler and parse_design.
+struct DesignBounds {
+    int min_channels = 8, max_channels = 512;  // multiples of 8
+    int max_stages = 6, max_repeats = 6, max_expansion = 6;
+    int max_head = 1280;
+};
+
+namespace design_detail {
+
+inline int round8(double v, const DesignBounds& b) {
+    const int r = static_cast<int>(v / 8.0 + 0.5) * 8;
+    return std::clamp(r, b.min_channels, b.max_channels);
+}
+
+struct Writer {
+    std::string out;
+    std::string last;  // the value the next plain-chain layer reads
+    void line(const std::string& name, const std::string& rest) {
+        out += name + ": " + rest + "\n";
+        last = name;
+    }
+    // conv/dwconv followed by batchnorm and the activation; returns the last name.
+    std::string conv_bn(const std::string& name, const std::string& op, Activation act) {
+        line(name, op + " bias=false");
+        line(name + "_bn", "batchnorm");
+        if (act != Activation::None) line(name + "_act", std::string(activation_name(act)));
+        return last;
+    }
+};
+
+inline std::string conv_op(int out, int kernel, int stride) {
+    std::string s = "conv2d out=" + std::to_string(out) + " kernel=" + std::to_string(kernel);
+    if (stride != 1) s += " stride=" + std::to_string(stride);
+    return s;
+}
+inline std::string dw_op(int kernel, int stride) {
+    std::string s = "dwconv kernel=" + std::to_string(kernel);
+    if (stride != 1) s += " stride=" + std::to_string(stride);
+    return s;
+}
+
+// Squeeze-excitation on `value` (channels c): gap -> 1x1 conv + relu -> 1x1 conv + hardsigmoid -> mul.
+inline std::string squeeze_excite(Writer& w, const std::string& prefix, const std::string& value, int c) {
+    const int squeezed = std::max(8, (c / 4 + 7) / 8 * 8);
+    w.line(prefix + "_se_pool", "gap " + value);
+    w.line(prefix + "_se_fc1", "conv2d out=" + std::to_string(squeezed) + " kernel=1 act=relu");
+    w.line(prefix + "_se_fc2", "conv2d out=" + std::to_string(c) + " kernel=1 act=hardsigmoid");
+    w.line(prefix + "_se", "mul " + value + ", " + prefix + "_se_fc2");
+    return w.last;
+}
+
+inline std::string block(Writer& w, const std::string& p, const StageDesign& s, int in_c, int stride,
+                         Activation act) {
+    const std::string input = w.last;
+    const int c = s.channels;
+    std::string out;
+    bool residual_ok = stride == 1 && in_c == c;
+    switch (s.kind) {
+    case BlockKind::Conv:
+        out = w.conv_bn(p + "_conv", conv_op(c, s.kernel, stride), act);
+        if (s.se) out = squeeze_excite(w, p, out, c);
+        return out;
+    case BlockKind::Separable:
+        w.conv_bn(p + "_dw", dw_op(s.kernel, stride), act);
+        out = w.conv_bn(p + "_pw", conv_op(c, 1, 1), act);
+        if (s.se) out = squeeze_excite(w, p, out, c);
+        return out;
+    case BlockKind::Residual: {
+        w.conv_bn(p + "_conv1", conv_op(c, s.kernel, stride), act);
+        out = w.conv_bn(p + "_conv2", conv_op(c, s.kernel, 1), Activation::None);
+        if (s.se) out = squeeze_excite(w, p, out, c);
+        std::string shortcut = input;
+        if (!residual_ok) {
+            w.last = input;
+            shortcut = w.conv_bn(p + "_down", conv_op(c, 1, stride), Activation::None);
+        }
+        w.line(p, "add " + shortcut + ", " + out + " act=" + std::string(activation_name(act)));
+        return w.last;
+    }
+    case BlockKind::Inverted: {
+        const int hidden = s.expansion * in_c;
+        if (s.expansion > 1) w.conv_bn(p + "_expand", conv_op(hidden, 1, 1), act);
+        out = w.conv_bn(p + "_dw", dw_op(s.kernel, stride), act);
+        if (s.se) out = squeeze_excite(w, p, out, hidden);
+        w.last = out;
+        out = w.conv_bn(p + "_project", conv_op(c, 1, 1), Activation::None);
+        if (residual_ok) w.line(p, "add " + input + ", " + out);
+        return w.last;
+    }
+    }
+    return out;
+}
+
+}  // namespace design_detail
+
+// The DSL text of `d` for inputs of shape `input` and `classes` outputs (logits). The text may
+// still be invalid for the input (too many downsamplings for a small image): parse it to know.
+inline std::string render_design(const Design& d, const Shape& input, int classes,
+                                 const std::string& model_name = "candidate") {
+    using namespace design_detail;
+    Writer w;
+    w.out = "model " + model_name + "\n";
+    w.line("input", "input shape=" + std::to_string(input.h) + "x" + std::to_string(input.w) + "x" +
+                        std::to_string(input.c));
+    w.conv_bn("stem", conv_op(d.stem_channels, d.stem_kernel, d.stem_stride), d.act);
+    int c = d.stem_channels;
+    for (std::size_t i = 0; i < d.stages.size(); ++i) {
+        const StageDesign& s = d.stages[i];
+        for (int j = 0; j < s.repeats; ++j) {
+            const std::string p = "s" + std::to_string(i) + "b" + std::to_string(j);
+            const int stride = (j == 0 && !s.pool) ? s.stride : 1;
+            block(w, p, s, c, stride, d.act);
+            c = s.channels;
+            if (j == 0 && s.pool && s.stride == 2) w.line(p + "_pool", "maxpool kernel=2");
+        }
+    }
+    if (d.head_channels > 0) w.conv_bn("head", conv_op(d.head_channels, 1, 1), d.act);
+    w.line("pool", "gap");
+    w.line("fc", "fc out=" + std::to_string(classes));
+    return w.out;
+}
+
+// The stage a layer named by render_design belongs to: -1 for the stem, stages.size() for the
+// head and classifier, -2 for a name render_design does not produce.
+inline int stage_of_layer(std::string_view name, std::size_t stage_count) {
+    if (name.rfind("stem", 0) == 0 || name == "input") return -1;
+    if (name.rfind("head", 0) == 0 || name == "pool" || name == "fc") return static_cast<int>(stage_count);
+    if (name.size() < 2 || name[0] != 's') return -2;
+    int v = 0;
+    std::size_t i = 1;
+    for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) v = v * 10 + (name[i] - '0');
+    if (i == 1 || i >= name.size() || name[i] != 'b') return -2;
+    return v;
+}
+
+// ---- Compact text form, kept in journal notes so a resumed search knows every design ----------
+
+inline std::string design_to_string(const Design& d) {
+    std::string s = "stem=" + std::to_string(d.stem_channels) + "k" + std::to_string(d.stem_kernel) +
+                    "s" + std::to_string(d.stem_stride) + " act=" + std::string(activation_name(d.act)) +
+                    " head=" + std::to_string(d.head_channels);
+    for (const StageDesign& st : d.stages) {
+        s += " | " + std::string(block_kind_name(st.kind)) + " c" + std::to_string(st.channels) + " r" +
+             std::to_string(st.repeats) + " s" + std::to_string(st.stride) + (st.pool ? "p" : "") +
+             " k" + std::to_string(st.kernel) + " e" + std::to_string(st.expansion) +
+             (st.se ? " se" : "");
+    }
+    return s;
+}
+
+// Reads design_to_string's form; returns "" on success, else what is wrong.
+inline std::string parse_design(std::string_view text, Design& out, const DesignBounds& b = {}) {
+    Design d;
+    d.stages.clear();
+    std::vector<std::string> parts;
+    {
+        std::string cur;
+        for (char ch : text) {
+            if (ch == '|') {
+                parts.push_back(cur);
+                cur.clear();
+            } else {
+                cur += ch;
+            }
+        }
+        parts.push_back(cur);
+    }
+    auto number = [](const std::string& tok, std::size_t from, int& v, std::size_t& end) {
+        v = 0;
+        end = from;
+        while (end < tok.size() && tok[end] >= '0' && tok[end] <= '9' && v < 100000)
+            v = v * 10 + (tok[end++] - '0');
+        return end > from;
+    };
+    {
+        std::istringstream head(parts[0]);
+        std::string tok;
+        int seen = 0;
+        while (head >> tok) {
+            std::size_t e = 0;
+            if (tok.rfind("stem=", 0) == 0) {
+                int c = 0, k = 0, s = 0;
+                if (!number(tok, 5, c, e) || e >= tok.size() || tok[e] != 'k' || !number(tok, e + 1, k, e) ||
+                    e >= tok.size() || tok[e] != 's' || !number(tok, e + 1, s, e) || e != tok.size())
+                    return "bad stem '" + tok + "'";
+                d.stem_channels = c, d.stem_kernel = k, d.stem_stride = s;
+                seen |= 1;
+            } else if (tok.rfind("act=", 0) == 0) {
+                bool found = false;
+                for (Activation a : all_activations)
+                    if (activation_name(a) == tok.substr(4)) d.act = a, found = true;
+                if (!found) return "bad activation '" + tok + "'";
+                seen |= 2;
+            } else if (tok.rfind("head=", 0) == 0) {
+                if (!number(tok, 5, d.head_channels, e) || e != tok.size()) return "bad head '" + tok + "'";
+                seen |= 4;
+            } else {
+                return "unexpected '" + tok + "'";
+            }
+        }
+        if (seen != 7) return "missing stem=, act= or head=";
+    }
+    for (std::size_t i = 1; i < parts.size(); ++i) {
+        std::istringstream in(parts[i]);
+        std::string kind, tok;
+        in >> kind;
+        StageDesign st;
+        bool known = false;
+        for (BlockKind k : {BlockKind::Conv, BlockKind::Residual, BlockKind::Separable, BlockKind::Inverted})
+            if (block_kind_name(k) == kind) st.kind = k, known = true;
+        if (!known) return "stage " + std::to_string(i - 1) + ": unknown block kind '" + kind + "'";
+        while (in >> tok) {
+            std::size_t e = 0;
+            int v = 0;
+            if (tok == "se") {
+                st.se = true;
+                continue;
+            }
+            if (!number(tok, 1, v, e)) return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
+            switch (tok[0]) {
+            case 'c': st.channels = v; break;
+            case 'r': st.repeats = v; break;
+            case 's':
+                st.stride = v;
+                if (e < tok.size() && tok[e] == 'p') st.pool = true, ++e;
+                break;
+            case 'k': st.kernel = v; break;
+            case 'e': st.expansion = v; break;
+            default: return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
+            }
+            if (e != tok.size()) return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
+        }
+        d.stages.push_back(st);
+    }
+    // Bounds, so that a hand-edited journal cannot ask for something absurd.
+    if (d.stem_channels < b.min_channels || d.stem_channels > b.max_channels) return "stem channels out of range";
+    if (d.stem_kernel < 1 || d.stem_kernel > 7 || d.stem_stride < 1 || d.stem_stride > 2) return "stem out of range";
+    if (d.head_channels < 0 || d.head_channels > b.max_head) return "head out of range";
+    if (d.stages.empty() || static_cast<int>(d.stages.size()) > b.max_stages) return "stage count out of range";
+    for (const StageDesign& st : d.stages) {
+        if (st.channels < b.min_channels || st.channels > b.max_channels || st.repeats < 1 ||
+            st.repeats > b.max_repeats || st.stride < 1 || st.stride > 2 || st.kernel < 1 ||
+            st.kernel > 7 || st.expansion < 1 || st.expansion > b.max_expansion)
+            return "stage out of range";
+    }
+    out = d;
+    return {};
+}
+
+// The zoo's small models as designs: where the offline designer starts.
+//  - tiny_mobilenet (examples/models/tiny_mobilenet.lamda): stride-2 stem, inverted residuals
+//    with squeeze-excitation, a 1x1 head;
+//  - lenet5 (examples/models/lenet5.lamda) in modern form: conv + max-pool stages;
+//  - a MobileNetV1-style separable chain (the zoo's mobilenet family at 28x28 scale).
+inline std::vector<std::pair<std::string, Design>> zoo_seed_designs() {
+    std::vector<std::pair<std::string, Design>> seeds;
+    Design tiny;
+    tiny.stem_channels = 16, tiny.stem_kernel = 3, tiny.stem_stride = 2, tiny.act = Activation::Relu6;
+    tiny.stages = {{BlockKind::Inverted, 16, 1, 1, false, 3, 3, true},
+                   {BlockKind::Inverted, 24, 1, 2, false, 3, 4, false},
+                   {BlockKind::Inverted, 24, 1, 1, false, 3, 4, true}};
+    tiny.head_channels = 128;
+    seeds.emplace_back("tiny_mobilenet", tiny);
+    Design lenet;
+    lenet.stem_channels = 8, lenet.stem_kernel = 5, lenet.stem_stride = 1, lenet.act = Activation::Relu;
+    lenet.stages = {{BlockKind::Conv, 16, 1, 2, true, 5, 1, false}};
+    lenet.stages.insert(lenet.stages.begin(), StageDesign{BlockKind::Conv, 8, 1, 2, true, 3, 1, false});
+    lenet.head_channels = 0;
+    seeds.emplace_back("lenet5", lenet);
+    Design sep;
+    sep.stem_channels = 16, sep.stem_kernel = 3, sep.stem_stride = 2, sep.act = Activation::Relu;
+    sep.stages = {{BlockKind::Separable, 32, 1, 1, false, 3, 1, false},
+                  {BlockKind::Separable, 64, 2, 2, false, 3, 1, false}};
+    sep.head_channels = 0;
+    seeds.emplace_back("separable", sep);
+    return seeds;
+}
+
+// A uniform draw from the design space (the random baseline): 1..4 stages of any block kind.
+inline Design random_design(std::mt19937_64& rng, const DesignBounds& b = {}) {
+    using namespace sample_detail;
+    Design d;
+    const int widths[] = {8, 16, 24, 32, 48, 64, 96, 128};
+    d.stem_channels = widths[uniform(rng, 0, 5)];
+    d.stem_kernel = uniform(rng, 0, 1) ? 5 : 3;
+    d.stem_stride = uniform(rng, 1, 2);
+    const Activation acts[] = {Activation::Relu, Activation::Relu6, Activation::HardSwish};
+    d.act = acts[uniform(rng, 0, 2)];
+    const int stages = uniform(rng, 1, 4);
+    for (int i = 0; i < stages; ++i) {
+        StageDesign s;
+        s.kind = static_cast<BlockKind>(uniform(rng, 0, 3));
+        s.channels = std::clamp(widths[uniform(rng, 0, 7)], b.min_channels, b.max_channels);
+        s.repeats = uniform(rng, 1, 3);
+        s.stride = uniform(rng, 1, 2);
+        s.pool = s.stride == 2 && chance(rng, 30);
+        const int kernels[] = {3, 5, 7};
+        s.kernel = kernels[uniform(rng, 0, 2)];
+        s.expansion = s.kind == BlockKind::Inverted ? uniform(rng, 1, 6) : 1;
+        s.se = chance(rng, 30);
+        d.stages.push_back(s);
+    }
+    d.head_channels = chance(rng, 40) ? widths[uniform(rng, 3, 7)] * 2 : 0;
+    return d;
+}
+
+// Multiplies every width by `factor` (rounded to multiples of 8, within bounds).
+inline Design scale_width(Design d, double factor, const DesignBounds& b = {}) {
+    d.stem_channels = design_detail::round8(d.stem_channels * factor, b);
+    for (StageDesign& s : d.stages) s.channels = design_detail::round8(s.channels * factor, b);
+    if (d.head_channels > 0) d.head_channels = std::min(b.max_head, design_detail::round8(d.head_channels * factor, b));
+    return d;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_DESIGN_HPP
+// ---- end include/lamda/design.hpp ----
+
+namespace lamda {
+
+struct Proposal {
+    std::string dsl;
+    std::string note;  // what the proposer did, e.g. "shrink s1 width 48->32; design: ..."
+    // Non-empty: the proposer tried and failed to produce a candidate (an LLM turn that got no
+    // usable reply). The loop records it as a Failed candidate with this reason and goes on.
+    std::string error = {};
+};
+
+class Proposer {
+public:
+    virtual ~Proposer() = default;
+    virtual std::string name() const = 0;
+    // The next candidate, or nothing when the proposer has nothing new to offer. `records` holds
+    // every candidate decided so far, in order (those of a resumed journal included).
+    virtual std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) = 0;
+};
+
+// 16 hex digits of FNV-1a 64 over `text`: candidates are deduplicated by the hash of their
+// canonical form (print_dsl), so formatting, comments and attribute order do not matter.
+inline std::string text_hash(std::string_view text) {
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char ch : text) {
+        h ^= ch;
+        h *= 0x100000001b3ull;
+    }
+    static const char* digits = "0123456789abcdef";
+    std::string out(16, '0');
+    for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
+    return out;
+}
+
+// The canonical form of a valid DSL text and its hash; false if it does not parse.
+inline bool canonical_hash(std::string_view dsl, std::string& canonical, std::string& hash) {
+    ParseResult r = parse_dsl(dsl, "<candidate>");
+    if (!r.ok()) return false;
+    canonical = print_dsl(r.graph);
+    hash = text_hash(canonical);
+    return true;
+}
+
+namespace proposer_detail {
+
+inline constexpr std::string_view design_marker = "design: ";
+
+// The design a record's note carries (what the built-in proposers write), if any.
+inline std::optional<Design> design_of(const CandidateRecord& r) {
+    const std::size_t at = r.note.find(design_marker);
+    if (at == std::string::npos) return std::nullopt;
+    Design d;
+    if (!parse_design(std::string_view(r.note).substr(at + design_marker.size()), d).empty())
+        return std::nullopt;
+    return d;
+}
+
+inline std::set<std::string> seen_hashes(const std::vector<CandidateRecord>& records) {
+    std::set<std::string> seen;
+    for (const auto& r : records) seen.insert(r.hash);
+    return seen;
+}
+
+// A design's rendering for the task, if it parses and has not been seen.
+inline std::optional<Proposal> fresh(const Design& d, const Task& task, const std::set<std::string>& seen,
+                                     std::set<std::string>& tried, const std::string& what) {
+    const std::string text = render_design(d, task.input, task.classes);
+    std::string canonical, hash;
+    if (!canonical_hash(text, canonical, hash)) return std::nullopt;
+    if (seen.count(hash) || !tried.insert(hash).second) return std::nullopt;
+    return Proposal{text, what + "; " + std::string(design_marker) + design_to_string(d)};
+}
+
+// How far a record is from meeting the task's limits: the largest of latency/budget,
+// params/limit and memory/limit (1 = exactly at a limit), or nothing when it was not analysed.
+inline std::optional<double> violation(const CandidateRecord& r, const Task& task) {
+    if (r.params < 0) return std::nullopt;
+    const Constraints& c = task.constraints;
+    double v = 0;
+    if (c.max_params > 0) v = std::max(v, double(r.params) / double(c.max_params));
+    if (c.max_activation_bytes > 0) v = std::max(v, double(r.peak_activation_bytes) / double(c.max_activation_bytes));
+    if (c.latency_ms > 0) {
+        const auto ms = judged_latency_ms(r);
+        if (!ms) return std::nullopt;
+        v = std::max(v, *ms / c.latency_ms);
+    }
+    return v;
+}
+
+// Share of the record's cost per stage (index -1: stem, stages.size(): head), from top_layers.
+inline std::map<int, double> stage_costs(const CandidateRecord& r, std::size_t stage_count) {
+    std::map<int, double> cost;
+    for (const LayerCost& l : r.top_layers) {
+        const int s = stage_of_layer(l.name, stage_count);
+        if (s >= -1) cost[s] += l.share;
+    }
+    return cost;
+}
+
+}  // namespace proposer_detail
+
+// Uniform draws from design.hpp's space, rendered for the task; self-invalid draws (too many
+// downsamplings for the input) and repeats are drawn again.
+class RandomProposer : public Proposer {
+public:
+    explicit RandomProposer(std::uint64_t seed) : seed_(seed) {}
+    std::string name() const override { return "random"; }
+    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        const std::set<std::string> seen = proposer_detail::seen_hashes(records);
+        std::set<std::string> tried;
+        for (std::uint64_t attempt = 0; attempt < 1000; ++attempt) {
+            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
+            const Design d = random_design(rng);
+            if (auto p = proposer_detail::fresh(d, task, seen, tried, "random draw")) return p;
+        }
+        return std::nullopt;
+    }
+
+private:
+    std::uint64_t seed_;
+};
+
+// The built-in designer (see the top of this file).
+class OfflineDesigner : public Proposer {
+public:
+    explicit OfflineDesigner(std::uint64_t seed, DesignBounds bounds = {}) : seed_(seed), bounds_(bounds) {}
+    std::string name() const override { return "offline"; }
+
+    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        using namespace proposer_detail;
+        const std::set<std::string> seen = seen_hashes(records);
+        std::set<std::string> tried;
+        // The zoo's seeds first, each at the width the budget suggests once the first is known.
+        const auto seeds = zoo_seed_designs();
+        std::vector<std::pair<const CandidateRecord*, Design>> known;
+        for (const auto& r : records)
+            if (auto d = design_of(r)) known.emplace_back(&r, *d);
+        if (known.size() < seeds.size()) {
+            const auto& [seed_name, seed_design] = seeds[known.size()];
+            if (auto p = fresh(seed_design, task, seen, tried, "seed " + seed_name)) return p;
+        }
+        for (std::uint64_t attempt = 0; attempt < 400; ++attempt) {
+            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
+            if (known.empty()) {
+                // Nothing of ours parsed yet (every seed was a repeat): start from a random design.
+                if (auto p = fresh(random_design(rng, bounds_), task, seen, tried, "restart")) return p;
+                continue;
+            }
+            const auto& [parent, design] = pick_parent(rng, known, task);
+            std::string what;
+            const Design child = edit(rng, *parent, design, task, what, attempt);
+            if (auto p = fresh(child, task, seen, tried, what + " of #" + std::to_string(parent->index)))
+                return p;
+        }
+        return std::nullopt;
+    }
+
+private:
+    using Known = std::vector<std::pair<const CandidateRecord*, Design>>;
+
+    // Mostly the best feasible candidate; sometimes another of the best few, to keep exploring.
+    // With nothing feasible yet, the candidate closest to the limits.
+    const std::pair<const CandidateRecord*, Design>& pick_parent(std::mt19937_64& rng, const Known& known,
+                                                                 const Task& task) const {
+        using namespace sample_detail;
+        std::vector<std::size_t> feasible;
+        for (std::size_t i = 0; i < known.size(); ++i)
+            if (known[i].first->verdict == Verdict::Feasible) feasible.push_back(i);
+        if (!feasible.empty()) {
+            std::stable_sort(feasible.begin(), feasible.end(), [&](std::size_t a, std::size_t b) {
+                return objective_score(*known[a].first, task.objective) >
+                       objective_score(*known[b].first, task.objective);
+            });
+            const int roll = uniform(rng, 0, 99);
+            if (roll < 60 || feasible.size() == 1) return known[feasible[0]];
+            if (roll < 90)
+                return known[feasible[static_cast<std::size_t>(uniform(rng, 1, static_cast<int>(std::min<std::size_t>(4, feasible.size() - 1))))]];
+        }
+        // Closest to the limits among those that were analysed (or, early on, anything).
+        std::vector<std::pair<double, std::size_t>> ranked;
+        for (std::size_t i = 0; i < known.size(); ++i)
+            if (auto v = proposer_detail::violation(*known[i].first, task)) ranked.emplace_back(std::abs(*v - 0.9), i);
+        if (ranked.empty()) return known[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(known.size()) - 1))];
+        std::stable_sort(ranked.begin(), ranked.end());
+        const std::size_t top = std::min<std::size_t>(3, ranked.size());
+        return known[ranked[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(top) - 1))].second];
+    }
+
+    // One engineer's edit of `d` given how its record fared.
+    Design edit(std::mt19937_64& rng, const CandidateRecord& r, Design d, const Task& task, std::string& what,
+                std::uint64_t attempt) const {
+        using namespace sample_detail;
+        const double v = proposer_detail::violation(r, task).value_or(1.0);
+        const bool below_accuracy = r.verdict == Verdict::BelowAccuracy;
+        const bool invalid = r.verdict == Verdict::Invalid || r.verdict == Verdict::Failed;
+        // Far off the limit, or with slack to fill: resize every width so that the cost (roughly
+        // quadratic in width) lands just under the limit, as an engineer sizing a net would.
+        const bool resize = (v > 1.6 || (v < 0.45 && !below_accuracy)) ? attempt % 3 == 0
+                            : (v < 0.93 || v > 1.0) && chance(rng, 30);
+        if (!invalid && v > 0 && resize) {
+            const double factor = std::clamp(std::sqrt(0.96 / v), 0.4, 2.0) *
+                                  (1.0 + 0.04 * (uniform(rng, 0, 4) - 2) + 0.02 * double(attempt % 5));
+            what = "scale widths x" + std::to_string(factor).substr(0, 4);
+            return scale_width(d, factor, bounds_);
+        }
+        const auto costs = proposer_detail::stage_costs(r, d.stages.size());
+        if (v > 1.0 || invalid) {
+            what = "shrink";
+            shrink(rng, d, costs, what);
+        } else if (v < 0.85 || below_accuracy) {
+            what = "grow";
+            grow(rng, d, costs, what);
+        } else {
+            what = "lateral";
+            lateral(rng, d, what);
+        }
+        if (chance(rng, 25)) {  // a second, smaller change sometimes, to leave local optima
+            what += " + lateral";
+            lateral(rng, d, what);
+        }
+        return d;
+    }
+
+    // The stage to edit: drawn in proportion to its cost share (`expensive`) or its inverse.
+    static int pick_stage(std::mt19937_64& rng, const Design& d, const std::map<int, double>& costs, bool expensive) {
+        const int n = static_cast<int>(d.stages.size());
+        std::vector<double> w(static_cast<std::size_t>(n));
+        for (int i = 0; i < n; ++i) {
+            const auto it = costs.find(i);
+            const double share = it == costs.end() ? 0.02 : std::max(0.02, it->second);
+            w[static_cast<std::size_t>(i)] = expensive ? share : 1.0 / share;
+        }
+        // Inverse-CDF by hand: std::discrete_distribution's draws differ between standard
+        // libraries, and a search must replay identically wherever its journal is resumed.
+        double total = 0;
+        for (double x : w) total += x;
+        double r = total * static_cast<double>(sample_detail::below(rng, 1u << 30)) / double(1u << 30);
+        for (int i = 0; i < n; ++i) {
+            r -= w[static_cast<std::size_t>(i)];
+            if (r < 0) return i;
+        }
+        return n - 1;
+    }
+
+    void shrink(std::mt19937_64& rng, Design& d, const std::map<int, double>& costs, std::string& what) const {
+        using namespace sample_detail;
+        const auto stem_cost = costs.count(-1) ? costs.at(-1) : 0.0;
+        const auto head_cost = costs.count(int(d.stages.size())) ? costs.at(int(d.stages.size())) : 0.0;
+        if (stem_cost > 0.35 && chance(rng, 60)) {
+            if (d.stem_stride == 1) {
+                d.stem_stride = 2, what += " stem stride 1->2";
+            } else {
+                const int c = d.stem_channels;
+                d.stem_channels = design_detail::round8(c * 0.7, bounds_);
+                what += " stem width " + std::to_string(c) + "->" + std::to_string(d.stem_channels);
+            }
+            return;
+        }
+        if (head_cost > 0.3 && d.head_channels > 0 && chance(rng, 60)) {
+            const int c = d.head_channels;
+            d.head_channels = chance(rng, 30) ? 0 : design_detail::round8(c * 0.6, bounds_);
+            what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
+            return;
+        }
+        const int i = pick_stage(rng, d, costs, true);
+        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
+        const std::string at = " s" + std::to_string(i);
+        switch (uniform(rng, 0, 5)) {
+        case 0:
+        case 1: {
+            const int c = s.channels;
+            s.channels = design_detail::round8(c * 0.75, bounds_);
+            what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+            return;
+        }
+        case 2:
+            if (s.repeats > 1) {
+                --s.repeats, what += at + " depth -1";
+                return;
+            }
+            if (d.stages.size() > 1 && s.stride == 1) {
+                d.stages.erase(d.stages.begin() + i), what += at + " removed";
+                return;
+            }
+            break;
+        case 3:
+            if (s.kind == BlockKind::Inverted && s.expansion > 1) {
+                s.expansion = std::max(1, s.expansion - (s.expansion > 3 ? 2 : 1));
+                what += at + " expansion ->" + std::to_string(s.expansion);
+                return;
+            }
+            break;
+        case 4:
+            if (s.kernel > 3) {
+                s.kernel -= 2, what += at + " kernel ->" + std::to_string(s.kernel);
+                return;
+            }
+            if (s.se) {
+                s.se = false, what += at + " SE off";
+                return;
+            }
+            break;
+        default:
+            // Downsample earlier: the stage's stride moves to the stage before, or the stem.
+            if (s.stride == 1) {
+                s.stride = 2, s.pool = false, what += at + " stride 2";
+                return;
+            }
+            break;
+        }
+        const int c = s.channels;
+        s.channels = design_detail::round8(c * 0.8, bounds_);
+        what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+    }
+
+    void grow(std::mt19937_64& rng, Design& d, const std::map<int, double>& costs, std::string& what) const {
+        using namespace sample_detail;
+        const int i = pick_stage(rng, d, costs, false);
+        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
+        const std::string at = " s" + std::to_string(i);
+        switch (uniform(rng, 0, 6)) {
+        case 0:
+        case 1: {
+            const int c = s.channels;
+            s.channels = design_detail::round8(c * 1.3 + 4, bounds_);
+            what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+            return;
+        }
+        case 2:
+            if (s.repeats < bounds_.max_repeats) {
+                ++s.repeats, what += at + " depth +1";
+                return;
+            }
+            break;
+        case 3:
+            if (s.kind == BlockKind::Inverted && s.expansion < bounds_.max_expansion) {
+                ++s.expansion, what += at + " expansion ->" + std::to_string(s.expansion);
+                return;
+            }
+            if (!s.se) {
+                s.se = true, what += at + " SE on";
+                return;
+            }
+            break;
+        case 4:
+            if (static_cast<int>(d.stages.size()) < bounds_.max_stages) {
+                StageDesign extra = d.stages.back();
+                extra.channels = design_detail::round8(extra.channels * 1.5, bounds_);
+                extra.stride = 1, extra.pool = false, extra.repeats = 1;
+                d.stages.push_back(extra);
+                what += " new stage s" + std::to_string(d.stages.size() - 1);
+                return;
+            }
+            break;
+        case 5:
+            if (d.head_channels == 0) {
+                d.head_channels = design_detail::round8(d.stages.back().channels * 2, bounds_);
+                what += " head 0->" + std::to_string(d.head_channels);
+            } else {
+                const int c = d.head_channels;
+                d.head_channels = std::min(bounds_.max_head, design_detail::round8(c * 1.5, bounds_));
+                what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
+            }
+            return;
+        default:
+            if (s.stride == 2 && i + 1 < static_cast<int>(d.stages.size()) &&
+                d.stages[static_cast<std::size_t>(i + 1)].stride == 1) {
+                // Downsample one stage later: more resolution for this one.
+                d.stages[static_cast<std::size_t>(i + 1)].stride = 2;
+                d.stages[static_cast<std::size_t>(i + 1)].pool = s.pool;
+                s.stride = 1, s.pool = false;
+                what += at + " stride moved to s" + std::to_string(i + 1);
+                return;
+            }
+            if (d.stem_stride == 2 && chance(rng, 50)) {
+                d.stem_stride = 1, what += " stem stride 2->1";
+                return;
+            }
+            break;
+        }
+        const int c = s.channels;
+        s.channels = design_detail::round8(c * 1.25 + 4, bounds_);
+        what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+    }
+
+    // Changes that need not move cost much: block type, kernel, stride placement, SE, activation.
+    void lateral(std::mt19937_64& rng, Design& d, std::string& what) const {
+        using namespace sample_detail;
+        const int i = uniform(rng, 0, static_cast<int>(d.stages.size()) - 1);
+        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
+        const std::string at = " s" + std::to_string(i);
+        switch (uniform(rng, 0, 5)) {
+        case 0: {
+            const BlockKind k = static_cast<BlockKind>(uniform(rng, 0, 3));
+            if (k != s.kind) {
+                s.kind = k;
+                if (k == BlockKind::Inverted && s.expansion < 2) s.expansion = 3;
+                what += at + " block ->" + std::string(block_kind_name(k));
+                return;
+            }
+            break;
+        }
+        case 1: {
+            const int old = s.kernel;
+            s.kernel = s.kernel == 3 ? 5 : 3;
+            what += at + " kernel " + std::to_string(old) + "->" + std::to_string(s.kernel);
+            return;
+        }
+        case 2:
+            s.se = !s.se, what += at + (s.se ? " SE on" : " SE off");
+            return;
+        case 3:
+            if (s.stride == 2) {
+                s.pool = !s.pool, what += at + (s.pool ? " stride->maxpool" : " maxpool->stride");
+                return;
+            }
+            break;
+        case 4: {
+            const Activation acts[] = {Activation::Relu, Activation::Relu6, Activation::HardSwish};
+            const Activation a = acts[uniform(rng, 0, 2)];
+            if (a != d.act) {
+                d.act = a, what += " act ->" + std::string(activation_name(a));
+                return;
+            }
+            break;
+        }
+        default:
+            if (s.kind == BlockKind::Inverted) {
+                s.expansion = std::clamp(s.expansion + (chance(rng, 50) ? 1 : -1), 1, bounds_.max_expansion);
+                what += at + " expansion ->" + std::to_string(s.expansion);
+                return;
+            }
+            break;
+        }
+        s.se = !s.se, what += at + (s.se ? " SE on" : " SE off");
+    }
+
+    std::uint64_t seed_;
+    DesignBounds bounds_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_PROPOSERS_HPP
+// ---- end include/lamda/proposers.hpp ----
+
+// After lamda's headers: <httplib.h> pulls in <resolv.h>, whose `_res` macro breaks Eigen
+// (latency.hpp) when it comes first.
+#include <httplib.h>
+#include <simdjson.h>
+
+namespace lamda {
+
+// ---------------------------------------------------------------------------------------------
+// Errors, configuration, secrets
+// ---------------------------------------------------------------------------------------------
+
+enum class LlmErrorKind {
+    Config,       // a bad URL, a budget too small for the prompt, https without OpenSSL
+    Connect,      // cannot connect, or the connection dropped before a reply (retried)
+    Timeout,      // no reply within timeout_s (retried)
+    RateLimited,  // HTTP 429 (retried after Retry-After)
+    Server,       // HTTP 5xx (retried)
+    Client,       // any other HTTP status: 4xx with the server's message (not retried)
+    TooLarge,     // the reply body is over max_reply_bytes
+    Truncated,    // the body ended early (shorter than its Content-Length, or JSON cut off)
+    BadJson,      // the body is not JSON
+    NoChoices,    // JSON without choices[0].message.content
+    ContentType,  // a 2xx reply that is not application/json (an HTML error page, ...)
+};
+
+inline constexpr std::string_view llm_error_kind_name(LlmErrorKind k) noexcept {
+    switch (k) {
+    case LlmErrorKind::Config: return "config";
+    case LlmErrorKind::Connect: return "connect";
+    case LlmErrorKind::Timeout: return "timeout";
+    case LlmErrorKind::RateLimited: return "rate_limited";
+    case LlmErrorKind::Server: return "server_error";
+    case LlmErrorKind::Client: return "client_error";
+    case LlmErrorKind::TooLarge: return "too_large";
+    case LlmErrorKind::Truncated: return "truncated";
+    case LlmErrorKind::BadJson: return "bad_json";
+    case LlmErrorKind::NoChoices: return "no_choices";
+    case LlmErrorKind::ContentType: return "content_type";
+    }
+    return "?";
+}
+
+// What went wrong with one chat request. what() is "KIND: MESSAGE" and never holds the API key.
+class LlmError : public std::runtime_error {
+public:
+    LlmError(LlmErrorKind kind, const std::string& message, int status = 0,
+             std::optional<double> retry_after_s = std::nullopt)
+        : std::runtime_error(std::string(llm_error_kind_name(kind)) + ": " + message),
+          kind_(kind), status_(status), retry_after_s_(retry_after_s) {}
+    LlmErrorKind kind() const noexcept { return kind_; }
+    int status() const noexcept { return status_; }  // HTTP status, 0 when none came back
+    std::optional<double> retry_after_s() const noexcept { return retry_after_s_; }
+    bool retryable() const noexcept {
+        return kind_ == LlmErrorKind::Connect || kind_ == LlmErrorKind::Timeout ||
+               kind_ == LlmErrorKind::RateLimited || kind_ == LlmErrorKind::Server;
+    }
+
+private:
+    LlmErrorKind kind_;
+    int status_;
+    std::optional<double> retry_after_s_;
+};
+
+struct LlmConfig {
+    std::string base_url = "http://127.0.0.1:8080/v1";  // http:// or https://, up to the /v1
+    std::string model;
+    double temperature = 0.7;
+    int max_tokens = 2048;                    // of the reply
+    double timeout_s = 300;                   // reading the reply (a slow local model needs long)
+    double connect_timeout_s = 10;
+    int max_retries = 4;                      // connect errors, timeouts, 429 and 5xx
+    double backoff_base_s = 1;                // retry n waits min(cap, base * 2^n) * [0.5, 1)
+    double backoff_cap_s = 30;
+    double max_retry_after_s = 120;           // a longer Retry-After is cut to this
+    std::size_t max_reply_bytes = 4u << 20;   // a bigger body is an error (reading stops there)
+    int context_tokens = 8192;                // the model's context window: request + reply
+    std::string api_key;                      // sent as "Authorization: Bearer"; never shown
+
+    // The request (its whole JSON body, estimated as bytes / 4) stays within this.
+    int prompt_budget_tokens() const noexcept { return context_tokens - max_tokens; }
+};
+
+// Tokens estimated from characters (about 4 per token for English and code).
+inline std::size_t estimate_tokens(std::size_t chars) noexcept { return (chars + 3) / 4; }
+
+// LAMDA_API_KEY, else OPENAI_API_KEY, else "" (local servers need none).
+inline std::string llm_api_key_from_env() {
+    for (const char* name : {"LAMDA_API_KEY", "OPENAI_API_KEY"}) {
+        const char* v = std::getenv(name);
+        if (v && *v) return v;
+    }
+    return {};
+}
+
+// `text` with every occurrence of `secret` replaced by "[redacted]". Everything the LLM code
+// prints, throws, journals or reports goes through it.
+inline std::string redact_secret(std::string_view text, std::string_view secret) {
+    std::string out(text);
+    if (secret.empty()) return out;
+    std::size_t at = 0;
+    while ((at = out.find(secret, at)) != std::string::npos) {
+        out.replace(at, secret.size(), "[redacted]");
+        at += 10;
+    }
+    return out;
+}
+
+struct ChatMessage {
+    std::string role;  // "system", "user", "assistant"
+    std::string content;
+};
+
+struct ChatReply {
+    std::string content;        // choices[0].message.content
+    std::string model;          // the model the server says answered ("" if it did not say)
+    std::string finish_reason;  // "stop", "length", ... ("" if absent)
+    double seconds = 0;         // the successful attempt's round trip
+    int attempts = 1;
+    std::size_t request_bytes = 0;
+};
+
+// The request body: {"model","messages","temperature","max_tokens","stream":false}.
+inline std::string chat_request_json(const LlmConfig& c, const std::vector<ChatMessage>& messages) {
+    JsonWriter j;
+    j.begin_object().field("model", std::string_view(c.model)).key("messages").begin_array();
+    for (const ChatMessage& m : messages)
+        j.begin_object()
+            .field("role", std::string_view(m.role))
+            .field("content", std::string_view(valid_utf8(m.content)))
+            .end_object();
+    j.end_array().field("temperature", c.temperature).field("max_tokens", c.max_tokens).field("stream", false);
+    j.end_object();
+    return j.str();
+}
+
+namespace llm_detail {
+
+inline std::string trim(std::string_view s) {
+    std::size_t a = 0, b = s.size();
+    while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
+    while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
+    return std::string(s.substr(a, b - a));
+}
+
+inline std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+inline bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+// One printable line of at most `n` characters, for error messages that quote a body.
+inline std::string snippet(std::string_view s, std::size_t n = 200) {
+    std::string out;
+    for (char ch : s) {
+        if (out.size() >= n) {
+            out += "...";
+            break;
+        }
+        const auto c = static_cast<unsigned char>(ch);
+        out += (c < 0x20 || c == 0x7f) ? ' ' : ch;
+    }
+    return valid_utf8(trim(out));
+}
+
+inline std::size_t json_escaped_size(std::string_view s) {
+    std::string out;
+    append_json_string(out, s);
+    return out.size() - 2;
+}
+
+inline std::string group_digits(std::int64_t v) {
+    std::string digits = std::to_string(v < 0 ? -v : v), out;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return v < 0 ? "-" + out : out;
+}
+
+inline std::string num(double v, int digits = 3) {
+    std::ostringstream o;
+    o.precision(digits);
+    o << v;
+    return o.str();
+}
+
+inline std::string fixed2(double v) {
+    std::ostringstream o;
+    o.setf(std::ios::fixed);
+    o.precision(2);
+    o << v;
+    return o.str();
+}
+
+inline std::string percent(double share) { return std::to_string(static_cast<int>(std::lround(share * 100))) + "%"; }
+
+// scheme://authority[/prefix] -> its parts; throws LlmError(Config).
+struct BaseUrl {
+    std::string scheme, authority, prefix;  // prefix: "" or "/v1" (no trailing slash)
+};
+
+inline BaseUrl parse_base_url(const std::string& url) {
+    BaseUrl u;
+    const std::size_t colon = url.find("://");
+    if (colon == std::string::npos)
+        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "' is not a URL (expected http://HOST:PORT/v1 or https://...)");
+    u.scheme = lower(url.substr(0, colon));
+    if (u.scheme != "http" && u.scheme != "https")
+        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': the scheme must be http or https");
+#if !defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+    if (u.scheme == "https")
+        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': this lamda's cpp-httplib has no OpenSSL support, so "
+                                             "https is not available (use http, or rebuild with CPPHTTPLIB_OPENSSL_SUPPORT)");
+#endif
+    const std::string rest = url.substr(colon + 3);
+    const std::size_t slash = rest.find('/');
+    u.authority = rest.substr(0, slash);
+    if (u.authority.empty() || u.authority.find_first_of(" @?#") != std::string::npos)
+        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected a host (and port) after " + u.scheme + "://");
+    if (slash != std::string::npos) u.prefix = rest.substr(slash);
+    while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
+    if (u.prefix.find_first_of("?# ") != std::string::npos)
+        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': the base URL takes no query or fragment");
+    return u;
+}
+
+// The server's own words from an error body: {"error":{"message":...}}, {"error":"..."},
+// {"message":...} or {"detail":...}; else the body's start.
+inline std::string server_message(std::string_view body) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    const simdjson::padded_string padded(body);
+    if (!parser.parse(padded).get(doc)) {
+        simdjson::dom::element e;
+        std::string_view s;
+        if (!doc["error"].get(e)) {
+            if (!e.get_string().get(s)) return snippet(s, 300);
+            simdjson::dom::element m;
+            if (!e["message"].get(m) && !m.get_string().get(s)) return snippet(s, 300);
+        }
+        for (const char* key : {"message", "detail"})
+            if (!doc[key].get(e) && !e.get_string().get(s)) return snippet(s, 300);
+    }
+    return body.empty() ? std::string("(empty body)") : snippet(body, 300);
+}
+
+inline std::optional<double> retry_after(const httplib::Response& res) {
+    if (!res.has_header("Retry-After")) return std::nullopt;
+    const std::string v = trim(res.get_header_value("Retry-After"));
+    if (v.empty() || v.size() > 9 || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return std::nullopt;  // an HTTP date: the backoff decides
+    return static_cast<double>(std::stol(v));
+}
+
+}  // namespace llm_detail
+
+// Parses a chat-completions reply body; throws LlmError (BadJson, Truncated, NoChoices).
+inline ChatReply parse_chat_reply(std::string_view body) {
+    using llm_detail::snippet;
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    const simdjson::padded_string padded(body);
+    if (const auto err = parser.parse(padded).get(doc)) {
+        if (err == simdjson::INCOMPLETE_ARRAY_OR_OBJECT || err == simdjson::UNCLOSED_STRING)
+            throw LlmError(LlmErrorKind::Truncated, "the reply's JSON ends early after " + std::to_string(body.size()) +
+                                                        " bytes (" + simdjson::error_message(err) + "): " + snippet(body, 120));
+        throw LlmError(LlmErrorKind::BadJson, std::string("the reply is not valid JSON (") + simdjson::error_message(err) +
+                                                  "): " + snippet(body, 120));
+    }
+    ChatReply r;
+    std::string_view s;
+    simdjson::dom::element e;
+    if (!doc["model"].get(e) && !e.get_string().get(s)) r.model = valid_utf8(s);
+    simdjson::dom::array choices;
+    if (doc["choices"].get(e) || e.get_array().get(choices) || choices.size() == 0) {
+        std::string why = "the reply has no choices[0]";
+        simdjson::dom::element err_e;
+        if (!doc["error"].get(err_e)) why += " (server error: " + llm_detail::server_message(body) + ")";
+        throw LlmError(LlmErrorKind::NoChoices, why + ": " + snippet(body, 120));
+    }
+    simdjson::dom::element first = choices.at(0);
+    if (!first["finish_reason"].get(e) && !e.get_string().get(s)) r.finish_reason = std::string(s);
+    if (first["message"]["content"].get(e) || e.get_string().get(s))
+        throw LlmError(LlmErrorKind::NoChoices, "choices[0].message.content is missing or not a string: " + snippet(body, 120));
+    r.content = valid_utf8(s);
+    return r;
+}
+
+// One OpenAI-compatible endpoint. chat() retries what may pass (connect errors, timeouts, 429,
+// 5xx) and throws LlmError for the rest, or once the retries are spent.
+class LlmClient {
+public:
+    explicit LlmClient(LlmConfig config) : config_(std::move(config)), url_(llm_detail::parse_base_url(config_.base_url)) {
+        if (config_.model.empty()) throw LlmError(LlmErrorKind::Config, "no model name (--llm-model)");
+        if (config_.max_tokens < 1) throw LlmError(LlmErrorKind::Config, "max_tokens must be >= 1");
+        if (config_.timeout_s <= 0 || config_.connect_timeout_s <= 0)
+            throw LlmError(LlmErrorKind::Config, "timeouts must be > 0");
+        if (config_.max_retries < 0) throw LlmError(LlmErrorKind::Config, "max_retries must be >= 0");
+        if (config_.prompt_budget_tokens() < 256)
+            throw LlmError(LlmErrorKind::Config, "context_tokens (" + std::to_string(config_.context_tokens) +
+                                                     ") leaves less than 256 tokens for the request after max_tokens (" +
+                                                     std::to_string(config_.max_tokens) + ")");
+        std::random_device rd;
+        rng_.seed((static_cast<std::uint64_t>(rd()) << 32) ^ rd());
+    }
+
+    const LlmConfig& config() const noexcept { return config_; }
+    // POST target, e.g. "http://127.0.0.1:8080/v1/chat/completions" (holds no secret).
+    std::string endpoint() const { return url_.scheme + "://" + url_.authority + url_.prefix + "/chat/completions"; }
+
+    // How the client waits between retries (a test hook: tests must not really wait).
+    std::function<void(double seconds)> sleep = [](double s) {
+        if (s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(s));
+    };
+    // Told before each retry: "HTTP 503 ...; retry 1 of 4 in 1.3 s".
+    std::function<void(const std::string&)> on_retry;
+
+    ChatReply chat(const std::vector<ChatMessage>& messages) { return chat_body(chat_request_json(config_, messages)); }
+
+    // Sends a ready request body (chat_request_json()).
+    ChatReply chat_body(const std::string& body) {
+        for (int attempt = 0;; ++attempt) {
+            try {
+                ChatReply r = attempt_once(body);
+                r.attempts = attempt + 1;
+                r.request_bytes = body.size();
+                return r;
+            } catch (const LlmError& e) {
+                const std::string msg = redact(e.what());
+                if (!e.retryable() || attempt >= config_.max_retries) {
+                    const std::string what = msg.substr(msg.find(": ") + 2);
+                    throw LlmError(e.kind(),
+                                   what + (attempt > 0 ? " (after " + std::to_string(attempt + 1) + " attempts)" : ""),
+                                   e.status(), e.retry_after_s());
+                }
+                double wait = backoff(attempt);
+                if (e.retry_after_s()) wait = std::min(*e.retry_after_s(), config_.max_retry_after_s);
+                if (on_retry)
+                    on_retry(msg + "; retry " + std::to_string(attempt + 1) + " of " + std::to_string(config_.max_retries) +
+                             " in " + llm_detail::num(wait, 2) + " s");
+                sleep(wait);
+            }
+        }
+    }
+
+    std::string redact(std::string_view text) const { return redact_secret(text, config_.api_key); }
+
+private:
+    LlmConfig config_;
+    llm_detail::BaseUrl url_;
+    std::mt19937_64 rng_;
+
+    double backoff(int retry) {
+        const double base = std::min(config_.backoff_cap_s, config_.backoff_base_s * std::pow(2.0, retry));
+        return base * std::uniform_real_distribution<double>(0.5, 1.0)(rng_);
+    }
+
+    [[noreturn]] void fail(LlmErrorKind kind, const std::string& message, int status = 0,
+                           std::optional<double> retry = std::nullopt) const {
+        throw LlmError(kind, redact(message), status, retry);
+    }
+
+    static void set_timeout(httplib::Client& cli, double s, void (httplib::Client::*setter)(time_t, time_t)) {
+        const auto sec = static_cast<time_t>(s);
+        (cli.*setter)(sec, static_cast<time_t>((s - static_cast<double>(sec)) * 1e6));
+    }
+
+    ChatReply attempt_once(const std::string& body) {
+        using llm_detail::snippet;
+        httplib::Client cli(url_.scheme + "://" + url_.authority);
+        if (!cli.is_valid()) fail(LlmErrorKind::Config, "cannot use the URL '" + config_.base_url + "'");
+        set_timeout(cli, config_.connect_timeout_s, &httplib::Client::set_connection_timeout);
+        set_timeout(cli, config_.timeout_s, &httplib::Client::set_read_timeout);
+        set_timeout(cli, config_.timeout_s, &httplib::Client::set_write_timeout);
+        cli.set_keep_alive(false);
+        httplib::Request req;
+        req.method = "POST";
+        req.path = url_.prefix + "/chat/completions";
+        req.headers = {{"Content-Type", "application/json"}, {"Accept", "application/json"}};
+        if (!config_.api_key.empty()) req.headers.emplace("Authorization", "Bearer " + config_.api_key);
+        req.body = body;
+        std::string got;
+        bool too_large = false;
+        std::optional<std::uint64_t> declared;
+        const std::size_t cap = config_.max_reply_bytes;
+        req.response_handler = [&](const httplib::Response& r) {
+            if (r.has_header("Content-Length")) {
+                try {
+                    declared = std::stoull(r.get_header_value("Content-Length"));
+                } catch (const std::exception&) {
+                }
+            }
+            if (declared && *declared > cap) {
+                too_large = true;
+                return false;  // do not read what will not be kept
+            }
+            return true;
+        };
+        req.content_receiver = [&](const char* data, std::size_t n, std::uint64_t, std::uint64_t) {
+            if (got.size() + n > cap) {
+                too_large = true;
+                return false;
+            }
+            got.append(data, n);
+            return true;
+        };
+        httplib::Response res;
+        httplib::Error err = httplib::Error::Success;
+        const auto t0 = std::chrono::steady_clock::now();
+        const bool ok = cli.send(req, res, err);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const std::string where = "POST " + endpoint();
+        if (too_large)
+            fail(LlmErrorKind::TooLarge, "the reply is larger than the " + std::to_string(cap) + "-byte cap" +
+                                             (declared ? " (Content-Length " + std::to_string(*declared) + ")" : std::string()) +
+                                             " (" + where + ")", ok ? res.status : 0);
+        if (!ok) {
+            const std::string why = httplib::to_string(err);
+            switch (err) {
+            case httplib::Error::Read:
+                if (seconds >= 0.9 * config_.timeout_s)
+                    fail(LlmErrorKind::Timeout, "no reply within " + llm_detail::num(config_.timeout_s) + " s (" + where + ")");
+                if (declared && got.size() < *declared)
+                    fail(LlmErrorKind::Truncated, "the reply ended after " + std::to_string(got.size()) + " of its " +
+                                                      std::to_string(*declared) + " bytes (" + where + ")");
+                if (!got.empty())
+                    fail(LlmErrorKind::Truncated, "the connection broke after " + std::to_string(got.size()) +
+                                                      " bytes of the reply (" + where + ")");
+                fail(LlmErrorKind::Connect, "the connection closed before a reply (" + where + ")");
+            case httplib::Error::ConnectionTimeout:
+                fail(LlmErrorKind::Connect, "no connection within " + llm_detail::num(config_.connect_timeout_s) + " s (" + where + ")");
+            case httplib::Error::SSLServerVerification:
+            case httplib::Error::SSLLoadingCerts:
+                fail(LlmErrorKind::Config, "TLS: " + why + " (" + where + ")");
+            case httplib::Error::Connection:
+                fail(LlmErrorKind::Connect, "cannot connect (refused, unreachable or unknown host; is the server running?) (" +
+                                                where + ")");
+            default:
+                fail(LlmErrorKind::Connect, "cannot reach the server: " + why + " (" + where + ")");
+            }
+        }
+        const int status = res.status;
+        if (status == 429)
+            fail(LlmErrorKind::RateLimited, "HTTP 429 (rate limited): " + llm_detail::server_message(got), status,
+                 llm_detail::retry_after(res));
+        if (status >= 500)
+            fail(LlmErrorKind::Server, "HTTP " + std::to_string(status) + ": " + llm_detail::server_message(got), status,
+                 llm_detail::retry_after(res));
+        if (status < 200 || status >= 300) {
+            std::string hint;
+            if (status == 401 || status == 403) hint = " (check LAMDA_API_KEY or OPENAI_API_KEY)";
+            if (status == 404) hint = " (check --llm-url, which ends before /chat/completions, e.g. .../v1, and --llm-model)";
+            fail(LlmErrorKind::Client, "HTTP " + std::to_string(status) + ": " + llm_detail::server_message(got) + hint, status);
+        }
+        const std::string type = llm_detail::lower(res.get_header_value("Content-Type"));
+        if (!llm_detail::starts_with(type, "application/json"))
+            fail(LlmErrorKind::ContentType, "the reply is '" + (type.empty() ? std::string("(no content type)") : snippet(type, 60)) +
+                                                "', not application/json: " + snippet(got, 120), status);
+        if (declared && got.size() < *declared)
+            fail(LlmErrorKind::Truncated, "the reply ended after " + std::to_string(got.size()) + " of its " +
+                                              std::to_string(*declared) + " bytes", status);
+        try {
+            ChatReply r = parse_chat_reply(got);
+            r.seconds = seconds;
+            return r;
+        } catch (const LlmError& e) {
+            const std::string msg = e.what();
+            fail(e.kind(), msg.substr(msg.find(": ") + 2), status);
+        }
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Extraction: the models in a reply
+// ---------------------------------------------------------------------------------------------
+
+namespace llm_detail {
+
+inline bool is_op_word(std::string_view w) {
+    for (OpKind k : all_op_kinds)
+        if (op_name(k) == w) return true;
+    return false;
+}
+
+inline bool is_name(std::string_view w) {
+    if (w.empty() || !(std::isalpha(static_cast<unsigned char>(w[0])) || w[0] == '_')) return false;
+    return std::all_of(w.begin(), w.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+}
+
+// The op word of a DSL layer line ("NAME: OP ..." or "OP ..."), or "" when it is not one.
+inline std::string layer_op(std::string_view line) {
+    std::string code = trim(line.substr(0, line.find('#')));
+    const std::size_t colon = code.find(':');
+    const std::size_t eq = code.find('=');
+    if (colon != std::string::npos && (eq == std::string::npos || colon < eq)) {
+        if (!is_name(trim(code.substr(0, colon)))) return {};
+        code = trim(code.substr(colon + 1));
+    }
+    const std::string op = code.substr(0, code.find_first_of(" \t"));
+    return is_op_word(op) ? op : std::string();
+}
+
+inline bool is_model_line(std::string_view line) {
+    const std::string t = trim(line);
+    return starts_with(t, "model ") && is_name(trim(std::string_view(t).substr(6)));
+}
+
+// A DSL line: a layer, a `model` line or a comment.
+inline bool is_dsl_line(std::string_view line) {
+    const std::string t = trim(line);
+    return !t.empty() && (t[0] == '#' || is_model_line(t) || !layer_op(t).empty());
+}
+
+inline std::vector<std::string> split_lines(std::string_view text) {
+    std::vector<std::string> lines;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        std::size_t end = text.find('\n', start);
+        if (end == std::string_view::npos) end = text.size();
+        std::string line(text.substr(start, end - start));
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        lines.push_back(std::move(line));
+        start = end + 1;
+    }
+    return lines;
+}
+
+// Splits a text that may hold several models (a second `model` line or `input` layer starts
+// the next one). Keeps chunks without an input layer only when `keep_all`.
+inline void split_models(const std::vector<std::string>& lines, bool keep_all, std::vector<std::string>& out) {
+    std::string chunk;
+    bool has_input = false, has_layer = false;
+    auto flush = [&] {
+        if ((has_input || (keep_all && has_layer)) && !trim(chunk).empty()) out.push_back(chunk);
+        chunk.clear();
+        has_input = has_layer = false;
+    };
+    for (const std::string& line : lines) {
+        const std::string op = layer_op(line);
+        if ((is_model_line(line) && has_layer) || (op == "input" && has_input)) flush();
+        if (op == "input") has_input = true;
+        if (!op.empty()) has_layer = true;
+        chunk += line + "\n";
+    }
+    flush();
+}
+
+inline std::string strip_thinking(std::string_view reply) {
+    std::string s(reply);
+    for (;;) {
+        const std::size_t a = s.find("<think>");
+        if (a == std::string::npos) break;
+        const std::size_t b = s.find("</think>", a);
+        s.erase(a, b == std::string::npos ? std::string::npos : b + 8 - a);
+    }
+    return s;
+}
+
+}  // namespace llm_detail
+
+// The DSL models in an LLM reply, in order: the contents of ```lamda fences (and of other
+// fences whose text is DSL), or, when the reply has no fence, the runs of DSL lines in bare
+// text. Several models per reply are allowed (also several in one fence); chatter and
+// <think> sections are ignored; repeats within the reply are dropped. At most `max_models`.
+inline std::vector<std::string> extract_dsl_candidates(std::string_view reply, std::size_t max_models = 8) {
+    using namespace llm_detail;
+    const std::vector<std::string> lines = split_lines(strip_thinking(reply));
+    std::vector<std::string> found;
+    bool any_fence = false;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        const std::string t = trim(lines[i]);
+        if (!starts_with(t, "```") && !starts_with(t, "~~~")) continue;
+        any_fence = true;
+        const std::string fence = t.substr(0, 3);
+        const std::string tag = lower(trim(std::string_view(t).substr(3)));
+        std::vector<std::string> body;
+        std::size_t j = i + 1;
+        for (; j < lines.size() && !starts_with(trim(lines[j]), fence); ++j) body.push_back(lines[j]);
+        i = j;  // the closing fence (or the end: a reply cut off by max_tokens)
+        bool dsl = tag == "lamda";
+        if (!dsl) {
+            for (const std::string& l : body) dsl = dsl || layer_op(l) == "input";
+        }
+        if (dsl) split_models(body, tag == "lamda", found);
+    }
+    if (!any_fence) {
+        std::vector<std::string> run;
+        auto flush = [&] {
+            split_models(run, false, found);
+            run.clear();
+        };
+        for (const std::string& line : lines) {
+            if (is_dsl_line(line) || (trim(line).empty() && !run.empty())) {
+                run.push_back(line);
+            } else {
+                flush();
+            }
+        }
+        flush();
+    }
+    std::vector<std::string> out;
+    for (std::string& m : found) {
+        // Trim blank lines at both ends; keep the text otherwise as written.
+        std::vector<std::string> ls = split_lines(m);
+        while (!ls.empty() && trim(ls.back()).empty()) ls.pop_back();
+        std::size_t a = 0;
+        while (a < ls.size() && trim(ls[a]).empty()) ++a;
+        std::string text;
+        for (std::size_t k = a; k < ls.size(); ++k) text += ls[k] + "\n";
+        if (text.empty() || std::find(out.begin(), out.end(), text) != out.end()) continue;
+        out.push_back(std::move(text));
+        if (out.size() >= max_models) break;
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mechanical repairs
+// ---------------------------------------------------------------------------------------------
+
+struct AutoFix {
+    std::string dsl;                 // the text after the fixes (the input when there were none)
+    std::vector<std::string> fixes;  // what was changed, one line each ("line 7: in=32 -> in=16 on 'b1_pw' ...")
+};
+
+namespace llm_detail {
+
+// "'name'" -> "name" from the first quoted word after `after` in `s`.
+inline std::string quoted_after(std::string_view s, std::string_view after) {
+    std::size_t at = s.find(after);
+    if (at == std::string_view::npos) return {};
+    at = s.find('\'', at + after.size());
+    if (at == std::string_view::npos) return {};
+    const std::size_t end = s.find('\'', at + 1);
+    if (end == std::string_view::npos) return {};
+    return std::string(s.substr(at + 1, end - at - 1));
+}
+
+inline bool all_digits(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// One fix for one diagnostic, applied to `lines`; "" when this diagnostic has no obvious fix.
+inline std::string fix_one(const Diagnostic& d, std::vector<std::string>& lines, const std::string& whole) {
+    if (d.line < 1 || static_cast<std::size_t>(d.line) > lines.size()) return {};
+    std::string& line = lines[static_cast<std::size_t>(d.line) - 1];
+    const std::size_t hash_at = line.find('#');
+    const std::string code = line.substr(0, hash_at);
+    const std::string comment = hash_at == std::string::npos ? std::string() : line.substr(hash_at);
+    // "expected 32 input channels from 'x', got 16" / hint "set in=16 on 'name' ...": correct in=.
+    if (starts_with(d.message, "expected ") && d.message.find(" input channels from '") != std::string::npos) {
+        const std::size_t got_at = d.message.rfind(", got ");
+        const std::string expected = d.message.substr(9, d.message.find(' ', 9) - 9);
+        const std::string actual = got_at == std::string::npos ? std::string() : trim(d.message.substr(got_at + 6));
+        if (!all_digits(expected) || !all_digits(actual)) return {};
+        const std::string token = "in=" + expected;
+        std::size_t at = 0;
+        while ((at = code.find(token, at)) != std::string::npos) {
+            const bool starts = at == 0 || std::isspace(static_cast<unsigned char>(code[at - 1]));
+            const std::size_t after = at + token.size();
+            const bool ends = after == code.size() || std::isspace(static_cast<unsigned char>(code[after]));
+            if (starts && ends) break;
+            at = after;
+        }
+        if (at == std::string::npos) return {};
+        line = code.substr(0, at) + "in=" + actual + code.substr(at + token.size()) + comment;
+        return "line " + std::to_string(d.line) + ": in=" + expected + " -> in=" + actual + " on '" +
+               quoted_after(d.hint, " on ") + "' (its input '" + quoted_after(d.message, " from ") + "' has " + actual +
+               " channels)";
+    }
+    // "fc 'logits' needs a 1x1xC input, got 7x7x32 from 'x'": a flatten in between.
+    if (starts_with(d.message, "fc '") && d.message.find(" needs a 1x1xC input, got ") != std::string::npos) {
+        const std::string fc = quoted_after(d.message, "fc");
+        const std::string src = quoted_after(d.message, " from ");
+        if (fc.empty() || src.empty()) return {};
+        std::string rest = code, name_part;
+        const std::size_t colon = code.find(':');
+        const std::size_t eq = code.find('=');
+        if (colon != std::string::npos && (eq == std::string::npos || colon < eq)) {
+            name_part = trim(code.substr(0, colon)) + ": ";
+            rest = code.substr(colon + 1);
+        }
+        std::istringstream words(rest);
+        std::vector<std::string> tokens;
+        for (std::string w; words >> w;) tokens.push_back(w);
+        if (tokens.empty() || tokens[0] != "fc") return {};
+        std::string flat = fc + "_flatten";
+        for (int n = 2; whole.find(flat + ":") != std::string::npos; ++n) flat = fc + "_flatten" + std::to_string(n);
+        bool explicit_input = false;
+        for (std::size_t k = 1; k < tokens.size() && tokens[k].find('=') == std::string::npos; ++k) {
+            std::string w = tokens[k];
+            const bool comma = !w.empty() && w.back() == ',';
+            if (comma) w.pop_back();
+            if (w == src) {
+                tokens[k] = flat + (comma ? "," : "");
+                explicit_input = true;
+            }
+        }
+        std::string rebuilt = name_part;
+        for (std::size_t k = 0; k < tokens.size(); ++k) rebuilt += (k ? " " : "") + tokens[k];
+        const std::string indent = line.substr(0, line.find_first_not_of(" \t") == std::string::npos ? 0 : line.find_first_not_of(" \t"));
+        line = indent + rebuilt + (comment.empty() ? "" : "  " + comment);
+        lines.insert(lines.begin() + (d.line - 1), indent + flat + ": flatten " + src);
+        (void)explicit_input;
+        return "line " + std::to_string(d.line) + ": inserted '" + flat + ": flatten " + src + "' before fc '" + fc +
+               "' (an fc needs a 1x1xC input)";
+    }
+    return {};
+}
+
+}  // namespace llm_detail
+
+// Applies the fixes that have one obvious answer, one at a time, re-checking after each:
+//   - an `in=N` that disagrees with the channels its input has is corrected;
+//   - an fc whose input is not 1x1 gets a `flatten` in between.
+// Whatever else is wrong stays for the LLM (a repair turn).
+inline AutoFix auto_fix_dsl(std::string_view dsl, int max_fixes = 8) {
+    AutoFix r{std::string(dsl), {}};
+    for (int round = 0; round < max_fixes; ++round) {
+        const ParseResult parsed = parse_dsl(r.dsl, "candidate");
+        if (parsed.ok()) break;
+        std::vector<std::string> lines = llm_detail::split_lines(r.dsl);
+        std::string fix;
+        for (const Diagnostic& d : parsed.diagnostics) {
+            fix = llm_detail::fix_one(d, lines, r.dsl);
+            if (!fix.empty()) break;
+        }
+        if (fix.empty()) break;
+        std::string text;
+        for (std::size_t i = 0; i < lines.size(); ++i) text += lines[i] + (i + 1 < lines.size() ? "\n" : "");
+        r.dsl = text;
+        r.fixes.push_back(fix);
+    }
+    return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the model is told
+// ---------------------------------------------------------------------------------------------
+
+// docs/dsl.md, embedded so that an installed lamda needs no source tree. test_llm.cpp checks that
+// it is the file's exact text; after editing docs/dsl.md, regenerate the lines below with
+//   python3 -c "for l in open('docs/dsl.md').read().split('\n')[:-1]: print('    \"' + l.replace('\\\\','\\\\\\\\').replace('\"','\\\\\"') + '\\\\n\"')"
+inline const char* llm_dsl_reference() {
+    return
+        "# The lamda DSL\n"
+        "\n"
+        "A lamda model is a text file (`.lamda`): one layer per line, read top to bottom.\n"
+        "This page is also what the generator (an LLM) is shown, so it is short and exact.\n"
+        "\n"
+        "## Lines\n"
+        "\n"
+        "```\n"
+        "# comment (from '#' to the end of the line; blank lines are ignored)\n"
+        "model NAME                                 # optional, first non-comment line\n"
+        "NAME: OP [INPUT, INPUT ...] [KEY=VALUE ...]\n"
+        "```\n"
+        "\n"
+        "- `NAME` is the layer's name and the name of the value it produces: letters, digits and `_`,\n"
+        "  starting with a letter or `_`, at most 64 characters, unique in the file. Weight tensors are named\n"
+        "  after it (`NAME.weight`, `NAME.bias`). `NAME:` may be left out; the layer is then named\n"
+        "  `OP_N` (N counts layers from 0), and the canonical form prints that name.\n"
+        "- Inputs are names of earlier layers, separated by commas. **With no input, a layer takes the\n"
+        "  output of the line above it** (a plain chain). Ops that combine values (`add`, `concat`, `mul`)\n"
+        "  always name their inputs.\n"
+        "- Attributes are `KEY=VALUE` with no spaces around `=`. Sizes that have a height and a width take\n"
+        "  `N` (both) or `HxW`, e.g. `kernel=3`, `kernel=1x7`.\n"
+        "- The first layer is the only `input` layer. Shapes are height x width x channels (NHWC, batch\n"
+        "  implied). Every layer's output shape is inferred; you never write it except for `input`.\n"
+        "\n"
+        "## Example\n"
+        "\n"
+        "```\n"
+        "model tiny_residual\n"
+        "input: input shape=28x28x1\n"
+        "stem: conv2d out=16 kernel=3 stride=2 act=relu      # 14x14x16\n"
+        "b1_dw: dwconv kernel=3 act=relu6                     # 14x14x16\n"
+        "b1_pw: conv2d out=16 kernel=1\n"
+        "b1: add stem, b1_pw act=relu                         # residual\n"
+        "se_pool: gap                                         # 1x1x16\n"
+        "se_fc1: conv2d out=4 kernel=1 act=relu\n"
+        "se_fc2: conv2d out=16 kernel=1 act=hardsigmoid\n"
+        "se: mul b1, se_fc2                                   # squeeze-excitation\n"
+        "pool: gap\n"
+        "flat: flatten\n"
+        "drop: dropout rate=0.2\n"
+        "logits: fc out=10\n"
+        "prob: softmax\n"
+        "```\n"
+        "\n"
+        "## Ops\n"
+        "\n"
+        "| op | inputs | attributes (default) | output |\n"
+        "|---|---|---|---|\n"
+        "| `input` | none | `shape=HxWxC` (required) | HxWxC |\n"
+        "| `conv2d` | 1 | `out` (required), `kernel` (required), `in` (optional check), `stride=1`, `padding=same`, `dilation=1`, `groups=1`, `bias=true`, `act=none` | Ho x Wo x out |\n"
+        "| `dwconv` | 1 | `kernel` (required), `in` (optional check), `stride=1`, `padding=same`, `dilation=1`, `multiplier=1`, `bias=true`, `act=none` | Ho x Wo x C*multiplier |\n"
+        "| `fc` | 1 (1x1xC) | `out` (required), `in` (optional check), `bias=true`, `act=none` | 1x1xout |\n"
+        "| `batchnorm` | 1 | `eps=1e-05` | same |\n"
+        "| `maxpool` | 1 | `kernel` (required), `stride=kernel`, `padding=valid`, `ceil=false` | Ho x Wo x C |\n"
+        "| `avgpool` | 1 | `kernel` (required), `stride=kernel`, `padding=valid`, `ceil=false` | Ho x Wo x C |\n"
+        "| `gap` | 1 | (global average pool) | 1x1xC |\n"
+        "| `add` | 2 or more, same shape | `act=none` | same |\n"
+        "| `concat` | 2 or more, same HxW | (joins channels, in input order) | H x W x sum(C) |\n"
+        "| `mul` | 2: HxWxC and HxWxC or 1x1xC | (elementwise; a 1x1xC value is broadcast over H and W) | HxWxC |\n"
+        "| `relu` `relu6` `hardswish` `hardsigmoid` `sigmoid` | 1 | | same |\n"
+        "| `softmax` | 1 | (over channels) | same |\n"
+        "| `flatten` | 1 | (H, W, C order) | 1x1x(H*W*C) |\n"
+        "| `dropout` | 1 | `rate=0.5` (a no-op at inference) | same |\n"
+        "\n"
+        "- `act` is one of `none`, `relu`, `relu6`, `hardswish`, `hardsigmoid`, `sigmoid`: a fused activation.\n"
+        "- `padding`: `same` (output = ceil(input / stride); an odd total pads the bottom and right one more),\n"
+        "  `valid` (no padding), `N` (N on every side), `HxW` (H on top and bottom, W on left and right),\n"
+        "  or `TxLxBxR` (top, left, bottom, right).\n"
+        "- Output size on each axis: `floor((in + pad_before + pad_after - dilation*(kernel-1) - 1) / stride) + 1`;\n"
+        "  with `ceil=true` (pools) the division rounds up, but a window never starts inside the trailing padding.\n"
+        "- `in=C` on `conv2d`, `dwconv`, `fc` states the input channels you expect; a mismatch is an error.\n"
+        "- `conv2d`: input and `out` channels must both divide by `groups`. `fc` needs a 1x1xC input: put\n"
+        "  `gap` or `flatten` before it.\n"
+        "- `bias`, `ceil`: `true` or `false`. `eps`, `rate`: decimal numbers (`rate` in [0, 1)).\n"
+        "\n"
+        "## Limits\n"
+        "\n"
+        "A file is at most 4 MiB and 10000 layers; a line at most 4096 characters. Channels are at most\n"
+        "65536, height and width at most 16384, kernel at most 64, stride and dilation at most 64, a value\n"
+        "at most 2^31 elements, a model at most 2^31 parameters. A file over a limit is an error, not a crash.\n"
+        "\n"
+        "## Errors\n"
+        "\n"
+        "Each error reads `FILE:LINE:COL: error: WHAT`, often followed by `hint: HOW TO FIX`, e.g.\n"
+        "\n"
+        "```\n"
+        "model.lamda:7:1: error: expected 32 input channels from 'b3', got 16\n"
+        "model.lamda:9:7: error: unknown op 'conv3d'\n"
+        "  hint: did you mean 'conv2d'?\n"
+        "```\n"
+        "\n"
+        "All independent errors in a file are reported. Fix every one and resubmit the whole model.\n"
+        ;
+}
+
+// The op catalog and output rules that follow the DSL reference in the system message.
+inline std::string llm_output_rules() {
+    std::string ops;
+    for (OpKind k : all_op_kinds) ops += (ops.empty() ? "" : ", ") + std::string(op_name(k));
+    return "## Op catalog\n\n"
+           "These ops exist, and no others: " + ops + ".\n"
+           "Blocks that run fast on CPUs (XNNPACK, NHWC, float32), with their shapes for a 14x14x16 input:\n\n"
+           "```lamda\n"
+           "# MobileNetV2 inverted residual (expansion 4), with squeeze-excitation\n"
+           "input: input shape=14x14x16\n"
+           "b1_expand: conv2d out=64 kernel=1 act=relu6        # 14x14x64\n"
+           "b1_dw: dwconv kernel=3 act=relu6                   # 14x14x64\n"
+           "b1_se_pool: gap                                    # 1x1x64\n"
+           "b1_se_fc1: conv2d out=16 kernel=1 act=relu\n"
+           "b1_se_fc2: conv2d out=64 kernel=1 act=hardsigmoid\n"
+           "b1_se: mul b1_dw, b1_se_fc2\n"
+           "b1_project: conv2d out=16 kernel=1                 # 14x14x16\n"
+           "b1: add input, b1_project\n"
+           "# separable conv (MobileNetV1) with downsampling\n"
+           "b2_dw: dwconv kernel=3 stride=2 act=relu           # 7x7x16\n"
+           "b2_pw: conv2d out=32 kernel=1 act=relu             # 7x7x32\n"
+           "# ResNet basic block\n"
+           "b3_c1: conv2d out=32 kernel=3 act=relu\n"
+           "b3_c2: conv2d out=32 kernel=3\n"
+           "b3: add b2_pw, b3_c2 act=relu\n"
+           "pool: gap\n"
+           "logits: fc out=10\n"
+           "```\n\n"
+           "Cost: a conv2d costs H*W*k*k*Cin*Cout MACs; a 1x1 conv H*W*Cin*Cout; a dwconv only H*W*k*k*C. Downsample "
+           "early (stride 2) to make every later layer cheaper. Latency is not MACs alone: each layer has a fixed "
+           "cost, and depthwise layers do fewer MACs per microsecond than dense ones; the feedback tells you what "
+           "each layer really costs on this device.\n\n"
+           "## Output rules\n\n"
+           "- Reply with one or more candidate models, each a complete model in its own ```lamda fenced block, "
+           "from the `input` layer to the logits.\n"
+           "- The `input` layer has exactly the task's shape, and the last layer outputs 1x1xCLASSES "
+           "(e.g. `pool: gap` then `logits: fc out=CLASSES`).\n"
+           "- Every model must differ from every earlier candidate. Layer names are unique within a model.\n"
+           "- Leave `in=` out unless you are sure of the channel count.\n"
+           "- Text outside the fenced blocks is ignored: keep it to a sentence.\n";
+}
+
+inline std::string llm_system_prompt() {
+    return "You design small convolutional neural networks that must fit an edge device's latency budget. You "
+           "write each network in the lamda DSL. lamda validates every candidate, predicts and measures its latency "
+           "on the device, checks its size, and tells you the results; use them to propose better candidates.\n\n" +
+           std::string(llm_dsl_reference()) + "\n" + llm_output_rules();
+}
+
+// The device in a few lines: the CPU and, with a latency model, what single layers cost here
+// at the task's first feature-map size (so that the model knows e.g. how dear depthwise is).
+inline std::string llm_device_summary(const Task& task, const LatencyModel* model) {
+    using llm_detail::num;
+    const DeviceInfo d = describe_device();
+    std::string s = "CPU: " + (d.cpu_model.empty() ? std::string("unknown") : d.cpu_model) + " (" + d.architecture + ", " +
+                    std::to_string(d.logical_cores) + " logical cores" +
+                    (d.xnnpack_isa.empty() ? std::string() : ", XNNPACK " + d.xnnpack_isa + " kernels") +
+                    "); latency is the median of runs on " + std::to_string(task.constraints.threads) + " thread(s).\n";
+    if (!model) return s;
+    const std::int64_t h = std::max<std::int64_t>(1, (task.input.h + 1) / 2);
+    const std::int64_t w = std::max<std::int64_t>(1, (task.input.w + 1) / 2);
+    const std::string in = "input: input shape=" + std::to_string(h) + "x" + std::to_string(w) + "x32\n";
+    const std::pair<const char*, const char*> probes[] = {
+        {"3x3 conv2d 32->32", "l: conv2d out=32 kernel=3 act=relu\n"},
+        {"1x1 conv2d 32->64", "l: conv2d out=64 kernel=1 act=relu\n"},
+        {"3x3 dwconv on 32 channels", "l: dwconv kernel=3 act=relu\n"},
+        {"5x5 dwconv on 32 channels", "l: dwconv kernel=5 act=relu\n"},
+        {"2x2 maxpool", "l: maxpool kernel=2\n"},
+        {"add of two 32-channel maps", "a: conv2d out=32 kernel=1\nl: add input, a\n"},
+    };
+    std::string lines;
+    for (const auto& [what, text] : probes) {
+        const ParseResult r = parse_dsl(in + text, "probe");
+        if (!r.ok()) continue;
+        const LatencyPrediction p = model->predict(r.graph);
+        const double ms = p.per_layer_ms.empty() ? 0.0 : p.per_layer_ms.back();
+        const std::int64_t macs = analyze(r.graph).layers.back().macs;
+        lines += "- " + std::string(what) + ": " + num(ms, 3) + " ms";
+        if (macs > 0 && ms > 0) lines += " (" + num(ms / (double(macs) / 1e6), 3) + " ms per million MACs)";
+        lines += "\n";
+    }
+    if (!lines.empty())
+        s += "The device's latency model predicts these single layers on a " + std::to_string(h) + "x" + std::to_string(w) +
+             "x32 feature map:\n" + lines;
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The proposer
+// ---------------------------------------------------------------------------------------------
+
+struct LlmProposerOptions {
+    int candidates_per_turn = 3;   // asked for per turn (a reply may hold more or fewer)
+    int max_models_per_reply = 8;  // more are ignored
+    int best_k = 3;                // best candidates shown in full
+    int max_recent = 80;           // earlier candidates shown as one line each, newest first
+    int max_repairs = 2;           // repair turns per invalid candidate (and its repairs)
+    int max_failed_turns = 5;      // consecutive failed turns before the proposer gives up
+    int max_diagnostics = 12;      // diagnostics quoted per invalid candidate
+    bool auto_fix = true;          // apply auto_fix_dsl() before handing a candidate over
+    std::string device_summary;    // llm_device_summary(); empty: the CPU only
+};
+
+// Asks an LLM for candidates (see the top of this file). Each record's note names the turn
+// that produced the candidate ("llm turn 3, candidate 2/3", "llm turn 5, repair of #12 (attempt
+// 1/2)", "; auto-fixed: ..."); a turn that yields no candidate is handed to the loop as a failed
+// proposal ("llm turn 4 failed: timeout: ..."), so the journal records every turn.
+class LlmProposer : public Proposer {
+public:
+    explicit LlmProposer(LlmConfig config, LlmProposerOptions options = {})
+        : client_(std::move(config)), options_(std::move(options)) {}
+
+    std::string name() const override { return "llm"; }
+
+    LlmClient& client() noexcept { return client_; }
+    const LlmProposerOptions& options() const noexcept { return options_; }
+    int turns() const noexcept { return turn_; }
+    std::size_t last_request_bytes() const noexcept { return last_request_bytes_; }
+    std::size_t max_request_bytes() const noexcept { return max_request_bytes_; }
+    // Told what each turn did: "turn 3: 2 candidates in 4.1 s (request ~3,210 tokens)".
+    std::function<void(const std::string&)> on_log;
+
+    // The request body of the next turn for these records (exposed for tests and inspection).
+    std::string request_body(const Task& task, const std::vector<CandidateRecord>& records,
+                             std::optional<std::size_t> repair = std::nullopt) {
+        return build_body(task, records, repair);
+    }
+
+    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        absorb(records);
+        if (!started_) {
+            started_ = true;
+            for (const CandidateRecord& r : records) turn_ = std::max(turn_, turn_of(r.note));
+        }
+        std::set<std::string> seen;
+        for (const CandidateRecord& r : records) seen.insert(r.hash);
+        if (auto p = next_from_queue(records, seen)) return p;
+        if (consecutive_failures_ >= options_.max_failed_turns) {
+            log("giving up after " + std::to_string(consecutive_failures_) + " failed turns in a row");
+            return std::nullopt;
+        }
+        const int turn = ++turn_;
+        std::optional<std::size_t> repair;
+        while (!repairs_.empty() && !repair) {
+            const std::size_t r = repairs_.front();
+            if (r < records.size() && records[r].verdict == Verdict::Invalid) repair = r;
+            else repairs_.pop_front();
+        }
+        std::string body;
+        try {
+            body = build_body(task, records, repair);
+        } catch (const LlmError& e) {
+            if (!repair) return failure(turn, e.what());
+            repairs_.pop_front();  // this repair does not fit the budget: a normal turn instead
+            repair.reset();
+            try {
+                body = build_body(task, records, repair);
+            } catch (const LlmError& e2) {
+                return failure(turn, e2.what());
+            }
+        }
+        ChatReply reply;
+        try {
+            reply = client_.chat_body(body);
+        } catch (const LlmError& e) {
+            return failure(turn, e.what());
+        }
+        last_request_bytes_ = body.size();
+        max_request_bytes_ = std::max(max_request_bytes_, body.size());
+        round_.clear();  // delivered
+        last_problem_.clear();
+        if (repair) repairs_.pop_front();
+        const std::vector<std::string> models =
+            extract_dsl_candidates(reply.content, static_cast<std::size_t>(std::max(1, options_.max_models_per_reply)));
+        log("turn " + std::to_string(turn) + ": " + std::to_string(models.size()) + " candidate(s) in " +
+            llm_detail::fixed2(reply.seconds) + " s" + (reply.attempts > 1 ? " after " + std::to_string(reply.attempts) + " attempts" : "") +
+            " (request ~" + llm_detail::group_digits(static_cast<std::int64_t>(estimate_tokens(body.size()))) + " tokens" +
+            (repair ? ", repair of #" + std::to_string(*repair) : std::string()) + ")");
+        if (models.empty()) {
+            last_problem_ = "Your last reply held no ```lamda block with a model; put each model in its own ```lamda fence.";
+            return failure(turn, "the reply held no lamda model" +
+                                     (reply.finish_reason == "length" ? std::string(" (cut off at max_tokens)") : std::string()) +
+                                     ": " + llm_detail::snippet(reply.content, 160));
+        }
+        for (std::size_t i = 0; i < models.size(); ++i) {
+            Pending p;
+            p.dsl = models[i];
+            p.turn = turn;
+            if (repair) {
+                p.repair_of = static_cast<int>(*repair);
+                p.depth = depth_of(*repair) + 1;
+                p.note = "llm turn " + std::to_string(turn) + ", repair of #" + std::to_string(*repair) + " (attempt " +
+                         std::to_string(p.depth) + "/" + std::to_string(options_.max_repairs) + ")" +
+                         (models.size() > 1 ? ", model " + std::to_string(i + 1) + "/" + std::to_string(models.size()) : "");
+            } else {
+                p.note = "llm turn " + std::to_string(turn) + ", candidate " + std::to_string(i + 1) + "/" +
+                         std::to_string(models.size());
+            }
+            queue_.push_back(std::move(p));
+        }
+        if (auto p = next_from_queue(records, seen)) {
+            consecutive_failures_ = 0;
+            return p;
+        }
+        last_problem_ = "Every model in your last reply repeated an earlier candidate; propose different ones.";
+        return failure(turn, "every model in the reply repeated an earlier candidate");
+    }
+
+private:
+    struct Pending {
+        std::string dsl, note;
+        int turn = 0;
+        int repair_of = -1;  // record index this repairs, -1: none
+        int depth = 0;       // repairs so far in this candidate's line
+        std::vector<std::string> fixes;
+        bool failed = false;  // a failed-turn proposal, not a candidate
+    };
+    struct Outcome {
+        std::string label;  // "candidate 2/3 of turn 7"
+        int record = -1;    // -1: not recorded
+        std::string remark; // "repeats #4; skipped", auto-fixes
+    };
+
+    LlmClient client_;
+    LlmProposerOptions options_;
+    std::deque<Pending> queue_;
+    std::optional<Pending> outstanding_;
+    std::size_t records_at_issue_ = 0;
+    std::vector<Outcome> round_;           // the last reply's candidates, told in the next turn
+    std::deque<std::size_t> repairs_;      // invalid records to repair
+    std::map<std::size_t, int> depth_;     // record -> repairs in its line
+    std::map<std::size_t, std::string> structure_;  // record -> "14 layers: conv2d x6, ..."
+    std::string last_problem_;
+    int turn_ = 0;
+    int consecutive_failures_ = 0;
+    bool started_ = false;
+    std::size_t last_request_bytes_ = 0, max_request_bytes_ = 0;
+
+    void log(const std::string& s) const {
+        if (on_log) on_log(client_.redact(s));
+    }
+
+    static int turn_of(const std::string& note) {
+        const std::size_t at = note.find("llm turn ");
+        if (at == std::string::npos) return 0;
+        return std::atoi(note.c_str() + at + 9);
+    }
+
+    int depth_of(std::size_t record) const {
+        const auto it = depth_.find(record);
+        return it == depth_.end() ? 0 : it->second;
+    }
+
+    static std::string label_of(const Pending& p) {
+        const std::size_t comma = p.note.find(", ");
+        return comma == std::string::npos ? p.note : p.note.substr(comma + 2) + " (turn " + std::to_string(p.turn) + ")";
+    }
+
+    Proposal failure(int turn, const std::string& error) {
+        ++consecutive_failures_;
+        const std::string e = client_.redact(error);
+        log("turn " + std::to_string(turn) + " failed: " + e);
+        Pending p;
+        p.turn = turn;
+        p.failed = true;
+        outstanding_ = p;
+        records_at_issue_ = SIZE_MAX;
+        return Proposal{"", "llm turn " + std::to_string(turn) + " failed: " + e, e};
+    }
+
+    // What became of the proposal handed over last.
+    void absorb(const std::vector<CandidateRecord>& records) {
+        if (!outstanding_) return;
+        Pending p = std::move(*outstanding_);
+        outstanding_.reset();
+        if (p.failed) return;
+        Outcome o;
+        o.label = label_of(p);
+        if (!p.fixes.empty()) {
+            o.remark = "lamda auto-fixed it before checking:";
+            for (const std::string& f : p.fixes) o.remark += "\n    - " + f;
+        }
+        if (records.size() > records_at_issue_) {
+            const std::size_t index = records.size() - 1;
+            o.record = static_cast<int>(index);
+            depth_[index] = p.depth;
+            if (records[index].verdict == Verdict::Invalid && p.depth < options_.max_repairs) repairs_.push_back(index);
+        } else {
+            o.remark += std::string(o.remark.empty() ? "" : "\n  ") + "it repeated an earlier candidate; skipped";
+        }
+        round_.push_back(std::move(o));
+    }
+
+    // The next queued model that is not a repeat, auto-fixed; nothing when the queue runs dry.
+    std::optional<Proposal> next_from_queue(const std::vector<CandidateRecord>& records, const std::set<std::string>& seen) {
+        while (!queue_.empty()) {
+            Pending p = std::move(queue_.front());
+            queue_.pop_front();
+            std::string canonical, hash;
+            bool valid = canonical_hash(p.dsl, canonical, hash);
+            if (!valid && options_.auto_fix) {
+                AutoFix f = auto_fix_dsl(p.dsl);
+                if (!f.fixes.empty()) {
+                    p.dsl = f.dsl;
+                    p.fixes = f.fixes;
+                    valid = canonical_hash(p.dsl, canonical, hash);
+                }
+            }
+            if (!valid) hash = text_hash(p.dsl);
+            if (seen.count(hash)) {
+                std::string which;
+                for (const CandidateRecord& r : records)
+                    if (r.hash == hash) which = "#" + std::to_string(r.index);
+                round_.push_back({label_of(p), -1, "it repeats " + which + " exactly; skipped"});
+                continue;
+            }
+            std::string note = p.note;
+            if (!p.fixes.empty()) {
+                note += "; auto-fixed: ";
+                for (std::size_t i = 0; i < p.fixes.size(); ++i) note += (i ? "; " : "") + p.fixes[i];
+            }
+            Proposal out{p.dsl, client_.redact(note), ""};
+            records_at_issue_ = records.size();
+            outstanding_ = std::move(p);
+            return out;
+        }
+        return std::nullopt;
+    }
+
+    // ---- the prompt ----
+
+    const std::string& structure_of(const CandidateRecord& r) {
+        auto it = structure_.find(static_cast<std::size_t>(r.index));
+        if (it != structure_.end()) return it->second;
+        std::string s;
+        const ParseResult parsed = parse_dsl(r.dsl, "candidate");
+        if (parsed.ok()) {
+            std::vector<std::pair<std::string, int>> counts;
+            std::int64_t widest = 0;
+            for (const Layer& l : parsed.graph.layers) {
+                if (l.op == OpKind::Input) continue;
+                const std::string op(op_name(l.op));
+                auto c = std::find_if(counts.begin(), counts.end(), [&](const auto& x) { return x.first == op; });
+                if (c == counts.end()) counts.push_back({op, 1});
+                else ++c->second;
+                widest = std::max<std::int64_t>(widest, l.shape.c);
+            }
+            s = std::to_string(parsed.graph.layers.size() - 1) + " layers (";
+            for (std::size_t i = 0; i < counts.size(); ++i)
+                s += (i ? ", " : "") + counts[i].first + (counts[i].second > 1 ? " x" + std::to_string(counts[i].second) : "");
+            s += "), widest " + std::to_string(widest);
+        }
+        return structure_[static_cast<std::size_t>(r.index)] = s;
+    }
+
+    static std::string figures(const CandidateRecord& r, const Task& task) {
+        using llm_detail::num;
+        std::string s;
+        auto add = [&s](const std::string& x) { s += (s.empty() ? "" : ", ") + x; };
+        if (r.predicted_ms) add("predicted " + num(*r.predicted_ms) + " ms");
+        if (r.measured_ms) add("measured " + num(*r.measured_ms) + " ms");
+        if (const auto ms = judged_latency_ms(r); ms && task.constraints.latency_ms > 0)
+            add(llm_detail::percent(*ms / task.constraints.latency_ms) + " of the latency budget");
+        if (r.params >= 0) add(llm_detail::group_digits(r.params) + " params");
+        if (r.macs >= 0) add(llm_detail::group_digits(r.macs) + " MACs");
+        if (r.accuracy) add("accuracy " + num(*r.accuracy * 100, 4) + "%");
+        return s;
+    }
+
+    static std::string top_layers_text(const CandidateRecord& r) {
+        std::string s;
+        for (const LayerCost& l : r.top_layers)
+            s += (s.empty() ? "" : ", ") + l.name + " " + llm_detail::num(l.ms) + " ms (" + llm_detail::percent(l.share) + ")";
+        return s;
+    }
+
+    std::string one_line(const CandidateRecord& r, const Task& task) {
+        std::string s = "- #" + std::to_string(r.index) + " " + std::string(verdict_name(r.verdict)) + ": ";
+        if (r.verdict == Verdict::Invalid) return s + llm_detail::snippet(r.reason, 160) + "\n";
+        s += figures(r, task);
+        const std::string& st = structure_of(r);
+        if (!st.empty()) s += "; " + st;
+        if (!r.top_layers.empty()) {
+            s += "; most expensive: ";
+            for (std::size_t i = 0; i < r.top_layers.size() && i < 2; ++i)
+                s += (i ? ", " : "") + r.top_layers[i].name + " " + llm_detail::percent(r.top_layers[i].share);
+        }
+        return s + "\n";
+    }
+
+    std::string detail(const Outcome& o, const std::vector<CandidateRecord>& records, const Task& task) const {
+        std::string s = "- " + o.label;
+        if (o.record >= 0 && static_cast<std::size_t>(o.record) < records.size()) {
+            const CandidateRecord& r = records[static_cast<std::size_t>(o.record)];
+            s += " -> #" + std::to_string(r.index) + " " + std::string(verdict_name(r.verdict)) + ": " +
+                 llm_detail::snippet(r.reason, 300) + "\n";
+            const std::string f = figures(r, task);
+            if (!f.empty()) s += "  " + f + "\n";
+            const std::string t = top_layers_text(r);
+            if (!t.empty()) s += "  most expensive layers: " + t + "\n";
+            if (!r.diagnostics.empty()) {
+                s += "  lamda's diagnostics:\n";
+                const std::size_t n = std::min(r.diagnostics.size(), static_cast<std::size_t>(std::max(1, options_.max_diagnostics)));
+                for (std::size_t i = 0; i < n; ++i) s += "    " + llm_detail::snippet(r.diagnostics[i], 400) + "\n";
+                if (r.diagnostics.size() > n) s += "    (" + std::to_string(r.diagnostics.size() - n) + " more)\n";
+            }
+        } else {
+            s += "\n";
+        }
+        if (!o.remark.empty()) s += "  " + o.remark + "\n";
+        return s;
+    }
+
+    static std::string task_text(const Task& task, std::size_t recorded) {
+        using llm_detail::group_digits;
+        const Shape& in = task.input;
+        const std::string shape = std::to_string(in.h) + "x" + std::to_string(in.w) + "x" + std::to_string(in.c);
+        const Constraints& c = task.constraints;
+        std::string s = "# Task: " + task.name + "\n\nInput: " + shape + " (height x width x channels): the input layer is `input: input shape=" +
+                        shape + "`.\nClasses: " + std::to_string(task.classes) + ": the last layer outputs 1x1x" +
+                        std::to_string(task.classes) + " (e.g. `pool: gap` then `logits: fc out=" + std::to_string(task.classes) +
+                        "`).\nConstraints (a candidate must meet all):\n";
+        if (c.latency_ms > 0)
+            s += "- median latency <= " + llm_detail::num(c.latency_ms, 4) + " ms on " + std::to_string(c.threads) +
+                 " thread(s) (predicted first: a candidate predicted far above it is not even run)\n";
+        if (c.max_params > 0) s += "- parameters <= " + group_digits(c.max_params) + "\n";
+        if (c.max_activation_bytes > 0) s += "- peak activation memory <= " + group_digits(c.max_activation_bytes) + " bytes (float32)\n";
+        if (c.min_accuracy && task.objective == Objective::Accuracy)
+            s += "- validation accuracy >= " + llm_detail::num(*c.min_accuracy * 100, 4) + "%\n";
+        if (c.latency_ms <= 0 && c.max_params <= 0 && c.max_activation_bytes <= 0 && !c.min_accuracy) s += "- none\n";
+        s += task.objective == Objective::Accuracy
+                 ? "Objective: the highest validation accuracy among candidates that meet the constraints.\n"
+                 : "Objective: the largest capacity (MACs) that meets the constraints: use the budget, do not leave it idle.\n";
+        s += "Candidates so far: " + std::to_string(recorded) + " of at most " + std::to_string(task.budget.max_candidates) + ".\n";
+        return s;
+    }
+
+    // Builds the request for a turn: the system message, then one user message with the task and
+    // as much history as the budget allows. Throws LlmError(Config) when even the fixed parts
+    // do not fit.
+    std::string build_body(const Task& task, const std::vector<CandidateRecord>& records, std::optional<std::size_t> repair) {
+        using llm_detail::json_escaped_size;
+        const LlmConfig& cfg = client_.config();
+        const std::size_t budget = static_cast<std::size_t>(std::max(0, cfg.prompt_budget_tokens())) * 4;
+        const std::string system = valid_utf8(llm_system_prompt());
+        std::string head = task_text(task, records.size());
+        const std::string device = options_.device_summary.empty() ? llm_device_summary(task, nullptr) : options_.device_summary;
+        head += "\n## Device\n\n" + device + "\n";
+        if (!last_problem_.empty()) head += "\nNote: " + last_problem_ + "\n";
+        head = valid_utf8(head);
+        std::string core, tail;
+        if (repair) {
+            const CandidateRecord& r = records[*repair];
+            core = "\n## Repair #" + std::to_string(r.index) + "\n\nYour candidate #" + std::to_string(r.index) +
+                   " is invalid. lamda reported:\n";
+            const std::size_t n = std::min(r.diagnostics.size(), static_cast<std::size_t>(std::max(1, options_.max_diagnostics)));
+            for (std::size_t i = 0; i < n; ++i) core += "  " + llm_detail::snippet(r.diagnostics[i], 400) + "\n";
+            if (r.diagnostics.empty()) core += "  " + llm_detail::snippet(r.reason, 400) + "\n";
+            core += "Its text (line numbers count from 1):\n```lamda\n" + r.dsl + (r.dsl.empty() || r.dsl.back() == '\n' ? "" : "\n") + "```\n";
+            core = valid_utf8(core);
+            tail = "\nFix every error and reply with the corrected complete model in one ```lamda block.\n";
+        } else {
+            tail = "\nPropose " + std::to_string(std::max(1, options_.candidates_per_turn)) +
+                   " new models, each different from every candidate above, each in its own ```lamda block. Use the "
+                   "feedback: over a limit, shrink where the layers cost most; well under the latency budget, grow "
+                   "(wider, deeper, larger kernels) where it is cheap.\n";
+        }
+        auto body_of = [&](const std::string& user) {
+            return chat_request_json(cfg, {ChatMessage{"system", system}, ChatMessage{"user", user}});
+        };
+        std::size_t used = body_of(head + core + tail).size();
+        if (used > budget)
+            throw LlmError(LlmErrorKind::Config,
+                           "the request needs ~" + std::to_string(estimate_tokens(used)) + " tokens before any history, over the budget of " +
+                               std::to_string(cfg.prompt_budget_tokens()) + " (context_tokens " + std::to_string(cfg.context_tokens) +
+                               " - max_tokens " + std::to_string(cfg.max_tokens) + "); raise --llm-context-tokens");
+        auto fits = [&](std::size_t extra) {
+            if (used + extra > budget) return false;
+            used += extra;
+            return true;
+        };
+        // 1. what became of the last reply's candidates
+        std::string results;
+        {
+            const std::string heading = "\n## Results of your last reply\n\n";
+            for (const Outcome& o : round_) {
+                const std::string d = valid_utf8(detail(o, records, task));
+                if (fits(json_escaped_size(d) + (results.empty() ? json_escaped_size(heading) : 0)))
+                    results += (results.empty() ? heading : std::string()) + d;
+            }
+        }
+        // 2. the best candidates in full (the closest to feasible when none is)
+        std::string best;
+        std::set<std::size_t> shown;
+        {
+            std::vector<std::size_t> order = rank_feasible(records, task.objective);
+            std::string heading = "\n## Best candidates so far\n\n";
+            if (order.empty()) {
+                std::vector<std::pair<double, std::size_t>> near;
+                for (std::size_t i = 0; i < records.size(); ++i)
+                    if (const auto v = proposer_detail::violation(records[i], task)) near.push_back({*v, i});
+                std::stable_sort(near.begin(), near.end());
+                for (const auto& n : near) order.push_back(n.second);
+                heading = "\n## Closest to meeting the constraints so far (none meets them yet)\n\n";
+            }
+            int k = 0;
+            for (std::size_t i : order) {
+                if (k >= options_.best_k) break;
+                const CandidateRecord& r = records[i];
+                if (r.dsl.empty()) continue;
+                const std::string item = valid_utf8("### #" + std::to_string(r.index) + " " + std::string(verdict_name(r.verdict)) +
+                                                    ": " + figures(r, task) + "\n```lamda\n" + r.dsl +
+                                                    (r.dsl.back() == '\n' ? "" : "\n") + "```\n");
+                if (fits(json_escaped_size(item) + (best.empty() ? json_escaped_size(heading) : 0))) {
+                    best += (best.empty() ? heading : std::string()) + item;
+                    shown.insert(i);
+                    ++k;
+                }
+            }
+        }
+        // 3. earlier candidates, one line each, newest first until the budget or max_recent
+        std::string recent;
+        {
+            const std::string heading = "\n## Earlier candidates (one line each, oldest first)\n\n";
+            const std::size_t reserve = 96;  // the "N older not shown" line
+            std::vector<std::string> lines;
+            std::size_t listed = 0, eligible = 0;
+            bool full = false;
+            for (std::size_t i = records.size(); i-- > 0;) {
+                const CandidateRecord& r = records[i];
+                if (r.dsl.empty() || shown.count(i)) continue;
+                ++eligible;
+                if (full || static_cast<int>(listed) >= options_.max_recent) continue;
+                const std::string line = valid_utf8(one_line(r, task));
+                const std::size_t cost = json_escaped_size(line) + (lines.empty() ? json_escaped_size(heading) : 0);
+                if (used + cost + reserve > budget) {
+                    full = true;
+                    continue;
+                }
+                used += cost;
+                lines.push_back(line);
+                ++listed;
+            }
+            if (!lines.empty()) {
+                recent = heading;
+                for (std::size_t i = lines.size(); i-- > 0;) recent += lines[i];
+            }
+            if (eligible > listed) {
+                const std::string more = "(" + std::to_string(eligible - listed) + " older candidates not shown)\n";
+                if (fits(json_escaped_size(more))) recent += more;
+            }
+        }
+        const std::string body = body_of(head + best + recent + results + core + tail);
+        if (body.size() > budget)  // cannot happen: every part was counted
+            throw LlmError(LlmErrorKind::Config, "internal: the request grew over its budget");
+        return body;
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LLM
+#endif  // LAMDA_LLM_HPP
+// ---- end include/lamda/llm.hpp ----
 
 #endif  // LAMDA_LAMDA_HPP
 // ---- end include/lamda/lamda.hpp ----

@@ -8,8 +8,11 @@
 
 #include <lamda/lamda.hpp>
 
+#include "cmd_generate.hpp"
 #include "cmd_latency.hpp"
+#include "cmd_llm.hpp"
 #include "cmd_sample.hpp"
+#include "cmd_train.hpp"
 
 namespace {
 
@@ -339,8 +342,15 @@ int main(int argc, char** argv) {
     auto* sample = lamda_cli::add_sample_command(app, sample_args);
     lamda_cli::LatencyCli latency_args;
     lamda_cli::register_latency_commands(app, latency_args);
+    lamda_cli::GenerateArgs generate_args;
+    auto* generate = lamda_cli::add_generate_command(app, generate_args);
+    lamda_cli::LlmArgs llm_check_args;
+    auto* llm_check = lamda_cli::add_llm_check_command(app, llm_check_args);
+    int train_exit = -1;  // `train` and `eval` run in their callbacks and set it
+    lamda_cli::add_train_commands(app, train_exit);
 
     CLI11_PARSE(app, argc, argv);
+    if (train_exit >= 0) return train_exit;
 
     try {
         if (check->parsed()) return run_check(model_path, as_json);
@@ -349,6 +359,15 @@ int main(int argc, char** argv) {
         if (bench->parsed()) return run_bench(bench_args);
         if (sample->parsed()) return lamda_cli::run_sample(sample_args);
         if (const int rc = lamda_cli::run_latency_commands(latency_args); rc >= 0) return rc;
+        if (llm_check->parsed()) return lamda_cli::run_llm_check(llm_check_args);
+        if (generate->parsed()) {
+            lamda_cli::TrainerFactory trainer;
+            if (lamda_cli::have_trainer)
+                trainer = [&](const lamda::Task& task, std::uint64_t seed) {
+                    return lamda_cli::make_trainer(task.dataset, generate_args.train_threads, seed);
+                };
+            return lamda_cli::run_generate(generate_args, trainer);
+        }
     } catch (const std::exception& e) {
         std::cerr << "lamda: error: " << e.what() << '\n';
         return exit_invalid;

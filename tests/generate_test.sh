@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# End-to-end checks of `lamda generate` (native builds only: it measures on this machine):
+# malformed task files, a search that ends with a feasible model whose measured latency meets the
+# constraint, kill -9 at random moments followed by --resume, and resume refusals.
+# usage: bash tests/generate_test.sh PATH_TO_LAMDA SOURCE_DIR
+set -u
+lamda=$1
+src=$2
+failures=0
+passes=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+py=/usr/bin/python3
+
+pass() { passes=$((passes + 1)); }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+expect_rc() {  # expect_rc RC COMMAND...: stdout to $tmp/out, stderr to $tmp/err
+    local want=$1; shift
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local got=$?
+    if [ "$got" -eq "$want" ]; then pass; else fail "exit $got (wanted $want): $*"; tail -20 "$tmp/err"; fi
+}
+expect_in() {  # expect_in FILE TEXT
+    if grep -qF -- "$2" "$1"; then pass; else fail "'$2' not in $(basename "$1"):"; head -20 "$1"; fi
+}
+
+# ---- Malformed task files: exit 1, the file and the field named --------------------------------
+task() { printf '%s\n' "$2" >"$tmp/$1.json"; }
+task no_input '{"name": "t", "classes": 10, "constraints": {"latency_ms": 0.1}}'
+task bad_latency '{"name": "t", "input": [28, 28, 1], "classes": 10, "constraints": {"latency_ms": -1}}'
+task unknown_key '{"name": "t", "input": [28, 28, 1], "classes": 10, "constraints": {"latncy_ms": 0.1}}'
+task not_json '{"name": "t", "input": [28, 28, 1'
+task wrong_type '{"name": "t", "input": "28x28", "classes": 10, "constraints": {"latency_ms": 0.1}}'
+for t in no_input bad_latency unknown_key not_json wrong_type; do
+    expect_rc 1 "$lamda" generate "$tmp/$t.json" --out "$tmp/out_$t"
+    expect_in "$tmp/err" "$t.json"
+done
+expect_rc 1 "$lamda" generate "$tmp/no_input.json" --out "$tmp/o"; expect_in "$tmp/err" "input"
+expect_rc 1 "$lamda" generate "$tmp/bad_latency.json" --out "$tmp/o"; expect_in "$tmp/err" "constraints.latency_ms"
+expect_rc 1 "$lamda" generate "$tmp/unknown_key.json" --out "$tmp/o"; expect_in "$tmp/err" "latency_ms"
+expect_rc 1 "$lamda" generate "$tmp/missing.json" --out "$tmp/o"; expect_in "$tmp/err" "missing.json"
+
+# ---- A search on an example task ends with a model that meets its latency limit ---------------
+fast=$src/examples/tasks/fmnist_fast.json
+expect_rc 0 "$lamda" generate "$fast" --out "$tmp/fast" --objective capacity --max-candidates 25 --json
+for f in best.lamda report.json report.html journal.jsonl; do
+    [ -s "$tmp/fast/$f" ] && pass || fail "generate wrote no $f"
+done
+$py - "$tmp/fast" "$fast" <<'PY' && pass || fail "fast task: best model does not meet its limit"
+import json, sys
+out, task = sys.argv[1], json.load(open(sys.argv[2]))
+report = json.load(open(out + "/report.json"))
+best = report["best"]
+limit = task["constraints"]["latency_ms"]
+assert best is not None, "no best"
+ms = report["best_confirmed_ms"]
+assert ms <= limit, f"confirmed {ms} ms > {limit} ms"
+assert best["verdict"] == "feasible"
+PY
+expect_rc 0 "$lamda" check "$tmp/fast/best.lamda"
+
+# The real report renders in headless Chromium with one circle per candidate that has a latency
+# (tests/report_render.sh checks the page in depth on synthetic candidates).
+chromium=$(command -v chromium || command -v chromium-browser || true)
+if [ -n "$chromium" ]; then
+    timeout 120 "$chromium" --headless --no-sandbox --disable-gpu --user-data-dir="$tmp/chromium" \
+        --dump-dom "file://$tmp/fast/report.html" >"$tmp/dom.html" 2>/dev/null
+    plotted=$($py -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(1 for c in r["summary"] if c.get("measured_ms") is not None or c.get("predicted_ms") is not None))' "$tmp/fast/report.json")
+    circles=$(grep -o -F '<circle class="candidate ' "$tmp/dom.html" | wc -l | tr -d ' ')
+    [ "$circles" = "$plotted" ] && [ "$plotted" -gt 0 ] && pass || fail "rendered report: $circles circles, $plotted candidates with a latency"
+    expect_in "$tmp/dom.html" '<svg id="scatter"'
+    expect_in "$tmp/dom.html" 'id="pareto"'
+else
+    echo "note: chromium not installed, the rendered-report check is skipped"
+fi
+
+# ---- Resume refusals --------------------------------------------------------------------------
+expect_rc 1 "$lamda" generate "$fast" --out "$tmp/fast" --objective capacity --max-candidates 25
+expect_in "$tmp/err" "--resume"
+expect_rc 1 "$lamda" generate "$fast" --out "$tmp/fast" --objective capacity --max-candidates 30 --resume --seed 9
+expect_in "$tmp/err" "seed"
+
+# ---- kill -9 at any moment, then --resume: nothing recorded is lost or evaluated twice --------
+# The uninterrupted run of the same seed records exactly N candidates; so must the killed one.
+large=$src/examples/tasks/fmnist_large.json
+n=70
+for proposer in random offline; do
+    run=$tmp/kill_$proposer
+    "$lamda" generate "$large" --out "$run" --proposer "$proposer" --seed 5 --objective capacity \
+        --max-candidates $n --runs 5 --confirm-runs 5 -q >/dev/null 2>&1 &
+    pid=$!
+    kills=0
+    for at in 8 25 45; do  # kill when the journal has passed `at` candidates
+        while kill -0 $pid 2>/dev/null; do
+            lines=$({ wc -l <"$run/journal.jsonl"; } 2>/dev/null || echo 0)
+            [ "$lines" -gt $at ] && break
+            sleep 0.02
+        done
+        if kill -9 $pid 2>/dev/null; then kills=$((kills + 1)); fi
+        wait $pid 2>/dev/null
+        "$lamda" generate "$large" --out "$run" --proposer "$proposer" --seed 5 --objective capacity \
+            --max-candidates $n --runs 5 --confirm-runs 5 -q --resume >/dev/null 2>"$run.err" &
+        pid=$!
+    done
+    wait $pid
+    rc=$?
+    [ $kills -ge 1 ] && pass || fail "$proposer: the search ended before it could be killed"
+    [ $rc -le 1 ] && pass || fail "$proposer: resumed run exited $rc: $(cat "$run.err")"
+    $py - "$run/journal.jsonl" $n <<'PY' && pass || fail "$proposer: journal after kill -9 and --resume"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+header, records = json.loads(lines[0]), [json.loads(l) for l in lines[1:]]
+assert header["type"] == "header"
+assert len(records) == int(sys.argv[2]), f"{len(records)} records, wanted {sys.argv[2]}"
+assert [r["index"] for r in records] == list(range(len(records))), "indices not 0..n-1"
+assert len({r["hash"] for r in records}) == len(records), "a candidate was evaluated twice"
+PY
+done
+
+echo "$passes passed, $failures failed"
+[ "$failures" -eq 0 ]

@@ -1,0 +1,161 @@
+// tools/lamda/cmd_llm.hpp: the LLM generator's command line (docs/llm.md).
+//   - `lamda llm-check --llm-url URL --llm-model NAME`: one short request, and what came back;
+//   - the --llm-* options of `lamda generate --proposer llm` and the proposer they build.
+// Included by cmd_generate.hpp and main.cpp. Needs LAMDA_WITH_LLM (cpp-httplib); without it the
+// options still parse and using them says that this lamda has no LLM generator.
+#ifndef LAMDA_TOOLS_CMD_LLM_HPP
+#define LAMDA_TOOLS_CMD_LLM_HPP
+
+#include <CLI/CLI.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#if defined(LAMDA_WITH_LLM)
+#include <lamda/llm.hpp>
+#include <lamda/task.hpp>
+#endif
+
+namespace lamda_cli {
+
+struct LlmArgs {
+    std::string url;
+    std::string model;
+    double temperature = 0.7;
+    int max_tokens = 2048;
+    double timeout_s = 300;
+    int context_tokens = 8192;
+    int max_retries = 4;
+    int candidates_per_turn = 3;
+};
+
+// The --llm-* options, on `generate` and on `llm-check`.
+inline void add_llm_options(CLI::App* cmd, LlmArgs& a, bool for_check) {
+    auto* url = cmd->add_option("--llm-url", a.url,
+                                "OpenAI-compatible base URL, up to /v1 (e.g. http://localhost:11434/v1 for Ollama, "
+                                "https://api.openai.com/v1); the API key comes from LAMDA_API_KEY or OPENAI_API_KEY");
+    auto* model = cmd->add_option("--llm-model", a.model, "Model name the server knows (e.g. gpt-4o-mini, qwen2.5-coder:7b)");
+    if (for_check) {
+        url->required();
+        model->required();
+    }
+    cmd->add_option("--llm-temperature", a.temperature, "Sampling temperature")->check(CLI::Range(0.0, 2.0));
+    cmd->add_option("--llm-max-tokens", a.max_tokens, "Most tokens per reply")->check(CLI::Range(16, 1000000));
+    cmd->add_option("--llm-timeout", a.timeout_s, "Seconds to wait for a reply (each attempt)")->check(CLI::Range(0.1, 86400.0));
+    cmd->add_option("--llm-max-retries", a.max_retries, "Retries of connect errors, timeouts, 429 and 5xx")
+        ->check(CLI::Range(0, 100));
+    if (!for_check) {
+        cmd->add_option("--llm-context-tokens", a.context_tokens,
+                        "The model's context window in tokens: each request is kept within it, less --llm-max-tokens")
+            ->check(CLI::Range(512, 10000000));
+        cmd->add_option("--llm-candidates", a.candidates_per_turn, "Models asked for per turn")->check(CLI::Range(1, 8));
+    }
+}
+
+inline CLI::App* add_llm_check_command(CLI::App& app, LlmArgs& a) {
+    auto* cmd = app.add_subcommand(
+        "llm-check",
+        "Send one short chat request to an OpenAI-compatible server and say what came back (the\n"
+        "model, its reply and the latency) or what went wrong. Exits 0 when a reply came back.");
+    add_llm_options(cmd, a, true);
+    return cmd;
+}
+
+#if defined(LAMDA_WITH_LLM)
+
+inline lamda::LlmConfig llm_config(const LlmArgs& a) {
+    if (a.url.empty() || a.model.empty())
+        throw std::runtime_error("--proposer llm needs --llm-url and --llm-model (see docs/llm.md)");
+    lamda::LlmConfig c;
+    c.base_url = a.url;
+    c.model = a.model;
+    c.temperature = a.temperature;
+    c.max_tokens = a.max_tokens;
+    c.timeout_s = a.timeout_s;
+    c.max_retries = a.max_retries;
+    c.context_tokens = a.context_tokens;
+    c.api_key = lamda::llm_api_key_from_env();
+    return c;
+}
+
+inline std::string api_key_source() {
+    for (const char* name : {"LAMDA_API_KEY", "OPENAI_API_KEY"}) {
+        const char* v = std::getenv(name);
+        if (v && *v) return std::string("from ") + name + " (not shown)";
+    }
+    return "none (LAMDA_API_KEY and OPENAI_API_KEY are unset)";
+}
+
+// The proposer of `lamda generate --proposer llm`; its progress goes to stderr unless `quiet`.
+inline std::unique_ptr<lamda::Proposer> make_llm_proposer(const LlmArgs& a, const lamda::Task& task, bool quiet) {
+    lamda::LlmProposerOptions o;
+    o.candidates_per_turn = a.candidates_per_turn;
+    std::optional<lamda::LatencyProfile> profile;
+    if (!task.profile.empty()) {
+        try {
+            profile = lamda::read_latency_profile(task.profile);
+        } catch (const std::exception&) {
+            // run_generate reports a bad profile; the summary just goes without it
+        }
+    }
+    o.device_summary = lamda::llm_device_summary(task, profile ? &profile->model : nullptr);
+    lamda::LlmConfig config = llm_config(a);
+    auto p = std::make_unique<lamda::LlmProposer>(config, o);
+    if (!quiet) {
+        std::cerr << "lamda: llm: " << p->client().endpoint() << ", model " << config.model << ", API key "
+                  << api_key_source() << "\n";
+        const bool tty = ::isatty(STDERR_FILENO) == 1;
+        p->on_log = [tty](const std::string& s) { std::cerr << (tty ? "\r\033[K" : "") << "lamda: llm: " << s << "\n"; };
+        p->client().on_retry = [tty](const std::string& s) {
+            std::cerr << (tty ? "\r\033[K" : "") << "lamda: llm: " << s << "\n";
+        };
+    }
+    return p;
+}
+
+inline int run_llm_check(const LlmArgs& a) {
+    lamda::LlmConfig c;
+    try {
+        c = llm_config(a);
+        c.max_tokens = std::min(c.max_tokens, 64);
+        c.context_tokens = std::max(c.context_tokens, c.max_tokens + 1024);
+        lamda::LlmClient client(c);
+        client.on_retry = [](const std::string& s) { std::cerr << "lamda: llm-check: " << s << "\n"; };
+        std::cout << "endpoint:  POST " << client.endpoint() << "\n"
+                  << "model:     " << c.model << "\n"
+                  << "api key:   " << api_key_source() << "\n";
+        const lamda::ChatReply r = client.chat({{"system", "You are a connectivity check. Answer in one word."},
+                                                {"user", "Reply with the single word: ready"}});
+        std::cout << "answered:  " << (r.model.empty() ? std::string("(the server did not say which model)") : r.model) << "\n"
+                  << "latency:   " << std::fixed << std::setprecision(3) << r.seconds << " s"
+                  << (r.attempts > 1 ? " (after " + std::to_string(r.attempts) + " attempts)" : std::string()) << "\n"
+                  << "finish:    " << (r.finish_reason.empty() ? std::string("(not given)") : r.finish_reason) << "\n"
+                  << "reply:     " << lamda::llm_detail::snippet(client.redact(r.content), 400) << "\n";
+        return 0;
+    } catch (const lamda::LlmError& e) {
+        std::cerr << "lamda: llm-check: error: " << lamda::redact_secret(e.what(), c.api_key) << "\n";
+        return 1;
+    }
+}
+
+#else
+
+inline int run_llm_check(const LlmArgs&) {
+    std::cerr << "lamda: error: this lamda was built without the LLM generator (cpp-httplib); install "
+                 "libcpp-httplib-dev and rebuild\n";
+    return 1;
+}
+
+#endif  // LAMDA_WITH_LLM
+
+}  // namespace lamda_cli
+
+#endif  // LAMDA_TOOLS_CMD_LLM_HPP

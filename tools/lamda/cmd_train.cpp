@@ -1,0 +1,188 @@
+// `lamda train` and the generation loop's trainer: the lamda tool's only translation unit that
+// sees libtorch (compiled only when it is found; see cmd_train.hpp).
+#include "cmd_train.hpp"
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <lamda/dataset.hpp>
+#include <lamda/dsl.hpp>
+#include <lamda/json.hpp>
+#include <lamda/train.hpp>
+#include <lamda/weights.hpp>
+
+#if !defined(LAMDA_WITH_TORCH)
+#error "cmd_train.cpp needs libtorch (LAMDA_WITH_TORCH); the build compiles it only when found"
+#endif
+
+namespace lamda_cli {
+
+namespace {
+
+// One line per epoch on stderr (`lamda train`, and the loop's full trainings).
+void print_epoch(const lamda::TrainProgress& p) {
+    char line[200];
+    std::snprintf(line, sizeof line, "epoch %d/%d: loss %.4f, train %.2f%%, val %.2f%%, lr %.2g, %.1f s\n",
+                  p.epoch, p.epochs, p.loss, 100.0 * p.train_accuracy, 100.0 * p.val_accuracy.value_or(0.0),
+                  p.lr, p.seconds);
+    std::cerr << line << std::flush;
+}
+
+struct TrainArgs {
+    std::string model;
+    std::string dataset;
+    std::string out;
+    std::string optimizer = "adam";
+    int epochs = 0;  // 0: the mode's default
+    int batch = 0;
+    double lr = 0;
+    double weight_decay = -1;
+    double label_smoothing = -1;
+    int shift = -1;
+    bool no_flip = false;
+    bool no_cosine = false;
+    double val_fraction = 0.1;
+    std::uint64_t seed = 1;
+    int threads = 1;
+    std::size_t subset = 0;
+    bool proxy = false;
+    bool json = false;
+};
+
+int run_train(const TrainArgs& args) {
+    const lamda::ParseResult parsed = lamda::parse_dsl_file(args.model);
+    if (!parsed.ok()) {
+        std::cerr << lamda::format_diagnostics(parsed.diagnostics);
+        return 1;
+    }
+    lamda::TrainOptions o = args.proxy ? lamda::TrainOptions::proxy() : lamda::TrainOptions::full();
+    if (!lamda::parse_optimizer(args.optimizer, o.optimizer))
+        throw std::invalid_argument("--optimizer must be adam or sgd, not '" + args.optimizer + "'");
+    // SGD needs a larger step than Adam's default.
+    if (o.optimizer == lamda::OptimizerKind::Sgd) o.lr = 0.05;
+    if (args.epochs > 0) o.epochs = args.epochs;
+    if (args.batch > 0) o.batch_size = args.batch;
+    if (args.lr > 0) o.lr = args.lr;
+    if (args.weight_decay >= 0) o.weight_decay = args.weight_decay;
+    if (args.label_smoothing >= 0) o.label_smoothing = args.label_smoothing;
+    if (args.shift >= 0) o.shift = args.shift;
+    if (args.no_flip) o.flip = false;
+    if (args.no_cosine) o.cosine = false;
+    if (args.subset > 0) o.train_subset = args.subset;
+    o.validation_fraction = args.val_fraction;
+    o.seed = args.seed;
+    o.threads = args.threads;
+    o.validate_each_epoch = true;
+    o.progress = print_epoch;
+
+    std::cerr << "loading " << args.dataset << "...\n";
+    const lamda::DatasetSplits data = lamda::load_dataset(args.dataset);
+    std::cerr << "training " << (parsed.graph.name.empty() ? args.model : parsed.graph.name) << " on "
+              << data.name << ": " << data.train.size() << " training images ("
+              << o.validation_fraction * 100 << "% held out for validation), "
+              << data.test.size() << " test images, " << o.epochs << " epochs, "
+              << lamda::optimizer_name(o.optimizer) << ", " << o.threads << " thread"
+              << (o.threads == 1 ? "" : "s") << '\n';
+    const lamda::TrainResult r = lamda::train_model(parsed.graph, data, o);
+    if (!args.out.empty()) lamda::write_safetensors(args.out, r.weights);
+
+    if (args.json) {
+        lamda::JsonWriter json;
+        json.begin_object()
+            .field("model", parsed.graph.name.empty() ? args.model : parsed.graph.name)
+            .field("dataset", data.name)
+            .field("val_accuracy", r.val_accuracy);
+        json.key("test_accuracy");
+        if (r.test_accuracy) json.value(*r.test_accuracy);
+        else json.null();
+        json.field("train_seconds", r.train_seconds)
+            .field("epochs", r.epochs)
+            .field("train_images", r.train_images)
+            .field("val_images", r.val_images)
+            .field("test_images", r.test_images)
+            .field("optimizer", std::string(lamda::optimizer_name(o.optimizer)))
+            .field("lr", o.lr)
+            .field("batch", o.batch_size)
+            .field("seed", o.seed)
+            .field("threads", o.threads);
+        json.key("weights");
+        if (args.out.empty()) json.null();
+        else json.value(args.out);
+        json.end_object();
+        std::cout << json.str() << '\n';
+    } else {
+        char line[200];
+        std::snprintf(line, sizeof line, "val_accuracy:  %.2f%% (%lld images)\n",
+                      100.0 * r.val_accuracy, static_cast<long long>(r.val_images));
+        std::cout << line;
+        if (r.test_accuracy) {
+            std::snprintf(line, sizeof line, "test_accuracy: %.2f%% (%lld images)\n",
+                          100.0 * *r.test_accuracy, static_cast<long long>(r.test_images));
+            std::cout << line;
+        }
+        std::snprintf(line, sizeof line, "train_seconds: %.1f\n", r.train_seconds);
+        std::cout << line;
+        if (!args.out.empty()) std::cout << "weights:       " << args.out << " (batch norm folded)\n";
+    }
+    return 0;
+}
+
+}  // namespace
+
+void add_train_commands(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<TrainArgs>();
+    auto* train = app.add_subcommand(
+        "train", "Train a model on a dataset with libtorch: the validation split (held out from the\n"
+                 "training set) and, at the end, the test set are evaluated. Progress goes to\n"
+                 "stderr. --out saves the weights, batch norm folded, for `lamda eval`.");
+    train->add_option("model", args->model, "Model file in the lamda DSL")->required();
+    train->add_option("--dataset", args->dataset,
+                      "fashion-mnist (Debian's dataset-fashion-mnist) or a directory of IDX or .npy "
+                      "files (docs/training.md)")
+        ->required();
+    train->add_option("--epochs", args->epochs, "Epochs (default 15; 2 with --proxy)")
+        ->check(CLI::Range(1, 100000));
+    train->add_option("--batch", args->batch, "Batch size (default 128)")->check(CLI::Range(1, 65536));
+    train->add_option("--lr", args->lr, "Initial learning rate (default 0.003 for adam, 0.05 for sgd)")
+        ->check(CLI::PositiveNumber);
+    train->add_option("--optimizer", args->optimizer, "adam (default) or sgd (momentum 0.9)")
+        ->check(CLI::IsMember({"adam", "sgd"}));
+    train->add_option("--weight-decay", args->weight_decay, "L2 weight decay (default 1e-5)")
+        ->check(CLI::Range(0.0, 1.0));
+    train->add_option("--label-smoothing", args->label_smoothing, "Label smoothing (default 0.1)")
+        ->check(CLI::Range(0.0, 0.99));
+    train->add_option("--shift", args->shift,
+                      "Augmentation: random shift by up to N pixels (default 2; 0: off)")
+        ->check(CLI::Range(0, 64));
+    train->add_flag("--no-flip", args->no_flip, "Augmentation: no random horizontal flips");
+    train->add_flag("--no-cosine", args->no_cosine, "Constant learning rate (no cosine schedule)");
+    train->add_option("--val-fraction", args->val_fraction,
+                      "Fraction of the training set held out for validation (default 0.1)")
+        ->check(CLI::Range(0.001, 0.9));
+    train->add_option("--seed", args->seed, "Seed: the same seed and thread count give the same weights");
+    train->add_option("--threads", args->threads, "libtorch threads (default 1)")
+        ->check(CLI::Range(1, 1024));
+    train->add_option("--subset", args->subset, "Train on a seeded sample of N training images");
+    train->add_flag("--proxy", args->proxy,
+                    "The search's proxy mode: 6000 images, 2 epochs, batch 32, no augmentation");
+    train->add_option("--out", args->out, "Write the trained weights (safetensors)");
+    train->add_flag("--json", args->json,
+                    "Print one JSON object (val_accuracy, test_accuracy, train_seconds, ...)");
+    train->callback([args, &exit_code] { run_command(exit_code, [&] { return run_train(*args); }); });
+    add_eval_command(app, exit_code);
+}
+
+std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads,
+                                             std::uint64_t seed) {
+    lamda::TrainOptions proxy = lamda::TrainOptions::proxy();
+    lamda::TrainOptions full = lamda::TrainOptions::full();
+    proxy.threads = full.threads = threads;
+    proxy.seed = full.seed = seed;
+    full.validate_each_epoch = true;  // a full training takes minutes: show how it goes
+    full.progress = print_epoch;
+    return std::make_unique<lamda::TorchTrainer>(lamda::load_dataset(dataset), proxy, full);
+}
+
+}  // namespace lamda_cli

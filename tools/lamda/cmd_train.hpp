@@ -1,0 +1,170 @@
+// `lamda train` and `lamda eval`, and the trainer the generation loop uses.
+//
+//     lamda train MODEL --dataset fashion-mnist|DIR [--epochs N] [--batch N] [--lr X]
+//                 [--optimizer adam|sgd] [--seed S] [--threads N] [--subset N] [--proxy]
+//                 [--out W.safetensors] [--json]
+//     lamda eval MODEL --weights W.safetensors --dataset fashion-mnist|DIR [--threads N] [--json]
+//
+// Training needs libtorch, which only tools/lamda/cmd_train.cpp sees (its headers compile
+// slowly): the build compiles that file, and defines LAMDA_CLI_WITH_TRAINER for the tool, only
+// when libtorch is found. Without it `lamda train` still exists and says that this lamda was
+// built without a trainer, and make_trainer() returns null (the loop then ranks by capacity).
+// `lamda eval` runs the test set through XNNPACK and needs no libtorch. In main.cpp:
+//
+//     int train_exit = -1;                          // set by the commands' callbacks
+//     lamda_cli::add_train_commands(app, train_exit);
+//     CLI11_PARSE(app, argc, argv);
+//     if (train_exit >= 0) return train_exit;
+#ifndef LAMDA_TOOLS_CMD_TRAIN_HPP
+#define LAMDA_TOOLS_CMD_TRAIN_HPP
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <lamda/dataset.hpp>
+#include <lamda/diagnostics.hpp>
+#include <lamda/dsl.hpp>
+#include <lamda/json.hpp>
+#include <lamda/search.hpp>
+#include <lamda/weights.hpp>
+
+namespace lamda_cli {
+
+// Whether this lamda can train (was built with libtorch).
+#if defined(LAMDA_CLI_WITH_TRAINER)
+inline constexpr bool have_trainer = true;
+#else
+inline constexpr bool have_trainer = false;
+#endif
+
+struct EvalArgs {
+    std::string model;
+    std::string weights;
+    std::string dataset;
+    int threads = 1;
+    std::size_t limit = 0;
+    bool json = false;
+};
+
+// `lamda eval`: accuracy on the test set through XNNPACK. Returns the exit code.
+inline int run_eval(const EvalArgs& args) {
+#if defined(LAMDA_WITH_XNNPACK)
+    const lamda::ParseResult parsed = lamda::parse_dsl_file(args.model);
+    if (!parsed.ok()) {
+        std::cerr << lamda::format_diagnostics(parsed.diagnostics);
+        return 1;
+    }
+    const lamda::Weights weights = lamda::read_safetensors(args.weights);
+    try {  // before the dataset is read: a mismatch is the likelier mistake, and quick to find
+        (void)lamda::graph_for_weights(parsed.graph, weights);
+    } catch (const lamda::ExecutorError& e) {
+        std::cerr << args.weights << ": error: " << e.what() << '\n';
+        return 1;
+    }
+    const lamda::DatasetSplits data = lamda::load_dataset(args.dataset);
+    if (data.test.empty())
+        throw lamda::DatasetError("dataset '" + data.name + "' has no test set to evaluate on");
+    const lamda::Accuracy a =
+        lamda::evaluate_accuracy(parsed.graph, weights, data.test, args.threads, args.limit);
+    if (args.json) {
+        lamda::JsonWriter json;
+        json.begin_object()
+            .field("model", args.model)
+            .field("weights", args.weights)
+            .field("dataset", data.name)
+            .field("accuracy", a.accuracy)
+            .field("correct", a.correct)
+            .field("n", a.n)
+            .field("executor", "xnnpack")
+            .end_object();
+        std::cout << json.str() << '\n';
+    } else {
+        char line[160];
+        std::snprintf(line, sizeof line, "accuracy: %.2f%% (%lld of %lld test images)\n",
+                      100.0 * a.accuracy, static_cast<long long>(a.correct),
+                      static_cast<long long>(a.n));
+        std::cout << line << "n: " << a.n << "\ndataset: " << data.name << "\nexecutor: XNNPACK, "
+                  << args.threads << " thread" << (args.threads == 1 ? "" : "s") << '\n';
+    }
+    return 0;
+#else
+    (void)args;
+    std::cerr << "lamda: error: this lamda was built without XNNPACK, so it cannot run models; "
+                 "install libxnnpack-dev and libpthreadpool-dev and rebuild\n";
+    return 1;
+#endif
+}
+
+// Runs `body` (returning an exit code) for a command's callback: CLI11 callbacks run inside
+// parsing, so errors are reported here rather than escaping as exceptions.
+template <typename F>
+void run_command(int& exit_code, F&& body) {
+    try {
+        exit_code = body();
+    } catch (const std::exception& e) {
+        std::cerr << "lamda: error: " << e.what() << '\n';
+        exit_code = 1;
+    }
+}
+
+inline void add_eval_command(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<EvalArgs>();
+    auto* eval = app.add_subcommand(
+        "eval", "Accuracy of a model with trained weights on a dataset's test set, through the\n"
+                "XNNPACK executor. Weights saved by `lamda train` (batch norm folded) fit the model\n"
+                "as written. Prints the accuracy and the number of images.");
+    eval->add_option("model", args->model, "Model file in the lamda DSL")->required();
+    eval->add_option("--weights", args->weights, "Weights (safetensors)")->required();
+    eval->add_option("--dataset", args->dataset,
+                     "fashion-mnist (Debian's dataset-fashion-mnist) or a directory of IDX or .npy "
+                     "files (docs/training.md)")
+        ->required();
+    eval->add_option("--threads", args->threads, "Executor threads")->check(CLI::Range(1, 1024));
+    eval->add_option("--limit", args->limit, "Evaluate only the first N test images");
+    eval->add_flag("--json", args->json, "Print one JSON object");
+    eval->callback([args, &exit_code] { run_command(exit_code, [&] { return run_eval(*args); }); });
+}
+
+#if defined(LAMDA_CLI_WITH_TRAINER)
+
+// Defined in cmd_train.cpp (libtorch): registers `train` and `eval`.
+void add_train_commands(CLI::App& app, int& exit_code);
+
+// A trainer on `dataset` (a name or directory, as --dataset takes) with the proxy and full
+// defaults of train.hpp, `threads` threads and seed `seed`. Throws lamda::DatasetError when the
+// dataset cannot be loaded.
+std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads,
+                                             std::uint64_t seed);
+
+#else
+
+// Without libtorch: `lamda train` exists only to say so; `lamda eval` works.
+inline void add_train_commands(CLI::App& app, int& exit_code) {
+    auto* train = app.add_subcommand(
+        "train", "Train a model on a dataset (unavailable: this lamda was built without libtorch).");
+    train->allow_extras();
+    train->callback([&exit_code] {
+        std::cerr << "lamda: error: this lamda was built without a trainer (libtorch), so it cannot "
+                     "train; install libtorch-dev and rebuild\n";
+        exit_code = 1;
+    });
+    add_eval_command(app, exit_code);
+}
+
+// Without libtorch there is no trainer: the loop falls back to its capacity objective.
+inline std::unique_ptr<lamda::Trainer> make_trainer(const std::string& /*dataset*/, int /*threads*/,
+                                                    std::uint64_t /*seed*/) {
+    return nullptr;
+}
+
+#endif
+
+}  // namespace lamda_cli
+
+#endif  // LAMDA_TOOLS_CMD_TRAIN_HPP
