@@ -383,7 +383,10 @@ TEST_CASE("fold: folding batch norm preserves outputs and keeps layer names") {
         "f: fc out=4\n"
         "bn5: batchnorm\n");                  // folds, and is the output: f takes its place
     const lamda::Weights w = lamda::random_weights(g, 3);
-    const auto [fg, fw] = lamda::fold_batchnorm(g, w);
+    // Not a structured binding: C++17 lambdas (doctest's INFO) cannot capture those.
+    const auto folded = lamda::fold_batchnorm(g, w);
+    const lamda::Graph& fg = folded.first;
+    const lamda::Weights& fw = folded.second;
     CHECK(lamda::validate_weights(fg, fw).empty());
     CHECK(fg == lamda::fold_batchnorm_graph(g));
     std::vector<std::string> names;

@@ -79,7 +79,9 @@ fc: fc out=10
 
 TEST_CASE("design: compact form round-trips and renders to valid DSL") {
     int valid = 0;
-    for (const auto& [name, d] : zoo_seed_designs()) {
+    for (const auto& seed : zoo_seed_designs()) {
+        const std::string& name = seed.first;  // not a structured binding: CHECK_MESSAGE captures it
+        const Design& d = seed.second;
         Design back;
         CHECK_MESSAGE(parse_design(design_to_string(d), back).empty(), name);
         CHECK(back == d);

@@ -443,7 +443,9 @@ TEST_CASE("llm: the loop survives every fault, repairs, and ends with a feasible
     CHECK(R[1].diagnostics.at(0).find("unknown op 'conv3d'") != std::string::npos);
     const std::vector<std::pair<std::size_t, std::string>> failed{
         {2, "server_error"}, {3, "truncated"}, {4, "too_large"}, {5, "content_type"}, {6, "client_error: HTTP 401: invalid key"}};
-    for (const auto& [i, kind] : failed) {
+    for (const auto& expected : failed) {  // not a structured binding: CHECK_MESSAGE captures
+        const std::size_t i = expected.first;
+        const std::string& kind = expected.second;
         CHECK(R[i].verdict == Verdict::Failed);
         CHECK_MESSAGE(R[i].reason.find(kind) != std::string::npos, R[i].reason);
         CHECK_MESSAGE(R[i].note.find("failed: ") != std::string::npos, R[i].note);
