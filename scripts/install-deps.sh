@@ -44,6 +44,8 @@ packages=(
     dataset-fashion-mnist
     # renders report.html headless in the generation loop's test
     chromium
+    # `lamda export --pytorch` round-trip test, `lamda import` (ONNX) and its torchvision test
+    python3-torch python3-torchvision python3-onnx libonnx-dev
 )
 if [ "$aarch64" = 1 ]; then
     packages+=(

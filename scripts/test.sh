@@ -3,7 +3,8 @@
 #   bash scripts/test.sh
 # Steps: amalgamation check; CMake + g++ (build/); CMake + clang++ with ASan/UBSan (build-asan/);
 # Meson + g++ (build-meson/); aarch64 cross builds, CMake (build-aarch64/) and Meson
-# (build-meson-aarch64/), whose tests run under qemu-aarch64; libFuzzer on the DSL parser
+# (build-meson-aarch64/), whose tests run under qemu-aarch64; examples/firmware built on its own
+# with CMake and Meson, natively and for aarch64 (build-firmware*/); libFuzzer on the DSL parser
 # (built in build-asan/).
 # Environment: LAMDA_SKIP_FUZZ=1 skips fuzzing; LAMDA_FUZZ_RUNS (default 1000000) and
 # LAMDA_FUZZ_SECONDS (default 120; 0 = no limit) bound it, whichever comes first;
@@ -107,6 +108,42 @@ if [ "${LAMDA_SKIP_AARCH64:-0}" != 1 ]; then
         meson test -C build-meson-aarch64 --print-errorlogs --num-processes "$jobs"
     fi
 fi
+
+# examples/firmware as a project of its own (only single_include/ and its generated header),
+# with CMake and Meson, natively and for aarch64 (run under qemu-user): each program's
+# predictions must equal the native lamda's (tests/firmware_test.sh, with build/lamda).
+section "examples/firmware on its own: CMake and Meson, x86_64 and aarch64 (build-firmware*/)"
+firmware_builds=(build-firmware)
+cmake_fw() {
+    local dir=$1
+    shift
+    [ -f "$dir/CMakeCache.txt" ] || cmake -S examples/firmware -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@"
+    cmake --build "$dir" -j "$jobs"
+}
+cmake_fw build-firmware
+if [ "${LAMDA_SKIP_MESON:-0}" != 1 ]; then
+    [ -f build-firmware-meson/build.ninja ] || meson setup build-firmware-meson examples/firmware
+    meson compile -C build-firmware-meson -j "$jobs"
+    firmware_builds+=(build-firmware-meson)
+fi
+if [ "${LAMDA_SKIP_AARCH64:-0}" != 1 ]; then
+    cmake_fw build-firmware-aarch64 -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/aarch64-linux-gnu.cmake"
+    firmware_builds+=(build-firmware-aarch64)
+    if [ "${LAMDA_SKIP_MESON:-0}" != 1 ]; then
+        [ -f build-firmware-meson-aarch64/build.ninja ] ||
+            meson setup build-firmware-meson-aarch64 examples/firmware --cross-file cross/aarch64-linux-gnu.ini
+        meson compile -C build-firmware-meson-aarch64 -j "$jobs"
+        firmware_builds+=(build-firmware-meson-aarch64)
+    fi
+fi
+for dir in "${firmware_builds[@]}"; do
+    wrapper=""
+    case $dir in
+        *aarch64) wrapper="qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib" ;;
+    esac
+    echo "$dir:"
+    LAMDA_FIRMWARE_WRAPPER=$wrapper bash tests/firmware_test.sh "$dir/lamda_firmware" build/lamda "$root"
+done
 
 if [ "${LAMDA_SKIP_FUZZ:-0}" != 1 ] && [ "${LAMDA_SKIP_ASAN:-0}" != 1 ]; then
     runs=${LAMDA_FUZZ_RUNS:-1000000}

@@ -988,6 +988,46 @@ inline std::uint64_t sample_seed(std::uint64_t seed, std::uint64_t index) noexce
     return z ^ (z >> 31);
 }
 
+
+// `count` models cycling through every family, named PREFIX<i>-<family>, model i drawn from
+// sample_seed(seed, i); each one's family is appended to `families`. What `lamda profile` and
+// `eval-predictor` measure.
+inline std::vector<std::pair<std::string, Graph>> sample_named_models(std::uint64_t seed, int count,
+                                                                      const std::string& prefix,
+                                                                      std::vector<std::string>& families,
+                                                                      const SampleSpace& space = {}) {
+    std::vector<std::pair<std::string, Graph>> out;
+    for (int i = 0; i < count; ++i) {
+        const ModelFamily f = all_model_families[static_cast<std::size_t>(i) % all_model_families.size()];
+        std::mt19937_64 rng(sample_seed(seed, static_cast<std::uint64_t>(i)));
+        out.emplace_back(prefix + std::to_string(i) + "-" + std::string(family_name(f)), sample_model(rng, space, f));
+        families.emplace_back(family_name(f));
+    }
+    return out;
+}
+
+// The whole models a latency profile is calibrated on (`lamda profile`, and the device agent's
+// profiling jobs): count/8 tiny ones first (LeNet-sized: tens of microseconds, where per-operator
+// costs inside a model dominate; from a space of their own, so they cannot coincide with
+// evaluation models; they take milliseconds in all, and the phase stops when the budget is
+// spent), then `count` from the default space.
+inline std::vector<std::pair<std::string, Graph>> calibration_models(std::uint64_t seed, int count,
+                                                                     std::vector<std::string>& families) {
+    SampleSpace tiny;
+    tiny.input_shapes = {{28, 28, 1}, {32, 32, 3}, {32, 32, 1}};
+    tiny.min_stages = 1;
+    tiny.max_stages = 2;
+    tiny.max_blocks = 2;
+    tiny.max_width = 48;
+    tiny.max_wide_width = 128;
+    tiny.min_macs = 20'000;
+    tiny.max_macs = 3'000'000;
+    auto models = sample_named_models(seed + 1, count / 8, "calib-tiny-", families, tiny);
+    auto rest = sample_named_models(seed, count, "calib-", families);
+    for (auto& m : rest) models.push_back(std::move(m));
+    return models;
+}
+
 }  // namespace lamda
 
 #endif  // LAMDA_SAMPLE_HPP

@@ -3805,6 +3805,46 @@ inline std::uint64_t sample_seed(std::uint64_t seed, std::uint64_t index) noexce
     return z ^ (z >> 31);
 }
 
+
+// `count` models cycling through every family, named PREFIX<i>-<family>, model i drawn from
+// sample_seed(seed, i); each one's family is appended to `families`. What `lamda profile` and
+// `eval-predictor` measure.
+inline std::vector<std::pair<std::string, Graph>> sample_named_models(std::uint64_t seed, int count,
+                                                                      const std::string& prefix,
+                                                                      std::vector<std::string>& families,
+                                                                      const SampleSpace& space = {}) {
+    std::vector<std::pair<std::string, Graph>> out;
+    for (int i = 0; i < count; ++i) {
+        const ModelFamily f = all_model_families[static_cast<std::size_t>(i) % all_model_families.size()];
+        std::mt19937_64 rng(sample_seed(seed, static_cast<std::uint64_t>(i)));
+        out.emplace_back(prefix + std::to_string(i) + "-" + std::string(family_name(f)), sample_model(rng, space, f));
+        families.emplace_back(family_name(f));
+    }
+    return out;
+}
+
+// The whole models a latency profile is calibrated on (`lamda profile`, and the device agent's
+// profiling jobs): count/8 tiny ones first (LeNet-sized: tens of microseconds, where per-operator
+// costs inside a model dominate; from a space of their own, so they cannot coincide with
+// evaluation models; they take milliseconds in all, and the phase stops when the budget is
+// spent), then `count` from the default space.
+inline std::vector<std::pair<std::string, Graph>> calibration_models(std::uint64_t seed, int count,
+                                                                     std::vector<std::string>& families) {
+    SampleSpace tiny;
+    tiny.input_shapes = {{28, 28, 1}, {32, 32, 3}, {32, 32, 1}};
+    tiny.min_stages = 1;
+    tiny.max_stages = 2;
+    tiny.max_blocks = 2;
+    tiny.max_width = 48;
+    tiny.max_wide_width = 128;
+    tiny.min_macs = 20'000;
+    tiny.max_macs = 3'000'000;
+    auto models = sample_named_models(seed + 1, count / 8, "calib-tiny-", families, tiny);
+    auto rest = sample_named_models(seed, count, "calib-", families);
+    for (auto& m : rest) models.push_back(std::move(m));
+    return models;
+}
+
 }  // namespace lamda
 
 #endif  // LAMDA_SAMPLE_HPP
@@ -5043,6 +5083,747 @@ inline std::pair<Graph, Weights> fold_batchnorm(const Graph& graph, const Weight
 
 #endif  // LAMDA_FOLD_HPP
 // ---- end include/lamda/fold.hpp ----
+// ---- begin include/lamda/export.hpp ----
+// lamda/export.hpp: a lamda model as source code for other tools (docs/export.md).
+//
+//   std::string py  = lamda::pytorch_module_source(graph);              // a plain torch nn.Module
+//   std::string hpp = lamda::cpp_header_source(graph, weights, "fmnist"); // a firmware header
+//
+// PyTorch: the module `Model` registers one submodule per conv2d, dwconv, fc and batchnorm layer
+// under the layer's name, so its state_dict() keys are lamda's safetensors names (docs/weights.md)
+// in the same layouts; forward() takes NCHW float32 [N, C, H, W] and returns NCHW [N, C', H', W']
+// (a 1x1xK output is [N, K, 1, 1]), with torch.hpp's semantics op by op (asymmetric `same`
+// padding as an explicit F.pad, avgpool with count_include_pad=False, flatten and fc reading
+// H, W, C order, ...). The file also holds read_safetensors()/write_safetensors() (plain Python,
+// no safetensors package needed) and Model.load_lamda_weights()/save_lamda_weights().
+//
+// C++: the header expresses the model as layers.hpp templates (`NS::Net`; the compiler checks its
+// shapes, and static_asserts check its parameter and MAC counts against the exported graph), embeds
+// every weight tensor as a constant float array, and offers NS::graph() (Net::to_graph with the
+// layers' original names), NS::weights(), and, with LAMDA_WITH_XNNPACK, NS::run(input, output)
+// through a lazily built XnnExecutor. It includes only <lamda/lamda.hpp>.
+//
+// Both throw ExportError for a graph they cannot express (the message says why).
+#ifndef LAMDA_EXPORT_HPP
+#define LAMDA_EXPORT_HPP
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace lamda {
+
+class ExportError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+namespace export_detail {
+
+inline std::string str(std::int64_t v) { return std::to_string(v); }
+
+// The shortest decimal that reads back as `v` (as a double).
+inline std::string shortest(double v) {
+    char buf[64];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, r.ptr);
+}
+
+// A float literal that reads back exactly as `v` (C++ `f` suffix; Python takes it without).
+inline std::string float_literal(float v) {
+    if (!std::isfinite(v)) throw ExportError("cannot export a non-finite weight value");
+    char buf[64];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    std::string s(buf, r.ptr);
+    if (s.find_first_of(".e") == std::string::npos) s += ".0";
+    return s;
+}
+
+inline bool is_python_keyword(std::string_view s) {
+    static const std::set<std::string_view> kw{
+        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+        "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
+        "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
+        "try", "while", "with", "yield", "match", "case", "_", "torch", "nn", "F", "x", "self",
+        "math", "json", "struct", "os"};
+    return kw.count(s) > 0;
+}
+
+// Attributes of torch.nn.Module (torch 1.13 and later): a submodule cannot take these names.
+inline bool clashes_with_module(std::string_view s) {
+    static const std::set<std::string_view> names{
+        "training", "forward", "eval", "train", "to", "cuda", "cpu", "ipu", "xpu", "float",
+        "double", "half", "bfloat16", "type", "apply", "modules", "children", "parameters",
+        "buffers", "named_modules", "named_children", "named_parameters", "named_buffers",
+        "state_dict", "load_state_dict", "zero_grad", "requires_grad_", "register_buffer",
+        "register_parameter", "register_module", "register_forward_hook",
+        "register_forward_pre_hook", "register_backward_hook", "register_full_backward_hook",
+        "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+        "register_state_dict_pre_hook", "add_module", "get_submodule", "get_parameter",
+        "get_buffer", "extra_repr", "share_memory", "to_empty", "dump_patches", "T_destination",
+        "call_super_init", "get_extra_state", "set_extra_state", "compile", "smart_apply",
+        "load_lamda_weights", "save_lamda_weights", "lamda_state_dict", "input_shape",
+        "output_shape"};
+    return names.count(s) > 0 || (!s.empty() && s[0] == '_');
+}
+
+// The Python local variable holding a layer's value.
+inline std::string py_var(const std::string& name) {
+    return is_python_keyword(name) ? name + "_" : name;
+}
+
+inline std::string py_act(Activation a, const std::string& x) {
+    switch (a) {
+    case Activation::None: return x;
+    case Activation::Relu: return "F.relu(" + x + ")";
+    case Activation::Relu6: return "F.hardtanh(" + x + ", 0.0, 6.0)";
+    case Activation::HardSwish: return "F.hardswish(" + x + ")";
+    case Activation::HardSigmoid: return "F.hardsigmoid(" + x + ")";
+    case Activation::Sigmoid: return "torch.sigmoid(" + x + ")";
+    }
+    return x;
+}
+
+inline Activation activation_of(OpKind op) noexcept {
+    switch (op) {
+    case OpKind::Relu: return Activation::Relu;
+    case OpKind::Relu6: return Activation::Relu6;
+    case OpKind::HardSwish: return Activation::HardSwish;
+    case OpKind::HardSigmoid: return Activation::HardSigmoid;
+    case OpKind::Sigmoid: return Activation::Sigmoid;
+    default: return Activation::None;
+    }
+}
+
+inline void check_exportable(const Graph& g) {
+    if (g.layers.empty() || g.layers.front().op != OpKind::Input)
+        throw ExportError("the graph has no input layer");
+    for (const Layer& l : g.layers)
+        if (!l.shape.known())
+            throw ExportError("layer '" + l.name + "' has no inferred shape (export a graph from "
+                              "parse_dsl, which infers shapes)");
+}
+
+inline const char* python_prelude() {
+    return R"PY(import json
+import math
+import struct
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def read_safetensors(path):
+    """Reads a safetensors file of float32 tensors: {name: tensor}. Skips num_batches_tracked."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    base = 8 + n
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__" or name.endswith(".num_batches_tracked"):
+            continue
+        if entry["dtype"] != "F32":
+            raise ValueError(f"{path}: tensor '{name}' is {entry['dtype']}; only F32 is supported")
+        begin, end = entry["data_offsets"]
+        t = torch.frombuffer(bytearray(data[base + begin:base + end]), dtype=torch.float32)
+        out[name] = t.reshape(entry["shape"]).clone()
+    return out
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """Writes {name: tensor} as float32 safetensors, tensors in name order (as lamda writes)."""
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu", torch.float32).contiguous()
+        blob = t.numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+
+def _pool_sum_count(x, pad, kernel, stride):
+    # Window sums over the zero-padded input and each window's count of in-bounds elements.
+    s = F.avg_pool2d(F.pad(x, pad), kernel, stride, 0, False, True, 1)
+    ones = torch.ones((1, 1, x.shape[2], x.shape[3]), dtype=x.dtype, device=x.device)
+    c = F.avg_pool2d(F.pad(ones, pad), kernel, stride, 0, False, True, 1)
+    return s / c.clamp_min(1.0)
+
+
+)PY";
+}
+
+inline const char* python_methods() {
+    return R"PY(
+    def lamda_state_dict(self):
+        """The weights as lamda names them: state_dict() without num_batches_tracked."""
+        return {k: v for k, v in self.state_dict().items()
+                if not k.endswith(".num_batches_tracked")}
+
+    def load_lamda_weights(self, path):
+        """Loads a lamda safetensors file (exactly this model's tensors, torch layouts)."""
+        tensors = read_safetensors(path)
+        expected = self.lamda_state_dict()
+        missing = sorted(set(expected) - set(tensors))
+        unexpected = sorted(set(tensors) - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"{path}: missing {missing}, unexpected {unexpected}")
+        with torch.no_grad():
+            for k, v in tensors.items():
+                if tuple(v.shape) != tuple(expected[k].shape):
+                    raise ValueError(f"{path}: '{k}' has shape {list(v.shape)}, "
+                                     f"expected {list(expected[k].shape)}")
+                expected[k].copy_(v)
+
+    def save_lamda_weights(self, path, metadata=None):
+        """Saves the weights as a lamda safetensors file (lamda eval, lamda export --cpp, ...)."""
+        write_safetensors(path, self.lamda_state_dict(), metadata)
+)PY";
+}
+
+// The Python class name: the model name in CamelCase, or Model.
+inline std::string python_class_alias(const std::string& model) {
+    std::string out;
+    bool up = true;
+    for (char ch : model) {
+        if (ch == '_') { up = true; continue; }
+        out += up && ch >= 'a' && ch <= 'z' ? static_cast<char>(ch - 'a' + 'A') : ch;
+        up = false;
+    }
+    if (out.empty() || (out[0] >= '0' && out[0] <= '9') || out == "Model" || is_python_keyword(out))
+        return "";
+    return out;
+}
+
+}  // namespace export_detail
+
+// ---------------------------------------------------------------------------------------------
+// PyTorch
+// ---------------------------------------------------------------------------------------------
+
+// Python source of a torch nn.Module computing `graph` (shape-inferred, as parse_dsl returns it).
+inline std::string pytorch_module_source(const Graph& graph) {
+    using namespace export_detail;
+    check_exportable(graph);
+    for (const Layer& l : graph.layers)
+        if (has_weights(l.op) && clashes_with_module(l.name))
+            throw ExportError("layer name '" + l.name + "' is an attribute of torch.nn.Module (or "
+                              "starts with '_'), so PyTorch cannot register it; rename the layer");
+    const Shape in = graph.input().shape;
+    const Shape out = graph.output().shape;
+    std::string s;
+    s += "# Generated by `lamda export --pytorch` from the lamda model '" + graph.name +
+         "' (docs/export.md).\n"
+         "# A plain torch nn.Module: state_dict() keys are the lamda layer names (NAME.weight, ...)\n"
+         "# in torch layouts, so lamda safetensors weights load as they are, and trained weights\n"
+         "# save back with save_lamda_weights(). Input NCHW [N, " + str(in.c) + ", " + str(in.h) +
+         ", " + str(in.w) + "], output NCHW [N, " + str(out.c) + ", " + str(out.h) + ", " +
+         str(out.w) + "].\n";
+    s += python_prelude();
+    s += "class Model(nn.Module):\n";
+    s += "    input_shape = (" + str(in.c) + ", " + str(in.h) + ", " + str(in.w) + ")  # C, H, W\n";
+    s += "    output_shape = (" + str(out.c) + ", " + str(out.h) + ", " + str(out.w) + ")\n\n";
+    s += "    def __init__(self):\n        super().__init__()\n";
+    auto shape_of = [&](int i) { return graph.layers[static_cast<std::size_t>(i)].shape; };
+    auto mod = [&](const Layer& l) {
+        return is_python_keyword(l.name) ? "getattr(self, \"" + l.name + "\")" : "self." + l.name;
+    };
+    bool any_module = false;
+    for (const Layer& l : graph.layers) {
+        if (!has_weights(l.op)) continue;
+        any_module = true;
+        const Shape x = shape_of(l.inputs[0]);
+        std::string m;
+        switch (l.op) {
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d: {
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            const std::int64_t o = dw ? x.c * l.multiplier : l.out_channels;
+            const std::int64_t groups = dw ? x.c : l.groups;
+            const bool symmetric = l.pads[0] == l.pads[2] && l.pads[1] == l.pads[3];
+            m = "nn.Conv2d(" + str(x.c) + ", " + str(o) + ", (" + str(l.kernel_h) + ", " +
+                str(l.kernel_w) + "), stride=(" + str(l.stride_h) + ", " + str(l.stride_w) +
+                "), padding=(" + str(symmetric ? l.pads[0] : 0) + ", " +
+                str(symmetric ? l.pads[1] : 0) + "), dilation=(" + str(l.dilation_h) + ", " +
+                str(l.dilation_w) + "), groups=" + str(groups) +
+                ", bias=" + (l.bias ? "True" : "False") + ")";
+            break;
+        }
+        case OpKind::FullyConnected:
+            m = "nn.Linear(" + str(x.elements()) + ", " + str(l.out_channels) +
+                ", bias=" + (l.bias ? "True" : "False") + ")";
+            break;
+        default:  // BatchNorm
+            m = "nn.BatchNorm2d(" + str(x.c) + ", eps=" + shortest(l.eps) + ", momentum=0.1)";
+            break;
+        }
+        if (is_python_keyword(l.name))
+            s += "        self.add_module(\"" + l.name + "\", " + m + ")\n";
+        else
+            s += "        self." + l.name + " = " + m + "\n";
+    }
+    if (!any_module) s += "        pass\n";
+    s += "\n    def forward(self, x):\n";
+    for (const Layer& l : graph.layers) {
+        const std::string v = py_var(l.name);
+        auto arg = [&](std::size_t k) {
+            return py_var(graph.layers[static_cast<std::size_t>(l.inputs[k])].name);
+        };
+        std::string e;
+        const Shape x = l.inputs.empty() ? l.shape : shape_of(l.inputs[0]);
+        switch (l.op) {
+        case OpKind::Input: e = "x"; break;
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d: {
+            const bool symmetric = l.pads[0] == l.pads[2] && l.pads[1] == l.pads[3];
+            const std::string a = symmetric ? arg(0)
+                                            : "F.pad(" + arg(0) + ", (" + str(l.pads[1]) + ", " +
+                                                  str(l.pads[3]) + ", " + str(l.pads[0]) + ", " +
+                                                  str(l.pads[2]) + "))";
+            e = py_act(l.act, mod(l) + "(" + a + ")");
+            break;
+        }
+        case OpKind::FullyConnected: {
+            std::string a = arg(0);
+            if (x.h != 1 || x.w != 1) a += ".permute(0, 2, 3, 1)";
+            e = py_act(l.act, mod(l) + "(" + a + ".reshape(" + arg(0) + ".shape[0], -1))") +
+                "[:, :, None, None]";
+            break;
+        }
+        case OpKind::BatchNorm: e = mod(l) + "(" + arg(0) + ")"; break;
+        case OpKind::MaxPool:
+        case OpKind::AvgPool: {
+            // torch.hpp's plan_pool: torch's own pool when its arithmetic gives the inferred
+            // size, otherwise explicit padding/cropping to the span the windows cover.
+            const std::int64_t top = l.pads[0], left = l.pads[1], bottom = l.pads[2],
+                               right = l.pads[3];
+            const bool is_max = l.op == OpKind::MaxPool;
+            const bool symmetric = top == bottom && left == right && 2 * top <= l.kernel_h &&
+                                   2 * left <= l.kernel_w;
+            const bool floor_fits = (x.h + 2 * top - l.kernel_h) / l.stride_h + 1 == l.shape.h &&
+                                    (x.w + 2 * left - l.kernel_w) / l.stride_w + 1 == l.shape.w &&
+                                    x.h + 2 * top >= l.kernel_h && x.w + 2 * left >= l.kernel_w;
+            const std::string k = "(" + str(l.kernel_h) + ", " + str(l.kernel_w) + ")";
+            const std::string st = "(" + str(l.stride_h) + ", " + str(l.stride_w) + ")";
+            if (symmetric && floor_fits) {
+                const std::string p = "(" + str(top) + ", " + str(left) + ")";
+                e = is_max ? "F.max_pool2d(" + arg(0) + ", " + k + ", " + st + ", " + p + ")"
+                           : "F.avg_pool2d(" + arg(0) + ", " + k + ", " + st + ", " + p +
+                                 ", count_include_pad=False)";
+            } else {
+                const std::int64_t need_h = (l.shape.h - 1) * l.stride_h + l.kernel_h;
+                const std::int64_t need_w = (l.shape.w - 1) * l.stride_w + l.kernel_w;
+                const std::string pad = "(" + str(left) + ", " + str(need_w - x.w - left) + ", " +
+                                        str(top) + ", " + str(need_h - x.h - top) + ")";
+                e = is_max ? "F.max_pool2d(F.pad(" + arg(0) + ", " + pad +
+                                 ", value=-math.inf), " + k + ", " + st + ")"
+                           : "_pool_sum_count(" + arg(0) + ", " + pad + ", " + k + ", " + st + ")";
+            }
+            break;
+        }
+        case OpKind::GlobalAvgPool: e = arg(0) + ".mean((2, 3), keepdim=True)"; break;
+        case OpKind::Add: {
+            e = arg(0);
+            for (std::size_t k = 1; k < l.inputs.size(); ++k) e += " + " + arg(k);
+            if (l.act != Activation::None) e = py_act(l.act, e);
+            break;
+        }
+        case OpKind::Concat: {
+            e = "torch.cat([";
+            for (std::size_t k = 0; k < l.inputs.size(); ++k) e += (k ? ", " : "") + arg(k);
+            e += "], 1)";
+            break;
+        }
+        case OpKind::Mul: e = arg(0) + " * " + arg(1); break;
+        case OpKind::Relu:
+        case OpKind::Relu6:
+        case OpKind::HardSwish:
+        case OpKind::HardSigmoid:
+        case OpKind::Sigmoid: e = py_act(activation_of(l.op), arg(0)); break;
+        case OpKind::Softmax: e = "torch.softmax(" + arg(0) + ", 1)"; break;
+        case OpKind::Flatten:
+            e = arg(0) + ".permute(0, 2, 3, 1).reshape(" + arg(0) + ".shape[0], -1, 1, 1)";
+            break;
+        case OpKind::Dropout:
+            e = l.rate > 0 ? "F.dropout(" + arg(0) + ", " + shortest(l.rate) + ", self.training)"
+                           : arg(0);
+            break;
+        }
+        s += "        " + v + " = " + e + "  # " + std::string(op_name(l.op)) + ", " +
+             to_string(l.shape) + "\n";
+    }
+    s += "        return " + py_var(graph.output().name) + "\n";
+    s += python_methods();
+    const std::string alias = python_class_alias(graph.name);
+    if (!alias.empty()) s += "\n\n" + alias + " = Model\n";
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// C++ (layers.hpp templates)
+// ---------------------------------------------------------------------------------------------
+
+namespace export_detail {
+
+// The graph as nested layers.hpp blocks: a chain of items, each a layer or a join of branches.
+struct TemplateBuilder {
+    const Graph& g;
+    std::vector<int> idom;
+    std::vector<int> order;  // original layer indices in to_graph's order
+
+    explicit TemplateBuilder(const Graph& graph) : g(graph), idom(graph.layers.size(), -1) {
+        for (std::size_t v = 1; v < g.layers.size(); ++v) {
+            const Layer& l = g.layers[v];
+            if (l.inputs.empty()) throw ExportError("layer '" + l.name + "' has no input");
+            int d = l.inputs[0];
+            for (std::size_t k = 1; k < l.inputs.size(); ++k) {
+                int b = l.inputs[k];
+                while (d != b) {
+                    if (d > b) d = idom[static_cast<std::size_t>(d)];
+                    else b = idom[static_cast<std::size_t>(b)];
+                }
+            }
+            idom[v] = d;
+        }
+    }
+
+    static bool is_join(OpKind op) {
+        return op == OpKind::Add || op == OpKind::Concat || op == OpKind::Mul;
+    }
+
+    static std::string padding(const Layer& l) {
+        switch (l.padding.mode) {
+        case PaddingMode::Same: return "L::Same";
+        case PaddingMode::Valid: return "L::Valid";
+        case PaddingMode::Explicit: break;
+        }
+        const auto& a = l.padding.amounts;
+        return "L::Pad<" + str(a[0]) + ", " + str(a[1]) + ", " + str(a[2]) + ", " + str(a[3]) + ">";
+    }
+
+    static std::string act(Activation a) {
+        switch (a) {
+        case Activation::None: return "L::Act::None";
+        case Activation::Relu: return "L::Act::Relu";
+        case Activation::Relu6: return "L::Act::Relu6";
+        case Activation::HardSwish: return "L::Act::HardSwish";
+        case Activation::HardSigmoid: return "L::Act::HardSigmoid";
+        case Activation::Sigmoid: return "L::Act::Sigmoid";
+        }
+        return "L::Act::None";
+    }
+
+    // A decimal as a fraction Num/Den with Den a power of ten.
+    static std::string fraction(double v, const std::string& what) {
+        const std::string dec = shortest(v);
+        std::int64_t mant = 0;
+        int frac_digits = 0, exp10 = 0;
+        bool after_point = false;
+        std::size_t i = 0;
+        for (; i < dec.size() && dec[i] != 'e'; ++i) {
+            if (dec[i] == '.') { after_point = true; continue; }
+            if (dec[i] < '0' || dec[i] > '9') throw ExportError("cannot express " + what + "=" + dec);
+            if (mant > (std::int64_t{1} << 58)) throw ExportError("cannot express " + what + "=" + dec);
+            mant = mant * 10 + (dec[i] - '0');
+            if (after_point) ++frac_digits;
+        }
+        if (i < dec.size()) exp10 = std::stoi(dec.substr(i + 1));
+        int den_digits = frac_digits - exp10;
+        while (den_digits < 0) { mant *= 10; ++den_digits; }
+        if (den_digits > 18) throw ExportError("cannot express " + what + "=" + dec + " as a fraction");
+        std::int64_t den = 1;
+        for (int k = 0; k < den_digits; ++k) den *= 10;
+        return str(mant) + ", " + str(den);
+    }
+
+    std::string layer_type(int i) const {
+        const Layer& l = g.layers[static_cast<std::size_t>(i)];
+        switch (l.op) {
+        case OpKind::Input:
+            return "L::Input<" + str(l.shape.h) + ", " + str(l.shape.w) + ", " + str(l.shape.c) + ">";
+        case OpKind::Conv2d:
+            return "L::Conv2dHW<" + str(l.out_channels) + ", " + str(l.kernel_h) + ", " +
+                   str(l.kernel_w) + ", " + str(l.stride_h) + ", " + str(l.stride_w) + ", " +
+                   padding(l) + ", " + act(l.act) + ", " + str(l.dilation_h) + ", " +
+                   str(l.dilation_w) + ", " + str(l.groups) + ", " + (l.bias ? "true" : "false") + ">";
+        case OpKind::DepthwiseConv2d:
+            return "L::DepthwiseConv2dHW<" + str(l.kernel_h) + ", " + str(l.kernel_w) + ", " +
+                   str(l.stride_h) + ", " + str(l.stride_w) + ", " + padding(l) + ", " + act(l.act) +
+                   ", " + str(l.multiplier) + ", " + str(l.dilation_h) + ", " + str(l.dilation_w) +
+                   ", " + (l.bias ? "true" : "false") + ">";
+        case OpKind::FullyConnected:
+            return "L::FullyConnected<" + str(l.out_channels) + ", " + act(l.act) + ", " +
+                   (l.bias ? "true" : "false") + ">";
+        case OpKind::BatchNorm: return "L::BatchNormEps<" + fraction(l.eps, "eps") + ">";
+        case OpKind::MaxPool:
+        case OpKind::AvgPool:
+            return std::string(l.op == OpKind::MaxPool ? "L::MaxPoolHW<" : "L::AvgPoolHW<") +
+                   str(l.kernel_h) + ", " + str(l.kernel_w) + ", " + str(l.stride_h) + ", " +
+                   str(l.stride_w) + ", " + padding(l) + ", " + (l.ceil_mode ? "true" : "false") + ">";
+        case OpKind::GlobalAvgPool: return "L::GlobalAvgPool";
+        case OpKind::Relu: return "L::Relu";
+        case OpKind::Relu6: return "L::Relu6";
+        case OpKind::HardSwish: return "L::HardSwish";
+        case OpKind::HardSigmoid: return "L::HardSigmoid";
+        case OpKind::Sigmoid: return "L::Sigmoid";
+        case OpKind::Softmax: return "L::Softmax";
+        case OpKind::Flatten: return "L::Flatten";
+        case OpKind::Dropout: return "L::Dropout<" + fraction(l.rate, "rate") + ">";
+        default: break;
+        }
+        throw ExportError("layer '" + l.name + "': unexpected op");
+    }
+
+    // Items computing value `e` from value `s` (s dominates e), in to_graph order; appends the
+    // layers to `order` as to_graph numbers them.
+    std::vector<std::string> chain(int s, int e, int depth) {
+        if (depth > 200) throw ExportError("the graph nests blocks too deeply for layers.hpp");
+        std::vector<int> path;  // layers (or joins) from e back to s
+        int v = e;
+        while (v != s) {
+            if (v <= 0 || v < s)
+                throw ExportError("layer '" + g.layers[static_cast<std::size_t>(e)].name +
+                                  "' cannot be expressed as a block of layers.hpp templates "
+                                  "(its inputs do not nest as branches)");
+            path.push_back(v);
+            const Layer& l = g.layers[static_cast<std::size_t>(v)];
+            v = is_join(l.op) ? idom[static_cast<std::size_t>(v)] : l.inputs[0];
+        }
+        std::vector<std::string> items;
+        for (auto it = path.rbegin(); it != path.rend(); ++it) {
+            const int u = *it;
+            const Layer& l = g.layers[static_cast<std::size_t>(u)];
+            if (!is_join(l.op)) {
+                order.push_back(u);
+                items.push_back(layer_type(u));
+                continue;
+            }
+            const int p = idom[static_cast<std::size_t>(u)];
+            std::vector<std::string> branches;
+            for (int in : l.inputs) branches.push_back(block(chain(p, in, depth + 1)));
+            std::string head = l.op == OpKind::Add ? "L::AddAct<" + act(l.act) + ", "
+                               : l.op == OpKind::Concat ? "L::Concat<" : "L::Multiply<";
+            for (std::size_t k = 0; k < branches.size(); ++k) head += (k ? ", " : "") + branches[k];
+            order.push_back(u);
+            items.push_back(head + ">");
+        }
+        return items;
+    }
+
+    // A branch: one item as itself, none as Identity, more as Sequential (nested in groups of 64
+    // to stay well inside the template recursion limits).
+    static std::string block(const std::vector<std::string>& items) {
+        if (items.empty()) return "L::Identity";
+        if (items.size() == 1) return items[0];
+        return "L::Sequential<" + join_grouped(items) + ">";
+    }
+
+    static std::string join_grouped(std::vector<std::string> items) {
+        while (items.size() > 64) {
+            std::vector<std::string> grouped;
+            for (std::size_t k = 0; k < items.size(); k += 64) {
+                std::string s = "L::Sequential<";
+                for (std::size_t j = k; j < std::min(items.size(), k + 64); ++j)
+                    s += (j > k ? ",\n    " : "") + items[j];
+                grouped.push_back(s + ">");
+            }
+            items = std::move(grouped);
+        }
+        std::string s;
+        for (std::size_t k = 0; k < items.size(); ++k) s += (k ? ",\n    " : "") + items[k];
+        return s;
+    }
+};
+
+}  // namespace export_detail
+
+// The layers.hpp type of `graph` (`lamda::layers` as `L`) and the original layer indices in the
+// order to_graph() numbers them. Throws ExportError when the graph's joins do not nest as
+// branches (every add, concat and mul must join branches that start at one common value).
+struct TemplateModel {
+    std::string type;
+    std::vector<int> order;
+};
+
+inline TemplateModel template_model(const Graph& graph) {
+    using namespace export_detail;
+    check_exportable(graph);
+    TemplateBuilder b(graph);
+    const int last = static_cast<int>(graph.layers.size()) - 1;
+    std::vector<std::string> items{b.layer_type(0)};
+    b.order.push_back(0);
+    for (std::string& it : b.chain(0, last, 0)) items.push_back(std::move(it));
+    if (b.order.size() != graph.layers.size()) {
+        std::vector<bool> seen(graph.layers.size(), false);
+        for (int i : b.order) seen[static_cast<std::size_t>(i)] = true;
+        for (std::size_t i = 0; i < graph.layers.size(); ++i)
+            if (!seen[i] || std::count(b.order.begin(), b.order.end(), static_cast<int>(i)) > 1)
+                throw ExportError("layer '" + graph.layers[i].name + "' " +
+                                  (seen[i] ? "is shared by several branches"
+                                           : "does not lead to the output") +
+                                  ", which layers.hpp templates cannot express");
+    }
+    return TemplateModel{"L::Sequential<" + TemplateBuilder::join_grouped(items) + ">", b.order};
+}
+
+// A C++17 header holding `graph` with `weights` (validated first) in namespace `ns`.
+inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
+                                     const std::string& ns) {
+    using namespace export_detail;
+    check_exportable(graph);
+    auto ident = [](const std::string& s) {
+        if (s.empty() || (s[0] >= '0' && s[0] <= '9')) return false;
+        for (char ch : s)
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '_'))
+                return false;
+        return true;
+    };
+    if (!ident(ns)) throw ExportError("namespace '" + ns + "' is not a C++ identifier");
+    const std::vector<std::string> problems = validate_weights(graph, weights);
+    if (!problems.empty()) {
+        std::string msg = "the weights do not fit the model:";
+        for (const std::string& p : problems) msg += "\n  " + p;
+        throw ExportError(msg);
+    }
+    const TemplateModel tm = template_model(graph);
+    const ModelStats stats = analyze(graph);
+    std::string guard = "LAMDA_MODEL_";
+    for (char ch : ns) guard += (ch >= 'a' && ch <= 'z') ? static_cast<char>(ch - 'a' + 'A') : ch;
+    guard += "_HPP";
+    const Shape in = graph.input().shape, out = graph.output().shape;
+    std::string s;
+    s += "// Generated by `lamda export --cpp` from the lamda model '" + graph.name +
+         "' (docs/export.md); do not edit.\n"
+         "// " + str(stats.params) + " parameters, " + str(stats.macs) + " MACs, input " +
+         to_string(in) + " (NHWC), output " + to_string(out) + ".\n"
+         "//\n"
+         "//   float out[" + ns + "::output_size];\n"
+         "//   " + ns + "::run(image, out);   // needs LAMDA_WITH_XNNPACK (link XNNPACK)\n"
+         "#ifndef " + guard + "\n#define " + guard + "\n\n"
+         "#include <algorithm>\n#include <cstddef>\n#include <cstdint>\n#include <string>\n\n"
+         "#include <lamda/lamda.hpp>\n\n"
+         "namespace " + ns + " {\n\nnamespace L = lamda::layers;\n\n"
+         "// The model as layers.hpp templates: the compiler checks every shape.\n"
+         "using Net = " + tm.type + ";\n\n";
+    s += "static_assert(Net::params == " + str(stats.params) + ", \"" + ns +
+         ": parameter count differs from the exported model\");\n"
+         "static_assert(Net::macs == " + str(stats.macs) + ", \"" + ns +
+         ": MAC count differs from the exported model\");\n"
+         "static_assert(Net::input_shape == lamda::Shape{" + str(in.h) + ", " + str(in.w) + ", " +
+         str(in.c) + "}, \"" + ns + ": input shape\");\n"
+         "static_assert(Net::output_shape == lamda::Shape{" + str(out.h) + ", " + str(out.w) +
+         ", " + str(out.c) + "}, \"" + ns + ": output shape\");\n\n"
+         "inline constexpr std::size_t input_size = " + str(in.elements()) + ";   // floats, NHWC\n"
+         "inline constexpr std::size_t output_size = " + str(out.elements()) + ";\n"
+         "inline constexpr const char* model_name = \"" + graph.name + "\";\n\n"
+         "// Layer names in the order Net::to_graph() numbers the layers.\n"
+         "inline constexpr const char* layer_names[" + str(static_cast<std::int64_t>(tm.order.size())) +
+         "] = {";
+    for (std::size_t k = 0; k < tm.order.size(); ++k)
+        s += std::string(k % 6 == 0 ? "\n    " : " ") + "\"" +
+             graph.layers[static_cast<std::size_t>(tm.order[k])].name + "\",";
+    s += "\n};\n\n";
+    // Weights, in expected_weights order.
+    const std::vector<ExpectedTensor> expected = expected_weights(graph);
+    s += "namespace data {\n";
+    for (std::size_t t = 0; t < expected.size(); ++t) {
+        const WeightTensor& w = weights.at(expected[t].name);
+        s += "// " + expected[t].name + " " + shape_string(w.shape) + "\n";
+        s += "alignas(16) inline constexpr float w" + str(static_cast<std::int64_t>(t)) + "[" +
+             str(static_cast<std::int64_t>(w.data.size())) + "] = {";
+        for (std::size_t k = 0; k < w.data.size(); ++k) {
+            s += (k % 8 == 0 ? "\n    " : " ");
+            s += float_literal(w.data[k]) + "f,";
+        }
+        s += "\n};\n";
+    }
+    s += "}  // namespace data\n\n";
+    s += "struct TensorInfo {\n    const char* name;\n    const float* data;\n    std::size_t size;\n"
+         "    int rank;\n    std::int64_t shape[4];\n};\n\n"
+         "inline constexpr std::size_t tensor_count = " + str(static_cast<std::int64_t>(expected.size())) +
+         ";\n";
+    if (expected.empty()) {
+        s += "inline constexpr TensorInfo* tensors = nullptr;\n\n";
+    } else {
+        s += "inline constexpr TensorInfo tensors[" + str(static_cast<std::int64_t>(expected.size())) +
+             "] = {\n";
+        for (std::size_t t = 0; t < expected.size(); ++t) {
+            const WeightTensor& w = weights.at(expected[t].name);
+            if (w.shape.size() > 4) throw ExportError("tensor '" + expected[t].name + "' has rank > 4");
+            s += "    {\"" + expected[t].name + "\", data::w" + str(static_cast<std::int64_t>(t)) + ", " +
+                 str(static_cast<std::int64_t>(w.data.size())) + ", " +
+                 str(static_cast<std::int64_t>(w.shape.size())) + ", {";
+            for (std::size_t d = 0; d < 4; ++d)
+                s += (d ? ", " : "") + str(d < w.shape.size() ? w.shape[d] : 0);
+            s += "}},\n";
+        }
+        s += "};\n\n";
+    }
+    s += R"CPP(// The model graph (layers.hpp's to_graph, with the original layer names).
+inline lamda::Graph graph() {
+    lamda::Graph g = Net::to_graph(model_name);
+    for (std::size_t i = 0; i < g.layers.size(); ++i) g.layers[i].name = layer_names[i];
+    return g;
+}
+
+// The weights as a lamda::Weights map (a copy of the constant arrays).
+inline lamda::Weights weights() {
+    lamda::Weights w;
+    for (std::size_t t = 0; t < tensor_count; ++t) {
+        lamda::WeightTensor& x = w[tensors[t].name];
+        x.shape.assign(tensors[t].shape, tensors[t].shape + tensors[t].rank);
+        x.data.assign(tensors[t].data, tensors[t].data + tensors[t].size);
+    }
+    return w;
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+// The executor run() uses, built on first use (one thread).
+inline lamda::XnnExecutor& executor() {
+    static lamda::XnnExecutor exec(graph(), weights(), lamda::XnnOptions{1});
+    return exec;
+}
+
+// input: input_size floats (NHWC); output: output_size floats. Not reentrant.
+inline void run(const float* input, float* output) {
+    lamda::XnnExecutor& exec = executor();
+    std::copy(input, input + input_size, exec.input());
+    exec.run();
+    std::copy(exec.output(), exec.output() + output_size, output);
+}
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+)CPP";
+    s += "}  // namespace " + ns + "\n\n#endif  // " + guard + "\n";
+    return s;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXPORT_HPP
+// ---- end include/lamda/export.hpp ----
 // ---- begin include/lamda/dataset.hpp ----
 // lamda/dataset.hpp: image classification datasets for training and evaluation. Core (C++17
 // only); gzip-compressed files need zlib (define LAMDA_WITH_ZLIB and link -lz: lamda's own build
@@ -10010,6 +10791,653 @@ private:
 #endif  // defined(LAMDA_WITH_TORCH)
 #endif  // LAMDA_TRAIN_HPP
 // ---- end include/lamda/train.hpp ----
+// ---- begin include/lamda/onnx_import.hpp ----
+// lamda/onnx_import.hpp: an ONNX model as a lamda graph and weights (docs/export.md, "ONNX in").
+// Compiled only with LAMDA_WITH_ONNX defined (Debian's libonnx-dev: link onnx_proto and
+// libprotobuf, define ONNX_ML=1 and ONNX_NAMESPACE=onnx; CMake's target lamda::onnx does).
+//
+//   lamda::OnnxImport m = lamda::import_onnx_file("resnet18.onnx");
+//   m.dsl       // the model in the DSL (canonical form), parsed and shape-checked
+//   m.graph     // the same, as a Graph;  m.weights: the initializers, lamda names and layouts
+//
+// Supported (batch 1, NCHW float32 input): Conv (groups, pads, strides, dilations; group == C
+// with one input channel per group becomes dwconv), Gemm, MatMul (+ Add of a constant bias),
+// BatchNormalization, Relu, Clip (0..6 as relu6, 0..inf as relu), HardSwish, HardSigmoid
+// (alpha 1/6, beta 1/2), Sigmoid, Add, Mul, Concat (channels), GlobalAveragePool, MaxPool,
+// AveragePool (count_include_pad=0, or no padding), Flatten, Reshape to 2-D, Softmax (channels),
+// Dropout, Identity; Constant, Shape, Gather, Unsqueeze, Concat, Cast and Squeeze of constants
+// are folded (the shape subgraphs exporters emit). Activations are fused into the conv, fc or add
+// that feeds only them. Flatten/Reshape of an HxWxC value reads C,H,W in ONNX and H,W,C in
+// lamda: the following Gemm's weight columns are permuted. Weighted layers are named after their
+// weight initializer ("features.0.0.weight" -> features_0_0), others after the node.
+// Anything else throws OnnxImportError naming the node, its op type and its inputs.
+#ifndef LAMDA_ONNX_IMPORT_HPP
+#define LAMDA_ONNX_IMPORT_HPP
+
+#if defined(LAMDA_WITH_ONNX)
+
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+class OnnxImportError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct OnnxImport {
+    std::string dsl;
+    Graph graph;
+    Weights weights;
+};
+
+namespace onnx_detail {
+
+struct Const {
+    std::vector<std::int64_t> dims;
+    std::vector<double> v;  // values (floats and integers alike)
+};
+
+inline Const to_const(const onnx::TensorProto& t, const std::string& where) {
+    Const c;
+    std::int64_t n = 1;
+    for (auto d : t.dims()) {
+        c.dims.push_back(d);
+        n *= d;
+    }
+    if (n < 0 || n > (std::int64_t{1} << 31)) throw OnnxImportError(where + ": tensor too large");
+    c.v.resize(static_cast<std::size_t>(n));
+    const std::string& raw = t.raw_data();
+    auto need = [&](std::size_t bytes) {
+        if (raw.size() != bytes * static_cast<std::size_t>(n))
+            throw OnnxImportError(where + ": tensor '" + t.name() + "' has " +
+                                  std::to_string(raw.size()) + " bytes of data, expected " +
+                                  std::to_string(bytes * static_cast<std::size_t>(n)));
+    };
+    switch (t.data_type()) {
+    case onnx::TensorProto::FLOAT:
+        if (!raw.empty()) {
+            need(4);
+            for (std::size_t i = 0; i < c.v.size(); ++i) {
+                float f;
+                std::memcpy(&f, raw.data() + 4 * i, 4);
+                c.v[i] = f;
+            }
+        } else {
+            if (t.float_data_size() != n) throw OnnxImportError(where + ": bad float data");
+            for (int i = 0; i < t.float_data_size(); ++i) c.v[static_cast<std::size_t>(i)] = t.float_data(i);
+        }
+        break;
+    case onnx::TensorProto::INT64:
+        if (!raw.empty()) {
+            need(8);
+            for (std::size_t i = 0; i < c.v.size(); ++i) {
+                std::int64_t x;
+                std::memcpy(&x, raw.data() + 8 * i, 8);
+                c.v[i] = static_cast<double>(x);
+            }
+        } else {
+            if (t.int64_data_size() != n) throw OnnxImportError(where + ": bad int64 data");
+            for (int i = 0; i < t.int64_data_size(); ++i)
+                c.v[static_cast<std::size_t>(i)] = static_cast<double>(t.int64_data(i));
+        }
+        break;
+    case onnx::TensorProto::INT32:
+        if (!raw.empty()) {
+            need(4);
+            for (std::size_t i = 0; i < c.v.size(); ++i) {
+                std::int32_t x;
+                std::memcpy(&x, raw.data() + 4 * i, 4);
+                c.v[i] = x;
+            }
+        } else {
+            if (t.int32_data_size() != n) throw OnnxImportError(where + ": bad int32 data");
+            for (int i = 0; i < t.int32_data_size(); ++i) c.v[static_cast<std::size_t>(i)] = t.int32_data(i);
+        }
+        break;
+    default:
+        throw OnnxImportError(where + ": tensor '" + t.name() + "' has ONNX data type " +
+                              std::to_string(t.data_type()) + "; only float32, int64 and int32 are supported");
+    }
+    return c;
+}
+
+// A lamda layer being built.
+struct Spec {
+    std::string name, op;
+    std::vector<std::string> inputs;
+    std::vector<std::string> attrs;
+    std::string act;  // fused activation
+    bool has_bias_attr = false;
+};
+
+inline std::string sanitize(const std::string& s) {
+    std::string out;
+    for (char ch : s) {
+        const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        if (ok) out += ch;
+        else if (!out.empty() && out.back() != '_') out += '_';
+    }
+    while (!out.empty() && out.back() == '_') out.pop_back();
+    if (!out.empty() && out[0] >= '0' && out[0] <= '9') out = "n" + out;
+    return out;
+}
+
+class Importer {
+public:
+    Importer(const onnx::ModelProto& model, std::string name) : m_(model), name_(std::move(name)) {}
+
+    OnnxImport run() {
+        const onnx::GraphProto& g = m_.graph();
+        for (const auto& t : g.initializer()) consts_[t.name()] = to_const(t, "initializer '" + t.name() + "'");
+        for (const auto& n : g.node())
+            for (const auto& in : n.input()) ++uses_[in];
+        for (const auto& o : g.output()) ++uses_[o.name()];
+        // The input.
+        for (const auto& in : g.input()) {
+            if (consts_.count(in.name())) continue;
+            const auto& shape = in.type().tensor_type().shape();
+            if (shape.dim_size() != 4)
+                throw OnnxImportError("input '" + in.name() + "' is not 4-D NCHW");
+            std::int64_t d[4];
+            for (int k = 0; k < 4; ++k) {
+                d[k] = shape.dim(k).dim_value();
+                if (k > 0 && d[k] <= 0)
+                    throw OnnxImportError("input '" + in.name() + "' has no static shape");
+            }
+            Spec s{unique("input"), "input", {}, {"shape=" + std::to_string(d[2]) + "x" + std::to_string(d[3]) + "x" + std::to_string(d[1])}, "", false};
+            value_[in.name()] = s.name;
+            add(std::move(s));
+            break;
+        }
+        if (specs_.empty()) throw OnnxImportError("the model has no input");
+        for (const auto& n : g.node()) node(n);
+        if (g.output_size() != 1) throw OnnxImportError("the model has " + std::to_string(g.output_size()) + " outputs; lamda models have one");
+        const std::string out = lamda_value(g.output(0).name(), "graph output");
+        if (out != specs_.back().name)
+            throw OnnxImportError("the output '" + g.output(0).name() + "' is not computed last");
+        OnnxImport r;
+        r.dsl = text();
+        ParseResult p = parse_dsl(r.dsl, "imported.lamda");
+        if (!p.ok()) throw OnnxImportError("the imported model does not check:\n" + format_diagnostics(p.diagnostics) + "\n" + r.dsl);
+        r.graph = p.graph;
+        r.dsl = print_dsl(r.graph);
+        r.weights = weights_;
+        const std::vector<std::string> problems = validate_weights(r.graph, r.weights);
+        if (!problems.empty()) {
+            std::string msg = "the imported weights do not fit the imported model:";
+            for (const auto& q : problems) msg += "\n  " + q;
+            throw OnnxImportError(msg);
+        }
+        return r;
+    }
+
+private:
+    const onnx::ModelProto& m_;
+    std::string name_;
+    std::map<std::string, Const> consts_;
+    std::map<std::string, int> uses_;
+    std::map<std::string, std::string> value_;  // ONNX value -> lamda layer
+    std::map<std::string, Shape> chw_flat_;    // lamda flatten layer -> the HxWxC it flattened
+    std::vector<Spec> specs_;
+    std::map<std::string, std::size_t> index_;
+    std::set<std::string> names_;
+    Weights weights_;
+
+    std::string text() const {
+        std::string model = sanitize(name_.empty() ? m_.graph().name() : name_);
+        if (model.empty()) model = "imported";
+        std::string t = "model " + model + "\n";
+        for (const Spec& s : specs_) {
+            t += s.name + ": " + s.op;
+            for (std::size_t k = 0; k < s.inputs.size(); ++k) t += (k ? ", " : " ") + s.inputs[k];
+            for (const auto& a : s.attrs) t += " " + a;
+            if (!s.act.empty()) t += " act=" + s.act;
+            t += "\n";
+        }
+        return t;
+    }
+
+    Shape shape_of(const std::string& layer) const {
+        ParseResult p = parse_dsl(text(), "partial.lamda");
+        if (!p.ok()) throw OnnxImportError("internal: partial model does not check:\n" + format_diagnostics(p.diagnostics));
+        const int i = p.graph.find(layer);
+        return p.graph.layers[static_cast<std::size_t>(i)].shape;
+    }
+
+    std::string unique(std::string base) {
+        if (base.empty()) base = "layer";
+        if (base.size() > 56) base = base.substr(base.size() - 56);
+        if (base[0] >= '0' && base[0] <= '9') base = "n" + base;
+        if (base[0] == '_') base = "n" + base;
+        std::string n = base;
+        for (int k = 2; names_.count(n); ++k) n = base + "_" + std::to_string(k);
+        names_.insert(n);
+        return n;
+    }
+
+    void add(Spec s) {
+        index_[s.name] = specs_.size();
+        specs_.push_back(std::move(s));
+    }
+
+    static std::string describe(const onnx::NodeProto& n) {
+        std::string s = "node '" + n.name() + "' (" + n.op_type() + ", inputs ";
+        for (int k = 0; k < n.input_size(); ++k) s += (k ? ", " : "") + std::string("'") + n.input(k) + "'";
+        return s + ")";
+    }
+
+    [[noreturn]] static void fail(const onnx::NodeProto& n, const std::string& why) {
+        throw OnnxImportError(describe(n) + ": " + why);
+    }
+
+    std::string lamda_value(const std::string& v, const std::string& who) const {
+        const auto it = value_.find(v);
+        if (it == value_.end()) throw OnnxImportError(who + ": value '" + v + "' is not computed by a supported node (or is a constant where lamda needs a tensor)");
+        return it->second;
+    }
+
+    const Const* constant(const std::string& v) const {
+        const auto it = consts_.find(v);
+        return it == consts_.end() ? nullptr : &it->second;
+    }
+
+    static const onnx::AttributeProto* attr(const onnx::NodeProto& n, const std::string& name) {
+        for (const auto& a : n.attribute())
+            if (a.name() == name) return &a;
+        return nullptr;
+    }
+    static std::vector<std::int64_t> ints(const onnx::NodeProto& n, const std::string& name, std::vector<std::int64_t> def) {
+        const auto* a = attr(n, name);
+        if (!a) return def;
+        return std::vector<std::int64_t>(a->ints().begin(), a->ints().end());
+    }
+    static std::int64_t int_attr(const onnx::NodeProto& n, const std::string& name, std::int64_t def) {
+        const auto* a = attr(n, name);
+        return a ? a->i() : def;
+    }
+    static double float_attr(const onnx::NodeProto& n, const std::string& name, double def) {
+        const auto* a = attr(n, name);
+        return a ? static_cast<double>(a->f()) : def;
+    }
+
+    std::string layer_name(const onnx::NodeProto& n, const std::string& weight) {
+        if (!weight.empty()) {
+            std::string w = weight;
+            const std::string suffix = ".weight";
+            if (w.size() > suffix.size() && w.compare(w.size() - suffix.size(), suffix.size(), suffix) == 0)
+                w = w.substr(0, w.size() - suffix.size());
+            const std::string s = sanitize(w);
+            if (!s.empty() && s.find("onnx") == std::string::npos) return unique(s);
+        }
+        std::string s = module_path(n.name());
+        if (s.empty()) s = sanitize(n.output(0));
+        return unique(s.empty() ? sanitize(n.op_type()) : s);
+    }
+
+    WeightTensor tensor(const Const& c) const {
+        WeightTensor t;
+        t.shape = c.dims;
+        t.data.reserve(c.v.size());
+        for (double x : c.v) t.data.push_back(static_cast<float>(x));
+        return t;
+    }
+
+    const Const& need_const(const onnx::NodeProto& n, int k) const {
+        if (k >= n.input_size() || n.input(k).empty()) fail(n, "input " + std::to_string(k) + " is missing");
+        const Const* c = constant(n.input(k));
+        if (!c) fail(n, "input '" + n.input(k) + "' must be a constant (an initializer)");
+        return *c;
+    }
+
+    // Fuses `act` into the layer producing `v` when it may; otherwise adds an activation layer.
+    void activation(const onnx::NodeProto& n, const std::string& act, const std::string& op) {
+        const std::string in = lamda_value(n.input(0), describe(n));
+        Spec& p = specs_[index_.at(in)];
+        const bool fusable = (p.op == "conv2d" || p.op == "dwconv" || p.op == "fc" || p.op == "add") &&
+                             p.act.empty() && uses_[n.input(0)] == 1 && in == specs_.back().name;
+        if (fusable) {
+            p.act = act;
+            value_[n.output(0)] = in;
+            return;
+        }
+        Spec s{layer_name(n, ""), op, {in}, {}, "", false};
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void fold(const onnx::NodeProto& n) {
+        const std::string& op = n.op_type();
+        Const out;
+        if (op == "Constant") {
+            const auto* a = attr(n, "value");
+            if (!a) fail(n, "only Constant with a tensor `value` is supported");
+            out = to_const(a->t(), describe(n));
+        } else if (op == "Shape") {
+            const Shape s = shape_of(lamda_value(n.input(0), describe(n)));
+            out.dims = {4};
+            out.v = {1, static_cast<double>(s.c), static_cast<double>(s.h), static_cast<double>(s.w)};
+        } else if (op == "Gather") {
+            const Const& d = need_const(n, 0);
+            const Const& idx = need_const(n, 1);
+            if (d.dims.size() != 1 || int_attr(n, "axis", 0) != 0) fail(n, "only Gather on a 1-D constant is supported");
+            out.dims = idx.dims;
+            for (double i : idx.v) {
+                auto k = static_cast<std::int64_t>(i);
+                if (k < 0) k += d.dims[0];
+                if (k < 0 || k >= d.dims[0]) fail(n, "index out of range");
+                out.v.push_back(d.v[static_cast<std::size_t>(k)]);
+            }
+        } else if (op == "Unsqueeze" || op == "Squeeze" || op == "Cast" || op == "Identity") {
+            out = need_const(n, 0);
+            std::int64_t count = 1;
+            for (auto d : out.dims) count *= d;
+            out.dims = {count};  // shape constants are 1-D or scalars; 1-D is what consumers read
+        } else if (op == "Concat") {
+            for (int k = 0; k < n.input_size(); ++k) {
+                const Const& c = need_const(n, k);
+                out.v.insert(out.v.end(), c.v.begin(), c.v.end());
+            }
+            out.dims = {static_cast<std::int64_t>(out.v.size())};
+        } else {
+            fail(n, "unsupported op on constants");
+        }
+        consts_[n.output(0)] = std::move(out);
+    }
+
+    void node(const onnx::NodeProto& n) {
+        const std::string& op = n.op_type();
+        if (n.domain() != "" && n.domain() != "ai.onnx") fail(n, "op domain '" + n.domain() + "' is not supported");
+        bool all_const = n.input_size() > 0 || op == "Constant";
+        for (const auto& in : n.input())
+            if (!in.empty() && !constant(in)) all_const = false;
+        if (op == "Constant" || (all_const && op != "Shape")) return fold(n);
+        if (op == "Shape") return fold(n);
+
+        auto in0 = [&] { return lamda_value(n.input(0), describe(n)); };
+        if (op == "Identity" || op == "Dropout") {
+            if (n.output_size() > 1 && !n.output(1).empty() && uses_[n.output(1)] > 0) fail(n, "the dropout mask is not supported");
+            value_[n.output(0)] = in0();
+            return;
+        }
+        if (op == "Conv") {
+            const std::string x = in0();
+            const Const& w = need_const(n, 1);
+            if (w.dims.size() != 4) fail(n, "only 2-D convolutions are supported");
+            const std::int64_t group = int_attr(n, "group", 1);
+            const std::string autopad = attr(n, "auto_pad") ? attr(n, "auto_pad")->s() : "NOTSET";
+            if (autopad != "NOTSET" && autopad != "VALID") fail(n, "auto_pad=" + autopad + " is not supported");
+            const auto strides = ints(n, "strides", {1, 1});
+            const auto dil = ints(n, "dilations", {1, 1});
+            const auto pads = ints(n, "pads", {0, 0, 0, 0});
+            if (strides.size() != 2 || dil.size() != 2 || pads.size() != 4) fail(n, "bad strides, dilations or pads");
+            Spec s{layer_name(n, n.input(1)), "", {x}, {}, "", false};
+            const bool dw = group > 1 && w.dims[1] == 1;
+            if (dw) {
+                s.op = "dwconv";
+                if (w.dims[0] % group) fail(n, "output channels do not divide by group");
+                if (w.dims[0] / group != 1) s.attrs.push_back("multiplier=" + std::to_string(w.dims[0] / group));
+            } else {
+                s.op = "conv2d";
+                s.attrs.push_back("out=" + std::to_string(w.dims[0]));
+                if (group != 1) s.attrs.push_back("groups=" + std::to_string(group));
+            }
+            s.attrs.push_back("kernel=" + size(w.dims[2], w.dims[3]));
+            if (strides[0] != 1 || strides[1] != 1) s.attrs.push_back("stride=" + size(strides[0], strides[1]));
+            if (dil[0] != 1 || dil[1] != 1) s.attrs.push_back("dilation=" + size(dil[0], dil[1]));
+            const std::string pad = conv_padding(pads, w.dims[2], w.dims[3], strides, dil);
+            if (!pad.empty()) s.attrs.push_back(pad);
+            const bool bias = n.input_size() > 2 && !n.input(2).empty();
+            if (!bias) s.attrs.push_back("bias=false");
+            weights_[s.name + ".weight"] = tensor(w);
+            if (bias) weights_[s.name + ".bias"] = tensor(need_const(n, 2));
+            value_[n.output(0)] = s.name;
+            add(std::move(s));
+            return;
+        }
+        if (op == "Gemm" || op == "MatMul") {
+            const std::string x = in0();
+            const Const& b = need_const(n, 1);
+            if (b.dims.size() != 2) fail(n, "the weight must be 2-D");
+            bool trans_b = op == "Gemm" && int_attr(n, "transB", 0) != 0;
+            if (op == "Gemm" && (int_attr(n, "transA", 0) != 0 || float_attr(n, "alpha", 1.0) != 1.0 || float_attr(n, "beta", 1.0) != 1.0))
+                fail(n, "only Gemm with transA=0, alpha=1, beta=1 is supported");
+            const std::int64_t out = trans_b ? b.dims[0] : b.dims[1], in = trans_b ? b.dims[1] : b.dims[0];
+            WeightTensor wt;
+            wt.shape = {out, in};
+            wt.data.resize(static_cast<std::size_t>(out * in));
+            for (std::int64_t o = 0; o < out; ++o)
+                for (std::int64_t i = 0; i < in; ++i)
+                    wt.data[static_cast<std::size_t>(o * in + i)] = static_cast<float>(
+                        trans_b ? b.v[static_cast<std::size_t>(o * in + i)] : b.v[static_cast<std::size_t>(i * out + o)]);
+            // ONNX flattened C,H,W; lamda H,W,C: permute the columns.
+            const auto flat = chw_flat_.find(x);
+            if (flat != chw_flat_.end()) {
+                const Shape s = flat->second;
+                if (s.elements() != in) fail(n, "the weight does not fit the flattened input");
+                std::vector<float> p(wt.data.size());
+                for (std::int64_t o = 0; o < out; ++o)
+                    for (std::int64_t c = 0; c < s.c; ++c)
+                        for (std::int64_t h = 0; h < s.h; ++h)
+                            for (std::int64_t w = 0; w < s.w; ++w)
+                                p[static_cast<std::size_t>(o * in + (h * s.w + w) * s.c + c)] =
+                                    wt.data[static_cast<std::size_t>(o * in + c * s.h * s.w + h * s.w + w)];
+                wt.data = std::move(p);
+            }
+            Spec s{layer_name(n, n.input(1)), "fc", {x}, {"out=" + std::to_string(out)}, "", false};
+            const bool bias = op == "Gemm" && n.input_size() > 2 && !n.input(2).empty();
+            if (bias) {
+                const Const& c = need_const(n, 2);
+                if (static_cast<std::int64_t>(c.v.size()) != out) fail(n, "only a per-output bias is supported");
+                WeightTensor bt = tensor(c);
+                bt.shape = {out};
+                weights_[s.name + ".bias"] = bt;
+            } else {
+                s.attrs.push_back("bias=false");
+            }
+            weights_[s.name + ".weight"] = std::move(wt);
+            value_[n.output(0)] = s.name;
+            add(std::move(s));
+            return;
+        }
+        if (op == "BatchNormalization") {
+            Spec s{layer_name(n, n.input(1)), "batchnorm", {in0()}, {}, "", false};
+            const double eps = float_attr(n, "epsilon", 1e-5);
+            // The float attribute widened to double: print the float's shortest decimal.
+            char buf[64];
+            const auto r = std::to_chars(buf, buf + sizeof buf, static_cast<float>(eps));
+            const std::string es(buf, r.ptr);
+            if (static_cast<float>(eps) != 1e-5f) s.attrs.push_back("eps=" + es);
+            const char* names[4] = {".weight", ".bias", ".running_mean", ".running_var"};
+            for (int k = 0; k < 4; ++k) weights_[s.name + names[k]] = tensor(need_const(n, k + 1));
+            value_[n.output(0)] = s.name;
+            add(std::move(s));
+            return;
+        }
+        if (op == "Relu") return activation(n, "relu", "relu");
+        if (op == "Sigmoid") return activation(n, "sigmoid", "sigmoid");
+        if (op == "HardSwish") return activation(n, "hardswish", "hardswish");
+        if (op == "HardSigmoid") {
+            if (std::fabs(float_attr(n, "alpha", 0.2) - 1.0 / 6) > 1e-6 || std::fabs(float_attr(n, "beta", 0.5) - 0.5) > 1e-6)
+                fail(n, "only HardSigmoid with alpha=1/6, beta=1/2 (torch's) is supported");
+            return activation(n, "hardsigmoid", "hardsigmoid");
+        }
+        if (op == "Clip") {
+            double lo = float_attr(n, "min", -INFINITY), hi = float_attr(n, "max", INFINITY);
+            if (n.input_size() > 1 && !n.input(1).empty()) lo = need_const(n, 1).v.at(0);
+            if (n.input_size() > 2 && !n.input(2).empty()) hi = need_const(n, 2).v.at(0);
+            if (lo == 0 && hi == 6) return activation(n, "relu6", "relu6");
+            if (lo == 0 && std::isinf(hi)) return activation(n, "relu", "relu");
+            fail(n, "only Clip to [0, 6] (relu6) or [0, inf) (relu) is supported");
+        }
+        if (op == "Add" || op == "Mul" || op == "Sum") {
+            // fc + constant bias (MatMul + Add)
+            if (op == "Add" && n.input_size() == 2 && constant(n.input(1)) && value_.count(n.input(0))) {
+                const std::string x = in0();
+                Spec& p = specs_[index_.at(x)];
+                const Const& c = *constant(n.input(1));
+                const bool no_bias = std::find(p.attrs.begin(), p.attrs.end(), "bias=false") != p.attrs.end();
+                if (p.op == "fc" && no_bias && p.act.empty() && uses_[n.input(0)] == 1) {
+                    p.attrs.erase(std::find(p.attrs.begin(), p.attrs.end(), "bias=false"));
+                    WeightTensor bt = tensor(c);
+                    bt.shape = {static_cast<std::int64_t>(bt.data.size())};
+                    weights_[p.name + ".bias"] = bt;
+                    value_[n.output(0)] = x;
+                    return;
+                }
+                fail(n, "adding a constant is supported only as the bias of a MatMul");
+            }
+            Spec s{layer_name(n, ""), op == "Mul" ? "mul" : "add", {}, {}, "", false};
+            for (const auto& in : n.input()) s.inputs.push_back(lamda_value(in, describe(n)));
+            value_[n.output(0)] = s.name;
+            add(std::move(s));
+            return;
+        }
+        if (op == "Concat") {
+            if (int_attr(n, "axis", 1) != 1) fail(n, "only Concat on channels (axis=1) is supported");
+            Spec s{layer_name(n, ""), "concat", {}, {}, "", false};
+            for (const auto& in : n.input()) s.inputs.push_back(lamda_value(in, describe(n)));
+            value_[n.output(0)] = s.name;
+            add(std::move(s));
+            return;
+        }
+        if (op == "GlobalAveragePool") {
+            Spec s{layer_name(n, ""), "gap", {in0()}, {}, "", false};
+            value_[n.output(0)] = s.name;
+            add(std::move(s));
+            return;
+        }
+        if (op == "MaxPool" || op == "AveragePool") {
+            if (n.output_size() > 1 && !n.output(1).empty() && uses_[n.output(1)] > 0) fail(n, "MaxPool indices are not supported");
+            const auto k = ints(n, "kernel_shape", {});
+            const auto strides = ints(n, "strides", {1, 1});
+            const auto pads = ints(n, "pads", {0, 0, 0, 0});
+            const auto dil = ints(n, "dilations", {1, 1});
+            if (k.size() != 2 || strides.size() != 2 || pads.size() != 4) fail(n, "only 2-D pools are supported");
+            if (dil[0] != 1 || dil[1] != 1) fail(n, "dilated pools are not supported");
+            const std::string autopad = attr(n, "auto_pad") ? attr(n, "auto_pad")->s() : "NOTSET";
+            if (autopad != "NOTSET" && autopad != "VALID") fail(n, "auto_pad=" + autopad + " is not supported");
+            const bool padded = pads[0] || pads[1] || pads[2] || pads[3];
+            const bool ceil = int_attr(n, "ceil_mode", 0) != 0;
+            if (op == "AveragePool" && int_attr(n, "count_include_pad", 0) != 0 && (padded || ceil))
+                fail(n, "count_include_pad=1 with padding is not supported (lamda never counts padding)");
+            Spec s{layer_name(n, ""), op == "MaxPool" ? "maxpool" : "avgpool", {in0()},
+                   {"kernel=" + size(k[0], k[1]), "stride=" + size(strides[0], strides[1]), padding(pads)},
+                   "", false};
+            if (ceil) s.attrs.push_back("ceil=true");
+            value_[n.output(0)] = s.name;
+            add(std::move(s));
+            return;
+        }
+        if (op == "Flatten" || op == "Reshape") {
+            const std::string x = in0();
+            if (op == "Flatten" && int_attr(n, "axis", 1) != 1) fail(n, "only Flatten with axis=1 is supported");
+            const Shape s = shape_of(x);
+            if (op == "Reshape") {
+                const Const& shape = need_const(n, 1);
+                const bool two_d = shape.v.size() == 2 && (shape.v[0] == 1 || shape.v[0] == 0 || shape.v[0] == -1) &&
+                                   (shape.v[1] == -1 || shape.v[1] == static_cast<double>(s.elements()));
+                if (!two_d) fail(n, "only Reshape to 2-D [N, H*W*C] is supported");
+            }
+            Spec sp{layer_name(n, ""), "flatten", {x}, {}, "", false};
+            if (s.h != 1 || s.w != 1) chw_flat_[sp.name] = s;
+            value_[n.output(0)] = sp.name;
+            add(std::move(sp));
+            return;
+        }
+        if (op == "Softmax") {
+            const std::string x = in0();
+            const Shape s = shape_of(x);
+            const std::int64_t axis = int_attr(n, "axis", -1);
+            if (!(axis == 1 || (axis == -1 && s.h == 1 && s.w == 1))) fail(n, "only Softmax over channels is supported");
+            Spec sp{layer_name(n, ""), "softmax", {x}, {}, "", false};
+            value_[n.output(0)] = sp.name;
+            add(std::move(sp));
+            return;
+        }
+        fail(n, "op type '" + op + "' is not supported");
+    }
+
+    // torch's exporter names nodes "/features/features.1/block/block.1/Mul": the module path
+    // (features.1.block.1) with each level's prefix repeated. Other names are used as they are.
+    static std::string module_path(const std::string& node) {
+        if (node.empty() || node[0] != '/') return sanitize(node);
+        std::vector<std::string> seg;
+        std::size_t at = 1;
+        while (at <= node.size()) {
+            const std::size_t next = std::min(node.find('/', at), node.size());
+            seg.push_back(node.substr(at, next - at));
+            at = next + 1;
+        }
+        if (seg.size() < 2) return sanitize(node);
+        seg.pop_back();  // the op
+        std::string path;
+        for (std::size_t k = 0; k < seg.size(); ++k) {
+            if (k + 1 < seg.size() && seg[k + 1].compare(0, seg[k].size() + 1, seg[k] + ".") == 0) continue;
+            path += (path.empty() ? "" : ".") + seg[k];
+        }
+        return sanitize(path);
+    }
+
+    // Conv padding: left out (the DSL's `same`) when it is what `same` gives at stride 1.
+    static std::string conv_padding(const std::vector<std::int64_t>& p, std::int64_t kh, std::int64_t kw,
+                                    const std::vector<std::int64_t>& stride, const std::vector<std::int64_t>& dil) {
+        const bool same = stride[0] == 1 && stride[1] == 1 && kh % 2 == 1 && kw % 2 == 1 &&
+                          p[0] == p[2] && p[1] == p[3] && p[0] == dil[0] * (kh - 1) / 2 && p[1] == dil[1] * (kw - 1) / 2;
+        return same ? "" : padding(p);
+    }
+
+    static std::string size(std::int64_t h, std::int64_t w) {
+        return h == w ? std::to_string(h) : std::to_string(h) + "x" + std::to_string(w);
+    }
+
+    static std::string padding(const std::vector<std::int64_t>& p) {
+        if (p[0] == 0 && p[1] == 0 && p[2] == 0 && p[3] == 0) return "padding=valid";
+        return "padding=" + std::to_string(p[0]) + "x" + std::to_string(p[1]) + "x" + std::to_string(p[2]) + "x" + std::to_string(p[3]);
+    }
+};
+
+}  // namespace onnx_detail
+
+// `name` is the model's name in the DSL (default: the ONNX graph's name).
+inline OnnxImport import_onnx(const onnx::ModelProto& model, const std::string& name = "") {
+    return onnx_detail::Importer(model, name).run();
+}
+
+// The model is named after the file ("models/resnet18.onnx" -> resnet18).
+inline OnnxImport import_onnx_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw OnnxImportError("cannot open '" + path + "'");
+    onnx::ModelProto model;
+    if (!model.ParseFromIstream(&f)) throw OnnxImportError(path + ": not an ONNX model (protobuf parse failed)");
+    try {
+        std::string stem = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+        stem = stem.substr(0, stem.find('.'));
+        return import_onnx(model, stem);
+    } catch (const OnnxImportError& e) {
+        throw OnnxImportError(path + ": " + e.what());
+    }
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_ONNX)
+#endif  // LAMDA_ONNX_IMPORT_HPP
+// ---- end include/lamda/onnx_import.hpp ----
 // ---- begin include/lamda/json_read.hpp ----
 // lamda/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
 // simdjson's DOM, with error messages that name the file and the field path:
@@ -14124,6 +15552,2736 @@ private:
 #endif  // LAMDA_WITH_LLM
 #endif  // LAMDA_LLM_HPP
 // ---- end include/lamda/llm.hpp ----
+// ---- begin include/lamda/agent.hpp ----
+// lamda/agent.hpp: the on-device measurement agent (`lamda-agent`) and its client.
+//
+// The agent runs on the board and measures there; the search host sends it models over HTTP(S):
+//   GET  /v1/device              the JSON of `lamda device --json` (peak measured at start-up)
+//   POST /v1/bench               {"dsl", "name"?, "weights_base64"?, "threads"?, "runs"?, "warmup"?}
+//                                -> the JSON of `lamda bench --json`; invalid DSL -> 400 with the
+//                                diagnostics of `lamda check` ({"valid": false, "diagnostics": [...]})
+//   POST /v1/measure             {"dsl", "threads"?, "runs"?, "warmup"?, "max_seconds"?, "quantile"?}
+//                                -> {"ms"} (the whole-model timing of `lamda eval-predictor`)
+//   POST /v1/profile             {"threads"?, "budget_s"?, "calibration_models"?, "calibration_seed"?,
+//                                "seed"?, "quantile"?} -> 202 {"id"}
+//   GET  /v1/profile/ID          {"id", "state": queued|running|done|failed, "progress", "error"}
+//   GET  /v1/profile/ID/result   the profile JSON `lamda profile --out` writes (409 until done)
+// Every request carries "Authorization: Bearer TOKEN" (compared in constant time; 401 otherwise,
+// before the body is read). Bodies over AgentLimits::max_body_bytes get 413. Measurements never
+// overlap: one mutex serialises benchmarks, timings and profile jobs; a request that would wait
+// behind too many others (or too long) gets 503 with Retry-After.
+//
+//   lamda::AgentServer server(options);          // options.token, options.limits, TLS cert/key
+//   const int port = server.bind("0.0.0.0", 7070);
+//   server.listen();                              // blocks until stop()
+//
+//   lamda::AgentClient board("http://board:7070"); // token from LAMDA_AGENT_TOKEN
+//   lamda::AgentBenchResult r = board.bench(dsl_text, options);
+//
+// Compiled only with LAMDA_WITH_AGENT defined (the build defines it when cpp-httplib, XNNPACK
+// and the latency model are all there); link cpp-httplib (-lcpp-httplib on Debian), XNNPACK,
+// pthreadpool and simdjson. docs/agent.md describes running it on a board.
+#ifndef LAMDA_AGENT_HPP
+#define LAMDA_AGENT_HPP
+
+#if defined(LAMDA_WITH_AGENT)
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cstdio>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/generate.hpp ----
+// lamda/generate.hpp: the generation loop -- lamda's main job. A proposer writes candidates;
+// each is parsed and validated, analysed against the parameter and memory limits, its latency
+// predicted (a candidate predicted well over budget is never run), measured when promising,
+// trained when a trainer is there, recorded, and told back to the proposer:
+//
+//   lamda::GenerateSetup setup;                 // what the loop evaluates with
+//   setup.latency = &profile.model;             // optional: without it every candidate is run
+//   setup.measure = lamda::xnnpack_measure(1);  // optional: without it prediction decides
+//   setup.trainer = trainer.get();              // optional: accuracy objective
+//   setup.on_record = [&](const CandidateRecord& r) { journal.append(r); };
+//   GenerateResult result = lamda::run_generation(task, proposer, setup, resumed_records);
+//
+// The loop itself keeps no state outside `records`: a search resumed from its journal continues
+// exactly where it stopped (the built-in proposers are functions of seed and records).
+// Needs LAMDA_WITH_LATENCY (the latency model); measuring needs LAMDA_WITH_XNNPACK.
+#ifndef LAMDA_GENERATE_HPP
+#define LAMDA_GENERATE_HPP
+
+#if defined(LAMDA_WITH_LATENCY)
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+// ---- begin include/lamda/proposers.hpp ----
+// lamda/proposers.hpp: where candidate networks come from. A Proposer hands the generation loop
+// (generate.hpp) one DSL text at a time and sees every decided candidate's record. Two built-in
+// proposers search design.hpp's space and need no network:
+//   - OfflineDesigner: starts from the zoo's small models and edits them the way an engineer
+//     would, steered by the loop's feedback: over budget -> shrink the stage whose layers cost
+//     most; well under budget -> grow where it is cheap; near the limit -> lateral moves.
+//   - RandomProposer: uniform draws from the same space, the baseline the designer must beat.
+// Both are deterministic functions of (seed, records so far), which is what lets `--resume`
+// continue a search from its journal: each keeps its design in the record's note.
+#ifndef LAMDA_PROPOSERS_HPP
+#define LAMDA_PROPOSERS_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// ---- begin include/lamda/design.hpp ----
+// lamda/design.hpp: the design space the built-in proposers search -- a compact description of a
+// stage-wise convolutional classifier (stem, stages of blocks, head) that renders to DSL text.
+// The offline designer edits these the way an engineer would (width, depth, kernel size, stride
+// placement, expansion ratio, block type, squeeze-excitation); the random baseline samples them.
+//
+//   Design d = zoo_seed_designs()[0];          // tiny_mobilenet's structure
+//   std::string dsl = render_design(d, {28, 28, 1}, 10, "candidate");
+//   std::string compact = design_to_string(d); // "stem=16k3s2 act=relu6 | ir c16 r1 s1 k3 e3 se | ..."
+//   Design back; std::string err = parse_design(compact, back);   // exact round trip
+//
+// Layer names follow the structure: `stem`, `s<I>b<J>_<part>` for block J of stage I, `head`,
+// `fc`; stage_of_layer() maps a name back to its stage, which is how per-layer latency feedback
+// becomes an edit of the right stage.
+#ifndef LAMDA_DESIGN_HPP
+#define LAMDA_DESIGN_HPP
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace lamda {
+
+enum class BlockKind {
+    Conv,       // kxk conv -> bn -> act (VGG style)
+    Residual,   // two kxk convs with an identity or 1x1 shortcut (ResNet basic block)
+    Separable,  // kxk depthwise -> bn -> act -> 1x1 conv -> bn -> act (MobileNetV1)
+    Inverted,   // 1x1 expand -> kxk depthwise -> [SE] -> 1x1 linear project (+ residual) (MobileNetV2)
+};
+
+inline constexpr std::string_view block_kind_name(BlockKind k) noexcept {
+    switch (k) {
+    case BlockKind::Conv: return "conv";
+    case BlockKind::Residual: return "res";
+    case BlockKind::Separable: return "sep";
+    case BlockKind::Inverted: return "ir";
+    }
+    return "?";
+}
+
+struct StageDesign {
+    BlockKind kind = BlockKind::Inverted;
+    int channels = 16;  // output channels of every block in the stage
+    int repeats = 1;    // blocks in the stage, 1..6
+    int stride = 1;     // 1 or 2, applied by the first block
+    bool pool = false;  // downsample with a 2x2 max pool after the first block instead of stride
+    int kernel = 3;     // 3, 5 or 7
+    int expansion = 1;  // Inverted only, 1..6
+    bool se = false;    // squeeze-excitation at the end of each block
+    bool operator==(const StageDesign& o) const {
+        return kind == o.kind && channels == o.channels && repeats == o.repeats &&
+               stride == o.stride && pool == o.pool && kernel == o.kernel &&
+               expansion == o.expansion && se == o.se;
+    }
+};
+
+struct Design {
+    int stem_channels = 16;
+    int stem_kernel = 3;
+    int stem_stride = 1;
+    std::vector<StageDesign> stages;
+    int head_channels = 0;  // 1x1 conv before global pooling; 0: none
+    Activation act = Activation::Relu;
+    bool operator==(const Design& o) const {
+        return stem_channels == o.stem_channels && stem_kernel == o.stem_kernel &&
+               stem_stride == o.stem_stride && stages == o.stages &&
+               head_channels == o.head_channels && act == o.act;
+    }
+};
+
+// Bounds of the design space, shared by the editor, the sampler and parse_design.
+struct DesignBounds {
+    int min_channels = 8, max_channels = 512;  // multiples of 8
+    int max_stages = 6, max_repeats = 6, max_expansion = 6;
+    int max_head = 1280;
+};
+
+namespace design_detail {
+
+inline int round8(double v, const DesignBounds& b) {
+    const int r = static_cast<int>(v / 8.0 + 0.5) * 8;
+    return std::clamp(r, b.min_channels, b.max_channels);
+}
+
+struct Writer {
+    std::string out;
+    std::string last;  // the value the next plain-chain layer reads
+    void line(const std::string& name, const std::string& rest) {
+        out += name + ": " + rest + "\n";
+        last = name;
+    }
+    // conv/dwconv followed by batchnorm and the activation; returns the last name.
+    std::string conv_bn(const std::string& name, const std::string& op, Activation act) {
+        line(name, op + " bias=false");
+        line(name + "_bn", "batchnorm");
+        if (act != Activation::None) line(name + "_act", std::string(activation_name(act)));
+        return last;
+    }
+};
+
+inline std::string conv_op(int out, int kernel, int stride) {
+    std::string s = "conv2d out=" + std::to_string(out) + " kernel=" + std::to_string(kernel);
+    if (stride != 1) s += " stride=" + std::to_string(stride);
+    return s;
+}
+inline std::string dw_op(int kernel, int stride) {
+    std::string s = "dwconv kernel=" + std::to_string(kernel);
+    if (stride != 1) s += " stride=" + std::to_string(stride);
+    return s;
+}
+
+// Squeeze-excitation on `value` (channels c): gap -> 1x1 conv + relu -> 1x1 conv + hardsigmoid -> mul.
+inline std::string squeeze_excite(Writer& w, const std::string& prefix, const std::string& value, int c) {
+    const int squeezed = std::max(8, (c / 4 + 7) / 8 * 8);
+    w.line(prefix + "_se_pool", "gap " + value);
+    w.line(prefix + "_se_fc1", "conv2d out=" + std::to_string(squeezed) + " kernel=1 act=relu");
+    w.line(prefix + "_se_fc2", "conv2d out=" + std::to_string(c) + " kernel=1 act=hardsigmoid");
+    w.line(prefix + "_se", "mul " + value + ", " + prefix + "_se_fc2");
+    return w.last;
+}
+
+inline std::string block(Writer& w, const std::string& p, const StageDesign& s, int in_c, int stride,
+                         Activation act) {
+    const std::string input = w.last;
+    const int c = s.channels;
+    std::string out;
+    bool residual_ok = stride == 1 && in_c == c;
+    switch (s.kind) {
+    case BlockKind::Conv:
+        out = w.conv_bn(p + "_conv", conv_op(c, s.kernel, stride), act);
+        if (s.se) out = squeeze_excite(w, p, out, c);
+        return out;
+    case BlockKind::Separable:
+        w.conv_bn(p + "_dw", dw_op(s.kernel, stride), act);
+        out = w.conv_bn(p + "_pw", conv_op(c, 1, 1), act);
+        if (s.se) out = squeeze_excite(w, p, out, c);
+        return out;
+    case BlockKind::Residual: {
+        w.conv_bn(p + "_conv1", conv_op(c, s.kernel, stride), act);
+        out = w.conv_bn(p + "_conv2", conv_op(c, s.kernel, 1), Activation::None);
+        if (s.se) out = squeeze_excite(w, p, out, c);
+        std::string shortcut = input;
+        if (!residual_ok) {
+            w.last = input;
+            shortcut = w.conv_bn(p + "_down", conv_op(c, 1, stride), Activation::None);
+        }
+        w.line(p, "add " + shortcut + ", " + out + " act=" + std::string(activation_name(act)));
+        return w.last;
+    }
+    case BlockKind::Inverted: {
+        const int hidden = s.expansion * in_c;
+        if (s.expansion > 1) w.conv_bn(p + "_expand", conv_op(hidden, 1, 1), act);
+        out = w.conv_bn(p + "_dw", dw_op(s.kernel, stride), act);
+        if (s.se) out = squeeze_excite(w, p, out, hidden);
+        w.last = out;
+        out = w.conv_bn(p + "_project", conv_op(c, 1, 1), Activation::None);
+        if (residual_ok) w.line(p, "add " + input + ", " + out);
+        return w.last;
+    }
+    }
+    return out;
+}
+
+}  // namespace design_detail
+
+// The DSL text of `d` for inputs of shape `input` and `classes` outputs (logits). The text may
+// still be invalid for the input (too many downsamplings for a small image): parse it to know.
+inline std::string render_design(const Design& d, const Shape& input, int classes,
+                                 const std::string& model_name = "candidate") {
+    using namespace design_detail;
+    Writer w;
+    w.out = "model " + model_name + "\n";
+    w.line("input", "input shape=" + std::to_string(input.h) + "x" + std::to_string(input.w) + "x" +
+                        std::to_string(input.c));
+    w.conv_bn("stem", conv_op(d.stem_channels, d.stem_kernel, d.stem_stride), d.act);
+    int c = d.stem_channels;
+    for (std::size_t i = 0; i < d.stages.size(); ++i) {
+        const StageDesign& s = d.stages[i];
+        for (int j = 0; j < s.repeats; ++j) {
+            const std::string p = "s" + std::to_string(i) + "b" + std::to_string(j);
+            const int stride = (j == 0 && !s.pool) ? s.stride : 1;
+            block(w, p, s, c, stride, d.act);
+            c = s.channels;
+            if (j == 0 && s.pool && s.stride == 2) w.line(p + "_pool", "maxpool kernel=2");
+        }
+    }
+    if (d.head_channels > 0) w.conv_bn("head", conv_op(d.head_channels, 1, 1), d.act);
+    w.line("pool", "gap");
+    w.line("fc", "fc out=" + std::to_string(classes));
+    return w.out;
+}
+
+// The stage a layer named by render_design belongs to: -1 for the stem, stages.size() for the
+// head and classifier, -2 for a name render_design does not produce.
+inline int stage_of_layer(std::string_view name, std::size_t stage_count) {
+    if (name.rfind("stem", 0) == 0 || name == "input") return -1;
+    if (name.rfind("head", 0) == 0 || name == "pool" || name == "fc") return static_cast<int>(stage_count);
+    if (name.size() < 2 || name[0] != 's') return -2;
+    int v = 0;
+    std::size_t i = 1;
+    for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) v = v * 10 + (name[i] - '0');
+    if (i == 1 || i >= name.size() || name[i] != 'b') return -2;
+    return v;
+}
+
+// ---- Compact text form, kept in journal notes so a resumed search knows every design ----------
+
+inline std::string design_to_string(const Design& d) {
+    std::string s = "stem=" + std::to_string(d.stem_channels) + "k" + std::to_string(d.stem_kernel) +
+                    "s" + std::to_string(d.stem_stride) + " act=" + std::string(activation_name(d.act)) +
+                    " head=" + std::to_string(d.head_channels);
+    for (const StageDesign& st : d.stages) {
+        s += " | " + std::string(block_kind_name(st.kind)) + " c" + std::to_string(st.channels) + " r" +
+             std::to_string(st.repeats) + " s" + std::to_string(st.stride) + (st.pool ? "p" : "") +
+             " k" + std::to_string(st.kernel) + " e" + std::to_string(st.expansion) +
+             (st.se ? " se" : "");
+    }
+    return s;
+}
+
+// Reads design_to_string's form; returns "" on success, else what is wrong.
+inline std::string parse_design(std::string_view text, Design& out, const DesignBounds& b = {}) {
+    Design d;
+    d.stages.clear();
+    std::vector<std::string> parts;
+    {
+        std::string cur;
+        for (char ch : text) {
+            if (ch == '|') {
+                parts.push_back(cur);
+                cur.clear();
+            } else {
+                cur += ch;
+            }
+        }
+        parts.push_back(cur);
+    }
+    auto number = [](const std::string& tok, std::size_t from, int& v, std::size_t& end) {
+        v = 0;
+        end = from;
+        while (end < tok.size() && tok[end] >= '0' && tok[end] <= '9' && v < 100000)
+            v = v * 10 + (tok[end++] - '0');
+        return end > from;
+    };
+    {
+        std::istringstream head(parts[0]);
+        std::string tok;
+        int seen = 0;
+        while (head >> tok) {
+            std::size_t e = 0;
+            if (tok.rfind("stem=", 0) == 0) {
+                int c = 0, k = 0, s = 0;
+                if (!number(tok, 5, c, e) || e >= tok.size() || tok[e] != 'k' || !number(tok, e + 1, k, e) ||
+                    e >= tok.size() || tok[e] != 's' || !number(tok, e + 1, s, e) || e != tok.size())
+                    return "bad stem '" + tok + "'";
+                d.stem_channels = c, d.stem_kernel = k, d.stem_stride = s;
+                seen |= 1;
+            } else if (tok.rfind("act=", 0) == 0) {
+                bool found = false;
+                for (Activation a : all_activations)
+                    if (activation_name(a) == tok.substr(4)) d.act = a, found = true;
+                if (!found) return "bad activation '" + tok + "'";
+                seen |= 2;
+            } else if (tok.rfind("head=", 0) == 0) {
+                if (!number(tok, 5, d.head_channels, e) || e != tok.size()) return "bad head '" + tok + "'";
+                seen |= 4;
+            } else {
+                return "unexpected '" + tok + "'";
+            }
+        }
+        if (seen != 7) return "missing stem=, act= or head=";
+    }
+    for (std::size_t i = 1; i < parts.size(); ++i) {
+        std::istringstream in(parts[i]);
+        std::string kind, tok;
+        in >> kind;
+        StageDesign st;
+        bool known = false;
+        for (BlockKind k : {BlockKind::Conv, BlockKind::Residual, BlockKind::Separable, BlockKind::Inverted})
+            if (block_kind_name(k) == kind) st.kind = k, known = true;
+        if (!known) return "stage " + std::to_string(i - 1) + ": unknown block kind '" + kind + "'";
+        while (in >> tok) {
+            std::size_t e = 0;
+            int v = 0;
+            if (tok == "se") {
+                st.se = true;
+                continue;
+            }
+            if (!number(tok, 1, v, e)) return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
+            switch (tok[0]) {
+            case 'c': st.channels = v; break;
+            case 'r': st.repeats = v; break;
+            case 's':
+                st.stride = v;
+                if (e < tok.size() && tok[e] == 'p') st.pool = true, ++e;
+                break;
+            case 'k': st.kernel = v; break;
+            case 'e': st.expansion = v; break;
+            default: return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
+            }
+            if (e != tok.size()) return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
+        }
+        d.stages.push_back(st);
+    }
+    // Bounds, so that a hand-edited journal cannot ask for something absurd.
+    if (d.stem_channels < b.min_channels || d.stem_channels > b.max_channels) return "stem channels out of range";
+    if (d.stem_kernel < 1 || d.stem_kernel > 7 || d.stem_stride < 1 || d.stem_stride > 2) return "stem out of range";
+    if (d.head_channels < 0 || d.head_channels > b.max_head) return "head out of range";
+    if (d.stages.empty() || static_cast<int>(d.stages.size()) > b.max_stages) return "stage count out of range";
+    for (const StageDesign& st : d.stages) {
+        if (st.channels < b.min_channels || st.channels > b.max_channels || st.repeats < 1 ||
+            st.repeats > b.max_repeats || st.stride < 1 || st.stride > 2 || st.kernel < 1 ||
+            st.kernel > 7 || st.expansion < 1 || st.expansion > b.max_expansion)
+            return "stage out of range";
+    }
+    out = d;
+    return {};
+}
+
+// The zoo's small models as designs: where the offline designer starts.
+//  - tiny_mobilenet (examples/models/tiny_mobilenet.lamda): stride-2 stem, inverted residuals
+//    with squeeze-excitation, a 1x1 head;
+//  - lenet5 (examples/models/lenet5.lamda) in modern form: conv + max-pool stages;
+//  - a MobileNetV1-style separable chain (the zoo's mobilenet family at 28x28 scale).
+inline std::vector<std::pair<std::string, Design>> zoo_seed_designs() {
+    std::vector<std::pair<std::string, Design>> seeds;
+    Design tiny;
+    tiny.stem_channels = 16, tiny.stem_kernel = 3, tiny.stem_stride = 2, tiny.act = Activation::Relu6;
+    tiny.stages = {{BlockKind::Inverted, 16, 1, 1, false, 3, 3, true},
+                   {BlockKind::Inverted, 24, 1, 2, false, 3, 4, false},
+                   {BlockKind::Inverted, 24, 1, 1, false, 3, 4, true}};
+    tiny.head_channels = 128;
+    seeds.emplace_back("tiny_mobilenet", tiny);
+    Design lenet;
+    lenet.stem_channels = 8, lenet.stem_kernel = 5, lenet.stem_stride = 1, lenet.act = Activation::Relu;
+    lenet.stages = {{BlockKind::Conv, 16, 1, 2, true, 5, 1, false}};
+    lenet.stages.insert(lenet.stages.begin(), StageDesign{BlockKind::Conv, 8, 1, 2, true, 3, 1, false});
+    lenet.head_channels = 0;
+    seeds.emplace_back("lenet5", lenet);
+    Design sep;
+    sep.stem_channels = 16, sep.stem_kernel = 3, sep.stem_stride = 2, sep.act = Activation::Relu;
+    sep.stages = {{BlockKind::Separable, 32, 1, 1, false, 3, 1, false},
+                  {BlockKind::Separable, 64, 2, 2, false, 3, 1, false}};
+    sep.head_channels = 0;
+    seeds.emplace_back("separable", sep);
+    return seeds;
+}
+
+// A uniform draw from the design space (the random baseline): 1..4 stages of any block kind.
+inline Design random_design(std::mt19937_64& rng, const DesignBounds& b = {}) {
+    using namespace sample_detail;
+    Design d;
+    const int widths[] = {8, 16, 24, 32, 48, 64, 96, 128};
+    d.stem_channels = widths[uniform(rng, 0, 5)];
+    d.stem_kernel = uniform(rng, 0, 1) ? 5 : 3;
+    d.stem_stride = uniform(rng, 1, 2);
+    const Activation acts[] = {Activation::Relu, Activation::Relu6, Activation::HardSwish};
+    d.act = acts[uniform(rng, 0, 2)];
+    const int stages = uniform(rng, 1, 4);
+    for (int i = 0; i < stages; ++i) {
+        StageDesign s;
+        s.kind = static_cast<BlockKind>(uniform(rng, 0, 3));
+        s.channels = std::clamp(widths[uniform(rng, 0, 7)], b.min_channels, b.max_channels);
+        s.repeats = uniform(rng, 1, 3);
+        s.stride = uniform(rng, 1, 2);
+        s.pool = s.stride == 2 && chance(rng, 30);
+        const int kernels[] = {3, 5, 7};
+        s.kernel = kernels[uniform(rng, 0, 2)];
+        s.expansion = s.kind == BlockKind::Inverted ? uniform(rng, 1, 6) : 1;
+        s.se = chance(rng, 30);
+        d.stages.push_back(s);
+    }
+    d.head_channels = chance(rng, 40) ? widths[uniform(rng, 3, 7)] * 2 : 0;
+    return d;
+}
+
+// Multiplies every width by `factor` (rounded to multiples of 8, within bounds).
+inline Design scale_width(Design d, double factor, const DesignBounds& b = {}) {
+    d.stem_channels = design_detail::round8(d.stem_channels * factor, b);
+    for (StageDesign& s : d.stages) s.channels = design_detail::round8(s.channels * factor, b);
+    if (d.head_channels > 0) d.head_channels = std::min(b.max_head, design_detail::round8(d.head_channels * factor, b));
+    return d;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_DESIGN_HPP
+// ---- end include/lamda/design.hpp ----
+
+namespace lamda {
+
+struct Proposal {
+    std::string dsl;
+    std::string note;  // what the proposer did, e.g. "shrink s1 width 48->32; design: ..."
+    // Non-empty: the proposer tried and failed to produce a candidate (an LLM turn that got no
+    // usable reply). The loop records it as a Failed candidate with this reason and goes on.
+    std::string error = {};
+};
+
+class Proposer {
+public:
+    virtual ~Proposer() = default;
+    virtual std::string name() const = 0;
+    // The next candidate, or nothing when the proposer has nothing new to offer. `records` holds
+    // every candidate decided so far, in order (those of a resumed journal included).
+    virtual std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) = 0;
+};
+
+// 16 hex digits of FNV-1a 64 over `text`: candidates are deduplicated by the hash of their
+// canonical form (print_dsl), so formatting, comments and attribute order do not matter.
+inline std::string text_hash(std::string_view text) {
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char ch : text) {
+        h ^= ch;
+        h *= 0x100000001b3ull;
+    }
+    static const char* digits = "0123456789abcdef";
+    std::string out(16, '0');
+    for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
+    return out;
+}
+
+// The canonical form of a valid DSL text and its hash; false if it does not parse.
+inline bool canonical_hash(std::string_view dsl, std::string& canonical, std::string& hash) {
+    ParseResult r = parse_dsl(dsl, "<candidate>");
+    if (!r.ok()) return false;
+    canonical = print_dsl(r.graph);
+    hash = text_hash(canonical);
+    return true;
+}
+
+namespace proposer_detail {
+
+inline constexpr std::string_view design_marker = "design: ";
+
+// The design a record's note carries (what the built-in proposers write), if any.
+inline std::optional<Design> design_of(const CandidateRecord& r) {
+    const std::size_t at = r.note.find(design_marker);
+    if (at == std::string::npos) return std::nullopt;
+    Design d;
+    if (!parse_design(std::string_view(r.note).substr(at + design_marker.size()), d).empty())
+        return std::nullopt;
+    return d;
+}
+
+inline std::set<std::string> seen_hashes(const std::vector<CandidateRecord>& records) {
+    std::set<std::string> seen;
+    for (const auto& r : records) seen.insert(r.hash);
+    return seen;
+}
+
+// A design's rendering for the task, if it parses and has not been seen.
+inline std::optional<Proposal> fresh(const Design& d, const Task& task, const std::set<std::string>& seen,
+                                     std::set<std::string>& tried, const std::string& what) {
+    const std::string text = render_design(d, task.input, task.classes);
+    std::string canonical, hash;
+    if (!canonical_hash(text, canonical, hash)) return std::nullopt;
+    if (seen.count(hash) || !tried.insert(hash).second) return std::nullopt;
+    return Proposal{text, what + "; " + std::string(design_marker) + design_to_string(d)};
+}
+
+// How far a record is from meeting the task's limits: the largest of latency/budget,
+// params/limit and memory/limit (1 = exactly at a limit), or nothing when it was not analysed.
+inline std::optional<double> violation(const CandidateRecord& r, const Task& task) {
+    if (r.params < 0) return std::nullopt;
+    const Constraints& c = task.constraints;
+    double v = 0;
+    if (c.max_params > 0) v = std::max(v, double(r.params) / double(c.max_params));
+    if (c.max_activation_bytes > 0) v = std::max(v, double(r.peak_activation_bytes) / double(c.max_activation_bytes));
+    if (c.latency_ms > 0) {
+        const auto ms = judged_latency_ms(r);
+        if (!ms) return std::nullopt;
+        v = std::max(v, *ms / c.latency_ms);
+    }
+    return v;
+}
+
+// Share of the record's cost per stage (index -1: stem, stages.size(): head), from top_layers.
+inline std::map<int, double> stage_costs(const CandidateRecord& r, std::size_t stage_count) {
+    std::map<int, double> cost;
+    for (const LayerCost& l : r.top_layers) {
+        const int s = stage_of_layer(l.name, stage_count);
+        if (s >= -1) cost[s] += l.share;
+    }
+    return cost;
+}
+
+}  // namespace proposer_detail
+
+// Uniform draws from design.hpp's space, rendered for the task; self-invalid draws (too many
+// downsamplings for the input) and repeats are drawn again.
+class RandomProposer : public Proposer {
+public:
+    explicit RandomProposer(std::uint64_t seed) : seed_(seed) {}
+    std::string name() const override { return "random"; }
+    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        const std::set<std::string> seen = proposer_detail::seen_hashes(records);
+        std::set<std::string> tried;
+        for (std::uint64_t attempt = 0; attempt < 1000; ++attempt) {
+            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
+            const Design d = random_design(rng);
+            if (auto p = proposer_detail::fresh(d, task, seen, tried, "random draw")) return p;
+        }
+        return std::nullopt;
+    }
+
+private:
+    std::uint64_t seed_;
+};
+
+// The built-in designer (see the top of this file).
+class OfflineDesigner : public Proposer {
+public:
+    explicit OfflineDesigner(std::uint64_t seed, DesignBounds bounds = {}) : seed_(seed), bounds_(bounds) {}
+    std::string name() const override { return "offline"; }
+
+    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        using namespace proposer_detail;
+        const std::set<std::string> seen = seen_hashes(records);
+        std::set<std::string> tried;
+        // The zoo's seeds first, each at the width the budget suggests once the first is known.
+        const auto seeds = zoo_seed_designs();
+        std::vector<std::pair<const CandidateRecord*, Design>> known;
+        for (const auto& r : records)
+            if (auto d = design_of(r)) known.emplace_back(&r, *d);
+        if (known.size() < seeds.size()) {
+            const auto& [seed_name, seed_design] = seeds[known.size()];
+            if (auto p = fresh(seed_design, task, seen, tried, "seed " + seed_name)) return p;
+        }
+        for (std::uint64_t attempt = 0; attempt < 400; ++attempt) {
+            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
+            if (known.empty()) {
+                // Nothing of ours parsed yet (every seed was a repeat): start from a random design.
+                if (auto p = fresh(random_design(rng, bounds_), task, seen, tried, "restart")) return p;
+                continue;
+            }
+            const auto& [parent, design] = pick_parent(rng, known, task);
+            std::string what;
+            const Design child = edit(rng, *parent, design, task, what, attempt);
+            if (auto p = fresh(child, task, seen, tried, what + " of #" + std::to_string(parent->index)))
+                return p;
+        }
+        return std::nullopt;
+    }
+
+private:
+    using Known = std::vector<std::pair<const CandidateRecord*, Design>>;
+
+    // Mostly the best feasible candidate; sometimes another of the best few, to keep exploring.
+    // With nothing feasible yet, the candidate closest to the limits.
+    const std::pair<const CandidateRecord*, Design>& pick_parent(std::mt19937_64& rng, const Known& known,
+                                                                 const Task& task) const {
+        using namespace sample_detail;
+        std::vector<std::size_t> feasible;
+        for (std::size_t i = 0; i < known.size(); ++i)
+            if (known[i].first->verdict == Verdict::Feasible) feasible.push_back(i);
+        if (!feasible.empty()) {
+            std::stable_sort(feasible.begin(), feasible.end(), [&](std::size_t a, std::size_t b) {
+                return objective_score(*known[a].first, task.objective) >
+                       objective_score(*known[b].first, task.objective);
+            });
+            const int roll = uniform(rng, 0, 99);
+            if (roll < 60 || feasible.size() == 1) return known[feasible[0]];
+            if (roll < 90)
+                return known[feasible[static_cast<std::size_t>(uniform(rng, 1, static_cast<int>(std::min<std::size_t>(4, feasible.size() - 1))))]];
+        }
+        // Closest to the limits among those that were analysed (or, early on, anything).
+        std::vector<std::pair<double, std::size_t>> ranked;
+        for (std::size_t i = 0; i < known.size(); ++i)
+            if (auto v = proposer_detail::violation(*known[i].first, task)) ranked.emplace_back(std::abs(*v - 0.9), i);
+        if (ranked.empty()) return known[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(known.size()) - 1))];
+        std::stable_sort(ranked.begin(), ranked.end());
+        const std::size_t top = std::min<std::size_t>(3, ranked.size());
+        return known[ranked[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(top) - 1))].second];
+    }
+
+    // One engineer's edit of `d` given how its record fared.
+    Design edit(std::mt19937_64& rng, const CandidateRecord& r, Design d, const Task& task, std::string& what,
+                std::uint64_t attempt) const {
+        using namespace sample_detail;
+        const double v = proposer_detail::violation(r, task).value_or(1.0);
+        const bool below_accuracy = r.verdict == Verdict::BelowAccuracy;
+        const bool invalid = r.verdict == Verdict::Invalid || r.verdict == Verdict::Failed;
+        // Far off the limit, or with slack to fill: resize every width so that the cost (roughly
+        // quadratic in width) lands just under the limit, as an engineer sizing a net would.
+        const bool resize = (v > 1.6 || (v < 0.45 && !below_accuracy)) ? attempt % 3 == 0
+                            : (v < 0.93 || v > 1.0) && chance(rng, 30);
+        if (!invalid && v > 0 && resize) {
+            const double factor = std::clamp(std::sqrt(0.96 / v), 0.4, 2.0) *
+                                  (1.0 + 0.04 * (uniform(rng, 0, 4) - 2) + 0.02 * double(attempt % 5));
+            what = "scale widths x" + std::to_string(factor).substr(0, 4);
+            return scale_width(d, factor, bounds_);
+        }
+        const auto costs = proposer_detail::stage_costs(r, d.stages.size());
+        if (v > 1.0 || invalid) {
+            what = "shrink";
+            shrink(rng, d, costs, what);
+        } else if (v < 0.85 || below_accuracy) {
+            what = "grow";
+            grow(rng, d, costs, what);
+        } else {
+            what = "lateral";
+            lateral(rng, d, what);
+        }
+        if (chance(rng, 25)) {  // a second, smaller change sometimes, to leave local optima
+            what += " + lateral";
+            lateral(rng, d, what);
+        }
+        return d;
+    }
+
+    // The stage to edit: drawn in proportion to its cost share (`expensive`) or its inverse.
+    static int pick_stage(std::mt19937_64& rng, const Design& d, const std::map<int, double>& costs, bool expensive) {
+        const int n = static_cast<int>(d.stages.size());
+        std::vector<double> w(static_cast<std::size_t>(n));
+        for (int i = 0; i < n; ++i) {
+            const auto it = costs.find(i);
+            const double share = it == costs.end() ? 0.02 : std::max(0.02, it->second);
+            w[static_cast<std::size_t>(i)] = expensive ? share : 1.0 / share;
+        }
+        // Inverse-CDF by hand: std::discrete_distribution's draws differ between standard
+        // libraries, and a search must replay identically wherever its journal is resumed.
+        double total = 0;
+        for (double x : w) total += x;
+        double r = total * static_cast<double>(sample_detail::below(rng, 1u << 30)) / double(1u << 30);
+        for (int i = 0; i < n; ++i) {
+            r -= w[static_cast<std::size_t>(i)];
+            if (r < 0) return i;
+        }
+        return n - 1;
+    }
+
+    void shrink(std::mt19937_64& rng, Design& d, const std::map<int, double>& costs, std::string& what) const {
+        using namespace sample_detail;
+        const auto stem_cost = costs.count(-1) ? costs.at(-1) : 0.0;
+        const auto head_cost = costs.count(int(d.stages.size())) ? costs.at(int(d.stages.size())) : 0.0;
+        if (stem_cost > 0.35 && chance(rng, 60)) {
+            if (d.stem_stride == 1) {
+                d.stem_stride = 2, what += " stem stride 1->2";
+            } else {
+                const int c = d.stem_channels;
+                d.stem_channels = design_detail::round8(c * 0.7, bounds_);
+                what += " stem width " + std::to_string(c) + "->" + std::to_string(d.stem_channels);
+            }
+            return;
+        }
+        if (head_cost > 0.3 && d.head_channels > 0 && chance(rng, 60)) {
+            const int c = d.head_channels;
+            d.head_channels = chance(rng, 30) ? 0 : design_detail::round8(c * 0.6, bounds_);
+            what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
+            return;
+        }
+        const int i = pick_stage(rng, d, costs, true);
+        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
+        const std::string at = " s" + std::to_string(i);
+        switch (uniform(rng, 0, 5)) {
+        case 0:
+        case 1: {
+            const int c = s.channels;
+            s.channels = design_detail::round8(c * 0.75, bounds_);
+            what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+            return;
+        }
+        case 2:
+            if (s.repeats > 1) {
+                --s.repeats, what += at + " depth -1";
+                return;
+            }
+            if (d.stages.size() > 1 && s.stride == 1) {
+                d.stages.erase(d.stages.begin() + i), what += at + " removed";
+                return;
+            }
+            break;
+        case 3:
+            if (s.kind == BlockKind::Inverted && s.expansion > 1) {
+                s.expansion = std::max(1, s.expansion - (s.expansion > 3 ? 2 : 1));
+                what += at + " expansion ->" + std::to_string(s.expansion);
+                return;
+            }
+            break;
+        case 4:
+            if (s.kernel > 3) {
+                s.kernel -= 2, what += at + " kernel ->" + std::to_string(s.kernel);
+                return;
+            }
+            if (s.se) {
+                s.se = false, what += at + " SE off";
+                return;
+            }
+            break;
+        default:
+            // Downsample earlier: the stage's stride moves to the stage before, or the stem.
+            if (s.stride == 1) {
+                s.stride = 2, s.pool = false, what += at + " stride 2";
+                return;
+            }
+            break;
+        }
+        const int c = s.channels;
+        s.channels = design_detail::round8(c * 0.8, bounds_);
+        what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+    }
+
+    void grow(std::mt19937_64& rng, Design& d, const std::map<int, double>& costs, std::string& what) const {
+        using namespace sample_detail;
+        const int i = pick_stage(rng, d, costs, false);
+        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
+        const std::string at = " s" + std::to_string(i);
+        switch (uniform(rng, 0, 6)) {
+        case 0:
+        case 1: {
+            const int c = s.channels;
+            s.channels = design_detail::round8(c * 1.3 + 4, bounds_);
+            what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+            return;
+        }
+        case 2:
+            if (s.repeats < bounds_.max_repeats) {
+                ++s.repeats, what += at + " depth +1";
+                return;
+            }
+            break;
+        case 3:
+            if (s.kind == BlockKind::Inverted && s.expansion < bounds_.max_expansion) {
+                ++s.expansion, what += at + " expansion ->" + std::to_string(s.expansion);
+                return;
+            }
+            if (!s.se) {
+                s.se = true, what += at + " SE on";
+                return;
+            }
+            break;
+        case 4:
+            if (static_cast<int>(d.stages.size()) < bounds_.max_stages) {
+                StageDesign extra = d.stages.back();
+                extra.channels = design_detail::round8(extra.channels * 1.5, bounds_);
+                extra.stride = 1, extra.pool = false, extra.repeats = 1;
+                d.stages.push_back(extra);
+                what += " new stage s" + std::to_string(d.stages.size() - 1);
+                return;
+            }
+            break;
+        case 5:
+            if (d.head_channels == 0) {
+                d.head_channels = design_detail::round8(d.stages.back().channels * 2, bounds_);
+                what += " head 0->" + std::to_string(d.head_channels);
+            } else {
+                const int c = d.head_channels;
+                d.head_channels = std::min(bounds_.max_head, design_detail::round8(c * 1.5, bounds_));
+                what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
+            }
+            return;
+        default:
+            if (s.stride == 2 && i + 1 < static_cast<int>(d.stages.size()) &&
+                d.stages[static_cast<std::size_t>(i + 1)].stride == 1) {
+                // Downsample one stage later: more resolution for this one.
+                d.stages[static_cast<std::size_t>(i + 1)].stride = 2;
+                d.stages[static_cast<std::size_t>(i + 1)].pool = s.pool;
+                s.stride = 1, s.pool = false;
+                what += at + " stride moved to s" + std::to_string(i + 1);
+                return;
+            }
+            if (d.stem_stride == 2 && chance(rng, 50)) {
+                d.stem_stride = 1, what += " stem stride 2->1";
+                return;
+            }
+            break;
+        }
+        const int c = s.channels;
+        s.channels = design_detail::round8(c * 1.25 + 4, bounds_);
+        what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+    }
+
+    // Changes that need not move cost much: block type, kernel, stride placement, SE, activation.
+    void lateral(std::mt19937_64& rng, Design& d, std::string& what) const {
+        using namespace sample_detail;
+        const int i = uniform(rng, 0, static_cast<int>(d.stages.size()) - 1);
+        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
+        const std::string at = " s" + std::to_string(i);
+        switch (uniform(rng, 0, 5)) {
+        case 0: {
+            const BlockKind k = static_cast<BlockKind>(uniform(rng, 0, 3));
+            if (k != s.kind) {
+                s.kind = k;
+                if (k == BlockKind::Inverted && s.expansion < 2) s.expansion = 3;
+                what += at + " block ->" + std::string(block_kind_name(k));
+                return;
+            }
+            break;
+        }
+        case 1: {
+            const int old = s.kernel;
+            s.kernel = s.kernel == 3 ? 5 : 3;
+            what += at + " kernel " + std::to_string(old) + "->" + std::to_string(s.kernel);
+            return;
+        }
+        case 2:
+            s.se = !s.se, what += at + (s.se ? " SE on" : " SE off");
+            return;
+        case 3:
+            if (s.stride == 2) {
+                s.pool = !s.pool, what += at + (s.pool ? " stride->maxpool" : " maxpool->stride");
+                return;
+            }
+            break;
+        case 4: {
+            const Activation acts[] = {Activation::Relu, Activation::Relu6, Activation::HardSwish};
+            const Activation a = acts[uniform(rng, 0, 2)];
+            if (a != d.act) {
+                d.act = a, what += " act ->" + std::string(activation_name(a));
+                return;
+            }
+            break;
+        }
+        default:
+            if (s.kind == BlockKind::Inverted) {
+                s.expansion = std::clamp(s.expansion + (chance(rng, 50) ? 1 : -1), 1, bounds_.max_expansion);
+                what += at + " expansion ->" + std::to_string(s.expansion);
+                return;
+            }
+            break;
+        }
+        s.se = !s.se, what += at + (s.se ? " SE on" : " SE off");
+    }
+
+    std::uint64_t seed_;
+    DesignBounds bounds_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_PROPOSERS_HPP
+// ---- end include/lamda/proposers.hpp ----
+#if defined(LAMDA_WITH_XNNPACK)
+#endif
+
+namespace lamda {
+
+// A measured latency and where it went.
+struct Measurement {
+    double median_ms = 0;
+    std::vector<LayerCost> per_layer;  // may be empty
+};
+
+struct GenerateSetup {
+    const LatencyModel* latency = nullptr;                     // null: no prediction
+    std::function<Measurement(const Graph&)> measure;          // empty: no measurement
+    Trainer* trainer = nullptr;                                // null: no accuracy
+    std::function<void(const CandidateRecord&)> on_record;     // journal; called before the next step
+    std::function<void(const CandidateRecord&, const std::vector<CandidateRecord>&)> on_progress;
+    // A candidate predicted above budget x this is rejected without being run. The margin covers
+    // the latency model's error (docs/latency.md: ~95% of models within +-10%).
+    double predicted_reject_factor = 1.2;
+    // Proxy training (a subset, two epochs) underestimates what full training reaches by about
+    // 10 points on Fashion-MNIST (docs/generate.md), so a proxy accuracy is only "below
+    // min_accuracy" when it is this far below; min_accuracy itself is checked on candidates
+    // trained in full after the search.
+    double proxy_accuracy_slack = 0.15;
+    int top_layers = 5;             // most expensive layers kept per record
+    int max_duplicates_in_row = 50; // the proposer "has nothing new" after this many repeats
+    std::function<bool()> should_stop;  // polled between candidates (e.g. SIGINT)
+};
+
+// Seconds spent per step of the loop, summed over candidates.
+struct StageSeconds {
+    double propose = 0, validate = 0, predict = 0, measure = 0, train = 0;
+};
+
+struct GenerateResult {
+    std::vector<CandidateRecord> records;  // resumed ones first
+    int resumed = 0;                       // records that came from the journal
+    int duplicates = 0;                    // proposals skipped as repeats
+    std::string stop_reason;               // "max_candidates", "max_seconds", "exhausted", "stopped"
+    double elapsed_s = 0;                  // search time, across resumes
+    StageSeconds stage_seconds;            // where this run's time went (resumed runs not included)
+};
+
+namespace generate_detail {
+
+inline std::string ms_text(double ms) {
+    std::ostringstream o;
+    o.precision(ms < 0.1 ? 3 : 4);
+    o << ms << " ms";
+    return o.str();
+}
+
+inline std::string percent_text(double share) {
+    return std::to_string(static_cast<int>(share * 100.0 + 0.5)) + "%";
+}
+
+inline std::string cost_list(const std::vector<LayerCost>& layers, std::size_t n = 3) {
+    std::string s;
+    for (std::size_t i = 0; i < layers.size() && i < n; ++i)
+        s += (i ? ", " : "") + layers[i].name + " " + percent_text(layers[i].share);
+    return s;
+}
+
+// The `n` most expensive layers of per-layer milliseconds (parallel to g.layers).
+inline std::vector<LayerCost> top_costs(const Graph& g, const std::vector<double>& ms, int n) {
+    double total = 0;
+    for (double x : ms) total += x;
+    std::vector<LayerCost> all;
+    for (std::size_t i = 0; i < ms.size() && i < g.layers.size(); ++i)
+        if (ms[i] > 0) all.push_back({g.layers[i].name, ms[i], total > 0 ? ms[i] / total : 0});
+    std::stable_sort(all.begin(), all.end(), [](const LayerCost& a, const LayerCost& b) { return a.ms > b.ms; });
+    if (all.size() > static_cast<std::size_t>(n)) all.resize(static_cast<std::size_t>(n));
+    return all;
+}
+
+inline std::vector<LayerCost> top_costs(std::vector<LayerCost> all, int n) {
+    std::stable_sort(all.begin(), all.end(), [](const LayerCost& a, const LayerCost& b) { return a.ms > b.ms; });
+    if (all.size() > static_cast<std::size_t>(n)) all.resize(static_cast<std::size_t>(n));
+    return all;
+}
+
+}  // namespace generate_detail
+
+// Decides one proposal: every step the loop takes for a candidate, in order. `seen` holds the
+// hashes decided so far; a repeat returns nothing (and is not a candidate).
+inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
+                                                         const GenerateSetup& setup,
+                                                         const std::set<std::string>& seen,
+                                                         StageSeconds* stage_seconds = nullptr) {
+    using namespace generate_detail;
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    auto lap = clock::now();
+    auto charge = [&](double StageSeconds::*stage) {  // time since the last lap goes to `stage`
+        const auto now = clock::now();
+        if (stage_seconds) stage_seconds->*stage += std::chrono::duration<double>(now - lap).count();
+        lap = now;
+    };
+    CandidateRecord rec;
+    rec.note = proposal.note;
+    if (!proposal.error.empty()) {  // the proposer failed (e.g. an LLM turn): recorded, not evaluated
+        rec.dsl = proposal.dsl;
+        rec.hash = text_hash("failed proposal: " + proposal.note + "\n" + proposal.error + "\n" + proposal.dsl);
+        if (seen.count(rec.hash)) return std::nullopt;
+        rec.verdict = Verdict::Failed;
+        rec.reason = proposal.error;
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    }
+    ParseResult parsed = parse_dsl(proposal.dsl, "candidate");
+    if (!parsed.ok()) {
+        rec.dsl = proposal.dsl;
+        rec.hash = text_hash(proposal.dsl);
+        if (seen.count(rec.hash)) return std::nullopt;
+        rec.verdict = Verdict::Invalid;
+        for (const Diagnostic& d : parsed.diagnostics) rec.diagnostics.push_back(format_diagnostic(d));
+        rec.reason = std::to_string(parsed.diagnostics.size()) + " error(s): " +
+                     (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message);
+        charge(&StageSeconds::validate);
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    }
+    const Graph& g = parsed.graph;
+    rec.dsl = print_dsl(g);
+    rec.hash = text_hash(rec.dsl);
+    if (seen.count(rec.hash)) return std::nullopt;
+    auto finish = [&](Verdict v, std::string reason) {
+        rec.verdict = v;
+        rec.reason = std::move(reason);
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    };
+    try {
+        const ModelStats stats = analyze(g);
+        rec.params = stats.params;
+        rec.macs = stats.macs;
+        rec.peak_activation_bytes = stats.peak_activation_bytes;
+        const Shape in = g.layers.front().shape;
+        const Shape want_out{1, 1, task.classes};
+        if (!(in.h == task.input.h && in.w == task.input.w && in.c == task.input.c))
+            return finish(Verdict::WrongTask, "input is " + std::to_string(in.h) + "x" + std::to_string(in.w) + "x" +
+                                                  std::to_string(in.c) + ", the task's is " + std::to_string(task.input.h) +
+                                                  "x" + std::to_string(task.input.w) + "x" + std::to_string(task.input.c));
+        if (!(stats.output_shape.h == 1 && stats.output_shape.w == 1 && stats.output_shape.c == task.classes))
+            return finish(Verdict::WrongTask, "output is " + std::to_string(stats.output_shape.h) + "x" +
+                                                  std::to_string(stats.output_shape.w) + "x" +
+                                                  std::to_string(stats.output_shape.c) + ", the task needs 1x1x" +
+                                                  std::to_string(want_out.c) + " (one logit per class)");
+        const Constraints& c = task.constraints;
+        charge(&StageSeconds::validate);
+        if (setup.latency) {
+            const LatencyPrediction p = setup.latency->predict(g);
+            rec.predicted_ms = p.total_ms;
+            rec.top_layers = top_costs(g, p.per_layer_ms, setup.top_layers);
+            charge(&StageSeconds::predict);
+        }
+        if (c.max_params > 0 && stats.params > c.max_params)
+            return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
+                                                   std::to_string(c.max_params) + " (" +
+                                                   percent_text(double(stats.params) / double(c.max_params)) + ")");
+        if (c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes)
+            return finish(Verdict::OverMemory, "peak activations " + std::to_string(stats.peak_activation_bytes) +
+                                                   " bytes, limit " + std::to_string(c.max_activation_bytes));
+        if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
+            return finish(Verdict::OverPredicted,
+                          "predicted " + ms_text(*rec.predicted_ms) + " = " +
+                              percent_text(*rec.predicted_ms / c.latency_ms) + " of the " + ms_text(c.latency_ms) +
+                              " budget (not run); most expensive: " + cost_list(rec.top_layers));
+        if (setup.measure) {
+            Measurement m = setup.measure(g);
+            charge(&StageSeconds::measure);
+            rec.measured_ms = m.median_ms;
+            if (!m.per_layer.empty()) rec.top_layers = top_costs(std::move(m.per_layer), setup.top_layers);
+            if (c.latency_ms > 0 && m.median_ms > c.latency_ms)
+                return finish(Verdict::OverMeasured, "measured " + ms_text(m.median_ms) + " = " +
+                                                         percent_text(m.median_ms / c.latency_ms) + " of the " +
+                                                         ms_text(c.latency_ms) + " budget; most expensive: " +
+                                                         cost_list(rec.top_layers));
+        }
+        if (setup.trainer && task.objective == Objective::Accuracy) {
+            rec.accuracy = setup.trainer->proxy_accuracy(g);
+            charge(&StageSeconds::train);
+            if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
+                return finish(Verdict::BelowAccuracy,
+                              "proxy validation accuracy " + percent_text(*rec.accuracy) + " is more than " +
+                                  percent_text(setup.proxy_accuracy_slack) + " below the required " +
+                                  percent_text(*c.min_accuracy));
+        }
+        std::string why = "meets every constraint";
+        if (const auto ms = judged_latency_ms(rec); ms && c.latency_ms > 0)
+            why += ": " + std::string(rec.measured_ms ? "measured " : "predicted ") + ms_text(*ms) + " = " +
+                   percent_text(*ms / c.latency_ms) + " of budget";
+        return finish(Verdict::Feasible, why);
+    } catch (const std::exception& e) {
+        return finish(Verdict::Failed, std::string("evaluation failed: ") + e.what());
+    }
+}
+
+// Runs the search until the budget is spent or the proposer has nothing new. `resumed` are the
+// records of an earlier run of the same search (its journal), not evaluated again.
+inline GenerateResult run_generation(const Task& task, Proposer& proposer, const GenerateSetup& setup,
+                                     std::vector<CandidateRecord> resumed = {}) {
+    GenerateResult result;
+    result.records = std::move(resumed);
+    result.resumed = static_cast<int>(result.records.size());
+    std::set<std::string> seen;
+    for (const auto& r : result.records) seen.insert(r.hash);
+    const double before = result.records.empty() ? 0.0 : result.records.back().elapsed_s;
+    const auto start = std::chrono::steady_clock::now();
+    auto elapsed = [&] { return before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    int duplicates_in_row = 0;
+    for (;;) {
+        if (static_cast<int>(result.records.size()) >= task.budget.max_candidates) {
+            result.stop_reason = "max_candidates";
+            break;
+        }
+        if (elapsed() >= task.budget.max_seconds) {
+            result.stop_reason = "max_seconds";
+            break;
+        }
+        if (setup.should_stop && setup.should_stop()) {
+            result.stop_reason = "stopped";
+            break;
+        }
+        auto t_propose = std::chrono::steady_clock::now();
+        std::optional<Proposal> proposal = proposer.propose(task, result.records);
+        result.stage_seconds.propose +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t_propose).count();
+        if (!proposal) {
+            result.stop_reason = "exhausted";
+            break;
+        }
+        std::optional<CandidateRecord> rec = evaluate_candidate(task, *proposal, setup, seen, &result.stage_seconds);
+        if (!rec) {
+            ++result.duplicates;
+            if (++duplicates_in_row >= setup.max_duplicates_in_row) {
+                result.stop_reason = "exhausted";
+                break;
+            }
+            continue;
+        }
+        duplicates_in_row = 0;
+        rec->index = static_cast<int>(result.records.size());
+        rec->proposer = proposer.name();
+        rec->elapsed_s = elapsed();
+        seen.insert(rec->hash);
+        if (setup.on_record) setup.on_record(*rec);  // journaled before anything else happens
+        result.records.push_back(std::move(*rec));
+        if (setup.on_progress) setup.on_progress(result.records.back(), result.records);
+    }
+    result.elapsed_s = elapsed();
+    return result;
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+// The loop's measurement: XNNPACK on random weights (latency does not depend on their values),
+// `runs` timed runs; per-layer costs from the per-operator timing.
+inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5) {
+    return [=](const Graph& g) {
+        BenchOptions o;
+        o.threads = threads;
+        o.runs = runs;
+        o.warmup = warmup;
+        const BenchResult r = benchmark_model(g, random_weights(g, 1), o);
+        Measurement m;
+        m.median_ms = r.median_ms;
+        for (const OpTiming& t : r.per_op)
+            if (t.median_ms > 0) m.per_layer.push_back({t.name, t.median_ms, 0.0});
+        double total = 0;
+        for (const auto& l : m.per_layer) total += l.ms;
+        for (auto& l : m.per_layer) l.share = total > 0 ? l.ms / total : 0;
+        return m;
+    };
+}
+#endif
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_GENERATE_HPP
+// ---- end include/lamda/generate.hpp ----
+// ---- begin include/lamda/latency_profile.hpp ----
+// lamda/latency_profile.hpp: measuring a device for the latency model (latency.hpp) through the
+// XNNPACK executor: single operators over a sample of configurations, spent adaptively where the
+// fitted model is least accurate (nn-Meter's idea), and whole models for the overhead term.
+// Compiled only with LAMDA_WITH_LATENCY and LAMDA_WITH_XNNPACK.
+//
+//   lamda::ProfileOptions o;  o.budget_s = 150;
+//   lamda::LatencyProfile p = lamda::profile_device(o, calibration_graphs);
+//   lamda::write_latency_profile("PROFILE.json", p);
+#ifndef LAMDA_LATENCY_PROFILE_HPP
+#define LAMDA_LATENCY_PROFILE_HPP
+
+
+#if defined(LAMDA_WITH_LATENCY) && defined(LAMDA_WITH_XNNPACK)
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+
+namespace lamda {
+
+// The 1-minute load average (-1 where unknown): profiles record it, evaluations print it.
+inline double current_load_average() {
+    std::ifstream in("/proc/loadavg");
+    double v = -1;
+    if (!(in >> v)) return -1;
+    return v;
+}
+
+// A whole model timed end to end (`ms`) and, when asked, per layer (`layer_ms`, parallel to
+// graph.layers): `warmup` untimed runs, then runs until `runs` runs or `max_seconds`, whichever
+// comes first (at least 3 runs); quantile q of the timings (the median, or a low quantile such
+// as 0.1, which resists interference from other processes on a busy machine).
+struct ModelTiming {
+    double ms = 0;
+    std::vector<double> layer_ms;
+};
+
+inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
+                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true) {
+    XnnOptions xo;
+    xo.threads = threads;
+    XnnExecutor ex(g, random_weights(g, 1), xo);
+    fill_timing_input(ex);
+    for (int i = 0; i < warmup; ++i) ex.run();
+    using clock = std::chrono::steady_clock;
+    std::vector<double> t;
+    std::vector<std::vector<double>> per(per_layer ? g.layers.size() : 0);
+    const auto start = clock::now();
+    for (int i = 0; i < runs; ++i) {
+        const auto t0 = clock::now();
+        ex.run();
+        const auto t1 = clock::now();
+        t.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        if (per_layer) {
+            const std::vector<double> ms = ex.run_timed_per_op();
+            for (std::size_t k = 0; k < ms.size() && k < per.size(); ++k) per[k].push_back(ms[k]);
+        }
+        if (i >= 2 && std::chrono::duration<double>(clock::now() - start).count() > max_seconds) break;
+    }
+    ModelTiming r;
+    r.ms = quantile(t, q);
+    for (auto& v : per) r.layer_ms.push_back(v.empty() ? 0.0 : quantile(v, q));
+    return r;
+}
+
+// Latency of a whole model in ms (no per-layer pass); see time_model.
+inline double measure_model_ms(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
+                               double max_seconds = 2.0, double q = 0.5) {
+    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false).ms;
+}
+
+namespace latency_detail {
+
+// A DSL graph whose last layer `t` lowers to one operator shaped like `p` (its output shape
+// is whatever shape inference makes of the input, kernel and stride).
+inline std::string probe_dsl(const PrimOp& p) {
+    // The target's input `y` is written by a relu just before it on every run, as a producer
+    // would in a model; x itself is never rewritten.
+    auto dims = [](int h, int w) { return std::to_string(h) + "x" + std::to_string(w); };
+    const std::string input = "x: input shape=" + dims(p.ih, p.iw) + "x" + std::to_string(p.ic) + "\ny: relu x\n";
+    const std::string k = " kernel=" + dims(p.kh, p.kw) + " stride=" + dims(p.sh, p.sw);
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow:
+        if (p.n > 1) return input + "t: dwconv y" + k + " multiplier=" + std::to_string(p.n) + "\n";
+        return input + "t: conv2d y out=" + std::to_string(p.oc) + k + " groups=" + std::to_string(p.groups) + "\n";
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: return input + "t: dwconv y" + k + "\n";
+    case PrimKind::FullyConnected:
+        return "x: input shape=1x1x" + std::to_string(p.ic) + "\ny: relu x\nt: fc y out=" + std::to_string(p.oc) + "\n";
+    case PrimKind::MaxPool: return input + "t: maxpool y" + k + " padding=same\n";
+    case PrimKind::AvgPool: return input + "t: avgpool y" + k + " padding=same\n";
+    case PrimKind::StridedCopy: return input + "t: maxpool y kernel=1 stride=" + dims(p.sh, p.sw) + "\n";
+    case PrimKind::GlobalAvgPool: return input + "t: gap y\n";
+    case PrimKind::Add: {
+        std::string s = input, args = "y";
+        for (int i = 1; i < p.n; ++i) {
+            s += "a" + std::to_string(i) + ": relu6 x\n";
+            args += ", a" + std::to_string(i);
+        }
+        return s + "t: add " + args + "\n";
+    }
+    case PrimKind::Mul: return input + "s: relu6 x\nt: mul y, s\n";
+    case PrimKind::MulBroadcast: return input + "s: gap y\nt: mul y, s\n";
+    case PrimKind::Concat: {
+        // n inputs: y (ic channels) and n-1 1x1 convolutions of x to `rest` channels.
+        std::string s = input, args = "y";
+        const int rest = std::max(1, (p.oc - p.ic) / std::max(1, p.n - 1));
+        for (int i = 1; i < p.n; ++i) {
+            s += "b" + std::to_string(i) + ": conv2d x out=" + std::to_string(rest) + " kernel=1\n";
+            args += ", b" + std::to_string(i);
+        }
+        return s + "t: concat " + args + "\n";
+    }
+    case PrimKind::Clamp: return input + "t: relu6 y\n";
+    case PrimKind::HardSwish: return input + "t: hardswish y\n";
+    case PrimKind::Sigmoid: return input + "t: sigmoid y\n";
+    case PrimKind::HardSigmoid: return input + "t: hardsigmoid y\n";
+    case PrimKind::Softmax: return input + "t: softmax y\n";
+    case PrimKind::ChannelAffine: return input + "t: batchnorm y\n";
+    }
+    return input;
+}
+
+// Touches a few MiB so that the next run finds weights and old outputs beyond L2, as a layer
+// of a model does (a whole inference has passed since it last ran).
+inline void evict_caches() {
+    static std::vector<unsigned char> buffer(std::size_t{4} << 20);
+    for (std::size_t i = 0; i < buffer.size(); i += 64) buffer[i] = static_cast<unsigned char>(buffer[i] + 1);
+}
+
+inline int pick(std::mt19937_64& rng, std::initializer_list<std::pair<int, double>> choices) {
+    double total = 0;
+    for (const auto& c : choices) total += c.second;
+    double u = std::uniform_real_distribution<double>(0, total)(rng);
+    for (const auto& c : choices) {
+        if (u < c.second) return c.first;
+        u -= c.second;
+    }
+    return choices.begin()->first;
+}
+
+inline int log_uniform(std::mt19937_64& rng, double lo, double hi) {
+    const double v = std::exp(std::uniform_real_distribution<double>(std::log(lo), std::log(hi + 0.999))(rng));
+    return static_cast<int>(std::clamp(std::floor(v), lo, hi));
+}
+
+// Channels as networks use them: mostly multiples of 8, sometimes anything.
+inline int channels(std::mt19937_64& rng, int lo, int hi) {
+    int c = log_uniform(rng, lo, hi);
+    if (c >= 12 && std::uniform_real_distribution<double>(0, 1)(rng) < 0.7) c = (c + 4) / 8 * 8;
+    return std::clamp(c, lo, hi);
+}
+
+inline int spatial(std::mt19937_64& rng, int hi = 224) {
+    static const int sizes[] = {1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56,
+                                64, 80, 96, 112, 128, 160, 192, 224};
+    for (;;) {
+        const int s = sizes[std::uniform_int_distribution<int>(0, 26)(rng)];
+        if (s <= hi) return s;
+    }
+}
+
+inline double op_macs(const PrimOp& p) {
+    const double oh = std::ceil(double(p.ih) / p.sh), ow = std::ceil(double(p.iw) / p.sw);
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: return oh * ow * p.oc * double(p.kh) * p.kw * p.ic / std::max(1, p.groups);
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: return oh * ow * p.ic * double(p.kh) * p.kw * (p.kind == PrimKind::DepthwiseLarge ? 8 : 1);
+    case PrimKind::FullyConnected: return double(p.ic) * p.oc;
+    default: return double(p.ih) * p.iw * p.ic * std::max(1, p.n);
+    }
+}
+
+inline bool config_ok(const PrimOp& p) {
+    const double in_el = double(p.ih) * p.iw * p.ic;
+    if (p.ih < 1 || p.iw < 1 || p.ic < 1 || p.oc < 1) return false;
+    if (in_el > 6.5e6) return false;
+    if (op_macs(p) > 2.5e8) return false;
+    if ((p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow || p.kind == PrimKind::Depthwise || p.kind == PrimKind::DepthwiseLarge || p.kind == PrimKind::MaxPool ||
+         p.kind == PrimKind::AvgPool) &&
+        (p.kh > p.ih + 2 || p.kw > p.iw + 2))
+        return false;
+    if (p.kind == PrimKind::ConvNarrow && (p.ic != 1 || p.groups != 1 || p.n > 1)) return false;
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
+        if (p.n > 1) return p.groups == p.ic && double(p.ih) * p.iw * p.ic * p.n < 6.5e6;
+        if (p.groups < 1 || p.ic % p.groups || p.oc % p.groups) return false;
+        if (double(p.oc) * p.ic / p.groups * p.kh * p.kw > 2.5e7) return false;
+    }
+    if (p.kind == PrimKind::FullyConnected && double(p.ic) * p.oc > 2.5e7) return false;
+    if (p.kind == PrimKind::Concat && (p.oc <= p.ic || p.n < 2)) return false;
+    return true;
+}
+
+// A random configuration of an operator of kind `k` (before shape inference).
+inline PrimOp random_config(PrimKind k, std::mt19937_64& rng) {
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+        PrimOp p;
+        p.kind = k;
+        p.ih = p.iw = spatial(rng);
+        if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.1) p.iw = spatial(rng);
+        switch (k) {
+        case PrimKind::Conv: {
+            const int kk = pick(rng, {{1, 45}, {3, 35}, {5, 10}, {7, 7}, {2, 3}});
+            p.kh = p.kw = kk;
+            p.sh = p.sw = pick(rng, {{1, 72}, {2, 28}});
+            p.ic = pick(rng, {{0, 85}, {1, 15}}) ? pick(rng, {{1, 2}, {3, 5}, {4, 1}}) : channels(rng, 4, 1024);
+            p.oc = channels(rng, 4, 1280);
+            if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.12) {
+                p.groups = pick(rng, {{2, 3}, {4, 2}, {8, 1}, {16, 1}});
+                p.ic = std::max(1, p.ic / p.groups) * p.groups;
+                p.oc = std::max(1, p.oc / p.groups) * p.groups;
+            } else if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.04) {
+                p.n = 2;  // dwconv with a multiplier
+                p.groups = p.ic;
+                p.oc = p.ic * 2;
+            }
+            break;
+        }
+        case PrimKind::ConvNarrow: {
+            const int kk = pick(rng, {{3, 45}, {5, 20}, {7, 15}, {1, 10}, {2, 10}});
+            p.kh = p.kw = kk;
+            p.sh = p.sw = pick(rng, {{1, 55}, {2, 45}});
+            p.ic = 1;
+            p.oc = channels(rng, 1, 256);
+            break;
+        }
+        case PrimKind::DepthwiseLarge: {
+            const int kk = pick(rng, {{7, 90}, {9, 10}});
+            p.kh = p.kw = kk;
+            p.sh = p.sw = pick(rng, {{1, 65}, {2, 35}});
+            p.ic = p.oc = channels(rng, 4, 1024);
+            p.groups = p.ic;
+            break;
+        }
+        case PrimKind::Depthwise: {
+            const int kk = pick(rng, {{3, 62}, {5, 35}, {2, 3}});
+            p.kh = p.kw = kk;
+            p.sh = p.sw = pick(rng, {{1, 65}, {2, 35}});
+            p.ic = p.oc = channels(rng, 4, 2048);
+            p.groups = p.ic;
+            break;
+        }
+        case PrimKind::FullyConnected:
+            p.ih = p.iw = 1;
+            if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.2) {
+                // After a flatten of a feature map: tens of thousands of inputs, tens of MB of
+                // weights streamed from DRAM (the sampler makes these).
+                p.ic = log_uniform(rng, 4096, 200000);
+                p.oc = channels(rng, 2, std::max(2, static_cast<int>(2.5e7 / p.ic)));
+            } else {
+                p.ic = channels(rng, 8, 4096);
+                p.oc = channels(rng, 2, 2000);
+            }
+            break;
+        case PrimKind::MaxPool:
+        case PrimKind::AvgPool: {
+            const int kk = pick(rng, {{2, 40}, {3, 45}, {5, 8}, {7, 7}});
+            p.kh = p.kw = kk;
+            p.sh = p.sw = pick(rng, {{1, 20}, {2, 70}, {kk, 10}});
+            p.ic = p.oc = channels(rng, 1, 1024);
+            break;
+        }
+        case PrimKind::StridedCopy:
+            p.sh = p.sw = pick(rng, {{2, 80}, {3, 10}, {4, 10}});
+            p.ic = p.oc = channels(rng, 1, 1024);
+            break;
+        case PrimKind::Add:
+            p.n = pick(rng, {{2, 85}, {3, 10}, {4, 5}});
+            p.ic = p.oc = channels(rng, 1, 1280);
+            break;
+        case PrimKind::Concat: {
+            p.n = pick(rng, {{2, 70}, {3, 18}, {4, 12}});
+            p.ic = channels(rng, 1, 512);
+            p.oc = p.ic + (p.n - 1) * channels(rng, 1, 512);
+            break;
+        }
+        case PrimKind::Mul:
+            p.n = 0;
+            p.ic = p.oc = channels(rng, 1, 1280);
+            break;
+        case PrimKind::MulBroadcast:
+            p.n = 1;
+            p.ic = p.oc = channels(rng, 1, 1280);
+            break;
+        default:
+            p.ic = p.oc = channels(rng, 1, 1280);
+            break;
+        }
+        if (config_ok(p)) return p;
+    }
+    PrimOp p;
+    p.kind = k;
+    p.ih = p.iw = 8;
+    p.ic = p.oc = 16;
+    if (k == PrimKind::Concat) p.oc = 32, p.n = 2;
+    if (k == PrimKind::Conv || k == PrimKind::Depthwise || k == PrimKind::MaxPool || k == PrimKind::AvgPool)
+        p.kh = p.kw = 3;
+    if (k == PrimKind::ConvNarrow) p.kh = p.kw = 3, p.ic = 1;
+    if (k == PrimKind::DepthwiseLarge) p.kh = p.kw = 7;
+    if (k == PrimKind::Depthwise || k == PrimKind::DepthwiseLarge) p.groups = 16;
+    return p;
+}
+
+// A neighbour of `p`: one or two of its dimensions moved by up to a factor of two.
+inline PrimOp mutate_config(const PrimOp& base, std::mt19937_64& rng) {
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        PrimOp p = base;
+        const int changes = pick(rng, {{1, 60}, {2, 40}});
+        for (int c = 0; c < changes; ++c) {
+            const double f = std::exp2(std::uniform_real_distribution<double>(-1, 1)(rng));
+            auto scale = [f](std::int32_t v, int lo, int hi) {
+                return static_cast<std::int32_t>(std::clamp<long>(std::lround(v * f), lo, hi));
+            };
+            switch (std::uniform_int_distribution<int>(0, 3)(rng)) {
+            case 0:
+                p.ih = scale(p.ih, 1, 224);
+                p.iw = base.ih == base.iw ? p.ih : scale(p.iw, 1, 224);
+                break;
+            case 1:
+                if (p.kind == PrimKind::Depthwise || p.kind == PrimKind::DepthwiseLarge || p.kind == PrimKind::MaxPool || p.kind == PrimKind::AvgPool ||
+                    p.kind == PrimKind::StridedCopy || p.kind == PrimKind::Add || p.kind == PrimKind::Mul || p.kind == PrimKind::MulBroadcast ||
+                    p.kind == PrimKind::GlobalAvgPool || (p.kind >= PrimKind::Clamp && p.kind != PrimKind::ConvNarrow)) {
+                    p.ic = p.oc = scale(p.ic, 1, 4096);
+                    if (p.kind == PrimKind::Depthwise || p.kind == PrimKind::DepthwiseLarge) p.groups = p.ic;
+                } else if (p.kind == PrimKind::ConvNarrow) {
+                    // one input channel: nothing to move
+                } else if (p.kind == PrimKind::Concat) {
+                    const int extra = p.oc - p.ic;
+                    p.ic = scale(p.ic, 1, 1024);
+                    p.oc = p.ic + extra;
+                } else {
+                    p.ic = scale(p.ic, 1, p.kind == PrimKind::FullyConnected ? 262144 : 4096);
+                    if (p.kind == PrimKind::Conv && p.groups > 1) p.ic = std::max(1, p.ic / p.groups) * p.groups;
+                    if (p.kind == PrimKind::Conv && p.n > 1) p.groups = p.ic, p.oc = p.ic * p.n;
+                }
+                break;
+            case 2:
+                if ((p.kind == PrimKind::Conv && p.n <= 1) || p.kind == PrimKind::ConvNarrow) {
+                    p.oc = scale(p.oc, 1, 2048);
+                    if (p.groups > 1) p.oc = std::max(1, p.oc / p.groups) * p.groups;
+                } else if (p.kind == PrimKind::FullyConnected) {
+                    p.oc = scale(p.oc, 1, 4096);
+                } else if (p.kind == PrimKind::Concat) {
+                    p.oc = p.ic + scale(p.oc - p.ic, 1, 2048);
+                }
+                break;
+            default:
+                if (p.kind == PrimKind::DepthwiseLarge) {
+                    p.kh = p.kw = pick(rng, {{7, 90}, {9, 10}});
+                } else if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow || p.kind == PrimKind::Depthwise) {
+                    p.kh = p.kw = p.kind != PrimKind::Depthwise ? pick(rng, {{1, 30}, {3, 40}, {5, 20}, {7, 10}})
+                                                           : pick(rng, {{3, 65}, {5, 35}});
+                } else if (p.kind == PrimKind::Add || p.kind == PrimKind::Concat) {
+                    p.n = pick(rng, {{2, 60}, {3, 25}, {4, 15}});
+                    if (p.kind == PrimKind::Concat && p.oc <= p.ic) p.oc = p.ic + 8;
+                }
+                break;
+            }
+        }
+        if (config_ok(p)) return p;
+    }
+    return base;
+}
+
+// Relative share of the operator budget per kind (in the order of all_prim_kinds).
+inline constexpr std::array<double, prim_kind_count> kind_budget_share{
+    0.33, 0.13, 0.07, 0.04, 0.035, 0.025, 0.03, 0.06, 0.02, 0.04, 0.05, 0.03, 0.035, 0.03, 0.03, 0.02, 0.02, 0.015,
+    0.02};
+
+}  // namespace latency_detail
+
+// Measures one operator configuration: builds the probe graph, runs it, and returns the target
+// layer's operator (as lowered after shape inference) with the median of its timed runs.
+inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max_runs = 15,
+                                  double max_seconds = 0.05, double q = 0.5) {
+    const Graph g = parse_dsl_or_throw(latency_detail::probe_dsl(config), "<probe>");
+    const int target = static_cast<int>(g.layers.size()) - 1;
+    LatencySample s;
+    for (const PrimOp& p : lower_for_latency(g))
+        if (p.layer == target) s.op = p;
+    XnnOptions xo;
+    xo.threads = threads;
+    XnnExecutor ex(g, random_weights(g, 7), xo);
+    fill_timing_input(ex);
+    ex.run();
+    std::vector<double> t;
+    double spent = 0;
+    for (int i = 0; i < max_runs; ++i) {
+        latency_detail::evict_caches();
+        const std::vector<double> ms = ex.run_timed_per_op();
+        t.push_back(ms[static_cast<std::size_t>(target)]);
+        for (double v : ms) spent += v;
+        if (i >= 4 && spent > max_seconds * 1e3) break;
+    }
+    s.ms = quantile(t, q);
+    return s;
+}
+
+struct ProfileOptions {
+    int threads = 1;
+    double budget_s = 150;        // total, operators and calibration models
+    double calibration_share = 0.35;  // of the budget spent on whole models (at most)
+    double initial_share = 0.45;  // of the operator budget spent on the initial random sample
+    std::uint64_t seed = 1;
+    double quantile = 0.5;        // of repeated timings: the median, or lower on a busy machine
+    // Called about every 100 ms with a one-line status.
+    std::function<void(const std::string&)> progress;
+};
+
+// Profiles the device: operators (random, then adaptive), then the calibration models (whole
+// models measured end to end; their seeds must differ from any evaluation's), then the fit.
+inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<std::pair<std::string, Graph>>& calibration_models,
+                                     const std::vector<std::string>& calibration_families = {}) {
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    auto elapsed = [&start] { return std::chrono::duration<double>(clock::now() - start).count(); };
+    LatencyProfile prof;
+    prof.fingerprint = current_fingerprint(o.threads);
+    prof.budget_s = o.budget_s;
+    prof.load_average = current_load_average();
+    std::mt19937_64 rng(o.seed);
+    const double op_budget = o.budget_s * (1.0 - o.calibration_share);
+    const double initial_budget = op_budget * o.initial_share;
+    auto last_report = clock::now() - std::chrono::seconds(1);
+    auto report = [&](const std::string& phase, bool force = false) {
+        if (!o.progress) return;
+        const auto now = clock::now();
+        if (!force && now - last_report < std::chrono::milliseconds(100)) return;
+        last_report = now;
+        char line[200];
+        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s: %zu operator samples, %zu models",
+                      elapsed(), o.budget_s, phase.c_str(), prof.samples.size(), prof.calibration.size());
+        o.progress(line);
+    };
+    std::array<double, prim_kind_count> spent{};
+    auto measure = [&](const PrimOp& cfg) {
+        const double t0 = elapsed();
+        try {
+            prof.samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile));
+        } catch (const std::exception&) {
+            // A configuration the executor rejects is skipped.
+        }
+        spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
+    };
+    // Phase 1: random configurations, each kind up to its share of the initial budget.
+    while (elapsed() < initial_budget) {
+        std::size_t best = 0;
+        double lag = -1e300;
+        for (std::size_t k = 0; k < prim_kind_count; ++k) {
+            const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
+            if (l > lag) lag = l, best = k;
+        }
+        measure(latency_detail::random_config(all_prim_kinds[best], rng));
+        report("random sample");
+    }
+    // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
+    // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
+    std::array<std::vector<std::size_t>, prim_kind_count> used;
+    std::array<Eigen::VectorXd, prim_kind_count> residuals;
+    std::array<double, prim_kind_count> cv{};
+    auto refit = [&](std::size_t k) {
+        const KindModel m = fit_kind_model(all_prim_kinds[k], prof.samples, &residuals[k], &used[k]);
+        cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
+    };
+    for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
+    std::array<int, prim_kind_count> since{};
+    while (elapsed() < op_budget) {
+        std::vector<double> w(prim_kind_count);
+        for (std::size_t k = 0; k < prim_kind_count; ++k)
+            w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
+        const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
+        PrimOp cfg;
+        if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
+            cfg = latency_detail::random_config(all_prim_kinds[k], rng);
+        } else {
+            std::vector<double> sq(used[k].size());
+            for (std::size_t i = 0; i < sq.size(); ++i)
+                sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
+            const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
+            cfg = latency_detail::mutate_config(prof.samples[used[k][i]].op, rng);
+            // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
+            cfg.kind = all_prim_kinds[k];
+        }
+        measure(cfg);
+        if (++since[k] >= 20) {
+            refit(k);
+            since[k] = 0;
+        }
+        report("adaptive sample");
+    }
+    // Phase 3: whole models.
+    for (std::size_t i = 0; i < calibration_models.size(); ++i) {
+        if (elapsed() > o.budget_s && prof.calibration.size() >= 8) break;
+        CalibrationSample c;
+        c.name = calibration_models[i].first;
+        c.family = i < calibration_families.size() ? calibration_families[i] : "";
+        ModelTiming timing;
+        try {
+            timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile);
+        } catch (const std::exception&) {
+            continue;
+        }
+        c.ms = timing.ms;
+        c.ops = lower_for_latency(calibration_models[i].second);
+        // The layer's time on its first operator (the operator's own where it is alone).
+        for (std::size_t k = 0; k < c.ops.size(); ++k) {
+            const int layer = c.ops[k].layer;
+            const bool first = k == 0 || c.ops[k - 1].layer != layer;
+            c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
+        }
+        prof.calibration.push_back(std::move(c));
+        report("calibration models");
+    }
+    report("fitting", true);
+    prof.model = fit_latency_model(prof.samples, prof.calibration);
+    prof.elapsed_s = elapsed();
+    report("done", true);
+    return prof;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY && LAMDA_WITH_XNNPACK
+#endif  // LAMDA_LATENCY_PROFILE_HPP
+// ---- end include/lamda/latency_profile.hpp ----
+
+// After lamda's headers: <httplib.h> pulls in <resolv.h>, whose `_res` macro breaks Eigen
+// (latency.hpp) when it comes first.
+#include <httplib.h>
+#include <simdjson.h>
+
+namespace lamda {
+
+// A failed agent request, on either side. `status` is the HTTP status (0: no response at all).
+class AgentError : public std::runtime_error {
+public:
+    explicit AgentError(const std::string& what, int status_ = 0) : std::runtime_error(what), status(status_) {}
+    int status = 0;
+};
+
+// What one request may make the agent do.
+struct AgentLimits {
+    std::size_t max_body_bytes = std::size_t{16} << 20;  // 413 above
+    int max_threads = 64;
+    int max_runs = 10000;           // timed runs of one benchmark (and warm-up runs)
+    std::int64_t max_macs = std::int64_t{50} << 30;
+    std::int64_t max_params = std::int64_t{256} << 20;
+    int max_layers = 4000;
+    std::int64_t max_activation_bytes = std::int64_t{2} << 30;
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;  // XNNPACK workspace (BenchOptions)
+    double time_limit_s = 120;      // one benchmark or timing, estimated before it starts
+    double max_profile_budget_s = 3600;
+    int max_calibration_models = 2000;
+    int max_queue = 4;              // requests waiting for the measurement lock; 503 beyond
+    double max_wait_s = 300;        // ... or waiting longer than this; 503 then
+    int max_jobs = 16;              // profile jobs remembered (finished ones are dropped first)
+};
+
+struct AgentOptions {
+    std::string token;              // required (read_agent_token_file)
+    AgentLimits limits;
+    std::string cert_path, key_path;  // both: HTTPS
+    double read_timeout_s = 10;     // a client that stalls this long is dropped
+    double write_timeout_s = 30;
+    int worker_threads = 0;         // 0: max_queue + 4
+    double peak_seconds = 0.5;      // FMA peak measured once at start-up (`lamda device`)
+    bool log = false;               // one line per request on stderr
+};
+
+namespace agent_detail {
+
+inline bool equal_constant_time(std::string_view a, std::string_view b) noexcept {
+    // Time depends on the length of `b` (the request's) only, never on where they differ.
+    unsigned diff = static_cast<unsigned>(a.size() ^ b.size());
+    for (std::size_t i = 0; i < b.size(); ++i) {
+        const unsigned char x = a.empty() ? 0 : static_cast<unsigned char>(a[i % a.size()]);
+        diff |= static_cast<unsigned>(x ^ static_cast<unsigned char>(b[i]));
+    }
+    return diff == 0 && !a.empty();
+}
+
+inline std::string trim(std::string s) {
+    const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+    while (!s.empty() && space(s.back())) s.pop_back();
+    std::size_t i = 0;
+    while (i < s.size() && space(s[i])) ++i;
+    return s.substr(i);
+}
+
+inline std::string json_error(const std::string& message) {
+    JsonWriter j;
+    j.begin_object().field("error", message).end_object();
+    return j.str();
+}
+
+struct RequestError : std::runtime_error {
+    explicit RequestError(const std::string& what, int status_ = 400) : std::runtime_error(what), status(status_) {}
+    int status = 400;
+};
+
+
+}  // namespace agent_detail
+
+// ---- base64 (weights travel inside the JSON body) ----
+
+inline std::string base64_encode(std::string_view in) {
+    static constexpr char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    out.reserve((in.size() + 2) / 3 * 4);
+    std::size_t i = 0;
+    for (; i + 2 < in.size(); i += 3) {
+        const std::uint32_t v = (std::uint32_t{static_cast<unsigned char>(in[i])} << 16) |
+                                (std::uint32_t{static_cast<unsigned char>(in[i + 1])} << 8) |
+                                std::uint32_t{static_cast<unsigned char>(in[i + 2])};
+        out += table[(v >> 18) & 63];
+        out += table[(v >> 12) & 63];
+        out += table[(v >> 6) & 63];
+        out += table[v & 63];
+    }
+    if (i < in.size()) {
+        std::uint32_t v = std::uint32_t{static_cast<unsigned char>(in[i])} << 16;
+        if (i + 1 < in.size()) v |= std::uint32_t{static_cast<unsigned char>(in[i + 1])} << 8;
+        out += table[(v >> 18) & 63];
+        out += table[(v >> 12) & 63];
+        out += i + 1 < in.size() ? table[(v >> 6) & 63] : '=';
+        out += '=';
+    }
+    return out;
+}
+
+// Strict: only the standard alphabet, padding at the end, length a multiple of 4.
+inline std::optional<std::string> base64_decode(std::string_view in) {
+    if (in.size() % 4 != 0) return std::nullopt;
+    auto value = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') return c - 'A';
+        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+        if (c >= '0' && c <= '9') return c - '0' + 52;
+        if (c == '+') return 62;
+        if (c == '/') return 63;
+        return -1;
+    };
+    std::string out;
+    out.reserve(in.size() / 4 * 3);
+    for (std::size_t i = 0; i < in.size(); i += 4) {
+        const bool last = i + 4 == in.size();
+        const int pad = last ? (in[i + 3] == '=' ? (in[i + 2] == '=' ? 2 : 1) : 0) : 0;
+        std::uint32_t v = 0;
+        for (int k = 0; k < 4; ++k) {
+            const char c = in[i + static_cast<std::size_t>(k)];
+            int d = 0;
+            if (k >= 4 - pad) {
+                if (c != '=') return std::nullopt;
+            } else if ((d = value(c)) < 0) {
+                return std::nullopt;
+            }
+            v = (v << 6) | static_cast<std::uint32_t>(d);
+        }
+        out += static_cast<char>((v >> 16) & 255);
+        if (pad < 2) out += static_cast<char>((v >> 8) & 255);
+        if (pad < 1) out += static_cast<char>(v & 255);
+    }
+    return out;
+}
+
+// Reads the bearer token from a file that only its owner may read (mode 0600 or 0400): a file
+// readable or writable by group or others is refused, as is an empty one.
+inline std::string read_agent_token_file(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) throw AgentError(path + ": cannot read the token file");
+    if (!S_ISREG(st.st_mode)) throw AgentError(path + ": the token file is not a regular file");
+    if ((st.st_mode & 077) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        throw AgentError(path + ": the token file is accessible to group or others (mode " + mode +
+                         "); run `chmod 600 " + path + "`");
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw AgentError(path + ": cannot read the token file");
+    std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    token = agent_detail::trim(std::move(token));
+    if (token.size() < 16)
+        throw AgentError(path + ": the token is " + std::to_string(token.size()) +
+                         " characters; use at least 16 (e.g. `openssl rand -hex 32`)");
+    if (token.find_first_of("\r\n") != std::string::npos) throw AgentError(path + ": the token must be one line");
+    return token;
+}
+
+// The JSON object `lamda device --json` prints.
+inline std::string device_json(const DeviceInfo& info) {
+    JsonWriter json;
+    json.begin_object().field("cpu_model", info.cpu_model).field("architecture", info.architecture).key("isa").begin_array();
+    for (const auto& feature : info.isa) json.value(feature);
+    json.end_array()
+        .field("xnnpack_isa", info.xnnpack_isa)
+        .field("logical_cores", info.logical_cores)
+        .field("fma_kernel", info.fma_kernel)
+        .field("peak_gflops", info.peak_gflops)
+        .field("peak_threads", 1)
+        .end_object();
+    return json.str();
+}
+
+// The JSON `lamda check --json` prints for an invalid model.
+inline std::string invalid_model_json(const std::string& file, const std::vector<Diagnostic>& diagnostics) {
+    JsonWriter json;
+    json.begin_object().field("valid", false).field("file", file).key("diagnostics").begin_array();
+    for (const auto& d : diagnostics)
+        json.begin_object()
+            .field("file", d.file)
+            .field("line", d.line)
+            .field("column", d.column)
+            .field("message", d.message)
+            .field("hint", d.hint)
+            .end_object();
+    json.end_array().field("error", format_diagnostics(diagnostics)).end_object();
+    return json.str();
+}
+
+// A measurement as the agent recorded it (for tests and the log): steady-clock seconds.
+struct AgentMeasurementSpan {
+    std::string what;  // "bench", "measure", "profile"
+    double start_s = 0, end_s = 0;
+};
+
+class AgentServer {
+public:
+    explicit AgentServer(AgentOptions options) : options_(std::move(options)) {
+        if (options_.token.empty()) throw AgentError("the agent needs a bearer token");
+        if (options_.cert_path.empty() != options_.key_path.empty())
+            throw AgentError("TLS needs both a certificate and a key");
+        if (!options_.cert_path.empty()) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+            auto ssl = std::make_unique<httplib::SSLServer>(options_.cert_path.c_str(), options_.key_path.c_str());
+            if (!ssl->is_valid())
+                throw AgentError("cannot load the TLS certificate '" + options_.cert_path + "' and key '" +
+                                 options_.key_path + "'");
+            server_ = std::move(ssl);
+#else
+            throw AgentError("this lamda-agent's cpp-httplib has no OpenSSL support: TLS is unavailable");
+#endif
+        } else {
+            server_ = std::make_unique<httplib::Server>();
+        }
+        device_ = describe_device();
+        {
+            std::lock_guard<std::timed_mutex> lock(measure_mutex_);
+            if (options_.peak_seconds > 0) measure_fma_peak_gflops(device_, options_.peak_seconds);
+        }
+        setup();
+    }
+
+    AgentServer(const AgentServer&) = delete;
+    AgentServer& operator=(const AgentServer&) = delete;
+    ~AgentServer() { stop(); }
+
+    // Binds; port 0 picks a free one. Returns the port. Throws when the address is taken.
+    int bind(const std::string& host, int port) {
+        int bound = port;
+        if (port == 0) {
+            bound = server_->bind_to_any_port(host.c_str());
+            if (bound <= 0) throw AgentError("cannot listen on " + host + " (any port)");
+        } else if (!server_->bind_to_port(host.c_str(), port)) {
+            throw AgentError("cannot listen on " + host + ":" + std::to_string(port) + " (in use, or not this machine's address)");
+        }
+        port_ = bound;
+        return bound;
+    }
+    // Serves until stop(); the socket is already listening after bind().
+    bool listen() { return server_->listen_after_bind(); }
+    // Stops serving and ends the profile jobs (a running one is abandoned at its next progress tick).
+    void stop() {
+        stopping_.store(true);
+        if (server_) server_->stop();
+        std::vector<std::thread> threads;
+        {
+            std::lock_guard<std::mutex> lock(jobs_mutex_);
+            threads.swap(job_threads_);
+        }
+        for (auto& t : threads)
+            if (t.joinable()) t.join();
+    }
+    int port() const noexcept { return port_; }
+    const DeviceInfo& device() const noexcept { return device_; }
+    std::vector<AgentMeasurementSpan> measurements() const {
+        std::lock_guard<std::mutex> lock(log_mutex_);
+        return spans_;
+    }
+
+private:
+    struct Job {
+        std::string id;
+        std::string state = "queued";
+        std::string progress, error, result;
+        std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
+    };
+
+    using clock = std::chrono::steady_clock;
+
+    AgentOptions options_;
+    std::unique_ptr<httplib::Server> server_;
+    DeviceInfo device_;
+    int port_ = 0;
+    std::timed_mutex measure_mutex_;
+    std::atomic<int> waiting_{0};
+    std::atomic<bool> stopping_{false};
+    mutable std::mutex log_mutex_;
+    std::vector<AgentMeasurementSpan> spans_;
+    std::mutex jobs_mutex_;
+    std::map<std::string, Job> jobs_;
+    std::vector<std::thread> job_threads_;
+    std::mt19937_64 id_rng_{std::random_device{}()};
+    const clock::time_point epoch_ = clock::now();
+
+    double now_s() const { return std::chrono::duration<double>(clock::now() - epoch_).count(); }
+
+    static void send_json(httplib::Response& res, int status, const std::string& body) {
+        res.status = status;
+        res.set_content(body, "application/json");
+    }
+
+    // Holds the measurement lock for one request; 503 when the queue is full or the wait too long.
+    class Turn {
+    public:
+        Turn(AgentServer& s, const char* what) : s_(s), what_(what) {
+            if (s_.waiting_.fetch_add(1) >= s_.options_.limits.max_queue) {
+                s_.waiting_.fetch_sub(1);
+                throw agent_detail::RequestError("busy: " + std::to_string(s_.options_.limits.max_queue) +
+                                                     " requests are already waiting for a measurement",
+                                                 503);
+            }
+            const bool got = s_.measure_mutex_.try_lock_for(std::chrono::duration<double>(s_.options_.limits.max_wait_s));
+            s_.waiting_.fetch_sub(1);
+            if (!got) throw agent_detail::RequestError("busy: waited too long for the measurement in progress", 503);
+            start_ = s_.now_s();
+        }
+        ~Turn() {
+            const double end = s_.now_s();
+            {
+                std::lock_guard<std::mutex> lock(s_.log_mutex_);
+                s_.spans_.push_back({what_, start_, end});
+                if (s_.spans_.size() > 10000) s_.spans_.erase(s_.spans_.begin());
+            }
+            s_.measure_mutex_.unlock();
+        }
+        Turn(const Turn&) = delete;
+        Turn& operator=(const Turn&) = delete;
+
+    private:
+        AgentServer& s_;
+        const char* what_;
+        double start_ = 0;
+    };
+
+    template <class F>
+    void guarded(httplib::Response& res, F&& f) {
+        try {
+            f();
+        } catch (const agent_detail::RequestError& e) {
+            if (e.status == 503) res.set_header("Retry-After", "5");
+            send_json(res, e.status, agent_detail::json_error(e.what()));
+        } catch (const std::bad_alloc&) {
+            send_json(res, 507, agent_detail::json_error("out of memory"));
+        } catch (const std::exception& e) {
+            // The model or the request cannot be measured here (e.g. XNNPACK refused it): not
+            // worth retrying, so not a 5xx.
+            send_json(res, 422, agent_detail::json_error(e.what()));
+        }
+    }
+
+    using Reader = JsonReader<agent_detail::RequestError>;
+
+    struct Body {
+        simdjson::dom::parser parser;
+        simdjson::padded_string padded;
+        simdjson::dom::element doc;
+    };
+
+    static void parse_body(Body& b, const httplib::Request& req, const char* what,
+                           std::initializer_list<std::string_view> keys) {
+        b.padded = simdjson::padded_string(req.body);
+        Reader r("request", what);
+        b.doc = r.parse(b.parser, b.padded);
+        r.obj(b.doc, "");
+        r.only_keys(b.doc, "", keys);
+    }
+
+    static int int_field(const Body& b, const char* key, int fallback, int lo, int hi) {
+        Reader r("request", "body");
+        if (const auto e = r.maybe(b.doc, key, "")) return static_cast<int>(r.integer(*e, key, lo, hi));
+        return fallback;
+    }
+    static double num_field(const Body& b, const char* key, double fallback, double lo, double hi) {
+        Reader r("request", "body");
+        if (const auto e = r.maybe(b.doc, key, "")) {
+            const double v = r.num(*e, key);
+            if (v < lo || v > hi)
+                r.fail(key, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+            return v;
+        }
+        return fallback;
+    }
+    static std::string str_field(const Body& b, const char* key, const std::string& fallback) {
+        Reader r("request", "body");
+        if (const auto e = r.maybe(b.doc, key, "")) return r.str(*e, key);
+        return fallback;
+    }
+
+    // The model of a bench or measure request: DSL within the limits, or a 400 with diagnostics.
+    Graph model_of(const Body& b, const std::string& name, httplib::Response& res, bool& ok) const {
+        Reader r("request", "body");
+        const std::string dsl = r.str(r.at(b.doc, "dsl", ""), "dsl");
+        Limits limits;
+        limits.max_file_bytes = options_.limits.max_body_bytes;
+        limits.max_layers = options_.limits.max_layers;
+        limits.max_params = options_.limits.max_params;
+        limits.max_activation_bytes = options_.limits.max_activation_bytes;
+        ParseResult parsed = parse_dsl(dsl, name, limits);
+        if (!parsed.ok()) {
+            send_json(res, 400, invalid_model_json(name, parsed.diagnostics));
+            ok = false;
+            return {};
+        }
+        const ModelStats stats = analyze(parsed.graph);
+        if (stats.macs > options_.limits.max_macs)
+            throw agent_detail::RequestError(name + ": " + std::to_string(stats.macs) + " MACs, over this agent's limit of " +
+                                             std::to_string(options_.limits.max_macs));
+        ok = true;
+        return std::move(parsed.graph);
+    }
+
+    // One timed run, to refuse up front a request that would run past the time limit.
+    void check_duration(const Graph& g, int threads, double runs) const {
+        const double once_s = measure_model_ms(g, threads, 1, 0, 60.0, 0.5) / 1000.0;
+        const double estimate = once_s * runs;
+        if (estimate > options_.limits.time_limit_s) {
+            char text[200];
+            std::snprintf(text, sizeof text,
+                          "this measurement would take about %.1f s (%.3f ms a run), over the agent's limit of %.0f s; "
+                          "ask for fewer runs",
+                          estimate, once_s * 1000, options_.limits.time_limit_s);
+            throw agent_detail::RequestError(text);
+        }
+    }
+
+    void setup() {
+        httplib::Server& s = *server_;
+        const AgentLimits& lim = options_.limits;
+        const int workers = options_.worker_threads > 0 ? options_.worker_threads : lim.max_queue + 4;
+        s.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<std::size_t>(workers)); };
+        s.set_payload_max_length(lim.max_body_bytes);
+        auto secs = [](double v, time_t& sec, time_t& usec) {
+            sec = static_cast<time_t>(v);
+            usec = static_cast<time_t>((v - static_cast<double>(sec)) * 1e6);
+        };
+        time_t sec = 0, usec = 0;
+        secs(options_.read_timeout_s, sec, usec);
+        s.set_read_timeout(sec, usec);
+        s.set_keep_alive_timeout(sec > 0 ? sec : 1);
+        secs(options_.write_timeout_s, sec, usec);
+        s.set_write_timeout(sec, usec);
+        s.set_keep_alive_max_count(100);
+
+        s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+            const std::string auth = req.get_header_value("Authorization");
+            const std::string_view prefix = "Bearer ";
+            const bool ok = auth.size() > prefix.size() && std::string_view(auth).substr(0, prefix.size()) == prefix &&
+                            agent_detail::equal_constant_time(options_.token, std::string_view(auth).substr(prefix.size()));
+            if (options_.log) std::fprintf(stderr, "lamda-agent: %s %s from %s%s\n", req.method.c_str(), req.path.c_str(),
+                                           req.remote_addr.c_str(), ok ? "" : " (401)");
+            if (ok) return httplib::Server::HandlerResponse::Unhandled;
+            res.set_header("WWW-Authenticate", "Bearer");
+            res.set_header("Connection", "close");
+            send_json(res, 401, agent_detail::json_error(auth.empty() ? "missing bearer token" : "wrong bearer token"));
+            return httplib::Server::HandlerResponse::Handled;
+        });
+        s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+            if (!res.body.empty()) return;
+            const char* what = res.status == 413 ? "request body over the agent's limit"
+                             : res.status == 404 ? "no such endpoint"
+                                                 : "request refused";
+            send_json(res, res.status, agent_detail::json_error(what));
+        });
+
+        s.Get("/v1/device", [this](const httplib::Request&, httplib::Response& res) {
+            send_json(res, 200, device_json(device_));
+        });
+
+        s.Post("/v1/bench", [this](const httplib::Request& req, httplib::Response& res) {
+            guarded(res, [&] {
+                Body b;
+                parse_body(b, req, "bench request", {"dsl", "name", "weights_base64", "threads", "runs", "warmup"});
+                const std::string name = str_field(b, "name", "<request>");
+                BenchOptions o;
+                o.threads = int_field(b, "threads", 1, 1, options_.limits.max_threads);
+                o.runs = int_field(b, "runs", 50, 1, options_.limits.max_runs);
+                o.warmup = int_field(b, "warmup", 5, 0, options_.limits.max_runs);
+                o.max_memory_bytes = options_.limits.max_memory_bytes;
+                bool ok = false;
+                const Graph g = model_of(b, name, res, ok);
+                if (!ok) return;
+                Weights weights;
+                const std::string encoded = str_field(b, "weights_base64", "");
+                if (encoded.empty()) {
+                    weights = random_weights(g, 1);
+                } else {
+                    const std::optional<std::string> bytes = base64_decode(encoded);
+                    if (!bytes) throw agent_detail::RequestError("weights_base64: not valid base64");
+                    try {
+                        weights = parse_safetensors(*bytes, name + " weights").tensors;
+                    } catch (const WeightsError& e) {
+                        throw agent_detail::RequestError(e.what());
+                    }
+                    const auto problems = validate_weights(g, weights);
+                    if (!problems.empty()) throw agent_detail::RequestError(name + " weights: " + problems.front());
+                }
+                BenchResult r;
+                {
+                    Turn turn(*this, "bench");
+                    check_duration(g, o.threads, o.warmup + 2.0 * o.runs);
+                    r = benchmark_model(g, weights, o);
+                }
+                JsonWriter json;
+                json.begin_object().field("model", g.name.empty() ? name : g.name);
+                write_bench_json(json, r, device_.peak_gflops);
+                json.end_object();
+                send_json(res, 200, json.str());
+            });
+        });
+
+        s.Post("/v1/measure", [this](const httplib::Request& req, httplib::Response& res) {
+            guarded(res, [&] {
+                Body b;
+                parse_body(b, req, "measure request",
+                           {"dsl", "name", "threads", "runs", "warmup", "max_seconds", "quantile"});
+                const std::string name = str_field(b, "name", "<request>");
+                const int threads = int_field(b, "threads", 1, 1, options_.limits.max_threads);
+                const int runs = int_field(b, "runs", 15, 1, options_.limits.max_runs);
+                const int warmup = int_field(b, "warmup", 2, 0, 100);
+                const double max_seconds = num_field(b, "max_seconds", 2.0, 0.0, options_.limits.time_limit_s);
+                const double q = num_field(b, "quantile", 0.5, 0.0, 1.0);
+                bool ok = false;
+                const Graph g = model_of(b, name, res, ok);
+                if (!ok) return;
+                double ms = 0;
+                {
+                    Turn turn(*this, "measure");
+                    check_duration(g, threads, warmup + 3.0);
+                    ms = measure_model_ms(g, threads, runs, warmup, max_seconds, q);
+                }
+                JsonWriter json;
+                json.begin_object().field("ms", ms).end_object();
+                send_json(res, 200, json.str());
+            });
+        });
+
+        s.Post("/v1/profile", [this](const httplib::Request& req, httplib::Response& res) {
+            guarded(res, [&] {
+                Body b;
+                parse_body(b, req, "profile request",
+                           {"threads", "budget_s", "calibration_models", "calibration_seed", "seed", "quantile"});
+                ProfileOptions o;
+                o.threads = int_field(b, "threads", 1, 1, options_.limits.max_threads);
+                o.budget_s = num_field(b, "budget_s", 150, 0.05, options_.limits.max_profile_budget_s);
+                o.quantile = num_field(b, "quantile", 0.5, 0.0, 1.0);
+                const int count = int_field(b, "calibration_models", 320, 0, options_.limits.max_calibration_models);
+                Reader r("request", "body");
+                std::uint64_t calibration_seed = 0xCA11B;
+                if (const auto e = r.maybe(b.doc, "calibration_seed", "")) calibration_seed = r.uinteger(*e, "calibration_seed");
+                if (const auto e = r.maybe(b.doc, "seed", "")) o.seed = r.uinteger(*e, "seed");
+                std::string id;
+                {
+                    std::lock_guard<std::mutex> lock(jobs_mutex_);
+                    int active = 0;
+                    for (const auto& [key, job] : jobs_) active += job.state == "queued" || job.state == "running";
+                    if (active >= options_.limits.max_queue)
+                        throw agent_detail::RequestError("busy: " + std::to_string(active) + " profile jobs queued or running", 503);
+                    while (static_cast<int>(jobs_.size()) >= options_.limits.max_jobs) {  // forget the oldest finished
+                        auto oldest = jobs_.end();
+                        for (auto it = jobs_.begin(); it != jobs_.end(); ++it)
+                            if ((it->second.state == "done" || it->second.state == "failed") &&
+                                (oldest == jobs_.end() || it->second.created < oldest->second.created))
+                                oldest = it;
+                        if (oldest == jobs_.end()) break;
+                        jobs_.erase(oldest);
+                    }
+                    char hex[17];
+                    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(id_rng_()));
+                    id = hex;
+                    jobs_[id].id = id;
+                    job_threads_.emplace_back([this, id, o, count, calibration_seed]() mutable { run_job(id, o, count, calibration_seed); });
+                }
+                JsonWriter json;
+                json.begin_object().field("id", id).field("state", "queued").end_object();
+                send_json(res, 202, json.str());
+            });
+        });
+
+        s.Get(R"(/v1/profile/([0-9a-f]{1,32}))", [this](const httplib::Request& req, httplib::Response& res) {
+            std::lock_guard<std::mutex> lock(jobs_mutex_);
+            const auto it = jobs_.find(req.matches[1].str());
+            if (it == jobs_.end()) return send_json(res, 404, agent_detail::json_error("no such profile job"));
+            const Job& j = it->second;
+            JsonWriter json;
+            json.begin_object()
+                .field("id", j.id)
+                .field("state", j.state)
+                .field("progress", j.progress)
+                .field("error", j.error)
+                .field("elapsed_s", std::chrono::duration<double>(clock::now() - j.created).count())
+                .end_object();
+            send_json(res, 200, json.str());
+        });
+
+        s.Get(R"(/v1/profile/([0-9a-f]{1,32})/result)", [this](const httplib::Request& req, httplib::Response& res) {
+            std::lock_guard<std::mutex> lock(jobs_mutex_);
+            const auto it = jobs_.find(req.matches[1].str());
+            if (it == jobs_.end()) return send_json(res, 404, agent_detail::json_error("no such profile job"));
+            const Job& j = it->second;
+            if (j.state == "failed") return send_json(res, 422, agent_detail::json_error("profile job failed: " + j.error));
+            if (j.state != "done") return send_json(res, 409, agent_detail::json_error("profile job is " + j.state));
+            send_json(res, 200, j.result);
+        });
+    }
+
+    struct Stopped {};
+
+    void set_job(const std::string& id, const std::function<void(Job&)>& f) {
+        std::lock_guard<std::mutex> lock(jobs_mutex_);
+        const auto it = jobs_.find(id);
+        if (it != jobs_.end()) f(it->second);
+    }
+
+    void run_job(const std::string& id, ProfileOptions o, int count, std::uint64_t calibration_seed) {
+        try {
+            std::vector<std::string> families;
+            auto models = lamda::calibration_models(calibration_seed, count, families);
+            o.progress = [this, &id](const std::string& line) {
+                if (stopping_.load()) throw Stopped{};
+                set_job(id, [&](Job& j) { j.progress = line; });
+            };
+            LatencyProfile p;
+            {
+                // Waits for its turn like any request, but without a queue limit (the job was accepted).
+                while (!measure_mutex_.try_lock_for(std::chrono::milliseconds(100)))
+                    if (stopping_.load()) throw Stopped{};
+                std::unique_lock<std::timed_mutex> lock(measure_mutex_, std::adopt_lock);
+                const double start = now_s();
+                set_job(id, [](Job& j) { j.state = "running"; });
+                try {
+                    p = profile_device(o, models, families);
+                } catch (...) {
+                    std::lock_guard<std::mutex> log(log_mutex_);
+                    spans_.push_back({"profile", start, now_s()});
+                    throw;
+                }
+                std::lock_guard<std::mutex> log(log_mutex_);
+                spans_.push_back({"profile", start, now_s()});
+            }
+            p.calibration_seed = static_cast<std::int64_t>(calibration_seed & 0x7fffffffffffffffull);
+            std::string text = latency_profile_json(p);
+            set_job(id, [&](Job& j) {
+                j.result = std::move(text);
+                j.state = "done";
+            });
+        } catch (const Stopped&) {
+            set_job(id, [](Job& j) {
+                j.state = "failed";
+                j.error = "the agent stopped";
+            });
+        } catch (const std::exception& e) {
+            const std::string what = e.what();
+            set_job(id, [&](Job& j) {
+                j.state = "failed";
+                j.error = what;
+            });
+        }
+    }
+};
+
+// ---- the host side ----
+
+struct AgentClientOptions {
+    std::string token;           // empty: LAMDA_AGENT_TOKEN
+    double connect_timeout_s = 10;
+    double timeout_s = 900;      // read/write, per request (a benchmark may wait for its turn)
+    int attempts = 3;            // on connection errors and 5xx
+    double retry_delay_s = 1;    // doubled after each failed attempt
+    std::string ca_cert_path;    // https: verify against this CA (empty: LAMDA_AGENT_CA_CERT, else the system's)
+    bool verify_tls = true;
+};
+
+struct AgentBenchResult {
+    std::string model;
+    double peak_gflops = 0;
+    BenchResult result;  // per_op: name, op, lowering, median_ms, macs
+    std::string json;    // the agent's JSON, as `lamda bench --json` prints it
+};
+
+struct AgentProfileRequest {
+    int threads = 1;
+    double budget_s = 150;
+    int calibration_models = 320;
+    std::uint64_t calibration_seed = 0xCA11B;
+    std::uint64_t seed = 1;
+    double quantile = 0.5;
+};
+
+struct AgentJobStatus {
+    std::string id, state, progress, error;
+    double elapsed_s = 0;
+};
+
+class AgentClient {
+public:
+    explicit AgentClient(std::string url, AgentClientOptions options = {}) : url_(std::move(url)), options_(std::move(options)) {
+        while (!url_.empty() && url_.back() == '/') url_.pop_back();
+        const auto scheme_end = url_.find("://");
+        if (scheme_end == std::string::npos || (url_.compare(0, scheme_end, "http") != 0 && url_.compare(0, scheme_end, "https") != 0))
+            throw AgentError("device '" + url_ + "': expected http://HOST:PORT or https://HOST:PORT");
+        https_ = url_.compare(0, scheme_end, "https") == 0;
+#if !defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (https_) throw AgentError("device " + url_ + ": this lamda's cpp-httplib has no OpenSSL support (https)");
+#endif
+        const std::string rest = url_.substr(scheme_end + 3);
+        const auto slash = rest.find('/');
+        authority_ = rest.substr(0, slash);
+        if (slash != std::string::npos) prefix_ = rest.substr(slash);
+        if (authority_.empty()) throw AgentError("device '" + url_ + "': no host");
+        if (options_.token.empty())
+            if (const char* t = std::getenv("LAMDA_AGENT_TOKEN")) options_.token = agent_detail::trim(t);
+        if (options_.token.empty())
+            throw AgentError("device " + url_ + ": no token (set LAMDA_AGENT_TOKEN to the agent's token)");
+        if (options_.ca_cert_path.empty())
+            if (const char* ca = std::getenv("LAMDA_AGENT_CA_CERT")) options_.ca_cert_path = ca;
+    }
+
+    const std::string& url() const noexcept { return url_; }
+    // "board_7070": the device's host and port, as a file-name part.
+    std::string file_tag() const {
+        std::string out;
+        for (char c : authority_)
+            out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '_';
+        return out;
+    }
+
+    // The JSON of `lamda device --json`, measured on the board, and parsed.
+    std::string device_json_text() { return request("GET", "/v1/device", ""); }
+    DeviceInfo device() {
+        const std::string text = device_json_text();
+        simdjson::dom::parser parser;
+        const simdjson::padded_string padded(text);
+        Reader r(url_, "device reply");
+        const auto doc = r.parse(parser, padded);
+        DeviceInfo d;
+        d.cpu_model = r.str(r.at(doc, "cpu_model", ""), "cpu_model");
+        d.architecture = r.str(r.at(doc, "architecture", ""), "architecture");
+        d.isa = r.strings(r.at(doc, "isa", ""), "isa");
+        d.xnnpack_isa = r.str(r.at(doc, "xnnpack_isa", ""), "xnnpack_isa");
+        d.logical_cores = static_cast<int>(r.integer(r.at(doc, "logical_cores", ""), "logical_cores", 0, 1 << 20));
+        d.fma_kernel = r.str(r.at(doc, "fma_kernel", ""), "fma_kernel");
+        d.peak_gflops = r.num(r.at(doc, "peak_gflops", ""), "peak_gflops");
+        return d;
+    }
+
+    // Benchmarks `dsl` on the board (`lamda bench`). `name` labels diagnostics and the result;
+    // `safetensors` (the file's bytes) are the weights, random when empty.
+    AgentBenchResult bench(const std::string& dsl, const BenchOptions& o = {}, const std::string& name = "<model>",
+                           const std::string& safetensors = "") {
+        JsonWriter body;
+        body.begin_object().field("dsl", dsl).field("name", name).field("threads", o.threads).field("runs", o.runs).field("warmup", o.warmup);
+        if (!safetensors.empty()) body.field("weights_base64", base64_encode(safetensors));
+        body.end_object();
+        AgentBenchResult out;
+        out.json = request("POST", "/v1/bench", body.str());
+        simdjson::dom::parser parser;
+        const simdjson::padded_string padded(out.json);
+        Reader r(url_, "bench reply");
+        const auto doc = r.parse(parser, padded);
+        BenchResult& b = out.result;
+        out.model = r.str(r.at(doc, "model", ""), "model");
+        b.median_ms = r.num(r.at(doc, "median_ms", ""), "median_ms");
+        b.p10_ms = r.num(r.at(doc, "p10_ms", ""), "p10_ms");
+        b.p90_ms = r.num(r.at(doc, "p90_ms", ""), "p90_ms");
+        b.min_ms = r.num(r.at(doc, "min_ms", ""), "min_ms");
+        b.threads = static_cast<int>(r.integer(r.at(doc, "threads", ""), "threads", 1, 1024));
+        b.runs = static_cast<int>(r.integer(r.at(doc, "runs", ""), "runs", 0, 100000000));
+        b.warmup = static_cast<int>(r.integer(r.at(doc, "warmup", ""), "warmup", 0, 100000000));
+        b.macs = r.integer(r.at(doc, "macs", ""), "macs", 0, INT64_MAX);
+        b.params = r.integer(r.at(doc, "params", ""), "params", 0, INT64_MAX);
+        b.gflops = r.num(r.at(doc, "gflops", ""), "gflops");
+        if (const auto e = r.maybe(doc, "peak_gflops", "")) out.peak_gflops = r.num(*e, "peak_gflops");
+        std::size_t i = 0;
+        for (const auto op : r.arr(r.at(doc, "per_op", ""), "per_op")) {
+            const std::string path = Reader::index("per_op", i++);
+            OpTiming t;
+            t.name = r.str(r.at(op, "name", path), path + ".name");
+            dsl_detail::lookup_op(r.str(r.at(op, "op", path), path + ".op"), t.op);
+            const std::string lowering = r.str(r.at(op, "lowering", path), path + ".lowering");
+            t.lowering = lowering == "fused" ? XnnLowering::Fused
+                       : lowering == "alias" ? XnnLowering::Alias
+                       : lowering == "loop"  ? XnnLowering::Loop
+                                             : XnnLowering::Operators;
+            t.median_ms = r.num(r.at(op, "median_ms", path), path + ".median_ms");
+            t.macs = r.integer(r.at(op, "macs", path), path + ".macs", 0, INT64_MAX);
+            b.per_op.push_back(std::move(t));
+        }
+        return out;
+    }
+
+    // The whole-model timing of `lamda eval-predictor` (measure_model_ms), on the board.
+    double measure_ms(const std::string& dsl, int threads = 1, int runs = 15, int warmup = 2, double max_seconds = 2.0,
+                      double q = 0.5, const std::string& name = "<model>") {
+        JsonWriter body;
+        body.begin_object()
+            .field("dsl", dsl)
+            .field("name", name)
+            .field("threads", threads)
+            .field("runs", runs)
+            .field("warmup", warmup)
+            .field("max_seconds", max_seconds)
+            .field("quantile", q)
+            .end_object();
+        const std::string text = request("POST", "/v1/measure", body.str());
+        simdjson::dom::parser parser;
+        const simdjson::padded_string padded(text);
+        Reader r(url_, "measure reply");
+        const auto doc = r.parse(parser, padded);
+        return r.num(r.at(doc, "ms", ""), "ms");
+    }
+
+    std::string start_profile(const AgentProfileRequest& p) {
+        JsonWriter body;
+        body.begin_object()
+            .field("threads", p.threads)
+            .field("budget_s", p.budget_s)
+            .field("calibration_models", p.calibration_models)
+            .field("calibration_seed", p.calibration_seed)
+            .field("seed", p.seed)
+            .field("quantile", p.quantile)
+            .end_object();
+        const std::string text = request("POST", "/v1/profile", body.str());
+        simdjson::dom::parser parser;
+        const simdjson::padded_string padded(text);
+        Reader r(url_, "profile reply");
+        return r.str(r.at(r.parse(parser, padded), "id", ""), "id");
+    }
+
+    AgentJobStatus profile_status(const std::string& id) {
+        const std::string text = request("GET", "/v1/profile/" + id, "");
+        simdjson::dom::parser parser;
+        const simdjson::padded_string padded(text);
+        Reader r(url_, "profile status");
+        const auto doc = r.parse(parser, padded);
+        AgentJobStatus s;
+        s.id = r.str(r.at(doc, "id", ""), "id");
+        s.state = r.str(r.at(doc, "state", ""), "state");
+        s.progress = r.str(r.at(doc, "progress", ""), "progress");
+        s.error = r.str(r.at(doc, "error", ""), "error");
+        s.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
+        return s;
+    }
+
+    // The profile JSON (as `lamda profile --out` writes it) of a finished job.
+    std::string profile_result_json(const std::string& id) { return request("GET", "/v1/profile/" + id + "/result", ""); }
+
+    // Starts a job, polls it (calling `progress` with each new status) and returns the profile JSON.
+    std::string profile(const AgentProfileRequest& p, const std::function<void(const AgentJobStatus&)>& progress = {},
+                        double poll_s = 1.0) {
+        const std::string id = start_profile(p);
+        for (;;) {
+            const AgentJobStatus s = profile_status(id);
+            if (progress) progress(s);
+            if (s.state == "done") return profile_result_json(id);
+            if (s.state == "failed") throw AgentError("device " + url_ + ": profile job " + id + " failed: " + s.error, 422);
+            std::this_thread::sleep_for(std::chrono::duration<double>(poll_s));
+        }
+    }
+
+    // Sends one request; retries connection errors and 5xx, then throws AgentError naming the device.
+    std::string request(const std::string& method, const std::string& path, const std::string& body) {
+        std::string last;
+        int last_status = 0;
+        double delay = options_.retry_delay_s;
+        const int attempts = std::max(1, options_.attempts);
+        for (int attempt = 1; attempt <= attempts; ++attempt) {
+            httplib::Result res = send(method, prefix_ + path, body);
+            if (!res) {
+                last = "no answer (" + httplib::to_string(res.error()) + " error)";
+                last_status = 0;
+            } else if (res->status >= 200 && res->status < 300) {
+                return res->body;
+            } else {
+                last_status = res->status;
+                last = "HTTP " + std::to_string(res->status) + ": " + error_text(res->body);
+                if (res->status < 500) break;  // the request itself is wrong: no retry
+                if (res->status == 503 && res->has_header("Retry-After")) {
+                    const double after = std::atof(res->get_header_value("Retry-After").c_str());
+                    if (after > 0) delay = std::max(delay, std::min(after, 60.0));
+                }
+            }
+            if (attempt < attempts) {
+                std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+                delay *= 2;
+            }
+        }
+        const bool gave_up = last_status == 0 || last_status >= 500;
+        throw AgentError("device " + url_ + ": " + method + " " + path + ": " + last +
+                             (gave_up ? " (after " + std::to_string(attempts) + " attempt" + (attempts == 1 ? "" : "s") + ")" : ""),
+                         last_status);
+    }
+
+private:
+    using Reader = JsonReader<AgentError>;
+
+    std::string url_, authority_, prefix_;
+    bool https_ = false;
+    AgentClientOptions options_;
+
+    static std::string error_text(const std::string& body) {
+        simdjson::dom::parser parser;
+        const simdjson::padded_string padded(body);
+        simdjson::dom::element doc;
+        std::string_view v;
+        if (!parser.parse(padded).get(doc) && !doc["error"].get(v)) return agent_detail::trim(std::string(v));
+        return body.size() > 300 ? body.substr(0, 300) + "..." : body;
+    }
+
+    httplib::Result send(const std::string& method, const std::string& path, const std::string& body) {
+        httplib::Client cli((https_ ? "https://" : "http://") + authority_);
+        auto secs = [](double v, time_t& sec, time_t& usec) {
+            sec = static_cast<time_t>(v);
+            usec = static_cast<time_t>((v - static_cast<double>(sec)) * 1e6);
+        };
+        time_t sec = 0, usec = 0;
+        secs(options_.connect_timeout_s, sec, usec);
+        cli.set_connection_timeout(sec, usec);
+        secs(options_.timeout_s, sec, usec);
+        cli.set_read_timeout(sec, usec);
+        cli.set_write_timeout(sec, usec);
+        cli.set_bearer_token_auth(options_.token.c_str());
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (https_) {
+            if (!options_.ca_cert_path.empty()) cli.set_ca_cert_path(options_.ca_cert_path.c_str());
+            cli.enable_server_certificate_verification(options_.verify_tls);
+        }
+#endif
+        if (method == "GET") return cli.Get(path.c_str());
+        return cli.Post(path.c_str(), body, "application/json");
+    }
+};
+
+// GenerateSetup::measure through an agent: the same measurement as xnnpack_measure, on the board.
+inline std::function<Measurement(const Graph&)> agent_measure(std::shared_ptr<AgentClient> client, int threads,
+                                                              int runs = 30, int warmup = 5) {
+    return [client = std::move(client), threads, runs, warmup](const Graph& g) {
+        BenchOptions o;
+        o.threads = threads;
+        o.runs = runs;
+        o.warmup = warmup;
+        const AgentBenchResult r = client->bench(print_dsl(g), o, g.name.empty() ? "candidate" : g.name);
+        Measurement m;
+        m.median_ms = r.result.median_ms;
+        for (const OpTiming& t : r.result.per_op)
+            if (t.median_ms > 0) m.per_layer.push_back({t.name, t.median_ms, 0.0});
+        double total = 0;
+        for (const auto& l : m.per_layer) total += l.ms;
+        for (auto& l : m.per_layer) l.share = total > 0 ? l.ms / total : 0;
+        return m;
+    };
+}
+
+// "P.json" for one device; "P.<host_port>.json" for each of several (`lamda profile --device`).
+inline std::string agent_profile_path(const std::string& out, const AgentClient& client, bool several) {
+    if (!several) return out;
+    const auto slash = out.find_last_of('/');
+    const auto dot = out.find_last_of('.');
+    if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return out + "." + client.file_tag();
+    return out.substr(0, dot) + "." + client.file_tag() + out.substr(dot);
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_AGENT
+#endif  // LAMDA_AGENT_HPP
+// ---- end include/lamda/agent.hpp ----
 
 #endif  // LAMDA_LAMDA_HPP
 // ---- end include/lamda/lamda.hpp ----

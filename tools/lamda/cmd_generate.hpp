@@ -24,6 +24,9 @@
 #include <lamda/search.hpp>
 #include "cmd_llm.hpp"
 
+#if defined(LAMDA_WITH_AGENT)
+#include <lamda/agent.hpp>
+#endif
 #if defined(LAMDA_WITH_LATENCY)
 #include <lamda/generate.hpp>
 #include <lamda/journal.hpp>
@@ -51,6 +54,7 @@ struct GenerateArgs {
     bool json = false;
     bool quiet = false;
     LlmArgs llm;              // --llm-* (cmd_llm.hpp), for --proposer llm
+    std::string device;       // --device URL: measure on that lamda-agent (docs/agent.md)
 };
 
 // Builds the trainer for a task's dataset (cmd_train.hpp's make_trainer when lamda has libtorch).
@@ -93,6 +97,11 @@ inline CLI::App* add_generate_command(CLI::App& app, GenerateArgs& a) {
     cmd->add_flag("--json", a.json, "Print a JSON summary at the end (report.json's best and stop)");
     cmd->add_flag("-q,--quiet", a.quiet, "No progress output");
     add_llm_options(cmd, a.llm, false);
+#if defined(LAMDA_WITH_AGENT)
+    cmd->add_option("--device", a.device,
+                    "Measure candidates on the board running lamda-agent at this URL (token from "
+                    "LAMDA_AGENT_TOKEN); if it stops answering, the search stops and --resume continues it");
+#endif
     return cmd;
 }
 
@@ -215,14 +224,39 @@ inline int run_generate(const GenerateArgs& a, const TrainerFactory& make_traine
 
     GenerateSetup setup;
     if (profile) setup.latency = &profile->model;
+    // measure_with(runs, warmup): this machine, or the board behind --device.
+    std::function<std::function<Measurement(const Graph&)>(int, int)> measure_with;
 #if defined(LAMDA_WITH_XNNPACK)
-    setup.measure = xnnpack_measure(task.constraints.threads, a.runs);
+    measure_with = [&task](int runs, int warmup) { return xnnpack_measure(task.constraints.threads, runs, warmup); };
 #endif
+    // A board that stops answering (after the client's retries) stops the search; the candidate it
+    // was measuring is left out of the journal, so that --resume measures it once the board is back.
+    auto device_lost = std::make_shared<std::string>();
+#if defined(LAMDA_WITH_AGENT)
+    if (!a.device.empty()) {
+        auto client = std::make_shared<AgentClient>(a.device);
+        measure_with = [&task, client, device_lost](int runs, int warmup) -> std::function<Measurement(const Graph&)> {
+            auto measure = agent_measure(client, task.constraints.threads, runs, warmup);
+            return [measure, device_lost](const Graph& g) {
+                try {
+                    return measure(g);
+                } catch (const AgentError& e) {
+                    if (e.status == 0 || e.status >= 500) *device_lost = e.what();
+                    throw;
+                }
+            };
+        };
+    }
+#endif
+    if (measure_with) setup.measure = measure_with(a.runs, 5);
     if (!setup.latency && !setup.measure)
         throw std::runtime_error("no way to judge latency: give a latency profile (this lamda has no executor)");
     setup.trainer = trainer.get();
     setup.proxy_accuracy_slack = a.proxy_slack;
-    setup.on_record = [&journal](const CandidateRecord& r) { journal.append(r); };
+    setup.on_record = [&journal, device_lost](const CandidateRecord& r) {
+        if (!device_lost->empty() && r.verdict == Verdict::Failed) return;  // measured again on --resume
+        journal.append(r);
+    };
     const bool tty = ::isatty(STDERR_FILENO) == 1;
     const auto start = std::chrono::steady_clock::now();
     setup.on_progress = [&](const CandidateRecord& r, const std::vector<CandidateRecord>& all) {
@@ -242,7 +276,7 @@ inline int run_generate(const GenerateArgs& a, const TrainerFactory& make_traine
         }
     };
     generate_cli::interrupted().store(false);
-    setup.should_stop = [] { return generate_cli::interrupted().load(); };
+    setup.should_stop = [device_lost] { return generate_cli::interrupted().load() || !device_lost->empty(); };
     auto previous_handler = std::signal(SIGINT, generate_cli::on_interrupt);
 
     GenerateResult result = run_generation(task, *proposer, setup, std::move(resumed));
@@ -252,6 +286,9 @@ inline int run_generate(const GenerateArgs& a, const TrainerFactory& make_traine
         std::cerr << "lamda: stopped (" << result.stop_reason << ") after " << result.records.size()
                   << " candidates, " << result.duplicates << " repeats skipped\n";
     }
+    if (!device_lost->empty())
+        throw std::runtime_error(*device_lost + "\nthe search stopped; its journal is in " + journal_path +
+                                 ": run the same command with --resume once the board answers again");
 
     // The best feasible candidates, confirmed with a longer measurement (a candidate that only
     // passed on a lucky run is not handed over) and, with a trainer, trained in full.
@@ -260,6 +297,9 @@ inline int run_generate(const GenerateArgs& a, const TrainerFactory& make_traine
     info.proposer = proposer->name();
     info.seed = a.seed;
     info.device = describe_device().cpu_model + ", " + std::to_string(task.constraints.threads) + " thread(s)";
+#if defined(LAMDA_WITH_AGENT)
+    if (!a.device.empty()) info.device = "lamda-agent " + a.device + ", " + std::to_string(task.constraints.threads) + " thread(s)";
+#endif
     info.stop_reason = result.stop_reason;
     const StageSeconds& st = result.stage_seconds;
     info.stage_seconds = {{"propose", st.propose}, {"validate", st.validate}, {"predict", st.predict},
@@ -268,9 +308,9 @@ inline int run_generate(const GenerateArgs& a, const TrainerFactory& make_traine
     std::vector<std::size_t> confirmed;  // best first, meeting the latency limit on a longer measurement
     for (std::size_t index : ranked) {
 #if defined(LAMDA_WITH_XNNPACK)
-        if (task.constraints.latency_ms > 0) {
+        if (task.constraints.latency_ms > 0 && measure_with) {
             const Graph g = parse_dsl_or_throw(result.records[index].dsl, "best");
-            const Measurement m = xnnpack_measure(task.constraints.threads, a.confirm_runs, 20)(g);
+            const Measurement m = measure_with(a.confirm_runs, 20)(g);
             const bool meets = m.median_ms <= task.constraints.latency_ms;
             if (!a.quiet)
                 std::cerr << "lamda: confirming #" << index << ": " << generate_cli::fixed(m.median_ms, 4)

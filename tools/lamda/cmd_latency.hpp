@@ -27,6 +27,14 @@
 #if defined(LAMDA_WITH_LATENCY) && defined(LAMDA_WITH_XNNPACK)
 #include <lamda/latency_profile.hpp>
 #endif
+#if defined(LAMDA_WITH_AGENT)
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include <lamda/agent.hpp>
+#endif
 
 namespace lamda_cli {
 
@@ -52,6 +60,8 @@ struct LatencyCli {
     int runs = 15;
     double quantile = 0.5;
     bool verbose = false;
+    std::vector<std::string> devices;  // profile --device (repeatable): lamda-agent URLs
+    std::string eval_device;           // eval-predictor --device
 };
 
 inline void register_latency_commands(CLI::App& app, LatencyCli& c) {
@@ -73,6 +83,12 @@ inline void register_latency_commands(CLI::App& app, LatencyCli& c) {
                           "Quantile of repeated timings (0.5: median; lower resists a busy machine)")
         ->check(CLI::Range(0.0, 1.0));
     c.profile->add_flag("-q,--quiet", c.quiet, "No progress line on stderr");
+#if defined(LAMDA_WITH_AGENT)
+    c.profile->add_option("--device", c.devices,
+                          "Profile the board running lamda-agent at this URL instead (token from LAMDA_AGENT_TOKEN); "
+                          "repeat for several boards, profiled in parallel: --out P.json then writes P.<host_port>.json "
+                          "for each (docs/agent.md)");
+#endif
 
     c.predict = app.add_subcommand(
         "predict", "Predict a model's latency from a device profile, with the per-layer breakdown.");
@@ -94,6 +110,10 @@ inline void register_latency_commands(CLI::App& app, LatencyCli& c) {
         ->check(CLI::Range(0.0, 1.0));
     c.eval->add_flag("--json", c.json, "Print one JSON object");
     c.eval->add_flag("-v,--verbose", c.verbose, "Print every model");
+#if defined(LAMDA_WITH_AGENT)
+    c.eval->add_option("--device", c.eval_device,
+                       "Measure on the board running lamda-agent at this URL (token from LAMDA_AGENT_TOKEN)");
+#endif
 }
 
 #if defined(LAMDA_WITH_LATENCY)
@@ -125,22 +145,6 @@ inline std::string stats_line(const std::string& label, const lamda::AccuracySta
 }
 
 // The calibration models `lamda profile` measures: (name, family, graph), families in turn.
-inline std::vector<std::pair<std::string, lamda::Graph>> random_models(std::uint64_t seed, int count,
-                                                                        const std::string& prefix,
-                                                                        std::vector<std::string>& families,
-                                                                        const lamda::SampleSpace& space = {}) {
-    std::vector<std::pair<std::string, lamda::Graph>> out;
-    for (int i = 0; i < count; ++i) {
-        const lamda::ModelFamily f =
-            lamda::all_model_families[static_cast<std::size_t>(i) % lamda::all_model_families.size()];
-        std::mt19937_64 rng(lamda::sample_seed(seed, static_cast<std::uint64_t>(i)));
-        out.emplace_back(prefix + std::to_string(i) + "-" + std::string(lamda::family_name(f)),
-                         lamda::sample_model(rng, space, f));
-        families.emplace_back(lamda::family_name(f));
-    }
-    return out;
-}
-
 }  // namespace latency_cli_detail
 
 inline int run_predict(const LatencyCli& c) {
@@ -205,28 +209,68 @@ inline int run_predict(const LatencyCli& c) {
 
 #if defined(LAMDA_WITH_XNNPACK)
 
-inline int run_profile(const LatencyCli& c) {
-    std::vector<std::string> families;
-    auto models = latency_cli_detail::random_models(c.calibration_seed, c.calibration_models, "calib-", families);
-    // And tiny models (LeNet-sized: tens of microseconds, where the per-operator costs inside a
-    // model dominate), from a space of their own, so they cannot coincide with evaluation models.
-    {
-        lamda::SampleSpace tiny;
-        tiny.input_shapes = {{28, 28, 1}, {32, 32, 3}, {32, 32, 1}};
-        tiny.min_stages = 1;
-        tiny.max_stages = 2;
-        tiny.max_blocks = 2;
-        tiny.max_width = 48;
-        tiny.max_wide_width = 128;
-        tiny.min_macs = 20'000;
-        tiny.max_macs = 3'000'000;
-        const int count = c.calibration_models / 8;
-        // First: they take milliseconds in all, and the phase stops when the budget is spent.
-        std::vector<std::string> tiny_families;
-        auto more = latency_cli_detail::random_models(c.calibration_seed + 1, count, "calib-tiny-", tiny_families, tiny);
-        models.insert(models.begin(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
-        families.insert(families.begin(), tiny_families.begin(), tiny_families.end());
+#if defined(LAMDA_WITH_AGENT)
+// `lamda profile --device URL...`: each board profiles itself (the same job as run_profile, in
+// its agent), in parallel; one profile file per board.
+inline int run_profile_remote(const LatencyCli& c) {
+    std::vector<std::unique_ptr<lamda::AgentClient>> clients;
+    for (const std::string& url : c.devices) clients.push_back(std::make_unique<lamda::AgentClient>(url));
+    const bool several = clients.size() > 1;
+    std::vector<std::string> results(clients.size()), errors(clients.size());
+    std::mutex io;
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < clients.size(); ++i)
+        threads.emplace_back([&, i] {
+            lamda::AgentClient& client = *clients[i];
+            try {
+                lamda::AgentProfileRequest p;
+                p.threads = c.threads;
+                p.budget_s = c.budget_s;
+                p.calibration_models = c.calibration_models;
+                p.calibration_seed = c.calibration_seed;
+                p.seed = c.profile_seed;
+                p.quantile = c.quantile;
+                int polls = 0;
+                const std::string text = client.profile(p, [&](const lamda::AgentJobStatus& st) {
+                    if (c.quiet || st.progress.empty() || (several && polls++ % 10 != 0)) return;
+                    std::lock_guard<std::mutex> lock(io);
+                    if (several) std::cerr << client.url() << ": " << st.progress << '\n';
+                    else std::cerr << '\r' << st.progress << "   " << std::flush;
+                }, 1.0);
+                const lamda::LatencyProfile prof = lamda::parse_latency_profile(text, client.url());
+                const std::string path = lamda::agent_profile_path(c.out, client, several);
+                std::ofstream out(path, std::ios::binary | std::ios::trunc);
+                out << text << '\n';
+                if (!out.flush()) throw lamda::ProfileError(path + ": error: cannot write the profile");
+                char line[256];
+                std::snprintf(line, sizeof line, "%s: %zu operator samples, %zu calibration models, %.1f s (load average %.2f)",
+                              path.c_str(), prof.samples.size(), prof.calibration.size(), prof.elapsed_s, prof.load_average);
+                results[i] = std::string(line) + " from " + client.url();
+            } catch (const std::exception& e) {
+                errors[i] = e.what();
+            }
+        });
+    for (auto& t : threads) t.join();
+    if (!c.quiet && !several) std::cerr << '\n';
+    int rc = 0;
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+        if (errors[i].empty()) {
+            std::cout << results[i] << '\n';
+        } else {
+            std::cerr << "lamda: error: " << errors[i] << '\n';
+            rc = 1;
+        }
     }
+    return rc;
+}
+#endif
+
+inline int run_profile(const LatencyCli& c) {
+#if defined(LAMDA_WITH_AGENT)
+    if (!c.devices.empty()) return run_profile_remote(c);
+#endif
+    std::vector<std::string> families;
+    auto models = lamda::calibration_models(c.calibration_seed, c.calibration_models, families);
     lamda::ProfileOptions o;
     o.threads = c.threads;
     o.budget_s = c.budget_s;
@@ -259,7 +303,15 @@ inline int run_profile(const LatencyCli& c) {
 }
 
 inline int run_eval(const LatencyCli& c) {
+#if defined(LAMDA_WITH_AGENT)
+    std::unique_ptr<lamda::AgentClient> remote;
+    if (!c.eval_device.empty()) remote = std::make_unique<lamda::AgentClient>(c.eval_device);
+    // This machine's fingerprint says nothing about the board's.
+    const lamda::LatencyProfile p = remote ? lamda::read_latency_profile(c.profile_path)
+                                           : latency_cli_detail::load_profile(c.profile_path, 1);
+#else
     const lamda::LatencyProfile p = latency_cli_detail::load_profile(c.profile_path, 1);
+#endif
     const int threads = p.fingerprint.threads;
     struct Row {
         std::string name, family;
@@ -275,7 +327,7 @@ inline int run_eval(const LatencyCli& c) {
                   << " is the seed of the profile's calibration models; pick another\n";
         return 1;
     }
-    const auto models = latency_cli_detail::random_models(c.seed, c.models, "eval-", families);
+    const auto models = lamda::sample_named_models(c.seed, c.models, "eval-", families);
     std::vector<std::pair<std::string, lamda::Graph>> zoo;
     if (!c.zoo.empty() && std::filesystem::is_directory(c.zoo)) {
         std::vector<std::string> files;
@@ -299,6 +351,11 @@ inline int run_eval(const LatencyCli& c) {
         row.name = m.first;
         row.family = is_zoo ? "zoo" : families[i];
         row.predicted = p.model.predict_ms(m.second);
+#if defined(LAMDA_WITH_AGENT)
+        if (remote)
+            row.measured = remote->measure_ms(lamda::print_dsl(m.second), threads, c.runs, 2, 3.0, c.quantile, m.first);
+        else
+#endif
         row.measured = lamda::measure_model_ms(m.second, threads, c.runs, 2, 3.0, c.quantile);
         rows.push_back(row);
         if (!c.json || c.verbose) {

@@ -8,6 +8,7 @@
 
 #include <lamda/lamda.hpp>
 
+#include "cmd_export.hpp"
 #include "cmd_generate.hpp"
 #include "cmd_latency.hpp"
 #include "cmd_llm.hpp"
@@ -217,7 +218,12 @@ struct BenchArgs {
     int warmup = 5;
     double peak_gflops = 0;  // 0: measure
     bool json = false;
+    std::string device;      // --device URL: measure on that lamda-agent
 };
+
+#if defined(LAMDA_WITH_XNNPACK)
+void lamda_cli_print_bench(const lamda::BenchResult& r, double peak);
+#endif
 
 int run_bench(const BenchArgs& args) {
 #if defined(LAMDA_WITH_XNNPACK)
@@ -242,6 +248,26 @@ int run_bench(const BenchArgs& args) {
     options.threads = args.threads;
     options.runs = args.runs;
     options.warmup = args.warmup;
+#if defined(LAMDA_WITH_AGENT)
+    if (!args.device.empty()) {  // the same measurement and JSON, on the board
+        std::string bytes;
+        if (!args.weights.empty()) {
+            std::ifstream in(args.weights, std::ios::binary);
+            bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        }
+        std::ifstream in(args.model, std::ios::binary);
+        const std::string dsl((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        lamda::AgentClient client(args.device);
+        lamda::AgentBenchResult remote = client.bench(dsl, options, args.model, bytes);
+        if (args.json) {
+            std::cout << remote.json << '\n';
+            return exit_ok;
+        }
+        lamda_cli_print_bench(remote.result, args.peak_gflops > 0 ? args.peak_gflops : remote.peak_gflops);
+        std::cout << "device:   " << args.device << '\n';
+        return exit_ok;
+    }
+#endif
     const lamda::BenchResult r = lamda::benchmark_model(graph, weights, options);
     double peak = args.peak_gflops;
     if (peak <= 0) {
@@ -256,6 +282,19 @@ int run_bench(const BenchArgs& args) {
         std::cout << json.str() << '\n';
         return exit_ok;
     }
+    lamda_cli_print_bench(r, peak);
+    return exit_ok;
+#else
+    (void)args;
+    std::cerr << "lamda: error: this lamda was built without XNNPACK, so it cannot run models; "
+                 "install libxnnpack-dev and libpthreadpool-dev and rebuild\n";
+    return exit_invalid;
+#endif
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+// The table `lamda bench` prints.
+void lamda_cli_print_bench(const lamda::BenchResult& r, double peak) {
     double total = 0;
     std::size_t name_width = 5;
     for (const auto& t : r.per_op) {
@@ -282,14 +321,8 @@ int run_bench(const BenchArgs& args) {
                   r.median_ms, r.p10_ms, r.p90_ms, r.runs, r.warmup, r.threads,
                   r.threads == 1 ? "" : "s", r.gflops, 100.0 * r.gflops / peak, peak);
     std::cout << line;
-    return exit_ok;
-#else
-    (void)args;
-    std::cerr << "lamda: error: this lamda was built without XNNPACK, so it cannot run models; "
-                 "install libxnnpack-dev and libpthreadpool-dev and rebuild\n";
-    return exit_invalid;
-#endif
 }
+#endif
 
 }  // namespace
 
@@ -337,6 +370,11 @@ int main(int argc, char** argv) {
                       "The device's single-thread peak in GFLOP/s (measured when left out)")
         ->check(CLI::PositiveNumber);
     bench->add_flag("--json", bench_args.json, "Print one JSON object");
+#if defined(LAMDA_WITH_AGENT)
+    bench->add_option("--device", bench_args.device,
+                      "Measure on the lamda-agent at this URL (http://board:7070; token from "
+                      "LAMDA_AGENT_TOKEN; docs/agent.md)");
+#endif
 
     lamda_cli::SampleArgs sample_args;
     auto* sample = lamda_cli::add_sample_command(app, sample_args);
@@ -348,6 +386,7 @@ int main(int argc, char** argv) {
     auto* llm_check = lamda_cli::add_llm_check_command(app, llm_check_args);
     int train_exit = -1;  // `train` and `eval` run in their callbacks and set it
     lamda_cli::add_train_commands(app, train_exit);
+    lamda_cli::add_export_commands(app, train_exit);  // `export`, `run` (cmd_export.hpp)
 
     CLI11_PARSE(app, argc, argv);
     if (train_exit >= 0) return train_exit;

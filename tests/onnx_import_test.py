@@ -1,0 +1,191 @@
+#!/usr/bin/python3
+"""`lamda import` on torchvision models (docs/export.md, "ONNX in").
+
+    /usr/bin/python3 tests/onnx_import_test.py LAMDA_EXE SOURCE_DIR [MODEL ...]
+
+For each model (default: mobilenet_v2, resnet18, squeezenet1_1, mobilenet_v3_small), built by
+torchvision with random weights (weights=None: nothing is downloaded) and random batch-norm
+statistics, exported to ONNX here, in a temporary directory: imports it with `lamda import`,
+checks that lamda counts torchvision's parameters and the MACs of lamda's zoo model
+(examples/models/NAME.lamda, whose counts are torchvision's), and that lamda's XNNPACK executor
+on the imported weights computes the model's outputs within 1e-4 x max |y| (the ONNX
+graph's reference outputs, computed by the torch model it was exported from). Exits 77
+(skipped) without python3-torch, python3-torchvision or python3-onnx.
+"""
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+try:
+    import onnx  # noqa: F401  (the exporter needs it)
+    import torch
+    import torchvision
+except ImportError as e:
+    print(f"skipped: {e} (apt-get install python3-torch python3-torchvision python3-onnx)")
+    sys.exit(77)
+
+
+def write_safetensors(path, tensors):
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        blob = tensors[name].detach().contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def read_safetensors(path):
+    data = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        out[name] = torch.frombuffer(bytearray(data[8 + n + b:8 + n + end]),
+                                     dtype=torch.float32).reshape(e["shape"])
+    return out
+
+
+def run(cmd):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-3000:]}")
+    return r.stdout
+
+
+def check(lamda, src, name, work):
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        want = model(x)
+    path = os.path.join(work, name + ".onnx")
+    # PRESERVE: keep BatchNormalization nodes (EVAL would fold them into the convolutions,
+    # and the parameter counts would no longer be torchvision's). No constant folding: the
+    # shape subgraphs the exporter emits are left for lamda to fold.
+    torch.onnx.export(model, x, path, opset_version=14, input_names=["input"],
+                      output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE,
+                      do_constant_folding=False)
+    dsl = os.path.join(work, name + ".lamda")
+    w = os.path.join(work, name + ".safetensors")
+    run([lamda, "import", path, "-o", dsl, "--weights", w])
+    got_stats = json.loads(run([lamda, "check", dsl, "--json"]))
+    zoo = json.loads(run([lamda, "check", os.path.join(src, "examples", "models", name + ".lamda"),
+                          "--json"]))
+    params = sum(p.numel() for p in model.parameters())
+    if got_stats["params"] != params:
+        sys.exit(f"FAIL: {name}: lamda counts {got_stats['params']} parameters, torchvision {params}")
+    if got_stats["macs"] != zoo["macs"]:
+        sys.exit(f"FAIL: {name}: {got_stats['macs']} MACs, the zoo model has {zoo['macs']}")
+    xf = os.path.join(work, name + "_x.safetensors")
+    yf = os.path.join(work, name + "_y.safetensors")
+    write_safetensors(xf, {"input": x.permute(0, 2, 3, 1)})
+    run([lamda, "run", dsl, "--weights", w, "--executor", "xnnpack", "--input", xf, "--out", yf])
+    got = read_safetensors(yf)["output"].reshape(-1)
+    want = want.reshape(-1)
+    err = float((got - want).abs().max())
+    tol = 1e-4 * float(want.abs().max())  # relative: random-init logits are small
+    if err > tol:
+        sys.exit(f"FAIL: {name}: XNNPACK output differs from the model's by {err} (tolerance {tol})")
+    print(f"ok: {name}: {params} parameters, {got_stats['macs']} MACs, "
+          f"{got_stats['layer_count']} layers, max output difference {err:.2e} "
+          f"(max |output| {float(want.abs().max()):.3g})")
+
+
+class Custom(torch.nn.Module):
+    """The cases torchvision's models leave out: flatten of an HxWxC value before a Linear
+    (C,H,W in ONNX, H,W,C in lamda), MatMul + Add, Clip as relu6, grouped and dilated
+    convolutions, padded pools with ceil_mode, concat, softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=(1, 2), dilation=(1, 2))
+        self.grouped = torch.nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.fc = torch.nn.Linear(16 * 4 * 3, 10)
+        self.w = torch.nn.Parameter(torch.randn(10, 6) * 0.3)
+        self.b = torch.nn.Parameter(torch.randn(6))
+
+    def forward(self, x):
+        y = torch.nn.functional.relu6(self.conv(x))
+        z = torch.sigmoid(self.bn(self.grouped(y)))
+        m = torch.nn.functional.max_pool2d(y, 3, 2, 1, ceil_mode=True)
+        a = torch.nn.functional.avg_pool2d(z, 3, 2, 1, ceil_mode=True, count_include_pad=False)
+        c = torch.cat([m, a], 1)
+        h = torch.relu(self.fc(torch.flatten(c, 1)))
+        return torch.softmax(torch.matmul(h, self.w) + self.b, 1)
+
+
+def check_custom(lamda, work):
+    torch.manual_seed(1)
+    model = Custom().eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-0.2, 0.2)
+        model.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(1, 3, 11, 10)
+    with torch.no_grad():
+        want = model(x).reshape(-1)
+    path = os.path.join(work, "custom.onnx")
+    torch.onnx.export(model, x, path, opset_version=14, training=torch.onnx.TrainingMode.PRESERVE,
+                      do_constant_folding=False)
+    dsl, w = os.path.join(work, "custom.lamda"), os.path.join(work, "custom.safetensors")
+    run([lamda, "import", path, "-o", dsl, "--weights", w])
+    stats = json.loads(run([lamda, "check", dsl, "--json"]))
+    params = sum(p.numel() for p in model.parameters())
+    if stats["params"] != params:
+        sys.exit(f"FAIL: custom: lamda counts {stats['params']} parameters, torch {params}")
+    xf, yf = os.path.join(work, "custom_x.safetensors"), os.path.join(work, "custom_y.safetensors")
+    write_safetensors(xf, {"input": x.permute(0, 2, 3, 1)})
+    for executor in ("reference", "xnnpack"):
+        run([lamda, "run", dsl, "--weights", w, "--executor", executor, "--input", xf, "--out", yf])
+        got = read_safetensors(yf)["output"].reshape(-1)
+        err = float((got - want).abs().max())
+        if err > 1e-4 * float(want.abs().max()):
+            sys.exit(f"FAIL: custom ({executor}): output differs by {err}\n{open(dsl).read()}")
+    print(f"ok: custom: {params} parameters, outputs agree")
+
+    # An unsupported op: the error names the node, its op type and its inputs.
+    class Elu(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.elu(x)
+
+    path = os.path.join(work, "elu.onnx")
+    torch.onnx.export(Elu(), torch.rand(1, 3, 4, 4), path, opset_version=14,
+                      input_names=["image"])
+    r = subprocess.run([lamda, "import", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+    if r.returncode == 0 or "(Elu, inputs 'image')" not in r.stdout or "node '" not in r.stdout:
+        sys.exit(f"FAIL: an unsupported op gave exit {r.returncode}: {r.stdout}")
+    print("ok: unsupported op:", r.stdout.strip())
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    lamda, src = os.path.abspath(sys.argv[1]), sys.argv[2]
+    names = sys.argv[3:] or ["mobilenet_v2", "resnet18", "squeezenet1_1", "mobilenet_v3_small"]
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as work:
+        if len(sys.argv) == 3:
+            check_custom(lamda, work)
+        for name in names:
+            check(lamda, src, name, work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+// `lamda export` and `lamda run` (docs/export.md).
+//
+//     lamda export MODEL [--weights W.safetensors] [--pytorch OUT.py] [--cpp OUT.hpp]
+//                  [--namespace NS]
+//     lamda run MODEL [--weights W | --seed S] [--save-weights W2] [--input X --out Y]
+//               [--executor reference|xnnpack] [--dataset D [--limit N]]
+//     lamda import MODEL.onnx [-o OUT.lamda] [--weights OUT.safetensors]   (LAMDA_WITH_ONNX)
+//
+// In main.cpp, next to the train commands (their callbacks set the exit code):
+//
+//     lamda_cli::add_export_commands(app, train_exit);
+#ifndef LAMDA_TOOLS_CMD_EXPORT_HPP
+#define LAMDA_TOOLS_CMD_EXPORT_HPP
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <lamda/dataset.hpp>
+#include <lamda/diagnostics.hpp>
+#include <lamda/dsl.hpp>
+#include <lamda/export.hpp>
+#include <lamda/fold.hpp>
+#include <lamda/onnx_import.hpp>
+#include <lamda/reference.hpp>
+#include <lamda/weights.hpp>
+#include <lamda/xnnpack.hpp>
+
+namespace lamda_cli {
+
+namespace export_cli {
+
+inline int report_exception(int& exit_code, const std::exception& e) {
+    std::cerr << "lamda: error: " << e.what() << '\n';
+    return exit_code = 1;
+}
+
+// The graph `weights` fit: the model, or the model with batch norm folded (as `lamda train`
+// saves weights). Throws ExportError listing the problems otherwise.
+inline lamda::Graph graph_fitting(const lamda::Graph& graph, const lamda::Weights& weights,
+                                  const std::string& path) {
+    const std::vector<std::string> problems = lamda::validate_weights(graph, weights);
+    if (problems.empty()) return graph;
+    lamda::Graph folded = lamda::fold_batchnorm_graph(graph);
+    if (lamda::validate_weights(folded, weights).empty()) return folded;
+    std::string msg = path + ": the weights do not fit the model:";
+    for (const std::string& p : problems) msg += "\n  " + p;
+    throw lamda::ExportError(msg);
+}
+
+inline void write_text(const std::string& path, const std::string& text) {
+    std::ofstream f(path, std::ios::binary);
+    if (!f) throw lamda::ExportError("cannot write '" + path + "'");
+    f << text;
+    if (!f.flush()) throw lamda::ExportError("cannot write '" + path + "'");
+}
+
+// A C++ identifier from a model name ("model" when it has none).
+inline std::string namespace_for(const std::string& name) {
+    std::string s;
+    for (char ch : name)
+        s += ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+                 ? ch
+                 : '_';
+    if (s.empty() || (s[0] >= '0' && s[0] <= '9')) s = "model_" + s;
+    return s;
+}
+
+}  // namespace export_cli
+
+struct ExportArgs {
+    std::string model, weights, pytorch, cpp, ns;
+};
+
+inline int run_export(const ExportArgs& a) {
+    const lamda::ParseResult parsed = lamda::parse_dsl_file(a.model);
+    if (!parsed.ok()) {
+        std::cerr << lamda::format_diagnostics(parsed.diagnostics);
+        return 1;
+    }
+    if (a.pytorch.empty() && a.cpp.empty()) {
+        std::cerr << "lamda: error: export: give --pytorch OUT.py and/or --cpp OUT.hpp\n";
+        return 2;
+    }
+    lamda::Graph graph = parsed.graph;
+    lamda::Weights weights;
+    if (!a.weights.empty()) {
+        weights = lamda::read_safetensors(a.weights);
+        graph = export_cli::graph_fitting(parsed.graph, weights, a.weights);
+        if (graph.layers.size() != parsed.graph.layers.size())
+            std::cerr << "lamda: note: " << a.weights
+                      << " holds batch-norm-folded weights; exporting the folded model\n";
+    } else if (!a.cpp.empty()) {
+        std::cerr << "lamda: error: export --cpp needs --weights W.safetensors\n";
+        return 2;
+    }
+    if (!a.pytorch.empty()) {
+        export_cli::write_text(a.pytorch, lamda::pytorch_module_source(graph));
+        std::cout << "wrote " << a.pytorch << '\n';
+    }
+    if (!a.cpp.empty()) {
+        const std::string ns = a.ns.empty() ? export_cli::namespace_for(graph.name) : a.ns;
+        export_cli::write_text(a.cpp, lamda::cpp_header_source(graph, weights, ns));
+        std::cout << "wrote " << a.cpp << " (namespace " << ns << ")\n";
+    }
+    return 0;
+}
+
+struct RunArgs {
+    std::string model, weights, save_weights, input, out, executor = "reference", dataset;
+    std::uint64_t seed = 1;
+    std::size_t limit = 10;
+};
+
+inline int run_run(const RunArgs& a) {
+    const lamda::ParseResult parsed = lamda::parse_dsl_file(a.model);
+    if (!parsed.ok()) {
+        std::cerr << lamda::format_diagnostics(parsed.diagnostics);
+        return 1;
+    }
+    lamda::Graph graph = parsed.graph;
+    lamda::Weights weights;
+    if (!a.weights.empty()) {
+        weights = lamda::read_safetensors(a.weights);
+        graph = export_cli::graph_fitting(parsed.graph, weights, a.weights);
+    } else {
+        weights = lamda::random_weights(graph, a.seed);
+    }
+    if (!a.save_weights.empty()) lamda::write_safetensors(a.save_weights, weights);
+    if (a.executor != "reference" && a.executor != "xnnpack") {
+        std::cerr << "lamda: error: run: --executor is reference or xnnpack\n";
+        return 2;
+    }
+#if !defined(LAMDA_WITH_XNNPACK)
+    if (a.executor == "xnnpack" || !a.dataset.empty()) {
+        std::cerr << "lamda: error: this lamda was built without XNNPACK\n";
+        return 1;
+    }
+#endif
+    if (!a.input.empty()) {
+        const lamda::Weights in = lamda::read_safetensors(a.input);
+        const auto it = in.find("input");
+        const lamda::Shape s = graph.input().shape;
+        if (it == in.end() || it->second.shape != std::vector<std::int64_t>{1, s.h, s.w, s.c})
+            throw lamda::ExportError(a.input + ": needs a tensor 'input' of shape [1," +
+                                     std::to_string(s.h) + "," + std::to_string(s.w) + "," +
+                                     std::to_string(s.c) + "] (NHWC)");
+        lamda::Tensor x(s);
+        x.data = it->second.data;
+        lamda::Tensor y;
+        if (a.executor == "reference") {
+            y = lamda::run_reference(graph, weights, x);
+        } else {
+#if defined(LAMDA_WITH_XNNPACK)
+            lamda::XnnExecutor exec(graph, weights);
+            std::copy(x.data.begin(), x.data.end(), exec.input());
+            exec.run();
+            y = lamda::Tensor(exec.output_shape());
+            std::copy(exec.output(), exec.output() + y.data.size(), y.data.begin());
+#endif
+        }
+        lamda::Weights out;
+        out["output"] = lamda::WeightTensor{{1, y.shape.h, y.shape.w, y.shape.c}, y.data};
+        if (a.out.empty()) throw lamda::ExportError("run: --input needs --out Y.safetensors");
+        lamda::write_safetensors(a.out, out);
+    }
+#if defined(LAMDA_WITH_XNNPACK)
+    if (!a.dataset.empty()) {
+        // The same path as `lamda eval`: XNNPACK, one thread, argmax of the output.
+        const lamda::DatasetSplits data = lamda::load_dataset(a.dataset);
+        lamda::check_classifier(graph, data.test);
+        lamda::XnnExecutor exec(graph, weights, lamda::XnnOptions{1});
+        const std::size_t n = std::min(a.limit, data.test.size());
+        const auto per = static_cast<std::size_t>(data.test.shape.elements());
+        std::int64_t correct = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            std::copy(data.test.image(i), data.test.image(i) + per, exec.input());
+            exec.run();
+            const std::int64_t p = lamda::argmax(exec.output(), exec.output_shape().c);
+            correct += p == data.test.labels[i];
+            std::cout << "image " << i << ": predicted " << p << ", label " << data.test.labels[i]
+                      << '\n';
+        }
+        std::cout << "correct: " << correct << " of " << n << '\n';
+    }
+#endif
+    return 0;
+}
+
+struct ImportArgs {
+    std::string onnx, out, weights;
+};
+
+inline int run_import(const ImportArgs& a) {
+#if defined(LAMDA_WITH_ONNX)
+    const lamda::OnnxImport m = lamda::import_onnx_file(a.onnx);
+    if (a.out.empty()) std::cout << m.dsl;
+    else export_cli::write_text(a.out, m.dsl);
+    if (!a.weights.empty()) lamda::write_safetensors(a.weights, m.weights, {{"source", a.onnx}});
+    return 0;
+#else
+    (void)a;
+    std::cerr << "lamda: error: this lamda was built without ONNX import; install libonnx-dev "
+                 "and rebuild\n";
+    return 1;
+#endif
+}
+
+inline void add_export_commands(CLI::App& app, int& exit_code) {
+    auto ia = std::make_shared<ImportArgs>();
+    auto* imp = app.add_subcommand(
+        "import", "Convert an ONNX model into the DSL (printed, or -o) and its initializers into\n"
+                  "safetensors (--weights). See docs/export.md for the supported ops.");
+    imp->add_option("model", ia->onnx, "ONNX model file")->required();
+    imp->add_option("-o,--out", ia->out, "Write the model here instead of printing it");
+    imp->add_option("--weights", ia->weights, "Write the weights here (safetensors)");
+    imp->callback([ia, &exit_code] {
+        try {
+            exit_code = run_import(*ia);
+        } catch (const std::exception& e) {
+            export_cli::report_exception(exit_code, e);
+        }
+    });
+
+    auto ex = std::make_shared<ExportArgs>();
+    auto* exp = app.add_subcommand(
+        "export", "Write a model as a PyTorch nn.Module (--pytorch OUT.py) or as a C++ header with\n"
+                  "layers.hpp templates, embedded weights and an XNNPACK run() (--cpp OUT.hpp).\n"
+                  "See docs/export.md.");
+    exp->add_option("model", ex->model, "Model file in the lamda DSL")->required();
+    exp->add_option("--weights", ex->weights,
+                    "Weights (safetensors); required by --cpp, checked against the model");
+    exp->add_option("--pytorch", ex->pytorch, "Write a PyTorch module here");
+    exp->add_option("--cpp", ex->cpp, "Write a C++ header here");
+    exp->add_option("--namespace", ex->ns, "The C++ header's namespace (default: the model name)");
+    exp->callback([ex, &exit_code] {
+        try {
+            exit_code = run_export(*ex);
+        } catch (const std::exception& e) {
+            export_cli::report_exception(exit_code, e);
+        }
+    });
+
+    auto ra = std::make_shared<RunArgs>();
+    auto* run = app.add_subcommand(
+        "run", "Run a model once: on an input tensor (--input X.safetensors holding 'input' of\n"
+               "shape [1,H,W,C], NHWC; the output goes to --out as 'output'), or on the first\n"
+               "--limit test images of --dataset, printing each prediction (XNNPACK, as `lamda\n"
+               "eval`). Without --weights the weights are random (--seed); --save-weights writes\n"
+               "the weights used.");
+    run->add_option("model", ra->model, "Model file in the lamda DSL")->required();
+    run->add_option("--weights", ra->weights, "Weights (safetensors)");
+    run->add_option("--seed", ra->seed, "Seed of the random weights when --weights is left out");
+    run->add_option("--save-weights", ra->save_weights, "Write the weights used (safetensors)");
+    run->add_option("--input", ra->input, "Input tensor file (safetensors, tensor 'input')");
+    run->add_option("--out", ra->out, "Output tensor file (safetensors, tensor 'output')");
+    run->add_option("--executor", ra->executor, "reference (default) or xnnpack, for --input");
+    run->add_option("--dataset", ra->dataset, "fashion-mnist or a directory (docs/training.md)");
+    run->add_option("--limit", ra->limit, "Images of --dataset to classify (default 10)");
+    run->callback([ra, &exit_code] {
+        try {
+            exit_code = run_run(*ra);
+        } catch (const std::exception& e) {
+            export_cli::report_exception(exit_code, e);
+        }
+    });
+}
+
+}  // namespace lamda_cli
+
+#endif  // LAMDA_TOOLS_CMD_EXPORT_HPP
