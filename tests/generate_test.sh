@@ -117,5 +117,43 @@ assert len({r["hash"] for r in records}) == len(records), "a candidate was evalu
 PY
 done
 
+# ---- With a trainer: proxy accuracy in the loop, the best trained in full, XNNPACK agrees -------
+# A 3,000/1,000-image slice of Fashion-MNIST keeps this to seconds.
+if "$lamda" train --help 2>&1 | grep -q -- "--dataset" && [ -d /usr/share/datasets/fashion-mnist ] &&
+        ! "$lamda" train x 2>&1 | grep -q "without a trainer"; then
+    mkdir -p "$tmp/fm"
+    $py - /usr/share/datasets/fashion-mnist "$tmp/fm" <<'PY'
+import gzip, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+for split, n in (("train", 3000), ("t10k", 1000)):
+    with gzip.open(f"{src}/{split}-images-idx3-ubyte.gz") as f:
+        magic, count, rows, cols = struct.unpack(">IIII", f.read(16))
+        images = f.read(n * rows * cols)
+    with gzip.open(f"{src}/{split}-labels-idx1-ubyte.gz") as f:
+        f.read(8)
+        labels = f.read(n)
+    open(f"{dst}/{split}-images-idx3-ubyte", "wb").write(struct.pack(">IIII", magic, n, rows, cols) + images)
+    open(f"{dst}/{split}-labels-idx1-ubyte", "wb").write(struct.pack(">II", 2049, n) + labels)
+PY
+    printf '{"name": "fm_slice", "input": [28, 28, 1], "classes": 10, "dataset": "./fm",\n "constraints": {"latency_ms": 0.05, "min_accuracy": 0.1}, "budget": {"max_candidates": 3}}\n' >"$tmp/slice.json"
+    expect_rc 0 "$lamda" generate "$tmp/slice.json" --out "$tmp/slice" --final-top 1 --final-epochs 2 --json
+    [ -s "$tmp/slice/best.safetensors" ] && pass || fail "no best.safetensors after full training"
+    expect_rc 0 "$lamda" eval "$tmp/slice/best.lamda" --weights "$tmp/slice/best.safetensors" --dataset "$tmp/fm" --json
+    $py - "$tmp/slice/report.json" "$tmp/out" <<'PY' && pass || fail "accuracy: loop, report and XNNPACK disagree"
+import json, sys
+report, ev = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert report["objective"] == "accuracy", report["objective"]
+best = report["best"]
+assert best["accuracy"] is not None, "no proxy accuracy in the best record"
+final = report["final_training"]
+assert final is not None, "the best was not trained in full"
+libtorch, xnnpack = final["test_accuracy"], ev["accuracy"]
+assert final["val_accuracy"] >= 0.1, final  # min_accuracy, checked on the full training
+assert abs(libtorch - xnnpack) <= 0.001, (libtorch, xnnpack)  # 0.1 points
+PY
+else
+    echo "note: this lamda has no trainer (libtorch) or no fashion-mnist: the accuracy path is skipped"
+fi
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -118,10 +118,11 @@ TEST_CASE("export: the firmware example's header holds its model and weights") {
     const lamda::Graph g = fmnist::graph();
     CHECK(g == r.graph);
     CHECK(fmnist::weights().size() == w.size());
-    for (const auto& [name, t] : fmnist::weights()) {
+    for (const auto& entry : fmnist::weights()) {  // no structured binding inside CAPTURE (clang)
+        const std::string& name = entry.first;
         CAPTURE(name);
         REQUIRE(w.count(name) == 1);
-        CHECK(w.at(name).shape == t.shape);
-        CHECK(w.at(name).data == t.data);
+        CHECK(w.at(name).shape == entry.second.shape);
+        CHECK(w.at(name).data == entry.second.data);
     }
 }

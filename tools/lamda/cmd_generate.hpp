@@ -48,6 +48,7 @@ struct GenerateArgs {
     std::string objective;    // overrides the task's ("" keeps it)
     int final_top = 3;        // feasible candidates trained in full at the end, at most
     int train_threads = 1;    // libtorch threads (training never overlaps a measurement)
+    int final_epochs = 0;     // epochs of the full trainings at the end; 0: the trainer's default (15)
     double proxy_slack = 0.15;  // GenerateSetup::proxy_accuracy_slack
     int runs = 30;            // timed runs per measured candidate
     int confirm_runs = 300;   // timed runs confirming the best at the end
@@ -89,6 +90,8 @@ inline CLI::App* add_generate_command(CLI::App& app, GenerateArgs& a) {
                     "With a trainer: train up to this many of the best candidates in full, best first, "
                     "until one meets min_accuracy")
         ->check(CLI::Range(1, 50));
+    cmd->add_option("--final-epochs", a.final_epochs, "Epochs of the full trainings at the end (default 15)")
+        ->check(CLI::Range(1, 1000));
     cmd->add_option("--train-threads", a.train_threads, "Threads for training candidates (libtorch)")
         ->check(CLI::Range(1, 1024));
     cmd->add_option("--proxy-slack", a.proxy_slack,

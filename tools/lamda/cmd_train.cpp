@@ -175,13 +175,14 @@ void add_train_commands(CLI::App& app, int& exit_code) {
 }
 
 std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads,
-                                             std::uint64_t seed) {
+                                             std::uint64_t seed, int full_epochs) {
     lamda::TrainOptions proxy = lamda::TrainOptions::proxy();
     lamda::TrainOptions full = lamda::TrainOptions::full();
     proxy.threads = full.threads = threads;
     proxy.seed = full.seed = seed;
     full.validate_each_epoch = true;  // a full training takes minutes: show how it goes
     full.progress = print_epoch;
+    if (full_epochs > 0) full.epochs = full_epochs;
     return std::make_unique<lamda::TorchTrainer>(lamda::load_dataset(dataset), proxy, full);
 }
 

@@ -137,10 +137,10 @@ inline void add_eval_command(CLI::App& app, int& exit_code) {
 void add_train_commands(CLI::App& app, int& exit_code);
 
 // A trainer on `dataset` (a name or directory, as --dataset takes) with the proxy and full
-// defaults of train.hpp, `threads` threads and seed `seed`. Throws lamda::DatasetError when the
-// dataset cannot be loaded.
+// defaults of train.hpp, `threads` threads and seed `seed`; `full_epochs` > 0 overrides the full
+// training's epoch count. Throws lamda::DatasetError when the dataset cannot be loaded.
 std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads,
-                                             std::uint64_t seed);
+                                             std::uint64_t seed, int full_epochs = 0);
 
 #else
 
@@ -159,7 +159,7 @@ inline void add_train_commands(CLI::App& app, int& exit_code) {
 
 // Without libtorch there is no trainer: the loop falls back to its capacity objective.
 inline std::unique_ptr<lamda::Trainer> make_trainer(const std::string& /*dataset*/, int /*threads*/,
-                                                    std::uint64_t /*seed*/) {
+                                                    std::uint64_t /*seed*/, int /*full_epochs*/ = 0) {
     return nullptr;
 }
 

@@ -386,7 +386,7 @@ int main(int argc, char** argv) {
     auto* llm_check = lamda_cli::add_llm_check_command(app, llm_check_args);
     int train_exit = -1;  // `train` and `eval` run in their callbacks and set it
     lamda_cli::add_train_commands(app, train_exit);
-    lamda_cli::add_export_commands(app, train_exit);  // `export`, `run` (cmd_export.hpp)
+    lamda_cli::add_export_commands(app, train_exit);  // `export`, `import`, `run` (cmd_export.hpp)
 
     CLI11_PARSE(app, argc, argv);
     if (train_exit >= 0) return train_exit;
@@ -403,7 +403,8 @@ int main(int argc, char** argv) {
             lamda_cli::TrainerFactory trainer;
             if (lamda_cli::have_trainer)
                 trainer = [&](const lamda::Task& task, std::uint64_t seed) {
-                    return lamda_cli::make_trainer(task.dataset, generate_args.train_threads, seed);
+                    return lamda_cli::make_trainer(task.dataset, generate_args.train_threads, seed,
+                                                   generate_args.final_epochs);
                 };
             return lamda_cli::run_generate(generate_args, trainer);
         }
