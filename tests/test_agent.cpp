@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -345,3 +346,45 @@ TEST_CASE("agent: an agent killed during a request is retried, then reported") {
     auto measure = agent_measure(std::make_shared<AgentClient>(url, o), 1, 5);
     CHECK_THROWS_AS(measure(parse_dsl_or_throw(tiny_model(), "tiny")), AgentError);
 }
+
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+TEST_CASE("agent: TLS with a certificate and key; the client verifies it against a given CA") {
+    // A throwaway self-signed certificate for 127.0.0.1, made with the openssl command line.
+    const fs::path dir = fs::temp_directory_path() / ("lamda_agent_tls_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
+    const std::string make = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+                             "-addext subjectAltName=IP:127.0.0.1 -keyout '" + key + "' -out '" + cert +
+                             "' >/dev/null 2>&1";
+    if (std::system(make.c_str()) != 0) {
+        MESSAGE("openssl cannot make a certificate here: TLS test skipped");
+        fs::remove_all(dir);
+        return;
+    }
+    AgentOptions o = test_options();
+    o.cert_path = cert;
+    o.key_path = key;
+    {
+        LiveAgent agent(o);
+        const std::string url = "https://127.0.0.1:" + std::to_string(agent.port);
+        AgentClientOptions c;
+        c.token = test_token;
+        c.attempts = 1;
+        c.ca_cert_path = cert;
+        const std::string device = AgentClient(url, c).device_json_text();
+        CHECK(device.find("\"cpu_model\"") != std::string::npos);
+
+        // Without the CA the certificate is not trusted: an error, not a silent plain fallback.
+        AgentClientOptions untrusted = c;
+        untrusted.ca_cert_path = "/nonexistent-ca.pem";
+        CHECK_THROWS_AS(AgentClient(url, untrusted).device_json_text(), AgentError);
+
+        // Plain HTTP to the TLS port gets nothing usable.
+        AgentClientOptions plain = c;
+        plain.ca_cert_path.clear();
+        CHECK_THROWS_AS(AgentClient("http://127.0.0.1:" + std::to_string(agent.port), plain).device_json_text(),
+                        AgentError);
+    }
+    fs::remove_all(dir);
+}
+#endif
