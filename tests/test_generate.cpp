@@ -6,6 +6,8 @@
 
 #include <lamda/generate.hpp>
 
+#include "generate_test_support.hpp"
+
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -25,18 +27,7 @@ Task small_task(double latency_ms = 0.08, int max_candidates = 30) {
     return t;
 }
 
-// 40 GMAC/s plus 1 microsecond per layer: exact, deterministic and monotone in size.
-Measurement synthetic_measure(const Graph& g) {
-    const ModelStats s = analyze(g);
-    Measurement m;
-    for (std::size_t i = 0; i < g.layers.size(); ++i) {
-        const double ms = 0.001 + double(s.layers[i].macs) / 40e6;
-        m.per_layer.push_back({g.layers[i].name, ms, 0});
-        m.median_ms += ms;
-    }
-    for (auto& l : m.per_layer) l.share = l.ms / m.median_ms;
-    return m;
-}
+using lamda_test::synthetic_measure;
 
 GenerateSetup synthetic_setup() {
     GenerateSetup s;

@@ -9,6 +9,8 @@
 #include <lamda/journal.hpp>
 #include <lamda/llm.hpp>
 
+#include "generate_test_support.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -129,17 +131,7 @@ private:
 
 // ---- the loop's stand-ins (as test_generate.cpp) ----
 
-Measurement synthetic_measure(const Graph& g) {
-    const ModelStats s = analyze(g);
-    Measurement m;
-    for (std::size_t i = 0; i < g.layers.size(); ++i) {
-        const double ms = 0.001 + double(s.layers[i].macs) / 40e6;
-        m.per_layer.push_back({g.layers[i].name, ms, 0});
-        m.median_ms += ms;
-    }
-    for (auto& l : m.per_layer) l.share = l.ms / m.median_ms;
-    return m;
-}
+using lamda_test::synthetic_measure;
 
 Task small_task(int max_candidates, double latency_ms = 0.05) {
     Task t;

@@ -231,21 +231,6 @@ inline std::string read_agent_token_file(const std::string& path) {
     return token;
 }
 
-// The JSON object `lamda device --json` prints.
-inline std::string device_json(const DeviceInfo& info) {
-    JsonWriter json;
-    json.begin_object().field("cpu_model", info.cpu_model).field("architecture", info.architecture).key("isa").begin_array();
-    for (const auto& feature : info.isa) json.value(feature);
-    json.end_array()
-        .field("xnnpack_isa", info.xnnpack_isa)
-        .field("logical_cores", info.logical_cores)
-        .field("fma_kernel", info.fma_kernel)
-        .field("peak_gflops", info.peak_gflops)
-        .field("peak_threads", 1)
-        .end_object();
-    return json.str();
-}
-
 // The JSON `lamda check --json` prints for an invalid model.
 inline std::string invalid_model_json(const std::string& file, const std::vector<Diagnostic>& diagnostics) {
     JsonWriter json;

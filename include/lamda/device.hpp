@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "json.hpp"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define LAMDA_DEVICE_X86 1
@@ -226,6 +228,21 @@ inline double measure_fma_peak_gflops(DeviceInfo& info, double seconds = 0.3) {
     if (sink == 12345.678f) best += 1e-12;
     info.peak_gflops = best;
     return best;
+}
+
+// The JSON object `lamda device --json` prints.
+inline std::string device_json(const DeviceInfo& info) {
+    JsonWriter json;
+    json.begin_object().field("cpu_model", info.cpu_model).field("architecture", info.architecture).key("isa").begin_array();
+    for (const auto& feature : info.isa) json.value(feature);
+    json.end_array()
+        .field("xnnpack_isa", info.xnnpack_isa)
+        .field("logical_cores", info.logical_cores)
+        .field("fma_kernel", info.fma_kernel)
+        .field("peak_gflops", info.peak_gflops)
+        .field("peak_threads", 1)
+        .end_object();
+    return json.str();
 }
 
 }  // namespace lamda

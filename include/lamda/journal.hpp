@@ -60,16 +60,6 @@ inline std::string journal_header_json(const JournalHeader& h) {
     return j.str();
 }
 
-namespace journal_detail {
-inline void optional_number(JsonWriter& j, std::string_view key, const std::optional<double>& v) {
-    j.key(key);
-    if (v) {
-        j.value(*v);
-    } else {
-        j.null();
-    }
-}
-}  // namespace journal_detail
 
 // Every field of the record as one JSON object, written into `j`. Absent optional numbers are
 // null; text that is not valid UTF-8 has its stray bytes replaced by U+FFFD. `type` adds
@@ -90,9 +80,9 @@ inline void write_candidate_json(JsonWriter& j, const CandidateRecord& r, bool t
     j.field("params", r.params);
     j.field("macs", r.macs);
     j.field("peak_activation_bytes", r.peak_activation_bytes);
-    journal_detail::optional_number(j, "predicted_ms", r.predicted_ms);
-    journal_detail::optional_number(j, "measured_ms", r.measured_ms);
-    journal_detail::optional_number(j, "accuracy", r.accuracy);
+    j.field("predicted_ms", r.predicted_ms);
+    j.field("measured_ms", r.measured_ms);
+    j.field("accuracy", r.accuracy);
     j.key("top_layers").begin_array();
     for (const LayerCost& l : r.top_layers) {
         j.begin_object();

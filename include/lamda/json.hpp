@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -91,6 +92,8 @@ public:
         out_ += "null";
         return *this;
     }
+    // An absent value is written as null.
+    JsonWriter& value(const std::optional<double>& v) { return v ? value(*v) : null(); }
     template <typename T>
     JsonWriter& field(std::string_view k, const T& v) {
         key(k);

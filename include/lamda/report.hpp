@@ -152,15 +152,6 @@ inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& re
     j.end_object();
 }
 
-inline void optional_number(JsonWriter& j, std::string_view key, const std::optional<double>& v) {
-    j.key(key);
-    if (v) {
-        j.value(*v);
-    } else {
-        j.null();
-    }
-}
-
 inline void index_array(JsonWriter& j, std::string_view key, const std::vector<CandidateRecord>& records,
                         const std::vector<std::size_t>& positions) {
     j.key(key).begin_array();
@@ -216,7 +207,7 @@ inline std::string report_json(const Task& task, const std::vector<CandidateReco
         std::optional<double> confirmed;
         for (const Confirmation& c : info.confirmations)
             if (best && c.position == *best) confirmed = c.median_ms;
-        if (confirmed) j.value(*confirmed); else j.null();
+        j.value(confirmed);
     }
     j.key("final_training");  // the best model's, if it was trained in full
     if (const TrainedCandidate* t = report_detail::training_of(info, best)) {
@@ -247,9 +238,9 @@ inline std::string report_json(const Task& task, const std::vector<CandidateReco
         j.field("params", r.params);
         j.field("macs", r.macs);
         j.field("peak_activation_bytes", r.peak_activation_bytes);
-        report_detail::optional_number(j, "predicted_ms", r.predicted_ms);
-        report_detail::optional_number(j, "measured_ms", r.measured_ms);
-        report_detail::optional_number(j, "accuracy", r.accuracy);
+        j.field("predicted_ms", r.predicted_ms);
+        j.field("measured_ms", r.measured_ms);
+        j.field("accuracy", r.accuracy);
         j.field("seconds", r.seconds);
         j.field("note", std::string_view(valid_utf8(r.note)));
         j.end_object();

@@ -1594,6 +1594,7 @@ inline std::string print_dsl(const Graph& graph) {
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -1679,6 +1680,8 @@ public:
         out_ += "null";
         return *this;
     }
+    // An absent value is written as null.
+    JsonWriter& value(const std::optional<double>& v) { return v ? value(*v) : null(); }
     template <typename T>
     JsonWriter& field(std::string_view k, const T& v) {
         key(k);
@@ -1766,6 +1769,7 @@ inline double median(std::vector<double> sample) { return quantile(std::move(sam
 #include <string>
 #include <thread>
 #include <vector>
+
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -1980,6 +1984,21 @@ inline double measure_fma_peak_gflops(DeviceInfo& info, double seconds = 0.3) {
     if (sink == 12345.678f) best += 1e-12;
     info.peak_gflops = best;
     return best;
+}
+
+// The JSON object `lamda device --json` prints.
+inline std::string device_json(const DeviceInfo& info) {
+    JsonWriter json;
+    json.begin_object().field("cpu_model", info.cpu_model).field("architecture", info.architecture).key("isa").begin_array();
+    for (const auto& feature : info.isa) json.value(feature);
+    json.end_array()
+        .field("xnnpack_isa", info.xnnpack_isa)
+        .field("logical_cores", info.logical_cores)
+        .field("fma_kernel", info.fma_kernel)
+        .field("peak_gflops", info.peak_gflops)
+        .field("peak_threads", 1)
+        .end_object();
+    return json.str();
 }
 
 }  // namespace lamda
@@ -12117,16 +12136,6 @@ inline std::string journal_header_json(const JournalHeader& h) {
     return j.str();
 }
 
-namespace journal_detail {
-inline void optional_number(JsonWriter& j, std::string_view key, const std::optional<double>& v) {
-    j.key(key);
-    if (v) {
-        j.value(*v);
-    } else {
-        j.null();
-    }
-}
-}  // namespace journal_detail
 
 // Every field of the record as one JSON object, written into `j`. Absent optional numbers are
 // null; text that is not valid UTF-8 has its stray bytes replaced by U+FFFD. `type` adds
@@ -12147,9 +12156,9 @@ inline void write_candidate_json(JsonWriter& j, const CandidateRecord& r, bool t
     j.field("params", r.params);
     j.field("macs", r.macs);
     j.field("peak_activation_bytes", r.peak_activation_bytes);
-    journal_detail::optional_number(j, "predicted_ms", r.predicted_ms);
-    journal_detail::optional_number(j, "measured_ms", r.measured_ms);
-    journal_detail::optional_number(j, "accuracy", r.accuracy);
+    j.field("predicted_ms", r.predicted_ms);
+    j.field("measured_ms", r.measured_ms);
+    j.field("accuracy", r.accuracy);
     j.key("top_layers").begin_array();
     for (const LayerCost& l : r.top_layers) {
         j.begin_object();
@@ -12663,15 +12672,6 @@ inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& re
     j.end_object();
 }
 
-inline void optional_number(JsonWriter& j, std::string_view key, const std::optional<double>& v) {
-    j.key(key);
-    if (v) {
-        j.value(*v);
-    } else {
-        j.null();
-    }
-}
-
 inline void index_array(JsonWriter& j, std::string_view key, const std::vector<CandidateRecord>& records,
                         const std::vector<std::size_t>& positions) {
     j.key(key).begin_array();
@@ -12727,7 +12727,7 @@ inline std::string report_json(const Task& task, const std::vector<CandidateReco
         std::optional<double> confirmed;
         for (const Confirmation& c : info.confirmations)
             if (best && c.position == *best) confirmed = c.median_ms;
-        if (confirmed) j.value(*confirmed); else j.null();
+        j.value(confirmed);
     }
     j.key("final_training");  // the best model's, if it was trained in full
     if (const TrainedCandidate* t = report_detail::training_of(info, best)) {
@@ -12758,9 +12758,9 @@ inline std::string report_json(const Task& task, const std::vector<CandidateReco
         j.field("params", r.params);
         j.field("macs", r.macs);
         j.field("peak_activation_bytes", r.peak_activation_bytes);
-        report_detail::optional_number(j, "predicted_ms", r.predicted_ms);
-        report_detail::optional_number(j, "measured_ms", r.measured_ms);
-        report_detail::optional_number(j, "accuracy", r.accuracy);
+        j.field("predicted_ms", r.predicted_ms);
+        j.field("measured_ms", r.measured_ms);
+        j.field("accuracy", r.accuracy);
         j.field("seconds", r.seconds);
         j.field("note", std::string_view(valid_utf8(r.note)));
         j.end_object();
@@ -17482,21 +17482,6 @@ inline std::string read_agent_token_file(const std::string& path) {
                          " characters; use at least 16 (e.g. `openssl rand -hex 32`)");
     if (token.find_first_of("\r\n") != std::string::npos) throw AgentError(path + ": the token must be one line");
     return token;
-}
-
-// The JSON object `lamda device --json` prints.
-inline std::string device_json(const DeviceInfo& info) {
-    JsonWriter json;
-    json.begin_object().field("cpu_model", info.cpu_model).field("architecture", info.architecture).key("isa").begin_array();
-    for (const auto& feature : info.isa) json.value(feature);
-    json.end_array()
-        .field("xnnpack_isa", info.xnnpack_isa)
-        .field("logical_cores", info.logical_cores)
-        .field("fma_kernel", info.fma_kernel)
-        .field("peak_gflops", info.peak_gflops)
-        .field("peak_threads", 1)
-        .end_object();
-    return json.str();
 }
 
 // The JSON `lamda check --json` prints for an invalid model.

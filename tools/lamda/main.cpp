@@ -180,21 +180,7 @@ int run_device(bool as_json, double seconds) {
     lamda::DeviceInfo info = lamda::describe_device();
     lamda::measure_fma_peak_gflops(info, seconds);
     if (as_json) {
-        lamda::JsonWriter json;
-        json.begin_object()
-            .field("cpu_model", info.cpu_model)
-            .field("architecture", info.architecture)
-            .key("isa")
-            .begin_array();
-        for (const auto& feature : info.isa) json.value(feature);
-        json.end_array()
-            .field("xnnpack_isa", info.xnnpack_isa)
-            .field("logical_cores", info.logical_cores)
-            .field("fma_kernel", info.fma_kernel)
-            .field("peak_gflops", info.peak_gflops)
-            .field("peak_threads", 1)
-            .end_object();
-        std::cout << json.str() << '\n';
+        std::cout << lamda::device_json(info) << '\n';
         return exit_ok;
     }
     std::string isa;
@@ -232,15 +218,18 @@ int run_bench(const BenchArgs& args) {
         print_diagnostics(parsed.diagnostics);
         return exit_invalid;
     }
-    const lamda::Graph& graph = parsed.graph;
+    lamda::Graph graph = parsed.graph;
     lamda::Weights weights;
     if (args.weights.empty()) {
         weights = lamda::random_weights(graph, 1);
     } else {
         weights = lamda::read_safetensors(args.weights);
-        const auto problems = lamda::validate_weights(graph, weights);
-        if (!problems.empty()) {
-            for (const auto& p : problems) std::cerr << args.weights << ": error: " << p << '\n';
+        // Weights from `lamda train` (or `generate`) have batch norm folded in: the graph they
+        // fit is the folded one.
+        try {
+            graph = lamda::graph_for_weights(parsed.graph, weights);
+        } catch (const lamda::ExecutorError& e) {
+            std::cerr << args.weights << ": error: " << e.what() << '\n';
             return exit_invalid;
         }
     }
