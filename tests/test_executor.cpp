@@ -47,9 +47,20 @@ int agree(const Graph& g, std::uint64_t seed = 1, int threads = 1) {
     const lamda::Weights w = lamda::random_weights(g, seed);
     const Tensor in = random_input(g.layers.front().shape, seed + 100);
     const std::vector<Tensor> ref = lamda::run_reference_all(g, w, in);
-    XnnExecutor exec(g, w, {threads});
+    lamda::XnnOptions options;
+    options.threads = threads;
+    options.keep_intermediates = true;
+    XnnExecutor exec(g, w, options);
     const Tensor out = exec.run(in);
     CHECK(out.shape == ref.back().shape);
+    // Reusing buffers must not change the result.
+    XnnExecutor reusing(g, w, {threads});
+    const Tensor out_reused = reusing.run(in);
+    CHECK(reusing.buffer_bytes() <= exec.buffer_bytes());
+    double reuse_scale = 1.0;
+    std::size_t reuse_worst = 0;
+    CHECK(lamda_test::max_error(out_reused.data.data(), out.data.data(), out.data.size(),
+                                reuse_scale, reuse_worst) == 0.0);
     int compared = 0;
     for (std::size_t i = 0; i < g.layers.size(); ++i) {
         const float* y = exec.layer_output(i);
@@ -283,3 +294,28 @@ TEST_CASE("a model too large for the memory limit is refused before anything is 
 }
 
 #endif  // defined(LAMDA_WITH_XNNPACK)
+
+TEST_CASE("xnnpack: buffers are reused once their last reader has run, never while live") {
+    // A long skip connection: `a` must survive four convolutions whose buffers rotate.
+    const Graph g = graph_of(
+        "input: input shape=16x16x8\na: conv2d out=8 kernel=3 act=relu\n"
+        "b: conv2d out=8 kernel=3 act=relu\nc: conv2d out=8 kernel=3 act=relu\n"
+        "d: conv2d out=8 kernel=3 act=relu\ne: conv2d out=8 kernel=3\ns: add in=e,a\n"
+        "f: conv2d out=8 kernel=1 act=relu\ng: conv2d out=8 kernel=1\n");
+    CHECK(agree(g) == 9);
+    XnnExecutor own(g, lamda::random_weights(g, 1), [] {
+        lamda::XnnOptions o;
+        o.keep_intermediates = true;
+        return o;
+    }());
+    XnnExecutor reusing(g, lamda::random_weights(g, 1));
+    // 9 buffers of one size each without reuse; with it the input, `a` and two rotating ones.
+    CHECK(reusing.buffer_bytes() * 9 <= own.buffer_bytes() * 4);
+    // The input buffer is never reused: later runs on the same input give the same output.
+    const Tensor in = random_input(g.layers.front().shape, 5);
+    const Tensor once = reusing.run(in);
+    const std::vector<float> first(once.data);
+    reusing.run();
+    reusing.run();
+    CHECK(std::equal(first.begin(), first.end(), reusing.output()));
+}

@@ -5932,6 +5932,9 @@ inline void run(const float* input, float* output) {
 #if defined(LAMDA_WITH_XNNPACK)
 
 #include <xnnpack.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 #include <pthreadpool.h>
 
 #include <algorithm>
@@ -5940,9 +5943,11 @@ inline void run(const float* input, float* output) {
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -6061,14 +6066,45 @@ struct XnnOptions {
     // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
     // huge candidate is a clear error instead of an out-of-memory kill.
     std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Give every layer its own buffer, so layer_output(i) holds each layer's result after a run
+    // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
+    // less memory and a smaller working set (measured 8.5 -> see README on mobilenet_v2).
+    bool keep_intermediates = false;
 };
 
-// Bytes the executor allocates for a graph: one buffer per layer output plus the weights.
+// Bytes the executor allocates for a graph at most: one buffer per layer output plus the
+// weights (with buffer reuse it allocates less).
 inline std::int64_t executor_memory_bytes(const Graph& graph) {
     std::int64_t bytes = 0;
     for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
     return bytes + analyze(graph).weight_bytes;
 }
+
+namespace detail {
+// XNNPACK's allocator, except that blocks of 2 MiB and more (packed weights of big layers) sit
+// on transparent huge pages where Linux offers them (madvise mode): a 5 MB classifier read
+// once per inference otherwise takes a TLB miss every 4 KiB.
+inline void* xnn_allocate(void*, std::size_t size) { return std::malloc(size); }
+inline void* xnn_reallocate(void*, void* p, std::size_t size) { return std::realloc(p, size); }
+inline void xnn_deallocate(void*, void* p) { std::free(p); }
+inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size) {
+    constexpr std::size_t huge = std::size_t{2} << 20;
+    void* p = nullptr;
+    if (size >= huge) {
+        if (posix_memalign(&p, huge, (size + huge - 1) / huge * huge) != 0) return nullptr;
+#ifdef __linux__
+        ::madvise(p, (size + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    if (posix_memalign(&p, std::max(alignment, sizeof(void*)), size) != 0) return nullptr;
+    return p;
+}
+inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
+                                             xnn_deallocate, xnn_aligned_allocate,
+                                             xnn_aligned_deallocate};
+}  // namespace detail
 
 inline std::string xnn_status_name(xnn_status s) {
     switch (s) {
@@ -6107,7 +6143,7 @@ public:
                                     std::to_string(options.max_memory_bytes >> 20) + " MiB");
         }
         detail::check_weights(graph, weights);
-        const xnn_status init = xnn_initialize(nullptr);
+        const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
@@ -6117,7 +6153,7 @@ public:
                 throw ExecutorError("XNNPACK: cannot create a pool of " +
                                     std::to_string(options.threads) + " threads");
         }
-        build(graph, weights);
+        build(graph, weights, options.keep_intermediates);
     }
 
     XnnExecutor(const XnnExecutor&) = delete;
@@ -6133,10 +6169,14 @@ public:
     int threads() const noexcept { return impl_->threads; }
 
     // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
+    // Unless built with keep_intermediates, only the input and output stay valid after a run:
+    // other layers' buffers are reused.
     const float* layer_output(std::size_t i) const noexcept {
         return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
     }
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Bytes of activation buffers allocated (weights not included).
+    std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
     // Number of XNNPACK operators (and loops) run per inference.
     std::size_t step_count() const noexcept { return impl_->steps.size(); }
 
@@ -6172,6 +6212,16 @@ public:
     }
 
 private:
+    // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
+    static constexpr std::size_t kBufferAlignment = 64;
+    static constexpr std::size_t kHugePage = std::size_t{2} << 20;
+    struct ArenaDelete {
+        std::size_t alignment;
+        void operator()(float* p) const noexcept {
+            ::operator delete[](p, std::align_val_t{alignment});
+        }
+    };
+    using Arena = std::unique_ptr<float[], ArenaDelete>;
     struct Step {
         int layer = 0;
         xnn_operator_t op = nullptr;
@@ -6180,7 +6230,8 @@ private:
     struct Impl {
         pthreadpool_t pool = nullptr;
         int threads = 1;
-        std::vector<std::unique_ptr<float[]>> buffers;
+        Arena arena{nullptr, ArenaDelete{kBufferAlignment}};
+        std::int64_t buffer_bytes = 0;  // all of `buffers`
         std::vector<float*> ptr;  // per layer; nullptr when fused away
         std::vector<Shape> shapes;
         std::vector<XnnLowering> lowering;
@@ -6291,14 +6342,119 @@ private:
         }
     }
 
-    float* allocate(const Shape& s) {
+    // Assigns impl_->ptr: one buffer per materialised value (written at tail[i] by layer i's
+    // operators); aliases (input, flatten, dropout) point at their input's. Unless every value
+    // keeps its own buffer, a buffer returns to a free list once the last layer reading its value
+    // has been planned, and a later value takes the smallest free buffer that fits (growing the
+    // largest one when none does). A layer's output never shares a buffer with its own inputs,
+    // which are still live while it runs. The graph's input and output are never reused: callers
+    // write the input once and run many times.
+    void plan_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        auto is_alias = [&](std::size_t i) {
+            const OpKind op = g.layers[i].op;
+            return op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout;
+        };
+        // value_of[i]: the materialising layer whose buffer holds layer i's output (-1: fused
+        // into a later layer's operator and never materialised).
+        auto materialises = [&](std::size_t i) {
+            return plan.absorbed_by[i] < 0 && (!is_alias(i) || g.layers[i].op == OpKind::Input);
+        };
+        std::vector<int> value_of(n, -1);
+        for (std::size_t i = 0; i < n; ++i) {
+            if (materialises(i))
+                value_of[static_cast<std::size_t>(plan.tail[i])] = static_cast<int>(i);
+            else if (plan.absorbed_by[i] < 0)  // flatten, dropout
+                value_of[i] = value_of[static_cast<std::size_t>(g.layers[i].inputs[0])];
+        }
+        const int forever = static_cast<int>(n);
+        std::vector<int> last_read(n, -1);
+        for (std::size_t i = 0; i < n; ++i) {
+            if (plan.absorbed_by[i] >= 0 || is_alias(i)) continue;
+            for (int in : g.layers[i].inputs) {
+                const int v = value_of[static_cast<std::size_t>(in)];
+                if (v >= 0) last_read[static_cast<std::size_t>(v)] = static_cast<int>(i);
+            }
+        }
+        last_read.front() = forever;
+        if (value_of.back() >= 0) last_read[static_cast<std::size_t>(value_of.back())] = forever;
+
         // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
-        const std::size_t n = static_cast<std::size_t>(s.elements()) + XNN_EXTRA_BYTES / sizeof(float) + 4;
-        impl_->buffers.push_back(std::make_unique<float[]>(n));
-        return impl_->buffers.back().get();
+        auto floats_for = [](const Shape& s) {
+            return static_cast<std::size_t>(s.elements()) + XNN_EXTRA_BYTES / sizeof(float) + 4;
+        };
+        std::vector<std::size_t> slot_floats;  // capacity of each buffer
+        std::vector<int> slot_of(n, -1);       // per materialising layer
+        std::vector<int> free_slots;
+        std::vector<std::pair<int, int>> releases;  // (last reader, slot), released after it
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!materialises(i)) continue;
+            for (auto it = releases.begin(); it != releases.end();) {
+                if (it->first < static_cast<int>(i)) {
+                    free_slots.push_back(it->second);
+                    it = releases.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+            const std::size_t need = floats_for(g.layers[static_cast<std::size_t>(plan.tail[i])].shape);
+            int chosen = -1;
+            if (!keep_intermediates) {
+                for (int sl : free_slots) {  // smallest that fits
+                    const std::size_t cap = slot_floats[static_cast<std::size_t>(sl)];
+                    if (cap >= need &&
+                        (chosen < 0 || cap < slot_floats[static_cast<std::size_t>(chosen)]))
+                        chosen = sl;
+                }
+                if (chosen < 0)  // else the largest, grown
+                    for (int sl : free_slots)
+                        if (chosen < 0 || slot_floats[static_cast<std::size_t>(sl)] >
+                                              slot_floats[static_cast<std::size_t>(chosen)])
+                            chosen = sl;
+            }
+            if (chosen >= 0) {
+                free_slots.erase(std::find(free_slots.begin(), free_slots.end(), chosen));
+                std::size_t& cap = slot_floats[static_cast<std::size_t>(chosen)];
+                cap = std::max(cap, need);
+            } else {
+                chosen = static_cast<int>(slot_floats.size());
+                slot_floats.push_back(need);
+            }
+            slot_of[i] = chosen;
+            releases.emplace_back(last_read[i], chosen);
+        }
+        // One arena for all buffers, each on a cache line; on Linux, backed by transparent huge
+        // pages where the kernel offers them (early layers of a 224x224 net stream megabytes,
+        // and 4 KiB pages cost a TLB miss every 1024 floats).
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::size_t cap : slot_floats) {
+            offset.push_back(total);
+            total += (cap * sizeof(float) + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment;
+        }
+        const std::size_t arena_alignment = total >= kHugePage ? kHugePage : kBufferAlignment;
+        total = (total + arena_alignment - 1) / arena_alignment * arena_alignment;
+        auto* arena = static_cast<float*>(::operator new[](total, std::align_val_t{arena_alignment}));
+        impl_->arena = Arena(arena, ArenaDelete{arena_alignment});
+#ifdef __linux__
+        if (arena_alignment == kHugePage) ::madvise(arena, total, MADV_HUGEPAGE);
+#endif
+        std::fill(arena, arena + total / sizeof(float), 0.0f);  // a fresh output is defined
+        std::vector<float*> slot_ptr;
+        for (std::size_t off : offset) slot_ptr.push_back(arena + off / sizeof(float));
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = value_of[i];
+            if (v < 0) continue;
+            // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
+            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(slot_of[static_cast<std::size_t>(v)])];
+            if (is_alias(i)) impl_->lowering[i] = XnnLowering::Alias;
+        }
+        impl_->buffer_bytes = 0;
+        for (std::size_t cap : slot_floats)
+            impl_->buffer_bytes += static_cast<std::int64_t>(cap * sizeof(float));
     }
 
-    void build(const Graph& g, const Weights& w) {
+    void build(const Graph& g, const Weights& w, bool keep_intermediates) {
         const std::size_t n = g.layers.size();
         impl_->ptr.assign(n, nullptr);
         impl_->shapes.resize(n);
@@ -6314,19 +6470,7 @@ private:
         const std::vector<int>& folded_bn = plan.folded_bn;
         const std::vector<Activation>& act = plan.act;
 
-        // Buffers: one per materialised value, in layer order; aliases point at their input.
-        for (std::size_t i = 0; i < n; ++i) {
-            const Layer& l = g.layers[i];
-            if (absorbed_by[i] >= 0) continue;  // assigned by its absorber below
-            if (l.op == OpKind::Flatten || l.op == OpKind::Dropout) {
-                impl_->ptr[i] = impl_->ptr[static_cast<std::size_t>(l.inputs[0])];
-                impl_->lowering[i] = XnnLowering::Alias;
-                continue;
-            }
-            float* buf = allocate(l.shape);
-            impl_->ptr[static_cast<std::size_t>(tail[i])] = buf;
-            if (l.op == OpKind::Input) impl_->lowering[i] = XnnLowering::Alias;
-        }
+        plan_buffers(g, plan, keep_intermediates);
         for (std::size_t j = 0; j < n; ++j)
             if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
@@ -7335,6 +7479,9 @@ inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, co
 #if defined(LAMDA_WITH_XNNPACK)
 
 #include <xnnpack.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 #include <pthreadpool.h>
 
 #include <algorithm>
@@ -7343,9 +7490,11 @@ inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, co
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -7464,14 +7613,45 @@ struct XnnOptions {
     // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
     // huge candidate is a clear error instead of an out-of-memory kill.
     std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Give every layer its own buffer, so layer_output(i) holds each layer's result after a run
+    // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
+    // less memory and a smaller working set (measured 8.5 -> see README on mobilenet_v2).
+    bool keep_intermediates = false;
 };
 
-// Bytes the executor allocates for a graph: one buffer per layer output plus the weights.
+// Bytes the executor allocates for a graph at most: one buffer per layer output plus the
+// weights (with buffer reuse it allocates less).
 inline std::int64_t executor_memory_bytes(const Graph& graph) {
     std::int64_t bytes = 0;
     for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
     return bytes + analyze(graph).weight_bytes;
 }
+
+namespace detail {
+// XNNPACK's allocator, except that blocks of 2 MiB and more (packed weights of big layers) sit
+// on transparent huge pages where Linux offers them (madvise mode): a 5 MB classifier read
+// once per inference otherwise takes a TLB miss every 4 KiB.
+inline void* xnn_allocate(void*, std::size_t size) { return std::malloc(size); }
+inline void* xnn_reallocate(void*, void* p, std::size_t size) { return std::realloc(p, size); }
+inline void xnn_deallocate(void*, void* p) { std::free(p); }
+inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size) {
+    constexpr std::size_t huge = std::size_t{2} << 20;
+    void* p = nullptr;
+    if (size >= huge) {
+        if (posix_memalign(&p, huge, (size + huge - 1) / huge * huge) != 0) return nullptr;
+#ifdef __linux__
+        ::madvise(p, (size + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    if (posix_memalign(&p, std::max(alignment, sizeof(void*)), size) != 0) return nullptr;
+    return p;
+}
+inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
+                                             xnn_deallocate, xnn_aligned_allocate,
+                                             xnn_aligned_deallocate};
+}  // namespace detail
 
 inline std::string xnn_status_name(xnn_status s) {
     switch (s) {
@@ -7510,7 +7690,7 @@ public:
                                     std::to_string(options.max_memory_bytes >> 20) + " MiB");
         }
         detail::check_weights(graph, weights);
-        const xnn_status init = xnn_initialize(nullptr);
+        const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
@@ -7520,7 +7700,7 @@ public:
                 throw ExecutorError("XNNPACK: cannot create a pool of " +
                                     std::to_string(options.threads) + " threads");
         }
-        build(graph, weights);
+        build(graph, weights, options.keep_intermediates);
     }
 
     XnnExecutor(const XnnExecutor&) = delete;
@@ -7536,10 +7716,14 @@ public:
     int threads() const noexcept { return impl_->threads; }
 
     // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
+    // Unless built with keep_intermediates, only the input and output stay valid after a run:
+    // other layers' buffers are reused.
     const float* layer_output(std::size_t i) const noexcept {
         return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
     }
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Bytes of activation buffers allocated (weights not included).
+    std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
     // Number of XNNPACK operators (and loops) run per inference.
     std::size_t step_count() const noexcept { return impl_->steps.size(); }
 
@@ -7575,6 +7759,16 @@ public:
     }
 
 private:
+    // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
+    static constexpr std::size_t kBufferAlignment = 64;
+    static constexpr std::size_t kHugePage = std::size_t{2} << 20;
+    struct ArenaDelete {
+        std::size_t alignment;
+        void operator()(float* p) const noexcept {
+            ::operator delete[](p, std::align_val_t{alignment});
+        }
+    };
+    using Arena = std::unique_ptr<float[], ArenaDelete>;
     struct Step {
         int layer = 0;
         xnn_operator_t op = nullptr;
@@ -7583,7 +7777,8 @@ private:
     struct Impl {
         pthreadpool_t pool = nullptr;
         int threads = 1;
-        std::vector<std::unique_ptr<float[]>> buffers;
+        Arena arena{nullptr, ArenaDelete{kBufferAlignment}};
+        std::int64_t buffer_bytes = 0;  // all of `buffers`
         std::vector<float*> ptr;  // per layer; nullptr when fused away
         std::vector<Shape> shapes;
         std::vector<XnnLowering> lowering;
@@ -7694,14 +7889,119 @@ private:
         }
     }
 
-    float* allocate(const Shape& s) {
+    // Assigns impl_->ptr: one buffer per materialised value (written at tail[i] by layer i's
+    // operators); aliases (input, flatten, dropout) point at their input's. Unless every value
+    // keeps its own buffer, a buffer returns to a free list once the last layer reading its value
+    // has been planned, and a later value takes the smallest free buffer that fits (growing the
+    // largest one when none does). A layer's output never shares a buffer with its own inputs,
+    // which are still live while it runs. The graph's input and output are never reused: callers
+    // write the input once and run many times.
+    void plan_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        auto is_alias = [&](std::size_t i) {
+            const OpKind op = g.layers[i].op;
+            return op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout;
+        };
+        // value_of[i]: the materialising layer whose buffer holds layer i's output (-1: fused
+        // into a later layer's operator and never materialised).
+        auto materialises = [&](std::size_t i) {
+            return plan.absorbed_by[i] < 0 && (!is_alias(i) || g.layers[i].op == OpKind::Input);
+        };
+        std::vector<int> value_of(n, -1);
+        for (std::size_t i = 0; i < n; ++i) {
+            if (materialises(i))
+                value_of[static_cast<std::size_t>(plan.tail[i])] = static_cast<int>(i);
+            else if (plan.absorbed_by[i] < 0)  // flatten, dropout
+                value_of[i] = value_of[static_cast<std::size_t>(g.layers[i].inputs[0])];
+        }
+        const int forever = static_cast<int>(n);
+        std::vector<int> last_read(n, -1);
+        for (std::size_t i = 0; i < n; ++i) {
+            if (plan.absorbed_by[i] >= 0 || is_alias(i)) continue;
+            for (int in : g.layers[i].inputs) {
+                const int v = value_of[static_cast<std::size_t>(in)];
+                if (v >= 0) last_read[static_cast<std::size_t>(v)] = static_cast<int>(i);
+            }
+        }
+        last_read.front() = forever;
+        if (value_of.back() >= 0) last_read[static_cast<std::size_t>(value_of.back())] = forever;
+
         // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
-        const std::size_t n = static_cast<std::size_t>(s.elements()) + XNN_EXTRA_BYTES / sizeof(float) + 4;
-        impl_->buffers.push_back(std::make_unique<float[]>(n));
-        return impl_->buffers.back().get();
+        auto floats_for = [](const Shape& s) {
+            return static_cast<std::size_t>(s.elements()) + XNN_EXTRA_BYTES / sizeof(float) + 4;
+        };
+        std::vector<std::size_t> slot_floats;  // capacity of each buffer
+        std::vector<int> slot_of(n, -1);       // per materialising layer
+        std::vector<int> free_slots;
+        std::vector<std::pair<int, int>> releases;  // (last reader, slot), released after it
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!materialises(i)) continue;
+            for (auto it = releases.begin(); it != releases.end();) {
+                if (it->first < static_cast<int>(i)) {
+                    free_slots.push_back(it->second);
+                    it = releases.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+            const std::size_t need = floats_for(g.layers[static_cast<std::size_t>(plan.tail[i])].shape);
+            int chosen = -1;
+            if (!keep_intermediates) {
+                for (int sl : free_slots) {  // smallest that fits
+                    const std::size_t cap = slot_floats[static_cast<std::size_t>(sl)];
+                    if (cap >= need &&
+                        (chosen < 0 || cap < slot_floats[static_cast<std::size_t>(chosen)]))
+                        chosen = sl;
+                }
+                if (chosen < 0)  // else the largest, grown
+                    for (int sl : free_slots)
+                        if (chosen < 0 || slot_floats[static_cast<std::size_t>(sl)] >
+                                              slot_floats[static_cast<std::size_t>(chosen)])
+                            chosen = sl;
+            }
+            if (chosen >= 0) {
+                free_slots.erase(std::find(free_slots.begin(), free_slots.end(), chosen));
+                std::size_t& cap = slot_floats[static_cast<std::size_t>(chosen)];
+                cap = std::max(cap, need);
+            } else {
+                chosen = static_cast<int>(slot_floats.size());
+                slot_floats.push_back(need);
+            }
+            slot_of[i] = chosen;
+            releases.emplace_back(last_read[i], chosen);
+        }
+        // One arena for all buffers, each on a cache line; on Linux, backed by transparent huge
+        // pages where the kernel offers them (early layers of a 224x224 net stream megabytes,
+        // and 4 KiB pages cost a TLB miss every 1024 floats).
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::size_t cap : slot_floats) {
+            offset.push_back(total);
+            total += (cap * sizeof(float) + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment;
+        }
+        const std::size_t arena_alignment = total >= kHugePage ? kHugePage : kBufferAlignment;
+        total = (total + arena_alignment - 1) / arena_alignment * arena_alignment;
+        auto* arena = static_cast<float*>(::operator new[](total, std::align_val_t{arena_alignment}));
+        impl_->arena = Arena(arena, ArenaDelete{arena_alignment});
+#ifdef __linux__
+        if (arena_alignment == kHugePage) ::madvise(arena, total, MADV_HUGEPAGE);
+#endif
+        std::fill(arena, arena + total / sizeof(float), 0.0f);  // a fresh output is defined
+        std::vector<float*> slot_ptr;
+        for (std::size_t off : offset) slot_ptr.push_back(arena + off / sizeof(float));
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = value_of[i];
+            if (v < 0) continue;
+            // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
+            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(slot_of[static_cast<std::size_t>(v)])];
+            if (is_alias(i)) impl_->lowering[i] = XnnLowering::Alias;
+        }
+        impl_->buffer_bytes = 0;
+        for (std::size_t cap : slot_floats)
+            impl_->buffer_bytes += static_cast<std::int64_t>(cap * sizeof(float));
     }
 
-    void build(const Graph& g, const Weights& w) {
+    void build(const Graph& g, const Weights& w, bool keep_intermediates) {
         const std::size_t n = g.layers.size();
         impl_->ptr.assign(n, nullptr);
         impl_->shapes.resize(n);
@@ -7717,19 +8017,7 @@ private:
         const std::vector<int>& folded_bn = plan.folded_bn;
         const std::vector<Activation>& act = plan.act;
 
-        // Buffers: one per materialised value, in layer order; aliases point at their input.
-        for (std::size_t i = 0; i < n; ++i) {
-            const Layer& l = g.layers[i];
-            if (absorbed_by[i] >= 0) continue;  // assigned by its absorber below
-            if (l.op == OpKind::Flatten || l.op == OpKind::Dropout) {
-                impl_->ptr[i] = impl_->ptr[static_cast<std::size_t>(l.inputs[0])];
-                impl_->lowering[i] = XnnLowering::Alias;
-                continue;
-            }
-            float* buf = allocate(l.shape);
-            impl_->ptr[static_cast<std::size_t>(tail[i])] = buf;
-            if (l.op == OpKind::Input) impl_->lowering[i] = XnnLowering::Alias;
-        }
+        plan_buffers(g, plan, keep_intermediates);
         for (std::size_t j = 0; j < n; ++j)
             if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
