@@ -21,19 +21,25 @@
 #include "weights.hpp"
 #include "reference.hpp"
 #include "fold.hpp"
-#include "export.hpp"    // lamda export: PyTorch module and firmware header sources
-#include "dataset.hpp"  // .gz files need LAMDA_WITH_ZLIB, evaluate_accuracy LAMDA_WITH_XNNPACK
+#include "latency_fusion.hpp"
+#include "search.hpp"
+#include "design.hpp"
+#include "proposers.hpp"
 
-// Optional parts.
+// Optional parts, each before any header that includes it inside an #if block (an include
+// inlined under a condition is inlined again where it is next needed unconditionally).
 #include "xnnpack.hpp"  // empty unless LAMDA_WITH_XNNPACK is defined
 #include "bench.hpp"    // empty unless LAMDA_WITH_XNNPACK is defined
+#include "export.hpp"    // lamda export: PyTorch module and firmware header sources
+#include "dataset.hpp"  // .gz files need LAMDA_WITH_ZLIB, evaluate_accuracy LAMDA_WITH_XNNPACK
+#include "json_read.hpp"  // empty unless LAMDA_WITH_LATENCY is defined (simdjson)
 #include "latency.hpp"  // prediction only with LAMDA_WITH_LATENCY (Eigen, simdjson)
 #include "train.hpp"    // empty unless LAMDA_WITH_TORCH is defined (libtorch)
 #include "onnx_import.hpp"  // empty unless LAMDA_WITH_ONNX is defined (libonnx-dev)
-#include "json_read.hpp"  // empty unless LAMDA_WITH_LATENCY is defined (simdjson)
 #include "task.hpp"       // writing tasks; reading them needs LAMDA_WITH_LATENCY
 #include "journal.hpp"    // writing lines; the reader and JournalWriter need LAMDA_WITH_LATENCY
 #include "report.hpp"     // report.json and report.html (core)
+#include "generate.hpp"   // the generation loop: LAMDA_WITH_LATENCY (measuring: LAMDA_WITH_XNNPACK)
 #include "llm.hpp"        // empty unless LAMDA_WITH_LLM is defined (cpp-httplib, simdjson)
 #include "agent.hpp"      // empty unless LAMDA_WITH_AGENT is defined (cpp-httplib, XNNPACK, simdjson)
 

@@ -5102,857 +5102,6 @@ inline std::pair<Graph, Weights> fold_batchnorm(const Graph& graph, const Weight
 
 #endif  // LAMDA_FOLD_HPP
 // ---- end include/lamda/fold.hpp ----
-// ---- begin include/lamda/export.hpp ----
-// lamda/export.hpp: a lamda model as source code for other tools (docs/export.md).
-//
-//   std::string py  = lamda::pytorch_module_source(graph);              // a plain torch nn.Module
-//   std::string hpp = lamda::cpp_header_source(graph, weights, "fmnist"); // a firmware header
-//
-// PyTorch: the module `Model` registers one submodule per conv2d, dwconv, fc and batchnorm layer
-// under the layer's name, so its state_dict() keys are lamda's safetensors names (docs/weights.md)
-// in the same layouts; forward() takes NCHW float32 [N, C, H, W] and returns NCHW [N, C', H', W']
-// (a 1x1xK output is [N, K, 1, 1]), with torch.hpp's semantics op by op (asymmetric `same`
-// padding as an explicit F.pad, avgpool with count_include_pad=False, flatten and fc reading
-// H, W, C order, ...). The file also holds read_safetensors()/write_safetensors() (plain Python,
-// no safetensors package needed) and Model.load_lamda_weights()/save_lamda_weights().
-//
-// C++: the header expresses the model as layers.hpp templates (`NS::Net`; the compiler checks its
-// shapes, and static_asserts check its parameter and MAC counts against the exported graph), embeds
-// every weight tensor as a constant float array, and offers NS::graph() (Net::to_graph with the
-// layers' original names), NS::weights(), and, with LAMDA_WITH_XNNPACK, NS::run(input, output)
-// through a lazily built XnnExecutor. It includes only <lamda/lamda.hpp>.
-//
-// Both throw ExportError for a graph they cannot express (the message says why).
-#ifndef LAMDA_EXPORT_HPP
-#define LAMDA_EXPORT_HPP
-
-#include <algorithm>
-#include <charconv>
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <cstdio>
-#include <set>
-#include <stdexcept>
-#include <string>
-#include <string_view>
-#include <vector>
-
-
-namespace lamda {
-
-class ExportError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-
-namespace export_detail {
-
-inline std::string str(std::int64_t v) { return std::to_string(v); }
-
-// The shortest decimal that reads back as `v` (as a double).
-inline std::string shortest(double v) {
-    char buf[64];
-    const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    return std::string(buf, r.ptr);
-}
-
-// A float literal that reads back exactly as `v` (C++ `f` suffix; Python takes it without).
-inline std::string float_literal(float v) {
-    if (!std::isfinite(v)) throw ExportError("cannot export a non-finite weight value");
-    char buf[64];
-    const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    std::string s(buf, r.ptr);
-    if (s.find_first_of(".e") == std::string::npos) s += ".0";
-    return s;
-}
-
-inline bool is_python_keyword(std::string_view s) {
-    static const std::set<std::string_view> kw{
-        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
-        "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
-        "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
-        "try", "while", "with", "yield", "match", "case", "_", "torch", "nn", "F", "x", "self",
-        "math", "json", "struct", "os"};
-    return kw.count(s) > 0;
-}
-
-// Attributes of torch.nn.Module (torch 1.13 and later): a submodule cannot take these names.
-inline bool clashes_with_module(std::string_view s) {
-    static const std::set<std::string_view> names{
-        "training", "forward", "eval", "train", "to", "cuda", "cpu", "ipu", "xpu", "float",
-        "double", "half", "bfloat16", "type", "apply", "modules", "children", "parameters",
-        "buffers", "named_modules", "named_children", "named_parameters", "named_buffers",
-        "state_dict", "load_state_dict", "zero_grad", "requires_grad_", "register_buffer",
-        "register_parameter", "register_module", "register_forward_hook",
-        "register_forward_pre_hook", "register_backward_hook", "register_full_backward_hook",
-        "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
-        "register_state_dict_pre_hook", "add_module", "get_submodule", "get_parameter",
-        "get_buffer", "extra_repr", "share_memory", "to_empty", "dump_patches", "T_destination",
-        "call_super_init", "get_extra_state", "set_extra_state", "compile", "smart_apply",
-        "load_lamda_weights", "save_lamda_weights", "lamda_state_dict", "input_shape",
-        "output_shape"};
-    return names.count(s) > 0 || (!s.empty() && s[0] == '_');
-}
-
-// The Python local variable holding a layer's value.
-inline std::string py_var(const std::string& name) {
-    return is_python_keyword(name) ? name + "_" : name;
-}
-
-inline std::string py_act(Activation a, const std::string& x) {
-    switch (a) {
-    case Activation::None: return x;
-    case Activation::Relu: return "F.relu(" + x + ")";
-    case Activation::Relu6: return "F.hardtanh(" + x + ", 0.0, 6.0)";
-    case Activation::HardSwish: return "F.hardswish(" + x + ")";
-    case Activation::HardSigmoid: return "F.hardsigmoid(" + x + ")";
-    case Activation::Sigmoid: return "torch.sigmoid(" + x + ")";
-    }
-    return x;
-}
-
-inline Activation activation_of(OpKind op) noexcept {
-    switch (op) {
-    case OpKind::Relu: return Activation::Relu;
-    case OpKind::Relu6: return Activation::Relu6;
-    case OpKind::HardSwish: return Activation::HardSwish;
-    case OpKind::HardSigmoid: return Activation::HardSigmoid;
-    case OpKind::Sigmoid: return Activation::Sigmoid;
-    default: return Activation::None;
-    }
-}
-
-inline void check_exportable(const Graph& g) {
-    if (g.layers.empty() || g.layers.front().op != OpKind::Input)
-        throw ExportError("the graph has no input layer");
-    for (const Layer& l : g.layers)
-        if (!l.shape.known())
-            throw ExportError("layer '" + l.name + "' has no inferred shape (export a graph from "
-                              "parse_dsl, which infers shapes)");
-}
-
-inline const char* python_prelude() {
-    return R"PY(import json
-import math
-import struct
-
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
-
-def read_safetensors(path):
-    """Reads a safetensors file of float32 tensors: {name: tensor}. Skips num_batches_tracked."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n].decode("utf-8"))
-    base = 8 + n
-    out = {}
-    for name, entry in header.items():
-        if name == "__metadata__" or name.endswith(".num_batches_tracked"):
-            continue
-        if entry["dtype"] != "F32":
-            raise ValueError(f"{path}: tensor '{name}' is {entry['dtype']}; only F32 is supported")
-        begin, end = entry["data_offsets"]
-        t = torch.frombuffer(bytearray(data[base + begin:base + end]), dtype=torch.float32)
-        out[name] = t.reshape(entry["shape"]).clone()
-    return out
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """Writes {name: tensor} as float32 safetensors, tensors in name order (as lamda writes)."""
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().to("cpu", torch.float32).contiguous()
-        blob = t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-
-
-def _pool_sum_count(x, pad, kernel, stride):
-    # Window sums over the zero-padded input and each window's count of in-bounds elements.
-    s = F.avg_pool2d(F.pad(x, pad), kernel, stride, 0, False, True, 1)
-    ones = torch.ones((1, 1, x.shape[2], x.shape[3]), dtype=x.dtype, device=x.device)
-    c = F.avg_pool2d(F.pad(ones, pad), kernel, stride, 0, False, True, 1)
-    return s / c.clamp_min(1.0)
-
-
-)PY";
-}
-
-inline const char* python_methods() {
-    return R"PY(
-    def lamda_state_dict(self):
-        """The weights as lamda names them: state_dict() without num_batches_tracked."""
-        return {k: v for k, v in self.state_dict().items()
-                if not k.endswith(".num_batches_tracked")}
-
-    def load_lamda_weights(self, path):
-        """Loads a lamda safetensors file (exactly this model's tensors, torch layouts)."""
-        tensors = read_safetensors(path)
-        expected = self.lamda_state_dict()
-        missing = sorted(set(expected) - set(tensors))
-        unexpected = sorted(set(tensors) - set(expected))
-        if missing or unexpected:
-            raise ValueError(f"{path}: missing {missing}, unexpected {unexpected}")
-        with torch.no_grad():
-            for k, v in tensors.items():
-                if tuple(v.shape) != tuple(expected[k].shape):
-                    raise ValueError(f"{path}: '{k}' has shape {list(v.shape)}, "
-                                     f"expected {list(expected[k].shape)}")
-                expected[k].copy_(v)
-
-    def save_lamda_weights(self, path, metadata=None):
-        """Saves the weights as a lamda safetensors file (lamda eval, lamda export --cpp, ...)."""
-        write_safetensors(path, self.lamda_state_dict(), metadata)
-)PY";
-}
-
-// The Python class name: the model name in CamelCase, or Model.
-inline std::string python_class_alias(const std::string& model) {
-    std::string out;
-    bool up = true;
-    for (char ch : model) {
-        if (ch == '_') { up = true; continue; }
-        out += up && ch >= 'a' && ch <= 'z' ? static_cast<char>(ch - 'a' + 'A') : ch;
-        up = false;
-    }
-    if (out.empty() || (out[0] >= '0' && out[0] <= '9') || out == "Model" || is_python_keyword(out))
-        return "";
-    return out;
-}
-
-}  // namespace export_detail
-
-// ---------------------------------------------------------------------------------------------
-// PyTorch
-// ---------------------------------------------------------------------------------------------
-
-// Python source of a torch nn.Module computing `graph` (shape-inferred, as parse_dsl returns it).
-inline std::string pytorch_module_source(const Graph& graph) {
-    using namespace export_detail;
-    check_exportable(graph);
-    for (const Layer& l : graph.layers)
-        if (has_weights(l.op) && clashes_with_module(l.name))
-            throw ExportError("layer name '" + l.name + "' is an attribute of torch.nn.Module (or "
-                              "starts with '_'), so PyTorch cannot register it; rename the layer");
-    const Shape in = graph.input().shape;
-    const Shape out = graph.output().shape;
-    std::string s;
-    s += "# Generated by `lamda export --pytorch` from the lamda model '" + graph.name +
-         "' (docs/export.md).\n"
-         "# A plain torch nn.Module: state_dict() keys are the lamda layer names (NAME.weight, ...)\n"
-         "# in torch layouts, so lamda safetensors weights load as they are, and trained weights\n"
-         "# save back with save_lamda_weights(). Input NCHW [N, " + str(in.c) + ", " + str(in.h) +
-         ", " + str(in.w) + "], output NCHW [N, " + str(out.c) + ", " + str(out.h) + ", " +
-         str(out.w) + "].\n";
-    s += python_prelude();
-    s += "class Model(nn.Module):\n";
-    s += "    input_shape = (" + str(in.c) + ", " + str(in.h) + ", " + str(in.w) + ")  # C, H, W\n";
-    s += "    output_shape = (" + str(out.c) + ", " + str(out.h) + ", " + str(out.w) + ")\n\n";
-    s += "    def __init__(self):\n        super().__init__()\n";
-    auto shape_of = [&](int i) { return graph.layers[static_cast<std::size_t>(i)].shape; };
-    auto mod = [&](const Layer& l) {
-        return is_python_keyword(l.name) ? "getattr(self, \"" + l.name + "\")" : "self." + l.name;
-    };
-    bool any_module = false;
-    for (const Layer& l : graph.layers) {
-        if (!has_weights(l.op)) continue;
-        any_module = true;
-        const Shape x = shape_of(l.inputs[0]);
-        std::string m;
-        switch (l.op) {
-        case OpKind::Conv2d:
-        case OpKind::DepthwiseConv2d: {
-            const bool dw = l.op == OpKind::DepthwiseConv2d;
-            const std::int64_t o = dw ? x.c * l.multiplier : l.out_channels;
-            const std::int64_t groups = dw ? x.c : l.groups;
-            const bool symmetric = l.pads[0] == l.pads[2] && l.pads[1] == l.pads[3];
-            m = "nn.Conv2d(" + str(x.c) + ", " + str(o) + ", (" + str(l.kernel_h) + ", " +
-                str(l.kernel_w) + "), stride=(" + str(l.stride_h) + ", " + str(l.stride_w) +
-                "), padding=(" + str(symmetric ? l.pads[0] : 0) + ", " +
-                str(symmetric ? l.pads[1] : 0) + "), dilation=(" + str(l.dilation_h) + ", " +
-                str(l.dilation_w) + "), groups=" + str(groups) +
-                ", bias=" + (l.bias ? "True" : "False") + ")";
-            break;
-        }
-        case OpKind::FullyConnected:
-            m = "nn.Linear(" + str(x.elements()) + ", " + str(l.out_channels) +
-                ", bias=" + (l.bias ? "True" : "False") + ")";
-            break;
-        default:  // BatchNorm
-            m = "nn.BatchNorm2d(" + str(x.c) + ", eps=" + shortest(l.eps) + ", momentum=0.1)";
-            break;
-        }
-        if (is_python_keyword(l.name))
-            s += "        self.add_module(\"" + l.name + "\", " + m + ")\n";
-        else
-            s += "        self." + l.name + " = " + m + "\n";
-    }
-    if (!any_module) s += "        pass\n";
-    s += "\n    def forward(self, x):\n";
-    for (const Layer& l : graph.layers) {
-        const std::string v = py_var(l.name);
-        auto arg = [&](std::size_t k) {
-            return py_var(graph.layers[static_cast<std::size_t>(l.inputs[k])].name);
-        };
-        std::string e;
-        const Shape x = l.inputs.empty() ? l.shape : shape_of(l.inputs[0]);
-        switch (l.op) {
-        case OpKind::Input: e = "x"; break;
-        case OpKind::Conv2d:
-        case OpKind::DepthwiseConv2d: {
-            const bool symmetric = l.pads[0] == l.pads[2] && l.pads[1] == l.pads[3];
-            const std::string a = symmetric ? arg(0)
-                                            : "F.pad(" + arg(0) + ", (" + str(l.pads[1]) + ", " +
-                                                  str(l.pads[3]) + ", " + str(l.pads[0]) + ", " +
-                                                  str(l.pads[2]) + "))";
-            e = py_act(l.act, mod(l) + "(" + a + ")");
-            break;
-        }
-        case OpKind::FullyConnected: {
-            std::string a = arg(0);
-            if (x.h != 1 || x.w != 1) a += ".permute(0, 2, 3, 1)";
-            e = py_act(l.act, mod(l) + "(" + a + ".reshape(" + arg(0) + ".shape[0], -1))") +
-                "[:, :, None, None]";
-            break;
-        }
-        case OpKind::BatchNorm: e = mod(l) + "(" + arg(0) + ")"; break;
-        case OpKind::MaxPool:
-        case OpKind::AvgPool: {
-            // torch.hpp's plan_pool: torch's own pool when its arithmetic gives the inferred
-            // size, otherwise explicit padding/cropping to the span the windows cover.
-            const std::int64_t top = l.pads[0], left = l.pads[1], bottom = l.pads[2],
-                               right = l.pads[3];
-            const bool is_max = l.op == OpKind::MaxPool;
-            const bool symmetric = top == bottom && left == right && 2 * top <= l.kernel_h &&
-                                   2 * left <= l.kernel_w;
-            const bool floor_fits = (x.h + 2 * top - l.kernel_h) / l.stride_h + 1 == l.shape.h &&
-                                    (x.w + 2 * left - l.kernel_w) / l.stride_w + 1 == l.shape.w &&
-                                    x.h + 2 * top >= l.kernel_h && x.w + 2 * left >= l.kernel_w;
-            const std::string k = "(" + str(l.kernel_h) + ", " + str(l.kernel_w) + ")";
-            const std::string st = "(" + str(l.stride_h) + ", " + str(l.stride_w) + ")";
-            if (symmetric && floor_fits) {
-                const std::string p = "(" + str(top) + ", " + str(left) + ")";
-                e = is_max ? "F.max_pool2d(" + arg(0) + ", " + k + ", " + st + ", " + p + ")"
-                           : "F.avg_pool2d(" + arg(0) + ", " + k + ", " + st + ", " + p +
-                                 ", count_include_pad=False)";
-            } else {
-                const std::int64_t need_h = (l.shape.h - 1) * l.stride_h + l.kernel_h;
-                const std::int64_t need_w = (l.shape.w - 1) * l.stride_w + l.kernel_w;
-                const std::string pad = "(" + str(left) + ", " + str(need_w - x.w - left) + ", " +
-                                        str(top) + ", " + str(need_h - x.h - top) + ")";
-                e = is_max ? "F.max_pool2d(F.pad(" + arg(0) + ", " + pad +
-                                 ", value=-math.inf), " + k + ", " + st + ")"
-                           : "_pool_sum_count(" + arg(0) + ", " + pad + ", " + k + ", " + st + ")";
-            }
-            break;
-        }
-        case OpKind::GlobalAvgPool: e = arg(0) + ".mean((2, 3), keepdim=True)"; break;
-        case OpKind::Add: {
-            e = arg(0);
-            for (std::size_t k = 1; k < l.inputs.size(); ++k) e += " + " + arg(k);
-            if (l.act != Activation::None) e = py_act(l.act, e);
-            break;
-        }
-        case OpKind::Concat: {
-            e = "torch.cat([";
-            for (std::size_t k = 0; k < l.inputs.size(); ++k) e += (k ? ", " : "") + arg(k);
-            e += "], 1)";
-            break;
-        }
-        case OpKind::Mul: e = arg(0) + " * " + arg(1); break;
-        case OpKind::Relu:
-        case OpKind::Relu6:
-        case OpKind::HardSwish:
-        case OpKind::HardSigmoid:
-        case OpKind::Sigmoid: e = py_act(activation_of(l.op), arg(0)); break;
-        case OpKind::Softmax: e = "torch.softmax(" + arg(0) + ", 1)"; break;
-        case OpKind::Flatten:
-            e = arg(0) + ".permute(0, 2, 3, 1).reshape(" + arg(0) + ".shape[0], -1, 1, 1)";
-            break;
-        case OpKind::Dropout:
-            e = l.rate > 0 ? "F.dropout(" + arg(0) + ", " + shortest(l.rate) + ", self.training)"
-                           : arg(0);
-            break;
-        }
-        s += "        " + v + " = " + e + "  # " + std::string(op_name(l.op)) + ", " +
-             to_string(l.shape) + "\n";
-    }
-    s += "        return " + py_var(graph.output().name) + "\n";
-    s += python_methods();
-    const std::string alias = python_class_alias(graph.name);
-    if (!alias.empty()) s += "\n\n" + alias + " = Model\n";
-    return s;
-}
-
-// ---------------------------------------------------------------------------------------------
-// C++ (layers.hpp templates)
-// ---------------------------------------------------------------------------------------------
-
-namespace export_detail {
-
-// The graph as nested layers.hpp blocks: a chain of items, each a layer or a join of branches.
-struct TemplateBuilder {
-    const Graph& g;
-    std::vector<int> idom;
-    std::vector<int> order;  // original layer indices in to_graph's order
-
-    explicit TemplateBuilder(const Graph& graph) : g(graph), idom(graph.layers.size(), -1) {
-        for (std::size_t v = 1; v < g.layers.size(); ++v) {
-            const Layer& l = g.layers[v];
-            if (l.inputs.empty()) throw ExportError("layer '" + l.name + "' has no input");
-            int d = l.inputs[0];
-            for (std::size_t k = 1; k < l.inputs.size(); ++k) {
-                int b = l.inputs[k];
-                while (d != b) {
-                    if (d > b) d = idom[static_cast<std::size_t>(d)];
-                    else b = idom[static_cast<std::size_t>(b)];
-                }
-            }
-            idom[v] = d;
-        }
-    }
-
-    static bool is_join(OpKind op) {
-        return op == OpKind::Add || op == OpKind::Concat || op == OpKind::Mul;
-    }
-
-    static std::string padding(const Layer& l) {
-        switch (l.padding.mode) {
-        case PaddingMode::Same: return "L::Same";
-        case PaddingMode::Valid: return "L::Valid";
-        case PaddingMode::Explicit: break;
-        }
-        const auto& a = l.padding.amounts;
-        return "L::Pad<" + str(a[0]) + ", " + str(a[1]) + ", " + str(a[2]) + ", " + str(a[3]) + ">";
-    }
-
-    static std::string act(Activation a) {
-        switch (a) {
-        case Activation::None: return "L::Act::None";
-        case Activation::Relu: return "L::Act::Relu";
-        case Activation::Relu6: return "L::Act::Relu6";
-        case Activation::HardSwish: return "L::Act::HardSwish";
-        case Activation::HardSigmoid: return "L::Act::HardSigmoid";
-        case Activation::Sigmoid: return "L::Act::Sigmoid";
-        }
-        return "L::Act::None";
-    }
-
-    // A decimal as a fraction Num/Den with Den a power of ten.
-    static std::string fraction(double v, const std::string& what) {
-        const std::string dec = shortest(v);
-        std::int64_t mant = 0;
-        int frac_digits = 0, exp10 = 0;
-        bool after_point = false;
-        std::size_t i = 0;
-        for (; i < dec.size() && dec[i] != 'e'; ++i) {
-            if (dec[i] == '.') { after_point = true; continue; }
-            if (dec[i] < '0' || dec[i] > '9') throw ExportError("cannot express " + what + "=" + dec);
-            if (mant > (std::int64_t{1} << 58)) throw ExportError("cannot express " + what + "=" + dec);
-            mant = mant * 10 + (dec[i] - '0');
-            if (after_point) ++frac_digits;
-        }
-        if (i < dec.size()) exp10 = std::stoi(dec.substr(i + 1));
-        int den_digits = frac_digits - exp10;
-        while (den_digits < 0) { mant *= 10; ++den_digits; }
-        if (den_digits > 18) throw ExportError("cannot express " + what + "=" + dec + " as a fraction");
-        std::int64_t den = 1;
-        for (int k = 0; k < den_digits; ++k) den *= 10;
-        return str(mant) + ", " + str(den);
-    }
-
-    std::string layer_type(int i) const {
-        const Layer& l = g.layers[static_cast<std::size_t>(i)];
-        switch (l.op) {
-        case OpKind::Input:
-            return "L::Input<" + str(l.shape.h) + ", " + str(l.shape.w) + ", " + str(l.shape.c) + ">";
-        case OpKind::Conv2d:
-            return "L::Conv2dHW<" + str(l.out_channels) + ", " + str(l.kernel_h) + ", " +
-                   str(l.kernel_w) + ", " + str(l.stride_h) + ", " + str(l.stride_w) + ", " +
-                   padding(l) + ", " + act(l.act) + ", " + str(l.dilation_h) + ", " +
-                   str(l.dilation_w) + ", " + str(l.groups) + ", " + (l.bias ? "true" : "false") + ">";
-        case OpKind::DepthwiseConv2d:
-            return "L::DepthwiseConv2dHW<" + str(l.kernel_h) + ", " + str(l.kernel_w) + ", " +
-                   str(l.stride_h) + ", " + str(l.stride_w) + ", " + padding(l) + ", " + act(l.act) +
-                   ", " + str(l.multiplier) + ", " + str(l.dilation_h) + ", " + str(l.dilation_w) +
-                   ", " + (l.bias ? "true" : "false") + ">";
-        case OpKind::FullyConnected:
-            return "L::FullyConnected<" + str(l.out_channels) + ", " + act(l.act) + ", " +
-                   (l.bias ? "true" : "false") + ">";
-        case OpKind::BatchNorm: return "L::BatchNormEps<" + fraction(l.eps, "eps") + ">";
-        case OpKind::MaxPool:
-        case OpKind::AvgPool:
-            return std::string(l.op == OpKind::MaxPool ? "L::MaxPoolHW<" : "L::AvgPoolHW<") +
-                   str(l.kernel_h) + ", " + str(l.kernel_w) + ", " + str(l.stride_h) + ", " +
-                   str(l.stride_w) + ", " + padding(l) + ", " + (l.ceil_mode ? "true" : "false") + ">";
-        case OpKind::GlobalAvgPool: return "L::GlobalAvgPool";
-        case OpKind::Relu: return "L::Relu";
-        case OpKind::Relu6: return "L::Relu6";
-        case OpKind::HardSwish: return "L::HardSwish";
-        case OpKind::HardSigmoid: return "L::HardSigmoid";
-        case OpKind::Sigmoid: return "L::Sigmoid";
-        case OpKind::Softmax: return "L::Softmax";
-        case OpKind::Flatten: return "L::Flatten";
-        case OpKind::Dropout: return "L::Dropout<" + fraction(l.rate, "rate") + ">";
-        default: break;
-        }
-        throw ExportError("layer '" + l.name + "': unexpected op");
-    }
-
-    // Items computing value `e` from value `s` (s dominates e), in to_graph order; appends the
-    // layers to `order` as to_graph numbers them.
-    std::vector<std::string> chain(int s, int e, int depth) {
-        if (depth > 200) throw ExportError("the graph nests blocks too deeply for layers.hpp");
-        std::vector<int> path;  // layers (or joins) from e back to s
-        int v = e;
-        while (v != s) {
-            if (v <= 0 || v < s)
-                throw ExportError("layer '" + g.layers[static_cast<std::size_t>(e)].name +
-                                  "' cannot be expressed as a block of layers.hpp templates "
-                                  "(its inputs do not nest as branches)");
-            path.push_back(v);
-            const Layer& l = g.layers[static_cast<std::size_t>(v)];
-            v = is_join(l.op) ? idom[static_cast<std::size_t>(v)] : l.inputs[0];
-        }
-        std::vector<std::string> items;
-        for (auto it = path.rbegin(); it != path.rend(); ++it) {
-            const int u = *it;
-            const Layer& l = g.layers[static_cast<std::size_t>(u)];
-            if (!is_join(l.op)) {
-                order.push_back(u);
-                items.push_back(layer_type(u));
-                continue;
-            }
-            const int p = idom[static_cast<std::size_t>(u)];
-            std::vector<std::string> branches;
-            for (int in : l.inputs) branches.push_back(block(chain(p, in, depth + 1)));
-            std::string head = l.op == OpKind::Add ? "L::AddAct<" + act(l.act) + ", "
-                               : l.op == OpKind::Concat ? "L::Concat<" : "L::Multiply<";
-            for (std::size_t k = 0; k < branches.size(); ++k) head += (k ? ", " : "") + branches[k];
-            order.push_back(u);
-            items.push_back(head + ">");
-        }
-        return items;
-    }
-
-    // A branch: one item as itself, none as Identity, more as Sequential (nested in groups of 64
-    // to stay well inside the template recursion limits).
-    static std::string block(const std::vector<std::string>& items) {
-        if (items.empty()) return "L::Identity";
-        if (items.size() == 1) return items[0];
-        return "L::Sequential<" + join_grouped(items) + ">";
-    }
-
-    static std::string join_grouped(std::vector<std::string> items) {
-        while (items.size() > 64) {
-            std::vector<std::string> grouped;
-            for (std::size_t k = 0; k < items.size(); k += 64) {
-                std::string s = "L::Sequential<";
-                for (std::size_t j = k; j < std::min(items.size(), k + 64); ++j)
-                    s += (j > k ? ",\n    " : "") + items[j];
-                grouped.push_back(s + ">");
-            }
-            items = std::move(grouped);
-        }
-        std::string s;
-        for (std::size_t k = 0; k < items.size(); ++k) s += (k ? ",\n    " : "") + items[k];
-        return s;
-    }
-};
-
-}  // namespace export_detail
-
-// The layers.hpp type of `graph` (`lamda::layers` as `L`) and the original layer indices in the
-// order to_graph() numbers them. Throws ExportError when the graph's joins do not nest as
-// branches (every add, concat and mul must join branches that start at one common value).
-struct TemplateModel {
-    std::string type;
-    std::vector<int> order;
-};
-
-inline TemplateModel template_model(const Graph& graph) {
-    using namespace export_detail;
-    check_exportable(graph);
-    TemplateBuilder b(graph);
-    const int last = static_cast<int>(graph.layers.size()) - 1;
-    std::vector<std::string> items{b.layer_type(0)};
-    b.order.push_back(0);
-    for (std::string& it : b.chain(0, last, 0)) items.push_back(std::move(it));
-    if (b.order.size() != graph.layers.size()) {
-        std::vector<bool> seen(graph.layers.size(), false);
-        for (int i : b.order) seen[static_cast<std::size_t>(i)] = true;
-        for (std::size_t i = 0; i < graph.layers.size(); ++i)
-            if (!seen[i] || std::count(b.order.begin(), b.order.end(), static_cast<int>(i)) > 1)
-                throw ExportError("layer '" + graph.layers[i].name + "' " +
-                                  (seen[i] ? "is shared by several branches"
-                                           : "does not lead to the output") +
-                                  ", which layers.hpp templates cannot express");
-    }
-    return TemplateModel{"L::Sequential<" + TemplateBuilder::join_grouped(items) + ">", b.order};
-}
-
-// A C++17 header holding `graph` with `weights` (validated first) in namespace `ns`.
-inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
-                                     const std::string& ns) {
-    using namespace export_detail;
-    check_exportable(graph);
-    auto ident = [](const std::string& s) {
-        if (s.empty() || (s[0] >= '0' && s[0] <= '9')) return false;
-        for (char ch : s)
-            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  ch == '_'))
-                return false;
-        return true;
-    };
-    if (!ident(ns)) throw ExportError("namespace '" + ns + "' is not a C++ identifier");
-    const std::vector<std::string> problems = validate_weights(graph, weights);
-    if (!problems.empty()) {
-        std::string msg = "the weights do not fit the model:";
-        for (const std::string& p : problems) msg += "\n  " + p;
-        throw ExportError(msg);
-    }
-    const TemplateModel tm = template_model(graph);
-    const ModelStats stats = analyze(graph);
-    std::string guard = "LAMDA_MODEL_";
-    for (char ch : ns) guard += (ch >= 'a' && ch <= 'z') ? static_cast<char>(ch - 'a' + 'A') : ch;
-    guard += "_HPP";
-    const Shape in = graph.input().shape, out = graph.output().shape;
-    std::string s;
-    s += "// Generated by `lamda export --cpp` from the lamda model '" + graph.name +
-         "' (docs/export.md); do not edit.\n"
-         "// " + str(stats.params) + " parameters, " + str(stats.macs) + " MACs, input " +
-         to_string(in) + " (NHWC), output " + to_string(out) + ".\n"
-         "//\n"
-         "//   float out[" + ns + "::output_size];\n"
-         "//   " + ns + "::run(image, out);   // needs LAMDA_WITH_XNNPACK (link XNNPACK)\n"
-         "#ifndef " + guard + "\n#define " + guard + "\n\n"
-         "#include <algorithm>\n#include <cstddef>\n#include <cstdint>\n#include <string>\n\n"
-         "#include <lamda/lamda.hpp>\n\n"
-         "namespace " + ns + " {\n\nnamespace L = lamda::layers;\n\n"
-         "// The model as layers.hpp templates: the compiler checks every shape.\n"
-         "using Net = " + tm.type + ";\n\n";
-    s += "static_assert(Net::params == " + str(stats.params) + ", \"" + ns +
-         ": parameter count differs from the exported model\");\n"
-         "static_assert(Net::macs == " + str(stats.macs) + ", \"" + ns +
-         ": MAC count differs from the exported model\");\n"
-         "static_assert(Net::input_shape == lamda::Shape{" + str(in.h) + ", " + str(in.w) + ", " +
-         str(in.c) + "}, \"" + ns + ": input shape\");\n"
-         "static_assert(Net::output_shape == lamda::Shape{" + str(out.h) + ", " + str(out.w) +
-         ", " + str(out.c) + "}, \"" + ns + ": output shape\");\n\n"
-         "inline constexpr std::size_t input_size = " + str(in.elements()) + ";   // floats, NHWC\n"
-         "inline constexpr std::size_t output_size = " + str(out.elements()) + ";\n"
-         "inline constexpr const char* model_name = \"" + graph.name + "\";\n\n"
-         "// Layer names in the order Net::to_graph() numbers the layers.\n"
-         "inline constexpr const char* layer_names[" + str(static_cast<std::int64_t>(tm.order.size())) +
-         "] = {";
-    for (std::size_t k = 0; k < tm.order.size(); ++k)
-        s += std::string(k % 6 == 0 ? "\n    " : " ") + "\"" +
-             graph.layers[static_cast<std::size_t>(tm.order[k])].name + "\",";
-    s += "\n};\n\n";
-    // Weights, in expected_weights order.
-    const std::vector<ExpectedTensor> expected = expected_weights(graph);
-    s += "namespace data {\n";
-    for (std::size_t t = 0; t < expected.size(); ++t) {
-        const WeightTensor& w = weights.at(expected[t].name);
-        s += "// " + expected[t].name + " " + shape_string(w.shape) + "\n";
-        s += "alignas(16) inline constexpr float w" + str(static_cast<std::int64_t>(t)) + "[" +
-             str(static_cast<std::int64_t>(w.data.size())) + "] = {";
-        for (std::size_t k = 0; k < w.data.size(); ++k) {
-            s += (k % 8 == 0 ? "\n    " : " ");
-            s += float_literal(w.data[k]) + "f,";
-        }
-        s += "\n};\n";
-    }
-    s += "}  // namespace data\n\n";
-    s += "struct TensorInfo {\n    const char* name;\n    const float* data;\n    std::size_t size;\n"
-         "    int rank;\n    std::int64_t shape[4];\n};\n\n"
-         "inline constexpr std::size_t tensor_count = " + str(static_cast<std::int64_t>(expected.size())) +
-         ";\n";
-    if (expected.empty()) {
-        s += "inline constexpr TensorInfo* tensors = nullptr;\n\n";
-    } else {
-        s += "inline constexpr TensorInfo tensors[" + str(static_cast<std::int64_t>(expected.size())) +
-             "] = {\n";
-        for (std::size_t t = 0; t < expected.size(); ++t) {
-            const WeightTensor& w = weights.at(expected[t].name);
-            if (w.shape.size() > 4) throw ExportError("tensor '" + expected[t].name + "' has rank > 4");
-            s += "    {\"" + expected[t].name + "\", data::w" + str(static_cast<std::int64_t>(t)) + ", " +
-                 str(static_cast<std::int64_t>(w.data.size())) + ", " +
-                 str(static_cast<std::int64_t>(w.shape.size())) + ", {";
-            for (std::size_t d = 0; d < 4; ++d)
-                s += (d ? ", " : "") + str(d < w.shape.size() ? w.shape[d] : 0);
-            s += "}},\n";
-        }
-        s += "};\n\n";
-    }
-    s += R"CPP(// The model graph (layers.hpp's to_graph, with the original layer names).
-inline lamda::Graph graph() {
-    lamda::Graph g = Net::to_graph(model_name);
-    for (std::size_t i = 0; i < g.layers.size(); ++i) g.layers[i].name = layer_names[i];
-    return g;
-}
-
-// The weights as a lamda::Weights map (a copy of the constant arrays).
-inline lamda::Weights weights() {
-    lamda::Weights w;
-    for (std::size_t t = 0; t < tensor_count; ++t) {
-        lamda::WeightTensor& x = w[tensors[t].name];
-        x.shape.assign(tensors[t].shape, tensors[t].shape + tensors[t].rank);
-        x.data.assign(tensors[t].data, tensors[t].data + tensors[t].size);
-    }
-    return w;
-}
-
-#if defined(LAMDA_WITH_XNNPACK)
-// The executor run() uses, built on first use (one thread).
-inline lamda::XnnExecutor& executor() {
-    static lamda::XnnExecutor exec(graph(), weights(), lamda::XnnOptions{1});
-    return exec;
-}
-
-// input: input_size floats (NHWC); output: output_size floats. Not reentrant.
-inline void run(const float* input, float* output) {
-    lamda::XnnExecutor& exec = executor();
-    std::copy(input, input + input_size, exec.input());
-    exec.run();
-    std::copy(exec.output(), exec.output() + output_size, output);
-}
-#endif  // defined(LAMDA_WITH_XNNPACK)
-
-)CPP";
-    s += "}  // namespace " + ns + "\n\n#endif  // " + guard + "\n";
-    return s;
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXPORT_HPP
-// ---- end include/lamda/export.hpp ----
-// ---- begin include/lamda/dataset.hpp ----
-// lamda/dataset.hpp: image classification datasets for training and evaluation. Core (C++17
-// only); gzip-compressed files need zlib (define LAMDA_WITH_ZLIB and link -lz: lamda's own build
-// does when zlib is found), and evaluate_accuracy() needs the XNNPACK executor
-// (LAMDA_WITH_XNNPACK).
-//
-//   lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");   // or a directory
-//   auto [train, val] = lamda::split_dataset(data.train, 0.1, /*seed=*/1);
-//   lamda::Accuracy a = lamda::evaluate_accuracy(graph, weights, data.test);  // via XNNPACK
-//
-// Formats (docs/training.md), recognised by their content, not their names:
-//   IDX (the MNIST family): magic 0 0 8 D, then D big-endian uint32 dimensions, then unsigned
-//     bytes. Images are N x H x W (one channel) or N x H x W x C, labels N. Raw or gzip.
-//   NumPy .npy (format versions 1 to 3, C order): images uint8 (scaled by 1/255) or float32
-//     (used as they are; [0, 1] expected), shaped (N, H, W) or (N, H, W, C); labels of any
-//     integer type, shaped (N,) or (N, 1).
-// A directory holds a training pair and, optionally, a test pair, under the names
-// dataset_file_names() lists (train-images-idx3-ubyte[.gz], x_train.npy, ...).
-//
-// Every problem with a file is a DatasetError naming the file and what is wrong. Sizes claimed by
-// a header are checked against the bytes actually there before anything is allocated for them,
-// and no file may exceed DatasetLimits::max_file_bytes (decompressed), so a corrupt or hostile
-// file is an error, never a crash or a huge allocation.
-#ifndef LAMDA_DATASET_HPP
-#define LAMDA_DATASET_HPP
-
-#include <algorithm>
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <limits>
-#include <stdexcept>
-#include <string>
-#include <string_view>
-#include <system_error>
-#include <utility>
-#include <vector>
-
-#if defined(LAMDA_WITH_ZLIB)
-#include <zlib.h>
-#endif
-
-
-#if defined(LAMDA_WITH_XNNPACK)
-// ---- begin include/lamda/xnnpack.hpp ----
-// lamda/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
-// 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
-// with -lXNNPACK -lpthreadpool -lpthread.
-//
-//   lamda::XnnExecutor exec(graph, weights, {/*threads=*/1});   // throws lamda::ExecutorError
-//   std::copy(image.begin(), image.end(), exec.input());        // NHWC float32, batch 1
-//   exec.run();
-//   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
-//   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
-//
-// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
-// buffers allocated at construction, run many times) per layer, in file order; run() runs them
-// all, run_timed_per_op() times each. The operator API is what XNNPACK's own subgraph runtime
-// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
-//   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
-//   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
-//   fc                fully_connected_nc_f32
-//   batchnorm         folded into the conv2d/dwconv/fc before it when that layer has no other
-//                     reader and no fused activation; otherwise a 1x1 depthwise convolution
-//   relu, relu6, hardsigmoid, hardswish, sigmoid layers   fused into the conv/dwconv/fc/
-//                     batchnorm/add before them (as if written act=...) when they are its only
-//                     reader and it has no act; otherwise a separate operator (clamp_nc_f32, ...)
-//   act=relu/relu6    the output clamp of conv/dwconv/fc/add
-//   act=hardsigmoid   on conv/dwconv/fc/batchnorm: folded into weights and bias (w/6, (b+3)/6) with
-//                     clamp [0,1]; elsewhere add_nd(x, 3) clamped to [0,6], then multiply_nd by 1/6
-//   hardswish, sigmoid, act=hardswish/sigmoid   hardswish_nc_f32 / sigmoid_nc_f32 (in place)
-//   maxpool, avgpool  max/average_pooling2d_nhwc_f32; ceil=true becomes extra bottom/right padding.
-//                     A 1x1 kernel (which XNNPACK rejects) is a strided copy done by a plain loop.
-//   gap               global_average_pooling_nwc_f32
-//   add (N inputs)    N-1 add_nd_f32, accumulating into the output
-//   concat            one copy_nc_x32 per input, writing a channel slice of the output
-//   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
-//   softmax           softmax_nc_f32 over channels
-//   flatten, dropout  no operator: the output aliases the input buffer
-// Every value that is materialised has its own buffer (no reuse between layers yet).
-#ifndef LAMDA_XNNPACK_HPP
-#define LAMDA_XNNPACK_HPP
-
-#if defined(LAMDA_WITH_XNNPACK)
-
-#include <xnnpack.h>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
-#include <pthreadpool.h>
-
-#include <algorithm>
-#include <array>
-#include <chrono>
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <cstdlib>
-#include <functional>
-#include <limits>
-#include <memory>
-#include <new>
-#include <stdexcept>
-#include <string>
-#include <utility>
-#include <vector>
-
 // ---- begin include/lamda/latency_fusion.hpp ----
 // lamda/latency_fusion.hpp: which layers the XNNPACK executor fuses into which, decided from the
 // graph alone. One source of truth for the executor (xnnpack.hpp) and the latency model
@@ -6056,1387 +5205,1065 @@ inline FusionPlan plan_fusion(const Graph& g) {
 
 #endif  // LAMDA_LATENCY_FUSION_HPP
 // ---- end include/lamda/latency_fusion.hpp ----
+// ---- begin include/lamda/search.hpp ----
+// lamda/search.hpp: the vocabulary of the generation loop -- a task and its constraints, and the
+// record kept for every candidate network. Core (no dependencies): the task file reader
+// (task.hpp), the journal (journal.hpp), the report (report.hpp), the proposers and the loop
+// itself (generate.hpp) all speak these types.
+#ifndef LAMDA_SEARCH_HPP
+#define LAMDA_SEARCH_HPP
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
 
 namespace lamda {
 
-struct XnnOptions {
-    // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
-    // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
-    int threads = 1;
-    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
-    // huge candidate is a clear error instead of an out-of-memory kill.
-    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
-    // Give every layer its own buffer, so layer_output(i) holds each layer's result after a run
-    // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
-    // less memory and a smaller working set (measured 8.5 -> see README on mobilenet_v2).
-    bool keep_intermediates = false;
+// What "best" means: accuracy when a trainer and a dataset are there, otherwise capacity (MACs),
+// the best proxy for accuracy that needs no training.
+enum class Objective { Accuracy, Capacity };
+
+inline constexpr std::string_view objective_name(Objective o) noexcept {
+    return o == Objective::Accuracy ? "accuracy" : "capacity";
+}
+
+// Limits a candidate must meet. A zero or absent limit is no limit.
+struct Constraints {
+    double latency_ms = 0;                  // measured median on `threads` threads; 0: none
+    int threads = 1;                        // thread count latency is measured and predicted at
+    std::int64_t max_params = 0;            // 0: none
+    std::int64_t max_activation_bytes = 0;  // peak live activations (analysis.hpp); 0: none
+    std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
 };
 
-// Bytes the executor allocates for a graph at most: one buffer per layer output plus the
-// weights (with buffer reuse it allocates less).
-inline std::int64_t executor_memory_bytes(const Graph& graph) {
-    std::int64_t bytes = 0;
-    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
-    return bytes + analyze(graph).weight_bytes;
-}
-
-namespace detail {
-// XNNPACK's allocator, except that blocks of 2 MiB and more (packed weights of big layers) sit
-// on transparent huge pages where Linux offers them (madvise mode): a 5 MB classifier read
-// once per inference otherwise takes a TLB miss every 4 KiB.
-inline void* xnn_allocate(void*, std::size_t size) { return std::malloc(size); }
-inline void* xnn_reallocate(void*, void* p, std::size_t size) { return std::realloc(p, size); }
-inline void xnn_deallocate(void*, void* p) { std::free(p); }
-inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size) {
-    constexpr std::size_t huge = std::size_t{2} << 20;
-    void* p = nullptr;
-    if (size >= huge) {
-        if (posix_memalign(&p, huge, (size + huge - 1) / huge * huge) != 0) return nullptr;
-#ifdef __linux__
-        ::madvise(p, (size + huge - 1) / huge * huge, MADV_HUGEPAGE);
-#endif
-        return p;
-    }
-    if (posix_memalign(&p, std::max(alignment, sizeof(void*)), size) != 0) return nullptr;
-    return p;
-}
-inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
-inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
-                                             xnn_deallocate, xnn_aligned_allocate,
-                                             xnn_aligned_deallocate};
-}  // namespace detail
-
-inline std::string xnn_status_name(xnn_status s) {
-    switch (s) {
-    case xnn_status_success: return "success";
-    case xnn_status_uninitialized: return "uninitialized";
-    case xnn_status_invalid_parameter: return "invalid parameter";
-    case xnn_status_invalid_state: return "invalid state";
-    case xnn_status_unsupported_parameter: return "unsupported parameter";
-    case xnn_status_unsupported_hardware: return "unsupported hardware";
-    case xnn_status_out_of_memory: return "out of memory";
-    }
-    return "unknown status " + std::to_string(static_cast<int>(s));
-}
-
-// How each layer was lowered (for reports and debugging).
-enum class XnnLowering {
-    Operators,  // the layer runs its own XNNPACK operator(s)
-    Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
-    Alias,      // no work: output aliases the input (input, flatten, dropout)
-    Loop,       // a plain loop (1x1 pools)
+struct Budget {
+    int max_candidates = 100;  // candidates recorded (duplicates are not candidates)
+    double max_seconds = 600;  // wall time of the whole search, resumed runs included
 };
 
-class XnnExecutor {
+// A task file (docs/generate.md) as read by parse_task().
+struct Task {
+    std::string name;
+    Shape input{28, 28, 1};
+    int classes = 10;
+    std::string dataset;  // "" (none), "fashion-mnist", or a directory of IDX/.npy files
+    Constraints constraints;
+    std::string profile;  // latency profile path, resolved against the task file's directory
+    Budget budget;
+    Objective objective = Objective::Capacity;
+    bool objective_given = false;  // false: accuracy when a dataset and a trainer exist
+};
+
+// What became of a candidate, in the order the loop decides it.
+enum class Verdict {
+    Invalid,        // did not parse or validate; `diagnostics` say why
+    WrongTask,      // valid, but its input shape or class count is not the task's
+    OverParams,     // more parameters than max_params
+    OverMemory,     // peak activations above max_activation_bytes
+    OverPredicted,  // predicted latency well over the budget: never run
+    OverMeasured,   // measured latency over the budget
+    BelowAccuracy,  // meets latency, params and memory, but not min_accuracy
+    Feasible,       // meets every constraint
+    Failed,         // an evaluation step failed (executor or trainer error); `reason` says which
+};
+
+inline constexpr std::string_view verdict_name(Verdict v) noexcept {
+    switch (v) {
+    case Verdict::Invalid: return "invalid";
+    case Verdict::WrongTask: return "wrong_task";
+    case Verdict::OverParams: return "over_params";
+    case Verdict::OverMemory: return "over_memory";
+    case Verdict::OverPredicted: return "over_predicted";
+    case Verdict::OverMeasured: return "over_measured";
+    case Verdict::BelowAccuracy: return "below_accuracy";
+    case Verdict::Feasible: return "feasible";
+    case Verdict::Failed: return "failed";
+    }
+    return "?";
+}
+
+inline bool parse_verdict(std::string_view s, Verdict& out) noexcept {
+    for (Verdict v : {Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams, Verdict::OverMemory,
+                      Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
+                      Verdict::Feasible, Verdict::Failed}) {
+        if (verdict_name(v) == s) {
+            out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+// One layer's share of a candidate's latency, for feedback ("b3_expand: 31%").
+struct LayerCost {
+    std::string name;
+    double ms = 0;
+    double share = 0;  // of the model's total, 0..1
+};
+
+// Everything the loop learned about one candidate: one line of journal.jsonl.
+struct CandidateRecord {
+    int index = 0;              // 0-based, in the order candidates were decided
+    std::string proposer;       // "offline", "random", "llm"
+    std::string note;           // the proposer's own words: which edit, which turn
+    std::string dsl;            // the text as proposed (canonical form when it parsed)
+    std::string hash;           // 16 hex digits of the canonical form (or of the raw text)
+    Verdict verdict = Verdict::Invalid;
+    std::string reason;         // one line: why this verdict
+    std::vector<std::string> diagnostics;  // formatted, for invalid candidates
+    std::int64_t params = -1, macs = -1, peak_activation_bytes = -1;  // -1: not analysed
+    std::optional<double> predicted_ms, measured_ms, accuracy;
+    std::vector<LayerCost> top_layers;  // most expensive layers, measured if run else predicted
+    double seconds = 0;    // time spent deciding this candidate (training included)
+    double elapsed_s = 0;  // search time when it was recorded, across resumes
+};
+
+// A candidate's score under the objective; larger is better. Capacity is log-free MACs.
+inline double objective_score(const CandidateRecord& r, Objective objective) noexcept {
+    if (objective == Objective::Accuracy) return r.accuracy ? *r.accuracy : -1.0;
+    return static_cast<double>(r.macs);
+}
+
+// The latency a record is judged by: measured when it was run, otherwise predicted.
+inline std::optional<double> judged_latency_ms(const CandidateRecord& r) noexcept {
+    return r.measured_ms ? r.measured_ms : r.predicted_ms;
+}
+
+// `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, so that text
+// from a proposer (an LLM may emit anything) can go into JSON and HTML that strict readers accept.
+inline std::string valid_utf8(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto b = static_cast<unsigned char>(s[i]);
+        std::size_t n = 0;  // continuation bytes
+        unsigned lo = 0x80, hi = 0xbf;  // allowed range of the first continuation byte
+        if (b < 0x80) {
+            n = 0;
+        } else if (b >= 0xc2 && b <= 0xdf) {
+            n = 1;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            n = 2;
+            if (b == 0xe0) lo = 0xa0;
+            if (b == 0xed) hi = 0x9f;  // no surrogates
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            n = 3;
+            if (b == 0xf0) lo = 0x90;
+            if (b == 0xf4) hi = 0x8f;
+        } else {
+            out += "\xef\xbf\xbd";
+            ++i;
+            continue;
+        }
+        bool ok = i + n < s.size();  // the sequence's last byte is there
+        for (std::size_t k = 1; ok && k <= n; ++k) {
+            const auto c = static_cast<unsigned char>(s[i + k]);
+            ok = k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xbf);
+        }
+        if (ok) {
+            out.append(s.substr(i, n + 1));
+            i += n + 1;
+        } else {
+            out += "\xef\xbf\xbd";
+            ++i;
+        }
+    }
+    return out;
+}
+
+// Result of training a search's finished candidate in full.
+struct FinalTraining {
+    double val_accuracy = 0;   // on the validation split carved from the training set
+    double test_accuracy = 0;  // on the test set: used once, for this figure
+    double train_seconds = 0;
+    int epochs = 0;
+};
+
+// What the loop needs from a trainer (train.hpp's TorchTrainer implements it; the loop itself
+// needs no libtorch). Accuracies are fractions in [0, 1]. Errors are thrown as exceptions derived
+// from std::exception and recorded as a Failed candidate; the loop goes on.
+class Trainer {
 public:
-    XnnExecutor(const Graph& graph, const Weights& weights, XnnOptions options = {})
-        : impl_(std::make_unique<Impl>()) {
-        if (options.threads < 1 || options.threads > 1024)
-            throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
-                                        std::to_string(options.threads));
-        detail::check_runnable(graph);
-        if (options.max_memory_bytes > 0) {
-            const std::int64_t needed = executor_memory_bytes(graph);
-            if (needed > options.max_memory_bytes)
-                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
-                                    " MiB of buffers and weights, more than the limit of " +
-                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
-        }
-        detail::check_weights(graph, weights);
-        const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
-        if (init != xnn_status_success)
-            throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
-        impl_->threads = options.threads;
-        if (options.threads > 1) {
-            impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
-            if (!impl_->pool)
-                throw ExecutorError("XNNPACK: cannot create a pool of " +
-                                    std::to_string(options.threads) + " threads");
-        }
-        build(graph, weights, options.keep_intermediates);
-    }
-
-    XnnExecutor(const XnnExecutor&) = delete;
-    XnnExecutor& operator=(const XnnExecutor&) = delete;
-    XnnExecutor(XnnExecutor&&) noexcept = default;
-    XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
-    ~XnnExecutor() = default;
-
-    float* input() noexcept { return impl_->ptr.front(); }
-    Shape input_shape() const noexcept { return impl_->shapes.front(); }
-    const float* output() const noexcept { return impl_->ptr.back(); }
-    Shape output_shape() const noexcept { return impl_->shapes.back(); }
-    int threads() const noexcept { return impl_->threads; }
-
-    // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
-    // Unless built with keep_intermediates, only the input and output stay valid after a run:
-    // other layers' buffers are reused.
-    const float* layer_output(std::size_t i) const noexcept {
-        return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
-    }
-    XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
-    // Bytes of activation buffers allocated (weights not included).
-    std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
-    // Number of XNNPACK operators (and loops) run per inference.
-    std::size_t step_count() const noexcept { return impl_->steps.size(); }
-
-    void run() {
-        for (Step& s : impl_->steps) run_step(s);
-    }
-
-    // Runs once and returns milliseconds per layer, parallel to graph.layers; a fused or aliased
-    // layer reads 0 (its cost is in the layer it was fused into).
-    std::vector<double> run_timed_per_op() {
-        std::vector<double> ms(impl_->ptr.size(), 0.0);
-        for (Step& s : impl_->steps) {
-            const auto t0 = std::chrono::steady_clock::now();
-            run_step(s);
-            const auto t1 = std::chrono::steady_clock::now();
-            ms[static_cast<std::size_t>(s.layer)] +=
-                std::chrono::duration<double, std::milli>(t1 - t0).count();
-        }
-        return ms;
-    }
-
-    // Convenience: copies `in` (shape must match) into the input buffer, runs, returns the output.
-    Tensor run(const Tensor& in) {
-        if (in.shape != input_shape() ||
-            static_cast<std::int64_t>(in.data.size()) != input_shape().elements())
-            throw ExecutorError("input has shape " + to_string(in.shape) + ", the graph expects " +
-                                to_string(input_shape()));
-        std::copy(in.data.begin(), in.data.end(), input());
-        run();
-        Tensor out(output_shape());
-        std::copy(output(), output() + out.data.size(), out.data.begin());
-        return out;
-    }
-
-private:
-    // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
-    static constexpr std::size_t kBufferAlignment = 64;
-    static constexpr std::size_t kHugePage = std::size_t{2} << 20;
-    struct ArenaDelete {
-        std::size_t alignment;
-        void operator()(float* p) const noexcept {
-            ::operator delete[](p, std::align_val_t{alignment});
-        }
-    };
-    using Arena = std::unique_ptr<float[], ArenaDelete>;
-    struct Step {
-        int layer = 0;
-        xnn_operator_t op = nullptr;
-        std::function<void()> loop;  // when op is null
-    };
-    struct Impl {
-        pthreadpool_t pool = nullptr;
-        int threads = 1;
-        Arena arena{nullptr, ArenaDelete{kBufferAlignment}};
-        std::int64_t buffer_bytes = 0;  // all of `buffers`
-        std::vector<float*> ptr;  // per layer; nullptr when fused away
-        std::vector<Shape> shapes;
-        std::vector<XnnLowering> lowering;
-        std::vector<Step> steps;
-        // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
-        float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
-        float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
-                          1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
-
-        Impl() = default;
-        Impl(const Impl&) = delete;
-        Impl& operator=(const Impl&) = delete;
-        ~Impl() {
-            for (Step& s : steps)
-                if (s.op) xnn_delete_operator(s.op);
-            if (pool) pthreadpool_destroy(pool);
-        }
-    };
-    std::unique_ptr<Impl> impl_;
-
-    void run_step(Step& s) {
-        if (s.op) {
-            const xnn_status st = xnn_run_operator(s.op, impl_->pool);
-            if (st != xnn_status_success)
-                throw ExecutorError("XNNPACK: running layer " + std::to_string(s.layer) +
-                                    " failed: " + xnn_status_name(st));
-        } else {
-            s.loop();
-        }
-    }
-
-    // ---- construction helpers ----
-
-    static std::string where(const Layer& l) {
-        return std::string(op_name(l.op)) + " layer '" + l.name + "'";
-    }
-
-    static void check(xnn_status st, const Layer& l, const char* fn) {
-        if (st != xnn_status_success)
-            throw ExecutorError("XNNPACK: " + where(l) + ": " + fn + " failed: " +
-                                xnn_status_name(st));
-    }
-
-    // Adds an operator step for layer `index`; takes ownership at once so a later failure frees it.
-    void add_op(int index, xnn_operator_t op) {
-        Step s;
-        s.layer = index;
-        s.op = op;
-        impl_->steps.push_back(std::move(s));
-    }
-
-    static std::pair<float, float> clamp_of(Activation a) {
-        constexpr float inf = std::numeric_limits<float>::infinity();
-        if (a == Activation::Relu) return {0.0f, inf};
-        if (a == Activation::Relu6) return {0.0f, 6.0f};
-        if (a == Activation::HardSigmoid) return {0.0f, 1.0f};  // after folding the affine part
-        return {-inf, inf};
-    }
-
-    // Unary elementwise steps, input -> output (may be the same buffer): relu, relu6, hardswish,
-    // sigmoid, hardsigmoid. `a == None` adds nothing.
-    void add_activation(int index, const Layer& l, Activation a, const float* in, float* out,
-                        const Shape& s) {
-        if (a == Activation::None) return;
-        const auto C = static_cast<std::size_t>(s.c);
-        const auto pixels = static_cast<std::size_t>(s.h * s.w);
-        xnn_operator_t op = nullptr;
-        switch (a) {
-        case Activation::Relu:
-        case Activation::Relu6: {
-            const auto [lo, hi] = clamp_of(a);
-            check(xnn_create_clamp_nc_f32(C, C, C, lo, hi, 0, &op), l, "xnn_create_clamp_nc_f32");
-            add_op(index, op);
-            check(xnn_setup_clamp_nc_f32(op, pixels, in, out, impl_->pool), l,
-                  "xnn_setup_clamp_nc_f32");
-            return;
-        }
-        case Activation::HardSwish:
-            check(xnn_create_hardswish_nc_f32(C, C, C, 0, &op), l, "xnn_create_hardswish_nc_f32");
-            add_op(index, op);
-            check(xnn_setup_hardswish_nc_f32(op, pixels, in, out, impl_->pool), l,
-                  "xnn_setup_hardswish_nc_f32");
-            return;
-        case Activation::Sigmoid:
-            check(xnn_create_sigmoid_nc_f32(C, C, C, 0, &op), l, "xnn_create_sigmoid_nc_f32");
-            add_op(index, op);
-            check(xnn_setup_sigmoid_nc_f32(op, pixels, in, out, impl_->pool), l,
-                  "xnn_setup_sigmoid_nc_f32");
-            return;
-        case Activation::HardSigmoid: {
-            // relu6(x + 3) / 6
-            const std::size_t dims[1] = {static_cast<std::size_t>(s.elements())};
-            const std::size_t one[1] = {1};
-            check(xnn_create_add_nd_f32(0.0f, 6.0f, 0, &op), l, "xnn_create_add_nd_f32");
-            add_op(index, op);
-            check(xnn_setup_add_nd_f32(op, 1, dims, 1, one, in, impl_->three, out, impl_->pool),
-                  l, "xnn_setup_add_nd_f32");
-            op = nullptr;
-            const float inf = std::numeric_limits<float>::infinity();
-            check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
-            add_op(index, op);
-            check(xnn_setup_multiply_nd_f32(op, 1, dims, 1, one, out, impl_->sixth, out,
-                                            impl_->pool),
-                  l, "xnn_setup_multiply_nd_f32");
-            return;
-        }
-        case Activation::None: return;
-        }
-    }
-
-    // Assigns impl_->ptr: one buffer per materialised value (written at tail[i] by layer i's
-    // operators); aliases (input, flatten, dropout) point at their input's. Unless every value
-    // keeps its own buffer, a buffer returns to a free list once the last layer reading its value
-    // has been planned, and a later value takes the smallest free buffer that fits (growing the
-    // largest one when none does). A layer's output never shares a buffer with its own inputs,
-    // which are still live while it runs. The graph's input and output are never reused: callers
-    // write the input once and run many times.
-    void plan_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
-        const std::size_t n = g.layers.size();
-        auto is_alias = [&](std::size_t i) {
-            const OpKind op = g.layers[i].op;
-            return op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout;
-        };
-        // value_of[i]: the materialising layer whose buffer holds layer i's output (-1: fused
-        // into a later layer's operator and never materialised).
-        auto materialises = [&](std::size_t i) {
-            return plan.absorbed_by[i] < 0 && (!is_alias(i) || g.layers[i].op == OpKind::Input);
-        };
-        std::vector<int> value_of(n, -1);
-        for (std::size_t i = 0; i < n; ++i) {
-            if (materialises(i))
-                value_of[static_cast<std::size_t>(plan.tail[i])] = static_cast<int>(i);
-            else if (plan.absorbed_by[i] < 0)  // flatten, dropout
-                value_of[i] = value_of[static_cast<std::size_t>(g.layers[i].inputs[0])];
-        }
-        const int forever = static_cast<int>(n);
-        std::vector<int> last_read(n, -1);
-        for (std::size_t i = 0; i < n; ++i) {
-            if (plan.absorbed_by[i] >= 0 || is_alias(i)) continue;
-            for (int in : g.layers[i].inputs) {
-                const int v = value_of[static_cast<std::size_t>(in)];
-                if (v >= 0) last_read[static_cast<std::size_t>(v)] = static_cast<int>(i);
-            }
-        }
-        last_read.front() = forever;
-        if (value_of.back() >= 0) last_read[static_cast<std::size_t>(value_of.back())] = forever;
-
-        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
-        auto floats_for = [](const Shape& s) {
-            return static_cast<std::size_t>(s.elements()) + XNN_EXTRA_BYTES / sizeof(float) + 4;
-        };
-        std::vector<std::size_t> slot_floats;  // capacity of each buffer
-        std::vector<int> slot_of(n, -1);       // per materialising layer
-        std::vector<int> free_slots;
-        std::vector<std::pair<int, int>> releases;  // (last reader, slot), released after it
-        for (std::size_t i = 0; i < n; ++i) {
-            if (!materialises(i)) continue;
-            for (auto it = releases.begin(); it != releases.end();) {
-                if (it->first < static_cast<int>(i)) {
-                    free_slots.push_back(it->second);
-                    it = releases.erase(it);
-                } else {
-                    ++it;
-                }
-            }
-            const std::size_t need = floats_for(g.layers[static_cast<std::size_t>(plan.tail[i])].shape);
-            int chosen = -1;
-            if (!keep_intermediates) {
-                for (int sl : free_slots) {  // smallest that fits
-                    const std::size_t cap = slot_floats[static_cast<std::size_t>(sl)];
-                    if (cap >= need &&
-                        (chosen < 0 || cap < slot_floats[static_cast<std::size_t>(chosen)]))
-                        chosen = sl;
-                }
-                if (chosen < 0)  // else the largest, grown
-                    for (int sl : free_slots)
-                        if (chosen < 0 || slot_floats[static_cast<std::size_t>(sl)] >
-                                              slot_floats[static_cast<std::size_t>(chosen)])
-                            chosen = sl;
-            }
-            if (chosen >= 0) {
-                free_slots.erase(std::find(free_slots.begin(), free_slots.end(), chosen));
-                std::size_t& cap = slot_floats[static_cast<std::size_t>(chosen)];
-                cap = std::max(cap, need);
-            } else {
-                chosen = static_cast<int>(slot_floats.size());
-                slot_floats.push_back(need);
-            }
-            slot_of[i] = chosen;
-            releases.emplace_back(last_read[i], chosen);
-        }
-        // One arena for all buffers, each on a cache line; on Linux, backed by transparent huge
-        // pages where the kernel offers them (early layers of a 224x224 net stream megabytes,
-        // and 4 KiB pages cost a TLB miss every 1024 floats).
-        std::vector<std::size_t> offset;
-        std::size_t total = 0;
-        for (std::size_t cap : slot_floats) {
-            offset.push_back(total);
-            total += (cap * sizeof(float) + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment;
-        }
-        const std::size_t arena_alignment = total >= kHugePage ? kHugePage : kBufferAlignment;
-        total = (total + arena_alignment - 1) / arena_alignment * arena_alignment;
-        auto* arena = static_cast<float*>(::operator new[](total, std::align_val_t{arena_alignment}));
-        impl_->arena = Arena(arena, ArenaDelete{arena_alignment});
-#ifdef __linux__
-        if (arena_alignment == kHugePage) ::madvise(arena, total, MADV_HUGEPAGE);
-#endif
-        std::fill(arena, arena + total / sizeof(float), 0.0f);  // a fresh output is defined
-        std::vector<float*> slot_ptr;
-        for (std::size_t off : offset) slot_ptr.push_back(arena + off / sizeof(float));
-        for (std::size_t i = 0; i < n; ++i) {
-            const int v = value_of[i];
-            if (v < 0) continue;
-            // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
-            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(slot_of[static_cast<std::size_t>(v)])];
-            if (is_alias(i)) impl_->lowering[i] = XnnLowering::Alias;
-        }
-        impl_->buffer_bytes = 0;
-        for (std::size_t cap : slot_floats)
-            impl_->buffer_bytes += static_cast<std::int64_t>(cap * sizeof(float));
-    }
-
-    void build(const Graph& g, const Weights& w, bool keep_intermediates) {
-        const std::size_t n = g.layers.size();
-        impl_->ptr.assign(n, nullptr);
-        impl_->shapes.resize(n);
-        impl_->lowering.assign(n, XnnLowering::Operators);
-        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
-
-        // Fusions are decided by plan_fusion (latency_fusion.hpp), the one source of truth the
-        // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
-        // i's operator; tail[i]: the layer whose buffer receives layer i's output.
-        const FusionPlan plan = plan_fusion(g);
-        const std::vector<int>& absorbed_by = plan.absorbed_by;
-        const std::vector<int>& tail = plan.tail;
-        const std::vector<int>& folded_bn = plan.folded_bn;
-        const std::vector<Activation>& act = plan.act;
-
-        plan_buffers(g, plan, keep_intermediates);
-        for (std::size_t j = 0; j < n; ++j)
-            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
-
-        for (std::size_t i = 0; i < n; ++i) {
-            if (absorbed_by[i] >= 0) continue;
-            const Layer& l = g.layers[i];
-            const int idx = static_cast<int>(i);
-            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
-            auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
-            };
-            auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
-            };
-            switch (l.op) {
-            case OpKind::Input:
-            case OpKind::Flatten:
-            case OpKind::Dropout: break;
-            case OpKind::Conv2d:
-            case OpKind::DepthwiseConv2d:
-            case OpKind::FullyConnected:
-            case OpKind::BatchNorm:
-                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
-                break;
-            case OpKind::MaxPool:
-            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
-            case OpKind::GlobalAvgPool: {
-                const Shape s = in_shape(0);
-                const auto C = static_cast<std::size_t>(s.c);
-                const float inf = std::numeric_limits<float>::infinity();
-                xnn_operator_t op = nullptr;
-                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
-                      "xnn_create_global_average_pooling_nwc_f32");
-                add_op(idx, op);
-                check(xnn_setup_global_average_pooling_nwc_f32(
-                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
-                      l, "xnn_setup_global_average_pooling_nwc_f32");
-                break;
-            }
-            case OpKind::Add: {
-                const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
-                const Activation a = act[i];
-                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
-                const std::size_t k_last = l.inputs.size() - 1;
-                for (std::size_t k = 1; k <= k_last; ++k) {
-                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
-                                                                     : clamp_of(Activation::None);
-                    xnn_operator_t op = nullptr;
-                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
-                    add_op(idx, op);
-                    const float* a_in = k == 1 ? in_ptr(0) : out;
-                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
-                                               impl_->pool),
-                          l, "xnn_setup_add_nd_f32");
-                }
-                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
-                break;
-            }
-            case OpKind::Concat: {
-                const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
-                const auto total = static_cast<std::size_t>(l.shape.c);
-                std::size_t offset = 0;
-                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
-                    const auto c = static_cast<std::size_t>(in_shape(k).c);
-                    xnn_operator_t op = nullptr;
-                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
-                    add_op(idx, op);
-                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
-                          l, "xnn_setup_copy_nc_x32");
-                    offset += c;
-                }
-                break;
-            }
-            case OpKind::Mul: {
-                const Shape a = in_shape(0), b = in_shape(1);
-                const std::size_t da[3] = {static_cast<std::size_t>(a.h),
-                                           static_cast<std::size_t>(a.w),
-                                           static_cast<std::size_t>(a.c)};
-                const std::size_t db[3] = {static_cast<std::size_t>(b.h),
-                                           static_cast<std::size_t>(b.w),
-                                           static_cast<std::size_t>(b.c)};
-                const float inf = std::numeric_limits<float>::infinity();
-                xnn_operator_t op = nullptr;
-                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
-                add_op(idx, op);
-                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
-                                                impl_->pool),
-                      l, "xnn_setup_multiply_nd_f32");
-                break;
-            }
-            case OpKind::Relu:
-                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::Relu6:
-                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::HardSwish:
-                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::HardSigmoid:
-                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::Sigmoid:
-                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::Softmax: {
-                const auto C = static_cast<std::size_t>(l.shape.c);
-                xnn_operator_t op = nullptr;
-                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
-                add_op(idx, op);
-                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
-                                               in_ptr(0), out, impl_->pool),
-                      l, "xnn_setup_softmax_nc_f32");
-                break;
-            }
-            }
-        }
-    }
-
-    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation.
-    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
-                      const float* in, float* out) {
-        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
-        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
-        const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
-        const Shape os = last.shape;
-        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
-
-        // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
-        std::vector<float> kernel;
-        std::vector<double> bias(oc, 0.0);
-        bool has_bias = false;
-        std::size_t per_out = 0;
-        auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
-            const auto& gamma = w.at(b.name + ".weight").data;
-            const auto& beta = w.at(b.name + ".bias").data;
-            const auto& mean = w.at(b.name + ".running_mean").data;
-            const auto& var = w.at(b.name + ".running_var").data;
-            scale.resize(gamma.size());
-            shift.resize(gamma.size());
-            for (std::size_t c = 0; c < gamma.size(); ++c) {
-                scale[c] = gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps);
-                shift[c] = beta[c] - mean[c] * scale[c];
-            }
-        };
-        if (l.op == OpKind::BatchNorm) {
-            std::vector<double> scale, shift;
-            bn_params(l, scale, shift);
-            per_out = 1;
-            kernel.assign(scale.begin(), scale.end());
-            bias = shift;
-            has_bias = true;
-        } else {
-            const WeightTensor& wt = w.at(l.name + ".weight");
-            if (l.bias) {
-                const auto& b = w.at(l.name + ".bias").data;
-                bias.assign(b.begin(), b.end());
-                has_bias = true;
-            }
-            if (l.op == OpKind::Conv2d) {
-                // OIHW -> OHWI
-                const auto cig = static_cast<std::size_t>(is.c / l.groups);
-                const auto kh = static_cast<std::size_t>(l.kernel_h);
-                const auto kw = static_cast<std::size_t>(l.kernel_w);
-                per_out = kh * kw * cig;
-                kernel.resize(oc * per_out);
-                for (std::size_t o = 0; o < oc; ++o)
-                    for (std::size_t ic = 0; ic < cig; ++ic)
-                        for (std::size_t y = 0; y < kh; ++y)
-                            for (std::size_t x = 0; x < kw; ++x)
-                                kernel[((o * kh + y) * kw + x) * cig + ic] =
-                                    wt.data[((o * cig + ic) * kh + y) * kw + x];
-            } else {
-                // dwconv [C*m][1][kh][kw] and fc [out][in] are already XNNPACK's layout.
-                kernel = wt.data;
-                per_out = kernel.size() / oc;
-            }
-            if (bn >= 0) {
-                std::vector<double> scale, shift;
-                bn_params(last, scale, shift);
-                for (std::size_t o = 0; o < oc; ++o) {
-                    for (std::size_t k = 0; k < per_out; ++k)
-                        kernel[o * per_out + k] =
-                            static_cast<float>(kernel[o * per_out + k] * scale[o]);
-                    bias[o] = bias[o] * scale[o] + shift[o];
-                }
-                has_bias = true;
-            }
-        }
-        if (a == Activation::HardSigmoid) {
-            // relu6(y + 3) / 6 = clamp(y/6 + 1/2, 0, 1): scale the affine map, clamp to [0, 1].
-            for (float& k : kernel) k = static_cast<float>(k / 6.0);
-            for (double& b : bias) b = (b + 3.0) / 6.0;
-            has_bias = true;
-        }
-        std::vector<float> bias_f(bias.begin(), bias.end());
-        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
-        const bool clamp_fused =
-            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
-        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
-
-        xnn_operator_t op = nullptr;
-        if (l.op == OpKind::FullyConnected) {
-            const auto ic = static_cast<std::size_t>(is.elements());
-            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
-                                                    0, &op),
-                  l, "xnn_create_fully_connected_nc_f32");
-            add_op(idx, op);
-            check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
-                  "xnn_setup_fully_connected_nc_f32");
-        } else {
-            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-            std::size_t gic = 0, goc = 0;
-            std::array<int, 4> pads{0, 0, 0, 0};
-            if (l.op == OpKind::BatchNorm) {
-                groups = static_cast<std::uint32_t>(is.c);
-                gic = goc = 1;
-            } else {
-                kh = static_cast<std::uint32_t>(l.kernel_h);
-                kw = static_cast<std::uint32_t>(l.kernel_w);
-                sh = static_cast<std::uint32_t>(l.stride_h);
-                sw = static_cast<std::uint32_t>(l.stride_w);
-                dh = static_cast<std::uint32_t>(l.dilation_h);
-                dw = static_cast<std::uint32_t>(l.dilation_w);
-                pads = l.pads;
-                if (l.op == OpKind::Conv2d) {
-                    groups = static_cast<std::uint32_t>(l.groups);
-                    gic = static_cast<std::size_t>(is.c / l.groups);
-                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
-                } else {
-                    groups = static_cast<std::uint32_t>(is.c);
-                    gic = 1;
-                    goc = static_cast<std::size_t>(l.multiplier);
-                }
-            }
-            for (int p : pads)
-                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
-            check(xnn_create_convolution2d_nhwc_f32(
-                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
-                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
-                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                      kernel.data(), bias_ptr, lo, hi, 0, &op),
-                  l, "xnn_create_convolution2d_nhwc_f32");
-            add_op(idx, op);
-            check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_convolution2d_nhwc_f32");
-        }
-        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
-    }
-
-    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
-        const Shape os = l.shape;
-        std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
-        // A window lying entirely in the padding has no defined value in XNNPACK.
-        if (l.kernel_h <= p[0] || l.kernel_w <= p[1] ||
-            (os.h - 1) * l.stride_h - p[0] >= is.h || (os.w - 1) * l.stride_w - p[1] >= is.w)
-            throw ExecutorError("XNNPACK: " + where(l) +
-                                ": a pooling window lies entirely in the padding");
-        // ceil=true (or any excess): pad the bottom/right so that floor division gives os.
-        p[2] = std::max<std::int64_t>(p[2], (os.h - 1) * l.stride_h + l.kernel_h - is.h - p[0]);
-        p[3] = std::max<std::int64_t>(p[3], (os.w - 1) * l.stride_w + l.kernel_w - is.w - p[1]);
-        const std::int64_t xh = (is.h + p[0] + p[2] - l.kernel_h) / l.stride_h + 1;
-        const std::int64_t xw = (is.w + p[1] + p[3] - l.kernel_w) / l.stride_w + 1;
-        if (xh != os.h || xw != os.w)
-            throw ExecutorError("XNNPACK: " + where(l) + ": padding " + std::to_string(p[0]) + "," +
-                                std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
-                                std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
-                                std::to_string(xw) + ", not the inferred " + to_string(os));
-        const auto C = static_cast<std::size_t>(is.c);
-        if (l.kernel_h == 1 && l.kernel_w == 1) {
-            // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
-            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
-            Step s;
-            s.layer = idx;
-            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
-            s.loop = [in, out, is, os, sh, sw, pt, pl] {
-                for (std::int64_t y = 0; y < os.h; ++y)
-                    for (std::int64_t x = 0; x < os.w; ++x) {
-                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
-                        std::copy(in + (iy * is.w + ix) * is.c, in + (iy * is.w + ix + 1) * is.c,
-                                  out + (y * os.w + x) * os.c);
-                    }
-            };
-            impl_->steps.push_back(std::move(s));
-            return;
-        }
-        const float inf = std::numeric_limits<float>::infinity();
-        xnn_operator_t op = nullptr;
-        const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
-        if (l.op == OpKind::MaxPool) {
-            check(xnn_create_max_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
-                                                    u(l.kernel_h), u(l.kernel_w), u(l.stride_h),
-                                                    u(l.stride_w), 1, 1, C, C, C, -inf, inf, 0, &op),
-                  l, "xnn_create_max_pooling2d_nhwc_f32");
-            add_op(idx, op);
-            check(xnn_setup_max_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_max_pooling2d_nhwc_f32");
-        } else {
-            check(xnn_create_average_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
-                                                        u(l.kernel_h), u(l.kernel_w),
-                                                        u(l.stride_h), u(l.stride_w), C, C, C,
-                                                        -inf, inf, 0, &op),
-                  l, "xnn_create_average_pooling2d_nhwc_f32");
-            add_op(idx, op);
-            check(xnn_setup_average_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
-                                                       static_cast<std::size_t>(is.w), in, out,
-                                                       impl_->pool),
-                  l, "xnn_setup_average_pooling2d_nhwc_f32");
-        }
-    }
+    virtual ~Trainer() = default;
+    // Short proxy training (a subset, few epochs: seconds); returns validation accuracy.
+    virtual double proxy_accuracy(const Graph& graph) = 0;
+    // Full training; saves safetensors weights (batch norm folded) to `weights_path`.
+    virtual FinalTraining train_final(const Graph& graph, const std::string& weights_path) = 0;
 };
-
-// A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
-// and every measurement (bench, profile, evaluation) should see the same data.
-inline void fill_timing_input(XnnExecutor& executor) {
-    float* input = executor.input();
-    const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i)
-        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
-}
 
 }  // namespace lamda
 
-#endif  // defined(LAMDA_WITH_XNNPACK)
+#endif  // LAMDA_SEARCH_HPP
+// ---- end include/lamda/search.hpp ----
+// ---- begin include/lamda/design.hpp ----
+// lamda/design.hpp: the design space the built-in proposers search -- a compact description of a
+// stage-wise convolutional classifier (stem, stages of blocks, head) that renders to DSL text.
+// The offline designer edits these the way an engineer would (width, depth, kernel size, stride
+// placement, expansion ratio, block type, squeeze-excitation); the random baseline samples them.
+//
+//   Design d = zoo_seed_designs()[0];          // tiny_mobilenet's structure
+//   std::string dsl = render_design(d, {28, 28, 1}, 10, "candidate");
+//   std::string compact = design_to_string(d); // "stem=16k3s2 act=relu6 | ir c16 r1 s1 k3 e3 se | ..."
+//   Design back; std::string err = parse_design(compact, back);   // exact round trip
+//
+// Layer names follow the structure: `stem`, `s<I>b<J>_<part>` for block J of stage I, `head`,
+// `fc`; stage_of_layer() maps a name back to its stage, which is how per-layer latency feedback
+// becomes an edit of the right stage.
+#ifndef LAMDA_DESIGN_HPP
+#define LAMDA_DESIGN_HPP
 
-#endif  // LAMDA_XNNPACK_HPP
-// ---- end include/lamda/xnnpack.hpp ----
-#endif
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
 
 namespace lamda {
 
-// Thrown by the dataset readers; the message names the file (or dataset) and the problem.
-class DatasetError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
+enum class BlockKind {
+    Conv,       // kxk conv -> bn -> act (VGG style)
+    Residual,   // two kxk convs with an identity or 1x1 shortcut (ResNet basic block)
+    Separable,  // kxk depthwise -> bn -> act -> 1x1 conv -> bn -> act (MobileNetV1)
+    Inverted,   // 1x1 expand -> kxk depthwise -> [SE] -> 1x1 linear project (+ residual) (MobileNetV2)
 };
 
-// Labelled images, all of one shape, stored together.
-struct Dataset {
-    Shape shape;      // of one image: height x width x channels
-    int classes = 0;  // labels lie in 0 .. classes-1
-    std::vector<float> images;          // size() * shape.elements() values, NHWC, in [0, 1]
-    std::vector<std::int32_t> labels;   // one per image
+inline constexpr std::string_view block_kind_name(BlockKind k) noexcept {
+    switch (k) {
+    case BlockKind::Conv: return "conv";
+    case BlockKind::Residual: return "res";
+    case BlockKind::Separable: return "sep";
+    case BlockKind::Inverted: return "ir";
+    }
+    return "?";
+}
 
-    std::size_t size() const noexcept { return labels.size(); }
-    bool empty() const noexcept { return labels.empty(); }
-    // Image i's shape.elements() values (NHWC).
-    const float* image(std::size_t i) const noexcept {
-        return images.data() + i * static_cast<std::size_t>(shape.elements());
+struct StageDesign {
+    BlockKind kind = BlockKind::Inverted;
+    int channels = 16;  // output channels of every block in the stage
+    int repeats = 1;    // blocks in the stage, 1..6
+    int stride = 1;     // 1 or 2, applied by the first block
+    bool pool = false;  // downsample with a 2x2 max pool after the first block instead of stride
+    int kernel = 3;     // 3, 5 or 7
+    int expansion = 1;  // Inverted only, 1..6
+    bool se = false;    // squeeze-excitation at the end of each block
+    bool operator==(const StageDesign& o) const {
+        return kind == o.kind && channels == o.channels && repeats == o.repeats &&
+               stride == o.stride && pool == o.pool && kernel == o.kernel &&
+               expansion == o.expansion && se == o.se;
     }
 };
 
-// A training set and a test set (empty when a directory has none) of the same image shape.
-struct DatasetSplits {
-    std::string name;  // "fashion-mnist", or the directory as given
-    Dataset train;
-    Dataset test;
+struct Design {
+    int stem_channels = 16;
+    int stem_kernel = 3;
+    int stem_stride = 1;
+    std::vector<StageDesign> stages;
+    int head_channels = 0;  // 1x1 conv before global pooling; 0: none
+    Activation act = Activation::Relu;
+    bool operator==(const Design& o) const {
+        return stem_channels == o.stem_channels && stem_kernel == o.stem_kernel &&
+               stem_stride == o.stem_stride && stages == o.stages &&
+               head_channels == o.head_channels && act == o.act;
+    }
 };
 
-struct DatasetLimits {
-    std::int64_t max_file_bytes = std::int64_t{1} << 30;  // per file, after decompression
-    int max_classes = 65536;
+// Bounds of the design space, shared by the editor, the sampler and parse_design.
+struct DesignBounds {
+    int min_channels = 8, max_channels = 512;  // multiples of 8
+    int max_stages = 6, max_repeats = 6, max_expansion = 6;
+    int max_head = 1280;
 };
 
-// Where `--dataset fashion-mnist` looks (Debian's dataset-fashion-mnist package).
-inline constexpr std::string_view fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
+namespace design_detail {
 
-// ---------------------------------------------------------------------------------------------
-// Reading files
-// ---------------------------------------------------------------------------------------------
-
-namespace dataset_detail {
-
-inline std::string mib(std::int64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
-
-inline bool is_gzip(const std::vector<unsigned char>& b) {
-    return b.size() >= 2 && b[0] == 0x1f && b[1] == 0x8b;
+inline int round8(double v, const DesignBounds& b) {
+    const int r = static_cast<int>(v / 8.0 + 0.5) * 8;
+    return std::clamp(r, b.min_channels, b.max_channels);
 }
 
-#if defined(LAMDA_WITH_ZLIB)
-// Inflates a gzip file (several members allowed, as gzip -c a b > c makes), growing the output as
-// data arrives rather than trusting any size in the file.
-inline std::vector<unsigned char> gunzip(const std::vector<unsigned char>& in,
-                                         const std::string& path, std::int64_t max_bytes) {
-    std::vector<unsigned char> out;
-    z_stream z{};
-    if (inflateInit2(&z, 15 + 16) != Z_OK)
-        throw DatasetError(path + ": cannot initialise zlib");
-    struct End {
-        z_stream* z;
-        ~End() { inflateEnd(z); }
-    } end{&z};
-    std::size_t pos = 0;
-    unsigned char chunk[1 << 16];
-    while (true) {
-        const std::size_t avail = std::min<std::size_t>(in.size() - pos, 1u << 30);
-        z.next_in = const_cast<unsigned char*>(in.data() + pos);
-        z.avail_in = static_cast<uInt>(avail);
-        z.next_out = chunk;
-        z.avail_out = sizeof chunk;
-        const int rc = inflate(&z, Z_NO_FLUSH);
-        pos += avail - z.avail_in;
-        const std::size_t produced = sizeof chunk - z.avail_out;
-        if (static_cast<std::int64_t>(out.size() + produced) > max_bytes)
-            throw DatasetError(path + ": decompresses to more than " + mib(max_bytes) +
-                               " (the limit for one dataset file)");
-        out.insert(out.end(), chunk, chunk + produced);
-        if (rc == Z_STREAM_END) {
-            // Another gzip member may follow; trailing zero padding is tolerated as gzip does.
-            while (pos < in.size() && in[pos] == 0) ++pos;
-            if (pos >= in.size()) break;
-            if (inflateReset(&z) != Z_OK) throw DatasetError(path + ": zlib reset failed");
-            continue;
+struct Writer {
+    std::string out;
+    std::string last;  // the value the next plain-chain layer reads
+    void line(const std::string& name, const std::string& rest) {
+        out += name + ": " + rest + "\n";
+        last = name;
+    }
+    // conv/dwconv followed by batchnorm and the activation; returns the last name.
+    std::string conv_bn(const std::string& name, const std::string& op, Activation act) {
+        line(name, op + " bias=false");
+        line(name + "_bn", "batchnorm");
+        if (act != Activation::None) line(name + "_act", std::string(activation_name(act)));
+        return last;
+    }
+};
+
+inline std::string conv_op(int out, int kernel, int stride) {
+    std::string s = "conv2d out=" + std::to_string(out) + " kernel=" + std::to_string(kernel);
+    if (stride != 1) s += " stride=" + std::to_string(stride);
+    return s;
+}
+inline std::string dw_op(int kernel, int stride) {
+    std::string s = "dwconv kernel=" + std::to_string(kernel);
+    if (stride != 1) s += " stride=" + std::to_string(stride);
+    return s;
+}
+
+// Squeeze-excitation on `value` (channels c): gap -> 1x1 conv + relu -> 1x1 conv + hardsigmoid -> mul.
+inline std::string squeeze_excite(Writer& w, const std::string& prefix, const std::string& value, int c) {
+    const int squeezed = std::max(8, (c / 4 + 7) / 8 * 8);
+    w.line(prefix + "_se_pool", "gap " + value);
+    w.line(prefix + "_se_fc1", "conv2d out=" + std::to_string(squeezed) + " kernel=1 act=relu");
+    w.line(prefix + "_se_fc2", "conv2d out=" + std::to_string(c) + " kernel=1 act=hardsigmoid");
+    w.line(prefix + "_se", "mul " + value + ", " + prefix + "_se_fc2");
+    return w.last;
+}
+
+inline std::string block(Writer& w, const std::string& p, const StageDesign& s, int in_c, int stride,
+                         Activation act) {
+    const std::string input = w.last;
+    const int c = s.channels;
+    std::string out;
+    bool residual_ok = stride == 1 && in_c == c;
+    switch (s.kind) {
+    case BlockKind::Conv:
+        out = w.conv_bn(p + "_conv", conv_op(c, s.kernel, stride), act);
+        if (s.se) out = squeeze_excite(w, p, out, c);
+        return out;
+    case BlockKind::Separable:
+        w.conv_bn(p + "_dw", dw_op(s.kernel, stride), act);
+        out = w.conv_bn(p + "_pw", conv_op(c, 1, 1), act);
+        if (s.se) out = squeeze_excite(w, p, out, c);
+        return out;
+    case BlockKind::Residual: {
+        w.conv_bn(p + "_conv1", conv_op(c, s.kernel, stride), act);
+        out = w.conv_bn(p + "_conv2", conv_op(c, s.kernel, 1), Activation::None);
+        if (s.se) out = squeeze_excite(w, p, out, c);
+        std::string shortcut = input;
+        if (!residual_ok) {
+            w.last = input;
+            shortcut = w.conv_bn(p + "_down", conv_op(c, 1, stride), Activation::None);
         }
-        if (rc == Z_BUF_ERROR && avail == 0 && produced == 0)
-            throw DatasetError(path + ": the gzip stream is truncated (the file ends early)");
-        if (rc != Z_OK && rc != Z_BUF_ERROR)
-            throw DatasetError(path + ": corrupt gzip data (zlib: " +
-                               (z.msg ? std::string(z.msg) : "error " + std::to_string(rc)) + ")");
+        w.line(p, "add " + shortcut + ", " + out + " act=" + std::string(activation_name(act)));
+        return w.last;
+    }
+    case BlockKind::Inverted: {
+        const int hidden = s.expansion * in_c;
+        if (s.expansion > 1) w.conv_bn(p + "_expand", conv_op(hidden, 1, 1), act);
+        out = w.conv_bn(p + "_dw", dw_op(s.kernel, stride), act);
+        if (s.se) out = squeeze_excite(w, p, out, hidden);
+        w.last = out;
+        out = w.conv_bn(p + "_project", conv_op(c, 1, 1), Activation::None);
+        if (residual_ok) w.line(p, "add " + input + ", " + out);
+        return w.last;
+    }
     }
     return out;
 }
-#endif
 
-// The file's bytes, decompressed when it is gzip (recognised by its magic, whatever its name).
-inline std::vector<unsigned char> read_bytes(const std::string& path, const DatasetLimits& limits) {
-    std::error_code ec;
-    const auto status = std::filesystem::status(path, ec);
-    if (ec || !std::filesystem::exists(status))
-        throw DatasetError(path + ": no such file");
-    if (!std::filesystem::is_regular_file(status)) throw DatasetError(path + ": not a regular file");
-    const std::uintmax_t size = std::filesystem::file_size(path, ec);
-    if (ec) throw DatasetError(path + ": cannot read its size: " + ec.message());
-    if (size > static_cast<std::uintmax_t>(limits.max_file_bytes))
-        throw DatasetError(path + ": " + mib(static_cast<std::int64_t>(size)) +
-                           ", more than the limit of " + mib(limits.max_file_bytes) +
-                           " for one dataset file");
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw DatasetError(path + ": cannot open for reading");
-    std::vector<unsigned char> bytes(static_cast<std::size_t>(size));
-    if (size > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
-        throw DatasetError(path + ": read error");
-    if (!is_gzip(bytes)) return bytes;
-#if defined(LAMDA_WITH_ZLIB)
-    return gunzip(bytes, path, limits.max_file_bytes);
-#else
-    throw DatasetError(path + ": the file is gzip-compressed, but this lamda was built without zlib "
-                              "(install zlib1g-dev and rebuild, or gunzip the file)");
-#endif
-}
+}  // namespace design_detail
 
-// An array read from an IDX or .npy file: its dimensions and its values as 64-bit integers
-// (uint8 images, integer labels) or floats (float32 images).
-struct Array {
-    std::vector<std::int64_t> dims;
-    std::vector<std::uint8_t> u8;    // IDX and uint8 .npy
-    std::vector<float> f32;          // float32 .npy
-    std::vector<std::int64_t> ints;  // integer .npy of any other type
-    std::int64_t count() const noexcept {
-        std::int64_t n = 1;
-        for (std::int64_t d : dims) n *= d;
-        return n;
+// The DSL text of `d` for inputs of shape `input` and `classes` outputs (logits). The text may
+// still be invalid for the input (too many downsamplings for a small image): parse it to know.
+inline std::string render_design(const Design& d, const Shape& input, int classes,
+                                 const std::string& model_name = "candidate") {
+    using namespace design_detail;
+    Writer w;
+    w.out = "model " + model_name + "\n";
+    w.line("input", "input shape=" + std::to_string(input.h) + "x" + std::to_string(input.w) + "x" +
+                        std::to_string(input.c));
+    w.conv_bn("stem", conv_op(d.stem_channels, d.stem_kernel, d.stem_stride), d.act);
+    int c = d.stem_channels;
+    for (std::size_t i = 0; i < d.stages.size(); ++i) {
+        const StageDesign& s = d.stages[i];
+        for (int j = 0; j < s.repeats; ++j) {
+            const std::string p = "s" + std::to_string(i) + "b" + std::to_string(j);
+            const int stride = (j == 0 && !s.pool) ? s.stride : 1;
+            block(w, p, s, c, stride, d.act);
+            c = s.channels;
+            if (j == 0 && s.pool && s.stride == 2) w.line(p + "_pool", "maxpool kernel=2");
+        }
     }
-};
-
-inline std::string dims_string(const std::vector<std::int64_t>& dims) {
-    std::string s;
-    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? " x " : "") + std::to_string(dims[i]);
-    return dims.empty() ? "a scalar" : s;
+    if (d.head_channels > 0) w.conv_bn("head", conv_op(d.head_channels, 1, 1), d.act);
+    w.line("pool", "gap");
+    w.line("fc", "fc out=" + std::to_string(classes));
+    return w.out;
 }
 
-// Product of `dims` times `item`, or -1 when it exceeds `limit` (checked before multiplying
-// further, so a header claiming 2^32 x 2^32 x ... cannot overflow).
-inline std::int64_t checked_bytes(const std::vector<std::int64_t>& dims, std::int64_t item,
-                                  std::int64_t limit) {
-    std::int64_t n = item;
-    for (std::int64_t d : dims) {
-        if (d < 0) return -1;
-        if (d != 0 && n > limit / d) return -1;
-        n *= d;
+// The stage a layer named by render_design belongs to: -1 for the stem, stages.size() for the
+// head and classifier, -2 for a name render_design does not produce.
+inline int stage_of_layer(std::string_view name, std::size_t stage_count) {
+    if (name.rfind("stem", 0) == 0 || name == "input") return -1;
+    if (name.rfind("head", 0) == 0 || name == "pool" || name == "fc") return static_cast<int>(stage_count);
+    if (name.size() < 2 || name[0] != 's') return -2;
+    int v = 0;
+    std::size_t i = 1;
+    for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) v = v * 10 + (name[i] - '0');
+    if (i == 1 || i >= name.size() || name[i] != 'b') return -2;
+    return v;
+}
+
+// ---- Compact text form, kept in journal notes so a resumed search knows every design ----------
+
+inline std::string design_to_string(const Design& d) {
+    std::string s = "stem=" + std::to_string(d.stem_channels) + "k" + std::to_string(d.stem_kernel) +
+                    "s" + std::to_string(d.stem_stride) + " act=" + std::string(activation_name(d.act)) +
+                    " head=" + std::to_string(d.head_channels);
+    for (const StageDesign& st : d.stages) {
+        s += " | " + std::string(block_kind_name(st.kind)) + " c" + std::to_string(st.channels) + " r" +
+             std::to_string(st.repeats) + " s" + std::to_string(st.stride) + (st.pool ? "p" : "") +
+             " k" + std::to_string(st.kernel) + " e" + std::to_string(st.expansion) +
+             (st.se ? " se" : "");
     }
-    return n;
+    return s;
 }
 
-inline Array parse_idx(const std::vector<unsigned char>& b, const std::string& path) {
-    if (b.size() < 4 || b[0] != 0 || b[1] != 0)
-        throw DatasetError(path + ": not an IDX file (bad magic number)");
-    if (b[2] != 0x08)
-        throw DatasetError(path + ": IDX element type 0x" +
-                           std::string(1, "0123456789abcdef"[b[2] >> 4]) +
-                           std::string(1, "0123456789abcdef"[b[2] & 15]) +
-                           " is not supported; lamda reads unsigned-byte IDX files (type 0x08, "
-                           "the MNIST family)");
-    const std::size_t ndims = b[3];
-    if (ndims == 0 || ndims > 4)
-        throw DatasetError(path + ": IDX file with " + std::to_string(ndims) +
-                           " dimensions; expected 1 (labels), 3 or 4 (images)");
-    if (b.size() < 4 + 4 * ndims)
-        throw DatasetError(path + ": truncated IDX header (the file ends inside the dimensions)");
-    Array a;
-    for (std::size_t k = 0; k < ndims; ++k) {
-        const unsigned char* p = b.data() + 4 + 4 * k;
-        a.dims.push_back((std::int64_t{p[0]} << 24) | (std::int64_t{p[1]} << 16) |
-                         (std::int64_t{p[2]} << 8) | std::int64_t{p[3]});
-    }
-    const std::int64_t payload = static_cast<std::int64_t>(b.size() - 4 - 4 * ndims);
-    const std::int64_t need = checked_bytes(a.dims, 1, std::numeric_limits<std::int64_t>::max() / 2);
-    if (need != payload)
-        throw DatasetError(path + ": the IDX header claims " + dims_string(a.dims) + " = " +
-                           (need < 0 ? std::string("an impossible number of") : std::to_string(need)) +
-                           " bytes of data, but the file holds " + std::to_string(payload) +
-                           (need > payload || need < 0 ? " (truncated or corrupt)" : " (trailing bytes)"));
-    a.u8.assign(b.begin() + static_cast<std::ptrdiff_t>(4 + 4 * ndims), b.end());
-    return a;
-}
-
-// --- .npy -------------------------------------------------------------------------------------
-
-// The few Python literals an .npy header holds: {'descr': '<f4', 'fortran_order': False,
-// 'shape': (60000, 28, 28), }
-struct NpyHeader {
-    std::string descr;
-    bool fortran_order = false;
-    std::vector<std::int64_t> shape;
-    bool has_descr = false, has_order = false, has_shape = false;
-};
-
-inline NpyHeader parse_npy_header(std::string_view h, const std::string& path) {
-    NpyHeader out;
-    std::size_t i = 0;
-    const auto fail = [&](const std::string& what) -> DatasetError {
-        return DatasetError(path + ": malformed .npy header (" + what + "): " + std::string(h));
-    };
-    const auto skip = [&] {
-        while (i < h.size() && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r')) ++i;
-    };
-    const auto expect = [&](char c) {
-        skip();
-        if (i >= h.size() || h[i] != c) throw fail(std::string("expected '") + c + "'");
-        ++i;
-    };
-    const auto string_lit = [&]() -> std::string {
-        skip();
-        if (i >= h.size() || (h[i] != '\'' && h[i] != '"')) throw fail("expected a string");
-        const char q = h[i++];
-        const std::size_t start = i;
-        while (i < h.size() && h[i] != q) ++i;
-        if (i >= h.size()) throw fail("unterminated string");
-        return std::string(h.substr(start, i++ - start));
-    };
-    expect('{');
-    while (true) {
-        skip();
-        if (i < h.size() && h[i] == '}') break;
-        const std::string key = string_lit();
-        expect(':');
-        skip();
-        if (key == "descr") {
-            out.descr = string_lit();
-            out.has_descr = true;
-        } else if (key == "fortran_order") {
-            if (h.substr(i, 4) == "True") {
-                out.fortran_order = true;
-                i += 4;
-            } else if (h.substr(i, 5) == "False") {
-                i += 5;
+// Reads design_to_string's form; returns "" on success, else what is wrong.
+inline std::string parse_design(std::string_view text, Design& out, const DesignBounds& b = {}) {
+    Design d;
+    d.stages.clear();
+    std::vector<std::string> parts;
+    {
+        std::string cur;
+        for (char ch : text) {
+            if (ch == '|') {
+                parts.push_back(cur);
+                cur.clear();
             } else {
-                throw fail("fortran_order is neither True nor False");
+                cur += ch;
             }
-            out.has_order = true;
-        } else if (key == "shape") {
-            expect('(');
-            while (true) {
-                skip();
-                if (i < h.size() && h[i] == ')') break;
-                std::int64_t v = 0;
-                std::size_t digits = 0;
-                while (i < h.size() && h[i] >= '0' && h[i] <= '9') {
-                    if (++digits > 12) throw fail("a dimension is too large");
-                    v = v * 10 + (h[i++] - '0');
-                }
-                if (digits == 0) throw fail("expected a dimension");
-                out.shape.push_back(v);
-                if (out.shape.size() > 8) throw fail("more than 8 dimensions");
-                skip();
-                if (i < h.size() && h[i] == ',') ++i;
-                else if (i >= h.size() || h[i] != ')') throw fail("expected ',' or ')' in shape");
-            }
-            ++i;
-            out.has_shape = true;
-        } else {
-            throw fail("unknown key '" + key + "'");
         }
-        skip();
-        if (i < h.size() && h[i] == ',') ++i;
+        parts.push_back(cur);
     }
-    if (!out.has_descr || !out.has_order || !out.has_shape)
-        throw fail("it needs descr, fortran_order and shape");
-    return out;
-}
-
-inline Array parse_npy(const std::vector<unsigned char>& b, const std::string& path) {
-    static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-    if (b.size() < 10 || std::memcmp(b.data(), magic, 6) != 0)
-        throw DatasetError(path + ": not a NumPy .npy file (bad magic)");
-    const int major = b[6];
-    if (major < 1 || major > 3)
-        throw DatasetError(path + ": .npy format version " + std::to_string(major) +
-                           " is not supported (1 to 3 are)");
-    std::size_t header_len = 0, start = 0;
-    if (major == 1) {
-        header_len = b[8] | (std::size_t{b[9]} << 8);
-        start = 10;
-    } else {
-        if (b.size() < 12) throw DatasetError(path + ": truncated .npy header");
-        header_len = b[8] | (std::size_t{b[9]} << 8) | (std::size_t{b[10]} << 16) |
-                     (std::size_t{b[11]} << 24);
-        start = 12;
-    }
-    if (header_len > (1u << 20) || start + header_len > b.size())
-        throw DatasetError(path + ": truncated .npy header (it claims " +
-                           std::to_string(header_len) + " bytes)");
-    const NpyHeader h = parse_npy_header(
-        std::string_view(reinterpret_cast<const char*>(b.data() + start), header_len), path);
-    // descr: byte order ('<' little, '>' big, '|' or '=' not applicable / native) + kind + size.
-    if (h.descr.size() < 3) throw DatasetError(path + ": unsupported .npy dtype '" + h.descr + "'");
-    const char order = h.descr[0], kind = h.descr[1];
-    const std::string size_text = h.descr.substr(2);
-    const int item = size_text == "1" ? 1 : size_text == "2" ? 2 : size_text == "4" ? 4 : size_text == "8" ? 8 : 0;
-    const bool order_ok = order == '<' || order == '>' || order == '|' || order == '=';
-    const bool is_int = kind == 'i' || kind == 'u';
-    const bool is_f32 = kind == 'f' && item == 4;
-    if (!order_ok || item == 0 || !(is_int || is_f32))
-        throw DatasetError(path + ": .npy dtype '" + h.descr +
-                           "' is not supported (images: uint8 or float32; labels: integers)");
-    Array a;
-    a.dims = h.shape;
-    if (h.fortran_order && a.dims.size() > 1)
-        throw DatasetError(path + ": .npy array is in Fortran order; save it in C order "
-                                  "(numpy.ascontiguousarray)");
-    const std::int64_t payload = static_cast<std::int64_t>(b.size() - start - header_len);
-    const std::int64_t need = checked_bytes(a.dims, item, std::numeric_limits<std::int64_t>::max() / 2);
-    if (need != payload)
-        throw DatasetError(path + ": the .npy header claims " + dims_string(a.dims) + " values of " +
-                           std::to_string(item) + " byte(s) = " +
-                           (need < 0 ? std::string("an impossible number of") : std::to_string(need)) +
-                           " bytes, but the file holds " + std::to_string(payload) +
-                           (need > payload || need < 0 ? " (truncated or corrupt)" : " (trailing bytes)"));
-    const unsigned char* p = b.data() + start + header_len;
-    const std::size_t n = static_cast<std::size_t>(payload / item);
-    // Little-endian unless '>' (and '=' means this machine's order, which lamda's targets share
-    // with numpy's default '<').
-    const bool big = order == '>';
-    const auto load = [&](std::size_t k) -> std::uint64_t {
-        std::uint64_t v = 0;
-        for (int j = 0; j < item; ++j) {
-            const unsigned char byte = p[k * static_cast<std::size_t>(item) + static_cast<std::size_t>(j)];
-            v |= std::uint64_t{byte} << (8 * (big ? item - 1 - j : j));
-        }
-        return v;
+    auto number = [](const std::string& tok, std::size_t from, int& v, std::size_t& end) {
+        v = 0;
+        end = from;
+        while (end < tok.size() && tok[end] >= '0' && tok[end] <= '9' && v < 100000)
+            v = v * 10 + (tok[end++] - '0');
+        return end > from;
     };
-    if (is_f32) {
-        a.f32.resize(n);
-        for (std::size_t k = 0; k < n; ++k) {
-            const auto bits = static_cast<std::uint32_t>(load(k));
-            std::memcpy(&a.f32[k], &bits, 4);
+    {
+        std::istringstream head(parts[0]);
+        std::string tok;
+        int seen = 0;
+        while (head >> tok) {
+            std::size_t e = 0;
+            if (tok.rfind("stem=", 0) == 0) {
+                int c = 0, k = 0, s = 0;
+                if (!number(tok, 5, c, e) || e >= tok.size() || tok[e] != 'k' || !number(tok, e + 1, k, e) ||
+                    e >= tok.size() || tok[e] != 's' || !number(tok, e + 1, s, e) || e != tok.size())
+                    return "bad stem '" + tok + "'";
+                d.stem_channels = c, d.stem_kernel = k, d.stem_stride = s;
+                seen |= 1;
+            } else if (tok.rfind("act=", 0) == 0) {
+                bool found = false;
+                for (Activation a : all_activations)
+                    if (activation_name(a) == tok.substr(4)) d.act = a, found = true;
+                if (!found) return "bad activation '" + tok + "'";
+                seen |= 2;
+            } else if (tok.rfind("head=", 0) == 0) {
+                if (!number(tok, 5, d.head_channels, e) || e != tok.size()) return "bad head '" + tok + "'";
+                seen |= 4;
+            } else {
+                return "unexpected '" + tok + "'";
+            }
         }
-    } else if (kind == 'u' && item == 1) {
-        a.u8.assign(p, p + n);
-    } else {
-        a.ints.resize(n);
-        for (std::size_t k = 0; k < n; ++k) {
-            std::uint64_t v = load(k);
-            if (kind == 'i' && item < 8 && (v >> (8 * item - 1)) & 1) v |= ~std::uint64_t{0} << (8 * item);  // sign-extend
-            if (kind == 'u' && item == 8 && v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-                v = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
-            a.ints[k] = static_cast<std::int64_t>(v);
-        }
+        if (seen != 7) return "missing stem=, act= or head=";
     }
-    return a;
+    for (std::size_t i = 1; i < parts.size(); ++i) {
+        std::istringstream in(parts[i]);
+        std::string kind, tok;
+        in >> kind;
+        StageDesign st;
+        bool known = false;
+        for (BlockKind k : {BlockKind::Conv, BlockKind::Residual, BlockKind::Separable, BlockKind::Inverted})
+            if (block_kind_name(k) == kind) st.kind = k, known = true;
+        if (!known) return "stage " + std::to_string(i - 1) + ": unknown block kind '" + kind + "'";
+        while (in >> tok) {
+            std::size_t e = 0;
+            int v = 0;
+            if (tok == "se") {
+                st.se = true;
+                continue;
+            }
+            if (!number(tok, 1, v, e)) return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
+            switch (tok[0]) {
+            case 'c': st.channels = v; break;
+            case 'r': st.repeats = v; break;
+            case 's':
+                st.stride = v;
+                if (e < tok.size() && tok[e] == 'p') st.pool = true, ++e;
+                break;
+            case 'k': st.kernel = v; break;
+            case 'e': st.expansion = v; break;
+            default: return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
+            }
+            if (e != tok.size()) return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
+        }
+        d.stages.push_back(st);
+    }
+    // Bounds, so that a hand-edited journal cannot ask for something absurd.
+    if (d.stem_channels < b.min_channels || d.stem_channels > b.max_channels) return "stem channels out of range";
+    if (d.stem_kernel < 1 || d.stem_kernel > 7 || d.stem_stride < 1 || d.stem_stride > 2) return "stem out of range";
+    if (d.head_channels < 0 || d.head_channels > b.max_head) return "head out of range";
+    if (d.stages.empty() || static_cast<int>(d.stages.size()) > b.max_stages) return "stage count out of range";
+    for (const StageDesign& st : d.stages) {
+        if (st.channels < b.min_channels || st.channels > b.max_channels || st.repeats < 1 ||
+            st.repeats > b.max_repeats || st.stride < 1 || st.stride > 2 || st.kernel < 1 ||
+            st.kernel > 7 || st.expansion < 1 || st.expansion > b.max_expansion)
+            return "stage out of range";
+    }
+    out = d;
+    return {};
 }
 
-inline Array read_array(const std::string& path, const DatasetLimits& limits) {
-    const std::vector<unsigned char> bytes = read_bytes(path, limits);
-    if (bytes.size() >= 6 && bytes[0] == 0x93 && bytes[1] == 'N') return parse_npy(bytes, path);
-    return parse_idx(bytes, path);
+// The zoo's small models as designs: where the offline designer starts.
+//  - tiny_mobilenet (examples/models/tiny_mobilenet.lamda): stride-2 stem, inverted residuals
+//    with squeeze-excitation, a 1x1 head;
+//  - lenet5 (examples/models/lenet5.lamda) in modern form: conv + max-pool stages;
+//  - a MobileNetV1-style separable chain (the zoo's mobilenet family at 28x28 scale).
+inline std::vector<std::pair<std::string, Design>> zoo_seed_designs() {
+    std::vector<std::pair<std::string, Design>> seeds;
+    Design tiny;
+    tiny.stem_channels = 16, tiny.stem_kernel = 3, tiny.stem_stride = 2, tiny.act = Activation::Relu6;
+    tiny.stages = {{BlockKind::Inverted, 16, 1, 1, false, 3, 3, true},
+                   {BlockKind::Inverted, 24, 1, 2, false, 3, 4, false},
+                   {BlockKind::Inverted, 24, 1, 1, false, 3, 4, true}};
+    tiny.head_channels = 128;
+    seeds.emplace_back("tiny_mobilenet", tiny);
+    Design lenet;
+    lenet.stem_channels = 8, lenet.stem_kernel = 5, lenet.stem_stride = 1, lenet.act = Activation::Relu;
+    lenet.stages = {{BlockKind::Conv, 16, 1, 2, true, 5, 1, false}};
+    lenet.stages.insert(lenet.stages.begin(), StageDesign{BlockKind::Conv, 8, 1, 2, true, 3, 1, false});
+    lenet.head_channels = 0;
+    seeds.emplace_back("lenet5", lenet);
+    Design sep;
+    sep.stem_channels = 16, sep.stem_kernel = 3, sep.stem_stride = 2, sep.act = Activation::Relu;
+    sep.stages = {{BlockKind::Separable, 32, 1, 1, false, 3, 1, false},
+                  {BlockKind::Separable, 64, 2, 2, false, 3, 1, false}};
+    sep.head_channels = 0;
+    seeds.emplace_back("separable", sep);
+    return seeds;
 }
 
-}  // namespace dataset_detail
-
-// Images and labels from two files (IDX or .npy, raw or gzip, in any combination). `classes` is
-// max label + 1. Throws DatasetError.
-inline Dataset read_dataset_pair(const std::string& images_path, const std::string& labels_path,
-                                 const DatasetLimits& limits = {}) {
-    using dataset_detail::Array;
-    const Array im = dataset_detail::read_array(images_path, limits);
-    const Array lb = dataset_detail::read_array(labels_path, limits);
-    if (im.dims.size() != 3 && im.dims.size() != 4)
-        throw DatasetError(images_path + ": images are " + dataset_detail::dims_string(im.dims) +
-                           "; expected N x H x W or N x H x W x C");
-    if (!im.ints.empty())
-        throw DatasetError(images_path + ": images must be uint8 or float32, not another integer type");
-    const bool labels_column = lb.dims.size() == 2 && lb.dims[1] == 1;
-    if (lb.dims.size() != 1 && !labels_column)
-        throw DatasetError(labels_path + ": labels are " + dataset_detail::dims_string(lb.dims) +
-                           "; expected one dimension (N)");
-    if (!lb.f32.empty())
-        throw DatasetError(labels_path + ": labels must be integers, not float32");
-    Dataset d;
-    d.shape = Shape{im.dims[1], im.dims[2], im.dims.size() == 4 ? im.dims[3] : 1};
-    if (!d.shape.known() || im.dims[0] == 0)
-        throw DatasetError(images_path + ": no images (" + dataset_detail::dims_string(im.dims) + ")");
-    if (lb.dims[0] != im.dims[0])
-        throw DatasetError(labels_path + ": " + std::to_string(lb.dims[0]) + " labels for the " +
-                           std::to_string(im.dims[0]) + " images of " + images_path);
-    const auto n = static_cast<std::size_t>(im.dims[0]);
-    d.labels.resize(n);
-    std::int64_t max_label = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::int64_t v = lb.u8.empty() ? lb.ints[i] : std::int64_t{lb.u8[i]};
-        if (v < 0 || v >= limits.max_classes)
-            throw DatasetError(labels_path + ": label " + std::to_string(v) + " of image " +
-                               std::to_string(i) + " is out of range (0 to " +
-                               std::to_string(limits.max_classes - 1) + ")");
-        d.labels[i] = static_cast<std::int32_t>(v);
-        max_label = std::max(max_label, v);
+// A uniform draw from the design space (the random baseline): 1..4 stages of any block kind.
+inline Design random_design(std::mt19937_64& rng, const DesignBounds& b = {}) {
+    using namespace sample_detail;
+    Design d;
+    const int widths[] = {8, 16, 24, 32, 48, 64, 96, 128};
+    d.stem_channels = widths[uniform(rng, 0, 5)];
+    d.stem_kernel = uniform(rng, 0, 1) ? 5 : 3;
+    d.stem_stride = uniform(rng, 1, 2);
+    const Activation acts[] = {Activation::Relu, Activation::Relu6, Activation::HardSwish};
+    d.act = acts[uniform(rng, 0, 2)];
+    const int stages = uniform(rng, 1, 4);
+    for (int i = 0; i < stages; ++i) {
+        StageDesign s;
+        s.kind = static_cast<BlockKind>(uniform(rng, 0, 3));
+        s.channels = std::clamp(widths[uniform(rng, 0, 7)], b.min_channels, b.max_channels);
+        s.repeats = uniform(rng, 1, 3);
+        s.stride = uniform(rng, 1, 2);
+        s.pool = s.stride == 2 && chance(rng, 30);
+        const int kernels[] = {3, 5, 7};
+        s.kernel = kernels[uniform(rng, 0, 2)];
+        s.expansion = s.kind == BlockKind::Inverted ? uniform(rng, 1, 6) : 1;
+        s.se = chance(rng, 30);
+        d.stages.push_back(s);
     }
-    d.classes = static_cast<int>(max_label + 1);
-    if (!im.u8.empty()) {
-        d.images.resize(im.u8.size());
-        for (std::size_t k = 0; k < im.u8.size(); ++k) d.images[k] = im.u8[k] * (1.0f / 255.0f);
-    } else {
-        d.images = im.f32;
-        for (std::size_t k = 0; k < d.images.size(); ++k)
-            if (!std::isfinite(d.images[k]))
-                throw DatasetError(images_path + ": value " + std::to_string(k) + " is not finite");
-    }
+    d.head_channels = chance(rng, 40) ? widths[uniform(rng, 3, 7)] * 2 : 0;
     return d;
 }
 
-// The file names load_dataset() tries in a directory, in order: {train images, train labels,
-// test images, test labels} for each naming scheme (IDX names also with .gz).
-inline std::vector<std::vector<std::string>> dataset_file_names() {
-    return {
-        {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-         "t10k-labels-idx1-ubyte"},
-        {"train-images.idx3-ubyte", "train-labels.idx1-ubyte", "t10k-images.idx3-ubyte",
-         "t10k-labels.idx1-ubyte"},
-        {"train-images-idx4-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx4-ubyte",
-         "t10k-labels-idx1-ubyte"},
-        {"train_images.npy", "train_labels.npy", "test_images.npy", "test_labels.npy"},
-        {"x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy"},
-    };
+// Multiplies every width by `factor` (rounded to multiples of 8, within bounds).
+inline Design scale_width(Design d, double factor, const DesignBounds& b = {}) {
+    d.stem_channels = design_detail::round8(d.stem_channels * factor, b);
+    for (StageDesign& s : d.stages) s.channels = design_detail::round8(s.channels * factor, b);
+    if (d.head_channels > 0) d.head_channels = std::min(b.max_head, design_detail::round8(d.head_channels * factor, b));
+    return d;
 }
-
-// A training set and (when the directory has one) a test set from `dir`. Throws DatasetError
-// naming what was looked for when no training pair is there.
-inline DatasetSplits load_dataset_dir(const std::string& dir, const DatasetLimits& limits = {}) {
-    namespace fs = std::filesystem;
-    const auto find = [&](const std::string& name) -> std::string {
-        std::error_code ec;
-        for (const std::string& candidate : {name, name + ".gz"})
-            if (fs::is_regular_file(fs::path(dir) / candidate, ec)) return (fs::path(dir) / candidate).string();
-        return "";
-    };
-    std::string looked;
-    for (const auto& names : dataset_file_names()) {
-        const std::string train_images = find(names[0]), train_labels = find(names[1]);
-        looked += (looked.empty() ? "" : ", ") + names[0] + " + " + names[1];
-        if (train_images.empty() && train_labels.empty()) continue;
-        if (train_images.empty() || train_labels.empty())
-            throw DatasetError(dir + ": has " + (train_images.empty() ? train_labels : train_images) +
-                               " but not " + (train_images.empty() ? names[0] : names[1]));
-        DatasetSplits out;
-        out.name = dir;
-        out.train = read_dataset_pair(train_images, train_labels, limits);
-        const std::string test_images = find(names[2]), test_labels = find(names[3]);
-        if (test_images.empty() != test_labels.empty())
-            throw DatasetError(dir + ": has " + (test_images.empty() ? test_labels : test_images) +
-                               " but not " + (test_images.empty() ? names[2] : names[3]));
-        if (!test_images.empty()) {
-            out.test = read_dataset_pair(test_images, test_labels, limits);
-            if (out.test.shape != out.train.shape)
-                throw DatasetError(test_images + ": images are " + to_string(out.test.shape) +
-                                   ", the training images " + to_string(out.train.shape));
-            if (out.test.classes > out.train.classes)
-                throw DatasetError(test_labels + ": label " + std::to_string(out.test.classes - 1) +
-                                   " is outside the training set's classes 0 to " +
-                                   std::to_string(out.train.classes - 1));
-            out.test.classes = out.train.classes;
-        } else {
-            out.test.shape = out.train.shape;
-            out.test.classes = out.train.classes;
-        }
-        return out;
-    }
-    throw DatasetError(dir + ": no dataset files (looked for " + looked + ", IDX also with .gz)");
-}
-
-// `spec` is "fashion-mnist" (Debian's dataset-fashion-mnist package, installed in
-// /usr/share/datasets/fashion-mnist) or a directory (load_dataset_dir). Throws DatasetError.
-inline DatasetSplits load_dataset(const std::string& spec, const DatasetLimits& limits = {}) {
-    std::error_code ec;
-    if (spec == "fashion-mnist" || spec == "fashion_mnist") {
-        const std::string dir(fashion_mnist_dir);
-        if (!std::filesystem::is_directory(dir, ec))
-            throw DatasetError("dataset 'fashion-mnist': " + dir +
-                               " is missing; install Debian's dataset-fashion-mnist package "
-                               "(apt-get install dataset-fashion-mnist) or pass a directory of "
-                               "IDX or .npy files");
-        DatasetSplits d = load_dataset_dir(dir, limits);
-        d.name = "fashion-mnist";
-        return d;
-    }
-    if (!std::filesystem::is_directory(spec, ec))
-        throw DatasetError("dataset '" + spec +
-                           "': neither a known name (fashion-mnist) nor a directory of IDX or "
-                           ".npy files");
-    return load_dataset_dir(spec, limits);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Splits and subsets
-// ---------------------------------------------------------------------------------------------
-
-// A permutation of 0..n-1 from `seed`, the same on every platform (SplitMix64 and Fisher-Yates,
-// not std::shuffle, whose results differ between standard libraries).
-inline std::vector<std::size_t> seeded_permutation(std::size_t n, std::uint64_t seed) {
-    std::vector<std::size_t> p(n);
-    for (std::size_t i = 0; i < n; ++i) p[i] = i;
-    detail::SplitMix64 rng{seed ^ 0x6c616d6461ULL};
-    for (std::size_t i = n; i > 1; --i) {
-        const std::size_t j = static_cast<std::size_t>(rng.next() % i);
-        std::swap(p[i - 1], p[j]);
-    }
-    return p;
-}
-
-// The images at `indices`, in that order.
-inline Dataset select(const Dataset& d, const std::vector<std::size_t>& indices) {
-    Dataset out;
-    out.shape = d.shape;
-    out.classes = d.classes;
-    const auto per = static_cast<std::size_t>(d.shape.elements());
-    out.images.resize(indices.size() * per);
-    out.labels.resize(indices.size());
-    for (std::size_t k = 0; k < indices.size(); ++k) {
-        const std::size_t i = indices.at(k);
-        if (i >= d.size()) throw DatasetError("select: index " + std::to_string(i) + " out of range");
-        std::copy(d.image(i), d.image(i) + per, out.images.begin() + static_cast<std::ptrdiff_t>(k * per));
-        out.labels[k] = d.labels[i];
-    }
-    return out;
-}
-
-// Splits `d` into {train, validation}: a seeded random `validation_fraction` of it (at least one
-// image when the fraction is positive) is the validation set. The same seed gives the same split.
-inline std::pair<Dataset, Dataset> split_dataset(const Dataset& d, double validation_fraction,
-                                                 std::uint64_t seed) {
-    if (!(validation_fraction >= 0.0 && validation_fraction < 1.0))
-        throw DatasetError("split_dataset: validation fraction " + std::to_string(validation_fraction) +
-                           " is not in [0, 1)");
-    const std::vector<std::size_t> p = seeded_permutation(d.size(), seed);
-    std::size_t n_val = static_cast<std::size_t>(validation_fraction * static_cast<double>(d.size()) + 0.5);
-    if (validation_fraction > 0 && n_val == 0 && d.size() > 1) n_val = 1;
-    n_val = std::min(n_val, d.size());
-    std::vector<std::size_t> val(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(n_val));
-    std::vector<std::size_t> train(p.begin() + static_cast<std::ptrdiff_t>(n_val), p.end());
-    // Keep file order inside each part: a subset of the training part is then a seeded sample
-    // too, and the split reads the same however it is later subsampled.
-    std::sort(val.begin(), val.end());
-    std::sort(train.begin(), train.end());
-    return {select(d, train), select(d, val)};
-}
-
-// A seeded random sample of `n` images (all of them, in order, when n is 0 or >= size()).
-inline Dataset subset(const Dataset& d, std::size_t n, std::uint64_t seed) {
-    if (n == 0 || n >= d.size()) return d;
-    std::vector<std::size_t> p = seeded_permutation(d.size(), seed);
-    p.resize(n);
-    std::sort(p.begin(), p.end());
-    return select(d, p);
-}
-
-// Throws DatasetError unless `graph` classifies `d`'s images: its input is d.shape and its output
-// is 1x1xK with K >= d.classes (one score per class; the prediction is the largest).
-inline void check_classifier(const Graph& graph, const Dataset& d, std::string_view dataset_name = "") {
-    const std::string where = dataset_name.empty() ? std::string("the dataset") : "dataset '" + std::string(dataset_name) + "'";
-    if (graph.layers.empty()) throw DatasetError("the model has no layers");
-    const Shape in = graph.input().shape, out = graph.output().shape;
-    if (in != d.shape)
-        throw DatasetError("the model's input is " + to_string(in) + " but " + where + "'s images are " +
-                           to_string(d.shape));
-    if (out.h != 1 || out.w != 1 || out.c < d.classes)
-        throw DatasetError("the model's output '" + graph.output().name + "' is " + to_string(out) +
-                           "; classifying " + where + " needs 1x1x" + std::to_string(d.classes) +
-                           " (one score per class)");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Accuracy through the XNNPACK executor
-// ---------------------------------------------------------------------------------------------
-
-struct Accuracy {
-    double accuracy = 0;     // correct / n, in [0, 1]
-    std::int64_t correct = 0;
-    std::int64_t n = 0;
-};
-
-// Index of the largest of `n` scores; the first one on ties (as torch's argmax).
-inline std::int64_t argmax(const float* scores, std::int64_t n) noexcept {
-    std::int64_t best = 0;
-    for (std::int64_t k = 1; k < n; ++k)
-        if (scores[k] > scores[best]) best = k;
-    return best;
-}
-
-#if defined(LAMDA_WITH_XNNPACK)
-
-// The graph `weights` fit: `graph` itself, or `graph` with its batchnorms folded (fold.hpp) when
-// the weights were saved folded, as `lamda train --out` saves them. Throws ExecutorError listing
-// the problems against the folded graph when neither fits.
-inline Graph graph_for_weights(const Graph& graph, const Weights& weights) {
-    if (validate_weights(graph, weights).empty()) return graph;
-    Graph folded = fold_batchnorm_graph(graph);
-    const std::vector<std::string> problems = validate_weights(folded, weights);
-    if (problems.empty()) return folded;
-    std::string msg = "the weights fit neither the model nor the model with batch norm folded:";
-    for (const std::string& p : problems) msg += "\n  " + p;
-    throw ExecutorError(msg);
-}
-
-// Accuracy of `graph` with `weights` over the first `limit` images of `d` (all when 0), one image
-// at a time through XnnExecutor. Weights saved with batch norm folded are accepted
-// (graph_for_weights).
-inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, const Dataset& d,
-                                  int threads = 1, std::size_t limit = 0) {
-    const Graph g = graph_for_weights(graph, weights);
-    check_classifier(g, d);
-    XnnExecutor exec(g, weights, XnnOptions{threads});
-    const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
-    const auto per = static_cast<std::size_t>(d.shape.elements());
-    Accuracy a;
-    for (std::size_t i = 0; i < n; ++i) {
-        std::copy(d.image(i), d.image(i) + per, exec.input());
-        exec.run();
-        if (argmax(exec.output(), exec.output_shape().c) == d.labels[i]) ++a.correct;
-    }
-    a.n = static_cast<std::int64_t>(n);
-    a.accuracy = n ? static_cast<double>(a.correct) / static_cast<double>(n) : 0.0;
-    return a;
-}
-
-#endif  // defined(LAMDA_WITH_XNNPACK)
 
 }  // namespace lamda
 
-#endif  // LAMDA_DATASET_HPP
-// ---- end include/lamda/dataset.hpp ----
+#endif  // LAMDA_DESIGN_HPP
+// ---- end include/lamda/design.hpp ----
+// ---- begin include/lamda/proposers.hpp ----
+// lamda/proposers.hpp: where candidate networks come from. A Proposer hands the generation loop
+// (generate.hpp) one DSL text at a time and sees every decided candidate's record. Two built-in
+// proposers search design.hpp's space and need no network:
+//   - OfflineDesigner: starts from the zoo's small models and edits them the way an engineer
+//     would, steered by the loop's feedback: over budget -> shrink the stage whose layers cost
+//     most; well under budget -> grow where it is cheap; near the limit -> lateral moves.
+//   - RandomProposer: uniform draws from the same space, the baseline the designer must beat.
+// Both are deterministic functions of (seed, records so far), which is what lets `--resume`
+// continue a search from its journal: each keeps its design in the record's note.
+#ifndef LAMDA_PROPOSERS_HPP
+#define LAMDA_PROPOSERS_HPP
 
-// Optional parts.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace lamda {
+
+struct Proposal {
+    std::string dsl;
+    std::string note;  // what the proposer did, e.g. "shrink s1 width 48->32; design: ..."
+    // Non-empty: the proposer tried and failed to produce a candidate (an LLM turn that got no
+    // usable reply). The loop records it as a Failed candidate with this reason and goes on.
+    std::string error = {};
+};
+
+class Proposer {
+public:
+    virtual ~Proposer() = default;
+    virtual std::string name() const = 0;
+    // The next candidate, or nothing when the proposer has nothing new to offer. `records` holds
+    // every candidate decided so far, in order (those of a resumed journal included).
+    virtual std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) = 0;
+};
+
+// 16 hex digits of FNV-1a 64 over `text`: candidates are deduplicated by the hash of their
+// canonical form (print_dsl), so formatting, comments and attribute order do not matter.
+inline std::string text_hash(std::string_view text) {
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char ch : text) {
+        h ^= ch;
+        h *= 0x100000001b3ull;
+    }
+    static const char* digits = "0123456789abcdef";
+    std::string out(16, '0');
+    for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
+    return out;
+}
+
+// The canonical form of a valid DSL text and its hash; false if it does not parse.
+inline bool canonical_hash(std::string_view dsl, std::string& canonical, std::string& hash) {
+    ParseResult r = parse_dsl(dsl, "<candidate>");
+    if (!r.ok()) return false;
+    canonical = print_dsl(r.graph);
+    hash = text_hash(canonical);
+    return true;
+}
+
+namespace proposer_detail {
+
+inline constexpr std::string_view design_marker = "design: ";
+
+// The design a record's note carries (what the built-in proposers write), if any.
+inline std::optional<Design> design_of(const CandidateRecord& r) {
+    const std::size_t at = r.note.find(design_marker);
+    if (at == std::string::npos) return std::nullopt;
+    Design d;
+    if (!parse_design(std::string_view(r.note).substr(at + design_marker.size()), d).empty())
+        return std::nullopt;
+    return d;
+}
+
+inline std::set<std::string> seen_hashes(const std::vector<CandidateRecord>& records) {
+    std::set<std::string> seen;
+    for (const auto& r : records) seen.insert(r.hash);
+    return seen;
+}
+
+// A design's rendering for the task, if it parses and has not been seen.
+inline std::optional<Proposal> fresh(const Design& d, const Task& task, const std::set<std::string>& seen,
+                                     std::set<std::string>& tried, const std::string& what) {
+    const std::string text = render_design(d, task.input, task.classes);
+    std::string canonical, hash;
+    if (!canonical_hash(text, canonical, hash)) return std::nullopt;
+    if (seen.count(hash) || !tried.insert(hash).second) return std::nullopt;
+    return Proposal{text, what + "; " + std::string(design_marker) + design_to_string(d)};
+}
+
+// How far a record is from meeting the task's limits: the largest of latency/budget,
+// params/limit and memory/limit (1 = exactly at a limit), or nothing when it was not analysed.
+inline std::optional<double> violation(const CandidateRecord& r, const Task& task) {
+    if (r.params < 0) return std::nullopt;
+    const Constraints& c = task.constraints;
+    double v = 0;
+    if (c.max_params > 0) v = std::max(v, double(r.params) / double(c.max_params));
+    if (c.max_activation_bytes > 0) v = std::max(v, double(r.peak_activation_bytes) / double(c.max_activation_bytes));
+    if (c.latency_ms > 0) {
+        const auto ms = judged_latency_ms(r);
+        if (!ms) return std::nullopt;
+        v = std::max(v, *ms / c.latency_ms);
+    }
+    return v;
+}
+
+// Share of the record's cost per stage (index -1: stem, stages.size(): head), from top_layers.
+inline std::map<int, double> stage_costs(const CandidateRecord& r, std::size_t stage_count) {
+    std::map<int, double> cost;
+    for (const LayerCost& l : r.top_layers) {
+        const int s = stage_of_layer(l.name, stage_count);
+        if (s >= -1) cost[s] += l.share;
+    }
+    return cost;
+}
+
+}  // namespace proposer_detail
+
+// Uniform draws from design.hpp's space, rendered for the task; self-invalid draws (too many
+// downsamplings for the input) and repeats are drawn again.
+class RandomProposer : public Proposer {
+public:
+    explicit RandomProposer(std::uint64_t seed) : seed_(seed) {}
+    std::string name() const override { return "random"; }
+    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        const std::set<std::string> seen = proposer_detail::seen_hashes(records);
+        std::set<std::string> tried;
+        for (std::uint64_t attempt = 0; attempt < 1000; ++attempt) {
+            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
+            const Design d = random_design(rng);
+            if (auto p = proposer_detail::fresh(d, task, seen, tried, "random draw")) return p;
+        }
+        return std::nullopt;
+    }
+
+private:
+    std::uint64_t seed_;
+};
+
+// The built-in designer (see the top of this file).
+class OfflineDesigner : public Proposer {
+public:
+    explicit OfflineDesigner(std::uint64_t seed, DesignBounds bounds = {}) : seed_(seed), bounds_(bounds) {}
+    std::string name() const override { return "offline"; }
+
+    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        using namespace proposer_detail;
+        const std::set<std::string> seen = seen_hashes(records);
+        std::set<std::string> tried;
+        // The zoo's seeds first, each at the width the budget suggests once the first is known.
+        const auto seeds = zoo_seed_designs();
+        std::vector<std::pair<const CandidateRecord*, Design>> known;
+        for (const auto& r : records)
+            if (auto d = design_of(r)) known.emplace_back(&r, *d);
+        if (known.size() < seeds.size()) {
+            const auto& [seed_name, seed_design] = seeds[known.size()];
+            if (auto p = fresh(seed_design, task, seen, tried, "seed " + seed_name)) return p;
+        }
+        for (std::uint64_t attempt = 0; attempt < 400; ++attempt) {
+            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
+            if (known.empty()) {
+                // Nothing of ours parsed yet (every seed was a repeat): start from a random design.
+                if (auto p = fresh(random_design(rng, bounds_), task, seen, tried, "restart")) return p;
+                continue;
+            }
+            const auto& [parent, design] = pick_parent(rng, known, task);
+            std::string what;
+            const Design child = edit(rng, *parent, design, task, what, attempt);
+            if (auto p = fresh(child, task, seen, tried, what + " of #" + std::to_string(parent->index)))
+                return p;
+        }
+        return std::nullopt;
+    }
+
+private:
+    using Known = std::vector<std::pair<const CandidateRecord*, Design>>;
+
+    // Mostly the best feasible candidate; sometimes another of the best few, to keep exploring.
+    // With nothing feasible yet, the candidate closest to the limits.
+    const std::pair<const CandidateRecord*, Design>& pick_parent(std::mt19937_64& rng, const Known& known,
+                                                                 const Task& task) const {
+        using namespace sample_detail;
+        std::vector<std::size_t> feasible;
+        for (std::size_t i = 0; i < known.size(); ++i)
+            if (known[i].first->verdict == Verdict::Feasible) feasible.push_back(i);
+        if (!feasible.empty()) {
+            std::stable_sort(feasible.begin(), feasible.end(), [&](std::size_t a, std::size_t b) {
+                return objective_score(*known[a].first, task.objective) >
+                       objective_score(*known[b].first, task.objective);
+            });
+            const int roll = uniform(rng, 0, 99);
+            if (roll < 60 || feasible.size() == 1) return known[feasible[0]];
+            if (roll < 90)
+                return known[feasible[static_cast<std::size_t>(uniform(rng, 1, static_cast<int>(std::min<std::size_t>(4, feasible.size() - 1))))]];
+        }
+        // Closest to the limits among those that were analysed (or, early on, anything).
+        std::vector<std::pair<double, std::size_t>> ranked;
+        for (std::size_t i = 0; i < known.size(); ++i)
+            if (auto v = proposer_detail::violation(*known[i].first, task)) ranked.emplace_back(std::abs(*v - 0.9), i);
+        if (ranked.empty()) return known[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(known.size()) - 1))];
+        std::stable_sort(ranked.begin(), ranked.end());
+        const std::size_t top = std::min<std::size_t>(3, ranked.size());
+        return known[ranked[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(top) - 1))].second];
+    }
+
+    // One engineer's edit of `d` given how its record fared.
+    Design edit(std::mt19937_64& rng, const CandidateRecord& r, Design d, const Task& task, std::string& what,
+                std::uint64_t attempt) const {
+        using namespace sample_detail;
+        const double v = proposer_detail::violation(r, task).value_or(1.0);
+        const bool below_accuracy = r.verdict == Verdict::BelowAccuracy;
+        const bool invalid = r.verdict == Verdict::Invalid || r.verdict == Verdict::Failed;
+        // Far off the limit, or with slack to fill: resize every width so that the cost (roughly
+        // quadratic in width) lands just under the limit, as an engineer sizing a net would.
+        const bool resize = (v > 1.6 || (v < 0.45 && !below_accuracy)) ? attempt % 3 == 0
+                            : (v < 0.93 || v > 1.0) && chance(rng, 30);
+        if (!invalid && v > 0 && resize) {
+            const double factor = std::clamp(std::sqrt(0.96 / v), 0.4, 2.0) *
+                                  (1.0 + 0.04 * (uniform(rng, 0, 4) - 2) + 0.02 * double(attempt % 5));
+            what = "scale widths x" + std::to_string(factor).substr(0, 4);
+            return scale_width(d, factor, bounds_);
+        }
+        const auto costs = proposer_detail::stage_costs(r, d.stages.size());
+        if (v > 1.0 || invalid) {
+            what = "shrink";
+            shrink(rng, d, costs, what);
+        } else if (v < 0.85 || below_accuracy) {
+            what = "grow";
+            grow(rng, d, costs, what);
+        } else {
+            what = "lateral";
+            lateral(rng, d, what);
+        }
+        if (chance(rng, 25)) {  // a second, smaller change sometimes, to leave local optima
+            what += " + lateral";
+            lateral(rng, d, what);
+        }
+        return d;
+    }
+
+    // The stage to edit: drawn in proportion to its cost share (`expensive`) or its inverse.
+    static int pick_stage(std::mt19937_64& rng, const Design& d, const std::map<int, double>& costs, bool expensive) {
+        const int n = static_cast<int>(d.stages.size());
+        std::vector<double> w(static_cast<std::size_t>(n));
+        for (int i = 0; i < n; ++i) {
+            const auto it = costs.find(i);
+            const double share = it == costs.end() ? 0.02 : std::max(0.02, it->second);
+            w[static_cast<std::size_t>(i)] = expensive ? share : 1.0 / share;
+        }
+        // Inverse-CDF by hand: std::discrete_distribution's draws differ between standard
+        // libraries, and a search must replay identically wherever its journal is resumed.
+        double total = 0;
+        for (double x : w) total += x;
+        double r = total * static_cast<double>(sample_detail::below(rng, 1u << 30)) / double(1u << 30);
+        for (int i = 0; i < n; ++i) {
+            r -= w[static_cast<std::size_t>(i)];
+            if (r < 0) return i;
+        }
+        return n - 1;
+    }
+
+    void shrink(std::mt19937_64& rng, Design& d, const std::map<int, double>& costs, std::string& what) const {
+        using namespace sample_detail;
+        const auto stem_cost = costs.count(-1) ? costs.at(-1) : 0.0;
+        const auto head_cost = costs.count(int(d.stages.size())) ? costs.at(int(d.stages.size())) : 0.0;
+        if (stem_cost > 0.35 && chance(rng, 60)) {
+            if (d.stem_stride == 1) {
+                d.stem_stride = 2, what += " stem stride 1->2";
+            } else {
+                const int c = d.stem_channels;
+                d.stem_channels = design_detail::round8(c * 0.7, bounds_);
+                what += " stem width " + std::to_string(c) + "->" + std::to_string(d.stem_channels);
+            }
+            return;
+        }
+        if (head_cost > 0.3 && d.head_channels > 0 && chance(rng, 60)) {
+            const int c = d.head_channels;
+            d.head_channels = chance(rng, 30) ? 0 : design_detail::round8(c * 0.6, bounds_);
+            what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
+            return;
+        }
+        const int i = pick_stage(rng, d, costs, true);
+        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
+        const std::string at = " s" + std::to_string(i);
+        switch (uniform(rng, 0, 5)) {
+        case 0:
+        case 1: {
+            const int c = s.channels;
+            s.channels = design_detail::round8(c * 0.75, bounds_);
+            what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+            return;
+        }
+        case 2:
+            if (s.repeats > 1) {
+                --s.repeats, what += at + " depth -1";
+                return;
+            }
+            if (d.stages.size() > 1 && s.stride == 1) {
+                d.stages.erase(d.stages.begin() + i), what += at + " removed";
+                return;
+            }
+            break;
+        case 3:
+            if (s.kind == BlockKind::Inverted && s.expansion > 1) {
+                s.expansion = std::max(1, s.expansion - (s.expansion > 3 ? 2 : 1));
+                what += at + " expansion ->" + std::to_string(s.expansion);
+                return;
+            }
+            break;
+        case 4:
+            if (s.kernel > 3) {
+                s.kernel -= 2, what += at + " kernel ->" + std::to_string(s.kernel);
+                return;
+            }
+            if (s.se) {
+                s.se = false, what += at + " SE off";
+                return;
+            }
+            break;
+        default:
+            // Downsample earlier: the stage's stride moves to the stage before, or the stem.
+            if (s.stride == 1) {
+                s.stride = 2, s.pool = false, what += at + " stride 2";
+                return;
+            }
+            break;
+        }
+        const int c = s.channels;
+        s.channels = design_detail::round8(c * 0.8, bounds_);
+        what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+    }
+
+    void grow(std::mt19937_64& rng, Design& d, const std::map<int, double>& costs, std::string& what) const {
+        using namespace sample_detail;
+        const int i = pick_stage(rng, d, costs, false);
+        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
+        const std::string at = " s" + std::to_string(i);
+        switch (uniform(rng, 0, 6)) {
+        case 0:
+        case 1: {
+            const int c = s.channels;
+            s.channels = design_detail::round8(c * 1.3 + 4, bounds_);
+            what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+            return;
+        }
+        case 2:
+            if (s.repeats < bounds_.max_repeats) {
+                ++s.repeats, what += at + " depth +1";
+                return;
+            }
+            break;
+        case 3:
+            if (s.kind == BlockKind::Inverted && s.expansion < bounds_.max_expansion) {
+                ++s.expansion, what += at + " expansion ->" + std::to_string(s.expansion);
+                return;
+            }
+            if (!s.se) {
+                s.se = true, what += at + " SE on";
+                return;
+            }
+            break;
+        case 4:
+            if (static_cast<int>(d.stages.size()) < bounds_.max_stages) {
+                StageDesign extra = d.stages.back();
+                extra.channels = design_detail::round8(extra.channels * 1.5, bounds_);
+                extra.stride = 1, extra.pool = false, extra.repeats = 1;
+                d.stages.push_back(extra);
+                what += " new stage s" + std::to_string(d.stages.size() - 1);
+                return;
+            }
+            break;
+        case 5:
+            if (d.head_channels == 0) {
+                d.head_channels = design_detail::round8(d.stages.back().channels * 2, bounds_);
+                what += " head 0->" + std::to_string(d.head_channels);
+            } else {
+                const int c = d.head_channels;
+                d.head_channels = std::min(bounds_.max_head, design_detail::round8(c * 1.5, bounds_));
+                what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
+            }
+            return;
+        default:
+            if (s.stride == 2 && i + 1 < static_cast<int>(d.stages.size()) &&
+                d.stages[static_cast<std::size_t>(i + 1)].stride == 1) {
+                // Downsample one stage later: more resolution for this one.
+                d.stages[static_cast<std::size_t>(i + 1)].stride = 2;
+                d.stages[static_cast<std::size_t>(i + 1)].pool = s.pool;
+                s.stride = 1, s.pool = false;
+                what += at + " stride moved to s" + std::to_string(i + 1);
+                return;
+            }
+            if (d.stem_stride == 2 && chance(rng, 50)) {
+                d.stem_stride = 1, what += " stem stride 2->1";
+                return;
+            }
+            break;
+        }
+        const int c = s.channels;
+        s.channels = design_detail::round8(c * 1.25 + 4, bounds_);
+        what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+    }
+
+    // Changes that need not move cost much: block type, kernel, stride placement, SE, activation.
+    void lateral(std::mt19937_64& rng, Design& d, std::string& what) const {
+        using namespace sample_detail;
+        const int i = uniform(rng, 0, static_cast<int>(d.stages.size()) - 1);
+        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
+        const std::string at = " s" + std::to_string(i);
+        switch (uniform(rng, 0, 5)) {
+        case 0: {
+            const BlockKind k = static_cast<BlockKind>(uniform(rng, 0, 3));
+            if (k != s.kind) {
+                s.kind = k;
+                if (k == BlockKind::Inverted && s.expansion < 2) s.expansion = 3;
+                what += at + " block ->" + std::string(block_kind_name(k));
+                return;
+            }
+            break;
+        }
+        case 1: {
+            const int old = s.kernel;
+            s.kernel = s.kernel == 3 ? 5 : 3;
+            what += at + " kernel " + std::to_string(old) + "->" + std::to_string(s.kernel);
+            return;
+        }
+        case 2:
+            s.se = !s.se, what += at + (s.se ? " SE on" : " SE off");
+            return;
+        case 3:
+            if (s.stride == 2) {
+                s.pool = !s.pool, what += at + (s.pool ? " stride->maxpool" : " maxpool->stride");
+                return;
+            }
+            break;
+        case 4: {
+            const Activation acts[] = {Activation::Relu, Activation::Relu6, Activation::HardSwish};
+            const Activation a = acts[uniform(rng, 0, 2)];
+            if (a != d.act) {
+                d.act = a, what += " act ->" + std::string(activation_name(a));
+                return;
+            }
+            break;
+        }
+        default:
+            if (s.kind == BlockKind::Inverted) {
+                s.expansion = std::clamp(s.expansion + (chance(rng, 50) ? 1 : -1), 1, bounds_.max_expansion);
+                what += at + " expansion ->" + std::to_string(s.expansion);
+                return;
+            }
+            break;
+        }
+        s.se = !s.se, what += at + (s.se ? " SE on" : " SE off");
+    }
+
+    std::uint64_t seed_;
+    DesignBounds bounds_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_PROPOSERS_HPP
+// ---- end include/lamda/proposers.hpp ----
+
+// Optional parts, each before any header that includes it inside an #if block (an include
+// inlined under a condition is inlined again where it is next needed unconditionally).
 // ---- begin include/lamda/xnnpack.hpp ----
 // lamda/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
 // 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
@@ -7500,109 +6327,6 @@ inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, co
 #include <utility>
 #include <vector>
 
-// ---- begin include/lamda/latency_fusion.hpp ----
-// lamda/latency_fusion.hpp: which layers the XNNPACK executor fuses into which, decided from the
-// graph alone. One source of truth for the executor (xnnpack.hpp) and the latency model
-// (latency.hpp): the latency model predicts one figure per lowered operator, so it must see the
-// same fusions the executor makes. Needs nothing but ir.hpp.
-//
-//   lamda::FusionPlan p = lamda::plan_fusion(graph);
-//   p.absorbed_by[j] == i   layer j's work is done by layer i's operator(s) (j reads 0 ms)
-//   p.folded_bn[i]          the batchnorm folded into conv2d/dwconv/fc i, or -1
-//   p.act[i]                the activation layer i's operator(s) apply (its own act= or a fused one)
-//   p.tail[i]               the layer whose value layer i's operator(s) write
-//
-// Rules (those of XnnExecutor::build):
-//   - a batchnorm is folded into the conv2d/dwconv/fc before it when that layer has no act and
-//     the batchnorm is its only reader;
-//   - a relu/relu6/hardsigmoid/hardswish/sigmoid layer is fused into the conv2d/dwconv/fc/
-//     batchnorm/add before it (after any folded batchnorm) when it is that value's only reader
-//     and the layer has no act of its own;
-//   - the graph's output counts as one reader of the last layer.
-#ifndef LAMDA_LATENCY_FUSION_HPP
-#define LAMDA_LATENCY_FUSION_HPP
-
-#include <cstddef>
-#include <vector>
-
-
-namespace lamda {
-
-struct FusionPlan {
-    std::vector<int> absorbed_by;   // -1: runs its own operators (or none: input/flatten/dropout)
-    std::vector<int> folded_bn;     // -1: none
-    std::vector<int> tail;          // where layer i's operators write (i itself unless fused)
-    std::vector<Activation> act;    // applied by layer i's operators
-};
-
-// The activation a standalone activation layer stands for, or None for other ops.
-inline constexpr Activation activation_of_layer(OpKind op) noexcept {
-    switch (op) {
-    case OpKind::Relu: return Activation::Relu;
-    case OpKind::Relu6: return Activation::Relu6;
-    case OpKind::HardSigmoid: return Activation::HardSigmoid;
-    case OpKind::HardSwish: return Activation::HardSwish;
-    case OpKind::Sigmoid: return Activation::Sigmoid;
-    default: return Activation::None;
-    }
-}
-
-inline FusionPlan plan_fusion(const Graph& g) {
-    const std::size_t n = g.layers.size();
-    FusionPlan p;
-    p.absorbed_by.assign(n, -1);
-    p.folded_bn.assign(n, -1);
-    p.tail.resize(n);
-    p.act.assign(n, Activation::None);
-    if (n == 0) return p;
-
-    std::vector<int> readers(n, 0), sole_reader(n, -1);
-    for (std::size_t i = 0; i < n; ++i)
-        for (int in : g.layers[i].inputs) {
-            if (in < 0 || static_cast<std::size_t>(in) >= n) continue;
-            ++readers[static_cast<std::size_t>(in)];
-            sole_reader[static_cast<std::size_t>(in)] = static_cast<int>(i);
-        }
-    ++readers[n - 1];
-    auto only_reader = [&](std::size_t i) -> int { return readers[i] == 1 ? sole_reader[i] : -1; };
-
-    for (std::size_t i = 0; i < n; ++i) {
-        const Layer& l = g.layers[i];
-        p.tail[i] = static_cast<int>(i);
-        p.act[i] = takes_activation(l.op) ? l.act : Activation::None;
-        if (p.absorbed_by[i] >= 0) continue;
-        const bool affine = l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
-                            l.op == OpKind::FullyConnected || l.op == OpKind::BatchNorm;
-        if (!affine && l.op != OpKind::Add) continue;
-        std::size_t t = i;
-        if (affine && l.op != OpKind::BatchNorm && p.act[i] == Activation::None) {
-            const int r = only_reader(t);
-            if (r >= 0 && g.layers[static_cast<std::size_t>(r)].op == OpKind::BatchNorm) {
-                p.folded_bn[i] = r;
-                p.absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
-                t = static_cast<std::size_t>(r);
-            }
-        }
-        if (p.act[i] == Activation::None) {
-            const int r = only_reader(t);
-            if (r >= 0) {
-                const Activation a = activation_of_layer(g.layers[static_cast<std::size_t>(r)].op);
-                if (a != Activation::None) {
-                    p.act[i] = a;
-                    p.absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
-                    t = static_cast<std::size_t>(r);
-                }
-            }
-        }
-        p.tail[i] = static_cast<int>(t);
-    }
-    return p;
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_LATENCY_FUSION_HPP
-// ---- end include/lamda/latency_fusion.hpp ----
 
 namespace lamda {
 
@@ -8503,146 +7227,1426 @@ inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak
 #endif  // LAMDA_WITH_XNNPACK
 #endif  // LAMDA_BENCH_HPP
 // ---- end include/lamda/bench.hpp ----
-// ---- begin include/lamda/latency.hpp ----
-// lamda/latency.hpp: the empirical latency model of a device: lowering a graph into the operators
-// the XNNPACK executor runs, features per operator, a ridge regressor per operator kind fitted
-// with Eigen, a per-model overhead term calibrated on whole models, and the profile file
-// (written with JsonWriter, read with simdjson) that carries samples, fit and a device fingerprint.
+// ---- begin include/lamda/export.hpp ----
+// lamda/export.hpp: a lamda model as source code for other tools (docs/export.md).
 //
-//   lamda::LatencyProfile p = lamda::read_latency_profile("PROFILE.json");  // throws ProfileError
-//   if (auto w = lamda::fingerprint_warning(p.fingerprint, lamda::current_fingerprint(1)); !w.empty())
-//       std::cerr << w << '\n';
-//   lamda::LatencyPrediction r = p.model.predict(graph);   // r.total_ms, r.per_layer_ms
+//   std::string py  = lamda::pytorch_module_source(graph);              // a plain torch nn.Module
+//   std::string hpp = lamda::cpp_header_source(graph, weights, "fmnist"); // a firmware header
 //
-// Compiled only with LAMDA_WITH_LATENCY defined (needs Eigen, include path /usr/include/eigen3,
-// and simdjson, link -lsimdjson). Prediction needs nothing else; measuring (latency_profile.hpp)
-// also needs LAMDA_WITH_XNNPACK.
-#ifndef LAMDA_LATENCY_HPP
-#define LAMDA_LATENCY_HPP
+// PyTorch: the module `Model` registers one submodule per conv2d, dwconv, fc and batchnorm layer
+// under the layer's name, so its state_dict() keys are lamda's safetensors names (docs/weights.md)
+// in the same layouts; forward() takes NCHW float32 [N, C, H, W] and returns NCHW [N, C', H', W']
+// (a 1x1xK output is [N, K, 1, 1]), with torch.hpp's semantics op by op (asymmetric `same`
+// padding as an explicit F.pad, avgpool with count_include_pad=False, flatten and fc reading
+// H, W, C order, ...). The file also holds read_safetensors()/write_safetensors() (plain Python,
+// no safetensors package needed) and Model.load_lamda_weights()/save_lamda_weights().
+//
+// C++: the header expresses the model as layers.hpp templates (`NS::Net`; the compiler checks its
+// shapes, and static_asserts check its parameter and MAC counts against the exported graph), embeds
+// every weight tensor as a constant float array, and offers NS::graph() (Net::to_graph with the
+// layers' original names), NS::weights(), and, with LAMDA_WITH_XNNPACK, NS::run(input, output)
+// through a lazily built XnnExecutor. It includes only <lamda/lamda.hpp>.
+//
+// Both throw ExportError for a graph they cannot express (the message says why).
+#ifndef LAMDA_EXPORT_HPP
+#define LAMDA_EXPORT_HPP
 
-// ---- begin include/lamda/latency_fusion.hpp ----
-// lamda/latency_fusion.hpp: which layers the XNNPACK executor fuses into which, decided from the
-// graph alone. One source of truth for the executor (xnnpack.hpp) and the latency model
-// (latency.hpp): the latency model predicts one figure per lowered operator, so it must see the
-// same fusions the executor makes. Needs nothing but ir.hpp.
-//
-//   lamda::FusionPlan p = lamda::plan_fusion(graph);
-//   p.absorbed_by[j] == i   layer j's work is done by layer i's operator(s) (j reads 0 ms)
-//   p.folded_bn[i]          the batchnorm folded into conv2d/dwconv/fc i, or -1
-//   p.act[i]                the activation layer i's operator(s) apply (its own act= or a fused one)
-//   p.tail[i]               the layer whose value layer i's operator(s) write
-//
-// Rules (those of XnnExecutor::build):
-//   - a batchnorm is folded into the conv2d/dwconv/fc before it when that layer has no act and
-//     the batchnorm is its only reader;
-//   - a relu/relu6/hardsigmoid/hardswish/sigmoid layer is fused into the conv2d/dwconv/fc/
-//     batchnorm/add before it (after any folded batchnorm) when it is that value's only reader
-//     and the layer has no act of its own;
-//   - the graph's output counts as one reader of the last layer.
-#ifndef LAMDA_LATENCY_FUSION_HPP
-#define LAMDA_LATENCY_FUSION_HPP
-
+#include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
 #include <vector>
 
 
 namespace lamda {
 
-struct FusionPlan {
-    std::vector<int> absorbed_by;   // -1: runs its own operators (or none: input/flatten/dropout)
-    std::vector<int> folded_bn;     // -1: none
-    std::vector<int> tail;          // where layer i's operators write (i itself unless fused)
-    std::vector<Activation> act;    // applied by layer i's operators
+class ExportError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
 };
 
-// The activation a standalone activation layer stands for, or None for other ops.
-inline constexpr Activation activation_of_layer(OpKind op) noexcept {
+namespace export_detail {
+
+inline std::string str(std::int64_t v) { return std::to_string(v); }
+
+// The shortest decimal that reads back as `v` (as a double).
+inline std::string shortest(double v) {
+    char buf[64];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, r.ptr);
+}
+
+// A float literal that reads back exactly as `v` (C++ `f` suffix; Python takes it without).
+inline std::string float_literal(float v) {
+    if (!std::isfinite(v)) throw ExportError("cannot export a non-finite weight value");
+    char buf[64];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    std::string s(buf, r.ptr);
+    if (s.find_first_of(".e") == std::string::npos) s += ".0";
+    return s;
+}
+
+inline bool is_python_keyword(std::string_view s) {
+    static const std::set<std::string_view> kw{
+        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+        "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
+        "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
+        "try", "while", "with", "yield", "match", "case", "_", "torch", "nn", "F", "x", "self",
+        "math", "json", "struct", "os"};
+    return kw.count(s) > 0;
+}
+
+// Attributes of torch.nn.Module (torch 1.13 and later): a submodule cannot take these names.
+inline bool clashes_with_module(std::string_view s) {
+    static const std::set<std::string_view> names{
+        "training", "forward", "eval", "train", "to", "cuda", "cpu", "ipu", "xpu", "float",
+        "double", "half", "bfloat16", "type", "apply", "modules", "children", "parameters",
+        "buffers", "named_modules", "named_children", "named_parameters", "named_buffers",
+        "state_dict", "load_state_dict", "zero_grad", "requires_grad_", "register_buffer",
+        "register_parameter", "register_module", "register_forward_hook",
+        "register_forward_pre_hook", "register_backward_hook", "register_full_backward_hook",
+        "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+        "register_state_dict_pre_hook", "add_module", "get_submodule", "get_parameter",
+        "get_buffer", "extra_repr", "share_memory", "to_empty", "dump_patches", "T_destination",
+        "call_super_init", "get_extra_state", "set_extra_state", "compile", "smart_apply",
+        "load_lamda_weights", "save_lamda_weights", "lamda_state_dict", "input_shape",
+        "output_shape"};
+    return names.count(s) > 0 || (!s.empty() && s[0] == '_');
+}
+
+// The Python local variable holding a layer's value.
+inline std::string py_var(const std::string& name) {
+    return is_python_keyword(name) ? name + "_" : name;
+}
+
+inline std::string py_act(Activation a, const std::string& x) {
+    switch (a) {
+    case Activation::None: return x;
+    case Activation::Relu: return "F.relu(" + x + ")";
+    case Activation::Relu6: return "F.hardtanh(" + x + ", 0.0, 6.0)";
+    case Activation::HardSwish: return "F.hardswish(" + x + ")";
+    case Activation::HardSigmoid: return "F.hardsigmoid(" + x + ")";
+    case Activation::Sigmoid: return "torch.sigmoid(" + x + ")";
+    }
+    return x;
+}
+
+inline Activation activation_of(OpKind op) noexcept {
     switch (op) {
     case OpKind::Relu: return Activation::Relu;
     case OpKind::Relu6: return Activation::Relu6;
-    case OpKind::HardSigmoid: return Activation::HardSigmoid;
     case OpKind::HardSwish: return Activation::HardSwish;
+    case OpKind::HardSigmoid: return Activation::HardSigmoid;
     case OpKind::Sigmoid: return Activation::Sigmoid;
     default: return Activation::None;
     }
 }
 
-inline FusionPlan plan_fusion(const Graph& g) {
-    const std::size_t n = g.layers.size();
-    FusionPlan p;
-    p.absorbed_by.assign(n, -1);
-    p.folded_bn.assign(n, -1);
-    p.tail.resize(n);
-    p.act.assign(n, Activation::None);
-    if (n == 0) return p;
+inline void check_exportable(const Graph& g) {
+    if (g.layers.empty() || g.layers.front().op != OpKind::Input)
+        throw ExportError("the graph has no input layer");
+    for (const Layer& l : g.layers)
+        if (!l.shape.known())
+            throw ExportError("layer '" + l.name + "' has no inferred shape (export a graph from "
+                              "parse_dsl, which infers shapes)");
+}
 
-    std::vector<int> readers(n, 0), sole_reader(n, -1);
-    for (std::size_t i = 0; i < n; ++i)
-        for (int in : g.layers[i].inputs) {
-            if (in < 0 || static_cast<std::size_t>(in) >= n) continue;
-            ++readers[static_cast<std::size_t>(in)];
-            sole_reader[static_cast<std::size_t>(in)] = static_cast<int>(i);
+inline const char* python_prelude() {
+    return R"PY(import json
+import math
+import struct
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def read_safetensors(path):
+    """Reads a safetensors file of float32 tensors: {name: tensor}. Skips num_batches_tracked."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    base = 8 + n
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__" or name.endswith(".num_batches_tracked"):
+            continue
+        if entry["dtype"] != "F32":
+            raise ValueError(f"{path}: tensor '{name}' is {entry['dtype']}; only F32 is supported")
+        begin, end = entry["data_offsets"]
+        t = torch.frombuffer(bytearray(data[base + begin:base + end]), dtype=torch.float32)
+        out[name] = t.reshape(entry["shape"]).clone()
+    return out
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """Writes {name: tensor} as float32 safetensors, tensors in name order (as lamda writes)."""
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu", torch.float32).contiguous()
+        blob = t.numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+
+def _pool_sum_count(x, pad, kernel, stride):
+    # Window sums over the zero-padded input and each window's count of in-bounds elements.
+    s = F.avg_pool2d(F.pad(x, pad), kernel, stride, 0, False, True, 1)
+    ones = torch.ones((1, 1, x.shape[2], x.shape[3]), dtype=x.dtype, device=x.device)
+    c = F.avg_pool2d(F.pad(ones, pad), kernel, stride, 0, False, True, 1)
+    return s / c.clamp_min(1.0)
+
+
+)PY";
+}
+
+inline const char* python_methods() {
+    return R"PY(
+    def lamda_state_dict(self):
+        """The weights as lamda names them: state_dict() without num_batches_tracked."""
+        return {k: v for k, v in self.state_dict().items()
+                if not k.endswith(".num_batches_tracked")}
+
+    def load_lamda_weights(self, path):
+        """Loads a lamda safetensors file (exactly this model's tensors, torch layouts)."""
+        tensors = read_safetensors(path)
+        expected = self.lamda_state_dict()
+        missing = sorted(set(expected) - set(tensors))
+        unexpected = sorted(set(tensors) - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"{path}: missing {missing}, unexpected {unexpected}")
+        with torch.no_grad():
+            for k, v in tensors.items():
+                if tuple(v.shape) != tuple(expected[k].shape):
+                    raise ValueError(f"{path}: '{k}' has shape {list(v.shape)}, "
+                                     f"expected {list(expected[k].shape)}")
+                expected[k].copy_(v)
+
+    def save_lamda_weights(self, path, metadata=None):
+        """Saves the weights as a lamda safetensors file (lamda eval, lamda export --cpp, ...)."""
+        write_safetensors(path, self.lamda_state_dict(), metadata)
+)PY";
+}
+
+// The Python class name: the model name in CamelCase, or Model.
+inline std::string python_class_alias(const std::string& model) {
+    std::string out;
+    bool up = true;
+    for (char ch : model) {
+        if (ch == '_') { up = true; continue; }
+        out += up && ch >= 'a' && ch <= 'z' ? static_cast<char>(ch - 'a' + 'A') : ch;
+        up = false;
+    }
+    if (out.empty() || (out[0] >= '0' && out[0] <= '9') || out == "Model" || is_python_keyword(out))
+        return "";
+    return out;
+}
+
+}  // namespace export_detail
+
+// ---------------------------------------------------------------------------------------------
+// PyTorch
+// ---------------------------------------------------------------------------------------------
+
+// Python source of a torch nn.Module computing `graph` (shape-inferred, as parse_dsl returns it).
+inline std::string pytorch_module_source(const Graph& graph) {
+    using namespace export_detail;
+    check_exportable(graph);
+    for (const Layer& l : graph.layers)
+        if (has_weights(l.op) && clashes_with_module(l.name))
+            throw ExportError("layer name '" + l.name + "' is an attribute of torch.nn.Module (or "
+                              "starts with '_'), so PyTorch cannot register it; rename the layer");
+    const Shape in = graph.input().shape;
+    const Shape out = graph.output().shape;
+    std::string s;
+    s += "# Generated by `lamda export --pytorch` from the lamda model '" + graph.name +
+         "' (docs/export.md).\n"
+         "# A plain torch nn.Module: state_dict() keys are the lamda layer names (NAME.weight, ...)\n"
+         "# in torch layouts, so lamda safetensors weights load as they are, and trained weights\n"
+         "# save back with save_lamda_weights(). Input NCHW [N, " + str(in.c) + ", " + str(in.h) +
+         ", " + str(in.w) + "], output NCHW [N, " + str(out.c) + ", " + str(out.h) + ", " +
+         str(out.w) + "].\n";
+    s += python_prelude();
+    s += "class Model(nn.Module):\n";
+    s += "    input_shape = (" + str(in.c) + ", " + str(in.h) + ", " + str(in.w) + ")  # C, H, W\n";
+    s += "    output_shape = (" + str(out.c) + ", " + str(out.h) + ", " + str(out.w) + ")\n\n";
+    s += "    def __init__(self):\n        super().__init__()\n";
+    auto shape_of = [&](int i) { return graph.layers[static_cast<std::size_t>(i)].shape; };
+    auto mod = [&](const Layer& l) {
+        return is_python_keyword(l.name) ? "getattr(self, \"" + l.name + "\")" : "self." + l.name;
+    };
+    bool any_module = false;
+    for (const Layer& l : graph.layers) {
+        if (!has_weights(l.op)) continue;
+        any_module = true;
+        const Shape x = shape_of(l.inputs[0]);
+        std::string m;
+        switch (l.op) {
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d: {
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            const std::int64_t o = dw ? x.c * l.multiplier : l.out_channels;
+            const std::int64_t groups = dw ? x.c : l.groups;
+            const bool symmetric = l.pads[0] == l.pads[2] && l.pads[1] == l.pads[3];
+            m = "nn.Conv2d(" + str(x.c) + ", " + str(o) + ", (" + str(l.kernel_h) + ", " +
+                str(l.kernel_w) + "), stride=(" + str(l.stride_h) + ", " + str(l.stride_w) +
+                "), padding=(" + str(symmetric ? l.pads[0] : 0) + ", " +
+                str(symmetric ? l.pads[1] : 0) + "), dilation=(" + str(l.dilation_h) + ", " +
+                str(l.dilation_w) + "), groups=" + str(groups) +
+                ", bias=" + (l.bias ? "True" : "False") + ")";
+            break;
         }
-    ++readers[n - 1];
-    auto only_reader = [&](std::size_t i) -> int { return readers[i] == 1 ? sole_reader[i] : -1; };
-
-    for (std::size_t i = 0; i < n; ++i) {
-        const Layer& l = g.layers[i];
-        p.tail[i] = static_cast<int>(i);
-        p.act[i] = takes_activation(l.op) ? l.act : Activation::None;
-        if (p.absorbed_by[i] >= 0) continue;
-        const bool affine = l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
-                            l.op == OpKind::FullyConnected || l.op == OpKind::BatchNorm;
-        if (!affine && l.op != OpKind::Add) continue;
-        std::size_t t = i;
-        if (affine && l.op != OpKind::BatchNorm && p.act[i] == Activation::None) {
-            const int r = only_reader(t);
-            if (r >= 0 && g.layers[static_cast<std::size_t>(r)].op == OpKind::BatchNorm) {
-                p.folded_bn[i] = r;
-                p.absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
-                t = static_cast<std::size_t>(r);
+        case OpKind::FullyConnected:
+            m = "nn.Linear(" + str(x.elements()) + ", " + str(l.out_channels) +
+                ", bias=" + (l.bias ? "True" : "False") + ")";
+            break;
+        default:  // BatchNorm
+            m = "nn.BatchNorm2d(" + str(x.c) + ", eps=" + shortest(l.eps) + ", momentum=0.1)";
+            break;
+        }
+        if (is_python_keyword(l.name))
+            s += "        self.add_module(\"" + l.name + "\", " + m + ")\n";
+        else
+            s += "        self." + l.name + " = " + m + "\n";
+    }
+    if (!any_module) s += "        pass\n";
+    s += "\n    def forward(self, x):\n";
+    for (const Layer& l : graph.layers) {
+        const std::string v = py_var(l.name);
+        auto arg = [&](std::size_t k) {
+            return py_var(graph.layers[static_cast<std::size_t>(l.inputs[k])].name);
+        };
+        std::string e;
+        const Shape x = l.inputs.empty() ? l.shape : shape_of(l.inputs[0]);
+        switch (l.op) {
+        case OpKind::Input: e = "x"; break;
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d: {
+            const bool symmetric = l.pads[0] == l.pads[2] && l.pads[1] == l.pads[3];
+            const std::string a = symmetric ? arg(0)
+                                            : "F.pad(" + arg(0) + ", (" + str(l.pads[1]) + ", " +
+                                                  str(l.pads[3]) + ", " + str(l.pads[0]) + ", " +
+                                                  str(l.pads[2]) + "))";
+            e = py_act(l.act, mod(l) + "(" + a + ")");
+            break;
+        }
+        case OpKind::FullyConnected: {
+            std::string a = arg(0);
+            if (x.h != 1 || x.w != 1) a += ".permute(0, 2, 3, 1)";
+            e = py_act(l.act, mod(l) + "(" + a + ".reshape(" + arg(0) + ".shape[0], -1))") +
+                "[:, :, None, None]";
+            break;
+        }
+        case OpKind::BatchNorm: e = mod(l) + "(" + arg(0) + ")"; break;
+        case OpKind::MaxPool:
+        case OpKind::AvgPool: {
+            // torch.hpp's plan_pool: torch's own pool when its arithmetic gives the inferred
+            // size, otherwise explicit padding/cropping to the span the windows cover.
+            const std::int64_t top = l.pads[0], left = l.pads[1], bottom = l.pads[2],
+                               right = l.pads[3];
+            const bool is_max = l.op == OpKind::MaxPool;
+            const bool symmetric = top == bottom && left == right && 2 * top <= l.kernel_h &&
+                                   2 * left <= l.kernel_w;
+            const bool floor_fits = (x.h + 2 * top - l.kernel_h) / l.stride_h + 1 == l.shape.h &&
+                                    (x.w + 2 * left - l.kernel_w) / l.stride_w + 1 == l.shape.w &&
+                                    x.h + 2 * top >= l.kernel_h && x.w + 2 * left >= l.kernel_w;
+            const std::string k = "(" + str(l.kernel_h) + ", " + str(l.kernel_w) + ")";
+            const std::string st = "(" + str(l.stride_h) + ", " + str(l.stride_w) + ")";
+            if (symmetric && floor_fits) {
+                const std::string p = "(" + str(top) + ", " + str(left) + ")";
+                e = is_max ? "F.max_pool2d(" + arg(0) + ", " + k + ", " + st + ", " + p + ")"
+                           : "F.avg_pool2d(" + arg(0) + ", " + k + ", " + st + ", " + p +
+                                 ", count_include_pad=False)";
+            } else {
+                const std::int64_t need_h = (l.shape.h - 1) * l.stride_h + l.kernel_h;
+                const std::int64_t need_w = (l.shape.w - 1) * l.stride_w + l.kernel_w;
+                const std::string pad = "(" + str(left) + ", " + str(need_w - x.w - left) + ", " +
+                                        str(top) + ", " + str(need_h - x.h - top) + ")";
+                e = is_max ? "F.max_pool2d(F.pad(" + arg(0) + ", " + pad +
+                                 ", value=-math.inf), " + k + ", " + st + ")"
+                           : "_pool_sum_count(" + arg(0) + ", " + pad + ", " + k + ", " + st + ")";
             }
+            break;
         }
-        if (p.act[i] == Activation::None) {
-            const int r = only_reader(t);
-            if (r >= 0) {
-                const Activation a = activation_of_layer(g.layers[static_cast<std::size_t>(r)].op);
-                if (a != Activation::None) {
-                    p.act[i] = a;
-                    p.absorbed_by[static_cast<std::size_t>(r)] = static_cast<int>(i);
-                    t = static_cast<std::size_t>(r);
+        case OpKind::GlobalAvgPool: e = arg(0) + ".mean((2, 3), keepdim=True)"; break;
+        case OpKind::Add: {
+            e = arg(0);
+            for (std::size_t k = 1; k < l.inputs.size(); ++k) e += " + " + arg(k);
+            if (l.act != Activation::None) e = py_act(l.act, e);
+            break;
+        }
+        case OpKind::Concat: {
+            e = "torch.cat([";
+            for (std::size_t k = 0; k < l.inputs.size(); ++k) e += (k ? ", " : "") + arg(k);
+            e += "], 1)";
+            break;
+        }
+        case OpKind::Mul: e = arg(0) + " * " + arg(1); break;
+        case OpKind::Relu:
+        case OpKind::Relu6:
+        case OpKind::HardSwish:
+        case OpKind::HardSigmoid:
+        case OpKind::Sigmoid: e = py_act(activation_of(l.op), arg(0)); break;
+        case OpKind::Softmax: e = "torch.softmax(" + arg(0) + ", 1)"; break;
+        case OpKind::Flatten:
+            e = arg(0) + ".permute(0, 2, 3, 1).reshape(" + arg(0) + ".shape[0], -1, 1, 1)";
+            break;
+        case OpKind::Dropout:
+            e = l.rate > 0 ? "F.dropout(" + arg(0) + ", " + shortest(l.rate) + ", self.training)"
+                           : arg(0);
+            break;
+        }
+        s += "        " + v + " = " + e + "  # " + std::string(op_name(l.op)) + ", " +
+             to_string(l.shape) + "\n";
+    }
+    s += "        return " + py_var(graph.output().name) + "\n";
+    s += python_methods();
+    const std::string alias = python_class_alias(graph.name);
+    if (!alias.empty()) s += "\n\n" + alias + " = Model\n";
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// C++ (layers.hpp templates)
+// ---------------------------------------------------------------------------------------------
+
+namespace export_detail {
+
+// The graph as nested layers.hpp blocks: a chain of items, each a layer or a join of branches.
+struct TemplateBuilder {
+    const Graph& g;
+    std::vector<int> idom;
+    std::vector<int> order;  // original layer indices in to_graph's order
+
+    explicit TemplateBuilder(const Graph& graph) : g(graph), idom(graph.layers.size(), -1) {
+        for (std::size_t v = 1; v < g.layers.size(); ++v) {
+            const Layer& l = g.layers[v];
+            if (l.inputs.empty()) throw ExportError("layer '" + l.name + "' has no input");
+            int d = l.inputs[0];
+            for (std::size_t k = 1; k < l.inputs.size(); ++k) {
+                int b = l.inputs[k];
+                while (d != b) {
+                    if (d > b) d = idom[static_cast<std::size_t>(d)];
+                    else b = idom[static_cast<std::size_t>(b)];
                 }
             }
+            idom[v] = d;
         }
-        p.tail[i] = static_cast<int>(t);
     }
-    return p;
+
+    static bool is_join(OpKind op) {
+        return op == OpKind::Add || op == OpKind::Concat || op == OpKind::Mul;
+    }
+
+    static std::string padding(const Layer& l) {
+        switch (l.padding.mode) {
+        case PaddingMode::Same: return "L::Same";
+        case PaddingMode::Valid: return "L::Valid";
+        case PaddingMode::Explicit: break;
+        }
+        const auto& a = l.padding.amounts;
+        return "L::Pad<" + str(a[0]) + ", " + str(a[1]) + ", " + str(a[2]) + ", " + str(a[3]) + ">";
+    }
+
+    static std::string act(Activation a) {
+        switch (a) {
+        case Activation::None: return "L::Act::None";
+        case Activation::Relu: return "L::Act::Relu";
+        case Activation::Relu6: return "L::Act::Relu6";
+        case Activation::HardSwish: return "L::Act::HardSwish";
+        case Activation::HardSigmoid: return "L::Act::HardSigmoid";
+        case Activation::Sigmoid: return "L::Act::Sigmoid";
+        }
+        return "L::Act::None";
+    }
+
+    // A decimal as a fraction Num/Den with Den a power of ten.
+    static std::string fraction(double v, const std::string& what) {
+        const std::string dec = shortest(v);
+        std::int64_t mant = 0;
+        int frac_digits = 0, exp10 = 0;
+        bool after_point = false;
+        std::size_t i = 0;
+        for (; i < dec.size() && dec[i] != 'e'; ++i) {
+            if (dec[i] == '.') { after_point = true; continue; }
+            if (dec[i] < '0' || dec[i] > '9') throw ExportError("cannot express " + what + "=" + dec);
+            if (mant > (std::int64_t{1} << 58)) throw ExportError("cannot express " + what + "=" + dec);
+            mant = mant * 10 + (dec[i] - '0');
+            if (after_point) ++frac_digits;
+        }
+        if (i < dec.size()) exp10 = std::stoi(dec.substr(i + 1));
+        int den_digits = frac_digits - exp10;
+        while (den_digits < 0) { mant *= 10; ++den_digits; }
+        if (den_digits > 18) throw ExportError("cannot express " + what + "=" + dec + " as a fraction");
+        std::int64_t den = 1;
+        for (int k = 0; k < den_digits; ++k) den *= 10;
+        return str(mant) + ", " + str(den);
+    }
+
+    std::string layer_type(int i) const {
+        const Layer& l = g.layers[static_cast<std::size_t>(i)];
+        switch (l.op) {
+        case OpKind::Input:
+            return "L::Input<" + str(l.shape.h) + ", " + str(l.shape.w) + ", " + str(l.shape.c) + ">";
+        case OpKind::Conv2d:
+            return "L::Conv2dHW<" + str(l.out_channels) + ", " + str(l.kernel_h) + ", " +
+                   str(l.kernel_w) + ", " + str(l.stride_h) + ", " + str(l.stride_w) + ", " +
+                   padding(l) + ", " + act(l.act) + ", " + str(l.dilation_h) + ", " +
+                   str(l.dilation_w) + ", " + str(l.groups) + ", " + (l.bias ? "true" : "false") + ">";
+        case OpKind::DepthwiseConv2d:
+            return "L::DepthwiseConv2dHW<" + str(l.kernel_h) + ", " + str(l.kernel_w) + ", " +
+                   str(l.stride_h) + ", " + str(l.stride_w) + ", " + padding(l) + ", " + act(l.act) +
+                   ", " + str(l.multiplier) + ", " + str(l.dilation_h) + ", " + str(l.dilation_w) +
+                   ", " + (l.bias ? "true" : "false") + ">";
+        case OpKind::FullyConnected:
+            return "L::FullyConnected<" + str(l.out_channels) + ", " + act(l.act) + ", " +
+                   (l.bias ? "true" : "false") + ">";
+        case OpKind::BatchNorm: return "L::BatchNormEps<" + fraction(l.eps, "eps") + ">";
+        case OpKind::MaxPool:
+        case OpKind::AvgPool:
+            return std::string(l.op == OpKind::MaxPool ? "L::MaxPoolHW<" : "L::AvgPoolHW<") +
+                   str(l.kernel_h) + ", " + str(l.kernel_w) + ", " + str(l.stride_h) + ", " +
+                   str(l.stride_w) + ", " + padding(l) + ", " + (l.ceil_mode ? "true" : "false") + ">";
+        case OpKind::GlobalAvgPool: return "L::GlobalAvgPool";
+        case OpKind::Relu: return "L::Relu";
+        case OpKind::Relu6: return "L::Relu6";
+        case OpKind::HardSwish: return "L::HardSwish";
+        case OpKind::HardSigmoid: return "L::HardSigmoid";
+        case OpKind::Sigmoid: return "L::Sigmoid";
+        case OpKind::Softmax: return "L::Softmax";
+        case OpKind::Flatten: return "L::Flatten";
+        case OpKind::Dropout: return "L::Dropout<" + fraction(l.rate, "rate") + ">";
+        default: break;
+        }
+        throw ExportError("layer '" + l.name + "': unexpected op");
+    }
+
+    // Items computing value `e` from value `s` (s dominates e), in to_graph order; appends the
+    // layers to `order` as to_graph numbers them.
+    std::vector<std::string> chain(int s, int e, int depth) {
+        if (depth > 200) throw ExportError("the graph nests blocks too deeply for layers.hpp");
+        std::vector<int> path;  // layers (or joins) from e back to s
+        int v = e;
+        while (v != s) {
+            if (v <= 0 || v < s)
+                throw ExportError("layer '" + g.layers[static_cast<std::size_t>(e)].name +
+                                  "' cannot be expressed as a block of layers.hpp templates "
+                                  "(its inputs do not nest as branches)");
+            path.push_back(v);
+            const Layer& l = g.layers[static_cast<std::size_t>(v)];
+            v = is_join(l.op) ? idom[static_cast<std::size_t>(v)] : l.inputs[0];
+        }
+        std::vector<std::string> items;
+        for (auto it = path.rbegin(); it != path.rend(); ++it) {
+            const int u = *it;
+            const Layer& l = g.layers[static_cast<std::size_t>(u)];
+            if (!is_join(l.op)) {
+                order.push_back(u);
+                items.push_back(layer_type(u));
+                continue;
+            }
+            const int p = idom[static_cast<std::size_t>(u)];
+            std::vector<std::string> branches;
+            for (int in : l.inputs) branches.push_back(block(chain(p, in, depth + 1)));
+            std::string head = l.op == OpKind::Add ? "L::AddAct<" + act(l.act) + ", "
+                               : l.op == OpKind::Concat ? "L::Concat<" : "L::Multiply<";
+            for (std::size_t k = 0; k < branches.size(); ++k) head += (k ? ", " : "") + branches[k];
+            order.push_back(u);
+            items.push_back(head + ">");
+        }
+        return items;
+    }
+
+    // A branch: one item as itself, none as Identity, more as Sequential (nested in groups of 64
+    // to stay well inside the template recursion limits).
+    static std::string block(const std::vector<std::string>& items) {
+        if (items.empty()) return "L::Identity";
+        if (items.size() == 1) return items[0];
+        return "L::Sequential<" + join_grouped(items) + ">";
+    }
+
+    static std::string join_grouped(std::vector<std::string> items) {
+        while (items.size() > 64) {
+            std::vector<std::string> grouped;
+            for (std::size_t k = 0; k < items.size(); k += 64) {
+                std::string s = "L::Sequential<";
+                for (std::size_t j = k; j < std::min(items.size(), k + 64); ++j)
+                    s += (j > k ? ",\n    " : "") + items[j];
+                grouped.push_back(s + ">");
+            }
+            items = std::move(grouped);
+        }
+        std::string s;
+        for (std::size_t k = 0; k < items.size(); ++k) s += (k ? ",\n    " : "") + items[k];
+        return s;
+    }
+};
+
+}  // namespace export_detail
+
+// The layers.hpp type of `graph` (`lamda::layers` as `L`) and the original layer indices in the
+// order to_graph() numbers them. Throws ExportError when the graph's joins do not nest as
+// branches (every add, concat and mul must join branches that start at one common value).
+struct TemplateModel {
+    std::string type;
+    std::vector<int> order;
+};
+
+inline TemplateModel template_model(const Graph& graph) {
+    using namespace export_detail;
+    check_exportable(graph);
+    TemplateBuilder b(graph);
+    const int last = static_cast<int>(graph.layers.size()) - 1;
+    std::vector<std::string> items{b.layer_type(0)};
+    b.order.push_back(0);
+    for (std::string& it : b.chain(0, last, 0)) items.push_back(std::move(it));
+    if (b.order.size() != graph.layers.size()) {
+        std::vector<bool> seen(graph.layers.size(), false);
+        for (int i : b.order) seen[static_cast<std::size_t>(i)] = true;
+        for (std::size_t i = 0; i < graph.layers.size(); ++i)
+            if (!seen[i] || std::count(b.order.begin(), b.order.end(), static_cast<int>(i)) > 1)
+                throw ExportError("layer '" + graph.layers[i].name + "' " +
+                                  (seen[i] ? "is shared by several branches"
+                                           : "does not lead to the output") +
+                                  ", which layers.hpp templates cannot express");
+    }
+    return TemplateModel{"L::Sequential<" + TemplateBuilder::join_grouped(items) + ">", b.order};
+}
+
+// A C++17 header holding `graph` with `weights` (validated first) in namespace `ns`.
+inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
+                                     const std::string& ns) {
+    using namespace export_detail;
+    check_exportable(graph);
+    auto ident = [](const std::string& s) {
+        if (s.empty() || (s[0] >= '0' && s[0] <= '9')) return false;
+        for (char ch : s)
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '_'))
+                return false;
+        return true;
+    };
+    if (!ident(ns)) throw ExportError("namespace '" + ns + "' is not a C++ identifier");
+    const std::vector<std::string> problems = validate_weights(graph, weights);
+    if (!problems.empty()) {
+        std::string msg = "the weights do not fit the model:";
+        for (const std::string& p : problems) msg += "\n  " + p;
+        throw ExportError(msg);
+    }
+    const TemplateModel tm = template_model(graph);
+    const ModelStats stats = analyze(graph);
+    std::string guard = "LAMDA_MODEL_";
+    for (char ch : ns) guard += (ch >= 'a' && ch <= 'z') ? static_cast<char>(ch - 'a' + 'A') : ch;
+    guard += "_HPP";
+    const Shape in = graph.input().shape, out = graph.output().shape;
+    std::string s;
+    s += "// Generated by `lamda export --cpp` from the lamda model '" + graph.name +
+         "' (docs/export.md); do not edit.\n"
+         "// " + str(stats.params) + " parameters, " + str(stats.macs) + " MACs, input " +
+         to_string(in) + " (NHWC), output " + to_string(out) + ".\n"
+         "//\n"
+         "//   float out[" + ns + "::output_size];\n"
+         "//   " + ns + "::run(image, out);   // needs LAMDA_WITH_XNNPACK (link XNNPACK)\n"
+         "#ifndef " + guard + "\n#define " + guard + "\n\n"
+         "#include <algorithm>\n#include <cstddef>\n#include <cstdint>\n#include <string>\n\n"
+         "#include <lamda/lamda.hpp>\n\n"
+         "namespace " + ns + " {\n\nnamespace L = lamda::layers;\n\n"
+         "// The model as layers.hpp templates: the compiler checks every shape.\n"
+         "using Net = " + tm.type + ";\n\n";
+    s += "static_assert(Net::params == " + str(stats.params) + ", \"" + ns +
+         ": parameter count differs from the exported model\");\n"
+         "static_assert(Net::macs == " + str(stats.macs) + ", \"" + ns +
+         ": MAC count differs from the exported model\");\n"
+         "static_assert(Net::input_shape == lamda::Shape{" + str(in.h) + ", " + str(in.w) + ", " +
+         str(in.c) + "}, \"" + ns + ": input shape\");\n"
+         "static_assert(Net::output_shape == lamda::Shape{" + str(out.h) + ", " + str(out.w) +
+         ", " + str(out.c) + "}, \"" + ns + ": output shape\");\n\n"
+         "inline constexpr std::size_t input_size = " + str(in.elements()) + ";   // floats, NHWC\n"
+         "inline constexpr std::size_t output_size = " + str(out.elements()) + ";\n"
+         "inline constexpr const char* model_name = \"" + graph.name + "\";\n\n"
+         "// Layer names in the order Net::to_graph() numbers the layers.\n"
+         "inline constexpr const char* layer_names[" + str(static_cast<std::int64_t>(tm.order.size())) +
+         "] = {";
+    for (std::size_t k = 0; k < tm.order.size(); ++k)
+        s += std::string(k % 6 == 0 ? "\n    " : " ") + "\"" +
+             graph.layers[static_cast<std::size_t>(tm.order[k])].name + "\",";
+    s += "\n};\n\n";
+    // Weights, in expected_weights order.
+    const std::vector<ExpectedTensor> expected = expected_weights(graph);
+    s += "namespace data {\n";
+    for (std::size_t t = 0; t < expected.size(); ++t) {
+        const WeightTensor& w = weights.at(expected[t].name);
+        s += "// " + expected[t].name + " " + shape_string(w.shape) + "\n";
+        s += "alignas(16) inline constexpr float w" + str(static_cast<std::int64_t>(t)) + "[" +
+             str(static_cast<std::int64_t>(w.data.size())) + "] = {";
+        for (std::size_t k = 0; k < w.data.size(); ++k) {
+            s += (k % 8 == 0 ? "\n    " : " ");
+            s += float_literal(w.data[k]) + "f,";
+        }
+        s += "\n};\n";
+    }
+    s += "}  // namespace data\n\n";
+    s += "struct TensorInfo {\n    const char* name;\n    const float* data;\n    std::size_t size;\n"
+         "    int rank;\n    std::int64_t shape[4];\n};\n\n"
+         "inline constexpr std::size_t tensor_count = " + str(static_cast<std::int64_t>(expected.size())) +
+         ";\n";
+    if (expected.empty()) {
+        s += "inline constexpr TensorInfo* tensors = nullptr;\n\n";
+    } else {
+        s += "inline constexpr TensorInfo tensors[" + str(static_cast<std::int64_t>(expected.size())) +
+             "] = {\n";
+        for (std::size_t t = 0; t < expected.size(); ++t) {
+            const WeightTensor& w = weights.at(expected[t].name);
+            if (w.shape.size() > 4) throw ExportError("tensor '" + expected[t].name + "' has rank > 4");
+            s += "    {\"" + expected[t].name + "\", data::w" + str(static_cast<std::int64_t>(t)) + ", " +
+                 str(static_cast<std::int64_t>(w.data.size())) + ", " +
+                 str(static_cast<std::int64_t>(w.shape.size())) + ", {";
+            for (std::size_t d = 0; d < 4; ++d)
+                s += (d ? ", " : "") + str(d < w.shape.size() ? w.shape[d] : 0);
+            s += "}},\n";
+        }
+        s += "};\n\n";
+    }
+    s += R"CPP(// The model graph (layers.hpp's to_graph, with the original layer names).
+inline lamda::Graph graph() {
+    lamda::Graph g = Net::to_graph(model_name);
+    for (std::size_t i = 0; i < g.layers.size(); ++i) g.layers[i].name = layer_names[i];
+    return g;
+}
+
+// The weights as a lamda::Weights map (a copy of the constant arrays).
+inline lamda::Weights weights() {
+    lamda::Weights w;
+    for (std::size_t t = 0; t < tensor_count; ++t) {
+        lamda::WeightTensor& x = w[tensors[t].name];
+        x.shape.assign(tensors[t].shape, tensors[t].shape + tensors[t].rank);
+        x.data.assign(tensors[t].data, tensors[t].data + tensors[t].size);
+    }
+    return w;
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+// The executor run() uses, built on first use (one thread).
+inline lamda::XnnExecutor& executor() {
+    static lamda::XnnExecutor exec(graph(), weights(), lamda::XnnOptions{1});
+    return exec;
+}
+
+// input: input_size floats (NHWC); output: output_size floats. Not reentrant.
+inline void run(const float* input, float* output) {
+    lamda::XnnExecutor& exec = executor();
+    std::copy(input, input + input_size, exec.input());
+    exec.run();
+    std::copy(exec.output(), exec.output() + output_size, output);
+}
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+)CPP";
+    s += "}  // namespace " + ns + "\n\n#endif  // " + guard + "\n";
+    return s;
 }
 
 }  // namespace lamda
 
-#endif  // LAMDA_LATENCY_FUSION_HPP
-// ---- end include/lamda/latency_fusion.hpp ----
-
-#if defined(LAMDA_WITH_LATENCY)
-
-#include <Eigen/Dense>
-#include <simdjson.h>
+#endif  // LAMDA_EXPORT_HPP
+// ---- end include/lamda/export.hpp ----
+// ---- begin include/lamda/dataset.hpp ----
+// lamda/dataset.hpp: image classification datasets for training and evaluation. Core (C++17
+// only); gzip-compressed files need zlib (define LAMDA_WITH_ZLIB and link -lz: lamda's own build
+// does when zlib is found), and evaluate_accuracy() needs the XNNPACK executor
+// (LAMDA_WITH_XNNPACK).
+//
+//   lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");   // or a directory
+//   auto [train, val] = lamda::split_dataset(data.train, 0.1, /*seed=*/1);
+//   lamda::Accuracy a = lamda::evaluate_accuracy(graph, weights, data.test);  // via XNNPACK
+//
+// Formats (docs/training.md), recognised by their content, not their names:
+//   IDX (the MNIST family): magic 0 0 8 D, then D big-endian uint32 dimensions, then unsigned
+//     bytes. Images are N x H x W (one channel) or N x H x W x C, labels N. Raw or gzip.
+//   NumPy .npy (format versions 1 to 3, C order): images uint8 (scaled by 1/255) or float32
+//     (used as they are; [0, 1] expected), shaped (N, H, W) or (N, H, W, C); labels of any
+//     integer type, shaped (N,) or (N, 1).
+// A directory holds a training pair and, optionally, a test pair, under the names
+// dataset_file_names() lists (train-images-idx3-ubyte[.gz], x_train.npy, ...).
+//
+// Every problem with a file is a DatasetError naming the file and what is wrong. Sizes claimed by
+// a header are checked against the bytes actually there before anything is allocated for them,
+// and no file may exceed DatasetLimits::max_file_bytes (decompressed), so a corrupt or hostile
+// file is an error, never a crash or a huge allocation.
+#ifndef LAMDA_DATASET_HPP
+#define LAMDA_DATASET_HPP
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
+#if defined(LAMDA_WITH_ZLIB)
+#include <zlib.h>
+#endif
+
+
+#if defined(LAMDA_WITH_XNNPACK)
+#endif
+
+namespace lamda {
+
+// Thrown by the dataset readers; the message names the file (or dataset) and the problem.
+class DatasetError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Labelled images, all of one shape, stored together.
+struct Dataset {
+    Shape shape;      // of one image: height x width x channels
+    int classes = 0;  // labels lie in 0 .. classes-1
+    std::vector<float> images;          // size() * shape.elements() values, NHWC, in [0, 1]
+    std::vector<std::int32_t> labels;   // one per image
+
+    std::size_t size() const noexcept { return labels.size(); }
+    bool empty() const noexcept { return labels.empty(); }
+    // Image i's shape.elements() values (NHWC).
+    const float* image(std::size_t i) const noexcept {
+        return images.data() + i * static_cast<std::size_t>(shape.elements());
+    }
+};
+
+// A training set and a test set (empty when a directory has none) of the same image shape.
+struct DatasetSplits {
+    std::string name;  // "fashion-mnist", or the directory as given
+    Dataset train;
+    Dataset test;
+};
+
+struct DatasetLimits {
+    std::int64_t max_file_bytes = std::int64_t{1} << 30;  // per file, after decompression
+    int max_classes = 65536;
+};
+
+// Where `--dataset fashion-mnist` looks (Debian's dataset-fashion-mnist package).
+inline constexpr std::string_view fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
+
+// ---------------------------------------------------------------------------------------------
+// Reading files
+// ---------------------------------------------------------------------------------------------
+
+namespace dataset_detail {
+
+inline std::string mib(std::int64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+inline bool is_gzip(const std::vector<unsigned char>& b) {
+    return b.size() >= 2 && b[0] == 0x1f && b[1] == 0x8b;
+}
+
+#if defined(LAMDA_WITH_ZLIB)
+// Inflates a gzip file (several members allowed, as gzip -c a b > c makes), growing the output as
+// data arrives rather than trusting any size in the file.
+inline std::vector<unsigned char> gunzip(const std::vector<unsigned char>& in,
+                                         const std::string& path, std::int64_t max_bytes) {
+    std::vector<unsigned char> out;
+    z_stream z{};
+    if (inflateInit2(&z, 15 + 16) != Z_OK)
+        throw DatasetError(path + ": cannot initialise zlib");
+    struct End {
+        z_stream* z;
+        ~End() { inflateEnd(z); }
+    } end{&z};
+    std::size_t pos = 0;
+    unsigned char chunk[1 << 16];
+    while (true) {
+        const std::size_t avail = std::min<std::size_t>(in.size() - pos, 1u << 30);
+        z.next_in = const_cast<unsigned char*>(in.data() + pos);
+        z.avail_in = static_cast<uInt>(avail);
+        z.next_out = chunk;
+        z.avail_out = sizeof chunk;
+        const int rc = inflate(&z, Z_NO_FLUSH);
+        pos += avail - z.avail_in;
+        const std::size_t produced = sizeof chunk - z.avail_out;
+        if (static_cast<std::int64_t>(out.size() + produced) > max_bytes)
+            throw DatasetError(path + ": decompresses to more than " + mib(max_bytes) +
+                               " (the limit for one dataset file)");
+        out.insert(out.end(), chunk, chunk + produced);
+        if (rc == Z_STREAM_END) {
+            // Another gzip member may follow; trailing zero padding is tolerated as gzip does.
+            while (pos < in.size() && in[pos] == 0) ++pos;
+            if (pos >= in.size()) break;
+            if (inflateReset(&z) != Z_OK) throw DatasetError(path + ": zlib reset failed");
+            continue;
+        }
+        if (rc == Z_BUF_ERROR && avail == 0 && produced == 0)
+            throw DatasetError(path + ": the gzip stream is truncated (the file ends early)");
+        if (rc != Z_OK && rc != Z_BUF_ERROR)
+            throw DatasetError(path + ": corrupt gzip data (zlib: " +
+                               (z.msg ? std::string(z.msg) : "error " + std::to_string(rc)) + ")");
+    }
+    return out;
+}
+#endif
+
+// The file's bytes, decompressed when it is gzip (recognised by its magic, whatever its name).
+inline std::vector<unsigned char> read_bytes(const std::string& path, const DatasetLimits& limits) {
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(status))
+        throw DatasetError(path + ": no such file");
+    if (!std::filesystem::is_regular_file(status)) throw DatasetError(path + ": not a regular file");
+    const std::uintmax_t size = std::filesystem::file_size(path, ec);
+    if (ec) throw DatasetError(path + ": cannot read its size: " + ec.message());
+    if (size > static_cast<std::uintmax_t>(limits.max_file_bytes))
+        throw DatasetError(path + ": " + mib(static_cast<std::int64_t>(size)) +
+                           ", more than the limit of " + mib(limits.max_file_bytes) +
+                           " for one dataset file");
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw DatasetError(path + ": cannot open for reading");
+    std::vector<unsigned char> bytes(static_cast<std::size_t>(size));
+    if (size > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
+        throw DatasetError(path + ": read error");
+    if (!is_gzip(bytes)) return bytes;
+#if defined(LAMDA_WITH_ZLIB)
+    return gunzip(bytes, path, limits.max_file_bytes);
+#else
+    throw DatasetError(path + ": the file is gzip-compressed, but this lamda was built without zlib "
+                              "(install zlib1g-dev and rebuild, or gunzip the file)");
+#endif
+}
+
+// An array read from an IDX or .npy file: its dimensions and its values as 64-bit integers
+// (uint8 images, integer labels) or floats (float32 images).
+struct Array {
+    std::vector<std::int64_t> dims;
+    std::vector<std::uint8_t> u8;    // IDX and uint8 .npy
+    std::vector<float> f32;          // float32 .npy
+    std::vector<std::int64_t> ints;  // integer .npy of any other type
+    std::int64_t count() const noexcept {
+        std::int64_t n = 1;
+        for (std::int64_t d : dims) n *= d;
+        return n;
+    }
+};
+
+inline std::string dims_string(const std::vector<std::int64_t>& dims) {
+    std::string s;
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? " x " : "") + std::to_string(dims[i]);
+    return dims.empty() ? "a scalar" : s;
+}
+
+// Product of `dims` times `item`, or -1 when it exceeds `limit` (checked before multiplying
+// further, so a header claiming 2^32 x 2^32 x ... cannot overflow).
+inline std::int64_t checked_bytes(const std::vector<std::int64_t>& dims, std::int64_t item,
+                                  std::int64_t limit) {
+    std::int64_t n = item;
+    for (std::int64_t d : dims) {
+        if (d < 0) return -1;
+        if (d != 0 && n > limit / d) return -1;
+        n *= d;
+    }
+    return n;
+}
+
+inline Array parse_idx(const std::vector<unsigned char>& b, const std::string& path) {
+    if (b.size() < 4 || b[0] != 0 || b[1] != 0)
+        throw DatasetError(path + ": not an IDX file (bad magic number)");
+    if (b[2] != 0x08)
+        throw DatasetError(path + ": IDX element type 0x" +
+                           std::string(1, "0123456789abcdef"[b[2] >> 4]) +
+                           std::string(1, "0123456789abcdef"[b[2] & 15]) +
+                           " is not supported; lamda reads unsigned-byte IDX files (type 0x08, "
+                           "the MNIST family)");
+    const std::size_t ndims = b[3];
+    if (ndims == 0 || ndims > 4)
+        throw DatasetError(path + ": IDX file with " + std::to_string(ndims) +
+                           " dimensions; expected 1 (labels), 3 or 4 (images)");
+    if (b.size() < 4 + 4 * ndims)
+        throw DatasetError(path + ": truncated IDX header (the file ends inside the dimensions)");
+    Array a;
+    for (std::size_t k = 0; k < ndims; ++k) {
+        const unsigned char* p = b.data() + 4 + 4 * k;
+        a.dims.push_back((std::int64_t{p[0]} << 24) | (std::int64_t{p[1]} << 16) |
+                         (std::int64_t{p[2]} << 8) | std::int64_t{p[3]});
+    }
+    const std::int64_t payload = static_cast<std::int64_t>(b.size() - 4 - 4 * ndims);
+    const std::int64_t need = checked_bytes(a.dims, 1, std::numeric_limits<std::int64_t>::max() / 2);
+    if (need != payload)
+        throw DatasetError(path + ": the IDX header claims " + dims_string(a.dims) + " = " +
+                           (need < 0 ? std::string("an impossible number of") : std::to_string(need)) +
+                           " bytes of data, but the file holds " + std::to_string(payload) +
+                           (need > payload || need < 0 ? " (truncated or corrupt)" : " (trailing bytes)"));
+    a.u8.assign(b.begin() + static_cast<std::ptrdiff_t>(4 + 4 * ndims), b.end());
+    return a;
+}
+
+// --- .npy -------------------------------------------------------------------------------------
+
+// The few Python literals an .npy header holds: {'descr': '<f4', 'fortran_order': False,
+// 'shape': (60000, 28, 28), }
+struct NpyHeader {
+    std::string descr;
+    bool fortran_order = false;
+    std::vector<std::int64_t> shape;
+    bool has_descr = false, has_order = false, has_shape = false;
+};
+
+inline NpyHeader parse_npy_header(std::string_view h, const std::string& path) {
+    NpyHeader out;
+    std::size_t i = 0;
+    const auto fail = [&](const std::string& what) -> DatasetError {
+        return DatasetError(path + ": malformed .npy header (" + what + "): " + std::string(h));
+    };
+    const auto skip = [&] {
+        while (i < h.size() && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r')) ++i;
+    };
+    const auto expect = [&](char c) {
+        skip();
+        if (i >= h.size() || h[i] != c) throw fail(std::string("expected '") + c + "'");
+        ++i;
+    };
+    const auto string_lit = [&]() -> std::string {
+        skip();
+        if (i >= h.size() || (h[i] != '\'' && h[i] != '"')) throw fail("expected a string");
+        const char q = h[i++];
+        const std::size_t start = i;
+        while (i < h.size() && h[i] != q) ++i;
+        if (i >= h.size()) throw fail("unterminated string");
+        return std::string(h.substr(start, i++ - start));
+    };
+    expect('{');
+    while (true) {
+        skip();
+        if (i < h.size() && h[i] == '}') break;
+        const std::string key = string_lit();
+        expect(':');
+        skip();
+        if (key == "descr") {
+            out.descr = string_lit();
+            out.has_descr = true;
+        } else if (key == "fortran_order") {
+            if (h.substr(i, 4) == "True") {
+                out.fortran_order = true;
+                i += 4;
+            } else if (h.substr(i, 5) == "False") {
+                i += 5;
+            } else {
+                throw fail("fortran_order is neither True nor False");
+            }
+            out.has_order = true;
+        } else if (key == "shape") {
+            expect('(');
+            while (true) {
+                skip();
+                if (i < h.size() && h[i] == ')') break;
+                std::int64_t v = 0;
+                std::size_t digits = 0;
+                while (i < h.size() && h[i] >= '0' && h[i] <= '9') {
+                    if (++digits > 12) throw fail("a dimension is too large");
+                    v = v * 10 + (h[i++] - '0');
+                }
+                if (digits == 0) throw fail("expected a dimension");
+                out.shape.push_back(v);
+                if (out.shape.size() > 8) throw fail("more than 8 dimensions");
+                skip();
+                if (i < h.size() && h[i] == ',') ++i;
+                else if (i >= h.size() || h[i] != ')') throw fail("expected ',' or ')' in shape");
+            }
+            ++i;
+            out.has_shape = true;
+        } else {
+            throw fail("unknown key '" + key + "'");
+        }
+        skip();
+        if (i < h.size() && h[i] == ',') ++i;
+    }
+    if (!out.has_descr || !out.has_order || !out.has_shape)
+        throw fail("it needs descr, fortran_order and shape");
+    return out;
+}
+
+inline Array parse_npy(const std::vector<unsigned char>& b, const std::string& path) {
+    static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
+    if (b.size() < 10 || std::memcmp(b.data(), magic, 6) != 0)
+        throw DatasetError(path + ": not a NumPy .npy file (bad magic)");
+    const int major = b[6];
+    if (major < 1 || major > 3)
+        throw DatasetError(path + ": .npy format version " + std::to_string(major) +
+                           " is not supported (1 to 3 are)");
+    std::size_t header_len = 0, start = 0;
+    if (major == 1) {
+        header_len = b[8] | (std::size_t{b[9]} << 8);
+        start = 10;
+    } else {
+        if (b.size() < 12) throw DatasetError(path + ": truncated .npy header");
+        header_len = b[8] | (std::size_t{b[9]} << 8) | (std::size_t{b[10]} << 16) |
+                     (std::size_t{b[11]} << 24);
+        start = 12;
+    }
+    if (header_len > (1u << 20) || start + header_len > b.size())
+        throw DatasetError(path + ": truncated .npy header (it claims " +
+                           std::to_string(header_len) + " bytes)");
+    const NpyHeader h = parse_npy_header(
+        std::string_view(reinterpret_cast<const char*>(b.data() + start), header_len), path);
+    // descr: byte order ('<' little, '>' big, '|' or '=' not applicable / native) + kind + size.
+    if (h.descr.size() < 3) throw DatasetError(path + ": unsupported .npy dtype '" + h.descr + "'");
+    const char order = h.descr[0], kind = h.descr[1];
+    const std::string size_text = h.descr.substr(2);
+    const int item = size_text == "1" ? 1 : size_text == "2" ? 2 : size_text == "4" ? 4 : size_text == "8" ? 8 : 0;
+    const bool order_ok = order == '<' || order == '>' || order == '|' || order == '=';
+    const bool is_int = kind == 'i' || kind == 'u';
+    const bool is_f32 = kind == 'f' && item == 4;
+    if (!order_ok || item == 0 || !(is_int || is_f32))
+        throw DatasetError(path + ": .npy dtype '" + h.descr +
+                           "' is not supported (images: uint8 or float32; labels: integers)");
+    Array a;
+    a.dims = h.shape;
+    if (h.fortran_order && a.dims.size() > 1)
+        throw DatasetError(path + ": .npy array is in Fortran order; save it in C order "
+                                  "(numpy.ascontiguousarray)");
+    const std::int64_t payload = static_cast<std::int64_t>(b.size() - start - header_len);
+    const std::int64_t need = checked_bytes(a.dims, item, std::numeric_limits<std::int64_t>::max() / 2);
+    if (need != payload)
+        throw DatasetError(path + ": the .npy header claims " + dims_string(a.dims) + " values of " +
+                           std::to_string(item) + " byte(s) = " +
+                           (need < 0 ? std::string("an impossible number of") : std::to_string(need)) +
+                           " bytes, but the file holds " + std::to_string(payload) +
+                           (need > payload || need < 0 ? " (truncated or corrupt)" : " (trailing bytes)"));
+    const unsigned char* p = b.data() + start + header_len;
+    const std::size_t n = static_cast<std::size_t>(payload / item);
+    // Little-endian unless '>' (and '=' means this machine's order, which lamda's targets share
+    // with numpy's default '<').
+    const bool big = order == '>';
+    const auto load = [&](std::size_t k) -> std::uint64_t {
+        std::uint64_t v = 0;
+        for (int j = 0; j < item; ++j) {
+            const unsigned char byte = p[k * static_cast<std::size_t>(item) + static_cast<std::size_t>(j)];
+            v |= std::uint64_t{byte} << (8 * (big ? item - 1 - j : j));
+        }
+        return v;
+    };
+    if (is_f32) {
+        a.f32.resize(n);
+        for (std::size_t k = 0; k < n; ++k) {
+            const auto bits = static_cast<std::uint32_t>(load(k));
+            std::memcpy(&a.f32[k], &bits, 4);
+        }
+    } else if (kind == 'u' && item == 1) {
+        a.u8.assign(p, p + n);
+    } else {
+        a.ints.resize(n);
+        for (std::size_t k = 0; k < n; ++k) {
+            std::uint64_t v = load(k);
+            if (kind == 'i' && item < 8 && (v >> (8 * item - 1)) & 1) v |= ~std::uint64_t{0} << (8 * item);  // sign-extend
+            if (kind == 'u' && item == 8 && v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+                v = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+            a.ints[k] = static_cast<std::int64_t>(v);
+        }
+    }
+    return a;
+}
+
+inline Array read_array(const std::string& path, const DatasetLimits& limits) {
+    const std::vector<unsigned char> bytes = read_bytes(path, limits);
+    if (bytes.size() >= 6 && bytes[0] == 0x93 && bytes[1] == 'N') return parse_npy(bytes, path);
+    return parse_idx(bytes, path);
+}
+
+}  // namespace dataset_detail
+
+// Images and labels from two files (IDX or .npy, raw or gzip, in any combination). `classes` is
+// max label + 1. Throws DatasetError.
+inline Dataset read_dataset_pair(const std::string& images_path, const std::string& labels_path,
+                                 const DatasetLimits& limits = {}) {
+    using dataset_detail::Array;
+    const Array im = dataset_detail::read_array(images_path, limits);
+    const Array lb = dataset_detail::read_array(labels_path, limits);
+    if (im.dims.size() != 3 && im.dims.size() != 4)
+        throw DatasetError(images_path + ": images are " + dataset_detail::dims_string(im.dims) +
+                           "; expected N x H x W or N x H x W x C");
+    if (!im.ints.empty())
+        throw DatasetError(images_path + ": images must be uint8 or float32, not another integer type");
+    const bool labels_column = lb.dims.size() == 2 && lb.dims[1] == 1;
+    if (lb.dims.size() != 1 && !labels_column)
+        throw DatasetError(labels_path + ": labels are " + dataset_detail::dims_string(lb.dims) +
+                           "; expected one dimension (N)");
+    if (!lb.f32.empty())
+        throw DatasetError(labels_path + ": labels must be integers, not float32");
+    Dataset d;
+    d.shape = Shape{im.dims[1], im.dims[2], im.dims.size() == 4 ? im.dims[3] : 1};
+    if (!d.shape.known() || im.dims[0] == 0)
+        throw DatasetError(images_path + ": no images (" + dataset_detail::dims_string(im.dims) + ")");
+    if (lb.dims[0] != im.dims[0])
+        throw DatasetError(labels_path + ": " + std::to_string(lb.dims[0]) + " labels for the " +
+                           std::to_string(im.dims[0]) + " images of " + images_path);
+    const auto n = static_cast<std::size_t>(im.dims[0]);
+    d.labels.resize(n);
+    std::int64_t max_label = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::int64_t v = lb.u8.empty() ? lb.ints[i] : std::int64_t{lb.u8[i]};
+        if (v < 0 || v >= limits.max_classes)
+            throw DatasetError(labels_path + ": label " + std::to_string(v) + " of image " +
+                               std::to_string(i) + " is out of range (0 to " +
+                               std::to_string(limits.max_classes - 1) + ")");
+        d.labels[i] = static_cast<std::int32_t>(v);
+        max_label = std::max(max_label, v);
+    }
+    d.classes = static_cast<int>(max_label + 1);
+    if (!im.u8.empty()) {
+        d.images.resize(im.u8.size());
+        for (std::size_t k = 0; k < im.u8.size(); ++k) d.images[k] = im.u8[k] * (1.0f / 255.0f);
+    } else {
+        d.images = im.f32;
+        for (std::size_t k = 0; k < d.images.size(); ++k)
+            if (!std::isfinite(d.images[k]))
+                throw DatasetError(images_path + ": value " + std::to_string(k) + " is not finite");
+    }
+    return d;
+}
+
+// The file names load_dataset() tries in a directory, in order: {train images, train labels,
+// test images, test labels} for each naming scheme (IDX names also with .gz).
+inline std::vector<std::vector<std::string>> dataset_file_names() {
+    return {
+        {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+         "t10k-labels-idx1-ubyte"},
+        {"train-images.idx3-ubyte", "train-labels.idx1-ubyte", "t10k-images.idx3-ubyte",
+         "t10k-labels.idx1-ubyte"},
+        {"train-images-idx4-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx4-ubyte",
+         "t10k-labels-idx1-ubyte"},
+        {"train_images.npy", "train_labels.npy", "test_images.npy", "test_labels.npy"},
+        {"x_train.npy", "y_train.npy", "x_test.npy", "y_test.npy"},
+    };
+}
+
+// A training set and (when the directory has one) a test set from `dir`. Throws DatasetError
+// naming what was looked for when no training pair is there.
+inline DatasetSplits load_dataset_dir(const std::string& dir, const DatasetLimits& limits = {}) {
+    namespace fs = std::filesystem;
+    const auto find = [&](const std::string& name) -> std::string {
+        std::error_code ec;
+        for (const std::string& candidate : {name, name + ".gz"})
+            if (fs::is_regular_file(fs::path(dir) / candidate, ec)) return (fs::path(dir) / candidate).string();
+        return "";
+    };
+    std::string looked;
+    for (const auto& names : dataset_file_names()) {
+        const std::string train_images = find(names[0]), train_labels = find(names[1]);
+        looked += (looked.empty() ? "" : ", ") + names[0] + " + " + names[1];
+        if (train_images.empty() && train_labels.empty()) continue;
+        if (train_images.empty() || train_labels.empty())
+            throw DatasetError(dir + ": has " + (train_images.empty() ? train_labels : train_images) +
+                               " but not " + (train_images.empty() ? names[0] : names[1]));
+        DatasetSplits out;
+        out.name = dir;
+        out.train = read_dataset_pair(train_images, train_labels, limits);
+        const std::string test_images = find(names[2]), test_labels = find(names[3]);
+        if (test_images.empty() != test_labels.empty())
+            throw DatasetError(dir + ": has " + (test_images.empty() ? test_labels : test_images) +
+                               " but not " + (test_images.empty() ? names[2] : names[3]));
+        if (!test_images.empty()) {
+            out.test = read_dataset_pair(test_images, test_labels, limits);
+            if (out.test.shape != out.train.shape)
+                throw DatasetError(test_images + ": images are " + to_string(out.test.shape) +
+                                   ", the training images " + to_string(out.train.shape));
+            if (out.test.classes > out.train.classes)
+                throw DatasetError(test_labels + ": label " + std::to_string(out.test.classes - 1) +
+                                   " is outside the training set's classes 0 to " +
+                                   std::to_string(out.train.classes - 1));
+            out.test.classes = out.train.classes;
+        } else {
+            out.test.shape = out.train.shape;
+            out.test.classes = out.train.classes;
+        }
+        return out;
+    }
+    throw DatasetError(dir + ": no dataset files (looked for " + looked + ", IDX also with .gz)");
+}
+
+// `spec` is "fashion-mnist" (Debian's dataset-fashion-mnist package, installed in
+// /usr/share/datasets/fashion-mnist) or a directory (load_dataset_dir). Throws DatasetError.
+inline DatasetSplits load_dataset(const std::string& spec, const DatasetLimits& limits = {}) {
+    std::error_code ec;
+    if (spec == "fashion-mnist" || spec == "fashion_mnist") {
+        const std::string dir(fashion_mnist_dir);
+        if (!std::filesystem::is_directory(dir, ec))
+            throw DatasetError("dataset 'fashion-mnist': " + dir +
+                               " is missing; install Debian's dataset-fashion-mnist package "
+                               "(apt-get install dataset-fashion-mnist) or pass a directory of "
+                               "IDX or .npy files");
+        DatasetSplits d = load_dataset_dir(dir, limits);
+        d.name = "fashion-mnist";
+        return d;
+    }
+    if (!std::filesystem::is_directory(spec, ec))
+        throw DatasetError("dataset '" + spec +
+                           "': neither a known name (fashion-mnist) nor a directory of IDX or "
+                           ".npy files");
+    return load_dataset_dir(spec, limits);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Splits and subsets
+// ---------------------------------------------------------------------------------------------
+
+// A permutation of 0..n-1 from `seed`, the same on every platform (SplitMix64 and Fisher-Yates,
+// not std::shuffle, whose results differ between standard libraries).
+inline std::vector<std::size_t> seeded_permutation(std::size_t n, std::uint64_t seed) {
+    std::vector<std::size_t> p(n);
+    for (std::size_t i = 0; i < n; ++i) p[i] = i;
+    detail::SplitMix64 rng{seed ^ 0x6c616d6461ULL};
+    for (std::size_t i = n; i > 1; --i) {
+        const std::size_t j = static_cast<std::size_t>(rng.next() % i);
+        std::swap(p[i - 1], p[j]);
+    }
+    return p;
+}
+
+// The images at `indices`, in that order.
+inline Dataset select(const Dataset& d, const std::vector<std::size_t>& indices) {
+    Dataset out;
+    out.shape = d.shape;
+    out.classes = d.classes;
+    const auto per = static_cast<std::size_t>(d.shape.elements());
+    out.images.resize(indices.size() * per);
+    out.labels.resize(indices.size());
+    for (std::size_t k = 0; k < indices.size(); ++k) {
+        const std::size_t i = indices.at(k);
+        if (i >= d.size()) throw DatasetError("select: index " + std::to_string(i) + " out of range");
+        std::copy(d.image(i), d.image(i) + per, out.images.begin() + static_cast<std::ptrdiff_t>(k * per));
+        out.labels[k] = d.labels[i];
+    }
+    return out;
+}
+
+// Splits `d` into {train, validation}: a seeded random `validation_fraction` of it (at least one
+// image when the fraction is positive) is the validation set. The same seed gives the same split.
+inline std::pair<Dataset, Dataset> split_dataset(const Dataset& d, double validation_fraction,
+                                                 std::uint64_t seed) {
+    if (!(validation_fraction >= 0.0 && validation_fraction < 1.0))
+        throw DatasetError("split_dataset: validation fraction " + std::to_string(validation_fraction) +
+                           " is not in [0, 1)");
+    const std::vector<std::size_t> p = seeded_permutation(d.size(), seed);
+    std::size_t n_val = static_cast<std::size_t>(validation_fraction * static_cast<double>(d.size()) + 0.5);
+    if (validation_fraction > 0 && n_val == 0 && d.size() > 1) n_val = 1;
+    n_val = std::min(n_val, d.size());
+    std::vector<std::size_t> val(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(n_val));
+    std::vector<std::size_t> train(p.begin() + static_cast<std::ptrdiff_t>(n_val), p.end());
+    // Keep file order inside each part: a subset of the training part is then a seeded sample
+    // too, and the split reads the same however it is later subsampled.
+    std::sort(val.begin(), val.end());
+    std::sort(train.begin(), train.end());
+    return {select(d, train), select(d, val)};
+}
+
+// A seeded random sample of `n` images (all of them, in order, when n is 0 or >= size()).
+inline Dataset subset(const Dataset& d, std::size_t n, std::uint64_t seed) {
+    if (n == 0 || n >= d.size()) return d;
+    std::vector<std::size_t> p = seeded_permutation(d.size(), seed);
+    p.resize(n);
+    std::sort(p.begin(), p.end());
+    return select(d, p);
+}
+
+// Throws DatasetError unless `graph` classifies `d`'s images: its input is d.shape and its output
+// is 1x1xK with K >= d.classes (one score per class; the prediction is the largest).
+inline void check_classifier(const Graph& graph, const Dataset& d, std::string_view dataset_name = "") {
+    const std::string where = dataset_name.empty() ? std::string("the dataset") : "dataset '" + std::string(dataset_name) + "'";
+    if (graph.layers.empty()) throw DatasetError("the model has no layers");
+    const Shape in = graph.input().shape, out = graph.output().shape;
+    if (in != d.shape)
+        throw DatasetError("the model's input is " + to_string(in) + " but " + where + "'s images are " +
+                           to_string(d.shape));
+    if (out.h != 1 || out.w != 1 || out.c < d.classes)
+        throw DatasetError("the model's output '" + graph.output().name + "' is " + to_string(out) +
+                           "; classifying " + where + " needs 1x1x" + std::to_string(d.classes) +
+                           " (one score per class)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accuracy through the XNNPACK executor
+// ---------------------------------------------------------------------------------------------
+
+struct Accuracy {
+    double accuracy = 0;     // correct / n, in [0, 1]
+    std::int64_t correct = 0;
+    std::int64_t n = 0;
+};
+
+// Index of the largest of `n` scores; the first one on ties (as torch's argmax).
+inline std::int64_t argmax(const float* scores, std::int64_t n) noexcept {
+    std::int64_t best = 0;
+    for (std::int64_t k = 1; k < n; ++k)
+        if (scores[k] > scores[best]) best = k;
+    return best;
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+
+// The graph `weights` fit: `graph` itself, or `graph` with its batchnorms folded (fold.hpp) when
+// the weights were saved folded, as `lamda train --out` saves them. Throws ExecutorError listing
+// the problems against the folded graph when neither fits.
+inline Graph graph_for_weights(const Graph& graph, const Weights& weights) {
+    if (validate_weights(graph, weights).empty()) return graph;
+    Graph folded = fold_batchnorm_graph(graph);
+    const std::vector<std::string> problems = validate_weights(folded, weights);
+    if (problems.empty()) return folded;
+    std::string msg = "the weights fit neither the model nor the model with batch norm folded:";
+    for (const std::string& p : problems) msg += "\n  " + p;
+    throw ExecutorError(msg);
+}
+
+// Accuracy of `graph` with `weights` over the first `limit` images of `d` (all when 0), one image
+// at a time through XnnExecutor. Weights saved with batch norm folded are accepted
+// (graph_for_weights).
+inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, const Dataset& d,
+                                  int threads = 1, std::size_t limit = 0) {
+    const Graph g = graph_for_weights(graph, weights);
+    check_classifier(g, d);
+    XnnExecutor exec(g, weights, XnnOptions{threads});
+    const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
+    const auto per = static_cast<std::size_t>(d.shape.elements());
+    Accuracy a;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::copy(d.image(i), d.image(i) + per, exec.input());
+        exec.run();
+        if (argmax(exec.output(), exec.output_shape().c) == d.labels[i]) ++a.correct;
+    }
+    a.n = static_cast<std::int64_t>(n);
+    a.accuracy = n ? static_cast<double>(a.correct) / static_cast<double>(n) : 0.0;
+    return a;
+}
+
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+}  // namespace lamda
+
+#endif  // LAMDA_DATASET_HPP
+// ---- end include/lamda/dataset.hpp ----
 // ---- begin include/lamda/json_read.hpp ----
 // lamda/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
 // simdjson's DOM, with error messages that name the file and the field path:
@@ -8848,6 +8852,43 @@ struct JsonReader {
 #endif  // LAMDA_WITH_LATENCY
 #endif  // LAMDA_JSON_READ_HPP
 // ---- end include/lamda/json_read.hpp ----
+// ---- begin include/lamda/latency.hpp ----
+// lamda/latency.hpp: the empirical latency model of a device: lowering a graph into the operators
+// the XNNPACK executor runs, features per operator, a ridge regressor per operator kind fitted
+// with Eigen, a per-model overhead term calibrated on whole models, and the profile file
+// (written with JsonWriter, read with simdjson) that carries samples, fit and a device fingerprint.
+//
+//   lamda::LatencyProfile p = lamda::read_latency_profile("PROFILE.json");  // throws ProfileError
+//   if (auto w = lamda::fingerprint_warning(p.fingerprint, lamda::current_fingerprint(1)); !w.empty())
+//       std::cerr << w << '\n';
+//   lamda::LatencyPrediction r = p.model.predict(graph);   // r.total_ms, r.per_layer_ms
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (needs Eigen, include path /usr/include/eigen3,
+// and simdjson, link -lsimdjson). Prediction needs nothing else; measuring (latency_profile.hpp)
+// also needs LAMDA_WITH_XNNPACK.
+#ifndef LAMDA_LATENCY_HPP
+#define LAMDA_LATENCY_HPP
+
+
+#if defined(LAMDA_WITH_LATENCY)
+
+#include <Eigen/Dense>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
 
 // The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
 // build system may pass the package version (Debian 12 ships this snapshot).
@@ -10157,200 +10198,6 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <utility>
 #include <vector>
 
-// ---- begin include/lamda/search.hpp ----
-// lamda/search.hpp: the vocabulary of the generation loop -- a task and its constraints, and the
-// record kept for every candidate network. Core (no dependencies): the task file reader
-// (task.hpp), the journal (journal.hpp), the report (report.hpp), the proposers and the loop
-// itself (generate.hpp) all speak these types.
-#ifndef LAMDA_SEARCH_HPP
-#define LAMDA_SEARCH_HPP
-
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <vector>
-
-
-namespace lamda {
-
-// What "best" means: accuracy when a trainer and a dataset are there, otherwise capacity (MACs),
-// the best proxy for accuracy that needs no training.
-enum class Objective { Accuracy, Capacity };
-
-inline constexpr std::string_view objective_name(Objective o) noexcept {
-    return o == Objective::Accuracy ? "accuracy" : "capacity";
-}
-
-// Limits a candidate must meet. A zero or absent limit is no limit.
-struct Constraints {
-    double latency_ms = 0;                  // measured median on `threads` threads; 0: none
-    int threads = 1;                        // thread count latency is measured and predicted at
-    std::int64_t max_params = 0;            // 0: none
-    std::int64_t max_activation_bytes = 0;  // peak live activations (analysis.hpp); 0: none
-    std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
-};
-
-struct Budget {
-    int max_candidates = 100;  // candidates recorded (duplicates are not candidates)
-    double max_seconds = 600;  // wall time of the whole search, resumed runs included
-};
-
-// A task file (docs/generate.md) as read by parse_task().
-struct Task {
-    std::string name;
-    Shape input{28, 28, 1};
-    int classes = 10;
-    std::string dataset;  // "" (none), "fashion-mnist", or a directory of IDX/.npy files
-    Constraints constraints;
-    std::string profile;  // latency profile path, resolved against the task file's directory
-    Budget budget;
-    Objective objective = Objective::Capacity;
-    bool objective_given = false;  // false: accuracy when a dataset and a trainer exist
-};
-
-// What became of a candidate, in the order the loop decides it.
-enum class Verdict {
-    Invalid,        // did not parse or validate; `diagnostics` say why
-    WrongTask,      // valid, but its input shape or class count is not the task's
-    OverParams,     // more parameters than max_params
-    OverMemory,     // peak activations above max_activation_bytes
-    OverPredicted,  // predicted latency well over the budget: never run
-    OverMeasured,   // measured latency over the budget
-    BelowAccuracy,  // meets latency, params and memory, but not min_accuracy
-    Feasible,       // meets every constraint
-    Failed,         // an evaluation step failed (executor or trainer error); `reason` says which
-};
-
-inline constexpr std::string_view verdict_name(Verdict v) noexcept {
-    switch (v) {
-    case Verdict::Invalid: return "invalid";
-    case Verdict::WrongTask: return "wrong_task";
-    case Verdict::OverParams: return "over_params";
-    case Verdict::OverMemory: return "over_memory";
-    case Verdict::OverPredicted: return "over_predicted";
-    case Verdict::OverMeasured: return "over_measured";
-    case Verdict::BelowAccuracy: return "below_accuracy";
-    case Verdict::Feasible: return "feasible";
-    case Verdict::Failed: return "failed";
-    }
-    return "?";
-}
-
-inline bool parse_verdict(std::string_view s, Verdict& out) noexcept {
-    for (Verdict v : {Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams, Verdict::OverMemory,
-                      Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
-                      Verdict::Feasible, Verdict::Failed}) {
-        if (verdict_name(v) == s) {
-            out = v;
-            return true;
-        }
-    }
-    return false;
-}
-
-// One layer's share of a candidate's latency, for feedback ("b3_expand: 31%").
-struct LayerCost {
-    std::string name;
-    double ms = 0;
-    double share = 0;  // of the model's total, 0..1
-};
-
-// Everything the loop learned about one candidate: one line of journal.jsonl.
-struct CandidateRecord {
-    int index = 0;              // 0-based, in the order candidates were decided
-    std::string proposer;       // "offline", "random", "llm"
-    std::string note;           // the proposer's own words: which edit, which turn
-    std::string dsl;            // the text as proposed (canonical form when it parsed)
-    std::string hash;           // 16 hex digits of the canonical form (or of the raw text)
-    Verdict verdict = Verdict::Invalid;
-    std::string reason;         // one line: why this verdict
-    std::vector<std::string> diagnostics;  // formatted, for invalid candidates
-    std::int64_t params = -1, macs = -1, peak_activation_bytes = -1;  // -1: not analysed
-    std::optional<double> predicted_ms, measured_ms, accuracy;
-    std::vector<LayerCost> top_layers;  // most expensive layers, measured if run else predicted
-    double seconds = 0;    // time spent deciding this candidate (training included)
-    double elapsed_s = 0;  // search time when it was recorded, across resumes
-};
-
-// A candidate's score under the objective; larger is better. Capacity is log-free MACs.
-inline double objective_score(const CandidateRecord& r, Objective objective) noexcept {
-    if (objective == Objective::Accuracy) return r.accuracy ? *r.accuracy : -1.0;
-    return static_cast<double>(r.macs);
-}
-
-// The latency a record is judged by: measured when it was run, otherwise predicted.
-inline std::optional<double> judged_latency_ms(const CandidateRecord& r) noexcept {
-    return r.measured_ms ? r.measured_ms : r.predicted_ms;
-}
-
-// `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, so that text
-// from a proposer (an LLM may emit anything) can go into JSON and HTML that strict readers accept.
-inline std::string valid_utf8(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        std::size_t n = 0;  // continuation bytes
-        unsigned lo = 0x80, hi = 0xbf;  // allowed range of the first continuation byte
-        if (b < 0x80) {
-            n = 0;
-        } else if (b >= 0xc2 && b <= 0xdf) {
-            n = 1;
-        } else if (b >= 0xe0 && b <= 0xef) {
-            n = 2;
-            if (b == 0xe0) lo = 0xa0;
-            if (b == 0xed) hi = 0x9f;  // no surrogates
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            n = 3;
-            if (b == 0xf0) lo = 0x90;
-            if (b == 0xf4) hi = 0x8f;
-        } else {
-            out += "\xef\xbf\xbd";
-            ++i;
-            continue;
-        }
-        bool ok = i + n < s.size();  // the sequence's last byte is there
-        for (std::size_t k = 1; ok && k <= n; ++k) {
-            const auto c = static_cast<unsigned char>(s[i + k]);
-            ok = k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xbf);
-        }
-        if (ok) {
-            out.append(s.substr(i, n + 1));
-            i += n + 1;
-        } else {
-            out += "\xef\xbf\xbd";
-            ++i;
-        }
-    }
-    return out;
-}
-
-// Result of training a search's finished candidate in full.
-struct FinalTraining {
-    double val_accuracy = 0;   // on the validation split carved from the training set
-    double test_accuracy = 0;  // on the test set: used once, for this figure
-    double train_seconds = 0;
-    int epochs = 0;
-};
-
-// What the loop needs from a trainer (train.hpp's TorchTrainer implements it; the loop itself
-// needs no libtorch). Accuracies are fractions in [0, 1]. Errors are thrown as exceptions derived
-// from std::exception and recorded as a Failed candidate; the loop goes on.
-class Trainer {
-public:
-    virtual ~Trainer() = default;
-    // Short proxy training (a subset, few epochs: seconds); returns validation accuracy.
-    virtual double proxy_accuracy(const Graph& graph) = 0;
-    // Full training; saves safetensors weights (batch norm folded) to `weights_path`.
-    virtual FinalTraining train_final(const Graph& graph, const std::string& weights_path) = 0;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_SEARCH_HPP
-// ---- end include/lamda/search.hpp ----
 // ---- begin include/lamda/torch.hpp ----
 // lamda/torch.hpp: a lamda graph as a libtorch module, for training and for comparing against
 // PyTorch. Compiled only with LAMDA_WITH_TORCH defined (Debian's libtorch-dev 1.13; link with
@@ -11745,211 +11592,6 @@ inline OnnxImport import_onnx_file(const std::string& path) {
 #endif  // defined(LAMDA_WITH_ONNX)
 #endif  // LAMDA_ONNX_IMPORT_HPP
 // ---- end include/lamda/onnx_import.hpp ----
-// ---- begin include/lamda/json_read.hpp ----
-// lamda/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
-// simdjson's DOM, with error messages that name the file and the field path:
-//
-//   FILE: error: WHAT: FIELD.PATH: PROBLEM
-//   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
-//
-//   lamda::JsonReader<MyError> r("tasks/x.json", "task");
-//   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
-//   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
-//
-// Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
-// are there; this header needs simdjson, link -lsimdjson).
-#ifndef LAMDA_JSON_READ_HPP
-#define LAMDA_JSON_READ_HPP
-
-#if defined(LAMDA_WITH_LATENCY)
-
-#include <simdjson.h>
-
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <initializer_list>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <utility>
-#include <vector>
-
-
-namespace lamda {
-
-// `Error` is the exception type thrown (constructible from a std::string), so that each file
-// kind keeps its own (ProfileError, TaskError, JournalError).
-template <class Error>
-struct JsonReader {
-    using element = simdjson::dom::element;
-
-    std::string where;  // the file name (optionally with ":LINE") that starts every message
-    std::string what;   // what is being read: "task", "malformed latency profile", ...
-
-    JsonReader(std::string where_, std::string what_) : where(std::move(where_)), what(std::move(what_)) {}
-
-    // "a.b" from ("a", "b"); the top level is "".
-    static std::string join(const std::string& path, std::string_view key) {
-        return path.empty() ? std::string(key) : path + "." + std::string(key);
-    }
-    static std::string index(const std::string& path, std::size_t i) {
-        return path + "[" + std::to_string(i) + "]";
-    }
-
-    [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
-        throw Error(where + ": error: " + what + ": " + (field.empty() ? "(top level)" : field) + ": " + problem);
-    }
-
-    // Parses `text` (which `padded` holds) into `parser`'s document; a syntax error names the
-    // JSON problem. The element lives as long as the parser and is not changed by later calls.
-    element parse(simdjson::dom::parser& parser, const simdjson::padded_string& padded) const {
-        element doc;
-        if (const auto err = parser.parse(padded).get(doc))
-            throw Error(where + ": error: " + what + ": not valid JSON (" + simdjson::error_message(err) + ")");
-        return doc;
-    }
-
-    simdjson::dom::object obj(const element& e, const std::string& path) const {
-        simdjson::dom::object o;
-        if (e.get_object().get(o)) fail(path, "expected an object");
-        return o;
-    }
-    // The member `key` of the object `obj` (at `path`); missing is an error.
-    element at(const element& obj_, std::string_view key, const std::string& path) const {
-        const simdjson::dom::object o = obj(obj_, path);
-        element e;
-        if (o[key].get(e)) fail(join(path, key), "missing");
-        return e;
-    }
-    bool has(const element& obj_, std::string_view key) const {
-        simdjson::dom::object o;
-        if (obj_.get_object().get(o)) return false;
-        element e;
-        return !o[key].get(e);
-    }
-    // The member `key`, or nothing when it is absent or null.
-    std::optional<element> maybe(const element& obj_, std::string_view key, const std::string& path) const {
-        const simdjson::dom::object o = obj(obj_, path);
-        element e;
-        if (o[key].get(e) || e.is_null()) return std::nullopt;
-        return e;
-    }
-
-    double num(const element& e, const std::string& path) const {
-        double d = 0;
-        if (e.is_double()) {
-            if (e.get_double().get(d)) fail(path, "expected a number");
-        } else if (e.is_int64()) {
-            std::int64_t i = 0;
-            if (e.get_int64().get(i)) fail(path, "expected a number");
-            d = static_cast<double>(i);
-        } else if (e.is_uint64()) {
-            std::uint64_t u = 0;
-            if (e.get_uint64().get(u)) fail(path, "expected a number");
-            d = static_cast<double>(u);
-        } else {
-            fail(path, "expected a number");
-        }
-        if (!std::isfinite(d)) fail(path, "not a finite number");
-        return d;
-    }
-    // An integer in lo..hi. A number with a fraction, or a string, is an error; an integral
-    // number written with an exponent (1e5) is accepted.
-    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
-        std::int64_t i = 0;
-        if (e.is_int64()) {
-            if (e.get_int64().get(i)) fail(path, "expected an integer");
-        } else if (e.is_uint64()) {
-            fail(path, "too large (outside " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
-        } else if (e.is_double()) {
-            double d = 0;
-            if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
-                fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
-                fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
-            i = static_cast<std::int64_t>(d);
-        } else {
-            fail(path, "expected an integer");
-        }
-        if (i < lo || i > hi)
-            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
-        return i;
-    }
-    std::uint64_t uinteger(const element& e, const std::string& path) const {
-        if (e.is_uint64()) {
-            std::uint64_t u = 0;
-            if (e.get_uint64().get(u)) fail(path, "expected a non-negative integer");
-            return u;
-        }
-        std::int64_t i = 0;
-        if (!e.is_int64() || e.get_int64().get(i) || i < 0) fail(path, "expected a non-negative integer");
-        return static_cast<std::uint64_t>(i);
-    }
-    bool boolean(const element& e, const std::string& path) const {
-        bool b = false;
-        if (e.get_bool().get(b)) fail(path, "expected true or false");
-        return b;
-    }
-    std::string str(const element& e, const std::string& path) const {
-        std::string_view s;
-        if (e.get_string().get(s)) fail(path, "expected a string");
-        return std::string(s);
-    }
-    simdjson::dom::array arr(const element& e, const std::string& path) const {
-        simdjson::dom::array a;
-        if (e.get_array().get(a)) fail(path, "expected an array");
-        return a;
-    }
-    std::vector<double> doubles(const element& e, const std::string& path) const {
-        std::vector<double> v;
-        std::size_t i = 0;
-        for (element x : arr(e, path)) v.push_back(num(x, index(path, i++)));
-        return v;
-    }
-    std::vector<std::string> strings(const element& e, const std::string& path) const {
-        std::vector<std::string> v;
-        std::size_t i = 0;
-        for (element x : arr(e, path)) v.push_back(str(x, index(path, i++)));
-        return v;
-    }
-
-    // Every member of the object at `path` must be one of `allowed`, once: an unknown key is an
-    // error with a did-you-mean hint, a repeated key an error too.
-    void only_keys(const element& obj_, const std::string& path, std::initializer_list<std::string_view> allowed) const {
-        std::vector<std::string_view> seen;
-        for (auto member : obj(obj_, path)) {
-            const std::string_view key = member.key;
-            bool known = false;
-            for (std::string_view a : allowed) known = known || a == key;
-            if (!known) {
-                std::string problem = "unknown key";
-                const std::string hint = closest_match(key, allowed);
-                if (!hint.empty()) {
-                    problem += "; did you mean '" + hint + "'?";
-                } else {
-                    problem += " (expected ";
-                    bool first = true;
-                    for (std::string_view a : allowed) {
-                        problem += (first ? "" : ", ") + std::string(a);
-                        first = false;
-                    }
-                    problem += ")";
-                }
-                fail(join(path, key), problem);
-            }
-            for (std::string_view s : seen)
-                if (s == key) fail(join(path, key), "appears twice");
-            seen.push_back(key);
-        }
-    }
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_WITH_LATENCY
-#endif  // LAMDA_JSON_READ_HPP
-// ---- end include/lamda/json_read.hpp ----
 // ---- begin include/lamda/task.hpp ----
 // lamda/task.hpp: task files (docs/generate.md), the input of `lamda generate`.
 //
@@ -11967,200 +11609,6 @@ struct JsonReader {
 #include <string>
 #include <string_view>
 
-// ---- begin include/lamda/search.hpp ----
-// lamda/search.hpp: the vocabulary of the generation loop -- a task and its constraints, and the
-// record kept for every candidate network. Core (no dependencies): the task file reader
-// (task.hpp), the journal (journal.hpp), the report (report.hpp), the proposers and the loop
-// itself (generate.hpp) all speak these types.
-#ifndef LAMDA_SEARCH_HPP
-#define LAMDA_SEARCH_HPP
-
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <vector>
-
-
-namespace lamda {
-
-// What "best" means: accuracy when a trainer and a dataset are there, otherwise capacity (MACs),
-// the best proxy for accuracy that needs no training.
-enum class Objective { Accuracy, Capacity };
-
-inline constexpr std::string_view objective_name(Objective o) noexcept {
-    return o == Objective::Accuracy ? "accuracy" : "capacity";
-}
-
-// Limits a candidate must meet. A zero or absent limit is no limit.
-struct Constraints {
-    double latency_ms = 0;                  // measured median on `threads` threads; 0: none
-    int threads = 1;                        // thread count latency is measured and predicted at
-    std::int64_t max_params = 0;            // 0: none
-    std::int64_t max_activation_bytes = 0;  // peak live activations (analysis.hpp); 0: none
-    std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
-};
-
-struct Budget {
-    int max_candidates = 100;  // candidates recorded (duplicates are not candidates)
-    double max_seconds = 600;  // wall time of the whole search, resumed runs included
-};
-
-// A task file (docs/generate.md) as read by parse_task().
-struct Task {
-    std::string name;
-    Shape input{28, 28, 1};
-    int classes = 10;
-    std::string dataset;  // "" (none), "fashion-mnist", or a directory of IDX/.npy files
-    Constraints constraints;
-    std::string profile;  // latency profile path, resolved against the task file's directory
-    Budget budget;
-    Objective objective = Objective::Capacity;
-    bool objective_given = false;  // false: accuracy when a dataset and a trainer exist
-};
-
-// What became of a candidate, in the order the loop decides it.
-enum class Verdict {
-    Invalid,        // did not parse or validate; `diagnostics` say why
-    WrongTask,      // valid, but its input shape or class count is not the task's
-    OverParams,     // more parameters than max_params
-    OverMemory,     // peak activations above max_activation_bytes
-    OverPredicted,  // predicted latency well over the budget: never run
-    OverMeasured,   // measured latency over the budget
-    BelowAccuracy,  // meets latency, params and memory, but not min_accuracy
-    Feasible,       // meets every constraint
-    Failed,         // an evaluation step failed (executor or trainer error); `reason` says which
-};
-
-inline constexpr std::string_view verdict_name(Verdict v) noexcept {
-    switch (v) {
-    case Verdict::Invalid: return "invalid";
-    case Verdict::WrongTask: return "wrong_task";
-    case Verdict::OverParams: return "over_params";
-    case Verdict::OverMemory: return "over_memory";
-    case Verdict::OverPredicted: return "over_predicted";
-    case Verdict::OverMeasured: return "over_measured";
-    case Verdict::BelowAccuracy: return "below_accuracy";
-    case Verdict::Feasible: return "feasible";
-    case Verdict::Failed: return "failed";
-    }
-    return "?";
-}
-
-inline bool parse_verdict(std::string_view s, Verdict& out) noexcept {
-    for (Verdict v : {Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams, Verdict::OverMemory,
-                      Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
-                      Verdict::Feasible, Verdict::Failed}) {
-        if (verdict_name(v) == s) {
-            out = v;
-            return true;
-        }
-    }
-    return false;
-}
-
-// One layer's share of a candidate's latency, for feedback ("b3_expand: 31%").
-struct LayerCost {
-    std::string name;
-    double ms = 0;
-    double share = 0;  // of the model's total, 0..1
-};
-
-// Everything the loop learned about one candidate: one line of journal.jsonl.
-struct CandidateRecord {
-    int index = 0;              // 0-based, in the order candidates were decided
-    std::string proposer;       // "offline", "random", "llm"
-    std::string note;           // the proposer's own words: which edit, which turn
-    std::string dsl;            // the text as proposed (canonical form when it parsed)
-    std::string hash;           // 16 hex digits of the canonical form (or of the raw text)
-    Verdict verdict = Verdict::Invalid;
-    std::string reason;         // one line: why this verdict
-    std::vector<std::string> diagnostics;  // formatted, for invalid candidates
-    std::int64_t params = -1, macs = -1, peak_activation_bytes = -1;  // -1: not analysed
-    std::optional<double> predicted_ms, measured_ms, accuracy;
-    std::vector<LayerCost> top_layers;  // most expensive layers, measured if run else predicted
-    double seconds = 0;    // time spent deciding this candidate (training included)
-    double elapsed_s = 0;  // search time when it was recorded, across resumes
-};
-
-// A candidate's score under the objective; larger is better. Capacity is log-free MACs.
-inline double objective_score(const CandidateRecord& r, Objective objective) noexcept {
-    if (objective == Objective::Accuracy) return r.accuracy ? *r.accuracy : -1.0;
-    return static_cast<double>(r.macs);
-}
-
-// The latency a record is judged by: measured when it was run, otherwise predicted.
-inline std::optional<double> judged_latency_ms(const CandidateRecord& r) noexcept {
-    return r.measured_ms ? r.measured_ms : r.predicted_ms;
-}
-
-// `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, so that text
-// from a proposer (an LLM may emit anything) can go into JSON and HTML that strict readers accept.
-inline std::string valid_utf8(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const auto b = static_cast<unsigned char>(s[i]);
-        std::size_t n = 0;  // continuation bytes
-        unsigned lo = 0x80, hi = 0xbf;  // allowed range of the first continuation byte
-        if (b < 0x80) {
-            n = 0;
-        } else if (b >= 0xc2 && b <= 0xdf) {
-            n = 1;
-        } else if (b >= 0xe0 && b <= 0xef) {
-            n = 2;
-            if (b == 0xe0) lo = 0xa0;
-            if (b == 0xed) hi = 0x9f;  // no surrogates
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            n = 3;
-            if (b == 0xf0) lo = 0x90;
-            if (b == 0xf4) hi = 0x8f;
-        } else {
-            out += "\xef\xbf\xbd";
-            ++i;
-            continue;
-        }
-        bool ok = i + n < s.size();  // the sequence's last byte is there
-        for (std::size_t k = 1; ok && k <= n; ++k) {
-            const auto c = static_cast<unsigned char>(s[i + k]);
-            ok = k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xbf);
-        }
-        if (ok) {
-            out.append(s.substr(i, n + 1));
-            i += n + 1;
-        } else {
-            out += "\xef\xbf\xbd";
-            ++i;
-        }
-    }
-    return out;
-}
-
-// Result of training a search's finished candidate in full.
-struct FinalTraining {
-    double val_accuracy = 0;   // on the validation split carved from the training set
-    double test_accuracy = 0;  // on the test set: used once, for this figure
-    double train_seconds = 0;
-    int epochs = 0;
-};
-
-// What the loop needs from a trainer (train.hpp's TorchTrainer implements it; the loop itself
-// needs no libtorch). Accuracies are fractions in [0, 1]. Errors are thrown as exceptions derived
-// from std::exception and recorded as a Failed candidate; the loop goes on.
-class Trainer {
-public:
-    virtual ~Trainer() = default;
-    // Short proxy training (a subset, few epochs: seconds); returns validation accuracy.
-    virtual double proxy_accuracy(const Graph& graph) = 0;
-    // Full training; saves safetensors weights (batch norm folded) to `weights_path`.
-    virtual FinalTraining train_final(const Graph& graph, const std::string& weights_path) = 0;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_SEARCH_HPP
-// ---- end include/lamda/search.hpp ----
 
 namespace lamda {
 
@@ -13515,6 +12963,320 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
 
 #endif  // LAMDA_REPORT_HPP
 // ---- end include/lamda/report.hpp ----
+// ---- begin include/lamda/generate.hpp ----
+// lamda/generate.hpp: the generation loop -- lamda's main job. A proposer writes candidates;
+// each is parsed and validated, analysed against the parameter and memory limits, its latency
+// predicted (a candidate predicted well over budget is never run), measured when promising,
+// trained when a trainer is there, recorded, and told back to the proposer:
+//
+//   lamda::GenerateSetup setup;                 // what the loop evaluates with
+//   setup.latency = &profile.model;             // optional: without it every candidate is run
+//   setup.measure = lamda::xnnpack_measure(1);  // optional: without it prediction decides
+//   setup.trainer = trainer.get();              // optional: accuracy objective
+//   setup.on_record = [&](const CandidateRecord& r) { journal.append(r); };
+//   GenerateResult result = lamda::run_generation(task, proposer, setup, resumed_records);
+//
+// The loop itself keeps no state outside `records`: a search resumed from its journal continues
+// exactly where it stopped (the built-in proposers are functions of seed and records).
+// Needs LAMDA_WITH_LATENCY (the latency model); measuring needs LAMDA_WITH_XNNPACK.
+#ifndef LAMDA_GENERATE_HPP
+#define LAMDA_GENERATE_HPP
+
+#if defined(LAMDA_WITH_LATENCY)
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(LAMDA_WITH_XNNPACK)
+#endif
+
+namespace lamda {
+
+// A measured latency and where it went.
+struct Measurement {
+    double median_ms = 0;
+    std::vector<LayerCost> per_layer;  // may be empty
+};
+
+struct GenerateSetup {
+    const LatencyModel* latency = nullptr;                     // null: no prediction
+    std::function<Measurement(const Graph&)> measure;          // empty: no measurement
+    Trainer* trainer = nullptr;                                // null: no accuracy
+    std::function<void(const CandidateRecord&)> on_record;     // journal; called before the next step
+    std::function<void(const CandidateRecord&, const std::vector<CandidateRecord>&)> on_progress;
+    // A candidate predicted above budget x this is rejected without being run. The margin covers
+    // the latency model's error (docs/latency.md: ~95% of models within +-10%).
+    double predicted_reject_factor = 1.2;
+    // Proxy training (a subset, two epochs) underestimates what full training reaches by about
+    // 10 points on Fashion-MNIST (docs/generate.md), so a proxy accuracy is only "below
+    // min_accuracy" when it is this far below; min_accuracy itself is checked on candidates
+    // trained in full after the search.
+    double proxy_accuracy_slack = 0.15;
+    int top_layers = 5;             // most expensive layers kept per record
+    int max_duplicates_in_row = 50; // the proposer "has nothing new" after this many repeats
+    std::function<bool()> should_stop;  // polled between candidates (e.g. SIGINT)
+};
+
+// Seconds spent per step of the loop, summed over candidates.
+struct StageSeconds {
+    double propose = 0, validate = 0, predict = 0, measure = 0, train = 0;
+};
+
+struct GenerateResult {
+    std::vector<CandidateRecord> records;  // resumed ones first
+    int resumed = 0;                       // records that came from the journal
+    int duplicates = 0;                    // proposals skipped as repeats
+    std::string stop_reason;               // "max_candidates", "max_seconds", "exhausted", "stopped"
+    double elapsed_s = 0;                  // search time, across resumes
+    StageSeconds stage_seconds;            // where this run's time went (resumed runs not included)
+};
+
+namespace generate_detail {
+
+inline std::string ms_text(double ms) {
+    std::ostringstream o;
+    o.precision(ms < 0.1 ? 3 : 4);
+    o << ms << " ms";
+    return o.str();
+}
+
+inline std::string percent_text(double share) {
+    return std::to_string(static_cast<int>(share * 100.0 + 0.5)) + "%";
+}
+
+inline std::string cost_list(const std::vector<LayerCost>& layers, std::size_t n = 3) {
+    std::string s;
+    for (std::size_t i = 0; i < layers.size() && i < n; ++i)
+        s += (i ? ", " : "") + layers[i].name + " " + percent_text(layers[i].share);
+    return s;
+}
+
+// The `n` most expensive layers of per-layer milliseconds (parallel to g.layers).
+inline std::vector<LayerCost> top_costs(const Graph& g, const std::vector<double>& ms, int n) {
+    double total = 0;
+    for (double x : ms) total += x;
+    std::vector<LayerCost> all;
+    for (std::size_t i = 0; i < ms.size() && i < g.layers.size(); ++i)
+        if (ms[i] > 0) all.push_back({g.layers[i].name, ms[i], total > 0 ? ms[i] / total : 0});
+    std::stable_sort(all.begin(), all.end(), [](const LayerCost& a, const LayerCost& b) { return a.ms > b.ms; });
+    if (all.size() > static_cast<std::size_t>(n)) all.resize(static_cast<std::size_t>(n));
+    return all;
+}
+
+inline std::vector<LayerCost> top_costs(std::vector<LayerCost> all, int n) {
+    std::stable_sort(all.begin(), all.end(), [](const LayerCost& a, const LayerCost& b) { return a.ms > b.ms; });
+    if (all.size() > static_cast<std::size_t>(n)) all.resize(static_cast<std::size_t>(n));
+    return all;
+}
+
+}  // namespace generate_detail
+
+// Decides one proposal: every step the loop takes for a candidate, in order. `seen` holds the
+// hashes decided so far; a repeat returns nothing (and is not a candidate).
+inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
+                                                         const GenerateSetup& setup,
+                                                         const std::set<std::string>& seen,
+                                                         StageSeconds* stage_seconds = nullptr) {
+    using namespace generate_detail;
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    auto lap = clock::now();
+    auto charge = [&](double StageSeconds::*stage) {  // time since the last lap goes to `stage`
+        const auto now = clock::now();
+        if (stage_seconds) stage_seconds->*stage += std::chrono::duration<double>(now - lap).count();
+        lap = now;
+    };
+    CandidateRecord rec;
+    rec.note = proposal.note;
+    if (!proposal.error.empty()) {  // the proposer failed (e.g. an LLM turn): recorded, not evaluated
+        rec.dsl = proposal.dsl;
+        rec.hash = text_hash("failed proposal: " + proposal.note + "\n" + proposal.error + "\n" + proposal.dsl);
+        if (seen.count(rec.hash)) return std::nullopt;
+        rec.verdict = Verdict::Failed;
+        rec.reason = proposal.error;
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    }
+    ParseResult parsed = parse_dsl(proposal.dsl, "candidate");
+    if (!parsed.ok()) {
+        rec.dsl = proposal.dsl;
+        rec.hash = text_hash(proposal.dsl);
+        if (seen.count(rec.hash)) return std::nullopt;
+        rec.verdict = Verdict::Invalid;
+        for (const Diagnostic& d : parsed.diagnostics) rec.diagnostics.push_back(format_diagnostic(d));
+        rec.reason = std::to_string(parsed.diagnostics.size()) + " error(s): " +
+                     (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message);
+        charge(&StageSeconds::validate);
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    }
+    const Graph& g = parsed.graph;
+    rec.dsl = print_dsl(g);
+    rec.hash = text_hash(rec.dsl);
+    if (seen.count(rec.hash)) return std::nullopt;
+    auto finish = [&](Verdict v, std::string reason) {
+        rec.verdict = v;
+        rec.reason = std::move(reason);
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    };
+    try {
+        const ModelStats stats = analyze(g);
+        rec.params = stats.params;
+        rec.macs = stats.macs;
+        rec.peak_activation_bytes = stats.peak_activation_bytes;
+        const Shape in = g.layers.front().shape;
+        const Shape want_out{1, 1, task.classes};
+        if (!(in.h == task.input.h && in.w == task.input.w && in.c == task.input.c))
+            return finish(Verdict::WrongTask, "input is " + std::to_string(in.h) + "x" + std::to_string(in.w) + "x" +
+                                                  std::to_string(in.c) + ", the task's is " + std::to_string(task.input.h) +
+                                                  "x" + std::to_string(task.input.w) + "x" + std::to_string(task.input.c));
+        if (!(stats.output_shape.h == 1 && stats.output_shape.w == 1 && stats.output_shape.c == task.classes))
+            return finish(Verdict::WrongTask, "output is " + std::to_string(stats.output_shape.h) + "x" +
+                                                  std::to_string(stats.output_shape.w) + "x" +
+                                                  std::to_string(stats.output_shape.c) + ", the task needs 1x1x" +
+                                                  std::to_string(want_out.c) + " (one logit per class)");
+        const Constraints& c = task.constraints;
+        charge(&StageSeconds::validate);
+        if (setup.latency) {
+            const LatencyPrediction p = setup.latency->predict(g);
+            rec.predicted_ms = p.total_ms;
+            rec.top_layers = top_costs(g, p.per_layer_ms, setup.top_layers);
+            charge(&StageSeconds::predict);
+        }
+        if (c.max_params > 0 && stats.params > c.max_params)
+            return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
+                                                   std::to_string(c.max_params) + " (" +
+                                                   percent_text(double(stats.params) / double(c.max_params)) + ")");
+        if (c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes)
+            return finish(Verdict::OverMemory, "peak activations " + std::to_string(stats.peak_activation_bytes) +
+                                                   " bytes, limit " + std::to_string(c.max_activation_bytes));
+        if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
+            return finish(Verdict::OverPredicted,
+                          "predicted " + ms_text(*rec.predicted_ms) + " = " +
+                              percent_text(*rec.predicted_ms / c.latency_ms) + " of the " + ms_text(c.latency_ms) +
+                              " budget (not run); most expensive: " + cost_list(rec.top_layers));
+        if (setup.measure) {
+            Measurement m = setup.measure(g);
+            charge(&StageSeconds::measure);
+            rec.measured_ms = m.median_ms;
+            if (!m.per_layer.empty()) rec.top_layers = top_costs(std::move(m.per_layer), setup.top_layers);
+            if (c.latency_ms > 0 && m.median_ms > c.latency_ms)
+                return finish(Verdict::OverMeasured, "measured " + ms_text(m.median_ms) + " = " +
+                                                         percent_text(m.median_ms / c.latency_ms) + " of the " +
+                                                         ms_text(c.latency_ms) + " budget; most expensive: " +
+                                                         cost_list(rec.top_layers));
+        }
+        if (setup.trainer && task.objective == Objective::Accuracy) {
+            rec.accuracy = setup.trainer->proxy_accuracy(g);
+            charge(&StageSeconds::train);
+            if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
+                return finish(Verdict::BelowAccuracy,
+                              "proxy validation accuracy " + percent_text(*rec.accuracy) + " is more than " +
+                                  percent_text(setup.proxy_accuracy_slack) + " below the required " +
+                                  percent_text(*c.min_accuracy));
+        }
+        std::string why = "meets every constraint";
+        if (const auto ms = judged_latency_ms(rec); ms && c.latency_ms > 0)
+            why += ": " + std::string(rec.measured_ms ? "measured " : "predicted ") + ms_text(*ms) + " = " +
+                   percent_text(*ms / c.latency_ms) + " of budget";
+        return finish(Verdict::Feasible, why);
+    } catch (const std::exception& e) {
+        return finish(Verdict::Failed, std::string("evaluation failed: ") + e.what());
+    }
+}
+
+// Runs the search until the budget is spent or the proposer has nothing new. `resumed` are the
+// records of an earlier run of the same search (its journal), not evaluated again.
+inline GenerateResult run_generation(const Task& task, Proposer& proposer, const GenerateSetup& setup,
+                                     std::vector<CandidateRecord> resumed = {}) {
+    GenerateResult result;
+    result.records = std::move(resumed);
+    result.resumed = static_cast<int>(result.records.size());
+    std::set<std::string> seen;
+    for (const auto& r : result.records) seen.insert(r.hash);
+    const double before = result.records.empty() ? 0.0 : result.records.back().elapsed_s;
+    const auto start = std::chrono::steady_clock::now();
+    auto elapsed = [&] { return before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    int duplicates_in_row = 0;
+    for (;;) {
+        if (static_cast<int>(result.records.size()) >= task.budget.max_candidates) {
+            result.stop_reason = "max_candidates";
+            break;
+        }
+        if (elapsed() >= task.budget.max_seconds) {
+            result.stop_reason = "max_seconds";
+            break;
+        }
+        if (setup.should_stop && setup.should_stop()) {
+            result.stop_reason = "stopped";
+            break;
+        }
+        auto t_propose = std::chrono::steady_clock::now();
+        std::optional<Proposal> proposal = proposer.propose(task, result.records);
+        result.stage_seconds.propose +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t_propose).count();
+        if (!proposal) {
+            result.stop_reason = "exhausted";
+            break;
+        }
+        std::optional<CandidateRecord> rec = evaluate_candidate(task, *proposal, setup, seen, &result.stage_seconds);
+        if (!rec) {
+            ++result.duplicates;
+            if (++duplicates_in_row >= setup.max_duplicates_in_row) {
+                result.stop_reason = "exhausted";
+                break;
+            }
+            continue;
+        }
+        duplicates_in_row = 0;
+        rec->index = static_cast<int>(result.records.size());
+        rec->proposer = proposer.name();
+        rec->elapsed_s = elapsed();
+        seen.insert(rec->hash);
+        if (setup.on_record) setup.on_record(*rec);  // journaled before anything else happens
+        result.records.push_back(std::move(*rec));
+        if (setup.on_progress) setup.on_progress(result.records.back(), result.records);
+    }
+    result.elapsed_s = elapsed();
+    return result;
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+// The loop's measurement: XNNPACK on random weights (latency does not depend on their values),
+// `runs` timed runs; per-layer costs from the per-operator timing.
+inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5) {
+    return [=](const Graph& g) {
+        BenchOptions o;
+        o.threads = threads;
+        o.runs = runs;
+        o.warmup = warmup;
+        const BenchResult r = benchmark_model(g, random_weights(g, 1), o);
+        Measurement m;
+        m.median_ms = r.median_ms;
+        for (const OpTiming& t : r.per_op)
+            if (t.median_ms > 0) m.per_layer.push_back({t.name, t.median_ms, 0.0});
+        double total = 0;
+        for (const auto& l : m.per_layer) total += l.ms;
+        for (auto& l : m.per_layer) l.share = total > 0 ? l.ms / total : 0;
+        return m;
+    };
+}
+#endif
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_GENERATE_HPP
+// ---- end include/lamda/generate.hpp ----
 // ---- begin include/lamda/llm.hpp ----
 // lamda/llm.hpp: the LLM generator -- a Proposer that asks a language model for candidates over
 // the OpenAI-compatible chat-completions protocol (OpenAI, Ollama, vLLM, llama.cpp's server,
@@ -13570,868 +13332,6 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
 #include <utility>
 #include <vector>
 
-// ---- begin include/lamda/proposers.hpp ----
-// lamda/proposers.hpp: where candidate networks come from. A Proposer hands the generation loop
-// (generate.hpp) one DSL text at a time and sees every decided candidate's record. Two built-in
-// proposers search design.hpp's space and need no network:
-//   - OfflineDesigner: starts from the zoo's small models and edits them the way an engineer
-//     would, steered by the loop's feedback: over budget -> shrink the stage whose layers cost
-//     most; well under budget -> grow where it is cheap; near the limit -> lateral moves.
-//   - RandomProposer: uniform draws from the same space, the baseline the designer must beat.
-// Both are deterministic functions of (seed, records so far), which is what lets `--resume`
-// continue a search from its journal: each keeps its design in the record's note.
-#ifndef LAMDA_PROPOSERS_HPP
-#define LAMDA_PROPOSERS_HPP
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <map>
-#include <optional>
-#include <random>
-#include <set>
-#include <string>
-#include <string_view>
-#include <vector>
-
-// ---- begin include/lamda/design.hpp ----
-// lamda/design.hpp: the design space the built-in proposers search -- a compact description of a
-// stage-wise convolutional classifier (stem, stages of blocks, head) that renders to DSL text.
-// The offline designer edits these the way an engineer would (width, depth, kernel size, stride
-// placement, expansion ratio, block type, squeeze-excitation); the random baseline samples them.
-//
-//   Design d = zoo_seed_designs()[0];          // tiny_mobilenet's structure
-//   std::string dsl = render_design(d, {28, 28, 1}, 10, "candidate");
-//   std::string compact = design_to_string(d); // "stem=16k3s2 act=relu6 | ir c16 r1 s1 k3 e3 se | ..."
-//   Design back; std::string err = parse_design(compact, back);   // exact round trip
-//
-// Layer names follow the structure: `stem`, `s<I>b<J>_<part>` for block J of stage I, `head`,
-// `fc`; stage_of_layer() maps a name back to its stage, which is how per-layer latency feedback
-// becomes an edit of the right stage.
-#ifndef LAMDA_DESIGN_HPP
-#define LAMDA_DESIGN_HPP
-
-#include <algorithm>
-#include <cstdint>
-#include <random>
-#include <sstream>
-#include <string>
-#include <string_view>
-#include <vector>
-
-
-namespace lamda {
-
-enum class BlockKind {
-    Conv,       // kxk conv -> bn -> act (VGG style)
-    Residual,   // two kxk convs with an identity or 1x1 shortcut (ResNet basic block)
-    Separable,  // kxk depthwise -> bn -> act -> 1x1 conv -> bn -> act (MobileNetV1)
-    Inverted,   // 1x1 expand -> kxk depthwise -> [SE] -> 1x1 linear project (+ residual) (MobileNetV2)
-};
-
-inline constexpr std::string_view block_kind_name(BlockKind k) noexcept {
-    switch (k) {
-    case BlockKind::Conv: return "conv";
-    case BlockKind::Residual: return "res";
-    case BlockKind::Separable: return "sep";
-    case BlockKind::Inverted: return "ir";
-    }
-    return "?";
-}
-
-struct StageDesign {
-    BlockKind kind = BlockKind::Inverted;
-    int channels = 16;  // output channels of every block in the stage
-    int repeats = 1;    // blocks in the stage, 1..6
-    int stride = 1;     // 1 or 2, applied by the first block
-    bool pool = false;  // downsample with a 2x2 max pool after the first block instead of stride
-    int kernel = 3;     // 3, 5 or 7
-    int expansion = 1;  // Inverted only, 1..6
-    bool se = false;    // squeeze-excitation at the end of each block
-    bool operator==(const StageDesign& o) const {
-        return kind == o.kind && channels == o.channels && repeats == o.repeats &&
-               stride == o.stride && pool == o.pool && kernel == o.kernel &&
-               expansion == o.expansion && se == o.se;
-    }
-};
-
-struct Design {
-    int stem_channels = 16;
-    int stem_kernel = 3;
-    int stem_stride = 1;
-    std::vector<StageDesign> stages;
-    int head_channels = 0;  // 1x1 conv before global pooling; 0: none
-    Activation act = Activation::Relu;
-    bool operator==(const Design& o) const {
-        return stem_channels == o.stem_channels && stem_kernel == o.stem_kernel &&
-               stem_stride == o.stem_stride && stages == o.stages &&
-               head_channels == o.head_channels && act == o.act;
-    }
-};
-
-// Bounds of the design space, shared by the editor, the sampler and parse_design.
-struct DesignBounds {
-    int min_channels = 8, max_channels = 512;  // multiples of 8
-    int max_stages = 6, max_repeats = 6, max_expansion = 6;
-    int max_head = 1280;
-};
-
-namespace design_detail {
-
-inline int round8(double v, const DesignBounds& b) {
-    const int r = static_cast<int>(v / 8.0 + 0.5) * 8;
-    return std::clamp(r, b.min_channels, b.max_channels);
-}
-
-struct Writer {
-    std::string out;
-    std::string last;  // the value the next plain-chain layer reads
-    void line(const std::string& name, const std::string& rest) {
-        out += name + ": " + rest + "\n";
-        last = name;
-    }
-    // conv/dwconv followed by batchnorm and the activation; returns the last name.
-    std::string conv_bn(const std::string& name, const std::string& op, Activation act) {
-        line(name, op + " bias=false");
-        line(name + "_bn", "batchnorm");
-        if (act != Activation::None) line(name + "_act", std::string(activation_name(act)));
-        return last;
-    }
-};
-
-inline std::string conv_op(int out, int kernel, int stride) {
-    std::string s = "conv2d out=" + std::to_string(out) + " kernel=" + std::to_string(kernel);
-    if (stride != 1) s += " stride=" + std::to_string(stride);
-    return s;
-}
-inline std::string dw_op(int kernel, int stride) {
-    std::string s = "dwconv kernel=" + std::to_string(kernel);
-    if (stride != 1) s += " stride=" + std::to_string(stride);
-    return s;
-}
-
-// Squeeze-excitation on `value` (channels c): gap -> 1x1 conv + relu -> 1x1 conv + hardsigmoid -> mul.
-inline std::string squeeze_excite(Writer& w, const std::string& prefix, const std::string& value, int c) {
-    const int squeezed = std::max(8, (c / 4 + 7) / 8 * 8);
-    w.line(prefix + "_se_pool", "gap " + value);
-    w.line(prefix + "_se_fc1", "conv2d out=" + std::to_string(squeezed) + " kernel=1 act=relu");
-    w.line(prefix + "_se_fc2", "conv2d out=" + std::to_string(c) + " kernel=1 act=hardsigmoid");
-    w.line(prefix + "_se", "mul " + value + ", " + prefix + "_se_fc2");
-    return w.last;
-}
-
-inline std::string block(Writer& w, const std::string& p, const StageDesign& s, int in_c, int stride,
-                         Activation act) {
-    const std::string input = w.last;
-    const int c = s.channels;
-    std::string out;
-    bool residual_ok = stride == 1 && in_c == c;
-    switch (s.kind) {
-    case BlockKind::Conv:
-        out = w.conv_bn(p + "_conv", conv_op(c, s.kernel, stride), act);
-        if (s.se) out = squeeze_excite(w, p, out, c);
-        return out;
-    case BlockKind::Separable:
-        w.conv_bn(p + "_dw", dw_op(s.kernel, stride), act);
-        out = w.conv_bn(p + "_pw", conv_op(c, 1, 1), act);
-        if (s.se) out = squeeze_excite(w, p, out, c);
-        return out;
-    case BlockKind::Residual: {
-        w.conv_bn(p + "_conv1", conv_op(c, s.kernel, stride), act);
-        out = w.conv_bn(p + "_conv2", conv_op(c, s.kernel, 1), Activation::None);
-        if (s.se) out = squeeze_excite(w, p, out, c);
-        std::string shortcut = input;
-        if (!residual_ok) {
-            w.last = input;
-            shortcut = w.conv_bn(p + "_down", conv_op(c, 1, stride), Activation::None);
-        }
-        w.line(p, "add " + shortcut + ", " + out + " act=" + std::string(activation_name(act)));
-        return w.last;
-    }
-    case BlockKind::Inverted: {
-        const int hidden = s.expansion * in_c;
-        if (s.expansion > 1) w.conv_bn(p + "_expand", conv_op(hidden, 1, 1), act);
-        out = w.conv_bn(p + "_dw", dw_op(s.kernel, stride), act);
-        if (s.se) out = squeeze_excite(w, p, out, hidden);
-        w.last = out;
-        out = w.conv_bn(p + "_project", conv_op(c, 1, 1), Activation::None);
-        if (residual_ok) w.line(p, "add " + input + ", " + out);
-        return w.last;
-    }
-    }
-    return out;
-}
-
-}  // namespace design_detail
-
-// The DSL text of `d` for inputs of shape `input` and `classes` outputs (logits). The text may
-// still be invalid for the input (too many downsamplings for a small image): parse it to know.
-inline std::string render_design(const Design& d, const Shape& input, int classes,
-                                 const std::string& model_name = "candidate") {
-    using namespace design_detail;
-    Writer w;
-    w.out = "model " + model_name + "\n";
-    w.line("input", "input shape=" + std::to_string(input.h) + "x" + std::to_string(input.w) + "x" +
-                        std::to_string(input.c));
-    w.conv_bn("stem", conv_op(d.stem_channels, d.stem_kernel, d.stem_stride), d.act);
-    int c = d.stem_channels;
-    for (std::size_t i = 0; i < d.stages.size(); ++i) {
-        const StageDesign& s = d.stages[i];
-        for (int j = 0; j < s.repeats; ++j) {
-            const std::string p = "s" + std::to_string(i) + "b" + std::to_string(j);
-            const int stride = (j == 0 && !s.pool) ? s.stride : 1;
-            block(w, p, s, c, stride, d.act);
-            c = s.channels;
-            if (j == 0 && s.pool && s.stride == 2) w.line(p + "_pool", "maxpool kernel=2");
-        }
-    }
-    if (d.head_channels > 0) w.conv_bn("head", conv_op(d.head_channels, 1, 1), d.act);
-    w.line("pool", "gap");
-    w.line("fc", "fc out=" + std::to_string(classes));
-    return w.out;
-}
-
-// The stage a layer named by render_design belongs to: -1 for the stem, stages.size() for the
-// head and classifier, -2 for a name render_design does not produce.
-inline int stage_of_layer(std::string_view name, std::size_t stage_count) {
-    if (name.rfind("stem", 0) == 0 || name == "input") return -1;
-    if (name.rfind("head", 0) == 0 || name == "pool" || name == "fc") return static_cast<int>(stage_count);
-    if (name.size() < 2 || name[0] != 's') return -2;
-    int v = 0;
-    std::size_t i = 1;
-    for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) v = v * 10 + (name[i] - '0');
-    if (i == 1 || i >= name.size() || name[i] != 'b') return -2;
-    return v;
-}
-
-// ---- Compact text form, kept in journal notes so a resumed search knows every design ----------
-
-inline std::string design_to_string(const Design& d) {
-    std::string s = "stem=" + std::to_string(d.stem_channels) + "k" + std::to_string(d.stem_kernel) +
-                    "s" + std::to_string(d.stem_stride) + " act=" + std::string(activation_name(d.act)) +
-                    " head=" + std::to_string(d.head_channels);
-    for (const StageDesign& st : d.stages) {
-        s += " | " + std::string(block_kind_name(st.kind)) + " c" + std::to_string(st.channels) + " r" +
-             std::to_string(st.repeats) + " s" + std::to_string(st.stride) + (st.pool ? "p" : "") +
-             " k" + std::to_string(st.kernel) + " e" + std::to_string(st.expansion) +
-             (st.se ? " se" : "");
-    }
-    return s;
-}
-
-// Reads design_to_string's form; returns "" on success, else what is wrong.
-inline std::string parse_design(std::string_view text, Design& out, const DesignBounds& b = {}) {
-    Design d;
-    d.stages.clear();
-    std::vector<std::string> parts;
-    {
-        std::string cur;
-        for (char ch : text) {
-            if (ch == '|') {
-                parts.push_back(cur);
-                cur.clear();
-            } else {
-                cur += ch;
-            }
-        }
-        parts.push_back(cur);
-    }
-    auto number = [](const std::string& tok, std::size_t from, int& v, std::size_t& end) {
-        v = 0;
-        end = from;
-        while (end < tok.size() && tok[end] >= '0' && tok[end] <= '9' && v < 100000)
-            v = v * 10 + (tok[end++] - '0');
-        return end > from;
-    };
-    {
-        std::istringstream head(parts[0]);
-        std::string tok;
-        int seen = 0;
-        while (head >> tok) {
-            std::size_t e = 0;
-            if (tok.rfind("stem=", 0) == 0) {
-                int c = 0, k = 0, s = 0;
-                if (!number(tok, 5, c, e) || e >= tok.size() || tok[e] != 'k' || !number(tok, e + 1, k, e) ||
-                    e >= tok.size() || tok[e] != 's' || !number(tok, e + 1, s, e) || e != tok.size())
-                    return "bad stem '" + tok + "'";
-                d.stem_channels = c, d.stem_kernel = k, d.stem_stride = s;
-                seen |= 1;
-            } else if (tok.rfind("act=", 0) == 0) {
-                bool found = false;
-                for (Activation a : all_activations)
-                    if (activation_name(a) == tok.substr(4)) d.act = a, found = true;
-                if (!found) return "bad activation '" + tok + "'";
-                seen |= 2;
-            } else if (tok.rfind("head=", 0) == 0) {
-                if (!number(tok, 5, d.head_channels, e) || e != tok.size()) return "bad head '" + tok + "'";
-                seen |= 4;
-            } else {
-                return "unexpected '" + tok + "'";
-            }
-        }
-        if (seen != 7) return "missing stem=, act= or head=";
-    }
-    for (std::size_t i = 1; i < parts.size(); ++i) {
-        std::istringstream in(parts[i]);
-        std::string kind, tok;
-        in >> kind;
-        StageDesign st;
-        bool known = false;
-        for (BlockKind k : {BlockKind::Conv, BlockKind::Residual, BlockKind::Separable, BlockKind::Inverted})
-            if (block_kind_name(k) == kind) st.kind = k, known = true;
-        if (!known) return "stage " + std::to_string(i - 1) + ": unknown block kind '" + kind + "'";
-        while (in >> tok) {
-            std::size_t e = 0;
-            int v = 0;
-            if (tok == "se") {
-                st.se = true;
-                continue;
-            }
-            if (!number(tok, 1, v, e)) return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
-            switch (tok[0]) {
-            case 'c': st.channels = v; break;
-            case 'r': st.repeats = v; break;
-            case 's':
-                st.stride = v;
-                if (e < tok.size() && tok[e] == 'p') st.pool = true, ++e;
-                break;
-            case 'k': st.kernel = v; break;
-            case 'e': st.expansion = v; break;
-            default: return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
-            }
-            if (e != tok.size()) return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
-        }
-        d.stages.push_back(st);
-    }
-    // Bounds, so that a hand-edited journal cannot ask for something absurd.
-    if (d.stem_channels < b.min_channels || d.stem_channels > b.max_channels) return "stem channels out of range";
-    if (d.stem_kernel < 1 || d.stem_kernel > 7 || d.stem_stride < 1 || d.stem_stride > 2) return "stem out of range";
-    if (d.head_channels < 0 || d.head_channels > b.max_head) return "head out of range";
-    if (d.stages.empty() || static_cast<int>(d.stages.size()) > b.max_stages) return "stage count out of range";
-    for (const StageDesign& st : d.stages) {
-        if (st.channels < b.min_channels || st.channels > b.max_channels || st.repeats < 1 ||
-            st.repeats > b.max_repeats || st.stride < 1 || st.stride > 2 || st.kernel < 1 ||
-            st.kernel > 7 || st.expansion < 1 || st.expansion > b.max_expansion)
-            return "stage out of range";
-    }
-    out = d;
-    return {};
-}
-
-// The zoo's small models as designs: where the offline designer starts.
-//  - tiny_mobilenet (examples/models/tiny_mobilenet.lamda): stride-2 stem, inverted residuals
-//    with squeeze-excitation, a 1x1 head;
-//  - lenet5 (examples/models/lenet5.lamda) in modern form: conv + max-pool stages;
-//  - a MobileNetV1-style separable chain (the zoo's mobilenet family at 28x28 scale).
-inline std::vector<std::pair<std::string, Design>> zoo_seed_designs() {
-    std::vector<std::pair<std::string, Design>> seeds;
-    Design tiny;
-    tiny.stem_channels = 16, tiny.stem_kernel = 3, tiny.stem_stride = 2, tiny.act = Activation::Relu6;
-    tiny.stages = {{BlockKind::Inverted, 16, 1, 1, false, 3, 3, true},
-                   {BlockKind::Inverted, 24, 1, 2, false, 3, 4, false},
-                   {BlockKind::Inverted, 24, 1, 1, false, 3, 4, true}};
-    tiny.head_channels = 128;
-    seeds.emplace_back("tiny_mobilenet", tiny);
-    Design lenet;
-    lenet.stem_channels = 8, lenet.stem_kernel = 5, lenet.stem_stride = 1, lenet.act = Activation::Relu;
-    lenet.stages = {{BlockKind::Conv, 16, 1, 2, true, 5, 1, false}};
-    lenet.stages.insert(lenet.stages.begin(), StageDesign{BlockKind::Conv, 8, 1, 2, true, 3, 1, false});
-    lenet.head_channels = 0;
-    seeds.emplace_back("lenet5", lenet);
-    Design sep;
-    sep.stem_channels = 16, sep.stem_kernel = 3, sep.stem_stride = 2, sep.act = Activation::Relu;
-    sep.stages = {{BlockKind::Separable, 32, 1, 1, false, 3, 1, false},
-                  {BlockKind::Separable, 64, 2, 2, false, 3, 1, false}};
-    sep.head_channels = 0;
-    seeds.emplace_back("separable", sep);
-    return seeds;
-}
-
-// A uniform draw from the design space (the random baseline): 1..4 stages of any block kind.
-inline Design random_design(std::mt19937_64& rng, const DesignBounds& b = {}) {
-    using namespace sample_detail;
-    Design d;
-    const int widths[] = {8, 16, 24, 32, 48, 64, 96, 128};
-    d.stem_channels = widths[uniform(rng, 0, 5)];
-    d.stem_kernel = uniform(rng, 0, 1) ? 5 : 3;
-    d.stem_stride = uniform(rng, 1, 2);
-    const Activation acts[] = {Activation::Relu, Activation::Relu6, Activation::HardSwish};
-    d.act = acts[uniform(rng, 0, 2)];
-    const int stages = uniform(rng, 1, 4);
-    for (int i = 0; i < stages; ++i) {
-        StageDesign s;
-        s.kind = static_cast<BlockKind>(uniform(rng, 0, 3));
-        s.channels = std::clamp(widths[uniform(rng, 0, 7)], b.min_channels, b.max_channels);
-        s.repeats = uniform(rng, 1, 3);
-        s.stride = uniform(rng, 1, 2);
-        s.pool = s.stride == 2 && chance(rng, 30);
-        const int kernels[] = {3, 5, 7};
-        s.kernel = kernels[uniform(rng, 0, 2)];
-        s.expansion = s.kind == BlockKind::Inverted ? uniform(rng, 1, 6) : 1;
-        s.se = chance(rng, 30);
-        d.stages.push_back(s);
-    }
-    d.head_channels = chance(rng, 40) ? widths[uniform(rng, 3, 7)] * 2 : 0;
-    return d;
-}
-
-// Multiplies every width by `factor` (rounded to multiples of 8, within bounds).
-inline Design scale_width(Design d, double factor, const DesignBounds& b = {}) {
-    d.stem_channels = design_detail::round8(d.stem_channels * factor, b);
-    for (StageDesign& s : d.stages) s.channels = design_detail::round8(s.channels * factor, b);
-    if (d.head_channels > 0) d.head_channels = std::min(b.max_head, design_detail::round8(d.head_channels * factor, b));
-    return d;
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_DESIGN_HPP
-// ---- end include/lamda/design.hpp ----
-
-namespace lamda {
-
-struct Proposal {
-    std::string dsl;
-    std::string note;  // what the proposer did, e.g. "shrink s1 width 48->32; design: ..."
-    // Non-empty: the proposer tried and failed to produce a candidate (an LLM turn that got no
-    // usable reply). The loop records it as a Failed candidate with this reason and goes on.
-    std::string error = {};
-};
-
-class Proposer {
-public:
-    virtual ~Proposer() = default;
-    virtual std::string name() const = 0;
-    // The next candidate, or nothing when the proposer has nothing new to offer. `records` holds
-    // every candidate decided so far, in order (those of a resumed journal included).
-    virtual std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) = 0;
-};
-
-// 16 hex digits of FNV-1a 64 over `text`: candidates are deduplicated by the hash of their
-// canonical form (print_dsl), so formatting, comments and attribute order do not matter.
-inline std::string text_hash(std::string_view text) {
-    std::uint64_t h = 0xcbf29ce484222325ull;
-    for (unsigned char ch : text) {
-        h ^= ch;
-        h *= 0x100000001b3ull;
-    }
-    static const char* digits = "0123456789abcdef";
-    std::string out(16, '0');
-    for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
-    return out;
-}
-
-// The canonical form of a valid DSL text and its hash; false if it does not parse.
-inline bool canonical_hash(std::string_view dsl, std::string& canonical, std::string& hash) {
-    ParseResult r = parse_dsl(dsl, "<candidate>");
-    if (!r.ok()) return false;
-    canonical = print_dsl(r.graph);
-    hash = text_hash(canonical);
-    return true;
-}
-
-namespace proposer_detail {
-
-inline constexpr std::string_view design_marker = "design: ";
-
-// The design a record's note carries (what the built-in proposers write), if any.
-inline std::optional<Design> design_of(const CandidateRecord& r) {
-    const std::size_t at = r.note.find(design_marker);
-    if (at == std::string::npos) return std::nullopt;
-    Design d;
-    if (!parse_design(std::string_view(r.note).substr(at + design_marker.size()), d).empty())
-        return std::nullopt;
-    return d;
-}
-
-inline std::set<std::string> seen_hashes(const std::vector<CandidateRecord>& records) {
-    std::set<std::string> seen;
-    for (const auto& r : records) seen.insert(r.hash);
-    return seen;
-}
-
-// A design's rendering for the task, if it parses and has not been seen.
-inline std::optional<Proposal> fresh(const Design& d, const Task& task, const std::set<std::string>& seen,
-                                     std::set<std::string>& tried, const std::string& what) {
-    const std::string text = render_design(d, task.input, task.classes);
-    std::string canonical, hash;
-    if (!canonical_hash(text, canonical, hash)) return std::nullopt;
-    if (seen.count(hash) || !tried.insert(hash).second) return std::nullopt;
-    return Proposal{text, what + "; " + std::string(design_marker) + design_to_string(d)};
-}
-
-// How far a record is from meeting the task's limits: the largest of latency/budget,
-// params/limit and memory/limit (1 = exactly at a limit), or nothing when it was not analysed.
-inline std::optional<double> violation(const CandidateRecord& r, const Task& task) {
-    if (r.params < 0) return std::nullopt;
-    const Constraints& c = task.constraints;
-    double v = 0;
-    if (c.max_params > 0) v = std::max(v, double(r.params) / double(c.max_params));
-    if (c.max_activation_bytes > 0) v = std::max(v, double(r.peak_activation_bytes) / double(c.max_activation_bytes));
-    if (c.latency_ms > 0) {
-        const auto ms = judged_latency_ms(r);
-        if (!ms) return std::nullopt;
-        v = std::max(v, *ms / c.latency_ms);
-    }
-    return v;
-}
-
-// Share of the record's cost per stage (index -1: stem, stages.size(): head), from top_layers.
-inline std::map<int, double> stage_costs(const CandidateRecord& r, std::size_t stage_count) {
-    std::map<int, double> cost;
-    for (const LayerCost& l : r.top_layers) {
-        const int s = stage_of_layer(l.name, stage_count);
-        if (s >= -1) cost[s] += l.share;
-    }
-    return cost;
-}
-
-}  // namespace proposer_detail
-
-// Uniform draws from design.hpp's space, rendered for the task; self-invalid draws (too many
-// downsamplings for the input) and repeats are drawn again.
-class RandomProposer : public Proposer {
-public:
-    explicit RandomProposer(std::uint64_t seed) : seed_(seed) {}
-    std::string name() const override { return "random"; }
-    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
-        const std::set<std::string> seen = proposer_detail::seen_hashes(records);
-        std::set<std::string> tried;
-        for (std::uint64_t attempt = 0; attempt < 1000; ++attempt) {
-            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
-            const Design d = random_design(rng);
-            if (auto p = proposer_detail::fresh(d, task, seen, tried, "random draw")) return p;
-        }
-        return std::nullopt;
-    }
-
-private:
-    std::uint64_t seed_;
-};
-
-// The built-in designer (see the top of this file).
-class OfflineDesigner : public Proposer {
-public:
-    explicit OfflineDesigner(std::uint64_t seed, DesignBounds bounds = {}) : seed_(seed), bounds_(bounds) {}
-    std::string name() const override { return "offline"; }
-
-    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
-        using namespace proposer_detail;
-        const std::set<std::string> seen = seen_hashes(records);
-        std::set<std::string> tried;
-        // The zoo's seeds first, each at the width the budget suggests once the first is known.
-        const auto seeds = zoo_seed_designs();
-        std::vector<std::pair<const CandidateRecord*, Design>> known;
-        for (const auto& r : records)
-            if (auto d = design_of(r)) known.emplace_back(&r, *d);
-        if (known.size() < seeds.size()) {
-            const auto& [seed_name, seed_design] = seeds[known.size()];
-            if (auto p = fresh(seed_design, task, seen, tried, "seed " + seed_name)) return p;
-        }
-        for (std::uint64_t attempt = 0; attempt < 400; ++attempt) {
-            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
-            if (known.empty()) {
-                // Nothing of ours parsed yet (every seed was a repeat): start from a random design.
-                if (auto p = fresh(random_design(rng, bounds_), task, seen, tried, "restart")) return p;
-                continue;
-            }
-            const auto& [parent, design] = pick_parent(rng, known, task);
-            std::string what;
-            const Design child = edit(rng, *parent, design, task, what, attempt);
-            if (auto p = fresh(child, task, seen, tried, what + " of #" + std::to_string(parent->index)))
-                return p;
-        }
-        return std::nullopt;
-    }
-
-private:
-    using Known = std::vector<std::pair<const CandidateRecord*, Design>>;
-
-    // Mostly the best feasible candidate; sometimes another of the best few, to keep exploring.
-    // With nothing feasible yet, the candidate closest to the limits.
-    const std::pair<const CandidateRecord*, Design>& pick_parent(std::mt19937_64& rng, const Known& known,
-                                                                 const Task& task) const {
-        using namespace sample_detail;
-        std::vector<std::size_t> feasible;
-        for (std::size_t i = 0; i < known.size(); ++i)
-            if (known[i].first->verdict == Verdict::Feasible) feasible.push_back(i);
-        if (!feasible.empty()) {
-            std::stable_sort(feasible.begin(), feasible.end(), [&](std::size_t a, std::size_t b) {
-                return objective_score(*known[a].first, task.objective) >
-                       objective_score(*known[b].first, task.objective);
-            });
-            const int roll = uniform(rng, 0, 99);
-            if (roll < 60 || feasible.size() == 1) return known[feasible[0]];
-            if (roll < 90)
-                return known[feasible[static_cast<std::size_t>(uniform(rng, 1, static_cast<int>(std::min<std::size_t>(4, feasible.size() - 1))))]];
-        }
-        // Closest to the limits among those that were analysed (or, early on, anything).
-        std::vector<std::pair<double, std::size_t>> ranked;
-        for (std::size_t i = 0; i < known.size(); ++i)
-            if (auto v = proposer_detail::violation(*known[i].first, task)) ranked.emplace_back(std::abs(*v - 0.9), i);
-        if (ranked.empty()) return known[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(known.size()) - 1))];
-        std::stable_sort(ranked.begin(), ranked.end());
-        const std::size_t top = std::min<std::size_t>(3, ranked.size());
-        return known[ranked[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(top) - 1))].second];
-    }
-
-    // One engineer's edit of `d` given how its record fared.
-    Design edit(std::mt19937_64& rng, const CandidateRecord& r, Design d, const Task& task, std::string& what,
-                std::uint64_t attempt) const {
-        using namespace sample_detail;
-        const double v = proposer_detail::violation(r, task).value_or(1.0);
-        const bool below_accuracy = r.verdict == Verdict::BelowAccuracy;
-        const bool invalid = r.verdict == Verdict::Invalid || r.verdict == Verdict::Failed;
-        // Far off the limit, or with slack to fill: resize every width so that the cost (roughly
-        // quadratic in width) lands just under the limit, as an engineer sizing a net would.
-        const bool resize = (v > 1.6 || (v < 0.45 && !below_accuracy)) ? attempt % 3 == 0
-                            : (v < 0.93 || v > 1.0) && chance(rng, 30);
-        if (!invalid && v > 0 && resize) {
-            const double factor = std::clamp(std::sqrt(0.96 / v), 0.4, 2.0) *
-                                  (1.0 + 0.04 * (uniform(rng, 0, 4) - 2) + 0.02 * double(attempt % 5));
-            what = "scale widths x" + std::to_string(factor).substr(0, 4);
-            return scale_width(d, factor, bounds_);
-        }
-        const auto costs = proposer_detail::stage_costs(r, d.stages.size());
-        if (v > 1.0 || invalid) {
-            what = "shrink";
-            shrink(rng, d, costs, what);
-        } else if (v < 0.85 || below_accuracy) {
-            what = "grow";
-            grow(rng, d, costs, what);
-        } else {
-            what = "lateral";
-            lateral(rng, d, what);
-        }
-        if (chance(rng, 25)) {  // a second, smaller change sometimes, to leave local optima
-            what += " + lateral";
-            lateral(rng, d, what);
-        }
-        return d;
-    }
-
-    // The stage to edit: drawn in proportion to its cost share (`expensive`) or its inverse.
-    static int pick_stage(std::mt19937_64& rng, const Design& d, const std::map<int, double>& costs, bool expensive) {
-        const int n = static_cast<int>(d.stages.size());
-        std::vector<double> w(static_cast<std::size_t>(n));
-        for (int i = 0; i < n; ++i) {
-            const auto it = costs.find(i);
-            const double share = it == costs.end() ? 0.02 : std::max(0.02, it->second);
-            w[static_cast<std::size_t>(i)] = expensive ? share : 1.0 / share;
-        }
-        // Inverse-CDF by hand: std::discrete_distribution's draws differ between standard
-        // libraries, and a search must replay identically wherever its journal is resumed.
-        double total = 0;
-        for (double x : w) total += x;
-        double r = total * static_cast<double>(sample_detail::below(rng, 1u << 30)) / double(1u << 30);
-        for (int i = 0; i < n; ++i) {
-            r -= w[static_cast<std::size_t>(i)];
-            if (r < 0) return i;
-        }
-        return n - 1;
-    }
-
-    void shrink(std::mt19937_64& rng, Design& d, const std::map<int, double>& costs, std::string& what) const {
-        using namespace sample_detail;
-        const auto stem_cost = costs.count(-1) ? costs.at(-1) : 0.0;
-        const auto head_cost = costs.count(int(d.stages.size())) ? costs.at(int(d.stages.size())) : 0.0;
-        if (stem_cost > 0.35 && chance(rng, 60)) {
-            if (d.stem_stride == 1) {
-                d.stem_stride = 2, what += " stem stride 1->2";
-            } else {
-                const int c = d.stem_channels;
-                d.stem_channels = design_detail::round8(c * 0.7, bounds_);
-                what += " stem width " + std::to_string(c) + "->" + std::to_string(d.stem_channels);
-            }
-            return;
-        }
-        if (head_cost > 0.3 && d.head_channels > 0 && chance(rng, 60)) {
-            const int c = d.head_channels;
-            d.head_channels = chance(rng, 30) ? 0 : design_detail::round8(c * 0.6, bounds_);
-            what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
-            return;
-        }
-        const int i = pick_stage(rng, d, costs, true);
-        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
-        const std::string at = " s" + std::to_string(i);
-        switch (uniform(rng, 0, 5)) {
-        case 0:
-        case 1: {
-            const int c = s.channels;
-            s.channels = design_detail::round8(c * 0.75, bounds_);
-            what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
-            return;
-        }
-        case 2:
-            if (s.repeats > 1) {
-                --s.repeats, what += at + " depth -1";
-                return;
-            }
-            if (d.stages.size() > 1 && s.stride == 1) {
-                d.stages.erase(d.stages.begin() + i), what += at + " removed";
-                return;
-            }
-            break;
-        case 3:
-            if (s.kind == BlockKind::Inverted && s.expansion > 1) {
-                s.expansion = std::max(1, s.expansion - (s.expansion > 3 ? 2 : 1));
-                what += at + " expansion ->" + std::to_string(s.expansion);
-                return;
-            }
-            break;
-        case 4:
-            if (s.kernel > 3) {
-                s.kernel -= 2, what += at + " kernel ->" + std::to_string(s.kernel);
-                return;
-            }
-            if (s.se) {
-                s.se = false, what += at + " SE off";
-                return;
-            }
-            break;
-        default:
-            // Downsample earlier: the stage's stride moves to the stage before, or the stem.
-            if (s.stride == 1) {
-                s.stride = 2, s.pool = false, what += at + " stride 2";
-                return;
-            }
-            break;
-        }
-        const int c = s.channels;
-        s.channels = design_detail::round8(c * 0.8, bounds_);
-        what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
-    }
-
-    void grow(std::mt19937_64& rng, Design& d, const std::map<int, double>& costs, std::string& what) const {
-        using namespace sample_detail;
-        const int i = pick_stage(rng, d, costs, false);
-        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
-        const std::string at = " s" + std::to_string(i);
-        switch (uniform(rng, 0, 6)) {
-        case 0:
-        case 1: {
-            const int c = s.channels;
-            s.channels = design_detail::round8(c * 1.3 + 4, bounds_);
-            what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
-            return;
-        }
-        case 2:
-            if (s.repeats < bounds_.max_repeats) {
-                ++s.repeats, what += at + " depth +1";
-                return;
-            }
-            break;
-        case 3:
-            if (s.kind == BlockKind::Inverted && s.expansion < bounds_.max_expansion) {
-                ++s.expansion, what += at + " expansion ->" + std::to_string(s.expansion);
-                return;
-            }
-            if (!s.se) {
-                s.se = true, what += at + " SE on";
-                return;
-            }
-            break;
-        case 4:
-            if (static_cast<int>(d.stages.size()) < bounds_.max_stages) {
-                StageDesign extra = d.stages.back();
-                extra.channels = design_detail::round8(extra.channels * 1.5, bounds_);
-                extra.stride = 1, extra.pool = false, extra.repeats = 1;
-                d.stages.push_back(extra);
-                what += " new stage s" + std::to_string(d.stages.size() - 1);
-                return;
-            }
-            break;
-        case 5:
-            if (d.head_channels == 0) {
-                d.head_channels = design_detail::round8(d.stages.back().channels * 2, bounds_);
-                what += " head 0->" + std::to_string(d.head_channels);
-            } else {
-                const int c = d.head_channels;
-                d.head_channels = std::min(bounds_.max_head, design_detail::round8(c * 1.5, bounds_));
-                what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
-            }
-            return;
-        default:
-            if (s.stride == 2 && i + 1 < static_cast<int>(d.stages.size()) &&
-                d.stages[static_cast<std::size_t>(i + 1)].stride == 1) {
-                // Downsample one stage later: more resolution for this one.
-                d.stages[static_cast<std::size_t>(i + 1)].stride = 2;
-                d.stages[static_cast<std::size_t>(i + 1)].pool = s.pool;
-                s.stride = 1, s.pool = false;
-                what += at + " stride moved to s" + std::to_string(i + 1);
-                return;
-            }
-            if (d.stem_stride == 2 && chance(rng, 50)) {
-                d.stem_stride = 1, what += " stem stride 2->1";
-                return;
-            }
-            break;
-        }
-        const int c = s.channels;
-        s.channels = design_detail::round8(c * 1.25 + 4, bounds_);
-        what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
-    }
-
-    // Changes that need not move cost much: block type, kernel, stride placement, SE, activation.
-    void lateral(std::mt19937_64& rng, Design& d, std::string& what) const {
-        using namespace sample_detail;
-        const int i = uniform(rng, 0, static_cast<int>(d.stages.size()) - 1);
-        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
-        const std::string at = " s" + std::to_string(i);
-        switch (uniform(rng, 0, 5)) {
-        case 0: {
-            const BlockKind k = static_cast<BlockKind>(uniform(rng, 0, 3));
-            if (k != s.kind) {
-                s.kind = k;
-                if (k == BlockKind::Inverted && s.expansion < 2) s.expansion = 3;
-                what += at + " block ->" + std::string(block_kind_name(k));
-                return;
-            }
-            break;
-        }
-        case 1: {
-            const int old = s.kernel;
-            s.kernel = s.kernel == 3 ? 5 : 3;
-            what += at + " kernel " + std::to_string(old) + "->" + std::to_string(s.kernel);
-            return;
-        }
-        case 2:
-            s.se = !s.se, what += at + (s.se ? " SE on" : " SE off");
-            return;
-        case 3:
-            if (s.stride == 2) {
-                s.pool = !s.pool, what += at + (s.pool ? " stride->maxpool" : " maxpool->stride");
-                return;
-            }
-            break;
-        case 4: {
-            const Activation acts[] = {Activation::Relu, Activation::Relu6, Activation::HardSwish};
-            const Activation a = acts[uniform(rng, 0, 2)];
-            if (a != d.act) {
-                d.act = a, what += " act ->" + std::string(activation_name(a));
-                return;
-            }
-            break;
-        }
-        default:
-            if (s.kind == BlockKind::Inverted) {
-                s.expansion = std::clamp(s.expansion + (chance(rng, 50) ? 1 : -1), 1, bounds_.max_expansion);
-                what += at + " expansion ->" + std::to_string(s.expansion);
-                return;
-            }
-            break;
-        }
-        s.se = !s.se, what += at + (s.se ? " SE on" : " SE off");
-    }
-
-    std::uint64_t seed_;
-    DesignBounds bounds_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_PROPOSERS_HPP
-// ---- end include/lamda/proposers.hpp ----
 
 // After lamda's headers: <httplib.h> pulls in <resolv.h>, whose `_res` macro breaks Eigen
 // (latency.hpp) when it comes first.
@@ -15899,1182 +14799,6 @@ private:
 #include <utility>
 #include <vector>
 
-// ---- begin include/lamda/generate.hpp ----
-// lamda/generate.hpp: the generation loop -- lamda's main job. A proposer writes candidates;
-// each is parsed and validated, analysed against the parameter and memory limits, its latency
-// predicted (a candidate predicted well over budget is never run), measured when promising,
-// trained when a trainer is there, recorded, and told back to the proposer:
-//
-//   lamda::GenerateSetup setup;                 // what the loop evaluates with
-//   setup.latency = &profile.model;             // optional: without it every candidate is run
-//   setup.measure = lamda::xnnpack_measure(1);  // optional: without it prediction decides
-//   setup.trainer = trainer.get();              // optional: accuracy objective
-//   setup.on_record = [&](const CandidateRecord& r) { journal.append(r); };
-//   GenerateResult result = lamda::run_generation(task, proposer, setup, resumed_records);
-//
-// The loop itself keeps no state outside `records`: a search resumed from its journal continues
-// exactly where it stopped (the built-in proposers are functions of seed and records).
-// Needs LAMDA_WITH_LATENCY (the latency model); measuring needs LAMDA_WITH_XNNPACK.
-#ifndef LAMDA_GENERATE_HPP
-#define LAMDA_GENERATE_HPP
-
-#if defined(LAMDA_WITH_LATENCY)
-
-#include <algorithm>
-#include <chrono>
-#include <cstdint>
-#include <functional>
-#include <optional>
-#include <set>
-#include <sstream>
-#include <stdexcept>
-#include <string>
-#include <vector>
-
-// ---- begin include/lamda/proposers.hpp ----
-// lamda/proposers.hpp: where candidate networks come from. A Proposer hands the generation loop
-// (generate.hpp) one DSL text at a time and sees every decided candidate's record. Two built-in
-// proposers search design.hpp's space and need no network:
-//   - OfflineDesigner: starts from the zoo's small models and edits them the way an engineer
-//     would, steered by the loop's feedback: over budget -> shrink the stage whose layers cost
-//     most; well under budget -> grow where it is cheap; near the limit -> lateral moves.
-//   - RandomProposer: uniform draws from the same space, the baseline the designer must beat.
-// Both are deterministic functions of (seed, records so far), which is what lets `--resume`
-// continue a search from its journal: each keeps its design in the record's note.
-#ifndef LAMDA_PROPOSERS_HPP
-#define LAMDA_PROPOSERS_HPP
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <map>
-#include <optional>
-#include <random>
-#include <set>
-#include <string>
-#include <string_view>
-#include <vector>
-
-// ---- begin include/lamda/design.hpp ----
-// lamda/design.hpp: the design space the built-in proposers search -- a compact description of a
-// stage-wise convolutional classifier (stem, stages of blocks, head) that renders to DSL text.
-// The offline designer edits these the way an engineer would (width, depth, kernel size, stride
-// placement, expansion ratio, block type, squeeze-excitation); the random baseline samples them.
-//
-//   Design d = zoo_seed_designs()[0];          // tiny_mobilenet's structure
-//   std::string dsl = render_design(d, {28, 28, 1}, 10, "candidate");
-//   std::string compact = design_to_string(d); // "stem=16k3s2 act=relu6 | ir c16 r1 s1 k3 e3 se | ..."
-//   Design back; std::string err = parse_design(compact, back);   // exact round trip
-//
-// Layer names follow the structure: `stem`, `s<I>b<J>_<part>` for block J of stage I, `head`,
-// `fc`; stage_of_layer() maps a name back to its stage, which is how per-layer latency feedback
-// becomes an edit of the right stage.
-#ifndef LAMDA_DESIGN_HPP
-#define LAMDA_DESIGN_HPP
-
-#include <algorithm>
-#include <cstdint>
-#include <random>
-#include <sstream>
-#include <string>
-#include <string_view>
-#include <vector>
-
-
-namespace lamda {
-
-enum class BlockKind {
-    Conv,       // kxk conv -> bn -> act (VGG style)
-    Residual,   // two kxk convs with an identity or 1x1 shortcut (ResNet basic block)
-    Separable,  // kxk depthwise -> bn -> act -> 1x1 conv -> bn -> act (MobileNetV1)
-    Inverted,   // 1x1 expand -> kxk depthwise -> [SE] -> 1x1 linear project (+ residual) (MobileNetV2)
-};
-
-inline constexpr std::string_view block_kind_name(BlockKind k) noexcept {
-    switch (k) {
-    case BlockKind::Conv: return "conv";
-    case BlockKind::Residual: return "res";
-    case BlockKind::Separable: return "sep";
-    case BlockKind::Inverted: return "ir";
-    }
-    return "?";
-}
-
-struct StageDesign {
-    BlockKind kind = BlockKind::Inverted;
-    int channels = 16;  // output channels of every block in the stage
-    int repeats = 1;    // blocks in the stage, 1..6
-    int stride = 1;     // 1 or 2, applied by the first block
-    bool pool = false;  // downsample with a 2x2 max pool after the first block instead of stride
-    int kernel = 3;     // 3, 5 or 7
-    int expansion = 1;  // Inverted only, 1..6
-    bool se = false;    // squeeze-excitation at the end of each block
-    bool operator==(const StageDesign& o) const {
-        return kind == o.kind && channels == o.channels && repeats == o.repeats &&
-               stride == o.stride && pool == o.pool && kernel == o.kernel &&
-               expansion == o.expansion && se == o.se;
-    }
-};
-
-struct Design {
-    int stem_channels = 16;
-    int stem_kernel = 3;
-    int stem_stride = 1;
-    std::vector<StageDesign> stages;
-    int head_channels = 0;  // 1x1 conv before global pooling; 0: none
-    Activation act = Activation::Relu;
-    bool operator==(const Design& o) const {
-        return stem_channels == o.stem_channels && stem_kernel == o.stem_kernel &&
-               stem_stride == o.stem_stride && stages == o.stages &&
-               head_channels == o.head_channels && act == o.act;
-    }
-};
-
-// Bounds of the design space, shared by the editor, the sampler and parse_design.
-struct DesignBounds {
-    int min_channels = 8, max_channels = 512;  // multiples of 8
-    int max_stages = 6, max_repeats = 6, max_expansion = 6;
-    int max_head = 1280;
-};
-
-namespace design_detail {
-
-inline int round8(double v, const DesignBounds& b) {
-    const int r = static_cast<int>(v / 8.0 + 0.5) * 8;
-    return std::clamp(r, b.min_channels, b.max_channels);
-}
-
-struct Writer {
-    std::string out;
-    std::string last;  // the value the next plain-chain layer reads
-    void line(const std::string& name, const std::string& rest) {
-        out += name + ": " + rest + "\n";
-        last = name;
-    }
-    // conv/dwconv followed by batchnorm and the activation; returns the last name.
-    std::string conv_bn(const std::string& name, const std::string& op, Activation act) {
-        line(name, op + " bias=false");
-        line(name + "_bn", "batchnorm");
-        if (act != Activation::None) line(name + "_act", std::string(activation_name(act)));
-        return last;
-    }
-};
-
-inline std::string conv_op(int out, int kernel, int stride) {
-    std::string s = "conv2d out=" + std::to_string(out) + " kernel=" + std::to_string(kernel);
-    if (stride != 1) s += " stride=" + std::to_string(stride);
-    return s;
-}
-inline std::string dw_op(int kernel, int stride) {
-    std::string s = "dwconv kernel=" + std::to_string(kernel);
-    if (stride != 1) s += " stride=" + std::to_string(stride);
-    return s;
-}
-
-// Squeeze-excitation on `value` (channels c): gap -> 1x1 conv + relu -> 1x1 conv + hardsigmoid -> mul.
-inline std::string squeeze_excite(Writer& w, const std::string& prefix, const std::string& value, int c) {
-    const int squeezed = std::max(8, (c / 4 + 7) / 8 * 8);
-    w.line(prefix + "_se_pool", "gap " + value);
-    w.line(prefix + "_se_fc1", "conv2d out=" + std::to_string(squeezed) + " kernel=1 act=relu");
-    w.line(prefix + "_se_fc2", "conv2d out=" + std::to_string(c) + " kernel=1 act=hardsigmoid");
-    w.line(prefix + "_se", "mul " + value + ", " + prefix + "_se_fc2");
-    return w.last;
-}
-
-inline std::string block(Writer& w, const std::string& p, const StageDesign& s, int in_c, int stride,
-                         Activation act) {
-    const std::string input = w.last;
-    const int c = s.channels;
-    std::string out;
-    bool residual_ok = stride == 1 && in_c == c;
-    switch (s.kind) {
-    case BlockKind::Conv:
-        out = w.conv_bn(p + "_conv", conv_op(c, s.kernel, stride), act);
-        if (s.se) out = squeeze_excite(w, p, out, c);
-        return out;
-    case BlockKind::Separable:
-        w.conv_bn(p + "_dw", dw_op(s.kernel, stride), act);
-        out = w.conv_bn(p + "_pw", conv_op(c, 1, 1), act);
-        if (s.se) out = squeeze_excite(w, p, out, c);
-        return out;
-    case BlockKind::Residual: {
-        w.conv_bn(p + "_conv1", conv_op(c, s.kernel, stride), act);
-        out = w.conv_bn(p + "_conv2", conv_op(c, s.kernel, 1), Activation::None);
-        if (s.se) out = squeeze_excite(w, p, out, c);
-        std::string shortcut = input;
-        if (!residual_ok) {
-            w.last = input;
-            shortcut = w.conv_bn(p + "_down", conv_op(c, 1, stride), Activation::None);
-        }
-        w.line(p, "add " + shortcut + ", " + out + " act=" + std::string(activation_name(act)));
-        return w.last;
-    }
-    case BlockKind::Inverted: {
-        const int hidden = s.expansion * in_c;
-        if (s.expansion > 1) w.conv_bn(p + "_expand", conv_op(hidden, 1, 1), act);
-        out = w.conv_bn(p + "_dw", dw_op(s.kernel, stride), act);
-        if (s.se) out = squeeze_excite(w, p, out, hidden);
-        w.last = out;
-        out = w.conv_bn(p + "_project", conv_op(c, 1, 1), Activation::None);
-        if (residual_ok) w.line(p, "add " + input + ", " + out);
-        return w.last;
-    }
-    }
-    return out;
-}
-
-}  // namespace design_detail
-
-// The DSL text of `d` for inputs of shape `input` and `classes` outputs (logits). The text may
-// still be invalid for the input (too many downsamplings for a small image): parse it to know.
-inline std::string render_design(const Design& d, const Shape& input, int classes,
-                                 const std::string& model_name = "candidate") {
-    using namespace design_detail;
-    Writer w;
-    w.out = "model " + model_name + "\n";
-    w.line("input", "input shape=" + std::to_string(input.h) + "x" + std::to_string(input.w) + "x" +
-                        std::to_string(input.c));
-    w.conv_bn("stem", conv_op(d.stem_channels, d.stem_kernel, d.stem_stride), d.act);
-    int c = d.stem_channels;
-    for (std::size_t i = 0; i < d.stages.size(); ++i) {
-        const StageDesign& s = d.stages[i];
-        for (int j = 0; j < s.repeats; ++j) {
-            const std::string p = "s" + std::to_string(i) + "b" + std::to_string(j);
-            const int stride = (j == 0 && !s.pool) ? s.stride : 1;
-            block(w, p, s, c, stride, d.act);
-            c = s.channels;
-            if (j == 0 && s.pool && s.stride == 2) w.line(p + "_pool", "maxpool kernel=2");
-        }
-    }
-    if (d.head_channels > 0) w.conv_bn("head", conv_op(d.head_channels, 1, 1), d.act);
-    w.line("pool", "gap");
-    w.line("fc", "fc out=" + std::to_string(classes));
-    return w.out;
-}
-
-// The stage a layer named by render_design belongs to: -1 for the stem, stages.size() for the
-// head and classifier, -2 for a name render_design does not produce.
-inline int stage_of_layer(std::string_view name, std::size_t stage_count) {
-    if (name.rfind("stem", 0) == 0 || name == "input") return -1;
-    if (name.rfind("head", 0) == 0 || name == "pool" || name == "fc") return static_cast<int>(stage_count);
-    if (name.size() < 2 || name[0] != 's') return -2;
-    int v = 0;
-    std::size_t i = 1;
-    for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) v = v * 10 + (name[i] - '0');
-    if (i == 1 || i >= name.size() || name[i] != 'b') return -2;
-    return v;
-}
-
-// ---- Compact text form, kept in journal notes so a resumed search knows every design ----------
-
-inline std::string design_to_string(const Design& d) {
-    std::string s = "stem=" + std::to_string(d.stem_channels) + "k" + std::to_string(d.stem_kernel) +
-                    "s" + std::to_string(d.stem_stride) + " act=" + std::string(activation_name(d.act)) +
-                    " head=" + std::to_string(d.head_channels);
-    for (const StageDesign& st : d.stages) {
-        s += " | " + std::string(block_kind_name(st.kind)) + " c" + std::to_string(st.channels) + " r" +
-             std::to_string(st.repeats) + " s" + std::to_string(st.stride) + (st.pool ? "p" : "") +
-             " k" + std::to_string(st.kernel) + " e" + std::to_string(st.expansion) +
-             (st.se ? " se" : "");
-    }
-    return s;
-}
-
-// Reads design_to_string's form; returns "" on success, else what is wrong.
-inline std::string parse_design(std::string_view text, Design& out, const DesignBounds& b = {}) {
-    Design d;
-    d.stages.clear();
-    std::vector<std::string> parts;
-    {
-        std::string cur;
-        for (char ch : text) {
-            if (ch == '|') {
-                parts.push_back(cur);
-                cur.clear();
-            } else {
-                cur += ch;
-            }
-        }
-        parts.push_back(cur);
-    }
-    auto number = [](const std::string& tok, std::size_t from, int& v, std::size_t& end) {
-        v = 0;
-        end = from;
-        while (end < tok.size() && tok[end] >= '0' && tok[end] <= '9' && v < 100000)
-            v = v * 10 + (tok[end++] - '0');
-        return end > from;
-    };
-    {
-        std::istringstream head(parts[0]);
-        std::string tok;
-        int seen = 0;
-        while (head >> tok) {
-            std::size_t e = 0;
-            if (tok.rfind("stem=", 0) == 0) {
-                int c = 0, k = 0, s = 0;
-                if (!number(tok, 5, c, e) || e >= tok.size() || tok[e] != 'k' || !number(tok, e + 1, k, e) ||
-                    e >= tok.size() || tok[e] != 's' || !number(tok, e + 1, s, e) || e != tok.size())
-                    return "bad stem '" + tok + "'";
-                d.stem_channels = c, d.stem_kernel = k, d.stem_stride = s;
-                seen |= 1;
-            } else if (tok.rfind("act=", 0) == 0) {
-                bool found = false;
-                for (Activation a : all_activations)
-                    if (activation_name(a) == tok.substr(4)) d.act = a, found = true;
-                if (!found) return "bad activation '" + tok + "'";
-                seen |= 2;
-            } else if (tok.rfind("head=", 0) == 0) {
-                if (!number(tok, 5, d.head_channels, e) || e != tok.size()) return "bad head '" + tok + "'";
-                seen |= 4;
-            } else {
-                return "unexpected '" + tok + "'";
-            }
-        }
-        if (seen != 7) return "missing stem=, act= or head=";
-    }
-    for (std::size_t i = 1; i < parts.size(); ++i) {
-        std::istringstream in(parts[i]);
-        std::string kind, tok;
-        in >> kind;
-        StageDesign st;
-        bool known = false;
-        for (BlockKind k : {BlockKind::Conv, BlockKind::Residual, BlockKind::Separable, BlockKind::Inverted})
-            if (block_kind_name(k) == kind) st.kind = k, known = true;
-        if (!known) return "stage " + std::to_string(i - 1) + ": unknown block kind '" + kind + "'";
-        while (in >> tok) {
-            std::size_t e = 0;
-            int v = 0;
-            if (tok == "se") {
-                st.se = true;
-                continue;
-            }
-            if (!number(tok, 1, v, e)) return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
-            switch (tok[0]) {
-            case 'c': st.channels = v; break;
-            case 'r': st.repeats = v; break;
-            case 's':
-                st.stride = v;
-                if (e < tok.size() && tok[e] == 'p') st.pool = true, ++e;
-                break;
-            case 'k': st.kernel = v; break;
-            case 'e': st.expansion = v; break;
-            default: return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
-            }
-            if (e != tok.size()) return "stage " + std::to_string(i - 1) + ": bad '" + tok + "'";
-        }
-        d.stages.push_back(st);
-    }
-    // Bounds, so that a hand-edited journal cannot ask for something absurd.
-    if (d.stem_channels < b.min_channels || d.stem_channels > b.max_channels) return "stem channels out of range";
-    if (d.stem_kernel < 1 || d.stem_kernel > 7 || d.stem_stride < 1 || d.stem_stride > 2) return "stem out of range";
-    if (d.head_channels < 0 || d.head_channels > b.max_head) return "head out of range";
-    if (d.stages.empty() || static_cast<int>(d.stages.size()) > b.max_stages) return "stage count out of range";
-    for (const StageDesign& st : d.stages) {
-        if (st.channels < b.min_channels || st.channels > b.max_channels || st.repeats < 1 ||
-            st.repeats > b.max_repeats || st.stride < 1 || st.stride > 2 || st.kernel < 1 ||
-            st.kernel > 7 || st.expansion < 1 || st.expansion > b.max_expansion)
-            return "stage out of range";
-    }
-    out = d;
-    return {};
-}
-
-// The zoo's small models as designs: where the offline designer starts.
-//  - tiny_mobilenet (examples/models/tiny_mobilenet.lamda): stride-2 stem, inverted residuals
-//    with squeeze-excitation, a 1x1 head;
-//  - lenet5 (examples/models/lenet5.lamda) in modern form: conv + max-pool stages;
-//  - a MobileNetV1-style separable chain (the zoo's mobilenet family at 28x28 scale).
-inline std::vector<std::pair<std::string, Design>> zoo_seed_designs() {
-    std::vector<std::pair<std::string, Design>> seeds;
-    Design tiny;
-    tiny.stem_channels = 16, tiny.stem_kernel = 3, tiny.stem_stride = 2, tiny.act = Activation::Relu6;
-    tiny.stages = {{BlockKind::Inverted, 16, 1, 1, false, 3, 3, true},
-                   {BlockKind::Inverted, 24, 1, 2, false, 3, 4, false},
-                   {BlockKind::Inverted, 24, 1, 1, false, 3, 4, true}};
-    tiny.head_channels = 128;
-    seeds.emplace_back("tiny_mobilenet", tiny);
-    Design lenet;
-    lenet.stem_channels = 8, lenet.stem_kernel = 5, lenet.stem_stride = 1, lenet.act = Activation::Relu;
-    lenet.stages = {{BlockKind::Conv, 16, 1, 2, true, 5, 1, false}};
-    lenet.stages.insert(lenet.stages.begin(), StageDesign{BlockKind::Conv, 8, 1, 2, true, 3, 1, false});
-    lenet.head_channels = 0;
-    seeds.emplace_back("lenet5", lenet);
-    Design sep;
-    sep.stem_channels = 16, sep.stem_kernel = 3, sep.stem_stride = 2, sep.act = Activation::Relu;
-    sep.stages = {{BlockKind::Separable, 32, 1, 1, false, 3, 1, false},
-                  {BlockKind::Separable, 64, 2, 2, false, 3, 1, false}};
-    sep.head_channels = 0;
-    seeds.emplace_back("separable", sep);
-    return seeds;
-}
-
-// A uniform draw from the design space (the random baseline): 1..4 stages of any block kind.
-inline Design random_design(std::mt19937_64& rng, const DesignBounds& b = {}) {
-    using namespace sample_detail;
-    Design d;
-    const int widths[] = {8, 16, 24, 32, 48, 64, 96, 128};
-    d.stem_channels = widths[uniform(rng, 0, 5)];
-    d.stem_kernel = uniform(rng, 0, 1) ? 5 : 3;
-    d.stem_stride = uniform(rng, 1, 2);
-    const Activation acts[] = {Activation::Relu, Activation::Relu6, Activation::HardSwish};
-    d.act = acts[uniform(rng, 0, 2)];
-    const int stages = uniform(rng, 1, 4);
-    for (int i = 0; i < stages; ++i) {
-        StageDesign s;
-        s.kind = static_cast<BlockKind>(uniform(rng, 0, 3));
-        s.channels = std::clamp(widths[uniform(rng, 0, 7)], b.min_channels, b.max_channels);
-        s.repeats = uniform(rng, 1, 3);
-        s.stride = uniform(rng, 1, 2);
-        s.pool = s.stride == 2 && chance(rng, 30);
-        const int kernels[] = {3, 5, 7};
-        s.kernel = kernels[uniform(rng, 0, 2)];
-        s.expansion = s.kind == BlockKind::Inverted ? uniform(rng, 1, 6) : 1;
-        s.se = chance(rng, 30);
-        d.stages.push_back(s);
-    }
-    d.head_channels = chance(rng, 40) ? widths[uniform(rng, 3, 7)] * 2 : 0;
-    return d;
-}
-
-// Multiplies every width by `factor` (rounded to multiples of 8, within bounds).
-inline Design scale_width(Design d, double factor, const DesignBounds& b = {}) {
-    d.stem_channels = design_detail::round8(d.stem_channels * factor, b);
-    for (StageDesign& s : d.stages) s.channels = design_detail::round8(s.channels * factor, b);
-    if (d.head_channels > 0) d.head_channels = std::min(b.max_head, design_detail::round8(d.head_channels * factor, b));
-    return d;
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_DESIGN_HPP
-// ---- end include/lamda/design.hpp ----
-
-namespace lamda {
-
-struct Proposal {
-    std::string dsl;
-    std::string note;  // what the proposer did, e.g. "shrink s1 width 48->32; design: ..."
-    // Non-empty: the proposer tried and failed to produce a candidate (an LLM turn that got no
-    // usable reply). The loop records it as a Failed candidate with this reason and goes on.
-    std::string error = {};
-};
-
-class Proposer {
-public:
-    virtual ~Proposer() = default;
-    virtual std::string name() const = 0;
-    // The next candidate, or nothing when the proposer has nothing new to offer. `records` holds
-    // every candidate decided so far, in order (those of a resumed journal included).
-    virtual std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) = 0;
-};
-
-// 16 hex digits of FNV-1a 64 over `text`: candidates are deduplicated by the hash of their
-// canonical form (print_dsl), so formatting, comments and attribute order do not matter.
-inline std::string text_hash(std::string_view text) {
-    std::uint64_t h = 0xcbf29ce484222325ull;
-    for (unsigned char ch : text) {
-        h ^= ch;
-        h *= 0x100000001b3ull;
-    }
-    static const char* digits = "0123456789abcdef";
-    std::string out(16, '0');
-    for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
-    return out;
-}
-
-// The canonical form of a valid DSL text and its hash; false if it does not parse.
-inline bool canonical_hash(std::string_view dsl, std::string& canonical, std::string& hash) {
-    ParseResult r = parse_dsl(dsl, "<candidate>");
-    if (!r.ok()) return false;
-    canonical = print_dsl(r.graph);
-    hash = text_hash(canonical);
-    return true;
-}
-
-namespace proposer_detail {
-
-inline constexpr std::string_view design_marker = "design: ";
-
-// The design a record's note carries (what the built-in proposers write), if any.
-inline std::optional<Design> design_of(const CandidateRecord& r) {
-    const std::size_t at = r.note.find(design_marker);
-    if (at == std::string::npos) return std::nullopt;
-    Design d;
-    if (!parse_design(std::string_view(r.note).substr(at + design_marker.size()), d).empty())
-        return std::nullopt;
-    return d;
-}
-
-inline std::set<std::string> seen_hashes(const std::vector<CandidateRecord>& records) {
-    std::set<std::string> seen;
-    for (const auto& r : records) seen.insert(r.hash);
-    return seen;
-}
-
-// A design's rendering for the task, if it parses and has not been seen.
-inline std::optional<Proposal> fresh(const Design& d, const Task& task, const std::set<std::string>& seen,
-                                     std::set<std::string>& tried, const std::string& what) {
-    const std::string text = render_design(d, task.input, task.classes);
-    std::string canonical, hash;
-    if (!canonical_hash(text, canonical, hash)) return std::nullopt;
-    if (seen.count(hash) || !tried.insert(hash).second) return std::nullopt;
-    return Proposal{text, what + "; " + std::string(design_marker) + design_to_string(d)};
-}
-
-// How far a record is from meeting the task's limits: the largest of latency/budget,
-// params/limit and memory/limit (1 = exactly at a limit), or nothing when it was not analysed.
-inline std::optional<double> violation(const CandidateRecord& r, const Task& task) {
-    if (r.params < 0) return std::nullopt;
-    const Constraints& c = task.constraints;
-    double v = 0;
-    if (c.max_params > 0) v = std::max(v, double(r.params) / double(c.max_params));
-    if (c.max_activation_bytes > 0) v = std::max(v, double(r.peak_activation_bytes) / double(c.max_activation_bytes));
-    if (c.latency_ms > 0) {
-        const auto ms = judged_latency_ms(r);
-        if (!ms) return std::nullopt;
-        v = std::max(v, *ms / c.latency_ms);
-    }
-    return v;
-}
-
-// Share of the record's cost per stage (index -1: stem, stages.size(): head), from top_layers.
-inline std::map<int, double> stage_costs(const CandidateRecord& r, std::size_t stage_count) {
-    std::map<int, double> cost;
-    for (const LayerCost& l : r.top_layers) {
-        const int s = stage_of_layer(l.name, stage_count);
-        if (s >= -1) cost[s] += l.share;
-    }
-    return cost;
-}
-
-}  // namespace proposer_detail
-
-// Uniform draws from design.hpp's space, rendered for the task; self-invalid draws (too many
-// downsamplings for the input) and repeats are drawn again.
-class RandomProposer : public Proposer {
-public:
-    explicit RandomProposer(std::uint64_t seed) : seed_(seed) {}
-    std::string name() const override { return "random"; }
-    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
-        const std::set<std::string> seen = proposer_detail::seen_hashes(records);
-        std::set<std::string> tried;
-        for (std::uint64_t attempt = 0; attempt < 1000; ++attempt) {
-            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
-            const Design d = random_design(rng);
-            if (auto p = proposer_detail::fresh(d, task, seen, tried, "random draw")) return p;
-        }
-        return std::nullopt;
-    }
-
-private:
-    std::uint64_t seed_;
-};
-
-// The built-in designer (see the top of this file).
-class OfflineDesigner : public Proposer {
-public:
-    explicit OfflineDesigner(std::uint64_t seed, DesignBounds bounds = {}) : seed_(seed), bounds_(bounds) {}
-    std::string name() const override { return "offline"; }
-
-    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
-        using namespace proposer_detail;
-        const std::set<std::string> seen = seen_hashes(records);
-        std::set<std::string> tried;
-        // The zoo's seeds first, each at the width the budget suggests once the first is known.
-        const auto seeds = zoo_seed_designs();
-        std::vector<std::pair<const CandidateRecord*, Design>> known;
-        for (const auto& r : records)
-            if (auto d = design_of(r)) known.emplace_back(&r, *d);
-        if (known.size() < seeds.size()) {
-            const auto& [seed_name, seed_design] = seeds[known.size()];
-            if (auto p = fresh(seed_design, task, seen, tried, "seed " + seed_name)) return p;
-        }
-        for (std::uint64_t attempt = 0; attempt < 400; ++attempt) {
-            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
-            if (known.empty()) {
-                // Nothing of ours parsed yet (every seed was a repeat): start from a random design.
-                if (auto p = fresh(random_design(rng, bounds_), task, seen, tried, "restart")) return p;
-                continue;
-            }
-            const auto& [parent, design] = pick_parent(rng, known, task);
-            std::string what;
-            const Design child = edit(rng, *parent, design, task, what, attempt);
-            if (auto p = fresh(child, task, seen, tried, what + " of #" + std::to_string(parent->index)))
-                return p;
-        }
-        return std::nullopt;
-    }
-
-private:
-    using Known = std::vector<std::pair<const CandidateRecord*, Design>>;
-
-    // Mostly the best feasible candidate; sometimes another of the best few, to keep exploring.
-    // With nothing feasible yet, the candidate closest to the limits.
-    const std::pair<const CandidateRecord*, Design>& pick_parent(std::mt19937_64& rng, const Known& known,
-                                                                 const Task& task) const {
-        using namespace sample_detail;
-        std::vector<std::size_t> feasible;
-        for (std::size_t i = 0; i < known.size(); ++i)
-            if (known[i].first->verdict == Verdict::Feasible) feasible.push_back(i);
-        if (!feasible.empty()) {
-            std::stable_sort(feasible.begin(), feasible.end(), [&](std::size_t a, std::size_t b) {
-                return objective_score(*known[a].first, task.objective) >
-                       objective_score(*known[b].first, task.objective);
-            });
-            const int roll = uniform(rng, 0, 99);
-            if (roll < 60 || feasible.size() == 1) return known[feasible[0]];
-            if (roll < 90)
-                return known[feasible[static_cast<std::size_t>(uniform(rng, 1, static_cast<int>(std::min<std::size_t>(4, feasible.size() - 1))))]];
-        }
-        // Closest to the limits among those that were analysed (or, early on, anything).
-        std::vector<std::pair<double, std::size_t>> ranked;
-        for (std::size_t i = 0; i < known.size(); ++i)
-            if (auto v = proposer_detail::violation(*known[i].first, task)) ranked.emplace_back(std::abs(*v - 0.9), i);
-        if (ranked.empty()) return known[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(known.size()) - 1))];
-        std::stable_sort(ranked.begin(), ranked.end());
-        const std::size_t top = std::min<std::size_t>(3, ranked.size());
-        return known[ranked[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(top) - 1))].second];
-    }
-
-    // One engineer's edit of `d` given how its record fared.
-    Design edit(std::mt19937_64& rng, const CandidateRecord& r, Design d, const Task& task, std::string& what,
-                std::uint64_t attempt) const {
-        using namespace sample_detail;
-        const double v = proposer_detail::violation(r, task).value_or(1.0);
-        const bool below_accuracy = r.verdict == Verdict::BelowAccuracy;
-        const bool invalid = r.verdict == Verdict::Invalid || r.verdict == Verdict::Failed;
-        // Far off the limit, or with slack to fill: resize every width so that the cost (roughly
-        // quadratic in width) lands just under the limit, as an engineer sizing a net would.
-        const bool resize = (v > 1.6 || (v < 0.45 && !below_accuracy)) ? attempt % 3 == 0
-                            : (v < 0.93 || v > 1.0) && chance(rng, 30);
-        if (!invalid && v > 0 && resize) {
-            const double factor = std::clamp(std::sqrt(0.96 / v), 0.4, 2.0) *
-                                  (1.0 + 0.04 * (uniform(rng, 0, 4) - 2) + 0.02 * double(attempt % 5));
-            what = "scale widths x" + std::to_string(factor).substr(0, 4);
-            return scale_width(d, factor, bounds_);
-        }
-        const auto costs = proposer_detail::stage_costs(r, d.stages.size());
-        if (v > 1.0 || invalid) {
-            what = "shrink";
-            shrink(rng, d, costs, what);
-        } else if (v < 0.85 || below_accuracy) {
-            what = "grow";
-            grow(rng, d, costs, what);
-        } else {
-            what = "lateral";
-            lateral(rng, d, what);
-        }
-        if (chance(rng, 25)) {  // a second, smaller change sometimes, to leave local optima
-            what += " + lateral";
-            lateral(rng, d, what);
-        }
-        return d;
-    }
-
-    // The stage to edit: drawn in proportion to its cost share (`expensive`) or its inverse.
-    static int pick_stage(std::mt19937_64& rng, const Design& d, const std::map<int, double>& costs, bool expensive) {
-        const int n = static_cast<int>(d.stages.size());
-        std::vector<double> w(static_cast<std::size_t>(n));
-        for (int i = 0; i < n; ++i) {
-            const auto it = costs.find(i);
-            const double share = it == costs.end() ? 0.02 : std::max(0.02, it->second);
-            w[static_cast<std::size_t>(i)] = expensive ? share : 1.0 / share;
-        }
-        // Inverse-CDF by hand: std::discrete_distribution's draws differ between standard
-        // libraries, and a search must replay identically wherever its journal is resumed.
-        double total = 0;
-        for (double x : w) total += x;
-        double r = total * static_cast<double>(sample_detail::below(rng, 1u << 30)) / double(1u << 30);
-        for (int i = 0; i < n; ++i) {
-            r -= w[static_cast<std::size_t>(i)];
-            if (r < 0) return i;
-        }
-        return n - 1;
-    }
-
-    void shrink(std::mt19937_64& rng, Design& d, const std::map<int, double>& costs, std::string& what) const {
-        using namespace sample_detail;
-        const auto stem_cost = costs.count(-1) ? costs.at(-1) : 0.0;
-        const auto head_cost = costs.count(int(d.stages.size())) ? costs.at(int(d.stages.size())) : 0.0;
-        if (stem_cost > 0.35 && chance(rng, 60)) {
-            if (d.stem_stride == 1) {
-                d.stem_stride = 2, what += " stem stride 1->2";
-            } else {
-                const int c = d.stem_channels;
-                d.stem_channels = design_detail::round8(c * 0.7, bounds_);
-                what += " stem width " + std::to_string(c) + "->" + std::to_string(d.stem_channels);
-            }
-            return;
-        }
-        if (head_cost > 0.3 && d.head_channels > 0 && chance(rng, 60)) {
-            const int c = d.head_channels;
-            d.head_channels = chance(rng, 30) ? 0 : design_detail::round8(c * 0.6, bounds_);
-            what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
-            return;
-        }
-        const int i = pick_stage(rng, d, costs, true);
-        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
-        const std::string at = " s" + std::to_string(i);
-        switch (uniform(rng, 0, 5)) {
-        case 0:
-        case 1: {
-            const int c = s.channels;
-            s.channels = design_detail::round8(c * 0.75, bounds_);
-            what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
-            return;
-        }
-        case 2:
-            if (s.repeats > 1) {
-                --s.repeats, what += at + " depth -1";
-                return;
-            }
-            if (d.stages.size() > 1 && s.stride == 1) {
-                d.stages.erase(d.stages.begin() + i), what += at + " removed";
-                return;
-            }
-            break;
-        case 3:
-            if (s.kind == BlockKind::Inverted && s.expansion > 1) {
-                s.expansion = std::max(1, s.expansion - (s.expansion > 3 ? 2 : 1));
-                what += at + " expansion ->" + std::to_string(s.expansion);
-                return;
-            }
-            break;
-        case 4:
-            if (s.kernel > 3) {
-                s.kernel -= 2, what += at + " kernel ->" + std::to_string(s.kernel);
-                return;
-            }
-            if (s.se) {
-                s.se = false, what += at + " SE off";
-                return;
-            }
-            break;
-        default:
-            // Downsample earlier: the stage's stride moves to the stage before, or the stem.
-            if (s.stride == 1) {
-                s.stride = 2, s.pool = false, what += at + " stride 2";
-                return;
-            }
-            break;
-        }
-        const int c = s.channels;
-        s.channels = design_detail::round8(c * 0.8, bounds_);
-        what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
-    }
-
-    void grow(std::mt19937_64& rng, Design& d, const std::map<int, double>& costs, std::string& what) const {
-        using namespace sample_detail;
-        const int i = pick_stage(rng, d, costs, false);
-        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
-        const std::string at = " s" + std::to_string(i);
-        switch (uniform(rng, 0, 6)) {
-        case 0:
-        case 1: {
-            const int c = s.channels;
-            s.channels = design_detail::round8(c * 1.3 + 4, bounds_);
-            what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
-            return;
-        }
-        case 2:
-            if (s.repeats < bounds_.max_repeats) {
-                ++s.repeats, what += at + " depth +1";
-                return;
-            }
-            break;
-        case 3:
-            if (s.kind == BlockKind::Inverted && s.expansion < bounds_.max_expansion) {
-                ++s.expansion, what += at + " expansion ->" + std::to_string(s.expansion);
-                return;
-            }
-            if (!s.se) {
-                s.se = true, what += at + " SE on";
-                return;
-            }
-            break;
-        case 4:
-            if (static_cast<int>(d.stages.size()) < bounds_.max_stages) {
-                StageDesign extra = d.stages.back();
-                extra.channels = design_detail::round8(extra.channels * 1.5, bounds_);
-                extra.stride = 1, extra.pool = false, extra.repeats = 1;
-                d.stages.push_back(extra);
-                what += " new stage s" + std::to_string(d.stages.size() - 1);
-                return;
-            }
-            break;
-        case 5:
-            if (d.head_channels == 0) {
-                d.head_channels = design_detail::round8(d.stages.back().channels * 2, bounds_);
-                what += " head 0->" + std::to_string(d.head_channels);
-            } else {
-                const int c = d.head_channels;
-                d.head_channels = std::min(bounds_.max_head, design_detail::round8(c * 1.5, bounds_));
-                what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
-            }
-            return;
-        default:
-            if (s.stride == 2 && i + 1 < static_cast<int>(d.stages.size()) &&
-                d.stages[static_cast<std::size_t>(i + 1)].stride == 1) {
-                // Downsample one stage later: more resolution for this one.
-                d.stages[static_cast<std::size_t>(i + 1)].stride = 2;
-                d.stages[static_cast<std::size_t>(i + 1)].pool = s.pool;
-                s.stride = 1, s.pool = false;
-                what += at + " stride moved to s" + std::to_string(i + 1);
-                return;
-            }
-            if (d.stem_stride == 2 && chance(rng, 50)) {
-                d.stem_stride = 1, what += " stem stride 2->1";
-                return;
-            }
-            break;
-        }
-        const int c = s.channels;
-        s.channels = design_detail::round8(c * 1.25 + 4, bounds_);
-        what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
-    }
-
-    // Changes that need not move cost much: block type, kernel, stride placement, SE, activation.
-    void lateral(std::mt19937_64& rng, Design& d, std::string& what) const {
-        using namespace sample_detail;
-        const int i = uniform(rng, 0, static_cast<int>(d.stages.size()) - 1);
-        StageDesign& s = d.stages[static_cast<std::size_t>(i)];
-        const std::string at = " s" + std::to_string(i);
-        switch (uniform(rng, 0, 5)) {
-        case 0: {
-            const BlockKind k = static_cast<BlockKind>(uniform(rng, 0, 3));
-            if (k != s.kind) {
-                s.kind = k;
-                if (k == BlockKind::Inverted && s.expansion < 2) s.expansion = 3;
-                what += at + " block ->" + std::string(block_kind_name(k));
-                return;
-            }
-            break;
-        }
-        case 1: {
-            const int old = s.kernel;
-            s.kernel = s.kernel == 3 ? 5 : 3;
-            what += at + " kernel " + std::to_string(old) + "->" + std::to_string(s.kernel);
-            return;
-        }
-        case 2:
-            s.se = !s.se, what += at + (s.se ? " SE on" : " SE off");
-            return;
-        case 3:
-            if (s.stride == 2) {
-                s.pool = !s.pool, what += at + (s.pool ? " stride->maxpool" : " maxpool->stride");
-                return;
-            }
-            break;
-        case 4: {
-            const Activation acts[] = {Activation::Relu, Activation::Relu6, Activation::HardSwish};
-            const Activation a = acts[uniform(rng, 0, 2)];
-            if (a != d.act) {
-                d.act = a, what += " act ->" + std::string(activation_name(a));
-                return;
-            }
-            break;
-        }
-        default:
-            if (s.kind == BlockKind::Inverted) {
-                s.expansion = std::clamp(s.expansion + (chance(rng, 50) ? 1 : -1), 1, bounds_.max_expansion);
-                what += at + " expansion ->" + std::to_string(s.expansion);
-                return;
-            }
-            break;
-        }
-        s.se = !s.se, what += at + (s.se ? " SE on" : " SE off");
-    }
-
-    std::uint64_t seed_;
-    DesignBounds bounds_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_PROPOSERS_HPP
-// ---- end include/lamda/proposers.hpp ----
-#if defined(LAMDA_WITH_XNNPACK)
-#endif
-
-namespace lamda {
-
-// A measured latency and where it went.
-struct Measurement {
-    double median_ms = 0;
-    std::vector<LayerCost> per_layer;  // may be empty
-};
-
-struct GenerateSetup {
-    const LatencyModel* latency = nullptr;                     // null: no prediction
-    std::function<Measurement(const Graph&)> measure;          // empty: no measurement
-    Trainer* trainer = nullptr;                                // null: no accuracy
-    std::function<void(const CandidateRecord&)> on_record;     // journal; called before the next step
-    std::function<void(const CandidateRecord&, const std::vector<CandidateRecord>&)> on_progress;
-    // A candidate predicted above budget x this is rejected without being run. The margin covers
-    // the latency model's error (docs/latency.md: ~95% of models within +-10%).
-    double predicted_reject_factor = 1.2;
-    // Proxy training (a subset, two epochs) underestimates what full training reaches by about
-    // 10 points on Fashion-MNIST (docs/generate.md), so a proxy accuracy is only "below
-    // min_accuracy" when it is this far below; min_accuracy itself is checked on candidates
-    // trained in full after the search.
-    double proxy_accuracy_slack = 0.15;
-    int top_layers = 5;             // most expensive layers kept per record
-    int max_duplicates_in_row = 50; // the proposer "has nothing new" after this many repeats
-    std::function<bool()> should_stop;  // polled between candidates (e.g. SIGINT)
-};
-
-// Seconds spent per step of the loop, summed over candidates.
-struct StageSeconds {
-    double propose = 0, validate = 0, predict = 0, measure = 0, train = 0;
-};
-
-struct GenerateResult {
-    std::vector<CandidateRecord> records;  // resumed ones first
-    int resumed = 0;                       // records that came from the journal
-    int duplicates = 0;                    // proposals skipped as repeats
-    std::string stop_reason;               // "max_candidates", "max_seconds", "exhausted", "stopped"
-    double elapsed_s = 0;                  // search time, across resumes
-    StageSeconds stage_seconds;            // where this run's time went (resumed runs not included)
-};
-
-namespace generate_detail {
-
-inline std::string ms_text(double ms) {
-    std::ostringstream o;
-    o.precision(ms < 0.1 ? 3 : 4);
-    o << ms << " ms";
-    return o.str();
-}
-
-inline std::string percent_text(double share) {
-    return std::to_string(static_cast<int>(share * 100.0 + 0.5)) + "%";
-}
-
-inline std::string cost_list(const std::vector<LayerCost>& layers, std::size_t n = 3) {
-    std::string s;
-    for (std::size_t i = 0; i < layers.size() && i < n; ++i)
-        s += (i ? ", " : "") + layers[i].name + " " + percent_text(layers[i].share);
-    return s;
-}
-
-// The `n` most expensive layers of per-layer milliseconds (parallel to g.layers).
-inline std::vector<LayerCost> top_costs(const Graph& g, const std::vector<double>& ms, int n) {
-    double total = 0;
-    for (double x : ms) total += x;
-    std::vector<LayerCost> all;
-    for (std::size_t i = 0; i < ms.size() && i < g.layers.size(); ++i)
-        if (ms[i] > 0) all.push_back({g.layers[i].name, ms[i], total > 0 ? ms[i] / total : 0});
-    std::stable_sort(all.begin(), all.end(), [](const LayerCost& a, const LayerCost& b) { return a.ms > b.ms; });
-    if (all.size() > static_cast<std::size_t>(n)) all.resize(static_cast<std::size_t>(n));
-    return all;
-}
-
-inline std::vector<LayerCost> top_costs(std::vector<LayerCost> all, int n) {
-    std::stable_sort(all.begin(), all.end(), [](const LayerCost& a, const LayerCost& b) { return a.ms > b.ms; });
-    if (all.size() > static_cast<std::size_t>(n)) all.resize(static_cast<std::size_t>(n));
-    return all;
-}
-
-}  // namespace generate_detail
-
-// Decides one proposal: every step the loop takes for a candidate, in order. `seen` holds the
-// hashes decided so far; a repeat returns nothing (and is not a candidate).
-inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
-                                                         const GenerateSetup& setup,
-                                                         const std::set<std::string>& seen,
-                                                         StageSeconds* stage_seconds = nullptr) {
-    using namespace generate_detail;
-    using clock = std::chrono::steady_clock;
-    const auto t0 = clock::now();
-    auto lap = clock::now();
-    auto charge = [&](double StageSeconds::*stage) {  // time since the last lap goes to `stage`
-        const auto now = clock::now();
-        if (stage_seconds) stage_seconds->*stage += std::chrono::duration<double>(now - lap).count();
-        lap = now;
-    };
-    CandidateRecord rec;
-    rec.note = proposal.note;
-    if (!proposal.error.empty()) {  // the proposer failed (e.g. an LLM turn): recorded, not evaluated
-        rec.dsl = proposal.dsl;
-        rec.hash = text_hash("failed proposal: " + proposal.note + "\n" + proposal.error + "\n" + proposal.dsl);
-        if (seen.count(rec.hash)) return std::nullopt;
-        rec.verdict = Verdict::Failed;
-        rec.reason = proposal.error;
-        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-        return rec;
-    }
-    ParseResult parsed = parse_dsl(proposal.dsl, "candidate");
-    if (!parsed.ok()) {
-        rec.dsl = proposal.dsl;
-        rec.hash = text_hash(proposal.dsl);
-        if (seen.count(rec.hash)) return std::nullopt;
-        rec.verdict = Verdict::Invalid;
-        for (const Diagnostic& d : parsed.diagnostics) rec.diagnostics.push_back(format_diagnostic(d));
-        rec.reason = std::to_string(parsed.diagnostics.size()) + " error(s): " +
-                     (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message);
-        charge(&StageSeconds::validate);
-        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-        return rec;
-    }
-    const Graph& g = parsed.graph;
-    rec.dsl = print_dsl(g);
-    rec.hash = text_hash(rec.dsl);
-    if (seen.count(rec.hash)) return std::nullopt;
-    auto finish = [&](Verdict v, std::string reason) {
-        rec.verdict = v;
-        rec.reason = std::move(reason);
-        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-        return rec;
-    };
-    try {
-        const ModelStats stats = analyze(g);
-        rec.params = stats.params;
-        rec.macs = stats.macs;
-        rec.peak_activation_bytes = stats.peak_activation_bytes;
-        const Shape in = g.layers.front().shape;
-        const Shape want_out{1, 1, task.classes};
-        if (!(in.h == task.input.h && in.w == task.input.w && in.c == task.input.c))
-            return finish(Verdict::WrongTask, "input is " + std::to_string(in.h) + "x" + std::to_string(in.w) + "x" +
-                                                  std::to_string(in.c) + ", the task's is " + std::to_string(task.input.h) +
-                                                  "x" + std::to_string(task.input.w) + "x" + std::to_string(task.input.c));
-        if (!(stats.output_shape.h == 1 && stats.output_shape.w == 1 && stats.output_shape.c == task.classes))
-            return finish(Verdict::WrongTask, "output is " + std::to_string(stats.output_shape.h) + "x" +
-                                                  std::to_string(stats.output_shape.w) + "x" +
-                                                  std::to_string(stats.output_shape.c) + ", the task needs 1x1x" +
-                                                  std::to_string(want_out.c) + " (one logit per class)");
-        const Constraints& c = task.constraints;
-        charge(&StageSeconds::validate);
-        if (setup.latency) {
-            const LatencyPrediction p = setup.latency->predict(g);
-            rec.predicted_ms = p.total_ms;
-            rec.top_layers = top_costs(g, p.per_layer_ms, setup.top_layers);
-            charge(&StageSeconds::predict);
-        }
-        if (c.max_params > 0 && stats.params > c.max_params)
-            return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
-                                                   std::to_string(c.max_params) + " (" +
-                                                   percent_text(double(stats.params) / double(c.max_params)) + ")");
-        if (c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes)
-            return finish(Verdict::OverMemory, "peak activations " + std::to_string(stats.peak_activation_bytes) +
-                                                   " bytes, limit " + std::to_string(c.max_activation_bytes));
-        if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
-            return finish(Verdict::OverPredicted,
-                          "predicted " + ms_text(*rec.predicted_ms) + " = " +
-                              percent_text(*rec.predicted_ms / c.latency_ms) + " of the " + ms_text(c.latency_ms) +
-                              " budget (not run); most expensive: " + cost_list(rec.top_layers));
-        if (setup.measure) {
-            Measurement m = setup.measure(g);
-            charge(&StageSeconds::measure);
-            rec.measured_ms = m.median_ms;
-            if (!m.per_layer.empty()) rec.top_layers = top_costs(std::move(m.per_layer), setup.top_layers);
-            if (c.latency_ms > 0 && m.median_ms > c.latency_ms)
-                return finish(Verdict::OverMeasured, "measured " + ms_text(m.median_ms) + " = " +
-                                                         percent_text(m.median_ms / c.latency_ms) + " of the " +
-                                                         ms_text(c.latency_ms) + " budget; most expensive: " +
-                                                         cost_list(rec.top_layers));
-        }
-        if (setup.trainer && task.objective == Objective::Accuracy) {
-            rec.accuracy = setup.trainer->proxy_accuracy(g);
-            charge(&StageSeconds::train);
-            if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
-                return finish(Verdict::BelowAccuracy,
-                              "proxy validation accuracy " + percent_text(*rec.accuracy) + " is more than " +
-                                  percent_text(setup.proxy_accuracy_slack) + " below the required " +
-                                  percent_text(*c.min_accuracy));
-        }
-        std::string why = "meets every constraint";
-        if (const auto ms = judged_latency_ms(rec); ms && c.latency_ms > 0)
-            why += ": " + std::string(rec.measured_ms ? "measured " : "predicted ") + ms_text(*ms) + " = " +
-                   percent_text(*ms / c.latency_ms) + " of budget";
-        return finish(Verdict::Feasible, why);
-    } catch (const std::exception& e) {
-        return finish(Verdict::Failed, std::string("evaluation failed: ") + e.what());
-    }
-}
-
-// Runs the search until the budget is spent or the proposer has nothing new. `resumed` are the
-// records of an earlier run of the same search (its journal), not evaluated again.
-inline GenerateResult run_generation(const Task& task, Proposer& proposer, const GenerateSetup& setup,
-                                     std::vector<CandidateRecord> resumed = {}) {
-    GenerateResult result;
-    result.records = std::move(resumed);
-    result.resumed = static_cast<int>(result.records.size());
-    std::set<std::string> seen;
-    for (const auto& r : result.records) seen.insert(r.hash);
-    const double before = result.records.empty() ? 0.0 : result.records.back().elapsed_s;
-    const auto start = std::chrono::steady_clock::now();
-    auto elapsed = [&] { return before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-    int duplicates_in_row = 0;
-    for (;;) {
-        if (static_cast<int>(result.records.size()) >= task.budget.max_candidates) {
-            result.stop_reason = "max_candidates";
-            break;
-        }
-        if (elapsed() >= task.budget.max_seconds) {
-            result.stop_reason = "max_seconds";
-            break;
-        }
-        if (setup.should_stop && setup.should_stop()) {
-            result.stop_reason = "stopped";
-            break;
-        }
-        auto t_propose = std::chrono::steady_clock::now();
-        std::optional<Proposal> proposal = proposer.propose(task, result.records);
-        result.stage_seconds.propose +=
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t_propose).count();
-        if (!proposal) {
-            result.stop_reason = "exhausted";
-            break;
-        }
-        std::optional<CandidateRecord> rec = evaluate_candidate(task, *proposal, setup, seen, &result.stage_seconds);
-        if (!rec) {
-            ++result.duplicates;
-            if (++duplicates_in_row >= setup.max_duplicates_in_row) {
-                result.stop_reason = "exhausted";
-                break;
-            }
-            continue;
-        }
-        duplicates_in_row = 0;
-        rec->index = static_cast<int>(result.records.size());
-        rec->proposer = proposer.name();
-        rec->elapsed_s = elapsed();
-        seen.insert(rec->hash);
-        if (setup.on_record) setup.on_record(*rec);  // journaled before anything else happens
-        result.records.push_back(std::move(*rec));
-        if (setup.on_progress) setup.on_progress(result.records.back(), result.records);
-    }
-    result.elapsed_s = elapsed();
-    return result;
-}
-
-#if defined(LAMDA_WITH_XNNPACK)
-// The loop's measurement: XNNPACK on random weights (latency does not depend on their values),
-// `runs` timed runs; per-layer costs from the per-operator timing.
-inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5) {
-    return [=](const Graph& g) {
-        BenchOptions o;
-        o.threads = threads;
-        o.runs = runs;
-        o.warmup = warmup;
-        const BenchResult r = benchmark_model(g, random_weights(g, 1), o);
-        Measurement m;
-        m.median_ms = r.median_ms;
-        for (const OpTiming& t : r.per_op)
-            if (t.median_ms > 0) m.per_layer.push_back({t.name, t.median_ms, 0.0});
-        double total = 0;
-        for (const auto& l : m.per_layer) total += l.ms;
-        for (auto& l : m.per_layer) l.share = total > 0 ? l.ms / total : 0;
-        return m;
-    };
-}
-#endif
-
-}  // namespace lamda
-
-#endif  // LAMDA_WITH_LATENCY
-#endif  // LAMDA_GENERATE_HPP
-// ---- end include/lamda/generate.hpp ----
 // ---- begin include/lamda/latency_profile.hpp ----
 // lamda/latency_profile.hpp: measuring a device for the latency model (latency.hpp) through the
 // XNNPACK executor: single operators over a sample of configurations, spent adaptively where the
