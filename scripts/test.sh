@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds lamda every way we support and runs every check. Run from anywhere:
 #   bash scripts/test.sh
-# Steps: amalgamation check; CMake + g++ (build/); CMake + clang++ with ASan/UBSan (build-asan/);
-# Meson + g++ (build-meson/); aarch64 cross builds, CMake (build-aarch64/) and Meson
+# Steps: amalgamation check; onnxruntime-node from npm into bench/peers/node_modules (the
+# onnx_import test's reference); CMake + g++ (build/); CMake + clang++ with ASan/UBSan
+# (build-asan/); Meson + g++ (build-meson/); aarch64 cross builds, CMake (build-aarch64/) and Meson
 # (build-meson-aarch64/), whose tests run under qemu-aarch64; examples/firmware built on its own
 # with CMake and Meson, natively and for aarch64 (build-firmware*/); libFuzzer on the DSL parser
 # (built in build-asan/).
@@ -39,6 +40,28 @@ cmake_configure() {
 
 section "amalgamation: single_include/lamda/lamda.hpp is up to date"
 python3 scripts/amalgamate.py --check
+
+# ONNX Runtime for the onnx_import test's reference outputs (bench/peers/ort_run.js) and for
+# bench/peers/compare.py: onnxruntime-node at bench/peers/package-lock.json's version, from npm.
+# --ignore-scripts: its install script downloads; the package already holds the CPU library.
+# Reinstalled only when it does not load or is not the version package.json pins.
+section "npm: onnxruntime-node in bench/peers/node_modules (the onnx_import test's reference)"
+ort_check="const want = require('./package.json').dependencies['onnxruntime-node'];
+const have = require('onnxruntime-node/package.json').version;
+require('onnxruntime-node');
+if (have !== want) {
+    console.error('onnxruntime-node ' + have + ', want ' + want);
+    process.exit(1);
+}
+console.log('onnxruntime-node ' + have + ' installed');"
+if ! (cd bench/peers && node -e "$ort_check" 2>/dev/null); then
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm not found: run 'bash scripts/install-deps.sh' (Debian's nodejs and npm)" >&2
+        exit 1
+    fi
+    (cd bench/peers && npm ci --ignore-scripts --no-audit --no-fund)
+    (cd bench/peers && node -e "$ort_check")
+fi
 
 section "CMake + $(c++ --version | head -n1): configure and build (build/)"
 cmake_configure build -DCMAKE_BUILD_TYPE=Release

@@ -8,18 +8,26 @@ torchvision with random weights (weights=None: nothing is downloaded) and random
 statistics, exported to ONNX here, in a temporary directory: imports it with `lamda import`,
 checks that lamda counts torchvision's parameters and the MACs of lamda's zoo model
 (examples/models/NAME.lamda, whose counts are torchvision's), and that lamda's XNNPACK executor
-on the imported weights computes the model's outputs within 1e-4 x max |y| (the ONNX
-graph's reference outputs, computed by the torch model it was exported from). Exits 77
-(skipped) without python3-torch, python3-torchvision or python3-onnx.
+on the imported weights computes the model's outputs within 1e-4 x max |y| of two references
+on the same input: ONNX Runtime running the same .onnx file (bench/peers/ort_run.js,
+onnxruntime-node from bench/peers/package.json, one thread, no graph optimisations) and the
+torch model it was exported from.
+
+Exits 77 (skipped) without python3-torch, python3-torchvision or python3-onnx. Without node or
+onnxruntime-node (`(cd bench/peers && npm ci --ignore-scripts)`, which scripts/test.sh runs), it
+fails when $CI is set (CI runs .ci/run with CI=true); elsewhere it does everything else, compares
+with torch only, says what it left out and exits 77 (skipped).
 """
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 
 try:
+    import numpy
     import onnx  # noqa: F401  (the exporter needs it)
     import torch
     import torchvision
@@ -56,6 +64,56 @@ def read_safetensors(path):
     return out
 
 
+def in_ci():
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+class OnnxRuntime:
+    """bench/peers/ort_run.js under node: ONNX Runtime's outputs for an .onnx file and an input.
+    `reason` says why it cannot run (None when it can)."""
+
+    def __init__(self, src):
+        self.peers = os.path.join(os.path.abspath(src), "bench", "peers")
+        self.script = os.path.join(self.peers, "ort_run.js")
+        self.node = shutil.which("node") or shutil.which("nodejs")
+        self.reason = None
+        install = f"(cd {self.peers} && npm ci --ignore-scripts)"
+        if not self.node:
+            self.reason = "node not found (apt-get install nodejs npm; then " + install + ")"
+            return
+        r = subprocess.run([self.node, "-e", "require('onnxruntime-node')"], cwd=self.peers,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            lines = r.stdout.strip().splitlines()
+            why = next((ln.strip() for ln in lines if "Error" in ln), lines[0] if lines else "?")
+            self.reason = f"onnxruntime-node does not load in {self.peers} ({why}): run {install}"
+
+    def outputs(self, onnx_path, x):
+        """ONNX Runtime's first output for the NCHW float32 tensor x, flattened."""
+        stem = os.path.splitext(onnx_path)[0]
+        xf, yf = stem + "_ort_x.npy", stem + "_ort_y.npy"
+        numpy.save(xf, x.detach().contiguous().numpy().astype("<f4"))
+        run([self.node, self.script, onnx_path, xf, yf])
+        return torch.from_numpy(numpy.load(yf).astype("float32")).reshape(-1)
+
+
+def compare(what, got, refs, detail=""):
+    """Fails (printing detail) unless got is within 1e-4 x max |ref| of every reference
+    ({name: flat tensor}); returns a summary of the differences."""
+    parts = []
+    for ref_name, want in refs.items():
+        if got.numel() != want.numel():
+            sys.exit(f"FAIL: {what}: {got.numel()} outputs, {ref_name} has {want.numel()}{detail}")
+        err = float((got - want).abs().max())
+        scale = float(want.abs().max())
+        tol = 1e-4 * scale  # relative: random-init logits are small
+        if not err <= tol:
+            sys.exit(f"FAIL: {what}: output differs from {ref_name}'s by {err:.3e} (tolerance "
+                     f"{tol:.3e} = 1e-4 x max |{ref_name} output| {scale:.3g}){detail}")
+        parts.append(f"vs {ref_name} {err:.2e}")
+    return ", ".join(parts)
+
+
 def run(cmd):
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
@@ -63,7 +121,7 @@ def run(cmd):
     return r.stdout
 
 
-def check(lamda, src, name, work):
+def check(lamda, src, name, work, ort):
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None).eval()
     with torch.no_grad():  # non-trivial batch-norm statistics
@@ -97,14 +155,15 @@ def check(lamda, src, name, work):
     write_safetensors(xf, {"input": x.permute(0, 2, 3, 1)})
     run([lamda, "run", dsl, "--weights", w, "--executor", "xnnpack", "--input", xf, "--out", yf])
     got = read_safetensors(yf)["output"].reshape(-1)
-    want = want.reshape(-1)
-    err = float((got - want).abs().max())
-    tol = 1e-4 * float(want.abs().max())  # relative: random-init logits are small
-    if err > tol:
-        sys.exit(f"FAIL: {name}: XNNPACK output differs from the model's by {err} (tolerance {tol})")
+    refs = {}
+    if ort is not None:
+        refs["ONNX Runtime"] = ort.outputs(path, x)
+    refs["torch"] = want.reshape(-1)
+    diffs = compare(f"{name} (xnnpack)", got, refs)
+    scale = float(refs["torch"].abs().max())
     print(f"ok: {name}: {params} parameters, {got_stats['macs']} MACs, "
-          f"{got_stats['layer_count']} layers, max output difference {err:.2e} "
-          f"(max |output| {float(want.abs().max()):.3g})")
+          f"{got_stats['layer_count']} layers, max |output| {scale:.3g}, "
+          f"XNNPACK max difference {diffs}")
 
 
 class Custom(torch.nn.Module):
@@ -131,7 +190,7 @@ class Custom(torch.nn.Module):
         return torch.softmax(torch.matmul(h, self.w) + self.b, 1)
 
 
-def check_custom(lamda, work):
+def check_custom(lamda, work, ort):
     torch.manual_seed(1)
     model = Custom().eval()
     with torch.no_grad():
@@ -151,13 +210,17 @@ def check_custom(lamda, work):
         sys.exit(f"FAIL: custom: lamda counts {stats['params']} parameters, torch {params}")
     xf, yf = os.path.join(work, "custom_x.safetensors"), os.path.join(work, "custom_y.safetensors")
     write_safetensors(xf, {"input": x.permute(0, 2, 3, 1)})
+    refs = {}
+    if ort is not None:
+        refs["ONNX Runtime"] = ort.outputs(path, x)
+    refs["torch"] = want
+    diffs = []
     for executor in ("reference", "xnnpack"):
         run([lamda, "run", dsl, "--weights", w, "--executor", executor, "--input", xf, "--out", yf])
         got = read_safetensors(yf)["output"].reshape(-1)
-        err = float((got - want).abs().max())
-        if err > 1e-4 * float(want.abs().max()):
-            sys.exit(f"FAIL: custom ({executor}): output differs by {err}\n{open(dsl).read()}")
-    print(f"ok: custom: {params} parameters, outputs agree")
+        diffs.append(f"{executor} " + compare(f"custom ({executor})", got, refs,
+                                                   "\n" + open(dsl).read()))
+    print(f"ok: custom: {params} parameters, max difference {'; '.join(diffs)}")
 
     # An unsupported op: the error names the node, its op type and its inputs.
     class Elu(torch.nn.Module):
@@ -180,11 +243,23 @@ def main():
     lamda, src = os.path.abspath(sys.argv[1]), sys.argv[2]
     names = sys.argv[3:] or ["mobilenet_v2", "resnet18", "squeezenet1_1", "mobilenet_v3_small"]
     torch.set_num_threads(1)
+    ort = OnnxRuntime(src)
+    if ort.reason:
+        if in_ci():
+            sys.exit(f"FAIL: ONNX Runtime, the reference this test compares against, cannot run: "
+                     f"{ort.reason}")
+        print(f"ONNX Runtime comparison left out: {ort.reason}; comparing against torch only",
+              flush=True)
+        ort = None
     with tempfile.TemporaryDirectory() as work:
         if len(sys.argv) == 3:
-            check_custom(lamda, work)
+            check_custom(lamda, work, ort)
         for name in names:
-            check(lamda, src, name, work)
+            check(lamda, src, name, work, ort)
+    if ort is None:
+        print("skipped: everything else passed, but the outputs were not compared with ONNX "
+              "Runtime's (see above)")
+        sys.exit(77)
 
 
 if __name__ == "__main__":
