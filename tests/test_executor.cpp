@@ -300,7 +300,7 @@ TEST_CASE("xnnpack: buffers are reused once their last reader has run, never whi
     const Graph g = graph_of(
         "input: input shape=16x16x8\na: conv2d out=8 kernel=3 act=relu\n"
         "b: conv2d out=8 kernel=3 act=relu\nc: conv2d out=8 kernel=3 act=relu\n"
-        "d: conv2d out=8 kernel=3 act=relu\ne: conv2d out=8 kernel=3\ns: add in=e,a\n"
+        "d: conv2d out=8 kernel=3 act=relu\ne: conv2d out=8 kernel=3\ns: add e, a\n"
         "f: conv2d out=8 kernel=1 act=relu\ng: conv2d out=8 kernel=1\n");
     CHECK(agree(g) == 9);
     XnnExecutor own(g, lamda::random_weights(g, 1), [] {

@@ -244,6 +244,7 @@ lamda::LatencyProfile small_profile() {
         c.ops = {p.samples[0].op, p.samples[20].op};
         c.op_ms = {0.01, -1};
         c.ms = 0.05;
+        if (m == 1) c.activation_bytes = 3.5 * (1 << 20);  // the other as in an older profile
         p.calibration.push_back(c);
     }
     p.model = lamda::fit_latency_model(p.samples, p.calibration);
@@ -267,12 +268,32 @@ TEST_CASE("profile JSON round trip") {
     }
     REQUIRE(q.calibration.size() == 2);
     CHECK(q.calibration[1].op_ms == p.calibration[1].op_ms);
+    CHECK(q.calibration[0].activation_bytes == -1);
+    CHECK(q.calibration[1].activation_bytes == 3.5 * (1 << 20));
     // The same predictions, bit for bit (doubles are written shortest-round-trip).
     const lamda::Graph g = parse(
         "x: input shape=16x16x8\nc: conv2d out=16 kernel=3 act=relu\nd: dwconv kernel=5\n"
         "p: maxpool kernel=2\ng: gap\nf: fc out=10\n");
     CHECK(q.model.predict_ms(g) == p.model.predict_ms(g));
     CHECK(lamda::latency_profile_json(q) == text);
+}
+
+TEST_CASE("a model's context counts the executor's reused buffers, not every output") {
+    // Ten 64x64x16 convolutions in a chain: ten outputs of 256 KiB, but the executor needs the
+    // input and two buffers that alternate (the last output lands in one of them).
+    std::string text = "x: input shape=64x64x16\n";
+    for (int i = 0; i < 10; ++i) text += "c" + std::to_string(i) + ": conv2d out=16 kernel=3\n";
+    const lamda::Graph g = parse(text.c_str());
+    const lamda::FusionPlan plan = lamda::plan_fusion(g);
+    const double one = 64.0 * 64 * 16 * 4;
+    CHECK(lamda::activation_buffer_bytes(g, plan) == doctest::Approx(3 * one));
+    const std::vector<lamda::PrimOp> ops = lamda::lower_for_latency(g);
+    const double weights = lamda::model_context(ops, 0).footprint_bytes;
+    CHECK(lamda::model_context(ops).footprint_bytes == doctest::Approx(weights + 10 * one));
+    CHECK(lamda::model_context(ops, lamda::activation_buffer_bytes(g, plan)).footprint_bytes ==
+          doctest::Approx(weights + 3 * one));
+    // Without reuse, one buffer per value: the input and ten outputs.
+    CHECK(lamda::plan_buffers(g, plan, false).total_floats() * 4 == doctest::Approx(11 * one));
 }
 
 TEST_CASE("fingerprint mismatch gives a warning naming the difference") {

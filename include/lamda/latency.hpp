@@ -488,16 +488,25 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 }
 
 // The context of every operator of a model (lowered ops): in a model, with the model's
-// footprint (weights and every operator's output) deciding how cold its data is.
-inline OpContext model_context(const std::vector<PrimOp>& ops) {
+// footprint deciding how cold its data is: its weights and the executor's activation buffers
+// (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
+// that is unknown (< 0: a calibration model of an older profile), every operator's output.
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
     double bytes = 0;
-    for (const PrimOp& p : ops) bytes += op_weight_bytes(p) + 4.0 * double(p.oh) * p.ow * p.oc;
+    for (const PrimOp& p : ops)
+        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+    if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
     c.in_model = 1;
     c.footprint_bytes = bytes;
     c.large = mib > 2 ? std::clamp(std::log2(mib / 2.0) / 5.0, 0.0, 1.0) : 0.0;
     return c;
+}
+
+// Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse).
+inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
+    return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
 }
 
 // Number of features of a kind (the same for every operator of that kind).
@@ -635,6 +644,7 @@ struct CalibrationSample {
     // not timed. (The ops' `layer` is not stored in the profile: -1 marks the grouping.)
     std::vector<double> op_ms;
     double ms = 0;
+    double activation_bytes = -1;  // activation_buffer_bytes of the model; -1: not recorded
 };
 
 struct KindModel {
@@ -726,8 +736,9 @@ public:
 
     LatencyPrediction predict(const Graph& g) const {
         LatencyPrediction r;
-        lower_for_latency(g, plan_fusion(g), r.ops);
-        const OpContext ctx = model_context(r.ops);
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, r.ops);
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(g, plan));
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -743,8 +754,9 @@ public:
 
     // Only the total; allocates nothing but the lowering scratch passed in.
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
-        lower_for_latency(g, plan_fusion(g), scratch);
-        const OpContext ctx = model_context(scratch);
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, scratch);
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(g, plan));
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -824,7 +836,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -879,7 +891,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -908,7 +920,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -1106,6 +1118,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         for (const PrimOp& op : c.ops) write_op(j, op);
         j.end_array().key("op_ms");
         write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
         j.end_object();
     }
     j.end_array();
@@ -1243,6 +1256,10 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
                 c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
             c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
             if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
             p.calibration.push_back(std::move(c));
         }
     }

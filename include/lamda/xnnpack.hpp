@@ -352,87 +352,15 @@ private:
         }
     }
 
-    // Assigns impl_->ptr: one buffer per materialised value (written at tail[i] by layer i's
-    // operators); aliases (input, flatten, dropout) point at their input's. Unless every value
-    // keeps its own buffer, a buffer returns to a free list once the last layer reading its value
-    // has been planned, and a later value takes the smallest free buffer that fits (growing the
-    // largest one when none does). A layer's output never shares a buffer with its own inputs,
-    // which are still live while it runs. The graph's input and output are never reused: callers
-    // write the input once and run many times.
-    void plan_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
+    // Assigns impl_->ptr from plan_buffers (latency_fusion.hpp): one buffer per materialised
+    // value, reused once its last reader has run unless keep_intermediates.
+    void allocate_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
         const std::size_t n = g.layers.size();
-        auto is_alias = [&](std::size_t i) {
-            const OpKind op = g.layers[i].op;
-            return op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout;
-        };
-        // value_of[i]: the materialising layer whose buffer holds layer i's output (-1: fused
-        // into a later layer's operator and never materialised).
-        auto materialises = [&](std::size_t i) {
-            return plan.absorbed_by[i] < 0 && (!is_alias(i) || g.layers[i].op == OpKind::Input);
-        };
-        std::vector<int> value_of(n, -1);
-        for (std::size_t i = 0; i < n; ++i) {
-            if (materialises(i))
-                value_of[static_cast<std::size_t>(plan.tail[i])] = static_cast<int>(i);
-            else if (plan.absorbed_by[i] < 0)  // flatten, dropout
-                value_of[i] = value_of[static_cast<std::size_t>(g.layers[i].inputs[0])];
-        }
-        const int forever = static_cast<int>(n);
-        std::vector<int> last_read(n, -1);
-        for (std::size_t i = 0; i < n; ++i) {
-            if (plan.absorbed_by[i] >= 0 || is_alias(i)) continue;
-            for (int in : g.layers[i].inputs) {
-                const int v = value_of[static_cast<std::size_t>(in)];
-                if (v >= 0) last_read[static_cast<std::size_t>(v)] = static_cast<int>(i);
-            }
-        }
-        last_read.front() = forever;
-        if (value_of.back() >= 0) last_read[static_cast<std::size_t>(value_of.back())] = forever;
-
         // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
-        auto floats_for = [](const Shape& s) {
-            return static_cast<std::size_t>(s.elements()) + XNN_EXTRA_BYTES / sizeof(float) + 4;
-        };
-        std::vector<std::size_t> slot_floats;  // capacity of each buffer
-        std::vector<int> slot_of(n, -1);       // per materialising layer
-        std::vector<int> free_slots;
-        std::vector<std::pair<int, int>> releases;  // (last reader, slot), released after it
-        for (std::size_t i = 0; i < n; ++i) {
-            if (!materialises(i)) continue;
-            for (auto it = releases.begin(); it != releases.end();) {
-                if (it->first < static_cast<int>(i)) {
-                    free_slots.push_back(it->second);
-                    it = releases.erase(it);
-                } else {
-                    ++it;
-                }
-            }
-            const std::size_t need = floats_for(g.layers[static_cast<std::size_t>(plan.tail[i])].shape);
-            int chosen = -1;
-            if (!keep_intermediates) {
-                for (int sl : free_slots) {  // smallest that fits
-                    const std::size_t cap = slot_floats[static_cast<std::size_t>(sl)];
-                    if (cap >= need &&
-                        (chosen < 0 || cap < slot_floats[static_cast<std::size_t>(chosen)]))
-                        chosen = sl;
-                }
-                if (chosen < 0)  // else the largest, grown
-                    for (int sl : free_slots)
-                        if (chosen < 0 || slot_floats[static_cast<std::size_t>(sl)] >
-                                              slot_floats[static_cast<std::size_t>(chosen)])
-                            chosen = sl;
-            }
-            if (chosen >= 0) {
-                free_slots.erase(std::find(free_slots.begin(), free_slots.end(), chosen));
-                std::size_t& cap = slot_floats[static_cast<std::size_t>(chosen)];
-                cap = std::max(cap, need);
-            } else {
-                chosen = static_cast<int>(slot_floats.size());
-                slot_floats.push_back(need);
-            }
-            slot_of[i] = chosen;
-            releases.emplace_back(last_read[i], chosen);
-        }
+        const BufferPlan bp = lamda::plan_buffers(g, plan, !keep_intermediates,
+                                                  XNN_EXTRA_BYTES / sizeof(float) + 4);
+        std::vector<std::size_t> slot_floats;
+        for (std::int64_t f : bp.slot_floats) slot_floats.push_back(static_cast<std::size_t>(f));
         // One arena for all buffers, each on a cache line; on Linux, backed by transparent huge
         // pages where the kernel offers them (early layers of a 224x224 net stream megabytes,
         // and 4 KiB pages cost a TLB miss every 1024 floats).
@@ -453,11 +381,13 @@ private:
         std::vector<float*> slot_ptr;
         for (std::size_t off : offset) slot_ptr.push_back(arena + off / sizeof(float));
         for (std::size_t i = 0; i < n; ++i) {
-            const int v = value_of[i];
+            const int v = bp.value_of[i];
             if (v < 0) continue;
             // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
-            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(slot_of[static_cast<std::size_t>(v)])];
-            if (is_alias(i)) impl_->lowering[i] = XnnLowering::Alias;
+            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(bp.slot_of[static_cast<std::size_t>(v)])];
+            const OpKind op = g.layers[i].op;
+            if (op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout)
+                impl_->lowering[i] = XnnLowering::Alias;
         }
         impl_->buffer_bytes = 0;
         for (std::size_t cap : slot_floats)
@@ -480,7 +410,7 @@ private:
         const std::vector<int>& folded_bn = plan.folded_bn;
         const std::vector<Activation>& act = plan.act;
 
-        plan_buffers(g, plan, keep_intermediates);
+        allocate_buffers(g, plan, keep_intermediates);
         for (std::size_t j = 0; j < n; ++j)
             if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 

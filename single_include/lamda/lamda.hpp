@@ -5121,10 +5121,16 @@ inline std::pair<Graph, Weights> fold_batchnorm(const Graph& graph, const Weight
 //     batchnorm/add before it (after any folded batchnorm) when it is that value's only reader
 //     and the layer has no act of its own;
 //   - the graph's output counts as one reader of the last layer.
+//
+// And which buffer each value lives in (plan_buffers): the executor allocates exactly these, and
+// the latency model reads the model's memory footprint off them.
 #ifndef LAMDA_LATENCY_FUSION_HPP
 #define LAMDA_LATENCY_FUSION_HPP
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <utility>
 #include <vector>
 
 
@@ -5199,6 +5205,92 @@ inline FusionPlan plan_fusion(const Graph& g) {
         p.tail[i] = static_cast<int>(t);
     }
     return p;
+}
+
+// The executor's activation buffers. A materialising layer (one that runs operators, and the
+// input) writes its value at tail[i] into buffer slot_of[i]; flatten and dropout alias their
+// input's buffer. With `reuse`, a buffer returns to a free list once the last layer reading its
+// value has run, and a later value takes the smallest free buffer that fits (growing the largest
+// free one when none fits): a layer's output never shares a buffer with its inputs, which are
+// still live while it runs. The graph's input and output are never reused (callers write the
+// input once and run many times). Sizes are in floats, each value padded by `pad_floats`.
+struct BufferPlan {
+    std::vector<int> value_of;              // per layer: the materialising layer whose buffer
+                                            // holds its output; -1 when fused into a later one
+    std::vector<int> slot_of;               // per materialising layer: its buffer; else -1
+    std::vector<std::int64_t> slot_floats;  // capacity of each buffer
+    std::int64_t total_floats() const noexcept {
+        std::int64_t t = 0;
+        for (std::int64_t f : slot_floats) t += f;
+        return t;
+    }
+};
+
+inline BufferPlan plan_buffers(const Graph& g, const FusionPlan& plan, bool reuse = true,
+                               std::int64_t pad_floats = 0) {
+    const std::size_t n = g.layers.size();
+    BufferPlan b;
+    b.value_of.assign(n, -1);
+    b.slot_of.assign(n, -1);
+    if (n == 0) return b;
+    auto is_alias = [&](std::size_t i) {
+        const OpKind op = g.layers[i].op;
+        return op == OpKind::Flatten || op == OpKind::Dropout;
+    };
+    auto materialises = [&](std::size_t i) { return plan.absorbed_by[i] < 0 && !is_alias(i); };
+    for (std::size_t i = 0; i < n; ++i) {
+        if (materialises(i))
+            b.value_of[static_cast<std::size_t>(plan.tail[i])] = static_cast<int>(i);
+        else if (plan.absorbed_by[i] < 0 && !g.layers[i].inputs.empty())
+            b.value_of[i] = b.value_of[static_cast<std::size_t>(g.layers[i].inputs[0])];
+    }
+    const int forever = static_cast<int>(n);
+    std::vector<int> last_read(n, -1);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!materialises(i)) continue;
+        for (int in : g.layers[i].inputs) {
+            const int v = b.value_of[static_cast<std::size_t>(in)];
+            if (v >= 0) last_read[static_cast<std::size_t>(v)] = static_cast<int>(i);
+        }
+    }
+    last_read.front() = forever;
+    if (b.value_of.back() >= 0) last_read[static_cast<std::size_t>(b.value_of.back())] = forever;
+
+    std::vector<int> free_slots;
+    std::vector<std::pair<int, int>> releases;  // (last reader, slot): free once it has run
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!materialises(i)) continue;
+        for (auto it = releases.begin(); it != releases.end();) {
+            if (it->first < static_cast<int>(i)) {
+                free_slots.push_back(it->second);
+                it = releases.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        const std::int64_t need =
+            g.layers[static_cast<std::size_t>(plan.tail[i])].shape.elements() + pad_floats;
+        int chosen = -1;
+        if (reuse) {
+            auto cap = [&](int slot) { return b.slot_floats[static_cast<std::size_t>(slot)]; };
+            for (int sl : free_slots)  // the smallest that fits
+                if (cap(sl) >= need && (chosen < 0 || cap(sl) < cap(chosen))) chosen = sl;
+            if (chosen < 0)  // else the largest, grown
+                for (int sl : free_slots)
+                    if (chosen < 0 || cap(sl) > cap(chosen)) chosen = sl;
+        }
+        if (chosen >= 0) {
+            free_slots.erase(std::find(free_slots.begin(), free_slots.end(), chosen));
+            std::int64_t& c = b.slot_floats[static_cast<std::size_t>(chosen)];
+            c = std::max(c, need);
+        } else {
+            chosen = static_cast<int>(b.slot_floats.size());
+            b.slot_floats.push_back(need);
+        }
+        b.slot_of[i] = chosen;
+        releases.emplace_back(last_read[i], chosen);
+    }
+    return b;
 }
 
 }  // namespace lamda
@@ -6613,87 +6705,15 @@ private:
         }
     }
 
-    // Assigns impl_->ptr: one buffer per materialised value (written at tail[i] by layer i's
-    // operators); aliases (input, flatten, dropout) point at their input's. Unless every value
-    // keeps its own buffer, a buffer returns to a free list once the last layer reading its value
-    // has been planned, and a later value takes the smallest free buffer that fits (growing the
-    // largest one when none does). A layer's output never shares a buffer with its own inputs,
-    // which are still live while it runs. The graph's input and output are never reused: callers
-    // write the input once and run many times.
-    void plan_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
+    // Assigns impl_->ptr from plan_buffers (latency_fusion.hpp): one buffer per materialised
+    // value, reused once its last reader has run unless keep_intermediates.
+    void allocate_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
         const std::size_t n = g.layers.size();
-        auto is_alias = [&](std::size_t i) {
-            const OpKind op = g.layers[i].op;
-            return op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout;
-        };
-        // value_of[i]: the materialising layer whose buffer holds layer i's output (-1: fused
-        // into a later layer's operator and never materialised).
-        auto materialises = [&](std::size_t i) {
-            return plan.absorbed_by[i] < 0 && (!is_alias(i) || g.layers[i].op == OpKind::Input);
-        };
-        std::vector<int> value_of(n, -1);
-        for (std::size_t i = 0; i < n; ++i) {
-            if (materialises(i))
-                value_of[static_cast<std::size_t>(plan.tail[i])] = static_cast<int>(i);
-            else if (plan.absorbed_by[i] < 0)  // flatten, dropout
-                value_of[i] = value_of[static_cast<std::size_t>(g.layers[i].inputs[0])];
-        }
-        const int forever = static_cast<int>(n);
-        std::vector<int> last_read(n, -1);
-        for (std::size_t i = 0; i < n; ++i) {
-            if (plan.absorbed_by[i] >= 0 || is_alias(i)) continue;
-            for (int in : g.layers[i].inputs) {
-                const int v = value_of[static_cast<std::size_t>(in)];
-                if (v >= 0) last_read[static_cast<std::size_t>(v)] = static_cast<int>(i);
-            }
-        }
-        last_read.front() = forever;
-        if (value_of.back() >= 0) last_read[static_cast<std::size_t>(value_of.back())] = forever;
-
         // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
-        auto floats_for = [](const Shape& s) {
-            return static_cast<std::size_t>(s.elements()) + XNN_EXTRA_BYTES / sizeof(float) + 4;
-        };
-        std::vector<std::size_t> slot_floats;  // capacity of each buffer
-        std::vector<int> slot_of(n, -1);       // per materialising layer
-        std::vector<int> free_slots;
-        std::vector<std::pair<int, int>> releases;  // (last reader, slot), released after it
-        for (std::size_t i = 0; i < n; ++i) {
-            if (!materialises(i)) continue;
-            for (auto it = releases.begin(); it != releases.end();) {
-                if (it->first < static_cast<int>(i)) {
-                    free_slots.push_back(it->second);
-                    it = releases.erase(it);
-                } else {
-                    ++it;
-                }
-            }
-            const std::size_t need = floats_for(g.layers[static_cast<std::size_t>(plan.tail[i])].shape);
-            int chosen = -1;
-            if (!keep_intermediates) {
-                for (int sl : free_slots) {  // smallest that fits
-                    const std::size_t cap = slot_floats[static_cast<std::size_t>(sl)];
-                    if (cap >= need &&
-                        (chosen < 0 || cap < slot_floats[static_cast<std::size_t>(chosen)]))
-                        chosen = sl;
-                }
-                if (chosen < 0)  // else the largest, grown
-                    for (int sl : free_slots)
-                        if (chosen < 0 || slot_floats[static_cast<std::size_t>(sl)] >
-                                              slot_floats[static_cast<std::size_t>(chosen)])
-                            chosen = sl;
-            }
-            if (chosen >= 0) {
-                free_slots.erase(std::find(free_slots.begin(), free_slots.end(), chosen));
-                std::size_t& cap = slot_floats[static_cast<std::size_t>(chosen)];
-                cap = std::max(cap, need);
-            } else {
-                chosen = static_cast<int>(slot_floats.size());
-                slot_floats.push_back(need);
-            }
-            slot_of[i] = chosen;
-            releases.emplace_back(last_read[i], chosen);
-        }
+        const BufferPlan bp = lamda::plan_buffers(g, plan, !keep_intermediates,
+                                                  XNN_EXTRA_BYTES / sizeof(float) + 4);
+        std::vector<std::size_t> slot_floats;
+        for (std::int64_t f : bp.slot_floats) slot_floats.push_back(static_cast<std::size_t>(f));
         // One arena for all buffers, each on a cache line; on Linux, backed by transparent huge
         // pages where the kernel offers them (early layers of a 224x224 net stream megabytes,
         // and 4 KiB pages cost a TLB miss every 1024 floats).
@@ -6714,11 +6734,13 @@ private:
         std::vector<float*> slot_ptr;
         for (std::size_t off : offset) slot_ptr.push_back(arena + off / sizeof(float));
         for (std::size_t i = 0; i < n; ++i) {
-            const int v = value_of[i];
+            const int v = bp.value_of[i];
             if (v < 0) continue;
             // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
-            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(slot_of[static_cast<std::size_t>(v)])];
-            if (is_alias(i)) impl_->lowering[i] = XnnLowering::Alias;
+            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(bp.slot_of[static_cast<std::size_t>(v)])];
+            const OpKind op = g.layers[i].op;
+            if (op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout)
+                impl_->lowering[i] = XnnLowering::Alias;
         }
         impl_->buffer_bytes = 0;
         for (std::size_t cap : slot_floats)
@@ -6741,7 +6763,7 @@ private:
         const std::vector<int>& folded_bn = plan.folded_bn;
         const std::vector<Activation>& act = plan.act;
 
-        plan_buffers(g, plan, keep_intermediates);
+        allocate_buffers(g, plan, keep_intermediates);
         for (std::size_t j = 0; j < n; ++j)
             if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
@@ -9336,16 +9358,25 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 }
 
 // The context of every operator of a model (lowered ops): in a model, with the model's
-// footprint (weights and every operator's output) deciding how cold its data is.
-inline OpContext model_context(const std::vector<PrimOp>& ops) {
+// footprint deciding how cold its data is: its weights and the executor's activation buffers
+// (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
+// that is unknown (< 0: a calibration model of an older profile), every operator's output.
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
     double bytes = 0;
-    for (const PrimOp& p : ops) bytes += op_weight_bytes(p) + 4.0 * double(p.oh) * p.ow * p.oc;
+    for (const PrimOp& p : ops)
+        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+    if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
     c.in_model = 1;
     c.footprint_bytes = bytes;
     c.large = mib > 2 ? std::clamp(std::log2(mib / 2.0) / 5.0, 0.0, 1.0) : 0.0;
     return c;
+}
+
+// Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse).
+inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
+    return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
 }
 
 // Number of features of a kind (the same for every operator of that kind).
@@ -9483,6 +9514,7 @@ struct CalibrationSample {
     // not timed. (The ops' `layer` is not stored in the profile: -1 marks the grouping.)
     std::vector<double> op_ms;
     double ms = 0;
+    double activation_bytes = -1;  // activation_buffer_bytes of the model; -1: not recorded
 };
 
 struct KindModel {
@@ -9574,8 +9606,9 @@ public:
 
     LatencyPrediction predict(const Graph& g) const {
         LatencyPrediction r;
-        lower_for_latency(g, plan_fusion(g), r.ops);
-        const OpContext ctx = model_context(r.ops);
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, r.ops);
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(g, plan));
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -9591,8 +9624,9 @@ public:
 
     // Only the total; allocates nothing but the lowering scratch passed in.
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
-        lower_for_latency(g, plan_fusion(g), scratch);
-        const OpContext ctx = model_context(scratch);
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, scratch);
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(g, plan));
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -9672,7 +9706,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -9727,7 +9761,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -9756,7 +9790,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -9954,6 +9988,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         for (const PrimOp& op : c.ops) write_op(j, op);
         j.end_array().key("op_ms");
         write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
         j.end_object();
     }
     j.end_array();
@@ -10091,6 +10126,10 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
                 c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
             c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
             if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
             p.calibration.push_back(std::move(c));
         }
     }
@@ -15313,6 +15352,8 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         }
         c.ms = timing.ms;
         c.ops = lower_for_latency(calibration_models[i].second);
+        c.activation_bytes =
+            activation_buffer_bytes(calibration_models[i].second, plan_fusion(calibration_models[i].second));
         // The layer's time on its first operator (the operator's own where it is alone).
         for (std::size_t k = 0; k < c.ops.size(); ++k) {
             const int layer = c.ops[k].layer;

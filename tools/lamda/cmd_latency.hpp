@@ -58,6 +58,7 @@ struct LatencyCli {
     std::uint64_t seed = 2024;
     std::string zoo = "examples/models";
     int runs = 15;
+    int rounds = 3;  // eval-predictor: passes over all models; a model's time is their median
     double quantile = 0.5;
     bool verbose = false;
     std::vector<std::string> devices;  // profile --device (repeatable): lamda-agent URLs
@@ -105,6 +106,10 @@ inline void register_latency_commands(CLI::App& app, LatencyCli& c) {
     c.eval->add_option("--seed", c.seed, "Seed of the random models (not the calibration seed)");
     c.eval->add_option("--zoo", c.zoo, "Directory of .lamda models also evaluated ('' for none)");
     c.eval->add_option("--runs", c.runs, "Timed runs per model (median)")->check(CLI::Range(3, 1000));
+    c.eval->add_option("--rounds", c.rounds,
+                       "Passes over all models, each timing every model once; a model's time is the median "
+                       "over passes (a burst of load on a shared machine then spoils one pass, not the figure)")
+        ->check(CLI::Range(1, 100));
     c.eval->add_option("--quantile", c.quantile,
                        "Quantile of repeated timings (0.5: median; lower resists a busy machine)")
         ->check(CLI::Range(0.0, 1.0));
@@ -344,6 +349,26 @@ inline int run_eval(const LatencyCli& c) {
         }
     }
     const std::size_t total = models.size() + zoo.size();
+    // Round-robin passes, so that the timings of one model are minutes apart, not back to back.
+    std::vector<std::vector<double>> timings(total);
+    for (int round = 0; round < c.rounds; ++round)
+        for (std::size_t i = 0; i < total; ++i) {
+            const bool is_zoo = i >= models.size();
+            const auto& m = is_zoo ? zoo[i - models.size()] : models[i];
+            double ms = 0;
+#if defined(LAMDA_WITH_AGENT)
+            if (remote)
+                ms = remote->measure_ms(lamda::print_dsl(m.second), threads, c.runs, 2, 3.0, c.quantile, m.first);
+            else
+#endif
+            ms = lamda::measure_model_ms(m.second, threads, c.runs, 2, 3.0, c.quantile);
+            timings[i].push_back(ms);
+            if (!c.json || c.verbose) {
+                std::fprintf(stderr, "\r[pass %d/%d, %zu/%zu] %-40s", round + 1, c.rounds, i + 1, total,
+                             m.first.c_str());
+                std::fflush(stderr);
+            }
+        }
     for (std::size_t i = 0; i < total; ++i) {
         const bool is_zoo = i >= models.size();
         const auto& m = is_zoo ? zoo[i - models.size()] : models[i];
@@ -351,17 +376,8 @@ inline int run_eval(const LatencyCli& c) {
         row.name = m.first;
         row.family = is_zoo ? "zoo" : families[i];
         row.predicted = p.model.predict_ms(m.second);
-#if defined(LAMDA_WITH_AGENT)
-        if (remote)
-            row.measured = remote->measure_ms(lamda::print_dsl(m.second), threads, c.runs, 2, 3.0, c.quantile, m.first);
-        else
-#endif
-        row.measured = lamda::measure_model_ms(m.second, threads, c.runs, 2, 3.0, c.quantile);
+        row.measured = lamda::quantile(timings[i], 0.5);
         rows.push_back(row);
-        if (!c.json || c.verbose) {
-            std::fprintf(stderr, "\r[%zu/%zu] %-40s", i + 1, total, row.name.c_str());
-            std::fflush(stderr);
-        }
     }
     if (!c.json || c.verbose) std::fprintf(stderr, "\r%60s\r", "");
     const double load_after = lamda::current_load_average();
@@ -381,7 +397,7 @@ inline int run_eval(const LatencyCli& c) {
         lamda::JsonWriter j;
         j.begin_object();
         latency_cli_detail::write_stats(j, overall);
-        j.field("seed", c.seed).field("threads", threads).field("load_before", load_before).field("load_after", load_after);
+        j.field("seed", c.seed).field("threads", threads).field("rounds", c.rounds).field("load_before", load_before).field("load_after", load_after);
         j.key("families").begin_object();
         for (const auto& [fam, pm] : by_family) {
             j.key(fam).begin_object();
@@ -426,8 +442,8 @@ inline int run_eval(const LatencyCli& c) {
                 std::cout << line;
             }
     }
-    std::snprintf(line, sizeof line, "\nseed %llu, %d thread(s), load average %.2f before, %.2f after\n",
-                  static_cast<unsigned long long>(c.seed), threads, load_before, load_after);
+    std::snprintf(line, sizeof line, "\nseed %llu, %d thread(s), %d pass(es), load average %.2f before, %.2f after\n",
+                  static_cast<unsigned long long>(c.seed), threads, c.rounds, load_before, load_after);
     std::cout << line;
     return 0;
 }
