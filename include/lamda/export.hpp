@@ -35,6 +35,7 @@
 
 #include "analysis.hpp"
 #include "ir.hpp"
+#include "pool_plan.hpp"
 #include "weights.hpp"
 
 namespace lamda {
@@ -331,28 +332,20 @@ inline std::string pytorch_module_source(const Graph& graph) {
         case OpKind::BatchNorm: e = mod(l) + "(" + arg(0) + ")"; break;
         case OpKind::MaxPool:
         case OpKind::AvgPool: {
-            // torch.hpp's plan_pool: torch's own pool when its arithmetic gives the inferred
-            // size, otherwise explicit padding/cropping to the span the windows cover.
-            const std::int64_t top = l.pads[0], left = l.pads[1], bottom = l.pads[2],
-                               right = l.pads[3];
+            // plan_pool (pool_plan.hpp), as torch.hpp runs it: torch's own pool when its
+            // arithmetic gives the inferred size, else explicit padding/cropping first.
+            const PoolPlan plan = plan_pool(l, x);
             const bool is_max = l.op == OpKind::MaxPool;
-            const bool symmetric = top == bottom && left == right && 2 * top <= l.kernel_h &&
-                                   2 * left <= l.kernel_w;
-            const bool floor_fits = (x.h + 2 * top - l.kernel_h) / l.stride_h + 1 == l.shape.h &&
-                                    (x.w + 2 * left - l.kernel_w) / l.stride_w + 1 == l.shape.w &&
-                                    x.h + 2 * top >= l.kernel_h && x.w + 2 * left >= l.kernel_w;
             const std::string k = "(" + str(l.kernel_h) + ", " + str(l.kernel_w) + ")";
             const std::string st = "(" + str(l.stride_h) + ", " + str(l.stride_w) + ")";
-            if (symmetric && floor_fits) {
-                const std::string p = "(" + str(top) + ", " + str(left) + ")";
+            if (plan.native) {
+                const std::string p = "(" + str(plan.pad[2]) + ", " + str(plan.pad[0]) + ")";
                 e = is_max ? "F.max_pool2d(" + arg(0) + ", " + k + ", " + st + ", " + p + ")"
                            : "F.avg_pool2d(" + arg(0) + ", " + k + ", " + st + ", " + p +
                                  ", count_include_pad=False)";
             } else {
-                const std::int64_t need_h = (l.shape.h - 1) * l.stride_h + l.kernel_h;
-                const std::int64_t need_w = (l.shape.w - 1) * l.stride_w + l.kernel_w;
-                const std::string pad = "(" + str(left) + ", " + str(need_w - x.w - left) + ", " +
-                                        str(top) + ", " + str(need_h - x.h - top) + ")";
+                const std::string pad = "(" + str(plan.pad[0]) + ", " + str(plan.pad[1]) + ", " +
+                                        str(plan.pad[2]) + ", " + str(plan.pad[3]) + ")";
                 e = is_max ? "F.max_pool2d(F.pad(" + arg(0) + ", " + pad +
                                  ", value=-math.inf), " + k + ", " + st + ")"
                            : "_pool_sum_count(" + arg(0) + ", " + pad + ", " + k + ", " + st + ")";

@@ -21,6 +21,7 @@
 #include "weights.hpp"
 #include "reference.hpp"
 #include "fold.hpp"
+#include "pool_plan.hpp"
 #include "latency_fusion.hpp"
 #include "search.hpp"
 #include "design.hpp"

@@ -5102,6 +5102,54 @@ inline std::pair<Graph, Weights> fold_batchnorm(const Graph& graph, const Weight
 
 #endif  // LAMDA_FOLD_HPP
 // ---- end include/lamda/fold.hpp ----
+// ---- begin include/lamda/pool_plan.hpp ----
+// lamda/pool_plan.hpp: how a maxpool/avgpool layer maps onto a framework's pool (PyTorch's:
+// floor-mode output size, symmetric padding of at most half the kernel). Shared by the libtorch
+// model (torch.hpp) and the PyTorch module lamda exports (export.hpp), so the two agree.
+#ifndef LAMDA_POOL_PLAN_HPP
+#define LAMDA_POOL_PLAN_HPP
+
+#include <array>
+#include <cstdint>
+
+
+namespace lamda {
+
+// Either the framework's own pool (`native`: symmetric padding within half the kernel, and
+// floor-mode arithmetic giving the inferred size), or explicit padding/cropping to exactly the
+// span the output windows cover followed by an unpadded pool.
+struct PoolPlan {
+    bool native = true;
+    // left, right, top, bottom (torch's constant_pad_nd / F.pad order); native: the symmetric
+    // padding the pool itself applies. A negative amount crops rows no window reads.
+    std::array<std::int64_t, 4> pad{0, 0, 0, 0};
+};
+
+inline PoolPlan plan_pool(const Layer& l, const Shape& in) {
+    PoolPlan p;
+    const std::int64_t top = l.pads[0], left = l.pads[1], bottom = l.pads[2], right = l.pads[3];
+    const bool symmetric = top == bottom && left == right && 2 * top <= l.kernel_h &&
+                           2 * left <= l.kernel_w;
+    const bool floor_fits =
+        (in.h + 2 * top - l.kernel_h) / l.stride_h + 1 == l.shape.h &&
+        (in.w + 2 * left - l.kernel_w) / l.stride_w + 1 == l.shape.w &&
+        in.h + 2 * top >= l.kernel_h && in.w + 2 * left >= l.kernel_w;
+    if (symmetric && floor_fits) {
+        p.pad = {left, left, top, top};
+        return p;
+    }
+    p.native = false;
+    // The windows cover exactly (out-1)*stride + kernel rows starting at -top.
+    const std::int64_t need_h = (l.shape.h - 1) * l.stride_h + l.kernel_h;
+    const std::int64_t need_w = (l.shape.w - 1) * l.stride_w + l.kernel_w;
+    p.pad = {left, need_w - in.w - left, top, need_h - in.h - top};
+    return p;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_POOL_PLAN_HPP
+// ---- end include/lamda/pool_plan.hpp ----
 // ---- begin include/lamda/latency_fusion.hpp ----
 // lamda/latency_fusion.hpp: which layers the XNNPACK executor fuses into which, decided from the
 // graph alone. One source of truth for the executor (xnnpack.hpp) and the latency model
@@ -7580,28 +7628,20 @@ inline std::string pytorch_module_source(const Graph& graph) {
         case OpKind::BatchNorm: e = mod(l) + "(" + arg(0) + ")"; break;
         case OpKind::MaxPool:
         case OpKind::AvgPool: {
-            // torch.hpp's plan_pool: torch's own pool when its arithmetic gives the inferred
-            // size, otherwise explicit padding/cropping to the span the windows cover.
-            const std::int64_t top = l.pads[0], left = l.pads[1], bottom = l.pads[2],
-                               right = l.pads[3];
+            // plan_pool (pool_plan.hpp), as torch.hpp runs it: torch's own pool when its
+            // arithmetic gives the inferred size, else explicit padding/cropping first.
+            const PoolPlan plan = plan_pool(l, x);
             const bool is_max = l.op == OpKind::MaxPool;
-            const bool symmetric = top == bottom && left == right && 2 * top <= l.kernel_h &&
-                                   2 * left <= l.kernel_w;
-            const bool floor_fits = (x.h + 2 * top - l.kernel_h) / l.stride_h + 1 == l.shape.h &&
-                                    (x.w + 2 * left - l.kernel_w) / l.stride_w + 1 == l.shape.w &&
-                                    x.h + 2 * top >= l.kernel_h && x.w + 2 * left >= l.kernel_w;
             const std::string k = "(" + str(l.kernel_h) + ", " + str(l.kernel_w) + ")";
             const std::string st = "(" + str(l.stride_h) + ", " + str(l.stride_w) + ")";
-            if (symmetric && floor_fits) {
-                const std::string p = "(" + str(top) + ", " + str(left) + ")";
+            if (plan.native) {
+                const std::string p = "(" + str(plan.pad[2]) + ", " + str(plan.pad[0]) + ")";
                 e = is_max ? "F.max_pool2d(" + arg(0) + ", " + k + ", " + st + ", " + p + ")"
                            : "F.avg_pool2d(" + arg(0) + ", " + k + ", " + st + ", " + p +
                                  ", count_include_pad=False)";
             } else {
-                const std::int64_t need_h = (l.shape.h - 1) * l.stride_h + l.kernel_h;
-                const std::int64_t need_w = (l.shape.w - 1) * l.stride_w + l.kernel_w;
-                const std::string pad = "(" + str(left) + ", " + str(need_w - x.w - left) + ", " +
-                                        str(top) + ", " + str(need_h - x.h - top) + ")";
+                const std::string pad = "(" + str(plan.pad[0]) + ", " + str(plan.pad[1]) + ", " +
+                                        str(plan.pad[2]) + ", " + str(plan.pad[3]) + ")";
                 e = is_max ? "F.max_pool2d(F.pad(" + arg(0) + ", " + pad +
                                  ", value=-math.inf), " + k + ", " + st + ")"
                            : "_pool_sum_count(" + arg(0) + ", " + pad + ", " + k + ", " + st + ")";
@@ -10339,35 +10379,8 @@ inline Activation activation_of(OpKind op) noexcept {
     }
 }
 
-// How a pool layer runs: either torch's own pool (symmetric padding within half the kernel, and
-// floor-mode arithmetic giving the inferred size), or explicit padding/cropping to exactly the
-// span the output windows cover followed by an unpadded pool.
-struct PoolPlan {
-    bool native = true;
-    std::array<std::int64_t, 4> pad{0, 0, 0, 0};  // constant_pad_nd order: left, right, top, bottom
-};
-
-inline PoolPlan plan_pool(const Layer& l, const Shape& in) {
-    PoolPlan p;
-    const std::int64_t top = l.pads[0], left = l.pads[1], bottom = l.pads[2], right = l.pads[3];
-    const bool symmetric = top == bottom && left == right && 2 * top <= l.kernel_h &&
-                           2 * left <= l.kernel_w;
-    const bool floor_fits =
-        (in.h + 2 * top - l.kernel_h) / l.stride_h + 1 == l.shape.h &&
-        (in.w + 2 * left - l.kernel_w) / l.stride_w + 1 == l.shape.w &&
-        in.h + 2 * top >= l.kernel_h && in.w + 2 * left >= l.kernel_w;
-    if (symmetric && floor_fits) {
-        p.pad = {left, left, top, top};
-        return p;
-    }
-    p.native = false;
-    // The windows cover exactly (out-1)*stride + kernel rows starting at -top.
-    const std::int64_t need_h = (l.shape.h - 1) * l.stride_h + l.kernel_h;
-    const std::int64_t need_w = (l.shape.w - 1) * l.stride_w + l.kernel_w;
-    // A negative amount crops (rows no window reads); constant_pad_nd accepts that.
-    p.pad = {left, need_w - in.w - left, top, need_h - in.h - top};
-    return p;
-}
+using lamda::PoolPlan;
+using lamda::plan_pool;
 
 }  // namespace torch_detail
 
