@@ -10,7 +10,9 @@
 //
 // How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
 // buffers allocated at construction, run many times) per layer, in file order; run() runs them
-// all, run_timed_per_op() times each. The operator API is what XNNPACK's own subgraph runtime
+// all, run_timed_per_op() times each. Activation buffers follow plan_buffers (latency_fusion.hpp):
+// one arena, a buffer reused once its value's last reader has run (XnnOptions::keep_intermediates
+// keeps one per layer). The operator API is what XNNPACK's own subgraph runtime
 // runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
 //   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
 //   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
