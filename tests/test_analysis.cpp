@@ -61,7 +61,7 @@ TEST_CASE("dwconv, fc, batchnorm and the ops without weights") {
     CHECK(s.output_shape == lamda::Shape{1, 1, 5});
 }
 
-TEST_CASE("same padding resolves like TensorFlow; explicit padding like PyTorch") {
+TEST_CASE("same padding resolves like TensorFlow, explicit padding like PyTorch") {
     // 224 at stride 2 with a 3x3 kernel: output 112, total padding 1, all of it bottom/right.
     const auto g = parse("i: input shape=224x224x3\n"
                          "a: conv2d out=4 kernel=3 stride=2\n"

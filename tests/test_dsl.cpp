@@ -62,7 +62,7 @@ TEST_CASE("the example in docs/dsl.md parses and round-trips") {
     check_round_trip(r.graph);
 }
 
-TEST_CASE("a plain chain reads the line above; named inputs make branches") {
+TEST_CASE("a plain chain reads the line above, named inputs make branches") {
     const auto r = lamda::parse_dsl(
         "input: input shape=8x8x4\n"
         "a: conv2d out=4 kernel=3\n"

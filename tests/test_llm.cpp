@@ -182,7 +182,7 @@ bool any_feasible(const std::vector<CandidateRecord>& records) {
 
 }  // namespace
 
-TEST_CASE("llm: DSL is extracted from fences, bare fences and bare text; chatter is ignored") {
+TEST_CASE("llm: DSL is extracted from fences, bare fences and bare text, chatter is ignored") {
     const std::string a = model_text(8), b = model_text(12);
     // chatter around a fenced block
     auto m = extract_dsl_candidates("Sure! Here is a small model:\n\n" + fenced(a) + "\nIt should be fast.");
@@ -382,7 +382,7 @@ TEST_CASE("llm: client faults are retried or reported by kind") {
     }
 }
 
-TEST_CASE("llm: the loop survives every fault, repairs, and ends with a feasible model; every turn is recorded") {
+TEST_CASE("llm: the loop survives every fault, repairs, and ends with a feasible model, every turn is recorded") {
     FakeLlm server;
     const std::string invalid = "input: input shape=28x28x1\nc1: conv3d out=8 kernel=3\npool: gap\nlogits: fc out=10\n";
     const std::string needs_fix = "input: input shape=28x28x1\nc1: conv2d out=8 kernel=3 stride=2\n"

@@ -357,7 +357,7 @@ TEST_CASE("journal: records round-trip exactly") {
     CHECK(lamda::valid_utf8("\xed\xa0\x80") == "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // a surrogate
 }
 
-TEST_CASE("journal: append is on disk when it returns; a second writer is refused") {
+TEST_CASE("journal: append is on disk when it returns, a second writer is refused") {
     TempDir dir;
     const std::string path = dir.file("journal.jsonl");
     const lamda::Task task = lamda::parse_task(good_task, "t");
