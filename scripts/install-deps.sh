@@ -17,6 +17,14 @@
 # no flags (what dpkg-cross does). No :arm64 package is installed through dpkg: libc6:arm64 in
 # /lib/aarch64-linux-gnu, a different build of glibc than the cross toolchain's, would be picked
 # up by the cross toolchain's ld.so under qemu and hang the first pthread_create.
+# The same goes for what the latency model and the on-device agent (lamda-agent) link: simdjson,
+# and cpp-httplib, which Debian builds as a shared library with OpenSSL, zlib and brotli (its
+# run-time libraries and the -dev packages whose headers and pkg-config files a build needs;
+# libssl-dev's opensslconf.h/configuration.h are arm64's own). Their pkg-config files are
+# rewritten to point into the cross tree (prefix /usr/aarch64-linux-gnu, libdir .../lib), where
+# the toolchain file and the cross file look for .pc files. Static libraries, CMake package files
+# (whose paths assume /usr/lib/aarch64-linux-gnu; lamda finds simdjson through pkg-config when its
+# CMake package is missing) and OpenSSL's engines and modules are left out.
 # The unpacked files are listed in /usr/aarch64-linux-gnu/share/lamda-arm64-debs.
 set -euo pipefail
 
@@ -24,7 +32,7 @@ aarch64=${LAMDA_AARCH64:-0}
 for arg in "$@"; do
     case $arg in
         --aarch64) aarch64=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
         *) echo "install-deps: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -46,7 +54,15 @@ packages=(
     chromium
     # `lamda export --pytorch` round-trip test, `lamda import` (ONNX) and its torchvision test
     python3-torch python3-torchvision python3-onnx libonnx-dev
+    # node for ONNX Runtime (onnxruntime-node from npm, bench/peers): that test's reference
+    # outputs and bench/peers/compare.py; scripts/test.sh runs the npm install
+    nodejs
 )
+# npm: Debian's package, unless an npm is already on PATH (NodeSource's nodejs, which satisfies
+# the nodejs above, bundles npm and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then
+    packages+=(npm)
+fi
 if [ "$aarch64" = 1 ]; then
     packages+=(
         # the aarch64 cross build (cmake/toolchains/aarch64-linux-gnu.cmake,
@@ -55,10 +71,29 @@ if [ "$aarch64" = 1 ]; then
     )
 fi
 # Debian's arm64 packages unpacked into the cross tree (see above); the files that must be there.
-arm64_debs=(libxnnpack0 libxnnpack-dev libpthreadpool0 libpthreadpool-dev libcpuinfo0)
+arm64_debs=(
+    # XNNPACK (the executor)
+    libxnnpack0 libxnnpack-dev libpthreadpool0 libpthreadpool-dev libcpuinfo0
+    # simdjson (the latency model) and zlib (gzip datasets; cpp-httplib)
+    libsimdjson14 libsimdjson-dev zlib1g zlib1g-dev
+    # cpp-httplib (the LLM generator, lamda-agent) and what it links: OpenSSL, brotli, zlib
+    libcpp-httplib0.11 libcpp-httplib-dev libssl3 libssl-dev libbrotli1 libbrotli-dev
+)
 cross_root=/usr/aarch64-linux-gnu
+triple="aarch64-linux-gnu"
+# One file or more of each package above: a missing one (e.g. a tree unpacked by an older
+# version of this script) makes the script unpack them all again.
 arm64_files=(include/xnnpack.h include/pthreadpool.h lib/libXNNPACK.so lib/libXNNPACK.so.0
-    lib/libpthreadpool.so lib/libpthreadpool.so.0 lib/libcpuinfo.so.0)
+    lib/libpthreadpool.so lib/libpthreadpool.so.0 lib/libcpuinfo.so.0
+    include/simdjson.h lib/libsimdjson.so lib/libsimdjson.so.14 lib/pkgconfig/simdjson.pc
+    include/zlib.h include/zconf.h lib/libz.so lib/libz.so.1 lib/pkgconfig/zlib.pc
+    include/httplib.h lib/libcpp-httplib.so lib/libcpp-httplib.so.0.11 lib/pkgconfig/cpp-httplib.pc
+    lib/libssl.so lib/libssl.so.3 lib/libcrypto.so lib/libcrypto.so.3 include/openssl/ssl.h
+    include/openssl/configuration.h lib/pkgconfig/openssl.pc lib/pkgconfig/libssl.pc
+    lib/pkgconfig/libcrypto.pc
+    include/brotli/decode.h lib/libbrotlicommon.so.1 lib/libbrotlidec.so.1 lib/libbrotlienc.so.1
+    lib/libbrotlicommon.so lib/libbrotlidec.so lib/libbrotlienc.so lib/pkgconfig/libbrotlicommon.pc
+    lib/pkgconfig/libbrotlidec.pc lib/pkgconfig/libbrotlienc.pc)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -112,13 +147,45 @@ if [ "$missing_arm64" = 1 ]; then
     for deb in "$work"/*.deb; do
         dpkg-deb -x "$deb" "$work/root"
     done
-    "${sudo[@]}" mkdir -p "$cross_root/include" "$cross_root/lib" "$cross_root/share"
+    "${sudo[@]}" mkdir -p "$cross_root/include" "$cross_root/lib/pkgconfig" "$cross_root/share"
     manifest=()
-    for f in "$work"/root/usr/include/*.h "$work"/root/usr/lib/aarch64-linux-gnu/*; do
-        case $f in *.h) dest=$cross_root/include ;; *) dest=$cross_root/lib ;; esac
-        "${sudo[@]}" cp -P "$f" "$dest/"
-        manifest+=("$dest/$(basename "$f")")
-    done
+    # Copies one unpacked file to $cross_root/$2 (a directory of it is made as needed).
+    put() {
+        local src=$1 dest=$cross_root/$2 target
+        "${sudo[@]}" mkdir -p "$(dirname "$dest")"
+        if [ -L "$src" ]; then
+            # Every library lands in one directory: an absolute link (zlib1g-dev's libz.so ->
+            # /lib/aarch64-linux-gnu/libz.so.1.2.13) becomes one to the file's name.
+            target=$(readlink "$src")
+            case $target in /*) target=$(basename "$target") ;; esac
+            "${sudo[@]}" ln -sfn "$target" "$dest"
+        elif [[ $src == *.pc ]]; then
+            # prefix=/usr, libdir=${prefix}/lib/aarch64-linux-gnu -> the cross tree's.
+            sed -e "s|/usr/lib/$triple|$cross_root/lib|g" -e "s|/lib/$triple|/lib|g" \
+                -e "s|^\([A-Za-z_]*\)=/usr\$|\1=$cross_root|" \
+                -e "s|^\([A-Za-z_]*\)=/usr/include\$|\1=$cross_root/include|" "$src" |
+                "${sudo[@]}" tee "$dest" >/dev/null
+        else
+            "${sudo[@]}" cp -f "$src" "$dest"
+        fi
+        manifest+=("$dest")
+    }
+    root=$work/root
+    # Headers: usr/include/** and the arch-specific usr/include/aarch64-linux-gnu/** both go to
+    # $cross_root/include (openssl/configuration.h is arm64's own).
+    while IFS= read -r f; do
+        rel=${f#"$root"/usr/include/}
+        case $rel in "$triple"/*) rel=${rel#"$triple"/} ;; esac
+        put "$f" "include/$rel"
+    done < <(find "$root/usr/include" \( -type f -o -type l \) 2>/dev/null | sort)
+    # Shared libraries (usr/lib/<triple> and, for zlib1g, lib/<triple>) and pkg-config files.
+    while IFS= read -r f; do
+        put "$f" "lib/$(basename "$f")"
+    done < <(find "$root/usr/lib/$triple" "$root/lib/$triple" -maxdepth 1 -name '*.so*' \
+                 \( -type f -o -type l \) 2>/dev/null | sort)
+    while IFS= read -r f; do
+        put "$f" "lib/pkgconfig/$(basename "$f")"
+    done < <(find "$root/usr/lib/$triple/pkgconfig" -name '*.pc' 2>/dev/null | sort)
     {
         echo "# Unpacked by lamda's scripts/install-deps.sh --aarch64 from:"
         for deb in "$work"/*.deb; do echo "#   $(basename "$deb")"; done

@@ -109,8 +109,12 @@ if [ "${LAMDA_SKIP_AARCH64:-0}" != 1 ]; then
         fi
     done
     section "aarch64 cross build, CMake toolchain file: configure and build (build-aarch64/)"
+    # The latency model, the LLM generator and the on-device agent are required, not detected:
+    # install-deps.sh --aarch64 puts their arm64 libraries in the cross tree, and a build directory
+    # configured before that would otherwise keep them off.
     cmake_configure build-aarch64 -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/aarch64-linux-gnu.cmake" \
         -DCMAKE_BUILD_TYPE=Release -DLAMDA_WITH_XNNPACK=ON -DLAMDA_WITH_TORCH=OFF \
+        -DLAMDA_WITH_LATENCY=ON -DLAMDA_WITH_LLM=ON -DLAMDA_WITH_AGENT=ON \
         -DLAMDA_BUILD_BENCH=OFF  # benchmark timings under emulation mean nothing
     cmake --build build-aarch64 -j "$jobs"
 
@@ -120,10 +124,11 @@ if [ "${LAMDA_SKIP_AARCH64:-0}" != 1 ]; then
     if [ "${LAMDA_SKIP_MESON:-0}" != 1 ]; then
         section "aarch64 cross build, Meson cross file: configure and build (build-meson-aarch64/)"
         if [ -f build-meson-aarch64/build.ninja ]; then
-            meson setup --reconfigure build-meson-aarch64 >/dev/null
+            meson setup --reconfigure build-meson-aarch64 -Dlatency=enabled -Dagent=enabled >/dev/null
         else
             meson setup build-meson-aarch64 --cross-file cross/aarch64-linux-gnu.ini \
-                --buildtype=debug -Dxnnpack=enabled -Dbench=disabled -Dtorch=disabled
+                --buildtype=debug -Dxnnpack=enabled -Dbench=disabled -Dtorch=disabled \
+                -Dlatency=enabled -Dagent=enabled
         fi
         meson compile -C build-meson-aarch64 -j "$jobs"
 

@@ -1,8 +1,8 @@
 // The on-device agent (agent.hpp) on loopback: an AgentServer on 127.0.0.1 (random port) in a
 // thread of this process, and AgentClient or raw sockets against it. Wrong or missing token,
 // oversized body, malformed DSL, a client that stalls, concurrent benchmarks (serialised, each
-// within noise of a local run), a profile job, an agent killed mid-request, a token file others
-// can read.
+// within noise of a local run), a full measurement queue (503 with Retry-After), a profile job,
+// an agent killed mid-request, TLS, a token file others can read.
 #include <doctest/doctest.h>
 
 #include <lamda/agent.hpp>
@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -96,6 +98,63 @@ int connect_to(int port) {
     REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
     return fd;
 }
+
+// Polls `done` every 10 ms until it holds or `limit_s` passes (a bound against a hang, far
+// beyond what any check needs); returns whether it held.
+template <class F>
+bool wait_until(F done, double limit_s = 120) {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (!done()) {
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > limit_s) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+}
+
+// Makes the agent's measurement lock busy until the agent stops: a profile job whose budget is
+// far beyond any test (stop() abandons it at its next progress tick). Returns once it runs.
+void hold_measurement_lock(AgentClient& c) {
+    AgentProfileRequest hold;
+    hold.budget_s = 3600;
+    hold.calibration_models = 8;
+    const std::string id = c.start_profile(hold);
+    std::string state;
+    REQUIRE(wait_until([&] {
+        state = c.profile_status(id).state;
+        return state != "queued";
+    }));
+    REQUIRE(state == "running");
+}
+
+// One raw POST made in a thread of its own; `done` once it has its answer (or none). Joined on
+// destruction, after the agent it waits for has stopped (a failed REQUIRE included).
+struct PendingPost {
+    std::thread thread;
+    std::atomic<bool> done{false};
+    int status = 0;  // 0: no answer
+    std::string retry_after, body;
+
+    PendingPost() = default;
+    PendingPost(const PendingPost&) = delete;
+    PendingPost& operator=(const PendingPost&) = delete;
+    ~PendingPost() {
+        if (thread.joinable()) thread.join();
+    }
+
+    void start(int port, std::string path, std::string body_) {
+        thread = std::thread([this, port, path = std::move(path), request = std::move(body_)] {
+            httplib::Client cli("127.0.0.1", port);
+            cli.set_read_timeout(300, 0);  // a queued request waits for the lock
+            cli.set_bearer_token_auth(test_token);
+            if (auto res = cli.Post(path.c_str(), request, "application/json")) {
+                status = res->status;
+                retry_after = res->get_header_value("Retry-After");
+                body = res->body;
+            }
+            done.store(true);
+        });
+    }
+};
 
 }  // namespace
 
@@ -258,7 +317,154 @@ TEST_CASE("agent: concurrent benchmarks are serialised, each within noise of a l
     CHECK(ms < 3.0 * local);
 }
 
-TEST_CASE("agent: weights travel as safetensors; wrong ones are refused") {
+TEST_CASE("agent: a full measurement queue gets 503 with Retry-After, and the client reports it") {
+    AgentOptions o = test_options();
+    o.limits.max_queue = 1;  // one request may wait for the measurement in progress
+    const std::string dsl = tiny_model();
+    std::array<PendingPost, 3> posts;
+    {
+        LiveAgent agent(o);
+        AgentClient c = agent.client();
+        hold_measurement_lock(c);
+
+        // Three benchmarks at once: whichever comes first waits for the lock (until the agent
+        // stops), the other two find the queue full and are refused at once.
+        for (PendingPost& p : posts) p.start(agent.port, "/v1/bench", bench_body(dsl, 3));
+        const auto answered = [&posts] {
+            int n = 0;
+            for (const PendingPost& p : posts) n += p.done.load();
+            return n;
+        };
+        REQUIRE(wait_until([&] { return answered() >= 2; }));
+        int refused = 0;
+        for (const PendingPost& p : posts) {
+            if (!p.done.load()) continue;
+            CAPTURE(p.body);
+            CHECK(p.status == 503);
+            CHECK(std::atoi(p.retry_after.c_str()) >= 1);
+            CHECK(p.body.find("busy") != std::string::npos);
+            refused += p.status == 503;
+        }
+        CHECK(refused == 2);
+        // Nothing ran for them (nor has the waiting one: the lock is still held).
+        CHECK(agent.server.measurements().empty());
+        double retry_after = 0;
+        for (const PendingPost& p : posts)
+            if (p.done.load()) retry_after = std::atof(p.retry_after.c_str());
+
+        // A second profile job is refused the same way while the first is active.
+        auto profile = raw_post(agent.port, "/v1/profile", R"({"budget_s": 1})", test_token);
+        REQUIRE(profile);
+        CHECK(profile->status == 503);
+        CHECK(profile->has_header("Retry-After"));
+
+        BenchOptions bo;
+        bo.runs = 3;
+        AgentClientOptions co;
+        co.token = test_token;
+        co.retry_delay_s = 0.05;
+        // One attempt: the 503 is reported at once, with its status and the agent's reason.
+        co.attempts = 1;
+        std::string message;
+        int status = 0;
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            AgentClient(agent.url(), co).bench(dsl, bo, "tiny");
+        } catch (const AgentError& e) {
+            message = e.what();
+            status = e.status;
+        }
+        CAPTURE(message);
+        CHECK(status == 503);
+        CHECK(message.find(agent.url()) != std::string::npos);
+        CHECK(message.find("HTTP 503: busy") != std::string::npos);
+        CHECK(message.find("after 1 attempt)") != std::string::npos);
+        CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < retry_after);
+        CHECK(agent.server.measurements().empty());
+    }  // stop(): the profile job is abandoned, and the queued benchmark gets the lock and its answer
+    int served = 0;
+    for (PendingPost& p : posts) {
+        if (p.thread.joinable()) p.thread.join();
+        served += p.status == 200;
+    }
+    CHECK(served == 1);
+}
+
+TEST_CASE("agent: the client waits for Retry-After before it tries a 503 again, then reports it") {
+    // A stand-in for a busy agent (no measurement holds a core meanwhile): its first `busy`
+    // answers are 503 with Retry-After: 1, then 200.
+    httplib::Server fake;
+    std::atomic<int> calls{0}, busy{0};
+    fake.Post("/v1/measure", [&](const httplib::Request& req, httplib::Response& res) {
+        CHECK(req.get_header_value("Authorization") == std::string("Bearer ") + test_token);
+        if (++calls <= busy.load()) {
+            res.status = 503;
+            res.set_header("Retry-After", "1");
+            res.set_content(R"({"error": "busy: 1 requests are already waiting for a measurement"})", "application/json");
+        } else {
+            res.set_content(R"({"ms": 1.5})", "application/json");
+        }
+    });
+    const int port = fake.bind_to_any_port("127.0.0.1");
+    REQUIRE(port > 0);
+    std::thread serving([&fake] { fake.listen_after_bind(); });
+    const std::string url = "http://127.0.0.1:" + std::to_string(port);
+    AgentClientOptions co;
+    co.token = test_token;
+    co.retry_delay_s = 0.05;  // the client's own delay: Retry-After's 1 s must win
+    const auto seconds_since = [](std::chrono::steady_clock::time_point t0) {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+
+    // Busy once: the second attempt, a second later, gets the answer.
+    busy = 1;
+    co.attempts = 3;
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK(AgentClient(url, co).measure_ms("x: input shape=1x1x1\n") == doctest::Approx(1.5));
+    CHECK(calls.load() == 2);
+    CHECK(seconds_since(t0) >= 1.0);
+
+    // Busy throughout: two attempts a second apart, then an error with the agent's reason.
+    calls = 0;
+    busy = 1000;
+    co.attempts = 2;
+    std::string message;
+    int status = 0;
+    t0 = std::chrono::steady_clock::now();
+    try {
+        AgentClient(url, co).measure_ms("x: input shape=1x1x1\n");
+    } catch (const AgentError& e) {
+        message = e.what();
+        status = e.status;
+    }
+    CAPTURE(message);
+    CHECK(status == 503);
+    CHECK(calls.load() == 2);
+    CHECK(seconds_since(t0) >= 1.0);
+    CHECK(message.find(url) != std::string::npos);
+    CHECK(message.find("HTTP 503: busy: 1 requests are already waiting") != std::string::npos);
+    CHECK(message.find("after 2 attempts") != std::string::npos);
+    fake.stop();
+    serving.join();
+}
+
+TEST_CASE("agent: a request that waits longer than max_wait_s gets 503 with Retry-After") {
+    AgentOptions o = test_options();
+    o.limits.max_wait_s = 0.2;
+    LiveAgent agent(o);
+    AgentClient c = agent.client();
+    hold_measurement_lock(c);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto res = raw_post(agent.port, "/v1/bench", bench_body(tiny_model(), 3), test_token);
+    REQUIRE(res);
+    CHECK(res->status == 503);
+    CHECK(res->has_header("Retry-After"));
+    CHECK(res->body.find("waited too long") != std::string::npos);
+    CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >= 0.2);
+    CHECK(agent.server.measurements().empty());
+}
+
+TEST_CASE("agent: weights travel as safetensors, wrong ones are refused") {
     AgentOptions o = test_options();
     o.limits.max_body_bytes = std::size_t{8} << 20;
     LiveAgent agent(o);
@@ -303,6 +509,7 @@ TEST_CASE("agent: an agent killed during a request is retried, then reported") {
         try {
             AgentOptions o = test_options();
             o.limits.max_runs = 100000;
+            o.limits.time_limit_s = 1e9;  // not refused up front, even when a run is slow (qemu)
             AgentServer server(o);
             const int port = server.bind("127.0.0.1", 0);
             (void)!::write(ports[1], &port, sizeof port);
@@ -348,7 +555,7 @@ TEST_CASE("agent: an agent killed during a request is retried, then reported") {
 }
 
 #if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-TEST_CASE("agent: TLS with a certificate and key; the client verifies it against a given CA") {
+TEST_CASE("agent: TLS with a certificate and key, the client verifies it against a given CA") {
     // A throwaway self-signed certificate for 127.0.0.1, made with the openssl command line.
     const fs::path dir = fs::temp_directory_path() / ("lamda_agent_tls_" + std::to_string(::getpid()));
     fs::create_directories(dir);

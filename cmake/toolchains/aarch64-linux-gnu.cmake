@@ -5,7 +5,8 @@
 #
 # Libraries for the target are looked for, in this order, in
 #   LAMDA_AARCH64_SYSROOT (default /usr/aarch64-linux-gnu: where the cross libc lives, and where
-#                         install-deps.sh --aarch64 unpacks Debian's arm64 XNNPACK/pthreadpool),
+#                         install-deps.sh --aarch64 unpacks Debian's arm64 XNNPACK/pthreadpool,
+#                         simdjson, zlib and cpp-httplib with OpenSSL and brotli),
 #   /usr/lib/aarch64-linux-gnu (Debian multiarch: packages installed as foo:arm64).
 # Never in the host's /usr/lib/x86_64-linux-gnu (CMAKE_LIBRARY_ARCHITECTURE is aarch64-linux-gnu).
 # Arch-independent header-only packages (doctest, CLI11) are found in /usr/include, which
@@ -44,6 +45,13 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY BOTH)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
+
+# pkg-config (cpp-httplib, simdjson: FindPkgConfig) reads the target's .pc files only, as the Meson
+# cross file's pkg_config_libdir does: the sysroot's (install-deps.sh --aarch64 rewrites Debian's
+# arm64 ones into it), multiarch ones, and arch-independent ones; never the build machine's
+# /usr/lib/x86_64-linux-gnu/pkgconfig, whose libraries would be x86_64 ones.
+set(ENV{PKG_CONFIG_LIBDIR}
+    "${LAMDA_AARCH64_SYSROOT}/lib/pkgconfig:/usr/lib/${_lamda_triple}/pkgconfig:/usr/share/pkgconfig")
 
 # -E LD_LIBRARY_PATH: the guest's libc must be the sysroot's, the one its ld.so belongs to. Without
 # it, a libc6:arm64 installed through multiarch (/lib/aarch64-linux-gnu) is found first, and a
