@@ -515,9 +515,10 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
             continue;
         }
         c.ms = timing.ms;
-        c.ops = lower_for_latency(calibration_models[i].second);
-        c.activation_bytes =
-            activation_buffer_bytes(calibration_models[i].second, plan_fusion(calibration_models[i].second));
+        const Graph& graph = calibration_models[i].second;
+        const FusionPlan plan = plan_fusion(graph);
+        lower_for_latency(graph, plan, c.ops);
+        c.activation_bytes = activation_buffer_bytes(graph, plan);
         // The layer's time on its first operator (the operator's own where it is alone).
         for (std::size_t k = 0; k < c.ops.size(); ++k) {
             const int layer = c.ops[k].layer;

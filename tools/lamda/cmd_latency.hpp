@@ -348,34 +348,35 @@ inline int run_eval(const LatencyCli& c) {
             zoo.emplace_back(std::filesystem::path(f).stem().string(), r.graph);
         }
     }
-    const std::size_t total = models.size() + zoo.size();
+    // The random models, then the zoo.
+    std::vector<const std::pair<std::string, lamda::Graph>*> all;
+    for (const auto& m : models) all.push_back(&m);
+    for (const auto& m : zoo) all.push_back(&m);
+    const std::size_t total = all.size();
     // Round-robin passes, so that the timings of one model are minutes apart, not back to back.
     std::vector<std::vector<double>> timings(total);
     for (int round = 0; round < c.rounds; ++round)
         for (std::size_t i = 0; i < total; ++i) {
-            const bool is_zoo = i >= models.size();
-            const auto& m = is_zoo ? zoo[i - models.size()] : models[i];
+            const auto& [name, graph] = *all[i];
             double ms = 0;
 #if defined(LAMDA_WITH_AGENT)
             if (remote)
-                ms = remote->measure_ms(lamda::print_dsl(m.second), threads, c.runs, 2, 3.0, c.quantile, m.first);
+                ms = remote->measure_ms(lamda::print_dsl(graph), threads, c.runs, 2, 3.0, c.quantile, name);
             else
 #endif
-            ms = lamda::measure_model_ms(m.second, threads, c.runs, 2, 3.0, c.quantile);
+            ms = lamda::measure_model_ms(graph, threads, c.runs, 2, 3.0, c.quantile);
             timings[i].push_back(ms);
             if (!c.json || c.verbose) {
                 std::fprintf(stderr, "\r[pass %d/%d, %zu/%zu] %-40s", round + 1, c.rounds, i + 1, total,
-                             m.first.c_str());
+                             name.c_str());
                 std::fflush(stderr);
             }
         }
     for (std::size_t i = 0; i < total; ++i) {
-        const bool is_zoo = i >= models.size();
-        const auto& m = is_zoo ? zoo[i - models.size()] : models[i];
         Row row;
-        row.name = m.first;
-        row.family = is_zoo ? "zoo" : families[i];
-        row.predicted = p.model.predict_ms(m.second);
+        row.name = all[i]->first;
+        row.family = i < models.size() ? families[i] : "zoo";
+        row.predicted = p.model.predict_ms(all[i]->second);
         row.measured = lamda::quantile(timings[i], 0.5);
         rows.push_back(row);
     }
