@@ -11,10 +11,11 @@
 #include <string>
 #include <vector>
 
-#include <lamda/analysis.hpp>
-#include <lamda/dsl.hpp>
-#include <lamda/weights.hpp>
-#include <lamda/xnnpack.hpp>
+#include <lamda/dsl/file.hpp>
+#include <lamda/core/analysis.hpp>
+#include <lamda/dsl/parser.hpp>
+#include <lamda/data/weights.hpp>
+#include <lamda/exec/xnnpack.hpp>
 
 #ifndef LAMDA_SOURCE_DIR
 #define LAMDA_SOURCE_DIR "."

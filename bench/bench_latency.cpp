@@ -12,8 +12,9 @@
 #include <string>
 #include <vector>
 
-#include <lamda/dsl.hpp>
-#include <lamda/latency.hpp>
+#include <lamda/dsl/file.hpp>
+#include <lamda/dsl/parser.hpp>
+#include <lamda/latency/model.hpp>
 
 namespace {
 

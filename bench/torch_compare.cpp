@@ -23,14 +23,15 @@
 #include <string>
 #include <vector>
 
-#include "lamda/dsl.hpp"
-#include "lamda/json.hpp"
-#include "lamda/reference.hpp"
-#include "lamda/stats.hpp"
-#include "lamda/torch.hpp"
-#include "lamda/validate.hpp"
-#include "lamda/weights.hpp"
-#include "lamda/xnnpack.hpp"
+#include "lamda/dsl/file.hpp"
+#include "lamda/dsl/parser.hpp"
+#include "lamda/detail/json_write.hpp"
+#include "lamda/exec/reference.hpp"
+#include "lamda/detail/stats.hpp"
+#include "lamda/train/torch_module.hpp"
+#include "lamda/core/validate.hpp"
+#include "lamda/data/weights.hpp"
+#include "lamda/exec/xnnpack.hpp"
 
 namespace {
 

@@ -44,7 +44,7 @@ packages=(
     doctest-dev libcli11-dev libeigen3-dev libcpp-httplib-dev
     # compiled dependencies
     libsimdjson-dev libbenchmark-dev libxnnpack-dev libpthreadpool-dev libtorch-dev
-    # gzip-compressed datasets (IDX .gz files, dataset.hpp)
+    # gzip-compressed datasets (IDX .gz files, data/dataset.hpp)
     zlib1g-dev
     # an optimised BLAS for libtorch (Debian's default reference BLAS makes it 4x slower)
     libopenblas0-serial

@@ -9,10 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "lamda/dsl.hpp"
-#include "lamda/tensor.hpp"
-#include "lamda/validate.hpp"
-#include "lamda/weights.hpp"
+#include "lamda/dsl/file.hpp"
+#include "lamda/dsl/parser.hpp"
+#include "lamda/data/tensor.hpp"
+#include "lamda/core/validate.hpp"
+#include "lamda/data/weights.hpp"
 
 namespace lamda_test {
 

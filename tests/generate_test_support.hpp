@@ -3,7 +3,7 @@
 #ifndef LAMDA_TESTS_GENERATE_TEST_SUPPORT_HPP
 #define LAMDA_TESTS_GENERATE_TEST_SUPPORT_HPP
 
-#include <lamda/generate.hpp>
+#include <lamda/search/loop.hpp>
 
 namespace lamda_test {
 

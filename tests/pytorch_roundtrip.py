@@ -21,7 +21,7 @@ except ImportError:
     print("skipped: python3-torch is not installed (apt-get install python3-torch)")
     sys.exit(77)
 
-# Every op and the awkward cases of torch.hpp's semantics: asymmetric `same` padding, pools
+# Every op and the awkward cases of train/torch_module.hpp's semantics: asymmetric `same` padding, pools
 # with padding and ceil=true, avgpool's count_include_pad=False, fc on a flattened HxWxC value
 # (H, W, C order) after flatten, concat, squeeze-excitation mul, multi-input add, keyword names.
 ALL_OPS = """model all_ops

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "lamda/report.hpp"
-#include "lamda/search.hpp"
+#include "lamda/search/report.hpp"
+#include "lamda/search/types.hpp"
 
 namespace {
 

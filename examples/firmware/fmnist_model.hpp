@@ -17,7 +17,7 @@ namespace fmnist {
 
 namespace L = lamda::layers;
 
-// The model as layers.hpp templates: the compiler checks every shape.
+// The model as dsl/layers.hpp templates: the compiler checks every shape.
 using Net = L::Sequential<L::Input<28, 28, 1>,
     L::Conv2dHW<16, 3, 3, 2, 2, L::Same, L::Act::Relu, 1, 1, 1, true>,
     L::AddAct<L::Act::Relu, L::Identity, L::Sequential<L::DepthwiseConv2dHW<3, 3, 1, 1, L::Same, L::Act::Relu6, 1, 1, 1, true>,
@@ -830,7 +830,7 @@ inline constexpr TensorInfo tensors[14] = {
     {"logits.bias", data::w13, 10, 1, {10, 0, 0, 0}},
 };
 
-// The model graph (layers.hpp's to_graph, with the original layer names).
+// The model graph (dsl/layers.hpp's to_graph, with the original layer names).
 inline lamda::Graph graph() {
     lamda::Graph g = Net::to_graph(model_name);
     for (std::size_t i = 0; i < g.layers.size(); ++i) g.layers[i].name = layer_names[i];

@@ -3,14 +3,46 @@
 // Edit the headers in include/lamda and run `python3 scripts/amalgamate.py` instead.
 
 // ---- begin include/lamda/lamda.hpp ----
-// lamda/lamda.hpp: the umbrella header. The dependency-free core (IR, DSL, analysis, layer
-// templates, reference executor) needs only a C++17 compiler; parts that need a third-party
-// library compile to nothing unless their macro is defined (LAMDA_WITH_XNNPACK, ...).
+// lamda/lamda.hpp: the umbrella header, a facade over the pipeline's folders (docs/architecture.md):
+//   core/    IR, the error model, diagnostics, limits, validation, analysis   (lamda/core.hpp)
+//   dsl/     the DSL parser and printer, compile-time layer templates        (lamda/core.hpp)
+//   data/    tensors, weight files (safetensors), datasets (IDX, npy)
+//   exec/    the lowering plan, reference and XNNPACK executors, bench, fold, device
+//   latency/ the latency model (features, ridge fit, profile file) and its profiler
+//   search/  task, journal, proposers, designer, sampler, the loop, the report
+//   llm/     the LLM generator
+//   train/   libtorch training
+//   deploy/  ONNX import, PyTorch and header export
+//   agent/   the on-device measurement agent and its client
+//   detail/  small shared helpers (hash, JSON writing and reading, statistics)
+// Contract: the core needs only a C++17 compiler; each optional part is included here only when
+// its feature macro is defined (LAMDA_WITH_XNNPACK, LAMDA_WITH_LATENCY, LAMDA_WITH_TORCH,
+// LAMDA_WITH_ONNX, LAMDA_WITH_LLM, LAMDA_WITH_AGENT), and including one of those headers
+// directly without its macro is an #error that names the macro.
 #ifndef LAMDA_LAMDA_HPP
 #define LAMDA_LAMDA_HPP
 
-// The dependency-free core first, so that the optional headers below, which include parts of it
+// The dependency-free parts first, so that the optional headers below, which include parts of it
 // inside their own #if blocks, find it already there (and the single header holds it once).
+// ---- begin include/lamda/core.hpp ----
+// lamda/core.hpp: the runtime-free core, for firmware and any project that only needs to read,
+// check and analyse models: the IR, diagnostics and the one error model, limits and validation,
+// the exact analysis (params, MACs, memory), the DSL parser and printer, and the compile-time
+// layer templates.
+//
+//   #include <lamda/core.hpp>
+//   lamda::ParseResult r = lamda::parse_dsl(text, "model.lamda");
+//   if (!r.ok()) { for (auto& d : r.diagnostics) puts(lamda::format_diagnostic(d).c_str()); }
+//   lamda::ModelStats s = lamda::analyze(r.graph);
+//
+// Contract: compiles with -std=c++17 -fno-exceptions -fno-rtti; never throws (failures are
+// values: ParseResult's diagnostics, lamda::Error); includes none of <thread> <filesystem>
+// <fstream> <random> <iostream>; needs no third-party library. Everything else (executors, the
+// latency model, the search, the LLM generator, training, export) is in lamda/lamda.hpp.
+// single_include/lamda/lamda_core.hpp is this header and its parts in one file.
+#ifndef LAMDA_CORE_HPP
+#define LAMDA_CORE_HPP
+
 // ---- begin include/lamda/version.hpp ----
 // lamda/version.hpp: the library version, recorded in profiles and reports.
 #ifndef LAMDA_VERSION_HPP
@@ -26,12 +58,111 @@ inline constexpr const char* version_string = "0.1.0";
 
 #endif  // LAMDA_VERSION_HPP
 // ---- end include/lamda/version.hpp ----
-// ---- begin include/lamda/ir.hpp ----
-// lamda/ir.hpp: the intermediate representation every stage shares.
+// ---- begin include/lamda/core/error.hpp ----
+// lamda/core/error.hpp: the one error model. An Error says what went wrong (kind, message, hint)
+// and where (file, line, column, field path); format_error() is the one formatter every caller
+// uses, and ExitCode is the one table of process exit codes.
+//
+// Contract: this header never throws and needs only the C++17 standard library, so the core
+// (lamda/core.hpp) can carry errors as values under -fno-exceptions. The throwing wrapper,
+// lamda::Exception, lives outside the core in lamda/exception.hpp.
+#ifndef LAMDA_CORE_ERROR_HPP
+#define LAMDA_CORE_ERROR_HPP
+
+#include <string>
+#include <utility>
+
+namespace lamda {
+
+// What kind of failure: callers branch on this, people read the message.
+enum class ErrorKind {
+    input,        // a file, task, model, reply or request is malformed or inconsistent
+    limit,        // a size from outside is over one of lamda's limits
+    io,           // a file or socket could not be read or written
+    unsupported,  // valid, but lamda cannot do it (an ONNX op, a precision, a feature not built)
+    device,       // the executor, a board or the agent failed
+    server,       // an LLM server or agent answered with an error
+    search,       // the search ran but found nothing that meets the task
+    usage,        // the command line is wrong
+    internal,     // a bug in lamda
+};
+
+inline const char* error_kind_name(ErrorKind kind) noexcept {
+    switch (kind) {
+        case ErrorKind::input: return "input";
+        case ErrorKind::limit: return "limit";
+        case ErrorKind::io: return "io";
+        case ErrorKind::unsupported: return "unsupported";
+        case ErrorKind::device: return "device";
+        case ErrorKind::server: return "server";
+        case ErrorKind::search: return "search";
+        case ErrorKind::usage: return "usage";
+        case ErrorKind::internal: return "internal";
+    }
+    return "internal";
+}
+
+// Where an error is: any part may be empty/zero.
+struct Where {
+    std::string file;   // a path, "<stdin>", a URL or a layer name
+    int line = 0;       // 1-based; 0 when the error concerns the whole file
+    int column = 0;     // 1-based; 0 when unknown
+    std::string field;  // a JSON field path ("constraints.max_latency_ms") or tensor name
+};
+
+struct Error {
+    ErrorKind kind = ErrorKind::input;
+    Where where;
+    std::string message;  // what is wrong, one sentence, no "error:" prefix
+    std::string hint;     // how to fix it; may be empty
+
+    Error() = default;
+    Error(ErrorKind k, std::string what) : kind(k), message(std::move(what)) {}
+    Error(ErrorKind k, Where w, std::string what, std::string fix = {})
+        : kind(k), where(std::move(w)), message(std::move(what)), hint(std::move(fix)) {}
+};
+
+// "file:line:col: field: message" and, when there is a hint, "\n  hint: ...". A part that is
+// empty is left out; a message that already names its place is printed as it is.
+inline std::string format_error(const Error& e) {
+    std::string out;
+    if (!e.where.file.empty()) {
+        out += e.where.file;
+        if (e.where.line > 0) {
+            out += ':' + std::to_string(e.where.line);
+            if (e.where.column > 0) out += ':' + std::to_string(e.where.column);
+        }
+        out += ": ";
+    }
+    if (!e.where.field.empty()) out += e.where.field + ": ";
+    out += e.message;
+    if (!e.hint.empty()) out += "\n  hint: " + e.hint;
+    return out;
+}
+
+// Process exit codes of every lamda program (docs/cli.md): one table, used by every subcommand.
+enum class ExitCode : int {
+    ok = 0,      // done
+    failed = 1,  // the input or the search failed (bad file, no feasible model, server error)
+    usage = 2,   // the command line is wrong
+};
+
+inline int exit_code(ExitCode c) noexcept { return static_cast<int>(c); }
+
+inline ExitCode exit_code_for(ErrorKind kind) noexcept {
+    return kind == ErrorKind::usage ? ExitCode::usage : ExitCode::failed;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_CORE_ERROR_HPP
+// ---- end include/lamda/core/error.hpp ----
+// ---- begin include/lamda/core/ir.hpp ----
+// lamda/core/ir.hpp: the intermediate representation every stage shares.
 // A Graph is a topologically ordered list of layers; each layer produces one named value whose
 // shape (height x width x channels, batch implied) is filled in by shape inference.
-#ifndef LAMDA_IR_HPP
-#define LAMDA_IR_HPP
+#ifndef LAMDA_CORE_IR_HPP
+#define LAMDA_CORE_IR_HPP
 
 #include <array>
 #include <cstddef>
@@ -152,7 +283,7 @@ struct SourceLoc {
 };
 
 // One layer. Attributes not used by an op keep their defaults; which ones an op accepts is
-// defined by the DSL (dsl.hpp) and documented in docs/dsl.md.
+// defined by the DSL (dsl/parser.hpp) and documented in docs/dsl.md.
 struct Layer {
     std::string name;
     OpKind op = OpKind::Input;
@@ -227,21 +358,20 @@ inline constexpr bool takes_activation(OpKind op) noexcept {
 
 }  // namespace lamda
 
-#endif  // LAMDA_IR_HPP
-// ---- end include/lamda/ir.hpp ----
-// ---- begin include/lamda/diagnostics.hpp ----
-// lamda/diagnostics.hpp: errors that name FILE:LINE:COL, what is wrong and how to fix it.
+#endif  // LAMDA_CORE_IR_HPP
+// ---- end include/lamda/core/ir.hpp ----
+// ---- begin include/lamda/core/diagnostics.hpp ----
+// lamda/core/diagnostics.hpp: errors that name FILE:LINE:COL, what is wrong and how to fix it.
 // They are shown to people and fed back to the generator, so they must be specific.
-#ifndef LAMDA_DIAGNOSTICS_HPP
-#define LAMDA_DIAGNOSTICS_HPP
+#ifndef LAMDA_CORE_DIAGNOSTICS_HPP
+#define LAMDA_CORE_DIAGNOSTICS_HPP
 
-#include <algorithm>
 #include <cstddef>
-#include <exception>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
 
 namespace lamda {
 
@@ -265,6 +395,12 @@ inline std::string format_diagnostic(const Diagnostic& d) {
     return out;
 }
 
+// The same diagnostic in the one error model (core/error.hpp).
+inline Error to_error(const Diagnostic& d) {
+    return Error(ErrorKind::input, Where{d.file.empty() ? std::string("<input>") : d.file, d.line, d.column, {}},
+                 d.message, d.hint);
+}
+
 inline std::string format_diagnostics(const std::vector<Diagnostic>& ds) {
     std::string out;
     for (const auto& d : ds) {
@@ -273,19 +409,6 @@ inline std::string format_diagnostics(const std::vector<Diagnostic>& ds) {
     }
     return out;
 }
-
-// Thrown where a caller asked for a valid model and did not get one.
-class ModelError : public std::exception {
-public:
-    explicit ModelError(std::vector<Diagnostic> diagnostics)
-        : diagnostics_(std::move(diagnostics)), what_(format_diagnostics(diagnostics_)) {}
-    const char* what() const noexcept override { return what_.c_str(); }
-    const std::vector<Diagnostic>& diagnostics() const noexcept { return diagnostics_; }
-
-private:
-    std::vector<Diagnostic> diagnostics_;
-    std::string what_;
-};
 
 // Levenshtein distance, for "did you mean" hints; inputs are short keywords.
 inline std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -297,7 +420,8 @@ inline std::size_t edit_distance(std::string_view a, std::string_view b) {
         for (std::size_t j = 1; j <= b.size(); ++j) {
             const std::size_t above = row[j];
             const std::size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
-            row[j] = std::min({above + 1, row[j - 1] + 1, substitute});
+            std::size_t best = above + 1 < row[j - 1] + 1 ? above + 1 : row[j - 1] + 1;
+            row[j] = substitute < best ? substitute : best;
             diagonal = above;
         }
     }
@@ -315,7 +439,8 @@ std::string closest_match(std::string_view word, const Range& candidates) {
     std::size_t best_distance = static_cast<std::size_t>(-1);
     for (const auto& candidate : candidates) {
         const std::string_view c(candidate);
-        const std::size_t allowed = std::max<std::size_t>(1, std::min(word.size(), c.size()) / 3);
+        const std::size_t shorter = word.size() < c.size() ? word.size() : c.size();
+        const std::size_t allowed = shorter / 3 > 1 ? shorter / 3 : 1;
         const std::size_t length_gap = word.size() > c.size() ? word.size() - c.size()
                                                               : c.size() - word.size();
         if (length_gap > allowed || c.size() > longest_word) continue;
@@ -330,14 +455,14 @@ std::string closest_match(std::string_view word, const Range& candidates) {
 
 }  // namespace lamda
 
-#endif  // LAMDA_DIAGNOSTICS_HPP
-// ---- end include/lamda/diagnostics.hpp ----
-// ---- begin include/lamda/analysis.hpp ----
-// lamda/analysis.hpp: exact parameter, MAC, weight and activation-memory counts of a valid graph.
+#endif  // LAMDA_CORE_DIAGNOSTICS_HPP
+// ---- end include/lamda/core/diagnostics.hpp ----
+// ---- begin include/lamda/core/analysis.hpp ----
+// lamda/core/analysis.hpp: exact parameter, MAC, weight and activation-memory counts of a valid graph.
 // Conventions (those of torchvision's table): parameters are learnable tensors (weights, biases,
 // batch-norm scale and shift); MACs are conv and fully-connected multiply-accumulates.
-#ifndef LAMDA_ANALYSIS_HPP
-#define LAMDA_ANALYSIS_HPP
+#ifndef LAMDA_CORE_ANALYSIS_HPP
+#define LAMDA_CORE_ANALYSIS_HPP
 
 #include <cstddef>
 #include <cstdint>
@@ -450,15 +575,14 @@ inline ModelStats analyze(const Graph& graph) {
 
 }  // namespace lamda
 
-#endif  // LAMDA_ANALYSIS_HPP
-// ---- end include/lamda/analysis.hpp ----
-// ---- begin include/lamda/validate.hpp ----
-// lamda/validate.hpp: size limits and shape inference. Every graph, parsed or built in code,
+#endif  // LAMDA_CORE_ANALYSIS_HPP
+// ---- end include/lamda/core/analysis.hpp ----
+// ---- begin include/lamda/core/validate.hpp ----
+// lamda/core/validate.hpp: size limits and shape inference. Every graph, parsed or built in code,
 // passes through infer_shapes before anything else trusts its shapes.
-#ifndef LAMDA_VALIDATE_HPP
-#define LAMDA_VALIDATE_HPP
+#ifndef LAMDA_CORE_VALIDATE_HPP
+#define LAMDA_CORE_VALIDATE_HPP
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -497,6 +621,9 @@ inline void add_error(std::vector<Diagnostic>& diags, std::string_view file, con
 }
 
 inline std::string quote_name(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+template <class T>
+constexpr T max_of(T a, T b) noexcept { return a < b ? b : a; }
 
 inline std::string dims_text(int h, int w) {
     return h == w ? std::to_string(h) : std::to_string(h) + "x" + std::to_string(w);
@@ -537,7 +664,8 @@ inline bool window_axis(std::int64_t in, int kernel, int stride, int dilation, P
     std::int64_t before = 0, after = 0;
     if (mode == PaddingMode::Same) {
         const std::int64_t out = (in + stride - 1) / stride;
-        const std::int64_t total = std::max<std::int64_t>((out - 1) * stride + effective - in, 0);
+        const std::int64_t needed = (out - 1) * stride + effective - in;
+        const std::int64_t total = needed > 0 ? needed : 0;
         before = total / 2;
         after = total - before;
     } else if (mode == PaddingMode::Explicit) {
@@ -746,9 +874,9 @@ inline bool infer_layer(Graph& graph, std::size_t index, std::vector<Diagnostic>
         // windows made only of padding): padding at most half the kernel.
         const auto& a = layer.padding.amounts;
         if (layer.padding.mode == PaddingMode::Explicit &&
-            (std::max(a[0], a[2]) > layer.kernel_h / 2 || std::max(a[1], a[3]) > layer.kernel_w / 2)) {
+            (detail::max_of(a[0], a[2]) > layer.kernel_h / 2 || detail::max_of(a[1], a[3]) > layer.kernel_w / 2)) {
             add_error(diags, file, layer,
-                      what + ": padding " + std::to_string(std::max({a[0], a[1], a[2], a[3]})) +
+                      what + ": padding " + std::to_string(detail::max_of(detail::max_of(a[0], a[1]), detail::max_of(a[2], a[3]))) +
                           " is more than half the kernel " +
                           detail::dims_text(layer.kernel_h, layer.kernel_w),
                       "use padding=same or at most kernel/2");
@@ -908,27 +1036,108 @@ inline bool infer_shapes(Graph& graph, std::vector<Diagnostic>& diags, std::stri
 
 }  // namespace lamda
 
-#endif  // LAMDA_VALIDATE_HPP
-// ---- end include/lamda/validate.hpp ----
-// ---- begin include/lamda/dsl.hpp ----
-// lamda/dsl.hpp: the text format (docs/dsl.md) -> IR graph, and the canonical printer.
+#endif  // LAMDA_CORE_VALIDATE_HPP
+// ---- end include/lamda/core/validate.hpp ----
+// ---- begin include/lamda/dsl/parser.hpp ----
+// lamda/dsl/parser.hpp: the text format (docs/dsl.md) -> IR graph, and the canonical printer.
 // The parser never throws on bad input: it returns every independent error it finds, each naming
 // FILE:LINE:COL, so that a person or the generator can fix them all in one go.
-#ifndef LAMDA_DSL_HPP
-#define LAMDA_DSL_HPP
+#ifndef LAMDA_DSL_PARSER_HPP
+#define LAMDA_DSL_PARSER_HPP
 
 #include <array>
 #include <charconv>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <fstream>
 #include <string>
 #include <string_view>
-#include <system_error>
-#include <unordered_map>
 #include <vector>
 
+// ---- begin include/lamda/detail/hash.hpp ----
+// lamda/detail/hash.hpp: FNV-1a (64-bit) and a small string -> index map built on it.
+// Contract: no exceptions thrown by lamda itself, no <unordered_map> (it is the costliest
+// header of the core to compile); NameIndex holds at most 2^31 names and never fails a lookup
+// on a hash collision (open addressing, linear probing, keys compared in full).
+#ifndef LAMDA_DETAIL_HASH_HPP
+#define LAMDA_DETAIL_HASH_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lamda::detail {
+
+inline constexpr std::uint64_t fnv1a_offset = 14695981039346656037ull;
+inline constexpr std::uint64_t fnv1a_prime = 1099511628211ull;
+
+// FNV-1a over bytes, continuing from `h` (so several fields can be hashed in sequence).
+inline std::uint64_t fnv1a(std::string_view bytes, std::uint64_t h = fnv1a_offset) noexcept {
+    for (const char c : bytes) {
+        h ^= static_cast<unsigned char>(c);
+        h *= fnv1a_prime;
+    }
+    return h;
+}
+
+// Maps names to indices; the first insert of a name wins.
+class NameIndex {
+public:
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+    // The index stored for `name`, or npos.
+    std::size_t find(std::string_view name) const noexcept {
+        if (slots_.empty()) return npos;
+        const std::size_t mask = slots_.size() - 1;
+        for (std::size_t i = static_cast<std::size_t>(fnv1a(name)) & mask;; i = (i + 1) & mask) {
+            const Slot& s = slots_[i];
+            if (s.value == npos) return npos;
+            if (s.key == name) return s.value;
+        }
+    }
+
+    // Stores name -> value unless name is already there; returns whether it was inserted.
+    bool insert(std::string_view name, std::size_t value) {
+        if ((count_ + 1) * 2 > slots_.size()) grow();
+        const std::size_t mask = slots_.size() - 1;
+        for (std::size_t i = static_cast<std::size_t>(fnv1a(name)) & mask;; i = (i + 1) & mask) {
+            Slot& s = slots_[i];
+            if (s.value == npos) {
+                s.key = std::string(name);
+                s.value = value;
+                ++count_;
+                return true;
+            }
+            if (s.key == name) return false;
+        }
+    }
+
+    std::size_t size() const noexcept { return count_; }
+
+private:
+    struct Slot {
+        std::string key;
+        std::size_t value = npos;
+    };
+
+    void grow() {
+        std::vector<Slot> old;
+        old.swap(slots_);
+        slots_.resize(old.empty() ? 16 : old.size() * 2);
+        count_ = 0;
+        for (Slot& s : old)
+            if (s.value != npos) insert(s.key, s.value);
+    }
+
+    std::vector<Slot> slots_;
+    std::size_t count_ = 0;
+};
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_HASH_HPP
+// ---- end include/lamda/detail/hash.hpp ----
 
 namespace lamda {
 
@@ -1114,7 +1323,7 @@ private:
     bool saw_model_ = false;
     std::vector<std::vector<PendingInput>> pending_;  // parallel to layers
     std::vector<char> broken_;                        // the line had errors: skip inference
-    std::unordered_map<std::string, std::size_t> index_of_;  // name -> layer
+    detail::NameIndex index_of_;  // name -> layer
 
     void error(int line, int column, std::string message, std::string hint = {}) {
         if (stopped_) return;
@@ -1299,19 +1508,18 @@ private:
             layer.stride_w = layer.kernel_w;
         }
 
-        const auto existing = index_of_.find(layer.name);
-        if (existing != index_of_.end()) {
+        const std::size_t existing = index_of_.find(layer.name);
+        if (existing != detail::NameIndex::npos) {
             error(line_number, layer.loc.column,
                   "layer name '" + layer.name + "' is already used on line " +
-                      std::to_string(result_.graph.layers[existing->second].loc.line),
+                      std::to_string(result_.graph.layers[existing].loc.line),
                   "every layer needs a unique name");
             broken = true;
         }
         result_.graph.layers.push_back(std::move(layer));
         pending_.push_back(std::move(inputs));
         broken_.push_back(broken ? 1 : 0);
-        if (existing == index_of_.end())
-            index_of_.emplace(result_.graph.layers.back().name, index);
+        if (existing == detail::NameIndex::npos) index_of_.insert(result_.graph.layers.back().name, index);
     }
 
     void parse_model_line(const std::vector<Token>& tokens, int line_number) {
@@ -1426,7 +1634,7 @@ private:
         } else if (k == "eps" || k == "rate") {
             double d = 0;
             const auto r = std::from_chars(v.data(), v.data() + v.size(), d);
-            if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !std::isfinite(d))
+            if (r.ec != std::errc() || r.ptr != v.data() + v.size() || !__builtin_isfinite(d))
                 return bad_value(key, value, line_number, "a decimal number, e.g. 0.2 or 1e-05");
             (k == "eps" ? layer.eps : layer.rate) = d;
         }
@@ -1444,17 +1652,17 @@ private:
                     layer.inputs.push_back(static_cast<int>(i - 1));
             }
             for (const PendingInput& input : pending_[i]) {
-                const auto found = index_of_.find(std::string(input.name));
-                if (found != index_of_.end() && found->second < i) {
-                    layer.inputs.push_back(static_cast<int>(found->second));
+                const std::size_t found = index_of_.find(input.name);
+                if (found != detail::NameIndex::npos && found < i) {
+                    layer.inputs.push_back(static_cast<int>(found));
                     continue;
                 }
                 broken = true;
-                if (found != index_of_.end()) {
+                if (found != detail::NameIndex::npos) {
                     error(layer.loc.line, input.column,
                           "'" + std::string(input.name) + "' is defined later, on line " +
-                              std::to_string(graph.layers[found->second].loc.line),
-                          found->second == i ? "a layer cannot read its own output"
+                              std::to_string(graph.layers[found].loc.line),
+                          found == i ? "a layer cannot read its own output"
                                              : "a layer can only read layers above it");
                 } else {
                     std::vector<std::string_view> earlier;
@@ -1496,34 +1704,6 @@ inline std::string padding_attribute(const Padding& p) {
 inline ParseResult parse_dsl(std::string_view text, std::string_view file = "<input>",
                              const Limits& limits = {}) {
     return dsl_detail::Parser(text, file, limits).run();
-}
-
-// Reads and parses a file; a file that cannot be read is one diagnostic, never an exception.
-inline ParseResult parse_dsl_file(const std::string& path, const Limits& limits = {}) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        ParseResult failed;
-        failed.diagnostics.push_back(Diagnostic{path, 0, 0, "cannot open the file", {}});
-        return failed;
-    }
-    // Read at most one byte past the limit, so an endless or huge file costs nothing.
-    std::string text(limits.max_file_bytes + 1, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<std::size_t>(in.gcount()));
-    if (in.bad()) {
-        ParseResult failed;
-        failed.diagnostics.push_back(Diagnostic{path, 0, 0, "cannot read the file", {}});
-        return failed;
-    }
-    return parse_dsl(text, path, limits);
-}
-
-// Parses or throws ModelError carrying every diagnostic.
-inline Graph parse_dsl_or_throw(std::string_view text, std::string_view file = "<input>",
-                                const Limits& limits = {}) {
-    ParseResult result = parse_dsl(text, file, limits);
-    if (!result.ok()) throw ModelError(std::move(result.diagnostics));
-    return std::move(result.graph);
 }
 
 // The canonical text of a graph: every layer named, attributes in a fixed order and only where
@@ -1583,435 +1763,15 @@ inline std::string print_dsl(const Graph& graph) {
 
 }  // namespace lamda
 
-#endif  // LAMDA_DSL_HPP
-// ---- end include/lamda/dsl.hpp ----
-// ---- begin include/lamda/json.hpp ----
-// lamda/json.hpp: a small JSON writer for machine-readable CLI output and reports.
-// Reading JSON (profiles, task files, LLM replies) goes through simdjson instead.
-#ifndef LAMDA_JSON_HPP
-#define LAMDA_JSON_HPP
-
-#include <charconv>
-#include <cmath>
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <vector>
-
-namespace lamda {
-
-// Appends `s` as a JSON string literal (quotes included), escaping what JSON requires.
-inline void append_json_string(std::string& out, std::string_view s) {
-    static const char* hex = "0123456789abcdef";
-    out += '"';
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                out += "\\u00";
-                out += hex[c >> 4];
-                out += hex[c & 15];
-            } else {
-                out += ch;
-            }
-        }
-    }
-    out += '"';
-}
-
-// Streaming writer: the caller opens and closes objects and arrays; commas are automatic.
-class JsonWriter {
-public:
-    JsonWriter& begin_object() { return open('{'); }
-    JsonWriter& end_object() { return close('}'); }
-    JsonWriter& begin_array() { return open('['); }
-    JsonWriter& end_array() { return close(']'); }
-
-    JsonWriter& key(std::string_view k) {
-        separate();
-        append_json_string(out_, k);
-        out_ += ':';
-        after_key_ = true;
-        return *this;
-    }
-    JsonWriter& value(std::string_view s) {
-        separate();
-        append_json_string(out_, s);
-        return *this;
-    }
-    JsonWriter& value(const char* s) { return value(std::string_view(s)); }
-    JsonWriter& value(bool b) {
-        separate();
-        out_ += b ? "true" : "false";
-        return *this;
-    }
-    JsonWriter& value(std::int64_t v) {
-        separate();
-        out_ += std::to_string(v);
-        return *this;
-    }
-    JsonWriter& value(int v) { return value(static_cast<std::int64_t>(v)); }
-    JsonWriter& value(std::uint64_t v) {
-        separate();
-        out_ += std::to_string(v);
-        return *this;
-    }
-    // Non-finite numbers have no JSON form; they are written as null.
-    JsonWriter& value(double v) {
-        separate();
-        if (!std::isfinite(v)) {
-            out_ += "null";
-        } else {
-            char buffer[64];
-            const auto r = std::to_chars(buffer, buffer + sizeof buffer, v);
-            out_.append(buffer, r.ptr);
-        }
-        return *this;
-    }
-    JsonWriter& null() {
-        separate();
-        out_ += "null";
-        return *this;
-    }
-    // An absent value is written as null.
-    JsonWriter& value(const std::optional<double>& v) { return v ? value(*v) : null(); }
-    template <typename T>
-    JsonWriter& field(std::string_view k, const T& v) {
-        key(k);
-        return value(v);
-    }
-
-    const std::string& str() const noexcept { return out_; }
-
-private:
-    std::string out_;
-    std::vector<bool> has_items_;  // per open container
-    bool after_key_ = false;
-
-    void separate() {
-        if (after_key_) {
-            after_key_ = false;
-            return;
-        }
-        if (!has_items_.empty()) {
-            if (has_items_.back()) out_ += ',';
-            has_items_.back() = true;
-        }
-    }
-    JsonWriter& open(char c) {
-        separate();
-        out_ += c;
-        has_items_.push_back(false);
-        return *this;
-    }
-    JsonWriter& close(char c) {
-        out_ += c;
-        if (!has_items_.empty()) has_items_.pop_back();
-        return *this;
-    }
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_JSON_HPP
-// ---- end include/lamda/json.hpp ----
-// ---- begin include/lamda/stats.hpp ----
-// lamda/stats.hpp: order statistics for timings (median, percentiles) without surprises.
-#ifndef LAMDA_STATS_HPP
-#define LAMDA_STATS_HPP
-
-#include <algorithm>
-#include <cmath>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-namespace lamda {
-
-// The q-quantile (q in [0, 1]) with linear interpolation between order statistics (the
-// definition numpy uses by default). Throws on an empty sample.
-inline double quantile(std::vector<double> sample, double q) {
-    if (sample.empty()) throw std::invalid_argument("quantile of an empty sample");
-    q = std::clamp(q, 0.0, 1.0);
-    std::sort(sample.begin(), sample.end());
-    const double position = q * static_cast<double>(sample.size() - 1);
-    const auto below = static_cast<std::size_t>(std::floor(position));
-    const std::size_t above = std::min(below + 1, sample.size() - 1);
-    const double fraction = position - static_cast<double>(below);
-    return sample[below] + (sample[above] - sample[below]) * fraction;
-}
-
-inline double median(std::vector<double> sample) { return quantile(std::move(sample), 0.5); }
-
-}  // namespace lamda
-
-#endif  // LAMDA_STATS_HPP
-// ---- end include/lamda/stats.hpp ----
-// ---- begin include/lamda/device.hpp ----
-// lamda/device.hpp: facts about the machine that runs the models, and its measured FMA peak.
-// The peak (single thread, GFLOP/s) is the denominator of every efficiency figure lamda prints.
-// Needs nothing but a C++17 compiler; the FMA kernels use GCC/Clang target attributes so that one
-// binary picks the widest vector unit present at run time.
-#ifndef LAMDA_DEVICE_HPP
-#define LAMDA_DEVICE_HPP
-
-#include <algorithm>
-#include <chrono>
-#include <cstdint>
-#include <fstream>
-#include <string>
-#include <thread>
-#include <vector>
-
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define LAMDA_DEVICE_X86 1
-#elif defined(__aarch64__)
-#include <arm_neon.h>
-#define LAMDA_DEVICE_ARM64 1
-#endif
-
-#if defined(__linux__)
-#include <sched.h>
-#endif
-
-namespace lamda {
-
-struct DeviceInfo {
-    std::string cpu_model;
-    std::string architecture;           // x86_64, aarch64, ...
-    std::vector<std::string> isa;       // vector and FMA features present
-    std::string xnnpack_isa;            // the f32 kernel family XNNPACK dispatches to here
-    int logical_cores = 0;              // cores this process may run on
-    std::string fma_kernel;             // the ISA the peak was measured with
-    double peak_gflops = 0;             // single thread, measured; 0 until measured
-};
-
-namespace device_detail {
-
-inline std::string read_cpuinfo_field(const std::vector<std::string>& keys) {
-    std::ifstream in("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(in, line)) {
-        const auto colon = line.find(':');
-        if (colon == std::string::npos) continue;
-        std::string key = line.substr(0, colon);
-        while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
-        for (const auto& wanted : keys) {
-            if (key == wanted) {
-                std::string value = line.substr(colon + 1);
-                const auto first = value.find_first_not_of(" \t");
-                return first == std::string::npos ? std::string() : value.substr(first);
-            }
-        }
-    }
-    return {};
-}
-
-// Each kernel runs `iterations` rounds over independent accumulators (enough to cover the FMA
-// latency on every core we know) and returns the floating-point operations it performed; the
-// accumulators feed `sink` so that the compiler cannot drop the work.
-// Twelve named accumulators, updated in one statement each, so that both compilers keep them in
-// registers; GCC is also told to optimise these few functions in builds that otherwise do not.
-#if defined(__GNUC__) && !defined(__clang__)
-#define LAMDA_OPTIMIZED __attribute__((optimize("O2")))
-#else
-#define LAMDA_OPTIMIZED
-#endif
-#define LAMDA_FMA_ROUND(FMA)                                                                   \
-    a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c); a3 = FMA(a3, m, c);          \
-    a4 = FMA(a4, m, c); a5 = FMA(a5, m, c); a6 = FMA(a6, m, c); a7 = FMA(a7, m, c);          \
-    a8 = FMA(a8, m, c); a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c)
-
-#if defined(LAMDA_DEVICE_X86)
-__attribute__((target("avx512f"))) LAMDA_OPTIMIZED inline double fma_kernel_avx512(
-    std::int64_t iterations, float& sink) {
-    __m512 a0 = _mm512_set1_ps(0.50f), a1 = _mm512_set1_ps(0.51f), a2 = _mm512_set1_ps(0.52f),
-           a3 = _mm512_set1_ps(0.53f), a4 = _mm512_set1_ps(0.54f), a5 = _mm512_set1_ps(0.55f),
-           a6 = _mm512_set1_ps(0.56f), a7 = _mm512_set1_ps(0.57f), a8 = _mm512_set1_ps(0.58f),
-           a9 = _mm512_set1_ps(0.59f), a10 = _mm512_set1_ps(0.60f), a11 = _mm512_set1_ps(0.61f);
-    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(_mm512_fmadd_ps); }
-    const __m512 s = _mm512_add_ps(
-        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                      _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))),
-        _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-    alignas(64) float lanes[16];  // (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized)
-    _mm512_store_ps(lanes, s);
-    for (float v : lanes) sink += v;
-    return static_cast<double>(iterations) * 12 * 16 * 2;
-}
-
-__attribute__((target("avx2,fma"))) LAMDA_OPTIMIZED inline double fma_kernel_avx2(
-    std::int64_t iterations, float& sink) {
-    __m256 a0 = _mm256_set1_ps(0.50f), a1 = _mm256_set1_ps(0.51f), a2 = _mm256_set1_ps(0.52f),
-           a3 = _mm256_set1_ps(0.53f), a4 = _mm256_set1_ps(0.54f), a5 = _mm256_set1_ps(0.55f),
-           a6 = _mm256_set1_ps(0.56f), a7 = _mm256_set1_ps(0.57f), a8 = _mm256_set1_ps(0.58f),
-           a9 = _mm256_set1_ps(0.59f), a10 = _mm256_set1_ps(0.60f), a11 = _mm256_set1_ps(0.61f);
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(_mm256_fmadd_ps); }
-    const __m256 s = _mm256_add_ps(
-        _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                      _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7))),
-        _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, s);
-    for (float v : lanes) sink += v;
-    return static_cast<double>(iterations) * 12 * 8 * 2;
-}
-#elif defined(LAMDA_DEVICE_ARM64)
-// vfmaq_f32(c, a, m) = c + a * m; wrapped so the round macro's argument order applies.
-inline float32x4_t neon_fma(float32x4_t a, float32x4_t m, float32x4_t c) { return vfmaq_f32(c, a, m); }
-
-LAMDA_OPTIMIZED inline double fma_kernel_neon(std::int64_t iterations, float& sink) {
-    float32x4_t a0 = vdupq_n_f32(0.50f), a1 = vdupq_n_f32(0.51f), a2 = vdupq_n_f32(0.52f),
-                a3 = vdupq_n_f32(0.53f), a4 = vdupq_n_f32(0.54f), a5 = vdupq_n_f32(0.55f),
-                a6 = vdupq_n_f32(0.56f), a7 = vdupq_n_f32(0.57f), a8 = vdupq_n_f32(0.58f),
-                a9 = vdupq_n_f32(0.59f), a10 = vdupq_n_f32(0.60f), a11 = vdupq_n_f32(0.61f);
-    const float32x4_t m = vdupq_n_f32(0.999999f), c = vdupq_n_f32(1e-7f);
-    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(neon_fma); }
-    const float32x4_t s = vaddq_f32(
-        vaddq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)),
-                  vaddq_f32(vaddq_f32(a4, a5), vaddq_f32(a6, a7))),
-        vaddq_f32(vaddq_f32(a8, a9), vaddq_f32(a10, a11)));
-    sink += vaddvq_f32(s);
-    return static_cast<double>(iterations) * 12 * 4 * 2;
-}
-#endif
-
-// Scalar fallback: still independent chains, so the compiler can at least pipeline them.
-LAMDA_OPTIMIZED inline double fma_kernel_scalar(std::int64_t iterations, float& sink) {
-    float a[8];
-    for (int i = 0; i < 8; ++i) a[i] = 0.5f + 0.01f * static_cast<float>(i);
-    for (std::int64_t n = 0; n < iterations; ++n)
-        for (float& v : a) v = v * 0.999999f + 1e-7f;
-    for (float v : a) sink += v;
-    return static_cast<double>(iterations) * 8 * 2;
-}
-
-}  // namespace device_detail
-
-// What this machine is, without measuring anything.
-inline DeviceInfo describe_device() {
-    DeviceInfo info;
-    info.cpu_model = device_detail::read_cpuinfo_field({"model name", "Model", "Hardware", "cpu model"});
-#if defined(LAMDA_DEVICE_X86)
-    info.architecture = "x86_64";
-    __builtin_cpu_init();
-    const std::pair<const char*, bool> features[] = {
-        {"sse2", __builtin_cpu_supports("sse2")},       {"sse4.1", __builtin_cpu_supports("sse4.1")},
-        {"avx", __builtin_cpu_supports("avx")},         {"fma", __builtin_cpu_supports("fma")},
-        {"avx2", __builtin_cpu_supports("avx2")},       {"avx512f", __builtin_cpu_supports("avx512f")},
-        {"avx512bw", __builtin_cpu_supports("avx512bw")}, {"avx512vl", __builtin_cpu_supports("avx512vl")},
-        {"avx512dq", __builtin_cpu_supports("avx512dq")}};
-    for (const auto& [name, present] : features)
-        if (present) info.isa.emplace_back(name);
-    // XNNPACK's f32 dispatch (2022 snapshot): AVX-512F microkernels where present, else FMA3
-    // (AVX2-era), else AVX, else SSE.
-    if (__builtin_cpu_supports("avx512f")) info.xnnpack_isa = "avx512f";
-    else if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) info.xnnpack_isa = "fma3";
-    else if (__builtin_cpu_supports("avx")) info.xnnpack_isa = "avx";
-    else info.xnnpack_isa = "sse2";
-#elif defined(LAMDA_DEVICE_ARM64)
-    info.architecture = "aarch64";
-    info.isa = {"neon", "fma"};  // both are mandatory on AArch64
-    const std::string flags = device_detail::read_cpuinfo_field({"Features"});
-    for (const char* extra : {"fphp", "asimdhp", "asimddp", "sve", "i8mm", "bf16"})
-        if ((" " + flags + " ").find(std::string(" ") + extra + " ") != std::string::npos)
-            info.isa.emplace_back(extra);
-    info.xnnpack_isa = "neonfma";
-#else
-    info.architecture = "unknown";
-    info.xnnpack_isa = "scalar";
-#endif
-    if (info.cpu_model.empty()) info.cpu_model = "unknown " + info.architecture + " CPU";
-#if defined(__linux__)
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0) info.logical_cores = CPU_COUNT(&set);
-#endif
-    if (info.logical_cores <= 0)
-        info.logical_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    return info;
-}
-
-// Measures the single-thread FMA peak in GFLOP/s with the widest vector unit present: the best
-// of several short trials (the best, because interference only ever slows a trial down).
-inline double measure_fma_peak_gflops(DeviceInfo& info, double seconds = 0.3) {
-    using clock = std::chrono::steady_clock;
-    double (*kernel)(std::int64_t, float&) = device_detail::fma_kernel_scalar;
-    info.fma_kernel = "scalar";
-#if defined(LAMDA_DEVICE_X86)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
-        kernel = device_detail::fma_kernel_avx512;
-        info.fma_kernel = "avx512f";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        kernel = device_detail::fma_kernel_avx2;
-        info.fma_kernel = "avx2+fma";
-    }
-#elif defined(LAMDA_DEVICE_ARM64)
-    kernel = device_detail::fma_kernel_neon;
-    info.fma_kernel = "neon";
-#endif
-    float sink = 0;
-    // Calibrate the iteration count to ~1/10 of the budget per trial.
-    std::int64_t iterations = 1000;
-    for (;;) {
-        const auto t0 = clock::now();
-        kernel(iterations, sink);
-        const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-        if (elapsed > seconds / 20 || iterations > (std::int64_t{1} << 40)) break;
-        iterations *= 2;
-    }
-    double best = 0;
-    const auto start = clock::now();
-    do {
-        const auto t0 = clock::now();
-        const double flops = kernel(iterations, sink);
-        const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-        if (elapsed > 0) best = std::max(best, flops / elapsed / 1e9);
-    } while (std::chrono::duration<double>(clock::now() - start).count() < seconds);
-    // The sink is consumed so that the kernels' results stay observable.
-    if (sink == 12345.678f) best += 1e-12;
-    info.peak_gflops = best;
-    return best;
-}
-
-// The JSON object `lamda device --json` prints.
-inline std::string device_json(const DeviceInfo& info) {
-    JsonWriter json;
-    json.begin_object().field("cpu_model", info.cpu_model).field("architecture", info.architecture).key("isa").begin_array();
-    for (const auto& feature : info.isa) json.value(feature);
-    json.end_array()
-        .field("xnnpack_isa", info.xnnpack_isa)
-        .field("logical_cores", info.logical_cores)
-        .field("fma_kernel", info.fma_kernel)
-        .field("peak_gflops", info.peak_gflops)
-        .field("peak_threads", 1)
-        .end_object();
-    return json.str();
-}
-
-}  // namespace lamda
-
-#endif  // LAMDA_DEVICE_HPP
-// ---- end include/lamda/device.hpp ----
-// ---- begin include/lamda/layers.hpp ----
-// lamda/layers.hpp: the DSL's op catalog as C++17 templates, checked at compile time.
+#endif  // LAMDA_DSL_PARSER_HPP
+// ---- end include/lamda/dsl/parser.hpp ----
+// ---- begin include/lamda/dsl/layers.hpp ----
+// lamda/dsl/layers.hpp: the DSL's op catalog as C++17 templates, checked at compile time.
 //
 // A model is a type; its shapes, parameter count, MACs, weight bytes and peak activation memory
-// are constexpr, computed exactly as the DSL (docs/dsl.md) and analysis.hpp compute them, and an
+// are constexpr, computed exactly as the DSL (docs/dsl.md) and core/analysis.hpp compute them, and an
 // inconsistent model does not compile: a static_assert says which layer is wrong and why, and
-// every such message starts with "lamda: ". Header-only; needs only ir.hpp and analysis.hpp.
+// every such message starts with "lamda: ". Header-only; needs only core/ir.hpp and core/analysis.hpp.
 //
 //   namespace L = lamda::layers;
 //   using Net = L::Sequential<
@@ -2045,13 +1805,13 @@ inline std::string device_json(const DeviceInfo& info) {
 // compiler's "in instantiation of" note, next to the layer's input shape.
 //
 // to_graph() fills Layer::shape and Layer::pads itself (from the compile-time shapes; they equal
-// what validate.hpp's infer_shapes computes), so it needs neither the parser nor validate.hpp.
+// what core/validate.hpp's infer_shapes computes), so it needs neither the parser nor core/validate.hpp.
 //
 // Limits: one Sequential is bound recursively, so about 450 layers at one level fit the default
 // -ftemplate-depth (900) and constexpr depth (512); nest blocks (each Residual, Concat or
 // Sequential block starts a new level) or raise those limits for longer flat chains.
-#ifndef LAMDA_LAYERS_HPP
-#define LAMDA_LAYERS_HPP
+#ifndef LAMDA_DSL_LAYERS_HPP
+#define LAMDA_DSL_LAYERS_HPP
 
 #include <cstddef>
 #include <cstdint>
@@ -2065,7 +1825,7 @@ namespace layers {
 
 using Act = Activation;
 
-// The DSL's limits (docs/dsl.md "Limits"; validate.hpp's Limits defaults).
+// The DSL's limits (docs/dsl.md "Limits"; core/validate.hpp's Limits defaults).
 namespace limits {
 inline constexpr std::int64_t channels = 65536;
 inline constexpr std::int64_t spatial = 16384;
@@ -2228,7 +1988,7 @@ struct padding_traits<Pad<T, L, B, R>> {
     static constexpr int top = T, left = L, bottom = B, right = R;
 };
 
-// One axis of a sliding window, exactly as validate.hpp's window_axis: TF-style same padding
+// One axis of a sliding window, exactly as core/validate.hpp's window_axis: TF-style same padding
 // (an odd total pads the end one more), and PyTorch's ceil-mode rule (the last window must start
 // inside the input or the leading padding). out == 0 when the window does not fit.
 struct Axis {
@@ -2785,7 +2545,7 @@ struct model<Input<H, W, C>, Ls...> {
     static constexpr std::int64_t params = body::params;
     static constexpr std::int64_t macs = body::macs;
     static constexpr std::int64_t weight_bytes = params * bytes_per_element;
-    // As analysis.hpp: layers run one at a time in to_graph's order (branches in order), each
+    // As core/analysis.hpp: layers run one at a time in to_graph's order (branches in order), each
     // value a buffer of its own from its producer to its last consumer.
     static constexpr std::int64_t peak_activation_bytes =
         body::peak(0, false) > input::bytes ? body::peak(0, false) : input::bytes;
@@ -2796,7 +2556,7 @@ struct model<Input<H, W, C>, Ls...> {
                   "lamda: model: more than 2^34 bytes (16 GiB) of activations at its peak");
 
     // The same model as an IR graph, shapes and resolved pads filled in (no parser, no
-    // validate.hpp: the shapes are the ones computed at compile time). Layers are named as the
+    // core/validate.hpp: the shapes are the ones computed at compile time). Layers are named as the
     // DSL names unnamed layers: OP_N, N the index (input_0, conv2d_1, ...).
     static Graph to_graph(std::string name = {}) {
         Graph graph;
@@ -2836,10 +2596,538 @@ Graph to_graph(std::string name = {}) {
 }  // namespace layers
 }  // namespace lamda
 
-#endif  // LAMDA_LAYERS_HPP
-// ---- end include/lamda/layers.hpp ----
-// ---- begin include/lamda/sample.hpp ----
-// lamda/sample.hpp: random, valid models drawn from a design space of the op catalog.
+#endif  // LAMDA_DSL_LAYERS_HPP
+// ---- end include/lamda/dsl/layers.hpp ----
+
+#endif  // LAMDA_CORE_HPP
+// ---- end include/lamda/core.hpp ----
+// ---- begin include/lamda/exception.hpp ----
+// lamda/exception.hpp: lamda::Exception, the one exception type of the library outside the core.
+// Every error lamda throws (ModelError, ExecutorError, WeightsError, TaskError, LlmError, ...)
+// derives from it and carries a lamda::Error (core/error.hpp): catch lamda::Exception, print
+// format_error(e.error()) once, exit with exit_code_for(e.error().kind).
+//
+// Contract: needs exceptions; the core (lamda/core.hpp) never includes this header.
+#ifndef LAMDA_EXCEPTION_HPP
+#define LAMDA_EXCEPTION_HPP
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+
+namespace lamda {
+
+class Exception : public std::runtime_error {
+public:
+    // The message as it will be printed (it may already name a file and line).
+    explicit Exception(const std::string& what, ErrorKind kind = ErrorKind::input)
+        : std::runtime_error(what), error_(kind, what) {}
+    explicit Exception(const char* what, ErrorKind kind = ErrorKind::input)
+        : Exception(std::string(what), kind) {}
+    explicit Exception(Error error)
+        : std::runtime_error(format_error(error)), error_(std::move(error)) {}
+
+    const Error& error() const noexcept { return error_; }
+    ErrorKind kind() const noexcept { return error_.kind; }
+
+private:
+    Error error_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXCEPTION_HPP
+// ---- end include/lamda/exception.hpp ----
+// ---- begin include/lamda/dsl/file.hpp ----
+// lamda/dsl/file.hpp: the DSL parser's file and exception conveniences, outside the core.
+//   lamda::ParseResult r = lamda::parse_dsl_file("model.lamda");   // never throws
+//   lamda::Graph g = lamda::parse_dsl_or_throw(text, "model.lamda"); // throws lamda::ModelError
+// Contract: parse_dsl_file reads at most Limits::max_file_bytes + 1 bytes and reports an
+// unreadable file as one diagnostic; ModelError carries every diagnostic of a failed parse.
+// Needs <fstream> and exceptions, which is why lamda/core.hpp leaves this header out.
+#ifndef LAMDA_DSL_FILE_HPP
+#define LAMDA_DSL_FILE_HPP
+
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// Thrown where a caller asked for a valid model and did not get one.
+class ModelError : public Exception {
+public:
+    explicit ModelError(std::vector<Diagnostic> diagnostics)
+        : Exception(diagnostics.empty() ? Error(ErrorKind::input, "invalid model")
+                                        : to_error(diagnostics.front())),
+          diagnostics_(std::move(diagnostics)),
+          what_(format_diagnostics(diagnostics_)) {}
+    const char* what() const noexcept override { return what_.c_str(); }
+    const std::vector<Diagnostic>& diagnostics() const noexcept { return diagnostics_; }
+
+private:
+    std::vector<Diagnostic> diagnostics_;
+    std::string what_;
+};
+
+// Reads and parses a file; a file that cannot be read is one diagnostic, never an exception.
+inline ParseResult parse_dsl_file(const std::string& path, const Limits& limits = {}) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        ParseResult failed;
+        failed.diagnostics.push_back(Diagnostic{path, 0, 0, "cannot open the file", {}});
+        return failed;
+    }
+    // Read at most one byte past the limit, so an endless or huge file costs nothing.
+    std::string text(limits.max_file_bytes + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    if (in.bad()) {
+        ParseResult failed;
+        failed.diagnostics.push_back(Diagnostic{path, 0, 0, "cannot read the file", {}});
+        return failed;
+    }
+    return parse_dsl(text, path, limits);
+}
+
+// Parses or throws ModelError carrying every diagnostic.
+inline Graph parse_dsl_or_throw(std::string_view text, std::string_view file = "<input>",
+                                const Limits& limits = {}) {
+    ParseResult result = parse_dsl(text, file, limits);
+    if (!result.ok()) throw ModelError(std::move(result.diagnostics));
+    return std::move(result.graph);
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_DSL_FILE_HPP
+// ---- end include/lamda/dsl/file.hpp ----
+// ---- begin include/lamda/detail/json_write.hpp ----
+// lamda/detail/json_write.hpp: a small JSON writer for machine-readable CLI output and reports.
+// Reading JSON (profiles, task files, LLM replies) goes through simdjson instead.
+#ifndef LAMDA_DETAIL_JSON_WRITE_HPP
+#define LAMDA_DETAIL_JSON_WRITE_HPP
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lamda {
+
+// Appends `s` as a JSON string literal (quotes included), escaping what JSON requires.
+inline void append_json_string(std::string& out, std::string_view s) {
+    static const char* hex = "0123456789abcdef";
+    out += '"';
+    for (char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                out += "\\u00";
+                out += hex[c >> 4];
+                out += hex[c & 15];
+            } else {
+                out += ch;
+            }
+        }
+    }
+    out += '"';
+}
+
+// Streaming writer: the caller opens and closes objects and arrays; commas are automatic.
+class JsonWriter {
+public:
+    JsonWriter& begin_object() { return open('{'); }
+    JsonWriter& end_object() { return close('}'); }
+    JsonWriter& begin_array() { return open('['); }
+    JsonWriter& end_array() { return close(']'); }
+
+    JsonWriter& key(std::string_view k) {
+        separate();
+        append_json_string(out_, k);
+        out_ += ':';
+        after_key_ = true;
+        return *this;
+    }
+    JsonWriter& value(std::string_view s) {
+        separate();
+        append_json_string(out_, s);
+        return *this;
+    }
+    JsonWriter& value(const char* s) { return value(std::string_view(s)); }
+    JsonWriter& value(bool b) {
+        separate();
+        out_ += b ? "true" : "false";
+        return *this;
+    }
+    JsonWriter& value(std::int64_t v) {
+        separate();
+        out_ += std::to_string(v);
+        return *this;
+    }
+    JsonWriter& value(int v) { return value(static_cast<std::int64_t>(v)); }
+    JsonWriter& value(std::uint64_t v) {
+        separate();
+        out_ += std::to_string(v);
+        return *this;
+    }
+    // Non-finite numbers have no JSON form; they are written as null.
+    JsonWriter& value(double v) {
+        separate();
+        if (!std::isfinite(v)) {
+            out_ += "null";
+        } else {
+            char buffer[64];
+            const auto r = std::to_chars(buffer, buffer + sizeof buffer, v);
+            out_.append(buffer, r.ptr);
+        }
+        return *this;
+    }
+    JsonWriter& null() {
+        separate();
+        out_ += "null";
+        return *this;
+    }
+    // An absent value is written as null.
+    JsonWriter& value(const std::optional<double>& v) { return v ? value(*v) : null(); }
+    template <typename T>
+    JsonWriter& field(std::string_view k, const T& v) {
+        key(k);
+        return value(v);
+    }
+
+    const std::string& str() const noexcept { return out_; }
+
+private:
+    std::string out_;
+    std::vector<bool> has_items_;  // per open container
+    bool after_key_ = false;
+
+    void separate() {
+        if (after_key_) {
+            after_key_ = false;
+            return;
+        }
+        if (!has_items_.empty()) {
+            if (has_items_.back()) out_ += ',';
+            has_items_.back() = true;
+        }
+    }
+    JsonWriter& open(char c) {
+        separate();
+        out_ += c;
+        has_items_.push_back(false);
+        return *this;
+    }
+    JsonWriter& close(char c) {
+        out_ += c;
+        if (!has_items_.empty()) has_items_.pop_back();
+        return *this;
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_DETAIL_JSON_WRITE_HPP
+// ---- end include/lamda/detail/json_write.hpp ----
+// ---- begin include/lamda/detail/stats.hpp ----
+// lamda/detail/stats.hpp: order statistics for timings (median, percentiles) without surprises.
+#ifndef LAMDA_DETAIL_STATS_HPP
+#define LAMDA_DETAIL_STATS_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+namespace lamda {
+
+// The q-quantile (q in [0, 1]) with linear interpolation between order statistics (the
+// definition numpy uses by default). Throws on an empty sample.
+inline double quantile(std::vector<double> sample, double q) {
+    if (sample.empty()) throw std::invalid_argument("quantile of an empty sample");
+    q = std::clamp(q, 0.0, 1.0);
+    std::sort(sample.begin(), sample.end());
+    const double position = q * static_cast<double>(sample.size() - 1);
+    const auto below = static_cast<std::size_t>(std::floor(position));
+    const std::size_t above = std::min(below + 1, sample.size() - 1);
+    const double fraction = position - static_cast<double>(below);
+    return sample[below] + (sample[above] - sample[below]) * fraction;
+}
+
+inline double median(std::vector<double> sample) { return quantile(std::move(sample), 0.5); }
+
+}  // namespace lamda
+
+#endif  // LAMDA_DETAIL_STATS_HPP
+// ---- end include/lamda/detail/stats.hpp ----
+// ---- begin include/lamda/exec/device.hpp ----
+// lamda/exec/device.hpp: facts about the machine that runs the models, and its measured FMA peak.
+// The peak (single thread, GFLOP/s) is the denominator of every efficiency figure lamda prints.
+// Needs nothing but a C++17 compiler; the FMA kernels use GCC/Clang target attributes so that one
+// binary picks the widest vector unit present at run time.
+#ifndef LAMDA_EXEC_DEVICE_HPP
+#define LAMDA_EXEC_DEVICE_HPP
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LAMDA_DEVICE_X86 1
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#define LAMDA_DEVICE_ARM64 1
+#endif
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+namespace lamda {
+
+struct DeviceInfo {
+    std::string cpu_model;
+    std::string architecture;           // x86_64, aarch64, ...
+    std::vector<std::string> isa;       // vector and FMA features present
+    std::string xnnpack_isa;            // the f32 kernel family XNNPACK dispatches to here
+    int logical_cores = 0;              // cores this process may run on
+    std::string fma_kernel;             // the ISA the peak was measured with
+    double peak_gflops = 0;             // single thread, measured; 0 until measured
+};
+
+namespace device_detail {
+
+inline std::string read_cpuinfo_field(const std::vector<std::string>& keys) {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        const auto colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        std::string key = line.substr(0, colon);
+        while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
+        for (const auto& wanted : keys) {
+            if (key == wanted) {
+                std::string value = line.substr(colon + 1);
+                const auto first = value.find_first_not_of(" \t");
+                return first == std::string::npos ? std::string() : value.substr(first);
+            }
+        }
+    }
+    return {};
+}
+
+// Each kernel runs `iterations` rounds over independent accumulators (enough to cover the FMA
+// latency on every core we know) and returns the floating-point operations it performed; the
+// accumulators feed `sink` so that the compiler cannot drop the work.
+// Twelve named accumulators, updated in one statement each, so that both compilers keep them in
+// registers; GCC is also told to optimise these few functions in builds that otherwise do not.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LAMDA_OPTIMIZED __attribute__((optimize("O2")))
+#else
+#define LAMDA_OPTIMIZED
+#endif
+#define LAMDA_FMA_ROUND(FMA)                                                                   \
+    a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c); a3 = FMA(a3, m, c);          \
+    a4 = FMA(a4, m, c); a5 = FMA(a5, m, c); a6 = FMA(a6, m, c); a7 = FMA(a7, m, c);          \
+    a8 = FMA(a8, m, c); a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c)
+
+#if defined(LAMDA_DEVICE_X86)
+__attribute__((target("avx512f"))) LAMDA_OPTIMIZED inline double fma_kernel_avx512(
+    std::int64_t iterations, float& sink) {
+    __m512 a0 = _mm512_set1_ps(0.50f), a1 = _mm512_set1_ps(0.51f), a2 = _mm512_set1_ps(0.52f),
+           a3 = _mm512_set1_ps(0.53f), a4 = _mm512_set1_ps(0.54f), a5 = _mm512_set1_ps(0.55f),
+           a6 = _mm512_set1_ps(0.56f), a7 = _mm512_set1_ps(0.57f), a8 = _mm512_set1_ps(0.58f),
+           a9 = _mm512_set1_ps(0.59f), a10 = _mm512_set1_ps(0.60f), a11 = _mm512_set1_ps(0.61f);
+    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(_mm512_fmadd_ps); }
+    const __m512 s = _mm512_add_ps(
+        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                      _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))),
+        _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    alignas(64) float lanes[16];  // (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized)
+    _mm512_store_ps(lanes, s);
+    for (float v : lanes) sink += v;
+    return static_cast<double>(iterations) * 12 * 16 * 2;
+}
+
+__attribute__((target("avx2,fma"))) LAMDA_OPTIMIZED inline double fma_kernel_avx2(
+    std::int64_t iterations, float& sink) {
+    __m256 a0 = _mm256_set1_ps(0.50f), a1 = _mm256_set1_ps(0.51f), a2 = _mm256_set1_ps(0.52f),
+           a3 = _mm256_set1_ps(0.53f), a4 = _mm256_set1_ps(0.54f), a5 = _mm256_set1_ps(0.55f),
+           a6 = _mm256_set1_ps(0.56f), a7 = _mm256_set1_ps(0.57f), a8 = _mm256_set1_ps(0.58f),
+           a9 = _mm256_set1_ps(0.59f), a10 = _mm256_set1_ps(0.60f), a11 = _mm256_set1_ps(0.61f);
+    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(_mm256_fmadd_ps); }
+    const __m256 s = _mm256_add_ps(
+        _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                      _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7))),
+        _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, s);
+    for (float v : lanes) sink += v;
+    return static_cast<double>(iterations) * 12 * 8 * 2;
+}
+#elif defined(LAMDA_DEVICE_ARM64)
+// vfmaq_f32(c, a, m) = c + a * m; wrapped so the round macro's argument order applies.
+inline float32x4_t neon_fma(float32x4_t a, float32x4_t m, float32x4_t c) { return vfmaq_f32(c, a, m); }
+
+LAMDA_OPTIMIZED inline double fma_kernel_neon(std::int64_t iterations, float& sink) {
+    float32x4_t a0 = vdupq_n_f32(0.50f), a1 = vdupq_n_f32(0.51f), a2 = vdupq_n_f32(0.52f),
+                a3 = vdupq_n_f32(0.53f), a4 = vdupq_n_f32(0.54f), a5 = vdupq_n_f32(0.55f),
+                a6 = vdupq_n_f32(0.56f), a7 = vdupq_n_f32(0.57f), a8 = vdupq_n_f32(0.58f),
+                a9 = vdupq_n_f32(0.59f), a10 = vdupq_n_f32(0.60f), a11 = vdupq_n_f32(0.61f);
+    const float32x4_t m = vdupq_n_f32(0.999999f), c = vdupq_n_f32(1e-7f);
+    for (std::int64_t n = 0; n < iterations; ++n) { LAMDA_FMA_ROUND(neon_fma); }
+    const float32x4_t s = vaddq_f32(
+        vaddq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)),
+                  vaddq_f32(vaddq_f32(a4, a5), vaddq_f32(a6, a7))),
+        vaddq_f32(vaddq_f32(a8, a9), vaddq_f32(a10, a11)));
+    sink += vaddvq_f32(s);
+    return static_cast<double>(iterations) * 12 * 4 * 2;
+}
+#endif
+
+// Scalar fallback: still independent chains, so the compiler can at least pipeline them.
+LAMDA_OPTIMIZED inline double fma_kernel_scalar(std::int64_t iterations, float& sink) {
+    float a[8];
+    for (int i = 0; i < 8; ++i) a[i] = 0.5f + 0.01f * static_cast<float>(i);
+    for (std::int64_t n = 0; n < iterations; ++n)
+        for (float& v : a) v = v * 0.999999f + 1e-7f;
+    for (float v : a) sink += v;
+    return static_cast<double>(iterations) * 8 * 2;
+}
+
+}  // namespace device_detail
+
+// What this machine is, without measuring anything.
+inline DeviceInfo describe_device() {
+    DeviceInfo info;
+    info.cpu_model = device_detail::read_cpuinfo_field({"model name", "Model", "Hardware", "cpu model"});
+#if defined(LAMDA_DEVICE_X86)
+    info.architecture = "x86_64";
+    __builtin_cpu_init();
+    const std::pair<const char*, bool> features[] = {
+        {"sse2", __builtin_cpu_supports("sse2")},       {"sse4.1", __builtin_cpu_supports("sse4.1")},
+        {"avx", __builtin_cpu_supports("avx")},         {"fma", __builtin_cpu_supports("fma")},
+        {"avx2", __builtin_cpu_supports("avx2")},       {"avx512f", __builtin_cpu_supports("avx512f")},
+        {"avx512bw", __builtin_cpu_supports("avx512bw")}, {"avx512vl", __builtin_cpu_supports("avx512vl")},
+        {"avx512dq", __builtin_cpu_supports("avx512dq")}};
+    for (const auto& [name, present] : features)
+        if (present) info.isa.emplace_back(name);
+    // XNNPACK's f32 dispatch (2022 snapshot): AVX-512F microkernels where present, else FMA3
+    // (AVX2-era), else AVX, else SSE.
+    if (__builtin_cpu_supports("avx512f")) info.xnnpack_isa = "avx512f";
+    else if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) info.xnnpack_isa = "fma3";
+    else if (__builtin_cpu_supports("avx")) info.xnnpack_isa = "avx";
+    else info.xnnpack_isa = "sse2";
+#elif defined(LAMDA_DEVICE_ARM64)
+    info.architecture = "aarch64";
+    info.isa = {"neon", "fma"};  // both are mandatory on AArch64
+    const std::string flags = device_detail::read_cpuinfo_field({"Features"});
+    for (const char* extra : {"fphp", "asimdhp", "asimddp", "sve", "i8mm", "bf16"})
+        if ((" " + flags + " ").find(std::string(" ") + extra + " ") != std::string::npos)
+            info.isa.emplace_back(extra);
+    info.xnnpack_isa = "neonfma";
+#else
+    info.architecture = "unknown";
+    info.xnnpack_isa = "scalar";
+#endif
+    if (info.cpu_model.empty()) info.cpu_model = "unknown " + info.architecture + " CPU";
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) info.logical_cores = CPU_COUNT(&set);
+#endif
+    if (info.logical_cores <= 0)
+        info.logical_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    return info;
+}
+
+// Measures the single-thread FMA peak in GFLOP/s with the widest vector unit present: the best
+// of several short trials (the best, because interference only ever slows a trial down).
+inline double measure_fma_peak_gflops(DeviceInfo& info, double seconds = 0.3) {
+    using clock = std::chrono::steady_clock;
+    double (*kernel)(std::int64_t, float&) = device_detail::fma_kernel_scalar;
+    info.fma_kernel = "scalar";
+#if defined(LAMDA_DEVICE_X86)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        kernel = device_detail::fma_kernel_avx512;
+        info.fma_kernel = "avx512f";
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        kernel = device_detail::fma_kernel_avx2;
+        info.fma_kernel = "avx2+fma";
+    }
+#elif defined(LAMDA_DEVICE_ARM64)
+    kernel = device_detail::fma_kernel_neon;
+    info.fma_kernel = "neon";
+#endif
+    float sink = 0;
+    // Calibrate the iteration count to ~1/10 of the budget per trial.
+    std::int64_t iterations = 1000;
+    for (;;) {
+        const auto t0 = clock::now();
+        kernel(iterations, sink);
+        const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
+        if (elapsed > seconds / 20 || iterations > (std::int64_t{1} << 40)) break;
+        iterations *= 2;
+    }
+    double best = 0;
+    const auto start = clock::now();
+    do {
+        const auto t0 = clock::now();
+        const double flops = kernel(iterations, sink);
+        const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
+        if (elapsed > 0) best = std::max(best, flops / elapsed / 1e9);
+    } while (std::chrono::duration<double>(clock::now() - start).count() < seconds);
+    // The sink is consumed so that the kernels' results stay observable.
+    if (sink == 12345.678f) best += 1e-12;
+    info.peak_gflops = best;
+    return best;
+}
+
+// The JSON object `lamda device --json` prints.
+inline std::string device_json(const DeviceInfo& info) {
+    JsonWriter json;
+    json.begin_object().field("cpu_model", info.cpu_model).field("architecture", info.architecture).key("isa").begin_array();
+    for (const auto& feature : info.isa) json.value(feature);
+    json.end_array()
+        .field("xnnpack_isa", info.xnnpack_isa)
+        .field("logical_cores", info.logical_cores)
+        .field("fma_kernel", info.fma_kernel)
+        .field("peak_gflops", info.peak_gflops)
+        .field("peak_threads", 1)
+        .end_object();
+    return json.str();
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DEVICE_HPP
+// ---- end include/lamda/exec/device.hpp ----
+// ---- begin include/lamda/search/sampler.hpp ----
+// lamda/search/sampler.hpp: random, valid models drawn from a design space of the op catalog.
 //
 // Six families of realistic structure (plain chains, ResNet-style residual blocks, MobileNetV2
 // inverted residuals, squeeze-excitation, concatenated branches, and a mix of all of them) over
@@ -2854,8 +3142,8 @@ Graph to_graph(std::string name = {}) {
 // Deterministic: the same seed gives the same model on every platform. Only the raw output of
 // std::mt19937_64 (fully specified by the standard) and integer arithmetic decide anything; no
 // std::uniform_*_distribution (their output is implementation-defined) and no libm calls.
-#ifndef LAMDA_SAMPLE_HPP
-#define LAMDA_SAMPLE_HPP
+#ifndef LAMDA_SEARCH_SAMPLER_HPP
+#define LAMDA_SEARCH_SAMPLER_HPP
 
 #include <algorithm>
 #include <array>
@@ -3866,12 +4154,12 @@ inline std::vector<std::pair<std::string, Graph>> calibration_models(std::uint64
 
 }  // namespace lamda
 
-#endif  // LAMDA_SAMPLE_HPP
-// ---- end include/lamda/sample.hpp ----
-// ---- begin include/lamda/tensor.hpp ----
-// lamda/tensor.hpp: a run-time activation tensor (NHWC float32, batch 1) and the executors' error.
-#ifndef LAMDA_TENSOR_HPP
-#define LAMDA_TENSOR_HPP
+#endif  // LAMDA_SEARCH_SAMPLER_HPP
+// ---- end include/lamda/search/sampler.hpp ----
+// ---- begin include/lamda/data/tensor.hpp ----
+// lamda/data/tensor.hpp: a run-time activation tensor (NHWC float32, batch 1) and the executors' error.
+#ifndef LAMDA_DATA_TENSOR_HPP
+#define LAMDA_DATA_TENSOR_HPP
 
 #include <cstddef>
 #include <stdexcept>
@@ -3900,17 +4188,17 @@ struct Tensor {
 
 // Thrown by the executors (reference and XNNPACK) when a graph, its weights or an input cannot be
 // run; the message names the layer (and tensor) concerned.
-class ExecutorError : public std::runtime_error {
+class ExecutorError : public Exception {
 public:
-    using std::runtime_error::runtime_error;
+    using Exception::Exception;
 };
 
 }  // namespace lamda
 
-#endif  // LAMDA_TENSOR_HPP
-// ---- end include/lamda/tensor.hpp ----
-// ---- begin include/lamda/weights.hpp ----
-// lamda/weights.hpp: named weight tensors, their expected shapes, deterministic random weights and
+#endif  // LAMDA_DATA_TENSOR_HPP
+// ---- end include/lamda/data/tensor.hpp ----
+// ---- begin include/lamda/data/weights.hpp ----
+// lamda/data/weights.hpp: named weight tensors, their expected shapes, deterministic random weights and
 // a strict, bounded safetensors reader and writer. Needs only a C++17 compiler.
 //
 // Names and layouts (docs/weights.md): `LAYER.weight`, `LAYER.bias`; for batchnorm also
@@ -3920,8 +4208,8 @@ public:
 //   dwconv  weight [C*multiplier][1][kh][kw]             bias [C*multiplier]
 //   fc      weight [out][in]                            bias [out]
 //   batchnorm weight (gamma), bias (beta), running_mean, running_var: each [C]
-#ifndef LAMDA_WEIGHTS_HPP
-#define LAMDA_WEIGHTS_HPP
+#ifndef LAMDA_DATA_WEIGHTS_HPP
+#define LAMDA_DATA_WEIGHTS_HPP
 
 #include <algorithm>
 #include <cmath>
@@ -3956,9 +4244,9 @@ using Weights = std::map<std::string, WeightTensor>;
 
 // Thrown by the safetensors reader and writer; the message names the file and, where one is
 // concerned, the tensor.
-class WeightsError : public std::runtime_error {
+class WeightsError : public Exception {
 public:
-    using std::runtime_error::runtime_error;
+    using Exception::Exception;
 };
 
 // "[16,3,3,3]"
@@ -4086,15 +4374,6 @@ inline std::vector<std::string> validate_weights(const Graph& graph, const Weigh
 // ---------------------------------------------------------------------------------------------
 
 namespace detail {
-
-inline std::uint64_t fnv1a(std::string_view s) noexcept {
-    std::uint64_t h = 14695981039346656037ull;
-    for (char ch : s) {
-        h ^= static_cast<unsigned char>(ch);
-        h *= 1099511628211ull;
-    }
-    return h;
-}
 
 // splitmix64: the same sequence on every platform (std's distributions are not portable).
 struct SplitMix64 {
@@ -4640,23 +4919,23 @@ inline void write_safetensors(const std::string& path, const Weights& weights,
 
 }  // namespace lamda
 
-#endif  // LAMDA_WEIGHTS_HPP
-// ---- end include/lamda/weights.hpp ----
-// ---- begin include/lamda/reference.hpp ----
-// lamda/reference.hpp: the reference executor. Plain loops, one function per op, double-precision
-// accumulation; slow and obviously correct. Other executors (xnnpack.hpp) are tested against it.
+#endif  // LAMDA_DATA_WEIGHTS_HPP
+// ---- end include/lamda/data/weights.hpp ----
+// ---- begin include/lamda/exec/reference.hpp ----
+// lamda/exec/reference.hpp: the reference executor. Plain loops, one function per op, double-precision
+// accumulation; slow and obviously correct. Other executors (exec/xnnpack.hpp) are tested against it.
 //
 //   lamda::Tensor out = lamda::run_reference(graph, weights, input);            // graph output
 //   std::vector<lamda::Tensor> all = lamda::run_reference_all(graph, weights, input);  // every layer
 //
-// Tensors are NHWC float32, batch 1. Weight names and layouts: weights.hpp and docs/weights.md.
+// Tensors are NHWC float32, batch 1. Weight names and layouts: data/weights.hpp and docs/weights.md.
 // Semantics worth stating:
 //   - avgpool divides by the number of in-bounds elements of each window (padding is excluded,
 //     with or without ceil=true); maxpool treats padding as -infinity.
 //   - flatten is a copy (NHWC memory order is already H, W, C); dropout is the identity.
 //   - softmax is over channels, at each pixel, computed as exp(x - max) / sum.
-#ifndef LAMDA_REFERENCE_HPP
-#define LAMDA_REFERENCE_HPP
+#ifndef LAMDA_EXEC_REFERENCE_HPP
+#define LAMDA_EXEC_REFERENCE_HPP
 
 #include <algorithm>
 #include <cmath>
@@ -4951,10 +5230,10 @@ inline Tensor run_reference(const Graph& graph, const Weights& weights, const Te
 
 }  // namespace lamda
 
-#endif  // LAMDA_REFERENCE_HPP
-// ---- end include/lamda/reference.hpp ----
-// ---- begin include/lamda/fold.hpp ----
-// lamda/fold.hpp: folds batch normalisation into the convolution or fully connected layer before
+#endif  // LAMDA_EXEC_REFERENCE_HPP
+// ---- end include/lamda/exec/reference.hpp ----
+// ---- begin include/lamda/exec/fold.hpp ----
+// lamda/exec/fold.hpp: folds batch normalisation into the convolution or fully connected layer before
 // it, so that trained weights run on an executor as a graph without batchnorm layers. Core (no
 // dependencies).
 //
@@ -4969,8 +5248,8 @@ inline Tensor run_reference(const Graph& graph, const Weights& weights, const Te
 // (valid: B was P's only reader), B disappears and B's readers read P. Every other layer keeps its
 // name, so tensor names in the folded weights are the DSL's layer names. A batchnorm that cannot be
 // folded (after an add, or after act=relu) stays, with its four tensors.
-#ifndef LAMDA_FOLD_HPP
-#define LAMDA_FOLD_HPP
+#ifndef LAMDA_EXEC_FOLD_HPP
+#define LAMDA_EXEC_FOLD_HPP
 
 #include <cmath>
 #include <cstddef>
@@ -5100,14 +5379,14 @@ inline std::pair<Graph, Weights> fold_batchnorm(const Graph& graph, const Weight
 
 }  // namespace lamda
 
-#endif  // LAMDA_FOLD_HPP
-// ---- end include/lamda/fold.hpp ----
-// ---- begin include/lamda/pool_plan.hpp ----
-// lamda/pool_plan.hpp: how a maxpool/avgpool layer maps onto a framework's pool (PyTorch's:
+#endif  // LAMDA_EXEC_FOLD_HPP
+// ---- end include/lamda/exec/fold.hpp ----
+// ---- begin include/lamda/exec/pool_plan.hpp ----
+// lamda/exec/pool_plan.hpp: how a maxpool/avgpool layer maps onto a framework's pool (PyTorch's:
 // floor-mode output size, symmetric padding of at most half the kernel). Shared by the libtorch
-// model (torch.hpp) and the PyTorch module lamda exports (export.hpp), so the two agree.
-#ifndef LAMDA_POOL_PLAN_HPP
-#define LAMDA_POOL_PLAN_HPP
+// model (train/torch_module.hpp) and the PyTorch module lamda exports (deploy/export.hpp), so the two agree.
+#ifndef LAMDA_EXEC_POOL_PLAN_HPP
+#define LAMDA_EXEC_POOL_PLAN_HPP
 
 #include <array>
 #include <cstdint>
@@ -5148,13 +5427,13 @@ inline PoolPlan plan_pool(const Layer& l, const Shape& in) {
 
 }  // namespace lamda
 
-#endif  // LAMDA_POOL_PLAN_HPP
-// ---- end include/lamda/pool_plan.hpp ----
-// ---- begin include/lamda/latency_fusion.hpp ----
-// lamda/latency_fusion.hpp: which layers the XNNPACK executor fuses into which, decided from the
-// graph alone. One source of truth for the executor (xnnpack.hpp) and the latency model
-// (latency.hpp): the latency model predicts one figure per lowered operator, so it must see the
-// same fusions the executor makes. Needs nothing but ir.hpp.
+#endif  // LAMDA_EXEC_POOL_PLAN_HPP
+// ---- end include/lamda/exec/pool_plan.hpp ----
+// ---- begin include/lamda/exec/plan.hpp ----
+// lamda/exec/plan.hpp: which layers the XNNPACK executor fuses into which, decided from the
+// graph alone. One source of truth for the executor (exec/xnnpack.hpp) and the latency model
+// (latency/model.hpp): the latency model predicts one figure per lowered operator, so it must see the
+// same fusions the executor makes. Needs nothing but core/ir.hpp.
 //
 //   lamda::FusionPlan p = lamda::plan_fusion(graph);
 //   p.absorbed_by[j] == i   layer j's work is done by layer i's operator(s) (j reads 0 ms)
@@ -5172,8 +5451,8 @@ inline PoolPlan plan_pool(const Layer& l, const Shape& in) {
 //
 // And which buffer each value lives in (plan_buffers): the executor allocates exactly these, and
 // the latency model reads the model's memory footprint off them.
-#ifndef LAMDA_LATENCY_FUSION_HPP
-#define LAMDA_LATENCY_FUSION_HPP
+#ifndef LAMDA_EXEC_PLAN_HPP
+#define LAMDA_EXEC_PLAN_HPP
 
 #include <algorithm>
 #include <cstddef>
@@ -5343,15 +5622,15 @@ inline BufferPlan plan_buffers(const Graph& g, const FusionPlan& plan, bool reus
 
 }  // namespace lamda
 
-#endif  // LAMDA_LATENCY_FUSION_HPP
-// ---- end include/lamda/latency_fusion.hpp ----
-// ---- begin include/lamda/search.hpp ----
-// lamda/search.hpp: the vocabulary of the generation loop -- a task and its constraints, and the
+#endif  // LAMDA_EXEC_PLAN_HPP
+// ---- end include/lamda/exec/plan.hpp ----
+// ---- begin include/lamda/search/types.hpp ----
+// lamda/search/types.hpp: the vocabulary of the generation loop -- a task and its constraints, and the
 // record kept for every candidate network. Core (no dependencies): the task file reader
-// (task.hpp), the journal (journal.hpp), the report (report.hpp), the proposers and the loop
-// itself (generate.hpp) all speak these types.
-#ifndef LAMDA_SEARCH_HPP
-#define LAMDA_SEARCH_HPP
+// (search/task.hpp), the journal (search/journal.hpp), the report (search/report.hpp), the proposers and the loop
+// itself (search/loop.hpp) all speak these types.
+#ifndef LAMDA_SEARCH_TYPES_HPP
+#define LAMDA_SEARCH_TYPES_HPP
 
 #include <cstdint>
 #include <optional>
@@ -5375,7 +5654,7 @@ struct Constraints {
     double latency_ms = 0;                  // measured median on `threads` threads; 0: none
     int threads = 1;                        // thread count latency is measured and predicted at
     std::int64_t max_params = 0;            // 0: none
-    std::int64_t max_activation_bytes = 0;  // peak live activations (analysis.hpp); 0: none
+    std::int64_t max_activation_bytes = 0;  // peak live activations (core/analysis.hpp); 0: none
     std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
 };
 
@@ -5523,7 +5802,7 @@ struct FinalTraining {
     int epochs = 0;
 };
 
-// What the loop needs from a trainer (train.hpp's TorchTrainer implements it; the loop itself
+// What the loop needs from a trainer (train/trainer.hpp's TorchTrainer implements it; the loop itself
 // needs no libtorch). Accuracies are fractions in [0, 1]. Errors are thrown as exceptions derived
 // from std::exception and recorded as a Failed candidate; the loop goes on.
 class Trainer {
@@ -5537,10 +5816,10 @@ public:
 
 }  // namespace lamda
 
-#endif  // LAMDA_SEARCH_HPP
-// ---- end include/lamda/search.hpp ----
-// ---- begin include/lamda/design.hpp ----
-// lamda/design.hpp: the design space the built-in proposers search -- a compact description of a
+#endif  // LAMDA_SEARCH_TYPES_HPP
+// ---- end include/lamda/search/types.hpp ----
+// ---- begin include/lamda/search/designer.hpp ----
+// lamda/search/designer.hpp: the design space the built-in proposers search -- a compact description of a
 // stage-wise convolutional classifier (stem, stages of blocks, head) that renders to DSL text.
 // The offline designer edits these the way an engineer would (width, depth, kernel size, stride
 // placement, expansion ratio, block type, squeeze-excitation); the random baseline samples them.
@@ -5553,8 +5832,8 @@ public:
 // Layer names follow the structure: `stem`, `s<I>b<J>_<part>` for block J of stage I, `head`,
 // `fc`; stage_of_layer() maps a name back to its stage, which is how per-layer latency feedback
 // becomes an edit of the right stage.
-#ifndef LAMDA_DESIGN_HPP
-#define LAMDA_DESIGN_HPP
+#ifndef LAMDA_SEARCH_DESIGNER_HPP
+#define LAMDA_SEARCH_DESIGNER_HPP
 
 #include <algorithm>
 #include <cstdint>
@@ -5930,20 +6209,20 @@ inline Design scale_width(Design d, double factor, const DesignBounds& b = {}) {
 
 }  // namespace lamda
 
-#endif  // LAMDA_DESIGN_HPP
-// ---- end include/lamda/design.hpp ----
-// ---- begin include/lamda/proposers.hpp ----
-// lamda/proposers.hpp: where candidate networks come from. A Proposer hands the generation loop
-// (generate.hpp) one DSL text at a time and sees every decided candidate's record. Two built-in
-// proposers search design.hpp's space and need no network:
+#endif  // LAMDA_SEARCH_DESIGNER_HPP
+// ---- end include/lamda/search/designer.hpp ----
+// ---- begin include/lamda/search/proposers.hpp ----
+// lamda/search/proposers.hpp: where candidate networks come from. A Proposer hands the generation loop
+// (search/loop.hpp) one DSL text at a time and sees every decided candidate's record. Two built-in
+// proposers search search/designer.hpp's space and need no network:
 //   - OfflineDesigner: starts from the zoo's small models and edits them the way an engineer
 //     would, steered by the loop's feedback: over budget -> shrink the stage whose layers cost
 //     most; well under budget -> grow where it is cheap; near the limit -> lateral moves.
 //   - RandomProposer: uniform draws from the same space, the baseline the designer must beat.
 // Both are deterministic functions of (seed, records so far), which is what lets `--resume`
 // continue a search from its journal: each keeps its design in the record's note.
-#ifndef LAMDA_PROPOSERS_HPP
-#define LAMDA_PROPOSERS_HPP
+#ifndef LAMDA_SEARCH_PROPOSERS_HPP
+#define LAMDA_SEARCH_PROPOSERS_HPP
 
 #include <algorithm>
 #include <cmath>
@@ -5979,11 +6258,7 @@ public:
 // 16 hex digits of FNV-1a 64 over `text`: candidates are deduplicated by the hash of their
 // canonical form (print_dsl), so formatting, comments and attribute order do not matter.
 inline std::string text_hash(std::string_view text) {
-    std::uint64_t h = 0xcbf29ce484222325ull;
-    for (unsigned char ch : text) {
-        h ^= ch;
-        h *= 0x100000001b3ull;
-    }
+    std::uint64_t h = detail::fnv1a(text);
     static const char* digits = "0123456789abcdef";
     std::string out(16, '0');
     for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
@@ -6057,7 +6332,7 @@ inline std::map<int, double> stage_costs(const CandidateRecord& r, std::size_t s
 
 }  // namespace proposer_detail
 
-// Uniform draws from design.hpp's space, rendered for the task; self-invalid draws (too many
+// Uniform draws from search/designer.hpp's space, rendered for the task; self-invalid draws (too many
 // downsamplings for the input) and repeats are drawn again.
 class RandomProposer : public Proposer {
 public:
@@ -6399,13 +6674,14 @@ private:
 
 }  // namespace lamda
 
-#endif  // LAMDA_PROPOSERS_HPP
-// ---- end include/lamda/proposers.hpp ----
+#endif  // LAMDA_SEARCH_PROPOSERS_HPP
+// ---- end include/lamda/search/proposers.hpp ----
 
 // Optional parts, each before any header that includes it inside an #if block (an include
 // inlined under a condition is inlined again where it is next needed unconditionally).
-// ---- begin include/lamda/xnnpack.hpp ----
-// lamda/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
+#if defined(LAMDA_WITH_XNNPACK)
+// ---- begin include/lamda/exec/xnnpack.hpp ----
+// lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
 // 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
 // with -lXNNPACK -lpthreadpool -lpthread.
 //
@@ -6417,7 +6693,7 @@ private:
 //
 // How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
 // buffers allocated at construction, run many times) per layer, in file order; run() runs them
-// all, run_timed_per_op() times each. Activation buffers follow plan_buffers (latency_fusion.hpp):
+// all, run_timed_per_op() times each. Activation buffers follow plan_buffers (exec/plan.hpp):
 // one arena, a buffer reused once its value's last reader has run (XnnOptions::keep_intermediates
 // keeps one per layer). The operator API is what XNNPACK's own subgraph runtime
 // runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
@@ -6442,10 +6718,12 @@ private:
 //   softmax           softmax_nc_f32 over channels
 //   flatten, dropout  no operator: the output aliases the input buffer
 // Every value that is materialised has its own buffer (no reuse between layers yet).
-#ifndef LAMDA_XNNPACK_HPP
-#define LAMDA_XNNPACK_HPP
+#ifndef LAMDA_EXEC_XNNPACK_HPP
+#define LAMDA_EXEC_XNNPACK_HPP
 
-#if defined(LAMDA_WITH_XNNPACK)
+#if !defined(LAMDA_WITH_XNNPACK)
+#error "lamda/exec/xnnpack.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
+#else
 
 #include <xnnpack.h>
 #ifdef __linux__
@@ -6762,7 +7040,7 @@ private:
         }
     }
 
-    // Assigns impl_->ptr from plan_buffers (latency_fusion.hpp): one buffer per materialised
+    // Assigns impl_->ptr from plan_buffers (exec/plan.hpp): one buffer per materialised
     // value, reused once its last reader has run unless keep_intermediates.
     void allocate_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
         const std::size_t n = g.layers.size();
@@ -6802,7 +7080,7 @@ private:
         impl_->lowering.assign(n, XnnLowering::Operators);
         for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
 
-        // Fusions are decided by plan_fusion (latency_fusion.hpp), the one source of truth the
+        // Fusions are decided by plan_fusion (exec/plan.hpp), the one source of truth the
         // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
         // i's operator; tail[i]: the layer whose buffer receives layer i's output.
         const FusionPlan plan = plan_fusion(g);
@@ -7142,16 +7420,18 @@ inline void fill_timing_input(XnnExecutor& executor) {
 
 #endif  // defined(LAMDA_WITH_XNNPACK)
 
-#endif  // LAMDA_XNNPACK_HPP
-// ---- end include/lamda/xnnpack.hpp ----
-// ---- begin include/lamda/bench.hpp ----
-// lamda/bench.hpp: measuring a model on this device through the XNNPACK executor.
+#endif  // LAMDA_EXEC_XNNPACK_HPP
+// ---- end include/lamda/exec/xnnpack.hpp ----
+// ---- begin include/lamda/exec/bench.hpp ----
+// lamda/exec/bench.hpp: measuring a model on this device through the XNNPACK executor.
 // One measurement routine shared by `lamda bench`, the latency model and the search, so that
 // every latency lamda reports means the same thing. Empty unless LAMDA_WITH_XNNPACK is defined.
-#ifndef LAMDA_BENCH_HPP
-#define LAMDA_BENCH_HPP
+#ifndef LAMDA_EXEC_BENCH_HPP
+#define LAMDA_EXEC_BENCH_HPP
 
-#if defined(LAMDA_WITH_XNNPACK)
+#if !defined(LAMDA_WITH_XNNPACK)
+#error "lamda/exec/bench.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
+#else
 
 #include <chrono>
 #include <cstdint>
@@ -7295,10 +7575,11 @@ inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak
 }  // namespace lamda
 
 #endif  // LAMDA_WITH_XNNPACK
-#endif  // LAMDA_BENCH_HPP
-// ---- end include/lamda/bench.hpp ----
-// ---- begin include/lamda/export.hpp ----
-// lamda/export.hpp: a lamda model as source code for other tools (docs/export.md).
+#endif  // LAMDA_EXEC_BENCH_HPP
+// ---- end include/lamda/exec/bench.hpp ----
+#endif
+// ---- begin include/lamda/deploy/export.hpp ----
+// lamda/deploy/export.hpp: a lamda model as source code for other tools (docs/export.md).
 //
 //   std::string py  = lamda::pytorch_module_source(graph);              // a plain torch nn.Module
 //   std::string hpp = lamda::cpp_header_source(graph, weights, "fmnist"); // a firmware header
@@ -7306,20 +7587,20 @@ inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak
 // PyTorch: the module `Model` registers one submodule per conv2d, dwconv, fc and batchnorm layer
 // under the layer's name, so its state_dict() keys are lamda's safetensors names (docs/weights.md)
 // in the same layouts; forward() takes NCHW float32 [N, C, H, W] and returns NCHW [N, C', H', W']
-// (a 1x1xK output is [N, K, 1, 1]), with torch.hpp's semantics op by op (asymmetric `same`
+// (a 1x1xK output is [N, K, 1, 1]), with train/torch_module.hpp's semantics op by op (asymmetric `same`
 // padding as an explicit F.pad, avgpool with count_include_pad=False, flatten and fc reading
 // H, W, C order, ...). The file also holds read_safetensors()/write_safetensors() (plain Python,
 // no safetensors package needed) and Model.load_lamda_weights()/save_lamda_weights().
 //
-// C++: the header expresses the model as layers.hpp templates (`NS::Net`; the compiler checks its
+// C++: the header expresses the model as dsl/layers.hpp templates (`NS::Net`; the compiler checks its
 // shapes, and static_asserts check its parameter and MAC counts against the exported graph), embeds
 // every weight tensor as a constant float array, and offers NS::graph() (Net::to_graph with the
 // layers' original names), NS::weights(), and, with LAMDA_WITH_XNNPACK, NS::run(input, output)
 // through a lazily built XnnExecutor. It includes only <lamda/lamda.hpp>.
 //
 // Both throw ExportError for a graph they cannot express (the message says why).
-#ifndef LAMDA_EXPORT_HPP
-#define LAMDA_EXPORT_HPP
+#ifndef LAMDA_DEPLOY_EXPORT_HPP
+#define LAMDA_DEPLOY_EXPORT_HPP
 
 #include <algorithm>
 #include <charconv>
@@ -7336,9 +7617,9 @@ inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak
 
 namespace lamda {
 
-class ExportError : public std::runtime_error {
+class ExportError : public Exception {
 public:
-    using std::runtime_error::runtime_error;
+    using Exception::Exception;
 };
 
 namespace export_detail {
@@ -7628,7 +7909,7 @@ inline std::string pytorch_module_source(const Graph& graph) {
         case OpKind::BatchNorm: e = mod(l) + "(" + arg(0) + ")"; break;
         case OpKind::MaxPool:
         case OpKind::AvgPool: {
-            // plan_pool (pool_plan.hpp), as torch.hpp runs it: torch's own pool when its
+            // plan_pool (exec/pool_plan.hpp), as train/torch_module.hpp runs it: torch's own pool when its
             // arithmetic gives the inferred size, else explicit padding/cropping first.
             const PoolPlan plan = plan_pool(l, x);
             const bool is_max = l.op == OpKind::MaxPool;
@@ -7687,12 +7968,12 @@ inline std::string pytorch_module_source(const Graph& graph) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// C++ (layers.hpp templates)
+// C++ (dsl/layers.hpp templates)
 // ---------------------------------------------------------------------------------------------
 
 namespace export_detail {
 
-// The graph as nested layers.hpp blocks: a chain of items, each a layer or a join of branches.
+// The graph as nested dsl/layers.hpp blocks: a chain of items, each a layer or a join of branches.
 struct TemplateBuilder {
     const Graph& g;
     std::vector<int> idom;
@@ -7804,13 +8085,13 @@ struct TemplateBuilder {
     // Items computing value `e` from value `s` (s dominates e), in to_graph order; appends the
     // layers to `order` as to_graph numbers them.
     std::vector<std::string> chain(int s, int e, int depth) {
-        if (depth > 200) throw ExportError("the graph nests blocks too deeply for layers.hpp");
+        if (depth > 200) throw ExportError("the graph nests blocks too deeply for dsl/layers.hpp");
         std::vector<int> path;  // layers (or joins) from e back to s
         int v = e;
         while (v != s) {
             if (v <= 0 || v < s)
                 throw ExportError("layer '" + g.layers[static_cast<std::size_t>(e)].name +
-                                  "' cannot be expressed as a block of layers.hpp templates "
+                                  "' cannot be expressed as a block of dsl/layers.hpp templates "
                                   "(its inputs do not nest as branches)");
             path.push_back(v);
             const Layer& l = g.layers[static_cast<std::size_t>(v)];
@@ -7864,7 +8145,7 @@ struct TemplateBuilder {
 
 }  // namespace export_detail
 
-// The layers.hpp type of `graph` (`lamda::layers` as `L`) and the original layer indices in the
+// The dsl/layers.hpp type of `graph` (`lamda::layers` as `L`) and the original layer indices in the
 // order to_graph() numbers them. Throws ExportError when the graph's joins do not nest as
 // branches (every add, concat and mul must join branches that start at one common value).
 struct TemplateModel {
@@ -7888,7 +8169,7 @@ inline TemplateModel template_model(const Graph& graph) {
                 throw ExportError("layer '" + graph.layers[i].name + "' " +
                                   (seen[i] ? "is shared by several branches"
                                            : "does not lead to the output") +
-                                  ", which layers.hpp templates cannot express");
+                                  ", which dsl/layers.hpp templates cannot express");
     }
     return TemplateModel{"L::Sequential<" + TemplateBuilder::join_grouped(items) + ">", b.order};
 }
@@ -7931,7 +8212,7 @@ inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
          "#include <algorithm>\n#include <cstddef>\n#include <cstdint>\n#include <string>\n\n"
          "#include <lamda/lamda.hpp>\n\n"
          "namespace " + ns + " {\n\nnamespace L = lamda::layers;\n\n"
-         "// The model as layers.hpp templates: the compiler checks every shape.\n"
+         "// The model as dsl/layers.hpp templates: the compiler checks every shape.\n"
          "using Net = " + tm.type + ";\n\n";
     s += "static_assert(Net::params == " + str(stats.params) + ", \"" + ns +
          ": parameter count differs from the exported model\");\n"
@@ -7987,7 +8268,7 @@ inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
         }
         s += "};\n\n";
     }
-    s += R"CPP(// The model graph (layers.hpp's to_graph, with the original layer names).
+    s += R"CPP(// The model graph (dsl/layers.hpp's to_graph, with the original layer names).
 inline lamda::Graph graph() {
     lamda::Graph g = Net::to_graph(model_name);
     for (std::size_t i = 0; i < g.layers.size(); ++i) g.layers[i].name = layer_names[i];
@@ -8028,10 +8309,10 @@ inline void run(const float* input, float* output) {
 
 }  // namespace lamda
 
-#endif  // LAMDA_EXPORT_HPP
-// ---- end include/lamda/export.hpp ----
-// ---- begin include/lamda/dataset.hpp ----
-// lamda/dataset.hpp: image classification datasets for training and evaluation. Core (C++17
+#endif  // LAMDA_DEPLOY_EXPORT_HPP
+// ---- end include/lamda/deploy/export.hpp ----
+// ---- begin include/lamda/data/dataset.hpp ----
+// lamda/data/dataset.hpp: image classification datasets for training and evaluation. Core (C++17
 // only); gzip-compressed files need zlib (define LAMDA_WITH_ZLIB and link -lz: lamda's own build
 // does when zlib is found), and evaluate_accuracy() needs the XNNPACK executor
 // (LAMDA_WITH_XNNPACK).
@@ -8053,8 +8334,8 @@ inline void run(const float* input, float* output) {
 // a header are checked against the bytes actually there before anything is allocated for them,
 // and no file may exceed DatasetLimits::max_file_bytes (decompressed), so a corrupt or hostile
 // file is an error, never a crash or a huge allocation.
-#ifndef LAMDA_DATASET_HPP
-#define LAMDA_DATASET_HPP
+#ifndef LAMDA_DATA_DATASET_HPP
+#define LAMDA_DATA_DATASET_HPP
 
 #include <algorithm>
 #include <cmath>
@@ -8077,14 +8358,756 @@ inline void run(const float* input, float* output) {
 
 
 #if defined(LAMDA_WITH_XNNPACK)
+// ---- begin include/lamda/exec/xnnpack.hpp ----
+// lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
+// 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
+// with -lXNNPACK -lpthreadpool -lpthread.
+//
+//   lamda::XnnExecutor exec(graph, weights, {/*threads=*/1});   // throws lamda::ExecutorError
+//   std::copy(image.begin(), image.end(), exec.input());        // NHWC float32, batch 1
+//   exec.run();
+//   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
+//   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
+//
+// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
+// buffers allocated at construction, run many times) per layer, in file order; run() runs them
+// all, run_timed_per_op() times each. Activation buffers follow plan_buffers (exec/plan.hpp):
+// one arena, a buffer reused once its value's last reader has run (XnnOptions::keep_intermediates
+// keeps one per layer). The operator API is what XNNPACK's own subgraph runtime
+// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
+//   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
+//   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
+//   fc                fully_connected_nc_f32
+//   batchnorm         folded into the conv2d/dwconv/fc before it when that layer has no other
+//                     reader and no fused activation; otherwise a 1x1 depthwise convolution
+//   relu, relu6, hardsigmoid, hardswish, sigmoid layers   fused into the conv/dwconv/fc/
+//                     batchnorm/add before them (as if written act=...) when they are its only
+//                     reader and it has no act; otherwise a separate operator (clamp_nc_f32, ...)
+//   act=relu/relu6    the output clamp of conv/dwconv/fc/add
+//   act=hardsigmoid   on conv/dwconv/fc/batchnorm: folded into weights and bias (w/6, (b+3)/6) with
+//                     clamp [0,1]; elsewhere add_nd(x, 3) clamped to [0,6], then multiply_nd by 1/6
+//   hardswish, sigmoid, act=hardswish/sigmoid   hardswish_nc_f32 / sigmoid_nc_f32 (in place)
+//   maxpool, avgpool  max/average_pooling2d_nhwc_f32; ceil=true becomes extra bottom/right padding.
+//                     A 1x1 kernel (which XNNPACK rejects) is a strided copy done by a plain loop.
+//   gap               global_average_pooling_nwc_f32
+//   add (N inputs)    N-1 add_nd_f32, accumulating into the output
+//   concat            one copy_nc_x32 per input, writing a channel slice of the output
+//   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
+//   softmax           softmax_nc_f32 over channels
+//   flatten, dropout  no operator: the output aliases the input buffer
+// Every value that is materialised has its own buffer (no reuse between layers yet).
+#ifndef LAMDA_EXEC_XNNPACK_HPP
+#define LAMDA_EXEC_XNNPACK_HPP
+
+#if !defined(LAMDA_WITH_XNNPACK)
+#error "lamda/exec/xnnpack.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
+#else
+
+#include <xnnpack.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+#include <pthreadpool.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+struct XnnOptions {
+    // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
+    // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
+    int threads = 1;
+    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
+    // huge candidate is a clear error instead of an out-of-memory kill.
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Give every layer its own buffer, so layer_output(i) holds each layer's result after a run
+    // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
+    // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
+    bool keep_intermediates = false;
+};
+
+// Bytes the executor allocates for a graph at most: one buffer per layer output plus the
+// weights (with buffer reuse it allocates less).
+inline std::int64_t executor_memory_bytes(const Graph& graph) {
+    std::int64_t bytes = 0;
+    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
+    return bytes + analyze(graph).weight_bytes;
+}
+
+namespace detail {
+inline constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
+
+inline std::size_t round_up(std::size_t n, std::size_t multiple) noexcept {
+    return (n + multiple - 1) / multiple * multiple;
+}
+
+// A block of at least `size` bytes aligned to `alignment`, freed with std::free. One of 2 MiB
+// or more (packed weights of big layers, the executor's activation arena) is whole 2 MiB pages,
+// marked for transparent huge pages where Linux offers them (madvise mode): a 5 MB classifier
+// read once per inference otherwise takes a TLB miss every 4 KiB.
+inline void* allocate_block(std::size_t alignment, std::size_t size) noexcept {
+    void* p = nullptr;
+    if (size >= huge_page_bytes) {
+        size = round_up(size, huge_page_bytes);
+        if (posix_memalign(&p, huge_page_bytes, size) != 0) return nullptr;
+#ifdef __linux__
+        ::madvise(p, size, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    if (posix_memalign(&p, std::max(alignment, sizeof(void*)), size) != 0) return nullptr;
+    return p;
+}
+
+// XNNPACK's allocator, with its aligned blocks from allocate_block.
+inline void* xnn_allocate(void*, std::size_t size) { return std::malloc(size); }
+inline void* xnn_reallocate(void*, void* p, std::size_t size) { return std::realloc(p, size); }
+inline void xnn_deallocate(void*, void* p) { std::free(p); }
+inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size) {
+    return allocate_block(alignment, size);
+}
+inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
+                                             xnn_deallocate, xnn_aligned_allocate,
+                                             xnn_aligned_deallocate};
+}  // namespace detail
+
+inline std::string xnn_status_name(xnn_status s) {
+    switch (s) {
+    case xnn_status_success: return "success";
+    case xnn_status_uninitialized: return "uninitialized";
+    case xnn_status_invalid_parameter: return "invalid parameter";
+    case xnn_status_invalid_state: return "invalid state";
+    case xnn_status_unsupported_parameter: return "unsupported parameter";
+    case xnn_status_unsupported_hardware: return "unsupported hardware";
+    case xnn_status_out_of_memory: return "out of memory";
+    }
+    return "unknown status " + std::to_string(static_cast<int>(s));
+}
+
+// How each layer was lowered (for reports and debugging).
+enum class XnnLowering {
+    Operators,  // the layer runs its own XNNPACK operator(s)
+    Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
+    Alias,      // no work: output aliases the input (input, flatten, dropout)
+    Loop,       // a plain loop (1x1 pools)
+};
+
+class XnnExecutor {
+public:
+    XnnExecutor(const Graph& graph, const Weights& weights, XnnOptions options = {})
+        : impl_(std::make_unique<Impl>()) {
+        if (options.threads < 1 || options.threads > 1024)
+            throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
+                                        std::to_string(options.threads));
+        detail::check_runnable(graph);
+        if (options.max_memory_bytes > 0) {
+            const std::int64_t needed = executor_memory_bytes(graph);
+            if (needed > options.max_memory_bytes)
+                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
+                                    " MiB of buffers and weights, more than the limit of " +
+                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
+        }
+        detail::check_weights(graph, weights);
+        const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
+        if (init != xnn_status_success)
+            throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
+        impl_->threads = options.threads;
+        if (options.threads > 1) {
+            impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
+            if (!impl_->pool)
+                throw ExecutorError("XNNPACK: cannot create a pool of " +
+                                    std::to_string(options.threads) + " threads");
+        }
+        build(graph, weights, options.keep_intermediates);
+    }
+
+    XnnExecutor(const XnnExecutor&) = delete;
+    XnnExecutor& operator=(const XnnExecutor&) = delete;
+    XnnExecutor(XnnExecutor&&) noexcept = default;
+    XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
+    ~XnnExecutor() = default;
+
+    float* input() noexcept { return impl_->ptr.front(); }
+    Shape input_shape() const noexcept { return impl_->shapes.front(); }
+    const float* output() const noexcept { return impl_->ptr.back(); }
+    Shape output_shape() const noexcept { return impl_->shapes.back(); }
+    int threads() const noexcept { return impl_->threads; }
+
+    // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
+    // Unless built with keep_intermediates, only the input and output stay valid after a run:
+    // other layers' buffers are reused.
+    const float* layer_output(std::size_t i) const noexcept {
+        return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
+    }
+    XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Bytes of activation buffers allocated (weights not included).
+    std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
+    // Number of XNNPACK operators (and loops) run per inference.
+    std::size_t step_count() const noexcept { return impl_->steps.size(); }
+
+    void run() {
+        for (Step& s : impl_->steps) run_step(s);
+    }
+
+    // Runs once and returns milliseconds per layer, parallel to graph.layers; a fused or aliased
+    // layer reads 0 (its cost is in the layer it was fused into).
+    std::vector<double> run_timed_per_op() {
+        std::vector<double> ms(impl_->ptr.size(), 0.0);
+        for (Step& s : impl_->steps) {
+            const auto t0 = std::chrono::steady_clock::now();
+            run_step(s);
+            const auto t1 = std::chrono::steady_clock::now();
+            ms[static_cast<std::size_t>(s.layer)] +=
+                std::chrono::duration<double, std::milli>(t1 - t0).count();
+        }
+        return ms;
+    }
+
+    // Convenience: copies `in` (shape must match) into the input buffer, runs, returns the output.
+    Tensor run(const Tensor& in) {
+        if (in.shape != input_shape() ||
+            static_cast<std::int64_t>(in.data.size()) != input_shape().elements())
+            throw ExecutorError("input has shape " + to_string(in.shape) + ", the graph expects " +
+                                to_string(input_shape()));
+        std::copy(in.data.begin(), in.data.end(), input());
+        run();
+        Tensor out(output_shape());
+        std::copy(output(), output() + out.data.size(), out.data.begin());
+        return out;
+    }
+
+private:
+    // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
+    static constexpr std::size_t kBufferAlignment = 64;
+    struct FreeBlock {
+        void operator()(float* p) const noexcept { std::free(p); }
+    };
+    struct Step {
+        int layer = 0;
+        xnn_operator_t op = nullptr;
+        std::function<void()> loop;  // when op is null
+    };
+    struct Impl {
+        pthreadpool_t pool = nullptr;
+        int threads = 1;
+        std::unique_ptr<float, FreeBlock> arena;  // every activation buffer
+        std::int64_t buffer_bytes = 0;            // the buffers' bytes (without alignment)
+        std::vector<float*> ptr;  // per layer; nullptr when fused away
+        std::vector<Shape> shapes;
+        std::vector<XnnLowering> lowering;
+        std::vector<Step> steps;
+        // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
+        float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
+        float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
+                          1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
+
+        Impl() = default;
+        Impl(const Impl&) = delete;
+        Impl& operator=(const Impl&) = delete;
+        ~Impl() {
+            for (Step& s : steps)
+                if (s.op) xnn_delete_operator(s.op);
+            if (pool) pthreadpool_destroy(pool);
+        }
+    };
+    std::unique_ptr<Impl> impl_;
+
+    void run_step(Step& s) {
+        if (s.op) {
+            const xnn_status st = xnn_run_operator(s.op, impl_->pool);
+            if (st != xnn_status_success)
+                throw ExecutorError("XNNPACK: running layer " + std::to_string(s.layer) +
+                                    " failed: " + xnn_status_name(st));
+        } else {
+            s.loop();
+        }
+    }
+
+    // ---- construction helpers ----
+
+    static std::string where(const Layer& l) {
+        return std::string(op_name(l.op)) + " layer '" + l.name + "'";
+    }
+
+    static void check(xnn_status st, const Layer& l, const char* fn) {
+        if (st != xnn_status_success)
+            throw ExecutorError("XNNPACK: " + where(l) + ": " + fn + " failed: " +
+                                xnn_status_name(st));
+    }
+
+    // Adds an operator step for layer `index`; takes ownership at once so a later failure frees it.
+    void add_op(int index, xnn_operator_t op) {
+        Step s;
+        s.layer = index;
+        s.op = op;
+        impl_->steps.push_back(std::move(s));
+    }
+
+    static std::pair<float, float> clamp_of(Activation a) {
+        constexpr float inf = std::numeric_limits<float>::infinity();
+        if (a == Activation::Relu) return {0.0f, inf};
+        if (a == Activation::Relu6) return {0.0f, 6.0f};
+        if (a == Activation::HardSigmoid) return {0.0f, 1.0f};  // after folding the affine part
+        return {-inf, inf};
+    }
+
+    // Unary elementwise steps, input -> output (may be the same buffer): relu, relu6, hardswish,
+    // sigmoid, hardsigmoid. `a == None` adds nothing.
+    void add_activation(int index, const Layer& l, Activation a, const float* in, float* out,
+                        const Shape& s) {
+        if (a == Activation::None) return;
+        const auto C = static_cast<std::size_t>(s.c);
+        const auto pixels = static_cast<std::size_t>(s.h * s.w);
+        xnn_operator_t op = nullptr;
+        switch (a) {
+        case Activation::Relu:
+        case Activation::Relu6: {
+            const auto [lo, hi] = clamp_of(a);
+            check(xnn_create_clamp_nc_f32(C, C, C, lo, hi, 0, &op), l, "xnn_create_clamp_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_clamp_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_clamp_nc_f32");
+            return;
+        }
+        case Activation::HardSwish:
+            check(xnn_create_hardswish_nc_f32(C, C, C, 0, &op), l, "xnn_create_hardswish_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_hardswish_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_hardswish_nc_f32");
+            return;
+        case Activation::Sigmoid:
+            check(xnn_create_sigmoid_nc_f32(C, C, C, 0, &op), l, "xnn_create_sigmoid_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_sigmoid_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_sigmoid_nc_f32");
+            return;
+        case Activation::HardSigmoid: {
+            // relu6(x + 3) / 6
+            const std::size_t dims[1] = {static_cast<std::size_t>(s.elements())};
+            const std::size_t one[1] = {1};
+            check(xnn_create_add_nd_f32(0.0f, 6.0f, 0, &op), l, "xnn_create_add_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_add_nd_f32(op, 1, dims, 1, one, in, impl_->three, out, impl_->pool),
+                  l, "xnn_setup_add_nd_f32");
+            op = nullptr;
+            const float inf = std::numeric_limits<float>::infinity();
+            check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_multiply_nd_f32(op, 1, dims, 1, one, out, impl_->sixth, out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_f32");
+            return;
+        }
+        case Activation::None: return;
+        }
+    }
+
+    // Assigns impl_->ptr from plan_buffers (exec/plan.hpp): one buffer per materialised
+    // value, reused once its last reader has run unless keep_intermediates.
+    void allocate_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
+        const BufferPlan bp = lamda::plan_buffers(g, plan, !keep_intermediates,
+                                                  XNN_EXTRA_BYTES / sizeof(float) + 4);
+        // One arena for all buffers, each on a cache line (allocate_block puts a large arena on
+        // huge pages: early layers of a 224x224 net stream megabytes).
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t floats : bp.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(floats) * sizeof(float), kBufferAlignment);
+        }
+        auto* arena = static_cast<float*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->arena.reset(arena);
+        std::fill(arena, arena + total / sizeof(float), 0.0f);  // a fresh output is defined
+        std::vector<float*> slot_ptr;
+        for (std::size_t off : offset) slot_ptr.push_back(arena + off / sizeof(float));
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = bp.value_of[i];
+            if (v < 0) continue;
+            // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
+            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(bp.slot_of[static_cast<std::size_t>(v)])];
+            const OpKind op = g.layers[i].op;
+            if (op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout)
+                impl_->lowering[i] = XnnLowering::Alias;
+        }
+        impl_->buffer_bytes = bp.total_floats() * static_cast<std::int64_t>(sizeof(float));
+    }
+
+    void build(const Graph& g, const Weights& w, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        impl_->ptr.assign(n, nullptr);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+
+        // Fusions are decided by plan_fusion (exec/plan.hpp), the one source of truth the
+        // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
+        // i's operator; tail[i]: the layer whose buffer receives layer i's output.
+        const FusionPlan plan = plan_fusion(g);
+        const std::vector<int>& absorbed_by = plan.absorbed_by;
+        const std::vector<int>& tail = plan.tail;
+        const std::vector<int>& folded_bn = plan.folded_bn;
+        const std::vector<Activation>& act = plan.act;
+
+        allocate_buffers(g, plan, keep_intermediates);
+        for (std::size_t j = 0; j < n; ++j)
+            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        for (std::size_t i = 0; i < n; ++i) {
+            if (absorbed_by[i] >= 0) continue;
+            const Layer& l = g.layers[i];
+            const int idx = static_cast<int>(i);
+            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
+            auto in_ptr = [&](std::size_t k) -> const float* {
+                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
+            };
+            auto in_shape = [&](std::size_t k) -> const Shape& {
+                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
+            };
+            switch (l.op) {
+            case OpKind::Input:
+            case OpKind::Flatten:
+            case OpKind::Dropout: break;
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d:
+            case OpKind::FullyConnected:
+            case OpKind::BatchNorm:
+                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
+                break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
+            case OpKind::GlobalAvgPool: {
+                const Shape s = in_shape(0);
+                const auto C = static_cast<std::size_t>(s.c);
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
+                      "xnn_create_global_average_pooling_nwc_f32");
+                add_op(idx, op);
+                check(xnn_setup_global_average_pooling_nwc_f32(
+                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_global_average_pooling_nwc_f32");
+                break;
+            }
+            case OpKind::Add: {
+                const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+                const Activation a = act[i];
+                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
+                const std::size_t k_last = l.inputs.size() - 1;
+                for (std::size_t k = 1; k <= k_last; ++k) {
+                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
+                                                                     : clamp_of(Activation::None);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
+                    add_op(idx, op);
+                    const float* a_in = k == 1 ? in_ptr(0) : out;
+                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
+                                               impl_->pool),
+                          l, "xnn_setup_add_nd_f32");
+                }
+                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
+                break;
+            }
+            case OpKind::Concat: {
+                const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
+                const auto total = static_cast<std::size_t>(l.shape.c);
+                std::size_t offset = 0;
+                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                    const auto c = static_cast<std::size_t>(in_shape(k).c);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
+                    add_op(idx, op);
+                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
+                          l, "xnn_setup_copy_nc_x32");
+                    offset += c;
+                }
+                break;
+            }
+            case OpKind::Mul: {
+                const Shape a = in_shape(0), b = in_shape(1);
+                const std::size_t da[3] = {static_cast<std::size_t>(a.h),
+                                           static_cast<std::size_t>(a.w),
+                                           static_cast<std::size_t>(a.c)};
+                const std::size_t db[3] = {static_cast<std::size_t>(b.h),
+                                           static_cast<std::size_t>(b.w),
+                                           static_cast<std::size_t>(b.c)};
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+                add_op(idx, op);
+                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
+                                                impl_->pool),
+                      l, "xnn_setup_multiply_nd_f32");
+                break;
+            }
+            case OpKind::Relu:
+                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Relu6:
+                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSwish:
+                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSigmoid:
+                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Sigmoid:
+                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Softmax: {
+                const auto C = static_cast<std::size_t>(l.shape.c);
+                xnn_operator_t op = nullptr;
+                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
+                add_op(idx, op);
+                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
+                                               in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_softmax_nc_f32");
+                break;
+            }
+            }
+        }
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation.
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
+        const Shape os = last.shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+
+        // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
+        std::vector<float> kernel;
+        std::vector<double> bias(oc, 0.0);
+        bool has_bias = false;
+        std::size_t per_out = 0;
+        auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
+            const auto& gamma = w.at(b.name + ".weight").data;
+            const auto& beta = w.at(b.name + ".bias").data;
+            const auto& mean = w.at(b.name + ".running_mean").data;
+            const auto& var = w.at(b.name + ".running_var").data;
+            scale.resize(gamma.size());
+            shift.resize(gamma.size());
+            for (std::size_t c = 0; c < gamma.size(); ++c) {
+                scale[c] = gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps);
+                shift[c] = beta[c] - mean[c] * scale[c];
+            }
+        };
+        if (l.op == OpKind::BatchNorm) {
+            std::vector<double> scale, shift;
+            bn_params(l, scale, shift);
+            per_out = 1;
+            kernel.assign(scale.begin(), scale.end());
+            bias = shift;
+            has_bias = true;
+        } else {
+            const WeightTensor& wt = w.at(l.name + ".weight");
+            if (l.bias) {
+                const auto& b = w.at(l.name + ".bias").data;
+                bias.assign(b.begin(), b.end());
+                has_bias = true;
+            }
+            if (l.op == OpKind::Conv2d) {
+                // OIHW -> OHWI
+                const auto cig = static_cast<std::size_t>(is.c / l.groups);
+                const auto kh = static_cast<std::size_t>(l.kernel_h);
+                const auto kw = static_cast<std::size_t>(l.kernel_w);
+                per_out = kh * kw * cig;
+                kernel.resize(oc * per_out);
+                for (std::size_t o = 0; o < oc; ++o)
+                    for (std::size_t ic = 0; ic < cig; ++ic)
+                        for (std::size_t y = 0; y < kh; ++y)
+                            for (std::size_t x = 0; x < kw; ++x)
+                                kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                    wt.data[((o * cig + ic) * kh + y) * kw + x];
+            } else {
+                // dwconv [C*m][1][kh][kw] and fc [out][in] are already XNNPACK's layout.
+                kernel = wt.data;
+                per_out = kernel.size() / oc;
+            }
+            if (bn >= 0) {
+                std::vector<double> scale, shift;
+                bn_params(last, scale, shift);
+                for (std::size_t o = 0; o < oc; ++o) {
+                    for (std::size_t k = 0; k < per_out; ++k)
+                        kernel[o * per_out + k] =
+                            static_cast<float>(kernel[o * per_out + k] * scale[o]);
+                    bias[o] = bias[o] * scale[o] + shift[o];
+                }
+                has_bias = true;
+            }
+        }
+        if (a == Activation::HardSigmoid) {
+            // relu6(y + 3) / 6 = clamp(y/6 + 1/2, 0, 1): scale the affine map, clamp to [0, 1].
+            for (float& k : kernel) k = static_cast<float>(k / 6.0);
+            for (double& b : bias) b = (b + 3.0) / 6.0;
+            has_bias = true;
+        }
+        std::vector<float> bias_f(bias.begin(), bias.end());
+        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        const bool clamp_fused =
+            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
+
+        xnn_operator_t op = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
+                                                    0, &op),
+                  l, "xnn_create_fully_connected_nc_f32");
+            add_op(idx, op);
+            check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_f32");
+        } else {
+            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+            std::size_t gic = 0, goc = 0;
+            std::array<int, 4> pads{0, 0, 0, 0};
+            if (l.op == OpKind::BatchNorm) {
+                groups = static_cast<std::uint32_t>(is.c);
+                gic = goc = 1;
+            } else {
+                kh = static_cast<std::uint32_t>(l.kernel_h);
+                kw = static_cast<std::uint32_t>(l.kernel_w);
+                sh = static_cast<std::uint32_t>(l.stride_h);
+                sw = static_cast<std::uint32_t>(l.stride_w);
+                dh = static_cast<std::uint32_t>(l.dilation_h);
+                dw = static_cast<std::uint32_t>(l.dilation_w);
+                pads = l.pads;
+                if (l.op == OpKind::Conv2d) {
+                    groups = static_cast<std::uint32_t>(l.groups);
+                    gic = static_cast<std::size_t>(is.c / l.groups);
+                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
+                } else {
+                    groups = static_cast<std::uint32_t>(is.c);
+                    gic = 1;
+                    goc = static_cast<std::size_t>(l.multiplier);
+                }
+            }
+            for (int p : pads)
+                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            check(xnn_create_convolution2d_nhwc_f32(
+                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
+                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
+                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                  l, "xnn_create_convolution2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_f32");
+        }
+        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
+    }
+
+    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
+        const Shape os = l.shape;
+        std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
+        // A window lying entirely in the padding has no defined value in XNNPACK.
+        if (l.kernel_h <= p[0] || l.kernel_w <= p[1] ||
+            (os.h - 1) * l.stride_h - p[0] >= is.h || (os.w - 1) * l.stride_w - p[1] >= is.w)
+            throw ExecutorError("XNNPACK: " + where(l) +
+                                ": a pooling window lies entirely in the padding");
+        // ceil=true (or any excess): pad the bottom/right so that floor division gives os.
+        p[2] = std::max<std::int64_t>(p[2], (os.h - 1) * l.stride_h + l.kernel_h - is.h - p[0]);
+        p[3] = std::max<std::int64_t>(p[3], (os.w - 1) * l.stride_w + l.kernel_w - is.w - p[1]);
+        const std::int64_t xh = (is.h + p[0] + p[2] - l.kernel_h) / l.stride_h + 1;
+        const std::int64_t xw = (is.w + p[1] + p[3] - l.kernel_w) / l.stride_w + 1;
+        if (xh != os.h || xw != os.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": padding " + std::to_string(p[0]) + "," +
+                                std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
+                                std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
+                                std::to_string(xw) + ", not the inferred " + to_string(os));
+        const auto C = static_cast<std::size_t>(is.c);
+        if (l.kernel_h == 1 && l.kernel_w == 1) {
+            // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in + (iy * is.w + ix) * is.c, in + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            return;
+        }
+        const float inf = std::numeric_limits<float>::infinity();
+        xnn_operator_t op = nullptr;
+        const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+        if (l.op == OpKind::MaxPool) {
+            check(xnn_create_max_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                    u(l.kernel_h), u(l.kernel_w), u(l.stride_h),
+                                                    u(l.stride_w), 1, 1, C, C, C, -inf, inf, 0, &op),
+                  l, "xnn_create_max_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_max_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_f32");
+        } else {
+            check(xnn_create_average_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                        u(l.kernel_h), u(l.kernel_w),
+                                                        u(l.stride_h), u(l.stride_w), C, C, C,
+                                                        -inf, inf, 0, &op),
+                  l, "xnn_create_average_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_average_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                       static_cast<std::size_t>(is.w), in, out,
+                                                       impl_->pool),
+                  l, "xnn_setup_average_pooling2d_nhwc_f32");
+        }
+    }
+};
+
+// A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
+// and every measurement (bench, profile, evaluation) should see the same data.
+inline void fill_timing_input(XnnExecutor& executor) {
+    float* input = executor.input();
+    const std::int64_t n = executor.input_shape().elements();
+    for (std::int64_t i = 0; i < n; ++i)
+        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+#endif  // LAMDA_EXEC_XNNPACK_HPP
+// ---- end include/lamda/exec/xnnpack.hpp ----
 #endif
 
 namespace lamda {
 
 // Thrown by the dataset readers; the message names the file (or dataset) and the problem.
-class DatasetError : public std::runtime_error {
+class DatasetError : public Exception {
 public:
-    using std::runtime_error::runtime_error;
+    using Exception::Exception;
 };
 
 // Labelled images, all of one shape, stored together.
@@ -8669,7 +9692,7 @@ inline std::int64_t argmax(const float* scores, std::int64_t n) noexcept {
 
 #if defined(LAMDA_WITH_XNNPACK)
 
-// The graph `weights` fit: `graph` itself, or `graph` with its batchnorms folded (fold.hpp) when
+// The graph `weights` fit: `graph` itself, or `graph` with its batchnorms folded (exec/fold.hpp) when
 // the weights were saved folded, as `lamda train --out` saves them. Throws ExecutorError listing
 // the problems against the folded graph when neither fits.
 inline Graph graph_for_weights(const Graph& graph, const Weights& weights) {
@@ -8707,10 +9730,11 @@ inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, co
 
 }  // namespace lamda
 
-#endif  // LAMDA_DATASET_HPP
-// ---- end include/lamda/dataset.hpp ----
-// ---- begin include/lamda/json_read.hpp ----
-// lamda/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
+#endif  // LAMDA_DATA_DATASET_HPP
+// ---- end include/lamda/data/dataset.hpp ----
+#if defined(LAMDA_WITH_LATENCY)
+// ---- begin include/lamda/detail/json_read.hpp ----
+// lamda/detail/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
 // simdjson's DOM, with error messages that name the file and the field path:
 //
 //   FILE: error: WHAT: FIELD.PATH: PROBLEM
@@ -8722,10 +9746,12 @@ inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, co
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
-#ifndef LAMDA_JSON_READ_HPP
-#define LAMDA_JSON_READ_HPP
+#ifndef LAMDA_DETAIL_JSON_READ_HPP
+#define LAMDA_DETAIL_JSON_READ_HPP
 
-#if defined(LAMDA_WITH_LATENCY)
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/detail/json_read.hpp needs LAMDA_WITH_LATENCY (simdjson; CMake: link lamda::latency)"
+#else
 
 #include <simdjson.h>
 
@@ -8912,10 +9938,10 @@ struct JsonReader {
 }  // namespace lamda
 
 #endif  // LAMDA_WITH_LATENCY
-#endif  // LAMDA_JSON_READ_HPP
-// ---- end include/lamda/json_read.hpp ----
-// ---- begin include/lamda/latency.hpp ----
-// lamda/latency.hpp: the empirical latency model of a device: lowering a graph into the operators
+#endif  // LAMDA_DETAIL_JSON_READ_HPP
+// ---- end include/lamda/detail/json_read.hpp ----
+// ---- begin include/lamda/latency/model.hpp ----
+// lamda/latency/model.hpp: the empirical latency model of a device: lowering a graph into the operators
 // the XNNPACK executor runs, features per operator, a ridge regressor per operator kind fitted
 // with Eigen, a per-model overhead term calibrated on whole models, and the profile file
 // (written with JsonWriter, read with simdjson) that carries samples, fit and a device fingerprint.
@@ -8926,13 +9952,15 @@ struct JsonReader {
 //   lamda::LatencyPrediction r = p.model.predict(graph);   // r.total_ms, r.per_layer_ms
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (needs Eigen, include path /usr/include/eigen3,
-// and simdjson, link -lsimdjson). Prediction needs nothing else; measuring (latency_profile.hpp)
+// and simdjson, link -lsimdjson). Prediction needs nothing else; measuring (latency/profiler.hpp)
 // also needs LAMDA_WITH_XNNPACK.
-#ifndef LAMDA_LATENCY_HPP
-#define LAMDA_LATENCY_HPP
+#ifndef LAMDA_LATENCY_MODEL_HPP
+#define LAMDA_LATENCY_MODEL_HPP
 
 
-#if defined(LAMDA_WITH_LATENCY)
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/latency/model.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
+#else
 
 #include <Eigen/Dense>
 #include <simdjson.h>
@@ -9965,9 +10993,9 @@ struct LatencyProfile {
     LatencyModel model;
 };
 
-class ProfileError : public std::runtime_error {
+class ProfileError : public Exception {
 public:
-    using std::runtime_error::runtime_error;
+    using Exception::Exception;
 };
 
 namespace latency_detail {
@@ -10079,7 +11107,7 @@ namespace latency_detail {
 
 using simdjson::dom::element;
 
-// json_read.hpp's reader, plus the profile's operator records.
+// detail/json_read.hpp's reader, plus the profile's operator records.
 struct Reader : JsonReader<ProfileError> {
     explicit Reader(const std::string& where_) : JsonReader<ProfileError>(where_, "malformed latency profile") {}
 
@@ -10230,12 +11258,14 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 }  // namespace lamda
 
 #endif  // LAMDA_WITH_LATENCY
-#endif  // LAMDA_LATENCY_HPP
-// ---- end include/lamda/latency.hpp ----
-// ---- begin include/lamda/train.hpp ----
-// lamda/train.hpp: trains a lamda graph on an image classification dataset with libtorch and
+#endif  // LAMDA_LATENCY_MODEL_HPP
+// ---- end include/lamda/latency/model.hpp ----
+#endif
+#if defined(LAMDA_WITH_TORCH)
+// ---- begin include/lamda/train/trainer.hpp ----
+// lamda/train/trainer.hpp: trains a lamda graph on an image classification dataset with libtorch and
 // exports its weights, batch norm folded, for the executors. Compiled only with LAMDA_WITH_TORCH
-// (see torch.hpp for how to build and link); without it this header is empty.
+// (see train/torch_module.hpp for how to build and link); without it this header is empty.
 //
 //   lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");
 //   lamda::TrainOptions opt = lamda::TrainOptions::full();
@@ -10258,10 +11288,12 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 //
 // Proxy mode (TrainOptions::proxy(): a 6000-image subset, 2 epochs, batch 32) ranks candidates in seconds;
 // full mode (TrainOptions::full()) trains the final model.
-#ifndef LAMDA_TRAIN_HPP
-#define LAMDA_TRAIN_HPP
+#ifndef LAMDA_TRAIN_TRAINER_HPP
+#define LAMDA_TRAIN_TRAINER_HPP
 
-#if defined(LAMDA_WITH_TORCH)
+#if !defined(LAMDA_WITH_TORCH)
+#error "lamda/train/trainer.hpp needs LAMDA_WITH_TORCH (Debian's libtorch-dev; CMake: link lamda::torch)"
+#else
 
 #include <algorithm>
 #include <chrono>
@@ -10277,8 +11309,8 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <utility>
 #include <vector>
 
-// ---- begin include/lamda/torch.hpp ----
-// lamda/torch.hpp: a lamda graph as a libtorch module, for training and for comparing against
+// ---- begin include/lamda/train/torch_module.hpp ----
+// lamda/train/torch_module.hpp: a lamda graph as a libtorch module, for training and for comparing against
 // PyTorch. Compiled only with LAMDA_WITH_TORCH defined (Debian's libtorch-dev 1.13; link with
 // -ltorch -ltorch_cpu -lc10, include /usr/include/torch/csrc/api/include as a system directory).
 //
@@ -10301,7 +11333,7 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 // not a lamda weight) -- exactly the safetensors names of docs/weights.md, in the same layouts
 // (conv OIHW, dwconv [C*m][1][kh][kw], fc [out][in] with `in` in H,W,C order).
 //
-// Semantics are reference.hpp's, op by op:
+// Semantics are exec/reference.hpp's, op by op:
 //   conv2d, dwconv   torch conv2d (dwconv: groups=C, C*multiplier outputs); Layer::pads are used
 //                    as resolved: symmetric pads go to the convolution, asymmetric ones (`same`
 //                    with an odd total) are a zero constant_pad_nd first.
@@ -10318,10 +11350,12 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 //   dropout          torch dropout with p = rate in train mode, the identity in eval mode;
 //   relu, relu6, hardswish (x*relu6(x+3)/6), hardsigmoid (relu6(x+3)/6), sigmoid.
 // Outputs agree with run_reference within 1e-4 x max(1, max |reference|) (tests/test_torch.cpp).
-#ifndef LAMDA_TORCH_HPP
-#define LAMDA_TORCH_HPP
+#ifndef LAMDA_TRAIN_TORCH_MODULE_HPP
+#define LAMDA_TRAIN_TORCH_MODULE_HPP
 
-#if defined(LAMDA_WITH_TORCH)
+#if !defined(LAMDA_WITH_TORCH)
+#error "lamda/train/torch_module.hpp needs LAMDA_WITH_TORCH (Debian's libtorch-dev; CMake: link lamda::torch)"
+#else
 
 // Debian's libtorch is built with glog, whose logging.h defines CHECK, CHECK_EQ, ... macros that
 // clash with test frameworks (doctest, Catch2, gtest): keep whatever those names meant before.
@@ -10651,8 +11685,8 @@ inline Tensor from_torch(const torch::Tensor& nchw, std::int64_t n = 0) {
 }  // namespace lamda
 
 #endif  // defined(LAMDA_WITH_TORCH)
-#endif  // LAMDA_TORCH_HPP
-// ---- end include/lamda/torch.hpp ----
+#endif  // LAMDA_TRAIN_TORCH_MODULE_HPP
+// ---- end include/lamda/train/torch_module.hpp ----
 
 namespace lamda {
 
@@ -10728,7 +11762,7 @@ struct TrainResult {
     int epochs = 0;
     std::vector<double> epoch_loss;       // mean training loss of each epoch
     std::int64_t train_images = 0, val_images = 0, test_images = 0;
-    Graph graph;      // the trained graph with batch norm folded (fold.hpp)
+    Graph graph;      // the trained graph with batch norm folded (exec/fold.hpp)
     Weights weights;  // its weights: what `lamda train --out` saves
 };
 
@@ -10946,7 +11980,7 @@ inline TrainResult train_model(const Graph& graph, const DatasetSplits& data,
                        options);
 }
 
-// The generation loop's trainer (search.hpp): proxy training for ranking candidates, full
+// The generation loop's trainer (search/types.hpp): proxy training for ranking candidates, full
 // training for the final ones. The validation split is made once, from the full options'
 // validation fraction and seed, so every candidate is ranked on the same images.
 class TorchTrainer : public Trainer {
@@ -10995,10 +12029,12 @@ private:
 }  // namespace lamda
 
 #endif  // defined(LAMDA_WITH_TORCH)
-#endif  // LAMDA_TRAIN_HPP
-// ---- end include/lamda/train.hpp ----
-// ---- begin include/lamda/onnx_import.hpp ----
-// lamda/onnx_import.hpp: an ONNX model as a lamda graph and weights (docs/export.md, "ONNX in").
+#endif  // LAMDA_TRAIN_TRAINER_HPP
+// ---- end include/lamda/train/trainer.hpp ----
+#endif
+#if defined(LAMDA_WITH_ONNX)
+// ---- begin include/lamda/deploy/onnx_import.hpp ----
+// lamda/deploy/onnx_import.hpp: an ONNX model as a lamda graph and weights (docs/export.md, "ONNX in").
 // Compiled only with LAMDA_WITH_ONNX defined (Debian's libonnx-dev: link onnx_proto and
 // libprotobuf, define ONNX_ML=1 and ONNX_NAMESPACE=onnx; CMake's target lamda::onnx does).
 //
@@ -11017,10 +12053,12 @@ private:
 // lamda: the following Gemm's weight columns are permuted. Weighted layers are named after their
 // weight initializer ("features.0.0.weight" -> features_0_0), others after the node.
 // Anything else throws OnnxImportError naming the node, its op type and its inputs.
-#ifndef LAMDA_ONNX_IMPORT_HPP
-#define LAMDA_ONNX_IMPORT_HPP
+#ifndef LAMDA_DEPLOY_ONNX_IMPORT_HPP
+#define LAMDA_DEPLOY_ONNX_IMPORT_HPP
 
-#if defined(LAMDA_WITH_ONNX)
+#if !defined(LAMDA_WITH_ONNX)
+#error "lamda/deploy/onnx_import.hpp needs LAMDA_WITH_ONNX (Debian's libonnx-dev; CMake: link lamda::onnx)"
+#else
 
 #include <onnx/onnx_pb.h>
 
@@ -11040,9 +12078,9 @@ private:
 
 namespace lamda {
 
-class OnnxImportError : public std::runtime_error {
+class OnnxImportError : public Exception {
 public:
-    using std::runtime_error::runtime_error;
+    using Exception::Exception;
 };
 
 struct OnnxImport {
@@ -11642,10 +12680,11 @@ inline OnnxImport import_onnx_file(const std::string& path) {
 }  // namespace lamda
 
 #endif  // defined(LAMDA_WITH_ONNX)
-#endif  // LAMDA_ONNX_IMPORT_HPP
-// ---- end include/lamda/onnx_import.hpp ----
-// ---- begin include/lamda/task.hpp ----
-// lamda/task.hpp: task files (docs/generate.md), the input of `lamda generate`.
+#endif  // LAMDA_DEPLOY_ONNX_IMPORT_HPP
+// ---- end include/lamda/deploy/onnx_import.hpp ----
+#endif
+// ---- begin include/lamda/search/task.hpp ----
+// lamda/search/task.hpp: task files (docs/generate.md), the input of `lamda generate`.
 //
 //   lamda::Task t = lamda::read_task("examples/tasks/fmnist_fast.json");  // throws TaskError
 //   std::string text = lamda::task_json(t);                                // the same task, as JSON
@@ -11654,8 +12693,8 @@ inline OnnxImport import_onnx_file(const std::string& path) {
 // LAMDA_WITH_LATENCY (simdjson). Errors name the file, the field and what is wrong:
 //
 //   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
-#ifndef LAMDA_TASK_HPP
-#define LAMDA_TASK_HPP
+#ifndef LAMDA_SEARCH_TASK_HPP
+#define LAMDA_SEARCH_TASK_HPP
 
 #include <stdexcept>
 #include <string>
@@ -11664,9 +12703,9 @@ inline OnnxImport import_onnx_file(const std::string& path) {
 
 namespace lamda {
 
-class TaskError : public std::runtime_error {
+class TaskError : public Exception {
 public:
-    using std::runtime_error::runtime_error;
+    using Exception::Exception;
 };
 
 // The task as a JSON object, written into `j` (after a key, in an array, or alone). Absent limits
@@ -11714,6 +12753,213 @@ inline std::string task_json(const Task& t) {
 #include <fstream>
 #include <sstream>
 
+// ---- begin include/lamda/detail/json_read.hpp ----
+// lamda/detail/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
+// simdjson's DOM, with error messages that name the file and the field path:
+//
+//   FILE: error: WHAT: FIELD.PATH: PROBLEM
+//   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
+//
+//   lamda::JsonReader<MyError> r("tasks/x.json", "task");
+//   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
+//   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
+// are there; this header needs simdjson, link -lsimdjson).
+#ifndef LAMDA_DETAIL_JSON_READ_HPP
+#define LAMDA_DETAIL_JSON_READ_HPP
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/detail/json_read.hpp needs LAMDA_WITH_LATENCY (simdjson; CMake: link lamda::latency)"
+#else
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// `Error` is the exception type thrown (constructible from a std::string), so that each file
+// kind keeps its own (ProfileError, TaskError, JournalError).
+template <class Error>
+struct JsonReader {
+    using element = simdjson::dom::element;
+
+    std::string where;  // the file name (optionally with ":LINE") that starts every message
+    std::string what;   // what is being read: "task", "malformed latency profile", ...
+
+    JsonReader(std::string where_, std::string what_) : where(std::move(where_)), what(std::move(what_)) {}
+
+    // "a.b" from ("a", "b"); the top level is "".
+    static std::string join(const std::string& path, std::string_view key) {
+        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    }
+    static std::string index(const std::string& path, std::size_t i) {
+        return path + "[" + std::to_string(i) + "]";
+    }
+
+    [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+        throw Error(where + ": error: " + what + ": " + (field.empty() ? "(top level)" : field) + ": " + problem);
+    }
+
+    // Parses `text` (which `padded` holds) into `parser`'s document; a syntax error names the
+    // JSON problem. The element lives as long as the parser and is not changed by later calls.
+    element parse(simdjson::dom::parser& parser, const simdjson::padded_string& padded) const {
+        element doc;
+        if (const auto err = parser.parse(padded).get(doc))
+            throw Error(where + ": error: " + what + ": not valid JSON (" + simdjson::error_message(err) + ")");
+        return doc;
+    }
+
+    simdjson::dom::object obj(const element& e, const std::string& path) const {
+        simdjson::dom::object o;
+        if (e.get_object().get(o)) fail(path, "expected an object");
+        return o;
+    }
+    // The member `key` of the object `obj` (at `path`); missing is an error.
+    element at(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e)) fail(join(path, key), "missing");
+        return e;
+    }
+    bool has(const element& obj_, std::string_view key) const {
+        simdjson::dom::object o;
+        if (obj_.get_object().get(o)) return false;
+        element e;
+        return !o[key].get(e);
+    }
+    // The member `key`, or nothing when it is absent or null.
+    std::optional<element> maybe(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e) || e.is_null()) return std::nullopt;
+        return e;
+    }
+
+    double num(const element& e, const std::string& path) const {
+        double d = 0;
+        if (e.is_double()) {
+            if (e.get_double().get(d)) fail(path, "expected a number");
+        } else if (e.is_int64()) {
+            std::int64_t i = 0;
+            if (e.get_int64().get(i)) fail(path, "expected a number");
+            d = static_cast<double>(i);
+        } else if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a number");
+            d = static_cast<double>(u);
+        } else {
+            fail(path, "expected a number");
+        }
+        if (!std::isfinite(d)) fail(path, "not a finite number");
+        return d;
+    }
+    // An integer in lo..hi. A number with a fraction, or a string, is an error; an integral
+    // number written with an exponent (1e5) is accepted.
+    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
+        std::int64_t i = 0;
+        if (e.is_int64()) {
+            if (e.get_int64().get(i)) fail(path, "expected an integer");
+        } else if (e.is_uint64()) {
+            fail(path, "too large (outside " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+        } else if (e.is_double()) {
+            double d = 0;
+            if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
+                fail(path, "expected an integer");
+            if (!(d >= -9.0e15 && d <= 9.0e15))
+                fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+            i = static_cast<std::int64_t>(d);
+        } else {
+            fail(path, "expected an integer");
+        }
+        if (i < lo || i > hi)
+            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return i;
+    }
+    std::uint64_t uinteger(const element& e, const std::string& path) const {
+        if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a non-negative integer");
+            return u;
+        }
+        std::int64_t i = 0;
+        if (!e.is_int64() || e.get_int64().get(i) || i < 0) fail(path, "expected a non-negative integer");
+        return static_cast<std::uint64_t>(i);
+    }
+    bool boolean(const element& e, const std::string& path) const {
+        bool b = false;
+        if (e.get_bool().get(b)) fail(path, "expected true or false");
+        return b;
+    }
+    std::string str(const element& e, const std::string& path) const {
+        std::string_view s;
+        if (e.get_string().get(s)) fail(path, "expected a string");
+        return std::string(s);
+    }
+    simdjson::dom::array arr(const element& e, const std::string& path) const {
+        simdjson::dom::array a;
+        if (e.get_array().get(a)) fail(path, "expected an array");
+        return a;
+    }
+    std::vector<double> doubles(const element& e, const std::string& path) const {
+        std::vector<double> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(num(x, index(path, i++)));
+        return v;
+    }
+    std::vector<std::string> strings(const element& e, const std::string& path) const {
+        std::vector<std::string> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(str(x, index(path, i++)));
+        return v;
+    }
+
+    // Every member of the object at `path` must be one of `allowed`, once: an unknown key is an
+    // error with a did-you-mean hint, a repeated key an error too.
+    void only_keys(const element& obj_, const std::string& path, std::initializer_list<std::string_view> allowed) const {
+        std::vector<std::string_view> seen;
+        for (auto member : obj(obj_, path)) {
+            const std::string_view key = member.key;
+            bool known = false;
+            for (std::string_view a : allowed) known = known || a == key;
+            if (!known) {
+                std::string problem = "unknown key";
+                const std::string hint = closest_match(key, allowed);
+                if (!hint.empty()) {
+                    problem += "; did you mean '" + hint + "'?";
+                } else {
+                    problem += " (expected ";
+                    bool first = true;
+                    for (std::string_view a : allowed) {
+                        problem += (first ? "" : ", ") + std::string(a);
+                        first = false;
+                    }
+                    problem += ")";
+                }
+                fail(join(path, key), problem);
+            }
+            for (std::string_view s : seen)
+                if (s == key) fail(join(path, key), "appears twice");
+            seen.push_back(key);
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_DETAIL_JSON_READ_HPP
+// ---- end include/lamda/detail/json_read.hpp ----
 
 namespace lamda {
 
@@ -11863,10 +13109,10 @@ inline Task read_task(const std::string& path) {
 }  // namespace lamda
 
 #endif  // LAMDA_WITH_LATENCY
-#endif  // LAMDA_TASK_HPP
-// ---- end include/lamda/task.hpp ----
-// ---- begin include/lamda/journal.hpp ----
-// lamda/journal.hpp: journal.jsonl, the durable record of a search (docs/generate.md). One JSON
+#endif  // LAMDA_SEARCH_TASK_HPP
+// ---- end include/lamda/search/task.hpp ----
+// ---- begin include/lamda/search/journal.hpp ----
+// lamda/search/journal.hpp: journal.jsonl, the durable record of a search (docs/generate.md). One JSON
 // object per line: a header, then one line per candidate, in the order they were decided.
 //
 //   {"type":"header","format":"lamda-journal","version":1,"task":{...},"proposer":"offline","seed":1,"lamda_version":"0.1.0"}
@@ -11879,8 +13125,8 @@ inline Task read_task(const std::string& path) {
 //
 // Writing a line is core (candidate_json, journal_header_json); the reader and the writer need
 // LAMDA_WITH_LATENCY (simdjson) and POSIX (open, write, fsync, flock: lamda targets Linux).
-#ifndef LAMDA_JOURNAL_HPP
-#define LAMDA_JOURNAL_HPP
+#ifndef LAMDA_SEARCH_JOURNAL_HPP
+#define LAMDA_SEARCH_JOURNAL_HPP
 
 #include <cstdint>
 #include <optional>
@@ -11895,9 +13141,9 @@ namespace lamda {
 inline constexpr std::string_view journal_format_name = "lamda-journal";
 inline constexpr int journal_format_version = 1;
 
-class JournalError : public std::runtime_error {
+class JournalError : public Exception {
 public:
-    using std::runtime_error::runtime_error;
+    using Exception::Exception;
 };
 
 // The first line of a journal: what search it belongs to.
@@ -12039,6 +13285,213 @@ inline std::string journal_mismatch(const JournalHeader& journal, const Task& ta
 #include <sstream>
 #include <utility>
 
+// ---- begin include/lamda/detail/json_read.hpp ----
+// lamda/detail/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
+// simdjson's DOM, with error messages that name the file and the field path:
+//
+//   FILE: error: WHAT: FIELD.PATH: PROBLEM
+//   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
+//
+//   lamda::JsonReader<MyError> r("tasks/x.json", "task");
+//   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
+//   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
+// are there; this header needs simdjson, link -lsimdjson).
+#ifndef LAMDA_DETAIL_JSON_READ_HPP
+#define LAMDA_DETAIL_JSON_READ_HPP
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/detail/json_read.hpp needs LAMDA_WITH_LATENCY (simdjson; CMake: link lamda::latency)"
+#else
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// `Error` is the exception type thrown (constructible from a std::string), so that each file
+// kind keeps its own (ProfileError, TaskError, JournalError).
+template <class Error>
+struct JsonReader {
+    using element = simdjson::dom::element;
+
+    std::string where;  // the file name (optionally with ":LINE") that starts every message
+    std::string what;   // what is being read: "task", "malformed latency profile", ...
+
+    JsonReader(std::string where_, std::string what_) : where(std::move(where_)), what(std::move(what_)) {}
+
+    // "a.b" from ("a", "b"); the top level is "".
+    static std::string join(const std::string& path, std::string_view key) {
+        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    }
+    static std::string index(const std::string& path, std::size_t i) {
+        return path + "[" + std::to_string(i) + "]";
+    }
+
+    [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+        throw Error(where + ": error: " + what + ": " + (field.empty() ? "(top level)" : field) + ": " + problem);
+    }
+
+    // Parses `text` (which `padded` holds) into `parser`'s document; a syntax error names the
+    // JSON problem. The element lives as long as the parser and is not changed by later calls.
+    element parse(simdjson::dom::parser& parser, const simdjson::padded_string& padded) const {
+        element doc;
+        if (const auto err = parser.parse(padded).get(doc))
+            throw Error(where + ": error: " + what + ": not valid JSON (" + simdjson::error_message(err) + ")");
+        return doc;
+    }
+
+    simdjson::dom::object obj(const element& e, const std::string& path) const {
+        simdjson::dom::object o;
+        if (e.get_object().get(o)) fail(path, "expected an object");
+        return o;
+    }
+    // The member `key` of the object `obj` (at `path`); missing is an error.
+    element at(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e)) fail(join(path, key), "missing");
+        return e;
+    }
+    bool has(const element& obj_, std::string_view key) const {
+        simdjson::dom::object o;
+        if (obj_.get_object().get(o)) return false;
+        element e;
+        return !o[key].get(e);
+    }
+    // The member `key`, or nothing when it is absent or null.
+    std::optional<element> maybe(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e) || e.is_null()) return std::nullopt;
+        return e;
+    }
+
+    double num(const element& e, const std::string& path) const {
+        double d = 0;
+        if (e.is_double()) {
+            if (e.get_double().get(d)) fail(path, "expected a number");
+        } else if (e.is_int64()) {
+            std::int64_t i = 0;
+            if (e.get_int64().get(i)) fail(path, "expected a number");
+            d = static_cast<double>(i);
+        } else if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a number");
+            d = static_cast<double>(u);
+        } else {
+            fail(path, "expected a number");
+        }
+        if (!std::isfinite(d)) fail(path, "not a finite number");
+        return d;
+    }
+    // An integer in lo..hi. A number with a fraction, or a string, is an error; an integral
+    // number written with an exponent (1e5) is accepted.
+    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
+        std::int64_t i = 0;
+        if (e.is_int64()) {
+            if (e.get_int64().get(i)) fail(path, "expected an integer");
+        } else if (e.is_uint64()) {
+            fail(path, "too large (outside " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+        } else if (e.is_double()) {
+            double d = 0;
+            if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
+                fail(path, "expected an integer");
+            if (!(d >= -9.0e15 && d <= 9.0e15))
+                fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+            i = static_cast<std::int64_t>(d);
+        } else {
+            fail(path, "expected an integer");
+        }
+        if (i < lo || i > hi)
+            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return i;
+    }
+    std::uint64_t uinteger(const element& e, const std::string& path) const {
+        if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a non-negative integer");
+            return u;
+        }
+        std::int64_t i = 0;
+        if (!e.is_int64() || e.get_int64().get(i) || i < 0) fail(path, "expected a non-negative integer");
+        return static_cast<std::uint64_t>(i);
+    }
+    bool boolean(const element& e, const std::string& path) const {
+        bool b = false;
+        if (e.get_bool().get(b)) fail(path, "expected true or false");
+        return b;
+    }
+    std::string str(const element& e, const std::string& path) const {
+        std::string_view s;
+        if (e.get_string().get(s)) fail(path, "expected a string");
+        return std::string(s);
+    }
+    simdjson::dom::array arr(const element& e, const std::string& path) const {
+        simdjson::dom::array a;
+        if (e.get_array().get(a)) fail(path, "expected an array");
+        return a;
+    }
+    std::vector<double> doubles(const element& e, const std::string& path) const {
+        std::vector<double> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(num(x, index(path, i++)));
+        return v;
+    }
+    std::vector<std::string> strings(const element& e, const std::string& path) const {
+        std::vector<std::string> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(str(x, index(path, i++)));
+        return v;
+    }
+
+    // Every member of the object at `path` must be one of `allowed`, once: an unknown key is an
+    // error with a did-you-mean hint, a repeated key an error too.
+    void only_keys(const element& obj_, const std::string& path, std::initializer_list<std::string_view> allowed) const {
+        std::vector<std::string_view> seen;
+        for (auto member : obj(obj_, path)) {
+            const std::string_view key = member.key;
+            bool known = false;
+            for (std::string_view a : allowed) known = known || a == key;
+            if (!known) {
+                std::string problem = "unknown key";
+                const std::string hint = closest_match(key, allowed);
+                if (!hint.empty()) {
+                    problem += "; did you mean '" + hint + "'?";
+                } else {
+                    problem += " (expected ";
+                    bool first = true;
+                    for (std::string_view a : allowed) {
+                        problem += (first ? "" : ", ") + std::string(a);
+                        first = false;
+                    }
+                    problem += ")";
+                }
+                fail(join(path, key), problem);
+            }
+            for (std::string_view s : seen)
+                if (s == key) fail(join(path, key), "appears twice");
+            seen.push_back(key);
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_DETAIL_JSON_READ_HPP
+// ---- end include/lamda/detail/json_read.hpp ----
 
 namespace lamda {
 
@@ -12308,10 +13761,10 @@ private:
 }  // namespace lamda
 
 #endif  // LAMDA_WITH_LATENCY
-#endif  // LAMDA_JOURNAL_HPP
-// ---- end include/lamda/journal.hpp ----
-// ---- begin include/lamda/report.hpp ----
-// lamda/report.hpp: the outcome of a search, for machines (report.json) and for people
+#endif  // LAMDA_SEARCH_JOURNAL_HPP
+// ---- end include/lamda/search/journal.hpp ----
+// ---- begin include/lamda/search/report.hpp ----
+// lamda/search/report.hpp: the outcome of a search, for machines (report.json) and for people
 // (report.html: one self-contained page, an inline SVG scatter of the candidates, no script and
 // no external asset). Core: no dependencies.
 //
@@ -12324,8 +13777,8 @@ private:
 // (classes feasible|infeasible, measured|predicted, on-front), the Pareto front as
 // `<polyline id="pareto" class="pareto">`, the latency limit as `<line id="constraint">`, the best
 // candidate ringed by `<circle id="best-ring">`, and a legend `<g id="legend">`.
-#ifndef LAMDA_REPORT_HPP
-#define LAMDA_REPORT_HPP
+#ifndef LAMDA_SEARCH_REPORT_HPP
+#define LAMDA_SEARCH_REPORT_HPP
 
 #include <algorithm>
 #include <charconv>
@@ -13013,10 +14466,11 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
 
 }  // namespace lamda
 
-#endif  // LAMDA_REPORT_HPP
-// ---- end include/lamda/report.hpp ----
-// ---- begin include/lamda/generate.hpp ----
-// lamda/generate.hpp: the generation loop -- lamda's main job. A proposer writes candidates;
+#endif  // LAMDA_SEARCH_REPORT_HPP
+// ---- end include/lamda/search/report.hpp ----
+#if defined(LAMDA_WITH_LATENCY)
+// ---- begin include/lamda/search/loop.hpp ----
+// lamda/search/loop.hpp: the generation loop -- lamda's main job. A proposer writes candidates;
 // each is parsed and validated, analysed against the parameter and memory limits, its latency
 // predicted (a candidate predicted well over budget is never run), measured when promising,
 // trained when a trainer is there, recorded, and told back to the proposer:
@@ -13031,10 +14485,12 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
 // The loop itself keeps no state outside `records`: a search resumed from its journal continues
 // exactly where it stopped (the built-in proposers are functions of seed and records).
 // Needs LAMDA_WITH_LATENCY (the latency model); measuring needs LAMDA_WITH_XNNPACK.
-#ifndef LAMDA_GENERATE_HPP
-#define LAMDA_GENERATE_HPP
+#ifndef LAMDA_SEARCH_LOOP_HPP
+#define LAMDA_SEARCH_LOOP_HPP
 
-#if defined(LAMDA_WITH_LATENCY)
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/search/loop.hpp needs LAMDA_WITH_LATENCY (the latency model; CMake: link lamda::latency)"
+#else
 
 #include <algorithm>
 #include <chrono>
@@ -13047,7 +14503,2431 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
 #include <string>
 #include <vector>
 
+// ---- begin include/lamda/latency/model.hpp ----
+// lamda/latency/model.hpp: the empirical latency model of a device: lowering a graph into the operators
+// the XNNPACK executor runs, features per operator, a ridge regressor per operator kind fitted
+// with Eigen, a per-model overhead term calibrated on whole models, and the profile file
+// (written with JsonWriter, read with simdjson) that carries samples, fit and a device fingerprint.
+//
+//   lamda::LatencyProfile p = lamda::read_latency_profile("PROFILE.json");  // throws ProfileError
+//   if (auto w = lamda::fingerprint_warning(p.fingerprint, lamda::current_fingerprint(1)); !w.empty())
+//       std::cerr << w << '\n';
+//   lamda::LatencyPrediction r = p.model.predict(graph);   // r.total_ms, r.per_layer_ms
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (needs Eigen, include path /usr/include/eigen3,
+// and simdjson, link -lsimdjson). Prediction needs nothing else; measuring (latency/profiler.hpp)
+// also needs LAMDA_WITH_XNNPACK.
+#ifndef LAMDA_LATENCY_MODEL_HPP
+#define LAMDA_LATENCY_MODEL_HPP
+
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/latency/model.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
+#else
+
+#include <Eigen/Dense>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/detail/json_read.hpp ----
+// lamda/detail/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
+// simdjson's DOM, with error messages that name the file and the field path:
+//
+//   FILE: error: WHAT: FIELD.PATH: PROBLEM
+//   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
+//
+//   lamda::JsonReader<MyError> r("tasks/x.json", "task");
+//   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
+//   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
+// are there; this header needs simdjson, link -lsimdjson).
+#ifndef LAMDA_DETAIL_JSON_READ_HPP
+#define LAMDA_DETAIL_JSON_READ_HPP
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/detail/json_read.hpp needs LAMDA_WITH_LATENCY (simdjson; CMake: link lamda::latency)"
+#else
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// `Error` is the exception type thrown (constructible from a std::string), so that each file
+// kind keeps its own (ProfileError, TaskError, JournalError).
+template <class Error>
+struct JsonReader {
+    using element = simdjson::dom::element;
+
+    std::string where;  // the file name (optionally with ":LINE") that starts every message
+    std::string what;   // what is being read: "task", "malformed latency profile", ...
+
+    JsonReader(std::string where_, std::string what_) : where(std::move(where_)), what(std::move(what_)) {}
+
+    // "a.b" from ("a", "b"); the top level is "".
+    static std::string join(const std::string& path, std::string_view key) {
+        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    }
+    static std::string index(const std::string& path, std::size_t i) {
+        return path + "[" + std::to_string(i) + "]";
+    }
+
+    [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+        throw Error(where + ": error: " + what + ": " + (field.empty() ? "(top level)" : field) + ": " + problem);
+    }
+
+    // Parses `text` (which `padded` holds) into `parser`'s document; a syntax error names the
+    // JSON problem. The element lives as long as the parser and is not changed by later calls.
+    element parse(simdjson::dom::parser& parser, const simdjson::padded_string& padded) const {
+        element doc;
+        if (const auto err = parser.parse(padded).get(doc))
+            throw Error(where + ": error: " + what + ": not valid JSON (" + simdjson::error_message(err) + ")");
+        return doc;
+    }
+
+    simdjson::dom::object obj(const element& e, const std::string& path) const {
+        simdjson::dom::object o;
+        if (e.get_object().get(o)) fail(path, "expected an object");
+        return o;
+    }
+    // The member `key` of the object `obj` (at `path`); missing is an error.
+    element at(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e)) fail(join(path, key), "missing");
+        return e;
+    }
+    bool has(const element& obj_, std::string_view key) const {
+        simdjson::dom::object o;
+        if (obj_.get_object().get(o)) return false;
+        element e;
+        return !o[key].get(e);
+    }
+    // The member `key`, or nothing when it is absent or null.
+    std::optional<element> maybe(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e) || e.is_null()) return std::nullopt;
+        return e;
+    }
+
+    double num(const element& e, const std::string& path) const {
+        double d = 0;
+        if (e.is_double()) {
+            if (e.get_double().get(d)) fail(path, "expected a number");
+        } else if (e.is_int64()) {
+            std::int64_t i = 0;
+            if (e.get_int64().get(i)) fail(path, "expected a number");
+            d = static_cast<double>(i);
+        } else if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a number");
+            d = static_cast<double>(u);
+        } else {
+            fail(path, "expected a number");
+        }
+        if (!std::isfinite(d)) fail(path, "not a finite number");
+        return d;
+    }
+    // An integer in lo..hi. A number with a fraction, or a string, is an error; an integral
+    // number written with an exponent (1e5) is accepted.
+    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
+        std::int64_t i = 0;
+        if (e.is_int64()) {
+            if (e.get_int64().get(i)) fail(path, "expected an integer");
+        } else if (e.is_uint64()) {
+            fail(path, "too large (outside " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+        } else if (e.is_double()) {
+            double d = 0;
+            if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
+                fail(path, "expected an integer");
+            if (!(d >= -9.0e15 && d <= 9.0e15))
+                fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+            i = static_cast<std::int64_t>(d);
+        } else {
+            fail(path, "expected an integer");
+        }
+        if (i < lo || i > hi)
+            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return i;
+    }
+    std::uint64_t uinteger(const element& e, const std::string& path) const {
+        if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a non-negative integer");
+            return u;
+        }
+        std::int64_t i = 0;
+        if (!e.is_int64() || e.get_int64().get(i) || i < 0) fail(path, "expected a non-negative integer");
+        return static_cast<std::uint64_t>(i);
+    }
+    bool boolean(const element& e, const std::string& path) const {
+        bool b = false;
+        if (e.get_bool().get(b)) fail(path, "expected true or false");
+        return b;
+    }
+    std::string str(const element& e, const std::string& path) const {
+        std::string_view s;
+        if (e.get_string().get(s)) fail(path, "expected a string");
+        return std::string(s);
+    }
+    simdjson::dom::array arr(const element& e, const std::string& path) const {
+        simdjson::dom::array a;
+        if (e.get_array().get(a)) fail(path, "expected an array");
+        return a;
+    }
+    std::vector<double> doubles(const element& e, const std::string& path) const {
+        std::vector<double> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(num(x, index(path, i++)));
+        return v;
+    }
+    std::vector<std::string> strings(const element& e, const std::string& path) const {
+        std::vector<std::string> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(str(x, index(path, i++)));
+        return v;
+    }
+
+    // Every member of the object at `path` must be one of `allowed`, once: an unknown key is an
+    // error with a did-you-mean hint, a repeated key an error too.
+    void only_keys(const element& obj_, const std::string& path, std::initializer_list<std::string_view> allowed) const {
+        std::vector<std::string_view> seen;
+        for (auto member : obj(obj_, path)) {
+            const std::string_view key = member.key;
+            bool known = false;
+            for (std::string_view a : allowed) known = known || a == key;
+            if (!known) {
+                std::string problem = "unknown key";
+                const std::string hint = closest_match(key, allowed);
+                if (!hint.empty()) {
+                    problem += "; did you mean '" + hint + "'?";
+                } else {
+                    problem += " (expected ";
+                    bool first = true;
+                    for (std::string_view a : allowed) {
+                        problem += (first ? "" : ", ") + std::string(a);
+                        first = false;
+                    }
+                    problem += ")";
+                }
+                fail(join(path, key), problem);
+            }
+            for (std::string_view s : seen)
+                if (s == key) fail(join(path, key), "appears twice");
+            seen.push_back(key);
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_DETAIL_JSON_READ_HPP
+// ---- end include/lamda/detail/json_read.hpp ----
+
+// The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
+// build system may pass the package version (Debian 12 ships this snapshot).
+#ifndef LAMDA_XNNPACK_VERSION
+#define LAMDA_XNNPACK_VERSION "0.0~git20220216.ae108ef"
+#endif
+
+namespace lamda {
+
+// ---------------------------------------------------------------------------------------------
+// Lowering: the operators the executor runs, one unit of prediction each
+// ---------------------------------------------------------------------------------------------
+
+// One kind per family of XNNPACK operators with its own cost behaviour.
+enum class PrimKind : std::uint8_t {
+    Conv,           // convolution2d (GEMM / IGEMM), groups >= 1; dwconv with multiplier > 1
+    Depthwise,      // dwconv with multiplier 1 and at most 25 taps (XNNPACK's depthwise kernels)
+    DepthwiseLarge, // dwconv with multiplier 1 and more than 25 taps (e.g. 7x7): a generic path
+    FullyConnected,
+    MaxPool,
+    AvgPool,
+    GlobalAvgPool,
+    Add,            // an add layer with n inputs (n-1 add_nd operators)
+    Mul,            // multiply_nd of two same-shaped values
+    MulBroadcast,   // multiply_nd of HxWxC by 1x1xC (squeeze-excitation)
+    Concat,         // one strided copy per input
+    Clamp,          // standalone relu / relu6
+    HardSwish,
+    Sigmoid,
+    HardSigmoid,    // add_nd + multiply_nd when not folded into weights
+    Softmax,
+    ChannelAffine,  // a standalone batchnorm (1x1 depthwise convolution)
+    StridedCopy,    // 1x1 pooling, a plain loop
+    ConvNarrow,     // convolution of a single input channel (a stem on a grey image): ~2x per MAC
+};
+
+inline constexpr std::size_t prim_kind_count = 19;
+
+inline constexpr std::array<PrimKind, prim_kind_count> all_prim_kinds{
+    PrimKind::Conv,      PrimKind::Depthwise, PrimKind::DepthwiseLarge, PrimKind::FullyConnected, PrimKind::MaxPool,
+    PrimKind::AvgPool,   PrimKind::GlobalAvgPool, PrimKind::Add,        PrimKind::Mul, PrimKind::MulBroadcast,
+    PrimKind::Concat,    PrimKind::Clamp,     PrimKind::HardSwish,      PrimKind::Sigmoid,
+    PrimKind::HardSigmoid, PrimKind::Softmax, PrimKind::ChannelAffine,  PrimKind::StridedCopy,
+    PrimKind::ConvNarrow};
+
+inline constexpr std::string_view prim_kind_name(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::Conv: return "conv";
+    case PrimKind::Depthwise: return "depthwise";
+    case PrimKind::DepthwiseLarge: return "depthwise_large";
+    case PrimKind::FullyConnected: return "fc";
+    case PrimKind::MaxPool: return "maxpool";
+    case PrimKind::AvgPool: return "avgpool";
+    case PrimKind::GlobalAvgPool: return "gap";
+    case PrimKind::Add: return "add";
+    case PrimKind::Mul: return "mul";
+    case PrimKind::MulBroadcast: return "mul_broadcast";
+    case PrimKind::Concat: return "concat";
+    case PrimKind::Clamp: return "clamp";
+    case PrimKind::HardSwish: return "hardswish";
+    case PrimKind::Sigmoid: return "sigmoid";
+    case PrimKind::HardSigmoid: return "hardsigmoid";
+    case PrimKind::Softmax: return "softmax";
+    case PrimKind::ChannelAffine: return "channel_affine";
+    case PrimKind::StridedCopy: return "strided_copy";
+    case PrimKind::ConvNarrow: return "conv_narrow";
+    }
+    return "?";
+}
+
+inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
+    for (PrimKind k : all_prim_kinds)
+        if (prim_kind_name(k) == s) {
+            out = k;
+            return true;
+        }
+    return false;
+}
+
+// One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
+// Field meaning per kind:
+//   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
+//     (depthwise: groups = ic, n = multiplier)
+//   fc: ic = input elements, oc = outputs
+//   add/concat: n = number of inputs; concat: ic = smallest input's channels
+//   mul: n = 1 when the second operand is broadcast (1x1xC)
+//   elementwise kinds: output shape oh x ow x oc
+struct PrimOp {
+    PrimKind kind = PrimKind::Clamp;
+    int layer = -1;  // the graph layer it is timed under
+    std::int32_t ih = 1, iw = 1, ic = 1, oh = 1, ow = 1, oc = 1;
+    std::int32_t kh = 1, kw = 1, sh = 1, sw = 1, groups = 1, n = 1;
+};
+
+namespace latency_detail {
+
+inline std::int32_t i32(std::int64_t v) noexcept {
+    return static_cast<std::int32_t>(std::clamp<std::int64_t>(v, 1, std::int64_t{1} << 30));
+}
+
+inline void push_activation(std::vector<PrimOp>& out, int layer, Activation a, const Shape& s) {
+    PrimOp p;
+    p.layer = layer;
+    p.oh = p.ih = i32(s.h);
+    p.ow = p.iw = i32(s.w);
+    p.oc = p.ic = i32(s.c);
+    switch (a) {
+    case Activation::Relu:
+    case Activation::Relu6: p.kind = PrimKind::Clamp; break;
+    case Activation::HardSwish: p.kind = PrimKind::HardSwish; break;
+    case Activation::Sigmoid: p.kind = PrimKind::Sigmoid; break;
+    case Activation::HardSigmoid: p.kind = PrimKind::HardSigmoid; break;
+    case Activation::None: return;
+    }
+    out.push_back(p);
+}
+
+}  // namespace latency_detail
+
+// The operators the XNNPACK executor runs for `g` (shapes inferred), in order, each tagged with
+// the layer it is timed under. Mirrors XnnExecutor::build through plan_fusion.
+inline void lower_for_latency(const Graph& g, const FusionPlan& plan, std::vector<PrimOp>& out) {
+    using latency_detail::i32;
+    out.clear();
+    const std::size_t n = g.layers.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (plan.absorbed_by[i] >= 0) continue;
+        const Layer& l = g.layers[i];
+        const int idx = static_cast<int>(i);
+        const Shape in = l.inputs.empty() ? l.shape : g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Shape os = g.layers[static_cast<std::size_t>(plan.tail[i])].shape;
+        PrimOp p;
+        p.layer = idx;
+        p.ih = i32(in.h);
+        p.iw = i32(in.w);
+        p.ic = i32(in.c);
+        p.oh = i32(os.h);
+        p.ow = i32(os.w);
+        p.oc = i32(os.c);
+        const Activation a = plan.act[i];
+        switch (l.op) {
+        case OpKind::Input:
+        case OpKind::Flatten:
+        case OpKind::Dropout: break;
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d:
+        case OpKind::FullyConnected:
+        case OpKind::BatchNorm: {
+            if (l.op == OpKind::FullyConnected) {
+                p.kind = PrimKind::FullyConnected;
+                p.ic = i32(in.elements());
+                p.ih = p.iw = p.oh = p.ow = 1;
+                p.oc = i32(l.out_channels);
+            } else if (l.op == OpKind::BatchNorm) {
+                p.kind = PrimKind::ChannelAffine;
+            } else {
+                p.kh = l.kernel_h;
+                p.kw = l.kernel_w;
+                p.sh = l.stride_h;
+                p.sw = l.stride_w;
+                if (l.op == OpKind::Conv2d) {
+                    p.groups = std::max(1, l.groups);
+                    p.kind = p.groups == 1 && p.ic == 1 ? PrimKind::ConvNarrow : PrimKind::Conv;
+                } else {
+                    p.groups = p.ic;
+                    p.n = l.multiplier;
+                    p.kind = l.multiplier != 1                       ? PrimKind::Conv
+                             : std::int64_t{l.kernel_h} * l.kernel_w > 25 ? PrimKind::DepthwiseLarge
+                                                                          : PrimKind::Depthwise;
+                }
+            }
+            out.push_back(p);
+            const bool clamp_fused =
+                a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+            if (!clamp_fused) latency_detail::push_activation(out, idx, a, os);
+            break;
+        }
+        case OpKind::MaxPool:
+        case OpKind::AvgPool:
+            p.kh = l.kernel_h;
+            p.kw = l.kernel_w;
+            p.sh = l.stride_h;
+            p.sw = l.stride_w;
+            p.kind = (l.kernel_h == 1 && l.kernel_w == 1)
+                         ? PrimKind::StridedCopy
+                         : (l.op == OpKind::MaxPool ? PrimKind::MaxPool : PrimKind::AvgPool);
+            out.push_back(p);
+            break;
+        case OpKind::GlobalAvgPool:
+            p.kind = PrimKind::GlobalAvgPool;
+            out.push_back(p);
+            break;
+        case OpKind::Add: {
+            p.kind = PrimKind::Add;
+            p.n = static_cast<std::int32_t>(l.inputs.size());
+            out.push_back(p);
+            if (a != Activation::Relu && a != Activation::Relu6)
+                latency_detail::push_activation(out, idx, a, os);
+            break;
+        }
+        case OpKind::Concat: {
+            p.kind = PrimKind::Concat;
+            p.n = static_cast<std::int32_t>(l.inputs.size());
+            std::int64_t cmin = os.c;
+            for (int k : l.inputs) cmin = std::min(cmin, g.layers[static_cast<std::size_t>(k)].shape.c);
+            p.ic = i32(cmin);
+            out.push_back(p);
+            break;
+        }
+        case OpKind::Mul: {
+            p.kind = PrimKind::Mul;
+            const Shape b = l.inputs.size() > 1 ? g.layers[static_cast<std::size_t>(l.inputs[1])].shape : in;
+            p.n = (b.h == 1 && b.w == 1 && (os.h > 1 || os.w > 1)) ? 1 : 0;
+            if (p.n == 1) p.kind = PrimKind::MulBroadcast;
+            out.push_back(p);
+            break;
+        }
+        case OpKind::Relu:
+        case OpKind::Relu6:
+        case OpKind::HardSwish:
+        case OpKind::HardSigmoid:
+        case OpKind::Sigmoid:
+            latency_detail::push_activation(out, idx, activation_of_layer(l.op), os);
+            break;
+        case OpKind::Softmax:
+            p.kind = PrimKind::Softmax;
+            out.push_back(p);
+            break;
+        }
+    }
+}
+
+inline std::vector<PrimOp> lower_for_latency(const Graph& g) {
+    std::vector<PrimOp> out;
+    lower_for_latency(g, plan_fusion(g), out);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Features
+// ---------------------------------------------------------------------------------------------
+// Latency is modelled as a sum of costs, linear in the coefficients (roofline-style terms):
+// a fixed cost per operator (the intercept), compute terms (MACs as the microkernels tile them:
+// output channels rounded up to the 16-wide register tile, output pixels to the 7-row tile),
+// per-pixel and per-group overheads (indirection, small channel counts), and memory terms with
+// hinges where the working set leaves the L2 and L3 caches. Fitted on relative error, so small
+// and large operators count alike. Features are in units of 1e6 (MACs, bytes, elements) so
+// that coefficients read as ms per million.
+
+inline constexpr int max_features = 24;
+
+// Where an operator runs. A probe runs alone (in_model = 0): its input was just written, its
+// weights were evicted from L2 by a 4 MiB sweep. Inside a whole model (in_model = 1) an
+// operator pays a per-operator cost of its own and finds its data as cold as the rest of the
+// model makes it: between two runs of the operator, everything else the model touches (its
+// footprint, weights and every operator's output, less the operator's own weights, input and
+// output) passes through the caches. `cold_l2` rises from 0 to 1 as that grows from 1 to 4 MiB
+// (leaving this core's L2), `cold_l3` from 8 to 32 MiB (leaving the shared L3). The context
+// terms of op_features let each kind's regressor learn these shifts from operators timed
+// inside the calibration models.
+struct OpContext {
+    double in_model = 0;
+    double footprint_bytes = 0;  // the model's weights and outputs
+    double large = 0;  // log2(footprint / 2 MiB) / 5 in [0, 1]: the calibration's footprint term
+};
+
+// How cold operator p's data is in context `ctx`: {cold_l2, cold_l3}, each in [0, 1].
+inline std::pair<double, double> context_cold(const OpContext& ctx, double own_bytes) noexcept {
+    const double other = std::max(0.0, ctx.footprint_bytes - own_bytes) / double(1 << 20);
+    return {other > 1 ? std::min(1.0, std::log2(other) / 2.0) : 0.0,
+            other > 8 ? std::min(1.0, std::log2(other / 8.0) / 2.0) : 0.0};
+}
+
+struct OpFeatures {
+    int n = 0;
+    std::array<double, max_features> x{};
+    void add(double v) noexcept {
+        if (n < max_features) x[static_cast<std::size_t>(n++)] = v;
+    }
+};
+
+namespace latency_detail {
+inline double round_up(double v, double tile) noexcept { return std::ceil(std::max(v, 1.0) / tile) * tile; }
+inline double hinge(double v, double knot) noexcept { return std::max(0.0, v - knot); }
+// Bytes as memory terms: the amount, and what lies beyond 1 MiB (L2) and 16 MiB (L3 share).
+inline void memory_terms(OpFeatures& f, double bytes) {
+    const double mb = bytes / 1e6;
+    f.add(mb);
+    f.add(hinge(mb, 1.0));
+    f.add(hinge(mb, 16.0));
+}
+}  // namespace latency_detail
+
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
+inline double op_weight_bytes(const PrimOp& p) noexcept {
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    default: return 0.0;
+    }
+}
+
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+    using latency_detail::hinge;
+    using latency_detail::memory_terms;
+    using latency_detail::round_up;
+    OpFeatures f;
+    const double M = 1e-6;
+    const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
+    const double out_el = out_px * p.oc, in_el = in_px * p.ic;
+    const double taps = double(p.kh) * p.kw;
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        const double gn = double(p.oc) / g, gk = taps * p.ic / g;
+        const double macs = out_px * gn * gk * g;
+        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        const double wbytes = 4.0 * gn * gk * g;
+        const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
+        f.add(M * macs);
+        f.add(M * tiled);
+        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * out_px * g);                           // per pixel and group
+        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
+        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
+        f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
+        f.add(M * g);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        f.add(M * wbytes);
+        break;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: {
+        const double c16 = round_up(p.oc, 16);
+        f.add(M * out_el * taps);
+        f.add(M * out_px * c16 * taps);
+        f.add(M * out_px * taps);
+        f.add(M * out_px);
+        f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
+        f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
+        f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
+        memory_terms(f, 4.0 * (in_el + out_el));
+        f.add(M * p.oc * taps);
+        break;
+    }
+    case PrimKind::FullyConnected: {
+        const double w = double(p.ic) * p.oc;
+        f.add(M * w);
+        f.add(M * double(p.ic) * round_up(p.oc, 16));
+        f.add(hinge(4 * M * w, 1.0));
+        f.add(hinge(4 * M * w, 16.0));
+        f.add(M * p.oc);
+        f.add(M * p.ic);
+        break;
+    }
+    case PrimKind::MaxPool:
+    case PrimKind::AvgPool:
+        f.add(M * out_el * taps);
+        f.add(M * out_px * round_up(p.oc, 16) * taps);
+        f.add(M * out_px * taps);
+        f.add(M * out_px);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        break;
+    case PrimKind::GlobalAvgPool:
+        f.add(M * in_el);
+        f.add(M * p.ic);
+        f.add(M * in_px);
+        memory_terms(f, 4.0 * in_el);
+        break;
+    case PrimKind::Add:
+        f.add(M * out_el * (p.n - 1));
+        f.add(double(p.n - 1));
+        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        break;
+    case PrimKind::Mul:
+        f.add(M * out_el);
+        memory_terms(f, 12.0 * out_el);
+        break;
+    case PrimKind::MulBroadcast:
+        f.add(M * out_el);
+        f.add(M * out_px);                                  // one broadcast row per pixel
+        f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
+        f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
+        f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Concat:
+        f.add(M * out_el);
+        f.add(M * out_px * p.n);        // one row copy per pixel and input
+        f.add(double(p.n));
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Softmax:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::StridedCopy:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        break;
+    case PrimKind::HardSigmoid:
+        f.add(M * out_el);
+        f.add(1.0);  // two operators
+        memory_terms(f, 16.0 * out_el);
+        break;
+    case PrimKind::ChannelAffine:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Clamp:
+    case PrimKind::HardSwish:
+    case PrimKind::Sigmoid:
+        f.add(M * out_el);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    }
+    // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
+    // the cost of finding the weights and activations colder as the model's footprint grows.
+    const double work = f.x[0];
+    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wb = M * wbytes, ab = M * abytes;
+    const auto [cold_l2, cold_l3] =
+        ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
+    f.add(ctx.in_model);
+    f.add(ctx.in_model * work);
+    f.add(cold_l2);
+    f.add(cold_l2 * work);
+    f.add(cold_l2 * wb);
+    f.add(cold_l2 * ab);
+    f.add(cold_l3 * work);
+    f.add(cold_l3 * wb);
+    return f;
+}
+
+// The context of every operator of a model (lowered ops): in a model, with the model's
+// footprint deciding how cold its data is: its weights and the executor's activation buffers
+// (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
+// that is unknown (< 0: a calibration model of an older profile), every operator's output.
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+    double bytes = 0;
+    for (const PrimOp& p : ops)
+        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+    if (activation_bytes >= 0) bytes += activation_bytes;
+    const double mib = bytes / double(1 << 20);
+    OpContext c;
+    c.in_model = 1;
+    c.footprint_bytes = bytes;
+    c.large = mib > 2 ? std::clamp(std::log2(mib / 2.0) / 5.0, 0.0, 1.0) : 0.0;
+    return c;
+}
+
+// Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse).
+inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
+    return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
+}
+
+// Number of features of a kind (the same for every operator of that kind).
+inline int feature_count(PrimKind k) {
+    PrimOp p;
+    p.kind = k;
+    return op_features(p).n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ridge regression
+// ---------------------------------------------------------------------------------------------
+
+// y ~ intercept + sum coef_j * (x_j - mean_j) / scale_j, with an L2 penalty `lambda` on coef
+// (the intercept is not penalised).
+struct RidgeModel {
+    double intercept = 0;
+    double lambda = 0;
+    std::vector<double> mean, scale, coef;
+
+    double predict(const double* x) const noexcept {
+        double y = intercept;
+        for (std::size_t j = 0; j < coef.size(); ++j) y += coef[j] * (x[j] - mean[j]) / scale[j];
+        return y;
+    }
+};
+
+// Fits ridge regression of y on the rows of X (optionally weighted).
+inline RidgeModel fit_ridge(const Eigen::MatrixXd& X, const Eigen::VectorXd& y, double lambda,
+                            const Eigen::VectorXd* weights = nullptr) {
+    const Eigen::Index n = X.rows(), d = X.cols();
+    if (n == 0) throw std::invalid_argument("fit_ridge: no samples");
+    if (y.size() != n) throw std::invalid_argument("fit_ridge: X and y disagree in length");
+    Eigen::VectorXd w = weights ? *weights : Eigen::VectorXd::Ones(n);
+    const double wsum = w.sum();
+    RidgeModel m;
+    m.lambda = lambda;
+    m.mean.assign(static_cast<std::size_t>(d), 0.0);
+    m.scale.assign(static_cast<std::size_t>(d), 1.0);
+    Eigen::MatrixXd Z(n, d);
+    for (Eigen::Index j = 0; j < d; ++j) {
+        const double mu = (X.col(j).array() * w.array()).sum() / wsum;
+        const double var = ((X.col(j).array() - mu).square() * w.array()).sum() / wsum;
+        const double sd = var > 1e-18 ? std::sqrt(var) : 1.0;
+        m.mean[static_cast<std::size_t>(j)] = mu;
+        m.scale[static_cast<std::size_t>(j)] = sd;
+        Z.col(j) = (X.col(j).array() - mu) / sd;
+    }
+    const double ymu = (y.array() * w.array()).sum() / wsum;
+    const Eigen::VectorXd yc = y.array() - ymu;
+    const Eigen::MatrixXd Zw = Z.array().colwise() * w.array();
+    Eigen::MatrixXd A = Z.transpose() * Zw;
+    A.diagonal().array() += lambda * wsum;
+    const Eigen::VectorXd b = Zw.transpose() * yc;
+    const Eigen::VectorXd beta = A.ldlt().solve(b);
+    m.coef.assign(beta.data(), beta.data() + d);
+    // Weighted centring makes the intercept the weighted mean of y.
+    m.intercept = ymu;
+    for (double c : m.coef)
+        if (!std::isfinite(c)) throw std::runtime_error("fit_ridge: the fit is not finite");
+    return m;
+}
+
+// Picks lambda from `grid` by k-fold cross-validation (deterministic folds: sample i goes to fold
+// i % k) and refits on everything. `cv_rmse` receives the chosen lambda's CV RMSE.
+// With `weights`, residuals and the RMSE are weighted: sqrt(w_i) * (y_i - prediction_i).
+inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& y,
+                               const std::vector<double>& grid, int folds = 5,
+                               double* cv_rmse = nullptr, Eigen::VectorXd* cv_residuals = nullptr,
+                               const Eigen::VectorXd* weights = nullptr) {
+    const Eigen::VectorXd w = weights ? *weights : Eigen::VectorXd::Ones(X.rows());
+    const Eigen::Index n = X.rows();
+    double best = std::numeric_limits<double>::infinity(), best_lambda = grid.empty() ? 1e-3 : grid[0];
+    Eigen::VectorXd best_res = Eigen::VectorXd::Zero(n);
+    if (n >= 2 * folds && grid.size() > 1) {
+        for (double lambda : grid) {
+            Eigen::VectorXd res(n);
+            for (int f = 0; f < folds; ++f) {
+                std::vector<Eigen::Index> tr, te;
+                for (Eigen::Index i = 0; i < n; ++i) (i % folds == f ? te : tr).push_back(i);
+                Eigen::MatrixXd Xt(static_cast<Eigen::Index>(tr.size()), X.cols());
+                Eigen::VectorXd yt(static_cast<Eigen::Index>(tr.size()));
+                Eigen::VectorXd wt(static_cast<Eigen::Index>(tr.size()));
+                for (std::size_t k = 0; k < tr.size(); ++k) {
+                    Xt.row(static_cast<Eigen::Index>(k)) = X.row(tr[k]);
+                    yt(static_cast<Eigen::Index>(k)) = y(tr[k]);
+                    wt(static_cast<Eigen::Index>(k)) = w(tr[k]);
+                }
+                const RidgeModel m = fit_ridge(Xt, yt, lambda, &wt);
+                for (Eigen::Index i : te) {
+                    const Eigen::VectorXd row = X.row(i).transpose();
+                    res(i) = std::sqrt(w(i)) * (y(i) - m.predict(row.data()));
+                }
+            }
+            const double rmse = std::sqrt(res.squaredNorm() / static_cast<double>(n));
+            if (rmse < best) {
+                best = rmse;
+                best_lambda = lambda;
+                best_res = res;
+            }
+        }
+    }
+    RidgeModel m = fit_ridge(X, y, best_lambda, &w);
+    if (!std::isfinite(best)) {
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const Eigen::VectorXd row = X.row(i).transpose();
+            best_res(i) = std::sqrt(w(i)) * (y(i) - m.predict(row.data()));
+        }
+        best = std::sqrt(best_res.squaredNorm() / static_cast<double>(std::max<Eigen::Index>(n, 1)));
+    }
+    if (cv_rmse) *cv_rmse = best;
+    if (cv_residuals) *cv_residuals = best_res;
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The latency model
+// ---------------------------------------------------------------------------------------------
+
+// One measured operator.
+struct LatencySample {
+    PrimOp op;
+    double ms = 0;
+    OpContext ctx;      // a probe (the default) or an operator timed inside a model
+    double weight = 1;  // relative weight in the fit
+};
+
+// A whole model measured for calibration: its per-kind predicted sums are recomputed at fit time.
+struct CalibrationSample {
+    std::string name;
+    std::string family;
+    std::vector<PrimOp> ops;
+    // Parallel to ops: the time in the model of op i's layer on the layer's first operator (its
+    // own time where it is the layer's only operator), -1 on a layer's further operators, 0 where
+    // not timed. (The ops' `layer` is not stored in the profile: -1 marks the grouping.)
+    std::vector<double> op_ms;
+    double ms = 0;
+    double activation_bytes = -1;  // activation_buffer_bytes of the model; -1: not recorded
+};
+
+struct KindModel {
+    PrimKind kind = PrimKind::Clamp;
+    bool fitted = false;
+    int samples = 0;
+    double cv_rel_rmse = 0;   // cross-validated RMS relative error
+    double floor_ms = 0;      // predictions never go below this (half the fastest sample)
+    // Operators of this kind inside whole models take this factor times what they take alone
+    // (cache state, producers, neighbours): the median ratio over the calibration models.
+    double context_scale = 1;
+    int context_samples = 0;
+    RidgeModel ridge;
+};
+
+// Model latency = b0 + b_ops * operators + sum over groups g of (a_g + a_f * large) * (predicted
+// ms of the operators in group g), `large` the model's footprint term (OpContext). Groups: 0 GEMM-like (conv, fc), 1 depthwise, 2 everything else.
+struct Calibration {
+    std::array<double, 3> scale{1.0, 1.0, 1.0};
+    // Added to every scale in proportion to OpContext::large: a large model's operators run
+    // slower than its operators' context terms alone say.
+    double footprint_scale = 0;
+    double per_op_ms = 0;
+    double constant_ms = 0;
+    int models = 0;
+};
+
+inline int calibration_group(PrimKind k) noexcept {
+    if (k == PrimKind::Conv || k == PrimKind::ConvNarrow || k == PrimKind::FullyConnected) return 0;
+    if (k == PrimKind::Depthwise || k == PrimKind::DepthwiseLarge) return 1;
+    return 2;
+}
+
+struct LatencyPrediction {
+    double total_ms = 0;                 // calibrated whole-model latency
+    double ops_ms = 0;                   // sum of the per-operator predictions (uncalibrated)
+    std::vector<double> per_layer_ms;    // parallel to graph.layers, calibrated scale applied
+    std::vector<PrimOp> ops;             // the operators predicted
+    std::vector<double> per_op_ms;       // parallel to ops, uncalibrated
+};
+
+class LatencyModel {
+public:
+    std::array<KindModel, prim_kind_count> kinds{};
+    Calibration calibration;
+
+    LatencyModel() {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    }
+
+    const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
+    KindModel& kind_model(PrimKind k) { return kinds[static_cast<std::size_t>(k)]; }
+
+    // Predicted milliseconds of one operator in context `ctx` (a model's: model_context(ops)),
+    // before calibration. An operator kind the profile has no samples for predicts a rough
+    // bandwidth figure (and `missing` is set).
+    double predict_op(const PrimOp& p, const OpContext& ctx = {}, bool* missing = nullptr) const {
+        const KindModel& m = kind_model(p.kind);
+        if (!m.fitted) {
+            if (missing) *missing = true;
+            const double bytes = 8.0 * double(p.oh) * p.ow * p.oc;
+            return 0.002 + bytes / 10e9 * 1e3;
+        }
+        return (ctx.in_model > 0 ? m.context_scale : 1.0) * raw_ms(m, p, ctx);
+    }
+
+    // The kind model's regression in context `ctx` (no context factor).
+    static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
+        const OpFeatures f = op_features(p, ctx);
+        return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
+    }
+
+    // Calibrated total from per-operator predictions in context `ctx`.
+    double combine(const std::vector<PrimOp>& ops, const std::vector<double>& op_ms,
+                   const OpContext& ctx) const {
+        std::array<double, 3> sums{0, 0, 0};
+        for (std::size_t i = 0; i < ops.size(); ++i)
+            sums[static_cast<std::size_t>(calibration_group(ops[i].kind))] += op_ms[i];
+        return combine_sums(sums, ops.size(), ctx);
+    }
+    double combine_sums(const std::array<double, 3>& sums, std::size_t ops, const OpContext& ctx) const {
+        double t = calibration.constant_ms + calibration.per_op_ms * static_cast<double>(ops);
+        for (std::size_t g = 0; g < 3; ++g) t += group_scale(g, ctx) * sums[g];
+        return std::max(t, 0.5 * (sums[0] + sums[1] + sums[2]));
+    }
+    double group_scale(std::size_t g, const OpContext& ctx) const {
+        return calibration.scale[g] + calibration.footprint_scale * ctx.large;
+    }
+
+    LatencyPrediction predict(const Graph& g) const {
+        LatencyPrediction r;
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, r.ops);
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(g, plan));
+        r.per_op_ms.resize(r.ops.size());
+        r.per_layer_ms.assign(g.layers.size(), 0.0);
+        for (std::size_t i = 0; i < r.ops.size(); ++i) {
+            const double ms = predict_op(r.ops[i], ctx);
+            r.per_op_ms[i] = ms;
+            r.ops_ms += ms;
+            const double s = group_scale(static_cast<std::size_t>(calibration_group(r.ops[i].kind)), ctx);
+            r.per_layer_ms[static_cast<std::size_t>(r.ops[i].layer)] += s * ms;
+        }
+        r.total_ms = combine(r.ops, r.per_op_ms, ctx);
+        return r;
+    }
+
+    // Only the total; allocates nothing but the lowering scratch passed in.
+    double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, scratch);
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(g, plan));
+        std::array<double, 3> sums{0, 0, 0};
+        for (const PrimOp& p : scratch)
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
+        return combine_sums(sums, scratch.size(), ctx);
+    }
+    double predict_ms(const Graph& g) const {
+        std::vector<PrimOp> scratch;
+        return predict_ms(g, scratch);
+    }
+};
+
+inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2}; }
+
+// Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
+// error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
+// the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
+// cross-validated relative errors of the samples listed in `used`.
+inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
+                                Eigen::VectorXd* cv_residuals = nullptr,
+                                std::vector<std::size_t>* used = nullptr) {
+    KindModel m;
+    m.kind = kind;
+    std::vector<std::size_t> idx;
+    for (std::size_t i = 0; i < samples.size(); ++i)
+        if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
+            idx.push_back(i);
+    if (used) *used = idx;
+    m.samples = static_cast<int>(idx.size());
+    if (idx.size() < 8) return m;
+    const int d = feature_count(kind);
+    const auto n = static_cast<Eigen::Index>(idx.size());
+    Eigen::MatrixXd X(n, d);
+    Eigen::VectorXd y(n), w(n);
+    double fastest = std::numeric_limits<double>::infinity();
+    for (Eigen::Index i = 0; i < n; ++i) {
+        const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
+        const OpFeatures f = op_features(s.op, s.ctx);
+        for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
+        y(i) = s.ms;
+        // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
+        w(i) = std::max(0.0, s.weight) / std::pow(std::max(s.ms, 1e-4), 2);
+        fastest = std::min(fastest, s.ms);
+    }
+    Eigen::VectorXd res;
+    Eigen::VectorXd robust = w;
+    for (int round = 0; round < 3; ++round) {
+        m.ridge = fit_ridge_cv(X, y, default_lambda_grid(), 5, &m.cv_rel_rmse, &res, &robust);
+        if (round == 2) break;
+        // Huber weights: residuals beyond 2.5 MADs count linearly, not quadratically.
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(1e-3, median(a));
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            robust(i) = w(i) * (r > 1 ? 1.0 / r : 1.0);
+        }
+    }
+    m.floor_ms = 0.5 * fastest;
+    m.fitted = true;
+    if (cv_residuals) *cv_residuals = res;
+    return m;
+}
+
+// Fits the calibration from whole-model measurements, minimising relative error with a pull
+// towards the identity (scale 1, no overhead) so that few models cannot produce a wild fit.
+inline Calibration fit_calibration(const LatencyModel& model,
+                                   const std::vector<CalibrationSample>& models,
+                                   double prior_strength = 0.05) {
+    Calibration c;
+    c.models = static_cast<int>(models.size());
+    if (models.empty()) return c;
+    // Unknowns: scale[0..2], per_op_ms, constant_ms, footprint_scale. Rows divided by measured ms.
+    const Eigen::Index n = static_cast<Eigen::Index>(models.size());
+    Eigen::MatrixXd A(n + 6, 6);
+    Eigen::VectorXd b(n + 6);
+    A.setZero();
+    b.setZero();
+    for (Eigen::Index i = 0; i < n; ++i) {
+        const CalibrationSample& s = models[static_cast<std::size_t>(i)];
+        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        std::array<double, 3> sums{0, 0, 0};
+        for (const PrimOp& p : s.ops)
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
+        const double t = std::max(s.ms, 1e-6);
+        for (int g = 0; g < 3; ++g) A(i, g) = sums[static_cast<std::size_t>(g)] / t;
+        A(i, 3) = static_cast<double>(s.ops.size()) / t;
+        A(i, 4) = 1.0 / t;
+        A(i, 5) = ctx.large * (sums[0] + sums[1] + sums[2]) / t;
+        b(i) = 1.0;
+    }
+    // Prior rows: scale_g ~ 1, per_op ~ 0 (in units of 1 us), constant ~ 0 (in units of 10 us).
+    const double w = prior_strength * std::sqrt(static_cast<double>(n));
+    for (int g = 0; g < 3; ++g) {
+        A(n + g, g) = w;
+        b(n + g) = w;
+    }
+    A(n + 3, 3) = w * 1000.0 * 0.2;
+    A(n + 4, 4) = w * 100.0 * 0.2;
+    A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
+    // model timed while another process thrashed the caches cannot pull the fit.
+    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    for (int round = 0; round < 2 && n >= 8; ++round) {
+        const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(0.01, median(a));
+        Eigen::MatrixXd Aw = A;
+        Eigen::VectorXd bw = b;
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            const double sw = r > 1 ? std::sqrt(1.0 / r) : 1.0;
+            Aw.row(i) *= sw;
+            bw(i) *= sw;
+        }
+        x = Aw.colPivHouseholderQr().solve(bw);
+    }
+    for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
+    c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
+    c.constant_ms = std::clamp(x(4), -0.005, 0.5);
+    c.footprint_scale = std::clamp(x(5), -0.5, 1.0);
+    return c;
+}
+
+// The operators of the calibration models as samples in their model's context. op_ms[i] > 0 is
+// operator i's own time, or, for a layer of several operators (a conv and its hardswish), the
+// layer's total on the layer's first operator, followed by -1 on the others: the total is shared
+// in proportion to `model`'s predictions and the parts weigh half. 0 (or any other value that is
+// neither positive nor -1) is an operator not timed.
+inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
+                                                   const std::vector<CalibrationSample>& models,
+                                                   double weight = 1.0) {
+    std::vector<LatencySample> out;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
+            std::size_t e = i + 1;
+            while (e < n && c.op_ms[e] == -1.0) ++e;
+            if (e == i + 1) {
+                out.push_back({c.ops[i], c.op_ms[i], ctx, weight});
+                continue;
+            }
+            double total = 0;
+            std::vector<double> pred;
+            for (std::size_t k = i; k < e; ++k) {
+                pred.push_back(std::max(1e-6, model.predict_op(c.ops[k], ctx)));
+                total += pred.back();
+            }
+            for (std::size_t k = i; k < e; ++k)
+                out.push_back({c.ops[k], c.op_ms[i] * pred[k - i] / total, ctx, 0.5 * weight});
+        }
+    }
+    return out;
+}
+
+// The context factor of each kind: the median of (timed in a model / the regression in that
+// model's context) over the calibration models' operators timed on their own (at least 5, else
+// 1). With the context terms fitted it stays near 1; it catches what they cannot.
+inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
+    std::array<std::vector<double>, prim_kind_count> ratios;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
+            const KindModel& k = m.kind_model(c.ops[i].kind);
+            if (!k.fitted || !(c.op_ms[i] > 0)) continue;
+            const bool alone = i + 1 >= c.op_ms.size() || c.op_ms[i + 1] != -1.0;
+            if (!alone) continue;
+            const double pred = LatencyModel::raw_ms(k, c.ops[i], ctx);
+            if (pred > 0) ratios[static_cast<std::size_t>(c.ops[i].kind)].push_back(std::log(c.op_ms[i] / pred));
+        }
+    }
+    for (std::size_t k = 0; k < prim_kind_count; ++k) {
+        KindModel& km = m.kinds[k];
+        km.context_samples = static_cast<int>(ratios[k].size());
+        km.context_scale = ratios[k].size() >= 5 ? std::clamp(std::exp(median(ratios[k])), 0.25, 4.0) : 1.0;
+    }
+}
+
+// Fits every kind from the probes `samples` together with the operators timed inside the
+// calibration `models` (in their context; a first fit on the probes alone shares the time of
+// multi-operator layers), then the context factors and the calibration.
+inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
+                                      const std::vector<CalibrationSample>& models,
+                                      double in_model_weight = 10.0) {
+    LatencyModel first;
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+    std::vector<LatencySample> all = samples;
+    const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
+    all.insert(all.end(), in_model.begin(), in_model.end());
+    LatencyModel m;
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    fit_context_scales(m, models);
+    m.calibration = fit_calibration(m, models);
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accuracy figures
+// ---------------------------------------------------------------------------------------------
+
+struct AccuracyStats {
+    int n = 0;
+    double within_10pct = 0, within_5pct = 0, within_15pct = 0;  // fractions
+    double mape = 0;       // mean |pred - meas| / meas, in percent
+    double rmse_ms = 0;
+    double max_abs_pct = 0;
+};
+
+inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
+                                    const std::vector<double>& measured) {
+    AccuracyStats s;
+    const std::size_t n = std::min(predicted.size(), measured.size());
+    s.n = static_cast<int>(n);
+    if (n == 0) return s;
+    double se = 0, ape = 0;
+    int w5 = 0, w10 = 0, w15 = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double e = predicted[i] - measured[i];
+        const double rel = measured[i] > 0 ? std::abs(e) / measured[i] : 0.0;
+        se += e * e;
+        ape += rel;
+        w5 += rel <= 0.05;
+        w10 += rel <= 0.10;
+        w15 += rel <= 0.15;
+        s.max_abs_pct = std::max(s.max_abs_pct, 100 * rel);
+    }
+    const double dn = static_cast<double>(n);
+    s.within_5pct = w5 / dn;
+    s.within_10pct = w10 / dn;
+    s.within_15pct = w15 / dn;
+    s.mape = 100 * ape / dn;
+    s.rmse_ms = std::sqrt(se / dn);
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fingerprint and profile file
+// ---------------------------------------------------------------------------------------------
+
+struct DeviceFingerprint {
+    std::string cpu_model;
+    std::string architecture;
+    std::string xnnpack_isa;
+    std::string xnnpack_version;
+    std::string lamda_version;
+    int threads = 1;
+    friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
+        return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
+               a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
+               a.lamda_version == b.lamda_version && a.threads == b.threads;
+    }
+};
+
+inline DeviceFingerprint current_fingerprint(int threads) {
+    const DeviceInfo info = describe_device();
+    DeviceFingerprint f;
+    f.cpu_model = info.cpu_model;
+    f.architecture = info.architecture;
+    f.xnnpack_isa = info.xnnpack_isa;
+    f.xnnpack_version = LAMDA_XNNPACK_VERSION;
+    f.lamda_version = version_string;
+    f.threads = threads;
+    return f;
+}
+
+// Empty when the fingerprints agree; otherwise one warning naming every difference.
+inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
+    std::string diffs;
+    auto cmp = [&diffs](const char* what, const std::string& a, const std::string& b) {
+        if (a != b) diffs += std::string("\n  ") + what + ": profile '" + a + "', here '" + b + "'";
+    };
+    cmp("cpu_model", profile.cpu_model, here.cpu_model);
+    cmp("architecture", profile.architecture, here.architecture);
+    cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
+    cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
+    cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
+    if (diffs.empty()) return {};
+    return "warning: the latency profile was measured on a different device or setup; its "
+           "predictions may not hold here:" + diffs;
+}
+
+inline constexpr std::string_view profile_format_name = "lamda-latency-profile";
+inline constexpr int profile_format_version = 2;
+
+struct LatencyProfile {
+    DeviceFingerprint fingerprint;
+    double budget_s = 0;      // the profiling budget it was made with
+    double elapsed_s = 0;     // how long profiling took
+    double load_average = -1; // 1-minute load average when profiling started (-1: unknown)
+    std::int64_t calibration_seed = -1;  // seed the calibration models were drawn with (-1: none)
+    std::vector<LatencySample> samples;
+    std::vector<CalibrationSample> calibration;
+    LatencyModel model;
+};
+
+class ProfileError : public Exception {
+public:
+    using Exception::Exception;
+};
+
+namespace latency_detail {
+
+inline void write_op(JsonWriter& j, const PrimOp& p) {
+    j.begin_array()
+        .value(std::string_view(prim_kind_name(p.kind)))
+        .value(p.ih).value(p.iw).value(p.ic)
+        .value(p.oh).value(p.ow).value(p.oc)
+        .value(p.kh).value(p.kw).value(p.sh).value(p.sw)
+        .value(p.groups).value(p.n)
+        .end_array();
+}
+
+inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
+    j.begin_array();
+    for (double d : v) j.value(d);
+    j.end_array();
+}
+
+}  // namespace latency_detail
+
+// The profile as JSON text (one line).
+inline std::string latency_profile_json(const LatencyProfile& p) {
+    using latency_detail::write_doubles;
+    using latency_detail::write_op;
+    JsonWriter j;
+    j.begin_object()
+        .field("format", profile_format_name)
+        .field("version", profile_format_version)
+        .key("fingerprint")
+        .begin_object()
+        .field("cpu_model", p.fingerprint.cpu_model)
+        .field("architecture", p.fingerprint.architecture)
+        .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
+        .field("xnnpack_version", p.fingerprint.xnnpack_version)
+        .field("lamda_version", p.fingerprint.lamda_version)
+        .field("threads", p.fingerprint.threads)
+        .end_object()
+        .field("budget_s", p.budget_s)
+        .field("elapsed_s", p.elapsed_s)
+        .field("load_average", p.load_average)
+        .field("calibration_seed", p.calibration_seed);
+    j.key("op_fields").begin_array();
+    for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
+        j.value(f);
+    j.end_array();
+    j.key("samples").begin_array();
+    for (const LatencySample& s : p.samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : p.calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : p.model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = p.model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object().end_object();
+    return j.str();
+}
+
+inline void write_latency_profile(const std::string& path, const LatencyProfile& p) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << latency_profile_json(p) << '\n';
+    if (!out.flush()) throw ProfileError(path + ": error: cannot write the profile");
+}
+
+namespace latency_detail {
+
+using simdjson::dom::element;
+
+// detail/json_read.hpp's reader, plus the profile's operator records.
+struct Reader : JsonReader<ProfileError> {
+    explicit Reader(const std::string& where_) : JsonReader<ProfileError>(where_, "malformed latency profile") {}
+
+    PrimOp op(const element& e, const std::string& path) const {
+        const simdjson::dom::array a = arr(e, path);
+        if (a.size() != 13) fail(path, "expected 13 fields (kind, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, groups, n)");
+        PrimOp p;
+        std::size_t i = 0;
+        std::array<std::int32_t, 12> v{};
+        for (element x : a) {
+            const std::string sub = path + "[" + std::to_string(i) + "]";
+            if (i == 0) {
+                if (!parse_prim_kind(str(x, sub), p.kind)) fail(sub, "unknown operator kind");
+            } else {
+                v[i - 1] = static_cast<std::int32_t>(integer(x, sub, i == 12 ? 0 : 1, std::int64_t{1} << 30));
+            }
+            ++i;
+        }
+        p.ih = v[0]; p.iw = v[1]; p.ic = v[2]; p.oh = v[3]; p.ow = v[4]; p.oc = v[5];
+        p.kh = v[6]; p.kw = v[7]; p.sh = v[8]; p.sw = v[9]; p.groups = v[10]; p.n = v[11];
+        return p;
+    }
+};
+
+}  // namespace latency_detail
+
+// Parses profile text. Throws ProfileError naming the field for malformed, truncated or
+// wrong-version input.
+inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
+    latency_detail::Reader r(where);
+    simdjson::dom::parser parser;
+    simdjson::padded_string padded(text);
+    simdjson::dom::element doc;
+    if (const auto err = parser.parse(padded).get(doc))
+        throw ProfileError(where + ": error: the latency profile is not valid JSON (" +
+                           simdjson::error_message(err) + "); is the file truncated?");
+    LatencyProfile p;
+    if (!doc.is_object()) r.fail("(top level)", "expected an object");
+    const std::string format = r.str(r.at(doc, "format", ""), "format");
+    if (format != profile_format_name)
+        r.fail("format", "'" + format + "' is not '" + std::string(profile_format_name) + "'");
+    const std::int64_t version = r.integer(r.at(doc, "version", ""), "version", 0, 1 << 30);
+    if (version != profile_format_version)
+        throw ProfileError(where + ": error: latency profile version " + std::to_string(version) +
+                           " is not supported (this lamda reads version " +
+                           std::to_string(profile_format_version) + "); re-run `lamda profile`");
+    const auto fp = r.at(doc, "fingerprint", "");
+    p.fingerprint.cpu_model = r.str(r.at(fp, "cpu_model", "fingerprint"), "fingerprint.cpu_model");
+    p.fingerprint.architecture = r.str(r.at(fp, "architecture", "fingerprint"), "fingerprint.architecture");
+    p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
+    p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
+    p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
+    p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
+    if (r.has(doc, "load_average")) {
+        const auto la = r.at(doc, "load_average", "");
+        p.load_average = la.is_null() ? -1 : r.num(la, "load_average");
+    }
+    if (r.has(doc, "calibration_seed"))
+        p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
+                                       std::numeric_limits<std::int64_t>::max());
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
+            const std::string path = "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            p.samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
+            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            p.calibration.push_back(std::move(c));
+        }
+    }
+    const auto model = r.at(doc, "model", "");
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
+            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = p.model.kind_model(kind);
+            k.kind = kind;
+            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(model, "calibration", "model");
+        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
+        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
+        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
+        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
+        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
+        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+    }
+    return p;
+}
+
+inline LatencyProfile read_latency_profile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ProfileError(path + ": error: cannot open the latency profile");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw ProfileError(path + ": error: cannot read the latency profile");
+    const std::string text = ss.str();
+    if (text.size() > (std::size_t{256} << 20))
+        throw ProfileError(path + ": error: the latency profile is larger than 256 MiB");
+    return parse_latency_profile(text, path);
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_LATENCY_MODEL_HPP
+// ---- end include/lamda/latency/model.hpp ----
 #if defined(LAMDA_WITH_XNNPACK)
+// ---- begin include/lamda/exec/bench.hpp ----
+// lamda/exec/bench.hpp: measuring a model on this device through the XNNPACK executor.
+// One measurement routine shared by `lamda bench`, the latency model and the search, so that
+// every latency lamda reports means the same thing. Empty unless LAMDA_WITH_XNNPACK is defined.
+#ifndef LAMDA_EXEC_BENCH_HPP
+#define LAMDA_EXEC_BENCH_HPP
+
+#if !defined(LAMDA_WITH_XNNPACK)
+#error "lamda/exec/bench.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
+#else
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+// ---- begin include/lamda/exec/xnnpack.hpp ----
+// lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
+// 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
+// with -lXNNPACK -lpthreadpool -lpthread.
+//
+//   lamda::XnnExecutor exec(graph, weights, {/*threads=*/1});   // throws lamda::ExecutorError
+//   std::copy(image.begin(), image.end(), exec.input());        // NHWC float32, batch 1
+//   exec.run();
+//   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
+//   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
+//
+// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
+// buffers allocated at construction, run many times) per layer, in file order; run() runs them
+// all, run_timed_per_op() times each. Activation buffers follow plan_buffers (exec/plan.hpp):
+// one arena, a buffer reused once its value's last reader has run (XnnOptions::keep_intermediates
+// keeps one per layer). The operator API is what XNNPACK's own subgraph runtime
+// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
+//   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
+//   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
+//   fc                fully_connected_nc_f32
+//   batchnorm         folded into the conv2d/dwconv/fc before it when that layer has no other
+//                     reader and no fused activation; otherwise a 1x1 depthwise convolution
+//   relu, relu6, hardsigmoid, hardswish, sigmoid layers   fused into the conv/dwconv/fc/
+//                     batchnorm/add before them (as if written act=...) when they are its only
+//                     reader and it has no act; otherwise a separate operator (clamp_nc_f32, ...)
+//   act=relu/relu6    the output clamp of conv/dwconv/fc/add
+//   act=hardsigmoid   on conv/dwconv/fc/batchnorm: folded into weights and bias (w/6, (b+3)/6) with
+//                     clamp [0,1]; elsewhere add_nd(x, 3) clamped to [0,6], then multiply_nd by 1/6
+//   hardswish, sigmoid, act=hardswish/sigmoid   hardswish_nc_f32 / sigmoid_nc_f32 (in place)
+//   maxpool, avgpool  max/average_pooling2d_nhwc_f32; ceil=true becomes extra bottom/right padding.
+//                     A 1x1 kernel (which XNNPACK rejects) is a strided copy done by a plain loop.
+//   gap               global_average_pooling_nwc_f32
+//   add (N inputs)    N-1 add_nd_f32, accumulating into the output
+//   concat            one copy_nc_x32 per input, writing a channel slice of the output
+//   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
+//   softmax           softmax_nc_f32 over channels
+//   flatten, dropout  no operator: the output aliases the input buffer
+// Every value that is materialised has its own buffer (no reuse between layers yet).
+#ifndef LAMDA_EXEC_XNNPACK_HPP
+#define LAMDA_EXEC_XNNPACK_HPP
+
+#if !defined(LAMDA_WITH_XNNPACK)
+#error "lamda/exec/xnnpack.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
+#else
+
+#include <xnnpack.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+#include <pthreadpool.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+struct XnnOptions {
+    // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
+    // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
+    int threads = 1;
+    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
+    // huge candidate is a clear error instead of an out-of-memory kill.
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Give every layer its own buffer, so layer_output(i) holds each layer's result after a run
+    // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
+    // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
+    bool keep_intermediates = false;
+};
+
+// Bytes the executor allocates for a graph at most: one buffer per layer output plus the
+// weights (with buffer reuse it allocates less).
+inline std::int64_t executor_memory_bytes(const Graph& graph) {
+    std::int64_t bytes = 0;
+    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
+    return bytes + analyze(graph).weight_bytes;
+}
+
+namespace detail {
+inline constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
+
+inline std::size_t round_up(std::size_t n, std::size_t multiple) noexcept {
+    return (n + multiple - 1) / multiple * multiple;
+}
+
+// A block of at least `size` bytes aligned to `alignment`, freed with std::free. One of 2 MiB
+// or more (packed weights of big layers, the executor's activation arena) is whole 2 MiB pages,
+// marked for transparent huge pages where Linux offers them (madvise mode): a 5 MB classifier
+// read once per inference otherwise takes a TLB miss every 4 KiB.
+inline void* allocate_block(std::size_t alignment, std::size_t size) noexcept {
+    void* p = nullptr;
+    if (size >= huge_page_bytes) {
+        size = round_up(size, huge_page_bytes);
+        if (posix_memalign(&p, huge_page_bytes, size) != 0) return nullptr;
+#ifdef __linux__
+        ::madvise(p, size, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    if (posix_memalign(&p, std::max(alignment, sizeof(void*)), size) != 0) return nullptr;
+    return p;
+}
+
+// XNNPACK's allocator, with its aligned blocks from allocate_block.
+inline void* xnn_allocate(void*, std::size_t size) { return std::malloc(size); }
+inline void* xnn_reallocate(void*, void* p, std::size_t size) { return std::realloc(p, size); }
+inline void xnn_deallocate(void*, void* p) { std::free(p); }
+inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size) {
+    return allocate_block(alignment, size);
+}
+inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
+                                             xnn_deallocate, xnn_aligned_allocate,
+                                             xnn_aligned_deallocate};
+}  // namespace detail
+
+inline std::string xnn_status_name(xnn_status s) {
+    switch (s) {
+    case xnn_status_success: return "success";
+    case xnn_status_uninitialized: return "uninitialized";
+    case xnn_status_invalid_parameter: return "invalid parameter";
+    case xnn_status_invalid_state: return "invalid state";
+    case xnn_status_unsupported_parameter: return "unsupported parameter";
+    case xnn_status_unsupported_hardware: return "unsupported hardware";
+    case xnn_status_out_of_memory: return "out of memory";
+    }
+    return "unknown status " + std::to_string(static_cast<int>(s));
+}
+
+// How each layer was lowered (for reports and debugging).
+enum class XnnLowering {
+    Operators,  // the layer runs its own XNNPACK operator(s)
+    Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
+    Alias,      // no work: output aliases the input (input, flatten, dropout)
+    Loop,       // a plain loop (1x1 pools)
+};
+
+class XnnExecutor {
+public:
+    XnnExecutor(const Graph& graph, const Weights& weights, XnnOptions options = {})
+        : impl_(std::make_unique<Impl>()) {
+        if (options.threads < 1 || options.threads > 1024)
+            throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
+                                        std::to_string(options.threads));
+        detail::check_runnable(graph);
+        if (options.max_memory_bytes > 0) {
+            const std::int64_t needed = executor_memory_bytes(graph);
+            if (needed > options.max_memory_bytes)
+                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
+                                    " MiB of buffers and weights, more than the limit of " +
+                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
+        }
+        detail::check_weights(graph, weights);
+        const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
+        if (init != xnn_status_success)
+            throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
+        impl_->threads = options.threads;
+        if (options.threads > 1) {
+            impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
+            if (!impl_->pool)
+                throw ExecutorError("XNNPACK: cannot create a pool of " +
+                                    std::to_string(options.threads) + " threads");
+        }
+        build(graph, weights, options.keep_intermediates);
+    }
+
+    XnnExecutor(const XnnExecutor&) = delete;
+    XnnExecutor& operator=(const XnnExecutor&) = delete;
+    XnnExecutor(XnnExecutor&&) noexcept = default;
+    XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
+    ~XnnExecutor() = default;
+
+    float* input() noexcept { return impl_->ptr.front(); }
+    Shape input_shape() const noexcept { return impl_->shapes.front(); }
+    const float* output() const noexcept { return impl_->ptr.back(); }
+    Shape output_shape() const noexcept { return impl_->shapes.back(); }
+    int threads() const noexcept { return impl_->threads; }
+
+    // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
+    // Unless built with keep_intermediates, only the input and output stay valid after a run:
+    // other layers' buffers are reused.
+    const float* layer_output(std::size_t i) const noexcept {
+        return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
+    }
+    XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Bytes of activation buffers allocated (weights not included).
+    std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
+    // Number of XNNPACK operators (and loops) run per inference.
+    std::size_t step_count() const noexcept { return impl_->steps.size(); }
+
+    void run() {
+        for (Step& s : impl_->steps) run_step(s);
+    }
+
+    // Runs once and returns milliseconds per layer, parallel to graph.layers; a fused or aliased
+    // layer reads 0 (its cost is in the layer it was fused into).
+    std::vector<double> run_timed_per_op() {
+        std::vector<double> ms(impl_->ptr.size(), 0.0);
+        for (Step& s : impl_->steps) {
+            const auto t0 = std::chrono::steady_clock::now();
+            run_step(s);
+            const auto t1 = std::chrono::steady_clock::now();
+            ms[static_cast<std::size_t>(s.layer)] +=
+                std::chrono::duration<double, std::milli>(t1 - t0).count();
+        }
+        return ms;
+    }
+
+    // Convenience: copies `in` (shape must match) into the input buffer, runs, returns the output.
+    Tensor run(const Tensor& in) {
+        if (in.shape != input_shape() ||
+            static_cast<std::int64_t>(in.data.size()) != input_shape().elements())
+            throw ExecutorError("input has shape " + to_string(in.shape) + ", the graph expects " +
+                                to_string(input_shape()));
+        std::copy(in.data.begin(), in.data.end(), input());
+        run();
+        Tensor out(output_shape());
+        std::copy(output(), output() + out.data.size(), out.data.begin());
+        return out;
+    }
+
+private:
+    // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
+    static constexpr std::size_t kBufferAlignment = 64;
+    struct FreeBlock {
+        void operator()(float* p) const noexcept { std::free(p); }
+    };
+    struct Step {
+        int layer = 0;
+        xnn_operator_t op = nullptr;
+        std::function<void()> loop;  // when op is null
+    };
+    struct Impl {
+        pthreadpool_t pool = nullptr;
+        int threads = 1;
+        std::unique_ptr<float, FreeBlock> arena;  // every activation buffer
+        std::int64_t buffer_bytes = 0;            // the buffers' bytes (without alignment)
+        std::vector<float*> ptr;  // per layer; nullptr when fused away
+        std::vector<Shape> shapes;
+        std::vector<XnnLowering> lowering;
+        std::vector<Step> steps;
+        // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
+        float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
+        float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
+                          1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
+
+        Impl() = default;
+        Impl(const Impl&) = delete;
+        Impl& operator=(const Impl&) = delete;
+        ~Impl() {
+            for (Step& s : steps)
+                if (s.op) xnn_delete_operator(s.op);
+            if (pool) pthreadpool_destroy(pool);
+        }
+    };
+    std::unique_ptr<Impl> impl_;
+
+    void run_step(Step& s) {
+        if (s.op) {
+            const xnn_status st = xnn_run_operator(s.op, impl_->pool);
+            if (st != xnn_status_success)
+                throw ExecutorError("XNNPACK: running layer " + std::to_string(s.layer) +
+                                    " failed: " + xnn_status_name(st));
+        } else {
+            s.loop();
+        }
+    }
+
+    // ---- construction helpers ----
+
+    static std::string where(const Layer& l) {
+        return std::string(op_name(l.op)) + " layer '" + l.name + "'";
+    }
+
+    static void check(xnn_status st, const Layer& l, const char* fn) {
+        if (st != xnn_status_success)
+            throw ExecutorError("XNNPACK: " + where(l) + ": " + fn + " failed: " +
+                                xnn_status_name(st));
+    }
+
+    // Adds an operator step for layer `index`; takes ownership at once so a later failure frees it.
+    void add_op(int index, xnn_operator_t op) {
+        Step s;
+        s.layer = index;
+        s.op = op;
+        impl_->steps.push_back(std::move(s));
+    }
+
+    static std::pair<float, float> clamp_of(Activation a) {
+        constexpr float inf = std::numeric_limits<float>::infinity();
+        if (a == Activation::Relu) return {0.0f, inf};
+        if (a == Activation::Relu6) return {0.0f, 6.0f};
+        if (a == Activation::HardSigmoid) return {0.0f, 1.0f};  // after folding the affine part
+        return {-inf, inf};
+    }
+
+    // Unary elementwise steps, input -> output (may be the same buffer): relu, relu6, hardswish,
+    // sigmoid, hardsigmoid. `a == None` adds nothing.
+    void add_activation(int index, const Layer& l, Activation a, const float* in, float* out,
+                        const Shape& s) {
+        if (a == Activation::None) return;
+        const auto C = static_cast<std::size_t>(s.c);
+        const auto pixels = static_cast<std::size_t>(s.h * s.w);
+        xnn_operator_t op = nullptr;
+        switch (a) {
+        case Activation::Relu:
+        case Activation::Relu6: {
+            const auto [lo, hi] = clamp_of(a);
+            check(xnn_create_clamp_nc_f32(C, C, C, lo, hi, 0, &op), l, "xnn_create_clamp_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_clamp_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_clamp_nc_f32");
+            return;
+        }
+        case Activation::HardSwish:
+            check(xnn_create_hardswish_nc_f32(C, C, C, 0, &op), l, "xnn_create_hardswish_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_hardswish_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_hardswish_nc_f32");
+            return;
+        case Activation::Sigmoid:
+            check(xnn_create_sigmoid_nc_f32(C, C, C, 0, &op), l, "xnn_create_sigmoid_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_sigmoid_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_sigmoid_nc_f32");
+            return;
+        case Activation::HardSigmoid: {
+            // relu6(x + 3) / 6
+            const std::size_t dims[1] = {static_cast<std::size_t>(s.elements())};
+            const std::size_t one[1] = {1};
+            check(xnn_create_add_nd_f32(0.0f, 6.0f, 0, &op), l, "xnn_create_add_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_add_nd_f32(op, 1, dims, 1, one, in, impl_->three, out, impl_->pool),
+                  l, "xnn_setup_add_nd_f32");
+            op = nullptr;
+            const float inf = std::numeric_limits<float>::infinity();
+            check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_multiply_nd_f32(op, 1, dims, 1, one, out, impl_->sixth, out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_f32");
+            return;
+        }
+        case Activation::None: return;
+        }
+    }
+
+    // Assigns impl_->ptr from plan_buffers (exec/plan.hpp): one buffer per materialised
+    // value, reused once its last reader has run unless keep_intermediates.
+    void allocate_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
+        const BufferPlan bp = lamda::plan_buffers(g, plan, !keep_intermediates,
+                                                  XNN_EXTRA_BYTES / sizeof(float) + 4);
+        // One arena for all buffers, each on a cache line (allocate_block puts a large arena on
+        // huge pages: early layers of a 224x224 net stream megabytes).
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t floats : bp.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(floats) * sizeof(float), kBufferAlignment);
+        }
+        auto* arena = static_cast<float*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->arena.reset(arena);
+        std::fill(arena, arena + total / sizeof(float), 0.0f);  // a fresh output is defined
+        std::vector<float*> slot_ptr;
+        for (std::size_t off : offset) slot_ptr.push_back(arena + off / sizeof(float));
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = bp.value_of[i];
+            if (v < 0) continue;
+            // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
+            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(bp.slot_of[static_cast<std::size_t>(v)])];
+            const OpKind op = g.layers[i].op;
+            if (op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout)
+                impl_->lowering[i] = XnnLowering::Alias;
+        }
+        impl_->buffer_bytes = bp.total_floats() * static_cast<std::int64_t>(sizeof(float));
+    }
+
+    void build(const Graph& g, const Weights& w, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        impl_->ptr.assign(n, nullptr);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+
+        // Fusions are decided by plan_fusion (exec/plan.hpp), the one source of truth the
+        // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
+        // i's operator; tail[i]: the layer whose buffer receives layer i's output.
+        const FusionPlan plan = plan_fusion(g);
+        const std::vector<int>& absorbed_by = plan.absorbed_by;
+        const std::vector<int>& tail = plan.tail;
+        const std::vector<int>& folded_bn = plan.folded_bn;
+        const std::vector<Activation>& act = plan.act;
+
+        allocate_buffers(g, plan, keep_intermediates);
+        for (std::size_t j = 0; j < n; ++j)
+            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        for (std::size_t i = 0; i < n; ++i) {
+            if (absorbed_by[i] >= 0) continue;
+            const Layer& l = g.layers[i];
+            const int idx = static_cast<int>(i);
+            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
+            auto in_ptr = [&](std::size_t k) -> const float* {
+                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
+            };
+            auto in_shape = [&](std::size_t k) -> const Shape& {
+                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
+            };
+            switch (l.op) {
+            case OpKind::Input:
+            case OpKind::Flatten:
+            case OpKind::Dropout: break;
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d:
+            case OpKind::FullyConnected:
+            case OpKind::BatchNorm:
+                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
+                break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
+            case OpKind::GlobalAvgPool: {
+                const Shape s = in_shape(0);
+                const auto C = static_cast<std::size_t>(s.c);
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
+                      "xnn_create_global_average_pooling_nwc_f32");
+                add_op(idx, op);
+                check(xnn_setup_global_average_pooling_nwc_f32(
+                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_global_average_pooling_nwc_f32");
+                break;
+            }
+            case OpKind::Add: {
+                const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+                const Activation a = act[i];
+                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
+                const std::size_t k_last = l.inputs.size() - 1;
+                for (std::size_t k = 1; k <= k_last; ++k) {
+                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
+                                                                     : clamp_of(Activation::None);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
+                    add_op(idx, op);
+                    const float* a_in = k == 1 ? in_ptr(0) : out;
+                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
+                                               impl_->pool),
+                          l, "xnn_setup_add_nd_f32");
+                }
+                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
+                break;
+            }
+            case OpKind::Concat: {
+                const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
+                const auto total = static_cast<std::size_t>(l.shape.c);
+                std::size_t offset = 0;
+                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                    const auto c = static_cast<std::size_t>(in_shape(k).c);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
+                    add_op(idx, op);
+                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
+                          l, "xnn_setup_copy_nc_x32");
+                    offset += c;
+                }
+                break;
+            }
+            case OpKind::Mul: {
+                const Shape a = in_shape(0), b = in_shape(1);
+                const std::size_t da[3] = {static_cast<std::size_t>(a.h),
+                                           static_cast<std::size_t>(a.w),
+                                           static_cast<std::size_t>(a.c)};
+                const std::size_t db[3] = {static_cast<std::size_t>(b.h),
+                                           static_cast<std::size_t>(b.w),
+                                           static_cast<std::size_t>(b.c)};
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+                add_op(idx, op);
+                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
+                                                impl_->pool),
+                      l, "xnn_setup_multiply_nd_f32");
+                break;
+            }
+            case OpKind::Relu:
+                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Relu6:
+                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSwish:
+                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSigmoid:
+                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Sigmoid:
+                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Softmax: {
+                const auto C = static_cast<std::size_t>(l.shape.c);
+                xnn_operator_t op = nullptr;
+                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
+                add_op(idx, op);
+                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
+                                               in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_softmax_nc_f32");
+                break;
+            }
+            }
+        }
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation.
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
+        const Shape os = last.shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+
+        // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
+        std::vector<float> kernel;
+        std::vector<double> bias(oc, 0.0);
+        bool has_bias = false;
+        std::size_t per_out = 0;
+        auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
+            const auto& gamma = w.at(b.name + ".weight").data;
+            const auto& beta = w.at(b.name + ".bias").data;
+            const auto& mean = w.at(b.name + ".running_mean").data;
+            const auto& var = w.at(b.name + ".running_var").data;
+            scale.resize(gamma.size());
+            shift.resize(gamma.size());
+            for (std::size_t c = 0; c < gamma.size(); ++c) {
+                scale[c] = gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps);
+                shift[c] = beta[c] - mean[c] * scale[c];
+            }
+        };
+        if (l.op == OpKind::BatchNorm) {
+            std::vector<double> scale, shift;
+            bn_params(l, scale, shift);
+            per_out = 1;
+            kernel.assign(scale.begin(), scale.end());
+            bias = shift;
+            has_bias = true;
+        } else {
+            const WeightTensor& wt = w.at(l.name + ".weight");
+            if (l.bias) {
+                const auto& b = w.at(l.name + ".bias").data;
+                bias.assign(b.begin(), b.end());
+                has_bias = true;
+            }
+            if (l.op == OpKind::Conv2d) {
+                // OIHW -> OHWI
+                const auto cig = static_cast<std::size_t>(is.c / l.groups);
+                const auto kh = static_cast<std::size_t>(l.kernel_h);
+                const auto kw = static_cast<std::size_t>(l.kernel_w);
+                per_out = kh * kw * cig;
+                kernel.resize(oc * per_out);
+                for (std::size_t o = 0; o < oc; ++o)
+                    for (std::size_t ic = 0; ic < cig; ++ic)
+                        for (std::size_t y = 0; y < kh; ++y)
+                            for (std::size_t x = 0; x < kw; ++x)
+                                kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                    wt.data[((o * cig + ic) * kh + y) * kw + x];
+            } else {
+                // dwconv [C*m][1][kh][kw] and fc [out][in] are already XNNPACK's layout.
+                kernel = wt.data;
+                per_out = kernel.size() / oc;
+            }
+            if (bn >= 0) {
+                std::vector<double> scale, shift;
+                bn_params(last, scale, shift);
+                for (std::size_t o = 0; o < oc; ++o) {
+                    for (std::size_t k = 0; k < per_out; ++k)
+                        kernel[o * per_out + k] =
+                            static_cast<float>(kernel[o * per_out + k] * scale[o]);
+                    bias[o] = bias[o] * scale[o] + shift[o];
+                }
+                has_bias = true;
+            }
+        }
+        if (a == Activation::HardSigmoid) {
+            // relu6(y + 3) / 6 = clamp(y/6 + 1/2, 0, 1): scale the affine map, clamp to [0, 1].
+            for (float& k : kernel) k = static_cast<float>(k / 6.0);
+            for (double& b : bias) b = (b + 3.0) / 6.0;
+            has_bias = true;
+        }
+        std::vector<float> bias_f(bias.begin(), bias.end());
+        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        const bool clamp_fused =
+            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
+
+        xnn_operator_t op = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
+                                                    0, &op),
+                  l, "xnn_create_fully_connected_nc_f32");
+            add_op(idx, op);
+            check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_f32");
+        } else {
+            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+            std::size_t gic = 0, goc = 0;
+            std::array<int, 4> pads{0, 0, 0, 0};
+            if (l.op == OpKind::BatchNorm) {
+                groups = static_cast<std::uint32_t>(is.c);
+                gic = goc = 1;
+            } else {
+                kh = static_cast<std::uint32_t>(l.kernel_h);
+                kw = static_cast<std::uint32_t>(l.kernel_w);
+                sh = static_cast<std::uint32_t>(l.stride_h);
+                sw = static_cast<std::uint32_t>(l.stride_w);
+                dh = static_cast<std::uint32_t>(l.dilation_h);
+                dw = static_cast<std::uint32_t>(l.dilation_w);
+                pads = l.pads;
+                if (l.op == OpKind::Conv2d) {
+                    groups = static_cast<std::uint32_t>(l.groups);
+                    gic = static_cast<std::size_t>(is.c / l.groups);
+                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
+                } else {
+                    groups = static_cast<std::uint32_t>(is.c);
+                    gic = 1;
+                    goc = static_cast<std::size_t>(l.multiplier);
+                }
+            }
+            for (int p : pads)
+                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            check(xnn_create_convolution2d_nhwc_f32(
+                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
+                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
+                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                  l, "xnn_create_convolution2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_f32");
+        }
+        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
+    }
+
+    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
+        const Shape os = l.shape;
+        std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
+        // A window lying entirely in the padding has no defined value in XNNPACK.
+        if (l.kernel_h <= p[0] || l.kernel_w <= p[1] ||
+            (os.h - 1) * l.stride_h - p[0] >= is.h || (os.w - 1) * l.stride_w - p[1] >= is.w)
+            throw ExecutorError("XNNPACK: " + where(l) +
+                                ": a pooling window lies entirely in the padding");
+        // ceil=true (or any excess): pad the bottom/right so that floor division gives os.
+        p[2] = std::max<std::int64_t>(p[2], (os.h - 1) * l.stride_h + l.kernel_h - is.h - p[0]);
+        p[3] = std::max<std::int64_t>(p[3], (os.w - 1) * l.stride_w + l.kernel_w - is.w - p[1]);
+        const std::int64_t xh = (is.h + p[0] + p[2] - l.kernel_h) / l.stride_h + 1;
+        const std::int64_t xw = (is.w + p[1] + p[3] - l.kernel_w) / l.stride_w + 1;
+        if (xh != os.h || xw != os.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": padding " + std::to_string(p[0]) + "," +
+                                std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
+                                std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
+                                std::to_string(xw) + ", not the inferred " + to_string(os));
+        const auto C = static_cast<std::size_t>(is.c);
+        if (l.kernel_h == 1 && l.kernel_w == 1) {
+            // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in + (iy * is.w + ix) * is.c, in + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            return;
+        }
+        const float inf = std::numeric_limits<float>::infinity();
+        xnn_operator_t op = nullptr;
+        const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+        if (l.op == OpKind::MaxPool) {
+            check(xnn_create_max_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                    u(l.kernel_h), u(l.kernel_w), u(l.stride_h),
+                                                    u(l.stride_w), 1, 1, C, C, C, -inf, inf, 0, &op),
+                  l, "xnn_create_max_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_max_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_f32");
+        } else {
+            check(xnn_create_average_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                        u(l.kernel_h), u(l.kernel_w),
+                                                        u(l.stride_h), u(l.stride_w), C, C, C,
+                                                        -inf, inf, 0, &op),
+                  l, "xnn_create_average_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_average_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                       static_cast<std::size_t>(is.w), in, out,
+                                                       impl_->pool),
+                  l, "xnn_setup_average_pooling2d_nhwc_f32");
+        }
+    }
+};
+
+// A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
+// and every measurement (bench, profile, evaluation) should see the same data.
+inline void fill_timing_input(XnnExecutor& executor) {
+    float* input = executor.input();
+    const std::int64_t n = executor.input_shape().elements();
+    for (std::int64_t i = 0; i < n; ++i)
+        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+#endif  // LAMDA_EXEC_XNNPACK_HPP
+// ---- end include/lamda/exec/xnnpack.hpp ----
+
+namespace lamda {
+
+struct BenchOptions {
+    int threads = 1;    // 1..1024
+    int runs = 50;      // timed runs, 1..100000
+    int warmup = 5;     // untimed runs first, 0..100000
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+};
+
+struct OpTiming {
+    std::string name;
+    OpKind op = OpKind::Input;
+    XnnLowering lowering = XnnLowering::Operators;
+    double median_ms = 0;  // 0 for layers fused into another or aliased
+    std::int64_t macs = 0;
+};
+
+struct BenchResult {
+    int threads = 1;
+    int runs = 0;
+    int warmup = 0;
+    double median_ms = 0, p10_ms = 0, p90_ms = 0, min_ms = 0;
+    std::int64_t macs = 0;
+    std::int64_t params = 0;
+    double gflops = 0;  // 2 * MACs / median
+    std::vector<OpTiming> per_op;  // parallel to graph.layers
+};
+
+inline void check_bench_options(const BenchOptions& o) {
+    if (o.threads < 1 || o.threads > 1024)
+        throw std::invalid_argument("threads must be in 1..1024, got " + std::to_string(o.threads));
+    if (o.runs < 1 || o.runs > 100000)
+        throw std::invalid_argument("runs must be in 1..100000, got " + std::to_string(o.runs));
+    if (o.warmup < 0 || o.warmup > 100000)
+        throw std::invalid_argument("warmup must be in 0..100000, got " + std::to_string(o.warmup));
+}
+
+// Whole-model latency from `runs` timed runs after `warmup` untimed ones, then per-op latency
+// from as many runs again with each operator timed on its own (timing every operator adds clock
+// reads between them, so the whole-model figure comes from runs without them).
+inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
+                                   const BenchOptions& options = {}) {
+    check_bench_options(options);
+    XnnOptions xnn;
+    xnn.threads = options.threads;
+    xnn.max_memory_bytes = options.max_memory_bytes;
+    XnnExecutor executor(graph, weights, xnn);
+
+    fill_timing_input(executor);
+
+    using clock = std::chrono::steady_clock;
+    for (int i = 0; i < options.warmup; ++i) executor.run();
+    std::vector<double> totals;
+    totals.reserve(static_cast<std::size_t>(options.runs));
+    for (int i = 0; i < options.runs; ++i) {
+        const auto t0 = clock::now();
+        executor.run();
+        totals.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    }
+    std::vector<std::vector<double>> per_layer(graph.layers.size());
+    for (int i = 0; i < options.runs; ++i) {
+        const std::vector<double> ms = executor.run_timed_per_op();
+        for (std::size_t k = 0; k < ms.size() && k < per_layer.size(); ++k)
+            per_layer[k].push_back(ms[k]);
+    }
+
+    const ModelStats stats = analyze(graph);
+    BenchResult r;
+    r.threads = options.threads;
+    r.runs = options.runs;
+    r.warmup = options.warmup;
+    r.median_ms = median(totals);
+    r.p10_ms = quantile(totals, 0.1);
+    r.p90_ms = quantile(totals, 0.9);
+    r.min_ms = quantile(totals, 0.0);
+    r.macs = stats.macs;
+    r.params = stats.params;
+    r.gflops = r.median_ms > 0 ? 2.0 * static_cast<double>(stats.macs) / (r.median_ms * 1e6) : 0;
+    for (std::size_t k = 0; k < graph.layers.size(); ++k) {
+        OpTiming t;
+        t.name = graph.layers[k].name;
+        t.op = graph.layers[k].op;
+        t.lowering = executor.lowering(k);
+        t.median_ms = per_layer[k].empty() ? 0 : median(per_layer[k]);
+        t.macs = stats.layers[k].macs;
+        r.per_op.push_back(std::move(t));
+    }
+    return r;
+}
+
+inline const char* lowering_name(XnnLowering l) noexcept {
+    switch (l) {
+    case XnnLowering::Operators: return "xnnpack";
+    case XnnLowering::Fused: return "fused";
+    case XnnLowering::Alias: return "alias";
+    case XnnLowering::Loop: return "loop";
+    }
+    return "?";
+}
+
+// The JSON object `lamda bench --json` prints (and the device agent serves).
+// `peak_gflops` <= 0 leaves peak_fraction out.
+inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak_gflops) {
+    json.field("median_ms", r.median_ms)
+        .field("p10_ms", r.p10_ms)
+        .field("p90_ms", r.p90_ms)
+        .field("min_ms", r.min_ms)
+        .field("threads", r.threads)
+        .field("runs", r.runs)
+        .field("warmup", r.warmup)
+        .field("macs", r.macs)
+        .field("params", r.params)
+        .field("gflops", r.gflops);
+    if (peak_gflops > 0)
+        json.field("peak_gflops", peak_gflops).field("peak_fraction", r.gflops / peak_gflops);
+    json.key("per_op").begin_array();
+    double total = 0;
+    for (const auto& t : r.per_op) total += t.median_ms;
+    for (const auto& t : r.per_op) {
+        json.begin_object()
+            .field("name", t.name)
+            .field("op", op_name(t.op))
+            .field("lowering", lowering_name(t.lowering))
+            .field("median_ms", t.median_ms)
+            .field("share", total > 0 ? t.median_ms / total : 0.0)
+            .field("macs", t.macs)
+            .field("gflops", t.median_ms > 0 ? 2.0 * static_cast<double>(t.macs) / (t.median_ms * 1e6) : 0.0)
+            .end_object();
+    }
+    json.end_array();
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_XNNPACK
+#endif  // LAMDA_EXEC_BENCH_HPP
+// ---- end include/lamda/exec/bench.hpp ----
 #endif
 
 namespace lamda {
@@ -13327,10 +17207,2823 @@ inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int
 }  // namespace lamda
 
 #endif  // LAMDA_WITH_LATENCY
-#endif  // LAMDA_GENERATE_HPP
-// ---- end include/lamda/generate.hpp ----
-// ---- begin include/lamda/llm.hpp ----
-// lamda/llm.hpp: the LLM generator -- a Proposer that asks a language model for candidates over
+#endif  // LAMDA_SEARCH_LOOP_HPP
+// ---- end include/lamda/search/loop.hpp ----
+#endif
+#if defined(LAMDA_WITH_LATENCY) && defined(LAMDA_WITH_XNNPACK)
+// ---- begin include/lamda/latency/profiler.hpp ----
+// lamda/latency/profiler.hpp: measuring a device for the latency model (latency/model.hpp) through the
+// XNNPACK executor: single operators over a sample of configurations, spent adaptively where the
+// fitted model is least accurate (nn-Meter's idea), and whole models for the overhead term.
+// Compiled only with LAMDA_WITH_LATENCY and LAMDA_WITH_XNNPACK.
+//
+//   lamda::ProfileOptions o;  o.budget_s = 150;
+//   lamda::LatencyProfile p = lamda::profile_device(o, calibration_graphs);
+//   lamda::write_latency_profile("PROFILE.json", p);
+#ifndef LAMDA_LATENCY_PROFILER_HPP
+#define LAMDA_LATENCY_PROFILER_HPP
+
+// ---- begin include/lamda/latency/model.hpp ----
+// lamda/latency/model.hpp: the empirical latency model of a device: lowering a graph into the operators
+// the XNNPACK executor runs, features per operator, a ridge regressor per operator kind fitted
+// with Eigen, a per-model overhead term calibrated on whole models, and the profile file
+// (written with JsonWriter, read with simdjson) that carries samples, fit and a device fingerprint.
+//
+//   lamda::LatencyProfile p = lamda::read_latency_profile("PROFILE.json");  // throws ProfileError
+//   if (auto w = lamda::fingerprint_warning(p.fingerprint, lamda::current_fingerprint(1)); !w.empty())
+//       std::cerr << w << '\n';
+//   lamda::LatencyPrediction r = p.model.predict(graph);   // r.total_ms, r.per_layer_ms
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (needs Eigen, include path /usr/include/eigen3,
+// and simdjson, link -lsimdjson). Prediction needs nothing else; measuring (latency/profiler.hpp)
+// also needs LAMDA_WITH_XNNPACK.
+#ifndef LAMDA_LATENCY_MODEL_HPP
+#define LAMDA_LATENCY_MODEL_HPP
+
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/latency/model.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
+#else
+
+#include <Eigen/Dense>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/detail/json_read.hpp ----
+// lamda/detail/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
+// simdjson's DOM, with error messages that name the file and the field path:
+//
+//   FILE: error: WHAT: FIELD.PATH: PROBLEM
+//   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
+//
+//   lamda::JsonReader<MyError> r("tasks/x.json", "task");
+//   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
+//   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
+// are there; this header needs simdjson, link -lsimdjson).
+#ifndef LAMDA_DETAIL_JSON_READ_HPP
+#define LAMDA_DETAIL_JSON_READ_HPP
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/detail/json_read.hpp needs LAMDA_WITH_LATENCY (simdjson; CMake: link lamda::latency)"
+#else
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// `Error` is the exception type thrown (constructible from a std::string), so that each file
+// kind keeps its own (ProfileError, TaskError, JournalError).
+template <class Error>
+struct JsonReader {
+    using element = simdjson::dom::element;
+
+    std::string where;  // the file name (optionally with ":LINE") that starts every message
+    std::string what;   // what is being read: "task", "malformed latency profile", ...
+
+    JsonReader(std::string where_, std::string what_) : where(std::move(where_)), what(std::move(what_)) {}
+
+    // "a.b" from ("a", "b"); the top level is "".
+    static std::string join(const std::string& path, std::string_view key) {
+        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    }
+    static std::string index(const std::string& path, std::size_t i) {
+        return path + "[" + std::to_string(i) + "]";
+    }
+
+    [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+        throw Error(where + ": error: " + what + ": " + (field.empty() ? "(top level)" : field) + ": " + problem);
+    }
+
+    // Parses `text` (which `padded` holds) into `parser`'s document; a syntax error names the
+    // JSON problem. The element lives as long as the parser and is not changed by later calls.
+    element parse(simdjson::dom::parser& parser, const simdjson::padded_string& padded) const {
+        element doc;
+        if (const auto err = parser.parse(padded).get(doc))
+            throw Error(where + ": error: " + what + ": not valid JSON (" + simdjson::error_message(err) + ")");
+        return doc;
+    }
+
+    simdjson::dom::object obj(const element& e, const std::string& path) const {
+        simdjson::dom::object o;
+        if (e.get_object().get(o)) fail(path, "expected an object");
+        return o;
+    }
+    // The member `key` of the object `obj` (at `path`); missing is an error.
+    element at(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e)) fail(join(path, key), "missing");
+        return e;
+    }
+    bool has(const element& obj_, std::string_view key) const {
+        simdjson::dom::object o;
+        if (obj_.get_object().get(o)) return false;
+        element e;
+        return !o[key].get(e);
+    }
+    // The member `key`, or nothing when it is absent or null.
+    std::optional<element> maybe(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e) || e.is_null()) return std::nullopt;
+        return e;
+    }
+
+    double num(const element& e, const std::string& path) const {
+        double d = 0;
+        if (e.is_double()) {
+            if (e.get_double().get(d)) fail(path, "expected a number");
+        } else if (e.is_int64()) {
+            std::int64_t i = 0;
+            if (e.get_int64().get(i)) fail(path, "expected a number");
+            d = static_cast<double>(i);
+        } else if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a number");
+            d = static_cast<double>(u);
+        } else {
+            fail(path, "expected a number");
+        }
+        if (!std::isfinite(d)) fail(path, "not a finite number");
+        return d;
+    }
+    // An integer in lo..hi. A number with a fraction, or a string, is an error; an integral
+    // number written with an exponent (1e5) is accepted.
+    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
+        std::int64_t i = 0;
+        if (e.is_int64()) {
+            if (e.get_int64().get(i)) fail(path, "expected an integer");
+        } else if (e.is_uint64()) {
+            fail(path, "too large (outside " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+        } else if (e.is_double()) {
+            double d = 0;
+            if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
+                fail(path, "expected an integer");
+            if (!(d >= -9.0e15 && d <= 9.0e15))
+                fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+            i = static_cast<std::int64_t>(d);
+        } else {
+            fail(path, "expected an integer");
+        }
+        if (i < lo || i > hi)
+            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return i;
+    }
+    std::uint64_t uinteger(const element& e, const std::string& path) const {
+        if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a non-negative integer");
+            return u;
+        }
+        std::int64_t i = 0;
+        if (!e.is_int64() || e.get_int64().get(i) || i < 0) fail(path, "expected a non-negative integer");
+        return static_cast<std::uint64_t>(i);
+    }
+    bool boolean(const element& e, const std::string& path) const {
+        bool b = false;
+        if (e.get_bool().get(b)) fail(path, "expected true or false");
+        return b;
+    }
+    std::string str(const element& e, const std::string& path) const {
+        std::string_view s;
+        if (e.get_string().get(s)) fail(path, "expected a string");
+        return std::string(s);
+    }
+    simdjson::dom::array arr(const element& e, const std::string& path) const {
+        simdjson::dom::array a;
+        if (e.get_array().get(a)) fail(path, "expected an array");
+        return a;
+    }
+    std::vector<double> doubles(const element& e, const std::string& path) const {
+        std::vector<double> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(num(x, index(path, i++)));
+        return v;
+    }
+    std::vector<std::string> strings(const element& e, const std::string& path) const {
+        std::vector<std::string> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(str(x, index(path, i++)));
+        return v;
+    }
+
+    // Every member of the object at `path` must be one of `allowed`, once: an unknown key is an
+    // error with a did-you-mean hint, a repeated key an error too.
+    void only_keys(const element& obj_, const std::string& path, std::initializer_list<std::string_view> allowed) const {
+        std::vector<std::string_view> seen;
+        for (auto member : obj(obj_, path)) {
+            const std::string_view key = member.key;
+            bool known = false;
+            for (std::string_view a : allowed) known = known || a == key;
+            if (!known) {
+                std::string problem = "unknown key";
+                const std::string hint = closest_match(key, allowed);
+                if (!hint.empty()) {
+                    problem += "; did you mean '" + hint + "'?";
+                } else {
+                    problem += " (expected ";
+                    bool first = true;
+                    for (std::string_view a : allowed) {
+                        problem += (first ? "" : ", ") + std::string(a);
+                        first = false;
+                    }
+                    problem += ")";
+                }
+                fail(join(path, key), problem);
+            }
+            for (std::string_view s : seen)
+                if (s == key) fail(join(path, key), "appears twice");
+            seen.push_back(key);
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_DETAIL_JSON_READ_HPP
+// ---- end include/lamda/detail/json_read.hpp ----
+
+// The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
+// build system may pass the package version (Debian 12 ships this snapshot).
+#ifndef LAMDA_XNNPACK_VERSION
+#define LAMDA_XNNPACK_VERSION "0.0~git20220216.ae108ef"
+#endif
+
+namespace lamda {
+
+// ---------------------------------------------------------------------------------------------
+// Lowering: the operators the executor runs, one unit of prediction each
+// ---------------------------------------------------------------------------------------------
+
+// One kind per family of XNNPACK operators with its own cost behaviour.
+enum class PrimKind : std::uint8_t {
+    Conv,           // convolution2d (GEMM / IGEMM), groups >= 1; dwconv with multiplier > 1
+    Depthwise,      // dwconv with multiplier 1 and at most 25 taps (XNNPACK's depthwise kernels)
+    DepthwiseLarge, // dwconv with multiplier 1 and more than 25 taps (e.g. 7x7): a generic path
+    FullyConnected,
+    MaxPool,
+    AvgPool,
+    GlobalAvgPool,
+    Add,            // an add layer with n inputs (n-1 add_nd operators)
+    Mul,            // multiply_nd of two same-shaped values
+    MulBroadcast,   // multiply_nd of HxWxC by 1x1xC (squeeze-excitation)
+    Concat,         // one strided copy per input
+    Clamp,          // standalone relu / relu6
+    HardSwish,
+    Sigmoid,
+    HardSigmoid,    // add_nd + multiply_nd when not folded into weights
+    Softmax,
+    ChannelAffine,  // a standalone batchnorm (1x1 depthwise convolution)
+    StridedCopy,    // 1x1 pooling, a plain loop
+    ConvNarrow,     // convolution of a single input channel (a stem on a grey image): ~2x per MAC
+};
+
+inline constexpr std::size_t prim_kind_count = 19;
+
+inline constexpr std::array<PrimKind, prim_kind_count> all_prim_kinds{
+    PrimKind::Conv,      PrimKind::Depthwise, PrimKind::DepthwiseLarge, PrimKind::FullyConnected, PrimKind::MaxPool,
+    PrimKind::AvgPool,   PrimKind::GlobalAvgPool, PrimKind::Add,        PrimKind::Mul, PrimKind::MulBroadcast,
+    PrimKind::Concat,    PrimKind::Clamp,     PrimKind::HardSwish,      PrimKind::Sigmoid,
+    PrimKind::HardSigmoid, PrimKind::Softmax, PrimKind::ChannelAffine,  PrimKind::StridedCopy,
+    PrimKind::ConvNarrow};
+
+inline constexpr std::string_view prim_kind_name(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::Conv: return "conv";
+    case PrimKind::Depthwise: return "depthwise";
+    case PrimKind::DepthwiseLarge: return "depthwise_large";
+    case PrimKind::FullyConnected: return "fc";
+    case PrimKind::MaxPool: return "maxpool";
+    case PrimKind::AvgPool: return "avgpool";
+    case PrimKind::GlobalAvgPool: return "gap";
+    case PrimKind::Add: return "add";
+    case PrimKind::Mul: return "mul";
+    case PrimKind::MulBroadcast: return "mul_broadcast";
+    case PrimKind::Concat: return "concat";
+    case PrimKind::Clamp: return "clamp";
+    case PrimKind::HardSwish: return "hardswish";
+    case PrimKind::Sigmoid: return "sigmoid";
+    case PrimKind::HardSigmoid: return "hardsigmoid";
+    case PrimKind::Softmax: return "softmax";
+    case PrimKind::ChannelAffine: return "channel_affine";
+    case PrimKind::StridedCopy: return "strided_copy";
+    case PrimKind::ConvNarrow: return "conv_narrow";
+    }
+    return "?";
+}
+
+inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
+    for (PrimKind k : all_prim_kinds)
+        if (prim_kind_name(k) == s) {
+            out = k;
+            return true;
+        }
+    return false;
+}
+
+// One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
+// Field meaning per kind:
+//   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
+//     (depthwise: groups = ic, n = multiplier)
+//   fc: ic = input elements, oc = outputs
+//   add/concat: n = number of inputs; concat: ic = smallest input's channels
+//   mul: n = 1 when the second operand is broadcast (1x1xC)
+//   elementwise kinds: output shape oh x ow x oc
+struct PrimOp {
+    PrimKind kind = PrimKind::Clamp;
+    int layer = -1;  // the graph layer it is timed under
+    std::int32_t ih = 1, iw = 1, ic = 1, oh = 1, ow = 1, oc = 1;
+    std::int32_t kh = 1, kw = 1, sh = 1, sw = 1, groups = 1, n = 1;
+};
+
+namespace latency_detail {
+
+inline std::int32_t i32(std::int64_t v) noexcept {
+    return static_cast<std::int32_t>(std::clamp<std::int64_t>(v, 1, std::int64_t{1} << 30));
+}
+
+inline void push_activation(std::vector<PrimOp>& out, int layer, Activation a, const Shape& s) {
+    PrimOp p;
+    p.layer = layer;
+    p.oh = p.ih = i32(s.h);
+    p.ow = p.iw = i32(s.w);
+    p.oc = p.ic = i32(s.c);
+    switch (a) {
+    case Activation::Relu:
+    case Activation::Relu6: p.kind = PrimKind::Clamp; break;
+    case Activation::HardSwish: p.kind = PrimKind::HardSwish; break;
+    case Activation::Sigmoid: p.kind = PrimKind::Sigmoid; break;
+    case Activation::HardSigmoid: p.kind = PrimKind::HardSigmoid; break;
+    case Activation::None: return;
+    }
+    out.push_back(p);
+}
+
+}  // namespace latency_detail
+
+// The operators the XNNPACK executor runs for `g` (shapes inferred), in order, each tagged with
+// the layer it is timed under. Mirrors XnnExecutor::build through plan_fusion.
+inline void lower_for_latency(const Graph& g, const FusionPlan& plan, std::vector<PrimOp>& out) {
+    using latency_detail::i32;
+    out.clear();
+    const std::size_t n = g.layers.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (plan.absorbed_by[i] >= 0) continue;
+        const Layer& l = g.layers[i];
+        const int idx = static_cast<int>(i);
+        const Shape in = l.inputs.empty() ? l.shape : g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Shape os = g.layers[static_cast<std::size_t>(plan.tail[i])].shape;
+        PrimOp p;
+        p.layer = idx;
+        p.ih = i32(in.h);
+        p.iw = i32(in.w);
+        p.ic = i32(in.c);
+        p.oh = i32(os.h);
+        p.ow = i32(os.w);
+        p.oc = i32(os.c);
+        const Activation a = plan.act[i];
+        switch (l.op) {
+        case OpKind::Input:
+        case OpKind::Flatten:
+        case OpKind::Dropout: break;
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d:
+        case OpKind::FullyConnected:
+        case OpKind::BatchNorm: {
+            if (l.op == OpKind::FullyConnected) {
+                p.kind = PrimKind::FullyConnected;
+                p.ic = i32(in.elements());
+                p.ih = p.iw = p.oh = p.ow = 1;
+                p.oc = i32(l.out_channels);
+            } else if (l.op == OpKind::BatchNorm) {
+                p.kind = PrimKind::ChannelAffine;
+            } else {
+                p.kh = l.kernel_h;
+                p.kw = l.kernel_w;
+                p.sh = l.stride_h;
+                p.sw = l.stride_w;
+                if (l.op == OpKind::Conv2d) {
+                    p.groups = std::max(1, l.groups);
+                    p.kind = p.groups == 1 && p.ic == 1 ? PrimKind::ConvNarrow : PrimKind::Conv;
+                } else {
+                    p.groups = p.ic;
+                    p.n = l.multiplier;
+                    p.kind = l.multiplier != 1                       ? PrimKind::Conv
+                             : std::int64_t{l.kernel_h} * l.kernel_w > 25 ? PrimKind::DepthwiseLarge
+                                                                          : PrimKind::Depthwise;
+                }
+            }
+            out.push_back(p);
+            const bool clamp_fused =
+                a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+            if (!clamp_fused) latency_detail::push_activation(out, idx, a, os);
+            break;
+        }
+        case OpKind::MaxPool:
+        case OpKind::AvgPool:
+            p.kh = l.kernel_h;
+            p.kw = l.kernel_w;
+            p.sh = l.stride_h;
+            p.sw = l.stride_w;
+            p.kind = (l.kernel_h == 1 && l.kernel_w == 1)
+                         ? PrimKind::StridedCopy
+                         : (l.op == OpKind::MaxPool ? PrimKind::MaxPool : PrimKind::AvgPool);
+            out.push_back(p);
+            break;
+        case OpKind::GlobalAvgPool:
+            p.kind = PrimKind::GlobalAvgPool;
+            out.push_back(p);
+            break;
+        case OpKind::Add: {
+            p.kind = PrimKind::Add;
+            p.n = static_cast<std::int32_t>(l.inputs.size());
+            out.push_back(p);
+            if (a != Activation::Relu && a != Activation::Relu6)
+                latency_detail::push_activation(out, idx, a, os);
+            break;
+        }
+        case OpKind::Concat: {
+            p.kind = PrimKind::Concat;
+            p.n = static_cast<std::int32_t>(l.inputs.size());
+            std::int64_t cmin = os.c;
+            for (int k : l.inputs) cmin = std::min(cmin, g.layers[static_cast<std::size_t>(k)].shape.c);
+            p.ic = i32(cmin);
+            out.push_back(p);
+            break;
+        }
+        case OpKind::Mul: {
+            p.kind = PrimKind::Mul;
+            const Shape b = l.inputs.size() > 1 ? g.layers[static_cast<std::size_t>(l.inputs[1])].shape : in;
+            p.n = (b.h == 1 && b.w == 1 && (os.h > 1 || os.w > 1)) ? 1 : 0;
+            if (p.n == 1) p.kind = PrimKind::MulBroadcast;
+            out.push_back(p);
+            break;
+        }
+        case OpKind::Relu:
+        case OpKind::Relu6:
+        case OpKind::HardSwish:
+        case OpKind::HardSigmoid:
+        case OpKind::Sigmoid:
+            latency_detail::push_activation(out, idx, activation_of_layer(l.op), os);
+            break;
+        case OpKind::Softmax:
+            p.kind = PrimKind::Softmax;
+            out.push_back(p);
+            break;
+        }
+    }
+}
+
+inline std::vector<PrimOp> lower_for_latency(const Graph& g) {
+    std::vector<PrimOp> out;
+    lower_for_latency(g, plan_fusion(g), out);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Features
+// ---------------------------------------------------------------------------------------------
+// Latency is modelled as a sum of costs, linear in the coefficients (roofline-style terms):
+// a fixed cost per operator (the intercept), compute terms (MACs as the microkernels tile them:
+// output channels rounded up to the 16-wide register tile, output pixels to the 7-row tile),
+// per-pixel and per-group overheads (indirection, small channel counts), and memory terms with
+// hinges where the working set leaves the L2 and L3 caches. Fitted on relative error, so small
+// and large operators count alike. Features are in units of 1e6 (MACs, bytes, elements) so
+// that coefficients read as ms per million.
+
+inline constexpr int max_features = 24;
+
+// Where an operator runs. A probe runs alone (in_model = 0): its input was just written, its
+// weights were evicted from L2 by a 4 MiB sweep. Inside a whole model (in_model = 1) an
+// operator pays a per-operator cost of its own and finds its data as cold as the rest of the
+// model makes it: between two runs of the operator, everything else the model touches (its
+// footprint, weights and every operator's output, less the operator's own weights, input and
+// output) passes through the caches. `cold_l2` rises from 0 to 1 as that grows from 1 to 4 MiB
+// (leaving this core's L2), `cold_l3` from 8 to 32 MiB (leaving the shared L3). The context
+// terms of op_features let each kind's regressor learn these shifts from operators timed
+// inside the calibration models.
+struct OpContext {
+    double in_model = 0;
+    double footprint_bytes = 0;  // the model's weights and outputs
+    double large = 0;  // log2(footprint / 2 MiB) / 5 in [0, 1]: the calibration's footprint term
+};
+
+// How cold operator p's data is in context `ctx`: {cold_l2, cold_l3}, each in [0, 1].
+inline std::pair<double, double> context_cold(const OpContext& ctx, double own_bytes) noexcept {
+    const double other = std::max(0.0, ctx.footprint_bytes - own_bytes) / double(1 << 20);
+    return {other > 1 ? std::min(1.0, std::log2(other) / 2.0) : 0.0,
+            other > 8 ? std::min(1.0, std::log2(other / 8.0) / 2.0) : 0.0};
+}
+
+struct OpFeatures {
+    int n = 0;
+    std::array<double, max_features> x{};
+    void add(double v) noexcept {
+        if (n < max_features) x[static_cast<std::size_t>(n++)] = v;
+    }
+};
+
+namespace latency_detail {
+inline double round_up(double v, double tile) noexcept { return std::ceil(std::max(v, 1.0) / tile) * tile; }
+inline double hinge(double v, double knot) noexcept { return std::max(0.0, v - knot); }
+// Bytes as memory terms: the amount, and what lies beyond 1 MiB (L2) and 16 MiB (L3 share).
+inline void memory_terms(OpFeatures& f, double bytes) {
+    const double mb = bytes / 1e6;
+    f.add(mb);
+    f.add(hinge(mb, 1.0));
+    f.add(hinge(mb, 16.0));
+}
+}  // namespace latency_detail
+
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
+inline double op_weight_bytes(const PrimOp& p) noexcept {
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    default: return 0.0;
+    }
+}
+
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+    using latency_detail::hinge;
+    using latency_detail::memory_terms;
+    using latency_detail::round_up;
+    OpFeatures f;
+    const double M = 1e-6;
+    const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
+    const double out_el = out_px * p.oc, in_el = in_px * p.ic;
+    const double taps = double(p.kh) * p.kw;
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        const double gn = double(p.oc) / g, gk = taps * p.ic / g;
+        const double macs = out_px * gn * gk * g;
+        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        const double wbytes = 4.0 * gn * gk * g;
+        const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
+        f.add(M * macs);
+        f.add(M * tiled);
+        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * out_px * g);                           // per pixel and group
+        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
+        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
+        f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
+        f.add(M * g);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        f.add(M * wbytes);
+        break;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: {
+        const double c16 = round_up(p.oc, 16);
+        f.add(M * out_el * taps);
+        f.add(M * out_px * c16 * taps);
+        f.add(M * out_px * taps);
+        f.add(M * out_px);
+        f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
+        f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
+        f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
+        memory_terms(f, 4.0 * (in_el + out_el));
+        f.add(M * p.oc * taps);
+        break;
+    }
+    case PrimKind::FullyConnected: {
+        const double w = double(p.ic) * p.oc;
+        f.add(M * w);
+        f.add(M * double(p.ic) * round_up(p.oc, 16));
+        f.add(hinge(4 * M * w, 1.0));
+        f.add(hinge(4 * M * w, 16.0));
+        f.add(M * p.oc);
+        f.add(M * p.ic);
+        break;
+    }
+    case PrimKind::MaxPool:
+    case PrimKind::AvgPool:
+        f.add(M * out_el * taps);
+        f.add(M * out_px * round_up(p.oc, 16) * taps);
+        f.add(M * out_px * taps);
+        f.add(M * out_px);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        break;
+    case PrimKind::GlobalAvgPool:
+        f.add(M * in_el);
+        f.add(M * p.ic);
+        f.add(M * in_px);
+        memory_terms(f, 4.0 * in_el);
+        break;
+    case PrimKind::Add:
+        f.add(M * out_el * (p.n - 1));
+        f.add(double(p.n - 1));
+        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        break;
+    case PrimKind::Mul:
+        f.add(M * out_el);
+        memory_terms(f, 12.0 * out_el);
+        break;
+    case PrimKind::MulBroadcast:
+        f.add(M * out_el);
+        f.add(M * out_px);                                  // one broadcast row per pixel
+        f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
+        f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
+        f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Concat:
+        f.add(M * out_el);
+        f.add(M * out_px * p.n);        // one row copy per pixel and input
+        f.add(double(p.n));
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Softmax:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::StridedCopy:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        break;
+    case PrimKind::HardSigmoid:
+        f.add(M * out_el);
+        f.add(1.0);  // two operators
+        memory_terms(f, 16.0 * out_el);
+        break;
+    case PrimKind::ChannelAffine:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Clamp:
+    case PrimKind::HardSwish:
+    case PrimKind::Sigmoid:
+        f.add(M * out_el);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    }
+    // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
+    // the cost of finding the weights and activations colder as the model's footprint grows.
+    const double work = f.x[0];
+    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wb = M * wbytes, ab = M * abytes;
+    const auto [cold_l2, cold_l3] =
+        ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
+    f.add(ctx.in_model);
+    f.add(ctx.in_model * work);
+    f.add(cold_l2);
+    f.add(cold_l2 * work);
+    f.add(cold_l2 * wb);
+    f.add(cold_l2 * ab);
+    f.add(cold_l3 * work);
+    f.add(cold_l3 * wb);
+    return f;
+}
+
+// The context of every operator of a model (lowered ops): in a model, with the model's
+// footprint deciding how cold its data is: its weights and the executor's activation buffers
+// (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
+// that is unknown (< 0: a calibration model of an older profile), every operator's output.
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+    double bytes = 0;
+    for (const PrimOp& p : ops)
+        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+    if (activation_bytes >= 0) bytes += activation_bytes;
+    const double mib = bytes / double(1 << 20);
+    OpContext c;
+    c.in_model = 1;
+    c.footprint_bytes = bytes;
+    c.large = mib > 2 ? std::clamp(std::log2(mib / 2.0) / 5.0, 0.0, 1.0) : 0.0;
+    return c;
+}
+
+// Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse).
+inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
+    return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
+}
+
+// Number of features of a kind (the same for every operator of that kind).
+inline int feature_count(PrimKind k) {
+    PrimOp p;
+    p.kind = k;
+    return op_features(p).n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ridge regression
+// ---------------------------------------------------------------------------------------------
+
+// y ~ intercept + sum coef_j * (x_j - mean_j) / scale_j, with an L2 penalty `lambda` on coef
+// (the intercept is not penalised).
+struct RidgeModel {
+    double intercept = 0;
+    double lambda = 0;
+    std::vector<double> mean, scale, coef;
+
+    double predict(const double* x) const noexcept {
+        double y = intercept;
+        for (std::size_t j = 0; j < coef.size(); ++j) y += coef[j] * (x[j] - mean[j]) / scale[j];
+        return y;
+    }
+};
+
+// Fits ridge regression of y on the rows of X (optionally weighted).
+inline RidgeModel fit_ridge(const Eigen::MatrixXd& X, const Eigen::VectorXd& y, double lambda,
+                            const Eigen::VectorXd* weights = nullptr) {
+    const Eigen::Index n = X.rows(), d = X.cols();
+    if (n == 0) throw std::invalid_argument("fit_ridge: no samples");
+    if (y.size() != n) throw std::invalid_argument("fit_ridge: X and y disagree in length");
+    Eigen::VectorXd w = weights ? *weights : Eigen::VectorXd::Ones(n);
+    const double wsum = w.sum();
+    RidgeModel m;
+    m.lambda = lambda;
+    m.mean.assign(static_cast<std::size_t>(d), 0.0);
+    m.scale.assign(static_cast<std::size_t>(d), 1.0);
+    Eigen::MatrixXd Z(n, d);
+    for (Eigen::Index j = 0; j < d; ++j) {
+        const double mu = (X.col(j).array() * w.array()).sum() / wsum;
+        const double var = ((X.col(j).array() - mu).square() * w.array()).sum() / wsum;
+        const double sd = var > 1e-18 ? std::sqrt(var) : 1.0;
+        m.mean[static_cast<std::size_t>(j)] = mu;
+        m.scale[static_cast<std::size_t>(j)] = sd;
+        Z.col(j) = (X.col(j).array() - mu) / sd;
+    }
+    const double ymu = (y.array() * w.array()).sum() / wsum;
+    const Eigen::VectorXd yc = y.array() - ymu;
+    const Eigen::MatrixXd Zw = Z.array().colwise() * w.array();
+    Eigen::MatrixXd A = Z.transpose() * Zw;
+    A.diagonal().array() += lambda * wsum;
+    const Eigen::VectorXd b = Zw.transpose() * yc;
+    const Eigen::VectorXd beta = A.ldlt().solve(b);
+    m.coef.assign(beta.data(), beta.data() + d);
+    // Weighted centring makes the intercept the weighted mean of y.
+    m.intercept = ymu;
+    for (double c : m.coef)
+        if (!std::isfinite(c)) throw std::runtime_error("fit_ridge: the fit is not finite");
+    return m;
+}
+
+// Picks lambda from `grid` by k-fold cross-validation (deterministic folds: sample i goes to fold
+// i % k) and refits on everything. `cv_rmse` receives the chosen lambda's CV RMSE.
+// With `weights`, residuals and the RMSE are weighted: sqrt(w_i) * (y_i - prediction_i).
+inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& y,
+                               const std::vector<double>& grid, int folds = 5,
+                               double* cv_rmse = nullptr, Eigen::VectorXd* cv_residuals = nullptr,
+                               const Eigen::VectorXd* weights = nullptr) {
+    const Eigen::VectorXd w = weights ? *weights : Eigen::VectorXd::Ones(X.rows());
+    const Eigen::Index n = X.rows();
+    double best = std::numeric_limits<double>::infinity(), best_lambda = grid.empty() ? 1e-3 : grid[0];
+    Eigen::VectorXd best_res = Eigen::VectorXd::Zero(n);
+    if (n >= 2 * folds && grid.size() > 1) {
+        for (double lambda : grid) {
+            Eigen::VectorXd res(n);
+            for (int f = 0; f < folds; ++f) {
+                std::vector<Eigen::Index> tr, te;
+                for (Eigen::Index i = 0; i < n; ++i) (i % folds == f ? te : tr).push_back(i);
+                Eigen::MatrixXd Xt(static_cast<Eigen::Index>(tr.size()), X.cols());
+                Eigen::VectorXd yt(static_cast<Eigen::Index>(tr.size()));
+                Eigen::VectorXd wt(static_cast<Eigen::Index>(tr.size()));
+                for (std::size_t k = 0; k < tr.size(); ++k) {
+                    Xt.row(static_cast<Eigen::Index>(k)) = X.row(tr[k]);
+                    yt(static_cast<Eigen::Index>(k)) = y(tr[k]);
+                    wt(static_cast<Eigen::Index>(k)) = w(tr[k]);
+                }
+                const RidgeModel m = fit_ridge(Xt, yt, lambda, &wt);
+                for (Eigen::Index i : te) {
+                    const Eigen::VectorXd row = X.row(i).transpose();
+                    res(i) = std::sqrt(w(i)) * (y(i) - m.predict(row.data()));
+                }
+            }
+            const double rmse = std::sqrt(res.squaredNorm() / static_cast<double>(n));
+            if (rmse < best) {
+                best = rmse;
+                best_lambda = lambda;
+                best_res = res;
+            }
+        }
+    }
+    RidgeModel m = fit_ridge(X, y, best_lambda, &w);
+    if (!std::isfinite(best)) {
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const Eigen::VectorXd row = X.row(i).transpose();
+            best_res(i) = std::sqrt(w(i)) * (y(i) - m.predict(row.data()));
+        }
+        best = std::sqrt(best_res.squaredNorm() / static_cast<double>(std::max<Eigen::Index>(n, 1)));
+    }
+    if (cv_rmse) *cv_rmse = best;
+    if (cv_residuals) *cv_residuals = best_res;
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The latency model
+// ---------------------------------------------------------------------------------------------
+
+// One measured operator.
+struct LatencySample {
+    PrimOp op;
+    double ms = 0;
+    OpContext ctx;      // a probe (the default) or an operator timed inside a model
+    double weight = 1;  // relative weight in the fit
+};
+
+// A whole model measured for calibration: its per-kind predicted sums are recomputed at fit time.
+struct CalibrationSample {
+    std::string name;
+    std::string family;
+    std::vector<PrimOp> ops;
+    // Parallel to ops: the time in the model of op i's layer on the layer's first operator (its
+    // own time where it is the layer's only operator), -1 on a layer's further operators, 0 where
+    // not timed. (The ops' `layer` is not stored in the profile: -1 marks the grouping.)
+    std::vector<double> op_ms;
+    double ms = 0;
+    double activation_bytes = -1;  // activation_buffer_bytes of the model; -1: not recorded
+};
+
+struct KindModel {
+    PrimKind kind = PrimKind::Clamp;
+    bool fitted = false;
+    int samples = 0;
+    double cv_rel_rmse = 0;   // cross-validated RMS relative error
+    double floor_ms = 0;      // predictions never go below this (half the fastest sample)
+    // Operators of this kind inside whole models take this factor times what they take alone
+    // (cache state, producers, neighbours): the median ratio over the calibration models.
+    double context_scale = 1;
+    int context_samples = 0;
+    RidgeModel ridge;
+};
+
+// Model latency = b0 + b_ops * operators + sum over groups g of (a_g + a_f * large) * (predicted
+// ms of the operators in group g), `large` the model's footprint term (OpContext). Groups: 0 GEMM-like (conv, fc), 1 depthwise, 2 everything else.
+struct Calibration {
+    std::array<double, 3> scale{1.0, 1.0, 1.0};
+    // Added to every scale in proportion to OpContext::large: a large model's operators run
+    // slower than its operators' context terms alone say.
+    double footprint_scale = 0;
+    double per_op_ms = 0;
+    double constant_ms = 0;
+    int models = 0;
+};
+
+inline int calibration_group(PrimKind k) noexcept {
+    if (k == PrimKind::Conv || k == PrimKind::ConvNarrow || k == PrimKind::FullyConnected) return 0;
+    if (k == PrimKind::Depthwise || k == PrimKind::DepthwiseLarge) return 1;
+    return 2;
+}
+
+struct LatencyPrediction {
+    double total_ms = 0;                 // calibrated whole-model latency
+    double ops_ms = 0;                   // sum of the per-operator predictions (uncalibrated)
+    std::vector<double> per_layer_ms;    // parallel to graph.layers, calibrated scale applied
+    std::vector<PrimOp> ops;             // the operators predicted
+    std::vector<double> per_op_ms;       // parallel to ops, uncalibrated
+};
+
+class LatencyModel {
+public:
+    std::array<KindModel, prim_kind_count> kinds{};
+    Calibration calibration;
+
+    LatencyModel() {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    }
+
+    const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
+    KindModel& kind_model(PrimKind k) { return kinds[static_cast<std::size_t>(k)]; }
+
+    // Predicted milliseconds of one operator in context `ctx` (a model's: model_context(ops)),
+    // before calibration. An operator kind the profile has no samples for predicts a rough
+    // bandwidth figure (and `missing` is set).
+    double predict_op(const PrimOp& p, const OpContext& ctx = {}, bool* missing = nullptr) const {
+        const KindModel& m = kind_model(p.kind);
+        if (!m.fitted) {
+            if (missing) *missing = true;
+            const double bytes = 8.0 * double(p.oh) * p.ow * p.oc;
+            return 0.002 + bytes / 10e9 * 1e3;
+        }
+        return (ctx.in_model > 0 ? m.context_scale : 1.0) * raw_ms(m, p, ctx);
+    }
+
+    // The kind model's regression in context `ctx` (no context factor).
+    static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
+        const OpFeatures f = op_features(p, ctx);
+        return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
+    }
+
+    // Calibrated total from per-operator predictions in context `ctx`.
+    double combine(const std::vector<PrimOp>& ops, const std::vector<double>& op_ms,
+                   const OpContext& ctx) const {
+        std::array<double, 3> sums{0, 0, 0};
+        for (std::size_t i = 0; i < ops.size(); ++i)
+            sums[static_cast<std::size_t>(calibration_group(ops[i].kind))] += op_ms[i];
+        return combine_sums(sums, ops.size(), ctx);
+    }
+    double combine_sums(const std::array<double, 3>& sums, std::size_t ops, const OpContext& ctx) const {
+        double t = calibration.constant_ms + calibration.per_op_ms * static_cast<double>(ops);
+        for (std::size_t g = 0; g < 3; ++g) t += group_scale(g, ctx) * sums[g];
+        return std::max(t, 0.5 * (sums[0] + sums[1] + sums[2]));
+    }
+    double group_scale(std::size_t g, const OpContext& ctx) const {
+        return calibration.scale[g] + calibration.footprint_scale * ctx.large;
+    }
+
+    LatencyPrediction predict(const Graph& g) const {
+        LatencyPrediction r;
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, r.ops);
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(g, plan));
+        r.per_op_ms.resize(r.ops.size());
+        r.per_layer_ms.assign(g.layers.size(), 0.0);
+        for (std::size_t i = 0; i < r.ops.size(); ++i) {
+            const double ms = predict_op(r.ops[i], ctx);
+            r.per_op_ms[i] = ms;
+            r.ops_ms += ms;
+            const double s = group_scale(static_cast<std::size_t>(calibration_group(r.ops[i].kind)), ctx);
+            r.per_layer_ms[static_cast<std::size_t>(r.ops[i].layer)] += s * ms;
+        }
+        r.total_ms = combine(r.ops, r.per_op_ms, ctx);
+        return r;
+    }
+
+    // Only the total; allocates nothing but the lowering scratch passed in.
+    double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, scratch);
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(g, plan));
+        std::array<double, 3> sums{0, 0, 0};
+        for (const PrimOp& p : scratch)
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
+        return combine_sums(sums, scratch.size(), ctx);
+    }
+    double predict_ms(const Graph& g) const {
+        std::vector<PrimOp> scratch;
+        return predict_ms(g, scratch);
+    }
+};
+
+inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2}; }
+
+// Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
+// error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
+// the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
+// cross-validated relative errors of the samples listed in `used`.
+inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
+                                Eigen::VectorXd* cv_residuals = nullptr,
+                                std::vector<std::size_t>* used = nullptr) {
+    KindModel m;
+    m.kind = kind;
+    std::vector<std::size_t> idx;
+    for (std::size_t i = 0; i < samples.size(); ++i)
+        if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
+            idx.push_back(i);
+    if (used) *used = idx;
+    m.samples = static_cast<int>(idx.size());
+    if (idx.size() < 8) return m;
+    const int d = feature_count(kind);
+    const auto n = static_cast<Eigen::Index>(idx.size());
+    Eigen::MatrixXd X(n, d);
+    Eigen::VectorXd y(n), w(n);
+    double fastest = std::numeric_limits<double>::infinity();
+    for (Eigen::Index i = 0; i < n; ++i) {
+        const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
+        const OpFeatures f = op_features(s.op, s.ctx);
+        for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
+        y(i) = s.ms;
+        // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
+        w(i) = std::max(0.0, s.weight) / std::pow(std::max(s.ms, 1e-4), 2);
+        fastest = std::min(fastest, s.ms);
+    }
+    Eigen::VectorXd res;
+    Eigen::VectorXd robust = w;
+    for (int round = 0; round < 3; ++round) {
+        m.ridge = fit_ridge_cv(X, y, default_lambda_grid(), 5, &m.cv_rel_rmse, &res, &robust);
+        if (round == 2) break;
+        // Huber weights: residuals beyond 2.5 MADs count linearly, not quadratically.
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(1e-3, median(a));
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            robust(i) = w(i) * (r > 1 ? 1.0 / r : 1.0);
+        }
+    }
+    m.floor_ms = 0.5 * fastest;
+    m.fitted = true;
+    if (cv_residuals) *cv_residuals = res;
+    return m;
+}
+
+// Fits the calibration from whole-model measurements, minimising relative error with a pull
+// towards the identity (scale 1, no overhead) so that few models cannot produce a wild fit.
+inline Calibration fit_calibration(const LatencyModel& model,
+                                   const std::vector<CalibrationSample>& models,
+                                   double prior_strength = 0.05) {
+    Calibration c;
+    c.models = static_cast<int>(models.size());
+    if (models.empty()) return c;
+    // Unknowns: scale[0..2], per_op_ms, constant_ms, footprint_scale. Rows divided by measured ms.
+    const Eigen::Index n = static_cast<Eigen::Index>(models.size());
+    Eigen::MatrixXd A(n + 6, 6);
+    Eigen::VectorXd b(n + 6);
+    A.setZero();
+    b.setZero();
+    for (Eigen::Index i = 0; i < n; ++i) {
+        const CalibrationSample& s = models[static_cast<std::size_t>(i)];
+        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        std::array<double, 3> sums{0, 0, 0};
+        for (const PrimOp& p : s.ops)
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
+        const double t = std::max(s.ms, 1e-6);
+        for (int g = 0; g < 3; ++g) A(i, g) = sums[static_cast<std::size_t>(g)] / t;
+        A(i, 3) = static_cast<double>(s.ops.size()) / t;
+        A(i, 4) = 1.0 / t;
+        A(i, 5) = ctx.large * (sums[0] + sums[1] + sums[2]) / t;
+        b(i) = 1.0;
+    }
+    // Prior rows: scale_g ~ 1, per_op ~ 0 (in units of 1 us), constant ~ 0 (in units of 10 us).
+    const double w = prior_strength * std::sqrt(static_cast<double>(n));
+    for (int g = 0; g < 3; ++g) {
+        A(n + g, g) = w;
+        b(n + g) = w;
+    }
+    A(n + 3, 3) = w * 1000.0 * 0.2;
+    A(n + 4, 4) = w * 100.0 * 0.2;
+    A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
+    // model timed while another process thrashed the caches cannot pull the fit.
+    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    for (int round = 0; round < 2 && n >= 8; ++round) {
+        const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(0.01, median(a));
+        Eigen::MatrixXd Aw = A;
+        Eigen::VectorXd bw = b;
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            const double sw = r > 1 ? std::sqrt(1.0 / r) : 1.0;
+            Aw.row(i) *= sw;
+            bw(i) *= sw;
+        }
+        x = Aw.colPivHouseholderQr().solve(bw);
+    }
+    for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
+    c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
+    c.constant_ms = std::clamp(x(4), -0.005, 0.5);
+    c.footprint_scale = std::clamp(x(5), -0.5, 1.0);
+    return c;
+}
+
+// The operators of the calibration models as samples in their model's context. op_ms[i] > 0 is
+// operator i's own time, or, for a layer of several operators (a conv and its hardswish), the
+// layer's total on the layer's first operator, followed by -1 on the others: the total is shared
+// in proportion to `model`'s predictions and the parts weigh half. 0 (or any other value that is
+// neither positive nor -1) is an operator not timed.
+inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
+                                                   const std::vector<CalibrationSample>& models,
+                                                   double weight = 1.0) {
+    std::vector<LatencySample> out;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
+            std::size_t e = i + 1;
+            while (e < n && c.op_ms[e] == -1.0) ++e;
+            if (e == i + 1) {
+                out.push_back({c.ops[i], c.op_ms[i], ctx, weight});
+                continue;
+            }
+            double total = 0;
+            std::vector<double> pred;
+            for (std::size_t k = i; k < e; ++k) {
+                pred.push_back(std::max(1e-6, model.predict_op(c.ops[k], ctx)));
+                total += pred.back();
+            }
+            for (std::size_t k = i; k < e; ++k)
+                out.push_back({c.ops[k], c.op_ms[i] * pred[k - i] / total, ctx, 0.5 * weight});
+        }
+    }
+    return out;
+}
+
+// The context factor of each kind: the median of (timed in a model / the regression in that
+// model's context) over the calibration models' operators timed on their own (at least 5, else
+// 1). With the context terms fitted it stays near 1; it catches what they cannot.
+inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
+    std::array<std::vector<double>, prim_kind_count> ratios;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
+            const KindModel& k = m.kind_model(c.ops[i].kind);
+            if (!k.fitted || !(c.op_ms[i] > 0)) continue;
+            const bool alone = i + 1 >= c.op_ms.size() || c.op_ms[i + 1] != -1.0;
+            if (!alone) continue;
+            const double pred = LatencyModel::raw_ms(k, c.ops[i], ctx);
+            if (pred > 0) ratios[static_cast<std::size_t>(c.ops[i].kind)].push_back(std::log(c.op_ms[i] / pred));
+        }
+    }
+    for (std::size_t k = 0; k < prim_kind_count; ++k) {
+        KindModel& km = m.kinds[k];
+        km.context_samples = static_cast<int>(ratios[k].size());
+        km.context_scale = ratios[k].size() >= 5 ? std::clamp(std::exp(median(ratios[k])), 0.25, 4.0) : 1.0;
+    }
+}
+
+// Fits every kind from the probes `samples` together with the operators timed inside the
+// calibration `models` (in their context; a first fit on the probes alone shares the time of
+// multi-operator layers), then the context factors and the calibration.
+inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
+                                      const std::vector<CalibrationSample>& models,
+                                      double in_model_weight = 10.0) {
+    LatencyModel first;
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+    std::vector<LatencySample> all = samples;
+    const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
+    all.insert(all.end(), in_model.begin(), in_model.end());
+    LatencyModel m;
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    fit_context_scales(m, models);
+    m.calibration = fit_calibration(m, models);
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accuracy figures
+// ---------------------------------------------------------------------------------------------
+
+struct AccuracyStats {
+    int n = 0;
+    double within_10pct = 0, within_5pct = 0, within_15pct = 0;  // fractions
+    double mape = 0;       // mean |pred - meas| / meas, in percent
+    double rmse_ms = 0;
+    double max_abs_pct = 0;
+};
+
+inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
+                                    const std::vector<double>& measured) {
+    AccuracyStats s;
+    const std::size_t n = std::min(predicted.size(), measured.size());
+    s.n = static_cast<int>(n);
+    if (n == 0) return s;
+    double se = 0, ape = 0;
+    int w5 = 0, w10 = 0, w15 = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double e = predicted[i] - measured[i];
+        const double rel = measured[i] > 0 ? std::abs(e) / measured[i] : 0.0;
+        se += e * e;
+        ape += rel;
+        w5 += rel <= 0.05;
+        w10 += rel <= 0.10;
+        w15 += rel <= 0.15;
+        s.max_abs_pct = std::max(s.max_abs_pct, 100 * rel);
+    }
+    const double dn = static_cast<double>(n);
+    s.within_5pct = w5 / dn;
+    s.within_10pct = w10 / dn;
+    s.within_15pct = w15 / dn;
+    s.mape = 100 * ape / dn;
+    s.rmse_ms = std::sqrt(se / dn);
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fingerprint and profile file
+// ---------------------------------------------------------------------------------------------
+
+struct DeviceFingerprint {
+    std::string cpu_model;
+    std::string architecture;
+    std::string xnnpack_isa;
+    std::string xnnpack_version;
+    std::string lamda_version;
+    int threads = 1;
+    friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
+        return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
+               a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
+               a.lamda_version == b.lamda_version && a.threads == b.threads;
+    }
+};
+
+inline DeviceFingerprint current_fingerprint(int threads) {
+    const DeviceInfo info = describe_device();
+    DeviceFingerprint f;
+    f.cpu_model = info.cpu_model;
+    f.architecture = info.architecture;
+    f.xnnpack_isa = info.xnnpack_isa;
+    f.xnnpack_version = LAMDA_XNNPACK_VERSION;
+    f.lamda_version = version_string;
+    f.threads = threads;
+    return f;
+}
+
+// Empty when the fingerprints agree; otherwise one warning naming every difference.
+inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
+    std::string diffs;
+    auto cmp = [&diffs](const char* what, const std::string& a, const std::string& b) {
+        if (a != b) diffs += std::string("\n  ") + what + ": profile '" + a + "', here '" + b + "'";
+    };
+    cmp("cpu_model", profile.cpu_model, here.cpu_model);
+    cmp("architecture", profile.architecture, here.architecture);
+    cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
+    cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
+    cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
+    if (diffs.empty()) return {};
+    return "warning: the latency profile was measured on a different device or setup; its "
+           "predictions may not hold here:" + diffs;
+}
+
+inline constexpr std::string_view profile_format_name = "lamda-latency-profile";
+inline constexpr int profile_format_version = 2;
+
+struct LatencyProfile {
+    DeviceFingerprint fingerprint;
+    double budget_s = 0;      // the profiling budget it was made with
+    double elapsed_s = 0;     // how long profiling took
+    double load_average = -1; // 1-minute load average when profiling started (-1: unknown)
+    std::int64_t calibration_seed = -1;  // seed the calibration models were drawn with (-1: none)
+    std::vector<LatencySample> samples;
+    std::vector<CalibrationSample> calibration;
+    LatencyModel model;
+};
+
+class ProfileError : public Exception {
+public:
+    using Exception::Exception;
+};
+
+namespace latency_detail {
+
+inline void write_op(JsonWriter& j, const PrimOp& p) {
+    j.begin_array()
+        .value(std::string_view(prim_kind_name(p.kind)))
+        .value(p.ih).value(p.iw).value(p.ic)
+        .value(p.oh).value(p.ow).value(p.oc)
+        .value(p.kh).value(p.kw).value(p.sh).value(p.sw)
+        .value(p.groups).value(p.n)
+        .end_array();
+}
+
+inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
+    j.begin_array();
+    for (double d : v) j.value(d);
+    j.end_array();
+}
+
+}  // namespace latency_detail
+
+// The profile as JSON text (one line).
+inline std::string latency_profile_json(const LatencyProfile& p) {
+    using latency_detail::write_doubles;
+    using latency_detail::write_op;
+    JsonWriter j;
+    j.begin_object()
+        .field("format", profile_format_name)
+        .field("version", profile_format_version)
+        .key("fingerprint")
+        .begin_object()
+        .field("cpu_model", p.fingerprint.cpu_model)
+        .field("architecture", p.fingerprint.architecture)
+        .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
+        .field("xnnpack_version", p.fingerprint.xnnpack_version)
+        .field("lamda_version", p.fingerprint.lamda_version)
+        .field("threads", p.fingerprint.threads)
+        .end_object()
+        .field("budget_s", p.budget_s)
+        .field("elapsed_s", p.elapsed_s)
+        .field("load_average", p.load_average)
+        .field("calibration_seed", p.calibration_seed);
+    j.key("op_fields").begin_array();
+    for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
+        j.value(f);
+    j.end_array();
+    j.key("samples").begin_array();
+    for (const LatencySample& s : p.samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : p.calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : p.model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = p.model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object().end_object();
+    return j.str();
+}
+
+inline void write_latency_profile(const std::string& path, const LatencyProfile& p) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << latency_profile_json(p) << '\n';
+    if (!out.flush()) throw ProfileError(path + ": error: cannot write the profile");
+}
+
+namespace latency_detail {
+
+using simdjson::dom::element;
+
+// detail/json_read.hpp's reader, plus the profile's operator records.
+struct Reader : JsonReader<ProfileError> {
+    explicit Reader(const std::string& where_) : JsonReader<ProfileError>(where_, "malformed latency profile") {}
+
+    PrimOp op(const element& e, const std::string& path) const {
+        const simdjson::dom::array a = arr(e, path);
+        if (a.size() != 13) fail(path, "expected 13 fields (kind, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, groups, n)");
+        PrimOp p;
+        std::size_t i = 0;
+        std::array<std::int32_t, 12> v{};
+        for (element x : a) {
+            const std::string sub = path + "[" + std::to_string(i) + "]";
+            if (i == 0) {
+                if (!parse_prim_kind(str(x, sub), p.kind)) fail(sub, "unknown operator kind");
+            } else {
+                v[i - 1] = static_cast<std::int32_t>(integer(x, sub, i == 12 ? 0 : 1, std::int64_t{1} << 30));
+            }
+            ++i;
+        }
+        p.ih = v[0]; p.iw = v[1]; p.ic = v[2]; p.oh = v[3]; p.ow = v[4]; p.oc = v[5];
+        p.kh = v[6]; p.kw = v[7]; p.sh = v[8]; p.sw = v[9]; p.groups = v[10]; p.n = v[11];
+        return p;
+    }
+};
+
+}  // namespace latency_detail
+
+// Parses profile text. Throws ProfileError naming the field for malformed, truncated or
+// wrong-version input.
+inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
+    latency_detail::Reader r(where);
+    simdjson::dom::parser parser;
+    simdjson::padded_string padded(text);
+    simdjson::dom::element doc;
+    if (const auto err = parser.parse(padded).get(doc))
+        throw ProfileError(where + ": error: the latency profile is not valid JSON (" +
+                           simdjson::error_message(err) + "); is the file truncated?");
+    LatencyProfile p;
+    if (!doc.is_object()) r.fail("(top level)", "expected an object");
+    const std::string format = r.str(r.at(doc, "format", ""), "format");
+    if (format != profile_format_name)
+        r.fail("format", "'" + format + "' is not '" + std::string(profile_format_name) + "'");
+    const std::int64_t version = r.integer(r.at(doc, "version", ""), "version", 0, 1 << 30);
+    if (version != profile_format_version)
+        throw ProfileError(where + ": error: latency profile version " + std::to_string(version) +
+                           " is not supported (this lamda reads version " +
+                           std::to_string(profile_format_version) + "); re-run `lamda profile`");
+    const auto fp = r.at(doc, "fingerprint", "");
+    p.fingerprint.cpu_model = r.str(r.at(fp, "cpu_model", "fingerprint"), "fingerprint.cpu_model");
+    p.fingerprint.architecture = r.str(r.at(fp, "architecture", "fingerprint"), "fingerprint.architecture");
+    p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
+    p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
+    p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
+    p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
+    if (r.has(doc, "load_average")) {
+        const auto la = r.at(doc, "load_average", "");
+        p.load_average = la.is_null() ? -1 : r.num(la, "load_average");
+    }
+    if (r.has(doc, "calibration_seed"))
+        p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
+                                       std::numeric_limits<std::int64_t>::max());
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
+            const std::string path = "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            p.samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
+            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            p.calibration.push_back(std::move(c));
+        }
+    }
+    const auto model = r.at(doc, "model", "");
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
+            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = p.model.kind_model(kind);
+            k.kind = kind;
+            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(model, "calibration", "model");
+        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
+        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
+        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
+        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
+        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
+        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+    }
+    return p;
+}
+
+inline LatencyProfile read_latency_profile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ProfileError(path + ": error: cannot open the latency profile");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw ProfileError(path + ": error: cannot read the latency profile");
+    const std::string text = ss.str();
+    if (text.size() > (std::size_t{256} << 20))
+        throw ProfileError(path + ": error: the latency profile is larger than 256 MiB");
+    return parse_latency_profile(text, path);
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_LATENCY_MODEL_HPP
+// ---- end include/lamda/latency/model.hpp ----
+
+#if !(defined(LAMDA_WITH_LATENCY) && defined(LAMDA_WITH_XNNPACK))
+#error "lamda/latency/profiler.hpp needs LAMDA_WITH_LATENCY and LAMDA_WITH_XNNPACK (CMake: link lamda::latency and lamda::xnnpack)"
+#else
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+// ---- begin include/lamda/exec/xnnpack.hpp ----
+// lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
+// 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
+// with -lXNNPACK -lpthreadpool -lpthread.
+//
+//   lamda::XnnExecutor exec(graph, weights, {/*threads=*/1});   // throws lamda::ExecutorError
+//   std::copy(image.begin(), image.end(), exec.input());        // NHWC float32, batch 1
+//   exec.run();
+//   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
+//   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
+//
+// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
+// buffers allocated at construction, run many times) per layer, in file order; run() runs them
+// all, run_timed_per_op() times each. Activation buffers follow plan_buffers (exec/plan.hpp):
+// one arena, a buffer reused once its value's last reader has run (XnnOptions::keep_intermediates
+// keeps one per layer). The operator API is what XNNPACK's own subgraph runtime
+// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
+//   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
+//   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
+//   fc                fully_connected_nc_f32
+//   batchnorm         folded into the conv2d/dwconv/fc before it when that layer has no other
+//                     reader and no fused activation; otherwise a 1x1 depthwise convolution
+//   relu, relu6, hardsigmoid, hardswish, sigmoid layers   fused into the conv/dwconv/fc/
+//                     batchnorm/add before them (as if written act=...) when they are its only
+//                     reader and it has no act; otherwise a separate operator (clamp_nc_f32, ...)
+//   act=relu/relu6    the output clamp of conv/dwconv/fc/add
+//   act=hardsigmoid   on conv/dwconv/fc/batchnorm: folded into weights and bias (w/6, (b+3)/6) with
+//                     clamp [0,1]; elsewhere add_nd(x, 3) clamped to [0,6], then multiply_nd by 1/6
+//   hardswish, sigmoid, act=hardswish/sigmoid   hardswish_nc_f32 / sigmoid_nc_f32 (in place)
+//   maxpool, avgpool  max/average_pooling2d_nhwc_f32; ceil=true becomes extra bottom/right padding.
+//                     A 1x1 kernel (which XNNPACK rejects) is a strided copy done by a plain loop.
+//   gap               global_average_pooling_nwc_f32
+//   add (N inputs)    N-1 add_nd_f32, accumulating into the output
+//   concat            one copy_nc_x32 per input, writing a channel slice of the output
+//   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
+//   softmax           softmax_nc_f32 over channels
+//   flatten, dropout  no operator: the output aliases the input buffer
+// Every value that is materialised has its own buffer (no reuse between layers yet).
+#ifndef LAMDA_EXEC_XNNPACK_HPP
+#define LAMDA_EXEC_XNNPACK_HPP
+
+#if !defined(LAMDA_WITH_XNNPACK)
+#error "lamda/exec/xnnpack.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
+#else
+
+#include <xnnpack.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+#include <pthreadpool.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+struct XnnOptions {
+    // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
+    // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
+    int threads = 1;
+    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
+    // huge candidate is a clear error instead of an out-of-memory kill.
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Give every layer its own buffer, so layer_output(i) holds each layer's result after a run
+    // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
+    // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
+    bool keep_intermediates = false;
+};
+
+// Bytes the executor allocates for a graph at most: one buffer per layer output plus the
+// weights (with buffer reuse it allocates less).
+inline std::int64_t executor_memory_bytes(const Graph& graph) {
+    std::int64_t bytes = 0;
+    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
+    return bytes + analyze(graph).weight_bytes;
+}
+
+namespace detail {
+inline constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
+
+inline std::size_t round_up(std::size_t n, std::size_t multiple) noexcept {
+    return (n + multiple - 1) / multiple * multiple;
+}
+
+// A block of at least `size` bytes aligned to `alignment`, freed with std::free. One of 2 MiB
+// or more (packed weights of big layers, the executor's activation arena) is whole 2 MiB pages,
+// marked for transparent huge pages where Linux offers them (madvise mode): a 5 MB classifier
+// read once per inference otherwise takes a TLB miss every 4 KiB.
+inline void* allocate_block(std::size_t alignment, std::size_t size) noexcept {
+    void* p = nullptr;
+    if (size >= huge_page_bytes) {
+        size = round_up(size, huge_page_bytes);
+        if (posix_memalign(&p, huge_page_bytes, size) != 0) return nullptr;
+#ifdef __linux__
+        ::madvise(p, size, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    if (posix_memalign(&p, std::max(alignment, sizeof(void*)), size) != 0) return nullptr;
+    return p;
+}
+
+// XNNPACK's allocator, with its aligned blocks from allocate_block.
+inline void* xnn_allocate(void*, std::size_t size) { return std::malloc(size); }
+inline void* xnn_reallocate(void*, void* p, std::size_t size) { return std::realloc(p, size); }
+inline void xnn_deallocate(void*, void* p) { std::free(p); }
+inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size) {
+    return allocate_block(alignment, size);
+}
+inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
+                                             xnn_deallocate, xnn_aligned_allocate,
+                                             xnn_aligned_deallocate};
+}  // namespace detail
+
+inline std::string xnn_status_name(xnn_status s) {
+    switch (s) {
+    case xnn_status_success: return "success";
+    case xnn_status_uninitialized: return "uninitialized";
+    case xnn_status_invalid_parameter: return "invalid parameter";
+    case xnn_status_invalid_state: return "invalid state";
+    case xnn_status_unsupported_parameter: return "unsupported parameter";
+    case xnn_status_unsupported_hardware: return "unsupported hardware";
+    case xnn_status_out_of_memory: return "out of memory";
+    }
+    return "unknown status " + std::to_string(static_cast<int>(s));
+}
+
+// How each layer was lowered (for reports and debugging).
+enum class XnnLowering {
+    Operators,  // the layer runs its own XNNPACK operator(s)
+    Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
+    Alias,      // no work: output aliases the input (input, flatten, dropout)
+    Loop,       // a plain loop (1x1 pools)
+};
+
+class XnnExecutor {
+public:
+    XnnExecutor(const Graph& graph, const Weights& weights, XnnOptions options = {})
+        : impl_(std::make_unique<Impl>()) {
+        if (options.threads < 1 || options.threads > 1024)
+            throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
+                                        std::to_string(options.threads));
+        detail::check_runnable(graph);
+        if (options.max_memory_bytes > 0) {
+            const std::int64_t needed = executor_memory_bytes(graph);
+            if (needed > options.max_memory_bytes)
+                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
+                                    " MiB of buffers and weights, more than the limit of " +
+                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
+        }
+        detail::check_weights(graph, weights);
+        const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
+        if (init != xnn_status_success)
+            throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
+        impl_->threads = options.threads;
+        if (options.threads > 1) {
+            impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
+            if (!impl_->pool)
+                throw ExecutorError("XNNPACK: cannot create a pool of " +
+                                    std::to_string(options.threads) + " threads");
+        }
+        build(graph, weights, options.keep_intermediates);
+    }
+
+    XnnExecutor(const XnnExecutor&) = delete;
+    XnnExecutor& operator=(const XnnExecutor&) = delete;
+    XnnExecutor(XnnExecutor&&) noexcept = default;
+    XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
+    ~XnnExecutor() = default;
+
+    float* input() noexcept { return impl_->ptr.front(); }
+    Shape input_shape() const noexcept { return impl_->shapes.front(); }
+    const float* output() const noexcept { return impl_->ptr.back(); }
+    Shape output_shape() const noexcept { return impl_->shapes.back(); }
+    int threads() const noexcept { return impl_->threads; }
+
+    // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
+    // Unless built with keep_intermediates, only the input and output stay valid after a run:
+    // other layers' buffers are reused.
+    const float* layer_output(std::size_t i) const noexcept {
+        return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
+    }
+    XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Bytes of activation buffers allocated (weights not included).
+    std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
+    // Number of XNNPACK operators (and loops) run per inference.
+    std::size_t step_count() const noexcept { return impl_->steps.size(); }
+
+    void run() {
+        for (Step& s : impl_->steps) run_step(s);
+    }
+
+    // Runs once and returns milliseconds per layer, parallel to graph.layers; a fused or aliased
+    // layer reads 0 (its cost is in the layer it was fused into).
+    std::vector<double> run_timed_per_op() {
+        std::vector<double> ms(impl_->ptr.size(), 0.0);
+        for (Step& s : impl_->steps) {
+            const auto t0 = std::chrono::steady_clock::now();
+            run_step(s);
+            const auto t1 = std::chrono::steady_clock::now();
+            ms[static_cast<std::size_t>(s.layer)] +=
+                std::chrono::duration<double, std::milli>(t1 - t0).count();
+        }
+        return ms;
+    }
+
+    // Convenience: copies `in` (shape must match) into the input buffer, runs, returns the output.
+    Tensor run(const Tensor& in) {
+        if (in.shape != input_shape() ||
+            static_cast<std::int64_t>(in.data.size()) != input_shape().elements())
+            throw ExecutorError("input has shape " + to_string(in.shape) + ", the graph expects " +
+                                to_string(input_shape()));
+        std::copy(in.data.begin(), in.data.end(), input());
+        run();
+        Tensor out(output_shape());
+        std::copy(output(), output() + out.data.size(), out.data.begin());
+        return out;
+    }
+
+private:
+    // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
+    static constexpr std::size_t kBufferAlignment = 64;
+    struct FreeBlock {
+        void operator()(float* p) const noexcept { std::free(p); }
+    };
+    struct Step {
+        int layer = 0;
+        xnn_operator_t op = nullptr;
+        std::function<void()> loop;  // when op is null
+    };
+    struct Impl {
+        pthreadpool_t pool = nullptr;
+        int threads = 1;
+        std::unique_ptr<float, FreeBlock> arena;  // every activation buffer
+        std::int64_t buffer_bytes = 0;            // the buffers' bytes (without alignment)
+        std::vector<float*> ptr;  // per layer; nullptr when fused away
+        std::vector<Shape> shapes;
+        std::vector<XnnLowering> lowering;
+        std::vector<Step> steps;
+        // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
+        float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
+        float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
+                          1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
+
+        Impl() = default;
+        Impl(const Impl&) = delete;
+        Impl& operator=(const Impl&) = delete;
+        ~Impl() {
+            for (Step& s : steps)
+                if (s.op) xnn_delete_operator(s.op);
+            if (pool) pthreadpool_destroy(pool);
+        }
+    };
+    std::unique_ptr<Impl> impl_;
+
+    void run_step(Step& s) {
+        if (s.op) {
+            const xnn_status st = xnn_run_operator(s.op, impl_->pool);
+            if (st != xnn_status_success)
+                throw ExecutorError("XNNPACK: running layer " + std::to_string(s.layer) +
+                                    " failed: " + xnn_status_name(st));
+        } else {
+            s.loop();
+        }
+    }
+
+    // ---- construction helpers ----
+
+    static std::string where(const Layer& l) {
+        return std::string(op_name(l.op)) + " layer '" + l.name + "'";
+    }
+
+    static void check(xnn_status st, const Layer& l, const char* fn) {
+        if (st != xnn_status_success)
+            throw ExecutorError("XNNPACK: " + where(l) + ": " + fn + " failed: " +
+                                xnn_status_name(st));
+    }
+
+    // Adds an operator step for layer `index`; takes ownership at once so a later failure frees it.
+    void add_op(int index, xnn_operator_t op) {
+        Step s;
+        s.layer = index;
+        s.op = op;
+        impl_->steps.push_back(std::move(s));
+    }
+
+    static std::pair<float, float> clamp_of(Activation a) {
+        constexpr float inf = std::numeric_limits<float>::infinity();
+        if (a == Activation::Relu) return {0.0f, inf};
+        if (a == Activation::Relu6) return {0.0f, 6.0f};
+        if (a == Activation::HardSigmoid) return {0.0f, 1.0f};  // after folding the affine part
+        return {-inf, inf};
+    }
+
+    // Unary elementwise steps, input -> output (may be the same buffer): relu, relu6, hardswish,
+    // sigmoid, hardsigmoid. `a == None` adds nothing.
+    void add_activation(int index, const Layer& l, Activation a, const float* in, float* out,
+                        const Shape& s) {
+        if (a == Activation::None) return;
+        const auto C = static_cast<std::size_t>(s.c);
+        const auto pixels = static_cast<std::size_t>(s.h * s.w);
+        xnn_operator_t op = nullptr;
+        switch (a) {
+        case Activation::Relu:
+        case Activation::Relu6: {
+            const auto [lo, hi] = clamp_of(a);
+            check(xnn_create_clamp_nc_f32(C, C, C, lo, hi, 0, &op), l, "xnn_create_clamp_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_clamp_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_clamp_nc_f32");
+            return;
+        }
+        case Activation::HardSwish:
+            check(xnn_create_hardswish_nc_f32(C, C, C, 0, &op), l, "xnn_create_hardswish_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_hardswish_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_hardswish_nc_f32");
+            return;
+        case Activation::Sigmoid:
+            check(xnn_create_sigmoid_nc_f32(C, C, C, 0, &op), l, "xnn_create_sigmoid_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_sigmoid_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_sigmoid_nc_f32");
+            return;
+        case Activation::HardSigmoid: {
+            // relu6(x + 3) / 6
+            const std::size_t dims[1] = {static_cast<std::size_t>(s.elements())};
+            const std::size_t one[1] = {1};
+            check(xnn_create_add_nd_f32(0.0f, 6.0f, 0, &op), l, "xnn_create_add_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_add_nd_f32(op, 1, dims, 1, one, in, impl_->three, out, impl_->pool),
+                  l, "xnn_setup_add_nd_f32");
+            op = nullptr;
+            const float inf = std::numeric_limits<float>::infinity();
+            check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_multiply_nd_f32(op, 1, dims, 1, one, out, impl_->sixth, out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_f32");
+            return;
+        }
+        case Activation::None: return;
+        }
+    }
+
+    // Assigns impl_->ptr from plan_buffers (exec/plan.hpp): one buffer per materialised
+    // value, reused once its last reader has run unless keep_intermediates.
+    void allocate_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
+        const BufferPlan bp = lamda::plan_buffers(g, plan, !keep_intermediates,
+                                                  XNN_EXTRA_BYTES / sizeof(float) + 4);
+        // One arena for all buffers, each on a cache line (allocate_block puts a large arena on
+        // huge pages: early layers of a 224x224 net stream megabytes).
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t floats : bp.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(floats) * sizeof(float), kBufferAlignment);
+        }
+        auto* arena = static_cast<float*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->arena.reset(arena);
+        std::fill(arena, arena + total / sizeof(float), 0.0f);  // a fresh output is defined
+        std::vector<float*> slot_ptr;
+        for (std::size_t off : offset) slot_ptr.push_back(arena + off / sizeof(float));
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = bp.value_of[i];
+            if (v < 0) continue;
+            // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
+            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(bp.slot_of[static_cast<std::size_t>(v)])];
+            const OpKind op = g.layers[i].op;
+            if (op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout)
+                impl_->lowering[i] = XnnLowering::Alias;
+        }
+        impl_->buffer_bytes = bp.total_floats() * static_cast<std::int64_t>(sizeof(float));
+    }
+
+    void build(const Graph& g, const Weights& w, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        impl_->ptr.assign(n, nullptr);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+
+        // Fusions are decided by plan_fusion (exec/plan.hpp), the one source of truth the
+        // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
+        // i's operator; tail[i]: the layer whose buffer receives layer i's output.
+        const FusionPlan plan = plan_fusion(g);
+        const std::vector<int>& absorbed_by = plan.absorbed_by;
+        const std::vector<int>& tail = plan.tail;
+        const std::vector<int>& folded_bn = plan.folded_bn;
+        const std::vector<Activation>& act = plan.act;
+
+        allocate_buffers(g, plan, keep_intermediates);
+        for (std::size_t j = 0; j < n; ++j)
+            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        for (std::size_t i = 0; i < n; ++i) {
+            if (absorbed_by[i] >= 0) continue;
+            const Layer& l = g.layers[i];
+            const int idx = static_cast<int>(i);
+            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
+            auto in_ptr = [&](std::size_t k) -> const float* {
+                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
+            };
+            auto in_shape = [&](std::size_t k) -> const Shape& {
+                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
+            };
+            switch (l.op) {
+            case OpKind::Input:
+            case OpKind::Flatten:
+            case OpKind::Dropout: break;
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d:
+            case OpKind::FullyConnected:
+            case OpKind::BatchNorm:
+                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
+                break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
+            case OpKind::GlobalAvgPool: {
+                const Shape s = in_shape(0);
+                const auto C = static_cast<std::size_t>(s.c);
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
+                      "xnn_create_global_average_pooling_nwc_f32");
+                add_op(idx, op);
+                check(xnn_setup_global_average_pooling_nwc_f32(
+                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_global_average_pooling_nwc_f32");
+                break;
+            }
+            case OpKind::Add: {
+                const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+                const Activation a = act[i];
+                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
+                const std::size_t k_last = l.inputs.size() - 1;
+                for (std::size_t k = 1; k <= k_last; ++k) {
+                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
+                                                                     : clamp_of(Activation::None);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
+                    add_op(idx, op);
+                    const float* a_in = k == 1 ? in_ptr(0) : out;
+                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
+                                               impl_->pool),
+                          l, "xnn_setup_add_nd_f32");
+                }
+                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
+                break;
+            }
+            case OpKind::Concat: {
+                const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
+                const auto total = static_cast<std::size_t>(l.shape.c);
+                std::size_t offset = 0;
+                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                    const auto c = static_cast<std::size_t>(in_shape(k).c);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
+                    add_op(idx, op);
+                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
+                          l, "xnn_setup_copy_nc_x32");
+                    offset += c;
+                }
+                break;
+            }
+            case OpKind::Mul: {
+                const Shape a = in_shape(0), b = in_shape(1);
+                const std::size_t da[3] = {static_cast<std::size_t>(a.h),
+                                           static_cast<std::size_t>(a.w),
+                                           static_cast<std::size_t>(a.c)};
+                const std::size_t db[3] = {static_cast<std::size_t>(b.h),
+                                           static_cast<std::size_t>(b.w),
+                                           static_cast<std::size_t>(b.c)};
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+                add_op(idx, op);
+                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
+                                                impl_->pool),
+                      l, "xnn_setup_multiply_nd_f32");
+                break;
+            }
+            case OpKind::Relu:
+                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Relu6:
+                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSwish:
+                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSigmoid:
+                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Sigmoid:
+                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Softmax: {
+                const auto C = static_cast<std::size_t>(l.shape.c);
+                xnn_operator_t op = nullptr;
+                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
+                add_op(idx, op);
+                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
+                                               in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_softmax_nc_f32");
+                break;
+            }
+            }
+        }
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation.
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
+        const Shape os = last.shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+
+        // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
+        std::vector<float> kernel;
+        std::vector<double> bias(oc, 0.0);
+        bool has_bias = false;
+        std::size_t per_out = 0;
+        auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
+            const auto& gamma = w.at(b.name + ".weight").data;
+            const auto& beta = w.at(b.name + ".bias").data;
+            const auto& mean = w.at(b.name + ".running_mean").data;
+            const auto& var = w.at(b.name + ".running_var").data;
+            scale.resize(gamma.size());
+            shift.resize(gamma.size());
+            for (std::size_t c = 0; c < gamma.size(); ++c) {
+                scale[c] = gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps);
+                shift[c] = beta[c] - mean[c] * scale[c];
+            }
+        };
+        if (l.op == OpKind::BatchNorm) {
+            std::vector<double> scale, shift;
+            bn_params(l, scale, shift);
+            per_out = 1;
+            kernel.assign(scale.begin(), scale.end());
+            bias = shift;
+            has_bias = true;
+        } else {
+            const WeightTensor& wt = w.at(l.name + ".weight");
+            if (l.bias) {
+                const auto& b = w.at(l.name + ".bias").data;
+                bias.assign(b.begin(), b.end());
+                has_bias = true;
+            }
+            if (l.op == OpKind::Conv2d) {
+                // OIHW -> OHWI
+                const auto cig = static_cast<std::size_t>(is.c / l.groups);
+                const auto kh = static_cast<std::size_t>(l.kernel_h);
+                const auto kw = static_cast<std::size_t>(l.kernel_w);
+                per_out = kh * kw * cig;
+                kernel.resize(oc * per_out);
+                for (std::size_t o = 0; o < oc; ++o)
+                    for (std::size_t ic = 0; ic < cig; ++ic)
+                        for (std::size_t y = 0; y < kh; ++y)
+                            for (std::size_t x = 0; x < kw; ++x)
+                                kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                    wt.data[((o * cig + ic) * kh + y) * kw + x];
+            } else {
+                // dwconv [C*m][1][kh][kw] and fc [out][in] are already XNNPACK's layout.
+                kernel = wt.data;
+                per_out = kernel.size() / oc;
+            }
+            if (bn >= 0) {
+                std::vector<double> scale, shift;
+                bn_params(last, scale, shift);
+                for (std::size_t o = 0; o < oc; ++o) {
+                    for (std::size_t k = 0; k < per_out; ++k)
+                        kernel[o * per_out + k] =
+                            static_cast<float>(kernel[o * per_out + k] * scale[o]);
+                    bias[o] = bias[o] * scale[o] + shift[o];
+                }
+                has_bias = true;
+            }
+        }
+        if (a == Activation::HardSigmoid) {
+            // relu6(y + 3) / 6 = clamp(y/6 + 1/2, 0, 1): scale the affine map, clamp to [0, 1].
+            for (float& k : kernel) k = static_cast<float>(k / 6.0);
+            for (double& b : bias) b = (b + 3.0) / 6.0;
+            has_bias = true;
+        }
+        std::vector<float> bias_f(bias.begin(), bias.end());
+        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        const bool clamp_fused =
+            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
+
+        xnn_operator_t op = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
+                                                    0, &op),
+                  l, "xnn_create_fully_connected_nc_f32");
+            add_op(idx, op);
+            check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_f32");
+        } else {
+            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+            std::size_t gic = 0, goc = 0;
+            std::array<int, 4> pads{0, 0, 0, 0};
+            if (l.op == OpKind::BatchNorm) {
+                groups = static_cast<std::uint32_t>(is.c);
+                gic = goc = 1;
+            } else {
+                kh = static_cast<std::uint32_t>(l.kernel_h);
+                kw = static_cast<std::uint32_t>(l.kernel_w);
+                sh = static_cast<std::uint32_t>(l.stride_h);
+                sw = static_cast<std::uint32_t>(l.stride_w);
+                dh = static_cast<std::uint32_t>(l.dilation_h);
+                dw = static_cast<std::uint32_t>(l.dilation_w);
+                pads = l.pads;
+                if (l.op == OpKind::Conv2d) {
+                    groups = static_cast<std::uint32_t>(l.groups);
+                    gic = static_cast<std::size_t>(is.c / l.groups);
+                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
+                } else {
+                    groups = static_cast<std::uint32_t>(is.c);
+                    gic = 1;
+                    goc = static_cast<std::size_t>(l.multiplier);
+                }
+            }
+            for (int p : pads)
+                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            check(xnn_create_convolution2d_nhwc_f32(
+                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
+                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
+                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                  l, "xnn_create_convolution2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_f32");
+        }
+        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
+    }
+
+    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
+        const Shape os = l.shape;
+        std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
+        // A window lying entirely in the padding has no defined value in XNNPACK.
+        if (l.kernel_h <= p[0] || l.kernel_w <= p[1] ||
+            (os.h - 1) * l.stride_h - p[0] >= is.h || (os.w - 1) * l.stride_w - p[1] >= is.w)
+            throw ExecutorError("XNNPACK: " + where(l) +
+                                ": a pooling window lies entirely in the padding");
+        // ceil=true (or any excess): pad the bottom/right so that floor division gives os.
+        p[2] = std::max<std::int64_t>(p[2], (os.h - 1) * l.stride_h + l.kernel_h - is.h - p[0]);
+        p[3] = std::max<std::int64_t>(p[3], (os.w - 1) * l.stride_w + l.kernel_w - is.w - p[1]);
+        const std::int64_t xh = (is.h + p[0] + p[2] - l.kernel_h) / l.stride_h + 1;
+        const std::int64_t xw = (is.w + p[1] + p[3] - l.kernel_w) / l.stride_w + 1;
+        if (xh != os.h || xw != os.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": padding " + std::to_string(p[0]) + "," +
+                                std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
+                                std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
+                                std::to_string(xw) + ", not the inferred " + to_string(os));
+        const auto C = static_cast<std::size_t>(is.c);
+        if (l.kernel_h == 1 && l.kernel_w == 1) {
+            // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in + (iy * is.w + ix) * is.c, in + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            return;
+        }
+        const float inf = std::numeric_limits<float>::infinity();
+        xnn_operator_t op = nullptr;
+        const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+        if (l.op == OpKind::MaxPool) {
+            check(xnn_create_max_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                    u(l.kernel_h), u(l.kernel_w), u(l.stride_h),
+                                                    u(l.stride_w), 1, 1, C, C, C, -inf, inf, 0, &op),
+                  l, "xnn_create_max_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_max_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_f32");
+        } else {
+            check(xnn_create_average_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                        u(l.kernel_h), u(l.kernel_w),
+                                                        u(l.stride_h), u(l.stride_w), C, C, C,
+                                                        -inf, inf, 0, &op),
+                  l, "xnn_create_average_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_average_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                       static_cast<std::size_t>(is.w), in, out,
+                                                       impl_->pool),
+                  l, "xnn_setup_average_pooling2d_nhwc_f32");
+        }
+    }
+};
+
+// A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
+// and every measurement (bench, profile, evaluation) should see the same data.
+inline void fill_timing_input(XnnExecutor& executor) {
+    float* input = executor.input();
+    const std::int64_t n = executor.input_shape().elements();
+    for (std::int64_t i = 0; i < n; ++i)
+        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+#endif  // LAMDA_EXEC_XNNPACK_HPP
+// ---- end include/lamda/exec/xnnpack.hpp ----
+
+namespace lamda {
+
+// The 1-minute load average (-1 where unknown): profiles record it, evaluations print it.
+inline double current_load_average() {
+    std::ifstream in("/proc/loadavg");
+    double v = -1;
+    if (!(in >> v)) return -1;
+    return v;
+}
+
+// A whole model timed end to end (`ms`) and, when asked, per layer (`layer_ms`, parallel to
+// graph.layers): `warmup` untimed runs, then runs until `runs` runs or `max_seconds`, whichever
+// comes first (at least 3 runs); quantile q of the timings (the median, or a low quantile such
+// as 0.1, which resists interference from other processes on a busy machine).
+struct ModelTiming {
+    double ms = 0;
+    std::vector<double> layer_ms;
+};
+
+inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
+                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true) {
+    XnnOptions xo;
+    xo.threads = threads;
+    XnnExecutor ex(g, random_weights(g, 1), xo);
+    fill_timing_input(ex);
+    for (int i = 0; i < warmup; ++i) ex.run();
+    using clock = std::chrono::steady_clock;
+    std::vector<double> t;
+    std::vector<std::vector<double>> per(per_layer ? g.layers.size() : 0);
+    const auto start = clock::now();
+    for (int i = 0; i < runs; ++i) {
+        const auto t0 = clock::now();
+        ex.run();
+        const auto t1 = clock::now();
+        t.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        if (per_layer) {
+            const std::vector<double> ms = ex.run_timed_per_op();
+            for (std::size_t k = 0; k < ms.size() && k < per.size(); ++k) per[k].push_back(ms[k]);
+        }
+        if (i >= 2 && std::chrono::duration<double>(clock::now() - start).count() > max_seconds) break;
+    }
+    ModelTiming r;
+    r.ms = quantile(t, q);
+    for (auto& v : per) r.layer_ms.push_back(v.empty() ? 0.0 : quantile(v, q));
+    return r;
+}
+
+// Latency of a whole model in ms (no per-layer pass); see time_model.
+inline double measure_model_ms(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
+                               double max_seconds = 2.0, double q = 0.5) {
+    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false).ms;
+}
+
+namespace latency_detail {
+
+// A DSL graph whose last layer `t` lowers to one operator shaped like `p` (its output shape
+// is whatever shape inference makes of the input, kernel and stride).
+inline std::string probe_dsl(const PrimOp& p) {
+    // The target's input `y` is written by a relu just before it on every run, as a producer
+    // would in a model; x itself is never rewritten.
+    auto dims = [](int h, int w) { return std::to_string(h) + "x" + std::to_string(w); };
+    const std::string input = "x: input shape=" + dims(p.ih, p.iw) + "x" + std::to_string(p.ic) + "\ny: relu x\n";
+    const std::string k = " kernel=" + dims(p.kh, p.kw) + " stride=" + dims(p.sh, p.sw);
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow:
+        if (p.n > 1) return input + "t: dwconv y" + k + " multiplier=" + std::to_string(p.n) + "\n";
+        return input + "t: conv2d y out=" + std::to_string(p.oc) + k + " groups=" + std::to_string(p.groups) + "\n";
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: return input + "t: dwconv y" + k + "\n";
+    case PrimKind::FullyConnected:
+        return "x: input shape=1x1x" + std::to_string(p.ic) + "\ny: relu x\nt: fc y out=" + std::to_string(p.oc) + "\n";
+    case PrimKind::MaxPool: return input + "t: maxpool y" + k + " padding=same\n";
+    case PrimKind::AvgPool: return input + "t: avgpool y" + k + " padding=same\n";
+    case PrimKind::StridedCopy: return input + "t: maxpool y kernel=1 stride=" + dims(p.sh, p.sw) + "\n";
+    case PrimKind::GlobalAvgPool: return input + "t: gap y\n";
+    case PrimKind::Add: {
+        std::string s = input, args = "y";
+        for (int i = 1; i < p.n; ++i) {
+            s += "a" + std::to_string(i) + ": relu6 x\n";
+            args += ", a" + std::to_string(i);
+        }
+        return s + "t: add " + args + "\n";
+    }
+    case PrimKind::Mul: return input + "s: relu6 x\nt: mul y, s\n";
+    case PrimKind::MulBroadcast: return input + "s: gap y\nt: mul y, s\n";
+    case PrimKind::Concat: {
+        // n inputs: y (ic channels) and n-1 1x1 convolutions of x to `rest` channels.
+        std::string s = input, args = "y";
+        const int rest = std::max(1, (p.oc - p.ic) / std::max(1, p.n - 1));
+        for (int i = 1; i < p.n; ++i) {
+            s += "b" + std::to_string(i) + ": conv2d x out=" + std::to_string(rest) + " kernel=1\n";
+            args += ", b" + std::to_string(i);
+        }
+        return s + "t: concat " + args + "\n";
+    }
+    case PrimKind::Clamp: return input + "t: relu6 y\n";
+    case PrimKind::HardSwish: return input + "t: hardswish y\n";
+    case PrimKind::Sigmoid: return input + "t: sigmoid y\n";
+    case PrimKind::HardSigmoid: return input + "t: hardsigmoid y\n";
+    case PrimKind::Softmax: return input + "t: softmax y\n";
+    case PrimKind::ChannelAffine: return input + "t: batchnorm y\n";
+    }
+    return input;
+}
+
+// Touches a few MiB so that the next run finds weights and old outputs beyond L2, as a layer
+// of a model does (a whole inference has passed since it last ran).
+inline void evict_caches() {
+    static std::vector<unsigned char> buffer(std::size_t{4} << 20);
+    for (std::size_t i = 0; i < buffer.size(); i += 64) buffer[i] = static_cast<unsigned char>(buffer[i] + 1);
+}
+
+inline int pick(std::mt19937_64& rng, std::initializer_list<std::pair<int, double>> choices) {
+    double total = 0;
+    for (const auto& c : choices) total += c.second;
+    double u = std::uniform_real_distribution<double>(0, total)(rng);
+    for (const auto& c : choices) {
+        if (u < c.second) return c.first;
+        u -= c.second;
+    }
+    return choices.begin()->first;
+}
+
+inline int log_uniform(std::mt19937_64& rng, double lo, double hi) {
+    const double v = std::exp(std::uniform_real_distribution<double>(std::log(lo), std::log(hi + 0.999))(rng));
+    return static_cast<int>(std::clamp(std::floor(v), lo, hi));
+}
+
+// Channels as networks use them: mostly multiples of 8, sometimes anything.
+inline int channels(std::mt19937_64& rng, int lo, int hi) {
+    int c = log_uniform(rng, lo, hi);
+    if (c >= 12 && std::uniform_real_distribution<double>(0, 1)(rng) < 0.7) c = (c + 4) / 8 * 8;
+    return std::clamp(c, lo, hi);
+}
+
+inline int spatial(std::mt19937_64& rng, int hi = 224) {
+    static const int sizes[] = {1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56,
+                                64, 80, 96, 112, 128, 160, 192, 224};
+    for (;;) {
+        const int s = sizes[std::uniform_int_distribution<int>(0, 26)(rng)];
+        if (s <= hi) return s;
+    }
+}
+
+inline double op_macs(const PrimOp& p) {
+    const double oh = std::ceil(double(p.ih) / p.sh), ow = std::ceil(double(p.iw) / p.sw);
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: return oh * ow * p.oc * double(p.kh) * p.kw * p.ic / std::max(1, p.groups);
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: return oh * ow * p.ic * double(p.kh) * p.kw * (p.kind == PrimKind::DepthwiseLarge ? 8 : 1);
+    case PrimKind::FullyConnected: return double(p.ic) * p.oc;
+    default: return double(p.ih) * p.iw * p.ic * std::max(1, p.n);
+    }
+}
+
+inline bool config_ok(const PrimOp& p) {
+    const double in_el = double(p.ih) * p.iw * p.ic;
+    if (p.ih < 1 || p.iw < 1 || p.ic < 1 || p.oc < 1) return false;
+    if (in_el > 6.5e6) return false;
+    if (op_macs(p) > 2.5e8) return false;
+    if ((p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow || p.kind == PrimKind::Depthwise || p.kind == PrimKind::DepthwiseLarge || p.kind == PrimKind::MaxPool ||
+         p.kind == PrimKind::AvgPool) &&
+        (p.kh > p.ih + 2 || p.kw > p.iw + 2))
+        return false;
+    if (p.kind == PrimKind::ConvNarrow && (p.ic != 1 || p.groups != 1 || p.n > 1)) return false;
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
+        if (p.n > 1) return p.groups == p.ic && double(p.ih) * p.iw * p.ic * p.n < 6.5e6;
+        if (p.groups < 1 || p.ic % p.groups || p.oc % p.groups) return false;
+        if (double(p.oc) * p.ic / p.groups * p.kh * p.kw > 2.5e7) return false;
+    }
+    if (p.kind == PrimKind::FullyConnected && double(p.ic) * p.oc > 2.5e7) return false;
+    if (p.kind == PrimKind::Concat && (p.oc <= p.ic || p.n < 2)) return false;
+    return true;
+}
+
+// A random configuration of an operator of kind `k` (before shape inference).
+inline PrimOp random_config(PrimKind k, std::mt19937_64& rng) {
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+        PrimOp p;
+        p.kind = k;
+        p.ih = p.iw = spatial(rng);
+        if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.1) p.iw = spatial(rng);
+        switch (k) {
+        case PrimKind::Conv: {
+            const int kk = pick(rng, {{1, 45}, {3, 35}, {5, 10}, {7, 7}, {2, 3}});
+            p.kh = p.kw = kk;
+            p.sh = p.sw = pick(rng, {{1, 72}, {2, 28}});
+            p.ic = pick(rng, {{0, 85}, {1, 15}}) ? pick(rng, {{1, 2}, {3, 5}, {4, 1}}) : channels(rng, 4, 1024);
+            p.oc = channels(rng, 4, 1280);
+            if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.12) {
+                p.groups = pick(rng, {{2, 3}, {4, 2}, {8, 1}, {16, 1}});
+                p.ic = std::max(1, p.ic / p.groups) * p.groups;
+                p.oc = std::max(1, p.oc / p.groups) * p.groups;
+            } else if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.04) {
+                p.n = 2;  // dwconv with a multiplier
+                p.groups = p.ic;
+                p.oc = p.ic * 2;
+            }
+            break;
+        }
+        case PrimKind::ConvNarrow: {
+            const int kk = pick(rng, {{3, 45}, {5, 20}, {7, 15}, {1, 10}, {2, 10}});
+            p.kh = p.kw = kk;
+            p.sh = p.sw = pick(rng, {{1, 55}, {2, 45}});
+            p.ic = 1;
+            p.oc = channels(rng, 1, 256);
+            break;
+        }
+        case PrimKind::DepthwiseLarge: {
+            const int kk = pick(rng, {{7, 90}, {9, 10}});
+            p.kh = p.kw = kk;
+            p.sh = p.sw = pick(rng, {{1, 65}, {2, 35}});
+            p.ic = p.oc = channels(rng, 4, 1024);
+            p.groups = p.ic;
+            break;
+        }
+        case PrimKind::Depthwise: {
+            const int kk = pick(rng, {{3, 62}, {5, 35}, {2, 3}});
+            p.kh = p.kw = kk;
+            p.sh = p.sw = pick(rng, {{1, 65}, {2, 35}});
+            p.ic = p.oc = channels(rng, 4, 2048);
+            p.groups = p.ic;
+            break;
+        }
+        case PrimKind::FullyConnected:
+            p.ih = p.iw = 1;
+            if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.2) {
+                // After a flatten of a feature map: tens of thousands of inputs, tens of MB of
+                // weights streamed from DRAM (the sampler makes these).
+                p.ic = log_uniform(rng, 4096, 200000);
+                p.oc = channels(rng, 2, std::max(2, static_cast<int>(2.5e7 / p.ic)));
+            } else {
+                p.ic = channels(rng, 8, 4096);
+                p.oc = channels(rng, 2, 2000);
+            }
+            break;
+        case PrimKind::MaxPool:
+        case PrimKind::AvgPool: {
+            const int kk = pick(rng, {{2, 40}, {3, 45}, {5, 8}, {7, 7}});
+            p.kh = p.kw = kk;
+            p.sh = p.sw = pick(rng, {{1, 20}, {2, 70}, {kk, 10}});
+            p.ic = p.oc = channels(rng, 1, 1024);
+            break;
+        }
+        case PrimKind::StridedCopy:
+            p.sh = p.sw = pick(rng, {{2, 80}, {3, 10}, {4, 10}});
+            p.ic = p.oc = channels(rng, 1, 1024);
+            break;
+        case PrimKind::Add:
+            p.n = pick(rng, {{2, 85}, {3, 10}, {4, 5}});
+            p.ic = p.oc = channels(rng, 1, 1280);
+            break;
+        case PrimKind::Concat: {
+            p.n = pick(rng, {{2, 70}, {3, 18}, {4, 12}});
+            p.ic = channels(rng, 1, 512);
+            p.oc = p.ic + (p.n - 1) * channels(rng, 1, 512);
+            break;
+        }
+        case PrimKind::Mul:
+            p.n = 0;
+            p.ic = p.oc = channels(rng, 1, 1280);
+            break;
+        case PrimKind::MulBroadcast:
+            p.n = 1;
+            p.ic = p.oc = channels(rng, 1, 1280);
+            break;
+        default:
+            p.ic = p.oc = channels(rng, 1, 1280);
+            break;
+        }
+        if (config_ok(p)) return p;
+    }
+    PrimOp p;
+    p.kind = k;
+    p.ih = p.iw = 8;
+    p.ic = p.oc = 16;
+    if (k == PrimKind::Concat) p.oc = 32, p.n = 2;
+    if (k == PrimKind::Conv || k == PrimKind::Depthwise || k == PrimKind::MaxPool || k == PrimKind::AvgPool)
+        p.kh = p.kw = 3;
+    if (k == PrimKind::ConvNarrow) p.kh = p.kw = 3, p.ic = 1;
+    if (k == PrimKind::DepthwiseLarge) p.kh = p.kw = 7;
+    if (k == PrimKind::Depthwise || k == PrimKind::DepthwiseLarge) p.groups = 16;
+    return p;
+}
+
+// A neighbour of `p`: one or two of its dimensions moved by up to a factor of two.
+inline PrimOp mutate_config(const PrimOp& base, std::mt19937_64& rng) {
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        PrimOp p = base;
+        const int changes = pick(rng, {{1, 60}, {2, 40}});
+        for (int c = 0; c < changes; ++c) {
+            const double f = std::exp2(std::uniform_real_distribution<double>(-1, 1)(rng));
+            auto scale = [f](std::int32_t v, int lo, int hi) {
+                return static_cast<std::int32_t>(std::clamp<long>(std::lround(v * f), lo, hi));
+            };
+            switch (std::uniform_int_distribution<int>(0, 3)(rng)) {
+            case 0:
+                p.ih = scale(p.ih, 1, 224);
+                p.iw = base.ih == base.iw ? p.ih : scale(p.iw, 1, 224);
+                break;
+            case 1:
+                if (p.kind == PrimKind::Depthwise || p.kind == PrimKind::DepthwiseLarge || p.kind == PrimKind::MaxPool || p.kind == PrimKind::AvgPool ||
+                    p.kind == PrimKind::StridedCopy || p.kind == PrimKind::Add || p.kind == PrimKind::Mul || p.kind == PrimKind::MulBroadcast ||
+                    p.kind == PrimKind::GlobalAvgPool || (p.kind >= PrimKind::Clamp && p.kind != PrimKind::ConvNarrow)) {
+                    p.ic = p.oc = scale(p.ic, 1, 4096);
+                    if (p.kind == PrimKind::Depthwise || p.kind == PrimKind::DepthwiseLarge) p.groups = p.ic;
+                } else if (p.kind == PrimKind::ConvNarrow) {
+                    // one input channel: nothing to move
+                } else if (p.kind == PrimKind::Concat) {
+                    const int extra = p.oc - p.ic;
+                    p.ic = scale(p.ic, 1, 1024);
+                    p.oc = p.ic + extra;
+                } else {
+                    p.ic = scale(p.ic, 1, p.kind == PrimKind::FullyConnected ? 262144 : 4096);
+                    if (p.kind == PrimKind::Conv && p.groups > 1) p.ic = std::max(1, p.ic / p.groups) * p.groups;
+                    if (p.kind == PrimKind::Conv && p.n > 1) p.groups = p.ic, p.oc = p.ic * p.n;
+                }
+                break;
+            case 2:
+                if ((p.kind == PrimKind::Conv && p.n <= 1) || p.kind == PrimKind::ConvNarrow) {
+                    p.oc = scale(p.oc, 1, 2048);
+                    if (p.groups > 1) p.oc = std::max(1, p.oc / p.groups) * p.groups;
+                } else if (p.kind == PrimKind::FullyConnected) {
+                    p.oc = scale(p.oc, 1, 4096);
+                } else if (p.kind == PrimKind::Concat) {
+                    p.oc = p.ic + scale(p.oc - p.ic, 1, 2048);
+                }
+                break;
+            default:
+                if (p.kind == PrimKind::DepthwiseLarge) {
+                    p.kh = p.kw = pick(rng, {{7, 90}, {9, 10}});
+                } else if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow || p.kind == PrimKind::Depthwise) {
+                    p.kh = p.kw = p.kind != PrimKind::Depthwise ? pick(rng, {{1, 30}, {3, 40}, {5, 20}, {7, 10}})
+                                                           : pick(rng, {{3, 65}, {5, 35}});
+                } else if (p.kind == PrimKind::Add || p.kind == PrimKind::Concat) {
+                    p.n = pick(rng, {{2, 60}, {3, 25}, {4, 15}});
+                    if (p.kind == PrimKind::Concat && p.oc <= p.ic) p.oc = p.ic + 8;
+                }
+                break;
+            }
+        }
+        if (config_ok(p)) return p;
+    }
+    return base;
+}
+
+// Relative share of the operator budget per kind (in the order of all_prim_kinds).
+inline constexpr std::array<double, prim_kind_count> kind_budget_share{
+    0.33, 0.13, 0.07, 0.04, 0.035, 0.025, 0.03, 0.06, 0.02, 0.04, 0.05, 0.03, 0.035, 0.03, 0.03, 0.02, 0.02, 0.015,
+    0.02};
+
+}  // namespace latency_detail
+
+// Measures one operator configuration: builds the probe graph, runs it, and returns the target
+// layer's operator (as lowered after shape inference) with the median of its timed runs.
+inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max_runs = 15,
+                                  double max_seconds = 0.05, double q = 0.5) {
+    const Graph g = parse_dsl_or_throw(latency_detail::probe_dsl(config), "<probe>");
+    const int target = static_cast<int>(g.layers.size()) - 1;
+    LatencySample s;
+    for (const PrimOp& p : lower_for_latency(g))
+        if (p.layer == target) s.op = p;
+    XnnOptions xo;
+    xo.threads = threads;
+    XnnExecutor ex(g, random_weights(g, 7), xo);
+    fill_timing_input(ex);
+    ex.run();
+    std::vector<double> t;
+    double spent = 0;
+    for (int i = 0; i < max_runs; ++i) {
+        latency_detail::evict_caches();
+        const std::vector<double> ms = ex.run_timed_per_op();
+        t.push_back(ms[static_cast<std::size_t>(target)]);
+        for (double v : ms) spent += v;
+        if (i >= 4 && spent > max_seconds * 1e3) break;
+    }
+    s.ms = quantile(t, q);
+    return s;
+}
+
+struct ProfileOptions {
+    int threads = 1;
+    double budget_s = 150;        // total, operators and calibration models
+    double calibration_share = 0.35;  // of the budget spent on whole models (at most)
+    double initial_share = 0.45;  // of the operator budget spent on the initial random sample
+    std::uint64_t seed = 1;
+    double quantile = 0.5;        // of repeated timings: the median, or lower on a busy machine
+    // Called about every 100 ms with a one-line status.
+    std::function<void(const std::string&)> progress;
+};
+
+// Profiles the device: operators (random, then adaptive), then the calibration models (whole
+// models measured end to end; their seeds must differ from any evaluation's), then the fit.
+inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<std::pair<std::string, Graph>>& calibration_models,
+                                     const std::vector<std::string>& calibration_families = {}) {
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    auto elapsed = [&start] { return std::chrono::duration<double>(clock::now() - start).count(); };
+    LatencyProfile prof;
+    prof.fingerprint = current_fingerprint(o.threads);
+    prof.budget_s = o.budget_s;
+    prof.load_average = current_load_average();
+    std::mt19937_64 rng(o.seed);
+    const double op_budget = o.budget_s * (1.0 - o.calibration_share);
+    const double initial_budget = op_budget * o.initial_share;
+    auto last_report = clock::now() - std::chrono::seconds(1);
+    auto report = [&](const std::string& phase, bool force = false) {
+        if (!o.progress) return;
+        const auto now = clock::now();
+        if (!force && now - last_report < std::chrono::milliseconds(100)) return;
+        last_report = now;
+        char line[200];
+        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s: %zu operator samples, %zu models",
+                      elapsed(), o.budget_s, phase.c_str(), prof.samples.size(), prof.calibration.size());
+        o.progress(line);
+    };
+    std::array<double, prim_kind_count> spent{};
+    auto measure = [&](const PrimOp& cfg) {
+        const double t0 = elapsed();
+        try {
+            prof.samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile));
+        } catch (const std::exception&) {
+            // A configuration the executor rejects is skipped.
+        }
+        spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
+    };
+    // Phase 1: random configurations, each kind up to its share of the initial budget.
+    while (elapsed() < initial_budget) {
+        std::size_t best = 0;
+        double lag = -1e300;
+        for (std::size_t k = 0; k < prim_kind_count; ++k) {
+            const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
+            if (l > lag) lag = l, best = k;
+        }
+        measure(latency_detail::random_config(all_prim_kinds[best], rng));
+        report("random sample");
+    }
+    // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
+    // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
+    std::array<std::vector<std::size_t>, prim_kind_count> used;
+    std::array<Eigen::VectorXd, prim_kind_count> residuals;
+    std::array<double, prim_kind_count> cv{};
+    auto refit = [&](std::size_t k) {
+        const KindModel m = fit_kind_model(all_prim_kinds[k], prof.samples, &residuals[k], &used[k]);
+        cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
+    };
+    for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
+    std::array<int, prim_kind_count> since{};
+    while (elapsed() < op_budget) {
+        std::vector<double> w(prim_kind_count);
+        for (std::size_t k = 0; k < prim_kind_count; ++k)
+            w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
+        const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
+        PrimOp cfg;
+        if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
+            cfg = latency_detail::random_config(all_prim_kinds[k], rng);
+        } else {
+            std::vector<double> sq(used[k].size());
+            for (std::size_t i = 0; i < sq.size(); ++i)
+                sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
+            const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
+            cfg = latency_detail::mutate_config(prof.samples[used[k][i]].op, rng);
+            // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
+            cfg.kind = all_prim_kinds[k];
+        }
+        measure(cfg);
+        if (++since[k] >= 20) {
+            refit(k);
+            since[k] = 0;
+        }
+        report("adaptive sample");
+    }
+    // Phase 3: whole models.
+    for (std::size_t i = 0; i < calibration_models.size(); ++i) {
+        if (elapsed() > o.budget_s && prof.calibration.size() >= 8) break;
+        CalibrationSample c;
+        c.name = calibration_models[i].first;
+        c.family = i < calibration_families.size() ? calibration_families[i] : "";
+        ModelTiming timing;
+        try {
+            timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile);
+        } catch (const std::exception&) {
+            continue;
+        }
+        c.ms = timing.ms;
+        const Graph& graph = calibration_models[i].second;
+        const FusionPlan plan = plan_fusion(graph);
+        lower_for_latency(graph, plan, c.ops);
+        c.activation_bytes = activation_buffer_bytes(graph, plan);
+        // The layer's time on its first operator (the operator's own where it is alone).
+        for (std::size_t k = 0; k < c.ops.size(); ++k) {
+            const int layer = c.ops[k].layer;
+            const bool first = k == 0 || c.ops[k - 1].layer != layer;
+            c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
+        }
+        prof.calibration.push_back(std::move(c));
+        report("calibration models");
+    }
+    report("fitting", true);
+    prof.model = fit_latency_model(prof.samples, prof.calibration);
+    prof.elapsed_s = elapsed();
+    report("done", true);
+    return prof;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY && LAMDA_WITH_XNNPACK
+#endif  // LAMDA_LATENCY_PROFILER_HPP
+// ---- end include/lamda/latency/profiler.hpp ----
+#endif
+#if defined(LAMDA_WITH_LLM)
+// ---- begin include/lamda/llm/llm.hpp ----
+// lamda/llm/llm.hpp: the LLM generator -- a Proposer that asks a language model for candidates over
 // the OpenAI-compatible chat-completions protocol (OpenAI, Ollama, vLLM, llama.cpp's server,
 // LM Studio), feeds the loop's verdicts back to it, and repairs what it gets wrong:
 //
@@ -13339,7 +20032,7 @@ inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int
 //   config.model = "qwen2.5-coder-7b";
 //   config.api_key = lamda::llm_api_key_from_env(); // LAMDA_API_KEY or OPENAI_API_KEY
 //   lamda::LlmProposer proposer(config);
-//   lamda::run_generation(task, proposer, setup);   // generate.hpp
+//   lamda::run_generation(task, proposer, setup);   // search/loop.hpp
 //
 // Parts, each usable on its own:
 //   - LlmClient: POST {base_url}/chat/completions with retries (connect errors, timeouts, 429
@@ -13358,10 +20051,12 @@ inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int
 //
 // Compiled only with LAMDA_WITH_LLM defined (the build defines it when cpp-httplib is found,
 // next to the latency model); needs simdjson and cpp-httplib (link -lcpp-httplib on Debian).
-#ifndef LAMDA_LLM_HPP
-#define LAMDA_LLM_HPP
+#ifndef LAMDA_LLM_LLM_HPP
+#define LAMDA_LLM_LLM_HPP
 
-#if defined(LAMDA_WITH_LLM)
+#if !defined(LAMDA_WITH_LLM)
+#error "lamda/llm/llm.hpp needs LAMDA_WITH_LLM (cpp-httplib and simdjson; CMake: link lamda::llm)"
+#else
 
 #include <algorithm>
 #include <cctype>
@@ -13384,9 +20079,1536 @@ inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/latency/model.hpp ----
+// lamda/latency/model.hpp: the empirical latency model of a device: lowering a graph into the operators
+// the XNNPACK executor runs, features per operator, a ridge regressor per operator kind fitted
+// with Eigen, a per-model overhead term calibrated on whole models, and the profile file
+// (written with JsonWriter, read with simdjson) that carries samples, fit and a device fingerprint.
+//
+//   lamda::LatencyProfile p = lamda::read_latency_profile("PROFILE.json");  // throws ProfileError
+//   if (auto w = lamda::fingerprint_warning(p.fingerprint, lamda::current_fingerprint(1)); !w.empty())
+//       std::cerr << w << '\n';
+//   lamda::LatencyPrediction r = p.model.predict(graph);   // r.total_ms, r.per_layer_ms
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (needs Eigen, include path /usr/include/eigen3,
+// and simdjson, link -lsimdjson). Prediction needs nothing else; measuring (latency/profiler.hpp)
+// also needs LAMDA_WITH_XNNPACK.
+#ifndef LAMDA_LATENCY_MODEL_HPP
+#define LAMDA_LATENCY_MODEL_HPP
+
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/latency/model.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
+#else
+
+#include <Eigen/Dense>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/detail/json_read.hpp ----
+// lamda/detail/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
+// simdjson's DOM, with error messages that name the file and the field path:
+//
+//   FILE: error: WHAT: FIELD.PATH: PROBLEM
+//   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
+//
+//   lamda::JsonReader<MyError> r("tasks/x.json", "task");
+//   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
+//   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
+// are there; this header needs simdjson, link -lsimdjson).
+#ifndef LAMDA_DETAIL_JSON_READ_HPP
+#define LAMDA_DETAIL_JSON_READ_HPP
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/detail/json_read.hpp needs LAMDA_WITH_LATENCY (simdjson; CMake: link lamda::latency)"
+#else
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// `Error` is the exception type thrown (constructible from a std::string), so that each file
+// kind keeps its own (ProfileError, TaskError, JournalError).
+template <class Error>
+struct JsonReader {
+    using element = simdjson::dom::element;
+
+    std::string where;  // the file name (optionally with ":LINE") that starts every message
+    std::string what;   // what is being read: "task", "malformed latency profile", ...
+
+    JsonReader(std::string where_, std::string what_) : where(std::move(where_)), what(std::move(what_)) {}
+
+    // "a.b" from ("a", "b"); the top level is "".
+    static std::string join(const std::string& path, std::string_view key) {
+        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    }
+    static std::string index(const std::string& path, std::size_t i) {
+        return path + "[" + std::to_string(i) + "]";
+    }
+
+    [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+        throw Error(where + ": error: " + what + ": " + (field.empty() ? "(top level)" : field) + ": " + problem);
+    }
+
+    // Parses `text` (which `padded` holds) into `parser`'s document; a syntax error names the
+    // JSON problem. The element lives as long as the parser and is not changed by later calls.
+    element parse(simdjson::dom::parser& parser, const simdjson::padded_string& padded) const {
+        element doc;
+        if (const auto err = parser.parse(padded).get(doc))
+            throw Error(where + ": error: " + what + ": not valid JSON (" + simdjson::error_message(err) + ")");
+        return doc;
+    }
+
+    simdjson::dom::object obj(const element& e, const std::string& path) const {
+        simdjson::dom::object o;
+        if (e.get_object().get(o)) fail(path, "expected an object");
+        return o;
+    }
+    // The member `key` of the object `obj` (at `path`); missing is an error.
+    element at(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e)) fail(join(path, key), "missing");
+        return e;
+    }
+    bool has(const element& obj_, std::string_view key) const {
+        simdjson::dom::object o;
+        if (obj_.get_object().get(o)) return false;
+        element e;
+        return !o[key].get(e);
+    }
+    // The member `key`, or nothing when it is absent or null.
+    std::optional<element> maybe(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e) || e.is_null()) return std::nullopt;
+        return e;
+    }
+
+    double num(const element& e, const std::string& path) const {
+        double d = 0;
+        if (e.is_double()) {
+            if (e.get_double().get(d)) fail(path, "expected a number");
+        } else if (e.is_int64()) {
+            std::int64_t i = 0;
+            if (e.get_int64().get(i)) fail(path, "expected a number");
+            d = static_cast<double>(i);
+        } else if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a number");
+            d = static_cast<double>(u);
+        } else {
+            fail(path, "expected a number");
+        }
+        if (!std::isfinite(d)) fail(path, "not a finite number");
+        return d;
+    }
+    // An integer in lo..hi. A number with a fraction, or a string, is an error; an integral
+    // number written with an exponent (1e5) is accepted.
+    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
+        std::int64_t i = 0;
+        if (e.is_int64()) {
+            if (e.get_int64().get(i)) fail(path, "expected an integer");
+        } else if (e.is_uint64()) {
+            fail(path, "too large (outside " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+        } else if (e.is_double()) {
+            double d = 0;
+            if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
+                fail(path, "expected an integer");
+            if (!(d >= -9.0e15 && d <= 9.0e15))
+                fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+            i = static_cast<std::int64_t>(d);
+        } else {
+            fail(path, "expected an integer");
+        }
+        if (i < lo || i > hi)
+            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return i;
+    }
+    std::uint64_t uinteger(const element& e, const std::string& path) const {
+        if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a non-negative integer");
+            return u;
+        }
+        std::int64_t i = 0;
+        if (!e.is_int64() || e.get_int64().get(i) || i < 0) fail(path, "expected a non-negative integer");
+        return static_cast<std::uint64_t>(i);
+    }
+    bool boolean(const element& e, const std::string& path) const {
+        bool b = false;
+        if (e.get_bool().get(b)) fail(path, "expected true or false");
+        return b;
+    }
+    std::string str(const element& e, const std::string& path) const {
+        std::string_view s;
+        if (e.get_string().get(s)) fail(path, "expected a string");
+        return std::string(s);
+    }
+    simdjson::dom::array arr(const element& e, const std::string& path) const {
+        simdjson::dom::array a;
+        if (e.get_array().get(a)) fail(path, "expected an array");
+        return a;
+    }
+    std::vector<double> doubles(const element& e, const std::string& path) const {
+        std::vector<double> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(num(x, index(path, i++)));
+        return v;
+    }
+    std::vector<std::string> strings(const element& e, const std::string& path) const {
+        std::vector<std::string> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(str(x, index(path, i++)));
+        return v;
+    }
+
+    // Every member of the object at `path` must be one of `allowed`, once: an unknown key is an
+    // error with a did-you-mean hint, a repeated key an error too.
+    void only_keys(const element& obj_, const std::string& path, std::initializer_list<std::string_view> allowed) const {
+        std::vector<std::string_view> seen;
+        for (auto member : obj(obj_, path)) {
+            const std::string_view key = member.key;
+            bool known = false;
+            for (std::string_view a : allowed) known = known || a == key;
+            if (!known) {
+                std::string problem = "unknown key";
+                const std::string hint = closest_match(key, allowed);
+                if (!hint.empty()) {
+                    problem += "; did you mean '" + hint + "'?";
+                } else {
+                    problem += " (expected ";
+                    bool first = true;
+                    for (std::string_view a : allowed) {
+                        problem += (first ? "" : ", ") + std::string(a);
+                        first = false;
+                    }
+                    problem += ")";
+                }
+                fail(join(path, key), problem);
+            }
+            for (std::string_view s : seen)
+                if (s == key) fail(join(path, key), "appears twice");
+            seen.push_back(key);
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_DETAIL_JSON_READ_HPP
+// ---- end include/lamda/detail/json_read.hpp ----
+
+// The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
+// build system may pass the package version (Debian 12 ships this snapshot).
+#ifndef LAMDA_XNNPACK_VERSION
+#define LAMDA_XNNPACK_VERSION "0.0~git20220216.ae108ef"
+#endif
+
+namespace lamda {
+
+// ---------------------------------------------------------------------------------------------
+// Lowering: the operators the executor runs, one unit of prediction each
+// ---------------------------------------------------------------------------------------------
+
+// One kind per family of XNNPACK operators with its own cost behaviour.
+enum class PrimKind : std::uint8_t {
+    Conv,           // convolution2d (GEMM / IGEMM), groups >= 1; dwconv with multiplier > 1
+    Depthwise,      // dwconv with multiplier 1 and at most 25 taps (XNNPACK's depthwise kernels)
+    DepthwiseLarge, // dwconv with multiplier 1 and more than 25 taps (e.g. 7x7): a generic path
+    FullyConnected,
+    MaxPool,
+    AvgPool,
+    GlobalAvgPool,
+    Add,            // an add layer with n inputs (n-1 add_nd operators)
+    Mul,            // multiply_nd of two same-shaped values
+    MulBroadcast,   // multiply_nd of HxWxC by 1x1xC (squeeze-excitation)
+    Concat,         // one strided copy per input
+    Clamp,          // standalone relu / relu6
+    HardSwish,
+    Sigmoid,
+    HardSigmoid,    // add_nd + multiply_nd when not folded into weights
+    Softmax,
+    ChannelAffine,  // a standalone batchnorm (1x1 depthwise convolution)
+    StridedCopy,    // 1x1 pooling, a plain loop
+    ConvNarrow,     // convolution of a single input channel (a stem on a grey image): ~2x per MAC
+};
+
+inline constexpr std::size_t prim_kind_count = 19;
+
+inline constexpr std::array<PrimKind, prim_kind_count> all_prim_kinds{
+    PrimKind::Conv,      PrimKind::Depthwise, PrimKind::DepthwiseLarge, PrimKind::FullyConnected, PrimKind::MaxPool,
+    PrimKind::AvgPool,   PrimKind::GlobalAvgPool, PrimKind::Add,        PrimKind::Mul, PrimKind::MulBroadcast,
+    PrimKind::Concat,    PrimKind::Clamp,     PrimKind::HardSwish,      PrimKind::Sigmoid,
+    PrimKind::HardSigmoid, PrimKind::Softmax, PrimKind::ChannelAffine,  PrimKind::StridedCopy,
+    PrimKind::ConvNarrow};
+
+inline constexpr std::string_view prim_kind_name(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::Conv: return "conv";
+    case PrimKind::Depthwise: return "depthwise";
+    case PrimKind::DepthwiseLarge: return "depthwise_large";
+    case PrimKind::FullyConnected: return "fc";
+    case PrimKind::MaxPool: return "maxpool";
+    case PrimKind::AvgPool: return "avgpool";
+    case PrimKind::GlobalAvgPool: return "gap";
+    case PrimKind::Add: return "add";
+    case PrimKind::Mul: return "mul";
+    case PrimKind::MulBroadcast: return "mul_broadcast";
+    case PrimKind::Concat: return "concat";
+    case PrimKind::Clamp: return "clamp";
+    case PrimKind::HardSwish: return "hardswish";
+    case PrimKind::Sigmoid: return "sigmoid";
+    case PrimKind::HardSigmoid: return "hardsigmoid";
+    case PrimKind::Softmax: return "softmax";
+    case PrimKind::ChannelAffine: return "channel_affine";
+    case PrimKind::StridedCopy: return "strided_copy";
+    case PrimKind::ConvNarrow: return "conv_narrow";
+    }
+    return "?";
+}
+
+inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
+    for (PrimKind k : all_prim_kinds)
+        if (prim_kind_name(k) == s) {
+            out = k;
+            return true;
+        }
+    return false;
+}
+
+// One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
+// Field meaning per kind:
+//   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
+//     (depthwise: groups = ic, n = multiplier)
+//   fc: ic = input elements, oc = outputs
+//   add/concat: n = number of inputs; concat: ic = smallest input's channels
+//   mul: n = 1 when the second operand is broadcast (1x1xC)
+//   elementwise kinds: output shape oh x ow x oc
+struct PrimOp {
+    PrimKind kind = PrimKind::Clamp;
+    int layer = -1;  // the graph layer it is timed under
+    std::int32_t ih = 1, iw = 1, ic = 1, oh = 1, ow = 1, oc = 1;
+    std::int32_t kh = 1, kw = 1, sh = 1, sw = 1, groups = 1, n = 1;
+};
+
+namespace latency_detail {
+
+inline std::int32_t i32(std::int64_t v) noexcept {
+    return static_cast<std::int32_t>(std::clamp<std::int64_t>(v, 1, std::int64_t{1} << 30));
+}
+
+inline void push_activation(std::vector<PrimOp>& out, int layer, Activation a, const Shape& s) {
+    PrimOp p;
+    p.layer = layer;
+    p.oh = p.ih = i32(s.h);
+    p.ow = p.iw = i32(s.w);
+    p.oc = p.ic = i32(s.c);
+    switch (a) {
+    case Activation::Relu:
+    case Activation::Relu6: p.kind = PrimKind::Clamp; break;
+    case Activation::HardSwish: p.kind = PrimKind::HardSwish; break;
+    case Activation::Sigmoid: p.kind = PrimKind::Sigmoid; break;
+    case Activation::HardSigmoid: p.kind = PrimKind::HardSigmoid; break;
+    case Activation::None: return;
+    }
+    out.push_back(p);
+}
+
+}  // namespace latency_detail
+
+// The operators the XNNPACK executor runs for `g` (shapes inferred), in order, each tagged with
+// the layer it is timed under. Mirrors XnnExecutor::build through plan_fusion.
+inline void lower_for_latency(const Graph& g, const FusionPlan& plan, std::vector<PrimOp>& out) {
+    using latency_detail::i32;
+    out.clear();
+    const std::size_t n = g.layers.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (plan.absorbed_by[i] >= 0) continue;
+        const Layer& l = g.layers[i];
+        const int idx = static_cast<int>(i);
+        const Shape in = l.inputs.empty() ? l.shape : g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Shape os = g.layers[static_cast<std::size_t>(plan.tail[i])].shape;
+        PrimOp p;
+        p.layer = idx;
+        p.ih = i32(in.h);
+        p.iw = i32(in.w);
+        p.ic = i32(in.c);
+        p.oh = i32(os.h);
+        p.ow = i32(os.w);
+        p.oc = i32(os.c);
+        const Activation a = plan.act[i];
+        switch (l.op) {
+        case OpKind::Input:
+        case OpKind::Flatten:
+        case OpKind::Dropout: break;
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d:
+        case OpKind::FullyConnected:
+        case OpKind::BatchNorm: {
+            if (l.op == OpKind::FullyConnected) {
+                p.kind = PrimKind::FullyConnected;
+                p.ic = i32(in.elements());
+                p.ih = p.iw = p.oh = p.ow = 1;
+                p.oc = i32(l.out_channels);
+            } else if (l.op == OpKind::BatchNorm) {
+                p.kind = PrimKind::ChannelAffine;
+            } else {
+                p.kh = l.kernel_h;
+                p.kw = l.kernel_w;
+                p.sh = l.stride_h;
+                p.sw = l.stride_w;
+                if (l.op == OpKind::Conv2d) {
+                    p.groups = std::max(1, l.groups);
+                    p.kind = p.groups == 1 && p.ic == 1 ? PrimKind::ConvNarrow : PrimKind::Conv;
+                } else {
+                    p.groups = p.ic;
+                    p.n = l.multiplier;
+                    p.kind = l.multiplier != 1                       ? PrimKind::Conv
+                             : std::int64_t{l.kernel_h} * l.kernel_w > 25 ? PrimKind::DepthwiseLarge
+                                                                          : PrimKind::Depthwise;
+                }
+            }
+            out.push_back(p);
+            const bool clamp_fused =
+                a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+            if (!clamp_fused) latency_detail::push_activation(out, idx, a, os);
+            break;
+        }
+        case OpKind::MaxPool:
+        case OpKind::AvgPool:
+            p.kh = l.kernel_h;
+            p.kw = l.kernel_w;
+            p.sh = l.stride_h;
+            p.sw = l.stride_w;
+            p.kind = (l.kernel_h == 1 && l.kernel_w == 1)
+                         ? PrimKind::StridedCopy
+                         : (l.op == OpKind::MaxPool ? PrimKind::MaxPool : PrimKind::AvgPool);
+            out.push_back(p);
+            break;
+        case OpKind::GlobalAvgPool:
+            p.kind = PrimKind::GlobalAvgPool;
+            out.push_back(p);
+            break;
+        case OpKind::Add: {
+            p.kind = PrimKind::Add;
+            p.n = static_cast<std::int32_t>(l.inputs.size());
+            out.push_back(p);
+            if (a != Activation::Relu && a != Activation::Relu6)
+                latency_detail::push_activation(out, idx, a, os);
+            break;
+        }
+        case OpKind::Concat: {
+            p.kind = PrimKind::Concat;
+            p.n = static_cast<std::int32_t>(l.inputs.size());
+            std::int64_t cmin = os.c;
+            for (int k : l.inputs) cmin = std::min(cmin, g.layers[static_cast<std::size_t>(k)].shape.c);
+            p.ic = i32(cmin);
+            out.push_back(p);
+            break;
+        }
+        case OpKind::Mul: {
+            p.kind = PrimKind::Mul;
+            const Shape b = l.inputs.size() > 1 ? g.layers[static_cast<std::size_t>(l.inputs[1])].shape : in;
+            p.n = (b.h == 1 && b.w == 1 && (os.h > 1 || os.w > 1)) ? 1 : 0;
+            if (p.n == 1) p.kind = PrimKind::MulBroadcast;
+            out.push_back(p);
+            break;
+        }
+        case OpKind::Relu:
+        case OpKind::Relu6:
+        case OpKind::HardSwish:
+        case OpKind::HardSigmoid:
+        case OpKind::Sigmoid:
+            latency_detail::push_activation(out, idx, activation_of_layer(l.op), os);
+            break;
+        case OpKind::Softmax:
+            p.kind = PrimKind::Softmax;
+            out.push_back(p);
+            break;
+        }
+    }
+}
+
+inline std::vector<PrimOp> lower_for_latency(const Graph& g) {
+    std::vector<PrimOp> out;
+    lower_for_latency(g, plan_fusion(g), out);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Features
+// ---------------------------------------------------------------------------------------------
+// Latency is modelled as a sum of costs, linear in the coefficients (roofline-style terms):
+// a fixed cost per operator (the intercept), compute terms (MACs as the microkernels tile them:
+// output channels rounded up to the 16-wide register tile, output pixels to the 7-row tile),
+// per-pixel and per-group overheads (indirection, small channel counts), and memory terms with
+// hinges where the working set leaves the L2 and L3 caches. Fitted on relative error, so small
+// and large operators count alike. Features are in units of 1e6 (MACs, bytes, elements) so
+// that coefficients read as ms per million.
+
+inline constexpr int max_features = 24;
+
+// Where an operator runs. A probe runs alone (in_model = 0): its input was just written, its
+// weights were evicted from L2 by a 4 MiB sweep. Inside a whole model (in_model = 1) an
+// operator pays a per-operator cost of its own and finds its data as cold as the rest of the
+// model makes it: between two runs of the operator, everything else the model touches (its
+// footprint, weights and every operator's output, less the operator's own weights, input and
+// output) passes through the caches. `cold_l2` rises from 0 to 1 as that grows from 1 to 4 MiB
+// (leaving this core's L2), `cold_l3` from 8 to 32 MiB (leaving the shared L3). The context
+// terms of op_features let each kind's regressor learn these shifts from operators timed
+// inside the calibration models.
+struct OpContext {
+    double in_model = 0;
+    double footprint_bytes = 0;  // the model's weights and outputs
+    double large = 0;  // log2(footprint / 2 MiB) / 5 in [0, 1]: the calibration's footprint term
+};
+
+// How cold operator p's data is in context `ctx`: {cold_l2, cold_l3}, each in [0, 1].
+inline std::pair<double, double> context_cold(const OpContext& ctx, double own_bytes) noexcept {
+    const double other = std::max(0.0, ctx.footprint_bytes - own_bytes) / double(1 << 20);
+    return {other > 1 ? std::min(1.0, std::log2(other) / 2.0) : 0.0,
+            other > 8 ? std::min(1.0, std::log2(other / 8.0) / 2.0) : 0.0};
+}
+
+struct OpFeatures {
+    int n = 0;
+    std::array<double, max_features> x{};
+    void add(double v) noexcept {
+        if (n < max_features) x[static_cast<std::size_t>(n++)] = v;
+    }
+};
+
+namespace latency_detail {
+inline double round_up(double v, double tile) noexcept { return std::ceil(std::max(v, 1.0) / tile) * tile; }
+inline double hinge(double v, double knot) noexcept { return std::max(0.0, v - knot); }
+// Bytes as memory terms: the amount, and what lies beyond 1 MiB (L2) and 16 MiB (L3 share).
+inline void memory_terms(OpFeatures& f, double bytes) {
+    const double mb = bytes / 1e6;
+    f.add(mb);
+    f.add(hinge(mb, 1.0));
+    f.add(hinge(mb, 16.0));
+}
+}  // namespace latency_detail
+
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
+inline double op_weight_bytes(const PrimOp& p) noexcept {
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    default: return 0.0;
+    }
+}
+
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+    using latency_detail::hinge;
+    using latency_detail::memory_terms;
+    using latency_detail::round_up;
+    OpFeatures f;
+    const double M = 1e-6;
+    const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
+    const double out_el = out_px * p.oc, in_el = in_px * p.ic;
+    const double taps = double(p.kh) * p.kw;
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        const double gn = double(p.oc) / g, gk = taps * p.ic / g;
+        const double macs = out_px * gn * gk * g;
+        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        const double wbytes = 4.0 * gn * gk * g;
+        const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
+        f.add(M * macs);
+        f.add(M * tiled);
+        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * out_px * g);                           // per pixel and group
+        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
+        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
+        f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
+        f.add(M * g);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        f.add(M * wbytes);
+        break;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: {
+        const double c16 = round_up(p.oc, 16);
+        f.add(M * out_el * taps);
+        f.add(M * out_px * c16 * taps);
+        f.add(M * out_px * taps);
+        f.add(M * out_px);
+        f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
+        f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
+        f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
+        memory_terms(f, 4.0 * (in_el + out_el));
+        f.add(M * p.oc * taps);
+        break;
+    }
+    case PrimKind::FullyConnected: {
+        const double w = double(p.ic) * p.oc;
+        f.add(M * w);
+        f.add(M * double(p.ic) * round_up(p.oc, 16));
+        f.add(hinge(4 * M * w, 1.0));
+        f.add(hinge(4 * M * w, 16.0));
+        f.add(M * p.oc);
+        f.add(M * p.ic);
+        break;
+    }
+    case PrimKind::MaxPool:
+    case PrimKind::AvgPool:
+        f.add(M * out_el * taps);
+        f.add(M * out_px * round_up(p.oc, 16) * taps);
+        f.add(M * out_px * taps);
+        f.add(M * out_px);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        break;
+    case PrimKind::GlobalAvgPool:
+        f.add(M * in_el);
+        f.add(M * p.ic);
+        f.add(M * in_px);
+        memory_terms(f, 4.0 * in_el);
+        break;
+    case PrimKind::Add:
+        f.add(M * out_el * (p.n - 1));
+        f.add(double(p.n - 1));
+        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        break;
+    case PrimKind::Mul:
+        f.add(M * out_el);
+        memory_terms(f, 12.0 * out_el);
+        break;
+    case PrimKind::MulBroadcast:
+        f.add(M * out_el);
+        f.add(M * out_px);                                  // one broadcast row per pixel
+        f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
+        f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
+        f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Concat:
+        f.add(M * out_el);
+        f.add(M * out_px * p.n);        // one row copy per pixel and input
+        f.add(double(p.n));
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Softmax:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::StridedCopy:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        break;
+    case PrimKind::HardSigmoid:
+        f.add(M * out_el);
+        f.add(1.0);  // two operators
+        memory_terms(f, 16.0 * out_el);
+        break;
+    case PrimKind::ChannelAffine:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Clamp:
+    case PrimKind::HardSwish:
+    case PrimKind::Sigmoid:
+        f.add(M * out_el);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    }
+    // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
+    // the cost of finding the weights and activations colder as the model's footprint grows.
+    const double work = f.x[0];
+    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wb = M * wbytes, ab = M * abytes;
+    const auto [cold_l2, cold_l3] =
+        ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
+    f.add(ctx.in_model);
+    f.add(ctx.in_model * work);
+    f.add(cold_l2);
+    f.add(cold_l2 * work);
+    f.add(cold_l2 * wb);
+    f.add(cold_l2 * ab);
+    f.add(cold_l3 * work);
+    f.add(cold_l3 * wb);
+    return f;
+}
+
+// The context of every operator of a model (lowered ops): in a model, with the model's
+// footprint deciding how cold its data is: its weights and the executor's activation buffers
+// (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
+// that is unknown (< 0: a calibration model of an older profile), every operator's output.
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+    double bytes = 0;
+    for (const PrimOp& p : ops)
+        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+    if (activation_bytes >= 0) bytes += activation_bytes;
+    const double mib = bytes / double(1 << 20);
+    OpContext c;
+    c.in_model = 1;
+    c.footprint_bytes = bytes;
+    c.large = mib > 2 ? std::clamp(std::log2(mib / 2.0) / 5.0, 0.0, 1.0) : 0.0;
+    return c;
+}
+
+// Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse).
+inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
+    return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
+}
+
+// Number of features of a kind (the same for every operator of that kind).
+inline int feature_count(PrimKind k) {
+    PrimOp p;
+    p.kind = k;
+    return op_features(p).n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ridge regression
+// ---------------------------------------------------------------------------------------------
+
+// y ~ intercept + sum coef_j * (x_j - mean_j) / scale_j, with an L2 penalty `lambda` on coef
+// (the intercept is not penalised).
+struct RidgeModel {
+    double intercept = 0;
+    double lambda = 0;
+    std::vector<double> mean, scale, coef;
+
+    double predict(const double* x) const noexcept {
+        double y = intercept;
+        for (std::size_t j = 0; j < coef.size(); ++j) y += coef[j] * (x[j] - mean[j]) / scale[j];
+        return y;
+    }
+};
+
+// Fits ridge regression of y on the rows of X (optionally weighted).
+inline RidgeModel fit_ridge(const Eigen::MatrixXd& X, const Eigen::VectorXd& y, double lambda,
+                            const Eigen::VectorXd* weights = nullptr) {
+    const Eigen::Index n = X.rows(), d = X.cols();
+    if (n == 0) throw std::invalid_argument("fit_ridge: no samples");
+    if (y.size() != n) throw std::invalid_argument("fit_ridge: X and y disagree in length");
+    Eigen::VectorXd w = weights ? *weights : Eigen::VectorXd::Ones(n);
+    const double wsum = w.sum();
+    RidgeModel m;
+    m.lambda = lambda;
+    m.mean.assign(static_cast<std::size_t>(d), 0.0);
+    m.scale.assign(static_cast<std::size_t>(d), 1.0);
+    Eigen::MatrixXd Z(n, d);
+    for (Eigen::Index j = 0; j < d; ++j) {
+        const double mu = (X.col(j).array() * w.array()).sum() / wsum;
+        const double var = ((X.col(j).array() - mu).square() * w.array()).sum() / wsum;
+        const double sd = var > 1e-18 ? std::sqrt(var) : 1.0;
+        m.mean[static_cast<std::size_t>(j)] = mu;
+        m.scale[static_cast<std::size_t>(j)] = sd;
+        Z.col(j) = (X.col(j).array() - mu) / sd;
+    }
+    const double ymu = (y.array() * w.array()).sum() / wsum;
+    const Eigen::VectorXd yc = y.array() - ymu;
+    const Eigen::MatrixXd Zw = Z.array().colwise() * w.array();
+    Eigen::MatrixXd A = Z.transpose() * Zw;
+    A.diagonal().array() += lambda * wsum;
+    const Eigen::VectorXd b = Zw.transpose() * yc;
+    const Eigen::VectorXd beta = A.ldlt().solve(b);
+    m.coef.assign(beta.data(), beta.data() + d);
+    // Weighted centring makes the intercept the weighted mean of y.
+    m.intercept = ymu;
+    for (double c : m.coef)
+        if (!std::isfinite(c)) throw std::runtime_error("fit_ridge: the fit is not finite");
+    return m;
+}
+
+// Picks lambda from `grid` by k-fold cross-validation (deterministic folds: sample i goes to fold
+// i % k) and refits on everything. `cv_rmse` receives the chosen lambda's CV RMSE.
+// With `weights`, residuals and the RMSE are weighted: sqrt(w_i) * (y_i - prediction_i).
+inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& y,
+                               const std::vector<double>& grid, int folds = 5,
+                               double* cv_rmse = nullptr, Eigen::VectorXd* cv_residuals = nullptr,
+                               const Eigen::VectorXd* weights = nullptr) {
+    const Eigen::VectorXd w = weights ? *weights : Eigen::VectorXd::Ones(X.rows());
+    const Eigen::Index n = X.rows();
+    double best = std::numeric_limits<double>::infinity(), best_lambda = grid.empty() ? 1e-3 : grid[0];
+    Eigen::VectorXd best_res = Eigen::VectorXd::Zero(n);
+    if (n >= 2 * folds && grid.size() > 1) {
+        for (double lambda : grid) {
+            Eigen::VectorXd res(n);
+            for (int f = 0; f < folds; ++f) {
+                std::vector<Eigen::Index> tr, te;
+                for (Eigen::Index i = 0; i < n; ++i) (i % folds == f ? te : tr).push_back(i);
+                Eigen::MatrixXd Xt(static_cast<Eigen::Index>(tr.size()), X.cols());
+                Eigen::VectorXd yt(static_cast<Eigen::Index>(tr.size()));
+                Eigen::VectorXd wt(static_cast<Eigen::Index>(tr.size()));
+                for (std::size_t k = 0; k < tr.size(); ++k) {
+                    Xt.row(static_cast<Eigen::Index>(k)) = X.row(tr[k]);
+                    yt(static_cast<Eigen::Index>(k)) = y(tr[k]);
+                    wt(static_cast<Eigen::Index>(k)) = w(tr[k]);
+                }
+                const RidgeModel m = fit_ridge(Xt, yt, lambda, &wt);
+                for (Eigen::Index i : te) {
+                    const Eigen::VectorXd row = X.row(i).transpose();
+                    res(i) = std::sqrt(w(i)) * (y(i) - m.predict(row.data()));
+                }
+            }
+            const double rmse = std::sqrt(res.squaredNorm() / static_cast<double>(n));
+            if (rmse < best) {
+                best = rmse;
+                best_lambda = lambda;
+                best_res = res;
+            }
+        }
+    }
+    RidgeModel m = fit_ridge(X, y, best_lambda, &w);
+    if (!std::isfinite(best)) {
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const Eigen::VectorXd row = X.row(i).transpose();
+            best_res(i) = std::sqrt(w(i)) * (y(i) - m.predict(row.data()));
+        }
+        best = std::sqrt(best_res.squaredNorm() / static_cast<double>(std::max<Eigen::Index>(n, 1)));
+    }
+    if (cv_rmse) *cv_rmse = best;
+    if (cv_residuals) *cv_residuals = best_res;
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The latency model
+// ---------------------------------------------------------------------------------------------
+
+// One measured operator.
+struct LatencySample {
+    PrimOp op;
+    double ms = 0;
+    OpContext ctx;      // a probe (the default) or an operator timed inside a model
+    double weight = 1;  // relative weight in the fit
+};
+
+// A whole model measured for calibration: its per-kind predicted sums are recomputed at fit time.
+struct CalibrationSample {
+    std::string name;
+    std::string family;
+    std::vector<PrimOp> ops;
+    // Parallel to ops: the time in the model of op i's layer on the layer's first operator (its
+    // own time where it is the layer's only operator), -1 on a layer's further operators, 0 where
+    // not timed. (The ops' `layer` is not stored in the profile: -1 marks the grouping.)
+    std::vector<double> op_ms;
+    double ms = 0;
+    double activation_bytes = -1;  // activation_buffer_bytes of the model; -1: not recorded
+};
+
+struct KindModel {
+    PrimKind kind = PrimKind::Clamp;
+    bool fitted = false;
+    int samples = 0;
+    double cv_rel_rmse = 0;   // cross-validated RMS relative error
+    double floor_ms = 0;      // predictions never go below this (half the fastest sample)
+    // Operators of this kind inside whole models take this factor times what they take alone
+    // (cache state, producers, neighbours): the median ratio over the calibration models.
+    double context_scale = 1;
+    int context_samples = 0;
+    RidgeModel ridge;
+};
+
+// Model latency = b0 + b_ops * operators + sum over groups g of (a_g + a_f * large) * (predicted
+// ms of the operators in group g), `large` the model's footprint term (OpContext). Groups: 0 GEMM-like (conv, fc), 1 depthwise, 2 everything else.
+struct Calibration {
+    std::array<double, 3> scale{1.0, 1.0, 1.0};
+    // Added to every scale in proportion to OpContext::large: a large model's operators run
+    // slower than its operators' context terms alone say.
+    double footprint_scale = 0;
+    double per_op_ms = 0;
+    double constant_ms = 0;
+    int models = 0;
+};
+
+inline int calibration_group(PrimKind k) noexcept {
+    if (k == PrimKind::Conv || k == PrimKind::ConvNarrow || k == PrimKind::FullyConnected) return 0;
+    if (k == PrimKind::Depthwise || k == PrimKind::DepthwiseLarge) return 1;
+    return 2;
+}
+
+struct LatencyPrediction {
+    double total_ms = 0;                 // calibrated whole-model latency
+    double ops_ms = 0;                   // sum of the per-operator predictions (uncalibrated)
+    std::vector<double> per_layer_ms;    // parallel to graph.layers, calibrated scale applied
+    std::vector<PrimOp> ops;             // the operators predicted
+    std::vector<double> per_op_ms;       // parallel to ops, uncalibrated
+};
+
+class LatencyModel {
+public:
+    std::array<KindModel, prim_kind_count> kinds{};
+    Calibration calibration;
+
+    LatencyModel() {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    }
+
+    const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
+    KindModel& kind_model(PrimKind k) { return kinds[static_cast<std::size_t>(k)]; }
+
+    // Predicted milliseconds of one operator in context `ctx` (a model's: model_context(ops)),
+    // before calibration. An operator kind the profile has no samples for predicts a rough
+    // bandwidth figure (and `missing` is set).
+    double predict_op(const PrimOp& p, const OpContext& ctx = {}, bool* missing = nullptr) const {
+        const KindModel& m = kind_model(p.kind);
+        if (!m.fitted) {
+            if (missing) *missing = true;
+            const double bytes = 8.0 * double(p.oh) * p.ow * p.oc;
+            return 0.002 + bytes / 10e9 * 1e3;
+        }
+        return (ctx.in_model > 0 ? m.context_scale : 1.0) * raw_ms(m, p, ctx);
+    }
+
+    // The kind model's regression in context `ctx` (no context factor).
+    static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
+        const OpFeatures f = op_features(p, ctx);
+        return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
+    }
+
+    // Calibrated total from per-operator predictions in context `ctx`.
+    double combine(const std::vector<PrimOp>& ops, const std::vector<double>& op_ms,
+                   const OpContext& ctx) const {
+        std::array<double, 3> sums{0, 0, 0};
+        for (std::size_t i = 0; i < ops.size(); ++i)
+            sums[static_cast<std::size_t>(calibration_group(ops[i].kind))] += op_ms[i];
+        return combine_sums(sums, ops.size(), ctx);
+    }
+    double combine_sums(const std::array<double, 3>& sums, std::size_t ops, const OpContext& ctx) const {
+        double t = calibration.constant_ms + calibration.per_op_ms * static_cast<double>(ops);
+        for (std::size_t g = 0; g < 3; ++g) t += group_scale(g, ctx) * sums[g];
+        return std::max(t, 0.5 * (sums[0] + sums[1] + sums[2]));
+    }
+    double group_scale(std::size_t g, const OpContext& ctx) const {
+        return calibration.scale[g] + calibration.footprint_scale * ctx.large;
+    }
+
+    LatencyPrediction predict(const Graph& g) const {
+        LatencyPrediction r;
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, r.ops);
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(g, plan));
+        r.per_op_ms.resize(r.ops.size());
+        r.per_layer_ms.assign(g.layers.size(), 0.0);
+        for (std::size_t i = 0; i < r.ops.size(); ++i) {
+            const double ms = predict_op(r.ops[i], ctx);
+            r.per_op_ms[i] = ms;
+            r.ops_ms += ms;
+            const double s = group_scale(static_cast<std::size_t>(calibration_group(r.ops[i].kind)), ctx);
+            r.per_layer_ms[static_cast<std::size_t>(r.ops[i].layer)] += s * ms;
+        }
+        r.total_ms = combine(r.ops, r.per_op_ms, ctx);
+        return r;
+    }
+
+    // Only the total; allocates nothing but the lowering scratch passed in.
+    double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, scratch);
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(g, plan));
+        std::array<double, 3> sums{0, 0, 0};
+        for (const PrimOp& p : scratch)
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
+        return combine_sums(sums, scratch.size(), ctx);
+    }
+    double predict_ms(const Graph& g) const {
+        std::vector<PrimOp> scratch;
+        return predict_ms(g, scratch);
+    }
+};
+
+inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2}; }
+
+// Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
+// error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
+// the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
+// cross-validated relative errors of the samples listed in `used`.
+inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
+                                Eigen::VectorXd* cv_residuals = nullptr,
+                                std::vector<std::size_t>* used = nullptr) {
+    KindModel m;
+    m.kind = kind;
+    std::vector<std::size_t> idx;
+    for (std::size_t i = 0; i < samples.size(); ++i)
+        if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
+            idx.push_back(i);
+    if (used) *used = idx;
+    m.samples = static_cast<int>(idx.size());
+    if (idx.size() < 8) return m;
+    const int d = feature_count(kind);
+    const auto n = static_cast<Eigen::Index>(idx.size());
+    Eigen::MatrixXd X(n, d);
+    Eigen::VectorXd y(n), w(n);
+    double fastest = std::numeric_limits<double>::infinity();
+    for (Eigen::Index i = 0; i < n; ++i) {
+        const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
+        const OpFeatures f = op_features(s.op, s.ctx);
+        for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
+        y(i) = s.ms;
+        // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
+        w(i) = std::max(0.0, s.weight) / std::pow(std::max(s.ms, 1e-4), 2);
+        fastest = std::min(fastest, s.ms);
+    }
+    Eigen::VectorXd res;
+    Eigen::VectorXd robust = w;
+    for (int round = 0; round < 3; ++round) {
+        m.ridge = fit_ridge_cv(X, y, default_lambda_grid(), 5, &m.cv_rel_rmse, &res, &robust);
+        if (round == 2) break;
+        // Huber weights: residuals beyond 2.5 MADs count linearly, not quadratically.
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(1e-3, median(a));
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            robust(i) = w(i) * (r > 1 ? 1.0 / r : 1.0);
+        }
+    }
+    m.floor_ms = 0.5 * fastest;
+    m.fitted = true;
+    if (cv_residuals) *cv_residuals = res;
+    return m;
+}
+
+// Fits the calibration from whole-model measurements, minimising relative error with a pull
+// towards the identity (scale 1, no overhead) so that few models cannot produce a wild fit.
+inline Calibration fit_calibration(const LatencyModel& model,
+                                   const std::vector<CalibrationSample>& models,
+                                   double prior_strength = 0.05) {
+    Calibration c;
+    c.models = static_cast<int>(models.size());
+    if (models.empty()) return c;
+    // Unknowns: scale[0..2], per_op_ms, constant_ms, footprint_scale. Rows divided by measured ms.
+    const Eigen::Index n = static_cast<Eigen::Index>(models.size());
+    Eigen::MatrixXd A(n + 6, 6);
+    Eigen::VectorXd b(n + 6);
+    A.setZero();
+    b.setZero();
+    for (Eigen::Index i = 0; i < n; ++i) {
+        const CalibrationSample& s = models[static_cast<std::size_t>(i)];
+        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        std::array<double, 3> sums{0, 0, 0};
+        for (const PrimOp& p : s.ops)
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
+        const double t = std::max(s.ms, 1e-6);
+        for (int g = 0; g < 3; ++g) A(i, g) = sums[static_cast<std::size_t>(g)] / t;
+        A(i, 3) = static_cast<double>(s.ops.size()) / t;
+        A(i, 4) = 1.0 / t;
+        A(i, 5) = ctx.large * (sums[0] + sums[1] + sums[2]) / t;
+        b(i) = 1.0;
+    }
+    // Prior rows: scale_g ~ 1, per_op ~ 0 (in units of 1 us), constant ~ 0 (in units of 10 us).
+    const double w = prior_strength * std::sqrt(static_cast<double>(n));
+    for (int g = 0; g < 3; ++g) {
+        A(n + g, g) = w;
+        b(n + g) = w;
+    }
+    A(n + 3, 3) = w * 1000.0 * 0.2;
+    A(n + 4, 4) = w * 100.0 * 0.2;
+    A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
+    // model timed while another process thrashed the caches cannot pull the fit.
+    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    for (int round = 0; round < 2 && n >= 8; ++round) {
+        const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(0.01, median(a));
+        Eigen::MatrixXd Aw = A;
+        Eigen::VectorXd bw = b;
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            const double sw = r > 1 ? std::sqrt(1.0 / r) : 1.0;
+            Aw.row(i) *= sw;
+            bw(i) *= sw;
+        }
+        x = Aw.colPivHouseholderQr().solve(bw);
+    }
+    for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
+    c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
+    c.constant_ms = std::clamp(x(4), -0.005, 0.5);
+    c.footprint_scale = std::clamp(x(5), -0.5, 1.0);
+    return c;
+}
+
+// The operators of the calibration models as samples in their model's context. op_ms[i] > 0 is
+// operator i's own time, or, for a layer of several operators (a conv and its hardswish), the
+// layer's total on the layer's first operator, followed by -1 on the others: the total is shared
+// in proportion to `model`'s predictions and the parts weigh half. 0 (or any other value that is
+// neither positive nor -1) is an operator not timed.
+inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
+                                                   const std::vector<CalibrationSample>& models,
+                                                   double weight = 1.0) {
+    std::vector<LatencySample> out;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
+            std::size_t e = i + 1;
+            while (e < n && c.op_ms[e] == -1.0) ++e;
+            if (e == i + 1) {
+                out.push_back({c.ops[i], c.op_ms[i], ctx, weight});
+                continue;
+            }
+            double total = 0;
+            std::vector<double> pred;
+            for (std::size_t k = i; k < e; ++k) {
+                pred.push_back(std::max(1e-6, model.predict_op(c.ops[k], ctx)));
+                total += pred.back();
+            }
+            for (std::size_t k = i; k < e; ++k)
+                out.push_back({c.ops[k], c.op_ms[i] * pred[k - i] / total, ctx, 0.5 * weight});
+        }
+    }
+    return out;
+}
+
+// The context factor of each kind: the median of (timed in a model / the regression in that
+// model's context) over the calibration models' operators timed on their own (at least 5, else
+// 1). With the context terms fitted it stays near 1; it catches what they cannot.
+inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
+    std::array<std::vector<double>, prim_kind_count> ratios;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
+            const KindModel& k = m.kind_model(c.ops[i].kind);
+            if (!k.fitted || !(c.op_ms[i] > 0)) continue;
+            const bool alone = i + 1 >= c.op_ms.size() || c.op_ms[i + 1] != -1.0;
+            if (!alone) continue;
+            const double pred = LatencyModel::raw_ms(k, c.ops[i], ctx);
+            if (pred > 0) ratios[static_cast<std::size_t>(c.ops[i].kind)].push_back(std::log(c.op_ms[i] / pred));
+        }
+    }
+    for (std::size_t k = 0; k < prim_kind_count; ++k) {
+        KindModel& km = m.kinds[k];
+        km.context_samples = static_cast<int>(ratios[k].size());
+        km.context_scale = ratios[k].size() >= 5 ? std::clamp(std::exp(median(ratios[k])), 0.25, 4.0) : 1.0;
+    }
+}
+
+// Fits every kind from the probes `samples` together with the operators timed inside the
+// calibration `models` (in their context; a first fit on the probes alone shares the time of
+// multi-operator layers), then the context factors and the calibration.
+inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
+                                      const std::vector<CalibrationSample>& models,
+                                      double in_model_weight = 10.0) {
+    LatencyModel first;
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+    std::vector<LatencySample> all = samples;
+    const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
+    all.insert(all.end(), in_model.begin(), in_model.end());
+    LatencyModel m;
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    fit_context_scales(m, models);
+    m.calibration = fit_calibration(m, models);
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accuracy figures
+// ---------------------------------------------------------------------------------------------
+
+struct AccuracyStats {
+    int n = 0;
+    double within_10pct = 0, within_5pct = 0, within_15pct = 0;  // fractions
+    double mape = 0;       // mean |pred - meas| / meas, in percent
+    double rmse_ms = 0;
+    double max_abs_pct = 0;
+};
+
+inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
+                                    const std::vector<double>& measured) {
+    AccuracyStats s;
+    const std::size_t n = std::min(predicted.size(), measured.size());
+    s.n = static_cast<int>(n);
+    if (n == 0) return s;
+    double se = 0, ape = 0;
+    int w5 = 0, w10 = 0, w15 = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double e = predicted[i] - measured[i];
+        const double rel = measured[i] > 0 ? std::abs(e) / measured[i] : 0.0;
+        se += e * e;
+        ape += rel;
+        w5 += rel <= 0.05;
+        w10 += rel <= 0.10;
+        w15 += rel <= 0.15;
+        s.max_abs_pct = std::max(s.max_abs_pct, 100 * rel);
+    }
+    const double dn = static_cast<double>(n);
+    s.within_5pct = w5 / dn;
+    s.within_10pct = w10 / dn;
+    s.within_15pct = w15 / dn;
+    s.mape = 100 * ape / dn;
+    s.rmse_ms = std::sqrt(se / dn);
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fingerprint and profile file
+// ---------------------------------------------------------------------------------------------
+
+struct DeviceFingerprint {
+    std::string cpu_model;
+    std::string architecture;
+    std::string xnnpack_isa;
+    std::string xnnpack_version;
+    std::string lamda_version;
+    int threads = 1;
+    friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
+        return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
+               a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
+               a.lamda_version == b.lamda_version && a.threads == b.threads;
+    }
+};
+
+inline DeviceFingerprint current_fingerprint(int threads) {
+    const DeviceInfo info = describe_device();
+    DeviceFingerprint f;
+    f.cpu_model = info.cpu_model;
+    f.architecture = info.architecture;
+    f.xnnpack_isa = info.xnnpack_isa;
+    f.xnnpack_version = LAMDA_XNNPACK_VERSION;
+    f.lamda_version = version_string;
+    f.threads = threads;
+    return f;
+}
+
+// Empty when the fingerprints agree; otherwise one warning naming every difference.
+inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
+    std::string diffs;
+    auto cmp = [&diffs](const char* what, const std::string& a, const std::string& b) {
+        if (a != b) diffs += std::string("\n  ") + what + ": profile '" + a + "', here '" + b + "'";
+    };
+    cmp("cpu_model", profile.cpu_model, here.cpu_model);
+    cmp("architecture", profile.architecture, here.architecture);
+    cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
+    cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
+    cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
+    if (diffs.empty()) return {};
+    return "warning: the latency profile was measured on a different device or setup; its "
+           "predictions may not hold here:" + diffs;
+}
+
+inline constexpr std::string_view profile_format_name = "lamda-latency-profile";
+inline constexpr int profile_format_version = 2;
+
+struct LatencyProfile {
+    DeviceFingerprint fingerprint;
+    double budget_s = 0;      // the profiling budget it was made with
+    double elapsed_s = 0;     // how long profiling took
+    double load_average = -1; // 1-minute load average when profiling started (-1: unknown)
+    std::int64_t calibration_seed = -1;  // seed the calibration models were drawn with (-1: none)
+    std::vector<LatencySample> samples;
+    std::vector<CalibrationSample> calibration;
+    LatencyModel model;
+};
+
+class ProfileError : public Exception {
+public:
+    using Exception::Exception;
+};
+
+namespace latency_detail {
+
+inline void write_op(JsonWriter& j, const PrimOp& p) {
+    j.begin_array()
+        .value(std::string_view(prim_kind_name(p.kind)))
+        .value(p.ih).value(p.iw).value(p.ic)
+        .value(p.oh).value(p.ow).value(p.oc)
+        .value(p.kh).value(p.kw).value(p.sh).value(p.sw)
+        .value(p.groups).value(p.n)
+        .end_array();
+}
+
+inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
+    j.begin_array();
+    for (double d : v) j.value(d);
+    j.end_array();
+}
+
+}  // namespace latency_detail
+
+// The profile as JSON text (one line).
+inline std::string latency_profile_json(const LatencyProfile& p) {
+    using latency_detail::write_doubles;
+    using latency_detail::write_op;
+    JsonWriter j;
+    j.begin_object()
+        .field("format", profile_format_name)
+        .field("version", profile_format_version)
+        .key("fingerprint")
+        .begin_object()
+        .field("cpu_model", p.fingerprint.cpu_model)
+        .field("architecture", p.fingerprint.architecture)
+        .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
+        .field("xnnpack_version", p.fingerprint.xnnpack_version)
+        .field("lamda_version", p.fingerprint.lamda_version)
+        .field("threads", p.fingerprint.threads)
+        .end_object()
+        .field("budget_s", p.budget_s)
+        .field("elapsed_s", p.elapsed_s)
+        .field("load_average", p.load_average)
+        .field("calibration_seed", p.calibration_seed);
+    j.key("op_fields").begin_array();
+    for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
+        j.value(f);
+    j.end_array();
+    j.key("samples").begin_array();
+    for (const LatencySample& s : p.samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : p.calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : p.model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = p.model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object().end_object();
+    return j.str();
+}
+
+inline void write_latency_profile(const std::string& path, const LatencyProfile& p) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << latency_profile_json(p) << '\n';
+    if (!out.flush()) throw ProfileError(path + ": error: cannot write the profile");
+}
+
+namespace latency_detail {
+
+using simdjson::dom::element;
+
+// detail/json_read.hpp's reader, plus the profile's operator records.
+struct Reader : JsonReader<ProfileError> {
+    explicit Reader(const std::string& where_) : JsonReader<ProfileError>(where_, "malformed latency profile") {}
+
+    PrimOp op(const element& e, const std::string& path) const {
+        const simdjson::dom::array a = arr(e, path);
+        if (a.size() != 13) fail(path, "expected 13 fields (kind, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, groups, n)");
+        PrimOp p;
+        std::size_t i = 0;
+        std::array<std::int32_t, 12> v{};
+        for (element x : a) {
+            const std::string sub = path + "[" + std::to_string(i) + "]";
+            if (i == 0) {
+                if (!parse_prim_kind(str(x, sub), p.kind)) fail(sub, "unknown operator kind");
+            } else {
+                v[i - 1] = static_cast<std::int32_t>(integer(x, sub, i == 12 ? 0 : 1, std::int64_t{1} << 30));
+            }
+            ++i;
+        }
+        p.ih = v[0]; p.iw = v[1]; p.ic = v[2]; p.oh = v[3]; p.ow = v[4]; p.oc = v[5];
+        p.kh = v[6]; p.kw = v[7]; p.sh = v[8]; p.sw = v[9]; p.groups = v[10]; p.n = v[11];
+        return p;
+    }
+};
+
+}  // namespace latency_detail
+
+// Parses profile text. Throws ProfileError naming the field for malformed, truncated or
+// wrong-version input.
+inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
+    latency_detail::Reader r(where);
+    simdjson::dom::parser parser;
+    simdjson::padded_string padded(text);
+    simdjson::dom::element doc;
+    if (const auto err = parser.parse(padded).get(doc))
+        throw ProfileError(where + ": error: the latency profile is not valid JSON (" +
+                           simdjson::error_message(err) + "); is the file truncated?");
+    LatencyProfile p;
+    if (!doc.is_object()) r.fail("(top level)", "expected an object");
+    const std::string format = r.str(r.at(doc, "format", ""), "format");
+    if (format != profile_format_name)
+        r.fail("format", "'" + format + "' is not '" + std::string(profile_format_name) + "'");
+    const std::int64_t version = r.integer(r.at(doc, "version", ""), "version", 0, 1 << 30);
+    if (version != profile_format_version)
+        throw ProfileError(where + ": error: latency profile version " + std::to_string(version) +
+                           " is not supported (this lamda reads version " +
+                           std::to_string(profile_format_version) + "); re-run `lamda profile`");
+    const auto fp = r.at(doc, "fingerprint", "");
+    p.fingerprint.cpu_model = r.str(r.at(fp, "cpu_model", "fingerprint"), "fingerprint.cpu_model");
+    p.fingerprint.architecture = r.str(r.at(fp, "architecture", "fingerprint"), "fingerprint.architecture");
+    p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
+    p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
+    p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
+    p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
+    if (r.has(doc, "load_average")) {
+        const auto la = r.at(doc, "load_average", "");
+        p.load_average = la.is_null() ? -1 : r.num(la, "load_average");
+    }
+    if (r.has(doc, "calibration_seed"))
+        p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
+                                       std::numeric_limits<std::int64_t>::max());
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
+            const std::string path = "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            p.samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
+            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            p.calibration.push_back(std::move(c));
+        }
+    }
+    const auto model = r.at(doc, "model", "");
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
+            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = p.model.kind_model(kind);
+            k.kind = kind;
+            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(model, "calibration", "model");
+        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
+        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
+        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
+        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
+        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
+        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+    }
+    return p;
+}
+
+inline LatencyProfile read_latency_profile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ProfileError(path + ": error: cannot open the latency profile");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw ProfileError(path + ": error: cannot read the latency profile");
+    const std::string text = ss.str();
+    if (text.size() > (std::size_t{256} << 20))
+        throw ProfileError(path + ": error: the latency profile is larger than 256 MiB");
+    return parse_latency_profile(text, path);
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_LATENCY_MODEL_HPP
+// ---- end include/lamda/latency/model.hpp ----
 
 // After lamda's headers: <httplib.h> pulls in <resolv.h>, whose `_res` macro breaks Eigen
-// (latency.hpp) when it comes first.
+// (latency/model.hpp) when it comes first.
 #include <httplib.h>
 #include <simdjson.h>
 
@@ -13428,11 +21650,11 @@ inline constexpr std::string_view llm_error_kind_name(LlmErrorKind k) noexcept {
 }
 
 // What went wrong with one chat request. what() is "KIND: MESSAGE" and never holds the API key.
-class LlmError : public std::runtime_error {
+class LlmError : public Exception {
 public:
     LlmError(LlmErrorKind kind, const std::string& message, int status = 0,
              std::optional<double> retry_after_s = std::nullopt)
-        : std::runtime_error(std::string(llm_error_kind_name(kind)) + ": " + message),
+        : Exception(std::string(llm_error_kind_name(kind)) + ": " + message, ErrorKind::server),
           kind_(kind), status_(status), retry_after_s_(retry_after_s) {}
     LlmErrorKind kind() const noexcept { return kind_; }
     int status() const noexcept { return status_; }  // HTTP status, 0 when none came back
@@ -14790,10 +23012,12 @@ private:
 }  // namespace lamda
 
 #endif  // LAMDA_WITH_LLM
-#endif  // LAMDA_LLM_HPP
-// ---- end include/lamda/llm.hpp ----
-// ---- begin include/lamda/agent.hpp ----
-// lamda/agent.hpp: the on-device measurement agent (`lamda-agent`) and its client.
+#endif  // LAMDA_LLM_LLM_HPP
+// ---- end include/lamda/llm/llm.hpp ----
+#endif
+#if defined(LAMDA_WITH_AGENT)
+// ---- begin include/lamda/agent/agent.hpp ----
+// lamda/agent/agent.hpp: the on-device measurement agent (`lamda-agent`) and its client.
 //
 // The agent runs on the board and measures there; the search host sends it models over HTTP(S):
 //   GET  /v1/device              the JSON of `lamda device --json` (peak measured at start-up)
@@ -14821,10 +23045,12 @@ private:
 // Compiled only with LAMDA_WITH_AGENT defined (the build defines it when cpp-httplib, XNNPACK
 // and the latency model are all there); link cpp-httplib (-lcpp-httplib on Debian), XNNPACK,
 // pthreadpool and simdjson. docs/agent.md describes running it on a board.
-#ifndef LAMDA_AGENT_HPP
-#define LAMDA_AGENT_HPP
+#ifndef LAMDA_AGENT_AGENT_HPP
+#define LAMDA_AGENT_AGENT_HPP
 
-#if defined(LAMDA_WITH_AGENT)
+#if !defined(LAMDA_WITH_AGENT)
+#error "lamda/agent/agent.hpp needs LAMDA_WITH_AGENT (cpp-httplib, XNNPACK and simdjson)"
+#else
 
 #include <sys/stat.h>
 
@@ -14851,8 +23077,4275 @@ private:
 #include <utility>
 #include <vector>
 
-// ---- begin include/lamda/latency_profile.hpp ----
-// lamda/latency_profile.hpp: measuring a device for the latency model (latency.hpp) through the
+// ---- begin include/lamda/exec/bench.hpp ----
+// lamda/exec/bench.hpp: measuring a model on this device through the XNNPACK executor.
+// One measurement routine shared by `lamda bench`, the latency model and the search, so that
+// every latency lamda reports means the same thing. Empty unless LAMDA_WITH_XNNPACK is defined.
+#ifndef LAMDA_EXEC_BENCH_HPP
+#define LAMDA_EXEC_BENCH_HPP
+
+#if !defined(LAMDA_WITH_XNNPACK)
+#error "lamda/exec/bench.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
+#else
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+// ---- begin include/lamda/exec/xnnpack.hpp ----
+// lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
+// 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
+// with -lXNNPACK -lpthreadpool -lpthread.
+//
+//   lamda::XnnExecutor exec(graph, weights, {/*threads=*/1});   // throws lamda::ExecutorError
+//   std::copy(image.begin(), image.end(), exec.input());        // NHWC float32, batch 1
+//   exec.run();
+//   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
+//   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
+//
+// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
+// buffers allocated at construction, run many times) per layer, in file order; run() runs them
+// all, run_timed_per_op() times each. Activation buffers follow plan_buffers (exec/plan.hpp):
+// one arena, a buffer reused once its value's last reader has run (XnnOptions::keep_intermediates
+// keeps one per layer). The operator API is what XNNPACK's own subgraph runtime
+// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
+//   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
+//   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
+//   fc                fully_connected_nc_f32
+//   batchnorm         folded into the conv2d/dwconv/fc before it when that layer has no other
+//                     reader and no fused activation; otherwise a 1x1 depthwise convolution
+//   relu, relu6, hardsigmoid, hardswish, sigmoid layers   fused into the conv/dwconv/fc/
+//                     batchnorm/add before them (as if written act=...) when they are its only
+//                     reader and it has no act; otherwise a separate operator (clamp_nc_f32, ...)
+//   act=relu/relu6    the output clamp of conv/dwconv/fc/add
+//   act=hardsigmoid   on conv/dwconv/fc/batchnorm: folded into weights and bias (w/6, (b+3)/6) with
+//                     clamp [0,1]; elsewhere add_nd(x, 3) clamped to [0,6], then multiply_nd by 1/6
+//   hardswish, sigmoid, act=hardswish/sigmoid   hardswish_nc_f32 / sigmoid_nc_f32 (in place)
+//   maxpool, avgpool  max/average_pooling2d_nhwc_f32; ceil=true becomes extra bottom/right padding.
+//                     A 1x1 kernel (which XNNPACK rejects) is a strided copy done by a plain loop.
+//   gap               global_average_pooling_nwc_f32
+//   add (N inputs)    N-1 add_nd_f32, accumulating into the output
+//   concat            one copy_nc_x32 per input, writing a channel slice of the output
+//   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
+//   softmax           softmax_nc_f32 over channels
+//   flatten, dropout  no operator: the output aliases the input buffer
+// Every value that is materialised has its own buffer (no reuse between layers yet).
+#ifndef LAMDA_EXEC_XNNPACK_HPP
+#define LAMDA_EXEC_XNNPACK_HPP
+
+#if !defined(LAMDA_WITH_XNNPACK)
+#error "lamda/exec/xnnpack.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
+#else
+
+#include <xnnpack.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+#include <pthreadpool.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+struct XnnOptions {
+    // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
+    // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
+    int threads = 1;
+    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
+    // huge candidate is a clear error instead of an out-of-memory kill.
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Give every layer its own buffer, so layer_output(i) holds each layer's result after a run
+    // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
+    // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
+    bool keep_intermediates = false;
+};
+
+// Bytes the executor allocates for a graph at most: one buffer per layer output plus the
+// weights (with buffer reuse it allocates less).
+inline std::int64_t executor_memory_bytes(const Graph& graph) {
+    std::int64_t bytes = 0;
+    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
+    return bytes + analyze(graph).weight_bytes;
+}
+
+namespace detail {
+inline constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
+
+inline std::size_t round_up(std::size_t n, std::size_t multiple) noexcept {
+    return (n + multiple - 1) / multiple * multiple;
+}
+
+// A block of at least `size` bytes aligned to `alignment`, freed with std::free. One of 2 MiB
+// or more (packed weights of big layers, the executor's activation arena) is whole 2 MiB pages,
+// marked for transparent huge pages where Linux offers them (madvise mode): a 5 MB classifier
+// read once per inference otherwise takes a TLB miss every 4 KiB.
+inline void* allocate_block(std::size_t alignment, std::size_t size) noexcept {
+    void* p = nullptr;
+    if (size >= huge_page_bytes) {
+        size = round_up(size, huge_page_bytes);
+        if (posix_memalign(&p, huge_page_bytes, size) != 0) return nullptr;
+#ifdef __linux__
+        ::madvise(p, size, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    if (posix_memalign(&p, std::max(alignment, sizeof(void*)), size) != 0) return nullptr;
+    return p;
+}
+
+// XNNPACK's allocator, with its aligned blocks from allocate_block.
+inline void* xnn_allocate(void*, std::size_t size) { return std::malloc(size); }
+inline void* xnn_reallocate(void*, void* p, std::size_t size) { return std::realloc(p, size); }
+inline void xnn_deallocate(void*, void* p) { std::free(p); }
+inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size) {
+    return allocate_block(alignment, size);
+}
+inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
+                                             xnn_deallocate, xnn_aligned_allocate,
+                                             xnn_aligned_deallocate};
+}  // namespace detail
+
+inline std::string xnn_status_name(xnn_status s) {
+    switch (s) {
+    case xnn_status_success: return "success";
+    case xnn_status_uninitialized: return "uninitialized";
+    case xnn_status_invalid_parameter: return "invalid parameter";
+    case xnn_status_invalid_state: return "invalid state";
+    case xnn_status_unsupported_parameter: return "unsupported parameter";
+    case xnn_status_unsupported_hardware: return "unsupported hardware";
+    case xnn_status_out_of_memory: return "out of memory";
+    }
+    return "unknown status " + std::to_string(static_cast<int>(s));
+}
+
+// How each layer was lowered (for reports and debugging).
+enum class XnnLowering {
+    Operators,  // the layer runs its own XNNPACK operator(s)
+    Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
+    Alias,      // no work: output aliases the input (input, flatten, dropout)
+    Loop,       // a plain loop (1x1 pools)
+};
+
+class XnnExecutor {
+public:
+    XnnExecutor(const Graph& graph, const Weights& weights, XnnOptions options = {})
+        : impl_(std::make_unique<Impl>()) {
+        if (options.threads < 1 || options.threads > 1024)
+            throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
+                                        std::to_string(options.threads));
+        detail::check_runnable(graph);
+        if (options.max_memory_bytes > 0) {
+            const std::int64_t needed = executor_memory_bytes(graph);
+            if (needed > options.max_memory_bytes)
+                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
+                                    " MiB of buffers and weights, more than the limit of " +
+                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
+        }
+        detail::check_weights(graph, weights);
+        const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
+        if (init != xnn_status_success)
+            throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
+        impl_->threads = options.threads;
+        if (options.threads > 1) {
+            impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
+            if (!impl_->pool)
+                throw ExecutorError("XNNPACK: cannot create a pool of " +
+                                    std::to_string(options.threads) + " threads");
+        }
+        build(graph, weights, options.keep_intermediates);
+    }
+
+    XnnExecutor(const XnnExecutor&) = delete;
+    XnnExecutor& operator=(const XnnExecutor&) = delete;
+    XnnExecutor(XnnExecutor&&) noexcept = default;
+    XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
+    ~XnnExecutor() = default;
+
+    float* input() noexcept { return impl_->ptr.front(); }
+    Shape input_shape() const noexcept { return impl_->shapes.front(); }
+    const float* output() const noexcept { return impl_->ptr.back(); }
+    Shape output_shape() const noexcept { return impl_->shapes.back(); }
+    int threads() const noexcept { return impl_->threads; }
+
+    // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
+    // Unless built with keep_intermediates, only the input and output stay valid after a run:
+    // other layers' buffers are reused.
+    const float* layer_output(std::size_t i) const noexcept {
+        return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
+    }
+    XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Bytes of activation buffers allocated (weights not included).
+    std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
+    // Number of XNNPACK operators (and loops) run per inference.
+    std::size_t step_count() const noexcept { return impl_->steps.size(); }
+
+    void run() {
+        for (Step& s : impl_->steps) run_step(s);
+    }
+
+    // Runs once and returns milliseconds per layer, parallel to graph.layers; a fused or aliased
+    // layer reads 0 (its cost is in the layer it was fused into).
+    std::vector<double> run_timed_per_op() {
+        std::vector<double> ms(impl_->ptr.size(), 0.0);
+        for (Step& s : impl_->steps) {
+            const auto t0 = std::chrono::steady_clock::now();
+            run_step(s);
+            const auto t1 = std::chrono::steady_clock::now();
+            ms[static_cast<std::size_t>(s.layer)] +=
+                std::chrono::duration<double, std::milli>(t1 - t0).count();
+        }
+        return ms;
+    }
+
+    // Convenience: copies `in` (shape must match) into the input buffer, runs, returns the output.
+    Tensor run(const Tensor& in) {
+        if (in.shape != input_shape() ||
+            static_cast<std::int64_t>(in.data.size()) != input_shape().elements())
+            throw ExecutorError("input has shape " + to_string(in.shape) + ", the graph expects " +
+                                to_string(input_shape()));
+        std::copy(in.data.begin(), in.data.end(), input());
+        run();
+        Tensor out(output_shape());
+        std::copy(output(), output() + out.data.size(), out.data.begin());
+        return out;
+    }
+
+private:
+    // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
+    static constexpr std::size_t kBufferAlignment = 64;
+    struct FreeBlock {
+        void operator()(float* p) const noexcept { std::free(p); }
+    };
+    struct Step {
+        int layer = 0;
+        xnn_operator_t op = nullptr;
+        std::function<void()> loop;  // when op is null
+    };
+    struct Impl {
+        pthreadpool_t pool = nullptr;
+        int threads = 1;
+        std::unique_ptr<float, FreeBlock> arena;  // every activation buffer
+        std::int64_t buffer_bytes = 0;            // the buffers' bytes (without alignment)
+        std::vector<float*> ptr;  // per layer; nullptr when fused away
+        std::vector<Shape> shapes;
+        std::vector<XnnLowering> lowering;
+        std::vector<Step> steps;
+        // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
+        float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
+        float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
+                          1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
+
+        Impl() = default;
+        Impl(const Impl&) = delete;
+        Impl& operator=(const Impl&) = delete;
+        ~Impl() {
+            for (Step& s : steps)
+                if (s.op) xnn_delete_operator(s.op);
+            if (pool) pthreadpool_destroy(pool);
+        }
+    };
+    std::unique_ptr<Impl> impl_;
+
+    void run_step(Step& s) {
+        if (s.op) {
+            const xnn_status st = xnn_run_operator(s.op, impl_->pool);
+            if (st != xnn_status_success)
+                throw ExecutorError("XNNPACK: running layer " + std::to_string(s.layer) +
+                                    " failed: " + xnn_status_name(st));
+        } else {
+            s.loop();
+        }
+    }
+
+    // ---- construction helpers ----
+
+    static std::string where(const Layer& l) {
+        return std::string(op_name(l.op)) + " layer '" + l.name + "'";
+    }
+
+    static void check(xnn_status st, const Layer& l, const char* fn) {
+        if (st != xnn_status_success)
+            throw ExecutorError("XNNPACK: " + where(l) + ": " + fn + " failed: " +
+                                xnn_status_name(st));
+    }
+
+    // Adds an operator step for layer `index`; takes ownership at once so a later failure frees it.
+    void add_op(int index, xnn_operator_t op) {
+        Step s;
+        s.layer = index;
+        s.op = op;
+        impl_->steps.push_back(std::move(s));
+    }
+
+    static std::pair<float, float> clamp_of(Activation a) {
+        constexpr float inf = std::numeric_limits<float>::infinity();
+        if (a == Activation::Relu) return {0.0f, inf};
+        if (a == Activation::Relu6) return {0.0f, 6.0f};
+        if (a == Activation::HardSigmoid) return {0.0f, 1.0f};  // after folding the affine part
+        return {-inf, inf};
+    }
+
+    // Unary elementwise steps, input -> output (may be the same buffer): relu, relu6, hardswish,
+    // sigmoid, hardsigmoid. `a == None` adds nothing.
+    void add_activation(int index, const Layer& l, Activation a, const float* in, float* out,
+                        const Shape& s) {
+        if (a == Activation::None) return;
+        const auto C = static_cast<std::size_t>(s.c);
+        const auto pixels = static_cast<std::size_t>(s.h * s.w);
+        xnn_operator_t op = nullptr;
+        switch (a) {
+        case Activation::Relu:
+        case Activation::Relu6: {
+            const auto [lo, hi] = clamp_of(a);
+            check(xnn_create_clamp_nc_f32(C, C, C, lo, hi, 0, &op), l, "xnn_create_clamp_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_clamp_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_clamp_nc_f32");
+            return;
+        }
+        case Activation::HardSwish:
+            check(xnn_create_hardswish_nc_f32(C, C, C, 0, &op), l, "xnn_create_hardswish_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_hardswish_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_hardswish_nc_f32");
+            return;
+        case Activation::Sigmoid:
+            check(xnn_create_sigmoid_nc_f32(C, C, C, 0, &op), l, "xnn_create_sigmoid_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_sigmoid_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_sigmoid_nc_f32");
+            return;
+        case Activation::HardSigmoid: {
+            // relu6(x + 3) / 6
+            const std::size_t dims[1] = {static_cast<std::size_t>(s.elements())};
+            const std::size_t one[1] = {1};
+            check(xnn_create_add_nd_f32(0.0f, 6.0f, 0, &op), l, "xnn_create_add_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_add_nd_f32(op, 1, dims, 1, one, in, impl_->three, out, impl_->pool),
+                  l, "xnn_setup_add_nd_f32");
+            op = nullptr;
+            const float inf = std::numeric_limits<float>::infinity();
+            check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_multiply_nd_f32(op, 1, dims, 1, one, out, impl_->sixth, out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_f32");
+            return;
+        }
+        case Activation::None: return;
+        }
+    }
+
+    // Assigns impl_->ptr from plan_buffers (exec/plan.hpp): one buffer per materialised
+    // value, reused once its last reader has run unless keep_intermediates.
+    void allocate_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
+        const BufferPlan bp = lamda::plan_buffers(g, plan, !keep_intermediates,
+                                                  XNN_EXTRA_BYTES / sizeof(float) + 4);
+        // One arena for all buffers, each on a cache line (allocate_block puts a large arena on
+        // huge pages: early layers of a 224x224 net stream megabytes).
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t floats : bp.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(floats) * sizeof(float), kBufferAlignment);
+        }
+        auto* arena = static_cast<float*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->arena.reset(arena);
+        std::fill(arena, arena + total / sizeof(float), 0.0f);  // a fresh output is defined
+        std::vector<float*> slot_ptr;
+        for (std::size_t off : offset) slot_ptr.push_back(arena + off / sizeof(float));
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = bp.value_of[i];
+            if (v < 0) continue;
+            // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
+            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(bp.slot_of[static_cast<std::size_t>(v)])];
+            const OpKind op = g.layers[i].op;
+            if (op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout)
+                impl_->lowering[i] = XnnLowering::Alias;
+        }
+        impl_->buffer_bytes = bp.total_floats() * static_cast<std::int64_t>(sizeof(float));
+    }
+
+    void build(const Graph& g, const Weights& w, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        impl_->ptr.assign(n, nullptr);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+
+        // Fusions are decided by plan_fusion (exec/plan.hpp), the one source of truth the
+        // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
+        // i's operator; tail[i]: the layer whose buffer receives layer i's output.
+        const FusionPlan plan = plan_fusion(g);
+        const std::vector<int>& absorbed_by = plan.absorbed_by;
+        const std::vector<int>& tail = plan.tail;
+        const std::vector<int>& folded_bn = plan.folded_bn;
+        const std::vector<Activation>& act = plan.act;
+
+        allocate_buffers(g, plan, keep_intermediates);
+        for (std::size_t j = 0; j < n; ++j)
+            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        for (std::size_t i = 0; i < n; ++i) {
+            if (absorbed_by[i] >= 0) continue;
+            const Layer& l = g.layers[i];
+            const int idx = static_cast<int>(i);
+            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
+            auto in_ptr = [&](std::size_t k) -> const float* {
+                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
+            };
+            auto in_shape = [&](std::size_t k) -> const Shape& {
+                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
+            };
+            switch (l.op) {
+            case OpKind::Input:
+            case OpKind::Flatten:
+            case OpKind::Dropout: break;
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d:
+            case OpKind::FullyConnected:
+            case OpKind::BatchNorm:
+                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
+                break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
+            case OpKind::GlobalAvgPool: {
+                const Shape s = in_shape(0);
+                const auto C = static_cast<std::size_t>(s.c);
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
+                      "xnn_create_global_average_pooling_nwc_f32");
+                add_op(idx, op);
+                check(xnn_setup_global_average_pooling_nwc_f32(
+                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_global_average_pooling_nwc_f32");
+                break;
+            }
+            case OpKind::Add: {
+                const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+                const Activation a = act[i];
+                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
+                const std::size_t k_last = l.inputs.size() - 1;
+                for (std::size_t k = 1; k <= k_last; ++k) {
+                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
+                                                                     : clamp_of(Activation::None);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
+                    add_op(idx, op);
+                    const float* a_in = k == 1 ? in_ptr(0) : out;
+                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
+                                               impl_->pool),
+                          l, "xnn_setup_add_nd_f32");
+                }
+                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
+                break;
+            }
+            case OpKind::Concat: {
+                const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
+                const auto total = static_cast<std::size_t>(l.shape.c);
+                std::size_t offset = 0;
+                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                    const auto c = static_cast<std::size_t>(in_shape(k).c);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
+                    add_op(idx, op);
+                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
+                          l, "xnn_setup_copy_nc_x32");
+                    offset += c;
+                }
+                break;
+            }
+            case OpKind::Mul: {
+                const Shape a = in_shape(0), b = in_shape(1);
+                const std::size_t da[3] = {static_cast<std::size_t>(a.h),
+                                           static_cast<std::size_t>(a.w),
+                                           static_cast<std::size_t>(a.c)};
+                const std::size_t db[3] = {static_cast<std::size_t>(b.h),
+                                           static_cast<std::size_t>(b.w),
+                                           static_cast<std::size_t>(b.c)};
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+                add_op(idx, op);
+                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
+                                                impl_->pool),
+                      l, "xnn_setup_multiply_nd_f32");
+                break;
+            }
+            case OpKind::Relu:
+                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Relu6:
+                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSwish:
+                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSigmoid:
+                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Sigmoid:
+                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Softmax: {
+                const auto C = static_cast<std::size_t>(l.shape.c);
+                xnn_operator_t op = nullptr;
+                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
+                add_op(idx, op);
+                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
+                                               in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_softmax_nc_f32");
+                break;
+            }
+            }
+        }
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation.
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
+        const Shape os = last.shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+
+        // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
+        std::vector<float> kernel;
+        std::vector<double> bias(oc, 0.0);
+        bool has_bias = false;
+        std::size_t per_out = 0;
+        auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
+            const auto& gamma = w.at(b.name + ".weight").data;
+            const auto& beta = w.at(b.name + ".bias").data;
+            const auto& mean = w.at(b.name + ".running_mean").data;
+            const auto& var = w.at(b.name + ".running_var").data;
+            scale.resize(gamma.size());
+            shift.resize(gamma.size());
+            for (std::size_t c = 0; c < gamma.size(); ++c) {
+                scale[c] = gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps);
+                shift[c] = beta[c] - mean[c] * scale[c];
+            }
+        };
+        if (l.op == OpKind::BatchNorm) {
+            std::vector<double> scale, shift;
+            bn_params(l, scale, shift);
+            per_out = 1;
+            kernel.assign(scale.begin(), scale.end());
+            bias = shift;
+            has_bias = true;
+        } else {
+            const WeightTensor& wt = w.at(l.name + ".weight");
+            if (l.bias) {
+                const auto& b = w.at(l.name + ".bias").data;
+                bias.assign(b.begin(), b.end());
+                has_bias = true;
+            }
+            if (l.op == OpKind::Conv2d) {
+                // OIHW -> OHWI
+                const auto cig = static_cast<std::size_t>(is.c / l.groups);
+                const auto kh = static_cast<std::size_t>(l.kernel_h);
+                const auto kw = static_cast<std::size_t>(l.kernel_w);
+                per_out = kh * kw * cig;
+                kernel.resize(oc * per_out);
+                for (std::size_t o = 0; o < oc; ++o)
+                    for (std::size_t ic = 0; ic < cig; ++ic)
+                        for (std::size_t y = 0; y < kh; ++y)
+                            for (std::size_t x = 0; x < kw; ++x)
+                                kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                    wt.data[((o * cig + ic) * kh + y) * kw + x];
+            } else {
+                // dwconv [C*m][1][kh][kw] and fc [out][in] are already XNNPACK's layout.
+                kernel = wt.data;
+                per_out = kernel.size() / oc;
+            }
+            if (bn >= 0) {
+                std::vector<double> scale, shift;
+                bn_params(last, scale, shift);
+                for (std::size_t o = 0; o < oc; ++o) {
+                    for (std::size_t k = 0; k < per_out; ++k)
+                        kernel[o * per_out + k] =
+                            static_cast<float>(kernel[o * per_out + k] * scale[o]);
+                    bias[o] = bias[o] * scale[o] + shift[o];
+                }
+                has_bias = true;
+            }
+        }
+        if (a == Activation::HardSigmoid) {
+            // relu6(y + 3) / 6 = clamp(y/6 + 1/2, 0, 1): scale the affine map, clamp to [0, 1].
+            for (float& k : kernel) k = static_cast<float>(k / 6.0);
+            for (double& b : bias) b = (b + 3.0) / 6.0;
+            has_bias = true;
+        }
+        std::vector<float> bias_f(bias.begin(), bias.end());
+        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        const bool clamp_fused =
+            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
+
+        xnn_operator_t op = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
+                                                    0, &op),
+                  l, "xnn_create_fully_connected_nc_f32");
+            add_op(idx, op);
+            check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_f32");
+        } else {
+            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+            std::size_t gic = 0, goc = 0;
+            std::array<int, 4> pads{0, 0, 0, 0};
+            if (l.op == OpKind::BatchNorm) {
+                groups = static_cast<std::uint32_t>(is.c);
+                gic = goc = 1;
+            } else {
+                kh = static_cast<std::uint32_t>(l.kernel_h);
+                kw = static_cast<std::uint32_t>(l.kernel_w);
+                sh = static_cast<std::uint32_t>(l.stride_h);
+                sw = static_cast<std::uint32_t>(l.stride_w);
+                dh = static_cast<std::uint32_t>(l.dilation_h);
+                dw = static_cast<std::uint32_t>(l.dilation_w);
+                pads = l.pads;
+                if (l.op == OpKind::Conv2d) {
+                    groups = static_cast<std::uint32_t>(l.groups);
+                    gic = static_cast<std::size_t>(is.c / l.groups);
+                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
+                } else {
+                    groups = static_cast<std::uint32_t>(is.c);
+                    gic = 1;
+                    goc = static_cast<std::size_t>(l.multiplier);
+                }
+            }
+            for (int p : pads)
+                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            check(xnn_create_convolution2d_nhwc_f32(
+                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
+                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
+                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                  l, "xnn_create_convolution2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_f32");
+        }
+        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
+    }
+
+    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
+        const Shape os = l.shape;
+        std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
+        // A window lying entirely in the padding has no defined value in XNNPACK.
+        if (l.kernel_h <= p[0] || l.kernel_w <= p[1] ||
+            (os.h - 1) * l.stride_h - p[0] >= is.h || (os.w - 1) * l.stride_w - p[1] >= is.w)
+            throw ExecutorError("XNNPACK: " + where(l) +
+                                ": a pooling window lies entirely in the padding");
+        // ceil=true (or any excess): pad the bottom/right so that floor division gives os.
+        p[2] = std::max<std::int64_t>(p[2], (os.h - 1) * l.stride_h + l.kernel_h - is.h - p[0]);
+        p[3] = std::max<std::int64_t>(p[3], (os.w - 1) * l.stride_w + l.kernel_w - is.w - p[1]);
+        const std::int64_t xh = (is.h + p[0] + p[2] - l.kernel_h) / l.stride_h + 1;
+        const std::int64_t xw = (is.w + p[1] + p[3] - l.kernel_w) / l.stride_w + 1;
+        if (xh != os.h || xw != os.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": padding " + std::to_string(p[0]) + "," +
+                                std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
+                                std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
+                                std::to_string(xw) + ", not the inferred " + to_string(os));
+        const auto C = static_cast<std::size_t>(is.c);
+        if (l.kernel_h == 1 && l.kernel_w == 1) {
+            // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in + (iy * is.w + ix) * is.c, in + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            return;
+        }
+        const float inf = std::numeric_limits<float>::infinity();
+        xnn_operator_t op = nullptr;
+        const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+        if (l.op == OpKind::MaxPool) {
+            check(xnn_create_max_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                    u(l.kernel_h), u(l.kernel_w), u(l.stride_h),
+                                                    u(l.stride_w), 1, 1, C, C, C, -inf, inf, 0, &op),
+                  l, "xnn_create_max_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_max_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_f32");
+        } else {
+            check(xnn_create_average_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                        u(l.kernel_h), u(l.kernel_w),
+                                                        u(l.stride_h), u(l.stride_w), C, C, C,
+                                                        -inf, inf, 0, &op),
+                  l, "xnn_create_average_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_average_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                       static_cast<std::size_t>(is.w), in, out,
+                                                       impl_->pool),
+                  l, "xnn_setup_average_pooling2d_nhwc_f32");
+        }
+    }
+};
+
+// A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
+// and every measurement (bench, profile, evaluation) should see the same data.
+inline void fill_timing_input(XnnExecutor& executor) {
+    float* input = executor.input();
+    const std::int64_t n = executor.input_shape().elements();
+    for (std::int64_t i = 0; i < n; ++i)
+        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+#endif  // LAMDA_EXEC_XNNPACK_HPP
+// ---- end include/lamda/exec/xnnpack.hpp ----
+
+namespace lamda {
+
+struct BenchOptions {
+    int threads = 1;    // 1..1024
+    int runs = 50;      // timed runs, 1..100000
+    int warmup = 5;     // untimed runs first, 0..100000
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+};
+
+struct OpTiming {
+    std::string name;
+    OpKind op = OpKind::Input;
+    XnnLowering lowering = XnnLowering::Operators;
+    double median_ms = 0;  // 0 for layers fused into another or aliased
+    std::int64_t macs = 0;
+};
+
+struct BenchResult {
+    int threads = 1;
+    int runs = 0;
+    int warmup = 0;
+    double median_ms = 0, p10_ms = 0, p90_ms = 0, min_ms = 0;
+    std::int64_t macs = 0;
+    std::int64_t params = 0;
+    double gflops = 0;  // 2 * MACs / median
+    std::vector<OpTiming> per_op;  // parallel to graph.layers
+};
+
+inline void check_bench_options(const BenchOptions& o) {
+    if (o.threads < 1 || o.threads > 1024)
+        throw std::invalid_argument("threads must be in 1..1024, got " + std::to_string(o.threads));
+    if (o.runs < 1 || o.runs > 100000)
+        throw std::invalid_argument("runs must be in 1..100000, got " + std::to_string(o.runs));
+    if (o.warmup < 0 || o.warmup > 100000)
+        throw std::invalid_argument("warmup must be in 0..100000, got " + std::to_string(o.warmup));
+}
+
+// Whole-model latency from `runs` timed runs after `warmup` untimed ones, then per-op latency
+// from as many runs again with each operator timed on its own (timing every operator adds clock
+// reads between them, so the whole-model figure comes from runs without them).
+inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
+                                   const BenchOptions& options = {}) {
+    check_bench_options(options);
+    XnnOptions xnn;
+    xnn.threads = options.threads;
+    xnn.max_memory_bytes = options.max_memory_bytes;
+    XnnExecutor executor(graph, weights, xnn);
+
+    fill_timing_input(executor);
+
+    using clock = std::chrono::steady_clock;
+    for (int i = 0; i < options.warmup; ++i) executor.run();
+    std::vector<double> totals;
+    totals.reserve(static_cast<std::size_t>(options.runs));
+    for (int i = 0; i < options.runs; ++i) {
+        const auto t0 = clock::now();
+        executor.run();
+        totals.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    }
+    std::vector<std::vector<double>> per_layer(graph.layers.size());
+    for (int i = 0; i < options.runs; ++i) {
+        const std::vector<double> ms = executor.run_timed_per_op();
+        for (std::size_t k = 0; k < ms.size() && k < per_layer.size(); ++k)
+            per_layer[k].push_back(ms[k]);
+    }
+
+    const ModelStats stats = analyze(graph);
+    BenchResult r;
+    r.threads = options.threads;
+    r.runs = options.runs;
+    r.warmup = options.warmup;
+    r.median_ms = median(totals);
+    r.p10_ms = quantile(totals, 0.1);
+    r.p90_ms = quantile(totals, 0.9);
+    r.min_ms = quantile(totals, 0.0);
+    r.macs = stats.macs;
+    r.params = stats.params;
+    r.gflops = r.median_ms > 0 ? 2.0 * static_cast<double>(stats.macs) / (r.median_ms * 1e6) : 0;
+    for (std::size_t k = 0; k < graph.layers.size(); ++k) {
+        OpTiming t;
+        t.name = graph.layers[k].name;
+        t.op = graph.layers[k].op;
+        t.lowering = executor.lowering(k);
+        t.median_ms = per_layer[k].empty() ? 0 : median(per_layer[k]);
+        t.macs = stats.layers[k].macs;
+        r.per_op.push_back(std::move(t));
+    }
+    return r;
+}
+
+inline const char* lowering_name(XnnLowering l) noexcept {
+    switch (l) {
+    case XnnLowering::Operators: return "xnnpack";
+    case XnnLowering::Fused: return "fused";
+    case XnnLowering::Alias: return "alias";
+    case XnnLowering::Loop: return "loop";
+    }
+    return "?";
+}
+
+// The JSON object `lamda bench --json` prints (and the device agent serves).
+// `peak_gflops` <= 0 leaves peak_fraction out.
+inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak_gflops) {
+    json.field("median_ms", r.median_ms)
+        .field("p10_ms", r.p10_ms)
+        .field("p90_ms", r.p90_ms)
+        .field("min_ms", r.min_ms)
+        .field("threads", r.threads)
+        .field("runs", r.runs)
+        .field("warmup", r.warmup)
+        .field("macs", r.macs)
+        .field("params", r.params)
+        .field("gflops", r.gflops);
+    if (peak_gflops > 0)
+        json.field("peak_gflops", peak_gflops).field("peak_fraction", r.gflops / peak_gflops);
+    json.key("per_op").begin_array();
+    double total = 0;
+    for (const auto& t : r.per_op) total += t.median_ms;
+    for (const auto& t : r.per_op) {
+        json.begin_object()
+            .field("name", t.name)
+            .field("op", op_name(t.op))
+            .field("lowering", lowering_name(t.lowering))
+            .field("median_ms", t.median_ms)
+            .field("share", total > 0 ? t.median_ms / total : 0.0)
+            .field("macs", t.macs)
+            .field("gflops", t.median_ms > 0 ? 2.0 * static_cast<double>(t.macs) / (t.median_ms * 1e6) : 0.0)
+            .end_object();
+    }
+    json.end_array();
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_XNNPACK
+#endif  // LAMDA_EXEC_BENCH_HPP
+// ---- end include/lamda/exec/bench.hpp ----
+// ---- begin include/lamda/search/loop.hpp ----
+// lamda/search/loop.hpp: the generation loop -- lamda's main job. A proposer writes candidates;
+// each is parsed and validated, analysed against the parameter and memory limits, its latency
+// predicted (a candidate predicted well over budget is never run), measured when promising,
+// trained when a trainer is there, recorded, and told back to the proposer:
+//
+//   lamda::GenerateSetup setup;                 // what the loop evaluates with
+//   setup.latency = &profile.model;             // optional: without it every candidate is run
+//   setup.measure = lamda::xnnpack_measure(1);  // optional: without it prediction decides
+//   setup.trainer = trainer.get();              // optional: accuracy objective
+//   setup.on_record = [&](const CandidateRecord& r) { journal.append(r); };
+//   GenerateResult result = lamda::run_generation(task, proposer, setup, resumed_records);
+//
+// The loop itself keeps no state outside `records`: a search resumed from its journal continues
+// exactly where it stopped (the built-in proposers are functions of seed and records).
+// Needs LAMDA_WITH_LATENCY (the latency model); measuring needs LAMDA_WITH_XNNPACK.
+#ifndef LAMDA_SEARCH_LOOP_HPP
+#define LAMDA_SEARCH_LOOP_HPP
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/search/loop.hpp needs LAMDA_WITH_LATENCY (the latency model; CMake: link lamda::latency)"
+#else
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+// ---- begin include/lamda/latency/model.hpp ----
+// lamda/latency/model.hpp: the empirical latency model of a device: lowering a graph into the operators
+// the XNNPACK executor runs, features per operator, a ridge regressor per operator kind fitted
+// with Eigen, a per-model overhead term calibrated on whole models, and the profile file
+// (written with JsonWriter, read with simdjson) that carries samples, fit and a device fingerprint.
+//
+//   lamda::LatencyProfile p = lamda::read_latency_profile("PROFILE.json");  // throws ProfileError
+//   if (auto w = lamda::fingerprint_warning(p.fingerprint, lamda::current_fingerprint(1)); !w.empty())
+//       std::cerr << w << '\n';
+//   lamda::LatencyPrediction r = p.model.predict(graph);   // r.total_ms, r.per_layer_ms
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (needs Eigen, include path /usr/include/eigen3,
+// and simdjson, link -lsimdjson). Prediction needs nothing else; measuring (latency/profiler.hpp)
+// also needs LAMDA_WITH_XNNPACK.
+#ifndef LAMDA_LATENCY_MODEL_HPP
+#define LAMDA_LATENCY_MODEL_HPP
+
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/latency/model.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
+#else
+
+#include <Eigen/Dense>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/detail/json_read.hpp ----
+// lamda/detail/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
+// simdjson's DOM, with error messages that name the file and the field path:
+//
+//   FILE: error: WHAT: FIELD.PATH: PROBLEM
+//   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
+//
+//   lamda::JsonReader<MyError> r("tasks/x.json", "task");
+//   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
+//   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
+// are there; this header needs simdjson, link -lsimdjson).
+#ifndef LAMDA_DETAIL_JSON_READ_HPP
+#define LAMDA_DETAIL_JSON_READ_HPP
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/detail/json_read.hpp needs LAMDA_WITH_LATENCY (simdjson; CMake: link lamda::latency)"
+#else
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// `Error` is the exception type thrown (constructible from a std::string), so that each file
+// kind keeps its own (ProfileError, TaskError, JournalError).
+template <class Error>
+struct JsonReader {
+    using element = simdjson::dom::element;
+
+    std::string where;  // the file name (optionally with ":LINE") that starts every message
+    std::string what;   // what is being read: "task", "malformed latency profile", ...
+
+    JsonReader(std::string where_, std::string what_) : where(std::move(where_)), what(std::move(what_)) {}
+
+    // "a.b" from ("a", "b"); the top level is "".
+    static std::string join(const std::string& path, std::string_view key) {
+        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    }
+    static std::string index(const std::string& path, std::size_t i) {
+        return path + "[" + std::to_string(i) + "]";
+    }
+
+    [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+        throw Error(where + ": error: " + what + ": " + (field.empty() ? "(top level)" : field) + ": " + problem);
+    }
+
+    // Parses `text` (which `padded` holds) into `parser`'s document; a syntax error names the
+    // JSON problem. The element lives as long as the parser and is not changed by later calls.
+    element parse(simdjson::dom::parser& parser, const simdjson::padded_string& padded) const {
+        element doc;
+        if (const auto err = parser.parse(padded).get(doc))
+            throw Error(where + ": error: " + what + ": not valid JSON (" + simdjson::error_message(err) + ")");
+        return doc;
+    }
+
+    simdjson::dom::object obj(const element& e, const std::string& path) const {
+        simdjson::dom::object o;
+        if (e.get_object().get(o)) fail(path, "expected an object");
+        return o;
+    }
+    // The member `key` of the object `obj` (at `path`); missing is an error.
+    element at(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e)) fail(join(path, key), "missing");
+        return e;
+    }
+    bool has(const element& obj_, std::string_view key) const {
+        simdjson::dom::object o;
+        if (obj_.get_object().get(o)) return false;
+        element e;
+        return !o[key].get(e);
+    }
+    // The member `key`, or nothing when it is absent or null.
+    std::optional<element> maybe(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e) || e.is_null()) return std::nullopt;
+        return e;
+    }
+
+    double num(const element& e, const std::string& path) const {
+        double d = 0;
+        if (e.is_double()) {
+            if (e.get_double().get(d)) fail(path, "expected a number");
+        } else if (e.is_int64()) {
+            std::int64_t i = 0;
+            if (e.get_int64().get(i)) fail(path, "expected a number");
+            d = static_cast<double>(i);
+        } else if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a number");
+            d = static_cast<double>(u);
+        } else {
+            fail(path, "expected a number");
+        }
+        if (!std::isfinite(d)) fail(path, "not a finite number");
+        return d;
+    }
+    // An integer in lo..hi. A number with a fraction, or a string, is an error; an integral
+    // number written with an exponent (1e5) is accepted.
+    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
+        std::int64_t i = 0;
+        if (e.is_int64()) {
+            if (e.get_int64().get(i)) fail(path, "expected an integer");
+        } else if (e.is_uint64()) {
+            fail(path, "too large (outside " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+        } else if (e.is_double()) {
+            double d = 0;
+            if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
+                fail(path, "expected an integer");
+            if (!(d >= -9.0e15 && d <= 9.0e15))
+                fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+            i = static_cast<std::int64_t>(d);
+        } else {
+            fail(path, "expected an integer");
+        }
+        if (i < lo || i > hi)
+            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return i;
+    }
+    std::uint64_t uinteger(const element& e, const std::string& path) const {
+        if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a non-negative integer");
+            return u;
+        }
+        std::int64_t i = 0;
+        if (!e.is_int64() || e.get_int64().get(i) || i < 0) fail(path, "expected a non-negative integer");
+        return static_cast<std::uint64_t>(i);
+    }
+    bool boolean(const element& e, const std::string& path) const {
+        bool b = false;
+        if (e.get_bool().get(b)) fail(path, "expected true or false");
+        return b;
+    }
+    std::string str(const element& e, const std::string& path) const {
+        std::string_view s;
+        if (e.get_string().get(s)) fail(path, "expected a string");
+        return std::string(s);
+    }
+    simdjson::dom::array arr(const element& e, const std::string& path) const {
+        simdjson::dom::array a;
+        if (e.get_array().get(a)) fail(path, "expected an array");
+        return a;
+    }
+    std::vector<double> doubles(const element& e, const std::string& path) const {
+        std::vector<double> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(num(x, index(path, i++)));
+        return v;
+    }
+    std::vector<std::string> strings(const element& e, const std::string& path) const {
+        std::vector<std::string> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(str(x, index(path, i++)));
+        return v;
+    }
+
+    // Every member of the object at `path` must be one of `allowed`, once: an unknown key is an
+    // error with a did-you-mean hint, a repeated key an error too.
+    void only_keys(const element& obj_, const std::string& path, std::initializer_list<std::string_view> allowed) const {
+        std::vector<std::string_view> seen;
+        for (auto member : obj(obj_, path)) {
+            const std::string_view key = member.key;
+            bool known = false;
+            for (std::string_view a : allowed) known = known || a == key;
+            if (!known) {
+                std::string problem = "unknown key";
+                const std::string hint = closest_match(key, allowed);
+                if (!hint.empty()) {
+                    problem += "; did you mean '" + hint + "'?";
+                } else {
+                    problem += " (expected ";
+                    bool first = true;
+                    for (std::string_view a : allowed) {
+                        problem += (first ? "" : ", ") + std::string(a);
+                        first = false;
+                    }
+                    problem += ")";
+                }
+                fail(join(path, key), problem);
+            }
+            for (std::string_view s : seen)
+                if (s == key) fail(join(path, key), "appears twice");
+            seen.push_back(key);
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_DETAIL_JSON_READ_HPP
+// ---- end include/lamda/detail/json_read.hpp ----
+
+// The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
+// build system may pass the package version (Debian 12 ships this snapshot).
+#ifndef LAMDA_XNNPACK_VERSION
+#define LAMDA_XNNPACK_VERSION "0.0~git20220216.ae108ef"
+#endif
+
+namespace lamda {
+
+// ---------------------------------------------------------------------------------------------
+// Lowering: the operators the executor runs, one unit of prediction each
+// ---------------------------------------------------------------------------------------------
+
+// One kind per family of XNNPACK operators with its own cost behaviour.
+enum class PrimKind : std::uint8_t {
+    Conv,           // convolution2d (GEMM / IGEMM), groups >= 1; dwconv with multiplier > 1
+    Depthwise,      // dwconv with multiplier 1 and at most 25 taps (XNNPACK's depthwise kernels)
+    DepthwiseLarge, // dwconv with multiplier 1 and more than 25 taps (e.g. 7x7): a generic path
+    FullyConnected,
+    MaxPool,
+    AvgPool,
+    GlobalAvgPool,
+    Add,            // an add layer with n inputs (n-1 add_nd operators)
+    Mul,            // multiply_nd of two same-shaped values
+    MulBroadcast,   // multiply_nd of HxWxC by 1x1xC (squeeze-excitation)
+    Concat,         // one strided copy per input
+    Clamp,          // standalone relu / relu6
+    HardSwish,
+    Sigmoid,
+    HardSigmoid,    // add_nd + multiply_nd when not folded into weights
+    Softmax,
+    ChannelAffine,  // a standalone batchnorm (1x1 depthwise convolution)
+    StridedCopy,    // 1x1 pooling, a plain loop
+    ConvNarrow,     // convolution of a single input channel (a stem on a grey image): ~2x per MAC
+};
+
+inline constexpr std::size_t prim_kind_count = 19;
+
+inline constexpr std::array<PrimKind, prim_kind_count> all_prim_kinds{
+    PrimKind::Conv,      PrimKind::Depthwise, PrimKind::DepthwiseLarge, PrimKind::FullyConnected, PrimKind::MaxPool,
+    PrimKind::AvgPool,   PrimKind::GlobalAvgPool, PrimKind::Add,        PrimKind::Mul, PrimKind::MulBroadcast,
+    PrimKind::Concat,    PrimKind::Clamp,     PrimKind::HardSwish,      PrimKind::Sigmoid,
+    PrimKind::HardSigmoid, PrimKind::Softmax, PrimKind::ChannelAffine,  PrimKind::StridedCopy,
+    PrimKind::ConvNarrow};
+
+inline constexpr std::string_view prim_kind_name(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::Conv: return "conv";
+    case PrimKind::Depthwise: return "depthwise";
+    case PrimKind::DepthwiseLarge: return "depthwise_large";
+    case PrimKind::FullyConnected: return "fc";
+    case PrimKind::MaxPool: return "maxpool";
+    case PrimKind::AvgPool: return "avgpool";
+    case PrimKind::GlobalAvgPool: return "gap";
+    case PrimKind::Add: return "add";
+    case PrimKind::Mul: return "mul";
+    case PrimKind::MulBroadcast: return "mul_broadcast";
+    case PrimKind::Concat: return "concat";
+    case PrimKind::Clamp: return "clamp";
+    case PrimKind::HardSwish: return "hardswish";
+    case PrimKind::Sigmoid: return "sigmoid";
+    case PrimKind::HardSigmoid: return "hardsigmoid";
+    case PrimKind::Softmax: return "softmax";
+    case PrimKind::ChannelAffine: return "channel_affine";
+    case PrimKind::StridedCopy: return "strided_copy";
+    case PrimKind::ConvNarrow: return "conv_narrow";
+    }
+    return "?";
+}
+
+inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
+    for (PrimKind k : all_prim_kinds)
+        if (prim_kind_name(k) == s) {
+            out = k;
+            return true;
+        }
+    return false;
+}
+
+// One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
+// Field meaning per kind:
+//   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
+//     (depthwise: groups = ic, n = multiplier)
+//   fc: ic = input elements, oc = outputs
+//   add/concat: n = number of inputs; concat: ic = smallest input's channels
+//   mul: n = 1 when the second operand is broadcast (1x1xC)
+//   elementwise kinds: output shape oh x ow x oc
+struct PrimOp {
+    PrimKind kind = PrimKind::Clamp;
+    int layer = -1;  // the graph layer it is timed under
+    std::int32_t ih = 1, iw = 1, ic = 1, oh = 1, ow = 1, oc = 1;
+    std::int32_t kh = 1, kw = 1, sh = 1, sw = 1, groups = 1, n = 1;
+};
+
+namespace latency_detail {
+
+inline std::int32_t i32(std::int64_t v) noexcept {
+    return static_cast<std::int32_t>(std::clamp<std::int64_t>(v, 1, std::int64_t{1} << 30));
+}
+
+inline void push_activation(std::vector<PrimOp>& out, int layer, Activation a, const Shape& s) {
+    PrimOp p;
+    p.layer = layer;
+    p.oh = p.ih = i32(s.h);
+    p.ow = p.iw = i32(s.w);
+    p.oc = p.ic = i32(s.c);
+    switch (a) {
+    case Activation::Relu:
+    case Activation::Relu6: p.kind = PrimKind::Clamp; break;
+    case Activation::HardSwish: p.kind = PrimKind::HardSwish; break;
+    case Activation::Sigmoid: p.kind = PrimKind::Sigmoid; break;
+    case Activation::HardSigmoid: p.kind = PrimKind::HardSigmoid; break;
+    case Activation::None: return;
+    }
+    out.push_back(p);
+}
+
+}  // namespace latency_detail
+
+// The operators the XNNPACK executor runs for `g` (shapes inferred), in order, each tagged with
+// the layer it is timed under. Mirrors XnnExecutor::build through plan_fusion.
+inline void lower_for_latency(const Graph& g, const FusionPlan& plan, std::vector<PrimOp>& out) {
+    using latency_detail::i32;
+    out.clear();
+    const std::size_t n = g.layers.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (plan.absorbed_by[i] >= 0) continue;
+        const Layer& l = g.layers[i];
+        const int idx = static_cast<int>(i);
+        const Shape in = l.inputs.empty() ? l.shape : g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Shape os = g.layers[static_cast<std::size_t>(plan.tail[i])].shape;
+        PrimOp p;
+        p.layer = idx;
+        p.ih = i32(in.h);
+        p.iw = i32(in.w);
+        p.ic = i32(in.c);
+        p.oh = i32(os.h);
+        p.ow = i32(os.w);
+        p.oc = i32(os.c);
+        const Activation a = plan.act[i];
+        switch (l.op) {
+        case OpKind::Input:
+        case OpKind::Flatten:
+        case OpKind::Dropout: break;
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d:
+        case OpKind::FullyConnected:
+        case OpKind::BatchNorm: {
+            if (l.op == OpKind::FullyConnected) {
+                p.kind = PrimKind::FullyConnected;
+                p.ic = i32(in.elements());
+                p.ih = p.iw = p.oh = p.ow = 1;
+                p.oc = i32(l.out_channels);
+            } else if (l.op == OpKind::BatchNorm) {
+                p.kind = PrimKind::ChannelAffine;
+            } else {
+                p.kh = l.kernel_h;
+                p.kw = l.kernel_w;
+                p.sh = l.stride_h;
+                p.sw = l.stride_w;
+                if (l.op == OpKind::Conv2d) {
+                    p.groups = std::max(1, l.groups);
+                    p.kind = p.groups == 1 && p.ic == 1 ? PrimKind::ConvNarrow : PrimKind::Conv;
+                } else {
+                    p.groups = p.ic;
+                    p.n = l.multiplier;
+                    p.kind = l.multiplier != 1                       ? PrimKind::Conv
+                             : std::int64_t{l.kernel_h} * l.kernel_w > 25 ? PrimKind::DepthwiseLarge
+                                                                          : PrimKind::Depthwise;
+                }
+            }
+            out.push_back(p);
+            const bool clamp_fused =
+                a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+            if (!clamp_fused) latency_detail::push_activation(out, idx, a, os);
+            break;
+        }
+        case OpKind::MaxPool:
+        case OpKind::AvgPool:
+            p.kh = l.kernel_h;
+            p.kw = l.kernel_w;
+            p.sh = l.stride_h;
+            p.sw = l.stride_w;
+            p.kind = (l.kernel_h == 1 && l.kernel_w == 1)
+                         ? PrimKind::StridedCopy
+                         : (l.op == OpKind::MaxPool ? PrimKind::MaxPool : PrimKind::AvgPool);
+            out.push_back(p);
+            break;
+        case OpKind::GlobalAvgPool:
+            p.kind = PrimKind::GlobalAvgPool;
+            out.push_back(p);
+            break;
+        case OpKind::Add: {
+            p.kind = PrimKind::Add;
+            p.n = static_cast<std::int32_t>(l.inputs.size());
+            out.push_back(p);
+            if (a != Activation::Relu && a != Activation::Relu6)
+                latency_detail::push_activation(out, idx, a, os);
+            break;
+        }
+        case OpKind::Concat: {
+            p.kind = PrimKind::Concat;
+            p.n = static_cast<std::int32_t>(l.inputs.size());
+            std::int64_t cmin = os.c;
+            for (int k : l.inputs) cmin = std::min(cmin, g.layers[static_cast<std::size_t>(k)].shape.c);
+            p.ic = i32(cmin);
+            out.push_back(p);
+            break;
+        }
+        case OpKind::Mul: {
+            p.kind = PrimKind::Mul;
+            const Shape b = l.inputs.size() > 1 ? g.layers[static_cast<std::size_t>(l.inputs[1])].shape : in;
+            p.n = (b.h == 1 && b.w == 1 && (os.h > 1 || os.w > 1)) ? 1 : 0;
+            if (p.n == 1) p.kind = PrimKind::MulBroadcast;
+            out.push_back(p);
+            break;
+        }
+        case OpKind::Relu:
+        case OpKind::Relu6:
+        case OpKind::HardSwish:
+        case OpKind::HardSigmoid:
+        case OpKind::Sigmoid:
+            latency_detail::push_activation(out, idx, activation_of_layer(l.op), os);
+            break;
+        case OpKind::Softmax:
+            p.kind = PrimKind::Softmax;
+            out.push_back(p);
+            break;
+        }
+    }
+}
+
+inline std::vector<PrimOp> lower_for_latency(const Graph& g) {
+    std::vector<PrimOp> out;
+    lower_for_latency(g, plan_fusion(g), out);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Features
+// ---------------------------------------------------------------------------------------------
+// Latency is modelled as a sum of costs, linear in the coefficients (roofline-style terms):
+// a fixed cost per operator (the intercept), compute terms (MACs as the microkernels tile them:
+// output channels rounded up to the 16-wide register tile, output pixels to the 7-row tile),
+// per-pixel and per-group overheads (indirection, small channel counts), and memory terms with
+// hinges where the working set leaves the L2 and L3 caches. Fitted on relative error, so small
+// and large operators count alike. Features are in units of 1e6 (MACs, bytes, elements) so
+// that coefficients read as ms per million.
+
+inline constexpr int max_features = 24;
+
+// Where an operator runs. A probe runs alone (in_model = 0): its input was just written, its
+// weights were evicted from L2 by a 4 MiB sweep. Inside a whole model (in_model = 1) an
+// operator pays a per-operator cost of its own and finds its data as cold as the rest of the
+// model makes it: between two runs of the operator, everything else the model touches (its
+// footprint, weights and every operator's output, less the operator's own weights, input and
+// output) passes through the caches. `cold_l2` rises from 0 to 1 as that grows from 1 to 4 MiB
+// (leaving this core's L2), `cold_l3` from 8 to 32 MiB (leaving the shared L3). The context
+// terms of op_features let each kind's regressor learn these shifts from operators timed
+// inside the calibration models.
+struct OpContext {
+    double in_model = 0;
+    double footprint_bytes = 0;  // the model's weights and outputs
+    double large = 0;  // log2(footprint / 2 MiB) / 5 in [0, 1]: the calibration's footprint term
+};
+
+// How cold operator p's data is in context `ctx`: {cold_l2, cold_l3}, each in [0, 1].
+inline std::pair<double, double> context_cold(const OpContext& ctx, double own_bytes) noexcept {
+    const double other = std::max(0.0, ctx.footprint_bytes - own_bytes) / double(1 << 20);
+    return {other > 1 ? std::min(1.0, std::log2(other) / 2.0) : 0.0,
+            other > 8 ? std::min(1.0, std::log2(other / 8.0) / 2.0) : 0.0};
+}
+
+struct OpFeatures {
+    int n = 0;
+    std::array<double, max_features> x{};
+    void add(double v) noexcept {
+        if (n < max_features) x[static_cast<std::size_t>(n++)] = v;
+    }
+};
+
+namespace latency_detail {
+inline double round_up(double v, double tile) noexcept { return std::ceil(std::max(v, 1.0) / tile) * tile; }
+inline double hinge(double v, double knot) noexcept { return std::max(0.0, v - knot); }
+// Bytes as memory terms: the amount, and what lies beyond 1 MiB (L2) and 16 MiB (L3 share).
+inline void memory_terms(OpFeatures& f, double bytes) {
+    const double mb = bytes / 1e6;
+    f.add(mb);
+    f.add(hinge(mb, 1.0));
+    f.add(hinge(mb, 16.0));
+}
+}  // namespace latency_detail
+
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
+inline double op_weight_bytes(const PrimOp& p) noexcept {
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    default: return 0.0;
+    }
+}
+
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+    using latency_detail::hinge;
+    using latency_detail::memory_terms;
+    using latency_detail::round_up;
+    OpFeatures f;
+    const double M = 1e-6;
+    const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
+    const double out_el = out_px * p.oc, in_el = in_px * p.ic;
+    const double taps = double(p.kh) * p.kw;
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        const double gn = double(p.oc) / g, gk = taps * p.ic / g;
+        const double macs = out_px * gn * gk * g;
+        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        const double wbytes = 4.0 * gn * gk * g;
+        const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
+        f.add(M * macs);
+        f.add(M * tiled);
+        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * out_px * g);                           // per pixel and group
+        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
+        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
+        f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
+        f.add(M * g);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        f.add(M * wbytes);
+        break;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: {
+        const double c16 = round_up(p.oc, 16);
+        f.add(M * out_el * taps);
+        f.add(M * out_px * c16 * taps);
+        f.add(M * out_px * taps);
+        f.add(M * out_px);
+        f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
+        f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
+        f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
+        memory_terms(f, 4.0 * (in_el + out_el));
+        f.add(M * p.oc * taps);
+        break;
+    }
+    case PrimKind::FullyConnected: {
+        const double w = double(p.ic) * p.oc;
+        f.add(M * w);
+        f.add(M * double(p.ic) * round_up(p.oc, 16));
+        f.add(hinge(4 * M * w, 1.0));
+        f.add(hinge(4 * M * w, 16.0));
+        f.add(M * p.oc);
+        f.add(M * p.ic);
+        break;
+    }
+    case PrimKind::MaxPool:
+    case PrimKind::AvgPool:
+        f.add(M * out_el * taps);
+        f.add(M * out_px * round_up(p.oc, 16) * taps);
+        f.add(M * out_px * taps);
+        f.add(M * out_px);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        break;
+    case PrimKind::GlobalAvgPool:
+        f.add(M * in_el);
+        f.add(M * p.ic);
+        f.add(M * in_px);
+        memory_terms(f, 4.0 * in_el);
+        break;
+    case PrimKind::Add:
+        f.add(M * out_el * (p.n - 1));
+        f.add(double(p.n - 1));
+        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        break;
+    case PrimKind::Mul:
+        f.add(M * out_el);
+        memory_terms(f, 12.0 * out_el);
+        break;
+    case PrimKind::MulBroadcast:
+        f.add(M * out_el);
+        f.add(M * out_px);                                  // one broadcast row per pixel
+        f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
+        f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
+        f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Concat:
+        f.add(M * out_el);
+        f.add(M * out_px * p.n);        // one row copy per pixel and input
+        f.add(double(p.n));
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Softmax:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::StridedCopy:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        break;
+    case PrimKind::HardSigmoid:
+        f.add(M * out_el);
+        f.add(1.0);  // two operators
+        memory_terms(f, 16.0 * out_el);
+        break;
+    case PrimKind::ChannelAffine:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Clamp:
+    case PrimKind::HardSwish:
+    case PrimKind::Sigmoid:
+        f.add(M * out_el);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    }
+    // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
+    // the cost of finding the weights and activations colder as the model's footprint grows.
+    const double work = f.x[0];
+    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wb = M * wbytes, ab = M * abytes;
+    const auto [cold_l2, cold_l3] =
+        ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
+    f.add(ctx.in_model);
+    f.add(ctx.in_model * work);
+    f.add(cold_l2);
+    f.add(cold_l2 * work);
+    f.add(cold_l2 * wb);
+    f.add(cold_l2 * ab);
+    f.add(cold_l3 * work);
+    f.add(cold_l3 * wb);
+    return f;
+}
+
+// The context of every operator of a model (lowered ops): in a model, with the model's
+// footprint deciding how cold its data is: its weights and the executor's activation buffers
+// (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
+// that is unknown (< 0: a calibration model of an older profile), every operator's output.
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+    double bytes = 0;
+    for (const PrimOp& p : ops)
+        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+    if (activation_bytes >= 0) bytes += activation_bytes;
+    const double mib = bytes / double(1 << 20);
+    OpContext c;
+    c.in_model = 1;
+    c.footprint_bytes = bytes;
+    c.large = mib > 2 ? std::clamp(std::log2(mib / 2.0) / 5.0, 0.0, 1.0) : 0.0;
+    return c;
+}
+
+// Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse).
+inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
+    return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
+}
+
+// Number of features of a kind (the same for every operator of that kind).
+inline int feature_count(PrimKind k) {
+    PrimOp p;
+    p.kind = k;
+    return op_features(p).n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ridge regression
+// ---------------------------------------------------------------------------------------------
+
+// y ~ intercept + sum coef_j * (x_j - mean_j) / scale_j, with an L2 penalty `lambda` on coef
+// (the intercept is not penalised).
+struct RidgeModel {
+    double intercept = 0;
+    double lambda = 0;
+    std::vector<double> mean, scale, coef;
+
+    double predict(const double* x) const noexcept {
+        double y = intercept;
+        for (std::size_t j = 0; j < coef.size(); ++j) y += coef[j] * (x[j] - mean[j]) / scale[j];
+        return y;
+    }
+};
+
+// Fits ridge regression of y on the rows of X (optionally weighted).
+inline RidgeModel fit_ridge(const Eigen::MatrixXd& X, const Eigen::VectorXd& y, double lambda,
+                            const Eigen::VectorXd* weights = nullptr) {
+    const Eigen::Index n = X.rows(), d = X.cols();
+    if (n == 0) throw std::invalid_argument("fit_ridge: no samples");
+    if (y.size() != n) throw std::invalid_argument("fit_ridge: X and y disagree in length");
+    Eigen::VectorXd w = weights ? *weights : Eigen::VectorXd::Ones(n);
+    const double wsum = w.sum();
+    RidgeModel m;
+    m.lambda = lambda;
+    m.mean.assign(static_cast<std::size_t>(d), 0.0);
+    m.scale.assign(static_cast<std::size_t>(d), 1.0);
+    Eigen::MatrixXd Z(n, d);
+    for (Eigen::Index j = 0; j < d; ++j) {
+        const double mu = (X.col(j).array() * w.array()).sum() / wsum;
+        const double var = ((X.col(j).array() - mu).square() * w.array()).sum() / wsum;
+        const double sd = var > 1e-18 ? std::sqrt(var) : 1.0;
+        m.mean[static_cast<std::size_t>(j)] = mu;
+        m.scale[static_cast<std::size_t>(j)] = sd;
+        Z.col(j) = (X.col(j).array() - mu) / sd;
+    }
+    const double ymu = (y.array() * w.array()).sum() / wsum;
+    const Eigen::VectorXd yc = y.array() - ymu;
+    const Eigen::MatrixXd Zw = Z.array().colwise() * w.array();
+    Eigen::MatrixXd A = Z.transpose() * Zw;
+    A.diagonal().array() += lambda * wsum;
+    const Eigen::VectorXd b = Zw.transpose() * yc;
+    const Eigen::VectorXd beta = A.ldlt().solve(b);
+    m.coef.assign(beta.data(), beta.data() + d);
+    // Weighted centring makes the intercept the weighted mean of y.
+    m.intercept = ymu;
+    for (double c : m.coef)
+        if (!std::isfinite(c)) throw std::runtime_error("fit_ridge: the fit is not finite");
+    return m;
+}
+
+// Picks lambda from `grid` by k-fold cross-validation (deterministic folds: sample i goes to fold
+// i % k) and refits on everything. `cv_rmse` receives the chosen lambda's CV RMSE.
+// With `weights`, residuals and the RMSE are weighted: sqrt(w_i) * (y_i - prediction_i).
+inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& y,
+                               const std::vector<double>& grid, int folds = 5,
+                               double* cv_rmse = nullptr, Eigen::VectorXd* cv_residuals = nullptr,
+                               const Eigen::VectorXd* weights = nullptr) {
+    const Eigen::VectorXd w = weights ? *weights : Eigen::VectorXd::Ones(X.rows());
+    const Eigen::Index n = X.rows();
+    double best = std::numeric_limits<double>::infinity(), best_lambda = grid.empty() ? 1e-3 : grid[0];
+    Eigen::VectorXd best_res = Eigen::VectorXd::Zero(n);
+    if (n >= 2 * folds && grid.size() > 1) {
+        for (double lambda : grid) {
+            Eigen::VectorXd res(n);
+            for (int f = 0; f < folds; ++f) {
+                std::vector<Eigen::Index> tr, te;
+                for (Eigen::Index i = 0; i < n; ++i) (i % folds == f ? te : tr).push_back(i);
+                Eigen::MatrixXd Xt(static_cast<Eigen::Index>(tr.size()), X.cols());
+                Eigen::VectorXd yt(static_cast<Eigen::Index>(tr.size()));
+                Eigen::VectorXd wt(static_cast<Eigen::Index>(tr.size()));
+                for (std::size_t k = 0; k < tr.size(); ++k) {
+                    Xt.row(static_cast<Eigen::Index>(k)) = X.row(tr[k]);
+                    yt(static_cast<Eigen::Index>(k)) = y(tr[k]);
+                    wt(static_cast<Eigen::Index>(k)) = w(tr[k]);
+                }
+                const RidgeModel m = fit_ridge(Xt, yt, lambda, &wt);
+                for (Eigen::Index i : te) {
+                    const Eigen::VectorXd row = X.row(i).transpose();
+                    res(i) = std::sqrt(w(i)) * (y(i) - m.predict(row.data()));
+                }
+            }
+            const double rmse = std::sqrt(res.squaredNorm() / static_cast<double>(n));
+            if (rmse < best) {
+                best = rmse;
+                best_lambda = lambda;
+                best_res = res;
+            }
+        }
+    }
+    RidgeModel m = fit_ridge(X, y, best_lambda, &w);
+    if (!std::isfinite(best)) {
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const Eigen::VectorXd row = X.row(i).transpose();
+            best_res(i) = std::sqrt(w(i)) * (y(i) - m.predict(row.data()));
+        }
+        best = std::sqrt(best_res.squaredNorm() / static_cast<double>(std::max<Eigen::Index>(n, 1)));
+    }
+    if (cv_rmse) *cv_rmse = best;
+    if (cv_residuals) *cv_residuals = best_res;
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The latency model
+// ---------------------------------------------------------------------------------------------
+
+// One measured operator.
+struct LatencySample {
+    PrimOp op;
+    double ms = 0;
+    OpContext ctx;      // a probe (the default) or an operator timed inside a model
+    double weight = 1;  // relative weight in the fit
+};
+
+// A whole model measured for calibration: its per-kind predicted sums are recomputed at fit time.
+struct CalibrationSample {
+    std::string name;
+    std::string family;
+    std::vector<PrimOp> ops;
+    // Parallel to ops: the time in the model of op i's layer on the layer's first operator (its
+    // own time where it is the layer's only operator), -1 on a layer's further operators, 0 where
+    // not timed. (The ops' `layer` is not stored in the profile: -1 marks the grouping.)
+    std::vector<double> op_ms;
+    double ms = 0;
+    double activation_bytes = -1;  // activation_buffer_bytes of the model; -1: not recorded
+};
+
+struct KindModel {
+    PrimKind kind = PrimKind::Clamp;
+    bool fitted = false;
+    int samples = 0;
+    double cv_rel_rmse = 0;   // cross-validated RMS relative error
+    double floor_ms = 0;      // predictions never go below this (half the fastest sample)
+    // Operators of this kind inside whole models take this factor times what they take alone
+    // (cache state, producers, neighbours): the median ratio over the calibration models.
+    double context_scale = 1;
+    int context_samples = 0;
+    RidgeModel ridge;
+};
+
+// Model latency = b0 + b_ops * operators + sum over groups g of (a_g + a_f * large) * (predicted
+// ms of the operators in group g), `large` the model's footprint term (OpContext). Groups: 0 GEMM-like (conv, fc), 1 depthwise, 2 everything else.
+struct Calibration {
+    std::array<double, 3> scale{1.0, 1.0, 1.0};
+    // Added to every scale in proportion to OpContext::large: a large model's operators run
+    // slower than its operators' context terms alone say.
+    double footprint_scale = 0;
+    double per_op_ms = 0;
+    double constant_ms = 0;
+    int models = 0;
+};
+
+inline int calibration_group(PrimKind k) noexcept {
+    if (k == PrimKind::Conv || k == PrimKind::ConvNarrow || k == PrimKind::FullyConnected) return 0;
+    if (k == PrimKind::Depthwise || k == PrimKind::DepthwiseLarge) return 1;
+    return 2;
+}
+
+struct LatencyPrediction {
+    double total_ms = 0;                 // calibrated whole-model latency
+    double ops_ms = 0;                   // sum of the per-operator predictions (uncalibrated)
+    std::vector<double> per_layer_ms;    // parallel to graph.layers, calibrated scale applied
+    std::vector<PrimOp> ops;             // the operators predicted
+    std::vector<double> per_op_ms;       // parallel to ops, uncalibrated
+};
+
+class LatencyModel {
+public:
+    std::array<KindModel, prim_kind_count> kinds{};
+    Calibration calibration;
+
+    LatencyModel() {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    }
+
+    const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
+    KindModel& kind_model(PrimKind k) { return kinds[static_cast<std::size_t>(k)]; }
+
+    // Predicted milliseconds of one operator in context `ctx` (a model's: model_context(ops)),
+    // before calibration. An operator kind the profile has no samples for predicts a rough
+    // bandwidth figure (and `missing` is set).
+    double predict_op(const PrimOp& p, const OpContext& ctx = {}, bool* missing = nullptr) const {
+        const KindModel& m = kind_model(p.kind);
+        if (!m.fitted) {
+            if (missing) *missing = true;
+            const double bytes = 8.0 * double(p.oh) * p.ow * p.oc;
+            return 0.002 + bytes / 10e9 * 1e3;
+        }
+        return (ctx.in_model > 0 ? m.context_scale : 1.0) * raw_ms(m, p, ctx);
+    }
+
+    // The kind model's regression in context `ctx` (no context factor).
+    static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
+        const OpFeatures f = op_features(p, ctx);
+        return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
+    }
+
+    // Calibrated total from per-operator predictions in context `ctx`.
+    double combine(const std::vector<PrimOp>& ops, const std::vector<double>& op_ms,
+                   const OpContext& ctx) const {
+        std::array<double, 3> sums{0, 0, 0};
+        for (std::size_t i = 0; i < ops.size(); ++i)
+            sums[static_cast<std::size_t>(calibration_group(ops[i].kind))] += op_ms[i];
+        return combine_sums(sums, ops.size(), ctx);
+    }
+    double combine_sums(const std::array<double, 3>& sums, std::size_t ops, const OpContext& ctx) const {
+        double t = calibration.constant_ms + calibration.per_op_ms * static_cast<double>(ops);
+        for (std::size_t g = 0; g < 3; ++g) t += group_scale(g, ctx) * sums[g];
+        return std::max(t, 0.5 * (sums[0] + sums[1] + sums[2]));
+    }
+    double group_scale(std::size_t g, const OpContext& ctx) const {
+        return calibration.scale[g] + calibration.footprint_scale * ctx.large;
+    }
+
+    LatencyPrediction predict(const Graph& g) const {
+        LatencyPrediction r;
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, r.ops);
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(g, plan));
+        r.per_op_ms.resize(r.ops.size());
+        r.per_layer_ms.assign(g.layers.size(), 0.0);
+        for (std::size_t i = 0; i < r.ops.size(); ++i) {
+            const double ms = predict_op(r.ops[i], ctx);
+            r.per_op_ms[i] = ms;
+            r.ops_ms += ms;
+            const double s = group_scale(static_cast<std::size_t>(calibration_group(r.ops[i].kind)), ctx);
+            r.per_layer_ms[static_cast<std::size_t>(r.ops[i].layer)] += s * ms;
+        }
+        r.total_ms = combine(r.ops, r.per_op_ms, ctx);
+        return r;
+    }
+
+    // Only the total; allocates nothing but the lowering scratch passed in.
+    double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, scratch);
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(g, plan));
+        std::array<double, 3> sums{0, 0, 0};
+        for (const PrimOp& p : scratch)
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
+        return combine_sums(sums, scratch.size(), ctx);
+    }
+    double predict_ms(const Graph& g) const {
+        std::vector<PrimOp> scratch;
+        return predict_ms(g, scratch);
+    }
+};
+
+inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2}; }
+
+// Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
+// error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
+// the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
+// cross-validated relative errors of the samples listed in `used`.
+inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
+                                Eigen::VectorXd* cv_residuals = nullptr,
+                                std::vector<std::size_t>* used = nullptr) {
+    KindModel m;
+    m.kind = kind;
+    std::vector<std::size_t> idx;
+    for (std::size_t i = 0; i < samples.size(); ++i)
+        if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
+            idx.push_back(i);
+    if (used) *used = idx;
+    m.samples = static_cast<int>(idx.size());
+    if (idx.size() < 8) return m;
+    const int d = feature_count(kind);
+    const auto n = static_cast<Eigen::Index>(idx.size());
+    Eigen::MatrixXd X(n, d);
+    Eigen::VectorXd y(n), w(n);
+    double fastest = std::numeric_limits<double>::infinity();
+    for (Eigen::Index i = 0; i < n; ++i) {
+        const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
+        const OpFeatures f = op_features(s.op, s.ctx);
+        for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
+        y(i) = s.ms;
+        // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
+        w(i) = std::max(0.0, s.weight) / std::pow(std::max(s.ms, 1e-4), 2);
+        fastest = std::min(fastest, s.ms);
+    }
+    Eigen::VectorXd res;
+    Eigen::VectorXd robust = w;
+    for (int round = 0; round < 3; ++round) {
+        m.ridge = fit_ridge_cv(X, y, default_lambda_grid(), 5, &m.cv_rel_rmse, &res, &robust);
+        if (round == 2) break;
+        // Huber weights: residuals beyond 2.5 MADs count linearly, not quadratically.
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(1e-3, median(a));
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            robust(i) = w(i) * (r > 1 ? 1.0 / r : 1.0);
+        }
+    }
+    m.floor_ms = 0.5 * fastest;
+    m.fitted = true;
+    if (cv_residuals) *cv_residuals = res;
+    return m;
+}
+
+// Fits the calibration from whole-model measurements, minimising relative error with a pull
+// towards the identity (scale 1, no overhead) so that few models cannot produce a wild fit.
+inline Calibration fit_calibration(const LatencyModel& model,
+                                   const std::vector<CalibrationSample>& models,
+                                   double prior_strength = 0.05) {
+    Calibration c;
+    c.models = static_cast<int>(models.size());
+    if (models.empty()) return c;
+    // Unknowns: scale[0..2], per_op_ms, constant_ms, footprint_scale. Rows divided by measured ms.
+    const Eigen::Index n = static_cast<Eigen::Index>(models.size());
+    Eigen::MatrixXd A(n + 6, 6);
+    Eigen::VectorXd b(n + 6);
+    A.setZero();
+    b.setZero();
+    for (Eigen::Index i = 0; i < n; ++i) {
+        const CalibrationSample& s = models[static_cast<std::size_t>(i)];
+        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        std::array<double, 3> sums{0, 0, 0};
+        for (const PrimOp& p : s.ops)
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
+        const double t = std::max(s.ms, 1e-6);
+        for (int g = 0; g < 3; ++g) A(i, g) = sums[static_cast<std::size_t>(g)] / t;
+        A(i, 3) = static_cast<double>(s.ops.size()) / t;
+        A(i, 4) = 1.0 / t;
+        A(i, 5) = ctx.large * (sums[0] + sums[1] + sums[2]) / t;
+        b(i) = 1.0;
+    }
+    // Prior rows: scale_g ~ 1, per_op ~ 0 (in units of 1 us), constant ~ 0 (in units of 10 us).
+    const double w = prior_strength * std::sqrt(static_cast<double>(n));
+    for (int g = 0; g < 3; ++g) {
+        A(n + g, g) = w;
+        b(n + g) = w;
+    }
+    A(n + 3, 3) = w * 1000.0 * 0.2;
+    A(n + 4, 4) = w * 100.0 * 0.2;
+    A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
+    // model timed while another process thrashed the caches cannot pull the fit.
+    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    for (int round = 0; round < 2 && n >= 8; ++round) {
+        const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(0.01, median(a));
+        Eigen::MatrixXd Aw = A;
+        Eigen::VectorXd bw = b;
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            const double sw = r > 1 ? std::sqrt(1.0 / r) : 1.0;
+            Aw.row(i) *= sw;
+            bw(i) *= sw;
+        }
+        x = Aw.colPivHouseholderQr().solve(bw);
+    }
+    for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
+    c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
+    c.constant_ms = std::clamp(x(4), -0.005, 0.5);
+    c.footprint_scale = std::clamp(x(5), -0.5, 1.0);
+    return c;
+}
+
+// The operators of the calibration models as samples in their model's context. op_ms[i] > 0 is
+// operator i's own time, or, for a layer of several operators (a conv and its hardswish), the
+// layer's total on the layer's first operator, followed by -1 on the others: the total is shared
+// in proportion to `model`'s predictions and the parts weigh half. 0 (or any other value that is
+// neither positive nor -1) is an operator not timed.
+inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
+                                                   const std::vector<CalibrationSample>& models,
+                                                   double weight = 1.0) {
+    std::vector<LatencySample> out;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
+            std::size_t e = i + 1;
+            while (e < n && c.op_ms[e] == -1.0) ++e;
+            if (e == i + 1) {
+                out.push_back({c.ops[i], c.op_ms[i], ctx, weight});
+                continue;
+            }
+            double total = 0;
+            std::vector<double> pred;
+            for (std::size_t k = i; k < e; ++k) {
+                pred.push_back(std::max(1e-6, model.predict_op(c.ops[k], ctx)));
+                total += pred.back();
+            }
+            for (std::size_t k = i; k < e; ++k)
+                out.push_back({c.ops[k], c.op_ms[i] * pred[k - i] / total, ctx, 0.5 * weight});
+        }
+    }
+    return out;
+}
+
+// The context factor of each kind: the median of (timed in a model / the regression in that
+// model's context) over the calibration models' operators timed on their own (at least 5, else
+// 1). With the context terms fitted it stays near 1; it catches what they cannot.
+inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
+    std::array<std::vector<double>, prim_kind_count> ratios;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
+            const KindModel& k = m.kind_model(c.ops[i].kind);
+            if (!k.fitted || !(c.op_ms[i] > 0)) continue;
+            const bool alone = i + 1 >= c.op_ms.size() || c.op_ms[i + 1] != -1.0;
+            if (!alone) continue;
+            const double pred = LatencyModel::raw_ms(k, c.ops[i], ctx);
+            if (pred > 0) ratios[static_cast<std::size_t>(c.ops[i].kind)].push_back(std::log(c.op_ms[i] / pred));
+        }
+    }
+    for (std::size_t k = 0; k < prim_kind_count; ++k) {
+        KindModel& km = m.kinds[k];
+        km.context_samples = static_cast<int>(ratios[k].size());
+        km.context_scale = ratios[k].size() >= 5 ? std::clamp(std::exp(median(ratios[k])), 0.25, 4.0) : 1.0;
+    }
+}
+
+// Fits every kind from the probes `samples` together with the operators timed inside the
+// calibration `models` (in their context; a first fit on the probes alone shares the time of
+// multi-operator layers), then the context factors and the calibration.
+inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
+                                      const std::vector<CalibrationSample>& models,
+                                      double in_model_weight = 10.0) {
+    LatencyModel first;
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+    std::vector<LatencySample> all = samples;
+    const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
+    all.insert(all.end(), in_model.begin(), in_model.end());
+    LatencyModel m;
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    fit_context_scales(m, models);
+    m.calibration = fit_calibration(m, models);
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accuracy figures
+// ---------------------------------------------------------------------------------------------
+
+struct AccuracyStats {
+    int n = 0;
+    double within_10pct = 0, within_5pct = 0, within_15pct = 0;  // fractions
+    double mape = 0;       // mean |pred - meas| / meas, in percent
+    double rmse_ms = 0;
+    double max_abs_pct = 0;
+};
+
+inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
+                                    const std::vector<double>& measured) {
+    AccuracyStats s;
+    const std::size_t n = std::min(predicted.size(), measured.size());
+    s.n = static_cast<int>(n);
+    if (n == 0) return s;
+    double se = 0, ape = 0;
+    int w5 = 0, w10 = 0, w15 = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double e = predicted[i] - measured[i];
+        const double rel = measured[i] > 0 ? std::abs(e) / measured[i] : 0.0;
+        se += e * e;
+        ape += rel;
+        w5 += rel <= 0.05;
+        w10 += rel <= 0.10;
+        w15 += rel <= 0.15;
+        s.max_abs_pct = std::max(s.max_abs_pct, 100 * rel);
+    }
+    const double dn = static_cast<double>(n);
+    s.within_5pct = w5 / dn;
+    s.within_10pct = w10 / dn;
+    s.within_15pct = w15 / dn;
+    s.mape = 100 * ape / dn;
+    s.rmse_ms = std::sqrt(se / dn);
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fingerprint and profile file
+// ---------------------------------------------------------------------------------------------
+
+struct DeviceFingerprint {
+    std::string cpu_model;
+    std::string architecture;
+    std::string xnnpack_isa;
+    std::string xnnpack_version;
+    std::string lamda_version;
+    int threads = 1;
+    friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
+        return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
+               a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
+               a.lamda_version == b.lamda_version && a.threads == b.threads;
+    }
+};
+
+inline DeviceFingerprint current_fingerprint(int threads) {
+    const DeviceInfo info = describe_device();
+    DeviceFingerprint f;
+    f.cpu_model = info.cpu_model;
+    f.architecture = info.architecture;
+    f.xnnpack_isa = info.xnnpack_isa;
+    f.xnnpack_version = LAMDA_XNNPACK_VERSION;
+    f.lamda_version = version_string;
+    f.threads = threads;
+    return f;
+}
+
+// Empty when the fingerprints agree; otherwise one warning naming every difference.
+inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
+    std::string diffs;
+    auto cmp = [&diffs](const char* what, const std::string& a, const std::string& b) {
+        if (a != b) diffs += std::string("\n  ") + what + ": profile '" + a + "', here '" + b + "'";
+    };
+    cmp("cpu_model", profile.cpu_model, here.cpu_model);
+    cmp("architecture", profile.architecture, here.architecture);
+    cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
+    cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
+    cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
+    if (diffs.empty()) return {};
+    return "warning: the latency profile was measured on a different device or setup; its "
+           "predictions may not hold here:" + diffs;
+}
+
+inline constexpr std::string_view profile_format_name = "lamda-latency-profile";
+inline constexpr int profile_format_version = 2;
+
+struct LatencyProfile {
+    DeviceFingerprint fingerprint;
+    double budget_s = 0;      // the profiling budget it was made with
+    double elapsed_s = 0;     // how long profiling took
+    double load_average = -1; // 1-minute load average when profiling started (-1: unknown)
+    std::int64_t calibration_seed = -1;  // seed the calibration models were drawn with (-1: none)
+    std::vector<LatencySample> samples;
+    std::vector<CalibrationSample> calibration;
+    LatencyModel model;
+};
+
+class ProfileError : public Exception {
+public:
+    using Exception::Exception;
+};
+
+namespace latency_detail {
+
+inline void write_op(JsonWriter& j, const PrimOp& p) {
+    j.begin_array()
+        .value(std::string_view(prim_kind_name(p.kind)))
+        .value(p.ih).value(p.iw).value(p.ic)
+        .value(p.oh).value(p.ow).value(p.oc)
+        .value(p.kh).value(p.kw).value(p.sh).value(p.sw)
+        .value(p.groups).value(p.n)
+        .end_array();
+}
+
+inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
+    j.begin_array();
+    for (double d : v) j.value(d);
+    j.end_array();
+}
+
+}  // namespace latency_detail
+
+// The profile as JSON text (one line).
+inline std::string latency_profile_json(const LatencyProfile& p) {
+    using latency_detail::write_doubles;
+    using latency_detail::write_op;
+    JsonWriter j;
+    j.begin_object()
+        .field("format", profile_format_name)
+        .field("version", profile_format_version)
+        .key("fingerprint")
+        .begin_object()
+        .field("cpu_model", p.fingerprint.cpu_model)
+        .field("architecture", p.fingerprint.architecture)
+        .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
+        .field("xnnpack_version", p.fingerprint.xnnpack_version)
+        .field("lamda_version", p.fingerprint.lamda_version)
+        .field("threads", p.fingerprint.threads)
+        .end_object()
+        .field("budget_s", p.budget_s)
+        .field("elapsed_s", p.elapsed_s)
+        .field("load_average", p.load_average)
+        .field("calibration_seed", p.calibration_seed);
+    j.key("op_fields").begin_array();
+    for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
+        j.value(f);
+    j.end_array();
+    j.key("samples").begin_array();
+    for (const LatencySample& s : p.samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : p.calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : p.model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = p.model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object().end_object();
+    return j.str();
+}
+
+inline void write_latency_profile(const std::string& path, const LatencyProfile& p) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << latency_profile_json(p) << '\n';
+    if (!out.flush()) throw ProfileError(path + ": error: cannot write the profile");
+}
+
+namespace latency_detail {
+
+using simdjson::dom::element;
+
+// detail/json_read.hpp's reader, plus the profile's operator records.
+struct Reader : JsonReader<ProfileError> {
+    explicit Reader(const std::string& where_) : JsonReader<ProfileError>(where_, "malformed latency profile") {}
+
+    PrimOp op(const element& e, const std::string& path) const {
+        const simdjson::dom::array a = arr(e, path);
+        if (a.size() != 13) fail(path, "expected 13 fields (kind, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, groups, n)");
+        PrimOp p;
+        std::size_t i = 0;
+        std::array<std::int32_t, 12> v{};
+        for (element x : a) {
+            const std::string sub = path + "[" + std::to_string(i) + "]";
+            if (i == 0) {
+                if (!parse_prim_kind(str(x, sub), p.kind)) fail(sub, "unknown operator kind");
+            } else {
+                v[i - 1] = static_cast<std::int32_t>(integer(x, sub, i == 12 ? 0 : 1, std::int64_t{1} << 30));
+            }
+            ++i;
+        }
+        p.ih = v[0]; p.iw = v[1]; p.ic = v[2]; p.oh = v[3]; p.ow = v[4]; p.oc = v[5];
+        p.kh = v[6]; p.kw = v[7]; p.sh = v[8]; p.sw = v[9]; p.groups = v[10]; p.n = v[11];
+        return p;
+    }
+};
+
+}  // namespace latency_detail
+
+// Parses profile text. Throws ProfileError naming the field for malformed, truncated or
+// wrong-version input.
+inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
+    latency_detail::Reader r(where);
+    simdjson::dom::parser parser;
+    simdjson::padded_string padded(text);
+    simdjson::dom::element doc;
+    if (const auto err = parser.parse(padded).get(doc))
+        throw ProfileError(where + ": error: the latency profile is not valid JSON (" +
+                           simdjson::error_message(err) + "); is the file truncated?");
+    LatencyProfile p;
+    if (!doc.is_object()) r.fail("(top level)", "expected an object");
+    const std::string format = r.str(r.at(doc, "format", ""), "format");
+    if (format != profile_format_name)
+        r.fail("format", "'" + format + "' is not '" + std::string(profile_format_name) + "'");
+    const std::int64_t version = r.integer(r.at(doc, "version", ""), "version", 0, 1 << 30);
+    if (version != profile_format_version)
+        throw ProfileError(where + ": error: latency profile version " + std::to_string(version) +
+                           " is not supported (this lamda reads version " +
+                           std::to_string(profile_format_version) + "); re-run `lamda profile`");
+    const auto fp = r.at(doc, "fingerprint", "");
+    p.fingerprint.cpu_model = r.str(r.at(fp, "cpu_model", "fingerprint"), "fingerprint.cpu_model");
+    p.fingerprint.architecture = r.str(r.at(fp, "architecture", "fingerprint"), "fingerprint.architecture");
+    p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
+    p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
+    p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
+    p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
+    if (r.has(doc, "load_average")) {
+        const auto la = r.at(doc, "load_average", "");
+        p.load_average = la.is_null() ? -1 : r.num(la, "load_average");
+    }
+    if (r.has(doc, "calibration_seed"))
+        p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
+                                       std::numeric_limits<std::int64_t>::max());
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
+            const std::string path = "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            p.samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
+            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            p.calibration.push_back(std::move(c));
+        }
+    }
+    const auto model = r.at(doc, "model", "");
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
+            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = p.model.kind_model(kind);
+            k.kind = kind;
+            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(model, "calibration", "model");
+        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
+        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
+        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
+        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
+        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
+        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+    }
+    return p;
+}
+
+inline LatencyProfile read_latency_profile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ProfileError(path + ": error: cannot open the latency profile");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw ProfileError(path + ": error: cannot read the latency profile");
+    const std::string text = ss.str();
+    if (text.size() > (std::size_t{256} << 20))
+        throw ProfileError(path + ": error: the latency profile is larger than 256 MiB");
+    return parse_latency_profile(text, path);
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_LATENCY_MODEL_HPP
+// ---- end include/lamda/latency/model.hpp ----
+#if defined(LAMDA_WITH_XNNPACK)
+#endif
+
+namespace lamda {
+
+// A measured latency and where it went.
+struct Measurement {
+    double median_ms = 0;
+    std::vector<LayerCost> per_layer;  // may be empty
+};
+
+struct GenerateSetup {
+    const LatencyModel* latency = nullptr;                     // null: no prediction
+    std::function<Measurement(const Graph&)> measure;          // empty: no measurement
+    Trainer* trainer = nullptr;                                // null: no accuracy
+    std::function<void(const CandidateRecord&)> on_record;     // journal; called before the next step
+    std::function<void(const CandidateRecord&, const std::vector<CandidateRecord>&)> on_progress;
+    // A candidate predicted above budget x this is rejected without being run. The margin covers
+    // the latency model's error (docs/latency.md: ~95% of models within +-10%).
+    double predicted_reject_factor = 1.2;
+    // Proxy training (a subset, two epochs) underestimates what full training reaches by about
+    // 10 points on Fashion-MNIST (docs/generate.md), so a proxy accuracy is only "below
+    // min_accuracy" when it is this far below; min_accuracy itself is checked on candidates
+    // trained in full after the search.
+    double proxy_accuracy_slack = 0.15;
+    int top_layers = 5;             // most expensive layers kept per record
+    int max_duplicates_in_row = 50; // the proposer "has nothing new" after this many repeats
+    std::function<bool()> should_stop;  // polled between candidates (e.g. SIGINT)
+};
+
+// Seconds spent per step of the loop, summed over candidates.
+struct StageSeconds {
+    double propose = 0, validate = 0, predict = 0, measure = 0, train = 0;
+};
+
+struct GenerateResult {
+    std::vector<CandidateRecord> records;  // resumed ones first
+    int resumed = 0;                       // records that came from the journal
+    int duplicates = 0;                    // proposals skipped as repeats
+    std::string stop_reason;               // "max_candidates", "max_seconds", "exhausted", "stopped"
+    double elapsed_s = 0;                  // search time, across resumes
+    StageSeconds stage_seconds;            // where this run's time went (resumed runs not included)
+};
+
+namespace generate_detail {
+
+inline std::string ms_text(double ms) {
+    std::ostringstream o;
+    o.precision(ms < 0.1 ? 3 : 4);
+    o << ms << " ms";
+    return o.str();
+}
+
+inline std::string percent_text(double share) {
+    return std::to_string(static_cast<int>(share * 100.0 + 0.5)) + "%";
+}
+
+inline std::string cost_list(const std::vector<LayerCost>& layers, std::size_t n = 3) {
+    std::string s;
+    for (std::size_t i = 0; i < layers.size() && i < n; ++i)
+        s += (i ? ", " : "") + layers[i].name + " " + percent_text(layers[i].share);
+    return s;
+}
+
+// The `n` most expensive layers of per-layer milliseconds (parallel to g.layers).
+inline std::vector<LayerCost> top_costs(const Graph& g, const std::vector<double>& ms, int n) {
+    double total = 0;
+    for (double x : ms) total += x;
+    std::vector<LayerCost> all;
+    for (std::size_t i = 0; i < ms.size() && i < g.layers.size(); ++i)
+        if (ms[i] > 0) all.push_back({g.layers[i].name, ms[i], total > 0 ? ms[i] / total : 0});
+    std::stable_sort(all.begin(), all.end(), [](const LayerCost& a, const LayerCost& b) { return a.ms > b.ms; });
+    if (all.size() > static_cast<std::size_t>(n)) all.resize(static_cast<std::size_t>(n));
+    return all;
+}
+
+inline std::vector<LayerCost> top_costs(std::vector<LayerCost> all, int n) {
+    std::stable_sort(all.begin(), all.end(), [](const LayerCost& a, const LayerCost& b) { return a.ms > b.ms; });
+    if (all.size() > static_cast<std::size_t>(n)) all.resize(static_cast<std::size_t>(n));
+    return all;
+}
+
+}  // namespace generate_detail
+
+// Decides one proposal: every step the loop takes for a candidate, in order. `seen` holds the
+// hashes decided so far; a repeat returns nothing (and is not a candidate).
+inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
+                                                         const GenerateSetup& setup,
+                                                         const std::set<std::string>& seen,
+                                                         StageSeconds* stage_seconds = nullptr) {
+    using namespace generate_detail;
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    auto lap = clock::now();
+    auto charge = [&](double StageSeconds::*stage) {  // time since the last lap goes to `stage`
+        const auto now = clock::now();
+        if (stage_seconds) stage_seconds->*stage += std::chrono::duration<double>(now - lap).count();
+        lap = now;
+    };
+    CandidateRecord rec;
+    rec.note = proposal.note;
+    if (!proposal.error.empty()) {  // the proposer failed (e.g. an LLM turn): recorded, not evaluated
+        rec.dsl = proposal.dsl;
+        rec.hash = text_hash("failed proposal: " + proposal.note + "\n" + proposal.error + "\n" + proposal.dsl);
+        if (seen.count(rec.hash)) return std::nullopt;
+        rec.verdict = Verdict::Failed;
+        rec.reason = proposal.error;
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    }
+    ParseResult parsed = parse_dsl(proposal.dsl, "candidate");
+    if (!parsed.ok()) {
+        rec.dsl = proposal.dsl;
+        rec.hash = text_hash(proposal.dsl);
+        if (seen.count(rec.hash)) return std::nullopt;
+        rec.verdict = Verdict::Invalid;
+        for (const Diagnostic& d : parsed.diagnostics) rec.diagnostics.push_back(format_diagnostic(d));
+        rec.reason = std::to_string(parsed.diagnostics.size()) + " error(s): " +
+                     (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message);
+        charge(&StageSeconds::validate);
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    }
+    const Graph& g = parsed.graph;
+    rec.dsl = print_dsl(g);
+    rec.hash = text_hash(rec.dsl);
+    if (seen.count(rec.hash)) return std::nullopt;
+    auto finish = [&](Verdict v, std::string reason) {
+        rec.verdict = v;
+        rec.reason = std::move(reason);
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    };
+    try {
+        const ModelStats stats = analyze(g);
+        rec.params = stats.params;
+        rec.macs = stats.macs;
+        rec.peak_activation_bytes = stats.peak_activation_bytes;
+        const Shape in = g.layers.front().shape;
+        const Shape want_out{1, 1, task.classes};
+        if (!(in.h == task.input.h && in.w == task.input.w && in.c == task.input.c))
+            return finish(Verdict::WrongTask, "input is " + std::to_string(in.h) + "x" + std::to_string(in.w) + "x" +
+                                                  std::to_string(in.c) + ", the task's is " + std::to_string(task.input.h) +
+                                                  "x" + std::to_string(task.input.w) + "x" + std::to_string(task.input.c));
+        if (!(stats.output_shape.h == 1 && stats.output_shape.w == 1 && stats.output_shape.c == task.classes))
+            return finish(Verdict::WrongTask, "output is " + std::to_string(stats.output_shape.h) + "x" +
+                                                  std::to_string(stats.output_shape.w) + "x" +
+                                                  std::to_string(stats.output_shape.c) + ", the task needs 1x1x" +
+                                                  std::to_string(want_out.c) + " (one logit per class)");
+        const Constraints& c = task.constraints;
+        charge(&StageSeconds::validate);
+        if (setup.latency) {
+            const LatencyPrediction p = setup.latency->predict(g);
+            rec.predicted_ms = p.total_ms;
+            rec.top_layers = top_costs(g, p.per_layer_ms, setup.top_layers);
+            charge(&StageSeconds::predict);
+        }
+        if (c.max_params > 0 && stats.params > c.max_params)
+            return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
+                                                   std::to_string(c.max_params) + " (" +
+                                                   percent_text(double(stats.params) / double(c.max_params)) + ")");
+        if (c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes)
+            return finish(Verdict::OverMemory, "peak activations " + std::to_string(stats.peak_activation_bytes) +
+                                                   " bytes, limit " + std::to_string(c.max_activation_bytes));
+        if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
+            return finish(Verdict::OverPredicted,
+                          "predicted " + ms_text(*rec.predicted_ms) + " = " +
+                              percent_text(*rec.predicted_ms / c.latency_ms) + " of the " + ms_text(c.latency_ms) +
+                              " budget (not run); most expensive: " + cost_list(rec.top_layers));
+        if (setup.measure) {
+            Measurement m = setup.measure(g);
+            charge(&StageSeconds::measure);
+            rec.measured_ms = m.median_ms;
+            if (!m.per_layer.empty()) rec.top_layers = top_costs(std::move(m.per_layer), setup.top_layers);
+            if (c.latency_ms > 0 && m.median_ms > c.latency_ms)
+                return finish(Verdict::OverMeasured, "measured " + ms_text(m.median_ms) + " = " +
+                                                         percent_text(m.median_ms / c.latency_ms) + " of the " +
+                                                         ms_text(c.latency_ms) + " budget; most expensive: " +
+                                                         cost_list(rec.top_layers));
+        }
+        if (setup.trainer && task.objective == Objective::Accuracy) {
+            rec.accuracy = setup.trainer->proxy_accuracy(g);
+            charge(&StageSeconds::train);
+            if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
+                return finish(Verdict::BelowAccuracy,
+                              "proxy validation accuracy " + percent_text(*rec.accuracy) + " is more than " +
+                                  percent_text(setup.proxy_accuracy_slack) + " below the required " +
+                                  percent_text(*c.min_accuracy));
+        }
+        std::string why = "meets every constraint";
+        if (const auto ms = judged_latency_ms(rec); ms && c.latency_ms > 0)
+            why += ": " + std::string(rec.measured_ms ? "measured " : "predicted ") + ms_text(*ms) + " = " +
+                   percent_text(*ms / c.latency_ms) + " of budget";
+        return finish(Verdict::Feasible, why);
+    } catch (const std::exception& e) {
+        return finish(Verdict::Failed, std::string("evaluation failed: ") + e.what());
+    }
+}
+
+// Runs the search until the budget is spent or the proposer has nothing new. `resumed` are the
+// records of an earlier run of the same search (its journal), not evaluated again.
+inline GenerateResult run_generation(const Task& task, Proposer& proposer, const GenerateSetup& setup,
+                                     std::vector<CandidateRecord> resumed = {}) {
+    GenerateResult result;
+    result.records = std::move(resumed);
+    result.resumed = static_cast<int>(result.records.size());
+    std::set<std::string> seen;
+    for (const auto& r : result.records) seen.insert(r.hash);
+    const double before = result.records.empty() ? 0.0 : result.records.back().elapsed_s;
+    const auto start = std::chrono::steady_clock::now();
+    auto elapsed = [&] { return before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    int duplicates_in_row = 0;
+    for (;;) {
+        if (static_cast<int>(result.records.size()) >= task.budget.max_candidates) {
+            result.stop_reason = "max_candidates";
+            break;
+        }
+        if (elapsed() >= task.budget.max_seconds) {
+            result.stop_reason = "max_seconds";
+            break;
+        }
+        if (setup.should_stop && setup.should_stop()) {
+            result.stop_reason = "stopped";
+            break;
+        }
+        auto t_propose = std::chrono::steady_clock::now();
+        std::optional<Proposal> proposal = proposer.propose(task, result.records);
+        result.stage_seconds.propose +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t_propose).count();
+        if (!proposal) {
+            result.stop_reason = "exhausted";
+            break;
+        }
+        std::optional<CandidateRecord> rec = evaluate_candidate(task, *proposal, setup, seen, &result.stage_seconds);
+        if (!rec) {
+            ++result.duplicates;
+            if (++duplicates_in_row >= setup.max_duplicates_in_row) {
+                result.stop_reason = "exhausted";
+                break;
+            }
+            continue;
+        }
+        duplicates_in_row = 0;
+        rec->index = static_cast<int>(result.records.size());
+        rec->proposer = proposer.name();
+        rec->elapsed_s = elapsed();
+        seen.insert(rec->hash);
+        if (setup.on_record) setup.on_record(*rec);  // journaled before anything else happens
+        result.records.push_back(std::move(*rec));
+        if (setup.on_progress) setup.on_progress(result.records.back(), result.records);
+    }
+    result.elapsed_s = elapsed();
+    return result;
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+// The loop's measurement: XNNPACK on random weights (latency does not depend on their values),
+// `runs` timed runs; per-layer costs from the per-operator timing.
+inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5) {
+    return [=](const Graph& g) {
+        BenchOptions o;
+        o.threads = threads;
+        o.runs = runs;
+        o.warmup = warmup;
+        const BenchResult r = benchmark_model(g, random_weights(g, 1), o);
+        Measurement m;
+        m.median_ms = r.median_ms;
+        for (const OpTiming& t : r.per_op)
+            if (t.median_ms > 0) m.per_layer.push_back({t.name, t.median_ms, 0.0});
+        double total = 0;
+        for (const auto& l : m.per_layer) total += l.ms;
+        for (auto& l : m.per_layer) l.share = total > 0 ? l.ms / total : 0;
+        return m;
+    };
+}
+#endif
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_SEARCH_LOOP_HPP
+// ---- end include/lamda/search/loop.hpp ----
+// ---- begin include/lamda/detail/json_read.hpp ----
+// lamda/detail/json_read.hpp: reading JSON documents (latency profiles, task files, journal lines) with
+// simdjson's DOM, with error messages that name the file and the field path:
+//
+//   FILE: error: WHAT: FIELD.PATH: PROBLEM
+//   tasks/x.json: error: task: constraints.latency_ms: must be > 0, got -1
+//
+//   lamda::JsonReader<MyError> r("tasks/x.json", "task");
+//   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
+//   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
+// are there; this header needs simdjson, link -lsimdjson).
+#ifndef LAMDA_DETAIL_JSON_READ_HPP
+#define LAMDA_DETAIL_JSON_READ_HPP
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/detail/json_read.hpp needs LAMDA_WITH_LATENCY (simdjson; CMake: link lamda::latency)"
+#else
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// `Error` is the exception type thrown (constructible from a std::string), so that each file
+// kind keeps its own (ProfileError, TaskError, JournalError).
+template <class Error>
+struct JsonReader {
+    using element = simdjson::dom::element;
+
+    std::string where;  // the file name (optionally with ":LINE") that starts every message
+    std::string what;   // what is being read: "task", "malformed latency profile", ...
+
+    JsonReader(std::string where_, std::string what_) : where(std::move(where_)), what(std::move(what_)) {}
+
+    // "a.b" from ("a", "b"); the top level is "".
+    static std::string join(const std::string& path, std::string_view key) {
+        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    }
+    static std::string index(const std::string& path, std::size_t i) {
+        return path + "[" + std::to_string(i) + "]";
+    }
+
+    [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+        throw Error(where + ": error: " + what + ": " + (field.empty() ? "(top level)" : field) + ": " + problem);
+    }
+
+    // Parses `text` (which `padded` holds) into `parser`'s document; a syntax error names the
+    // JSON problem. The element lives as long as the parser and is not changed by later calls.
+    element parse(simdjson::dom::parser& parser, const simdjson::padded_string& padded) const {
+        element doc;
+        if (const auto err = parser.parse(padded).get(doc))
+            throw Error(where + ": error: " + what + ": not valid JSON (" + simdjson::error_message(err) + ")");
+        return doc;
+    }
+
+    simdjson::dom::object obj(const element& e, const std::string& path) const {
+        simdjson::dom::object o;
+        if (e.get_object().get(o)) fail(path, "expected an object");
+        return o;
+    }
+    // The member `key` of the object `obj` (at `path`); missing is an error.
+    element at(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e)) fail(join(path, key), "missing");
+        return e;
+    }
+    bool has(const element& obj_, std::string_view key) const {
+        simdjson::dom::object o;
+        if (obj_.get_object().get(o)) return false;
+        element e;
+        return !o[key].get(e);
+    }
+    // The member `key`, or nothing when it is absent or null.
+    std::optional<element> maybe(const element& obj_, std::string_view key, const std::string& path) const {
+        const simdjson::dom::object o = obj(obj_, path);
+        element e;
+        if (o[key].get(e) || e.is_null()) return std::nullopt;
+        return e;
+    }
+
+    double num(const element& e, const std::string& path) const {
+        double d = 0;
+        if (e.is_double()) {
+            if (e.get_double().get(d)) fail(path, "expected a number");
+        } else if (e.is_int64()) {
+            std::int64_t i = 0;
+            if (e.get_int64().get(i)) fail(path, "expected a number");
+            d = static_cast<double>(i);
+        } else if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a number");
+            d = static_cast<double>(u);
+        } else {
+            fail(path, "expected a number");
+        }
+        if (!std::isfinite(d)) fail(path, "not a finite number");
+        return d;
+    }
+    // An integer in lo..hi. A number with a fraction, or a string, is an error; an integral
+    // number written with an exponent (1e5) is accepted.
+    std::int64_t integer(const element& e, const std::string& path, std::int64_t lo, std::int64_t hi) const {
+        std::int64_t i = 0;
+        if (e.is_int64()) {
+            if (e.get_int64().get(i)) fail(path, "expected an integer");
+        } else if (e.is_uint64()) {
+            fail(path, "too large (outside " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+        } else if (e.is_double()) {
+            double d = 0;
+            if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
+                fail(path, "expected an integer");
+            if (!(d >= -9.0e15 && d <= 9.0e15))
+                fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+            i = static_cast<std::int64_t>(d);
+        } else {
+            fail(path, "expected an integer");
+        }
+        if (i < lo || i > hi)
+            fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return i;
+    }
+    std::uint64_t uinteger(const element& e, const std::string& path) const {
+        if (e.is_uint64()) {
+            std::uint64_t u = 0;
+            if (e.get_uint64().get(u)) fail(path, "expected a non-negative integer");
+            return u;
+        }
+        std::int64_t i = 0;
+        if (!e.is_int64() || e.get_int64().get(i) || i < 0) fail(path, "expected a non-negative integer");
+        return static_cast<std::uint64_t>(i);
+    }
+    bool boolean(const element& e, const std::string& path) const {
+        bool b = false;
+        if (e.get_bool().get(b)) fail(path, "expected true or false");
+        return b;
+    }
+    std::string str(const element& e, const std::string& path) const {
+        std::string_view s;
+        if (e.get_string().get(s)) fail(path, "expected a string");
+        return std::string(s);
+    }
+    simdjson::dom::array arr(const element& e, const std::string& path) const {
+        simdjson::dom::array a;
+        if (e.get_array().get(a)) fail(path, "expected an array");
+        return a;
+    }
+    std::vector<double> doubles(const element& e, const std::string& path) const {
+        std::vector<double> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(num(x, index(path, i++)));
+        return v;
+    }
+    std::vector<std::string> strings(const element& e, const std::string& path) const {
+        std::vector<std::string> v;
+        std::size_t i = 0;
+        for (element x : arr(e, path)) v.push_back(str(x, index(path, i++)));
+        return v;
+    }
+
+    // Every member of the object at `path` must be one of `allowed`, once: an unknown key is an
+    // error with a did-you-mean hint, a repeated key an error too.
+    void only_keys(const element& obj_, const std::string& path, std::initializer_list<std::string_view> allowed) const {
+        std::vector<std::string_view> seen;
+        for (auto member : obj(obj_, path)) {
+            const std::string_view key = member.key;
+            bool known = false;
+            for (std::string_view a : allowed) known = known || a == key;
+            if (!known) {
+                std::string problem = "unknown key";
+                const std::string hint = closest_match(key, allowed);
+                if (!hint.empty()) {
+                    problem += "; did you mean '" + hint + "'?";
+                } else {
+                    problem += " (expected ";
+                    bool first = true;
+                    for (std::string_view a : allowed) {
+                        problem += (first ? "" : ", ") + std::string(a);
+                        first = false;
+                    }
+                    problem += ")";
+                }
+                fail(join(path, key), problem);
+            }
+            for (std::string_view s : seen)
+                if (s == key) fail(join(path, key), "appears twice");
+            seen.push_back(key);
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_DETAIL_JSON_READ_HPP
+// ---- end include/lamda/detail/json_read.hpp ----
+// ---- begin include/lamda/latency/model.hpp ----
+// lamda/latency/model.hpp: the empirical latency model of a device: lowering a graph into the operators
+// the XNNPACK executor runs, features per operator, a ridge regressor per operator kind fitted
+// with Eigen, a per-model overhead term calibrated on whole models, and the profile file
+// (written with JsonWriter, read with simdjson) that carries samples, fit and a device fingerprint.
+//
+//   lamda::LatencyProfile p = lamda::read_latency_profile("PROFILE.json");  // throws ProfileError
+//   if (auto w = lamda::fingerprint_warning(p.fingerprint, lamda::current_fingerprint(1)); !w.empty())
+//       std::cerr << w << '\n';
+//   lamda::LatencyPrediction r = p.model.predict(graph);   // r.total_ms, r.per_layer_ms
+//
+// Compiled only with LAMDA_WITH_LATENCY defined (needs Eigen, include path /usr/include/eigen3,
+// and simdjson, link -lsimdjson). Prediction needs nothing else; measuring (latency/profiler.hpp)
+// also needs LAMDA_WITH_XNNPACK.
+#ifndef LAMDA_LATENCY_MODEL_HPP
+#define LAMDA_LATENCY_MODEL_HPP
+
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/latency/model.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
+#else
+
+#include <Eigen/Dense>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+// The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
+// build system may pass the package version (Debian 12 ships this snapshot).
+#ifndef LAMDA_XNNPACK_VERSION
+#define LAMDA_XNNPACK_VERSION "0.0~git20220216.ae108ef"
+#endif
+
+namespace lamda {
+
+// ---------------------------------------------------------------------------------------------
+// Lowering: the operators the executor runs, one unit of prediction each
+// ---------------------------------------------------------------------------------------------
+
+// One kind per family of XNNPACK operators with its own cost behaviour.
+enum class PrimKind : std::uint8_t {
+    Conv,           // convolution2d (GEMM / IGEMM), groups >= 1; dwconv with multiplier > 1
+    Depthwise,      // dwconv with multiplier 1 and at most 25 taps (XNNPACK's depthwise kernels)
+    DepthwiseLarge, // dwconv with multiplier 1 and more than 25 taps (e.g. 7x7): a generic path
+    FullyConnected,
+    MaxPool,
+    AvgPool,
+    GlobalAvgPool,
+    Add,            // an add layer with n inputs (n-1 add_nd operators)
+    Mul,            // multiply_nd of two same-shaped values
+    MulBroadcast,   // multiply_nd of HxWxC by 1x1xC (squeeze-excitation)
+    Concat,         // one strided copy per input
+    Clamp,          // standalone relu / relu6
+    HardSwish,
+    Sigmoid,
+    HardSigmoid,    // add_nd + multiply_nd when not folded into weights
+    Softmax,
+    ChannelAffine,  // a standalone batchnorm (1x1 depthwise convolution)
+    StridedCopy,    // 1x1 pooling, a plain loop
+    ConvNarrow,     // convolution of a single input channel (a stem on a grey image): ~2x per MAC
+};
+
+inline constexpr std::size_t prim_kind_count = 19;
+
+inline constexpr std::array<PrimKind, prim_kind_count> all_prim_kinds{
+    PrimKind::Conv,      PrimKind::Depthwise, PrimKind::DepthwiseLarge, PrimKind::FullyConnected, PrimKind::MaxPool,
+    PrimKind::AvgPool,   PrimKind::GlobalAvgPool, PrimKind::Add,        PrimKind::Mul, PrimKind::MulBroadcast,
+    PrimKind::Concat,    PrimKind::Clamp,     PrimKind::HardSwish,      PrimKind::Sigmoid,
+    PrimKind::HardSigmoid, PrimKind::Softmax, PrimKind::ChannelAffine,  PrimKind::StridedCopy,
+    PrimKind::ConvNarrow};
+
+inline constexpr std::string_view prim_kind_name(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::Conv: return "conv";
+    case PrimKind::Depthwise: return "depthwise";
+    case PrimKind::DepthwiseLarge: return "depthwise_large";
+    case PrimKind::FullyConnected: return "fc";
+    case PrimKind::MaxPool: return "maxpool";
+    case PrimKind::AvgPool: return "avgpool";
+    case PrimKind::GlobalAvgPool: return "gap";
+    case PrimKind::Add: return "add";
+    case PrimKind::Mul: return "mul";
+    case PrimKind::MulBroadcast: return "mul_broadcast";
+    case PrimKind::Concat: return "concat";
+    case PrimKind::Clamp: return "clamp";
+    case PrimKind::HardSwish: return "hardswish";
+    case PrimKind::Sigmoid: return "sigmoid";
+    case PrimKind::HardSigmoid: return "hardsigmoid";
+    case PrimKind::Softmax: return "softmax";
+    case PrimKind::ChannelAffine: return "channel_affine";
+    case PrimKind::StridedCopy: return "strided_copy";
+    case PrimKind::ConvNarrow: return "conv_narrow";
+    }
+    return "?";
+}
+
+inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
+    for (PrimKind k : all_prim_kinds)
+        if (prim_kind_name(k) == s) {
+            out = k;
+            return true;
+        }
+    return false;
+}
+
+// One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
+// Field meaning per kind:
+//   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
+//     (depthwise: groups = ic, n = multiplier)
+//   fc: ic = input elements, oc = outputs
+//   add/concat: n = number of inputs; concat: ic = smallest input's channels
+//   mul: n = 1 when the second operand is broadcast (1x1xC)
+//   elementwise kinds: output shape oh x ow x oc
+struct PrimOp {
+    PrimKind kind = PrimKind::Clamp;
+    int layer = -1;  // the graph layer it is timed under
+    std::int32_t ih = 1, iw = 1, ic = 1, oh = 1, ow = 1, oc = 1;
+    std::int32_t kh = 1, kw = 1, sh = 1, sw = 1, groups = 1, n = 1;
+};
+
+namespace latency_detail {
+
+inline std::int32_t i32(std::int64_t v) noexcept {
+    return static_cast<std::int32_t>(std::clamp<std::int64_t>(v, 1, std::int64_t{1} << 30));
+}
+
+inline void push_activation(std::vector<PrimOp>& out, int layer, Activation a, const Shape& s) {
+    PrimOp p;
+    p.layer = layer;
+    p.oh = p.ih = i32(s.h);
+    p.ow = p.iw = i32(s.w);
+    p.oc = p.ic = i32(s.c);
+    switch (a) {
+    case Activation::Relu:
+    case Activation::Relu6: p.kind = PrimKind::Clamp; break;
+    case Activation::HardSwish: p.kind = PrimKind::HardSwish; break;
+    case Activation::Sigmoid: p.kind = PrimKind::Sigmoid; break;
+    case Activation::HardSigmoid: p.kind = PrimKind::HardSigmoid; break;
+    case Activation::None: return;
+    }
+    out.push_back(p);
+}
+
+}  // namespace latency_detail
+
+// The operators the XNNPACK executor runs for `g` (shapes inferred), in order, each tagged with
+// the layer it is timed under. Mirrors XnnExecutor::build through plan_fusion.
+inline void lower_for_latency(const Graph& g, const FusionPlan& plan, std::vector<PrimOp>& out) {
+    using latency_detail::i32;
+    out.clear();
+    const std::size_t n = g.layers.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (plan.absorbed_by[i] >= 0) continue;
+        const Layer& l = g.layers[i];
+        const int idx = static_cast<int>(i);
+        const Shape in = l.inputs.empty() ? l.shape : g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Shape os = g.layers[static_cast<std::size_t>(plan.tail[i])].shape;
+        PrimOp p;
+        p.layer = idx;
+        p.ih = i32(in.h);
+        p.iw = i32(in.w);
+        p.ic = i32(in.c);
+        p.oh = i32(os.h);
+        p.ow = i32(os.w);
+        p.oc = i32(os.c);
+        const Activation a = plan.act[i];
+        switch (l.op) {
+        case OpKind::Input:
+        case OpKind::Flatten:
+        case OpKind::Dropout: break;
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d:
+        case OpKind::FullyConnected:
+        case OpKind::BatchNorm: {
+            if (l.op == OpKind::FullyConnected) {
+                p.kind = PrimKind::FullyConnected;
+                p.ic = i32(in.elements());
+                p.ih = p.iw = p.oh = p.ow = 1;
+                p.oc = i32(l.out_channels);
+            } else if (l.op == OpKind::BatchNorm) {
+                p.kind = PrimKind::ChannelAffine;
+            } else {
+                p.kh = l.kernel_h;
+                p.kw = l.kernel_w;
+                p.sh = l.stride_h;
+                p.sw = l.stride_w;
+                if (l.op == OpKind::Conv2d) {
+                    p.groups = std::max(1, l.groups);
+                    p.kind = p.groups == 1 && p.ic == 1 ? PrimKind::ConvNarrow : PrimKind::Conv;
+                } else {
+                    p.groups = p.ic;
+                    p.n = l.multiplier;
+                    p.kind = l.multiplier != 1                       ? PrimKind::Conv
+                             : std::int64_t{l.kernel_h} * l.kernel_w > 25 ? PrimKind::DepthwiseLarge
+                                                                          : PrimKind::Depthwise;
+                }
+            }
+            out.push_back(p);
+            const bool clamp_fused =
+                a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+            if (!clamp_fused) latency_detail::push_activation(out, idx, a, os);
+            break;
+        }
+        case OpKind::MaxPool:
+        case OpKind::AvgPool:
+            p.kh = l.kernel_h;
+            p.kw = l.kernel_w;
+            p.sh = l.stride_h;
+            p.sw = l.stride_w;
+            p.kind = (l.kernel_h == 1 && l.kernel_w == 1)
+                         ? PrimKind::StridedCopy
+                         : (l.op == OpKind::MaxPool ? PrimKind::MaxPool : PrimKind::AvgPool);
+            out.push_back(p);
+            break;
+        case OpKind::GlobalAvgPool:
+            p.kind = PrimKind::GlobalAvgPool;
+            out.push_back(p);
+            break;
+        case OpKind::Add: {
+            p.kind = PrimKind::Add;
+            p.n = static_cast<std::int32_t>(l.inputs.size());
+            out.push_back(p);
+            if (a != Activation::Relu && a != Activation::Relu6)
+                latency_detail::push_activation(out, idx, a, os);
+            break;
+        }
+        case OpKind::Concat: {
+            p.kind = PrimKind::Concat;
+            p.n = static_cast<std::int32_t>(l.inputs.size());
+            std::int64_t cmin = os.c;
+            for (int k : l.inputs) cmin = std::min(cmin, g.layers[static_cast<std::size_t>(k)].shape.c);
+            p.ic = i32(cmin);
+            out.push_back(p);
+            break;
+        }
+        case OpKind::Mul: {
+            p.kind = PrimKind::Mul;
+            const Shape b = l.inputs.size() > 1 ? g.layers[static_cast<std::size_t>(l.inputs[1])].shape : in;
+            p.n = (b.h == 1 && b.w == 1 && (os.h > 1 || os.w > 1)) ? 1 : 0;
+            if (p.n == 1) p.kind = PrimKind::MulBroadcast;
+            out.push_back(p);
+            break;
+        }
+        case OpKind::Relu:
+        case OpKind::Relu6:
+        case OpKind::HardSwish:
+        case OpKind::HardSigmoid:
+        case OpKind::Sigmoid:
+            latency_detail::push_activation(out, idx, activation_of_layer(l.op), os);
+            break;
+        case OpKind::Softmax:
+            p.kind = PrimKind::Softmax;
+            out.push_back(p);
+            break;
+        }
+    }
+}
+
+inline std::vector<PrimOp> lower_for_latency(const Graph& g) {
+    std::vector<PrimOp> out;
+    lower_for_latency(g, plan_fusion(g), out);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Features
+// ---------------------------------------------------------------------------------------------
+// Latency is modelled as a sum of costs, linear in the coefficients (roofline-style terms):
+// a fixed cost per operator (the intercept), compute terms (MACs as the microkernels tile them:
+// output channels rounded up to the 16-wide register tile, output pixels to the 7-row tile),
+// per-pixel and per-group overheads (indirection, small channel counts), and memory terms with
+// hinges where the working set leaves the L2 and L3 caches. Fitted on relative error, so small
+// and large operators count alike. Features are in units of 1e6 (MACs, bytes, elements) so
+// that coefficients read as ms per million.
+
+inline constexpr int max_features = 24;
+
+// Where an operator runs. A probe runs alone (in_model = 0): its input was just written, its
+// weights were evicted from L2 by a 4 MiB sweep. Inside a whole model (in_model = 1) an
+// operator pays a per-operator cost of its own and finds its data as cold as the rest of the
+// model makes it: between two runs of the operator, everything else the model touches (its
+// footprint, weights and every operator's output, less the operator's own weights, input and
+// output) passes through the caches. `cold_l2` rises from 0 to 1 as that grows from 1 to 4 MiB
+// (leaving this core's L2), `cold_l3` from 8 to 32 MiB (leaving the shared L3). The context
+// terms of op_features let each kind's regressor learn these shifts from operators timed
+// inside the calibration models.
+struct OpContext {
+    double in_model = 0;
+    double footprint_bytes = 0;  // the model's weights and outputs
+    double large = 0;  // log2(footprint / 2 MiB) / 5 in [0, 1]: the calibration's footprint term
+};
+
+// How cold operator p's data is in context `ctx`: {cold_l2, cold_l3}, each in [0, 1].
+inline std::pair<double, double> context_cold(const OpContext& ctx, double own_bytes) noexcept {
+    const double other = std::max(0.0, ctx.footprint_bytes - own_bytes) / double(1 << 20);
+    return {other > 1 ? std::min(1.0, std::log2(other) / 2.0) : 0.0,
+            other > 8 ? std::min(1.0, std::log2(other / 8.0) / 2.0) : 0.0};
+}
+
+struct OpFeatures {
+    int n = 0;
+    std::array<double, max_features> x{};
+    void add(double v) noexcept {
+        if (n < max_features) x[static_cast<std::size_t>(n++)] = v;
+    }
+};
+
+namespace latency_detail {
+inline double round_up(double v, double tile) noexcept { return std::ceil(std::max(v, 1.0) / tile) * tile; }
+inline double hinge(double v, double knot) noexcept { return std::max(0.0, v - knot); }
+// Bytes as memory terms: the amount, and what lies beyond 1 MiB (L2) and 16 MiB (L3 share).
+inline void memory_terms(OpFeatures& f, double bytes) {
+    const double mb = bytes / 1e6;
+    f.add(mb);
+    f.add(hinge(mb, 1.0));
+    f.add(hinge(mb, 16.0));
+}
+}  // namespace latency_detail
+
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
+inline double op_weight_bytes(const PrimOp& p) noexcept {
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    default: return 0.0;
+    }
+}
+
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+    using latency_detail::hinge;
+    using latency_detail::memory_terms;
+    using latency_detail::round_up;
+    OpFeatures f;
+    const double M = 1e-6;
+    const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
+    const double out_el = out_px * p.oc, in_el = in_px * p.ic;
+    const double taps = double(p.kh) * p.kw;
+    switch (p.kind) {
+    case PrimKind::Conv:
+    case PrimKind::ConvNarrow: {
+        const double g = std::max(1, p.groups);
+        const double gn = double(p.oc) / g, gk = taps * p.ic / g;
+        const double macs = out_px * gn * gk * g;
+        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        const double wbytes = 4.0 * gn * gk * g;
+        const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
+        f.add(M * macs);
+        f.add(M * tiled);
+        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * out_px * g);                           // per pixel and group
+        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
+        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
+        f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
+        f.add(M * g);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        f.add(M * wbytes);
+        break;
+    }
+    case PrimKind::Depthwise:
+    case PrimKind::DepthwiseLarge: {
+        const double c16 = round_up(p.oc, 16);
+        f.add(M * out_el * taps);
+        f.add(M * out_px * c16 * taps);
+        f.add(M * out_px * taps);
+        f.add(M * out_px);
+        f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
+        f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
+        f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
+        memory_terms(f, 4.0 * (in_el + out_el));
+        f.add(M * p.oc * taps);
+        break;
+    }
+    case PrimKind::FullyConnected: {
+        const double w = double(p.ic) * p.oc;
+        f.add(M * w);
+        f.add(M * double(p.ic) * round_up(p.oc, 16));
+        f.add(hinge(4 * M * w, 1.0));
+        f.add(hinge(4 * M * w, 16.0));
+        f.add(M * p.oc);
+        f.add(M * p.ic);
+        break;
+    }
+    case PrimKind::MaxPool:
+    case PrimKind::AvgPool:
+        f.add(M * out_el * taps);
+        f.add(M * out_px * round_up(p.oc, 16) * taps);
+        f.add(M * out_px * taps);
+        f.add(M * out_px);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        break;
+    case PrimKind::GlobalAvgPool:
+        f.add(M * in_el);
+        f.add(M * p.ic);
+        f.add(M * in_px);
+        memory_terms(f, 4.0 * in_el);
+        break;
+    case PrimKind::Add:
+        f.add(M * out_el * (p.n - 1));
+        f.add(double(p.n - 1));
+        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        break;
+    case PrimKind::Mul:
+        f.add(M * out_el);
+        memory_terms(f, 12.0 * out_el);
+        break;
+    case PrimKind::MulBroadcast:
+        f.add(M * out_el);
+        f.add(M * out_px);                                  // one broadcast row per pixel
+        f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
+        f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
+        f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Concat:
+        f.add(M * out_el);
+        f.add(M * out_px * p.n);        // one row copy per pixel and input
+        f.add(double(p.n));
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Softmax:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::StridedCopy:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 4.0 * (in_el + out_el));
+        break;
+    case PrimKind::HardSigmoid:
+        f.add(M * out_el);
+        f.add(1.0);  // two operators
+        memory_terms(f, 16.0 * out_el);
+        break;
+    case PrimKind::ChannelAffine:
+        f.add(M * out_el);
+        f.add(M * out_px);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    case PrimKind::Clamp:
+    case PrimKind::HardSwish:
+    case PrimKind::Sigmoid:
+        f.add(M * out_el);
+        memory_terms(f, 8.0 * out_el);
+        break;
+    }
+    // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
+    // the cost of finding the weights and activations colder as the model's footprint grows.
+    const double work = f.x[0];
+    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wb = M * wbytes, ab = M * abytes;
+    const auto [cold_l2, cold_l3] =
+        ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
+    f.add(ctx.in_model);
+    f.add(ctx.in_model * work);
+    f.add(cold_l2);
+    f.add(cold_l2 * work);
+    f.add(cold_l2 * wb);
+    f.add(cold_l2 * ab);
+    f.add(cold_l3 * work);
+    f.add(cold_l3 * wb);
+    return f;
+}
+
+// The context of every operator of a model (lowered ops): in a model, with the model's
+// footprint deciding how cold its data is: its weights and the executor's activation buffers
+// (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
+// that is unknown (< 0: a calibration model of an older profile), every operator's output.
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+    double bytes = 0;
+    for (const PrimOp& p : ops)
+        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+    if (activation_bytes >= 0) bytes += activation_bytes;
+    const double mib = bytes / double(1 << 20);
+    OpContext c;
+    c.in_model = 1;
+    c.footprint_bytes = bytes;
+    c.large = mib > 2 ? std::clamp(std::log2(mib / 2.0) / 5.0, 0.0, 1.0) : 0.0;
+    return c;
+}
+
+// Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse).
+inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
+    return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
+}
+
+// Number of features of a kind (the same for every operator of that kind).
+inline int feature_count(PrimKind k) {
+    PrimOp p;
+    p.kind = k;
+    return op_features(p).n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ridge regression
+// ---------------------------------------------------------------------------------------------
+
+// y ~ intercept + sum coef_j * (x_j - mean_j) / scale_j, with an L2 penalty `lambda` on coef
+// (the intercept is not penalised).
+struct RidgeModel {
+    double intercept = 0;
+    double lambda = 0;
+    std::vector<double> mean, scale, coef;
+
+    double predict(const double* x) const noexcept {
+        double y = intercept;
+        for (std::size_t j = 0; j < coef.size(); ++j) y += coef[j] * (x[j] - mean[j]) / scale[j];
+        return y;
+    }
+};
+
+// Fits ridge regression of y on the rows of X (optionally weighted).
+inline RidgeModel fit_ridge(const Eigen::MatrixXd& X, const Eigen::VectorXd& y, double lambda,
+                            const Eigen::VectorXd* weights = nullptr) {
+    const Eigen::Index n = X.rows(), d = X.cols();
+    if (n == 0) throw std::invalid_argument("fit_ridge: no samples");
+    if (y.size() != n) throw std::invalid_argument("fit_ridge: X and y disagree in length");
+    Eigen::VectorXd w = weights ? *weights : Eigen::VectorXd::Ones(n);
+    const double wsum = w.sum();
+    RidgeModel m;
+    m.lambda = lambda;
+    m.mean.assign(static_cast<std::size_t>(d), 0.0);
+    m.scale.assign(static_cast<std::size_t>(d), 1.0);
+    Eigen::MatrixXd Z(n, d);
+    for (Eigen::Index j = 0; j < d; ++j) {
+        const double mu = (X.col(j).array() * w.array()).sum() / wsum;
+        const double var = ((X.col(j).array() - mu).square() * w.array()).sum() / wsum;
+        const double sd = var > 1e-18 ? std::sqrt(var) : 1.0;
+        m.mean[static_cast<std::size_t>(j)] = mu;
+        m.scale[static_cast<std::size_t>(j)] = sd;
+        Z.col(j) = (X.col(j).array() - mu) / sd;
+    }
+    const double ymu = (y.array() * w.array()).sum() / wsum;
+    const Eigen::VectorXd yc = y.array() - ymu;
+    const Eigen::MatrixXd Zw = Z.array().colwise() * w.array();
+    Eigen::MatrixXd A = Z.transpose() * Zw;
+    A.diagonal().array() += lambda * wsum;
+    const Eigen::VectorXd b = Zw.transpose() * yc;
+    const Eigen::VectorXd beta = A.ldlt().solve(b);
+    m.coef.assign(beta.data(), beta.data() + d);
+    // Weighted centring makes the intercept the weighted mean of y.
+    m.intercept = ymu;
+    for (double c : m.coef)
+        if (!std::isfinite(c)) throw std::runtime_error("fit_ridge: the fit is not finite");
+    return m;
+}
+
+// Picks lambda from `grid` by k-fold cross-validation (deterministic folds: sample i goes to fold
+// i % k) and refits on everything. `cv_rmse` receives the chosen lambda's CV RMSE.
+// With `weights`, residuals and the RMSE are weighted: sqrt(w_i) * (y_i - prediction_i).
+inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& y,
+                               const std::vector<double>& grid, int folds = 5,
+                               double* cv_rmse = nullptr, Eigen::VectorXd* cv_residuals = nullptr,
+                               const Eigen::VectorXd* weights = nullptr) {
+    const Eigen::VectorXd w = weights ? *weights : Eigen::VectorXd::Ones(X.rows());
+    const Eigen::Index n = X.rows();
+    double best = std::numeric_limits<double>::infinity(), best_lambda = grid.empty() ? 1e-3 : grid[0];
+    Eigen::VectorXd best_res = Eigen::VectorXd::Zero(n);
+    if (n >= 2 * folds && grid.size() > 1) {
+        for (double lambda : grid) {
+            Eigen::VectorXd res(n);
+            for (int f = 0; f < folds; ++f) {
+                std::vector<Eigen::Index> tr, te;
+                for (Eigen::Index i = 0; i < n; ++i) (i % folds == f ? te : tr).push_back(i);
+                Eigen::MatrixXd Xt(static_cast<Eigen::Index>(tr.size()), X.cols());
+                Eigen::VectorXd yt(static_cast<Eigen::Index>(tr.size()));
+                Eigen::VectorXd wt(static_cast<Eigen::Index>(tr.size()));
+                for (std::size_t k = 0; k < tr.size(); ++k) {
+                    Xt.row(static_cast<Eigen::Index>(k)) = X.row(tr[k]);
+                    yt(static_cast<Eigen::Index>(k)) = y(tr[k]);
+                    wt(static_cast<Eigen::Index>(k)) = w(tr[k]);
+                }
+                const RidgeModel m = fit_ridge(Xt, yt, lambda, &wt);
+                for (Eigen::Index i : te) {
+                    const Eigen::VectorXd row = X.row(i).transpose();
+                    res(i) = std::sqrt(w(i)) * (y(i) - m.predict(row.data()));
+                }
+            }
+            const double rmse = std::sqrt(res.squaredNorm() / static_cast<double>(n));
+            if (rmse < best) {
+                best = rmse;
+                best_lambda = lambda;
+                best_res = res;
+            }
+        }
+    }
+    RidgeModel m = fit_ridge(X, y, best_lambda, &w);
+    if (!std::isfinite(best)) {
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const Eigen::VectorXd row = X.row(i).transpose();
+            best_res(i) = std::sqrt(w(i)) * (y(i) - m.predict(row.data()));
+        }
+        best = std::sqrt(best_res.squaredNorm() / static_cast<double>(std::max<Eigen::Index>(n, 1)));
+    }
+    if (cv_rmse) *cv_rmse = best;
+    if (cv_residuals) *cv_residuals = best_res;
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The latency model
+// ---------------------------------------------------------------------------------------------
+
+// One measured operator.
+struct LatencySample {
+    PrimOp op;
+    double ms = 0;
+    OpContext ctx;      // a probe (the default) or an operator timed inside a model
+    double weight = 1;  // relative weight in the fit
+};
+
+// A whole model measured for calibration: its per-kind predicted sums are recomputed at fit time.
+struct CalibrationSample {
+    std::string name;
+    std::string family;
+    std::vector<PrimOp> ops;
+    // Parallel to ops: the time in the model of op i's layer on the layer's first operator (its
+    // own time where it is the layer's only operator), -1 on a layer's further operators, 0 where
+    // not timed. (The ops' `layer` is not stored in the profile: -1 marks the grouping.)
+    std::vector<double> op_ms;
+    double ms = 0;
+    double activation_bytes = -1;  // activation_buffer_bytes of the model; -1: not recorded
+};
+
+struct KindModel {
+    PrimKind kind = PrimKind::Clamp;
+    bool fitted = false;
+    int samples = 0;
+    double cv_rel_rmse = 0;   // cross-validated RMS relative error
+    double floor_ms = 0;      // predictions never go below this (half the fastest sample)
+    // Operators of this kind inside whole models take this factor times what they take alone
+    // (cache state, producers, neighbours): the median ratio over the calibration models.
+    double context_scale = 1;
+    int context_samples = 0;
+    RidgeModel ridge;
+};
+
+// Model latency = b0 + b_ops * operators + sum over groups g of (a_g + a_f * large) * (predicted
+// ms of the operators in group g), `large` the model's footprint term (OpContext). Groups: 0 GEMM-like (conv, fc), 1 depthwise, 2 everything else.
+struct Calibration {
+    std::array<double, 3> scale{1.0, 1.0, 1.0};
+    // Added to every scale in proportion to OpContext::large: a large model's operators run
+    // slower than its operators' context terms alone say.
+    double footprint_scale = 0;
+    double per_op_ms = 0;
+    double constant_ms = 0;
+    int models = 0;
+};
+
+inline int calibration_group(PrimKind k) noexcept {
+    if (k == PrimKind::Conv || k == PrimKind::ConvNarrow || k == PrimKind::FullyConnected) return 0;
+    if (k == PrimKind::Depthwise || k == PrimKind::DepthwiseLarge) return 1;
+    return 2;
+}
+
+struct LatencyPrediction {
+    double total_ms = 0;                 // calibrated whole-model latency
+    double ops_ms = 0;                   // sum of the per-operator predictions (uncalibrated)
+    std::vector<double> per_layer_ms;    // parallel to graph.layers, calibrated scale applied
+    std::vector<PrimOp> ops;             // the operators predicted
+    std::vector<double> per_op_ms;       // parallel to ops, uncalibrated
+};
+
+class LatencyModel {
+public:
+    std::array<KindModel, prim_kind_count> kinds{};
+    Calibration calibration;
+
+    LatencyModel() {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    }
+
+    const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
+    KindModel& kind_model(PrimKind k) { return kinds[static_cast<std::size_t>(k)]; }
+
+    // Predicted milliseconds of one operator in context `ctx` (a model's: model_context(ops)),
+    // before calibration. An operator kind the profile has no samples for predicts a rough
+    // bandwidth figure (and `missing` is set).
+    double predict_op(const PrimOp& p, const OpContext& ctx = {}, bool* missing = nullptr) const {
+        const KindModel& m = kind_model(p.kind);
+        if (!m.fitted) {
+            if (missing) *missing = true;
+            const double bytes = 8.0 * double(p.oh) * p.ow * p.oc;
+            return 0.002 + bytes / 10e9 * 1e3;
+        }
+        return (ctx.in_model > 0 ? m.context_scale : 1.0) * raw_ms(m, p, ctx);
+    }
+
+    // The kind model's regression in context `ctx` (no context factor).
+    static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
+        const OpFeatures f = op_features(p, ctx);
+        return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
+    }
+
+    // Calibrated total from per-operator predictions in context `ctx`.
+    double combine(const std::vector<PrimOp>& ops, const std::vector<double>& op_ms,
+                   const OpContext& ctx) const {
+        std::array<double, 3> sums{0, 0, 0};
+        for (std::size_t i = 0; i < ops.size(); ++i)
+            sums[static_cast<std::size_t>(calibration_group(ops[i].kind))] += op_ms[i];
+        return combine_sums(sums, ops.size(), ctx);
+    }
+    double combine_sums(const std::array<double, 3>& sums, std::size_t ops, const OpContext& ctx) const {
+        double t = calibration.constant_ms + calibration.per_op_ms * static_cast<double>(ops);
+        for (std::size_t g = 0; g < 3; ++g) t += group_scale(g, ctx) * sums[g];
+        return std::max(t, 0.5 * (sums[0] + sums[1] + sums[2]));
+    }
+    double group_scale(std::size_t g, const OpContext& ctx) const {
+        return calibration.scale[g] + calibration.footprint_scale * ctx.large;
+    }
+
+    LatencyPrediction predict(const Graph& g) const {
+        LatencyPrediction r;
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, r.ops);
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(g, plan));
+        r.per_op_ms.resize(r.ops.size());
+        r.per_layer_ms.assign(g.layers.size(), 0.0);
+        for (std::size_t i = 0; i < r.ops.size(); ++i) {
+            const double ms = predict_op(r.ops[i], ctx);
+            r.per_op_ms[i] = ms;
+            r.ops_ms += ms;
+            const double s = group_scale(static_cast<std::size_t>(calibration_group(r.ops[i].kind)), ctx);
+            r.per_layer_ms[static_cast<std::size_t>(r.ops[i].layer)] += s * ms;
+        }
+        r.total_ms = combine(r.ops, r.per_op_ms, ctx);
+        return r;
+    }
+
+    // Only the total; allocates nothing but the lowering scratch passed in.
+    double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
+        const FusionPlan plan = plan_fusion(g);
+        lower_for_latency(g, plan, scratch);
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(g, plan));
+        std::array<double, 3> sums{0, 0, 0};
+        for (const PrimOp& p : scratch)
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
+        return combine_sums(sums, scratch.size(), ctx);
+    }
+    double predict_ms(const Graph& g) const {
+        std::vector<PrimOp> scratch;
+        return predict_ms(g, scratch);
+    }
+};
+
+inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2}; }
+
+// Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
+// error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
+// the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
+// cross-validated relative errors of the samples listed in `used`.
+inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
+                                Eigen::VectorXd* cv_residuals = nullptr,
+                                std::vector<std::size_t>* used = nullptr) {
+    KindModel m;
+    m.kind = kind;
+    std::vector<std::size_t> idx;
+    for (std::size_t i = 0; i < samples.size(); ++i)
+        if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
+            idx.push_back(i);
+    if (used) *used = idx;
+    m.samples = static_cast<int>(idx.size());
+    if (idx.size() < 8) return m;
+    const int d = feature_count(kind);
+    const auto n = static_cast<Eigen::Index>(idx.size());
+    Eigen::MatrixXd X(n, d);
+    Eigen::VectorXd y(n), w(n);
+    double fastest = std::numeric_limits<double>::infinity();
+    for (Eigen::Index i = 0; i < n; ++i) {
+        const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
+        const OpFeatures f = op_features(s.op, s.ctx);
+        for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
+        y(i) = s.ms;
+        // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
+        w(i) = std::max(0.0, s.weight) / std::pow(std::max(s.ms, 1e-4), 2);
+        fastest = std::min(fastest, s.ms);
+    }
+    Eigen::VectorXd res;
+    Eigen::VectorXd robust = w;
+    for (int round = 0; round < 3; ++round) {
+        m.ridge = fit_ridge_cv(X, y, default_lambda_grid(), 5, &m.cv_rel_rmse, &res, &robust);
+        if (round == 2) break;
+        // Huber weights: residuals beyond 2.5 MADs count linearly, not quadratically.
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(1e-3, median(a));
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            robust(i) = w(i) * (r > 1 ? 1.0 / r : 1.0);
+        }
+    }
+    m.floor_ms = 0.5 * fastest;
+    m.fitted = true;
+    if (cv_residuals) *cv_residuals = res;
+    return m;
+}
+
+// Fits the calibration from whole-model measurements, minimising relative error with a pull
+// towards the identity (scale 1, no overhead) so that few models cannot produce a wild fit.
+inline Calibration fit_calibration(const LatencyModel& model,
+                                   const std::vector<CalibrationSample>& models,
+                                   double prior_strength = 0.05) {
+    Calibration c;
+    c.models = static_cast<int>(models.size());
+    if (models.empty()) return c;
+    // Unknowns: scale[0..2], per_op_ms, constant_ms, footprint_scale. Rows divided by measured ms.
+    const Eigen::Index n = static_cast<Eigen::Index>(models.size());
+    Eigen::MatrixXd A(n + 6, 6);
+    Eigen::VectorXd b(n + 6);
+    A.setZero();
+    b.setZero();
+    for (Eigen::Index i = 0; i < n; ++i) {
+        const CalibrationSample& s = models[static_cast<std::size_t>(i)];
+        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        std::array<double, 3> sums{0, 0, 0};
+        for (const PrimOp& p : s.ops)
+            sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
+        const double t = std::max(s.ms, 1e-6);
+        for (int g = 0; g < 3; ++g) A(i, g) = sums[static_cast<std::size_t>(g)] / t;
+        A(i, 3) = static_cast<double>(s.ops.size()) / t;
+        A(i, 4) = 1.0 / t;
+        A(i, 5) = ctx.large * (sums[0] + sums[1] + sums[2]) / t;
+        b(i) = 1.0;
+    }
+    // Prior rows: scale_g ~ 1, per_op ~ 0 (in units of 1 us), constant ~ 0 (in units of 10 us).
+    const double w = prior_strength * std::sqrt(static_cast<double>(n));
+    for (int g = 0; g < 3; ++g) {
+        A(n + g, g) = w;
+        b(n + g) = w;
+    }
+    A(n + 3, 3) = w * 1000.0 * 0.2;
+    A(n + 4, 4) = w * 100.0 * 0.2;
+    A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
+    // model timed while another process thrashed the caches cannot pull the fit.
+    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    for (int round = 0; round < 2 && n >= 8; ++round) {
+        const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
+        std::vector<double> a(static_cast<std::size_t>(n));
+        for (Eigen::Index i = 0; i < n; ++i) a[static_cast<std::size_t>(i)] = std::abs(res(i));
+        const double mad = std::max(0.01, median(a));
+        Eigen::MatrixXd Aw = A;
+        Eigen::VectorXd bw = b;
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double r = std::abs(res(i)) / (2.5 * mad);
+            const double sw = r > 1 ? std::sqrt(1.0 / r) : 1.0;
+            Aw.row(i) *= sw;
+            bw(i) *= sw;
+        }
+        x = Aw.colPivHouseholderQr().solve(bw);
+    }
+    for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
+    c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
+    c.constant_ms = std::clamp(x(4), -0.005, 0.5);
+    c.footprint_scale = std::clamp(x(5), -0.5, 1.0);
+    return c;
+}
+
+// The operators of the calibration models as samples in their model's context. op_ms[i] > 0 is
+// operator i's own time, or, for a layer of several operators (a conv and its hardswish), the
+// layer's total on the layer's first operator, followed by -1 on the others: the total is shared
+// in proportion to `model`'s predictions and the parts weigh half. 0 (or any other value that is
+// neither positive nor -1) is an operator not timed.
+inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
+                                                   const std::vector<CalibrationSample>& models,
+                                                   double weight = 1.0) {
+    std::vector<LatencySample> out;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
+            std::size_t e = i + 1;
+            while (e < n && c.op_ms[e] == -1.0) ++e;
+            if (e == i + 1) {
+                out.push_back({c.ops[i], c.op_ms[i], ctx, weight});
+                continue;
+            }
+            double total = 0;
+            std::vector<double> pred;
+            for (std::size_t k = i; k < e; ++k) {
+                pred.push_back(std::max(1e-6, model.predict_op(c.ops[k], ctx)));
+                total += pred.back();
+            }
+            for (std::size_t k = i; k < e; ++k)
+                out.push_back({c.ops[k], c.op_ms[i] * pred[k - i] / total, ctx, 0.5 * weight});
+        }
+    }
+    return out;
+}
+
+// The context factor of each kind: the median of (timed in a model / the regression in that
+// model's context) over the calibration models' operators timed on their own (at least 5, else
+// 1). With the context terms fitted it stays near 1; it catches what they cannot.
+inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
+    std::array<std::vector<double>, prim_kind_count> ratios;
+    for (const CalibrationSample& c : models) {
+        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
+            const KindModel& k = m.kind_model(c.ops[i].kind);
+            if (!k.fitted || !(c.op_ms[i] > 0)) continue;
+            const bool alone = i + 1 >= c.op_ms.size() || c.op_ms[i + 1] != -1.0;
+            if (!alone) continue;
+            const double pred = LatencyModel::raw_ms(k, c.ops[i], ctx);
+            if (pred > 0) ratios[static_cast<std::size_t>(c.ops[i].kind)].push_back(std::log(c.op_ms[i] / pred));
+        }
+    }
+    for (std::size_t k = 0; k < prim_kind_count; ++k) {
+        KindModel& km = m.kinds[k];
+        km.context_samples = static_cast<int>(ratios[k].size());
+        km.context_scale = ratios[k].size() >= 5 ? std::clamp(std::exp(median(ratios[k])), 0.25, 4.0) : 1.0;
+    }
+}
+
+// Fits every kind from the probes `samples` together with the operators timed inside the
+// calibration `models` (in their context; a first fit on the probes alone shares the time of
+// multi-operator layers), then the context factors and the calibration.
+inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
+                                      const std::vector<CalibrationSample>& models,
+                                      double in_model_weight = 10.0) {
+    LatencyModel first;
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+    std::vector<LatencySample> all = samples;
+    const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
+    all.insert(all.end(), in_model.begin(), in_model.end());
+    LatencyModel m;
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    fit_context_scales(m, models);
+    m.calibration = fit_calibration(m, models);
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accuracy figures
+// ---------------------------------------------------------------------------------------------
+
+struct AccuracyStats {
+    int n = 0;
+    double within_10pct = 0, within_5pct = 0, within_15pct = 0;  // fractions
+    double mape = 0;       // mean |pred - meas| / meas, in percent
+    double rmse_ms = 0;
+    double max_abs_pct = 0;
+};
+
+inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
+                                    const std::vector<double>& measured) {
+    AccuracyStats s;
+    const std::size_t n = std::min(predicted.size(), measured.size());
+    s.n = static_cast<int>(n);
+    if (n == 0) return s;
+    double se = 0, ape = 0;
+    int w5 = 0, w10 = 0, w15 = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double e = predicted[i] - measured[i];
+        const double rel = measured[i] > 0 ? std::abs(e) / measured[i] : 0.0;
+        se += e * e;
+        ape += rel;
+        w5 += rel <= 0.05;
+        w10 += rel <= 0.10;
+        w15 += rel <= 0.15;
+        s.max_abs_pct = std::max(s.max_abs_pct, 100 * rel);
+    }
+    const double dn = static_cast<double>(n);
+    s.within_5pct = w5 / dn;
+    s.within_10pct = w10 / dn;
+    s.within_15pct = w15 / dn;
+    s.mape = 100 * ape / dn;
+    s.rmse_ms = std::sqrt(se / dn);
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fingerprint and profile file
+// ---------------------------------------------------------------------------------------------
+
+struct DeviceFingerprint {
+    std::string cpu_model;
+    std::string architecture;
+    std::string xnnpack_isa;
+    std::string xnnpack_version;
+    std::string lamda_version;
+    int threads = 1;
+    friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
+        return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
+               a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
+               a.lamda_version == b.lamda_version && a.threads == b.threads;
+    }
+};
+
+inline DeviceFingerprint current_fingerprint(int threads) {
+    const DeviceInfo info = describe_device();
+    DeviceFingerprint f;
+    f.cpu_model = info.cpu_model;
+    f.architecture = info.architecture;
+    f.xnnpack_isa = info.xnnpack_isa;
+    f.xnnpack_version = LAMDA_XNNPACK_VERSION;
+    f.lamda_version = version_string;
+    f.threads = threads;
+    return f;
+}
+
+// Empty when the fingerprints agree; otherwise one warning naming every difference.
+inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
+    std::string diffs;
+    auto cmp = [&diffs](const char* what, const std::string& a, const std::string& b) {
+        if (a != b) diffs += std::string("\n  ") + what + ": profile '" + a + "', here '" + b + "'";
+    };
+    cmp("cpu_model", profile.cpu_model, here.cpu_model);
+    cmp("architecture", profile.architecture, here.architecture);
+    cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
+    cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
+    cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
+    if (diffs.empty()) return {};
+    return "warning: the latency profile was measured on a different device or setup; its "
+           "predictions may not hold here:" + diffs;
+}
+
+inline constexpr std::string_view profile_format_name = "lamda-latency-profile";
+inline constexpr int profile_format_version = 2;
+
+struct LatencyProfile {
+    DeviceFingerprint fingerprint;
+    double budget_s = 0;      // the profiling budget it was made with
+    double elapsed_s = 0;     // how long profiling took
+    double load_average = -1; // 1-minute load average when profiling started (-1: unknown)
+    std::int64_t calibration_seed = -1;  // seed the calibration models were drawn with (-1: none)
+    std::vector<LatencySample> samples;
+    std::vector<CalibrationSample> calibration;
+    LatencyModel model;
+};
+
+class ProfileError : public Exception {
+public:
+    using Exception::Exception;
+};
+
+namespace latency_detail {
+
+inline void write_op(JsonWriter& j, const PrimOp& p) {
+    j.begin_array()
+        .value(std::string_view(prim_kind_name(p.kind)))
+        .value(p.ih).value(p.iw).value(p.ic)
+        .value(p.oh).value(p.ow).value(p.oc)
+        .value(p.kh).value(p.kw).value(p.sh).value(p.sw)
+        .value(p.groups).value(p.n)
+        .end_array();
+}
+
+inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
+    j.begin_array();
+    for (double d : v) j.value(d);
+    j.end_array();
+}
+
+}  // namespace latency_detail
+
+// The profile as JSON text (one line).
+inline std::string latency_profile_json(const LatencyProfile& p) {
+    using latency_detail::write_doubles;
+    using latency_detail::write_op;
+    JsonWriter j;
+    j.begin_object()
+        .field("format", profile_format_name)
+        .field("version", profile_format_version)
+        .key("fingerprint")
+        .begin_object()
+        .field("cpu_model", p.fingerprint.cpu_model)
+        .field("architecture", p.fingerprint.architecture)
+        .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
+        .field("xnnpack_version", p.fingerprint.xnnpack_version)
+        .field("lamda_version", p.fingerprint.lamda_version)
+        .field("threads", p.fingerprint.threads)
+        .end_object()
+        .field("budget_s", p.budget_s)
+        .field("elapsed_s", p.elapsed_s)
+        .field("load_average", p.load_average)
+        .field("calibration_seed", p.calibration_seed);
+    j.key("op_fields").begin_array();
+    for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
+        j.value(f);
+    j.end_array();
+    j.key("samples").begin_array();
+    for (const LatencySample& s : p.samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : p.calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : p.model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = p.model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object().end_object();
+    return j.str();
+}
+
+inline void write_latency_profile(const std::string& path, const LatencyProfile& p) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << latency_profile_json(p) << '\n';
+    if (!out.flush()) throw ProfileError(path + ": error: cannot write the profile");
+}
+
+namespace latency_detail {
+
+using simdjson::dom::element;
+
+// detail/json_read.hpp's reader, plus the profile's operator records.
+struct Reader : JsonReader<ProfileError> {
+    explicit Reader(const std::string& where_) : JsonReader<ProfileError>(where_, "malformed latency profile") {}
+
+    PrimOp op(const element& e, const std::string& path) const {
+        const simdjson::dom::array a = arr(e, path);
+        if (a.size() != 13) fail(path, "expected 13 fields (kind, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, groups, n)");
+        PrimOp p;
+        std::size_t i = 0;
+        std::array<std::int32_t, 12> v{};
+        for (element x : a) {
+            const std::string sub = path + "[" + std::to_string(i) + "]";
+            if (i == 0) {
+                if (!parse_prim_kind(str(x, sub), p.kind)) fail(sub, "unknown operator kind");
+            } else {
+                v[i - 1] = static_cast<std::int32_t>(integer(x, sub, i == 12 ? 0 : 1, std::int64_t{1} << 30));
+            }
+            ++i;
+        }
+        p.ih = v[0]; p.iw = v[1]; p.ic = v[2]; p.oh = v[3]; p.ow = v[4]; p.oc = v[5];
+        p.kh = v[6]; p.kw = v[7]; p.sh = v[8]; p.sw = v[9]; p.groups = v[10]; p.n = v[11];
+        return p;
+    }
+};
+
+}  // namespace latency_detail
+
+// Parses profile text. Throws ProfileError naming the field for malformed, truncated or
+// wrong-version input.
+inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
+    latency_detail::Reader r(where);
+    simdjson::dom::parser parser;
+    simdjson::padded_string padded(text);
+    simdjson::dom::element doc;
+    if (const auto err = parser.parse(padded).get(doc))
+        throw ProfileError(where + ": error: the latency profile is not valid JSON (" +
+                           simdjson::error_message(err) + "); is the file truncated?");
+    LatencyProfile p;
+    if (!doc.is_object()) r.fail("(top level)", "expected an object");
+    const std::string format = r.str(r.at(doc, "format", ""), "format");
+    if (format != profile_format_name)
+        r.fail("format", "'" + format + "' is not '" + std::string(profile_format_name) + "'");
+    const std::int64_t version = r.integer(r.at(doc, "version", ""), "version", 0, 1 << 30);
+    if (version != profile_format_version)
+        throw ProfileError(where + ": error: latency profile version " + std::to_string(version) +
+                           " is not supported (this lamda reads version " +
+                           std::to_string(profile_format_version) + "); re-run `lamda profile`");
+    const auto fp = r.at(doc, "fingerprint", "");
+    p.fingerprint.cpu_model = r.str(r.at(fp, "cpu_model", "fingerprint"), "fingerprint.cpu_model");
+    p.fingerprint.architecture = r.str(r.at(fp, "architecture", "fingerprint"), "fingerprint.architecture");
+    p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
+    p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
+    p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
+    p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
+    if (r.has(doc, "load_average")) {
+        const auto la = r.at(doc, "load_average", "");
+        p.load_average = la.is_null() ? -1 : r.num(la, "load_average");
+    }
+    if (r.has(doc, "calibration_seed"))
+        p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
+                                       std::numeric_limits<std::int64_t>::max());
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
+            const std::string path = "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            p.samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
+            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            p.calibration.push_back(std::move(c));
+        }
+    }
+    const auto model = r.at(doc, "model", "");
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
+            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = p.model.kind_model(kind);
+            k.kind = kind;
+            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(model, "calibration", "model");
+        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
+        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
+        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
+        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
+        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
+        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+    }
+    return p;
+}
+
+inline LatencyProfile read_latency_profile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ProfileError(path + ": error: cannot open the latency profile");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw ProfileError(path + ": error: cannot read the latency profile");
+    const std::string text = ss.str();
+    if (text.size() > (std::size_t{256} << 20))
+        throw ProfileError(path + ": error: the latency profile is larger than 256 MiB");
+    return parse_latency_profile(text, path);
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_LATENCY_MODEL_HPP
+// ---- end include/lamda/latency/model.hpp ----
+// ---- begin include/lamda/latency/profiler.hpp ----
+// lamda/latency/profiler.hpp: measuring a device for the latency model (latency/model.hpp) through the
 // XNNPACK executor: single operators over a sample of configurations, spent adaptively where the
 // fitted model is least accurate (nn-Meter's idea), and whole models for the overhead term.
 // Compiled only with LAMDA_WITH_LATENCY and LAMDA_WITH_XNNPACK.
@@ -14860,11 +27353,13 @@ private:
 //   lamda::ProfileOptions o;  o.budget_s = 150;
 //   lamda::LatencyProfile p = lamda::profile_device(o, calibration_graphs);
 //   lamda::write_latency_profile("PROFILE.json", p);
-#ifndef LAMDA_LATENCY_PROFILE_HPP
-#define LAMDA_LATENCY_PROFILE_HPP
+#ifndef LAMDA_LATENCY_PROFILER_HPP
+#define LAMDA_LATENCY_PROFILER_HPP
 
 
-#if defined(LAMDA_WITH_LATENCY) && defined(LAMDA_WITH_XNNPACK)
+#if !(defined(LAMDA_WITH_LATENCY) && defined(LAMDA_WITH_XNNPACK))
+#error "lamda/latency/profiler.hpp needs LAMDA_WITH_LATENCY and LAMDA_WITH_XNNPACK (CMake: link lamda::latency and lamda::xnnpack)"
+#else
 
 #include <algorithm>
 #include <chrono>
@@ -14876,6 +27371,748 @@ private:
 #include <string>
 #include <vector>
 
+// ---- begin include/lamda/exec/xnnpack.hpp ----
+// lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
+// 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
+// with -lXNNPACK -lpthreadpool -lpthread.
+//
+//   lamda::XnnExecutor exec(graph, weights, {/*threads=*/1});   // throws lamda::ExecutorError
+//   std::copy(image.begin(), image.end(), exec.input());        // NHWC float32, batch 1
+//   exec.run();
+//   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
+//   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
+//
+// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
+// buffers allocated at construction, run many times) per layer, in file order; run() runs them
+// all, run_timed_per_op() times each. Activation buffers follow plan_buffers (exec/plan.hpp):
+// one arena, a buffer reused once its value's last reader has run (XnnOptions::keep_intermediates
+// keeps one per layer). The operator API is what XNNPACK's own subgraph runtime
+// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
+//   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
+//   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
+//   fc                fully_connected_nc_f32
+//   batchnorm         folded into the conv2d/dwconv/fc before it when that layer has no other
+//                     reader and no fused activation; otherwise a 1x1 depthwise convolution
+//   relu, relu6, hardsigmoid, hardswish, sigmoid layers   fused into the conv/dwconv/fc/
+//                     batchnorm/add before them (as if written act=...) when they are its only
+//                     reader and it has no act; otherwise a separate operator (clamp_nc_f32, ...)
+//   act=relu/relu6    the output clamp of conv/dwconv/fc/add
+//   act=hardsigmoid   on conv/dwconv/fc/batchnorm: folded into weights and bias (w/6, (b+3)/6) with
+//                     clamp [0,1]; elsewhere add_nd(x, 3) clamped to [0,6], then multiply_nd by 1/6
+//   hardswish, sigmoid, act=hardswish/sigmoid   hardswish_nc_f32 / sigmoid_nc_f32 (in place)
+//   maxpool, avgpool  max/average_pooling2d_nhwc_f32; ceil=true becomes extra bottom/right padding.
+//                     A 1x1 kernel (which XNNPACK rejects) is a strided copy done by a plain loop.
+//   gap               global_average_pooling_nwc_f32
+//   add (N inputs)    N-1 add_nd_f32, accumulating into the output
+//   concat            one copy_nc_x32 per input, writing a channel slice of the output
+//   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
+//   softmax           softmax_nc_f32 over channels
+//   flatten, dropout  no operator: the output aliases the input buffer
+// Every value that is materialised has its own buffer (no reuse between layers yet).
+#ifndef LAMDA_EXEC_XNNPACK_HPP
+#define LAMDA_EXEC_XNNPACK_HPP
+
+#if !defined(LAMDA_WITH_XNNPACK)
+#error "lamda/exec/xnnpack.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
+#else
+
+#include <xnnpack.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+#include <pthreadpool.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+struct XnnOptions {
+    // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
+    // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
+    int threads = 1;
+    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
+    // huge candidate is a clear error instead of an out-of-memory kill.
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Give every layer its own buffer, so layer_output(i) holds each layer's result after a run
+    // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
+    // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
+    bool keep_intermediates = false;
+};
+
+// Bytes the executor allocates for a graph at most: one buffer per layer output plus the
+// weights (with buffer reuse it allocates less).
+inline std::int64_t executor_memory_bytes(const Graph& graph) {
+    std::int64_t bytes = 0;
+    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
+    return bytes + analyze(graph).weight_bytes;
+}
+
+namespace detail {
+inline constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
+
+inline std::size_t round_up(std::size_t n, std::size_t multiple) noexcept {
+    return (n + multiple - 1) / multiple * multiple;
+}
+
+// A block of at least `size` bytes aligned to `alignment`, freed with std::free. One of 2 MiB
+// or more (packed weights of big layers, the executor's activation arena) is whole 2 MiB pages,
+// marked for transparent huge pages where Linux offers them (madvise mode): a 5 MB classifier
+// read once per inference otherwise takes a TLB miss every 4 KiB.
+inline void* allocate_block(std::size_t alignment, std::size_t size) noexcept {
+    void* p = nullptr;
+    if (size >= huge_page_bytes) {
+        size = round_up(size, huge_page_bytes);
+        if (posix_memalign(&p, huge_page_bytes, size) != 0) return nullptr;
+#ifdef __linux__
+        ::madvise(p, size, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    if (posix_memalign(&p, std::max(alignment, sizeof(void*)), size) != 0) return nullptr;
+    return p;
+}
+
+// XNNPACK's allocator, with its aligned blocks from allocate_block.
+inline void* xnn_allocate(void*, std::size_t size) { return std::malloc(size); }
+inline void* xnn_reallocate(void*, void* p, std::size_t size) { return std::realloc(p, size); }
+inline void xnn_deallocate(void*, void* p) { std::free(p); }
+inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size) {
+    return allocate_block(alignment, size);
+}
+inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
+                                             xnn_deallocate, xnn_aligned_allocate,
+                                             xnn_aligned_deallocate};
+}  // namespace detail
+
+inline std::string xnn_status_name(xnn_status s) {
+    switch (s) {
+    case xnn_status_success: return "success";
+    case xnn_status_uninitialized: return "uninitialized";
+    case xnn_status_invalid_parameter: return "invalid parameter";
+    case xnn_status_invalid_state: return "invalid state";
+    case xnn_status_unsupported_parameter: return "unsupported parameter";
+    case xnn_status_unsupported_hardware: return "unsupported hardware";
+    case xnn_status_out_of_memory: return "out of memory";
+    }
+    return "unknown status " + std::to_string(static_cast<int>(s));
+}
+
+// How each layer was lowered (for reports and debugging).
+enum class XnnLowering {
+    Operators,  // the layer runs its own XNNPACK operator(s)
+    Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
+    Alias,      // no work: output aliases the input (input, flatten, dropout)
+    Loop,       // a plain loop (1x1 pools)
+};
+
+class XnnExecutor {
+public:
+    XnnExecutor(const Graph& graph, const Weights& weights, XnnOptions options = {})
+        : impl_(std::make_unique<Impl>()) {
+        if (options.threads < 1 || options.threads > 1024)
+            throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
+                                        std::to_string(options.threads));
+        detail::check_runnable(graph);
+        if (options.max_memory_bytes > 0) {
+            const std::int64_t needed = executor_memory_bytes(graph);
+            if (needed > options.max_memory_bytes)
+                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
+                                    " MiB of buffers and weights, more than the limit of " +
+                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
+        }
+        detail::check_weights(graph, weights);
+        const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
+        if (init != xnn_status_success)
+            throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
+        impl_->threads = options.threads;
+        if (options.threads > 1) {
+            impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
+            if (!impl_->pool)
+                throw ExecutorError("XNNPACK: cannot create a pool of " +
+                                    std::to_string(options.threads) + " threads");
+        }
+        build(graph, weights, options.keep_intermediates);
+    }
+
+    XnnExecutor(const XnnExecutor&) = delete;
+    XnnExecutor& operator=(const XnnExecutor&) = delete;
+    XnnExecutor(XnnExecutor&&) noexcept = default;
+    XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
+    ~XnnExecutor() = default;
+
+    float* input() noexcept { return impl_->ptr.front(); }
+    Shape input_shape() const noexcept { return impl_->shapes.front(); }
+    const float* output() const noexcept { return impl_->ptr.back(); }
+    Shape output_shape() const noexcept { return impl_->shapes.back(); }
+    int threads() const noexcept { return impl_->threads; }
+
+    // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
+    // Unless built with keep_intermediates, only the input and output stay valid after a run:
+    // other layers' buffers are reused.
+    const float* layer_output(std::size_t i) const noexcept {
+        return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
+    }
+    XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Bytes of activation buffers allocated (weights not included).
+    std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
+    // Number of XNNPACK operators (and loops) run per inference.
+    std::size_t step_count() const noexcept { return impl_->steps.size(); }
+
+    void run() {
+        for (Step& s : impl_->steps) run_step(s);
+    }
+
+    // Runs once and returns milliseconds per layer, parallel to graph.layers; a fused or aliased
+    // layer reads 0 (its cost is in the layer it was fused into).
+    std::vector<double> run_timed_per_op() {
+        std::vector<double> ms(impl_->ptr.size(), 0.0);
+        for (Step& s : impl_->steps) {
+            const auto t0 = std::chrono::steady_clock::now();
+            run_step(s);
+            const auto t1 = std::chrono::steady_clock::now();
+            ms[static_cast<std::size_t>(s.layer)] +=
+                std::chrono::duration<double, std::milli>(t1 - t0).count();
+        }
+        return ms;
+    }
+
+    // Convenience: copies `in` (shape must match) into the input buffer, runs, returns the output.
+    Tensor run(const Tensor& in) {
+        if (in.shape != input_shape() ||
+            static_cast<std::int64_t>(in.data.size()) != input_shape().elements())
+            throw ExecutorError("input has shape " + to_string(in.shape) + ", the graph expects " +
+                                to_string(input_shape()));
+        std::copy(in.data.begin(), in.data.end(), input());
+        run();
+        Tensor out(output_shape());
+        std::copy(output(), output() + out.data.size(), out.data.begin());
+        return out;
+    }
+
+private:
+    // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
+    static constexpr std::size_t kBufferAlignment = 64;
+    struct FreeBlock {
+        void operator()(float* p) const noexcept { std::free(p); }
+    };
+    struct Step {
+        int layer = 0;
+        xnn_operator_t op = nullptr;
+        std::function<void()> loop;  // when op is null
+    };
+    struct Impl {
+        pthreadpool_t pool = nullptr;
+        int threads = 1;
+        std::unique_ptr<float, FreeBlock> arena;  // every activation buffer
+        std::int64_t buffer_bytes = 0;            // the buffers' bytes (without alignment)
+        std::vector<float*> ptr;  // per layer; nullptr when fused away
+        std::vector<Shape> shapes;
+        std::vector<XnnLowering> lowering;
+        std::vector<Step> steps;
+        // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
+        float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
+        float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
+                          1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
+
+        Impl() = default;
+        Impl(const Impl&) = delete;
+        Impl& operator=(const Impl&) = delete;
+        ~Impl() {
+            for (Step& s : steps)
+                if (s.op) xnn_delete_operator(s.op);
+            if (pool) pthreadpool_destroy(pool);
+        }
+    };
+    std::unique_ptr<Impl> impl_;
+
+    void run_step(Step& s) {
+        if (s.op) {
+            const xnn_status st = xnn_run_operator(s.op, impl_->pool);
+            if (st != xnn_status_success)
+                throw ExecutorError("XNNPACK: running layer " + std::to_string(s.layer) +
+                                    " failed: " + xnn_status_name(st));
+        } else {
+            s.loop();
+        }
+    }
+
+    // ---- construction helpers ----
+
+    static std::string where(const Layer& l) {
+        return std::string(op_name(l.op)) + " layer '" + l.name + "'";
+    }
+
+    static void check(xnn_status st, const Layer& l, const char* fn) {
+        if (st != xnn_status_success)
+            throw ExecutorError("XNNPACK: " + where(l) + ": " + fn + " failed: " +
+                                xnn_status_name(st));
+    }
+
+    // Adds an operator step for layer `index`; takes ownership at once so a later failure frees it.
+    void add_op(int index, xnn_operator_t op) {
+        Step s;
+        s.layer = index;
+        s.op = op;
+        impl_->steps.push_back(std::move(s));
+    }
+
+    static std::pair<float, float> clamp_of(Activation a) {
+        constexpr float inf = std::numeric_limits<float>::infinity();
+        if (a == Activation::Relu) return {0.0f, inf};
+        if (a == Activation::Relu6) return {0.0f, 6.0f};
+        if (a == Activation::HardSigmoid) return {0.0f, 1.0f};  // after folding the affine part
+        return {-inf, inf};
+    }
+
+    // Unary elementwise steps, input -> output (may be the same buffer): relu, relu6, hardswish,
+    // sigmoid, hardsigmoid. `a == None` adds nothing.
+    void add_activation(int index, const Layer& l, Activation a, const float* in, float* out,
+                        const Shape& s) {
+        if (a == Activation::None) return;
+        const auto C = static_cast<std::size_t>(s.c);
+        const auto pixels = static_cast<std::size_t>(s.h * s.w);
+        xnn_operator_t op = nullptr;
+        switch (a) {
+        case Activation::Relu:
+        case Activation::Relu6: {
+            const auto [lo, hi] = clamp_of(a);
+            check(xnn_create_clamp_nc_f32(C, C, C, lo, hi, 0, &op), l, "xnn_create_clamp_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_clamp_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_clamp_nc_f32");
+            return;
+        }
+        case Activation::HardSwish:
+            check(xnn_create_hardswish_nc_f32(C, C, C, 0, &op), l, "xnn_create_hardswish_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_hardswish_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_hardswish_nc_f32");
+            return;
+        case Activation::Sigmoid:
+            check(xnn_create_sigmoid_nc_f32(C, C, C, 0, &op), l, "xnn_create_sigmoid_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_sigmoid_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_sigmoid_nc_f32");
+            return;
+        case Activation::HardSigmoid: {
+            // relu6(x + 3) / 6
+            const std::size_t dims[1] = {static_cast<std::size_t>(s.elements())};
+            const std::size_t one[1] = {1};
+            check(xnn_create_add_nd_f32(0.0f, 6.0f, 0, &op), l, "xnn_create_add_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_add_nd_f32(op, 1, dims, 1, one, in, impl_->three, out, impl_->pool),
+                  l, "xnn_setup_add_nd_f32");
+            op = nullptr;
+            const float inf = std::numeric_limits<float>::infinity();
+            check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_multiply_nd_f32(op, 1, dims, 1, one, out, impl_->sixth, out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_f32");
+            return;
+        }
+        case Activation::None: return;
+        }
+    }
+
+    // Assigns impl_->ptr from plan_buffers (exec/plan.hpp): one buffer per materialised
+    // value, reused once its last reader has run unless keep_intermediates.
+    void allocate_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
+        const BufferPlan bp = lamda::plan_buffers(g, plan, !keep_intermediates,
+                                                  XNN_EXTRA_BYTES / sizeof(float) + 4);
+        // One arena for all buffers, each on a cache line (allocate_block puts a large arena on
+        // huge pages: early layers of a 224x224 net stream megabytes).
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t floats : bp.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(floats) * sizeof(float), kBufferAlignment);
+        }
+        auto* arena = static_cast<float*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->arena.reset(arena);
+        std::fill(arena, arena + total / sizeof(float), 0.0f);  // a fresh output is defined
+        std::vector<float*> slot_ptr;
+        for (std::size_t off : offset) slot_ptr.push_back(arena + off / sizeof(float));
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = bp.value_of[i];
+            if (v < 0) continue;
+            // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
+            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(bp.slot_of[static_cast<std::size_t>(v)])];
+            const OpKind op = g.layers[i].op;
+            if (op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout)
+                impl_->lowering[i] = XnnLowering::Alias;
+        }
+        impl_->buffer_bytes = bp.total_floats() * static_cast<std::int64_t>(sizeof(float));
+    }
+
+    void build(const Graph& g, const Weights& w, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        impl_->ptr.assign(n, nullptr);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+
+        // Fusions are decided by plan_fusion (exec/plan.hpp), the one source of truth the
+        // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
+        // i's operator; tail[i]: the layer whose buffer receives layer i's output.
+        const FusionPlan plan = plan_fusion(g);
+        const std::vector<int>& absorbed_by = plan.absorbed_by;
+        const std::vector<int>& tail = plan.tail;
+        const std::vector<int>& folded_bn = plan.folded_bn;
+        const std::vector<Activation>& act = plan.act;
+
+        allocate_buffers(g, plan, keep_intermediates);
+        for (std::size_t j = 0; j < n; ++j)
+            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        for (std::size_t i = 0; i < n; ++i) {
+            if (absorbed_by[i] >= 0) continue;
+            const Layer& l = g.layers[i];
+            const int idx = static_cast<int>(i);
+            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
+            auto in_ptr = [&](std::size_t k) -> const float* {
+                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
+            };
+            auto in_shape = [&](std::size_t k) -> const Shape& {
+                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
+            };
+            switch (l.op) {
+            case OpKind::Input:
+            case OpKind::Flatten:
+            case OpKind::Dropout: break;
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d:
+            case OpKind::FullyConnected:
+            case OpKind::BatchNorm:
+                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
+                break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
+            case OpKind::GlobalAvgPool: {
+                const Shape s = in_shape(0);
+                const auto C = static_cast<std::size_t>(s.c);
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
+                      "xnn_create_global_average_pooling_nwc_f32");
+                add_op(idx, op);
+                check(xnn_setup_global_average_pooling_nwc_f32(
+                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_global_average_pooling_nwc_f32");
+                break;
+            }
+            case OpKind::Add: {
+                const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+                const Activation a = act[i];
+                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
+                const std::size_t k_last = l.inputs.size() - 1;
+                for (std::size_t k = 1; k <= k_last; ++k) {
+                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
+                                                                     : clamp_of(Activation::None);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
+                    add_op(idx, op);
+                    const float* a_in = k == 1 ? in_ptr(0) : out;
+                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
+                                               impl_->pool),
+                          l, "xnn_setup_add_nd_f32");
+                }
+                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
+                break;
+            }
+            case OpKind::Concat: {
+                const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
+                const auto total = static_cast<std::size_t>(l.shape.c);
+                std::size_t offset = 0;
+                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                    const auto c = static_cast<std::size_t>(in_shape(k).c);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
+                    add_op(idx, op);
+                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
+                          l, "xnn_setup_copy_nc_x32");
+                    offset += c;
+                }
+                break;
+            }
+            case OpKind::Mul: {
+                const Shape a = in_shape(0), b = in_shape(1);
+                const std::size_t da[3] = {static_cast<std::size_t>(a.h),
+                                           static_cast<std::size_t>(a.w),
+                                           static_cast<std::size_t>(a.c)};
+                const std::size_t db[3] = {static_cast<std::size_t>(b.h),
+                                           static_cast<std::size_t>(b.w),
+                                           static_cast<std::size_t>(b.c)};
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+                add_op(idx, op);
+                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
+                                                impl_->pool),
+                      l, "xnn_setup_multiply_nd_f32");
+                break;
+            }
+            case OpKind::Relu:
+                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Relu6:
+                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSwish:
+                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSigmoid:
+                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Sigmoid:
+                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Softmax: {
+                const auto C = static_cast<std::size_t>(l.shape.c);
+                xnn_operator_t op = nullptr;
+                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
+                add_op(idx, op);
+                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
+                                               in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_softmax_nc_f32");
+                break;
+            }
+            }
+        }
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation.
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
+        const Shape os = last.shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+
+        // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
+        std::vector<float> kernel;
+        std::vector<double> bias(oc, 0.0);
+        bool has_bias = false;
+        std::size_t per_out = 0;
+        auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
+            const auto& gamma = w.at(b.name + ".weight").data;
+            const auto& beta = w.at(b.name + ".bias").data;
+            const auto& mean = w.at(b.name + ".running_mean").data;
+            const auto& var = w.at(b.name + ".running_var").data;
+            scale.resize(gamma.size());
+            shift.resize(gamma.size());
+            for (std::size_t c = 0; c < gamma.size(); ++c) {
+                scale[c] = gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps);
+                shift[c] = beta[c] - mean[c] * scale[c];
+            }
+        };
+        if (l.op == OpKind::BatchNorm) {
+            std::vector<double> scale, shift;
+            bn_params(l, scale, shift);
+            per_out = 1;
+            kernel.assign(scale.begin(), scale.end());
+            bias = shift;
+            has_bias = true;
+        } else {
+            const WeightTensor& wt = w.at(l.name + ".weight");
+            if (l.bias) {
+                const auto& b = w.at(l.name + ".bias").data;
+                bias.assign(b.begin(), b.end());
+                has_bias = true;
+            }
+            if (l.op == OpKind::Conv2d) {
+                // OIHW -> OHWI
+                const auto cig = static_cast<std::size_t>(is.c / l.groups);
+                const auto kh = static_cast<std::size_t>(l.kernel_h);
+                const auto kw = static_cast<std::size_t>(l.kernel_w);
+                per_out = kh * kw * cig;
+                kernel.resize(oc * per_out);
+                for (std::size_t o = 0; o < oc; ++o)
+                    for (std::size_t ic = 0; ic < cig; ++ic)
+                        for (std::size_t y = 0; y < kh; ++y)
+                            for (std::size_t x = 0; x < kw; ++x)
+                                kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                    wt.data[((o * cig + ic) * kh + y) * kw + x];
+            } else {
+                // dwconv [C*m][1][kh][kw] and fc [out][in] are already XNNPACK's layout.
+                kernel = wt.data;
+                per_out = kernel.size() / oc;
+            }
+            if (bn >= 0) {
+                std::vector<double> scale, shift;
+                bn_params(last, scale, shift);
+                for (std::size_t o = 0; o < oc; ++o) {
+                    for (std::size_t k = 0; k < per_out; ++k)
+                        kernel[o * per_out + k] =
+                            static_cast<float>(kernel[o * per_out + k] * scale[o]);
+                    bias[o] = bias[o] * scale[o] + shift[o];
+                }
+                has_bias = true;
+            }
+        }
+        if (a == Activation::HardSigmoid) {
+            // relu6(y + 3) / 6 = clamp(y/6 + 1/2, 0, 1): scale the affine map, clamp to [0, 1].
+            for (float& k : kernel) k = static_cast<float>(k / 6.0);
+            for (double& b : bias) b = (b + 3.0) / 6.0;
+            has_bias = true;
+        }
+        std::vector<float> bias_f(bias.begin(), bias.end());
+        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        const bool clamp_fused =
+            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
+
+        xnn_operator_t op = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
+                                                    0, &op),
+                  l, "xnn_create_fully_connected_nc_f32");
+            add_op(idx, op);
+            check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_f32");
+        } else {
+            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+            std::size_t gic = 0, goc = 0;
+            std::array<int, 4> pads{0, 0, 0, 0};
+            if (l.op == OpKind::BatchNorm) {
+                groups = static_cast<std::uint32_t>(is.c);
+                gic = goc = 1;
+            } else {
+                kh = static_cast<std::uint32_t>(l.kernel_h);
+                kw = static_cast<std::uint32_t>(l.kernel_w);
+                sh = static_cast<std::uint32_t>(l.stride_h);
+                sw = static_cast<std::uint32_t>(l.stride_w);
+                dh = static_cast<std::uint32_t>(l.dilation_h);
+                dw = static_cast<std::uint32_t>(l.dilation_w);
+                pads = l.pads;
+                if (l.op == OpKind::Conv2d) {
+                    groups = static_cast<std::uint32_t>(l.groups);
+                    gic = static_cast<std::size_t>(is.c / l.groups);
+                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
+                } else {
+                    groups = static_cast<std::uint32_t>(is.c);
+                    gic = 1;
+                    goc = static_cast<std::size_t>(l.multiplier);
+                }
+            }
+            for (int p : pads)
+                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            check(xnn_create_convolution2d_nhwc_f32(
+                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
+                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
+                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                  l, "xnn_create_convolution2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_f32");
+        }
+        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
+    }
+
+    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
+        const Shape os = l.shape;
+        std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
+        // A window lying entirely in the padding has no defined value in XNNPACK.
+        if (l.kernel_h <= p[0] || l.kernel_w <= p[1] ||
+            (os.h - 1) * l.stride_h - p[0] >= is.h || (os.w - 1) * l.stride_w - p[1] >= is.w)
+            throw ExecutorError("XNNPACK: " + where(l) +
+                                ": a pooling window lies entirely in the padding");
+        // ceil=true (or any excess): pad the bottom/right so that floor division gives os.
+        p[2] = std::max<std::int64_t>(p[2], (os.h - 1) * l.stride_h + l.kernel_h - is.h - p[0]);
+        p[3] = std::max<std::int64_t>(p[3], (os.w - 1) * l.stride_w + l.kernel_w - is.w - p[1]);
+        const std::int64_t xh = (is.h + p[0] + p[2] - l.kernel_h) / l.stride_h + 1;
+        const std::int64_t xw = (is.w + p[1] + p[3] - l.kernel_w) / l.stride_w + 1;
+        if (xh != os.h || xw != os.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": padding " + std::to_string(p[0]) + "," +
+                                std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
+                                std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
+                                std::to_string(xw) + ", not the inferred " + to_string(os));
+        const auto C = static_cast<std::size_t>(is.c);
+        if (l.kernel_h == 1 && l.kernel_w == 1) {
+            // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in + (iy * is.w + ix) * is.c, in + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            return;
+        }
+        const float inf = std::numeric_limits<float>::infinity();
+        xnn_operator_t op = nullptr;
+        const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+        if (l.op == OpKind::MaxPool) {
+            check(xnn_create_max_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                    u(l.kernel_h), u(l.kernel_w), u(l.stride_h),
+                                                    u(l.stride_w), 1, 1, C, C, C, -inf, inf, 0, &op),
+                  l, "xnn_create_max_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_max_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_f32");
+        } else {
+            check(xnn_create_average_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                        u(l.kernel_h), u(l.kernel_w),
+                                                        u(l.stride_h), u(l.stride_w), C, C, C,
+                                                        -inf, inf, 0, &op),
+                  l, "xnn_create_average_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_average_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                       static_cast<std::size_t>(is.w), in, out,
+                                                       impl_->pool),
+                  l, "xnn_setup_average_pooling2d_nhwc_f32");
+        }
+    }
+};
+
+// A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
+// and every measurement (bench, profile, evaluation) should see the same data.
+inline void fill_timing_input(XnnExecutor& executor) {
+    float* input = executor.input();
+    const std::int64_t n = executor.input_shape().elements();
+    for (std::int64_t i = 0; i < n; ++i)
+        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+#endif  // LAMDA_EXEC_XNNPACK_HPP
+// ---- end include/lamda/exec/xnnpack.hpp ----
 
 namespace lamda {
 
@@ -15387,20 +28624,21 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
 }  // namespace lamda
 
 #endif  // LAMDA_WITH_LATENCY && LAMDA_WITH_XNNPACK
-#endif  // LAMDA_LATENCY_PROFILE_HPP
-// ---- end include/lamda/latency_profile.hpp ----
+#endif  // LAMDA_LATENCY_PROFILER_HPP
+// ---- end include/lamda/latency/profiler.hpp ----
 
 // After lamda's headers: <httplib.h> pulls in <resolv.h>, whose `_res` macro breaks Eigen
-// (latency.hpp) when it comes first.
+// (latency/model.hpp) when it comes first.
 #include <httplib.h>
 #include <simdjson.h>
 
 namespace lamda {
 
 // A failed agent request, on either side. `status` is the HTTP status (0: no response at all).
-class AgentError : public std::runtime_error {
+class AgentError : public Exception {
 public:
-    explicit AgentError(const std::string& what, int status_ = 0) : std::runtime_error(what), status(status_) {}
+    explicit AgentError(const std::string& what, int status_ = 0)
+        : Exception(what, status_ == 0 ? ErrorKind::device : ErrorKind::server), status(status_) {}
     int status = 0;
 };
 
@@ -15459,8 +28697,8 @@ inline std::string json_error(const std::string& message) {
     return j.str();
 }
 
-struct RequestError : std::runtime_error {
-    explicit RequestError(const std::string& what, int status_ = 400) : std::runtime_error(what), status(status_) {}
+struct RequestError : Exception {
+    explicit RequestError(const std::string& what, int status_ = 400) : Exception(what), status(status_) {}
     int status = 400;
 };
 
@@ -16332,8 +29570,9 @@ inline std::string agent_profile_path(const std::string& out, const AgentClient&
 }  // namespace lamda
 
 #endif  // LAMDA_WITH_AGENT
-#endif  // LAMDA_AGENT_HPP
-// ---- end include/lamda/agent.hpp ----
+#endif  // LAMDA_AGENT_AGENT_HPP
+// ---- end include/lamda/agent/agent.hpp ----
+#endif
 
 #endif  // LAMDA_LAMDA_HPP
 // ---- end include/lamda/lamda.hpp ----

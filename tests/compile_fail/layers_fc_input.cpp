@@ -1,6 +1,6 @@
 // Must NOT compile: a FullyConnected layer reads a 14x14x8 value.
 // Expected diagnostic: "lamda: layer FullyConnected: input must be 1x1xC ..."
-#include "lamda/layers.hpp"
+#include "lamda/dsl/layers.hpp"
 
 namespace L = lamda::layers;
 

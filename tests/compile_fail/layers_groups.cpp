@@ -1,6 +1,6 @@
 // Must NOT compile: 6 input channels cannot be split into 4 groups.
 // Expected diagnostic: "lamda: layer Conv2d: input channels must be divisible by groups"
-#include "lamda/layers.hpp"
+#include "lamda/dsl/layers.hpp"
 
 namespace L = lamda::layers;
 

@@ -1,6 +1,6 @@
 // Must NOT compile: an Input in the middle of a model.
 // Expected diagnostic: "lamda: layer Input must come first ..."
-#include "lamda/layers.hpp"
+#include "lamda/dsl/layers.hpp"
 
 namespace L = lamda::layers;
 

@@ -1,6 +1,6 @@
 // Must NOT compile: a valid 5x5 convolution of a 4x4 input has no output.
 // Expected diagnostic: "lamda: layer Conv2d: the kernel (with dilation) is larger than ..."
-#include "lamda/layers.hpp"
+#include "lamda/dsl/layers.hpp"
 
 namespace L = lamda::layers;
 

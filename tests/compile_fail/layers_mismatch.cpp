@@ -1,6 +1,6 @@
 // Must NOT compile: the two branches of an Add produce 16 and 32 channels.
 // Expected diagnostic: "lamda: layer Add: branches produce different shapes ..."
-#include "lamda/layers.hpp"
+#include "lamda/dsl/layers.hpp"
 
 namespace L = lamda::layers;
 

@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include <lamda/analysis.hpp>
-#include <lamda/dsl.hpp>
+#include <lamda/core/analysis.hpp>
+#include <lamda/dsl/parser.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view text(reinterpret_cast<const char*>(data), size);

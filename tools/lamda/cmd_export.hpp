@@ -22,15 +22,16 @@
 #include <memory>
 #include <string>
 
-#include <lamda/dataset.hpp>
-#include <lamda/diagnostics.hpp>
-#include <lamda/dsl.hpp>
-#include <lamda/export.hpp>
-#include <lamda/fold.hpp>
-#include <lamda/onnx_import.hpp>
-#include <lamda/reference.hpp>
-#include <lamda/weights.hpp>
-#include <lamda/xnnpack.hpp>
+#include <lamda/dsl/file.hpp>
+#include <lamda/data/dataset.hpp>
+#include <lamda/core/diagnostics.hpp>
+#include <lamda/dsl/parser.hpp>
+#include <lamda/deploy/export.hpp>
+#include <lamda/exec/fold.hpp>
+#include <lamda/deploy/onnx_import.hpp>
+#include <lamda/exec/reference.hpp>
+#include <lamda/data/weights.hpp>
+#include <lamda/exec/xnnpack.hpp>
 
 namespace lamda_cli {
 
@@ -231,7 +232,7 @@ inline void add_export_commands(CLI::App& app, int& exit_code) {
     auto ex = std::make_shared<ExportArgs>();
     auto* exp = app.add_subcommand(
         "export", "Write a model as a PyTorch nn.Module (--pytorch OUT.py) or as a C++ header with\n"
-                  "layers.hpp templates, embedded weights and an XNNPACK run() (--cpp OUT.hpp).\n"
+                  "dsl/layers.hpp templates, embedded weights and an XNNPACK run() (--cpp OUT.hpp).\n"
                   "See docs/export.md.");
     exp->add_option("model", ex->model, "Model file in the lamda DSL")->required();
     exp->add_option("--weights", ex->weights,

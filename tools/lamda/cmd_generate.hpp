@@ -21,17 +21,18 @@
 #include <string>
 #include <vector>
 
-#include <lamda/search.hpp>
+#include <lamda/dsl/file.hpp>
+#include <lamda/search/types.hpp>
 #include "cmd_llm.hpp"
 
 #if defined(LAMDA_WITH_AGENT)
-#include <lamda/agent.hpp>
+#include <lamda/agent/agent.hpp>
 #endif
 #if defined(LAMDA_WITH_LATENCY)
-#include <lamda/generate.hpp>
-#include <lamda/journal.hpp>
-#include <lamda/report.hpp>
-#include <lamda/task.hpp>
+#include <lamda/search/loop.hpp>
+#include <lamda/search/journal.hpp>
+#include <lamda/search/report.hpp>
+#include <lamda/search/task.hpp>
 #endif
 
 namespace lamda_cli {

@@ -20,12 +20,13 @@
 #include <utility>
 #include <vector>
 
-#include <lamda/dsl.hpp>
-#include <lamda/json.hpp>
-#include <lamda/latency.hpp>
-#include <lamda/sample.hpp>
+#include <lamda/dsl/file.hpp>
+#include <lamda/dsl/parser.hpp>
+#include <lamda/detail/json_write.hpp>
+#include <lamda/latency/model.hpp>
+#include <lamda/search/sampler.hpp>
 #if defined(LAMDA_WITH_LATENCY) && defined(LAMDA_WITH_XNNPACK)
-#include <lamda/latency_profile.hpp>
+#include <lamda/latency/profiler.hpp>
 #endif
 #if defined(LAMDA_WITH_AGENT)
 #include <fstream>
@@ -33,7 +34,7 @@
 #include <mutex>
 #include <thread>
 
-#include <lamda/agent.hpp>
+#include <lamda/agent/agent.hpp>
 #endif
 
 namespace lamda_cli {

@@ -20,8 +20,8 @@
 #include <string>
 
 #if defined(LAMDA_WITH_LLM)
-#include <lamda/llm.hpp>
-#include <lamda/task.hpp>
+#include <lamda/llm/llm.hpp>
+#include <lamda/search/task.hpp>
 #endif
 
 namespace lamda_cli {

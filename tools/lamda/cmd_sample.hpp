@@ -1,4 +1,4 @@
-// `lamda sample`: writes random, valid models (lamda/sample.hpp) into a directory.
+// `lamda sample`: writes random, valid models (lamda/search/sampler.hpp) into a directory.
 //
 //     lamda sample --count 200 --seed 1 --out held_out [--family se] [--input 96x96x3] [--force]
 //
@@ -26,10 +26,10 @@
 #include <system_error>
 #include <vector>
 
-#include <lamda/analysis.hpp>
-#include <lamda/dsl.hpp>
-#include <lamda/ir.hpp>
-#include <lamda/sample.hpp>
+#include <lamda/core/analysis.hpp>
+#include <lamda/dsl/parser.hpp>
+#include <lamda/core/ir.hpp>
+#include <lamda/search/sampler.hpp>
 
 namespace lamda_cli {
 

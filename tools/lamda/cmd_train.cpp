@@ -7,11 +7,12 @@
 #include <memory>
 #include <string>
 
-#include <lamda/dataset.hpp>
-#include <lamda/dsl.hpp>
-#include <lamda/json.hpp>
-#include <lamda/train.hpp>
-#include <lamda/weights.hpp>
+#include <lamda/dsl/file.hpp>
+#include <lamda/data/dataset.hpp>
+#include <lamda/dsl/parser.hpp>
+#include <lamda/detail/json_write.hpp>
+#include <lamda/train/trainer.hpp>
+#include <lamda/data/weights.hpp>
 
 #if !defined(LAMDA_WITH_TORCH)
 #error "cmd_train.cpp needs libtorch (LAMDA_WITH_TORCH); the build compiles it only when found"

@@ -27,12 +27,13 @@
 #include <memory>
 #include <string>
 
-#include <lamda/dataset.hpp>
-#include <lamda/diagnostics.hpp>
-#include <lamda/dsl.hpp>
-#include <lamda/json.hpp>
-#include <lamda/search.hpp>
-#include <lamda/weights.hpp>
+#include <lamda/dsl/file.hpp>
+#include <lamda/data/dataset.hpp>
+#include <lamda/core/diagnostics.hpp>
+#include <lamda/dsl/parser.hpp>
+#include <lamda/detail/json_write.hpp>
+#include <lamda/search/types.hpp>
+#include <lamda/data/weights.hpp>
 
 namespace lamda_cli {
 
@@ -137,7 +138,7 @@ inline void add_eval_command(CLI::App& app, int& exit_code) {
 void add_train_commands(CLI::App& app, int& exit_code);
 
 // A trainer on `dataset` (a name or directory, as --dataset takes) with the proxy and full
-// defaults of train.hpp, `threads` threads and seed `seed`; `full_epochs` > 0 overrides the full
+// defaults of train/trainer.hpp, `threads` threads and seed `seed`; `full_epochs` > 0 overrides the full
 // training's epoch count. Throws lamda::DatasetError when the dataset cannot be loaded.
 std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads,
                                              std::uint64_t seed, int full_epochs = 0);

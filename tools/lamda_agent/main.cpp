@@ -1,4 +1,4 @@
-// lamda-agent: the on-device measurement agent (include/lamda/agent.hpp, docs/agent.md).
+// lamda-agent: the on-device measurement agent (include/lamda/agent/agent.hpp, docs/agent.md).
 //   lamda-agent --listen 0.0.0.0:7070 --token-file /etc/lamda-agent/token [--cert C --key K]
 // Serves `lamda device`, `lamda bench` and `lamda profile` measurements of this board to a
 // search host (`lamda ... --device http://board:7070`). Stops on SIGINT or SIGTERM.
@@ -12,7 +12,7 @@
 
 #include <pthread.h>
 
-#include <lamda/agent.hpp>
+#include <lamda/agent/agent.hpp>
 #include <lamda/version.hpp>
 
 int main(int argc, char** argv) {

@@ -1,0 +1,746 @@
+// lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
+// 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
+// with -lXNNPACK -lpthreadpool -lpthread.
+//
+//   lamda::XnnExecutor exec(graph, weights, {/*threads=*/1});   // throws lamda::ExecutorError
+//   std::copy(image.begin(), image.end(), exec.input());        // NHWC float32, batch 1
+//   exec.run();
+//   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
+//   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
+//
+// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
+// buffers allocated at construction, run many times) per layer, in file order; run() runs them
+// all, run_timed_per_op() times each. Activation buffers follow plan_buffers (exec/plan.hpp):
+// one arena, a buffer reused once its value's last reader has run (XnnOptions::keep_intermediates
+// keeps one per layer). The operator API is what XNNPACK's own subgraph runtime
+// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
+//   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
+//   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
+//   fc                fully_connected_nc_f32
+//   batchnorm         folded into the conv2d/dwconv/fc before it when that layer has no other
+//                     reader and no fused activation; otherwise a 1x1 depthwise convolution
+//   relu, relu6, hardsigmoid, hardswish, sigmoid layers   fused into the conv/dwconv/fc/
+//                     batchnorm/add before them (as if written act=...) when they are its only
+//                     reader and it has no act; otherwise a separate operator (clamp_nc_f32, ...)
+//   act=relu/relu6    the output clamp of conv/dwconv/fc/add
+//   act=hardsigmoid   on conv/dwconv/fc/batchnorm: folded into weights and bias (w/6, (b+3)/6) with
+//                     clamp [0,1]; elsewhere add_nd(x, 3) clamped to [0,6], then multiply_nd by 1/6
+//   hardswish, sigmoid, act=hardswish/sigmoid   hardswish_nc_f32 / sigmoid_nc_f32 (in place)
+//   maxpool, avgpool  max/average_pooling2d_nhwc_f32; ceil=true becomes extra bottom/right padding.
+//                     A 1x1 kernel (which XNNPACK rejects) is a strided copy done by a plain loop.
+//   gap               global_average_pooling_nwc_f32
+//   add (N inputs)    N-1 add_nd_f32, accumulating into the output
+//   concat            one copy_nc_x32 per input, writing a channel slice of the output
+//   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
+//   softmax           softmax_nc_f32 over channels
+//   flatten, dropout  no operator: the output aliases the input buffer
+// Every value that is materialised has its own buffer (no reuse between layers yet).
+#ifndef LAMDA_EXEC_XNNPACK_HPP
+#define LAMDA_EXEC_XNNPACK_HPP
+
+#if !defined(LAMDA_WITH_XNNPACK)
+#error "lamda/exec/xnnpack.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
+#else
+
+#include <xnnpack.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+#include <pthreadpool.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../core/analysis.hpp"
+#include "../core/ir.hpp"
+#include "plan.hpp"
+#include "reference.hpp"
+#include "../data/tensor.hpp"
+#include "../data/weights.hpp"
+
+namespace lamda {
+
+struct XnnOptions {
+    // 1..1024; 1 runs on the calling thread. More threads than free cores is much slower, not
+    // faster (pthreadpool's workers spin): measured 9 ms -> 880 ms with 4 threads on 2 busy cores.
+    int threads = 1;
+    // Refuse to build a model whose buffers and weights together exceed this (0: no limit), so a
+    // huge candidate is a clear error instead of an out-of-memory kill.
+    std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Give every layer its own buffer, so layer_output(i) holds each layer's result after a run
+    // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
+    // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
+    bool keep_intermediates = false;
+};
+
+// Bytes the executor allocates for a graph at most: one buffer per layer output plus the
+// weights (with buffer reuse it allocates less).
+inline std::int64_t executor_memory_bytes(const Graph& graph) {
+    std::int64_t bytes = 0;
+    for (const Layer& layer : graph.layers) bytes += layer.shape.elements() * 4;
+    return bytes + analyze(graph).weight_bytes;
+}
+
+namespace detail {
+inline constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
+
+inline std::size_t round_up(std::size_t n, std::size_t multiple) noexcept {
+    return (n + multiple - 1) / multiple * multiple;
+}
+
+// A block of at least `size` bytes aligned to `alignment`, freed with std::free. One of 2 MiB
+// or more (packed weights of big layers, the executor's activation arena) is whole 2 MiB pages,
+// marked for transparent huge pages where Linux offers them (madvise mode): a 5 MB classifier
+// read once per inference otherwise takes a TLB miss every 4 KiB.
+inline void* allocate_block(std::size_t alignment, std::size_t size) noexcept {
+    void* p = nullptr;
+    if (size >= huge_page_bytes) {
+        size = round_up(size, huge_page_bytes);
+        if (posix_memalign(&p, huge_page_bytes, size) != 0) return nullptr;
+#ifdef __linux__
+        ::madvise(p, size, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    if (posix_memalign(&p, std::max(alignment, sizeof(void*)), size) != 0) return nullptr;
+    return p;
+}
+
+// XNNPACK's allocator, with its aligned blocks from allocate_block.
+inline void* xnn_allocate(void*, std::size_t size) { return std::malloc(size); }
+inline void* xnn_reallocate(void*, void* p, std::size_t size) { return std::realloc(p, size); }
+inline void xnn_deallocate(void*, void* p) { std::free(p); }
+inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size) {
+    return allocate_block(alignment, size);
+}
+inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
+                                             xnn_deallocate, xnn_aligned_allocate,
+                                             xnn_aligned_deallocate};
+}  // namespace detail
+
+inline std::string xnn_status_name(xnn_status s) {
+    switch (s) {
+    case xnn_status_success: return "success";
+    case xnn_status_uninitialized: return "uninitialized";
+    case xnn_status_invalid_parameter: return "invalid parameter";
+    case xnn_status_invalid_state: return "invalid state";
+    case xnn_status_unsupported_parameter: return "unsupported parameter";
+    case xnn_status_unsupported_hardware: return "unsupported hardware";
+    case xnn_status_out_of_memory: return "out of memory";
+    }
+    return "unknown status " + std::to_string(static_cast<int>(s));
+}
+
+// How each layer was lowered (for reports and debugging).
+enum class XnnLowering {
+    Operators,  // the layer runs its own XNNPACK operator(s)
+    Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
+    Alias,      // no work: output aliases the input (input, flatten, dropout)
+    Loop,       // a plain loop (1x1 pools)
+};
+
+class XnnExecutor {
+public:
+    XnnExecutor(const Graph& graph, const Weights& weights, XnnOptions options = {})
+        : impl_(std::make_unique<Impl>()) {
+        if (options.threads < 1 || options.threads > 1024)
+            throw std::invalid_argument("XnnExecutor: threads must be in 1..1024, got " +
+                                        std::to_string(options.threads));
+        detail::check_runnable(graph);
+        if (options.max_memory_bytes > 0) {
+            const std::int64_t needed = executor_memory_bytes(graph);
+            if (needed > options.max_memory_bytes)
+                throw ExecutorError("the model needs " + std::to_string(needed >> 20) +
+                                    " MiB of buffers and weights, more than the limit of " +
+                                    std::to_string(options.max_memory_bytes >> 20) + " MiB");
+        }
+        detail::check_weights(graph, weights);
+        const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
+        if (init != xnn_status_success)
+            throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
+        impl_->threads = options.threads;
+        if (options.threads > 1) {
+            impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
+            if (!impl_->pool)
+                throw ExecutorError("XNNPACK: cannot create a pool of " +
+                                    std::to_string(options.threads) + " threads");
+        }
+        build(graph, weights, options.keep_intermediates);
+    }
+
+    XnnExecutor(const XnnExecutor&) = delete;
+    XnnExecutor& operator=(const XnnExecutor&) = delete;
+    XnnExecutor(XnnExecutor&&) noexcept = default;
+    XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
+    ~XnnExecutor() = default;
+
+    float* input() noexcept { return impl_->ptr.front(); }
+    Shape input_shape() const noexcept { return impl_->shapes.front(); }
+    const float* output() const noexcept { return impl_->ptr.back(); }
+    Shape output_shape() const noexcept { return impl_->shapes.back(); }
+    int threads() const noexcept { return impl_->threads; }
+
+    // Layer i's output after a run, or nullptr where it was fused into a later layer's buffer.
+    // Unless built with keep_intermediates, only the input and output stay valid after a run:
+    // other layers' buffers are reused.
+    const float* layer_output(std::size_t i) const noexcept {
+        return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
+    }
+    XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Bytes of activation buffers allocated (weights not included).
+    std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
+    // Number of XNNPACK operators (and loops) run per inference.
+    std::size_t step_count() const noexcept { return impl_->steps.size(); }
+
+    void run() {
+        for (Step& s : impl_->steps) run_step(s);
+    }
+
+    // Runs once and returns milliseconds per layer, parallel to graph.layers; a fused or aliased
+    // layer reads 0 (its cost is in the layer it was fused into).
+    std::vector<double> run_timed_per_op() {
+        std::vector<double> ms(impl_->ptr.size(), 0.0);
+        for (Step& s : impl_->steps) {
+            const auto t0 = std::chrono::steady_clock::now();
+            run_step(s);
+            const auto t1 = std::chrono::steady_clock::now();
+            ms[static_cast<std::size_t>(s.layer)] +=
+                std::chrono::duration<double, std::milli>(t1 - t0).count();
+        }
+        return ms;
+    }
+
+    // Convenience: copies `in` (shape must match) into the input buffer, runs, returns the output.
+    Tensor run(const Tensor& in) {
+        if (in.shape != input_shape() ||
+            static_cast<std::int64_t>(in.data.size()) != input_shape().elements())
+            throw ExecutorError("input has shape " + to_string(in.shape) + ", the graph expects " +
+                                to_string(input_shape()));
+        std::copy(in.data.begin(), in.data.end(), input());
+        run();
+        Tensor out(output_shape());
+        std::copy(output(), output() + out.data.size(), out.data.begin());
+        return out;
+    }
+
+private:
+    // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
+    static constexpr std::size_t kBufferAlignment = 64;
+    struct FreeBlock {
+        void operator()(float* p) const noexcept { std::free(p); }
+    };
+    struct Step {
+        int layer = 0;
+        xnn_operator_t op = nullptr;
+        std::function<void()> loop;  // when op is null
+    };
+    struct Impl {
+        pthreadpool_t pool = nullptr;
+        int threads = 1;
+        std::unique_ptr<float, FreeBlock> arena;  // every activation buffer
+        std::int64_t buffer_bytes = 0;            // the buffers' bytes (without alignment)
+        std::vector<float*> ptr;  // per layer; nullptr when fused away
+        std::vector<Shape> shapes;
+        std::vector<XnnLowering> lowering;
+        std::vector<Step> steps;
+        // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
+        float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
+        float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
+                          1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6};
+
+        Impl() = default;
+        Impl(const Impl&) = delete;
+        Impl& operator=(const Impl&) = delete;
+        ~Impl() {
+            for (Step& s : steps)
+                if (s.op) xnn_delete_operator(s.op);
+            if (pool) pthreadpool_destroy(pool);
+        }
+    };
+    std::unique_ptr<Impl> impl_;
+
+    void run_step(Step& s) {
+        if (s.op) {
+            const xnn_status st = xnn_run_operator(s.op, impl_->pool);
+            if (st != xnn_status_success)
+                throw ExecutorError("XNNPACK: running layer " + std::to_string(s.layer) +
+                                    " failed: " + xnn_status_name(st));
+        } else {
+            s.loop();
+        }
+    }
+
+    // ---- construction helpers ----
+
+    static std::string where(const Layer& l) {
+        return std::string(op_name(l.op)) + " layer '" + l.name + "'";
+    }
+
+    static void check(xnn_status st, const Layer& l, const char* fn) {
+        if (st != xnn_status_success)
+            throw ExecutorError("XNNPACK: " + where(l) + ": " + fn + " failed: " +
+                                xnn_status_name(st));
+    }
+
+    // Adds an operator step for layer `index`; takes ownership at once so a later failure frees it.
+    void add_op(int index, xnn_operator_t op) {
+        Step s;
+        s.layer = index;
+        s.op = op;
+        impl_->steps.push_back(std::move(s));
+    }
+
+    static std::pair<float, float> clamp_of(Activation a) {
+        constexpr float inf = std::numeric_limits<float>::infinity();
+        if (a == Activation::Relu) return {0.0f, inf};
+        if (a == Activation::Relu6) return {0.0f, 6.0f};
+        if (a == Activation::HardSigmoid) return {0.0f, 1.0f};  // after folding the affine part
+        return {-inf, inf};
+    }
+
+    // Unary elementwise steps, input -> output (may be the same buffer): relu, relu6, hardswish,
+    // sigmoid, hardsigmoid. `a == None` adds nothing.
+    void add_activation(int index, const Layer& l, Activation a, const float* in, float* out,
+                        const Shape& s) {
+        if (a == Activation::None) return;
+        const auto C = static_cast<std::size_t>(s.c);
+        const auto pixels = static_cast<std::size_t>(s.h * s.w);
+        xnn_operator_t op = nullptr;
+        switch (a) {
+        case Activation::Relu:
+        case Activation::Relu6: {
+            const auto [lo, hi] = clamp_of(a);
+            check(xnn_create_clamp_nc_f32(C, C, C, lo, hi, 0, &op), l, "xnn_create_clamp_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_clamp_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_clamp_nc_f32");
+            return;
+        }
+        case Activation::HardSwish:
+            check(xnn_create_hardswish_nc_f32(C, C, C, 0, &op), l, "xnn_create_hardswish_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_hardswish_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_hardswish_nc_f32");
+            return;
+        case Activation::Sigmoid:
+            check(xnn_create_sigmoid_nc_f32(C, C, C, 0, &op), l, "xnn_create_sigmoid_nc_f32");
+            add_op(index, op);
+            check(xnn_setup_sigmoid_nc_f32(op, pixels, in, out, impl_->pool), l,
+                  "xnn_setup_sigmoid_nc_f32");
+            return;
+        case Activation::HardSigmoid: {
+            // relu6(x + 3) / 6
+            const std::size_t dims[1] = {static_cast<std::size_t>(s.elements())};
+            const std::size_t one[1] = {1};
+            check(xnn_create_add_nd_f32(0.0f, 6.0f, 0, &op), l, "xnn_create_add_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_add_nd_f32(op, 1, dims, 1, one, in, impl_->three, out, impl_->pool),
+                  l, "xnn_setup_add_nd_f32");
+            op = nullptr;
+            const float inf = std::numeric_limits<float>::infinity();
+            check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+            add_op(index, op);
+            check(xnn_setup_multiply_nd_f32(op, 1, dims, 1, one, out, impl_->sixth, out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_f32");
+            return;
+        }
+        case Activation::None: return;
+        }
+    }
+
+    // Assigns impl_->ptr from plan_buffers (exec/plan.hpp): one buffer per materialised
+    // value, reused once its last reader has run unless keep_intermediates.
+    void allocate_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
+        const BufferPlan bp = lamda::plan_buffers(g, plan, !keep_intermediates,
+                                                  XNN_EXTRA_BYTES / sizeof(float) + 4);
+        // One arena for all buffers, each on a cache line (allocate_block puts a large arena on
+        // huge pages: early layers of a 224x224 net stream megabytes).
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t floats : bp.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(floats) * sizeof(float), kBufferAlignment);
+        }
+        auto* arena = static_cast<float*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->arena.reset(arena);
+        std::fill(arena, arena + total / sizeof(float), 0.0f);  // a fresh output is defined
+        std::vector<float*> slot_ptr;
+        for (std::size_t off : offset) slot_ptr.push_back(arena + off / sizeof(float));
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = bp.value_of[i];
+            if (v < 0) continue;
+            // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
+            impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(bp.slot_of[static_cast<std::size_t>(v)])];
+            const OpKind op = g.layers[i].op;
+            if (op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout)
+                impl_->lowering[i] = XnnLowering::Alias;
+        }
+        impl_->buffer_bytes = bp.total_floats() * static_cast<std::int64_t>(sizeof(float));
+    }
+
+    void build(const Graph& g, const Weights& w, bool keep_intermediates) {
+        const std::size_t n = g.layers.size();
+        impl_->ptr.assign(n, nullptr);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+
+        // Fusions are decided by plan_fusion (exec/plan.hpp), the one source of truth the
+        // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
+        // i's operator; tail[i]: the layer whose buffer receives layer i's output.
+        const FusionPlan plan = plan_fusion(g);
+        const std::vector<int>& absorbed_by = plan.absorbed_by;
+        const std::vector<int>& tail = plan.tail;
+        const std::vector<int>& folded_bn = plan.folded_bn;
+        const std::vector<Activation>& act = plan.act;
+
+        allocate_buffers(g, plan, keep_intermediates);
+        for (std::size_t j = 0; j < n; ++j)
+            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        for (std::size_t i = 0; i < n; ++i) {
+            if (absorbed_by[i] >= 0) continue;
+            const Layer& l = g.layers[i];
+            const int idx = static_cast<int>(i);
+            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
+            auto in_ptr = [&](std::size_t k) -> const float* {
+                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
+            };
+            auto in_shape = [&](std::size_t k) -> const Shape& {
+                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
+            };
+            switch (l.op) {
+            case OpKind::Input:
+            case OpKind::Flatten:
+            case OpKind::Dropout: break;
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d:
+            case OpKind::FullyConnected:
+            case OpKind::BatchNorm:
+                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
+                break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
+            case OpKind::GlobalAvgPool: {
+                const Shape s = in_shape(0);
+                const auto C = static_cast<std::size_t>(s.c);
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
+                      "xnn_create_global_average_pooling_nwc_f32");
+                add_op(idx, op);
+                check(xnn_setup_global_average_pooling_nwc_f32(
+                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_global_average_pooling_nwc_f32");
+                break;
+            }
+            case OpKind::Add: {
+                const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+                const Activation a = act[i];
+                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
+                const std::size_t k_last = l.inputs.size() - 1;
+                for (std::size_t k = 1; k <= k_last; ++k) {
+                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
+                                                                     : clamp_of(Activation::None);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
+                    add_op(idx, op);
+                    const float* a_in = k == 1 ? in_ptr(0) : out;
+                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
+                                               impl_->pool),
+                          l, "xnn_setup_add_nd_f32");
+                }
+                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
+                break;
+            }
+            case OpKind::Concat: {
+                const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
+                const auto total = static_cast<std::size_t>(l.shape.c);
+                std::size_t offset = 0;
+                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                    const auto c = static_cast<std::size_t>(in_shape(k).c);
+                    xnn_operator_t op = nullptr;
+                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
+                    add_op(idx, op);
+                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
+                          l, "xnn_setup_copy_nc_x32");
+                    offset += c;
+                }
+                break;
+            }
+            case OpKind::Mul: {
+                const Shape a = in_shape(0), b = in_shape(1);
+                const std::size_t da[3] = {static_cast<std::size_t>(a.h),
+                                           static_cast<std::size_t>(a.w),
+                                           static_cast<std::size_t>(a.c)};
+                const std::size_t db[3] = {static_cast<std::size_t>(b.h),
+                                           static_cast<std::size_t>(b.w),
+                                           static_cast<std::size_t>(b.c)};
+                const float inf = std::numeric_limits<float>::infinity();
+                xnn_operator_t op = nullptr;
+                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
+                add_op(idx, op);
+                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
+                                                impl_->pool),
+                      l, "xnn_setup_multiply_nd_f32");
+                break;
+            }
+            case OpKind::Relu:
+                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Relu6:
+                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSwish:
+                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::HardSigmoid:
+                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Sigmoid:
+                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
+                break;
+            case OpKind::Softmax: {
+                const auto C = static_cast<std::size_t>(l.shape.c);
+                xnn_operator_t op = nullptr;
+                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
+                add_op(idx, op);
+                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
+                                               in_ptr(0), out, impl_->pool),
+                      l, "xnn_setup_softmax_nc_f32");
+                break;
+            }
+            }
+        }
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation.
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
+        const Shape os = last.shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+
+        // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
+        std::vector<float> kernel;
+        std::vector<double> bias(oc, 0.0);
+        bool has_bias = false;
+        std::size_t per_out = 0;
+        auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
+            const auto& gamma = w.at(b.name + ".weight").data;
+            const auto& beta = w.at(b.name + ".bias").data;
+            const auto& mean = w.at(b.name + ".running_mean").data;
+            const auto& var = w.at(b.name + ".running_var").data;
+            scale.resize(gamma.size());
+            shift.resize(gamma.size());
+            for (std::size_t c = 0; c < gamma.size(); ++c) {
+                scale[c] = gamma[c] / std::sqrt(static_cast<double>(var[c]) + b.eps);
+                shift[c] = beta[c] - mean[c] * scale[c];
+            }
+        };
+        if (l.op == OpKind::BatchNorm) {
+            std::vector<double> scale, shift;
+            bn_params(l, scale, shift);
+            per_out = 1;
+            kernel.assign(scale.begin(), scale.end());
+            bias = shift;
+            has_bias = true;
+        } else {
+            const WeightTensor& wt = w.at(l.name + ".weight");
+            if (l.bias) {
+                const auto& b = w.at(l.name + ".bias").data;
+                bias.assign(b.begin(), b.end());
+                has_bias = true;
+            }
+            if (l.op == OpKind::Conv2d) {
+                // OIHW -> OHWI
+                const auto cig = static_cast<std::size_t>(is.c / l.groups);
+                const auto kh = static_cast<std::size_t>(l.kernel_h);
+                const auto kw = static_cast<std::size_t>(l.kernel_w);
+                per_out = kh * kw * cig;
+                kernel.resize(oc * per_out);
+                for (std::size_t o = 0; o < oc; ++o)
+                    for (std::size_t ic = 0; ic < cig; ++ic)
+                        for (std::size_t y = 0; y < kh; ++y)
+                            for (std::size_t x = 0; x < kw; ++x)
+                                kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                    wt.data[((o * cig + ic) * kh + y) * kw + x];
+            } else {
+                // dwconv [C*m][1][kh][kw] and fc [out][in] are already XNNPACK's layout.
+                kernel = wt.data;
+                per_out = kernel.size() / oc;
+            }
+            if (bn >= 0) {
+                std::vector<double> scale, shift;
+                bn_params(last, scale, shift);
+                for (std::size_t o = 0; o < oc; ++o) {
+                    for (std::size_t k = 0; k < per_out; ++k)
+                        kernel[o * per_out + k] =
+                            static_cast<float>(kernel[o * per_out + k] * scale[o]);
+                    bias[o] = bias[o] * scale[o] + shift[o];
+                }
+                has_bias = true;
+            }
+        }
+        if (a == Activation::HardSigmoid) {
+            // relu6(y + 3) / 6 = clamp(y/6 + 1/2, 0, 1): scale the affine map, clamp to [0, 1].
+            for (float& k : kernel) k = static_cast<float>(k / 6.0);
+            for (double& b : bias) b = (b + 3.0) / 6.0;
+            has_bias = true;
+        }
+        std::vector<float> bias_f(bias.begin(), bias.end());
+        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        const bool clamp_fused =
+            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
+        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
+
+        xnn_operator_t op = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
+                                                    0, &op),
+                  l, "xnn_create_fully_connected_nc_f32");
+            add_op(idx, op);
+            check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_f32");
+        } else {
+            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+            std::size_t gic = 0, goc = 0;
+            std::array<int, 4> pads{0, 0, 0, 0};
+            if (l.op == OpKind::BatchNorm) {
+                groups = static_cast<std::uint32_t>(is.c);
+                gic = goc = 1;
+            } else {
+                kh = static_cast<std::uint32_t>(l.kernel_h);
+                kw = static_cast<std::uint32_t>(l.kernel_w);
+                sh = static_cast<std::uint32_t>(l.stride_h);
+                sw = static_cast<std::uint32_t>(l.stride_w);
+                dh = static_cast<std::uint32_t>(l.dilation_h);
+                dw = static_cast<std::uint32_t>(l.dilation_w);
+                pads = l.pads;
+                if (l.op == OpKind::Conv2d) {
+                    groups = static_cast<std::uint32_t>(l.groups);
+                    gic = static_cast<std::size_t>(is.c / l.groups);
+                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
+                } else {
+                    groups = static_cast<std::uint32_t>(is.c);
+                    gic = 1;
+                    goc = static_cast<std::size_t>(l.multiplier);
+                }
+            }
+            for (int p : pads)
+                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            check(xnn_create_convolution2d_nhwc_f32(
+                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
+                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
+                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                  l, "xnn_create_convolution2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_f32");
+        }
+        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
+    }
+
+    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
+        const Shape os = l.shape;
+        std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
+        // A window lying entirely in the padding has no defined value in XNNPACK.
+        if (l.kernel_h <= p[0] || l.kernel_w <= p[1] ||
+            (os.h - 1) * l.stride_h - p[0] >= is.h || (os.w - 1) * l.stride_w - p[1] >= is.w)
+            throw ExecutorError("XNNPACK: " + where(l) +
+                                ": a pooling window lies entirely in the padding");
+        // ceil=true (or any excess): pad the bottom/right so that floor division gives os.
+        p[2] = std::max<std::int64_t>(p[2], (os.h - 1) * l.stride_h + l.kernel_h - is.h - p[0]);
+        p[3] = std::max<std::int64_t>(p[3], (os.w - 1) * l.stride_w + l.kernel_w - is.w - p[1]);
+        const std::int64_t xh = (is.h + p[0] + p[2] - l.kernel_h) / l.stride_h + 1;
+        const std::int64_t xw = (is.w + p[1] + p[3] - l.kernel_w) / l.stride_w + 1;
+        if (xh != os.h || xw != os.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": padding " + std::to_string(p[0]) + "," +
+                                std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
+                                std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
+                                std::to_string(xw) + ", not the inferred " + to_string(os));
+        const auto C = static_cast<std::size_t>(is.c);
+        if (l.kernel_h == 1 && l.kernel_w == 1) {
+            // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in + (iy * is.w + ix) * is.c, in + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            return;
+        }
+        const float inf = std::numeric_limits<float>::infinity();
+        xnn_operator_t op = nullptr;
+        const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+        if (l.op == OpKind::MaxPool) {
+            check(xnn_create_max_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                    u(l.kernel_h), u(l.kernel_w), u(l.stride_h),
+                                                    u(l.stride_w), 1, 1, C, C, C, -inf, inf, 0, &op),
+                  l, "xnn_create_max_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_max_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_f32");
+        } else {
+            check(xnn_create_average_pooling2d_nhwc_f32(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                        u(l.kernel_h), u(l.kernel_w),
+                                                        u(l.stride_h), u(l.stride_w), C, C, C,
+                                                        -inf, inf, 0, &op),
+                  l, "xnn_create_average_pooling2d_nhwc_f32");
+            add_op(idx, op);
+            check(xnn_setup_average_pooling2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
+                                                       static_cast<std::size_t>(is.w), in, out,
+                                                       impl_->pool),
+                  l, "xnn_setup_average_pooling2d_nhwc_f32");
+        }
+    }
+};
+
+// A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
+// and every measurement (bench, profile, evaluation) should see the same data.
+inline void fill_timing_input(XnnExecutor& executor) {
+    float* input = executor.input();
+    const std::int64_t n = executor.input_shape().elements();
+    for (std::int64_t i = 0; i < n; ++i)
+        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+#endif  // LAMDA_EXEC_XNNPACK_HPP

@@ -1,0 +1,322 @@
+// lamda/search/loop.hpp: the generation loop -- lamda's main job. A proposer writes candidates;
+// each is parsed and validated, analysed against the parameter and memory limits, its latency
+// predicted (a candidate predicted well over budget is never run), measured when promising,
+// trained when a trainer is there, recorded, and told back to the proposer:
+//
+//   lamda::GenerateSetup setup;                 // what the loop evaluates with
+//   setup.latency = &profile.model;             // optional: without it every candidate is run
+//   setup.measure = lamda::xnnpack_measure(1);  // optional: without it prediction decides
+//   setup.trainer = trainer.get();              // optional: accuracy objective
+//   setup.on_record = [&](const CandidateRecord& r) { journal.append(r); };
+//   GenerateResult result = lamda::run_generation(task, proposer, setup, resumed_records);
+//
+// The loop itself keeps no state outside `records`: a search resumed from its journal continues
+// exactly where it stopped (the built-in proposers are functions of seed and records).
+// Needs LAMDA_WITH_LATENCY (the latency model); measuring needs LAMDA_WITH_XNNPACK.
+#ifndef LAMDA_SEARCH_LOOP_HPP
+#define LAMDA_SEARCH_LOOP_HPP
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/search/loop.hpp needs LAMDA_WITH_LATENCY (the latency model; CMake: link lamda::latency)"
+#else
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../core/analysis.hpp"
+#include "../dsl/parser.hpp"
+#include "../latency/model.hpp"
+#include "proposers.hpp"
+#include "report.hpp"
+#include "types.hpp"
+#if defined(LAMDA_WITH_XNNPACK)
+#include "../exec/bench.hpp"
+#include "../data/weights.hpp"
+#endif
+
+namespace lamda {
+
+// A measured latency and where it went.
+struct Measurement {
+    double median_ms = 0;
+    std::vector<LayerCost> per_layer;  // may be empty
+};
+
+struct GenerateSetup {
+    const LatencyModel* latency = nullptr;                     // null: no prediction
+    std::function<Measurement(const Graph&)> measure;          // empty: no measurement
+    Trainer* trainer = nullptr;                                // null: no accuracy
+    std::function<void(const CandidateRecord&)> on_record;     // journal; called before the next step
+    std::function<void(const CandidateRecord&, const std::vector<CandidateRecord>&)> on_progress;
+    // A candidate predicted above budget x this is rejected without being run. The margin covers
+    // the latency model's error (docs/latency.md: ~95% of models within +-10%).
+    double predicted_reject_factor = 1.2;
+    // Proxy training (a subset, two epochs) underestimates what full training reaches by about
+    // 10 points on Fashion-MNIST (docs/generate.md), so a proxy accuracy is only "below
+    // min_accuracy" when it is this far below; min_accuracy itself is checked on candidates
+    // trained in full after the search.
+    double proxy_accuracy_slack = 0.15;
+    int top_layers = 5;             // most expensive layers kept per record
+    int max_duplicates_in_row = 50; // the proposer "has nothing new" after this many repeats
+    std::function<bool()> should_stop;  // polled between candidates (e.g. SIGINT)
+};
+
+// Seconds spent per step of the loop, summed over candidates.
+struct StageSeconds {
+    double propose = 0, validate = 0, predict = 0, measure = 0, train = 0;
+};
+
+struct GenerateResult {
+    std::vector<CandidateRecord> records;  // resumed ones first
+    int resumed = 0;                       // records that came from the journal
+    int duplicates = 0;                    // proposals skipped as repeats
+    std::string stop_reason;               // "max_candidates", "max_seconds", "exhausted", "stopped"
+    double elapsed_s = 0;                  // search time, across resumes
+    StageSeconds stage_seconds;            // where this run's time went (resumed runs not included)
+};
+
+namespace generate_detail {
+
+inline std::string ms_text(double ms) {
+    std::ostringstream o;
+    o.precision(ms < 0.1 ? 3 : 4);
+    o << ms << " ms";
+    return o.str();
+}
+
+inline std::string percent_text(double share) {
+    return std::to_string(static_cast<int>(share * 100.0 + 0.5)) + "%";
+}
+
+inline std::string cost_list(const std::vector<LayerCost>& layers, std::size_t n = 3) {
+    std::string s;
+    for (std::size_t i = 0; i < layers.size() && i < n; ++i)
+        s += (i ? ", " : "") + layers[i].name + " " + percent_text(layers[i].share);
+    return s;
+}
+
+// The `n` most expensive layers of per-layer milliseconds (parallel to g.layers).
+inline std::vector<LayerCost> top_costs(const Graph& g, const std::vector<double>& ms, int n) {
+    double total = 0;
+    for (double x : ms) total += x;
+    std::vector<LayerCost> all;
+    for (std::size_t i = 0; i < ms.size() && i < g.layers.size(); ++i)
+        if (ms[i] > 0) all.push_back({g.layers[i].name, ms[i], total > 0 ? ms[i] / total : 0});
+    std::stable_sort(all.begin(), all.end(), [](const LayerCost& a, const LayerCost& b) { return a.ms > b.ms; });
+    if (all.size() > static_cast<std::size_t>(n)) all.resize(static_cast<std::size_t>(n));
+    return all;
+}
+
+inline std::vector<LayerCost> top_costs(std::vector<LayerCost> all, int n) {
+    std::stable_sort(all.begin(), all.end(), [](const LayerCost& a, const LayerCost& b) { return a.ms > b.ms; });
+    if (all.size() > static_cast<std::size_t>(n)) all.resize(static_cast<std::size_t>(n));
+    return all;
+}
+
+}  // namespace generate_detail
+
+// Decides one proposal: every step the loop takes for a candidate, in order. `seen` holds the
+// hashes decided so far; a repeat returns nothing (and is not a candidate).
+inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
+                                                         const GenerateSetup& setup,
+                                                         const std::set<std::string>& seen,
+                                                         StageSeconds* stage_seconds = nullptr) {
+    using namespace generate_detail;
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    auto lap = clock::now();
+    auto charge = [&](double StageSeconds::*stage) {  // time since the last lap goes to `stage`
+        const auto now = clock::now();
+        if (stage_seconds) stage_seconds->*stage += std::chrono::duration<double>(now - lap).count();
+        lap = now;
+    };
+    CandidateRecord rec;
+    rec.note = proposal.note;
+    if (!proposal.error.empty()) {  // the proposer failed (e.g. an LLM turn): recorded, not evaluated
+        rec.dsl = proposal.dsl;
+        rec.hash = text_hash("failed proposal: " + proposal.note + "\n" + proposal.error + "\n" + proposal.dsl);
+        if (seen.count(rec.hash)) return std::nullopt;
+        rec.verdict = Verdict::Failed;
+        rec.reason = proposal.error;
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    }
+    ParseResult parsed = parse_dsl(proposal.dsl, "candidate");
+    if (!parsed.ok()) {
+        rec.dsl = proposal.dsl;
+        rec.hash = text_hash(proposal.dsl);
+        if (seen.count(rec.hash)) return std::nullopt;
+        rec.verdict = Verdict::Invalid;
+        for (const Diagnostic& d : parsed.diagnostics) rec.diagnostics.push_back(format_diagnostic(d));
+        rec.reason = std::to_string(parsed.diagnostics.size()) + " error(s): " +
+                     (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message);
+        charge(&StageSeconds::validate);
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    }
+    const Graph& g = parsed.graph;
+    rec.dsl = print_dsl(g);
+    rec.hash = text_hash(rec.dsl);
+    if (seen.count(rec.hash)) return std::nullopt;
+    auto finish = [&](Verdict v, std::string reason) {
+        rec.verdict = v;
+        rec.reason = std::move(reason);
+        rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    };
+    try {
+        const ModelStats stats = analyze(g);
+        rec.params = stats.params;
+        rec.macs = stats.macs;
+        rec.peak_activation_bytes = stats.peak_activation_bytes;
+        const Shape in = g.layers.front().shape;
+        const Shape want_out{1, 1, task.classes};
+        if (!(in.h == task.input.h && in.w == task.input.w && in.c == task.input.c))
+            return finish(Verdict::WrongTask, "input is " + std::to_string(in.h) + "x" + std::to_string(in.w) + "x" +
+                                                  std::to_string(in.c) + ", the task's is " + std::to_string(task.input.h) +
+                                                  "x" + std::to_string(task.input.w) + "x" + std::to_string(task.input.c));
+        if (!(stats.output_shape.h == 1 && stats.output_shape.w == 1 && stats.output_shape.c == task.classes))
+            return finish(Verdict::WrongTask, "output is " + std::to_string(stats.output_shape.h) + "x" +
+                                                  std::to_string(stats.output_shape.w) + "x" +
+                                                  std::to_string(stats.output_shape.c) + ", the task needs 1x1x" +
+                                                  std::to_string(want_out.c) + " (one logit per class)");
+        const Constraints& c = task.constraints;
+        charge(&StageSeconds::validate);
+        if (setup.latency) {
+            const LatencyPrediction p = setup.latency->predict(g);
+            rec.predicted_ms = p.total_ms;
+            rec.top_layers = top_costs(g, p.per_layer_ms, setup.top_layers);
+            charge(&StageSeconds::predict);
+        }
+        if (c.max_params > 0 && stats.params > c.max_params)
+            return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
+                                                   std::to_string(c.max_params) + " (" +
+                                                   percent_text(double(stats.params) / double(c.max_params)) + ")");
+        if (c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes)
+            return finish(Verdict::OverMemory, "peak activations " + std::to_string(stats.peak_activation_bytes) +
+                                                   " bytes, limit " + std::to_string(c.max_activation_bytes));
+        if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
+            return finish(Verdict::OverPredicted,
+                          "predicted " + ms_text(*rec.predicted_ms) + " = " +
+                              percent_text(*rec.predicted_ms / c.latency_ms) + " of the " + ms_text(c.latency_ms) +
+                              " budget (not run); most expensive: " + cost_list(rec.top_layers));
+        if (setup.measure) {
+            Measurement m = setup.measure(g);
+            charge(&StageSeconds::measure);
+            rec.measured_ms = m.median_ms;
+            if (!m.per_layer.empty()) rec.top_layers = top_costs(std::move(m.per_layer), setup.top_layers);
+            if (c.latency_ms > 0 && m.median_ms > c.latency_ms)
+                return finish(Verdict::OverMeasured, "measured " + ms_text(m.median_ms) + " = " +
+                                                         percent_text(m.median_ms / c.latency_ms) + " of the " +
+                                                         ms_text(c.latency_ms) + " budget; most expensive: " +
+                                                         cost_list(rec.top_layers));
+        }
+        if (setup.trainer && task.objective == Objective::Accuracy) {
+            rec.accuracy = setup.trainer->proxy_accuracy(g);
+            charge(&StageSeconds::train);
+            if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
+                return finish(Verdict::BelowAccuracy,
+                              "proxy validation accuracy " + percent_text(*rec.accuracy) + " is more than " +
+                                  percent_text(setup.proxy_accuracy_slack) + " below the required " +
+                                  percent_text(*c.min_accuracy));
+        }
+        std::string why = "meets every constraint";
+        if (const auto ms = judged_latency_ms(rec); ms && c.latency_ms > 0)
+            why += ": " + std::string(rec.measured_ms ? "measured " : "predicted ") + ms_text(*ms) + " = " +
+                   percent_text(*ms / c.latency_ms) + " of budget";
+        return finish(Verdict::Feasible, why);
+    } catch (const std::exception& e) {
+        return finish(Verdict::Failed, std::string("evaluation failed: ") + e.what());
+    }
+}
+
+// Runs the search until the budget is spent or the proposer has nothing new. `resumed` are the
+// records of an earlier run of the same search (its journal), not evaluated again.
+inline GenerateResult run_generation(const Task& task, Proposer& proposer, const GenerateSetup& setup,
+                                     std::vector<CandidateRecord> resumed = {}) {
+    GenerateResult result;
+    result.records = std::move(resumed);
+    result.resumed = static_cast<int>(result.records.size());
+    std::set<std::string> seen;
+    for (const auto& r : result.records) seen.insert(r.hash);
+    const double before = result.records.empty() ? 0.0 : result.records.back().elapsed_s;
+    const auto start = std::chrono::steady_clock::now();
+    auto elapsed = [&] { return before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    int duplicates_in_row = 0;
+    for (;;) {
+        if (static_cast<int>(result.records.size()) >= task.budget.max_candidates) {
+            result.stop_reason = "max_candidates";
+            break;
+        }
+        if (elapsed() >= task.budget.max_seconds) {
+            result.stop_reason = "max_seconds";
+            break;
+        }
+        if (setup.should_stop && setup.should_stop()) {
+            result.stop_reason = "stopped";
+            break;
+        }
+        auto t_propose = std::chrono::steady_clock::now();
+        std::optional<Proposal> proposal = proposer.propose(task, result.records);
+        result.stage_seconds.propose +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t_propose).count();
+        if (!proposal) {
+            result.stop_reason = "exhausted";
+            break;
+        }
+        std::optional<CandidateRecord> rec = evaluate_candidate(task, *proposal, setup, seen, &result.stage_seconds);
+        if (!rec) {
+            ++result.duplicates;
+            if (++duplicates_in_row >= setup.max_duplicates_in_row) {
+                result.stop_reason = "exhausted";
+                break;
+            }
+            continue;
+        }
+        duplicates_in_row = 0;
+        rec->index = static_cast<int>(result.records.size());
+        rec->proposer = proposer.name();
+        rec->elapsed_s = elapsed();
+        seen.insert(rec->hash);
+        if (setup.on_record) setup.on_record(*rec);  // journaled before anything else happens
+        result.records.push_back(std::move(*rec));
+        if (setup.on_progress) setup.on_progress(result.records.back(), result.records);
+    }
+    result.elapsed_s = elapsed();
+    return result;
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+// The loop's measurement: XNNPACK on random weights (latency does not depend on their values),
+// `runs` timed runs; per-layer costs from the per-operator timing.
+inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5) {
+    return [=](const Graph& g) {
+        BenchOptions o;
+        o.threads = threads;
+        o.runs = runs;
+        o.warmup = warmup;
+        const BenchResult r = benchmark_model(g, random_weights(g, 1), o);
+        Measurement m;
+        m.median_ms = r.median_ms;
+        for (const OpTiming& t : r.per_op)
+            if (t.median_ms > 0) m.per_layer.push_back({t.name, t.median_ms, 0.0});
+        double total = 0;
+        for (const auto& l : m.per_layer) total += l.ms;
+        for (auto& l : m.per_layer) l.share = total > 0 ? l.ms / total : 0;
+        return m;
+    };
+}
+#endif
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_SEARCH_LOOP_HPP

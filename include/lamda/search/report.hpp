@@ -1,0 +1,708 @@
+// lamda/search/report.hpp: the outcome of a search, for machines (report.json) and for people
+// (report.html: one self-contained page, an inline SVG scatter of the candidates, no script and
+// no external asset). Core: no dependencies.
+//
+//   lamda::ReportInfo info;  info.objective = ...; info.proposer = "offline"; ...
+//   std::optional<std::size_t> best = lamda::best_candidate(records, info.objective);
+//   write(out / "report.json", lamda::report_json(task, records, info));
+//   write(out / "report.html", lamda::report_html(task, records, info));
+//
+// The scatter (`<svg id="scatter">`) has one `<circle class="candidate ...">` per plotted candidate
+// (classes feasible|infeasible, measured|predicted, on-front), the Pareto front as
+// `<polyline id="pareto" class="pareto">`, the latency limit as `<line id="constraint">`, the best
+// candidate ringed by `<circle id="best-ring">`, and a legend `<g id="legend">`.
+#ifndef LAMDA_SEARCH_REPORT_HPP
+#define LAMDA_SEARCH_REPORT_HPP
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "journal.hpp"
+#include "../detail/json_write.hpp"
+#include "types.hpp"
+#include "task.hpp"
+#include "../version.hpp"
+
+namespace lamda {
+
+// A finished candidate measured again, longer, before it is handed over.
+struct Confirmation {
+    std::size_t position = 0;  // in `records`
+    double median_ms = 0;
+    int runs = 0;
+};
+
+// A finished candidate trained in full.
+struct TrainedCandidate {
+    std::size_t position = 0;  // in `records`
+    FinalTraining result;
+    std::string weights;  // safetensors path ("" none)
+};
+
+// What the report says besides the task and the records.
+struct ReportInfo {
+    Objective objective = Objective::Capacity;  // the objective the search used
+    std::string proposer;
+    std::uint64_t seed = 0;
+    std::string device;       // where latency was measured (CPU model, threads), free text
+    std::string stop_reason;  // why the search ended: "budget: 100 candidates", ...
+    double total_seconds = 0;  // wall time of the search, resumed runs included
+    std::vector<std::pair<std::string, double>> stage_seconds;  // {"predict", 1.5}, ... summed
+    std::optional<std::size_t> best;  // position in `records` of the model handed over
+    bool no_best = false;  // true: none is handed over; false with no `best`: best_candidate()
+    std::vector<Confirmation> confirmations;       // in the order they were made
+    std::vector<TrainedCandidate> final_trainings; // in the order they were made
+};
+
+// Whether a candidate has a place in the latency/score plane: it was analysed, has a (measured
+// or predicted) latency, and a score under `objective` (accuracy needs a trained candidate).
+inline bool on_latency_plane(const CandidateRecord& r, Objective objective) noexcept {
+    if (r.verdict == Verdict::Invalid || r.verdict == Verdict::WrongTask) return false;
+    const std::optional<double> ms = judged_latency_ms(r);
+    if (!ms || !std::isfinite(*ms) || *ms < 0) return false;
+    if (objective == Objective::Accuracy) return r.accuracy && std::isfinite(*r.accuracy);
+    return r.macs >= 0;
+}
+
+// The Pareto front: candidates (positions in `records`) no other candidate beats on both judged
+// latency (lower) and objective_score (higher), in order of increasing latency. Among equal
+// candidates the first one recorded stands for them. `feasible_only`: among feasible candidates.
+inline std::vector<std::size_t> pareto_front(const std::vector<CandidateRecord>& records, Objective objective,
+                                             bool feasible_only = false) {
+    std::vector<std::size_t> order;
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        if (!on_latency_plane(records[i], objective)) continue;
+        if (feasible_only && records[i].verdict != Verdict::Feasible) continue;
+        order.push_back(i);
+    }
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        const double la = *judged_latency_ms(records[a]), lb = *judged_latency_ms(records[b]);
+        if (la != lb) return la < lb;
+        return objective_score(records[a], objective) > objective_score(records[b], objective);
+    });
+    std::vector<std::size_t> front;
+    double best_score = -std::numeric_limits<double>::infinity();
+    for (std::size_t i : order) {
+        const double s = objective_score(records[i], objective);
+        if (s > best_score) {
+            front.push_back(i);
+            best_score = s;
+        }
+    }
+    return front;
+}
+
+// Feasible candidates, best first: higher objective_score, then lower judged latency, then the
+// earlier one. Positions in `records`.
+inline std::vector<std::size_t> rank_feasible(const std::vector<CandidateRecord>& records, Objective objective) {
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < records.size(); ++i)
+        if (records[i].verdict == Verdict::Feasible) out.push_back(i);
+    const auto latency = [&](std::size_t i) {
+        const auto ms = judged_latency_ms(records[i]);
+        return ms && std::isfinite(*ms) ? *ms : std::numeric_limits<double>::infinity();
+    };
+    std::stable_sort(out.begin(), out.end(), [&](std::size_t a, std::size_t b) {
+        const double sa = objective_score(records[a], objective), sb = objective_score(records[b], objective);
+        if (sa != sb) return sa > sb;
+        return latency(a) < latency(b);
+    });
+    return out;
+}
+
+// The best feasible candidate (its position in `records`), or nothing when none is feasible.
+inline std::optional<std::size_t> best_candidate(const std::vector<CandidateRecord>& records, Objective objective) {
+    const std::vector<std::size_t> ranked = rank_feasible(records, objective);
+    if (ranked.empty()) return std::nullopt;
+    return ranked.front();
+}
+
+namespace report_detail {
+
+inline std::optional<std::size_t> best_of(const std::vector<CandidateRecord>& records, const ReportInfo& info) {
+    if (info.no_best) return std::nullopt;
+    if (info.best && *info.best < records.size()) return info.best;
+    return best_candidate(records, info.objective);
+}
+
+inline const TrainedCandidate* training_of(const ReportInfo& info, std::optional<std::size_t> position) {
+    if (!position) return nullptr;
+    for (const TrainedCandidate& t : info.final_trainings)
+        if (t.position == *position) return &t;
+    return nullptr;
+}
+
+inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& records, const TrainedCandidate& t) {
+    j.begin_object();
+    if (t.position < records.size()) j.field("index", records[t.position].index);
+    j.field("val_accuracy", t.result.val_accuracy);
+    j.field("test_accuracy", t.result.test_accuracy);
+    j.field("train_seconds", t.result.train_seconds);
+    j.field("epochs", t.result.epochs);
+    if (!t.weights.empty()) j.field("weights", std::string_view(valid_utf8(t.weights)));
+    j.end_object();
+}
+
+inline void index_array(JsonWriter& j, std::string_view key, const std::vector<CandidateRecord>& records,
+                        const std::vector<std::size_t>& positions) {
+    j.key(key).begin_array();
+    for (std::size_t p : positions) j.value(records[p].index);
+    j.end_array();
+}
+
+}  // namespace report_detail
+
+// report.json: {"format":"lamda-report","version":1, "task", "objective", "proposer", "seed",
+// "device", "stop_reason", "timings":{"total_s","stages":{...}}, "candidates", "verdicts":{...},
+// "best": the record handed over, in full (or null), "best_confirmed_ms": its confirming
+// measurement (or null), "final_training": its full training (or
+// null), "final_trainings" and "confirmations": every one made, "pareto_front" and
+// "pareto_front_feasible" (candidate indices), "summary": one short object per candidate}.
+inline std::string report_json(const Task& task, const std::vector<CandidateRecord>& records, const ReportInfo& info) {
+    JsonWriter j;
+    j.begin_object();
+    j.field("format", "lamda-report");
+    j.field("version", 1);
+    j.field("lamda_version", version_string);
+    j.key("task");
+    write_task_json(j, task);
+    j.field("objective", objective_name(info.objective));
+    j.field("proposer", std::string_view(valid_utf8(info.proposer)));
+    j.field("seed", info.seed);
+    j.field("device", std::string_view(valid_utf8(info.device)));
+    j.field("stop_reason", std::string_view(valid_utf8(info.stop_reason)));
+    j.key("timings").begin_object();
+    j.field("total_s", info.total_seconds);
+    j.key("stages").begin_object();
+    for (const auto& [stage, s] : info.stage_seconds) j.field(valid_utf8(stage), s);
+    j.end_object();
+    j.end_object();
+    j.field("candidates", static_cast<std::int64_t>(records.size()));
+    j.key("verdicts").begin_object();
+    for (Verdict v : {Verdict::Feasible, Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams,
+                      Verdict::OverMemory, Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
+                      Verdict::Failed}) {
+        const auto n = std::count_if(records.begin(), records.end(), [v](const CandidateRecord& r) { return r.verdict == v; });
+        j.field(verdict_name(v), static_cast<std::int64_t>(n));
+    }
+    j.end_object();
+    const std::optional<std::size_t> best = report_detail::best_of(records, info);
+    j.key("best");
+    if (best) {
+        write_candidate_json(j, records[*best], false);
+    } else {
+        j.null();
+    }
+    j.key("best_confirmed_ms");  // the best model's confirming measurement, if one was made
+    {
+        std::optional<double> confirmed;
+        for (const Confirmation& c : info.confirmations)
+            if (best && c.position == *best) confirmed = c.median_ms;
+        j.value(confirmed);
+    }
+    j.key("final_training");  // the best model's, if it was trained in full
+    if (const TrainedCandidate* t = report_detail::training_of(info, best)) {
+        report_detail::write_training(j, records, *t);
+    } else {
+        j.null();
+    }
+    j.key("final_trainings").begin_array();
+    for (const TrainedCandidate& t : info.final_trainings) report_detail::write_training(j, records, t);
+    j.end_array();
+    j.key("confirmations").begin_array();
+    for (const Confirmation& c : info.confirmations) {
+        j.begin_object();
+        if (c.position < records.size()) j.field("index", records[c.position].index);
+        j.field("median_ms", c.median_ms);
+        j.field("runs", c.runs);
+        j.end_object();
+    }
+    j.end_array();
+    report_detail::index_array(j, "pareto_front", records, pareto_front(records, info.objective));
+    report_detail::index_array(j, "pareto_front_feasible", records, pareto_front(records, info.objective, true));
+    j.key("summary").begin_array();
+    for (const CandidateRecord& r : records) {
+        j.begin_object();
+        j.field("index", r.index);
+        j.field("verdict", verdict_name(r.verdict));
+        j.field("hash", std::string_view(valid_utf8(r.hash)));
+        j.field("params", r.params);
+        j.field("macs", r.macs);
+        j.field("peak_activation_bytes", r.peak_activation_bytes);
+        j.field("predicted_ms", r.predicted_ms);
+        j.field("measured_ms", r.measured_ms);
+        j.field("accuracy", r.accuracy);
+        j.field("seconds", r.seconds);
+        j.field("note", std::string_view(valid_utf8(r.note)));
+        j.end_object();
+    }
+    j.end_array();
+    j.end_object();
+    return j.str();
+}
+
+// ---- HTML ----------------------------------------------------------------------------------
+
+// `s` escaped for HTML text and attribute values (and made valid UTF-8).
+inline std::string html_escape(std::string_view s) {
+    const std::string text = valid_utf8(s);
+    std::string out;
+    out.reserve(text.size());
+    for (char ch : text) {
+        switch (ch) {
+        case '&': out += "&amp;"; break;
+        case '<': out += "&lt;"; break;
+        case '>': out += "&gt;"; break;
+        case '"': out += "&quot;"; break;
+        case '\'': out += "&#39;"; break;
+        default:
+            // Control characters other than tab and newline are not allowed in HTML text.
+            if ((static_cast<unsigned char>(ch) < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f) {
+                out += "&#xFFFD;";
+            } else {
+                out += ch;
+            }
+        }
+    }
+    return out;
+}
+
+namespace report_detail {
+
+// Locale-independent number formatting.
+inline std::string fixed(double v, int decimals) {
+    char buffer[64];
+    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::fixed, decimals);
+    return std::string(buffer, r.ptr);
+}
+inline std::string general(double v, int digits) {
+    if (!std::isfinite(v)) return "-";
+    char buffer[64];
+    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::general, digits);
+    return std::string(buffer, r.ptr);
+}
+// 1234567 -> "1,234,567"; negative (not analysed) -> "-".
+inline std::string grouped(std::int64_t v) {
+    if (v < 0) return "-";
+    std::string digits = std::to_string(v), out;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return out;
+}
+// 1.2M, 350k, 12G: for axis ticks.
+inline std::string compact(double v) {
+    const char* suffix[] = {"", "k", "M", "G", "T", "P"};
+    int s = 0;
+    while (std::fabs(v) >= 1000 && s < 5) {
+        v /= 1000;
+        ++s;
+    }
+    return general(v, 3) + suffix[s];
+}
+inline std::string ms_text(const std::optional<double>& ms) { return ms ? general(*ms, 4) : std::string("-"); }
+inline std::string accuracy_text(const std::optional<double>& a) {
+    return a ? fixed(*a * 100, 2) + "%" : std::string("-");
+}
+
+// A linear or logarithmic map from data to pixels, with its ticks.
+struct Axis {
+    bool log = false;
+    double lo = 0, hi = 1;      // data range (positive when log)
+    double p0 = 0, p1 = 1;      // pixel range (p0 is where lo goes)
+
+    double t(double v) const { return log ? std::log10(v) : v; }
+    double px(double v) const {
+        const double a = t(lo), b = t(hi);
+        const double f = b > a ? (t(v) - a) / (b - a) : 0.5;
+        return p0 + f * (p1 - p0);
+    }
+    std::vector<double> ticks() const {
+        std::vector<double> out;
+        if (log) {
+            const int e0 = static_cast<int>(std::floor(std::log10(lo) + 1e-9));
+            const int e1 = static_cast<int>(std::ceil(std::log10(hi) - 1e-9));
+            const bool fine = e1 - e0 <= 2;
+            for (int e = e0; e <= e1; ++e) {
+                for (double m : {1.0, 2.0, 5.0}) {
+                    if (m != 1.0 && !fine) continue;
+                    const double v = m * std::pow(10.0, e);
+                    if (v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9)) out.push_back(v);
+                }
+            }
+            if (out.size() < 2) out = {lo, hi};
+            return out;
+        }
+        const double span = hi - lo;
+        if (!(span > 0)) return {lo};
+        const double raw = span / 6;
+        const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+        double step = mag;
+        for (double m : {1.0, 2.0, 2.5, 5.0, 10.0})
+            if (m * mag >= raw) {
+                step = m * mag;
+                break;
+            }
+        for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
+            out.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
+        return out;
+    }
+};
+
+// Fits an axis to values (and extra values that must be visible, like the latency limit).
+inline Axis fit_axis(std::vector<double> values, bool allow_log, bool force_log, double p0, double p1) {
+    Axis a;
+    a.p0 = p0;
+    a.p1 = p1;
+    if (values.empty()) values = {0, 1};
+    double lo = *std::min_element(values.begin(), values.end());
+    double hi = *std::max_element(values.begin(), values.end());
+    a.log = (force_log || (allow_log && lo > 0 && hi / lo > 20)) && lo > 0;
+    if (a.log) {
+        a.lo = std::pow(10.0, std::floor(std::log10(lo) * 4) / 4);  // a little room, on quarter decades
+        a.hi = std::pow(10.0, std::ceil(std::log10(hi) * 4) / 4);
+        if (!(a.hi > a.lo)) {
+            a.lo /= 2;
+            a.hi *= 2;
+        }
+        return a;
+    }
+    if (!(hi > lo)) {
+        const double d = lo == 0 ? 1 : std::fabs(lo) * 0.1;
+        lo -= d;
+        hi += d;
+    }
+    const double pad = (hi - lo) * 0.06;
+    a.lo = lo - pad;
+    a.hi = hi + pad;
+    if (lo >= 0 && a.lo < 0) a.lo = 0;
+    return a;
+}
+
+}  // namespace report_detail
+
+// report.html: one page, readable offline, with no script: the task and its constraints, the
+// scatter of candidates (x: latency, measured or else predicted; y: accuracy, or MACs on a log
+// scale for the capacity objective), the Pareto front, the best candidates and the best model's DSL.
+inline std::string report_html(const Task& task, const std::vector<CandidateRecord>& records, const ReportInfo& info) {
+    using namespace report_detail;
+    const Objective objective = info.objective;
+    const bool by_accuracy = objective == Objective::Accuracy;
+    const std::optional<std::size_t> best = best_of(records, info);
+    const std::vector<std::size_t> front = pareto_front(records, objective);
+    std::vector<bool> is_front(records.size(), false);
+    for (std::size_t p : front) is_front[p] = true;
+
+    std::vector<std::size_t> plotted;
+    for (std::size_t i = 0; i < records.size(); ++i)
+        if (on_latency_plane(records[i], objective)) plotted.push_back(i);
+    const auto y_value = [&](const CandidateRecord& r) {
+        return by_accuracy ? *r.accuracy : std::max(1.0, static_cast<double>(r.macs));
+    };
+
+    // Geometry.
+    const double width = 960, height = 480, left = 84, right = 200, top = 20, bottom = 58;  // legend on the right
+    std::vector<double> xs, ys;
+    for (std::size_t p : plotted) {
+        xs.push_back(*judged_latency_ms(records[p]));
+        ys.push_back(y_value(records[p]));
+    }
+    const double limit = task.constraints.latency_ms;
+    if (limit > 0) xs.push_back(limit);
+    bool x_positive = true;
+    for (double x : xs) x_positive = x_positive && x > 0;
+    const Axis ax = fit_axis(xs, x_positive, false, left, width - right);
+    Axis ay = fit_axis(ys, false, !by_accuracy, height - bottom, top);
+    if (by_accuracy) {
+        ay.lo = std::max(0.0, ay.lo);
+        ay.hi = std::min(1.0, ay.hi);
+        if (!(ay.hi > ay.lo)) {
+            ay.lo = 0;
+            ay.hi = 1;
+        }
+    }
+    const auto X = [&](double v) { return fixed(ax.px(v), 2); };
+    const auto Y = [&](double v) { return fixed(ay.px(v), 2); };
+
+    std::string h;
+    h.reserve(16384 + records.size() * 600);
+    h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+    h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
+    h += "<title>lamda report: " + html_escape(task.name) + "</title>\n";
+    h += R"(<style>
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1000px; padding: 0 16px; color: #222; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
+table { border-collapse: collapse; margin: 8px 0; } td, th { padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: left; }
+th { background: #f4f4f4; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+pre { background: #f7f7f7; border: 1px solid #e2e2e2; padding: 10px; overflow-x: auto; font-size: 12.5px; }
+.muted { color: #666; } .feasible-text { color: #1b7a4f; } .infeasible-text { color: #b5480b; }
+svg#scatter { max-width: 100%; height: auto; } svg text { font: 12px system-ui, sans-serif; fill: #333; }
+svg .axis line { stroke: #444; } svg .axis line.grid { stroke: #e8e8e8; }
+svg .candidate { stroke-width: 1.4; } svg .candidate.feasible { stroke: #1b9e77; } svg .candidate.infeasible { stroke: #d95f02; }
+svg .candidate.measured.feasible { fill: #1b9e77; } svg .candidate.measured.infeasible { fill: #d95f02; }
+svg .candidate.predicted { fill: #fff; } svg .candidate.on-front { stroke: #111; stroke-width: 1.8; }
+svg .pareto { fill: none; stroke: #3b3bb3; stroke-width: 2; stroke-dasharray: 6 3; }
+svg .constraint { stroke: #c0182b; stroke-width: 1.5; stroke-dasharray: 4 4; }
+svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
+</style>
+</head>
+<body>
+)";
+    h += "<h1>lamda report: " + html_escape(task.name) + "</h1>\n";
+    h += "<p class=\"muted\">" + std::to_string(records.size()) + " candidates, proposer " +
+         html_escape(info.proposer.empty() ? "-" : info.proposer) + ", seed " + std::to_string(info.seed) +
+         ", objective " + std::string(objective_name(objective)) + ", " + general(info.total_seconds, 4) +
+         " s" + (info.stop_reason.empty() ? std::string() : ", stopped: " + html_escape(info.stop_reason)) +
+         ". lamda " + version_string + ".</p>\n";
+
+    // Task and constraints.
+    h += "<h2>Task</h2>\n<table id=\"task\">\n";
+    const auto row = [&h](const std::string& k, const std::string& v_html) {
+        h += "<tr><th>" + k + "</th><td>" + v_html + "</td></tr>\n";
+    };
+    const Constraints& c = task.constraints;
+    row("input", html_escape(to_string(task.input)));
+    row("classes", std::to_string(task.classes));
+    row("dataset", task.dataset.empty() ? std::string("none") : html_escape(task.dataset));
+    row("latency", c.latency_ms > 0 ? "&le; " + general(c.latency_ms, 6) + " ms at " + std::to_string(c.threads) +
+                                          (c.threads == 1 ? " thread" : " threads")
+                                    : std::string("no limit"));
+    row("parameters", c.max_params > 0 ? "&le; " + grouped(c.max_params) : std::string("no limit"));
+    row("peak activations",
+        c.max_activation_bytes > 0 ? "&le; " + grouped(c.max_activation_bytes) + " bytes" : std::string("no limit"));
+    row("accuracy", c.min_accuracy ? "&ge; " + accuracy_text(c.min_accuracy) : std::string("no limit"));
+    row("budget", std::to_string(task.budget.max_candidates) + " candidates, " + general(task.budget.max_seconds, 6) + " s");
+    row("profile", task.profile.empty() ? std::string("-") : html_escape(task.profile));
+    if (!info.device.empty()) row("device", html_escape(info.device));
+    h += "</table>\n";
+
+    // Verdicts and timings.
+    h += "<h2>Outcome</h2>\n<table id=\"verdicts\">\n<tr><th>verdict</th><th class=\"num\">candidates</th></tr>\n";
+    for (Verdict v : {Verdict::Feasible, Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams,
+                      Verdict::OverMemory, Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
+                      Verdict::Failed}) {
+        const auto n = std::count_if(records.begin(), records.end(), [v](const CandidateRecord& r) { return r.verdict == v; });
+        if (n == 0) continue;
+        h += "<tr><td>" + std::string(verdict_name(v)) + "</td><td class=\"num\">" + std::to_string(n) + "</td></tr>\n";
+    }
+    h += "</table>\n";
+    if (!info.stage_seconds.empty()) {
+        h += "<table id=\"timings\">\n<tr><th>stage</th><th class=\"num\">seconds</th></tr>\n";
+        for (const auto& [stage, s] : info.stage_seconds)
+            h += "<tr><td>" + html_escape(stage) + "</td><td class=\"num\">" + fixed(s, 2) + "</td></tr>\n";
+        h += "<tr><td>total</td><td class=\"num\">" + fixed(info.total_seconds, 2) + "</td></tr>\n</table>\n";
+    }
+
+    // The scatter.
+    const std::string y_label = by_accuracy ? "validation accuracy" : "MACs (log scale)";
+    h += "<h2>Candidates</h2>\n";
+    h += "<p class=\"muted\">" + std::to_string(plotted.size()) + " of " + std::to_string(records.size()) +
+         " candidates plotted (the others have no latency or no " + (by_accuracy ? "accuracy" : "analysis") +
+         "). Filled: measured latency; hollow: predicted only. Pareto front: lower latency and higher " +
+         (by_accuracy ? "accuracy" : "capacity") + " than any other.</p>\n";
+    h += "<svg id=\"scatter\" class=\"scatter\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fixed(width, 0) +
+         "\" height=\"" + fixed(height, 0) + "\" viewBox=\"0 0 " + fixed(width, 0) + " " + fixed(height, 0) +
+         "\" role=\"img\" aria-label=\"candidates by latency and " + (by_accuracy ? "accuracy" : "MACs") + "\">\n";
+    h += "<title>Candidates by latency (ms) and " + y_label + "</title>\n";
+    // Grid and ticks.
+    h += "<g class=\"axis\" id=\"x-axis\">\n";
+    for (double v : ax.ticks()) {
+        h += "<line class=\"grid\" x1=\"" + X(v) + "\" x2=\"" + X(v) + "\" y1=\"" + fixed(top, 0) + "\" y2=\"" +
+             fixed(height - bottom, 0) + "\"/>";
+        h += "<line x1=\"" + X(v) + "\" x2=\"" + X(v) + "\" y1=\"" + fixed(height - bottom, 0) + "\" y2=\"" +
+             fixed(height - bottom + 5, 0) + "\"/>";
+        h += "<text class=\"tick\" x=\"" + X(v) + "\" y=\"" + fixed(height - bottom + 19, 0) +
+             "\" text-anchor=\"middle\">" + general(v, 3) + "</text>\n";
+    }
+    h += "<line x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) + "\" y1=\"" + fixed(height - bottom, 0) +
+         "\" y2=\"" + fixed(height - bottom, 0) + "\"/>\n";
+    h += "<text class=\"label\" x=\"" + fixed((left + width - right) / 2, 0) + "\" y=\"" + fixed(height - 14, 0) +
+         "\" text-anchor=\"middle\">latency (ms" + std::string(ax.log ? ", log scale" : "") + ", at " +
+         std::to_string(c.threads) + (c.threads == 1 ? " thread" : " threads") + ")</text>\n</g>\n";
+    h += "<g class=\"axis\" id=\"y-axis\">\n";
+    const std::vector<double> y_ticks = ay.ticks();
+    int y_decimals = 0;  // of percentages: enough to tell neighbouring ticks apart
+    if (y_ticks.size() >= 2 && y_ticks[1] > y_ticks[0])
+        y_decimals = std::clamp(static_cast<int>(std::ceil(-std::log10((y_ticks[1] - y_ticks[0]) * 100) - 1e-9)), 0, 4);
+    for (double v : y_ticks) {
+        h += "<line class=\"grid\" x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) + "\" y1=\"" + Y(v) +
+             "\" y2=\"" + Y(v) + "\"/>";
+        h += "<line x1=\"" + fixed(left - 5, 0) + "\" x2=\"" + fixed(left, 0) + "\" y1=\"" + Y(v) + "\" y2=\"" + Y(v) + "\"/>";
+        h += "<text class=\"tick\" x=\"" + fixed(left - 8, 0) + "\" y=\"" + fixed(ay.px(v) + 4, 2) +
+             "\" text-anchor=\"end\">" + (by_accuracy ? fixed(v * 100, y_decimals) + "%" : compact(v)) +
+             "</text>\n";
+    }
+    h += "<line x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(left, 0) + "\" y1=\"" + fixed(top, 0) + "\" y2=\"" +
+         fixed(height - bottom, 0) + "\"/>\n";
+    h += "<text class=\"label\" transform=\"translate(16 " + fixed((top + height - bottom) / 2, 0) +
+         ") rotate(-90)\" text-anchor=\"middle\">" + y_label + "</text>\n</g>\n";
+    // The latency limit.
+    if (limit > 0) {
+        h += "<line id=\"constraint\" class=\"constraint\" x1=\"" + X(limit) + "\" x2=\"" + X(limit) + "\" y1=\"" +
+             fixed(top, 0) + "\" y2=\"" + fixed(height - bottom, 0) + "\"><title>latency limit " + general(limit, 6) +
+             " ms</title></line>\n";
+        h += "<text class=\"constraint-label\" x=\"" + fixed(ax.px(limit) + 4, 2) + "\" y=\"" + fixed(top + 12, 0) +
+             "\" fill=\"#c0182b\">limit " + general(limit, 4) + " ms</text>\n";
+    }
+    // The Pareto front.
+    if (!front.empty()) {
+        h += "<polyline id=\"pareto\" class=\"pareto\" points=\"";
+        for (std::size_t k = 0; k < front.size(); ++k) {
+            const CandidateRecord& r = records[front[k]];
+            h += (k ? " " : "") + X(*judged_latency_ms(r)) + "," + Y(y_value(r));
+        }
+        h += "\"><title>Pareto front (" + std::to_string(front.size()) + " candidates)</title></polyline>\n";
+    }
+    // The candidates.
+    h += "<g id=\"candidates\">\n";
+    for (std::size_t p : plotted) {
+        const CandidateRecord& r = records[p];
+        const bool feasible = r.verdict == Verdict::Feasible;
+        const bool measured = r.measured_ms.has_value();
+        h += "<circle class=\"candidate " + std::string(feasible ? "feasible" : "infeasible") +
+             (measured ? " measured" : " predicted") + (is_front[p] ? " on-front" : "") + "\" data-index=\"" +
+             std::to_string(r.index) + "\" cx=\"" + X(*judged_latency_ms(r)) + "\" cy=\"" + Y(y_value(r)) + "\" r=\"" +
+             (is_front[p] ? "5" : "4") + "\"><title>#" + std::to_string(r.index) + " " +
+             std::string(verdict_name(r.verdict)) + ": " + general(*judged_latency_ms(r), 4) + " ms " +
+             (measured ? "measured" : "predicted") + ", " + grouped(r.params) + " params, " + grouped(r.macs) +
+             " MACs" + (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) +
+             (r.note.empty() ? std::string() : "\n" + html_escape(r.note)) + "</title></circle>\n";
+    }
+    h += "</g>\n";
+    if (best && on_latency_plane(records[*best], objective)) {
+        const CandidateRecord& r = records[*best];
+        h += "<circle id=\"best-ring\" class=\"best-ring\" cx=\"" + X(*judged_latency_ms(r)) + "\" cy=\"" +
+             Y(y_value(r)) + "\" r=\"9\"><title>best: #" + std::to_string(r.index) + "</title></circle>\n";
+    }
+    // Legend (its markers are not candidates).
+    {
+        const double lx = width - right + 26, ly = top + 10;
+        h += "<g id=\"legend\" class=\"legend\">\n";
+        h += "<rect x=\"" + fixed(lx - 8, 0) + "\" y=\"" + fixed(ly - 8, 0) +
+             "\" width=\"170\" height=\"122\" fill=\"#fff\" fill-opacity=\"0.88\" stroke=\"#ccc\"/>\n";
+        const auto item = [&](int k, const std::string& marker, const std::string& label) {
+            const double y = ly + 6 + k * 16;
+            std::string m = marker;
+            for (std::string::size_type at; (at = m.find("@X")) != std::string::npos;) m.replace(at, 2, fixed(lx + 6, 1));
+            for (std::string::size_type at; (at = m.find("@Y")) != std::string::npos;) m.replace(at, 2, fixed(y, 1));
+            h += m + "<text x=\"" + fixed(lx + 20, 1) + "\" y=\"" + fixed(y + 4, 1) + "\">" + label + "</text>\n";
+        };
+        item(0, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#1b9e77\" stroke=\"#1b9e77\"/>", "feasible");
+        item(1, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#d95f02\" stroke=\"#d95f02\"/>", "infeasible");
+        item(2, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#fff\" stroke=\"#555\" stroke-width=\"1.4\"/>",
+             "predicted latency only");
+        item(3, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#555\" stroke=\"#555\"/>", "measured latency");
+        item(4, "<line class=\"legend-marker\" x1=\"" + fixed(lx - 2, 1) + "\" x2=\"" + fixed(lx + 14, 1) +
+                    "\" y1=\"@Y\" y2=\"@Y\" stroke=\"#3b3bb3\" stroke-width=\"2\" stroke-dasharray=\"6 3\"/>",
+             "Pareto front");
+        item(5, "<line class=\"legend-marker\" x1=\"@X\" x2=\"@X\" y1=\"" + fixed(ly + 6 + 5 * 16 - 6, 1) + "\" y2=\"" +
+                    fixed(ly + 6 + 5 * 16 + 6, 1) + "\" stroke=\"#c0182b\" stroke-width=\"1.5\" stroke-dasharray=\"4 4\"/>",
+             "latency limit");
+        item(6, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"7\" fill=\"none\" stroke=\"#111\" stroke-width=\"2\"/>",
+             "best");
+        h += "</g>\n";
+    }
+    h += "</svg>\n";
+
+    // The best candidates.
+    const std::vector<std::size_t> ranked = rank_feasible(records, objective);
+    h += "<h2>Best candidates</h2>\n";
+    const auto candidate_table = [&](const std::vector<std::size_t>& rows, const char* id, bool with_rank) {
+        h += std::string("<table id=\"") + id + "\">\n<tr>" + (with_rank ? "<th class=\"num\">rank</th>" : "") +
+             "<th class=\"num\">#</th><th class=\"num\">latency ms</th><th>measured</th><th class=\"num\">params</th>"
+             "<th class=\"num\">MACs</th><th class=\"num\">accuracy</th><th>verdict</th><th>note</th></tr>\n";
+        std::size_t rank = 0;
+        for (std::size_t p : rows) {
+            const CandidateRecord& r = records[p];
+            const bool feasible = r.verdict == Verdict::Feasible;
+            h += "<tr class=\"candidate-row\">" +
+                 (with_rank ? "<td class=\"num\">" + std::to_string(++rank) + "</td>" : std::string()) +
+                 "<td class=\"num\">" + std::to_string(r.index) + "</td><td class=\"num\">" +
+                 ms_text(judged_latency_ms(r)) + "</td><td>" + (r.measured_ms ? "yes" : "predicted") +
+                 "</td><td class=\"num\">" + grouped(r.params) + "</td><td class=\"num\">" + grouped(r.macs) +
+                 "</td><td class=\"num\">" + accuracy_text(r.accuracy) + "</td><td class=\"" +
+                 (feasible ? "feasible-text" : "infeasible-text") + "\">" + std::string(verdict_name(r.verdict)) +
+                 "</td><td>" + html_escape(r.note) + "</td></tr>\n";
+        }
+        h += "</table>\n";
+    };
+    if (!ranked.empty()) {
+        const std::vector<std::size_t> first(
+            ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(10, ranked.size())));
+        candidate_table(first, "best-table", true);
+    } else {
+        h += "<p id=\"no-feasible\"><strong>No candidate met every constraint.</strong> The Pareto front:</p>\n";
+        candidate_table(front, "best-table", false);
+    }
+    if (best) {
+        const CandidateRecord& r = records[*best];
+        h += "<h2>Best model (#" + std::to_string(r.index) + ")</h2>\n";
+        h += "<p>" + ms_text(judged_latency_ms(r)) + " ms " + (r.measured_ms ? "measured" : "predicted") + ", " +
+             grouped(r.params) + " parameters, " + grouped(r.macs) + " MACs" +
+             (r.peak_activation_bytes >= 0 ? ", " + grouped(r.peak_activation_bytes) + " bytes of peak activations"
+                                           : std::string()) +
+             (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) + ".</p>\n";
+        for (const Confirmation& k : info.confirmations)
+            if (k.position == *best)
+                h += "<p id=\"confirmation\">Confirmed: " + general(k.median_ms, 4) + " ms median over " +
+                     std::to_string(k.runs) + " runs.</p>\n";
+        if (const TrainedCandidate* t = training_of(info, best)) {
+            const FinalTraining& f = t->result;
+            h += "<p id=\"final-training\">Trained in full: " + std::to_string(f.epochs) + " epochs, " +
+                 fixed(f.train_seconds, 1) + " s; validation accuracy " + accuracy_text(f.val_accuracy) +
+                 ", test accuracy " + accuracy_text(f.test_accuracy) +
+                 (t->weights.empty() ? std::string() : "; weights: " + html_escape(t->weights)) + ".</p>\n";
+        }
+        if (!r.top_layers.empty()) {
+            h += "<p class=\"muted\">Most expensive layers: ";
+            for (std::size_t k = 0; k < r.top_layers.size(); ++k)
+                h += (k ? ", " : "") + html_escape(r.top_layers[k].name) + " " + fixed(r.top_layers[k].share * 100, 0) + "%";
+            h += ".</p>\n";
+        }
+        h += "<pre id=\"best-dsl\">" + html_escape(r.dsl) + "</pre>\n";
+    }
+
+    if (!best && !ranked.empty())
+        h += "<p id=\"no-best\"><strong>No model was handed over:</strong> no feasible candidate was confirmed on a "
+             "longer measurement or reached the accuracy limit when trained in full.</p>\n";
+    if (!info.final_trainings.empty()) {
+        h += "<h2>Full training</h2>\n<table id=\"final-trainings\">\n<tr><th class=\"num\">#</th><th class=\"num\">epochs</th>"
+             "<th class=\"num\">seconds</th><th class=\"num\">validation</th><th class=\"num\">test</th></tr>\n";
+        for (const TrainedCandidate& t : info.final_trainings) {
+            h += "<tr><td class=\"num\">" +
+                 (t.position < records.size() ? std::to_string(records[t.position].index) : std::string("?")) +
+                 "</td><td class=\"num\">" + std::to_string(t.result.epochs) + "</td><td class=\"num\">" +
+                 fixed(t.result.train_seconds, 1) + "</td><td class=\"num\">" + accuracy_text(t.result.val_accuracy) +
+                 "</td><td class=\"num\">" + accuracy_text(t.result.test_accuracy) + "</td></tr>\n";
+        }
+        h += "</table>\n";
+    }
+
+    // Every candidate, folded.
+    h += "<details id=\"all-candidates\"><summary>All " + std::to_string(records.size()) + " candidates</summary>\n";
+    h += "<table>\n<tr><th class=\"num\">#</th><th>verdict</th><th class=\"num\">latency ms</th><th class=\"num\">params</th>"
+         "<th class=\"num\">MACs</th><th class=\"num\">accuracy</th><th>reason</th><th>note</th></tr>\n";
+    for (const CandidateRecord& r : records) {
+        h += "<tr><td class=\"num\">" + std::to_string(r.index) + "</td><td>" + std::string(verdict_name(r.verdict)) +
+             "</td><td class=\"num\">" + ms_text(judged_latency_ms(r)) + (r.measured_ms || !r.predicted_ms ? "" : " (pred.)") +
+             "</td><td class=\"num\">" + grouped(r.params) + "</td><td class=\"num\">" + grouped(r.macs) +
+             "</td><td class=\"num\">" + accuracy_text(r.accuracy) + "</td><td>" + html_escape(r.reason) + "</td><td>" +
+             html_escape(r.note) + "</td></tr>\n";
+    }
+    h += "</table>\n</details>\n</body>\n</html>\n";
+    return h;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_SEARCH_REPORT_HPP

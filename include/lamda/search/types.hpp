@@ -1,0 +1,193 @@
+// lamda/search/types.hpp: the vocabulary of the generation loop -- a task and its constraints, and the
+// record kept for every candidate network. Core (no dependencies): the task file reader
+// (search/task.hpp), the journal (search/journal.hpp), the report (search/report.hpp), the proposers and the loop
+// itself (search/loop.hpp) all speak these types.
+#ifndef LAMDA_SEARCH_TYPES_HPP
+#define LAMDA_SEARCH_TYPES_HPP
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../core/ir.hpp"
+
+namespace lamda {
+
+// What "best" means: accuracy when a trainer and a dataset are there, otherwise capacity (MACs),
+// the best proxy for accuracy that needs no training.
+enum class Objective { Accuracy, Capacity };
+
+inline constexpr std::string_view objective_name(Objective o) noexcept {
+    return o == Objective::Accuracy ? "accuracy" : "capacity";
+}
+
+// Limits a candidate must meet. A zero or absent limit is no limit.
+struct Constraints {
+    double latency_ms = 0;                  // measured median on `threads` threads; 0: none
+    int threads = 1;                        // thread count latency is measured and predicted at
+    std::int64_t max_params = 0;            // 0: none
+    std::int64_t max_activation_bytes = 0;  // peak live activations (core/analysis.hpp); 0: none
+    std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
+};
+
+struct Budget {
+    int max_candidates = 100;  // candidates recorded (duplicates are not candidates)
+    double max_seconds = 600;  // wall time of the whole search, resumed runs included
+};
+
+// A task file (docs/generate.md) as read by parse_task().
+struct Task {
+    std::string name;
+    Shape input{28, 28, 1};
+    int classes = 10;
+    std::string dataset;  // "" (none), "fashion-mnist", or a directory of IDX/.npy files
+    Constraints constraints;
+    std::string profile;  // latency profile path, resolved against the task file's directory
+    Budget budget;
+    Objective objective = Objective::Capacity;
+    bool objective_given = false;  // false: accuracy when a dataset and a trainer exist
+};
+
+// What became of a candidate, in the order the loop decides it.
+enum class Verdict {
+    Invalid,        // did not parse or validate; `diagnostics` say why
+    WrongTask,      // valid, but its input shape or class count is not the task's
+    OverParams,     // more parameters than max_params
+    OverMemory,     // peak activations above max_activation_bytes
+    OverPredicted,  // predicted latency well over the budget: never run
+    OverMeasured,   // measured latency over the budget
+    BelowAccuracy,  // meets latency, params and memory, but not min_accuracy
+    Feasible,       // meets every constraint
+    Failed,         // an evaluation step failed (executor or trainer error); `reason` says which
+};
+
+inline constexpr std::string_view verdict_name(Verdict v) noexcept {
+    switch (v) {
+    case Verdict::Invalid: return "invalid";
+    case Verdict::WrongTask: return "wrong_task";
+    case Verdict::OverParams: return "over_params";
+    case Verdict::OverMemory: return "over_memory";
+    case Verdict::OverPredicted: return "over_predicted";
+    case Verdict::OverMeasured: return "over_measured";
+    case Verdict::BelowAccuracy: return "below_accuracy";
+    case Verdict::Feasible: return "feasible";
+    case Verdict::Failed: return "failed";
+    }
+    return "?";
+}
+
+inline bool parse_verdict(std::string_view s, Verdict& out) noexcept {
+    for (Verdict v : {Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams, Verdict::OverMemory,
+                      Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
+                      Verdict::Feasible, Verdict::Failed}) {
+        if (verdict_name(v) == s) {
+            out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+// One layer's share of a candidate's latency, for feedback ("b3_expand: 31%").
+struct LayerCost {
+    std::string name;
+    double ms = 0;
+    double share = 0;  // of the model's total, 0..1
+};
+
+// Everything the loop learned about one candidate: one line of journal.jsonl.
+struct CandidateRecord {
+    int index = 0;              // 0-based, in the order candidates were decided
+    std::string proposer;       // "offline", "random", "llm"
+    std::string note;           // the proposer's own words: which edit, which turn
+    std::string dsl;            // the text as proposed (canonical form when it parsed)
+    std::string hash;           // 16 hex digits of the canonical form (or of the raw text)
+    Verdict verdict = Verdict::Invalid;
+    std::string reason;         // one line: why this verdict
+    std::vector<std::string> diagnostics;  // formatted, for invalid candidates
+    std::int64_t params = -1, macs = -1, peak_activation_bytes = -1;  // -1: not analysed
+    std::optional<double> predicted_ms, measured_ms, accuracy;
+    std::vector<LayerCost> top_layers;  // most expensive layers, measured if run else predicted
+    double seconds = 0;    // time spent deciding this candidate (training included)
+    double elapsed_s = 0;  // search time when it was recorded, across resumes
+};
+
+// A candidate's score under the objective; larger is better. Capacity is log-free MACs.
+inline double objective_score(const CandidateRecord& r, Objective objective) noexcept {
+    if (objective == Objective::Accuracy) return r.accuracy ? *r.accuracy : -1.0;
+    return static_cast<double>(r.macs);
+}
+
+// The latency a record is judged by: measured when it was run, otherwise predicted.
+inline std::optional<double> judged_latency_ms(const CandidateRecord& r) noexcept {
+    return r.measured_ms ? r.measured_ms : r.predicted_ms;
+}
+
+// `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, so that text
+// from a proposer (an LLM may emit anything) can go into JSON and HTML that strict readers accept.
+inline std::string valid_utf8(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto b = static_cast<unsigned char>(s[i]);
+        std::size_t n = 0;  // continuation bytes
+        unsigned lo = 0x80, hi = 0xbf;  // allowed range of the first continuation byte
+        if (b < 0x80) {
+            n = 0;
+        } else if (b >= 0xc2 && b <= 0xdf) {
+            n = 1;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            n = 2;
+            if (b == 0xe0) lo = 0xa0;
+            if (b == 0xed) hi = 0x9f;  // no surrogates
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            n = 3;
+            if (b == 0xf0) lo = 0x90;
+            if (b == 0xf4) hi = 0x8f;
+        } else {
+            out += "\xef\xbf\xbd";
+            ++i;
+            continue;
+        }
+        bool ok = i + n < s.size();  // the sequence's last byte is there
+        for (std::size_t k = 1; ok && k <= n; ++k) {
+            const auto c = static_cast<unsigned char>(s[i + k]);
+            ok = k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xbf);
+        }
+        if (ok) {
+            out.append(s.substr(i, n + 1));
+            i += n + 1;
+        } else {
+            out += "\xef\xbf\xbd";
+            ++i;
+        }
+    }
+    return out;
+}
+
+// Result of training a search's finished candidate in full.
+struct FinalTraining {
+    double val_accuracy = 0;   // on the validation split carved from the training set
+    double test_accuracy = 0;  // on the test set: used once, for this figure
+    double train_seconds = 0;
+    int epochs = 0;
+};
+
+// What the loop needs from a trainer (train/trainer.hpp's TorchTrainer implements it; the loop itself
+// needs no libtorch). Accuracies are fractions in [0, 1]. Errors are thrown as exceptions derived
+// from std::exception and recorded as a Failed candidate; the loop goes on.
+class Trainer {
+public:
+    virtual ~Trainer() = default;
+    // Short proxy training (a subset, few epochs: seconds); returns validation accuracy.
+    virtual double proxy_accuracy(const Graph& graph) = 0;
+    // Full training; saves safetensors weights (batch norm folded) to `weights_path`.
+    virtual FinalTraining train_final(const Graph& graph, const std::string& weights_path) = 0;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_SEARCH_TYPES_HPP

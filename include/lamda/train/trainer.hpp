@@ -1,0 +1,395 @@
+// lamda/train/trainer.hpp: trains a lamda graph on an image classification dataset with libtorch and
+// exports its weights, batch norm folded, for the executors. Compiled only with LAMDA_WITH_TORCH
+// (see train/torch_module.hpp for how to build and link); without it this header is empty.
+//
+//   lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");
+//   lamda::TrainOptions opt = lamda::TrainOptions::full();
+//   opt.epochs = 5;
+//   lamda::TrainResult r = lamda::train_model(graph, data, opt);
+//   lamda::write_safetensors("w.safetensors", r.weights);   // fits r.graph (batch norm folded)
+//
+// What it does: the validation split is carved from the training set (split_dataset: seeded, the
+// same for every candidate); the test set is only evaluated at the end, when given. Each epoch
+// visits the (optionally subsampled) training images in a seeded order, in mini-batches, with
+// optional augmentation (a random shift by up to `shift` pixels, i.e. zero padding then a random
+// crop; a random horizontal flip), and minimises cross-entropy with optional label smoothing
+// with Adam or SGD (momentum 0.9, optionally a cosine learning-rate schedule to zero). A model
+// whose output layer is softmax is trained on the log of its probabilities.
+//
+// Determinism: torch::manual_seed(seed) before the parameters are created, and lamda's own
+// SplitMix64 for the split, the order and the augmentation: the same seed, options and thread
+// count give the same weights (libtorch's CPU kernels are deterministic at a fixed thread count).
+// torch::set_num_threads(threads) is process-wide; train_model sets it on every call.
+//
+// Proxy mode (TrainOptions::proxy(): a 6000-image subset, 2 epochs, batch 32) ranks candidates in seconds;
+// full mode (TrainOptions::full()) trains the final model.
+#ifndef LAMDA_TRAIN_TRAINER_HPP
+#define LAMDA_TRAIN_TRAINER_HPP
+
+#if !defined(LAMDA_WITH_TORCH)
+#error "lamda/train/trainer.hpp needs LAMDA_WITH_TORCH (Debian's libtorch-dev; CMake: link lamda::torch)"
+#else
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "../data/dataset.hpp"
+#include "../exec/fold.hpp"
+#include "../core/ir.hpp"
+#include "../search/types.hpp"
+#include "torch_module.hpp"
+#include "../data/weights.hpp"
+
+namespace lamda {
+
+enum class OptimizerKind { Adam, Sgd };
+
+inline constexpr std::string_view optimizer_name(OptimizerKind o) noexcept {
+    return o == OptimizerKind::Adam ? "adam" : "sgd";
+}
+
+inline bool parse_optimizer(std::string_view s, OptimizerKind& out) noexcept {
+    if (s == "adam") out = OptimizerKind::Adam;
+    else if (s == "sgd") out = OptimizerKind::Sgd;
+    else return false;
+    return true;
+}
+
+// Reported after every epoch.
+struct TrainProgress {
+    int epoch = 0;                       // 1-based: the epoch just finished
+    int epochs = 0;
+    double loss = 0;                     // mean training loss over the epoch
+    double train_accuracy = 0;           // on the epoch's (augmented) batches, in train mode
+    std::optional<double> val_accuracy;  // when TrainOptions::validate_each_epoch
+    double lr = 0;                       // learning rate of the epoch's last step
+    double seconds = 0;                  // since training started
+};
+
+struct TrainOptions {
+    OptimizerKind optimizer = OptimizerKind::Adam;
+    double lr = 3e-3;            // initial learning rate
+    double weight_decay = 0;     // L2 penalty (torch's weight_decay), on every parameter
+    int epochs = 10;
+    int batch_size = 128;
+    bool cosine = true;          // cosine decay of the learning rate to 0 over all steps
+    double label_smoothing = 0;  // in [0, 1)
+    int shift = 0;               // augmentation: random shift by up to this many pixels; 0: off
+    bool flip = false;           // augmentation: random horizontal flip
+    std::size_t train_subset = 0;  // train on a seeded sample of this many images; 0: all
+    std::size_t val_subset = 0;    // validate on the first this many validation images; 0: all
+    double validation_fraction = 0.1;  // of the training set, for DatasetSplits overloads
+    std::uint64_t seed = 1;
+    int threads = 1;                   // torch::set_num_threads
+    bool validate_each_epoch = false;  // TrainProgress::val_accuracy after every epoch
+    std::function<void(const TrainProgress&)> progress;  // called after every epoch
+
+    // For the search: seconds per small candidate, enough to rank them.
+    static TrainOptions proxy() {
+        TrainOptions o;
+        o.epochs = 2;
+        o.batch_size = 32;  // more steps on few images: 78% val for LeNet-5 vs 72% at 128
+        o.train_subset = 6000;
+        o.val_subset = 3000;
+        o.lr = 3e-3;
+        return o;
+    }
+    // For the final model.
+    static TrainOptions full() {
+        TrainOptions o;
+        o.epochs = 15;
+        o.lr = 3e-3;
+        o.weight_decay = 1e-5;
+        o.label_smoothing = 0.1;
+        o.shift = 2;
+        o.flip = true;
+        return o;
+    }
+};
+
+struct TrainResult {
+    double val_accuracy = 0;              // in [0, 1], through libtorch
+    std::optional<double> test_accuracy;  // when a test set was given
+    double train_seconds = 0;             // the whole of train_model: training and evaluation
+    int epochs = 0;
+    std::vector<double> epoch_loss;       // mean training loss of each epoch
+    std::int64_t train_images = 0, val_images = 0, test_images = 0;
+    Graph graph;      // the trained graph with batch norm folded (exec/fold.hpp)
+    Weights weights;  // its weights: what `lamda train --out` saves
+};
+
+namespace train_detail {
+
+inline void check_options(const TrainOptions& o) {
+    const auto bad = [](const std::string& what) { throw std::invalid_argument("TrainOptions: " + what); };
+    if (o.epochs < 1 || o.epochs > 100000) bad("epochs must be in 1..100000, got " + std::to_string(o.epochs));
+    if (o.batch_size < 1 || o.batch_size > 65536)
+        bad("batch size must be in 1..65536, got " + std::to_string(o.batch_size));
+    if (!(o.lr > 0 && o.lr < 1e3)) bad("learning rate must be positive, got " + std::to_string(o.lr));
+    if (!(o.weight_decay >= 0 && o.weight_decay < 1e3)) bad("weight decay must be >= 0");
+    if (!(o.label_smoothing >= 0 && o.label_smoothing < 1)) bad("label smoothing must be in [0, 1)");
+    if (o.shift < 0 || o.shift > 64) bad("shift must be in 0..64, got " + std::to_string(o.shift));
+    if (!(o.validation_fraction >= 0 && o.validation_fraction < 1))
+        bad("validation fraction must be in [0, 1)");
+    if (o.threads < 1 || o.threads > 1024) bad("threads must be in 1..1024, got " + std::to_string(o.threads));
+}
+
+// Fills `out` (NCHW, n images) from `d`'s images at `idx[0..n)`, shifted by (dy, dx) with zeros
+// coming in, and mirrored when flip[k]. Without augmentation dy = dx = 0 and no flips.
+inline void gather(const Dataset& d, const std::size_t* idx, std::size_t n, float* out,
+                   const int* dy, const int* dx, const bool* flip) {
+    const std::int64_t H = d.shape.h, W = d.shape.w, C = d.shape.c;
+    for (std::size_t k = 0; k < n; ++k) {
+        const float* img = d.image(idx[k]);
+        float* o = out + k * static_cast<std::size_t>(C * H * W);
+        const std::int64_t sy = dy ? dy[k] : 0, sx = dx ? dx[k] : 0;
+        const bool mirror = flip && flip[k];
+        for (std::int64_t y = 0; y < H; ++y)
+            for (std::int64_t x = 0; x < W; ++x) {
+                const std::int64_t iy = y + sy, ix0 = x + sx;
+                const std::int64_t ix = mirror ? W - 1 - ix0 : ix0;
+                const bool inside = iy >= 0 && iy < H && ix0 >= 0 && ix0 < W;
+                for (std::int64_t c = 0; c < C; ++c)
+                    o[(c * H + y) * W + x] = inside ? img[(iy * W + ix) * C + c] : 0.0f;
+            }
+    }
+}
+
+// Log-probabilities [N, K] from the model's output [N, K, 1, 1].
+inline torch::Tensor log_probs(const Graph& g, const torch::Tensor& out) {
+    const torch::Tensor flat = out.reshape({out.size(0), -1});
+    if (g.output().op == OpKind::Softmax) return torch::log(flat.clamp_min(1e-12));
+    return torch::log_softmax(flat, 1);
+}
+
+}  // namespace train_detail
+
+// Accuracy of `model` (put in eval mode) over the first `limit` images of `d` (all when 0),
+// through libtorch in batches.
+inline Accuracy torch_accuracy(TorchModel& model, const Dataset& d, std::size_t limit = 0) {
+    model.eval();
+    torch::NoGradGuard no_grad;
+    const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
+    const std::size_t batch = 500;
+    const auto per = static_cast<std::size_t>(d.shape.elements());
+    std::vector<float> buf(batch * per);
+    std::vector<std::size_t> idx(batch);
+    Accuracy a;
+    for (std::size_t start = 0; start < n; start += batch) {
+        const std::size_t b = std::min(batch, n - start);
+        for (std::size_t k = 0; k < b; ++k) idx[k] = start + k;
+        train_detail::gather(d, idx.data(), b, buf.data(), nullptr, nullptr, nullptr);
+        const torch::Tensor x = torch::from_blob(
+            buf.data(), {static_cast<std::int64_t>(b), d.shape.c, d.shape.h, d.shape.w}, torch::kFloat32);
+        const torch::Tensor out = model.forward(x);
+        const torch::Tensor scores = out.reshape({out.size(0), -1}).contiguous();
+        const float* s = scores.data_ptr<float>();
+        const std::int64_t k_out = scores.size(1);
+        for (std::size_t k = 0; k < b; ++k)
+            if (argmax(s + static_cast<std::int64_t>(k) * k_out, k_out) == d.labels[start + k]) ++a.correct;
+    }
+    a.n = static_cast<std::int64_t>(n);
+    a.accuracy = n ? static_cast<double>(a.correct) / static_cast<double>(n) : 0.0;
+    return a;
+}
+
+// Trains `graph` (input: the images' shape; output: 1x1xK scores, K >= classes) on `train`,
+// reports accuracy on `val` (and on `*test` when not null), and returns the weights with batch
+// norm folded. Throws std::invalid_argument for bad options, DatasetError when the model does
+// not fit the data, ExecutorError when the graph cannot run, std::runtime_error when training
+// diverges.
+inline TrainResult train_model(const Graph& graph, const Dataset& train_set, const Dataset& val_set,
+                               const Dataset* test_set, const TrainOptions& options) {
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    train_detail::check_options(options);
+    check_classifier(graph, train_set);
+    if (train_set.size() < 2) throw DatasetError("training needs at least 2 images");
+    if (val_set.empty()) throw DatasetError("the validation set is empty");
+    torch::set_num_threads(options.threads);
+    torch::manual_seed(options.seed);
+
+    const Dataset sampled = options.train_subset ? subset(train_set, options.train_subset, options.seed)
+                                                 : Dataset();
+    const Dataset& train = options.train_subset ? sampled : train_set;
+
+    TorchModel model(graph);
+    std::unique_ptr<torch::optim::Optimizer> optimizer;
+    if (options.optimizer == OptimizerKind::Adam)
+        optimizer = std::make_unique<torch::optim::Adam>(
+            model.parameters(), torch::optim::AdamOptions(options.lr).weight_decay(options.weight_decay));
+    else
+        optimizer = std::make_unique<torch::optim::SGD>(
+            model.parameters(),
+            torch::optim::SGDOptions(options.lr).momentum(0.9).weight_decay(options.weight_decay));
+    const auto set_lr = [&](double lr) {
+        for (auto& group : optimizer->param_groups()) {
+            if (options.optimizer == OptimizerKind::Adam)
+                static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+            else
+                static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+        }
+    };
+
+    const std::size_t n = train.size();
+    const auto bs = static_cast<std::size_t>(options.batch_size);
+    const std::size_t steps_per_epoch = (n + bs - 1) / bs;
+    const double total_steps = static_cast<double>(steps_per_epoch) * options.epochs;
+    const auto per = static_cast<std::size_t>(train.shape.elements());
+    std::vector<float> buf(bs * per);
+    std::vector<std::int64_t> labels(bs);
+    std::vector<int> dy(bs), dx(bs);
+    std::unique_ptr<bool[]> flips(new bool[bs]);
+    const double smoothing = options.label_smoothing;
+
+    TrainResult result;
+    std::int64_t step = 0;
+    double lr = options.lr;
+    for (int epoch = 0; epoch < options.epochs; ++epoch) {
+        model.train();
+        const std::uint64_t epoch_seed = options.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1;
+        const std::vector<std::size_t> order = seeded_permutation(n, epoch_seed);
+        detail::SplitMix64 rng{epoch_seed ^ 0xA5A5A5A5A5A5A5A5ULL};
+        double loss_sum = 0;
+        std::int64_t seen = 0, correct = 0;
+        for (std::size_t start = 0; start < n; start += bs, ++step) {
+            const std::size_t b = std::min(bs, n - start);
+            // A batch of one breaks batch norm's batch statistics; its image is seen next epoch.
+            if (b < 2) continue;
+            for (std::size_t k = 0; k < b; ++k) {
+                if (options.shift > 0) {
+                    const auto span = static_cast<std::uint64_t>(2 * options.shift + 1);
+                    dy[k] = static_cast<int>(rng.next() % span) - options.shift;
+                    dx[k] = static_cast<int>(rng.next() % span) - options.shift;
+                }
+                flips[k] = options.flip && (rng.next() >> 63) != 0;
+                labels[k] = train.labels[order[start + k]];
+            }
+            train_detail::gather(train, order.data() + start, b, buf.data(),
+                                 options.shift > 0 ? dy.data() : nullptr,
+                                 options.shift > 0 ? dx.data() : nullptr,
+                                 options.flip ? flips.get() : nullptr);
+            const auto B = static_cast<std::int64_t>(b);
+            const torch::Tensor x = torch::from_blob(
+                buf.data(), {B, train.shape.c, train.shape.h, train.shape.w}, torch::kFloat32);
+            const torch::Tensor y = torch::from_blob(labels.data(), {B}, torch::kInt64);
+            if (options.cosine) {
+                lr = options.lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
+                set_lr(lr);
+            }
+            const torch::Tensor logp = train_detail::log_probs(graph, model.forward(x));
+            torch::Tensor loss = torch::nll_loss(logp, y);
+            if (smoothing > 0) loss = (1.0 - smoothing) * loss - smoothing * logp.mean(1).mean();
+            optimizer->zero_grad();
+            loss.backward();
+            optimizer->step();
+            const double l = loss.item<double>();
+            if (!std::isfinite(l))
+                throw std::runtime_error("training diverged: the loss is " + std::to_string(l) +
+                                         " in epoch " + std::to_string(epoch + 1) +
+                                         "; try a lower learning rate");
+            loss_sum += l * static_cast<double>(b);
+            seen += B;
+            correct += logp.argmax(1).eq(y).sum().item<std::int64_t>();
+        }
+        TrainProgress p;
+        p.epoch = epoch + 1;
+        p.epochs = options.epochs;
+        p.loss = seen ? loss_sum / static_cast<double>(seen) : 0.0;
+        p.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
+        p.lr = lr;
+        result.epoch_loss.push_back(p.loss);
+        if (options.validate_each_epoch) p.val_accuracy = torch_accuracy(model, val_set, options.val_subset).accuracy;
+        p.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        if (options.progress) options.progress(p);
+    }
+
+    result.epochs = options.epochs;
+    const Accuracy val = torch_accuracy(model, val_set, options.val_subset);
+    result.val_accuracy = val.accuracy;
+    result.val_images = val.n;
+    result.train_images = static_cast<std::int64_t>(n);
+    if (test_set && !test_set->empty()) {
+        check_classifier(graph, *test_set);
+        const Accuracy test = torch_accuracy(model, *test_set);
+        result.test_accuracy = test.accuracy;
+        result.test_images = test.n;
+    }
+    auto folded = fold_batchnorm(graph, model.export_weights());
+    result.graph = std::move(folded.first);
+    result.weights = std::move(folded.second);
+    result.train_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+    return result;
+}
+
+// The same, splitting data.train into training and validation sets by
+// options.validation_fraction and options.seed; data.test, when not empty, gives test_accuracy.
+inline TrainResult train_model(const Graph& graph, const DatasetSplits& data,
+                               const TrainOptions& options) {
+    train_detail::check_options(options);
+    const auto parts = split_dataset(data.train, options.validation_fraction, options.seed);
+    return train_model(graph, parts.first, parts.second, data.test.empty() ? nullptr : &data.test,
+                       options);
+}
+
+// The generation loop's trainer (search/types.hpp): proxy training for ranking candidates, full
+// training for the final ones. The validation split is made once, from the full options'
+// validation fraction and seed, so every candidate is ranked on the same images.
+class TorchTrainer : public Trainer {
+public:
+    explicit TorchTrainer(const DatasetSplits& data, TrainOptions proxy = TrainOptions::proxy(),
+                          TrainOptions full = TrainOptions::full())
+        : name_(data.name), test_(data.test), proxy_(std::move(proxy)), full_(std::move(full)) {
+        train_detail::check_options(proxy_);
+        train_detail::check_options(full_);
+        if (test_.empty())
+            throw DatasetError("dataset '" + name_ + "' has no test set, which the final figure needs");
+        auto parts = split_dataset(data.train, full_.validation_fraction, full_.seed);
+        train_ = std::move(parts.first);
+        val_ = std::move(parts.second);
+    }
+
+    double proxy_accuracy(const Graph& graph) override {
+        last_ = train_model(graph, train_, val_, nullptr, proxy_);
+        return last_->val_accuracy;
+    }
+
+    FinalTraining train_final(const Graph& graph, const std::string& weights_path) override {
+        last_ = train_model(graph, train_, val_, &test_, full_);
+        write_safetensors(weights_path, last_->weights);
+        FinalTraining f;
+        f.val_accuracy = last_->val_accuracy;
+        f.test_accuracy = last_->test_accuracy.value_or(0.0);
+        f.train_seconds = last_->train_seconds;
+        f.epochs = last_->epochs;
+        return f;
+    }
+
+    TrainOptions& proxy_options() noexcept { return proxy_; }
+    TrainOptions& full_options() noexcept { return full_; }
+    const std::string& dataset_name() const noexcept { return name_; }
+    // The last proxy or final training's full result.
+    const std::optional<TrainResult>& last_result() const noexcept { return last_; }
+
+private:
+    std::string name_;
+    Dataset train_, val_, test_;
+    TrainOptions proxy_, full_;
+    std::optional<TrainResult> last_;
+};
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_TORCH)
+#endif  // LAMDA_TRAIN_TRAINER_HPP

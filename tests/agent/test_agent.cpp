@@ -1,0 +1,598 @@
+// The on-device agent (agent/agent.hpp) on loopback: an AgentServer on 127.0.0.1 (random port) in a
+// thread of this process, and AgentClient or raw sockets against it. Wrong or missing token,
+// oversized body, malformed DSL, a client that stalls, concurrent benchmarks (serialised, each
+// within noise of a local run), a full measurement queue (503 with Retry-After), a profile job,
+// an agent killed mid-request, TLS, a token file others can read.
+#include <doctest/doctest.h>
+
+#include <lamda/dsl/file.hpp>
+#include <lamda/agent/agent.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace lamda;
+namespace fs = std::filesystem;
+
+const char* const test_token = "test-token-0123456789abcdef";
+
+std::string read_text(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::string tiny_model() { return read_text(std::string(LAMDA_SOURCE_DIR) + "/examples/models/tiny_mobilenet.lamda"); }
+
+AgentOptions test_options() {
+    AgentOptions o;
+    o.token = test_token;
+    o.peak_seconds = 0.02;
+    o.read_timeout_s = 1;
+    o.worker_threads = 6;
+    o.limits.max_body_bytes = 64 * 1024;
+    return o;
+}
+
+// A server listening on 127.0.0.1 in a thread; stopped and joined on destruction.
+struct LiveAgent {
+    AgentServer server;
+    int port = 0;
+    std::thread thread;
+    explicit LiveAgent(AgentOptions o = test_options()) : server(std::move(o)) {
+        port = server.bind("127.0.0.1", 0);
+        thread = std::thread([this] { server.listen(); });
+    }
+    ~LiveAgent() {
+        server.stop();
+        thread.join();
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+    AgentClient client(int attempts = 2) const {
+        AgentClientOptions c;
+        c.token = test_token;
+        c.attempts = attempts;
+        c.retry_delay_s = 0.05;
+        c.timeout_s = 60;
+        return AgentClient(url(), c);
+    }
+};
+
+httplib::Result raw_post(int port, const std::string& path, const std::string& body, const std::string& token) {
+    httplib::Client cli("127.0.0.1", port);
+    cli.set_read_timeout(30, 0);
+    if (!token.empty()) cli.set_bearer_token_auth(token.c_str());
+    return cli.Post(path.c_str(), body, "application/json");
+}
+
+std::string bench_body(const std::string& dsl, int runs) {
+    JsonWriter j;
+    j.begin_object().field("dsl", dsl).field("name", "m.lamda").field("runs", runs).end_object();
+    return j.str();
+}
+
+int connect_to(int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    return fd;
+}
+
+// Polls `done` every 10 ms until it holds or `limit_s` passes (a bound against a hang, far
+// beyond what any check needs); returns whether it held.
+template <class F>
+bool wait_until(F done, double limit_s = 120) {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (!done()) {
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > limit_s) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+}
+
+// Makes the agent's measurement lock busy until the agent stops: a profile job whose budget is
+// far beyond any test (stop() abandons it at its next progress tick). Returns once it runs.
+void hold_measurement_lock(AgentClient& c) {
+    AgentProfileRequest hold;
+    hold.budget_s = 3600;
+    hold.calibration_models = 8;
+    const std::string id = c.start_profile(hold);
+    std::string state;
+    REQUIRE(wait_until([&] {
+        state = c.profile_status(id).state;
+        return state != "queued";
+    }));
+    REQUIRE(state == "running");
+}
+
+// One raw POST made in a thread of its own; `done` once it has its answer (or none). Joined on
+// destruction, after the agent it waits for has stopped (a failed REQUIRE included).
+struct PendingPost {
+    std::thread thread;
+    std::atomic<bool> done{false};
+    int status = 0;  // 0: no answer
+    std::string retry_after, body;
+
+    PendingPost() = default;
+    PendingPost(const PendingPost&) = delete;
+    PendingPost& operator=(const PendingPost&) = delete;
+    ~PendingPost() {
+        if (thread.joinable()) thread.join();
+    }
+
+    void start(int port, std::string path, std::string body_) {
+        thread = std::thread([this, port, path = std::move(path), request = std::move(body_)] {
+            httplib::Client cli("127.0.0.1", port);
+            cli.set_read_timeout(300, 0);  // a queued request waits for the lock
+            cli.set_bearer_token_auth(test_token);
+            if (auto res = cli.Post(path.c_str(), request, "application/json")) {
+                status = res->status;
+                retry_after = res->get_header_value("Retry-After");
+                body = res->body;
+            }
+            done.store(true);
+        });
+    }
+};
+
+}  // namespace
+
+TEST_CASE("agent: base64 round trip, strict decoding") {
+    for (const std::string& s : {std::string(), std::string("a"), std::string("ab"), std::string("abc"),
+                                std::string("\0\xff\x10 binary", 10)})
+        CHECK(base64_decode(base64_encode(s)) == s);
+    CHECK(base64_encode("foobar") == "Zm9vYmFy");
+    CHECK(base64_encode("fo") == "Zm8=");
+    CHECK_FALSE(base64_decode("Zm8").has_value());
+    CHECK_FALSE(base64_decode("Zm=8").has_value());
+    CHECK_FALSE(base64_decode("Z!9v").has_value());
+}
+
+TEST_CASE("agent: a token file readable by group or others is refused") {
+    const fs::path dir = fs::temp_directory_path() / ("lamda_agent_token_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string path = (dir / "token").string();
+    std::ofstream(path) << "  " << test_token << "\n";
+    ::chmod(path.c_str(), 0644);
+    CHECK_THROWS_WITH_AS(read_agent_token_file(path), doctest::Contains("chmod 600"), AgentError);
+    ::chmod(path.c_str(), 0640);
+    CHECK_THROWS_AS(read_agent_token_file(path), AgentError);
+    ::chmod(path.c_str(), 0600);
+    CHECK(read_agent_token_file(path) == test_token);
+    std::ofstream(path) << "short\n";
+    CHECK_THROWS_WITH_AS(read_agent_token_file(path), doctest::Contains("at least 16"), AgentError);
+    CHECK_THROWS_AS(read_agent_token_file((dir / "missing").string()), AgentError);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("agent: no token or a wrong one gets 401 and runs nothing") {
+    LiveAgent agent;
+    httplib::Client cli("127.0.0.1", agent.port);
+    auto none = cli.Get("/v1/device");
+    REQUIRE(none);
+    CHECK(none->status == 401);
+    cli.set_bearer_token_auth("wrong-token-0123456789abcdef");
+    auto wrong = cli.Get("/v1/device");
+    REQUIRE(wrong);
+    CHECK(wrong->status == 401);
+    auto bench = raw_post(agent.port, "/v1/bench", bench_body(tiny_model(), 5), "test-token-0123456789abcdeX");
+    REQUIRE(bench);
+    CHECK(bench->status == 401);
+    auto prefix = raw_post(agent.port, "/v1/bench", bench_body(tiny_model(), 5), "test-token");
+    REQUIRE(prefix);
+    CHECK(prefix->status == 401);
+    CHECK(agent.server.measurements().empty());
+    // The client reports it at once (no retry for a 4xx), naming the device.
+    AgentClientOptions o;
+    o.token = "wrong-token-0123456789abcdef";
+    o.retry_delay_s = 5;  // would show as a slow test if it retried
+    AgentClient c(agent.url(), o);
+    CHECK_THROWS_WITH_AS(c.device(), doctest::Contains(agent.url().c_str()), AgentError);
+    // The right one works, and the reply is `lamda device --json`'s.
+    const std::string device = agent.client().device_json_text();
+    CHECK(device == device_json(agent.server.device()));
+    CHECK(agent.client().device().logical_cores == agent.server.device().logical_cores);
+}
+
+TEST_CASE("agent: a body over the limit gets 413") {
+    LiveAgent agent;
+    const std::string big = bench_body(tiny_model() + "\n# " + std::string(100 * 1024, 'x') + "\n", 5);
+    auto res = raw_post(agent.port, "/v1/bench", big, test_token);
+    REQUIRE(res);
+    CHECK(res->status == 413);
+    CHECK(agent.server.measurements().empty());
+}
+
+TEST_CASE("agent: malformed DSL gets 400 with the diagnostics of lamda check") {
+    LiveAgent agent;
+    const std::string bad = "x: input shape=8x8x3\ny: conv2d z out=4 kernel=3x3\n";
+    auto res = raw_post(agent.port, "/v1/bench", bench_body(bad, 5), test_token);
+    REQUIRE(res);
+    CHECK(res->status == 400);
+    const ParseResult local = parse_dsl(bad, "m.lamda");
+    REQUIRE_FALSE(local.ok());
+    CHECK(res->body == invalid_model_json("m.lamda", local.diagnostics));
+    AgentClient c = agent.client();
+    CHECK_THROWS_WITH_AS(c.bench(bad, {}, "m.lamda"), doctest::Contains(format_diagnostic(local.diagnostics.front()).c_str()),
+                         AgentError);
+    // Malformed requests: not JSON, unknown fields, out-of-range values.
+    for (const std::string& body : {std::string("{"), std::string(R"({"dsl": "x: input shape=1x1x1", "bogus": 1})"),
+                                   std::string(R"({"dsl": "x: input shape=1x1x1\n", "runs": 0})"),
+                                   std::string(R"({"runs": 3})")}) {
+        auto r = raw_post(agent.port, "/v1/bench", body, test_token);
+        REQUIRE(r);
+        CHECK(r->status == 400);
+    }
+    CHECK(agent.server.measurements().empty());
+}
+
+TEST_CASE("agent: a client that stalls is dropped after the read timeout and frees its worker") {
+    AgentOptions o = test_options();
+    o.worker_threads = 2;
+    LiveAgent agent(o);
+    std::vector<int> stalled;
+    for (int i = 0; i < 2; ++i) {  // every worker busy with a half-sent request
+        const int fd = connect_to(agent.port);
+        const std::string head = "POST /v1/bench HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ";
+        REQUIRE(::send(fd, head.data(), head.size(), 0) == static_cast<ssize_t>(head.size()));
+        stalled.push_back(fd);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    AgentClient c = agent.client(1);
+    CHECK_NOTHROW(c.device());  // served once a stalled connection is dropped
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CHECK(waited < 5.0);
+    for (int fd : stalled) {
+        timeval tv{5, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        char buffer[256];
+        ssize_t n = 0;
+        while ((n = ::recv(fd, buffer, sizeof buffer, 0)) > 0) {}
+        CHECK(n == 0);  // closed by the server, not our 5 s receive timeout
+        ::close(fd);
+    }
+}
+
+TEST_CASE("agent: concurrent benchmarks are serialised, each within noise of a local run") {
+    LiveAgent agent;
+    const std::string dsl = tiny_model();
+    const Graph g = parse_dsl_or_throw(dsl, "tiny");
+    BenchOptions bo;
+    bo.runs = 200;
+    const double local = benchmark_model(g, random_weights(g, 1), bo).median_ms;
+    std::vector<double> remote(3, 0);
+    std::vector<std::string> errors(3);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < remote.size(); ++i)
+        threads.emplace_back([&, i] {
+            try {
+                AgentClient c = agent.client();
+                const AgentBenchResult r = c.bench(dsl, bo, "tiny");
+                remote[i] = r.result.median_ms;
+                if (r.result.per_op.size() != g.layers.size()) errors[i] = "per_op size";
+            } catch (const std::exception& e) {
+                errors[i] = e.what();
+            }
+        });
+    for (auto& t : threads) t.join();
+    for (std::size_t i = 0; i < remote.size(); ++i) {
+        CAPTURE(i);
+        CHECK(errors[i] == "");
+        CHECK(remote[i] > 0.5 * local);
+        CHECK(remote[i] < 2.0 * local);
+    }
+    std::vector<AgentMeasurementSpan> spans = agent.server.measurements();
+    REQUIRE(spans.size() == 3);
+    std::sort(spans.begin(), spans.end(), [](const auto& a, const auto& b) { return a.start_s < b.start_s; });
+    for (std::size_t i = 1; i < spans.size(); ++i) CHECK(spans[i - 1].end_s <= spans[i].start_s);
+    // And the reply is `lamda bench --json`'s object.
+    const AgentBenchResult r = agent.client().bench(dsl, bo, "tiny");
+    CHECK(r.model == g.name);
+    CHECK(r.json.find("\"per_op\":[") != std::string::npos);
+    CHECK(r.peak_gflops == doctest::Approx(agent.server.device().peak_gflops));
+    // The timing of eval-predictor.
+    const double ms = agent.client().measure_ms(dsl, 1, 15, 2, 1.0, 0.5);
+    CHECK(ms > 0.3 * local);
+    CHECK(ms < 3.0 * local);
+}
+
+TEST_CASE("agent: a full measurement queue gets 503 with Retry-After, and the client reports it") {
+    AgentOptions o = test_options();
+    o.limits.max_queue = 1;  // one request may wait for the measurement in progress
+    const std::string dsl = tiny_model();
+    std::array<PendingPost, 3> posts;
+    {
+        LiveAgent agent(o);
+        AgentClient c = agent.client();
+        hold_measurement_lock(c);
+
+        // Three benchmarks at once: whichever comes first waits for the lock (until the agent
+        // stops), the other two find the queue full and are refused at once.
+        for (PendingPost& p : posts) p.start(agent.port, "/v1/bench", bench_body(dsl, 3));
+        const auto answered = [&posts] {
+            int n = 0;
+            for (const PendingPost& p : posts) n += p.done.load();
+            return n;
+        };
+        REQUIRE(wait_until([&] { return answered() >= 2; }));
+        int refused = 0;
+        for (const PendingPost& p : posts) {
+            if (!p.done.load()) continue;
+            CAPTURE(p.body);
+            CHECK(p.status == 503);
+            CHECK(std::atoi(p.retry_after.c_str()) >= 1);
+            CHECK(p.body.find("busy") != std::string::npos);
+            refused += p.status == 503;
+        }
+        CHECK(refused == 2);
+        // Nothing ran for them (nor has the waiting one: the lock is still held).
+        CHECK(agent.server.measurements().empty());
+        double retry_after = 0;
+        for (const PendingPost& p : posts)
+            if (p.done.load()) retry_after = std::atof(p.retry_after.c_str());
+
+        // A second profile job is refused the same way while the first is active.
+        auto profile = raw_post(agent.port, "/v1/profile", R"({"budget_s": 1})", test_token);
+        REQUIRE(profile);
+        CHECK(profile->status == 503);
+        CHECK(profile->has_header("Retry-After"));
+
+        BenchOptions bo;
+        bo.runs = 3;
+        AgentClientOptions co;
+        co.token = test_token;
+        co.retry_delay_s = 0.05;
+        // One attempt: the 503 is reported at once, with its status and the agent's reason.
+        co.attempts = 1;
+        std::string message;
+        int status = 0;
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            AgentClient(agent.url(), co).bench(dsl, bo, "tiny");
+        } catch (const AgentError& e) {
+            message = e.what();
+            status = e.status;
+        }
+        CAPTURE(message);
+        CHECK(status == 503);
+        CHECK(message.find(agent.url()) != std::string::npos);
+        CHECK(message.find("HTTP 503: busy") != std::string::npos);
+        CHECK(message.find("after 1 attempt)") != std::string::npos);
+        CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < retry_after);
+        CHECK(agent.server.measurements().empty());
+    }  // stop(): the profile job is abandoned, and the queued benchmark gets the lock and its answer
+    int served = 0;
+    for (PendingPost& p : posts) {
+        if (p.thread.joinable()) p.thread.join();
+        served += p.status == 200;
+    }
+    CHECK(served == 1);
+}
+
+TEST_CASE("agent: the client waits for Retry-After before it tries a 503 again, then reports it") {
+    // A stand-in for a busy agent (no measurement holds a core meanwhile): its first `busy`
+    // answers are 503 with Retry-After: 1, then 200.
+    httplib::Server fake;
+    std::atomic<int> calls{0}, busy{0};
+    fake.Post("/v1/measure", [&](const httplib::Request& req, httplib::Response& res) {
+        CHECK(req.get_header_value("Authorization") == std::string("Bearer ") + test_token);
+        if (++calls <= busy.load()) {
+            res.status = 503;
+            res.set_header("Retry-After", "1");
+            res.set_content(R"({"error": "busy: 1 requests are already waiting for a measurement"})", "application/json");
+        } else {
+            res.set_content(R"({"ms": 1.5})", "application/json");
+        }
+    });
+    const int port = fake.bind_to_any_port("127.0.0.1");
+    REQUIRE(port > 0);
+    std::thread serving([&fake] { fake.listen_after_bind(); });
+    const std::string url = "http://127.0.0.1:" + std::to_string(port);
+    AgentClientOptions co;
+    co.token = test_token;
+    co.retry_delay_s = 0.05;  // the client's own delay: Retry-After's 1 s must win
+    const auto seconds_since = [](std::chrono::steady_clock::time_point t0) {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+
+    // Busy once: the second attempt, a second later, gets the answer.
+    busy = 1;
+    co.attempts = 3;
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK(AgentClient(url, co).measure_ms("x: input shape=1x1x1\n") == doctest::Approx(1.5));
+    CHECK(calls.load() == 2);
+    CHECK(seconds_since(t0) >= 1.0);
+
+    // Busy throughout: two attempts a second apart, then an error with the agent's reason.
+    calls = 0;
+    busy = 1000;
+    co.attempts = 2;
+    std::string message;
+    int status = 0;
+    t0 = std::chrono::steady_clock::now();
+    try {
+        AgentClient(url, co).measure_ms("x: input shape=1x1x1\n");
+    } catch (const AgentError& e) {
+        message = e.what();
+        status = e.status;
+    }
+    CAPTURE(message);
+    CHECK(status == 503);
+    CHECK(calls.load() == 2);
+    CHECK(seconds_since(t0) >= 1.0);
+    CHECK(message.find(url) != std::string::npos);
+    CHECK(message.find("HTTP 503: busy: 1 requests are already waiting") != std::string::npos);
+    CHECK(message.find("after 2 attempts") != std::string::npos);
+    fake.stop();
+    serving.join();
+}
+
+TEST_CASE("agent: a request that waits longer than max_wait_s gets 503 with Retry-After") {
+    AgentOptions o = test_options();
+    o.limits.max_wait_s = 0.2;
+    LiveAgent agent(o);
+    AgentClient c = agent.client();
+    hold_measurement_lock(c);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto res = raw_post(agent.port, "/v1/bench", bench_body(tiny_model(), 3), test_token);
+    REQUIRE(res);
+    CHECK(res->status == 503);
+    CHECK(res->has_header("Retry-After"));
+    CHECK(res->body.find("waited too long") != std::string::npos);
+    CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >= 0.2);
+    CHECK(agent.server.measurements().empty());
+}
+
+TEST_CASE("agent: weights travel as safetensors, wrong ones are refused") {
+    AgentOptions o = test_options();
+    o.limits.max_body_bytes = std::size_t{8} << 20;
+    LiveAgent agent(o);
+    const std::string dsl = tiny_model();
+    const Graph g = parse_dsl_or_throw(dsl, "tiny");
+    BenchOptions bo;
+    bo.runs = 5;
+    const std::string bytes = to_safetensors(random_weights(g, 7));
+    CHECK(agent.client().bench(dsl, bo, "tiny", bytes).result.median_ms > 0);
+    CHECK_THROWS_WITH_AS(agent.client().bench(dsl, bo, "tiny", "not safetensors at all"), doctest::Contains("HTTP 400"),
+                         AgentError);
+}
+
+TEST_CASE("agent: a profile job is started, polled and fetched") {
+    LiveAgent agent;
+    AgentClient c = agent.client();
+    AgentProfileRequest p;
+    p.budget_s = 1.0;
+    p.calibration_models = 8;
+    int polls = 0;
+    const std::string text = c.profile(p, [&](const AgentJobStatus& s) {
+        ++polls;
+        CHECK((s.state == "queued" || s.state == "running" || s.state == "done"));
+    }, 0.1);
+    CHECK(polls >= 1);
+    const LatencyProfile profile = parse_latency_profile(text, "agent");
+    CHECK(profile.fingerprint.threads == 1);
+    CHECK_FALSE(profile.samples.empty());
+    CHECK_THROWS_WITH_AS(c.profile_status("0123456789abcdef"), doctest::Contains("HTTP 404"), AgentError);
+    bool saw_profile = false;
+    for (const auto& s : agent.server.measurements()) saw_profile = saw_profile || s.what == "profile";
+    CHECK(saw_profile);
+}
+
+TEST_CASE("agent: an agent killed during a request is retried, then reported") {
+    int ports[2];
+    REQUIRE(::pipe(ports) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {  // the agent, in a process of its own so that it can be killed
+        ::close(ports[0]);
+        try {
+            AgentOptions o = test_options();
+            o.limits.max_runs = 100000;
+            o.limits.time_limit_s = 1e9;  // not refused up front, even when a run is slow (qemu)
+            AgentServer server(o);
+            const int port = server.bind("127.0.0.1", 0);
+            (void)!::write(ports[1], &port, sizeof port);
+            server.listen();
+        } catch (...) {
+        }
+        ::_exit(0);
+    }
+    ::close(ports[1]);
+    int port = 0;
+    REQUIRE(::read(ports[0], &port, sizeof port) == static_cast<ssize_t>(sizeof port));
+    ::close(ports[0]);
+    AgentClientOptions o;
+    o.token = test_token;
+    o.attempts = 3;
+    o.retry_delay_s = 0.05;
+    o.timeout_s = 30;
+    const std::string url = "http://127.0.0.1:" + std::to_string(port);
+    AgentClient c(url, o);
+    std::thread killer([child] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        ::kill(child, SIGKILL);
+    });
+    BenchOptions bo;
+    bo.runs = 50000;  // seconds of work: still running when the agent dies
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string message;
+    try {
+        c.bench(tiny_model(), bo, "tiny");
+    } catch (const AgentError& e) {
+        message = e.what();
+    }
+    killer.join();
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    CAPTURE(message);
+    CHECK(message.find(url) != std::string::npos);
+    CHECK(message.find("after 3 attempts") != std::string::npos);
+    CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 10.0);
+    // And the measurement loop of `lamda generate` sees it as an exception (a Failed candidate).
+    auto measure = agent_measure(std::make_shared<AgentClient>(url, o), 1, 5);
+    CHECK_THROWS_AS(measure(parse_dsl_or_throw(tiny_model(), "tiny")), AgentError);
+}
+
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+TEST_CASE("agent: TLS with a certificate and key, the client verifies it against a given CA") {
+    // A throwaway self-signed certificate for 127.0.0.1, made with the openssl command line.
+    const fs::path dir = fs::temp_directory_path() / ("lamda_agent_tls_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
+    const std::string make = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+                             "-addext subjectAltName=IP:127.0.0.1 -keyout '" + key + "' -out '" + cert +
+                             "' >/dev/null 2>&1";
+    if (std::system(make.c_str()) != 0) {
+        MESSAGE("openssl cannot make a certificate here: TLS test skipped");
+        fs::remove_all(dir);
+        return;
+    }
+    AgentOptions o = test_options();
+    o.cert_path = cert;
+    o.key_path = key;
+    {
+        LiveAgent agent(o);
+        const std::string url = "https://127.0.0.1:" + std::to_string(agent.port);
+        AgentClientOptions c;
+        c.token = test_token;
+        c.attempts = 1;
+        c.ca_cert_path = cert;
+        const std::string device = AgentClient(url, c).device_json_text();
+        CHECK(device.find("\"cpu_model\"") != std::string::npos);
+
+        // Without the CA the certificate is not trusted: an error, not a silent plain fallback.
+        AgentClientOptions untrusted = c;
+        untrusted.ca_cert_path = "/nonexistent-ca.pem";
+        CHECK_THROWS_AS(AgentClient(url, untrusted).device_json_text(), AgentError);
+
+        // Plain HTTP to the TLS port gets nothing usable.
+        AgentClientOptions plain = c;
+        plain.ca_cert_path.clear();
+        CHECK_THROWS_AS(AgentClient("http://127.0.0.1:" + std::to_string(agent.port), plain).device_json_text(),
+                        AgentError);
+    }
+    fs::remove_all(dir);
+}
+#endif

@@ -1,0 +1,507 @@
+// The latency model: fusion decisions, lowering and features of known graphs, the regressor on
+// synthetic data with a known answer, and the profile file (round trip, fingerprint mismatch,
+// malformed and truncated input). Deterministic and fast: nothing here is timed.
+// Built with LAMDA_WITH_LATENCY (Eigen and simdjson); the fusion tests need nothing else.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lamda/dsl/file.hpp"
+#include "lamda/dsl/parser.hpp"
+#include "lamda/exec/plan.hpp"
+#include "lamda/latency/model.hpp"
+
+namespace {
+
+lamda::Graph parse(const char* text) { return lamda::parse_dsl_or_throw(text, "<test>"); }
+
+}  // namespace
+
+TEST_CASE("plan_fusion folds batchnorm and the activation after it into the conv") {
+    const lamda::Graph g = parse(
+        "x: input shape=8x8x4\n"
+        "c: conv2d out=8 kernel=3 bias=false\n"
+        "bn: batchnorm\n"
+        "r: relu\n"
+        "d: dwconv kernel=3 act=relu6\n"
+        "r2: relu\n");  // d has act=: r2 is a layer of its own
+    const lamda::FusionPlan p = lamda::plan_fusion(g);
+    CHECK(p.folded_bn[1] == 2);
+    CHECK(p.absorbed_by[2] == 1);
+    CHECK(p.absorbed_by[3] == 1);
+    CHECK(p.act[1] == lamda::Activation::Relu);
+    CHECK(p.tail[1] == 3);
+    CHECK(p.absorbed_by[4] == -1);
+    CHECK(p.act[4] == lamda::Activation::Relu6);
+    CHECK(p.absorbed_by[5] == -1);
+}
+
+TEST_CASE("plan_fusion does not fuse into a value with two readers") {
+    const lamda::Graph g = parse(
+        "x: input shape=8x8x8\n"
+        "c: conv2d out=8 kernel=1\n"
+        "r: relu c\n"
+        "a: add c, r\n"
+        "h: hardswish a\n");
+    const lamda::FusionPlan p = lamda::plan_fusion(g);
+    CHECK(p.absorbed_by[2] == -1);            // c is read by r and a
+    CHECK(p.absorbed_by[4] == 3);             // add absorbs hardswish
+    CHECK(p.act[3] == lamda::Activation::HardSwish);
+}
+
+TEST_CASE("plan_fusion: a batchnorm after an activated conv stays a layer") {
+    const lamda::Graph g = parse(
+        "x: input shape=4x4x4\n"
+        "c: conv2d out=4 kernel=1 act=relu\n"
+        "bn: batchnorm\n"
+        "s: sigmoid\n");
+    const lamda::FusionPlan p = lamda::plan_fusion(g);
+    CHECK(p.folded_bn[1] == -1);
+    CHECK(p.absorbed_by[2] == -1);
+    CHECK(p.absorbed_by[3] == 2);  // the standalone batchnorm absorbs the sigmoid
+    CHECK(p.act[2] == lamda::Activation::Sigmoid);
+}
+
+#if defined(LAMDA_WITH_LATENCY)
+
+TEST_CASE("lower_for_latency: the operators a known graph runs") {
+    const lamda::Graph g = parse(
+        "x: input shape=32x32x3\n"
+        "stem: conv2d out=16 kernel=3 stride=2 bias=false\n"
+        "bn: batchnorm\n"
+        "act: hardswish\n"        // fused, but hardswish is an operator of its own
+        "dw: dwconv kernel=3 act=relu\n"
+        "dw7: dwconv kernel=7\n"
+        "se: gap\n"
+        "fc1: conv2d out=4 kernel=1 act=relu\n"
+        "fc2: conv2d out=16 kernel=1 act=hardsigmoid\n"
+        "m: mul dw7, fc2\n"
+        "sum: add m, dw act=relu\n"
+        "cat: concat sum, m\n"
+        "pool: gap\n"
+        "flat: flatten\n"
+        "logits: fc out=10\n"
+        "prob: softmax\n");
+    const std::vector<lamda::PrimOp> ops = lamda::lower_for_latency(g);
+    using K = lamda::PrimKind;
+    const std::vector<K> kinds{K::Conv, K::HardSwish, K::Depthwise, K::DepthwiseLarge,
+                               K::GlobalAvgPool, K::Conv, K::Conv, K::MulBroadcast, K::Add,
+                               K::Concat, K::GlobalAvgPool, K::FullyConnected, K::Softmax};
+    REQUIRE(ops.size() == kinds.size());
+    for (std::size_t i = 0; i < ops.size(); ++i) CHECK(ops[i].kind == kinds[i]);
+    // The stem: 32x32x3 -> 16x16x16, kernel 3, stride 2, timed under the stem layer.
+    CHECK(ops[0].layer == 1);
+    CHECK(ops[0].ih == 32);
+    CHECK(ops[0].ic == 3);
+    CHECK(ops[0].oh == 16);
+    CHECK(ops[0].oc == 16);
+    CHECK(ops[0].kh == 3);
+    CHECK(ops[0].sh == 2);
+    CHECK(ops[1].layer == 1);  // the hardswish runs under the stem too
+    CHECK(ops[3].kh == 7);
+    CHECK(ops[8].n == 2);      // add of two inputs
+    CHECK(ops[9].n == 2);      // concat of two inputs
+    CHECK(ops[9].oc == 32);
+    CHECK(ops[11].ic == 32);   // fc over 1x1x32
+    CHECK(ops[11].oc == 10);
+}
+
+TEST_CASE("op_features: a conv's MAC terms") {
+    lamda::PrimOp p;
+    p.kind = lamda::PrimKind::Conv;
+    p.ih = p.iw = p.oh = p.ow = 14;
+    p.ic = 32;
+    p.oc = 24;
+    p.kh = p.kw = 1;
+    const lamda::OpFeatures f = lamda::op_features(p);
+    CHECK(f.n == lamda::feature_count(lamda::PrimKind::Conv));
+    CHECK(f.x[0] == doctest::Approx(196.0 * 24 * 32 * 1e-6));          // MACs
+    CHECK(f.x[1] == doctest::Approx(196.0 * 32 * 32 * 1e-6));          // 196 = 28 rows of 7; 24 -> 32
+    for (lamda::PrimKind k : lamda::all_prim_kinds) CHECK(lamda::feature_count(k) <= lamda::max_features);
+}
+
+TEST_CASE("fit_ridge recovers known coefficients") {
+    std::mt19937_64 rng(3);
+    std::normal_distribution<double> n01(0.0, 1.0);
+    const int n = 400;
+    Eigen::MatrixXd X(n, 3);
+    Eigen::VectorXd y(n);
+    for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < 3; ++j) X(i, j) = 10.0 * n01(rng) + j;
+        y(i) = 2.0 + 0.5 * X(i, 0) - 1.5 * X(i, 1) + 3.0 * X(i, 2) + 0.01 * n01(rng);
+    }
+    const lamda::RidgeModel m = lamda::fit_ridge_cv(X, y, lamda::default_lambda_grid());
+    // Back to raw coefficients: coef_j / scale_j, intercept - sum coef_j mean_j / scale_j.
+    const double expected[3] = {0.5, -1.5, 3.0};
+    double intercept = m.intercept;
+    for (int j = 0; j < 3; ++j) {
+        const double raw = m.coef[j] / m.scale[j];
+        CHECK(raw == doctest::Approx(expected[j]).epsilon(1e-3));
+        intercept -= raw * m.mean[j];
+    }
+    CHECK(intercept == doctest::Approx(2.0).epsilon(1e-2));
+}
+
+TEST_CASE("fit_kind_model: a synthetic device whose clamp costs 1 us + 0.1 ns per element") {
+    std::vector<lamda::LatencySample> samples;
+    std::mt19937_64 rng(5);
+    for (int i = 0; i < 200; ++i) {
+        lamda::LatencySample s;
+        s.op.kind = lamda::PrimKind::Clamp;
+        s.op.oh = s.op.ih = 1 + static_cast<int>(rng() % 64);
+        s.op.ow = s.op.iw = 1 + static_cast<int>(rng() % 64);
+        s.op.oc = s.op.ic = 1 + static_cast<int>(rng() % 256);
+        const double el = double(s.op.oh) * s.op.ow * s.op.oc;
+        s.ms = 0.001 + el * 1e-7;
+        samples.push_back(s);
+    }
+    lamda::LatencyModel model;
+    model.kind_model(lamda::PrimKind::Clamp) = lamda::fit_kind_model(lamda::PrimKind::Clamp, samples);
+    const lamda::KindModel& k = model.kind_model(lamda::PrimKind::Clamp);
+    REQUIRE(k.fitted);
+    CHECK(k.cv_rel_rmse < 0.01);
+    lamda::PrimOp p;
+    p.kind = lamda::PrimKind::Clamp;
+    p.oh = p.ow = 50;
+    p.oc = 100;
+    CHECK(model.predict_op(p) == doctest::Approx(0.001 + 250000 * 1e-7).epsilon(0.01));
+}
+
+TEST_CASE("fit_calibration recovers a per-model overhead") {
+    // A device where every kind is predicted exactly, and models cost 20 us more than their ops.
+    std::vector<lamda::LatencySample> samples;
+    for (int i = 1; i <= 40; ++i) {
+        lamda::LatencySample s;
+        s.op.kind = lamda::PrimKind::Clamp;
+        s.op.oh = s.op.ow = i;
+        s.op.oc = 8;
+        s.ms = 0.002 + i * i * 8 * 1e-6;
+        samples.push_back(s);
+    }
+    lamda::LatencyModel model;
+    model.kind_model(lamda::PrimKind::Clamp) = lamda::fit_kind_model(lamda::PrimKind::Clamp, samples);
+    std::vector<lamda::CalibrationSample> models;
+    for (int m = 1; m <= 30; ++m) {
+        lamda::CalibrationSample c;
+        double sum = 0;
+        for (int k = 0; k < m; ++k) {
+            lamda::PrimOp p = samples[static_cast<std::size_t>((k * 7 + m) % 40)].op;
+            c.ops.push_back(p);
+            c.op_ms.push_back(-1);
+            sum += samples[static_cast<std::size_t>((k * 7 + m) % 40)].ms;
+        }
+        c.ms = sum + 0.020;
+        models.push_back(c);
+    }
+    const lamda::Calibration cal = lamda::fit_calibration(model, models, 1e-4);
+    CHECK(cal.constant_ms == doctest::Approx(0.020).epsilon(0.1));
+    CHECK(cal.scale[2] == doctest::Approx(1.0).epsilon(0.02));
+}
+
+TEST_CASE("accuracy_stats") {
+    const lamda::AccuracyStats s = lamda::accuracy_stats({1.04, 2.0, 3.3, 5.0}, {1.0, 2.0, 3.0, 4.0});
+    CHECK(s.n == 4);
+    CHECK(s.within_5pct == doctest::Approx(0.5));
+    CHECK(s.within_10pct == doctest::Approx(0.75));
+    CHECK(s.mape == doctest::Approx(100 * (0.04 + 0 + 0.1 + 0.25) / 4));
+}
+
+namespace {
+
+// A small but complete profile: every kind fitted from synthetic samples, two calibration models.
+lamda::LatencyProfile small_profile() {
+    lamda::LatencyProfile p;
+    p.fingerprint.cpu_model = "Test CPU \"quoted\"";
+    p.fingerprint.architecture = "x86_64";
+    p.fingerprint.xnnpack_isa = "avx512f";
+    p.fingerprint.xnnpack_version = "test";
+    p.fingerprint.lamda_version = "0.1.0";
+    p.fingerprint.threads = 1;
+    p.budget_s = 10;
+    p.elapsed_s = 9.5;
+    p.load_average = 0.25;
+    p.calibration_seed = 77;
+    std::mt19937_64 rng(9);
+    for (lamda::PrimKind k : lamda::all_prim_kinds)
+        for (int i = 0; i < 12; ++i) {
+            lamda::LatencySample s;
+            s.op.kind = k;
+            s.op.ih = s.op.oh = 2 + static_cast<int>(rng() % 30);
+            s.op.iw = s.op.ow = s.op.ih;
+            s.op.ic = 1 + static_cast<int>(rng() % 64);
+            s.op.oc = s.op.ic + 1 + static_cast<int>(rng() % 64);
+            s.op.kh = s.op.kw = k == lamda::PrimKind::DepthwiseLarge ? 7 : 3;
+            s.op.n = 2;
+            s.ms = 0.001 * (1 + static_cast<double>(rng() % 100));
+            p.samples.push_back(s);
+        }
+    for (int m = 0; m < 2; ++m) {
+        lamda::CalibrationSample c;
+        c.name = "calib-" + std::to_string(m);
+        c.family = "chain";
+        c.ops = {p.samples[0].op, p.samples[20].op};
+        c.op_ms = {0.01, -1};
+        c.ms = 0.05;
+        if (m == 1) c.activation_bytes = 3.5 * (1 << 20);  // the other as in an older profile
+        p.calibration.push_back(c);
+    }
+    p.model = lamda::fit_latency_model(p.samples, p.calibration);
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("profile JSON round trip") {
+    const lamda::LatencyProfile p = small_profile();
+    const std::string text = lamda::latency_profile_json(p);
+    const lamda::LatencyProfile q = lamda::parse_latency_profile(text, "mem.json");
+    CHECK(q.fingerprint == p.fingerprint);
+    CHECK(q.calibration_seed == 77);
+    CHECK(q.load_average == doctest::Approx(0.25));
+    REQUIRE(q.samples.size() == p.samples.size());
+    for (std::size_t i = 0; i < p.samples.size(); ++i) {
+        CHECK(q.samples[i].op.kind == p.samples[i].op.kind);
+        CHECK(q.samples[i].op.oc == p.samples[i].op.oc);
+        CHECK(q.samples[i].ms == p.samples[i].ms);
+    }
+    REQUIRE(q.calibration.size() == 2);
+    CHECK(q.calibration[1].op_ms == p.calibration[1].op_ms);
+    CHECK(q.calibration[0].activation_bytes == -1);
+    CHECK(q.calibration[1].activation_bytes == 3.5 * (1 << 20));
+    // The same predictions, bit for bit (doubles are written shortest-round-trip).
+    const lamda::Graph g = parse(
+        "x: input shape=16x16x8\nc: conv2d out=16 kernel=3 act=relu\nd: dwconv kernel=5\n"
+        "p: maxpool kernel=2\ng: gap\nf: fc out=10\n");
+    CHECK(q.model.predict_ms(g) == p.model.predict_ms(g));
+    CHECK(lamda::latency_profile_json(q) == text);
+}
+
+TEST_CASE("a model's context counts the executor's reused buffers, not every output") {
+    // Ten 64x64x16 convolutions in a chain: ten outputs of 256 KiB, but the executor needs the
+    // input and two buffers that alternate (the last output lands in one of them).
+    std::string text = "x: input shape=64x64x16\n";
+    for (int i = 0; i < 10; ++i) text += "c" + std::to_string(i) + ": conv2d out=16 kernel=3\n";
+    const lamda::Graph g = parse(text.c_str());
+    const lamda::FusionPlan plan = lamda::plan_fusion(g);
+    const double one = 64.0 * 64 * 16 * 4;
+    CHECK(lamda::activation_buffer_bytes(g, plan) == doctest::Approx(3 * one));
+    const std::vector<lamda::PrimOp> ops = lamda::lower_for_latency(g);
+    const double weights = lamda::model_context(ops, 0).footprint_bytes;
+    CHECK(lamda::model_context(ops).footprint_bytes == doctest::Approx(weights + 10 * one));
+    CHECK(lamda::model_context(ops, lamda::activation_buffer_bytes(g, plan)).footprint_bytes ==
+          doctest::Approx(weights + 3 * one));
+    // Without reuse, one buffer per value: the input and ten outputs.
+    CHECK(lamda::plan_buffers(g, plan, false).total_floats() * 4 == doctest::Approx(11 * one));
+}
+
+TEST_CASE("fingerprint mismatch gives a warning naming the difference") {
+    lamda::DeviceFingerprint a;
+    a.cpu_model = "CPU A";
+    a.xnnpack_isa = "avx512f";
+    a.threads = 1;
+    lamda::DeviceFingerprint b = a;
+    CHECK(lamda::fingerprint_warning(a, b).empty());
+    b.cpu_model = "CPU B";
+    b.threads = 2;
+    const std::string w = lamda::fingerprint_warning(a, b);
+    CHECK(w.find("warning") != std::string::npos);
+    CHECK(w.find("cpu_model: profile 'CPU A', here 'CPU B'") != std::string::npos);
+    CHECK(w.find("threads") != std::string::npos);
+    CHECK(w.find("xnnpack_isa") == std::string::npos);
+}
+
+TEST_CASE("malformed profiles give a clear error naming the field") {
+    auto error_of = [](const std::string& text) -> std::string {
+        try {
+            lamda::parse_latency_profile(text, "p.json");
+        } catch (const lamda::ProfileError& e) {
+            return e.what();
+        }
+        return "";
+    };
+    const std::string good = lamda::latency_profile_json(small_profile());
+    CHECK(error_of("").find("not valid JSON") != std::string::npos);
+    CHECK(error_of("[1,2]").find("expected an object") != std::string::npos);
+    CHECK(error_of("{\"format\":\"other\"}").find("format") != std::string::npos);
+    CHECK(error_of("{\"format\":\"lamda-latency-profile\"}").find("version: missing") != std::string::npos);
+    CHECK(error_of("{\"format\":\"lamda-latency-profile\",\"version\":99}").find("version 99 is not supported") !=
+          std::string::npos);
+
+    auto replaced = [&good](const std::string& from, const std::string& to) {
+        std::string s = good;
+        const auto at = s.find(from);
+        REQUIRE(at != std::string::npos);
+        return s.replace(at, from.size(), to);
+    };
+    CHECK(error_of(replaced("\"threads\":1", "\"threads\":\"one\"")).find("fingerprint.threads") != std::string::npos);
+    CHECK(error_of(replaced("\"op\":[\"conv\"", "\"op\":[\"convolution\"")).find("samples[0].op[0]") !=
+          std::string::npos);
+    CHECK(error_of(replaced("\"coef\":[", "\"coef\":[1,")).find("model.kinds[0]") != std::string::npos);
+    CHECK(error_of(replaced("\"ms\":", "\"ms\":-")).find("samples[0].ms") != std::string::npos);
+}
+
+TEST_CASE("every truncation of a profile is an error, not a crash") {
+    const std::string good = lamda::latency_profile_json(small_profile());
+    REQUIRE_NOTHROW(lamda::parse_latency_profile(good));
+    // Every prefix (in steps, to stay fast; the first 200 and last 200 bytes one by one).
+    int errors = 0, checked = 0;
+    for (std::size_t len = 0; len < good.size(); ++len) {
+        if (len > 200 && len + 200 < good.size() && len % 97 != 0) continue;
+        ++checked;
+        try {
+            lamda::parse_latency_profile(good.substr(0, len), "cut.json");
+        } catch (const lamda::ProfileError&) {
+            ++errors;
+        }
+    }
+    CHECK(errors == checked);
+}
+
+TEST_CASE("read_latency_profile: a missing file is a ProfileError") {
+    CHECK_THROWS_AS(lamda::read_latency_profile("/nonexistent/profile.json"), lamda::ProfileError);
+}
+
+#endif  // LAMDA_WITH_LATENCY
+
+TEST_CASE("op_features: context terms are zero for a probe and follow the model's context") {
+    lamda::PrimOp p;
+    p.kind = lamda::PrimKind::FullyConnected;
+    p.ic = 1000;
+    p.oc = 250;  // 1 MB of weights
+    const lamda::OpFeatures alone = lamda::op_features(p);
+    const int d = lamda::feature_count(p.kind);
+    CHECK(alone.n == d);
+    for (int j = d - 8; j < d; ++j) CHECK(alone.x[static_cast<std::size_t>(j)] == 0.0);
+    // The rest of the model: 16 MiB more than the operator's own bytes (weights, input, output).
+    lamda::OpContext ctx;
+    ctx.in_model = 1;
+    ctx.footprint_bytes = 4.0 * (1000 * 250 + 1000 + 250) + 16.0 * (1 << 20);
+    const lamda::OpFeatures in = lamda::op_features(p, ctx);
+    CHECK(in.n == d);
+    for (int j = 0; j < d - 8; ++j) CHECK(in.x[static_cast<std::size_t>(j)] == alone.x[static_cast<std::size_t>(j)]);
+    CHECK(in.x[static_cast<std::size_t>(d - 8)] == 1.0);                          // in a model
+    CHECK(in.x[static_cast<std::size_t>(d - 6)] == doctest::Approx(1.0));         // cold_l2: 16 MiB >= 4
+    CHECK(in.x[static_cast<std::size_t>(d - 4)] == doctest::Approx(1.0 * 1.0));   // cold_l2 x weight MB
+    CHECK(in.x[static_cast<std::size_t>(d - 1)] == doctest::Approx(0.5 * 1.0));   // cold_l3 = log2(16/8)/2
+}
+
+TEST_CASE("model_context: the rest of the model decides how cold an operator's data is") {
+    lamda::PrimOp fc;
+    fc.kind = lamda::PrimKind::FullyConnected;
+    fc.ic = 1024;
+    fc.oc = 256 * 16;  // 16 MiB of weights
+    const lamda::OpContext one = lamda::model_context({fc});
+    CHECK(one.in_model == 1.0);
+    CHECK(one.footprint_bytes == doctest::Approx(4.0 * (1024.0 * 4096 + 4096)));
+    CHECK(one.large == doctest::Approx(0.6).epsilon(1e-3));  // log2(16/2) / 5
+    // Alone in its model, the fc's weights are all there is: nothing else evicts them.
+    const auto own = lamda::context_cold(one, lamda::op_weight_bytes(fc) + 4.0 * (1024 + 4096));
+    CHECK(own.first == 0.0);
+    CHECK(own.second == 0.0);
+    // A small operator beside it finds its data evicted by 16 MiB of other data.
+    const auto small = lamda::context_cold(one, 8.0);
+    CHECK(small.first == 1.0);
+    CHECK(small.second == doctest::Approx(0.5).epsilon(1e-3));
+}
+
+TEST_CASE("in_model_samples: a layer of several operators shares its time by prediction") {
+    // Clamp alone costs 1 us per 1e4 elements; a calibration model of one layer of two clamps
+    // (10000 and 30000 elements) timed 0.008 ms in all, then a clamp timed alone.
+    std::vector<lamda::LatencySample> samples;
+    for (int i = 1; i <= 40; ++i) {
+        lamda::LatencySample s;
+        s.op.kind = lamda::PrimKind::Clamp;
+        s.op.oh = s.op.ow = 10;
+        s.op.oc = 10 * i;
+        s.ms = 1e-7 * 100 * 10 * i;
+        samples.push_back(s);
+    }
+    lamda::LatencyModel model;
+    model.kind_model(lamda::PrimKind::Clamp) = lamda::fit_kind_model(lamda::PrimKind::Clamp, samples);
+    lamda::CalibrationSample c;
+    lamda::PrimOp a = samples[9].op, b = samples[29].op, e = samples[0].op;
+    for (const lamda::PrimOp& op : {a, b, e, e}) c.ops.push_back(op);
+    c.op_ms = {0.008, -1, 0.5, 0};  // the last was not timed
+    c.ms = 0.6;
+    const std::vector<lamda::LatencySample> s = lamda::in_model_samples(model, {c}, 2.0);
+    REQUIRE(s.size() == 3);
+    CHECK(s[0].ms == doctest::Approx(0.002).epsilon(0.02));
+    CHECK(s[1].ms == doctest::Approx(0.006).epsilon(0.02));
+    CHECK(s[0].weight == 1.0);  // half weight for a shared layer
+    CHECK(s[2].ms == 0.5);
+    CHECK(s[2].weight == 2.0);
+    CHECK(s[2].ctx.in_model == 1.0);
+}
+
+TEST_CASE("fit_latency_model learns an operator's extra cost inside models from calibration models") {
+    // Synthetic device: a clamp alone costs 1 us + 0.1 ns per element; inside a model it costs
+    // 3 us more (an in-model fixed cost). Probes cover the sizes; the calibration models (one
+    // clamp each, timed in the model) carry the context.
+    std::vector<lamda::LatencySample> samples;
+    std::mt19937_64 rng(11);
+    auto clamp_op = [&rng] {
+        lamda::PrimOp p;
+        p.kind = lamda::PrimKind::Clamp;
+        p.oh = p.ih = 1 + static_cast<int>(rng() % 32);
+        p.ow = p.iw = p.oh;
+        p.oc = p.ic = 1 + static_cast<int>(rng() % 128);
+        return p;
+    };
+    auto alone_ms = [](const lamda::PrimOp& p) { return 0.001 + double(p.oh) * p.ow * p.oc * 1e-7; };
+    for (int i = 0; i < 200; ++i) {
+        lamda::LatencySample s;
+        s.op = clamp_op();
+        s.ms = alone_ms(s.op);
+        samples.push_back(s);
+    }
+    std::vector<lamda::CalibrationSample> models;
+    for (int m = 0; m < 60; ++m) {
+        lamda::CalibrationSample c;
+        c.ops.push_back(clamp_op());
+        c.op_ms.push_back(alone_ms(c.ops[0]) + 0.003);
+        c.ms = c.op_ms[0];
+        models.push_back(c);
+    }
+    const lamda::LatencyModel m = lamda::fit_latency_model(samples, models);
+    lamda::PrimOp p;
+    p.kind = lamda::PrimKind::Clamp;
+    p.oh = p.ow = 20;
+    p.oc = 64;
+    CHECK(m.predict_op(p) == doctest::Approx(alone_ms(p)).epsilon(0.03));
+    CHECK(m.predict_op(p, lamda::model_context({p})) == doctest::Approx(alone_ms(p) + 0.003).epsilon(0.03));
+    // A whole model of that one operator predicts its in-model time.
+    const lamda::Graph g = parse("x: input shape=20x20x64\nr: relu6\n");
+    CHECK(m.predict_ms(g) == doctest::Approx(alone_ms(p) + 0.003).epsilon(0.05));
+}
+
+TEST_CASE("fit_calibration: one model timed under interference does not pull the fit") {
+    std::vector<lamda::LatencySample> samples;
+    for (int i = 1; i <= 40; ++i) {
+        lamda::LatencySample s;
+        s.op.kind = lamda::PrimKind::Clamp;
+        s.op.oh = s.op.ow = i;
+        s.op.oc = 8;
+        s.ms = 0.002 + i * i * 8 * 1e-6;
+        samples.push_back(s);
+    }
+    lamda::LatencyModel model;
+    model.kind_model(lamda::PrimKind::Clamp) = lamda::fit_kind_model(lamda::PrimKind::Clamp, samples);
+    std::vector<lamda::CalibrationSample> models;
+    for (int m = 1; m <= 30; ++m) {
+        lamda::CalibrationSample c;
+        double sum = 0;
+        for (int k = 0; k < 5; ++k) {
+            const lamda::LatencySample& s = samples[static_cast<std::size_t>((k * 7 + m) % 40)];
+            c.ops.push_back(s.op);
+            c.op_ms.push_back(0);
+            sum += s.ms;
+        }
+        c.ms = (m == 7 ? 3.0 : 1.0) * sum;  // model 7 measured while the machine was busy
+        models.push_back(c);
+    }
+    const lamda::Calibration cal = lamda::fit_calibration(model, models, 1e-4);
+    CHECK(cal.scale[2] == doctest::Approx(1.0).epsilon(0.02));
+}

@@ -1,0 +1,585 @@
+// The LLM generator (llm/llm.hpp) against a real HTTP server on loopback: a cpp-httplib server that
+// speaks the chat-completions protocol and is scripted with replies (valid and invalid DSL,
+// chatter, 429, 5xx, slow replies, truncated and oversized bodies, wrong content types, 401).
+// Latency comes from test_generate.cpp's deterministic stand-in; nothing here really waits for
+// a backoff (the client's sleep is a hook).
+#include <doctest/doctest.h>
+
+#include <lamda/search/loop.hpp>
+#include <lamda/search/journal.hpp>
+#include <lamda/llm/llm.hpp>
+
+#include "../generate_test_support.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace lamda;
+
+// ---- a scripted chat-completions server ----
+
+struct Step {
+    int status = 200;
+    std::string body = {};
+    std::string content_type = "application/json";
+    double delay_s = 0;
+    std::string retry_after = {};
+    std::size_t cut_at = std::string::npos;  // declare the whole length, send this many bytes, drop
+};
+
+std::string chat_json(const std::string& content, const std::string& model = "scripted-model") {
+    JsonWriter j;
+    j.begin_object().field("id", "chatcmpl-1").field("object", "chat.completion").field("model", std::string_view(model));
+    j.key("choices").begin_array().begin_object().field("index", 0);
+    j.key("message").begin_object().field("role", "assistant").field("content", std::string_view(content)).end_object();
+    j.field("finish_reason", "stop").end_object().end_array().end_object();
+    return j.str();
+}
+
+Step reply(const std::string& content) { return Step{200, chat_json(content)}; }
+
+struct Received {
+    std::string body = {};
+    std::string authorization;
+};
+
+class FakeLlm {
+public:
+    FakeLlm() {
+        server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
+        port_ = server_.bind_to_any_port("127.0.0.1");
+        REQUIRE(port_ > 0);
+        thread_ = std::thread([this] { server_.listen_after_bind(); });
+        for (int i = 0; i < 500 && !server_.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ~FakeLlm() {
+        server_.stop();
+        thread_.join();
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
+
+    void script(std::vector<Step> steps) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (auto& s : steps) script_.push_back(std::move(s));
+    }
+    // Answers requests once the script is spent: (request number from 0, request body).
+    void fallback(std::function<Step(int, const std::string&)> f) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        fallback_ = std::move(f);
+    }
+    std::vector<Received> received() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return received_;
+    }
+
+private:
+    httplib::Server server_;
+    int port_ = -1;
+    std::thread thread_;
+    std::mutex mutex_;
+    std::deque<Step> script_;
+    std::function<Step(int, const std::string&)> fallback_;
+    std::vector<Received> received_;
+
+    void handle(const httplib::Request& req, httplib::Response& res) {
+        Step step;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            received_.push_back({req.body, req.get_header_value("Authorization")});
+            if (!script_.empty()) {
+                step = std::move(script_.front());
+                script_.pop_front();
+            } else if (fallback_) {
+                step = fallback_(static_cast<int>(received_.size()) - 1, req.body);
+            } else {
+                step = Step{500, R"({"error":{"message":"script exhausted"}})"};
+            }
+        }
+        if (step.delay_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(step.delay_s));
+        res.status = step.status;
+        if (!step.retry_after.empty()) res.set_header("Retry-After", step.retry_after);
+        if (step.cut_at != std::string::npos) {
+            const std::string body = step.body;
+            const std::size_t cut = step.cut_at;
+            res.set_content_provider(body.size(), step.content_type,
+                                     [body, cut](std::size_t, std::size_t, httplib::DataSink& sink) {
+                                         sink.write(body.data(), cut);
+                                         return false;  // drop the connection mid-body
+                                     });
+            return;
+        }
+        res.set_content(step.body, step.content_type.c_str());
+    }
+};
+
+// ---- the loop's stand-ins (as test_generate.cpp) ----
+
+using lamda_test::synthetic_measure;
+
+Task small_task(int max_candidates, double latency_ms = 0.05) {
+    Task t;
+    t.name = "llm_test";
+    t.input = {28, 28, 1};
+    t.classes = 10;
+    t.constraints.latency_ms = latency_ms;
+    t.budget.max_candidates = max_candidates;
+    t.budget.max_seconds = 120;
+    return t;
+}
+
+// A valid model for the task; `width` makes each one different (and its latency grow).
+std::string model_text(int width, int extra_layers = 0) {
+    std::string s = "model w" + std::to_string(width) + "\ninput: input shape=28x28x1\n"
+                    "stem: conv2d out=" + std::to_string(width) + " kernel=3 stride=2 act=relu\n"
+                    "body: conv2d out=" + std::to_string(width) + " kernel=3 stride=2 act=relu\n";
+    for (int i = 0; i < extra_layers; ++i)
+        s += "extra_layer_with_a_long_name_" + std::to_string(i) + ": dwconv kernel=3 act=relu6\n";
+    return s + "pool: gap\nlogits: fc out=10\n";
+}
+
+std::string fenced(const std::string& dsl) { return "```lamda\n" + dsl + "```\n"; }
+
+LlmConfig test_config(const FakeLlm& server) {
+    LlmConfig c;
+    c.base_url = server.url();
+    c.model = "scripted-model";
+    c.timeout_s = 5;
+    c.connect_timeout_s = 2;
+    c.max_retries = 1;
+    c.max_reply_bytes = 64 * 1024;
+    return c;
+}
+
+GenerateSetup synthetic_setup(std::vector<std::string>* journal_lines = nullptr) {
+    GenerateSetup s;
+    s.measure = synthetic_measure;
+    if (journal_lines) s.on_record = [journal_lines](const CandidateRecord& r) { journal_lines->push_back(candidate_json(r)); };
+    return s;
+}
+
+bool any_feasible(const std::vector<CandidateRecord>& records) {
+    for (const auto& r : records)
+        if (r.verdict == Verdict::Feasible) return true;
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("llm: DSL is extracted from fences, bare fences and bare text, chatter is ignored") {
+    const std::string a = model_text(8), b = model_text(12);
+    // chatter around a fenced block
+    auto m = extract_dsl_candidates("Sure! Here is a small model:\n\n" + fenced(a) + "\nIt should be fast.");
+    REQUIRE(m.size() == 1);
+    CHECK(m[0] == a);
+    // several blocks, a bare fence, a repeat, and a non-DSL fence
+    m = extract_dsl_candidates(fenced(a) + "and\n```\n" + b + "```\n```python\nprint('hi')\n```\n" + fenced(a));
+    REQUIRE(m.size() == 2);
+    CHECK(m[1] == b);
+    // two models in one fence
+    m = extract_dsl_candidates("```lamda\n" + a + "\n" + b + "```");
+    REQUIRE(m.size() == 2);
+    CHECK(parse_dsl(m[0]).ok());
+    CHECK(parse_dsl(m[1]).ok());
+    // bare text between sentences, and a <think> section that holds a draft
+    m = extract_dsl_candidates("<think>\ninput: input shape=1x1x1\n</think>\nHere you go.\n" + a + "Hope this helps!\n");
+    REQUIRE(m.size() == 1);
+    CHECK(m[0] == a);
+    // a reply cut off inside its fence still yields the (invalid) text, for the repair turn
+    m = extract_dsl_candidates("```lamda\ninput: input shape=28x28x1\nc: conv2d out=8 ker");
+    REQUIRE(m.size() == 1);
+    CHECK_FALSE(parse_dsl(m[0]).ok());
+    CHECK(extract_dsl_candidates("I cannot help with that.").empty());
+    CHECK(extract_dsl_candidates("```\nsome: text\n```").empty());
+    CHECK(extract_dsl_candidates(fenced(a) + fenced(b) + fenced(model_text(16)), 2).size() == 2);
+}
+
+TEST_CASE("llm: mechanical errors are fixed and the fixes are named") {
+    // in= that disagrees with its input
+    const std::string wrong_in = "input: input shape=28x28x1\nc1: conv2d out=16 kernel=3 stride=2\n"
+                                 "c2: conv2d out=32 kernel=3 in=8   # expects 8\npool: gap\nlogits: fc out=10 in=32\n";
+    AutoFix f = auto_fix_dsl(wrong_in);
+    REQUIRE(parse_dsl(f.dsl).ok());
+    REQUIRE(f.fixes.size() == 1);
+    CHECK(f.fixes[0].find("in=8 -> in=16 on 'c2'") != std::string::npos);
+    CHECK(f.dsl.find("# expects 8") != std::string::npos);  // comments are kept
+    // fc on a 7x7 map: a flatten in between (implicit and explicit inputs)
+    for (const std::string fc : {"logits: fc out=10\n", "logits: fc c2 out=10\n"}) {
+        const std::string no_pool = "input: input shape=28x28x1\nc1: conv2d out=8 kernel=3 stride=2\n"
+                                    "c2: conv2d out=8 kernel=3 stride=2\n" + fc;
+        f = auto_fix_dsl(no_pool);
+        REQUIRE_MESSAGE(parse_dsl(f.dsl).ok(), f.dsl);
+        REQUIRE(f.fixes.size() == 1);
+        CHECK(f.fixes[0].find("logits_flatten: flatten c2") != std::string::npos);
+        CHECK(analyze(parse_dsl(f.dsl).graph).output_shape.c == 10);
+    }
+    // both at once, one after the other
+    f = auto_fix_dsl("input: input shape=28x28x1\nc1: conv2d out=8 kernel=3 stride=2 in=3\nlogits: fc out=10\n");
+    CHECK(parse_dsl(f.dsl).ok());
+    CHECK(f.fixes.size() == 2);
+    // no obvious fix: left alone
+    const std::string unknown = "input: input shape=28x28x1\nc1: conv3d out=8 kernel=3\n";
+    f = auto_fix_dsl(unknown);
+    CHECK(f.fixes.empty());
+    CHECK(f.dsl == unknown);
+}
+
+TEST_CASE("llm: the embedded DSL reference is docs/dsl.md, and the prompt's examples are valid") {
+    std::ifstream in(std::string(LAMDA_SOURCE_DIR) + "/docs/dsl.md", std::ios::binary);
+    REQUIRE(in);
+    const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK_MESSAGE(file == llm_dsl_reference(),
+                  "llm/llm.hpp's embedded copy of docs/dsl.md is stale: regenerate it (see llm_dsl_reference())");
+    const std::string system = llm_system_prompt();
+    CHECK(system.find("## Output rules") != std::string::npos);
+    for (const std::string& m : extract_dsl_candidates(llm_output_rules())) {
+        const ParseResult r = parse_dsl(m, "rules");
+        CHECK_MESSAGE(r.ok(), format_diagnostics(r.diagnostics));
+    }
+    CHECK(llm_device_summary(small_task(1), nullptr).find("CPU: ") == 0);
+}
+
+TEST_CASE("llm: the API key is redacted from text") {
+    CHECK(redact_secret("key sk-abc and sk-abc again", "sk-abc") == "key [redacted] and [redacted] again");
+    CHECK(redact_secret("nothing here", "sk-abc") == "nothing here");
+    CHECK(redact_secret("no key set", "") == "no key set");
+    const LlmError e(LlmErrorKind::Client, "HTTP 401: bad key");
+    CHECK(std::string(e.what()) == "client_error: HTTP 401: bad key");
+    CHECK_FALSE(e.retryable());
+    CHECK(LlmError(LlmErrorKind::RateLimited, "x").retryable());
+}
+
+TEST_CASE("llm: client faults are retried or reported by kind") {
+    FakeLlm server;
+    LlmConfig c = test_config(server);
+    c.max_retries = 2;
+    LlmClient client(c);
+    std::vector<double> slept;
+    client.sleep = [&slept](double s) { slept.push_back(s); };
+    const std::vector<ChatMessage> hello{{"user", "hello"}};
+    auto kind_of = [&](std::vector<Step> steps) {
+        server.script(std::move(steps));
+        try {
+            client.chat(hello);
+        } catch (const LlmError& e) {
+            return std::make_pair(e.kind(), std::string(e.what()));
+        }
+        return std::make_pair(LlmErrorKind::Config, std::string("no error"));
+    };
+
+    SUBCASE("429 with Retry-After, then 5xx with backoff, then a reply") {
+        server.script({Step{429, R"({"error":{"message":"slow down"}})", "application/json", 0, "1"},
+                       Step{503, "overloaded", "text/plain"}, reply("ready")});
+        const ChatReply r = client.chat(hello);
+        CHECK(r.content == "ready");
+        CHECK(r.model == "scripted-model");
+        CHECK(r.attempts == 3);
+        REQUIRE(slept.size() == 2);
+        CHECK(slept[0] == 1.0);                          // Retry-After: 1
+        CHECK((slept[1] >= 1.0 && slept[1] <= 2.0));      // base 1 s * 2^1 * [0.5, 1)
+    }
+    SUBCASE("5xx until the retries are spent") {
+        const auto [kind, what] = kind_of({Step{500, R"({"error":"boom"})"}, Step{502, "{}"}, Step{500, R"({"error":"boom"})"}});
+        CHECK(kind == LlmErrorKind::Server);
+        CHECK(what.find("HTTP 500: boom") != std::string::npos);
+        CHECK(what.find("after 3 attempts") != std::string::npos);
+        CHECK(server.received().size() == 3);
+    }
+    SUBCASE("4xx is not retried and carries the server's message") {
+        const auto [kind, what] = kind_of({Step{401, R"({"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}})"}});
+        CHECK(kind == LlmErrorKind::Client);
+        CHECK(what.find("HTTP 401: Incorrect API key provided") != std::string::npos);
+        CHECK(server.received().size() == 1);
+        CHECK(slept.empty());
+    }
+    SUBCASE("a reply slower than the timeout") {
+        LlmConfig fast = c;
+        fast.timeout_s = 0.25;
+        fast.max_retries = 0;
+        LlmClient impatient(fast);
+        server.script({Step{200, chat_json("late"), "application/json", 0.8}});
+        try {
+            impatient.chat(hello);
+            FAIL("no timeout");
+        } catch (const LlmError& e) {
+            CHECK(e.kind() == LlmErrorKind::Timeout);
+            CHECK(e.retryable());
+        }
+    }
+    SUBCASE("truncated bodies") {
+        const std::string whole = chat_json(fenced(model_text(8)));
+        auto r1 = kind_of({Step{200, whole.substr(0, whole.size() / 2)}});  // JSON cut, HTTP complete
+        CHECK(r1.first == LlmErrorKind::Truncated);
+        auto r2 = kind_of({Step{200, whole, "application/json", 0, "", whole.size() / 2}});  // connection dropped
+        CHECK(r2.first == LlmErrorKind::Truncated);
+        CHECK(r2.second.find("of its") != std::string::npos);
+    }
+    SUBCASE("invalid JSON, no choices, wrong content type, oversized body") {
+        CHECK(kind_of({Step{200, "this is not json"}}).first == LlmErrorKind::BadJson);
+        CHECK(kind_of({Step{200, R"({"object":"chat.completion","choices":[]})"}}).first == LlmErrorKind::NoChoices);
+        CHECK(kind_of({Step{200, R"({"choices":[{"message":{"role":"assistant"}}]})"}}).first == LlmErrorKind::NoChoices);
+        const auto ct = kind_of({Step{200, "<html><body>Bad gateway</body></html>", "text/html"}});
+        CHECK(ct.first == LlmErrorKind::ContentType);
+        CHECK(ct.second.find("text/html") != std::string::npos);
+        const auto big = kind_of({Step{200, chat_json(std::string(1 << 20, 'x'))}});
+        CHECK(big.first == LlmErrorKind::TooLarge);
+        CHECK(server.received().size() == 5);  // none of these is retried
+    }
+    SUBCASE("nothing listening") {
+        // A port that was free a moment ago (bound, then closed: nothing listens there).
+        int free_port = 0;
+        {
+            const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+            REQUIRE(fd >= 0);
+            sockaddr_in addr{};
+            addr.sin_family = AF_INET;
+            addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            socklen_t len = sizeof addr;
+            REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0);
+            REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+            free_port = ntohs(addr.sin_port);
+            ::close(fd);
+        }
+        LlmConfig dead = c;
+        dead.base_url = "http://127.0.0.1:" + std::to_string(free_port) + "/v1";
+        LlmClient nobody(dead);
+        std::vector<double> waits;
+        nobody.sleep = [&waits](double s) { waits.push_back(s); };
+        try {
+            nobody.chat(hello);
+            FAIL("connected to nothing");
+        } catch (const LlmError& e) {
+            CHECK_MESSAGE(e.kind() == LlmErrorKind::Connect, std::string(e.what()));
+        }
+        CHECK(waits.size() == 2);
+    }
+    SUBCASE("bad configurations") {
+        LlmConfig bad = c;
+        bad.base_url = "ftp://example.com";
+        CHECK_THROWS_AS(LlmClient{bad}, LlmError);
+        bad = c;
+        bad.model.clear();
+        CHECK_THROWS_AS(LlmClient{bad}, LlmError);
+        bad = c;
+        bad.context_tokens = bad.max_tokens + 10;
+        CHECK_THROWS_AS(LlmClient{bad}, LlmError);
+    }
+}
+
+TEST_CASE("llm: the loop survives every fault, repairs, and ends with a feasible model, every turn is recorded") {
+    FakeLlm server;
+    const std::string invalid = "input: input shape=28x28x1\nc1: conv3d out=8 kernel=3\npool: gap\nlogits: fc out=10\n";
+    const std::string needs_fix = "input: input shape=28x28x1\nc1: conv2d out=8 kernel=3 stride=2\n"
+                                  "c2: conv2d out=16 kernel=3 in=4\npool: gap\nlogits: fc out=10\n";
+    server.script({
+        reply("Sure, here is a first design.\n\n" + fenced(model_text(8)) + "\nLet me know how it does."),  // turn 1
+        reply(fenced(invalid)),                                                                  // turn 2
+        Step{429, R"({"error":{"message":"rate limited"}})", "application/json", 0, "1"},         // turn 3 (repair)
+        Step{500, R"({"error":{"message":"internal"}})"},                                        //   retry: fails
+        Step{200, chat_json("late"), "application/json", 0.7},                                   // turn 4: timeout
+        Step{200, chat_json(fenced(model_text(9))).substr(0, 60)},                                //   retry: truncated
+        Step{200, chat_json(std::string(200000, 'x'))},                                          // turn 5: too large
+        Step{200, "<html>oops</html>", "text/html"},                                             // turn 6: content type
+        Step{401, R"({"error":{"message":"invalid key"}})"},                                     // turn 7: 401
+        reply("Fixed:\n" + fenced(model_text(10))),                                              // turn 8 (repair of #1)
+        reply(fenced(needs_fix) + fenced(model_text(12))),                                       // turn 9
+    });
+    server.fallback([](int n, const std::string&) { return reply(fenced(model_text(14 + n))); });
+    LlmConfig c = test_config(server);
+    c.timeout_s = 0.3;
+    LlmProposerOptions o;
+    o.max_failed_turns = 8;
+    LlmProposer proposer(c, o);
+    std::vector<double> slept;
+    proposer.client().sleep = [&slept](double s) { slept.push_back(s); };
+    std::vector<std::string> log;
+    proposer.on_log = [&log](const std::string& s) { log.push_back(s); };
+
+    const Task task = small_task(12);
+    std::vector<std::string> journal;
+    const GenerateResult result = run_generation(task, proposer, synthetic_setup(&journal), {});
+    REQUIRE(result.records.size() == 12);
+    CHECK(journal.size() == 12);
+    CHECK(any_feasible(result.records));
+    CHECK(result.stop_reason == "max_candidates");
+
+    // Every turn left a record naming it.
+    std::set<int> turns;
+    for (const auto& r : result.records) {
+        const std::size_t at = r.note.find("llm turn ");
+        REQUIRE_MESSAGE(at != std::string::npos, r.note);
+        turns.insert(std::atoi(r.note.c_str() + at + 9));
+        CHECK(r.proposer == "llm");
+    }
+    for (int t = 1; t <= proposer.turns(); ++t) CHECK_MESSAGE(turns.count(t) == 1, "turn ", t);
+
+    const auto& R = result.records;
+    CHECK(R[0].verdict == Verdict::Feasible);
+    CHECK(R[1].verdict == Verdict::Invalid);
+    CHECK(R[1].diagnostics.at(0).find("unknown op 'conv3d'") != std::string::npos);
+    const std::vector<std::pair<std::size_t, std::string>> failed{
+        {2, "server_error"}, {3, "truncated"}, {4, "too_large"}, {5, "content_type"}, {6, "client_error: HTTP 401: invalid key"}};
+    for (const auto& expected : failed) {  // not a structured binding: CHECK_MESSAGE captures
+        const std::size_t i = expected.first;
+        const std::string& kind = expected.second;
+        CHECK(R[i].verdict == Verdict::Failed);
+        CHECK_MESSAGE(R[i].reason.find(kind) != std::string::npos, R[i].reason);
+        CHECK_MESSAGE(R[i].note.find("failed: ") != std::string::npos, R[i].note);
+    }
+    CHECK(R[7].note.find("repair of #1") != std::string::npos);
+    CHECK(R[7].verdict == Verdict::Feasible);
+    CHECK(R[8].note.find("auto-fixed: line 3: in=4 -> in=8 on 'c2'") != std::string::npos);
+    CHECK(R[8].verdict == Verdict::Feasible);
+    CHECK(slept.size() == 2);  // the 429 (Retry-After: 1) and the timeout
+    CHECK(slept.at(0) == 1.0);
+
+    // The repair turn quoted the diagnostics; the turn after the auto-fix told the model.
+    const std::vector<Received> requests = server.received();
+    bool repair_sent = false, fix_told = false;
+    for (const Received& q : requests) {
+        repair_sent = repair_sent || (q.body.find("## Repair #1") != std::string::npos &&
+                                      q.body.find("unknown op 'conv3d'") != std::string::npos);
+        fix_told = fix_told || q.body.find("lamda auto-fixed it") != std::string::npos;
+    }
+    CHECK(repair_sent);
+    CHECK(fix_told);
+    CHECK_FALSE(log.empty());
+}
+
+TEST_CASE("llm: a server that answers invalid DSL on 30% of turns still ends with a feasible model") {
+    FakeLlm server;
+    server.fallback([](int n, const std::string&) {
+        // Deterministic "random": 3 turns in 10 are invalid (each differently).
+        const int r = static_cast<int>((static_cast<unsigned>(n) * 2654435761u >> 7) % 10);
+        if (r < 3)
+            return reply("Here:\n" + fenced("input: input shape=28x28x1\nc" + std::to_string(n) +
+                                            ": conv2d out=8 kernel=3 stride=2 padding=bogus\npool: gap\nlogits: fc out=10\n"));
+        return reply(fenced(model_text(24 + 4 * n)));  // grows: later ones go over the budget
+    });
+    LlmProposer proposer(test_config(server));
+    proposer.client().sleep = [](double) {};
+    const Task task = small_task(30, 0.05);
+    const GenerateResult result = run_generation(task, proposer, synthetic_setup(), {});
+    CHECK(result.records.size() == 30);
+    int invalid = 0;
+    for (const auto& r : result.records) invalid += r.verdict == Verdict::Invalid;
+    CHECK(invalid >= 3);
+    REQUIRE(any_feasible(result.records));
+    const auto best = best_candidate(result.records, task.objective);
+    REQUIRE(best);
+    CHECK(*judged_latency_ms(result.records[*best]) <= task.constraints.latency_ms);
+}
+
+TEST_CASE("llm: the request stays within the token budget over a 200-turn run") {
+    FakeLlm server;
+    server.fallback([](int n, const std::string&) {
+        // Long models (and chatter) so that the history would overflow any budget.
+        return reply("Trying something new.\n" + fenced(model_text(4 + n, 2 + n % 9)));
+    });
+    LlmConfig c = test_config(server);
+    c.context_tokens = 4096;
+    c.max_tokens = 512;
+    LlmProposer proposer(c);
+    proposer.client().sleep = [](double) {};
+    const Task task = small_task(200, 0.2);
+    const GenerateResult result = run_generation(task, proposer, synthetic_setup(), {});
+    CHECK(result.records.size() == 200);
+    const std::vector<Received> requests = server.received();
+    CHECK(requests.size() >= 200);
+    const std::size_t budget_bytes = static_cast<std::size_t>(c.prompt_budget_tokens()) * 4;
+    std::size_t largest = 0;
+    for (const Received& q : requests) largest = std::max(largest, q.body.size());
+    CHECK(largest <= budget_bytes);
+    CHECK(estimate_tokens(largest) <= static_cast<std::size_t>(c.prompt_budget_tokens()));
+    CHECK(largest > budget_bytes * 3 / 4);  // the history does use the budget
+    CHECK(proposer.max_request_bytes() == largest);
+    const std::string& last = requests.back().body;
+    CHECK(last.find("## Best candidates so far") != std::string::npos);
+    CHECK(last.find("older candidates not shown") != std::string::npos);
+    CHECK(last.find("## Results of your last reply") != std::string::npos);
+
+    // A budget that cannot even hold the DSL reference: each turn fails with a clear reason, and
+    // the proposer gives up after max_failed_turns.
+    LlmConfig tiny = c;
+    tiny.context_tokens = 1024;
+    tiny.max_tokens = 256;
+    LlmProposer cramped(tiny);
+    const GenerateResult r2 = run_generation(small_task(20), cramped, synthetic_setup(), {});
+    CHECK(r2.stop_reason == "exhausted");
+    REQUIRE(r2.records.size() == 5);
+    CHECK(r2.records[0].verdict == Verdict::Failed);
+    CHECK(r2.records[0].reason.find("raise --llm-context-tokens") != std::string::npos);
+}
+
+TEST_CASE("llm: the API key appears only in the Authorization header") {
+    const std::string key = "sk-test-Zq8cLamdaSecret0123456789";
+    REQUIRE(::setenv("LAMDA_API_KEY", key.c_str(), 1) == 0);
+    FakeLlm server;
+    // The server echoes the key in its 401 message, as real ones partly do.
+    server.script({Step{401, R"({"error":{"message":"Incorrect API key provided: )" + key + R"("}})"}});
+    server.fallback([](int n, const std::string&) { return reply(fenced(model_text(8 + n))); });
+    LlmConfig c = test_config(server);
+    c.api_key = llm_api_key_from_env();
+    REQUIRE(c.api_key == key);
+    LlmProposer proposer(c);
+    std::vector<std::string> log;
+    proposer.on_log = [&log](const std::string& s) { log.push_back(s); };
+
+    const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                      ("lamda_llm_key_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    const std::string journal_path = (dir / "journal.jsonl").string();
+    const Task task = small_task(4);
+    GenerateResult result;
+    {
+        JournalHeader h;
+        h.task = task;
+        h.proposer = "llm";
+        JournalWriter journal(journal_path, h);
+        GenerateSetup setup = synthetic_setup();
+        setup.on_record = [&journal](const CandidateRecord& r) { journal.append(r); };
+        result = run_generation(task, proposer, setup, {});
+    }
+    REQUIRE(result.records.size() == 4);
+    CHECK(result.records[0].verdict == Verdict::Failed);
+    CHECK(result.records[0].reason.find("Incorrect API key provided: [redacted]") != std::string::npos);
+
+    std::ifstream in(journal_path, std::ios::binary);
+    const std::string journal_text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(journal_text.find("[redacted]") != std::string::npos);
+    CHECK(journal_text.find(key) == std::string::npos);
+    ReportInfo info;
+    info.proposer = "llm";
+    CHECK(report_json(task, result.records, info).find(key) == std::string::npos);
+    CHECK(report_html(task, result.records, info).find(key) == std::string::npos);
+    for (const auto& r : result.records) {
+        CHECK(r.note.find(key) == std::string::npos);
+        CHECK(r.reason.find(key) == std::string::npos);
+    }
+    for (const auto& l : log) CHECK(l.find(key) == std::string::npos);
+    const std::vector<Received> requests = server.received();
+    REQUIRE(requests.size() >= 4);
+    for (const Received& q : requests) {
+        CHECK(q.authorization == "Bearer " + key);
+        CHECK(q.body.find(key) == std::string::npos);
+    }
+    std::filesystem::remove_all(dir);
+    ::unsetenv("LAMDA_API_KEY");
+}

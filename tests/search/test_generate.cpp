@@ -1,0 +1,245 @@
+// The generation loop (search/loop.hpp), its design space (search/designer.hpp) and built-in proposers
+// (search/proposers.hpp). Latency here comes from a deterministic stand-in (MACs at a fixed rate plus a
+// per-layer cost) so that results are exact and the tests are fast; the real measurement path is
+// exercised by tests/cli_test.sh through `lamda generate`.
+#include <doctest/doctest.h>
+
+#include <lamda/search/loop.hpp>
+
+#include "../generate_test_support.hpp"
+
+#include <random>
+#include <set>
+#include <stdexcept>
+
+namespace {
+
+using namespace lamda;
+
+Task small_task(double latency_ms = 0.08, int max_candidates = 30) {
+    Task t;
+    t.name = "test";
+    t.input = {28, 28, 1};
+    t.classes = 10;
+    t.constraints.latency_ms = latency_ms;
+    t.budget.max_candidates = max_candidates;
+    t.budget.max_seconds = 600;
+    return t;
+}
+
+using lamda_test::synthetic_measure;
+
+GenerateSetup synthetic_setup() {
+    GenerateSetup s;
+    s.measure = synthetic_measure;
+    return s;
+}
+
+// Hands out a fixed list of texts, then nothing.
+class ScriptedProposer : public Proposer {
+public:
+    explicit ScriptedProposer(std::vector<std::string> texts) : texts_(std::move(texts)) {}
+    std::string name() const override { return "scripted"; }
+    std::optional<Proposal> propose(const Task&, const std::vector<CandidateRecord>&) override {
+        if (next_ >= texts_.size()) return std::nullopt;
+        return Proposal{texts_[next_++], "scripted"};
+    }
+
+private:
+    std::vector<std::string> texts_;
+    std::size_t next_ = 0;
+};
+
+class FixedTrainer : public Trainer {
+public:
+    explicit FixedTrainer(double accuracy) : accuracy_(accuracy) {}
+    double proxy_accuracy(const Graph&) override { return accuracy_; }
+    FinalTraining train_final(const Graph&, const std::string&) override { return {}; }
+
+private:
+    double accuracy_;
+};
+
+const char* valid_model = R"(input: input shape=28x28x1
+c1: conv2d out=8 kernel=3 stride=2 act=relu
+pool: gap
+fc: fc out=10
+)";
+
+}  // namespace
+
+TEST_CASE("design: compact form round-trips and renders to valid DSL") {
+    int valid = 0;
+    for (const auto& seed : zoo_seed_designs()) {
+        const std::string& name = seed.first;  // not a structured binding: CHECK_MESSAGE captures it
+        const Design& d = seed.second;
+        Design back;
+        CHECK_MESSAGE(parse_design(design_to_string(d), back).empty(), name);
+        CHECK(back == d);
+        const ParseResult r = parse_dsl(render_design(d, {28, 28, 1}, 10));
+        CHECK_MESSAGE(r.ok(), name, "\n", format_diagnostics(r.diagnostics));
+    }
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 300; ++i) {
+        const Design d = random_design(rng);
+        Design back;
+        REQUIRE(parse_design(design_to_string(d), back).empty());
+        CHECK(back == d);
+        const ParseResult r = parse_dsl(render_design(d, {32, 32, 3}, 100));
+        if (!r.ok()) continue;  // too many downsamplings for 32x32: the proposers draw again
+        ++valid;
+        for (const Layer& l : r.graph.layers)
+            CHECK_MESSAGE(stage_of_layer(l.name, d.stages.size()) >= -1, l.name);
+        CHECK(analyze(r.graph).output_shape.c == 100);
+    }
+    CHECK(valid > 150);
+}
+
+TEST_CASE("design: malformed compact forms are refused with a reason") {
+    Design d;
+    CHECK_FALSE(parse_design("", d).empty());
+    CHECK_FALSE(parse_design("stem=16k3s2 act=relu", d).empty());                      // no head
+    CHECK_FALSE(parse_design("stem=16k3s2 act=gelu head=0 | ir c16 r1 s1 k3 e3", d).empty());
+    CHECK_FALSE(parse_design("stem=16k3s2 act=relu head=0 | xx c16", d).empty());
+    CHECK_FALSE(parse_design("stem=16k3s2 act=relu head=0 | ir c99999999 r1 s1 k3 e3", d).empty());
+    CHECK_FALSE(parse_design("stem=16k3s2 act=relu head=0 | ir c16 r1 s3 k3 e3", d).empty());
+    CHECK_FALSE(parse_design("stem=16k3s2 act=relu head=0", d).empty());  // no stage
+    CHECK(parse_design("stem=16k3s2 act=relu head=0 | ir c16 r2 s2p k5 e3 se", d).empty());
+    CHECK(d.stages.at(0).pool);
+    CHECK(d.stages.at(0).se);
+}
+
+TEST_CASE("text_hash is the canonical form's: formatting does not make a new candidate") {
+    std::string c1, h1, c2, h2;
+    REQUIRE(canonical_hash(valid_model, c1, h1));
+    REQUIRE(canonical_hash("# same model\ninput:   input shape=28x28x1\nc1: conv2d kernel=3 out=8 act=relu stride=2\n"
+                           "pool: gap\nfc: fc out=10\n",
+                           c2, h2));
+    CHECK(h1 == h2);
+    CHECK(h1.size() == 16);
+    CHECK(text_hash("a") != text_hash("b"));
+}
+
+TEST_CASE("generate: each verdict, in the loop's order") {
+    Task task = small_task(0.05);
+    task.constraints.max_params = 5000;
+    task.constraints.min_accuracy = 0.9;
+    task.objective = Objective::Accuracy;
+    ScriptedProposer proposer({
+        "input: input shape=28x28x1\nc: conv2d out=8 kernel=3 in=2\n",          // invalid
+        "input: input shape=32x32x1\np: gap\nfc: fc out=10\n",                   // wrong input
+        "input: input shape=28x28x1\np: gap\nfc: fc out=7\n",                    // wrong classes
+        "input: input shape=28x28x1\nf: flatten\nfc: fc out=10\n",              // 7850 params
+        "input: input shape=28x28x1\nc: conv2d out=128 kernel=5\np: gap\nfc: fc out=10\n",  // slow
+        valid_model,
+        valid_model,  // a repeat: skipped, not a candidate
+    });
+    FixedTrainer trainer(0.5);
+    GenerateSetup setup = synthetic_setup();
+    setup.trainer = &trainer;
+    std::vector<CandidateRecord> journal;
+    setup.on_record = [&](const CandidateRecord& r) { journal.push_back(r); };
+    const GenerateResult result = run_generation(task, proposer, setup);
+    REQUIRE(result.records.size() == 6);
+    CHECK(result.duplicates == 1);
+    CHECK(result.stop_reason == "exhausted");
+    CHECK(journal.size() == 6);
+    const Verdict expected[] = {Verdict::Invalid,    Verdict::WrongTask,    Verdict::WrongTask,
+                                Verdict::OverParams, Verdict::OverMeasured, Verdict::BelowAccuracy};
+    for (std::size_t i = 0; i < 6; ++i) {
+        CHECK_MESSAGE(result.records[i].verdict == expected[i], i, ": ", result.records[i].reason);
+        CHECK(result.records[i].index == static_cast<int>(i));
+        CHECK(result.records[i].proposer == "scripted");
+    }
+    CHECK(result.records[0].diagnostics.size() == 1);
+    CHECK(result.records[0].diagnostics[0].find("candidate:2:") != std::string::npos);
+    CHECK(result.records[3].reason.find("7850 parameters") != std::string::npos);
+    CHECK(result.records[4].reason.find("of the 0.05 ms budget") != std::string::npos);
+    CHECK(result.records[4].top_layers.front().name == "c");  // the layer that costs most, named
+    CHECK(result.records[5].accuracy == doctest::Approx(0.5));
+}
+
+TEST_CASE("generate: a failing measurement is a Failed candidate and the loop goes on") {
+    ScriptedProposer proposer({valid_model, "input: input shape=28x28x1\np: gap\nfc: fc out=10\n"});
+    GenerateSetup setup;
+    int calls = 0;
+    setup.measure = [&](const Graph& g) -> Measurement {
+        if (calls++ == 0) throw std::runtime_error("executor exploded");
+        return synthetic_measure(g);
+    };
+    const GenerateResult result = run_generation(small_task(), proposer, setup);
+    REQUIRE(result.records.size() == 2);
+    CHECK(result.records[0].verdict == Verdict::Failed);
+    CHECK(result.records[0].reason.find("executor exploded") != std::string::npos);
+    CHECK(result.records[1].verdict == Verdict::Feasible);
+}
+
+TEST_CASE("generate: offline and random searches stop at the budget with distinct candidates") {
+    for (int which = 0; which < 2; ++which) {
+        std::unique_ptr<Proposer> p;
+        if (which == 0) p = std::make_unique<OfflineDesigner>(3);
+        else p = std::make_unique<RandomProposer>(3);
+        const GenerateResult r = run_generation(small_task(0.08, 40), *p, synthetic_setup());
+        CHECK(r.records.size() == 40);
+        CHECK(r.stop_reason == "max_candidates");
+        std::set<std::string> hashes;
+        for (const auto& rec : r.records) {
+            CHECK(hashes.insert(rec.hash).second);
+            CHECK(rec.verdict != Verdict::Invalid);  // the built-in proposers only offer valid text
+            CHECK(rec.note.find("design: ") != std::string::npos);
+        }
+        CHECK_FALSE(rank_feasible(r.records, Objective::Capacity).empty());
+    }
+}
+
+TEST_CASE("generate: a resumed search continues exactly where it stopped") {
+    // Deterministic measurements: the resumed run must make the same proposals as a straight one.
+    for (int which = 0; which < 2; ++which) {
+        auto make = [&]() -> std::unique_ptr<Proposer> {
+            if (which == 0) return std::make_unique<OfflineDesigner>(11);
+            return std::make_unique<RandomProposer>(11);
+        };
+        auto straight_proposer = make();
+        const GenerateResult straight = run_generation(small_task(0.08, 25), *straight_proposer, synthetic_setup());
+        auto first_proposer = make();
+        GenerateResult first = run_generation(small_task(0.08, 9), *first_proposer, synthetic_setup());
+        auto resumed_proposer = make();  // a new process: nothing but the records survive
+        const GenerateResult resumed =
+            run_generation(small_task(0.08, 25), *resumed_proposer, synthetic_setup(), first.records);
+        CHECK(resumed.resumed == 9);
+        REQUIRE(resumed.records.size() == straight.records.size());
+        for (std::size_t i = 0; i < straight.records.size(); ++i) {
+            CHECK(resumed.records[i].hash == straight.records[i].hash);
+            CHECK(resumed.records[i].index == static_cast<int>(i));
+        }
+        CHECK(resumed.records.back().elapsed_s >= first.records.back().elapsed_s);
+    }
+}
+
+TEST_CASE("generate: the offline designer beats random at equal budget (synthetic device)") {
+    // Capacity objective: the largest MACs under the latency limit. Over several seeds, so that
+    // one lucky random draw does not decide it.
+    double offline_total = 0, random_total = 0;
+    for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+        OfflineDesigner offline(seed);
+        RandomProposer random(seed);
+        const Task task = small_task(0.08, 40);
+        const auto a = run_generation(task, offline, synthetic_setup());
+        const auto b = run_generation(task, random, synthetic_setup());
+        const auto best_a = rank_feasible(a.records, task.objective);
+        const auto best_b = rank_feasible(b.records, task.objective);
+        REQUIRE_FALSE(best_a.empty());
+        offline_total += double(a.records[best_a[0]].macs);
+        if (!best_b.empty()) random_total += double(b.records[best_b[0]].macs);
+    }
+    CHECK(offline_total > random_total);
+}
+
+TEST_CASE("generate: a proposer that only repeats itself ends the search") {
+    std::vector<std::string> same(100, valid_model);
+    ScriptedProposer proposer(same);
+    const GenerateResult r = run_generation(small_task(), proposer, synthetic_setup());
+    CHECK(r.records.size() == 1);
+    CHECK(r.stop_reason == "exhausted");
+    CHECK(r.duplicates == 50);
+}

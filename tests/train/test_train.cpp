@@ -1,0 +1,279 @@
+// The trainer (train/trainer.hpp) on small synthetic datasets, so that it runs in seconds: every op of the
+// catalog trains, the exported (batch-norm-folded) weights give XNNPACK the accuracy libtorch
+// measured, training is deterministic under a seed, and the generation loop's TorchTrainer works.
+// Built into lamda_torch_tests (libtorch headers compile slowly: torch code stays in few files).
+#include <doctest/doctest.h>
+
+#if defined(LAMDA_WITH_TORCH)
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "lamda/train/trainer.hpp"  // first: it must compile on its own with libtorch too
+
+#include "lamda/data/dataset.hpp"
+#include "lamda/dsl/parser.hpp"
+#include "lamda/exec/fold.hpp"
+#include "lamda/data/weights.hpp"
+
+#include "../executor_test_support.hpp"
+
+#include <unistd.h>  // getpid
+
+using lamda::Dataset;
+using lamda::Graph;
+using lamda::TrainOptions;
+
+namespace {
+
+using lamda_test::graph_of;
+
+// `n` images of `shape` in `classes` classes: class k is a bright 3x3 square around the k-th of
+// `classes` positions spread over the image (jittered by a pixel), on uniform noise. Learnable
+// by a tiny network in a few epochs.
+Dataset synthetic(std::size_t n, lamda::Shape shape, int classes, std::uint64_t seed) {
+    Dataset d;
+    d.shape = shape;
+    d.classes = classes;
+    lamda::detail::SplitMix64 rng{seed};
+    const auto per = static_cast<std::size_t>(shape.elements());
+    d.images.resize(n * per);
+    for (std::size_t i = 0; i < n; ++i) {
+        const int k = static_cast<int>(rng.next() % static_cast<std::uint64_t>(classes));
+        d.labels.push_back(k);
+        float* img = d.images.data() + i * per;
+        for (std::size_t j = 0; j < per; ++j) img[j] = rng.uniform(0.0f, 0.4f);
+        const std::int64_t cols = 2, rows = (classes + 1) / 2;
+        const std::int64_t cy = (2 * (k / cols) + 1) * shape.h / (2 * rows) + static_cast<std::int64_t>(rng.next() % 3) - 1;
+        const std::int64_t cx = (2 * (k % cols) + 1) * shape.w / (2 * cols) + static_cast<std::int64_t>(rng.next() % 3) - 1;
+        for (std::int64_t y = cy - 1; y <= cy + 1; ++y)
+            for (std::int64_t x = cx - 1; x <= cx + 1; ++x)
+                if (y >= 0 && y < shape.h && x >= 0 && x < shape.w)
+                    for (std::int64_t c = 0; c < shape.c; ++c)
+                        img[(y * shape.w + x) * shape.c + c] = 1.0f - 0.2f * static_cast<float>(c);
+    }
+    return d;
+}
+
+TrainOptions quick(int epochs) {
+    TrainOptions o;
+    o.epochs = epochs;
+    o.batch_size = 16;
+    o.lr = 1e-2;
+    o.seed = 3;
+    return o;
+}
+
+// Two tiny models that together hold every op of the catalog.
+const char* const every_op_models[] = {
+    "model chain\n"
+    "input: input shape=8x8x2\n"
+    "c1: conv2d out=6 kernel=3 bias=false\n"
+    "bn: batchnorm\n"
+    "r: relu\n"
+    "mp: maxpool kernel=2\n"
+    "dw: dwconv kernel=3 multiplier=2\n"
+    "r6: relu6\n"
+    "ap: avgpool kernel=2\n"
+    "fl: flatten\n"
+    "dr: dropout rate=0.1\n"
+    "fc: fc out=4\n",
+    "model branches\n"
+    "input: input shape=8x8x2\n"
+    "stem: conv2d out=6 kernel=3 stride=2 act=relu\n"
+    "a: conv2d out=6 kernel=1\n"
+    "hs: hardswish\n"
+    "s: add stem, hs act=relu\n"
+    "g: gap\n"
+    "e1: conv2d out=6 kernel=1\n"
+    "hsig: hardsigmoid\n"
+    "m: mul s, hsig\n"
+    "b2: conv2d out=3 kernel=1\n"
+    "sg: sigmoid\n"
+    "cat: concat m, sg\n"
+    "p: flatten\n"
+    "logits: fc out=4\n"
+    "prob: softmax\n",
+};
+
+}  // namespace
+
+TEST_CASE("train: every op of the catalog trains (gradients flow, the loss falls)") {
+    const Dataset train = synthetic(192, {8, 8, 2}, 4, 1), val = synthetic(64, {8, 8, 2}, 4, 2);
+    std::set<lamda::OpKind> covered;
+    for (const char* text : every_op_models) {
+        const Graph g = graph_of(text);
+        INFO("model " << g.name);
+        for (const lamda::Layer& l : g.layers) covered.insert(l.op);
+
+        // One backward pass reaches every parameter.
+        torch::manual_seed(1);
+        lamda::TorchModel model(g);
+        model.train();
+        std::vector<float> buf(16 * 128);
+        std::copy(train.images.begin(), train.images.begin() + 16 * 128, buf.begin());
+        const torch::Tensor x = torch::from_blob(buf.data(), {16, 8, 8, 2}).permute({0, 3, 1, 2});
+        const torch::Tensor y = torch::arange(16, torch::kInt64).remainder(4);
+        const torch::Tensor out = model.forward(x).reshape({16, -1});
+        const torch::Tensor logp = g.output().op == lamda::OpKind::Softmax ? torch::log(out) : torch::log_softmax(out, 1);
+        torch::nll_loss(logp, y).backward();
+        for (const auto& p : model.named_parameters()) {
+            INFO("parameter " << p.key());
+            REQUIRE(p.value().grad().defined());
+            const double norm = p.value().grad().norm().item<double>();
+            CHECK(std::isfinite(norm));
+            CHECK(norm > 0);
+        }
+
+        const lamda::TrainResult r = lamda::train_model(g, train, val, nullptr, quick(6));
+        REQUIRE(r.epoch_loss.size() == 6);
+        INFO("epoch losses " << r.epoch_loss.front() << " ... " << r.epoch_loss.back());
+        CHECK(r.epoch_loss.back() < 0.8 * r.epoch_loss.front());
+        CHECK(r.val_accuracy > 0.5);  // 4 classes: 0.25 by chance
+        CHECK(r.train_images == 192);
+        CHECK(r.val_images == 64);
+        CHECK(lamda::validate_weights(r.graph, r.weights).empty());
+        for (const lamda::Layer& l : r.graph.layers) CHECK(l.name != "bn");  // folded
+    }
+    for (lamda::OpKind op : lamda::all_op_kinds) {
+        INFO("op " << lamda::op_name(op));
+        CHECK(covered.count(op) == 1);
+    }
+}
+
+TEST_CASE("train: XNNPACK on the exported weights agrees with libtorch's accuracy") {
+    const Graph g = graph_of(
+        "model small\n"
+        "input: input shape=12x12x1\n"
+        "c1: conv2d out=8 kernel=3 bias=false\n"
+        "bn1: batchnorm\n"
+        "r1: relu\n"
+        "p1: maxpool kernel=2\n"
+        "c2: conv2d out=8 kernel=3\n"
+        "bn2: batchnorm\n"
+        "r2: relu\n"
+        "g: gap\n"
+        "fc: fc out=6\n");
+    const Dataset train = synthetic(480, {12, 12, 1}, 6, 11), val = synthetic(100, {12, 12, 1}, 6, 12);
+    const Dataset test = synthetic(1000, {12, 12, 1}, 6, 13);
+    TrainOptions o = quick(2);
+    o.shift = 1;
+    o.flip = true;
+    o.label_smoothing = 0.1;
+    const lamda::TrainResult r = lamda::train_model(g, train, val, &test, o);
+    REQUIRE(r.test_accuracy.has_value());
+    CHECK(r.test_images == 1000);
+    CHECK(*r.test_accuracy > 0.3);  // it learned something (chance: 1/6)
+    CHECK(r.graph.layers.size() == g.layers.size() - 2);  // both batchnorms folded
+
+    // libtorch on the folded graph and weights: the same figure.
+    lamda::TorchModel folded(r.graph);
+    folded.load_weights(r.weights);
+    const lamda::Accuracy torch_folded = lamda::torch_accuracy(folded, test);
+    CHECK(std::fabs(torch_folded.accuracy - *r.test_accuracy) <= 0.001);
+#if defined(LAMDA_WITH_XNNPACK)
+    // XNNPACK, given the model as written and the weights as saved (folded).
+    const lamda::Accuracy xnn = lamda::evaluate_accuracy(g, r.weights, test);
+    INFO("libtorch " << *r.test_accuracy << ", XNNPACK " << xnn.accuracy);
+    CHECK(xnn.n == 1000);
+    CHECK(std::fabs(xnn.accuracy - *r.test_accuracy) <= 0.001);  // within 0.1 points
+#endif
+}
+
+TEST_CASE("train: deterministic under a seed") {
+    const Graph g = graph_of(every_op_models[0]);
+    const Dataset train = synthetic(96, {8, 8, 2}, 4, 21), val = synthetic(32, {8, 8, 2}, 4, 22);
+    TrainOptions o = quick(2);
+    o.shift = 1;
+    o.flip = true;
+    const lamda::TrainResult a = lamda::train_model(g, train, val, nullptr, o);
+    const lamda::TrainResult b = lamda::train_model(g, train, val, nullptr, o);
+    CHECK(a.weights.size() == b.weights.size());
+    for (const auto& kv : a.weights) {
+        INFO("tensor " << kv.first);
+        CHECK(kv.second.data == b.weights.at(kv.first).data);
+    }
+    CHECK(a.val_accuracy == b.val_accuracy);
+    CHECK(a.epoch_loss == b.epoch_loss);
+    o.seed = 4;
+    const lamda::TrainResult c = lamda::train_model(g, train, val, nullptr, o);
+    CHECK(c.weights.at("c1.weight").data != a.weights.at("c1.weight").data);
+}
+
+TEST_CASE("train: options, progress, subsets and mismatches") {
+    const Graph g = graph_of(every_op_models[0]);
+    lamda::DatasetSplits data;
+    data.name = "synthetic";
+    data.train = synthetic(200, {8, 8, 2}, 4, 31);
+    data.test = synthetic(50, {8, 8, 2}, 4, 32);
+    TrainOptions o = quick(2);
+    o.optimizer = lamda::OptimizerKind::Sgd;
+    o.lr = 0.05;
+    o.cosine = false;
+    o.train_subset = 100;
+    o.validation_fraction = 0.2;
+    o.validate_each_epoch = true;
+    std::vector<lamda::TrainProgress> seen;
+    o.progress = [&](const lamda::TrainProgress& p) { seen.push_back(p); };
+    const lamda::TrainResult r = lamda::train_model(g, data, o);
+    CHECK(r.train_images == 100);
+    CHECK(r.val_images == 40);
+    CHECK(r.test_images == 50);
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[1].epoch == 2);
+    CHECK(seen[1].epochs == 2);
+    CHECK(seen[1].val_accuracy.has_value());
+    CHECK(seen[1].lr == doctest::Approx(0.05));
+
+    o.epochs = 0;
+    CHECK_THROWS_AS(lamda::train_model(g, data, o), std::invalid_argument);
+    o.epochs = 1;
+    data.train.shape = {4, 32, 2};  // same size, another shape
+    CHECK_THROWS_WITH_AS(lamda::train_model(g, data, o),
+                         doctest::Contains("the model's input is 8x8x2 but the dataset's images are 4x32x2"),
+                         lamda::DatasetError);
+    data.train.shape = {8, 8, 2};
+    data.train.classes = 7;
+    CHECK_THROWS_WITH_AS(lamda::train_model(g, data, o), doctest::Contains("needs 1x1x7"),
+                         lamda::DatasetError);
+}
+
+TEST_CASE("train: TorchTrainer, the generation loop's trainer") {
+    lamda::DatasetSplits data;
+    data.name = "synthetic";
+    data.train = synthetic(300, {8, 8, 2}, 4, 41);
+    data.test = synthetic(80, {8, 8, 2}, 4, 42);
+    TrainOptions proxy = quick(1), full = quick(3);
+    proxy.train_subset = 120;
+    lamda::TorchTrainer trainer(data, proxy, full);
+    lamda::Trainer& t = trainer;
+    const Graph g = graph_of(every_op_models[0]);
+    const double acc = t.proxy_accuracy(g);
+    CHECK(acc >= 0.0);
+    CHECK(acc <= 1.0);
+    REQUIRE(trainer.last_result().has_value());
+    CHECK(trainer.last_result()->train_images == 120);
+    CHECK(trainer.last_result()->val_images == 30);
+    CHECK(t.proxy_accuracy(g) == acc);  // the same candidate ranks the same
+
+    const std::string path = (std::filesystem::temp_directory_path() /
+                              ("lamda_train_test_" + std::to_string(::getpid()) + ".safetensors"))
+                                 .string();
+    const lamda::FinalTraining f = t.train_final(g, path);
+    CHECK(f.epochs == 3);
+    CHECK(f.test_accuracy > 0.25);
+    CHECK(f.train_seconds > 0);
+    const lamda::Weights saved = lamda::read_safetensors(path);
+    std::filesystem::remove(path);
+    CHECK(lamda::validate_weights(lamda::fold_batchnorm_graph(g), saved).empty());
+
+    data.test = Dataset();
+    CHECK_THROWS_WITH_AS(lamda::TorchTrainer{data}, doctest::Contains("has no test set"),
+                         lamda::DatasetError);
+}
+
+#endif  // defined(LAMDA_WITH_TORCH)
