@@ -1,6 +1,7 @@
-// hello: parse a model written in the lamda DSL and print what it costs.
+// hello: parse a model written in the lamda DSL and print what it costs. Needs only the
+// runtime-free core, so it also builds with -fno-exceptions -fno-rtti (the core_hello_* ctests).
 #include <cstdio>
-#include <lamda/lamda.hpp>
+#include <lamda/core.hpp>
 
 int main() {
     const char* text = R"(model hello

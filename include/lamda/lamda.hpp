@@ -59,6 +59,7 @@
 #include "search/report.hpp"   // report.json and report.html
 #if defined(LAMDA_WITH_LATENCY)
 #include "search/loop.hpp"     // measuring needs LAMDA_WITH_XNNPACK too
+#include "search/generate.hpp" // the whole search in one call (what `lamda generate` runs)
 #endif
 #if defined(LAMDA_WITH_LATENCY) && defined(LAMDA_WITH_XNNPACK)
 #include "latency/profiler.hpp"

@@ -8,6 +8,7 @@
 
 #include <lamda/lamda.hpp>
 
+#include "cli_io.hpp"
 #include "cmd_export.hpp"
 #include "cmd_generate.hpp"
 #include "cmd_latency.hpp"
@@ -17,9 +18,19 @@
 
 namespace {
 
-// Exit codes shared by every subcommand.
-constexpr int exit_ok = 0;
-constexpr int exit_invalid = 1;  // the input was read but is not acceptable
+// Exit codes shared by every subcommand: lamda::ExitCode (core/error.hpp).
+constexpr int exit_ok = lamda::exit_code(lamda::ExitCode::ok);
+constexpr int exit_invalid = lamda::exit_code(lamda::ExitCode::failed);  // the input or the search failed
+
+// Prints an error once: a message that already names its place ("file:line: error: ...") as it
+// is, any other behind "lamda: error: ".
+void print_error(const char* what) {
+    const std::string text(what);
+    if (text.find("error: ") != std::string::npos && text.rfind("lamda: ", 0) != 0)
+        std::cerr << text << '\n';
+    else
+        std::cerr << "lamda: error: " << text << '\n';
+}
 
 void print_diagnostics(const std::vector<lamda::Diagnostic>& diagnostics) {
     std::cerr << lamda::format_diagnostics(diagnostics);
@@ -143,37 +154,72 @@ int run_check(const std::string& path, bool as_json) {
     return exit_ok;
 }
 
-int run_fmt(const std::string& path, bool in_place, bool check_only) {
-    const lamda::ParseResult parsed = lamda::parse_dsl_file(path);
-    if (!parsed.ok()) {
-        print_diagnostics(parsed.diagnostics);
-        return exit_invalid;
-    }
-    const std::string canonical = lamda::print_dsl(parsed.graph);
-    if (check_only || in_place) {
-        std::ifstream in(path, std::ios::binary);
-        const std::string current((std::istreambuf_iterator<char>(in)),
-                                  std::istreambuf_iterator<char>());
-        if (check_only) {
-            if (current != canonical) {
-                std::cerr << path << ": not in canonical form (run `lamda fmt -i " << path
-                          << "`)\n";
-                return exit_invalid;
-            }
-            return exit_ok;
+struct FmtArgs {
+    std::vector<std::string> models;
+    bool in_place = false, check_only = false, json = false;
+};
+
+// `lamda fmt`: the formatter that keeps comments (lamda/dsl/format.hpp). Exits 1 when a model is
+// invalid or, with --check, not formatted; 2 for -i on standard input.
+int run_fmt(const FmtArgs& args) {
+    for (const std::string& path : args.models)
+        if (args.in_place && lamda_cli::is_stdio(path)) {
+            std::cerr << "lamda fmt: error: -i rewrites files; standard input ('-') has none
+";
+            return lamda_cli::exit_usage;
         }
-        if (current != canonical) {
-            std::ofstream out(path, std::ios::binary | std::ios::trunc);
-            out << canonical;
-            if (!out.flush()) {
-                std::cerr << path << ": error: cannot write the file\n";
-                return exit_invalid;
-            }
+    int rc = exit_ok;
+    lamda::JsonWriter json;
+    json.begin_object().key("files").begin_array();
+    for (const std::string& path : args.models) {
+        const std::string name = lamda_cli::display_name(path);
+        std::string text, error;
+        lamda::FormatResult f;
+        if (!lamda_cli::read_input(path, lamda::Limits{}.max_file_bytes, text, error)) {
+            f.diagnostics.push_back(lamda::Diagnostic{name, 0, 0, error, {}});
+        } else {
+            const std::string foreign = lamda_cli::foreign_format(path, std::string_view(text).substr(0, 16));
+            if (!foreign.empty()) f.diagnostics.push_back(lamda::Diagnostic{name, 0, 0, foreign, {}});
+            else f = lamda::format_dsl(text, name);
         }
-        return exit_ok;
+        const bool formatted = f.ok() && f.text == text;
+        bool written = false;
+        if (!f.ok()) {
+            print_diagnostics(f.diagnostics);
+            rc = exit_invalid;
+        } else if (args.check_only) {
+            if (!formatted) {
+                std::cerr << name << ": not formatted (run `lamda fmt -i " << path << "`)
+";
+                rc = exit_invalid;
+            }
+        } else if (args.in_place) {
+            if (!formatted) {
+                if (!lamda_cli::write_output(path, f.text, error)) {
+                    std::cerr << path << ": error: " << error << '
+';
+                    rc = exit_invalid;
+                } else {
+                    written = true;
+                }
+            }
+        } else if (!args.json) {
+            std::cout << f.text;
+        }
+        if (args.json) {
+            json.begin_object()
+                .field("file", name)
+                .field("valid", f.ok())
+                .field("formatted", formatted)
+                .field("written", written);
+            if (f.ok() && !args.check_only && !args.in_place) json.field("text", f.text);
+            write_diagnostics_json(json, f.diagnostics);
+            json.end_object();
+        }
     }
-    std::cout << canonical;
-    return exit_ok;
+    json.end_array().field("ok", rc == exit_ok).end_object();
+    if (args.json) std::cout << json.str() << '\n';
+    return rc;
 }
 
 int run_device(bool as_json, double seconds) {
@@ -329,11 +375,15 @@ int main(int argc, char** argv) {
     check->add_option("model", model_path, "Model file in the lamda DSL")->required();
     check->add_flag("--json", as_json, "Print one JSON object instead of a table");
 
-    bool in_place = false, check_only = false;
-    auto* fmt = app.add_subcommand("fmt", "Print a model in canonical form.");
-    fmt->add_option("model", model_path, "Model file in the lamda DSL")->required();
-    fmt->add_flag("-i,--in-place", in_place, "Rewrite the file instead of printing");
-    fmt->add_flag("--check", check_only, "Exit 1 if the file is not in canonical form");
+    FmtArgs fmt_args;
+    auto* fmt = app.add_subcommand(
+        "fmt", "Print models formatted: every layer in canonical form, comments and blank lines\n"
+               "kept where they were written. '-' reads standard input.");
+    fmt->add_option("models", fmt_args.models, "Model files in the lamda DSL, or - for standard input")
+        ->required();
+    fmt->add_flag("-i,--in-place", fmt_args.in_place, "Rewrite the files instead of printing");
+    fmt->add_flag("--check", fmt_args.check_only, "Print nothing; exit 1 if a file is not formatted");
+    fmt->add_flag("--json", fmt_args.json, "Print one JSON object (docs/cli.md)");
 
     double peak_seconds = 0.5;
     auto* device = app.add_subcommand(
@@ -382,7 +432,7 @@ int main(int argc, char** argv) {
 
     try {
         if (check->parsed()) return run_check(model_path, as_json);
-        if (fmt->parsed()) return run_fmt(model_path, in_place, check_only);
+        if (fmt->parsed()) return run_fmt(fmt_args);
         if (device->parsed()) return run_device(as_json, peak_seconds);
         if (bench->parsed()) return run_bench(bench_args);
         if (sample->parsed()) return lamda_cli::run_sample(sample_args);
@@ -397,8 +447,11 @@ int main(int argc, char** argv) {
                 };
             return lamda_cli::run_generate(generate_args, trainer);
         }
+    } catch (const lamda::Exception& e) {
+        print_error(e.what());
+        return lamda::exit_code(lamda::exit_code_for(e.kind()));
     } catch (const std::exception& e) {
-        std::cerr << "lamda: error: " << e.what() << '\n';
+        print_error(e.what());
         return exit_invalid;
     }
     return exit_invalid;

@@ -86,9 +86,9 @@ enum class ExitCode : int {
     usage = 2,   // the command line is wrong
 };
 
-inline int exit_code(ExitCode c) noexcept { return static_cast<int>(c); }
+constexpr int exit_code(ExitCode c) noexcept { return static_cast<int>(c); }
 
-inline ExitCode exit_code_for(ErrorKind kind) noexcept {
+constexpr ExitCode exit_code_for(ErrorKind kind) noexcept {
     return kind == ErrorKind::usage ? ExitCode::usage : ExitCode::failed;
 }
 

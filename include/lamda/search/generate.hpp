@@ -1,0 +1,375 @@
+// lamda/search/generate.hpp: the whole search as one call -- everything `lamda generate` does, for
+// programs that use lamda as a library (examples/search/search.cpp):
+//
+//   lamda::Task task = lamda::read_task("task.json");
+//   lamda::OfflineDesigner proposer(/*seed=*/1);
+//   lamda::GenerateOptions o;
+//   o.out_dir = "runs/demo";
+//   o.status = &std::cerr;                       // progress and status lines; nullptr: silent
+//   lamda::GenerateOutcome r = lamda::generate(task, proposer, /*trainer=*/nullptr, o);
+//   // r.best: the handed-over candidate; DIR/best.lamda, report.json, report.html, journal.jsonl
+//
+// What it does, in order: resolves the objective (accuracy when a trainer is given, capacity
+// otherwise, unless the task says), reads the latency profile, opens (or, with resume, checks and
+// continues) DIR/journal.jsonl, runs the loop (search/loop.hpp) measuring on this CPU through
+// XNNPACK or through `measure_with` (a board), confirms the best feasible candidates with a
+// longer measurement, trains the top ones in full when a trainer is given (until one meets
+// min_accuracy), and writes best.lamda (+ best.safetensors), report.json and report.html
+// atomically (a reader never sees half a file).
+//
+// Contract: throws lamda::Exception (TaskError, JournalError, ProfileError, ...) for bad input
+// and for a lost board (after the journal is safe: nothing computed is lost, --resume continues);
+// a search that finds nothing feasible is not an exception: outcome.best is empty.
+// Needs LAMDA_WITH_LATENCY; measuring on this CPU needs LAMDA_WITH_XNNPACK.
+#ifndef LAMDA_SEARCH_GENERATE_HPP
+#define LAMDA_SEARCH_GENERATE_HPP
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/search/generate.hpp needs LAMDA_WITH_LATENCY (the latency model; CMake: link lamda::latency)"
+#else
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "../dsl/file.hpp"
+#include "../exception.hpp"
+#include "../exec/device.hpp"
+#include "../latency/model.hpp"
+#include "../version.hpp"
+#include "journal.hpp"
+#include "loop.hpp"
+#include "report.hpp"
+#include "task.hpp"
+#include "types.hpp"
+
+namespace lamda {
+
+// How a search is run; the task says what is searched for.
+struct GenerateOptions {
+    std::string out_dir;        // journal, report, best model (created when missing)
+    std::string task_file;      // names the task in messages (default: the task's name)
+    std::uint64_t seed = 1;     // recorded in the journal; the proposer was built with it
+    bool resume = false;        // continue DIR/journal.jsonl (it must match task, proposer, seed)
+    int final_top = 3;          // with a trainer: at most this many trained in full, best first
+    double proxy_slack = 0.15;  // GenerateSetup::proxy_accuracy_slack
+    int runs = 30;              // timed runs per measured candidate
+    int confirm_runs = 300;     // timed runs confirming the best at the end
+    // Measures on a board instead of this CPU: (runs, warmup) -> a measuring function. Its
+    // exceptions with device_lost() true stop the search (see below). Empty: this CPU (XNNPACK).
+    std::function<std::function<Measurement(const Graph&)>(int runs, int warmup)> measure_with;
+    // Called on a measuring exception: true when the board is gone (the search stops, the
+    // candidate is left out of the journal so that --resume measures it again).
+    std::function<bool(const std::exception&)> device_lost;
+    std::string device_description;  // report's "device" (default: this CPU's model and threads)
+    std::function<bool()> should_stop;  // polled between candidates (Ctrl-C)
+    std::ostream* status = nullptr;     // progress and status lines; nullptr: silent
+    bool status_is_terminal = false;    // one rewritten progress line instead of a line each
+};
+
+struct GenerateOutcome {
+    GenerateResult result;            // every record, the stop reason, stage times
+    ReportInfo info;                  // what report.json/html say about confirmation and training
+    std::vector<std::size_t> ranked;  // feasible candidates, best first
+    std::optional<std::size_t> best;  // position in result.records of the handed-over model
+    std::string journal_path;
+};
+
+namespace generate_detail {
+
+inline std::string fixed(double v, int digits) {
+    std::ostringstream o;
+    o.setf(std::ios::fixed);
+    o.precision(digits);
+    o << v;
+    return o.str();
+}
+
+// Writes through a temporary file and a rename, so that readers never see half a file.
+inline void write_file_atomically(const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+        f << text;
+        f.flush();
+        if (!f) throw Exception(Error(ErrorKind::io, Where{tmp, 0, 0, {}}, "cannot write the file"));
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, "cannot rename " + tmp + ": " + ec.message()));
+}
+
+}  // namespace generate_detail
+
+// One line about a candidate: "#12 feasible  3.88 MMACs  81482 params  pred 0.0910 ms ...".
+inline std::string candidate_summary(const CandidateRecord& r) {
+    using generate_detail::fixed;
+    std::string s = "#" + std::to_string(r.index) + " " + std::string(verdict_name(r.verdict));
+    if (r.macs >= 0) s += "  " + fixed(double(r.macs) / 1e6, 2) + " MMACs  " + std::to_string(r.params) + " params";
+    if (r.predicted_ms) s += "  pred " + fixed(*r.predicted_ms, 4) + " ms";
+    if (r.measured_ms) s += "  meas " + fixed(*r.measured_ms, 4) + " ms";
+    if (r.accuracy) s += "  acc " + fixed(*r.accuracy * 100, 2) + "%";
+    return s;
+}
+
+// The objective a search uses: the task's when it names one, else accuracy exactly when there
+// is a trainer. Throws TaskError when accuracy is asked for and cannot be judged.
+inline void resolve_objective(Task& task, bool have_trainer, const std::string& task_file) {
+    if (!task.objective_given) task.objective = have_trainer ? Objective::Accuracy : Objective::Capacity;
+    if (task.objective == Objective::Accuracy && !have_trainer)
+        throw TaskError(task_file + ": objective \"accuracy\" needs a dataset and a lamda built with "
+                        "libtorch; use \"capacity\" or add a dataset");
+}
+
+namespace generate_detail {
+
+// Opens the journal: a fresh one (refusing to overwrite a search), or the one to resume, whose
+// records are returned.
+inline std::vector<CandidateRecord> open_journal(const Task& task, const Proposer& proposer,
+                                                 const GenerateOptions& o, const std::string& path) {
+    namespace fs = std::filesystem;
+    std::vector<CandidateRecord> resumed;
+    if (o.resume) {
+        JournalContents c = repair_journal(path);
+        if (o.status)
+            for (const std::string& w : c.warnings) *o.status << w << "\n";
+        if (c.has_header) {
+            const std::string why = journal_mismatch(c.header, task, proposer.name(), o.seed);
+            if (!why.empty()) throw JournalError(path + ": " + why);
+        }
+        resumed = std::move(c.records);
+        if (o.status) *o.status << "lamda: resuming after " << resumed.size() << " recorded candidates\n";
+    } else {
+        std::error_code ec;
+        if (fs::exists(path, ec) && fs::file_size(path, ec) > 0)
+            throw JournalError(path + " exists: pass --resume to continue that search, "
+                               "or choose another --out directory");
+    }
+    return resumed;
+}
+
+// Confirms the best feasible candidates with a longer measurement, best first; returns those
+// that still meet the latency limit (at most `wanted`).
+inline std::vector<std::size_t> confirm_best(const Task& task, const GenerateOptions& o,
+                                             const std::function<std::function<Measurement(const Graph&)>(int, int)>& measure_with,
+                                             const std::vector<CandidateRecord>& records,
+                                             const std::vector<std::size_t>& ranked, std::size_t wanted,
+                                             ReportInfo& info) {
+    std::vector<std::size_t> confirmed;
+    for (std::size_t index : ranked) {
+        if (task.constraints.latency_ms > 0 && measure_with) {
+            const Graph g = parse_dsl_or_throw(records[index].dsl, "best");
+            const Measurement m = measure_with(o.confirm_runs, 20)(g);
+            const bool meets = m.median_ms <= task.constraints.latency_ms;
+            if (o.status)
+                *o.status << "lamda: confirming #" << index << ": " << fixed(m.median_ms, 4) << " ms median over "
+                          << o.confirm_runs << " runs (" << (meets ? "meets" : "misses") << " the "
+                          << task.constraints.latency_ms << " ms budget)\n";
+            info.confirmations.push_back({index, m.median_ms, o.confirm_runs});
+            if (!meets) continue;
+        }
+        confirmed.push_back(index);
+        if (confirmed.size() >= wanted) break;
+    }
+    return confirmed;
+}
+
+// Trains the confirmed candidates in full, best first, until one reaches min_accuracy on the
+// validation split; returns it (its weights copied to DIR/best.safetensors).
+inline std::optional<std::size_t> train_final(const Task& task, const GenerateOptions& o, Trainer& trainer,
+                                              const std::vector<CandidateRecord>& records,
+                                              const std::vector<std::size_t>& confirmed, ReportInfo& info) {
+    namespace fs = std::filesystem;
+    for (std::size_t index : confirmed) {
+        const std::string weights =
+            (fs::path(o.out_dir) / ("candidate_" + std::to_string(index) + ".safetensors")).string();
+        if (o.status) *o.status << "lamda: training #" << index << " in full\n";
+        const FinalTraining f = trainer.train_final(parse_dsl_or_throw(records[index].dsl, "best"), weights);
+        info.final_trainings.push_back({index, f, weights});
+        if (o.status)
+            *o.status << "lamda: #" << index << ": validation " << fixed(f.val_accuracy * 100, 2) << "%, test "
+                      << fixed(f.test_accuracy * 100, 2) << "% after " << f.epochs << " epochs ("
+                      << fixed(f.train_seconds, 0) << " s)\n";
+        if (task.constraints.min_accuracy && f.val_accuracy < *task.constraints.min_accuracy) continue;
+        std::error_code ec;
+        fs::copy_file(weights, fs::path(o.out_dir) / "best.safetensors", fs::copy_options::overwrite_existing, ec);
+        if (ec) throw Exception(Error(ErrorKind::io, Where{o.out_dir, 0, 0, {}}, "cannot write best.safetensors: " + ec.message()));
+        return index;
+    }
+    return std::nullopt;
+}
+
+// The progress printer: one rewritten line on a terminal, a line per candidate in a log.
+inline std::function<void(const CandidateRecord&, const std::vector<CandidateRecord>&)> progress_printer(
+    const Task& task, const GenerateOptions& o, std::chrono::steady_clock::time_point start) {
+    if (!o.status) return {};
+    std::ostream* out = o.status;
+    const bool tty = o.status_is_terminal;
+    const Objective objective = task.objective;
+    const int budget = task.budget.max_candidates;
+    return [out, tty, objective, budget, start](const CandidateRecord& r, const std::vector<CandidateRecord>& all) {
+        const auto ranked = rank_feasible(all, objective);
+        std::string best = "none feasible yet";
+        if (!ranked.empty()) best = "best " + candidate_summary(all[ranked.front()]);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        std::string head = "[" + std::to_string(all.size()) + "/" + std::to_string(budget) + " " + fixed(s, 0) + "s";
+        if (all.size() >= 3 && budget > 0 && static_cast<int>(all.size()) < budget) {
+            const double eta = s / static_cast<double>(all.size()) * static_cast<double>(budget - static_cast<int>(all.size()));
+            head += ", ~" + fixed(eta, 0) + "s left";
+        }
+        head += "] ";
+        if (tty) {
+            std::string line = head + candidate_summary(r) + " | " + best;
+            if (line.size() > 150) line.resize(150);
+            *out << "\r\033[K" << line << std::flush;
+        } else {
+            *out << head << candidate_summary(r) << "  (" << r.reason << ")\n";
+        }
+    };
+}
+
+}  // namespace generate_detail
+
+// Runs a whole search (see the top of this file). `trainer` may be null (capacity objective).
+inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer, const GenerateOptions& o) {
+    namespace fs = std::filesystem;
+    using generate_detail::fixed;
+    const auto start = std::chrono::steady_clock::now();
+    resolve_objective(task, trainer != nullptr, o.task_file.empty() ? "task '" + task.name + "'" : o.task_file);
+    if (task.constraints.min_accuracy && !trainer && o.status)
+        *o.status << "lamda: warning: min_accuracy cannot be checked without a trainer; it is ignored\n";
+
+    std::optional<LatencyProfile> profile;
+    if (!task.profile.empty()) {
+        profile = read_latency_profile(task.profile);
+        const std::string w = fingerprint_warning(profile->fingerprint, current_fingerprint(task.constraints.threads));
+        if (!w.empty() && o.status) *o.status << "lamda: warning: " << task.profile << ": " << w << "\n";
+    } else if (o.status) {
+        *o.status << "lamda: no latency profile (task \"profile\" or --profile): every candidate is measured\n";
+    }
+
+    if (o.out_dir.empty()) throw Exception(Error(ErrorKind::usage, "generate: no output directory"));
+    std::error_code ec;
+    fs::create_directories(o.out_dir, ec);
+    if (ec) throw Exception(Error(ErrorKind::io, Where{o.out_dir, 0, 0, {}}, "cannot create the directory: " + ec.message()));
+    GenerateOutcome out;
+    out.journal_path = (fs::path(o.out_dir) / "journal.jsonl").string();
+    std::vector<CandidateRecord> resumed = generate_detail::open_journal(task, proposer, o, out.journal_path);
+    JournalHeader header;
+    header.task = task;
+    header.proposer = proposer.name();
+    header.seed = o.seed;
+    JournalWriter journal(out.journal_path, header);
+
+    // Where latency is measured: the caller's board, or this CPU.
+    auto measure_with = o.measure_with;
+#if defined(LAMDA_WITH_XNNPACK)
+    if (!measure_with) {
+        const int threads = task.constraints.threads;
+        measure_with = [threads](int runs, int warmup) { return xnnpack_measure(threads, runs, warmup); };
+    }
+#endif
+    // A board that stops answering stops the search; the candidate it was measuring is left out
+    // of the journal, so that --resume measures it once the board is back.
+    auto lost = std::make_shared<std::string>();
+    GenerateSetup setup;
+    if (profile) setup.latency = &profile->model;
+    if (measure_with) {
+        auto measure = measure_with(o.runs, 5);
+        if (o.device_lost) {
+            auto is_lost = o.device_lost;
+            setup.measure = [measure, is_lost, lost](const Graph& g) {
+                try {
+                    return measure(g);
+                } catch (const std::exception& e) {
+                    if (is_lost(e)) *lost = e.what();
+                    throw;
+                }
+            };
+        } else {
+            setup.measure = measure;
+        }
+    }
+    if (!setup.latency && !setup.measure)
+        throw Exception(Error(ErrorKind::usage, "no way to judge latency: give a latency profile (this lamda has no executor)"));
+    setup.trainer = trainer;
+    setup.proxy_accuracy_slack = o.proxy_slack;
+    setup.on_record = [&journal, lost](const CandidateRecord& r) {
+        if (!lost->empty() && r.verdict == Verdict::Failed) return;  // measured again on --resume
+        journal.append(r);
+    };
+    setup.on_progress = generate_detail::progress_printer(task, o, start);
+    auto should_stop = o.should_stop;
+    setup.should_stop = [should_stop, lost] { return !lost->empty() || (should_stop && should_stop()); };
+
+    out.result = run_generation(task, proposer, setup, std::move(resumed));
+    if (o.status) {
+        if (o.status_is_terminal) *o.status << "\n";
+        *o.status << "lamda: stopped (" << out.result.stop_reason << ") after " << out.result.records.size()
+                  << " candidates, " << out.result.duplicates << " repeats skipped\n";
+    }
+    if (!lost->empty())
+        throw Exception(Error(ErrorKind::device, *lost + "\nthe search stopped; its journal is in " + out.journal_path +
+                                                     ": run the same command with --resume once the board answers again"));
+
+    ReportInfo& info = out.info;
+    info.objective = task.objective;
+    info.proposer = proposer.name();
+    info.seed = o.seed;
+    info.device = !o.device_description.empty()
+                      ? o.device_description
+                      : describe_device().cpu_model + ", " + std::to_string(task.constraints.threads) + " thread(s)";
+    info.stop_reason = out.result.stop_reason;
+    out.ranked = rank_feasible(out.result.records, task.objective);
+    const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
+    const auto confirm_start = std::chrono::steady_clock::now();
+    const std::vector<std::size_t> confirmed =
+        generate_detail::confirm_best(task, o, measure_with, out.result.records, out.ranked, wanted, info);
+    const double confirm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - confirm_start).count();
+    double final_train_s = 0;
+    if (!trainer) {
+        if (!confirmed.empty()) out.best = confirmed.front();
+    } else {
+        const auto train_start = std::chrono::steady_clock::now();
+        out.best = generate_detail::train_final(task, o, *trainer, out.result.records, confirmed, info);
+        final_train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
+    }
+    const StageSeconds& st = out.result.stage_seconds;
+    info.stage_seconds = {{"propose", st.propose}, {"validate", st.validate}, {"predict", st.predict},
+                          {"measure", st.measure}, {"train", st.train}};
+    if (confirm_s > 0) info.stage_seconds.emplace_back("confirm", confirm_s);
+    if (final_train_s > 0) info.stage_seconds.emplace_back("final training", final_train_s);
+    info.best = out.best;
+    info.no_best = !out.best;
+    info.total_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() +
+        (out.result.resumed > 0 ? out.result.records[static_cast<std::size_t>(out.result.resumed) - 1].elapsed_s : 0.0);
+
+    const fs::path dir(o.out_dir);
+    if (out.best) {
+        const CandidateRecord& b = out.result.records[*out.best];
+        const std::string text = "# Generated by lamda " + std::string(version_string) + " for task '" + task.name +
+                                 "' (candidate #" + std::to_string(b.index) + ", " + std::string(proposer.name()) +
+                                 " proposer, seed " + std::to_string(o.seed) + ")\n# " + candidate_summary(b) + "\n" +
+                                 b.dsl;
+        generate_detail::write_file_atomically((dir / "best.lamda").string(), text);
+    }
+    generate_detail::write_file_atomically((dir / "report.json").string(), report_json(task, out.result.records, info));
+    generate_detail::write_file_atomically((dir / "report.html").string(), report_html(task, out.result.records, info));
+    return out;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_SEARCH_GENERATE_HPP
