@@ -4,6 +4,8 @@
 #   core        #include <lamda/core.hpp>            (include/)
 #   core-single #include <lamda/lamda_core.hpp>      (single_include/)
 #   full-single #include <lamda/lamda.hpp>           (single_include/, no feature macro)
+#   before      the same, with single_include/lamda/lamda.hpp as it was before the core was split
+#               out (commit 36fdd95; needs git and the repository's history)
 # Usage: bash bench/compile_time.sh [ROUNDS=7] [CXX=g++]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +22,12 @@ declare -A cmd=(
     [full-single]="$cxx -std=c++17 -fsyntax-only -Isingle_include $work/full_single.cpp"
 )
 order=(core core-single full-single)
+if git cat-file -e 36fdd95:single_include/lamda/lamda.hpp 2>/dev/null; then
+    mkdir -p "$work/before/lamda"
+    git show 36fdd95:single_include/lamda/lamda.hpp > "$work/before/lamda/lamda.hpp"
+    cmd[before]="$cxx -std=c++17 -fsyntax-only -I$work/before $work/full_single.cpp"
+    order+=(before)
+fi
 declare -A times
 for ((r = 0; r < rounds; r++)); do
     for v in "${order[@]}"; do
