@@ -181,18 +181,13 @@ inline bool check_attributes(const Layer& layer, std::vector<Diagnostic>& diags,
 
 }  // namespace detail
 
-// Infers the output shape (and resolved padding) of layer `index`, whose inputs precede it.
-// Returns false after adding diagnostics. A layer whose input has no known shape (because of an
-// earlier error) is skipped silently, so one mistake is reported once, not at every layer below.
-inline bool infer_layer(Graph& graph, std::size_t index, std::vector<Diagnostic>& diags,
-                        std::string_view file = {}, const Limits& limits = {}) {
-    using detail::add_error;
-    using detail::quote_name;
-    Layer& layer = graph.layers[index];
-    layer.shape = Shape{};
-    layer.pads = {0, 0, 0, 0};
-    const std::string what = std::string(op_name(layer.op)) + " " + quote_name(layer.name);
+namespace detail {
 
+// Position, input count and input order of layer `index`: what must hold before its shape rule
+// can run. Returns false after adding diagnostics.
+inline bool check_layer_inputs(const Graph& graph, std::size_t index, std::vector<Diagnostic>& diags,
+                               std::string_view file, const Limits& limits, const std::string& what) {
+    const Layer& layer = graph.layers[index];
     if (layer.op == OpKind::Input && index != 0) {
         add_error(diags, file, layer, what + ": only the first layer may be an input",
                   "a model has exactly one input, on its first line");
@@ -204,8 +199,8 @@ inline bool infer_layer(Graph& graph, std::size_t index, std::vector<Diagnostic>
         return false;
     }
     const int count = static_cast<int>(layer.inputs.size());
-    if (count < detail::min_inputs(layer.op) || count > detail::max_inputs(layer.op, limits)) {
-        const int lo = detail::min_inputs(layer.op), hi = detail::max_inputs(layer.op, limits);
+    if (count < min_inputs(layer.op) || count > max_inputs(layer.op, limits)) {
+        const int lo = min_inputs(layer.op), hi = max_inputs(layer.op, limits);
         add_error(diags, file, layer,
                   what + " takes " +
                       (lo == hi ? std::to_string(lo)
@@ -222,17 +217,27 @@ inline bool infer_layer(Graph& graph, std::size_t index, std::vector<Diagnostic>
             return false;
         }
     }
-    if (!detail::check_attributes(layer, diags, file, limits)) return false;
-    for (int input : layer.inputs)
-        if (!graph.layers[static_cast<std::size_t>(input)].shape.known()) return false;
+    return true;
+}
 
-    auto input_layer = [&](std::size_t k) -> const Layer& {
+// The shape rules of the op catalog, one per op family, for one layer whose inputs are known.
+// Each rule sets `out` (and the layer's resolved padding) or adds a diagnostic and returns false.
+struct ShapeRules {
+    Graph& graph;
+    Layer& layer;
+    std::vector<Diagnostic>& diags;
+    std::string_view file;
+    const Limits& limits;
+    const std::string& what;
+    Shape in;
+    Shape out;
+
+    const Layer& input_layer(std::size_t k) const {
         return graph.layers[static_cast<std::size_t>(layer.inputs[k])];
-    };
-    const Shape in = count > 0 ? input_layer(0).shape : layer.input_shape;
-    Shape out = in;
+    }
+    int count() const { return static_cast<int>(layer.inputs.size()); }
 
-    auto check_expected_in = [&](std::int64_t actual) {
+    bool check_expected_in(std::int64_t actual) {
         if (layer.expected_in_channels != 0 && layer.expected_in_channels != actual) {
             add_error(diags, file, layer,
                       "expected " + std::to_string(layer.expected_in_channels) +
@@ -243,19 +248,20 @@ inline bool infer_layer(Graph& graph, std::size_t index, std::vector<Diagnostic>
             return false;
         }
         return true;
-    };
-    auto windowed = [&](std::int64_t channels) {
-        detail::WindowAxis rows, cols;
+    }
+
+    // A sliding window (conv, dwconv, pools) over the input, with `channels` outputs.
+    bool windowed(std::int64_t channels) {
+        WindowAxis rows, cols;
         std::string why;
         const auto& a = layer.padding.amounts;  // top, left, bottom, right
-        if (!detail::window_axis(in.h, layer.kernel_h, layer.stride_h, layer.dilation_h,
-                                 layer.padding.mode, a[0], a[2], layer.ceil_mode, rows, why) ||
-            !detail::window_axis(in.w, layer.kernel_w, layer.stride_w, layer.dilation_w,
-                                 layer.padding.mode, a[1], a[3], layer.ceil_mode, cols, why)) {
+        if (!window_axis(in.h, layer.kernel_h, layer.stride_h, layer.dilation_h, layer.padding.mode, a[0], a[2],
+                         layer.ceil_mode, rows, why) ||
+            !window_axis(in.w, layer.kernel_w, layer.stride_w, layer.dilation_w, layer.padding.mode, a[1], a[3],
+                         layer.ceil_mode, cols, why)) {
             add_error(diags, file, layer,
-                      what + ": kernel " + detail::dims_text(layer.kernel_h, layer.kernel_w) +
-                          " does not fit its " + to_string(in) + " input from " +
-                          quote_name(input_layer(0).name) + ": " + why,
+                      what + ": kernel " + dims_text(layer.kernel_h, layer.kernel_w) + " does not fit its " +
+                          to_string(in) + " input from " + quote_name(input_layer(0).name) + ": " + why,
                       "use a smaller kernel or stride, padding=same, or remove a downsampling "
                       "layer earlier in the model");
             return false;
@@ -263,126 +269,162 @@ inline bool infer_layer(Graph& graph, std::size_t index, std::vector<Diagnostic>
         out = Shape{rows.out, cols.out, channels};
         layer.pads = {rows.pad_before, cols.pad_before, rows.pad_after, cols.pad_after};
         return true;
-    };
+    }
 
-    switch (layer.op) {
-    case OpKind::Input: out = layer.input_shape; break;
-    case OpKind::Conv2d:
+    bool conv2d() {
         if (!check_expected_in(in.c)) return false;
         if (in.c % layer.groups != 0 || layer.out_channels % layer.groups != 0) {
             add_error(diags, file, layer,
                       what + ": groups=" + std::to_string(layer.groups) +
-                          " must divide both the input channels (" + std::to_string(in.c) +
-                          " from " + quote_name(input_layer(0).name) + ") and out (" +
-                          std::to_string(layer.out_channels) + ")",
+                          " must divide both the input channels (" + std::to_string(in.c) + " from " +
+                          quote_name(input_layer(0).name) + ") and out (" + std::to_string(layer.out_channels) + ")",
                       "use a groups value that divides both, or dwconv for depthwise");
             return false;
         }
-        if (!windowed(layer.out_channels)) return false;
-        break;
-    case OpKind::DepthwiseConv2d:
+        return windowed(layer.out_channels);
+    }
+
+    bool depthwise_conv2d() {
         if (!check_expected_in(in.c)) return false;
         if (in.c * layer.multiplier > limits.max_channels) {
             add_error(diags, file, layer,
                       what + ": " + std::to_string(in.c) + " channels x multiplier " +
-                          std::to_string(layer.multiplier) + " exceeds " +
-                          std::to_string(limits.max_channels) + " channels");
+                          std::to_string(layer.multiplier) + " exceeds " + std::to_string(limits.max_channels) +
+                          " channels");
             return false;
         }
-        if (!windowed(in.c * layer.multiplier)) return false;
-        break;
-    case OpKind::MaxPool:
-    case OpKind::AvgPool: {
+        return windowed(in.c * layer.multiplier);
+    }
+
+    bool pool() {
         // PyTorch's rule, which also keeps every window partly inside the input (XNNPACK rejects
         // windows made only of padding): padding at most half the kernel.
         const auto& a = layer.padding.amounts;
         if (layer.padding.mode == PaddingMode::Explicit &&
-            (detail::max_of(a[0], a[2]) > layer.kernel_h / 2 || detail::max_of(a[1], a[3]) > layer.kernel_w / 2)) {
+            (max_of(a[0], a[2]) > layer.kernel_h / 2 || max_of(a[1], a[3]) > layer.kernel_w / 2)) {
             add_error(diags, file, layer,
-                      what + ": padding " + std::to_string(detail::max_of(detail::max_of(a[0], a[1]), detail::max_of(a[2], a[3]))) +
-                          " is more than half the kernel " +
-                          detail::dims_text(layer.kernel_h, layer.kernel_w),
+                      what + ": padding " + std::to_string(max_of(max_of(a[0], a[1]), max_of(a[2], a[3]))) +
+                          " is more than half the kernel " + dims_text(layer.kernel_h, layer.kernel_w),
                       "use padding=same or at most kernel/2");
             return false;
         }
-        if (!windowed(in.c)) return false;
-        break;
+        return windowed(in.c);
     }
-    case OpKind::FullyConnected:
+
+    bool fully_connected() {
         if (in.h != 1 || in.w != 1) {
             add_error(diags, file, layer,
-                      what + " needs a 1x1xC input, got " + to_string(in) + " from " +
-                          quote_name(input_layer(0).name),
+                      what + " needs a 1x1xC input, got " + to_string(in) + " from " + quote_name(input_layer(0).name),
                       "put `gap` or `flatten` before it");
             return false;
         }
         if (!check_expected_in(in.c)) return false;
         out = Shape{1, 1, layer.out_channels};
-        break;
-    case OpKind::GlobalAvgPool: out = Shape{1, 1, in.c}; break;
-    case OpKind::Flatten: out = Shape{1, 1, in.elements()}; break;
-    case OpKind::Add:
-        for (int k = 1; k < count; ++k) {
+        return true;
+    }
+
+    bool add() {
+        for (int k = 1; k < count(); ++k) {
             const Layer& other = input_layer(static_cast<std::size_t>(k));
             if (other.shape != in) {
                 add_error(diags, file, layer,
-                          what + ": input " + quote_name(other.name) + " is " +
-                              to_string(other.shape) + " but " + quote_name(input_layer(0).name) +
-                              " is " + to_string(in),
+                          what + ": input " + quote_name(other.name) + " is " + to_string(other.shape) + " but " +
+                              quote_name(input_layer(0).name) + " is " + to_string(in),
                           "all inputs of add must have the same shape; match channels with a "
                           "1x1 conv2d and spatial size with the same strides");
                 return false;
             }
         }
-        break;
-    case OpKind::Concat: {
+        return true;
+    }
+
+    bool concat() {
         std::int64_t channels = 0;
-        for (int k = 0; k < count; ++k) {
+        for (int k = 0; k < count(); ++k) {
             const Layer& other = input_layer(static_cast<std::size_t>(k));
             if (other.shape.h != in.h || other.shape.w != in.w) {
                 add_error(diags, file, layer,
-                          what + ": input " + quote_name(other.name) + " is " +
-                              to_string(other.shape) + " but " + quote_name(input_layer(0).name) +
-                              " is " + to_string(in),
+                          what + ": input " + quote_name(other.name) + " is " + to_string(other.shape) + " but " +
+                              quote_name(input_layer(0).name) + " is " + to_string(in),
                           "concat joins channels; its inputs need the same height and width");
                 return false;
             }
             channels += other.shape.c;
         }
         out = Shape{in.h, in.w, channels};
-        break;
+        return true;
     }
-    case OpKind::Mul: {
+
+    bool mul() {
         const Shape a = in, b = input_layer(1).shape;
         const bool same = a == b;
         const bool broadcast_b = b.h == 1 && b.w == 1 && b.c == a.c;
         const bool broadcast_a = a.h == 1 && a.w == 1 && a.c == b.c;
         if (!same && !broadcast_b && !broadcast_a) {
             add_error(diags, file, layer,
-                      what + ": cannot multiply " + quote_name(input_layer(0).name) + " (" +
-                          to_string(a) + ") by " + quote_name(input_layer(1).name) + " (" +
-                          to_string(b) + ")",
+                      what + ": cannot multiply " + quote_name(input_layer(0).name) + " (" + to_string(a) + ") by " +
+                          quote_name(input_layer(1).name) + " (" + to_string(b) + ")",
                       "mul needs equal shapes, or a 1x1xC value with the same C to broadcast");
             return false;
         }
         out = broadcast_a && !same ? b : a;
-        break;
-    }
-    case OpKind::BatchNorm:
-    case OpKind::Relu:
-    case OpKind::Relu6:
-    case OpKind::HardSwish:
-    case OpKind::HardSigmoid:
-    case OpKind::Sigmoid:
-    case OpKind::Softmax:
-    case OpKind::Dropout: break;
+        return true;
     }
 
+    // Dispatches on the op; ops that keep their input's shape need no rule.
+    bool apply() {
+        switch (layer.op) {
+        case OpKind::Input: out = layer.input_shape; return true;
+        case OpKind::Conv2d: return conv2d();
+        case OpKind::DepthwiseConv2d: return depthwise_conv2d();
+        case OpKind::MaxPool:
+        case OpKind::AvgPool: return pool();
+        case OpKind::FullyConnected: return fully_connected();
+        case OpKind::GlobalAvgPool: out = Shape{1, 1, in.c}; return true;
+        case OpKind::Flatten: out = Shape{1, 1, in.elements()}; return true;
+        case OpKind::Add: return add();
+        case OpKind::Concat: return concat();
+        case OpKind::Mul: return mul();
+        case OpKind::BatchNorm:
+        case OpKind::Relu:
+        case OpKind::Relu6:
+        case OpKind::HardSwish:
+        case OpKind::HardSigmoid:
+        case OpKind::Sigmoid:
+        case OpKind::Softmax:
+        case OpKind::Dropout: return true;
+        }
+        return true;
+    }
+};
+
+}  // namespace detail
+
+// Infers the output shape (and resolved padding) of layer `index`, whose inputs precede it.
+// Returns false after adding diagnostics. A layer whose input has no known shape (because of an
+// earlier error) is skipped silently, so one mistake is reported once, not at every layer below.
+inline bool infer_layer(Graph& graph, std::size_t index, std::vector<Diagnostic>& diags,
+                        std::string_view file = {}, const Limits& limits = {}) {
+    Layer& layer = graph.layers[index];
+    layer.shape = Shape{};
+    layer.pads = {0, 0, 0, 0};
+    const std::string what = std::string(op_name(layer.op)) + " " + detail::quote_name(layer.name);
+
+    if (!detail::check_layer_inputs(graph, index, diags, file, limits, what)) return false;
+    if (!detail::check_attributes(layer, diags, file, limits)) return false;
+    for (int input : layer.inputs)
+        if (!graph.layers[static_cast<std::size_t>(input)].shape.known()) return false;
+
+    const Shape in = layer.inputs.empty() ? layer.input_shape
+                                          : graph.layers[static_cast<std::size_t>(layer.inputs[0])].shape;
+    detail::ShapeRules rules{graph, layer, diags, file, limits, what, in, in};
+    if (!rules.apply()) return false;
+    const Shape out = rules.out;
     if (out.c > limits.max_value_elements || out.elements() > limits.max_value_elements) {
-        add_error(diags, file, layer,
-                  what + ": its output " + to_string(out) + " has more than " +
-                      std::to_string(limits.max_value_elements) + " elements",
-                  "reduce the input size or the channel count");
+        detail::add_error(diags, file, layer,
+                          what + ": its output " + to_string(out) + " has more than " +
+                              std::to_string(limits.max_value_elements) + " elements",
+                          "reduce the input size or the channel count");
         return false;
     }
     layer.shape = out;
