@@ -36,12 +36,12 @@
 #include <memory>
 #include <optional>
 #include <ostream>
-#include <sstream>
 #include <string>
 #include <system_error>
 #include <utility>
 #include <vector>
 
+#include "../detail/format.hpp"
 #include "../dsl/file.hpp"
 #include "../exception.hpp"
 #include "../exec/device.hpp"
@@ -87,13 +87,7 @@ struct GenerateOutcome {
 
 namespace generate_detail {
 
-inline std::string fixed(double v, int digits) {
-    std::ostringstream o;
-    o.setf(std::ios::fixed);
-    o.precision(digits);
-    o << v;
-    return o.str();
-}
+using detail::format_fixed;
 
 // Writes through a temporary file and a rename, so that readers never see half a file.
 inline void write_file_atomically(const std::string& path, const std::string& text) {
@@ -113,12 +107,12 @@ inline void write_file_atomically(const std::string& path, const std::string& te
 
 // One line about a candidate: "#12 feasible  3.88 MMACs  81482 params  pred 0.0910 ms ...".
 inline std::string candidate_summary(const CandidateRecord& r) {
-    using generate_detail::fixed;
+    using generate_detail::format_fixed;
     std::string s = "#" + std::to_string(r.index) + " " + std::string(verdict_name(r.verdict));
-    if (r.macs >= 0) s += "  " + fixed(double(r.macs) / 1e6, 2) + " MMACs  " + std::to_string(r.params) + " params";
-    if (r.predicted_ms) s += "  pred " + fixed(*r.predicted_ms, 4) + " ms";
-    if (r.measured_ms) s += "  meas " + fixed(*r.measured_ms, 4) + " ms";
-    if (r.accuracy) s += "  acc " + fixed(*r.accuracy * 100, 2) + "%";
+    if (r.macs >= 0) s += "  " + format_fixed(double(r.macs) / 1e6, 2) + " MMACs  " + std::to_string(r.params) + " params";
+    if (r.predicted_ms) s += "  pred " + format_fixed(*r.predicted_ms, 4) + " ms";
+    if (r.measured_ms) s += "  meas " + format_fixed(*r.measured_ms, 4) + " ms";
+    if (r.accuracy) s += "  acc " + format_fixed(*r.accuracy * 100, 2) + "%";
     return s;
 }
 
@@ -172,7 +166,7 @@ inline std::vector<std::size_t> confirm_best(const Task& task, const GenerateOpt
             const Measurement m = measure_with(o.confirm_runs, 20)(g);
             const bool meets = m.median_ms <= task.constraints.latency_ms;
             if (o.status)
-                *o.status << "lamda: confirming #" << index << ": " << fixed(m.median_ms, 4) << " ms median over "
+                *o.status << "lamda: confirming #" << index << ": " << format_fixed(m.median_ms, 4) << " ms median over "
                           << o.confirm_runs << " runs (" << (meets ? "meets" : "misses") << " the "
                           << task.constraints.latency_ms << " ms budget)\n";
             info.confirmations.push_back({index, m.median_ms, o.confirm_runs});
@@ -197,9 +191,9 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
         const FinalTraining f = trainer.train_final(parse_dsl_or_throw(records[index].dsl, "best"), weights);
         info.final_trainings.push_back({index, f, weights});
         if (o.status)
-            *o.status << "lamda: #" << index << ": validation " << fixed(f.val_accuracy * 100, 2) << "%, test "
-                      << fixed(f.test_accuracy * 100, 2) << "% after " << f.epochs << " epochs ("
-                      << fixed(f.train_seconds, 0) << " s)\n";
+            *o.status << "lamda: #" << index << ": validation " << format_fixed(f.val_accuracy * 100, 2) << "%, test "
+                      << format_fixed(f.test_accuracy * 100, 2) << "% after " << f.epochs << " epochs ("
+                      << format_fixed(f.train_seconds, 0) << " s)\n";
         if (task.constraints.min_accuracy && f.val_accuracy < *task.constraints.min_accuracy) continue;
         std::error_code ec;
         fs::copy_file(weights, fs::path(o.out_dir) / "best.safetensors", fs::copy_options::overwrite_existing, ec);
@@ -222,10 +216,10 @@ inline std::function<void(const CandidateRecord&, const std::vector<CandidateRec
         std::string best = "none feasible yet";
         if (!ranked.empty()) best = "best " + candidate_summary(all[ranked.front()]);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        std::string head = "[" + std::to_string(all.size()) + "/" + std::to_string(budget) + " " + fixed(s, 0) + "s";
+        std::string head = "[" + std::to_string(all.size()) + "/" + std::to_string(budget) + " " + format_fixed(s, 0) + "s";
         if (all.size() >= 3 && budget > 0 && static_cast<int>(all.size()) < budget) {
             const double eta = s / static_cast<double>(all.size()) * static_cast<double>(budget - static_cast<int>(all.size()));
-            head += ", ~" + fixed(eta, 0) + "s left";
+            head += ", ~" + format_fixed(eta, 0) + "s left";
         }
         head += "] ";
         if (tty) {
@@ -243,7 +237,7 @@ inline std::function<void(const CandidateRecord&, const std::vector<CandidateRec
 // Runs a whole search (see the top of this file). `trainer` may be null (capacity objective).
 inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer, const GenerateOptions& o) {
     namespace fs = std::filesystem;
-    using generate_detail::fixed;
+    using generate_detail::format_fixed;
     const auto start = std::chrono::steady_clock::now();
     resolve_objective(task, trainer != nullptr, o.task_file.empty() ? "task '" + task.name + "'" : o.task_file);
     if (task.constraints.min_accuracy && !trainer && o.status)
