@@ -22,6 +22,7 @@
 #include "core/diagnostics.hpp"
 #include "core/analysis.hpp"
 #include "core/validate.hpp"
+#include "core/rewrite.hpp"
 #include "dsl/parser.hpp"
 #include "dsl/layers.hpp"
 
