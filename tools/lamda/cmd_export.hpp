@@ -28,10 +28,14 @@
 #include <lamda/dsl/parser.hpp>
 #include <lamda/deploy/export.hpp>
 #include <lamda/exec/fold.hpp>
+#if defined(LAMDA_WITH_ONNX)
 #include <lamda/deploy/onnx_import.hpp>
+#endif
 #include <lamda/exec/reference.hpp>
 #include <lamda/data/weights.hpp>
+#if defined(LAMDA_WITH_XNNPACK)
 #include <lamda/exec/xnnpack.hpp>
+#endif
 
 namespace lamda_cli {
 

@@ -23,7 +23,9 @@
 #include <lamda/dsl/file.hpp>
 #include <lamda/dsl/parser.hpp>
 #include <lamda/detail/json_write.hpp>
+#if defined(LAMDA_WITH_LATENCY)
 #include <lamda/latency/model.hpp>
+#endif
 #include <lamda/search/sampler.hpp>
 #if defined(LAMDA_WITH_LATENCY) && defined(LAMDA_WITH_XNNPACK)
 #include <lamda/latency/profiler.hpp>
