@@ -35,6 +35,7 @@
 #include "search/types.hpp"
 #include "search/designer.hpp"
 #include "search/proposers.hpp"
+#include "search/inherit.hpp"
 
 // Optional parts, each before any header that includes it inside an #if block (an include
 // inlined under a condition is inlined again where it is next needed unconditionally).
