@@ -33,13 +33,16 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
 #include "../exception.hpp"
+#include "../detail/checked.hpp"
 #include "../dsl/parser.hpp"
 #include "../core/ir.hpp"
 #include "../data/weights.hpp"
@@ -66,14 +69,29 @@ struct Const {
 
 inline Const to_const(const onnx::TensorProto& t, const std::string& where) {
     Const c;
-    std::int64_t n = 1;
-    for (auto d : t.dims()) {
-        c.dims.push_back(d);
-        n *= d;
-    }
-    if (n < 0 || n > (std::int64_t{1} << 31)) throw OnnxImportError(where + ": tensor too large");
-    c.v.resize(static_cast<std::size_t>(n));
+    if (t.dims_size() > 8) throw OnnxImportError(where + ": tensor '" + t.name() + "' has " + std::to_string(t.dims_size()) + " dimensions, more than 8");
+    for (auto d : t.dims()) c.dims.push_back(d);
+    // Checked: a product that overflows (e.g. [3, 6148914691236517206]) is an error, not a
+    // small wrapped-around count.
+    const std::optional<std::int64_t> count = detail::checked_elements(c.dims, std::int64_t{1} << 31);
+    if (!count)
+        throw OnnxImportError(where + ": tensor '" + t.name() + "' has dimensions " + shape_string(c.dims) +
+                              ": negative, or more than 2^31 elements");
+    const std::int64_t n = *count;
     const std::string& raw = t.raw_data();
+    // The data must be there before anything is allocated for it.
+    const auto type = t.data_type();
+    const std::size_t item = type == onnx::TensorProto::INT64 ? 8 : 4;
+    const std::int64_t listed = !raw.empty() ? static_cast<std::int64_t>(raw.size() / item)
+                                : type == onnx::TensorProto::FLOAT ? t.float_data_size()
+                                : type == onnx::TensorProto::INT64 ? t.int64_data_size()
+                                : t.int32_data_size();
+    if ((type == onnx::TensorProto::FLOAT || type == onnx::TensorProto::INT64 || type == onnx::TensorProto::INT32) &&
+        (listed != n || (!raw.empty() && raw.size() % item != 0)))
+        throw OnnxImportError(where + ": tensor '" + t.name() + "' " + shape_string(c.dims) + " needs " +
+                              std::to_string(n) + " values, its data holds " +
+                              (raw.empty() ? std::to_string(listed) + " values" : std::to_string(raw.size()) + " bytes"));
+    c.v.resize(static_cast<std::size_t>(n));
     auto need = [&](std::size_t bytes) {
         if (raw.size() != bytes * static_cast<std::size_t>(n))
             throw OnnxImportError(where + ": tensor '" + t.name() + "' has " +
@@ -208,7 +226,12 @@ private:
     std::vector<Spec> specs_;
     std::map<std::string, std::size_t> index_;
     std::set<std::string> names_;
+    std::map<std::string, int> next_suffix_;  // unique(): base name -> next suffix to try
     Weights weights_;
+    std::optional<Graph> partial_;             // shape_of(): the last partial model parsed
+    std::size_t partial_layers_ = 0;           // ... and how many layers it had
+    std::size_t parsed_bytes_ = 0;             // ... and the DSL text parsed for it in all
+    static constexpr std::size_t max_parsed_bytes = std::size_t{256} << 20;
 
     std::string text() const {
         std::string model = sanitize(name_.empty() ? m_.graph().name() : name_);
@@ -224,25 +247,50 @@ private:
         return t;
     }
 
-    Shape shape_of(const std::string& layer) const {
-        ParseResult p = parse_dsl(text(), "partial.lamda");
-        if (!p.ok()) throw OnnxImportError("internal: partial model does not check:\n" + format_diagnostics(p.diagnostics));
-        const int i = p.graph.find(layer);
-        return p.graph.layers[static_cast<std::size_t>(i)].shape;
+    // The shape of a layer built so far. The partial model is parsed again only when layers were
+    // added since the last parse (a layer's shape never changes once added: fusing an activation
+    // or a bias does not change it), and the text parsed in all is bounded, so that a file of
+    // many Shape/Flatten nodes costs time linear in its size up to that bound, then an error.
+    Shape shape_of(const std::string& layer) {
+        if (!partial_ || partial_layers_ != specs_.size()) {
+            const std::string t = text();
+            parsed_bytes_ += t.size();
+            if (parsed_bytes_ > max_parsed_bytes)
+                throw OnnxImportError("the model needs the shapes of too many values (more than " +
+                                      std::to_string(max_parsed_bytes >> 20) +
+                                      " MiB of partial models checked): too many Shape, Flatten, Reshape or Softmax nodes");
+            ParseResult p = parse_dsl(t, "partial.lamda");
+            if (!p.ok()) throw OnnxImportError("the partial model does not check:\n" + format_diagnostics(p.diagnostics));
+            partial_ = std::move(p.graph);
+            partial_layers_ = specs_.size();
+        }
+        const int i = partial_->find(layer);
+        if (i < 0) throw OnnxImportError("internal: layer '" + layer + "' is not in the partial model");
+        return partial_->layers[static_cast<std::size_t>(i)].shape;
     }
 
+    // A layer name not used yet. Linear time: each base remembers the next suffix to try, so n
+    // nodes of one name cost n lookups, not n^2.
     std::string unique(std::string base) {
         if (base.empty()) base = "layer";
         if (base.size() > 56) base = base.substr(base.size() - 56);
         if (base[0] >= '0' && base[0] <= '9') base = "n" + base;
         if (base[0] == '_') base = "n" + base;
         std::string n = base;
-        for (int k = 2; names_.count(n); ++k) n = base + "_" + std::to_string(k);
+        if (names_.count(n)) {
+            int& k = next_suffix_[base];
+            if (k < 2) k = 2;
+            do n = base + "_" + std::to_string(k++);
+            while (names_.count(n));
+        }
         names_.insert(n);
         return n;
     }
 
     void add(Spec s) {
+        if (specs_.size() >= static_cast<std::size_t>(Limits{}.max_layers))
+            throw OnnxImportError("the model has more than " + std::to_string(Limits{}.max_layers) +
+                                  " layers, the limit of a lamda model");
         index_[s.name] = specs_.size();
         specs_.push_back(std::move(s));
     }
@@ -333,6 +381,7 @@ private:
     }
 
     void fold(const onnx::NodeProto& n) {
+        if (consts_.size() > (std::size_t{1} << 20)) fail(n, "more than 2^20 constants");
         const std::string& op = n.op_type();
         Const out;
         if (op == "Constant") {
@@ -351,17 +400,16 @@ private:
             for (double i : idx.v) {
                 auto k = static_cast<std::int64_t>(i);
                 if (k < 0) k += d.dims[0];
-                if (k < 0 || k >= d.dims[0]) fail(n, "index out of range");
+                if (k < 0 || k >= d.dims[0] || static_cast<std::size_t>(k) >= d.v.size()) fail(n, "index out of range");
                 out.v.push_back(d.v[static_cast<std::size_t>(k)]);
             }
         } else if (op == "Unsqueeze" || op == "Squeeze" || op == "Cast" || op == "Identity") {
             out = need_const(n, 0);
-            std::int64_t count = 1;
-            for (auto d : out.dims) count *= d;
-            out.dims = {count};  // shape constants are 1-D or scalars; 1-D is what consumers read
+            out.dims = {static_cast<std::int64_t>(out.v.size())};  // shape constants are 1-D or scalars; 1-D is what consumers read
         } else if (op == "Concat") {
             for (int k = 0; k < n.input_size(); ++k) {
                 const Const& c = need_const(n, k);
+                if (out.v.size() + c.v.size() > (std::size_t{1} << 24)) fail(n, "the folded constant is too large");
                 out.v.insert(out.v.end(), c.v.begin(), c.v.end());
             }
             out.dims = {static_cast<std::int64_t>(out.v.size())};
@@ -371,219 +419,263 @@ private:
         consts_[n.output(0)] = std::move(out);
     }
 
+    // One ONNX node: checked for the outputs and inputs every op needs before any protobuf
+    // accessor is indexed, then handed to the function for its op.
     void node(const onnx::NodeProto& n) {
         const std::string& op = n.op_type();
         if (n.domain() != "" && n.domain() != "ai.onnx") fail(n, "op domain '" + n.domain() + "' is not supported");
+        if (n.output_size() < 1 || n.output(0).empty()) fail(n, "the node has no output");
         bool all_const = n.input_size() > 0 || op == "Constant";
         for (const auto& in : n.input())
             if (!in.empty() && !constant(in)) all_const = false;
         if (op == "Constant" || (all_const && op != "Shape")) return fold(n);
+        if (n.input_size() < 1 || n.input(0).empty()) fail(n, "the node has no input");
         if (op == "Shape") return fold(n);
-
-        auto in0 = [&] { return lamda_value(n.input(0), describe(n)); };
-        if (op == "Identity" || op == "Dropout") {
-            if (n.output_size() > 1 && !n.output(1).empty() && uses_[n.output(1)] > 0) fail(n, "the dropout mask is not supported");
-            value_[n.output(0)] = in0();
-            return;
-        }
-        if (op == "Conv") {
-            const std::string x = in0();
-            const Const& w = need_const(n, 1);
-            if (w.dims.size() != 4) fail(n, "only 2-D convolutions are supported");
-            const std::int64_t group = int_attr(n, "group", 1);
-            const std::string autopad = attr(n, "auto_pad") ? attr(n, "auto_pad")->s() : "NOTSET";
-            if (autopad != "NOTSET" && autopad != "VALID") fail(n, "auto_pad=" + autopad + " is not supported");
-            const auto strides = ints(n, "strides", {1, 1});
-            const auto dil = ints(n, "dilations", {1, 1});
-            const auto pads = ints(n, "pads", {0, 0, 0, 0});
-            if (strides.size() != 2 || dil.size() != 2 || pads.size() != 4) fail(n, "bad strides, dilations or pads");
-            Spec s{layer_name(n, n.input(1)), "", {x}, {}, "", false};
-            const bool dw = group > 1 && w.dims[1] == 1;
-            if (dw) {
-                s.op = "dwconv";
-                if (w.dims[0] % group) fail(n, "output channels do not divide by group");
-                if (w.dims[0] / group != 1) s.attrs.push_back("multiplier=" + std::to_string(w.dims[0] / group));
-            } else {
-                s.op = "conv2d";
-                s.attrs.push_back("out=" + std::to_string(w.dims[0]));
-                if (group != 1) s.attrs.push_back("groups=" + std::to_string(group));
-            }
-            s.attrs.push_back("kernel=" + size(w.dims[2], w.dims[3]));
-            if (strides[0] != 1 || strides[1] != 1) s.attrs.push_back("stride=" + size(strides[0], strides[1]));
-            if (dil[0] != 1 || dil[1] != 1) s.attrs.push_back("dilation=" + size(dil[0], dil[1]));
-            const std::string pad = conv_padding(pads, w.dims[2], w.dims[3], strides, dil);
-            if (!pad.empty()) s.attrs.push_back(pad);
-            const bool bias = n.input_size() > 2 && !n.input(2).empty();
-            if (!bias) s.attrs.push_back("bias=false");
-            weights_[s.name + ".weight"] = tensor(w);
-            if (bias) weights_[s.name + ".bias"] = tensor(need_const(n, 2));
-            value_[n.output(0)] = s.name;
-            add(std::move(s));
-            return;
-        }
-        if (op == "Gemm" || op == "MatMul") {
-            const std::string x = in0();
-            const Const& b = need_const(n, 1);
-            if (b.dims.size() != 2) fail(n, "the weight must be 2-D");
-            bool trans_b = op == "Gemm" && int_attr(n, "transB", 0) != 0;
-            if (op == "Gemm" && (int_attr(n, "transA", 0) != 0 || float_attr(n, "alpha", 1.0) != 1.0 || float_attr(n, "beta", 1.0) != 1.0))
-                fail(n, "only Gemm with transA=0, alpha=1, beta=1 is supported");
-            const std::int64_t out = trans_b ? b.dims[0] : b.dims[1], in = trans_b ? b.dims[1] : b.dims[0];
-            WeightTensor wt;
-            wt.shape = {out, in};
-            wt.data.resize(static_cast<std::size_t>(out * in));
-            for (std::int64_t o = 0; o < out; ++o)
-                for (std::int64_t i = 0; i < in; ++i)
-                    wt.data[static_cast<std::size_t>(o * in + i)] = static_cast<float>(
-                        trans_b ? b.v[static_cast<std::size_t>(o * in + i)] : b.v[static_cast<std::size_t>(i * out + o)]);
-            // ONNX flattened C,H,W; lamda H,W,C: permute the columns.
-            const auto flat = chw_flat_.find(x);
-            if (flat != chw_flat_.end()) {
-                const Shape s = flat->second;
-                if (s.elements() != in) fail(n, "the weight does not fit the flattened input");
-                std::vector<float> p(wt.data.size());
-                for (std::int64_t o = 0; o < out; ++o)
-                    for (std::int64_t c = 0; c < s.c; ++c)
-                        for (std::int64_t h = 0; h < s.h; ++h)
-                            for (std::int64_t w = 0; w < s.w; ++w)
-                                p[static_cast<std::size_t>(o * in + (h * s.w + w) * s.c + c)] =
-                                    wt.data[static_cast<std::size_t>(o * in + c * s.h * s.w + h * s.w + w)];
-                wt.data = std::move(p);
-            }
-            Spec s{layer_name(n, n.input(1)), "fc", {x}, {"out=" + std::to_string(out)}, "", false};
-            const bool bias = op == "Gemm" && n.input_size() > 2 && !n.input(2).empty();
-            if (bias) {
-                const Const& c = need_const(n, 2);
-                if (static_cast<std::int64_t>(c.v.size()) != out) fail(n, "only a per-output bias is supported");
-                WeightTensor bt = tensor(c);
-                bt.shape = {out};
-                weights_[s.name + ".bias"] = bt;
-            } else {
-                s.attrs.push_back("bias=false");
-            }
-            weights_[s.name + ".weight"] = std::move(wt);
-            value_[n.output(0)] = s.name;
-            add(std::move(s));
-            return;
-        }
-        if (op == "BatchNormalization") {
-            Spec s{layer_name(n, n.input(1)), "batchnorm", {in0()}, {}, "", false};
-            const double eps = float_attr(n, "epsilon", 1e-5);
-            // The float attribute widened to double: print the float's shortest decimal.
-            char buf[64];
-            const auto r = std::to_chars(buf, buf + sizeof buf, static_cast<float>(eps));
-            const std::string es(buf, r.ptr);
-            if (static_cast<float>(eps) != 1e-5f) s.attrs.push_back("eps=" + es);
-            const char* names[4] = {".weight", ".bias", ".running_mean", ".running_var"};
-            for (int k = 0; k < 4; ++k) weights_[s.name + names[k]] = tensor(need_const(n, k + 1));
-            value_[n.output(0)] = s.name;
-            add(std::move(s));
-            return;
-        }
+        if (op == "Identity" || op == "Dropout") return passthrough(n);
+        if (op == "Conv") return conv(n);
+        if (op == "Gemm" || op == "MatMul") return gemm(n);
+        if (op == "BatchNormalization") return batchnorm(n);
         if (op == "Relu") return activation(n, "relu", "relu");
         if (op == "Sigmoid") return activation(n, "sigmoid", "sigmoid");
         if (op == "HardSwish") return activation(n, "hardswish", "hardswish");
-        if (op == "HardSigmoid") {
-            if (std::fabs(float_attr(n, "alpha", 0.2) - 1.0 / 6) > 1e-6 || std::fabs(float_attr(n, "beta", 0.5) - 0.5) > 1e-6)
-                fail(n, "only HardSigmoid with alpha=1/6, beta=1/2 (torch's) is supported");
-            return activation(n, "hardsigmoid", "hardsigmoid");
-        }
-        if (op == "Clip") {
-            double lo = float_attr(n, "min", -INFINITY), hi = float_attr(n, "max", INFINITY);
-            if (n.input_size() > 1 && !n.input(1).empty()) lo = need_const(n, 1).v.at(0);
-            if (n.input_size() > 2 && !n.input(2).empty()) hi = need_const(n, 2).v.at(0);
-            if (lo == 0 && hi == 6) return activation(n, "relu6", "relu6");
-            if (lo == 0 && std::isinf(hi)) return activation(n, "relu", "relu");
-            fail(n, "only Clip to [0, 6] (relu6) or [0, inf) (relu) is supported");
-        }
-        if (op == "Add" || op == "Mul" || op == "Sum") {
-            // fc + constant bias (MatMul + Add)
-            if (op == "Add" && n.input_size() == 2 && constant(n.input(1)) && value_.count(n.input(0))) {
-                const std::string x = in0();
-                Spec& p = specs_[index_.at(x)];
-                const Const& c = *constant(n.input(1));
-                const bool no_bias = std::find(p.attrs.begin(), p.attrs.end(), "bias=false") != p.attrs.end();
-                if (p.op == "fc" && no_bias && p.act.empty() && uses_[n.input(0)] == 1) {
-                    p.attrs.erase(std::find(p.attrs.begin(), p.attrs.end(), "bias=false"));
-                    WeightTensor bt = tensor(c);
-                    bt.shape = {static_cast<std::int64_t>(bt.data.size())};
-                    weights_[p.name + ".bias"] = bt;
-                    value_[n.output(0)] = x;
-                    return;
-                }
-                fail(n, "adding a constant is supported only as the bias of a MatMul");
-            }
-            Spec s{layer_name(n, ""), op == "Mul" ? "mul" : "add", {}, {}, "", false};
-            for (const auto& in : n.input()) s.inputs.push_back(lamda_value(in, describe(n)));
-            value_[n.output(0)] = s.name;
-            add(std::move(s));
-            return;
-        }
-        if (op == "Concat") {
-            if (int_attr(n, "axis", 1) != 1) fail(n, "only Concat on channels (axis=1) is supported");
-            Spec s{layer_name(n, ""), "concat", {}, {}, "", false};
-            for (const auto& in : n.input()) s.inputs.push_back(lamda_value(in, describe(n)));
-            value_[n.output(0)] = s.name;
-            add(std::move(s));
-            return;
-        }
-        if (op == "GlobalAveragePool") {
-            Spec s{layer_name(n, ""), "gap", {in0()}, {}, "", false};
-            value_[n.output(0)] = s.name;
-            add(std::move(s));
-            return;
-        }
-        if (op == "MaxPool" || op == "AveragePool") {
-            if (n.output_size() > 1 && !n.output(1).empty() && uses_[n.output(1)] > 0) fail(n, "MaxPool indices are not supported");
-            const auto k = ints(n, "kernel_shape", {});
-            const auto strides = ints(n, "strides", {1, 1});
-            const auto pads = ints(n, "pads", {0, 0, 0, 0});
-            const auto dil = ints(n, "dilations", {1, 1});
-            if (k.size() != 2 || strides.size() != 2 || pads.size() != 4) fail(n, "only 2-D pools are supported");
-            if (dil[0] != 1 || dil[1] != 1) fail(n, "dilated pools are not supported");
-            const std::string autopad = attr(n, "auto_pad") ? attr(n, "auto_pad")->s() : "NOTSET";
-            if (autopad != "NOTSET" && autopad != "VALID") fail(n, "auto_pad=" + autopad + " is not supported");
-            const bool padded = pads[0] || pads[1] || pads[2] || pads[3];
-            const bool ceil = int_attr(n, "ceil_mode", 0) != 0;
-            if (op == "AveragePool" && int_attr(n, "count_include_pad", 0) != 0 && (padded || ceil))
-                fail(n, "count_include_pad=1 with padding is not supported (lamda never counts padding)");
-            Spec s{layer_name(n, ""), op == "MaxPool" ? "maxpool" : "avgpool", {in0()},
-                   {"kernel=" + size(k[0], k[1]), "stride=" + size(strides[0], strides[1]), padding(pads)},
-                   "", false};
-            if (ceil) s.attrs.push_back("ceil=true");
-            value_[n.output(0)] = s.name;
-            add(std::move(s));
-            return;
-        }
-        if (op == "Flatten" || op == "Reshape") {
-            const std::string x = in0();
-            if (op == "Flatten" && int_attr(n, "axis", 1) != 1) fail(n, "only Flatten with axis=1 is supported");
-            const Shape s = shape_of(x);
-            if (op == "Reshape") {
-                const Const& shape = need_const(n, 1);
-                const bool two_d = shape.v.size() == 2 && (shape.v[0] == 1 || shape.v[0] == 0 || shape.v[0] == -1) &&
-                                   (shape.v[1] == -1 || shape.v[1] == static_cast<double>(s.elements()));
-                if (!two_d) fail(n, "only Reshape to 2-D [N, H*W*C] is supported");
-            }
-            Spec sp{layer_name(n, ""), "flatten", {x}, {}, "", false};
-            if (s.h != 1 || s.w != 1) chw_flat_[sp.name] = s;
-            value_[n.output(0)] = sp.name;
-            add(std::move(sp));
-            return;
-        }
-        if (op == "Softmax") {
-            const std::string x = in0();
-            const Shape s = shape_of(x);
-            const std::int64_t axis = int_attr(n, "axis", -1);
-            if (!(axis == 1 || (axis == -1 && s.h == 1 && s.w == 1))) fail(n, "only Softmax over channels is supported");
-            Spec sp{layer_name(n, ""), "softmax", {x}, {}, "", false};
-            value_[n.output(0)] = sp.name;
-            add(std::move(sp));
-            return;
-        }
+        if (op == "HardSigmoid") return hardsigmoid(n);
+        if (op == "Clip") return clip(n);
+        if (op == "Add" || op == "Mul" || op == "Sum") return elementwise(n);
+        if (op == "Concat") return concat(n);
+        if (op == "GlobalAveragePool") return simple(n, "gap");
+        if (op == "MaxPool" || op == "AveragePool") return pool(n);
+        if (op == "Flatten" || op == "Reshape") return flatten(n);
+        if (op == "Softmax") return softmax(n);
         fail(n, "op type '" + op + "' is not supported");
     }
 
+    std::string in0(const onnx::NodeProto& n) const { return lamda_value(n.input(0), describe(n)); }
+
+    void passthrough(const onnx::NodeProto& n) {
+        if (n.output_size() > 1 && !n.output(1).empty() && uses_[n.output(1)] > 0) fail(n, "the dropout mask is not supported");
+        value_[n.output(0)] = in0(n);
+    }
+
+    void simple(const onnx::NodeProto& n, const std::string& lamda_op) {
+        Spec s{layer_name(n, ""), lamda_op, {in0(n)}, {}, "", false};
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    // A length-checked integer-list attribute: `def` when absent, an error naming the attribute
+    // when it has another number of entries than `arity`.
+    static std::vector<std::int64_t> ints_n(const onnx::NodeProto& n, const std::string& name,
+                                            std::vector<std::int64_t> def, std::size_t arity) {
+        std::vector<std::int64_t> v = ints(n, name, std::move(def));
+        if (!detail::arity_ok(v.size(), arity))
+            fail(n, "attribute '" + name + "' has " + std::to_string(v.size()) + " value(s), expected " +
+                        std::to_string(arity) + " (only 2-D operations are supported)");
+        for (std::int64_t x : v)
+            if (x < 0 || x > (std::int64_t{1} << 20)) fail(n, "attribute '" + name + "' has the value " + std::to_string(x));
+        return v;
+    }
+
+    void conv(const onnx::NodeProto& n) {
+        const std::string x = in0(n);
+        const Const& w = need_const(n, 1);
+        if (w.dims.size() != 4) fail(n, "only 2-D convolutions are supported");
+        const std::int64_t group = int_attr(n, "group", 1);
+        if (group < 1 || group > (std::int64_t{1} << 20)) fail(n, "group " + std::to_string(group) + " is not positive");
+        const std::string autopad = attr(n, "auto_pad") ? attr(n, "auto_pad")->s() : "NOTSET";
+        if (autopad != "NOTSET" && autopad != "VALID") fail(n, "auto_pad=" + autopad + " is not supported");
+        const auto strides = ints_n(n, "strides", {1, 1}, 2);
+        const auto dil = ints_n(n, "dilations", {1, 1}, 2);
+        const auto pads = ints_n(n, "pads", {0, 0, 0, 0}, 4);
+        Spec s{layer_name(n, n.input(1)), "", {x}, {}, "", false};
+        const bool dw = group > 1 && w.dims[1] == 1;
+        if (dw) {
+            s.op = "dwconv";
+            if (w.dims[0] % group) fail(n, "output channels do not divide by group");
+            if (w.dims[0] / group != 1) s.attrs.push_back("multiplier=" + std::to_string(w.dims[0] / group));
+        } else {
+            s.op = "conv2d";
+            s.attrs.push_back("out=" + std::to_string(w.dims[0]));
+            if (group != 1) s.attrs.push_back("groups=" + std::to_string(group));
+        }
+        s.attrs.push_back("kernel=" + size(w.dims[2], w.dims[3]));
+        if (strides[0] != 1 || strides[1] != 1) s.attrs.push_back("stride=" + size(strides[0], strides[1]));
+        if (dil[0] != 1 || dil[1] != 1) s.attrs.push_back("dilation=" + size(dil[0], dil[1]));
+        const std::string pad = conv_padding(pads, w.dims[2], w.dims[3], strides, dil);
+        if (!pad.empty()) s.attrs.push_back(pad);
+        const bool bias = n.input_size() > 2 && !n.input(2).empty();
+        if (!bias) s.attrs.push_back("bias=false");
+        weights_[s.name + ".weight"] = tensor(w);
+        if (bias) weights_[s.name + ".bias"] = tensor(need_const(n, 2));
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void gemm(const onnx::NodeProto& n) {
+        const std::string& op = n.op_type();
+        const std::string x = in0(n);
+        const Const& b = need_const(n, 1);
+        if (b.dims.size() != 2) fail(n, "the weight must be 2-D");
+        bool trans_b = op == "Gemm" && int_attr(n, "transB", 0) != 0;
+        if (op == "Gemm" && (int_attr(n, "transA", 0) != 0 || float_attr(n, "alpha", 1.0) != 1.0 || float_attr(n, "beta", 1.0) != 1.0))
+            fail(n, "only Gemm with transA=0, alpha=1, beta=1 is supported");
+        const std::int64_t out = trans_b ? b.dims[0] : b.dims[1], in = trans_b ? b.dims[1] : b.dims[0];
+        // to_const() bounded the element count, so out * in cannot overflow; checked anyway.
+        std::int64_t count = 0;
+        if (!detail::checked_mul(out, in, count) || static_cast<std::size_t>(count) != b.v.size())
+            fail(n, "the weight's dimensions do not match its data");
+        WeightTensor wt;
+        wt.shape = {out, in};
+        wt.data.resize(static_cast<std::size_t>(count));
+        for (std::int64_t o = 0; o < out; ++o)
+            for (std::int64_t i = 0; i < in; ++i)
+                wt.data[static_cast<std::size_t>(o * in + i)] = static_cast<float>(
+                    trans_b ? b.v[static_cast<std::size_t>(o * in + i)] : b.v[static_cast<std::size_t>(i * out + o)]);
+        // ONNX flattened C,H,W; lamda H,W,C: permute the columns.
+        const auto flat = chw_flat_.find(x);
+        if (flat != chw_flat_.end()) {
+            const Shape s = flat->second;
+            if (s.elements() != in) fail(n, "the weight does not fit the flattened input");
+            std::vector<float> p(wt.data.size());
+            for (std::int64_t o = 0; o < out; ++o)
+                for (std::int64_t c = 0; c < s.c; ++c)
+                    for (std::int64_t h = 0; h < s.h; ++h)
+                        for (std::int64_t w = 0; w < s.w; ++w)
+                            p[static_cast<std::size_t>(o * in + (h * s.w + w) * s.c + c)] =
+                                wt.data[static_cast<std::size_t>(o * in + c * s.h * s.w + h * s.w + w)];
+            wt.data = std::move(p);
+        }
+        Spec s{layer_name(n, n.input(1)), "fc", {x}, {"out=" + std::to_string(out)}, "", false};
+        const bool bias = op == "Gemm" && n.input_size() > 2 && !n.input(2).empty();
+        if (bias) {
+            const Const& c = need_const(n, 2);
+            if (static_cast<std::int64_t>(c.v.size()) != out) fail(n, "only a per-output bias is supported");
+            WeightTensor bt = tensor(c);
+            bt.shape = {out};
+            weights_[s.name + ".bias"] = bt;
+        } else {
+            s.attrs.push_back("bias=false");
+        }
+        weights_[s.name + ".weight"] = std::move(wt);
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void batchnorm(const onnx::NodeProto& n) {
+        Spec s{layer_name(n, n.input_size() > 1 ? n.input(1) : std::string()), "batchnorm", {in0(n)}, {}, "", false};
+        const double eps = float_attr(n, "epsilon", 1e-5);
+        // The float attribute widened to double: print the float's shortest decimal.
+        char buf[64];
+        const auto r = std::to_chars(buf, buf + sizeof buf, static_cast<float>(eps));
+        if (r.ec != std::errc() || !std::isfinite(eps) || eps <= 0) fail(n, "epsilon must be a positive number");
+        const std::string es(buf, r.ptr);
+        if (static_cast<float>(eps) != 1e-5f) s.attrs.push_back("eps=" + es);
+        const char* names[4] = {".weight", ".bias", ".running_mean", ".running_var"};
+        for (int k = 0; k < 4; ++k) weights_[s.name + names[k]] = tensor(need_const(n, k + 1));
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void hardsigmoid(const onnx::NodeProto& n) {
+        if (std::fabs(float_attr(n, "alpha", 0.2) - 1.0 / 6) > 1e-6 || std::fabs(float_attr(n, "beta", 0.5) - 0.5) > 1e-6)
+            fail(n, "only HardSigmoid with alpha=1/6, beta=1/2 (torch's) is supported");
+        activation(n, "hardsigmoid", "hardsigmoid");
+    }
+
+    void clip(const onnx::NodeProto& n) {
+        double lo = float_attr(n, "min", -INFINITY), hi = float_attr(n, "max", INFINITY);
+        const auto scalar = [&](int k) {
+            const Const& c = need_const(n, k);
+            if (c.v.size() != 1) fail(n, "the Clip bound '" + n.input(k) + "' must be a scalar, it has " +
+                                             std::to_string(c.v.size()) + " values");
+            return c.v[0];
+        };
+        if (n.input_size() > 1 && !n.input(1).empty()) lo = scalar(1);
+        if (n.input_size() > 2 && !n.input(2).empty()) hi = scalar(2);
+        if (lo == 0 && hi == 6) return activation(n, "relu6", "relu6");
+        if (lo == 0 && std::isinf(hi) && hi > 0) return activation(n, "relu", "relu");
+        fail(n, "only Clip to [0, 6] (relu6) or [0, inf) (relu) is supported");
+    }
+
+    void elementwise(const onnx::NodeProto& n) {
+        const std::string& op = n.op_type();
+        // fc + constant bias (MatMul + Add)
+        if (op == "Add" && n.input_size() == 2 && constant(n.input(1)) && value_.count(n.input(0))) {
+            const std::string x = in0(n);
+            Spec& p = specs_[index_.at(x)];
+            const Const& c = *constant(n.input(1));
+            const bool no_bias = std::find(p.attrs.begin(), p.attrs.end(), "bias=false") != p.attrs.end();
+            if (p.op == "fc" && no_bias && p.act.empty() && uses_[n.input(0)] == 1) {
+                p.attrs.erase(std::find(p.attrs.begin(), p.attrs.end(), "bias=false"));
+                WeightTensor bt = tensor(c);
+                bt.shape = {static_cast<std::int64_t>(bt.data.size())};
+                weights_[p.name + ".bias"] = bt;
+                value_[n.output(0)] = x;
+                return;
+            }
+            fail(n, "adding a constant is supported only as the bias of a MatMul");
+        }
+        Spec s{layer_name(n, ""), op == "Mul" ? "mul" : "add", {}, {}, "", false};
+        for (const auto& in : n.input()) s.inputs.push_back(lamda_value(in, describe(n)));
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void concat(const onnx::NodeProto& n) {
+        if (int_attr(n, "axis", 1) != 1) fail(n, "only Concat on channels (axis=1) is supported");
+        Spec s{layer_name(n, ""), "concat", {}, {}, "", false};
+        for (const auto& in : n.input()) s.inputs.push_back(lamda_value(in, describe(n)));
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void pool(const onnx::NodeProto& n) {
+        const std::string& op = n.op_type();
+        if (n.output_size() > 1 && !n.output(1).empty() && uses_[n.output(1)] > 0) fail(n, "MaxPool indices are not supported");
+        const auto k = ints_n(n, "kernel_shape", {}, 2);
+        const auto strides = ints_n(n, "strides", {1, 1}, 2);
+        const auto pads = ints_n(n, "pads", {0, 0, 0, 0}, 4);
+        const auto dil = ints_n(n, "dilations", {1, 1}, 2);
+        if (dil[0] != 1 || dil[1] != 1) fail(n, "dilated pools are not supported");
+        const std::string autopad = attr(n, "auto_pad") ? attr(n, "auto_pad")->s() : "NOTSET";
+        if (autopad != "NOTSET" && autopad != "VALID") fail(n, "auto_pad=" + autopad + " is not supported");
+        const bool padded = pads[0] || pads[1] || pads[2] || pads[3];
+        const bool ceil = int_attr(n, "ceil_mode", 0) != 0;
+        if (op == "AveragePool" && int_attr(n, "count_include_pad", 0) != 0 && (padded || ceil))
+            fail(n, "count_include_pad=1 with padding is not supported (lamda never counts padding)");
+        Spec s{layer_name(n, ""), op == "MaxPool" ? "maxpool" : "avgpool", {in0(n)},
+               {"kernel=" + size(k[0], k[1]), "stride=" + size(strides[0], strides[1]), padding(pads)},
+               "", false};
+        if (ceil) s.attrs.push_back("ceil=true");
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void flatten(const onnx::NodeProto& n) {
+        const std::string& op = n.op_type();
+        const std::string x = in0(n);
+        if (op == "Flatten" && int_attr(n, "axis", 1) != 1) fail(n, "only Flatten with axis=1 is supported");
+        const Shape s = shape_of(x);
+        if (op == "Reshape") {
+            const Const& shape = need_const(n, 1);
+            const bool two_d = shape.v.size() == 2 && (shape.v[0] == 1 || shape.v[0] == 0 || shape.v[0] == -1) &&
+                               (shape.v[1] == -1 || shape.v[1] == static_cast<double>(s.elements()));
+            if (!two_d) fail(n, "only Reshape to 2-D [N, H*W*C] is supported");
+        }
+        Spec sp{layer_name(n, ""), "flatten", {x}, {}, "", false};
+        if (s.h != 1 || s.w != 1) chw_flat_[sp.name] = s;
+        value_[n.output(0)] = sp.name;
+        add(std::move(sp));
+    }
+
+    void softmax(const onnx::NodeProto& n) {
+        const std::string x = in0(n);
+        const Shape s = shape_of(x);
+        const std::int64_t axis = int_attr(n, "axis", -1);
+        if (!(axis == 1 || (axis == -1 && s.h == 1 && s.w == 1))) fail(n, "only Softmax over channels is supported");
+        Spec sp{layer_name(n, ""), "softmax", {x}, {}, "", false};
+        value_[n.output(0)] = sp.name;
+        add(std::move(sp));
+    }
     // torch's exporter names nodes "/features/features.1/block/block.1/Mul": the module path
     // (features.1.block.1) with each level's prefix repeated. Other names are used as they are.
     static std::string module_path(const std::string& node) {

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+#include <system_error>
 
 #include "journal.hpp"
 #include "../detail/json_write.hpp"
@@ -279,15 +280,25 @@ inline std::string html_escape(std::string_view s) {
 namespace report_detail {
 
 // Locale-independent number formatting.
-inline std::string fixed(double v, int decimals) {
-    char buffer[64];
-    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::fixed, decimals);
-    return std::string(buffer, r.ptr);
-}
+// Neither can emit garbage: a value that is not finite is "-", and one whose digits would not fit
+// the buffer (|v| >= ~1e300 in fixed notation) falls back to the shortest exponent form; a
+// to_chars failure is never read past.
 inline std::string general(double v, int digits) {
     if (!std::isfinite(v)) return "-";
     char buffer[64];
-    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::general, digits);
+    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::general,
+                                 std::clamp(digits, 1, 17));
+    if (r.ec != std::errc()) return "-";
+    return std::string(buffer, r.ptr);
+}
+inline std::string fixed(double v, int decimals) {
+    if (!std::isfinite(v)) return "-";
+    decimals = std::clamp(decimals, 0, 17);
+    // An SVG coordinate or a table cell never needs more than 1e15 in fixed notation.
+    if (std::fabs(v) >= 1e15) return general(v, 6);
+    char buffer[64];
+    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::fixed, decimals);
+    if (r.ec != std::errc()) return general(v, 6);
     return std::string(buffer, r.ptr);
 }
 // 1234567 -> "1,234,567"; negative (not analysed) -> "-".
@@ -344,7 +355,7 @@ struct Axis {
             return out;
         }
         const double span = hi - lo;
-        if (!(span > 0)) return {lo};
+        if (!(span > 0) || !std::isfinite(span)) return {lo};
         const double raw = span / 6;
         const double mag = std::pow(10.0, std::floor(std::log10(raw)));
         double step = mag;
@@ -353,8 +364,16 @@ struct Axis {
                 step = m * mag;
                 break;
             }
-        for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
+        // Bounded: at most a dozen ticks, each computed from its index (v += step stalls when step
+        // is below the spacing of doubles near lo, e.g. 1e17 and 1e17+16).
+        const double first = std::ceil(lo / step - 1e-9);
+        for (int k = 0; k <= 12; ++k) {
+            const double v = (first + k) * step;
+            if (!(v <= hi + step * 1e-9)) break;
+            if (!out.empty() && !(v > out.back())) break;
             out.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
+        }
+        if (out.empty()) out = {lo, hi};
         return out;
     }
 };
