@@ -1,10 +1,10 @@
 // Times one ONNX model in ONNX Runtime (onnxruntime-node, CPU execution provider) and prints
 // one JSON line: {"median_ms": ..., "runs": ...}. Used by compare.py.
-//   node ort_bench.js MODEL.onnx THREADS RUNS WARMUP
+//   node ort_bench.js MODEL.onnx THREADS RUNS WARMUP [N,C,H,W]   (default 1,3,224,224)
 const ort = require('onnxruntime-node');
 
 async function main() {
-  const [path, threads, runs, warmup] = process.argv.slice(2);
+  const [path, threads, runs, warmup, shape] = process.argv.slice(2);
   const session = await ort.InferenceSession.create(path, {
     executionProviders: ['cpu'],
     intraOpNumThreads: Number(threads),
@@ -13,7 +13,7 @@ async function main() {
     graphOptimizationLevel: 'all',
   });
   const name = session.inputNames[0];
-  const meta = [1, 3, 224, 224];
+  const meta = shape ? shape.split(',').map(Number) : [1, 3, 224, 224];
   const data = new Float32Array(meta.reduce((a, b) => a * b));
   for (let i = 0; i < data.length; ++i) data[i] = Math.random();
   const feeds = { [name]: new ort.Tensor('float32', data, meta) };
