@@ -18,14 +18,23 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
+
 #include "../exception.hpp"
 #include "../core/ir.hpp"
+#include "../detail/checked.hpp"
 #include "../detail/hash.hpp"
 #include "tensor.hpp"
 
@@ -36,10 +45,10 @@ struct WeightTensor {
     std::vector<std::int64_t> shape;
     std::vector<float> data;
 
+    // The product of the dimensions; -1 when one is negative or the product overflows.
     std::int64_t elements() const noexcept {
-        std::int64_t n = 1;
-        for (std::int64_t d : shape) n *= d;
-        return n;
+        const std::optional<std::int64_t> n = detail::checked_elements(shape);
+        return n ? *n : -1;
     }
 };
 
@@ -247,11 +256,16 @@ inline Weights random_weights(const Graph& graph, std::uint64_t seed) {
 // then the data section; offsets are relative to its start. The reader accepts only F32 tensors,
 // except that it skips torch's integer `*.num_batches_tracked` counters.
 
+// Every limit is checked before memory is allocated for what it bounds; docs/security.md lists
+// them. The JSON header's parsed form costs about 100 bytes per JSON value, so max_json_values
+// bounds the header's memory (~200 MB at the default) whatever its byte length.
 struct SafetensorsLimits {
-    std::uint64_t max_header_bytes = 100ull << 20;  // 100 MiB
-    std::size_t max_tensors = 1000000;
+    std::uint64_t max_header_bytes = 16ull << 20;  // 16 MiB (~100k tensors with long names)
+    std::size_t max_tensors = 100000;
     std::size_t max_dims = 8;
     std::int64_t max_elements = std::int64_t{1} << 31;  // per tensor
+    std::size_t max_json_values = 2000000;              // values in the header
+    std::uint64_t max_file_bytes = (std::uint64_t{1} << 36) + (16ull << 20);  // 64 GiB of data + header
 };
 
 struct SafetensorsData {
@@ -273,7 +287,8 @@ struct JsonValue {
 
 class JsonParser {
 public:
-    explicit JsonParser(std::string_view s) : s_(s) {}
+    explicit JsonParser(std::string_view s, std::size_t max_values = static_cast<std::size_t>(-1))
+        : s_(s), max_values_(max_values) {}
 
     // Parses the whole text as one value; on failure returns false and sets error().
     bool parse(JsonValue& out) {
@@ -288,6 +303,8 @@ public:
 private:
     static constexpr int max_depth = 16;
     std::string_view s_;
+    std::size_t max_values_;
+    std::size_t values_ = 0;
     std::size_t pos_ = 0;
     std::string error_;
 
@@ -307,6 +324,7 @@ private:
     }
     bool value(JsonValue& v, int depth) {
         if (depth > max_depth) return fail("JSON nested too deeply");
+        if (++values_ > max_values_) return fail("more than " + std::to_string(max_values_) + " JSON values");
         if (pos_ >= s_.size()) return fail("unexpected end of JSON");
         const char c = s_[pos_];
         if (c == '{') return object(v, depth);
@@ -344,8 +362,6 @@ private:
             if (pos_ >= s_.size() || s_[pos_] != '"') return fail("expected a string key");
             std::string key;
             if (!string(key)) return false;
-            for (const auto& m : v.members)
-                if (m.first == key) return fail("duplicate key '" + key + "'");
             skip_ws();
             if (pos_ >= s_.size() || s_[pos_] != ':') return fail("expected ':'");
             ++pos_;
@@ -360,10 +376,21 @@ private:
             }
             if (pos_ < s_.size() && s_[pos_] == '}') {
                 ++pos_;
-                return true;
+                return unique_keys(v);
             }
             return fail("expected ',' or '}'");
         }
+    }
+    // Duplicate keys, found in O(n log n) (sorted), not by comparing every pair.
+    bool unique_keys(const JsonValue& v) {
+        if (v.members.size() < 2) return true;
+        std::vector<std::string_view> keys;
+        keys.reserve(v.members.size());
+        for (const auto& m : v.members) keys.emplace_back(m.first);
+        std::sort(keys.begin(), keys.end());
+        for (std::size_t i = 1; i < keys.size(); ++i)
+            if (keys[i] == keys[i - 1]) return fail("duplicate key '" + std::string(keys[i]) + "'");
+        return true;
     }
     bool array(JsonValue& v, int depth) {
         v.kind = JsonValue::Kind::Array;
@@ -536,7 +563,7 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
     const std::string_view data = bytes.substr(8 + static_cast<std::size_t>(n));
 
     detail::JsonValue root;
-    detail::JsonParser parser(header);
+    detail::JsonParser parser(header, limits.max_json_values);
     if (!parser.parse(root)) throw error("invalid JSON header: " + parser.error());
     if (root.kind != detail::JsonValue::Kind::Object)
         throw error("the JSON header is not an object");
@@ -544,12 +571,16 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
         throw error("header lists " + std::to_string(root.members.size()) +
                     " entries, more than the limit of " + std::to_string(limits.max_tensors));
 
+    // Pass 1: every entry checked (dtype, shape, offsets) without copying any data.
     SafetensorsData out;
-    struct Range {
+    struct Entry {
         std::uint64_t begin, end;
         const std::string* name;
+        std::vector<std::int64_t> shape;
+        bool skip;  // torch's integer counter: checked for its place, not loaded
     };
-    std::vector<Range> ranges;
+    std::vector<Entry> entries;
+    entries.reserve(root.members.size());
     for (const auto& member : root.members) {
         const std::string& name = member.first;
         const detail::JsonValue& spec = member.second;
@@ -596,36 +627,69 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
         if (shape->items.size() > limits.max_dims)
             throw terror("shape has " + std::to_string(shape->items.size()) +
                          " dimensions, more than " + std::to_string(limits.max_dims));
-        WeightTensor t;
-        std::uint64_t elements = 1;
+        Entry e{begin, end, &name, {}, false};
         for (const detail::JsonValue& d : shape->items) {
             std::uint64_t dim = 0;
-            if (!detail::json_uint(d, static_cast<std::uint64_t>(limits.max_elements), dim))
-                throw terror("shape dimensions must be integers in [0, " +
-                             std::to_string(limits.max_elements) + "]");
-            t.shape.push_back(static_cast<std::int64_t>(dim));
-            elements = dim == 0 ? 0 : elements;
-            if (dim != 0 && elements > static_cast<std::uint64_t>(limits.max_elements) / dim)
-                throw terror("shape " + shape_string(t.shape) + " has more than " +
-                             std::to_string(limits.max_elements) + " elements");
-            elements *= dim;
+            if (!detail::json_uint(d, std::uint64_t{1} << 62, dim))
+                throw terror("shape dimensions must be non-negative integers");
+            e.shape.push_back(static_cast<std::int64_t>(dim));
         }
-        ranges.push_back({begin, end, &name});
+        // Checked: a zero dimension makes an empty tensor (valid), otherwise the product must
+        // stay within max_elements.
+        const std::optional<std::int64_t> elements = detail::checked_elements(e.shape, limits.max_elements);
+        if (!elements)
+            throw terror("shape " + shape_string(e.shape) + " has more than " +
+                         std::to_string(limits.max_elements) + " elements");
         const std::string& dt = dtype->text;
         const std::string_view sv(name);
+        std::uint64_t item = 4;
         if (dt != "F32") {
             constexpr std::string_view counter = ".num_batches_tracked";
             const bool is_counter = sv.size() >= counter.size() &&
                                     sv.substr(sv.size() - counter.size()) == counter;
-            if (is_counter && (dt == "I64" || dt == "I32")) continue;  // torch bookkeeping
-            throw terror("dtype is " + dt + "; only F32 is supported");
+            if (!is_counter || (dt != "I64" && dt != "I32"))
+                throw terror("dtype is " + dt + "; only F32 is supported");
+            e.skip = true;  // torch bookkeeping
+            item = dt == "I64" ? 8 : 4;
         }
-        if (end - begin != elements * 4)
-            throw terror("shape " + shape_string(t.shape) + " needs " +
-                         std::to_string(elements * 4) + " bytes but data_offsets span " +
-                         std::to_string(end - begin));
-        t.data.resize(static_cast<std::size_t>(elements));
-        const auto* p = reinterpret_cast<const unsigned char*>(data.data()) + begin;
+        const std::uint64_t span = static_cast<std::uint64_t>(*elements) * item;  // <= 2^34
+        if (end - begin != span)
+            throw terror("shape " + shape_string(e.shape) + " needs " + std::to_string(span) +
+                         " bytes but data_offsets span " + std::to_string(end - begin));
+        entries.push_back(std::move(e));
+    }
+    // Pass 2, in O(n log n): sorted by offset, the tensors must tile the data section exactly, as
+    // the format requires: no overlap (one block of bytes read as many tensors), no hole and no
+    // trailing bytes.
+    std::vector<const Entry*> order;
+    order.reserve(entries.size());
+    for (const Entry& e : entries) order.push_back(&e);
+    std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) {
+        return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+    });
+    std::uint64_t at = 0;
+    const Entry* previous = nullptr;
+    for (const Entry* e : order) {
+        if (e->begin < at)
+            throw error("tensors '" + *previous->name + "' and '" + *e->name +
+                        "' overlap in the data section");
+        if (e->begin > at)
+            throw error("bytes " + std::to_string(at) + " to " + std::to_string(e->begin) +
+                        " of the data section belong to no tensor (before '" + *e->name + "')");
+        at = e->end;
+        previous = e;
+    }
+    if (at != data.size())
+        throw error("the data section is " + std::to_string(data.size()) + " bytes but its tensors end at byte " +
+                    std::to_string(at) + ": " + std::to_string(data.size() - at) + " trailing bytes");
+    // Pass 3: the copies, now that the tensors are known to cover the data once: at most
+    // data.size() bytes are allocated for them.
+    for (const Entry& e : entries) {
+        if (e.skip) continue;
+        WeightTensor t;
+        t.shape = e.shape;
+        t.data.resize(static_cast<std::size_t>((e.end - e.begin) / 4));
+        const auto* p = reinterpret_cast<const unsigned char*>(data.data()) + e.begin;
         for (std::size_t i = 0; i < t.data.size(); ++i, p += 4) {
             const std::uint32_t bits = static_cast<std::uint32_t>(p[0]) |
                                        (static_cast<std::uint32_t>(p[1]) << 8) |
@@ -633,34 +697,53 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
                                        (static_cast<std::uint32_t>(p[3]) << 24);
             std::memcpy(&t.data[i], &bits, 4);
         }
-        out.tensors.emplace(name, std::move(t));
+        out.tensors.emplace(*e.name, std::move(t));
     }
-    std::sort(ranges.begin(), ranges.end(),
-              [](const Range& a, const Range& b) { return a.begin < b.begin; });
-    for (std::size_t i = 1; i < ranges.size(); ++i)
-        if (ranges[i].begin < ranges[i - 1].end)
-            throw error("tensors '" + *ranges[i - 1].name + "' and '" + *ranges[i].name +
-                        "' overlap in the data section");
     return out;
 }
 
 // Reads a safetensors file; throws WeightsError naming the file (and tensor) on any problem.
+// The file is mapped (POSIX mmap), not read whole: only the pages of the header and of the
+// tensors actually copied are touched, and the whole layout is validated before any copy.
 inline SafetensorsData read_safetensors_file(const std::string& path,
                                              const SafetensorsLimits& limits = {}) {
+#if defined(__unix__) || defined(__APPLE__)
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw WeightsError(path + ": cannot open for reading");
+    struct Closer {
+        int fd;
+        ~Closer() { (void)::close(fd); }
+    } closer{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw WeightsError(path + ": cannot determine the file size");
+    if (!S_ISREG(st.st_mode)) throw WeightsError(path + ": not a regular file");
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size > limits.max_file_bytes)
+        throw WeightsError(path + ": file is " + std::to_string(size) + " bytes, over the limit of " +
+                           std::to_string(limits.max_file_bytes));
+    if (size == 0) return parse_safetensors(std::string_view(), path, limits);
+    void* map = ::mmap(nullptr, static_cast<std::size_t>(size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) throw WeightsError(path + ": cannot map the file");
+    struct Unmapper {
+        void* p;
+        std::size_t n;
+        ~Unmapper() { (void)::munmap(p, n); }
+    } unmapper{map, static_cast<std::size_t>(size)};
+    return parse_safetensors(std::string_view(static_cast<const char*>(map), static_cast<std::size_t>(size)),
+                             path, limits);
+#else
     std::ifstream in(path, std::ios::binary);
     if (!in) throw WeightsError(path + ": cannot open for reading");
     in.seekg(0, std::ios::end);
     const std::streamoff size = in.tellg();
     if (size < 0) throw WeightsError(path + ": cannot determine the file size");
-    // Bound: the header limit plus the largest data section the tensor limits allow.
-    const auto max_size = static_cast<std::uint64_t>(limits.max_header_bytes) + 8 +
-                          (std::uint64_t{1} << 36);
-    if (static_cast<std::uint64_t>(size) > max_size)
+    if (static_cast<std::uint64_t>(size) > limits.max_file_bytes)
         throw WeightsError(path + ": file is " + std::to_string(size) + " bytes, over the limit");
     in.seekg(0, std::ios::beg);
     std::string bytes(static_cast<std::size_t>(size), '\0');
     if (size > 0 && !in.read(&bytes[0], size)) throw WeightsError(path + ": read failed");
     return parse_safetensors(bytes, path, limits);
+#endif
 }
 
 inline Weights read_safetensors(const std::string& path) { return read_safetensors_file(path).tensors; }
