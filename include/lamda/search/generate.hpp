@@ -141,6 +141,7 @@ inline std::vector<CandidateRecord> open_journal(const Task& task, const Propose
             const std::string why = journal_mismatch(c.header, task, proposer.name(), o.seed);
             if (!why.empty()) throw JournalError(path + ": " + why);
         }
+        validate_resumed_records(c, task, path);  // trusts nothing it did not compute
         resumed = std::move(c.records);
         if (o.status) *o.status << "lamda: resuming after " << resumed.size() << " recorded candidates\n";
     } else {

@@ -14,6 +14,7 @@
 #ifndef LAMDA_SEARCH_JOURNAL_HPP
 #define LAMDA_SEARCH_JOURNAL_HPP
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -22,7 +23,10 @@
 #include <vector>
 
 #include "../exception.hpp"
+#include "../core/analysis.hpp"
+#include "../detail/hash.hpp"
 #include "../detail/json_write.hpp"
+#include "../dsl/parser.hpp"
 #include "types.hpp"
 #include "task.hpp"
 #include "../version.hpp"
@@ -155,6 +159,91 @@ inline std::string journal_mismatch(const JournalHeader& journal, const Task& ta
     return out;
 }
 
+namespace journal_detail {
+// The 16 hex digits of FNV-1a: the same as text_hash() (search/proposers.hpp), without its includes.
+inline std::string hash16(std::string_view text) {
+    std::uint64_t h = detail::fnv1a(text);
+    static const char* digits = "0123456789abcdef";
+    std::string out(16, '0');
+    for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
+    return out;
+}
+}  // namespace journal_detail
+
+// Checks a record read back from a journal against what lamda computes from it, so that a resumed
+// search trusts nothing it did not compute: the DSL is parsed again (an invalid record must not
+// parse, any other must, in canonical form), its hash recomputed, its params, MACs and peak memory
+// analysed again, and its verdict checked against the task (a record marked feasible must meet
+// the parameter and memory limits and, when measured, the latency limit). `where` is "FILE:LINE".
+// Throws JournalError naming the line and the disagreement; returns normally when it agrees.
+inline void validate_resumed_record(const CandidateRecord& r, const Task& task, const std::string& where) {
+    const auto bad = [&](const std::string& what) {
+        throw JournalError(where + ": error: journal: candidate " + std::to_string(r.index) + ": " + what +
+                           "; the journal was edited or belongs to another lamda (remove the line, or start a new "
+                           "search in another --out directory)");
+    };
+    const auto finite = [&](const std::optional<double>& v, const char* name, double hi) {
+        if (v && !(std::isfinite(*v) && *v >= 0 && *v <= hi)) bad(std::string(name) + " is not a number in 0.." + std::to_string(hi));
+    };
+    finite(r.predicted_ms, "predicted_ms", 1e12);
+    finite(r.measured_ms, "measured_ms", 1e12);
+    finite(r.accuracy, "accuracy", 1.0);
+    const std::string raw_hash = journal_detail::hash16(r.dsl);
+    if (r.verdict == Verdict::Failed) {
+        // A failed proposal hashes its note and error with its text; a failed evaluation, its DSL.
+        const std::string failed = journal_detail::hash16("failed proposal: " + r.note + "\n" + r.reason + "\n" + r.dsl);
+        if (r.hash != raw_hash && r.hash != failed) bad("hash " + r.hash + " is not the hash of its text");
+        return;
+    }
+    if (r.hash != raw_hash) bad("hash " + r.hash + " is not the hash of its DSL (" + raw_hash + ")");
+    const ParseResult parsed = parse_dsl(r.dsl, "candidate");
+    if (r.verdict == Verdict::Invalid) {
+        if (parsed.ok()) bad("marked invalid, but its DSL is a valid model");
+        return;
+    }
+    if (!parsed.ok())
+        bad("marked " + std::string(verdict_name(r.verdict)) + ", but its DSL does not parse: " +
+            (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message));
+    if (print_dsl(parsed.graph) != r.dsl) bad("its DSL is not in canonical form, as lamda records it");
+    const ModelStats stats = analyze(parsed.graph);
+    const auto same = [&](const char* name, std::int64_t recorded, std::int64_t actual) {
+        if (recorded != actual)
+            bad(std::string("\"") + name + "\": " + std::to_string(recorded) + " is recorded, but the model has " +
+                std::to_string(actual));
+    };
+    same("params", r.params, stats.params);
+    same("macs", r.macs, stats.macs);
+    same("peak_activation_bytes", r.peak_activation_bytes, stats.peak_activation_bytes);
+    const Shape in = parsed.graph.layers.front().shape;
+    const bool right_task = in.h == task.input.h && in.w == task.input.w && in.c == task.input.c &&
+                            stats.output_shape.h == 1 && stats.output_shape.w == 1 &&
+                            stats.output_shape.c == task.classes;
+    const std::string verdict = "marked " + std::string(verdict_name(r.verdict));
+    if (r.verdict == Verdict::WrongTask) {
+        if (right_task) bad(verdict + ", but its input and output are the task's");
+        return;
+    }
+    if (!right_task) bad(verdict + ", but its input or output is not the task's");
+    const Constraints& c = task.constraints;
+    const bool over_params = c.max_params > 0 && stats.params > c.max_params;
+    if (r.verdict == Verdict::OverParams) {
+        if (!over_params) bad(verdict + ", but " + std::to_string(stats.params) + " parameters are within the limit");
+        return;
+    }
+    if (over_params)
+        bad(verdict + ", but its " + std::to_string(stats.params) + " parameters are over max_params " +
+            std::to_string(c.max_params));
+    const bool over_memory = c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes;
+    if (r.verdict == Verdict::OverMemory) {
+        if (!over_memory) bad(verdict + ", but its peak activations are within the limit");
+        return;
+    }
+    if (over_memory) bad(verdict + ", but its peak activations are over max_activation_bytes");
+    if (r.verdict == Verdict::Feasible && c.latency_ms > 0 && r.measured_ms && *r.measured_ms > c.latency_ms)
+        bad(verdict + ", but its measured latency is over the limit");
+    if (r.verdict == Verdict::OverMeasured && !r.measured_ms) bad(verdict + ", but it has no measured latency");
+}
+
 }  // namespace lamda
 
 #if defined(LAMDA_WITH_LATENCY)
@@ -179,6 +268,9 @@ inline std::string journal_mismatch(const JournalHeader& journal, const Task& ta
 #include "../detail/json_read.hpp"
 
 namespace lamda {
+
+// The largest journal read_journal() reads (a candidate's line is a few KB: millions of them).
+inline constexpr std::uintmax_t max_journal_bytes = std::uintmax_t{1} << 30;
 
 // What read_journal() found.
 struct JournalContents {
@@ -305,14 +397,13 @@ inline JournalContents parse_journal(std::string_view text, const std::string& w
         const simdjson::padded_string padded(line);
         simdjson::dom::element doc;
         if (const auto err = parser.parse(padded).get(doc)) {
-            // The writer ends every line with its newline in the same write(): a last line that is
-            // not JSON is what a crash (or power loss) during that write leaves behind.
-            if (!last)
-                throw JournalError(at + ": error: journal: the line is not valid JSON (" +
-                                   simdjson::error_message(err) + "); only a torn last line can be dropped");
-            out.warnings.push_back(at + ": warning: dropped a torn last line (not valid JSON: " +
-                                   simdjson::error_message(err) + ")");
-            break;
+            // The writer ends every line with its newline in the same write(): a crash during that
+            // write leaves a last line without its newline (dropped above). A line that has its
+            // newline was written whole, so one that is not JSON was edited or corrupted: an
+            // error, last line or not, and the file is left as it is.
+            throw JournalError(at + ": error: journal: the line is not valid JSON (" +
+                               simdjson::error_message(err) + ")" +
+                               (last ? "; only a torn last line (one without its newline) is dropped" : ""));
         }
         journal_detail::read_line(r, doc, line_no == 1, out);
         pos = nl + 1;
@@ -321,10 +412,22 @@ inline JournalContents parse_journal(std::string_view text, const std::string& w
     return out;
 }
 
+// validate_resumed_record() for every record of a journal read from `path` (record i is on line
+// i + 2, after the header).
+inline void validate_resumed_records(const JournalContents& c, const Task& task, const std::string& path) {
+    for (std::size_t i = 0; i < c.records.size(); ++i)
+        validate_resumed_record(c.records[i], task, path + ":" + std::to_string(i + 2));
+}
+
 // Reads DIR/journal.jsonl. A file that does not exist reads as an empty journal.
 inline JournalContents read_journal(const std::string& path) {
     std::error_code ec;
     if (!std::filesystem::exists(path, ec)) return {};
+    const std::uintmax_t size = std::filesystem::file_size(path, ec);
+    if (ec) throw JournalError(path + ": error: cannot read the journal's size: " + ec.message());
+    if (size > max_journal_bytes)
+        throw JournalError(path + ": error: the journal is " + std::to_string(size) + " bytes, more than the limit of " +
+                           std::to_string(max_journal_bytes));
     std::ifstream in(path, std::ios::binary);
     if (!in) throw JournalError(path + ": error: cannot open the journal");
     std::ostringstream ss;
