@@ -42,6 +42,7 @@
 #include "../core/ir.hpp"
 #include "../detail/json_write.hpp"
 #include "../detail/json_read.hpp"
+#include "../detail/read_file.hpp"
 #include "../detail/stats.hpp"
 #include "../version.hpp"
 
@@ -1309,14 +1310,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
 }
 
 inline LatencyProfile read_latency_profile(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw ProfileError(path + ": error: cannot open the latency profile");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw ProfileError(path + ": error: cannot read the latency profile");
-    const std::string text = ss.str();
-    if (text.size() > (std::size_t{256} << 20))
-        throw ProfileError(path + ": error: the latency profile is larger than 256 MiB");
+    std::string text;  // at most 256 MiB + 1 bytes are read, whatever the file (/dev/zero)
+    switch (detail::read_file_bounded(path, std::size_t{256} << 20, text)) {
+    case detail::ReadStatus::ok: break;
+    case detail::ReadStatus::cannot_open: throw ProfileError(path + ": error: cannot open the latency profile");
+    case detail::ReadStatus::read_error: throw ProfileError(path + ": error: cannot read the latency profile");
+    case detail::ReadStatus::too_large: throw ProfileError(path + ": error: the latency profile is larger than 256 MiB");
+    }
     return parse_latency_profile(text, path);
 }
 

@@ -266,6 +266,7 @@ inline void validate_resumed_record(const CandidateRecord& r, const Task& task, 
 #include <utility>
 
 #include "../detail/json_read.hpp"
+#include "../detail/read_file.hpp"
 
 namespace lamda {
 
@@ -423,17 +424,16 @@ inline void validate_resumed_records(const JournalContents& c, const Task& task,
 inline JournalContents read_journal(const std::string& path) {
     std::error_code ec;
     if (!std::filesystem::exists(path, ec)) return {};
-    const std::uintmax_t size = std::filesystem::file_size(path, ec);
-    if (ec) throw JournalError(path + ": error: cannot read the journal's size: " + ec.message());
-    if (size > max_journal_bytes)
-        throw JournalError(path + ": error: the journal is " + std::to_string(size) + " bytes, more than the limit of " +
-                           std::to_string(max_journal_bytes));
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw JournalError(path + ": error: cannot open the journal");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw JournalError(path + ": error: cannot read the journal");
-    return parse_journal(ss.str(), path);
+    std::string text;
+    switch (detail::read_file_bounded(path, static_cast<std::size_t>(max_journal_bytes), text)) {
+    case detail::ReadStatus::ok: break;
+    case detail::ReadStatus::cannot_open: throw JournalError(path + ": error: cannot open the journal");
+    case detail::ReadStatus::read_error: throw JournalError(path + ": error: cannot read the journal");
+    case detail::ReadStatus::too_large:
+        throw JournalError(path + ": error: the journal is larger than the limit of " +
+                           std::to_string(max_journal_bytes) + " bytes");
+    }
+    return parse_journal(text, path);
 }
 
 namespace journal_detail {

@@ -71,6 +71,7 @@ inline std::string task_json(const Task& t) {
 #include <sstream>
 
 #include "../detail/json_read.hpp"
+#include "../detail/read_file.hpp"
 #include "../core/validate.hpp"
 
 namespace lamda {
@@ -205,13 +206,13 @@ inline std::string resolve_task_path(const std::string& task_path, const std::st
 // Reads and parses a task file. `profile`, and a `dataset` that names a directory (contains a
 // '/'), are resolved against the task file's directory.
 inline Task read_task(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw TaskError(path + ": error: cannot open the task file");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw TaskError(path + ": error: cannot read the task file");
-    const std::string text = ss.str();
-    if (text.size() > (std::size_t{1} << 20)) throw TaskError(path + ": error: the task file is larger than 1 MiB");
+    std::string text;  // at most 1 MiB + 1 bytes are read, whatever the file (/dev/zero)
+    switch (detail::read_file_bounded(path, std::size_t{1} << 20, text)) {
+    case detail::ReadStatus::ok: break;
+    case detail::ReadStatus::cannot_open: throw TaskError(path + ": error: cannot open the task file");
+    case detail::ReadStatus::read_error: throw TaskError(path + ": error: cannot read the task file");
+    case detail::ReadStatus::too_large: throw TaskError(path + ": error: the task file is larger than 1 MiB");
+    }
     Task t = parse_task(text, path);
     if (!t.profile.empty()) t.profile = resolve_task_path(path, t.profile);
     if (t.dataset.find('/') != std::string::npos) t.dataset = resolve_task_path(path, t.dataset);
