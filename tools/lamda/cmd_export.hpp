@@ -67,15 +67,7 @@ inline void write_text(const std::string& path, const std::string& text) {
 }
 
 // A C++ identifier from a model name ("model" when it has none).
-inline std::string namespace_for(const std::string& name) {
-    std::string s;
-    for (char ch : name)
-        s += ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-                 ? ch
-                 : '_';
-    if (s.empty() || (s[0] >= '0' && s[0] <= '9')) s = "model_" + s;
-    return s;
-}
+inline std::string namespace_for(const std::string& name) { return lamda::cpp_namespace_for(name); }
 
 }  // namespace export_cli
 

@@ -95,9 +95,53 @@ inline bool clashes_with_module(std::string_view s) {
     return names.count(s) > 0 || (!s.empty() && s[0] == '_');
 }
 
-// The Python local variable holding a layer's value.
+// Names a forward() local must not take: Python keywords, the modules and helpers the generated
+// file defines or imports, and the builtins forward() calls.
+inline bool py_reserved_local(std::string_view s) {
+    static const std::set<std::string_view> names{"getattr", "super", "Model", "read_safetensors",
+                                                  "write_safetensors", "_pool_sum_count"};
+    return is_python_keyword(s) || names.count(s) > 0;
+}
+
+// The Python local variable holding a layer's value: the layer's name, or the name with '_'
+// appended when it is reserved (`pass` -> `pass_`) or already ends in '_' (`x_` -> `x__`). The
+// second rule keeps the map one-to-one: layers `x` and `x_` get `x_` and `x__`, never one
+// variable; no reserved name ends in '_'.
 inline std::string py_var(const std::string& name) {
-    return is_python_keyword(name) ? name + "_" : name;
+    const bool escape = py_reserved_local(name) || (!name.empty() && name.back() == '_');
+    return escape ? name + "_" : name;
+}
+
+// C++ keywords, alternative tokens, the standard library's macros and namespaces, and the names
+// the generated header itself declares: none may be its namespace.
+inline bool is_cpp_reserved(std::string_view s) {
+    static const std::set<std::string_view> names{
+        "alignas", "alignof", "and", "and_eq", "asm", "auto", "bitand", "bitor", "bool", "break",
+        "case", "catch", "char", "char8_t", "char16_t", "char32_t", "class", "compl", "concept",
+        "const", "consteval", "constexpr", "constinit", "const_cast", "continue", "co_await",
+        "co_return", "co_yield", "decltype", "default", "delete", "do", "double", "dynamic_cast",
+        "else", "enum", "explicit", "export", "extern", "false", "float", "for", "friend", "goto",
+        "if", "inline", "int", "long", "mutable", "namespace", "new", "noexcept", "not", "not_eq",
+        "nullptr", "operator", "or", "or_eq", "private", "protected", "public", "register",
+        "reinterpret_cast", "requires", "return", "short", "signed", "sizeof", "static",
+        "static_assert", "static_cast", "struct", "switch", "template", "this", "thread_local",
+        "throw", "true", "try", "typedef", "typeid", "typename", "union", "unsigned", "using",
+        "virtual", "void", "volatile", "wchar_t", "while", "xor", "xor_eq", "final", "override",
+        "import", "module",
+        // macros of the C and C++ standard libraries (and common POSIX ones)
+        "NULL", "errno", "assert", "EOF", "stdin", "stdout", "stderr", "EDOM", "ERANGE", "EILSEQ",
+        "INFINITY", "NAN", "HUGE_VAL", "BUFSIZ", "FILENAME_MAX", "RAND_MAX", "EXIT_SUCCESS",
+        "EXIT_FAILURE", "CHAR_BIT", "INT_MAX", "INT_MIN", "SIZE_MAX", "offsetof", "setjmp",
+        "va_arg", "va_start", "va_end", "va_copy", "unix", "linux", "major", "minor",
+        // namespaces a header sees
+        "std", "lamda", "posix", "detail", "L",
+        // names the generated header declares in its namespace
+        "Net", "input_size", "output_size", "model_name", "layer_names", "data", "TensorInfo",
+        "tensor_count", "tensors", "graph", "weights", "executor", "run", "main"};
+    if (names.count(s) > 0) return true;
+    // Reserved to the implementation: a double underscore anywhere, or '_' and a capital first.
+    if (s.find("__") != std::string_view::npos) return true;
+    return s.size() >= 2 && s[0] == '_' && s[1] >= 'A' && s[1] <= 'Z';
 }
 
 inline std::string py_act(Activation a, const std::string& x) {
@@ -598,6 +642,21 @@ inline TemplateModel template_model(const Graph& graph) {
     return TemplateModel{"L::Sequential<" + TemplateBuilder::join_grouped(items) + ">", b.order};
 }
 
+// A C++ namespace for a model name: non-identifier characters become '_', a leading digit gets
+// "model_" before it, and a reserved name (is_cpp_reserved: `int`, `errno`, `NULL`, `std`,
+// `lamda`, ...) gets "_model" after it; an empty name is "model".
+inline std::string cpp_namespace_for(const std::string& name) {
+    std::string s;
+    for (char ch : name)
+        s += ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) ? ch : '_';
+    if (s.empty()) return "model";
+    if (s[0] >= '0' && s[0] <= '9') s = "model_" + s;
+    while (s.find("__") != std::string::npos) s.replace(s.find("__"), 2, "_");
+    if (s.size() >= 2 && s[0] == '_' && s[1] >= 'A' && s[1] <= 'Z') s = "m" + s;
+    if (export_detail::is_cpp_reserved(s)) s += "_model";
+    return s;
+}
+
 // A C++17 header holding `graph` with `weights` (validated first) in namespace `ns`.
 inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
                                      const std::string& ns) {
@@ -612,6 +671,9 @@ inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
         return true;
     };
     if (!ident(ns)) throw ExportError("namespace '" + ns + "' is not a C++ identifier");
+    if (is_cpp_reserved(ns))
+        throw ExportError("namespace '" + ns + "' is a C++ keyword, a standard macro or namespace, or a name "
+                          "the header declares; choose another (cpp_namespace_for() gives a safe one)");
     const std::vector<std::string> problems = validate_weights(graph, weights);
     if (!problems.empty()) {
         std::string msg = "the weights do not fit the model:";
