@@ -1,0 +1,516 @@
+// lamda/llm/proposer.hpp: LlmProposer, a Proposer that asks a language model for candidates,
+// feeds the loop's verdicts back to it within the context window, and repairs what it gets wrong.
+//
+// Contract:
+//   - propose() hands the loop one candidate at a time, from replies it asked for; each record's
+//     note names the turn. A turn that yields no candidate is retried within its own cap and
+//     never holds a candidate slot until the cap is spent.
+//   - Every request stays within the context window (the server's, when it says).
+// Requires LAMDA_WITH_LLM.
+#ifndef LAMDA_LLM_PROPOSER_HPP
+#define LAMDA_LLM_PROPOSER_HPP
+
+#if !defined(LAMDA_WITH_LLM)
+#error "lamda/llm/proposer.hpp needs LAMDA_WITH_LLM (cpp-httplib and simdjson; CMake: link lamda::llm)"
+#else
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../core/analysis.hpp"
+#include "../dsl/parser.hpp"
+#include "../search/proposers.hpp"
+#include "../search/report.hpp"
+#include "../search/types.hpp"
+#include "client.hpp"
+#include "prompt.hpp"
+#include "repair.hpp"
+#include "reply.hpp"
+
+namespace lamda {
+
+// ---------------------------------------------------------------------------------------------
+// The proposer
+// ---------------------------------------------------------------------------------------------
+
+struct LlmProposerOptions {
+    int candidates_per_turn = 3;   // asked for per turn (a reply may hold more or fewer)
+    int max_models_per_reply = 8;  // more are ignored
+    int best_k = 3;                // best candidates shown in full
+    int max_recent = 80;           // earlier candidates shown as one line each, newest first
+    int max_repairs = 2;           // repair turns per invalid candidate (and its repairs)
+    int max_failed_turns = 5;      // consecutive failed turns before the proposer gives up
+    int max_diagnostics = 12;      // diagnostics quoted per invalid candidate
+    bool auto_fix = true;          // apply auto_fix_dsl() before handing a candidate over
+    std::string device_summary;    // llm_device_summary(); empty: the CPU only
+};
+
+// Asks an LLM for candidates (see the top of this file). Each record's note names the turn
+// that produced the candidate ("llm turn 3, candidate 2/3", "llm turn 5, repair of #12 (attempt
+// 1/2)", "; auto-fixed: ..."); a turn that yields no candidate is handed to the loop as a failed
+// proposal ("llm turn 4 failed: timeout: ..."), so the journal records every turn.
+class LlmProposer : public Proposer {
+public:
+    explicit LlmProposer(LlmConfig config, LlmProposerOptions options = {})
+        : client_(std::move(config)), options_(std::move(options)) {}
+
+    std::string name() const override { return "llm"; }
+
+    LlmClient& client() noexcept { return client_; }
+    const LlmProposerOptions& options() const noexcept { return options_; }
+    int turns() const noexcept { return turn_; }
+    std::size_t last_request_bytes() const noexcept { return last_request_bytes_; }
+    std::size_t max_request_bytes() const noexcept { return max_request_bytes_; }
+    // Told what each turn did: "turn 3: 2 candidates in 4.1 s (request ~3,210 tokens)".
+    std::function<void(const std::string&)> on_log;
+
+    // The request body of the next turn for these records (exposed for tests and inspection).
+    std::string request_body(const Task& task, const std::vector<CandidateRecord>& records,
+                             std::optional<std::size_t> repair = std::nullopt) {
+        return build_body(task, records, repair);
+    }
+
+    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        absorb(records);
+        if (!started_) {
+            started_ = true;
+            for (const CandidateRecord& r : records) turn_ = std::max(turn_, turn_of(r.note));
+        }
+        std::set<std::string> seen;
+        for (const CandidateRecord& r : records) seen.insert(r.hash);
+        if (auto p = next_from_queue(records, seen)) return p;
+        if (consecutive_failures_ >= options_.max_failed_turns) {
+            log("giving up after " + std::to_string(consecutive_failures_) + " failed turns in a row");
+            return std::nullopt;
+        }
+        const int turn = ++turn_;
+        std::optional<std::size_t> repair;
+        while (!repairs_.empty() && !repair) {
+            const std::size_t r = repairs_.front();
+            if (r < records.size() && records[r].verdict == Verdict::Invalid) repair = r;
+            else repairs_.pop_front();
+        }
+        std::string body;
+        try {
+            body = build_body(task, records, repair);
+        } catch (const LlmError& e) {
+            if (!repair) return failure(turn, e.what());
+            repairs_.pop_front();  // this repair does not fit the budget: a normal turn instead
+            repair.reset();
+            try {
+                body = build_body(task, records, repair);
+            } catch (const LlmError& e2) {
+                return failure(turn, e2.what());
+            }
+        }
+        ChatReply reply;
+        try {
+            reply = client_.chat_body(body);
+        } catch (const LlmError& e) {
+            return failure(turn, e.what());
+        }
+        last_request_bytes_ = body.size();
+        max_request_bytes_ = std::max(max_request_bytes_, body.size());
+        round_.clear();  // delivered
+        last_problem_.clear();
+        if (repair) repairs_.pop_front();
+        const std::vector<std::string> models =
+            extract_dsl_candidates(reply.content, static_cast<std::size_t>(std::max(1, options_.max_models_per_reply)));
+        log("turn " + std::to_string(turn) + ": " + std::to_string(models.size()) + " candidate(s) in " +
+            llm_detail::fixed2(reply.seconds) + " s" + (reply.attempts > 1 ? " after " + std::to_string(reply.attempts) + " attempts" : "") +
+            " (request ~" + llm_detail::group_digits(static_cast<std::int64_t>(estimate_tokens(body.size()))) + " tokens" +
+            (repair ? ", repair of #" + std::to_string(*repair) : std::string()) + ")");
+        if (models.empty()) {
+            last_problem_ = "Your last reply held no ```lamda block with a model; put each model in its own ```lamda fence.";
+            return failure(turn, "the reply held no lamda model" +
+                                     (reply.finish_reason == "length" ? std::string(" (cut off at max_tokens)") : std::string()) +
+                                     ": " + llm_detail::snippet(reply.content, 160));
+        }
+        for (std::size_t i = 0; i < models.size(); ++i) {
+            Pending p;
+            p.dsl = models[i];
+            p.turn = turn;
+            if (repair) {
+                p.repair_of = static_cast<int>(*repair);
+                p.depth = depth_of(*repair) + 1;
+                p.note = "llm turn " + std::to_string(turn) + ", repair of #" + std::to_string(*repair) + " (attempt " +
+                         std::to_string(p.depth) + "/" + std::to_string(options_.max_repairs) + ")" +
+                         (models.size() > 1 ? ", model " + std::to_string(i + 1) + "/" + std::to_string(models.size()) : "");
+            } else {
+                p.note = "llm turn " + std::to_string(turn) + ", candidate " + std::to_string(i + 1) + "/" +
+                         std::to_string(models.size());
+            }
+            queue_.push_back(std::move(p));
+        }
+        if (auto p = next_from_queue(records, seen)) {
+            consecutive_failures_ = 0;
+            return p;
+        }
+        last_problem_ = "Every model in your last reply repeated an earlier candidate; propose different ones.";
+        return failure(turn, "every model in the reply repeated an earlier candidate");
+    }
+
+private:
+    struct Pending {
+        std::string dsl, note;
+        int turn = 0;
+        int repair_of = -1;  // record index this repairs, -1: none
+        int depth = 0;       // repairs so far in this candidate's line
+        std::vector<std::string> fixes;
+        bool failed = false;  // a failed-turn proposal, not a candidate
+    };
+    struct Outcome {
+        std::string label;  // "candidate 2/3 of turn 7"
+        int record = -1;    // -1: not recorded
+        std::string remark; // "repeats #4; skipped", auto-fixes
+    };
+
+    LlmClient client_;
+    LlmProposerOptions options_;
+    std::deque<Pending> queue_;
+    std::optional<Pending> outstanding_;
+    std::size_t records_at_issue_ = 0;
+    std::vector<Outcome> round_;           // the last reply's candidates, told in the next turn
+    std::deque<std::size_t> repairs_;      // invalid records to repair
+    std::map<std::size_t, int> depth_;     // record -> repairs in its line
+    std::map<std::size_t, std::string> structure_;  // record -> "14 layers: conv2d x6, ..."
+    std::string last_problem_;
+    int turn_ = 0;
+    int consecutive_failures_ = 0;
+    bool started_ = false;
+    std::size_t last_request_bytes_ = 0, max_request_bytes_ = 0;
+
+    void log(const std::string& s) const {
+        if (on_log) on_log(client_.redact(s));
+    }
+
+    static int turn_of(const std::string& note) {
+        const std::size_t at = note.find("llm turn ");
+        if (at == std::string::npos) return 0;
+        return std::atoi(note.c_str() + at + 9);
+    }
+
+    int depth_of(std::size_t record) const {
+        const auto it = depth_.find(record);
+        return it == depth_.end() ? 0 : it->second;
+    }
+
+    static std::string label_of(const Pending& p) {
+        const std::size_t comma = p.note.find(", ");
+        return comma == std::string::npos ? p.note : p.note.substr(comma + 2) + " (turn " + std::to_string(p.turn) + ")";
+    }
+
+    Proposal failure(int turn, const std::string& error) {
+        ++consecutive_failures_;
+        const std::string e = client_.redact(error);
+        log("turn " + std::to_string(turn) + " failed: " + e);
+        Pending p;
+        p.turn = turn;
+        p.failed = true;
+        outstanding_ = p;
+        records_at_issue_ = SIZE_MAX;
+        return Proposal{"", "llm turn " + std::to_string(turn) + " failed: " + e, e};
+    }
+
+    // What became of the proposal handed over last.
+    void absorb(const std::vector<CandidateRecord>& records) {
+        if (!outstanding_) return;
+        Pending p = std::move(*outstanding_);
+        outstanding_.reset();
+        if (p.failed) return;
+        Outcome o;
+        o.label = label_of(p);
+        if (!p.fixes.empty()) {
+            o.remark = "lamda auto-fixed it before checking:";
+            for (const std::string& f : p.fixes) o.remark += "\n    - " + f;
+        }
+        if (records.size() > records_at_issue_) {
+            const std::size_t index = records.size() - 1;
+            o.record = static_cast<int>(index);
+            depth_[index] = p.depth;
+            if (records[index].verdict == Verdict::Invalid && p.depth < options_.max_repairs) repairs_.push_back(index);
+        } else {
+            o.remark += std::string(o.remark.empty() ? "" : "\n  ") + "it repeated an earlier candidate; skipped";
+        }
+        round_.push_back(std::move(o));
+    }
+
+    // The next queued model that is not a repeat, auto-fixed; nothing when the queue runs dry.
+    std::optional<Proposal> next_from_queue(const std::vector<CandidateRecord>& records, const std::set<std::string>& seen) {
+        while (!queue_.empty()) {
+            Pending p = std::move(queue_.front());
+            queue_.pop_front();
+            std::string canonical, hash;
+            bool valid = canonical_hash(p.dsl, canonical, hash);
+            if (!valid && options_.auto_fix) {
+                AutoFix f = auto_fix_dsl(p.dsl);
+                if (!f.fixes.empty()) {
+                    p.dsl = f.dsl;
+                    p.fixes = f.fixes;
+                    valid = canonical_hash(p.dsl, canonical, hash);
+                }
+            }
+            if (!valid) hash = text_hash(p.dsl);
+            if (seen.count(hash)) {
+                std::string which;
+                for (const CandidateRecord& r : records)
+                    if (r.hash == hash) which = "#" + std::to_string(r.index);
+                round_.push_back({label_of(p), -1, "it repeats " + which + " exactly; skipped"});
+                continue;
+            }
+            std::string note = p.note;
+            if (!p.fixes.empty()) {
+                note += "; auto-fixed: ";
+                for (std::size_t i = 0; i < p.fixes.size(); ++i) note += (i ? "; " : "") + p.fixes[i];
+            }
+            Proposal out{p.dsl, client_.redact(note), ""};
+            records_at_issue_ = records.size();
+            outstanding_ = std::move(p);
+            return out;
+        }
+        return std::nullopt;
+    }
+
+    // ---- the prompt ----
+
+    const std::string& structure_of(const CandidateRecord& r) {
+        auto it = structure_.find(static_cast<std::size_t>(r.index));
+        if (it != structure_.end()) return it->second;
+        std::string s;
+        const ParseResult parsed = parse_dsl(r.dsl, "candidate");
+        if (parsed.ok()) {
+            std::vector<std::pair<std::string, int>> counts;
+            std::int64_t widest = 0;
+            for (const Layer& l : parsed.graph.layers) {
+                if (l.op == OpKind::Input) continue;
+                const std::string op(op_name(l.op));
+                auto c = std::find_if(counts.begin(), counts.end(), [&](const auto& x) { return x.first == op; });
+                if (c == counts.end()) counts.push_back({op, 1});
+                else ++c->second;
+                widest = std::max<std::int64_t>(widest, l.shape.c);
+            }
+            s = std::to_string(parsed.graph.layers.size() - 1) + " layers (";
+            for (std::size_t i = 0; i < counts.size(); ++i)
+                s += (i ? ", " : "") + counts[i].first + (counts[i].second > 1 ? " x" + std::to_string(counts[i].second) : "");
+            s += "), widest " + std::to_string(widest);
+        }
+        return structure_[static_cast<std::size_t>(r.index)] = s;
+    }
+
+    static std::string figures(const CandidateRecord& r, const Task& task) {
+        using llm_detail::num;
+        std::string s;
+        auto add = [&s](const std::string& x) { s += (s.empty() ? "" : ", ") + x; };
+        if (r.predicted_ms) add("predicted " + num(*r.predicted_ms) + " ms");
+        if (r.measured_ms) add("measured " + num(*r.measured_ms) + " ms");
+        if (const auto ms = judged_latency_ms(r); ms && task.constraints.latency_ms > 0)
+            add(llm_detail::percent(*ms / task.constraints.latency_ms) + " of the latency budget");
+        if (r.params >= 0) add(llm_detail::group_digits(r.params) + " params");
+        if (r.macs >= 0) add(llm_detail::group_digits(r.macs) + " MACs");
+        if (r.accuracy) add("accuracy " + num(*r.accuracy * 100, 4) + "%");
+        return s;
+    }
+
+    static std::string top_layers_text(const CandidateRecord& r) {
+        std::string s;
+        for (const LayerCost& l : r.top_layers)
+            s += (s.empty() ? "" : ", ") + l.name + " " + llm_detail::num(l.ms) + " ms (" + llm_detail::percent(l.share) + ")";
+        return s;
+    }
+
+    std::string one_line(const CandidateRecord& r, const Task& task) {
+        std::string s = "- #" + std::to_string(r.index) + " " + std::string(verdict_name(r.verdict)) + ": ";
+        if (r.verdict == Verdict::Invalid) return s + llm_detail::snippet(r.reason, 160) + "\n";
+        s += figures(r, task);
+        const std::string& st = structure_of(r);
+        if (!st.empty()) s += "; " + st;
+        if (!r.top_layers.empty()) {
+            s += "; most expensive: ";
+            for (std::size_t i = 0; i < r.top_layers.size() && i < 2; ++i)
+                s += (i ? ", " : "") + r.top_layers[i].name + " " + llm_detail::percent(r.top_layers[i].share);
+        }
+        return s + "\n";
+    }
+
+    std::string detail(const Outcome& o, const std::vector<CandidateRecord>& records, const Task& task) const {
+        std::string s = "- " + o.label;
+        if (o.record >= 0 && static_cast<std::size_t>(o.record) < records.size()) {
+            const CandidateRecord& r = records[static_cast<std::size_t>(o.record)];
+            s += " -> #" + std::to_string(r.index) + " " + std::string(verdict_name(r.verdict)) + ": " +
+                 llm_detail::snippet(r.reason, 300) + "\n";
+            const std::string f = figures(r, task);
+            if (!f.empty()) s += "  " + f + "\n";
+            const std::string t = top_layers_text(r);
+            if (!t.empty()) s += "  most expensive layers: " + t + "\n";
+            if (!r.diagnostics.empty()) {
+                s += "  lamda's diagnostics:\n";
+                const std::size_t n = std::min(r.diagnostics.size(), static_cast<std::size_t>(std::max(1, options_.max_diagnostics)));
+                for (std::size_t i = 0; i < n; ++i) s += "    " + llm_detail::snippet(r.diagnostics[i], 400) + "\n";
+                if (r.diagnostics.size() > n) s += "    (" + std::to_string(r.diagnostics.size() - n) + " more)\n";
+            }
+        } else {
+            s += "\n";
+        }
+        if (!o.remark.empty()) s += "  " + o.remark + "\n";
+        return s;
+    }
+
+    static std::string task_text(const Task& task, std::size_t recorded) {
+        using llm_detail::group_digits;
+        const Shape& in = task.input;
+        const std::string shape = std::to_string(in.h) + "x" + std::to_string(in.w) + "x" + std::to_string(in.c);
+        const Constraints& c = task.constraints;
+        std::string s = "# Task: " + task.name + "\n\nInput: " + shape + " (height x width x channels): the input layer is `input: input shape=" +
+                        shape + "`.\nClasses: " + std::to_string(task.classes) + ": the last layer outputs 1x1x" +
+                        std::to_string(task.classes) + " (e.g. `pool: gap` then `logits: fc out=" + std::to_string(task.classes) +
+                        "`).\nConstraints (a candidate must meet all):\n";
+        if (c.latency_ms > 0)
+            s += "- median latency <= " + llm_detail::num(c.latency_ms, 4) + " ms on " + std::to_string(c.threads) +
+                 " thread(s) (predicted first: a candidate predicted far above it is not even run)\n";
+        if (c.max_params > 0) s += "- parameters <= " + group_digits(c.max_params) + "\n";
+        if (c.max_activation_bytes > 0) s += "- peak activation memory <= " + group_digits(c.max_activation_bytes) + " bytes (float32)\n";
+        if (c.min_accuracy && task.objective == Objective::Accuracy)
+            s += "- validation accuracy >= " + llm_detail::num(*c.min_accuracy * 100, 4) + "%\n";
+        if (c.latency_ms <= 0 && c.max_params <= 0 && c.max_activation_bytes <= 0 && !c.min_accuracy) s += "- none\n";
+        s += task.objective == Objective::Accuracy
+                 ? "Objective: the highest validation accuracy among candidates that meet the constraints.\n"
+                 : "Objective: the largest capacity (MACs) that meets the constraints: use the budget, do not leave it idle.\n";
+        s += "Candidates so far: " + std::to_string(recorded) + " of at most " + std::to_string(task.budget.max_candidates) + ".\n";
+        return s;
+    }
+
+    // Builds the request for a turn: the system message, then one user message with the task and
+    // as much history as the budget allows. Throws LlmError(Config) when even the fixed parts
+    // do not fit.
+    std::string build_body(const Task& task, const std::vector<CandidateRecord>& records, std::optional<std::size_t> repair) {
+        using llm_detail::json_escaped_size;
+        const LlmConfig& cfg = client_.config();
+        const std::size_t budget = static_cast<std::size_t>(std::max(0, cfg.prompt_budget_tokens())) * 4;
+        const std::string system = valid_utf8(llm_system_prompt());
+        std::string head = task_text(task, records.size());
+        const std::string device = options_.device_summary.empty() ? llm_device_summary(task, nullptr) : options_.device_summary;
+        head += "\n## Device\n\n" + device + "\n";
+        if (!last_problem_.empty()) head += "\nNote: " + last_problem_ + "\n";
+        head = valid_utf8(head);
+        std::string core, tail;
+        if (repair) {
+            const CandidateRecord& r = records[*repair];
+            core = "\n## Repair #" + std::to_string(r.index) + "\n\nYour candidate #" + std::to_string(r.index) +
+                   " is invalid. lamda reported:\n";
+            const std::size_t n = std::min(r.diagnostics.size(), static_cast<std::size_t>(std::max(1, options_.max_diagnostics)));
+            for (std::size_t i = 0; i < n; ++i) core += "  " + llm_detail::snippet(r.diagnostics[i], 400) + "\n";
+            if (r.diagnostics.empty()) core += "  " + llm_detail::snippet(r.reason, 400) + "\n";
+            core += "Its text (line numbers count from 1):\n```lamda\n" + r.dsl + (r.dsl.empty() || r.dsl.back() == '\n' ? "" : "\n") + "```\n";
+            core = valid_utf8(core);
+            tail = "\nFix every error and reply with the corrected complete model in one ```lamda block.\n";
+        } else {
+            tail = "\nPropose " + std::to_string(std::max(1, options_.candidates_per_turn)) +
+                   " new models, each different from every candidate above, each in its own ```lamda block. Use the "
+                   "feedback: over a limit, shrink where the layers cost most; well under the latency budget, grow "
+                   "(wider, deeper, larger kernels) where it is cheap.\n";
+        }
+        auto body_of = [&](const std::string& user) {
+            return chat_request_json(cfg, {ChatMessage{"system", system}, ChatMessage{"user", user}});
+        };
+        std::size_t used = body_of(head + core + tail).size();
+        if (used > budget)
+            throw LlmError(LlmErrorKind::Config,
+                           "the request needs ~" + std::to_string(estimate_tokens(used)) + " tokens before any history, over the budget of " +
+                               std::to_string(cfg.prompt_budget_tokens()) + " (context_tokens " + std::to_string(cfg.context_tokens) +
+                               " - max_tokens " + std::to_string(cfg.max_tokens) + "); raise --llm-context-tokens");
+        auto fits = [&](std::size_t extra) {
+            if (used + extra > budget) return false;
+            used += extra;
+            return true;
+        };
+        // 1. what became of the last reply's candidates
+        std::string results;
+        {
+            const std::string heading = "\n## Results of your last reply\n\n";
+            for (const Outcome& o : round_) {
+                const std::string d = valid_utf8(detail(o, records, task));
+                if (fits(json_escaped_size(d) + (results.empty() ? json_escaped_size(heading) : 0)))
+                    results += (results.empty() ? heading : std::string()) + d;
+            }
+        }
+        // 2. the best candidates in full (the closest to feasible when none is)
+        std::string best;
+        std::set<std::size_t> shown;
+        {
+            std::vector<std::size_t> order = rank_feasible(records, task.objective);
+            std::string heading = "\n## Best candidates so far\n\n";
+            if (order.empty()) {
+                std::vector<std::pair<double, std::size_t>> near;
+                for (std::size_t i = 0; i < records.size(); ++i)
+                    if (const auto v = proposer_detail::violation(records[i], task)) near.push_back({*v, i});
+                std::stable_sort(near.begin(), near.end());
+                for (const auto& n : near) order.push_back(n.second);
+                heading = "\n## Closest to meeting the constraints so far (none meets them yet)\n\n";
+            }
+            int k = 0;
+            for (std::size_t i : order) {
+                if (k >= options_.best_k) break;
+                const CandidateRecord& r = records[i];
+                if (r.dsl.empty()) continue;
+                const std::string item = valid_utf8("### #" + std::to_string(r.index) + " " + std::string(verdict_name(r.verdict)) +
+                                                    ": " + figures(r, task) + "\n```lamda\n" + r.dsl +
+                                                    (r.dsl.back() == '\n' ? "" : "\n") + "```\n");
+                if (fits(json_escaped_size(item) + (best.empty() ? json_escaped_size(heading) : 0))) {
+                    best += (best.empty() ? heading : std::string()) + item;
+                    shown.insert(i);
+                    ++k;
+                }
+            }
+        }
+        // 3. earlier candidates, one line each, newest first until the budget or max_recent
+        std::string recent;
+        {
+            const std::string heading = "\n## Earlier candidates (one line each, oldest first)\n\n";
+            const std::size_t reserve = 96;  // the "N older not shown" line
+            std::vector<std::string> lines;
+            std::size_t listed = 0, eligible = 0;
+            bool full = false;
+            for (std::size_t i = records.size(); i-- > 0;) {
+                const CandidateRecord& r = records[i];
+                if (r.dsl.empty() || shown.count(i)) continue;
+                ++eligible;
+                if (full || static_cast<int>(listed) >= options_.max_recent) continue;
+                const std::string line = valid_utf8(one_line(r, task));
+                const std::size_t cost = json_escaped_size(line) + (lines.empty() ? json_escaped_size(heading) : 0);
+                if (used + cost + reserve > budget) {
+                    full = true;
+                    continue;
+                }
+                used += cost;
+                lines.push_back(line);
+                ++listed;
+            }
+            if (!lines.empty()) {
+                recent = heading;
+                for (std::size_t i = lines.size(); i-- > 0;) recent += lines[i];
+            }
+            if (eligible > listed) {
+                const std::string more = "(" + std::to_string(eligible - listed) + " older candidates not shown)\n";
+                if (fits(json_escaped_size(more))) recent += more;
+            }
+        }
+        const std::string body = body_of(head + best + recent + results + core + tail);
+        if (body.size() > budget)  // cannot happen: every part was counted
+            throw LlmError(LlmErrorKind::Config, "internal: the request grew over its budget");
+        return body;
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LLM
+#endif  // LAMDA_LLM_PROPOSER_HPP
