@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <vector>
 
 #include <lamda/lamda.hpp>
 
@@ -31,9 +32,11 @@ int main(int argc, char** argv) {
         }
         const std::size_t n = n_wanted < 0 ? 0 : std::min<std::size_t>(n_wanted, test.size());
         float scores[fmnist::output_size];
+        std::vector<float> image(fmnist::input_size);
         long correct = 0;
         for (std::size_t i = 0; i < n; ++i) {
-            fmnist::run(test.image(i), scores);
+            test.copy_image(i, image.data());
+            fmnist::run(image.data(), scores);
             const std::int64_t p = lamda::argmax(scores, fmnist::output_size);
             correct += p == test.labels[i];
             std::printf("image %zu: predicted %lld, label %d\n", i, static_cast<long long>(p),

@@ -133,8 +133,9 @@ TEST_CASE("dataset: IDX files round trip (raw, 3 and 4 dimensions)") {
     CHECK(d.test.size() == 2);
     CHECK(d.test.classes == 4);
     CHECK(d.train.labels == std::vector<std::int32_t>{3, 0, 1, 3, 2});
-    REQUIRE(d.train.images.size() == img.size());
-    for (std::size_t k = 0; k < img.size(); ++k) CHECK(d.train.images[k] == doctest::Approx(img[k] / 255.0));
+    REQUIRE(d.train.pixels.size() == img.size());  // kept as uint8, converted per image
+    CHECK(d.train.images.empty());
+    for (std::size_t k = 0; k < img.size(); ++k) CHECK(d.train.value(k) == doctest::Approx(img[k] / 255.0));
 
     // N x H x W x C, and no test pair (an empty test set of the same shape).
     TempDir dir4;
@@ -142,7 +143,9 @@ TEST_CASE("dataset: IDX files round trip (raw, 3 and 4 dimensions)") {
     write_file(dir4 / "train-labels-idx1-ubyte", idx({3}, {0, 1, 0}));
     const lamda::DatasetSplits d4 = lamda::load_dataset(dir4.path.string());
     CHECK(d4.train.shape == lamda::Shape{2, 2, 3});
-    CHECK(d4.train.image(2)[0] == doctest::Approx(pixels(36)[24] / 255.0));
+    std::vector<float> image2(d4.train.image_elements());
+    d4.train.copy_image(2, image2.data());
+    CHECK(image2[0] == doctest::Approx(pixels(36)[24] / 255.0));
     CHECK(d4.test.empty());
     CHECK(d4.test.shape == d4.train.shape);
 }
@@ -156,7 +159,7 @@ TEST_CASE("dataset: gzip-compressed IDX files") {
     const lamda::DatasetSplits d = lamda::load_dataset(dir.path.string());
     CHECK(d.train.size() == 6);
     CHECK(d.train.shape == lamda::Shape{5, 5, 1});
-    CHECK(d.train.images[7] == doctest::Approx(img[7] / 255.0));
+    CHECK(d.train.value(7) == doctest::Approx(img[7] / 255.0));
 
     // Two gzip members concatenated (gzip -c a b) read as one file.
     TempDir multi;
@@ -168,7 +171,7 @@ TEST_CASE("dataset: gzip-compressed IDX files") {
     cat.insert(cat.end(), std::istreambuf_iterator<char>(b), std::istreambuf_iterator<char>());
     write_file(multi / "train-images-idx3-ubyte.gz", cat);
     write_file(multi / "train-labels-idx1-ubyte", idx({6}, {0, 1, 2, 0, 1, 2}));
-    CHECK(lamda::load_dataset(multi.path.string()).train.images == d.train.images);
+    CHECK(lamda::load_dataset(multi.path.string()).train.pixels == d.train.pixels);
 
     // Truncated and corrupted gzip data.
     TempDir bad;
@@ -215,7 +218,7 @@ TEST_CASE("dataset: NumPy .npy pairs") {
         CHECK(d.train.shape == lamda::Shape{3, 2, 1});
         CHECK(d.train.labels == std::vector<std::int32_t>{2, 0, 1, 2});
         CHECK(d.train.classes == 3);
-        CHECK(d.train.images[5] == doctest::Approx(pixels(24)[5] / 255.0));
+        CHECK(d.train.value(5) == doctest::Approx(pixels(24)[5] / 255.0));
     }
     SUBCASE("float32 (N, H, W, C) images, big-endian int32 (N, 1) labels, x_/y_ names") {
         TempDir dir;
@@ -236,7 +239,7 @@ TEST_CASE("dataset: NumPy .npy pairs") {
         CHECK(d.train.labels == std::vector<std::int32_t>{1, 4});
         CHECK(d.train.classes == 5);
         CHECK(d.test.labels == std::vector<std::int32_t>{4, 0});
-        CHECK(d.train.images[13] == doctest::Approx(13.0 / 24.0));
+        CHECK(d.train.value(13) == doctest::Approx(13.0 / 24.0));
     }
 }
 
@@ -334,7 +337,7 @@ TEST_CASE("dataset: the validation split and subsets are seeded and disjoint") {
     }
     CHECK(all.size() == 1000);
     for (std::size_t i = 0; i < a.second.size(); ++i)
-        CHECK(a.second.image(i)[0] == static_cast<float>(a.second.labels[i]));
+        CHECK(a.second.value(i * a.second.image_elements()) == static_cast<float>(a.second.labels[i]));
     // The permutation itself is pinned: the same split on every platform.
     CHECK(lamda::seeded_permutation(5, 1) == lamda::seeded_permutation(5, 1));
     const lamda::Dataset s = lamda::subset(a.first, 50, 3);
@@ -443,7 +446,7 @@ TEST_CASE("dataset: accuracy through XNNPACK, with weights saved folded or not")
     std::int64_t correct = 0;
     for (std::size_t i = 0; i < d.size(); ++i) {
         lamda::Tensor x(d.shape);
-        std::copy(d.image(i), d.image(i) + 16, x.data.begin());
+        d.copy_image(i, x.data.data());
         const lamda::Tensor y = lamda::run_reference(g, w, x);
         if (lamda::argmax(y.data.data(), 3) == d.labels[i]) ++correct;
     }

@@ -174,10 +174,9 @@ inline int run_run(const RunArgs& a) {
         lamda::check_classifier(graph, data.test);
         lamda::XnnExecutor exec(graph, weights, lamda::XnnOptions{1});
         const std::size_t n = std::min(a.limit, data.test.size());
-        const auto per = static_cast<std::size_t>(data.test.shape.elements());
         std::int64_t correct = 0;
         for (std::size_t i = 0; i < n; ++i) {
-            std::copy(data.test.image(i), data.test.image(i) + per, exec.input());
+            data.test.copy_image(i, exec.input());
             exec.run();
             const std::int64_t p = lamda::argmax(exec.output(), exec.output_shape().c);
             correct += p == data.test.labels[i];

@@ -59,18 +59,33 @@ public:
     using Exception::Exception;
 };
 
-// Labelled images, all of one shape, stored together.
+// Labelled images, all of one shape, stored together: as the bytes of a uint8 file (`pixels`,
+// value / 255), or as floats (`images`: float32 files, or images made in code). Exactly one of
+// the two holds the images; uint8 files stay uint8 in memory (a 1 GiB file costs 1 GiB, not 4)
+// and are converted to floats an image at a time, by copy_image().
 struct Dataset {
     Shape shape;      // of one image: height x width x channels
     int classes = 0;  // labels lie in 0 .. classes-1
-    std::vector<float> images;          // size() * shape.elements() values, NHWC, in [0, 1]
+    std::vector<float> images;          // size() * shape.elements() values, NHWC, in [0, 1]; or empty
+    std::vector<std::uint8_t> pixels;   // size() * shape.elements() bytes, NHWC; or empty
     std::vector<std::int32_t> labels;   // one per image
 
     std::size_t size() const noexcept { return labels.size(); }
     bool empty() const noexcept { return labels.empty(); }
-    // Image i's shape.elements() values (NHWC).
-    const float* image(std::size_t i) const noexcept {
-        return images.data() + i * static_cast<std::size_t>(shape.elements());
+    std::size_t image_elements() const noexcept { return static_cast<std::size_t>(shape.elements()); }
+    // Value k of the images (NHWC, image after image) as a float in [0, 1].
+    float value(std::size_t k) const noexcept {
+        return pixels.empty() ? images[k] : static_cast<float>(pixels[k]) * (1.0f / 255.0f);
+    }
+    // Image i's shape.elements() values (NHWC), as floats, into `out`.
+    void copy_image(std::size_t i, float* out) const noexcept {
+        const std::size_t per = image_elements();
+        if (pixels.empty()) {
+            std::copy(images.data() + i * per, images.data() + (i + 1) * per, out);
+        } else {
+            const std::uint8_t* p = pixels.data() + i * per;
+            for (std::size_t k = 0; k < per; ++k) out[k] = static_cast<float>(p[k]) * (1.0f / 255.0f);
+        }
     }
 };
 
@@ -206,7 +221,7 @@ inline std::int64_t checked_bytes(const std::vector<std::int64_t>& dims, std::in
     return n;
 }
 
-inline Array parse_idx(const std::vector<unsigned char>& b, const std::string& path) {
+inline Array parse_idx(std::vector<unsigned char>&& b, const std::string& path) {
     if (b.size() < 4 || b[0] != 0 || b[1] != 0)
         throw DatasetError(path + ": not an IDX file (bad magic number)");
     if (b[2] != 0x08)
@@ -234,7 +249,9 @@ inline Array parse_idx(const std::vector<unsigned char>& b, const std::string& p
                            (need < 0 ? std::string("an impossible number of") : std::to_string(need)) +
                            " bytes of data, but the file holds " + std::to_string(payload) +
                            (need > payload || need < 0 ? " (truncated or corrupt)" : " (trailing bytes)"));
-    a.u8.assign(b.begin() + static_cast<std::ptrdiff_t>(4 + 4 * ndims), b.end());
+    // The payload moves in place (no second copy of a file that may be 1 GiB).
+    b.erase(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(4 + 4 * ndims));
+    a.u8 = std::move(b);
     return a;
 }
 
@@ -372,6 +389,10 @@ inline Array parse_npy(const std::vector<unsigned char>& b, const std::string& p
                            (need > payload || need < 0 ? " (truncated or corrupt)" : " (trailing bytes)"));
     const unsigned char* p = b.data() + start + header_len;
     const std::size_t n = static_cast<std::size_t>(payload / item);
+    // Integers widen to 8 bytes each: bounded, so a 1 GiB file of int8 cannot take 8 GiB.
+    if (is_int && item < 8 && !(kind == 'u' && item == 1) && n > (std::size_t{1} << 25))
+        throw DatasetError(path + ": " + std::to_string(n) + " integer values, more than the limit of " +
+                           std::to_string(std::size_t{1} << 25) + " (labels)");
     // Little-endian unless '>' (and '=' means this machine's order, which lamda's targets share
     // with numpy's default '<').
     const bool big = order == '>';
@@ -405,9 +426,9 @@ inline Array parse_npy(const std::vector<unsigned char>& b, const std::string& p
 }
 
 inline Array read_array(const std::string& path, const DatasetLimits& limits) {
-    const std::vector<unsigned char> bytes = read_bytes(path, limits);
+    std::vector<unsigned char> bytes = read_bytes(path, limits);
     if (bytes.size() >= 6 && bytes[0] == 0x93 && bytes[1] == 'N') return parse_npy(bytes, path);
-    return parse_idx(bytes, path);
+    return parse_idx(std::move(bytes), path);
 }
 
 }  // namespace dataset_detail
@@ -417,7 +438,7 @@ inline Array read_array(const std::string& path, const DatasetLimits& limits) {
 inline Dataset read_dataset_pair(const std::string& images_path, const std::string& labels_path,
                                  const DatasetLimits& limits = {}) {
     using dataset_detail::Array;
-    const Array im = dataset_detail::read_array(images_path, limits);
+    Array im = dataset_detail::read_array(images_path, limits);
     const Array lb = dataset_detail::read_array(labels_path, limits);
     if (im.dims.size() != 3 && im.dims.size() != 4)
         throw DatasetError(images_path + ": images are " + dataset_detail::dims_string(im.dims) +
@@ -451,10 +472,9 @@ inline Dataset read_dataset_pair(const std::string& images_path, const std::stri
     }
     d.classes = static_cast<int>(max_label + 1);
     if (!im.u8.empty()) {
-        d.images.resize(im.u8.size());
-        for (std::size_t k = 0; k < im.u8.size(); ++k) d.images[k] = im.u8[k] * (1.0f / 255.0f);
+        d.pixels = std::move(im.u8);  // kept as bytes; converted an image at a time
     } else {
-        d.images = im.f32;
+        d.images = std::move(im.f32);
         for (std::size_t k = 0; k < d.images.size(); ++k)
             if (!std::isfinite(d.images[k]))
                 throw DatasetError(images_path + ": value " + std::to_string(k) + " is not finite");
@@ -566,12 +586,19 @@ inline Dataset select(const Dataset& d, const std::vector<std::size_t>& indices)
     out.shape = d.shape;
     out.classes = d.classes;
     const auto per = static_cast<std::size_t>(d.shape.elements());
-    out.images.resize(indices.size() * per);
     out.labels.resize(indices.size());
+    (d.pixels.empty() ? out.images.resize(indices.size() * per) : out.pixels.resize(indices.size() * per));
     for (std::size_t k = 0; k < indices.size(); ++k) {
         const std::size_t i = indices.at(k);
         if (i >= d.size()) throw DatasetError("select: index " + std::to_string(i) + " out of range");
-        std::copy(d.image(i), d.image(i) + per, out.images.begin() + static_cast<std::ptrdiff_t>(k * per));
+        if (d.pixels.empty())
+            std::copy(d.images.begin() + static_cast<std::ptrdiff_t>(i * per),
+                      d.images.begin() + static_cast<std::ptrdiff_t>((i + 1) * per),
+                      out.images.begin() + static_cast<std::ptrdiff_t>(k * per));
+        else
+            std::copy(d.pixels.begin() + static_cast<std::ptrdiff_t>(i * per),
+                      d.pixels.begin() + static_cast<std::ptrdiff_t>((i + 1) * per),
+                      out.pixels.begin() + static_cast<std::ptrdiff_t>(k * per));
         out.labels[k] = d.labels[i];
     }
     return out;
@@ -663,10 +690,9 @@ inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, co
     check_classifier(g, d);
     XnnExecutor exec(g, weights, XnnOptions{threads});
     const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
-    const auto per = static_cast<std::size_t>(d.shape.elements());
     Accuracy a;
     for (std::size_t i = 0; i < n; ++i) {
-        std::copy(d.image(i), d.image(i) + per, exec.input());
+        d.copy_image(i, exec.input());
         exec.run();
         if (argmax(exec.output(), exec.output_shape().c) == d.labels[i]) ++a.correct;
     }

@@ -150,8 +150,10 @@ inline void check_options(const TrainOptions& o) {
 inline void gather(const Dataset& d, const std::size_t* idx, std::size_t n, float* out,
                    const int* dy, const int* dx, const bool* flip) {
     const std::int64_t H = d.shape.h, W = d.shape.w, C = d.shape.c;
+    std::vector<float> buffer(d.image_elements());  // one image as floats (datasets keep uint8)
     for (std::size_t k = 0; k < n; ++k) {
-        const float* img = d.image(idx[k]);
+        d.copy_image(idx[k], buffer.data());
+        const float* img = buffer.data();
         float* o = out + k * static_cast<std::size_t>(C * H * W);
         const std::int64_t sy = dy ? dy[k] : 0, sx = dx ? dx[k] : 0;
         const bool mirror = flip && flip[k];
