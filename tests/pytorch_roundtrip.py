@@ -61,6 +61,23 @@ f: flatten
 o: fc out=3 act=relu6
 """
 
+# Names that collide in generated Python (issue 16): layers `x` and `x_` (the forward() argument and
+# its escape), `x__`, a layer named like the file's helper `_pool_sum_count` while an avgpool needs
+# that helper, and `getattr`, which forward() calls for keyword-named modules (`pass`).
+COLLIDING_NAMES = """model int
+input: input shape=7x7x2
+x: conv2d out=4 kernel=3 act=relu
+x_: conv2d out=4 kernel=1
+x__: add x, x_
+_pool_sum_count: relu
+p: avgpool kernel=2 stride=2 padding=same
+getattr: relu6 x__
+pass: conv2d getattr out=4 kernel=1
+j: concat p, pass
+f: flatten
+self: fc out=3
+"""
+
 
 def run(cmd):
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -139,7 +156,7 @@ def main():
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as work:
         models = []
-        for name, text in (("all_ops", ALL_OPS), ("chain", TINY_CHAIN)):
+        for name, text in (("all_ops", ALL_OPS), ("chain", TINY_CHAIN), ("colliding_names", COLLIDING_NAMES)):
             path = os.path.join(work, name + ".lamda")
             with open(path, "w") as f:
                 f.write(text)
