@@ -72,7 +72,7 @@ x__: add x, x_
 _pool_sum_count: relu
 p: avgpool kernel=2 stride=2 padding=same
 getattr: relu6 x__
-pass: conv2d getattr out=4 kernel=1
+pass: conv2d getattr out=4 kernel=1 stride=2
 j: concat p, pass
 f: flatten
 self: fc out=3

@@ -398,7 +398,7 @@ TEST_CASE("journal: a torn last line is dropped with a warning and repaired") {
     // same write()): when it is not a valid record it is an error naming the line, not dropped.
     for (const std::string& bad : {std::string(40, '\0') + "\n", next.substr(0, 30) + "\n"}) {
         spit(path, complete + bad);
-        CHECK_THROWS_WITH_AS(lamda::read_journal(path), doctest::Contains(path + ":5: error: journal"),
+        CHECK_THROWS_WITH_AS(lamda::read_journal(path), doctest::Contains((path + ":5: error: journal").c_str()),
                              lamda::JournalError);
         CHECK_THROWS_AS(lamda::repair_journal(path), lamda::JournalError);
         CHECK(slurp(path) == complete + bad);  // not truncated
