@@ -231,7 +231,7 @@ private:
     std::optional<Graph> partial_;             // shape_of(): the last partial model parsed
     std::size_t partial_layers_ = 0;           // ... and how many layers it had
     std::size_t parsed_bytes_ = 0;             // ... and the DSL text parsed for it in all
-    static constexpr std::size_t max_parsed_bytes = std::size_t{256} << 20;
+    static constexpr std::size_t max_parsed_bytes = std::size_t{32} << 20;
 
     std::string text() const {
         std::string model = sanitize(name_.empty() ? m_.graph().name() : name_);
