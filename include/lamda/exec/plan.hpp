@@ -1,15 +1,17 @@
-// lamda/exec/plan.hpp: which layers the XNNPACK executor fuses into which, decided from the
-// graph alone. One source of truth for the executor (exec/xnnpack.hpp) and the latency model
-// (latency/model.hpp): the latency model predicts one figure per lowered operator, so it must see the
-// same fusions the executor makes. Needs nothing but core/ir.hpp.
+// lamda/exec/plan.hpp: the one lowering of a graph to XNNPACK operators, decided from the graph
+// alone. The XNNPACK executor (exec/xnnpack.hpp) runs exactly this plan and the latency model
+// (latency/features.hpp) predicts one figure per planned operator, so what is predicted is what
+// runs. Needs nothing but core/ir.hpp; allocates, never throws anything but std::bad_alloc.
 //
-//   lamda::FusionPlan p = lamda::plan_fusion(graph);
-//   p.absorbed_by[j] == i   layer j's work is done by layer i's operator(s) (j reads 0 ms)
-//   p.folded_bn[i]          the batchnorm folded into conv2d/dwconv/fc i, or -1
-//   p.act[i]                the activation layer i's operator(s) apply (its own act= or a fused one)
-//   p.tail[i]               the layer whose value layer i's operator(s) write
+//   lamda::OpPlan plan = lamda::plan_ops(graph);        // fusion + buffers + operators
+//   for (const lamda::PlannedOp& op : plan.ops) ...      // in execution order
+//   plan.fusion.absorbed_by[j] == i   layer j's work is done by layer i's operator(s) (j reads 0 ms)
+//   plan.fusion.folded_bn[i]          the batchnorm folded into conv2d/dwconv/fc i, or -1
+//   plan.fusion.act[i]                the activation layer i's operator(s) apply (own act= or fused)
+//   plan.fusion.tail[i]               the layer whose value layer i's operator(s) write
+//   plan.buffers                      which buffer holds each value (plan_buffers, below)
 //
-// Rules (those of XnnExecutor::build):
+// Fusion rules (plan_fusion):
 //   - a batchnorm is folded into the conv2d/dwconv/fc before it when that layer has no act and
 //     the batchnorm is its only reader;
 //   - a relu/relu6/hardsigmoid/hardswish/sigmoid layer is fused into the conv2d/dwconv/fc/
@@ -17,6 +19,20 @@
 //     and the layer has no act of its own;
 //   - the graph's output counts as one reader of the last layer.
 //
+// Operators (plan_ops), one PlannedOp per unit the latency model predicts, in graph order:
+//   input, flatten, dropout   Alias: no operator, the value aliases its input's buffer
+//   conv2d / dwconv / fc      Conv / DepthwiseConv / FullyConnected (folded batchnorm; relu,
+//                             relu6 as the output clamp; hardsigmoid folded into weights and
+//                             clamp), then a HardSwish or Sigmoid op in place for those acts
+//   batchnorm (not folded)    ChannelAffine (a 1x1 depthwise convolution), activations as conv
+//   add (n inputs)            Add: n-1 binary adds accumulating into the output, relu/relu6 the
+//                             last one's clamp; other acts an in-place op after it
+//   relu, relu6 / hardswish / sigmoid / hardsigmoid layers (not fused)
+//                             Clamp / HardSwish / Sigmoid / HardSigmoid (x+3 clamped, times 1/6)
+//   concat                    Concat: one strided copy per input into a channel slice
+//   mul                       Mul (broadcasts a 1x1xC operand)
+//   maxpool, avgpool          MaxPool / AvgPool; a 1x1 kernel is StridedCopy (a plain loop)
+//   gap, softmax              GlobalAvgPool, Softmax
 // And which buffer each value lives in (plan_buffers): the executor allocates exactly these, and
 // the latency model reads the model's memory footprint off them.
 #ifndef LAMDA_EXEC_PLAN_HPP
@@ -187,6 +203,151 @@ inline BufferPlan plan_buffers(const Graph& g, const FusionPlan& plan, bool reus
         releases.emplace_back(last_read[i], chosen);
     }
     return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator plan
+// ---------------------------------------------------------------------------------------------
+
+enum class PlannedKind : std::uint8_t {
+    Alias,           // input, flatten, dropout: no operator
+    Conv,            // conv2d: convolution2d_nhwc_f32
+    DepthwiseConv,   // dwconv: convolution2d_nhwc_f32 with groups = C
+    FullyConnected,  // fc: fully_connected_nc_f32
+    ChannelAffine,   // a batchnorm not folded: a 1x1 depthwise convolution
+    Clamp,           // relu / relu6: clamp_nc_f32
+    HardSwish,       // hardswish_nc_f32
+    Sigmoid,         // sigmoid_nc_f32
+    HardSigmoid,     // add_nd(x, 3) clamped to [0, 6], then multiply_nd by 1/6
+    Add,             // n-1 add_nd_f32, accumulating into the output
+    Mul,             // multiply_nd_f32
+    Concat,          // one copy_nc_x32 per input
+    MaxPool,         // max_pooling2d_nhwc_f32
+    AvgPool,         // average_pooling2d_nhwc_f32
+    StridedCopy,     // a 1x1 maxpool/avgpool: a plain loop
+    GlobalAvgPool,   // global_average_pooling_nwc_f32
+    Softmax,         // softmax_nc_f32
+};
+
+// The elementwise op kind that applies activation `a` on its own (Alias for None).
+inline constexpr PlannedKind activation_op_kind(Activation a) noexcept {
+    switch (a) {
+    case Activation::Relu:
+    case Activation::Relu6: return PlannedKind::Clamp;
+    case Activation::HardSwish: return PlannedKind::HardSwish;
+    case Activation::Sigmoid: return PlannedKind::Sigmoid;
+    case Activation::HardSigmoid: return PlannedKind::HardSigmoid;
+    case Activation::None: break;
+    }
+    return PlannedKind::Alias;
+}
+
+// Whether activation `a` is applied inside the operator of kind `k` (the output clamp, with
+// hardsigmoid's affine part folded into the weights); otherwise it is an op of its own after it.
+inline constexpr bool activation_fused_into(PlannedKind k, Activation a) noexcept {
+    const bool affine = k == PlannedKind::Conv || k == PlannedKind::DepthwiseConv ||
+                        k == PlannedKind::FullyConnected || k == PlannedKind::ChannelAffine;
+    if (a == Activation::Relu || a == Activation::Relu6) return affine || k == PlannedKind::Add;
+    return a == Activation::HardSigmoid && affine;
+}
+
+// One planned operator (a group of XNNPACK operators for Add, Concat and HardSigmoid). Values are
+// named by the layer that produces them; a value's buffer is plan.buffers.slot_of[plan.buffers.
+// value_of[id]] (OpPlan::slot).
+struct PlannedOp {
+    PlannedKind kind = PlannedKind::Alias;
+    int layer = -1;         // the layer it is timed under, whose attributes it uses
+    Activation act = Activation::None;  // applied inside this op (Clamp..HardSigmoid: the function)
+    int folded_bn = -1;     // the batchnorm folded into the weights (conv/dwconv/fc), or -1
+    std::vector<int> inputs;  // values read (an in-place activation reads its output)
+    int output = -1;        // the value written (the layer's tail)
+    bool in_place() const noexcept { return inputs.size() == 1 && inputs[0] == output; }
+};
+
+struct OpPlan {
+    FusionPlan fusion;
+    BufferPlan buffers;
+    std::vector<PlannedOp> ops;
+    // The buffer holding value `id` (-1 where it is fused away).
+    int slot(int id) const noexcept {
+        const int v = buffers.value_of[static_cast<std::size_t>(id)];
+        return v < 0 ? -1 : buffers.slot_of[static_cast<std::size_t>(v)];
+    }
+};
+
+// The operators of `g` (shapes inferred) in execution order, from `fusion`. Buffers as
+// plan_buffers(g, fusion, reuse, pad_floats).
+inline OpPlan plan_ops(const Graph& g, FusionPlan fusion, bool reuse = true,
+                       std::int64_t pad_floats = 0) {
+    OpPlan plan;
+    plan.buffers = plan_buffers(g, fusion, reuse, pad_floats);
+    plan.fusion = std::move(fusion);
+    const FusionPlan& f = plan.fusion;
+    const std::size_t n = g.layers.size();
+    plan.ops.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (f.absorbed_by[i] >= 0) continue;
+        const Layer& l = g.layers[i];
+        PlannedOp op;
+        op.layer = static_cast<int>(i);
+        op.output = f.tail[i];
+        op.inputs = l.inputs;
+        Activation after = Activation::None;  // applied by an op of its own after this one
+        switch (l.op) {
+        case OpKind::Input:
+        case OpKind::Flatten:
+        case OpKind::Dropout: op.kind = PlannedKind::Alias; break;
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d:
+        case OpKind::FullyConnected:
+        case OpKind::BatchNorm:
+        case OpKind::Add:
+            op.kind = l.op == OpKind::Conv2d            ? PlannedKind::Conv
+                      : l.op == OpKind::DepthwiseConv2d ? PlannedKind::DepthwiseConv
+                      : l.op == OpKind::FullyConnected  ? PlannedKind::FullyConnected
+                      : l.op == OpKind::BatchNorm       ? PlannedKind::ChannelAffine
+                                                        : PlannedKind::Add;
+            op.folded_bn = f.folded_bn[i];
+            if (activation_fused_into(op.kind, f.act[i]))
+                op.act = f.act[i];
+            else
+                after = f.act[i];
+            break;
+        case OpKind::MaxPool:
+        case OpKind::AvgPool:
+            op.kind = l.kernel_h == 1 && l.kernel_w == 1 ? PlannedKind::StridedCopy
+                      : l.op == OpKind::MaxPool          ? PlannedKind::MaxPool
+                                                         : PlannedKind::AvgPool;
+            break;
+        case OpKind::GlobalAvgPool: op.kind = PlannedKind::GlobalAvgPool; break;
+        case OpKind::Concat: op.kind = PlannedKind::Concat; break;
+        case OpKind::Mul: op.kind = PlannedKind::Mul; break;
+        case OpKind::Softmax: op.kind = PlannedKind::Softmax; break;
+        case OpKind::Relu:
+        case OpKind::Relu6:
+        case OpKind::HardSwish:
+        case OpKind::HardSigmoid:
+        case OpKind::Sigmoid:
+            op.act = activation_of_layer(l.op);
+            op.kind = activation_op_kind(op.act);
+            break;
+        }
+        plan.ops.push_back(std::move(op));
+        if (after != Activation::None) {
+            PlannedOp a;
+            a.kind = activation_op_kind(after);
+            a.layer = static_cast<int>(i);
+            a.act = after;
+            a.inputs.assign(1, f.tail[i]);
+            a.output = f.tail[i];
+            plan.ops.push_back(std::move(a));
+        }
+    }
+    return plan;
+}
+
+inline OpPlan plan_ops(const Graph& g, bool reuse = true, std::int64_t pad_floats = 0) {
+    return plan_ops(g, plan_fusion(g), reuse, pad_floats);
 }
 
 }  // namespace lamda

@@ -8,12 +8,14 @@
 //   const float* y = exec.output();  lamda::Shape s = exec.output_shape();
 //   std::vector<double> ms = exec.run_timed_per_op();           // parallel to graph.layers
 //
-// How it works: one XNNPACK operator (operator API: create once, setup once with pointers into
-// buffers allocated at construction, run many times) per layer, in file order; run() runs them
-// all, run_timed_per_op() times each. Activation buffers follow plan_buffers (exec/plan.hpp):
-// one arena, a buffer reused once its value's last reader has run (XnnOptions::keep_intermediates
-// keeps one per layer). The operator API is what XNNPACK's own subgraph runtime
-// runs underneath, and it lets concat be a strided copy (this XNNPACK has no concatenate node).
+// How it works: it runs the operator plan of exec/plan.hpp (plan_ops), the one lowering the latency
+// model predicts from: the XNNPACK operator(s) of each planned op (operator API: create once,
+// setup once with pointers into buffers allocated at construction, run many times), in order;
+// run() runs them all, run_timed_per_op() times each. Activation buffers follow the plan's
+// buffers (plan_buffers): one arena, a buffer reused once its value's last reader has run
+// (XnnOptions::keep_intermediates keeps one per layer). The operator API is what XNNPACK's own
+// subgraph runtime runs underneath, and it lets concat be a strided copy (this XNNPACK has no
+// concatenate node).
 //   conv2d            convolution2d_nhwc_f32 (weights transposed OIHW -> OHWI)
 //   dwconv            convolution2d_nhwc_f32 with groups=C (XNNPACK picks its depthwise kernels)
 //   fc                fully_connected_nc_f32
@@ -34,7 +36,6 @@
 //   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
 //   softmax           softmax_nc_f32 over channels
 //   flatten, dropout  no operator: the output aliases the input buffer
-// Every value that is materialised has its own buffer (no reuse between layers yet).
 #ifndef LAMDA_EXEC_XNNPACK_HPP
 #define LAMDA_EXEC_XNNPACK_HPP
 
@@ -363,13 +364,10 @@ private:
         }
     }
 
-    // Assigns impl_->ptr from plan_buffers (exec/plan.hpp): one buffer per materialised
-    // value, reused once its last reader has run unless keep_intermediates.
-    void allocate_buffers(const Graph& g, const FusionPlan& plan, bool keep_intermediates) {
+    // Assigns impl_->ptr from the plan's buffers (plan_buffers, exec/plan.hpp): one buffer per
+    // materialised value, reused once its last reader has run unless keep_intermediates.
+    void allocate_buffers(const Graph& g, const BufferPlan& bp) {
         const std::size_t n = g.layers.size();
-        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
-        const BufferPlan bp = lamda::plan_buffers(g, plan, !keep_intermediates,
-                                                  XNN_EXTRA_BYTES / sizeof(float) + 4);
         // One arena for all buffers, each on a cache line (allocate_block puts a large arena on
         // huge pages: early layers of a 224x224 net stream megabytes).
         std::vector<std::size_t> offset;
@@ -389,13 +387,12 @@ private:
             if (v < 0) continue;
             // Layer i's own output lives in its value's buffer (for a fused chain, at the tail).
             impl_->ptr[i] = slot_ptr[static_cast<std::size_t>(bp.slot_of[static_cast<std::size_t>(v)])];
-            const OpKind op = g.layers[i].op;
-            if (op == OpKind::Input || op == OpKind::Flatten || op == OpKind::Dropout)
-                impl_->lowering[i] = XnnLowering::Alias;
         }
         impl_->buffer_bytes = bp.total_floats() * static_cast<std::int64_t>(sizeof(float));
     }
 
+    // Runs the operator plan (plan_ops, exec/plan.hpp): the one lowering the latency model
+    // predicts from. Each planned op becomes its XNNPACK operator(s) or a loop.
     void build(const Graph& g, const Weights& w, bool keep_intermediates) {
         const std::size_t n = g.layers.size();
         impl_->ptr.assign(n, nullptr);
@@ -403,90 +400,82 @@ private:
         impl_->lowering.assign(n, XnnLowering::Operators);
         for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
 
-        // Fusions are decided by plan_fusion (exec/plan.hpp), the one source of truth the
-        // latency model lowers through too. absorbed_by[j] = i: layer j's work is done by layer
-        // i's operator; tail[i]: the layer whose buffer receives layer i's output.
-        const FusionPlan plan = plan_fusion(g);
-        const std::vector<int>& absorbed_by = plan.absorbed_by;
-        const std::vector<int>& tail = plan.tail;
-        const std::vector<int>& folded_bn = plan.folded_bn;
-        const std::vector<Activation>& act = plan.act;
-
-        allocate_buffers(g, plan, keep_intermediates);
+        // XNNPACK kernels may read up to XNN_EXTRA_BYTES past the end of an input.
+        const OpPlan plan = plan_ops(g, !keep_intermediates, XNN_EXTRA_BYTES / sizeof(float) + 4);
+        allocate_buffers(g, plan.buffers);
         for (std::size_t j = 0; j < n; ++j)
-            if (absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+            if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
-        for (std::size_t i = 0; i < n; ++i) {
-            if (absorbed_by[i] >= 0) continue;
+        for (const PlannedOp& op : plan.ops) {
+            const auto i = static_cast<std::size_t>(op.layer);
             const Layer& l = g.layers[i];
-            const int idx = static_cast<int>(i);
-            float* out = impl_->ptr[static_cast<std::size_t>(tail[i])];
+            const int idx = op.layer;
+            float* out = impl_->ptr[static_cast<std::size_t>(op.output)];
             auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(l.inputs[k])];
+                return impl_->ptr[static_cast<std::size_t>(op.inputs[k])];
             };
             auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(l.inputs[k])].shape;
+                return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
             };
-            switch (l.op) {
-            case OpKind::Input:
-            case OpKind::Flatten:
-            case OpKind::Dropout: break;
-            case OpKind::Conv2d:
-            case OpKind::DepthwiseConv2d:
-            case OpKind::FullyConnected:
-            case OpKind::BatchNorm:
-                build_affine(g, w, idx, folded_bn[i], act[i], in_ptr(0), out);
+            switch (op.kind) {
+            case PlannedKind::Alias:
+                if (plan.buffers.value_of[i] >= 0) impl_->lowering[i] = XnnLowering::Alias;
                 break;
-            case OpKind::MaxPool:
-            case OpKind::AvgPool: build_pool(idx, l, in_shape(0), in_ptr(0), out); break;
-            case OpKind::GlobalAvgPool: {
+            case PlannedKind::Conv:
+            case PlannedKind::DepthwiseConv:
+            case PlannedKind::FullyConnected:
+            case PlannedKind::ChannelAffine:
+                build_affine(g, w, idx, op.folded_bn, op.act, in_ptr(0), out);
+                break;
+            case PlannedKind::MaxPool:
+            case PlannedKind::AvgPool:
+            case PlannedKind::StridedCopy:
+                build_pool(idx, l, op.kind == PlannedKind::StridedCopy, in_shape(0), in_ptr(0), out);
+                break;
+            case PlannedKind::GlobalAvgPool: {
                 const Shape s = in_shape(0);
                 const auto C = static_cast<std::size_t>(s.c);
                 const float inf = std::numeric_limits<float>::infinity();
-                xnn_operator_t op = nullptr;
-                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &op), l,
+                xnn_operator_t xop = nullptr;
+                check(xnn_create_global_average_pooling_nwc_f32(C, C, C, -inf, inf, 0, &xop), l,
                       "xnn_create_global_average_pooling_nwc_f32");
-                add_op(idx, op);
+                add_op(idx, xop);
                 check(xnn_setup_global_average_pooling_nwc_f32(
-                          op, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
+                          xop, 1, static_cast<std::size_t>(s.h * s.w), in_ptr(0), out, impl_->pool),
                       l, "xnn_setup_global_average_pooling_nwc_f32");
                 break;
             }
-            case OpKind::Add: {
+            case PlannedKind::Add: {
                 const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
-                const Activation a = act[i];
-                const bool clamp_fused = a == Activation::Relu || a == Activation::Relu6;
-                const std::size_t k_last = l.inputs.size() - 1;
+                const std::size_t k_last = op.inputs.size() - 1;
                 for (std::size_t k = 1; k <= k_last; ++k) {
-                    const auto [lo, hi] = k == k_last && clamp_fused ? clamp_of(a)
-                                                                     : clamp_of(Activation::None);
-                    xnn_operator_t op = nullptr;
-                    check(xnn_create_add_nd_f32(lo, hi, 0, &op), l, "xnn_create_add_nd_f32");
-                    add_op(idx, op);
+                    const auto [lo, hi] = clamp_of(k == k_last ? op.act : Activation::None);
+                    xnn_operator_t xop = nullptr;
+                    check(xnn_create_add_nd_f32(lo, hi, 0, &xop), l, "xnn_create_add_nd_f32");
+                    add_op(idx, xop);
                     const float* a_in = k == 1 ? in_ptr(0) : out;
-                    check(xnn_setup_add_nd_f32(op, 1, dims, 1, dims, a_in, in_ptr(k), out,
+                    check(xnn_setup_add_nd_f32(xop, 1, dims, 1, dims, a_in, in_ptr(k), out,
                                                impl_->pool),
                           l, "xnn_setup_add_nd_f32");
                 }
-                if (!clamp_fused) add_activation(idx, l, a, out, out, l.shape);
                 break;
             }
-            case OpKind::Concat: {
+            case PlannedKind::Concat: {
                 const auto pixels = static_cast<std::size_t>(l.shape.h * l.shape.w);
                 const auto total = static_cast<std::size_t>(l.shape.c);
                 std::size_t offset = 0;
-                for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                for (std::size_t k = 0; k < op.inputs.size(); ++k) {
                     const auto c = static_cast<std::size_t>(in_shape(k).c);
-                    xnn_operator_t op = nullptr;
-                    check(xnn_create_copy_nc_x32(c, c, total, 0, &op), l, "xnn_create_copy_nc_x32");
-                    add_op(idx, op);
-                    check(xnn_setup_copy_nc_x32(op, pixels, in_ptr(k), out + offset, impl_->pool),
+                    xnn_operator_t xop = nullptr;
+                    check(xnn_create_copy_nc_x32(c, c, total, 0, &xop), l, "xnn_create_copy_nc_x32");
+                    add_op(idx, xop);
+                    check(xnn_setup_copy_nc_x32(xop, pixels, in_ptr(k), out + offset, impl_->pool),
                           l, "xnn_setup_copy_nc_x32");
                     offset += c;
                 }
                 break;
             }
-            case OpKind::Mul: {
+            case PlannedKind::Mul: {
                 const Shape a = in_shape(0), b = in_shape(1);
                 const std::size_t da[3] = {static_cast<std::size_t>(a.h),
                                            static_cast<std::size_t>(a.w),
@@ -495,35 +484,27 @@ private:
                                            static_cast<std::size_t>(b.w),
                                            static_cast<std::size_t>(b.c)};
                 const float inf = std::numeric_limits<float>::infinity();
-                xnn_operator_t op = nullptr;
-                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &op), l, "xnn_create_multiply_nd_f32");
-                add_op(idx, op);
-                check(xnn_setup_multiply_nd_f32(op, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
+                xnn_operator_t xop = nullptr;
+                check(xnn_create_multiply_nd_f32(-inf, inf, 0, &xop), l, "xnn_create_multiply_nd_f32");
+                add_op(idx, xop);
+                check(xnn_setup_multiply_nd_f32(xop, 3, da, 3, db, in_ptr(0), in_ptr(1), out,
                                                 impl_->pool),
                       l, "xnn_setup_multiply_nd_f32");
                 break;
             }
-            case OpKind::Relu:
-                add_activation(idx, l, Activation::Relu, in_ptr(0), out, l.shape);
+            case PlannedKind::Clamp:
+            case PlannedKind::HardSwish:
+            case PlannedKind::Sigmoid:
+            case PlannedKind::HardSigmoid:
+                add_activation(idx, l, op.act, in_ptr(0), out,
+                               g.layers[static_cast<std::size_t>(op.output)].shape);
                 break;
-            case OpKind::Relu6:
-                add_activation(idx, l, Activation::Relu6, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::HardSwish:
-                add_activation(idx, l, Activation::HardSwish, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::HardSigmoid:
-                add_activation(idx, l, Activation::HardSigmoid, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::Sigmoid:
-                add_activation(idx, l, Activation::Sigmoid, in_ptr(0), out, l.shape);
-                break;
-            case OpKind::Softmax: {
+            case PlannedKind::Softmax: {
                 const auto C = static_cast<std::size_t>(l.shape.c);
-                xnn_operator_t op = nullptr;
-                check(xnn_create_softmax_nc_f32(C, C, C, 0, &op), l, "xnn_create_softmax_nc_f32");
-                add_op(idx, op);
-                check(xnn_setup_softmax_nc_f32(op, static_cast<std::size_t>(l.shape.h * l.shape.w),
+                xnn_operator_t xop = nullptr;
+                check(xnn_create_softmax_nc_f32(C, C, C, 0, &xop), l, "xnn_create_softmax_nc_f32");
+                add_op(idx, xop);
+                check(xnn_setup_softmax_nc_f32(xop, static_cast<std::size_t>(l.shape.h * l.shape.w),
                                                in_ptr(0), out, impl_->pool),
                       l, "xnn_setup_softmax_nc_f32");
                 break;
@@ -533,7 +514,7 @@ private:
     }
 
     // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation.
+    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
     void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
                       const float* in, float* out) {
         const Layer& l = g.layers[static_cast<std::size_t>(idx)];
@@ -611,9 +592,7 @@ private:
         }
         std::vector<float> bias_f(bias.begin(), bias.end());
         const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
-        const bool clamp_fused =
-            a == Activation::Relu || a == Activation::Relu6 || a == Activation::HardSigmoid;
-        const auto [lo, hi] = clamp_fused ? clamp_of(a) : clamp_of(Activation::None);
+        const auto [lo, hi] = clamp_of(a);  // the plan fuses only relu, relu6, hardsigmoid
 
         xnn_operator_t op = nullptr;
         if (l.op == OpKind::FullyConnected) {
@@ -663,10 +642,10 @@ private:
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
-        if (!clamp_fused) add_activation(idx, l, a, out, out, os);
     }
 
-    void build_pool(int idx, const Layer& l, const Shape& is, const float* in, float* out) {
+    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
+                    float* out) {
         const Shape os = l.shape;
         std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
         // A window lying entirely in the padding has no defined value in XNNPACK.
@@ -685,7 +664,7 @@ private:
                                 std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
                                 std::to_string(xw) + ", not the inferred " + to_string(os));
         const auto C = static_cast<std::size_t>(is.c);
-        if (l.kernel_h == 1 && l.kernel_w == 1) {
+        if (strided_copy) {
             // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
             Step s;

@@ -519,9 +519,9 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         }
         c.ms = timing.ms;
         const Graph& graph = calibration_models[i].second;
-        const FusionPlan plan = plan_fusion(graph);
+        const OpPlan plan = plan_ops(graph);
         lower_for_latency(graph, plan, c.ops);
-        c.activation_bytes = activation_buffer_bytes(graph, plan);
+        c.activation_bytes = activation_buffer_bytes(plan);
         // The layer's time on its first operator (the operator's own where it is alone).
         for (std::size_t k = 0; k < c.ops.size(); ++k) {
             const int layer = c.ops[k].layer;

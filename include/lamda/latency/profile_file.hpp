@@ -1,0 +1,373 @@
+// lamda/latency/profile_file.hpp: a device's latency profile: the fingerprint of the device and
+// setup it was measured on, its samples, calibration models and fitted model, written as JSON
+// (JsonWriter) and read back with simdjson, every field checked.
+//
+//   lamda::LatencyProfile p = lamda::read_latency_profile("PROFILE.json");  // throws ProfileError
+//   if (auto w = lamda::fingerprint_warning(p.fingerprint, lamda::current_fingerprint(1)); !w.empty())
+//       std::cerr << w << '\n';
+//   lamda::write_latency_profile("PROFILE.json", p);
+//
+// Compiled only with LAMDA_WITH_LATENCY (Eigen and simdjson, link -lsimdjson).
+#ifndef LAMDA_LATENCY_PROFILE_FILE_HPP
+#define LAMDA_LATENCY_PROFILE_FILE_HPP
+
+#include "../exception.hpp"
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/latency/profile_file.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
+#else
+
+#include <simdjson.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "../detail/json_read.hpp"
+#include "../detail/json_write.hpp"
+#include "../detail/read_file.hpp"
+#include "../exec/device.hpp"
+#include "../version.hpp"
+#include "predictor.hpp"
+
+// The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
+// build system may pass the package version (Debian 12 ships this snapshot).
+#ifndef LAMDA_XNNPACK_VERSION
+#define LAMDA_XNNPACK_VERSION "0.0~git20220216.ae108ef"
+#endif
+
+namespace lamda {
+
+// ---------------------------------------------------------------------------------------------
+// Fingerprint and profile file
+// ---------------------------------------------------------------------------------------------
+
+struct DeviceFingerprint {
+    std::string cpu_model;
+    std::string architecture;
+    std::string xnnpack_isa;
+    std::string xnnpack_version;
+    std::string lamda_version;
+    int threads = 1;
+    friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
+        return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
+               a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
+               a.lamda_version == b.lamda_version && a.threads == b.threads;
+    }
+};
+
+inline DeviceFingerprint current_fingerprint(int threads) {
+    const DeviceInfo info = describe_device();
+    DeviceFingerprint f;
+    f.cpu_model = info.cpu_model;
+    f.architecture = info.architecture;
+    f.xnnpack_isa = info.xnnpack_isa;
+    f.xnnpack_version = LAMDA_XNNPACK_VERSION;
+    f.lamda_version = version_string;
+    f.threads = threads;
+    return f;
+}
+
+// Empty when the fingerprints agree; otherwise one warning naming every difference.
+inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
+    std::string diffs;
+    auto cmp = [&diffs](const char* what, const std::string& a, const std::string& b) {
+        if (a != b) diffs += std::string("\n  ") + what + ": profile '" + a + "', here '" + b + "'";
+    };
+    cmp("cpu_model", profile.cpu_model, here.cpu_model);
+    cmp("architecture", profile.architecture, here.architecture);
+    cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
+    cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
+    cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
+    if (diffs.empty()) return {};
+    return "warning: the latency profile was measured on a different device or setup; its "
+           "predictions may not hold here:" + diffs;
+}
+
+inline constexpr std::string_view profile_format_name = "lamda-latency-profile";
+inline constexpr int profile_format_version = 2;
+
+struct LatencyProfile {
+    DeviceFingerprint fingerprint;
+    double budget_s = 0;      // the profiling budget it was made with
+    double elapsed_s = 0;     // how long profiling took
+    double load_average = -1; // 1-minute load average when profiling started (-1: unknown)
+    std::int64_t calibration_seed = -1;  // seed the calibration models were drawn with (-1: none)
+    std::vector<LatencySample> samples;
+    std::vector<CalibrationSample> calibration;
+    LatencyModel model;
+};
+
+class ProfileError : public Exception {
+public:
+    using Exception::Exception;
+};
+
+namespace latency_detail {
+
+inline void write_op(JsonWriter& j, const PrimOp& p) {
+    j.begin_array()
+        .value(std::string_view(prim_kind_name(p.kind)))
+        .value(p.ih).value(p.iw).value(p.ic)
+        .value(p.oh).value(p.ow).value(p.oc)
+        .value(p.kh).value(p.kw).value(p.sh).value(p.sw)
+        .value(p.groups).value(p.n)
+        .end_array();
+}
+
+inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
+    j.begin_array();
+    for (double d : v) j.value(d);
+    j.end_array();
+}
+
+}  // namespace latency_detail
+
+// The profile as JSON text (one line).
+inline std::string latency_profile_json(const LatencyProfile& p) {
+    using latency_detail::write_doubles;
+    using latency_detail::write_op;
+    JsonWriter j;
+    j.begin_object()
+        .field("format", profile_format_name)
+        .field("version", profile_format_version)
+        .key("fingerprint")
+        .begin_object()
+        .field("cpu_model", p.fingerprint.cpu_model)
+        .field("architecture", p.fingerprint.architecture)
+        .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
+        .field("xnnpack_version", p.fingerprint.xnnpack_version)
+        .field("lamda_version", p.fingerprint.lamda_version)
+        .field("threads", p.fingerprint.threads)
+        .end_object()
+        .field("budget_s", p.budget_s)
+        .field("elapsed_s", p.elapsed_s)
+        .field("load_average", p.load_average)
+        .field("calibration_seed", p.calibration_seed);
+    j.key("op_fields").begin_array();
+    for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
+        j.value(f);
+    j.end_array();
+    j.key("samples").begin_array();
+    for (const LatencySample& s : p.samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : p.calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : p.model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = p.model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object().end_object();
+    return j.str();
+}
+
+inline void write_latency_profile(const std::string& path, const LatencyProfile& p) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << latency_profile_json(p) << '\n';
+    if (!out.flush()) throw ProfileError(path + ": error: cannot write the profile");
+}
+
+namespace latency_detail {
+
+using simdjson::dom::element;
+
+// detail/json_read.hpp's reader, plus the profile's operator records.
+struct Reader : JsonReader<ProfileError> {
+    explicit Reader(const std::string& where_) : JsonReader<ProfileError>(where_, "malformed latency profile") {}
+
+    PrimOp op(const element& e, const std::string& path) const {
+        const simdjson::dom::array a = arr(e, path);
+        if (a.size() != 13) fail(path, "expected 13 fields (kind, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, groups, n)");
+        PrimOp p;
+        std::size_t i = 0;
+        std::array<std::int32_t, 12> v{};
+        for (element x : a) {
+            const std::string sub = path + "[" + std::to_string(i) + "]";
+            if (i == 0) {
+                if (!parse_prim_kind(str(x, sub), p.kind)) fail(sub, "unknown operator kind");
+            } else {
+                v[i - 1] = static_cast<std::int32_t>(integer(x, sub, i == 12 ? 0 : 1, std::int64_t{1} << 30));
+            }
+            ++i;
+        }
+        p.ih = v[0]; p.iw = v[1]; p.ic = v[2]; p.oh = v[3]; p.ow = v[4]; p.oc = v[5];
+        p.kh = v[6]; p.kw = v[7]; p.sh = v[8]; p.sw = v[9]; p.groups = v[10]; p.n = v[11];
+        return p;
+    }
+};
+
+}  // namespace latency_detail
+
+// Parses profile text. Throws ProfileError naming the field for malformed, truncated or
+// wrong-version input.
+inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
+    latency_detail::Reader r(where);
+    simdjson::dom::parser parser;
+    simdjson::padded_string padded(text);
+    simdjson::dom::element doc;
+    if (const auto err = parser.parse(padded).get(doc))
+        throw ProfileError(where + ": error: the latency profile is not valid JSON (" +
+                           simdjson::error_message(err) + "); is the file truncated?");
+    LatencyProfile p;
+    if (!doc.is_object()) r.fail("(top level)", "expected an object");
+    const std::string format = r.str(r.at(doc, "format", ""), "format");
+    if (format != profile_format_name)
+        r.fail("format", "'" + format + "' is not '" + std::string(profile_format_name) + "'");
+    const std::int64_t version = r.integer(r.at(doc, "version", ""), "version", 0, 1 << 30);
+    if (version != profile_format_version)
+        throw ProfileError(where + ": error: latency profile version " + std::to_string(version) +
+                           " is not supported (this lamda reads version " +
+                           std::to_string(profile_format_version) + "); re-run `lamda profile`");
+    const auto fp = r.at(doc, "fingerprint", "");
+    p.fingerprint.cpu_model = r.str(r.at(fp, "cpu_model", "fingerprint"), "fingerprint.cpu_model");
+    p.fingerprint.architecture = r.str(r.at(fp, "architecture", "fingerprint"), "fingerprint.architecture");
+    p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
+    p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
+    p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
+    p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
+    if (r.has(doc, "load_average")) {
+        const auto la = r.at(doc, "load_average", "");
+        p.load_average = la.is_null() ? -1 : r.num(la, "load_average");
+    }
+    if (r.has(doc, "calibration_seed"))
+        p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
+                                       std::numeric_limits<std::int64_t>::max());
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
+            const std::string path = "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            p.samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
+            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            p.calibration.push_back(std::move(c));
+        }
+    }
+    const auto model = r.at(doc, "model", "");
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
+            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = p.model.kind_model(kind);
+            k.kind = kind;
+            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(model, "calibration", "model");
+        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
+        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
+        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
+        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
+        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
+        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+    }
+    return p;
+}
+
+inline LatencyProfile read_latency_profile(const std::string& path) {
+    std::string text;  // at most 256 MiB + 1 bytes are read, whatever the file (/dev/zero)
+    switch (detail::read_file_bounded(path, std::size_t{256} << 20, text)) {
+    case detail::ReadStatus::ok: break;
+    case detail::ReadStatus::cannot_open: throw ProfileError(path + ": error: cannot open the latency profile");
+    case detail::ReadStatus::read_error: throw ProfileError(path + ": error: cannot read the latency profile");
+    case detail::ReadStatus::too_large: throw ProfileError(path + ": error: the latency profile is larger than 256 MiB");
+    }
+    return parse_latency_profile(text, path);
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_LATENCY_PROFILE_FILE_HPP
