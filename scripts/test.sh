@@ -5,10 +5,10 @@
 # onnx_import test's reference); CMake + g++ (build/); CMake + clang++ with ASan/UBSan
 # (build-asan/); Meson + g++ (build-meson/); aarch64 cross builds, CMake (build-aarch64/) and Meson
 # (build-meson-aarch64/), whose tests run under qemu-aarch64; examples/firmware built on its own
-# with CMake and Meson, natively and for aarch64 (build-firmware*/); libFuzzer on the DSL parser
-# (built in build-asan/).
-# Environment: LAMDA_SKIP_FUZZ=1 skips fuzzing; LAMDA_FUZZ_RUNS (default 1000000) and
-# LAMDA_FUZZ_SECONDS (default 120; 0 = no limit) bound it, whichever comes first;
+# with CMake and Meson, natively and for aarch64 (build-firmware*/); libFuzzer on every parser
+# (built in build-asan/: DSL, safetensors, ONNX, task, profile, journal).
+# Environment: LAMDA_SKIP_FUZZ=1 skips fuzzing; LAMDA_FUZZ_RUNS (default 200000) and
+# LAMDA_FUZZ_SECONDS (default 50; 0 = no limit) bound each fuzzer, whichever comes first;
 # LAMDA_SKIP_ASAN=1, LAMDA_SKIP_MESON=1 skip those builds; LAMDA_ASAN_CXX (default clang++);
 # LAMDA_SKIP_AARCH64=1 skips the aarch64 builds (which need `scripts/install-deps.sh --aarch64`;
 # LAMDA_SKIP_MESON=1 leaves out the Meson one).
@@ -174,25 +174,40 @@ for dir in "${firmware_builds[@]}"; do
 done
 
 if [ "${LAMDA_SKIP_FUZZ:-0}" != 1 ] && [ "${LAMDA_SKIP_ASAN:-0}" != 1 ]; then
-    runs=${LAMDA_FUZZ_RUNS:-1000000}
-    seconds=${LAMDA_FUZZ_SECONDS:-900}
-    section "libFuzzer: fuzz_dsl, $runs runs or ${seconds}s, from a corpus of examples/models"
-    corpus=$(mktemp -d)
-    trap 'rm -rf "$corpus"' EXIT
-    cp examples/models/*.lamda "$corpus/"
-    # Crash reproducers (crash-*, leak-*, timeout-*) land in build-asan/fuzz-artifacts/.
-    mkdir -p build-asan/fuzz-artifacts
-    log=build-asan/fuzz-artifacts/fuzz.log
-    status=0
-    ASAN_OPTIONS=detect_leaks=1 build-asan/lamda_fuzz_dsl "$corpus" -runs="$runs" -max_len=1024 \
-        -max_total_time="$seconds" -timeout=10 -artifact_prefix=build-asan/fuzz-artifacts/ -print_final_stats=1 \
-        >"$log" 2>&1 || status=$?
-    # Everything but the progress lines (#N NEW/REDUCE/pulse ...); all of it is in $log.
-    grep -vE '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)' "$log" | tail -n 60
-    if [ "$status" -ne 0 ]; then
-        echo "fuzz_dsl failed (exit $status): reproducer and full log in build-asan/fuzz-artifacts/" >&2
-        exit 1
+    # Every parser's libFuzzer program (built in build-asan/), each from a seed corpus of valid
+    # files written at this point (lamda_fuzz_seeds, tests/hostile/onnx_hostile.py --seeds) plus
+    # its kept crash corpus tests/fuzz/corpus/NAME/ (regression inputs, run first), for
+    # LAMDA_FUZZ_RUNS runs or LAMDA_FUZZ_SECONDS seconds each, whichever comes first
+    # (6 programs x 50 s keeps CI's fuzzing under 6 minutes). scripts/fuzz-long.sh runs longer.
+    runs=${LAMDA_FUZZ_RUNS:-200000}
+    seconds=${LAMDA_FUZZ_SECONDS:-50}
+    seeds=$(mktemp -d)
+    trap 'rm -rf "$seeds"' EXIT
+    mkdir -p "$seeds/dsl" build-asan/fuzz-artifacts
+    cp examples/models/*.lamda "$seeds/dsl/"
+    if [ -x build-asan/lamda_fuzz_seeds ]; then build-asan/lamda_fuzz_seeds "$seeds"; fi
+    if [ -x build-asan/lamda_fuzz_onnx ]; then
+        /usr/bin/python3 tests/hostile/onnx_hostile.py --seeds "$seeds/onnx" || true  # 77 without python3-onnx
     fi
+    for name in dsl safetensors onnx task_json profile_json journal_line; do
+        fuzzer=build-asan/lamda_fuzz_$name
+        [ -x "$fuzzer" ] || { echo "fuzz_$name: not built (its parser is not in this build)"; continue; }
+        section "libFuzzer: fuzz_$name, $runs runs or ${seconds}s"
+        mkdir -p "$seeds/$name" "tests/fuzz/corpus/$name"
+        log=build-asan/fuzz-artifacts/fuzz_$name.log
+        status=0
+        # Crash reproducers (crash-*, leak-*, timeout-*, oom-*) land in build-asan/fuzz-artifacts/;
+        # copy one into tests/fuzz/corpus/NAME/ once fixed, to keep it as a regression input.
+        ASAN_OPTIONS=detect_leaks=1 "$fuzzer" "$seeds/$name" "tests/fuzz/corpus/$name" -runs="$runs" \
+            -max_len=65536 -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+            -artifact_prefix=build-asan/fuzz-artifacts/ -print_final_stats=1 >"$log" 2>&1 || status=$?
+        # Everything but the progress lines (#N NEW/REDUCE/pulse ...); all of it is in $log.
+        grep -vE '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)' "$log" | tail -n 20
+        if [ "$status" -ne 0 ]; then
+            echo "fuzz_$name failed (exit $status): reproducer and full log in build-asan/fuzz-artifacts/" >&2
+            exit 1
+        fi
+    done
 fi
 
 section "all checks passed in $((SECONDS - start))s"

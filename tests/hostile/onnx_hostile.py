@@ -2,6 +2,7 @@
 """Hostile ONNX files for `lamda import` (issue 16), generated here, never committed.
 
     /usr/bin/python3 tests/hostile/onnx_hostile.py LAMDA_EXE
+    /usr/bin/python3 tests/hostile/onnx_hostile.py --seeds DIR   (fuzz_onnx's seed corpus)
 
 Each file must give exit status 1 and a clear error (or, for the large-but-valid ones, import)
 within a memory cap (RLIMIT_AS) and a generous wall-clock cap that only catches hangs: the
@@ -108,7 +109,32 @@ case("many_shape_nodes", many_shapes(20000), None, 0)
 case("interleaved_shape_nodes", interleaved_shapes(9000), "too many Shape, Flatten, Reshape or Softmax nodes")
 
 
+def write_seeds(directory):
+    """Valid models for fuzz_onnx's corpus (scripts/test.sh, scripts/fuzz-long.sh)."""
+    os.makedirs(directory, exist_ok=True)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [3, 3, 1, 1], [0.5] * 9)
+    b = helper.make_tensor("b", TensorProto.FLOAT, [3], [0.1, 0.2, 0.3])
+    fcw = helper.make_tensor("fc.weight", TensorProto.FLOAT, [4, 48], [0.01] * 192)
+    seeds = {
+        "chain": conv_relu_chain(3, "c"),
+        "shapes": many_shapes(2),
+        "conv_relu_pool_gemm": model([
+            helper.make_node("Conv", ["x", "w", "b"], ["c"], name="/features/features.0/Conv"),
+            helper.make_node("Relu", ["c"], ["r"], name="/features/features.1/Relu"),
+            helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+            helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+            helper.make_node("Gemm", ["f", "fc.weight"], ["y"], name="fc", transB=1),
+        ], [w, b, fcw]),
+    }
+    for name, data in seeds.items():
+        with open(os.path.join(directory, name + ".onnx"), "wb") as f:
+            f.write(data)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--seeds":
+        write_seeds(sys.argv[2])
+        return
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     lamda = sys.argv[1]

@@ -313,7 +313,11 @@ inline JournalHeader parse_header(const Reader& r, const element& doc) {
         r.fail("version", "journal version " + std::to_string(version) + " is not supported (this lamda reads version " +
                               std::to_string(journal_format_version) + ")");
     const task_detail::Reader tr(r.where, r.what);
-    h.task = task_detail::parse_task_element(tr, r.at(doc, "task", ""), "task");
+    try {
+        h.task = task_detail::parse_task_element(tr, r.at(doc, "task", ""), "task");
+    } catch (const TaskError& e) {  // the same message, as the journal's error (found by fuzz_journal_line)
+        throw JournalError(e.error());
+    }
     h.proposer = r.str(r.at(doc, "proposer", ""), "proposer");
     h.seed = r.uinteger(r.at(doc, "seed", ""), "seed");
     h.lamda_version = opt_str(r, doc, "lamda_version");

@@ -1,0 +1,71 @@
+// Writes the fuzzers' seed corpora, valid files made by lamda itself (scripts/test.sh and
+// scripts/fuzz-long.sh run it; nothing is committed but the crash corpus):
+//   lamda_fuzz_seeds DIR   -> DIR/safetensors/, DIR/task_json/, DIR/profile_json/, DIR/journal_line/
+// ONNX seeds come from tests/hostile/onnx_hostile.py --seeds DIR/onnx (python3-onnx).
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include <lamda/core/analysis.hpp>
+#include <lamda/data/weights.hpp>
+#include <lamda/dsl/parser.hpp>
+#include <lamda/latency/model.hpp>
+#include <lamda/search/journal.hpp>
+#include <lamda/search/task.hpp>
+
+namespace fs = std::filesystem;
+
+static void put(const fs::path& dir, const std::string& name, const std::string& bytes) {
+    fs::create_directories(dir);
+    std::ofstream(dir / name, std::ios::binary) << bytes;
+}
+
+int main(int argc, char** argv) {
+    if (argc != 2) {
+        std::cerr << "usage: lamda_fuzz_seeds DIR\n";
+        return 2;
+    }
+    const fs::path out = argv[1];
+    const char* models[] = {
+        "model a\ninput: input shape=8x8x1\nc: conv2d out=4 kernel=3 act=relu\ng: gap\n",
+        "model b\ninput: input shape=8x8x2\nc: conv2d out=4 kernel=3\nb: batchnorm\nd: dwconv kernel=3\n"
+        "p: maxpool kernel=2 stride=2\nf: flatten\no: fc out=4\n",
+    };
+    const lamda::Task task = lamda::parse_task(
+        R"({"name":"t","input":[8,8,1],"classes":4,"constraints":{"latency_ms":1,"max_params":100000},"objective":"capacity"})",
+        "seed_task.json");
+    lamda::JournalHeader header;
+    header.task = task;
+    header.proposer = "offline";
+    header.seed = 1;
+    std::string journal = lamda::journal_header_json(header) + "\n";
+    int index = 0, n = 0;
+    for (const char* text : models) {
+        const lamda::ParseResult p = lamda::parse_dsl(text);
+        if (!p.ok()) return 1;
+        const lamda::Weights w = lamda::random_weights(p.graph, 1);
+        put(out / "safetensors", "seed" + std::to_string(n) + ".safetensors", lamda::to_safetensors(w, {{"format", "pt"}}));
+        lamda::CandidateRecord r;
+        r.index = index++;
+        r.proposer = "offline";
+        r.dsl = lamda::print_dsl(p.graph);
+        r.hash = lamda::journal_detail::hash16(r.dsl);
+        const lamda::ModelStats s = lamda::analyze(p.graph);
+        r.params = s.params;
+        r.macs = s.macs;
+        r.peak_activation_bytes = s.peak_activation_bytes;
+        r.verdict = n == 0 ? lamda::Verdict::Feasible : lamda::Verdict::WrongTask;
+        r.reason = "seed";
+        r.predicted_ms = 0.25;
+        journal += lamda::candidate_json(r) + "\n";
+        ++n;
+    }
+    put(out / "journal_line", "journal.jsonl", journal);
+    put(out / "task_json", "task.json", lamda::task_json(task));
+    for (const auto& entry : fs::directory_iterator(fs::path(LAMDA_SOURCE_DIR) / "examples" / "tasks"))
+        fs::copy_file(entry.path(), out / "task_json" / entry.path().filename(), fs::copy_options::overwrite_existing);
+    put(out / "profile_json", "empty_profile.json", lamda::latency_profile_json(lamda::LatencyProfile{}));
+    std::cout << "seeds written to " << out.string() << "\n";
+    return 0;
+}
