@@ -18,6 +18,8 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -62,6 +64,7 @@ enum class LlmErrorKind {
     BadJson,      // the body is not JSON
     NoChoices,    // JSON without choices[0].message.content
     ContentType,  // a 2xx reply that is not application/json (an HTML error page, ...)
+    ContextLength,  // HTTP 400 context_length_exceeded: the request is over the model's window
 };
 
 inline constexpr std::string_view llm_error_kind_name(LlmErrorKind k) noexcept {
@@ -73,6 +76,7 @@ inline constexpr std::string_view llm_error_kind_name(LlmErrorKind k) noexcept {
     case LlmErrorKind::Server: return "server_error";
     case LlmErrorKind::Client: return "client_error";
     case LlmErrorKind::TooLarge: return "too_large";
+    case LlmErrorKind::ContextLength: return "context_length_exceeded";
     case LlmErrorKind::Truncated: return "truncated";
     case LlmErrorKind::BadJson: return "bad_json";
     case LlmErrorKind::NoChoices: return "no_choices";
@@ -116,13 +120,27 @@ struct LlmConfig {
     std::size_t max_reply_bytes = 4u << 20;   // a bigger body is an error (reading stops there)
     int context_tokens = 8192;                // the model's context window: request + reply
     std::string api_key;                      // sent as "Authorization: Bearer"; never shown
+    bool stream = false;                      // ask for SSE (stream: true); SSE is accepted either way
+    std::size_t max_header_bytes = 64u << 10; // the reply's headers, all together
+    std::size_t max_headers = 128;            // the reply's header count
+    double progress_interval_s = 5;           // on_progress while streaming, at most this often
+    // Ollama: talk to its native /api/chat (the OpenAI-compatible endpoint ignores num_ctx and cuts
+    // the prompt's start silently) with options.num_ctx = context_tokens.
+    bool ollama_native = false;
+    // Raw JSON members added to every request body (a constraint: "grammar": ..., "response_format": ...).
+    std::string extra_body;
 
-    // The request (its whole JSON body, estimated as bytes / 4) stays within this.
+    // The request (its whole JSON body, estimated as bytes / 3.3) stays within this.
     int prompt_budget_tokens() const noexcept { return context_tokens - max_tokens; }
 };
 
-// Tokens estimated from characters (about 4 per token for English and code).
-inline std::size_t estimate_tokens(std::size_t chars) noexcept { return (chars + 3) / 4; }
+// Tokens estimated from characters: ~3.3 per token on lamda's digit- and markup-heavy prompts
+// (real tokenizers); the proposer calibrates the ratio from the server's usage.prompt_tokens.
+inline constexpr double default_chars_per_token = 3.3;
+inline std::size_t estimate_tokens(std::size_t chars, double chars_per_token = default_chars_per_token) noexcept {
+    if (!(chars_per_token >= 1.0 && chars_per_token <= 16.0)) chars_per_token = default_chars_per_token;
+    return static_cast<std::size_t>(std::ceil(static_cast<double>(chars) / chars_per_token));
+}
 
 // LAMDA_API_KEY, else OPENAI_API_KEY, else "" (local servers need none).
 inline std::string llm_api_key_from_env() {
@@ -152,15 +170,22 @@ struct ChatMessage {
 };
 
 struct ChatReply {
-    std::string content;        // choices[0].message.content
+    std::string content;        // choices[0].message.content ("" when null: see empty_cause)
+    std::string reasoning;      // reasoning_content / reasoning / thinking, when the server splits it off
     std::string model;          // the model the server says answered ("" if it did not say)
-    std::string finish_reason;  // "stop", "length", ... ("" if absent)
+    std::string finish_reason;  // "stop", "length", "tool_calls", "deadline", "stopped" ... ("" if absent)
+    std::string empty_cause;    // why content was null or missing ("the model called a tool ...")
+    bool streamed = false;      // the reply came as server-sent events
+    bool stopped_early = false; // lamda stopped reading it (complete, or too long)
+    std::int64_t prompt_tokens = -1, completion_tokens = -1;  // usage, -1 when not given
     double seconds = 0;         // the successful attempt's round trip
     int attempts = 1;
     std::size_t request_bytes = 0;
 };
 
-// The request body: {"model","messages","temperature","max_tokens","stream":false}.
+// The request body: {"model","messages","temperature","max_tokens","stream"} (OpenAI style), or
+// Ollama's native {"model","messages","stream","options":{"num_ctx","num_predict","temperature"}},
+// plus config.extra_body's members.
 inline std::string chat_request_json(const LlmConfig& c, const std::vector<ChatMessage>& messages) {
     JsonWriter j;
     j.begin_object().field("model", std::string_view(c.model)).key("messages").begin_array();
@@ -169,9 +194,21 @@ inline std::string chat_request_json(const LlmConfig& c, const std::vector<ChatM
             .field("role", std::string_view(m.role))
             .field("content", std::string_view(valid_utf8(m.content)))
             .end_object();
-    j.end_array().field("temperature", c.temperature).field("max_tokens", c.max_tokens).field("stream", false);
+    j.end_array();
+    if (c.ollama_native) {
+        j.field("stream", false).key("options").begin_object().field("num_ctx", c.context_tokens)
+            .field("num_predict", c.max_tokens).field("temperature", c.temperature).end_object();
+    } else {
+        j.field("temperature", c.temperature).field("max_tokens", c.max_tokens).field("stream", c.stream);
+        if (c.stream) j.key("stream_options").begin_object().field("include_usage", true).end_object();
+    }
     j.end_object();
-    return j.str();
+    std::string body = j.str();
+    if (!c.extra_body.empty()) {
+        body.pop_back();
+        body += "," + c.extra_body + "}";
+    }
+    return body;
 }
 
 namespace llm_detail {
@@ -297,7 +334,58 @@ inline std::optional<double> retry_after(const httplib::Response& res) {
 
 }  // namespace llm_detail
 
-// Parses a chat-completions reply body; throws LlmError (BadJson, Truncated, NoChoices).
+namespace llm_detail {
+
+inline std::int64_t int_field(simdjson::dom::element e, const char* key) {
+    simdjson::dom::element v;
+    std::int64_t n = -1;
+    if (!e[key].get(v) && !v.get_int64().get(n) && n >= 0) return n;
+    return -1;
+}
+
+inline std::string string_field(simdjson::dom::element e, const char* key) {
+    simdjson::dom::element v;
+    std::string_view s;
+    if (!e[key].get(v) && !v.get_string().get(s)) return valid_utf8(s);
+    return {};
+}
+
+// Why a reply's content is empty, in words the user can act on.
+inline std::string empty_cause(const ChatReply& r, bool had_tool_calls, bool was_null) {
+    const std::string what = was_null ? "content is null" : "content is empty";
+    if (had_tool_calls)
+        return what + ": the model called a tool (tool_calls) instead of answering; lamda offers no tools";
+    if (!r.reasoning.empty() && r.finish_reason == "length")
+        return what + ": cut off at max_tokens while reasoning (" + std::to_string(r.reasoning.size()) +
+               " characters of reasoning): raise --llm-max-tokens";
+    if (r.finish_reason == "length") return what + ": cut off at max_tokens: raise --llm-max-tokens";
+    if (!r.reasoning.empty()) return what + ": the model only reasoned and gave no answer";
+    return what;
+}
+
+// Reads the message object of a chat reply (OpenAI choices[0].message or delta, Ollama message).
+inline void read_message(simdjson::dom::element m, ChatReply& r, bool& has_content, bool& was_null, bool& tool_calls) {
+    simdjson::dom::element v;
+    std::string_view s;
+    if (!m["content"].get(v)) {
+        if (!v.get_string().get(s)) {
+            r.content += valid_utf8(s);
+            has_content = true;
+        } else if (v.is_null()) {
+            was_null = true;
+        }
+    }
+    for (const char* key : {"reasoning_content", "reasoning", "thinking"})
+        if (!m[key].get(v) && !v.get_string().get(s)) r.reasoning += valid_utf8(s);
+    simdjson::dom::array calls;
+    if (!m["tool_calls"].get(v) && !v.get_array().get(calls) && calls.size() > 0) tool_calls = true;
+}
+
+}  // namespace llm_detail
+
+// Parses a chat-completions reply body (or Ollama's native /api/chat reply); throws LlmError
+// (BadJson, Truncated, NoChoices). A null content (tool calls, or reasoning that used every
+// token) is not an error: the reply's empty_cause names it.
 inline ChatReply parse_chat_reply(std::string_view body) {
     using llm_detail::snippet;
     simdjson::dom::parser parser;
@@ -311,28 +399,130 @@ inline ChatReply parse_chat_reply(std::string_view body) {
                                                   "): " + snippet(body, 120));
     }
     ChatReply r;
-    std::string_view s;
+    r.model = llm_detail::string_field(doc, "model");
     simdjson::dom::element e;
-    if (!doc["model"].get(e) && !e.get_string().get(s)) r.model = valid_utf8(s);
+    bool has_content = false, was_null = false, tool_calls = false;
     simdjson::dom::array choices;
     if (doc["choices"].get(e) || e.get_array().get(choices) || choices.size() == 0) {
-        std::string why = "the reply has no choices[0]";
-        simdjson::dom::element err_e;
-        if (!doc["error"].get(err_e)) why += " (server error: " + llm_detail::server_message(body) + ")";
-        throw LlmError(LlmErrorKind::NoChoices, why + ": " + snippet(body, 120));
+        simdjson::dom::element msg;
+        if (!doc["message"].get(msg) && msg.is_object()) {  // Ollama's native /api/chat
+            llm_detail::read_message(msg, r, has_content, was_null, tool_calls);
+            r.finish_reason = llm_detail::string_field(doc, "done_reason");
+            r.prompt_tokens = llm_detail::int_field(doc, "prompt_eval_count");
+            r.completion_tokens = llm_detail::int_field(doc, "eval_count");
+        } else {
+            std::string why = "the reply has no choices[0]";
+            simdjson::dom::element err_e;
+            if (!doc["error"].get(err_e)) why += " (server error: " + llm_detail::server_message(body) + ")";
+            throw LlmError(LlmErrorKind::NoChoices, why + ": " + snippet(body, 120));
+        }
+    } else {
+        simdjson::dom::element first = choices.at(0);
+        r.finish_reason = llm_detail::string_field(first, "finish_reason");
+        simdjson::dom::element msg;
+        if (!first["message"].get(msg) && msg.is_object()) llm_detail::read_message(msg, r, has_content, was_null, tool_calls);
+        simdjson::dom::element usage;
+        if (!doc["usage"].get(usage) && usage.is_object()) {
+            r.prompt_tokens = llm_detail::int_field(usage, "prompt_tokens");
+            r.completion_tokens = llm_detail::int_field(usage, "completion_tokens");
+        }
     }
-    simdjson::dom::element first = choices.at(0);
-    if (!first["finish_reason"].get(e) && !e.get_string().get(s)) r.finish_reason = std::string(s);
-    if (first["message"]["content"].get(e) || e.get_string().get(s))
+    if (!has_content && !was_null && !tool_calls && r.reasoning.empty())
         throw LlmError(LlmErrorKind::NoChoices, "choices[0].message.content is missing or not a string: " + snippet(body, 120));
-    r.content = valid_utf8(s);
+    if (r.content.empty()) r.empty_cause = llm_detail::empty_cause(r, tool_calls, was_null);
     return r;
 }
 
-// One OpenAI-compatible endpoint. chat() retries what may pass (connect errors, timeouts, 429,
-// 5xx) and throws LlmError for the rest, or once the retries are spent.
+// Server-sent events of a streamed chat completion, fed in pieces as they arrive: every
+// `data: {...}` line's choices[0].delta is appended; `data: [DONE]` ends it. Lines are capped.
+class SseAccumulator {
+public:
+    ChatReply reply;
+    bool done = false;
+    bool any_event = false;
+    std::string error;  // a `data:` line that was not JSON, or an {"error":...} event
+
+    void feed(std::string_view data) {
+        buffer_.append(data.data(), data.size());
+        std::size_t start = 0;
+        for (;;) {
+            const std::size_t nl = buffer_.find('\n', start);
+            if (nl == std::string::npos) break;
+            line(std::string_view(buffer_).substr(start, nl - start));
+            start = nl + 1;
+        }
+        buffer_.erase(0, start);
+        if (buffer_.size() > (1u << 20) && error.empty()) error = "an event line longer than 1 MiB";
+    }
+    void finish() {
+        if (!buffer_.empty()) line(buffer_);
+        buffer_.clear();
+        if (reply.content.empty())
+            reply.empty_cause = llm_detail::empty_cause(reply, tool_calls_, saw_null_);
+    }
+
+private:
+    std::string buffer_;
+    bool tool_calls_ = false, saw_null_ = false;
+    simdjson::dom::parser parser_;
+
+    void line(std::string_view l) {
+        if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+        if (l.substr(0, 5) != "data:") return;  // comments, event:, id:, retry:
+        l.remove_prefix(5);
+        while (!l.empty() && l.front() == ' ') l.remove_prefix(1);
+        if (l == "[DONE]") {
+            done = true;
+            return;
+        }
+        const simdjson::padded_string padded(l);
+        simdjson::dom::element doc;
+        if (parser_.parse(padded).get(doc)) {
+            if (error.empty()) error = "an event that is not JSON: " + llm_detail::snippet(l, 120);
+            return;
+        }
+        any_event = true;
+        simdjson::dom::element e;
+        if (!doc["error"].get(e) && error.empty()) error = "the server sent an error event: " + llm_detail::server_message(l);
+        const std::string model = llm_detail::string_field(doc, "model");
+        if (!model.empty()) reply.model = model;
+        simdjson::dom::array choices;
+        if (!doc["choices"].get(e) && !e.get_array().get(choices) && choices.size() > 0) {
+            simdjson::dom::element first = choices.at(0);
+            const std::string fr = llm_detail::string_field(first, "finish_reason");
+            if (!fr.empty()) reply.finish_reason = fr;
+            simdjson::dom::element delta;
+            bool has = false, was_null = false;
+            if (!first["delta"].get(delta) && delta.is_object()) llm_detail::read_message(delta, reply, has, was_null, tool_calls_);
+            else if (!first["message"].get(delta) && delta.is_object()) llm_detail::read_message(delta, reply, has, was_null, tool_calls_);
+            saw_null_ = saw_null_ || (was_null && reply.content.empty());
+        }
+        simdjson::dom::element usage;
+        if (!doc["usage"].get(usage) && usage.is_object()) {
+            reply.prompt_tokens = llm_detail::int_field(usage, "prompt_tokens");
+            reply.completion_tokens = llm_detail::int_field(usage, "completion_tokens");
+        }
+    }
+};
+
+// What a server says about itself (probe()): its kind, the model, the context window, and which
+// constraints on the reply it supports.
+struct ServerInfo {
+    std::string kind = "openai-compatible";  // "ollama", "llama.cpp", "vllm", "openai-compatible"
+    std::string model;                       // as the server names it ("" when it did not say)
+    int context_tokens = 0;                  // 0: the server did not say
+    std::string window_source;               // "/api/show num_ctx", "/props n_ctx", "/v1/models max_model_len"
+    bool grammar = false;                    // GBNF ("grammar": llama.cpp; "guided_grammar": vLLM)
+    bool json_schema = false;                // response_format json_schema (or vLLM guided_json)
+};
+
+// One OpenAI-compatible endpoint. chat_body() retries what may pass (connect errors, 429, 5xx;
+// a timeout once, streaming) and throws LlmError for the rest, or once the retries are spent.
+// Every request has a total deadline (not per read): min(timeout_s, the caller's deadline).
 class LlmClient {
 public:
+    using Clock = std::chrono::steady_clock;
+
     explicit LlmClient(LlmConfig config) : config_(std::move(config)), url_(llm_detail::parse_base_url(config_.base_url)) {
         if (config_.model.empty()) throw LlmError(LlmErrorKind::Config, "no model name (--llm-model)");
         if (config_.max_tokens < 1) throw LlmError(LlmErrorKind::Config, "max_tokens must be >= 1");
@@ -348,8 +538,9 @@ public:
     }
 
     const LlmConfig& config() const noexcept { return config_; }
+    LlmConfig& mutable_config() noexcept { return config_; }
     // POST target, e.g. "http://127.0.0.1:8080/v1/chat/completions" (holds no secret).
-    std::string endpoint() const { return url_.scheme + "://" + url_.authority + url_.prefix + "/chat/completions"; }
+    std::string endpoint() const { return url_.scheme + "://" + url_.authority + chat_path(); }
 
     // How the client waits between retries (a test hook: tests must not really wait).
     std::function<void(double seconds)> sleep = [](double s) {
@@ -357,33 +548,142 @@ public:
     };
     // Told before each retry: "HTTP 503 ...; retry 1 of 4 in 1.3 s".
     std::function<void(const std::string&)> on_retry;
+    // While a reply streams in, at most every progress_interval_s: (characters so far, seconds).
+    std::function<void(std::size_t chars, double seconds)> on_progress;
+    // Asked as a streamed reply grows (content so far): true stops reading it (complete or too long).
+    std::function<bool(const std::string& content)> stop_when;
 
     ChatReply chat(const std::vector<ChatMessage>& messages) { return chat_body(chat_request_json(config_, messages)); }
 
-    // Sends a ready request body (chat_request_json()).
-    ChatReply chat_body(const std::string& body) {
+    // Sends a ready request body (chat_request_json()). `deadline`: no wait (request or backoff)
+    // goes past it. A timed-out request is not resent as is: the retry streams (and keeps what
+    // came before the deadline), and a timeout while streaming is not retried.
+    ChatReply chat_body(const std::string& body, std::optional<Clock::time_point> deadline = std::nullopt) {
+        std::string sent = body;
+        bool streaming = config_.stream;
         for (int attempt = 0;; ++attempt) {
             try {
-                ChatReply r = attempt_once(body);
+                ChatReply r = attempt_once(sent, deadline);
                 r.attempts = attempt + 1;
-                r.request_bytes = body.size();
+                r.request_bytes = sent.size();
                 return r;
             } catch (const LlmError& e) {
                 const std::string msg = redact(e.what());
-                if (!e.retryable() || attempt >= config_.max_retries) {
+                const bool out_of_time = deadline && Clock::now() >= *deadline;
+                bool retry = e.retryable() && attempt < config_.max_retries && !out_of_time;
+                if (e.kind() == LlmErrorKind::Timeout) {
+                    if (streaming || config_.ollama_native) retry = false;
+                    else if (retry) {
+                        const std::size_t at = sent.rfind("\"stream\":false");
+                        if (at == std::string::npos) retry = false;
+                        else {
+                            sent.replace(at, 14, "\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+                            streaming = true;
+                        }
+                    }
+                }
+                if (!retry) {
                     const std::string what = msg.substr(msg.find(": ") + 2);
                     throw LlmError(e.kind(),
-                                   what + (attempt > 0 ? " (after " + std::to_string(attempt + 1) + " attempts)" : ""),
+                                   what + (attempt > 0 ? " (after " + std::to_string(attempt + 1) + " attempts)" : "") +
+                                       (out_of_time && e.retryable() ? " (the task's time is up)" : ""),
                                    e.status(), e.retry_after_s());
                 }
-                double wait = backoff(attempt);
+                double wait = e.kind() == LlmErrorKind::Timeout ? 0.0 : backoff(attempt);
                 if (e.retry_after_s()) wait = std::min(*e.retry_after_s(), config_.max_retry_after_s);
+                if (deadline) wait = std::min(wait, std::max(0.0, std::chrono::duration<double>(*deadline - Clock::now()).count()));
                 if (on_retry)
                     on_retry(msg + "; retry " + std::to_string(attempt + 1) + " of " + std::to_string(config_.max_retries) +
-                             " in " + llm_detail::num(wait, 2) + " s");
+                             (e.kind() == LlmErrorKind::Timeout ? " streaming" : "") + " in " + llm_detail::num(wait, 2) + " s");
                 sleep(wait);
             }
         }
+    }
+
+    // Asks the server what it is and what its window is (Ollama /api/show, llama.cpp /props,
+    // vLLM /v1/models); never throws for an answer it does not understand: the fields stay unknown.
+    ServerInfo probe() {
+        ServerInfo info;
+        std::string body;
+        int status = 0;
+        // llama.cpp's server: GET /props
+        if (get("/props", body, status) && status == 200) {
+            simdjson::dom::parser p;
+            simdjson::dom::element doc, e;
+            const simdjson::padded_string padded(body);
+            if (!p.parse(padded).get(doc) && doc.is_object()) {
+                std::int64_t n = -1;
+                if (!doc["default_generation_settings"].get(e)) n = llm_detail::int_field(e, "n_ctx");
+                if (n < 0) n = llm_detail::int_field(doc, "n_ctx");
+                if (n > 0 || !doc["default_generation_settings"].get(e)) {
+                    info.kind = "llama.cpp";
+                    info.grammar = info.json_schema = true;
+                    if (n > 0) {
+                        info.context_tokens = static_cast<int>(std::min<std::int64_t>(n, 1 << 26));
+                        info.window_source = "/props n_ctx";
+                    }
+                    info.model = llm_detail::string_field(doc, "model_alias");
+                    if (info.model.empty()) info.model = llm_detail::string_field(doc, "model_path");
+                    return info;
+                }
+            }
+        }
+        // Ollama: POST /api/show {"model": ...}
+        {
+            JsonWriter j;
+            j.begin_object().field("model", std::string_view(config_.model)).end_object();
+            if (post_root("/api/show", j.str(), body, status) && status == 200) {
+                simdjson::dom::parser p;
+                simdjson::dom::element doc, e;
+                const simdjson::padded_string padded(body);
+                if (!p.parse(padded).get(doc) && doc.is_object() &&
+                    (!doc["model_info"].get(e) || !doc["parameters"].get(e) || !doc["modelfile"].get(e))) {
+                    info.kind = "ollama";
+                    info.model = config_.model;
+                    info.json_schema = true;  // Ollama's "format" takes a JSON schema
+                    const std::string params = llm_detail::string_field(doc, "parameters");
+                    const std::size_t at = params.find("num_ctx");
+                    if (at != std::string::npos) {
+                        const long long n = std::atoll(params.c_str() + at + 7);
+                        if (n > 0 && n < (1 << 26)) {
+                            info.context_tokens = static_cast<int>(n);
+                            info.window_source = "/api/show parameters num_ctx";
+                        }
+                    }
+                    if (info.context_tokens == 0) {
+                        info.context_tokens = 2048;  // Ollama's own default when the model sets none
+                        info.window_source = "Ollama's default num_ctx (not set by the model)";
+                    }
+                    return info;
+                }
+            }
+        }
+        // vLLM (and OpenAI-style servers): GET {prefix}/models
+        if (get(url_.prefix + "/models", body, status) && status == 200) {
+            simdjson::dom::parser p;
+            simdjson::dom::element doc, e;
+            simdjson::dom::array data;
+            const simdjson::padded_string padded(body);
+            if (!p.parse(padded).get(doc) && !doc["data"].get(e) && !e.get_array().get(data)) {
+                info.json_schema = true;
+                for (simdjson::dom::element m : data) {
+                    const std::string id = llm_detail::string_field(m, "id");
+                    const std::int64_t n = llm_detail::int_field(m, "max_model_len");
+                    if (n > 0) {
+                        info.kind = "vllm";
+                        info.grammar = true;
+                    }
+                    if (id == config_.model || info.model.empty()) {
+                        info.model = id;
+                        if (n > 0) {
+                            info.context_tokens = static_cast<int>(std::min<std::int64_t>(n, 1 << 26));
+                            info.window_source = "/v1/models max_model_len";
+                        }
+                    }
+                }
+            }
+        }
+        return info;
     }
 
     std::string redact(std::string_view text) const { return redact_secret(text, config_.api_key); }
@@ -392,6 +692,8 @@ private:
     LlmConfig config_;
     llm_detail::BaseUrl url_;
     std::mt19937_64 rng_;
+
+    std::string chat_path() const { return config_.ollama_native ? std::string("/api/chat") : url_.prefix + "/chat/completions"; }
 
     double backoff(int retry) {
         const double base = std::min(config_.backoff_cap_s, config_.backoff_base_s * std::pow(2.0, retry));
@@ -404,35 +706,129 @@ private:
     }
 
     static void set_timeout(httplib::Client& cli, double s, void (httplib::Client::*setter)(time_t, time_t)) {
+        s = std::max(0.001, s);
         const auto sec = static_cast<time_t>(s);
         (cli.*setter)(sec, static_cast<time_t>((s - static_cast<double>(sec)) * 1e6));
     }
 
-    ChatReply attempt_once(const std::string& body) {
-        using llm_detail::snippet;
+    // A short probe request (GET or POST at the server's root); false when nothing came back.
+    bool send_small(const std::string& method, const std::string& path, const std::string& body_in, std::string& body,
+                    int& status) {
         httplib::Client cli(url_.scheme + "://" + url_.authority);
-        if (!cli.is_valid()) fail(LlmErrorKind::Config, "cannot use the URL '" + config_.base_url + "'");
-        set_timeout(cli, config_.connect_timeout_s, &httplib::Client::set_connection_timeout);
-        set_timeout(cli, config_.timeout_s, &httplib::Client::set_read_timeout);
-        set_timeout(cli, config_.timeout_s, &httplib::Client::set_write_timeout);
+        if (!cli.is_valid()) return false;
+        const double t = std::min(config_.timeout_s, 10.0);
+        set_timeout(cli, std::min(config_.connect_timeout_s, t), &httplib::Client::set_connection_timeout);
+        set_timeout(cli, t, &httplib::Client::set_read_timeout);
         cli.set_keep_alive(false);
         httplib::Request req;
+        req.method = method;
+        req.path = path;
+        req.headers = {{"Accept", "application/json"}};
+        if (!body_in.empty()) req.headers.emplace("Content-Type", "application/json");
+        if (!config_.api_key.empty()) req.headers.emplace("Authorization", "Bearer " + config_.api_key);
+        req.body = body_in;
+        body.clear();
+        bool over = false;
+        req.response_handler = [&](const httplib::Response& r) { return r.headers.size() <= config_.max_headers; };
+        req.content_receiver = [&](const char* data, std::size_t n, std::uint64_t, std::uint64_t) {
+            if (body.size() + n > (1u << 20)) {
+                over = true;
+                return false;
+            }
+            body.append(data, n);
+            return true;
+        };
+        httplib::Response res;
+        httplib::Error err = httplib::Error::Success;
+        const bool ok = run_with_deadline(cli, req, res, err, Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                                             std::chrono::duration<double>(t)));
+        status = ok ? res.status : 0;
+        return ok && !over;
+    }
+    bool get(const std::string& path, std::string& body, int& status) { return send_small("GET", path, "", body, status); }
+    bool post_root(const std::string& path, const std::string& in, std::string& body, int& status) {
+        return send_small("POST", path, in, body, status);
+    }
+
+    // cli.send() with a watchdog that stops the client at `deadline`: a server that trickles a
+    // byte at a time (headers or body) cannot hold a request past it. Returns send()'s result;
+    // `timed_out` says whether the watchdog fired.
+    bool run_with_deadline(httplib::Client& cli, httplib::Request& req, httplib::Response& res, httplib::Error& err,
+                           Clock::time_point deadline, bool* timed_out = nullptr) {
+        std::mutex m;
+        std::condition_variable cv;
+        bool finished = false, fired = false;
+        std::thread watchdog([&] {
+            std::unique_lock<std::mutex> lock(m);
+            if (!cv.wait_until(lock, deadline, [&] { return finished; })) {
+                fired = true;
+                cli.stop();
+            }
+        });
+        bool ok = false;
+        try {
+            ok = cli.send(req, res, err);
+        } catch (...) {
+            {
+                std::lock_guard<std::mutex> lock(m);
+                finished = true;
+            }
+            cv.notify_all();
+            watchdog.join();
+            throw;
+        }
+        {
+            std::lock_guard<std::mutex> lock(m);
+            finished = true;
+        }
+        cv.notify_all();
+        watchdog.join();
+        if (timed_out) *timed_out = fired;
+        return ok;
+    }
+
+    ChatReply attempt_once(const std::string& body, std::optional<Clock::time_point> outer_deadline) {
+        using llm_detail::snippet;
+        const auto t0 = Clock::now();
+        Clock::time_point deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config_.timeout_s));
+        if (outer_deadline && *outer_deadline < deadline) deadline = *outer_deadline;
+        const double budget_s = std::chrono::duration<double>(deadline - t0).count();
+        if (budget_s <= 0) fail(LlmErrorKind::Timeout, "no time left for a request (the task's max_seconds)");
+        httplib::Client cli(url_.scheme + "://" + url_.authority);
+        if (!cli.is_valid()) fail(LlmErrorKind::Config, "cannot use the URL '" + config_.base_url + "'");
+        set_timeout(cli, std::min(config_.connect_timeout_s, budget_s), &httplib::Client::set_connection_timeout);
+        set_timeout(cli, budget_s, &httplib::Client::set_read_timeout);
+        set_timeout(cli, budget_s, &httplib::Client::set_write_timeout);
+        cli.set_keep_alive(false);
+        const bool want_stream = body.find("\"stream\":true") != std::string::npos;
+        httplib::Request req;
         req.method = "POST";
-        req.path = url_.prefix + "/chat/completions";
-        req.headers = {{"Content-Type", "application/json"}, {"Accept", "application/json"}};
+        req.path = chat_path();
+        req.headers = {{"Content-Type", "application/json"},
+                       {"Accept", want_stream ? "text/event-stream" : "application/json, text/event-stream"}};
         if (!config_.api_key.empty()) req.headers.emplace("Authorization", "Bearer " + config_.api_key);
         req.body = body;
         std::string got;
-        bool too_large = false;
+        bool too_large = false, headers_over = false, sse = false, stopped = false;
         std::optional<std::uint64_t> declared;
         const std::size_t cap = config_.max_reply_bytes;
+        SseAccumulator acc;
+        auto last_progress = t0;
         req.response_handler = [&](const httplib::Response& r) {
+            std::size_t bytes = 0;
+            for (const auto& h : r.headers) bytes += h.first.size() + h.second.size() + 4;
+            if (r.headers.size() > config_.max_headers || bytes > config_.max_header_bytes) {
+                headers_over = true;
+                return false;
+            }
             if (r.has_header("Content-Length")) {
                 try {
                     declared = std::stoull(r.get_header_value("Content-Length"));
                 } catch (const std::exception&) {
                 }
             }
+            sse = llm_detail::starts_with(llm_detail::lower(r.get_header_value("Content-Type")), "text/event-stream") &&
+                  r.status >= 200 && r.status < 300;
             if (declared && *declared > cap) {
                 too_large = true;
                 return false;  // do not read what will not be kept
@@ -445,24 +841,52 @@ private:
                 return false;
             }
             got.append(data, n);
+            if (sse) {
+                acc.feed(std::string_view(data, n));
+                const auto now = Clock::now();
+                if (on_progress && std::chrono::duration<double>(now - last_progress).count() >= config_.progress_interval_s) {
+                    last_progress = now;
+                    on_progress(acc.reply.content.size() + acc.reply.reasoning.size(), std::chrono::duration<double>(now - t0).count());
+                }
+                if (acc.done) return true;
+                if (stop_when && !acc.reply.content.empty() && stop_when(acc.reply.content)) {
+                    stopped = true;
+                    return false;
+                }
+            }
             return true;
         };
         httplib::Response res;
         httplib::Error err = httplib::Error::Success;
-        const auto t0 = std::chrono::steady_clock::now();
-        const bool ok = cli.send(req, res, err);
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        bool timed_out = false;
+        const bool ok = run_with_deadline(cli, req, res, err, deadline, &timed_out);
+        const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         const std::string where = "POST " + endpoint();
+        if (headers_over)
+            fail(LlmErrorKind::TooLarge, "the reply's headers are over the cap (" + std::to_string(config_.max_headers) + " headers, " +
+                                             std::to_string(config_.max_header_bytes) + " bytes) (" + where + ")");
         if (too_large)
             fail(LlmErrorKind::TooLarge, "the reply is larger than the " + std::to_string(cap) + "-byte cap" +
                                              (declared ? " (Content-Length " + std::to_string(*declared) + ")" : std::string()) +
                                              " (" + where + ")", ok ? res.status : 0);
+        // A streamed reply that lamda stopped, or that the deadline cut: keep what came.
+        if (sse && (stopped || (timed_out && !acc.reply.content.empty()))) {
+            acc.finish();
+            ChatReply r = acc.reply;
+            r.streamed = true;
+            r.stopped_early = stopped;
+            if (!stopped) r.finish_reason = "deadline";
+            else if (r.finish_reason.empty()) r.finish_reason = "stopped";
+            r.seconds = seconds;
+            return r;
+        }
         if (!ok) {
             const std::string why = httplib::to_string(err);
+            if (timed_out || seconds >= 0.9 * budget_s)
+                fail(LlmErrorKind::Timeout, "no complete reply within " + llm_detail::num(budget_s) + " s (a total deadline per request; " +
+                                                std::to_string(got.size()) + " bytes came) (" + where + ")");
             switch (err) {
             case httplib::Error::Read:
-                if (seconds >= 0.9 * config_.timeout_s)
-                    fail(LlmErrorKind::Timeout, "no reply within " + llm_detail::num(config_.timeout_s) + " s (" + where + ")");
                 if (declared && got.size() < *declared)
                     fail(LlmErrorKind::Truncated, "the reply ended after " + std::to_string(got.size()) + " of its " +
                                                       std::to_string(*declared) + " bytes (" + where + ")");
@@ -490,13 +914,30 @@ private:
             fail(LlmErrorKind::Server, "HTTP " + std::to_string(status) + ": " + llm_detail::server_message(got), status,
                  llm_detail::retry_after(res));
         if (status < 200 || status >= 300) {
+            const std::string message = llm_detail::server_message(got);
+            const std::string low = llm_detail::lower(got);
+            if (status == 400 && (low.find("context_length_exceeded") != std::string::npos ||
+                                  low.find("maximum context length") != std::string::npos ||
+                                  low.find("exceeds the available context size") != std::string::npos ||
+                                  low.find("context window") != std::string::npos))
+                fail(LlmErrorKind::ContextLength, "HTTP 400: " + message, status);
             std::string hint;
             if (status == 401 || status == 403) hint = " (check LAMDA_API_KEY or OPENAI_API_KEY)";
             if (status == 404) hint = " (check --llm-url, which ends before /chat/completions, e.g. .../v1, and --llm-model)";
-            fail(LlmErrorKind::Client, "HTTP " + std::to_string(status) + ": " + llm_detail::server_message(got) + hint, status);
+            fail(LlmErrorKind::Client, "HTTP " + std::to_string(status) + ": " + message + hint, status);
+        }
+        if (sse) {
+            acc.finish();
+            if (!acc.error.empty() && acc.reply.content.empty()) fail(LlmErrorKind::BadJson, acc.error + " (" + where + ")", status);
+            if (!acc.any_event) fail(LlmErrorKind::Truncated, "an event stream with no events (" + where + ")", status);
+            ChatReply r = acc.reply;
+            r.streamed = true;
+            r.seconds = seconds;
+            return r;
         }
         const std::string type = llm_detail::lower(res.get_header_value("Content-Type"));
-        if (!llm_detail::starts_with(type, "application/json"))
+        const bool ndjson = config_.ollama_native && llm_detail::starts_with(type, "application/x-ndjson");
+        if (!llm_detail::starts_with(type, "application/json") && !ndjson)
             fail(LlmErrorKind::ContentType, "the reply is '" + (type.empty() ? std::string("(no content type)") : snippet(type, 60)) +
                                                 "', not application/json: " + snippet(got, 120), status);
         if (declared && got.size() < *declared)
@@ -512,6 +953,48 @@ private:
         }
     }
 };
+
+// The numbers in a context_length_exceeded message: the window and what the request needed, e.g.
+// "maximum context length is 4096 tokens. However, you requested 5000 tokens (4000 in the
+// messages, 1000 in the completion)" (OpenAI, vLLM) or "request (5000 tokens) exceeds the
+// available context size (4096 tokens)" (llama.cpp). Zero where a number is not there.
+struct ContextNumbers {
+    int window = 0;          // the model's context length
+    int requested = 0;       // prompt + completion, or the prompt alone
+    int prompt_tokens = 0;   // "N in the messages" / "request (N tokens)"
+};
+
+inline ContextNumbers parse_context_error(std::string_view message) {
+    ContextNumbers n;
+    const std::string low = llm_detail::lower(message);
+    auto number_after = [&](std::string_view key) -> int {
+        const std::size_t at = low.find(key);
+        if (at == std::string::npos) return 0;
+        std::size_t i = at + key.size();
+        while (i < low.size() && !std::isdigit(static_cast<unsigned char>(low[i])) && i < at + key.size() + 24) ++i;
+        long long v = 0;
+        std::size_t digits = 0;
+        while (i < low.size() && std::isdigit(static_cast<unsigned char>(low[i])) && digits < 9) {
+            v = v * 10 + (low[i] - '0');
+            ++i;
+            ++digits;
+        }
+        return digits ? static_cast<int>(v) : 0;
+    };
+    n.window = number_after("maximum context length is");
+    if (!n.window) n.window = number_after("context size (");
+    if (!n.window) n.window = number_after("context window of");
+    n.requested = number_after("you requested");
+    if (!n.requested) n.requested = number_after("request (");
+    const std::size_t msgs = low.find(" in the messages");
+    if (msgs != std::string::npos) {
+        std::size_t b = msgs;
+        while (b > 0 && std::isdigit(static_cast<unsigned char>(low[b - 1]))) --b;
+        if (b < msgs && msgs - b <= 9) n.prompt_tokens = std::atoi(low.c_str() + b);
+    }
+    if (!n.prompt_tokens) n.prompt_tokens = number_after("request (");
+    return n;
+}
 
 }  // namespace lamda
 

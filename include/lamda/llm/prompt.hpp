@@ -180,6 +180,41 @@ inline std::string llm_system_prompt() {
            std::string(llm_dsl_reference()) + "\n" + llm_output_rules();
 }
 
+// The system prompt for a small context window (2048-4096 tokens): a short DSL reference (the
+// line syntax, the op table in one line each, one example) and the output rules, ~600 tokens,
+// so that a 2048-token window keeps room for the task, the history and a reply.
+inline std::string llm_compact_system_prompt() {
+    std::string ops;
+    for (OpKind k : all_op_kinds) ops += (ops.empty() ? "" : ", ") + std::string(op_name(k));
+    return "You design small CNNs for an edge device's latency budget, written in the lamda DSL. lamda checks each "
+           "candidate, measures it and tells you the results.\n\n"
+           "## lamda DSL (short)\n"
+           "One layer per line: `NAME: OP [INPUT, INPUT] [KEY=VALUE ...]`; no input = the line above. Shapes are HxWxC. "
+           "Sizes: `kernel=3` or `kernel=1x7` (never tuples). `#` starts a comment. Names: letters, digits, _.\n"
+           "- input shape=HxWxC (first line)\n"
+           "- conv2d out= kernel= [stride=1 padding=same groups=1 act=none]\n"
+           "- dwconv kernel= [stride=1 multiplier=1 act=none]\n"
+           "- fc out= (needs 1x1xC: gap or flatten before it)\n"
+           "- maxpool/avgpool kernel= [stride=kernel]; gap; flatten; batchnorm; dropout rate=\n"
+           "- add A, B [act=] (same shape); concat A, B (same HxW); mul A, B (B may be 1x1xC)\n"
+           "- relu relu6 hardswish hardsigmoid sigmoid softmax; act= takes none|relu|relu6|hardswish|hardsigmoid|sigmoid\n"
+           "All ops: " + ops + ".\n\n"
+           "```lamda\n"
+           "input: input shape=28x28x1\n"
+           "stem: conv2d out=16 kernel=3 stride=2 act=relu\n"
+           "b1_dw: dwconv kernel=3 act=relu6\n"
+           "b1_pw: conv2d out=16 kernel=1\n"
+           "b1: add stem, b1_pw act=relu\n"
+           "pool: gap\n"
+           "logits: fc out=10\n"
+           "```\n\n"
+           "Cost: conv2d H*W*k*k*Cin*Cout MACs; dwconv H*W*k*k*C. Downsample early.\n\n"
+           "## Output rules\n"
+           "- Each model complete, from `input` to the logits, in its own ```lamda block; ASCII only.\n"
+           "- The input has the task's shape; the last layer outputs 1x1xCLASSES.\n"
+           "- Every model differs from earlier candidates. Text outside blocks is ignored.\n";
+}
+
 // The device in a few lines: the CPU and, with a latency model, what single layers cost here
 // at the task's first feature-map size (so that the model knows e.g. how dear depthwise is).
 inline std::string llm_device_summary(const Task& task, const LatencyModel* model) {

@@ -49,6 +49,10 @@ struct LlmProposerOptions {
     int max_recent = 80;           // earlier candidates shown as one line each, newest first
     int max_repairs = 2;           // repair turns per invalid candidate (and its repairs)
     int max_failed_turns = 5;      // consecutive failed turns before the proposer gives up
+    int max_failed_turns_total = 20;  // failed turns in all (they take no candidate slot)
+    int max_repairs_per_turn = 4;  // invalid candidates repaired together in one request
+    bool probe_server = false;     // ask the server its kind and window first (LlmClient::probe())
+    int compact = -1;              // the compact prompt: 1 always, 0 never, -1 when the window <= 4096
     int max_diagnostics = 12;      // diagnostics quoted per invalid candidate
     bool auto_fix = true;          // apply auto_fix_dsl() before handing a candidate over
     std::string device_summary;    // llm_device_summary(); empty: the CPU only
@@ -76,78 +80,207 @@ public:
     // The request body of the next turn for these records (exposed for tests and inspection).
     std::string request_body(const Task& task, const std::vector<CandidateRecord>& records,
                              std::optional<std::size_t> repair = std::nullopt) {
-        return build_body(task, records, repair);
+        task_input_ = task.input;
+        return build_body(task, records, repair ? std::vector<std::size_t>{*repair} : std::vector<std::size_t>{});
     }
 
     std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
         absorb(records);
+        task_input_ = task.input;
         if (!started_) {
             started_ = true;
+            start_ = LlmClient::Clock::now();
             for (const CandidateRecord& r : records) turn_ = std::max(turn_, turn_of(r.note));
+            if (options_.probe_server) probe_server();
+            apply_window(client_.config().context_tokens);
         }
         std::set<std::string> seen;
         for (const CandidateRecord& r : records) seen.insert(r.hash);
         if (auto p = next_from_queue(records, seen)) return p;
-        if (consecutive_failures_ >= options_.max_failed_turns) {
-            log("giving up after " + std::to_string(consecutive_failures_) + " failed turns in a row");
-            return std::nullopt;
+        if (gave_up_) return std::nullopt;
+        // Failed turns take no candidate slot: they are retried here, within their own caps.
+        for (;;) {
+            if (consecutive_failures_ >= options_.max_failed_turns || failed_turns_ >= options_.max_failed_turns_total) {
+                gave_up_ = true;
+                log("giving up after " + std::to_string(failed_turns_) + " failed turns (" + std::to_string(consecutive_failures_) +
+                    " in a row)");
+                // One record says why (the journal keeps it); then the proposer is done.
+                return Proposal{"", "llm: gave up after " + std::to_string(failed_turns_) + " failed turns", last_failure_};
+            }
+            const auto deadline = task_deadline(task);
+            if (deadline && LlmClient::Clock::now() >= *deadline) {
+                log("the task's max_seconds is spent; no more turns");
+                return std::nullopt;
+            }
+            if (auto p = one_turn(task, records, seen, deadline)) return p;
         }
+    }
+
+    // What the server told about itself (probe_server option), if asked.
+    const std::optional<ServerInfo>& server_info() const noexcept { return server_; }
+    // The context window in use (the server's when it said, else the configuration's).
+    int context_tokens() const noexcept { return client_.config().context_tokens; }
+    // Characters per token, calibrated from the server's usage.prompt_tokens.
+    double chars_per_token() const noexcept { return chars_per_token_; }
+    int failed_turns() const noexcept { return failed_turns_; }
+
+private:
+    using Clock = LlmClient::Clock;
+
+    std::optional<Clock::time_point> task_deadline(const Task& task) const {
+        if (!(task.budget.max_seconds > 0)) return std::nullopt;
+        return start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(task.budget.max_seconds));
+    }
+
+    void probe_server() {
+        try {
+            server_ = client_.probe();
+        } catch (const std::exception& e) {
+            log(std::string("could not ask the server about itself: ") + e.what());
+            return;
+        }
+        log("server: " + server_->kind + (server_->model.empty() ? std::string() : ", model " + server_->model) +
+            (server_->context_tokens > 0 ? ", window " + std::to_string(server_->context_tokens) + " tokens (" + server_->window_source + ")"
+                                         : std::string(", window not reported")));
+        LlmConfig& c = client_.mutable_config();
+        if (server_->kind == "ollama") {
+            // Ollama's OpenAI endpoint ignores num_ctx and cuts the prompt's start silently: use the
+            // native API with options.num_ctx = the configured window.
+            c.ollama_native = true;
+            log("ollama: native /api/chat with num_ctx " + std::to_string(c.context_tokens));
+        } else if (server_->context_tokens > 0 && server_->context_tokens < c.context_tokens) {
+            c.context_tokens = server_->context_tokens;
+        }
+    }
+
+    // Uses `window` tokens: a small window gets the compact prompt and a reply of at most half of it.
+    void apply_window(int window) {
+        LlmConfig& c = client_.mutable_config();
+        c.context_tokens = std::max(512, window);
+        if (original_max_tokens_ < 0) original_max_tokens_ = c.max_tokens;
+        c.max_tokens = std::min(original_max_tokens_, std::max(256, c.context_tokens / 2));
+        compact_ = options_.compact == 1 || (options_.compact < 0 && c.context_tokens <= 4096);
+    }
+
+    void calibrate(std::size_t body_bytes, std::int64_t prompt_tokens) {
+        if (prompt_tokens <= 0 || body_bytes == 0) return;
+        const double estimate = static_cast<double>(estimate_tokens(body_bytes, chars_per_token_));
+        const double ratio = static_cast<double>(body_bytes) / static_cast<double>(prompt_tokens);
+        if (static_cast<double>(prompt_tokens) < 0.6 * estimate && prompt_tokens >= 256) {
+            // Far fewer tokens than sent: the server cut the prompt (Ollama's OpenAI endpoint does).
+            log("the server read only " + std::to_string(prompt_tokens) + " prompt tokens of ~" +
+                std::to_string(static_cast<long long>(estimate)) + " sent: it cut the prompt; using a window of " +
+                std::to_string(prompt_tokens) + " tokens");
+            apply_window(static_cast<int>(std::min<std::int64_t>(prompt_tokens, 1 << 26)));
+            return;
+        }
+        chars_per_token_ = std::clamp(ratio, 1.5, 8.0);
+    }
+
+    // One turn: a request and its reply. A candidate, or nothing when the turn failed (counted).
+    std::optional<Proposal> one_turn(const Task& task, const std::vector<CandidateRecord>& records,
+                                     const std::set<std::string>& seen, std::optional<Clock::time_point> deadline) {
         const int turn = ++turn_;
-        std::optional<std::size_t> repair;
-        while (!repairs_.empty() && !repair) {
-            const std::size_t r = repairs_.front();
-            if (r < records.size() && records[r].verdict == Verdict::Invalid) repair = r;
-            else repairs_.pop_front();
-        }
+        std::vector<std::size_t> repair;
+        for (std::size_t r : repairs_)
+            if (r < records.size() && records[r].verdict == Verdict::Invalid &&
+                static_cast<int>(repair.size()) < std::max(1, options_.max_repairs_per_turn))
+                repair.push_back(r);
         std::string body;
         try {
             body = build_body(task, records, repair);
         } catch (const LlmError& e) {
-            if (!repair) return failure(turn, e.what());
-            repairs_.pop_front();  // this repair does not fit the budget: a normal turn instead
-            repair.reset();
+            if (repair.empty()) return failed(turn, e.what());
+            repairs_.clear();  // the repairs do not fit the budget: a normal turn instead
+            repair.clear();
             try {
                 body = build_body(task, records, repair);
             } catch (const LlmError& e2) {
-                return failure(turn, e2.what());
+                return failed(turn, e2.what());
             }
         }
         ChatReply reply;
+        client_.on_progress = [this, turn](std::size_t chars, double s) {
+            log("turn " + std::to_string(turn) + ": ~" + llm_detail::group_digits(static_cast<std::int64_t>(estimate_tokens(chars, chars_per_token_))) +
+                " tokens, " + llm_detail::num(s, 3) + " s");
+        };
+        const std::size_t want = repair.empty() ? static_cast<std::size_t>(std::max(1, options_.candidates_per_turn)) : repair.size();
+        const std::size_t too_long = static_cast<std::size_t>(std::max(1, client_.config().max_tokens)) * 8;
+        client_.stop_when = [want, too_long](const std::string& content) {
+            if (content.size() > too_long) return true;
+            return extract_dsl_candidates(llm_detail::strip_thinking(content), 16).size() >= want &&
+                   llm_detail::closed_fences(content) >= want;
+        };
         try {
-            reply = client_.chat_body(body);
+            try {
+                reply = client_.chat_body(body, deadline);
+            } catch (const LlmError& e) {
+                if (e.kind() != LlmErrorKind::ContextLength) throw;
+                // Read the server's numbers, shrink, and retry once with a smaller request.
+                const ContextNumbers n = parse_context_error(e.what());
+                const std::size_t before = body.size();
+                if (n.prompt_tokens > 0) chars_per_token_ = std::clamp(static_cast<double>(before) / n.prompt_tokens, 1.5, 8.0);
+                const int window = n.window > 0 ? n.window : client_.config().context_tokens * 3 / 4;
+                apply_window(std::min(window, client_.config().context_tokens));
+                log("context_length_exceeded: the server's window is " + std::to_string(window) + " tokens" +
+                    (n.prompt_tokens > 0 ? ", the request was " + std::to_string(n.prompt_tokens) : std::string()) +
+                    "; retrying once with a smaller request");
+                body = build_body(task, records, repair);
+                if (body.size() >= before) {
+                    chars_per_token_ = std::max(1.5, chars_per_token_ * 0.8);
+                    body = build_body(task, records, repair);
+                }
+                if (body.size() >= before) throw;  // never resend the same bytes
+                reply = client_.chat_body(body, deadline);
+            }
         } catch (const LlmError& e) {
-            return failure(turn, e.what());
+            return failed(turn, e.what());
         }
+        client_.on_progress = nullptr;
+        client_.stop_when = nullptr;
         last_request_bytes_ = body.size();
         max_request_bytes_ = std::max(max_request_bytes_, body.size());
+        calibrate(body.size(), reply.prompt_tokens);
         round_.clear();  // delivered
         last_problem_.clear();
-        if (repair) repairs_.pop_front();
-        const std::vector<std::string> models =
-            extract_dsl_candidates(reply.content, static_cast<std::size_t>(std::max(1, options_.max_models_per_reply)));
-        log("turn " + std::to_string(turn) + ": " + std::to_string(models.size()) + " candidate(s) in " +
+        for (std::size_t r : repair) repairs_.erase(std::remove(repairs_.begin(), repairs_.end(), r), repairs_.end());
+        const ExtractedReply got = extract_reply(reply, static_cast<std::size_t>(std::max(1, options_.max_models_per_reply)));
+        std::string repair_text;
+        for (std::size_t r : repair) repair_text += (repair_text.empty() ? ", repair of #" : ", #") + std::to_string(r);
+        log("turn " + std::to_string(turn) + ": " + std::to_string(got.models.size()) + " candidate(s) in " +
             llm_detail::fixed2(reply.seconds) + " s" + (reply.attempts > 1 ? " after " + std::to_string(reply.attempts) + " attempts" : "") +
-            " (request ~" + llm_detail::group_digits(static_cast<std::int64_t>(estimate_tokens(body.size()))) + " tokens" +
-            (repair ? ", repair of #" + std::to_string(*repair) : std::string()) + ")");
-        if (models.empty()) {
-            last_problem_ = "Your last reply held no ```lamda block with a model; put each model in its own ```lamda fence.";
-            return failure(turn, "the reply held no lamda model" +
-                                     (reply.finish_reason == "length" ? std::string(" (cut off at max_tokens)") : std::string()) +
-                                     ": " + llm_detail::snippet(reply.content, 160));
+            (reply.streamed ? ", streamed" : "") + (reply.stopped_early ? ", stopped early" : "") + " (request ~" +
+            llm_detail::group_digits(static_cast<std::int64_t>(estimate_tokens(body.size(), chars_per_token_))) + " tokens" +
+            repair_text + ")");
+        if (got.cut)
+            last_problem_ = got.cut_in_reasoning
+                                ? "Your last reply was cut off at the token limit while you were still reasoning. Think briefly and write the models sooner."
+                                : "Your last reply was cut off at the token limit" +
+                                      std::string(got.dropped_cut_model ? " in the middle of a model (it was not used)" : "") +
+                                      ". Write fewer or shorter models per reply.";
+        if (got.models.empty()) {
+            if (!got.cut) {
+                last_problem_ = reply.content.empty() ? "Your last reply had no text answer; answer with ```lamda blocks."
+                                                      : "Your last reply held no ```lamda block with a model; put each model in its own ```lamda fence.";
+            }
+            return failed(turn, got.why_empty);
         }
-        for (std::size_t i = 0; i < models.size(); ++i) {
+        for (std::size_t i = 0; i < got.models.size(); ++i) {
             Pending p;
-            p.dsl = models[i];
+            p.dsl = got.models[i];
             p.turn = turn;
-            if (repair) {
-                p.repair_of = static_cast<int>(*repair);
-                p.depth = depth_of(*repair) + 1;
-                p.note = "llm turn " + std::to_string(turn) + ", repair of #" + std::to_string(*repair) + " (attempt " +
-                         std::to_string(p.depth) + "/" + std::to_string(options_.max_repairs) + ")" +
-                         (models.size() > 1 ? ", model " + std::to_string(i + 1) + "/" + std::to_string(models.size()) : "");
+            if (i < repair.size()) {
+                p.repair_of = static_cast<int>(repair[i]);
+                p.depth = depth_of(repair[i]) + 1;
+                p.note = "llm turn " + std::to_string(turn) + ", repair of #" + std::to_string(repair[i]) + " (attempt " +
+                         std::to_string(p.depth) + "/" + std::to_string(options_.max_repairs) + ")";
             } else {
                 p.note = "llm turn " + std::to_string(turn) + ", candidate " + std::to_string(i + 1) + "/" +
-                         std::to_string(models.size());
+                         std::to_string(got.models.size());
+            }
+            if (!failure_note_.empty()) {
+                p.note += "; " + failure_note_;
+                failure_note_.clear();
             }
             queue_.push_back(std::move(p));
         }
@@ -156,10 +289,33 @@ public:
             return p;
         }
         last_problem_ = "Every model in your last reply repeated an earlier candidate; propose different ones.";
-        return failure(turn, "every model in the reply repeated an earlier candidate");
+        return failed(turn, "every model in the reply repeated an earlier candidate");
     }
 
-private:
+    // A failed turn: logged and counted, no candidate slot; the next candidate's note names it.
+    std::optional<Proposal> failed(int turn, const std::string& error) {
+        ++consecutive_failures_;
+        ++failed_turns_;
+        const std::string e = client_.redact(error);
+        client_.on_progress = nullptr;
+        client_.stop_when = nullptr;
+        log("turn " + std::to_string(turn) + " failed: " + e);
+        last_failure_ = "llm turn " + std::to_string(turn) + " failed: " + e;
+        if (failure_note_.size() < 2000)
+            failure_note_ += (failure_note_.empty() ? "" : "; ") + ("llm turn " + std::to_string(turn) + " failed: " + llm_detail::snippet(e, 160));
+        return std::nullopt;
+    }
+
+    std::optional<ServerInfo> server_;
+    std::optional<Shape> task_input_;
+    Clock::time_point start_{};
+    double chars_per_token_ = default_chars_per_token;
+    int original_max_tokens_ = -1;
+    bool compact_ = false;
+    bool gave_up_ = false;
+    int failed_turns_ = 0;
+    std::string last_failure_, failure_note_;
+
     struct Pending {
         std::string dsl, note;
         int turn = 0;
@@ -167,6 +323,7 @@ private:
         int depth = 0;       // repairs so far in this candidate's line
         std::vector<std::string> fixes;
         bool failed = false;  // a failed-turn proposal, not a candidate
+        bool cut = false;     // from a reply cut at max_tokens: never repaired as if meant
     };
     struct Outcome {
         std::string label;  // "candidate 2/3 of turn 7"
@@ -209,18 +366,6 @@ private:
         return comma == std::string::npos ? p.note : p.note.substr(comma + 2) + " (turn " + std::to_string(p.turn) + ")";
     }
 
-    Proposal failure(int turn, const std::string& error) {
-        ++consecutive_failures_;
-        const std::string e = client_.redact(error);
-        log("turn " + std::to_string(turn) + " failed: " + e);
-        Pending p;
-        p.turn = turn;
-        p.failed = true;
-        outstanding_ = p;
-        records_at_issue_ = SIZE_MAX;
-        return Proposal{"", "llm turn " + std::to_string(turn) + " failed: " + e, e};
-    }
-
     // What became of the proposal handed over last.
     void absorb(const std::vector<CandidateRecord>& records) {
         if (!outstanding_) return;
@@ -237,7 +382,7 @@ private:
             const std::size_t index = records.size() - 1;
             o.record = static_cast<int>(index);
             depth_[index] = p.depth;
-            if (records[index].verdict == Verdict::Invalid && p.depth < options_.max_repairs) repairs_.push_back(index);
+            if (records[index].verdict == Verdict::Invalid && p.depth < options_.max_repairs && !p.cut) repairs_.push_back(index);
         } else {
             o.remark += std::string(o.remark.empty() ? "" : "\n  ") + "it repeated an earlier candidate; skipped";
         }
@@ -252,7 +397,7 @@ private:
             std::string canonical, hash;
             bool valid = canonical_hash(p.dsl, canonical, hash);
             if (!valid && options_.auto_fix) {
-                AutoFix f = auto_fix_dsl(p.dsl);
+                AutoFix f = auto_fix_dsl(p.dsl, 8, task_input_ ? &*task_input_ : nullptr);
                 if (!f.fixes.empty()) {
                     p.dsl = f.dsl;
                     p.fixes = f.fixes;
@@ -391,27 +536,33 @@ private:
     // Builds the request for a turn: the system message, then one user message with the task and
     // as much history as the budget allows. Throws LlmError(Config) when even the fixed parts
     // do not fit.
-    std::string build_body(const Task& task, const std::vector<CandidateRecord>& records, std::optional<std::size_t> repair) {
+    std::string build_body(const Task& task, const std::vector<CandidateRecord>& records, const std::vector<std::size_t>& repair) {
         using llm_detail::json_escaped_size;
         const LlmConfig& cfg = client_.config();
-        const std::size_t budget = static_cast<std::size_t>(std::max(0, cfg.prompt_budget_tokens())) * 4;
-        const std::string system = valid_utf8(llm_system_prompt());
+        const std::size_t budget =
+            static_cast<std::size_t>(static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_);
+        const std::string system = valid_utf8(compact_ ? llm_compact_system_prompt() : llm_system_prompt());
         std::string head = task_text(task, records.size());
         const std::string device = options_.device_summary.empty() ? llm_device_summary(task, nullptr) : options_.device_summary;
         head += "\n## Device\n\n" + device + "\n";
         if (!last_problem_.empty()) head += "\nNote: " + last_problem_ + "\n";
         head = valid_utf8(head);
         std::string core, tail;
-        if (repair) {
-            const CandidateRecord& r = records[*repair];
-            core = "\n## Repair #" + std::to_string(r.index) + "\n\nYour candidate #" + std::to_string(r.index) +
-                   " is invalid. lamda reported:\n";
-            const std::size_t n = std::min(r.diagnostics.size(), static_cast<std::size_t>(std::max(1, options_.max_diagnostics)));
-            for (std::size_t i = 0; i < n; ++i) core += "  " + llm_detail::snippet(r.diagnostics[i], 400) + "\n";
-            if (r.diagnostics.empty()) core += "  " + llm_detail::snippet(r.reason, 400) + "\n";
-            core += "Its text (line numbers count from 1):\n```lamda\n" + r.dsl + (r.dsl.empty() || r.dsl.back() == '\n' ? "" : "\n") + "```\n";
+        if (!repair.empty()) {
+            for (std::size_t k : repair) {
+                const CandidateRecord& r = records[k];
+                core += "\n## Repair #" + std::to_string(r.index) + "\n\nYour candidate #" + std::to_string(r.index) +
+                        " is invalid. lamda reported:\n";
+                const std::size_t n = std::min(r.diagnostics.size(), static_cast<std::size_t>(std::max(1, options_.max_diagnostics)));
+                for (std::size_t i = 0; i < n; ++i) core += "  " + llm_detail::snippet(r.diagnostics[i], 400) + "\n";
+                if (r.diagnostics.empty()) core += "  " + llm_detail::snippet(r.reason, 400) + "\n";
+                core += "Its text (line numbers count from 1):\n```lamda\n" + r.dsl + (r.dsl.empty() || r.dsl.back() == '\n' ? "" : "\n") + "```\n";
+            }
             core = valid_utf8(core);
-            tail = "\nFix every error and reply with the corrected complete model in one ```lamda block.\n";
+            tail = repair.size() == 1
+                       ? "\nFix every error and reply with the corrected complete model in one ```lamda block.\n"
+                       : "\nFix every error of each and reply with the " + std::to_string(repair.size()) +
+                             " corrected complete models, each in its own ```lamda block, in the order above.\n";
         } else {
             tail = "\nPropose " + std::to_string(std::max(1, options_.candidates_per_turn)) +
                    " new models, each different from every candidate above, each in its own ```lamda block. Use the "
@@ -424,7 +575,7 @@ private:
         std::size_t used = body_of(head + core + tail).size();
         if (used > budget)
             throw LlmError(LlmErrorKind::Config,
-                           "the request needs ~" + std::to_string(estimate_tokens(used)) + " tokens before any history, over the budget of " +
+                           "the request needs ~" + std::to_string(estimate_tokens(used, chars_per_token_)) + " tokens before any history, over the budget of " +
                                std::to_string(cfg.prompt_budget_tokens()) + " (context_tokens " + std::to_string(cfg.context_tokens) +
                                " - max_tokens " + std::to_string(cfg.max_tokens) + "); raise --llm-context-tokens");
         auto fits = [&](std::size_t extra) {
