@@ -36,6 +36,7 @@
 #include "../exception.hpp"
 #include "../core/analysis.hpp"
 #include "../core/ir.hpp"
+#include "../exec/plan.hpp"  // activation_of_layer
 #include "../exec/pool_plan.hpp"
 #include "../data/weights.hpp"
 
@@ -154,17 +155,6 @@ inline std::string py_act(Activation a, const std::string& x) {
     case Activation::Sigmoid: return "torch.sigmoid(" + x + ")";
     }
     return x;
-}
-
-inline Activation activation_of(OpKind op) noexcept {
-    switch (op) {
-    case OpKind::Relu: return Activation::Relu;
-    case OpKind::Relu6: return Activation::Relu6;
-    case OpKind::HardSwish: return Activation::HardSwish;
-    case OpKind::HardSigmoid: return Activation::HardSigmoid;
-    case OpKind::Sigmoid: return Activation::Sigmoid;
-    default: return Activation::None;
-    }
 }
 
 inline void check_exportable(const Graph& g) {
@@ -415,7 +405,7 @@ inline std::string pytorch_module_source(const Graph& graph) {
         case OpKind::Relu6:
         case OpKind::HardSwish:
         case OpKind::HardSigmoid:
-        case OpKind::Sigmoid: e = py_act(activation_of(l.op), arg(0)); break;
+        case OpKind::Sigmoid: e = py_act(activation_of_layer(l.op), arg(0)); break;
         case OpKind::Softmax: e = "torch.softmax(" + arg(0) + ", 1)"; break;
         case OpKind::Flatten:
             e = arg(0) + ".permute(0, 2, 3, 1).reshape(" + arg(0) + ".shape[0], -1, 1, 1)";

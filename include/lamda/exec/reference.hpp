@@ -26,6 +26,7 @@
 #include "../data/tensor.hpp"
 #include "../core/validate.hpp"
 #include "../data/weights.hpp"
+#include "plan.hpp"  // activation_of_layer
 
 namespace lamda {
 
@@ -282,11 +283,7 @@ inline std::vector<Tensor> run_reference_all(const Graph& graph, const Weights& 
         case OpKind::HardSwish:
         case OpKind::HardSigmoid:
         case OpKind::Sigmoid: {
-            const Activation act = l.op == OpKind::Relu        ? Activation::Relu
-                                   : l.op == OpKind::Relu6     ? Activation::Relu6
-                                   : l.op == OpKind::HardSwish ? Activation::HardSwish
-                                   : l.op == OpKind::Sigmoid   ? Activation::Sigmoid
-                                                               : Activation::HardSigmoid;
+            const Activation act = activation_of_layer(l.op);
             y = arg(0);
             for (float& v : y.data) v = apply_activation(act, v);
             break;

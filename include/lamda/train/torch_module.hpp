@@ -74,6 +74,7 @@
 #include <vector>
 
 #include "../core/ir.hpp"
+#include "../exec/plan.hpp"  // activation_of_layer
 #include "../exec/pool_plan.hpp"
 #include "../exec/reference.hpp"
 #include "../data/tensor.hpp"
@@ -93,17 +94,6 @@ inline torch::Tensor activate(Activation act, const torch::Tensor& x) {
     case Activation::Sigmoid: return torch::sigmoid(x);
     }
     return x;
-}
-
-inline Activation activation_of(OpKind op) noexcept {
-    switch (op) {
-    case OpKind::Relu: return Activation::Relu;
-    case OpKind::Relu6: return Activation::Relu6;
-    case OpKind::HardSwish: return Activation::HardSwish;
-    case OpKind::HardSigmoid: return Activation::HardSigmoid;
-    case OpKind::Sigmoid: return Activation::Sigmoid;
-    default: return Activation::None;
-    }
 }
 
 using lamda::PoolPlan;
@@ -293,7 +283,7 @@ private:
             case OpKind::Relu6:
             case OpKind::HardSwish:
             case OpKind::HardSigmoid:
-            case OpKind::Sigmoid: y = torch_detail::activate(torch_detail::activation_of(l.op), arg(0)); break;
+            case OpKind::Sigmoid: y = torch_detail::activate(activation_of_layer(l.op), arg(0)); break;
             case OpKind::Softmax: y = torch::softmax(arg(0), 1); break;
             case OpKind::Flatten: {
                 const torch::Tensor& in = arg(0);
