@@ -35,6 +35,44 @@ struct Limits {
     int max_errors = 100;  // diagnostics reported before giving up
 };
 
+// One axis of a sliding window: the output extent and the padding it resolves to. TF-style same
+// padding (an odd total pads the end one more) and PyTorch's ceil-mode rule (the last window must
+// start inside the input or the leading padding). `fits` is false (out 0) when the window is
+// larger than the padded input. The one rule shared by shape inference (below) and the
+// compile-time layer templates (dsl/layers.hpp).
+struct WindowExtent {
+    bool fits = false;
+    std::int64_t out = 0;
+    std::int64_t before = 0, after = 0;  // padding
+    std::int64_t span = 0;               // the padded input
+    std::int64_t effective = 0;          // the window's extent with dilation
+};
+
+constexpr WindowExtent window_extent(std::int64_t in, std::int64_t kernel, std::int64_t stride,
+                                     std::int64_t dilation, PaddingMode mode,
+                                     std::int64_t explicit_before, std::int64_t explicit_after,
+                                     bool ceil_mode) noexcept {
+    WindowExtent e;
+    e.effective = dilation * (kernel - 1) + 1;
+    if (mode == PaddingMode::Same) {
+        const std::int64_t out = (in + stride - 1) / stride;
+        const std::int64_t needed = (out - 1) * stride + e.effective - in;
+        const std::int64_t total = needed > 0 ? needed : 0;
+        e.before = total / 2;
+        e.after = total - e.before;
+    } else if (mode == PaddingMode::Explicit) {
+        e.before = explicit_before;
+        e.after = explicit_after;
+    }
+    e.span = in + e.before + e.after;
+    if (e.span < e.effective) return e;
+    e.fits = true;
+    e.out = ceil_mode ? (e.span - e.effective + stride - 1) / stride + 1
+                      : (e.span - e.effective) / stride + 1;
+    if (ceil_mode && (e.out - 1) * stride >= in + e.before) --e.out;
+    return e;
+}
+
 namespace detail {
 
 inline void add_error(std::vector<Diagnostic>& diags, std::string_view file, const Layer& layer,
@@ -83,32 +121,17 @@ struct WindowAxis {
 inline bool window_axis(std::int64_t in, int kernel, int stride, int dilation, PaddingMode mode,
                         int explicit_before, int explicit_after, bool ceil_mode, WindowAxis& axis,
                         std::string& why) {
-    const std::int64_t effective = std::int64_t{dilation} * (kernel - 1) + 1;
-    std::int64_t before = 0, after = 0;
-    if (mode == PaddingMode::Same) {
-        const std::int64_t out = (in + stride - 1) / stride;
-        const std::int64_t needed = (out - 1) * stride + effective - in;
-        const std::int64_t total = needed > 0 ? needed : 0;
-        before = total / 2;
-        after = total - before;
-    } else if (mode == PaddingMode::Explicit) {
-        before = explicit_before;
-        after = explicit_after;
-    }
-    const std::int64_t span = in + before + after;
-    if (span < effective) {
-        why = "the window (" + std::to_string(effective) + " wide" +
+    const WindowExtent e = window_extent(in, kernel, stride, dilation, mode, explicit_before,
+                                         explicit_after, ceil_mode);
+    if (!e.fits) {
+        why = "the window (" + std::to_string(e.effective) + " wide" +
               (dilation > 1 ? " with dilation" : "") + ") is larger than the padded input (" +
-              std::to_string(span) + ")";
+              std::to_string(e.span) + ")";
         return false;
     }
-    std::int64_t out = ceil_mode ? (span - effective + stride - 1) / stride + 1
-                                 : (span - effective) / stride + 1;
-    // PyTorch's rule: with ceil mode the last window must start inside the input or left padding.
-    if (ceil_mode && (out - 1) * stride >= in + before) --out;
-    axis.out = out;
-    axis.pad_before = static_cast<int>(before);
-    axis.pad_after = static_cast<int>(after);
+    axis.out = e.out;
+    axis.pad_before = static_cast<int>(e.before);
+    axis.pad_after = static_cast<int>(e.after);
     return true;
 }
 

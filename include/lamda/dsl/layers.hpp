@@ -53,24 +53,25 @@
 
 #include "../core/analysis.hpp"
 #include "../core/ir.hpp"
+#include "../core/validate.hpp"  // Limits defaults, window_extent
 
 namespace lamda {
 namespace layers {
 
 using Act = Activation;
 
-// The DSL's limits (docs/dsl.md "Limits"; core/validate.hpp's Limits defaults).
+// The DSL's limits: core/validate.hpp's Limits defaults (docs/dsl.md "Limits").
 namespace limits {
-inline constexpr std::int64_t channels = 65536;
-inline constexpr std::int64_t spatial = 16384;
-inline constexpr std::int64_t kernel = 64;
-inline constexpr std::int64_t stride = 64;
-inline constexpr std::int64_t dilation = 64;
-inline constexpr std::int64_t padding = 64;
-inline constexpr std::int64_t inputs = 64;  // of one add or concat
-inline constexpr std::int64_t value_elements = std::int64_t{1} << 31;
-inline constexpr std::int64_t params = std::int64_t{1} << 31;
-inline constexpr std::int64_t activation_bytes = std::int64_t{1} << 34;
+inline constexpr std::int64_t channels = Limits{}.max_channels;
+inline constexpr std::int64_t spatial = Limits{}.max_spatial;
+inline constexpr std::int64_t kernel = Limits{}.max_kernel;
+inline constexpr std::int64_t stride = Limits{}.max_stride;
+inline constexpr std::int64_t dilation = Limits{}.max_dilation;
+inline constexpr std::int64_t padding = Limits{}.max_padding;
+inline constexpr std::int64_t inputs = Limits{}.max_inputs;  // of one add or concat
+inline constexpr std::int64_t value_elements = Limits{}.max_value_elements;
+inline constexpr std::int64_t params = Limits{}.max_params;
+inline constexpr std::int64_t activation_bytes = Limits{}.max_activation_bytes;
 }  // namespace limits
 
 // A value's shape as a type. `Ok` is false for the placeholder produced after an error, so
@@ -222,37 +223,14 @@ struct padding_traits<Pad<T, L, B, R>> {
     static constexpr int top = T, left = L, bottom = B, right = R;
 };
 
-// One axis of a sliding window, exactly as core/validate.hpp's window_axis: TF-style same padding
-// (an odd total pads the end one more), and PyTorch's ceil-mode rule (the last window must start
-// inside the input or the leading padding). out == 0 when the window does not fit.
-struct Axis {
-    std::int64_t out = 0;
-    std::int64_t before = 0;
-    std::int64_t after = 0;
-};
+// One axis of a sliding window: core/validate.hpp's window_extent (the rule shape inference
+// uses), with kernel, stride and dilation of at least 1 so that a bad one is reported once.
+using Axis = WindowExtent;
 constexpr Axis window_axis(std::int64_t in, std::int64_t kernel, std::int64_t stride,
                            std::int64_t dilation, PaddingMode mode, std::int64_t explicit_before,
                            std::int64_t explicit_after, bool ceil_mode) noexcept {
-    Axis a;
-    kernel = at_least_1(kernel);
-    stride = at_least_1(stride);
-    dilation = at_least_1(dilation);
-    const std::int64_t effective = dilation * (kernel - 1) + 1;
-    if (mode == PaddingMode::Same) {
-        const std::int64_t out = (in + stride - 1) / stride;
-        const std::int64_t total = (out - 1) * stride + effective - in;
-        a.before = total > 0 ? total / 2 : 0;
-        a.after = total > 0 ? total - a.before : 0;
-    } else if (mode == PaddingMode::Explicit) {
-        a.before = explicit_before;
-        a.after = explicit_after;
-    }
-    const std::int64_t span = in + a.before + a.after;
-    if (span < effective) return a;
-    a.out = ceil_mode ? (span - effective + stride - 1) / stride + 1
-                      : (span - effective) / stride + 1;
-    if (ceil_mode && (a.out - 1) * stride >= in + a.before) --a.out;
-    return a;
+    return window_extent(in, at_least_1(kernel), at_least_1(stride), at_least_1(dilation), mode,
+                         explicit_before, explicit_after, ceil_mode);
 }
 
 template <class In, class P, int KH, int KW, int SH, int SW, int DH, int DW, bool Ceil>
