@@ -86,8 +86,10 @@ inline Const to_const(const onnx::TensorProto& t, const std::string& where) {
                                 : type == onnx::TensorProto::FLOAT ? t.float_data_size()
                                 : type == onnx::TensorProto::INT64 ? t.int64_data_size()
                                 : t.int32_data_size();
-    if ((type == onnx::TensorProto::FLOAT || type == onnx::TensorProto::INT64 || type == onnx::TensorProto::INT32) &&
-        (listed != n || (!raw.empty() && raw.size() % item != 0)))
+    if (type != onnx::TensorProto::FLOAT && type != onnx::TensorProto::INT64 && type != onnx::TensorProto::INT32)
+        throw OnnxImportError(where + ": tensor '" + t.name() + "' has ONNX data type " +
+                              std::to_string(type) + "; only float32, int64 and int32 are supported");
+    if (listed != n || (!raw.empty() && raw.size() % item != 0))
         throw OnnxImportError(where + ": tensor '" + t.name() + "' " + shape_string(c.dims) + " needs " +
                               std::to_string(n) + " values, its data holds " +
                               (raw.empty() ? std::to_string(listed) + " values" : std::to_string(raw.size()) + " bytes"));
