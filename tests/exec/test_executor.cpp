@@ -249,6 +249,41 @@ TEST_CASE("xnnpack: the model zoo at reduced input size agrees with the referenc
 }
 
 
+TEST_CASE("xnnpack: the executor runs the operator plan (plan_ops), operator for operator") {
+    // The latency model predicts one figure per planned operator: the executor must run exactly
+    // these, with the plan's buffers.
+    const char* names[] = {"lenet5", "tiny_mobilenet", "mobilenet_v3_small", "squeezenet1_1", "mnasnet0_5"};
+    for (const char* name : names) {
+        INFO(name);
+        const bool small = std::string(name) == "lenet5" || std::string(name) == "tiny_mobilenet";
+        const Graph g = lamda_test::zoo_model(LAMDA_SOURCE_DIR, name, small ? Shape{} : Shape{64, 64, 3});
+        const lamda::OpPlan plan = lamda::plan_ops(g);
+        std::size_t operators = 0;
+        std::vector<bool> loop(g.layers.size(), false);
+        for (const lamda::PlannedOp& op : plan.ops) {
+            switch (op.kind) {
+            case lamda::PlannedKind::Alias: break;
+            case lamda::PlannedKind::Add: operators += op.inputs.size() - 1; break;
+            case lamda::PlannedKind::Concat: operators += op.inputs.size(); break;
+            case lamda::PlannedKind::HardSigmoid: operators += 2; break;
+            case lamda::PlannedKind::StridedCopy:
+                loop[static_cast<std::size_t>(op.layer)] = true;
+                ++operators;
+                break;
+            default: ++operators; break;
+            }
+        }
+        XnnExecutor exec(g, lamda::random_weights(g, 1));
+        CHECK(exec.step_count() == operators);
+        CHECK(exec.buffer_bytes() <
+              lamda::plan_ops(g, false).buffers.total_floats() * std::int64_t{4} + 1);
+        for (std::size_t i = 0; i < g.layers.size(); ++i) {
+            CHECK((exec.lowering(i) == XnnLowering::Fused) == (plan.fusion.absorbed_by[i] >= 0));
+            CHECK((exec.lowering(i) == XnnLowering::Loop) == loop[i]);
+        }
+    }
+}
+
 TEST_CASE("benchmark_model: latency statistics, per-op timing and bad options") {
     const auto parsed = lamda::parse_dsl_file(std::string(LAMDA_SOURCE_DIR) + "/examples/models/lenet5.lamda");
     REQUIRE(parsed.ok());

@@ -67,6 +67,43 @@ TEST_CASE("plan_fusion: a batchnorm after an activated conv stays a layer") {
 
 #if defined(LAMDA_WITH_LATENCY)
 
+TEST_CASE("lower_for_latency: one operator per planned operator of the executor's plan") {
+    const lamda::Graph g = parse(
+        "x: input shape=8x8x4\n"
+        "c: conv2d out=8 kernel=3 act=hardswish\n"
+        "a: add c, c, c act=hardsigmoid\n"
+        "r: relu\n"
+        "p: maxpool r kernel=1 stride=2\n"
+        "f: flatten p\n"
+        "k: fc out=3\n");
+    const lamda::OpPlan plan = lamda::plan_ops(g);
+    using P = lamda::PlannedKind;
+    std::vector<P> kinds;
+    for (const lamda::PlannedOp& op : plan.ops) kinds.push_back(op.kind);
+    CHECK(kinds == std::vector<P>{P::Alias, P::Conv, P::HardSwish, P::Add, P::HardSigmoid, P::Clamp,
+                                  P::StridedCopy, P::Alias, P::FullyConnected});
+    CHECK(plan.ops[2].in_place());
+    CHECK(plan.ops[3].inputs.size() == 3);
+    CHECK(plan.ops[3].act == lamda::Activation::None);  // hardsigmoid after an add: its own op
+    CHECK(plan.slot(0) >= 0);
+    CHECK(plan.slot(5) == plan.slot(4));  // flatten aliases its input's buffer
+    std::vector<lamda::PrimOp> ops;
+    lamda::lower_for_latency(g, plan, ops);
+    std::size_t k = 0;
+    for (const lamda::PlannedOp& op : plan.ops) {
+        if (op.kind == P::Alias) continue;
+        REQUIRE(k < ops.size());
+        CHECK(ops[k++].layer == op.layer);
+    }
+    CHECK(k == ops.size());
+    using K = lamda::PrimKind;
+    CHECK(ops[1].kind == K::HardSwish);
+    CHECK(ops[3].kind == K::HardSigmoid);
+    CHECK(ops[4].kind == K::Clamp);
+    CHECK(ops[5].kind == K::StridedCopy);
+    CHECK(lamda::activation_buffer_bytes(plan) == lamda::activation_buffer_bytes(g, plan.fusion));
+}
+
 TEST_CASE("lower_for_latency: the operators a known graph runs") {
     const lamda::Graph g = parse(
         "x: input shape=32x32x3\n"
