@@ -189,6 +189,14 @@ inline void validate_resumed_record(const CandidateRecord& r, const Task& task, 
     finite(r.measured_ms, "measured_ms", 1e12);
     finite(r.accuracy, "accuracy", 1.0);
     const std::string raw_hash = journal_detail::hash16(r.dsl);
+    // Text a proposer sent that was not UTF-8 was hashed as sent but journalled with U+FFFD in
+    // place of its stray bytes: the hash of such an invalid or failed record cannot be checked.
+    const bool replaced = (r.dsl + r.note + r.reason).find("\xEF\xBF\xBD") != std::string::npos;
+    if (replaced && (r.verdict == Verdict::Failed || r.verdict == Verdict::Invalid)) {
+        if (r.verdict == Verdict::Invalid && parse_dsl(r.dsl, "candidate").ok())
+            bad("marked invalid, but its DSL is a valid model");
+        return;
+    }
     if (r.verdict == Verdict::Failed) {
         // A failed proposal hashes its note and error with its text; a failed evaluation, its DSL.
         const std::string failed = journal_detail::hash16("failed proposal: " + r.note + "\n" + r.reason + "\n" + r.dsl);
