@@ -65,7 +65,15 @@ struct LlmProposerOptions {
 class LlmProposer : public Proposer {
 public:
     explicit LlmProposer(LlmConfig config, LlmProposerOptions options = {})
-        : client_(std::move(config)), options_(std::move(options)) {}
+        : client_(fit_window(std::move(config))), options_(std::move(options)) {}
+
+    // A small window (<= 4096 tokens) with max_tokens over half of it: the reply gets half, so
+    // that the compact prompt and some history fit (a 2048 window with the default 2048 works).
+    static LlmConfig fit_window(LlmConfig c) {
+        if (c.context_tokens >= 512 && c.context_tokens <= 4096 && c.max_tokens > c.context_tokens / 2)
+            c.max_tokens = std::max(256, c.context_tokens / 2);
+        return c;
+    }
 
     std::string name() const override { return "llm"; }
 
@@ -166,7 +174,7 @@ private:
         if (prompt_tokens <= 0 || body_bytes == 0) return;
         const double estimate = static_cast<double>(estimate_tokens(body_bytes, chars_per_token_));
         const double ratio = static_cast<double>(body_bytes) / static_cast<double>(prompt_tokens);
-        if (static_cast<double>(prompt_tokens) < 0.6 * estimate && prompt_tokens >= 256) {
+        if (ratio > 4.5 && prompt_tokens >= 1024) {
             // Far fewer tokens than sent: the server cut the prompt (Ollama's OpenAI endpoint does).
             log("the server read only " + std::to_string(prompt_tokens) + " prompt tokens of ~" +
                 std::to_string(static_cast<long long>(estimate)) + " sent: it cut the prompt; using a window of " +

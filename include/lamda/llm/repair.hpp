@@ -220,6 +220,10 @@ inline std::string normalize_line(const std::string& line, int number, const Sha
         if (ve == v) {  // a plain value
             while (ve < code.size() && !std::isspace(static_cast<unsigned char>(code[ve]))) ++ve;
             value = code.substr(v, ve - v);
+            if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
+                fixes.push_back(where + key + "=" + value + " -> " + key + "=" + value.substr(1, value.size() - 2) + " (no quotes)");
+                value = value.substr(1, value.size() - 2);
+            }
             const std::string lk = lower_ascii(key);
             if ((lk == "act" || lk == "padding" || lk == "bias" || lk == "ceil") && value != lower_ascii(value)) {
                 fixes.push_back(where + key + "=" + value + " -> " + lk + "=" + lower_ascii(value));
