@@ -237,7 +237,7 @@ def squeezenet1_1():
         e1 = m.layer(f"{p}_expand1x1", "conv2d", s, out=ex, kernel=1, padding=0, act="relu")
         e3 = m.layer(f"{p}_expand3x3", "conv2d", s, out=ex, kernel=3, padding=1, act="relu")
         m.layer(p, "concat", e1, e3)
-    m.layer("classifier_0", "dropout", rate=0.5)
+    m.layer("classifier_0", "dropout")  # rate 0.5, the default
     m.layer("classifier_1", "conv2d", out=1000, kernel=1, padding=0, act="relu")
     m.layer("classifier_3", "gap")
     m.layer("flatten", "flatten")
