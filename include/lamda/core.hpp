@@ -1,7 +1,7 @@
 // lamda/core.hpp: the runtime-free core, for firmware and any project that only needs to read,
 // check and analyse models: the IR, diagnostics and the one error model, limits and validation,
-// the exact analysis (params, MACs, memory), the DSL parser and printer, and the compile-time
-// layer templates.
+// the exact analysis (params, MACs, memory), the DSL parser, printer and
+// formatter, and the compile-time layer templates.
 //
 //   #include <lamda/core.hpp>
 //   lamda::ParseResult r = lamda::parse_dsl(text, "model.lamda");
@@ -24,6 +24,7 @@
 #include "core/validate.hpp"
 #include "core/rewrite.hpp"
 #include "dsl/parser.hpp"
+#include "dsl/format.hpp"
 #include "dsl/layers.hpp"
 
 #endif  // LAMDA_CORE_HPP
