@@ -1057,3 +1057,35 @@ TEST_CASE("llm servers: structured output ({\"model\": DSL}) is unwrapped") {
     j.begin_object().field("model", std::string_view(a)).end_object();
     CHECK(extract_dsl_candidates(j.str()) == std::vector<std::string>{a});
 }
+
+TEST_CASE("llm: constraints go where each server takes them; numbers are printed without exponents") {
+    ServerInfo llama;
+    llama.kind = "llama.cpp";
+    llama.grammar = llama.json_schema = true;
+    ServerInfo vllm = llama;
+    vllm.kind = "vllm";
+    ServerInfo openai;
+    openai.json_schema = true;
+    const std::string gbnf = "root ::= \"input\"", schema = R"({"type":"object","properties":{"model":{"type":"string"}},"required":["model"]})";
+    std::string chosen;
+    CHECK(constraint_fields("auto", llama, false, gbnf, schema, &chosen) == R"("grammar":"root ::= \"input\"")");
+    CHECK(chosen == "grammar");
+    CHECK(constraint_fields("auto", vllm, false, gbnf, schema, &chosen).rfind("\"guided_grammar\":", 0) == 0);
+    CHECK(constraint_fields("auto", openai, false, gbnf, schema, &chosen).find("\"response_format\":{\"type\":\"json_schema\"") == 0);
+    CHECK(chosen == "json");
+    CHECK(constraint_fields("json", openai, true, gbnf, schema, &chosen) == "\"format\":" + schema);
+    CHECK(constraint_fields("off", llama, false, gbnf, schema, &chosen).empty());
+    CHECK(constraint_fields("auto", ServerInfo{}, false, gbnf, "", &chosen).empty());
+    CHECK(chosen == "off");
+    CHECK_THROWS_AS(constraint_fields("bogus", llama, false, gbnf, schema), LlmError);
+    // the request body carries them
+    LlmConfig c;
+    c.model = "m";
+    c.extra_body = constraint_fields("grammar", llama, false, gbnf, schema);
+    const std::string body = chat_request_json(c, {{"user", "hi"}});
+    CHECK(body.find(R"(,"grammar":"root ::= \"input\""})") != std::string::npos);
+    CHECK(llm_detail::num(7e-05) == "0.00007");
+    CHECK(llm_detail::num(0.0123456) == "0.0123");
+    CHECK(llm_detail::num(12.345) == "12.3");
+    CHECK(llm_detail::num(1234.4) == "1234");
+}

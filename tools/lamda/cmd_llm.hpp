@@ -18,9 +18,14 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #if defined(LAMDA_WITH_LLM)
 #include <lamda/llm/llm.hpp>
+#if __has_include(<lamda/llm/grammar.hpp>)
+#include <lamda/llm/grammar.hpp>
+#endif
 #include <lamda/search/task.hpp>
 #endif
 
@@ -35,6 +40,8 @@ struct LlmArgs {
     int context_tokens = 8192;
     int max_retries = 4;
     int candidates_per_turn = 3;
+    std::string constrain = "auto";  // auto | grammar | json | off
+    bool stream = false;
 };
 
 // The --llm-* options, on `generate` and on `llm-check`.
@@ -52,6 +59,11 @@ inline void add_llm_options(CLI::App* cmd, LlmArgs& a, bool for_check) {
     cmd->add_option("--llm-timeout", a.timeout_s, "Seconds to wait for a reply (each attempt)")->check(CLI::Range(0.1, 86400.0));
     cmd->add_option("--llm-max-retries", a.max_retries, "Retries of connect errors, timeouts, 429 and 5xx")
         ->check(CLI::Range(0, 100));
+    cmd->add_option("--llm-constrain", a.constrain,
+                    "Constrain replies to the DSL: auto (what the server supports: llama.cpp grammar, vLLM guided "
+                    "decoding, JSON schema), grammar, json or off")
+        ->check(CLI::IsMember({"auto", "grammar", "json", "off"}));
+    cmd->add_flag("--llm-stream", a.stream, "Stream replies (SSE): progress on stderr, and a reply stops once complete");
     if (!for_check) {
         cmd->add_option("--llm-context-tokens", a.context_tokens,
                         "The model's context window in tokens: each request is kept within it, less --llm-max-tokens")
@@ -82,8 +94,18 @@ inline lamda::LlmConfig llm_config(const LlmArgs& a) {
     c.timeout_s = a.timeout_s;
     c.max_retries = a.max_retries;
     c.context_tokens = a.context_tokens;
+    c.stream = a.stream;
     c.api_key = lamda::llm_api_key_from_env();
     return c;
+}
+
+// The DSL's grammar and JSON schema (llm/grammar.hpp), when this lamda has them.
+inline std::pair<std::string, std::string> llm_grammars() {
+#if __has_include(<lamda/llm/grammar.hpp>)
+    return {lamda::dsl_gbnf(), lamda::dsl_json_schema()};
+#else
+    return {};
+#endif
 }
 
 inline std::string api_key_source() {
@@ -98,6 +120,9 @@ inline std::string api_key_source() {
 inline std::unique_ptr<lamda::Proposer> make_llm_proposer(const LlmArgs& a, const lamda::Task& task, bool quiet) {
     lamda::LlmProposerOptions o;
     o.candidates_per_turn = a.candidates_per_turn;
+    o.probe_server = true;  // the server's kind and window (Ollama: native API with num_ctx)
+    o.constrain = a.constrain;
+    std::tie(o.gbnf, o.json_schema) = llm_grammars();
     std::optional<lamda::LatencyProfile> profile;
     if (!task.profile.empty()) {
         try {
@@ -132,6 +157,24 @@ inline int run_llm_check(const LlmArgs& a) {
         std::cout << "endpoint:  POST " << client.endpoint() << "\n"
                   << "model:     " << c.model << "\n"
                   << "api key:   " << api_key_source() << "\n";
+        const lamda::ServerInfo info = client.probe();
+        const auto [gbnf, schema] = llm_grammars();
+        std::string chosen = "off";
+        std::string constrain_note;
+        try {
+            lamda::constraint_fields(a.constrain, info, info.kind == "ollama", gbnf, schema, &chosen);
+        } catch (const lamda::LlmError& e) {
+            constrain_note = std::string(" (") + e.what() + ")";
+        }
+        std::cout << "server:    " << info.kind << (info.model.empty() ? std::string() : ", serving " + info.model) << "\n"
+                  << "window:    "
+                  << (info.context_tokens > 0 ? std::to_string(info.context_tokens) + " tokens (" + info.window_source + ")"
+                                              : std::string("not reported; --llm-context-tokens is used"))
+                  << "\n"
+                  << "grammar:   " << (info.grammar ? (info.kind == "vllm" ? "yes (guided_grammar)" : "yes (GBNF \"grammar\")") : "no") << "\n"
+                  << "json:      " << (info.json_schema ? (info.kind == "ollama" ? "yes (format: schema)" : "yes (response_format json_schema)") : "unknown")
+                  << "\n"
+                  << "constrain: " << a.constrain << " -> " << chosen << constrain_note << "\n";
         const lamda::ChatReply r = client.chat({{"system", "You are a connectivity check. Answer in one word."},
                                                 {"user", "Reply with the single word: ready"}});
         std::cout << "answered:  " << (r.model.empty() ? std::string("(the server did not say which model)") : r.model) << "\n"

@@ -257,11 +257,25 @@ inline std::string group_digits(std::int64_t v) {
     return v < 0 ? "-" + out : out;
 }
 
+// `v` with `digits` significant digits, never in scientific notation (0.00007, not 7e-05).
 inline std::string num(double v, int digits = 3) {
     std::ostringstream o;
-    o.precision(digits);
+    if (!std::isfinite(v) || v == 0 || std::fabs(v) >= 1e15 || std::fabs(v) < 1e-9) {
+        o.precision(digits);
+        o << v;
+        return o.str();
+    }
+    const int magnitude = static_cast<int>(std::floor(std::log10(std::fabs(v))));
+    const int decimals = std::max(0, digits - 1 - magnitude);
+    o.setf(std::ios::fixed);
+    o.precision(std::min(decimals, 12));
     o << v;
-    return o.str();
+    std::string s = o.str();
+    if (s.find('.') != std::string::npos) {
+        while (!s.empty() && s.back() == '0') s.pop_back();
+        if (!s.empty() && s.back() == '.') s.pop_back();
+    }
+    return s;
 }
 
 inline std::string fixed2(double v) {
@@ -515,6 +529,44 @@ struct ServerInfo {
     bool grammar = false;                    // GBNF ("grammar": llama.cpp; "guided_grammar": vLLM)
     bool json_schema = false;                // response_format json_schema (or vLLM guided_json)
 };
+
+// The request members that constrain a reply to the DSL (`mode`: "auto", "grammar", "json", "off"):
+//   grammar: llama.cpp's "grammar" (GBNF), vLLM's "guided_grammar";
+//   json:    OpenAI-style "response_format": {"type":"json_schema", ...} whose "model" field holds the
+//            DSL (Ollama's native API: "format": schema); extraction unwraps it;
+//   auto:    a grammar where the server takes one, else a JSON schema where it takes one, else none.
+// `gbnf`/`json_schema` come from llm/grammar.hpp (dsl_gbnf(), dsl_json_schema()); an empty one is
+// not offered. `chosen` gets what was used ("grammar", "json", "off"). Throws LlmError(Config) when
+// a forced mode is not supported by the server.
+inline std::string constraint_fields(std::string_view mode, const ServerInfo& info, bool ollama_native, const std::string& gbnf,
+                                     const std::string& json_schema, std::string* chosen = nullptr) {
+    auto string_member = [](const char* key, const std::string& value) {
+        std::string out = "\"" + std::string(key) + "\":";
+        append_json_string(out, value);
+        return out;
+    };
+    auto use = [&](const char* what, std::string fields) {
+        if (chosen) *chosen = what;
+        return fields;
+    };
+    const bool want_grammar = mode == "grammar" || (mode == "auto" && info.grammar && !gbnf.empty());
+    const bool want_json = !want_grammar && (mode == "json" || (mode == "auto" && info.json_schema && !json_schema.empty()));
+    if (mode != "auto" && mode != "grammar" && mode != "json" && mode != "off")
+        throw LlmError(LlmErrorKind::Config, "--llm-constrain takes auto, grammar, json or off, not '" + llm_detail::snippet(mode, 40) + "'");
+    if (want_grammar) {
+        if (gbnf.empty()) throw LlmError(LlmErrorKind::Config, "no DSL grammar is available in this lamda (llm/grammar.hpp)");
+        if (info.kind == "vllm") return use("grammar", string_member("guided_grammar", gbnf));
+        if (info.kind == "llama.cpp" || mode == "grammar") return use("grammar", string_member("grammar", gbnf));
+    }
+    if (want_json) {
+        if (json_schema.empty()) throw LlmError(LlmErrorKind::Config, "no DSL JSON schema is available in this lamda (llm/grammar.hpp)");
+        if (ollama_native) return use("json", "\"format\":" + json_schema);
+        return use("json", "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"lamda_model\",\"schema\":" +
+                               json_schema + "}}");
+    }
+    if (chosen) *chosen = "off";
+    return {};
+}
 
 // One OpenAI-compatible endpoint. chat_body() retries what may pass (connect errors, 429, 5xx;
 // a timeout once, streaming) and throws LlmError for the rest, or once the retries are spent.

@@ -53,6 +53,9 @@ struct LlmProposerOptions {
     int max_repairs_per_turn = 4;  // invalid candidates repaired together in one request
     bool probe_server = false;     // ask the server its kind and window first (LlmClient::probe())
     int compact = -1;              // the compact prompt: 1 always, 0 never, -1 when the window <= 4096
+    std::string constrain = "off"; // auto | grammar | json | off (constraint_fields(); needs probe_server for auto)
+    std::string gbnf;              // llm/grammar.hpp's dsl_gbnf(), for constrain grammar/auto
+    std::string json_schema;       // llm/grammar.hpp's dsl_json_schema(), for constrain json/auto
     int max_diagnostics = 12;      // diagnostics quoted per invalid candidate
     bool auto_fix = true;          // apply auto_fix_dsl() before handing a candidate over
     std::string device_summary;    // llm_device_summary(); empty: the CPU only
@@ -100,6 +103,18 @@ public:
             start_ = LlmClient::Clock::now();
             for (const CandidateRecord& r : records) turn_ = std::max(turn_, turn_of(r.note));
             if (options_.probe_server) probe_server();
+            if (options_.constrain != "off") {
+                std::string chosen;
+                try {
+                    client_.mutable_config().extra_body = constraint_fields(options_.constrain, server_ ? *server_ : ServerInfo{},
+                                                                            client_.config().ollama_native, options_.gbnf,
+                                                                            options_.json_schema, &chosen);
+                } catch (const LlmError& e) {
+                    gave_up_ = true;
+                    return Proposal{"", "llm: cannot start", client_.redact(e.what())};
+                }
+                log("constrained decoding: " + chosen);
+            }
             apply_window(client_.config().context_tokens);
         }
         std::set<std::string> seen;
