@@ -1,0 +1,297 @@
+// deploy/firmware.hpp: the generated C99 model compiles with the host's C compiler (warnings are
+// errors) and its outputs equal the reference executor's within 1e-5 (relative, or absolute below 1),
+// for the small zoo models, a model with every op of the catalog and sampled models; the arena
+// plan never exceeds TFLite Micro's greedy plan of the same network.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <lamda/deploy/firmware.hpp>
+#include <lamda/dsl/file.hpp>
+#include <lamda/dsl/parser.hpp>
+#include <lamda/exec/reference.hpp>
+#include <lamda/search/sampler.hpp>
+
+#if defined(_WIN32)
+#include <process.h>
+#define LAMDA_GETPID _getpid
+#else
+#include <unistd.h>
+#define LAMDA_GETPID getpid
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+
+lamda::Graph parse(const std::string& text) {
+    lamda::ParseResult r = lamda::parse_dsl(text, "t.lamda");
+    REQUIRE_MESSAGE(r.ok(), lamda::format_diagnostics(r.diagnostics));
+    return r.graph;
+}
+
+void write_file(const fs::path& p, const std::string& text) {
+    std::ofstream f(p, std::ios::binary);
+    f << text;
+    REQUIRE(f.good());
+}
+
+// Feeds inputs (raw float32) on stdin, writes outputs on stdout; the arena is filled with NaN
+// bytes before every run so that reading a value before it is written shows.
+const char* driver_c = R"C(#include <stdio.h>
+#include <string.h>
+#include "model.h"
+static float arena_buf[(MODEL_ARENA_BYTES + 3) / 4];
+static float in[MODEL_INPUT_SIZE];
+static float out[MODEL_OUTPUT_SIZE];
+int main(void) {
+    while (fread(in, sizeof(float), MODEL_INPUT_SIZE, stdin) == MODEL_INPUT_SIZE) {
+        memset(arena_buf, 0xff, sizeof arena_buf);
+        if (model_run(in, out, arena_buf) != 0) return 2;
+        if (fwrite(out, sizeof(float), MODEL_OUTPUT_SIZE, stdout) != MODEL_OUTPUT_SIZE) return 3;
+    }
+    return 0;
+}
+)C";
+
+struct Built {
+    fs::path dir;
+    bool ok = false;
+};
+
+fs::path temp_dir(const std::string& tag) {
+    static int counter = 0;
+    fs::path d = fs::temp_directory_path() /
+                 ("lamda_fw_" + std::to_string(LAMDA_GETPID()) + "_" + std::to_string(counter++) + "_" + tag);
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+}
+
+// Writes the model and the driver, compiles them; `flags` are added to the C compiler's.
+Built build(const lamda::FirmwareSource& src, const std::string& tag, const std::string& flags = "",
+            const std::string& compiler = "cc -std=c99") {
+    Built b;
+    b.dir = temp_dir(tag);
+    write_file(b.dir / "model.h", src.header);
+    write_file(b.dir / "model.c", src.source);
+    write_file(b.dir / "main.c", driver_c);
+    const std::string cmd = compiler + " -O2 -Wall -Wextra -Werror " + flags + " -I'" +
+                            b.dir.string() + "' -o '" + (b.dir / "prog").string() + "' '" +
+                            (b.dir / "model.c").string() + "' '" + (b.dir / "main.c").string() +
+                            "' -lm 2> '" + (b.dir / "cc.log").string() + "'";
+    b.ok = std::system(cmd.c_str()) == 0;
+    if (!b.ok) {
+        std::ifstream log(b.dir / "cc.log");
+        std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+        MESSAGE("compiler failed: " << cmd << "\n" << text.substr(0, 4000));
+    }
+    return b;
+}
+
+std::vector<float> run_program(const Built& b, const std::vector<float>& inputs, std::size_t out_values) {
+    {
+        std::ofstream f(b.dir / "in.bin", std::ios::binary);
+        f.write(reinterpret_cast<const char*>(inputs.data()),
+                static_cast<std::streamsize>(inputs.size() * sizeof(float)));
+    }
+    const std::string cmd = "'" + (b.dir / "prog").string() + "' < '" + (b.dir / "in.bin").string() +
+                            "' > '" + (b.dir / "out.bin").string() + "'";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    std::ifstream f(b.dir / "out.bin", std::ios::binary);
+    std::vector<float> out(out_values);
+    f.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size() * sizeof(float)));
+    REQUIRE(static_cast<std::size_t>(f.gcount()) == out_values * sizeof(float));
+    return out;
+}
+
+bool close(float got, float want, double tol) {
+    return std::fabs(static_cast<double>(got) - want) <= tol * std::max(1.0, std::fabs(static_cast<double>(want)));
+}
+
+// Exports with random weights, compiles, runs `inputs_n` random inputs, compares with the reference.
+void check_model(const lamda::Graph& graph, const std::string& tag, std::uint64_t seed = 7,
+                 int inputs_n = 3) {
+    CAPTURE(tag);
+    const lamda::Weights w = lamda::random_weights(graph, seed);
+    const lamda::FirmwareSource src = lamda::firmware_source(graph, w);
+    CHECK(src.arena_bytes <= src.tflm_arena_bytes);
+    CHECK(src.source.find("malloc") == std::string::npos);
+    // no mutable statics: every static object is const
+    CHECK(!std::regex_search(src.source, std::regex(R"(static\s+(float|double|int|char|unsigned)\s+\w+\s*(\[|=|;))")));
+    const Built b = build(src, tag);
+    REQUIRE(b.ok);
+    const lamda::Shape in_s = graph.input().shape;
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> inputs;
+    std::vector<lamda::Tensor> want;
+    for (int k = 0; k < inputs_n; ++k) {
+        lamda::Tensor x(in_s);
+        for (float& v : x.data) v = u(rng);
+        inputs.insert(inputs.end(), x.data.begin(), x.data.end());
+        want.push_back(lamda::run_reference(graph, w, x));
+    }
+    const std::size_t out_n = static_cast<std::size_t>(graph.output().shape.elements());
+    const std::vector<float> got = run_program(b, inputs, out_n * static_cast<std::size_t>(inputs_n));
+    int bad = 0;
+    for (int k = 0; k < inputs_n; ++k)
+        for (std::size_t j = 0; j < out_n; ++j) {
+            const float g = got[static_cast<std::size_t>(k) * out_n + j];
+            const float r = want[static_cast<std::size_t>(k)].data[j];
+            if (!close(g, r, 1e-5) && bad++ < 5)
+                MESSAGE("input " << k << " output " << j << ": generated " << g << ", reference " << r);
+        }
+    CHECK(bad == 0);
+    fs::remove_all(b.dir);
+}
+
+const char* every_op_model = R"(model every_op
+input: input shape=11x11x4
+c1: conv2d out=8 kernel=3 stride=2 act=hardswish
+bn1: batchnorm
+c2: conv2d out=8 kernel=3 dilation=2 groups=2 padding=2 act=relu6
+dw: dwconv kernel=3 multiplier=2 padding=1x0 act=sigmoid
+c3: conv2d out=16 kernel=2 padding=1x0x0x1 bias=false
+bn3: batchnorm
+r: relu
+r6: relu6
+hs: hardswish
+hsig: hardsigmoid
+sg: sigmoid
+mp: maxpool kernel=3 stride=2 ceil=true
+ap: avgpool kernel=2 stride=1 padding=1 ceil=true
+g: gap
+m: mul ap, g
+a: add m, ap act=hardswish
+cat: concat a, m, ap
+sm: softmax
+dr: dropout rate=0.2
+fl: flatten
+fc: fc out=10 act=relu
+fc2: fc out=7 bias=false
+out: dropout
+)";
+
+}  // namespace
+
+TEST_CASE("firmware: a model with every op of the catalog equals the reference executor") {
+    const lamda::Graph g = parse(every_op_model);
+    check_model(g, "every_op");
+    // The plan: in-place activations, and the unfolded batch norm is kept while bn3 folds into c3.
+    const lamda::FirmwareSource src = lamda::firmware_source(g, lamda::random_weights(g, 3));
+    CHECK(src.source.find("lm_f32_batchnorm(") != std::string::npos);
+    CHECK(src.source.find("L5_mean") == std::string::npos);  // bn3 (index 6) folded
+    CHECK(src.in_place >= 5);
+    CHECK(src.arena_bytes <= src.tflm_arena_bytes);
+}
+
+TEST_CASE("firmware: the generated code also compiles as C++17 without exceptions or RTTI, and fast") {
+    const lamda::Graph g = parse(every_op_model);
+    const lamda::FirmwareSource src = lamda::firmware_source(g, lamda::random_weights(g, 5));
+    const Built cxx = build(src, "cxx", "-fno-exceptions -fno-rtti -x c++", "c++ -std=c++17");
+    CHECK(cxx.ok);
+    fs::remove_all(cxx.dir);
+    const Built fast = build(src, "fast", "-DMODEL_FAST_FLOAT");
+    REQUIRE(fast.ok);
+    lamda::Tensor x(g.input().shape);
+    for (std::size_t i = 0; i < x.data.size(); ++i) x.data[i] = std::sin(static_cast<float>(i));
+    const lamda::Tensor want = lamda::run_reference(g, lamda::random_weights(g, 5), x);
+    const std::vector<float> got = run_program(fast, x.data, want.data.size());
+    for (std::size_t j = 0; j < got.size(); ++j) CHECK(close(got[j], want.data[j], 1e-3));
+    fs::remove_all(fast.dir);
+}
+
+TEST_CASE("firmware: aliases at the output, and a model that is only its input") {
+    check_model(parse("model a\ninput: input shape=4x4x2\nfl: flatten\n"), "flatten_only");
+    check_model(parse("model b\ninput: input shape=4x4x2\nr: relu\nfl: flatten\n"), "relu_flatten");
+    check_model(parse("model c\ninput: input shape=3x3x2\nr: relu\nd: dropout\nadd1: add r, d\n"), "dup");
+}
+
+TEST_CASE("firmware: the zoo's small models equal the reference executor") {
+    for (const char* name : {"lenet5", "tiny_mobilenet"}) {
+        const lamda::ParseResult r = lamda::parse_dsl_file(std::string(LAMDA_SOURCE_DIR) +
+                                                           "/examples/models/" + name + ".lamda");
+        REQUIRE(r.ok());
+        check_model(r.graph, name, 11, 2);
+    }
+}
+
+TEST_CASE("firmware: sampled models of every family equal the reference executor") {
+    lamda::SampleSpace space;
+    space.input_shapes = {{28, 28, 1}, {32, 32, 3}};
+    space.min_stages = 2;
+    space.max_stages = 3;
+    space.max_blocks = 2;
+    space.max_width = 32;
+    space.max_wide_width = 64;
+    space.classes = {10};
+    space.min_macs = 10'000;
+    space.max_macs = 4'000'000;
+    space.silu_percent = 50;
+    space.activations = {lamda::Activation::Relu, lamda::Activation::Relu6,
+                         lamda::Activation::HardSwish};
+    std::mt19937_64 rng(2026);
+    for (lamda::ModelFamily f : lamda::all_model_families) {
+        const lamda::Graph g = lamda::sample_model(rng, space, f);
+        check_model(g, std::string(lamda::family_name(f)), 13, 2);
+    }
+}
+
+TEST_CASE("firmware: the arena plan") {
+    // A chain: two buffers ping-pong; in-place activations add nothing.
+    const lamda::Graph g = parse(R"(model chain
+input: input shape=8x8x4
+c1: conv2d out=8 kernel=3
+r1: relu
+c2: conv2d out=8 kernel=3
+r2: relu
+c3: conv2d out=8 kernel=3
+)");
+    const lamda::FirmwarePlan p = lamda::firmware_plan(g);
+    REQUIRE(p.ok);
+    CHECK(p.in_place == 2);
+    CHECK(p.arena_bytes == 2 * 8 * 8 * 8 * 4);  // c1/r1 and c2/r2; c3 writes the output
+    CHECK(lamda::firmware_arena_bytes(g) == p.arena_bytes);
+    // TFLM's greedy rule without in-place: c1 and r1, r1 and c2, ... are alive together.
+    CHECK(lamda::tflm_greedy_arena_bytes(g, false) == 2 * 8 * 8 * 8 * 4);
+    CHECK(lamda::tflm_greedy_arena_bytes(g, true) == 2 * 8 * 8 * 8 * 4);  // input/output overlap dead ones
+    CHECK(lamda::firmware_arena_bytes(g) <= lamda::tflm_greedy_arena_bytes(g, false));
+
+    lamda::Graph bad = g;
+    bad.layers[2].shape = lamda::Shape{};
+    CHECK(lamda::firmware_arena_bytes(bad) == -1);
+    const lamda::FirmwarePlan q = lamda::firmware_plan(bad);
+    CHECK(!q.ok);
+    CHECK(q.error.find("r1") != std::string::npos);
+    bad = g;
+    bad.layers[3].inputs = {5};
+    CHECK(lamda::firmware_arena_bytes(bad) == -1);
+    CHECK(lamda::firmware_arena_bytes(lamda::Graph{}) == -1);
+}
+
+TEST_CASE("firmware: bad weights are refused naming the tensor; subnormals are flushed") {
+    const lamda::Graph g = parse("model s\ninput: input shape=1x1x2\nfc: fc out=2\n");
+    lamda::Weights w = lamda::random_weights(g, 1);
+    w["fc.weight"].data[0] = 1e-40f;   // subnormal
+    w["fc.weight"].data[1] = -0.0f;
+    const lamda::FirmwareSource src = lamda::firmware_source(g, w);
+    CHECK(src.flushed_weights == 1);
+    CHECK(src.source.find("e-40") == std::string::npos);
+    CHECK(src.source.find("-0.0f") == std::string::npos);
+    CHECK(src.weight_bytes == 6 * 4);
+    w["fc.weight"].data[2] = NAN;
+    CHECK_THROWS_AS(lamda::firmware_source(g, w), lamda::Exception);
+    w.erase("fc.bias");
+    CHECK_THROWS_WITH_AS(lamda::firmware_source(g, w), doctest::Contains("fc.bias"), lamda::Exception);
+}
