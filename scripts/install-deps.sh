@@ -46,6 +46,8 @@ packages=(
     libsimdjson-dev libbenchmark-dev libxnnpack-dev libpthreadpool-dev libtorch-dev
     # gzip-compressed datasets (IDX .gz files, data/dataset.hpp)
     zlib1g-dev
+    # scale-out: `mpirun -n N lamda generate` (search/mpi.hpp, tests/mpi_test.sh, docs/scale.md)
+    libopenmpi-dev openmpi-bin
     # an optimised BLAS for libtorch (Debian's default reference BLAS makes it 4x slower)
     libopenblas0-serial
     # the demo task's dataset (read from /usr/share/... by `--dataset fashion-mnist`)

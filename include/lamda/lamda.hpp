@@ -61,6 +61,10 @@
 #if defined(LAMDA_WITH_LATENCY)
 #include "search/loop.hpp"     // measuring needs LAMDA_WITH_XNNPACK too
 #include "search/generate.hpp" // the whole search in one call (what `lamda generate` runs)
+#include "search/parallel.hpp" // several candidates in flight (--workers N; the MPI runner's wire format)
+#endif
+#if defined(LAMDA_WITH_MPI) && defined(LAMDA_WITH_LATENCY)
+#include "search/mpi.hpp"      // mpirun -n N: rank 0 searches, the other ranks evaluate
 #endif
 #if defined(LAMDA_WITH_LATENCY) && defined(LAMDA_WITH_XNNPACK)
 #include "latency/profiler.hpp"

@@ -31,6 +31,9 @@
 #if defined(LAMDA_WITH_LATENCY)
 #include <lamda/search/generate.hpp>
 #endif
+#if defined(LAMDA_WITH_MPI)
+#include <lamda/search/mpi.hpp>
+#endif
 
 namespace lamda_cli {
 
@@ -53,7 +56,8 @@ struct GenerateArgs {
     bool json = false;
     bool quiet = false;
     LlmArgs llm;              // --llm-* (cmd_llm.hpp), for --proposer llm
-    std::string device;       // --device URL: measure on that lamda-agent (docs/agent.md)
+    std::string device;       // --device URL[,URL...]: measure on lamda-agent(s) (docs/agent.md); a list: one per MPI rank
+    int workers = 1;          // --workers N: candidates evaluated at once on this machine (threads)
 };
 
 // Builds the trainer for a task's dataset (cmd_train.hpp's make_trainer when lamda has libtorch).
@@ -95,13 +99,18 @@ inline CLI::App* add_generate_command(CLI::App& app, GenerateArgs& a) {
     cmd->add_option("--proxy-slack", a.proxy_slack,
                     "A proxy-trained candidate is below_accuracy only when this far below min_accuracy")
         ->check(CLI::Range(0.0, 1.0));
+    cmd->add_option("--workers", a.workers,
+                    "Evaluate up to N candidates at once on this machine (threads, each with its own trainer; "
+                    "a measurement never overlaps a training: docs/scale.md). Under mpirun the ranks are the workers")
+        ->check(CLI::Range(1, 1024));
     cmd->add_flag("--json", a.json, "Print a JSON summary at the end (report.json's best and stop)");
     cmd->add_flag("-q,--quiet", a.quiet, "No progress output");
     add_llm_options(cmd, a.llm, false);
 #if defined(LAMDA_WITH_AGENT)
     cmd->add_option("--device", a.device,
                     "Measure candidates on the board running lamda-agent at this URL (token from "
-                    "LAMDA_AGENT_TOKEN); if it stops answering, the search stops and --resume continues it");
+                    "LAMDA_AGENT_TOKEN); if it stops answering, the search stops and --resume continues it. "
+                    "Under mpirun a comma list: worker rank r measures on entry (r-1) mod n, rank 0 confirms on the first");
 #endif
     return cmd;
 }
@@ -116,12 +125,71 @@ inline std::atomic<bool>& interrupted() {
 }
 extern "C" inline void on_interrupt(int) { interrupted().store(true); }
 
+#if defined(LAMDA_WITH_MPI)
+using MpiSessionPtr = const lamda::MpiSession*;
+#else
+using MpiSessionPtr = const void*;
+#endif
+
+// The --device list (comma-separated URLs); empty entries are an error.
+inline std::vector<std::string> device_list(const std::string& text) {
+    std::vector<std::string> out;
+    if (text.empty()) return out;
+    std::size_t pos = 0;
+    for (;;) {
+        const std::size_t comma = text.find(',', pos);
+        out.push_back(text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+        if (out.back().empty())
+            throw lamda::Exception(lamda::Error(lamda::ErrorKind::usage, "--device '" + text + "': an empty URL in the list"));
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    return out;
+}
+
 }  // namespace generate_cli
 
+inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_trainer, generate_cli::MpiSessionPtr mpi);
+
 // Parses the flags into the library's options and calls lamda::generate (search/generate.hpp);
-// prints the summary. Exit codes: ExitCode (core/error.hpp).
+// prints the summary. Exit codes: ExitCode (core/error.hpp). Under mpirun/srun (lamda built with
+// MPI), rank 0 searches and the other ranks evaluate (search/mpi.hpp); an error on any rank ends
+// the job (the others would wait forever), after what was journaled is safe.
 inline int run_generate(const GenerateArgs& a, const TrainerFactory& make_trainer) {
+#if defined(LAMDA_WITH_MPI)
+    lamda::MpiSession mpi;
+    if (mpi.size() > 1) {
+        try {
+            return run_generate_in(a, make_trainer, &mpi);
+        } catch (const std::exception& e) {
+            std::cerr << "lamda: error (MPI rank " << mpi.rank() << " of " << mpi.size() << "): " << e.what() << "\n";
+            mpi.abort(1);
+        }
+    }
+#endif
+    return run_generate_in(a, make_trainer, nullptr);
+}
+
+inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_trainer, generate_cli::MpiSessionPtr mpi) {
     using namespace lamda;
+#if defined(LAMDA_WITH_MPI)
+    const int rank = mpi ? mpi->rank() : 0;
+    const int ranks = mpi ? mpi->size() : 1;
+#else
+    (void)mpi;
+    const int rank = 0, ranks = 1;
+#endif
+    const std::vector<std::string> devices = generate_cli::device_list(a.device);
+    if (devices.size() > 1 && ranks < 2)
+        throw Exception(Error(ErrorKind::usage, "--device: a list of boards needs mpirun (one board per rank); "
+                                                "give one URL to run as one process"));
+    if (ranks > 1 && a.workers > 1)
+        throw Exception(Error(ErrorKind::usage, "--workers " + std::to_string(a.workers) + " under mpirun: the " +
+                                                    std::to_string(ranks) + " ranks are the workers; drop --workers"));
+    // This rank's board: worker rank r measures on entry (r-1) mod n; rank 0 confirms on the first.
+    const std::string device =
+        devices.empty() ? std::string()
+                        : devices[rank == 0 ? 0 : static_cast<std::size_t>(rank - 1) % devices.size()];
 
     Task task = read_task(a.task);
     if (a.max_candidates > 0) task.budget.max_candidates = a.max_candidates;
@@ -133,7 +201,9 @@ inline int run_generate(const GenerateArgs& a, const TrainerFactory& make_traine
     }
 
     std::unique_ptr<Proposer> proposer;
-    if (a.proposer == "offline") proposer = std::make_unique<OfflineDesigner>(a.seed);
+    if (rank > 0) {
+        // A worker rank proposes nothing.
+    } else if (a.proposer == "offline") proposer = std::make_unique<OfflineDesigner>(a.seed);
     else if (a.proposer == "random") proposer = std::make_unique<RandomProposer>(a.seed);
 #if defined(LAMDA_WITH_LLM)
     else proposer = make_llm_proposer(a.llm, task, a.quiet);
@@ -165,11 +235,11 @@ inline int run_generate(const GenerateArgs& a, const TrainerFactory& make_traine
     o.proxy_slack = a.proxy_slack;
     o.runs = a.runs;
     o.confirm_runs = a.confirm_runs;
-    o.status = a.quiet ? nullptr : &std::cerr;
+    o.status = a.quiet || rank > 0 ? nullptr : &std::cerr;
     o.status_is_terminal = ::isatty(STDERR_FILENO) == 1;
 #if defined(LAMDA_WITH_AGENT)
-    if (!a.device.empty()) {
-        auto client = std::make_shared<AgentClient>(a.device);
+    if (!device.empty()) {
+        auto client = std::make_shared<AgentClient>(device);
         const int threads = task.constraints.threads;
         o.measure_with = [threads, client](int runs, int warmup) { return agent_measure(client, threads, runs, warmup); };
         // A board that stops answering (after the client's retries) stops the search.
@@ -177,9 +247,37 @@ inline int run_generate(const GenerateArgs& a, const TrainerFactory& make_traine
             const auto* agent = dynamic_cast<const AgentError*>(&e);
             return agent && (agent->status == 0 || agent->status >= 500);
         };
-        o.device_description = "lamda-agent " + a.device + ", " + std::to_string(threads) + " thread(s)";
+        o.device_description = "lamda-agent " + device + ", " + std::to_string(threads) + " thread(s)";
     }
 #endif
+    // Parallel evaluation: the other MPI ranks, or --workers threads (each with its own trainer).
+    std::vector<std::unique_ptr<Trainer>> worker_trainers;
+#if defined(LAMDA_WITH_MPI)
+    std::shared_ptr<MpiRunner> mpi_runner;
+    if (mpi && ranks > 1) {
+        if (rank > 0) {
+            Task t = task;
+            resolve_objective(t, trainer != nullptr, a.task);
+            auto lost = std::make_shared<generate_detail::LostBoard>();
+            mpi_serve(*mpi, t, evaluation_setup(t, o, trainer.get(), lost), std::filesystem::absolute(a.out).string(),
+                      [lost] { return lost->lost(); });
+            return exit_code(ExitCode::ok);
+        }
+        mpi_runner = std::make_shared<MpiRunner>(*mpi);
+        o.runner = mpi_runner;
+        o.device_description = std::to_string(ranks - 1) + " MPI worker ranks (each candidate's evaluated_by names its "
+                               "rank and node)" + (devices.empty() ? std::string(", on their CPUs")
+                                                                    : ", on lamda-agent " + a.device);
+    }
+#endif
+    if (a.workers > 1) {
+        o.workers = a.workers;
+        if (trainer)
+            for (int i = 0; i < a.workers; ++i) {
+                worker_trainers.push_back(make_trainer(task, a.seed));
+                o.worker_trainers.push_back(worker_trainers.back().get());
+            }
+    }
     generate_cli::interrupted().store(false);
     o.should_stop = [] { return generate_cli::interrupted().load(); };
     auto previous_handler = std::signal(SIGINT, generate_cli::on_interrupt);
@@ -191,6 +289,9 @@ inline int run_generate(const GenerateArgs& a, const TrainerFactory& make_traine
         throw;
     }
     std::signal(SIGINT, previous_handler);
+#if defined(LAMDA_WITH_MPI)
+    if (mpi_runner) mpi_runner->stop_workers();
+#endif
 
     namespace fs = std::filesystem;
     if (a.json) {

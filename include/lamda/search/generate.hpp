@@ -34,6 +34,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -49,6 +50,7 @@
 #include "../version.hpp"
 #include "journal.hpp"
 #include "loop.hpp"
+#include "parallel.hpp"
 #include "report.hpp"
 #include "task.hpp"
 #include "types.hpp"
@@ -75,6 +77,13 @@ struct GenerateOptions {
     std::function<bool()> should_stop;  // polled between candidates (Ctrl-C)
     std::ostream* status = nullptr;     // progress and status lines; nullptr: silent
     bool status_is_terminal = false;    // one rewritten progress line instead of a line each
+    // Parallel evaluation (search/parallel.hpp, docs/scale.md). `runner` (e.g. MPI ranks,
+    // search/mpi.hpp) takes the measuring and training; else `workers` > 1 threads on this node,
+    // each training with its own trainer from `worker_trainers` (one per worker when there is a
+    // trainer: a trainer need not be thread-safe). Measurements never overlap trainings (NodeGate).
+    std::shared_ptr<CandidateRunner> runner;
+    int workers = 1;
+    std::vector<Trainer*> worker_trainers;
 };
 
 struct GenerateOutcome {
@@ -104,6 +113,74 @@ inline void write_file_atomically(const std::string& path, const std::string& te
 }
 
 }  // namespace generate_detail
+
+namespace generate_detail {
+
+// The board's loss, set by whichever thread measured when it happened.
+class LostBoard {
+public:
+    void set(std::string what) {
+        std::lock_guard<std::mutex> lock(m_);
+        if (what_.empty()) what_ = what.empty() ? std::string("the board was lost") : std::move(what);
+    }
+    bool lost() const {
+        std::lock_guard<std::mutex> lock(m_);
+        return !what_.empty();
+    }
+    std::string what() const {
+        std::lock_guard<std::mutex> lock(m_);
+        return what_;
+    }
+
+private:
+    mutable std::mutex m_;
+    std::string what_;
+};
+
+}  // namespace generate_detail
+
+// Where a candidate's latency is measured under `o`: the caller's board (o.measure_with) or, with
+// XNNPACK, this CPU on the task's threads; empty when neither. (runs, warmup) -> measuring function.
+inline std::function<std::function<Measurement(const Graph&)>(int, int)> measurer_for(const Task& task,
+                                                                                    const GenerateOptions& o) {
+    auto measure_with = o.measure_with;
+#if defined(LAMDA_WITH_XNNPACK)
+    if (!measure_with) {
+        const int threads = task.constraints.threads;
+        measure_with = [threads](int runs, int warmup) { return xnnpack_measure(threads, runs, warmup); };
+    }
+#else
+    (void)task;
+#endif
+    return measure_with;
+}
+
+// What evaluating a candidate needs (measurement, trainer, slack), the same for the search's own
+// loop and for a worker (a thread, an MPI rank): no latency model, journal or callbacks.
+// A measuring exception that o.device_lost() calls a lost board is noted in `lost` (when given).
+inline GenerateSetup evaluation_setup(const Task& task, const GenerateOptions& o, Trainer* trainer,
+                                      std::shared_ptr<generate_detail::LostBoard> lost = nullptr) {
+    GenerateSetup setup;
+    if (auto measure_with = measurer_for(task, o)) {
+        auto measure = measure_with(o.runs, 5);
+        if (o.device_lost && lost) {
+            auto is_lost = o.device_lost;
+            setup.measure = [measure, is_lost, lost](const Graph& g) {
+                try {
+                    return measure(g);
+                } catch (const std::exception& e) {
+                    if (is_lost(e)) lost->set(e.what());
+                    throw;
+                }
+            };
+        } else {
+            setup.measure = measure;
+        }
+    }
+    setup.trainer = trainer;
+    setup.proxy_accuracy_slack = o.proxy_slack;
+    return setup;
+}
 
 // One line about a candidate: "#12 feasible  3.88 MMACs  81482 params  pred 0.0910 ms ...".
 inline std::string candidate_summary(const CandidateRecord& r) {
@@ -267,54 +344,49 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     JournalWriter journal(out.journal_path, header);
 
     // Where latency is measured: the caller's board, or this CPU.
-    auto measure_with = o.measure_with;
-#if defined(LAMDA_WITH_XNNPACK)
-    if (!measure_with) {
-        const int threads = task.constraints.threads;
-        measure_with = [threads](int runs, int warmup) { return xnnpack_measure(threads, runs, warmup); };
-    }
-#endif
-    // A board that stops answering stops the search; the candidate it was measuring is left out
-    // of the journal, so that --resume measures it once the board is back.
-    auto lost = std::make_shared<std::string>();
-    GenerateSetup setup;
+    const auto measure_with = measurer_for(task, o);
+    // A board that stops answering stops the search; the candidate it was measuring (and, in a
+    // parallel search, whatever finishes after it) is left out of the journal, so that --resume
+    // measures it once the board is back.
+    auto lost = std::make_shared<generate_detail::LostBoard>();
+    GenerateSetup setup = evaluation_setup(task, o, trainer, lost);
     if (profile) setup.latency = &profile->model;
-    if (measure_with) {
-        auto measure = measure_with(o.runs, 5);
-        if (o.device_lost) {
-            auto is_lost = o.device_lost;
-            setup.measure = [measure, is_lost, lost](const Graph& g) {
-                try {
-                    return measure(g);
-                } catch (const std::exception& e) {
-                    if (is_lost(e)) *lost = e.what();
-                    throw;
-                }
-            };
-        } else {
-            setup.measure = measure;
-        }
-    }
-    if (!setup.latency && !setup.measure)
+    if (!setup.latency && !setup.measure && !o.runner)
         throw Exception(Error(ErrorKind::usage, "no way to judge latency: give a latency profile (this lamda has no executor)"));
-    setup.trainer = trainer;
-    setup.proxy_accuracy_slack = o.proxy_slack;
     setup.on_record = [&journal, lost](const CandidateRecord& r) {
-        if (!lost->empty() && r.verdict == Verdict::Failed) return;  // measured again on --resume
+        if (lost->lost()) return;  // measured again on --resume
         journal.append(r);
     };
     setup.on_progress = generate_detail::progress_printer(task, o, start);
     auto should_stop = o.should_stop;
-    setup.should_stop = [should_stop, lost] { return !lost->empty() || (should_stop && should_stop()); };
+    setup.should_stop = [should_stop, lost] { return lost->lost() || (should_stop && should_stop()); };
 
-    out.result = run_generation(task, proposer, setup, std::move(resumed));
+    if (o.runner) {
+        out.result = run_generation_parallel(task, proposer, setup, *o.runner, std::move(resumed));
+    } else if (o.workers > 1) {
+        if (trainer && o.worker_trainers.size() < static_cast<std::size_t>(o.workers))
+            throw Exception(Error(ErrorKind::usage, std::to_string(o.workers) + " workers need a trainer each (" +
+                                                        std::to_string(o.worker_trainers.size()) + " given)"));
+        std::vector<GenerateSetup> workers;
+        for (int i = 0; i < o.workers; ++i) {
+            GenerateSetup w = setup;
+            w.on_record = {};
+            w.on_progress = {};
+            w.trainer = trainer ? o.worker_trainers[static_cast<std::size_t>(i)] : nullptr;
+            workers.push_back(std::move(w));
+        }
+        ThreadRunner runner(task, std::move(workers), fs::absolute(o.out_dir).string());
+        out.result = run_generation_parallel(task, proposer, setup, runner, std::move(resumed));
+    } else {
+        out.result = run_generation(task, proposer, setup, std::move(resumed));
+    }
     if (o.status) {
         if (o.status_is_terminal) *o.status << "\n";
         *o.status << "lamda: stopped (" << out.result.stop_reason << ") after " << out.result.records.size()
                   << " candidates, " << out.result.duplicates << " repeats skipped\n";
     }
-    if (!lost->empty())
-        throw Exception(Error(ErrorKind::device, *lost + "\nthe search stopped; its journal is in " + out.journal_path +
+    if (lost->lost())
+        throw Exception(Error(ErrorKind::device, lost->what() + "\nthe search stopped; its journal is in " + out.journal_path +
                                                      ": run the same command with --resume once the board answers again"));
 
     ReportInfo& info = out.info;

@@ -99,6 +99,7 @@ inline void write_candidate_json(JsonWriter& j, const CandidateRecord& r, bool t
     j.end_array();
     j.field("seconds", r.seconds);
     j.field("elapsed_s", r.elapsed_s);
+    if (!r.evaluated_by.empty()) j.field("evaluated_by", std::string_view(valid_utf8(r.evaluated_by)));
     j.end_object();
 }
 
@@ -364,6 +365,7 @@ inline CandidateRecord parse_candidate(const Reader& r, const element& doc) {
     }
     if (r.has(doc, "seconds")) c.seconds = num_or_nan(r, doc, "seconds", "");
     if (r.has(doc, "elapsed_s")) c.elapsed_s = num_or_nan(r, doc, "elapsed_s", "");
+    c.evaluated_by = opt_str(r, doc, "evaluated_by");
     return c;
 }
 

@@ -123,12 +123,19 @@ inline std::vector<LayerCost> top_costs(std::vector<LayerCost> all, int n) {
 
 }  // namespace generate_detail
 
-// Decides one proposal: every step the loop takes for a candidate, in order. `seen` holds the
-// hashes decided so far; a repeat returns nothing (and is not a candidate).
-inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
-                                                         const GenerateSetup& setup,
-                                                         const std::set<std::string>& seen,
-                                                         StageSeconds* stage_seconds = nullptr) {
+// What screening decided about a proposal: the cheap steps (parse, validate, analyse, predict,
+// the limits a prediction can decide) done where the proposer runs. `decided` false: the record
+// still needs run_candidate() (measurement, training), which may happen on another thread or rank.
+struct Screened {
+    CandidateRecord record;
+    bool decided = true;
+};
+
+// The cheap steps of one proposal, in order. `seen` holds the hashes decided (or in flight) so
+// far; a repeat returns nothing (and is not a candidate).
+inline std::optional<Screened> screen_candidate(const Task& task, const Proposal& proposal, const GenerateSetup& setup,
+                                                const std::set<std::string>& seen,
+                                                StageSeconds* stage_seconds = nullptr) {
     using namespace generate_detail;
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
@@ -138,7 +145,8 @@ inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const
         if (stage_seconds) stage_seconds->*stage += std::chrono::duration<double>(now - lap).count();
         lap = now;
     };
-    CandidateRecord rec;
+    Screened out;
+    CandidateRecord& rec = out.record;
     rec.note = proposal.note;
     if (!proposal.error.empty()) {  // the proposer failed (e.g. an LLM turn): recorded, not evaluated
         rec.dsl = proposal.dsl;
@@ -147,7 +155,7 @@ inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const
         rec.verdict = Verdict::Failed;
         rec.reason = proposal.error;
         rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-        return rec;
+        return out;
     }
     ParseResult parsed = parse_dsl(proposal.dsl, "candidate");
     if (!parsed.ok()) {
@@ -160,7 +168,7 @@ inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const
                      (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message);
         charge(&StageSeconds::validate);
         rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-        return rec;
+        return out;
     }
     const Graph& g = parsed.graph;
     rec.dsl = print_dsl(g);
@@ -170,7 +178,7 @@ inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const
         rec.verdict = v;
         rec.reason = std::move(reason);
         rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-        return rec;
+        return out;
     };
     try {
         const ModelStats stats = analyze(g);
@@ -208,6 +216,43 @@ inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
                               percent_text(*rec.predicted_ms / c.latency_ms) + " of the " + ms_text(c.latency_ms) +
                               " budget (not run); most expensive: " + cost_list(rec.top_layers));
+    } catch (const std::exception& e) {
+        return finish(Verdict::Failed, std::string("evaluation failed: ") + e.what());
+    }
+    out.decided = false;
+    rec.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+    return out;
+}
+
+// The expensive steps of a screened candidate (`rec.decided` false): measurement when the setup
+// measures, proxy training when it trains, and the verdict. Never throws for a candidate: an
+// exception (the executor's, the trainer's, out of memory) makes a Failed record. Safe to call
+// from several threads when `setup.measure` and `setup.trainer` are (search/parallel.hpp).
+inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, const GenerateSetup& setup,
+                                     StageSeconds* stage_seconds = nullptr) {
+    using namespace generate_detail;
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    auto lap = clock::now();
+    auto charge = [&](double StageSeconds::*stage) {
+        const auto now = clock::now();
+        if (stage_seconds) stage_seconds->*stage += std::chrono::duration<double>(now - lap).count();
+        lap = now;
+    };
+    const double screened_s = rec.seconds;
+    auto finish = [&](Verdict v, std::string reason) {
+        rec.verdict = v;
+        rec.reason = std::move(reason);
+        rec.seconds = screened_s + std::chrono::duration<double>(clock::now() - t0).count();
+        return rec;
+    };
+    try {
+        ParseResult parsed = parse_dsl(rec.dsl, "candidate");
+        if (!parsed.ok())
+            return finish(Verdict::Failed, "evaluation failed: the screened text no longer parses: " +
+                                               (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message));
+        const Graph& g = parsed.graph;
+        const Constraints& c = task.constraints;
         if (setup.measure) {
             Measurement m = setup.measure(g);
             charge(&StageSeconds::measure);
@@ -236,6 +281,18 @@ inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const
     } catch (const std::exception& e) {
         return finish(Verdict::Failed, std::string("evaluation failed: ") + e.what());
     }
+}
+
+// Decides one proposal: every step the loop takes for a candidate, in order (screen, then run).
+// `seen` holds the hashes decided so far; a repeat returns nothing (and is not a candidate).
+inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
+                                                         const GenerateSetup& setup,
+                                                         const std::set<std::string>& seen,
+                                                         StageSeconds* stage_seconds = nullptr) {
+    std::optional<Screened> s = screen_candidate(task, proposal, setup, seen, stage_seconds);
+    if (!s) return std::nullopt;
+    if (s->decided) return std::move(s->record);
+    return run_candidate(task, std::move(s->record), setup, stage_seconds);
 }
 
 // Runs the search until the budget is spent or the proposer has nothing new. `resumed` are the

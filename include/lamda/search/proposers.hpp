@@ -44,6 +44,15 @@ public:
     // The next candidate, or nothing when the proposer has nothing new to offer. `records` holds
     // every candidate decided so far, in order (those of a resumed journal included).
     virtual std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) = 0;
+    // The same with candidates still being evaluated (a parallel search, search/parallel.hpp):
+    // `pending` are screened (parsed, analysed, predicted) but not yet measured or trained, and
+    // must not be proposed again. The default ignores them (the loop skips repeats); the
+    // built-in proposers count them, so that N workers get N different designs.
+    virtual std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
+                                                 const std::vector<CandidateRecord>& pending) {
+        (void)pending;
+        return propose(task, records);
+    }
 };
 
 // 16 hex digits of FNV-1a 64 over `text`: candidates are deduplicated by the hash of their
@@ -130,10 +139,17 @@ public:
     explicit RandomProposer(std::uint64_t seed) : seed_(seed) {}
     std::string name() const override { return "random"; }
     std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
-        const std::set<std::string> seen = proposer_detail::seen_hashes(records);
+        return propose_next(task, records, {});
+    }
+    // Pending candidates count as seen and advance the draw (records + pending = draws so far).
+    std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
+                                         const std::vector<CandidateRecord>& pending) override {
+        std::set<std::string> seen = proposer_detail::seen_hashes(records);
+        for (const auto& r : pending) seen.insert(r.hash);
+        const std::size_t drawn = records.size() + pending.size();
         std::set<std::string> tried;
         for (std::uint64_t attempt = 0; attempt < 1000; ++attempt) {
-            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
+            std::mt19937_64 rng(sample_seed(seed_, drawn * 1000 + attempt));
             const Design d = random_design(rng);
             if (auto p = proposer_detail::fresh(d, task, seen, tried, "random draw")) return p;
         }
@@ -151,20 +167,31 @@ public:
     std::string name() const override { return "offline"; }
 
     std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        return propose_next(task, records, {});
+    }
+    // Pending candidates count as seen, as seeds already handed out, and advance the draw; only
+    // finished records are parents (a pending one has no verdict to steer an edit by).
+    std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
+                                         const std::vector<CandidateRecord>& pending) override {
         using namespace proposer_detail;
-        const std::set<std::string> seen = seen_hashes(records);
+        std::set<std::string> seen = seen_hashes(records);
+        for (const auto& r : pending) seen.insert(r.hash);
+        const std::size_t drawn = records.size() + pending.size();
         std::set<std::string> tried;
         // The zoo's seeds first, each at the width the budget suggests once the first is known.
         const auto seeds = zoo_seed_designs();
         std::vector<std::pair<const CandidateRecord*, Design>> known;
         for (const auto& r : records)
             if (auto d = design_of(r)) known.emplace_back(&r, *d);
-        if (known.size() < seeds.size()) {
-            const auto& [seed_name, seed_design] = seeds[known.size()];
+        std::size_t designs_out = known.size();
+        for (const auto& r : pending)
+            if (design_of(r)) ++designs_out;
+        if (designs_out < seeds.size()) {
+            const auto& [seed_name, seed_design] = seeds[designs_out];
             if (auto p = fresh(seed_design, task, seen, tried, "seed " + seed_name)) return p;
         }
         for (std::uint64_t attempt = 0; attempt < 400; ++attempt) {
-            std::mt19937_64 rng(sample_seed(seed_, records.size() * 1000 + attempt));
+            std::mt19937_64 rng(sample_seed(seed_, drawn * 1000 + attempt));
             if (known.empty()) {
                 // Nothing of ours parsed yet (every seed was a repeat): start from a random design.
                 if (auto p = fresh(random_design(rng, bounds_), task, seen, tried, "restart")) return p;

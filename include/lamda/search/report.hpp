@@ -243,6 +243,7 @@ inline std::string report_json(const Task& task, const std::vector<CandidateReco
         j.field("measured_ms", r.measured_ms);
         j.field("accuracy", r.accuracy);
         j.field("seconds", r.seconds);
+        if (!r.evaluated_by.empty()) j.field("evaluated_by", std::string_view(valid_utf8(r.evaluated_by)));
         j.field("note", std::string_view(valid_utf8(r.note)));
         j.end_object();
     }

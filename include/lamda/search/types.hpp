@@ -112,6 +112,7 @@ struct CandidateRecord {
     std::vector<LayerCost> top_layers;  // most expensive layers, measured if run else predicted
     double seconds = 0;    // time spent deciding this candidate (training included)
     double elapsed_s = 0;  // search time when it was recorded, across resumes
+    std::string evaluated_by;  // who measured/trained it in a parallel search ("rank 2 @ host"); "": this process
 };
 
 // A candidate's score under the objective; larger is better. Capacity is log-free MACs.

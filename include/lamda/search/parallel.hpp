@@ -1,0 +1,412 @@
+// lamda/search/parallel.hpp: the generation loop with several candidates in flight (docs/scale.md).
+// The proposer, the screening (parse, analysis, prediction, dedup), the journal and the report
+// stay in the calling thread; the expensive steps of a candidate (measurement, proxy training:
+// loop.hpp's run_candidate) go to a CandidateRunner: N threads on this node (ThreadRunner,
+// `lamda generate --workers N`) or N-1 MPI ranks (search/mpi.hpp, `mpirun -n N lamda generate`).
+//
+//   lamda::ThreadRunner runner(task, worker_setups, "runs/demo");   // one GenerateSetup per worker
+//   GenerateResult r = lamda::run_generation_parallel(task, proposer, setup, runner, resumed);
+//
+// Contract: records are journaled (setup.on_record) in the order they finish, index = position,
+// each candidate once; the proposer sees the pending ones (Proposer::propose_next), so N
+// workers get N different designs. A search with one slot decides exactly what run_generation()
+// decides. A worker's exception becomes a Failed record (run_candidate never throws for a
+// candidate); a runner that loses a worker throws (MPI: Open MPI ends the job), after every record
+// returned so far was journaled: --resume continues. Measurements on one node never overlap
+// training on that node (NodeGate: readers-writer lock, writer first, on node-local files).
+// Needs LAMDA_WITH_LATENCY and POSIX (flock).
+#ifndef LAMDA_SEARCH_PARALLEL_HPP
+#define LAMDA_SEARCH_PARALLEL_HPP
+
+#if !defined(LAMDA_WITH_LATENCY)
+#error "lamda/search/parallel.hpp needs LAMDA_WITH_LATENCY (the latency model; CMake: link lamda::latency)"
+#else
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "../detail/hash.hpp"
+#include "../detail/json_write.hpp"
+#include "../exception.hpp"
+#include "journal.hpp"
+#include "loop.hpp"
+
+namespace lamda {
+
+// Runs screened candidates somewhere else (threads, MPI ranks). Used from one thread.
+class CandidateRunner {
+public:
+    virtual ~CandidateRunner() = default;
+    // Candidates it can run at once (>= 1).
+    virtual int slots() const = 0;
+    // Starts `screened` (a record whose screening left it undecided) under `ticket`.
+    virtual void submit(std::uint64_t ticket, const CandidateRecord& screened) = 0;
+    // Blocks until a submitted candidate finishes; returns its ticket, its record (verdict
+    // decided, evaluated_by set) and the seconds its worker spent measuring and training.
+    struct Done {
+        std::uint64_t ticket = 0;
+        CandidateRecord record;
+        StageSeconds stage_seconds;
+    };
+    virtual Done wait() = 0;
+};
+
+// The messages between the search and a remote worker (search/mpi.hpp): one JSON object each,
+// the record written and read by the journal's own writer and reader (so every field is bounded
+// and checked the same way). A job: {"ticket":N,"record":{...}}; a result adds "measure_s" and
+// "train_s" (the worker's stage seconds).
+namespace runner_wire {
+
+inline std::string encode(std::uint64_t ticket, const CandidateRecord& r, const StageSeconds* stages = nullptr) {
+    JsonWriter j;
+    j.begin_object();
+    j.field("ticket", ticket);
+    if (stages) {
+        j.field("measure_s", stages->measure);
+        j.field("train_s", stages->train);
+    }
+    j.key("record");
+    write_candidate_json(j, r, false);
+    j.end_object();
+    return j.str();
+}
+
+struct Decoded {
+    std::uint64_t ticket = 0;
+    CandidateRecord record;
+    StageSeconds stage_seconds;
+};
+
+// Throws JournalError naming `where` (e.g. "MPI message from rank 2") on anything malformed.
+inline Decoded decode(std::string_view text, const std::string& where) {
+    const journal_detail::Reader r(where, "message");
+    simdjson::dom::parser parser;
+    const simdjson::padded_string padded(text);
+    const simdjson::dom::element doc = r.parse(parser, padded);
+    Decoded d;
+    d.ticket = r.uinteger(r.at(doc, "ticket", ""), "ticket");
+    if (r.has(doc, "measure_s")) d.stage_seconds.measure = r.num(r.at(doc, "measure_s", ""), "measure_s");
+    if (r.has(doc, "train_s")) d.stage_seconds.train = r.num(r.at(doc, "train_s", ""), "train_s");
+    d.record = journal_detail::parse_candidate(r, r.at(doc, "record", ""));
+    return d;
+}
+
+}  // namespace runner_wire
+
+// run_generation() with up to runner.slots() candidates being measured/trained at once.
+inline GenerateResult run_generation_parallel(const Task& task, Proposer& proposer, const GenerateSetup& setup,
+                                              CandidateRunner& runner, std::vector<CandidateRecord> resumed = {}) {
+    using clock = std::chrono::steady_clock;
+    GenerateResult result;
+    result.records = std::move(resumed);
+    result.resumed = static_cast<int>(result.records.size());
+    std::set<std::string> seen;
+    for (const auto& r : result.records) seen.insert(r.hash);
+    const double before = result.records.empty() ? 0.0 : result.records.back().elapsed_s;
+    const auto start = clock::now();
+    auto elapsed = [&] { return before + std::chrono::duration<double>(clock::now() - start).count(); };
+    const int slots = runner.slots() > 0 ? runner.slots() : 1;
+    std::map<std::uint64_t, CandidateRecord> pending;  // by ticket
+    std::uint64_t next_ticket = 0;
+    int duplicates_in_row = 0;
+    bool proposing = true;
+    auto record = [&](CandidateRecord rec) {
+        rec.index = static_cast<int>(result.records.size());
+        rec.proposer = proposer.name();
+        rec.elapsed_s = elapsed();
+        if (setup.on_record) setup.on_record(rec);  // journaled before anything else happens
+        result.records.push_back(std::move(rec));
+        if (setup.on_progress) setup.on_progress(result.records.back(), result.records);
+    };
+    for (;;) {
+        while (proposing && static_cast<int>(pending.size()) < slots) {
+            const std::size_t in_flight = result.records.size() + pending.size();
+            if (in_flight >= static_cast<std::size_t>(task.budget.max_candidates > 0 ? task.budget.max_candidates : 0)) {
+                result.stop_reason = "max_candidates";
+                proposing = false;
+            } else if (elapsed() >= task.budget.max_seconds) {
+                result.stop_reason = "max_seconds";
+                proposing = false;
+            } else if (setup.should_stop && setup.should_stop()) {
+                result.stop_reason = "stopped";
+                proposing = false;
+            }
+            if (!proposing) break;
+            std::vector<CandidateRecord> in_progress;
+            in_progress.reserve(pending.size());
+            for (const auto& [t, r] : pending) in_progress.push_back(r);
+            const auto t_propose = clock::now();
+            std::optional<Proposal> proposal = proposer.propose_next(task, result.records, in_progress);
+            result.stage_seconds.propose += std::chrono::duration<double>(clock::now() - t_propose).count();
+            if (!proposal) {
+                result.stop_reason = "exhausted";
+                proposing = false;
+                break;
+            }
+            std::optional<Screened> s = screen_candidate(task, *proposal, setup, seen, &result.stage_seconds);
+            if (!s) {
+                ++result.duplicates;
+                if (++duplicates_in_row >= setup.max_duplicates_in_row) {
+                    result.stop_reason = "exhausted";
+                    proposing = false;
+                }
+                continue;
+            }
+            duplicates_in_row = 0;
+            seen.insert(s->record.hash);
+            if (s->decided) {
+                record(std::move(s->record));
+                continue;
+            }
+            const std::uint64_t ticket = next_ticket++;
+            runner.submit(ticket, s->record);
+            pending.emplace(ticket, std::move(s->record));
+        }
+        if (pending.empty()) break;  // (a stop lets what is in flight finish: it is journaled)
+        CandidateRunner::Done done = runner.wait();
+        const auto it = pending.find(done.ticket);
+        if (it == pending.end())
+            throw Exception(Error(ErrorKind::internal, "parallel search: a worker returned ticket " +
+                                                           std::to_string(done.ticket) + ", which is not in flight"));
+        const std::string hash = it->second.hash;
+        pending.erase(it);
+        if (done.record.hash != hash)
+            throw Exception(Error(ErrorKind::internal, "parallel search: ticket " + std::to_string(done.ticket) +
+                                                           " came back with another candidate's hash"));
+        result.stage_seconds.measure += done.stage_seconds.measure;
+        result.stage_seconds.train += done.stage_seconds.train;
+        record(std::move(done.record));
+        if (setup.should_stop && setup.should_stop() && proposing) {
+            result.stop_reason = "stopped";
+            proposing = false;
+        }
+    }
+    result.elapsed_s = elapsed();
+    return result;
+}
+
+// Measurement fairness on one node: a measurement never overlaps a proxy training on the same
+// node (training is a reader, measuring the writer, and a waiting writer goes first). Works
+// across threads and processes (MPI ranks) alike: two flock()ed files under /tmp named after
+// `key` (the search's output directory): every opener of the same key on this node shares them.
+// flock needs no cleanup when a process dies (the kernel drops its locks).
+class NodeGate {
+public:
+    explicit NodeGate(const std::string& key) {
+        const std::string base = (std::filesystem::temp_directory_path() /
+                                  ("lamda-gate-" + std::to_string(::getuid()) + "-" + hex(detail::fnv1a(key))))
+                                     .string();
+        turnstile_path_ = base + ".turn";
+        gate_path_ = base + ".gate";
+    }
+    // RAII holds (each opens its own descriptors: flock locks belong to an open file).
+    class Hold {
+    public:
+        Hold(const NodeGate& g, bool exclusive) {
+            turn_ = open_or_throw(g.turnstile_path_);
+            gate_ = open_or_throw(g.gate_path_);
+            lock(turn_, LOCK_EX, g.turnstile_path_);  // a waiting measurer blocks new trainers here
+            if (exclusive) {
+                lock(gate_, LOCK_EX, g.gate_path_);  // keeps the turnstile until done
+            } else {
+                lock(gate_, LOCK_SH, g.gate_path_);
+                (void)::flock(turn_, LOCK_UN);
+            }
+        }
+        Hold(const Hold&) = delete;
+        Hold& operator=(const Hold&) = delete;
+        ~Hold() {
+            if (gate_ >= 0) (void)::close(gate_);
+            if (turn_ >= 0) (void)::close(turn_);
+        }
+
+    private:
+        int turn_ = -1, gate_ = -1;
+        int open_or_throw(const std::string& path) {
+            const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+            if (fd < 0) {
+                if (turn_ >= 0) (void)::close(turn_);
+                throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, "cannot open the node's measurement lock"));
+            }
+            return fd;
+        }
+        void lock(int fd, int op, const std::string& path) {
+            while (::flock(fd, op) != 0) {
+                if (errno == EINTR) continue;
+                (void)::close(gate_);
+                (void)::close(turn_);
+                gate_ = turn_ = -1;
+                throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, "cannot lock the node's measurement lock"));
+            }
+        }
+    };
+    Hold measuring() const { return Hold(*this, true); }
+    Hold training() const { return Hold(*this, false); }
+
+private:
+    std::string turnstile_path_, gate_path_;
+    static std::string hex(std::uint64_t h) {
+        static const char* digits = "0123456789abcdef";
+        std::string out(16, '0');
+        for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
+        return out;
+    }
+};
+
+namespace parallel_detail {
+
+// A trainer whose proxy trainings hold the node's gate as readers.
+class GatedTrainer : public Trainer {
+public:
+    GatedTrainer(Trainer& inner, std::shared_ptr<const NodeGate> gate) : inner_(inner), gate_(std::move(gate)) {}
+    double proxy_accuracy(const Graph& graph) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.proxy_accuracy(graph);
+    }
+    FinalTraining train_final(const Graph& graph, const std::string& weights_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.train_final(graph, weights_path);
+    }
+
+private:
+    Trainer& inner_;
+    std::shared_ptr<const NodeGate> gate_;
+};
+
+}  // namespace parallel_detail
+
+// A setup whose measurements and trainings go through `gate` (see NodeGate). `owned` keeps the
+// gated trainer alive; the returned setup points into it.
+inline GenerateSetup gated_setup(GenerateSetup setup, std::shared_ptr<const NodeGate> gate,
+                                 std::unique_ptr<Trainer>& owned) {
+    if (setup.measure) {
+        auto measure = std::move(setup.measure);
+        setup.measure = [measure, gate](const Graph& g) {
+            const NodeGate::Hold hold = gate->measuring();
+            return measure(g);
+        };
+    }
+    if (setup.trainer) {
+        owned = std::make_unique<parallel_detail::GatedTrainer>(*setup.trainer, gate);
+        setup.trainer = owned.get();
+    }
+    return setup;
+}
+
+// This machine's name, for records' evaluated_by.
+inline std::string node_name() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
+    return std::string(buf);
+}
+
+// N worker threads on this node, each with its own setup (its own trainer: a trainer need not be
+// thread-safe); measurements and trainings gated per node by `gate_key` (see NodeGate).
+class ThreadRunner : public CandidateRunner {
+public:
+    ThreadRunner(const Task& task, std::vector<GenerateSetup> worker_setups, const std::string& gate_key)
+        : task_(task) {
+        if (worker_setups.empty()) throw Exception(Error(ErrorKind::usage, "ThreadRunner: no workers"));
+        auto gate = std::make_shared<const NodeGate>(gate_key);
+        const std::string node = node_name();
+        gated_.resize(worker_setups.size());
+        for (std::size_t i = 0; i < worker_setups.size(); ++i) {
+            setups_.push_back(gated_setup(std::move(worker_setups[i]), gate, gated_[i]));
+            names_.push_back("worker " + std::to_string(i) + " @ " + node);
+        }
+        for (std::size_t i = 0; i < setups_.size(); ++i) threads_.emplace_back([this, i] { work(i); });
+    }
+    ThreadRunner(const ThreadRunner&) = delete;
+    ThreadRunner& operator=(const ThreadRunner&) = delete;
+    ~ThreadRunner() override {
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            closing_ = true;
+        }
+        jobs_cv_.notify_all();
+        for (auto& t : threads_) t.join();
+    }
+    int slots() const override { return static_cast<int>(setups_.size()); }
+    void submit(std::uint64_t ticket, const CandidateRecord& screened) override {
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            jobs_.emplace_back(ticket, screened);
+            ++in_flight_;
+        }
+        jobs_cv_.notify_one();
+    }
+    Done wait() override {
+        std::unique_lock<std::mutex> lock(m_);
+        if (in_flight_ == 0 && done_.empty())
+            throw Exception(Error(ErrorKind::internal, "ThreadRunner::wait: nothing in flight"));
+        done_cv_.wait(lock, [this] { return !done_.empty(); });
+        Done d = std::move(done_.front());
+        done_.pop_front();
+        --in_flight_;
+        return d;
+    }
+
+private:
+    Task task_;
+    std::vector<GenerateSetup> setups_;
+    std::vector<std::unique_ptr<Trainer>> gated_;
+    std::vector<std::string> names_;
+    std::vector<std::thread> threads_;
+    std::mutex m_;
+    std::condition_variable jobs_cv_, done_cv_;
+    std::deque<std::pair<std::uint64_t, CandidateRecord>> jobs_;
+    std::deque<Done> done_;
+    std::size_t in_flight_ = 0;
+    bool closing_ = false;
+
+    void work(std::size_t i) {
+        for (;;) {
+            std::pair<std::uint64_t, CandidateRecord> job;
+            {
+                std::unique_lock<std::mutex> lock(m_);
+                jobs_cv_.wait(lock, [this] { return closing_ || !jobs_.empty(); });
+                if (jobs_.empty()) return;  // closing
+                job = std::move(jobs_.front());
+                jobs_.pop_front();
+            }
+            Done d;
+            d.ticket = job.first;
+            const std::string hash = job.second.hash;
+            try {
+                d.record = run_candidate(task_, std::move(job.second), setups_[i], &d.stage_seconds);
+            } catch (const std::exception& e) {  // (run_candidate catches; copying may not)
+                d.record.hash = hash;
+                d.record.verdict = Verdict::Failed;
+                d.record.reason = std::string("evaluation failed: ") + e.what();
+            }
+            d.record.evaluated_by = names_[i];
+            {
+                std::lock_guard<std::mutex> lock(m_);
+                done_.push_back(std::move(d));
+            }
+            done_cv_.notify_one();
+        }
+    }
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LATENCY
+#endif  // LAMDA_SEARCH_PARALLEL_HPP

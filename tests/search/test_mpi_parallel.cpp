@@ -1,0 +1,221 @@
+// A search with several candidates in flight (search/parallel.hpp): the worker threads of
+// `--workers N` and the message format MPI ranks exchange (search/mpi.hpp; the MPI run itself is
+// tests/mpi_test.sh). Latency comes from the deterministic stand-in of generate_test_support.hpp.
+#include <doctest/doctest.h>
+
+#include <lamda/search/parallel.hpp>
+
+#include "../generate_test_support.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+namespace {
+
+using namespace lamda;
+
+Task small_task(double latency_ms = 0.08, int max_candidates = 24) {
+    Task t;
+    t.name = "test";
+    t.input = {28, 28, 1};
+    t.classes = 10;
+    t.constraints.latency_ms = latency_ms;
+    t.budget.max_candidates = max_candidates;
+    t.budget.max_seconds = 600;
+    return t;
+}
+
+GenerateSetup synthetic_setup() {
+    GenerateSetup s;
+    s.measure = lamda_test::synthetic_measure;
+    return s;
+}
+
+std::string gate_key(const char* name) {
+    return (std::filesystem::temp_directory_path() / (std::string("lamda-test-parallel-") + name)).string();
+}
+
+std::vector<GenerateSetup> copies(const GenerateSetup& s, int n, std::vector<Trainer*> trainers = {}) {
+    std::vector<GenerateSetup> out;
+    for (int i = 0; i < n; ++i) {
+        GenerateSetup w = s;
+        if (!trainers.empty()) w.trainer = trainers[static_cast<std::size_t>(i)];
+        out.push_back(std::move(w));
+    }
+    return out;
+}
+
+// Counts how many trainings run at once and whether a measurement ever overlapped one.
+struct Overlap {
+    std::atomic<int> training{0};
+    std::atomic<int> measuring{0};
+    std::atomic<int> max_training{0};
+    std::atomic<bool> overlapped{false};
+};
+
+class SlowTrainer : public Trainer {
+public:
+    SlowTrainer(Overlap& o, bool fail_big = false) : o_(o), fail_big_(fail_big) {}
+    double proxy_accuracy(const Graph& g) override {
+        const int now = ++o_.training;
+        int seen = o_.max_training.load();
+        while (now > seen && !o_.max_training.compare_exchange_weak(seen, now)) {
+        }
+        if (o_.measuring.load() > 0) o_.overlapped = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(3));
+        if (o_.measuring.load() > 0) o_.overlapped = true;
+        --o_.training;
+        const ModelStats s = analyze(g);
+        if (fail_big_ && s.params > 20000) throw std::runtime_error("out of memory (test)");
+        return 0.5 + 0.4 * double(s.params % 97) / 97.0;
+    }
+    FinalTraining train_final(const Graph&, const std::string&) override { return {}; }
+
+private:
+    Overlap& o_;
+    bool fail_big_;
+};
+
+}  // namespace
+
+TEST_CASE("parallel: one worker decides exactly what the sequential loop decides") {
+    const Task task = small_task();
+    OfflineDesigner a(7), b(7);
+    const GenerateResult seq = run_generation(task, a, synthetic_setup());
+    ThreadRunner runner(task, copies(synthetic_setup(), 1), gate_key("one"));
+    const GenerateResult par = run_generation_parallel(task, b, synthetic_setup(), runner);
+    REQUIRE(seq.records.size() == par.records.size());
+    for (std::size_t i = 0; i < seq.records.size(); ++i) {
+        CHECK(seq.records[i].hash == par.records[i].hash);
+        CHECK(seq.records[i].verdict == par.records[i].verdict);
+        CHECK(par.records[i].index == static_cast<int>(i));
+    }
+    CHECK(seq.stop_reason == par.stop_reason);
+}
+
+TEST_CASE("parallel: three workers record each candidate once, judged as a sequential run judges it") {
+    const Task task = small_task(0.08, 30);
+    OfflineDesigner proposer(3);
+    std::vector<std::string> journaled;
+    GenerateSetup setup = synthetic_setup();
+    setup.on_record = [&](const CandidateRecord& r) { journaled.push_back(r.hash); };
+    ThreadRunner runner(task, copies(synthetic_setup(), 3), gate_key("three"));
+    const GenerateResult r = run_generation_parallel(task, proposer, setup, runner);
+    CHECK(r.stop_reason == "max_candidates");
+    REQUIRE(r.records.size() == 30);
+    CHECK(journaled.size() == 30);
+    std::set<std::string> hashes;
+    int by_worker = 0;
+    for (std::size_t i = 0; i < r.records.size(); ++i) {
+        const CandidateRecord& c = r.records[i];
+        CHECK(c.index == static_cast<int>(i));
+        CHECK(journaled[i] == c.hash);
+        CHECK(hashes.insert(c.hash).second);
+        if (!c.evaluated_by.empty()) {
+            ++by_worker;
+            CHECK(c.evaluated_by.rfind("worker ", 0) == 0);
+            CHECK(c.measured_ms.has_value());
+        }
+        // Validity: the same verdict as deciding the text alone, sequentially.
+        const auto again = evaluate_candidate(task, Proposal{c.dsl, c.note}, synthetic_setup(), {});
+        REQUIRE(again.has_value());
+        CHECK(again->verdict == c.verdict);
+    }
+    CHECK(by_worker > 0);
+}
+
+TEST_CASE("parallel: measurements never overlap trainings, and a failing training is a Failed record") {
+    Task task = small_task(0.2, 16);
+    task.objective = Objective::Accuracy;
+    task.objective_given = true;
+    Overlap o;
+    SlowTrainer t0(o, true), t1(o, true), t2(o, true);
+    GenerateSetup setup;
+    setup.measure = [&o](const Graph& g) {
+        ++o.measuring;
+        if (o.training.load() > 0) o.overlapped = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        Measurement m = lamda_test::synthetic_measure(g);
+        if (o.training.load() > 0) o.overlapped = true;
+        --o.measuring;
+        return m;
+    };
+    ThreadRunner runner(task, copies(setup, 3, {&t0, &t1, &t2}), gate_key("gate"));
+    RandomProposer proposer(5);
+    const GenerateResult r = run_generation_parallel(task, proposer, setup, runner);
+    REQUIRE(r.records.size() == 16);
+    CHECK_FALSE(o.overlapped.load());
+    CHECK(o.max_training.load() >= 1);
+    int failed = 0, trained = 0;
+    for (const auto& c : r.records) {
+        if (c.verdict == Verdict::Failed) {
+            ++failed;
+            CHECK(c.reason.find("out of memory (test)") != std::string::npos);
+        }
+        if (c.accuracy) ++trained;
+    }
+    CHECK(trained > 0);
+    MESSAGE("failed: " << failed << ", trained: " << trained << ", most trainings at once: " << o.max_training.load());
+}
+
+TEST_CASE("parallel: the built-in proposers never hand out a pending design again") {
+    const Task task = small_task();
+    for (int kind = 0; kind < 2; ++kind) {
+        std::unique_ptr<Proposer> p;
+        if (kind == 0) p = std::make_unique<OfflineDesigner>(1);
+        else p = std::make_unique<RandomProposer>(1);
+        std::vector<CandidateRecord> pending;
+        std::set<std::string> hashes;
+        for (int i = 0; i < 8; ++i) {
+            auto next = p->propose_next(task, {}, pending);
+            REQUIRE(next.has_value());
+            auto s = screen_candidate(task, *next, GenerateSetup{}, {});
+            REQUIRE(s.has_value());
+            CHECK(hashes.insert(s->record.hash).second);
+            pending.push_back(s->record);
+        }
+    }
+}
+
+TEST_CASE("runner_wire: a record survives the trip, and malformed messages are errors that name their sender") {
+    CandidateRecord r;
+    r.index = 4;
+    r.proposer = "offline";
+    r.note = "grow s1; design: x";
+    r.dsl = "input: input shape=28x28x1\np: gap\nfc: fc out=10\n";
+    r.hash = "0123456789abcdef";
+    r.verdict = Verdict::Feasible;
+    r.reason = "meets \xff every";  // invalid UTF-8 is replaced, not sent raw
+    r.params = 10, r.macs = 100, r.peak_activation_bytes = 3136;
+    r.predicted_ms = 0.01;
+    r.measured_ms = 0.02;
+    r.top_layers = {{"fc", 0.01, 0.5}};
+    r.evaluated_by = "rank 2 @ node7";
+    StageSeconds st;
+    st.measure = 1.5;
+    st.train = 2.5;
+    const auto d = runner_wire::decode(runner_wire::encode(9, r, &st), "MPI message from rank 2");
+    CHECK(d.ticket == 9);
+    CHECK(d.record.hash == r.hash);
+    CHECK(d.record.dsl == r.dsl);
+    CHECK(d.record.verdict == Verdict::Feasible);
+    CHECK(d.record.measured_ms == r.measured_ms);
+    CHECK(d.record.evaluated_by == "rank 2 @ node7");
+    CHECK(d.record.reason == "meets \xef\xbf\xbd every");
+    CHECK(d.stage_seconds.measure == 1.5);
+    CHECK(d.stage_seconds.train == 2.5);
+    for (const char* bad : {"", "{", "[]", "{\"ticket\":1}", "{\"ticket\":-1,\"record\":{}}",
+                            "{\"ticket\":1,\"record\":{\"index\":0,\"dsl\":\"x\",\"hash\":\"h\",\"verdict\":\"great\"}}"}) {
+        try {
+            (void)runner_wire::decode(bad, "MPI message from rank 3");
+            FAIL("accepted: " << bad);
+        } catch (const Exception& e) {
+            CHECK(std::string(e.what()).find("rank 3") != std::string::npos);
+        }
+    }
+}
