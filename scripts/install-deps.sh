@@ -54,6 +54,8 @@ packages=(
     dataset-fashion-mnist
     # renders report.html headless in the generation loop's test
     chromium
+    # the man page, generated at build time from `lamda --help` (docs/cli.md)
+    help2man
     # `lamda export --pytorch` round-trip test, `lamda import` (ONNX) and its torchvision test
     python3-torch python3-torchvision python3-onnx libonnx-dev
     # node for ONNX Runtime (onnxruntime-node from npm, bench/peers): that test's reference

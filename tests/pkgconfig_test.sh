@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# An installed lamda is usable from Meson through pkg-config: install the CMake build to a temporary
+# prefix, then build and run a tiny consumer whose meson.build says dependency('lamda').
+# usage: bash tests/pkgconfig_test.sh BUILD_DIR     (exits 77, skipped, without meson or pkg-config)
+set -eu
+build=$1
+command -v meson >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 || { echo "no meson or pkg-config: skipped"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+pc=$tmp/prefix/share/pkgconfig/lamda.pc
+[ -f "$pc" ] || { echo "FAIL: $pc not installed"; exit 1; }
+mkdir "$tmp/consumer"
+cat >"$tmp/consumer/meson.build" <<'MESON'
+project('consumer', 'cpp', default_options: ['cpp_std=c++17', 'warning_level=3', 'werror=true'])
+executable('consumer', 'main.cpp', dependencies: dependency('lamda', version: '>=0.1'))
+MESON
+cat >"$tmp/consumer/main.cpp" <<'CPP'
+#include <lamda/core.hpp>
+#include <cstdio>
+int main() {
+    const lamda::ParseResult r = lamda::parse_dsl("input: input shape=8x8x1\nc: conv2d out=4 kernel=3\n");
+    if (!r.ok()) return 1;
+    std::printf("params %lld\n", static_cast<long long>(lamda::analyze(r.graph).params));
+    return 0;
+}
+CPP
+export PKG_CONFIG_PATH=$tmp/prefix/share/pkgconfig
+pkg-config --cflags lamda | grep -q -- "-I$tmp/prefix/share/pkgconfig/../../include" \
+    || { echo "FAIL: pkg-config --cflags lamda: $(pkg-config --cflags lamda)"; exit 1; }
+meson setup "$tmp/consumer/build" "$tmp/consumer" >"$tmp/setup.log" 2>&1 || { cat "$tmp/setup.log"; exit 1; }
+meson compile -C "$tmp/consumer/build" >"$tmp/compile.log" 2>&1 || { cat "$tmp/compile.log"; exit 1; }
+out=$("$tmp/consumer/build/consumer")
+[ "$out" = "params 40" ] || { echo "FAIL: consumer printed '$out'"; exit 1; }
+echo "pkg-config consumer: ok ($out)"
