@@ -61,6 +61,8 @@ packages=(
     # node for ONNX Runtime (onnxruntime-node from npm, bench/peers): that test's reference
     # outputs and bench/peers/compare.py; scripts/test.sh runs the npm install
     nodejs
+    # `lamda export --firmware` on an emulated Cortex-M4 (examples/mcu, tests/firmware_mcu_test.sh)
+    gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 )
 # npm: Debian's package, unless an npm is already on PATH (NodeSource's nodejs, which satisfies
 # the nodejs above, bundles npm and conflicts with Debian's npm package).

@@ -280,7 +280,7 @@ c3: conv2d out=8 kernel=3
     CHECK(lamda::firmware_arena_bytes(lamda::Graph{}) == -1);
 }
 
-TEST_CASE("firmware: bad weights are refused naming the tensor; subnormals are flushed") {
+TEST_CASE("firmware: bad weights are refused naming the tensor, subnormals are flushed") {
     const lamda::Graph g = parse("model s\ninput: input shape=1x1x2\nfc: fc out=2\n");
     lamda::Weights w = lamda::random_weights(g, 1);
     w["fc.weight"].data[0] = 1e-40f;   // subnormal

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The float firmware export (docs/firmware.md) on a host and on an emulated Cortex-M4:
+#   1. `lamda export --firmware` writes model.h/model.c for examples/firmware's Fashion-MNIST model;
+#   2. examples/mcu/main.c with the generated code, built by the host's cc (-std=c99 -Werror),
+#      classifies the first N test images exactly as `lamda run --dataset` does (line by line);
+#   3. the same sources built with arm-none-eabi-gcc for QEMU's mps2-an386 (Cortex-M4, hard float,
+#      newlib + semihosting) print the same lines under qemu-system-arm;
+#   4. arm-none-eabi-size gives flash (text + data) and RAM (data + bss, stack not included).
+# Usage: firmware_mcu_test.sh LAMDA_EXE SOURCE_DIR
+# Exits 77 (skipped) without gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm or
+# Debian's dataset-fashion-mnist, unless CI=true, where their absence is a failure.
+set -euo pipefail
+lamda=$1 src=$2
+n=${LAMDA_MCU_IMAGES:-20}
+data=/usr/share/datasets/fashion-mnist
+skip() {
+    if [ "${CI:-}" = true ]; then echo "FAIL: $1 (CI=true: scripts/install-deps.sh installs it)"; exit 1; fi
+    echo "skipped: $1"; exit 77
+}
+for tool in arm-none-eabi-gcc arm-none-eabi-size qemu-system-arm cc od; do
+    command -v "$tool" > /dev/null || skip "no $tool"
+done
+[ -f "$data/t10k-images-idx3-ubyte.gz" ] || skip "no $data"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mcu=$src/examples/mcu fw=$src/examples/firmware
+
+"$lamda" export "$fw/model.lamda" --weights "$fw/model.safetensors" --firmware "$work/fw" --json \
+    > "$work/export.json"
+cat "$work/export.json"
+
+# The first N test images and labels as a C header.
+gunzip -c "$data/t10k-images-idx3-ubyte.gz" > "$work/t10k-images-idx3-ubyte"
+gunzip -c "$data/t10k-labels-idx1-ubyte.gz" > "$work/t10k-labels-idx1-ubyte"
+ln -s t10k-images-idx3-ubyte "$work/train-images-idx3-ubyte"
+ln -s t10k-labels-idx1-ubyte "$work/train-labels-idx1-ubyte"
+{
+    echo "#define IMAGES_N $n"
+    echo "static const unsigned char images[IMAGES_N][784] = {"
+    tail -c +17 "$work/t10k-images-idx3-ubyte" | head -c $((n * 784)) | od -An -v -tu1 -w784 |
+        sed 's/^ *//; s/  */,/g; s/^/{/; s/$/},/'
+    echo "};"
+    echo "static const unsigned char labels[IMAGES_N] = {"
+    tail -c +9 "$work/t10k-labels-idx1-ubyte" | head -c "$n" | od -An -v -tu1 | sed 's/^ *//; s/  */,/g; s/$/,/'
+    echo "};"
+} > "$work/images.h"
+
+# Host.
+cc -std=c99 -O2 -Wall -Wextra -Werror -I"$work/fw" -I"$work" -o "$work/host" \
+    "$mcu/main.c" "$work/fw/model.c" -lm
+"$work/host" > "$work/host.txt"
+if "$lamda" run "$fw/model.lamda" --weights "$fw/model.safetensors" --dataset "$work" --limit "$n" \
+        > "$work/lamda.txt" 2> "$work/lamda.err"; then
+    diff -u "$work/lamda.txt" "$work/host.txt" || { echo "FAIL: the generated code's predictions differ from lamda run's"; exit 1; }
+else
+    echo "note: lamda run --dataset is unavailable (built without XNNPACK?): $(cat "$work/lamda.err")"
+fi
+
+# Cortex-M4 under QEMU: the default build (double accumulation, as the reference) and
+# MODEL_FAST_FLOAT (float accumulation, what an FPv4-SP part runs fast); both must predict as the host.
+arm_flags=(-std=c99 -mcpu=cortex-m4 -mthumb -O2 -mfloat-abi=hard -mfpu=fpv4-sp-d16
+    -ffunction-sections -fdata-sections -Wall -Wextra -Werror)
+for variant in default fast; do
+    extra=()
+    [ "$variant" = fast ] && extra=(-DMODEL_FAST_FLOAT)
+    arm-none-eabi-gcc "${arm_flags[@]}" "${extra[@]}" --specs=rdimon.specs -nostartfiles \
+        -T "$mcu/mps2_an386.ld" -Wl,--gc-sections -I"$work/fw" -I"$work" -o "$work/fw_$variant.elf" \
+        "$mcu/startup.c" "$mcu/main.c" "$work/fw/model.c" -lm
+    arm-none-eabi-gcc "${arm_flags[@]}" "${extra[@]}" -c -o "$work/model_$variant.o" "$work/fw/model.c"
+    echo "== $variant: whole program (newlib's printf included), then model.o alone"
+    arm-none-eabi-size "$work/fw_$variant.elf"
+    arm-none-eabi-size -A "$work/model_$variant.o" |
+        awk '/^\.text/ { t += $2 } /^\.rodata/ { r += $2 } END { print "model.o: code " t " bytes, weights " r " bytes" }'
+    timeout 300 qemu-system-arm -M mps2-an386 -nographic -monitor none -serial none \
+        -semihosting-config enable=on,target=native -icount shift=0 -kernel "$work/fw_$variant.elf" \
+        > "$work/qemu_raw.txt"
+    grep '^systick' "$work/qemu_raw.txt" | sed 's/$/ (relative cost only: QEMU -icount, not cycles)/' || true
+    grep -v '^systick' "$work/qemu_raw.txt" > "$work/qemu.txt"
+    diff -u "$work/host.txt" "$work/qemu.txt" ||
+        { echo "FAIL: the Cortex-M4 ($variant) predictions differ from the host's"; exit 1; }
+done
+echo "ok: host, lamda and Cortex-M4 (QEMU mps2-an386) agree on $n images ($(tail -1 "$work/qemu.txt"))"
