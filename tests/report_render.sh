@@ -61,7 +61,9 @@ check_dom() {
     if [ "$n" != "$front" ]; then
         echo "  the Pareto polyline has $n points, expected $front"; problems=$((problems + 1))
     fi
-    for id in 'id="constraint"' 'id="legend"' 'id="best-ring"' 'id="best-table"' '<pre id="best-dsl">' '</html>'; do
+    for id in 'id="constraint"' 'id="legend"' 'id="best-ring"' 'id="best-table"' '<pre id="best-dsl">' '</html>' \
+            'id="progress"' 'id="best-so-far"' 'class="progress-point' 'id="next-step"' 'class="num weight-bytes"' \
+            'class="num activation-bytes"' 'RAM (peak activations)'; do
         if [ "$(count "$id" "$dom")" -lt 1 ]; then
             echo "  missing: $id"; problems=$((problems + 1))
         fi

@@ -414,6 +414,69 @@ inline Axis fit_axis(std::vector<double> values, bool allow_log, bool force_log,
 // report.html: one page, readable offline, with no script: the task and its constraints, the
 // scatter of candidates (x: latency, measured or else predicted; y: accuracy, or MACs on a log
 // scale for the capacity objective), the Pareto front, the best candidates and the best model's DSL.
+namespace report_detail {
+
+// The search's progress, as NNI shows it: every candidate by index (feasible filled, others hollow
+// grey) and the best feasible one so far as a step line; the objective's value on the y axis
+// (accuracy, or the judged latency for the latency objective, lower is better).
+inline std::string progress_chart(const std::vector<CandidateRecord>& records, Objective objective) {
+    const bool by_accuracy = objective == Objective::Accuracy;
+    const auto value = [&](const CandidateRecord& r) -> std::optional<double> {
+        if (by_accuracy) return r.accuracy && std::isfinite(*r.accuracy) ? r.accuracy : std::nullopt;
+        const std::optional<double> ms = judged_latency_ms(r);
+        return ms && std::isfinite(*ms) && *ms >= 0 ? ms : std::nullopt;
+    };
+    std::vector<double> ys;
+    for (const CandidateRecord& r : records)
+        if (const auto v = value(r)) ys.push_back(*v);
+    if (ys.empty()) return {};
+    const double width = 960, height = 260, left = 84, right = 200, top = 16, bottom = 46;
+    const double n = static_cast<double>(records.size() > 1 ? records.size() - 1 : 1);
+    const auto X = [&](std::size_t i) { return fixed(left + (width - left - right) * static_cast<double>(i) / n, 2); };
+    const Axis ay = fit_axis(ys, false, false, height - bottom, top);
+    const auto Y = [&](double v) { return fixed(ay.px(v), 2); };
+    std::string h = "<h2>Progress</h2>\n<svg id=\"progress\" class=\"progress\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" +
+                    fixed(width, 0) + "\" height=\"" + fixed(height, 0) + "\" viewBox=\"0 0 " + fixed(width, 0) + " " +
+                    fixed(height, 0) + "\" role=\"img\" aria-label=\"best so far by candidate index\">\n";
+    h += "<g class=\"axis\">\n";
+    for (double v : ay.ticks())
+        h += "<line class=\"grid\" x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) + "\" y1=\"" + Y(v) +
+             "\" y2=\"" + Y(v) + "\"/><text class=\"tick\" x=\"" + fixed(left - 8, 0) + "\" y=\"" + fixed(ay.px(v) + 4, 2) +
+             "\" text-anchor=\"end\">" + (by_accuracy ? fixed(v * 100, 1) + "%" : general(v, 3)) + "</text>\n";
+    h += "<line x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) + "\" y1=\"" + fixed(height - bottom, 0) +
+         "\" y2=\"" + fixed(height - bottom, 0) + "\"/>\n";
+    h += "<text class=\"label\" x=\"" + fixed((left + width - right) / 2, 0) + "\" y=\"" + fixed(height - 12, 0) +
+         "\" text-anchor=\"middle\">candidate index (0 to " + std::to_string(records.size() ? records.size() - 1 : 0) +
+         ")</text>\n<text class=\"label\" transform=\"translate(16 " + fixed((top + height - bottom) / 2, 0) +
+         ") rotate(-90)\" text-anchor=\"middle\">" + (by_accuracy ? "accuracy" : "latency ms") + "</text>\n</g>\n";
+    std::string steps;
+    std::optional<double> best;
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        const CandidateRecord& r = records[i];
+        const auto v = value(r);
+        if (!v) continue;
+        const bool feasible = r.verdict == Verdict::Feasible;
+        h += "<circle class=\"progress-point " + std::string(feasible ? "feasible" : "infeasible") + "\" cx=\"" + X(i) +
+             "\" cy=\"" + Y(*v) + "\" r=\"3\" fill=\"" + (feasible ? "#1b9e77" : "#fff") + "\" stroke=\"" +
+             (feasible ? "#1b9e77" : "#999") + "\"><title>#" + std::to_string(r.index) + " " +
+             std::string(verdict_name(r.verdict)) + "</title></circle>\n";
+        if (feasible && (!best || (by_accuracy ? *v > *best : *v < *best))) {
+            if (best) steps += " " + X(i) + "," + Y(*best);
+            best = *v;
+            steps += (steps.empty() ? "" : " ") + X(i) + "," + Y(*best);
+        }
+    }
+    if (best) {
+        steps += " " + X(records.size() - 1) + "," + Y(*best);
+        h += "<polyline id=\"best-so-far\" fill=\"none\" stroke=\"#3b3bb3\" stroke-width=\"2\" points=\"" + steps +
+             "\"><title>best feasible so far</title></polyline>\n";
+    }
+    h += "</svg>\n";
+    return h;
+}
+
+}  // namespace report_detail
+
 inline std::string report_html(const Task& task, const std::vector<CandidateRecord>& records, const ReportInfo& info) {
     using namespace report_detail;
     const Objective objective = info.objective;
@@ -634,13 +697,16 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
     }
     h += "</svg>\n";
 
+    h += report_detail::progress_chart(records, objective);
+
     // The best candidates.
     const std::vector<std::size_t> ranked = rank_feasible(records, objective);
     h += "<h2>Best candidates</h2>\n";
     const auto candidate_table = [&](const std::vector<std::size_t>& rows, const char* id, bool with_rank) {
         h += std::string("<table id=\"") + id + "\">\n<tr>" + (with_rank ? "<th class=\"num\">rank</th>" : "") +
              "<th class=\"num\">#</th><th class=\"num\">latency ms</th><th>measured</th><th class=\"num\">params</th>"
-             "<th class=\"num\">MACs</th><th class=\"num\">accuracy</th><th>verdict</th><th>note</th></tr>\n";
+             "<th class=\"num\">MACs</th><th class=\"num\">flash (weight bytes)</th>"
+             "<th class=\"num\">RAM (peak activations)</th><th class=\"num\">accuracy</th><th>verdict</th><th>note</th></tr>\n";
         std::size_t rank = 0;
         for (std::size_t p : rows) {
             const CandidateRecord& r = records[p];
@@ -650,6 +716,9 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
                  "<td class=\"num\">" + std::to_string(r.index) + "</td><td class=\"num\">" +
                  ms_text(judged_latency_ms(r)) + "</td><td>" + (r.measured_ms ? "yes" : "predicted") +
                  "</td><td class=\"num\">" + grouped(r.params) + "</td><td class=\"num\">" + grouped(r.macs) +
+                 "</td><td class=\"num weight-bytes\">" + (r.params >= 0 ? grouped(r.params * 4) : std::string("-")) +
+                 "</td><td class=\"num activation-bytes\">" +
+                 (r.peak_activation_bytes >= 0 ? grouped(r.peak_activation_bytes) : std::string("-")) +
                  "</td><td class=\"num\">" + accuracy_text(r.accuracy) + "</td><td class=\"" +
                  (feasible ? "feasible-text" : "infeasible-text") + "\">" + std::string(verdict_name(r.verdict)) +
                  "</td><td>" + html_escape(r.note) + "</td></tr>\n";
@@ -667,6 +736,9 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
     if (best) {
         const CandidateRecord& r = records[*best];
         h += "<h2>Best model (#" + std::to_string(r.index) + ")</h2>\n";
+        h += "<p id=\"next-step\">Next step: <code>lamda export best.lamda --weights best.safetensors --cpp model.hpp</code>"
+             " (or <code>--pytorch model.py</code>; docs/export.md), and <code>lamda bench best.lamda</code> on the "
+             "device.</p>\n";
         h += "<p>" + ms_text(judged_latency_ms(r)) + " ms " + (r.measured_ms ? "measured" : "predicted") + ", " +
              grouped(r.params) + " parameters, " + grouped(r.macs) + " MACs" +
              (r.peak_activation_bytes >= 0 ? ", " + grouped(r.peak_activation_bytes) + " bytes of peak activations"
