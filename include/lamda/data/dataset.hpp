@@ -31,6 +31,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -44,6 +45,7 @@
 
 #include "../exception.hpp"
 #include "../core/ir.hpp"
+#include "../detail/checked.hpp"
 #include "weights.hpp"
 
 #if defined(LAMDA_WITH_XNNPACK)
@@ -212,13 +214,8 @@ inline std::string dims_string(const std::vector<std::int64_t>& dims) {
 // further, so a header claiming 2^32 x 2^32 x ... cannot overflow).
 inline std::int64_t checked_bytes(const std::vector<std::int64_t>& dims, std::int64_t item,
                                   std::int64_t limit) {
-    std::int64_t n = item;
-    for (std::int64_t d : dims) {
-        if (d < 0) return -1;
-        if (d != 0 && n > limit / d) return -1;
-        n *= d;
-    }
-    return n;
+    const std::optional<std::int64_t> n = detail::checked_bytes(dims, item, limit);  // detail/checked.hpp
+    return n ? *n : -1;
 }
 
 inline Array parse_idx(std::vector<unsigned char>&& b, const std::string& path) {
