@@ -223,9 +223,10 @@ TEST_CASE("hostile: a Fashion-MNIST-shaped gzip bomb stays uint8 in memory") {
     CHECK(d.train.size() == n);
     CHECK(d.train.images.empty());
     CHECK(d.train.pixels.size() == std::size_t{n} * 28 * 28);
-    // uint8 kept as is: ~94 MB for the pixels, at most as much again while inflating. Floats of
-    // the images alone (the old behaviour) would be 376 MB.
-    if (growth >= 0) CHECK(growth < 330);
+    // uint8 kept as is: ~94 MB for the pixels (the IDX header's size is reserved once while
+    // inflating, no doubling past it). Floats of the images alone (the old behaviour) would be
+    // 376 MB, on top of two copies of the bytes.
+    if (growth >= 0) CHECK(growth < 200);
     std::vector<float> image(d.train.image_elements(), -1.0f);
     d.train.copy_image(n - 1, image.data());
     CHECK(image[0] == 0.0f);
