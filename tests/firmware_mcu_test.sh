@@ -37,11 +37,11 @@ ln -s t10k-labels-idx1-ubyte "$work/train-labels-idx1-ubyte"
 {
     echo "#define IMAGES_N $n"
     echo "static const unsigned char images[IMAGES_N][784] = {"
-    tail -c +17 "$work/t10k-images-idx3-ubyte" | head -c $((n * 784)) | od -An -v -tu1 -w784 |
+    od -An -v -tu1 -j16 -N$((n * 784)) -w784 "$work/t10k-images-idx3-ubyte" |
         sed 's/^ *//; s/  */,/g; s/^/{/; s/$/},/'
     echo "};"
     echo "static const unsigned char labels[IMAGES_N] = {"
-    tail -c +9 "$work/t10k-labels-idx1-ubyte" | head -c "$n" | od -An -v -tu1 | sed 's/^ *//; s/  */,/g; s/$/,/'
+    od -An -v -tu1 -j8 -N"$n" "$work/t10k-labels-idx1-ubyte" | sed 's/^ *//; s/  */,/g; s/$/,/'
     echo "};"
 } > "$work/images.h"
 

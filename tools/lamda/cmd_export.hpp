@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -27,6 +28,8 @@
 #include <lamda/core/diagnostics.hpp>
 #include <lamda/dsl/parser.hpp>
 #include <lamda/deploy/export.hpp>
+#include <lamda/deploy/firmware.hpp>
+#include <lamda/detail/json_write.hpp>
 #include <lamda/exec/fold.hpp>
 #if defined(LAMDA_WITH_ONNX)
 #include <lamda/deploy/onnx_import.hpp>
@@ -73,7 +76,63 @@ inline std::string namespace_for(const std::string& name) { return lamda::cpp_na
 
 struct ExportArgs {
     std::string model, weights, pytorch, cpp, ns;
+    std::string firmware;                        // --firmware DIR (docs/firmware.md)
+    std::int64_t max_flash = 0, max_ram = 0;     // 0: no limit
+    bool json = false;
 };
+
+namespace export_cli {
+
+// --firmware DIR: generates, checks --max-flash/--max-ram, writes model.h and model.c, prints the
+// numbers (text or --json) to stdout. 1 when over a limit (nothing written).
+inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const lamda::Weights& weights) {
+    const lamda::FirmwareSource fw = lamda::firmware_source(graph, weights);
+    const std::int64_t ram = fw.arena_bytes + fw.input_bytes + fw.output_bytes;
+    bool refused = false;
+    if (a.max_flash > 0 && fw.flash_bytes > a.max_flash) {
+        std::cerr << "lamda: error: export --firmware: needs " << fw.flash_bytes << " bytes of flash ("
+                  << fw.weight_bytes << " weights + " << fw.code_bytes_estimate
+                  << " code, estimated), over --max-flash " << a.max_flash << '\n';
+        refused = true;
+    }
+    if (a.max_ram > 0 && ram > a.max_ram) {
+        std::cerr << "lamda: error: export --firmware: needs " << ram << " bytes of RAM (arena "
+                  << fw.arena_bytes << " + input " << fw.input_bytes << " + output " << fw.output_bytes
+                  << "), over --max-ram " << a.max_ram << '\n';
+        refused = true;
+    }
+    if (refused) return 1;
+    std::error_code ec;
+    std::filesystem::create_directories(a.firmware, ec);
+    if (ec) throw lamda::ExportError("cannot create directory '" + a.firmware + "': " + ec.message());
+    write_text((std::filesystem::path(a.firmware) / "model.h").string(), fw.header);
+    write_text((std::filesystem::path(a.firmware) / "model.c").string(), fw.source);
+    if (a.json) {
+        std::string dir;
+        lamda::append_json_string(dir, a.firmware);
+        std::cout << "{\"dir\": " << dir
+                  << ", \"flash_bytes\": " << fw.flash_bytes << ", \"weight_bytes\": " << fw.weight_bytes
+                  << ", \"code_bytes_estimate\": " << fw.code_bytes_estimate
+                  << ", \"arena_bytes\": " << fw.arena_bytes << ", \"input_bytes\": " << fw.input_bytes
+                  << ", \"output_bytes\": " << fw.output_bytes << ", \"ram_bytes\": " << ram
+                  << ", \"tflm_arena_bytes\": " << fw.tflm_arena_bytes
+                  << ", \"tflm_arena_io_bytes\": " << fw.tflm_arena_io_bytes << ", \"macs\": " << fw.macs
+                  << ", \"params\": " << fw.params << ", \"flushed_weights\": " << fw.flushed_weights
+                  << ", \"in_place_ops\": " << fw.in_place << "}\n";
+    } else {
+        std::cerr << "wrote " << a.firmware << "/model.h and model.c\n";
+        std::cout << "flash: " << fw.flash_bytes << " bytes (" << fw.weight_bytes << " weights + "
+                  << fw.code_bytes_estimate << " code, estimated)\n"
+                  << "arena: " << fw.arena_bytes << " bytes (+ input " << fw.input_bytes << " + output "
+                  << fw.output_bytes << " owned by the caller; TFLite Micro's greedy plan: "
+                  << fw.tflm_arena_bytes << ", " << fw.tflm_arena_io_bytes << " with input and output)\n"
+                  << "MACs: " << fw.macs << ", params: " << fw.params << ", subnormal weights flushed: "
+                  << fw.flushed_weights << '\n';
+    }
+    return 0;
+}
+
+}  // namespace export_cli
 
 inline int run_export(const ExportArgs& a) {
     const lamda::ParseResult parsed = lamda::parse_dsl_file(a.model);
@@ -81,8 +140,8 @@ inline int run_export(const ExportArgs& a) {
         std::cerr << lamda::format_diagnostics(parsed.diagnostics);
         return 1;
     }
-    if (a.pytorch.empty() && a.cpp.empty()) {
-        std::cerr << "lamda: error: export: give --pytorch OUT.py and/or --cpp OUT.hpp\n";
+    if (a.pytorch.empty() && a.cpp.empty() && a.firmware.empty()) {
+        std::cerr << "lamda: error: export: give --pytorch OUT.py, --cpp OUT.hpp and/or --firmware DIR\n";
         return 2;
     }
     lamda::Graph graph = parsed.graph;
@@ -93,9 +152,13 @@ inline int run_export(const ExportArgs& a) {
         if (graph.layers.size() != parsed.graph.layers.size())
             std::cerr << "lamda: note: " << a.weights
                       << " holds batch-norm-folded weights; exporting the folded model\n";
-    } else if (!a.cpp.empty()) {
-        std::cerr << "lamda: error: export --cpp needs --weights W.safetensors\n";
+    } else if (!a.cpp.empty() || !a.firmware.empty()) {
+        std::cerr << "lamda: error: export --cpp/--firmware needs --weights W.safetensors\n";
         return 2;
+    }
+    if (!a.firmware.empty()) {
+        const int rc = export_cli::write_firmware(a, graph, weights);
+        if (rc != 0) return rc;
     }
     if (!a.pytorch.empty()) {
         export_cli::write_text(a.pytorch, lamda::pytorch_module_source(graph));
@@ -235,6 +298,15 @@ inline void add_export_commands(CLI::App& app, int& exit_code) {
     exp->add_option("--pytorch", ex->pytorch, "Write a PyTorch module here");
     exp->add_option("--cpp", ex->cpp, "Write a C++ header here");
     exp->add_option("--namespace", ex->ns, "The C++ header's namespace (default: the model name)");
+    exp->add_option("--firmware", ex->firmware,
+                    "Write model.h and model.c here: dependency-free C99 for microcontrollers\n"
+                    "(docs/firmware.md)");
+    exp->add_option("--max-flash", ex->max_flash, "--firmware: refuse above this many flash bytes")
+        ->check(CLI::NonNegativeNumber);
+    exp->add_option("--max-ram", ex->max_ram,
+                    "--firmware: refuse when arena + input + output exceed this many bytes")
+        ->check(CLI::NonNegativeNumber);
+    exp->add_flag("--json", ex->json, "--firmware: print the numbers as JSON");
     exp->callback([ex, &exit_code] {
         try {
             exit_code = run_export(*ex);
