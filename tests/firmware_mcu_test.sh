@@ -28,6 +28,14 @@ mcu=$src/examples/mcu fw=$src/examples/firmware
 "$lamda" export "$fw/model.lamda" --weights "$fw/model.safetensors" --firmware "$work/fw" --json \
     > "$work/export.json"
 cat "$work/export.json"
+# Over --max-ram: refused with the numbers, nothing written.
+if "$lamda" export "$fw/model.lamda" --weights "$fw/model.safetensors" --firmware "$work/small" \
+        --max-ram 1000 > /dev/null 2> "$work/refused.txt"; then
+    echo "FAIL: --max-ram 1000 was not refused"; exit 1
+fi
+grep -q 'needs [0-9]* bytes of RAM (arena [0-9]* .*over --max-ram 1000' "$work/refused.txt" ||
+    { echo "FAIL: the refusal does not give the numbers: $(cat "$work/refused.txt")"; exit 1; }
+[ ! -e "$work/small" ] || { echo "FAIL: a refused export wrote files"; exit 1; }
 
 # The first N test images and labels as a C header.
 gunzip -c "$data/t10k-images-idx3-ubyte.gz" > "$work/t10k-images-idx3-ubyte"

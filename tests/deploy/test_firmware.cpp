@@ -294,4 +294,13 @@ TEST_CASE("firmware: bad weights are refused naming the tensor, subnormals are f
     CHECK_THROWS_AS(lamda::firmware_source(g, w), lamda::Exception);
     w.erase("fc.bias");
     CHECK_THROWS_WITH_AS(lamda::firmware_source(g, w), doctest::Contains("fc.bias"), lamda::Exception);
+    // Over the weight bound: refused with the numbers before any source is built.
+    const lamda::Graph big = parse("model big\ninput: input shape=1x1x4096\nfc: fc out=2100 bias=false\n");
+    lamda::Weights bw;
+    bw["fc.weight"] = lamda::WeightTensor{{2100, 4096}, std::vector<float>(std::size_t{2100} * 4096, 0.5f)};
+    CHECK_THROWS_WITH_AS(lamda::firmware_source(big, bw), doctest::Contains("34406400 bytes of weights"),
+                         lamda::ExportError);
+    w = lamda::random_weights(g, 1);
+    w.erase("fc.bias");
+    CHECK_THROWS_WITH_AS(lamda::firmware_source(g, w), doctest::Contains("fc.bias"), lamda::Exception);
 }

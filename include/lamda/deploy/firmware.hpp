@@ -543,6 +543,9 @@ inline void emit_array(std::string& out, const std::string& name, const std::vec
 
 }  // namespace firmware_detail
 
+// The most weight bytes firmware_source accepts.
+inline constexpr std::int64_t max_firmware_weight_bytes = std::int64_t{32} << 20;
+
 // Generates model.h and model.c for `graph` (shapes inferred) with `weights` (validate_weights; batch
 // norm folded here). Throws ExportError / ExecutorError naming the layer or tensor at fault.
 inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weights_in) {
@@ -553,6 +556,12 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
     const FirmwarePlan plan = firmware_plan(graph);
     if (!plan.ok) throw ExportError("firmware: " + plan.error);
     const ModelStats stats = analyze(graph);
+    // The source holds ~12 characters per weight: bound it before building it (32 MiB of float
+    // weights is more flash than microcontrollers have).
+    if (stats.weight_bytes > max_firmware_weight_bytes)
+        throw ExportError("firmware: " + std::to_string(stats.weight_bytes) +
+                          " bytes of weights, over the firmware export's limit of " +
+                          std::to_string(max_firmware_weight_bytes) + " (32 MiB)");
 
     FirmwareSource fs;
     fs.arena_bytes = plan.arena_bytes;
