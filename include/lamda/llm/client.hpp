@@ -866,6 +866,7 @@ private:
         const std::size_t cap = config_.max_reply_bytes;
         SseAccumulator acc;
         auto last_progress = t0;
+        std::size_t checked_at = 0;
         req.response_handler = [&](const httplib::Response& r) {
             std::size_t bytes = 0;
             for (const auto& h : r.headers) bytes += h.first.size() + h.second.size() + 4;
@@ -901,9 +902,16 @@ private:
                     on_progress(acc.reply.content.size() + acc.reply.reasoning.size(), std::chrono::duration<double>(now - t0).count());
                 }
                 if (acc.done) return true;
-                if (stop_when && !acc.reply.content.empty() && stop_when(acc.reply.content)) {
-                    stopped = true;
-                    return false;
+                // Asked when the content grew by 512 bytes or a fence may have closed: never a
+                // rescan per tiny event.
+                const std::size_t size = acc.reply.content.size();
+                if (stop_when && size > 0 && size > checked_at &&
+                    (size >= checked_at + 512 || acc.reply.content.find('`', checked_at) != std::string::npos)) {
+                    checked_at = size;
+                    if (stop_when(acc.reply.content)) {
+                        stopped = true;
+                        return false;
+                    }
                 }
             }
             return true;
