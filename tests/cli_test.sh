@@ -145,5 +145,64 @@ expect_rc 0 "${lamda[@]}" --version
 "${lamda[@]}" check >"$tmp/out" 2>"$tmp/err" && fail "check without a model succeeded" || pass
 "${lamda[@]}" frobnicate >"$tmp/out" 2>"$tmp/err" && fail "unknown subcommand succeeded" || pass
 
+
+# --- The conventions (docs/cli.md): one exit-code table, '-', clear usage errors ---------------
+# Usage errors exit 2 for every subcommand (CLI11's own 105/106/109 never leak out).
+expect_rc 2 "${lamda[@]}" frobnicate
+expect_in "$tmp/err" "unknown command 'frobnicate'"
+expect_rc 2 "${lamda[@]}" chek "$src/examples/models/lenet5.lamda"
+expect_in "$tmp/err" "did you mean 'check'?"
+expect_rc 2 "${lamda[@]}"
+for sub in check fmt bench sample profile predict eval-predictor generate llm-check train eval import export run; do
+    "${lamda[@]}" "$sub" --help >/dev/null 2>&1 || continue  # not built in
+    case $sub in train|eval) "${lamda[@]}" --version | grep -q "features:.*torch" || continue ;; esac  # stubs without libtorch
+    expect_rc 2 "${lamda[@]}" "$sub" --no-such-option
+    expect_in "$tmp/err" "lamda $sub: error:"
+done
+for sub in check fmt bench export run; do
+    expect_rc 2 "${lamda[@]}" "$sub"  # the model is required
+done
+expect_rc 2 "${lamda[@]}" bench --runs abc "$src/examples/models/lenet5.lamda"
+expect_in "$tmp/err" "'abc' is not a number"
+expect_rc 2 "${lamda[@]}" bench --runs 0 "$src/examples/models/lenet5.lamda"
+expect_in "$tmp/err" "'0' is out of range"
+expect_rc 2 "${lamda[@]}" device --seconds abc
+expect_rc 0 "${lamda[@]}" --version
+expect_in "$tmp/out" "features:"
+expect_rc 0 "${lamda[@]}" bench --help
+expect_in "$tmp/out" "50"  # the default number of runs is shown
+
+# fmt keeps comments, reads '-', and has --json (schema in docs/cli.md).
+printf '# head\nmodel m  # name\n\ninput: input shape=8x8x1\nc: conv2d out=4 kernel=3 stride=1 # trail\ngap\n' >"$tmp/commented.lamda"
+expect_rc 1 "${lamda[@]}" fmt --check "$tmp/commented.lamda"
+expect_rc 0 "${lamda[@]}" fmt -i "$tmp/commented.lamda"
+expect_in "$tmp/commented.lamda" "# head"
+expect_in "$tmp/commented.lamda" "c: conv2d out=4 kernel=3  # trail"
+expect_rc 0 "${lamda[@]}" fmt --check "$tmp/commented.lamda"
+expect_rc 0 "${lamda[@]}" fmt - <"$tmp/commented.lamda"
+cmp -s "$tmp/out" "$tmp/commented.lamda" && pass || fail "fmt - is not fmt FILE"
+expect_rc 2 "${lamda[@]}" fmt -i - <"$tmp/commented.lamda"
+for f in "$src"/examples/models/*.lamda "$src/examples/firmware/model.lamda"; do
+    expect_rc 0 "${lamda[@]}" fmt --check "$f"
+done
+expect_rc 0 "${lamda[@]}" fmt --json "$tmp/commented.lamda"
+/usr/bin/python3 "$src/tests/cli_schema.py" "$src/docs/cli.md" fmt "$tmp/out" && pass || fail "fmt --json schema"
+expect_rc 1 "${lamda[@]}" fmt --json "$tmp/bad.lamda"
+/usr/bin/python3 "$src/tests/cli_schema.py" "$src/docs/cli.md" fmt "$tmp/out" && pass || fail "fmt --json schema (invalid)"
+expect_rc 0 "${lamda[@]}" check --json - <"$src/examples/models/lenet5.lamda"
+/usr/bin/python3 "$src/tests/cli_schema.py" "$src/docs/cli.md" check "$tmp/out" && pass || fail "check --json schema"
+
+# export writes to '-' (standard output), status on stderr.
+expect_rc 0 "${lamda[@]}" export "$src/examples/models/lenet5.lamda" --pytorch -
+expect_in "$tmp/out" "import torch"
+expect_in "$tmp/err" "wrote the module to standard output"
+[ -e ./- ] && fail "export --pytorch - wrote a file named '-'" || pass
+
+# A file that is not lamda DSL says what it is and which command reads it.
+printf '\x08\x07\x12\x07pytorch' >"$tmp/model.onnx"
+expect_rc 1 "${lamda[@]}" check "$tmp/model.onnx"
+expect_in "$tmp/err" "this is an ONNX file"
+[ "$(wc -l <"$tmp/err")" -le 3 ] && pass || fail "an ONNX file gives more than 3 lines"
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -10,6 +10,16 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 pc=$tmp/prefix/share/pkgconfig/lamda.pc
 [ -f "$pc" ] || { echo "FAIL: $pc not installed"; exit 1; }
+# The man page and completions, generated at build time from the CLI, are installed with it.
+if [ -f "$build/completions/lamda.bash" ]; then
+    for f in share/bash-completion/completions/lamda share/zsh/site-functions/_lamda; do
+        [ -s "$tmp/prefix/$f" ] || { echo "FAIL: $f not installed"; exit 1; }
+    done
+    grep -q "fmt" "$tmp/prefix/share/bash-completion/completions/lamda" || { echo "FAIL: no fmt in the completions"; exit 1; }
+fi
+if [ -f "$build/lamda.1" ]; then
+    [ -s "$tmp/prefix/share/man/man1/lamda.1" ] || { echo "FAIL: the man page is not installed"; exit 1; }
+fi
 mkdir "$tmp/consumer"
 cat >"$tmp/consumer/meson.build" <<'MESON'
 project('consumer', 'cpp', default_options: ['cpp_std=c++17', 'warning_level=3', 'werror=true'])

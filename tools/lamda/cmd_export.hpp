@@ -63,6 +63,11 @@ inline lamda::Graph graph_fitting(const lamda::Graph& graph, const lamda::Weight
 }
 
 inline void write_text(const std::string& path, const std::string& text) {
+    if (path == "-") {  // standard output (docs/cli.md); status lines go to stderr
+        std::cout << text;
+        if (!std::cout.flush()) throw lamda::ExportError("cannot write to standard output");
+        return;
+    }
     std::ofstream f(path, std::ios::binary);
     if (!f) throw lamda::ExportError("cannot write '" + path + "'");
     f << text;
@@ -162,12 +167,12 @@ inline int run_export(const ExportArgs& a) {
     }
     if (!a.pytorch.empty()) {
         export_cli::write_text(a.pytorch, lamda::pytorch_module_source(graph));
-        std::cout << "wrote " << a.pytorch << '\n';
+        std::cerr << "wrote " << (a.pytorch == "-" ? std::string("the module to standard output") : a.pytorch) << '\n';
     }
     if (!a.cpp.empty()) {
         const std::string ns = a.ns.empty() ? export_cli::namespace_for(graph.name) : a.ns;
         export_cli::write_text(a.cpp, lamda::cpp_header_source(graph, weights, ns));
-        std::cout << "wrote " << a.cpp << " (namespace " << ns << ")\n";
+        std::cerr << "wrote " << (a.cpp == "-" ? std::string("the header to standard output") : a.cpp) << " (namespace " << ns << ")\n";
     }
     return 0;
 }

@@ -8,6 +8,7 @@
 
 #include <lamda/lamda.hpp>
 
+#include "cli_app.hpp"
 #include "cli_io.hpp"
 #include "cmd_export.hpp"
 #include "cmd_generate.hpp"
@@ -73,7 +74,7 @@ std::string pad_left(const std::string& s, std::size_t width) {
 }
 
 int run_check(const std::string& path, bool as_json) {
-    const lamda::ParseResult parsed = lamda::parse_dsl_file(path);
+    const lamda::ParseResult parsed = lamda_cli::parse_model(path);
     if (!parsed.ok()) {
         print_diagnostics(parsed.diagnostics);
         if (as_json) {
@@ -164,8 +165,7 @@ struct FmtArgs {
 int run_fmt(const FmtArgs& args) {
     for (const std::string& path : args.models)
         if (args.in_place && lamda_cli::is_stdio(path)) {
-            std::cerr << "lamda fmt: error: -i rewrites files; standard input ('-') has none
-";
+            std::cerr << "lamda fmt: error: -i rewrites files; standard input ('-') has none\n";
             return lamda_cli::exit_usage;
         }
     int rc = exit_ok;
@@ -189,15 +189,13 @@ int run_fmt(const FmtArgs& args) {
             rc = exit_invalid;
         } else if (args.check_only) {
             if (!formatted) {
-                std::cerr << name << ": not formatted (run `lamda fmt -i " << path << "`)
-";
+                std::cerr << name << ": not formatted (run `lamda fmt -i " << path << "`)\n";
                 rc = exit_invalid;
             }
         } else if (args.in_place) {
             if (!formatted) {
                 if (!lamda_cli::write_output(path, f.text, error)) {
-                    std::cerr << path << ": error: " << error << '
-';
+                    std::cerr << path << ": error: " << error << '\n';
                     rc = exit_invalid;
                 } else {
                     written = true;
@@ -259,7 +257,7 @@ void lamda_cli_print_bench(const lamda::BenchResult& r, double peak);
 
 int run_bench(const BenchArgs& args) {
 #if defined(LAMDA_WITH_XNNPACK)
-    const lamda::ParseResult parsed = lamda::parse_dsl_file(args.model);
+    const lamda::ParseResult parsed = lamda_cli::parse_model(args.model);
     if (!parsed.ok()) {
         print_diagnostics(parsed.diagnostics);
         return exit_invalid;
@@ -364,7 +362,8 @@ void lamda_cli_print_bench(const lamda::BenchResult& r, double peak) {
 int main(int argc, char** argv) {
     CLI::App app{"lamda: generates deep neural networks that fit an edge device.\n"
                  "Models are written in the lamda DSL (docs/dsl.md)."};
-    app.set_version_flag("--version", std::string("lamda ") + lamda::version_string);
+    app.set_version_flag("--version", lamda_cli::version_text());
+    app.option_defaults()->always_capture_default();  // help shows every option's default
     app.require_subcommand(1);
 
     std::string model_path;
@@ -427,7 +426,7 @@ int main(int argc, char** argv) {
     lamda_cli::add_train_commands(app, train_exit);
     lamda_cli::add_export_commands(app, train_exit);  // `export`, `import`, `run` (cmd_export.hpp)
 
-    CLI11_PARSE(app, argc, argv);
+    if (const int rc = lamda_cli::parse_command_line(app, argc, argv); rc >= 0) return rc;
     if (train_exit >= 0) return train_exit;
 
     try {
