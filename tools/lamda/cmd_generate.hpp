@@ -260,7 +260,7 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
             resolve_objective(t, trainer != nullptr, a.task);
             auto lost = std::make_shared<generate_detail::LostBoard>();
             mpi_serve(*mpi, t, evaluation_setup(t, o, trainer.get(), lost), std::filesystem::absolute(a.out).string(),
-                      [lost] { return lost->lost(); });
+                      [lost] { return lost->lost(); }, /*local_measure=*/device.empty());
             return exit_code(ExitCode::ok);
         }
         mpi_runner = std::make_shared<MpiRunner>(*mpi);

@@ -15,7 +15,9 @@
 // XNNPACK or through `measure_with` (a board), confirms the best feasible candidates with a
 // longer measurement, trains the top ones in full when a trainer is given (until one meets
 // min_accuracy), and writes best.lamda (+ best.safetensors), report.json and report.html
-// atomically (a reader never sees half a file).
+// atomically (a reader never sees half a file). With o.workers > 1 (threads) or o.runner (MPI
+// ranks, search/mpi.hpp) several candidates are measured/trained at once (search/parallel.hpp,
+// docs/scale.md); the journal, the report and the final steps stay in the calling thread.
 //
 // Contract: throws lamda::Exception (TaskError, JournalError, ProfileError, ...) for bad input
 // and for a lost board (after the journal is safe: nothing computed is lost, --resume continues);
@@ -375,7 +377,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
             w.trainer = trainer ? o.worker_trainers[static_cast<std::size_t>(i)] : nullptr;
             workers.push_back(std::move(w));
         }
-        ThreadRunner runner(task, std::move(workers), fs::absolute(o.out_dir).string());
+        ThreadRunner runner(task, std::move(workers), fs::absolute(o.out_dir).string(), /*local_measure=*/!o.measure_with);
         out.result = run_generation_parallel(task, proposer, setup, runner, std::move(resumed));
     } else {
         out.result = run_generation(task, proposer, setup, std::move(resumed));

@@ -25,6 +25,13 @@
 #error "lamda/search/mpi.hpp needs LAMDA_WITH_MPI (Open MPI: apt-get install libopenmpi-dev) and LAMDA_WITH_LATENCY"
 #else
 
+// Only MPI's C API is used: its deprecated C++ bindings do not compile warning-free.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
 #include <mpi.h>
 
 #include <time.h>
@@ -205,12 +212,13 @@ private:
 // (this CPU or this rank's board) and trains (this rank's trainer); measurements and trainings
 // go through this node's NodeGate keyed by `gate_key` (the output directory). `lost` (optional)
 // returns true when a measuring failure means the board is gone: this rank then throws (and the
-// caller ends the job), leaving that candidate out of the journal for --resume.
+// caller ends the job), leaving that candidate out of the journal for --resume. `local_measure`
+// false (a board measures): measurements do not wait for this node's trainings.
 inline void mpi_serve(const MpiSession& session, const Task& task, GenerateSetup setup, const std::string& gate_key,
-                      const std::function<bool()>& lost = {}) {
+                      const std::function<bool()>& lost = {}, bool local_measure = true) {
     auto gate = std::make_shared<const NodeGate>(gate_key);
     std::unique_ptr<Trainer> gated;
-    const GenerateSetup s = gated_setup(std::move(setup), gate, gated);
+    const GenerateSetup s = gated_setup(std::move(setup), gate, gated, local_measure);
     const std::string name = "rank " + std::to_string(session.rank()) + " @ " + node_name();
     for (;;) {
         mpi_detail::Message m = mpi_detail::receive(0, MPI_ANY_TAG);

@@ -293,10 +293,11 @@ private:
 }  // namespace parallel_detail
 
 // A setup whose measurements and trainings go through `gate` (see NodeGate). `owned` keeps the
-// gated trainer alive; the returned setup points into it.
+// gated trainer alive; the returned setup points into it. `local_measure` false: measurements run
+// elsewhere (a board behind lamda-agent) and need not wait for this node's trainings.
 inline GenerateSetup gated_setup(GenerateSetup setup, std::shared_ptr<const NodeGate> gate,
-                                 std::unique_ptr<Trainer>& owned) {
-    if (setup.measure) {
+                                 std::unique_ptr<Trainer>& owned, bool local_measure = true) {
+    if (setup.measure && local_measure) {
         auto measure = std::move(setup.measure);
         setup.measure = [measure, gate](const Graph& g) {
             const NodeGate::Hold hold = gate->measuring();
@@ -321,14 +322,15 @@ inline std::string node_name() {
 // thread-safe); measurements and trainings gated per node by `gate_key` (see NodeGate).
 class ThreadRunner : public CandidateRunner {
 public:
-    ThreadRunner(const Task& task, std::vector<GenerateSetup> worker_setups, const std::string& gate_key)
+    ThreadRunner(const Task& task, std::vector<GenerateSetup> worker_setups, const std::string& gate_key,
+                 bool local_measure = true)
         : task_(task) {
         if (worker_setups.empty()) throw Exception(Error(ErrorKind::usage, "ThreadRunner: no workers"));
         auto gate = std::make_shared<const NodeGate>(gate_key);
         const std::string node = node_name();
         gated_.resize(worker_setups.size());
         for (std::size_t i = 0; i < worker_setups.size(); ++i) {
-            setups_.push_back(gated_setup(std::move(worker_setups[i]), gate, gated_[i]));
+            setups_.push_back(gated_setup(std::move(worker_setups[i]), gate, gated_[i], local_measure));
             names_.push_back("worker " + std::to_string(i) + " @ " + node);
         }
         for (std::size_t i = 0; i < setups_.size(); ++i) threads_.emplace_back([this, i] { work(i); });
@@ -382,7 +384,7 @@ private:
             {
                 std::unique_lock<std::mutex> lock(m_);
                 jobs_cv_.wait(lock, [this] { return closing_ || !jobs_.empty(); });
-                if (jobs_.empty()) return;  // closing
+                if (closing_) return;  // (jobs not started are dropped: the search is over)
                 job = std::move(jobs_.front());
                 jobs_.pop_front();
             }
