@@ -82,7 +82,10 @@ int run_train(const TrainArgs& args) {
     const lamda::DatasetSplits data = lamda::load_dataset(args.dataset);
     std::cerr << "training " << (parsed.graph.name.empty() ? args.model : parsed.graph.name) << " on "
               << data.name << ": " << data.train.size() << " training images ("
-              << o.validation_fraction * 100 << "% held out for validation), "
+              << o.validation_fraction * 100 << "% held out for validation"
+              << (o.train_subset > 0 ? ", trained on a seeded sample of " + std::to_string(o.train_subset) + " of the rest"
+                                     : std::string())
+              << "), "
               << data.test.size() << " test images, " << o.epochs << " epochs, "
               << lamda::optimizer_name(o.optimizer) << ", " << o.threads << " thread"
               << (o.threads == 1 ? "" : "s") << '\n';
