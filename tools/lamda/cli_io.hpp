@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include <unistd.h>
+
 #include <lamda/core/diagnostics.hpp>
 #include <lamda/core/error.hpp>
 #include <lamda/dsl/parser.hpp>
@@ -25,6 +27,10 @@ constexpr int exit_failed = lamda::exit_code(lamda::ExitCode::failed);
 constexpr int exit_usage = lamda::exit_code(lamda::ExitCode::usage);
 
 inline bool is_stdio(const std::string& path) noexcept { return path == "-"; }
+
+// Progress lines that redraw themselves ('\r') only on a terminal: in a log they would be one
+// endless line.
+inline bool stderr_is_terminal() noexcept { return ::isatty(STDERR_FILENO) == 1; }
 
 // The name diagnostics use for a path.
 inline std::string display_name(const std::string& path) { return is_stdio(path) ? "<stdin>" : path; }

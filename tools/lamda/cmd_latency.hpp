@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <lamda/dsl/file.hpp>
+#include "cli_io.hpp"  // stderr_is_terminal
 #include <lamda/dsl/parser.hpp>
 #include <lamda/detail/json_write.hpp>
 #if defined(LAMDA_WITH_LATENCY)
@@ -243,7 +244,7 @@ inline int run_profile_remote(const LatencyCli& c) {
                     if (c.quiet || st.progress.empty() || (several && polls++ % 10 != 0)) return;
                     std::lock_guard<std::mutex> lock(io);
                     if (several) std::cerr << client.url() << ": " << st.progress << '\n';
-                    else std::cerr << '\r' << st.progress << "   " << std::flush;
+                    else if (lamda_cli::stderr_is_terminal()) std::cerr << '\r' << st.progress << "   " << std::flush;
                 }, 1.0);
                 const lamda::LatencyProfile prof = lamda::parse_latency_profile(text, client.url());
                 const std::string path = lamda::agent_profile_path(c.out, client, several);
@@ -284,7 +285,7 @@ inline int run_profile(const LatencyCli& c) {
     o.budget_s = c.budget_s;
     o.seed = c.profile_seed;
     o.quantile = c.quantile;
-    if (!c.quiet)
+    if (!c.quiet && lamda_cli::stderr_is_terminal())  // a log gets no '\r' progress line
         o.progress = [](const std::string& line) { std::cerr << '\r' << line << "   " << std::flush; };
     lamda::LatencyProfile p = lamda::profile_device(o, models, families);
     p.calibration_seed = static_cast<std::int64_t>(c.calibration_seed & 0x7fffffffffffffffull);
@@ -369,7 +370,7 @@ inline int run_eval(const LatencyCli& c) {
 #endif
             ms = lamda::measure_model_ms(graph, threads, c.runs, 2, 3.0, c.quantile);
             timings[i].push_back(ms);
-            if (!c.json || c.verbose) {
+            if ((!c.json || c.verbose) && lamda_cli::stderr_is_terminal()) {
                 std::fprintf(stderr, "\r[pass %d/%d, %zu/%zu] %-40s", round + 1, c.rounds, i + 1, total,
                              name.c_str());
                 std::fflush(stderr);
@@ -383,7 +384,7 @@ inline int run_eval(const LatencyCli& c) {
         row.measured = lamda::quantile(timings[i], 0.5);
         rows.push_back(row);
     }
-    if (!c.json || c.verbose) std::fprintf(stderr, "\r%60s\r", "");
+    if ((!c.json || c.verbose) && lamda_cli::stderr_is_terminal()) std::fprintf(stderr, "\r%60s\r", "");
     const double load_after = lamda::current_load_average();
 
     std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> by_family;
