@@ -821,7 +821,7 @@ TEST_CASE("llm servers: invalid models of one turn are repaired in one request")
     check_bar(task, result);
 }
 
-TEST_CASE("llm servers: a proxy that answers SSE although stream is false; streaming with progress and an early stop") {
+TEST_CASE("llm servers: a proxy that answers SSE although stream is false, streaming with progress and an early stop") {
     FakeLlm server;
     server.fallback([](int n, const std::string& body) {
         return Step{200, sse_body("Here:\n" + fenced(model_text(8 + 2 * n)), "stop", 7, static_cast<std::int64_t>(body.size() / 3)),
@@ -1002,7 +1002,7 @@ TEST_CASE("llm servers: a slow first token: the total deadline holds, a timed-ou
     }
 }
 
-TEST_CASE("llm servers: reply headers are capped; servers say their window (llama.cpp /props, vLLM /v1/models)") {
+TEST_CASE("llm servers: reply headers are capped, servers say their window (llama.cpp /props, vLLM /v1/models)") {
     {
         FakeLlm server;
         Step s = reply(fenced(model_text(8)));
