@@ -1058,7 +1058,7 @@ TEST_CASE("llm servers: structured output ({\"model\": DSL}) is unwrapped") {
     CHECK(extract_dsl_candidates(j.str()) == std::vector<std::string>{a});
 }
 
-TEST_CASE("llm: constraints go where each server takes them; numbers are printed without exponents") {
+TEST_CASE("llm: constraints go where each server takes them, numbers are printed without exponents") {
     ServerInfo llama;
     llama.kind = "llama.cpp";
     llama.grammar = llama.json_schema = true;
