@@ -166,6 +166,39 @@ def check(lamda, src, name, work, ort):
           f"XNNPACK max difference {diffs}")
 
 
+def check_default_export(lamda, work, ort):
+    """mobilenet_v3_small exported as users do (eval mode, constant folding) at opset 13, which
+    has no HardSwish: torch writes x * HardSigmoid(x), and the importer must give one hardswish
+    layer back (core/rewrite.hpp) and still compute what ONNX Runtime and torch compute."""
+    torch.manual_seed(2)
+    model = torchvision.models.mobilenet_v3_small(weights=None).eval()
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        want = model(x)
+    path = os.path.join(work, "v3_opset13.onnx")
+    torch.onnx.export(model, x, path, opset_version=13, input_names=["input"], output_names=["logits"])
+    dsl = os.path.join(work, "v3_opset13.lamda")
+    w = os.path.join(work, "v3_opset13.safetensors")
+    run([lamda, "import", path, "-o", dsl, "--weights", w])
+    with open(dsl) as f:
+        ops = [line.split(":", 1)[1].split()[0] for line in f if ":" in line and not line.startswith("#")]
+    hardswish = ops.count("hardswish") + sum(1 for line in open(dsl) if "act=hardswish" in line)
+    if hardswish < 19:  # mobilenet_v3_small has 19 hardswish activations
+        sys.exit(f"FAIL: opset-13 mobilenet_v3_small imported with {hardswish} hardswish layers "
+                 f"(want 19: x * HardSigmoid(x) not recognised)")
+    xf = os.path.join(work, "v3_opset13_x.safetensors")
+    yf = os.path.join(work, "v3_opset13_y.safetensors")
+    write_safetensors(xf, {"input": x.permute(0, 2, 3, 1)})
+    run([lamda, "run", dsl, "--weights", w, "--executor", "xnnpack", "--input", xf, "--out", yf])
+    got = read_safetensors(yf)["output"].reshape(-1)
+    refs = {"torch": want.reshape(-1)}
+    if ort is not None:
+        refs["ONNX Runtime"] = ort.outputs(path, x)
+    diffs = compare("mobilenet_v3_small, opset 13 (xnnpack)", got, refs)
+    print(f"ok: mobilenet_v3_small exported at opset 13: {len(ops)} layers, {hardswish} hardswish, "
+          f"XNNPACK max difference {diffs}")
+
+
 class Custom(torch.nn.Module):
     """The cases torchvision's models leave out: flatten of an HxWxC value before a Linear
     (C,H,W in ONNX, H,W,C in lamda), MatMul + Add, Clip as relu6, grouped and dilated
@@ -254,6 +287,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         if len(sys.argv) == 3:
             check_custom(lamda, work, ort)
+            check_default_export(lamda, work, ort)
         for name in names:
             check(lamda, src, name, work, ort)
     if ort is None:

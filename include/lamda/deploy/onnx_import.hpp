@@ -41,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/rewrite.hpp"
 #include "../exception.hpp"
 #include "../detail/checked.hpp"
 #include "../dsl/parser.hpp"
@@ -207,6 +208,9 @@ public:
         ParseResult p = parse_dsl(r.dsl, "imported.lamda");
         if (!p.ok()) throw OnnxImportError("the imported model does not check:\n" + format_diagnostics(p.diagnostics) + "\n" + r.dsl);
         r.graph = p.graph;
+        // Exporters spell some activations out (x * HardSigmoid(x) below opset 14): one layer
+        // again, which the executor fuses into the convolution before it.
+        fuse_activation_patterns(r.graph);
         r.dsl = print_dsl(r.graph);
         r.weights = weights_;
         const std::vector<std::string> problems = validate_weights(r.graph, r.weights);
