@@ -7,7 +7,7 @@
 //   search/  task, journal, proposers, designer, sampler, the loop, the report
 //   llm/     the LLM generator
 //   train/   libtorch training
-//   deploy/  ONNX import, PyTorch and header export
+//   deploy/  ONNX import, PyTorch, Linux-header and microcontroller-firmware export
 //   agent/   the on-device measurement agent and its client
 //   detail/  small shared helpers (hash, JSON writing and reading, statistics)
 // Contract: the core needs only a C++17 compiler; each optional part is included here only when
@@ -44,6 +44,7 @@
 #include "exec/bench.hpp"
 #endif
 #include "deploy/export.hpp"  // PyTorch module and Linux header sources (the header's run() needs XNNPACK)
+#include "deploy/firmware.hpp"  // dependency-free C99 firmware for microcontrollers
 #include "data/dataset.hpp"   // .gz files need LAMDA_WITH_ZLIB, evaluate_accuracy LAMDA_WITH_XNNPACK
 #if defined(LAMDA_WITH_LATENCY)
 #include "detail/json_read.hpp"
