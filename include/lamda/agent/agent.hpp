@@ -306,13 +306,13 @@ public:
     void stop() {
         stopping_.store(true);
         if (server_) server_->stop();
-        std::vector<std::thread> threads;
+        std::vector<std::pair<std::string, std::thread>> threads;
         {
             std::lock_guard<std::mutex> lock(jobs_mutex_);
             threads.swap(job_threads_);
         }
         for (auto& t : threads)
-            if (t.joinable()) t.join();
+            if (t.second.joinable()) t.second.join();
     }
     int port() const noexcept { return port_; }
     const DeviceInfo& device() const noexcept { return device_; }
@@ -342,7 +342,7 @@ private:
     std::vector<AgentMeasurementSpan> spans_;
     std::mutex jobs_mutex_;
     std::map<std::string, Job> jobs_;
-    std::vector<std::thread> job_threads_;
+    std::vector<std::pair<std::string, std::thread>> job_threads_;  // job id, its thread
     std::mt19937_64 id_rng_{std::random_device{}()};
     const clock::time_point epoch_ = clock::now();
 
@@ -533,11 +533,11 @@ private:
                 bool ok = false;
                 const Graph g = model_of(b, name, res, ok);
                 if (!ok) return;
+                // Random weights are built only once this request holds the measurement lock, so
+                // requests waiting in the queue hold no weights of their own (issue 16).
                 Weights weights;
                 const std::string encoded = str_field(b, "weights_base64", "");
-                if (encoded.empty()) {
-                    weights = random_weights(g, 1);
-                } else {
+                if (!encoded.empty()) {
                     const std::optional<std::string> bytes = base64_decode(encoded);
                     if (!bytes) throw agent_detail::RequestError("weights_base64: not valid base64");
                     try {
@@ -551,6 +551,7 @@ private:
                 BenchResult r;
                 {
                     Turn turn(*this, "bench");
+                    if (encoded.empty()) weights = random_weights(g, 1);
                     check_duration(g, o.threads, o.warmup + 2.0 * o.runs);
                     r = benchmark_model(g, weights, o);
                 }
@@ -622,7 +623,10 @@ private:
                     std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(id_rng_()));
                     id = hex;
                     jobs_[id].id = id;
-                    job_threads_.emplace_back([this, id, o, count, calibration_seed]() mutable { run_job(id, o, count, calibration_seed); });
+                    reap_finished_jobs();
+                    job_threads_.emplace_back(id, std::thread([this, id, o, count, calibration_seed]() mutable {
+                        run_job(id, o, count, calibration_seed);
+                    }));
                 }
                 JsonWriter json;
                 json.begin_object().field("id", id).field("state", "queued").end_object();
@@ -658,6 +662,22 @@ private:
     }
 
     struct Stopped {};
+
+    // Joins the threads of finished profile jobs (and of forgotten ones, which had finished).
+    // Called with jobs_mutex_ held: a finished job's thread has set its state under that lock
+    // and takes no lock after, so the join cannot wait on us.
+    void reap_finished_jobs() {
+        for (auto it = job_threads_.begin(); it != job_threads_.end();) {
+            const auto job = jobs_.find(it->first);
+            const bool finished = job == jobs_.end() || job->second.state == "done" || job->second.state == "failed";
+            if (finished && it->second.joinable()) {
+                it->second.join();
+                it = job_threads_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
 
     void set_job(const std::string& id, const std::function<void(Job&)>& f) {
         std::lock_guard<std::mutex> lock(jobs_mutex_);
