@@ -477,52 +477,70 @@ inline std::string progress_chart(const std::vector<CandidateRecord>& records, O
 
 }  // namespace report_detail
 
-inline std::string report_html(const Task& task, const std::vector<CandidateRecord>& records, const ReportInfo& info) {
-    using namespace report_detail;
-    const Objective objective = info.objective;
-    const bool by_accuracy = objective == Objective::Accuracy;
-    const std::optional<std::size_t> best = best_of(records, info);
-    const std::vector<std::size_t> front = pareto_front(records, objective);
-    std::vector<bool> is_front(records.size(), false);
-    for (std::size_t p : front) is_front[p] = true;
+namespace report_detail {
 
-    std::vector<std::size_t> plotted;
-    for (std::size_t i = 0; i < records.size(); ++i)
-        if (on_latency_plane(records[i], objective)) plotted.push_back(i);
-    const auto y_value = [&](const CandidateRecord& r) {
-        return by_accuracy ? *r.accuracy : std::max(1.0, static_cast<double>(r.macs));
-    };
+// report.html, built section by section; each method appends one part of the page to `h`.
+struct HtmlReport {
+    const Task& task;
+    const std::vector<CandidateRecord>& records;
+    const ReportInfo& info;
+    const Objective objective;
+    const bool by_accuracy;
+    const std::optional<std::size_t> best;
+    const std::vector<std::size_t> front;      // the Pareto front, by latency
+    std::vector<bool> is_front;
+    std::vector<std::size_t> plotted;          // candidates on the latency plane
+    const std::vector<std::size_t> ranked;     // feasible, best first
+    // The scatter's geometry; the legend sits on the right.
+    static constexpr double width = 960, height = 480, left = 84, right = 200, top = 20, bottom = 58;
+    const double limit;
+    Axis ax, ay;
+    std::string h;
 
-    // Geometry.
-    const double width = 960, height = 480, left = 84, right = 200, top = 20, bottom = 58;  // legend on the right
-    std::vector<double> xs, ys;
-    for (std::size_t p : plotted) {
-        xs.push_back(*judged_latency_ms(records[p]));
-        ys.push_back(y_value(records[p]));
+    HtmlReport(const Task& t, const std::vector<CandidateRecord>& rs, const ReportInfo& i)
+        : task(t), records(rs), info(i), objective(i.objective), by_accuracy(i.objective == Objective::Accuracy),
+          best(best_of(rs, i)), front(pareto_front(rs, i.objective)), is_front(rs.size(), false),
+          ranked(rank_feasible(rs, i.objective)), limit(t.constraints.latency_ms) {
+        for (std::size_t p : front) is_front[p] = true;
+        for (std::size_t k = 0; k < records.size(); ++k)
+            if (on_latency_plane(records[k], objective)) plotted.push_back(k);
+        fit_axes();
+        h.reserve(16384 + records.size() * 600);
     }
-    const double limit = task.constraints.latency_ms;
-    if (limit > 0) xs.push_back(limit);
-    bool x_positive = true;
-    for (double x : xs) x_positive = x_positive && x > 0;
-    const Axis ax = fit_axis(xs, x_positive, false, left, width - right);
-    Axis ay = fit_axis(ys, false, !by_accuracy, height - bottom, top);
-    if (by_accuracy) {
-        ay.lo = std::max(0.0, ay.lo);
-        ay.hi = std::min(1.0, ay.hi);
-        if (!(ay.hi > ay.lo)) {
-            ay.lo = 0;
-            ay.hi = 1;
+
+    double y_value(const CandidateRecord& r) const {
+        return by_accuracy ? *r.accuracy : std::max(1.0, static_cast<double>(r.macs));
+    }
+    std::string X(double v) const { return fixed(ax.px(v), 2); }
+    std::string Y(double v) const { return fixed(ay.px(v), 2); }
+
+    void fit_axes() {
+        std::vector<double> xs, ys;
+        for (std::size_t p : plotted) {
+            xs.push_back(*judged_latency_ms(records[p]));
+            ys.push_back(y_value(records[p]));
+        }
+        if (limit > 0) xs.push_back(limit);
+        bool x_positive = true;
+        for (double x : xs) x_positive = x_positive && x > 0;
+        ax = fit_axis(xs, x_positive, false, left, width - right);
+        ay = fit_axis(ys, false, !by_accuracy, height - bottom, top);
+        if (by_accuracy) {
+            ay.lo = std::max(0.0, ay.lo);
+            ay.hi = std::min(1.0, ay.hi);
+            if (!(ay.hi > ay.lo)) {
+                ay.lo = 0;
+                ay.hi = 1;
+            }
         }
     }
-    const auto X = [&](double v) { return fixed(ax.px(v), 2); };
-    const auto Y = [&](double v) { return fixed(ay.px(v), 2); };
 
-    std::string h;
-    h.reserve(16384 + records.size() * 600);
-    h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
-    h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
-    h += "<title>lamda report: " + html_escape(task.name) + "</title>\n";
-    h += R"(<style>
+    // The page's head, style sheet and summary line.
+    void page_head() {
+        h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+        h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
+        h += "<title>lamda report: " + html_escape(task.name) + "</title>\n";
+        h += R"(<style>
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1000px; padding: 0 16px; color: #222; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
 table { border-collapse: collapse; margin: 8px 0; } td, th { padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: left; }
@@ -541,52 +559,62 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
 </head>
 <body>
 )";
-    h += "<h1>lamda report: " + html_escape(task.name) + "</h1>\n";
-    h += "<p class=\"muted\">" + std::to_string(records.size()) + " candidates, proposer " +
-         html_escape(info.proposer.empty() ? "-" : info.proposer) + ", seed " + std::to_string(info.seed) +
-         ", objective " + std::string(objective_name(objective)) + ", " + general(info.total_seconds, 4) +
-         " s" + (info.stop_reason.empty() ? std::string() : ", stopped: " + html_escape(info.stop_reason)) +
-         ". lamda " + version_string + ".</p>\n";
+        h += "<h1>lamda report: " + html_escape(task.name) + "</h1>\n";
+        h += "<p class=\"muted\">" + std::to_string(records.size()) + " candidates, proposer " +
+             html_escape(info.proposer.empty() ? "-" : info.proposer) + ", seed " + std::to_string(info.seed) +
+             ", objective " + std::string(objective_name(objective)) + ", " + general(info.total_seconds, 4) +
+             " s" + (info.stop_reason.empty() ? std::string() : ", stopped: " + html_escape(info.stop_reason)) +
+             ". lamda " + version_string + ".</p>\n";
+
+    }
 
     // Task and constraints.
-    h += "<h2>Task</h2>\n<table id=\"task\">\n";
-    const auto row = [&h](const std::string& k, const std::string& v_html) {
-        h += "<tr><th>" + k + "</th><td>" + v_html + "</td></tr>\n";
-    };
-    const Constraints& c = task.constraints;
-    row("input", html_escape(to_string(task.input)));
-    row("classes", std::to_string(task.classes));
-    row("dataset", task.dataset.empty() ? std::string("none") : html_escape(task.dataset));
-    row("latency", c.latency_ms > 0 ? "&le; " + general(c.latency_ms, 6) + " ms at " + std::to_string(c.threads) +
-                                          (c.threads == 1 ? " thread" : " threads")
-                                    : std::string("no limit"));
-    row("parameters", c.max_params > 0 ? "&le; " + grouped(c.max_params) : std::string("no limit"));
-    row("peak activations",
-        c.max_activation_bytes > 0 ? "&le; " + grouped(c.max_activation_bytes) + " bytes" : std::string("no limit"));
-    row("accuracy", c.min_accuracy ? "&ge; " + accuracy_text(c.min_accuracy) : std::string("no limit"));
-    row("budget", std::to_string(task.budget.max_candidates) + " candidates, " + general(task.budget.max_seconds, 6) + " s");
-    row("profile", task.profile.empty() ? std::string("-") : html_escape(task.profile));
-    if (!info.device.empty()) row("device", html_escape(info.device));
-    h += "</table>\n";
+    void task_table() {
+        h += "<h2>Task</h2>\n<table id=\"task\">\n";
+        const auto row = [this](const std::string& k, const std::string& v_html) {
+            h += "<tr><th>" + k + "</th><td>" + v_html + "</td></tr>\n";
+        };
+        const Constraints& c = task.constraints;
+        row("input", html_escape(to_string(task.input)));
+        row("classes", std::to_string(task.classes));
+        row("dataset", task.dataset.empty() ? std::string("none") : html_escape(task.dataset));
+        row("latency", c.latency_ms > 0 ? "&le; " + general(c.latency_ms, 6) + " ms at " + std::to_string(c.threads) +
+                                              (c.threads == 1 ? " thread" : " threads")
+                                        : std::string("no limit"));
+        row("parameters", c.max_params > 0 ? "&le; " + grouped(c.max_params) : std::string("no limit"));
+        row("peak activations",
+            c.max_activation_bytes > 0 ? "&le; " + grouped(c.max_activation_bytes) + " bytes" : std::string("no limit"));
+        row("accuracy", c.min_accuracy ? "&ge; " + accuracy_text(c.min_accuracy) : std::string("no limit"));
+        row("budget", std::to_string(task.budget.max_candidates) + " candidates, " + general(task.budget.max_seconds, 6) + " s");
+        row("profile", task.profile.empty() ? std::string("-") : html_escape(task.profile));
+        if (!info.device.empty()) row("device", html_escape(info.device));
+        h += "</table>\n";
+
+    }
 
     // Verdicts and timings.
-    h += "<h2>Outcome</h2>\n<table id=\"verdicts\">\n<tr><th>verdict</th><th class=\"num\">candidates</th></tr>\n";
-    for (Verdict v : {Verdict::Feasible, Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams,
-                      Verdict::OverMemory, Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
-                      Verdict::Failed}) {
-        const auto n = std::count_if(records.begin(), records.end(), [v](const CandidateRecord& r) { return r.verdict == v; });
-        if (n == 0) continue;
-        h += "<tr><td>" + std::string(verdict_name(v)) + "</td><td class=\"num\">" + std::to_string(n) + "</td></tr>\n";
-    }
-    h += "</table>\n";
-    if (!info.stage_seconds.empty()) {
-        h += "<table id=\"timings\">\n<tr><th>stage</th><th class=\"num\">seconds</th></tr>\n";
-        for (const auto& [stage, s] : info.stage_seconds)
-            h += "<tr><td>" + html_escape(stage) + "</td><td class=\"num\">" + fixed(s, 2) + "</td></tr>\n";
-        h += "<tr><td>total</td><td class=\"num\">" + fixed(info.total_seconds, 2) + "</td></tr>\n</table>\n";
+    void outcome() {
+        h += "<h2>Outcome</h2>\n<table id=\"verdicts\">\n<tr><th>verdict</th><th class=\"num\">candidates</th></tr>\n";
+        for (Verdict v : {Verdict::Feasible, Verdict::Invalid, Verdict::WrongTask, Verdict::OverParams,
+                          Verdict::OverMemory, Verdict::OverPredicted, Verdict::OverMeasured, Verdict::BelowAccuracy,
+                          Verdict::Failed}) {
+            const auto n = std::count_if(records.begin(), records.end(), [v](const CandidateRecord& r) { return r.verdict == v; });
+            if (n == 0) continue;
+            h += "<tr><td>" + std::string(verdict_name(v)) + "</td><td class=\"num\">" + std::to_string(n) + "</td></tr>\n";
+        }
+        h += "</table>\n";
+        if (!info.stage_seconds.empty()) {
+            h += "<table id=\"timings\">\n<tr><th>stage</th><th class=\"num\">seconds</th></tr>\n";
+            for (const auto& [stage, s] : info.stage_seconds)
+                h += "<tr><td>" + html_escape(stage) + "</td><td class=\"num\">" + fixed(s, 2) + "</td></tr>\n";
+            h += "<tr><td>total</td><td class=\"num\">" + fixed(info.total_seconds, 2) + "</td></tr>\n</table>\n";
+        }
+
     }
 
-    // The scatter.
+    // The scatter of every plotted candidate by latency and accuracy (or MACs).
+    void scatter() {
+        const Constraints& c = task.constraints;
     const std::string y_label = by_accuracy ? "validation accuracy" : "MACs (log scale)";
     h += "<h2>Candidates</h2>\n";
     h += "<p class=\"muted\">" + std::to_string(plotted.size()) + " of " + std::to_string(records.size()) +
@@ -597,204 +625,243 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
          "\" height=\"" + fixed(height, 0) + "\" viewBox=\"0 0 " + fixed(width, 0) + " " + fixed(height, 0) +
          "\" role=\"img\" aria-label=\"candidates by latency and " + (by_accuracy ? "accuracy" : "MACs") + "\">\n";
     h += "<title>Candidates by latency (ms) and " + y_label + "</title>\n";
+        scatter_axes(y_label, c);
+        scatter_marks();
+        scatter_legend();
+        h += "</svg>\n";
+    }
+
     // Grid and ticks.
-    h += "<g class=\"axis\" id=\"x-axis\">\n";
-    for (double v : ax.ticks()) {
-        h += "<line class=\"grid\" x1=\"" + X(v) + "\" x2=\"" + X(v) + "\" y1=\"" + fixed(top, 0) + "\" y2=\"" +
-             fixed(height - bottom, 0) + "\"/>";
-        h += "<line x1=\"" + X(v) + "\" x2=\"" + X(v) + "\" y1=\"" + fixed(height - bottom, 0) + "\" y2=\"" +
-             fixed(height - bottom + 5, 0) + "\"/>";
-        h += "<text class=\"tick\" x=\"" + X(v) + "\" y=\"" + fixed(height - bottom + 19, 0) +
-             "\" text-anchor=\"middle\">" + general(v, 3) + "</text>\n";
-    }
-    h += "<line x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) + "\" y1=\"" + fixed(height - bottom, 0) +
-         "\" y2=\"" + fixed(height - bottom, 0) + "\"/>\n";
-    h += "<text class=\"label\" x=\"" + fixed((left + width - right) / 2, 0) + "\" y=\"" + fixed(height - 14, 0) +
-         "\" text-anchor=\"middle\">latency (ms" + std::string(ax.log ? ", log scale" : "") + ", at " +
-         std::to_string(c.threads) + (c.threads == 1 ? " thread" : " threads") + ")</text>\n</g>\n";
-    h += "<g class=\"axis\" id=\"y-axis\">\n";
-    const std::vector<double> y_ticks = ay.ticks();
-    int y_decimals = 0;  // of percentages: enough to tell neighbouring ticks apart
-    if (y_ticks.size() >= 2 && y_ticks[1] > y_ticks[0])
-        y_decimals = std::clamp(static_cast<int>(std::ceil(-std::log10((y_ticks[1] - y_ticks[0]) * 100) - 1e-9)), 0, 4);
-    for (double v : y_ticks) {
-        h += "<line class=\"grid\" x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) + "\" y1=\"" + Y(v) +
-             "\" y2=\"" + Y(v) + "\"/>";
-        h += "<line x1=\"" + fixed(left - 5, 0) + "\" x2=\"" + fixed(left, 0) + "\" y1=\"" + Y(v) + "\" y2=\"" + Y(v) + "\"/>";
-        h += "<text class=\"tick\" x=\"" + fixed(left - 8, 0) + "\" y=\"" + fixed(ay.px(v) + 4, 2) +
-             "\" text-anchor=\"end\">" + (by_accuracy ? fixed(v * 100, y_decimals) + "%" : compact(v)) +
-             "</text>\n";
-    }
-    h += "<line x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(left, 0) + "\" y1=\"" + fixed(top, 0) + "\" y2=\"" +
-         fixed(height - bottom, 0) + "\"/>\n";
-    h += "<text class=\"label\" transform=\"translate(16 " + fixed((top + height - bottom) / 2, 0) +
-         ") rotate(-90)\" text-anchor=\"middle\">" + y_label + "</text>\n</g>\n";
-    // The latency limit.
-    if (limit > 0) {
-        h += "<line id=\"constraint\" class=\"constraint\" x1=\"" + X(limit) + "\" x2=\"" + X(limit) + "\" y1=\"" +
-             fixed(top, 0) + "\" y2=\"" + fixed(height - bottom, 0) + "\"><title>latency limit " + general(limit, 6) +
-             " ms</title></line>\n";
-        h += "<text class=\"constraint-label\" x=\"" + fixed(ax.px(limit) + 4, 2) + "\" y=\"" + fixed(top + 12, 0) +
-             "\" fill=\"#c0182b\">limit " + general(limit, 4) + " ms</text>\n";
-    }
-    // The Pareto front.
-    if (!front.empty()) {
-        h += "<polyline id=\"pareto\" class=\"pareto\" points=\"";
-        for (std::size_t k = 0; k < front.size(); ++k) {
-            const CandidateRecord& r = records[front[k]];
-            h += (k ? " " : "") + X(*judged_latency_ms(r)) + "," + Y(y_value(r));
+    void scatter_axes(const std::string& y_label, const Constraints& c) {
+        h += "<g class=\"axis\" id=\"x-axis\">\n";
+        for (double v : ax.ticks()) {
+            h += "<line class=\"grid\" x1=\"" + X(v) + "\" x2=\"" + X(v) + "\" y1=\"" + fixed(top, 0) + "\" y2=\"" +
+                 fixed(height - bottom, 0) + "\"/>";
+            h += "<line x1=\"" + X(v) + "\" x2=\"" + X(v) + "\" y1=\"" + fixed(height - bottom, 0) + "\" y2=\"" +
+                 fixed(height - bottom + 5, 0) + "\"/>";
+            h += "<text class=\"tick\" x=\"" + X(v) + "\" y=\"" + fixed(height - bottom + 19, 0) +
+                 "\" text-anchor=\"middle\">" + general(v, 3) + "</text>\n";
         }
-        h += "\"><title>Pareto front (" + std::to_string(front.size()) + " candidates)</title></polyline>\n";
+        h += "<line x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) + "\" y1=\"" + fixed(height - bottom, 0) +
+             "\" y2=\"" + fixed(height - bottom, 0) + "\"/>\n";
+        h += "<text class=\"label\" x=\"" + fixed((left + width - right) / 2, 0) + "\" y=\"" + fixed(height - 14, 0) +
+             "\" text-anchor=\"middle\">latency (ms" + std::string(ax.log ? ", log scale" : "") + ", at " +
+             std::to_string(c.threads) + (c.threads == 1 ? " thread" : " threads") + ")</text>\n</g>\n";
+        h += "<g class=\"axis\" id=\"y-axis\">\n";
+        const std::vector<double> y_ticks = ay.ticks();
+        int y_decimals = 0;  // of percentages: enough to tell neighbouring ticks apart
+        if (y_ticks.size() >= 2 && y_ticks[1] > y_ticks[0])
+            y_decimals = std::clamp(static_cast<int>(std::ceil(-std::log10((y_ticks[1] - y_ticks[0]) * 100) - 1e-9)), 0, 4);
+        for (double v : y_ticks) {
+            h += "<line class=\"grid\" x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) + "\" y1=\"" + Y(v) +
+                 "\" y2=\"" + Y(v) + "\"/>";
+            h += "<line x1=\"" + fixed(left - 5, 0) + "\" x2=\"" + fixed(left, 0) + "\" y1=\"" + Y(v) + "\" y2=\"" + Y(v) + "\"/>";
+            h += "<text class=\"tick\" x=\"" + fixed(left - 8, 0) + "\" y=\"" + fixed(ay.px(v) + 4, 2) +
+                 "\" text-anchor=\"end\">" + (by_accuracy ? fixed(v * 100, y_decimals) + "%" : compact(v)) +
+                 "</text>\n";
+        }
+        h += "<line x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(left, 0) + "\" y1=\"" + fixed(top, 0) + "\" y2=\"" +
+             fixed(height - bottom, 0) + "\"/>\n";
+        h += "<text class=\"label\" transform=\"translate(16 " + fixed((top + height - bottom) / 2, 0) +
+             ") rotate(-90)\" text-anchor=\"middle\">" + y_label + "</text>\n</g>\n";
     }
-    // The candidates.
-    h += "<g id=\"candidates\">\n";
-    for (std::size_t p : plotted) {
-        const CandidateRecord& r = records[p];
-        const bool feasible = r.verdict == Verdict::Feasible;
-        const bool measured = r.measured_ms.has_value();
-        h += "<circle class=\"candidate " + std::string(feasible ? "feasible" : "infeasible") +
-             (measured ? " measured" : " predicted") + (is_front[p] ? " on-front" : "") + "\" data-index=\"" +
-             std::to_string(r.index) + "\" cx=\"" + X(*judged_latency_ms(r)) + "\" cy=\"" + Y(y_value(r)) + "\" r=\"" +
-             (is_front[p] ? "5" : "4") + "\"><title>#" + std::to_string(r.index) + " " +
-             std::string(verdict_name(r.verdict)) + ": " + general(*judged_latency_ms(r), 4) + " ms " +
-             (measured ? "measured" : "predicted") + ", " + grouped(r.params) + " params, " + grouped(r.macs) +
-             " MACs" + (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) +
-             (r.note.empty() ? std::string() : "\n" + html_escape(r.note)) + "</title></circle>\n";
-    }
-    h += "</g>\n";
-    if (best && on_latency_plane(records[*best], objective)) {
-        const CandidateRecord& r = records[*best];
-        h += "<circle id=\"best-ring\" class=\"best-ring\" cx=\"" + X(*judged_latency_ms(r)) + "\" cy=\"" +
-             Y(y_value(r)) + "\" r=\"9\"><title>best: #" + std::to_string(r.index) + "</title></circle>\n";
-    }
-    // Legend (its markers are not candidates).
-    {
-        const double lx = width - right + 26, ly = top + 10;
-        h += "<g id=\"legend\" class=\"legend\">\n";
-        h += "<rect x=\"" + fixed(lx - 8, 0) + "\" y=\"" + fixed(ly - 8, 0) +
-             "\" width=\"170\" height=\"122\" fill=\"#fff\" fill-opacity=\"0.88\" stroke=\"#ccc\"/>\n";
-        const auto item = [&](int k, const std::string& marker, const std::string& label) {
-            const double y = ly + 6 + k * 16;
-            std::string m = marker;
-            for (std::string::size_type at; (at = m.find("@X")) != std::string::npos;) m.replace(at, 2, fixed(lx + 6, 1));
-            for (std::string::size_type at; (at = m.find("@Y")) != std::string::npos;) m.replace(at, 2, fixed(y, 1));
-            h += m + "<text x=\"" + fixed(lx + 20, 1) + "\" y=\"" + fixed(y + 4, 1) + "\">" + label + "</text>\n";
-        };
-        item(0, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#1b9e77\" stroke=\"#1b9e77\"/>", "feasible");
-        item(1, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#d95f02\" stroke=\"#d95f02\"/>", "infeasible");
-        item(2, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#fff\" stroke=\"#555\" stroke-width=\"1.4\"/>",
-             "predicted latency only");
-        item(3, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#555\" stroke=\"#555\"/>", "measured latency");
-        item(4, "<line class=\"legend-marker\" x1=\"" + fixed(lx - 2, 1) + "\" x2=\"" + fixed(lx + 14, 1) +
-                    "\" y1=\"@Y\" y2=\"@Y\" stroke=\"#3b3bb3\" stroke-width=\"2\" stroke-dasharray=\"6 3\"/>",
-             "Pareto front");
-        item(5, "<line class=\"legend-marker\" x1=\"@X\" x2=\"@X\" y1=\"" + fixed(ly + 6 + 5 * 16 - 6, 1) + "\" y2=\"" +
-                    fixed(ly + 6 + 5 * 16 + 6, 1) + "\" stroke=\"#c0182b\" stroke-width=\"1.5\" stroke-dasharray=\"4 4\"/>",
-             "latency limit");
-        item(6, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"7\" fill=\"none\" stroke=\"#111\" stroke-width=\"2\"/>",
-             "best");
-        h += "</g>\n";
-    }
-    h += "</svg>\n";
 
-    h += report_detail::progress_chart(records, objective);
-
-    // The best candidates.
-    const std::vector<std::size_t> ranked = rank_feasible(records, objective);
-    h += "<h2>Best candidates</h2>\n";
-    const auto candidate_table = [&](const std::vector<std::size_t>& rows, const char* id, bool with_rank) {
-        h += std::string("<table id=\"") + id + "\">\n<tr>" + (with_rank ? "<th class=\"num\">rank</th>" : "") +
-             "<th class=\"num\">#</th><th class=\"num\">latency ms</th><th>measured</th><th class=\"num\">params</th>"
-             "<th class=\"num\">MACs</th><th class=\"num\">flash (weight bytes)</th>"
-             "<th class=\"num\">RAM (peak activations)</th><th class=\"num\">accuracy</th><th>verdict</th><th>note</th></tr>\n";
-        std::size_t rank = 0;
-        for (std::size_t p : rows) {
+    // The latency limit, the Pareto front, the candidates and the best one's ring.
+    void scatter_marks() {
+        // The latency limit.
+        if (limit > 0) {
+            h += "<line id=\"constraint\" class=\"constraint\" x1=\"" + X(limit) + "\" x2=\"" + X(limit) + "\" y1=\"" +
+                 fixed(top, 0) + "\" y2=\"" + fixed(height - bottom, 0) + "\"><title>latency limit " + general(limit, 6) +
+                 " ms</title></line>\n";
+            h += "<text class=\"constraint-label\" x=\"" + fixed(ax.px(limit) + 4, 2) + "\" y=\"" + fixed(top + 12, 0) +
+                 "\" fill=\"#c0182b\">limit " + general(limit, 4) + " ms</text>\n";
+        }
+        // The Pareto front.
+        if (!front.empty()) {
+            h += "<polyline id=\"pareto\" class=\"pareto\" points=\"";
+            for (std::size_t k = 0; k < front.size(); ++k) {
+                const CandidateRecord& r = records[front[k]];
+                h += (k ? " " : "") + X(*judged_latency_ms(r)) + "," + Y(y_value(r));
+            }
+            h += "\"><title>Pareto front (" + std::to_string(front.size()) + " candidates)</title></polyline>\n";
+        }
+        // The candidates.
+        h += "<g id=\"candidates\">\n";
+        for (std::size_t p : plotted) {
             const CandidateRecord& r = records[p];
             const bool feasible = r.verdict == Verdict::Feasible;
-            h += "<tr class=\"candidate-row\">" +
-                 (with_rank ? "<td class=\"num\">" + std::to_string(++rank) + "</td>" : std::string()) +
-                 "<td class=\"num\">" + std::to_string(r.index) + "</td><td class=\"num\">" +
-                 ms_text(judged_latency_ms(r)) + "</td><td>" + (r.measured_ms ? "yes" : "predicted") +
-                 "</td><td class=\"num\">" + grouped(r.params) + "</td><td class=\"num\">" + grouped(r.macs) +
-                 "</td><td class=\"num weight-bytes\">" + (r.params >= 0 ? grouped(r.params * 4) : std::string("-")) +
-                 "</td><td class=\"num activation-bytes\">" +
-                 (r.peak_activation_bytes >= 0 ? grouped(r.peak_activation_bytes) : std::string("-")) +
-                 "</td><td class=\"num\">" + accuracy_text(r.accuracy) + "</td><td class=\"" +
-                 (feasible ? "feasible-text" : "infeasible-text") + "\">" + std::string(verdict_name(r.verdict)) +
-                 "</td><td>" + html_escape(r.note) + "</td></tr>\n";
+            const bool measured = r.measured_ms.has_value();
+            h += "<circle class=\"candidate " + std::string(feasible ? "feasible" : "infeasible") +
+                 (measured ? " measured" : " predicted") + (is_front[p] ? " on-front" : "") + "\" data-index=\"" +
+                 std::to_string(r.index) + "\" cx=\"" + X(*judged_latency_ms(r)) + "\" cy=\"" + Y(y_value(r)) + "\" r=\"" +
+                 (is_front[p] ? "5" : "4") + "\"><title>#" + std::to_string(r.index) + " " +
+                 std::string(verdict_name(r.verdict)) + ": " + general(*judged_latency_ms(r), 4) + " ms " +
+                 (measured ? "measured" : "predicted") + ", " + grouped(r.params) + " params, " + grouped(r.macs) +
+                 " MACs" + (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) +
+                 (r.note.empty() ? std::string() : "\n" + html_escape(r.note)) + "</title></circle>\n";
         }
-        h += "</table>\n";
-    };
-    if (!ranked.empty()) {
-        const std::vector<std::size_t> first(
-            ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(10, ranked.size())));
-        candidate_table(first, "best-table", true);
-    } else {
-        h += "<p id=\"no-feasible\"><strong>No candidate met every constraint.</strong> The Pareto front:</p>\n";
-        candidate_table(front, "best-table", false);
-    }
-    if (best) {
-        const CandidateRecord& r = records[*best];
-        h += "<h2>Best model (#" + std::to_string(r.index) + ")</h2>\n";
-        h += "<p id=\"next-step\">Next step: <code>lamda export best.lamda --weights best.safetensors --cpp model.hpp</code>"
-             " (or <code>--pytorch model.py</code>; docs/export.md), and <code>lamda bench best.lamda</code> on the "
-             "device.</p>\n";
-        h += "<p>" + ms_text(judged_latency_ms(r)) + " ms " + (r.measured_ms ? "measured" : "predicted") + ", " +
-             grouped(r.params) + " parameters, " + grouped(r.macs) + " MACs" +
-             (r.peak_activation_bytes >= 0 ? ", " + grouped(r.peak_activation_bytes) + " bytes of peak activations"
-                                           : std::string()) +
-             (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) + ".</p>\n";
-        for (const Confirmation& k : info.confirmations)
-            if (k.position == *best)
-                h += "<p id=\"confirmation\">Confirmed: " + general(k.median_ms, 4) + " ms median over " +
-                     std::to_string(k.runs) + " runs.</p>\n";
-        if (const TrainedCandidate* t = training_of(info, best)) {
-            const FinalTraining& f = t->result;
-            h += "<p id=\"final-training\">Trained in full: " + std::to_string(f.epochs) + " epochs, " +
-                 fixed(f.train_seconds, 1) + " s; validation accuracy " + accuracy_text(f.val_accuracy) +
-                 ", test accuracy " + accuracy_text(f.test_accuracy) +
-                 (t->weights.empty() ? std::string() : "; weights: " + html_escape(t->weights)) + ".</p>\n";
+        h += "</g>\n";
+        if (best && on_latency_plane(records[*best], objective)) {
+            const CandidateRecord& r = records[*best];
+            h += "<circle id=\"best-ring\" class=\"best-ring\" cx=\"" + X(*judged_latency_ms(r)) + "\" cy=\"" +
+                 Y(y_value(r)) + "\" r=\"9\"><title>best: #" + std::to_string(r.index) + "</title></circle>\n";
         }
-        if (!r.top_layers.empty()) {
-            h += "<p class=\"muted\">Most expensive layers: ";
-            for (std::size_t k = 0; k < r.top_layers.size(); ++k)
-                h += (k ? ", " : "") + html_escape(r.top_layers[k].name) + " " + fixed(r.top_layers[k].share * 100, 0) + "%";
-            h += ".</p>\n";
-        }
-        h += "<pre id=\"best-dsl\">" + html_escape(r.dsl) + "</pre>\n";
     }
 
-    if (!best && !ranked.empty())
-        h += "<p id=\"no-best\"><strong>No model was handed over:</strong> no feasible candidate was confirmed on a "
-             "longer measurement or reached the accuracy limit when trained in full.</p>\n";
-    if (!info.final_trainings.empty()) {
-        h += "<h2>Full training</h2>\n<table id=\"final-trainings\">\n<tr><th class=\"num\">#</th><th class=\"num\">epochs</th>"
-             "<th class=\"num\">seconds</th><th class=\"num\">validation</th><th class=\"num\">test</th></tr>\n";
-        for (const TrainedCandidate& t : info.final_trainings) {
-            h += "<tr><td class=\"num\">" +
-                 (t.position < records.size() ? std::to_string(records[t.position].index) : std::string("?")) +
-                 "</td><td class=\"num\">" + std::to_string(t.result.epochs) + "</td><td class=\"num\">" +
-                 fixed(t.result.train_seconds, 1) + "</td><td class=\"num\">" + accuracy_text(t.result.val_accuracy) +
-                 "</td><td class=\"num\">" + accuracy_text(t.result.test_accuracy) + "</td></tr>\n";
+    // Legend (its markers are not candidates).
+    void scatter_legend() {
+        {
+            const double lx = width - right + 26, ly = top + 10;
+            h += "<g id=\"legend\" class=\"legend\">\n";
+            h += "<rect x=\"" + fixed(lx - 8, 0) + "\" y=\"" + fixed(ly - 8, 0) +
+                 "\" width=\"170\" height=\"122\" fill=\"#fff\" fill-opacity=\"0.88\" stroke=\"#ccc\"/>\n";
+            const auto item = [&](int k, const std::string& marker, const std::string& label) {
+                const double y = ly + 6 + k * 16;
+                std::string m = marker;
+                for (std::string::size_type at; (at = m.find("@X")) != std::string::npos;) m.replace(at, 2, fixed(lx + 6, 1));
+                for (std::string::size_type at; (at = m.find("@Y")) != std::string::npos;) m.replace(at, 2, fixed(y, 1));
+                h += m + "<text x=\"" + fixed(lx + 20, 1) + "\" y=\"" + fixed(y + 4, 1) + "\">" + label + "</text>\n";
+            };
+            item(0, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#1b9e77\" stroke=\"#1b9e77\"/>", "feasible");
+            item(1, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#d95f02\" stroke=\"#d95f02\"/>", "infeasible");
+            item(2, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#fff\" stroke=\"#555\" stroke-width=\"1.4\"/>",
+                 "predicted latency only");
+            item(3, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"4\" fill=\"#555\" stroke=\"#555\"/>", "measured latency");
+            item(4, "<line class=\"legend-marker\" x1=\"" + fixed(lx - 2, 1) + "\" x2=\"" + fixed(lx + 14, 1) +
+                        "\" y1=\"@Y\" y2=\"@Y\" stroke=\"#3b3bb3\" stroke-width=\"2\" stroke-dasharray=\"6 3\"/>",
+                 "Pareto front");
+            item(5, "<line class=\"legend-marker\" x1=\"@X\" x2=\"@X\" y1=\"" + fixed(ly + 6 + 5 * 16 - 6, 1) + "\" y2=\"" +
+                        fixed(ly + 6 + 5 * 16 + 6, 1) + "\" stroke=\"#c0182b\" stroke-width=\"1.5\" stroke-dasharray=\"4 4\"/>",
+                 "latency limit");
+            item(6, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"7\" fill=\"none\" stroke=\"#111\" stroke-width=\"2\"/>",
+                 "best");
+            h += "</g>\n";
         }
-        h += "</table>\n";
+    }
+
+    // The best candidates (or, with none feasible, the Pareto front).
+    void best_candidates() {
+        h += "<h2>Best candidates</h2>\n";
+        const auto candidate_table = [&](const std::vector<std::size_t>& rows, const char* id, bool with_rank) {
+            h += std::string("<table id=\"") + id + "\">\n<tr>" + (with_rank ? "<th class=\"num\">rank</th>" : "") +
+                 "<th class=\"num\">#</th><th class=\"num\">latency ms</th><th>measured</th><th class=\"num\">params</th>"
+                 "<th class=\"num\">MACs</th><th class=\"num\">flash (weight bytes)</th>"
+                 "<th class=\"num\">RAM (peak activations)</th><th class=\"num\">accuracy</th><th>verdict</th><th>note</th></tr>\n";
+            std::size_t rank = 0;
+            for (std::size_t p : rows) {
+                const CandidateRecord& r = records[p];
+                const bool feasible = r.verdict == Verdict::Feasible;
+                h += "<tr class=\"candidate-row\">" +
+                     (with_rank ? "<td class=\"num\">" + std::to_string(++rank) + "</td>" : std::string()) +
+                     "<td class=\"num\">" + std::to_string(r.index) + "</td><td class=\"num\">" +
+                     ms_text(judged_latency_ms(r)) + "</td><td>" + (r.measured_ms ? "yes" : "predicted") +
+                     "</td><td class=\"num\">" + grouped(r.params) + "</td><td class=\"num\">" + grouped(r.macs) +
+                     "</td><td class=\"num weight-bytes\">" + (r.params >= 0 ? grouped(r.params * 4) : std::string("-")) +
+                     "</td><td class=\"num activation-bytes\">" +
+                     (r.peak_activation_bytes >= 0 ? grouped(r.peak_activation_bytes) : std::string("-")) +
+                     "</td><td class=\"num\">" + accuracy_text(r.accuracy) + "</td><td class=\"" +
+                     (feasible ? "feasible-text" : "infeasible-text") + "\">" + std::string(verdict_name(r.verdict)) +
+                     "</td><td>" + html_escape(r.note) + "</td></tr>\n";
+            }
+            h += "</table>\n";
+        };
+        if (!ranked.empty()) {
+            const std::vector<std::size_t> first(
+                ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(10, ranked.size())));
+            candidate_table(first, "best-table", true);
+        } else {
+            h += "<p id=\"no-feasible\"><strong>No candidate met every constraint.</strong> The Pareto front:</p>\n";
+            candidate_table(front, "best-table", false);
+        }
+    }
+
+    // The model handed over: its numbers, confirmation, training, costliest layers, DSL.
+    void best_model() {
+        if (best) {
+            const CandidateRecord& r = records[*best];
+            h += "<h2>Best model (#" + std::to_string(r.index) + ")</h2>\n";
+            h += "<p id=\"next-step\">Next step: <code>lamda export best.lamda --weights best.safetensors --cpp model.hpp</code>"
+                 " (or <code>--pytorch model.py</code>; docs/export.md), and <code>lamda bench best.lamda</code> on the "
+                 "device.</p>\n";
+            h += "<p>" + ms_text(judged_latency_ms(r)) + " ms " + (r.measured_ms ? "measured" : "predicted") + ", " +
+                 grouped(r.params) + " parameters, " + grouped(r.macs) + " MACs" +
+                 (r.peak_activation_bytes >= 0 ? ", " + grouped(r.peak_activation_bytes) + " bytes of peak activations"
+                                               : std::string()) +
+                 (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) + ".</p>\n";
+            for (const Confirmation& k : info.confirmations)
+                if (k.position == *best)
+                    h += "<p id=\"confirmation\">Confirmed: " + general(k.median_ms, 4) + " ms median over " +
+                         std::to_string(k.runs) + " runs.</p>\n";
+            if (const TrainedCandidate* t = training_of(info, best)) {
+                const FinalTraining& f = t->result;
+                h += "<p id=\"final-training\">Trained in full: " + std::to_string(f.epochs) + " epochs, " +
+                     fixed(f.train_seconds, 1) + " s; validation accuracy " + accuracy_text(f.val_accuracy) +
+                     ", test accuracy " + accuracy_text(f.test_accuracy) +
+                     (t->weights.empty() ? std::string() : "; weights: " + html_escape(t->weights)) + ".</p>\n";
+            }
+            if (!r.top_layers.empty()) {
+                h += "<p class=\"muted\">Most expensive layers: ";
+                for (std::size_t k = 0; k < r.top_layers.size(); ++k)
+                    h += (k ? ", " : "") + html_escape(r.top_layers[k].name) + " " + fixed(r.top_layers[k].share * 100, 0) + "%";
+                h += ".</p>\n";
+            }
+            h += "<pre id=\"best-dsl\">" + html_escape(r.dsl) + "</pre>\n";
+        }
+
+    }
+
+    // Why nothing was handed over, and every full training.
+    void trainings() {
+        if (!best && !ranked.empty())
+            h += "<p id=\"no-best\"><strong>No model was handed over:</strong> no feasible candidate was confirmed on a "
+                 "longer measurement or reached the accuracy limit when trained in full.</p>\n";
+        if (!info.final_trainings.empty()) {
+            h += "<h2>Full training</h2>\n<table id=\"final-trainings\">\n<tr><th class=\"num\">#</th><th class=\"num\">epochs</th>"
+                 "<th class=\"num\">seconds</th><th class=\"num\">validation</th><th class=\"num\">test</th></tr>\n";
+            for (const TrainedCandidate& t : info.final_trainings) {
+                h += "<tr><td class=\"num\">" +
+                     (t.position < records.size() ? std::to_string(records[t.position].index) : std::string("?")) +
+                     "</td><td class=\"num\">" + std::to_string(t.result.epochs) + "</td><td class=\"num\">" +
+                     fixed(t.result.train_seconds, 1) + "</td><td class=\"num\">" + accuracy_text(t.result.val_accuracy) +
+                     "</td><td class=\"num\">" + accuracy_text(t.result.test_accuracy) + "</td></tr>\n";
+            }
+            h += "</table>\n";
+        }
+
     }
 
     // Every candidate, folded.
-    h += "<details id=\"all-candidates\"><summary>All " + std::to_string(records.size()) + " candidates</summary>\n";
-    h += "<table>\n<tr><th class=\"num\">#</th><th>verdict</th><th class=\"num\">latency ms</th><th class=\"num\">params</th>"
-         "<th class=\"num\">MACs</th><th class=\"num\">accuracy</th><th>reason</th><th>note</th></tr>\n";
-    for (const CandidateRecord& r : records) {
-        h += "<tr><td class=\"num\">" + std::to_string(r.index) + "</td><td>" + std::string(verdict_name(r.verdict)) +
-             "</td><td class=\"num\">" + ms_text(judged_latency_ms(r)) + (r.measured_ms || !r.predicted_ms ? "" : " (pred.)") +
-             "</td><td class=\"num\">" + grouped(r.params) + "</td><td class=\"num\">" + grouped(r.macs) +
-             "</td><td class=\"num\">" + accuracy_text(r.accuracy) + "</td><td>" + html_escape(r.reason) + "</td><td>" +
-             html_escape(r.note) + "</td></tr>\n";
+    void all_candidates() {
+        h += "<details id=\"all-candidates\"><summary>All " + std::to_string(records.size()) + " candidates</summary>\n";
+        h += "<table>\n<tr><th class=\"num\">#</th><th>verdict</th><th class=\"num\">latency ms</th><th class=\"num\">params</th>"
+             "<th class=\"num\">MACs</th><th class=\"num\">accuracy</th><th>reason</th><th>note</th></tr>\n";
+        for (const CandidateRecord& r : records) {
+            h += "<tr><td class=\"num\">" + std::to_string(r.index) + "</td><td>" + std::string(verdict_name(r.verdict)) +
+                 "</td><td class=\"num\">" + ms_text(judged_latency_ms(r)) + (r.measured_ms || !r.predicted_ms ? "" : " (pred.)") +
+                 "</td><td class=\"num\">" + grouped(r.params) + "</td><td class=\"num\">" + grouped(r.macs) +
+                 "</td><td class=\"num\">" + accuracy_text(r.accuracy) + "</td><td>" + html_escape(r.reason) + "</td><td>" +
+                 html_escape(r.note) + "</td></tr>\n";
+        }
+        h += "</table>\n</details>\n</body>\n</html>\n";
+        }
+    };
+
+    }  // namespace report_detail
+
+    inline std::string report_html(const Task& task, const std::vector<CandidateRecord>& records, const ReportInfo& info) {
+        report_detail::HtmlReport page(task, records, info);
+        page.page_head();
+        page.task_table();
+        page.outcome();
+        page.scatter();
+        page.h += report_detail::progress_chart(records, info.objective);
+        page.best_candidates();
+        page.best_model();
+        page.trainings();
+        page.all_candidates();
+        return std::move(page.h);
     }
-    h += "</table>\n</details>\n</body>\n</html>\n";
-    return h;
-}
 
-}  // namespace lamda
+    }  // namespace lamda
 
-#endif  // LAMDA_SEARCH_REPORT_HPP
+    #endif  // LAMDA_SEARCH_REPORT_HPP
