@@ -495,19 +495,7 @@ private:
         s.set_write_timeout(sec, usec);
         s.set_keep_alive_max_count(100);
 
-        s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-            const std::string auth = req.get_header_value("Authorization");
-            const std::string_view prefix = "Bearer ";
-            const bool ok = auth.size() > prefix.size() && std::string_view(auth).substr(0, prefix.size()) == prefix &&
-                            agent_detail::equal_constant_time(options_.token, std::string_view(auth).substr(prefix.size()));
-            if (options_.log) std::fprintf(stderr, "lamda-agent: %s %s from %s%s\n", req.method.c_str(), req.path.c_str(),
-                                           req.remote_addr.c_str(), ok ? "" : " (401)");
-            if (ok) return httplib::Server::HandlerResponse::Unhandled;
-            res.set_header("WWW-Authenticate", "Bearer");
-            res.set_header("Connection", "close");
-            send_json(res, 401, agent_detail::json_error(auth.empty() ? "missing bearer token" : "wrong bearer token"));
-            return httplib::Server::HandlerResponse::Handled;
-        });
+        s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return authorize(req, res); });
         s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
             if (!res.body.empty()) return;
             const char* what = res.status == 413 ? "request body over the agent's limit"
@@ -516,149 +504,178 @@ private:
             send_json(res, res.status, agent_detail::json_error(what));
         });
 
-        s.Get("/v1/device", [this](const httplib::Request&, httplib::Response& res) {
-            send_json(res, 200, device_json(device_));
-        });
+        // Routes: one named handler each.
+        s.Get("/v1/device", [this](const httplib::Request& req, httplib::Response& res) { handle_device(req, res); });
+        s.Post("/v1/bench", [this](const httplib::Request& req, httplib::Response& res) { handle_bench(req, res); });
+        s.Post("/v1/measure", [this](const httplib::Request& req, httplib::Response& res) { handle_measure(req, res); });
+        s.Post("/v1/profile", [this](const httplib::Request& req, httplib::Response& res) { handle_profile(req, res); });
+        s.Get(R"(/v1/profile/([0-9a-f]{1,32}))", [this](const httplib::Request& req, httplib::Response& res) { handle_profile_status(req, res); });
+        s.Get(R"(/v1/profile/([0-9a-f]{1,32})/result)", [this](const httplib::Request& req, httplib::Response& res) { handle_profile_result(req, res); });
+    }
 
-        s.Post("/v1/bench", [this](const httplib::Request& req, httplib::Response& res) {
-            guarded(res, [&] {
-                Body b;
-                parse_body(b, req, "bench request", {"dsl", "name", "weights_base64", "threads", "runs", "warmup"});
-                const std::string name = str_field(b, "name", "<request>");
-                BenchOptions o;
-                o.threads = int_field(b, "threads", 1, 1, options_.limits.max_threads);
-                o.runs = int_field(b, "runs", 50, 1, options_.limits.max_runs);
-                o.warmup = int_field(b, "warmup", 5, 0, options_.limits.max_runs);
-                o.max_memory_bytes = options_.limits.max_memory_bytes;
-                bool ok = false;
-                const Graph g = model_of(b, name, res, ok);
-                if (!ok) return;
-                // Random weights are built only once this request holds the measurement lock, so
-                // requests waiting in the queue hold no weights of their own (issue 16).
-                Weights weights;
-                const std::string encoded = str_field(b, "weights_base64", "");
-                if (!encoded.empty()) {
-                    const std::optional<std::string> bytes = base64_decode(encoded);
-                    if (!bytes) throw agent_detail::RequestError("weights_base64: not valid base64");
-                    try {
-                        weights = parse_safetensors(*bytes, name + " weights").tensors;
-                    } catch (const WeightsError& e) {
-                        throw agent_detail::RequestError(e.what());
-                    }
-                    const auto problems = validate_weights(g, weights);
-                    if (!problems.empty()) throw agent_detail::RequestError(name + " weights: " + problems.front());
-                }
-                BenchResult r;
-                {
-                    Turn turn(*this, "bench");
-                    if (encoded.empty()) weights = random_weights(g, 1);
-                    check_duration(g, o.threads, o.warmup + 2.0 * o.runs);
-                    r = benchmark_model(g, weights, o);
-                }
-                JsonWriter json;
-                json.begin_object().field("model", g.name.empty() ? name : g.name);
-                write_bench_json(json, r, device_.peak_gflops);
-                json.end_object();
-                send_json(res, 200, json.str());
-            });
-        });
+    // Every request must carry the bearer token; answers 401 (and logs) otherwise.
+    httplib::Server::HandlerResponse authorize(const httplib::Request& req, httplib::Response& res) {
+        const std::string auth = req.get_header_value("Authorization");
+        const std::string_view prefix = "Bearer ";
+        const bool ok = auth.size() > prefix.size() && std::string_view(auth).substr(0, prefix.size()) == prefix &&
+                        agent_detail::equal_constant_time(options_.token, std::string_view(auth).substr(prefix.size()));
+        if (options_.log) std::fprintf(stderr, "lamda-agent: %s %s from %s%s\n", req.method.c_str(), req.path.c_str(),
+                                       req.remote_addr.c_str(), ok ? "" : " (401)");
+        if (ok) return httplib::Server::HandlerResponse::Unhandled;
+        res.set_header("WWW-Authenticate", "Bearer");
+        res.set_header("Connection", "close");
+        send_json(res, 401, agent_detail::json_error(auth.empty() ? "missing bearer token" : "wrong bearer token"));
+        return httplib::Server::HandlerResponse::Handled;
+    }
 
-        s.Post("/v1/measure", [this](const httplib::Request& req, httplib::Response& res) {
-            guarded(res, [&] {
-                Body b;
-                parse_body(b, req, "measure request",
-                           {"dsl", "name", "threads", "runs", "warmup", "max_seconds", "quantile"});
-                const std::string name = str_field(b, "name", "<request>");
-                const int threads = int_field(b, "threads", 1, 1, options_.limits.max_threads);
-                const int runs = int_field(b, "runs", 15, 1, options_.limits.max_runs);
-                const int warmup = int_field(b, "warmup", 2, 0, 100);
-                const double max_seconds = num_field(b, "max_seconds", 2.0, 0.0, options_.limits.time_limit_s);
-                const double q = num_field(b, "quantile", 0.5, 0.0, 1.0);
-                bool ok = false;
-                const Graph g = model_of(b, name, res, ok);
-                if (!ok) return;
-                double ms = 0;
-                {
-                    Turn turn(*this, "measure");
-                    check_duration(g, threads, warmup + 3.0);
-                    ms = measure_model_ms(g, threads, runs, warmup, max_seconds, q);
-                }
-                JsonWriter json;
-                json.begin_object().field("ms", ms).end_object();
-                send_json(res, 200, json.str());
-            });
-        });
+    // GET "/v1/device"
+    void handle_device(const httplib::Request&, httplib::Response& res) {
+        send_json(res, 200, device_json(device_));
+    }
 
-        s.Post("/v1/profile", [this](const httplib::Request& req, httplib::Response& res) {
-            guarded(res, [&] {
-                Body b;
-                parse_body(b, req, "profile request",
-                           {"threads", "budget_s", "calibration_models", "calibration_seed", "seed", "quantile"});
-                ProfileOptions o;
-                o.threads = int_field(b, "threads", 1, 1, options_.limits.max_threads);
-                o.budget_s = num_field(b, "budget_s", 150, 0.05, options_.limits.max_profile_budget_s);
-                o.quantile = num_field(b, "quantile", 0.5, 0.0, 1.0);
-                const int count = int_field(b, "calibration_models", 320, 0, options_.limits.max_calibration_models);
-                Reader r("request", "body");
-                std::uint64_t calibration_seed = 0xCA11B;
-                if (const auto e = r.maybe(b.doc, "calibration_seed", "")) calibration_seed = r.uinteger(*e, "calibration_seed");
-                if (const auto e = r.maybe(b.doc, "seed", "")) o.seed = r.uinteger(*e, "seed");
-                std::string id;
-                {
-                    std::lock_guard<std::mutex> lock(jobs_mutex_);
-                    int active = 0;
-                    for (const auto& [key, job] : jobs_) active += job.state == "queued" || job.state == "running";
-                    if (active >= options_.limits.max_queue)
-                        throw agent_detail::RequestError("busy: " + std::to_string(active) + " profile jobs queued or running", 503);
-                    while (static_cast<int>(jobs_.size()) >= options_.limits.max_jobs) {  // forget the oldest finished
-                        auto oldest = jobs_.end();
-                        for (auto it = jobs_.begin(); it != jobs_.end(); ++it)
-                            if ((it->second.state == "done" || it->second.state == "failed") &&
-                                (oldest == jobs_.end() || it->second.created < oldest->second.created))
-                                oldest = it;
-                        if (oldest == jobs_.end()) break;
-                        jobs_.erase(oldest);
-                    }
-                    char hex[17];
-                    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(id_rng_()));
-                    id = hex;
-                    jobs_[id].id = id;
-                    reap_finished_jobs();
-                    job_threads_.emplace_back(id, std::thread([this, id, o, count, calibration_seed]() mutable {
-                        run_job(id, o, count, calibration_seed);
-                    }));
+    // POST "/v1/bench"
+    void handle_bench(const httplib::Request& req, httplib::Response& res) {
+        guarded(res, [&] {
+            Body b;
+            parse_body(b, req, "bench request", {"dsl", "name", "weights_base64", "threads", "runs", "warmup"});
+            const std::string name = str_field(b, "name", "<request>");
+            BenchOptions o;
+            o.threads = int_field(b, "threads", 1, 1, options_.limits.max_threads);
+            o.runs = int_field(b, "runs", 50, 1, options_.limits.max_runs);
+            o.warmup = int_field(b, "warmup", 5, 0, options_.limits.max_runs);
+            o.max_memory_bytes = options_.limits.max_memory_bytes;
+            bool ok = false;
+            const Graph g = model_of(b, name, res, ok);
+            if (!ok) return;
+            // Random weights are built only once this request holds the measurement lock, so
+            // requests waiting in the queue hold no weights of their own (issue 16).
+            Weights weights;
+            const std::string encoded = str_field(b, "weights_base64", "");
+            if (!encoded.empty()) {
+                const std::optional<std::string> bytes = base64_decode(encoded);
+                if (!bytes) throw agent_detail::RequestError("weights_base64: not valid base64");
+                try {
+                    weights = parse_safetensors(*bytes, name + " weights").tensors;
+                } catch (const WeightsError& e) {
+                    throw agent_detail::RequestError(e.what());
                 }
-                JsonWriter json;
-                json.begin_object().field("id", id).field("state", "queued").end_object();
-                send_json(res, 202, json.str());
-            });
-        });
-
-        s.Get(R"(/v1/profile/([0-9a-f]{1,32}))", [this](const httplib::Request& req, httplib::Response& res) {
-            std::lock_guard<std::mutex> lock(jobs_mutex_);
-            const auto it = jobs_.find(req.matches[1].str());
-            if (it == jobs_.end()) return send_json(res, 404, agent_detail::json_error("no such profile job"));
-            const Job& j = it->second;
+                const auto problems = validate_weights(g, weights);
+                if (!problems.empty()) throw agent_detail::RequestError(name + " weights: " + problems.front());
+            }
+            BenchResult r;
+            {
+                Turn turn(*this, "bench");
+                if (encoded.empty()) weights = random_weights(g, 1);
+                check_duration(g, o.threads, o.warmup + 2.0 * o.runs);
+                r = benchmark_model(g, weights, o);
+            }
             JsonWriter json;
-            json.begin_object()
-                .field("id", j.id)
-                .field("state", j.state)
-                .field("progress", j.progress)
-                .field("error", j.error)
-                .field("elapsed_s", std::chrono::duration<double>(clock::now() - j.created).count())
-                .end_object();
+            json.begin_object().field("model", g.name.empty() ? name : g.name);
+            write_bench_json(json, r, device_.peak_gflops);
+            json.end_object();
             send_json(res, 200, json.str());
         });
+    }
 
-        s.Get(R"(/v1/profile/([0-9a-f]{1,32})/result)", [this](const httplib::Request& req, httplib::Response& res) {
-            std::lock_guard<std::mutex> lock(jobs_mutex_);
-            const auto it = jobs_.find(req.matches[1].str());
-            if (it == jobs_.end()) return send_json(res, 404, agent_detail::json_error("no such profile job"));
-            const Job& j = it->second;
-            if (j.state == "failed") return send_json(res, 422, agent_detail::json_error("profile job failed: " + j.error));
-            if (j.state != "done") return send_json(res, 409, agent_detail::json_error("profile job is " + j.state));
-            send_json(res, 200, j.result);
+    // POST "/v1/measure"
+    void handle_measure(const httplib::Request& req, httplib::Response& res) {
+        guarded(res, [&] {
+            Body b;
+            parse_body(b, req, "measure request",
+                       {"dsl", "name", "threads", "runs", "warmup", "max_seconds", "quantile"});
+            const std::string name = str_field(b, "name", "<request>");
+            const int threads = int_field(b, "threads", 1, 1, options_.limits.max_threads);
+            const int runs = int_field(b, "runs", 15, 1, options_.limits.max_runs);
+            const int warmup = int_field(b, "warmup", 2, 0, 100);
+            const double max_seconds = num_field(b, "max_seconds", 2.0, 0.0, options_.limits.time_limit_s);
+            const double q = num_field(b, "quantile", 0.5, 0.0, 1.0);
+            bool ok = false;
+            const Graph g = model_of(b, name, res, ok);
+            if (!ok) return;
+            double ms = 0;
+            {
+                Turn turn(*this, "measure");
+                check_duration(g, threads, warmup + 3.0);
+                ms = measure_model_ms(g, threads, runs, warmup, max_seconds, q);
+            }
+            JsonWriter json;
+            json.begin_object().field("ms", ms).end_object();
+            send_json(res, 200, json.str());
         });
+    }
+
+    // POST "/v1/profile"
+    void handle_profile(const httplib::Request& req, httplib::Response& res) {
+        guarded(res, [&] {
+            Body b;
+            parse_body(b, req, "profile request",
+                       {"threads", "budget_s", "calibration_models", "calibration_seed", "seed", "quantile"});
+            ProfileOptions o;
+            o.threads = int_field(b, "threads", 1, 1, options_.limits.max_threads);
+            o.budget_s = num_field(b, "budget_s", 150, 0.05, options_.limits.max_profile_budget_s);
+            o.quantile = num_field(b, "quantile", 0.5, 0.0, 1.0);
+            const int count = int_field(b, "calibration_models", 320, 0, options_.limits.max_calibration_models);
+            Reader r("request", "body");
+            std::uint64_t calibration_seed = 0xCA11B;
+            if (const auto e = r.maybe(b.doc, "calibration_seed", "")) calibration_seed = r.uinteger(*e, "calibration_seed");
+            if (const auto e = r.maybe(b.doc, "seed", "")) o.seed = r.uinteger(*e, "seed");
+            std::string id;
+            {
+                std::lock_guard<std::mutex> lock(jobs_mutex_);
+                int active = 0;
+                for (const auto& [key, job] : jobs_) active += job.state == "queued" || job.state == "running";
+                if (active >= options_.limits.max_queue)
+                    throw agent_detail::RequestError("busy: " + std::to_string(active) + " profile jobs queued or running", 503);
+                while (static_cast<int>(jobs_.size()) >= options_.limits.max_jobs) {  // forget the oldest finished
+                    auto oldest = jobs_.end();
+                    for (auto it = jobs_.begin(); it != jobs_.end(); ++it)
+                        if ((it->second.state == "done" || it->second.state == "failed") &&
+                            (oldest == jobs_.end() || it->second.created < oldest->second.created))
+                            oldest = it;
+                    if (oldest == jobs_.end()) break;
+                    jobs_.erase(oldest);
+                }
+                char hex[17];
+                std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(id_rng_()));
+                id = hex;
+                jobs_[id].id = id;
+                reap_finished_jobs();
+                job_threads_.emplace_back(id, std::thread([this, id, o, count, calibration_seed]() mutable {
+                    run_job(id, o, count, calibration_seed);
+                }));
+            }
+            JsonWriter json;
+            json.begin_object().field("id", id).field("state", "queued").end_object();
+            send_json(res, 202, json.str());
+        });
+    }
+
+    // GET R"(/v1/profile/([0-9a-f]{1,32}))"
+    void handle_profile_status(const httplib::Request& req, httplib::Response& res) {
+        std::lock_guard<std::mutex> lock(jobs_mutex_);
+        const auto it = jobs_.find(req.matches[1].str());
+        if (it == jobs_.end()) return send_json(res, 404, agent_detail::json_error("no such profile job"));
+        const Job& j = it->second;
+        JsonWriter json;
+        json.begin_object()
+            .field("id", j.id)
+            .field("state", j.state)
+            .field("progress", j.progress)
+            .field("error", j.error)
+            .field("elapsed_s", std::chrono::duration<double>(clock::now() - j.created).count())
+            .end_object();
+        send_json(res, 200, json.str());
+    }
+
+    // GET R"(/v1/profile/([0-9a-f]{1,32})/result)"
+    void handle_profile_result(const httplib::Request& req, httplib::Response& res) {
+        std::lock_guard<std::mutex> lock(jobs_mutex_);
+        const auto it = jobs_.find(req.matches[1].str());
+        if (it == jobs_.end()) return send_json(res, 404, agent_detail::json_error("no such profile job"));
+        const Job& j = it->second;
+        if (j.state == "failed") return send_json(res, 422, agent_detail::json_error("profile job failed: " + j.error));
+        if (j.state != "done") return send_json(res, 409, agent_detail::json_error("profile job is " + j.state));
+        send_json(res, 200, j.result);
     }
 
     struct Stopped {};
