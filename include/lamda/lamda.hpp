@@ -36,6 +36,7 @@
 #include "search/designer.hpp"
 #include "search/proposers.hpp"
 #include "search/inherit.hpp"
+#include "llm/grammar.hpp"     // the DSL as a GBNF grammar and a JSON schema (no feature needed)
 
 // Optional parts, each before any header that includes it inside an #if block (an include
 // inlined under a condition is inlined again where it is next needed unconditionally).

@@ -23,9 +23,7 @@
 
 #if defined(LAMDA_WITH_LLM)
 #include <lamda/llm/llm.hpp>
-#if __has_include(<lamda/llm/grammar.hpp>)
 #include <lamda/llm/grammar.hpp>
-#endif
 #include <lamda/search/task.hpp>
 #endif
 
@@ -99,13 +97,12 @@ inline lamda::LlmConfig llm_config(const LlmArgs& a) {
     return c;
 }
 
-// The DSL's grammar and JSON schema (llm/grammar.hpp), when this lamda has them.
-inline std::pair<std::string, std::string> llm_grammars() {
-#if __has_include(<lamda/llm/grammar.hpp>)
-    return {lamda::dsl_gbnf(), lamda::dsl_json_schema()};
-#else
-    return {};
-#endif
+// The DSL's grammar and JSON schema (llm/grammar.hpp), generated from the op catalog; with a
+// task, its input line is fixed to the task's shape.
+inline std::pair<std::string, std::string> llm_grammars(const lamda::Task* task = nullptr) {
+    lamda::DslGrammarOptions o;
+    if (task) o.input_shape = task->input;
+    return {lamda::dsl_gbnf(o), lamda::dsl_json_schema(o)};
 }
 
 inline std::string api_key_source() {
@@ -122,7 +119,7 @@ inline std::unique_ptr<lamda::Proposer> make_llm_proposer(const LlmArgs& a, cons
     o.candidates_per_turn = a.candidates_per_turn;
     o.probe_server = true;  // the server's kind and window (Ollama: native API with num_ctx)
     o.constrain = a.constrain;
-    std::tie(o.gbnf, o.json_schema) = llm_grammars();
+    std::tie(o.gbnf, o.json_schema) = llm_grammars(&task);
     std::optional<lamda::LatencyProfile> profile;
     if (!task.profile.empty()) {
         try {

@@ -26,6 +26,7 @@
 #error "lamda/llm/llm.hpp needs LAMDA_WITH_LLM (cpp-httplib and simdjson; CMake: link lamda::llm)"
 #else
 
+#include "grammar.hpp"
 #include "client.hpp"
 #include "reply.hpp"
 #include "repair.hpp"
