@@ -5,8 +5,8 @@
 // ---- begin include/lamda/core.hpp ----
 // lamda/core.hpp: the runtime-free core, for firmware and any project that only needs to read,
 // check and analyse models: the IR, diagnostics and the one error model, limits and validation,
-// the exact analysis (params, MACs, memory), the DSL parser and printer, and the compile-time
-// layer templates.
+// the exact analysis (params, MACs, memory), the DSL parser, printer and
+// formatter, and the compile-time layer templates.
 //
 //   #include <lamda/core.hpp>
 //   lamda::ParseResult r = lamda::parse_dsl(text, "model.lamda");
@@ -590,6 +590,44 @@ struct Limits {
     int max_errors = 100;  // diagnostics reported before giving up
 };
 
+// One axis of a sliding window: the output extent and the padding it resolves to. TF-style same
+// padding (an odd total pads the end one more) and PyTorch's ceil-mode rule (the last window must
+// start inside the input or the leading padding). `fits` is false (out 0) when the window is
+// larger than the padded input. The one rule shared by shape inference (below) and the
+// compile-time layer templates (dsl/layers.hpp).
+struct WindowExtent {
+    bool fits = false;
+    std::int64_t out = 0;
+    std::int64_t before = 0, after = 0;  // padding
+    std::int64_t span = 0;               // the padded input
+    std::int64_t effective = 0;          // the window's extent with dilation
+};
+
+constexpr WindowExtent window_extent(std::int64_t in, std::int64_t kernel, std::int64_t stride,
+                                     std::int64_t dilation, PaddingMode mode,
+                                     std::int64_t explicit_before, std::int64_t explicit_after,
+                                     bool ceil_mode) noexcept {
+    WindowExtent e;
+    e.effective = dilation * (kernel - 1) + 1;
+    if (mode == PaddingMode::Same) {
+        const std::int64_t out = (in + stride - 1) / stride;
+        const std::int64_t needed = (out - 1) * stride + e.effective - in;
+        const std::int64_t total = needed > 0 ? needed : 0;
+        e.before = total / 2;
+        e.after = total - e.before;
+    } else if (mode == PaddingMode::Explicit) {
+        e.before = explicit_before;
+        e.after = explicit_after;
+    }
+    e.span = in + e.before + e.after;
+    if (e.span < e.effective) return e;
+    e.fits = true;
+    e.out = ceil_mode ? (e.span - e.effective + stride - 1) / stride + 1
+                      : (e.span - e.effective) / stride + 1;
+    if (ceil_mode && (e.out - 1) * stride >= in + e.before) --e.out;
+    return e;
+}
+
 namespace detail {
 
 inline void add_error(std::vector<Diagnostic>& diags, std::string_view file, const Layer& layer,
@@ -638,32 +676,17 @@ struct WindowAxis {
 inline bool window_axis(std::int64_t in, int kernel, int stride, int dilation, PaddingMode mode,
                         int explicit_before, int explicit_after, bool ceil_mode, WindowAxis& axis,
                         std::string& why) {
-    const std::int64_t effective = std::int64_t{dilation} * (kernel - 1) + 1;
-    std::int64_t before = 0, after = 0;
-    if (mode == PaddingMode::Same) {
-        const std::int64_t out = (in + stride - 1) / stride;
-        const std::int64_t needed = (out - 1) * stride + effective - in;
-        const std::int64_t total = needed > 0 ? needed : 0;
-        before = total / 2;
-        after = total - before;
-    } else if (mode == PaddingMode::Explicit) {
-        before = explicit_before;
-        after = explicit_after;
-    }
-    const std::int64_t span = in + before + after;
-    if (span < effective) {
-        why = "the window (" + std::to_string(effective) + " wide" +
+    const WindowExtent e = window_extent(in, kernel, stride, dilation, mode, explicit_before,
+                                         explicit_after, ceil_mode);
+    if (!e.fits) {
+        why = "the window (" + std::to_string(e.effective) + " wide" +
               (dilation > 1 ? " with dilation" : "") + ") is larger than the padded input (" +
-              std::to_string(span) + ")";
+              std::to_string(e.span) + ")";
         return false;
     }
-    std::int64_t out = ceil_mode ? (span - effective + stride - 1) / stride + 1
-                                 : (span - effective) / stride + 1;
-    // PyTorch's rule: with ceil mode the last window must start inside the input or left padding.
-    if (ceil_mode && (out - 1) * stride >= in + before) --out;
-    axis.out = out;
-    axis.pad_before = static_cast<int>(before);
-    axis.pad_after = static_cast<int>(after);
+    axis.out = e.out;
+    axis.pad_before = static_cast<int>(e.before);
+    axis.pad_after = static_cast<int>(e.after);
     return true;
 }
 
@@ -1058,6 +1081,97 @@ inline bool infer_shapes(Graph& graph, std::vector<Diagnostic>& diags, std::stri
 
 #endif  // LAMDA_CORE_VALIDATE_HPP
 // ---- end include/lamda/core/validate.hpp ----
+// ---- begin include/lamda/core/rewrite.hpp ----
+// lamda/core/rewrite.hpp: graph rewrites that keep a model's meaning and make it cheaper to run.
+//
+//   lamda::RewriteReport r = lamda::fuse_activation_patterns(graph);   // r.hardswish: how many
+//
+// Patterns (exporters spell some activations out as several ops):
+//   mul(x, hardsigmoid(x))  ->  hardswish(x)      torch.onnx.export below opset 14 writes
+//                                                  HardSwish as x * HardSigmoid(x)
+// A pattern is rewritten only when its inner activation has no other reader and is not the
+// model's output, so no value anyone reads disappears. The rewritten layer keeps the mul's name
+// (later layers still find it), the inner layer is removed, inputs are renumbered.
+//
+// Contract: needs a graph whose shapes are inferred (infer_shapes); leaves it valid with the same
+// shapes and outputs (equal up to float rounding: hardswish(x) is x * relu6(x + 3) / 6 either
+// way); idempotent; never throws beyond std::bad_alloc; part of the core (lamda/core.hpp).
+#ifndef LAMDA_CORE_REWRITE_HPP
+#define LAMDA_CORE_REWRITE_HPP
+
+#include <cstddef>
+#include <vector>
+
+
+namespace lamda {
+
+struct RewriteReport {
+    int hardswish = 0;  // mul(x, hardsigmoid(x)) rewritten to hardswish(x)
+
+    int total() const noexcept { return hardswish; }
+};
+
+namespace rewrite_detail {
+
+// How many layers read each layer.
+inline std::vector<int> reader_counts(const Graph& g) {
+    std::vector<int> readers(g.layers.size(), 0);
+    for (const Layer& l : g.layers)
+        for (int in : l.inputs)
+            if (in >= 0 && static_cast<std::size_t>(in) < readers.size()) ++readers[static_cast<std::size_t>(in)];
+    return readers;
+}
+
+// Removes the layers marked in `drop`, renumbering every input. Dropped layers must have no
+// reader left.
+inline void remove_layers(Graph& g, const std::vector<char>& drop) {
+    std::vector<int> new_index(g.layers.size(), -1);
+    std::vector<Layer> kept;
+    kept.reserve(g.layers.size());
+    for (std::size_t i = 0; i < g.layers.size(); ++i) {
+        if (drop[i]) continue;
+        new_index[i] = static_cast<int>(kept.size());
+        kept.push_back(std::move(g.layers[i]));
+    }
+    for (Layer& l : kept)
+        for (int& in : l.inputs) in = new_index[static_cast<std::size_t>(in)];
+    g.layers = std::move(kept);
+}
+
+}  // namespace rewrite_detail
+
+inline RewriteReport fuse_activation_patterns(Graph& g) {
+    RewriteReport report;
+    if (g.layers.empty()) return report;
+    const std::vector<int> readers = rewrite_detail::reader_counts(g);
+    std::vector<char> drop(g.layers.size(), 0);
+    const std::size_t output = g.layers.size() - 1;
+    for (std::size_t i = 0; i < g.layers.size(); ++i) {
+        Layer& m = g.layers[i];
+        if (m.op != OpKind::Mul || m.inputs.size() != 2) continue;
+        for (int side = 0; side < 2; ++side) {
+            const int x = m.inputs[static_cast<std::size_t>(side)];
+            const int h = m.inputs[static_cast<std::size_t>(1 - side)];
+            if (x < 0 || h < 0 || x == h) continue;
+            const Layer& act = g.layers[static_cast<std::size_t>(h)];
+            if (act.op != OpKind::HardSigmoid || act.inputs.size() != 1 || act.inputs[0] != x) continue;
+            if (readers[static_cast<std::size_t>(h)] != 1 || static_cast<std::size_t>(h) == output) continue;
+            if (g.layers[static_cast<std::size_t>(x)].shape != m.shape) continue;  // no broadcast
+            drop[static_cast<std::size_t>(h)] = 1;
+            m.op = OpKind::HardSwish;
+            m.inputs = {x};
+            ++report.hardswish;
+            break;
+        }
+    }
+    if (report.total() > 0) rewrite_detail::remove_layers(g, drop);
+    return report;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_CORE_REWRITE_HPP
+// ---- end include/lamda/core/rewrite.hpp ----
 // ---- begin include/lamda/dsl/parser.hpp ----
 // lamda/dsl/parser.hpp: the text format (docs/dsl.md) -> IR graph, and the canonical printer.
 // The parser never throws on bad input: it returns every independent error it finds, each naming
@@ -1785,6 +1899,172 @@ inline std::string print_dsl(const Graph& graph) {
 
 #endif  // LAMDA_DSL_PARSER_HPP
 // ---- end include/lamda/dsl/parser.hpp ----
+// ---- begin include/lamda/dsl/format.hpp ----
+// lamda/dsl/format.hpp: `lamda fmt`, the formatter that keeps what a person wrote.
+//   lamda::FormatResult f = lamda::format_dsl(text, "model.lamda");
+//   if (f.ok()) std::cout << f.text;  else print f.diagnostics
+//
+// Contract: format_dsl(text) parses `text` (parse_dsl, the same limits) and, for a valid model,
+// returns the text with every layer line and the `model NAME` line replaced by its canonical form
+// (print_dsl's line for that layer) and everything else kept:
+//   - comment lines stay where they are, with their text as written (indentation and trailing
+//     white space removed);
+//   - a trailing comment stays on its line; the trailing comments of consecutive lines are aligned
+//     two columns after the longest of those lines;
+//   - blank lines stay, a run of them becomes one, and none are kept at the start or the end;
+//   - lines end with '\n' (a '\r' before it is dropped) and the text ends with one '\n'.
+// It is idempotent (format_dsl(format_dsl(t).text).text == format_dsl(t).text) and preserves the
+// graph (parse_dsl(format_dsl(t).text).graph == parse_dsl(t).graph, up to source locations).
+// An invalid model returns the parser's diagnostics and no text. Never throws (core header:
+// -fno-exceptions, no I/O).
+#ifndef LAMDA_DSL_FORMAT_HPP
+#define LAMDA_DSL_FORMAT_HPP
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+struct FormatResult {
+    std::string text;                      // the formatted text when ok()
+    std::vector<Diagnostic> diagnostics;   // the parser's, when the model is not valid
+    bool ok() const noexcept { return diagnostics.empty(); }
+};
+
+namespace format_detail {
+
+inline std::string_view trim(std::string_view s) noexcept {
+    std::size_t b = 0, e = s.size();
+    while (b < e && (s[b] == ' ' || s[b] == '\t' || s[b] == '\r')) ++b;
+    while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r')) --e;
+    return s.substr(b, e - b);
+}
+
+// The canonical lines of print_dsl's output, without their '\n'.
+inline std::vector<std::string_view> split_lines(std::string_view text) {
+    std::vector<std::string_view> lines;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const std::size_t end = text.find('\n', pos);
+        const std::size_t stop = end == std::string_view::npos ? text.size() : end;
+        lines.push_back(text.substr(pos, stop - pos));
+        if (end == std::string_view::npos) break;
+        pos = end + 1;
+    }
+    return lines;
+}
+
+struct OutLine {
+    enum Kind { Blank, Comment, Code } kind = Blank;
+    std::string code;     // Code: the canonical text; Comment: the comment
+    std::string comment;  // Code: the trailing comment, from '#', or empty
+};
+
+}  // namespace format_detail
+
+inline FormatResult format_dsl(std::string_view text, std::string_view file = "<input>",
+                               const Limits& limits = {}) {
+    using namespace format_detail;
+    FormatResult result;
+    ParseResult parsed = parse_dsl(text, file, limits);
+    if (!parsed.ok()) {
+        result.diagnostics = std::move(parsed.diagnostics);
+        return result;
+    }
+    const Graph& graph = parsed.graph;
+    const std::string canonical = print_dsl(graph);
+    const std::vector<std::string_view> canonical_lines = split_lines(canonical);
+    const std::size_t first_layer = graph.name.empty() ? 0 : 1;  // "model NAME" comes first
+
+    // Which source line holds which layer (the parser records each layer's line).
+    std::size_t source_lines = 1;
+    for (char c : text) source_lines += c == '\n' ? 1 : 0;
+    std::vector<int> layer_at(source_lines + 1, -1);
+    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
+        const int line = graph.layers[i].loc.line;
+        if (line > 0 && static_cast<std::size_t>(line) <= source_lines)
+            layer_at[static_cast<std::size_t>(line)] = static_cast<int>(i);
+    }
+
+    std::vector<OutLine> out;
+    std::size_t pos = 0;
+    for (std::size_t number = 1; pos <= text.size(); ++number) {
+        const std::size_t end = text.find('\n', pos);
+        const std::size_t stop = end == std::string_view::npos ? text.size() : end;
+        const std::string_view line = text.substr(pos, stop - pos);
+        pos = end == std::string_view::npos ? text.size() + 1 : end + 1;
+
+        // '#' is no part of any token, so the first one starts the comment.
+        const std::size_t hash = line.find('#');
+        const std::string_view code = trim(line.substr(0, hash));
+        const std::string_view comment =
+            hash == std::string_view::npos ? std::string_view{} : trim(line.substr(hash));
+        OutLine o;
+        if (code.empty()) {
+            if (comment.empty()) {
+                if (!out.empty() && out.back().kind != OutLine::Blank) out.push_back(o);
+                continue;
+            }
+            o.kind = OutLine::Comment;
+            o.code = std::string(comment);
+            out.push_back(std::move(o));
+            continue;
+        }
+        o.kind = OutLine::Code;
+        o.comment = std::string(comment);
+        const int layer = number < layer_at.size() ? layer_at[number] : -1;
+        if (layer >= 0 && first_layer + static_cast<std::size_t>(layer) < canonical_lines.size()) {
+            o.code = std::string(canonical_lines[first_layer + static_cast<std::size_t>(layer)]);
+        } else if (!graph.name.empty() && !canonical_lines.empty()) {
+            // The only other line a valid model has is `model NAME`.
+            o.code = std::string(canonical_lines[0]);
+        } else {
+            o.code = std::string(code);  // unreachable for a valid model; keep it as written
+        }
+        out.push_back(std::move(o));
+    }
+    while (!out.empty() && out.back().kind == OutLine::Blank) out.pop_back();
+
+    // Align the trailing comments of each run of consecutive commented code lines.
+    std::vector<std::size_t> column(out.size(), 0);
+    for (std::size_t i = 0; i < out.size();) {
+        if (out[i].kind != OutLine::Code || out[i].comment.empty()) {
+            ++i;
+            continue;
+        }
+        std::size_t j = i, width = 0;
+        while (j < out.size() && out[j].kind == OutLine::Code && !out[j].comment.empty()) {
+            width = out[j].code.size() > width ? out[j].code.size() : width;
+            ++j;
+        }
+        for (std::size_t k = i; k < j; ++k) column[k] = width + 2;
+        i = j;
+    }
+
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const OutLine& o = out[i];
+        if (o.kind == OutLine::Code) {
+            result.text += o.code;
+            if (!o.comment.empty()) {
+                result.text.append(column[i] - o.code.size(), ' ');
+                result.text += o.comment;
+            }
+        } else if (o.kind == OutLine::Comment) {
+            result.text += o.code;
+        }
+        result.text += '\n';
+    }
+    return result;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_DSL_FORMAT_HPP
+// ---- end include/lamda/dsl/format.hpp ----
 // ---- begin include/lamda/dsl/layers.hpp ----
 // lamda/dsl/layers.hpp: the DSL's op catalog as C++17 templates, checked at compile time.
 //
@@ -1845,18 +2125,18 @@ namespace layers {
 
 using Act = Activation;
 
-// The DSL's limits (docs/dsl.md "Limits"; core/validate.hpp's Limits defaults).
+// The DSL's limits: core/validate.hpp's Limits defaults (docs/dsl.md "Limits").
 namespace limits {
-inline constexpr std::int64_t channels = 65536;
-inline constexpr std::int64_t spatial = 16384;
-inline constexpr std::int64_t kernel = 64;
-inline constexpr std::int64_t stride = 64;
-inline constexpr std::int64_t dilation = 64;
-inline constexpr std::int64_t padding = 64;
-inline constexpr std::int64_t inputs = 64;  // of one add or concat
-inline constexpr std::int64_t value_elements = std::int64_t{1} << 31;
-inline constexpr std::int64_t params = std::int64_t{1} << 31;
-inline constexpr std::int64_t activation_bytes = std::int64_t{1} << 34;
+inline constexpr std::int64_t channels = Limits{}.max_channels;
+inline constexpr std::int64_t spatial = Limits{}.max_spatial;
+inline constexpr std::int64_t kernel = Limits{}.max_kernel;
+inline constexpr std::int64_t stride = Limits{}.max_stride;
+inline constexpr std::int64_t dilation = Limits{}.max_dilation;
+inline constexpr std::int64_t padding = Limits{}.max_padding;
+inline constexpr std::int64_t inputs = Limits{}.max_inputs;  // of one add or concat
+inline constexpr std::int64_t value_elements = Limits{}.max_value_elements;
+inline constexpr std::int64_t params = Limits{}.max_params;
+inline constexpr std::int64_t activation_bytes = Limits{}.max_activation_bytes;
 }  // namespace limits
 
 // A value's shape as a type. `Ok` is false for the placeholder produced after an error, so
@@ -2008,37 +2288,14 @@ struct padding_traits<Pad<T, L, B, R>> {
     static constexpr int top = T, left = L, bottom = B, right = R;
 };
 
-// One axis of a sliding window, exactly as core/validate.hpp's window_axis: TF-style same padding
-// (an odd total pads the end one more), and PyTorch's ceil-mode rule (the last window must start
-// inside the input or the leading padding). out == 0 when the window does not fit.
-struct Axis {
-    std::int64_t out = 0;
-    std::int64_t before = 0;
-    std::int64_t after = 0;
-};
+// One axis of a sliding window: core/validate.hpp's window_extent (the rule shape inference
+// uses), with kernel, stride and dilation of at least 1 so that a bad one is reported once.
+using Axis = WindowExtent;
 constexpr Axis window_axis(std::int64_t in, std::int64_t kernel, std::int64_t stride,
                            std::int64_t dilation, PaddingMode mode, std::int64_t explicit_before,
                            std::int64_t explicit_after, bool ceil_mode) noexcept {
-    Axis a;
-    kernel = at_least_1(kernel);
-    stride = at_least_1(stride);
-    dilation = at_least_1(dilation);
-    const std::int64_t effective = dilation * (kernel - 1) + 1;
-    if (mode == PaddingMode::Same) {
-        const std::int64_t out = (in + stride - 1) / stride;
-        const std::int64_t total = (out - 1) * stride + effective - in;
-        a.before = total > 0 ? total / 2 : 0;
-        a.after = total > 0 ? total - a.before : 0;
-    } else if (mode == PaddingMode::Explicit) {
-        a.before = explicit_before;
-        a.after = explicit_after;
-    }
-    const std::int64_t span = in + a.before + a.after;
-    if (span < effective) return a;
-    a.out = ceil_mode ? (span - effective + stride - 1) / stride + 1
-                      : (span - effective) / stride + 1;
-    if (ceil_mode && (a.out - 1) * stride >= in + a.before) --a.out;
-    return a;
+    return window_extent(in, at_least_1(kernel), at_least_1(stride), at_least_1(dilation), mode,
+                         explicit_before, explicit_after, ceil_mode);
 }
 
 template <class In, class P, int KH, int KW, int SH, int SW, int DH, int DW, bool Ceil>
