@@ -58,6 +58,7 @@
 #include <utility>
 #include <vector>
 
+#include "../detail/format.hpp"
 #include "../exception.hpp"
 #include "../core/analysis.hpp"
 #include "../exec/bench.hpp"
@@ -129,13 +130,7 @@ inline bool equal_constant_time(std::string_view a, std::string_view b) noexcept
     return diff == 0 && !a.empty();
 }
 
-inline std::string trim(std::string s) {
-    const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-    while (!s.empty() && space(s.back())) s.pop_back();
-    std::size_t i = 0;
-    while (i < s.size() && space(s[i])) ++i;
-    return s.substr(i);
-}
+inline std::string trim(const std::string& s) { return std::string(lamda::detail::trim(s)); }
 
 inline std::string json_error(const std::string& message) {
     JsonWriter j;

@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "../detail/format.hpp"
 #include "../exception.hpp"
 #include "../detail/json_write.hpp"
 #include "../search/types.hpp"
@@ -213,12 +214,7 @@ inline std::string chat_request_json(const LlmConfig& c, const std::vector<ChatM
 
 namespace llm_detail {
 
-inline std::string trim(std::string_view s) {
-    std::size_t a = 0, b = s.size();
-    while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
-    while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
-    return std::string(s.substr(a, b - a));
-}
+inline std::string trim(std::string_view s) { return std::string(lamda::detail::trim(s)); }
 
 inline std::string lower(std::string_view s) {
     std::string out(s);
@@ -278,13 +274,7 @@ inline std::string num(double v, int digits = 3) {
     return s;
 }
 
-inline std::string fixed2(double v) {
-    std::ostringstream o;
-    o.setf(std::ios::fixed);
-    o.precision(2);
-    o << v;
-    return o.str();
-}
+inline std::string fixed2(double v) { return lamda::detail::format_fixed(v, 2); }
 
 inline std::string percent(double share) { return std::to_string(static_cast<int>(std::lround(share * 100))) + "%"; }
 
