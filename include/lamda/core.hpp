@@ -21,6 +21,7 @@
 #include "core/ir.hpp"
 #include "core/diagnostics.hpp"
 #include "core/analysis.hpp"
+#include "core/quant.hpp"
 #include "core/validate.hpp"
 #include "core/rewrite.hpp"
 #include "dsl/parser.hpp"
