@@ -36,6 +36,22 @@
 //   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
 //   softmax           softmax_nc_f32 over channels
 //   flatten, dropout  no operator: the output aliases the input buffer
+//
+// int8 (XnnOptions::int8): the same plan, every value stored as qs8 (per-tensor scale and zero
+// point) in the same buffers, a byte per element. Scales come from one fp32 run of the plan
+// (op_ranges: each planned op's output min/max over XnnOptions::calibration, or the timing input
+// when none is given: synthetic scales for timing). input() and output() stay float: a convert
+// operator quantizes the input and dequantizes the output.
+//   conv2d, dwconv, batchnorm  convolution2d_nhwc_qc8: per-output-channel symmetric weight
+//                     scales (max |w| / 127, after folding the batchnorm), int32 bias
+//   fc                fully_connected_nc_qs8 (one weight scale: qs8 has no per-channel scales)
+//   act=relu/relu6/hardsigmoid   the int8 output clamp, as in fp32
+//   add, mul, gap     add_nd_qs8, multiply_nd_qs8, global_average_pooling_nwc_qs8
+//   maxpool, relu/relu6 layers   max_pooling2d_nhwc_s8, clamp_nc_s8 (the input's quantization)
+//   sigmoid           sigmoid_nc_qs8 (output scale 1/256, zero point -128)
+//   hardswish, hardsigmoid layer, avgpool, concat, softmax, and any op whose int8 parameters
+//                     XNNPACK refuses: no int8 kernel in this snapshot, so they run in float
+//                     between convert_nc_qs8_f32 and convert_nc_f32_qs8 (runs_in_float(i))
 #ifndef LAMDA_EXEC_XNNPACK_HPP
 #define LAMDA_EXEC_XNNPACK_HPP
 
@@ -85,7 +101,40 @@ struct XnnOptions {
     // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
     // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
     bool keep_intermediates = false;
+    // Run in int8: qs8 activations (per-tensor scale and zero point), conv2d/dwconv/batchnorm as
+    // qc8 convolutions (per-channel symmetric weight scales), fc as qs8 (one weight scale), add,
+    // mul, gap, maxpool, relu/relu6 clamps and sigmoid in int8; layers with no int8 kernel in
+    // this XNNPACK (hardswish, hardsigmoid, avgpool, concat, softmax) run in float between
+    // convert operators (runs_in_float). input() and output() stay float.
+    bool int8 = false;
+    // int8: the inputs whose fp32 activation ranges (min/max over them, op by op) set each
+    // value's scale and zero point. Empty: one run on fill_timing_input's data, i.e. synthetic
+    // scales, right for timing, not for accuracy.
+    std::vector<Tensor> calibration{};
 };
+
+// The quantization of an int8 value: real = scale * (q - zero_point).
+struct XnnQuant {
+    float scale = 1.0f;
+    int zero_point = 0;
+};
+
+// The asymmetric int8 quantization covering [lo, hi] (widened to hold 0, at least 1e-3 wide).
+inline XnnQuant quant_of_range(float lo, float hi) {
+    const double l = std::min(0.0, static_cast<double>(lo));
+    const double h = std::max(0.0, static_cast<double>(hi));
+    const double range = std::max(h - l, 1e-3);
+    XnnQuant q;
+    q.scale = static_cast<float>(range / 255.0);
+    const double zp = std::round(-128.0 - l / static_cast<double>(q.scale));
+    q.zero_point = static_cast<int>(std::min(127.0, std::max(-128.0, zp)));
+    return q;
+}
+
+inline std::int8_t quantize_value(double v, const XnnQuant& q) {
+    const double r = std::round(v / static_cast<double>(q.scale)) + q.zero_point;
+    return static_cast<std::int8_t>(std::min(127.0, std::max(-128.0, r)));
+}
 
 // Bytes the executor allocates for a graph at most: one buffer per layer output plus the
 // weights (with buffer reuse it allocates less).
@@ -128,6 +177,11 @@ inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size
     return allocate_block(alignment, size);
 }
 inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+
+// Element e of the fixed timing input (fill_timing_input).
+inline float timing_value(std::int64_t e) noexcept {
+    return static_cast<float>((e * 7919) % 1000) / 1000.0f - 0.5f;
+}
 inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
                                              xnn_deallocate, xnn_aligned_allocate,
                                              xnn_aligned_deallocate};
@@ -180,7 +234,22 @@ public:
                 throw ExecutorError("XNNPACK: cannot create a pool of " +
                                     std::to_string(options.threads) + " threads");
         }
-        build(graph, weights, options.keep_intermediates);
+        if (!options.int8) {
+            build(graph, weights, options.keep_intermediates);
+            return;
+        }
+        // Calibrate: the fp32 executor runs the same plan, and each planned op's output range
+        // sets the scale of the int8 value it writes.
+        std::vector<std::pair<float, float>> ranges;
+        {
+            XnnOptions fp = options;
+            fp.int8 = false;
+            fp.keep_intermediates = false;
+            fp.calibration.clear();
+            XnnExecutor calibrator(graph, weights, fp);
+            ranges = calibrator.op_ranges(options.calibration);
+        }
+        build_int8(graph, weights, options.keep_intermediates, ranges);
     }
 
     XnnExecutor(const XnnExecutor&) = delete;
@@ -189,9 +258,9 @@ public:
     XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
     ~XnnExecutor() = default;
 
-    float* input() noexcept { return impl_->ptr.front(); }
+    float* input() noexcept { return impl_->input_ptr; }
     Shape input_shape() const noexcept { return impl_->shapes.front(); }
-    const float* output() const noexcept { return impl_->ptr.back(); }
+    const float* output() const noexcept { return impl_->output_ptr; }
     Shape output_shape() const noexcept { return impl_->shapes.back(); }
     int threads() const noexcept { return impl_->threads; }
 
@@ -202,6 +271,60 @@ public:
         return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
     }
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Whether the executor runs in int8 (XnnOptions::int8).
+    bool int8() const noexcept { return impl_->int8; }
+    // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
+    // kept, as layer_output); whether layer i runs in float between converts.
+    const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
+        return i < impl_->qptr.size() ? impl_->qptr[i] : nullptr;
+    }
+    XnnQuant layer_quant(std::size_t i) const { return impl_->quant.at(i); }
+    bool runs_in_float(std::size_t i) const noexcept {
+        return i < impl_->in_float.size() && impl_->in_float[i] != 0;
+    }
+    // The fp32 output range of every planned op (plan_ops order) over `inputs` (empty: the
+    // timing input), each op's output read right after it ran: the calibration of the int8 path.
+    std::vector<std::pair<float, float>> op_ranges(const std::vector<Tensor>& inputs) {
+        if (impl_->int8) throw ExecutorError("op_ranges: an fp32 executor is needed");
+        const OpPlan& plan = impl_->plan;
+        const float inf = std::numeric_limits<float>::infinity();
+        std::vector<std::pair<float, float>> r(plan.ops.size(), {inf, -inf});
+        auto one_run = [&] {
+            std::size_t s = 0;
+            for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+                while (s < impl_->steps.size() &&
+                       impl_->steps[s].plan_op == static_cast<int>(k))
+                    run_step(impl_->steps[s++]);
+                const auto v = static_cast<std::size_t>(plan.ops[k].output);
+                const float* p = impl_->ptr[v];
+                if (!p) continue;
+                const std::int64_t n = impl_->shapes[v].elements();
+                for (std::int64_t e = 0; e < n; ++e) {
+                    if (!std::isfinite(p[e]))
+                        throw ExecutorError("calibration: layer " + std::to_string(v) +
+                                            " gives a value that is not finite");
+                    r[k].first = std::min(r[k].first, p[e]);
+                    r[k].second = std::max(r[k].second, p[e]);
+                }
+            }
+        };
+        if (inputs.empty()) {
+            const std::int64_t n = input_shape().elements();
+            for (std::int64_t e = 0; e < n; ++e) input()[e] = detail::timing_value(e);
+            one_run();
+        }
+        for (const Tensor& t : inputs) {
+            if (t.shape != input_shape() ||
+                static_cast<std::int64_t>(t.data.size()) != input_shape().elements())
+                throw ExecutorError("calibration input has shape " + to_string(t.shape) +
+                                    ", the graph expects " + to_string(input_shape()));
+            std::copy(t.data.begin(), t.data.end(), input());
+            one_run();
+        }
+        for (auto& [lo, hi] : r)
+            if (lo > hi) lo = hi = 0.0f;
+        return r;
+    }
     // Bytes of activation buffers allocated (weights not included).
     std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
     // Number of XNNPACK operators (and loops) run per inference.
@@ -242,10 +365,11 @@ private:
     // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
     static constexpr std::size_t kBufferAlignment = 64;
     struct FreeBlock {
-        void operator()(float* p) const noexcept { std::free(p); }
+        void operator()(void* p) const noexcept { std::free(p); }
     };
     struct Step {
         int layer = 0;
+        int plan_op = -1;  // index into the plan's ops
         xnn_operator_t op = nullptr;
         std::function<void()> loop;  // when op is null
     };
@@ -258,6 +382,19 @@ private:
         std::vector<Shape> shapes;
         std::vector<XnnLowering> lowering;
         std::vector<Step> steps;
+        OpPlan plan;              // what was built
+        int current_op = -1;      // the planned op being built
+        float* input_ptr = nullptr;
+        const float* output_ptr = nullptr;
+        // int8 only: the int8 values (one arena, laid out as the fp32 buffers), their
+        // quantization, the float input and output, and the float buffers of layers run in float.
+        bool int8 = false;
+        std::unique_ptr<std::int8_t, FreeBlock> qarena;
+        std::unique_ptr<float, FreeBlock> float_in, float_out;
+        std::vector<std::unique_ptr<float, FreeBlock>> scratch;
+        std::vector<std::int8_t*> qptr;
+        std::vector<XnnQuant> quant;
+        std::vector<char> in_float;
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -301,6 +438,7 @@ private:
     void add_op(int index, xnn_operator_t op) {
         Step s;
         s.layer = index;
+        s.plan_op = impl_->current_op;
         s.op = op;
         impl_->steps.push_back(std::move(s));
     }
@@ -406,21 +544,37 @@ private:
         for (std::size_t j = 0; j < n; ++j)
             if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
-        for (const PlannedOp& op : plan.ops) {
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
             const auto i = static_cast<std::size_t>(op.layer);
-            const Layer& l = g.layers[i];
-            const int idx = op.layer;
-            float* out = impl_->ptr[static_cast<std::size_t>(op.output)];
-            auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(op.inputs[k])];
-            };
-            auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
-            };
-            switch (op.kind) {
-            case PlannedKind::Alias:
+            if (op.kind == PlannedKind::Alias) {
                 if (plan.buffers.value_of[i] >= 0) impl_->lowering[i] = XnnLowering::Alias;
-                break;
+                continue;
+            }
+            std::vector<const float*> in;
+            for (int v : op.inputs) in.push_back(impl_->ptr[static_cast<std::size_t>(v)]);
+            build_op_f32(g, w, op, in, impl_->ptr[static_cast<std::size_t>(op.output)]);
+        }
+        impl_->plan = plan;
+        impl_->input_ptr = impl_->ptr.front();
+        impl_->output_ptr = impl_->ptr.back();
+    }
+
+    // The XNNPACK fp32 operator(s) of one planned op (not Alias), reading `in` (parallel to
+    // op.inputs) and writing `out`.
+    void build_op_f32(const Graph& g, const Weights& w, const PlannedOp& op,
+                      const std::vector<const float*>& in, float* out) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        auto in_ptr = [&](std::size_t k) -> const float* { return in[k]; };
+        auto in_shape = [&](std::size_t k) -> const Shape& {
+            return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
+        };
+        {
+            switch (op.kind) {
+            case PlannedKind::Alias: break;
             case PlannedKind::Conv:
             case PlannedKind::DepthwiseConv:
             case PlannedKind::FullyConnected:
@@ -513,21 +667,38 @@ private:
         }
     }
 
-    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
-    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
-                      const float* in, float* out) {
+    // The weights of a conv2d, dwconv, fc, or standalone batchnorm (as a 1x1 depthwise
+    // convolution) in XNNPACK's layout, with an optional batchnorm folded in and hardsigmoid's
+    // affine part folded in; and the convolution's geometry.
+    struct AffineSpec {
+        std::vector<float> kernel;   // one row of per_out values per output channel
+        std::vector<double> bias;    // per output channel
+        bool has_bias = false;
+        std::size_t per_out = 0, oc = 0;
+        bool fc = false;
+        std::size_t ic = 0;          // fc: input features
+        Shape is;                    // input shape
+        std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+        std::size_t gic = 0, goc = 0;
+        std::array<int, 4> pads{0, 0, 0, 0};
+    };
+
+    static AffineSpec prepare_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a) {
         const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        AffineSpec sp;
         const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        sp.is = is;
         const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
         const Shape os = last.shape;
         const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+        sp.oc = oc;
 
         // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
-        std::vector<float> kernel;
-        std::vector<double> bias(oc, 0.0);
-        bool has_bias = false;
-        std::size_t per_out = 0;
+        std::vector<float>& kernel = sp.kernel;
+        std::vector<double>& bias = sp.bias;
+        bias.assign(oc, 0.0);
+        bool& has_bias = sp.has_bias;
+        std::size_t& per_out = sp.per_out;
         auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
             const auto& gamma = w.at(b.name + ".weight").data;
             const auto& beta = w.at(b.name + ".bias").data;
@@ -590,51 +761,64 @@ private:
             for (double& b : bias) b = (b + 3.0) / 6.0;
             has_bias = true;
         }
-        std::vector<float> bias_f(bias.begin(), bias.end());
-        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            sp.fc = true;
+            sp.ic = static_cast<std::size_t>(is.elements());
+            return sp;
+        }
+        if (l.op == OpKind::BatchNorm) {
+            sp.groups = static_cast<std::uint32_t>(is.c);
+            sp.gic = sp.goc = 1;
+        } else {
+            sp.kh = static_cast<std::uint32_t>(l.kernel_h);
+            sp.kw = static_cast<std::uint32_t>(l.kernel_w);
+            sp.sh = static_cast<std::uint32_t>(l.stride_h);
+            sp.sw = static_cast<std::uint32_t>(l.stride_w);
+            sp.dh = static_cast<std::uint32_t>(l.dilation_h);
+            sp.dw = static_cast<std::uint32_t>(l.dilation_w);
+            sp.pads = l.pads;
+            if (l.op == OpKind::Conv2d) {
+                sp.groups = static_cast<std::uint32_t>(l.groups);
+                sp.gic = static_cast<std::size_t>(is.c / l.groups);
+                sp.goc = static_cast<std::size_t>(l.out_channels / l.groups);
+            } else {
+                sp.groups = static_cast<std::uint32_t>(is.c);
+                sp.gic = 1;
+                sp.goc = static_cast<std::size_t>(l.multiplier);
+            }
+        }
+        for (int p : sp.pads)
+            if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+        return sp;
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const AffineSpec sp = prepare_affine(g, w, idx, bn, a);
+        std::vector<float> bias_f(sp.bias.begin(), sp.bias.end());
+        const float* bias_ptr = sp.has_bias ? bias_f.data() : nullptr;
         const auto [lo, hi] = clamp_of(a);  // the plan fuses only relu, relu6, hardsigmoid
+        const std::size_t oc = sp.oc;
 
         xnn_operator_t op = nullptr;
-        if (l.op == OpKind::FullyConnected) {
-            const auto ic = static_cast<std::size_t>(is.elements());
-            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
-                                                    0, &op),
+        if (sp.fc) {
+            const std::size_t ic = sp.ic;
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, sp.kernel.data(), bias_ptr, lo,
+                                                    hi, 0, &op),
                   l, "xnn_create_fully_connected_nc_f32");
             add_op(idx, op);
             check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
                   "xnn_setup_fully_connected_nc_f32");
         } else {
-            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-            std::size_t gic = 0, goc = 0;
-            std::array<int, 4> pads{0, 0, 0, 0};
-            if (l.op == OpKind::BatchNorm) {
-                groups = static_cast<std::uint32_t>(is.c);
-                gic = goc = 1;
-            } else {
-                kh = static_cast<std::uint32_t>(l.kernel_h);
-                kw = static_cast<std::uint32_t>(l.kernel_w);
-                sh = static_cast<std::uint32_t>(l.stride_h);
-                sw = static_cast<std::uint32_t>(l.stride_w);
-                dh = static_cast<std::uint32_t>(l.dilation_h);
-                dw = static_cast<std::uint32_t>(l.dilation_w);
-                pads = l.pads;
-                if (l.op == OpKind::Conv2d) {
-                    groups = static_cast<std::uint32_t>(l.groups);
-                    gic = static_cast<std::size_t>(is.c / l.groups);
-                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
-                } else {
-                    groups = static_cast<std::uint32_t>(is.c);
-                    gic = 1;
-                    goc = static_cast<std::size_t>(l.multiplier);
-                }
-            }
-            for (int p : pads)
-                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const Shape is = sp.is;
             check(xnn_create_convolution2d_nhwc_f32(
-                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
-                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
-                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                      static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
+                      static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
+                      sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                      static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
@@ -644,8 +828,8 @@ private:
         }
     }
 
-    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
-                    float* out) {
+    // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
+    static std::array<std::int64_t, 4> pool_padding(const Layer& l, const Shape& is) {
         const Shape os = l.shape;
         std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
         // A window lying entirely in the padding has no defined value in XNNPACK.
@@ -663,12 +847,20 @@ private:
                                 std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
                                 std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
                                 std::to_string(xw) + ", not the inferred " + to_string(os));
+        return p;
+    }
+
+    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
+                    float* out) {
+        const Shape os = l.shape;
+        const std::array<std::int64_t, 4> p = pool_padding(l, is);
         const auto C = static_cast<std::size_t>(is.c);
         if (strided_copy) {
             // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
             Step s;
             s.layer = idx;
+            s.plan_op = impl_->current_op;
             const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
             s.loop = [in, out, is, os, sh, sw, pt, pl] {
                 for (std::int64_t y = 0; y < os.h; ++y)
@@ -707,6 +899,386 @@ private:
                   l, "xnn_setup_average_pooling2d_nhwc_f32");
         }
     }
+
+    // ---- the int8 path ----
+
+    float* new_scratch(std::int64_t floats) {
+        const std::size_t bytes = detail::round_up(
+            static_cast<std::size_t>(floats) * sizeof(float) + XNN_EXTRA_BYTES, kBufferAlignment);
+        auto* p = static_cast<float*>(detail::allocate_block(kBufferAlignment, bytes));
+        if (!p) throw std::bad_alloc();
+        std::fill(p, p + bytes / sizeof(float), 0.0f);
+        impl_->scratch.emplace_back(p);
+        return p;
+    }
+
+    // XNNPACK refused an int8 operator's parameters (e.g. a requantization scale out of its
+    // range): the op runs in float instead. Other failures throw.
+    static bool int8_ok(xnn_status st, const Layer& l, const char* fn) {
+        if (st == xnn_status_success) return true;
+        if (st == xnn_status_invalid_parameter || st == xnn_status_unsupported_parameter ||
+            st == xnn_status_unsupported_hardware)
+            return false;
+        check(st, l, fn);
+        return false;
+    }
+
+    void drop_steps_from(std::size_t mark) {
+        while (impl_->steps.size() > mark) {
+            if (impl_->steps.back().op) xnn_delete_operator(impl_->steps.back().op);
+            impl_->steps.pop_back();
+        }
+    }
+
+    // The int8 bounds of an output clamp (relu, relu6, hardsigmoid folded) under `q`.
+    static std::pair<std::int8_t, std::int8_t> qclamp_of(Activation a, const XnnQuant& q) {
+        const auto [lo, hi] = clamp_of(a);
+        const std::int8_t qlo = std::isfinite(lo) ? quantize_value(lo, q) : std::int8_t{-128};
+        const std::int8_t qhi = std::isfinite(hi) ? quantize_value(hi, q) : std::int8_t{127};
+        return {qlo, qhi};
+    }
+
+    void add_convert_f32_qs8(int idx, const Layer& l, const Shape& s, const float* in,
+                             std::int8_t* out, const XnnQuant& q) {
+        // Rows of W*C values (a per-pixel row of 3 channels would cost a call per pixel).
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_f32_qs8(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            -128, 127, 0, &xop),
+              l, "xnn_create_convert_nc_f32_qs8");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_f32_qs8(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_f32_qs8");
+    }
+
+    void add_convert_qs8_f32(int idx, const Layer& l, const Shape& s, const std::int8_t* in,
+                             float* out, const XnnQuant& q) {
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_qs8_f32(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            0, &xop),
+              l, "xnn_create_convert_nc_qs8_f32");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_qs8_f32(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_qs8_f32");
+    }
+
+    // Builds the plan in int8; `ranges` (from op_ranges) give each planned op's output range.
+    void build_int8(const Graph& g, const Weights& w, bool keep_intermediates,
+                    const std::vector<std::pair<float, float>>& ranges) {
+        const std::size_t n = g.layers.size();
+        impl_->int8 = true;
+        impl_->ptr.assign(n, nullptr);
+        impl_->qptr.assign(n, nullptr);
+        impl_->quant.assign(n, XnnQuant{});
+        impl_->in_float.assign(n, 0);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+        const OpPlan plan = plan_ops(g, !keep_intermediates, XNN_EXTRA_BYTES / sizeof(float) + 4);
+        if (ranges.size() != plan.ops.size())
+            throw ExecutorError("int8: " + std::to_string(ranges.size()) +
+                                " calibrated ranges for " + std::to_string(plan.ops.size()) +
+                                " planned operators");
+        for (std::size_t j = 0; j < n; ++j)
+            if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        // The int8 buffers: the fp32 plan's buffers, one byte per element.
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t elems : plan.buffers.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(elems), kBufferAlignment);
+        }
+        auto* arena = static_cast<std::int8_t*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->qarena.reset(arena);
+        std::fill(arena, arena + total, std::int8_t{0});
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = plan.buffers.value_of[i];
+            if (v < 0) continue;
+            impl_->qptr[i] =
+                arena + offset[static_cast<std::size_t>(plan.buffers.slot_of[static_cast<std::size_t>(v)])];
+        }
+        impl_->buffer_bytes = static_cast<std::int64_t>(total);
+        impl_->input_ptr = new_scratch(g.layers.front().shape.elements());
+        float* out_f = new_scratch(g.layers.back().shape.elements());
+        impl_->output_ptr = out_f;
+
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
+            const auto i = static_cast<std::size_t>(op.layer);
+            const Layer& l = g.layers[i];
+            const XnnQuant out_q = quant_of_range(ranges[k].first, ranges[k].second);
+            if (op.kind == PlannedKind::Alias) {
+                if (l.op == OpKind::Input) {
+                    impl_->quant[i] = out_q;
+                    add_convert_f32_qs8(op.layer, l, l.shape, impl_->input_ptr, impl_->qptr[i], out_q);
+                } else if (plan.buffers.value_of[i] >= 0) {
+                    impl_->lowering[i] = XnnLowering::Alias;
+                    impl_->quant[i] = impl_->quant[static_cast<std::size_t>(op.inputs[0])];
+                }
+                continue;
+            }
+            const std::size_t mark = impl_->steps.size();
+            if (!build_op_int8(g, w, op, out_q)) {
+                drop_steps_from(mark);
+                build_op_in_float(g, w, op, out_q);
+            }
+        }
+        const std::size_t last = n - 1;
+        add_convert_qs8_f32(static_cast<int>(last), g.layers[last], g.layers[last].shape,
+                            impl_->qptr[last], out_f, impl_->quant[last]);
+        impl_->plan = plan;
+    }
+
+    // An op with no int8 kernel (or whose int8 parameters XNNPACK refused): its inputs converted
+    // to float, its fp32 operator(s), its output converted back to int8 with `out_q`.
+    void build_op_in_float(const Graph& g, const Weights& w, const PlannedOp& op,
+                           const XnnQuant& out_q) {
+        const Layer& l = g.layers[static_cast<std::size_t>(op.layer)];
+        impl_->in_float[static_cast<std::size_t>(op.layer)] = 1;
+        std::vector<const float*> in;
+        std::vector<std::pair<int, float*>> converted;
+        for (int v : op.inputs) {
+            float* f = nullptr;
+            for (const auto& [id, p] : converted)
+                if (id == v) f = p;
+            if (!f) {
+                const Shape& s = g.layers[static_cast<std::size_t>(v)].shape;
+                f = new_scratch(s.elements());
+                add_convert_qs8_f32(op.layer, l, s, impl_->qptr[static_cast<std::size_t>(v)], f,
+                                    impl_->quant[static_cast<std::size_t>(v)]);
+                converted.emplace_back(v, f);
+            }
+            in.push_back(f);
+        }
+        const Shape& os = g.layers[static_cast<std::size_t>(op.output)].shape;
+        float* out = op.in_place() ? const_cast<float*>(in[0]) : new_scratch(os.elements());
+        build_op_f32(g, w, op, in, out);
+        add_convert_f32_qs8(op.layer, l, os, out, impl_->qptr[static_cast<std::size_t>(op.output)],
+                            out_q);
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+    }
+
+    // The int8 operator(s) of one planned op; false when there is none (or XNNPACK refused the
+    // parameters), leaving steps added since to the caller to drop.
+    bool build_op_int8(const Graph& g, const Weights& w, const PlannedOp& op, const XnnQuant& out_q) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        const auto vin = [&](std::size_t k) { return static_cast<std::size_t>(op.inputs[k]); };
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        XnnQuant& out_quant = impl_->quant[static_cast<std::size_t>(op.output)];
+        const XnnQuant in_q = op.inputs.empty() ? XnnQuant{} : impl_->quant[vin(0)];
+        const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
+        const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        xnn_operator_t xop = nullptr;
+        switch (op.kind) {
+        case PlannedKind::Conv:
+        case PlannedKind::DepthwiseConv:
+        case PlannedKind::FullyConnected:
+        case PlannedKind::ChannelAffine: {
+            const AffineSpec sp = prepare_affine(g, w, idx, op.folded_bn, op.act);
+            const std::size_t oc = sp.oc, per = sp.per_out;
+            // Per-channel symmetric weight scales (one for fc: qs8 has no per-channel scales).
+            std::vector<float> ks(oc, 0.0f);
+            float all = 0.0f;
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    ks[o] = std::max(ks[o], std::fabs(sp.kernel[o * per + e]));
+            for (float m : ks) all = std::max(all, m);
+            if (sp.fc) std::fill(ks.begin(), ks.end(), all);
+            for (float& s : ks) {
+                s = s > 0.0f ? s / 127.0f : 1.0f;
+                // XNNPACK needs the requantization scale in_scale * s / out_scale >= 2^-32.
+                s = std::max(s, out_q.scale / in_q.scale * 1e-9f);
+            }
+            std::vector<std::int8_t> qk(sp.kernel.size());
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    qk[o * per + e] = quantize_value(sp.kernel[o * per + e], XnnQuant{ks[o], 0});
+            std::vector<std::int32_t> qb(oc, 0);
+            for (std::size_t o = 0; o < oc; ++o) {
+                const double b = std::round(sp.bias[o] / (static_cast<double>(in_q.scale) * ks[o]));
+                qb[o] = static_cast<std::int32_t>(std::min(2147483647.0, std::max(-2147483648.0, b)));
+            }
+            const auto [qlo, qhi] = qclamp_of(op.act, out_q);
+            if (sp.fc) {
+                if (!int8_ok(xnn_create_fully_connected_nc_qs8(
+                                 sp.ic, oc, sp.ic, oc, zp(in_q), in_q.scale, ks[0], qk.data(),
+                                 qb.data(), zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_fully_connected_nc_qs8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                      "xnn_setup_fully_connected_nc_qs8");
+            } else {
+                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                                 static_cast<std::uint32_t>(sp.pads[0]),
+                                 static_cast<std::uint32_t>(sp.pads[3]),
+                                 static_cast<std::uint32_t>(sp.pads[2]),
+                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
+                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
+                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
+                                 0, &xop),
+                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
+                                                       static_cast<std::size_t>(sp.is.w), in0, out,
+                                                       impl_->pool),
+                      l, "xnn_setup_convolution2d_nhwc_qc8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Add: {
+            const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+            const std::size_t k_last = op.inputs.size() - 1;
+            // A partial sum of 3+ inputs is written with the quantization covering the sum of
+            // its inputs' ranges (the calibrated range is the final, activated one).
+            auto lo_of = [](const XnnQuant& q) { return q.scale * (-128.0 - q.zero_point); };
+            auto hi_of = [](const XnnQuant& q) { return q.scale * (127.0 - q.zero_point); };
+            double sum_lo = lo_of(in_q), sum_hi = hi_of(in_q);
+            XnnQuant a_q = in_q;
+            for (std::size_t k = 1; k <= k_last; ++k) {
+                const XnnQuant b_q = impl_->quant[vin(k)];
+                sum_lo += lo_of(b_q);
+                sum_hi += hi_of(b_q);
+                const XnnQuant s_q = k == k_last ? out_q
+                                                 : quant_of_range(static_cast<float>(sum_lo),
+                                                                  static_cast<float>(sum_hi));
+                const auto [qlo, qhi] =
+                    k == k_last ? qclamp_of(op.act, out_q) : qclamp_of(Activation::None, s_q);
+                xop = nullptr;
+                if (!int8_ok(xnn_create_add_nd_qs8(zp(a_q), a_q.scale, zp(b_q), b_q.scale, zp(s_q),
+                                                   s_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_add_nd_qs8"))
+                    return false;
+                a_q = s_q;
+                add_op(idx, xop);
+                check(xnn_setup_add_nd_qs8(xop, 1, dims, 1, dims, k == 1 ? in0 : out,
+                                           impl_->qptr[vin(k)], out, impl_->pool),
+                      l, "xnn_setup_add_nd_qs8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Mul: {
+            const Shape a = is, b = g.layers[vin(1)].shape;
+            const std::size_t da[3] = {static_cast<std::size_t>(a.h), static_cast<std::size_t>(a.w),
+                                       static_cast<std::size_t>(a.c)};
+            const std::size_t db[3] = {static_cast<std::size_t>(b.h), static_cast<std::size_t>(b.w),
+                                       static_cast<std::size_t>(b.c)};
+            const XnnQuant b_q = impl_->quant[vin(1)];
+            if (!int8_ok(xnn_create_multiply_nd_qs8(zp(in_q), in_q.scale, zp(b_q), b_q.scale,
+                                                    zp(out_q), out_q.scale, -128, 127, 0, &xop),
+                         l, "xnn_create_multiply_nd_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_multiply_nd_qs8(xop, 3, da, 3, db, in0, impl_->qptr[vin(1)], out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::MaxPool: {
+            // Max commutes with the (monotonic) quantization: the output keeps the input's.
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_max_pooling2d_nhwc_s8(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                          u(l.kernel_h), u(l.kernel_w),
+                                                          u(l.stride_h), u(l.stride_w), 1, 1, C, C,
+                                                          C, -128, 127, 0, &xop),
+                         l, "xnn_create_max_pooling2d_nhwc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_max_pooling2d_nhwc_s8(xop, 1, static_cast<std::size_t>(is.h),
+                                                  static_cast<std::size_t>(is.w), in0, out,
+                                                  impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::StridedCopy: {
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            impl_->lowering[i] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            const Shape os = l.shape;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in0, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in0 + (iy * is.w + ix) * is.c, in0 + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::GlobalAvgPool: {
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_global_average_pooling_nwc_qs8(C, C, C, zp(in_q), in_q.scale,
+                                                                   zp(out_q), out_q.scale, -128,
+                                                                   127, 0, &xop),
+                         l, "xnn_create_global_average_pooling_nwc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_global_average_pooling_nwc_qs8(
+                      xop, 1, static_cast<std::size_t>(is.h * is.w), in0, out, impl_->pool),
+                  l, "xnn_setup_global_average_pooling_nwc_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Clamp: {
+            // relu / relu6 on the input's quantization (kept).
+            const auto C = static_cast<std::size_t>(is.c);
+            const auto [qlo, qhi] = qclamp_of(op.act, in_q);
+            if (!int8_ok(xnn_create_clamp_nc_s8(C, C, C, qlo, qhi, 0, &xop), l,
+                         "xnn_create_clamp_nc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_clamp_nc_s8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                        impl_->pool),
+                  l, "xnn_setup_clamp_nc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::Sigmoid: {
+            // XNNPACK's int8 sigmoid writes [0, 1) with scale 1/256, zero point -128.
+            const auto C = static_cast<std::size_t>(is.c);
+            const XnnQuant sq{1.0f / 256.0f, -128};
+            if (!int8_ok(xnn_create_sigmoid_nc_qs8(C, C, C, zp(in_q), in_q.scale, zp(sq), sq.scale,
+                                                   -128, 127, 0, &xop),
+                         l, "xnn_create_sigmoid_nc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_sigmoid_nc_qs8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                           impl_->pool),
+                  l, "xnn_setup_sigmoid_nc_qs8");
+            out_quant = sq;
+            return true;
+        }
+        case PlannedKind::Alias:
+        case PlannedKind::HardSwish:
+        case PlannedKind::HardSigmoid:
+        case PlannedKind::Concat:
+        case PlannedKind::AvgPool:
+        case PlannedKind::Softmax: return false;
+        }
+        return false;
+    }
 };
 
 // A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
@@ -714,8 +1286,7 @@ private:
 inline void fill_timing_input(XnnExecutor& executor) {
     float* input = executor.input();
     const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i)
-        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (std::int64_t i = 0; i < n; ++i) input[i] = detail::timing_value(i);
 }
 
 }  // namespace lamda

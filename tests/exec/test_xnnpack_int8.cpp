@@ -1,0 +1,192 @@
+// The XNNPACK executor's int8 path (XnnOptions::int8) against its fp32 path, op by op.
+// Built only with LAMDA_WITH_XNNPACK.
+//
+// Calibrated on the very input it runs, every int8 value must match the fp32 value within
+//   max |dequantized int8 - fp32| <= steps * scale
+// where scale is that value's quantization step and `steps` grows with the layers before it
+// (each adds its rounding and its weights' quantization error).
+#include <doctest/doctest.h>
+
+#if defined(LAMDA_WITH_XNNPACK)
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lamda/data/weights.hpp"
+#include "lamda/exec/bench.hpp"
+#include "lamda/exec/xnnpack.hpp"
+
+#include "../executor_test_support.hpp"
+
+#ifndef LAMDA_SOURCE_DIR
+#define LAMDA_SOURCE_DIR "."
+#endif
+
+using lamda::Graph;
+using lamda::Shape;
+using lamda::Tensor;
+using lamda::XnnExecutor;
+
+namespace {
+
+using lamda_test::graph_of;
+using lamda_test::random_input;
+
+struct Int8Run {
+    int compared = 0;
+    double worst_steps = 0;  // the largest error, in quantization steps of its value
+    double output_rel = 0;   // max |int8 - fp32| of the output over max |fp32 output|
+};
+
+// Runs `g` in fp32 and in int8 (calibrated on the same input), keeping every layer's value.
+Int8Run compare_int8(const Graph& g, std::uint64_t seed = 1) {
+    const lamda::Weights w = lamda::random_weights(g, seed);
+    const Tensor in = random_input(g.layers.front().shape, seed + 100);
+    lamda::XnnOptions fo;
+    fo.keep_intermediates = true;
+    XnnExecutor fp(g, w, fo);
+    const Tensor fout = fp.run(in);
+    lamda::XnnOptions qo = fo;
+    qo.int8 = true;
+    qo.calibration.push_back(in);
+    XnnExecutor q(g, w, qo);
+    REQUIRE(q.int8());
+    const Tensor qout = q.run(in);
+    REQUIRE(qout.shape == fout.shape);
+    Int8Run r;
+    for (std::size_t i = 0; i < g.layers.size(); ++i) {
+        const float* y = fp.layer_output(i);
+        const std::int8_t* qy = q.layer_output_int8(i);
+        CHECK((y == nullptr) == (qy == nullptr));
+        if (!y || !qy) continue;
+        const lamda::XnnQuant qp = q.layer_quant(i);
+        CHECK(qp.scale > 0.0f);
+        double err = 0;
+        const std::int64_t n = g.layers[i].shape.elements();
+        for (std::int64_t e = 0; e < n; ++e)
+            err = std::max(err, std::fabs(static_cast<double>(qp.scale) * (qy[e] - qp.zero_point) - y[e]));
+        r.worst_steps = std::max(r.worst_steps, err / qp.scale);
+        ++r.compared;
+    }
+    double top = 1e-6, err = 0;
+    for (std::size_t e = 0; e < fout.data.size(); ++e) {
+        top = std::max(top, static_cast<double>(std::fabs(fout.data[e])));
+        err = std::max(err, static_cast<double>(std::fabs(fout.data[e] - qout.data[e])));
+    }
+    r.output_rel = err / top;
+    return r;
+}
+
+Int8Run compare_int8(const std::string& text) { return compare_int8(graph_of(text)); }
+
+}  // namespace
+
+TEST_CASE("xnnpack int8: single layers agree with fp32 within a few quantization steps") {
+    const char* cases[] = {
+        "conv2d out=8 kernel=3",
+        "conv2d out=8 kernel=3 stride=2 act=relu",
+        "conv2d out=8 kernel=3 act=relu6",
+        "conv2d out=6 kernel=3 groups=3",
+        "conv2d out=8 kernel=3 dilation=2 bias=false",
+        "conv2d out=8 kernel=3 act=hardswish",
+        "conv2d out=8 kernel=3 act=hardsigmoid",
+        "conv2d out=8 kernel=3 act=sigmoid",
+        "dwconv kernel=3",
+        "dwconv kernel=5 stride=2 multiplier=2 act=relu6",
+        "batchnorm",
+        "maxpool kernel=3 stride=2",
+        "maxpool kernel=1 stride=2",
+        "avgpool kernel=2",
+        "gap",
+        "relu",
+        "relu6",
+        "hardswish",
+        "hardsigmoid",
+        "sigmoid",
+        "softmax",
+    };
+    for (const char* c : cases) {
+        const Int8Run r = compare_int8(std::string("input: input shape=11x10x6\nl: ") + c + "\n");
+        INFO(std::string(c) << ": worst " << r.worst_steps << " steps, output " << r.output_rel);
+        CHECK(r.compared == 2);
+        CHECK(r.worst_steps <= 3.0);
+    }
+    const Int8Run fc = compare_int8("input: input shape=1x1x40\nl: fc out=10 act=relu\n");
+    INFO("fc: worst " << fc.worst_steps << " steps");
+    CHECK(fc.compared == 2);
+    CHECK(fc.worst_steps <= 3.0);
+}
+
+TEST_CASE("xnnpack int8: add, mul, concat, folded batchnorm, flatten") {
+    const char* cases[] = {
+        "input: input shape=5x5x4\na: relu\nb: sigmoid input\ns: add input, a, b act=relu6\n",
+        "input: input shape=5x5x4\na: hardswish\ns: add input, a act=hardsigmoid\n",
+        "input: input shape=6x6x8\np: gap\nm: mul input, p\n",
+        "input: input shape=5x4x3\na: conv2d out=5 kernel=1\nb: relu input\nc: concat a, input, b\n",
+        "input: input shape=8x8x3\nc: conv2d out=8 kernel=3 bias=false\nb: batchnorm\nr: relu\n",
+        "input: input shape=3x3x4\nf: flatten\nd: dropout\nx: fc out=5\ns: softmax\n",
+    };
+    for (const char* c : cases) {
+        const Int8Run r = compare_int8(c);
+        INFO(std::string(c) << "worst " << r.worst_steps << " steps, output " << r.output_rel);
+        CHECK(r.compared >= 2);
+        CHECK(r.worst_steps <= 6.0);
+    }
+}
+
+TEST_CASE("xnnpack int8: zoo models stay close to fp32") {
+    struct Model {
+        const char* name;
+        Shape input;
+    };
+    const Model models[] = {
+        {"lenet5", {}}, {"tiny_mobilenet", {}}, {"mobilenet_v2", {64, 64, 3}},
+        {"mobilenet_v3_small", {64, 64, 3}}, {"resnet18", {64, 64, 3}},
+    };
+    for (const Model& m : models) {
+        const Int8Run r = compare_int8(lamda_test::zoo_model(LAMDA_SOURCE_DIR, m.name, m.input), 11);
+        INFO(std::string(m.name) << ": output error " << r.output_rel << " of its range, worst layer "
+                    << r.worst_steps << " steps");
+        CHECK(r.compared > 0);
+        CHECK(r.output_rel < 0.25);
+    }
+}
+
+TEST_CASE("xnnpack int8: which layers run in float, synthetic scales, bad calibration") {
+    const Graph g = graph_of(
+        "input: input shape=8x8x3\nc: conv2d out=8 kernel=3 act=relu\nh: hardswish\n"
+        "p: avgpool kernel=2\ng: gap\nf: flatten\nx: fc out=4\n");
+    const auto w = lamda::random_weights(g, 3);
+    lamda::XnnOptions o;
+    o.int8 = true;
+    XnnExecutor q(g, w, o);  // synthetic scales: the timing input
+    CHECK(!q.runs_in_float(1));
+    CHECK(q.runs_in_float(2));  // hardswish has no int8 kernel in this XNNPACK
+    CHECK(q.runs_in_float(3));  // nor avgpool
+    CHECK(!q.runs_in_float(4));
+    CHECK(!q.runs_in_float(6));
+    lamda::fill_timing_input(q);
+    q.run();
+    for (std::int64_t e = 0; e < q.output_shape().elements(); ++e) CHECK(std::isfinite(q.output()[e]));
+    const std::vector<double> ms = q.run_timed_per_op();
+    CHECK(ms.size() == g.layers.size());
+    // The int8 buffers are a quarter of the fp32 ones (but for padding).
+    XnnExecutor fp(g, w);
+    CHECK(q.buffer_bytes() < fp.buffer_bytes());
+
+    lamda::XnnOptions bad = o;
+    bad.calibration.push_back(Tensor(Shape{8, 8, 2}));
+    CHECK_THROWS_WITH_AS(XnnExecutor(g, w, bad), doctest::Contains("calibration input has shape"),
+                         lamda::ExecutorError);
+    lamda::XnnOptions nan = o;
+    Tensor t(Shape{8, 8, 3});
+    t.data[5] = std::nanf("");
+    nan.calibration.push_back(t);
+    CHECK_THROWS_WITH_AS(XnnExecutor(g, w, nan), doctest::Contains("not finite"),
+                         lamda::ExecutorError);
+}
+
+#endif  // LAMDA_WITH_XNNPACK
