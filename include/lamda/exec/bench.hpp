@@ -28,6 +28,8 @@ struct BenchOptions {
     int runs = 50;      // timed runs, 1..100000
     int warmup = 5;     // untimed runs first, 0..100000
     std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Time the model in int8 (XnnOptions::int8) with synthetic scales from the timing input.
+    bool int8 = false;
 };
 
 struct OpTiming {
@@ -39,6 +41,7 @@ struct OpTiming {
 };
 
 struct BenchResult {
+    bool int8 = false;   // timed in int8 (else fp32)
     int threads = 1;
     int runs = 0;
     int warmup = 0;
@@ -67,6 +70,7 @@ inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
     XnnOptions xnn;
     xnn.threads = options.threads;
     xnn.max_memory_bytes = options.max_memory_bytes;
+    xnn.int8 = options.int8;
     XnnExecutor executor(graph, weights, xnn);
 
     fill_timing_input(executor);
@@ -89,6 +93,7 @@ inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
 
     const ModelStats stats = analyze(graph);
     BenchResult r;
+    r.int8 = executor.int8();
     r.threads = options.threads;
     r.runs = options.runs;
     r.warmup = options.warmup;
@@ -124,7 +129,8 @@ inline const char* lowering_name(XnnLowering l) noexcept {
 // The JSON object `lamda bench --json` prints (and the device agent serves).
 // `peak_gflops` <= 0 leaves peak_fraction out.
 inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak_gflops) {
-    json.field("median_ms", r.median_ms)
+    json.field("precision", r.int8 ? "int8" : "fp32")
+        .field("median_ms", r.median_ms)
         .field("p10_ms", r.p10_ms)
         .field("p90_ms", r.p90_ms)
         .field("min_ms", r.min_ms)
