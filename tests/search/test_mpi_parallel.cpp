@@ -10,6 +10,8 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -161,6 +163,68 @@ TEST_CASE("parallel: measurements never overlap trainings, and a failing trainin
     }
     CHECK(trained > 0);
     MESSAGE("failed: " << failed << ", trained: " << trained << ", most trainings at once: " << o.max_training.load());
+}
+
+// A training of 100 steps of 10 ms that calls the pause hook between steps, as TorchTrainer does.
+class SteppedTrainer : public Trainer {
+public:
+    explicit SteppedTrainer(Overlap& o) : o_(o) {}
+    std::atomic<int> steps{0};
+    void set_between_steps(std::function<void()> hook) override { hook_ = std::move(hook); }
+    double proxy_accuracy(const Graph&) override {
+        for (int i = 0; i < 100; ++i) {
+            if (hook_) hook_();
+            ++o_.training;
+            if (o_.measuring.load() > 0) o_.overlapped = true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            if (o_.measuring.load() > 0) o_.overlapped = true;
+            --o_.training;
+            ++steps;
+        }
+        return 0.5;
+    }
+    FinalTraining train_final(const Graph&, const std::string&) override { return {}; }
+
+private:
+    Overlap& o_;
+    std::function<void()> hook_;
+};
+
+TEST_CASE("parallel: a measurement pauses the node's trainings between steps, not after them") {
+    Overlap o;
+    SteppedTrainer a(o), b(o);
+    auto gate = std::make_shared<const NodeGate>(gate_key("pause"));
+    GenerateSetup setup;
+    setup.measure = [&o](const Graph&) {
+        ++o.measuring;
+        if (o.training.load() > 0) o.overlapped = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        if (o.training.load() > 0) o.overlapped = true;
+        --o.measuring;
+        return Measurement{1.0, {}};
+    };
+    std::unique_ptr<Trainer> owned_a, owned_b;
+    GenerateSetup sa = setup, sb = setup;
+    sa.trainer = &a;
+    sb.trainer = &b;
+    const GenerateSetup ga = gated_setup(sa, gate, owned_a);
+    const GenerateSetup gb = gated_setup(sb, gate, owned_b);
+    const Graph graph;
+    std::thread ta([&] { (void)ga.trainer->proxy_accuracy(graph); });
+    std::thread tb([&] { (void)gb.trainer->proxy_accuracy(graph); });
+    while (a.steps.load() < 3 || b.steps.load() < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (int i = 0; i < 5; ++i) (void)ga.measure(graph);
+    // Five measurements done while both 1-second trainings are still under way: each waited for
+    // one step of each training, not for the trainings to end.
+    const int a_at = a.steps.load(), b_at = b.steps.load();
+    ta.join();
+    tb.join();
+    CHECK(a_at < 100);
+    CHECK(b_at < 100);
+    CHECK(a.steps.load() == 100);
+    CHECK(b.steps.load() == 100);
+    CHECK_FALSE(o.overlapped.load());
+    MESSAGE("steps done when the measurements ended: " << a_at << " and " << b_at << " of 100");
 }
 
 TEST_CASE("parallel: the built-in proposers never hand out a pending design again") {

@@ -13,7 +13,9 @@
 // decides. A worker's exception becomes a Failed record (run_candidate never throws for a
 // candidate); a runner that loses a worker throws (MPI: Open MPI ends the job), after every record
 // returned so far was journaled: --resume continues. Measurements on one node never overlap
-// training on that node (NodeGate: readers-writer lock, writer first, on node-local files).
+// training on that node (NodeGate: readers-writer lock, writer first, on node-local files); a
+// trainer that calls Trainer::set_between_steps's hook pauses between mini-batches while a
+// measurement runs, so a measurement waits one step of each training, not whole trainings.
 // Needs LAMDA_WITH_LATENCY and POSIX (flock).
 #ifndef LAMDA_SEARCH_PARALLEL_HPP
 #define LAMDA_SEARCH_PARALLEL_HPP
@@ -203,7 +205,9 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
 }
 
 // Measurement fairness on one node: a measurement never overlaps a proxy training on the same
-// node (training is a reader, measuring the writer, and a waiting writer goes first). Works
+// node (training is a reader, measuring the writer, and a waiting writer goes first). A training
+// holds its read lock only between calls of Hold::yield(), called between mini-batch steps:
+// yield lets a waiting measurement in and returns when it is done. Works
 // across threads and processes (MPI ranks) alike: two flock()ed files under /tmp named after
 // `key` (the search's output directory): every opener of the same key on this node shares them.
 // flock needs no cleanup when a process dies (the kernel drops its locks).
@@ -219,7 +223,7 @@ public:
     // RAII holds (each opens its own descriptors: flock locks belong to an open file).
     class Hold {
     public:
-        Hold(const NodeGate& g, bool exclusive) {
+        Hold(const NodeGate& g, bool exclusive) : gate_path_(g.gate_path_), turn_path_(g.turnstile_path_) {
             turn_ = open_or_throw(g.turnstile_path_);
             gate_ = open_or_throw(g.gate_path_);
             lock(turn_, LOCK_EX, g.turnstile_path_);  // a waiting measurer blocks new trainers here
@@ -232,12 +236,22 @@ public:
         }
         Hold(const Hold&) = delete;
         Hold& operator=(const Hold&) = delete;
+        // A training's pause point: drops the read lock, queues behind a waiting measurement at
+        // the turnstile (free, hence at once, when nobody measures) and takes the read lock again.
+        void yield() {
+            if (gate_ < 0 || turn_ < 0) return;
+            (void)::flock(gate_, LOCK_UN);
+            lock(turn_, LOCK_EX, turn_path_);
+            lock(gate_, LOCK_SH, gate_path_);
+            (void)::flock(turn_, LOCK_UN);
+        }
         ~Hold() {
             if (gate_ >= 0) (void)::close(gate_);
             if (turn_ >= 0) (void)::close(turn_);
         }
 
     private:
+        std::string gate_path_, turn_path_;
         int turn_ = -1, gate_ = -1;
         int open_or_throw(const std::string& path) {
             const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -272,20 +286,33 @@ private:
 
 namespace parallel_detail {
 
-// A trainer whose proxy trainings hold the node's gate as readers.
+// A trainer whose trainings hold the node's gate as readers, yielding it between steps.
 class GatedTrainer : public Trainer {
 public:
     GatedTrainer(Trainer& inner, std::shared_ptr<const NodeGate> gate) : inner_(inner), gate_(std::move(gate)) {}
     double proxy_accuracy(const Graph& graph) override {
-        const NodeGate::Hold hold = gate_->training();
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
         return inner_.proxy_accuracy(graph);
     }
     FinalTraining train_final(const Graph& graph, const std::string& weights_path) override {
-        const NodeGate::Hold hold = gate_->training();
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
         return inner_.train_final(graph, weights_path);
     }
 
 private:
+    // The inner trainer yields `hold` between steps while this lives (also when it throws).
+    struct Pausing {
+        Trainer& t;
+        Pausing(Trainer& trainer, NodeGate::Hold& hold) : t(trainer) {
+            t.set_between_steps([&hold] { hold.yield(); });
+        }
+        Pausing(const Pausing&) = delete;
+        Pausing& operator=(const Pausing&) = delete;
+        ~Pausing() { t.set_between_steps({}); }
+    };
+
     Trainer& inner_;
     std::shared_ptr<const NodeGate> gate_;
 };

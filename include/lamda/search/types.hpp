@@ -6,6 +6,7 @@
 #define LAMDA_SEARCH_TYPES_HPP
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -187,6 +188,9 @@ public:
     virtual double proxy_accuracy(const Graph& graph) = 0;
     // Full training; saves safetensors weights (batch norm folded) to `weights_path`.
     virtual FinalTraining train_final(const Graph& graph, const std::string& weights_path) = 0;
+    // A hook to call between mini-batch steps (empty: none), so a parallel search can pause
+    // training while it measures a latency (search/parallel.hpp). A trainer without steps ignores it.
+    virtual void set_between_steps(std::function<void()> hook) { (void)hook; }
 };
 
 }  // namespace lamda

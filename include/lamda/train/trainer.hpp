@@ -94,6 +94,9 @@ struct TrainOptions {
     int threads = 1;                   // torch::set_num_threads
     bool validate_each_epoch = false;  // TrainProgress::val_accuracy after every epoch
     std::function<void(const TrainProgress&)> progress;  // called after every epoch
+    // Called before every mini-batch step: a parallel search pauses the node's trainings here
+    // while a latency is measured (search/parallel.hpp's NodeGate); it may block or throw.
+    std::function<void()> between_steps;
 
     // For the search: seconds per small candidate, enough to rank them.
     static TrainOptions proxy() {
@@ -269,6 +272,7 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
             const std::size_t b = std::min(bs, n - start);
             // A batch of one breaks batch norm's batch statistics; its image is seen next epoch.
             if (b < 2) continue;
+            if (options.between_steps) options.between_steps();
             for (std::size_t k = 0; k < b; ++k) {
                 if (options.shift > 0) {
                     const auto span = static_cast<std::uint64_t>(2 * options.shift + 1);
@@ -376,6 +380,11 @@ public:
         f.train_seconds = last_->train_seconds;
         f.epochs = last_->epochs;
         return f;
+    }
+
+    void set_between_steps(std::function<void()> hook) override {
+        proxy_.between_steps = hook;
+        full_.between_steps = std::move(hook);
     }
 
     TrainOptions& proxy_options() noexcept { return proxy_; }
