@@ -251,6 +251,44 @@ inline constexpr bool activation_fused_into(PlannedKind k, Activation a) noexcep
     return a == Activation::HardSigmoid && affine;
 }
 
+// An operator's input values, held inline up to four (a longer add or concat uses the heap):
+// plan_ops runs in every latency prediction, and a std::vector per operator made one heap
+// allocation per operator. Reads like a const std::vector<int>.
+class PlanInputs {
+public:
+    PlanInputs() = default;
+    PlanInputs& operator=(const std::vector<int>& v) {
+        set(v.data(), v.size());
+        return *this;
+    }
+    void assign(std::size_t count, int value) {
+        heap_.clear();
+        if (count > inline_capacity) heap_.assign(count, value);
+        else
+            for (std::size_t k = 0; k < count; ++k) small_[k] = value;
+        n_ = count;
+    }
+    std::size_t size() const noexcept { return n_; }
+    bool empty() const noexcept { return n_ == 0; }
+    const int* begin() const noexcept { return data(); }
+    const int* end() const noexcept { return data() + n_; }
+    int operator[](std::size_t k) const noexcept { return data()[k]; }
+
+private:
+    static constexpr std::size_t inline_capacity = 4;
+    int small_[inline_capacity] = {};
+    std::vector<int> heap_;
+    std::size_t n_ = 0;
+    const int* data() const noexcept { return n_ > inline_capacity ? heap_.data() : small_; }
+    void set(const int* v, std::size_t count) {
+        heap_.clear();
+        if (count > inline_capacity) heap_.assign(v, v + count);
+        else
+            for (std::size_t k = 0; k < count; ++k) small_[k] = v[k];
+        n_ = count;
+    }
+};
+
 // One planned operator (a group of XNNPACK operators for Add, Concat and HardSigmoid). Values are
 // named by the layer that produces them; a value's buffer is plan.buffers.slot_of[plan.buffers.
 // value_of[id]] (OpPlan::slot).
@@ -259,7 +297,7 @@ struct PlannedOp {
     int layer = -1;         // the layer it is timed under, whose attributes it uses
     Activation act = Activation::None;  // applied inside this op (Clamp..HardSigmoid: the function)
     int folded_bn = -1;     // the batchnorm folded into the weights (conv/dwconv/fc), or -1
-    std::vector<int> inputs;  // values read (an in-place activation reads its output)
+    PlanInputs inputs;      // values read (an in-place activation reads its output)
     int output = -1;        // the value written (the layer's tail)
     bool in_place() const noexcept { return inputs.size() == 1 && inputs[0] == output; }
 };
