@@ -249,6 +249,7 @@ struct BenchArgs {
     double peak_gflops = 0;  // 0: measure
     bool json = false;
     std::string device;      // --device URL: measure on that lamda-agent
+    std::string precision = "fp32";  // --precision fp32 | int8
 };
 
 #if defined(LAMDA_WITH_XNNPACK)
@@ -281,6 +282,11 @@ int run_bench(const BenchArgs& args) {
     options.threads = args.threads;
     options.runs = args.runs;
     options.warmup = args.warmup;
+    options.int8 = args.precision == "int8";
+    if (options.int8 && !args.device.empty()) {
+        std::cerr << "lamda: error: --precision int8 is not available with --device yet\n";
+        return lamda_cli::exit_usage;
+    }
 #if defined(LAMDA_WITH_AGENT)
     if (!args.device.empty()) {  // the same measurement and JSON, on the board
         std::string bytes;
@@ -316,6 +322,10 @@ int run_bench(const BenchArgs& args) {
         return exit_ok;
     }
     lamda_cli_print_bench(r, peak);
+    std::cout << "precision: "
+              << (r.int8 ? "int8 (scales from one run on the timing input: for timing, not accuracy)"
+                         : "fp32")
+              << '\n';
     return exit_ok;
 #else
     (void)args;
@@ -408,6 +418,10 @@ int main(int argc, char** argv) {
                       "The device's single-thread peak in GFLOP/s (measured when left out)")
         ->check(CLI::PositiveNumber);
     bench->add_flag("--json", bench_args.json, "Print one JSON object");
+    bench->add_option("--precision", bench_args.precision,
+                      "fp32, or int8: qs8/qc8 XNNPACK operators (ops without an int8 kernel in "
+                      "float between converts), scales from one run on the timing input")
+        ->check(CLI::IsMember({"fp32", "int8"}));
 #if defined(LAMDA_WITH_AGENT)
     bench->add_option("--device", bench_args.device,
                       "Measure on the lamda-agent at this URL (http://board:7070; token from "
