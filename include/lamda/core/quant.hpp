@@ -356,11 +356,11 @@ struct QuantizedModel {
 inline std::optional<Error> validate_quantized_model(const QuantizedModel& m) {
     for (const auto& a : m.activations) {
         if (!scale_ok(a.second.scale))
-            return Error(ErrorKind::input, Where{{}, 0, 0, a.first + ".scale"},
+            return Error(ErrorKind::input, Where{{}, 0, 0, a.first + ".act_scale"},
                          "activation scale " + scale_problem(a.second.scale),
                          "scales must be finite and positive");
         if (!zero_point_ok(a.second.zero_point))
-            return Error(ErrorKind::input, Where{{}, 0, 0, a.first + ".zero_point"},
+            return Error(ErrorKind::input, Where{{}, 0, 0, a.first + ".act_zero_point"},
                          "activation zero point " + std::to_string(a.second.zero_point) +
                              " is outside [-128, 127]");
     }

@@ -8,6 +8,10 @@
 //   dwconv  weight [C*multiplier][1][kh][kw]             bias [C*multiplier]
 //   fc      weight [out][in]                            bias [out]
 //   batchnorm weight (gamma), bias (beta), running_mean, running_var: each [C]
+// Quantized (int8) files, written by `lamda quantize` (docs/weights.md, docs/int8.md): the same
+// names with dtype I8 weights and I32 biases, plus LAYER.weight_scale (F32), LAYER.act_scale (F32)
+// and LAYER.act_zero_point (I32), and "lamda.precision": "int8" in __metadata__;
+// read_quantized() checks one against a graph. The float path refuses int8 tensors by name.
 #ifndef LAMDA_DATA_WEIGHTS_HPP
 #define LAMDA_DATA_WEIGHTS_HPP
 
@@ -34,16 +38,38 @@
 
 #include "../exception.hpp"
 #include "../core/ir.hpp"
+#include "../core/quant.hpp"
 #include "../detail/checked.hpp"
 #include "../detail/hash.hpp"
 #include "tensor.hpp"
 
 namespace lamda {
 
-// One named weight tensor: row-major (last dimension fastest) float32 values.
+// A tensor's element type in a safetensors file.
+enum class WeightDType { F32, I8, I32 };
+
+inline const char* dtype_name(WeightDType t) noexcept {
+    switch (t) {
+    case WeightDType::F32: return "F32";
+    case WeightDType::I8: return "I8";
+    case WeightDType::I32: return "I32";
+    }
+    return "F32";
+}
+
+// One named weight tensor: row-major (last dimension fastest) values; float32 in `data` unless
+// dtype says I8 (values in `i8`) or I32 (values in `i32`).
 struct WeightTensor {
     std::vector<std::int64_t> shape;
     std::vector<float> data;
+    WeightDType dtype = WeightDType::F32;
+    std::vector<std::int8_t> i8{};    // initialised: {shape, data} stays warning-free
+    std::vector<std::int32_t> i32{};
+
+    // How many values the tensor holds, in the vector its dtype uses.
+    std::size_t stored() const noexcept {
+        return dtype == WeightDType::I8 ? i8.size() : dtype == WeightDType::I32 ? i32.size() : data.size();
+    }
 
     // The product of the dimensions; -1 when one is negative or the product overflows.
     std::int64_t elements() const noexcept {
@@ -139,6 +165,12 @@ inline std::vector<std::string> validate_weights(const Graph& graph, const Weigh
             continue;
         }
         const WeightTensor& t = it->second;
+        if (t.dtype != WeightDType::F32) {
+            errors.push_back("'" + e.name + "' is " + dtype_name(t.dtype) +
+                             ": these are quantized (int8) weights, and this needs F32 weights "
+                             "(int8 files are read where int8 is expected; docs/int8.md)");
+            continue;
+        }
         if (t.shape != e.shape) {
             errors.push_back("'" + e.name + "' has shape " + shape_string(t.shape) + ", expected " +
                              shape_string(e.shape));
@@ -253,8 +285,8 @@ inline Weights random_weights(const Graph& graph, std::uint64_t seed) {
 // ---------------------------------------------------------------------------------------------
 // Format: 8-byte little-endian header length N, N bytes of JSON
 //   {"NAME":{"dtype":"F32","shape":[...],"data_offsets":[BEGIN,END]}, ..., "__metadata__":{"k":"v"}}
-// then the data section; offsets are relative to its start. The reader accepts only F32 tensors,
-// except that it skips torch's integer `*.num_batches_tracked` counters.
+// then the data section; offsets are relative to its start. The reader accepts F32, I8 and I32
+// tensors, and skips torch's integer `*.num_batches_tracked` counters (I64 or I32).
 
 // Every limit is checked before memory is allocated for what it bounds; docs/security.md lists
 // them. The JSON header's parsed form costs about 100 bytes per JSON value, so max_json_values
@@ -578,6 +610,7 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
         const std::string* name;
         std::vector<std::int64_t> shape;
         bool skip;  // torch's integer counter: checked for its place, not loaded
+        WeightDType dtype = WeightDType::F32;
     };
     std::vector<Entry> entries;
     entries.reserve(root.members.size());
@@ -627,7 +660,7 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
         if (shape->items.size() > limits.max_dims)
             throw terror("shape has " + std::to_string(shape->items.size()) +
                          " dimensions, more than " + std::to_string(limits.max_dims));
-        Entry e{begin, end, &name, {}, false};
+        Entry e{begin, end, &name, {}, false, WeightDType::F32};
         for (const detail::JsonValue& d : shape->items) {
             std::uint64_t dim = 0;
             if (!detail::json_uint(d, std::uint64_t{1} << 62, dim))
@@ -643,14 +676,21 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
         const std::string& dt = dtype->text;
         const std::string_view sv(name);
         std::uint64_t item = 4;
-        if (dt != "F32") {
-            constexpr std::string_view counter = ".num_batches_tracked";
-            const bool is_counter = sv.size() >= counter.size() &&
-                                    sv.substr(sv.size() - counter.size()) == counter;
-            if (!is_counter || (dt != "I64" && dt != "I32"))
-                throw terror("dtype is " + dt + "; only F32 is supported");
+        constexpr std::string_view counter = ".num_batches_tracked";
+        const bool is_counter = sv.size() >= counter.size() &&
+                                sv.substr(sv.size() - counter.size()) == counter;
+        if (is_counter && (dt == "I64" || dt == "I32")) {
             e.skip = true;  // torch bookkeeping
             item = dt == "I64" ? 8 : 4;
+        } else if (dt == "F32") {
+            e.dtype = WeightDType::F32;
+        } else if (dt == "I8") {
+            e.dtype = WeightDType::I8;
+            item = 1;
+        } else if (dt == "I32") {
+            e.dtype = WeightDType::I32;
+        } else {
+            throw terror("dtype is " + dt + "; only F32, I8 and I32 are supported");
         }
         const std::uint64_t span = static_cast<std::uint64_t>(*elements) * item;  // <= 2^34
         if (end - begin != span)
@@ -688,14 +728,28 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
         if (e.skip) continue;
         WeightTensor t;
         t.shape = e.shape;
-        t.data.resize(static_cast<std::size_t>((e.end - e.begin) / 4));
+        t.dtype = e.dtype;
         const auto* p = reinterpret_cast<const unsigned char*>(data.data()) + e.begin;
-        for (std::size_t i = 0; i < t.data.size(); ++i, p += 4) {
-            const std::uint32_t bits = static_cast<std::uint32_t>(p[0]) |
-                                       (static_cast<std::uint32_t>(p[1]) << 8) |
-                                       (static_cast<std::uint32_t>(p[2]) << 16) |
-                                       (static_cast<std::uint32_t>(p[3]) << 24);
-            std::memcpy(&t.data[i], &bits, 4);
+        const auto word = [](const unsigned char* q) {
+            return static_cast<std::uint32_t>(q[0]) | (static_cast<std::uint32_t>(q[1]) << 8) |
+                   (static_cast<std::uint32_t>(q[2]) << 16) | (static_cast<std::uint32_t>(q[3]) << 24);
+        };
+        if (e.dtype == WeightDType::I8) {
+            t.i8.resize(static_cast<std::size_t>(e.end - e.begin));
+            for (std::size_t i = 0; i < t.i8.size(); ++i)
+                t.i8[i] = static_cast<std::int8_t>(static_cast<std::int32_t>(p[i] ^ 0x80u) - 128);
+        } else if (e.dtype == WeightDType::I32) {
+            t.i32.resize(static_cast<std::size_t>((e.end - e.begin) / 4));
+            for (std::size_t i = 0; i < t.i32.size(); ++i, p += 4) {
+                const std::uint32_t bits = word(p);
+                std::memcpy(&t.i32[i], &bits, 4);
+            }
+        } else {
+            t.data.resize(static_cast<std::size_t>((e.end - e.begin) / 4));
+            for (std::size_t i = 0; i < t.data.size(); ++i, p += 4) {
+                const std::uint32_t bits = word(p);
+                std::memcpy(&t.data[i], &bits, 4);
+            }
         }
         out.tensors.emplace(*e.name, std::move(t));
     }
@@ -766,14 +820,15 @@ inline std::string to_safetensors(const Weights& weights,
     std::uint64_t offset = 0;
     for (const auto& [name, t] : weights) {
         if (name == "__metadata__") throw WeightsError("a tensor cannot be named '__metadata__'");
-        if (static_cast<std::int64_t>(t.data.size()) != t.elements())
-            throw WeightsError("tensor '" + name + "' has " + std::to_string(t.data.size()) +
+        if (static_cast<std::int64_t>(t.stored()) != t.elements())
+            throw WeightsError("tensor '" + name + "' has " + std::to_string(t.stored()) +
                                " values but its shape " + shape_string(t.shape) + " needs " +
                                std::to_string(t.elements()));
         if (!first) header += ',';
         first = false;
-        const std::uint64_t bytes = static_cast<std::uint64_t>(t.data.size()) * 4;
-        header += detail::json_quote(name) + ":{\"dtype\":\"F32\",\"shape\":" +
+        const std::uint64_t bytes =
+            static_cast<std::uint64_t>(t.stored()) * (t.dtype == WeightDType::I8 ? 1 : 4);
+        header += detail::json_quote(name) + ":{\"dtype\":\"" + dtype_name(t.dtype) + "\",\"shape\":" +
                   shape_string(t.shape) + ",\"data_offsets\":[" + std::to_string(offset) + "," +
                   std::to_string(offset + bytes) + "]}";
         offset += bytes;
@@ -786,10 +841,21 @@ inline std::string to_safetensors(const Weights& weights,
     for (int i = 0; i < 8; ++i, n >>= 8) out += static_cast<char>(n & 0xFF);
     out += header;
     for (const auto& kv : weights) {
-        for (float v : kv.second.data) {
-            std::uint32_t bits = 0;
-            std::memcpy(&bits, &v, 4);
-            for (int i = 0; i < 4; ++i, bits >>= 8) out += static_cast<char>(bits & 0xFF);
+        const WeightTensor& t = kv.second;
+        if (t.dtype == WeightDType::I8) {
+            for (std::int8_t v : t.i8) out += static_cast<char>(v);
+        } else if (t.dtype == WeightDType::I32) {
+            for (std::int32_t v : t.i32) {
+                std::uint32_t bits = 0;
+                std::memcpy(&bits, &v, 4);
+                for (int i = 0; i < 4; ++i, bits >>= 8) out += static_cast<char>(bits & 0xFF);
+            }
+        } else {
+            for (float v : t.data) {
+                std::uint32_t bits = 0;
+                std::memcpy(&bits, &v, 4);
+                for (int i = 0; i < 4; ++i, bits >>= 8) out += static_cast<char>(bits & 0xFF);
+            }
         }
     }
     return out;
@@ -802,6 +868,158 @@ inline void write_safetensors(const std::string& path, const Weights& weights,
     if (!out) throw WeightsError(path + ": cannot open for writing");
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out) throw WeightsError(path + ": write failed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantized (int8) weights files
+// ---------------------------------------------------------------------------------------------
+// A quantized file holds, for a graph with its batch norms folded (exec/fold.hpp):
+//   LAYER.weight        I8  [same shape as the F32 weight]        (conv2d, dwconv, fc run in int8)
+//   LAYER.bias          I32 [out]  scale act_scale(input) * weight_scale[c]   (zeros if bias=false)
+//   LAYER.weight_scale  F32 [out] per channel, or [1] per tensor
+//   LAYER.act_scale     F32 [1], LAYER.act_zero_point I32 [1]: every layer's output (input too)
+//   the usual F32 tensors of layers that run in float (listed in lamda.float_layers)
+// and __metadata__ {"lamda.precision": "int8", "lamda.float_layers": "a,b", "lamda.scheme":
+// "int8: activations per-tensor asymmetric, weights per-channel symmetric"}.
+
+inline const char* quantized_scheme_text() noexcept {
+    return "int8: activations per-tensor asymmetric, weights per-channel symmetric";
+}
+
+inline bool is_quantized(const SafetensorsData& d) {
+    const auto it = d.metadata.find("lamda.precision");
+    return it != d.metadata.end() && it->second == "int8";
+}
+
+// The tensors and metadata of a quantized model; `float_weights` supplies the F32 tensors of the
+// float layers (only those of layers named in m.float_layers are written).
+inline std::pair<Weights, std::map<std::string, std::string>> quantized_to_weights(
+    const QuantizedModel& m, const Weights& float_weights) {
+    Weights out;
+    for (const QuantizedWeights& l : m.layers) {
+        WeightTensor w;
+        w.dtype = WeightDType::I8;
+        w.shape = l.weight_shape;
+        w.i8 = l.weights;
+        out[l.layer + ".weight"] = std::move(w);
+        WeightTensor b;
+        b.dtype = WeightDType::I32;
+        b.shape = {static_cast<std::int64_t>(l.bias.size())};
+        b.i32 = l.bias;
+        out[l.layer + ".bias"] = std::move(b);
+        WeightTensor s;
+        s.shape = {static_cast<std::int64_t>(l.weight_scales.size())};
+        s.data = l.weight_scales;
+        out[l.layer + ".weight_scale"] = std::move(s);
+    }
+    for (const auto& [name, q] : m.activations) {
+        WeightTensor s;
+        s.shape = {1};
+        s.data = {q.scale};
+        out[name + ".act_scale"] = std::move(s);
+        WeightTensor z;
+        z.dtype = WeightDType::I32;
+        z.shape = {1};
+        z.i32 = {q.zero_point};
+        out[name + ".act_zero_point"] = std::move(z);
+    }
+    std::string float_list;
+    for (const std::string& f : m.float_layers) {
+        float_list += (float_list.empty() ? "" : ",") + f;
+        const std::string prefix = f + ".";
+        for (auto it = float_weights.lower_bound(prefix);
+             it != float_weights.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+            out[it->first] = it->second;
+    }
+    std::map<std::string, std::string> meta{{"lamda.precision", "int8"},
+                                            {"lamda.float_layers", float_list},
+                                            {"lamda.scheme", quantized_scheme_text()}};
+    return {std::move(out), std::move(meta)};
+}
+
+// The quantized model in `d` for `graph` (batch norms already folded, shapes inferred), and the
+// F32 tensors of its float layers in `float_weights`. Throws WeightsError naming the file and the
+// tensor: an fp32 file where int8 is required, a missing or extra tensor, a wrong dtype or shape,
+// a zero, negative, NaN or infinite scale, a zero point outside [-128, 127].
+inline QuantizedModel read_quantized(const Graph& graph, const SafetensorsData& d,
+                                     const std::string& file, Weights& float_weights) {
+    auto fail = [&](const std::string& what) { return WeightsError(file + ": " + what); };
+    if (!is_quantized(d))
+        throw fail("is an fp32 weights file, but int8 weights are required here (no \"lamda.precision\": "
+                   "\"int8\" in its metadata); make one with `lamda quantize MODEL --weights W "
+                   "--dataset D --out Q.safetensors`");
+    QuantizedModel m;
+    {
+        const auto it = d.metadata.find("lamda.float_layers");
+        const std::string list = it == d.metadata.end() ? std::string() : it->second;
+        std::size_t at = 0;
+        while (at < list.size()) {
+            std::size_t comma = list.find(',', at);
+            if (comma == std::string::npos) comma = list.size();
+            const std::string name = list.substr(at, comma - at);
+            if (graph.find(name) < 0)
+                throw fail("metadata lamda.float_layers names '" + name + "', which is no layer of model '" +
+                           graph.name + "'");
+            m.float_layers.push_back(name);
+            at = comma + 1;
+        }
+    }
+    auto is_float = [&](const std::string& n) {
+        return std::find(m.float_layers.begin(), m.float_layers.end(), n) != m.float_layers.end();
+    };
+    std::map<std::string, bool> used;
+    auto get = [&](const std::string& name, WeightDType dt,
+                   const std::vector<std::int64_t>* shape) -> const WeightTensor& {
+        const auto it = d.tensors.find(name);
+        if (it == d.tensors.end()) throw fail("missing tensor '" + name + "'");
+        const WeightTensor& t = it->second;
+        if (t.dtype != dt)
+            throw fail("tensor '" + name + "' is " + dtype_name(t.dtype) + ", expected " + dtype_name(dt));
+        if (shape && t.shape != *shape)
+            throw fail("tensor '" + name + "' has shape " + shape_string(t.shape) + ", expected " +
+                       shape_string(*shape));
+        if (static_cast<std::int64_t>(t.stored()) != t.elements())
+            throw fail("tensor '" + name + "' holds " + std::to_string(t.stored()) + " values, its shape needs " +
+                       std::to_string(t.elements()));
+        used[name] = true;
+        return t;
+    };
+    const std::vector<std::int64_t> one{1};
+    for (const Layer& l : graph.layers) {
+        const WeightTensor& s = get(l.name + ".act_scale", WeightDType::F32, &one);
+        const WeightTensor& z = get(l.name + ".act_zero_point", WeightDType::I32, &one);
+        m.activations.push_back({l.name, ActivationQuant{s.data[0], z.i32[0]}});
+    }
+    for (const ExpectedTensor& e : expected_weights(graph)) {
+        const Layer& l = graph.layers[static_cast<std::size_t>(e.layer)];
+        if (is_float(l.name)) {
+            float_weights[e.name] = get(e.name, WeightDType::F32, &e.shape);
+            continue;
+        }
+        if (l.op == OpKind::BatchNorm)
+            throw fail("batchnorm layer '" + l.name + "' is neither folded nor listed in lamda.float_layers");
+        const std::string suffix = e.name.substr(l.name.size());
+        if (suffix != ".weight") continue;  // the bias is always present in int8, read below
+        QuantizedWeights q;
+        q.layer = l.name;
+        q.weight_shape = e.shape;
+        q.weights = get(e.name, WeightDType::I8, &e.shape).i8;
+        const std::vector<std::int64_t> out{e.shape[0]};
+        q.bias = get(l.name + ".bias", WeightDType::I32, &out).i32;
+        const WeightTensor& ws = get(l.name + ".weight_scale", WeightDType::F32, nullptr);
+        if (ws.shape != out && ws.shape != one)
+            throw fail("tensor '" + l.name + ".weight_scale' has shape " + shape_string(ws.shape) +
+                       ", expected " + shape_string(out) + " (per channel) or [1]");
+        q.weight_scales = ws.data;
+        m.layers.push_back(std::move(q));
+    }
+    for (const auto& kv : d.tensors)
+        if (!used.count(kv.first))
+            throw fail("unexpected tensor '" + kv.first + "' (the file does not belong to model '" + graph.name +
+                       "', or its batch norms were not folded)");
+    if (const std::optional<Error> e = validate_quantized_model(m))
+        throw fail("tensor '" + e->where.field + "': " + e->message);
+    return m;
 }
 
 }  // namespace lamda
