@@ -33,7 +33,7 @@ if "$lamda" export "$fw/model.lamda" --weights "$fw/model.safetensors" --firmwar
         --max-ram 1000 > /dev/null 2> "$work/refused.txt"; then
     echo "FAIL: --max-ram 1000 was not refused"; exit 1
 fi
-grep -q 'needs [0-9]* bytes of RAM (arena [0-9]* .*over --max-ram 1000' "$work/refused.txt" ||
+grep -q 'needs [0-9]* bytes of RAM (arena [0-9]*, .*over --max-ram 1000' "$work/refused.txt" ||
     { echo "FAIL: the refusal does not give the numbers: $(cat "$work/refused.txt")"; exit 1; }
 [ ! -e "$work/small" ] || { echo "FAIL: a refused export wrote files"; exit 1; }
 

@@ -3,7 +3,9 @@
    tests/firmware_mcu_test.sh), or, built with -DMCU_STDIN on a host, from stdin as records of
    784 pixel bytes and one label byte. Prints what `lamda run --dataset` prints:
      image I: predicted P, label L      ...      correct: C of N
-   Pixels are scaled by 1/255 as lamda's dataset reader does. C99, no heap. */
+   Pixels are scaled by 1/255 as lamda's dataset reader does and written straight into the arena
+   at MODEL_INPUT(arena), where the plan keeps the input (no separate input buffer: RAM is the
+   arena plus the 10 output values). C99, no heap. */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,10 +16,10 @@
 #endif
 
 static float arena[(MODEL_ARENA_BYTES + 3) / 4];
-static float input[MODEL_INPUT_SIZE];
 static float output[MODEL_OUTPUT_SIZE];
 
 static int classify(const unsigned char* pixels) {
+    float* input = MODEL_INPUT(arena);
     int i, best = 0;
     for (i = 0; i < MODEL_INPUT_SIZE; ++i) input[i] = (float)pixels[i] * (1.0f / 255.0f);
     if (model_run(input, output, arena) != 0) return -1;

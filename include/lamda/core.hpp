@@ -1,6 +1,6 @@
 // lamda/core.hpp: the runtime-free core, for firmware and any project that only needs to read,
 // check and analyse models: the IR, diagnostics and the one error model, limits and validation,
-// the exact analysis (params, MACs, memory), the DSL parser, printer and
+// the exact analysis (params, MACs, memory), the firmware arena's liveness plan, the DSL parser, printer and
 // formatter, and the compile-time layer templates.
 //
 //   #include <lamda/core.hpp>
@@ -21,6 +21,7 @@
 #include "core/ir.hpp"
 #include "core/diagnostics.hpp"
 #include "core/analysis.hpp"
+#include "core/arena_plan.hpp"
 #include "core/quant.hpp"
 #include "core/validate.hpp"
 #include "core/rewrite.hpp"

@@ -47,7 +47,9 @@ void write_file(const fs::path& p, const std::string& text) {
 }
 
 // Feeds inputs (raw float32) on stdin, writes outputs on stdout; the arena is filled with NaN
-// bytes before every run so that reading a value before it is written shows.
+// bytes before every run so that reading a value before it is written shows. Even runs pass a
+// buffer of their own (model_run copies it into the arena), odd runs write the input where it lives
+// in the arena, MODEL_INPUT(arena), and pass that (no copy).
 const char* driver_c = R"C(#include <stdio.h>
 #include <string.h>
 #include "model.h"
@@ -55,9 +57,15 @@ static float arena_buf[(MODEL_ARENA_BYTES + 3) / 4];
 static float in[MODEL_INPUT_SIZE];
 static float out[MODEL_OUTPUT_SIZE];
 int main(void) {
+    long k = 0;
     while (fread(in, sizeof(float), MODEL_INPUT_SIZE, stdin) == MODEL_INPUT_SIZE) {
+        const float* x = in;
         memset(arena_buf, 0xff, sizeof arena_buf);
-        if (model_run(in, out, arena_buf) != 0) return 2;
+        if (k++ % 2) {
+            memcpy(MODEL_INPUT(arena_buf), in, sizeof in);
+            x = MODEL_INPUT(arena_buf);
+        }
+        if (model_run(x, out, arena_buf) != 0) return 2;
         if (fwrite(out, sizeof(float), MODEL_OUTPUT_SIZE, stdout) != MODEL_OUTPUT_SIZE) return 3;
     }
     return 0;
@@ -126,6 +134,9 @@ void check_model(const lamda::Graph& graph, const std::string& tag, std::uint64_
     const lamda::Weights w = lamda::random_weights(graph, seed);
     const lamda::FirmwareSource src = lamda::firmware_source(graph, w);
     CHECK(src.arena_bytes <= src.tflm_arena_bytes);
+    // The search plans the unfolded graph (core/arena_plan.hpp): never less than the export allocates.
+    CHECK(lamda::arena_bytes(graph) >= src.arena_bytes);
+    CHECK(src.input_offset + src.input_bytes <= src.arena_bytes);
     CHECK(src.source.find("malloc") == std::string::npos);
     // no mutable statics: every static object is const
     CHECK(!std::regex_search(src.source, std::regex(R"(static\s+(float|double|int|char|unsigned)\s+\w+\s*(\[|=|;))")));
@@ -261,12 +272,34 @@ c3: conv2d out=8 kernel=3
     const lamda::FirmwarePlan p = lamda::firmware_plan(g);
     REQUIRE(p.ok);
     CHECK(p.in_place == 2);
-    CHECK(p.arena_bytes == 2 * 8 * 8 * 8 * 4);  // c1/r1 and c2/r2; c3 writes the output
+    // c1/r1 and c2/r2 (2,048 bytes each); the input (1,024, dead after c1) shares c2/r2's bytes;
+    // c3 writes the caller's output.
+    CHECK(p.arena_bytes == 2 * 8 * 8 * 8 * 4);
+    REQUIRE(p.buffers.size() == 3);
+    CHECK(p.buffers[0].bytes == 8 * 8 * 4 * 4);
+    CHECK(p.buffers[0].first == 0);
+    CHECK(p.buffers[0].last == 1);
+    CHECK(p.input_offset == p.buffers[0].offset);
+    CHECK(p.input_offset == 8 * 8 * 8 * 4);
+    CHECK(p.offset_of(5) == -1);  // c3: the output
+    CHECK(p.offset_of(2) == p.offset_of(1));  // r1 in place
     CHECK(lamda::firmware_arena_bytes(g) == p.arena_bytes);
+    CHECK(lamda::arena_bytes(g) == p.arena_bytes);  // the core's plan is the firmware's
+    CHECK(lamda::arena_bytes(g, 1) == 2 * 8 * 8 * 8);  // int8: one byte per value
     // TFLM's greedy rule without in-place: c1 and r1, r1 and c2, ... are alive together.
     CHECK(lamda::tflm_greedy_arena_bytes(g, false) == 2 * 8 * 8 * 8 * 4);
-    CHECK(lamda::tflm_greedy_arena_bytes(g, true) == 2 * 8 * 8 * 8 * 4);  // input/output overlap dead ones
+    CHECK(lamda::tflm_greedy_arena_bytes(g, true) == 2 * 8 * 8 * 8 * 4);  // the output overlaps dead ones
     CHECK(lamda::firmware_arena_bytes(g) <= lamda::tflm_greedy_arena_bytes(g, false));
+
+    // The input is dead after its last reader: a wide input read once costs its bytes only while
+    // it is alive, and the small values after it reuse them.
+    const lamda::Graph wide = parse("model w\ninput: input shape=16x16x8\nc: conv2d out=2 kernel=1\n"
+                                    "r: relu\np: maxpool kernel=2 stride=2\nfl: flatten\nf: fc out=3\n");
+    const lamda::ArenaPlan pw = lamda::arena_plan(wide);
+    REQUIRE(pw.ok);
+    CHECK(pw.arena_bytes == 16 * 16 * 8 * 4 + 16 * 16 * 2 * 4);  // input + c (alive together)
+    CHECK(pw.in_place == 1);
+    CHECK(lamda::arena_plan(wide, 0).error.find("bytes per value") != std::string::npos);
 
     lamda::Graph bad = g;
     bad.layers[2].shape = lamda::Shape{};

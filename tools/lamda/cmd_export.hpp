@@ -92,7 +92,7 @@ namespace export_cli {
 // numbers (text or --json) to stdout. 1 when over a limit (nothing written).
 inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const lamda::Weights& weights) {
     const lamda::FirmwareSource fw = lamda::firmware_source(graph, weights);
-    const std::int64_t ram = fw.arena_bytes + fw.input_bytes + fw.output_bytes;
+    const std::int64_t ram = fw.arena_bytes + fw.output_bytes;  // the input lives in the arena
     bool refused = false;
     if (a.max_flash > 0 && fw.flash_bytes > a.max_flash) {
         std::cerr << "lamda: error: export --firmware: needs " << fw.flash_bytes << " bytes of flash ("
@@ -102,7 +102,7 @@ inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const 
     }
     if (a.max_ram > 0 && ram > a.max_ram) {
         std::cerr << "lamda: error: export --firmware: needs " << ram << " bytes of RAM (arena "
-                  << fw.arena_bytes << " + input " << fw.input_bytes << " + output " << fw.output_bytes
+                  << fw.arena_bytes << ", the input inside, + output " << fw.output_bytes
                   << "), over --max-ram " << a.max_ram << '\n';
         refused = true;
     }
@@ -118,7 +118,8 @@ inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const 
         std::cout << "{\"dir\": " << dir
                   << ", \"flash_bytes\": " << fw.flash_bytes << ", \"weight_bytes\": " << fw.weight_bytes
                   << ", \"code_bytes_estimate\": " << fw.code_bytes_estimate
-                  << ", \"arena_bytes\": " << fw.arena_bytes << ", \"input_bytes\": " << fw.input_bytes
+                  << ", \"arena_bytes\": " << fw.arena_bytes << ", \"input_offset\": " << fw.input_offset
+                  << ", \"input_bytes\": " << fw.input_bytes
                   << ", \"output_bytes\": " << fw.output_bytes << ", \"ram_bytes\": " << ram
                   << ", \"tflm_arena_bytes\": " << fw.tflm_arena_bytes
                   << ", \"tflm_arena_io_bytes\": " << fw.tflm_arena_io_bytes << ", \"macs\": " << fw.macs
@@ -128,9 +129,11 @@ inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const 
         std::cerr << "wrote " << a.firmware << "/model.h and model.c\n";
         std::cout << "flash: " << fw.flash_bytes << " bytes (" << fw.weight_bytes << " weights + "
                   << fw.code_bytes_estimate << " code, estimated)\n"
-                  << "arena: " << fw.arena_bytes << " bytes (+ input " << fw.input_bytes << " + output "
-                  << fw.output_bytes << " owned by the caller; TFLite Micro's greedy plan: "
-                  << fw.tflm_arena_bytes << ", " << fw.tflm_arena_io_bytes << " with input and output)\n"
+                  << "arena: " << fw.arena_bytes << " bytes (the input's " << fw.input_bytes
+                  << " inside at offset " << fw.input_offset << "; + output " << fw.output_bytes
+                  << " owned by the caller; TFLite Micro's greedy plan: " << fw.tflm_arena_bytes << ", "
+                  << fw.tflm_arena_io_bytes << " with the output inside)\n"
+                  << "RAM: " << ram << " bytes (arena + output)\n"
                   << "MACs: " << fw.macs << ", params: " << fw.params << ", subnormal weights flushed: "
                   << fw.flushed_weights << '\n';
     }

@@ -6,7 +6,8 @@
 // Contract of the generated code (float32 path; int8 kernels are to be added beside the f32 ones,
 // named lm_s8_*, with per-layer quantization constants emitted next to the weights):
 //   - model.h declares `int model_run(const float* input, float* output, void* arena)` and the macros
-//     MODEL_ARENA_BYTES, MODEL_INPUT_H/W/C, MODEL_INPUT_SIZE, MODEL_OUTPUT_SIZE (values, not bytes);
+//     MODEL_ARENA_BYTES, MODEL_INPUT_OFFSET, MODEL_INPUT(arena) (where the input lives in the arena:
+//     written there, it is not copied), MODEL_INPUT_H/W/C, MODEL_INPUT_SIZE, MODEL_OUTPUT_SIZE (values);
 //     it is usable from C and C++ (extern "C").
 //   - model.c includes only <stdint.h>, <string.h>, <math.h> and model.h; no heap, no static mutable
 //     state (reentrant: every byte of scratch is in the caller's arena, at least MODEL_ARENA_BYTES,
@@ -20,12 +21,10 @@
 //     without doubles; results then differ from the reference by float rounding).
 //   - Batch norm is folded into its producer first (exec/fold.hpp); one that cannot fold runs as a
 //     per-channel scale and shift.
-// The arena plan: every value not aliased (flatten, dropout: the same bytes) gets a buffer that
-// lives from its producer to its last reader; an elementwise op (activations, softmax, batchnorm,
-// add, a same-size mul operand) writes into an input buffer whose last reader it is (in place, as
-// TinyEngine does). The input is read from the caller's pointer and the last layer writes straight
-// into the caller's output, so neither is in the arena. Buffers are placed by TFLite Micro's greedy
-// rule (largest first, lowest 16-byte-aligned offset that overlaps no live buffer).
+// The arena plan is core/arena_plan.hpp's (the search's memory constraint counts the same bytes):
+// buffers alive from producer to last reader, elementwise ops in place, the input inside the arena
+// (MODEL_INPUT_OFFSET), the last layer writing straight into the caller's output, TFLite Micro's
+// greedy placement.
 // firmware_plan and firmware_arena_bytes never throw (but bad_alloc); firmware_source throws
 // ExportError (or ExecutorError for a graph or weights the reference executor would refuse).
 #ifndef LAMDA_DEPLOY_FIRMWARE_HPP
@@ -41,6 +40,7 @@
 #include <vector>
 
 #include "../core/analysis.hpp"
+#include "../core/arena_plan.hpp"
 #include "../core/ir.hpp"
 #include "../data/weights.hpp"
 #include "../exception.hpp"
@@ -50,217 +50,19 @@
 
 namespace lamda {
 
-// Where a layer's value lives at run time.
-enum class FirmwareLoc { Input, Arena, Output };
+// The firmware's arena plan is core/arena_plan.hpp's (the search's memory constraint uses the same).
+using FirmwarePlan = ArenaPlan;
 
-struct FirmwareBuffer {
-    std::int64_t bytes = 0;   // rounded up to 16
-    std::int64_t offset = 0;  // in the arena
-    int first = 0, last = 0;  // layer indices: produced, last read (inclusive)
-};
-
-struct FirmwarePlan {
-    bool ok = false;
-    std::string error;                 // when !ok: what and where
-    std::vector<FirmwareLoc> loc;      // per layer
-    std::vector<int> buffer;           // per layer: index into buffers (Arena), or -1
-    std::vector<int> alias_of;         // per layer: the layer whose bytes it shares (flatten, dropout), or itself
-    std::vector<FirmwareBuffer> buffers;
-    std::int64_t arena_bytes = 0;
-    std::int64_t input_bytes = 0, output_bytes = 0;  // the caller's buffers
-    int in_place = 0;                  // ops planned in place
-};
-
-namespace firmware_detail {
-
-inline constexpr std::int64_t alignment = 16;
-inline constexpr std::int64_t max_tensor_bytes = std::int64_t{1} << 31;  // 32-bit targets
-
-inline bool tensor_bytes(const Shape& s, std::int64_t& bytes) noexcept {
-    std::int64_t e = 0;
-    if (!s.known() || !detail::checked_mul(s.h, s.w, e) || !detail::checked_mul(e, s.c, e) ||
-        !detail::checked_mul(e, std::int64_t{4}, bytes) || bytes >= max_tensor_bytes)
-        return false;
-    return true;
-}
-
-inline std::int64_t align_up(std::int64_t v) noexcept {
-    return (v + alignment - 1) / alignment * alignment;
-}
-
-// TFLite Micro's GreedyMemoryPlanner: buffers by size, largest first (ties in index order), each at
-// the lowest aligned offset where it overlaps no already placed buffer that is alive at the same time.
-inline std::int64_t place_greedy(std::vector<FirmwareBuffer>& buffers) {
-    std::vector<std::size_t> order(buffers.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-        return buffers[a].bytes > buffers[b].bytes;
-    });
-    std::vector<std::size_t> placed;
-    std::int64_t high = 0;
-    for (std::size_t idx : order) {
-        FirmwareBuffer& b = buffers[idx];
-        std::vector<std::pair<std::int64_t, std::int64_t>> busy;  // [offset, end) of live ones
-        for (std::size_t p : placed) {
-            const FirmwareBuffer& o = buffers[p];
-            if (o.first <= b.last && b.first <= o.last) busy.emplace_back(o.offset, o.offset + o.bytes);
-        }
-        std::sort(busy.begin(), busy.end());
-        std::int64_t offset = 0;
-        for (const auto& r : busy) {
-            if (r.first >= offset + b.bytes) break;
-            offset = std::max(offset, align_up(r.second));
-        }
-        b.offset = offset;
-        high = std::max(high, offset + b.bytes);
-        placed.push_back(idx);
-    }
-    return high;
-}
-
-inline bool elementwise_in_place(OpKind op) noexcept {
-    return op == OpKind::Relu || op == OpKind::Relu6 || op == OpKind::HardSwish ||
-           op == OpKind::HardSigmoid || op == OpKind::Sigmoid || op == OpKind::Softmax ||
-           op == OpKind::BatchNorm || op == OpKind::Add || op == OpKind::Mul;
-}
-
-inline bool check_structure(const Graph& graph, std::string& error) {
-    if (graph.layers.empty()) return error = "the graph has no layers", false;
-    if (graph.layers.front().op != OpKind::Input)
-        return error = "the graph's first layer is not its input", false;
-    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
-        const Layer& l = graph.layers[i];
-        if (i > 0 && l.op == OpKind::Input)
-            return error = "layer '" + l.name + "': a second input layer", false;
-        if (i > 0 && l.inputs.empty()) return error = "layer '" + l.name + "' has no input", false;
-        for (int in : l.inputs)
-            if (in < 0 || static_cast<std::size_t>(in) >= i)
-                return error = "layer '" + l.name + "' reads a layer that is not before it", false;
-        std::int64_t b = 0;
-        if (!tensor_bytes(l.shape, b))
-            return error = std::string(op_name(l.op)) + " layer '" + l.name + "': shape " +
-                           to_string(l.shape) +
-                           " is not inferred or exceeds 2 GiB (run infer_shapes first)",
-                   false;
-    }
-    return true;
-}
-
-}  // namespace firmware_detail
-
-// The liveness plan of the generated code (see the file comment). Never throws but bad_alloc.
-inline FirmwarePlan firmware_plan(const Graph& graph) {
-    FirmwarePlan plan;
-    if (!firmware_detail::check_structure(graph, plan.error)) return plan;
-    const std::size_t n = graph.layers.size();
-    plan.loc.assign(n, FirmwareLoc::Arena);
-    plan.buffer.assign(n, -1);
-    plan.alias_of.resize(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        const Layer& l = graph.layers[i];
-        const bool alias = l.op == OpKind::Flatten || l.op == OpKind::Dropout;
-        plan.alias_of[i] = alias ? plan.alias_of[static_cast<std::size_t>(l.inputs.front())]
-                                 : static_cast<int>(i);
-    }
-    // Last reader of each root value (reads through aliases count for the root).
-    std::vector<int> last_read(n, -1);
-    for (std::size_t i = 0; i < n; ++i)
-        for (int in : graph.layers[i].inputs) {
-            const auto r = static_cast<std::size_t>(plan.alias_of[static_cast<std::size_t>(in)]);
-            last_read[r] = std::max(last_read[r], static_cast<int>(i));
-        }
-    firmware_detail::tensor_bytes(graph.layers.front().shape, plan.input_bytes);
-    firmware_detail::tensor_bytes(graph.layers.back().shape, plan.output_bytes);
-    for (std::size_t i = 0; i < n; ++i) {
-        const Layer& l = graph.layers[i];
-        if (l.op == OpKind::Input) {
-            plan.loc[i] = FirmwareLoc::Input;
-            continue;
-        }
-        if (i + 1 == n && plan.alias_of[i] == static_cast<int>(i)) {
-            plan.loc[i] = FirmwareLoc::Output;
-            continue;
-        }
-        if (plan.alias_of[i] != static_cast<int>(i)) {
-            const auto r = static_cast<std::size_t>(plan.alias_of[i]);
-            plan.loc[i] = plan.loc[r];
-            plan.buffer[i] = plan.buffer[r];
-            continue;
-        }
-        std::int64_t bytes = 0;
-        firmware_detail::tensor_bytes(l.shape, bytes);
-        int reuse = -1;
-        if (firmware_detail::elementwise_in_place(l.op)) {
-            for (std::size_t k = 0; k < l.inputs.size() && reuse < 0; ++k) {
-                const auto in = static_cast<std::size_t>(l.inputs[k]);
-                const auto r = static_cast<std::size_t>(plan.alias_of[in]);
-                if (plan.loc[r] != FirmwareLoc::Arena || last_read[r] != static_cast<int>(i) ||
-                    graph.layers[in].shape.elements() != l.shape.elements())
-                    continue;
-                reuse = plan.buffer[r];
-            }
-        }
-        if (reuse >= 0) {
-            plan.buffer[i] = reuse;
-            ++plan.in_place;
-        } else {
-            FirmwareBuffer b;
-            b.bytes = firmware_detail::align_up(bytes);
-            b.first = b.last = static_cast<int>(i);
-            plan.buffer[i] = static_cast<int>(plan.buffers.size());
-            plan.buffers.push_back(b);
-        }
-        FirmwareBuffer& b = plan.buffers[static_cast<std::size_t>(plan.buffer[i])];
-        b.last = std::max(b.last, std::max(static_cast<int>(i), last_read[i]));
-    }
-    plan.arena_bytes = firmware_detail::place_greedy(plan.buffers);
-    plan.ok = true;
-    return plan;
+// The liveness plan of the generated float code. Never throws but bad_alloc.
+inline FirmwarePlan firmware_plan(const Graph& graph, std::int64_t bytes_per_value = 4) {
+    return arena_plan(graph, bytes_per_value);
 }
 
 // Bytes of the arena the firmware export allocates for `graph` (shapes inferred, batch norm as it
-// will run: fold it first to match an export of folded weights); -1 when the graph cannot be planned.
-// For the search's memory constraint (task max_activation_bytes); never throws but bad_alloc.
-inline std::int64_t firmware_arena_bytes(const Graph& graph) {
-    const FirmwarePlan p = firmware_plan(graph);
-    return p.ok ? p.arena_bytes : -1;
-}
-
-// What TFLite Micro's greedy planner would need for the same network: every layer output a tensor
-// of its own (reshape/flatten a tensor of its own; dropout removed by the converter), alive from its
-// producer to its last reader, no in-place reuse, 16-byte alignment. With io_in_arena (what the
-// TFLM interpreter does) the input (alive from the start) and the output (alive to the end) are in
-// the arena too; without, they are left out as lamda leaves them to the caller, which compares the
-// two planners under the same rules. -1 when the graph cannot be planned.
-inline std::int64_t tflm_greedy_arena_bytes(const Graph& graph, bool io_in_arena = true) {
-    std::string error;
-    if (!firmware_detail::check_structure(graph, error)) return -1;
-    const std::size_t n = graph.layers.size();
-    std::vector<int> root(n);
-    for (std::size_t i = 0; i < n; ++i)
-        root[i] = graph.layers[i].op == OpKind::Dropout
-                      ? root[static_cast<std::size_t>(graph.layers[i].inputs.front())]
-                      : static_cast<int>(i);
-    std::vector<int> last_read(n, -1);
-    for (std::size_t i = 0; i < n; ++i)
-        for (int in : graph.layers[i].inputs) {
-            const auto r = static_cast<std::size_t>(root[static_cast<std::size_t>(in)]);
-            last_read[r] = std::max(last_read[r], static_cast<int>(i));
-        }
-    const auto out_root = static_cast<std::size_t>(root[n - 1]);
-    std::vector<FirmwareBuffer> buffers;
-    for (std::size_t i = 0; i < n; ++i) {
-        if (root[i] != static_cast<int>(i)) continue;
-        if (!io_in_arena && (i == 0 || i == out_root)) continue;
-        FirmwareBuffer b;
-        std::int64_t bytes = 0;
-        firmware_detail::tensor_bytes(graph.layers[i].shape, bytes);
-        b.bytes = firmware_detail::align_up(bytes);
-        b.first = i == 0 ? 0 : static_cast<int>(i);
-        b.last = i == out_root ? static_cast<int>(n) : std::max(static_cast<int>(i), last_read[i]);
-        buffers.push_back(b);
-    }
-    return firmware_detail::place_greedy(buffers);
+// will run: the export folds it first, which never makes the arena larger); -1 when the graph cannot
+// be planned. Never throws but bad_alloc.
+inline std::int64_t firmware_arena_bytes(const Graph& graph, std::int64_t bytes_per_value = 4) {
+    return arena_bytes(graph, bytes_per_value);
 }
 
 // The generated model and what export reports.
@@ -271,9 +73,11 @@ struct FirmwareSource {
     std::int64_t code_bytes_estimate = 0;  // kernels used + one call per layer (Cortex-M4 -O2, rough)
     std::int64_t flash_bytes = 0;          // weight_bytes + code_bytes_estimate
     std::int64_t arena_bytes = 0;          // MODEL_ARENA_BYTES
-    std::int64_t input_bytes = 0, output_bytes = 0;
+    std::int64_t input_offset = 0;         // MODEL_INPUT_OFFSET: the input lives in the arena
+    std::int64_t input_bytes = 0;          // inside arena_bytes
+    std::int64_t output_bytes = 0;         // the caller's output buffer (RAM = arena + output)
     std::int64_t tflm_arena_bytes = 0;     // tflm_greedy_arena_bytes(graph, false): same rules as lamda's
-    std::int64_t tflm_arena_io_bytes = 0;  // tflm_greedy_arena_bytes(graph): input and output inside
+    std::int64_t tflm_arena_io_bytes = 0;  // tflm_greedy_arena_bytes(graph): the output inside too
     std::int64_t macs = 0;
     std::int64_t params = 0;
     std::int64_t flushed_weights = 0;      // subnormal weights written as 0
@@ -310,7 +114,8 @@ static float lm_act(float v, int act) {
 )C";
 
 inline constexpr const char* k_conv2d = R"C(
-/* conv2d, weights [oc][kh][kw][ic/groups] */
+/* conv2d, weights [oc][kh][kw][ic/groups]; also dwconv: groups = ic, oc = ic * multiplier, so
+   output channel o reads input channel o / multiplier, weights [oc][kh][kw] (the same order) */
 static void lm_f32_conv2d(const float* x, int ih, int iw, int ic, float* y, int oh, int ow, int oc,
                           const float* w, const float* b, int kh, int kw, int sh, int sw, int dh,
                           int dw, int pt, int pl, int groups, int act) {
@@ -333,32 +138,6 @@ static void lm_f32_conv2d(const float* x, int ih, int iw, int ic, float* y, int 
                         xp = x + ((size_t)iy * (size_t)iw + (size_t)ix) * (size_t)ic + (size_t)(g * cig);
                         wp = wo + ((size_t)ky * (size_t)kw + (size_t)kx) * (size_t)cig;
                         for (c = 0; c < cig; ++c) acc += (lm_acc)wp[c] * (lm_acc)xp[c];
-                    }
-                }
-                y[((size_t)oy * (size_t)ow + (size_t)ox) * (size_t)oc + (size_t)o] = lm_act((float)acc, act);
-            }
-}
-)C";
-
-inline constexpr const char* k_dwconv = R"C(
-/* dwconv, weights [oc][kh][kw]; output channel o reads input channel o / multiplier */
-static void lm_f32_dwconv(const float* x, int ih, int iw, int ic, float* y, int oh, int ow, int oc,
-                          const float* w, const float* b, int kh, int kw, int sh, int sw, int dh,
-                          int dw, int pt, int pl, int mult, int act) {
-    int oy, ox, o, ky, kx;
-    for (oy = 0; oy < oh; ++oy)
-        for (ox = 0; ox < ow; ++ox)
-            for (o = 0; o < oc; ++o) {
-                const int c = o / mult;
-                lm_acc acc = b ? (lm_acc)b[o] : (lm_acc)0;
-                for (ky = 0; ky < kh; ++ky) {
-                    const int iy = oy * sh - pt + ky * dh;
-                    if (iy < 0 || iy >= ih) continue;
-                    for (kx = 0; kx < kw; ++kx) {
-                        const int ix = ox * sw - pl + kx * dw;
-                        if (ix < 0 || ix >= iw) continue;
-                        acc += (lm_acc)w[((size_t)o * (size_t)kh + (size_t)ky) * (size_t)kw + (size_t)kx] *
-                               (lm_acc)x[((size_t)iy * (size_t)iw + (size_t)ix) * (size_t)ic + (size_t)c];
                     }
                 }
                 y[((size_t)oy * (size_t)ow + (size_t)ox) * (size_t)oc + (size_t)o] = lm_act((float)acc, act);
@@ -565,6 +344,7 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
 
     FirmwareSource fs;
     fs.arena_bytes = plan.arena_bytes;
+    fs.input_offset = plan.input_offset;
     fs.input_bytes = plan.input_bytes;
     fs.output_bytes = plan.output_bytes;
     fs.tflm_arena_bytes = tflm_greedy_arena_bytes(graph, false);
@@ -584,12 +364,13 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
     for (std::size_t i = 0; i < n; ++i) {
         const Layer& l = graph.layers[i];
         const std::string p = "L" + std::to_string(i);
-        if (l.op == OpKind::Conv2d) {
-            // OIHW -> O,H,W,I/groups so that the innermost loop reads consecutive values.
+        if (l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d) {
+            // OIHW -> O,H,W,I/groups so that the innermost loop reads consecutive values (a dwconv's
+            // [oc][1][kh][kw] keeps its order).
             const WeightTensor& wt = weights.at(l.name + ".weight");
             const std::int64_t cig = wt.shape[1], kh = l.kernel_h, kw = l.kernel_w;
             std::vector<float> r(wt.data.size());
-            for (std::int64_t o = 0; o < l.out_channels; ++o)
+            for (std::int64_t o = 0; o < wt.shape[0]; ++o)
                 for (std::int64_t c = 0; c < cig; ++c)
                     for (std::int64_t y = 0; y < kh; ++y)
                         for (std::int64_t x = 0; x < kw; ++x)
@@ -597,7 +378,7 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
                                 wt.data[static_cast<std::size_t>(((o * cig + c) * kh + y) * kw + x)];
             wsrc += "/* " + fd::comment_safe(l.name) + " */\n";
             fd::emit_array(wsrc, p + "_w", r, fs);
-        } else if (l.op == OpKind::DepthwiseConv2d || l.op == OpKind::FullyConnected) {
+        } else if (l.op == OpKind::FullyConnected) {
             wsrc += "/* " + fd::comment_safe(l.name) + " */\n";
             fd::emit_array(wsrc, p + "_w", weights.at(l.name + ".weight").data, fs);
         }
@@ -618,24 +399,20 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
             fd::emit_array(wsrc, p + "_shift", beta, fs);
         }
     }
-    if (fs.weight_bytes >= fd::max_tensor_bytes)
+    if (fs.weight_bytes >= arena_detail::max_tensor_bytes)
         throw ExportError("firmware: " + std::to_string(fs.weight_bytes) +
                           " bytes of weights do not fit a 32-bit target");
 
     // The run function.
     auto ptr = [&](std::size_t layer) -> std::string {
-        const auto r = static_cast<std::size_t>(plan.alias_of[layer]);
-        switch (plan.loc[r]) {
-        case FirmwareLoc::Input: return "input";
-        case FirmwareLoc::Output: return "output";
-        case FirmwareLoc::Arena:
-            return "(a + " + fd::num(plan.buffers[static_cast<std::size_t>(plan.buffer[r])].offset / 4) + ")";
-        }
-        return "input";
+        const std::int64_t offset = plan.offset_of(layer);
+        return offset < 0 ? std::string("output") : "(a + " + fd::num(offset / 4) + ")";
     };
     std::string body;
     std::int64_t code = 300;  // model_run's frame, the checks, lm_act
-    const std::int64_t kernel_cost[] = {600, 450, 150, 450, 150, 150, 150, 150, 120, 150, 300};
+    // Kernel families in emission order: conv2d (and dwconv), fc, pool, gap, batchnorm, add, concat,
+    // mul, act, softmax; their code estimates (Cortex-M4 -O2, rough).
+    const std::int64_t kernel_cost[] = {600, 150, 450, 150, 150, 150, 150, 120, 150, 300};
     auto use = [&](int k) {
         if (!used[static_cast<std::size_t>(k)]) code += kernel_cost[k];
         used[static_cast<std::size_t>(k)] = true;
@@ -655,34 +432,29 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
         switch (l.op) {
         case OpKind::Input: break;
         case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d: {
+            // One kernel for both: a dwconv is a conv2d with groups = input channels.
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
             use(0);
-            line += "lm_f32_conv2d(" + x(0) + ", " + fd::num(is.h) + ", " + fd::num(is.w) + ", " +
-                    fd::num(is.c) + ", " + y + ", " + fd::num(os.h) + ", " + fd::num(os.w) + ", " +
-                    fd::num(os.c) + ", " + p + "_w, " + bias + ", " + fd::num(l.kernel_h) + ", " +
-                    fd::num(l.kernel_w) + ", " + fd::num(l.stride_h) + ", " + fd::num(l.stride_w) +
-                    ", " + fd::num(l.dilation_h) + ", " + fd::num(l.dilation_w) + ", " +
-                    fd::num(l.pads[0]) + ", " + fd::num(l.pads[1]) + ", " + fd::num(l.groups) +
-                    ", " + fd::num(fd::act_code(l.act)) + ");\n";
+            line += "lm_f32_conv2d(" + x(0) + ", " +
+                    fd::num(is.h) + ", " + fd::num(is.w) + ", " + fd::num(is.c) + ", " + y + ", " +
+                    fd::num(os.h) + ", " + fd::num(os.w) + ", " + fd::num(os.c) + ", " + p + "_w, " +
+                    bias + ", " + fd::num(l.kernel_h) + ", " + fd::num(l.kernel_w) + ", " +
+                    fd::num(l.stride_h) + ", " + fd::num(l.stride_w) + ", " + fd::num(l.dilation_h) +
+                    ", " + fd::num(l.dilation_w) + ", " + fd::num(l.pads[0]) + ", " +
+                    fd::num(l.pads[1]) + ", " + fd::num(dw ? is.c : l.groups) + ", " +
+                    fd::num(fd::act_code(l.act)) + ");\n";
             break;
-        case OpKind::DepthwiseConv2d:
-            use(1);
-            line += "lm_f32_dwconv(" + x(0) + ", " + fd::num(is.h) + ", " + fd::num(is.w) + ", " +
-                    fd::num(is.c) + ", " + y + ", " + fd::num(os.h) + ", " + fd::num(os.w) + ", " +
-                    fd::num(os.c) + ", " + p + "_w, " + bias + ", " + fd::num(l.kernel_h) + ", " +
-                    fd::num(l.kernel_w) + ", " + fd::num(l.stride_h) + ", " + fd::num(l.stride_w) +
-                    ", " + fd::num(l.dilation_h) + ", " + fd::num(l.dilation_w) + ", " +
-                    fd::num(l.pads[0]) + ", " + fd::num(l.pads[1]) + ", " + fd::num(l.multiplier) +
-                    ", " + fd::num(fd::act_code(l.act)) + ");\n";
-            break;
+        }
         case OpKind::FullyConnected:
-            use(2);
+            use(1);
             line += "lm_f32_fc(" + x(0) + ", " + fd::num(is.elements()) + ", " + y + ", " +
                     fd::num(os.elements()) + ", " + p + "_w, " + bias + ", " +
                     fd::num(fd::act_code(l.act)) + ");\n";
             break;
         case OpKind::MaxPool:
         case OpKind::AvgPool:
-            use(3);
+            use(2);
             line += "lm_f32_pool(" + x(0) + ", " + fd::num(is.h) + ", " + fd::num(is.w) + ", " +
                     fd::num(is.c) + ", " + y + ", " + fd::num(os.h) + ", " + fd::num(os.w) + ", " +
                     fd::num(l.kernel_h) + ", " + fd::num(l.kernel_w) + ", " + fd::num(l.stride_h) +
@@ -690,17 +462,17 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
                     fd::num(l.pads[1]) + ", " + (l.op == OpKind::MaxPool ? "1" : "0") + ");\n";
             break;
         case OpKind::GlobalAvgPool:
-            use(4);
+            use(3);
             line += "lm_f32_gap(" + x(0) + ", " + fd::num(is.h * is.w) + ", " + fd::num(is.c) +
                     ", " + y + ");\n";
             break;
         case OpKind::BatchNorm:
-            use(5);
+            use(4);
             line += "lm_f32_batchnorm(" + x(0) + ", " + y + ", " + fd::num(os.elements()) + ", " +
                     fd::num(os.c) + ", " + p + "_mean, " + p + "_scale, " + p + "_shift);\n";
             break;
         case OpKind::Add: {
-            use(6);
+            use(5);
             std::string xs;
             for (std::size_t k = 0; k < l.inputs.size(); ++k) xs += (k ? ", " : "") + x(k);
             line += "{\n        const float* const xs[" + fd::num(static_cast<std::int64_t>(l.inputs.size())) +
@@ -710,7 +482,7 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
             break;
         }
         case OpKind::Concat: {
-            use(7);
+            use(6);
             std::int64_t offset = 0;
             std::string parts;
             for (std::size_t k = 0; k < l.inputs.size(); ++k) {
@@ -724,7 +496,7 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
             break;
         }
         case OpKind::Mul: {
-            use(8);
+            use(7);
             const Shape b = graph.layers[static_cast<std::size_t>(l.inputs[1])].shape;
             line += "lm_f32_mul(" + x(0) + ", " + fd::num(is.elements()) + ", " + x(1) + ", " +
                     fd::num(b.elements()) + ", " + y + ", " + fd::num(os.elements()) + ");\n";
@@ -735,12 +507,12 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
         case OpKind::HardSwish:
         case OpKind::HardSigmoid:
         case OpKind::Sigmoid:
-            use(9);
+            use(8);
             line += "lm_f32_act(" + x(0) + ", " + y + ", " + fd::num(os.elements()) + ", " +
                     fd::num(fd::act_code_of_op(l.op)) + ");\n";
             break;
         case OpKind::Softmax:
-            use(10);
+            use(9);
             line += "lm_f32_softmax(" + x(0) + ", " + y + ", " + fd::num(os.h * os.w) + ", " +
                     fd::num(os.c) + ");\n";
             break;
@@ -755,22 +527,24 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
         }
         body += line;
     }
-    if (n == 1) body += "    memmove(output, input, " + fd::num(in_s.elements()) + " * sizeof(float));\n";
+    if (n == 1) body += "    memmove(output, " + ptr(0) + ", " + fd::num(in_s.elements()) + " * sizeof(float));\n";
     fs.code_bytes_estimate = code;
     fs.flash_bytes = fs.weight_bytes + code;
 
     const std::string stats_line =
         "/* " + fd::num(fs.params) + " parameters, " + fd::num(fs.macs) + " MACs, " +
         fd::num(fs.weight_bytes) + " bytes of weights, arena " + fd::num(fs.arena_bytes) +
-        " bytes + input " + fd::num(fs.input_bytes) + " + output " + fd::num(fs.output_bytes) +
-        " (" + fd::num(fs.in_place) + " ops in place; TFLite Micro's greedy plan: " +
+        " bytes (the input inside) + output " + fd::num(fs.output_bytes) + " (" +
+        fd::num(fs.in_place) + " ops in place; TFLite Micro's greedy plan: " +
         fd::num(fs.tflm_arena_bytes) + " bytes, " + fd::num(fs.tflm_arena_io_bytes) +
-        " with input and output) */\n";
+        " with the output inside) */\n";
 
     std::string& h = fs.header;
     h += "/* model.h: " + model_name + ", generated by lamda export --firmware. Do not edit.\n"
          "   int model_run(const float* input, float* output, void* arena): NHWC float32, batch 1;\n"
          "   arena: MODEL_ARENA_BYTES bytes, 4-byte aligned (16 recommended), owned by the caller.\n"
+         "   The input lives in the arena: write it at MODEL_INPUT(arena) and pass that pointer (no\n"
+         "   copy; the run overwrites it), or pass any other buffer and it is copied there first.\n"
          "   Returns 0, or -1 when a pointer is null or the arena is misaligned. Reentrant. */\n";
     h += stats_line;
     h += "#ifndef LAMDA_FIRMWARE_MODEL_H\n#define LAMDA_FIRMWARE_MODEL_H\n\n";
@@ -780,6 +554,8 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
          "\n#define MODEL_OUTPUT_W " + fd::num(out_s.w) + "\n#define MODEL_OUTPUT_C " +
          fd::num(out_s.c) + "\n#define MODEL_OUTPUT_SIZE " + fd::num(out_s.elements()) +
          "\n#define MODEL_ARENA_BYTES " + fd::num(std::max<std::int64_t>(fs.arena_bytes, 16)) +
+         "\n#define MODEL_INPUT_OFFSET " + fd::num(fs.input_offset) +
+         "\n#define MODEL_INPUT(arena) ((float*)((char*)(arena) + MODEL_INPUT_OFFSET))" +
          "\n#define MODEL_WEIGHT_BYTES " + fd::num(fs.weight_bytes) + "\n#define MODEL_MACS " +
          fd::num(fs.macs) + "\n\n";
     h += "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
@@ -793,18 +569,19 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
     c += stats_line;
     c += "#include <stdint.h>\n#include <string.h>\n#include <math.h>\n\n#include \"model.h\"\n";
     c += fd::kernels_f32;
-    const char* bodies[] = {fd::k_conv2d, fd::k_dwconv, fd::k_fc, fd::k_pool, fd::k_gap,
+    const char* bodies[] = {fd::k_conv2d, fd::k_fc, fd::k_pool, fd::k_gap,
                             fd::k_batchnorm, fd::k_add, fd::k_concat, fd::k_mul, fd::k_act,
                             fd::k_softmax};
-    if (used[0] || used[1] || used[2] || used[6] || used[9]) c += fd::k_act_fn;
-    for (std::size_t k = 0; k < 11; ++k)
+    if (used[0] || used[1] || used[5] || used[8]) c += fd::k_act_fn;
+    for (std::size_t k = 0; k < 10; ++k)
         if (used[k]) c += bodies[k];
     c += "\n/* ---- weights (flash) ---- */\n" + wsrc;
     c += "\n/* ---- the network: arena offsets from lamda's liveness plan ---- */\n";
     c += "int model_run(const float* input, float* output, void* arena) {\n";
     c += "    float* a = (float*)arena;\n";
     c += "    if (!input || !output || !arena || ((uintptr_t)arena & 3u) != 0) return -1;\n";
-    c += "    (void)a;\n";
+    c += "    if (input != a + " + fd::num(fs.input_offset / 4) + ")\n        memmove(a + " +
+         fd::num(fs.input_offset / 4) + ", input, " + fd::num(in_s.elements()) + " * sizeof(float));\n";
     c += body;
     c += "    return 0;\n}\n";
     return fs;
