@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <lamda/search/parallel.hpp>
+#include <lamda/search/task.hpp>
 
 #include "../generate_test_support.hpp"
 
@@ -225,6 +226,58 @@ TEST_CASE("parallel: a measurement pauses the node's trainings between steps, no
     CHECK(b.steps.load() == 100);
     CHECK_FALSE(o.overlapped.load());
     MESSAGE("steps done when the measurements ended: " << a_at << " and " << b_at << " of 100");
+}
+
+TEST_CASE("parallel: measure_on one_device -- the search's thread measures every candidate, workers only train") {
+    Task task = small_task(0.2, 16);
+    task.objective = Objective::Accuracy;
+    task.objective_given = true;
+    task.measure_one_device = true;
+    Overlap o;
+    SlowTrainer t0(o), t1(o), t2(o);
+    const std::thread::id main_thread = std::this_thread::get_id();
+    std::atomic<int> measured{0}, elsewhere{0};
+    GenerateSetup setup;
+    setup.measure = [&](const Graph& g) {
+        ++measured;
+        if (std::this_thread::get_id() != main_thread) ++elsewhere;
+        ++o.measuring;
+        if (o.training.load() > 0) o.overlapped = true;
+        Measurement m = lamda_test::synthetic_measure(g);
+        --o.measuring;
+        return m;
+    };
+    ThreadRunner runner(task, copies(setup, 3, {&t0, &t1, &t2}), gate_key("one-device"));
+    RandomProposer proposer(9);
+    const GenerateResult r = run_generation_parallel(task, proposer, setup, runner);
+    REQUIRE(r.records.size() == 16);
+    CHECK(elsewhere.load() == 0);
+    CHECK_FALSE(o.overlapped.load());
+    int with_ms = 0, trained = 0;
+    for (const auto& c : r.records) {
+        if (!c.measured_ms) continue;
+        ++with_ms;
+        CHECK(c.evaluated_by.find("measured by main thread @ ") != std::string::npos);
+        if (c.accuracy) {
+            ++trained;
+            CHECK(c.evaluated_by.rfind("worker ", 0) == 0);
+        }
+    }
+    CHECK(with_ms == measured.load());
+    CHECK(trained > 0);
+    // The task file's spelling, and a wrong value named.
+    const std::string base = R"({"name": "t", "input": [28, 28, 1], "classes": 10, "constraints": {"latency_ms": 1},
+                                "budget": {"max_candidates": 5, "max_seconds": 60}, "measure_on": )";
+    CHECK(parse_task(base + "\"one_device\"}").measure_one_device);
+    CHECK_FALSE(parse_task(base + "\"any\"}").measure_one_device);
+    CHECK(parse_task(task_json(parse_task(base + "\"one_device\"}"))).measure_one_device);
+    try {
+        (void)parse_task(base + "\"rank7\"}", "t.json");
+        FAIL("accepted measure_on rank7");
+    } catch (const TaskError& e) {
+        CHECK(std::string(e.what()).find("measure_on") != std::string::npos);
+        CHECK(std::string(e.what()).find("one_device") != std::string::npos);
+    }
 }
 
 TEST_CASE("parallel: the built-in proposers never hand out a pending design again") {

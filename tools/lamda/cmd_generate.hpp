@@ -263,11 +263,14 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
                       [lost] { return lost->lost(); }, /*local_measure=*/device.empty());
             return exit_code(ExitCode::ok);
         }
-        mpi_runner = std::make_shared<MpiRunner>(*mpi);
+        // (rank 0's own measurements, for "measure_on": "one_device", pause this node's trainings)
+        mpi_runner = std::make_shared<MpiRunner>(*mpi, device.empty() ? std::filesystem::absolute(a.out).string()
+                                                                      : std::string());
         o.runner = mpi_runner;
         o.device_description = std::to_string(ranks - 1) + " MPI worker ranks (each candidate's evaluated_by names its "
                                "rank and node)" + (devices.empty() ? std::string(", on their CPUs")
-                                                                    : ", on lamda-agent " + a.device);
+                                                                    : ", on lamda-agent " + a.device) +
+                               (task.measure_one_device ? "; every latency measured by rank 0" : "");
     }
 #endif
     if (a.workers > 1) {

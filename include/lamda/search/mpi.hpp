@@ -149,14 +149,23 @@ inline Message receive(int source, int tag) {
 
 }  // namespace mpi_detail
 
-// Rank 0's side: hands screened candidates to ranks 1..N-1, one each at a time.
+// Rank 0's side: hands screened candidates to ranks 1..N-1, one each at a time. `gate_key`
+// (the output directory, as mpi_serve's): rank 0's own measurements (a task's "measure_on":
+// "one_device") wait for this node's trainings to pause; "": they do not (a board measures).
 class MpiRunner : public CandidateRunner {
 public:
-    explicit MpiRunner(const MpiSession& session) : size_(session.size()) {
+    explicit MpiRunner(const MpiSession& session, const std::string& gate_key = "") : size_(session.size()) {
         if (session.rank() != 0 || session.size() < 2)
             throw MpiError(Error(ErrorKind::usage, "MpiRunner: needs rank 0 of at least 2 ranks"));
         for (int r = size_ - 1; r >= 1; --r) free_.push_back(r);
         busy_.assign(static_cast<std::size_t>(size_), no_ticket);
+        if (!gate_key.empty()) gate_ = std::make_shared<const NodeGate>(gate_key);
+    }
+    std::string search_side_name() const override { return "rank 0 @ " + node_name(); }
+    Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) override {
+        if (!gate_) return measure(g);
+        const NodeGate::Hold hold = gate_->measuring();
+        return measure(g);
     }
     MpiRunner(const MpiRunner&) = delete;
     MpiRunner& operator=(const MpiRunner&) = delete;
@@ -206,6 +215,7 @@ private:
     std::vector<int> free_;
     std::vector<std::uint64_t> busy_;  // by rank: the ticket it runs
     bool stopped_ = false;
+    std::shared_ptr<const NodeGate> gate_;
 };
 
 // A worker rank's side: runs the candidates rank 0 sends until it says stop. `setup` measures
@@ -216,6 +226,7 @@ private:
 // false (a board measures): measurements do not wait for this node's trainings.
 inline void mpi_serve(const MpiSession& session, const Task& task, GenerateSetup setup, const std::string& gate_key,
                       const std::function<bool()>& lost = {}, bool local_measure = true) {
+    if (task.measure_one_device) setup.measure = {};  // rank 0 measures every candidate
     auto gate = std::make_shared<const NodeGate>(gate_key);
     std::unique_ptr<Trainer> gated;
     const GenerateSetup s = gated_setup(std::move(setup), gate, gated, local_measure);

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -52,10 +53,24 @@
 
 namespace lamda {
 
+// This machine's name, for records' evaluated_by.
+inline std::string node_name() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
+    return std::string(buf);
+}
+
 // Runs screened candidates somewhere else (threads, MPI ranks). Used from one thread.
 class CandidateRunner {
 public:
     virtual ~CandidateRunner() = default;
+    // The search's own side ("rank 0 @ host"), named in records it measured itself (a task's
+    // "measure_on": "one_device").
+    virtual std::string search_side_name() const { return "main @ " + node_name(); }
+    // A measurement taken on the search's side, under this node's gate where the runner has one.
+    virtual Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) {
+        return measure(g);
+    }
     // Candidates it can run at once (>= 1).
     virtual int slots() const = 0;
     // Starts `screened` (a record whose screening left it undecided) under `ticket`.
@@ -112,7 +127,10 @@ inline Decoded decode(std::string_view text, const std::string& where) {
 
 }  // namespace runner_wire
 
-// run_generation() with up to runner.slots() candidates being measured/trained at once.
+// run_generation() with up to runner.slots() candidates being measured/trained at once. With
+// task.measure_one_device, every measurement is taken here, by `setup.measure` (through
+// runner.measure_here), before the candidate goes to a worker to be trained; the workers do not
+// measure, and a record's evaluated_by says "...; measured by <search side>".
 inline GenerateResult run_generation_parallel(const Task& task, Proposer& proposer, const GenerateSetup& setup,
                                               CandidateRunner& runner, std::vector<CandidateRecord> resumed = {}) {
     using clock = std::chrono::steady_clock;
@@ -177,6 +195,18 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
                 record(std::move(s->record));
                 continue;
             }
+            if (task.measure_one_device && setup.measure) {
+                GenerateSetup here = setup;
+                here.trainer = nullptr;
+                here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
+                measured.evaluated_by = "measured by " + runner.search_side_name();
+                if (measured.verdict != Verdict::Feasible || task.objective != Objective::Accuracy) {
+                    record(std::move(measured));  // decided by the measurement: nothing to train
+                    continue;
+                }
+                s->record = std::move(measured);
+            }
             const std::uint64_t ticket = next_ticket++;
             runner.submit(ticket, s->record);
             pending.emplace(ticket, std::move(s->record));
@@ -192,6 +222,8 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
         if (done.record.hash != hash)
             throw Exception(Error(ErrorKind::internal, "parallel search: ticket " + std::to_string(done.ticket) +
                                                            " came back with another candidate's hash"));
+        if (task.measure_one_device && setup.measure && done.record.measured_ms)
+            done.record.evaluated_by += "; measured by " + runner.search_side_name();
         result.stage_seconds.measure += done.stage_seconds.measure;
         result.stage_seconds.train += done.stage_seconds.train;
         record(std::move(done.record));
@@ -338,25 +370,21 @@ inline GenerateSetup gated_setup(GenerateSetup setup, std::shared_ptr<const Node
     return setup;
 }
 
-// This machine's name, for records' evaluated_by.
-inline std::string node_name() {
-    char buf[256] = {};
-    if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
-    return std::string(buf);
-}
-
 // N worker threads on this node, each with its own setup (its own trainer: a trainer need not be
-// thread-safe); measurements and trainings gated per node by `gate_key` (see NodeGate).
+// thread-safe); measurements and trainings gated per node by `gate_key` (see NodeGate). With
+// task.measure_one_device the workers only train (the search's thread measures).
 class ThreadRunner : public CandidateRunner {
 public:
     ThreadRunner(const Task& task, std::vector<GenerateSetup> worker_setups, const std::string& gate_key,
                  bool local_measure = true)
-        : task_(task) {
+        : task_(task), local_measure_(local_measure) {
         if (worker_setups.empty()) throw Exception(Error(ErrorKind::usage, "ThreadRunner: no workers"));
         auto gate = std::make_shared<const NodeGate>(gate_key);
+        gate_ = gate;
         const std::string node = node_name();
         gated_.resize(worker_setups.size());
         for (std::size_t i = 0; i < worker_setups.size(); ++i) {
+            if (task.measure_one_device) worker_setups[i].measure = nullptr;
             setups_.push_back(gated_setup(std::move(worker_setups[i]), gate, gated_[i], local_measure));
             names_.push_back("worker " + std::to_string(i) + " @ " + node);
         }
@@ -373,6 +401,12 @@ public:
         for (auto& t : threads_) t.join();
     }
     int slots() const override { return static_cast<int>(setups_.size()); }
+    std::string search_side_name() const override { return "main thread @ " + node_name(); }
+    Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) override {
+        if (!local_measure_) return measure(g);
+        const NodeGate::Hold hold = gate_->measuring();
+        return measure(g);
+    }
     void submit(std::uint64_t ticket, const CandidateRecord& screened) override {
         {
             std::lock_guard<std::mutex> lock(m_);
@@ -394,6 +428,8 @@ public:
 
 private:
     Task task_;
+    bool local_measure_ = true;
+    std::shared_ptr<const NodeGate> gate_;
     std::vector<GenerateSetup> setups_;
     std::vector<std::unique_ptr<Trainer>> gated_;
     std::vector<std::string> names_;

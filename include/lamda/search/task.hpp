@@ -48,6 +48,7 @@ inline void write_task_json(JsonWriter& j, const Task& t) {
     j.field("max_seconds", t.budget.max_seconds);
     j.end_object();
     if (t.objective_given) j.field("objective", objective_name(t.objective));
+    if (t.measure_one_device) j.field("measure_on", std::string_view("one_device"));
     j.end_object();
 }
 
@@ -109,7 +110,8 @@ inline std::string nonempty_string(const Reader& r, const element& e, const std:
 inline Task parse_task_element(const Reader& r, const element& doc, const std::string& base) {
     const auto path = [&base](std::string_view key) { return Reader::join(base, key); };
     if (!doc.is_object()) r.fail(base, "expected an object (a task file is {\"name\": ..., \"input\": [H, W, C], ...})");
-    r.only_keys(doc, base, {"name", "input", "classes", "dataset", "constraints", "profile", "budget", "objective"});
+    r.only_keys(doc, base, {"name", "input", "classes", "dataset", "constraints", "profile", "budget", "objective",
+                            "measure_on"});
     const Limits limits;
     Task t;
     t.name = nonempty_string(r, r.at(doc, "name", base), path("name"), 128);
@@ -173,6 +175,14 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
             r.fail(p, "'" + o + "' is not 'accuracy' or 'capacity'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
         }
         t.objective_given = true;
+    }
+    if (auto e = r.maybe(doc, "measure_on", base)) {  // search/parallel.hpp
+        const std::string p = path("measure_on");
+        const std::string v = r.str(*e, p);
+        if (v == "one_device") t.measure_one_device = true;
+        else if (v != "any")
+            r.fail(p, "'" + v + "' is not 'any' (each worker measures) or 'one_device' (the search's own process "
+                                "measures every candidate: rank 0 under MPI)");
     }
     if (t.objective_given && t.objective == Objective::Accuracy && t.dataset.empty())
         r.fail(path("objective"), "'accuracy' needs a dataset to train on (set \"dataset\", or use 'capacity')");

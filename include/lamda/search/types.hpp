@@ -49,6 +49,9 @@ struct Task {
     Budget budget;
     Objective objective = Objective::Capacity;
     bool objective_given = false;  // false: accuracy when a dataset and a trainer exist
+    // "measure_on": "one_device": every latency of a parallel search is measured by the search's
+    // own process (rank 0, or the main thread), so all are comparable; workers only train.
+    bool measure_one_device = false;
 };
 
 // What became of a candidate, in the order the loop decides it.
