@@ -2,7 +2,9 @@
 // thread of this process, and AgentClient or raw sockets against it. Wrong or missing token,
 // oversized body, malformed DSL, a client that stalls, concurrent benchmarks (serialised, each
 // within noise of a local run), a full measurement queue (503 with Retry-After), a profile job,
-// an agent killed mid-request, TLS, a token file others can read.
+// an agent killed mid-request, TLS, a token file others can read; and the client against a
+// hostile server (trickled, endless, huge and encoded replies). tests/agent/hostile_agent.py
+// attacks the lamda-agent binary itself over real sockets (slow headers, floods, body framings).
 #include <doctest/doctest.h>
 
 #include <lamda/dsl/file.hpp>
@@ -10,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,8 +28,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -48,7 +53,7 @@ AgentOptions test_options() {
     o.token = test_token;
     o.peak_seconds = 0.02;
     o.read_timeout_s = 1;
-    o.worker_threads = 6;
+    o.limits.max_connections = 6;
     o.limits.max_body_bytes = 64 * 1024;
     return o;
 }
@@ -250,7 +255,7 @@ TEST_CASE("agent: malformed DSL gets 400 with the diagnostics of lamda check") {
 
 TEST_CASE("agent: a client that stalls is dropped after the read timeout and frees its worker") {
     AgentOptions o = test_options();
-    o.worker_threads = 2;
+    o.limits.max_connections = 3;
     LiveAgent agent(o);
     std::vector<int> stalled;
     for (int i = 0; i < 2; ++i) {  // every worker busy with a half-sent request
@@ -596,3 +601,147 @@ TEST_CASE("agent: TLS with a certificate and key, the client verifies it against
     fs::remove_all(dir);
 }
 #endif
+
+namespace {
+
+// A hostile "agent" on 127.0.0.1 for the client's side: each connection gets `answer(fd)`
+// after its request head has arrived. Stopped and joined on destruction.
+struct HostileServer {
+    int listener = -1;
+    int port = 0;
+    std::atomic<bool> stopping{false};
+    std::thread thread;
+
+    explicit HostileServer(std::function<void(int)> answer) {
+        listener = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(listener >= 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        REQUIRE(::listen(listener, 8) == 0);
+        socklen_t len = sizeof addr;
+        REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+        port = ntohs(addr.sin_port);
+        thread = std::thread([this, answer = std::move(answer)] {
+            while (!stopping.load()) {
+                pollfd p{listener, POLLIN, 0};
+                if (::poll(&p, 1, 50) <= 0) continue;
+                const int fd = ::accept(listener, nullptr, nullptr);
+                if (fd < 0) continue;
+                std::string head;
+                char buffer[4096];
+                while (head.find("\r\n\r\n") == std::string::npos) {
+                    pollfd q{fd, POLLIN, 0};
+                    if (::poll(&q, 1, 2000) <= 0) break;
+                    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+                    if (n <= 0) break;
+                    head.append(buffer, static_cast<std::size_t>(n));
+                }
+                answer(fd);
+                ::close(fd);
+            }
+        });
+    }
+    ~HostileServer() {
+        stopping.store(true);
+        thread.join();
+        ::close(listener);
+    }
+    // False once the client has gone away.
+    static bool send_all(int fd, const std::string& bytes) {
+        return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+    }
+};
+
+// The client's error for GET /v1/device against `answer`, and how long it took.
+std::pair<std::string, double> client_error(std::function<void(int)> answer, double timeout_s = 30,
+                                            std::size_t max_reply_bytes = std::size_t{1} << 20) {
+    HostileServer server(std::move(answer));
+    AgentClientOptions o;
+    o.token = test_token;
+    o.attempts = 3;
+    o.retry_delay_s = 0.05;
+    o.timeout_s = timeout_s;
+    o.max_reply_bytes = max_reply_bytes;
+    AgentClient c("http://127.0.0.1:" + std::to_string(server.port), o);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string message = "(no error)";
+    try {
+        c.device_json_text();
+    } catch (const AgentError& e) {
+        message = e.what();
+    }
+    return {message, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+}
+
+}  // namespace
+
+TEST_CASE("agent client: a reply that trickles runs into the request's total deadline") {
+    const auto [message, seconds] = client_error(
+        [](int fd) {
+            // A status line, then a header byte every 0.1 s: every single read is quick.
+            if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\nX-Slow: ")) return;
+            for (int i = 0; i < 600; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                if (!HostileServer::send_all(fd, "a")) return;
+            }
+        },
+        1.5);
+    CAPTURE(message);
+    CHECK(message.find("no complete reply within 1.5 s") != std::string::npos);
+    CHECK(seconds < 10.0);  // one attempt (1.5 s), not three, nor the server's 60 s
+}
+
+TEST_CASE("agent client: endless reply headers, endless or huge bodies and encoded replies are refused") {
+    const std::string lines = [] {
+        std::string s;
+        for (int i = 0; i < 4096; ++i) s += "X-Flood: 1\r\n";
+        return s;
+    }();
+    const std::string block(65536, 'a');
+    struct Case {
+        const char* name;
+        std::function<void(int)> answer;
+        const char* error;
+    };
+    const std::vector<Case> cases = {
+        {"endless headers",
+         [&](int fd) {
+             if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\n")) return;
+             for (int i = 0; i < 100000 && HostileServer::send_all(fd, lines); ++i) {}
+         },
+         "reply headers over 1048576 bytes"},
+        {"endless chunked body",
+         [&](int fd) {
+             if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")) return;
+             for (int i = 0; i < 100000 && HostileServer::send_all(fd, "10000\r\n" + block + "\r\n"); ++i) {}
+         },
+         "reply over 1048576 bytes"},
+        {"endless body without a length",
+         [&](int fd) {
+             if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")) return;
+             for (int i = 0; i < 100000 && HostileServer::send_all(fd, block); ++i) {}
+         },
+         "reply over 1048576 bytes"},
+        {"a Content-Length over the cap",
+         [&](int fd) {
+             if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n")) return;
+             for (int i = 0; i < 100000 && HostileServer::send_all(fd, block); ++i) {}
+         },
+         "reply of 10000000000 bytes, over the limit of 1048576"},
+        {"a gzip reply",
+         [&](int fd) {
+             HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd");
+         },
+         "Content-Encoding 'gzip'"},
+    };
+    for (const Case& c : cases) {
+        const auto [message, seconds] = client_error(c.answer);
+        CAPTURE(c.name);
+        CAPTURE(message);
+        CHECK(message.find(c.error) != std::string::npos);
+        CHECK(message.find("after 3 attempts") == std::string::npos);  // not retried
+        CHECK(seconds < 20.0);
+    }
+}

@@ -42,6 +42,20 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 64));
     app.add_option("--read-timeout-s", o.read_timeout_s, "Drop a client that sends nothing for this long")
         ->check(CLI::Range(0.1, 600.0));
+    app.add_option("--head-timeout-s", lim.head_timeout_s,
+                   "Whole request line and headers must arrive within this (408 after), token or not")
+        ->check(CLI::Range(0.1, 600.0));
+    app.add_option("--body-timeout-s", lim.body_timeout_s, "Whole request body must arrive within this (408 after)")
+        ->check(CLI::Range(0.1, 86400.0));
+    app.add_option("--max-head-bytes", lim.max_head_bytes, "Largest request line + headers (431 above)")
+        ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 24));
+    app.add_option("--max-headers", lim.max_headers, "Most header lines of one request (431 above)")
+        ->check(CLI::Range(4, 10000));
+    app.add_option("--max-connections", lim.max_connections, "Connections served at once (503 and closed beyond)")
+        ->check(CLI::Range(1, 4096));
+    app.add_option("--memory-budget-bytes", lim.memory_budget_bytes,
+                   "Memory all requests' bodies and weights may hold at once (503 beyond)")
+        ->check(CLI::Range(std::int64_t{1} << 20, std::int64_t{1} << 50));
     app.add_option("--peak-seconds", o.peak_seconds, "How long to measure the FMA peak at start-up")
         ->check(CLI::Range(0.01, 60.0));
     app.add_flag("-v,--verbose", o.log, "Log every request on stderr");

@@ -33,11 +33,20 @@
 #error "lamda/agent/agent.hpp needs LAMDA_WITH_AGENT (cpp-httplib, XNNPACK and simdjson)"
 #else
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
 #include <cstdio>
 #include <chrono>
 #include <cstdint>
@@ -54,6 +63,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -89,9 +99,16 @@ public:
     int status = 0;
 };
 
-// What one request may make the agent do.
+// What one request (and one connection) may make the agent do. The network limits hold for
+// every client, with or without the token: docs/security.md, "Agent and network".
 struct AgentLimits {
-    std::size_t max_body_bytes = std::size_t{16} << 20;  // 413 above
+    std::size_t max_body_bytes = std::size_t{16} << 20;  // 413 above (Content-Length only: 411 without one)
+    double head_timeout_s = 5;      // request line + headers must arrive within this (408 after)
+    double body_timeout_s = 120;    // the body must arrive within this once the head is in (408 after)
+    std::size_t max_head_bytes = 64 * 1024;  // request line + headers (431 above)
+    int max_headers = 100;          // header lines (431 above)
+    int max_connections = 64;       // served at once, each on a thread of its own; 503 and closed beyond
+    std::int64_t memory_budget_bytes = std::int64_t{2} << 30;  // bodies + uploaded/random weights held at once (503 beyond)
     int max_threads = 64;
     int max_runs = 10000;           // timed runs of one benchmark (and warm-up runs)
     std::int64_t max_macs = std::int64_t{50} << 30;
@@ -111,9 +128,9 @@ struct AgentOptions {
     std::string token;              // required (read_agent_token_file)
     AgentLimits limits;
     std::string cert_path, key_path;  // both: HTTPS
-    double read_timeout_s = 10;     // a client that stalls this long is dropped
-    double write_timeout_s = 30;
-    int worker_threads = 0;         // 0: max_queue + 4
+    double read_timeout_s = 10;     // a client that sends nothing for this long is dropped
+    double write_timeout_s = 30;    // a whole response must be taken within this
+    double keep_alive_timeout_s = 5;  // an idle kept-alive connection is closed after this
     double peak_seconds = 0.5;      // FMA peak measured once at start-up (`lamda device`)
     bool log = false;               // one line per request on stderr
 };
@@ -143,6 +160,380 @@ struct RequestError : Exception {
     int status = 400;
 };
 
+// ---- the agent's connection handling (issue 16) ----
+// cpp-httplib 0.11 reads a request with a timeout per read only, has no cap on the number or
+// total size of headers, takes chunked and length-less bodies without --max-body-bytes and
+// inflates gzip/deflate bodies without a bound; its thread pool lets slow clients hold every
+// worker. Its parser and router are kept, but the agent owns the socket: GuardedHttpServer
+// reads through a DeadlineStream (whole-head and whole-body deadlines, head byte and header
+// line caps), serves each connection on a thread of its own up to max_connections, and
+// AgentServer::authorize refuses every body framing but one Content-Length (docs/security.md).
+
+// One budget for the memory requests hold at once (bodies, decoded and built weights).
+class MemoryBudget {
+public:
+    explicit MemoryBudget(std::int64_t cap) : cap_(cap) {}
+    bool try_take(std::int64_t n) noexcept {
+        if (n <= 0) return true;
+        std::int64_t used = used_.load();
+        for (;;) {
+            if (n > cap_ - used) return false;
+            if (used_.compare_exchange_weak(used, used + n)) return true;
+        }
+    }
+    void give(std::int64_t n) noexcept {
+        if (n > 0) used_.fetch_sub(n);
+    }
+    std::int64_t used() const noexcept { return used_.load(); }
+    std::int64_t cap() const noexcept { return cap_; }
+
+private:
+    std::atomic<std::int64_t> used_{0};
+    std::int64_t cap_;
+};
+
+// What the connection's thread knows about the request in progress.
+struct ConnectionState {
+    MemoryBudget* budget = nullptr;
+    std::int64_t reserved = 0;   // taken from *budget for this request
+    int refusal_status = 0;      // set when the stream refused the request (then 408/431/413)
+    std::string refusal;
+    bool close = false;          // answer, then close the connection (body left unread)
+
+    // Takes `n` more bytes for this request; false (nothing taken) when over the budget.
+    bool reserve(std::int64_t n) noexcept {
+        if (budget == nullptr) return true;
+        if (!budget->try_take(n)) return false;
+        reserved += n;
+        return true;
+    }
+    void release() noexcept {
+        if (budget != nullptr) budget->give(reserved);
+        reserved = 0;
+    }
+    void refuse(int status, std::string why) {
+        if (refusal_status == 0) {
+            refusal_status = status;
+            refusal = std::move(why);
+        }
+        close = true;
+    }
+};
+
+inline ConnectionState*& current_connection() noexcept {
+    static thread_local ConnectionState* state = nullptr;
+    return state;
+}
+// Under TLS httplib's SSLServer runs the connection: this thread's request state is made by
+// AgentServer::authorize and released by the logger once the answer is written.
+inline ConnectionState& fallback_connection() noexcept {
+    static thread_local ConnectionState state;
+    return state;
+}
+inline bool& reject_connection() noexcept {  // set while the accept thread turns a connection away
+    static thread_local bool reject = false;
+    return reject;
+}
+
+inline std::string seconds_text(double s) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", s);
+    return text;
+}
+
+// A plain socket read with deadlines: the head (request line and headers) must be complete by
+// head_deadline, the body by body_deadline (set when the head ends), and no single wait for
+// bytes lasts longer than read_timeout_s. The head is watched byte by byte as httplib takes it:
+// more than max_head_bytes, or more than max_headers lines, ends the request (431).
+class DeadlineStream final : public httplib::Stream {
+public:
+    using clock = std::chrono::steady_clock;
+
+    DeadlineStream(int fd, const AgentLimits& limits, double read_timeout_s, double write_timeout_s)
+        : fd_(fd), limits_(limits), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s) {}
+
+    // Starts the next request on this connection: the head deadline counts from `start`.
+    void begin_request(clock::time_point start) {
+        in_head_ = true;
+        head_bytes_ = 0;
+        lines_ = 0;
+        line_length_ = 0;
+        head_deadline_ = start + to_duration(limits_.head_timeout_s);
+        write_deadline_set_ = false;
+        written_ = 0;
+    }
+    std::size_t written() const noexcept { return written_; }
+    bool buffered() const noexcept { return pos_ < end_; }
+
+    bool is_readable() const override { return pos_ < end_ || wait(POLLIN, read_deadline()) > 0; }
+    bool is_writable() const override { return wait(POLLOUT, write_deadline()) > 0; }
+
+    ssize_t read(char* ptr, std::size_t size) override {
+        if (size == 0) return 0;
+        if (pos_ == end_) {
+            const int ready = wait(POLLIN, read_deadline());
+            if (ready <= 0) {
+                if (ready == 0) timed_out();
+                return -1;
+            }
+            ssize_t n = 0;
+            do n = ::recv(fd_, buffer_, sizeof buffer_, 0);
+            while (n < 0 && errno == EINTR);
+            if (n <= 0) return n;
+            pos_ = 0;
+            end_ = static_cast<std::size_t>(n);
+        }
+        std::size_t n = std::min(size, end_ - pos_);
+        if (in_head_) {
+            // Hand out the head byte by byte's worth of scanning; stop at its end so that the
+            // body's bytes are counted against the body's deadline.
+            for (std::size_t i = 0; i < n; ++i) {
+                const char c = buffer_[pos_ + i];
+                if (++head_bytes_ > limits_.max_head_bytes) {
+                    refuse(431, "request head over " + std::to_string(limits_.max_head_bytes) + " bytes");
+                    return -1;
+                }
+                if (c == '\n') {
+                    if (line_length_ == 0 && lines_ > 0) {
+                        in_head_ = false;
+                        body_deadline_ = clock::now() + to_duration(limits_.body_timeout_s);
+                        n = i + 1;
+                        break;
+                    }
+                    line_length_ = 0;
+                    if (++lines_ > limits_.max_headers + 1) {
+                        refuse(431, "more than " + std::to_string(limits_.max_headers) + " header lines");
+                        return -1;
+                    }
+                } else if (c != '\r') {
+                    ++line_length_;
+                }
+            }
+        }
+        std::memcpy(ptr, buffer_ + pos_, n);
+        pos_ += n;
+        return static_cast<ssize_t>(n);
+    }
+
+    ssize_t write(const char* ptr, std::size_t size) override {
+        if (!write_deadline_set_) {
+            write_deadline_ = clock::now() + to_duration(write_timeout_s_);
+            write_deadline_set_ = true;
+        }
+        if (wait(POLLOUT, write_deadline()) <= 0) return -1;
+        ssize_t n = 0;
+        do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) written_ += static_cast<std::size_t>(n);
+        return n;
+    }
+
+    void get_remote_ip_and_port(std::string& ip, int& port) const override { address(false, ip, port); }
+    void get_local_ip_and_port(std::string& ip, int& port) const override { address(true, ip, port); }
+    socket_t socket() const override { return fd_; }
+
+private:
+    int fd_;
+    const AgentLimits& limits_;
+    double read_timeout_s_, write_timeout_s_;
+    bool in_head_ = true;
+    std::size_t head_bytes_ = 0, line_length_ = 0;
+    int lines_ = 0;
+    clock::time_point head_deadline_{}, body_deadline_{}, write_deadline_{};
+    bool write_deadline_set_ = false;
+    std::size_t written_ = 0;
+    char buffer_[4096];
+    std::size_t pos_ = 0, end_ = 0;
+
+    static clock::duration to_duration(double s) {
+        return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(std::min(s, 1e6)));
+    }
+    clock::time_point read_deadline() const {
+        const clock::time_point whole = in_head_ ? head_deadline_ : body_deadline_;
+        return std::min(whole, clock::now() + to_duration(read_timeout_s_));
+    }
+    clock::time_point write_deadline() const {
+        return write_deadline_set_ ? write_deadline_ : clock::now() + to_duration(write_timeout_s_);
+    }
+    // poll() until `deadline`: >0 ready, 0 timed out, <0 error.
+    int wait(short events, clock::time_point deadline) const {
+        for (;;) {
+            const auto rest = deadline - clock::now();
+            if (rest <= clock::duration::zero()) return 0;
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(rest).count();  // never 0 before the deadline
+            pollfd p{fd_, events, 0};
+            const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60000)));
+            if (r < 0 && errno == EINTR) continue;
+            if (r == 0) continue;  // re-check the deadline (poll may wake early)
+            if (r > 0 && (p.revents & (POLLERR | POLLNVAL)) != 0 && (p.revents & events) == 0) return -1;
+            return r;
+        }
+    }
+    void timed_out() {
+        const auto now = clock::now();
+        if (in_head_ && now >= head_deadline_)
+            refuse(408, "request head not complete within " + seconds_text(limits_.head_timeout_s) + " s");
+        else if (!in_head_ && now >= body_deadline_)
+            refuse(408, "request body not complete within " + seconds_text(limits_.body_timeout_s) + " s");
+        else
+            refuse(408, "nothing received for " + seconds_text(read_timeout_s_) + " s");
+    }
+    void refuse(int status, std::string why) {
+        if (ConnectionState* c = current_connection()) c->refuse(status, std::move(why));
+    }
+    void address(bool local, std::string& ip, int& port) const {
+        sockaddr_storage a{};
+        socklen_t len = sizeof a;
+        ip.clear();
+        port = 0;
+        const int r = local ? ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len)
+                            : ::getpeername(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        if (r != 0) return;
+        char text[INET6_ADDRSTRLEN] = {};
+        if (a.ss_family == AF_INET) {
+            const auto* in = reinterpret_cast<const sockaddr_in*>(&a);
+            ::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+            port = ntohs(in->sin_port);
+        } else if (a.ss_family == AF_INET6) {
+            const auto* in = reinterpret_cast<const sockaddr_in6*>(&a);
+            ::inet_ntop(AF_INET6, &in->sin6_addr, text, sizeof text);
+            port = ntohs(in->sin6_port);
+        }
+        ip = text;
+    }
+};
+
+// Each connection on a thread of its own, at most `max` at once; one more is turned away at
+// once on the accepting thread (503, closed) instead of waiting behind slow clients.
+class ConnectionThreads final : public httplib::TaskQueue {
+public:
+    explicit ConnectionThreads(int max) : max_(std::max(1, max)), state_(std::make_shared<State>()) {}
+    void enqueue(std::function<void()> fn) override {
+        bool admitted = false;
+        {
+            std::lock_guard<std::mutex> lock(state_->mutex);
+            if (state_->active < max_) {
+                ++state_->active;
+                admitted = true;
+            }
+        }
+        if (admitted) {
+            try {
+                std::thread([state = state_, fn]() {
+                    fn();
+                    std::lock_guard<std::mutex> lock(state->mutex);
+                    --state->active;
+                    state->done.notify_all();
+                }).detach();
+                return;
+            } catch (const std::system_error&) {
+                std::lock_guard<std::mutex> lock(state_->mutex);
+                --state_->active;
+            }
+        }
+        reject_connection() = true;  // process_and_close_socket answers 503 without reading
+        fn();
+        reject_connection() = false;
+    }
+    void shutdown() override {
+        std::unique_lock<std::mutex> lock(state_->mutex);
+        state_->done.wait(lock, [this] { return state_->active == 0; });
+    }
+
+private:
+    struct State {
+        std::mutex mutex;
+        std::condition_variable done;
+        int active = 0;
+    };
+    int max_;
+    std::shared_ptr<State> state_;
+};
+
+// A whole response for a request httplib did not answer (refused on its request line).
+inline void write_refusal(int fd, int status, const std::string& why) {
+    const std::string body = json_error(why);
+    const char* reason = status == 408 ? "Request Timeout" : status == 431 ? "Request Header Fields Too Large"
+                       : status == 503 ? "Service Unavailable" : "Bad Request";
+    std::string text = "HTTP/1.1 " + std::to_string(status) + " " + reason +
+                       "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+                       std::to_string(body.size()) + "\r\n" + (status == 503 ? "Retry-After: 5\r\n" : "") + "\r\n" + body;
+    (void)!::send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+// httplib::Server with the connection loop above. (Only plain HTTP: with --cert, httplib's
+// SSLServer keeps its own loop; docs/security.md says what that leaves.)
+class GuardedHttpServer final : public httplib::Server {
+public:
+    GuardedHttpServer(const AgentLimits& limits, MemoryBudget& budget, double read_timeout_s, double write_timeout_s,
+                      double keep_alive_timeout_s)
+        : limits_(limits), budget_(budget), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s),
+          keep_alive_timeout_s_(keep_alive_timeout_s) {}
+
+private:
+    const AgentLimits& limits_;
+    MemoryBudget& budget_;
+    double read_timeout_s_, write_timeout_s_, keep_alive_timeout_s_;
+
+    bool process_and_close_socket(socket_t sock) override {
+        if (reject_connection()) {
+            // On the accepting thread: nothing here may wait. What the client already sent is
+            // drained without waiting, so that closing does not reset the answer away.
+            char sink[4096];
+            for (int i = 0; i < 16 && ::recv(sock, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {}
+            write_refusal(sock, 503, "busy: " + std::to_string(limits_.max_connections) + " connections already open");
+            ::shutdown(sock, SHUT_WR);
+            ::close(sock);
+            return false;
+        }
+        ConnectionState state;
+        state.budget = &budget_;
+        current_connection() = &state;
+        DeadlineStream strm(sock, limits_, read_timeout_s_, write_timeout_s_);
+        auto start = DeadlineStream::clock::now();
+        bool ret = false;
+        for (int count = 100; count > 0; --count) {
+            if (count < 100 && !strm.buffered()) {  // kept alive: wait for the next request
+                pollfd p{sock, POLLIN, 0};
+                if (::poll(&p, 1, static_cast<int>(keep_alive_timeout_s_ * 1000)) <= 0) break;
+                start = DeadlineStream::clock::now();
+            }
+            if (svr_sock_ == INVALID_SOCKET) break;  // stopping
+            strm.begin_request(start);
+            state.refusal_status = 0;
+            state.refusal.clear();
+            state.close = false;
+            bool closed = false;
+            ret = process_request(strm, count == 1, closed, nullptr);
+            state.release();
+            if (!ret && state.refusal_status != 0 && strm.written() == 0)
+                write_refusal(sock, state.refusal_status, state.refusal);
+            if (!ret || closed || state.close) break;
+        }
+        current_connection() = nullptr;
+        linger_close(sock);
+        return ret;
+    }
+
+    // Closes after the answer was sent: the unread rest of a refused request is drained for a
+    // moment (at most 0.5 s and 256 KiB) so that the client reads the answer, not a reset.
+    static void linger_close(int sock) {
+        ::shutdown(sock, SHUT_WR);
+        char sink[4096];
+        std::size_t drained = 0;
+        const auto until = DeadlineStream::clock::now() + std::chrono::milliseconds(500);
+        while (drained < (std::size_t{256} << 10)) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - DeadlineStream::clock::now()).count();
+            if (left <= 0) break;
+            pollfd p{sock, POLLIN, 0};
+            if (::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+            const ssize_t n = ::recv(sock, sink, sizeof sink, MSG_DONTWAIT);
+            if (n <= 0) break;
+            drained += static_cast<std::size_t>(n);
+        }
+        ::close(sock);
+    }
+};
 
 }  // namespace agent_detail
 
@@ -269,7 +660,8 @@ public:
             throw AgentError("this lamda-agent's cpp-httplib has no OpenSSL support: TLS is unavailable");
 #endif
         } else {
-            server_ = std::make_unique<httplib::Server>();
+            server_ = std::make_unique<agent_detail::GuardedHttpServer>(options_.limits, budget_, options_.read_timeout_s,
+                                                                        options_.write_timeout_s, options_.keep_alive_timeout_s);
         }
         device_ = describe_device();
         {
@@ -327,6 +719,7 @@ private:
     using clock = std::chrono::steady_clock;
 
     AgentOptions options_;
+    agent_detail::MemoryBudget budget_{options_.limits.memory_budget_bytes};
     std::unique_ptr<httplib::Server> server_;
     DeviceInfo device_;
     int port_ = 0;
@@ -416,7 +809,7 @@ private:
 
     static int int_field(const Body& b, const char* key, int fallback, int lo, int hi) {
         Reader r("request", "body");
-        if (const auto e = r.maybe(b.doc, key, "")) return static_cast<int>(r.integer(*e, key, lo, hi));
+        if (const auto e = r.maybe(b.doc, key, "")) return r.int_in(*e, key, lo, hi);
         return fallback;
     }
     static double num_field(const Body& b, const char* key, double fallback, double lo, double hi) {
@@ -475,8 +868,11 @@ private:
     void setup() {
         httplib::Server& s = *server_;
         const AgentLimits& lim = options_.limits;
-        const int workers = options_.worker_threads > 0 ? options_.worker_threads : lim.max_queue + 4;
-        s.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<std::size_t>(workers)); };
+        const int connections = lim.max_connections;
+        if (options_.cert_path.empty())
+            s.new_task_queue = [connections] { return new agent_detail::ConnectionThreads(connections); };
+        else
+            s.new_task_queue = [connections] { return new httplib::ThreadPool(static_cast<std::size_t>(connections)); };
         s.set_payload_max_length(lim.max_body_bytes);
         auto secs = [](double v, time_t& sec, time_t& usec) {
             sec = static_cast<time_t>(v);
@@ -485,13 +881,24 @@ private:
         time_t sec = 0, usec = 0;
         secs(options_.read_timeout_s, sec, usec);
         s.set_read_timeout(sec, usec);
-        s.set_keep_alive_timeout(sec > 0 ? sec : 1);
+        s.set_keep_alive_timeout(std::max<time_t>(1, static_cast<time_t>(options_.keep_alive_timeout_s)));
         secs(options_.write_timeout_s, sec, usec);
         s.set_write_timeout(sec, usec);
         s.set_keep_alive_max_count(100);
 
         s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return authorize(req, res); });
+        // Once an answer is written its request's memory goes back to the budget.
+        s.set_logger([](const httplib::Request&, const httplib::Response&) {
+            if (agent_detail::ConnectionState* c = agent_detail::current_connection()) c->release();
+        });
         s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+            // A request the stream refused (deadline, head caps) reaches httplib as a failed
+            // read, which it answers 400: say what happened instead.
+            if (const agent_detail::ConnectionState* c = agent_detail::current_connection(); c && c->refusal_status != 0) {
+                res.set_header("Connection", "close");
+                send_json(res, c->refusal_status, agent_detail::json_error(c->refusal));
+                return;
+            }
             if (!res.body.empty()) return;
             const char* what = res.status == 413 ? "request body over the agent's limit"
                              : res.status == 404 ? "no such endpoint"
@@ -516,11 +923,70 @@ private:
                         agent_detail::equal_constant_time(options_.token, std::string_view(auth).substr(prefix.size()));
         if (options_.log) std::fprintf(stderr, "lamda-agent: %s %s from %s%s\n", req.method.c_str(), req.path.c_str(),
                                        req.remote_addr.c_str(), ok ? "" : " (401)");
-        if (ok) return httplib::Server::HandlerResponse::Unhandled;
-        res.set_header("WWW-Authenticate", "Bearer");
+        agent_detail::ConnectionState* conn = agent_detail::current_connection();
+        if (conn == nullptr) {  // TLS: httplib's own connection loop
+            conn = &agent_detail::fallback_connection();
+            conn->release();
+            conn->budget = &budget_;
+            agent_detail::current_connection() = conn;
+        }
+        if (!ok) {
+            res.set_header("WWW-Authenticate", "Bearer");
+            res.set_header("Connection", "close");
+            if (conn) conn->close = true;  // the body, if any, is never read
+            send_json(res, 401, agent_detail::json_error(auth.empty() ? "missing bearer token" : "wrong bearer token"));
+            return httplib::Server::HandlerResponse::Handled;
+        }
+        const std::string refusal = check_framing(req, conn);
+        if (refusal.empty()) return httplib::Server::HandlerResponse::Unhandled;
         res.set_header("Connection", "close");
-        send_json(res, 401, agent_detail::json_error(auth.empty() ? "missing bearer token" : "wrong bearer token"));
+        if (conn) conn->close = true;
+        const int status = std::atoi(refusal.c_str());
+        if (status == 503) res.set_header("Retry-After", "5");
+        send_json(res, status, agent_detail::json_error(refusal.substr(4)));
         return httplib::Server::HandlerResponse::Handled;
+    }
+
+    // The body's framing, checked before a byte of it is read: one Content-Length within
+    // max_body_bytes and no transfer or content coding (chunked, gzip, deflate, ... are refused:
+    // httplib would read them without a bound, or inflate them). The body's memory (the bytes,
+    // their padded copy for the JSON parser and the strings taken from it) is taken from the
+    // memory budget here. Returns "STATUS message", or "" when the request may go on.
+    std::string check_framing(const httplib::Request& req, agent_detail::ConnectionState* conn) const {
+        if (req.has_header("Transfer-Encoding"))
+            return "411 Transfer-Encoding '" + req.get_header_value("Transfer-Encoding").substr(0, 40) +
+                   "' is not accepted: send the body with one Content-Length";
+        for (std::size_t i = 0; i < req.get_header_value_count("Content-Encoding"); ++i) {
+            const std::string coding = agent_detail::trim(req.get_header_value("Content-Encoding", i));
+            if (!coding.empty() && coding != "identity")
+                return "415 Content-Encoding '" + coding.substr(0, 40) + "' is not accepted: send the body uncompressed";
+        }
+        const std::size_t lengths = req.get_header_value_count("Content-Length");
+        if (lengths > 1) return "400 " + std::to_string(lengths) + " Content-Length headers: send one";
+        const bool wants_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
+                                req.method == "DELETE" || req.method == "PRI";
+        if (lengths == 0) return wants_body ? "411 a " + req.method + " request needs a Content-Length" : "";
+        const std::string text = agent_detail::trim(req.get_header_value("Content-Length"));
+        if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos)
+            return "400 Content-Length '" + text.substr(0, 40) + "' is not a number of bytes";
+        const unsigned long long length = std::strtoull(text.c_str(), nullptr, 10);
+        if (length > options_.limits.max_body_bytes)
+            return "413 the body is " + text + " bytes, over this agent's limit of " +
+                   std::to_string(options_.limits.max_body_bytes) + " (--max-body-bytes)";
+        if (conn && !conn->reserve(3 * static_cast<std::int64_t>(length) + 4096))
+            return "503 busy: the agent's memory budget (" + std::to_string(budget_.cap()) +
+                   " bytes) is taken by requests in progress";
+        return "";
+    }
+
+    // Takes `bytes` more from the memory budget for this request, before they are allocated.
+    void reserve_memory(std::int64_t bytes, const std::string& what) const {
+        agent_detail::ConnectionState* conn = agent_detail::current_connection();
+        if (conn && !conn->reserve(bytes))
+            throw agent_detail::RequestError("busy: " + what + " needs " + std::to_string(bytes) +
+                                                 " bytes, over what the agent's memory budget (" +
+                                                 std::to_string(budget_.cap()) + " bytes) has left",
+                                             503);
     }
 
     // GET "/v1/device"
@@ -546,7 +1012,10 @@ private:
             // requests waiting in the queue hold no weights of their own (issue 16).
             Weights weights;
             const std::string encoded = str_field(b, "weights_base64", "");
+            const std::int64_t weight_bytes = static_cast<std::int64_t>(analyze(g).params) * 4;
             if (!encoded.empty()) {
+                // Decoded bytes plus the tensors built from them, taken before either exists.
+                reserve_memory(static_cast<std::int64_t>(encoded.size() / 4 * 3) + weight_bytes, "decoding the weights");
                 const std::optional<std::string> bytes = base64_decode(encoded);
                 if (!bytes) throw agent_detail::RequestError("weights_base64: not valid base64");
                 try {
@@ -560,7 +1029,10 @@ private:
             BenchResult r;
             {
                 Turn turn(*this, "bench");
-                if (encoded.empty()) weights = random_weights(g, 1);
+                if (encoded.empty()) {
+                    reserve_memory(weight_bytes, "building random weights");
+                    weights = random_weights(g, 1);
+                }
                 check_duration(g, o.threads, o.warmup + 2.0 * o.runs);
                 r = benchmark_model(g, weights, o);
             }
@@ -749,7 +1221,9 @@ private:
 struct AgentClientOptions {
     std::string token;           // empty: LAMDA_AGENT_TOKEN
     double connect_timeout_s = 10;
-    double timeout_s = 900;      // read/write, per request (a benchmark may wait for its turn)
+    double timeout_s = 900;      // the whole of one attempt: connect, send, wait, read (a benchmark may wait for its turn)
+    std::size_t max_reply_head_bytes = std::size_t{1} << 20;  // a reply's status line and headers
+    std::size_t max_reply_bytes = std::size_t{256} << 20;     // a reply's body, as large as a profile file may be (no Content-Encoding is accepted)
     int attempts = 3;            // on connection errors and 5xx
     double retry_delay_s = 1;    // doubled after each failed attempt
     std::string ca_cert_path;    // https: verify against this CA (empty: LAMDA_AGENT_CA_CERT, else the system's)
@@ -823,7 +1297,7 @@ public:
         d.architecture = r.str(r.at(doc, "architecture", ""), "architecture");
         d.isa = r.strings(r.at(doc, "isa", ""), "isa");
         d.xnnpack_isa = r.str(r.at(doc, "xnnpack_isa", ""), "xnnpack_isa");
-        d.logical_cores = static_cast<int>(r.integer(r.at(doc, "logical_cores", ""), "logical_cores", 0, 1 << 20));
+        d.logical_cores = r.int_in(r.at(doc, "logical_cores", ""), "logical_cores", 0, 1 << 20);
         d.fma_kernel = r.str(r.at(doc, "fma_kernel", ""), "fma_kernel");
         d.peak_gflops = r.num(r.at(doc, "peak_gflops", ""), "peak_gflops");
         return d;
@@ -849,9 +1323,9 @@ public:
         b.p10_ms = r.num(r.at(doc, "p10_ms", ""), "p10_ms");
         b.p90_ms = r.num(r.at(doc, "p90_ms", ""), "p90_ms");
         b.min_ms = r.num(r.at(doc, "min_ms", ""), "min_ms");
-        b.threads = static_cast<int>(r.integer(r.at(doc, "threads", ""), "threads", 1, 1024));
-        b.runs = static_cast<int>(r.integer(r.at(doc, "runs", ""), "runs", 0, 100000000));
-        b.warmup = static_cast<int>(r.integer(r.at(doc, "warmup", ""), "warmup", 0, 100000000));
+        b.threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+        b.runs = r.int_in(r.at(doc, "runs", ""), "runs", 0, 100000000);
+        b.warmup = r.int_in(r.at(doc, "warmup", ""), "warmup", 0, 100000000);
         b.macs = r.integer(r.at(doc, "macs", ""), "macs", 0, INT64_MAX);
         b.params = r.integer(r.at(doc, "params", ""), "params", 0, INT64_MAX);
         b.gflops = r.num(r.at(doc, "gflops", ""), "gflops");
@@ -950,15 +1424,21 @@ public:
         double delay = options_.retry_delay_s;
         const int attempts = std::max(1, options_.attempts);
         for (int attempt = 1; attempt <= attempts; ++attempt) {
-            httplib::Result res = send(method, prefix_ + path, body);
+            Reply reply = send(method, prefix_ + path, body);
+            const httplib::Result& res = reply.result;
+            if (!reply.refusal.empty()) {
+                // A reply too slow, too large or encoded: the agent (or what answers in its
+                // place) misbehaves; trying again would only wait as long again.
+                throw AgentError("device " + url_ + ": " + method + " " + path + ": " + reply.refusal);
+            }
             if (!res) {
                 last = "no answer (" + httplib::to_string(res.error()) + " error)";
                 last_status = 0;
             } else if (res->status >= 200 && res->status < 300) {
-                return res->body;
+                return std::move(reply.body);
             } else {
                 last_status = res->status;
-                last = "HTTP " + std::to_string(res->status) + ": " + error_text(res->body);
+                last = "HTTP " + std::to_string(res->status) + ": " + error_text(reply.body);
                 if (res->status < 500) break;  // the request itself is wrong: no retry
                 if (res->status == 503 && res->has_header("Retry-After")) {
                     const double after = std::atof(res->get_header_value("Retry-After").c_str());
@@ -992,27 +1472,128 @@ private:
         return body.size() > 300 ? body.substr(0, 300) + "..." : body;
     }
 
-    httplib::Result send(const std::string& method, const std::string& path, const std::string& body) {
+    struct Reply {
+        httplib::Result result{std::unique_ptr<httplib::Response>(), httplib::Error::Unknown, httplib::Headers{}};
+        std::string body;
+        std::string refusal;  // why the reply was cut off (deadline, size, encoding); empty if it was not
+    };
+
+    // Bytes this socket has received (Linux's tcp_info.tcpi_bytes_received, at its fixed ABI
+    // offset 128 since Linux 4.1: glibc's struct tcp_info stops before it); -1 when unknown.
+    static long long bytes_received(int fd) {
+        unsigned char info[232] = {};
+        socklen_t len = sizeof info;
+        if (fd < 0 || ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, &len) != 0 || len < 136) return -1;
+        std::uint64_t v = 0;
+        std::memcpy(&v, info + 128, sizeof v);
+        return static_cast<long long>(v);
+    }
+
+    // One attempt, bounded as a whole: a watchdog stops the client at the deadline, or once
+    // the socket has taken more than the head cap before the headers were parsed (httplib's
+    // client keeps every header line), or more than head + max_reply_bytes in all. The body
+    // goes through a receiver that stops at max_reply_bytes; an encoded reply is refused.
+    Reply send(const std::string& method, const std::string& path, const std::string& body) {
         httplib::Client cli((https_ ? "https://" : "http://") + authority_);
         auto secs = [](double v, time_t& sec, time_t& usec) {
             sec = static_cast<time_t>(v);
             usec = static_cast<time_t>((v - static_cast<double>(sec)) * 1e6);
         };
         time_t sec = 0, usec = 0;
-        secs(options_.connect_timeout_s, sec, usec);
+        secs(std::min(options_.connect_timeout_s, options_.timeout_s), sec, usec);
         cli.set_connection_timeout(sec, usec);
         secs(options_.timeout_s, sec, usec);
         cli.set_read_timeout(sec, usec);
         cli.set_write_timeout(sec, usec);
         cli.set_bearer_token_auth(options_.token.c_str());
+        cli.set_decompress(false);
+        cli.set_keep_alive(false);
 #if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
         if (https_) {
             if (!options_.ca_cert_path.empty()) cli.set_ca_cert_path(options_.ca_cert_path.c_str());
             cli.enable_server_certificate_verification(options_.verify_tls);
         }
 #endif
-        if (method == "GET") return cli.Get(path.c_str());
-        return cli.Post(path.c_str(), body, "application/json");
+        std::atomic<int> fd{-1};
+        std::atomic<long long> head_end{-1};  // bytes received when the headers were parsed
+        cli.set_socket_options([&fd](socket_t s) { fd.store(static_cast<int>(s)); });
+
+        Reply out;
+        std::string refusal;  // set by the receiver/handler (this thread) or the watchdog (under m)
+        std::mutex m;
+        std::condition_variable cv;
+        bool done = false;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                                      std::chrono::duration<double>(options_.timeout_s));
+        const long long head_cap = static_cast<long long>(options_.max_reply_head_bytes);
+        const long long body_cap = static_cast<long long>(options_.max_reply_bytes);
+        std::thread watchdog([&] {
+            std::unique_lock<std::mutex> lock(m);
+            while (!done) {
+                cv.wait_for(lock, std::chrono::milliseconds(20));
+                if (done) break;
+                std::string why;
+                if (std::chrono::steady_clock::now() >= deadline) {
+                    why = "no complete reply within " + agent_detail::seconds_text(options_.timeout_s) +
+                          " s (the deadline of one request)";
+                } else {
+                    const long long got = bytes_received(fd.load());
+                    const long long head = head_end.load();
+                    if (head < 0 && got > head_cap + 65536)
+                        why = "reply headers over " + std::to_string(options_.max_reply_head_bytes) + " bytes";
+                    else if (head >= 0 && got > head + body_cap + 65536)
+                        why = "reply over " + std::to_string(options_.max_reply_bytes) + " bytes";
+                }
+                if (!why.empty()) {
+                    if (refusal.empty()) refusal = why;
+                    cli.stop();  // shuts the socket down: the request in flight fails at once
+                }
+            }
+        });
+
+        httplib::Request req;
+        req.method = method;
+        req.path = path;
+        req.headers.emplace("Accept-Encoding", "identity");
+        if (method != "GET") {
+            req.body = body;
+            req.headers.emplace("Content-Type", "application/json");
+        }
+        req.response_handler = [&](const httplib::Response& r) {
+            head_end.store(std::max(0LL, bytes_received(fd.load())));
+            const std::string coding = r.get_header_value("Content-Encoding");
+            std::lock_guard<std::mutex> lock(m);
+            if (!coding.empty() && coding != "identity") {
+                if (refusal.empty()) refusal = "reply with Content-Encoding '" + coding.substr(0, 40) + "' (only identity is accepted)";
+                return false;
+            }
+            if (r.has_header("Content-Length") &&
+                std::strtoull(r.get_header_value("Content-Length").c_str(), nullptr, 10) > options_.max_reply_bytes) {
+                if (refusal.empty())
+                    refusal = "reply of " + r.get_header_value("Content-Length").substr(0, 20) + " bytes, over the limit of " +
+                              std::to_string(options_.max_reply_bytes);
+                return false;
+            }
+            return true;
+        };
+        req.content_receiver = [&](const char* data, std::size_t n, std::uint64_t, std::uint64_t) {
+            if (n > options_.max_reply_bytes - std::min(options_.max_reply_bytes, out.body.size())) {
+                std::lock_guard<std::mutex> lock(m);
+                if (refusal.empty()) refusal = "reply over " + std::to_string(options_.max_reply_bytes) + " bytes";
+                return false;
+            }
+            out.body.append(data, n);
+            return true;
+        };
+        out.result = cli.send(req);
+        {
+            std::lock_guard<std::mutex> lock(m);
+            done = true;
+        }
+        cv.notify_all();
+        watchdog.join();
+        out.refusal = refusal;
+        return out;
     }
 };
 

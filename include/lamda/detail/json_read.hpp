@@ -7,6 +7,11 @@
 //   lamda::JsonReader<MyError> r("tasks/x.json", "task");
 //   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
 //   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//   int threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+//
+// Numbers from the file never reach a conversion unchecked: integers are range-checked before
+// they are narrowed (detail/checked.hpp), a double becomes an integer only when it is integral
+// and exactly representable, and non-finite values are refused.
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
@@ -30,6 +35,7 @@
 #include <vector>
 
 #include "../core/diagnostics.hpp"
+#include "checked.hpp"
 
 namespace lamda {
 
@@ -121,7 +127,9 @@ struct JsonReader {
             double d = 0;
             if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
                 fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
+            // 2^53: past it a double no longer holds every integer, and the cast below is only
+            // defined for values an int64 can hold.
+            if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
                 fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
             i = static_cast<std::int64_t>(d);
         } else {
@@ -130,6 +138,12 @@ struct JsonReader {
         if (i < lo || i > hi)
             fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
         return i;
+    }
+    // An int in lo..hi (the narrowing is checked, whatever lo and hi are).
+    int int_in(const element& e, const std::string& path, int lo, int hi) const {
+        const std::optional<int> v = detail::checked_int(integer(e, path, lo, hi), lo, hi);
+        if (!v) fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return *v;
     }
     std::uint64_t uinteger(const element& e, const std::string& path) const {
         if (e.is_uint64()) {
