@@ -28,6 +28,7 @@
 #include "../detail/json_write.hpp"
 #include "../dsl/parser.hpp"
 #include "types.hpp"
+#include "memory.hpp"
 #include "task.hpp"
 #include "../version.hpp"
 
@@ -137,6 +138,7 @@ inline std::string journal_mismatch(const JournalHeader& journal, const Task& ta
             j.field("threads", c.threads);
             if (c.max_params > 0) j.field("max_params", c.max_params);
             if (c.max_activation_bytes > 0) j.field("max_activation_bytes", c.max_activation_bytes);
+            if (c.max_weight_bytes > 0) j.field("max_weight_bytes", c.max_weight_bytes);
             if (c.min_accuracy) j.field("min_accuracy", *c.min_accuracy);
             j.end_object();
             return j.str();
@@ -242,12 +244,12 @@ inline void validate_resumed_record(const CandidateRecord& r, const Task& task, 
     if (over_params)
         bad(verdict + ", but its " + std::to_string(stats.params) + " parameters are over max_params " +
             std::to_string(c.max_params));
-    const bool over_memory = c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes;
+    const std::string over = over_memory(c, firmware_memory(parsed.graph));  // as the loop decides
     if (r.verdict == Verdict::OverMemory) {
-        if (!over_memory) bad(verdict + ", but its peak activations are within the limit");
+        if (over.empty()) bad(verdict + ", but its firmware RAM and weights are within the limits");
         return;
     }
-    if (over_memory) bad(verdict + ", but its peak activations are over max_activation_bytes");
+    if (!over.empty()) bad(verdict + ", but it " + over);
     if (r.verdict == Verdict::Feasible && c.latency_ms > 0 && r.measured_ms && *r.measured_ms > c.latency_ms)
         bad(verdict + ", but its measured latency is over the limit");
     if (r.verdict == Verdict::OverMeasured && !r.measured_ms) bad(verdict + ", but it has no measured latency");

@@ -34,6 +34,7 @@
 #include "../core/analysis.hpp"
 #include "../dsl/parser.hpp"
 #include "../latency/model.hpp"
+#include "memory.hpp"
 #include "proposers.hpp"
 #include "report.hpp"
 #include "types.hpp"
@@ -208,9 +209,8 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
             return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
-        if (c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes)
-            return finish(Verdict::OverMemory, "peak activations " + std::to_string(stats.peak_activation_bytes) +
-                                                   " bytes, limit " + std::to_string(c.max_activation_bytes));
+        if (std::string why = over_memory(c, firmware_memory(g)); !why.empty())  // as the firmware export
+            return finish(Verdict::OverMemory, why);
         if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +

@@ -40,6 +40,7 @@ inline void write_task_json(JsonWriter& j, const Task& t) {
     j.field("threads", c.threads);
     if (c.max_params > 0) j.field("max_params", c.max_params);
     if (c.max_activation_bytes > 0) j.field("max_activation_bytes", c.max_activation_bytes);
+    if (c.max_weight_bytes > 0) j.field("max_weight_bytes", c.max_weight_bytes);
     if (c.min_accuracy) j.field("min_accuracy", *c.min_accuracy);
     j.end_object();
     if (!t.profile.empty()) j.field("profile", std::string_view(valid_utf8(t.profile)));
@@ -135,7 +136,7 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
     {
         const std::string p = path("constraints");
         const element c = r.at(doc, "constraints", base);
-        r.only_keys(c, p, {"latency_ms", "threads", "max_params", "max_activation_bytes", "min_accuracy"});
+        r.only_keys(c, p, {"latency_ms", "threads", "max_params", "max_activation_bytes", "max_weight_bytes", "min_accuracy"});
         Constraints& k = t.constraints;
         if (auto e = r.maybe(c, "latency_ms", p)) k.latency_ms = positive(r, *e, Reader::join(p, "latency_ms"), 3.6e6);
         if (auto e = r.maybe(c, "threads", p)) k.threads = static_cast<int>(r.integer(*e, Reader::join(p, "threads"), 1, 1024));
@@ -143,6 +144,8 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
             k.max_params = r.integer(*e, Reader::join(p, "max_params"), 1, limits.max_params);
         if (auto e = r.maybe(c, "max_activation_bytes", p))
             k.max_activation_bytes = r.integer(*e, Reader::join(p, "max_activation_bytes"), 1, limits.max_activation_bytes);
+        if (auto e = r.maybe(c, "max_weight_bytes", p))
+            k.max_weight_bytes = r.integer(*e, Reader::join(p, "max_weight_bytes"), 1, limits.max_params * 4);
         if (auto e = r.maybe(c, "min_accuracy", p)) {
             const std::string q = Reader::join(p, "min_accuracy");
             const double v = r.num(*e, q);

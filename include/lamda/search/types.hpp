@@ -29,7 +29,9 @@ struct Constraints {
     double latency_ms = 0;                  // measured median on `threads` threads; 0: none
     int threads = 1;                        // thread count latency is measured and predicted at
     std::int64_t max_params = 0;            // 0: none
-    std::int64_t max_activation_bytes = 0;  // peak live activations (core/analysis.hpp); 0: none
+    // RAM the firmware export allocates: arena (the input inside) + output (search/memory.hpp); 0: none
+    std::int64_t max_activation_bytes = 0;
+    std::int64_t max_weight_bytes = 0;      // float32 weights in flash, batch norm folded; 0: none
     std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
 };
 
