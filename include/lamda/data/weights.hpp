@@ -904,23 +904,23 @@ inline std::pair<Weights, std::map<std::string, std::string>> quantized_to_weigh
         out[l.layer + ".weight"] = std::move(w);
         WeightTensor b;
         b.dtype = WeightDType::I32;
-        b.shape = {static_cast<std::int64_t>(l.bias.size())};
+        b.shape.assign(1, static_cast<std::int64_t>(l.bias.size()));
         b.i32 = l.bias;
         out[l.layer + ".bias"] = std::move(b);
         WeightTensor s;
-        s.shape = {static_cast<std::int64_t>(l.weight_scales.size())};
+        s.shape.assign(1, static_cast<std::int64_t>(l.weight_scales.size()));
         s.data = l.weight_scales;
         out[l.layer + ".weight_scale"] = std::move(s);
     }
     for (const auto& [name, q] : m.activations) {
         WeightTensor s;
-        s.shape = {1};
-        s.data = {q.scale};
+        s.shape.assign(1, 1);  // (assigning {1} trips GCC 12's -O3 -Wnonnull)
+        s.data.assign(1, q.scale);
         out[name + ".act_scale"] = std::move(s);
         WeightTensor z;
         z.dtype = WeightDType::I32;
-        z.shape = {1};
-        z.i32 = {q.zero_point};
+        z.shape.assign(1, 1);
+        z.i32.assign(1, q.zero_point);
         out[name + ".act_zero_point"] = std::move(z);
     }
     std::string float_list;
