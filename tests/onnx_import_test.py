@@ -199,6 +199,65 @@ def check_default_export(lamda, work, ort):
           f"XNNPACK max difference {diffs}")
 
 
+def check_zoo28(lamda, src, work, ort):
+    """lamda's own 28x28 models (lenet5, tiny_mobilenet) through `lamda export --pytorch` and
+    torch.onnx.export, in both export styles, imported back: the exported module writes flatten
+    and fc inputs as x.permute(0, 2, 3, 1).reshape(N, -1) (Transpose + Reshape), fc outputs as
+    y[:, :, None, None] (Unsqueeze) and global pooling as x.mean((2, 3)) (ReduceMean). With
+    PRESERVE the parameters and MACs must be the zoo model's; in both styles the outputs torch's
+    and ONNX Runtime's."""
+    import importlib.util
+    for name in ("lenet5", "tiny_mobilenet"):
+        zoo_path = os.path.join(src, "examples", "models", name + ".lamda")
+        py = os.path.join(work, name + "_module.py")
+        run([lamda, "export", zoo_path, "--pytorch", py])
+        spec = importlib.util.spec_from_file_location(name + "_module", py)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        torch.manual_seed(3)
+        model = module.Model().eval()
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.2, 0.2)
+                    m.running_var.uniform_(0.5, 2.0)
+        x = torch.rand(1, 1, 28, 28)
+        with torch.no_grad():
+            want = model(x).reshape(-1)
+        zoo = json.loads(run([lamda, "check", zoo_path, "--json"]))
+        for style in ("default", "preserve"):
+            path = os.path.join(work, f"{name}.{style}.onnx")
+            if style == "preserve":
+                torch.onnx.export(model, x, path, opset_version=14, input_names=["input"],
+                                  training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+            else:
+                torch.onnx.export(model, x, path, input_names=["input"])
+            dsl = os.path.join(work, f"{name}.{style}.lamda")
+            w = os.path.join(work, f"{name}.{style}.safetensors")
+            run([lamda, "import", path, "-o", dsl, "--weights", w])
+            stats = json.loads(run([lamda, "check", dsl, "--json"]))
+            if style == "preserve" and (stats["params"], stats["macs"]) != (zoo["params"], zoo["macs"]):
+                sys.exit(f"FAIL: {name} ({style}): imported {stats['params']} parameters, {stats['macs']} MACs; "
+                         f"the zoo model has {zoo['params']}, {zoo['macs']}\n" + open(dsl).read())
+            if stats["layer_count"] > zoo["layer_count"]:
+                sys.exit(f"FAIL: {name} ({style}): {stats['layer_count']} layers, more than the zoo model's "
+                         f"{zoo['layer_count']} (a Reshape/Unsqueeze became a layer)\n" + open(dsl).read())
+            xf = os.path.join(work, f"{name}_x.safetensors")
+            yf = os.path.join(work, f"{name}_y.safetensors")
+            write_safetensors(xf, {"input": x.permute(0, 2, 3, 1)})
+            refs = {"torch": want}
+            if ort is not None:
+                refs["ONNX Runtime"] = ort.outputs(path, x)
+            diffs = []
+            for executor in ("reference", "xnnpack"):
+                run([lamda, "run", dsl, "--weights", w, "--executor", executor, "--input", xf, "--out", yf])
+                got = read_safetensors(yf)["output"].reshape(-1)
+                diffs.append(f"{executor} " + compare(f"{name} {style} ({executor})", got, refs,
+                                                           "\n" + open(dsl).read()))
+            print(f"ok: {name} ({style} export): {stats['params']} parameters, {stats['layer_count']} layers, "
+                  f"max difference {'; '.join(diffs)}")
+
+
 class Custom(torch.nn.Module):
     """The cases torchvision's models leave out: flatten of an HxWxC value before a Linear
     (C,H,W in ONNX, H,W,C in lamda), MatMul + Add, Clip as relu6, grouped and dilated
@@ -287,6 +346,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         if len(sys.argv) == 3:
             check_custom(lamda, work, ort)
+            check_zoo28(lamda, src, work, ort)
             check_default_export(lamda, work, ort)
         for name in names:
             check(lamda, src, name, work, ort)

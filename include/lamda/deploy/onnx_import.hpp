@@ -9,12 +9,16 @@
 // Supported (batch 1, NCHW float32 input): Conv (groups, pads, strides, dilations; group == C
 // with one input channel per group becomes dwconv), Gemm, MatMul (+ Add of a constant bias),
 // BatchNormalization, Relu, Clip (0..6 as relu6, 0..inf as relu), HardSwish, HardSigmoid
-// (alpha 1/6, beta 1/2), Sigmoid, Add, Mul, Concat (channels), GlobalAveragePool, MaxPool,
-// AveragePool (count_include_pad=0, or no padding), Flatten, Reshape to 2-D, Softmax (channels),
-// Dropout, Identity; Constant, Shape, Gather, Unsqueeze, Concat, Cast and Squeeze of constants
-// are folded (the shape subgraphs exporters emit). Activations are fused into the conv, fc or add
-// that feeds only them. Flatten/Reshape of an HxWxC value reads C,H,W in ONNX and H,W,C in
-// lamda: the following Gemm's weight columns are permuted. Weighted layers are named after their
+// (alpha 1/6, beta 1/2), Sigmoid, Add, Mul, Concat (channels), GlobalAveragePool, ReduceMean
+// over H,W (as global average pooling), MaxPool, AveragePool (count_include_pad=0, or no
+// padding), Flatten, Reshape to 2-D (or to [N, -1, 1, 1]), Softmax (channels), Dropout, Identity,
+// Transpose to NHWC (perm 0,2,3,1) right before a Flatten/Reshape, Unsqueeze/Squeeze of H,W on
+// a 1x1 value (`fc(x)[:, :, None, None]`); Constant, Shape, Gather, Unsqueeze, Concat, Cast and
+// Squeeze of constants are folded (the shape subgraphs exporters emit). Activations are fused
+// into the conv, fc or add that feeds only them. Flatten/Reshape of an HxWxC value reads C,H,W
+// in ONNX and H,W,C in lamda: the following Gemm's weight columns are permuted (not after a
+// Transpose to NHWC, whose flattening is lamda's order already); a Flatten/Reshape of a value
+// already flat (an fc's or a flatten's) adds no layer. Weighted layers are named after their
 // weight initializer ("features.0.0.weight" -> features_0_0), others after the node.
 // Anything else throws OnnxImportError naming the node, its op type and its inputs.
 #ifndef LAMDA_DEPLOY_ONNX_IMPORT_HPP
@@ -229,6 +233,7 @@ private:
     std::map<std::string, int> uses_;
     std::map<std::string, std::string> value_;  // ONNX value -> lamda layer
     std::map<std::string, Shape> chw_flat_;    // lamda flatten layer -> the HxWxC it flattened
+    std::map<std::string, std::string> nhwc_;  // ONNX value of a Transpose to NHWC -> its lamda input
     std::vector<Spec> specs_;
     std::map<std::string, std::size_t> index_;
     std::set<std::string> names_;
@@ -313,6 +318,8 @@ private:
 
     std::string lamda_value(const std::string& v, const std::string& who) const {
         const auto it = value_.find(v);
+        if (it == value_.end() && nhwc_.count(v))
+            throw OnnxImportError(who + ": value '" + v + "' is a Transpose to NHWC, which is supported only right before a Flatten or Reshape");
         if (it == value_.end()) throw OnnxImportError(who + ": value '" + v + "' is not computed by a supported node (or is a constant where lamda needs a tensor)");
         return it->second;
     }
@@ -449,6 +456,9 @@ private:
         if (op == "Add" || op == "Mul" || op == "Sum") return elementwise(n);
         if (op == "Concat") return concat(n);
         if (op == "GlobalAveragePool") return simple(n, "gap");
+        if (op == "ReduceMean") return reduce_mean(n);
+        if (op == "Transpose") return transpose(n);
+        if (op == "Unsqueeze" || op == "Squeeze") return unsqueeze(n);
         if (op == "MaxPool" || op == "AveragePool") return pool(n);
         if (op == "Flatten" || op == "Reshape") return flatten(n);
         if (op == "Softmax") return softmax(n);
@@ -656,19 +666,78 @@ private:
         add(std::move(s));
     }
 
+    // Axes of a node (an `axes` attribute, or from opset 13/18 on a constant second input).
+    std::vector<std::int64_t> axes_of(const onnx::NodeProto& n) const {
+        if (attr(n, "axes")) return ints(n, "axes", {});
+        if (n.input_size() < 2 || n.input(1).empty()) return {};
+        const Const& c = need_const(n, 1);
+        if (c.v.size() > 8) fail(n, "more than 8 axes");
+        std::vector<std::int64_t> a;
+        for (double v : c.v) a.push_back(static_cast<std::int64_t>(v));
+        return a;
+    }
+
+    // ReduceMean over H and W of an NCHW value: global average pooling (keepdims or not: lamda's
+    // 1x1xC is both [N, C, 1, 1] and [N, C]).
+    void reduce_mean(const onnx::NodeProto& n) {
+        std::vector<std::int64_t> axes = axes_of(n);
+        for (auto& a : axes)
+            if (a < 0) a += 4;
+        std::sort(axes.begin(), axes.end());
+        if (axes != std::vector<std::int64_t>{2, 3})
+            fail(n, "only ReduceMean over H and W (axes 2, 3: global average pooling) is supported");
+        simple(n, "gap");
+    }
+
+    // Transpose NCHW -> NHWC, supported right before a Flatten/Reshape (lenet-style exports:
+    // x.permute(0, 2, 3, 1).reshape(N, -1)): it only marks the value; the flatten that follows
+    // reads lamda's H,W,C order, so the next Gemm's columns are not permuted.
+    void transpose(const onnx::NodeProto& n) {
+        const std::string x = in0(n);
+        if (ints(n, "perm", {}) != std::vector<std::int64_t>{0, 2, 3, 1})
+            fail(n, "only Transpose to NHWC (perm 0, 2, 3, 1) before a Flatten or Reshape is supported");
+        nhwc_[n.output(0)] = x;
+    }
+
+    // Unsqueeze/Squeeze of H, W on a value lamda holds as 1x1xC (an fc's output as [N, K] or
+    // [N, K, 1, 1]): nothing to do.
+    void unsqueeze(const onnx::NodeProto& n) {
+        const std::string x = in0(n);
+        const Shape s = shape_of(x);
+        std::vector<std::int64_t> axes = axes_of(n);
+        bool ok = s.h == 1 && s.w == 1 && !axes.empty() && axes.size() <= 2;
+        for (std::int64_t a : axes) ok = ok && (a == 2 || a == 3 || a == -1 || a == -2);
+        if (!ok) fail(n, "only " + n.op_type() + " of axes 2, 3 on a 1x1 value is supported");
+        value_[n.output(0)] = x;
+    }
+
     void flatten(const onnx::NodeProto& n) {
         const std::string& op = n.op_type();
-        const std::string x = in0(n);
+        const auto transposed = nhwc_.find(n.input(0));
+        const bool nhwc = transposed != nhwc_.end();
+        const std::string x = nhwc ? transposed->second : in0(n);
         if (op == "Flatten" && int_attr(n, "axis", 1) != 1) fail(n, "only Flatten with axis=1 is supported");
         const Shape s = shape_of(x);
+        const bool flat = s.h == 1 && s.w == 1;
         if (op == "Reshape") {
             const Const& shape = need_const(n, 1);
-            const bool two_d = shape.v.size() == 2 && (shape.v[0] == 1 || shape.v[0] == 0 || shape.v[0] == -1) &&
-                               (shape.v[1] == -1 || shape.v[1] == static_cast<double>(s.elements()));
-            if (!two_d) fail(n, "only Reshape to 2-D [N, H*W*C] is supported");
+            const auto& v = shape.v;
+            const double all = static_cast<double>(s.elements());
+            const bool batch = !v.empty() && (v[0] == 1 || v[0] == 0 || v[0] == -1);
+            const bool two_d = v.size() == 2 && batch && (v[1] == -1 || v[1] == all);
+            // [N, -1, 1, 1]: flat in the channels, as lamda's flatten; from C,H,W order only when H = W = 1.
+            const bool four_d = v.size() == 4 && batch && (v[1] == -1 || v[1] == all) && v[2] == 1 && v[3] == 1 &&
+                                (nhwc || flat);
+            if (!two_d && !four_d) fail(n, "only Reshape to 2-D [N, H*W*C] (or [N, H*W*C, 1, 1]) is supported");
+        }
+        // Already flat (an fc's or a flatten's output): the same values in the same order.
+        const std::string producer = specs_[index_.at(x)].op;
+        if (flat && (producer == "fc" || producer == "flatten")) {
+            value_[n.output(0)] = x;
+            return;
         }
         Spec sp{layer_name(n, ""), "flatten", {x}, {}, "", false};
-        if (s.h != 1 || s.w != 1) chw_flat_[sp.name] = s;
+        if (!nhwc && !flat) chw_flat_[sp.name] = s;
         value_[n.output(0)] = sp.name;
         add(std::move(sp));
     }
