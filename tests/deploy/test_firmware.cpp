@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -20,6 +21,7 @@
 #include <lamda/dsl/file.hpp>
 #include <lamda/dsl/parser.hpp>
 #include <lamda/exec/reference.hpp>
+#include <lamda/exec/reference_int8.hpp>
 #include <lamda/search/sampler.hpp>
 
 #if defined(_WIN32)
@@ -62,8 +64,14 @@ int main(void) {
         const float* x = in;
         memset(arena_buf, 0xff, sizeof arena_buf);
         if (k++ % 2) {
+#ifdef MODEL_INT8
+            int i;
+            for (i = 0; i < MODEL_INPUT_SIZE; ++i) MODEL_INPUT(arena_buf)[i] = model_quantize_input(in[i]);
+            x = 0;
+#else
             memcpy(MODEL_INPUT(arena_buf), in, sizeof in);
             x = MODEL_INPUT(arena_buf);
+#endif
         }
         if (model_run(x, out, arena_buf) != 0) return 2;
         if (fwrite(out, sizeof(float), MODEL_OUTPUT_SIZE, stdout) != MODEL_OUTPUT_SIZE) return 3;
@@ -336,4 +344,98 @@ TEST_CASE("firmware: bad weights are refused naming the tensor, subnormals are f
     w = lamda::random_weights(g, 1);
     w.erase("fc.bias");
     CHECK_THROWS_WITH_AS(lamda::firmware_source(g, w), doctest::Contains("fc.bias"), lamda::Exception);
+}
+
+namespace {
+
+// Quantizes `graph` with random weights (PTQ calibrated on random inputs), exports it in int8,
+// compiles it, runs `inputs_n` inputs (both input paths) and checks the float outputs against
+// run_reference_int8's bit for bit.
+lamda::FirmwareSource check_int8_model(const lamda::Graph& graph, const std::string& tag, std::uint64_t seed = 7,
+                                       int inputs_n = 4) {
+    CAPTURE(tag);
+    const lamda::Weights w = lamda::random_weights(graph, seed);
+    const lamda::Shape in_s = graph.input().shape;
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<lamda::Tensor> calib;
+    for (int k = 0; k < 6; ++k) {
+        lamda::Tensor x(in_s);
+        for (float& v : x.data) v = u(rng);
+        calib.push_back(x);
+    }
+    const lamda::PtqResult q = lamda::quantize_ptq(graph, w, calib);
+    const lamda::FirmwareSource src = lamda::firmware_source_int8(q.graph, q.model, q.float_weights);
+    CHECK(src.source.find("malloc") == std::string::npos);
+    CHECK(!std::regex_search(src.source, std::regex(R"(static\s+(float|double|int|char|unsigned|int8_t|int32_t)\s+\w+\s*(\[|=|;))")));
+    // Without float layers (no float scratch) the int8 arena is at most TFLM's int8 greedy plan.
+    if (src.source.find("lm_f32_") == std::string::npos) CHECK(src.arena_bytes <= src.tflm_arena_io_bytes);
+    const Built b = build(src, "s8_" + tag);
+    REQUIRE(b.ok);
+    std::vector<float> inputs;
+    std::vector<lamda::Tensor> want;
+    for (int k = 0; k < inputs_n; ++k) {
+        lamda::Tensor x(in_s);
+        for (float& v : x.data) v = u(rng);
+        inputs.insert(inputs.end(), x.data.begin(), x.data.end());
+        want.push_back(lamda::run_reference_int8(q.graph, q.model, q.float_weights, x).output);
+    }
+    const std::size_t out_n = static_cast<std::size_t>(graph.output().shape.elements());
+    const std::vector<float> got = run_program(b, inputs, out_n * static_cast<std::size_t>(inputs_n));
+    int bad = 0;
+    for (int k = 0; k < inputs_n; ++k)
+        for (std::size_t j = 0; j < out_n; ++j) {
+            const float g = got[static_cast<std::size_t>(k) * out_n + j];
+            const float r = want[static_cast<std::size_t>(k)].data[j];
+            if (std::memcmp(&g, &r, sizeof g) != 0 && bad++ < 5)
+                MESSAGE("input " << k << " output " << j << ": generated " << g << ", reference " << r);
+        }
+    CHECK(bad == 0);
+    fs::remove_all(b.dir);
+    return src;
+}
+
+}  // namespace
+
+TEST_CASE("firmware int8: conv, dwconv, fc, pools, add, relu and sigmoid equal the integer reference bit for bit") {
+    const lamda::FirmwareSource src = check_int8_model(parse(R"(model s8
+input: input shape=12x12x3
+c1: conv2d out=8 kernel=3 stride=2 padding=1
+bn1: batchnorm
+r1: relu6
+dw: dwconv kernel=3 multiplier=2 padding=1 act=relu6
+c2: conv2d out=16 kernel=1 groups=2
+r: relu
+c3: conv2d out=16 kernel=3 padding=1
+s: add c3, r act=relu
+sg: sigmoid
+mp: maxpool kernel=2 stride=2
+g: gap
+fl: flatten
+fc: fc out=10
+)"), "int8_ops");
+    CHECK(src.source.find("lm_s8_conv(") != std::string::npos);
+    CHECK(src.source.find("lm_s8_add(") != std::string::npos);
+    CHECK(src.source.find("lm_s8_lut(") != std::string::npos);
+    CHECK(src.source.find("(float)") != std::string::npos);
+    CHECK(src.source.find("lm_f32_") == std::string::npos);  // no float layer here
+}
+
+TEST_CASE("firmware int8: the float layers (every other op of the catalog) run between dequantize and quantize") {
+    const lamda::FirmwareSource src = check_int8_model(parse(every_op_model), "every_op_s8", 5, 3);
+    CHECK(src.source.find("lm_s8_dequant(") != std::string::npos);
+    CHECK(src.source.find("lm_f32_softmax(") != std::string::npos);
+}
+
+TEST_CASE("firmware int8: the zoo's small models, in well under half the flash of float") {
+    for (const char* name : {"lenet5", "tiny_mobilenet"}) {
+        const lamda::ParseResult r = lamda::parse_dsl_file(std::string(LAMDA_SOURCE_DIR) +
+                                                           "/examples/models/" + name + ".lamda");
+        REQUIRE(r.ok());
+        const lamda::FirmwareSource s8 = check_int8_model(r.graph, name, 11, 2);
+        const lamda::FirmwareSource f32 = lamda::firmware_source(r.graph, lamda::random_weights(r.graph, 11));
+        CAPTURE(name);
+        // int8 weights (a quarter) + int32 bias and a float scale per channel (+ float layers' weights)
+        CHECK(s8.weight_bytes * 2 < f32.weight_bytes);
+    }
 }

@@ -54,6 +54,7 @@ struct ArenaPlan {
     std::vector<ValueLoc> loc;     // per layer (an alias: its root's)
     std::vector<int> buffer;       // per layer: index into buffers (Arena), or -1 (Output)
     std::vector<int> alias_of;     // per layer: the layer whose bytes it shares (flatten, dropout), or itself
+    std::vector<int> scratch;      // per layer: index into buffers of its scratch (ArenaOptions), or -1
     std::vector<ArenaBuffer> buffers;
     std::int64_t bytes_per_value = 4;
     std::int64_t arena_bytes = 0;
@@ -61,6 +62,10 @@ struct ArenaPlan {
     std::int64_t input_bytes = 0, output_bytes = 0;
     int in_place = 0;               // ops planned in place
 
+    // Byte offset of layer i's scratch in the arena; -1 when it has none.
+    std::int64_t scratch_offset(std::size_t i) const {
+        return scratch[i] < 0 ? -1 : buffers[static_cast<std::size_t>(scratch[i])].offset;
+    }
     // Byte offset of layer i's value in the arena; -1 when it is the caller's output.
     std::int64_t offset_of(std::size_t i) const {
         const int b = buffer[static_cast<std::size_t>(alias_of[i])];
@@ -164,11 +169,21 @@ inline void roots_and_last_reads(const Graph& graph, bool dropout_only, std::vec
 
 }  // namespace arena_detail
 
-// The plan (see the file comment) with `bytes_per_value` bytes per tensor element (4: float32,
-// 1: int8). Never throws but bad_alloc.
-inline ArenaPlan arena_plan(const Graph& graph, std::int64_t bytes_per_value = 4) {
+// What arena_plan plans for: bytes per tensor element (4: float32, 1: int8); the last layer's value
+// in the arena too (an int8 model dequantizes it into the caller's float output at the end); per
+// layer, scratch bytes alive only while that layer runs (the int8 firmware's float fallback), empty
+// or one entry per layer.
+struct ArenaOptions {
+    std::int64_t bytes_per_value = 4;
+    bool output_in_arena = false;
+    std::vector<std::int64_t> scratch_bytes;
+};
+
+// The plan (see the file comment). Never throws but bad_alloc.
+inline ArenaPlan arena_plan(const Graph& graph, const ArenaOptions& options) {
     namespace ad = arena_detail;
     ArenaPlan plan;
+    const std::int64_t bytes_per_value = options.bytes_per_value;
     plan.bytes_per_value = bytes_per_value;
     if (bytes_per_value < 1 || bytes_per_value > 8) {
         plan.error = "bytes per value must be 1 to 8, got " + std::to_string(bytes_per_value);
@@ -176,6 +191,11 @@ inline ArenaPlan arena_plan(const Graph& graph, std::int64_t bytes_per_value = 4
     }
     if (!ad::check_structure(graph, bytes_per_value, plan.error)) return plan;
     const std::size_t n = graph.layers.size();
+    if (!options.scratch_bytes.empty() && options.scratch_bytes.size() != n) {
+        plan.error = "scratch bytes given for " + std::to_string(options.scratch_bytes.size()) +
+                     " layers, the graph has " + std::to_string(n);
+        return plan;
+    }
     std::vector<int> last_read;
     ad::roots_and_last_reads(graph, false, plan.alias_of, last_read);
     plan.loc.assign(n, ValueLoc::Arena);
@@ -190,7 +210,7 @@ inline ArenaPlan arena_plan(const Graph& graph, std::int64_t bytes_per_value = 4
             plan.buffer[i] = plan.buffer[r];
             continue;
         }
-        if (i > 0 && i + 1 == n) {
+        if (i > 0 && i + 1 == n && !options.output_in_arena) {
             plan.loc[i] = ValueLoc::Output;
             continue;
         }
@@ -222,10 +242,32 @@ inline ArenaPlan arena_plan(const Graph& graph, std::int64_t bytes_per_value = 4
         // A graph that is only its input, or whose output aliases it: the value is copied out at the end.
         if (i == static_cast<std::size_t>(plan.alias_of[n - 1])) b.last = static_cast<int>(n);
     }
+    // Scratch buffers after the value buffers (buffer indices of values stay as above).
+    plan.scratch.assign(n, -1);
+    for (std::size_t i = 0; i < options.scratch_bytes.size(); ++i) {
+        const std::int64_t bytes = options.scratch_bytes[i];
+        if (bytes <= 0) continue;
+        if (bytes >= ad::max_tensor_bytes) {
+            plan.error = "layer '" + graph.layers[i].name + "': " + std::to_string(bytes) +
+                         " bytes of scratch exceed 2 GiB";
+            return plan;
+        }
+        ArenaBuffer b;
+        b.bytes = ad::align_up(bytes);
+        b.first = b.last = static_cast<int>(i);
+        plan.scratch[i] = static_cast<int>(plan.buffers.size());
+        plan.buffers.push_back(b);
+    }
     plan.arena_bytes = ad::place_greedy(plan.buffers);
     plan.input_offset = plan.buffers.front().offset;
     plan.ok = true;
     return plan;
+}
+
+inline ArenaPlan arena_plan(const Graph& graph, std::int64_t bytes_per_value = 4) {
+    ArenaOptions o;
+    o.bytes_per_value = bytes_per_value;
+    return arena_plan(graph, o);
 }
 
 // Bytes of the arena arena_plan allocates; -1 when the graph cannot be planned. Never throws but bad_alloc.

@@ -46,6 +46,8 @@
 #include "../exception.hpp"
 #include "../exec/fold.hpp"
 #include "../exec/reference.hpp"
+#include "../exec/reference_int8.hpp"
+#include "../core/quant.hpp"
 #include "export.hpp"
 
 namespace lamda {
@@ -320,6 +322,181 @@ inline void emit_array(std::string& out, const std::string& name, const std::vec
     fs.weight_bytes += static_cast<std::int64_t>(v.size()) * 4;
 }
 
+
+// Counts the kernel families a model uses (emitted once each) and a code-size estimate.
+struct KernelUse {
+    // Kernel families in emission order: conv2d (and dwconv), fc, pool, gap, batchnorm, add, concat,
+    // mul, act, softmax; their code estimates (Cortex-M4 -O2, rough).
+    std::vector<bool> used = std::vector<bool>(10, false);
+    std::int64_t code = 300;  // model_run's frame, the checks, lm_act
+    void use(int k) {
+        static constexpr std::int64_t cost[] = {600, 150, 450, 150, 150, 150, 150, 120, 150, 300};
+        if (!used[static_cast<std::size_t>(k)]) code += cost[k];
+        used[static_cast<std::size_t>(k)] = true;
+    }
+};
+
+// Emits layer i's float weights (conv2d/dwconv reordered to [oc][kh][kw][ic/groups], fc as is,
+// an unfolded batch norm as mean, scale = gamma / sqrt(var + eps) and shift), counting bytes.
+inline void emit_float_weights(const Layer& l, std::size_t i, const Weights& weights, std::string& wsrc,
+                               FirmwareSource& fs) {
+    const std::string p = "L" + std::to_string(i);
+    if (l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d) {
+        // OIHW -> O,H,W,I/groups so that the innermost loop reads consecutive values (a dwconv's
+        // [oc][1][kh][kw] keeps its order).
+        const WeightTensor& wt = weights.at(l.name + ".weight");
+        const std::int64_t cig = wt.shape[1], kh = l.kernel_h, kw = l.kernel_w;
+        std::vector<float> r(wt.data.size());
+        for (std::int64_t o = 0; o < wt.shape[0]; ++o)
+            for (std::int64_t c = 0; c < cig; ++c)
+                for (std::int64_t y = 0; y < kh; ++y)
+                    for (std::int64_t x = 0; x < kw; ++x)
+                        r[static_cast<std::size_t>(((o * kh + y) * kw + x) * cig + c)] =
+                            wt.data[static_cast<std::size_t>(((o * cig + c) * kh + y) * kw + x)];
+        wsrc += "/* " + comment_safe(l.name) + " */\n";
+        emit_array(wsrc, p + "_w", r, fs);
+    } else if (l.op == OpKind::FullyConnected) {
+        wsrc += "/* " + comment_safe(l.name) + " */\n";
+        emit_array(wsrc, p + "_w", weights.at(l.name + ".weight").data, fs);
+    }
+    if ((l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
+         l.op == OpKind::FullyConnected) && l.bias)
+        emit_array(wsrc, p + "_b", weights.at(l.name + ".bias").data, fs);
+    if (l.op == OpKind::BatchNorm) {
+        const auto& gamma = weights.at(l.name + ".weight").data;
+        const auto& beta = weights.at(l.name + ".bias").data;
+        const auto& mean = weights.at(l.name + ".running_mean").data;
+        const auto& var = weights.at(l.name + ".running_var").data;
+        std::vector<float> scale(gamma.size());
+        for (std::size_t c = 0; c < gamma.size(); ++c)
+            scale[c] = static_cast<float>(gamma[c] / std::sqrt(static_cast<double>(var[c]) + l.eps));
+        wsrc += "/* " + comment_safe(l.name) + " (batchnorm) */\n";
+        emit_array(wsrc, p + "_mean", mean, fs);
+        emit_array(wsrc, p + "_scale", scale, fs);
+        emit_array(wsrc, p + "_shift", beta, fs);
+    }
+}
+
+// The float kernels `u` uses, and lm_act when one of them needs it.
+inline std::string float_kernels(const KernelUse& u) {
+    std::string c = kernels_f32;
+    const char* bodies[] = {k_conv2d, k_fc, k_pool, k_gap, k_batchnorm, k_add, k_concat, k_mul, k_act, k_softmax};
+    if (u.used[0] || u.used[1] || u.used[5] || u.used[8]) c += k_act_fn;
+    for (std::size_t k = 0; k < 10; ++k)
+        if (u.used[k]) c += bodies[k];
+    return c;
+}
+
+// The float32 kernel call of layer i: x(k) is the C expression of its k-th input (const float*),
+// y of its output (float*). The weights are L<i>_w, L<i>_b, L<i>_mean/_scale/_shift.
+template <class X>
+std::string float_call(const Graph& graph, std::size_t i, X x, const std::string& y, KernelUse& u) {
+    const Layer& l = graph.layers[i];
+    const std::size_t n = graph.layers.size();
+    const std::string p = "L" + std::to_string(i);
+    const Shape is = graph.layers[static_cast<std::size_t>(l.inputs.front())].shape;
+    const Shape& os = l.shape;
+    const std::string bias = l.bias ? p + "_b" : "0";
+    std::string line;
+    switch (l.op) {
+    case OpKind::Input: break;
+    case OpKind::Conv2d:
+    case OpKind::DepthwiseConv2d: {
+        // One kernel for both: a dwconv is a conv2d with groups = input channels.
+        const bool dw = l.op == OpKind::DepthwiseConv2d;
+        u.use(0);
+        line += "lm_f32_conv2d(" + x(0) + ", " +
+                num(is.h) + ", " + num(is.w) + ", " + num(is.c) + ", " + y + ", " +
+                num(os.h) + ", " + num(os.w) + ", " + num(os.c) + ", " + p + "_w, " +
+                bias + ", " + num(l.kernel_h) + ", " + num(l.kernel_w) + ", " +
+                num(l.stride_h) + ", " + num(l.stride_w) + ", " + num(l.dilation_h) +
+                ", " + num(l.dilation_w) + ", " + num(l.pads[0]) + ", " +
+                num(l.pads[1]) + ", " + num(dw ? is.c : l.groups) + ", " +
+                num(act_code(l.act)) + ");\n";
+        break;
+    }
+    case OpKind::FullyConnected:
+        u.use(1);
+        line += "lm_f32_fc(" + x(0) + ", " + num(is.elements()) + ", " + y + ", " +
+                num(os.elements()) + ", " + p + "_w, " + bias + ", " +
+                num(act_code(l.act)) + ");\n";
+        break;
+    case OpKind::MaxPool:
+    case OpKind::AvgPool:
+        u.use(2);
+        line += "lm_f32_pool(" + x(0) + ", " + num(is.h) + ", " + num(is.w) + ", " +
+                num(is.c) + ", " + y + ", " + num(os.h) + ", " + num(os.w) + ", " +
+                num(l.kernel_h) + ", " + num(l.kernel_w) + ", " + num(l.stride_h) +
+                ", " + num(l.stride_w) + ", " + num(l.pads[0]) + ", " +
+                num(l.pads[1]) + ", " + (l.op == OpKind::MaxPool ? "1" : "0") + ");\n";
+        break;
+    case OpKind::GlobalAvgPool:
+        u.use(3);
+        line += "lm_f32_gap(" + x(0) + ", " + num(is.h * is.w) + ", " + num(is.c) +
+                ", " + y + ");\n";
+        break;
+    case OpKind::BatchNorm:
+        u.use(4);
+        line += "lm_f32_batchnorm(" + x(0) + ", " + y + ", " + num(os.elements()) + ", " +
+                num(os.c) + ", " + p + "_mean, " + p + "_scale, " + p + "_shift);\n";
+        break;
+    case OpKind::Add: {
+        u.use(5);
+        std::string xs;
+        for (std::size_t k = 0; k < l.inputs.size(); ++k) xs += (k ? ", " : "") + x(k);
+        line += "{\n        const float* const xs[" + num(static_cast<std::int64_t>(l.inputs.size())) +
+                "] = {" + xs + "};\n        lm_f32_add(xs, " +
+                num(static_cast<std::int64_t>(l.inputs.size())) + ", " + y + ", " +
+                num(os.elements()) + ", " + num(act_code(l.act)) + ");\n    }\n";
+        break;
+    }
+    case OpKind::Concat: {
+        u.use(6);
+        std::int64_t offset = 0;
+        std::string parts;
+        for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+            const Shape s = graph.layers[static_cast<std::size_t>(l.inputs[k])].shape;
+            parts += (k ? "    " : "") + std::string("lm_f32_concat_part(") + x(k) + ", " +
+                     num(os.h * os.w) + ", " + num(s.c) + ", " + y + ", " +
+                     num(os.c) + ", " + num(offset) + ");\n";
+            offset += s.c;
+        }
+        line += parts;
+        break;
+    }
+    case OpKind::Mul: {
+        u.use(7);
+        const Shape b = graph.layers[static_cast<std::size_t>(l.inputs[1])].shape;
+        line += "lm_f32_mul(" + x(0) + ", " + num(is.elements()) + ", " + x(1) + ", " +
+                num(b.elements()) + ", " + y + ", " + num(os.elements()) + ");\n";
+        break;
+    }
+    case OpKind::Relu:
+    case OpKind::Relu6:
+    case OpKind::HardSwish:
+    case OpKind::HardSigmoid:
+    case OpKind::Sigmoid:
+        u.use(8);
+        line += "lm_f32_act(" + x(0) + ", " + y + ", " + num(os.elements()) + ", " +
+                num(act_code_of_op(l.op)) + ");\n";
+        break;
+    case OpKind::Softmax:
+        u.use(9);
+        line += "lm_f32_softmax(" + x(0) + ", " + y + ", " + num(os.h * os.w) + ", " +
+                num(os.c) + ");\n";
+        break;
+    case OpKind::Flatten:
+    case OpKind::Dropout:
+        // The same bytes as the input; the last layer copies into the output.
+        if (i + 1 == n)
+            line += "memmove(output, " + x(0) + ", " + num(os.elements()) + " * sizeof(float));\n";
+        else
+            line += "/* no code: shares its input's bytes */\n";
+        break;
+    }
+    return line;
+}
+
 }  // namespace firmware_detail
 
 // The most weight bytes firmware_source accepts.
@@ -360,45 +537,7 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
 
     // Weights.
     std::string wsrc;
-    std::vector<bool> used(16, false);  // kernel families used
-    for (std::size_t i = 0; i < n; ++i) {
-        const Layer& l = graph.layers[i];
-        const std::string p = "L" + std::to_string(i);
-        if (l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d) {
-            // OIHW -> O,H,W,I/groups so that the innermost loop reads consecutive values (a dwconv's
-            // [oc][1][kh][kw] keeps its order).
-            const WeightTensor& wt = weights.at(l.name + ".weight");
-            const std::int64_t cig = wt.shape[1], kh = l.kernel_h, kw = l.kernel_w;
-            std::vector<float> r(wt.data.size());
-            for (std::int64_t o = 0; o < wt.shape[0]; ++o)
-                for (std::int64_t c = 0; c < cig; ++c)
-                    for (std::int64_t y = 0; y < kh; ++y)
-                        for (std::int64_t x = 0; x < kw; ++x)
-                            r[static_cast<std::size_t>(((o * kh + y) * kw + x) * cig + c)] =
-                                wt.data[static_cast<std::size_t>(((o * cig + c) * kh + y) * kw + x)];
-            wsrc += "/* " + fd::comment_safe(l.name) + " */\n";
-            fd::emit_array(wsrc, p + "_w", r, fs);
-        } else if (l.op == OpKind::FullyConnected) {
-            wsrc += "/* " + fd::comment_safe(l.name) + " */\n";
-            fd::emit_array(wsrc, p + "_w", weights.at(l.name + ".weight").data, fs);
-        }
-        if ((l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
-             l.op == OpKind::FullyConnected) && l.bias)
-            fd::emit_array(wsrc, p + "_b", weights.at(l.name + ".bias").data, fs);
-        if (l.op == OpKind::BatchNorm) {
-            const auto& gamma = weights.at(l.name + ".weight").data;
-            const auto& beta = weights.at(l.name + ".bias").data;
-            const auto& mean = weights.at(l.name + ".running_mean").data;
-            const auto& var = weights.at(l.name + ".running_var").data;
-            std::vector<float> scale(gamma.size());
-            for (std::size_t c = 0; c < gamma.size(); ++c)
-                scale[c] = static_cast<float>(gamma[c] / std::sqrt(static_cast<double>(var[c]) + l.eps));
-            wsrc += "/* " + fd::comment_safe(l.name) + " (batchnorm) */\n";
-            fd::emit_array(wsrc, p + "_mean", mean, fs);
-            fd::emit_array(wsrc, p + "_scale", scale, fs);
-            fd::emit_array(wsrc, p + "_shift", beta, fs);
-        }
-    }
+    for (std::size_t i = 0; i < n; ++i) fd::emit_float_weights(graph.layers[i], i, weights, wsrc, fs);
     if (fs.weight_bytes >= arena_detail::max_tensor_bytes)
         throw ExportError("firmware: " + std::to_string(fs.weight_bytes) +
                           " bytes of weights do not fit a 32-bit target");
@@ -409,127 +548,22 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
         return offset < 0 ? std::string("output") : "(a + " + fd::num(offset / 4) + ")";
     };
     std::string body;
-    std::int64_t code = 300;  // model_run's frame, the checks, lm_act
-    // Kernel families in emission order: conv2d (and dwconv), fc, pool, gap, batchnorm, add, concat,
-    // mul, act, softmax; their code estimates (Cortex-M4 -O2, rough).
-    const std::int64_t kernel_cost[] = {600, 150, 450, 150, 150, 150, 150, 120, 150, 300};
-    auto use = [&](int k) {
-        if (!used[static_cast<std::size_t>(k)]) code += kernel_cost[k];
-        used[static_cast<std::size_t>(k)] = true;
-    };
+    fd::KernelUse ku;
     for (std::size_t i = 1; i < n; ++i) {
         const Layer& l = graph.layers[i];
-        const std::string p = "L" + std::to_string(i);
         const std::string y = ptr(i);
         auto x = [&](std::size_t k) { return ptr(static_cast<std::size_t>(l.inputs[k])); };
-        const Shape is = graph.layers[static_cast<std::size_t>(l.inputs.front())].shape;
         const Shape& os = l.shape;
-        const std::string bias = l.bias ? p + "_b" : "0";
         std::string line = "    /* " + fd::num(static_cast<std::int64_t>(i)) + " " +
                            fd::comment_safe(l.name) + ": " + std::string(op_name(l.op)) + " " +
                            to_string(os) + " */\n    ";
-        code += 40;
-        switch (l.op) {
-        case OpKind::Input: break;
-        case OpKind::Conv2d:
-        case OpKind::DepthwiseConv2d: {
-            // One kernel for both: a dwconv is a conv2d with groups = input channels.
-            const bool dw = l.op == OpKind::DepthwiseConv2d;
-            use(0);
-            line += "lm_f32_conv2d(" + x(0) + ", " +
-                    fd::num(is.h) + ", " + fd::num(is.w) + ", " + fd::num(is.c) + ", " + y + ", " +
-                    fd::num(os.h) + ", " + fd::num(os.w) + ", " + fd::num(os.c) + ", " + p + "_w, " +
-                    bias + ", " + fd::num(l.kernel_h) + ", " + fd::num(l.kernel_w) + ", " +
-                    fd::num(l.stride_h) + ", " + fd::num(l.stride_w) + ", " + fd::num(l.dilation_h) +
-                    ", " + fd::num(l.dilation_w) + ", " + fd::num(l.pads[0]) + ", " +
-                    fd::num(l.pads[1]) + ", " + fd::num(dw ? is.c : l.groups) + ", " +
-                    fd::num(fd::act_code(l.act)) + ");\n";
-            break;
-        }
-        case OpKind::FullyConnected:
-            use(1);
-            line += "lm_f32_fc(" + x(0) + ", " + fd::num(is.elements()) + ", " + y + ", " +
-                    fd::num(os.elements()) + ", " + p + "_w, " + bias + ", " +
-                    fd::num(fd::act_code(l.act)) + ");\n";
-            break;
-        case OpKind::MaxPool:
-        case OpKind::AvgPool:
-            use(2);
-            line += "lm_f32_pool(" + x(0) + ", " + fd::num(is.h) + ", " + fd::num(is.w) + ", " +
-                    fd::num(is.c) + ", " + y + ", " + fd::num(os.h) + ", " + fd::num(os.w) + ", " +
-                    fd::num(l.kernel_h) + ", " + fd::num(l.kernel_w) + ", " + fd::num(l.stride_h) +
-                    ", " + fd::num(l.stride_w) + ", " + fd::num(l.pads[0]) + ", " +
-                    fd::num(l.pads[1]) + ", " + (l.op == OpKind::MaxPool ? "1" : "0") + ");\n";
-            break;
-        case OpKind::GlobalAvgPool:
-            use(3);
-            line += "lm_f32_gap(" + x(0) + ", " + fd::num(is.h * is.w) + ", " + fd::num(is.c) +
-                    ", " + y + ");\n";
-            break;
-        case OpKind::BatchNorm:
-            use(4);
-            line += "lm_f32_batchnorm(" + x(0) + ", " + y + ", " + fd::num(os.elements()) + ", " +
-                    fd::num(os.c) + ", " + p + "_mean, " + p + "_scale, " + p + "_shift);\n";
-            break;
-        case OpKind::Add: {
-            use(5);
-            std::string xs;
-            for (std::size_t k = 0; k < l.inputs.size(); ++k) xs += (k ? ", " : "") + x(k);
-            line += "{\n        const float* const xs[" + fd::num(static_cast<std::int64_t>(l.inputs.size())) +
-                    "] = {" + xs + "};\n        lm_f32_add(xs, " +
-                    fd::num(static_cast<std::int64_t>(l.inputs.size())) + ", " + y + ", " +
-                    fd::num(os.elements()) + ", " + fd::num(fd::act_code(l.act)) + ");\n    }\n";
-            break;
-        }
-        case OpKind::Concat: {
-            use(6);
-            std::int64_t offset = 0;
-            std::string parts;
-            for (std::size_t k = 0; k < l.inputs.size(); ++k) {
-                const Shape s = graph.layers[static_cast<std::size_t>(l.inputs[k])].shape;
-                parts += (k ? "    " : "") + std::string("lm_f32_concat_part(") + x(k) + ", " +
-                         fd::num(os.h * os.w) + ", " + fd::num(s.c) + ", " + y + ", " +
-                         fd::num(os.c) + ", " + fd::num(offset) + ");\n";
-                offset += s.c;
-            }
-            line += parts;
-            break;
-        }
-        case OpKind::Mul: {
-            use(7);
-            const Shape b = graph.layers[static_cast<std::size_t>(l.inputs[1])].shape;
-            line += "lm_f32_mul(" + x(0) + ", " + fd::num(is.elements()) + ", " + x(1) + ", " +
-                    fd::num(b.elements()) + ", " + y + ", " + fd::num(os.elements()) + ");\n";
-            break;
-        }
-        case OpKind::Relu:
-        case OpKind::Relu6:
-        case OpKind::HardSwish:
-        case OpKind::HardSigmoid:
-        case OpKind::Sigmoid:
-            use(8);
-            line += "lm_f32_act(" + x(0) + ", " + y + ", " + fd::num(os.elements()) + ", " +
-                    fd::num(fd::act_code_of_op(l.op)) + ");\n";
-            break;
-        case OpKind::Softmax:
-            use(9);
-            line += "lm_f32_softmax(" + x(0) + ", " + y + ", " + fd::num(os.h * os.w) + ", " +
-                    fd::num(os.c) + ");\n";
-            break;
-        case OpKind::Flatten:
-        case OpKind::Dropout:
-            // The same bytes as the input; the last layer copies into the output.
-            if (i + 1 == n)
-                line += "memmove(output, " + x(0) + ", " + fd::num(os.elements()) + " * sizeof(float));\n";
-            else
-                line += "/* no code: shares its input's bytes */\n";
-            break;
-        }
+        ku.code += 40;
+        line += fd::float_call(graph, i, x, y, ku);
         body += line;
     }
     if (n == 1) body += "    memmove(output, " + ptr(0) + ", " + fd::num(in_s.elements()) + " * sizeof(float));\n";
-    fs.code_bytes_estimate = code;
-    fs.flash_bytes = fs.weight_bytes + code;
+    fs.code_bytes_estimate = ku.code;
+    fs.flash_bytes = fs.weight_bytes + ku.code;
 
     const std::string stats_line =
         "/* " + fd::num(fs.params) + " parameters, " + fd::num(fs.macs) + " MACs, " +
@@ -568,13 +602,7 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
          "   Define MODEL_FAST_FLOAT to accumulate in float (default: double, as lamda's reference). */\n";
     c += stats_line;
     c += "#include <stdint.h>\n#include <string.h>\n#include <math.h>\n\n#include \"model.h\"\n";
-    c += fd::kernels_f32;
-    const char* bodies[] = {fd::k_conv2d, fd::k_fc, fd::k_pool, fd::k_gap,
-                            fd::k_batchnorm, fd::k_add, fd::k_concat, fd::k_mul, fd::k_act,
-                            fd::k_softmax};
-    if (used[0] || used[1] || used[5] || used[8]) c += fd::k_act_fn;
-    for (std::size_t k = 0; k < 10; ++k)
-        if (used[k]) c += bodies[k];
+    c += fd::float_kernels(ku);
     c += "\n/* ---- weights (flash) ---- */\n" + wsrc;
     c += "\n/* ---- the network: arena offsets from lamda's liveness plan ---- */\n";
     c += "int model_run(const float* input, float* output, void* arena) {\n";
@@ -582,6 +610,492 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
     c += "    if (!input || !output || !arena || ((uintptr_t)arena & 3u) != 0) return -1;\n";
     c += "    if (input != a + " + fd::num(fs.input_offset / 4) + ")\n        memmove(a + " +
          fd::num(fs.input_offset / 4) + ", input, " + fd::num(in_s.elements()) + " * sizeof(float));\n";
+    c += body;
+    c += "    return 0;\n}\n";
+    return fs;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// int8 (issue 19's quantized models: core/quant.hpp, exec/reference_int8.hpp)
+// ---------------------------------------------------------------------------------------------
+
+namespace firmware_detail {
+
+// core/quant.hpp's arithmetic in C99, line for line: round_half_even, requantize_fp32, quantize,
+// dequantize, add_requantize. Plain float operations (no FMA: build with -std=c99, or
+// -ffp-contract=off), so the results are the reference's bit for bit.
+inline constexpr const char* kernels_s8 = R"C(
+/* ---- int8: core/quant.hpp's arithmetic ---- */
+static int32_t lm_rne(float x) { /* round half to even, saturating */
+    float f, d;
+    int64_t r;
+    if (x != x) return 0;
+    if (x >= 2147483648.0f) return INT32_MAX;
+    if (x <= -2147483648.0f) return INT32_MIN;
+    f = floorf(x);
+    d = x - f;
+    r = (int64_t)f;
+    if (d > 0.5f || (d == 0.5f && (r & 1) != 0)) ++r;
+    return (int32_t)r;
+}
+static int8_t lm_clamp8(int64_t q, int32_t qmin, int32_t qmax) {
+    return (int8_t)(q < qmin ? qmin : (q > qmax ? qmax : q));
+}
+static int8_t lm_requant(int32_t acc, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
+    float v = (float)acc * scale;
+    const float hi = (float)(qmax - zp), lo = (float)(qmin - zp);
+    v = v > hi ? hi : (v < lo ? lo : v);
+    return lm_clamp8((int64_t)lm_rne(v) + zp, qmin, qmax);
+}
+static int8_t lm_quantize(float x, float scale, int32_t zp) {
+    const float inv = 1.0f / scale;
+    const float hi = (float)(127 - zp), lo = (float)(-128 - zp);
+    float v;
+    if (x != x) return lm_clamp8(zp, -128, 127);
+    v = x * inv;
+    v = v > hi ? hi : (v < lo ? lo : v);
+    return lm_clamp8((int64_t)lm_rne(v) + zp, -128, 127);
+}
+static void lm_s8_quant(const float* x, size_t n, float scale, int32_t zp, int8_t* y) {
+    size_t i;
+    for (i = 0; i < n; ++i) y[i] = lm_quantize(x[i], scale, zp);
+}
+static void lm_s8_dequant(const int8_t* x, size_t n, float scale, int32_t zp, float* y) {
+    size_t i;
+    for (i = 0; i < n; ++i) y[i] = (float)((int32_t)x[i] - zp) * scale;
+}
+)C";
+
+inline constexpr const char* k_s8_conv = R"C(
+/* int8 conv2d (dwconv: groups = ic), weights [oc][kh][kw][ic/groups], per-channel requantization */
+static void lm_s8_conv(const int8_t* x, int ih, int iw, int ic, int32_t xzp, int8_t* y, int oh, int ow,
+                       int oc, const int8_t* w, const int32_t* b, const float* scale, int32_t yzp,
+                       int32_t qmin, int32_t qmax, int kh, int kw, int sh, int sw, int dh, int dw,
+                       int pt, int pl, int groups) {
+    const int cig = ic / groups, cog = oc / groups;
+    int oy, ox, o, ky, kx, c;
+    for (oy = 0; oy < oh; ++oy)
+        for (ox = 0; ox < ow; ++ox)
+            for (o = 0; o < oc; ++o) {
+                const int g = o / cog;
+                const int8_t* wo = w + (size_t)o * (size_t)(kh * kw) * (size_t)cig;
+                int32_t acc = b[o];
+                for (ky = 0; ky < kh; ++ky) {
+                    const int iy = oy * sh - pt + ky * dh;
+                    if (iy < 0 || iy >= ih) continue; /* padding is the zero point: adds 0 */
+                    for (kx = 0; kx < kw; ++kx) {
+                        const int ix = ox * sw - pl + kx * dw;
+                        const int8_t* xp;
+                        const int8_t* wp;
+                        if (ix < 0 || ix >= iw) continue;
+                        xp = x + ((size_t)iy * (size_t)iw + (size_t)ix) * (size_t)ic + (size_t)(g * cig);
+                        wp = wo + ((size_t)ky * (size_t)kw + (size_t)kx) * (size_t)cig;
+                        for (c = 0; c < cig; ++c) acc += (int32_t)wp[c] * ((int32_t)xp[c] - xzp);
+                    }
+                }
+                y[((size_t)oy * (size_t)ow + (size_t)ox) * (size_t)oc + (size_t)o] =
+                    lm_requant(acc, scale[o], yzp, qmin, qmax);
+            }
+}
+)C";
+
+inline constexpr const char* k_s8_fc = R"C(
+/* int8 fully connected, weights [out][in] */
+static void lm_s8_fc(const int8_t* x, int in, int32_t xzp, int8_t* y, int out, const int8_t* w,
+                     const int32_t* b, const float* scale, int32_t yzp, int32_t qmin, int32_t qmax) {
+    int o, i;
+    for (o = 0; o < out; ++o) {
+        const int8_t* wo = w + (size_t)o * (size_t)in;
+        int32_t acc = b[o];
+        for (i = 0; i < in; ++i) acc += (int32_t)wo[i] * ((int32_t)x[i] - xzp);
+        y[o] = lm_requant(acc, scale[o], yzp, qmin, qmax);
+    }
+}
+)C";
+
+inline constexpr const char* k_s8_maxpool = R"C(
+/* int8 maxpool (input and output share their parameters) */
+static void lm_s8_maxpool(const int8_t* x, int ih, int iw, int ch, int8_t* y, int oh, int ow, int kh,
+                          int kw, int sh, int sw, int pt, int pl) {
+    int oy, ox, c, ky, kx;
+    for (oy = 0; oy < oh; ++oy)
+        for (ox = 0; ox < ow; ++ox)
+            for (c = 0; c < ch; ++c) {
+                int8_t m = -128;
+                for (ky = 0; ky < kh; ++ky) {
+                    const int iy = oy * sh - pt + ky;
+                    if (iy < 0 || iy >= ih) continue;
+                    for (kx = 0; kx < kw; ++kx) {
+                        const int ix = ox * sw - pl + kx;
+                        int8_t v;
+                        if (ix < 0 || ix >= iw) continue;
+                        v = x[((size_t)iy * (size_t)iw + (size_t)ix) * (size_t)ch + (size_t)c];
+                        if (m < v) m = v;
+                    }
+                }
+                y[((size_t)oy * (size_t)ow + (size_t)ox) * (size_t)ch + (size_t)c] = m;
+            }
+}
+)C";
+
+inline constexpr const char* k_s8_gap = R"C(
+/* int8 global average pool: acc = -n * x_zp + sum x, fp32 requantization */
+static void lm_s8_gap(const int8_t* x, int pixels, int ch, int8_t* y, int32_t bias, float scale, int32_t yzp) {
+    int c, p;
+    for (c = 0; c < ch; ++c) {
+        int32_t acc = bias;
+        for (p = 0; p < pixels; ++p) acc += x[(size_t)p * (size_t)ch + (size_t)c];
+        y[c] = lm_requant(acc, scale, yzp, -128, 127);
+    }
+}
+)C";
+
+inline constexpr const char* k_s8_add = R"C(
+/* int8 add (XNNPACK's qs8 vadd fixed point): ((bias + a * am + b * bm) >> shift) + zp, floor shift */
+static void lm_s8_add(const int8_t* a, const int8_t* b, int8_t* y, size_t n, int32_t am, int32_t bm,
+                      int32_t bias, int shift, int32_t zp, int32_t qmin, int32_t qmax) {
+    const int64_t d = (int64_t)1 << shift;
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        const int64_t acc = (int64_t)bias + (int64_t)a[i] * am + (int64_t)b[i] * bm;
+        int64_t q = acc / d;
+        if (acc % d != 0 && acc < 0) --q;
+        y[i] = lm_clamp8(q + zp, qmin, qmax);
+    }
+}
+)C";
+
+inline constexpr const char* k_s8_clamp = R"C(
+/* int8 relu / relu6 as layers: a clamp (parameters unchanged; in place allowed) */
+static void lm_s8_clamp(const int8_t* x, int8_t* y, size_t n, int32_t lo, int32_t hi) {
+    size_t i;
+    for (i = 0; i < n; ++i) y[i] = (int8_t)(x[i] < lo ? lo : (x[i] > hi ? hi : x[i]));
+}
+)C";
+
+inline constexpr const char* k_s8_lut = R"C(
+/* int8 sigmoid: a 256-entry table (in place allowed) */
+static void lm_s8_lut(const int8_t* x, int8_t* y, size_t n, const int8_t* lut) {
+    size_t i;
+    for (i = 0; i < n; ++i) y[i] = lut[(int)x[i] + 128];
+}
+)C";
+
+inline std::string float_text(float v) { return export_detail::float_literal(v) + "f"; }
+
+template <class T>
+void emit_int_array(std::string& out, const char* type, const std::string& name, const std::vector<T>& v,
+                    FirmwareSource& fs, std::int64_t bytes_each) {
+    out += "static const " + std::string(type) + " " + name + "[" + num(static_cast<std::int64_t>(v.size())) + "] = {";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        out += (i % 16 == 0) ? "\n    " : " ";
+        const auto x = static_cast<std::int64_t>(v[i]);
+        // INT32_MIN has no literal of its own in C.
+        out += x == std::int64_t{-2147483647} - 1 ? std::string("(-2147483647 - 1)") : num(x);
+        out += ',';
+    }
+    out += "\n};\n";
+    fs.weight_bytes += static_cast<std::int64_t>(v.size()) * bytes_each;
+}
+
+inline void emit_float_array(std::string& out, const std::string& name, const std::vector<float>& v,
+                             FirmwareSource& fs) {
+    out += "static const float " + name + "[" + num(static_cast<std::int64_t>(v.size())) + "] = {";
+    for (std::size_t i = 0; i < v.size(); ++i) out += ((i % 8 == 0) ? "\n    " : " ") + float_text(v[i]) + ",";
+    out += "\n};\n";
+    fs.weight_bytes += static_cast<std::int64_t>(v.size()) * 4;
+}
+
+}  // namespace firmware_detail
+
+// Generates model.h and model.c running `graph` in int8 with `model`: the graph, the quantized
+// model and the float weights of its float layers as exec/reference_int8.hpp's quantize_ptq makes
+// them (PtqResult::graph, ::model, ::float_weights). The generated model_run has the reference's
+// interface: float input, quantized in the arena; float output (the last value dequantized, or the
+// float result of a last layer that runs in float). Layers with an int8 kernel run in int8 with
+// core/quant.hpp's arithmetic; the float layers (PtqResult::float_reasons) run in float between
+// dequantize and quantize, with scratch in the arena. Outputs equal run_reference_int8's bit for bit
+// (tests/deploy/test_firmware.cpp). Throws ExportError / ExecutorError naming the layer.
+inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedModel& model,
+                                           const Weights& float_weights) {
+    namespace fd = firmware_detail;
+    detail::check_runnable(graph);
+    if (const std::optional<Error> e = validate_quantized_model(model))
+        throw ExportError("firmware int8: quantized model: " + e->where.field + ": " + e->message);
+    detail::check_int8_params(graph, model);
+    const std::size_t n = graph.layers.size();
+    auto is_float = [&](std::size_t i) { return detail::in_list(model.float_layers, graph.layers[i].name); };
+    const ModelStats stats = analyze(graph);
+    if (stats.params > max_firmware_weight_bytes)
+        throw ExportError("firmware int8: " + std::to_string(stats.params) +
+                          " parameters, over the firmware export's limit of " +
+                          std::to_string(max_firmware_weight_bytes));
+
+    // The parameters of each int8 value: passthrough ops keep their input's (as the reference).
+    std::vector<ActivationQuant> params(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = graph.layers[i];
+        if (!is_float(i) && int8_passthrough(l.op))
+            params[i] = params[static_cast<std::size_t>(l.inputs.front())];
+        else
+            params[i] = *model.find_activation(l.name);  // check_int8_params: present
+    }
+    // Scratch of a float layer: its inputs and its output as float, one after the other (16-aligned).
+    std::vector<std::vector<std::int64_t>> scratch_at(n);  // per float layer: byte offsets of inputs, then output
+    ArenaOptions ao;
+    ao.bytes_per_value = 1;
+    ao.output_in_arena = true;
+    ao.scratch_bytes.assign(n, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!is_float(i)) continue;
+        const Layer& l = graph.layers[i];
+        std::int64_t at = 0;
+        for (int in : l.inputs) {
+            scratch_at[i].push_back(at);
+            at += arena_detail::align_up(graph.layers[static_cast<std::size_t>(in)].shape.elements() * 4);
+        }
+        scratch_at[i].push_back(at);
+        ao.scratch_bytes[i] = at + l.shape.elements() * 4;
+    }
+    const ArenaPlan plan = arena_plan(graph, ao);
+    if (!plan.ok) throw ExportError("firmware int8: " + plan.error);
+
+    FirmwareSource fs;
+    fs.arena_bytes = plan.arena_bytes;
+    fs.input_offset = plan.input_offset;
+    fs.input_bytes = plan.input_bytes;
+    fs.output_bytes = graph.output().shape.elements() * 4;  // float
+    fs.tflm_arena_bytes = tflm_greedy_arena_bytes(graph, false, 1);
+    fs.tflm_arena_io_bytes = tflm_greedy_arena_bytes(graph, true, 1);
+    fs.macs = stats.macs;
+    fs.params = stats.params;
+    fs.layers = static_cast<int>(n);
+    fs.in_place = plan.in_place;
+    const Shape in_s = graph.input().shape, out_s = graph.output().shape;
+    const std::string model_name = fd::comment_safe(graph.name.empty() ? "model" : graph.name);
+
+    // Weights and constants.
+    std::string wsrc;
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = graph.layers[i];
+        const std::string p = "L" + std::to_string(i);
+        if (is_float(i)) {
+            fd::emit_float_weights(l, i, float_weights, wsrc, fs);
+            continue;
+        }
+        if (l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d || l.op == OpKind::FullyConnected) {
+            const QuantizedWeights& w = *model.find_layer(l.name);
+            const ActivationQuant& xin = params[static_cast<std::size_t>(l.inputs.front())];
+            std::vector<std::int8_t> r(w.weights.size());
+            std::int64_t fan_in = 1;
+            if (l.op == OpKind::FullyConnected) {
+                r = w.weights;
+                fan_in = static_cast<std::int64_t>(w.weights.size()) / std::max<std::int64_t>(1, l.shape.c);
+            } else {
+                const std::int64_t cig = w.weight_shape[1], kh = l.kernel_h, kw = l.kernel_w;
+                fan_in = cig * kh * kw;
+                for (std::int64_t o = 0; o < w.weight_shape[0]; ++o)
+                    for (std::int64_t c = 0; c < cig; ++c)
+                        for (std::int64_t y = 0; y < kh; ++y)
+                            for (std::int64_t x = 0; x < kw; ++x)
+                                r[static_cast<std::size_t>(((o * kh + y) * kw + x) * cig + c)] =
+                                    w.weights[static_cast<std::size_t>(((o * cig + c) * kh + y) * kw + x)];
+            }
+            // The C kernels accumulate in int32: bound the sum before relying on it.
+            std::int64_t max_bias = 0;
+            for (std::int32_t b : w.bias) max_bias = std::max<std::int64_t>(max_bias, b < 0 ? -std::int64_t{b} : b);
+            if (max_bias + fan_in * 127 * 255 >= (std::int64_t{1} << 31))
+                throw ExportError("firmware int8: layer '" + l.name + "': " + std::to_string(fan_in) +
+                                  " inputs per output can overflow the int32 accumulator");
+            std::vector<float> scale(static_cast<std::size_t>(l.shape.c));
+            for (std::size_t c = 0; c < scale.size(); ++c)
+                scale[c] = conv_requant_scale(xin.scale, w.weight_scale(c), params[i].scale);
+            wsrc += "/* " + fd::comment_safe(l.name) + " (int8) */\n";
+            fd::emit_int_array(wsrc, "int8_t", p + "_w", r, fs, 1);
+            fd::emit_int_array(wsrc, "int32_t", p + "_b", w.bias, fs, 4);
+            fd::emit_float_array(wsrc, p + "_s", scale, fs);
+        }
+        if (l.op == OpKind::Sigmoid) {
+            std::vector<std::int8_t> lut(256);
+            for (int k = 0; k < 256; ++k)
+                lut[static_cast<std::size_t>(k)] = sigmoid_lut_entry(
+                    static_cast<std::int8_t>(k - 128), params[static_cast<std::size_t>(l.inputs.front())], params[i]);
+            wsrc += "/* " + fd::comment_safe(l.name) + " (sigmoid table) */\n";
+            fd::emit_int_array(wsrc, "int8_t", p + "_lut", lut, fs, 1);
+        }
+    }
+
+    // The run function.
+    auto a8 = [&](std::size_t layer) { return "(a8 + " + fd::num(plan.offset_of(layer)) + ")"; };
+    auto q_of = [&](std::size_t layer) {
+        return fd::float_text(params[layer].scale) + ", " + fd::num(params[layer].zero_point);
+    };
+    std::string body;
+    fd::KernelUse ku;               // float kernels of the float layers
+    std::vector<bool> s8(7, false);  // conv, fc, maxpool, gap, add, clamp, lut
+    std::int64_t code8 = 400;        // quant helpers, model_run
+    const std::int64_t cost8[] = {500, 150, 300, 150, 250, 80, 60};
+    auto use8 = [&](int k) {
+        if (!s8[static_cast<std::size_t>(k)]) code8 += cost8[k];
+        s8[static_cast<std::size_t>(k)] = true;
+    };
+    body += "    if (input)\n        lm_s8_quant(input, " + fd::num(in_s.elements()) + ", " + q_of(0) + ", " +
+            a8(0) + ");\n";
+    for (std::size_t i = 1; i < n; ++i) {
+        const Layer& l = graph.layers[i];
+        const std::string p = "L" + std::to_string(i);
+        const Shape is = graph.layers[static_cast<std::size_t>(l.inputs.front())].shape;
+        const Shape& os = l.shape;
+        const auto in0 = static_cast<std::size_t>(l.inputs.front());
+        std::string line = "    /* " + fd::num(static_cast<std::int64_t>(i)) + " " + fd::comment_safe(l.name) +
+                           ": " + std::string(op_name(l.op)) + " " + to_string(os) +
+                           (is_float(i) ? " (float)" : "") + " */\n    ";
+        code8 += 40;
+        if (is_float(i)) {
+            const std::int64_t base = plan.scratch_offset(i);
+            auto sf = [&](std::size_t k) { return "(float*)(a8 + " + fd::num(base + scratch_at[i][k]) + ")"; };
+            std::string pre;
+            for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                const auto in = static_cast<std::size_t>(l.inputs[k]);
+                pre += "lm_s8_dequant(" + a8(in) + ", " + fd::num(graph.layers[in].shape.elements()) + ", " +
+                       q_of(in) + ", " + sf(k) + ");\n    ";
+            }
+            const std::string y = sf(l.inputs.size());
+            line += "{\n    " + pre + fd::float_call(graph, i, sf, y, ku) + "    ";
+            if (i + 1 == n)
+                line += "memcpy(output, " + y + ", " + fd::num(os.elements()) + " * sizeof(float));\n";
+            else
+                line += "lm_s8_quant(" + y + ", " + fd::num(os.elements()) + ", " + q_of(i) + ", " + a8(i) + ");\n";
+            line += "    }\n";
+            body += line;
+            continue;
+        }
+        const std::string x0 = a8(in0), y = a8(i);
+        const auto [qmin, qmax] = int8_act_bounds(l.act, params[i]);
+        switch (l.op) {
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d: {
+            use8(0);
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            line += "lm_s8_conv(" + x0 + ", " + fd::num(is.h) + ", " + fd::num(is.w) + ", " + fd::num(is.c) +
+                    ", " + fd::num(params[in0].zero_point) + ", " + y + ", " + fd::num(os.h) + ", " +
+                    fd::num(os.w) + ", " + fd::num(os.c) + ", " + p + "_w, " + p + "_b, " + p + "_s, " +
+                    fd::num(params[i].zero_point) + ", " + fd::num(qmin) + ", " + fd::num(qmax) + ", " +
+                    fd::num(l.kernel_h) + ", " + fd::num(l.kernel_w) + ", " + fd::num(l.stride_h) + ", " +
+                    fd::num(l.stride_w) + ", " + fd::num(l.dilation_h) + ", " + fd::num(l.dilation_w) + ", " +
+                    fd::num(l.pads[0]) + ", " + fd::num(l.pads[1]) + ", " + fd::num(dw ? is.c : l.groups) + ");\n";
+            break;
+        }
+        case OpKind::FullyConnected:
+            use8(1);
+            line += "lm_s8_fc(" + x0 + ", " + fd::num(is.elements()) + ", " + fd::num(params[in0].zero_point) +
+                    ", " + y + ", " + fd::num(os.elements()) + ", " + p + "_w, " + p + "_b, " + p + "_s, " +
+                    fd::num(params[i].zero_point) + ", " + fd::num(qmin) + ", " + fd::num(qmax) + ");\n";
+            break;
+        case OpKind::MaxPool:
+            use8(2);
+            line += "lm_s8_maxpool(" + x0 + ", " + fd::num(is.h) + ", " + fd::num(is.w) + ", " + fd::num(is.c) +
+                    ", " + y + ", " + fd::num(os.h) + ", " + fd::num(os.w) + ", " + fd::num(l.kernel_h) + ", " +
+                    fd::num(l.kernel_w) + ", " + fd::num(l.stride_h) + ", " + fd::num(l.stride_w) + ", " +
+                    fd::num(l.pads[0]) + ", " + fd::num(l.pads[1]) + ");\n";
+            break;
+        case OpKind::GlobalAvgPool: {
+            use8(3);
+            const std::int64_t px = is.h * is.w;
+            line += "lm_s8_gap(" + x0 + ", " + fd::num(px) + ", " + fd::num(is.c) + ", " + y + ", " +
+                    fd::num(gavgpool_bias(px, params[in0])) + ", " +
+                    fd::float_text(gavgpool_scale(px, params[in0], params[i])) + ", " +
+                    fd::num(params[i].zero_point) + ");\n";
+            break;
+        }
+        case OpKind::Add: {
+            use8(4);
+            const auto in1 = static_cast<std::size_t>(l.inputs[1]);
+            const AddRequant r = make_add_requant(params[in0], params[in1], params[i], qmin, qmax);
+            line += "lm_s8_add(" + x0 + ", " + a8(in1) + ", " + y + ", " + fd::num(os.elements()) + ", " +
+                    fd::num(r.a_multiplier) + ", " + fd::num(r.b_multiplier) + ", " + fd::num(r.bias) + ", " +
+                    fd::num(r.shift) + ", " + fd::num(r.out_zero_point) + ", " + fd::num(r.qmin) + ", " +
+                    fd::num(r.qmax) + ");\n";
+            break;
+        }
+        case OpKind::Relu:
+        case OpKind::Relu6: {
+            use8(5);
+            const auto [lo, hi] = int8_act_bounds(activation_of_layer(l.op), params[i]);
+            line += "lm_s8_clamp(" + x0 + ", " + y + ", " + fd::num(os.elements()) + ", " + fd::num(lo) + ", " +
+                    fd::num(hi) + ");\n";
+            break;
+        }
+        case OpKind::Sigmoid:
+            use8(6);
+            line += "lm_s8_lut(" + x0 + ", " + y + ", " + fd::num(os.elements()) + ", " + p + "_lut);\n";
+            break;
+        case OpKind::Flatten:
+        case OpKind::Dropout: line += "/* no code: shares its input's bytes */\n"; break;
+        default:  // check_int8_params lets no other op through outside the float layers
+            throw ExportError("firmware int8: " + std::string(op_name(l.op)) + " layer '" + l.name +
+                              "' has no portable int8 kernel");
+        }
+        body += line;
+    }
+    if (!is_float(n - 1))
+        body += "    lm_s8_dequant(" + a8(n - 1) + ", " + fd::num(out_s.elements()) + ", " + q_of(n - 1) +
+                ", output);\n";
+    fs.code_bytes_estimate = code8 + (ku.code - 300);
+    fs.flash_bytes = fs.weight_bytes + fs.code_bytes_estimate;
+
+    const std::string stats_line =
+        "/* int8: " + fd::num(fs.params) + " parameters, " + fd::num(fs.macs) + " MACs, " +
+        fd::num(fs.weight_bytes) + " bytes of weights and constants, arena " + fd::num(fs.arena_bytes) +
+        " bytes (the int8 input inside) + float output " + fd::num(fs.output_bytes) + " (" +
+        fd::num(fs.in_place) + " ops in place; " + fd::num(static_cast<std::int64_t>(model.float_layers.size())) +
+        " layers in float; TFLite Micro's greedy plan, int8: " + fd::num(fs.tflm_arena_bytes) + " bytes, " +
+        fd::num(fs.tflm_arena_io_bytes) + " with the output inside) */\n";
+    std::string& h = fs.header;
+    h += "/* model.h: " + model_name + " (int8), generated by lamda export --firmware. Do not edit.\n"
+         "   int model_run(const float* input, float* output, void* arena): NHWC, batch 1; the float\n"
+         "   input is quantized into the arena (MODEL_INPUT(arena), int8); or write the int8 input there\n"
+         "   yourself (model_quantize_input) and pass input = NULL. The output is float (dequantized).\n"
+         "   arena: MODEL_ARENA_BYTES bytes, 4-byte aligned, owned by the caller. Returns 0, or -1 when\n"
+         "   output or arena is null or the arena is misaligned. Reentrant. */\n";
+    h += stats_line;
+    h += "#ifndef LAMDA_FIRMWARE_MODEL_H\n#define LAMDA_FIRMWARE_MODEL_H\n\n#include <stdint.h>\n\n";
+    h += "#define MODEL_INT8 1\n#define MODEL_INPUT_H " + fd::num(in_s.h) + "\n#define MODEL_INPUT_W " +
+         fd::num(in_s.w) + "\n#define MODEL_INPUT_C " + fd::num(in_s.c) + "\n#define MODEL_INPUT_SIZE " +
+         fd::num(in_s.elements()) + "\n#define MODEL_OUTPUT_H " + fd::num(out_s.h) + "\n#define MODEL_OUTPUT_W " +
+         fd::num(out_s.w) + "\n#define MODEL_OUTPUT_C " + fd::num(out_s.c) + "\n#define MODEL_OUTPUT_SIZE " +
+         fd::num(out_s.elements()) + "\n#define MODEL_ARENA_BYTES " +
+         fd::num(std::max<std::int64_t>(fs.arena_bytes, 16)) + "\n#define MODEL_INPUT_OFFSET " +
+         fd::num(fs.input_offset) + "\n#define MODEL_INPUT(arena) ((int8_t*)((char*)(arena) + MODEL_INPUT_OFFSET))" +
+         "\n#define MODEL_INPUT_SCALE " + fd::float_text(params[0].scale) + "\n#define MODEL_INPUT_ZERO_POINT " +
+         fd::num(params[0].zero_point) + "\n#define MODEL_WEIGHT_BYTES " + fd::num(fs.weight_bytes) +
+         "\n#define MODEL_MACS " + fd::num(fs.macs) + "\n\n";
+    h += "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
+         "int model_run(const float* input, float* output, void* arena);\n"
+         "int8_t model_quantize_input(float x); /* core/quant.hpp's quantize with the input's parameters */\n\n"
+         "#ifdef __cplusplus\n}\n#endif\n\n#endif /* LAMDA_FIRMWARE_MODEL_H */\n";
+
+    std::string& c = fs.source;
+    c += "/* model.c: " + model_name + " (int8), generated by lamda export --firmware. Do not edit.\n"
+         "   Portable C99: no heap, no static mutable state, only <stdint.h>, <string.h>, <math.h>.\n"
+         "   Build without FMA contraction (-std=c99 does; or -ffp-contract=off) for bit-exact results. */\n";
+    c += stats_line;
+    c += "#include <stdint.h>\n#include <string.h>\n#include <math.h>\n\n#include \"model.h\"\n";
+    c += fd::kernels_s8;
+    const char* bodies8[] = {fd::k_s8_conv, fd::k_s8_fc, fd::k_s8_maxpool, fd::k_s8_gap,
+                             fd::k_s8_add, fd::k_s8_clamp, fd::k_s8_lut};
+    for (std::size_t k = 0; k < 7; ++k)
+        if (s8[k]) c += bodies8[k];
+    bool any_float = false;
+    for (bool u : ku.used) any_float = any_float || u;
+    if (any_float) c += fd::float_kernels(ku);
+    c += "\n/* ---- weights and constants (flash) ---- */\n" + wsrc;
+    c += "\nint8_t model_quantize_input(float x) { return lm_quantize(x, " + q_of(0) + "); }\n";
+    c += "\n/* ---- the network: arena offsets from lamda's liveness plan (core/arena_plan.hpp) ---- */\n";
+    c += "int model_run(const float* input, float* output, void* arena) {\n";
+    c += "    int8_t* a8 = (int8_t*)arena;\n";
+    c += "    if (!output || !arena || ((uintptr_t)arena & 3u) != 0) return -1;\n";
     c += body;
     c += "    return 0;\n}\n";
     return fs;
