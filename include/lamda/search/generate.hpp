@@ -50,6 +50,7 @@
 #include "../exec/device.hpp"
 #include "../latency/model.hpp"
 #include "../version.hpp"
+#include "adapt.hpp"
 #include "journal.hpp"
 #include "loop.hpp"
 #include "parallel.hpp"
@@ -86,6 +87,12 @@ struct GenerateOptions {
     std::shared_ptr<CandidateRunner> runner;
     int workers = 1;
     std::vector<Trainer*> worker_trainers;
+    // Adaptation (search/adapt.hpp, docs/adapt.md): the start model, loaded and checked by
+    // load_start_model(); the proposer is then an AdaptDesigner over it. Candidate 0 is the start
+    // model, evaluated with its own weights; later candidates inherit their parent's weights and
+    // are fine-tuned; the final training starts from the inherited weights. One process, one
+    // evaluation at a time (no workers, no runner).
+    std::shared_ptr<const StartModel> start;
 };
 
 struct GenerateOutcome {
@@ -94,6 +101,9 @@ struct GenerateOutcome {
     std::vector<std::size_t> ranked;  // feasible candidates, best first
     std::optional<std::size_t> best;  // position in result.records of the handed-over model
     std::string journal_path;
+    // With a start model: its measured latency (ms, this search's device) and its test accuracy
+    // with its own weights (when there is a trainer).
+    std::optional<double> start_ms, start_test_accuracy;
 };
 
 namespace generate_detail {
@@ -267,8 +277,16 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
     for (std::size_t index : confirmed) {
         const std::string weights =
             (fs::path(o.out_dir) / ("candidate_" + std::to_string(index) + ".safetensors")).string();
-        if (o.status) *o.status << "lamda: training #" << index << " in full\n";
-        const FinalTraining f = trainer.train_final(parse_dsl_or_throw(records[index].dsl, "best"), weights);
+        const CandidateRecord& r = records[index];
+        std::error_code exists_ec;
+        const bool inherited = !r.weights.empty() && fs::exists(fs::path(o.out_dir) / r.weights, exists_ec);
+        if (o.status)
+            *o.status << "lamda: training #" << index << " in full"
+                      << (inherited ? " from its " + std::string(r.parent < 0 ? "own" : "inherited, fine-tuned") + " weights" : std::string())
+                      << "\n";
+        const Graph g = parse_dsl_or_throw(r.dsl, "best");
+        const FinalTraining f = inherited ? trainer.train_final_from(g, (fs::path(o.out_dir) / r.weights).string(), weights)
+                                          : trainer.train_final(g, weights);
         info.final_trainings.push_back({index, f, weights});
         if (o.status)
             *o.status << "lamda: #" << index << ": validation " << format_fixed(f.val_accuracy * 100, 2) << "%, test "
@@ -281,6 +299,43 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
         return index;
     }
     return std::nullopt;
+}
+
+// min_accuracy from the start model's accuracy (candidate 0) and min_accuracy_drop.
+inline void set_relative_accuracy(Task& task, const CandidateRecord& start, std::ostream* status) {
+    if (!task.constraints.min_accuracy_drop) return;
+    if (!start.accuracy) {
+        if (status) *status << "lamda: warning: the start model has no accuracy (" << start.reason
+                            << "): min_accuracy_drop is not applied\n";
+        return;
+    }
+    task.constraints.min_accuracy = std::max(0.0, *start.accuracy - *task.constraints.min_accuracy_drop / 100.0);
+    if (status)
+        *status << "lamda: start model: validation accuracy " << format_fixed(*start.accuracy * 100, 2)
+                << "%; candidates must keep " << format_fixed(*task.constraints.min_accuracy * 100, 2) << "% (drop "
+                << format_fixed(*task.constraints.min_accuracy_drop, 2) << " points)\n";
+}
+
+// Adaptation's share of the setup: the start model's weights in DIR/weights/start.safetensors,
+// weight inheritance, and (on --resume) the check that the journal adapts the same start model.
+inline void prepare_adaptation(Task& task, const GenerateOptions& o, Trainer* trainer,
+                               const std::vector<CandidateRecord>& resumed, GenerateSetup& setup) {
+    namespace fs = std::filesystem;
+    if (o.workers > 1 || o.runner)
+        throw Exception(Error(ErrorKind::usage, "--start-from: adapting a model runs one evaluation at a time "
+                                                "(no --workers, no mpirun) in this version"));
+    if (!resumed.empty() && resumed.front().hash != text_hash(o.start->dsl))
+        throw JournalError(o.out_dir + "/journal.jsonl: candidate 0 is not the start model " + o.start->source +
+                           ": resume with the same --start-from, or use another --out directory");
+    std::error_code ec;
+    fs::create_directories(fs::path(o.out_dir) / "weights", ec);
+    if (ec) throw Exception(Error(ErrorKind::io, Where{o.out_dir, 0, 0, {}}, "cannot create weights/: " + ec.message()));
+    write_safetensors((fs::path(o.out_dir) / std::string(start_weights_file)).string(), o.start->weights);
+    if (trainer) {
+        setup.inherit = weight_inheritance(o.out_dir, o.seed);
+        setup.weights_dir = o.out_dir;
+    }
+    if (!resumed.empty()) set_relative_accuracy(task, resumed.front(), nullptr);
 }
 
 // The progress printer: one rewritten line on a terminal, a line per candidate in a log.
@@ -320,6 +375,8 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     using generate_detail::format_fixed;
     const auto start = std::chrono::steady_clock::now();
     resolve_objective(task, trainer != nullptr, o.task_file.empty() ? "task '" + task.name + "'" : o.task_file);
+    if (task.constraints.min_accuracy_drop && !o.start && o.status)
+        *o.status << "lamda: warning: min_accuracy_drop is relative to a start model (--start-from); it is ignored\n";
     if (task.constraints.min_accuracy && !trainer && o.status)
         *o.status << "lamda: warning: min_accuracy cannot be checked without a trainer; it is ignored\n";
 
@@ -353,11 +410,15 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     auto lost = std::make_shared<generate_detail::LostBoard>();
     GenerateSetup setup = evaluation_setup(task, o, trainer, lost);
     if (profile) setup.latency = &profile->model;
+    if (o.start) generate_detail::prepare_adaptation(task, o, trainer, resumed, setup);
     if (!setup.latency && !setup.measure && !o.runner)
         throw Exception(Error(ErrorKind::usage, "no way to judge latency: give a latency profile (this lamda has no executor)"));
-    setup.on_record = [&journal, lost](const CandidateRecord& r) {
+    const bool start_drop = o.start && task.constraints.min_accuracy_drop.has_value();
+    setup.on_record = [&journal, lost, &task, start_drop, &o](const CandidateRecord& r) {
         if (lost->lost()) return;  // measured again on --resume
         journal.append(r);
+        // The loop reads `task` by reference: from here on, candidates are held to the start's accuracy.
+        if (start_drop && r.index == 0) generate_detail::set_relative_accuracy(task, r, o.status);
     };
     setup.on_progress = generate_detail::progress_printer(task, o, start);
     auto should_stop = o.should_stop;
@@ -381,6 +442,24 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
         out.result = run_generation_parallel(task, proposer, setup, runner, std::move(resumed));
     } else {
         out.result = run_generation(task, proposer, setup, std::move(resumed));
+    }
+    if (o.start && !out.result.records.empty()) {
+        const CandidateRecord& r0 = out.result.records.front();
+        out.start_ms = r0.measured_ms;
+        if (!out.start_ms && measure_with && !lost->lost()) {  // never run (predicted over budget)
+            try {
+                out.start_ms = measure_with(o.runs, 5)(parse_dsl_or_throw(r0.dsl, "start")).median_ms;
+            } catch (const std::exception&) {
+            }
+        }
+        if (trainer && !r0.weights.empty()) {
+            try {
+                out.start_test_accuracy =
+                    trainer->weights_test_accuracy(o.start->graph, (fs::path(o.out_dir) / r0.weights).string());
+            } catch (const std::exception& e) {
+                if (o.status) *o.status << "lamda: warning: the start model's test accuracy: " << e.what() << "\n";
+            }
+        }
     }
     if (o.status) {
         if (o.status_is_terminal) *o.status << "\n";

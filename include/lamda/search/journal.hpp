@@ -101,6 +101,9 @@ inline void write_candidate_json(JsonWriter& j, const CandidateRecord& r, bool t
     j.field("seconds", r.seconds);
     j.field("elapsed_s", r.elapsed_s);
     if (!r.evaluated_by.empty()) j.field("evaluated_by", std::string_view(valid_utf8(r.evaluated_by)));
+    if (r.parent >= 0) j.field("parent", r.parent);
+    if (!r.inherited.empty()) j.field("inherited", std::string_view(valid_utf8(r.inherited)));
+    if (!r.weights.empty()) j.field("weights", std::string_view(valid_utf8(r.weights)));
     j.end_object();
 }
 
@@ -140,6 +143,7 @@ inline std::string journal_mismatch(const JournalHeader& journal, const Task& ta
             if (c.max_activation_bytes > 0) j.field("max_activation_bytes", c.max_activation_bytes);
             if (c.max_weight_bytes > 0) j.field("max_weight_bytes", c.max_weight_bytes);
             if (c.min_accuracy) j.field("min_accuracy", *c.min_accuracy);
+            if (c.min_accuracy_drop) j.field("min_accuracy_drop", *c.min_accuracy_drop);
             j.end_object();
             return j.str();
         };
@@ -191,6 +195,15 @@ inline void validate_resumed_record(const CandidateRecord& r, const Task& task, 
     finite(r.predicted_ms, "predicted_ms", 1e12);
     finite(r.measured_ms, "measured_ms", 1e12);
     finite(r.accuracy, "accuracy", 1.0);
+    if (r.parent >= r.index) bad("its parent #" + std::to_string(r.parent) + " is not an earlier candidate");
+    if (!r.weights.empty()) {
+        // A file name in DIR/weights/ that lamda wrote: nothing that leads elsewhere.
+        const std::string_view w = r.weights;
+        const bool ok = w.rfind("weights/", 0) == 0 && w.size() > 8 && w.size() < 200 &&
+                        w.find("..") == std::string_view::npos && w.find('/', 8) == std::string_view::npos &&
+                        w.find('\\') == std::string_view::npos;
+        if (!ok) bad("weights '" + r.weights + "' is not a file in the search's weights/ directory");
+    }
     const std::string raw_hash = journal_detail::hash16(r.dsl);
     // Text a proposer sent that was not UTF-8 was hashed as sent but journalled with U+FFFD in
     // place of its stray bytes: the hash of such an invalid or failed record cannot be checked.
@@ -368,6 +381,9 @@ inline CandidateRecord parse_candidate(const Reader& r, const element& doc) {
     if (r.has(doc, "seconds")) c.seconds = num_or_nan(r, doc, "seconds", "");
     if (r.has(doc, "elapsed_s")) c.elapsed_s = num_or_nan(r, doc, "elapsed_s", "");
     c.evaluated_by = opt_str(r, doc, "evaluated_by");
+    if (auto e = r.maybe(doc, "parent", "")) c.parent = static_cast<int>(r.integer(*e, "parent", -1, std::numeric_limits<int>::max()));
+    c.inherited = opt_str(r, doc, "inherited");
+    c.weights = opt_str(r, doc, "weights");
     return c;
 }
 

@@ -68,6 +68,13 @@ struct GenerateSetup {
     int top_layers = 5;             // most expensive layers kept per record
     int max_duplicates_in_row = 50; // the proposer "has nothing new" after this many repeats
     std::function<bool()> should_stop;  // polled between candidates (e.g. SIGINT)
+    // Adaptation (search/adapt.hpp): called for a screened candidate that will be run, with the
+    // records so far (rec.index already set); it may give the candidate inherited weights
+    // (rec.parent, rec.inherited, rec.weights: a file under weights_dir). A candidate with
+    // weights is then fine-tuned from them (Trainer::finetune_accuracy) instead of proxy-trained
+    // from scratch; one with weights and no parent (the start model) is evaluated, not trained.
+    std::function<void(CandidateRecord&, const std::vector<CandidateRecord>&)> inherit;
+    std::string weights_dir;  // rec.weights are relative to it (the search's directory)
 };
 
 // Seconds spent per step of the loop, summed over candidates.
@@ -265,7 +272,13 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                                                          cost_list(rec.top_layers));
         }
         if (setup.trainer && task.objective == Objective::Accuracy) {
-            rec.accuracy = setup.trainer->proxy_accuracy(g);
+            if (!rec.weights.empty()) {
+                const std::string path = setup.weights_dir.empty() ? rec.weights : setup.weights_dir + "/" + rec.weights;
+                rec.accuracy = rec.parent < 0 ? setup.trainer->weights_accuracy(g, path)
+                                              : setup.trainer->finetune_accuracy(g, path);
+            } else {
+                rec.accuracy = setup.trainer->proxy_accuracy(g);
+            }
             charge(&StageSeconds::train);
             if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
                 return finish(Verdict::BelowAccuracy,
@@ -285,14 +298,33 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
 
 // Decides one proposal: every step the loop takes for a candidate, in order (screen, then run).
 // `seen` holds the hashes decided so far; a repeat returns nothing (and is not a candidate).
+// `records` (those decided so far) go to setup.inherit.
 inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
                                                          const GenerateSetup& setup,
                                                          const std::set<std::string>& seen,
+                                                         const std::vector<CandidateRecord>& records,
                                                          StageSeconds* stage_seconds = nullptr) {
     std::optional<Screened> s = screen_candidate(task, proposal, setup, seen, stage_seconds);
     if (!s) return std::nullopt;
     if (s->decided) return std::move(s->record);
+    if (setup.inherit) {
+        s->record.index = static_cast<int>(records.size());
+        try {
+            setup.inherit(s->record, records);
+        } catch (const std::exception& e) {  // trained from scratch instead; said in the record
+            s->record.parent = -1;
+            s->record.weights.clear();
+            s->record.inherited = std::string("nothing (") + e.what() + ")";
+        }
+    }
     return run_candidate(task, std::move(s->record), setup, stage_seconds);
+}
+
+inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
+                                                         const GenerateSetup& setup,
+                                                         const std::set<std::string>& seen,
+                                                         StageSeconds* stage_seconds = nullptr) {
+    return evaluate_candidate(task, proposal, setup, seen, {}, stage_seconds);
 }
 
 // Runs the search until the budget is spent or the proposer has nothing new. `resumed` are the
@@ -329,7 +361,8 @@ inline GenerateResult run_generation(const Task& task, Proposer& proposer, const
             result.stop_reason = "exhausted";
             break;
         }
-        std::optional<CandidateRecord> rec = evaluate_candidate(task, *proposal, setup, seen, &result.stage_seconds);
+        std::optional<CandidateRecord> rec =
+            evaluate_candidate(task, *proposal, setup, seen, result.records, &result.stage_seconds);
         if (!rec) {
             ++result.duplicates;
             if (++duplicates_in_row >= setup.max_duplicates_in_row) {

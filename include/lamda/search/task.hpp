@@ -42,6 +42,7 @@ inline void write_task_json(JsonWriter& j, const Task& t) {
     if (c.max_activation_bytes > 0) j.field("max_activation_bytes", c.max_activation_bytes);
     if (c.max_weight_bytes > 0) j.field("max_weight_bytes", c.max_weight_bytes);
     if (c.min_accuracy) j.field("min_accuracy", *c.min_accuracy);
+    if (c.min_accuracy_drop) j.field("min_accuracy_drop", *c.min_accuracy_drop);
     j.end_object();
     if (!t.profile.empty()) j.field("profile", std::string_view(valid_utf8(t.profile)));
     j.key("budget").begin_object();
@@ -136,7 +137,8 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
     {
         const std::string p = path("constraints");
         const element c = r.at(doc, "constraints", base);
-        r.only_keys(c, p, {"latency_ms", "threads", "max_params", "max_activation_bytes", "max_weight_bytes", "min_accuracy"});
+        r.only_keys(c, p, {"latency_ms", "threads", "max_params", "max_activation_bytes", "max_weight_bytes", "min_accuracy",
+                           "min_accuracy_drop"});
         Constraints& k = t.constraints;
         if (auto e = r.maybe(c, "latency_ms", p)) k.latency_ms = positive(r, *e, Reader::join(p, "latency_ms"), 3.6e6);
         if (auto e = r.maybe(c, "threads", p)) k.threads = static_cast<int>(r.integer(*e, Reader::join(p, "threads"), 1, 1024));
@@ -154,6 +156,15 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
                               number_text(v / 100) + " (" + number_text(v) + "%)?");
             if (!(v > 0 && v <= 1)) r.fail(q, "must be a fraction in (0, 1], got " + number_text(v));
             k.min_accuracy = v;
+        }
+        if (auto e = r.maybe(c, "min_accuracy_drop", p)) {  // points against a start model (search/adapt.hpp)
+            const std::string q = Reader::join(p, "min_accuracy_drop");
+            const double v = r.num(*e, q);
+            if (!(v >= 0 && v < 100))
+                r.fail(q, "must be accuracy points in [0, 100) (1.0: the adapted model may lose one point), got " +
+                              number_text(v));
+            if (k.min_accuracy) r.fail(q, "give min_accuracy or min_accuracy_drop, not both");
+            k.min_accuracy_drop = v;
         }
     }
     if (auto e = r.maybe(doc, "profile", base)) t.profile = nonempty_string(r, *e, path("profile"), 4096);
@@ -191,6 +202,8 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
         r.fail(path("objective"), "'accuracy' needs a dataset to train on (set \"dataset\", or use 'capacity')");
     if (t.constraints.min_accuracy && t.dataset.empty())
         r.fail(path("constraints.min_accuracy"), "needs a dataset to measure accuracy on (set \"dataset\")");
+    if (t.constraints.min_accuracy_drop && t.dataset.empty())
+        r.fail(path("constraints.min_accuracy_drop"), "needs a dataset to measure accuracy on (set \"dataset\")");
     return t;
 }
 

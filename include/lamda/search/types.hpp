@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,9 @@ struct Constraints {
     std::int64_t max_activation_bytes = 0;
     std::int64_t max_weight_bytes = 0;      // float32 weights in flash, batch norm folded; 0: none
     std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
+    // Adapting a start model (search/adapt.hpp): accuracy points (0..100) the adapted model may
+    // lose against the start model; sets min_accuracy once the start model is evaluated.
+    std::optional<double> min_accuracy_drop;
 };
 
 struct Budget {
@@ -119,6 +123,12 @@ struct CandidateRecord {
     double seconds = 0;    // time spent deciding this candidate (training included)
     double elapsed_s = 0;  // search time when it was recorded, across resumes
     std::string evaluated_by;  // who measured/trained it in a parallel search ("rank 2 @ host"); "": this process
+    // Adaptation (search/adapt.hpp): the candidate whose weights this one started from (-1: none),
+    // what was inherited ("12 reused, 3 sliced, 1 fresh"), and its weights file relative to the
+    // search's directory ("weights/candidate_3.safetensors"; "": none kept).
+    int parent = -1;
+    std::string inherited;
+    std::string weights;
 };
 
 // A candidate's score under the objective; larger is better. Capacity is log-free MACs.
@@ -193,6 +203,29 @@ public:
     virtual double proxy_accuracy(const Graph& graph) = 0;
     // Full training; saves safetensors weights (batch norm folded) to `weights_path`.
     virtual FinalTraining train_final(const Graph& graph, const std::string& weights_path) = 0;
+    // Adaptation (search/adapt.hpp); a trainer without it throws std::logic_error.
+    // Validation accuracy of `graph` with the weights in `weights_path`, not trained.
+    virtual double weights_accuracy(const Graph& graph, const std::string& weights_path) {
+        (void)graph, (void)weights_path;
+        throw std::logic_error("this trainer cannot evaluate given weights");
+    }
+    // Test-set accuracy of `graph` with the weights in `weights_path`, not trained.
+    virtual double weights_test_accuracy(const Graph& graph, const std::string& weights_path) {
+        (void)graph, (void)weights_path;
+        throw std::logic_error("this trainer cannot evaluate given weights");
+    }
+    // Fine-tuning: a proxy training (fewer steps) that starts from the weights in `init_path`
+    // and saves what it reached there (same layout); returns validation accuracy.
+    virtual double finetune_accuracy(const Graph& graph, const std::string& init_path) {
+        (void)graph, (void)init_path;
+        throw std::logic_error("this trainer cannot fine-tune");
+    }
+    // Full training that starts from the weights in `init_path` instead of from scratch.
+    virtual FinalTraining train_final_from(const Graph& graph, const std::string& init_path,
+                                           const std::string& weights_path) {
+        (void)graph, (void)init_path, (void)weights_path;
+        throw std::logic_error("this trainer cannot fine-tune");
+    }
     // A hook to call between mini-batch steps (empty: none), so a parallel search can pause
     // training while it measures a latency (search/parallel.hpp). A trainer without steps ignores it.
     virtual void set_between_steps(std::function<void()> hook) { (void)hook; }

@@ -108,6 +108,14 @@ struct TrainOptions {
         o.lr = 3e-3;
         return o;
     }
+    // Fine-tuning an inherited candidate (search/adapt.hpp): proxy's subset, half its steps, a
+    // lower learning rate: the weights start close to where they should end.
+    static TrainOptions finetune() {
+        TrainOptions o = proxy();
+        o.epochs = 1;
+        o.lr = 1e-3;
+        return o;
+    }
     // For the final model.
     static TrainOptions full() {
         TrainOptions o;
@@ -130,6 +138,7 @@ struct TrainResult {
     std::int64_t train_images = 0, val_images = 0, test_images = 0;
     Graph graph;      // the trained graph with batch norm folded (exec/fold.hpp)
     Weights weights;  // its weights: what `lamda train --out` saves
+    Weights trained;  // the same before folding: fits `graph` as given (what fine-tuning starts from)
 };
 
 namespace train_detail {
@@ -214,8 +223,10 @@ inline Accuracy torch_accuracy(TorchModel& model, const Dataset& d, std::size_t 
 // norm folded. Throws std::invalid_argument for bad options, DatasetError when the model does
 // not fit the data, ExecutorError when the graph cannot run, std::runtime_error when training
 // diverges.
+// `init`, when given, replaces the initial parameters (fine-tuning); it must fit `graph`.
 inline TrainResult train_model(const Graph& graph, const Dataset& train_set, const Dataset& val_set,
-                               const Dataset* test_set, const TrainOptions& options) {
+                               const Dataset* test_set, const TrainOptions& options,
+                               const Weights* init = nullptr) {
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
     train_detail::check_options(options);
@@ -230,6 +241,7 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
     const Dataset& train = options.train_subset ? sampled : train_set;
 
     TorchModel model(graph);
+    if (init) model.load_weights(*init);
     std::unique_ptr<torch::optim::Optimizer> optimizer;
     if (options.optimizer == OptimizerKind::Adam)
         optimizer = std::make_unique<torch::optim::Adam>(
@@ -332,7 +344,8 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
         result.test_accuracy = test.accuracy;
         result.test_images = test.n;
     }
-    auto folded = fold_batchnorm(graph, model.export_weights());
+    result.trained = model.export_weights();
+    auto folded = fold_batchnorm(graph, result.trained);
     result.graph = std::move(folded.first);
     result.weights = std::move(folded.second);
     result.train_seconds = std::chrono::duration<double>(clock::now() - t0).count();
@@ -387,6 +400,40 @@ public:
         full_.between_steps = std::move(hook);
     }
 
+    double weights_accuracy(const Graph& graph, const std::string& weights_path) override {
+        return evaluate(graph, weights_path, val_, proxy_.val_subset);
+    }
+    double weights_test_accuracy(const Graph& graph, const std::string& weights_path) override {
+        return evaluate(graph, weights_path, test_, 0);
+    }
+    double finetune_accuracy(const Graph& graph, const std::string& init_path) override {
+        const Weights init = read_safetensors(init_path);
+        last_ = train_model(graph, train_, val_, nullptr, finetune_options(), &init);
+        write_safetensors(init_path, last_->trained);
+        return last_->val_accuracy;
+    }
+    FinalTraining train_final_from(const Graph& graph, const std::string& init_path,
+                                   const std::string& weights_path) override {
+        const Weights init = read_safetensors(init_path);
+        last_ = train_model(graph, train_, val_, &test_, full_, &init);
+        write_safetensors(weights_path, last_->weights);
+        FinalTraining f;
+        f.val_accuracy = last_->val_accuracy;
+        f.test_accuracy = last_->test_accuracy.value_or(0.0);
+        f.train_seconds = last_->train_seconds;
+        f.epochs = last_->epochs;
+        return f;
+    }
+
+    // Fine-tuning: the proxy's options (threads, subset, seed) with TrainOptions::finetune()'s
+    // epochs and learning rate.
+    TrainOptions finetune_options() const {
+        TrainOptions o = proxy_;
+        const TrainOptions f = TrainOptions::finetune();
+        o.epochs = f.epochs;
+        o.lr = f.lr;
+        return o;
+    }
     TrainOptions& proxy_options() noexcept { return proxy_; }
     TrainOptions& full_options() noexcept { return full_; }
     const std::string& dataset_name() const noexcept { return name_; }
@@ -398,6 +445,14 @@ private:
     Dataset train_, val_, test_;
     TrainOptions proxy_, full_;
     std::optional<TrainResult> last_;
+
+    double evaluate(const Graph& graph, const std::string& weights_path, const Dataset& d, std::size_t limit) {
+        check_classifier(graph, d);
+        torch::set_num_threads(proxy_.threads);
+        TorchModel model(graph);
+        model.load_weights(read_safetensors(weights_path));
+        return torch_accuracy(model, d, limit).accuracy;
+    }
 };
 
 }  // namespace lamda

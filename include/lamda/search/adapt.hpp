@@ -1,0 +1,481 @@
+// lamda/search/adapt.hpp: adapting an existing model to a device -- `lamda generate TASK --out DIR
+// --start-from MODEL [--start-weights W]` (docs/adapt.md). The user's trained model is candidate 0
+// (evaluated with its own weights, not retrained); every later candidate is an edit of an earlier
+// one and starts from that one's weights (search/inherit.hpp), fine-tuned instead of trained from
+// scratch:
+//
+//   lamda::StartModel start = lamda::load_start_model("best.lamda", "best.safetensors", task);
+//   lamda::AdaptDesigner proposer(/*seed=*/1, start);            // candidate 0 is the start model
+//   setup.inherit = lamda::weight_inheritance(dir, /*seed=*/1);  // GenerateSetup (search/loop.hpp)
+//
+// load_start_model refuses (lamda::Exception, ErrorKind::input) a model whose input or classes are
+// not the task's and weights that do not fit the model, saying what differs. Weights saved by
+// `lamda train --out` / `lamda generate` have batch norm folded: when they fit the model's folded
+// form (exec/fold.hpp), that form is the start model.
+//
+// AdaptDesigner edits any graph, not only search/designer.hpp's designs (an imported ONNX model
+// has no design): it scales the width of every layer of a width (the layers an `add` joins share
+// one), scales all widths, drops a conv (with its batch norm and activation) whose input and
+// output channels agree, or moves a downsampling earlier (stride 2), steered like the offline
+// designer: over budget -> shrink where the measured cost is, below accuracy -> grow. Its note
+// names the parent ("... of #3"), which weight_inheritance() reads. Deterministic in (seed,
+// records), so --resume continues it.
+//
+// weight_inheritance(dir, seed) writes each candidate's inherited weights to
+// DIR/weights/candidate_N.safetensors (the trainer's fine-tuning then overwrites them with what it
+// reached) and records parent, inherited ("12 reused, 3 sliced, 1 fresh") and weights in the
+// journal; a parent without weights (never run) passes on its own parent's. The start model's
+// weights are DIR/weights/start.safetensors (generate.hpp copies them there).
+// Core, plus ONNX files when LAMDA_WITH_ONNX is defined.
+#ifndef LAMDA_SEARCH_ADAPT_HPP
+#define LAMDA_SEARCH_ADAPT_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../core/ir.hpp"
+#include "../data/weights.hpp"
+#include "../dsl/file.hpp"
+#include "../dsl/parser.hpp"
+#include "../exception.hpp"
+#include "../exec/fold.hpp"
+#include "inherit.hpp"
+#include "proposers.hpp"
+#include "sampler.hpp"
+#include "types.hpp"
+#if defined(LAMDA_WITH_ONNX)
+#include "../deploy/onnx_import.hpp"
+#endif
+
+namespace lamda {
+
+// The model a search adapts, as loaded and checked against the task.
+struct StartModel {
+    std::string source;   // the file it came from
+    Graph graph;          // the start model (batch norm folded when its weights are)
+    std::string dsl;      // print_dsl(graph): candidate 0's text
+    Weights weights;      // fit `graph`
+    bool folded = false;  // the file's batch norms were folded to fit the weights
+};
+
+inline constexpr std::string_view start_model_note = "start model ";
+inline constexpr std::string_view start_weights_file = "weights/start.safetensors";
+
+namespace adapt_detail {
+
+inline std::string shape_text(const Shape& s) {
+    return std::to_string(s.h) + "x" + std::to_string(s.w) + "x" + std::to_string(s.c);
+}
+
+[[noreturn]] inline void refuse(const std::string& where, const std::string& what) {
+    throw Exception(Error(ErrorKind::input, Where{where, 0, 0, {}}, "cannot adapt this model: " + what));
+}
+
+inline bool ends_with(const std::string& s, std::string_view tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+}  // namespace adapt_detail
+
+// Loads MODEL (.lamda, or .onnx with LAMDA_WITH_ONNX) and its weights (`weights_path`; for a
+// .lamda file, default MODEL with .safetensors; an ONNX file carries its own) and checks them
+// against the task's input and classes. Throws lamda::Exception naming what differs.
+inline StartModel load_start_model(const std::string& path, const std::string& weights_path, const Task& task) {
+    using adapt_detail::refuse;
+    StartModel s;
+    s.source = path;
+    const bool onnx = adapt_detail::ends_with(path, ".onnx");
+    if (onnx) {
+#if defined(LAMDA_WITH_ONNX)
+        OnnxImport imported = import_onnx_file(path);
+        s.graph = std::move(imported.graph);
+        s.weights = std::move(imported.weights);
+#else
+        refuse(path, "this lamda was built without ONNX import (libonnx-dev); convert it with `lamda import` "
+                     "on a lamda that has it, and start from the .lamda file and its weights");
+#endif
+    } else {
+        ParseResult parsed = parse_dsl_file(path);
+        if (!parsed.ok()) throw ModelError(std::move(parsed.diagnostics));
+        s.graph = std::move(parsed.graph);
+    }
+    std::string wpath = weights_path;
+    if (wpath.empty() && !onnx) {
+        wpath = std::filesystem::path(path).replace_extension(".safetensors").string();
+        std::error_code ec;
+        if (!std::filesystem::exists(wpath, ec))
+            refuse(path, "no weights: give --start-weights W (looked for " + wpath + "); the start model is "
+                         "evaluated with its own trained weights, not retrained");
+    }
+    if (!wpath.empty()) s.weights = read_safetensors(wpath);
+    const std::string wname = wpath.empty() ? path : wpath;
+
+    // The task's input and classes.
+    const Shape in = s.graph.input().shape;
+    if (!(in.h == task.input.h && in.w == task.input.w && in.c == task.input.c))
+        refuse(path, "its input is " + adapt_detail::shape_text(in) + ", the task's is " +
+                         adapt_detail::shape_text(task.input));
+    const Shape out = s.graph.output().shape;
+    if (!(out.h == 1 && out.w == 1 && out.c == task.classes))
+        refuse(path, "its output is " + adapt_detail::shape_text(out) + ", the task has " +
+                         std::to_string(task.classes) + " classes (1x1x" + std::to_string(task.classes) + ")");
+
+    // Weights that fit the model, or its folded form.
+    const std::vector<std::string> problems = validate_weights(s.graph, s.weights);
+    if (!problems.empty()) {
+        const Graph folded = fold_batchnorm_graph(s.graph);
+        if (folded.layers.size() != s.graph.layers.size() && validate_weights(folded, s.weights).empty()) {
+            s.graph = folded;
+            s.folded = true;
+        } else {
+            std::string what = "the weights " + wname + " do not fit the model: " + problems.front();
+            if (problems.size() > 1)
+                what += " (and " + std::to_string(problems.size() - 1) + " more problem" +
+                        (problems.size() > 2 ? "s" : "") + ")";
+            refuse(path, what);
+        }
+    }
+    s.dsl = print_dsl(s.graph);
+    return s;
+}
+
+// The candidate a note says a candidate was derived from ("... of #12"), or -1.
+inline int parent_in_note(std::string_view note) {
+    const std::size_t at = note.rfind(" of #");
+    if (at == std::string_view::npos) return -1;
+    std::int64_t v = 0;
+    std::size_t i = at + 5, digits = 0;
+    for (; i < note.size() && note[i] >= '0' && note[i] <= '9' && digits < 9; ++i, ++digits) v = v * 10 + (note[i] - '0');
+    return digits ? static_cast<int>(v) : -1;
+}
+
+namespace adapt_detail {
+
+inline bool width_editable(const Layer& l) {
+    return (l.op == OpKind::Conv2d && l.groups == 1) || l.op == OpKind::FullyConnected;
+}
+
+// Layers whose width is the model's output width (the classifier and what joins it): not edited.
+inline std::vector<bool> fixed_width(const Graph& g) {
+    std::vector<bool> fixed(g.layers.size(), false);
+    std::vector<int> todo{static_cast<int>(g.layers.size()) - 1};
+    std::set<int> visited;
+    while (!todo.empty()) {
+        const int i = todo.back();
+        todo.pop_back();
+        if (i < 0 || !visited.insert(i).second) continue;
+        const Layer& l = g.layers[static_cast<std::size_t>(i)];
+        if (width_editable(l) || l.op == OpKind::Input || l.op == OpKind::Concat) {
+            fixed[static_cast<std::size_t>(i)] = true;
+            continue;
+        }
+        if (l.op == OpKind::Conv2d) fixed[static_cast<std::size_t>(i)] = true;  // grouped: left alone
+        for (int in : l.inputs) todo.push_back(in);
+    }
+    return fixed;
+}
+
+inline int round_width(double v) {
+    if (v >= 16) return static_cast<int>(std::lround(v / 8.0)) * 8;
+    return std::max(4, static_cast<int>(std::lround(v)));
+}
+
+// The layer that chose `i`'s channels (walking back through channel-keeping layers), or -1.
+inline int width_source(const Graph& g, int i) {
+    while (i >= 0) {
+        const Layer& l = g.layers[static_cast<std::size_t>(i)];
+        if (width_editable(l)) return i;
+        if (l.inputs.empty() || l.op == OpKind::Concat || l.op == OpKind::Flatten) return -1;
+        i = l.inputs.front();
+    }
+    return -1;
+}
+
+// Every editable layer of width `from` (not fixed) gets round(from * factor); returns how many.
+inline int scale_class(Graph& g, const std::vector<bool>& fixed, int from, double factor) {
+    const int to = round_width(from * factor);
+    if (to == from) return 0;
+    int n = 0;
+    for (std::size_t i = 0; i < g.layers.size(); ++i)
+        if (!fixed[i] && width_editable(g.layers[i]) && g.layers[i].out_channels == from) {
+            g.layers[i].out_channels = to;
+            ++n;
+        }
+    return n;
+}
+
+// Every editable width times `factor` (layers of one width stay of one width).
+inline int scale_all(Graph& g, const std::vector<bool>& fixed, double factor) {
+    std::map<int, int> to;
+    for (std::size_t i = 0; i < g.layers.size(); ++i)
+        if (!fixed[i] && width_editable(g.layers[i])) to[g.layers[i].out_channels] = 0;
+    for (auto& [from, t] : to) t = round_width(from * factor);
+    int n = 0;
+    for (std::size_t i = 0; i < g.layers.size(); ++i)
+        if (!fixed[i] && width_editable(g.layers[i])) {
+            const int t = to[g.layers[i].out_channels];
+            if (t != g.layers[i].out_channels) ++n;
+            g.layers[i].out_channels = t;
+        }
+    return n;
+}
+
+// The graph without the layers in `drop` (each of which has one input: its readers read that).
+inline Graph without_layers(const Graph& g, const std::set<int>& drop) {
+    Graph out;
+    out.name = g.name;
+    std::vector<int> index(g.layers.size(), -1);
+    for (std::size_t i = 0; i < g.layers.size(); ++i) {
+        if (drop.count(static_cast<int>(i))) {
+            index[i] = index[static_cast<std::size_t>(g.layers[i].inputs.front())];
+            continue;
+        }
+        Layer l = g.layers[i];
+        for (int& in : l.inputs) in = index[static_cast<std::size_t>(in)];
+        index[i] = static_cast<int>(out.layers.size());
+        out.layers.push_back(std::move(l));
+    }
+    return out;
+}
+
+inline std::vector<int> readers_of(const Graph& g, int i) {
+    std::vector<int> r;
+    for (std::size_t k = 0; k < g.layers.size(); ++k)
+        for (int in : g.layers[k].inputs)
+            if (in == i) r.push_back(static_cast<int>(k));
+    return r;
+}
+
+// Drops a stride-1 conv2d whose input and output channels agree, with the batch norm and
+// activation that follow it alone; "" when there is none.
+inline std::string drop_conv(std::mt19937_64& rng, Graph& g, const std::vector<bool>& fixed) {
+    std::vector<int> eligible;
+    for (std::size_t i = 1; i < g.layers.size(); ++i) {
+        const Layer& l = g.layers[i];
+        if (fixed[i] || l.op != OpKind::Conv2d || l.groups != 1 || l.stride_h != 1 || l.stride_w != 1) continue;
+        const Layer& src = g.layers[static_cast<std::size_t>(l.inputs.front())];
+        if (src.shape.c == l.shape.c && src.shape.h == l.shape.h && src.shape.w == l.shape.w)
+            eligible.push_back(static_cast<int>(i));
+    }
+    if (eligible.empty()) return {};
+    const int at = eligible[static_cast<std::size_t>(sample_detail::uniform(rng, 0, static_cast<int>(eligible.size()) - 1))];
+    std::set<int> drop{at};
+    int last = at;
+    for (;;) {
+        const std::vector<int> r = readers_of(g, last);
+        if (r.size() != 1) break;
+        const OpKind op = g.layers[static_cast<std::size_t>(r.front())].op;
+        if (op != OpKind::BatchNorm && op != OpKind::Relu && op != OpKind::Relu6 && op != OpKind::HardSwish) break;
+        drop.insert(r.front());
+        last = r.front();
+    }
+    const std::string name = g.layers[static_cast<std::size_t>(at)].name;
+    g = without_layers(g, drop);
+    return " drop " + name;
+}
+
+// Downsamples earlier: stride 2 on a stride-1 conv or depthwise conv on a map of at least 8x8.
+inline std::string add_stride(std::mt19937_64& rng, Graph& g) {
+    std::vector<int> eligible;
+    for (std::size_t i = 1; i < g.layers.size(); ++i) {
+        const Layer& l = g.layers[i];
+        if ((l.op != OpKind::Conv2d && l.op != OpKind::DepthwiseConv2d) || l.stride_h != 1 || l.stride_w != 1) continue;
+        if (l.shape.h >= 8 && l.shape.w >= 8) eligible.push_back(static_cast<int>(i));
+    }
+    if (eligible.empty()) return {};
+    // Early layers first: they run on the largest maps.
+    const std::size_t pick = static_cast<std::size_t>(sample_detail::uniform(rng, 0, std::min(2, static_cast<int>(eligible.size()) - 1)));
+    Layer& l = g.layers[static_cast<std::size_t>(eligible[pick])];
+    l.stride_h = l.stride_w = 2;
+    return " stride 2 at " + l.name;
+}
+
+// The editable layers a record's most expensive layers come from, most expensive first.
+inline std::vector<int> expensive_sources(const Graph& g, const CandidateRecord& r, const std::vector<bool>& fixed) {
+    std::vector<int> out;
+    for (const LayerCost& c : r.top_layers) {
+        const int i = g.find(c.name);
+        const int s = i < 0 ? -1 : width_source(g, i);
+        if (s >= 0 && !fixed[static_cast<std::size_t>(s)] && std::find(out.begin(), out.end(), s) == out.end())
+            out.push_back(s);
+    }
+    return out;
+}
+
+}  // namespace adapt_detail
+
+// The proposer of an adaptation (see the top of this file). Candidate 0 is the start model.
+class AdaptDesigner : public Proposer {
+public:
+    AdaptDesigner(std::uint64_t seed, const StartModel& start) : seed_(seed), start_dsl_(start.dsl), source_(start.source) {}
+    std::string name() const override { return "adapt"; }
+
+    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        return propose_next(task, records, {});
+    }
+    std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
+                                         const std::vector<CandidateRecord>& pending) override {
+        std::set<std::string> seen = proposer_detail::seen_hashes(records);
+        for (const auto& r : pending) seen.insert(r.hash);
+        if (records.empty() && pending.empty()) return Proposal{start_dsl_, std::string(start_model_note) + source_};
+        std::vector<const CandidateRecord*> known;
+        for (const auto& r : records)
+            if (r.params >= 0 && r.verdict != Verdict::Invalid && r.verdict != Verdict::Failed && r.verdict != Verdict::WrongTask)
+                known.push_back(&r);
+        if (known.empty()) return std::nullopt;  // the start model itself was not a model of the task
+        const std::size_t drawn = records.size() + pending.size();
+        std::set<std::string> tried;
+        for (std::uint64_t attempt = 0; attempt < 200; ++attempt) {
+            std::mt19937_64 rng(sample_seed(seed_, drawn * 1000 + attempt));
+            const CandidateRecord& parent = *pick_parent(rng, known, task);
+            ParseResult parsed = parse_dsl(parent.dsl, "parent");
+            if (!parsed.ok()) continue;
+            std::string what;
+            Graph child = edit(rng, parent, parsed.graph, task, attempt, what);
+            if (what.empty()) continue;
+            for (Layer& l : child.layers) l.expected_in_channels = 0;  // widths moved
+            const std::string text = print_dsl(child);
+            std::string canonical, hash;
+            if (!canonical_hash(text, canonical, hash)) continue;
+            if (seen.count(hash) || !tried.insert(hash).second) continue;
+            return Proposal{canonical, "adapt:" + what + " of #" + std::to_string(parent.index)};
+        }
+        return std::nullopt;
+    }
+
+private:
+    // Mostly the best feasible candidate, sometimes another of the best four; with none feasible,
+    // one of the three closest to the limits.
+    const CandidateRecord* pick_parent(std::mt19937_64& rng, const std::vector<const CandidateRecord*>& known,
+                                       const Task& task) const {
+        using namespace sample_detail;
+        std::vector<const CandidateRecord*> feasible;
+        for (const CandidateRecord* r : known)
+            if (r->verdict == Verdict::Feasible) feasible.push_back(r);
+        if (!feasible.empty()) {
+            std::stable_sort(feasible.begin(), feasible.end(), [&](const CandidateRecord* a, const CandidateRecord* b) {
+                return objective_score(*a, task.objective) > objective_score(*b, task.objective);
+            });
+            const int roll = uniform(rng, 0, 99);
+            if (roll < 60 || feasible.size() == 1) return feasible[0];
+            if (roll < 90)
+                return feasible[static_cast<std::size_t>(uniform(rng, 1, static_cast<int>(std::min<std::size_t>(3, feasible.size() - 1))))];
+        }
+        std::vector<std::pair<double, const CandidateRecord*>> ranked;
+        for (const CandidateRecord* r : known)
+            if (auto v = proposer_detail::violation(*r, task)) ranked.emplace_back(std::abs(*v - 0.9), r);
+        if (ranked.empty()) return known[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(known.size()) - 1))];
+        std::stable_sort(ranked.begin(), ranked.end(),
+                         [](const auto& a, const auto& b) { return a.first < b.first; });
+        const std::size_t top = std::min<std::size_t>(3, ranked.size());
+        return ranked[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(top) - 1))].second;
+    }
+
+    // One edit of `g` (the parent's graph) given how the parent fared; `what` says which ("" none).
+    Graph edit(std::mt19937_64& rng, const CandidateRecord& r, Graph g, const Task& task, std::uint64_t attempt,
+               std::string& what) const {
+        using namespace sample_detail;
+        using namespace adapt_detail;
+        const std::vector<bool> fixed = fixed_width(g);
+        const double v = proposer_detail::violation(r, task).value_or(1.0);
+        const bool below_accuracy = r.verdict == Verdict::BelowAccuracy;
+        std::vector<int> widths;  // the editable widths, ascending
+        for (std::size_t i = 0; i < g.layers.size(); ++i)
+            if (!fixed[i] && width_editable(g.layers[i])) widths.push_back(g.layers[i].out_channels);
+        std::sort(widths.begin(), widths.end());
+        widths.erase(std::unique(widths.begin(), widths.end()), widths.end());
+        const auto scale_one = [&](int from, double f) {
+            if (scale_class(g, fixed, from, f) > 0)
+                what += " width " + std::to_string(from) + "->" + std::to_string(round_width(from * f));
+        };
+        if (v > 1.0) {
+            // Far over: every width at once, sized so the cost (about quadratic in width) fits.
+            if ((v > 1.3 && attempt % 3 == 0) || chance(rng, 20)) {
+                const double f = std::clamp(std::sqrt(0.92 / v), 0.3, 0.95) * (1.0 + 0.03 * (uniform(rng, 0, 4) - 2));
+                if (scale_all(g, fixed, f) > 0) what = " scale widths x" + std::to_string(f).substr(0, 4);
+                if (!what.empty()) return g;
+            }
+            const int roll = uniform(rng, 0, 99);
+            if (roll < 55) {
+                const std::vector<int> hot = expensive_sources(g, r, fixed);
+                if (!hot.empty()) {
+                    const int at = hot[static_cast<std::size_t>(uniform(rng, 0, std::min(1, static_cast<int>(hot.size()) - 1)))];
+                    scale_one(g.layers[static_cast<std::size_t>(at)].out_channels, 0.75);
+                } else if (!widths.empty()) {
+                    scale_one(widths.back(), 0.75);
+                }
+            } else if (roll < 80) {
+                what += drop_conv(rng, g, fixed);
+            } else {
+                what += add_stride(rng, g);
+            }
+            return g;
+        }
+        if (widths.empty()) return g;
+        const int w = widths[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(widths.size()) - 1))];
+        if (below_accuracy || v < 0.8) {
+            if (v < 0.6 && attempt % 2 == 0) {
+                const double f = std::clamp(std::sqrt(0.92 / std::max(v, 0.05)), 1.05, 1.6);
+                if (scale_all(g, fixed, f) > 0) what = " scale widths x" + std::to_string(f).substr(0, 4);
+            } else {
+                scale_one(w, 1.25);
+            }
+        } else {  // near the limit: trade one width for another
+            scale_one(w, chance(rng, 50) ? 0.875 : 1.125);
+        }
+        return g;
+    }
+
+    std::uint64_t seed_;
+    std::string start_dsl_;
+    std::string source_;
+};
+
+// The loop's inheritance step (GenerateSetup::inherit, search/loop.hpp) for a search in `dir`.
+inline std::function<void(CandidateRecord&, const std::vector<CandidateRecord>&)> weight_inheritance(std::string dir,
+                                                                                                 std::uint64_t seed) {
+    namespace fs = std::filesystem;
+    return [dir, seed](CandidateRecord& rec, const std::vector<CandidateRecord>& records) {
+        if (rec.index == 0 && rec.note.rfind(std::string(start_model_note), 0) == 0) {
+            rec.parent = -1;
+            rec.weights = std::string(start_weights_file);
+            rec.inherited = "start model: its own weights, not trained";
+            return;
+        }
+        // The parent, or the nearest ancestor that has weights.
+        int p = parent_in_note(rec.note);
+        std::error_code ec;
+        while (p >= 0 && p < static_cast<int>(records.size())) {
+            const CandidateRecord& r = records[static_cast<std::size_t>(p)];
+            if (!r.weights.empty() && fs::exists(fs::path(dir) / r.weights, ec)) break;
+            const int up = r.parent >= 0 ? r.parent : parent_in_note(r.note);
+            p = up < p ? up : -1;
+        }
+        if (p < 0 || p >= static_cast<int>(records.size())) return;  // trained from scratch
+        const CandidateRecord& from = records[static_cast<std::size_t>(p)];
+        const Graph parent = parse_dsl_or_throw(from.dsl, "parent");
+        const Graph child = parse_dsl_or_throw(rec.dsl, "candidate");
+        const Weights parent_weights = read_safetensors((fs::path(dir) / from.weights).string());
+        const Inheritance inh = inherit_weights(parent, parent_weights, child, seed + static_cast<std::uint64_t>(rec.index));
+        fs::create_directories(fs::path(dir) / "weights", ec);
+        const std::string rel = "weights/candidate_" + std::to_string(rec.index) + ".safetensors";
+        write_safetensors((fs::path(dir) / rel).string(), inh.weights);
+        rec.parent = p;
+        rec.inherited = inh.summary() + " from #" + std::to_string(p);
+        rec.weights = rel;
+    };
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_SEARCH_ADAPT_HPP

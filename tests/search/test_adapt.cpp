@@ -1,0 +1,332 @@
+// Adapting a start model (search/adapt.hpp): the start model is checked against the task and its
+// weights, is candidate 0 evaluated with its own weights, later candidates are edits that inherit
+// and fine-tune weights, the journal keeps what was inherited, and min_accuracy_drop is relative
+// to the start model.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "lamda/data/weights.hpp"
+#include "lamda/dsl/file.hpp"
+#include "lamda/exec/fold.hpp"
+#include "lamda/search/adapt.hpp"
+#include "lamda/search/generate.hpp"
+#include "lamda/search/journal.hpp"
+#include "lamda/search/task.hpp"
+
+using namespace lamda;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* start_text = R"(input: input shape=28x28x1
+c1: conv2d out=16 kernel=3 stride=2 bias=false
+c1_bn: batchnorm
+c1_act: relu
+c2: conv2d out=16 kernel=3 bias=false
+c2_bn: batchnorm
+c2_act: relu
+c3: conv2d out=32 kernel=3 stride=2 act=relu
+pool: gap
+fc: fc out=10
+)";
+
+struct TempDir {
+    fs::path path;
+    explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("lamda_adapt_" + name)) {
+        fs::remove_all(path);
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    std::string operator/(const std::string& f) const { return (path / f).string(); }
+};
+
+void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+Task fmnist_task(double latency_ms = 0) {
+    Task t;
+    t.name = "adapt";
+    t.input = Shape{28, 28, 1};
+    t.classes = 10;
+    t.dataset = "fashion-mnist";
+    t.constraints.latency_ms = latency_ms;
+    t.objective = Objective::Accuracy;
+    t.objective_given = true;
+    return t;
+}
+
+// Writes the start model and its (random) weights into `dir`; returns the model's path.
+std::string write_start(const TempDir& dir) {
+    const std::string model = dir / "start.lamda";
+    write_text(model, start_text);
+    write_safetensors(dir / "start.safetensors", random_weights(parse_dsl_or_throw(start_text, "start"), 7));
+    return model;
+}
+
+std::string message_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "(no exception)";
+}
+
+// A trainer that says which way each candidate was judged: the start model's accuracy from its
+// weights, a fine-tuned candidate's from the inherited file (which must fit it), others trained.
+class RecordingTrainer : public Trainer {
+public:
+    std::vector<std::string> calls;
+    double proxy_accuracy(const Graph&) override {
+        calls.push_back("proxy");
+        return 0.5;
+    }
+    FinalTraining train_final(const Graph&, const std::string& out) override {
+        write_text(out, "weights");
+        calls.push_back("final");
+        return {0.5, 0.5, 1, 1};
+    }
+    double weights_accuracy(const Graph& g, const std::string& path) override {
+        REQUIRE(validate_weights(g, read_safetensors(path)).empty());
+        calls.push_back("weights");
+        return 0.90;
+    }
+    double weights_test_accuracy(const Graph&, const std::string&) override { return 0.89; }
+    double finetune_accuracy(const Graph& g, const std::string& path) override {
+        REQUIRE(validate_weights(g, read_safetensors(path)).empty());
+        calls.push_back("finetune");
+        return 0.895;
+    }
+    FinalTraining train_final_from(const Graph& g, const std::string& init, const std::string& out) override {
+        REQUIRE(validate_weights(g, read_safetensors(init)).empty());
+        write_text(out, "weights");
+        calls.push_back("final_from");
+        return {0.895, 0.885, 1, 1};
+    }
+};
+
+}  // namespace
+
+TEST_CASE("adapt: a start model whose input or classes are not the task's is refused with what differs") {
+    TempDir dir("refuse");
+    const std::string model = write_start(dir);
+    Task t = fmnist_task();
+    t.input = Shape{32, 32, 3};
+    const std::string input = message_of([&] { load_start_model(model, "", t); });
+    CHECK(input.find("input is 28x28x1, the task's is 32x32x3") != std::string::npos);
+    t = fmnist_task();
+    t.classes = 5;
+    const std::string classes = message_of([&] { load_start_model(model, "", t); });
+    CHECK(classes.find("output is 1x1x10, the task has 5 classes") != std::string::npos);
+}
+
+TEST_CASE("adapt: weights that do not fit the start model are refused, naming the tensor") {
+    TempDir dir("weights");
+    const std::string model = write_start(dir);
+    Weights w = read_safetensors(dir / "start.safetensors");
+    w.at("c3.weight").shape = {16, 16, 3, 3};
+    w.at("c3.weight").data.resize(16 * 16 * 9);
+    write_safetensors(dir / "bad.safetensors", w);
+    const std::string why = message_of([&] { load_start_model(model, dir / "bad.safetensors", fmnist_task()); });
+    CHECK(why.find("do not fit the model") != std::string::npos);
+    CHECK(why.find("c3.weight") != std::string::npos);
+    // No weights at all: said, with where they were looked for.
+    write_text(dir / "alone.lamda", start_text);
+    const std::string none = message_of([&] { load_start_model(dir / "alone.lamda", "", fmnist_task()); });
+    CHECK(none.find("--start-weights") != std::string::npos);
+}
+
+TEST_CASE("adapt: weights with batch norm folded make the folded model the start") {
+    TempDir dir("folded");
+    const std::string model = write_start(dir);
+    const Graph g = parse_dsl_or_throw(start_text, "start");
+    const auto folded = fold_batchnorm(g, read_safetensors(dir / "start.safetensors"));
+    write_safetensors(dir / "folded.safetensors", folded.second);
+    const StartModel s = load_start_model(model, dir / "folded.safetensors", fmnist_task());
+    CHECK(s.folded);
+    CHECK(s.graph.find("c1_bn") < 0);
+    CHECK(validate_weights(s.graph, s.weights).empty());
+    const StartModel plain = load_start_model(model, "", fmnist_task());
+    CHECK_FALSE(plain.folded);
+}
+
+TEST_CASE("adapt: min_accuracy_drop is read, written back, and refused when out of range") {
+    const Task t = parse_task(R"({"name": "a", "input": [28, 28, 1], "classes": 10, "dataset": "fashion-mnist",
+        "constraints": {"latency_ms": 0.1, "min_accuracy_drop": 1.0}})");
+    REQUIRE(t.constraints.min_accuracy_drop);
+    CHECK(*t.constraints.min_accuracy_drop == doctest::Approx(1.0));
+    CHECK(parse_task(task_json(t)).constraints.min_accuracy_drop == t.constraints.min_accuracy_drop);
+    CHECK_THROWS_WITH(parse_task(R"({"name": "a", "input": [28, 28, 1], "classes": 10, "dataset": "fashion-mnist",
+        "constraints": {"min_accuracy_drop": 150}})"),
+                      doctest::Contains("min_accuracy_drop"));
+    CHECK_THROWS_WITH(parse_task(R"({"name": "a", "input": [28, 28, 1], "classes": 10,
+        "constraints": {"min_accuracy_drop": 1}})"),
+                      doctest::Contains("needs a dataset"));
+    CHECK_THROWS_WITH(parse_task(R"({"name": "a", "input": [28, 28, 1], "classes": 10, "dataset": "fashion-mnist",
+        "constraints": {"min_accuracy": 0.9, "min_accuracy_drop": 1}})"),
+                      doctest::Contains("not both"));
+}
+
+TEST_CASE("adapt: the designer starts from the start model and shrinks an over-budget parent") {
+    TempDir dir("designer");
+    const StartModel s = load_start_model(write_start(dir), "", fmnist_task());
+    AdaptDesigner d(3, s);
+    const Task task = fmnist_task(0.01);
+    std::vector<CandidateRecord> records;
+    const auto first = d.propose(task, records);
+    REQUIRE(first);
+    CHECK(first->dsl == s.dsl);
+    CHECK(first->note.rfind("start model ", 0) == 0);
+
+    CandidateRecord r0;
+    r0.index = 0;
+    r0.dsl = s.dsl;
+    r0.hash = text_hash(s.dsl);
+    r0.note = first->note;
+    const ModelStats st = analyze(s.graph);
+    r0.params = st.params;
+    r0.macs = st.macs;
+    r0.peak_activation_bytes = st.peak_activation_bytes;
+    r0.measured_ms = 0.05;  // 5x the budget
+    r0.verdict = Verdict::OverMeasured;
+    r0.top_layers = {{"c2", 0.03, 0.6}, {"c3", 0.01, 0.2}};
+    records.push_back(r0);
+    int smaller = 0;
+    std::set<std::string> texts;
+    for (int i = 0; i < 8; ++i) {
+        const auto p = d.propose(task, records);
+        REQUIRE(p);
+        const ParseResult parsed = parse_dsl(p->dsl, "child");
+        REQUIRE(parsed.ok());
+        const int parent = parent_in_note(p->note);  // the start model or an earlier sibling
+        CHECK(parent >= 0);
+        CHECK(parent < static_cast<int>(records.size()));
+        if (analyze(parsed.graph).macs < st.macs) ++smaller;
+        texts.insert(p->dsl);
+        CandidateRecord r = r0;  // another over-budget sibling, so the next proposal differs
+        r.index = static_cast<int>(records.size());
+        r.dsl = p->dsl;
+        r.hash = text_hash(p->dsl);
+        r.note = p->note;
+        records.push_back(r);
+    }
+    CHECK(smaller == 8);
+    CHECK(texts.size() == 8);
+    // Deterministic in (seed, records): the same proposal again.
+    AdaptDesigner again(3, s);
+    CHECK(again.propose(task, records)->dsl == d.propose(task, records)->dsl);
+}
+
+TEST_CASE("adapt: the journal keeps parent, inherited and weights, and refuses a weights path outside DIR") {
+    CandidateRecord r;
+    r.index = 0;  // the first line of a journal (parse_journal checks the order, not the parent)
+    r.dsl = "x";
+    r.hash = text_hash("x");
+    r.verdict = Verdict::Failed;
+    r.parent = 1;
+    r.inherited = "5 reused, 2 sliced, 0 fresh from #1";
+    r.weights = "weights/candidate_2.safetensors";
+    const std::string line = candidate_json(r);
+    const JournalContents c = parse_journal(journal_header_json(JournalHeader{fmnist_task(), "adapt", 1, "x"}) + "\n" + line + "\n");
+    REQUIRE(c.records.size() == 1);
+    CHECK(c.records[0].parent == 1);
+    CHECK(c.records[0].inherited == r.inherited);
+    CHECK(c.records[0].weights == r.weights);
+    r.index = 2;
+    CandidateRecord bad = r;
+    bad.weights = "weights/../../etc/passwd";
+    CHECK_THROWS_WITH(validate_resumed_record(bad, fmnist_task(), "j:2"), doctest::Contains("weights/ directory"));
+    bad = r;
+    bad.parent = 2;
+    CHECK_THROWS_WITH(validate_resumed_record(bad, fmnist_task(), "j:2"), doctest::Contains("not an earlier candidate"));
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+TEST_CASE("adapt: generate evaluates the start model, fine-tunes inherited candidates and resumes") {
+    TempDir dir("generate");
+    Task task = fmnist_task(1000.0);  // every candidate fits: the flow is what is checked
+    task.constraints.min_accuracy_drop = 1.0;
+    task.budget.max_candidates = 4;
+    auto start = std::make_shared<const StartModel>(load_start_model(write_start(dir), "", task));
+    RecordingTrainer trainer;
+    GenerateOptions o;
+    o.out_dir = dir / "run";
+    o.runs = 3;
+    o.confirm_runs = 3;
+    o.final_top = 1;
+    o.start = start;
+    AdaptDesigner proposer(1, *start);
+    GenerateOutcome r = generate(task, proposer, &trainer, o);
+    REQUIRE(r.result.records.size() == 4);
+    const CandidateRecord& r0 = r.result.records[0];
+    CHECK(r0.weights == "weights/start.safetensors");
+    CHECK(r0.parent == -1);
+    REQUIRE(r0.accuracy);
+    CHECK(*r0.accuracy == doctest::Approx(0.90));
+    REQUIRE(trainer.calls.size() >= 4);
+    CHECK(trainer.calls[0] == "weights");
+    for (std::size_t i = 1; i < 4; ++i) {
+        const CandidateRecord& c = r.result.records[i];
+        CHECK(c.parent >= 0);
+        CHECK(c.parent < static_cast<int>(i));
+        CHECK(c.inherited.find("reused") != std::string::npos);
+        CHECK(fs::exists(fs::path(o.out_dir) / c.weights));
+        CHECK(trainer.calls[i] == "finetune");
+        CHECK(c.verdict == Verdict::Feasible);  // 89.5% keeps the start's 90% within 1 point
+    }
+    CHECK(trainer.calls.back() == "final_from");  // the final training starts from inherited weights
+    REQUIRE(r.start_test_accuracy);
+    CHECK(*r.start_test_accuracy == doctest::Approx(0.89));
+    CHECK(r.start_ms);
+
+    // The journal says it all, and --resume continues from it.
+    const JournalContents j = read_journal(o.out_dir + "/journal.jsonl");
+    REQUIRE(j.records.size() == 4);
+    CHECK(j.records[2].inherited == r.result.records[2].inherited);
+    task.budget.max_candidates = 6;
+    o.resume = true;
+    RecordingTrainer second;
+    AdaptDesigner again(1, *start);
+    GenerateOutcome resumed = generate(task, again, &second, o);
+    CHECK(resumed.result.resumed == 4);
+    REQUIRE(resumed.result.records.size() == 6);
+    CHECK(second.calls.front() == "finetune");  // the start model is not evaluated again
+    CHECK(resumed.result.records[5].parent >= 0);
+
+    // Another start model on the same journal is refused.
+    write_text(dir / "other.lamda", "input: input shape=28x28x1\npool: gap\nfc: fc out=10\n");
+    write_safetensors(dir / "other.safetensors", random_weights(parse_dsl_or_throw("input: input shape=28x28x1\npool: gap\nfc: fc out=10\n", "o"), 1));
+    o.start = std::make_shared<const StartModel>(load_start_model(dir / "other.lamda", "", task));
+    AdaptDesigner other(1, *o.start);
+    CHECK_THROWS_WITH(generate(task, other, &second, o), doctest::Contains("not the start model"));
+}
+
+TEST_CASE("adapt: a start model below min_accuracy_drop's bar leaves its children below_accuracy") {
+    TempDir dir("drop");
+    Task task = fmnist_task(1000.0);
+    task.constraints.min_accuracy_drop = 0.1;  // 89.5% is 0.5 points below the start's 90%
+    task.budget.max_candidates = 3;
+    auto start = std::make_shared<const StartModel>(load_start_model(write_start(dir), "", task));
+    RecordingTrainer trainer;
+    GenerateOptions o;
+    o.out_dir = dir / "run";
+    o.runs = 3;
+    o.confirm_runs = 3;
+    o.proxy_slack = 0;
+    o.start = start;
+    AdaptDesigner proposer(1, *start);
+    GenerateOutcome r = generate(task, proposer, &trainer, o);
+    REQUIRE(r.result.records.size() == 3);
+    CHECK(r.result.records[0].verdict == Verdict::Feasible);
+    CHECK(r.result.records[1].verdict == Verdict::BelowAccuracy);
+    CHECK(r.result.records[2].verdict == Verdict::BelowAccuracy);
+}
+#endif
