@@ -424,3 +424,57 @@ TEST_CASE("parse_dsl_file reports unreadable files as diagnostics") {
     CHECK(r.diagnostics[0].message == "cannot open the file");
     CHECK_THROWS_AS(lamda::parse_dsl_or_throw("nonsense"), lamda::ModelError);
 }
+
+TEST_CASE("every error on a line is reported, in column order, without cascades") {
+    SUBCASE("stray characters, an op in other letter case and a bad value on one line") {
+        const auto r = lamda::parse_dsl("i: input shape=28x28x1\n"
+                                        "c1: Conv2d out=16 kernel=(3,3) act=ReLU\n");
+        INFO(all_messages(r));
+        REQUIRE(r.diagnostics.size() == 4);
+        CHECK(has_diagnostic(r, 2, 5, "unknown op 'Conv2d'"));
+        CHECK(has_diagnostic(r, 2, 26, "unexpected character '('"));
+        CHECK(has_diagnostic(r, 2, 30, "unexpected character ')'"));
+        CHECK(has_diagnostic(r, 2, 36, "did you mean 'relu'?"));
+        for (std::size_t k = 1; k < r.diagnostics.size(); ++k)
+            CHECK(r.diagnostics[k - 1].column < r.diagnostics[k].column);
+        // kernel=(3,3) hides the kernel: no "needs 'kernel'", no "'3' is not a layer name"
+        CHECK(all_messages(r).find("needs") == std::string::npos);
+        CHECK(all_messages(r).find("is not a layer name") == std::string::npos);
+    }
+    SUBCASE("non-ASCII characters are named once each, by code point") {
+        const auto r = lamda::parse_dsl("i: input shape=28x28x1\n"
+                                        "c: conv2d out=8 kernel=3\xc3\x97" "3 act=\xe2\x80\x98relu\xe2\x80\x99 padding=sam\n");
+        INFO(all_messages(r));
+        REQUIRE(r.diagnostics.size() == 4);
+        CHECK(has_diagnostic(r, 2, 25, "unexpected character U+00D7 '\xc3\x97'"));
+        CHECK(has_diagnostic(r, 2, 33, "unexpected character U+2018"));
+        CHECK(has_diagnostic(r, 2, 40, "unexpected character U+2019"));
+        CHECK(has_diagnostic(r, 2, 52, "invalid value 'sam' for 'padding'"));
+    }
+    SUBCASE("a bullet before the name, a stray ':' and a key without value") {
+        const auto r = lamda::parse_dsl("i: input shape=28x28x1\n"
+                                        "\xe2\x80\xa2 c: conv2d out=8 kernel=3 : stride=0x bias=\n");
+        INFO(all_messages(r));
+        REQUIRE(r.diagnostics.size() == 4);
+        CHECK(has_diagnostic(r, 2, 1, "U+2022"));
+        CHECK(has_diagnostic(r, 2, 30, "unexpected ':'"));
+        CHECK(has_diagnostic(r, 2, 39, "invalid value '0x' for 'stride'"));
+        CHECK(has_diagnostic(r, 2, 46, "attribute 'bias' has no value"));
+    }
+    SUBCASE("a stray byte that is not UTF-8, and a line that is only stray characters") {
+        const auto r = lamda::parse_dsl("i: input shape=28x28x1\n\xff\xfe\nc: conv2d out=8 kernel=3 \x01\n");
+        INFO(all_messages(r));
+        REQUIRE(r.diagnostics.size() == 3);
+        CHECK(has_diagnostic(r, 2, 1, "byte 0xff"));
+        CHECK(has_diagnostic(r, 2, 2, "byte 0xfe"));
+        CHECK(has_diagnostic(r, 3, 26, "byte 0x01"));
+    }
+    SUBCASE("a layer with a guessed op still defines its name: no cascade below it") {
+        const auto r = lamda::parse_dsl("i: input shape=8x8x1\n"
+                                        "d: Linear out=4\n"
+                                        "e: relu d\n");
+        INFO(all_messages(r));
+        REQUIRE(r.diagnostics.size() == 1);
+        CHECK(has_diagnostic(r, 2, 4, "did you mean 'fc'?"));
+    }
+}

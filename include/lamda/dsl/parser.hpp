@@ -1,9 +1,15 @@
 // lamda/dsl/parser.hpp: the text format (docs/dsl.md) -> IR graph, and the canonical printer.
 // The parser never throws on bad input: it returns every independent error it finds, each naming
-// FILE:LINE:COL, so that a person or the generator can fix them all in one go.
+// FILE:LINE:COL, so that a person or the generator can fix them all in one go. That holds within
+// a line too: every stray character (a run of non-ASCII bytes is one character, named by its code
+// point), every bad attribute and every missing one is reported, and the parser resynchronises at
+// the next KEY=VALUE after a stray character instead of reporting what follows from it. An unknown
+// op with a confident guess (a known alias, or the same name in other letter case) has its
+// attributes checked against the guessed op.
 #ifndef LAMDA_DSL_PARSER_HPP
 #define LAMDA_DSL_PARSER_HPP
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstddef>
@@ -27,7 +33,7 @@ struct ParseResult {
 
 namespace dsl_detail {
 
-enum class TokenKind { Word, Colon, Equals, Comma };
+enum class TokenKind { Word, Colon, Equals, Comma, Bad };  // Bad: a stray character, reported
 
 struct Token {
     TokenKind kind;
@@ -215,8 +221,9 @@ private:
             Diagnostic{file_, line, column, std::move(message), std::move(hint)});
     }
 
-    // Splits a line into tokens; false after reporting a character that has no place here.
-    bool tokenize(std::string_view line, int line_number, std::vector<Token>& tokens) {
+    // Splits a line into tokens. Each character that has no place here is reported and becomes a
+    // Bad token (a run of non-ASCII bytes is one, named by its code point when it is UTF-8).
+    void tokenize(std::string_view line, int line_number, std::vector<Token>& tokens) {
         tokens.clear();
         std::size_t i = 0;
         while (i < line.size()) {
@@ -239,22 +246,95 @@ private:
                 i = j;
             } else {
                 const auto byte = static_cast<unsigned char>(c);
+                std::size_t j = i + 1;
                 std::string shown;
                 if (byte >= 0x20 && byte < 0x7f) {
                     shown = std::string("'") + c + "'";
+                } else if (byte < 0x80) {
+                    shown = "byte " + hex_byte(byte);
                 } else {
-                    static const char* hex = "0123456789abcdef";
-                    shown = std::string("byte 0x") + hex[byte >> 4] + hex[byte & 15];
+                    j = utf8_end(line, i);
+                    shown = describe_non_ascii(line.substr(i, j - i));
                 }
                 error(line_number, column, "unexpected character " + shown,
-                      "a line is `NAME: OP INPUTS KEY=VALUE ...`; comments start with '#'");
-                return false;
+                      byte >= 0x80 ? "the DSL is ASCII only: sizes are written 3x3, with no quotes or brackets"
+                                   : "a line is `NAME: OP INPUTS KEY=VALUE ...`; comments start with '#'");
+                if (stopped_) return;
+                tokens.push_back(Token{TokenKind::Bad, line.substr(i, j - i), column});
+                i = j;
             }
         }
-        return true;
     }
 
+    static std::string hex_byte(unsigned char byte) {
+        static const char* hex = "0123456789abcdef";
+        return std::string("0x") + hex[byte >> 4] + hex[byte & 15];
+    }
+
+    // The end of the run of non-ASCII bytes at `i` that forms one UTF-8 character (at least one
+    // byte; a byte that starts no valid sequence stands alone).
+    static std::size_t utf8_end(std::string_view line, std::size_t i) {
+        const auto lead = static_cast<unsigned char>(line[i]);
+        const std::size_t n = lead >= 0xf0 && lead < 0xf5 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc2 && lead < 0xe0 ? 2 : 1;
+        if (n == 1 || i + n > line.size()) return i + 1;
+        for (std::size_t k = 1; k < n; ++k)
+            if ((static_cast<unsigned char>(line[i + k]) & 0xc0) != 0x80) return i + 1;
+        return i + n;
+    }
+
+    // "U+00D7 'x'" for a whole UTF-8 character, "byte 0xNN" for a stray byte.
+    static std::string describe_non_ascii(std::string_view ch) {
+        const auto lead = static_cast<unsigned char>(ch[0]);
+        if (ch.size() == 1) return "byte " + hex_byte(lead);
+        std::uint32_t cp = lead & (ch.size() == 2 ? 0x1fu : ch.size() == 3 ? 0x0fu : 0x07u);
+        for (std::size_t k = 1; k < ch.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(ch[k]) & 0x3fu);
+        static const char* hex = "0123456789ABCDEF";
+        std::string u = "U+";
+        const int digits = cp > 0xffff ? 6 : 4;
+        for (int d = digits - 1; d >= 0; --d) u += hex[(cp >> (4 * d)) & 15];
+        return u + " '" + std::string(ch) + "'";
+    }
+
+    // From tokens[at], the index of the next `KEY =` (the start of an attribute), or the end.
+    static std::size_t next_attribute(const std::vector<Token>& tokens, std::size_t at) {
+        while (at < tokens.size() &&
+               !(tokens[at].kind == TokenKind::Word && at + 1 < tokens.size() && tokens[at + 1].kind == TokenKind::Equals))
+            ++at;
+        return at;
+    }
+
+    static std::string lower_ascii(std::string_view word) {
+        std::string lower(word);
+        for (char& ch : lower)
+            if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+        return lower;
+    }
+
+    // A confident guess for an unknown op word: a known alias or an op name, in any letter case.
+    static std::string_view confident_guess(std::string_view word) {
+        const std::string lower = lower_ascii(word);
+        const std::string_view alias = known_alias(lower);
+        if (!alias.empty()) return alias;
+        for (OpKind k : all_op_kinds)
+            if (op_name(k) == lower) return op_name(k);
+        return {};
+    }
+
+    // Sorts the diagnostics a line added by column when it is done (tokenize() reports stray
+    // characters before the op and attributes around them are checked).
+    struct ByColumn {
+        std::vector<Diagnostic>& diagnostics;
+        std::size_t from;
+        const bool& stopped;
+        ~ByColumn() {
+            if (stopped || diagnostics.size() <= from + 1) return;
+            std::stable_sort(diagnostics.begin() + static_cast<std::ptrdiff_t>(from), diagnostics.end(),
+                             [](const Diagnostic& x, const Diagnostic& y) { return x.column < y.column; });
+        }
+    };
+
     void parse_line(std::string_view line, int line_number) {
+        const ByColumn by_column{result_.diagnostics, result_.diagnostics.size(), stopped_};
         if (line.size() > limits_.max_line_length) {
             error(line_number, 1,
                   "the line is " + std::to_string(line.size()) + " characters, more than the limit of " +
@@ -263,7 +343,10 @@ private:
             return;
         }
         std::vector<Token> tokens;
-        if (!tokenize(line, line_number, tokens) || tokens.empty()) return;
+        tokenize(line, line_number, tokens);
+        if (stopped_ || tokens.empty()) return;
+        bool stray = false;  // a stray character was reported: the layer is not built
+        for (const Token& t : tokens) stray = stray || t.kind == TokenKind::Bad;
 
         // `model NAME`
         if (tokens[0].kind == TokenKind::Word && tokens[0].text == "model" &&
@@ -282,9 +365,17 @@ private:
 
         Layer layer;
         layer.loc = SourceLoc{line_number, tokens[0].column};
-        bool broken = false;
+        bool broken = stray;
         std::size_t at = 0;
         std::string_view written_name;
+        if (tokens[0].kind == TokenKind::Bad) {
+            // A stray character before the name (a bullet, a quote): the rest may still be a layer.
+            std::size_t first = 0;
+            while (first < tokens.size() && tokens[first].kind == TokenKind::Bad) ++first;
+            tokens.erase(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(first));
+            if (tokens.empty()) return;
+            broken = true;
+        }
         if (tokens.size() >= 2 && tokens[1].kind == TokenKind::Colon) {
             if (tokens[0].kind != TokenKind::Word || !is_identifier(tokens[0].text) ||
                 tokens[0].text.size() > static_cast<std::size_t>(limits_.max_name_length)) {
@@ -298,21 +389,25 @@ private:
             at = 2;
         }
         if (at >= tokens.size() || tokens[at].kind != TokenKind::Word) {
-            error(line_number, at < tokens.size() ? tokens[at].column : tokens.back().column,
-                  "expected an op name", "e.g. `conv1: conv2d out=16 kernel=3`");
+            if (at >= tokens.size() || tokens[at].kind != TokenKind::Bad)  // else reported already
+                error(line_number, at < tokens.size() ? tokens[at].column : tokens.back().column,
+                      "expected an op name", "e.g. `conv1: conv2d out=16 kernel=3`");
             return;  // nothing to build a layer from
         }
         const Token& op_token = tokens[at++];
         if (!lookup_op(op_token.text, layer.op)) {
             std::string hint;
-            const std::string_view alias = known_alias(op_token.text);
+            const std::string_view alias = confident_guess(op_token.text);
             const std::string guess = alias.empty() ? closest_match(op_token.text, op_names())
                                                     : std::string(alias);
             if (!guess.empty()) hint = "did you mean '" + guess + "'?";
             else hint = "ops are: " + join_op_names();
             error(line_number, op_token.column,
                   "unknown op '" + std::string(op_token.text) + "'", hint);
-            return;
+            // With a confident guess, the rest of the line is checked as that op (the layer stays
+            // broken); otherwise there is nothing to check its attributes against.
+            if (alias.empty() || !lookup_op(alias, layer.op)) return;
+            broken = true;
         }
         apply_defaults(layer);
 
@@ -330,12 +425,18 @@ private:
                 ++at;
                 continue;
             }
+            if (t.kind == TokenKind::Bad) {  // reported by tokenize(): go on at the next KEY=VALUE
+                broken = true;
+                at = next_attribute(tokens, at + 1);
+                continue;
+            }
             if (t.kind != TokenKind::Word) {
                 error(line_number, t.column, "unexpected '" + std::string(t.text) + "'",
                       t.kind == TokenKind::Colon ? "only the layer name is followed by ':'"
                                                  : "attributes are written KEY=VALUE");
                 broken = true;
-                break;
+                at = next_attribute(tokens, at + 1);
+                continue;
             }
             const bool is_attribute =
                 at + 1 < tokens.size() && tokens[at + 1].kind == TokenKind::Equals;
@@ -351,14 +452,25 @@ private:
                 continue;
             }
             if (at + 2 >= tokens.size() || tokens[at + 2].kind != TokenKind::Word) {
-                error(line_number, tokens[at + 1].column,
-                      "attribute '" + std::string(t.text) + "' has no value",
-                      "write KEY=VALUE with no spaces, e.g. kernel=3");
+                // `kernel=(3,3)`: the stray '(' is reported; the key counts as given.
+                if (at + 2 < tokens.size() && tokens[at + 2].kind == TokenKind::Bad) seen_keys.push_back(t.text);
+                else
+                    error(line_number, tokens[at + 1].column,
+                          "attribute '" + std::string(t.text) + "' has no value",
+                          "write KEY=VALUE with no spaces, e.g. kernel=3");
                 broken = true;
-                break;
+                at = next_attribute(tokens, at + 2);
+                continue;
             }
             const Token& value = tokens[at + 2];
             at += 3;
+            if (at < tokens.size() && tokens[at].kind == TokenKind::Bad) {
+                // `kernel=3<U+00D7>3`, `act=<U+2018>relu<U+2019>`: the value is cut by a stray character (reported)
+                seen_keys.push_back(t.text);
+                broken = true;
+                at = next_attribute(tokens, at);
+                continue;
+            }
             bool duplicate = false;
             for (std::string_view k : seen_keys) duplicate = duplicate || k == t.text;
             if (duplicate) {
@@ -504,7 +616,11 @@ private:
             if (!found) {
                 std::vector<std::string> names;
                 for (Activation a : all_activations) names.emplace_back(activation_name(a));
-                const std::string guess = closest_match(v, names);
+                const std::string lower = lower_ascii(v);
+                std::string guess;
+                for (const std::string& n : names)
+                    if (n == lower) guess = n;  // ReLU, ReLU6, Sigmoid: lamda writes them in lower case
+                if (guess.empty()) guess = closest_match(v, names);
                 return bad_value(key, value, line_number,
                                  guess.empty() ? "none, relu, relu6, hardswish, hardsigmoid or sigmoid"
                                                : "an activation; did you mean '" + guess + "'?");
