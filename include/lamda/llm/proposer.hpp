@@ -185,6 +185,15 @@ private:
         compact_ = options_.compact == 1 || (options_.compact < 0 && c.context_tokens <= 4096);
     }
 
+    // The bytes of a request body that reach the model's context: the constraint members (a GBNF
+    // grammar of several KB, a JSON schema) are not prompt, so they neither use the window nor
+    // count in the calibration of characters per token.
+    std::size_t prompt_bytes(const std::string& body) const {
+        const std::string& extra = client_.config().extra_body;
+        const std::size_t n = extra.empty() ? 0 : extra.size() + 1;  // ",<members>"
+        return body.size() > n ? body.size() - n : body.size();
+    }
+
     void calibrate(std::size_t body_bytes, std::int64_t prompt_tokens) {
         if (prompt_tokens <= 0 || body_bytes == 0) return;
         const double estimate = static_cast<double>(estimate_tokens(body_bytes, chars_per_token_));
@@ -242,7 +251,8 @@ private:
                 // Read the server's numbers, shrink, and retry once with a smaller request.
                 const ContextNumbers n = parse_context_error(e.what());
                 const std::size_t before = body.size();
-                if (n.prompt_tokens > 0) chars_per_token_ = std::clamp(static_cast<double>(before) / n.prompt_tokens, 1.5, 8.0);
+                if (n.prompt_tokens > 0)
+                    chars_per_token_ = std::clamp(static_cast<double>(prompt_bytes(body)) / n.prompt_tokens, 1.5, 8.0);
                 const int window = n.window > 0 ? n.window : client_.config().context_tokens * 3 / 4;
                 apply_window(std::min(window, client_.config().context_tokens));
                 log("context_length_exceeded: the server's window is " + std::to_string(window) + " tokens" +
@@ -263,7 +273,7 @@ private:
         client_.stop_when = nullptr;
         last_request_bytes_ = body.size();
         max_request_bytes_ = std::max(max_request_bytes_, body.size());
-        calibrate(body.size(), reply.prompt_tokens);
+        calibrate(prompt_bytes(body), reply.prompt_tokens);
         round_.clear();  // delivered
         last_problem_.clear();
         for (std::size_t r : repair) repairs_.erase(std::remove(repairs_.begin(), repairs_.end(), r), repairs_.end());
@@ -273,7 +283,7 @@ private:
         log("turn " + std::to_string(turn) + ": " + std::to_string(got.models.size()) + " candidate(s) in " +
             llm_detail::fixed2(reply.seconds) + " s" + (reply.attempts > 1 ? " after " + std::to_string(reply.attempts) + " attempts" : "") +
             (reply.streamed ? ", streamed" : "") + (reply.stopped_early ? ", stopped early" : "") + " (request ~" +
-            llm_detail::group_digits(static_cast<std::int64_t>(estimate_tokens(body.size(), chars_per_token_))) + " tokens" +
+            llm_detail::group_digits(static_cast<std::int64_t>(estimate_tokens(prompt_bytes(body), chars_per_token_))) + " tokens" +
             repair_text + ")");
         if (got.cut)
             last_problem_ = got.cut_in_reasoning
@@ -595,7 +605,7 @@ private:
         auto body_of = [&](const std::string& user) {
             return chat_request_json(cfg, {ChatMessage{"system", system}, ChatMessage{"user", user}});
         };
-        std::size_t used = body_of(head + core + tail).size();
+        std::size_t used = prompt_bytes(body_of(head + core + tail));
         if (used > budget)
             throw LlmError(LlmErrorKind::Config,
                            "the request needs ~" + std::to_string(estimate_tokens(used, chars_per_token_)) + " tokens before any history, over the budget of " +
@@ -678,7 +688,7 @@ private:
             }
         }
         const std::string body = body_of(head + best + recent + results + core + tail);
-        if (body.size() > budget)  // cannot happen: every part was counted
+        if (prompt_bytes(body) > budget)  // cannot happen: every part was counted
             throw LlmError(LlmErrorKind::Config, "internal: the request grew over its budget");
         return body;
     }
