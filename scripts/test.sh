@@ -63,6 +63,26 @@ if ! (cd bench/peers && node -e "$ort_check" 2>/dev/null); then
     (cd bench/peers && node -e "$ort_check")
 fi
 
+# llama.cpp for the llm_llama test (tests/llm/llama/server.mjs): node-llama-cpp at
+# tests/llm/llama/package-lock.json's version with its prebuilt linux-x64 CPU binary only.
+# --ignore-scripts: its postinstall would download or build llama.cpp; --omit=optional leaves out
+# the CUDA, Vulkan and other platforms' binaries (~600 MB). x86_64 only (the binary's platform).
+if [ "$(uname -m)" = x86_64 ]; then
+    section "npm: node-llama-cpp in tests/llm/llama/node_modules (the llm_llama test's llama.cpp)"
+    llama_check="const want = require('./package.json').dependencies['node-llama-cpp'];
+const have = require('./node_modules/node-llama-cpp/package.json').version;
+require.resolve('./node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/llama-addon.node');
+if (have !== want) {
+    console.error('node-llama-cpp ' + have + ', want ' + want);
+    process.exit(1);
+}
+console.log('node-llama-cpp ' + have + ' installed');"
+    if ! (cd tests/llm/llama && node -e "$llama_check" 2>/dev/null); then
+        (cd tests/llm/llama && npm ci --ignore-scripts --omit=optional --no-audit --no-fund)
+        (cd tests/llm/llama && node -e "$llama_check")
+    fi
+fi
+
 section "CMake + $(c++ --version | head -n1): configure and build (build/)"
 cmake_configure build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$jobs"
