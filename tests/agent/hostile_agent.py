@@ -86,15 +86,27 @@ def request(port, raw, body_after=b"", send_body=True, timeout=30.0):
     """Sends a raw request head (and body); returns (status, headers, body, seconds)."""
     t0 = time.monotonic()
     s = connect(port, timeout)
+
+    def send_body():  # in parallel with reading: the answer may come before the body is taken
+        try:
+            s.sendall(body_after)
+        except OSError:
+            pass
+
+    sender = None
     try:
         s.sendall(raw)
         if send_body and body_after:
-            try:
-                s.sendall(body_after)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            sender = threading.Thread(target=send_body)
+            sender.start()
         st, head, body = read_reply(s)
     finally:
+        try:
+            s.shutdown(socket.SHUT_RDWR)  # ends a sender blocked on a full window
+        except OSError:
+            pass
+        if sender:
+            sender.join()
         s.close()
     return st, head, body, time.monotonic() - t0
 

@@ -604,15 +604,17 @@ TEST_CASE("agent: TLS with a certificate and key, the client verifies it against
 
 namespace {
 
-// A hostile "agent" on 127.0.0.1 for the client's side: each connection gets `answer(fd)`
-// after its request head has arrived. Stopped and joined on destruction.
+// A hostile "agent" on 127.0.0.1 for the client's side: each connection gets `answer(fd, stop)`
+// after its request head has arrived; endless answers end when `stop` is set (a closed Linux
+// socket may go on acknowledging data for a while). Stopped and joined on destruction.
 struct HostileServer {
     int listener = -1;
     int port = 0;
     std::atomic<bool> stopping{false};
     std::thread thread;
 
-    explicit HostileServer(std::function<void(int)> answer) {
+    using Answer = std::function<void(int, const std::atomic<bool>&)>;
+    explicit HostileServer(Answer answer) {
         listener = ::socket(AF_INET, SOCK_STREAM, 0);
         REQUIRE(listener >= 0);
         sockaddr_in addr{};
@@ -629,6 +631,8 @@ struct HostileServer {
                 if (::poll(&p, 1, 50) <= 0) continue;
                 const int fd = ::accept(listener, nullptr, nullptr);
                 if (fd < 0) continue;
+                timeval tv{1, 0};  // a send blocked on a full window gives up, so `stopping` is seen
+                ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
                 std::string head;
                 char buffer[4096];
                 while (head.find("\r\n\r\n") == std::string::npos) {
@@ -638,7 +642,7 @@ struct HostileServer {
                     if (n <= 0) break;
                     head.append(buffer, static_cast<std::size_t>(n));
                 }
-                answer(fd);
+                answer(fd, stopping);
                 ::close(fd);
             }
         });
@@ -655,7 +659,7 @@ struct HostileServer {
 };
 
 // The client's error for GET /v1/device against `answer`, and how long it took.
-std::pair<std::string, double> client_error(std::function<void(int)> answer, double timeout_s = 30,
+std::pair<std::string, double> client_error(HostileServer::Answer answer, double timeout_s = 30,
                                             std::size_t max_reply_bytes = std::size_t{1} << 20) {
     HostileServer server(std::move(answer));
     AgentClientOptions o;
@@ -679,10 +683,10 @@ std::pair<std::string, double> client_error(std::function<void(int)> answer, dou
 
 TEST_CASE("agent client: a reply that trickles runs into the request's total deadline") {
     const auto [message, seconds] = client_error(
-        [](int fd) {
+        [](int fd, const std::atomic<bool>& stop) {
             // A status line, then a header byte every 0.1 s: every single read is quick.
             if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\nX-Slow: ")) return;
-            for (int i = 0; i < 600; ++i) {
+            for (int i = 0; i < 600 && !stop.load(); ++i) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
                 if (!HostileServer::send_all(fd, "a")) return;
             }
@@ -702,36 +706,36 @@ TEST_CASE("agent client: endless reply headers, endless or huge bodies and encod
     const std::string block(65536, 'a');
     struct Case {
         const char* name;
-        std::function<void(int)> answer;
+        HostileServer::Answer answer;
         const char* error;
     };
     const std::vector<Case> cases = {
         {"endless headers",
-         [&](int fd) {
+         [&](int fd, const std::atomic<bool>& stop) {
              if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\n")) return;
-             for (int i = 0; i < 100000 && HostileServer::send_all(fd, lines); ++i) {}
+             for (int i = 0; i < 100000 && HostileServer::send_all(fd, lines) && !stop.load(); ++i) {}
          },
          "reply headers over 1048576 bytes"},
         {"endless chunked body",
-         [&](int fd) {
+         [&](int fd, const std::atomic<bool>& stop) {
              if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")) return;
-             for (int i = 0; i < 100000 && HostileServer::send_all(fd, "10000\r\n" + block + "\r\n"); ++i) {}
+             for (int i = 0; i < 100000 && HostileServer::send_all(fd, "10000\r\n" + block + "\r\n") && !stop.load(); ++i) {}
          },
          "reply over 1048576 bytes"},
         {"endless body without a length",
-         [&](int fd) {
+         [&](int fd, const std::atomic<bool>& stop) {
              if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")) return;
-             for (int i = 0; i < 100000 && HostileServer::send_all(fd, block); ++i) {}
+             for (int i = 0; i < 100000 && HostileServer::send_all(fd, block) && !stop.load(); ++i) {}
          },
          "reply over 1048576 bytes"},
         {"a Content-Length over the cap",
-         [&](int fd) {
+         [&](int fd, const std::atomic<bool>& stop) {
              if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n")) return;
-             for (int i = 0; i < 100000 && HostileServer::send_all(fd, block); ++i) {}
+             for (int i = 0; i < 100000 && HostileServer::send_all(fd, block) && !stop.load(); ++i) {}
          },
          "reply of 10000000000 bytes, over the limit of 1048576"},
         {"a gzip reply",
-         [&](int fd) {
+         [&](int fd, const std::atomic<bool>&) {
              HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd");
          },
          "Content-Encoding 'gzip'"},

@@ -494,8 +494,7 @@ private:
         bool ret = false;
         for (int count = 100; count > 0; --count) {
             if (count < 100 && !strm.buffered()) {  // kept alive: wait for the next request
-                pollfd p{sock, POLLIN, 0};
-                if (::poll(&p, 1, static_cast<int>(keep_alive_timeout_s_ * 1000)) <= 0) break;
+                if (!wait_for_next_request(sock)) break;
                 start = DeadlineStream::clock::now();
             }
             if (svr_sock_ == INVALID_SOCKET) break;  // stopping
@@ -513,6 +512,22 @@ private:
         current_connection() = nullptr;
         linger_close(sock);
         return ret;
+    }
+
+    // Whether a kept-alive connection sends its next request within keep_alive_timeout_s;
+    // waits in slices of 100 ms so that stop() does not wait for idle connections.
+    bool wait_for_next_request(int sock) const {
+        const auto until = DeadlineStream::clock::now() +
+                           std::chrono::duration_cast<DeadlineStream::clock::duration>(std::chrono::duration<double>(keep_alive_timeout_s_));
+        while (svr_sock_ != INVALID_SOCKET) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - DeadlineStream::clock::now()).count();
+            if (left <= 0) return false;
+            pollfd p{sock, POLLIN, 0};
+            const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 100)));
+            if (r > 0) return true;
+            if (r < 0 && errno != EINTR) return false;
+        }
+        return false;
     }
 
     // Closes after the answer was sent: the unread rest of a refused request is drained for a
