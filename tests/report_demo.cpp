@@ -3,9 +3,11 @@
 //
 //   lamda_report_demo OUT.html [accuracy|capacity]
 //
-// Prints the number of candidates the scatter must show, and the number on the Pareto front.
+// Prints the number of candidates the scatter must show, the number on the Pareto front, and the
+// number drawn as untrained crosses (over a budget, no accuracy).
 // Needs only the core library.
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -28,7 +30,7 @@ struct Lcg {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: lamda_report_demo OUT.html [accuracy|capacity]\n");
+        std::fprintf(stderr, "usage: lamda_report_demo OUT.html [accuracy|capacity [LATENCY_LIMIT_MS]]\n");
         return 2;
     }
     const std::string out = argv[1];
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
     lamda::Task task;
     task.name = "demo <fashion-mnist> & \"friends\"";
     task.dataset = "fashion-mnist";
-    task.constraints.latency_ms = 0.1;
+    task.constraints.latency_ms = argc > 3 ? std::atof(argv[3]) : 0.1;  // a limit at the plot's right edge: 0.19
     task.constraints.max_params = 100000;
     task.budget.max_candidates = 40;
 
@@ -94,8 +96,11 @@ int main(int argc, char** argv) {
     info.stage_seconds = {{"propose", 0.4}, {"predict", 1.1}, {"measure", 20.5}, {"train", 30}};
     info.stop_reason = "budget: 40 candidates";
 
-    int plotted = 0;
-    for (const auto& r : records) plotted += lamda::on_latency_plane(r, info.objective) ? 1 : 0;
+    int plotted = 0, untrained = 0;
+    for (const auto& r : records) {
+        plotted += lamda::on_latency_plane(r, info.objective) ? 1 : 0;
+        untrained += lamda::untrained_on_plane(r, info.objective) ? 1 : 0;
+    }
     const auto front = lamda::pareto_front(records, info.objective);
 
     std::ofstream html(out, std::ios::binary | std::ios::trunc);
@@ -106,6 +111,6 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "lamda_report_demo: cannot write %s\n", out.c_str());
         return 1;
     }
-    std::printf("%d %zu\n", plotted, front.size());
+    std::printf("%d %zu %d\n", plotted, front.size(), untrained);
     return 0;
 }

@@ -10,7 +10,11 @@
 // The scatter (`<svg id="scatter">`) has one `<circle class="candidate ...">` per plotted candidate
 // (classes feasible|infeasible, measured|predicted, on-front), the Pareto front as
 // `<polyline id="pareto" class="pareto">`, the latency limit as `<line id="constraint">`, the best
-// candidate ringed by `<circle id="best-ring">`, and a legend `<g id="legend">`.
+// candidate ringed by `<circle id="best-ring">`, and a legend `<g id="legend">`. Candidates with a
+// latency but no accuracy (over a budget, so never trained) are `<path class="untrained ...">`
+// crosses in a strip along the bottom of the accuracy plot. The best model's section names it
+// (`id="best-name"`, the name best.lamda gets: best_model_name) and draws its costliest layers as
+// bars (`<svg id="layer-chart">`, one `<rect class="layer-bar">` per layer).
 #ifndef LAMDA_SEARCH_REPORT_HPP
 #define LAMDA_SEARCH_REPORT_HPP
 
@@ -72,6 +76,52 @@ inline bool on_latency_plane(const CandidateRecord& r, Objective objective) noex
     if (!ms || !std::isfinite(*ms) || *ms < 0) return false;
     if (objective == Objective::Accuracy) return r.accuracy && std::isfinite(*r.accuracy);
     return r.macs >= 0;
+}
+
+// Candidates the accuracy plot has a latency for but no accuracy: rejected on a budget before
+// training (over the latency, parameter or memory limit). They are drawn as crosses at the bottom.
+inline bool untrained_on_plane(const CandidateRecord& r, Objective objective) noexcept {
+    if (objective != Objective::Accuracy || r.verdict == Verdict::Invalid || r.verdict == Verdict::WrongTask) return false;
+    const std::optional<double> ms = judged_latency_ms(r);
+    return ms && std::isfinite(*ms) && *ms >= 0 && !(r.accuracy && std::isfinite(*r.accuracy));
+}
+
+// The name the model handed over gets (`model NAME` in best.lamda, the report's heading): the
+// task's name as an identifier ("fmnist fast" -> "fmnist_fast"), "best" without one.
+inline std::string best_model_name(const Task& task) {
+    std::string name;
+    for (char c : task.name) {
+        const bool word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+        if (word) name += c;
+        else if (!name.empty() && name.back() != '_') name += '_';
+        if (name.size() >= 64) break;
+    }
+    while (!name.empty() && name.back() == '_') name.pop_back();
+    if (name.empty() || (name[0] >= '0' && name[0] <= '9')) name = "best" + (name.empty() ? std::string() : "_" + name);
+    return name;
+}
+
+// `dsl` with its `model NAME` line (the first non-comment, non-blank line, when it is one)
+// naming `name`; a line is added before the first layer when there is none.
+inline std::string with_model_name(const std::string& dsl, const std::string& name) {
+    std::size_t at = 0;
+    while (at < dsl.size()) {
+        std::size_t end = dsl.find('\n', at);
+        if (end == std::string::npos) end = dsl.size();
+        std::string_view line(dsl.data() + at, end - at);
+        const std::size_t first = line.find_first_not_of(" \t\r");
+        if (first == std::string_view::npos || line[first] == '#') {
+            at = end + 1;
+            continue;
+        }
+        if (line.substr(first, 6) == "model " || line.substr(first, 6) == "model\t") {
+            const std::size_t comment = line.find('#');
+            const std::string tail = comment == std::string_view::npos ? std::string() : "  " + std::string(line.substr(comment));
+            return dsl.substr(0, at) + "model " + name + tail + dsl.substr(end);
+        }
+        return dsl.substr(0, at) + "model " + name + "\n" + dsl.substr(at);
+    }
+    return dsl;
 }
 
 // The Pareto front: candidates (positions in `records`) no other candidate beats on both judged
@@ -490,6 +540,7 @@ struct HtmlReport {
     const std::vector<std::size_t> front;      // the Pareto front, by latency
     std::vector<bool> is_front;
     std::vector<std::size_t> plotted;          // candidates on the latency plane
+    std::vector<std::size_t> untrained;        // with a latency, no accuracy: crosses at the bottom
     const std::vector<std::size_t> ranked;     // feasible, best first
     // The scatter's geometry; the legend sits on the right.
     static constexpr double width = 960, height = 480, left = 84, right = 200, top = 20, bottom = 58;
@@ -504,9 +555,13 @@ struct HtmlReport {
         for (std::size_t p : front) is_front[p] = true;
         for (std::size_t k = 0; k < records.size(); ++k)
             if (on_latency_plane(records[k], objective)) plotted.push_back(k);
+            else if (untrained_on_plane(records[k], objective)) untrained.push_back(k);
         fit_axes();
         h.reserve(16384 + records.size() * 600);
     }
+
+    // The strip along the bottom that holds the untrained crosses (none: 0 px).
+    double strip() const { return untrained.empty() ? 0.0 : 22.0; }
 
     double y_value(const CandidateRecord& r) const {
         return by_accuracy ? *r.accuracy : std::max(1.0, static_cast<double>(r.macs));
@@ -520,11 +575,12 @@ struct HtmlReport {
             xs.push_back(*judged_latency_ms(records[p]));
             ys.push_back(y_value(records[p]));
         }
+        for (std::size_t p : untrained) xs.push_back(*judged_latency_ms(records[p]));
         if (limit > 0) xs.push_back(limit);
         bool x_positive = true;
         for (double x : xs) x_positive = x_positive && x > 0;
         ax = fit_axis(xs, x_positive, false, left, width - right);
-        ay = fit_axis(ys, false, !by_accuracy, height - bottom, top);
+        ay = fit_axis(ys, false, !by_accuracy, height - bottom - strip(), top);
         if (by_accuracy) {
             ay.lo = std::max(0.0, ay.lo);
             ay.hi = std::min(1.0, ay.hi);
@@ -555,6 +611,8 @@ svg .candidate.predicted { fill: #fff; } svg .candidate.on-front { stroke: #111;
 svg .pareto { fill: none; stroke: #3b3bb3; stroke-width: 2; stroke-dasharray: 6 3; }
 svg .constraint { stroke: #c0182b; stroke-width: 1.5; stroke-dasharray: 4 4; }
 svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
+svg .untrained { fill: none; stroke: #d95f02; stroke-width: 1.8; }
+svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb0; } svg .layer-bar.other { fill: #bbb; }
 </style>
 </head>
 <body>
@@ -617,8 +675,12 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
         const Constraints& c = task.constraints;
     const std::string y_label = by_accuracy ? "validation accuracy" : "MACs (log scale)";
     h += "<h2>Candidates</h2>\n";
-    h += "<p class=\"muted\">" + std::to_string(plotted.size()) + " of " + std::to_string(records.size()) +
-         " candidates plotted (the others have no latency or no " + (by_accuracy ? "accuracy" : "analysis") +
+    h += "<p class=\"muted\">" + std::to_string(plotted.size() + untrained.size()) + " of " +
+         std::to_string(records.size()) + " candidates plotted" +
+         (untrained.empty() ? std::string()
+                            : ", " + std::to_string(untrained.size()) +
+                                  " of them over a budget and never trained: crosses along the bottom") +
+         " (the others have no latency or no " + (by_accuracy ? "accuracy" : "analysis") +
          "). Filled: measured latency; hollow: predicted only. Pareto front: lower latency and higher " +
          (by_accuracy ? "accuracy" : "capacity") + " than any other.</p>\n";
     h += "<svg id=\"scatter\" class=\"scatter\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fixed(width, 0) +
@@ -673,8 +735,14 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
             h += "<line id=\"constraint\" class=\"constraint\" x1=\"" + X(limit) + "\" x2=\"" + X(limit) + "\" y1=\"" +
                  fixed(top, 0) + "\" y2=\"" + fixed(height - bottom, 0) + "\"><title>latency limit " + general(limit, 6) +
                  " ms</title></line>\n";
-            h += "<text class=\"constraint-label\" x=\"" + fixed(ax.px(limit) + 4, 2) + "\" y=\"" + fixed(top + 12, 0) +
-                 "\" fill=\"#c0182b\">limit " + general(limit, 4) + " ms</text>\n";
+            // Right of the line, or left of it where it would run past the plot into the legend.
+            const std::string label = "limit " + general(limit, 4) + " ms";
+            const double label_width = 7.0 * static_cast<double>(label.size());  // 12px font: < 7px a glyph
+            const bool left_of_line = ax.px(limit) + 4 + label_width > width - right;
+            h += "<text id=\"constraint-label\" class=\"constraint-label\" x=\"" +
+                 fixed(ax.px(limit) + (left_of_line ? -4 : 4), 2) + "\" y=\"" + fixed(top + 12, 0) + "\" text-anchor=\"" +
+                 (left_of_line ? "end" : "start") + "\" data-width=\"" + fixed(label_width, 0) + "\" fill=\"#c0182b\">" +
+                 label + "</text>\n";
         }
         // The Pareto front.
         if (!front.empty()) {
@@ -701,6 +769,26 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
                  (r.note.empty() ? std::string() : "\n" + html_escape(r.note)) + "</title></circle>\n";
         }
         h += "</g>\n";
+        // Over a budget, never trained: a cross each, along the bottom of the plot.
+        if (!untrained.empty()) {
+            const double y = height - bottom - strip() / 2;
+            h += "<g id=\"untrained\">\n<line class=\"grid\" x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) +
+                 "\" y1=\"" + fixed(height - bottom - strip(), 0) + "\" y2=\"" + fixed(height - bottom - strip(), 0) +
+                 "\" stroke=\"#bbb\" stroke-dasharray=\"2 3\"/>\n<text class=\"untrained-label\" x=\"" + fixed(left - 8, 0) +
+                 "\" y=\"" + fixed(y + 4, 0) + "\" text-anchor=\"end\" fill=\"#b5480b\">not trained</text>\n";
+            for (std::size_t p : untrained) {
+                const CandidateRecord& r = records[p];
+                const double x = ax.px(*judged_latency_ms(r));
+                h += "<path class=\"untrained infeasible\" data-index=\"" + std::to_string(r.index) + "\" d=\"M" +
+                     fixed(x - 4, 2) + " " + fixed(y - 4, 2) + "L" + fixed(x + 4, 2) + " " + fixed(y + 4, 2) + "M" +
+                     fixed(x - 4, 2) + " " + fixed(y + 4, 2) + "L" + fixed(x + 4, 2) + " " + fixed(y - 4, 2) +
+                     "\"><title>#" + std::to_string(r.index) + " " + std::string(verdict_name(r.verdict)) + ": " +
+                     general(*judged_latency_ms(r), 4) + " ms " + (r.measured_ms ? "measured" : "predicted") + ", " +
+                     grouped(r.params) + " params, " + grouped(r.macs) + " MACs, not trained" +
+                     (r.reason.empty() ? std::string() : " (" + html_escape(r.reason) + ")") + "</title></path>\n";
+            }
+            h += "</g>\n";
+        }
         if (best && on_latency_plane(records[*best], objective)) {
             const CandidateRecord& r = records[*best];
             h += "<circle id=\"best-ring\" class=\"best-ring\" cx=\"" + X(*judged_latency_ms(r)) + "\" cy=\"" +
@@ -714,7 +802,8 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
             const double lx = width - right + 26, ly = top + 10;
             h += "<g id=\"legend\" class=\"legend\">\n";
             h += "<rect x=\"" + fixed(lx - 8, 0) + "\" y=\"" + fixed(ly - 8, 0) +
-                 "\" width=\"170\" height=\"122\" fill=\"#fff\" fill-opacity=\"0.88\" stroke=\"#ccc\"/>\n";
+                 "\" width=\"170\" height=\"" + std::string(untrained.empty() ? "122" : "138") +
+                 "\" fill=\"#fff\" fill-opacity=\"0.88\" stroke=\"#ccc\"/>\n";
             const auto item = [&](int k, const std::string& marker, const std::string& label) {
                 const double y = ly + 6 + k * 16;
                 std::string m = marker;
@@ -735,6 +824,10 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
                  "latency limit");
             item(6, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"7\" fill=\"none\" stroke=\"#111\" stroke-width=\"2\"/>",
                  "best");
+            if (!untrained.empty())
+                item(7, "<path class=\"legend-marker\" d=\"M" + fixed(lx + 2, 1) + " " + fixed(ly + 6 + 7 * 16 - 4, 1) + "l8 8m-8 0l8 -8\" "
+                        "fill=\"none\" stroke=\"#d95f02\" stroke-width=\"1.8\"/>",
+                     "not trained (budget)");
             h += "</g>\n";
         }
     }
@@ -779,7 +872,9 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
     void best_model() {
         if (best) {
             const CandidateRecord& r = records[*best];
-            h += "<h2>Best model (#" + std::to_string(r.index) + ")</h2>\n";
+            const std::string name = best_model_name(task);
+            h += "<h2 id=\"best-name\">Best model: " + html_escape(name) + " (candidate " + std::to_string(r.index) +
+                 ")</h2>\n";
             h += "<p id=\"next-step\">Next step: <code>lamda export best.lamda --weights best.safetensors --cpp model.hpp</code>"
                  " (or <code>--pytorch model.py</code>; docs/export.md), and <code>lamda bench best.lamda</code> on the "
                  "device.</p>\n";
@@ -799,15 +894,41 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
                      ", test accuracy " + accuracy_text(f.test_accuracy) +
                      (t->weights.empty() ? std::string() : "; weights: " + html_escape(t->weights)) + ".</p>\n";
             }
-            if (!r.top_layers.empty()) {
-                h += "<p class=\"muted\">Most expensive layers: ";
-                for (std::size_t k = 0; k < r.top_layers.size(); ++k)
-                    h += (k ? ", " : "") + html_escape(r.top_layers[k].name) + " " + fixed(r.top_layers[k].share * 100, 0) + "%";
-                h += ".</p>\n";
-            }
-            h += "<pre id=\"best-dsl\">" + html_escape(r.dsl) + "</pre>\n";
+            if (!r.top_layers.empty()) layer_chart(r);
+            h += "<pre id=\"best-dsl\">" + html_escape(with_model_name(r.dsl, name)) + "</pre>\n";
         }
 
+    }
+
+    // The best model's costliest layers as horizontal bars (ms and share of the model's time), the
+    // rest of the model as one grey bar.
+    void layer_chart(const CandidateRecord& r) {
+        std::vector<LayerCost> bars = r.top_layers;
+        double shown = 0, max_ms = 0;
+        for (const LayerCost& l : bars) shown += l.share;
+        const double total_ms = judged_latency_ms(r).value_or(0.0);
+        if (shown < 0.995 && shown > 0 && total_ms > 0)
+            bars.push_back(LayerCost{"(other layers)", total_ms * (1 - shown), 1 - shown});
+        for (const LayerCost& l : bars) max_ms = std::max(max_ms, l.ms);
+        const double row = 22, label_w = 170, bar_w = 560, chart_h = 34 + row * static_cast<double>(bars.size());
+        h += "<h3>Per-layer latency (" + std::string(r.measured_ms ? "measured" : "predicted") + ", costliest first)</h3>\n";
+        h += "<svg id=\"layer-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"" + fixed(chart_h, 0) +
+             "\" viewBox=\"0 0 900 " + fixed(chart_h, 0) + "\" role=\"img\" aria-label=\"per-layer latency of the best model\">\n";
+        for (std::size_t k = 0; k < bars.size(); ++k) {
+            const LayerCost& l = bars[k];
+            const double y = 8 + row * static_cast<double>(k);
+            const double w = max_ms > 0 ? std::max(1.0, bar_w * l.ms / max_ms) : 1.0;
+            const bool other = k + 1 == bars.size() && bars.size() > r.top_layers.size();
+            h += "<text x=\"" + fixed(label_w - 8, 0) + "\" y=\"" + fixed(y + 14, 0) + "\" text-anchor=\"end\">" +
+                 html_escape(l.name) + "</text>";
+            h += "<rect class=\"layer-bar" + std::string(other ? " other" : "") + "\" x=\"" + fixed(label_w, 0) + "\" y=\"" +
+                 fixed(y + 2, 0) + "\" width=\"" + fixed(w, 1) + "\" height=\"" + fixed(row - 6, 0) + "\"><title>" +
+                 html_escape(l.name) + ": " + general(l.ms, 4) + " ms, " + fixed(l.share * 100, 1) + "%</title></rect>";
+            h += "<text x=\"" + fixed(label_w + w + 6, 1) + "\" y=\"" + fixed(y + 14, 0) + "\">" + general(l.ms, 3) + " ms (" +
+                 fixed(l.share * 100, 0) + "%)</text>\n";
+        }
+        h += "<text x=\"" + fixed(label_w, 0) + "\" y=\"" + fixed(chart_h - 6, 0) + "\" class=\"muted\">share of the model's " +
+             general(total_ms, 4) + " ms</text>\n</svg>\n";
     }
 
     // Why nothing was handed over, and every full training.
