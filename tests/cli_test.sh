@@ -97,7 +97,7 @@ expect_in "$tmp/out" "GFLOP/s"
 
 # bench: through XNNPACK when lamda was built with it; otherwise a clear refusal.
 if "${lamda[@]}" bench "$src/examples/models/lenet5.lamda" --runs 3 --warmup 1 --peak 100 --json >"$tmp/out" 2>"$tmp/err"; then
-    for key in median_ms p10_ms p90_ms gflops peak_fraction threads per_op; do
+    for key in median_ms p10_ms p90_ms gflops peak_fraction threads per_op context init_ms first_ms p99_ms; do
         json_field "$tmp/out" "$key" >/dev/null 2>&1 && pass || fail "bench --json has no $key"
     done
     expect_rc 0 "${lamda[@]}" bench "$src/examples/models/tiny_mobilenet.lamda" --runs 3 --peak 100
@@ -203,6 +203,142 @@ printf '\x08\x07\x12\x07pytorch' >"$tmp/model.onnx"
 expect_rc 1 "${lamda[@]}" check "$tmp/model.onnx"
 expect_in "$tmp/err" "this is an ONNX file"
 [ "$(wc -l <"$tmp/err")" -le 3 ] && pass || fail "an ONNX file gives more than 3 lines"
+
+# --- --json on every subcommand (schemas in docs/cli.md), '-' where it makes sense ------------------
+schema() {  # schema COMMAND: the last output against the command's documented schema
+    /usr/bin/python3 "$src/tests/cli_schema.py" "$src/docs/cli.md" "$1" "$tmp/out" && pass || fail "$1 --json schema: $(head -c 300 "$tmp/out")"
+}
+printf 'model tiny\ni: input shape=4x4x2\nc: conv2d out=3 kernel=1\n' >"$tmp/tiny.lamda"
+
+# sample --json: the files it wrote; the "wrote" status line on stderr, not in the data.
+expect_rc 0 "${lamda[@]}" sample --count 3 --seed 2 --out "$tmp/samples_json" --json
+schema sample
+[ "$(/usr/bin/python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["files"]))' "$tmp/out")" = 3 ] && pass || fail "sample --json lists 3 files"
+expect_in "$tmp/err" "wrote 3 models"
+grep -q "wrote" "$tmp/out" && fail "sample prints its status line on stdout" || pass
+
+# export --json lists what it wrote; the model may come from '-'.
+expect_rc 0 "${lamda[@]}" export - --pytorch "$tmp/tiny.py" --json <"$tmp/tiny.lamda"
+schema export
+expect_in "$tmp/out" '"kind":"pytorch"'
+expect_in "$tmp/tiny.py" "import torch"
+expect_rc 2 "${lamda[@]}" export "$tmp/tiny.lamda" --pytorch - --json
+expect_rc 1 "${lamda[@]}" export - --pytorch "$tmp/x.py" <"$tmp/bad.lamda"
+expect_in "$tmp/err" "<stdin>:4:4: error: unknown op 'conv3d'"
+
+# run --json on an input tensor (safetensors written here), the model from '-'.
+/usr/bin/python3 - "$tmp/x.safetensors" <<'PY'
+import json, struct, sys
+data = struct.pack("<32f", *[i / 32 for i in range(32)])
+header = json.dumps({"input": {"dtype": "F32", "shape": [1, 4, 4, 2], "data_offsets": [0, len(data)]}}).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(header)) + header + data)
+PY
+expect_rc 0 "${lamda[@]}" run - --input "$tmp/x.safetensors" --out "$tmp/y.safetensors" --json <"$tmp/tiny.lamda"
+schema run
+[ "$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["output"]["shape"])' "$tmp/out")" = "[1, 4, 4, 3]" ] && pass || fail "run --json output shape"
+[ -s "$tmp/y.safetensors" ] && pass || fail "run --out wrote nothing"
+
+# import --json (and '-'), when this lamda imports ONNX and a Python with the onnx module can
+# write a model.
+if "${lamda[@]}" import --help >/dev/null 2>&1 && python3 -c 'import onnx' 2>/dev/null; then
+    python3 - "$tmp/small.onnx" <<'PY'
+import sys
+import onnx
+from onnx import TensorProto, helper
+w = helper.make_tensor("w", TensorProto.FLOAT, [3, 2, 1, 1], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+                       helper.make_node("Relu", ["c"], ["y"])], "small",
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])], [w])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
+PY
+    if "${lamda[@]}" import "$tmp/small.onnx" >/dev/null 2>&1; then
+        expect_rc 0 "${lamda[@]}" import "$tmp/small.onnx" --weights "$tmp/small.safetensors" --json
+        schema import
+        expect_in "$tmp/out" '"dsl":'
+        expect_rc 0 "${lamda[@]}" import - -o - <"$tmp/small.onnx"
+        expect_in "$tmp/out" "conv2d"
+        expect_rc 2 "${lamda[@]}" import "$tmp/small.onnx" -o - --json
+    else
+        fail "import of a one-conv ONNX model: $("${lamda[@]}" import "$tmp/small.onnx" 2>&1 | head -3)"
+    fi
+fi
+
+# llm-check --json also when no server answers: one object with ok=false, exit 1.
+if "${lamda[@]}" --version | grep -q "features:.*llm"; then
+    expect_rc 1 "${lamda[@]}" llm-check --llm-url http://127.0.0.1:9/v1 --llm-model m --llm-max-retries 0 --llm-timeout 2 --json
+    schema llm-check
+    [ "$(json_field "$tmp/out" ok)" = "False" ] && pass || fail "llm-check --json ok=false"
+    # ... and with one: a stand-in OpenAI-compatible server that answers every chat request.
+    if [ ${#lamda[@]} -eq 1 ]; then
+        /usr/bin/python3 - "$tmp/llm_port" <<'PY' &
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code, obj):
+        b = json.dumps(obj).encode()
+        self.send_response(code); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+    def do_GET(self): self.reply(404, {"error": "not found"})
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.endswith("/chat/completions"):
+            self.reply(200, {"model": "stand-in", "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "ready"}}]})
+        else:
+            self.reply(404, {"error": "not found"})
+s = HTTPServer(("127.0.0.1", 0), H)
+s.timeout = 30
+open(sys.argv[1] + ".tmp", "w").write(str(s.server_address[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+for _ in range(8): s.handle_request()
+PY
+        server=$!
+        for _ in $(seq 50); do [ -s "$tmp/llm_port" ] && break; sleep 0.1; done
+        expect_rc 0 "${lamda[@]}" llm-check --llm-url "http://127.0.0.1:$(cat "$tmp/llm_port")/v1" --llm-model m --llm-max-retries 0 --json
+        schema llm-check
+        [ "$(json_field "$tmp/out" answered_by)" = "stand-in" ] && pass || fail "llm-check --json answered_by"
+        kill "$server" 2>/dev/null
+        wait "$server" 2>/dev/null
+    fi
+fi
+
+# bench: what TFLite's benchmark_model reports, microseconds for tiny models, --duration, a
+# context block, and no "% of peak" without --peak.
+if "${lamda[@]}" --version | grep -q "features:.*xnnpack"; then
+    expect_rc 0 "${lamda[@]}" bench - --runs 5 --warmup 1 --json <"$tmp/tiny.lamda"
+    schema bench
+    for key in host date load_average lamda_version xnnpack_version threads cpus; do
+        /usr/bin/python3 -c 'import json,sys; json.load(open(sys.argv[1]))["context"][sys.argv[2]]' "$tmp/out" "$key" 2>/dev/null && pass || fail "bench --json context has no $key"
+    done
+    grep -q peak_fraction "$tmp/out" && fail "bench --json has peak_fraction without --peak" || pass
+    expect_rc 0 "${lamda[@]}" bench "$tmp/tiny.lamda" --runs 5 --warmup 1
+    for text in "init:" "first inference" "mean" "std" "p95" "p99" "for % of peak: --peak G"; do
+        expect_in "$tmp/out" "$text"
+    done
+    if [ ${#lamda[@]} -eq 1 ]; then  # natively: a 4x4 conv takes microseconds, and Linux has the RSS peak
+        grep -Eq "median [0-9]+\.[0-9]{2} us" "$tmp/out" && pass || fail "bench prints a tiny model's median in us: $(grep latency "$tmp/out")"
+        expect_in "$tmp/out" "memory:"
+        expect_rc 0 "${lamda[@]}" bench "$tmp/tiny.lamda" --duration 0.3 --runs 7 --json
+        /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["runs"] > 7 and d["timed_s"] >= 0.3 and d["per_op_runs"] == 7 else 1)' "$tmp/out" && pass || fail "bench --duration 0.3: $(head -c 300 "$tmp/out")"
+    fi
+    expect_rc 2 "${lamda[@]}" bench "$tmp/tiny.lamda" --duration -1
+    expect_rc 2 "${lamda[@]}" bench "$tmp/tiny.lamda" --duration abc
+fi
+
+# train: the images it really trains on, and progress lines within an epoch (a log gets plain
+# lines; --progress 0: after every step).
+if "${lamda[@]}" --version | grep -q "features:.*torch" && [ -f /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz ] &&
+        [ ${#lamda[@]} -eq 1 ]; then
+    printf 'i: input shape=28x28x1\nc: conv2d out=4 kernel=3 stride=2\ng: gap\nf: fc out=10\n' >"$tmp/small_train.lamda"
+    expect_rc 0 "${lamda[@]}" train "$tmp/small_train.lamda" --dataset fashion-mnist --subset 1000 --epochs 1 \
+        --batch 250 --progress 0
+    expect_in "$tmp/err" ": 1000 training images (a seeded sample of the 54000 left after 6000 of 60000 held out"
+    expect_in "$tmp/err" "epoch 1/1: 500/1000 images (50%), loss"
+    expect_in "$tmp/err" "epoch 1/1: 1000/1000 images (100%), loss"
+    grep -q $'\r' "$tmp/err" && fail "train draws '\\r' progress into a log" || pass
+fi
 
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

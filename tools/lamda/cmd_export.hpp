@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 
+#include <lamda/core/analysis.hpp>
 #include <lamda/dsl/file.hpp>
 #include <lamda/data/dataset.hpp>
 #include <lamda/core/diagnostics.hpp>
@@ -36,6 +37,8 @@
 #endif
 #include <lamda/exec/reference.hpp>
 #include <lamda/data/weights.hpp>
+
+#include "cli_io.hpp"
 #if defined(LAMDA_WITH_XNNPACK)
 #include <lamda/exec/xnnpack.hpp>
 #endif
@@ -143,14 +146,23 @@ inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const 
 }  // namespace export_cli
 
 inline int run_export(const ExportArgs& a) {
-    const lamda::ParseResult parsed = lamda::parse_dsl_file(a.model);
-    if (!parsed.ok()) {
-        std::cerr << lamda::format_diagnostics(parsed.diagnostics);
-        return 1;
-    }
     if (a.pytorch.empty() && a.cpp.empty() && a.firmware.empty()) {
         std::cerr << "lamda: error: export: give --pytorch OUT.py, --cpp OUT.hpp and/or --firmware DIR\n";
         return 2;
+    }
+    if (a.json && (is_stdio(a.pytorch) || is_stdio(a.cpp))) {
+        std::cerr << "lamda export: error: --json and an output '-' would share standard output\n";
+        return 2;
+    }
+    if (a.json && !a.firmware.empty() && (!a.pytorch.empty() || !a.cpp.empty())) {
+        std::cerr << "lamda export: error: --json with --firmware prints the firmware's numbers; "
+                     "export --pytorch/--cpp in a second command\n";
+        return 2;
+    }
+    const lamda::ParseResult parsed = parse_model(a.model);  // a file or '-'
+    if (!parsed.ok()) {
+        std::cerr << lamda::format_diagnostics(parsed.diagnostics);
+        return 1;
     }
     lamda::Graph graph = parsed.graph;
     lamda::Weights weights;
@@ -168,15 +180,26 @@ inline int run_export(const ExportArgs& a) {
         const int rc = export_cli::write_firmware(a, graph, weights);
         if (rc != 0) return rc;
     }
+    lamda::JsonWriter json;  // --json without --firmware (docs/cli.md, schema "export")
+    json.begin_object()
+        .field("model", display_name(a.model))
+        .field("name", graph.name)
+        .field("folded", graph.layers.size() != parsed.graph.layers.size())
+        .key("written")
+        .begin_array();
     if (!a.pytorch.empty()) {
         export_cli::write_text(a.pytorch, lamda::pytorch_module_source(graph));
         std::cerr << "wrote " << (a.pytorch == "-" ? std::string("the module to standard output") : a.pytorch) << '\n';
+        json.begin_object().field("kind", "pytorch").field("path", a.pytorch).end_object();
     }
     if (!a.cpp.empty()) {
         const std::string ns = a.ns.empty() ? export_cli::namespace_for(graph.name) : a.ns;
         export_cli::write_text(a.cpp, lamda::cpp_header_source(graph, weights, ns));
         std::cerr << "wrote " << (a.cpp == "-" ? std::string("the header to standard output") : a.cpp) << " (namespace " << ns << ")\n";
+        json.begin_object().field("kind", "cpp").field("path", a.cpp).field("namespace", ns).end_object();
     }
+    json.end_array().end_object();
+    if (a.json && a.firmware.empty()) std::cout << json.str() << '\n';
     return 0;
 }
 
@@ -184,10 +207,11 @@ struct RunArgs {
     std::string model, weights, save_weights, input, out, executor = "reference", dataset;
     std::uint64_t seed = 1;
     std::size_t limit = 10;
+    bool json = false;
 };
 
 inline int run_run(const RunArgs& a) {
-    const lamda::ParseResult parsed = lamda::parse_dsl_file(a.model);
+    const lamda::ParseResult parsed = parse_model(a.model);  // a file or '-'
     if (!parsed.ok()) {
         std::cerr << lamda::format_diagnostics(parsed.diagnostics);
         return 1;
@@ -211,6 +235,12 @@ inline int run_run(const RunArgs& a) {
         return 1;
     }
 #endif
+    lamda::JsonWriter json;  // --json (docs/cli.md, schema "run")
+    json.begin_object()
+        .field("model", display_name(a.model))
+        .field("name", graph.name)
+        .field("weights", a.weights.empty() ? std::string("random") : a.weights)
+        .field("executor", a.executor);
     if (!a.input.empty()) {
         const lamda::Weights in = lamda::read_safetensors(a.input);
         const auto it = in.find("input");
@@ -237,6 +267,9 @@ inline int run_run(const RunArgs& a) {
         out["output"] = lamda::WeightTensor{{1, y.shape.h, y.shape.w, y.shape.c}, y.data};
         if (a.out.empty()) throw lamda::ExportError("run: --input needs --out Y.safetensors");
         lamda::write_safetensors(a.out, out);
+        json.key("output").begin_object().field("file", a.out).key("shape").begin_array();
+        for (std::int64_t d : {std::int64_t{1}, y.shape.h, y.shape.w, y.shape.c}) json.value(d);
+        json.end_array().end_object();
     }
 #if defined(LAMDA_WITH_XNNPACK)
     if (!a.dataset.empty()) {
@@ -246,30 +279,82 @@ inline int run_run(const RunArgs& a) {
         lamda::XnnExecutor exec(graph, weights, lamda::XnnOptions{1});
         const std::size_t n = std::min(a.limit, data.test.size());
         std::int64_t correct = 0;
+        json.key("predictions").begin_array();
         for (std::size_t i = 0; i < n; ++i) {
             data.test.copy_image(i, exec.input());
             exec.run();
             const std::int64_t p = lamda::argmax(exec.output(), exec.output_shape().c);
             correct += p == data.test.labels[i];
-            std::cout << "image " << i << ": predicted " << p << ", label " << data.test.labels[i]
-                      << '\n';
+            if (!a.json)
+                std::cout << "image " << i << ": predicted " << p << ", label " << data.test.labels[i] << '\n';
+            json.begin_object()
+                .field("image", static_cast<std::int64_t>(i))
+                .field("predicted", p)
+                .field("label", static_cast<std::int64_t>(data.test.labels[i]))
+                .end_object();
         }
-        std::cout << "correct: " << correct << " of " << n << '\n';
+        json.end_array().field("correct", correct).field("count", static_cast<std::int64_t>(n));
+        if (!a.json) std::cout << "correct: " << correct << " of " << n << '\n';
     }
 #endif
+    json.end_object();
+    if (a.json) std::cout << json.str() << '\n';
     return 0;
 }
 
 struct ImportArgs {
     std::string onnx, out, weights;
+    bool json = false;
 };
 
 inline int run_import(const ImportArgs& a) {
 #if defined(LAMDA_WITH_ONNX)
-    const lamda::OnnxImport m = lamda::import_onnx_file(a.onnx);
-    if (a.out.empty()) std::cout << m.dsl;
-    else export_cli::write_text(a.out, m.dsl);
+    if (a.json && is_stdio(a.out)) {
+        std::cerr << "lamda import: error: --json and -o - would share standard output; "
+                     "without -o the model is in the JSON's \"dsl\"\n";
+        return 2;
+    }
+    lamda::OnnxImport m;
+    if (is_stdio(a.onnx)) {  // '-': the ONNX bytes from standard input, up to protobuf's 2 GiB
+        std::string bytes, error;
+        if (!read_input(a.onnx, (std::size_t{1} << 31) - 1, bytes, error))
+            throw lamda::OnnxImportError("<stdin>: " + error);
+        onnx::ModelProto model;
+        if (!model.ParseFromString(bytes))
+            throw lamda::OnnxImportError("<stdin>: not an ONNX model (protobuf parse failed)");
+        try {
+            m = lamda::import_onnx(model);
+        } catch (const lamda::OnnxImportError& e) {
+            throw lamda::OnnxImportError(std::string("<stdin>: ") + e.what());
+        }
+    } else {
+        m = lamda::import_onnx_file(a.onnx);
+    }
+    if (a.out.empty()) {
+        if (!a.json) std::cout << m.dsl;
+    } else {
+        export_cli::write_text(a.out, m.dsl);
+    }
     if (!a.weights.empty()) lamda::write_safetensors(a.weights, m.weights, {{"source", a.onnx}});
+    if (a.json) {  // docs/cli.md, schema "import"
+        const lamda::ModelStats stats = lamda::analyze(m.graph);
+        std::int64_t weight_values = 0;
+        for (const auto& [name, t] : m.weights) weight_values += static_cast<std::int64_t>(t.data.size());
+        lamda::JsonWriter json;
+        json.begin_object()
+            .field("source", display_name(a.onnx))
+            .field("name", m.graph.name)
+            .field("layers", static_cast<std::int64_t>(m.graph.layers.size()))
+            .field("params", stats.params)
+            .field("macs", stats.macs)
+            .field("weight_tensors", static_cast<std::int64_t>(m.weights.size()))
+            .field("weight_values", weight_values);
+        if (!a.out.empty()) json.field("out", a.out);
+        if (!a.weights.empty()) json.field("weights", a.weights);
+        if (a.out.empty()) json.field("dsl", m.dsl);
+        json.end_object();
+        std::cout << json.str() << '\n';
+    }
     return 0;
 #else
     (void)a;
@@ -284,9 +369,10 @@ inline void add_export_commands(CLI::App& app, int& exit_code) {
     auto* imp = app.add_subcommand(
         "import", "Convert an ONNX model into the DSL (printed, or -o) and its initializers into\n"
                   "safetensors (--weights). See docs/export.md for the supported ops.");
-    imp->add_option("model", ia->onnx, "ONNX model file")->required();
-    imp->add_option("-o,--out", ia->out, "Write the model here instead of printing it");
+    imp->add_option("model", ia->onnx, "ONNX model file, or - for standard input")->required();
+    imp->add_option("-o,--out", ia->out, "Write the model here instead of printing it ('-': standard output)");
     imp->add_option("--weights", ia->weights, "Write the weights here (safetensors)");
+    imp->add_flag("--json", ia->json, "Print one JSON object: the numbers, and the model when there is no -o");
     imp->callback([ia, &exit_code] {
         try {
             exit_code = run_import(*ia);
@@ -300,7 +386,7 @@ inline void add_export_commands(CLI::App& app, int& exit_code) {
         "export", "Write a model as a PyTorch nn.Module (--pytorch OUT.py) or as a C++ header with\n"
                   "dsl/layers.hpp templates, embedded weights and an XNNPACK run() (--cpp OUT.hpp).\n"
                   "See docs/export.md.");
-    exp->add_option("model", ex->model, "Model file in the lamda DSL")->required();
+    exp->add_option("model", ex->model, "Model file in the lamda DSL, or - for standard input")->required();
     exp->add_option("--weights", ex->weights,
                     "Weights (safetensors); required by --cpp, checked against the model");
     exp->add_option("--pytorch", ex->pytorch, "Write a PyTorch module here");
@@ -314,7 +400,7 @@ inline void add_export_commands(CLI::App& app, int& exit_code) {
     exp->add_option("--max-ram", ex->max_ram,
                     "--firmware: refuse when arena + input + output exceed this many bytes")
         ->check(CLI::NonNegativeNumber);
-    exp->add_flag("--json", ex->json, "--firmware: print the numbers as JSON");
+    exp->add_flag("--json", ex->json, "Print one JSON object: what was written, or --firmware's numbers");
     exp->callback([ex, &exit_code] {
         try {
             exit_code = run_export(*ex);
@@ -330,7 +416,7 @@ inline void add_export_commands(CLI::App& app, int& exit_code) {
                "--limit test images of --dataset, printing each prediction (XNNPACK, as `lamda\n"
                "eval`). Without --weights the weights are random (--seed); --save-weights writes\n"
                "the weights used.");
-    run->add_option("model", ra->model, "Model file in the lamda DSL")->required();
+    run->add_option("model", ra->model, "Model file in the lamda DSL, or - for standard input")->required();
     run->add_option("--weights", ra->weights, "Weights (safetensors)");
     run->add_option("--seed", ra->seed, "Seed of the random weights when --weights is left out");
     run->add_option("--save-weights", ra->save_weights, "Write the weights used (safetensors)");
@@ -339,6 +425,7 @@ inline void add_export_commands(CLI::App& app, int& exit_code) {
     run->add_option("--executor", ra->executor, "reference (default) or xnnpack, for --input");
     run->add_option("--dataset", ra->dataset, "fashion-mnist or a directory (docs/training.md)");
     run->add_option("--limit", ra->limit, "Images of --dataset to classify (default 10)");
+    run->add_flag("--json", ra->json, "Print one JSON object (the predictions, the output's shape)");
     run->callback([ra, &exit_code] {
         try {
             exit_code = run_run(*ra);

@@ -16,12 +16,14 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 #include <utility>
 
 #if defined(LAMDA_WITH_LLM)
+#include <lamda/detail/json_write.hpp>
 #include <lamda/llm/llm.hpp>
 #include <lamda/llm/grammar.hpp>
 #include <lamda/search/task.hpp>
@@ -40,6 +42,7 @@ struct LlmArgs {
     int candidates_per_turn = 3;
     std::string constrain = "auto";  // auto | grammar | json | off
     bool stream = false;
+    bool json = false;  // llm-check: one JSON object (docs/cli.md, schema "llm-check")
 };
 
 // The --llm-* options, on `generate` and on `llm-check`.
@@ -76,6 +79,7 @@ inline CLI::App* add_llm_check_command(CLI::App& app, LlmArgs& a) {
         "Send one short chat request to an OpenAI-compatible server and say what came back (the\n"
         "model, its reply and the latency) or what went wrong. Exits 0 when a reply came back.");
     add_llm_options(cmd, a, true);
+    cmd->add_flag("--json", a.json, "Print one JSON object (docs/cli.md), also when the check fails");
     return cmd;
 }
 
@@ -145,15 +149,21 @@ inline std::unique_ptr<lamda::Proposer> make_llm_proposer(const LlmArgs& a, cons
 
 inline int run_llm_check(const LlmArgs& a) {
     lamda::LlmConfig c;
+    // --json: the lines below as one object, printed at the end (with "ok" and "error" on failure).
+    lamda::JsonWriter json;
+    json.begin_object();
+    std::ostringstream discard;
+    std::ostream& text = a.json ? static_cast<std::ostream&>(discard) : std::cout;
     try {
         c = llm_config(a);
         c.max_tokens = std::min(c.max_tokens, 64);
         c.context_tokens = std::max(c.context_tokens, c.max_tokens + 1024);
         lamda::LlmClient client(c);
         client.on_retry = [](const std::string& s) { std::cerr << "lamda: llm-check: " << s << "\n"; };
-        std::cout << "endpoint:  POST " << client.endpoint() << "\n"
-                  << "model:     " << c.model << "\n"
-                  << "api key:   " << api_key_source() << "\n";
+        text << "endpoint:  POST " << client.endpoint() << "\n"
+             << "model:     " << c.model << "\n"
+             << "api key:   " << api_key_source() << "\n";
+        json.field("endpoint", client.endpoint()).field("model", c.model).field("api_key", api_key_source());
         const lamda::ServerInfo info = client.probe();
         const auto [gbnf, schema] = llm_grammars();
         std::string chosen = "off";
@@ -163,7 +173,18 @@ inline int run_llm_check(const LlmArgs& a) {
         } catch (const lamda::LlmError& e) {
             constrain_note = std::string(" (") + e.what() + ")";
         }
-        std::cout << "server:    " << info.kind << (info.model.empty() ? std::string() : ", serving " + info.model) << "\n"
+        json.key("server")
+            .begin_object()
+            .field("kind", info.kind)
+            .field("model", info.model)
+            .field("context_tokens", static_cast<std::int64_t>(info.context_tokens))
+            .field("window_source", info.window_source)
+            .field("grammar", static_cast<bool>(info.grammar))
+            .field("json_schema", static_cast<bool>(info.json_schema))
+            .end_object()
+            .field("constrain", a.constrain)
+            .field("constrain_chosen", chosen);
+        text << "server:    " << info.kind << (info.model.empty() ? std::string() : ", serving " + info.model) << "\n"
                   << "window:    "
                   << (info.context_tokens > 0 ? std::to_string(info.context_tokens) + " tokens (" + info.window_source + ")"
                                               : std::string("not reported; --llm-context-tokens is used"))
@@ -174,14 +195,28 @@ inline int run_llm_check(const LlmArgs& a) {
                   << "constrain: " << a.constrain << " -> " << chosen << constrain_note << "\n";
         const lamda::ChatReply r = client.chat({{"system", "You are a connectivity check. Answer in one word."},
                                                 {"user", "Reply with the single word: ready"}});
-        std::cout << "answered:  " << (r.model.empty() ? std::string("(the server did not say which model)") : r.model) << "\n"
+        json.field("answered_by", r.model)
+            .field("latency_s", r.seconds)
+            .field("attempts", static_cast<std::int64_t>(r.attempts))
+            .field("finish_reason", r.finish_reason)
+            .field("reply", lamda::llm_detail::snippet(client.redact(r.content), 400))
+            .field("ok", true)
+            .end_object();
+        if (a.json) std::cout << json.str() << '\n';
+        text << "answered:  " << (r.model.empty() ? std::string("(the server did not say which model)") : r.model) << "\n"
                   << "latency:   " << std::fixed << std::setprecision(3) << r.seconds << " s"
                   << (r.attempts > 1 ? " (after " + std::to_string(r.attempts) + " attempts)" : std::string()) << "\n"
                   << "finish:    " << (r.finish_reason.empty() ? std::string("(not given)") : r.finish_reason) << "\n"
                   << "reply:     " << lamda::llm_detail::snippet(client.redact(r.content), 400) << "\n";
         return 0;
     } catch (const lamda::LlmError& e) {
-        std::cerr << "lamda: llm-check: error: " << lamda::redact_secret(e.what(), c.api_key) << "\n";
+        const std::string message = lamda::redact_secret(e.what(), c.api_key);
+        std::cerr << "lamda: llm-check: error: " << message << "\n";
+        if (a.json) {
+            lamda::JsonWriter failed;  // the fields gathered so far are dropped: one flat answer
+            failed.begin_object().field("ok", false).field("model", c.model).field("error", message).end_object();
+            std::cout << failed.str() << '\n';
+        }
         return 1;
     }
 }

@@ -29,6 +29,7 @@
 #include <lamda/core/analysis.hpp>
 #include <lamda/dsl/parser.hpp>
 #include <lamda/core/ir.hpp>
+#include <lamda/detail/json_write.hpp>
 #include <lamda/search/sampler.hpp>
 
 namespace lamda_cli {
@@ -40,6 +41,7 @@ struct SampleArgs {
     std::string family = "any";  // or a lamda::family_name
     std::string input;           // HxWxC; empty: the default range of input sizes
     bool force = false;
+    bool json = false;  // one JSON object on stdout (docs/cli.md, schema "sample")
 };
 
 inline constexpr int sample_max_count = 100000;
@@ -62,6 +64,7 @@ inline CLI::App* add_sample_command(CLI::App& app, SampleArgs& args) {
     sample->add_option("--input", args.input,
                        "Input shape HxWxC for every model (default: 28x28x1 to 224x224x3)");
     sample->add_flag("--force", args.force, "Write into a non-empty directory");
+    sample->add_flag("--json", args.json, "Print one JSON object: the files and each family's numbers");
     return sample;
 }
 
@@ -152,6 +155,7 @@ inline int run_sample(const SampleArgs& args, std::ostream& out = std::cout,
         std::vector<int> layers;
     };
     std::map<std::string, Tally> tallies;  // by family name
+    std::vector<std::string> files;
     for (int i = 0; i < args.count; ++i) {
         std::string index = std::to_string(i);
         index.insert(0, width > index.size() ? width - index.size() : 0, '0');
@@ -178,12 +182,38 @@ inline int run_sample(const SampleArgs& args, std::ostream& out = std::cout,
              << lamda::print_dsl(graph);
         if (!file.flush()) return fail("cannot write '" + path.string() + "'");
 
+        files.push_back(path.string());
         Tally& t = tallies[fname];
         t.macs.push_back(info.macs);
         t.params.push_back(info.params);
         t.layers.push_back(info.layers);
     }
 
+    if (args.json) {
+        lamda::JsonWriter json;
+        json.begin_object()
+            .field("out", args.out)
+            .field("count", args.count)
+            .field("seed", args.seed)
+            .key("families")
+            .begin_array();
+        for (const auto& [fname, t] : tallies)
+            json.begin_object()
+                .field("family", fname)
+                .field("models", static_cast<std::int64_t>(t.macs.size()))
+                .field("macs_min", *std::min_element(t.macs.begin(), t.macs.end()))
+                .field("macs_median", median_of(t.macs))
+                .field("macs_max", *std::max_element(t.macs.begin(), t.macs.end()))
+                .field("params_median", median_of(t.params))
+                .field("layers_median", median_of(t.layers))
+                .end_object();
+        json.end_array().key("files").begin_array();
+        for (const std::string& f : files) json.value(f);
+        json.end_array().end_object();
+        out << json.str() << '\n';
+        err << "wrote " << args.count << " model" << (args.count == 1 ? "" : "s") << " to " << args.out << '\n';
+        return 0;
+    }
     for (const auto& [fname, t] : tallies) {
         out << fname << ": " << t.macs.size() << (t.macs.size() == 1 ? " model" : " models") << ", MACs "
             << millions(*std::min_element(t.macs.begin(), t.macs.end())) << " / "
@@ -192,8 +222,8 @@ inline int run_sample(const SampleArgs& args, std::ostream& out = std::cout,
             << " (min / median / max), params median " << millions(median_of(t.params))
             << ", layers median " << median_of(t.layers) << '\n';
     }
-    out << "wrote " << args.count << " model" << (args.count == 1 ? "" : "s") << " to "
-        << args.out << '\n';
+    err << "wrote " << args.count << " model" << (args.count == 1 ? "" : "s") << " to "
+        << args.out << '\n';  // a status line: stderr (docs/cli.md)
     return 0;
 }
 

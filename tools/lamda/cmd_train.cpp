@@ -2,6 +2,7 @@
 // sees libtorch (compiled only when it is found; see cmd_train.hpp).
 #include "cmd_train.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -14,6 +15,8 @@
 #include <lamda/train/trainer.hpp>
 #include <lamda/data/weights.hpp>
 
+#include "cli_io.hpp"
+
 #if !defined(LAMDA_WITH_TORCH)
 #error "cmd_train.cpp needs libtorch (LAMDA_WITH_TORCH); the build compiles it only when found"
 #endif
@@ -22,8 +25,27 @@ namespace lamda_cli {
 
 namespace {
 
+// Within an epoch, on stderr: on a terminal one line redrawn every second; in a log a plain line
+// every 15 s (an epoch of a full training takes a minute: silence would look like a hang).
+void print_step(const lamda::TrainStepProgress& p) {
+    char line[200];
+    std::snprintf(line, sizeof line, "epoch %d/%d: %lld/%lld images (%.0f%%), loss %.4f, %.1f s", p.epoch, p.epochs,
+                  static_cast<long long>(p.images), static_cast<long long>(p.epoch_images),
+                  p.epoch_images > 0 ? 100.0 * static_cast<double>(p.images) / static_cast<double>(p.epoch_images) : 0.0,
+                  p.loss, p.seconds);
+    if (lamda_cli::stderr_is_terminal()) std::cerr << "\r\033[K" << line << std::flush;
+    else std::cerr << line << '\n' << std::flush;
+}
+
+// Step progress as often as the output can take it: redrawn every second on a terminal.
+void show_steps(lamda::TrainOptions& o) {
+    o.step_progress = print_step;
+    o.step_progress_seconds = lamda_cli::stderr_is_terminal() ? 1.0 : 15.0;
+}
+
 // One line per epoch on stderr (`lamda train`, and the loop's full trainings).
 void print_epoch(const lamda::TrainProgress& p) {
+    if (lamda_cli::stderr_is_terminal()) std::cerr << "\r\033[K";  // over the step line
     char line[200];
     std::snprintf(line, sizeof line, "epoch %d/%d: loss %.4f, train %.2f%%, val %.2f%%, lr %.2g, %.1f s\n",
                   p.epoch, p.epochs, p.loss, 100.0 * p.train_accuracy, 100.0 * p.val_accuracy.value_or(0.0),
@@ -48,6 +70,7 @@ struct TrainArgs {
     std::uint64_t seed = 1;
     int threads = 1;
     std::size_t subset = 0;
+    double progress_s = -1;  // seconds between lines within an epoch; < 0: 1 on a terminal, 15 in a log
     bool proxy = false;
     bool json = false;
 };
@@ -77,15 +100,23 @@ int run_train(const TrainArgs& args) {
     o.threads = args.threads;
     o.validate_each_epoch = true;
     o.progress = print_epoch;
+    show_steps(o);
+    if (args.progress_s >= 0) o.step_progress_seconds = args.progress_s;
 
     std::cerr << "loading " << args.dataset << "...\n";
     const lamda::DatasetSplits data = lamda::load_dataset(args.dataset);
+    // The images it really trains on: what is left after the validation split (split_dataset's
+    // rounding), or the --subset sample of those.
+    std::size_t held = static_cast<std::size_t>(o.validation_fraction * static_cast<double>(data.train.size()) + 0.5);
+    if (o.validation_fraction > 0 && held == 0 && data.train.size() > 1) held = 1;
+    held = std::min(held, data.train.size());
+    const std::size_t rest = data.train.size() - held;
+    const std::size_t trained_on = o.train_subset > 0 ? std::min(o.train_subset, rest) : rest;
     std::cerr << "training " << (parsed.graph.name.empty() ? args.model : parsed.graph.name) << " on "
-              << data.name << ": " << data.train.size() << " training images ("
-              << o.validation_fraction * 100 << "% held out for validation"
-              << (o.train_subset > 0 ? ", trained on a seeded sample of " + std::to_string(o.train_subset) + " of the rest"
+              << data.name << ": " << trained_on << " training images ("
+              << (o.train_subset > 0 ? "a seeded sample of the " + std::to_string(rest) + " left after "
                                      : std::string())
-              << "), "
+              << held << " of " << data.train.size() << " held out for validation), "
               << data.test.size() << " test images, " << o.epochs << " epochs, "
               << lamda::optimizer_name(o.optimizer) << ", " << o.threads << " thread"
               << (o.threads == 1 ? "" : "s") << '\n';
@@ -169,6 +200,9 @@ void add_train_commands(CLI::App& app, int& exit_code) {
     train->add_option("--threads", args->threads, "libtorch threads (default 1)")
         ->check(CLI::Range(1, 1024));
     train->add_option("--subset", args->subset, "Train on a seeded sample of N training images");
+    train->add_option("--progress", args->progress_s,
+                      "Seconds between progress lines within an epoch (default: 1 on a terminal, 15 in a log; 0: every step)")
+        ->check(CLI::Range(0.0, 86400.0));
     train->add_flag("--proxy", args->proxy,
                     "The search's proxy mode: 6000 images, 2 epochs, batch 32, no augmentation");
     train->add_option("--out", args->out, "Write the trained weights (safetensors)");
@@ -186,6 +220,7 @@ std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int thr
     proxy.seed = full.seed = seed;
     full.validate_each_epoch = true;  // a full training takes minutes: show how it goes
     full.progress = print_epoch;
+    show_steps(full);
     if (full_epochs > 0) full.epochs = full_epochs;
     return std::make_unique<lamda::TorchTrainer>(lamda::load_dataset(dataset), proxy, full);
 }

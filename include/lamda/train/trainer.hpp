@@ -77,6 +77,17 @@ struct TrainProgress {
     double seconds = 0;                  // since training started
 };
 
+// Reported within an epoch, at most every TrainOptions::step_progress_seconds: a long epoch shows
+// that it is alive and how far it got.
+struct TrainStepProgress {
+    int epoch = 0;                  // 1-based: the epoch under way
+    int epochs = 0;
+    std::int64_t images = 0;        // trained on so far in this epoch
+    std::int64_t epoch_images = 0;  // in the whole epoch
+    double loss = 0;                // mean training loss so far in this epoch
+    double seconds = 0;             // since training started
+};
+
 struct TrainOptions {
     OptimizerKind optimizer = OptimizerKind::Adam;
     double lr = 3e-3;            // initial learning rate
@@ -94,6 +105,8 @@ struct TrainOptions {
     int threads = 1;                   // torch::set_num_threads
     bool validate_each_epoch = false;  // TrainProgress::val_accuracy after every epoch
     std::function<void(const TrainProgress&)> progress;  // called after every epoch
+    std::function<void(const TrainStepProgress&)> step_progress;  // within epochs, see below
+    double step_progress_seconds = 2;  // at most this often (0: after every step)
     // Called before every mini-batch step: a parallel search pauses the node's trainings here
     // while a latency is measured (search/parallel.hpp's NodeGate); it may block or throw.
     std::function<void()> between_steps;
@@ -273,6 +286,7 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
     TrainResult result;
     std::int64_t step = 0;
     double lr = options.lr;
+    auto last_step_report = t0;
     for (int epoch = 0; epoch < options.epochs; ++epoch) {
         model.train();
         const std::uint64_t epoch_seed = options.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1;
@@ -320,6 +334,18 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
             loss_sum += l * static_cast<double>(b);
             seen += B;
             correct += logp.argmax(1).eq(y).sum().item<std::int64_t>();
+            if (options.step_progress &&
+                std::chrono::duration<double>(clock::now() - last_step_report).count() >= options.step_progress_seconds) {
+                last_step_report = clock::now();
+                TrainStepProgress sp;
+                sp.epoch = epoch + 1;
+                sp.epochs = options.epochs;
+                sp.images = seen;
+                sp.epoch_images = static_cast<std::int64_t>(n);
+                sp.loss = loss_sum / static_cast<double>(seen);
+                sp.seconds = std::chrono::duration<double>(last_step_report - t0).count();
+                options.step_progress(sp);
+            }
         }
         TrainProgress p;
         p.epoch = epoch + 1;
