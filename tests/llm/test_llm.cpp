@@ -8,6 +8,7 @@
 #include <lamda/search/loop.hpp>
 #include <lamda/search/journal.hpp>
 #include <lamda/llm/llm.hpp>
+#include <lamda/search/parallel.hpp>
 
 #include "../generate_test_support.hpp"
 
@@ -1089,3 +1090,57 @@ TEST_CASE("llm: constraints go where each server takes them, numbers are printed
     CHECK(llm_detail::num(12.345) == "12.3");
     CHECK(llm_detail::num(1234.4) == "1234");
 }
+
+namespace {
+using namespace lamda;
+
+// A parallel search (search/parallel.hpp) fills its workers from one turn: the LLM is asked for
+// several candidates at once, and they are in flight together while the server is not asked again.
+class HoldingRunner : public CandidateRunner {
+public:
+    explicit HoldingRunner(const Task& task) : task_(task) {}
+    int slots() const override { return 3; }
+    void submit(std::uint64_t ticket, const CandidateRecord& screened) override {
+        held.push_back({ticket, screened});
+        most = std::max(most, held.size());
+    }
+    Done wait() override {
+        REQUIRE_FALSE(held.empty());
+        Done d;
+        d.ticket = held.front().first;
+        d.record = run_candidate(task_, held.front().second, synthetic_setup(), &d.stage_seconds);
+        d.record.evaluated_by = "worker (test)";
+        held.pop_front();
+        return d;
+    }
+    std::deque<std::pair<std::uint64_t, CandidateRecord>> held;
+    std::size_t most = 0;
+
+private:
+    Task task_;
+};
+
+TEST_CASE("llm: a parallel search gets three candidates in flight from one turn") {
+    FakeLlm server;
+    server.script({reply("Three designs:\n" + fenced(model_text(8)) + fenced(model_text(12)) + fenced(model_text(16)))});
+    LlmProposerOptions o;
+    o.candidates_per_turn = 3;
+    LlmProposer proposer(test_config(server), o);
+    proposer.client().sleep = [](double) {};
+    const Task task = small_task(3);
+    HoldingRunner runner(task);
+    const GenerateResult r = run_generation_parallel(task, proposer, synthetic_setup(), runner);
+    REQUIRE(r.records.size() == 3);
+    CHECK(runner.most == 3);                 // all three were out at once
+    CHECK(server.received().size() == 1);    // from one request
+    CHECK(server.received()[0].body.find("Propose 3") != std::string::npos);
+    std::set<std::string> notes;
+    for (const auto& c : r.records) {
+        CHECK(c.note.rfind("llm turn 1, candidate ", 0) == 0);
+        CHECK(c.evaluated_by == "worker (test)");
+        notes.insert(c.note.substr(0, c.note.find(';')));
+    }
+    CHECK(notes.size() == 3);
+}
+
+}  // namespace
