@@ -5,7 +5,8 @@
      image I: predicted P, label L      ...      correct: C of N
    Pixels are scaled by 1/255 as lamda's dataset reader does and written straight into the arena
    at MODEL_INPUT(arena), where the plan keeps the input (no separate input buffer: RAM is the
-   arena plus the 10 output values). C99, no heap. */
+   arena plus the 10 output values; an int8 model, MODEL_INT8, gets the input quantized there by
+   model_quantize_input). C99, no heap. */
 #include <stdio.h>
 #include <string.h>
 
@@ -19,10 +20,16 @@ static float arena[(MODEL_ARENA_BYTES + 3) / 4];
 static float output[MODEL_OUTPUT_SIZE];
 
 static int classify(const unsigned char* pixels) {
-    float* input = MODEL_INPUT(arena);
     int i, best = 0;
+#ifdef MODEL_INT8 /* an int8 model: the input is quantized straight into the arena */
+    int8_t* input = MODEL_INPUT(arena);
+    for (i = 0; i < MODEL_INPUT_SIZE; ++i) input[i] = model_quantize_input((float)pixels[i] * (1.0f / 255.0f));
+    if (model_run(0, output, arena) != 0) return -1;
+#else
+    float* input = MODEL_INPUT(arena);
     for (i = 0; i < MODEL_INPUT_SIZE; ++i) input[i] = (float)pixels[i] * (1.0f / 255.0f);
     if (model_run(input, output, arena) != 0) return -1;
+#endif
     for (i = 1; i < MODEL_OUTPUT_SIZE; ++i)
         if (output[i] > output[best]) best = i;
     return best;

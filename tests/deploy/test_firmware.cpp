@@ -419,6 +419,23 @@ fc: fc out=10
     CHECK(src.source.find("lm_s8_lut(") != std::string::npos);
     CHECK(src.source.find("(float)") != std::string::npos);
     CHECK(src.source.find("lm_f32_") == std::string::npos);  // no float layer here
+    // No conv, fc or gap: the requantization helper is not emitted (no unused static function).
+    const lamda::FirmwareSource small = check_int8_model(
+        parse("model a8\ninput: input shape=4x4x2\nr: relu\ns: add input, r\nfl: flatten\n"), "add_only");
+    CHECK(small.source.find("lm_requant") == std::string::npos);
+}
+
+TEST_CASE("firmware int8: a layer without an int8 kernel that is not a float layer is refused by name") {
+    const lamda::Graph g = parse("model h\ninput: input shape=4x4x2\nc: conv2d out=4 kernel=1\nh: hardswish\ng: gap\n");
+    const lamda::Weights w = lamda::random_weights(g, 3);
+    lamda::Tensor x(g.input().shape);
+    for (std::size_t i = 0; i < x.data.size(); ++i) x.data[i] = std::sin(static_cast<float>(i));
+    lamda::PtqResult q = lamda::quantize_ptq(g, w, {x});
+    REQUIRE(q.model.float_layers.size() == 1);  // h
+    CHECK_NOTHROW(lamda::firmware_source_int8(q.graph, q.model, q.float_weights));
+    q.model.float_layers.clear();
+    CHECK_THROWS_WITH(lamda::firmware_source_int8(q.graph, q.model, q.float_weights),
+                      doctest::Contains("layer 'h' has no int8 kernel"));
 }
 
 TEST_CASE("firmware int8: the float layers (every other op of the catalog) run between dequantize and quantize") {

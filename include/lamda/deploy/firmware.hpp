@@ -642,12 +642,6 @@ static int32_t lm_rne(float x) { /* round half to even, saturating */
 static int8_t lm_clamp8(int64_t q, int32_t qmin, int32_t qmax) {
     return (int8_t)(q < qmin ? qmin : (q > qmax ? qmax : q));
 }
-static int8_t lm_requant(int32_t acc, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
-    float v = (float)acc * scale;
-    const float hi = (float)(qmax - zp), lo = (float)(qmin - zp);
-    v = v > hi ? hi : (v < lo ? lo : v);
-    return lm_clamp8((int64_t)lm_rne(v) + zp, qmin, qmax);
-}
 static int8_t lm_quantize(float x, float scale, int32_t zp) {
     const float inv = 1.0f / scale;
     const float hi = (float)(127 - zp), lo = (float)(-128 - zp);
@@ -664,6 +658,15 @@ static void lm_s8_quant(const float* x, size_t n, float scale, int32_t zp, int8_
 static void lm_s8_dequant(const int8_t* x, size_t n, float scale, int32_t zp, float* y) {
     size_t i;
     for (i = 0; i < n; ++i) y[i] = (float)((int32_t)x[i] - zp) * scale;
+}
+)C";
+
+inline constexpr const char* k_s8_requant = R"C(
+static int8_t lm_requant(int32_t acc, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
+    float v = (float)acc * scale;
+    const float hi = (float)(qmax - zp), lo = (float)(qmin - zp);
+    v = v > hi ? hi : (v < lo ? lo : v);
+    return lm_clamp8((int64_t)lm_rne(v) + zp, qmin, qmax);
 }
 )C";
 
@@ -1083,6 +1086,7 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
     c += stats_line;
     c += "#include <stdint.h>\n#include <string.h>\n#include <math.h>\n\n#include \"model.h\"\n";
     c += fd::kernels_s8;
+    if (s8[0] || s8[1] || s8[3]) c += fd::k_s8_requant;  // conv, fc, gap
     const char* bodies8[] = {fd::k_s8_conv, fd::k_s8_fc, fd::k_s8_maxpool, fd::k_s8_gap,
                              fd::k_s8_add, fd::k_s8_clamp, fd::k_s8_lut};
     for (std::size_t k = 0; k < 7; ++k)
