@@ -151,6 +151,44 @@ libtorch, xnnpack = final["test_accuracy"], ev["accuracy"]
 assert final["val_accuracy"] >= 0.1, final  # min_accuracy, checked on the full training
 assert abs(libtorch - xnnpack) <= 0.001, (libtorch, xnnpack)  # 0.1 points
 PY
+
+    # ---- Adapting that model (--start-from, docs/adapt.md) ------------------------------------
+    # Candidate 0 is the start model with its own weights (its test accuracy through libtorch is
+    # XNNPACK's), the others inherit weights and are fine-tuned; the journal names the files.
+    printf '{"name": "fm_adapt", "input": [28, 28, 1], "classes": 10, "dataset": "./fm",\n "constraints": {"latency_ms": 0.05, "min_accuracy_drop": 30}, "budget": {"max_candidates": 3}}\n' >"$tmp/adapt.json"
+    "$lamda" generate "$tmp/adapt.json" --out "$tmp/adapt" --start-from "$tmp/slice/best.lamda" \
+        --final-top 1 --final-epochs 1 --runs 5 --confirm-runs 5 >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    [ $rc -le 1 ] && pass || { fail "adapt: exit $rc"; tail -20 "$tmp/err"; }
+    expect_in "$tmp/err" "lamda: start model:"
+    "$lamda" eval "$tmp/slice/best.lamda" --weights "$tmp/slice/best.safetensors" --dataset "$tmp/fm" --json >"$tmp/eval_start" 2>/dev/null
+    $py - "$tmp/adapt" "$tmp/eval_start" "$tmp/err" <<'PY' && pass || fail "adapt: journal or start accuracy wrong"
+import json, os, re, sys
+out, ev, err = sys.argv[1], json.load(open(sys.argv[2])), open(sys.argv[3]).read()
+lines = [json.loads(l) for l in open(out + "/journal.jsonl")]
+assert lines[0]["proposer"] == "adapt", lines[0]
+recs = [l for l in lines if l.get("type") == "candidate"]
+assert len(recs) == 3, len(recs)
+assert recs[0]["weights"] == "weights/start.safetensors" and recs[0]["accuracy"] is not None, recs[0]
+assert "start model" in recs[0]["inherited"], recs[0]
+for r in recs[1:]:
+    if r["verdict"] in ("over_predicted", "invalid", "wrong_task"):
+        continue
+    assert r["parent"] >= 0 and "reused" in r["inherited"], r
+    assert os.path.exists(os.path.join(out, r["weights"])), r["weights"]
+# The start model's test accuracy through libtorch equals lamda eval's (XNNPACK), to 0.1 points.
+m = re.search(r"start model: [0-9.]+ ms, test accuracy ([0-9.]+)%", err)
+assert m, err[-500:]
+assert abs(float(m.group(1)) / 100 - ev["accuracy"]) <= 0.001, (m.group(1), ev["accuracy"])
+PY
+    # Bad input: a start model of another task, or weights of another model, refused with what differs.
+    printf '{"name": "fm_rgb", "input": [32, 32, 3], "classes": 10, "dataset": "./fm", "constraints": {"latency_ms": 0.05}}\n' >"$tmp/rgb.json"
+    expect_rc 1 "$lamda" generate "$tmp/rgb.json" --out "$tmp/rgb" --start-from "$tmp/slice/best.lamda"
+    expect_in "$tmp/err" "its input is 28x28x1, the task's is 32x32x3"
+    printf 'input: input shape=28x28x1\npool: gap\nfc: fc out=10\n' >"$tmp/other.lamda"
+    expect_rc 1 "$lamda" generate "$tmp/adapt.json" --out "$tmp/other" --start-from "$tmp/other.lamda" \
+        --start-weights "$tmp/slice/best.safetensors"
+    expect_in "$tmp/err" "do not fit the model"
 else
     echo "note: this lamda has no trainer (libtorch) or no fashion-mnist: the accuracy path is skipped"
 fi

@@ -17,6 +17,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -58,6 +59,8 @@ struct GenerateArgs {
     LlmArgs llm;              // --llm-* (cmd_llm.hpp), for --proposer llm
     std::string device;       // --device URL[,URL...]: measure on lamda-agent(s) (docs/agent.md); a list: one per MPI rank
     int workers = 1;          // --workers N: candidates evaluated at once on this machine (threads)
+    std::string start_from;     // --start-from MODEL: adapt this model (docs/adapt.md)
+    std::string start_weights;  // --start-weights W: its weights (default MODEL.safetensors)
 };
 
 // Builds the trainer for a task's dataset (cmd_train.hpp's make_trainer when lamda has libtorch).
@@ -103,6 +106,12 @@ inline CLI::App* add_generate_command(CLI::App& app, GenerateArgs& a) {
                     "Evaluate up to N candidates at once on this machine (threads, each with its own trainer; "
                     "a measurement never overlaps a training: docs/scale.md). Under mpirun the ranks are the workers")
         ->check(CLI::Range(1, 1024));
+    cmd->add_option("--start-from", a.start_from,
+                    "Adapt this model (.lamda, or .onnx with its weights) instead of searching from the zoo: it is "
+                    "candidate 0, evaluated with its own weights; later candidates inherit weights and are fine-tuned "
+                    "(docs/adapt.md). With several --profile files (comma list) or --device URLs: one adapted model per "
+                    "device and DIR/fleet.json");
+    cmd->add_option("--start-weights", a.start_weights, "Weights of --start-from (default: MODEL with .safetensors)");
     cmd->add_flag("--json", a.json, "Print a JSON summary at the end (report.json's best and stop)");
     cmd->add_flag("-q,--quiet", a.quiet, "No progress output");
     add_llm_options(cmd, a.llm, false);
@@ -149,7 +158,19 @@ inline std::vector<std::string> device_list(const std::string& text) {
 
 }  // namespace generate_cli
 
-inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_trainer, generate_cli::MpiSessionPtr mpi);
+// One device's line of a fleet report (--start-from with several devices).
+struct FleetRow {
+    std::string device;  // the --profile file or --device URL
+    std::string out;     // its search directory
+    int exit = 0;
+    std::optional<double> start_ms, start_test_accuracy, adapted_ms, adapted_test_accuracy;
+    std::optional<int> best;
+    std::size_t candidates = 0;
+    double seconds = 0;
+};
+
+inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_trainer, generate_cli::MpiSessionPtr mpi,
+                           FleetRow* row = nullptr);
 
 // Parses the flags into the library's options and calls lamda::generate (search/generate.hpp);
 // prints the summary. Exit codes: ExitCode (core/error.hpp). Under mpirun/srun (lamda built with
@@ -170,7 +191,83 @@ inline int run_generate(const GenerateArgs& a, const TrainerFactory& make_traine
     return run_generate_in(a, make_trainer, nullptr);
 }
 
-inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_trainer, generate_cli::MpiSessionPtr mpi) {
+namespace generate_cli {
+
+inline std::string ms_or_dash(const std::optional<double>& v, int digits) {
+    return v ? lamda::detail::format_fixed(*v, digits) : std::string("-");
+}
+
+// --start-from with several devices: one adaptation per device, each in DIR/device_K, then
+// DIR/fleet.json and a table on stdout.
+inline int run_fleet(const GenerateArgs& a, const TrainerFactory& make_trainer, const std::vector<std::string>& profiles,
+                     const std::vector<std::string>& devices) {
+    using namespace lamda;
+    namespace fs = std::filesystem;
+    const std::size_t n = std::max(profiles.size(), devices.size());
+    if (profiles.size() > 1 && devices.size() > 1 && profiles.size() != devices.size())
+        throw Exception(Error(ErrorKind::usage, "--profile and --device lists of different lengths (" +
+                                                    std::to_string(profiles.size()) + " and " +
+                                                    std::to_string(devices.size()) + ")"));
+    std::vector<FleetRow> rows;
+    int worst = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+        GenerateArgs b = a;
+        b.profile = profiles.empty() ? std::string() : profiles[profiles.size() == 1 ? 0 : k];
+        b.device = devices.empty() ? std::string() : devices[devices.size() == 1 ? 0 : k];
+        b.out = (fs::path(a.out) / ("device_" + std::to_string(k + 1))).string();
+        FleetRow row;
+        row.device = !b.device.empty() && devices.size() > 1 ? b.device : b.profile;
+        if (!b.device.empty() && profiles.size() > 1) row.device = b.profile + " @ " + b.device;
+        row.out = b.out;
+        if (!a.quiet) std::cerr << "lamda: fleet: device " << (k + 1) << " of " << n << ": " << row.device << "\n";
+        row.exit = run_generate_in(b, make_trainer, nullptr, &row);
+        worst = std::max(worst, row.exit);
+        rows.push_back(row);
+    }
+    JsonWriter j;
+    j.begin_object().field("start_from", std::string_view(a.start_from)).key("devices").begin_array();
+    for (const FleetRow& r : rows) {
+        j.begin_object().field("device", std::string_view(r.device)).field("out", std::string_view(r.out));
+        j.field("start_ms", r.start_ms).field("start_test_accuracy", r.start_test_accuracy);
+        j.field("adapted_ms", r.adapted_ms).field("adapted_test_accuracy", r.adapted_test_accuracy);
+        if (r.best) j.field("best", *r.best); else j.key("best").null();
+        j.field("candidates", static_cast<std::int64_t>(r.candidates)).field("seconds", r.seconds);
+        j.end_object();
+    }
+    j.end_array().end_object();
+    generate_detail::write_file_atomically((fs::path(a.out) / "fleet.json").string(), j.str() + "\n");
+    std::cout << "device | start ms | start test acc | adapted ms | adapted test acc | seconds | out\n";
+    for (const FleetRow& r : rows) {
+        const auto pct = [](const std::optional<double>& v) {
+            return v ? lamda::detail::format_fixed(*v * 100, 2) + "%" : std::string("-");
+        };
+        std::cout << r.device << " | " << ms_or_dash(r.start_ms, 4) << " | " << pct(r.start_test_accuracy) << " | "
+                  << ms_or_dash(r.adapted_ms, 4) << " | " << pct(r.adapted_test_accuracy) << " | "
+                  << lamda::detail::format_fixed(r.seconds, 0) << " | " << r.out << "\n";
+    }
+    std::cout << "wrote " << (fs::path(a.out) / "fleet.json").string() << "\n";
+    return worst;
+}
+
+// The --profile list (comma-separated paths).
+inline std::vector<std::string> profile_list(const std::string& text) {
+    std::vector<std::string> out;
+    std::size_t pos = 0;
+    while (!text.empty()) {
+        const std::size_t comma = text.find(',', pos);
+        out.push_back(text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+        if (out.back().empty())
+            throw lamda::Exception(lamda::Error(lamda::ErrorKind::usage, "--profile '" + text + "': an empty path in the list"));
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    return out;
+}
+
+}  // namespace generate_cli
+
+inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_trainer, generate_cli::MpiSessionPtr mpi,
+                           FleetRow* row) {
     using namespace lamda;
 #if defined(LAMDA_WITH_MPI)
     const int rank = mpi ? mpi->rank() : 0;
@@ -180,6 +277,12 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
     const int rank = 0, ranks = 1;
 #endif
     const std::vector<std::string> devices = generate_cli::device_list(a.device);
+    if (!a.start_from.empty() && ranks < 2 && !row) {
+        const std::vector<std::string> profiles =
+            a.profile.find(',') != std::string::npos ? generate_cli::profile_list(a.profile) : std::vector<std::string>{};
+        if (profiles.size() > 1 || devices.size() > 1)
+            return generate_cli::run_fleet(a, make_trainer, profiles.empty() && !a.profile.empty() ? std::vector<std::string>{a.profile} : profiles, devices);
+    }
     if (devices.size() > 1 && ranks < 2)
         throw Exception(Error(ErrorKind::usage, "--device: a list of boards needs mpirun (one board per rank); "
                                                 "give one URL to run as one process"));
@@ -201,7 +304,21 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
     }
 
     std::unique_ptr<Proposer> proposer;
-    if (rank > 0) {
+    std::shared_ptr<const StartModel> start;
+    if (!a.start_from.empty()) {
+        if (ranks > 1 || a.workers > 1)
+            throw Exception(Error(ErrorKind::usage, "--start-from: adapting a model runs one evaluation at a time "
+                                                    "(no --workers, no mpirun) in this version"));
+        if (a.proposer != "offline")
+            throw Exception(Error(ErrorKind::usage, "--start-from works with --proposer offline (the designer edits "
+                                                    "the start model) in this version"));
+        // A profile's own thread count is the device's (1 and 2 threads are two devices).
+        if (!task.profile.empty()) task.constraints.threads = read_latency_profile(task.profile).fingerprint.threads;
+        start = std::make_shared<const StartModel>(load_start_model(a.start_from, a.start_weights, task));
+        if (!a.quiet && start->folded)
+            std::cerr << "lamda: " << a.start_from << ": its weights have batch norm folded: starting from the folded model\n";
+        proposer = std::make_unique<AdaptDesigner>(a.seed, *start);
+    } else if (rank > 0) {
         // A worker rank proposes nothing.
     } else if (a.proposer == "offline") proposer = std::make_unique<OfflineDesigner>(a.seed);
     else if (a.proposer == "random") proposer = std::make_unique<RandomProposer>(a.seed);
@@ -237,6 +354,7 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
     o.confirm_runs = a.confirm_runs;
     o.status = a.quiet || rank > 0 ? nullptr : &std::cerr;
     o.status_is_terminal = ::isatty(STDERR_FILENO) == 1;
+    o.start = start;
 #if defined(LAMDA_WITH_AGENT)
     if (!device.empty()) {
         auto client = std::make_shared<AgentClient>(device);
@@ -297,6 +415,31 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
 #endif
 
     namespace fs = std::filesystem;
+    std::optional<double> best_ms, best_test;
+    if (r.best) {
+        best_ms = r.result.records[*r.best].measured_ms;
+        for (const auto& c : r.info.confirmations)
+            if (c.position == *r.best) best_ms = c.median_ms;
+        for (const auto& f : r.info.final_trainings)
+            if (f.position == *r.best) best_test = f.result.test_accuracy;
+    }
+    if (row) {
+        row->start_ms = r.start_ms;
+        row->start_test_accuracy = r.start_test_accuracy;
+        row->adapted_ms = best_ms;
+        row->adapted_test_accuracy = best_test;
+        if (r.best) row->best = r.result.records[*r.best].index;
+        row->candidates = r.result.records.size();
+        row->seconds = r.info.total_seconds;
+    }
+    if (start && !a.quiet) {
+        const auto pct = [](const std::optional<double>& v) {
+            return v ? detail::format_fixed(*v * 100, 2) + "%" : std::string("-");
+        };
+        std::cerr << "lamda: start model: " << generate_cli::ms_or_dash(r.start_ms, 4) << " ms, test accuracy "
+                  << pct(r.start_test_accuracy) << "; adapted: " << generate_cli::ms_or_dash(best_ms, 4)
+                  << " ms, test accuracy " << pct(best_test) << "\n";
+    }
     if (a.json) {
         JsonWriter j;
         j.begin_object().field("candidates", static_cast<std::int64_t>(r.result.records.size()))
