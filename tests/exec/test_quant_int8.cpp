@@ -250,3 +250,19 @@ TEST_CASE("ptq: percentile calibration clips outliers, minmax keeps them") {
     const lamda::PtqResult b = lamda::quantize_ptq(g, {}, calib, pct);
     CHECK(b.model.find_activation("x")->scale == doctest::Approx(0.9 / 255.0));
 }
+
+TEST_CASE("ptq: a near-dead channel keeps a requantization scale XNNPACK accepts") {
+    const auto g = graph_of("model t\nx: input shape=2x2x1\nc: conv2d out=2 kernel=1\n");
+    Weights w;
+    w["c.weight"] = {{2, 1, 1, 1}, {0.5f, 1e-30f}};  // channel 1: tiny but not zero
+    w["c.bias"] = {{2}, {0.0f, 0.0f}};
+    std::vector<Tensor> calib{random_image({2, 2, 1}, 3), random_image({2, 2, 1}, 4)};
+    const lamda::PtqResult q = lamda::quantize_ptq(g, w, calib);
+    CHECK(q.float_reasons.empty());  // without the floor, channel 1's scale is ~1e-32
+    const lamda::QuantizedWeights* c = q.model.find_layer("c");
+    REQUIRE(c != nullptr);
+    CHECK(lamda::requant_scale_ok(lamda::conv_requant_scale(q.model.find_activation("x")->scale,
+                                                            c->weight_scales[1],
+                                                            q.model.find_activation("c")->scale)));
+    CHECK(c->weights[1] == 0);
+}

@@ -524,6 +524,12 @@ inline PtqResult quantize_ptq(const Graph& graph, const Weights& weights,
                 q.weight_scales[o] = choose_weight_scale(m);
             }
         }
+        // A near-dead channel (|w| tiny but not zero, e.g. after weight decay) would give a
+        // requantization scale below XNNPACK's 2^-32: floor its scale so that the requantization
+        // scale is at least 2^-30 (its weights then quantize to 0 or +-1, as they should).
+        const float floor_scale = 0x1.0p-30f * act[i].scale / in.scale;
+        if (scale_ok(floor_scale))
+            for (float& s : q.weight_scales) s = std::max(s, floor_scale);
         q.weights.resize(wt.data.size());
         for (std::size_t o = 0; o < out; ++o)
             for (std::size_t k = 0; k < per; ++k)
