@@ -17,6 +17,7 @@
 
 #include "lamda/data/weights.hpp"
 #include "lamda/exec/bench.hpp"
+#include "lamda/exec/reference_int8.hpp"
 #include "lamda/exec/xnnpack.hpp"
 
 #include "../executor_test_support.hpp"
@@ -186,6 +187,92 @@ TEST_CASE("xnnpack int8: which layers run in float, synthetic scales, bad calibr
     t.data[5] = std::nanf("");
     nan.calibration.push_back(t);
     CHECK_THROWS_WITH_AS(XnnExecutor(g, w, nan), doctest::Contains("not finite"),
+                         lamda::ExecutorError);
+}
+
+namespace {
+
+// PTQ of `g` (random weights, calibrated on a few random images) through the integer reference
+// (exec/reference_int8.hpp), then XNNPACK with the same quantized model: every value both hold
+// in int8 must agree within `steps` quantization steps (0 on x86: the same arithmetic; one on
+// aarch64, whose per-tensor qs8 kernels round ties differently). Returns the layers compared.
+int match_reference(const Graph& g, int steps, std::uint64_t seed = 3) {
+    const lamda::Weights w = lamda::random_weights(g, seed);
+    std::vector<Tensor> calib;
+    for (std::uint64_t k = 0; k < 3; ++k) calib.push_back(random_input(g.layers.front().shape, seed + 10 + k));
+    const lamda::PtqResult ptq = lamda::quantize_ptq(g, w, calib);
+    const Tensor in = random_input(g.layers.front().shape, seed + 50);
+    const lamda::Int8Run ref = lamda::run_reference_int8(ptq.graph, ptq.model, ptq.float_weights, in);
+    lamda::XnnOptions o;
+    o.keep_intermediates = true;
+    o.quantized = &ptq.model;
+    XnnExecutor q(ptq.graph, ptq.float_weights, o);
+    REQUIRE(q.int8());
+    const Tensor out = q.run(in);
+    int compared = 0;
+    for (std::size_t i = 0; i < ptq.graph.layers.size(); ++i) {
+        const std::int8_t* y = q.layer_output_int8(i);
+        const lamda::Int8Value& r = ref.values[i];
+        if (!y || r.q.empty() || q.runs_in_float(i)) continue;
+        const lamda::XnnQuant p = q.layer_quant(i);
+        INFO("layer " << i << " '" << ptq.graph.layers[i].name << "' ("
+                      << lamda::op_name(ptq.graph.layers[i].op) << ")");
+        CHECK(p.scale == r.params.scale);
+        CHECK(p.zero_point == r.params.zero_point);
+        int worst = 0;
+        for (std::size_t e = 0; e < r.q.size(); ++e) worst = std::max(worst, std::abs(int{y[e]} - int{r.q[e]}));
+        CHECK(worst <= steps);
+        ++compared;
+    }
+    REQUIRE(out.data.size() == ref.output.data.size());
+    return compared;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+constexpr int reference_steps = 0;
+#else
+constexpr int reference_steps = 1;
+#endif
+
+}  // namespace
+
+TEST_CASE("xnnpack int8 with a quantized model: values equal the integer reference's, op by op") {
+    const char* cases[] = {
+        "input: input shape=9x8x5\nc: conv2d out=8 kernel=3 act=relu\n",
+        "input: input shape=9x8x5\nc: conv2d out=8 kernel=3 stride=2 bias=false\nb: batchnorm\nr: relu6\n",
+        "input: input shape=9x8x6\nc: conv2d out=6 kernel=3 groups=3\nd: dwconv kernel=3 act=relu6\n",
+        "input: input shape=9x8x6\nd: dwconv kernel=5 stride=2 multiplier=2\n",
+        "input: input shape=8x8x4\nc: conv2d out=4 kernel=1\ns: add input, c act=relu\n",
+        "input: input shape=8x8x4\nm: maxpool kernel=2\nr: relu\ng: gap\nf: flatten\nx: fc out=5\n",
+        "input: input shape=6x6x4\nc: conv2d out=4 kernel=3 act=hardswish\ns: sigmoid\n",
+        "input: input shape=6x6x4\na: avgpool kernel=2\nc: conv2d out=6 kernel=1\nk: concat a, c\n",
+    };
+    for (const char* c : cases) {
+        INFO(c);
+        CHECK(match_reference(graph_of(c), reference_steps) >= 2);
+    }
+}
+
+TEST_CASE("xnnpack int8 with a quantized model: the zoo's small models match the reference") {
+    CHECK(match_reference(lamda_test::zoo_model(LAMDA_SOURCE_DIR, "lenet5", {}), reference_steps) > 3);
+    CHECK(match_reference(lamda_test::zoo_model(LAMDA_SOURCE_DIR, "tiny_mobilenet", {}), reference_steps) > 3);
+}
+
+TEST_CASE("xnnpack int8 with a quantized model: bad parameters are refused") {
+    const Graph g = graph_of("input: input shape=6x6x3\nc: conv2d out=4 kernel=3\n");
+    const lamda::Weights w = lamda::random_weights(g, 1);
+    lamda::PtqResult ptq = lamda::quantize_ptq(g, w, {random_input(g.layers.front().shape, 1)});
+    lamda::XnnOptions o;
+    o.quantized = &ptq.model;
+    ptq.model.layers.front().weight_scales.front() = -1.0f;
+    CHECK_THROWS_WITH_AS(XnnExecutor(ptq.graph, ptq.float_weights, o), doctest::Contains("is negative"),
+                         lamda::ExecutorError);
+    ptq.model.layers.front().weight_scales.front() = std::nanf("");
+    CHECK_THROWS_WITH_AS(XnnExecutor(ptq.graph, ptq.float_weights, o), doctest::Contains("NaN"),
+                         lamda::ExecutorError);
+    ptq.model.layers.front().weight_scales.front() = 0.01f;
+    ptq.model.activations.front().second.scale = 0.0f;
+    CHECK_THROWS_WITH_AS(XnnExecutor(ptq.graph, ptq.float_weights, o), doctest::Contains("is zero"),
                          lamda::ExecutorError);
 }
 

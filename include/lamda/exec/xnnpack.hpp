@@ -76,6 +76,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -83,8 +84,10 @@
 
 #include "../core/analysis.hpp"
 #include "../core/ir.hpp"
+#include "../core/quant.hpp"
 #include "plan.hpp"
 #include "reference.hpp"
+#include "reference_int8.hpp"
 #include "../data/tensor.hpp"
 #include "../data/weights.hpp"
 
@@ -111,6 +114,13 @@ struct XnnOptions {
     // value's scale and zero point. Empty: one run on fill_timing_input's data, i.e. synthetic
     // scales, right for timing, not for accuracy.
     std::vector<Tensor> calibration{};
+    // int8 with a quantized model (`lamda quantize`, exec/reference_int8.hpp's quantize_ptq):
+    // its int8 weights, scales and zero points instead of calibrating; the graph must be the
+    // model's (batch norms folded), the executor's `weights` the F32 tensors of its float layers,
+    // and the layers it lists as float run in float. Then every int8 value is the integer
+    // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
+    // Read during construction only.
+    const QuantizedModel* quantized = nullptr;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -223,7 +233,13 @@ public:
                                     " MiB of buffers and weights, more than the limit of " +
                                     std::to_string(options.max_memory_bytes >> 20) + " MiB");
         }
-        detail::check_weights(graph, weights);
+        if (options.quantized) {
+            if (const std::optional<Error> e = validate_quantized_model(*options.quantized))
+                throw ExecutorError("quantized model: " + e->where.field + ": " + e->message);
+            detail::check_int8_params(graph, *options.quantized);
+        } else {
+            detail::check_weights(graph, weights);
+        }
         const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
@@ -233,6 +249,10 @@ public:
             if (!impl_->pool)
                 throw ExecutorError("XNNPACK: cannot create a pool of " +
                                     std::to_string(options.threads) + " threads");
+        }
+        if (options.quantized) {
+            build_int8(graph, weights, options.keep_intermediates, {}, options.quantized);
+            return;
         }
         if (!options.int8) {
             build(graph, weights, options.keep_intermediates);
@@ -933,9 +953,8 @@ private:
     // The int8 bounds of an output clamp (relu, relu6, hardsigmoid folded) under `q`.
     static std::pair<std::int8_t, std::int8_t> qclamp_of(Activation a, const XnnQuant& q) {
         const auto [lo, hi] = clamp_of(a);
-        const std::int8_t qlo = std::isfinite(lo) ? quantize_value(lo, q) : std::int8_t{-128};
-        const std::int8_t qhi = std::isfinite(hi) ? quantize_value(hi, q) : std::int8_t{127};
-        return {qlo, qhi};
+        const auto [qlo, qhi] = clamp_bounds(ActivationQuant{q.scale, q.zero_point}, lo, hi);
+        return {static_cast<std::int8_t>(qlo), static_cast<std::int8_t>(qhi)};
     }
 
     void add_convert_f32_qs8(int idx, const Layer& l, const Shape& s, const float* in,
@@ -967,7 +986,8 @@ private:
 
     // Builds the plan in int8; `ranges` (from op_ranges) give each planned op's output range.
     void build_int8(const Graph& g, const Weights& w, bool keep_intermediates,
-                    const std::vector<std::pair<float, float>>& ranges) {
+                    const std::vector<std::pair<float, float>>& ranges,
+                    const QuantizedModel* model = nullptr) {
         const std::size_t n = g.layers.size();
         impl_->int8 = true;
         impl_->ptr.assign(n, nullptr);
@@ -978,7 +998,7 @@ private:
         impl_->lowering.assign(n, XnnLowering::Operators);
         for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
         const OpPlan plan = plan_ops(g, !keep_intermediates, XNN_EXTRA_BYTES / sizeof(float) + 4);
-        if (ranges.size() != plan.ops.size())
+        if (!model && ranges.size() != plan.ops.size())
             throw ExecutorError("int8: " + std::to_string(ranges.size()) +
                                 " calibrated ranges for " + std::to_string(plan.ops.size()) +
                                 " planned operators");
@@ -1012,7 +1032,20 @@ private:
             impl_->current_op = static_cast<int>(k);
             const auto i = static_cast<std::size_t>(op.layer);
             const Layer& l = g.layers[i];
-            const XnnQuant out_q = quant_of_range(ranges[k].first, ranges[k].second);
+            XnnQuant out_q;
+            if (model) {
+                // The value this op writes: its layer's own output when an activation of its own
+                // follows in place (D's conv before a float hardswish), else the fused tail's.
+                const bool then_in_place = k + 1 < plan.ops.size() && plan.ops[k + 1].in_place() &&
+                                           plan.ops[k + 1].output == op.output;
+                const std::string& name =
+                    g.layers[then_in_place ? i : static_cast<std::size_t>(op.output)].name;
+                const ActivationQuant* a = model->find_activation(name);
+                if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                out_q = XnnQuant{a->scale, a->zero_point};
+            } else {
+                out_q = quant_of_range(ranges[k].first, ranges[k].second);
+            }
             if (op.kind == PlannedKind::Alias) {
                 if (l.op == OpKind::Input) {
                     impl_->quant[i] = out_q;
@@ -1024,9 +1057,24 @@ private:
                 continue;
             }
             const std::size_t mark = impl_->steps.size();
-            if (!build_op_int8(g, w, op, out_q)) {
+            const bool listed_float =
+                model && std::find(model->float_layers.begin(), model->float_layers.end(),
+                                   l.name) != model->float_layers.end();
+            if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
                 drop_steps_from(mark);
-                build_op_in_float(g, w, op, out_q);
+                // A float layer's own activation op after it stays in float with it (no
+                // rounding to int8 in between), as the integer reference computes it.
+                const PlannedOp* then = nullptr;
+                if (listed_float && k + 1 < plan.ops.size() && plan.ops[k + 1].layer == op.layer &&
+                    plan.ops[k + 1].in_place() && plan.ops[k + 1].output == op.output) {
+                    then = &plan.ops[++k];
+                    impl_->current_op = static_cast<int>(k);
+                    const std::string& name = g.layers[static_cast<std::size_t>(then->output)].name;
+                    const ActivationQuant* a = model->find_activation(name);
+                    if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                    out_q = XnnQuant{a->scale, a->zero_point};
+                }
+                build_op_in_float(g, w, op, out_q, then);
             }
         }
         const std::size_t last = n - 1;
@@ -1038,7 +1086,7 @@ private:
     // An op with no int8 kernel (or whose int8 parameters XNNPACK refused): its inputs converted
     // to float, its fp32 operator(s), its output converted back to int8 with `out_q`.
     void build_op_in_float(const Graph& g, const Weights& w, const PlannedOp& op,
-                           const XnnQuant& out_q) {
+                           const XnnQuant& out_q, const PlannedOp* then = nullptr) {
         const Layer& l = g.layers[static_cast<std::size_t>(op.layer)];
         impl_->in_float[static_cast<std::size_t>(op.layer)] = 1;
         std::vector<const float*> in;
@@ -1059,14 +1107,89 @@ private:
         const Shape& os = g.layers[static_cast<std::size_t>(op.output)].shape;
         float* out = op.in_place() ? const_cast<float*>(in[0]) : new_scratch(os.elements());
         build_op_f32(g, w, op, in, out);
+        if (then) build_op_f32(g, w, *then, {out}, out);
         add_convert_f32_qs8(op.layer, l, os, out, impl_->qptr[static_cast<std::size_t>(op.output)],
                             out_q);
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
     }
 
+    // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
+    // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
+    bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
+                                const XnnQuant& out_q, const QuantizedModel& model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const QuantizedWeights* qw = model.find_layer(l.name);
+        if (!qw || op.folded_bn >= 0 || l.op == OpKind::BatchNorm) return false;
+        const Activation a = op.act;
+        if (a != Activation::None && a != Activation::Relu && a != Activation::Relu6) return false;
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : l.shape.c);
+        const std::size_t per = oc ? qw->weights.size() / oc : 0;
+        if (per * oc != qw->weights.size() || qw->bias.size() != oc)
+            throw ExecutorError("XNNPACK: " + where(l) + ": quantized weights do not fit the layer");
+        std::vector<std::int8_t> kernel = qw->weights;
+        if (l.op == OpKind::Conv2d) {
+            const auto cig = static_cast<std::size_t>(is.c / l.groups);
+            const auto kh = static_cast<std::size_t>(l.kernel_h), kw = static_cast<std::size_t>(l.kernel_w);
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t ic = 0; ic < cig; ++ic)
+                    for (std::size_t y = 0; y < kh; ++y)
+                        for (std::size_t x = 0; x < kw; ++x)
+                            kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                qw->weights[((o * cig + ic) * kh + y) * kw + x];
+        }
+        std::vector<float> ks(oc);
+        for (std::size_t o = 0; o < oc; ++o) ks[o] = qw->weight_scale(o);
+        const ActivationQuant oq{out_q.scale, out_q.zero_point};
+        const auto [lo32, hi32] = clamp_bounds(oq, clamp_of(a).first, clamp_of(a).second);
+        const auto qlo = static_cast<std::int8_t>(lo32), qhi = static_cast<std::int8_t>(hi32);
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        const std::int8_t* in0 = impl_->qptr[static_cast<std::size_t>(op.inputs[0])];
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        xnn_operator_t xop = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            if (qw->weight_scales.size() != 1) return false;  // qs8 fc: one scale
+            if (!int8_ok(xnn_create_fully_connected_nc_qs8(ic, oc, ic, oc, zp(in_q), in_q.scale, ks[0],
+                                                           kernel.data(), qw->bias.data(), zp(out_q),
+                                                           out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_fully_connected_nc_qs8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_qs8");
+        } else {
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            const auto groups = static_cast<std::uint32_t>(dw ? is.c : l.groups);
+            const std::size_t gic = dw ? 1 : static_cast<std::size_t>(is.c / l.groups);
+            const std::size_t goc = dw ? static_cast<std::size_t>(l.multiplier)
+                                       : static_cast<std::size_t>(l.out_channels / l.groups);
+            for (int pad : l.pads)
+                if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
+                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
+                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_convolution2d_nhwc_qc8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in0, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_qc8");
+        }
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+        return true;
+    }
+
     // The int8 operator(s) of one planned op; false when there is none (or XNNPACK refused the
     // parameters), leaving steps added since to the caller to drop.
-    bool build_op_int8(const Graph& g, const Weights& w, const PlannedOp& op, const XnnQuant& out_q) {
+    bool build_op_int8(const Graph& g, const Weights& w, const PlannedOp& op, const XnnQuant& out_q,
+                       const QuantizedModel* model) {
         const auto i = static_cast<std::size_t>(op.layer);
         const Layer& l = g.layers[i];
         const int idx = op.layer;
@@ -1083,6 +1206,7 @@ private:
         case PlannedKind::DepthwiseConv:
         case PlannedKind::FullyConnected:
         case PlannedKind::ChannelAffine: {
+            if (model) return build_affine_quantized(g, op, in_q, out_q, *model);
             const AffineSpec sp = prepare_affine(g, w, idx, op.folded_bn, op.act);
             const std::size_t oc = sp.oc, per = sp.per_out;
             // Per-channel symmetric weight scales (one for fc: qs8 has no per-channel scales).
