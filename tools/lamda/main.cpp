@@ -14,6 +14,7 @@
 #include "cmd_generate.hpp"
 #include "cmd_latency.hpp"
 #include "cmd_llm.hpp"
+#include "cmd_quantize.hpp"
 #include "cmd_sample.hpp"
 #include "cmd_train.hpp"
 
@@ -467,6 +468,7 @@ int main(int argc, char** argv) {
     int train_exit = -1;  // `train` and `eval` run in their callbacks and set it
     lamda_cli::add_train_commands(app, train_exit);
     lamda_cli::add_export_commands(app, train_exit);  // `export`, `import`, `run` (cmd_export.hpp)
+    lamda_cli::add_quantize_command(app, train_exit);  // `quantize` (cmd_quantize.hpp)
 
     if (const int rc = lamda_cli::parse_command_line(app, argc, argv); rc >= 0) return rc;
     if (train_exit >= 0) return train_exit;

@@ -51,6 +51,9 @@ struct BenchOptions {
     std::int64_t max_memory_bytes = std::int64_t{4} << 30;
     // Time the model in int8 (XnnOptions::int8) with synthetic scales from the timing input.
     bool int8 = false;
+    // Time it in int8 with this quantized model's weights and scales (XnnOptions::quantized;
+    // the graph is its batch-norm-folded one, the weights its float layers' F32 tensors).
+    const QuantizedModel* quantized = nullptr;
 };
 
 struct OpTiming {
@@ -143,6 +146,7 @@ inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
     xnn.threads = options.threads;
     xnn.max_memory_bytes = options.max_memory_bytes;
     xnn.int8 = options.int8;
+    xnn.quantized = options.quantized;
     const bool rss_reset = bench_detail::reset_peak_rss();
     const std::int64_t rss_before = bench_detail::proc_status_bytes("VmRSS");
     auto t_init = clock::now();
