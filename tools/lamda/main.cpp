@@ -267,8 +267,15 @@ int run_bench(const BenchArgs& args) {
     }
     lamda::Graph graph = parsed.graph;
     lamda::Weights weights;
+    lamda::QuantizedModel quantized;  // an int8 file (lamda quantize): timed with its scales
+    bool int8_file = false;
     if (args.weights.empty()) {
         weights = lamda::random_weights(graph, 1);
+    } else if (const lamda::SafetensorsData file = lamda::read_safetensors_file(args.weights);
+               lamda::is_quantized(file)) {
+        graph = lamda::fold_batchnorm_graph(parsed.graph);
+        quantized = lamda::read_quantized(graph, file, args.weights, weights);
+        int8_file = true;
     } else {
         weights = lamda::read_safetensors(args.weights);
         // Weights from `lamda train` (or `generate`) have batch norm folded in: the graph they
@@ -284,7 +291,8 @@ int run_bench(const BenchArgs& args) {
     options.threads = args.threads;
     options.runs = args.runs;
     options.warmup = args.warmup;
-    options.int8 = args.precision == "int8";
+    options.int8 = args.precision == "int8" || int8_file;
+    if (int8_file) options.quantized = &quantized;
     if (options.int8 && !args.device.empty()) {
         std::cerr << "lamda: error: --precision int8 is not available with --device yet\n";
         return lamda_cli::exit_usage;
@@ -325,8 +333,9 @@ int run_bench(const BenchArgs& args) {
     }
     lamda_cli_print_bench(r, peak);
     std::cout << "precision: "
-              << (r.int8 ? "int8 (scales from one run on the timing input: for timing, not accuracy)"
-                         : "fp32")
+              << (!r.int8    ? std::string("fp32")
+                  : int8_file ? "int8 (weights and scales from " + args.weights + ")"
+                              : std::string("int8 (scales from one run on the timing input: for timing, not accuracy)"))
               << '\n';
     return exit_ok;
 #else
