@@ -36,6 +36,13 @@ fi
 grep -q 'needs [0-9]* bytes of RAM (arena [0-9]*, .*over --max-ram 1000' "$work/refused.txt" ||
     { echo "FAIL: the refusal does not give the numbers: $(cat "$work/refused.txt")"; exit 1; }
 [ ! -e "$work/small" ] || { echo "FAIL: a refused export wrote files"; exit 1; }
+if "$lamda" export "$fw/model.lamda" --weights "$fw/model.safetensors" --firmware "$work/small" \
+        --max-flash 20000 > /dev/null 2> "$work/refused.txt"; then
+    echo "FAIL: --max-flash 20000 was not refused"; exit 1
+fi
+grep -q 'needs [0-9]* bytes of flash ([0-9]* weights + [0-9]* code, estimated), over --max-flash 20000' \
+    "$work/refused.txt" || { echo "FAIL: the refusal does not give the numbers: $(cat "$work/refused.txt")"; exit 1; }
+[ ! -e "$work/small" ] || { echo "FAIL: a refused export wrote files"; exit 1; }
 
 # The first N test images and labels as a C header.
 gunzip -c "$data/t10k-images-idx3-ubyte.gz" > "$work/t10k-images-idx3-ubyte"
@@ -64,17 +71,34 @@ else
     echo "note: lamda run --dataset is unavailable (built without XNNPACK?): $(cat "$work/lamda.err")"
 fi
 
+# int8: examples/firmware/model_int8.safetensors (post-training quantized, docs/firmware.md) exported
+# as int8 firmware; on the host it must predict as the integer reference does (the doctest checks
+# the outputs bit for bit); here its host run is the baseline for the Cortex-M4 run.
+variants="default fast"
+if [ -f "$fw/model_int8.safetensors" ]; then
+    "$lamda" export "$fw/model.lamda" --weights "$fw/model_int8.safetensors" --firmware "$work/fw8" --json \
+        > "$work/export8.json"
+    cat "$work/export8.json"
+    cc -std=c99 -O2 -Wall -Wextra -Werror -I"$work/fw8" -I"$work" -o "$work/host8" \
+        "$mcu/main.c" "$work/fw8/model.c" -lm
+    "$work/host8" > "$work/host8.txt"
+    variants="default fast int8"
+fi
+
 # Cortex-M4 under QEMU: the default build (double accumulation, as the reference) and
-# MODEL_FAST_FLOAT (float accumulation, what an FPv4-SP part runs fast); both must predict as the host.
+# MODEL_FAST_FLOAT (float accumulation, what an FPv4-SP part runs fast), and the int8 model; each
+# must predict as its host build.
 arm_flags=(-std=c99 -mcpu=cortex-m4 -mthumb -O2 -mfloat-abi=hard -mfpu=fpv4-sp-d16
     -ffunction-sections -fdata-sections -Wall -Wextra -Werror)
-for variant in default fast; do
+for variant in $variants; do
     extra=()
     [ "$variant" = fast ] && extra=(-DMODEL_FAST_FLOAT)
+    model=$work/fw host=$work/host.txt
+    [ "$variant" = int8 ] && model=$work/fw8 host=$work/host8.txt
     arm-none-eabi-gcc "${arm_flags[@]}" "${extra[@]}" --specs=rdimon.specs -nostartfiles \
-        -T "$mcu/mps2_an386.ld" -Wl,--gc-sections -I"$work/fw" -I"$work" -o "$work/fw_$variant.elf" \
-        "$mcu/startup.c" "$mcu/main.c" "$work/fw/model.c" -lm
-    arm-none-eabi-gcc "${arm_flags[@]}" "${extra[@]}" -c -o "$work/model_$variant.o" "$work/fw/model.c"
+        -T "$mcu/mps2_an386.ld" -Wl,--gc-sections -I"$model" -I"$work" -o "$work/fw_$variant.elf" \
+        "$mcu/startup.c" "$mcu/main.c" "$model/model.c" -lm
+    arm-none-eabi-gcc "${arm_flags[@]}" "${extra[@]}" -c -o "$work/model_$variant.o" "$model/model.c"
     echo "== $variant: whole program (newlib's printf included), then model.o alone"
     arm-none-eabi-size "$work/fw_$variant.elf"
     arm-none-eabi-size -A "$work/model_$variant.o" |
@@ -84,7 +108,7 @@ for variant in default fast; do
         > "$work/qemu_raw.txt"
     grep '^systick' "$work/qemu_raw.txt" | sed 's/$/ (relative cost only: QEMU -icount, not cycles)/' || true
     grep -v '^systick' "$work/qemu_raw.txt" > "$work/qemu.txt"
-    diff -u "$work/host.txt" "$work/qemu.txt" ||
+    diff -u "$host" "$work/qemu.txt" ||
         { echo "FAIL: the Cortex-M4 ($variant) predictions differ from the host's"; exit 1; }
 done
-echo "ok: host, lamda and Cortex-M4 (QEMU mps2-an386) agree on $n images ($(tail -1 "$work/qemu.txt"))"
+echo "ok: host, lamda and Cortex-M4 (QEMU mps2-an386) agree on $n images, variants: $variants ($(tail -1 "$work/host.txt"); int8: $(tail -1 "$work/host8.txt" 2> /dev/null || echo none))"

@@ -91,10 +91,9 @@ struct ExportArgs {
 
 namespace export_cli {
 
-// --firmware DIR: generates, checks --max-flash/--max-ram, writes model.h and model.c, prints the
-// numbers (text or --json) to stdout. 1 when over a limit (nothing written).
-inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const lamda::Weights& weights) {
-    const lamda::FirmwareSource fw = lamda::firmware_source(graph, weights);
+// --firmware DIR: checks --max-flash/--max-ram, writes model.h and model.c, prints the numbers
+// (text or --json) to stdout. 1 when over a limit (nothing written).
+inline int emit_firmware(const ExportArgs& a, const lamda::FirmwareSource& fw, const char* precision) {
     const std::int64_t ram = fw.arena_bytes + fw.output_bytes;  // the input lives in the arena
     bool refused = false;
     if (a.max_flash > 0 && fw.flash_bytes > a.max_flash) {
@@ -118,7 +117,7 @@ inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const 
     if (a.json) {
         std::string dir;
         lamda::append_json_string(dir, a.firmware);
-        std::cout << "{\"dir\": " << dir
+        std::cout << "{\"dir\": " << dir << ", \"precision\": \"" << precision << '"'
                   << ", \"flash_bytes\": " << fw.flash_bytes << ", \"weight_bytes\": " << fw.weight_bytes
                   << ", \"code_bytes_estimate\": " << fw.code_bytes_estimate
                   << ", \"arena_bytes\": " << fw.arena_bytes << ", \"input_offset\": " << fw.input_offset
@@ -129,7 +128,7 @@ inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const 
                   << ", \"params\": " << fw.params << ", \"flushed_weights\": " << fw.flushed_weights
                   << ", \"in_place_ops\": " << fw.in_place << "}\n";
     } else {
-        std::cerr << "wrote " << a.firmware << "/model.h and model.c\n";
+        std::cerr << "wrote " << a.firmware << "/model.h and model.c (" << precision << ")\n";
         std::cout << "flash: " << fw.flash_bytes << " bytes (" << fw.weight_bytes << " weights + "
                   << fw.code_bytes_estimate << " code, estimated)\n"
                   << "arena: " << fw.arena_bytes << " bytes (the input's " << fw.input_bytes
@@ -141,6 +140,19 @@ inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const 
                   << fw.flushed_weights << '\n';
     }
     return 0;
+}
+
+inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const lamda::Weights& weights) {
+    return emit_firmware(a, lamda::firmware_source(graph, weights), "float32");
+}
+
+// An int8 weights file (lamda quantize): the int8 firmware of the batch-norm-folded graph.
+inline int write_firmware_int8(const ExportArgs& a, const lamda::Graph& parsed,
+                               const lamda::SafetensorsData& file) {
+    const lamda::Graph graph = lamda::fold_batchnorm_graph(parsed);
+    lamda::Weights float_weights;
+    const lamda::QuantizedModel m = lamda::read_quantized(graph, file, a.weights, float_weights);
+    return emit_firmware(a, lamda::firmware_source_int8(graph, m, float_weights), "int8");
 }
 
 }  // namespace export_cli
@@ -166,6 +178,10 @@ inline int run_export(const ExportArgs& a) {
     }
     lamda::Graph graph = parsed.graph;
     lamda::Weights weights;
+    if (!a.weights.empty() && !a.firmware.empty() && a.pytorch.empty() && a.cpp.empty()) {
+        const lamda::SafetensorsData file = lamda::read_safetensors_file(a.weights);
+        if (lamda::is_quantized(file)) return export_cli::write_firmware_int8(a, parsed.graph, file);
+    }
     if (!a.weights.empty()) {
         weights = lamda::read_safetensors(a.weights);
         graph = export_cli::graph_fitting(parsed.graph, weights, a.weights);
