@@ -309,6 +309,32 @@ TEST_CASE("adapt: generate evaluates the start model, fine-tunes inherited candi
     CHECK_THROWS_WITH(generate(task, other, &second, o), doctest::Contains("not the start model"));
 }
 
+TEST_CASE("adapt: a start model over the budget is still evaluated: its accuracy is the bar") {
+    TempDir dir("over");
+    Task task = fmnist_task(1e-6);  // nothing fits
+    task.constraints.min_accuracy_drop = 1.0;
+    task.budget.max_candidates = 2;
+    auto start = std::make_shared<const StartModel>(load_start_model(write_start(dir), "", task));
+    RecordingTrainer trainer;
+    GenerateOptions o;
+    o.out_dir = dir / "run";
+    o.runs = 3;
+    o.confirm_runs = 3;
+    o.start = start;
+    AdaptDesigner proposer(1, *start);
+    GenerateOutcome r = generate(task, proposer, &trainer, o);
+    REQUIRE(r.result.records.size() == 2);
+    const CandidateRecord& r0 = r.result.records[0];
+    CHECK(r0.verdict == Verdict::OverMeasured);
+    REQUIRE(r0.accuracy);
+    CHECK(*r0.accuracy == doctest::Approx(0.90));
+    REQUIRE_FALSE(trainer.calls.empty());
+    CHECK(trainer.calls.front() == "weights");
+    CHECK(r.result.records[1].verdict == Verdict::OverMeasured);
+    CHECK(r.result.records[1].parent == 0);  // inherited, never trained (over the budget)
+    CHECK_FALSE(r.best);
+}
+
 TEST_CASE("adapt: a start model below min_accuracy_drop's bar leaves its children below_accuracy") {
     TempDir dir("drop");
     Task task = fmnist_task(1000.0);

@@ -260,6 +260,16 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                                                (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message));
         const Graph& g = parsed.graph;
         const Constraints& c = task.constraints;
+        const bool evaluate = setup.trainer && task.objective == Objective::Accuracy;
+        const auto weights_path = [&] {
+            return setup.weights_dir.empty() ? rec.weights : setup.weights_dir + "/" + rec.weights;
+        };
+        if (evaluate && !rec.weights.empty() && rec.parent < 0) {
+            // A start model (search/adapt.hpp): its own weights, judged before its latency, so
+            // that a start model over the budget still says what accuracy is to be kept.
+            rec.accuracy = setup.trainer->weights_accuracy(g, weights_path());
+            charge(&StageSeconds::train);
+        }
         if (setup.measure) {
             Measurement m = setup.measure(g);
             charge(&StageSeconds::measure);
@@ -271,11 +281,11 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                                                          ms_text(c.latency_ms) + " budget; most expensive: " +
                                                          cost_list(rec.top_layers));
         }
-        if (setup.trainer && task.objective == Objective::Accuracy) {
-            if (!rec.weights.empty()) {
-                const std::string path = setup.weights_dir.empty() ? rec.weights : setup.weights_dir + "/" + rec.weights;
-                rec.accuracy = rec.parent < 0 ? setup.trainer->weights_accuracy(g, path)
-                                              : setup.trainer->finetune_accuracy(g, path);
+        if (evaluate) {
+            if (!rec.weights.empty() && rec.parent < 0) {
+                // evaluated above
+            } else if (!rec.weights.empty()) {
+                rec.accuracy = setup.trainer->finetune_accuracy(g, weights_path());
             } else {
                 rec.accuracy = setup.trainer->proxy_accuracy(g);
             }
@@ -306,6 +316,9 @@ inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const
                                                          StageSeconds* stage_seconds = nullptr) {
     std::optional<Screened> s = screen_candidate(task, proposal, setup, seen, stage_seconds);
     if (!s) return std::nullopt;
+    // An adaptation's start model (candidate 0) is measured and evaluated even when it is predicted
+    // over the budget: its latency here and its accuracy are what the adapted model is held to.
+    if (setup.inherit && records.empty() && s->record.verdict == Verdict::OverPredicted) s->decided = false;
     if (s->decided) return std::move(s->record);
     if (setup.inherit) {
         s->record.index = static_cast<int>(records.size());
