@@ -572,8 +572,11 @@ private:
     std::string build_body(const Task& task, const std::vector<CandidateRecord>& records, const std::vector<std::size_t>& repair) {
         using llm_detail::json_escaped_size;
         const LlmConfig& cfg = client_.config();
-        const std::size_t budget =
-            static_cast<std::size_t>(static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_);
+        // 5% kept free: the characters per token calibrated on one request vary with the next one's
+        // content (digit-heavy history lines); llm_llama saw 1028 + 1024 tokens sent to a 2048 window
+        // without this margin.
+        const std::size_t budget = static_cast<std::size_t>(
+            static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_ * 0.95);
         const std::string system = valid_utf8(compact_ ? llm_compact_system_prompt() : llm_system_prompt());
         std::string head = task_text(task, records.size());
         const std::string device = options_.device_summary.empty() ? llm_device_summary(task, nullptr) : options_.device_summary;
