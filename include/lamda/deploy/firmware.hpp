@@ -777,6 +777,20 @@ static void lm_s8_clamp(const int8_t* x, int8_t* y, size_t n, int32_t lo, int32_
 }
 )C";
 
+inline constexpr const char* k_s8_mul = R"C(
+/* mul that runs in float, value by value (no scratch): dequantize, multiply, quantize; an operand
+   of fewer values (1x1xC) is broadcast; y may be a full-size operand */
+static void lm_s8_mul_f(const int8_t* a, size_t na, float sa, int32_t za, const int8_t* b, size_t nb,
+                        float sb, int32_t zb, int8_t* y, size_t n, float sy, int32_t zy) {
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        const float x = (float)((int32_t)a[na == n ? i : i % na] - za) * sa;
+        const float w = (float)((int32_t)b[nb == n ? i : i % nb] - zb) * sb;
+        y[i] = lm_quantize(x * w, sy, zy);
+    }
+}
+)C";
+
 inline constexpr const char* k_s8_lut = R"C(
 /* int8 sigmoid: a 256-entry table (in place allowed) */
 static void lm_s8_lut(const int8_t* x, int8_t* y, size_t n, const int8_t* lut) {
@@ -829,6 +843,10 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
     detail::check_int8_params(graph, model);
     const std::size_t n = graph.layers.size();
     auto is_float = [&](std::size_t i) { return detail::in_list(model.float_layers, graph.layers[i].name); };
+    // A float mul (not the last layer) runs value by value on the int8 values: no float scratch.
+    auto mul_by_value = [&](std::size_t i) {
+        return is_float(i) && graph.layers[i].op == OpKind::Mul && i + 1 < graph.layers.size();
+    };
     const ModelStats stats = analyze(graph);
     if (stats.params > max_firmware_weight_bytes)
         throw ExportError("firmware int8: " + std::to_string(stats.params) +
@@ -851,7 +869,7 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
     ao.output_in_arena = true;
     ao.scratch_bytes.assign(n, 0);
     for (std::size_t i = 0; i < n; ++i) {
-        if (!is_float(i)) continue;
+        if (!is_float(i) || mul_by_value(i)) continue;
         const Layer& l = graph.layers[i];
         std::int64_t at = 0;
         for (int in : l.inputs) {
@@ -936,9 +954,9 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
     };
     std::string body;
     fd::KernelUse ku;               // float kernels of the float layers
-    std::vector<bool> s8(7, false);  // conv, fc, maxpool, gap, add, clamp, lut
+    std::vector<bool> s8(8, false);  // conv, fc, maxpool, gap, add, clamp, lut, mul by value
     std::int64_t code8 = 400;        // quant helpers, model_run
-    const std::int64_t cost8[] = {500, 150, 300, 150, 250, 80, 60};
+    const std::int64_t cost8[] = {500, 150, 300, 150, 250, 80, 60, 150};
     auto use8 = [&](int k) {
         if (!s8[static_cast<std::size_t>(k)]) code8 += cost8[k];
         s8[static_cast<std::size_t>(k)] = true;
@@ -955,6 +973,15 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
                            ": " + std::string(op_name(l.op)) + " " + to_string(os) +
                            (is_float(i) ? " (float)" : "") + " */\n    ";
         code8 += 40;
+        if (mul_by_value(i)) {
+            use8(7);
+            const auto in1 = static_cast<std::size_t>(l.inputs[1]);
+            line += "lm_s8_mul_f(" + a8(in0) + ", " + fd::num(is.elements()) + ", " + q_of(in0) + ", " + a8(in1) +
+                    ", " + fd::num(graph.layers[in1].shape.elements()) + ", " + q_of(in1) + ", " + a8(i) + ", " +
+                    fd::num(os.elements()) + ", " + q_of(i) + ");\n";
+            body += line;
+            continue;
+        }
         if (is_float(i)) {
             const std::int64_t base = plan.scratch_offset(i);
             auto sf = [&](std::size_t k) { return "(float*)(a8 + " + fd::num(base + scratch_at[i][k]) + ")"; };
@@ -1088,8 +1115,8 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
     c += fd::kernels_s8;
     if (s8[0] || s8[1] || s8[3]) c += fd::k_s8_requant;  // conv, fc, gap
     const char* bodies8[] = {fd::k_s8_conv, fd::k_s8_fc, fd::k_s8_maxpool, fd::k_s8_gap,
-                             fd::k_s8_add, fd::k_s8_clamp, fd::k_s8_lut};
-    for (std::size_t k = 0; k < 7; ++k)
+                             fd::k_s8_add, fd::k_s8_clamp, fd::k_s8_lut, fd::k_s8_mul};
+    for (std::size_t k = 0; k < 8; ++k)
         if (s8[k]) c += bodies8[k];
     bool any_float = false;
     for (bool u : ku.used) any_float = any_float || u;
