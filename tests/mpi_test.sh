@@ -82,6 +82,23 @@ assert "MPI worker ranks" in par["device"], par["device"]
 print("feasible: sequential", seq["verdicts"]["feasible"], "mpi", par["verdicts"]["feasible"], "ranks", sorted(ranks))
 PY
 
+# ---- "measure_on": "one_device": rank 0 measures every candidate, the report says so -----------
+$py - "$fast" "$tmp/one.json" "$src/examples/tasks" <<'PY'
+import json, os, sys
+task = json.load(open(sys.argv[1]))
+task["measure_on"] = "one_device"
+if "profile" in task:  # resolved against the task file's directory
+    task["profile"] = os.path.join(sys.argv[3], task["profile"])
+json.dump(task, open(sys.argv[2], "w"))
+PY
+expect_rc 0 timeout 300 "${mpi[@]}" -n 3 "$lamda" generate "$tmp/one.json" --out "$tmp/one" "${common[@]}" -q
+check_journal "$tmp/one" $n "measured by rank 0 @" && pass || fail "measure_on one_device: a record not measured by rank 0"
+$py - "$tmp/one" <<'PY' && pass || fail "measure_on one_device: report.json does not say who measured"
+import json, sys
+rep = json.load(open(sys.argv[1] + "/report.json"))
+assert "every latency measured by rank 0" in rep["device"], rep["device"]
+PY
+
 # ---- A worker rank killed with kill -9: the job ends, --resume with another N completes it ------
 big=60
 run=$tmp/kill
