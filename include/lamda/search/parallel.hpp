@@ -332,6 +332,27 @@ public:
         const Pausing pausing(inner_, hold);
         return inner_.train_final(graph, weights_path);
     }
+    // Adaptation (search/adapt.hpp) through the same gate: evaluating and fine-tuning use the
+    // node's cores as training does.
+    double weights_accuracy(const Graph& graph, const std::string& weights_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.weights_accuracy(graph, weights_path);
+    }
+    double weights_test_accuracy(const Graph& graph, const std::string& weights_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.weights_test_accuracy(graph, weights_path);
+    }
+    double finetune_accuracy(const Graph& graph, const std::string& init_path) override {
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
+        return inner_.finetune_accuracy(graph, init_path);
+    }
+    FinalTraining train_final_from(const Graph& graph, const std::string& init_path,
+                                   const std::string& weights_path) override {
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
+        return inner_.train_final_from(graph, init_path, weights_path);
+    }
 
 private:
     // The inner trainer yields `hold` between steps while this lives (also when it throws).
