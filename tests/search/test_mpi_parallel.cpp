@@ -280,6 +280,33 @@ TEST_CASE("parallel: measure_on one_device -- the search's thread measures every
     }
 }
 
+TEST_CASE("parallel: a gated worker trainer still adapts (fine-tuning and weight evaluation are forwarded)") {
+    struct Adapting : Trainer {
+        int hooked = 0;
+        double proxy_accuracy(const Graph&) override { return 0.1; }
+        FinalTraining train_final(const Graph&, const std::string&) override { return {}; }
+        double weights_accuracy(const Graph&, const std::string&) override { return 0.2; }
+        double weights_test_accuracy(const Graph&, const std::string&) override { return 0.3; }
+        double finetune_accuracy(const Graph&, const std::string&) override { return hooked ? 0.4 : -1; }
+        FinalTraining train_final_from(const Graph&, const std::string&, const std::string&) override {
+            FinalTraining f;
+            f.test_accuracy = hooked ? 0.5 : -1;
+            return f;
+        }
+        void set_between_steps(std::function<void()> hook) override { hooked = hook ? 1 : 0; }
+    } inner;
+    GenerateSetup s;
+    s.trainer = &inner;
+    std::unique_ptr<Trainer> owned;
+    const GenerateSetup g = gated_setup(s, std::make_shared<const NodeGate>(gate_key("adapt")), owned);
+    const Graph graph;
+    CHECK(g.trainer->weights_accuracy(graph, "w") == 0.2);
+    CHECK(g.trainer->weights_test_accuracy(graph, "w") == 0.3);
+    CHECK(g.trainer->finetune_accuracy(graph, "w") == 0.4);  // with the pause hook set
+    CHECK(g.trainer->train_final_from(graph, "a", "b").test_accuracy == 0.5);
+    CHECK(inner.hooked == 0);  // and cleared afterwards
+}
+
 TEST_CASE("parallel: the built-in proposers never hand out a pending design again") {
     const Task task = small_task();
     for (int kind = 0; kind < 2; ++kind) {
