@@ -27,7 +27,7 @@
 // ---- begin include/lamda/core.hpp ----
 // lamda/core.hpp: the runtime-free core, for firmware and any project that only needs to read,
 // check and analyse models: the IR, diagnostics and the one error model, limits and validation,
-// the exact analysis (params, MACs, memory), the DSL parser, printer and
+// the exact analysis (params, MACs, memory), the firmware arena's liveness plan, the DSL parser, printer and
 // formatter, and the compile-time layer templates.
 //
 //   #include <lamda/core.hpp>
@@ -577,6 +577,815 @@ inline ModelStats analyze(const Graph& graph) {
 
 #endif  // LAMDA_CORE_ANALYSIS_HPP
 // ---- end include/lamda/core/analysis.hpp ----
+// ---- begin include/lamda/core/arena_plan.hpp ----
+// lamda/core/arena_plan.hpp: the liveness plan of one static activation arena, as the firmware
+// export allocates it (deploy/firmware.hpp) and as the search's memory constraint counts it
+// (core/analysis.hpp ModelStats::arena_bytes, task constraint max_activation_bytes).
+//
+//   lamda::ArenaPlan p = lamda::arena_plan(graph);        // shapes inferred (infer_shapes)
+//   if (p.ok) use(p.arena_bytes, p.input_offset);          // else p.error says what and where
+//   std::int64_t n = lamda::arena_bytes(graph, 1);        // int8: one byte per value
+//
+// Contract. Requires a graph whose shapes are inferred; anything else (no layers, a first layer that
+// is not the input, a layer reading one that is not before it, a shape not inferred or over 2 GiB)
+// gives ok == false and an error naming the layer. Never throws (but bad_alloc); runtime-free
+// (-fno-exceptions -fno-rtti). The plan:
+//   - every value that is not an alias (flatten and dropout share their input's bytes) gets a buffer
+//     alive from its producer to its last reader (reads through aliases count for the root);
+//   - the model input is a buffer in the arena too, alive from the start to its last reader (the
+//     caller writes it there; `input_offset`), so its bytes are reused once it is dead;
+//   - the last layer writes straight into the caller's output buffer (not in the arena), unless it
+//     is an alias, whose root stays in the arena and is copied out;
+//   - an elementwise op (activations, softmax, batchnorm, add, a same-size mul operand) writes into
+//     an input buffer whose last reader it is (in place, as MCUNet's TinyEngine does);
+//   - buffers are placed by TFLite Micro's GreedyMemoryPlanner rule: largest first (ties in layer
+//     order), each at the lowest 16-byte-aligned offset that overlaps no already placed buffer alive
+//     at the same time.
+// RAM the generated code needs = arena_bytes + output_bytes. A batch norm that exec/fold.hpp folds
+// into its producer runs in place in this plan, so planning the unfolded graph (as the search does)
+// gives the folded export's arena or more, never less (tests/deploy/test_firmware.cpp checks the zoo).
+#ifndef LAMDA_CORE_ARENA_PLAN_HPP
+#define LAMDA_CORE_ARENA_PLAN_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/detail/checked.hpp ----
+// lamda/detail/checked.hpp: checked arithmetic for sizes that come from outside (a model file's
+// dimensions, a safetensors shape, an IDX header, a JSON number, an ONNX attribute list).
+//
+//   std::int64_t n = 0;
+//   if (!lamda::detail::checked_mul(a, b, n)) ...               // overflow
+//   auto count = lamda::detail::checked_elements(dims, limit);   // nullopt: negative or > limit
+//   if (!lamda::detail::arity_ok(pads.size(), 4)) ...             // an attribute of the wrong length
+//
+// Contract: header-only, C++17 standard library only, never throws, never overflows (every
+// product is checked before it is formed), so the core and the readers outside it can share it.
+// A dimension of 0 makes an element count 0 whatever the other dimensions are (a zero-element
+// tensor is valid), but every dimension must still be >= 0 and each one <= `limit`.
+#ifndef LAMDA_DETAIL_CHECKED_HPP
+#define LAMDA_DETAIL_CHECKED_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+
+namespace lamda::detail {
+
+// a * b into `out` when both are >= 0 and the product fits in int64; false otherwise (out unset).
+inline bool checked_mul(std::int64_t a, std::int64_t b, std::int64_t& out) noexcept {
+    if (a < 0 || b < 0) return false;
+    if (a != 0 && b > std::numeric_limits<std::int64_t>::max() / a) return false;
+    out = a * b;
+    return true;
+}
+
+// a + b into `out` when both are >= 0 and the sum fits in int64.
+inline bool checked_add(std::int64_t a, std::int64_t b, std::int64_t& out) noexcept {
+    if (a < 0 || b < 0) return false;
+    if (a > std::numeric_limits<std::int64_t>::max() - b) return false;
+    out = a + b;
+    return true;
+}
+
+// Unsigned versions (file offsets, byte counts).
+inline bool checked_mul(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
+    if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return false;
+    out = a * b;
+    return true;
+}
+inline bool checked_add(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
+    if (a > std::numeric_limits<std::uint64_t>::max() - b) return false;
+    out = a + b;
+    return true;
+}
+
+// The number of elements of a tensor with dimensions `dims` (any range of integers), or nullopt
+// when a dimension is negative or above `limit`, or when the product is above `limit`. A zero
+// dimension gives 0 (checked first, so [huge, huge, 0] is 0, not an overflow).
+template <class Range>
+std::optional<std::int64_t> checked_elements(const Range& dims,
+                                             std::int64_t limit = std::numeric_limits<std::int64_t>::max()) noexcept {
+    bool zero = false;
+    for (const auto d : dims) {
+        if (d < 0 || static_cast<std::uint64_t>(d) > static_cast<std::uint64_t>(limit)) return std::nullopt;
+        if (d == 0) zero = true;
+    }
+    if (zero) return std::int64_t{0};
+    std::int64_t n = 1;
+    for (const auto d : dims) {
+        if (!checked_mul(n, static_cast<std::int64_t>(d), n) || n > limit) return std::nullopt;
+    }
+    return n;
+}
+
+// Elements times the size of one element, in bytes, or nullopt past `limit` bytes.
+template <class Range>
+std::optional<std::int64_t> checked_bytes(const Range& dims, std::int64_t item_bytes,
+                                          std::int64_t limit = std::numeric_limits<std::int64_t>::max()) noexcept {
+    const std::optional<std::int64_t> n = checked_elements(dims, limit);
+    std::int64_t bytes = 0;
+    if (!n || !checked_mul(*n, item_bytes, bytes) || bytes > limit) return std::nullopt;
+    return bytes;
+}
+
+// Whether an attribute list of `size` entries has the `expected` number (ONNX `pads` 4, `strides`
+// 2, ...); a check before indexing, so that a short list is an error, not an over-read.
+inline constexpr bool arity_ok(std::size_t size, std::size_t expected) noexcept { return size == expected; }
+
+// `v` as an int when it lies in lo..hi.
+inline std::optional<int> checked_int(std::int64_t v, int lo = std::numeric_limits<int>::min(),
+                                      int hi = std::numeric_limits<int>::max()) noexcept {
+    if (v < lo || v > hi) return std::nullopt;
+    return static_cast<int>(v);
+}
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_CHECKED_HPP
+// ---- end include/lamda/detail/checked.hpp ----
+
+namespace lamda {
+
+// Where a layer's value lives at run time.
+enum class ValueLoc { Arena, Output };
+
+struct ArenaBuffer {
+    std::int64_t bytes = 0;   // rounded up to 16
+    std::int64_t offset = 0;  // in the arena
+    int first = 0, last = 0;  // layer indices: produced, last read (inclusive)
+};
+
+struct ArenaPlan {
+    bool ok = false;
+    std::string error;             // when !ok: what and where
+    std::vector<ValueLoc> loc;     // per layer (an alias: its root's)
+    std::vector<int> buffer;       // per layer: index into buffers (Arena), or -1 (Output)
+    std::vector<int> alias_of;     // per layer: the layer whose bytes it shares (flatten, dropout), or itself
+    std::vector<int> scratch;      // per layer: index into buffers of its scratch (ArenaOptions), or -1
+    std::vector<ArenaBuffer> buffers;
+    std::int64_t bytes_per_value = 4;
+    std::int64_t arena_bytes = 0;
+    std::int64_t input_offset = 0;  // where the caller writes the input, in the arena
+    std::int64_t input_bytes = 0, output_bytes = 0;
+    int in_place = 0;               // ops planned in place
+
+    // Byte offset of layer i's scratch in the arena; -1 when it has none.
+    std::int64_t scratch_offset(std::size_t i) const {
+        return scratch[i] < 0 ? -1 : buffers[static_cast<std::size_t>(scratch[i])].offset;
+    }
+    // Byte offset of layer i's value in the arena; -1 when it is the caller's output.
+    std::int64_t offset_of(std::size_t i) const {
+        const int b = buffer[static_cast<std::size_t>(alias_of[i])];
+        return b < 0 ? -1 : buffers[static_cast<std::size_t>(b)].offset;
+    }
+};
+
+namespace arena_detail {
+
+inline constexpr std::int64_t alignment = 16;
+inline constexpr std::int64_t max_tensor_bytes = std::int64_t{1} << 31;  // 32-bit targets
+
+inline bool tensor_bytes(const Shape& s, std::int64_t per_value, std::int64_t& bytes) noexcept {
+    std::int64_t e = 0;
+    if (!s.known() || !detail::checked_mul(s.h, s.w, e) || !detail::checked_mul(e, s.c, e) ||
+        !detail::checked_mul(e, per_value, bytes) || bytes >= max_tensor_bytes)
+        return false;
+    return true;
+}
+
+inline std::int64_t align_up(std::int64_t v) noexcept {
+    return (v + alignment - 1) / alignment * alignment;
+}
+
+// TFLite Micro's GreedyMemoryPlanner: buffers by size, largest first (ties in index order), each at
+// the lowest aligned offset where it overlaps no already placed buffer that is alive at the same time.
+inline std::int64_t place_greedy(std::vector<ArenaBuffer>& buffers) {
+    std::vector<std::size_t> order(buffers.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return buffers[a].bytes > buffers[b].bytes;
+    });
+    std::vector<std::size_t> placed;
+    std::vector<std::pair<std::int64_t, std::int64_t>> busy;  // [offset, end) of live ones
+    std::int64_t high = 0;
+    for (std::size_t idx : order) {
+        ArenaBuffer& b = buffers[idx];
+        busy.clear();
+        for (std::size_t p : placed) {
+            const ArenaBuffer& o = buffers[p];
+            if (o.first <= b.last && b.first <= o.last) busy.emplace_back(o.offset, o.offset + o.bytes);
+        }
+        std::sort(busy.begin(), busy.end());
+        std::int64_t offset = 0;
+        for (const auto& r : busy) {
+            if (r.first >= offset + b.bytes) break;
+            offset = std::max(offset, align_up(r.second));
+        }
+        b.offset = offset;
+        high = std::max(high, offset + b.bytes);
+        placed.push_back(idx);
+    }
+    return high;
+}
+
+inline bool elementwise_in_place(OpKind op) noexcept {
+    return op == OpKind::Relu || op == OpKind::Relu6 || op == OpKind::HardSwish ||
+           op == OpKind::HardSigmoid || op == OpKind::Sigmoid || op == OpKind::Softmax ||
+           op == OpKind::BatchNorm || op == OpKind::Add || op == OpKind::Mul;
+}
+
+inline bool check_structure(const Graph& graph, std::int64_t per_value, std::string& error) {
+    if (graph.layers.empty()) return error = "the graph has no layers", false;
+    if (graph.layers.front().op != OpKind::Input)
+        return error = "the graph's first layer is not its input", false;
+    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
+        const Layer& l = graph.layers[i];
+        if (i > 0 && l.op == OpKind::Input)
+            return error = "layer '" + l.name + "': a second input layer", false;
+        if (i > 0 && l.inputs.empty()) return error = "layer '" + l.name + "' has no input", false;
+        for (int in : l.inputs)
+            if (in < 0 || static_cast<std::size_t>(in) >= i)
+                return error = "layer '" + l.name + "' reads a layer that is not before it", false;
+        std::int64_t b = 0;
+        if (!tensor_bytes(l.shape, per_value, b))
+            return error = std::string(op_name(l.op)) + " layer '" + l.name + "': shape " +
+                           to_string(l.shape) +
+                           " is not inferred or exceeds 2 GiB (run infer_shapes first)",
+                   false;
+    }
+    return true;
+}
+
+// Per layer: the layer whose value it is (flatten and dropout: their input's; `dropout_only`: only
+// dropout, as TFLite's converter removes it but keeps reshapes), and each root's last reader.
+inline void roots_and_last_reads(const Graph& graph, bool dropout_only, std::vector<int>& root,
+                                 std::vector<int>& last_read) {
+    const std::size_t n = graph.layers.size();
+    root.resize(n);
+    last_read.assign(n, -1);
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = graph.layers[i];
+        const bool alias = l.op == OpKind::Dropout || (!dropout_only && l.op == OpKind::Flatten);
+        root[i] = alias ? root[static_cast<std::size_t>(l.inputs.front())] : static_cast<int>(i);
+        for (int in : l.inputs) {
+            const auto r = static_cast<std::size_t>(root[static_cast<std::size_t>(in)]);
+            last_read[r] = std::max(last_read[r], static_cast<int>(i));
+        }
+    }
+}
+
+}  // namespace arena_detail
+
+// What arena_plan plans for: bytes per tensor element (4: float32, 1: int8); the last layer's value
+// in the arena too (an int8 model dequantizes it into the caller's float output at the end); per
+// layer, scratch bytes alive only while that layer runs (the int8 firmware's float fallback), empty
+// or one entry per layer.
+struct ArenaOptions {
+    std::int64_t bytes_per_value = 4;
+    bool output_in_arena = false;
+    std::vector<std::int64_t> scratch_bytes;
+};
+
+// The plan (see the file comment). Never throws but bad_alloc.
+inline ArenaPlan arena_plan(const Graph& graph, const ArenaOptions& options) {
+    namespace ad = arena_detail;
+    ArenaPlan plan;
+    const std::int64_t bytes_per_value = options.bytes_per_value;
+    plan.bytes_per_value = bytes_per_value;
+    if (bytes_per_value < 1 || bytes_per_value > 8) {
+        plan.error = "bytes per value must be 1 to 8, got " + std::to_string(bytes_per_value);
+        return plan;
+    }
+    if (!ad::check_structure(graph, bytes_per_value, plan.error)) return plan;
+    const std::size_t n = graph.layers.size();
+    if (!options.scratch_bytes.empty() && options.scratch_bytes.size() != n) {
+        plan.error = "scratch bytes given for " + std::to_string(options.scratch_bytes.size()) +
+                     " layers, the graph has " + std::to_string(n);
+        return plan;
+    }
+    std::vector<int> last_read;
+    ad::roots_and_last_reads(graph, false, plan.alias_of, last_read);
+    plan.loc.assign(n, ValueLoc::Arena);
+    plan.buffer.assign(n, -1);
+    ad::tensor_bytes(graph.layers.front().shape, bytes_per_value, plan.input_bytes);
+    ad::tensor_bytes(graph.layers.back().shape, bytes_per_value, plan.output_bytes);
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = graph.layers[i];
+        if (plan.alias_of[i] != static_cast<int>(i)) {
+            const auto r = static_cast<std::size_t>(plan.alias_of[i]);
+            plan.loc[i] = plan.loc[r];
+            plan.buffer[i] = plan.buffer[r];
+            continue;
+        }
+        if (i > 0 && i + 1 == n && !options.output_in_arena) {
+            plan.loc[i] = ValueLoc::Output;
+            continue;
+        }
+        std::int64_t bytes = 0;
+        ad::tensor_bytes(l.shape, bytes_per_value, bytes);
+        int reuse = -1;
+        if (ad::elementwise_in_place(l.op)) {
+            for (std::size_t k = 0; k < l.inputs.size() && reuse < 0; ++k) {
+                const auto in = static_cast<std::size_t>(l.inputs[k]);
+                const auto r = static_cast<std::size_t>(plan.alias_of[in]);
+                if (plan.loc[r] != ValueLoc::Arena || last_read[r] != static_cast<int>(i) ||
+                    graph.layers[in].shape.elements() != l.shape.elements())
+                    continue;
+                reuse = plan.buffer[r];
+            }
+        }
+        if (reuse >= 0) {
+            plan.buffer[i] = reuse;
+            ++plan.in_place;
+        } else {
+            ArenaBuffer b;
+            b.bytes = ad::align_up(bytes);
+            b.first = b.last = static_cast<int>(i);
+            plan.buffer[i] = static_cast<int>(plan.buffers.size());
+            plan.buffers.push_back(b);
+        }
+        ArenaBuffer& b = plan.buffers[static_cast<std::size_t>(plan.buffer[i])];
+        b.last = std::max(b.last, std::max(static_cast<int>(i), last_read[i]));
+        // A graph that is only its input, or whose output aliases it: the value is copied out at the end.
+        if (i == static_cast<std::size_t>(plan.alias_of[n - 1])) b.last = static_cast<int>(n);
+    }
+    // Scratch buffers after the value buffers (buffer indices of values stay as above).
+    plan.scratch.assign(n, -1);
+    for (std::size_t i = 0; i < options.scratch_bytes.size(); ++i) {
+        const std::int64_t bytes = options.scratch_bytes[i];
+        if (bytes <= 0) continue;
+        if (bytes >= ad::max_tensor_bytes) {
+            plan.error = "layer '" + graph.layers[i].name + "': " + std::to_string(bytes) +
+                         " bytes of scratch exceed 2 GiB";
+            return plan;
+        }
+        ArenaBuffer b;
+        b.bytes = ad::align_up(bytes);
+        b.first = b.last = static_cast<int>(i);
+        plan.scratch[i] = static_cast<int>(plan.buffers.size());
+        plan.buffers.push_back(b);
+    }
+    plan.arena_bytes = ad::place_greedy(plan.buffers);
+    plan.input_offset = plan.buffers.front().offset;
+    plan.ok = true;
+    return plan;
+}
+
+inline ArenaPlan arena_plan(const Graph& graph, std::int64_t bytes_per_value = 4) {
+    ArenaOptions o;
+    o.bytes_per_value = bytes_per_value;
+    return arena_plan(graph, o);
+}
+
+// Bytes of the arena arena_plan allocates; -1 when the graph cannot be planned. Never throws but bad_alloc.
+inline std::int64_t arena_bytes(const Graph& graph, std::int64_t bytes_per_value = 4) {
+    const ArenaPlan p = arena_plan(graph, bytes_per_value);
+    return p.ok ? p.arena_bytes : -1;
+}
+
+// What TFLite Micro's greedy planner would need for the same network: every layer output a tensor
+// of its own (flatten a tensor of its own, dropout removed by the converter), alive from its producer
+// to its last reader, no in-place reuse, 16-byte alignment, the input in the arena alive from the
+// start. With output_in_arena (what the TFLM interpreter does) the output is in the arena too, alive
+// to the end; without, it is left to the caller as lamda leaves it, which compares the two planners
+// under the same rules. -1 when the graph cannot be planned. Never throws but bad_alloc.
+inline std::int64_t tflm_greedy_arena_bytes(const Graph& graph, bool output_in_arena = true,
+                                            std::int64_t bytes_per_value = 4) {
+    namespace ad = arena_detail;
+    std::string error;
+    if (bytes_per_value < 1 || bytes_per_value > 8 || !ad::check_structure(graph, bytes_per_value, error))
+        return -1;
+    const std::size_t n = graph.layers.size();
+    std::vector<int> root, last_read;
+    ad::roots_and_last_reads(graph, true, root, last_read);
+    const auto out_root = static_cast<std::size_t>(root[n - 1]);
+    std::vector<ArenaBuffer> buffers;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (root[i] != static_cast<int>(i)) continue;
+        if (!output_in_arena && i > 0 && i == out_root) continue;
+        ArenaBuffer b;
+        std::int64_t bytes = 0;
+        ad::tensor_bytes(graph.layers[i].shape, bytes_per_value, bytes);
+        b.bytes = ad::align_up(bytes);
+        b.first = static_cast<int>(i);
+        b.last = i == out_root ? static_cast<int>(n) : std::max(static_cast<int>(i), last_read[i]);
+        buffers.push_back(b);
+    }
+    return ad::place_greedy(buffers);
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_CORE_ARENA_PLAN_HPP
+// ---- end include/lamda/core/arena_plan.hpp ----
+// ---- begin include/lamda/core/quant.hpp ----
+// lamda/core/quant.hpp: int8 quantization parameters, the quantized-model structure and THE
+// requantization arithmetic every int8 path in lamda uses (the reference executor, the XNNPACK
+// executor's parameter setup, the firmware kernels). One definition, so that the paths agree.
+//
+// Scheme (TensorFlow Lite's full-integer scheme, as XNNPACK runs it):
+//   activations  per tensor, asymmetric:  real = scale * (q - zero_point),  q in [-128, 127]
+//   weights      per output channel, symmetric (zero point 0): real = scale[c] * q, q in [-127, 127]
+//                (fully connected is per tensor in XNNPACK's 2022-02 snapshot: one scale)
+//   bias         int32, scale = input_scale * weight_scale[c], zero point 0
+//
+// Arithmetic (matches XNNPACK 0.0~git20220216, the Debian libxnnpack-dev this project builds on;
+// checked against its kernel and parameter-init names and sources of that period):
+//   * conv2d / dwconv (qc8, per-channel) and fully connected (qs8, per-tensor), "fp32"
+//     requantization:  acc = bias[c] + sum (x - x_zp) * w             (exact int32)
+//                      s   = input_scale * weight_scale[c] / output_scale   (float, in this order)
+//                      y   = clamp(rne((float)acc * s) + y_zp, qmin, qmax)
+//     rne is round-to-nearest, ties to even (cvtps2dq / vcvtn / lrintf in the default mode). XNNPACK
+//     refuses s >= 256 (and its parameter init asserts s >= 2^-32): requant_scale_ok().
+//     On x86 every qs8/qc8 GEMM, IGEMM and DWCONV kernel of that snapshot uses this fp32 variant, so
+//     the reference is bit-exact there. On aarch64 the qc8 (per-channel) kernels are fp32 too
+//     (bit-exact); the per-tensor qs8 kernels (fully connected) use "rndnu" fixed point, which can
+//     differ by one step on ties: compare with a tolerance of one quantization step there.
+//   * add (qs8 vadd): fixed point, not fp32. With a_s = a_scale / y_scale, b_s = b_scale / y_scale
+//     (floats, each required in [2^-10, 2^8)):
+//       shift = 20 - floor(log2(max(|a_s|, |b_s|)))          (in [12, 30])
+//       a_m   = rne(a_s * 2^shift),  b_m = rne(b_s * 2^shift)
+//       bias  = 2^(shift-1) - a_m * a_zp - b_m * b_zp
+//       y     = clamp(((bias + a * a_m + b * b_m) >> shift) + y_zp, qmin, qmax)   (arithmetic shift)
+//     i.e. ties round up (towards +inf). Same integers on every architecture: bit-exact.
+//   * global average pooling (qs8 gavgpool, fp32 requantization) over n = h*w pixels:
+//       acc = -n * x_zp + sum x;  s = x_scale / (y_scale * (float)n);  y = requantize_fp32(acc, s, ...)
+//   * max pooling: max of the int8 values (input and output share their parameters).
+//   * relu / relu6 fused into an op: qmin/qmax narrowed to quantize(0) / quantize(6) (clamp_bounds).
+//   * sigmoid (qs8 LUT): y = clamp(lrintf(sigmoid(x_scale * (q - x_zp)) / y_scale) + y_zp), output
+//     fixed at scale 1/256, zero point -128. expf may differ by an ulp between C libraries, so LUT
+//     entries can differ by one step.
+//   * convert f32 -> qs8:  q = clamp(rne(x * (1 / scale)) + zp)   (XNNPACK multiplies by the inverse)
+//     convert qs8 -> f32:  x = (float)(q - zp) * scale
+//     NaN converts to the zero point here; XNNPACK's result for NaN is architecture-dependent.
+//   Ops without an int8 kernel in that snapshot (hardswish, hardsigmoid, softmax, mul with a
+//   per-channel operand, avgpool with padding, concat with differing scales) run in float between
+//   convert operators; QuantizedModel::float_layers lists them.
+//
+// Contract: part of the runtime-free core (lamda/core.hpp): never throws, no <iostream>, <thread>,
+// no exceptions or RTTI needed, no third-party library. Every function is pure and total: bad
+// parameters (zero, negative, NaN or infinite scales, zero points out of range) are reported by the
+// *_ok / validate_* functions, never by a crash; the arithmetic functions assume validated params
+// and saturate rather than overflow.
+#ifndef LAMDA_CORE_QUANT_HPP
+#define LAMDA_CORE_QUANT_HPP
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+inline constexpr std::int32_t kQMin = -128;  // int8 range
+inline constexpr std::int32_t kQMax = 127;
+inline constexpr std::int32_t kWeightQMax = 127;  // symmetric weights use [-127, 127]
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------------------------
+
+// Per-tensor asymmetric activation quantization.
+struct ActivationQuant {
+    float scale = 1.0f;
+    std::int32_t zero_point = 0;  // in [-128, 127]
+    friend bool operator==(const ActivationQuant& a, const ActivationQuant& b) noexcept {
+        return a.scale == b.scale && a.zero_point == b.zero_point;
+    }
+    friend bool operator!=(const ActivationQuant& a, const ActivationQuant& b) noexcept {
+        return !(a == b);
+    }
+};
+
+// A usable scale: finite, positive and normal (a subnormal scale loses the precision the
+// requantization relies on, and its inverse overflows).
+inline bool scale_ok(float s) noexcept {
+    return std::isfinite(s) && s >= std::numeric_limits<float>::min();
+}
+
+inline bool zero_point_ok(std::int32_t zp) noexcept { return zp >= kQMin && zp <= kQMax; }
+
+inline bool activation_quant_ok(const ActivationQuant& q) noexcept {
+    return scale_ok(q.scale) && zero_point_ok(q.zero_point);
+}
+
+// Why a scale is unusable, or an empty string: "is zero", "is negative", "is NaN", ...
+inline std::string scale_problem(float s) {
+    if (std::isnan(s)) return "is NaN";
+    if (std::isinf(s)) return s > 0 ? "is infinite" : "is negative (infinite)";
+    if (s == 0.0f) return "is zero";
+    if (s < 0.0f) return "is negative";
+    if (s < std::numeric_limits<float>::min()) return "is subnormal (too small)";
+    return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rounding
+// ---------------------------------------------------------------------------------------------
+
+// Round to nearest, ties to even, independent of the floating-point environment. x must be
+// finite; the result saturates to the int32 range.
+inline std::int32_t round_half_even(float x) noexcept {
+    if (std::isnan(x)) return 0;
+    if (x >= 2147483648.0f) return std::numeric_limits<std::int32_t>::max();
+    if (x <= -2147483648.0f) return std::numeric_limits<std::int32_t>::min();
+    const float f = std::floor(x);
+    const float d = x - f;  // exact: f and x share the exponent range
+    auto r = static_cast<std::int64_t>(f);
+    if (d > 0.5f || (d == 0.5f && (r & 1) != 0)) ++r;
+    return static_cast<std::int32_t>(r);
+}
+
+inline std::int32_t clamp_i32(std::int64_t v, std::int32_t lo, std::int32_t hi) noexcept {
+    return static_cast<std::int32_t>(v < lo ? lo : (v > hi ? hi : v));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convert f32 <-> int8
+// ---------------------------------------------------------------------------------------------
+
+inline std::int8_t quantize(float x, const ActivationQuant& q, std::int32_t qmin = kQMin,
+                            std::int32_t qmax = kQMax) noexcept {
+    if (std::isnan(x)) return static_cast<std::int8_t>(clamp_i32(q.zero_point, qmin, qmax));
+    const float inv = 1.0f / q.scale;
+    float v = x * inv;
+    const float hi = static_cast<float>(qmax - q.zero_point);
+    const float lo = static_cast<float>(qmin - q.zero_point);
+    v = v > hi ? hi : (v < lo ? lo : v);
+    return static_cast<std::int8_t>(
+        clamp_i32(static_cast<std::int64_t>(round_half_even(v)) + q.zero_point, qmin, qmax));
+}
+
+inline float dequantize(std::int8_t v, const ActivationQuant& q) noexcept {
+    return static_cast<float>(static_cast<std::int32_t>(v) - q.zero_point) * q.scale;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Choosing parameters
+// ---------------------------------------------------------------------------------------------
+
+// Asymmetric parameters covering [lo, hi] (widened to include 0, so zero is exact: q(0) is the
+// zero point). A range of zeros gets a tiny positive scale; NaN bounds count as 0 and infinite
+// ones as +-1e30 (calibration should never produce either).
+inline ActivationQuant choose_activation_quant(float lo, float hi) noexcept {
+    if (std::isnan(lo)) lo = 0.0f;
+    if (std::isnan(hi)) hi = 0.0f;
+    if (std::isinf(lo)) lo = lo < 0 ? -1e30f : 1e30f;
+    if (std::isinf(hi)) hi = hi < 0 ? -1e30f : 1e30f;
+    if (lo > 0.0f) lo = 0.0f;
+    if (hi < 0.0f) hi = 0.0f;
+    if (hi - lo < 1e-8f) hi = lo + 1e-8f;  // all zeros: any small positive scale works
+    ActivationQuant q;
+    const double scale = (static_cast<double>(hi) - static_cast<double>(lo)) / 255.0;
+    q.scale = static_cast<float>(scale);
+    if (!scale_ok(q.scale)) q.scale = std::numeric_limits<float>::min();
+    // zero point from the low end (TFLite's nudging): q(lo) = -128.
+    const double zp = static_cast<double>(kQMin) - static_cast<double>(lo) / q.scale;
+    const double r = std::round(zp);
+    q.zero_point = r < kQMin ? kQMin : (r > kQMax ? kQMax : static_cast<std::int32_t>(r));
+    return q;
+}
+
+// Symmetric per-channel weight scale for a channel whose largest |w| is absmax: absmax / 127.
+// A channel of zeros gets 1/127 (its weights quantize to 0 with any scale; a normal scale keeps
+// the bias scale and the requantization scale usable).
+inline float choose_weight_scale(float absmax) noexcept {
+    if (!std::isfinite(absmax) || absmax <= 0.0f) return 1.0f / 127.0f;
+    const float s = absmax / 127.0f;
+    return scale_ok(s) ? s : std::numeric_limits<float>::min();
+}
+
+inline std::int8_t quantize_weight(float w, float scale) noexcept {
+    if (std::isnan(w)) return 0;
+    float v = w / scale;
+    v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+    return static_cast<std::int8_t>(round_half_even(v));
+}
+
+// Bias in int32 with scale input_scale * weight_scale (saturating).
+inline float bias_scale(float input_scale, float weight_scale) noexcept {
+    return input_scale * weight_scale;
+}
+inline std::int32_t quantize_bias(float b, float input_scale, float weight_scale) noexcept {
+    if (std::isnan(b)) return 0;
+    return round_half_even(b / bias_scale(input_scale, weight_scale));
+}
+
+// ---------------------------------------------------------------------------------------------
+// fp32 requantization (conv, dwconv, fully connected, global average pooling)
+// ---------------------------------------------------------------------------------------------
+
+// The requantization scale of a conv / fc output channel, computed as XNNPACK computes it.
+inline float conv_requant_scale(float input_scale, float weight_scale, float output_scale) noexcept {
+    const float t = input_scale * weight_scale;
+    return t / output_scale;
+}
+
+// XNNPACK accepts requantization scales in [2^-32, 256).
+inline bool requant_scale_ok(float s) noexcept {
+    return std::isfinite(s) && s >= 0x1.0p-32f && s < 256.0f;
+}
+
+// y = clamp(rne((float)acc * scale) + zero_point, qmin, qmax)
+inline std::int8_t requantize_fp32(std::int32_t acc, float scale, std::int32_t zero_point,
+                                   std::int32_t qmin = kQMin, std::int32_t qmax = kQMax) noexcept {
+    float v = static_cast<float>(acc) * scale;
+    const float hi = static_cast<float>(qmax - zero_point);
+    const float lo = static_cast<float>(qmin - zero_point);
+    v = v > hi ? hi : (v < lo ? lo : v);  // clamping first keeps the conversion in range
+    return static_cast<std::int8_t>(
+        clamp_i32(static_cast<std::int64_t>(round_half_even(v)) + zero_point, qmin, qmax));
+}
+
+// Global average pooling over n pixels: bias and scale as XNNPACK's setup computes them.
+inline std::int32_t gavgpool_bias(std::int64_t n, const ActivationQuant& in) noexcept {
+    return static_cast<std::int32_t>(-n * in.zero_point);
+}
+inline float gavgpool_scale(std::int64_t n, const ActivationQuant& in,
+                            const ActivationQuant& out) noexcept {
+    return in.scale / (out.scale * static_cast<float>(n));
+}
+
+// The int8 bounds of an output whose float values are clamped to [lo, hi] (relu: 0, +inf;
+// relu6: 0, 6), intersected with the int8 range.
+inline std::pair<std::int32_t, std::int32_t> clamp_bounds(const ActivationQuant& out, float lo,
+                                                          float hi) noexcept {
+    std::int32_t qlo = kQMin, qhi = kQMax;
+    if (std::isfinite(lo)) qlo = quantize(lo, out);
+    if (std::isfinite(hi)) qhi = quantize(hi, out);
+    return {qlo, qhi};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Add (qs8 vadd: fixed point)
+// ---------------------------------------------------------------------------------------------
+
+struct AddRequant {
+    std::int32_t a_multiplier = 0, b_multiplier = 0;
+    std::int32_t bias = 0;
+    std::uint32_t shift = 0;
+    std::int32_t out_zero_point = 0;
+    std::int32_t qmin = kQMin, qmax = kQMax;
+};
+
+// XNNPACK refuses a_scale / out_scale (and b) outside [2^-10, 2^8).
+inline bool add_scales_ok(const ActivationQuant& a, const ActivationQuant& b,
+                          const ActivationQuant& out) noexcept {
+    const float as = a.scale / out.scale, bs = b.scale / out.scale;
+    return std::isfinite(as) && std::isfinite(bs) && as >= 0x1.0p-10f && as < 0x1.0p+8f &&
+           bs >= 0x1.0p-10f && bs < 0x1.0p+8f;
+}
+
+// Requires add_scales_ok(a, b, out).
+inline AddRequant make_add_requant(const ActivationQuant& a, const ActivationQuant& b,
+                                   const ActivationQuant& out, std::int32_t qmin = kQMin,
+                                   std::int32_t qmax = kQMax) noexcept {
+    const float as = a.scale / out.scale, bs = b.scale / out.scale;
+    const float mx = as > bs ? as : bs;
+    std::uint32_t bits = 0;
+    std::memcpy(&bits, &mx, sizeof bits);
+    const std::int32_t exponent = static_cast<std::int32_t>(bits >> 23) - 127;
+    std::int32_t shift = 20 - exponent;
+    if (shift < 12) shift = 12;  // only outside add_scales_ok
+    if (shift > 30) shift = 30;
+    AddRequant p;
+    p.shift = static_cast<std::uint32_t>(shift);
+    p.a_multiplier = round_half_even(std::ldexp(as, shift));
+    p.b_multiplier = round_half_even(std::ldexp(bs, shift));
+    const std::int64_t bias = (std::int64_t{1} << (shift - 1)) -
+                              std::int64_t{p.a_multiplier} * a.zero_point -
+                              std::int64_t{p.b_multiplier} * b.zero_point;
+    p.bias = static_cast<std::int32_t>(bias);  // |bias| < 2^31 for valid parameters
+    p.out_zero_point = out.zero_point;
+    p.qmin = qmin;
+    p.qmax = qmax;
+    return p;
+}
+
+inline std::int8_t add_requantize(std::int8_t a, std::int8_t b, const AddRequant& p) noexcept {
+    const std::int64_t acc = std::int64_t{p.bias} + std::int64_t{a} * p.a_multiplier +
+                             std::int64_t{b} * p.b_multiplier;
+    // Arithmetic shift right: floor division by 2^shift (written out: >> on negatives is
+    // implementation-defined before C++20).
+    const std::int64_t d = std::int64_t{1} << p.shift;
+    std::int64_t q = acc / d;
+    if (acc % d != 0 && acc < 0) --q;
+    return static_cast<std::int8_t>(clamp_i32(q + p.out_zero_point, p.qmin, p.qmax));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sigmoid (qs8 lookup table)
+// ---------------------------------------------------------------------------------------------
+
+// XNNPACK's qs8 sigmoid requires the output at scale 1/256, zero point -128.
+inline ActivationQuant sigmoid_output_quant() noexcept { return ActivationQuant{1.0f / 256.0f, -128}; }
+
+inline std::int8_t sigmoid_lut_entry(std::int8_t q, const ActivationQuant& in,
+                                     const ActivationQuant& out) noexcept {
+    const float x = in.scale * static_cast<float>(static_cast<std::int32_t>(q) - in.zero_point);
+    const float s = 1.0f / (1.0f + std::exp(-x));
+    const float v = s / out.scale;
+    const std::int64_t r = static_cast<std::int64_t>(round_half_even(v)) + out.zero_point;
+    return static_cast<std::int8_t>(clamp_i32(r, kQMin, kQMax));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The quantized model
+// ---------------------------------------------------------------------------------------------
+
+// One layer with weights (conv2d, dwconv, fc; batch norm folded first). Weights keep the float
+// layout of data/weights.hpp (PyTorch's OIHW / [out][in]); weight_scales has one entry per output
+// channel, or one for the whole tensor (fully connected in XNNPACK's snapshot).
+struct QuantizedWeights {
+    std::string layer;                      // DSL layer name
+    std::vector<std::int64_t> weight_shape;
+    std::vector<std::int8_t> weights;
+    std::vector<float> weight_scales;       // > 0; size out_channels or 1
+    std::vector<std::int32_t> bias;         // size out_channels (zeros when the layer has none)
+
+    float weight_scale(std::size_t channel) const noexcept {
+        return weight_scales.size() == 1 ? weight_scales[0] : weight_scales[channel];
+    }
+};
+
+// A quantized model: int8 weights per layer and activation parameters per value (the output of
+// each layer, by layer name; the input layer's entry is the model input's parameters).
+struct QuantizedModel {
+    std::vector<QuantizedWeights> layers;
+    std::vector<std::pair<std::string, ActivationQuant>> activations;
+    std::vector<std::string> float_layers;  // layers run in float between convert operators
+
+    const QuantizedWeights* find_layer(const std::string& name) const noexcept {
+        for (const auto& l : layers)
+            if (l.layer == name) return &l;
+        return nullptr;
+    }
+    const ActivationQuant* find_activation(const std::string& name) const noexcept {
+        for (const auto& a : activations)
+            if (a.first == name) return &a.second;
+        return nullptr;
+    }
+};
+
+// Checks scales, zero points and sizes; the first problem found, naming the tensor.
+inline std::optional<Error> validate_quantized_model(const QuantizedModel& m) {
+    for (const auto& a : m.activations) {
+        if (!scale_ok(a.second.scale))
+            return Error(ErrorKind::input, Where{{}, 0, 0, a.first + ".act_scale"},
+                         "activation scale " + scale_problem(a.second.scale),
+                         "scales must be finite and positive");
+        if (!zero_point_ok(a.second.zero_point))
+            return Error(ErrorKind::input, Where{{}, 0, 0, a.first + ".act_zero_point"},
+                         "activation zero point " + std::to_string(a.second.zero_point) +
+                             " is outside [-128, 127]");
+    }
+    for (const auto& l : m.layers) {
+        std::int64_t n = 1;
+        for (std::int64_t d : l.weight_shape) {
+            if (d <= 0 || n > (std::int64_t{1} << 40) / d)
+                return Error(ErrorKind::input, Where{{}, 0, 0, l.layer + ".weight"},
+                             "weight shape has a non-positive or too large dimension");
+            n *= d;
+        }
+        if (l.weight_shape.empty() || static_cast<std::int64_t>(l.weights.size()) != n)
+            return Error(ErrorKind::input, Where{{}, 0, 0, l.layer + ".weight"},
+                         "weight count " + std::to_string(l.weights.size()) +
+                             " does not match its shape");
+        const std::size_t out = static_cast<std::size_t>(l.weight_shape[0]);
+        if (l.weight_scales.size() != 1 && l.weight_scales.size() != out)
+            return Error(ErrorKind::input, Where{{}, 0, 0, l.layer + ".weight_scale"},
+                         "has " + std::to_string(l.weight_scales.size()) +
+                             " scales; expected 1 or " + std::to_string(out) +
+                             " (one per output channel)");
+        for (std::size_t c = 0; c < l.weight_scales.size(); ++c)
+            if (!scale_ok(l.weight_scales[c]))
+                return Error(ErrorKind::input, Where{{}, 0, 0, l.layer + ".weight_scale"},
+                             "scale of channel " + std::to_string(c) + " " +
+                                 scale_problem(l.weight_scales[c]),
+                             "scales must be finite and positive");
+        if (l.bias.size() != out)
+            return Error(ErrorKind::input, Where{{}, 0, 0, l.layer + ".bias"},
+                         "has " + std::to_string(l.bias.size()) + " values; expected " +
+                             std::to_string(out));
+    }
+    return std::nullopt;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_CORE_QUANT_HPP
+// ---- end include/lamda/core/quant.hpp ----
 // ---- begin include/lamda/core/validate.hpp ----
 // lamda/core/validate.hpp: size limits and shape inference. Every graph, parsed or built in code,
 // passes through infer_shapes before anything else trusts its shapes.
@@ -1197,10 +2006,16 @@ inline RewriteReport fuse_activation_patterns(Graph& g) {
 // ---- begin include/lamda/dsl/parser.hpp ----
 // lamda/dsl/parser.hpp: the text format (docs/dsl.md) -> IR graph, and the canonical printer.
 // The parser never throws on bad input: it returns every independent error it finds, each naming
-// FILE:LINE:COL, so that a person or the generator can fix them all in one go.
+// FILE:LINE:COL, so that a person or the generator can fix them all in one go. That holds within
+// a line too: every stray character (a run of non-ASCII bytes is one character, named by its code
+// point), every bad attribute and every missing one is reported, and the parser resynchronises at
+// the next KEY=VALUE after a stray character instead of reporting what follows from it. An unknown
+// op with a confident guess (a known alias, or the same name in other letter case) has its
+// attributes checked against the guessed op.
 #ifndef LAMDA_DSL_PARSER_HPP
 #define LAMDA_DSL_PARSER_HPP
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstddef>
@@ -1305,7 +2120,7 @@ struct ParseResult {
 
 namespace dsl_detail {
 
-enum class TokenKind { Word, Colon, Equals, Comma };
+enum class TokenKind { Word, Colon, Equals, Comma, Bad };  // Bad: a stray character, reported
 
 struct Token {
     TokenKind kind;
@@ -1493,8 +2308,9 @@ private:
             Diagnostic{file_, line, column, std::move(message), std::move(hint)});
     }
 
-    // Splits a line into tokens; false after reporting a character that has no place here.
-    bool tokenize(std::string_view line, int line_number, std::vector<Token>& tokens) {
+    // Splits a line into tokens. Each character that has no place here is reported and becomes a
+    // Bad token (a run of non-ASCII bytes is one, named by its code point when it is UTF-8).
+    void tokenize(std::string_view line, int line_number, std::vector<Token>& tokens) {
         tokens.clear();
         std::size_t i = 0;
         while (i < line.size()) {
@@ -1517,22 +2333,95 @@ private:
                 i = j;
             } else {
                 const auto byte = static_cast<unsigned char>(c);
+                std::size_t j = i + 1;
                 std::string shown;
                 if (byte >= 0x20 && byte < 0x7f) {
                     shown = std::string("'") + c + "'";
+                } else if (byte < 0x80) {
+                    shown = "byte " + hex_byte(byte);
                 } else {
-                    static const char* hex = "0123456789abcdef";
-                    shown = std::string("byte 0x") + hex[byte >> 4] + hex[byte & 15];
+                    j = utf8_end(line, i);
+                    shown = describe_non_ascii(line.substr(i, j - i));
                 }
                 error(line_number, column, "unexpected character " + shown,
-                      "a line is `NAME: OP INPUTS KEY=VALUE ...`; comments start with '#'");
-                return false;
+                      byte >= 0x80 ? "the DSL is ASCII only: sizes are written 3x3, with no quotes or brackets"
+                                   : "a line is `NAME: OP INPUTS KEY=VALUE ...`; comments start with '#'");
+                if (stopped_) return;
+                tokens.push_back(Token{TokenKind::Bad, line.substr(i, j - i), column});
+                i = j;
             }
         }
-        return true;
     }
 
+    static std::string hex_byte(unsigned char byte) {
+        static const char* hex = "0123456789abcdef";
+        return std::string("0x") + hex[byte >> 4] + hex[byte & 15];
+    }
+
+    // The end of the run of non-ASCII bytes at `i` that forms one UTF-8 character (at least one
+    // byte; a byte that starts no valid sequence stands alone).
+    static std::size_t utf8_end(std::string_view line, std::size_t i) {
+        const auto lead = static_cast<unsigned char>(line[i]);
+        const std::size_t n = lead >= 0xf0 && lead < 0xf5 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc2 && lead < 0xe0 ? 2 : 1;
+        if (n == 1 || i + n > line.size()) return i + 1;
+        for (std::size_t k = 1; k < n; ++k)
+            if ((static_cast<unsigned char>(line[i + k]) & 0xc0) != 0x80) return i + 1;
+        return i + n;
+    }
+
+    // "U+00D7 'x'" for a whole UTF-8 character, "byte 0xNN" for a stray byte.
+    static std::string describe_non_ascii(std::string_view ch) {
+        const auto lead = static_cast<unsigned char>(ch[0]);
+        if (ch.size() == 1) return "byte " + hex_byte(lead);
+        std::uint32_t cp = lead & (ch.size() == 2 ? 0x1fu : ch.size() == 3 ? 0x0fu : 0x07u);
+        for (std::size_t k = 1; k < ch.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(ch[k]) & 0x3fu);
+        static const char* hex = "0123456789ABCDEF";
+        std::string u = "U+";
+        const int digits = cp > 0xffff ? 6 : 4;
+        for (int d = digits - 1; d >= 0; --d) u += hex[(cp >> (4 * d)) & 15];
+        return u + " '" + std::string(ch) + "'";
+    }
+
+    // From tokens[at], the index of the next `KEY =` (the start of an attribute), or the end.
+    static std::size_t next_attribute(const std::vector<Token>& tokens, std::size_t at) {
+        while (at < tokens.size() &&
+               !(tokens[at].kind == TokenKind::Word && at + 1 < tokens.size() && tokens[at + 1].kind == TokenKind::Equals))
+            ++at;
+        return at;
+    }
+
+    static std::string lower_ascii(std::string_view word) {
+        std::string lower(word);
+        for (char& ch : lower)
+            if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+        return lower;
+    }
+
+    // A confident guess for an unknown op word: a known alias or an op name, in any letter case.
+    static std::string_view confident_guess(std::string_view word) {
+        const std::string lower = lower_ascii(word);
+        const std::string_view alias = known_alias(lower);
+        if (!alias.empty()) return alias;
+        for (OpKind k : all_op_kinds)
+            if (op_name(k) == lower) return op_name(k);
+        return {};
+    }
+
+    // Sorts the diagnostics a line added by column when it is done (tokenize() reports stray
+    // characters before the op and attributes around them are checked).
+    struct ByColumn {
+        std::vector<Diagnostic>& diagnostics;
+        std::size_t from;
+        const bool& stopped;
+        ~ByColumn() {
+            if (stopped || diagnostics.size() <= from + 1) return;
+            std::stable_sort(diagnostics.begin() + static_cast<std::ptrdiff_t>(from), diagnostics.end(),
+                             [](const Diagnostic& x, const Diagnostic& y) { return x.column < y.column; });
+        }
+    };
+
     void parse_line(std::string_view line, int line_number) {
+        const ByColumn by_column{result_.diagnostics, result_.diagnostics.size(), stopped_};
         if (line.size() > limits_.max_line_length) {
             error(line_number, 1,
                   "the line is " + std::to_string(line.size()) + " characters, more than the limit of " +
@@ -1541,7 +2430,10 @@ private:
             return;
         }
         std::vector<Token> tokens;
-        if (!tokenize(line, line_number, tokens) || tokens.empty()) return;
+        tokenize(line, line_number, tokens);
+        if (stopped_ || tokens.empty()) return;
+        bool stray = false;  // a stray character was reported: the layer is not built
+        for (const Token& t : tokens) stray = stray || t.kind == TokenKind::Bad;
 
         // `model NAME`
         if (tokens[0].kind == TokenKind::Word && tokens[0].text == "model" &&
@@ -1560,9 +2452,17 @@ private:
 
         Layer layer;
         layer.loc = SourceLoc{line_number, tokens[0].column};
-        bool broken = false;
+        bool broken = stray;
         std::size_t at = 0;
         std::string_view written_name;
+        if (tokens[0].kind == TokenKind::Bad) {
+            // A stray character before the name (a bullet, a quote): the rest may still be a layer.
+            std::size_t first = 0;
+            while (first < tokens.size() && tokens[first].kind == TokenKind::Bad) ++first;
+            tokens.erase(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(first));
+            if (tokens.empty()) return;
+            broken = true;
+        }
         if (tokens.size() >= 2 && tokens[1].kind == TokenKind::Colon) {
             if (tokens[0].kind != TokenKind::Word || !is_identifier(tokens[0].text) ||
                 tokens[0].text.size() > static_cast<std::size_t>(limits_.max_name_length)) {
@@ -1576,21 +2476,25 @@ private:
             at = 2;
         }
         if (at >= tokens.size() || tokens[at].kind != TokenKind::Word) {
-            error(line_number, at < tokens.size() ? tokens[at].column : tokens.back().column,
-                  "expected an op name", "e.g. `conv1: conv2d out=16 kernel=3`");
+            if (at >= tokens.size() || tokens[at].kind != TokenKind::Bad)  // else reported already
+                error(line_number, at < tokens.size() ? tokens[at].column : tokens.back().column,
+                      "expected an op name", "e.g. `conv1: conv2d out=16 kernel=3`");
             return;  // nothing to build a layer from
         }
         const Token& op_token = tokens[at++];
         if (!lookup_op(op_token.text, layer.op)) {
             std::string hint;
-            const std::string_view alias = known_alias(op_token.text);
+            const std::string_view alias = confident_guess(op_token.text);
             const std::string guess = alias.empty() ? closest_match(op_token.text, op_names())
                                                     : std::string(alias);
             if (!guess.empty()) hint = "did you mean '" + guess + "'?";
             else hint = "ops are: " + join_op_names();
             error(line_number, op_token.column,
                   "unknown op '" + std::string(op_token.text) + "'", hint);
-            return;
+            // With a confident guess, the rest of the line is checked as that op (the layer stays
+            // broken); otherwise there is nothing to check its attributes against.
+            if (alias.empty() || !lookup_op(alias, layer.op)) return;
+            broken = true;
         }
         apply_defaults(layer);
 
@@ -1608,12 +2512,18 @@ private:
                 ++at;
                 continue;
             }
+            if (t.kind == TokenKind::Bad) {  // reported by tokenize(): go on at the next KEY=VALUE
+                broken = true;
+                at = next_attribute(tokens, at + 1);
+                continue;
+            }
             if (t.kind != TokenKind::Word) {
                 error(line_number, t.column, "unexpected '" + std::string(t.text) + "'",
                       t.kind == TokenKind::Colon ? "only the layer name is followed by ':'"
                                                  : "attributes are written KEY=VALUE");
                 broken = true;
-                break;
+                at = next_attribute(tokens, at + 1);
+                continue;
             }
             const bool is_attribute =
                 at + 1 < tokens.size() && tokens[at + 1].kind == TokenKind::Equals;
@@ -1629,14 +2539,25 @@ private:
                 continue;
             }
             if (at + 2 >= tokens.size() || tokens[at + 2].kind != TokenKind::Word) {
-                error(line_number, tokens[at + 1].column,
-                      "attribute '" + std::string(t.text) + "' has no value",
-                      "write KEY=VALUE with no spaces, e.g. kernel=3");
+                // `kernel=(3,3)`: the stray '(' is reported; the key counts as given.
+                if (at + 2 < tokens.size() && tokens[at + 2].kind == TokenKind::Bad) seen_keys.push_back(t.text);
+                else
+                    error(line_number, tokens[at + 1].column,
+                          "attribute '" + std::string(t.text) + "' has no value",
+                          "write KEY=VALUE with no spaces, e.g. kernel=3");
                 broken = true;
-                break;
+                at = next_attribute(tokens, at + 2);
+                continue;
             }
             const Token& value = tokens[at + 2];
             at += 3;
+            if (at < tokens.size() && tokens[at].kind == TokenKind::Bad) {
+                // `kernel=3<U+00D7>3`, `act=<U+2018>relu<U+2019>`: the value is cut by a stray character (reported)
+                seen_keys.push_back(t.text);
+                broken = true;
+                at = next_attribute(tokens, at);
+                continue;
+            }
             bool duplicate = false;
             for (std::string_view k : seen_keys) duplicate = duplicate || k == t.text;
             if (duplicate) {
@@ -1782,7 +2703,11 @@ private:
             if (!found) {
                 std::vector<std::string> names;
                 for (Activation a : all_activations) names.emplace_back(activation_name(a));
-                const std::string guess = closest_match(v, names);
+                const std::string lower = lower_ascii(v);
+                std::string guess;
+                for (const std::string& n : names)
+                    if (n == lower) guess = n;  // ReLU, ReLU6, Sigmoid: lamda writes them in lower case
+                if (guess.empty()) guess = closest_match(v, names);
                 return bad_value(key, value, line_number,
                                  guess.empty() ? "none, relu, relu6, hardswish, hardsigmoid or sigmoid"
                                                : "an activation; did you mean '" + guess + "'?");
@@ -4507,6 +5432,10 @@ public:
 //   dwconv  weight [C*multiplier][1][kh][kw]             bias [C*multiplier]
 //   fc      weight [out][in]                            bias [out]
 //   batchnorm weight (gamma), bias (beta), running_mean, running_var: each [C]
+// Quantized (int8) files, written by `lamda quantize` (docs/weights.md, docs/int8.md): the same
+// names with dtype I8 weights and I32 biases, plus LAYER.weight_scale (F32), LAYER.act_scale (F32)
+// and LAYER.act_zero_point (I32), and "lamda.precision": "int8" in __metadata__;
+// read_quantized() checks one against a graph. The float path refuses int8 tensors by name.
 #ifndef LAMDA_DATA_WEIGHTS_HPP
 #define LAMDA_DATA_WEIGHTS_HPP
 
@@ -4531,108 +5460,34 @@ public:
 #include <unistd.h>
 #endif
 
-// ---- begin include/lamda/detail/checked.hpp ----
-// lamda/detail/checked.hpp: checked arithmetic for sizes that come from outside (a model file's
-// dimensions, a safetensors shape, an IDX header, a JSON number, an ONNX attribute list).
-//
-//   std::int64_t n = 0;
-//   if (!lamda::detail::checked_mul(a, b, n)) ...               // overflow
-//   auto count = lamda::detail::checked_elements(dims, limit);   // nullopt: negative or > limit
-//   if (!lamda::detail::arity_ok(pads.size(), 4)) ...             // an attribute of the wrong length
-//
-// Contract: header-only, C++17 standard library only, never throws, never overflows (every
-// product is checked before it is formed), so the core and the readers outside it can share it.
-// A dimension of 0 makes an element count 0 whatever the other dimensions are (a zero-element
-// tensor is valid), but every dimension must still be >= 0 and each one <= `limit`.
-#ifndef LAMDA_DETAIL_CHECKED_HPP
-#define LAMDA_DETAIL_CHECKED_HPP
-
-#include <cstddef>
-#include <cstdint>
-#include <limits>
-#include <optional>
-
-namespace lamda::detail {
-
-// a * b into `out` when both are >= 0 and the product fits in int64; false otherwise (out unset).
-inline bool checked_mul(std::int64_t a, std::int64_t b, std::int64_t& out) noexcept {
-    if (a < 0 || b < 0) return false;
-    if (a != 0 && b > std::numeric_limits<std::int64_t>::max() / a) return false;
-    out = a * b;
-    return true;
-}
-
-// a + b into `out` when both are >= 0 and the sum fits in int64.
-inline bool checked_add(std::int64_t a, std::int64_t b, std::int64_t& out) noexcept {
-    if (a < 0 || b < 0) return false;
-    if (a > std::numeric_limits<std::int64_t>::max() - b) return false;
-    out = a + b;
-    return true;
-}
-
-// Unsigned versions (file offsets, byte counts).
-inline bool checked_mul(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
-    if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return false;
-    out = a * b;
-    return true;
-}
-inline bool checked_add(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
-    if (a > std::numeric_limits<std::uint64_t>::max() - b) return false;
-    out = a + b;
-    return true;
-}
-
-// The number of elements of a tensor with dimensions `dims` (any range of integers), or nullopt
-// when a dimension is negative or above `limit`, or when the product is above `limit`. A zero
-// dimension gives 0 (checked first, so [huge, huge, 0] is 0, not an overflow).
-template <class Range>
-std::optional<std::int64_t> checked_elements(const Range& dims,
-                                             std::int64_t limit = std::numeric_limits<std::int64_t>::max()) noexcept {
-    bool zero = false;
-    for (const auto d : dims) {
-        if (d < 0 || static_cast<std::uint64_t>(d) > static_cast<std::uint64_t>(limit)) return std::nullopt;
-        if (d == 0) zero = true;
-    }
-    if (zero) return std::int64_t{0};
-    std::int64_t n = 1;
-    for (const auto d : dims) {
-        if (!checked_mul(n, static_cast<std::int64_t>(d), n) || n > limit) return std::nullopt;
-    }
-    return n;
-}
-
-// Elements times the size of one element, in bytes, or nullopt past `limit` bytes.
-template <class Range>
-std::optional<std::int64_t> checked_bytes(const Range& dims, std::int64_t item_bytes,
-                                          std::int64_t limit = std::numeric_limits<std::int64_t>::max()) noexcept {
-    const std::optional<std::int64_t> n = checked_elements(dims, limit);
-    std::int64_t bytes = 0;
-    if (!n || !checked_mul(*n, item_bytes, bytes) || bytes > limit) return std::nullopt;
-    return bytes;
-}
-
-// Whether an attribute list of `size` entries has the `expected` number (ONNX `pads` 4, `strides`
-// 2, ...); a check before indexing, so that a short list is an error, not an over-read.
-inline constexpr bool arity_ok(std::size_t size, std::size_t expected) noexcept { return size == expected; }
-
-// `v` as an int when it lies in lo..hi.
-inline std::optional<int> checked_int(std::int64_t v, int lo = std::numeric_limits<int>::min(),
-                                      int hi = std::numeric_limits<int>::max()) noexcept {
-    if (v < lo || v > hi) return std::nullopt;
-    return static_cast<int>(v);
-}
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_CHECKED_HPP
-// ---- end include/lamda/detail/checked.hpp ----
 
 namespace lamda {
 
-// One named weight tensor: row-major (last dimension fastest) float32 values.
+// A tensor's element type in a safetensors file.
+enum class WeightDType { F32, I8, I32 };
+
+inline const char* dtype_name(WeightDType t) noexcept {
+    switch (t) {
+    case WeightDType::F32: return "F32";
+    case WeightDType::I8: return "I8";
+    case WeightDType::I32: return "I32";
+    }
+    return "F32";
+}
+
+// One named weight tensor: row-major (last dimension fastest) values; float32 in `data` unless
+// dtype says I8 (values in `i8`) or I32 (values in `i32`).
 struct WeightTensor {
     std::vector<std::int64_t> shape;
     std::vector<float> data;
+    WeightDType dtype = WeightDType::F32;
+    std::vector<std::int8_t> i8{};    // initialised: {shape, data} stays warning-free
+    std::vector<std::int32_t> i32{};
+
+    // How many values the tensor holds, in the vector its dtype uses.
+    std::size_t stored() const noexcept {
+        return dtype == WeightDType::I8 ? i8.size() : dtype == WeightDType::I32 ? i32.size() : data.size();
+    }
 
     // The product of the dimensions; -1 when one is negative or the product overflows.
     std::int64_t elements() const noexcept {
@@ -4728,6 +5583,12 @@ inline std::vector<std::string> validate_weights(const Graph& graph, const Weigh
             continue;
         }
         const WeightTensor& t = it->second;
+        if (t.dtype != WeightDType::F32) {
+            errors.push_back("'" + e.name + "' is " + dtype_name(t.dtype) +
+                             ": these are quantized (int8) weights, and this needs F32 weights "
+                             "(int8 files are read where int8 is expected; docs/int8.md)");
+            continue;
+        }
         if (t.shape != e.shape) {
             errors.push_back("'" + e.name + "' has shape " + shape_string(t.shape) + ", expected " +
                              shape_string(e.shape));
@@ -4842,8 +5703,8 @@ inline Weights random_weights(const Graph& graph, std::uint64_t seed) {
 // ---------------------------------------------------------------------------------------------
 // Format: 8-byte little-endian header length N, N bytes of JSON
 //   {"NAME":{"dtype":"F32","shape":[...],"data_offsets":[BEGIN,END]}, ..., "__metadata__":{"k":"v"}}
-// then the data section; offsets are relative to its start. The reader accepts only F32 tensors,
-// except that it skips torch's integer `*.num_batches_tracked` counters.
+// then the data section; offsets are relative to its start. The reader accepts F32, I8 and I32
+// tensors, and skips torch's integer `*.num_batches_tracked` counters (I64 or I32).
 
 // Every limit is checked before memory is allocated for what it bounds; docs/security.md lists
 // them. The JSON header's parsed form costs about 100 bytes per JSON value, so max_json_values
@@ -5167,6 +6028,7 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
         const std::string* name;
         std::vector<std::int64_t> shape;
         bool skip;  // torch's integer counter: checked for its place, not loaded
+        WeightDType dtype = WeightDType::F32;
     };
     std::vector<Entry> entries;
     entries.reserve(root.members.size());
@@ -5216,7 +6078,7 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
         if (shape->items.size() > limits.max_dims)
             throw terror("shape has " + std::to_string(shape->items.size()) +
                          " dimensions, more than " + std::to_string(limits.max_dims));
-        Entry e{begin, end, &name, {}, false};
+        Entry e{begin, end, &name, {}, false, WeightDType::F32};
         for (const detail::JsonValue& d : shape->items) {
             std::uint64_t dim = 0;
             if (!detail::json_uint(d, std::uint64_t{1} << 62, dim))
@@ -5232,14 +6094,21 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
         const std::string& dt = dtype->text;
         const std::string_view sv(name);
         std::uint64_t item = 4;
-        if (dt != "F32") {
-            constexpr std::string_view counter = ".num_batches_tracked";
-            const bool is_counter = sv.size() >= counter.size() &&
-                                    sv.substr(sv.size() - counter.size()) == counter;
-            if (!is_counter || (dt != "I64" && dt != "I32"))
-                throw terror("dtype is " + dt + "; only F32 is supported");
+        constexpr std::string_view counter = ".num_batches_tracked";
+        const bool is_counter = sv.size() >= counter.size() &&
+                                sv.substr(sv.size() - counter.size()) == counter;
+        if (is_counter && (dt == "I64" || dt == "I32")) {
             e.skip = true;  // torch bookkeeping
             item = dt == "I64" ? 8 : 4;
+        } else if (dt == "F32") {
+            e.dtype = WeightDType::F32;
+        } else if (dt == "I8") {
+            e.dtype = WeightDType::I8;
+            item = 1;
+        } else if (dt == "I32") {
+            e.dtype = WeightDType::I32;
+        } else {
+            throw terror("dtype is " + dt + "; only F32, I8 and I32 are supported");
         }
         const std::uint64_t span = static_cast<std::uint64_t>(*elements) * item;  // <= 2^34
         if (end - begin != span)
@@ -5277,14 +6146,28 @@ inline SafetensorsData parse_safetensors(std::string_view bytes, std::string_vie
         if (e.skip) continue;
         WeightTensor t;
         t.shape = e.shape;
-        t.data.resize(static_cast<std::size_t>((e.end - e.begin) / 4));
+        t.dtype = e.dtype;
         const auto* p = reinterpret_cast<const unsigned char*>(data.data()) + e.begin;
-        for (std::size_t i = 0; i < t.data.size(); ++i, p += 4) {
-            const std::uint32_t bits = static_cast<std::uint32_t>(p[0]) |
-                                       (static_cast<std::uint32_t>(p[1]) << 8) |
-                                       (static_cast<std::uint32_t>(p[2]) << 16) |
-                                       (static_cast<std::uint32_t>(p[3]) << 24);
-            std::memcpy(&t.data[i], &bits, 4);
+        const auto word = [](const unsigned char* q) {
+            return static_cast<std::uint32_t>(q[0]) | (static_cast<std::uint32_t>(q[1]) << 8) |
+                   (static_cast<std::uint32_t>(q[2]) << 16) | (static_cast<std::uint32_t>(q[3]) << 24);
+        };
+        if (e.dtype == WeightDType::I8) {
+            t.i8.resize(static_cast<std::size_t>(e.end - e.begin));
+            for (std::size_t i = 0; i < t.i8.size(); ++i)
+                t.i8[i] = static_cast<std::int8_t>(static_cast<std::int32_t>(p[i] ^ 0x80u) - 128);
+        } else if (e.dtype == WeightDType::I32) {
+            t.i32.resize(static_cast<std::size_t>((e.end - e.begin) / 4));
+            for (std::size_t i = 0; i < t.i32.size(); ++i, p += 4) {
+                const std::uint32_t bits = word(p);
+                std::memcpy(&t.i32[i], &bits, 4);
+            }
+        } else {
+            t.data.resize(static_cast<std::size_t>((e.end - e.begin) / 4));
+            for (std::size_t i = 0; i < t.data.size(); ++i, p += 4) {
+                const std::uint32_t bits = word(p);
+                std::memcpy(&t.data[i], &bits, 4);
+            }
         }
         out.tensors.emplace(*e.name, std::move(t));
     }
@@ -5355,14 +6238,15 @@ inline std::string to_safetensors(const Weights& weights,
     std::uint64_t offset = 0;
     for (const auto& [name, t] : weights) {
         if (name == "__metadata__") throw WeightsError("a tensor cannot be named '__metadata__'");
-        if (static_cast<std::int64_t>(t.data.size()) != t.elements())
-            throw WeightsError("tensor '" + name + "' has " + std::to_string(t.data.size()) +
+        if (static_cast<std::int64_t>(t.stored()) != t.elements())
+            throw WeightsError("tensor '" + name + "' has " + std::to_string(t.stored()) +
                                " values but its shape " + shape_string(t.shape) + " needs " +
                                std::to_string(t.elements()));
         if (!first) header += ',';
         first = false;
-        const std::uint64_t bytes = static_cast<std::uint64_t>(t.data.size()) * 4;
-        header += detail::json_quote(name) + ":{\"dtype\":\"F32\",\"shape\":" +
+        const std::uint64_t bytes =
+            static_cast<std::uint64_t>(t.stored()) * (t.dtype == WeightDType::I8 ? 1 : 4);
+        header += detail::json_quote(name) + ":{\"dtype\":\"" + dtype_name(t.dtype) + "\",\"shape\":" +
                   shape_string(t.shape) + ",\"data_offsets\":[" + std::to_string(offset) + "," +
                   std::to_string(offset + bytes) + "]}";
         offset += bytes;
@@ -5375,10 +6259,21 @@ inline std::string to_safetensors(const Weights& weights,
     for (int i = 0; i < 8; ++i, n >>= 8) out += static_cast<char>(n & 0xFF);
     out += header;
     for (const auto& kv : weights) {
-        for (float v : kv.second.data) {
-            std::uint32_t bits = 0;
-            std::memcpy(&bits, &v, 4);
-            for (int i = 0; i < 4; ++i, bits >>= 8) out += static_cast<char>(bits & 0xFF);
+        const WeightTensor& t = kv.second;
+        if (t.dtype == WeightDType::I8) {
+            for (std::int8_t v : t.i8) out += static_cast<char>(v);
+        } else if (t.dtype == WeightDType::I32) {
+            for (std::int32_t v : t.i32) {
+                std::uint32_t bits = 0;
+                std::memcpy(&bits, &v, 4);
+                for (int i = 0; i < 4; ++i, bits >>= 8) out += static_cast<char>(bits & 0xFF);
+            }
+        } else {
+            for (float v : t.data) {
+                std::uint32_t bits = 0;
+                std::memcpy(&bits, &v, 4);
+                for (int i = 0; i < 4; ++i, bits >>= 8) out += static_cast<char>(bits & 0xFF);
+            }
         }
     }
     return out;
@@ -5391,6 +6286,158 @@ inline void write_safetensors(const std::string& path, const Weights& weights,
     if (!out) throw WeightsError(path + ": cannot open for writing");
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out) throw WeightsError(path + ": write failed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantized (int8) weights files
+// ---------------------------------------------------------------------------------------------
+// A quantized file holds, for a graph with its batch norms folded (exec/fold.hpp):
+//   LAYER.weight        I8  [same shape as the F32 weight]        (conv2d, dwconv, fc run in int8)
+//   LAYER.bias          I32 [out]  scale act_scale(input) * weight_scale[c]   (zeros if bias=false)
+//   LAYER.weight_scale  F32 [out] per channel, or [1] per tensor
+//   LAYER.act_scale     F32 [1], LAYER.act_zero_point I32 [1]: every layer's output (input too)
+//   the usual F32 tensors of layers that run in float (listed in lamda.float_layers)
+// and __metadata__ {"lamda.precision": "int8", "lamda.float_layers": "a,b", "lamda.scheme":
+// "int8: activations per-tensor asymmetric, weights per-channel symmetric"}.
+
+inline const char* quantized_scheme_text() noexcept {
+    return "int8: activations per-tensor asymmetric, weights per-channel symmetric";
+}
+
+inline bool is_quantized(const SafetensorsData& d) {
+    const auto it = d.metadata.find("lamda.precision");
+    return it != d.metadata.end() && it->second == "int8";
+}
+
+// The tensors and metadata of a quantized model; `float_weights` supplies the F32 tensors of the
+// float layers (only those of layers named in m.float_layers are written).
+inline std::pair<Weights, std::map<std::string, std::string>> quantized_to_weights(
+    const QuantizedModel& m, const Weights& float_weights) {
+    Weights out;
+    for (const QuantizedWeights& l : m.layers) {
+        WeightTensor w;
+        w.dtype = WeightDType::I8;
+        w.shape = l.weight_shape;
+        w.i8 = l.weights;
+        out[l.layer + ".weight"] = std::move(w);
+        WeightTensor b;
+        b.dtype = WeightDType::I32;
+        b.shape.assign(1, static_cast<std::int64_t>(l.bias.size()));
+        b.i32 = l.bias;
+        out[l.layer + ".bias"] = std::move(b);
+        WeightTensor s;
+        s.shape.assign(1, static_cast<std::int64_t>(l.weight_scales.size()));
+        s.data = l.weight_scales;
+        out[l.layer + ".weight_scale"] = std::move(s);
+    }
+    for (const auto& [name, q] : m.activations) {
+        WeightTensor s;
+        s.shape.assign(1, 1);  // (assigning {1} trips GCC 12's -O3 -Wnonnull)
+        s.data.assign(1, q.scale);
+        out[name + ".act_scale"] = std::move(s);
+        WeightTensor z;
+        z.dtype = WeightDType::I32;
+        z.shape.assign(1, 1);
+        z.i32.assign(1, q.zero_point);
+        out[name + ".act_zero_point"] = std::move(z);
+    }
+    std::string float_list;
+    for (const std::string& f : m.float_layers) {
+        float_list += (float_list.empty() ? "" : ",") + f;
+        const std::string prefix = f + ".";
+        for (auto it = float_weights.lower_bound(prefix);
+             it != float_weights.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+            out[it->first] = it->second;
+    }
+    std::map<std::string, std::string> meta{{"lamda.precision", "int8"},
+                                            {"lamda.float_layers", float_list},
+                                            {"lamda.scheme", quantized_scheme_text()}};
+    return {std::move(out), std::move(meta)};
+}
+
+// The quantized model in `d` for `graph` (batch norms already folded, shapes inferred), and the
+// F32 tensors of its float layers in `float_weights`. Throws WeightsError naming the file and the
+// tensor: an fp32 file where int8 is required, a missing or extra tensor, a wrong dtype or shape,
+// a zero, negative, NaN or infinite scale, a zero point outside [-128, 127].
+inline QuantizedModel read_quantized(const Graph& graph, const SafetensorsData& d,
+                                     const std::string& file, Weights& float_weights) {
+    auto fail = [&](const std::string& what) { return WeightsError(file + ": " + what); };
+    if (!is_quantized(d))
+        throw fail("is an fp32 weights file, but int8 weights are required here (no \"lamda.precision\": "
+                   "\"int8\" in its metadata); make one with `lamda quantize MODEL --weights W "
+                   "--dataset D --out Q.safetensors`");
+    QuantizedModel m;
+    {
+        const auto it = d.metadata.find("lamda.float_layers");
+        const std::string list = it == d.metadata.end() ? std::string() : it->second;
+        std::size_t at = 0;
+        while (at < list.size()) {
+            std::size_t comma = list.find(',', at);
+            if (comma == std::string::npos) comma = list.size();
+            const std::string name = list.substr(at, comma - at);
+            if (graph.find(name) < 0)
+                throw fail("metadata lamda.float_layers names '" + name + "', which is no layer of model '" +
+                           graph.name + "'");
+            m.float_layers.push_back(name);
+            at = comma + 1;
+        }
+    }
+    auto is_float = [&](const std::string& n) {
+        return std::find(m.float_layers.begin(), m.float_layers.end(), n) != m.float_layers.end();
+    };
+    std::map<std::string, bool> used;
+    auto get = [&](const std::string& name, WeightDType dt,
+                   const std::vector<std::int64_t>* shape) -> const WeightTensor& {
+        const auto it = d.tensors.find(name);
+        if (it == d.tensors.end()) throw fail("missing tensor '" + name + "'");
+        const WeightTensor& t = it->second;
+        if (t.dtype != dt)
+            throw fail("tensor '" + name + "' is " + dtype_name(t.dtype) + ", expected " + dtype_name(dt));
+        if (shape && t.shape != *shape)
+            throw fail("tensor '" + name + "' has shape " + shape_string(t.shape) + ", expected " +
+                       shape_string(*shape));
+        if (static_cast<std::int64_t>(t.stored()) != t.elements())
+            throw fail("tensor '" + name + "' holds " + std::to_string(t.stored()) + " values, its shape needs " +
+                       std::to_string(t.elements()));
+        used[name] = true;
+        return t;
+    };
+    const std::vector<std::int64_t> one{1};
+    for (const Layer& l : graph.layers) {
+        const WeightTensor& s = get(l.name + ".act_scale", WeightDType::F32, &one);
+        const WeightTensor& z = get(l.name + ".act_zero_point", WeightDType::I32, &one);
+        m.activations.push_back({l.name, ActivationQuant{s.data[0], z.i32[0]}});
+    }
+    for (const ExpectedTensor& e : expected_weights(graph)) {
+        const Layer& l = graph.layers[static_cast<std::size_t>(e.layer)];
+        if (is_float(l.name)) {
+            float_weights[e.name] = get(e.name, WeightDType::F32, &e.shape);
+            continue;
+        }
+        if (l.op == OpKind::BatchNorm)
+            throw fail("batchnorm layer '" + l.name + "' is neither folded nor listed in lamda.float_layers");
+        const std::string suffix = e.name.substr(l.name.size());
+        if (suffix != ".weight") continue;  // the bias is always present in int8, read below
+        QuantizedWeights q;
+        q.layer = l.name;
+        q.weight_shape = e.shape;
+        q.weights = get(e.name, WeightDType::I8, &e.shape).i8;
+        const std::vector<std::int64_t> out{e.shape[0]};
+        q.bias = get(l.name + ".bias", WeightDType::I32, &out).i32;
+        const WeightTensor& ws = get(l.name + ".weight_scale", WeightDType::F32, nullptr);
+        if (ws.shape != out && ws.shape != one)
+            throw fail("tensor '" + l.name + ".weight_scale' has shape " + shape_string(ws.shape) +
+                       ", expected " + shape_string(out) + " (per channel) or [1]");
+        q.weight_scales = ws.data;
+        m.layers.push_back(std::move(q));
+    }
+    for (const auto& kv : d.tensors)
+        if (!used.count(kv.first))
+            throw fail("unexpected tensor '" + kv.first + "' (the file does not belong to model '" + graph.name +
+                       "', or its batch norms were not folded)");
+    if (const std::optional<Error> e = validate_quantized_model(m))
+        throw fail("tensor '" + e->where.field + "': " + e->message);
+    return m;
 }
 
 }  // namespace lamda
@@ -5674,6 +6721,44 @@ inline constexpr bool activation_fused_into(PlannedKind k, Activation a) noexcep
     return a == Activation::HardSigmoid && affine;
 }
 
+// An operator's input values, held inline up to four (a longer add or concat uses the heap):
+// plan_ops runs in every latency prediction, and a std::vector per operator made one heap
+// allocation per operator. Reads like a const std::vector<int>.
+class PlanInputs {
+public:
+    PlanInputs() = default;
+    PlanInputs& operator=(const std::vector<int>& v) {
+        set(v.data(), v.size());
+        return *this;
+    }
+    void assign(std::size_t count, int value) {
+        heap_.clear();
+        if (count > inline_capacity) heap_.assign(count, value);
+        else
+            for (std::size_t k = 0; k < count; ++k) small_[k] = value;
+        n_ = count;
+    }
+    std::size_t size() const noexcept { return n_; }
+    bool empty() const noexcept { return n_ == 0; }
+    const int* begin() const noexcept { return data(); }
+    const int* end() const noexcept { return data() + n_; }
+    int operator[](std::size_t k) const noexcept { return data()[k]; }
+
+private:
+    static constexpr std::size_t inline_capacity = 4;
+    int small_[inline_capacity] = {};
+    std::vector<int> heap_;
+    std::size_t n_ = 0;
+    const int* data() const noexcept { return n_ > inline_capacity ? heap_.data() : small_; }
+    void set(const int* v, std::size_t count) {
+        heap_.clear();
+        if (count > inline_capacity) heap_.assign(v, v + count);
+        else
+            for (std::size_t k = 0; k < count; ++k) small_[k] = v[k];
+        n_ = count;
+    }
+};
+
 // One planned operator (a group of XNNPACK operators for Add, Concat and HardSigmoid). Values are
 // named by the layer that produces them; a value's buffer is plan.buffers.slot_of[plan.buffers.
 // value_of[id]] (OpPlan::slot).
@@ -5682,7 +6767,7 @@ struct PlannedOp {
     int layer = -1;         // the layer it is timed under, whose attributes it uses
     Activation act = Activation::None;  // applied inside this op (Clamp..HardSigmoid: the function)
     int folded_bn = -1;     // the batchnorm folded into the weights (conv/dwconv/fc), or -1
-    std::vector<int> inputs;  // values read (an in-place activation reads its output)
+    PlanInputs inputs;      // values read (an in-place activation reads its output)
     int output = -1;        // the value written (the layer's tail)
     bool in_place() const noexcept { return inputs.size() == 1 && inputs[0] == output; }
 };
@@ -6266,7 +7351,9 @@ inline PoolPlan plan_pool(const Layer& l, const Shape& in) {
 #define LAMDA_SEARCH_TYPES_HPP
 
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -6287,8 +7374,13 @@ struct Constraints {
     double latency_ms = 0;                  // measured median on `threads` threads; 0: none
     int threads = 1;                        // thread count latency is measured and predicted at
     std::int64_t max_params = 0;            // 0: none
-    std::int64_t max_activation_bytes = 0;  // peak live activations (core/analysis.hpp); 0: none
+    // RAM the firmware export allocates: arena (the input inside) + output (search/memory.hpp); 0: none
+    std::int64_t max_activation_bytes = 0;
+    std::int64_t max_weight_bytes = 0;      // float32 weights in flash, batch norm folded; 0: none
     std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
+    // Adapting a start model (search/adapt.hpp): accuracy points (0..100) the adapted model may
+    // lose against the start model; sets min_accuracy once the start model is evaluated.
+    std::optional<double> min_accuracy_drop;
 };
 
 struct Budget {
@@ -6307,6 +7399,9 @@ struct Task {
     Budget budget;
     Objective objective = Objective::Capacity;
     bool objective_given = false;  // false: accuracy when a dataset and a trainer exist
+    // "measure_on": "one_device": every latency of a parallel search is measured by the search's
+    // own process (rank 0, or the main thread), so all are comparable; workers only train.
+    bool measure_one_device = false;
 };
 
 // What became of a candidate, in the order the loop decides it.
@@ -6372,6 +7467,12 @@ struct CandidateRecord {
     double seconds = 0;    // time spent deciding this candidate (training included)
     double elapsed_s = 0;  // search time when it was recorded, across resumes
     std::string evaluated_by;  // who measured/trained it in a parallel search ("rank 2 @ host"); "": this process
+    // Adaptation (search/adapt.hpp): the candidate whose weights this one started from (-1: none),
+    // what was inherited ("12 reused, 3 sliced, 1 fresh"), and its weights file relative to the
+    // search's directory ("weights/candidate_3.safetensors"; "": none kept).
+    int parent = -1;
+    std::string inherited;
+    std::string weights;
 };
 
 // A candidate's score under the objective; larger is better. Capacity is log-free MACs.
@@ -6446,6 +7547,32 @@ public:
     virtual double proxy_accuracy(const Graph& graph) = 0;
     // Full training; saves safetensors weights (batch norm folded) to `weights_path`.
     virtual FinalTraining train_final(const Graph& graph, const std::string& weights_path) = 0;
+    // Adaptation (search/adapt.hpp); a trainer without it throws std::logic_error.
+    // Validation accuracy of `graph` with the weights in `weights_path`, not trained.
+    virtual double weights_accuracy(const Graph& graph, const std::string& weights_path) {
+        (void)graph, (void)weights_path;
+        throw std::logic_error("this trainer cannot evaluate given weights");
+    }
+    // Test-set accuracy of `graph` with the weights in `weights_path`, not trained.
+    virtual double weights_test_accuracy(const Graph& graph, const std::string& weights_path) {
+        (void)graph, (void)weights_path;
+        throw std::logic_error("this trainer cannot evaluate given weights");
+    }
+    // Fine-tuning: a proxy training (fewer steps) that starts from the weights in `init_path`
+    // and saves what it reached there (same layout); returns validation accuracy.
+    virtual double finetune_accuracy(const Graph& graph, const std::string& init_path) {
+        (void)graph, (void)init_path;
+        throw std::logic_error("this trainer cannot fine-tune");
+    }
+    // Full training that starts from the weights in `init_path` instead of from scratch.
+    virtual FinalTraining train_final_from(const Graph& graph, const std::string& init_path,
+                                           const std::string& weights_path) {
+        (void)graph, (void)init_path, (void)weights_path;
+        throw std::logic_error("this trainer cannot fine-tune");
+    }
+    // A hook to call between mini-batch steps (empty: none), so a parallel search can pause
+    // training while it measures a latency (search/parallel.hpp). A trainer without steps ignores it.
+    virtual void set_between_steps(std::function<void()> hook) { (void)hook; }
 };
 
 }  // namespace lamda
@@ -7933,6 +9060,22 @@ inline std::string dsl_json_schema(const DslGrammarOptions& options) {
 //   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
 //   softmax           softmax_nc_f32 over channels
 //   flatten, dropout  no operator: the output aliases the input buffer
+//
+// int8 (XnnOptions::int8): the same plan, every value stored as qs8 (per-tensor scale and zero
+// point) in the same buffers, a byte per element. Scales come from one fp32 run of the plan
+// (op_ranges: each planned op's output min/max over XnnOptions::calibration, or the timing input
+// when none is given: synthetic scales for timing). input() and output() stay float: a convert
+// operator quantizes the input and dequantizes the output.
+//   conv2d, dwconv, batchnorm  convolution2d_nhwc_qc8: per-output-channel symmetric weight
+//                     scales (max |w| / 127, after folding the batchnorm), int32 bias
+//   fc                fully_connected_nc_qs8 (one weight scale: qs8 has no per-channel scales)
+//   act=relu/relu6/hardsigmoid   the int8 output clamp, as in fp32
+//   add, mul, gap     add_nd_qs8, multiply_nd_qs8, global_average_pooling_nwc_qs8
+//   maxpool, relu/relu6 layers   max_pooling2d_nhwc_s8, clamp_nc_s8 (the input's quantization)
+//   sigmoid           sigmoid_nc_qs8 (output scale 1/256, zero point -128)
+//   hardswish, hardsigmoid layer, avgpool, concat, softmax, and any op whose int8 parameters
+//                     XNNPACK refuses: no int8 kernel in this snapshot, so they run in float
+//                     between convert_nc_qs8_f32 and convert_nc_f32_qs8 (runs_in_float(i))
 #ifndef LAMDA_EXEC_XNNPACK_HPP
 #define LAMDA_EXEC_XNNPACK_HPP
 
@@ -7957,11 +9100,581 @@ inline std::string dsl_json_schema(const DslGrammarOptions& options) {
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/reference_int8.hpp ----
+// lamda/exec/reference_int8.hpp: post-training quantization (PTQ) and the reference executor's
+// integer path. Slow, plain loops, and exactly core/quant.hpp's arithmetic (which matches XNNPACK's
+// 2022-02 qs8/qc8 kernels), so the XNNPACK int8 executor and the firmware kernels are checked
+// against it op by op.
+//
+//   lamda::PtqResult q = lamda::quantize_ptq(graph, weights, calibration_images, {});
+//   lamda::Int8Run r = lamda::run_reference_int8(q.graph, q.model, q.float_weights, input);
+//   r.output  // the graph output as float (dequantized, or computed in float if that layer is)
+//
+// Which ops run in int8 (as in XNNPACK's snapshot): conv2d, dwconv and fc with act none, relu or
+// relu6 (qc8 per-channel conv, qs8 per-tensor fc); add of two inputs (qs8 vadd) with act none,
+// relu or relu6; global average pooling; max pooling, relu, relu6, flatten and dropout (on int8
+// values, parameters unchanged); sigmoid (qs8 lookup table, output 1/256, -128). Batch norm is folded
+// into its producer first (exec/fold.hpp); one that cannot be folded runs in float. Everything else
+// (avgpool, concat, mul, softmax, hardswish, hardsigmoid, convs with act hardswish/hardsigmoid/
+// sigmoid, add of more than two inputs) runs in float between convert operators: the inputs are
+// dequantized, the float reference op runs, its output is quantized again with its calibrated
+// parameters (and the graph output stays float). PtqResult::float_layers lists them with why.
+//
+// Calibration: each layer's output range over the calibration images, through the float
+// reference executor; `range` picks it from the observed values: MinMax (the default: the full
+// observed range, nothing clipped) or Percentile (the p-th percentile of each tail of a bounded
+// sample of values, clipping outliers for a finer step). docs/int8.md says which measured better.
+//
+// Contract: throws ExecutorError naming the layer on an unrunnable graph, weights that do not fit,
+// parameters XNNPACK would refuse, or an input of the wrong shape. Memory is bounded: the int8
+// executor holds one value per layer; calibration keeps at most `sample_per_layer` values per
+// layer.
+#ifndef LAMDA_EXEC_REFERENCE_INT8_HPP
+#define LAMDA_EXEC_REFERENCE_INT8_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+// ---------------------------------------------------------------------------------------------
+// Which layers run in int8
+// ---------------------------------------------------------------------------------------------
+
+// Empty when `l` has an int8 kernel (XNNPACK 2022-02 and this reference); otherwise why not.
+inline std::string int8_unsupported_reason(const Layer& l) {
+    const bool simple_act =
+        l.act == Activation::None || l.act == Activation::Relu || l.act == Activation::Relu6;
+    switch (l.op) {
+    case OpKind::Input:
+    case OpKind::MaxPool:
+    case OpKind::GlobalAvgPool:
+    case OpKind::Relu:
+    case OpKind::Relu6:
+    case OpKind::Sigmoid:
+    case OpKind::Flatten:
+    case OpKind::Dropout: return {};
+    case OpKind::Conv2d:
+    case OpKind::DepthwiseConv2d:
+    case OpKind::FullyConnected:
+        return simple_act ? std::string() : "fused act=" + std::string(activation_name(l.act)) +
+                                                " has no int8 kernel";
+    case OpKind::Add:
+        if (l.inputs.size() != 2) return "add of " + std::to_string(l.inputs.size()) + " inputs";
+        return simple_act ? std::string() : "fused act=" + std::string(activation_name(l.act)) +
+                                                " has no int8 kernel";
+    case OpKind::BatchNorm: return "batch norm that cannot be folded";
+    case OpKind::AvgPool: return "avgpool has no qs8 operator in XNNPACK 2022-02";
+    case OpKind::Concat: return "concat has no qs8 operator in XNNPACK 2022-02";
+    case OpKind::Mul: return "mul runs in float (broadcast multiply)";
+    case OpKind::Softmax: return "softmax has no qs8 operator";
+    case OpKind::HardSwish: return "hardswish has no qs8 operator in XNNPACK 2022-02";
+    case OpKind::HardSigmoid: return "hardsigmoid has no qs8 operator";
+    }
+    return "unknown op";
+}
+
+// Ops whose int8 output keeps the input's parameters (no requantization).
+inline bool int8_passthrough(OpKind op) noexcept {
+    return op == OpKind::MaxPool || op == OpKind::Relu || op == OpKind::Relu6 ||
+           op == OpKind::Flatten || op == OpKind::Dropout;
+}
+
+inline std::pair<std::int32_t, std::int32_t> int8_act_bounds(Activation act, const ActivationQuant& out) {
+    if (act == Activation::Relu) return clamp_bounds(out, 0.0f, std::numeric_limits<float>::infinity());
+    if (act == Activation::Relu6) return clamp_bounds(out, 0.0f, 6.0f);
+    return {kQMin, kQMax};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The int8 executor
+// ---------------------------------------------------------------------------------------------
+
+struct Int8Value {
+    Shape shape;
+    std::vector<std::int8_t> q;  // NHWC
+    ActivationQuant params;
+};
+
+struct Int8Run {
+    std::vector<Int8Value> values;  // per layer (float layers: their output quantized)
+    Tensor output;                  // the graph output in float
+};
+
+namespace detail {
+
+inline bool in_list(const std::vector<std::string>& v, const std::string& s) {
+    return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+inline Tensor dequantize_value(const Int8Value& v) {
+    Tensor t(v.shape);
+    for (std::size_t i = 0; i < v.q.size(); ++i) t.data[i] = dequantize(v.q[i], v.params);
+    return t;
+}
+
+inline Int8Value quantize_tensor(const Tensor& t, const ActivationQuant& p) {
+    Int8Value v{t.shape, std::vector<std::int8_t>(t.data.size()), p};
+    for (std::size_t i = 0; i < t.data.size(); ++i) v.q[i] = quantize(t.data[i], p);
+    return v;
+}
+
+// conv2d and dwconv (dw: output channel oc reads input channel oc / multiplier).
+inline Int8Value int8_conv(const Layer& l, const Int8Value& x, const QuantizedWeights& w,
+                           const ActivationQuant& out) {
+    Int8Value y{l.shape, std::vector<std::int8_t>(static_cast<std::size_t>(l.shape.elements())), out};
+    const bool dw = l.op == OpKind::DepthwiseConv2d;
+    const std::int64_t groups = dw ? 1 : l.groups;
+    const std::int64_t cig = dw ? 1 : x.shape.c / groups, cog = dw ? 1 : l.out_channels / groups;
+    const auto [qmin, qmax] = int8_act_bounds(l.act, out);
+    std::vector<float> scale(static_cast<std::size_t>(l.shape.c));
+    for (std::size_t c = 0; c < scale.size(); ++c)
+        scale[c] = conv_requant_scale(x.params.scale, w.weight_scale(c), out.scale);
+    const std::int32_t xzp = x.params.zero_point;
+    for (std::int64_t oy = 0; oy < l.shape.h; ++oy)
+        for (std::int64_t ox = 0; ox < l.shape.w; ++ox)
+            for (std::int64_t oc = 0; oc < l.shape.c; ++oc) {
+                const std::int64_t cbase = dw ? oc / l.multiplier : (oc / cog) * cig;
+                std::int64_t acc = w.bias[static_cast<std::size_t>(oc)];
+                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
+                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky * l.dilation_h;
+                    if (iy < 0 || iy >= x.shape.h) continue;  // padding is the zero point: adds 0
+                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
+                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx * l.dilation_w;
+                        if (ix < 0 || ix >= x.shape.w) continue;
+                        for (std::int64_t ic = 0; ic < cig; ++ic) {
+                            const auto wi = static_cast<std::size_t>(((oc * cig + ic) * l.kernel_h + ky) * l.kernel_w + kx);
+                            const auto xi = static_cast<std::size_t>((iy * x.shape.w + ix) * x.shape.c + cbase + ic);
+                            acc += std::int64_t{w.weights[wi]} * (std::int64_t{x.q[xi]} - xzp);
+                        }
+                    }
+                }
+                const auto yi = static_cast<std::size_t>((oy * l.shape.w + ox) * l.shape.c + oc);
+                y.q[yi] = requantize_fp32(static_cast<std::int32_t>(acc), scale[static_cast<std::size_t>(oc)],
+                                          out.zero_point, qmin, qmax);
+            }
+    return y;
+}
+
+inline Int8Value int8_fc(const Layer& l, const Int8Value& x, const QuantizedWeights& w,
+                         const ActivationQuant& out) {
+    Int8Value y{l.shape, std::vector<std::int8_t>(static_cast<std::size_t>(l.shape.elements())), out};
+    const auto [qmin, qmax] = int8_act_bounds(l.act, out);
+    const std::size_t in = x.q.size();
+    for (std::size_t o = 0; o < y.q.size(); ++o) {
+        std::int64_t acc = w.bias[o];
+        for (std::size_t i = 0; i < in; ++i)
+            acc += std::int64_t{w.weights[o * in + i]} * (std::int64_t{x.q[i]} - x.params.zero_point);
+        y.q[o] = requantize_fp32(static_cast<std::int32_t>(acc),
+                                 conv_requant_scale(x.params.scale, w.weight_scale(o), out.scale),
+                                 out.zero_point, qmin, qmax);
+    }
+    return y;
+}
+
+inline Int8Value int8_maxpool(const Layer& l, const Int8Value& x) {
+    Int8Value y{l.shape, std::vector<std::int8_t>(static_cast<std::size_t>(l.shape.elements())), x.params};
+    for (std::int64_t oy = 0; oy < l.shape.h; ++oy)
+        for (std::int64_t ox = 0; ox < l.shape.w; ++ox)
+            for (std::int64_t c = 0; c < l.shape.c; ++c) {
+                std::int32_t m = kQMin;
+                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
+                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky;
+                    if (iy < 0 || iy >= x.shape.h) continue;
+                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
+                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx;
+                        if (ix < 0 || ix >= x.shape.w) continue;
+                        m = std::max<std::int32_t>(m, x.q[static_cast<std::size_t>((iy * x.shape.w + ix) * x.shape.c + c)]);
+                    }
+                }
+                y.q[static_cast<std::size_t>((oy * l.shape.w + ox) * l.shape.c + c)] = static_cast<std::int8_t>(m);
+            }
+    return y;
+}
+
+inline Int8Value int8_gap(const Layer& l, const Int8Value& x, const ActivationQuant& out) {
+    Int8Value y{l.shape, std::vector<std::int8_t>(static_cast<std::size_t>(l.shape.c)), out};
+    const std::int64_t n = x.shape.h * x.shape.w;
+    const auto C = static_cast<std::size_t>(x.shape.c);
+    const float s = gavgpool_scale(n, x.params, out);
+    for (std::size_t c = 0; c < C; ++c) {
+        std::int64_t acc = gavgpool_bias(n, x.params);
+        for (std::size_t p = 0; p < static_cast<std::size_t>(n); ++p) acc += x.q[p * C + c];
+        y.q[c] = requantize_fp32(static_cast<std::int32_t>(acc), s, out.zero_point);
+    }
+    return y;
+}
+
+inline void check_int8_params(const Graph& g, const QuantizedModel& m) {
+    for (const Layer& l : g.layers) {
+        if (in_list(m.float_layers, l.name)) continue;
+        const std::string why = int8_unsupported_reason(l);
+        if (!why.empty())
+            throw ExecutorError(std::string(op_name(l.op)) + " layer '" + l.name + "' has no int8 kernel (" + why +
+                                ") and is not listed as a float layer");
+        const ActivationQuant* out = m.find_activation(l.name);
+        if (!out) throw ExecutorError("layer '" + l.name + "' has no activation parameters");
+        auto in_params = [&](std::size_t k) {
+            const ActivationQuant* p = m.find_activation(g.layers[static_cast<std::size_t>(l.inputs[k])].name);
+            return p ? *p : ActivationQuant{};
+        };
+        if (l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d || l.op == OpKind::FullyConnected) {
+            const QuantizedWeights* w = m.find_layer(l.name);
+            if (!w) throw ExecutorError("layer '" + l.name + "' has no int8 weights");
+            for (std::size_t c = 0; c < static_cast<std::size_t>(l.shape.c); ++c) {
+                const float s = conv_requant_scale(in_params(0).scale, w->weight_scale(c), out->scale);
+                if (!requant_scale_ok(s))
+                    throw ExecutorError("layer '" + l.name + "': requantization scale " + std::to_string(s) +
+                                        " of channel " + std::to_string(c) + " is outside [2^-32, 256)");
+            }
+        }
+        if (l.op == OpKind::Add && !add_scales_ok(in_params(0), in_params(1), *out))
+            throw ExecutorError("add layer '" + l.name +
+                                "': input/output scale ratios are outside XNNPACK's [2^-10, 2^8)");
+        if (l.op == OpKind::Sigmoid && *out != sigmoid_output_quant())
+            throw ExecutorError("sigmoid layer '" + l.name + "': int8 output must be scale 1/256, zero point -128");
+    }
+}
+
+}  // namespace detail
+
+// Runs `graph` (batch norms folded, shapes inferred) in int8 with `m`; layers in m.float_layers
+// run in float with `float_weights`. Throws ExecutorError naming the layer.
+inline Int8Run run_reference_int8(const Graph& graph, const QuantizedModel& m, const Weights& float_weights,
+                                  const Tensor& input) {
+    detail::check_runnable(graph);
+    if (const std::optional<Error> e = validate_quantized_model(m))
+        throw ExecutorError("quantized model: " + e->where.field + ": " + e->message);
+    detail::check_int8_params(graph, m);
+    const Shape in_shape = graph.layers.front().shape;
+    if (input.shape != in_shape || static_cast<std::int64_t>(input.data.size()) != in_shape.elements())
+        throw ExecutorError("input has shape " + to_string(input.shape) + ", the graph expects " +
+                            to_string(in_shape));
+    Int8Run run;
+    run.values.resize(graph.layers.size());
+    Tensor last_float;
+    bool last_is_float = false;
+    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
+        const Layer& l = graph.layers[i];
+        const ActivationQuant* outp = m.find_activation(l.name);
+        auto arg = [&](std::size_t k) -> const Int8Value& {
+            return run.values[static_cast<std::size_t>(l.inputs[k])];
+        };
+        if (detail::in_list(m.float_layers, l.name)) {
+            if (!outp) throw ExecutorError("layer '" + l.name + "' has no activation parameters");
+            std::vector<Tensor> ins;
+            for (std::size_t k = 0; k < l.inputs.size(); ++k) ins.push_back(detail::dequantize_value(arg(k)));
+            Tensor y;
+            switch (l.op) {
+            case OpKind::Conv2d: y = detail::ref_conv2d(l, ins[0], float_weights); break;
+            case OpKind::DepthwiseConv2d: y = detail::ref_dwconv(l, ins[0], float_weights); break;
+            case OpKind::FullyConnected: y = detail::ref_fc(l, ins[0], float_weights); break;
+            case OpKind::BatchNorm: y = detail::ref_batchnorm(l, ins[0], float_weights); break;
+            case OpKind::AvgPool: y = detail::ref_pool(l, ins[0]); break;
+            case OpKind::Softmax: y = detail::ref_softmax(l, ins[0]); break;
+            case OpKind::Add: {
+                y = Tensor(l.shape);
+                for (std::size_t j = 0; j < y.data.size(); ++j) {
+                    double s = 0.0;
+                    for (const Tensor& t : ins) s += t.data[j];
+                    y.data[j] = apply_activation(l.act, static_cast<float>(s));
+                }
+                break;
+            }
+            case OpKind::Concat: {
+                y = Tensor(l.shape);
+                const std::int64_t pixels = l.shape.h * l.shape.w;
+                std::int64_t offset = 0;
+                for (const Tensor& a : ins) {
+                    for (std::int64_t p = 0; p < pixels; ++p)
+                        for (std::int64_t c = 0; c < a.shape.c; ++c)
+                            y.data[static_cast<std::size_t>(p * l.shape.c + offset + c)] =
+                                a.data[static_cast<std::size_t>(p * a.shape.c + c)];
+                    offset += a.shape.c;
+                }
+                break;
+            }
+            case OpKind::Mul: {
+                y = Tensor(l.shape);
+                const std::size_t na = ins[0].data.size(), nb = ins[1].data.size();
+                for (std::size_t j = 0; j < y.data.size(); ++j)
+                    y.data[j] = ins[0].data[na == y.data.size() ? j : j % na] *
+                                ins[1].data[nb == y.data.size() ? j : j % nb];
+                break;
+            }
+            case OpKind::HardSwish:
+            case OpKind::HardSigmoid:
+            case OpKind::Relu:
+            case OpKind::Relu6:
+            case OpKind::Sigmoid: {
+                y = ins[0];
+                for (float& v : y.data) v = apply_activation(activation_of_layer(l.op), v);
+                break;
+            }
+            case OpKind::MaxPool: y = detail::ref_pool(l, ins[0]); break;
+            case OpKind::GlobalAvgPool: y = detail::ref_gap(l, ins[0]); break;
+            case OpKind::Flatten:
+            case OpKind::Dropout:
+                y = ins[0];
+                y.shape = l.shape;
+                break;
+            case OpKind::Input: y = input; break;
+            }
+            run.values[i] = detail::quantize_tensor(y, *outp);
+            last_float = std::move(y);
+            last_is_float = true;
+            continue;
+        }
+        last_is_float = false;
+        switch (l.op) {
+        case OpKind::Input: run.values[i] = detail::quantize_tensor(input, *outp); break;
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d:
+            run.values[i] = detail::int8_conv(l, arg(0), *m.find_layer(l.name), *outp);
+            break;
+        case OpKind::FullyConnected:
+            run.values[i] = detail::int8_fc(l, arg(0), *m.find_layer(l.name), *outp);
+            break;
+        case OpKind::MaxPool: run.values[i] = detail::int8_maxpool(l, arg(0)); break;
+        case OpKind::GlobalAvgPool: run.values[i] = detail::int8_gap(l, arg(0), *outp); break;
+        case OpKind::Relu:
+        case OpKind::Relu6: {
+            Int8Value y = arg(0);
+            const auto [lo, hi] = int8_act_bounds(activation_of_layer(l.op), y.params);
+            for (std::int8_t& v : y.q) v = static_cast<std::int8_t>(std::min<std::int32_t>(std::max<std::int32_t>(v, lo), hi));
+            run.values[i] = std::move(y);
+            break;
+        }
+        case OpKind::Flatten:
+        case OpKind::Dropout: {
+            Int8Value y = arg(0);
+            y.shape = l.shape;
+            run.values[i] = std::move(y);
+            break;
+        }
+        case OpKind::Add: {
+            const Int8Value& a = arg(0);
+            const Int8Value& b = arg(1);
+            const auto [lo, hi] = int8_act_bounds(l.act, *outp);
+            const AddRequant p = make_add_requant(a.params, b.params, *outp, lo, hi);
+            Int8Value y{l.shape, std::vector<std::int8_t>(a.q.size()), *outp};
+            for (std::size_t j = 0; j < y.q.size(); ++j) y.q[j] = add_requantize(a.q[j], b.q[j], p);
+            run.values[i] = std::move(y);
+            break;
+        }
+        case OpKind::Sigmoid: {
+            const Int8Value& x = arg(0);
+            std::int8_t lut[256];
+            for (int k = 0; k < 256; ++k)
+                lut[k] = sigmoid_lut_entry(static_cast<std::int8_t>(k - 128), x.params, *outp);
+            Int8Value y{l.shape, std::vector<std::int8_t>(x.q.size()), *outp};
+            for (std::size_t j = 0; j < y.q.size(); ++j) y.q[j] = lut[x.q[j] + 128];
+            run.values[i] = std::move(y);
+            break;
+        }
+        default:  // check_int8_params refused every other op
+            throw ExecutorError("layer '" + l.name + "' has no int8 kernel");
+        }
+    }
+    run.output = last_is_float ? std::move(last_float) : detail::dequantize_value(run.values.back());
+    return run;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Post-training quantization
+// ---------------------------------------------------------------------------------------------
+
+enum class CalibrationRange { MinMax, Percentile };
+
+inline const char* calibration_range_name(CalibrationRange r) noexcept {
+    return r == CalibrationRange::MinMax ? "minmax" : "percentile";
+}
+
+struct PtqOptions {
+    CalibrationRange range = CalibrationRange::MinMax;
+    double percentile = 99.99;             // Percentile: kept fraction of each tail, in percent
+    std::size_t sample_per_layer = 200000;  // values kept per layer for Percentile
+};
+
+struct PtqResult {
+    Graph graph;            // batch norms folded: the graph the quantized weights fit
+    QuantizedModel model;
+    Weights float_weights;  // the F32 tensors of the float layers
+    std::vector<std::pair<std::string, std::string>> float_reasons;  // layer, why it runs in float
+    std::vector<std::string> folded;  // batch norms folded away
+};
+
+// Quantizes `weights` (which fit `graph`, or `graph` with batch norms folded) using
+// `calibration` images (each the graph's input shape). Throws ExecutorError.
+inline PtqResult quantize_ptq(const Graph& graph, const Weights& weights,
+                              const std::vector<Tensor>& calibration, const PtqOptions& opt = {}) {
+    if (calibration.empty()) throw ExecutorError("quantization needs at least one calibration image");
+    PtqResult r;
+    Weights w;
+    if (validate_weights(graph, weights).empty()) {
+        auto folded = fold_batchnorm(graph, weights);
+        r.graph = std::move(folded.first);
+        w = std::move(folded.second);
+        for (const Layer& l : graph.layers)
+            if (l.op == OpKind::BatchNorm && r.graph.find(l.name) < 0) r.folded.push_back(l.name);
+    } else {
+        r.graph = fold_batchnorm_graph(graph);
+        detail::check_weights(r.graph, weights);
+        w = weights;
+    }
+    const Graph& g = r.graph;
+    const std::size_t n = g.layers.size();
+
+    // Calibration: each layer's observed range (and a bounded sample for percentiles).
+    std::vector<float> lo(n, std::numeric_limits<float>::infinity()), hi(n, -std::numeric_limits<float>::infinity());
+    std::vector<std::vector<float>> sample(n);
+    std::uint64_t rng = 0x9E3779B97F4A7C15ull;
+    std::vector<std::uint64_t> seen(n, 0);
+    for (const Tensor& img : calibration) {
+        const std::vector<Tensor> vals = run_reference_all(g, w, img);
+        for (std::size_t i = 0; i < n; ++i)
+            for (float v : vals[i].data) {
+                if (!std::isfinite(v)) continue;
+                lo[i] = std::min(lo[i], v);
+                hi[i] = std::max(hi[i], v);
+                if (opt.range != CalibrationRange::Percentile) continue;
+                // Reservoir sampling: a uniform sample of at most sample_per_layer values.
+                ++seen[i];
+                if (sample[i].size() < opt.sample_per_layer) {
+                    sample[i].push_back(v);
+                } else {
+                    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                    const std::uint64_t k = rng % seen[i];
+                    if (k < sample[i].size()) sample[i][static_cast<std::size_t>(k)] = v;
+                }
+            }
+    }
+    auto range_of = [&](std::size_t i) -> std::pair<float, float> {
+        if (!(lo[i] <= hi[i])) return {0.0f, 0.0f};
+        if (opt.range == CalibrationRange::MinMax || sample[i].size() < 100) return {lo[i], hi[i]};
+        std::vector<float>& s = sample[i];
+        const double tail = (100.0 - opt.percentile) / 100.0;
+        const auto k_lo = static_cast<std::size_t>(tail * static_cast<double>(s.size() - 1));
+        const std::size_t k_hi = s.size() - 1 - k_lo;
+        std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(k_lo), s.end());
+        const float plo = s[k_lo];
+        std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(k_hi), s.end());
+        const float phi = s[k_hi];
+        return {plo, phi};
+    };
+
+    // Which layers run in float.
+    std::vector<bool> is_float(n, false);
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::string why = int8_unsupported_reason(g.layers[i]);
+        if (!why.empty()) {
+            is_float[i] = true;
+            r.float_reasons.push_back({g.layers[i].name, why});
+        }
+    }
+
+    // Activation parameters, in layer order (pass-through ops inherit their input's).
+    std::vector<ActivationQuant> act(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = g.layers[i];
+        if (!is_float[i] && int8_passthrough(l.op)) {
+            act[i] = act[static_cast<std::size_t>(l.inputs.front())];
+        } else if (!is_float[i] && l.op == OpKind::Sigmoid) {
+            act[i] = sigmoid_output_quant();
+        } else {
+            const auto [a, b] = range_of(i);
+            act[i] = choose_activation_quant(a, b);
+        }
+    }
+
+    // Weights: per-channel for convs (qc8), per-tensor for fc (qs8 in XNNPACK 2022-02).
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = g.layers[i];
+        const bool linear = l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
+                            l.op == OpKind::FullyConnected;
+        if (!linear || is_float[i]) continue;
+        const WeightTensor& wt = w.at(l.name + ".weight");
+        const auto it_b = w.find(l.name + ".bias");
+        const std::size_t out = static_cast<std::size_t>(wt.shape[0]);
+        const std::size_t per = wt.data.size() / out;
+        const ActivationQuant in = act[static_cast<std::size_t>(l.inputs.front())];
+        QuantizedWeights q;
+        q.layer = l.name;
+        q.weight_shape = wt.shape;
+        const bool per_tensor = l.op == OpKind::FullyConnected;
+        if (per_tensor) {
+            float m = 0.0f;
+            for (float v : wt.data) m = std::max(m, std::fabs(v));
+            q.weight_scales = {choose_weight_scale(m)};
+        } else {
+            q.weight_scales.resize(out);
+            for (std::size_t o = 0; o < out; ++o) {
+                float m = 0.0f;
+                for (std::size_t k = 0; k < per; ++k) m = std::max(m, std::fabs(wt.data[o * per + k]));
+                q.weight_scales[o] = choose_weight_scale(m);
+            }
+        }
+        // A near-dead channel (|w| tiny but not zero, e.g. after weight decay) would give a
+        // requantization scale below XNNPACK's 2^-32: floor its scale so that the requantization
+        // scale is at least 2^-30 (its weights then quantize to 0 or +-1, as they should).
+        const float floor_scale = 0x1.0p-30f * act[i].scale / in.scale;
+        if (scale_ok(floor_scale))
+            for (float& s : q.weight_scales) s = std::max(s, floor_scale);
+        q.weights.resize(wt.data.size());
+        for (std::size_t o = 0; o < out; ++o)
+            for (std::size_t k = 0; k < per; ++k)
+                q.weights[o * per + k] = quantize_weight(wt.data[o * per + k], q.weight_scale(o));
+        q.bias.assign(out, 0);
+        if (it_b != w.end())
+            for (std::size_t o = 0; o < out; ++o)
+                q.bias[o] = quantize_bias(it_b->second.data[o], in.scale, q.weight_scale(o));
+        bool ok = true;
+        for (std::size_t o = 0; o < out; ++o)
+            ok = ok && requant_scale_ok(conv_requant_scale(in.scale, q.weight_scale(o), act[i].scale));
+        if (!ok) {
+            is_float[i] = true;
+            r.float_reasons.push_back({l.name, "requantization scale outside XNNPACK's [2^-32, 256)"});
+            continue;
+        }
+        r.model.layers.push_back(std::move(q));
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = g.layers[i];
+        if (l.op == OpKind::Add && !is_float[i] &&
+            !add_scales_ok(act[static_cast<std::size_t>(l.inputs[0])], act[static_cast<std::size_t>(l.inputs[1])], act[i])) {
+            is_float[i] = true;
+            r.float_reasons.push_back({l.name, "input/output scale ratio outside XNNPACK's qs8 add range"});
+        }
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = g.layers[i];
+        r.model.activations.push_back({l.name, act[i]});
+        if (!is_float[i]) continue;
+        r.model.float_layers.push_back(l.name);
+        const std::string prefix = l.name + ".";
+        for (auto it = w.lower_bound(prefix); it != w.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+            r.float_weights[it->first] = it->second;
+    }
+    return r;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_REFERENCE_INT8_HPP
+// ---- end include/lamda/exec/reference_int8.hpp ----
 
 namespace lamda {
 
@@ -7976,7 +9689,47 @@ struct XnnOptions {
     // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
     // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
     bool keep_intermediates = false;
+    // Run in int8: qs8 activations (per-tensor scale and zero point), conv2d/dwconv/batchnorm as
+    // qc8 convolutions (per-channel symmetric weight scales), fc as qs8 (one weight scale), add,
+    // mul, gap, maxpool, relu/relu6 clamps and sigmoid in int8; layers with no int8 kernel in
+    // this XNNPACK (hardswish, hardsigmoid, avgpool, concat, softmax) run in float between
+    // convert operators (runs_in_float). input() and output() stay float.
+    bool int8 = false;
+    // int8: the inputs whose fp32 activation ranges (min/max over them, op by op) set each
+    // value's scale and zero point. Empty: one run on fill_timing_input's data, i.e. synthetic
+    // scales, right for timing, not for accuracy.
+    std::vector<Tensor> calibration{};
+    // int8 with a quantized model (`lamda quantize`, exec/reference_int8.hpp's quantize_ptq):
+    // its int8 weights, scales and zero points instead of calibrating; the graph must be the
+    // model's (batch norms folded), the executor's `weights` the F32 tensors of its float layers,
+    // and the layers it lists as float run in float. Then every int8 value is the integer
+    // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
+    // Read during construction only.
+    const QuantizedModel* quantized = nullptr;
 };
+
+// The quantization of an int8 value: real = scale * (q - zero_point).
+struct XnnQuant {
+    float scale = 1.0f;
+    int zero_point = 0;
+};
+
+// The asymmetric int8 quantization covering [lo, hi] (widened to hold 0, at least 1e-3 wide).
+inline XnnQuant quant_of_range(float lo, float hi) {
+    const double l = std::min(0.0, static_cast<double>(lo));
+    const double h = std::max(0.0, static_cast<double>(hi));
+    const double range = std::max(h - l, 1e-3);
+    XnnQuant q;
+    q.scale = static_cast<float>(range / 255.0);
+    const double zp = std::round(-128.0 - l / static_cast<double>(q.scale));
+    q.zero_point = static_cast<int>(std::min(127.0, std::max(-128.0, zp)));
+    return q;
+}
+
+inline std::int8_t quantize_value(double v, const XnnQuant& q) {
+    const double r = std::round(v / static_cast<double>(q.scale)) + q.zero_point;
+    return static_cast<std::int8_t>(std::min(127.0, std::max(-128.0, r)));
+}
 
 // Bytes the executor allocates for a graph at most: one buffer per layer output plus the
 // weights (with buffer reuse it allocates less).
@@ -8019,6 +9772,11 @@ inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size
     return allocate_block(alignment, size);
 }
 inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+
+// Element e of the fixed timing input (fill_timing_input).
+inline float timing_value(std::int64_t e) noexcept {
+    return static_cast<float>((e * 7919) % 1000) / 1000.0f - 0.5f;
+}
 inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
                                              xnn_deallocate, xnn_aligned_allocate,
                                              xnn_aligned_deallocate};
@@ -8060,7 +9818,13 @@ public:
                                     " MiB of buffers and weights, more than the limit of " +
                                     std::to_string(options.max_memory_bytes >> 20) + " MiB");
         }
-        detail::check_weights(graph, weights);
+        if (options.quantized) {
+            if (const std::optional<Error> e = validate_quantized_model(*options.quantized))
+                throw ExecutorError("quantized model: " + e->where.field + ": " + e->message);
+            detail::check_int8_params(graph, *options.quantized);
+        } else {
+            detail::check_weights(graph, weights);
+        }
         const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
@@ -8071,7 +9835,26 @@ public:
                 throw ExecutorError("XNNPACK: cannot create a pool of " +
                                     std::to_string(options.threads) + " threads");
         }
-        build(graph, weights, options.keep_intermediates);
+        if (options.quantized) {
+            build_int8(graph, weights, options.keep_intermediates, {}, options.quantized);
+            return;
+        }
+        if (!options.int8) {
+            build(graph, weights, options.keep_intermediates);
+            return;
+        }
+        // Calibrate: the fp32 executor runs the same plan, and each planned op's output range
+        // sets the scale of the int8 value it writes.
+        std::vector<std::pair<float, float>> ranges;
+        {
+            XnnOptions fp = options;
+            fp.int8 = false;
+            fp.keep_intermediates = false;
+            fp.calibration.clear();
+            XnnExecutor calibrator(graph, weights, fp);
+            ranges = calibrator.op_ranges(options.calibration);
+        }
+        build_int8(graph, weights, options.keep_intermediates, ranges);
     }
 
     XnnExecutor(const XnnExecutor&) = delete;
@@ -8080,9 +9863,9 @@ public:
     XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
     ~XnnExecutor() = default;
 
-    float* input() noexcept { return impl_->ptr.front(); }
+    float* input() noexcept { return impl_->input_ptr; }
     Shape input_shape() const noexcept { return impl_->shapes.front(); }
-    const float* output() const noexcept { return impl_->ptr.back(); }
+    const float* output() const noexcept { return impl_->output_ptr; }
     Shape output_shape() const noexcept { return impl_->shapes.back(); }
     int threads() const noexcept { return impl_->threads; }
 
@@ -8093,6 +9876,60 @@ public:
         return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
     }
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Whether the executor runs in int8 (XnnOptions::int8).
+    bool int8() const noexcept { return impl_->int8; }
+    // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
+    // kept, as layer_output); whether layer i runs in float between converts.
+    const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
+        return i < impl_->qptr.size() ? impl_->qptr[i] : nullptr;
+    }
+    XnnQuant layer_quant(std::size_t i) const { return impl_->quant.at(i); }
+    bool runs_in_float(std::size_t i) const noexcept {
+        return i < impl_->in_float.size() && impl_->in_float[i] != 0;
+    }
+    // The fp32 output range of every planned op (plan_ops order) over `inputs` (empty: the
+    // timing input), each op's output read right after it ran: the calibration of the int8 path.
+    std::vector<std::pair<float, float>> op_ranges(const std::vector<Tensor>& inputs) {
+        if (impl_->int8) throw ExecutorError("op_ranges: an fp32 executor is needed");
+        const OpPlan& plan = impl_->plan;
+        const float inf = std::numeric_limits<float>::infinity();
+        std::vector<std::pair<float, float>> r(plan.ops.size(), {inf, -inf});
+        auto one_run = [&] {
+            std::size_t s = 0;
+            for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+                while (s < impl_->steps.size() &&
+                       impl_->steps[s].plan_op == static_cast<int>(k))
+                    run_step(impl_->steps[s++]);
+                const auto v = static_cast<std::size_t>(plan.ops[k].output);
+                const float* p = impl_->ptr[v];
+                if (!p) continue;
+                const std::int64_t n = impl_->shapes[v].elements();
+                for (std::int64_t e = 0; e < n; ++e) {
+                    if (!std::isfinite(p[e]))
+                        throw ExecutorError("calibration: layer " + std::to_string(v) +
+                                            " gives a value that is not finite");
+                    r[k].first = std::min(r[k].first, p[e]);
+                    r[k].second = std::max(r[k].second, p[e]);
+                }
+            }
+        };
+        if (inputs.empty()) {
+            const std::int64_t n = input_shape().elements();
+            for (std::int64_t e = 0; e < n; ++e) input()[e] = detail::timing_value(e);
+            one_run();
+        }
+        for (const Tensor& t : inputs) {
+            if (t.shape != input_shape() ||
+                static_cast<std::int64_t>(t.data.size()) != input_shape().elements())
+                throw ExecutorError("calibration input has shape " + to_string(t.shape) +
+                                    ", the graph expects " + to_string(input_shape()));
+            std::copy(t.data.begin(), t.data.end(), input());
+            one_run();
+        }
+        for (auto& [lo, hi] : r)
+            if (lo > hi) lo = hi = 0.0f;
+        return r;
+    }
     // Bytes of activation buffers allocated (weights not included).
     std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
     // Number of XNNPACK operators (and loops) run per inference.
@@ -8133,10 +9970,11 @@ private:
     // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
     static constexpr std::size_t kBufferAlignment = 64;
     struct FreeBlock {
-        void operator()(float* p) const noexcept { std::free(p); }
+        void operator()(void* p) const noexcept { std::free(p); }
     };
     struct Step {
         int layer = 0;
+        int plan_op = -1;  // index into the plan's ops
         xnn_operator_t op = nullptr;
         std::function<void()> loop;  // when op is null
     };
@@ -8149,6 +9987,19 @@ private:
         std::vector<Shape> shapes;
         std::vector<XnnLowering> lowering;
         std::vector<Step> steps;
+        OpPlan plan;              // what was built
+        int current_op = -1;      // the planned op being built
+        float* input_ptr = nullptr;
+        const float* output_ptr = nullptr;
+        // int8 only: the int8 values (one arena, laid out as the fp32 buffers), their
+        // quantization, the float input and output, and the float buffers of layers run in float.
+        bool int8 = false;
+        std::unique_ptr<std::int8_t, FreeBlock> qarena;
+        std::unique_ptr<float, FreeBlock> float_in, float_out;
+        std::vector<std::unique_ptr<float, FreeBlock>> scratch;
+        std::vector<std::int8_t*> qptr;
+        std::vector<XnnQuant> quant;
+        std::vector<char> in_float;
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -8192,6 +10043,7 @@ private:
     void add_op(int index, xnn_operator_t op) {
         Step s;
         s.layer = index;
+        s.plan_op = impl_->current_op;
         s.op = op;
         impl_->steps.push_back(std::move(s));
     }
@@ -8297,21 +10149,37 @@ private:
         for (std::size_t j = 0; j < n; ++j)
             if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
-        for (const PlannedOp& op : plan.ops) {
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
             const auto i = static_cast<std::size_t>(op.layer);
-            const Layer& l = g.layers[i];
-            const int idx = op.layer;
-            float* out = impl_->ptr[static_cast<std::size_t>(op.output)];
-            auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(op.inputs[k])];
-            };
-            auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
-            };
-            switch (op.kind) {
-            case PlannedKind::Alias:
+            if (op.kind == PlannedKind::Alias) {
                 if (plan.buffers.value_of[i] >= 0) impl_->lowering[i] = XnnLowering::Alias;
-                break;
+                continue;
+            }
+            std::vector<const float*> in;
+            for (int v : op.inputs) in.push_back(impl_->ptr[static_cast<std::size_t>(v)]);
+            build_op_f32(g, w, op, in, impl_->ptr[static_cast<std::size_t>(op.output)]);
+        }
+        impl_->plan = plan;
+        impl_->input_ptr = impl_->ptr.front();
+        impl_->output_ptr = impl_->ptr.back();
+    }
+
+    // The XNNPACK fp32 operator(s) of one planned op (not Alias), reading `in` (parallel to
+    // op.inputs) and writing `out`.
+    void build_op_f32(const Graph& g, const Weights& w, const PlannedOp& op,
+                      const std::vector<const float*>& in, float* out) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        auto in_ptr = [&](std::size_t k) -> const float* { return in[k]; };
+        auto in_shape = [&](std::size_t k) -> const Shape& {
+            return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
+        };
+        {
+            switch (op.kind) {
+            case PlannedKind::Alias: break;
             case PlannedKind::Conv:
             case PlannedKind::DepthwiseConv:
             case PlannedKind::FullyConnected:
@@ -8404,21 +10272,38 @@ private:
         }
     }
 
-    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
-    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
-                      const float* in, float* out) {
+    // The weights of a conv2d, dwconv, fc, or standalone batchnorm (as a 1x1 depthwise
+    // convolution) in XNNPACK's layout, with an optional batchnorm folded in and hardsigmoid's
+    // affine part folded in; and the convolution's geometry.
+    struct AffineSpec {
+        std::vector<float> kernel;   // one row of per_out values per output channel
+        std::vector<double> bias;    // per output channel
+        bool has_bias = false;
+        std::size_t per_out = 0, oc = 0;
+        bool fc = false;
+        std::size_t ic = 0;          // fc: input features
+        Shape is;                    // input shape
+        std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+        std::size_t gic = 0, goc = 0;
+        std::array<int, 4> pads{0, 0, 0, 0};
+    };
+
+    static AffineSpec prepare_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a) {
         const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        AffineSpec sp;
         const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        sp.is = is;
         const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
         const Shape os = last.shape;
         const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+        sp.oc = oc;
 
         // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
-        std::vector<float> kernel;
-        std::vector<double> bias(oc, 0.0);
-        bool has_bias = false;
-        std::size_t per_out = 0;
+        std::vector<float>& kernel = sp.kernel;
+        std::vector<double>& bias = sp.bias;
+        bias.assign(oc, 0.0);
+        bool& has_bias = sp.has_bias;
+        std::size_t& per_out = sp.per_out;
         auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
             const auto& gamma = w.at(b.name + ".weight").data;
             const auto& beta = w.at(b.name + ".bias").data;
@@ -8481,51 +10366,64 @@ private:
             for (double& b : bias) b = (b + 3.0) / 6.0;
             has_bias = true;
         }
-        std::vector<float> bias_f(bias.begin(), bias.end());
-        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            sp.fc = true;
+            sp.ic = static_cast<std::size_t>(is.elements());
+            return sp;
+        }
+        if (l.op == OpKind::BatchNorm) {
+            sp.groups = static_cast<std::uint32_t>(is.c);
+            sp.gic = sp.goc = 1;
+        } else {
+            sp.kh = static_cast<std::uint32_t>(l.kernel_h);
+            sp.kw = static_cast<std::uint32_t>(l.kernel_w);
+            sp.sh = static_cast<std::uint32_t>(l.stride_h);
+            sp.sw = static_cast<std::uint32_t>(l.stride_w);
+            sp.dh = static_cast<std::uint32_t>(l.dilation_h);
+            sp.dw = static_cast<std::uint32_t>(l.dilation_w);
+            sp.pads = l.pads;
+            if (l.op == OpKind::Conv2d) {
+                sp.groups = static_cast<std::uint32_t>(l.groups);
+                sp.gic = static_cast<std::size_t>(is.c / l.groups);
+                sp.goc = static_cast<std::size_t>(l.out_channels / l.groups);
+            } else {
+                sp.groups = static_cast<std::uint32_t>(is.c);
+                sp.gic = 1;
+                sp.goc = static_cast<std::size_t>(l.multiplier);
+            }
+        }
+        for (int p : sp.pads)
+            if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+        return sp;
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const AffineSpec sp = prepare_affine(g, w, idx, bn, a);
+        std::vector<float> bias_f(sp.bias.begin(), sp.bias.end());
+        const float* bias_ptr = sp.has_bias ? bias_f.data() : nullptr;
         const auto [lo, hi] = clamp_of(a);  // the plan fuses only relu, relu6, hardsigmoid
+        const std::size_t oc = sp.oc;
 
         xnn_operator_t op = nullptr;
-        if (l.op == OpKind::FullyConnected) {
-            const auto ic = static_cast<std::size_t>(is.elements());
-            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
-                                                    0, &op),
+        if (sp.fc) {
+            const std::size_t ic = sp.ic;
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, sp.kernel.data(), bias_ptr, lo,
+                                                    hi, 0, &op),
                   l, "xnn_create_fully_connected_nc_f32");
             add_op(idx, op);
             check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
                   "xnn_setup_fully_connected_nc_f32");
         } else {
-            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-            std::size_t gic = 0, goc = 0;
-            std::array<int, 4> pads{0, 0, 0, 0};
-            if (l.op == OpKind::BatchNorm) {
-                groups = static_cast<std::uint32_t>(is.c);
-                gic = goc = 1;
-            } else {
-                kh = static_cast<std::uint32_t>(l.kernel_h);
-                kw = static_cast<std::uint32_t>(l.kernel_w);
-                sh = static_cast<std::uint32_t>(l.stride_h);
-                sw = static_cast<std::uint32_t>(l.stride_w);
-                dh = static_cast<std::uint32_t>(l.dilation_h);
-                dw = static_cast<std::uint32_t>(l.dilation_w);
-                pads = l.pads;
-                if (l.op == OpKind::Conv2d) {
-                    groups = static_cast<std::uint32_t>(l.groups);
-                    gic = static_cast<std::size_t>(is.c / l.groups);
-                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
-                } else {
-                    groups = static_cast<std::uint32_t>(is.c);
-                    gic = 1;
-                    goc = static_cast<std::size_t>(l.multiplier);
-                }
-            }
-            for (int p : pads)
-                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const Shape is = sp.is;
             check(xnn_create_convolution2d_nhwc_f32(
-                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
-                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
-                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                      static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
+                      static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
+                      sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                      static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
@@ -8535,8 +10433,8 @@ private:
         }
     }
 
-    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
-                    float* out) {
+    // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
+    static std::array<std::int64_t, 4> pool_padding(const Layer& l, const Shape& is) {
         const Shape os = l.shape;
         std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
         // A window lying entirely in the padding has no defined value in XNNPACK.
@@ -8554,12 +10452,20 @@ private:
                                 std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
                                 std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
                                 std::to_string(xw) + ", not the inferred " + to_string(os));
+        return p;
+    }
+
+    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
+                    float* out) {
+        const Shape os = l.shape;
+        const std::array<std::int64_t, 4> p = pool_padding(l, is);
         const auto C = static_cast<std::size_t>(is.c);
         if (strided_copy) {
             // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
             Step s;
             s.layer = idx;
+            s.plan_op = impl_->current_op;
             const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
             s.loop = [in, out, is, os, sh, sw, pt, pl] {
                 for (std::int64_t y = 0; y < os.h; ++y)
@@ -8598,6 +10504,490 @@ private:
                   l, "xnn_setup_average_pooling2d_nhwc_f32");
         }
     }
+
+    // ---- the int8 path ----
+
+    float* new_scratch(std::int64_t floats) {
+        const std::size_t bytes = detail::round_up(
+            static_cast<std::size_t>(floats) * sizeof(float) + XNN_EXTRA_BYTES, kBufferAlignment);
+        auto* p = static_cast<float*>(detail::allocate_block(kBufferAlignment, bytes));
+        if (!p) throw std::bad_alloc();
+        std::fill(p, p + bytes / sizeof(float), 0.0f);
+        impl_->scratch.emplace_back(p);
+        return p;
+    }
+
+    // XNNPACK refused an int8 operator's parameters (e.g. a requantization scale out of its
+    // range): the op runs in float instead. Other failures throw.
+    static bool int8_ok(xnn_status st, const Layer& l, const char* fn) {
+        if (st == xnn_status_success) return true;
+        if (st == xnn_status_invalid_parameter || st == xnn_status_unsupported_parameter ||
+            st == xnn_status_unsupported_hardware)
+            return false;
+        check(st, l, fn);
+        return false;
+    }
+
+    void drop_steps_from(std::size_t mark) {
+        while (impl_->steps.size() > mark) {
+            if (impl_->steps.back().op) xnn_delete_operator(impl_->steps.back().op);
+            impl_->steps.pop_back();
+        }
+    }
+
+    // The int8 bounds of an output clamp (relu, relu6, hardsigmoid folded) under `q`.
+    static std::pair<std::int8_t, std::int8_t> qclamp_of(Activation a, const XnnQuant& q) {
+        const auto [lo, hi] = clamp_of(a);
+        const auto [qlo, qhi] = clamp_bounds(ActivationQuant{q.scale, q.zero_point}, lo, hi);
+        return {static_cast<std::int8_t>(qlo), static_cast<std::int8_t>(qhi)};
+    }
+
+    void add_convert_f32_qs8(int idx, const Layer& l, const Shape& s, const float* in,
+                             std::int8_t* out, const XnnQuant& q) {
+        // Rows of W*C values (a per-pixel row of 3 channels would cost a call per pixel).
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_f32_qs8(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            -128, 127, 0, &xop),
+              l, "xnn_create_convert_nc_f32_qs8");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_f32_qs8(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_f32_qs8");
+    }
+
+    void add_convert_qs8_f32(int idx, const Layer& l, const Shape& s, const std::int8_t* in,
+                             float* out, const XnnQuant& q) {
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_qs8_f32(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            0, &xop),
+              l, "xnn_create_convert_nc_qs8_f32");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_qs8_f32(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_qs8_f32");
+    }
+
+    // Builds the plan in int8; `ranges` (from op_ranges) give each planned op's output range.
+    void build_int8(const Graph& g, const Weights& w, bool keep_intermediates,
+                    const std::vector<std::pair<float, float>>& ranges,
+                    const QuantizedModel* model = nullptr) {
+        const std::size_t n = g.layers.size();
+        impl_->int8 = true;
+        impl_->ptr.assign(n, nullptr);
+        impl_->qptr.assign(n, nullptr);
+        impl_->quant.assign(n, XnnQuant{});
+        impl_->in_float.assign(n, 0);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+        const OpPlan plan = plan_ops(g, !keep_intermediates, XNN_EXTRA_BYTES / sizeof(float) + 4);
+        if (!model && ranges.size() != plan.ops.size())
+            throw ExecutorError("int8: " + std::to_string(ranges.size()) +
+                                " calibrated ranges for " + std::to_string(plan.ops.size()) +
+                                " planned operators");
+        for (std::size_t j = 0; j < n; ++j)
+            if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        // The int8 buffers: the fp32 plan's buffers, one byte per element.
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t elems : plan.buffers.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(elems), kBufferAlignment);
+        }
+        auto* arena = static_cast<std::int8_t*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->qarena.reset(arena);
+        std::fill(arena, arena + total, std::int8_t{0});
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = plan.buffers.value_of[i];
+            if (v < 0) continue;
+            impl_->qptr[i] =
+                arena + offset[static_cast<std::size_t>(plan.buffers.slot_of[static_cast<std::size_t>(v)])];
+        }
+        impl_->buffer_bytes = static_cast<std::int64_t>(total);
+        impl_->input_ptr = new_scratch(g.layers.front().shape.elements());
+        float* out_f = new_scratch(g.layers.back().shape.elements());
+        impl_->output_ptr = out_f;
+
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
+            const auto i = static_cast<std::size_t>(op.layer);
+            const Layer& l = g.layers[i];
+            XnnQuant out_q;
+            if (model) {
+                // The value this op writes: its layer's own output when an activation of its own
+                // follows in place (D's conv before a float hardswish), else the fused tail's.
+                const bool then_in_place = k + 1 < plan.ops.size() && plan.ops[k + 1].in_place() &&
+                                           plan.ops[k + 1].output == op.output;
+                const std::string& name =
+                    g.layers[then_in_place ? i : static_cast<std::size_t>(op.output)].name;
+                const ActivationQuant* a = model->find_activation(name);
+                if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                out_q = XnnQuant{a->scale, a->zero_point};
+            } else {
+                out_q = quant_of_range(ranges[k].first, ranges[k].second);
+            }
+            if (op.kind == PlannedKind::Alias) {
+                if (l.op == OpKind::Input) {
+                    impl_->quant[i] = out_q;
+                    add_convert_f32_qs8(op.layer, l, l.shape, impl_->input_ptr, impl_->qptr[i], out_q);
+                } else if (plan.buffers.value_of[i] >= 0) {
+                    impl_->lowering[i] = XnnLowering::Alias;
+                    impl_->quant[i] = impl_->quant[static_cast<std::size_t>(op.inputs[0])];
+                }
+                continue;
+            }
+            const std::size_t mark = impl_->steps.size();
+            const bool listed_float =
+                model && std::find(model->float_layers.begin(), model->float_layers.end(),
+                                   l.name) != model->float_layers.end();
+            if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
+                drop_steps_from(mark);
+                // A float layer's own activation op after it stays in float with it (no
+                // rounding to int8 in between), as the integer reference computes it.
+                const PlannedOp* then = nullptr;
+                if (listed_float && k + 1 < plan.ops.size() && plan.ops[k + 1].layer == op.layer &&
+                    plan.ops[k + 1].in_place() && plan.ops[k + 1].output == op.output) {
+                    then = &plan.ops[++k];
+                    impl_->current_op = static_cast<int>(k);
+                    const std::string& name = g.layers[static_cast<std::size_t>(then->output)].name;
+                    const ActivationQuant* a = model->find_activation(name);
+                    if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                    out_q = XnnQuant{a->scale, a->zero_point};
+                }
+                build_op_in_float(g, w, op, out_q, then);
+            }
+        }
+        const std::size_t last = n - 1;
+        add_convert_qs8_f32(static_cast<int>(last), g.layers[last], g.layers[last].shape,
+                            impl_->qptr[last], out_f, impl_->quant[last]);
+        impl_->plan = plan;
+    }
+
+    // An op with no int8 kernel (or whose int8 parameters XNNPACK refused): its inputs converted
+    // to float, its fp32 operator(s), its output converted back to int8 with `out_q`.
+    void build_op_in_float(const Graph& g, const Weights& w, const PlannedOp& op,
+                           const XnnQuant& out_q, const PlannedOp* then = nullptr) {
+        const Layer& l = g.layers[static_cast<std::size_t>(op.layer)];
+        impl_->in_float[static_cast<std::size_t>(op.layer)] = 1;
+        std::vector<const float*> in;
+        std::vector<std::pair<int, float*>> converted;
+        for (int v : op.inputs) {
+            float* f = nullptr;
+            for (const auto& [id, p] : converted)
+                if (id == v) f = p;
+            if (!f) {
+                const Shape& s = g.layers[static_cast<std::size_t>(v)].shape;
+                f = new_scratch(s.elements());
+                add_convert_qs8_f32(op.layer, l, s, impl_->qptr[static_cast<std::size_t>(v)], f,
+                                    impl_->quant[static_cast<std::size_t>(v)]);
+                converted.emplace_back(v, f);
+            }
+            in.push_back(f);
+        }
+        const Shape& os = g.layers[static_cast<std::size_t>(op.output)].shape;
+        float* out = op.in_place() ? const_cast<float*>(in[0]) : new_scratch(os.elements());
+        build_op_f32(g, w, op, in, out);
+        if (then) build_op_f32(g, w, *then, {out}, out);
+        add_convert_f32_qs8(op.layer, l, os, out, impl_->qptr[static_cast<std::size_t>(op.output)],
+                            out_q);
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+    }
+
+    // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
+    // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
+    bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
+                                const XnnQuant& out_q, const QuantizedModel& model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const QuantizedWeights* qw = model.find_layer(l.name);
+        if (!qw || op.folded_bn >= 0 || l.op == OpKind::BatchNorm) return false;
+        const Activation a = op.act;
+        if (a != Activation::None && a != Activation::Relu && a != Activation::Relu6) return false;
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : l.shape.c);
+        const std::size_t per = oc ? qw->weights.size() / oc : 0;
+        if (per * oc != qw->weights.size() || qw->bias.size() != oc)
+            throw ExecutorError("XNNPACK: " + where(l) + ": quantized weights do not fit the layer");
+        std::vector<std::int8_t> kernel = qw->weights;
+        if (l.op == OpKind::Conv2d) {
+            const auto cig = static_cast<std::size_t>(is.c / l.groups);
+            const auto kh = static_cast<std::size_t>(l.kernel_h), kw = static_cast<std::size_t>(l.kernel_w);
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t ic = 0; ic < cig; ++ic)
+                    for (std::size_t y = 0; y < kh; ++y)
+                        for (std::size_t x = 0; x < kw; ++x)
+                            kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                qw->weights[((o * cig + ic) * kh + y) * kw + x];
+        }
+        std::vector<float> ks(oc);
+        for (std::size_t o = 0; o < oc; ++o) ks[o] = qw->weight_scale(o);
+        const ActivationQuant oq{out_q.scale, out_q.zero_point};
+        const auto [lo32, hi32] = clamp_bounds(oq, clamp_of(a).first, clamp_of(a).second);
+        const auto qlo = static_cast<std::int8_t>(lo32), qhi = static_cast<std::int8_t>(hi32);
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        const std::int8_t* in0 = impl_->qptr[static_cast<std::size_t>(op.inputs[0])];
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        xnn_operator_t xop = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            if (qw->weight_scales.size() != 1) return false;  // qs8 fc: one scale
+            if (!int8_ok(xnn_create_fully_connected_nc_qs8(ic, oc, ic, oc, zp(in_q), in_q.scale, ks[0],
+                                                           kernel.data(), qw->bias.data(), zp(out_q),
+                                                           out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_fully_connected_nc_qs8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_qs8");
+        } else {
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            const auto groups = static_cast<std::uint32_t>(dw ? is.c : l.groups);
+            const std::size_t gic = dw ? 1 : static_cast<std::size_t>(is.c / l.groups);
+            const std::size_t goc = dw ? static_cast<std::size_t>(l.multiplier)
+                                       : static_cast<std::size_t>(l.out_channels / l.groups);
+            for (int pad : l.pads)
+                if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
+                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
+                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_convolution2d_nhwc_qc8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in0, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_qc8");
+        }
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+        return true;
+    }
+
+    // The int8 operator(s) of one planned op; false when there is none (or XNNPACK refused the
+    // parameters), leaving steps added since to the caller to drop.
+    bool build_op_int8(const Graph& g, const Weights& w, const PlannedOp& op, const XnnQuant& out_q,
+                       const QuantizedModel* model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        const auto vin = [&](std::size_t k) { return static_cast<std::size_t>(op.inputs[k]); };
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        XnnQuant& out_quant = impl_->quant[static_cast<std::size_t>(op.output)];
+        const XnnQuant in_q = op.inputs.empty() ? XnnQuant{} : impl_->quant[vin(0)];
+        const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
+        const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        xnn_operator_t xop = nullptr;
+        switch (op.kind) {
+        case PlannedKind::Conv:
+        case PlannedKind::DepthwiseConv:
+        case PlannedKind::FullyConnected:
+        case PlannedKind::ChannelAffine: {
+            if (model) return build_affine_quantized(g, op, in_q, out_q, *model);
+            const AffineSpec sp = prepare_affine(g, w, idx, op.folded_bn, op.act);
+            const std::size_t oc = sp.oc, per = sp.per_out;
+            // Per-channel symmetric weight scales (one for fc: qs8 has no per-channel scales).
+            std::vector<float> ks(oc, 0.0f);
+            float all = 0.0f;
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    ks[o] = std::max(ks[o], std::fabs(sp.kernel[o * per + e]));
+            for (float m : ks) all = std::max(all, m);
+            if (sp.fc) std::fill(ks.begin(), ks.end(), all);
+            for (float& s : ks) {
+                s = s > 0.0f ? s / 127.0f : 1.0f;
+                // XNNPACK needs the requantization scale in_scale * s / out_scale >= 2^-32.
+                s = std::max(s, out_q.scale / in_q.scale * 1e-9f);
+            }
+            std::vector<std::int8_t> qk(sp.kernel.size());
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    qk[o * per + e] = quantize_value(sp.kernel[o * per + e], XnnQuant{ks[o], 0});
+            std::vector<std::int32_t> qb(oc, 0);
+            for (std::size_t o = 0; o < oc; ++o) {
+                const double b = std::round(sp.bias[o] / (static_cast<double>(in_q.scale) * ks[o]));
+                qb[o] = static_cast<std::int32_t>(std::min(2147483647.0, std::max(-2147483648.0, b)));
+            }
+            const auto [qlo, qhi] = qclamp_of(op.act, out_q);
+            if (sp.fc) {
+                if (!int8_ok(xnn_create_fully_connected_nc_qs8(
+                                 sp.ic, oc, sp.ic, oc, zp(in_q), in_q.scale, ks[0], qk.data(),
+                                 qb.data(), zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_fully_connected_nc_qs8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                      "xnn_setup_fully_connected_nc_qs8");
+            } else {
+                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                                 static_cast<std::uint32_t>(sp.pads[0]),
+                                 static_cast<std::uint32_t>(sp.pads[3]),
+                                 static_cast<std::uint32_t>(sp.pads[2]),
+                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
+                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
+                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
+                                 0, &xop),
+                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
+                                                       static_cast<std::size_t>(sp.is.w), in0, out,
+                                                       impl_->pool),
+                      l, "xnn_setup_convolution2d_nhwc_qc8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Add: {
+            const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+            const std::size_t k_last = op.inputs.size() - 1;
+            // A partial sum of 3+ inputs is written with the quantization covering the sum of
+            // its inputs' ranges (the calibrated range is the final, activated one).
+            auto lo_of = [](const XnnQuant& q) { return q.scale * (-128.0 - q.zero_point); };
+            auto hi_of = [](const XnnQuant& q) { return q.scale * (127.0 - q.zero_point); };
+            double sum_lo = lo_of(in_q), sum_hi = hi_of(in_q);
+            XnnQuant a_q = in_q;
+            for (std::size_t k = 1; k <= k_last; ++k) {
+                const XnnQuant b_q = impl_->quant[vin(k)];
+                sum_lo += lo_of(b_q);
+                sum_hi += hi_of(b_q);
+                const XnnQuant s_q = k == k_last ? out_q
+                                                 : quant_of_range(static_cast<float>(sum_lo),
+                                                                  static_cast<float>(sum_hi));
+                const auto [qlo, qhi] =
+                    k == k_last ? qclamp_of(op.act, out_q) : qclamp_of(Activation::None, s_q);
+                xop = nullptr;
+                if (!int8_ok(xnn_create_add_nd_qs8(zp(a_q), a_q.scale, zp(b_q), b_q.scale, zp(s_q),
+                                                   s_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_add_nd_qs8"))
+                    return false;
+                a_q = s_q;
+                add_op(idx, xop);
+                check(xnn_setup_add_nd_qs8(xop, 1, dims, 1, dims, k == 1 ? in0 : out,
+                                           impl_->qptr[vin(k)], out, impl_->pool),
+                      l, "xnn_setup_add_nd_qs8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Mul: {
+            const Shape a = is, b = g.layers[vin(1)].shape;
+            const std::size_t da[3] = {static_cast<std::size_t>(a.h), static_cast<std::size_t>(a.w),
+                                       static_cast<std::size_t>(a.c)};
+            const std::size_t db[3] = {static_cast<std::size_t>(b.h), static_cast<std::size_t>(b.w),
+                                       static_cast<std::size_t>(b.c)};
+            const XnnQuant b_q = impl_->quant[vin(1)];
+            if (!int8_ok(xnn_create_multiply_nd_qs8(zp(in_q), in_q.scale, zp(b_q), b_q.scale,
+                                                    zp(out_q), out_q.scale, -128, 127, 0, &xop),
+                         l, "xnn_create_multiply_nd_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_multiply_nd_qs8(xop, 3, da, 3, db, in0, impl_->qptr[vin(1)], out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::MaxPool: {
+            // Max commutes with the (monotonic) quantization: the output keeps the input's.
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_max_pooling2d_nhwc_s8(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                          u(l.kernel_h), u(l.kernel_w),
+                                                          u(l.stride_h), u(l.stride_w), 1, 1, C, C,
+                                                          C, -128, 127, 0, &xop),
+                         l, "xnn_create_max_pooling2d_nhwc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_max_pooling2d_nhwc_s8(xop, 1, static_cast<std::size_t>(is.h),
+                                                  static_cast<std::size_t>(is.w), in0, out,
+                                                  impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::StridedCopy: {
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            impl_->lowering[i] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            const Shape os = l.shape;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in0, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in0 + (iy * is.w + ix) * is.c, in0 + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::GlobalAvgPool: {
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_global_average_pooling_nwc_qs8(C, C, C, zp(in_q), in_q.scale,
+                                                                   zp(out_q), out_q.scale, -128,
+                                                                   127, 0, &xop),
+                         l, "xnn_create_global_average_pooling_nwc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_global_average_pooling_nwc_qs8(
+                      xop, 1, static_cast<std::size_t>(is.h * is.w), in0, out, impl_->pool),
+                  l, "xnn_setup_global_average_pooling_nwc_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Clamp: {
+            // relu / relu6 on the input's quantization (kept).
+            const auto C = static_cast<std::size_t>(is.c);
+            const auto [qlo, qhi] = qclamp_of(op.act, in_q);
+            if (!int8_ok(xnn_create_clamp_nc_s8(C, C, C, qlo, qhi, 0, &xop), l,
+                         "xnn_create_clamp_nc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_clamp_nc_s8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                        impl_->pool),
+                  l, "xnn_setup_clamp_nc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::Sigmoid: {
+            // XNNPACK's int8 sigmoid writes [0, 1) with scale 1/256, zero point -128.
+            const auto C = static_cast<std::size_t>(is.c);
+            const XnnQuant sq{1.0f / 256.0f, -128};
+            if (!int8_ok(xnn_create_sigmoid_nc_qs8(C, C, C, zp(in_q), in_q.scale, zp(sq), sq.scale,
+                                                   -128, 127, 0, &xop),
+                         l, "xnn_create_sigmoid_nc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_sigmoid_nc_qs8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                           impl_->pool),
+                  l, "xnn_setup_sigmoid_nc_qs8");
+            out_quant = sq;
+            return true;
+        }
+        case PlannedKind::Alias:
+        case PlannedKind::HardSwish:
+        case PlannedKind::HardSigmoid:
+        case PlannedKind::Concat:
+        case PlannedKind::AvgPool:
+        case PlannedKind::Softmax: return false;
+        }
+        return false;
+    }
 };
 
 // A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
@@ -8605,8 +10995,7 @@ private:
 inline void fill_timing_input(XnnExecutor& executor) {
     float* input = executor.input();
     const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i)
-        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (std::int64_t i = 0; i < n; ++i) input[i] = detail::timing_value(i);
 }
 
 }  // namespace lamda
@@ -8626,12 +11015,28 @@ inline void fill_timing_input(XnnExecutor& executor) {
 #error "lamda/exec/bench.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
 #else
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <cstdlib>  // getloadavg
+#include <unistd.h>  // gethostname
+#endif
+
+
+// XNNPACK has no run-time version query; the build system may pass the package version (the
+// same macro as latency/profile_file.hpp's).
+#ifndef LAMDA_XNNPACK_VERSION
+#define LAMDA_XNNPACK_VERSION "0.0~git20220216.ae108ef"
+#endif
 
 namespace lamda {
 
@@ -8639,7 +11044,15 @@ struct BenchOptions {
     int threads = 1;    // 1..1024
     int runs = 50;      // timed runs, 1..100000
     int warmup = 5;     // untimed runs first, 0..100000
+    // > 0: time whole-model runs until this many seconds have passed (at least one run, at most
+    // bench_max_runs), as TFLite's benchmark_model --min_secs does; 0: exactly `runs` runs.
+    double duration_s = 0;
     std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Time the model in int8 (XnnOptions::int8) with synthetic scales from the timing input.
+    bool int8 = false;
+    // Time it in int8 with this quantized model's weights and scales (XnnOptions::quantized;
+    // the graph is its batch-norm-folded one, the weights its float layers' F32 tensors).
+    const QuantizedModel* quantized = nullptr;
 };
 
 struct OpTiming {
@@ -8650,11 +11063,23 @@ struct OpTiming {
     std::int64_t macs = 0;
 };
 
+inline constexpr int bench_max_runs = 1000000;     // --duration's cap on whole-model runs
+inline constexpr double bench_max_duration_s = 3600;
+
 struct BenchResult {
+    bool int8 = false;   // timed in int8 (else fp32)
     int threads = 1;
-    int runs = 0;
+    int runs = 0;        // timed whole-model runs (with --duration: as many as fitted)
     int warmup = 0;
+    int per_op_runs = 0; // runs timed op by op
+    double init_ms = 0;  // building the executor: XNNPACK operators, packed weights, buffers
+    double first_ms = 0; // the first inference, before any warm-up (cold caches)
     double median_ms = 0, p10_ms = 0, p90_ms = 0, min_ms = 0;
+    double mean_ms = 0, std_ms = 0, max_ms = 0, p95_ms = 0, p99_ms = 0;
+    double timed_s = 0;  // wall time of the timed whole-model runs
+    // Growth of the resident set from before the executor was built to its peak after the runs
+    // (Linux: VmHWM after resetting it; -1 where it cannot be measured).
+    std::int64_t peak_rss_delta_bytes = -1;
     std::int64_t macs = 0;
     std::int64_t params = 0;
     double gflops = 0;  // 2 * MACs / median
@@ -8668,46 +11093,121 @@ inline void check_bench_options(const BenchOptions& o) {
         throw std::invalid_argument("runs must be in 1..100000, got " + std::to_string(o.runs));
     if (o.warmup < 0 || o.warmup > 100000)
         throw std::invalid_argument("warmup must be in 0..100000, got " + std::to_string(o.warmup));
+    if (!(o.duration_s >= 0 && o.duration_s <= bench_max_duration_s))
+        throw std::invalid_argument("duration must be in 0..3600 seconds");
 }
 
-// Whole-model latency from `runs` timed runs after `warmup` untimed ones, then per-op latency
-// from as many runs again with each operator timed on its own (timing every operator adds clock
-// reads between them, so the whole-model figure comes from runs without them).
+namespace bench_detail {
+
+// A field of /proc/self/status in bytes ("VmRSS:  1234 kB"), or -1.
+inline std::int64_t proc_status_bytes(const char* field) {
+#if defined(__linux__)
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    const std::string prefix = std::string(field) + ":";
+    while (std::getline(in, line)) {
+        if (line.compare(0, prefix.size(), prefix) != 0) continue;
+        long long kb = -1;
+        if (std::sscanf(line.c_str() + prefix.size(), "%lld", &kb) != 1 || kb < 0) return -1;
+        return static_cast<std::int64_t>(kb) * 1024;
+    }
+#else
+    (void)field;
+#endif
+    return -1;
+}
+
+// Resets the peak resident set (VmHWM) to the current one (Linux >= 4.0); false if it cannot.
+inline bool reset_peak_rss() {
+#if defined(__linux__)
+    std::ofstream out("/proc/self/clear_refs");
+    out << "5";
+    return static_cast<bool>(out.flush());
+#else
+    return false;
+#endif
+}
+
+}  // namespace bench_detail
+
+// The executor's build time and first (cold) inference, then whole-model latency from `runs`
+// timed runs (or as many as fit in `duration_s`) after `warmup` untimed ones, then per-op latency
+// from up to `runs` more runs with each operator timed on its own (timing every operator adds
+// clock reads between them, so the whole-model figures come from runs without them).
 inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
                                    const BenchOptions& options = {}) {
     check_bench_options(options);
+    using clock = std::chrono::steady_clock;
+    auto ms_since = [](clock::time_point t0) {
+        return std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    };
     XnnOptions xnn;
     xnn.threads = options.threads;
     xnn.max_memory_bytes = options.max_memory_bytes;
+    xnn.int8 = options.int8;
+    xnn.quantized = options.quantized;
+    const bool rss_reset = bench_detail::reset_peak_rss();
+    const std::int64_t rss_before = bench_detail::proc_status_bytes("VmRSS");
+    auto t_init = clock::now();
     XnnExecutor executor(graph, weights, xnn);
+    BenchResult r;
+    r.int8 = executor.int8();
+    r.init_ms = ms_since(t_init);
 
     fill_timing_input(executor);
 
-    using clock = std::chrono::steady_clock;
+    auto t_first = clock::now();
+    executor.run();
+    r.first_ms = ms_since(t_first);
     for (int i = 0; i < options.warmup; ++i) executor.run();
     std::vector<double> totals;
-    totals.reserve(static_cast<std::size_t>(options.runs));
-    for (int i = 0; i < options.runs; ++i) {
-        const auto t0 = clock::now();
-        executor.run();
-        totals.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    const auto t_timed = clock::now();
+    if (options.duration_s > 0) {
+        do {
+            const auto t0 = clock::now();
+            executor.run();
+            totals.push_back(ms_since(t0));
+        } while (static_cast<int>(totals.size()) < bench_max_runs &&
+                 ms_since(t_timed) < options.duration_s * 1000);
+    } else {
+        totals.reserve(static_cast<std::size_t>(options.runs));
+        for (int i = 0; i < options.runs; ++i) {
+            const auto t0 = clock::now();
+            executor.run();
+            totals.push_back(ms_since(t0));
+        }
     }
+    r.timed_s = ms_since(t_timed) / 1000;
+    const int op_runs = std::min(options.runs, static_cast<int>(totals.size()));
     std::vector<std::vector<double>> per_layer(graph.layers.size());
-    for (int i = 0; i < options.runs; ++i) {
+    for (int i = 0; i < op_runs; ++i) {
         const std::vector<double> ms = executor.run_timed_per_op();
         for (std::size_t k = 0; k < ms.size() && k < per_layer.size(); ++k)
             per_layer[k].push_back(ms[k]);
     }
 
+    const std::int64_t rss_peak = bench_detail::proc_status_bytes("VmHWM");
+    if (rss_reset && rss_before >= 0 && rss_peak >= 0)
+        r.peak_rss_delta_bytes = std::max<std::int64_t>(0, rss_peak - rss_before);
+
     const ModelStats stats = analyze(graph);
-    BenchResult r;
     r.threads = options.threads;
-    r.runs = options.runs;
+    r.runs = static_cast<int>(totals.size());
     r.warmup = options.warmup;
+    r.per_op_runs = op_runs;
     r.median_ms = median(totals);
     r.p10_ms = quantile(totals, 0.1);
     r.p90_ms = quantile(totals, 0.9);
+    r.p95_ms = quantile(totals, 0.95);
+    r.p99_ms = quantile(totals, 0.99);
     r.min_ms = quantile(totals, 0.0);
+    r.max_ms = quantile(totals, 1.0);
+    double sum = 0;
+    for (double t : totals) sum += t;
+    r.mean_ms = sum / static_cast<double>(totals.size());
+    double squares = 0;
+    for (double t : totals) squares += (t - r.mean_ms) * (t - r.mean_ms);
+    r.std_ms = totals.size() > 1 ? std::sqrt(squares / static_cast<double>(totals.size() - 1)) : 0.0;
     r.macs = stats.macs;
     r.params = stats.params;
     r.gflops = r.median_ms > 0 ? 2.0 * static_cast<double>(stats.macs) / (r.median_ms * 1e6) : 0;
@@ -8736,14 +11236,25 @@ inline const char* lowering_name(XnnLowering l) noexcept {
 // The JSON object `lamda bench --json` prints (and the device agent serves).
 // `peak_gflops` <= 0 leaves peak_fraction out.
 inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak_gflops) {
-    json.field("median_ms", r.median_ms)
+    json.field("precision", r.int8 ? "int8" : "fp32")
+        .field("median_ms", r.median_ms)
+        .field("mean_ms", r.mean_ms)
+        .field("std_ms", r.std_ms)
+        .field("min_ms", r.min_ms)
+        .field("max_ms", r.max_ms)
         .field("p10_ms", r.p10_ms)
         .field("p90_ms", r.p90_ms)
-        .field("min_ms", r.min_ms)
+        .field("p95_ms", r.p95_ms)
+        .field("p99_ms", r.p99_ms)
+        .field("init_ms", r.init_ms)
+        .field("first_ms", r.first_ms)
+        .field("timed_s", r.timed_s)
         .field("threads", r.threads)
         .field("runs", r.runs)
         .field("warmup", r.warmup)
-        .field("macs", r.macs)
+        .field("per_op_runs", r.per_op_runs);
+    if (r.peak_rss_delta_bytes >= 0) json.field("peak_rss_delta_bytes", r.peak_rss_delta_bytes);
+    json.field("macs", r.macs)
         .field("params", r.params)
         .field("gflops", r.gflops);
     if (peak_gflops > 0)
@@ -8763,6 +11274,44 @@ inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak
             .end_object();
     }
     json.end_array();
+}
+
+// The "context" object of `lamda bench --json`, as Google Benchmark's JSON has one: where and
+// when the numbers were taken (host, date, load average, CPU, versions, threads), so that two
+// results can be told apart and a loaded machine shows. Fields that cannot be read are left out.
+inline void write_bench_context(JsonWriter& json, int threads) {
+    json.key("context").begin_object();
+#if defined(__unix__) || defined(__APPLE__)
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0) json.field("host", std::string(host));
+#endif
+    const DeviceInfo info = describe_device();
+    json.field("cpu_model", info.cpu_model)
+        .field("architecture", info.architecture)
+        .field("cpus", info.logical_cores)
+        .field("xnnpack_isa", info.xnnpack_isa);
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+#if defined(_WIN32)
+    gmtime_s(&utc, &now);
+#else
+    gmtime_r(&now, &utc);
+#endif
+    char date[32];
+    if (std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc) > 0) json.field("date", std::string(date));
+#if defined(__unix__) || defined(__APPLE__)
+    double load[3] = {0, 0, 0};
+    if (::getloadavg(load, 3) == 3) json.key("load_average").begin_array().value(load[0]).value(load[1]).value(load[2]).end_array();
+#endif
+    json.field("lamda_version", std::string(version_string))
+        .field("xnnpack_version", std::string(LAMDA_XNNPACK_VERSION))
+        .field("threads", threads)
+#if defined(NDEBUG)
+        .field("build_type", "release")
+#else
+        .field("build_type", "debug")
+#endif
+        .end_object();
 }
 
 }  // namespace lamda
@@ -9564,7 +12113,8 @@ inline void run(const float* input, float* output) {
 // Contract of the generated code (float32 path; int8 kernels are to be added beside the f32 ones,
 // named lm_s8_*, with per-layer quantization constants emitted next to the weights):
 //   - model.h declares `int model_run(const float* input, float* output, void* arena)` and the macros
-//     MODEL_ARENA_BYTES, MODEL_INPUT_H/W/C, MODEL_INPUT_SIZE, MODEL_OUTPUT_SIZE (values, not bytes);
+//     MODEL_ARENA_BYTES, MODEL_INPUT_OFFSET, MODEL_INPUT(arena) (where the input lives in the arena:
+//     written there, it is not copied), MODEL_INPUT_H/W/C, MODEL_INPUT_SIZE, MODEL_OUTPUT_SIZE (values);
 //     it is usable from C and C++ (extern "C").
 //   - model.c includes only <stdint.h>, <string.h>, <math.h> and model.h; no heap, no static mutable
 //     state (reentrant: every byte of scratch is in the caller's arena, at least MODEL_ARENA_BYTES,
@@ -9578,12 +12128,10 @@ inline void run(const float* input, float* output) {
 //     without doubles; results then differ from the reference by float rounding).
 //   - Batch norm is folded into its producer first (exec/fold.hpp); one that cannot fold runs as a
 //     per-channel scale and shift.
-// The arena plan: every value not aliased (flatten, dropout: the same bytes) gets a buffer that
-// lives from its producer to its last reader; an elementwise op (activations, softmax, batchnorm,
-// add, a same-size mul operand) writes into an input buffer whose last reader it is (in place, as
-// TinyEngine does). The input is read from the caller's pointer and the last layer writes straight
-// into the caller's output, so neither is in the arena. Buffers are placed by TFLite Micro's greedy
-// rule (largest first, lowest 16-byte-aligned offset that overlaps no live buffer).
+// The arena plan is core/arena_plan.hpp's (the search's memory constraint counts the same bytes):
+// buffers alive from producer to last reader, elementwise ops in place, the input inside the arena
+// (MODEL_INPUT_OFFSET), the last layer writing straight into the caller's output, TFLite Micro's
+// greedy placement.
 // firmware_plan and firmware_arena_bytes never throw (but bad_alloc); firmware_source throws
 // ExportError (or ExecutorError for a graph or weights the reference executor would refuse).
 #ifndef LAMDA_DEPLOY_FIRMWARE_HPP
@@ -9598,220 +12146,591 @@ inline void run(const float* input, float* output) {
 #include <string>
 #include <vector>
 
+// ---- begin include/lamda/exec/reference_int8.hpp ----
+// lamda/exec/reference_int8.hpp: post-training quantization (PTQ) and the reference executor's
+// integer path. Slow, plain loops, and exactly core/quant.hpp's arithmetic (which matches XNNPACK's
+// 2022-02 qs8/qc8 kernels), so the XNNPACK int8 executor and the firmware kernels are checked
+// against it op by op.
+//
+//   lamda::PtqResult q = lamda::quantize_ptq(graph, weights, calibration_images, {});
+//   lamda::Int8Run r = lamda::run_reference_int8(q.graph, q.model, q.float_weights, input);
+//   r.output  // the graph output as float (dequantized, or computed in float if that layer is)
+//
+// Which ops run in int8 (as in XNNPACK's snapshot): conv2d, dwconv and fc with act none, relu or
+// relu6 (qc8 per-channel conv, qs8 per-tensor fc); add of two inputs (qs8 vadd) with act none,
+// relu or relu6; global average pooling; max pooling, relu, relu6, flatten and dropout (on int8
+// values, parameters unchanged); sigmoid (qs8 lookup table, output 1/256, -128). Batch norm is folded
+// into its producer first (exec/fold.hpp); one that cannot be folded runs in float. Everything else
+// (avgpool, concat, mul, softmax, hardswish, hardsigmoid, convs with act hardswish/hardsigmoid/
+// sigmoid, add of more than two inputs) runs in float between convert operators: the inputs are
+// dequantized, the float reference op runs, its output is quantized again with its calibrated
+// parameters (and the graph output stays float). PtqResult::float_layers lists them with why.
+//
+// Calibration: each layer's output range over the calibration images, through the float
+// reference executor; `range` picks it from the observed values: MinMax (the default: the full
+// observed range, nothing clipped) or Percentile (the p-th percentile of each tail of a bounded
+// sample of values, clipping outliers for a finer step). docs/int8.md says which measured better.
+//
+// Contract: throws ExecutorError naming the layer on an unrunnable graph, weights that do not fit,
+// parameters XNNPACK would refuse, or an input of the wrong shape. Memory is bounded: the int8
+// executor holds one value per layer; calibration keeps at most `sample_per_layer` values per
+// layer.
+#ifndef LAMDA_EXEC_REFERENCE_INT8_HPP
+#define LAMDA_EXEC_REFERENCE_INT8_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
 
 namespace lamda {
 
-// Where a layer's value lives at run time.
-enum class FirmwareLoc { Input, Arena, Output };
+// ---------------------------------------------------------------------------------------------
+// Which layers run in int8
+// ---------------------------------------------------------------------------------------------
 
-struct FirmwareBuffer {
-    std::int64_t bytes = 0;   // rounded up to 16
-    std::int64_t offset = 0;  // in the arena
-    int first = 0, last = 0;  // layer indices: produced, last read (inclusive)
+// Empty when `l` has an int8 kernel (XNNPACK 2022-02 and this reference); otherwise why not.
+inline std::string int8_unsupported_reason(const Layer& l) {
+    const bool simple_act =
+        l.act == Activation::None || l.act == Activation::Relu || l.act == Activation::Relu6;
+    switch (l.op) {
+    case OpKind::Input:
+    case OpKind::MaxPool:
+    case OpKind::GlobalAvgPool:
+    case OpKind::Relu:
+    case OpKind::Relu6:
+    case OpKind::Sigmoid:
+    case OpKind::Flatten:
+    case OpKind::Dropout: return {};
+    case OpKind::Conv2d:
+    case OpKind::DepthwiseConv2d:
+    case OpKind::FullyConnected:
+        return simple_act ? std::string() : "fused act=" + std::string(activation_name(l.act)) +
+                                                " has no int8 kernel";
+    case OpKind::Add:
+        if (l.inputs.size() != 2) return "add of " + std::to_string(l.inputs.size()) + " inputs";
+        return simple_act ? std::string() : "fused act=" + std::string(activation_name(l.act)) +
+                                                " has no int8 kernel";
+    case OpKind::BatchNorm: return "batch norm that cannot be folded";
+    case OpKind::AvgPool: return "avgpool has no qs8 operator in XNNPACK 2022-02";
+    case OpKind::Concat: return "concat has no qs8 operator in XNNPACK 2022-02";
+    case OpKind::Mul: return "mul runs in float (broadcast multiply)";
+    case OpKind::Softmax: return "softmax has no qs8 operator";
+    case OpKind::HardSwish: return "hardswish has no qs8 operator in XNNPACK 2022-02";
+    case OpKind::HardSigmoid: return "hardsigmoid has no qs8 operator";
+    }
+    return "unknown op";
+}
+
+// Ops whose int8 output keeps the input's parameters (no requantization).
+inline bool int8_passthrough(OpKind op) noexcept {
+    return op == OpKind::MaxPool || op == OpKind::Relu || op == OpKind::Relu6 ||
+           op == OpKind::Flatten || op == OpKind::Dropout;
+}
+
+inline std::pair<std::int32_t, std::int32_t> int8_act_bounds(Activation act, const ActivationQuant& out) {
+    if (act == Activation::Relu) return clamp_bounds(out, 0.0f, std::numeric_limits<float>::infinity());
+    if (act == Activation::Relu6) return clamp_bounds(out, 0.0f, 6.0f);
+    return {kQMin, kQMax};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The int8 executor
+// ---------------------------------------------------------------------------------------------
+
+struct Int8Value {
+    Shape shape;
+    std::vector<std::int8_t> q;  // NHWC
+    ActivationQuant params;
 };
 
-struct FirmwarePlan {
-    bool ok = false;
-    std::string error;                 // when !ok: what and where
-    std::vector<FirmwareLoc> loc;      // per layer
-    std::vector<int> buffer;           // per layer: index into buffers (Arena), or -1
-    std::vector<int> alias_of;         // per layer: the layer whose bytes it shares (flatten, dropout), or itself
-    std::vector<FirmwareBuffer> buffers;
-    std::int64_t arena_bytes = 0;
-    std::int64_t input_bytes = 0, output_bytes = 0;  // the caller's buffers
-    int in_place = 0;                  // ops planned in place
+struct Int8Run {
+    std::vector<Int8Value> values;  // per layer (float layers: their output quantized)
+    Tensor output;                  // the graph output in float
 };
 
-namespace firmware_detail {
+namespace detail {
 
-inline constexpr std::int64_t alignment = 16;
-inline constexpr std::int64_t max_tensor_bytes = std::int64_t{1} << 31;  // 32-bit targets
-
-inline bool tensor_bytes(const Shape& s, std::int64_t& bytes) noexcept {
-    std::int64_t e = 0;
-    if (!s.known() || !detail::checked_mul(s.h, s.w, e) || !detail::checked_mul(e, s.c, e) ||
-        !detail::checked_mul(e, std::int64_t{4}, bytes) || bytes >= max_tensor_bytes)
-        return false;
-    return true;
+inline bool in_list(const std::vector<std::string>& v, const std::string& s) {
+    return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-inline std::int64_t align_up(std::int64_t v) noexcept {
-    return (v + alignment - 1) / alignment * alignment;
+inline Tensor dequantize_value(const Int8Value& v) {
+    Tensor t(v.shape);
+    for (std::size_t i = 0; i < v.q.size(); ++i) t.data[i] = dequantize(v.q[i], v.params);
+    return t;
 }
 
-// TFLite Micro's GreedyMemoryPlanner: buffers by size, largest first (ties in index order), each at
-// the lowest aligned offset where it overlaps no already placed buffer that is alive at the same time.
-inline std::int64_t place_greedy(std::vector<FirmwareBuffer>& buffers) {
-    std::vector<std::size_t> order(buffers.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-        return buffers[a].bytes > buffers[b].bytes;
-    });
-    std::vector<std::size_t> placed;
-    std::int64_t high = 0;
-    for (std::size_t idx : order) {
-        FirmwareBuffer& b = buffers[idx];
-        std::vector<std::pair<std::int64_t, std::int64_t>> busy;  // [offset, end) of live ones
-        for (std::size_t p : placed) {
-            const FirmwareBuffer& o = buffers[p];
-            if (o.first <= b.last && b.first <= o.last) busy.emplace_back(o.offset, o.offset + o.bytes);
-        }
-        std::sort(busy.begin(), busy.end());
-        std::int64_t offset = 0;
-        for (const auto& r : busy) {
-            if (r.first >= offset + b.bytes) break;
-            offset = std::max(offset, align_up(r.second));
-        }
-        b.offset = offset;
-        high = std::max(high, offset + b.bytes);
-        placed.push_back(idx);
+inline Int8Value quantize_tensor(const Tensor& t, const ActivationQuant& p) {
+    Int8Value v{t.shape, std::vector<std::int8_t>(t.data.size()), p};
+    for (std::size_t i = 0; i < t.data.size(); ++i) v.q[i] = quantize(t.data[i], p);
+    return v;
+}
+
+// conv2d and dwconv (dw: output channel oc reads input channel oc / multiplier).
+inline Int8Value int8_conv(const Layer& l, const Int8Value& x, const QuantizedWeights& w,
+                           const ActivationQuant& out) {
+    Int8Value y{l.shape, std::vector<std::int8_t>(static_cast<std::size_t>(l.shape.elements())), out};
+    const bool dw = l.op == OpKind::DepthwiseConv2d;
+    const std::int64_t groups = dw ? 1 : l.groups;
+    const std::int64_t cig = dw ? 1 : x.shape.c / groups, cog = dw ? 1 : l.out_channels / groups;
+    const auto [qmin, qmax] = int8_act_bounds(l.act, out);
+    std::vector<float> scale(static_cast<std::size_t>(l.shape.c));
+    for (std::size_t c = 0; c < scale.size(); ++c)
+        scale[c] = conv_requant_scale(x.params.scale, w.weight_scale(c), out.scale);
+    const std::int32_t xzp = x.params.zero_point;
+    for (std::int64_t oy = 0; oy < l.shape.h; ++oy)
+        for (std::int64_t ox = 0; ox < l.shape.w; ++ox)
+            for (std::int64_t oc = 0; oc < l.shape.c; ++oc) {
+                const std::int64_t cbase = dw ? oc / l.multiplier : (oc / cog) * cig;
+                std::int64_t acc = w.bias[static_cast<std::size_t>(oc)];
+                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
+                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky * l.dilation_h;
+                    if (iy < 0 || iy >= x.shape.h) continue;  // padding is the zero point: adds 0
+                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
+                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx * l.dilation_w;
+                        if (ix < 0 || ix >= x.shape.w) continue;
+                        for (std::int64_t ic = 0; ic < cig; ++ic) {
+                            const auto wi = static_cast<std::size_t>(((oc * cig + ic) * l.kernel_h + ky) * l.kernel_w + kx);
+                            const auto xi = static_cast<std::size_t>((iy * x.shape.w + ix) * x.shape.c + cbase + ic);
+                            acc += std::int64_t{w.weights[wi]} * (std::int64_t{x.q[xi]} - xzp);
+                        }
+                    }
+                }
+                const auto yi = static_cast<std::size_t>((oy * l.shape.w + ox) * l.shape.c + oc);
+                y.q[yi] = requantize_fp32(static_cast<std::int32_t>(acc), scale[static_cast<std::size_t>(oc)],
+                                          out.zero_point, qmin, qmax);
+            }
+    return y;
+}
+
+inline Int8Value int8_fc(const Layer& l, const Int8Value& x, const QuantizedWeights& w,
+                         const ActivationQuant& out) {
+    Int8Value y{l.shape, std::vector<std::int8_t>(static_cast<std::size_t>(l.shape.elements())), out};
+    const auto [qmin, qmax] = int8_act_bounds(l.act, out);
+    const std::size_t in = x.q.size();
+    for (std::size_t o = 0; o < y.q.size(); ++o) {
+        std::int64_t acc = w.bias[o];
+        for (std::size_t i = 0; i < in; ++i)
+            acc += std::int64_t{w.weights[o * in + i]} * (std::int64_t{x.q[i]} - x.params.zero_point);
+        y.q[o] = requantize_fp32(static_cast<std::int32_t>(acc),
+                                 conv_requant_scale(x.params.scale, w.weight_scale(o), out.scale),
+                                 out.zero_point, qmin, qmax);
     }
-    return high;
+    return y;
 }
 
-inline bool elementwise_in_place(OpKind op) noexcept {
-    return op == OpKind::Relu || op == OpKind::Relu6 || op == OpKind::HardSwish ||
-           op == OpKind::HardSigmoid || op == OpKind::Sigmoid || op == OpKind::Softmax ||
-           op == OpKind::BatchNorm || op == OpKind::Add || op == OpKind::Mul;
+inline Int8Value int8_maxpool(const Layer& l, const Int8Value& x) {
+    Int8Value y{l.shape, std::vector<std::int8_t>(static_cast<std::size_t>(l.shape.elements())), x.params};
+    for (std::int64_t oy = 0; oy < l.shape.h; ++oy)
+        for (std::int64_t ox = 0; ox < l.shape.w; ++ox)
+            for (std::int64_t c = 0; c < l.shape.c; ++c) {
+                std::int32_t m = kQMin;
+                for (std::int64_t ky = 0; ky < l.kernel_h; ++ky) {
+                    const std::int64_t iy = oy * l.stride_h - l.pads[0] + ky;
+                    if (iy < 0 || iy >= x.shape.h) continue;
+                    for (std::int64_t kx = 0; kx < l.kernel_w; ++kx) {
+                        const std::int64_t ix = ox * l.stride_w - l.pads[1] + kx;
+                        if (ix < 0 || ix >= x.shape.w) continue;
+                        m = std::max<std::int32_t>(m, x.q[static_cast<std::size_t>((iy * x.shape.w + ix) * x.shape.c + c)]);
+                    }
+                }
+                y.q[static_cast<std::size_t>((oy * l.shape.w + ox) * l.shape.c + c)] = static_cast<std::int8_t>(m);
+            }
+    return y;
 }
 
-inline bool check_structure(const Graph& graph, std::string& error) {
-    if (graph.layers.empty()) return error = "the graph has no layers", false;
-    if (graph.layers.front().op != OpKind::Input)
-        return error = "the graph's first layer is not its input", false;
-    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
-        const Layer& l = graph.layers[i];
-        if (i > 0 && l.op == OpKind::Input)
-            return error = "layer '" + l.name + "': a second input layer", false;
-        if (i > 0 && l.inputs.empty()) return error = "layer '" + l.name + "' has no input", false;
-        for (int in : l.inputs)
-            if (in < 0 || static_cast<std::size_t>(in) >= i)
-                return error = "layer '" + l.name + "' reads a layer that is not before it", false;
-        std::int64_t b = 0;
-        if (!tensor_bytes(l.shape, b))
-            return error = std::string(op_name(l.op)) + " layer '" + l.name + "': shape " +
-                           to_string(l.shape) +
-                           " is not inferred or exceeds 2 GiB (run infer_shapes first)",
-                   false;
+inline Int8Value int8_gap(const Layer& l, const Int8Value& x, const ActivationQuant& out) {
+    Int8Value y{l.shape, std::vector<std::int8_t>(static_cast<std::size_t>(l.shape.c)), out};
+    const std::int64_t n = x.shape.h * x.shape.w;
+    const auto C = static_cast<std::size_t>(x.shape.c);
+    const float s = gavgpool_scale(n, x.params, out);
+    for (std::size_t c = 0; c < C; ++c) {
+        std::int64_t acc = gavgpool_bias(n, x.params);
+        for (std::size_t p = 0; p < static_cast<std::size_t>(n); ++p) acc += x.q[p * C + c];
+        y.q[c] = requantize_fp32(static_cast<std::int32_t>(acc), s, out.zero_point);
     }
-    return true;
+    return y;
 }
 
-}  // namespace firmware_detail
-
-// The liveness plan of the generated code (see the file comment). Never throws but bad_alloc.
-inline FirmwarePlan firmware_plan(const Graph& graph) {
-    FirmwarePlan plan;
-    if (!firmware_detail::check_structure(graph, plan.error)) return plan;
-    const std::size_t n = graph.layers.size();
-    plan.loc.assign(n, FirmwareLoc::Arena);
-    plan.buffer.assign(n, -1);
-    plan.alias_of.resize(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        const Layer& l = graph.layers[i];
-        const bool alias = l.op == OpKind::Flatten || l.op == OpKind::Dropout;
-        plan.alias_of[i] = alias ? plan.alias_of[static_cast<std::size_t>(l.inputs.front())]
-                                 : static_cast<int>(i);
-    }
-    // Last reader of each root value (reads through aliases count for the root).
-    std::vector<int> last_read(n, -1);
-    for (std::size_t i = 0; i < n; ++i)
-        for (int in : graph.layers[i].inputs) {
-            const auto r = static_cast<std::size_t>(plan.alias_of[static_cast<std::size_t>(in)]);
-            last_read[r] = std::max(last_read[r], static_cast<int>(i));
-        }
-    firmware_detail::tensor_bytes(graph.layers.front().shape, plan.input_bytes);
-    firmware_detail::tensor_bytes(graph.layers.back().shape, plan.output_bytes);
-    for (std::size_t i = 0; i < n; ++i) {
-        const Layer& l = graph.layers[i];
-        if (l.op == OpKind::Input) {
-            plan.loc[i] = FirmwareLoc::Input;
-            continue;
-        }
-        if (i + 1 == n && plan.alias_of[i] == static_cast<int>(i)) {
-            plan.loc[i] = FirmwareLoc::Output;
-            continue;
-        }
-        if (plan.alias_of[i] != static_cast<int>(i)) {
-            const auto r = static_cast<std::size_t>(plan.alias_of[i]);
-            plan.loc[i] = plan.loc[r];
-            plan.buffer[i] = plan.buffer[r];
-            continue;
-        }
-        std::int64_t bytes = 0;
-        firmware_detail::tensor_bytes(l.shape, bytes);
-        int reuse = -1;
-        if (firmware_detail::elementwise_in_place(l.op)) {
-            for (std::size_t k = 0; k < l.inputs.size() && reuse < 0; ++k) {
-                const auto in = static_cast<std::size_t>(l.inputs[k]);
-                const auto r = static_cast<std::size_t>(plan.alias_of[in]);
-                if (plan.loc[r] != FirmwareLoc::Arena || last_read[r] != static_cast<int>(i) ||
-                    graph.layers[in].shape.elements() != l.shape.elements())
-                    continue;
-                reuse = plan.buffer[r];
+inline void check_int8_params(const Graph& g, const QuantizedModel& m) {
+    for (const Layer& l : g.layers) {
+        if (in_list(m.float_layers, l.name)) continue;
+        const std::string why = int8_unsupported_reason(l);
+        if (!why.empty())
+            throw ExecutorError(std::string(op_name(l.op)) + " layer '" + l.name + "' has no int8 kernel (" + why +
+                                ") and is not listed as a float layer");
+        const ActivationQuant* out = m.find_activation(l.name);
+        if (!out) throw ExecutorError("layer '" + l.name + "' has no activation parameters");
+        auto in_params = [&](std::size_t k) {
+            const ActivationQuant* p = m.find_activation(g.layers[static_cast<std::size_t>(l.inputs[k])].name);
+            return p ? *p : ActivationQuant{};
+        };
+        if (l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d || l.op == OpKind::FullyConnected) {
+            const QuantizedWeights* w = m.find_layer(l.name);
+            if (!w) throw ExecutorError("layer '" + l.name + "' has no int8 weights");
+            for (std::size_t c = 0; c < static_cast<std::size_t>(l.shape.c); ++c) {
+                const float s = conv_requant_scale(in_params(0).scale, w->weight_scale(c), out->scale);
+                if (!requant_scale_ok(s))
+                    throw ExecutorError("layer '" + l.name + "': requantization scale " + std::to_string(s) +
+                                        " of channel " + std::to_string(c) + " is outside [2^-32, 256)");
             }
         }
-        if (reuse >= 0) {
-            plan.buffer[i] = reuse;
-            ++plan.in_place;
-        } else {
-            FirmwareBuffer b;
-            b.bytes = firmware_detail::align_up(bytes);
-            b.first = b.last = static_cast<int>(i);
-            plan.buffer[i] = static_cast<int>(plan.buffers.size());
-            plan.buffers.push_back(b);
-        }
-        FirmwareBuffer& b = plan.buffers[static_cast<std::size_t>(plan.buffer[i])];
-        b.last = std::max(b.last, std::max(static_cast<int>(i), last_read[i]));
+        if (l.op == OpKind::Add && !add_scales_ok(in_params(0), in_params(1), *out))
+            throw ExecutorError("add layer '" + l.name +
+                                "': input/output scale ratios are outside XNNPACK's [2^-10, 2^8)");
+        if (l.op == OpKind::Sigmoid && *out != sigmoid_output_quant())
+            throw ExecutorError("sigmoid layer '" + l.name + "': int8 output must be scale 1/256, zero point -128");
     }
-    plan.arena_bytes = firmware_detail::place_greedy(plan.buffers);
-    plan.ok = true;
-    return plan;
+}
+
+}  // namespace detail
+
+// Runs `graph` (batch norms folded, shapes inferred) in int8 with `m`; layers in m.float_layers
+// run in float with `float_weights`. Throws ExecutorError naming the layer.
+inline Int8Run run_reference_int8(const Graph& graph, const QuantizedModel& m, const Weights& float_weights,
+                                  const Tensor& input) {
+    detail::check_runnable(graph);
+    if (const std::optional<Error> e = validate_quantized_model(m))
+        throw ExecutorError("quantized model: " + e->where.field + ": " + e->message);
+    detail::check_int8_params(graph, m);
+    const Shape in_shape = graph.layers.front().shape;
+    if (input.shape != in_shape || static_cast<std::int64_t>(input.data.size()) != in_shape.elements())
+        throw ExecutorError("input has shape " + to_string(input.shape) + ", the graph expects " +
+                            to_string(in_shape));
+    Int8Run run;
+    run.values.resize(graph.layers.size());
+    Tensor last_float;
+    bool last_is_float = false;
+    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
+        const Layer& l = graph.layers[i];
+        const ActivationQuant* outp = m.find_activation(l.name);
+        auto arg = [&](std::size_t k) -> const Int8Value& {
+            return run.values[static_cast<std::size_t>(l.inputs[k])];
+        };
+        if (detail::in_list(m.float_layers, l.name)) {
+            if (!outp) throw ExecutorError("layer '" + l.name + "' has no activation parameters");
+            std::vector<Tensor> ins;
+            for (std::size_t k = 0; k < l.inputs.size(); ++k) ins.push_back(detail::dequantize_value(arg(k)));
+            Tensor y;
+            switch (l.op) {
+            case OpKind::Conv2d: y = detail::ref_conv2d(l, ins[0], float_weights); break;
+            case OpKind::DepthwiseConv2d: y = detail::ref_dwconv(l, ins[0], float_weights); break;
+            case OpKind::FullyConnected: y = detail::ref_fc(l, ins[0], float_weights); break;
+            case OpKind::BatchNorm: y = detail::ref_batchnorm(l, ins[0], float_weights); break;
+            case OpKind::AvgPool: y = detail::ref_pool(l, ins[0]); break;
+            case OpKind::Softmax: y = detail::ref_softmax(l, ins[0]); break;
+            case OpKind::Add: {
+                y = Tensor(l.shape);
+                for (std::size_t j = 0; j < y.data.size(); ++j) {
+                    double s = 0.0;
+                    for (const Tensor& t : ins) s += t.data[j];
+                    y.data[j] = apply_activation(l.act, static_cast<float>(s));
+                }
+                break;
+            }
+            case OpKind::Concat: {
+                y = Tensor(l.shape);
+                const std::int64_t pixels = l.shape.h * l.shape.w;
+                std::int64_t offset = 0;
+                for (const Tensor& a : ins) {
+                    for (std::int64_t p = 0; p < pixels; ++p)
+                        for (std::int64_t c = 0; c < a.shape.c; ++c)
+                            y.data[static_cast<std::size_t>(p * l.shape.c + offset + c)] =
+                                a.data[static_cast<std::size_t>(p * a.shape.c + c)];
+                    offset += a.shape.c;
+                }
+                break;
+            }
+            case OpKind::Mul: {
+                y = Tensor(l.shape);
+                const std::size_t na = ins[0].data.size(), nb = ins[1].data.size();
+                for (std::size_t j = 0; j < y.data.size(); ++j)
+                    y.data[j] = ins[0].data[na == y.data.size() ? j : j % na] *
+                                ins[1].data[nb == y.data.size() ? j : j % nb];
+                break;
+            }
+            case OpKind::HardSwish:
+            case OpKind::HardSigmoid:
+            case OpKind::Relu:
+            case OpKind::Relu6:
+            case OpKind::Sigmoid: {
+                y = ins[0];
+                for (float& v : y.data) v = apply_activation(activation_of_layer(l.op), v);
+                break;
+            }
+            case OpKind::MaxPool: y = detail::ref_pool(l, ins[0]); break;
+            case OpKind::GlobalAvgPool: y = detail::ref_gap(l, ins[0]); break;
+            case OpKind::Flatten:
+            case OpKind::Dropout:
+                y = ins[0];
+                y.shape = l.shape;
+                break;
+            case OpKind::Input: y = input; break;
+            }
+            run.values[i] = detail::quantize_tensor(y, *outp);
+            last_float = std::move(y);
+            last_is_float = true;
+            continue;
+        }
+        last_is_float = false;
+        switch (l.op) {
+        case OpKind::Input: run.values[i] = detail::quantize_tensor(input, *outp); break;
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d:
+            run.values[i] = detail::int8_conv(l, arg(0), *m.find_layer(l.name), *outp);
+            break;
+        case OpKind::FullyConnected:
+            run.values[i] = detail::int8_fc(l, arg(0), *m.find_layer(l.name), *outp);
+            break;
+        case OpKind::MaxPool: run.values[i] = detail::int8_maxpool(l, arg(0)); break;
+        case OpKind::GlobalAvgPool: run.values[i] = detail::int8_gap(l, arg(0), *outp); break;
+        case OpKind::Relu:
+        case OpKind::Relu6: {
+            Int8Value y = arg(0);
+            const auto [lo, hi] = int8_act_bounds(activation_of_layer(l.op), y.params);
+            for (std::int8_t& v : y.q) v = static_cast<std::int8_t>(std::min<std::int32_t>(std::max<std::int32_t>(v, lo), hi));
+            run.values[i] = std::move(y);
+            break;
+        }
+        case OpKind::Flatten:
+        case OpKind::Dropout: {
+            Int8Value y = arg(0);
+            y.shape = l.shape;
+            run.values[i] = std::move(y);
+            break;
+        }
+        case OpKind::Add: {
+            const Int8Value& a = arg(0);
+            const Int8Value& b = arg(1);
+            const auto [lo, hi] = int8_act_bounds(l.act, *outp);
+            const AddRequant p = make_add_requant(a.params, b.params, *outp, lo, hi);
+            Int8Value y{l.shape, std::vector<std::int8_t>(a.q.size()), *outp};
+            for (std::size_t j = 0; j < y.q.size(); ++j) y.q[j] = add_requantize(a.q[j], b.q[j], p);
+            run.values[i] = std::move(y);
+            break;
+        }
+        case OpKind::Sigmoid: {
+            const Int8Value& x = arg(0);
+            std::int8_t lut[256];
+            for (int k = 0; k < 256; ++k)
+                lut[k] = sigmoid_lut_entry(static_cast<std::int8_t>(k - 128), x.params, *outp);
+            Int8Value y{l.shape, std::vector<std::int8_t>(x.q.size()), *outp};
+            for (std::size_t j = 0; j < y.q.size(); ++j) y.q[j] = lut[x.q[j] + 128];
+            run.values[i] = std::move(y);
+            break;
+        }
+        default:  // check_int8_params refused every other op
+            throw ExecutorError("layer '" + l.name + "' has no int8 kernel");
+        }
+    }
+    run.output = last_is_float ? std::move(last_float) : detail::dequantize_value(run.values.back());
+    return run;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Post-training quantization
+// ---------------------------------------------------------------------------------------------
+
+enum class CalibrationRange { MinMax, Percentile };
+
+inline const char* calibration_range_name(CalibrationRange r) noexcept {
+    return r == CalibrationRange::MinMax ? "minmax" : "percentile";
+}
+
+struct PtqOptions {
+    CalibrationRange range = CalibrationRange::MinMax;
+    double percentile = 99.99;             // Percentile: kept fraction of each tail, in percent
+    std::size_t sample_per_layer = 200000;  // values kept per layer for Percentile
+};
+
+struct PtqResult {
+    Graph graph;            // batch norms folded: the graph the quantized weights fit
+    QuantizedModel model;
+    Weights float_weights;  // the F32 tensors of the float layers
+    std::vector<std::pair<std::string, std::string>> float_reasons;  // layer, why it runs in float
+    std::vector<std::string> folded;  // batch norms folded away
+};
+
+// Quantizes `weights` (which fit `graph`, or `graph` with batch norms folded) using
+// `calibration` images (each the graph's input shape). Throws ExecutorError.
+inline PtqResult quantize_ptq(const Graph& graph, const Weights& weights,
+                              const std::vector<Tensor>& calibration, const PtqOptions& opt = {}) {
+    if (calibration.empty()) throw ExecutorError("quantization needs at least one calibration image");
+    PtqResult r;
+    Weights w;
+    if (validate_weights(graph, weights).empty()) {
+        auto folded = fold_batchnorm(graph, weights);
+        r.graph = std::move(folded.first);
+        w = std::move(folded.second);
+        for (const Layer& l : graph.layers)
+            if (l.op == OpKind::BatchNorm && r.graph.find(l.name) < 0) r.folded.push_back(l.name);
+    } else {
+        r.graph = fold_batchnorm_graph(graph);
+        detail::check_weights(r.graph, weights);
+        w = weights;
+    }
+    const Graph& g = r.graph;
+    const std::size_t n = g.layers.size();
+
+    // Calibration: each layer's observed range (and a bounded sample for percentiles).
+    std::vector<float> lo(n, std::numeric_limits<float>::infinity()), hi(n, -std::numeric_limits<float>::infinity());
+    std::vector<std::vector<float>> sample(n);
+    std::uint64_t rng = 0x9E3779B97F4A7C15ull;
+    std::vector<std::uint64_t> seen(n, 0);
+    for (const Tensor& img : calibration) {
+        const std::vector<Tensor> vals = run_reference_all(g, w, img);
+        for (std::size_t i = 0; i < n; ++i)
+            for (float v : vals[i].data) {
+                if (!std::isfinite(v)) continue;
+                lo[i] = std::min(lo[i], v);
+                hi[i] = std::max(hi[i], v);
+                if (opt.range != CalibrationRange::Percentile) continue;
+                // Reservoir sampling: a uniform sample of at most sample_per_layer values.
+                ++seen[i];
+                if (sample[i].size() < opt.sample_per_layer) {
+                    sample[i].push_back(v);
+                } else {
+                    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                    const std::uint64_t k = rng % seen[i];
+                    if (k < sample[i].size()) sample[i][static_cast<std::size_t>(k)] = v;
+                }
+            }
+    }
+    auto range_of = [&](std::size_t i) -> std::pair<float, float> {
+        if (!(lo[i] <= hi[i])) return {0.0f, 0.0f};
+        if (opt.range == CalibrationRange::MinMax || sample[i].size() < 100) return {lo[i], hi[i]};
+        std::vector<float>& s = sample[i];
+        const double tail = (100.0 - opt.percentile) / 100.0;
+        const auto k_lo = static_cast<std::size_t>(tail * static_cast<double>(s.size() - 1));
+        const std::size_t k_hi = s.size() - 1 - k_lo;
+        std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(k_lo), s.end());
+        const float plo = s[k_lo];
+        std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(k_hi), s.end());
+        const float phi = s[k_hi];
+        return {plo, phi};
+    };
+
+    // Which layers run in float.
+    std::vector<bool> is_float(n, false);
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::string why = int8_unsupported_reason(g.layers[i]);
+        if (!why.empty()) {
+            is_float[i] = true;
+            r.float_reasons.push_back({g.layers[i].name, why});
+        }
+    }
+
+    // Activation parameters, in layer order (pass-through ops inherit their input's).
+    std::vector<ActivationQuant> act(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = g.layers[i];
+        if (!is_float[i] && int8_passthrough(l.op)) {
+            act[i] = act[static_cast<std::size_t>(l.inputs.front())];
+        } else if (!is_float[i] && l.op == OpKind::Sigmoid) {
+            act[i] = sigmoid_output_quant();
+        } else {
+            const auto [a, b] = range_of(i);
+            act[i] = choose_activation_quant(a, b);
+        }
+    }
+
+    // Weights: per-channel for convs (qc8), per-tensor for fc (qs8 in XNNPACK 2022-02).
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = g.layers[i];
+        const bool linear = l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
+                            l.op == OpKind::FullyConnected;
+        if (!linear || is_float[i]) continue;
+        const WeightTensor& wt = w.at(l.name + ".weight");
+        const auto it_b = w.find(l.name + ".bias");
+        const std::size_t out = static_cast<std::size_t>(wt.shape[0]);
+        const std::size_t per = wt.data.size() / out;
+        const ActivationQuant in = act[static_cast<std::size_t>(l.inputs.front())];
+        QuantizedWeights q;
+        q.layer = l.name;
+        q.weight_shape = wt.shape;
+        const bool per_tensor = l.op == OpKind::FullyConnected;
+        if (per_tensor) {
+            float m = 0.0f;
+            for (float v : wt.data) m = std::max(m, std::fabs(v));
+            q.weight_scales = {choose_weight_scale(m)};
+        } else {
+            q.weight_scales.resize(out);
+            for (std::size_t o = 0; o < out; ++o) {
+                float m = 0.0f;
+                for (std::size_t k = 0; k < per; ++k) m = std::max(m, std::fabs(wt.data[o * per + k]));
+                q.weight_scales[o] = choose_weight_scale(m);
+            }
+        }
+        // A near-dead channel (|w| tiny but not zero, e.g. after weight decay) would give a
+        // requantization scale below XNNPACK's 2^-32: floor its scale so that the requantization
+        // scale is at least 2^-30 (its weights then quantize to 0 or +-1, as they should).
+        const float floor_scale = 0x1.0p-30f * act[i].scale / in.scale;
+        if (scale_ok(floor_scale))
+            for (float& s : q.weight_scales) s = std::max(s, floor_scale);
+        q.weights.resize(wt.data.size());
+        for (std::size_t o = 0; o < out; ++o)
+            for (std::size_t k = 0; k < per; ++k)
+                q.weights[o * per + k] = quantize_weight(wt.data[o * per + k], q.weight_scale(o));
+        q.bias.assign(out, 0);
+        if (it_b != w.end())
+            for (std::size_t o = 0; o < out; ++o)
+                q.bias[o] = quantize_bias(it_b->second.data[o], in.scale, q.weight_scale(o));
+        bool ok = true;
+        for (std::size_t o = 0; o < out; ++o)
+            ok = ok && requant_scale_ok(conv_requant_scale(in.scale, q.weight_scale(o), act[i].scale));
+        if (!ok) {
+            is_float[i] = true;
+            r.float_reasons.push_back({l.name, "requantization scale outside XNNPACK's [2^-32, 256)"});
+            continue;
+        }
+        r.model.layers.push_back(std::move(q));
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = g.layers[i];
+        if (l.op == OpKind::Add && !is_float[i] &&
+            !add_scales_ok(act[static_cast<std::size_t>(l.inputs[0])], act[static_cast<std::size_t>(l.inputs[1])], act[i])) {
+            is_float[i] = true;
+            r.float_reasons.push_back({l.name, "input/output scale ratio outside XNNPACK's qs8 add range"});
+        }
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = g.layers[i];
+        r.model.activations.push_back({l.name, act[i]});
+        if (!is_float[i]) continue;
+        r.model.float_layers.push_back(l.name);
+        const std::string prefix = l.name + ".";
+        for (auto it = w.lower_bound(prefix); it != w.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+            r.float_weights[it->first] = it->second;
+    }
+    return r;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_REFERENCE_INT8_HPP
+// ---- end include/lamda/exec/reference_int8.hpp ----
+
+namespace lamda {
+
+// The firmware's arena plan is core/arena_plan.hpp's (the search's memory constraint uses the same).
+using FirmwarePlan = ArenaPlan;
+
+// The liveness plan of the generated float code. Never throws but bad_alloc.
+inline FirmwarePlan firmware_plan(const Graph& graph, std::int64_t bytes_per_value = 4) {
+    return arena_plan(graph, bytes_per_value);
 }
 
 // Bytes of the arena the firmware export allocates for `graph` (shapes inferred, batch norm as it
-// will run: fold it first to match an export of folded weights); -1 when the graph cannot be planned.
-// For the search's memory constraint (task max_activation_bytes); never throws but bad_alloc.
-inline std::int64_t firmware_arena_bytes(const Graph& graph) {
-    const FirmwarePlan p = firmware_plan(graph);
-    return p.ok ? p.arena_bytes : -1;
-}
-
-// What TFLite Micro's greedy planner would need for the same network: every layer output a tensor
-// of its own (reshape/flatten a tensor of its own; dropout removed by the converter), alive from its
-// producer to its last reader, no in-place reuse, 16-byte alignment. With io_in_arena (what the
-// TFLM interpreter does) the input (alive from the start) and the output (alive to the end) are in
-// the arena too; without, they are left out as lamda leaves them to the caller, which compares the
-// two planners under the same rules. -1 when the graph cannot be planned.
-inline std::int64_t tflm_greedy_arena_bytes(const Graph& graph, bool io_in_arena = true) {
-    std::string error;
-    if (!firmware_detail::check_structure(graph, error)) return -1;
-    const std::size_t n = graph.layers.size();
-    std::vector<int> root(n);
-    for (std::size_t i = 0; i < n; ++i)
-        root[i] = graph.layers[i].op == OpKind::Dropout
-                      ? root[static_cast<std::size_t>(graph.layers[i].inputs.front())]
-                      : static_cast<int>(i);
-    std::vector<int> last_read(n, -1);
-    for (std::size_t i = 0; i < n; ++i)
-        for (int in : graph.layers[i].inputs) {
-            const auto r = static_cast<std::size_t>(root[static_cast<std::size_t>(in)]);
-            last_read[r] = std::max(last_read[r], static_cast<int>(i));
-        }
-    const auto out_root = static_cast<std::size_t>(root[n - 1]);
-    std::vector<FirmwareBuffer> buffers;
-    for (std::size_t i = 0; i < n; ++i) {
-        if (root[i] != static_cast<int>(i)) continue;
-        if (!io_in_arena && (i == 0 || i == out_root)) continue;
-        FirmwareBuffer b;
-        std::int64_t bytes = 0;
-        firmware_detail::tensor_bytes(graph.layers[i].shape, bytes);
-        b.bytes = firmware_detail::align_up(bytes);
-        b.first = i == 0 ? 0 : static_cast<int>(i);
-        b.last = i == out_root ? static_cast<int>(n) : std::max(static_cast<int>(i), last_read[i]);
-        buffers.push_back(b);
-    }
-    return firmware_detail::place_greedy(buffers);
+// will run: the export folds it first, which never makes the arena larger); -1 when the graph cannot
+// be planned. Never throws but bad_alloc.
+inline std::int64_t firmware_arena_bytes(const Graph& graph, std::int64_t bytes_per_value = 4) {
+    return arena_bytes(graph, bytes_per_value);
 }
 
 // The generated model and what export reports.
@@ -9822,9 +12741,11 @@ struct FirmwareSource {
     std::int64_t code_bytes_estimate = 0;  // kernels used + one call per layer (Cortex-M4 -O2, rough)
     std::int64_t flash_bytes = 0;          // weight_bytes + code_bytes_estimate
     std::int64_t arena_bytes = 0;          // MODEL_ARENA_BYTES
-    std::int64_t input_bytes = 0, output_bytes = 0;
+    std::int64_t input_offset = 0;         // MODEL_INPUT_OFFSET: the input lives in the arena
+    std::int64_t input_bytes = 0;          // inside arena_bytes
+    std::int64_t output_bytes = 0;         // the caller's output buffer (RAM = arena + output)
     std::int64_t tflm_arena_bytes = 0;     // tflm_greedy_arena_bytes(graph, false): same rules as lamda's
-    std::int64_t tflm_arena_io_bytes = 0;  // tflm_greedy_arena_bytes(graph): input and output inside
+    std::int64_t tflm_arena_io_bytes = 0;  // tflm_greedy_arena_bytes(graph): the output inside too
     std::int64_t macs = 0;
     std::int64_t params = 0;
     std::int64_t flushed_weights = 0;      // subnormal weights written as 0
@@ -9861,7 +12782,8 @@ static float lm_act(float v, int act) {
 )C";
 
 inline constexpr const char* k_conv2d = R"C(
-/* conv2d, weights [oc][kh][kw][ic/groups] */
+/* conv2d, weights [oc][kh][kw][ic/groups]; also dwconv: groups = ic, oc = ic * multiplier, so
+   output channel o reads input channel o / multiplier, weights [oc][kh][kw] (the same order) */
 static void lm_f32_conv2d(const float* x, int ih, int iw, int ic, float* y, int oh, int ow, int oc,
                           const float* w, const float* b, int kh, int kw, int sh, int sw, int dh,
                           int dw, int pt, int pl, int groups, int act) {
@@ -9884,32 +12806,6 @@ static void lm_f32_conv2d(const float* x, int ih, int iw, int ic, float* y, int 
                         xp = x + ((size_t)iy * (size_t)iw + (size_t)ix) * (size_t)ic + (size_t)(g * cig);
                         wp = wo + ((size_t)ky * (size_t)kw + (size_t)kx) * (size_t)cig;
                         for (c = 0; c < cig; ++c) acc += (lm_acc)wp[c] * (lm_acc)xp[c];
-                    }
-                }
-                y[((size_t)oy * (size_t)ow + (size_t)ox) * (size_t)oc + (size_t)o] = lm_act((float)acc, act);
-            }
-}
-)C";
-
-inline constexpr const char* k_dwconv = R"C(
-/* dwconv, weights [oc][kh][kw]; output channel o reads input channel o / multiplier */
-static void lm_f32_dwconv(const float* x, int ih, int iw, int ic, float* y, int oh, int ow, int oc,
-                          const float* w, const float* b, int kh, int kw, int sh, int sw, int dh,
-                          int dw, int pt, int pl, int mult, int act) {
-    int oy, ox, o, ky, kx;
-    for (oy = 0; oy < oh; ++oy)
-        for (ox = 0; ox < ow; ++ox)
-            for (o = 0; o < oc; ++o) {
-                const int c = o / mult;
-                lm_acc acc = b ? (lm_acc)b[o] : (lm_acc)0;
-                for (ky = 0; ky < kh; ++ky) {
-                    const int iy = oy * sh - pt + ky * dh;
-                    if (iy < 0 || iy >= ih) continue;
-                    for (kx = 0; kx < kw; ++kx) {
-                        const int ix = ox * sw - pl + kx * dw;
-                        if (ix < 0 || ix >= iw) continue;
-                        acc += (lm_acc)w[((size_t)o * (size_t)kh + (size_t)ky) * (size_t)kw + (size_t)kx] *
-                               (lm_acc)x[((size_t)iy * (size_t)iw + (size_t)ix) * (size_t)ic + (size_t)c];
                     }
                 }
                 y[((size_t)oy * (size_t)ow + (size_t)ox) * (size_t)oc + (size_t)o] = lm_act((float)acc, act);
@@ -10092,6 +12988,181 @@ inline void emit_array(std::string& out, const std::string& name, const std::vec
     fs.weight_bytes += static_cast<std::int64_t>(v.size()) * 4;
 }
 
+
+// Counts the kernel families a model uses (emitted once each) and a code-size estimate.
+struct KernelUse {
+    // Kernel families in emission order: conv2d (and dwconv), fc, pool, gap, batchnorm, add, concat,
+    // mul, act, softmax; their code estimates (Cortex-M4 -O2, rough).
+    std::vector<bool> used = std::vector<bool>(10, false);
+    std::int64_t code = 300;  // model_run's frame, the checks, lm_act
+    void use(int k) {
+        static constexpr std::int64_t cost[] = {600, 150, 450, 150, 150, 150, 150, 120, 150, 300};
+        if (!used[static_cast<std::size_t>(k)]) code += cost[k];
+        used[static_cast<std::size_t>(k)] = true;
+    }
+};
+
+// Emits layer i's float weights (conv2d/dwconv reordered to [oc][kh][kw][ic/groups], fc as is,
+// an unfolded batch norm as mean, scale = gamma / sqrt(var + eps) and shift), counting bytes.
+inline void emit_float_weights(const Layer& l, std::size_t i, const Weights& weights, std::string& wsrc,
+                               FirmwareSource& fs) {
+    const std::string p = "L" + std::to_string(i);
+    if (l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d) {
+        // OIHW -> O,H,W,I/groups so that the innermost loop reads consecutive values (a dwconv's
+        // [oc][1][kh][kw] keeps its order).
+        const WeightTensor& wt = weights.at(l.name + ".weight");
+        const std::int64_t cig = wt.shape[1], kh = l.kernel_h, kw = l.kernel_w;
+        std::vector<float> r(wt.data.size());
+        for (std::int64_t o = 0; o < wt.shape[0]; ++o)
+            for (std::int64_t c = 0; c < cig; ++c)
+                for (std::int64_t y = 0; y < kh; ++y)
+                    for (std::int64_t x = 0; x < kw; ++x)
+                        r[static_cast<std::size_t>(((o * kh + y) * kw + x) * cig + c)] =
+                            wt.data[static_cast<std::size_t>(((o * cig + c) * kh + y) * kw + x)];
+        wsrc += "/* " + comment_safe(l.name) + " */\n";
+        emit_array(wsrc, p + "_w", r, fs);
+    } else if (l.op == OpKind::FullyConnected) {
+        wsrc += "/* " + comment_safe(l.name) + " */\n";
+        emit_array(wsrc, p + "_w", weights.at(l.name + ".weight").data, fs);
+    }
+    if ((l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
+         l.op == OpKind::FullyConnected) && l.bias)
+        emit_array(wsrc, p + "_b", weights.at(l.name + ".bias").data, fs);
+    if (l.op == OpKind::BatchNorm) {
+        const auto& gamma = weights.at(l.name + ".weight").data;
+        const auto& beta = weights.at(l.name + ".bias").data;
+        const auto& mean = weights.at(l.name + ".running_mean").data;
+        const auto& var = weights.at(l.name + ".running_var").data;
+        std::vector<float> scale(gamma.size());
+        for (std::size_t c = 0; c < gamma.size(); ++c)
+            scale[c] = static_cast<float>(gamma[c] / std::sqrt(static_cast<double>(var[c]) + l.eps));
+        wsrc += "/* " + comment_safe(l.name) + " (batchnorm) */\n";
+        emit_array(wsrc, p + "_mean", mean, fs);
+        emit_array(wsrc, p + "_scale", scale, fs);
+        emit_array(wsrc, p + "_shift", beta, fs);
+    }
+}
+
+// The float kernels `u` uses, and lm_act when one of them needs it.
+inline std::string float_kernels(const KernelUse& u) {
+    std::string c = kernels_f32;
+    const char* bodies[] = {k_conv2d, k_fc, k_pool, k_gap, k_batchnorm, k_add, k_concat, k_mul, k_act, k_softmax};
+    if (u.used[0] || u.used[1] || u.used[5] || u.used[8]) c += k_act_fn;
+    for (std::size_t k = 0; k < 10; ++k)
+        if (u.used[k]) c += bodies[k];
+    return c;
+}
+
+// The float32 kernel call of layer i: x(k) is the C expression of its k-th input (const float*),
+// y of its output (float*). The weights are L<i>_w, L<i>_b, L<i>_mean/_scale/_shift.
+template <class X>
+std::string float_call(const Graph& graph, std::size_t i, X x, const std::string& y, KernelUse& u) {
+    const Layer& l = graph.layers[i];
+    const std::size_t n = graph.layers.size();
+    const std::string p = "L" + std::to_string(i);
+    const Shape is = graph.layers[static_cast<std::size_t>(l.inputs.front())].shape;
+    const Shape& os = l.shape;
+    const std::string bias = l.bias ? p + "_b" : "0";
+    std::string line;
+    switch (l.op) {
+    case OpKind::Input: break;
+    case OpKind::Conv2d:
+    case OpKind::DepthwiseConv2d: {
+        // One kernel for both: a dwconv is a conv2d with groups = input channels.
+        const bool dw = l.op == OpKind::DepthwiseConv2d;
+        u.use(0);
+        line += "lm_f32_conv2d(" + x(0) + ", " +
+                num(is.h) + ", " + num(is.w) + ", " + num(is.c) + ", " + y + ", " +
+                num(os.h) + ", " + num(os.w) + ", " + num(os.c) + ", " + p + "_w, " +
+                bias + ", " + num(l.kernel_h) + ", " + num(l.kernel_w) + ", " +
+                num(l.stride_h) + ", " + num(l.stride_w) + ", " + num(l.dilation_h) +
+                ", " + num(l.dilation_w) + ", " + num(l.pads[0]) + ", " +
+                num(l.pads[1]) + ", " + num(dw ? is.c : l.groups) + ", " +
+                num(act_code(l.act)) + ");\n";
+        break;
+    }
+    case OpKind::FullyConnected:
+        u.use(1);
+        line += "lm_f32_fc(" + x(0) + ", " + num(is.elements()) + ", " + y + ", " +
+                num(os.elements()) + ", " + p + "_w, " + bias + ", " +
+                num(act_code(l.act)) + ");\n";
+        break;
+    case OpKind::MaxPool:
+    case OpKind::AvgPool:
+        u.use(2);
+        line += "lm_f32_pool(" + x(0) + ", " + num(is.h) + ", " + num(is.w) + ", " +
+                num(is.c) + ", " + y + ", " + num(os.h) + ", " + num(os.w) + ", " +
+                num(l.kernel_h) + ", " + num(l.kernel_w) + ", " + num(l.stride_h) +
+                ", " + num(l.stride_w) + ", " + num(l.pads[0]) + ", " +
+                num(l.pads[1]) + ", " + (l.op == OpKind::MaxPool ? "1" : "0") + ");\n";
+        break;
+    case OpKind::GlobalAvgPool:
+        u.use(3);
+        line += "lm_f32_gap(" + x(0) + ", " + num(is.h * is.w) + ", " + num(is.c) +
+                ", " + y + ");\n";
+        break;
+    case OpKind::BatchNorm:
+        u.use(4);
+        line += "lm_f32_batchnorm(" + x(0) + ", " + y + ", " + num(os.elements()) + ", " +
+                num(os.c) + ", " + p + "_mean, " + p + "_scale, " + p + "_shift);\n";
+        break;
+    case OpKind::Add: {
+        u.use(5);
+        std::string xs;
+        for (std::size_t k = 0; k < l.inputs.size(); ++k) xs += (k ? ", " : "") + x(k);
+        line += "{\n        const float* const xs[" + num(static_cast<std::int64_t>(l.inputs.size())) +
+                "] = {" + xs + "};\n        lm_f32_add(xs, " +
+                num(static_cast<std::int64_t>(l.inputs.size())) + ", " + y + ", " +
+                num(os.elements()) + ", " + num(act_code(l.act)) + ");\n    }\n";
+        break;
+    }
+    case OpKind::Concat: {
+        u.use(6);
+        std::int64_t offset = 0;
+        std::string parts;
+        for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+            const Shape s = graph.layers[static_cast<std::size_t>(l.inputs[k])].shape;
+            parts += (k ? "    " : "") + std::string("lm_f32_concat_part(") + x(k) + ", " +
+                     num(os.h * os.w) + ", " + num(s.c) + ", " + y + ", " +
+                     num(os.c) + ", " + num(offset) + ");\n";
+            offset += s.c;
+        }
+        line += parts;
+        break;
+    }
+    case OpKind::Mul: {
+        u.use(7);
+        const Shape b = graph.layers[static_cast<std::size_t>(l.inputs[1])].shape;
+        line += "lm_f32_mul(" + x(0) + ", " + num(is.elements()) + ", " + x(1) + ", " +
+                num(b.elements()) + ", " + y + ", " + num(os.elements()) + ");\n";
+        break;
+    }
+    case OpKind::Relu:
+    case OpKind::Relu6:
+    case OpKind::HardSwish:
+    case OpKind::HardSigmoid:
+    case OpKind::Sigmoid:
+        u.use(8);
+        line += "lm_f32_act(" + x(0) + ", " + y + ", " + num(os.elements()) + ", " +
+                num(act_code_of_op(l.op)) + ");\n";
+        break;
+    case OpKind::Softmax:
+        u.use(9);
+        line += "lm_f32_softmax(" + x(0) + ", " + y + ", " + num(os.h * os.w) + ", " +
+                num(os.c) + ");\n";
+        break;
+    case OpKind::Flatten:
+    case OpKind::Dropout:
+        // The same bytes as the input; the last layer copies into the output.
+        if (i + 1 == n)
+            line += "memmove(output, " + x(0) + ", " + num(os.elements()) + " * sizeof(float));\n";
+        else
+            line += "/* no code: shares its input's bytes */\n";
+        break;
+    }
+    return line;
+}
+
 }  // namespace firmware_detail
 
 // The most weight bytes firmware_source accepts.
@@ -10116,6 +13187,7 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
 
     FirmwareSource fs;
     fs.arena_bytes = plan.arena_bytes;
+    fs.input_offset = plan.input_offset;
     fs.input_bytes = plan.input_bytes;
     fs.output_bytes = plan.output_bytes;
     fs.tflm_arena_bytes = tflm_greedy_arena_bytes(graph, false);
@@ -10131,197 +13203,48 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
 
     // Weights.
     std::string wsrc;
-    std::vector<bool> used(16, false);  // kernel families used
-    for (std::size_t i = 0; i < n; ++i) {
-        const Layer& l = graph.layers[i];
-        const std::string p = "L" + std::to_string(i);
-        if (l.op == OpKind::Conv2d) {
-            // OIHW -> O,H,W,I/groups so that the innermost loop reads consecutive values.
-            const WeightTensor& wt = weights.at(l.name + ".weight");
-            const std::int64_t cig = wt.shape[1], kh = l.kernel_h, kw = l.kernel_w;
-            std::vector<float> r(wt.data.size());
-            for (std::int64_t o = 0; o < l.out_channels; ++o)
-                for (std::int64_t c = 0; c < cig; ++c)
-                    for (std::int64_t y = 0; y < kh; ++y)
-                        for (std::int64_t x = 0; x < kw; ++x)
-                            r[static_cast<std::size_t>(((o * kh + y) * kw + x) * cig + c)] =
-                                wt.data[static_cast<std::size_t>(((o * cig + c) * kh + y) * kw + x)];
-            wsrc += "/* " + fd::comment_safe(l.name) + " */\n";
-            fd::emit_array(wsrc, p + "_w", r, fs);
-        } else if (l.op == OpKind::DepthwiseConv2d || l.op == OpKind::FullyConnected) {
-            wsrc += "/* " + fd::comment_safe(l.name) + " */\n";
-            fd::emit_array(wsrc, p + "_w", weights.at(l.name + ".weight").data, fs);
-        }
-        if ((l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
-             l.op == OpKind::FullyConnected) && l.bias)
-            fd::emit_array(wsrc, p + "_b", weights.at(l.name + ".bias").data, fs);
-        if (l.op == OpKind::BatchNorm) {
-            const auto& gamma = weights.at(l.name + ".weight").data;
-            const auto& beta = weights.at(l.name + ".bias").data;
-            const auto& mean = weights.at(l.name + ".running_mean").data;
-            const auto& var = weights.at(l.name + ".running_var").data;
-            std::vector<float> scale(gamma.size());
-            for (std::size_t c = 0; c < gamma.size(); ++c)
-                scale[c] = static_cast<float>(gamma[c] / std::sqrt(static_cast<double>(var[c]) + l.eps));
-            wsrc += "/* " + fd::comment_safe(l.name) + " (batchnorm) */\n";
-            fd::emit_array(wsrc, p + "_mean", mean, fs);
-            fd::emit_array(wsrc, p + "_scale", scale, fs);
-            fd::emit_array(wsrc, p + "_shift", beta, fs);
-        }
-    }
-    if (fs.weight_bytes >= fd::max_tensor_bytes)
+    for (std::size_t i = 0; i < n; ++i) fd::emit_float_weights(graph.layers[i], i, weights, wsrc, fs);
+    if (fs.weight_bytes >= arena_detail::max_tensor_bytes)
         throw ExportError("firmware: " + std::to_string(fs.weight_bytes) +
                           " bytes of weights do not fit a 32-bit target");
 
     // The run function.
     auto ptr = [&](std::size_t layer) -> std::string {
-        const auto r = static_cast<std::size_t>(plan.alias_of[layer]);
-        switch (plan.loc[r]) {
-        case FirmwareLoc::Input: return "input";
-        case FirmwareLoc::Output: return "output";
-        case FirmwareLoc::Arena:
-            return "(a + " + fd::num(plan.buffers[static_cast<std::size_t>(plan.buffer[r])].offset / 4) + ")";
-        }
-        return "input";
+        const std::int64_t offset = plan.offset_of(layer);
+        return offset < 0 ? std::string("output") : "(a + " + fd::num(offset / 4) + ")";
     };
     std::string body;
-    std::int64_t code = 300;  // model_run's frame, the checks, lm_act
-    const std::int64_t kernel_cost[] = {600, 450, 150, 450, 150, 150, 150, 150, 120, 150, 300};
-    auto use = [&](int k) {
-        if (!used[static_cast<std::size_t>(k)]) code += kernel_cost[k];
-        used[static_cast<std::size_t>(k)] = true;
-    };
+    fd::KernelUse ku;
     for (std::size_t i = 1; i < n; ++i) {
         const Layer& l = graph.layers[i];
-        const std::string p = "L" + std::to_string(i);
         const std::string y = ptr(i);
         auto x = [&](std::size_t k) { return ptr(static_cast<std::size_t>(l.inputs[k])); };
-        const Shape is = graph.layers[static_cast<std::size_t>(l.inputs.front())].shape;
         const Shape& os = l.shape;
-        const std::string bias = l.bias ? p + "_b" : "0";
         std::string line = "    /* " + fd::num(static_cast<std::int64_t>(i)) + " " +
                            fd::comment_safe(l.name) + ": " + std::string(op_name(l.op)) + " " +
                            to_string(os) + " */\n    ";
-        code += 40;
-        switch (l.op) {
-        case OpKind::Input: break;
-        case OpKind::Conv2d:
-            use(0);
-            line += "lm_f32_conv2d(" + x(0) + ", " + fd::num(is.h) + ", " + fd::num(is.w) + ", " +
-                    fd::num(is.c) + ", " + y + ", " + fd::num(os.h) + ", " + fd::num(os.w) + ", " +
-                    fd::num(os.c) + ", " + p + "_w, " + bias + ", " + fd::num(l.kernel_h) + ", " +
-                    fd::num(l.kernel_w) + ", " + fd::num(l.stride_h) + ", " + fd::num(l.stride_w) +
-                    ", " + fd::num(l.dilation_h) + ", " + fd::num(l.dilation_w) + ", " +
-                    fd::num(l.pads[0]) + ", " + fd::num(l.pads[1]) + ", " + fd::num(l.groups) +
-                    ", " + fd::num(fd::act_code(l.act)) + ");\n";
-            break;
-        case OpKind::DepthwiseConv2d:
-            use(1);
-            line += "lm_f32_dwconv(" + x(0) + ", " + fd::num(is.h) + ", " + fd::num(is.w) + ", " +
-                    fd::num(is.c) + ", " + y + ", " + fd::num(os.h) + ", " + fd::num(os.w) + ", " +
-                    fd::num(os.c) + ", " + p + "_w, " + bias + ", " + fd::num(l.kernel_h) + ", " +
-                    fd::num(l.kernel_w) + ", " + fd::num(l.stride_h) + ", " + fd::num(l.stride_w) +
-                    ", " + fd::num(l.dilation_h) + ", " + fd::num(l.dilation_w) + ", " +
-                    fd::num(l.pads[0]) + ", " + fd::num(l.pads[1]) + ", " + fd::num(l.multiplier) +
-                    ", " + fd::num(fd::act_code(l.act)) + ");\n";
-            break;
-        case OpKind::FullyConnected:
-            use(2);
-            line += "lm_f32_fc(" + x(0) + ", " + fd::num(is.elements()) + ", " + y + ", " +
-                    fd::num(os.elements()) + ", " + p + "_w, " + bias + ", " +
-                    fd::num(fd::act_code(l.act)) + ");\n";
-            break;
-        case OpKind::MaxPool:
-        case OpKind::AvgPool:
-            use(3);
-            line += "lm_f32_pool(" + x(0) + ", " + fd::num(is.h) + ", " + fd::num(is.w) + ", " +
-                    fd::num(is.c) + ", " + y + ", " + fd::num(os.h) + ", " + fd::num(os.w) + ", " +
-                    fd::num(l.kernel_h) + ", " + fd::num(l.kernel_w) + ", " + fd::num(l.stride_h) +
-                    ", " + fd::num(l.stride_w) + ", " + fd::num(l.pads[0]) + ", " +
-                    fd::num(l.pads[1]) + ", " + (l.op == OpKind::MaxPool ? "1" : "0") + ");\n";
-            break;
-        case OpKind::GlobalAvgPool:
-            use(4);
-            line += "lm_f32_gap(" + x(0) + ", " + fd::num(is.h * is.w) + ", " + fd::num(is.c) +
-                    ", " + y + ");\n";
-            break;
-        case OpKind::BatchNorm:
-            use(5);
-            line += "lm_f32_batchnorm(" + x(0) + ", " + y + ", " + fd::num(os.elements()) + ", " +
-                    fd::num(os.c) + ", " + p + "_mean, " + p + "_scale, " + p + "_shift);\n";
-            break;
-        case OpKind::Add: {
-            use(6);
-            std::string xs;
-            for (std::size_t k = 0; k < l.inputs.size(); ++k) xs += (k ? ", " : "") + x(k);
-            line += "{\n        const float* const xs[" + fd::num(static_cast<std::int64_t>(l.inputs.size())) +
-                    "] = {" + xs + "};\n        lm_f32_add(xs, " +
-                    fd::num(static_cast<std::int64_t>(l.inputs.size())) + ", " + y + ", " +
-                    fd::num(os.elements()) + ", " + fd::num(fd::act_code(l.act)) + ");\n    }\n";
-            break;
-        }
-        case OpKind::Concat: {
-            use(7);
-            std::int64_t offset = 0;
-            std::string parts;
-            for (std::size_t k = 0; k < l.inputs.size(); ++k) {
-                const Shape s = graph.layers[static_cast<std::size_t>(l.inputs[k])].shape;
-                parts += (k ? "    " : "") + std::string("lm_f32_concat_part(") + x(k) + ", " +
-                         fd::num(os.h * os.w) + ", " + fd::num(s.c) + ", " + y + ", " +
-                         fd::num(os.c) + ", " + fd::num(offset) + ");\n";
-                offset += s.c;
-            }
-            line += parts;
-            break;
-        }
-        case OpKind::Mul: {
-            use(8);
-            const Shape b = graph.layers[static_cast<std::size_t>(l.inputs[1])].shape;
-            line += "lm_f32_mul(" + x(0) + ", " + fd::num(is.elements()) + ", " + x(1) + ", " +
-                    fd::num(b.elements()) + ", " + y + ", " + fd::num(os.elements()) + ");\n";
-            break;
-        }
-        case OpKind::Relu:
-        case OpKind::Relu6:
-        case OpKind::HardSwish:
-        case OpKind::HardSigmoid:
-        case OpKind::Sigmoid:
-            use(9);
-            line += "lm_f32_act(" + x(0) + ", " + y + ", " + fd::num(os.elements()) + ", " +
-                    fd::num(fd::act_code_of_op(l.op)) + ");\n";
-            break;
-        case OpKind::Softmax:
-            use(10);
-            line += "lm_f32_softmax(" + x(0) + ", " + y + ", " + fd::num(os.h * os.w) + ", " +
-                    fd::num(os.c) + ");\n";
-            break;
-        case OpKind::Flatten:
-        case OpKind::Dropout:
-            // The same bytes as the input; the last layer copies into the output.
-            if (i + 1 == n)
-                line += "memmove(output, " + x(0) + ", " + fd::num(os.elements()) + " * sizeof(float));\n";
-            else
-                line += "/* no code: shares its input's bytes */\n";
-            break;
-        }
+        ku.code += 40;
+        line += fd::float_call(graph, i, x, y, ku);
         body += line;
     }
-    if (n == 1) body += "    memmove(output, input, " + fd::num(in_s.elements()) + " * sizeof(float));\n";
-    fs.code_bytes_estimate = code;
-    fs.flash_bytes = fs.weight_bytes + code;
+    if (n == 1) body += "    memmove(output, " + ptr(0) + ", " + fd::num(in_s.elements()) + " * sizeof(float));\n";
+    fs.code_bytes_estimate = ku.code;
+    fs.flash_bytes = fs.weight_bytes + ku.code;
 
     const std::string stats_line =
         "/* " + fd::num(fs.params) + " parameters, " + fd::num(fs.macs) + " MACs, " +
         fd::num(fs.weight_bytes) + " bytes of weights, arena " + fd::num(fs.arena_bytes) +
-        " bytes + input " + fd::num(fs.input_bytes) + " + output " + fd::num(fs.output_bytes) +
-        " (" + fd::num(fs.in_place) + " ops in place; TFLite Micro's greedy plan: " +
+        " bytes (the input inside) + output " + fd::num(fs.output_bytes) + " (" +
+        fd::num(fs.in_place) + " ops in place; TFLite Micro's greedy plan: " +
         fd::num(fs.tflm_arena_bytes) + " bytes, " + fd::num(fs.tflm_arena_io_bytes) +
-        " with input and output) */\n";
+        " with the output inside) */\n";
 
     std::string& h = fs.header;
     h += "/* model.h: " + model_name + ", generated by lamda export --firmware. Do not edit.\n"
          "   int model_run(const float* input, float* output, void* arena): NHWC float32, batch 1;\n"
          "   arena: MODEL_ARENA_BYTES bytes, 4-byte aligned (16 recommended), owned by the caller.\n"
+         "   The input lives in the arena: write it at MODEL_INPUT(arena) and pass that pointer (no\n"
+         "   copy; the run overwrites it), or pass any other buffer and it is copied there first.\n"
          "   Returns 0, or -1 when a pointer is null or the arena is misaligned. Reentrant. */\n";
     h += stats_line;
     h += "#ifndef LAMDA_FIRMWARE_MODEL_H\n#define LAMDA_FIRMWARE_MODEL_H\n\n";
@@ -10331,6 +13254,8 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
          "\n#define MODEL_OUTPUT_W " + fd::num(out_s.w) + "\n#define MODEL_OUTPUT_C " +
          fd::num(out_s.c) + "\n#define MODEL_OUTPUT_SIZE " + fd::num(out_s.elements()) +
          "\n#define MODEL_ARENA_BYTES " + fd::num(std::max<std::int64_t>(fs.arena_bytes, 16)) +
+         "\n#define MODEL_INPUT_OFFSET " + fd::num(fs.input_offset) +
+         "\n#define MODEL_INPUT(arena) ((float*)((char*)(arena) + MODEL_INPUT_OFFSET))" +
          "\n#define MODEL_WEIGHT_BYTES " + fd::num(fs.weight_bytes) + "\n#define MODEL_MACS " +
          fd::num(fs.macs) + "\n\n";
     h += "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
@@ -10343,19 +13268,531 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
          "   Define MODEL_FAST_FLOAT to accumulate in float (default: double, as lamda's reference). */\n";
     c += stats_line;
     c += "#include <stdint.h>\n#include <string.h>\n#include <math.h>\n\n#include \"model.h\"\n";
-    c += fd::kernels_f32;
-    const char* bodies[] = {fd::k_conv2d, fd::k_dwconv, fd::k_fc, fd::k_pool, fd::k_gap,
-                            fd::k_batchnorm, fd::k_add, fd::k_concat, fd::k_mul, fd::k_act,
-                            fd::k_softmax};
-    if (used[0] || used[1] || used[2] || used[6] || used[9]) c += fd::k_act_fn;
-    for (std::size_t k = 0; k < 11; ++k)
-        if (used[k]) c += bodies[k];
+    c += fd::float_kernels(ku);
     c += "\n/* ---- weights (flash) ---- */\n" + wsrc;
     c += "\n/* ---- the network: arena offsets from lamda's liveness plan ---- */\n";
     c += "int model_run(const float* input, float* output, void* arena) {\n";
     c += "    float* a = (float*)arena;\n";
     c += "    if (!input || !output || !arena || ((uintptr_t)arena & 3u) != 0) return -1;\n";
-    c += "    (void)a;\n";
+    c += "    if (input != a + " + fd::num(fs.input_offset / 4) + ")\n        memmove(a + " +
+         fd::num(fs.input_offset / 4) + ", input, " + fd::num(in_s.elements()) + " * sizeof(float));\n";
+    c += body;
+    c += "    return 0;\n}\n";
+    return fs;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// int8 (issue 19's quantized models: core/quant.hpp, exec/reference_int8.hpp)
+// ---------------------------------------------------------------------------------------------
+
+namespace firmware_detail {
+
+// core/quant.hpp's arithmetic in C99, line for line: round_half_even, requantize_fp32, quantize,
+// dequantize, add_requantize. Plain float operations (no FMA: build with -std=c99, or
+// -ffp-contract=off), so the results are the reference's bit for bit.
+inline constexpr const char* kernels_s8 = R"C(
+/* ---- int8: core/quant.hpp's arithmetic ---- */
+static int32_t lm_rne(float x) { /* round half to even, saturating */
+    float f, d;
+    int64_t r;
+    if (x != x) return 0;
+    if (x >= 2147483648.0f) return INT32_MAX;
+    if (x <= -2147483648.0f) return INT32_MIN;
+    f = floorf(x);
+    d = x - f;
+    r = (int64_t)f;
+    if (d > 0.5f || (d == 0.5f && (r & 1) != 0)) ++r;
+    return (int32_t)r;
+}
+static int8_t lm_clamp8(int64_t q, int32_t qmin, int32_t qmax) {
+    return (int8_t)(q < qmin ? qmin : (q > qmax ? qmax : q));
+}
+static int8_t lm_quantize(float x, float scale, int32_t zp) {
+    const float inv = 1.0f / scale;
+    const float hi = (float)(127 - zp), lo = (float)(-128 - zp);
+    float v;
+    if (x != x) return lm_clamp8(zp, -128, 127);
+    v = x * inv;
+    v = v > hi ? hi : (v < lo ? lo : v);
+    return lm_clamp8((int64_t)lm_rne(v) + zp, -128, 127);
+}
+static void lm_s8_quant(const float* x, size_t n, float scale, int32_t zp, int8_t* y) {
+    size_t i;
+    for (i = 0; i < n; ++i) y[i] = lm_quantize(x[i], scale, zp);
+}
+static void lm_s8_dequant(const int8_t* x, size_t n, float scale, int32_t zp, float* y) {
+    size_t i;
+    for (i = 0; i < n; ++i) y[i] = (float)((int32_t)x[i] - zp) * scale;
+}
+)C";
+
+inline constexpr const char* k_s8_requant = R"C(
+static int8_t lm_requant(int32_t acc, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
+    float v = (float)acc * scale;
+    const float hi = (float)(qmax - zp), lo = (float)(qmin - zp);
+    v = v > hi ? hi : (v < lo ? lo : v);
+    return lm_clamp8((int64_t)lm_rne(v) + zp, qmin, qmax);
+}
+)C";
+
+inline constexpr const char* k_s8_conv = R"C(
+/* int8 conv2d (dwconv: groups = ic), weights [oc][kh][kw][ic/groups], per-channel requantization */
+static void lm_s8_conv(const int8_t* x, int ih, int iw, int ic, int32_t xzp, int8_t* y, int oh, int ow,
+                       int oc, const int8_t* w, const int32_t* b, const float* scale, int32_t yzp,
+                       int32_t qmin, int32_t qmax, int kh, int kw, int sh, int sw, int dh, int dw,
+                       int pt, int pl, int groups) {
+    const int cig = ic / groups, cog = oc / groups;
+    int oy, ox, o, ky, kx, c;
+    for (oy = 0; oy < oh; ++oy)
+        for (ox = 0; ox < ow; ++ox)
+            for (o = 0; o < oc; ++o) {
+                const int g = o / cog;
+                const int8_t* wo = w + (size_t)o * (size_t)(kh * kw) * (size_t)cig;
+                int32_t acc = b[o];
+                for (ky = 0; ky < kh; ++ky) {
+                    const int iy = oy * sh - pt + ky * dh;
+                    if (iy < 0 || iy >= ih) continue; /* padding is the zero point: adds 0 */
+                    for (kx = 0; kx < kw; ++kx) {
+                        const int ix = ox * sw - pl + kx * dw;
+                        const int8_t* xp;
+                        const int8_t* wp;
+                        if (ix < 0 || ix >= iw) continue;
+                        xp = x + ((size_t)iy * (size_t)iw + (size_t)ix) * (size_t)ic + (size_t)(g * cig);
+                        wp = wo + ((size_t)ky * (size_t)kw + (size_t)kx) * (size_t)cig;
+                        for (c = 0; c < cig; ++c) acc += (int32_t)wp[c] * ((int32_t)xp[c] - xzp);
+                    }
+                }
+                y[((size_t)oy * (size_t)ow + (size_t)ox) * (size_t)oc + (size_t)o] =
+                    lm_requant(acc, scale[o], yzp, qmin, qmax);
+            }
+}
+)C";
+
+inline constexpr const char* k_s8_fc = R"C(
+/* int8 fully connected, weights [out][in] */
+static void lm_s8_fc(const int8_t* x, int in, int32_t xzp, int8_t* y, int out, const int8_t* w,
+                     const int32_t* b, const float* scale, int32_t yzp, int32_t qmin, int32_t qmax) {
+    int o, i;
+    for (o = 0; o < out; ++o) {
+        const int8_t* wo = w + (size_t)o * (size_t)in;
+        int32_t acc = b[o];
+        for (i = 0; i < in; ++i) acc += (int32_t)wo[i] * ((int32_t)x[i] - xzp);
+        y[o] = lm_requant(acc, scale[o], yzp, qmin, qmax);
+    }
+}
+)C";
+
+inline constexpr const char* k_s8_maxpool = R"C(
+/* int8 maxpool (input and output share their parameters) */
+static void lm_s8_maxpool(const int8_t* x, int ih, int iw, int ch, int8_t* y, int oh, int ow, int kh,
+                          int kw, int sh, int sw, int pt, int pl) {
+    int oy, ox, c, ky, kx;
+    for (oy = 0; oy < oh; ++oy)
+        for (ox = 0; ox < ow; ++ox)
+            for (c = 0; c < ch; ++c) {
+                int8_t m = -128;
+                for (ky = 0; ky < kh; ++ky) {
+                    const int iy = oy * sh - pt + ky;
+                    if (iy < 0 || iy >= ih) continue;
+                    for (kx = 0; kx < kw; ++kx) {
+                        const int ix = ox * sw - pl + kx;
+                        int8_t v;
+                        if (ix < 0 || ix >= iw) continue;
+                        v = x[((size_t)iy * (size_t)iw + (size_t)ix) * (size_t)ch + (size_t)c];
+                        if (m < v) m = v;
+                    }
+                }
+                y[((size_t)oy * (size_t)ow + (size_t)ox) * (size_t)ch + (size_t)c] = m;
+            }
+}
+)C";
+
+inline constexpr const char* k_s8_gap = R"C(
+/* int8 global average pool: acc = -n * x_zp + sum x, fp32 requantization */
+static void lm_s8_gap(const int8_t* x, int pixels, int ch, int8_t* y, int32_t bias, float scale, int32_t yzp) {
+    int c, p;
+    for (c = 0; c < ch; ++c) {
+        int32_t acc = bias;
+        for (p = 0; p < pixels; ++p) acc += x[(size_t)p * (size_t)ch + (size_t)c];
+        y[c] = lm_requant(acc, scale, yzp, -128, 127);
+    }
+}
+)C";
+
+inline constexpr const char* k_s8_add = R"C(
+/* int8 add (XNNPACK's qs8 vadd fixed point): ((bias + a * am + b * bm) >> shift) + zp, floor shift */
+static void lm_s8_add(const int8_t* a, const int8_t* b, int8_t* y, size_t n, int32_t am, int32_t bm,
+                      int32_t bias, int shift, int32_t zp, int32_t qmin, int32_t qmax) {
+    const int64_t d = (int64_t)1 << shift;
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        const int64_t acc = (int64_t)bias + (int64_t)a[i] * am + (int64_t)b[i] * bm;
+        int64_t q = acc / d;
+        if (acc % d != 0 && acc < 0) --q;
+        y[i] = lm_clamp8(q + zp, qmin, qmax);
+    }
+}
+)C";
+
+inline constexpr const char* k_s8_clamp = R"C(
+/* int8 relu / relu6 as layers: a clamp (parameters unchanged; in place allowed) */
+static void lm_s8_clamp(const int8_t* x, int8_t* y, size_t n, int32_t lo, int32_t hi) {
+    size_t i;
+    for (i = 0; i < n; ++i) y[i] = (int8_t)(x[i] < lo ? lo : (x[i] > hi ? hi : x[i]));
+}
+)C";
+
+inline constexpr const char* k_s8_mul = R"C(
+/* mul that runs in float, value by value (no scratch): dequantize, multiply, quantize; an operand
+   of fewer values (1x1xC) is broadcast; y may be a full-size operand */
+static void lm_s8_mul_f(const int8_t* a, size_t na, float sa, int32_t za, const int8_t* b, size_t nb,
+                        float sb, int32_t zb, int8_t* y, size_t n, float sy, int32_t zy) {
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        const float x = (float)((int32_t)a[na == n ? i : i % na] - za) * sa;
+        const float w = (float)((int32_t)b[nb == n ? i : i % nb] - zb) * sb;
+        y[i] = lm_quantize(x * w, sy, zy);
+    }
+}
+)C";
+
+inline constexpr const char* k_s8_lut = R"C(
+/* int8 sigmoid: a 256-entry table (in place allowed) */
+static void lm_s8_lut(const int8_t* x, int8_t* y, size_t n, const int8_t* lut) {
+    size_t i;
+    for (i = 0; i < n; ++i) y[i] = lut[(int)x[i] + 128];
+}
+)C";
+
+inline std::string float_text(float v) { return export_detail::float_literal(v) + "f"; }
+
+template <class T>
+void emit_int_array(std::string& out, const char* type, const std::string& name, const std::vector<T>& v,
+                    FirmwareSource& fs, std::int64_t bytes_each) {
+    out += "static const " + std::string(type) + " " + name + "[" + num(static_cast<std::int64_t>(v.size())) + "] = {";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        out += (i % 16 == 0) ? "\n    " : " ";
+        const auto x = static_cast<std::int64_t>(v[i]);
+        // INT32_MIN has no literal of its own in C.
+        out += x == std::int64_t{-2147483647} - 1 ? std::string("(-2147483647 - 1)") : num(x);
+        out += ',';
+    }
+    out += "\n};\n";
+    fs.weight_bytes += static_cast<std::int64_t>(v.size()) * bytes_each;
+}
+
+inline void emit_float_array(std::string& out, const std::string& name, const std::vector<float>& v,
+                             FirmwareSource& fs) {
+    out += "static const float " + name + "[" + num(static_cast<std::int64_t>(v.size())) + "] = {";
+    for (std::size_t i = 0; i < v.size(); ++i) out += ((i % 8 == 0) ? "\n    " : " ") + float_text(v[i]) + ",";
+    out += "\n};\n";
+    fs.weight_bytes += static_cast<std::int64_t>(v.size()) * 4;
+}
+
+}  // namespace firmware_detail
+
+// Generates model.h and model.c running `graph` in int8 with `model`: the graph, the quantized
+// model and the float weights of its float layers as exec/reference_int8.hpp's quantize_ptq makes
+// them (PtqResult::graph, ::model, ::float_weights). The generated model_run has the reference's
+// interface: float input, quantized in the arena; float output (the last value dequantized, or the
+// float result of a last layer that runs in float). Layers with an int8 kernel run in int8 with
+// core/quant.hpp's arithmetic; the float layers (PtqResult::float_reasons) run in float between
+// dequantize and quantize, with scratch in the arena. Outputs equal run_reference_int8's bit for bit
+// (tests/deploy/test_firmware.cpp). Throws ExportError / ExecutorError naming the layer.
+inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedModel& model,
+                                           const Weights& float_weights) {
+    namespace fd = firmware_detail;
+    detail::check_runnable(graph);
+    if (const std::optional<Error> e = validate_quantized_model(model))
+        throw ExportError("firmware int8: quantized model: " + e->where.field + ": " + e->message);
+    detail::check_int8_params(graph, model);
+    const std::size_t n = graph.layers.size();
+    auto is_float = [&](std::size_t i) { return detail::in_list(model.float_layers, graph.layers[i].name); };
+    // A float mul (not the last layer) runs value by value on the int8 values: no float scratch.
+    auto mul_by_value = [&](std::size_t i) {
+        return is_float(i) && graph.layers[i].op == OpKind::Mul && i + 1 < graph.layers.size();
+    };
+    const ModelStats stats = analyze(graph);
+    if (stats.params > max_firmware_weight_bytes)
+        throw ExportError("firmware int8: " + std::to_string(stats.params) +
+                          " parameters, over the firmware export's limit of " +
+                          std::to_string(max_firmware_weight_bytes));
+
+    // The parameters of each int8 value: passthrough ops keep their input's (as the reference).
+    std::vector<ActivationQuant> params(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = graph.layers[i];
+        if (!is_float(i) && int8_passthrough(l.op))
+            params[i] = params[static_cast<std::size_t>(l.inputs.front())];
+        else
+            params[i] = *model.find_activation(l.name);  // check_int8_params: present
+    }
+    // Scratch of a float layer: its inputs and its output as float, one after the other (16-aligned).
+    std::vector<std::vector<std::int64_t>> scratch_at(n);  // per float layer: byte offsets of inputs, then output
+    ArenaOptions ao;
+    ao.bytes_per_value = 1;
+    ao.output_in_arena = true;
+    ao.scratch_bytes.assign(n, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!is_float(i) || mul_by_value(i)) continue;
+        const Layer& l = graph.layers[i];
+        std::int64_t at = 0;
+        for (int in : l.inputs) {
+            scratch_at[i].push_back(at);
+            at += arena_detail::align_up(graph.layers[static_cast<std::size_t>(in)].shape.elements() * 4);
+        }
+        scratch_at[i].push_back(at);
+        ao.scratch_bytes[i] = at + l.shape.elements() * 4;
+    }
+    const ArenaPlan plan = arena_plan(graph, ao);
+    if (!plan.ok) throw ExportError("firmware int8: " + plan.error);
+
+    FirmwareSource fs;
+    fs.arena_bytes = plan.arena_bytes;
+    fs.input_offset = plan.input_offset;
+    fs.input_bytes = plan.input_bytes;
+    fs.output_bytes = graph.output().shape.elements() * 4;  // float
+    fs.tflm_arena_bytes = tflm_greedy_arena_bytes(graph, false, 1);
+    fs.tflm_arena_io_bytes = tflm_greedy_arena_bytes(graph, true, 1);
+    fs.macs = stats.macs;
+    fs.params = stats.params;
+    fs.layers = static_cast<int>(n);
+    fs.in_place = plan.in_place;
+    const Shape in_s = graph.input().shape, out_s = graph.output().shape;
+    const std::string model_name = fd::comment_safe(graph.name.empty() ? "model" : graph.name);
+
+    // Weights and constants.
+    std::string wsrc;
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = graph.layers[i];
+        const std::string p = "L" + std::to_string(i);
+        if (is_float(i)) {
+            fd::emit_float_weights(l, i, float_weights, wsrc, fs);
+            continue;
+        }
+        if (l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d || l.op == OpKind::FullyConnected) {
+            const QuantizedWeights& w = *model.find_layer(l.name);
+            const ActivationQuant& xin = params[static_cast<std::size_t>(l.inputs.front())];
+            std::vector<std::int8_t> r(w.weights.size());
+            std::int64_t fan_in = 1;
+            if (l.op == OpKind::FullyConnected) {
+                r = w.weights;
+                fan_in = static_cast<std::int64_t>(w.weights.size()) / std::max<std::int64_t>(1, l.shape.c);
+            } else {
+                const std::int64_t cig = w.weight_shape[1], kh = l.kernel_h, kw = l.kernel_w;
+                fan_in = cig * kh * kw;
+                for (std::int64_t o = 0; o < w.weight_shape[0]; ++o)
+                    for (std::int64_t c = 0; c < cig; ++c)
+                        for (std::int64_t y = 0; y < kh; ++y)
+                            for (std::int64_t x = 0; x < kw; ++x)
+                                r[static_cast<std::size_t>(((o * kh + y) * kw + x) * cig + c)] =
+                                    w.weights[static_cast<std::size_t>(((o * cig + c) * kh + y) * kw + x)];
+            }
+            // The C kernels accumulate in int32: bound the sum before relying on it.
+            std::int64_t max_bias = 0;
+            for (std::int32_t b : w.bias) max_bias = std::max<std::int64_t>(max_bias, b < 0 ? -std::int64_t{b} : b);
+            if (max_bias + fan_in * 127 * 255 >= (std::int64_t{1} << 31))
+                throw ExportError("firmware int8: layer '" + l.name + "': " + std::to_string(fan_in) +
+                                  " inputs per output can overflow the int32 accumulator");
+            std::vector<float> scale(static_cast<std::size_t>(l.shape.c));
+            for (std::size_t c = 0; c < scale.size(); ++c)
+                scale[c] = conv_requant_scale(xin.scale, w.weight_scale(c), params[i].scale);
+            wsrc += "/* " + fd::comment_safe(l.name) + " (int8) */\n";
+            fd::emit_int_array(wsrc, "int8_t", p + "_w", r, fs, 1);
+            fd::emit_int_array(wsrc, "int32_t", p + "_b", w.bias, fs, 4);
+            fd::emit_float_array(wsrc, p + "_s", scale, fs);
+        }
+        if (l.op == OpKind::Sigmoid) {
+            std::vector<std::int8_t> lut(256);
+            for (int k = 0; k < 256; ++k)
+                lut[static_cast<std::size_t>(k)] = sigmoid_lut_entry(
+                    static_cast<std::int8_t>(k - 128), params[static_cast<std::size_t>(l.inputs.front())], params[i]);
+            wsrc += "/* " + fd::comment_safe(l.name) + " (sigmoid table) */\n";
+            fd::emit_int_array(wsrc, "int8_t", p + "_lut", lut, fs, 1);
+        }
+    }
+
+    // The run function.
+    auto a8 = [&](std::size_t layer) { return "(a8 + " + fd::num(plan.offset_of(layer)) + ")"; };
+    auto q_of = [&](std::size_t layer) {
+        return fd::float_text(params[layer].scale) + ", " + fd::num(params[layer].zero_point);
+    };
+    std::string body;
+    fd::KernelUse ku;               // float kernels of the float layers
+    std::vector<bool> s8(8, false);  // conv, fc, maxpool, gap, add, clamp, lut, mul by value
+    std::int64_t code8 = 400;        // quant helpers, model_run
+    const std::int64_t cost8[] = {500, 150, 300, 150, 250, 80, 60, 150};
+    auto use8 = [&](int k) {
+        if (!s8[static_cast<std::size_t>(k)]) code8 += cost8[k];
+        s8[static_cast<std::size_t>(k)] = true;
+    };
+    body += "    if (input)\n        lm_s8_quant(input, " + fd::num(in_s.elements()) + ", " + q_of(0) + ", " +
+            a8(0) + ");\n";
+    for (std::size_t i = 1; i < n; ++i) {
+        const Layer& l = graph.layers[i];
+        const std::string p = "L" + std::to_string(i);
+        const Shape is = graph.layers[static_cast<std::size_t>(l.inputs.front())].shape;
+        const Shape& os = l.shape;
+        const auto in0 = static_cast<std::size_t>(l.inputs.front());
+        std::string line = "    /* " + fd::num(static_cast<std::int64_t>(i)) + " " + fd::comment_safe(l.name) +
+                           ": " + std::string(op_name(l.op)) + " " + to_string(os) +
+                           (is_float(i) ? " (float)" : "") + " */\n    ";
+        code8 += 40;
+        if (mul_by_value(i)) {
+            use8(7);
+            const auto in1 = static_cast<std::size_t>(l.inputs[1]);
+            line += "lm_s8_mul_f(" + a8(in0) + ", " + fd::num(is.elements()) + ", " + q_of(in0) + ", " + a8(in1) +
+                    ", " + fd::num(graph.layers[in1].shape.elements()) + ", " + q_of(in1) + ", " + a8(i) + ", " +
+                    fd::num(os.elements()) + ", " + q_of(i) + ");\n";
+            body += line;
+            continue;
+        }
+        if (is_float(i)) {
+            const std::int64_t base = plan.scratch_offset(i);
+            auto sf = [&](std::size_t k) { return "(float*)(a8 + " + fd::num(base + scratch_at[i][k]) + ")"; };
+            std::string pre;
+            for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+                const auto in = static_cast<std::size_t>(l.inputs[k]);
+                pre += "lm_s8_dequant(" + a8(in) + ", " + fd::num(graph.layers[in].shape.elements()) + ", " +
+                       q_of(in) + ", " + sf(k) + ");\n    ";
+            }
+            const std::string y = sf(l.inputs.size());
+            line += "{\n    " + pre + fd::float_call(graph, i, sf, y, ku) + "    ";
+            if (i + 1 == n)
+                line += "memcpy(output, " + y + ", " + fd::num(os.elements()) + " * sizeof(float));\n";
+            else
+                line += "lm_s8_quant(" + y + ", " + fd::num(os.elements()) + ", " + q_of(i) + ", " + a8(i) + ");\n";
+            line += "    }\n";
+            body += line;
+            continue;
+        }
+        const std::string x0 = a8(in0), y = a8(i);
+        const auto [qmin, qmax] = int8_act_bounds(l.act, params[i]);
+        switch (l.op) {
+        case OpKind::Conv2d:
+        case OpKind::DepthwiseConv2d: {
+            use8(0);
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            line += "lm_s8_conv(" + x0 + ", " + fd::num(is.h) + ", " + fd::num(is.w) + ", " + fd::num(is.c) +
+                    ", " + fd::num(params[in0].zero_point) + ", " + y + ", " + fd::num(os.h) + ", " +
+                    fd::num(os.w) + ", " + fd::num(os.c) + ", " + p + "_w, " + p + "_b, " + p + "_s, " +
+                    fd::num(params[i].zero_point) + ", " + fd::num(qmin) + ", " + fd::num(qmax) + ", " +
+                    fd::num(l.kernel_h) + ", " + fd::num(l.kernel_w) + ", " + fd::num(l.stride_h) + ", " +
+                    fd::num(l.stride_w) + ", " + fd::num(l.dilation_h) + ", " + fd::num(l.dilation_w) + ", " +
+                    fd::num(l.pads[0]) + ", " + fd::num(l.pads[1]) + ", " + fd::num(dw ? is.c : l.groups) + ");\n";
+            break;
+        }
+        case OpKind::FullyConnected:
+            use8(1);
+            line += "lm_s8_fc(" + x0 + ", " + fd::num(is.elements()) + ", " + fd::num(params[in0].zero_point) +
+                    ", " + y + ", " + fd::num(os.elements()) + ", " + p + "_w, " + p + "_b, " + p + "_s, " +
+                    fd::num(params[i].zero_point) + ", " + fd::num(qmin) + ", " + fd::num(qmax) + ");\n";
+            break;
+        case OpKind::MaxPool:
+            use8(2);
+            line += "lm_s8_maxpool(" + x0 + ", " + fd::num(is.h) + ", " + fd::num(is.w) + ", " + fd::num(is.c) +
+                    ", " + y + ", " + fd::num(os.h) + ", " + fd::num(os.w) + ", " + fd::num(l.kernel_h) + ", " +
+                    fd::num(l.kernel_w) + ", " + fd::num(l.stride_h) + ", " + fd::num(l.stride_w) + ", " +
+                    fd::num(l.pads[0]) + ", " + fd::num(l.pads[1]) + ");\n";
+            break;
+        case OpKind::GlobalAvgPool: {
+            use8(3);
+            const std::int64_t px = is.h * is.w;
+            line += "lm_s8_gap(" + x0 + ", " + fd::num(px) + ", " + fd::num(is.c) + ", " + y + ", " +
+                    fd::num(gavgpool_bias(px, params[in0])) + ", " +
+                    fd::float_text(gavgpool_scale(px, params[in0], params[i])) + ", " +
+                    fd::num(params[i].zero_point) + ");\n";
+            break;
+        }
+        case OpKind::Add: {
+            use8(4);
+            const auto in1 = static_cast<std::size_t>(l.inputs[1]);
+            const AddRequant r = make_add_requant(params[in0], params[in1], params[i], qmin, qmax);
+            line += "lm_s8_add(" + x0 + ", " + a8(in1) + ", " + y + ", " + fd::num(os.elements()) + ", " +
+                    fd::num(r.a_multiplier) + ", " + fd::num(r.b_multiplier) + ", " + fd::num(r.bias) + ", " +
+                    fd::num(r.shift) + ", " + fd::num(r.out_zero_point) + ", " + fd::num(r.qmin) + ", " +
+                    fd::num(r.qmax) + ");\n";
+            break;
+        }
+        case OpKind::Relu:
+        case OpKind::Relu6: {
+            use8(5);
+            const auto [lo, hi] = int8_act_bounds(activation_of_layer(l.op), params[i]);
+            line += "lm_s8_clamp(" + x0 + ", " + y + ", " + fd::num(os.elements()) + ", " + fd::num(lo) + ", " +
+                    fd::num(hi) + ");\n";
+            break;
+        }
+        case OpKind::Sigmoid:
+            use8(6);
+            line += "lm_s8_lut(" + x0 + ", " + y + ", " + fd::num(os.elements()) + ", " + p + "_lut);\n";
+            break;
+        case OpKind::Flatten:
+        case OpKind::Dropout: line += "/* no code: shares its input's bytes */\n"; break;
+        default:  // check_int8_params lets no other op through outside the float layers
+            throw ExportError("firmware int8: " + std::string(op_name(l.op)) + " layer '" + l.name +
+                              "' has no portable int8 kernel");
+        }
+        body += line;
+    }
+    if (!is_float(n - 1))
+        body += "    lm_s8_dequant(" + a8(n - 1) + ", " + fd::num(out_s.elements()) + ", " + q_of(n - 1) +
+                ", output);\n";
+    fs.code_bytes_estimate = code8 + (ku.code - 300);
+    fs.flash_bytes = fs.weight_bytes + fs.code_bytes_estimate;
+
+    const std::string stats_line =
+        "/* int8: " + fd::num(fs.params) + " parameters, " + fd::num(fs.macs) + " MACs, " +
+        fd::num(fs.weight_bytes) + " bytes of weights and constants, arena " + fd::num(fs.arena_bytes) +
+        " bytes (the int8 input inside) + float output " + fd::num(fs.output_bytes) + " (" +
+        fd::num(fs.in_place) + " ops in place; " + fd::num(static_cast<std::int64_t>(model.float_layers.size())) +
+        " layers in float; TFLite Micro's greedy plan, int8: " + fd::num(fs.tflm_arena_bytes) + " bytes, " +
+        fd::num(fs.tflm_arena_io_bytes) + " with the output inside) */\n";
+    std::string& h = fs.header;
+    h += "/* model.h: " + model_name + " (int8), generated by lamda export --firmware. Do not edit.\n"
+         "   int model_run(const float* input, float* output, void* arena): NHWC, batch 1; the float\n"
+         "   input is quantized into the arena (MODEL_INPUT(arena), int8); or write the int8 input there\n"
+         "   yourself (model_quantize_input) and pass input = NULL. The output is float (dequantized).\n"
+         "   arena: MODEL_ARENA_BYTES bytes, 4-byte aligned, owned by the caller. Returns 0, or -1 when\n"
+         "   output or arena is null or the arena is misaligned. Reentrant. */\n";
+    h += stats_line;
+    h += "#ifndef LAMDA_FIRMWARE_MODEL_H\n#define LAMDA_FIRMWARE_MODEL_H\n\n#include <stdint.h>\n\n";
+    h += "#define MODEL_INT8 1\n#define MODEL_INPUT_H " + fd::num(in_s.h) + "\n#define MODEL_INPUT_W " +
+         fd::num(in_s.w) + "\n#define MODEL_INPUT_C " + fd::num(in_s.c) + "\n#define MODEL_INPUT_SIZE " +
+         fd::num(in_s.elements()) + "\n#define MODEL_OUTPUT_H " + fd::num(out_s.h) + "\n#define MODEL_OUTPUT_W " +
+         fd::num(out_s.w) + "\n#define MODEL_OUTPUT_C " + fd::num(out_s.c) + "\n#define MODEL_OUTPUT_SIZE " +
+         fd::num(out_s.elements()) + "\n#define MODEL_ARENA_BYTES " +
+         fd::num(std::max<std::int64_t>(fs.arena_bytes, 16)) + "\n#define MODEL_INPUT_OFFSET " +
+         fd::num(fs.input_offset) + "\n#define MODEL_INPUT(arena) ((int8_t*)((char*)(arena) + MODEL_INPUT_OFFSET))" +
+         "\n#define MODEL_INPUT_SCALE " + fd::float_text(params[0].scale) + "\n#define MODEL_INPUT_ZERO_POINT " +
+         fd::num(params[0].zero_point) + "\n#define MODEL_WEIGHT_BYTES " + fd::num(fs.weight_bytes) +
+         "\n#define MODEL_MACS " + fd::num(fs.macs) + "\n\n";
+    h += "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
+         "int model_run(const float* input, float* output, void* arena);\n"
+         "int8_t model_quantize_input(float x); /* core/quant.hpp's quantize with the input's parameters */\n\n"
+         "#ifdef __cplusplus\n}\n#endif\n\n#endif /* LAMDA_FIRMWARE_MODEL_H */\n";
+
+    std::string& c = fs.source;
+    c += "/* model.c: " + model_name + " (int8), generated by lamda export --firmware. Do not edit.\n"
+         "   Portable C99: no heap, no static mutable state, only <stdint.h>, <string.h>, <math.h>.\n"
+         "   Build without FMA contraction (-std=c99 does; or -ffp-contract=off) for bit-exact results. */\n";
+    c += stats_line;
+    c += "#include <stdint.h>\n#include <string.h>\n#include <math.h>\n\n#include \"model.h\"\n";
+    c += fd::kernels_s8;
+    if (s8[0] || s8[1] || s8[3]) c += fd::k_s8_requant;  // conv, fc, gap
+    const char* bodies8[] = {fd::k_s8_conv, fd::k_s8_fc, fd::k_s8_maxpool, fd::k_s8_gap,
+                             fd::k_s8_add, fd::k_s8_clamp, fd::k_s8_lut, fd::k_s8_mul};
+    for (std::size_t k = 0; k < 8; ++k)
+        if (s8[k]) c += bodies8[k];
+    bool any_float = false;
+    for (bool u : ku.used) any_float = any_float || u;
+    if (any_float) c += fd::float_kernels(ku);
+    c += "\n/* ---- weights and constants (flash) ---- */\n" + wsrc;
+    c += "\nint8_t model_quantize_input(float x) { return lm_quantize(x, " + q_of(0) + "); }\n";
+    c += "\n/* ---- the network: arena offsets from lamda's liveness plan (core/arena_plan.hpp) ---- */\n";
+    c += "int model_run(const float* input, float* output, void* arena) {\n";
+    c += "    int8_t* a8 = (int8_t*)arena;\n";
+    c += "    if (!output || !arena || ((uintptr_t)arena & 3u) != 0) return -1;\n";
     c += body;
     c += "    return 0;\n}\n";
     return fs;
@@ -10452,6 +13889,22 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
 //   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
 //   softmax           softmax_nc_f32 over channels
 //   flatten, dropout  no operator: the output aliases the input buffer
+//
+// int8 (XnnOptions::int8): the same plan, every value stored as qs8 (per-tensor scale and zero
+// point) in the same buffers, a byte per element. Scales come from one fp32 run of the plan
+// (op_ranges: each planned op's output min/max over XnnOptions::calibration, or the timing input
+// when none is given: synthetic scales for timing). input() and output() stay float: a convert
+// operator quantizes the input and dequantizes the output.
+//   conv2d, dwconv, batchnorm  convolution2d_nhwc_qc8: per-output-channel symmetric weight
+//                     scales (max |w| / 127, after folding the batchnorm), int32 bias
+//   fc                fully_connected_nc_qs8 (one weight scale: qs8 has no per-channel scales)
+//   act=relu/relu6/hardsigmoid   the int8 output clamp, as in fp32
+//   add, mul, gap     add_nd_qs8, multiply_nd_qs8, global_average_pooling_nwc_qs8
+//   maxpool, relu/relu6 layers   max_pooling2d_nhwc_s8, clamp_nc_s8 (the input's quantization)
+//   sigmoid           sigmoid_nc_qs8 (output scale 1/256, zero point -128)
+//   hardswish, hardsigmoid layer, avgpool, concat, softmax, and any op whose int8 parameters
+//                     XNNPACK refuses: no int8 kernel in this snapshot, so they run in float
+//                     between convert_nc_qs8_f32 and convert_nc_f32_qs8 (runs_in_float(i))
 #ifndef LAMDA_EXEC_XNNPACK_HPP
 #define LAMDA_EXEC_XNNPACK_HPP
 
@@ -10476,6 +13929,7 @@ inline FirmwareSource firmware_source(const Graph& graph_in, const Weights& weig
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -10495,7 +13949,47 @@ struct XnnOptions {
     // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
     // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
     bool keep_intermediates = false;
+    // Run in int8: qs8 activations (per-tensor scale and zero point), conv2d/dwconv/batchnorm as
+    // qc8 convolutions (per-channel symmetric weight scales), fc as qs8 (one weight scale), add,
+    // mul, gap, maxpool, relu/relu6 clamps and sigmoid in int8; layers with no int8 kernel in
+    // this XNNPACK (hardswish, hardsigmoid, avgpool, concat, softmax) run in float between
+    // convert operators (runs_in_float). input() and output() stay float.
+    bool int8 = false;
+    // int8: the inputs whose fp32 activation ranges (min/max over them, op by op) set each
+    // value's scale and zero point. Empty: one run on fill_timing_input's data, i.e. synthetic
+    // scales, right for timing, not for accuracy.
+    std::vector<Tensor> calibration{};
+    // int8 with a quantized model (`lamda quantize`, exec/reference_int8.hpp's quantize_ptq):
+    // its int8 weights, scales and zero points instead of calibrating; the graph must be the
+    // model's (batch norms folded), the executor's `weights` the F32 tensors of its float layers,
+    // and the layers it lists as float run in float. Then every int8 value is the integer
+    // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
+    // Read during construction only.
+    const QuantizedModel* quantized = nullptr;
 };
+
+// The quantization of an int8 value: real = scale * (q - zero_point).
+struct XnnQuant {
+    float scale = 1.0f;
+    int zero_point = 0;
+};
+
+// The asymmetric int8 quantization covering [lo, hi] (widened to hold 0, at least 1e-3 wide).
+inline XnnQuant quant_of_range(float lo, float hi) {
+    const double l = std::min(0.0, static_cast<double>(lo));
+    const double h = std::max(0.0, static_cast<double>(hi));
+    const double range = std::max(h - l, 1e-3);
+    XnnQuant q;
+    q.scale = static_cast<float>(range / 255.0);
+    const double zp = std::round(-128.0 - l / static_cast<double>(q.scale));
+    q.zero_point = static_cast<int>(std::min(127.0, std::max(-128.0, zp)));
+    return q;
+}
+
+inline std::int8_t quantize_value(double v, const XnnQuant& q) {
+    const double r = std::round(v / static_cast<double>(q.scale)) + q.zero_point;
+    return static_cast<std::int8_t>(std::min(127.0, std::max(-128.0, r)));
+}
 
 // Bytes the executor allocates for a graph at most: one buffer per layer output plus the
 // weights (with buffer reuse it allocates less).
@@ -10538,6 +14032,11 @@ inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size
     return allocate_block(alignment, size);
 }
 inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+
+// Element e of the fixed timing input (fill_timing_input).
+inline float timing_value(std::int64_t e) noexcept {
+    return static_cast<float>((e * 7919) % 1000) / 1000.0f - 0.5f;
+}
 inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
                                              xnn_deallocate, xnn_aligned_allocate,
                                              xnn_aligned_deallocate};
@@ -10579,7 +14078,13 @@ public:
                                     " MiB of buffers and weights, more than the limit of " +
                                     std::to_string(options.max_memory_bytes >> 20) + " MiB");
         }
-        detail::check_weights(graph, weights);
+        if (options.quantized) {
+            if (const std::optional<Error> e = validate_quantized_model(*options.quantized))
+                throw ExecutorError("quantized model: " + e->where.field + ": " + e->message);
+            detail::check_int8_params(graph, *options.quantized);
+        } else {
+            detail::check_weights(graph, weights);
+        }
         const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
@@ -10590,7 +14095,26 @@ public:
                 throw ExecutorError("XNNPACK: cannot create a pool of " +
                                     std::to_string(options.threads) + " threads");
         }
-        build(graph, weights, options.keep_intermediates);
+        if (options.quantized) {
+            build_int8(graph, weights, options.keep_intermediates, {}, options.quantized);
+            return;
+        }
+        if (!options.int8) {
+            build(graph, weights, options.keep_intermediates);
+            return;
+        }
+        // Calibrate: the fp32 executor runs the same plan, and each planned op's output range
+        // sets the scale of the int8 value it writes.
+        std::vector<std::pair<float, float>> ranges;
+        {
+            XnnOptions fp = options;
+            fp.int8 = false;
+            fp.keep_intermediates = false;
+            fp.calibration.clear();
+            XnnExecutor calibrator(graph, weights, fp);
+            ranges = calibrator.op_ranges(options.calibration);
+        }
+        build_int8(graph, weights, options.keep_intermediates, ranges);
     }
 
     XnnExecutor(const XnnExecutor&) = delete;
@@ -10599,9 +14123,9 @@ public:
     XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
     ~XnnExecutor() = default;
 
-    float* input() noexcept { return impl_->ptr.front(); }
+    float* input() noexcept { return impl_->input_ptr; }
     Shape input_shape() const noexcept { return impl_->shapes.front(); }
-    const float* output() const noexcept { return impl_->ptr.back(); }
+    const float* output() const noexcept { return impl_->output_ptr; }
     Shape output_shape() const noexcept { return impl_->shapes.back(); }
     int threads() const noexcept { return impl_->threads; }
 
@@ -10612,6 +14136,60 @@ public:
         return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
     }
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Whether the executor runs in int8 (XnnOptions::int8).
+    bool int8() const noexcept { return impl_->int8; }
+    // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
+    // kept, as layer_output); whether layer i runs in float between converts.
+    const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
+        return i < impl_->qptr.size() ? impl_->qptr[i] : nullptr;
+    }
+    XnnQuant layer_quant(std::size_t i) const { return impl_->quant.at(i); }
+    bool runs_in_float(std::size_t i) const noexcept {
+        return i < impl_->in_float.size() && impl_->in_float[i] != 0;
+    }
+    // The fp32 output range of every planned op (plan_ops order) over `inputs` (empty: the
+    // timing input), each op's output read right after it ran: the calibration of the int8 path.
+    std::vector<std::pair<float, float>> op_ranges(const std::vector<Tensor>& inputs) {
+        if (impl_->int8) throw ExecutorError("op_ranges: an fp32 executor is needed");
+        const OpPlan& plan = impl_->plan;
+        const float inf = std::numeric_limits<float>::infinity();
+        std::vector<std::pair<float, float>> r(plan.ops.size(), {inf, -inf});
+        auto one_run = [&] {
+            std::size_t s = 0;
+            for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+                while (s < impl_->steps.size() &&
+                       impl_->steps[s].plan_op == static_cast<int>(k))
+                    run_step(impl_->steps[s++]);
+                const auto v = static_cast<std::size_t>(plan.ops[k].output);
+                const float* p = impl_->ptr[v];
+                if (!p) continue;
+                const std::int64_t n = impl_->shapes[v].elements();
+                for (std::int64_t e = 0; e < n; ++e) {
+                    if (!std::isfinite(p[e]))
+                        throw ExecutorError("calibration: layer " + std::to_string(v) +
+                                            " gives a value that is not finite");
+                    r[k].first = std::min(r[k].first, p[e]);
+                    r[k].second = std::max(r[k].second, p[e]);
+                }
+            }
+        };
+        if (inputs.empty()) {
+            const std::int64_t n = input_shape().elements();
+            for (std::int64_t e = 0; e < n; ++e) input()[e] = detail::timing_value(e);
+            one_run();
+        }
+        for (const Tensor& t : inputs) {
+            if (t.shape != input_shape() ||
+                static_cast<std::int64_t>(t.data.size()) != input_shape().elements())
+                throw ExecutorError("calibration input has shape " + to_string(t.shape) +
+                                    ", the graph expects " + to_string(input_shape()));
+            std::copy(t.data.begin(), t.data.end(), input());
+            one_run();
+        }
+        for (auto& [lo, hi] : r)
+            if (lo > hi) lo = hi = 0.0f;
+        return r;
+    }
     // Bytes of activation buffers allocated (weights not included).
     std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
     // Number of XNNPACK operators (and loops) run per inference.
@@ -10652,10 +14230,11 @@ private:
     // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
     static constexpr std::size_t kBufferAlignment = 64;
     struct FreeBlock {
-        void operator()(float* p) const noexcept { std::free(p); }
+        void operator()(void* p) const noexcept { std::free(p); }
     };
     struct Step {
         int layer = 0;
+        int plan_op = -1;  // index into the plan's ops
         xnn_operator_t op = nullptr;
         std::function<void()> loop;  // when op is null
     };
@@ -10668,6 +14247,19 @@ private:
         std::vector<Shape> shapes;
         std::vector<XnnLowering> lowering;
         std::vector<Step> steps;
+        OpPlan plan;              // what was built
+        int current_op = -1;      // the planned op being built
+        float* input_ptr = nullptr;
+        const float* output_ptr = nullptr;
+        // int8 only: the int8 values (one arena, laid out as the fp32 buffers), their
+        // quantization, the float input and output, and the float buffers of layers run in float.
+        bool int8 = false;
+        std::unique_ptr<std::int8_t, FreeBlock> qarena;
+        std::unique_ptr<float, FreeBlock> float_in, float_out;
+        std::vector<std::unique_ptr<float, FreeBlock>> scratch;
+        std::vector<std::int8_t*> qptr;
+        std::vector<XnnQuant> quant;
+        std::vector<char> in_float;
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -10711,6 +14303,7 @@ private:
     void add_op(int index, xnn_operator_t op) {
         Step s;
         s.layer = index;
+        s.plan_op = impl_->current_op;
         s.op = op;
         impl_->steps.push_back(std::move(s));
     }
@@ -10816,21 +14409,37 @@ private:
         for (std::size_t j = 0; j < n; ++j)
             if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
-        for (const PlannedOp& op : plan.ops) {
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
             const auto i = static_cast<std::size_t>(op.layer);
-            const Layer& l = g.layers[i];
-            const int idx = op.layer;
-            float* out = impl_->ptr[static_cast<std::size_t>(op.output)];
-            auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(op.inputs[k])];
-            };
-            auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
-            };
-            switch (op.kind) {
-            case PlannedKind::Alias:
+            if (op.kind == PlannedKind::Alias) {
                 if (plan.buffers.value_of[i] >= 0) impl_->lowering[i] = XnnLowering::Alias;
-                break;
+                continue;
+            }
+            std::vector<const float*> in;
+            for (int v : op.inputs) in.push_back(impl_->ptr[static_cast<std::size_t>(v)]);
+            build_op_f32(g, w, op, in, impl_->ptr[static_cast<std::size_t>(op.output)]);
+        }
+        impl_->plan = plan;
+        impl_->input_ptr = impl_->ptr.front();
+        impl_->output_ptr = impl_->ptr.back();
+    }
+
+    // The XNNPACK fp32 operator(s) of one planned op (not Alias), reading `in` (parallel to
+    // op.inputs) and writing `out`.
+    void build_op_f32(const Graph& g, const Weights& w, const PlannedOp& op,
+                      const std::vector<const float*>& in, float* out) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        auto in_ptr = [&](std::size_t k) -> const float* { return in[k]; };
+        auto in_shape = [&](std::size_t k) -> const Shape& {
+            return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
+        };
+        {
+            switch (op.kind) {
+            case PlannedKind::Alias: break;
             case PlannedKind::Conv:
             case PlannedKind::DepthwiseConv:
             case PlannedKind::FullyConnected:
@@ -10923,21 +14532,38 @@ private:
         }
     }
 
-    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
-    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
-                      const float* in, float* out) {
+    // The weights of a conv2d, dwconv, fc, or standalone batchnorm (as a 1x1 depthwise
+    // convolution) in XNNPACK's layout, with an optional batchnorm folded in and hardsigmoid's
+    // affine part folded in; and the convolution's geometry.
+    struct AffineSpec {
+        std::vector<float> kernel;   // one row of per_out values per output channel
+        std::vector<double> bias;    // per output channel
+        bool has_bias = false;
+        std::size_t per_out = 0, oc = 0;
+        bool fc = false;
+        std::size_t ic = 0;          // fc: input features
+        Shape is;                    // input shape
+        std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+        std::size_t gic = 0, goc = 0;
+        std::array<int, 4> pads{0, 0, 0, 0};
+    };
+
+    static AffineSpec prepare_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a) {
         const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        AffineSpec sp;
         const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        sp.is = is;
         const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
         const Shape os = last.shape;
         const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+        sp.oc = oc;
 
         // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
-        std::vector<float> kernel;
-        std::vector<double> bias(oc, 0.0);
-        bool has_bias = false;
-        std::size_t per_out = 0;
+        std::vector<float>& kernel = sp.kernel;
+        std::vector<double>& bias = sp.bias;
+        bias.assign(oc, 0.0);
+        bool& has_bias = sp.has_bias;
+        std::size_t& per_out = sp.per_out;
         auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
             const auto& gamma = w.at(b.name + ".weight").data;
             const auto& beta = w.at(b.name + ".bias").data;
@@ -11000,51 +14626,64 @@ private:
             for (double& b : bias) b = (b + 3.0) / 6.0;
             has_bias = true;
         }
-        std::vector<float> bias_f(bias.begin(), bias.end());
-        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            sp.fc = true;
+            sp.ic = static_cast<std::size_t>(is.elements());
+            return sp;
+        }
+        if (l.op == OpKind::BatchNorm) {
+            sp.groups = static_cast<std::uint32_t>(is.c);
+            sp.gic = sp.goc = 1;
+        } else {
+            sp.kh = static_cast<std::uint32_t>(l.kernel_h);
+            sp.kw = static_cast<std::uint32_t>(l.kernel_w);
+            sp.sh = static_cast<std::uint32_t>(l.stride_h);
+            sp.sw = static_cast<std::uint32_t>(l.stride_w);
+            sp.dh = static_cast<std::uint32_t>(l.dilation_h);
+            sp.dw = static_cast<std::uint32_t>(l.dilation_w);
+            sp.pads = l.pads;
+            if (l.op == OpKind::Conv2d) {
+                sp.groups = static_cast<std::uint32_t>(l.groups);
+                sp.gic = static_cast<std::size_t>(is.c / l.groups);
+                sp.goc = static_cast<std::size_t>(l.out_channels / l.groups);
+            } else {
+                sp.groups = static_cast<std::uint32_t>(is.c);
+                sp.gic = 1;
+                sp.goc = static_cast<std::size_t>(l.multiplier);
+            }
+        }
+        for (int p : sp.pads)
+            if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+        return sp;
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const AffineSpec sp = prepare_affine(g, w, idx, bn, a);
+        std::vector<float> bias_f(sp.bias.begin(), sp.bias.end());
+        const float* bias_ptr = sp.has_bias ? bias_f.data() : nullptr;
         const auto [lo, hi] = clamp_of(a);  // the plan fuses only relu, relu6, hardsigmoid
+        const std::size_t oc = sp.oc;
 
         xnn_operator_t op = nullptr;
-        if (l.op == OpKind::FullyConnected) {
-            const auto ic = static_cast<std::size_t>(is.elements());
-            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
-                                                    0, &op),
+        if (sp.fc) {
+            const std::size_t ic = sp.ic;
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, sp.kernel.data(), bias_ptr, lo,
+                                                    hi, 0, &op),
                   l, "xnn_create_fully_connected_nc_f32");
             add_op(idx, op);
             check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
                   "xnn_setup_fully_connected_nc_f32");
         } else {
-            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-            std::size_t gic = 0, goc = 0;
-            std::array<int, 4> pads{0, 0, 0, 0};
-            if (l.op == OpKind::BatchNorm) {
-                groups = static_cast<std::uint32_t>(is.c);
-                gic = goc = 1;
-            } else {
-                kh = static_cast<std::uint32_t>(l.kernel_h);
-                kw = static_cast<std::uint32_t>(l.kernel_w);
-                sh = static_cast<std::uint32_t>(l.stride_h);
-                sw = static_cast<std::uint32_t>(l.stride_w);
-                dh = static_cast<std::uint32_t>(l.dilation_h);
-                dw = static_cast<std::uint32_t>(l.dilation_w);
-                pads = l.pads;
-                if (l.op == OpKind::Conv2d) {
-                    groups = static_cast<std::uint32_t>(l.groups);
-                    gic = static_cast<std::size_t>(is.c / l.groups);
-                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
-                } else {
-                    groups = static_cast<std::uint32_t>(is.c);
-                    gic = 1;
-                    goc = static_cast<std::size_t>(l.multiplier);
-                }
-            }
-            for (int p : pads)
-                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const Shape is = sp.is;
             check(xnn_create_convolution2d_nhwc_f32(
-                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
-                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
-                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                      static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
+                      static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
+                      sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                      static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
@@ -11054,8 +14693,8 @@ private:
         }
     }
 
-    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
-                    float* out) {
+    // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
+    static std::array<std::int64_t, 4> pool_padding(const Layer& l, const Shape& is) {
         const Shape os = l.shape;
         std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
         // A window lying entirely in the padding has no defined value in XNNPACK.
@@ -11073,12 +14712,20 @@ private:
                                 std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
                                 std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
                                 std::to_string(xw) + ", not the inferred " + to_string(os));
+        return p;
+    }
+
+    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
+                    float* out) {
+        const Shape os = l.shape;
+        const std::array<std::int64_t, 4> p = pool_padding(l, is);
         const auto C = static_cast<std::size_t>(is.c);
         if (strided_copy) {
             // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
             Step s;
             s.layer = idx;
+            s.plan_op = impl_->current_op;
             const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
             s.loop = [in, out, is, os, sh, sw, pt, pl] {
                 for (std::int64_t y = 0; y < os.h; ++y)
@@ -11117,6 +14764,490 @@ private:
                   l, "xnn_setup_average_pooling2d_nhwc_f32");
         }
     }
+
+    // ---- the int8 path ----
+
+    float* new_scratch(std::int64_t floats) {
+        const std::size_t bytes = detail::round_up(
+            static_cast<std::size_t>(floats) * sizeof(float) + XNN_EXTRA_BYTES, kBufferAlignment);
+        auto* p = static_cast<float*>(detail::allocate_block(kBufferAlignment, bytes));
+        if (!p) throw std::bad_alloc();
+        std::fill(p, p + bytes / sizeof(float), 0.0f);
+        impl_->scratch.emplace_back(p);
+        return p;
+    }
+
+    // XNNPACK refused an int8 operator's parameters (e.g. a requantization scale out of its
+    // range): the op runs in float instead. Other failures throw.
+    static bool int8_ok(xnn_status st, const Layer& l, const char* fn) {
+        if (st == xnn_status_success) return true;
+        if (st == xnn_status_invalid_parameter || st == xnn_status_unsupported_parameter ||
+            st == xnn_status_unsupported_hardware)
+            return false;
+        check(st, l, fn);
+        return false;
+    }
+
+    void drop_steps_from(std::size_t mark) {
+        while (impl_->steps.size() > mark) {
+            if (impl_->steps.back().op) xnn_delete_operator(impl_->steps.back().op);
+            impl_->steps.pop_back();
+        }
+    }
+
+    // The int8 bounds of an output clamp (relu, relu6, hardsigmoid folded) under `q`.
+    static std::pair<std::int8_t, std::int8_t> qclamp_of(Activation a, const XnnQuant& q) {
+        const auto [lo, hi] = clamp_of(a);
+        const auto [qlo, qhi] = clamp_bounds(ActivationQuant{q.scale, q.zero_point}, lo, hi);
+        return {static_cast<std::int8_t>(qlo), static_cast<std::int8_t>(qhi)};
+    }
+
+    void add_convert_f32_qs8(int idx, const Layer& l, const Shape& s, const float* in,
+                             std::int8_t* out, const XnnQuant& q) {
+        // Rows of W*C values (a per-pixel row of 3 channels would cost a call per pixel).
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_f32_qs8(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            -128, 127, 0, &xop),
+              l, "xnn_create_convert_nc_f32_qs8");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_f32_qs8(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_f32_qs8");
+    }
+
+    void add_convert_qs8_f32(int idx, const Layer& l, const Shape& s, const std::int8_t* in,
+                             float* out, const XnnQuant& q) {
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_qs8_f32(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            0, &xop),
+              l, "xnn_create_convert_nc_qs8_f32");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_qs8_f32(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_qs8_f32");
+    }
+
+    // Builds the plan in int8; `ranges` (from op_ranges) give each planned op's output range.
+    void build_int8(const Graph& g, const Weights& w, bool keep_intermediates,
+                    const std::vector<std::pair<float, float>>& ranges,
+                    const QuantizedModel* model = nullptr) {
+        const std::size_t n = g.layers.size();
+        impl_->int8 = true;
+        impl_->ptr.assign(n, nullptr);
+        impl_->qptr.assign(n, nullptr);
+        impl_->quant.assign(n, XnnQuant{});
+        impl_->in_float.assign(n, 0);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+        const OpPlan plan = plan_ops(g, !keep_intermediates, XNN_EXTRA_BYTES / sizeof(float) + 4);
+        if (!model && ranges.size() != plan.ops.size())
+            throw ExecutorError("int8: " + std::to_string(ranges.size()) +
+                                " calibrated ranges for " + std::to_string(plan.ops.size()) +
+                                " planned operators");
+        for (std::size_t j = 0; j < n; ++j)
+            if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        // The int8 buffers: the fp32 plan's buffers, one byte per element.
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t elems : plan.buffers.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(elems), kBufferAlignment);
+        }
+        auto* arena = static_cast<std::int8_t*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->qarena.reset(arena);
+        std::fill(arena, arena + total, std::int8_t{0});
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = plan.buffers.value_of[i];
+            if (v < 0) continue;
+            impl_->qptr[i] =
+                arena + offset[static_cast<std::size_t>(plan.buffers.slot_of[static_cast<std::size_t>(v)])];
+        }
+        impl_->buffer_bytes = static_cast<std::int64_t>(total);
+        impl_->input_ptr = new_scratch(g.layers.front().shape.elements());
+        float* out_f = new_scratch(g.layers.back().shape.elements());
+        impl_->output_ptr = out_f;
+
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
+            const auto i = static_cast<std::size_t>(op.layer);
+            const Layer& l = g.layers[i];
+            XnnQuant out_q;
+            if (model) {
+                // The value this op writes: its layer's own output when an activation of its own
+                // follows in place (D's conv before a float hardswish), else the fused tail's.
+                const bool then_in_place = k + 1 < plan.ops.size() && plan.ops[k + 1].in_place() &&
+                                           plan.ops[k + 1].output == op.output;
+                const std::string& name =
+                    g.layers[then_in_place ? i : static_cast<std::size_t>(op.output)].name;
+                const ActivationQuant* a = model->find_activation(name);
+                if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                out_q = XnnQuant{a->scale, a->zero_point};
+            } else {
+                out_q = quant_of_range(ranges[k].first, ranges[k].second);
+            }
+            if (op.kind == PlannedKind::Alias) {
+                if (l.op == OpKind::Input) {
+                    impl_->quant[i] = out_q;
+                    add_convert_f32_qs8(op.layer, l, l.shape, impl_->input_ptr, impl_->qptr[i], out_q);
+                } else if (plan.buffers.value_of[i] >= 0) {
+                    impl_->lowering[i] = XnnLowering::Alias;
+                    impl_->quant[i] = impl_->quant[static_cast<std::size_t>(op.inputs[0])];
+                }
+                continue;
+            }
+            const std::size_t mark = impl_->steps.size();
+            const bool listed_float =
+                model && std::find(model->float_layers.begin(), model->float_layers.end(),
+                                   l.name) != model->float_layers.end();
+            if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
+                drop_steps_from(mark);
+                // A float layer's own activation op after it stays in float with it (no
+                // rounding to int8 in between), as the integer reference computes it.
+                const PlannedOp* then = nullptr;
+                if (listed_float && k + 1 < plan.ops.size() && plan.ops[k + 1].layer == op.layer &&
+                    plan.ops[k + 1].in_place() && plan.ops[k + 1].output == op.output) {
+                    then = &plan.ops[++k];
+                    impl_->current_op = static_cast<int>(k);
+                    const std::string& name = g.layers[static_cast<std::size_t>(then->output)].name;
+                    const ActivationQuant* a = model->find_activation(name);
+                    if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                    out_q = XnnQuant{a->scale, a->zero_point};
+                }
+                build_op_in_float(g, w, op, out_q, then);
+            }
+        }
+        const std::size_t last = n - 1;
+        add_convert_qs8_f32(static_cast<int>(last), g.layers[last], g.layers[last].shape,
+                            impl_->qptr[last], out_f, impl_->quant[last]);
+        impl_->plan = plan;
+    }
+
+    // An op with no int8 kernel (or whose int8 parameters XNNPACK refused): its inputs converted
+    // to float, its fp32 operator(s), its output converted back to int8 with `out_q`.
+    void build_op_in_float(const Graph& g, const Weights& w, const PlannedOp& op,
+                           const XnnQuant& out_q, const PlannedOp* then = nullptr) {
+        const Layer& l = g.layers[static_cast<std::size_t>(op.layer)];
+        impl_->in_float[static_cast<std::size_t>(op.layer)] = 1;
+        std::vector<const float*> in;
+        std::vector<std::pair<int, float*>> converted;
+        for (int v : op.inputs) {
+            float* f = nullptr;
+            for (const auto& [id, p] : converted)
+                if (id == v) f = p;
+            if (!f) {
+                const Shape& s = g.layers[static_cast<std::size_t>(v)].shape;
+                f = new_scratch(s.elements());
+                add_convert_qs8_f32(op.layer, l, s, impl_->qptr[static_cast<std::size_t>(v)], f,
+                                    impl_->quant[static_cast<std::size_t>(v)]);
+                converted.emplace_back(v, f);
+            }
+            in.push_back(f);
+        }
+        const Shape& os = g.layers[static_cast<std::size_t>(op.output)].shape;
+        float* out = op.in_place() ? const_cast<float*>(in[0]) : new_scratch(os.elements());
+        build_op_f32(g, w, op, in, out);
+        if (then) build_op_f32(g, w, *then, {out}, out);
+        add_convert_f32_qs8(op.layer, l, os, out, impl_->qptr[static_cast<std::size_t>(op.output)],
+                            out_q);
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+    }
+
+    // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
+    // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
+    bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
+                                const XnnQuant& out_q, const QuantizedModel& model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const QuantizedWeights* qw = model.find_layer(l.name);
+        if (!qw || op.folded_bn >= 0 || l.op == OpKind::BatchNorm) return false;
+        const Activation a = op.act;
+        if (a != Activation::None && a != Activation::Relu && a != Activation::Relu6) return false;
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : l.shape.c);
+        const std::size_t per = oc ? qw->weights.size() / oc : 0;
+        if (per * oc != qw->weights.size() || qw->bias.size() != oc)
+            throw ExecutorError("XNNPACK: " + where(l) + ": quantized weights do not fit the layer");
+        std::vector<std::int8_t> kernel = qw->weights;
+        if (l.op == OpKind::Conv2d) {
+            const auto cig = static_cast<std::size_t>(is.c / l.groups);
+            const auto kh = static_cast<std::size_t>(l.kernel_h), kw = static_cast<std::size_t>(l.kernel_w);
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t ic = 0; ic < cig; ++ic)
+                    for (std::size_t y = 0; y < kh; ++y)
+                        for (std::size_t x = 0; x < kw; ++x)
+                            kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                qw->weights[((o * cig + ic) * kh + y) * kw + x];
+        }
+        std::vector<float> ks(oc);
+        for (std::size_t o = 0; o < oc; ++o) ks[o] = qw->weight_scale(o);
+        const ActivationQuant oq{out_q.scale, out_q.zero_point};
+        const auto [lo32, hi32] = clamp_bounds(oq, clamp_of(a).first, clamp_of(a).second);
+        const auto qlo = static_cast<std::int8_t>(lo32), qhi = static_cast<std::int8_t>(hi32);
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        const std::int8_t* in0 = impl_->qptr[static_cast<std::size_t>(op.inputs[0])];
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        xnn_operator_t xop = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            if (qw->weight_scales.size() != 1) return false;  // qs8 fc: one scale
+            if (!int8_ok(xnn_create_fully_connected_nc_qs8(ic, oc, ic, oc, zp(in_q), in_q.scale, ks[0],
+                                                           kernel.data(), qw->bias.data(), zp(out_q),
+                                                           out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_fully_connected_nc_qs8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_qs8");
+        } else {
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            const auto groups = static_cast<std::uint32_t>(dw ? is.c : l.groups);
+            const std::size_t gic = dw ? 1 : static_cast<std::size_t>(is.c / l.groups);
+            const std::size_t goc = dw ? static_cast<std::size_t>(l.multiplier)
+                                       : static_cast<std::size_t>(l.out_channels / l.groups);
+            for (int pad : l.pads)
+                if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
+                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
+                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_convolution2d_nhwc_qc8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in0, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_qc8");
+        }
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+        return true;
+    }
+
+    // The int8 operator(s) of one planned op; false when there is none (or XNNPACK refused the
+    // parameters), leaving steps added since to the caller to drop.
+    bool build_op_int8(const Graph& g, const Weights& w, const PlannedOp& op, const XnnQuant& out_q,
+                       const QuantizedModel* model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        const auto vin = [&](std::size_t k) { return static_cast<std::size_t>(op.inputs[k]); };
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        XnnQuant& out_quant = impl_->quant[static_cast<std::size_t>(op.output)];
+        const XnnQuant in_q = op.inputs.empty() ? XnnQuant{} : impl_->quant[vin(0)];
+        const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
+        const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        xnn_operator_t xop = nullptr;
+        switch (op.kind) {
+        case PlannedKind::Conv:
+        case PlannedKind::DepthwiseConv:
+        case PlannedKind::FullyConnected:
+        case PlannedKind::ChannelAffine: {
+            if (model) return build_affine_quantized(g, op, in_q, out_q, *model);
+            const AffineSpec sp = prepare_affine(g, w, idx, op.folded_bn, op.act);
+            const std::size_t oc = sp.oc, per = sp.per_out;
+            // Per-channel symmetric weight scales (one for fc: qs8 has no per-channel scales).
+            std::vector<float> ks(oc, 0.0f);
+            float all = 0.0f;
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    ks[o] = std::max(ks[o], std::fabs(sp.kernel[o * per + e]));
+            for (float m : ks) all = std::max(all, m);
+            if (sp.fc) std::fill(ks.begin(), ks.end(), all);
+            for (float& s : ks) {
+                s = s > 0.0f ? s / 127.0f : 1.0f;
+                // XNNPACK needs the requantization scale in_scale * s / out_scale >= 2^-32.
+                s = std::max(s, out_q.scale / in_q.scale * 1e-9f);
+            }
+            std::vector<std::int8_t> qk(sp.kernel.size());
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    qk[o * per + e] = quantize_value(sp.kernel[o * per + e], XnnQuant{ks[o], 0});
+            std::vector<std::int32_t> qb(oc, 0);
+            for (std::size_t o = 0; o < oc; ++o) {
+                const double b = std::round(sp.bias[o] / (static_cast<double>(in_q.scale) * ks[o]));
+                qb[o] = static_cast<std::int32_t>(std::min(2147483647.0, std::max(-2147483648.0, b)));
+            }
+            const auto [qlo, qhi] = qclamp_of(op.act, out_q);
+            if (sp.fc) {
+                if (!int8_ok(xnn_create_fully_connected_nc_qs8(
+                                 sp.ic, oc, sp.ic, oc, zp(in_q), in_q.scale, ks[0], qk.data(),
+                                 qb.data(), zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_fully_connected_nc_qs8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                      "xnn_setup_fully_connected_nc_qs8");
+            } else {
+                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                                 static_cast<std::uint32_t>(sp.pads[0]),
+                                 static_cast<std::uint32_t>(sp.pads[3]),
+                                 static_cast<std::uint32_t>(sp.pads[2]),
+                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
+                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
+                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
+                                 0, &xop),
+                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
+                                                       static_cast<std::size_t>(sp.is.w), in0, out,
+                                                       impl_->pool),
+                      l, "xnn_setup_convolution2d_nhwc_qc8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Add: {
+            const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+            const std::size_t k_last = op.inputs.size() - 1;
+            // A partial sum of 3+ inputs is written with the quantization covering the sum of
+            // its inputs' ranges (the calibrated range is the final, activated one).
+            auto lo_of = [](const XnnQuant& q) { return q.scale * (-128.0 - q.zero_point); };
+            auto hi_of = [](const XnnQuant& q) { return q.scale * (127.0 - q.zero_point); };
+            double sum_lo = lo_of(in_q), sum_hi = hi_of(in_q);
+            XnnQuant a_q = in_q;
+            for (std::size_t k = 1; k <= k_last; ++k) {
+                const XnnQuant b_q = impl_->quant[vin(k)];
+                sum_lo += lo_of(b_q);
+                sum_hi += hi_of(b_q);
+                const XnnQuant s_q = k == k_last ? out_q
+                                                 : quant_of_range(static_cast<float>(sum_lo),
+                                                                  static_cast<float>(sum_hi));
+                const auto [qlo, qhi] =
+                    k == k_last ? qclamp_of(op.act, out_q) : qclamp_of(Activation::None, s_q);
+                xop = nullptr;
+                if (!int8_ok(xnn_create_add_nd_qs8(zp(a_q), a_q.scale, zp(b_q), b_q.scale, zp(s_q),
+                                                   s_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_add_nd_qs8"))
+                    return false;
+                a_q = s_q;
+                add_op(idx, xop);
+                check(xnn_setup_add_nd_qs8(xop, 1, dims, 1, dims, k == 1 ? in0 : out,
+                                           impl_->qptr[vin(k)], out, impl_->pool),
+                      l, "xnn_setup_add_nd_qs8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Mul: {
+            const Shape a = is, b = g.layers[vin(1)].shape;
+            const std::size_t da[3] = {static_cast<std::size_t>(a.h), static_cast<std::size_t>(a.w),
+                                       static_cast<std::size_t>(a.c)};
+            const std::size_t db[3] = {static_cast<std::size_t>(b.h), static_cast<std::size_t>(b.w),
+                                       static_cast<std::size_t>(b.c)};
+            const XnnQuant b_q = impl_->quant[vin(1)];
+            if (!int8_ok(xnn_create_multiply_nd_qs8(zp(in_q), in_q.scale, zp(b_q), b_q.scale,
+                                                    zp(out_q), out_q.scale, -128, 127, 0, &xop),
+                         l, "xnn_create_multiply_nd_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_multiply_nd_qs8(xop, 3, da, 3, db, in0, impl_->qptr[vin(1)], out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::MaxPool: {
+            // Max commutes with the (monotonic) quantization: the output keeps the input's.
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_max_pooling2d_nhwc_s8(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                          u(l.kernel_h), u(l.kernel_w),
+                                                          u(l.stride_h), u(l.stride_w), 1, 1, C, C,
+                                                          C, -128, 127, 0, &xop),
+                         l, "xnn_create_max_pooling2d_nhwc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_max_pooling2d_nhwc_s8(xop, 1, static_cast<std::size_t>(is.h),
+                                                  static_cast<std::size_t>(is.w), in0, out,
+                                                  impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::StridedCopy: {
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            impl_->lowering[i] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            const Shape os = l.shape;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in0, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in0 + (iy * is.w + ix) * is.c, in0 + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::GlobalAvgPool: {
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_global_average_pooling_nwc_qs8(C, C, C, zp(in_q), in_q.scale,
+                                                                   zp(out_q), out_q.scale, -128,
+                                                                   127, 0, &xop),
+                         l, "xnn_create_global_average_pooling_nwc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_global_average_pooling_nwc_qs8(
+                      xop, 1, static_cast<std::size_t>(is.h * is.w), in0, out, impl_->pool),
+                  l, "xnn_setup_global_average_pooling_nwc_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Clamp: {
+            // relu / relu6 on the input's quantization (kept).
+            const auto C = static_cast<std::size_t>(is.c);
+            const auto [qlo, qhi] = qclamp_of(op.act, in_q);
+            if (!int8_ok(xnn_create_clamp_nc_s8(C, C, C, qlo, qhi, 0, &xop), l,
+                         "xnn_create_clamp_nc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_clamp_nc_s8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                        impl_->pool),
+                  l, "xnn_setup_clamp_nc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::Sigmoid: {
+            // XNNPACK's int8 sigmoid writes [0, 1) with scale 1/256, zero point -128.
+            const auto C = static_cast<std::size_t>(is.c);
+            const XnnQuant sq{1.0f / 256.0f, -128};
+            if (!int8_ok(xnn_create_sigmoid_nc_qs8(C, C, C, zp(in_q), in_q.scale, zp(sq), sq.scale,
+                                                   -128, 127, 0, &xop),
+                         l, "xnn_create_sigmoid_nc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_sigmoid_nc_qs8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                           impl_->pool),
+                  l, "xnn_setup_sigmoid_nc_qs8");
+            out_quant = sq;
+            return true;
+        }
+        case PlannedKind::Alias:
+        case PlannedKind::HardSwish:
+        case PlannedKind::HardSigmoid:
+        case PlannedKind::Concat:
+        case PlannedKind::AvgPool:
+        case PlannedKind::Softmax: return false;
+        }
+        return false;
+    }
 };
 
 // A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
@@ -11124,8 +15255,7 @@ private:
 inline void fill_timing_input(XnnExecutor& executor) {
     float* input = executor.input();
     const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i)
-        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (std::int64_t i = 0; i < n; ++i) input[i] = detail::timing_value(i);
 }
 
 }  // namespace lamda
@@ -11817,6 +15947,11 @@ inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, co
 //   lamda::JsonReader<MyError> r("tasks/x.json", "task");
 //   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
 //   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//   int threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+//
+// Numbers from the file never reach a conversion unchecked: integers are range-checked before
+// they are narrowed (detail/checked.hpp), a double becomes an integer only when it is integral
+// and exactly representable, and non-finite values are refused.
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
@@ -11930,7 +16065,9 @@ struct JsonReader {
             double d = 0;
             if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
                 fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
+            // 2^53: past it a double no longer holds every integer, and the cast below is only
+            // defined for values an int64 can hold.
+            if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
                 fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
             i = static_cast<std::int64_t>(d);
         } else {
@@ -11939,6 +16076,12 @@ struct JsonReader {
         if (i < lo || i > hi)
             fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
         return i;
+    }
+    // An int in lo..hi (the narrowing is checked, whatever lo and hi are).
+    int int_in(const element& e, const std::string& path, int lo, int hi) const {
+        const std::optional<int> v = detail::checked_int(integer(e, path, lo, hi), lo, hi);
+        if (!v) fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return *v;
     }
     std::uint64_t uinteger(const element& e, const std::string& path) const {
         if (e.is_uint64()) {
@@ -13934,6 +18077,17 @@ struct TrainProgress {
     double seconds = 0;                  // since training started
 };
 
+// Reported within an epoch, at most every TrainOptions::step_progress_seconds: a long epoch shows
+// that it is alive and how far it got.
+struct TrainStepProgress {
+    int epoch = 0;                  // 1-based: the epoch under way
+    int epochs = 0;
+    std::int64_t images = 0;        // trained on so far in this epoch
+    std::int64_t epoch_images = 0;  // in the whole epoch
+    double loss = 0;                // mean training loss so far in this epoch
+    double seconds = 0;             // since training started
+};
+
 struct TrainOptions {
     OptimizerKind optimizer = OptimizerKind::Adam;
     double lr = 3e-3;            // initial learning rate
@@ -13951,6 +18105,11 @@ struct TrainOptions {
     int threads = 1;                   // torch::set_num_threads
     bool validate_each_epoch = false;  // TrainProgress::val_accuracy after every epoch
     std::function<void(const TrainProgress&)> progress;  // called after every epoch
+    std::function<void(const TrainStepProgress&)> step_progress;  // within epochs, see below
+    double step_progress_seconds = 2;  // at most this often (0: after every step)
+    // Called before every mini-batch step: a parallel search pauses the node's trainings here
+    // while a latency is measured (search/parallel.hpp's NodeGate); it may block or throw.
+    std::function<void()> between_steps;
 
     // For the search: seconds per small candidate, enough to rank them.
     static TrainOptions proxy() {
@@ -13960,6 +18119,14 @@ struct TrainOptions {
         o.train_subset = 6000;
         o.val_subset = 3000;
         o.lr = 3e-3;
+        return o;
+    }
+    // Fine-tuning an inherited candidate (search/adapt.hpp): proxy's subset, half its steps, a
+    // lower learning rate: the weights start close to where they should end.
+    static TrainOptions finetune() {
+        TrainOptions o = proxy();
+        o.epochs = 1;
+        o.lr = 1e-3;
         return o;
     }
     // For the final model.
@@ -13984,6 +18151,7 @@ struct TrainResult {
     std::int64_t train_images = 0, val_images = 0, test_images = 0;
     Graph graph;      // the trained graph with batch norm folded (exec/fold.hpp)
     Weights weights;  // its weights: what `lamda train --out` saves
+    Weights trained;  // the same before folding: fits `graph` as given (what fine-tuning starts from)
 };
 
 namespace train_detail {
@@ -14068,8 +18236,10 @@ inline Accuracy torch_accuracy(TorchModel& model, const Dataset& d, std::size_t 
 // norm folded. Throws std::invalid_argument for bad options, DatasetError when the model does
 // not fit the data, ExecutorError when the graph cannot run, std::runtime_error when training
 // diverges.
+// `init`, when given, replaces the initial parameters (fine-tuning); it must fit `graph`.
 inline TrainResult train_model(const Graph& graph, const Dataset& train_set, const Dataset& val_set,
-                               const Dataset* test_set, const TrainOptions& options) {
+                               const Dataset* test_set, const TrainOptions& options,
+                               const Weights* init = nullptr) {
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
     train_detail::check_options(options);
@@ -14084,6 +18254,7 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
     const Dataset& train = options.train_subset ? sampled : train_set;
 
     TorchModel model(graph);
+    if (init) model.load_weights(*init);
     std::unique_ptr<torch::optim::Optimizer> optimizer;
     if (options.optimizer == OptimizerKind::Adam)
         optimizer = std::make_unique<torch::optim::Adam>(
@@ -14115,6 +18286,7 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
     TrainResult result;
     std::int64_t step = 0;
     double lr = options.lr;
+    auto last_step_report = t0;
     for (int epoch = 0; epoch < options.epochs; ++epoch) {
         model.train();
         const std::uint64_t epoch_seed = options.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1;
@@ -14126,6 +18298,7 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
             const std::size_t b = std::min(bs, n - start);
             // A batch of one breaks batch norm's batch statistics; its image is seen next epoch.
             if (b < 2) continue;
+            if (options.between_steps) options.between_steps();
             for (std::size_t k = 0; k < b; ++k) {
                 if (options.shift > 0) {
                     const auto span = static_cast<std::uint64_t>(2 * options.shift + 1);
@@ -14161,6 +18334,18 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
             loss_sum += l * static_cast<double>(b);
             seen += B;
             correct += logp.argmax(1).eq(y).sum().item<std::int64_t>();
+            if (options.step_progress &&
+                std::chrono::duration<double>(clock::now() - last_step_report).count() >= options.step_progress_seconds) {
+                last_step_report = clock::now();
+                TrainStepProgress sp;
+                sp.epoch = epoch + 1;
+                sp.epochs = options.epochs;
+                sp.images = seen;
+                sp.epoch_images = static_cast<std::int64_t>(n);
+                sp.loss = loss_sum / static_cast<double>(seen);
+                sp.seconds = std::chrono::duration<double>(last_step_report - t0).count();
+                options.step_progress(sp);
+            }
         }
         TrainProgress p;
         p.epoch = epoch + 1;
@@ -14185,7 +18370,8 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
         result.test_accuracy = test.accuracy;
         result.test_images = test.n;
     }
-    auto folded = fold_batchnorm(graph, model.export_weights());
+    result.trained = model.export_weights();
+    auto folded = fold_batchnorm(graph, result.trained);
     result.graph = std::move(folded.first);
     result.weights = std::move(folded.second);
     result.train_seconds = std::chrono::duration<double>(clock::now() - t0).count();
@@ -14235,6 +18421,45 @@ public:
         return f;
     }
 
+    void set_between_steps(std::function<void()> hook) override {
+        proxy_.between_steps = hook;
+        full_.between_steps = std::move(hook);
+    }
+
+    double weights_accuracy(const Graph& graph, const std::string& weights_path) override {
+        return evaluate(graph, weights_path, val_, proxy_.val_subset);
+    }
+    double weights_test_accuracy(const Graph& graph, const std::string& weights_path) override {
+        return evaluate(graph, weights_path, test_, 0);
+    }
+    double finetune_accuracy(const Graph& graph, const std::string& init_path) override {
+        const Weights init = read_safetensors(init_path);
+        last_ = train_model(graph, train_, val_, nullptr, finetune_options(), &init);
+        write_safetensors(init_path, last_->trained);
+        return last_->val_accuracy;
+    }
+    FinalTraining train_final_from(const Graph& graph, const std::string& init_path,
+                                   const std::string& weights_path) override {
+        const Weights init = read_safetensors(init_path);
+        last_ = train_model(graph, train_, val_, &test_, full_, &init);
+        write_safetensors(weights_path, last_->weights);
+        FinalTraining f;
+        f.val_accuracy = last_->val_accuracy;
+        f.test_accuracy = last_->test_accuracy.value_or(0.0);
+        f.train_seconds = last_->train_seconds;
+        f.epochs = last_->epochs;
+        return f;
+    }
+
+    // Fine-tuning: the proxy's options (threads, subset, seed) with TrainOptions::finetune()'s
+    // epochs and learning rate.
+    TrainOptions finetune_options() const {
+        TrainOptions o = proxy_;
+        const TrainOptions f = TrainOptions::finetune();
+        o.epochs = f.epochs;
+        o.lr = f.lr;
+        return o;
+    }
     TrainOptions& proxy_options() noexcept { return proxy_; }
     TrainOptions& full_options() noexcept { return full_; }
     const std::string& dataset_name() const noexcept { return name_; }
@@ -14246,6 +18471,14 @@ private:
     Dataset train_, val_, test_;
     TrainOptions proxy_, full_;
     std::optional<TrainResult> last_;
+
+    double evaluate(const Graph& graph, const std::string& weights_path, const Dataset& d, std::size_t limit) {
+        check_classifier(graph, d);
+        torch::set_num_threads(proxy_.threads);
+        TorchModel model(graph);
+        model.load_weights(read_safetensors(weights_path));
+        return torch_accuracy(model, d, limit).accuracy;
+    }
 };
 
 }  // namespace lamda
@@ -14267,12 +18500,16 @@ private:
 // Supported (batch 1, NCHW float32 input): Conv (groups, pads, strides, dilations; group == C
 // with one input channel per group becomes dwconv), Gemm, MatMul (+ Add of a constant bias),
 // BatchNormalization, Relu, Clip (0..6 as relu6, 0..inf as relu), HardSwish, HardSigmoid
-// (alpha 1/6, beta 1/2), Sigmoid, Add, Mul, Concat (channels), GlobalAveragePool, MaxPool,
-// AveragePool (count_include_pad=0, or no padding), Flatten, Reshape to 2-D, Softmax (channels),
-// Dropout, Identity; Constant, Shape, Gather, Unsqueeze, Concat, Cast and Squeeze of constants
-// are folded (the shape subgraphs exporters emit). Activations are fused into the conv, fc or add
-// that feeds only them. Flatten/Reshape of an HxWxC value reads C,H,W in ONNX and H,W,C in
-// lamda: the following Gemm's weight columns are permuted. Weighted layers are named after their
+// (alpha 1/6, beta 1/2), Sigmoid, Add, Mul, Concat (channels), GlobalAveragePool, ReduceMean
+// over H,W (as global average pooling), MaxPool, AveragePool (count_include_pad=0, or no
+// padding), Flatten, Reshape to 2-D (or to [N, -1, 1, 1]), Softmax (channels), Dropout, Identity,
+// Transpose to NHWC (perm 0,2,3,1) right before a Flatten/Reshape, Unsqueeze/Squeeze of H,W on
+// a 1x1 value (`fc(x)[:, :, None, None]`); Constant, Shape, Gather, Unsqueeze, Concat, Cast and
+// Squeeze of constants are folded (the shape subgraphs exporters emit). Activations are fused
+// into the conv, fc or add that feeds only them. Flatten/Reshape of an HxWxC value reads C,H,W
+// in ONNX and H,W,C in lamda: the following Gemm's weight columns are permuted (not after a
+// Transpose to NHWC, whose flattening is lamda's order already); a Flatten/Reshape of a value
+// already flat (an fc's or a flatten's) adds no layer. Weighted layers are named after their
 // weight initializer ("features.0.0.weight" -> features_0_0), others after the node.
 // Anything else throws OnnxImportError naming the node, its op type and its inputs.
 #ifndef LAMDA_DEPLOY_ONNX_IMPORT_HPP
@@ -14481,6 +18718,7 @@ private:
     std::map<std::string, int> uses_;
     std::map<std::string, std::string> value_;  // ONNX value -> lamda layer
     std::map<std::string, Shape> chw_flat_;    // lamda flatten layer -> the HxWxC it flattened
+    std::map<std::string, std::string> nhwc_;  // ONNX value of a Transpose to NHWC -> its lamda input
     std::vector<Spec> specs_;
     std::map<std::string, std::size_t> index_;
     std::set<std::string> names_;
@@ -14565,6 +18803,8 @@ private:
 
     std::string lamda_value(const std::string& v, const std::string& who) const {
         const auto it = value_.find(v);
+        if (it == value_.end() && nhwc_.count(v))
+            throw OnnxImportError(who + ": value '" + v + "' is a Transpose to NHWC, which is supported only right before a Flatten or Reshape");
         if (it == value_.end()) throw OnnxImportError(who + ": value '" + v + "' is not computed by a supported node (or is a constant where lamda needs a tensor)");
         return it->second;
     }
@@ -14701,6 +18941,9 @@ private:
         if (op == "Add" || op == "Mul" || op == "Sum") return elementwise(n);
         if (op == "Concat") return concat(n);
         if (op == "GlobalAveragePool") return simple(n, "gap");
+        if (op == "ReduceMean") return reduce_mean(n);
+        if (op == "Transpose") return transpose(n);
+        if (op == "Unsqueeze" || op == "Squeeze") return unsqueeze(n);
         if (op == "MaxPool" || op == "AveragePool") return pool(n);
         if (op == "Flatten" || op == "Reshape") return flatten(n);
         if (op == "Softmax") return softmax(n);
@@ -14908,19 +19151,78 @@ private:
         add(std::move(s));
     }
 
+    // Axes of a node (an `axes` attribute, or from opset 13/18 on a constant second input).
+    std::vector<std::int64_t> axes_of(const onnx::NodeProto& n) const {
+        if (attr(n, "axes")) return ints(n, "axes", {});
+        if (n.input_size() < 2 || n.input(1).empty()) return {};
+        const Const& c = need_const(n, 1);
+        if (c.v.size() > 8) fail(n, "more than 8 axes");
+        std::vector<std::int64_t> a;
+        for (double v : c.v) a.push_back(static_cast<std::int64_t>(v));
+        return a;
+    }
+
+    // ReduceMean over H and W of an NCHW value: global average pooling (keepdims or not: lamda's
+    // 1x1xC is both [N, C, 1, 1] and [N, C]).
+    void reduce_mean(const onnx::NodeProto& n) {
+        std::vector<std::int64_t> axes = axes_of(n);
+        for (auto& a : axes)
+            if (a < 0) a += 4;
+        std::sort(axes.begin(), axes.end());
+        if (axes != std::vector<std::int64_t>{2, 3})
+            fail(n, "only ReduceMean over H and W (axes 2, 3: global average pooling) is supported");
+        simple(n, "gap");
+    }
+
+    // Transpose NCHW -> NHWC, supported right before a Flatten/Reshape (lenet-style exports:
+    // x.permute(0, 2, 3, 1).reshape(N, -1)): it only marks the value; the flatten that follows
+    // reads lamda's H,W,C order, so the next Gemm's columns are not permuted.
+    void transpose(const onnx::NodeProto& n) {
+        const std::string x = in0(n);
+        if (ints(n, "perm", {}) != std::vector<std::int64_t>{0, 2, 3, 1})
+            fail(n, "only Transpose to NHWC (perm 0, 2, 3, 1) before a Flatten or Reshape is supported");
+        nhwc_[n.output(0)] = x;
+    }
+
+    // Unsqueeze/Squeeze of H, W on a value lamda holds as 1x1xC (an fc's output as [N, K] or
+    // [N, K, 1, 1]): nothing to do.
+    void unsqueeze(const onnx::NodeProto& n) {
+        const std::string x = in0(n);
+        const Shape s = shape_of(x);
+        std::vector<std::int64_t> axes = axes_of(n);
+        bool ok = s.h == 1 && s.w == 1 && !axes.empty() && axes.size() <= 2;
+        for (std::int64_t a : axes) ok = ok && (a == 2 || a == 3 || a == -1 || a == -2);
+        if (!ok) fail(n, "only " + n.op_type() + " of axes 2, 3 on a 1x1 value is supported");
+        value_[n.output(0)] = x;
+    }
+
     void flatten(const onnx::NodeProto& n) {
         const std::string& op = n.op_type();
-        const std::string x = in0(n);
+        const auto transposed = nhwc_.find(n.input(0));
+        const bool nhwc = transposed != nhwc_.end();
+        const std::string x = nhwc ? transposed->second : in0(n);
         if (op == "Flatten" && int_attr(n, "axis", 1) != 1) fail(n, "only Flatten with axis=1 is supported");
         const Shape s = shape_of(x);
+        const bool flat = s.h == 1 && s.w == 1;
         if (op == "Reshape") {
             const Const& shape = need_const(n, 1);
-            const bool two_d = shape.v.size() == 2 && (shape.v[0] == 1 || shape.v[0] == 0 || shape.v[0] == -1) &&
-                               (shape.v[1] == -1 || shape.v[1] == static_cast<double>(s.elements()));
-            if (!two_d) fail(n, "only Reshape to 2-D [N, H*W*C] is supported");
+            const auto& v = shape.v;
+            const double all = static_cast<double>(s.elements());
+            const bool batch = !v.empty() && (v[0] == 1 || v[0] == 0 || v[0] == -1);
+            const bool two_d = v.size() == 2 && batch && (v[1] == -1 || v[1] == all);
+            // [N, -1, 1, 1]: flat in the channels, as lamda's flatten; from C,H,W order only when H = W = 1.
+            const bool four_d = v.size() == 4 && batch && (v[1] == -1 || v[1] == all) && v[2] == 1 && v[3] == 1 &&
+                                (nhwc || flat);
+            if (!two_d && !four_d) fail(n, "only Reshape to 2-D [N, H*W*C] (or [N, H*W*C, 1, 1]) is supported");
+        }
+        // Already flat (an fc's or a flatten's output): the same values in the same order.
+        const std::string producer = specs_[index_.at(x)].op;
+        if (flat && (producer == "fc" || producer == "flatten")) {
+            value_[n.output(0)] = x;
+            return;
         }
         Spec sp{layer_name(n, ""), "flatten", {x}, {}, "", false};
-        if (s.h != 1 || s.w != 1) chw_flat_[sp.name] = s;
+        if (!nhwc && !flat) chw_flat_[sp.name] = s;
         value_[n.output(0)] = sp.name;
         add(std::move(sp));
     }
@@ -15041,7 +19343,9 @@ inline void write_task_json(JsonWriter& j, const Task& t) {
     j.field("threads", c.threads);
     if (c.max_params > 0) j.field("max_params", c.max_params);
     if (c.max_activation_bytes > 0) j.field("max_activation_bytes", c.max_activation_bytes);
+    if (c.max_weight_bytes > 0) j.field("max_weight_bytes", c.max_weight_bytes);
     if (c.min_accuracy) j.field("min_accuracy", *c.min_accuracy);
+    if (c.min_accuracy_drop) j.field("min_accuracy_drop", *c.min_accuracy_drop);
     j.end_object();
     if (!t.profile.empty()) j.field("profile", std::string_view(valid_utf8(t.profile)));
     j.key("budget").begin_object();
@@ -15049,6 +19353,7 @@ inline void write_task_json(JsonWriter& j, const Task& t) {
     j.field("max_seconds", t.budget.max_seconds);
     j.end_object();
     if (t.objective_given) j.field("objective", objective_name(t.objective));
+    if (t.measure_one_device) j.field("measure_on", std::string_view("one_device"));
     j.end_object();
 }
 
@@ -15081,6 +19386,11 @@ inline std::string task_json(const Task& t) {
 //   lamda::JsonReader<MyError> r("tasks/x.json", "task");
 //   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
 //   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//   int threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+//
+// Numbers from the file never reach a conversion unchecked: integers are range-checked before
+// they are narrowed (detail/checked.hpp), a double becomes an integer only when it is integral
+// and exactly representable, and non-finite values are refused.
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
@@ -15194,7 +19504,9 @@ struct JsonReader {
             double d = 0;
             if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
                 fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
+            // 2^53: past it a double no longer holds every integer, and the cast below is only
+            // defined for values an int64 can hold.
+            if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
                 fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
             i = static_cast<std::int64_t>(d);
         } else {
@@ -15203,6 +19515,12 @@ struct JsonReader {
         if (i < lo || i > hi)
             fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
         return i;
+    }
+    // An int in lo..hi (the narrowing is checked, whatever lo and hi are).
+    int int_in(const element& e, const std::string& path, int lo, int hi) const {
+        const std::optional<int> v = detail::checked_int(integer(e, path, lo, hi), lo, hi);
+        if (!v) fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return *v;
     }
     std::uint64_t uinteger(const element& e, const std::string& path) const {
         if (e.is_uint64()) {
@@ -15378,7 +19696,8 @@ inline std::string nonempty_string(const Reader& r, const element& e, const std:
 inline Task parse_task_element(const Reader& r, const element& doc, const std::string& base) {
     const auto path = [&base](std::string_view key) { return Reader::join(base, key); };
     if (!doc.is_object()) r.fail(base, "expected an object (a task file is {\"name\": ..., \"input\": [H, W, C], ...})");
-    r.only_keys(doc, base, {"name", "input", "classes", "dataset", "constraints", "profile", "budget", "objective"});
+    r.only_keys(doc, base, {"name", "input", "classes", "dataset", "constraints", "profile", "budget", "objective",
+                            "measure_on"});
     const Limits limits;
     Task t;
     t.name = nonempty_string(r, r.at(doc, "name", base), path("name"), 128);
@@ -15402,7 +19721,8 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
     {
         const std::string p = path("constraints");
         const element c = r.at(doc, "constraints", base);
-        r.only_keys(c, p, {"latency_ms", "threads", "max_params", "max_activation_bytes", "min_accuracy"});
+        r.only_keys(c, p, {"latency_ms", "threads", "max_params", "max_activation_bytes", "max_weight_bytes", "min_accuracy",
+                           "min_accuracy_drop"});
         Constraints& k = t.constraints;
         if (auto e = r.maybe(c, "latency_ms", p)) k.latency_ms = positive(r, *e, Reader::join(p, "latency_ms"), 3.6e6);
         if (auto e = r.maybe(c, "threads", p)) k.threads = static_cast<int>(r.integer(*e, Reader::join(p, "threads"), 1, 1024));
@@ -15410,6 +19730,8 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
             k.max_params = r.integer(*e, Reader::join(p, "max_params"), 1, limits.max_params);
         if (auto e = r.maybe(c, "max_activation_bytes", p))
             k.max_activation_bytes = r.integer(*e, Reader::join(p, "max_activation_bytes"), 1, limits.max_activation_bytes);
+        if (auto e = r.maybe(c, "max_weight_bytes", p))
+            k.max_weight_bytes = r.integer(*e, Reader::join(p, "max_weight_bytes"), 1, limits.max_params * 4);
         if (auto e = r.maybe(c, "min_accuracy", p)) {
             const std::string q = Reader::join(p, "min_accuracy");
             const double v = r.num(*e, q);
@@ -15418,6 +19740,15 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
                               number_text(v / 100) + " (" + number_text(v) + "%)?");
             if (!(v > 0 && v <= 1)) r.fail(q, "must be a fraction in (0, 1], got " + number_text(v));
             k.min_accuracy = v;
+        }
+        if (auto e = r.maybe(c, "min_accuracy_drop", p)) {  // points against a start model (search/adapt.hpp)
+            const std::string q = Reader::join(p, "min_accuracy_drop");
+            const double v = r.num(*e, q);
+            if (!(v >= 0 && v < 100))
+                r.fail(q, "must be accuracy points in [0, 100) (1.0: the adapted model may lose one point), got " +
+                              number_text(v));
+            if (k.min_accuracy) r.fail(q, "give min_accuracy or min_accuracy_drop, not both");
+            k.min_accuracy_drop = v;
         }
     }
     if (auto e = r.maybe(doc, "profile", base)) t.profile = nonempty_string(r, *e, path("profile"), 4096);
@@ -15443,10 +19774,20 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
         }
         t.objective_given = true;
     }
+    if (auto e = r.maybe(doc, "measure_on", base)) {  // search/parallel.hpp
+        const std::string p = path("measure_on");
+        const std::string v = r.str(*e, p);
+        if (v == "one_device") t.measure_one_device = true;
+        else if (v != "any")
+            r.fail(p, "'" + v + "' is not 'any' (each worker measures) or 'one_device' (the search's own process "
+                                "measures every candidate: rank 0 under MPI)");
+    }
     if (t.objective_given && t.objective == Objective::Accuracy && t.dataset.empty())
         r.fail(path("objective"), "'accuracy' needs a dataset to train on (set \"dataset\", or use 'capacity')");
     if (t.constraints.min_accuracy && t.dataset.empty())
         r.fail(path("constraints.min_accuracy"), "needs a dataset to measure accuracy on (set \"dataset\")");
+    if (t.constraints.min_accuracy_drop && t.dataset.empty())
+        r.fail(path("constraints.min_accuracy_drop"), "needs a dataset to measure accuracy on (set \"dataset\")");
     return t;
 }
 
@@ -15518,6 +19859,79 @@ inline Task read_task(const std::string& path) {
 #include <string_view>
 #include <vector>
 
+// ---- begin include/lamda/search/memory.hpp ----
+// lamda/search/memory.hpp: a candidate's memory on a microcontroller, counted as the firmware
+// export allocates it (deploy/firmware.hpp, docs/firmware.md), for the task constraints
+// max_activation_bytes (RAM) and max_weight_bytes (weights in flash).
+//
+//   lamda::FirmwareMemory m = lamda::firmware_memory(graph);   // shapes inferred
+//   std::string why = lamda::over_memory(task.constraints, m);  // "" when it fits
+//
+// Contract: firmware_memory plans the graph as the export does: batch norm folded into its producer
+// where exec/fold.hpp folds it, then core/arena_plan.hpp's liveness plan (float32). ram_bytes is what
+// `lamda export --firmware` checks against --max-ram: the arena (the input inside) plus the caller's
+// output buffer; so a candidate the search says fits max_activation_bytes exports under
+// --max-ram max_activation_bytes. weight_bytes is the export's weight_bytes (4 bytes a parameter,
+// and a batch norm that does not fold keeps its running mean too; --max-flash adds a code estimate). A graph that cannot be planned gives ok == false and the plan's
+// error. Never throws but bad_alloc.
+#ifndef LAMDA_SEARCH_MEMORY_HPP
+#define LAMDA_SEARCH_MEMORY_HPP
+
+#include <cstdint>
+#include <string>
+
+
+namespace lamda {
+
+struct FirmwareMemory {
+    bool ok = false;
+    std::string error;              // when !ok
+    std::int64_t arena_bytes = -1;  // the static arena, the input inside
+    std::int64_t output_bytes = -1; // the caller's output buffer
+    std::int64_t ram_bytes = -1;    // arena_bytes + output_bytes
+    std::int64_t weight_bytes = -1; // float32 weights after folding
+};
+
+inline FirmwareMemory firmware_memory(const Graph& graph) {
+    FirmwareMemory m;
+    const Graph folded = fold_batchnorm_graph(graph);
+    const ArenaPlan plan = arena_plan(folded);
+    if (!plan.ok) {
+        m.error = plan.error;
+        return m;
+    }
+    m.ok = true;
+    m.arena_bytes = plan.arena_bytes;
+    m.output_bytes = plan.output_bytes;
+    m.ram_bytes = plan.arena_bytes + plan.output_bytes;
+    // The export's weight bytes: the float parameters, plus the running mean of each batch norm
+    // that did not fold (it runs as (x - mean) * scale + shift: three arrays for two parameters).
+    m.weight_bytes = analyze(folded).weight_bytes;
+    for (const Layer& l : folded.layers)
+        if (l.op == OpKind::BatchNorm) m.weight_bytes += l.shape.c * 4;
+    return m;
+}
+
+// Why `m` is over the constraints' max_activation_bytes or max_weight_bytes (numbers included), or
+// "" when it fits (or neither is set).
+inline std::string over_memory(const Constraints& c, const FirmwareMemory& m) {
+    if (c.max_activation_bytes <= 0 && c.max_weight_bytes <= 0) return "";
+    if (!m.ok) return "the firmware memory plan failed: " + m.error;
+    if (c.max_activation_bytes > 0 && m.ram_bytes > c.max_activation_bytes)
+        return "needs " + std::to_string(m.ram_bytes) + " bytes of RAM (firmware arena " +
+               std::to_string(m.arena_bytes) + ", the input inside, + output " +
+               std::to_string(m.output_bytes) + "), over max_activation_bytes " +
+               std::to_string(c.max_activation_bytes);
+    if (c.max_weight_bytes > 0 && m.weight_bytes > c.max_weight_bytes)
+        return "needs " + std::to_string(m.weight_bytes) + " bytes of weights in flash (float32, batch norm folded), over max_weight_bytes " +
+               std::to_string(c.max_weight_bytes);
+    return "";
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_SEARCH_MEMORY_HPP
+// ---- end include/lamda/search/memory.hpp ----
 
 namespace lamda {
 
@@ -15588,6 +20002,9 @@ inline void write_candidate_json(JsonWriter& j, const CandidateRecord& r, bool t
     j.field("seconds", r.seconds);
     j.field("elapsed_s", r.elapsed_s);
     if (!r.evaluated_by.empty()) j.field("evaluated_by", std::string_view(valid_utf8(r.evaluated_by)));
+    if (r.parent >= 0) j.field("parent", r.parent);
+    if (!r.inherited.empty()) j.field("inherited", std::string_view(valid_utf8(r.inherited)));
+    if (!r.weights.empty()) j.field("weights", std::string_view(valid_utf8(r.weights)));
     j.end_object();
 }
 
@@ -15625,7 +20042,9 @@ inline std::string journal_mismatch(const JournalHeader& journal, const Task& ta
             j.field("threads", c.threads);
             if (c.max_params > 0) j.field("max_params", c.max_params);
             if (c.max_activation_bytes > 0) j.field("max_activation_bytes", c.max_activation_bytes);
+            if (c.max_weight_bytes > 0) j.field("max_weight_bytes", c.max_weight_bytes);
             if (c.min_accuracy) j.field("min_accuracy", *c.min_accuracy);
+            if (c.min_accuracy_drop) j.field("min_accuracy_drop", *c.min_accuracy_drop);
             j.end_object();
             return j.str();
         };
@@ -15677,6 +20096,15 @@ inline void validate_resumed_record(const CandidateRecord& r, const Task& task, 
     finite(r.predicted_ms, "predicted_ms", 1e12);
     finite(r.measured_ms, "measured_ms", 1e12);
     finite(r.accuracy, "accuracy", 1.0);
+    if (r.parent >= r.index) bad("its parent #" + std::to_string(r.parent) + " is not an earlier candidate");
+    if (!r.weights.empty()) {
+        // A file name in DIR/weights/ that lamda wrote: nothing that leads elsewhere.
+        const std::string_view w = r.weights;
+        const bool ok = w.rfind("weights/", 0) == 0 && w.size() > 8 && w.size() < 200 &&
+                        w.find("..") == std::string_view::npos && w.find('/', 8) == std::string_view::npos &&
+                        w.find('\\') == std::string_view::npos;
+        if (!ok) bad("weights '" + r.weights + "' is not a file in the search's weights/ directory");
+    }
     const std::string raw_hash = journal_detail::hash16(r.dsl);
     // Text a proposer sent that was not UTF-8 was hashed as sent but journalled with U+FFFD in
     // place of its stray bytes: the hash of such an invalid or failed record cannot be checked.
@@ -15730,12 +20158,12 @@ inline void validate_resumed_record(const CandidateRecord& r, const Task& task, 
     if (over_params)
         bad(verdict + ", but its " + std::to_string(stats.params) + " parameters are over max_params " +
             std::to_string(c.max_params));
-    const bool over_memory = c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes;
+    const std::string over = over_memory(c, firmware_memory(parsed.graph));  // as the loop decides
     if (r.verdict == Verdict::OverMemory) {
-        if (!over_memory) bad(verdict + ", but its peak activations are within the limit");
+        if (over.empty()) bad(verdict + ", but its firmware RAM and weights are within the limits");
         return;
     }
-    if (over_memory) bad(verdict + ", but its peak activations are over max_activation_bytes");
+    if (!over.empty()) bad(verdict + ", but it " + over);
     if (r.verdict == Verdict::Feasible && c.latency_ms > 0 && r.measured_ms && *r.measured_ms > c.latency_ms)
         bad(verdict + ", but its measured latency is over the limit");
     if (r.verdict == Verdict::OverMeasured && !r.measured_ms) bad(verdict + ", but it has no measured latency");
@@ -15772,6 +20200,11 @@ inline void validate_resumed_record(const CandidateRecord& r, const Task& task, 
 //   lamda::JsonReader<MyError> r("tasks/x.json", "task");
 //   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
 //   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//   int threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+//
+// Numbers from the file never reach a conversion unchecked: integers are range-checked before
+// they are narrowed (detail/checked.hpp), a double becomes an integer only when it is integral
+// and exactly representable, and non-finite values are refused.
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
@@ -15885,7 +20318,9 @@ struct JsonReader {
             double d = 0;
             if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
                 fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
+            // 2^53: past it a double no longer holds every integer, and the cast below is only
+            // defined for values an int64 can hold.
+            if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
                 fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
             i = static_cast<std::int64_t>(d);
         } else {
@@ -15894,6 +20329,12 @@ struct JsonReader {
         if (i < lo || i > hi)
             fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
         return i;
+    }
+    // An int in lo..hi (the narrowing is checked, whatever lo and hi are).
+    int int_in(const element& e, const std::string& path, int lo, int hi) const {
+        const std::optional<int> v = detail::checked_int(integer(e, path, lo, hi), lo, hi);
+        if (!v) fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return *v;
     }
     std::uint64_t uinteger(const element& e, const std::string& path) const {
         if (e.is_uint64()) {
@@ -16123,6 +20564,9 @@ inline CandidateRecord parse_candidate(const Reader& r, const element& doc) {
     if (r.has(doc, "seconds")) c.seconds = num_or_nan(r, doc, "seconds", "");
     if (r.has(doc, "elapsed_s")) c.elapsed_s = num_or_nan(r, doc, "elapsed_s", "");
     c.evaluated_by = opt_str(r, doc, "evaluated_by");
+    if (auto e = r.maybe(doc, "parent", "")) c.parent = static_cast<int>(r.integer(*e, "parent", -1, std::numeric_limits<int>::max()));
+    c.inherited = opt_str(r, doc, "inherited");
+    c.weights = opt_str(r, doc, "weights");
     return c;
 }
 
@@ -16335,7 +20779,11 @@ private:
 // The scatter (`<svg id="scatter">`) has one `<circle class="candidate ...">` per plotted candidate
 // (classes feasible|infeasible, measured|predicted, on-front), the Pareto front as
 // `<polyline id="pareto" class="pareto">`, the latency limit as `<line id="constraint">`, the best
-// candidate ringed by `<circle id="best-ring">`, and a legend `<g id="legend">`.
+// candidate ringed by `<circle id="best-ring">`, and a legend `<g id="legend">`. Candidates with a
+// latency but no accuracy (over a budget, so never trained) are `<path class="untrained ...">`
+// crosses in a strip along the bottom of the accuracy plot. The best model's section names it
+// (`id="best-name"`, the name best.lamda gets: best_model_name) and draws its costliest layers as
+// bars (`<svg id="layer-chart">`, one `<rect class="layer-bar">` per layer).
 #ifndef LAMDA_SEARCH_REPORT_HPP
 #define LAMDA_SEARCH_REPORT_HPP
 
@@ -16392,6 +20840,52 @@ inline bool on_latency_plane(const CandidateRecord& r, Objective objective) noex
     if (!ms || !std::isfinite(*ms) || *ms < 0) return false;
     if (objective == Objective::Accuracy) return r.accuracy && std::isfinite(*r.accuracy);
     return r.macs >= 0;
+}
+
+// Candidates the accuracy plot has a latency for but no accuracy: rejected on a budget before
+// training (over the latency, parameter or memory limit). They are drawn as crosses at the bottom.
+inline bool untrained_on_plane(const CandidateRecord& r, Objective objective) noexcept {
+    if (objective != Objective::Accuracy || r.verdict == Verdict::Invalid || r.verdict == Verdict::WrongTask) return false;
+    const std::optional<double> ms = judged_latency_ms(r);
+    return ms && std::isfinite(*ms) && *ms >= 0 && !(r.accuracy && std::isfinite(*r.accuracy));
+}
+
+// The name the model handed over gets (`model NAME` in best.lamda, the report's heading): the
+// task's name as an identifier ("fmnist fast" -> "fmnist_fast"), "best" without one.
+inline std::string best_model_name(const Task& task) {
+    std::string name;
+    for (char c : task.name) {
+        const bool word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+        if (word) name += c;
+        else if (!name.empty() && name.back() != '_') name += '_';
+        if (name.size() >= 64) break;
+    }
+    while (!name.empty() && name.back() == '_') name.pop_back();
+    if (name.empty() || (name[0] >= '0' && name[0] <= '9')) name = "best" + (name.empty() ? std::string() : "_" + name);
+    return name;
+}
+
+// `dsl` with its `model NAME` line (the first non-comment, non-blank line, when it is one)
+// naming `name`; a line is added before the first layer when there is none.
+inline std::string with_model_name(const std::string& dsl, const std::string& name) {
+    std::size_t at = 0;
+    while (at < dsl.size()) {
+        std::size_t end = dsl.find('\n', at);
+        if (end == std::string::npos) end = dsl.size();
+        std::string_view line(dsl.data() + at, end - at);
+        const std::size_t first = line.find_first_not_of(" \t\r");
+        if (first == std::string_view::npos || line[first] == '#') {
+            at = end + 1;
+            continue;
+        }
+        if (line.substr(first, 6) == "model " || line.substr(first, 6) == "model\t") {
+            const std::size_t comment = line.find('#');
+            const std::string tail = comment == std::string_view::npos ? std::string() : "  " + std::string(line.substr(comment));
+            return dsl.substr(0, at) + "model " + name + tail + dsl.substr(end);
+        }
+        return dsl.substr(0, at) + "model " + name + "\n" + dsl.substr(at);
+    }
+    return dsl;
 }
 
 // The Pareto front: candidates (positions in `records`) no other candidate beats on both judged
@@ -16810,6 +21304,7 @@ struct HtmlReport {
     const std::vector<std::size_t> front;      // the Pareto front, by latency
     std::vector<bool> is_front;
     std::vector<std::size_t> plotted;          // candidates on the latency plane
+    std::vector<std::size_t> untrained;        // with a latency, no accuracy: crosses at the bottom
     const std::vector<std::size_t> ranked;     // feasible, best first
     // The scatter's geometry; the legend sits on the right.
     static constexpr double width = 960, height = 480, left = 84, right = 200, top = 20, bottom = 58;
@@ -16824,9 +21319,13 @@ struct HtmlReport {
         for (std::size_t p : front) is_front[p] = true;
         for (std::size_t k = 0; k < records.size(); ++k)
             if (on_latency_plane(records[k], objective)) plotted.push_back(k);
+            else if (untrained_on_plane(records[k], objective)) untrained.push_back(k);
         fit_axes();
         h.reserve(16384 + records.size() * 600);
     }
+
+    // The strip along the bottom that holds the untrained crosses (none: 0 px).
+    double strip() const { return untrained.empty() ? 0.0 : 22.0; }
 
     double y_value(const CandidateRecord& r) const {
         return by_accuracy ? *r.accuracy : std::max(1.0, static_cast<double>(r.macs));
@@ -16840,11 +21339,12 @@ struct HtmlReport {
             xs.push_back(*judged_latency_ms(records[p]));
             ys.push_back(y_value(records[p]));
         }
+        for (std::size_t p : untrained) xs.push_back(*judged_latency_ms(records[p]));
         if (limit > 0) xs.push_back(limit);
         bool x_positive = true;
         for (double x : xs) x_positive = x_positive && x > 0;
         ax = fit_axis(xs, x_positive, false, left, width - right);
-        ay = fit_axis(ys, false, !by_accuracy, height - bottom, top);
+        ay = fit_axis(ys, false, !by_accuracy, height - bottom - strip(), top);
         if (by_accuracy) {
             ay.lo = std::max(0.0, ay.lo);
             ay.hi = std::min(1.0, ay.hi);
@@ -16875,6 +21375,8 @@ svg .candidate.predicted { fill: #fff; } svg .candidate.on-front { stroke: #111;
 svg .pareto { fill: none; stroke: #3b3bb3; stroke-width: 2; stroke-dasharray: 6 3; }
 svg .constraint { stroke: #c0182b; stroke-width: 1.5; stroke-dasharray: 4 4; }
 svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
+svg .untrained { fill: none; stroke: #d95f02; stroke-width: 1.8; }
+svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb0; } svg .layer-bar.other { fill: #bbb; }
 </style>
 </head>
 <body>
@@ -16937,8 +21439,12 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
         const Constraints& c = task.constraints;
     const std::string y_label = by_accuracy ? "validation accuracy" : "MACs (log scale)";
     h += "<h2>Candidates</h2>\n";
-    h += "<p class=\"muted\">" + std::to_string(plotted.size()) + " of " + std::to_string(records.size()) +
-         " candidates plotted (the others have no latency or no " + (by_accuracy ? "accuracy" : "analysis") +
+    h += "<p class=\"muted\">" + std::to_string(plotted.size() + untrained.size()) + " of " +
+         std::to_string(records.size()) + " candidates plotted" +
+         (untrained.empty() ? std::string()
+                            : ", " + std::to_string(untrained.size()) +
+                                  " of them over a budget and never trained: crosses along the bottom") +
+         " (the others have no latency or no " + (by_accuracy ? "accuracy" : "analysis") +
          "). Filled: measured latency; hollow: predicted only. Pareto front: lower latency and higher " +
          (by_accuracy ? "accuracy" : "capacity") + " than any other.</p>\n";
     h += "<svg id=\"scatter\" class=\"scatter\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fixed(width, 0) +
@@ -16993,8 +21499,14 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
             h += "<line id=\"constraint\" class=\"constraint\" x1=\"" + X(limit) + "\" x2=\"" + X(limit) + "\" y1=\"" +
                  fixed(top, 0) + "\" y2=\"" + fixed(height - bottom, 0) + "\"><title>latency limit " + general(limit, 6) +
                  " ms</title></line>\n";
-            h += "<text class=\"constraint-label\" x=\"" + fixed(ax.px(limit) + 4, 2) + "\" y=\"" + fixed(top + 12, 0) +
-                 "\" fill=\"#c0182b\">limit " + general(limit, 4) + " ms</text>\n";
+            // Right of the line, or left of it where it would run past the plot into the legend.
+            const std::string label = "limit " + general(limit, 4) + " ms";
+            const double label_width = 7.0 * static_cast<double>(label.size());  // 12px font: < 7px a glyph
+            const bool left_of_line = ax.px(limit) + 4 + label_width > width - right;
+            h += "<text id=\"constraint-label\" class=\"constraint-label\" x=\"" +
+                 fixed(ax.px(limit) + (left_of_line ? -4 : 4), 2) + "\" y=\"" + fixed(top + 12, 0) + "\" text-anchor=\"" +
+                 (left_of_line ? "end" : "start") + "\" data-width=\"" + fixed(label_width, 0) + "\" fill=\"#c0182b\">" +
+                 label + "</text>\n";
         }
         // The Pareto front.
         if (!front.empty()) {
@@ -17021,6 +21533,26 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
                  (r.note.empty() ? std::string() : "\n" + html_escape(r.note)) + "</title></circle>\n";
         }
         h += "</g>\n";
+        // Over a budget, never trained: a cross each, along the bottom of the plot.
+        if (!untrained.empty()) {
+            const double y = height - bottom - strip() / 2;
+            h += "<g id=\"untrained\">\n<line class=\"grid\" x1=\"" + fixed(left, 0) + "\" x2=\"" + fixed(width - right, 0) +
+                 "\" y1=\"" + fixed(height - bottom - strip(), 0) + "\" y2=\"" + fixed(height - bottom - strip(), 0) +
+                 "\" stroke=\"#bbb\" stroke-dasharray=\"2 3\"/>\n<text class=\"untrained-label\" x=\"" + fixed(left - 8, 0) +
+                 "\" y=\"" + fixed(y + 4, 0) + "\" text-anchor=\"end\" fill=\"#b5480b\">not trained</text>\n";
+            for (std::size_t p : untrained) {
+                const CandidateRecord& r = records[p];
+                const double x = ax.px(*judged_latency_ms(r));
+                h += "<path class=\"untrained infeasible\" data-index=\"" + std::to_string(r.index) + "\" d=\"M" +
+                     fixed(x - 4, 2) + " " + fixed(y - 4, 2) + "L" + fixed(x + 4, 2) + " " + fixed(y + 4, 2) + "M" +
+                     fixed(x - 4, 2) + " " + fixed(y + 4, 2) + "L" + fixed(x + 4, 2) + " " + fixed(y - 4, 2) +
+                     "\"><title>#" + std::to_string(r.index) + " " + std::string(verdict_name(r.verdict)) + ": " +
+                     general(*judged_latency_ms(r), 4) + " ms " + (r.measured_ms ? "measured" : "predicted") + ", " +
+                     grouped(r.params) + " params, " + grouped(r.macs) + " MACs, not trained" +
+                     (r.reason.empty() ? std::string() : " (" + html_escape(r.reason) + ")") + "</title></path>\n";
+            }
+            h += "</g>\n";
+        }
         if (best && on_latency_plane(records[*best], objective)) {
             const CandidateRecord& r = records[*best];
             h += "<circle id=\"best-ring\" class=\"best-ring\" cx=\"" + X(*judged_latency_ms(r)) + "\" cy=\"" +
@@ -17034,7 +21566,8 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
             const double lx = width - right + 26, ly = top + 10;
             h += "<g id=\"legend\" class=\"legend\">\n";
             h += "<rect x=\"" + fixed(lx - 8, 0) + "\" y=\"" + fixed(ly - 8, 0) +
-                 "\" width=\"170\" height=\"122\" fill=\"#fff\" fill-opacity=\"0.88\" stroke=\"#ccc\"/>\n";
+                 "\" width=\"170\" height=\"" + std::string(untrained.empty() ? "122" : "138") +
+                 "\" fill=\"#fff\" fill-opacity=\"0.88\" stroke=\"#ccc\"/>\n";
             const auto item = [&](int k, const std::string& marker, const std::string& label) {
                 const double y = ly + 6 + k * 16;
                 std::string m = marker;
@@ -17055,6 +21588,10 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
                  "latency limit");
             item(6, "<circle class=\"legend-marker\" cx=\"@X\" cy=\"@Y\" r=\"7\" fill=\"none\" stroke=\"#111\" stroke-width=\"2\"/>",
                  "best");
+            if (!untrained.empty())
+                item(7, "<path class=\"legend-marker\" d=\"M" + fixed(lx + 2, 1) + " " + fixed(ly + 6 + 7 * 16 - 4, 1) + "l8 8m-8 0l8 -8\" "
+                        "fill=\"none\" stroke=\"#d95f02\" stroke-width=\"1.8\"/>",
+                     "not trained (budget)");
             h += "</g>\n";
         }
     }
@@ -17099,7 +21636,9 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
     void best_model() {
         if (best) {
             const CandidateRecord& r = records[*best];
-            h += "<h2>Best model (#" + std::to_string(r.index) + ")</h2>\n";
+            const std::string name = best_model_name(task);
+            h += "<h2 id=\"best-name\">Best model: " + html_escape(name) + " (candidate " + std::to_string(r.index) +
+                 ")</h2>\n";
             h += "<p id=\"next-step\">Next step: <code>lamda export best.lamda --weights best.safetensors --cpp model.hpp</code>"
                  " (or <code>--pytorch model.py</code>; docs/export.md), and <code>lamda bench best.lamda</code> on the "
                  "device.</p>\n";
@@ -17119,15 +21658,41 @@ svg .best-ring { fill: none; stroke: #111; stroke-width: 2; }
                      ", test accuracy " + accuracy_text(f.test_accuracy) +
                      (t->weights.empty() ? std::string() : "; weights: " + html_escape(t->weights)) + ".</p>\n";
             }
-            if (!r.top_layers.empty()) {
-                h += "<p class=\"muted\">Most expensive layers: ";
-                for (std::size_t k = 0; k < r.top_layers.size(); ++k)
-                    h += (k ? ", " : "") + html_escape(r.top_layers[k].name) + " " + fixed(r.top_layers[k].share * 100, 0) + "%";
-                h += ".</p>\n";
-            }
-            h += "<pre id=\"best-dsl\">" + html_escape(r.dsl) + "</pre>\n";
+            if (!r.top_layers.empty()) layer_chart(r);
+            h += "<pre id=\"best-dsl\">" + html_escape(with_model_name(r.dsl, name)) + "</pre>\n";
         }
 
+    }
+
+    // The best model's costliest layers as horizontal bars (ms and share of the model's time), the
+    // rest of the model as one grey bar.
+    void layer_chart(const CandidateRecord& r) {
+        std::vector<LayerCost> bars = r.top_layers;
+        double shown = 0, max_ms = 0;
+        for (const LayerCost& l : bars) shown += l.share;
+        const double total_ms = judged_latency_ms(r).value_or(0.0);
+        if (shown < 0.995 && shown > 0 && total_ms > 0)
+            bars.push_back(LayerCost{"(other layers)", total_ms * (1 - shown), 1 - shown});
+        for (const LayerCost& l : bars) max_ms = std::max(max_ms, l.ms);
+        const double row = 22, label_w = 170, bar_w = 560, chart_h = 34 + row * static_cast<double>(bars.size());
+        h += "<h3>Per-layer latency (" + std::string(r.measured_ms ? "measured" : "predicted") + ", costliest first)</h3>\n";
+        h += "<svg id=\"layer-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"" + fixed(chart_h, 0) +
+             "\" viewBox=\"0 0 900 " + fixed(chart_h, 0) + "\" role=\"img\" aria-label=\"per-layer latency of the best model\">\n";
+        for (std::size_t k = 0; k < bars.size(); ++k) {
+            const LayerCost& l = bars[k];
+            const double y = 8 + row * static_cast<double>(k);
+            const double w = max_ms > 0 ? std::max(1.0, bar_w * l.ms / max_ms) : 1.0;
+            const bool other = k + 1 == bars.size() && bars.size() > r.top_layers.size();
+            h += "<text x=\"" + fixed(label_w - 8, 0) + "\" y=\"" + fixed(y + 14, 0) + "\" text-anchor=\"end\">" +
+                 html_escape(l.name) + "</text>";
+            h += "<rect class=\"layer-bar" + std::string(other ? " other" : "") + "\" x=\"" + fixed(label_w, 0) + "\" y=\"" +
+                 fixed(y + 2, 0) + "\" width=\"" + fixed(w, 1) + "\" height=\"" + fixed(row - 6, 0) + "\"><title>" +
+                 html_escape(l.name) + ": " + general(l.ms, 4) + " ms, " + fixed(l.share * 100, 1) + "%</title></rect>";
+            h += "<text x=\"" + fixed(label_w + w + 6, 1) + "\" y=\"" + fixed(y + 14, 0) + "\">" + general(l.ms, 3) + " ms (" +
+                 fixed(l.share * 100, 0) + "%)</text>\n";
+        }
+        h += "<text x=\"" + fixed(label_w, 0) + "\" y=\"" + fixed(chart_h - 6, 0) + "\" class=\"muted\">share of the model's " +
+             general(total_ms, 4) + " ms</text>\n</svg>\n";
     }
 
     // Why nothing was handed over, and every full training.
@@ -18304,6 +22869,11 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 //   lamda::JsonReader<MyError> r("tasks/x.json", "task");
 //   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
 //   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//   int threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+//
+// Numbers from the file never reach a conversion unchecked: integers are range-checked before
+// they are narrowed (detail/checked.hpp), a double becomes an integer only when it is integral
+// and exactly representable, and non-finite values are refused.
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
@@ -18417,7 +22987,9 @@ struct JsonReader {
             double d = 0;
             if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
                 fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
+            // 2^53: past it a double no longer holds every integer, and the cast below is only
+            // defined for values an int64 can hold.
+            if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
                 fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
             i = static_cast<std::int64_t>(d);
         } else {
@@ -18426,6 +22998,12 @@ struct JsonReader {
         if (i < lo || i > hi)
             fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
         return i;
+    }
+    // An int in lo..hi (the narrowing is checked, whatever lo and hi are).
+    int int_in(const element& e, const std::string& path, int lo, int hi) const {
+        const std::optional<int> v = detail::checked_int(integer(e, path, lo, hi), lo, hi);
+        if (!v) fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return *v;
     }
     std::uint64_t uinteger(const element& e, const std::string& path) const {
         if (e.is_uint64()) {
@@ -18917,11 +23495,21 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #error "lamda/exec/bench.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
 #else
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <cstdlib>  // getloadavg
+#include <unistd.h>  // gethostname
+#endif
 
 // ---- begin include/lamda/exec/xnnpack.hpp ----
 // lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
@@ -18962,6 +23550,22 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 //   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
 //   softmax           softmax_nc_f32 over channels
 //   flatten, dropout  no operator: the output aliases the input buffer
+//
+// int8 (XnnOptions::int8): the same plan, every value stored as qs8 (per-tensor scale and zero
+// point) in the same buffers, a byte per element. Scales come from one fp32 run of the plan
+// (op_ranges: each planned op's output min/max over XnnOptions::calibration, or the timing input
+// when none is given: synthetic scales for timing). input() and output() stay float: a convert
+// operator quantizes the input and dequantizes the output.
+//   conv2d, dwconv, batchnorm  convolution2d_nhwc_qc8: per-output-channel symmetric weight
+//                     scales (max |w| / 127, after folding the batchnorm), int32 bias
+//   fc                fully_connected_nc_qs8 (one weight scale: qs8 has no per-channel scales)
+//   act=relu/relu6/hardsigmoid   the int8 output clamp, as in fp32
+//   add, mul, gap     add_nd_qs8, multiply_nd_qs8, global_average_pooling_nwc_qs8
+//   maxpool, relu/relu6 layers   max_pooling2d_nhwc_s8, clamp_nc_s8 (the input's quantization)
+//   sigmoid           sigmoid_nc_qs8 (output scale 1/256, zero point -128)
+//   hardswish, hardsigmoid layer, avgpool, concat, softmax, and any op whose int8 parameters
+//                     XNNPACK refuses: no int8 kernel in this snapshot, so they run in float
+//                     between convert_nc_qs8_f32 and convert_nc_f32_qs8 (runs_in_float(i))
 #ifndef LAMDA_EXEC_XNNPACK_HPP
 #define LAMDA_EXEC_XNNPACK_HPP
 
@@ -18986,6 +23590,7 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -19005,7 +23610,47 @@ struct XnnOptions {
     // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
     // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
     bool keep_intermediates = false;
+    // Run in int8: qs8 activations (per-tensor scale and zero point), conv2d/dwconv/batchnorm as
+    // qc8 convolutions (per-channel symmetric weight scales), fc as qs8 (one weight scale), add,
+    // mul, gap, maxpool, relu/relu6 clamps and sigmoid in int8; layers with no int8 kernel in
+    // this XNNPACK (hardswish, hardsigmoid, avgpool, concat, softmax) run in float between
+    // convert operators (runs_in_float). input() and output() stay float.
+    bool int8 = false;
+    // int8: the inputs whose fp32 activation ranges (min/max over them, op by op) set each
+    // value's scale and zero point. Empty: one run on fill_timing_input's data, i.e. synthetic
+    // scales, right for timing, not for accuracy.
+    std::vector<Tensor> calibration{};
+    // int8 with a quantized model (`lamda quantize`, exec/reference_int8.hpp's quantize_ptq):
+    // its int8 weights, scales and zero points instead of calibrating; the graph must be the
+    // model's (batch norms folded), the executor's `weights` the F32 tensors of its float layers,
+    // and the layers it lists as float run in float. Then every int8 value is the integer
+    // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
+    // Read during construction only.
+    const QuantizedModel* quantized = nullptr;
 };
+
+// The quantization of an int8 value: real = scale * (q - zero_point).
+struct XnnQuant {
+    float scale = 1.0f;
+    int zero_point = 0;
+};
+
+// The asymmetric int8 quantization covering [lo, hi] (widened to hold 0, at least 1e-3 wide).
+inline XnnQuant quant_of_range(float lo, float hi) {
+    const double l = std::min(0.0, static_cast<double>(lo));
+    const double h = std::max(0.0, static_cast<double>(hi));
+    const double range = std::max(h - l, 1e-3);
+    XnnQuant q;
+    q.scale = static_cast<float>(range / 255.0);
+    const double zp = std::round(-128.0 - l / static_cast<double>(q.scale));
+    q.zero_point = static_cast<int>(std::min(127.0, std::max(-128.0, zp)));
+    return q;
+}
+
+inline std::int8_t quantize_value(double v, const XnnQuant& q) {
+    const double r = std::round(v / static_cast<double>(q.scale)) + q.zero_point;
+    return static_cast<std::int8_t>(std::min(127.0, std::max(-128.0, r)));
+}
 
 // Bytes the executor allocates for a graph at most: one buffer per layer output plus the
 // weights (with buffer reuse it allocates less).
@@ -19048,6 +23693,11 @@ inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size
     return allocate_block(alignment, size);
 }
 inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+
+// Element e of the fixed timing input (fill_timing_input).
+inline float timing_value(std::int64_t e) noexcept {
+    return static_cast<float>((e * 7919) % 1000) / 1000.0f - 0.5f;
+}
 inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
                                              xnn_deallocate, xnn_aligned_allocate,
                                              xnn_aligned_deallocate};
@@ -19089,7 +23739,13 @@ public:
                                     " MiB of buffers and weights, more than the limit of " +
                                     std::to_string(options.max_memory_bytes >> 20) + " MiB");
         }
-        detail::check_weights(graph, weights);
+        if (options.quantized) {
+            if (const std::optional<Error> e = validate_quantized_model(*options.quantized))
+                throw ExecutorError("quantized model: " + e->where.field + ": " + e->message);
+            detail::check_int8_params(graph, *options.quantized);
+        } else {
+            detail::check_weights(graph, weights);
+        }
         const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
@@ -19100,7 +23756,26 @@ public:
                 throw ExecutorError("XNNPACK: cannot create a pool of " +
                                     std::to_string(options.threads) + " threads");
         }
-        build(graph, weights, options.keep_intermediates);
+        if (options.quantized) {
+            build_int8(graph, weights, options.keep_intermediates, {}, options.quantized);
+            return;
+        }
+        if (!options.int8) {
+            build(graph, weights, options.keep_intermediates);
+            return;
+        }
+        // Calibrate: the fp32 executor runs the same plan, and each planned op's output range
+        // sets the scale of the int8 value it writes.
+        std::vector<std::pair<float, float>> ranges;
+        {
+            XnnOptions fp = options;
+            fp.int8 = false;
+            fp.keep_intermediates = false;
+            fp.calibration.clear();
+            XnnExecutor calibrator(graph, weights, fp);
+            ranges = calibrator.op_ranges(options.calibration);
+        }
+        build_int8(graph, weights, options.keep_intermediates, ranges);
     }
 
     XnnExecutor(const XnnExecutor&) = delete;
@@ -19109,9 +23784,9 @@ public:
     XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
     ~XnnExecutor() = default;
 
-    float* input() noexcept { return impl_->ptr.front(); }
+    float* input() noexcept { return impl_->input_ptr; }
     Shape input_shape() const noexcept { return impl_->shapes.front(); }
-    const float* output() const noexcept { return impl_->ptr.back(); }
+    const float* output() const noexcept { return impl_->output_ptr; }
     Shape output_shape() const noexcept { return impl_->shapes.back(); }
     int threads() const noexcept { return impl_->threads; }
 
@@ -19122,6 +23797,60 @@ public:
         return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
     }
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Whether the executor runs in int8 (XnnOptions::int8).
+    bool int8() const noexcept { return impl_->int8; }
+    // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
+    // kept, as layer_output); whether layer i runs in float between converts.
+    const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
+        return i < impl_->qptr.size() ? impl_->qptr[i] : nullptr;
+    }
+    XnnQuant layer_quant(std::size_t i) const { return impl_->quant.at(i); }
+    bool runs_in_float(std::size_t i) const noexcept {
+        return i < impl_->in_float.size() && impl_->in_float[i] != 0;
+    }
+    // The fp32 output range of every planned op (plan_ops order) over `inputs` (empty: the
+    // timing input), each op's output read right after it ran: the calibration of the int8 path.
+    std::vector<std::pair<float, float>> op_ranges(const std::vector<Tensor>& inputs) {
+        if (impl_->int8) throw ExecutorError("op_ranges: an fp32 executor is needed");
+        const OpPlan& plan = impl_->plan;
+        const float inf = std::numeric_limits<float>::infinity();
+        std::vector<std::pair<float, float>> r(plan.ops.size(), {inf, -inf});
+        auto one_run = [&] {
+            std::size_t s = 0;
+            for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+                while (s < impl_->steps.size() &&
+                       impl_->steps[s].plan_op == static_cast<int>(k))
+                    run_step(impl_->steps[s++]);
+                const auto v = static_cast<std::size_t>(plan.ops[k].output);
+                const float* p = impl_->ptr[v];
+                if (!p) continue;
+                const std::int64_t n = impl_->shapes[v].elements();
+                for (std::int64_t e = 0; e < n; ++e) {
+                    if (!std::isfinite(p[e]))
+                        throw ExecutorError("calibration: layer " + std::to_string(v) +
+                                            " gives a value that is not finite");
+                    r[k].first = std::min(r[k].first, p[e]);
+                    r[k].second = std::max(r[k].second, p[e]);
+                }
+            }
+        };
+        if (inputs.empty()) {
+            const std::int64_t n = input_shape().elements();
+            for (std::int64_t e = 0; e < n; ++e) input()[e] = detail::timing_value(e);
+            one_run();
+        }
+        for (const Tensor& t : inputs) {
+            if (t.shape != input_shape() ||
+                static_cast<std::int64_t>(t.data.size()) != input_shape().elements())
+                throw ExecutorError("calibration input has shape " + to_string(t.shape) +
+                                    ", the graph expects " + to_string(input_shape()));
+            std::copy(t.data.begin(), t.data.end(), input());
+            one_run();
+        }
+        for (auto& [lo, hi] : r)
+            if (lo > hi) lo = hi = 0.0f;
+        return r;
+    }
     // Bytes of activation buffers allocated (weights not included).
     std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
     // Number of XNNPACK operators (and loops) run per inference.
@@ -19162,10 +23891,11 @@ private:
     // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
     static constexpr std::size_t kBufferAlignment = 64;
     struct FreeBlock {
-        void operator()(float* p) const noexcept { std::free(p); }
+        void operator()(void* p) const noexcept { std::free(p); }
     };
     struct Step {
         int layer = 0;
+        int plan_op = -1;  // index into the plan's ops
         xnn_operator_t op = nullptr;
         std::function<void()> loop;  // when op is null
     };
@@ -19178,6 +23908,19 @@ private:
         std::vector<Shape> shapes;
         std::vector<XnnLowering> lowering;
         std::vector<Step> steps;
+        OpPlan plan;              // what was built
+        int current_op = -1;      // the planned op being built
+        float* input_ptr = nullptr;
+        const float* output_ptr = nullptr;
+        // int8 only: the int8 values (one arena, laid out as the fp32 buffers), their
+        // quantization, the float input and output, and the float buffers of layers run in float.
+        bool int8 = false;
+        std::unique_ptr<std::int8_t, FreeBlock> qarena;
+        std::unique_ptr<float, FreeBlock> float_in, float_out;
+        std::vector<std::unique_ptr<float, FreeBlock>> scratch;
+        std::vector<std::int8_t*> qptr;
+        std::vector<XnnQuant> quant;
+        std::vector<char> in_float;
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -19221,6 +23964,7 @@ private:
     void add_op(int index, xnn_operator_t op) {
         Step s;
         s.layer = index;
+        s.plan_op = impl_->current_op;
         s.op = op;
         impl_->steps.push_back(std::move(s));
     }
@@ -19326,21 +24070,37 @@ private:
         for (std::size_t j = 0; j < n; ++j)
             if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
-        for (const PlannedOp& op : plan.ops) {
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
             const auto i = static_cast<std::size_t>(op.layer);
-            const Layer& l = g.layers[i];
-            const int idx = op.layer;
-            float* out = impl_->ptr[static_cast<std::size_t>(op.output)];
-            auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(op.inputs[k])];
-            };
-            auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
-            };
-            switch (op.kind) {
-            case PlannedKind::Alias:
+            if (op.kind == PlannedKind::Alias) {
                 if (plan.buffers.value_of[i] >= 0) impl_->lowering[i] = XnnLowering::Alias;
-                break;
+                continue;
+            }
+            std::vector<const float*> in;
+            for (int v : op.inputs) in.push_back(impl_->ptr[static_cast<std::size_t>(v)]);
+            build_op_f32(g, w, op, in, impl_->ptr[static_cast<std::size_t>(op.output)]);
+        }
+        impl_->plan = plan;
+        impl_->input_ptr = impl_->ptr.front();
+        impl_->output_ptr = impl_->ptr.back();
+    }
+
+    // The XNNPACK fp32 operator(s) of one planned op (not Alias), reading `in` (parallel to
+    // op.inputs) and writing `out`.
+    void build_op_f32(const Graph& g, const Weights& w, const PlannedOp& op,
+                      const std::vector<const float*>& in, float* out) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        auto in_ptr = [&](std::size_t k) -> const float* { return in[k]; };
+        auto in_shape = [&](std::size_t k) -> const Shape& {
+            return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
+        };
+        {
+            switch (op.kind) {
+            case PlannedKind::Alias: break;
             case PlannedKind::Conv:
             case PlannedKind::DepthwiseConv:
             case PlannedKind::FullyConnected:
@@ -19433,21 +24193,38 @@ private:
         }
     }
 
-    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
-    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
-                      const float* in, float* out) {
+    // The weights of a conv2d, dwconv, fc, or standalone batchnorm (as a 1x1 depthwise
+    // convolution) in XNNPACK's layout, with an optional batchnorm folded in and hardsigmoid's
+    // affine part folded in; and the convolution's geometry.
+    struct AffineSpec {
+        std::vector<float> kernel;   // one row of per_out values per output channel
+        std::vector<double> bias;    // per output channel
+        bool has_bias = false;
+        std::size_t per_out = 0, oc = 0;
+        bool fc = false;
+        std::size_t ic = 0;          // fc: input features
+        Shape is;                    // input shape
+        std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+        std::size_t gic = 0, goc = 0;
+        std::array<int, 4> pads{0, 0, 0, 0};
+    };
+
+    static AffineSpec prepare_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a) {
         const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        AffineSpec sp;
         const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        sp.is = is;
         const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
         const Shape os = last.shape;
         const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+        sp.oc = oc;
 
         // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
-        std::vector<float> kernel;
-        std::vector<double> bias(oc, 0.0);
-        bool has_bias = false;
-        std::size_t per_out = 0;
+        std::vector<float>& kernel = sp.kernel;
+        std::vector<double>& bias = sp.bias;
+        bias.assign(oc, 0.0);
+        bool& has_bias = sp.has_bias;
+        std::size_t& per_out = sp.per_out;
         auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
             const auto& gamma = w.at(b.name + ".weight").data;
             const auto& beta = w.at(b.name + ".bias").data;
@@ -19510,51 +24287,64 @@ private:
             for (double& b : bias) b = (b + 3.0) / 6.0;
             has_bias = true;
         }
-        std::vector<float> bias_f(bias.begin(), bias.end());
-        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            sp.fc = true;
+            sp.ic = static_cast<std::size_t>(is.elements());
+            return sp;
+        }
+        if (l.op == OpKind::BatchNorm) {
+            sp.groups = static_cast<std::uint32_t>(is.c);
+            sp.gic = sp.goc = 1;
+        } else {
+            sp.kh = static_cast<std::uint32_t>(l.kernel_h);
+            sp.kw = static_cast<std::uint32_t>(l.kernel_w);
+            sp.sh = static_cast<std::uint32_t>(l.stride_h);
+            sp.sw = static_cast<std::uint32_t>(l.stride_w);
+            sp.dh = static_cast<std::uint32_t>(l.dilation_h);
+            sp.dw = static_cast<std::uint32_t>(l.dilation_w);
+            sp.pads = l.pads;
+            if (l.op == OpKind::Conv2d) {
+                sp.groups = static_cast<std::uint32_t>(l.groups);
+                sp.gic = static_cast<std::size_t>(is.c / l.groups);
+                sp.goc = static_cast<std::size_t>(l.out_channels / l.groups);
+            } else {
+                sp.groups = static_cast<std::uint32_t>(is.c);
+                sp.gic = 1;
+                sp.goc = static_cast<std::size_t>(l.multiplier);
+            }
+        }
+        for (int p : sp.pads)
+            if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+        return sp;
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const AffineSpec sp = prepare_affine(g, w, idx, bn, a);
+        std::vector<float> bias_f(sp.bias.begin(), sp.bias.end());
+        const float* bias_ptr = sp.has_bias ? bias_f.data() : nullptr;
         const auto [lo, hi] = clamp_of(a);  // the plan fuses only relu, relu6, hardsigmoid
+        const std::size_t oc = sp.oc;
 
         xnn_operator_t op = nullptr;
-        if (l.op == OpKind::FullyConnected) {
-            const auto ic = static_cast<std::size_t>(is.elements());
-            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
-                                                    0, &op),
+        if (sp.fc) {
+            const std::size_t ic = sp.ic;
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, sp.kernel.data(), bias_ptr, lo,
+                                                    hi, 0, &op),
                   l, "xnn_create_fully_connected_nc_f32");
             add_op(idx, op);
             check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
                   "xnn_setup_fully_connected_nc_f32");
         } else {
-            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-            std::size_t gic = 0, goc = 0;
-            std::array<int, 4> pads{0, 0, 0, 0};
-            if (l.op == OpKind::BatchNorm) {
-                groups = static_cast<std::uint32_t>(is.c);
-                gic = goc = 1;
-            } else {
-                kh = static_cast<std::uint32_t>(l.kernel_h);
-                kw = static_cast<std::uint32_t>(l.kernel_w);
-                sh = static_cast<std::uint32_t>(l.stride_h);
-                sw = static_cast<std::uint32_t>(l.stride_w);
-                dh = static_cast<std::uint32_t>(l.dilation_h);
-                dw = static_cast<std::uint32_t>(l.dilation_w);
-                pads = l.pads;
-                if (l.op == OpKind::Conv2d) {
-                    groups = static_cast<std::uint32_t>(l.groups);
-                    gic = static_cast<std::size_t>(is.c / l.groups);
-                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
-                } else {
-                    groups = static_cast<std::uint32_t>(is.c);
-                    gic = 1;
-                    goc = static_cast<std::size_t>(l.multiplier);
-                }
-            }
-            for (int p : pads)
-                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const Shape is = sp.is;
             check(xnn_create_convolution2d_nhwc_f32(
-                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
-                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
-                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                      static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
+                      static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
+                      sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                      static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
@@ -19564,8 +24354,8 @@ private:
         }
     }
 
-    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
-                    float* out) {
+    // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
+    static std::array<std::int64_t, 4> pool_padding(const Layer& l, const Shape& is) {
         const Shape os = l.shape;
         std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
         // A window lying entirely in the padding has no defined value in XNNPACK.
@@ -19583,12 +24373,20 @@ private:
                                 std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
                                 std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
                                 std::to_string(xw) + ", not the inferred " + to_string(os));
+        return p;
+    }
+
+    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
+                    float* out) {
+        const Shape os = l.shape;
+        const std::array<std::int64_t, 4> p = pool_padding(l, is);
         const auto C = static_cast<std::size_t>(is.c);
         if (strided_copy) {
             // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
             Step s;
             s.layer = idx;
+            s.plan_op = impl_->current_op;
             const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
             s.loop = [in, out, is, os, sh, sw, pt, pl] {
                 for (std::int64_t y = 0; y < os.h; ++y)
@@ -19627,6 +24425,490 @@ private:
                   l, "xnn_setup_average_pooling2d_nhwc_f32");
         }
     }
+
+    // ---- the int8 path ----
+
+    float* new_scratch(std::int64_t floats) {
+        const std::size_t bytes = detail::round_up(
+            static_cast<std::size_t>(floats) * sizeof(float) + XNN_EXTRA_BYTES, kBufferAlignment);
+        auto* p = static_cast<float*>(detail::allocate_block(kBufferAlignment, bytes));
+        if (!p) throw std::bad_alloc();
+        std::fill(p, p + bytes / sizeof(float), 0.0f);
+        impl_->scratch.emplace_back(p);
+        return p;
+    }
+
+    // XNNPACK refused an int8 operator's parameters (e.g. a requantization scale out of its
+    // range): the op runs in float instead. Other failures throw.
+    static bool int8_ok(xnn_status st, const Layer& l, const char* fn) {
+        if (st == xnn_status_success) return true;
+        if (st == xnn_status_invalid_parameter || st == xnn_status_unsupported_parameter ||
+            st == xnn_status_unsupported_hardware)
+            return false;
+        check(st, l, fn);
+        return false;
+    }
+
+    void drop_steps_from(std::size_t mark) {
+        while (impl_->steps.size() > mark) {
+            if (impl_->steps.back().op) xnn_delete_operator(impl_->steps.back().op);
+            impl_->steps.pop_back();
+        }
+    }
+
+    // The int8 bounds of an output clamp (relu, relu6, hardsigmoid folded) under `q`.
+    static std::pair<std::int8_t, std::int8_t> qclamp_of(Activation a, const XnnQuant& q) {
+        const auto [lo, hi] = clamp_of(a);
+        const auto [qlo, qhi] = clamp_bounds(ActivationQuant{q.scale, q.zero_point}, lo, hi);
+        return {static_cast<std::int8_t>(qlo), static_cast<std::int8_t>(qhi)};
+    }
+
+    void add_convert_f32_qs8(int idx, const Layer& l, const Shape& s, const float* in,
+                             std::int8_t* out, const XnnQuant& q) {
+        // Rows of W*C values (a per-pixel row of 3 channels would cost a call per pixel).
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_f32_qs8(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            -128, 127, 0, &xop),
+              l, "xnn_create_convert_nc_f32_qs8");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_f32_qs8(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_f32_qs8");
+    }
+
+    void add_convert_qs8_f32(int idx, const Layer& l, const Shape& s, const std::int8_t* in,
+                             float* out, const XnnQuant& q) {
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_qs8_f32(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            0, &xop),
+              l, "xnn_create_convert_nc_qs8_f32");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_qs8_f32(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_qs8_f32");
+    }
+
+    // Builds the plan in int8; `ranges` (from op_ranges) give each planned op's output range.
+    void build_int8(const Graph& g, const Weights& w, bool keep_intermediates,
+                    const std::vector<std::pair<float, float>>& ranges,
+                    const QuantizedModel* model = nullptr) {
+        const std::size_t n = g.layers.size();
+        impl_->int8 = true;
+        impl_->ptr.assign(n, nullptr);
+        impl_->qptr.assign(n, nullptr);
+        impl_->quant.assign(n, XnnQuant{});
+        impl_->in_float.assign(n, 0);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+        const OpPlan plan = plan_ops(g, !keep_intermediates, XNN_EXTRA_BYTES / sizeof(float) + 4);
+        if (!model && ranges.size() != plan.ops.size())
+            throw ExecutorError("int8: " + std::to_string(ranges.size()) +
+                                " calibrated ranges for " + std::to_string(plan.ops.size()) +
+                                " planned operators");
+        for (std::size_t j = 0; j < n; ++j)
+            if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        // The int8 buffers: the fp32 plan's buffers, one byte per element.
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t elems : plan.buffers.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(elems), kBufferAlignment);
+        }
+        auto* arena = static_cast<std::int8_t*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->qarena.reset(arena);
+        std::fill(arena, arena + total, std::int8_t{0});
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = plan.buffers.value_of[i];
+            if (v < 0) continue;
+            impl_->qptr[i] =
+                arena + offset[static_cast<std::size_t>(plan.buffers.slot_of[static_cast<std::size_t>(v)])];
+        }
+        impl_->buffer_bytes = static_cast<std::int64_t>(total);
+        impl_->input_ptr = new_scratch(g.layers.front().shape.elements());
+        float* out_f = new_scratch(g.layers.back().shape.elements());
+        impl_->output_ptr = out_f;
+
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
+            const auto i = static_cast<std::size_t>(op.layer);
+            const Layer& l = g.layers[i];
+            XnnQuant out_q;
+            if (model) {
+                // The value this op writes: its layer's own output when an activation of its own
+                // follows in place (D's conv before a float hardswish), else the fused tail's.
+                const bool then_in_place = k + 1 < plan.ops.size() && plan.ops[k + 1].in_place() &&
+                                           plan.ops[k + 1].output == op.output;
+                const std::string& name =
+                    g.layers[then_in_place ? i : static_cast<std::size_t>(op.output)].name;
+                const ActivationQuant* a = model->find_activation(name);
+                if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                out_q = XnnQuant{a->scale, a->zero_point};
+            } else {
+                out_q = quant_of_range(ranges[k].first, ranges[k].second);
+            }
+            if (op.kind == PlannedKind::Alias) {
+                if (l.op == OpKind::Input) {
+                    impl_->quant[i] = out_q;
+                    add_convert_f32_qs8(op.layer, l, l.shape, impl_->input_ptr, impl_->qptr[i], out_q);
+                } else if (plan.buffers.value_of[i] >= 0) {
+                    impl_->lowering[i] = XnnLowering::Alias;
+                    impl_->quant[i] = impl_->quant[static_cast<std::size_t>(op.inputs[0])];
+                }
+                continue;
+            }
+            const std::size_t mark = impl_->steps.size();
+            const bool listed_float =
+                model && std::find(model->float_layers.begin(), model->float_layers.end(),
+                                   l.name) != model->float_layers.end();
+            if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
+                drop_steps_from(mark);
+                // A float layer's own activation op after it stays in float with it (no
+                // rounding to int8 in between), as the integer reference computes it.
+                const PlannedOp* then = nullptr;
+                if (listed_float && k + 1 < plan.ops.size() && plan.ops[k + 1].layer == op.layer &&
+                    plan.ops[k + 1].in_place() && plan.ops[k + 1].output == op.output) {
+                    then = &plan.ops[++k];
+                    impl_->current_op = static_cast<int>(k);
+                    const std::string& name = g.layers[static_cast<std::size_t>(then->output)].name;
+                    const ActivationQuant* a = model->find_activation(name);
+                    if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                    out_q = XnnQuant{a->scale, a->zero_point};
+                }
+                build_op_in_float(g, w, op, out_q, then);
+            }
+        }
+        const std::size_t last = n - 1;
+        add_convert_qs8_f32(static_cast<int>(last), g.layers[last], g.layers[last].shape,
+                            impl_->qptr[last], out_f, impl_->quant[last]);
+        impl_->plan = plan;
+    }
+
+    // An op with no int8 kernel (or whose int8 parameters XNNPACK refused): its inputs converted
+    // to float, its fp32 operator(s), its output converted back to int8 with `out_q`.
+    void build_op_in_float(const Graph& g, const Weights& w, const PlannedOp& op,
+                           const XnnQuant& out_q, const PlannedOp* then = nullptr) {
+        const Layer& l = g.layers[static_cast<std::size_t>(op.layer)];
+        impl_->in_float[static_cast<std::size_t>(op.layer)] = 1;
+        std::vector<const float*> in;
+        std::vector<std::pair<int, float*>> converted;
+        for (int v : op.inputs) {
+            float* f = nullptr;
+            for (const auto& [id, p] : converted)
+                if (id == v) f = p;
+            if (!f) {
+                const Shape& s = g.layers[static_cast<std::size_t>(v)].shape;
+                f = new_scratch(s.elements());
+                add_convert_qs8_f32(op.layer, l, s, impl_->qptr[static_cast<std::size_t>(v)], f,
+                                    impl_->quant[static_cast<std::size_t>(v)]);
+                converted.emplace_back(v, f);
+            }
+            in.push_back(f);
+        }
+        const Shape& os = g.layers[static_cast<std::size_t>(op.output)].shape;
+        float* out = op.in_place() ? const_cast<float*>(in[0]) : new_scratch(os.elements());
+        build_op_f32(g, w, op, in, out);
+        if (then) build_op_f32(g, w, *then, {out}, out);
+        add_convert_f32_qs8(op.layer, l, os, out, impl_->qptr[static_cast<std::size_t>(op.output)],
+                            out_q);
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+    }
+
+    // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
+    // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
+    bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
+                                const XnnQuant& out_q, const QuantizedModel& model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const QuantizedWeights* qw = model.find_layer(l.name);
+        if (!qw || op.folded_bn >= 0 || l.op == OpKind::BatchNorm) return false;
+        const Activation a = op.act;
+        if (a != Activation::None && a != Activation::Relu && a != Activation::Relu6) return false;
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : l.shape.c);
+        const std::size_t per = oc ? qw->weights.size() / oc : 0;
+        if (per * oc != qw->weights.size() || qw->bias.size() != oc)
+            throw ExecutorError("XNNPACK: " + where(l) + ": quantized weights do not fit the layer");
+        std::vector<std::int8_t> kernel = qw->weights;
+        if (l.op == OpKind::Conv2d) {
+            const auto cig = static_cast<std::size_t>(is.c / l.groups);
+            const auto kh = static_cast<std::size_t>(l.kernel_h), kw = static_cast<std::size_t>(l.kernel_w);
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t ic = 0; ic < cig; ++ic)
+                    for (std::size_t y = 0; y < kh; ++y)
+                        for (std::size_t x = 0; x < kw; ++x)
+                            kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                qw->weights[((o * cig + ic) * kh + y) * kw + x];
+        }
+        std::vector<float> ks(oc);
+        for (std::size_t o = 0; o < oc; ++o) ks[o] = qw->weight_scale(o);
+        const ActivationQuant oq{out_q.scale, out_q.zero_point};
+        const auto [lo32, hi32] = clamp_bounds(oq, clamp_of(a).first, clamp_of(a).second);
+        const auto qlo = static_cast<std::int8_t>(lo32), qhi = static_cast<std::int8_t>(hi32);
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        const std::int8_t* in0 = impl_->qptr[static_cast<std::size_t>(op.inputs[0])];
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        xnn_operator_t xop = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            if (qw->weight_scales.size() != 1) return false;  // qs8 fc: one scale
+            if (!int8_ok(xnn_create_fully_connected_nc_qs8(ic, oc, ic, oc, zp(in_q), in_q.scale, ks[0],
+                                                           kernel.data(), qw->bias.data(), zp(out_q),
+                                                           out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_fully_connected_nc_qs8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_qs8");
+        } else {
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            const auto groups = static_cast<std::uint32_t>(dw ? is.c : l.groups);
+            const std::size_t gic = dw ? 1 : static_cast<std::size_t>(is.c / l.groups);
+            const std::size_t goc = dw ? static_cast<std::size_t>(l.multiplier)
+                                       : static_cast<std::size_t>(l.out_channels / l.groups);
+            for (int pad : l.pads)
+                if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
+                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
+                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_convolution2d_nhwc_qc8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in0, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_qc8");
+        }
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+        return true;
+    }
+
+    // The int8 operator(s) of one planned op; false when there is none (or XNNPACK refused the
+    // parameters), leaving steps added since to the caller to drop.
+    bool build_op_int8(const Graph& g, const Weights& w, const PlannedOp& op, const XnnQuant& out_q,
+                       const QuantizedModel* model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        const auto vin = [&](std::size_t k) { return static_cast<std::size_t>(op.inputs[k]); };
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        XnnQuant& out_quant = impl_->quant[static_cast<std::size_t>(op.output)];
+        const XnnQuant in_q = op.inputs.empty() ? XnnQuant{} : impl_->quant[vin(0)];
+        const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
+        const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        xnn_operator_t xop = nullptr;
+        switch (op.kind) {
+        case PlannedKind::Conv:
+        case PlannedKind::DepthwiseConv:
+        case PlannedKind::FullyConnected:
+        case PlannedKind::ChannelAffine: {
+            if (model) return build_affine_quantized(g, op, in_q, out_q, *model);
+            const AffineSpec sp = prepare_affine(g, w, idx, op.folded_bn, op.act);
+            const std::size_t oc = sp.oc, per = sp.per_out;
+            // Per-channel symmetric weight scales (one for fc: qs8 has no per-channel scales).
+            std::vector<float> ks(oc, 0.0f);
+            float all = 0.0f;
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    ks[o] = std::max(ks[o], std::fabs(sp.kernel[o * per + e]));
+            for (float m : ks) all = std::max(all, m);
+            if (sp.fc) std::fill(ks.begin(), ks.end(), all);
+            for (float& s : ks) {
+                s = s > 0.0f ? s / 127.0f : 1.0f;
+                // XNNPACK needs the requantization scale in_scale * s / out_scale >= 2^-32.
+                s = std::max(s, out_q.scale / in_q.scale * 1e-9f);
+            }
+            std::vector<std::int8_t> qk(sp.kernel.size());
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    qk[o * per + e] = quantize_value(sp.kernel[o * per + e], XnnQuant{ks[o], 0});
+            std::vector<std::int32_t> qb(oc, 0);
+            for (std::size_t o = 0; o < oc; ++o) {
+                const double b = std::round(sp.bias[o] / (static_cast<double>(in_q.scale) * ks[o]));
+                qb[o] = static_cast<std::int32_t>(std::min(2147483647.0, std::max(-2147483648.0, b)));
+            }
+            const auto [qlo, qhi] = qclamp_of(op.act, out_q);
+            if (sp.fc) {
+                if (!int8_ok(xnn_create_fully_connected_nc_qs8(
+                                 sp.ic, oc, sp.ic, oc, zp(in_q), in_q.scale, ks[0], qk.data(),
+                                 qb.data(), zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_fully_connected_nc_qs8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                      "xnn_setup_fully_connected_nc_qs8");
+            } else {
+                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                                 static_cast<std::uint32_t>(sp.pads[0]),
+                                 static_cast<std::uint32_t>(sp.pads[3]),
+                                 static_cast<std::uint32_t>(sp.pads[2]),
+                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
+                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
+                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
+                                 0, &xop),
+                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
+                                                       static_cast<std::size_t>(sp.is.w), in0, out,
+                                                       impl_->pool),
+                      l, "xnn_setup_convolution2d_nhwc_qc8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Add: {
+            const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+            const std::size_t k_last = op.inputs.size() - 1;
+            // A partial sum of 3+ inputs is written with the quantization covering the sum of
+            // its inputs' ranges (the calibrated range is the final, activated one).
+            auto lo_of = [](const XnnQuant& q) { return q.scale * (-128.0 - q.zero_point); };
+            auto hi_of = [](const XnnQuant& q) { return q.scale * (127.0 - q.zero_point); };
+            double sum_lo = lo_of(in_q), sum_hi = hi_of(in_q);
+            XnnQuant a_q = in_q;
+            for (std::size_t k = 1; k <= k_last; ++k) {
+                const XnnQuant b_q = impl_->quant[vin(k)];
+                sum_lo += lo_of(b_q);
+                sum_hi += hi_of(b_q);
+                const XnnQuant s_q = k == k_last ? out_q
+                                                 : quant_of_range(static_cast<float>(sum_lo),
+                                                                  static_cast<float>(sum_hi));
+                const auto [qlo, qhi] =
+                    k == k_last ? qclamp_of(op.act, out_q) : qclamp_of(Activation::None, s_q);
+                xop = nullptr;
+                if (!int8_ok(xnn_create_add_nd_qs8(zp(a_q), a_q.scale, zp(b_q), b_q.scale, zp(s_q),
+                                                   s_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_add_nd_qs8"))
+                    return false;
+                a_q = s_q;
+                add_op(idx, xop);
+                check(xnn_setup_add_nd_qs8(xop, 1, dims, 1, dims, k == 1 ? in0 : out,
+                                           impl_->qptr[vin(k)], out, impl_->pool),
+                      l, "xnn_setup_add_nd_qs8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Mul: {
+            const Shape a = is, b = g.layers[vin(1)].shape;
+            const std::size_t da[3] = {static_cast<std::size_t>(a.h), static_cast<std::size_t>(a.w),
+                                       static_cast<std::size_t>(a.c)};
+            const std::size_t db[3] = {static_cast<std::size_t>(b.h), static_cast<std::size_t>(b.w),
+                                       static_cast<std::size_t>(b.c)};
+            const XnnQuant b_q = impl_->quant[vin(1)];
+            if (!int8_ok(xnn_create_multiply_nd_qs8(zp(in_q), in_q.scale, zp(b_q), b_q.scale,
+                                                    zp(out_q), out_q.scale, -128, 127, 0, &xop),
+                         l, "xnn_create_multiply_nd_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_multiply_nd_qs8(xop, 3, da, 3, db, in0, impl_->qptr[vin(1)], out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::MaxPool: {
+            // Max commutes with the (monotonic) quantization: the output keeps the input's.
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_max_pooling2d_nhwc_s8(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                          u(l.kernel_h), u(l.kernel_w),
+                                                          u(l.stride_h), u(l.stride_w), 1, 1, C, C,
+                                                          C, -128, 127, 0, &xop),
+                         l, "xnn_create_max_pooling2d_nhwc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_max_pooling2d_nhwc_s8(xop, 1, static_cast<std::size_t>(is.h),
+                                                  static_cast<std::size_t>(is.w), in0, out,
+                                                  impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::StridedCopy: {
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            impl_->lowering[i] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            const Shape os = l.shape;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in0, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in0 + (iy * is.w + ix) * is.c, in0 + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::GlobalAvgPool: {
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_global_average_pooling_nwc_qs8(C, C, C, zp(in_q), in_q.scale,
+                                                                   zp(out_q), out_q.scale, -128,
+                                                                   127, 0, &xop),
+                         l, "xnn_create_global_average_pooling_nwc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_global_average_pooling_nwc_qs8(
+                      xop, 1, static_cast<std::size_t>(is.h * is.w), in0, out, impl_->pool),
+                  l, "xnn_setup_global_average_pooling_nwc_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Clamp: {
+            // relu / relu6 on the input's quantization (kept).
+            const auto C = static_cast<std::size_t>(is.c);
+            const auto [qlo, qhi] = qclamp_of(op.act, in_q);
+            if (!int8_ok(xnn_create_clamp_nc_s8(C, C, C, qlo, qhi, 0, &xop), l,
+                         "xnn_create_clamp_nc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_clamp_nc_s8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                        impl_->pool),
+                  l, "xnn_setup_clamp_nc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::Sigmoid: {
+            // XNNPACK's int8 sigmoid writes [0, 1) with scale 1/256, zero point -128.
+            const auto C = static_cast<std::size_t>(is.c);
+            const XnnQuant sq{1.0f / 256.0f, -128};
+            if (!int8_ok(xnn_create_sigmoid_nc_qs8(C, C, C, zp(in_q), in_q.scale, zp(sq), sq.scale,
+                                                   -128, 127, 0, &xop),
+                         l, "xnn_create_sigmoid_nc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_sigmoid_nc_qs8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                           impl_->pool),
+                  l, "xnn_setup_sigmoid_nc_qs8");
+            out_quant = sq;
+            return true;
+        }
+        case PlannedKind::Alias:
+        case PlannedKind::HardSwish:
+        case PlannedKind::HardSigmoid:
+        case PlannedKind::Concat:
+        case PlannedKind::AvgPool:
+        case PlannedKind::Softmax: return false;
+        }
+        return false;
+    }
 };
 
 // A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
@@ -19634,8 +24916,7 @@ private:
 inline void fill_timing_input(XnnExecutor& executor) {
     float* input = executor.input();
     const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i)
-        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (std::int64_t i = 0; i < n; ++i) input[i] = detail::timing_value(i);
 }
 
 }  // namespace lamda
@@ -19645,13 +24926,27 @@ inline void fill_timing_input(XnnExecutor& executor) {
 #endif  // LAMDA_EXEC_XNNPACK_HPP
 // ---- end include/lamda/exec/xnnpack.hpp ----
 
+// XNNPACK has no run-time version query; the build system may pass the package version (the
+// same macro as latency/profile_file.hpp's).
+#ifndef LAMDA_XNNPACK_VERSION
+#define LAMDA_XNNPACK_VERSION "0.0~git20220216.ae108ef"
+#endif
+
 namespace lamda {
 
 struct BenchOptions {
     int threads = 1;    // 1..1024
     int runs = 50;      // timed runs, 1..100000
     int warmup = 5;     // untimed runs first, 0..100000
+    // > 0: time whole-model runs until this many seconds have passed (at least one run, at most
+    // bench_max_runs), as TFLite's benchmark_model --min_secs does; 0: exactly `runs` runs.
+    double duration_s = 0;
     std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Time the model in int8 (XnnOptions::int8) with synthetic scales from the timing input.
+    bool int8 = false;
+    // Time it in int8 with this quantized model's weights and scales (XnnOptions::quantized;
+    // the graph is its batch-norm-folded one, the weights its float layers' F32 tensors).
+    const QuantizedModel* quantized = nullptr;
 };
 
 struct OpTiming {
@@ -19662,11 +24957,23 @@ struct OpTiming {
     std::int64_t macs = 0;
 };
 
+inline constexpr int bench_max_runs = 1000000;     // --duration's cap on whole-model runs
+inline constexpr double bench_max_duration_s = 3600;
+
 struct BenchResult {
+    bool int8 = false;   // timed in int8 (else fp32)
     int threads = 1;
-    int runs = 0;
+    int runs = 0;        // timed whole-model runs (with --duration: as many as fitted)
     int warmup = 0;
+    int per_op_runs = 0; // runs timed op by op
+    double init_ms = 0;  // building the executor: XNNPACK operators, packed weights, buffers
+    double first_ms = 0; // the first inference, before any warm-up (cold caches)
     double median_ms = 0, p10_ms = 0, p90_ms = 0, min_ms = 0;
+    double mean_ms = 0, std_ms = 0, max_ms = 0, p95_ms = 0, p99_ms = 0;
+    double timed_s = 0;  // wall time of the timed whole-model runs
+    // Growth of the resident set from before the executor was built to its peak after the runs
+    // (Linux: VmHWM after resetting it; -1 where it cannot be measured).
+    std::int64_t peak_rss_delta_bytes = -1;
     std::int64_t macs = 0;
     std::int64_t params = 0;
     double gflops = 0;  // 2 * MACs / median
@@ -19680,46 +24987,121 @@ inline void check_bench_options(const BenchOptions& o) {
         throw std::invalid_argument("runs must be in 1..100000, got " + std::to_string(o.runs));
     if (o.warmup < 0 || o.warmup > 100000)
         throw std::invalid_argument("warmup must be in 0..100000, got " + std::to_string(o.warmup));
+    if (!(o.duration_s >= 0 && o.duration_s <= bench_max_duration_s))
+        throw std::invalid_argument("duration must be in 0..3600 seconds");
 }
 
-// Whole-model latency from `runs` timed runs after `warmup` untimed ones, then per-op latency
-// from as many runs again with each operator timed on its own (timing every operator adds clock
-// reads between them, so the whole-model figure comes from runs without them).
+namespace bench_detail {
+
+// A field of /proc/self/status in bytes ("VmRSS:  1234 kB"), or -1.
+inline std::int64_t proc_status_bytes(const char* field) {
+#if defined(__linux__)
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    const std::string prefix = std::string(field) + ":";
+    while (std::getline(in, line)) {
+        if (line.compare(0, prefix.size(), prefix) != 0) continue;
+        long long kb = -1;
+        if (std::sscanf(line.c_str() + prefix.size(), "%lld", &kb) != 1 || kb < 0) return -1;
+        return static_cast<std::int64_t>(kb) * 1024;
+    }
+#else
+    (void)field;
+#endif
+    return -1;
+}
+
+// Resets the peak resident set (VmHWM) to the current one (Linux >= 4.0); false if it cannot.
+inline bool reset_peak_rss() {
+#if defined(__linux__)
+    std::ofstream out("/proc/self/clear_refs");
+    out << "5";
+    return static_cast<bool>(out.flush());
+#else
+    return false;
+#endif
+}
+
+}  // namespace bench_detail
+
+// The executor's build time and first (cold) inference, then whole-model latency from `runs`
+// timed runs (or as many as fit in `duration_s`) after `warmup` untimed ones, then per-op latency
+// from up to `runs` more runs with each operator timed on its own (timing every operator adds
+// clock reads between them, so the whole-model figures come from runs without them).
 inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
                                    const BenchOptions& options = {}) {
     check_bench_options(options);
+    using clock = std::chrono::steady_clock;
+    auto ms_since = [](clock::time_point t0) {
+        return std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    };
     XnnOptions xnn;
     xnn.threads = options.threads;
     xnn.max_memory_bytes = options.max_memory_bytes;
+    xnn.int8 = options.int8;
+    xnn.quantized = options.quantized;
+    const bool rss_reset = bench_detail::reset_peak_rss();
+    const std::int64_t rss_before = bench_detail::proc_status_bytes("VmRSS");
+    auto t_init = clock::now();
     XnnExecutor executor(graph, weights, xnn);
+    BenchResult r;
+    r.int8 = executor.int8();
+    r.init_ms = ms_since(t_init);
 
     fill_timing_input(executor);
 
-    using clock = std::chrono::steady_clock;
+    auto t_first = clock::now();
+    executor.run();
+    r.first_ms = ms_since(t_first);
     for (int i = 0; i < options.warmup; ++i) executor.run();
     std::vector<double> totals;
-    totals.reserve(static_cast<std::size_t>(options.runs));
-    for (int i = 0; i < options.runs; ++i) {
-        const auto t0 = clock::now();
-        executor.run();
-        totals.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    const auto t_timed = clock::now();
+    if (options.duration_s > 0) {
+        do {
+            const auto t0 = clock::now();
+            executor.run();
+            totals.push_back(ms_since(t0));
+        } while (static_cast<int>(totals.size()) < bench_max_runs &&
+                 ms_since(t_timed) < options.duration_s * 1000);
+    } else {
+        totals.reserve(static_cast<std::size_t>(options.runs));
+        for (int i = 0; i < options.runs; ++i) {
+            const auto t0 = clock::now();
+            executor.run();
+            totals.push_back(ms_since(t0));
+        }
     }
+    r.timed_s = ms_since(t_timed) / 1000;
+    const int op_runs = std::min(options.runs, static_cast<int>(totals.size()));
     std::vector<std::vector<double>> per_layer(graph.layers.size());
-    for (int i = 0; i < options.runs; ++i) {
+    for (int i = 0; i < op_runs; ++i) {
         const std::vector<double> ms = executor.run_timed_per_op();
         for (std::size_t k = 0; k < ms.size() && k < per_layer.size(); ++k)
             per_layer[k].push_back(ms[k]);
     }
 
+    const std::int64_t rss_peak = bench_detail::proc_status_bytes("VmHWM");
+    if (rss_reset && rss_before >= 0 && rss_peak >= 0)
+        r.peak_rss_delta_bytes = std::max<std::int64_t>(0, rss_peak - rss_before);
+
     const ModelStats stats = analyze(graph);
-    BenchResult r;
     r.threads = options.threads;
-    r.runs = options.runs;
+    r.runs = static_cast<int>(totals.size());
     r.warmup = options.warmup;
+    r.per_op_runs = op_runs;
     r.median_ms = median(totals);
     r.p10_ms = quantile(totals, 0.1);
     r.p90_ms = quantile(totals, 0.9);
+    r.p95_ms = quantile(totals, 0.95);
+    r.p99_ms = quantile(totals, 0.99);
     r.min_ms = quantile(totals, 0.0);
+    r.max_ms = quantile(totals, 1.0);
+    double sum = 0;
+    for (double t : totals) sum += t;
+    r.mean_ms = sum / static_cast<double>(totals.size());
+    double squares = 0;
+    for (double t : totals) squares += (t - r.mean_ms) * (t - r.mean_ms);
+    r.std_ms = totals.size() > 1 ? std::sqrt(squares / static_cast<double>(totals.size() - 1)) : 0.0;
     r.macs = stats.macs;
     r.params = stats.params;
     r.gflops = r.median_ms > 0 ? 2.0 * static_cast<double>(stats.macs) / (r.median_ms * 1e6) : 0;
@@ -19748,14 +25130,25 @@ inline const char* lowering_name(XnnLowering l) noexcept {
 // The JSON object `lamda bench --json` prints (and the device agent serves).
 // `peak_gflops` <= 0 leaves peak_fraction out.
 inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak_gflops) {
-    json.field("median_ms", r.median_ms)
+    json.field("precision", r.int8 ? "int8" : "fp32")
+        .field("median_ms", r.median_ms)
+        .field("mean_ms", r.mean_ms)
+        .field("std_ms", r.std_ms)
+        .field("min_ms", r.min_ms)
+        .field("max_ms", r.max_ms)
         .field("p10_ms", r.p10_ms)
         .field("p90_ms", r.p90_ms)
-        .field("min_ms", r.min_ms)
+        .field("p95_ms", r.p95_ms)
+        .field("p99_ms", r.p99_ms)
+        .field("init_ms", r.init_ms)
+        .field("first_ms", r.first_ms)
+        .field("timed_s", r.timed_s)
         .field("threads", r.threads)
         .field("runs", r.runs)
         .field("warmup", r.warmup)
-        .field("macs", r.macs)
+        .field("per_op_runs", r.per_op_runs);
+    if (r.peak_rss_delta_bytes >= 0) json.field("peak_rss_delta_bytes", r.peak_rss_delta_bytes);
+    json.field("macs", r.macs)
         .field("params", r.params)
         .field("gflops", r.gflops);
     if (peak_gflops > 0)
@@ -19775,6 +25168,44 @@ inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak
             .end_object();
     }
     json.end_array();
+}
+
+// The "context" object of `lamda bench --json`, as Google Benchmark's JSON has one: where and
+// when the numbers were taken (host, date, load average, CPU, versions, threads), so that two
+// results can be told apart and a loaded machine shows. Fields that cannot be read are left out.
+inline void write_bench_context(JsonWriter& json, int threads) {
+    json.key("context").begin_object();
+#if defined(__unix__) || defined(__APPLE__)
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0) json.field("host", std::string(host));
+#endif
+    const DeviceInfo info = describe_device();
+    json.field("cpu_model", info.cpu_model)
+        .field("architecture", info.architecture)
+        .field("cpus", info.logical_cores)
+        .field("xnnpack_isa", info.xnnpack_isa);
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+#if defined(_WIN32)
+    gmtime_s(&utc, &now);
+#else
+    gmtime_r(&now, &utc);
+#endif
+    char date[32];
+    if (std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc) > 0) json.field("date", std::string(date));
+#if defined(__unix__) || defined(__APPLE__)
+    double load[3] = {0, 0, 0};
+    if (::getloadavg(load, 3) == 3) json.key("load_average").begin_array().value(load[0]).value(load[1]).value(load[2]).end_array();
+#endif
+    json.field("lamda_version", std::string(version_string))
+        .field("xnnpack_version", std::string(LAMDA_XNNPACK_VERSION))
+        .field("threads", threads)
+#if defined(NDEBUG)
+        .field("build_type", "release")
+#else
+        .field("build_type", "debug")
+#endif
+        .end_object();
 }
 
 }  // namespace lamda
@@ -19809,6 +25240,13 @@ struct GenerateSetup {
     int top_layers = 5;             // most expensive layers kept per record
     int max_duplicates_in_row = 50; // the proposer "has nothing new" after this many repeats
     std::function<bool()> should_stop;  // polled between candidates (e.g. SIGINT)
+    // Adaptation (search/adapt.hpp): called for a screened candidate that will be run, with the
+    // records so far (rec.index already set); it may give the candidate inherited weights
+    // (rec.parent, rec.inherited, rec.weights: a file under weights_dir). A candidate with
+    // weights is then fine-tuned from them (Trainer::finetune_accuracy) instead of proxy-trained
+    // from scratch; one with weights and no parent (the start model) is evaluated, not trained.
+    std::function<void(CandidateRecord&, const std::vector<CandidateRecord>&)> inherit;
+    std::string weights_dir;  // rec.weights are relative to it (the search's directory)
 };
 
 // Seconds spent per step of the loop, summed over candidates.
@@ -19950,9 +25388,8 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
             return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
-        if (c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes)
-            return finish(Verdict::OverMemory, "peak activations " + std::to_string(stats.peak_activation_bytes) +
-                                                   " bytes, limit " + std::to_string(c.max_activation_bytes));
+        if (std::string why = over_memory(c, firmware_memory(g)); !why.empty())  // as the firmware export
+            return finish(Verdict::OverMemory, why);
         if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
@@ -19995,6 +25432,16 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                                                (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message));
         const Graph& g = parsed.graph;
         const Constraints& c = task.constraints;
+        const bool evaluate = setup.trainer && task.objective == Objective::Accuracy;
+        const auto weights_path = [&] {
+            return setup.weights_dir.empty() ? rec.weights : setup.weights_dir + "/" + rec.weights;
+        };
+        if (evaluate && !rec.weights.empty() && rec.parent < 0) {
+            // A start model (search/adapt.hpp): its own weights, judged before its latency, so
+            // that a start model over the budget still says what accuracy is to be kept.
+            rec.accuracy = setup.trainer->weights_accuracy(g, weights_path());
+            charge(&StageSeconds::train);
+        }
         if (setup.measure) {
             Measurement m = setup.measure(g);
             charge(&StageSeconds::measure);
@@ -20006,8 +25453,14 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                                                          ms_text(c.latency_ms) + " budget; most expensive: " +
                                                          cost_list(rec.top_layers));
         }
-        if (setup.trainer && task.objective == Objective::Accuracy) {
-            rec.accuracy = setup.trainer->proxy_accuracy(g);
+        if (evaluate) {
+            if (!rec.weights.empty() && rec.parent < 0) {
+                // evaluated above
+            } else if (!rec.weights.empty()) {
+                rec.accuracy = setup.trainer->finetune_accuracy(g, weights_path());
+            } else {
+                rec.accuracy = setup.trainer->proxy_accuracy(g);
+            }
             charge(&StageSeconds::train);
             if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
                 return finish(Verdict::BelowAccuracy,
@@ -20027,14 +25480,36 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
 
 // Decides one proposal: every step the loop takes for a candidate, in order (screen, then run).
 // `seen` holds the hashes decided so far; a repeat returns nothing (and is not a candidate).
+// `records` (those decided so far) go to setup.inherit.
+inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
+                                                         const GenerateSetup& setup,
+                                                         const std::set<std::string>& seen,
+                                                         const std::vector<CandidateRecord>& records,
+                                                         StageSeconds* stage_seconds = nullptr) {
+    std::optional<Screened> s = screen_candidate(task, proposal, setup, seen, stage_seconds);
+    if (!s) return std::nullopt;
+    // An adaptation's start model (candidate 0) is measured and evaluated even when it is predicted
+    // over the budget: its latency here and its accuracy are what the adapted model is held to.
+    if (setup.inherit && records.empty() && s->record.verdict == Verdict::OverPredicted) s->decided = false;
+    if (s->decided) return std::move(s->record);
+    if (setup.inherit) {
+        s->record.index = static_cast<int>(records.size());
+        try {
+            setup.inherit(s->record, records);
+        } catch (const std::exception& e) {  // trained from scratch instead; said in the record
+            s->record.parent = -1;
+            s->record.weights.clear();
+            s->record.inherited = std::string("nothing (") + e.what() + ")";
+        }
+    }
+    return run_candidate(task, std::move(s->record), setup, stage_seconds);
+}
+
 inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
                                                          const GenerateSetup& setup,
                                                          const std::set<std::string>& seen,
                                                          StageSeconds* stage_seconds = nullptr) {
-    std::optional<Screened> s = screen_candidate(task, proposal, setup, seen, stage_seconds);
-    if (!s) return std::nullopt;
-    if (s->decided) return std::move(s->record);
-    return run_candidate(task, std::move(s->record), setup, stage_seconds);
+    return evaluate_candidate(task, proposal, setup, seen, {}, stage_seconds);
 }
 
 // Runs the search until the budget is spent or the proposer has nothing new. `resumed` are the
@@ -20071,7 +25546,8 @@ inline GenerateResult run_generation(const Task& task, Proposer& proposer, const
             result.stop_reason = "exhausted";
             break;
         }
-        std::optional<CandidateRecord> rec = evaluate_candidate(task, *proposal, setup, seen, &result.stage_seconds);
+        std::optional<CandidateRecord> rec =
+            evaluate_candidate(task, *proposal, setup, seen, result.records, &result.stage_seconds);
         if (!rec) {
             ++result.duplicates;
             if (++duplicates_in_row >= setup.max_duplicates_in_row) {
@@ -21335,6 +26811,11 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 //   lamda::JsonReader<MyError> r("tasks/x.json", "task");
 //   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
 //   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//   int threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+//
+// Numbers from the file never reach a conversion unchecked: integers are range-checked before
+// they are narrowed (detail/checked.hpp), a double becomes an integer only when it is integral
+// and exactly representable, and non-finite values are refused.
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
@@ -21448,7 +26929,9 @@ struct JsonReader {
             double d = 0;
             if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
                 fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
+            // 2^53: past it a double no longer holds every integer, and the cast below is only
+            // defined for values an int64 can hold.
+            if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
                 fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
             i = static_cast<std::int64_t>(d);
         } else {
@@ -21457,6 +26940,12 @@ struct JsonReader {
         if (i < lo || i > hi)
             fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
         return i;
+    }
+    // An int in lo..hi (the narrowing is checked, whatever lo and hi are).
+    int int_in(const element& e, const std::string& path, int lo, int hi) const {
+        const std::optional<int> v = detail::checked_int(integer(e, path, lo, hi), lo, hi);
+        if (!v) fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return *v;
     }
     std::uint64_t uinteger(const element& e, const std::string& path) const {
         if (e.is_uint64()) {
@@ -21936,6 +27425,1292 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #endif  // LAMDA_WITH_LATENCY
 #endif  // LAMDA_LATENCY_MODEL_HPP
 // ---- end include/lamda/latency/model.hpp ----
+// ---- begin include/lamda/search/adapt.hpp ----
+// lamda/search/adapt.hpp: adapting an existing model to a device -- `lamda generate TASK --out DIR
+// --start-from MODEL [--start-weights W]` (docs/adapt.md). The user's trained model is candidate 0
+// (evaluated with its own weights, not retrained); every later candidate is an edit of an earlier
+// one and starts from that one's weights (search/inherit.hpp), fine-tuned instead of trained from
+// scratch:
+//
+//   lamda::StartModel start = lamda::load_start_model("best.lamda", "best.safetensors", task);
+//   lamda::AdaptDesigner proposer(/*seed=*/1, start);            // candidate 0 is the start model
+//   setup.inherit = lamda::weight_inheritance(dir, /*seed=*/1);  // GenerateSetup (search/loop.hpp)
+//
+// load_start_model refuses (lamda::Exception, ErrorKind::input) a model whose input or classes are
+// not the task's and weights that do not fit the model, saying what differs. Weights saved by
+// `lamda train --out` / `lamda generate` have batch norm folded: when they fit the model's folded
+// form (exec/fold.hpp), that form is the start model.
+//
+// AdaptDesigner edits any graph, not only search/designer.hpp's designs (an imported ONNX model
+// has no design): it scales the width of every layer of a width (the layers an `add` joins share
+// one), scales all widths, drops a conv (with its batch norm and activation) whose input and
+// output channels agree, or moves a downsampling earlier (stride 2), steered like the offline
+// designer: over budget -> shrink where the measured cost is, below accuracy -> grow. Its note
+// names the parent ("... of #3"), which weight_inheritance() reads. Deterministic in (seed,
+// records), so --resume continues it.
+//
+// weight_inheritance(dir, seed) writes each candidate's inherited weights to
+// DIR/weights/candidate_N.safetensors (the trainer's fine-tuning then overwrites them with what it
+// reached) and records parent, inherited ("12 reused, 3 sliced, 1 fresh") and weights in the
+// journal; a parent without weights (never run) passes on its own parent's. The start model's
+// weights are DIR/weights/start.safetensors (generate.hpp copies them there).
+// Core, plus ONNX files when LAMDA_WITH_ONNX is defined.
+#ifndef LAMDA_SEARCH_ADAPT_HPP
+#define LAMDA_SEARCH_ADAPT_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#if defined(LAMDA_WITH_ONNX)
+// ---- begin include/lamda/deploy/onnx_import.hpp ----
+// lamda/deploy/onnx_import.hpp: an ONNX model as a lamda graph and weights (docs/export.md, "ONNX in").
+// Compiled only with LAMDA_WITH_ONNX defined (Debian's libonnx-dev: link onnx_proto and
+// libprotobuf, define ONNX_ML=1 and ONNX_NAMESPACE=onnx; CMake's target lamda::onnx does).
+//
+//   lamda::OnnxImport m = lamda::import_onnx_file("resnet18.onnx");
+//   m.dsl       // the model in the DSL (canonical form), parsed and shape-checked
+//   m.graph     // the same, as a Graph;  m.weights: the initializers, lamda names and layouts
+//
+// Supported (batch 1, NCHW float32 input): Conv (groups, pads, strides, dilations; group == C
+// with one input channel per group becomes dwconv), Gemm, MatMul (+ Add of a constant bias),
+// BatchNormalization, Relu, Clip (0..6 as relu6, 0..inf as relu), HardSwish, HardSigmoid
+// (alpha 1/6, beta 1/2), Sigmoid, Add, Mul, Concat (channels), GlobalAveragePool, ReduceMean
+// over H,W (as global average pooling), MaxPool, AveragePool (count_include_pad=0, or no
+// padding), Flatten, Reshape to 2-D (or to [N, -1, 1, 1]), Softmax (channels), Dropout, Identity,
+// Transpose to NHWC (perm 0,2,3,1) right before a Flatten/Reshape, Unsqueeze/Squeeze of H,W on
+// a 1x1 value (`fc(x)[:, :, None, None]`); Constant, Shape, Gather, Unsqueeze, Concat, Cast and
+// Squeeze of constants are folded (the shape subgraphs exporters emit). Activations are fused
+// into the conv, fc or add that feeds only them. Flatten/Reshape of an HxWxC value reads C,H,W
+// in ONNX and H,W,C in lamda: the following Gemm's weight columns are permuted (not after a
+// Transpose to NHWC, whose flattening is lamda's order already); a Flatten/Reshape of a value
+// already flat (an fc's or a flatten's) adds no layer. Weighted layers are named after their
+// weight initializer ("features.0.0.weight" -> features_0_0), others after the node.
+// Anything else throws OnnxImportError naming the node, its op type and its inputs.
+#ifndef LAMDA_DEPLOY_ONNX_IMPORT_HPP
+#define LAMDA_DEPLOY_ONNX_IMPORT_HPP
+
+#if !defined(LAMDA_WITH_ONNX)
+#error "lamda/deploy/onnx_import.hpp needs LAMDA_WITH_ONNX (Debian's libonnx-dev; CMake: link lamda::onnx)"
+#else
+
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+class OnnxImportError : public Exception {
+public:
+    using Exception::Exception;
+};
+
+struct OnnxImport {
+    std::string dsl;
+    Graph graph;
+    Weights weights;
+};
+
+namespace onnx_detail {
+
+struct Const {
+    std::vector<std::int64_t> dims;
+    std::vector<double> v;  // values (floats and integers alike)
+};
+
+inline Const to_const(const onnx::TensorProto& t, const std::string& where) {
+    Const c;
+    if (t.dims_size() > 8) throw OnnxImportError(where + ": tensor '" + t.name() + "' has " + std::to_string(t.dims_size()) + " dimensions, more than 8");
+    for (auto d : t.dims()) c.dims.push_back(d);
+    // Checked: a product that overflows (e.g. [3, 6148914691236517206]) is an error, not a
+    // small wrapped-around count.
+    const std::optional<std::int64_t> count = detail::checked_elements(c.dims, std::int64_t{1} << 31);
+    if (!count)
+        throw OnnxImportError(where + ": tensor '" + t.name() + "' has dimensions " + shape_string(c.dims) +
+                              ": negative, or more than 2^31 elements");
+    const std::int64_t n = *count;
+    const std::string& raw = t.raw_data();
+    // The data must be there before anything is allocated for it.
+    const auto type = t.data_type();
+    const std::size_t item = type == onnx::TensorProto::INT64 ? 8 : 4;
+    const std::int64_t listed = !raw.empty() ? static_cast<std::int64_t>(raw.size() / item)
+                                : type == onnx::TensorProto::FLOAT ? t.float_data_size()
+                                : type == onnx::TensorProto::INT64 ? t.int64_data_size()
+                                : t.int32_data_size();
+    if (type != onnx::TensorProto::FLOAT && type != onnx::TensorProto::INT64 && type != onnx::TensorProto::INT32)
+        throw OnnxImportError(where + ": tensor '" + t.name() + "' has ONNX data type " +
+                              std::to_string(type) + "; only float32, int64 and int32 are supported");
+    if (listed != n || (!raw.empty() && raw.size() % item != 0))
+        throw OnnxImportError(where + ": tensor '" + t.name() + "' " + shape_string(c.dims) + " needs " +
+                              std::to_string(n) + " values, its data holds " +
+                              (raw.empty() ? std::to_string(listed) + " values" : std::to_string(raw.size()) + " bytes"));
+    c.v.resize(static_cast<std::size_t>(n));
+    auto need = [&](std::size_t bytes) {
+        if (raw.size() != bytes * static_cast<std::size_t>(n))
+            throw OnnxImportError(where + ": tensor '" + t.name() + "' has " +
+                                  std::to_string(raw.size()) + " bytes of data, expected " +
+                                  std::to_string(bytes * static_cast<std::size_t>(n)));
+    };
+    switch (t.data_type()) {
+    case onnx::TensorProto::FLOAT:
+        if (!raw.empty()) {
+            need(4);
+            for (std::size_t i = 0; i < c.v.size(); ++i) {
+                float f;
+                std::memcpy(&f, raw.data() + 4 * i, 4);
+                c.v[i] = f;
+            }
+        } else {
+            if (t.float_data_size() != n) throw OnnxImportError(where + ": bad float data");
+            for (int i = 0; i < t.float_data_size(); ++i) c.v[static_cast<std::size_t>(i)] = t.float_data(i);
+        }
+        break;
+    case onnx::TensorProto::INT64:
+        if (!raw.empty()) {
+            need(8);
+            for (std::size_t i = 0; i < c.v.size(); ++i) {
+                std::int64_t x;
+                std::memcpy(&x, raw.data() + 8 * i, 8);
+                c.v[i] = static_cast<double>(x);
+            }
+        } else {
+            if (t.int64_data_size() != n) throw OnnxImportError(where + ": bad int64 data");
+            for (int i = 0; i < t.int64_data_size(); ++i)
+                c.v[static_cast<std::size_t>(i)] = static_cast<double>(t.int64_data(i));
+        }
+        break;
+    case onnx::TensorProto::INT32:
+        if (!raw.empty()) {
+            need(4);
+            for (std::size_t i = 0; i < c.v.size(); ++i) {
+                std::int32_t x;
+                std::memcpy(&x, raw.data() + 4 * i, 4);
+                c.v[i] = x;
+            }
+        } else {
+            if (t.int32_data_size() != n) throw OnnxImportError(where + ": bad int32 data");
+            for (int i = 0; i < t.int32_data_size(); ++i) c.v[static_cast<std::size_t>(i)] = t.int32_data(i);
+        }
+        break;
+    default:
+        throw OnnxImportError(where + ": tensor '" + t.name() + "' has ONNX data type " +
+                              std::to_string(t.data_type()) + "; only float32, int64 and int32 are supported");
+    }
+    return c;
+}
+
+// A lamda layer being built.
+struct Spec {
+    std::string name, op;
+    std::vector<std::string> inputs;
+    std::vector<std::string> attrs;
+    std::string act;  // fused activation
+    bool has_bias_attr = false;
+};
+
+inline std::string sanitize(const std::string& s) {
+    std::string out;
+    for (char ch : s) {
+        const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        if (ok) out += ch;
+        else if (!out.empty() && out.back() != '_') out += '_';
+    }
+    while (!out.empty() && out.back() == '_') out.pop_back();
+    if (!out.empty() && out[0] >= '0' && out[0] <= '9') out = "n" + out;
+    return out;
+}
+
+class Importer {
+public:
+    Importer(const onnx::ModelProto& model, std::string name) : m_(model), name_(std::move(name)) {}
+
+    OnnxImport run() {
+        const onnx::GraphProto& g = m_.graph();
+        for (const auto& t : g.initializer()) consts_[t.name()] = to_const(t, "initializer '" + t.name() + "'");
+        for (const auto& n : g.node())
+            for (const auto& in : n.input()) ++uses_[in];
+        for (const auto& o : g.output()) ++uses_[o.name()];
+        // The input.
+        for (const auto& in : g.input()) {
+            if (consts_.count(in.name())) continue;
+            const auto& shape = in.type().tensor_type().shape();
+            if (shape.dim_size() != 4)
+                throw OnnxImportError("input '" + in.name() + "' is not 4-D NCHW");
+            std::int64_t d[4];
+            for (int k = 0; k < 4; ++k) {
+                d[k] = shape.dim(k).dim_value();
+                if (k > 0 && d[k] <= 0)
+                    throw OnnxImportError("input '" + in.name() + "' has no static shape");
+            }
+            Spec s{unique("input"), "input", {}, {"shape=" + std::to_string(d[2]) + "x" + std::to_string(d[3]) + "x" + std::to_string(d[1])}, "", false};
+            value_[in.name()] = s.name;
+            add(std::move(s));
+            break;
+        }
+        if (specs_.empty()) throw OnnxImportError("the model has no input");
+        for (const auto& n : g.node()) node(n);
+        if (g.output_size() != 1) throw OnnxImportError("the model has " + std::to_string(g.output_size()) + " outputs; lamda models have one");
+        const std::string out = lamda_value(g.output(0).name(), "graph output");
+        if (out != specs_.back().name)
+            throw OnnxImportError("the output '" + g.output(0).name() + "' is not computed last");
+        OnnxImport r;
+        r.dsl = text();
+        ParseResult p = parse_dsl(r.dsl, "imported.lamda");
+        if (!p.ok()) throw OnnxImportError("the imported model does not check:\n" + format_diagnostics(p.diagnostics) + "\n" + r.dsl);
+        r.graph = p.graph;
+        // Exporters spell some activations out (x * HardSigmoid(x) below opset 14): one layer
+        // again, which the executor fuses into the convolution before it.
+        fuse_activation_patterns(r.graph);
+        r.dsl = print_dsl(r.graph);
+        r.weights = weights_;
+        const std::vector<std::string> problems = validate_weights(r.graph, r.weights);
+        if (!problems.empty()) {
+            std::string msg = "the imported weights do not fit the imported model:";
+            for (const auto& q : problems) msg += "\n  " + q;
+            throw OnnxImportError(msg);
+        }
+        return r;
+    }
+
+private:
+    const onnx::ModelProto& m_;
+    std::string name_;
+    std::map<std::string, Const> consts_;
+    std::map<std::string, int> uses_;
+    std::map<std::string, std::string> value_;  // ONNX value -> lamda layer
+    std::map<std::string, Shape> chw_flat_;    // lamda flatten layer -> the HxWxC it flattened
+    std::map<std::string, std::string> nhwc_;  // ONNX value of a Transpose to NHWC -> its lamda input
+    std::vector<Spec> specs_;
+    std::map<std::string, std::size_t> index_;
+    std::set<std::string> names_;
+    std::map<std::string, int> next_suffix_;  // unique(): base name -> next suffix to try
+    Weights weights_;
+    std::optional<Graph> partial_;             // shape_of(): the last partial model parsed
+    std::size_t partial_layers_ = 0;           // ... and how many layers it had
+    std::size_t parsed_bytes_ = 0;             // ... and the DSL text parsed for it in all
+    static constexpr std::size_t max_parsed_bytes = std::size_t{32} << 20;
+
+    std::string text() const {
+        std::string model = sanitize(name_.empty() ? m_.graph().name() : name_);
+        if (model.empty()) model = "imported";
+        std::string t = "model " + model + "\n";
+        for (const Spec& s : specs_) {
+            t += s.name + ": " + s.op;
+            for (std::size_t k = 0; k < s.inputs.size(); ++k) t += (k ? ", " : " ") + s.inputs[k];
+            for (const auto& a : s.attrs) t += " " + a;
+            if (!s.act.empty()) t += " act=" + s.act;
+            t += "\n";
+        }
+        return t;
+    }
+
+    // The shape of a layer built so far. The partial model is parsed again only when layers were
+    // added since the last parse (a layer's shape never changes once added: fusing an activation
+    // or a bias does not change it), and the text parsed in all is bounded, so that a file of
+    // many Shape/Flatten nodes costs time linear in its size up to that bound, then an error.
+    Shape shape_of(const std::string& layer) {
+        if (!partial_ || partial_layers_ != specs_.size()) {
+            const std::string t = text();
+            parsed_bytes_ += t.size();
+            if (parsed_bytes_ > max_parsed_bytes)
+                throw OnnxImportError("the model needs the shapes of too many values (more than " +
+                                      std::to_string(max_parsed_bytes >> 20) +
+                                      " MiB of partial models checked): too many Shape, Flatten, Reshape or Softmax nodes");
+            ParseResult p = parse_dsl(t, "partial.lamda");
+            if (!p.ok()) throw OnnxImportError("the partial model does not check:\n" + format_diagnostics(p.diagnostics));
+            partial_ = std::move(p.graph);
+            partial_layers_ = specs_.size();
+        }
+        const int i = partial_->find(layer);
+        if (i < 0) throw OnnxImportError("internal: layer '" + layer + "' is not in the partial model");
+        return partial_->layers[static_cast<std::size_t>(i)].shape;
+    }
+
+    // A layer name not used yet. Linear time: each base remembers the next suffix to try, so n
+    // nodes of one name cost n lookups, not n^2.
+    std::string unique(std::string base) {
+        if (base.empty()) base = "layer";
+        if (base.size() > 56) base = base.substr(base.size() - 56);
+        if (base[0] >= '0' && base[0] <= '9') base = "n" + base;
+        if (base[0] == '_') base = "n" + base;
+        std::string n = base;
+        if (names_.count(n)) {
+            int& k = next_suffix_[base];
+            if (k < 2) k = 2;
+            do n = base + "_" + std::to_string(k++);
+            while (names_.count(n));
+        }
+        names_.insert(n);
+        return n;
+    }
+
+    void add(Spec s) {
+        if (specs_.size() >= static_cast<std::size_t>(Limits{}.max_layers))
+            throw OnnxImportError("the model has more than " + std::to_string(Limits{}.max_layers) +
+                                  " layers, the limit of a lamda model");
+        index_[s.name] = specs_.size();
+        specs_.push_back(std::move(s));
+    }
+
+    static std::string describe(const onnx::NodeProto& n) {
+        std::string s = "node '" + n.name() + "' (" + n.op_type() + ", inputs ";
+        for (int k = 0; k < n.input_size(); ++k) s += (k ? ", " : "") + std::string("'") + n.input(k) + "'";
+        return s + ")";
+    }
+
+    [[noreturn]] static void fail(const onnx::NodeProto& n, const std::string& why) {
+        throw OnnxImportError(describe(n) + ": " + why);
+    }
+
+    std::string lamda_value(const std::string& v, const std::string& who) const {
+        const auto it = value_.find(v);
+        if (it == value_.end() && nhwc_.count(v))
+            throw OnnxImportError(who + ": value '" + v + "' is a Transpose to NHWC, which is supported only right before a Flatten or Reshape");
+        if (it == value_.end()) throw OnnxImportError(who + ": value '" + v + "' is not computed by a supported node (or is a constant where lamda needs a tensor)");
+        return it->second;
+    }
+
+    const Const* constant(const std::string& v) const {
+        const auto it = consts_.find(v);
+        return it == consts_.end() ? nullptr : &it->second;
+    }
+
+    static const onnx::AttributeProto* attr(const onnx::NodeProto& n, const std::string& name) {
+        for (const auto& a : n.attribute())
+            if (a.name() == name) return &a;
+        return nullptr;
+    }
+    static std::vector<std::int64_t> ints(const onnx::NodeProto& n, const std::string& name, std::vector<std::int64_t> def) {
+        const auto* a = attr(n, name);
+        if (!a) return def;
+        return std::vector<std::int64_t>(a->ints().begin(), a->ints().end());
+    }
+    static std::int64_t int_attr(const onnx::NodeProto& n, const std::string& name, std::int64_t def) {
+        const auto* a = attr(n, name);
+        return a ? a->i() : def;
+    }
+    static double float_attr(const onnx::NodeProto& n, const std::string& name, double def) {
+        const auto* a = attr(n, name);
+        return a ? static_cast<double>(a->f()) : def;
+    }
+
+    std::string layer_name(const onnx::NodeProto& n, const std::string& weight) {
+        if (!weight.empty()) {
+            std::string w = weight;
+            const std::string suffix = ".weight";
+            if (w.size() > suffix.size() && w.compare(w.size() - suffix.size(), suffix.size(), suffix) == 0)
+                w = w.substr(0, w.size() - suffix.size());
+            const std::string s = sanitize(w);
+            if (!s.empty() && s.find("onnx") == std::string::npos) return unique(s);
+        }
+        std::string s = module_path(n.name());
+        if (s.empty()) s = sanitize(n.output(0));
+        return unique(s.empty() ? sanitize(n.op_type()) : s);
+    }
+
+    WeightTensor tensor(const Const& c) const {
+        WeightTensor t;
+        t.shape = c.dims;
+        t.data.reserve(c.v.size());
+        for (double x : c.v) t.data.push_back(static_cast<float>(x));
+        return t;
+    }
+
+    const Const& need_const(const onnx::NodeProto& n, int k) const {
+        if (k >= n.input_size() || n.input(k).empty()) fail(n, "input " + std::to_string(k) + " is missing");
+        const Const* c = constant(n.input(k));
+        if (!c) fail(n, "input '" + n.input(k) + "' must be a constant (an initializer)");
+        return *c;
+    }
+
+    // Fuses `act` into the layer producing `v` when it may; otherwise adds an activation layer.
+    void activation(const onnx::NodeProto& n, const std::string& act, const std::string& op) {
+        const std::string in = lamda_value(n.input(0), describe(n));
+        Spec& p = specs_[index_.at(in)];
+        const bool fusable = (p.op == "conv2d" || p.op == "dwconv" || p.op == "fc" || p.op == "add") &&
+                             p.act.empty() && uses_[n.input(0)] == 1 && in == specs_.back().name;
+        if (fusable) {
+            p.act = act;
+            value_[n.output(0)] = in;
+            return;
+        }
+        Spec s{layer_name(n, ""), op, {in}, {}, "", false};
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void fold(const onnx::NodeProto& n) {
+        if (consts_.size() > (std::size_t{1} << 20)) fail(n, "more than 2^20 constants");
+        const std::string& op = n.op_type();
+        Const out;
+        if (op == "Constant") {
+            const auto* a = attr(n, "value");
+            if (!a) fail(n, "only Constant with a tensor `value` is supported");
+            out = to_const(a->t(), describe(n));
+        } else if (op == "Shape") {
+            const Shape s = shape_of(lamda_value(n.input(0), describe(n)));
+            out.dims = {4};
+            out.v = {1, static_cast<double>(s.c), static_cast<double>(s.h), static_cast<double>(s.w)};
+        } else if (op == "Gather") {
+            const Const& d = need_const(n, 0);
+            const Const& idx = need_const(n, 1);
+            if (d.dims.size() != 1 || int_attr(n, "axis", 0) != 0) fail(n, "only Gather on a 1-D constant is supported");
+            out.dims = idx.dims;
+            for (double i : idx.v) {
+                auto k = static_cast<std::int64_t>(i);
+                if (k < 0) k += d.dims[0];
+                if (k < 0 || k >= d.dims[0] || static_cast<std::size_t>(k) >= d.v.size()) fail(n, "index out of range");
+                out.v.push_back(d.v[static_cast<std::size_t>(k)]);
+            }
+        } else if (op == "Unsqueeze" || op == "Squeeze" || op == "Cast" || op == "Identity") {
+            out = need_const(n, 0);
+            out.dims = {static_cast<std::int64_t>(out.v.size())};  // shape constants are 1-D or scalars; 1-D is what consumers read
+        } else if (op == "Concat") {
+            for (int k = 0; k < n.input_size(); ++k) {
+                const Const& c = need_const(n, k);
+                if (out.v.size() + c.v.size() > (std::size_t{1} << 24)) fail(n, "the folded constant is too large");
+                out.v.insert(out.v.end(), c.v.begin(), c.v.end());
+            }
+            out.dims = {static_cast<std::int64_t>(out.v.size())};
+        } else {
+            fail(n, "unsupported op on constants");
+        }
+        consts_[n.output(0)] = std::move(out);
+    }
+
+    // One ONNX node: checked for the outputs and inputs every op needs before any protobuf
+    // accessor is indexed, then handed to the function for its op.
+    void node(const onnx::NodeProto& n) {
+        const std::string& op = n.op_type();
+        if (n.domain() != "" && n.domain() != "ai.onnx") fail(n, "op domain '" + n.domain() + "' is not supported");
+        if (n.output_size() < 1 || n.output(0).empty()) fail(n, "the node has no output");
+        bool all_const = n.input_size() > 0 || op == "Constant";
+        for (const auto& in : n.input())
+            if (!in.empty() && !constant(in)) all_const = false;
+        if (op == "Constant" || (all_const && op != "Shape")) return fold(n);
+        if (n.input_size() < 1 || n.input(0).empty()) fail(n, "the node has no input");
+        if (op == "Shape") return fold(n);
+        if (op == "Identity" || op == "Dropout") return passthrough(n);
+        if (op == "Conv") return conv(n);
+        if (op == "Gemm" || op == "MatMul") return gemm(n);
+        if (op == "BatchNormalization") return batchnorm(n);
+        if (op == "Relu") return activation(n, "relu", "relu");
+        if (op == "Sigmoid") return activation(n, "sigmoid", "sigmoid");
+        if (op == "HardSwish") return activation(n, "hardswish", "hardswish");
+        if (op == "HardSigmoid") return hardsigmoid(n);
+        if (op == "Clip") return clip(n);
+        if (op == "Add" || op == "Mul" || op == "Sum") return elementwise(n);
+        if (op == "Concat") return concat(n);
+        if (op == "GlobalAveragePool") return simple(n, "gap");
+        if (op == "ReduceMean") return reduce_mean(n);
+        if (op == "Transpose") return transpose(n);
+        if (op == "Unsqueeze" || op == "Squeeze") return unsqueeze(n);
+        if (op == "MaxPool" || op == "AveragePool") return pool(n);
+        if (op == "Flatten" || op == "Reshape") return flatten(n);
+        if (op == "Softmax") return softmax(n);
+        fail(n, "op type '" + op + "' is not supported");
+    }
+
+    std::string in0(const onnx::NodeProto& n) const { return lamda_value(n.input(0), describe(n)); }
+
+    void passthrough(const onnx::NodeProto& n) {
+        if (n.output_size() > 1 && !n.output(1).empty() && uses_[n.output(1)] > 0) fail(n, "the dropout mask is not supported");
+        value_[n.output(0)] = in0(n);
+    }
+
+    void simple(const onnx::NodeProto& n, const std::string& lamda_op) {
+        Spec s{layer_name(n, ""), lamda_op, {in0(n)}, {}, "", false};
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    // A length-checked integer-list attribute: `def` when absent, an error naming the attribute
+    // when it has another number of entries than `arity`.
+    static std::vector<std::int64_t> ints_n(const onnx::NodeProto& n, const std::string& name,
+                                            std::vector<std::int64_t> def, std::size_t arity) {
+        std::vector<std::int64_t> v = ints(n, name, std::move(def));
+        if (!detail::arity_ok(v.size(), arity))
+            fail(n, "attribute '" + name + "' has " + std::to_string(v.size()) + " value(s), expected " +
+                        std::to_string(arity) + " (only 2-D operations are supported)");
+        for (std::int64_t x : v)
+            if (x < 0 || x > (std::int64_t{1} << 20)) fail(n, "attribute '" + name + "' has the value " + std::to_string(x));
+        return v;
+    }
+
+    void conv(const onnx::NodeProto& n) {
+        const std::string x = in0(n);
+        const Const& w = need_const(n, 1);
+        if (w.dims.size() != 4) fail(n, "only 2-D convolutions are supported");
+        const std::int64_t group = int_attr(n, "group", 1);
+        if (group < 1 || group > (std::int64_t{1} << 20)) fail(n, "group " + std::to_string(group) + " is not positive");
+        const std::string autopad = attr(n, "auto_pad") ? attr(n, "auto_pad")->s() : "NOTSET";
+        if (autopad != "NOTSET" && autopad != "VALID") fail(n, "auto_pad=" + autopad + " is not supported");
+        const auto strides = ints_n(n, "strides", {1, 1}, 2);
+        const auto dil = ints_n(n, "dilations", {1, 1}, 2);
+        const auto pads = ints_n(n, "pads", {0, 0, 0, 0}, 4);
+        Spec s{layer_name(n, n.input(1)), "", {x}, {}, "", false};
+        const bool dw = group > 1 && w.dims[1] == 1;
+        if (dw) {
+            s.op = "dwconv";
+            if (w.dims[0] % group) fail(n, "output channels do not divide by group");
+            if (w.dims[0] / group != 1) s.attrs.push_back("multiplier=" + std::to_string(w.dims[0] / group));
+        } else {
+            s.op = "conv2d";
+            s.attrs.push_back("out=" + std::to_string(w.dims[0]));
+            if (group != 1) s.attrs.push_back("groups=" + std::to_string(group));
+        }
+        s.attrs.push_back("kernel=" + size(w.dims[2], w.dims[3]));
+        if (strides[0] != 1 || strides[1] != 1) s.attrs.push_back("stride=" + size(strides[0], strides[1]));
+        if (dil[0] != 1 || dil[1] != 1) s.attrs.push_back("dilation=" + size(dil[0], dil[1]));
+        const std::string pad = conv_padding(pads, w.dims[2], w.dims[3], strides, dil);
+        if (!pad.empty()) s.attrs.push_back(pad);
+        const bool bias = n.input_size() > 2 && !n.input(2).empty();
+        if (!bias) s.attrs.push_back("bias=false");
+        weights_[s.name + ".weight"] = tensor(w);
+        if (bias) weights_[s.name + ".bias"] = tensor(need_const(n, 2));
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void gemm(const onnx::NodeProto& n) {
+        const std::string& op = n.op_type();
+        const std::string x = in0(n);
+        const Const& b = need_const(n, 1);
+        if (b.dims.size() != 2) fail(n, "the weight must be 2-D");
+        bool trans_b = op == "Gemm" && int_attr(n, "transB", 0) != 0;
+        if (op == "Gemm" && (int_attr(n, "transA", 0) != 0 || float_attr(n, "alpha", 1.0) != 1.0 || float_attr(n, "beta", 1.0) != 1.0))
+            fail(n, "only Gemm with transA=0, alpha=1, beta=1 is supported");
+        const std::int64_t out = trans_b ? b.dims[0] : b.dims[1], in = trans_b ? b.dims[1] : b.dims[0];
+        // to_const() bounded the element count, so out * in cannot overflow; checked anyway.
+        std::int64_t count = 0;
+        if (!detail::checked_mul(out, in, count) || static_cast<std::size_t>(count) != b.v.size())
+            fail(n, "the weight's dimensions do not match its data");
+        WeightTensor wt;
+        wt.shape = {out, in};
+        wt.data.resize(static_cast<std::size_t>(count));
+        for (std::int64_t o = 0; o < out; ++o)
+            for (std::int64_t i = 0; i < in; ++i)
+                wt.data[static_cast<std::size_t>(o * in + i)] = static_cast<float>(
+                    trans_b ? b.v[static_cast<std::size_t>(o * in + i)] : b.v[static_cast<std::size_t>(i * out + o)]);
+        // ONNX flattened C,H,W; lamda H,W,C: permute the columns.
+        const auto flat = chw_flat_.find(x);
+        if (flat != chw_flat_.end()) {
+            const Shape s = flat->second;
+            if (s.elements() != in) fail(n, "the weight does not fit the flattened input");
+            std::vector<float> p(wt.data.size());
+            for (std::int64_t o = 0; o < out; ++o)
+                for (std::int64_t c = 0; c < s.c; ++c)
+                    for (std::int64_t h = 0; h < s.h; ++h)
+                        for (std::int64_t w = 0; w < s.w; ++w)
+                            p[static_cast<std::size_t>(o * in + (h * s.w + w) * s.c + c)] =
+                                wt.data[static_cast<std::size_t>(o * in + c * s.h * s.w + h * s.w + w)];
+            wt.data = std::move(p);
+        }
+        Spec s{layer_name(n, n.input(1)), "fc", {x}, {"out=" + std::to_string(out)}, "", false};
+        const bool bias = op == "Gemm" && n.input_size() > 2 && !n.input(2).empty();
+        if (bias) {
+            const Const& c = need_const(n, 2);
+            if (static_cast<std::int64_t>(c.v.size()) != out) fail(n, "only a per-output bias is supported");
+            WeightTensor bt = tensor(c);
+            bt.shape = {out};
+            weights_[s.name + ".bias"] = bt;
+        } else {
+            s.attrs.push_back("bias=false");
+        }
+        weights_[s.name + ".weight"] = std::move(wt);
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void batchnorm(const onnx::NodeProto& n) {
+        Spec s{layer_name(n, n.input_size() > 1 ? n.input(1) : std::string()), "batchnorm", {in0(n)}, {}, "", false};
+        const double eps = float_attr(n, "epsilon", 1e-5);
+        // The float attribute widened to double: print the float's shortest decimal.
+        char buf[64];
+        const auto r = std::to_chars(buf, buf + sizeof buf, static_cast<float>(eps));
+        if (r.ec != std::errc() || !std::isfinite(eps) || eps <= 0) fail(n, "epsilon must be a positive number");
+        const std::string es(buf, r.ptr);
+        if (static_cast<float>(eps) != 1e-5f) s.attrs.push_back("eps=" + es);
+        const char* names[4] = {".weight", ".bias", ".running_mean", ".running_var"};
+        for (int k = 0; k < 4; ++k) weights_[s.name + names[k]] = tensor(need_const(n, k + 1));
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void hardsigmoid(const onnx::NodeProto& n) {
+        if (std::fabs(float_attr(n, "alpha", 0.2) - 1.0 / 6) > 1e-6 || std::fabs(float_attr(n, "beta", 0.5) - 0.5) > 1e-6)
+            fail(n, "only HardSigmoid with alpha=1/6, beta=1/2 (torch's) is supported");
+        activation(n, "hardsigmoid", "hardsigmoid");
+    }
+
+    void clip(const onnx::NodeProto& n) {
+        double lo = float_attr(n, "min", -INFINITY), hi = float_attr(n, "max", INFINITY);
+        const auto scalar = [&](int k) {
+            const Const& c = need_const(n, k);
+            if (c.v.size() != 1) fail(n, "the Clip bound '" + n.input(k) + "' must be a scalar, it has " +
+                                             std::to_string(c.v.size()) + " values");
+            return c.v[0];
+        };
+        if (n.input_size() > 1 && !n.input(1).empty()) lo = scalar(1);
+        if (n.input_size() > 2 && !n.input(2).empty()) hi = scalar(2);
+        if (lo == 0 && hi == 6) return activation(n, "relu6", "relu6");
+        if (lo == 0 && std::isinf(hi) && hi > 0) return activation(n, "relu", "relu");
+        fail(n, "only Clip to [0, 6] (relu6) or [0, inf) (relu) is supported");
+    }
+
+    void elementwise(const onnx::NodeProto& n) {
+        const std::string& op = n.op_type();
+        // fc + constant bias (MatMul + Add)
+        if (op == "Add" && n.input_size() == 2 && constant(n.input(1)) && value_.count(n.input(0))) {
+            const std::string x = in0(n);
+            Spec& p = specs_[index_.at(x)];
+            const Const& c = *constant(n.input(1));
+            const bool no_bias = std::find(p.attrs.begin(), p.attrs.end(), "bias=false") != p.attrs.end();
+            if (p.op == "fc" && no_bias && p.act.empty() && uses_[n.input(0)] == 1) {
+                p.attrs.erase(std::find(p.attrs.begin(), p.attrs.end(), "bias=false"));
+                WeightTensor bt = tensor(c);
+                bt.shape = {static_cast<std::int64_t>(bt.data.size())};
+                weights_[p.name + ".bias"] = bt;
+                value_[n.output(0)] = x;
+                return;
+            }
+            fail(n, "adding a constant is supported only as the bias of a MatMul");
+        }
+        Spec s{layer_name(n, ""), op == "Mul" ? "mul" : "add", {}, {}, "", false};
+        for (const auto& in : n.input()) s.inputs.push_back(lamda_value(in, describe(n)));
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void concat(const onnx::NodeProto& n) {
+        if (int_attr(n, "axis", 1) != 1) fail(n, "only Concat on channels (axis=1) is supported");
+        Spec s{layer_name(n, ""), "concat", {}, {}, "", false};
+        for (const auto& in : n.input()) s.inputs.push_back(lamda_value(in, describe(n)));
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    void pool(const onnx::NodeProto& n) {
+        const std::string& op = n.op_type();
+        if (n.output_size() > 1 && !n.output(1).empty() && uses_[n.output(1)] > 0) fail(n, "MaxPool indices are not supported");
+        const auto k = ints_n(n, "kernel_shape", {}, 2);
+        const auto strides = ints_n(n, "strides", {1, 1}, 2);
+        const auto pads = ints_n(n, "pads", {0, 0, 0, 0}, 4);
+        const auto dil = ints_n(n, "dilations", {1, 1}, 2);
+        if (dil[0] != 1 || dil[1] != 1) fail(n, "dilated pools are not supported");
+        const std::string autopad = attr(n, "auto_pad") ? attr(n, "auto_pad")->s() : "NOTSET";
+        if (autopad != "NOTSET" && autopad != "VALID") fail(n, "auto_pad=" + autopad + " is not supported");
+        const bool padded = pads[0] || pads[1] || pads[2] || pads[3];
+        const bool ceil = int_attr(n, "ceil_mode", 0) != 0;
+        if (op == "AveragePool" && int_attr(n, "count_include_pad", 0) != 0 && (padded || ceil))
+            fail(n, "count_include_pad=1 with padding is not supported (lamda never counts padding)");
+        Spec s{layer_name(n, ""), op == "MaxPool" ? "maxpool" : "avgpool", {in0(n)},
+               {"kernel=" + size(k[0], k[1]), "stride=" + size(strides[0], strides[1]), padding(pads)},
+               "", false};
+        if (ceil) s.attrs.push_back("ceil=true");
+        value_[n.output(0)] = s.name;
+        add(std::move(s));
+    }
+
+    // Axes of a node (an `axes` attribute, or from opset 13/18 on a constant second input).
+    std::vector<std::int64_t> axes_of(const onnx::NodeProto& n) const {
+        if (attr(n, "axes")) return ints(n, "axes", {});
+        if (n.input_size() < 2 || n.input(1).empty()) return {};
+        const Const& c = need_const(n, 1);
+        if (c.v.size() > 8) fail(n, "more than 8 axes");
+        std::vector<std::int64_t> a;
+        for (double v : c.v) a.push_back(static_cast<std::int64_t>(v));
+        return a;
+    }
+
+    // ReduceMean over H and W of an NCHW value: global average pooling (keepdims or not: lamda's
+    // 1x1xC is both [N, C, 1, 1] and [N, C]).
+    void reduce_mean(const onnx::NodeProto& n) {
+        std::vector<std::int64_t> axes = axes_of(n);
+        for (auto& a : axes)
+            if (a < 0) a += 4;
+        std::sort(axes.begin(), axes.end());
+        if (axes != std::vector<std::int64_t>{2, 3})
+            fail(n, "only ReduceMean over H and W (axes 2, 3: global average pooling) is supported");
+        simple(n, "gap");
+    }
+
+    // Transpose NCHW -> NHWC, supported right before a Flatten/Reshape (lenet-style exports:
+    // x.permute(0, 2, 3, 1).reshape(N, -1)): it only marks the value; the flatten that follows
+    // reads lamda's H,W,C order, so the next Gemm's columns are not permuted.
+    void transpose(const onnx::NodeProto& n) {
+        const std::string x = in0(n);
+        if (ints(n, "perm", {}) != std::vector<std::int64_t>{0, 2, 3, 1})
+            fail(n, "only Transpose to NHWC (perm 0, 2, 3, 1) before a Flatten or Reshape is supported");
+        nhwc_[n.output(0)] = x;
+    }
+
+    // Unsqueeze/Squeeze of H, W on a value lamda holds as 1x1xC (an fc's output as [N, K] or
+    // [N, K, 1, 1]): nothing to do.
+    void unsqueeze(const onnx::NodeProto& n) {
+        const std::string x = in0(n);
+        const Shape s = shape_of(x);
+        std::vector<std::int64_t> axes = axes_of(n);
+        bool ok = s.h == 1 && s.w == 1 && !axes.empty() && axes.size() <= 2;
+        for (std::int64_t a : axes) ok = ok && (a == 2 || a == 3 || a == -1 || a == -2);
+        if (!ok) fail(n, "only " + n.op_type() + " of axes 2, 3 on a 1x1 value is supported");
+        value_[n.output(0)] = x;
+    }
+
+    void flatten(const onnx::NodeProto& n) {
+        const std::string& op = n.op_type();
+        const auto transposed = nhwc_.find(n.input(0));
+        const bool nhwc = transposed != nhwc_.end();
+        const std::string x = nhwc ? transposed->second : in0(n);
+        if (op == "Flatten" && int_attr(n, "axis", 1) != 1) fail(n, "only Flatten with axis=1 is supported");
+        const Shape s = shape_of(x);
+        const bool flat = s.h == 1 && s.w == 1;
+        if (op == "Reshape") {
+            const Const& shape = need_const(n, 1);
+            const auto& v = shape.v;
+            const double all = static_cast<double>(s.elements());
+            const bool batch = !v.empty() && (v[0] == 1 || v[0] == 0 || v[0] == -1);
+            const bool two_d = v.size() == 2 && batch && (v[1] == -1 || v[1] == all);
+            // [N, -1, 1, 1]: flat in the channels, as lamda's flatten; from C,H,W order only when H = W = 1.
+            const bool four_d = v.size() == 4 && batch && (v[1] == -1 || v[1] == all) && v[2] == 1 && v[3] == 1 &&
+                                (nhwc || flat);
+            if (!two_d && !four_d) fail(n, "only Reshape to 2-D [N, H*W*C] (or [N, H*W*C, 1, 1]) is supported");
+        }
+        // Already flat (an fc's or a flatten's output): the same values in the same order.
+        const std::string producer = specs_[index_.at(x)].op;
+        if (flat && (producer == "fc" || producer == "flatten")) {
+            value_[n.output(0)] = x;
+            return;
+        }
+        Spec sp{layer_name(n, ""), "flatten", {x}, {}, "", false};
+        if (!nhwc && !flat) chw_flat_[sp.name] = s;
+        value_[n.output(0)] = sp.name;
+        add(std::move(sp));
+    }
+
+    void softmax(const onnx::NodeProto& n) {
+        const std::string x = in0(n);
+        const Shape s = shape_of(x);
+        const std::int64_t axis = int_attr(n, "axis", -1);
+        if (!(axis == 1 || (axis == -1 && s.h == 1 && s.w == 1))) fail(n, "only Softmax over channels is supported");
+        Spec sp{layer_name(n, ""), "softmax", {x}, {}, "", false};
+        value_[n.output(0)] = sp.name;
+        add(std::move(sp));
+    }
+    // torch's exporter names nodes "/features/features.1/block/block.1/Mul": the module path
+    // (features.1.block.1) with each level's prefix repeated. Other names are used as they are.
+    static std::string module_path(const std::string& node) {
+        if (node.empty() || node[0] != '/') return sanitize(node);
+        std::vector<std::string> seg;
+        std::size_t at = 1;
+        while (at <= node.size()) {
+            const std::size_t next = std::min(node.find('/', at), node.size());
+            seg.push_back(node.substr(at, next - at));
+            at = next + 1;
+        }
+        if (seg.size() < 2) return sanitize(node);
+        seg.pop_back();  // the op
+        std::string path;
+        for (std::size_t k = 0; k < seg.size(); ++k) {
+            if (k + 1 < seg.size() && seg[k + 1].compare(0, seg[k].size() + 1, seg[k] + ".") == 0) continue;
+            path += (path.empty() ? "" : ".") + seg[k];
+        }
+        return sanitize(path);
+    }
+
+    // Conv padding: left out (the DSL's `same`) when it is what `same` gives at stride 1.
+    static std::string conv_padding(const std::vector<std::int64_t>& p, std::int64_t kh, std::int64_t kw,
+                                    const std::vector<std::int64_t>& stride, const std::vector<std::int64_t>& dil) {
+        const bool same = stride[0] == 1 && stride[1] == 1 && kh % 2 == 1 && kw % 2 == 1 &&
+                          p[0] == p[2] && p[1] == p[3] && p[0] == dil[0] * (kh - 1) / 2 && p[1] == dil[1] * (kw - 1) / 2;
+        return same ? "" : padding(p);
+    }
+
+    static std::string size(std::int64_t h, std::int64_t w) {
+        return h == w ? std::to_string(h) : std::to_string(h) + "x" + std::to_string(w);
+    }
+
+    static std::string padding(const std::vector<std::int64_t>& p) {
+        if (p[0] == 0 && p[1] == 0 && p[2] == 0 && p[3] == 0) return "padding=valid";
+        return "padding=" + std::to_string(p[0]) + "x" + std::to_string(p[1]) + "x" + std::to_string(p[2]) + "x" + std::to_string(p[3]);
+    }
+};
+
+}  // namespace onnx_detail
+
+// `name` is the model's name in the DSL (default: the ONNX graph's name).
+inline OnnxImport import_onnx(const onnx::ModelProto& model, const std::string& name = "") {
+    return onnx_detail::Importer(model, name).run();
+}
+
+// The model is named after the file ("models/resnet18.onnx" -> resnet18).
+inline OnnxImport import_onnx_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw OnnxImportError("cannot open '" + path + "'");
+    onnx::ModelProto model;
+    if (!model.ParseFromIstream(&f)) throw OnnxImportError(path + ": not an ONNX model (protobuf parse failed)");
+    try {
+        std::string stem = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+        stem = stem.substr(0, stem.find('.'));
+        return import_onnx(model, stem);
+    } catch (const OnnxImportError& e) {
+        throw OnnxImportError(path + ": " + e.what());
+    }
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_ONNX)
+#endif  // LAMDA_DEPLOY_ONNX_IMPORT_HPP
+// ---- end include/lamda/deploy/onnx_import.hpp ----
+#endif
+
+namespace lamda {
+
+// The model a search adapts, as loaded and checked against the task.
+struct StartModel {
+    std::string source;   // the file it came from
+    Graph graph;          // the start model (batch norm folded when its weights are)
+    std::string dsl;      // print_dsl(graph): candidate 0's text
+    Weights weights;      // fit `graph`
+    bool folded = false;  // the file's batch norms were folded to fit the weights
+};
+
+inline constexpr std::string_view start_model_note = "start model ";
+inline constexpr std::string_view start_weights_file = "weights/start.safetensors";
+
+namespace adapt_detail {
+
+inline std::string shape_text(const Shape& s) {
+    return std::to_string(s.h) + "x" + std::to_string(s.w) + "x" + std::to_string(s.c);
+}
+
+[[noreturn]] inline void refuse(const std::string& where, const std::string& what) {
+    throw Exception(Error(ErrorKind::input, Where{where, 0, 0, {}}, "cannot adapt this model: " + what));
+}
+
+inline bool ends_with(const std::string& s, std::string_view tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+}  // namespace adapt_detail
+
+// Loads MODEL (.lamda, or .onnx with LAMDA_WITH_ONNX) and its weights (`weights_path`; for a
+// .lamda file, default MODEL with .safetensors; an ONNX file carries its own) and checks them
+// against the task's input and classes. Throws lamda::Exception naming what differs.
+inline StartModel load_start_model(const std::string& path, const std::string& weights_path, const Task& task) {
+    using adapt_detail::refuse;
+    StartModel s;
+    s.source = path;
+    const bool onnx = adapt_detail::ends_with(path, ".onnx");
+    if (onnx) {
+#if defined(LAMDA_WITH_ONNX)
+        OnnxImport imported = import_onnx_file(path);
+        s.graph = std::move(imported.graph);
+        s.weights = std::move(imported.weights);
+#else
+        refuse(path, "this lamda was built without ONNX import (libonnx-dev); convert it with `lamda import` "
+                     "on a lamda that has it, and start from the .lamda file and its weights");
+#endif
+    } else {
+        ParseResult parsed = parse_dsl_file(path);
+        if (!parsed.ok()) throw ModelError(std::move(parsed.diagnostics));
+        s.graph = std::move(parsed.graph);
+    }
+    std::string wpath = weights_path;
+    if (wpath.empty() && !onnx) {
+        wpath = std::filesystem::path(path).replace_extension(".safetensors").string();
+        std::error_code ec;
+        if (!std::filesystem::exists(wpath, ec))
+            refuse(path, "no weights: give --start-weights W (looked for " + wpath + "); the start model is "
+                         "evaluated with its own trained weights, not retrained");
+    }
+    if (!wpath.empty()) s.weights = read_safetensors(wpath);
+    const std::string wname = wpath.empty() ? path : wpath;
+
+    // The task's input and classes.
+    const Shape in = s.graph.input().shape;
+    if (!(in.h == task.input.h && in.w == task.input.w && in.c == task.input.c))
+        refuse(path, "its input is " + adapt_detail::shape_text(in) + ", the task's is " +
+                         adapt_detail::shape_text(task.input));
+    const Shape out = s.graph.output().shape;
+    if (!(out.h == 1 && out.w == 1 && out.c == task.classes))
+        refuse(path, "its output is " + adapt_detail::shape_text(out) + ", the task has " +
+                         std::to_string(task.classes) + " classes (1x1x" + std::to_string(task.classes) + ")");
+
+    // Weights that fit the model, or its folded form.
+    const std::vector<std::string> problems = validate_weights(s.graph, s.weights);
+    if (!problems.empty()) {
+        const Graph folded = fold_batchnorm_graph(s.graph);
+        if (folded.layers.size() != s.graph.layers.size() && validate_weights(folded, s.weights).empty()) {
+            s.graph = folded;
+            s.folded = true;
+        } else {
+            std::string what = "the weights " + wname + " do not fit the model: " + problems.front();
+            if (problems.size() > 1)
+                what += " (and " + std::to_string(problems.size() - 1) + " more problem" +
+                        (problems.size() > 2 ? "s" : "") + ")";
+            refuse(path, what);
+        }
+    }
+    s.dsl = print_dsl(s.graph);
+    return s;
+}
+
+// The candidate a note says a candidate was derived from ("... of #12"), or -1.
+inline int parent_in_note(std::string_view note) {
+    const std::size_t at = note.rfind(" of #");
+    if (at == std::string_view::npos) return -1;
+    std::int64_t v = 0;
+    std::size_t i = at + 5, digits = 0;
+    for (; i < note.size() && note[i] >= '0' && note[i] <= '9' && digits < 9; ++i, ++digits) v = v * 10 + (note[i] - '0');
+    return digits ? static_cast<int>(v) : -1;
+}
+
+namespace adapt_detail {
+
+inline bool width_editable(const Layer& l) {
+    return (l.op == OpKind::Conv2d && l.groups == 1) || l.op == OpKind::FullyConnected;
+}
+
+// Layers whose width is the model's output width (the classifier and what joins it): not edited.
+inline std::vector<bool> fixed_width(const Graph& g) {
+    std::vector<bool> fixed(g.layers.size(), false);
+    std::vector<int> todo{static_cast<int>(g.layers.size()) - 1};
+    std::set<int> visited;
+    while (!todo.empty()) {
+        const int i = todo.back();
+        todo.pop_back();
+        if (i < 0 || !visited.insert(i).second) continue;
+        const Layer& l = g.layers[static_cast<std::size_t>(i)];
+        if (width_editable(l) || l.op == OpKind::Input || l.op == OpKind::Concat) {
+            fixed[static_cast<std::size_t>(i)] = true;
+            continue;
+        }
+        if (l.op == OpKind::Conv2d) fixed[static_cast<std::size_t>(i)] = true;  // grouped: left alone
+        for (int in : l.inputs) todo.push_back(in);
+    }
+    return fixed;
+}
+
+inline int round_width(double v) {
+    if (v >= 16) return static_cast<int>(std::lround(v / 8.0)) * 8;
+    return std::max(4, static_cast<int>(std::lround(v)));
+}
+
+// The layer that chose `i`'s channels (walking back through channel-keeping layers), or -1.
+inline int width_source(const Graph& g, int i) {
+    while (i >= 0) {
+        const Layer& l = g.layers[static_cast<std::size_t>(i)];
+        if (width_editable(l)) return i;
+        if (l.inputs.empty() || l.op == OpKind::Concat || l.op == OpKind::Flatten) return -1;
+        i = l.inputs.front();
+    }
+    return -1;
+}
+
+// Every editable layer of width `from` (not fixed) gets round(from * factor); returns how many.
+inline int scale_class(Graph& g, const std::vector<bool>& fixed, int from, double factor) {
+    const int to = round_width(from * factor);
+    if (to == from) return 0;
+    int n = 0;
+    for (std::size_t i = 0; i < g.layers.size(); ++i)
+        if (!fixed[i] && width_editable(g.layers[i]) && g.layers[i].out_channels == from) {
+            g.layers[i].out_channels = to;
+            ++n;
+        }
+    return n;
+}
+
+// Every editable width times `factor` (layers of one width stay of one width).
+inline int scale_all(Graph& g, const std::vector<bool>& fixed, double factor) {
+    std::map<int, int> to;
+    for (std::size_t i = 0; i < g.layers.size(); ++i)
+        if (!fixed[i] && width_editable(g.layers[i])) to[g.layers[i].out_channels] = 0;
+    for (auto& [from, t] : to) t = round_width(from * factor);
+    int n = 0;
+    for (std::size_t i = 0; i < g.layers.size(); ++i)
+        if (!fixed[i] && width_editable(g.layers[i])) {
+            const int t = to[g.layers[i].out_channels];
+            if (t != g.layers[i].out_channels) ++n;
+            g.layers[i].out_channels = t;
+        }
+    return n;
+}
+
+// The graph without the layers in `drop` (each of which has one input: its readers read that).
+inline Graph without_layers(const Graph& g, const std::set<int>& drop) {
+    Graph out;
+    out.name = g.name;
+    std::vector<int> index(g.layers.size(), -1);
+    for (std::size_t i = 0; i < g.layers.size(); ++i) {
+        if (drop.count(static_cast<int>(i))) {
+            index[i] = index[static_cast<std::size_t>(g.layers[i].inputs.front())];
+            continue;
+        }
+        Layer l = g.layers[i];
+        for (int& in : l.inputs) in = index[static_cast<std::size_t>(in)];
+        index[i] = static_cast<int>(out.layers.size());
+        out.layers.push_back(std::move(l));
+    }
+    return out;
+}
+
+inline std::vector<int> readers_of(const Graph& g, int i) {
+    std::vector<int> r;
+    for (std::size_t k = 0; k < g.layers.size(); ++k)
+        for (int in : g.layers[k].inputs)
+            if (in == i) r.push_back(static_cast<int>(k));
+    return r;
+}
+
+// Drops a stride-1 conv2d whose input and output channels agree, with the batch norm and
+// activation that follow it alone; "" when there is none.
+inline std::string drop_conv(std::mt19937_64& rng, Graph& g, const std::vector<bool>& fixed) {
+    std::vector<int> eligible;
+    for (std::size_t i = 1; i < g.layers.size(); ++i) {
+        const Layer& l = g.layers[i];
+        if (fixed[i] || l.op != OpKind::Conv2d || l.groups != 1 || l.stride_h != 1 || l.stride_w != 1) continue;
+        const Layer& src = g.layers[static_cast<std::size_t>(l.inputs.front())];
+        if (src.shape.c == l.shape.c && src.shape.h == l.shape.h && src.shape.w == l.shape.w)
+            eligible.push_back(static_cast<int>(i));
+    }
+    if (eligible.empty()) return {};
+    const int at = eligible[static_cast<std::size_t>(sample_detail::uniform(rng, 0, static_cast<int>(eligible.size()) - 1))];
+    std::set<int> drop{at};
+    int last = at;
+    for (;;) {
+        const std::vector<int> r = readers_of(g, last);
+        if (r.size() != 1) break;
+        const OpKind op = g.layers[static_cast<std::size_t>(r.front())].op;
+        if (op != OpKind::BatchNorm && op != OpKind::Relu && op != OpKind::Relu6 && op != OpKind::HardSwish) break;
+        drop.insert(r.front());
+        last = r.front();
+    }
+    const std::string name = g.layers[static_cast<std::size_t>(at)].name;
+    g = without_layers(g, drop);
+    return " drop " + name;
+}
+
+// Downsamples earlier: stride 2 on a stride-1 conv or depthwise conv on a map of at least 8x8.
+inline std::string add_stride(std::mt19937_64& rng, Graph& g) {
+    std::vector<int> eligible;
+    for (std::size_t i = 1; i < g.layers.size(); ++i) {
+        const Layer& l = g.layers[i];
+        if ((l.op != OpKind::Conv2d && l.op != OpKind::DepthwiseConv2d) || l.stride_h != 1 || l.stride_w != 1) continue;
+        if (l.shape.h >= 8 && l.shape.w >= 8) eligible.push_back(static_cast<int>(i));
+    }
+    if (eligible.empty()) return {};
+    // Early layers first: they run on the largest maps.
+    const std::size_t pick = static_cast<std::size_t>(sample_detail::uniform(rng, 0, std::min(2, static_cast<int>(eligible.size()) - 1)));
+    Layer& l = g.layers[static_cast<std::size_t>(eligible[pick])];
+    l.stride_h = l.stride_w = 2;
+    return " stride 2 at " + l.name;
+}
+
+// The editable layers a record's most expensive layers come from, most expensive first.
+inline std::vector<int> expensive_sources(const Graph& g, const CandidateRecord& r, const std::vector<bool>& fixed) {
+    std::vector<int> out;
+    for (const LayerCost& c : r.top_layers) {
+        const int i = g.find(c.name);
+        const int s = i < 0 ? -1 : width_source(g, i);
+        if (s >= 0 && !fixed[static_cast<std::size_t>(s)] && std::find(out.begin(), out.end(), s) == out.end())
+            out.push_back(s);
+    }
+    return out;
+}
+
+}  // namespace adapt_detail
+
+// The proposer of an adaptation (see the top of this file). Candidate 0 is the start model.
+class AdaptDesigner : public Proposer {
+public:
+    AdaptDesigner(std::uint64_t seed, const StartModel& start) : seed_(seed), start_dsl_(start.dsl), source_(start.source) {}
+    std::string name() const override { return "adapt"; }
+
+    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        return propose_next(task, records, {});
+    }
+    std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
+                                         const std::vector<CandidateRecord>& pending) override {
+        std::set<std::string> seen = proposer_detail::seen_hashes(records);
+        for (const auto& r : pending) seen.insert(r.hash);
+        if (records.empty() && pending.empty()) return Proposal{start_dsl_, std::string(start_model_note) + source_};
+        std::vector<const CandidateRecord*> known;
+        for (const auto& r : records)
+            if (r.params >= 0 && r.verdict != Verdict::Invalid && r.verdict != Verdict::Failed && r.verdict != Verdict::WrongTask)
+                known.push_back(&r);
+        if (known.empty()) return std::nullopt;  // the start model itself was not a model of the task
+        const std::size_t drawn = records.size() + pending.size();
+        std::set<std::string> tried;
+        for (std::uint64_t attempt = 0; attempt < 200; ++attempt) {
+            std::mt19937_64 rng(sample_seed(seed_, drawn * 1000 + attempt));
+            const CandidateRecord& parent = *pick_parent(rng, known, task);
+            ParseResult parsed = parse_dsl(parent.dsl, "parent");
+            if (!parsed.ok()) continue;
+            std::string what;
+            Graph child = edit(rng, parent, parsed.graph, task, attempt, what);
+            if (what.empty()) continue;
+            for (Layer& l : child.layers) l.expected_in_channels = 0;  // widths moved
+            const std::string text = print_dsl(child);
+            std::string canonical, hash;
+            if (!canonical_hash(text, canonical, hash)) continue;
+            if (seen.count(hash) || !tried.insert(hash).second) continue;
+            return Proposal{canonical, "adapt:" + what + " of #" + std::to_string(parent.index)};
+        }
+        return std::nullopt;
+    }
+
+private:
+    // Mostly the best feasible candidate, sometimes another of the best four; with none feasible,
+    // one of the three closest to the limits.
+    const CandidateRecord* pick_parent(std::mt19937_64& rng, const std::vector<const CandidateRecord*>& known,
+                                       const Task& task) const {
+        using namespace sample_detail;
+        std::vector<const CandidateRecord*> feasible;
+        for (const CandidateRecord* r : known)
+            if (r->verdict == Verdict::Feasible) feasible.push_back(r);
+        if (!feasible.empty()) {
+            std::stable_sort(feasible.begin(), feasible.end(), [&](const CandidateRecord* a, const CandidateRecord* b) {
+                return objective_score(*a, task.objective) > objective_score(*b, task.objective);
+            });
+            const int roll = uniform(rng, 0, 99);
+            if (roll < 60 || feasible.size() == 1) return feasible[0];
+            if (roll < 90)
+                return feasible[static_cast<std::size_t>(uniform(rng, 1, static_cast<int>(std::min<std::size_t>(3, feasible.size() - 1))))];
+        }
+        std::vector<std::pair<double, const CandidateRecord*>> ranked;
+        for (const CandidateRecord* r : known)
+            if (auto v = proposer_detail::violation(*r, task)) ranked.emplace_back(std::abs(*v - 0.9), r);
+        if (ranked.empty()) return known[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(known.size()) - 1))];
+        std::stable_sort(ranked.begin(), ranked.end(),
+                         [](const auto& a, const auto& b) { return a.first < b.first; });
+        const std::size_t top = std::min<std::size_t>(3, ranked.size());
+        return ranked[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(top) - 1))].second;
+    }
+
+    // One edit of `g` (the parent's graph) given how the parent fared; `what` says which ("" none).
+    Graph edit(std::mt19937_64& rng, const CandidateRecord& r, Graph g, const Task& task, std::uint64_t attempt,
+               std::string& what) const {
+        using namespace sample_detail;
+        using namespace adapt_detail;
+        const std::vector<bool> fixed = fixed_width(g);
+        const double v = proposer_detail::violation(r, task).value_or(1.0);
+        const bool below_accuracy = r.verdict == Verdict::BelowAccuracy;
+        std::vector<int> widths;  // the editable widths, ascending
+        for (std::size_t i = 0; i < g.layers.size(); ++i)
+            if (!fixed[i] && width_editable(g.layers[i])) widths.push_back(g.layers[i].out_channels);
+        std::sort(widths.begin(), widths.end());
+        widths.erase(std::unique(widths.begin(), widths.end()), widths.end());
+        const auto scale_one = [&](int from, double f) {
+            if (scale_class(g, fixed, from, f) > 0)
+                what += " width " + std::to_string(from) + "->" + std::to_string(round_width(from * f));
+        };
+        if (v > 1.0) {
+            // Far over: every width at once, sized so the cost (about quadratic in width) fits.
+            if ((v > 1.3 && attempt % 3 == 0) || chance(rng, 20)) {
+                const double f = std::clamp(std::sqrt(0.92 / v), 0.3, 0.95) * (1.0 + 0.03 * (uniform(rng, 0, 4) - 2));
+                if (scale_all(g, fixed, f) > 0) what = " scale widths x" + std::to_string(f).substr(0, 4);
+                if (!what.empty()) return g;
+            }
+            const int roll = uniform(rng, 0, 99);
+            if (roll < 55) {
+                const std::vector<int> hot = expensive_sources(g, r, fixed);
+                if (!hot.empty()) {
+                    const int at = hot[static_cast<std::size_t>(uniform(rng, 0, std::min(1, static_cast<int>(hot.size()) - 1)))];
+                    scale_one(g.layers[static_cast<std::size_t>(at)].out_channels, 0.75);
+                } else if (!widths.empty()) {
+                    scale_one(widths.back(), 0.75);
+                }
+            } else if (roll < 80) {
+                what += drop_conv(rng, g, fixed);
+            } else {
+                what += add_stride(rng, g);
+            }
+            return g;
+        }
+        if (widths.empty()) return g;
+        const int w = widths[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(widths.size()) - 1))];
+        if (below_accuracy || v < 0.8) {
+            if (v < 0.6 && attempt % 2 == 0) {
+                const double f = std::clamp(std::sqrt(0.92 / std::max(v, 0.05)), 1.05, 1.6);
+                if (scale_all(g, fixed, f) > 0) what = " scale widths x" + std::to_string(f).substr(0, 4);
+            } else {
+                scale_one(w, 1.25);
+            }
+        } else {  // near the limit: trade one width for another
+            scale_one(w, chance(rng, 50) ? 0.875 : 1.125);
+        }
+        return g;
+    }
+
+    std::uint64_t seed_;
+    std::string start_dsl_;
+    std::string source_;
+};
+
+// The loop's inheritance step (GenerateSetup::inherit, search/loop.hpp) for a search in `dir`.
+inline std::function<void(CandidateRecord&, const std::vector<CandidateRecord>&)> weight_inheritance(std::string dir,
+                                                                                                 std::uint64_t seed) {
+    namespace fs = std::filesystem;
+    return [dir, seed](CandidateRecord& rec, const std::vector<CandidateRecord>& records) {
+        if (rec.index == 0 && rec.note.rfind(std::string(start_model_note), 0) == 0) {
+            rec.parent = -1;
+            rec.weights = std::string(start_weights_file);
+            rec.inherited = "start model: its own weights, not trained";
+            return;
+        }
+        // The parent, or the nearest ancestor that has weights.
+        int p = parent_in_note(rec.note);
+        std::error_code ec;
+        while (p >= 0 && p < static_cast<int>(records.size())) {
+            const CandidateRecord& r = records[static_cast<std::size_t>(p)];
+            if (!r.weights.empty() && fs::exists(fs::path(dir) / r.weights, ec)) break;
+            const int up = r.parent >= 0 ? r.parent : parent_in_note(r.note);
+            p = up < p ? up : -1;
+        }
+        if (p < 0 || p >= static_cast<int>(records.size())) return;  // trained from scratch
+        const CandidateRecord& from = records[static_cast<std::size_t>(p)];
+        const Graph parent = parse_dsl_or_throw(from.dsl, "parent");
+        const Graph child = parse_dsl_or_throw(rec.dsl, "candidate");
+        const Weights parent_weights = read_safetensors((fs::path(dir) / from.weights).string());
+        const Inheritance inh = inherit_weights(parent, parent_weights, child, seed + static_cast<std::uint64_t>(rec.index));
+        fs::create_directories(fs::path(dir) / "weights", ec);
+        const std::string rel = "weights/candidate_" + std::to_string(rec.index) + ".safetensors";
+        write_safetensors((fs::path(dir) / rel).string(), inh.weights);
+        rec.parent = p;
+        rec.inherited = inh.summary() + " from #" + std::to_string(p);
+        rec.weights = rel;
+    };
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_SEARCH_ADAPT_HPP
+// ---- end include/lamda/search/adapt.hpp ----
 // ---- begin include/lamda/search/parallel.hpp ----
 // lamda/search/parallel.hpp: the generation loop with several candidates in flight (docs/scale.md).
 // The proposer, the screening (parse, analysis, prediction, dedup), the journal and the report
@@ -21952,7 +28727,9 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 // decides. A worker's exception becomes a Failed record (run_candidate never throws for a
 // candidate); a runner that loses a worker throws (MPI: Open MPI ends the job), after every record
 // returned so far was journaled: --resume continues. Measurements on one node never overlap
-// training on that node (NodeGate: readers-writer lock, writer first, on node-local files).
+// training on that node (NodeGate: readers-writer lock, writer first, on node-local files); a
+// trainer that calls Trainer::set_between_steps's hook pauses between mini-batches while a
+// measurement runs, so a measurement waits one step of each training, not whole trainings.
 // Needs LAMDA_WITH_LATENCY and POSIX (flock).
 #ifndef LAMDA_SEARCH_PARALLEL_HPP
 #define LAMDA_SEARCH_PARALLEL_HPP
@@ -21971,6 +28748,7 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21984,10 +28762,24 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 
 namespace lamda {
 
+// This machine's name, for records' evaluated_by.
+inline std::string node_name() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
+    return std::string(buf);
+}
+
 // Runs screened candidates somewhere else (threads, MPI ranks). Used from one thread.
 class CandidateRunner {
 public:
     virtual ~CandidateRunner() = default;
+    // The search's own side ("rank 0 @ host"), named in records it measured itself (a task's
+    // "measure_on": "one_device").
+    virtual std::string search_side_name() const { return "main @ " + node_name(); }
+    // A measurement taken on the search's side, under this node's gate where the runner has one.
+    virtual Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) {
+        return measure(g);
+    }
     // Candidates it can run at once (>= 1).
     virtual int slots() const = 0;
     // Starts `screened` (a record whose screening left it undecided) under `ticket`.
@@ -22044,7 +28836,10 @@ inline Decoded decode(std::string_view text, const std::string& where) {
 
 }  // namespace runner_wire
 
-// run_generation() with up to runner.slots() candidates being measured/trained at once.
+// run_generation() with up to runner.slots() candidates being measured/trained at once. With
+// task.measure_one_device, every measurement is taken here, by `setup.measure` (through
+// runner.measure_here), before the candidate goes to a worker to be trained; the workers do not
+// measure, and a record's evaluated_by says "...; measured by <search side>".
 inline GenerateResult run_generation_parallel(const Task& task, Proposer& proposer, const GenerateSetup& setup,
                                               CandidateRunner& runner, std::vector<CandidateRecord> resumed = {}) {
     using clock = std::chrono::steady_clock;
@@ -22109,6 +28904,18 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
                 record(std::move(s->record));
                 continue;
             }
+            if (task.measure_one_device && setup.measure) {
+                GenerateSetup here = setup;
+                here.trainer = nullptr;
+                here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
+                measured.evaluated_by = "measured by " + runner.search_side_name();
+                if (measured.verdict != Verdict::Feasible || task.objective != Objective::Accuracy) {
+                    record(std::move(measured));  // decided by the measurement: nothing to train
+                    continue;
+                }
+                s->record = std::move(measured);
+            }
             const std::uint64_t ticket = next_ticket++;
             runner.submit(ticket, s->record);
             pending.emplace(ticket, std::move(s->record));
@@ -22124,6 +28931,8 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
         if (done.record.hash != hash)
             throw Exception(Error(ErrorKind::internal, "parallel search: ticket " + std::to_string(done.ticket) +
                                                            " came back with another candidate's hash"));
+        if (task.measure_one_device && setup.measure && done.record.measured_ms)
+            done.record.evaluated_by += "; measured by " + runner.search_side_name();
         result.stage_seconds.measure += done.stage_seconds.measure;
         result.stage_seconds.train += done.stage_seconds.train;
         record(std::move(done.record));
@@ -22137,7 +28946,9 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
 }
 
 // Measurement fairness on one node: a measurement never overlaps a proxy training on the same
-// node (training is a reader, measuring the writer, and a waiting writer goes first). Works
+// node (training is a reader, measuring the writer, and a waiting writer goes first). A training
+// holds its read lock only between calls of Hold::yield(), called between mini-batch steps:
+// yield lets a waiting measurement in and returns when it is done. Works
 // across threads and processes (MPI ranks) alike: two flock()ed files under /tmp named after
 // `key` (the search's output directory): every opener of the same key on this node shares them.
 // flock needs no cleanup when a process dies (the kernel drops its locks).
@@ -22153,7 +28964,7 @@ public:
     // RAII holds (each opens its own descriptors: flock locks belong to an open file).
     class Hold {
     public:
-        Hold(const NodeGate& g, bool exclusive) {
+        Hold(const NodeGate& g, bool exclusive) : gate_path_(g.gate_path_), turn_path_(g.turnstile_path_) {
             turn_ = open_or_throw(g.turnstile_path_);
             gate_ = open_or_throw(g.gate_path_);
             lock(turn_, LOCK_EX, g.turnstile_path_);  // a waiting measurer blocks new trainers here
@@ -22166,12 +28977,22 @@ public:
         }
         Hold(const Hold&) = delete;
         Hold& operator=(const Hold&) = delete;
+        // A training's pause point: drops the read lock, queues behind a waiting measurement at
+        // the turnstile (free, hence at once, when nobody measures) and takes the read lock again.
+        void yield() {
+            if (gate_ < 0 || turn_ < 0) return;
+            (void)::flock(gate_, LOCK_UN);
+            lock(turn_, LOCK_EX, turn_path_);
+            lock(gate_, LOCK_SH, gate_path_);
+            (void)::flock(turn_, LOCK_UN);
+        }
         ~Hold() {
             if (gate_ >= 0) (void)::close(gate_);
             if (turn_ >= 0) (void)::close(turn_);
         }
 
     private:
+        std::string gate_path_, turn_path_;
         int turn_ = -1, gate_ = -1;
         int open_or_throw(const std::string& path) {
             const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -22206,20 +29027,54 @@ private:
 
 namespace parallel_detail {
 
-// A trainer whose proxy trainings hold the node's gate as readers.
+// A trainer whose trainings hold the node's gate as readers, yielding it between steps.
 class GatedTrainer : public Trainer {
 public:
     GatedTrainer(Trainer& inner, std::shared_ptr<const NodeGate> gate) : inner_(inner), gate_(std::move(gate)) {}
     double proxy_accuracy(const Graph& graph) override {
-        const NodeGate::Hold hold = gate_->training();
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
         return inner_.proxy_accuracy(graph);
     }
     FinalTraining train_final(const Graph& graph, const std::string& weights_path) override {
-        const NodeGate::Hold hold = gate_->training();
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
         return inner_.train_final(graph, weights_path);
+    }
+    // Adaptation (search/adapt.hpp) through the same gate: evaluating and fine-tuning use the
+    // node's cores as training does.
+    double weights_accuracy(const Graph& graph, const std::string& weights_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.weights_accuracy(graph, weights_path);
+    }
+    double weights_test_accuracy(const Graph& graph, const std::string& weights_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.weights_test_accuracy(graph, weights_path);
+    }
+    double finetune_accuracy(const Graph& graph, const std::string& init_path) override {
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
+        return inner_.finetune_accuracy(graph, init_path);
+    }
+    FinalTraining train_final_from(const Graph& graph, const std::string& init_path,
+                                   const std::string& weights_path) override {
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
+        return inner_.train_final_from(graph, init_path, weights_path);
     }
 
 private:
+    // The inner trainer yields `hold` between steps while this lives (also when it throws).
+    struct Pausing {
+        Trainer& t;
+        Pausing(Trainer& trainer, NodeGate::Hold& hold) : t(trainer) {
+            t.set_between_steps([&hold] { hold.yield(); });
+        }
+        Pausing(const Pausing&) = delete;
+        Pausing& operator=(const Pausing&) = delete;
+        ~Pausing() { t.set_between_steps({}); }
+    };
+
     Trainer& inner_;
     std::shared_ptr<const NodeGate> gate_;
 };
@@ -22245,25 +29100,21 @@ inline GenerateSetup gated_setup(GenerateSetup setup, std::shared_ptr<const Node
     return setup;
 }
 
-// This machine's name, for records' evaluated_by.
-inline std::string node_name() {
-    char buf[256] = {};
-    if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
-    return std::string(buf);
-}
-
 // N worker threads on this node, each with its own setup (its own trainer: a trainer need not be
-// thread-safe); measurements and trainings gated per node by `gate_key` (see NodeGate).
+// thread-safe); measurements and trainings gated per node by `gate_key` (see NodeGate). With
+// task.measure_one_device the workers only train (the search's thread measures).
 class ThreadRunner : public CandidateRunner {
 public:
     ThreadRunner(const Task& task, std::vector<GenerateSetup> worker_setups, const std::string& gate_key,
                  bool local_measure = true)
-        : task_(task) {
+        : task_(task), local_measure_(local_measure) {
         if (worker_setups.empty()) throw Exception(Error(ErrorKind::usage, "ThreadRunner: no workers"));
         auto gate = std::make_shared<const NodeGate>(gate_key);
+        gate_ = gate;
         const std::string node = node_name();
         gated_.resize(worker_setups.size());
         for (std::size_t i = 0; i < worker_setups.size(); ++i) {
+            if (task.measure_one_device) worker_setups[i].measure = nullptr;
             setups_.push_back(gated_setup(std::move(worker_setups[i]), gate, gated_[i], local_measure));
             names_.push_back("worker " + std::to_string(i) + " @ " + node);
         }
@@ -22280,6 +29131,12 @@ public:
         for (auto& t : threads_) t.join();
     }
     int slots() const override { return static_cast<int>(setups_.size()); }
+    std::string search_side_name() const override { return "main thread @ " + node_name(); }
+    Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) override {
+        if (!local_measure_) return measure(g);
+        const NodeGate::Hold hold = gate_->measuring();
+        return measure(g);
+    }
     void submit(std::uint64_t ticket, const CandidateRecord& screened) override {
         {
             std::lock_guard<std::mutex> lock(m_);
@@ -22301,6 +29158,8 @@ public:
 
 private:
     Task task_;
+    bool local_measure_ = true;
+    std::shared_ptr<const NodeGate> gate_;
     std::vector<GenerateSetup> setups_;
     std::vector<std::unique_ptr<Trainer>> gated_;
     std::vector<std::string> names_;
@@ -22377,6 +29236,12 @@ struct GenerateOptions {
     std::shared_ptr<CandidateRunner> runner;
     int workers = 1;
     std::vector<Trainer*> worker_trainers;
+    // Adaptation (search/adapt.hpp, docs/adapt.md): the start model, loaded and checked by
+    // load_start_model(); the proposer is then an AdaptDesigner over it. Candidate 0 is the start
+    // model, evaluated with its own weights; later candidates inherit their parent's weights and
+    // are fine-tuned; the final training starts from the inherited weights. One process, one
+    // evaluation at a time (no workers, no runner).
+    std::shared_ptr<const StartModel> start;
 };
 
 struct GenerateOutcome {
@@ -22385,6 +29250,9 @@ struct GenerateOutcome {
     std::vector<std::size_t> ranked;  // feasible candidates, best first
     std::optional<std::size_t> best;  // position in result.records of the handed-over model
     std::string journal_path;
+    // With a start model: its measured latency (ms, this search's device) and its test accuracy
+    // with its own weights (when there is a trainer).
+    std::optional<double> start_ms, start_test_accuracy;
 };
 
 namespace generate_detail {
@@ -22558,8 +29426,16 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
     for (std::size_t index : confirmed) {
         const std::string weights =
             (fs::path(o.out_dir) / ("candidate_" + std::to_string(index) + ".safetensors")).string();
-        if (o.status) *o.status << "lamda: training #" << index << " in full\n";
-        const FinalTraining f = trainer.train_final(parse_dsl_or_throw(records[index].dsl, "best"), weights);
+        const CandidateRecord& r = records[index];
+        std::error_code exists_ec;
+        const bool inherited = !r.weights.empty() && fs::exists(fs::path(o.out_dir) / r.weights, exists_ec);
+        if (o.status)
+            *o.status << "lamda: training #" << index << " in full"
+                      << (inherited ? " from its " + std::string(r.parent < 0 ? "own" : "inherited, fine-tuned") + " weights" : std::string())
+                      << "\n";
+        const Graph g = parse_dsl_or_throw(r.dsl, "best");
+        const FinalTraining f = inherited ? trainer.train_final_from(g, (fs::path(o.out_dir) / r.weights).string(), weights)
+                                          : trainer.train_final(g, weights);
         info.final_trainings.push_back({index, f, weights});
         if (o.status)
             *o.status << "lamda: #" << index << ": validation " << format_fixed(f.val_accuracy * 100, 2) << "%, test "
@@ -22572,6 +29448,43 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
         return index;
     }
     return std::nullopt;
+}
+
+// min_accuracy from the start model's accuracy (candidate 0) and min_accuracy_drop.
+inline void set_relative_accuracy(Task& task, const CandidateRecord& start, std::ostream* status) {
+    if (!task.constraints.min_accuracy_drop) return;
+    if (!start.accuracy) {
+        if (status) *status << "lamda: warning: the start model has no accuracy (" << start.reason
+                            << "): min_accuracy_drop is not applied\n";
+        return;
+    }
+    task.constraints.min_accuracy = std::max(0.0, *start.accuracy - *task.constraints.min_accuracy_drop / 100.0);
+    if (status)
+        *status << "lamda: start model: validation accuracy " << format_fixed(*start.accuracy * 100, 2)
+                << "%; candidates must keep " << format_fixed(*task.constraints.min_accuracy * 100, 2) << "% (drop "
+                << format_fixed(*task.constraints.min_accuracy_drop, 2) << " points)\n";
+}
+
+// Adaptation's share of the setup: the start model's weights in DIR/weights/start.safetensors,
+// weight inheritance, and (on --resume) the check that the journal adapts the same start model.
+inline void prepare_adaptation(Task& task, const GenerateOptions& o, Trainer* trainer,
+                               const std::vector<CandidateRecord>& resumed, GenerateSetup& setup) {
+    namespace fs = std::filesystem;
+    if (o.workers > 1 || o.runner)
+        throw Exception(Error(ErrorKind::usage, "--start-from: adapting a model runs one evaluation at a time "
+                                                "(no --workers, no mpirun) in this version"));
+    if (!resumed.empty() && resumed.front().hash != text_hash(o.start->dsl))
+        throw JournalError(o.out_dir + "/journal.jsonl: candidate 0 is not the start model " + o.start->source +
+                           ": resume with the same --start-from, or use another --out directory");
+    std::error_code ec;
+    fs::create_directories(fs::path(o.out_dir) / "weights", ec);
+    if (ec) throw Exception(Error(ErrorKind::io, Where{o.out_dir, 0, 0, {}}, "cannot create weights/: " + ec.message()));
+    write_safetensors((fs::path(o.out_dir) / std::string(start_weights_file)).string(), o.start->weights);
+    if (trainer) {
+        setup.inherit = weight_inheritance(o.out_dir, o.seed);
+        setup.weights_dir = o.out_dir;
+    }
+    if (!resumed.empty()) set_relative_accuracy(task, resumed.front(), nullptr);
 }
 
 // The progress printer: one rewritten line on a terminal, a line per candidate in a log.
@@ -22611,6 +29524,8 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     using generate_detail::format_fixed;
     const auto start = std::chrono::steady_clock::now();
     resolve_objective(task, trainer != nullptr, o.task_file.empty() ? "task '" + task.name + "'" : o.task_file);
+    if (task.constraints.min_accuracy_drop && !o.start && o.status)
+        *o.status << "lamda: warning: min_accuracy_drop is relative to a start model (--start-from); it is ignored\n";
     if (task.constraints.min_accuracy && !trainer && o.status)
         *o.status << "lamda: warning: min_accuracy cannot be checked without a trainer; it is ignored\n";
 
@@ -22644,11 +29559,15 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     auto lost = std::make_shared<generate_detail::LostBoard>();
     GenerateSetup setup = evaluation_setup(task, o, trainer, lost);
     if (profile) setup.latency = &profile->model;
+    if (o.start) generate_detail::prepare_adaptation(task, o, trainer, resumed, setup);
     if (!setup.latency && !setup.measure && !o.runner)
         throw Exception(Error(ErrorKind::usage, "no way to judge latency: give a latency profile (this lamda has no executor)"));
-    setup.on_record = [&journal, lost](const CandidateRecord& r) {
+    const bool start_drop = o.start && task.constraints.min_accuracy_drop.has_value();
+    setup.on_record = [&journal, lost, &task, start_drop, &o](const CandidateRecord& r) {
         if (lost->lost()) return;  // measured again on --resume
         journal.append(r);
+        // The loop reads `task` by reference: from here on, candidates are held to the start's accuracy.
+        if (start_drop && r.index == 0) generate_detail::set_relative_accuracy(task, r, o.status);
     };
     setup.on_progress = generate_detail::progress_printer(task, o, start);
     auto should_stop = o.should_stop;
@@ -22672,6 +29591,24 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
         out.result = run_generation_parallel(task, proposer, setup, runner, std::move(resumed));
     } else {
         out.result = run_generation(task, proposer, setup, std::move(resumed));
+    }
+    if (o.start && !out.result.records.empty()) {
+        const CandidateRecord& r0 = out.result.records.front();
+        out.start_ms = r0.measured_ms;
+        if (!out.start_ms && measure_with && !lost->lost()) {  // never run (predicted over budget)
+            try {
+                out.start_ms = measure_with(o.runs, 5)(parse_dsl_or_throw(r0.dsl, "start")).median_ms;
+            } catch (const std::exception&) {
+            }
+        }
+        if (trainer && !r0.weights.empty()) {
+            try {
+                out.start_test_accuracy =
+                    trainer->weights_test_accuracy(o.start->graph, (fs::path(o.out_dir) / r0.weights).string());
+            } catch (const std::exception& e) {
+                if (o.status) *o.status << "lamda: warning: the start model's test accuracy: " << e.what() << "\n";
+            }
+        }
     }
     if (o.status) {
         if (o.status_is_terminal) *o.status << "\n";
@@ -22718,10 +29655,14 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     const fs::path dir(o.out_dir);
     if (out.best) {
         const CandidateRecord& b = out.result.records[*out.best];
+        // Named after the task (report.hpp's best_model_name: the report's heading says the same);
+        // the candidate's number is said once.
+        const std::string summary = candidate_summary(b);
         const std::string text = "# Generated by lamda " + std::string(version_string) + " for task '" + task.name +
                                  "' (candidate #" + std::to_string(b.index) + ", " + std::string(proposer.name()) +
-                                 " proposer, seed " + std::to_string(o.seed) + ")\n# " + candidate_summary(b) + "\n" +
-                                 b.dsl;
+                                 " proposer, seed " + std::to_string(o.seed) + ")\n# " +
+                                 summary.substr(std::min(summary.size(), summary.find(' ') + 1)) + "\n" +
+                                 with_model_name(b.dsl, best_model_name(task));
         generate_detail::write_file_atomically((dir / "best.lamda").string(), text);
     }
     generate_detail::write_file_atomically((dir / "report.json").string(), report_json(task, out.result.records, info));
@@ -22750,7 +29691,9 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
 // decides. A worker's exception becomes a Failed record (run_candidate never throws for a
 // candidate); a runner that loses a worker throws (MPI: Open MPI ends the job), after every record
 // returned so far was journaled: --resume continues. Measurements on one node never overlap
-// training on that node (NodeGate: readers-writer lock, writer first, on node-local files).
+// training on that node (NodeGate: readers-writer lock, writer first, on node-local files); a
+// trainer that calls Trainer::set_between_steps's hook pauses between mini-batches while a
+// measurement runs, so a measurement waits one step of each training, not whole trainings.
 // Needs LAMDA_WITH_LATENCY and POSIX (flock).
 #ifndef LAMDA_SEARCH_PARALLEL_HPP
 #define LAMDA_SEARCH_PARALLEL_HPP
@@ -22769,6 +29712,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22782,10 +29726,24 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
 
 namespace lamda {
 
+// This machine's name, for records' evaluated_by.
+inline std::string node_name() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
+    return std::string(buf);
+}
+
 // Runs screened candidates somewhere else (threads, MPI ranks). Used from one thread.
 class CandidateRunner {
 public:
     virtual ~CandidateRunner() = default;
+    // The search's own side ("rank 0 @ host"), named in records it measured itself (a task's
+    // "measure_on": "one_device").
+    virtual std::string search_side_name() const { return "main @ " + node_name(); }
+    // A measurement taken on the search's side, under this node's gate where the runner has one.
+    virtual Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) {
+        return measure(g);
+    }
     // Candidates it can run at once (>= 1).
     virtual int slots() const = 0;
     // Starts `screened` (a record whose screening left it undecided) under `ticket`.
@@ -22842,7 +29800,10 @@ inline Decoded decode(std::string_view text, const std::string& where) {
 
 }  // namespace runner_wire
 
-// run_generation() with up to runner.slots() candidates being measured/trained at once.
+// run_generation() with up to runner.slots() candidates being measured/trained at once. With
+// task.measure_one_device, every measurement is taken here, by `setup.measure` (through
+// runner.measure_here), before the candidate goes to a worker to be trained; the workers do not
+// measure, and a record's evaluated_by says "...; measured by <search side>".
 inline GenerateResult run_generation_parallel(const Task& task, Proposer& proposer, const GenerateSetup& setup,
                                               CandidateRunner& runner, std::vector<CandidateRecord> resumed = {}) {
     using clock = std::chrono::steady_clock;
@@ -22907,6 +29868,18 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
                 record(std::move(s->record));
                 continue;
             }
+            if (task.measure_one_device && setup.measure) {
+                GenerateSetup here = setup;
+                here.trainer = nullptr;
+                here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
+                measured.evaluated_by = "measured by " + runner.search_side_name();
+                if (measured.verdict != Verdict::Feasible || task.objective != Objective::Accuracy) {
+                    record(std::move(measured));  // decided by the measurement: nothing to train
+                    continue;
+                }
+                s->record = std::move(measured);
+            }
             const std::uint64_t ticket = next_ticket++;
             runner.submit(ticket, s->record);
             pending.emplace(ticket, std::move(s->record));
@@ -22922,6 +29895,8 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
         if (done.record.hash != hash)
             throw Exception(Error(ErrorKind::internal, "parallel search: ticket " + std::to_string(done.ticket) +
                                                            " came back with another candidate's hash"));
+        if (task.measure_one_device && setup.measure && done.record.measured_ms)
+            done.record.evaluated_by += "; measured by " + runner.search_side_name();
         result.stage_seconds.measure += done.stage_seconds.measure;
         result.stage_seconds.train += done.stage_seconds.train;
         record(std::move(done.record));
@@ -22935,7 +29910,9 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
 }
 
 // Measurement fairness on one node: a measurement never overlaps a proxy training on the same
-// node (training is a reader, measuring the writer, and a waiting writer goes first). Works
+// node (training is a reader, measuring the writer, and a waiting writer goes first). A training
+// holds its read lock only between calls of Hold::yield(), called between mini-batch steps:
+// yield lets a waiting measurement in and returns when it is done. Works
 // across threads and processes (MPI ranks) alike: two flock()ed files under /tmp named after
 // `key` (the search's output directory): every opener of the same key on this node shares them.
 // flock needs no cleanup when a process dies (the kernel drops its locks).
@@ -22951,7 +29928,7 @@ public:
     // RAII holds (each opens its own descriptors: flock locks belong to an open file).
     class Hold {
     public:
-        Hold(const NodeGate& g, bool exclusive) {
+        Hold(const NodeGate& g, bool exclusive) : gate_path_(g.gate_path_), turn_path_(g.turnstile_path_) {
             turn_ = open_or_throw(g.turnstile_path_);
             gate_ = open_or_throw(g.gate_path_);
             lock(turn_, LOCK_EX, g.turnstile_path_);  // a waiting measurer blocks new trainers here
@@ -22964,12 +29941,22 @@ public:
         }
         Hold(const Hold&) = delete;
         Hold& operator=(const Hold&) = delete;
+        // A training's pause point: drops the read lock, queues behind a waiting measurement at
+        // the turnstile (free, hence at once, when nobody measures) and takes the read lock again.
+        void yield() {
+            if (gate_ < 0 || turn_ < 0) return;
+            (void)::flock(gate_, LOCK_UN);
+            lock(turn_, LOCK_EX, turn_path_);
+            lock(gate_, LOCK_SH, gate_path_);
+            (void)::flock(turn_, LOCK_UN);
+        }
         ~Hold() {
             if (gate_ >= 0) (void)::close(gate_);
             if (turn_ >= 0) (void)::close(turn_);
         }
 
     private:
+        std::string gate_path_, turn_path_;
         int turn_ = -1, gate_ = -1;
         int open_or_throw(const std::string& path) {
             const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -23004,20 +29991,54 @@ private:
 
 namespace parallel_detail {
 
-// A trainer whose proxy trainings hold the node's gate as readers.
+// A trainer whose trainings hold the node's gate as readers, yielding it between steps.
 class GatedTrainer : public Trainer {
 public:
     GatedTrainer(Trainer& inner, std::shared_ptr<const NodeGate> gate) : inner_(inner), gate_(std::move(gate)) {}
     double proxy_accuracy(const Graph& graph) override {
-        const NodeGate::Hold hold = gate_->training();
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
         return inner_.proxy_accuracy(graph);
     }
     FinalTraining train_final(const Graph& graph, const std::string& weights_path) override {
-        const NodeGate::Hold hold = gate_->training();
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
         return inner_.train_final(graph, weights_path);
+    }
+    // Adaptation (search/adapt.hpp) through the same gate: evaluating and fine-tuning use the
+    // node's cores as training does.
+    double weights_accuracy(const Graph& graph, const std::string& weights_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.weights_accuracy(graph, weights_path);
+    }
+    double weights_test_accuracy(const Graph& graph, const std::string& weights_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.weights_test_accuracy(graph, weights_path);
+    }
+    double finetune_accuracy(const Graph& graph, const std::string& init_path) override {
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
+        return inner_.finetune_accuracy(graph, init_path);
+    }
+    FinalTraining train_final_from(const Graph& graph, const std::string& init_path,
+                                   const std::string& weights_path) override {
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
+        return inner_.train_final_from(graph, init_path, weights_path);
     }
 
 private:
+    // The inner trainer yields `hold` between steps while this lives (also when it throws).
+    struct Pausing {
+        Trainer& t;
+        Pausing(Trainer& trainer, NodeGate::Hold& hold) : t(trainer) {
+            t.set_between_steps([&hold] { hold.yield(); });
+        }
+        Pausing(const Pausing&) = delete;
+        Pausing& operator=(const Pausing&) = delete;
+        ~Pausing() { t.set_between_steps({}); }
+    };
+
     Trainer& inner_;
     std::shared_ptr<const NodeGate> gate_;
 };
@@ -23043,25 +30064,21 @@ inline GenerateSetup gated_setup(GenerateSetup setup, std::shared_ptr<const Node
     return setup;
 }
 
-// This machine's name, for records' evaluated_by.
-inline std::string node_name() {
-    char buf[256] = {};
-    if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
-    return std::string(buf);
-}
-
 // N worker threads on this node, each with its own setup (its own trainer: a trainer need not be
-// thread-safe); measurements and trainings gated per node by `gate_key` (see NodeGate).
+// thread-safe); measurements and trainings gated per node by `gate_key` (see NodeGate). With
+// task.measure_one_device the workers only train (the search's thread measures).
 class ThreadRunner : public CandidateRunner {
 public:
     ThreadRunner(const Task& task, std::vector<GenerateSetup> worker_setups, const std::string& gate_key,
                  bool local_measure = true)
-        : task_(task) {
+        : task_(task), local_measure_(local_measure) {
         if (worker_setups.empty()) throw Exception(Error(ErrorKind::usage, "ThreadRunner: no workers"));
         auto gate = std::make_shared<const NodeGate>(gate_key);
+        gate_ = gate;
         const std::string node = node_name();
         gated_.resize(worker_setups.size());
         for (std::size_t i = 0; i < worker_setups.size(); ++i) {
+            if (task.measure_one_device) worker_setups[i].measure = nullptr;
             setups_.push_back(gated_setup(std::move(worker_setups[i]), gate, gated_[i], local_measure));
             names_.push_back("worker " + std::to_string(i) + " @ " + node);
         }
@@ -23078,6 +30095,12 @@ public:
         for (auto& t : threads_) t.join();
     }
     int slots() const override { return static_cast<int>(setups_.size()); }
+    std::string search_side_name() const override { return "main thread @ " + node_name(); }
+    Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) override {
+        if (!local_measure_) return measure(g);
+        const NodeGate::Hold hold = gate_->measuring();
+        return measure(g);
+    }
     void submit(std::uint64_t ticket, const CandidateRecord& screened) override {
         {
             std::lock_guard<std::mutex> lock(m_);
@@ -23099,6 +30122,8 @@ public:
 
 private:
     Task task_;
+    bool local_measure_ = true;
+    std::shared_ptr<const NodeGate> gate_;
     std::vector<GenerateSetup> setups_;
     std::vector<std::unique_ptr<Trainer>> gated_;
     std::vector<std::string> names_;
@@ -23210,7 +30235,9 @@ private:
 // decides. A worker's exception becomes a Failed record (run_candidate never throws for a
 // candidate); a runner that loses a worker throws (MPI: Open MPI ends the job), after every record
 // returned so far was journaled: --resume continues. Measurements on one node never overlap
-// training on that node (NodeGate: readers-writer lock, writer first, on node-local files).
+// training on that node (NodeGate: readers-writer lock, writer first, on node-local files); a
+// trainer that calls Trainer::set_between_steps's hook pauses between mini-batches while a
+// measurement runs, so a measurement waits one step of each training, not whole trainings.
 // Needs LAMDA_WITH_LATENCY and POSIX (flock).
 #ifndef LAMDA_SEARCH_PARALLEL_HPP
 #define LAMDA_SEARCH_PARALLEL_HPP
@@ -23229,6 +30256,7 @@ private:
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24356,6 +31384,11 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 //   lamda::JsonReader<MyError> r("tasks/x.json", "task");
 //   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
 //   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//   int threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+//
+// Numbers from the file never reach a conversion unchecked: integers are range-checked before
+// they are narrowed (detail/checked.hpp), a double becomes an integer only when it is integral
+// and exactly representable, and non-finite values are refused.
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
@@ -24469,7 +31502,9 @@ struct JsonReader {
             double d = 0;
             if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
                 fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
+            // 2^53: past it a double no longer holds every integer, and the cast below is only
+            // defined for values an int64 can hold.
+            if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
                 fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
             i = static_cast<std::int64_t>(d);
         } else {
@@ -24478,6 +31513,12 @@ struct JsonReader {
         if (i < lo || i > hi)
             fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
         return i;
+    }
+    // An int in lo..hi (the narrowing is checked, whatever lo and hi are).
+    int int_in(const element& e, const std::string& path, int lo, int hi) const {
+        const std::optional<int> v = detail::checked_int(integer(e, path, lo, hi), lo, hi);
+        if (!v) fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return *v;
     }
     std::uint64_t uinteger(const element& e, const std::string& path) const {
         if (e.is_uint64()) {
@@ -24969,11 +32010,21 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #error "lamda/exec/bench.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
 #else
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <cstdlib>  // getloadavg
+#include <unistd.h>  // gethostname
+#endif
 
 // ---- begin include/lamda/exec/xnnpack.hpp ----
 // lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
@@ -25014,6 +32065,22 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 //   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
 //   softmax           softmax_nc_f32 over channels
 //   flatten, dropout  no operator: the output aliases the input buffer
+//
+// int8 (XnnOptions::int8): the same plan, every value stored as qs8 (per-tensor scale and zero
+// point) in the same buffers, a byte per element. Scales come from one fp32 run of the plan
+// (op_ranges: each planned op's output min/max over XnnOptions::calibration, or the timing input
+// when none is given: synthetic scales for timing). input() and output() stay float: a convert
+// operator quantizes the input and dequantizes the output.
+//   conv2d, dwconv, batchnorm  convolution2d_nhwc_qc8: per-output-channel symmetric weight
+//                     scales (max |w| / 127, after folding the batchnorm), int32 bias
+//   fc                fully_connected_nc_qs8 (one weight scale: qs8 has no per-channel scales)
+//   act=relu/relu6/hardsigmoid   the int8 output clamp, as in fp32
+//   add, mul, gap     add_nd_qs8, multiply_nd_qs8, global_average_pooling_nwc_qs8
+//   maxpool, relu/relu6 layers   max_pooling2d_nhwc_s8, clamp_nc_s8 (the input's quantization)
+//   sigmoid           sigmoid_nc_qs8 (output scale 1/256, zero point -128)
+//   hardswish, hardsigmoid layer, avgpool, concat, softmax, and any op whose int8 parameters
+//                     XNNPACK refuses: no int8 kernel in this snapshot, so they run in float
+//                     between convert_nc_qs8_f32 and convert_nc_f32_qs8 (runs_in_float(i))
 #ifndef LAMDA_EXEC_XNNPACK_HPP
 #define LAMDA_EXEC_XNNPACK_HPP
 
@@ -25038,6 +32105,7 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -25057,7 +32125,47 @@ struct XnnOptions {
     // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
     // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
     bool keep_intermediates = false;
+    // Run in int8: qs8 activations (per-tensor scale and zero point), conv2d/dwconv/batchnorm as
+    // qc8 convolutions (per-channel symmetric weight scales), fc as qs8 (one weight scale), add,
+    // mul, gap, maxpool, relu/relu6 clamps and sigmoid in int8; layers with no int8 kernel in
+    // this XNNPACK (hardswish, hardsigmoid, avgpool, concat, softmax) run in float between
+    // convert operators (runs_in_float). input() and output() stay float.
+    bool int8 = false;
+    // int8: the inputs whose fp32 activation ranges (min/max over them, op by op) set each
+    // value's scale and zero point. Empty: one run on fill_timing_input's data, i.e. synthetic
+    // scales, right for timing, not for accuracy.
+    std::vector<Tensor> calibration{};
+    // int8 with a quantized model (`lamda quantize`, exec/reference_int8.hpp's quantize_ptq):
+    // its int8 weights, scales and zero points instead of calibrating; the graph must be the
+    // model's (batch norms folded), the executor's `weights` the F32 tensors of its float layers,
+    // and the layers it lists as float run in float. Then every int8 value is the integer
+    // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
+    // Read during construction only.
+    const QuantizedModel* quantized = nullptr;
 };
+
+// The quantization of an int8 value: real = scale * (q - zero_point).
+struct XnnQuant {
+    float scale = 1.0f;
+    int zero_point = 0;
+};
+
+// The asymmetric int8 quantization covering [lo, hi] (widened to hold 0, at least 1e-3 wide).
+inline XnnQuant quant_of_range(float lo, float hi) {
+    const double l = std::min(0.0, static_cast<double>(lo));
+    const double h = std::max(0.0, static_cast<double>(hi));
+    const double range = std::max(h - l, 1e-3);
+    XnnQuant q;
+    q.scale = static_cast<float>(range / 255.0);
+    const double zp = std::round(-128.0 - l / static_cast<double>(q.scale));
+    q.zero_point = static_cast<int>(std::min(127.0, std::max(-128.0, zp)));
+    return q;
+}
+
+inline std::int8_t quantize_value(double v, const XnnQuant& q) {
+    const double r = std::round(v / static_cast<double>(q.scale)) + q.zero_point;
+    return static_cast<std::int8_t>(std::min(127.0, std::max(-128.0, r)));
+}
 
 // Bytes the executor allocates for a graph at most: one buffer per layer output plus the
 // weights (with buffer reuse it allocates less).
@@ -25100,6 +32208,11 @@ inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size
     return allocate_block(alignment, size);
 }
 inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+
+// Element e of the fixed timing input (fill_timing_input).
+inline float timing_value(std::int64_t e) noexcept {
+    return static_cast<float>((e * 7919) % 1000) / 1000.0f - 0.5f;
+}
 inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
                                              xnn_deallocate, xnn_aligned_allocate,
                                              xnn_aligned_deallocate};
@@ -25141,7 +32254,13 @@ public:
                                     " MiB of buffers and weights, more than the limit of " +
                                     std::to_string(options.max_memory_bytes >> 20) + " MiB");
         }
-        detail::check_weights(graph, weights);
+        if (options.quantized) {
+            if (const std::optional<Error> e = validate_quantized_model(*options.quantized))
+                throw ExecutorError("quantized model: " + e->where.field + ": " + e->message);
+            detail::check_int8_params(graph, *options.quantized);
+        } else {
+            detail::check_weights(graph, weights);
+        }
         const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
@@ -25152,7 +32271,26 @@ public:
                 throw ExecutorError("XNNPACK: cannot create a pool of " +
                                     std::to_string(options.threads) + " threads");
         }
-        build(graph, weights, options.keep_intermediates);
+        if (options.quantized) {
+            build_int8(graph, weights, options.keep_intermediates, {}, options.quantized);
+            return;
+        }
+        if (!options.int8) {
+            build(graph, weights, options.keep_intermediates);
+            return;
+        }
+        // Calibrate: the fp32 executor runs the same plan, and each planned op's output range
+        // sets the scale of the int8 value it writes.
+        std::vector<std::pair<float, float>> ranges;
+        {
+            XnnOptions fp = options;
+            fp.int8 = false;
+            fp.keep_intermediates = false;
+            fp.calibration.clear();
+            XnnExecutor calibrator(graph, weights, fp);
+            ranges = calibrator.op_ranges(options.calibration);
+        }
+        build_int8(graph, weights, options.keep_intermediates, ranges);
     }
 
     XnnExecutor(const XnnExecutor&) = delete;
@@ -25161,9 +32299,9 @@ public:
     XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
     ~XnnExecutor() = default;
 
-    float* input() noexcept { return impl_->ptr.front(); }
+    float* input() noexcept { return impl_->input_ptr; }
     Shape input_shape() const noexcept { return impl_->shapes.front(); }
-    const float* output() const noexcept { return impl_->ptr.back(); }
+    const float* output() const noexcept { return impl_->output_ptr; }
     Shape output_shape() const noexcept { return impl_->shapes.back(); }
     int threads() const noexcept { return impl_->threads; }
 
@@ -25174,6 +32312,60 @@ public:
         return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
     }
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Whether the executor runs in int8 (XnnOptions::int8).
+    bool int8() const noexcept { return impl_->int8; }
+    // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
+    // kept, as layer_output); whether layer i runs in float between converts.
+    const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
+        return i < impl_->qptr.size() ? impl_->qptr[i] : nullptr;
+    }
+    XnnQuant layer_quant(std::size_t i) const { return impl_->quant.at(i); }
+    bool runs_in_float(std::size_t i) const noexcept {
+        return i < impl_->in_float.size() && impl_->in_float[i] != 0;
+    }
+    // The fp32 output range of every planned op (plan_ops order) over `inputs` (empty: the
+    // timing input), each op's output read right after it ran: the calibration of the int8 path.
+    std::vector<std::pair<float, float>> op_ranges(const std::vector<Tensor>& inputs) {
+        if (impl_->int8) throw ExecutorError("op_ranges: an fp32 executor is needed");
+        const OpPlan& plan = impl_->plan;
+        const float inf = std::numeric_limits<float>::infinity();
+        std::vector<std::pair<float, float>> r(plan.ops.size(), {inf, -inf});
+        auto one_run = [&] {
+            std::size_t s = 0;
+            for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+                while (s < impl_->steps.size() &&
+                       impl_->steps[s].plan_op == static_cast<int>(k))
+                    run_step(impl_->steps[s++]);
+                const auto v = static_cast<std::size_t>(plan.ops[k].output);
+                const float* p = impl_->ptr[v];
+                if (!p) continue;
+                const std::int64_t n = impl_->shapes[v].elements();
+                for (std::int64_t e = 0; e < n; ++e) {
+                    if (!std::isfinite(p[e]))
+                        throw ExecutorError("calibration: layer " + std::to_string(v) +
+                                            " gives a value that is not finite");
+                    r[k].first = std::min(r[k].first, p[e]);
+                    r[k].second = std::max(r[k].second, p[e]);
+                }
+            }
+        };
+        if (inputs.empty()) {
+            const std::int64_t n = input_shape().elements();
+            for (std::int64_t e = 0; e < n; ++e) input()[e] = detail::timing_value(e);
+            one_run();
+        }
+        for (const Tensor& t : inputs) {
+            if (t.shape != input_shape() ||
+                static_cast<std::int64_t>(t.data.size()) != input_shape().elements())
+                throw ExecutorError("calibration input has shape " + to_string(t.shape) +
+                                    ", the graph expects " + to_string(input_shape()));
+            std::copy(t.data.begin(), t.data.end(), input());
+            one_run();
+        }
+        for (auto& [lo, hi] : r)
+            if (lo > hi) lo = hi = 0.0f;
+        return r;
+    }
     // Bytes of activation buffers allocated (weights not included).
     std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
     // Number of XNNPACK operators (and loops) run per inference.
@@ -25214,10 +32406,11 @@ private:
     // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
     static constexpr std::size_t kBufferAlignment = 64;
     struct FreeBlock {
-        void operator()(float* p) const noexcept { std::free(p); }
+        void operator()(void* p) const noexcept { std::free(p); }
     };
     struct Step {
         int layer = 0;
+        int plan_op = -1;  // index into the plan's ops
         xnn_operator_t op = nullptr;
         std::function<void()> loop;  // when op is null
     };
@@ -25230,6 +32423,19 @@ private:
         std::vector<Shape> shapes;
         std::vector<XnnLowering> lowering;
         std::vector<Step> steps;
+        OpPlan plan;              // what was built
+        int current_op = -1;      // the planned op being built
+        float* input_ptr = nullptr;
+        const float* output_ptr = nullptr;
+        // int8 only: the int8 values (one arena, laid out as the fp32 buffers), their
+        // quantization, the float input and output, and the float buffers of layers run in float.
+        bool int8 = false;
+        std::unique_ptr<std::int8_t, FreeBlock> qarena;
+        std::unique_ptr<float, FreeBlock> float_in, float_out;
+        std::vector<std::unique_ptr<float, FreeBlock>> scratch;
+        std::vector<std::int8_t*> qptr;
+        std::vector<XnnQuant> quant;
+        std::vector<char> in_float;
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -25273,6 +32479,7 @@ private:
     void add_op(int index, xnn_operator_t op) {
         Step s;
         s.layer = index;
+        s.plan_op = impl_->current_op;
         s.op = op;
         impl_->steps.push_back(std::move(s));
     }
@@ -25378,21 +32585,37 @@ private:
         for (std::size_t j = 0; j < n; ++j)
             if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
-        for (const PlannedOp& op : plan.ops) {
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
             const auto i = static_cast<std::size_t>(op.layer);
-            const Layer& l = g.layers[i];
-            const int idx = op.layer;
-            float* out = impl_->ptr[static_cast<std::size_t>(op.output)];
-            auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(op.inputs[k])];
-            };
-            auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
-            };
-            switch (op.kind) {
-            case PlannedKind::Alias:
+            if (op.kind == PlannedKind::Alias) {
                 if (plan.buffers.value_of[i] >= 0) impl_->lowering[i] = XnnLowering::Alias;
-                break;
+                continue;
+            }
+            std::vector<const float*> in;
+            for (int v : op.inputs) in.push_back(impl_->ptr[static_cast<std::size_t>(v)]);
+            build_op_f32(g, w, op, in, impl_->ptr[static_cast<std::size_t>(op.output)]);
+        }
+        impl_->plan = plan;
+        impl_->input_ptr = impl_->ptr.front();
+        impl_->output_ptr = impl_->ptr.back();
+    }
+
+    // The XNNPACK fp32 operator(s) of one planned op (not Alias), reading `in` (parallel to
+    // op.inputs) and writing `out`.
+    void build_op_f32(const Graph& g, const Weights& w, const PlannedOp& op,
+                      const std::vector<const float*>& in, float* out) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        auto in_ptr = [&](std::size_t k) -> const float* { return in[k]; };
+        auto in_shape = [&](std::size_t k) -> const Shape& {
+            return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
+        };
+        {
+            switch (op.kind) {
+            case PlannedKind::Alias: break;
             case PlannedKind::Conv:
             case PlannedKind::DepthwiseConv:
             case PlannedKind::FullyConnected:
@@ -25485,21 +32708,38 @@ private:
         }
     }
 
-    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
-    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
-                      const float* in, float* out) {
+    // The weights of a conv2d, dwconv, fc, or standalone batchnorm (as a 1x1 depthwise
+    // convolution) in XNNPACK's layout, with an optional batchnorm folded in and hardsigmoid's
+    // affine part folded in; and the convolution's geometry.
+    struct AffineSpec {
+        std::vector<float> kernel;   // one row of per_out values per output channel
+        std::vector<double> bias;    // per output channel
+        bool has_bias = false;
+        std::size_t per_out = 0, oc = 0;
+        bool fc = false;
+        std::size_t ic = 0;          // fc: input features
+        Shape is;                    // input shape
+        std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+        std::size_t gic = 0, goc = 0;
+        std::array<int, 4> pads{0, 0, 0, 0};
+    };
+
+    static AffineSpec prepare_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a) {
         const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        AffineSpec sp;
         const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        sp.is = is;
         const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
         const Shape os = last.shape;
         const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+        sp.oc = oc;
 
         // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
-        std::vector<float> kernel;
-        std::vector<double> bias(oc, 0.0);
-        bool has_bias = false;
-        std::size_t per_out = 0;
+        std::vector<float>& kernel = sp.kernel;
+        std::vector<double>& bias = sp.bias;
+        bias.assign(oc, 0.0);
+        bool& has_bias = sp.has_bias;
+        std::size_t& per_out = sp.per_out;
         auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
             const auto& gamma = w.at(b.name + ".weight").data;
             const auto& beta = w.at(b.name + ".bias").data;
@@ -25562,51 +32802,64 @@ private:
             for (double& b : bias) b = (b + 3.0) / 6.0;
             has_bias = true;
         }
-        std::vector<float> bias_f(bias.begin(), bias.end());
-        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            sp.fc = true;
+            sp.ic = static_cast<std::size_t>(is.elements());
+            return sp;
+        }
+        if (l.op == OpKind::BatchNorm) {
+            sp.groups = static_cast<std::uint32_t>(is.c);
+            sp.gic = sp.goc = 1;
+        } else {
+            sp.kh = static_cast<std::uint32_t>(l.kernel_h);
+            sp.kw = static_cast<std::uint32_t>(l.kernel_w);
+            sp.sh = static_cast<std::uint32_t>(l.stride_h);
+            sp.sw = static_cast<std::uint32_t>(l.stride_w);
+            sp.dh = static_cast<std::uint32_t>(l.dilation_h);
+            sp.dw = static_cast<std::uint32_t>(l.dilation_w);
+            sp.pads = l.pads;
+            if (l.op == OpKind::Conv2d) {
+                sp.groups = static_cast<std::uint32_t>(l.groups);
+                sp.gic = static_cast<std::size_t>(is.c / l.groups);
+                sp.goc = static_cast<std::size_t>(l.out_channels / l.groups);
+            } else {
+                sp.groups = static_cast<std::uint32_t>(is.c);
+                sp.gic = 1;
+                sp.goc = static_cast<std::size_t>(l.multiplier);
+            }
+        }
+        for (int p : sp.pads)
+            if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+        return sp;
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const AffineSpec sp = prepare_affine(g, w, idx, bn, a);
+        std::vector<float> bias_f(sp.bias.begin(), sp.bias.end());
+        const float* bias_ptr = sp.has_bias ? bias_f.data() : nullptr;
         const auto [lo, hi] = clamp_of(a);  // the plan fuses only relu, relu6, hardsigmoid
+        const std::size_t oc = sp.oc;
 
         xnn_operator_t op = nullptr;
-        if (l.op == OpKind::FullyConnected) {
-            const auto ic = static_cast<std::size_t>(is.elements());
-            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
-                                                    0, &op),
+        if (sp.fc) {
+            const std::size_t ic = sp.ic;
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, sp.kernel.data(), bias_ptr, lo,
+                                                    hi, 0, &op),
                   l, "xnn_create_fully_connected_nc_f32");
             add_op(idx, op);
             check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
                   "xnn_setup_fully_connected_nc_f32");
         } else {
-            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-            std::size_t gic = 0, goc = 0;
-            std::array<int, 4> pads{0, 0, 0, 0};
-            if (l.op == OpKind::BatchNorm) {
-                groups = static_cast<std::uint32_t>(is.c);
-                gic = goc = 1;
-            } else {
-                kh = static_cast<std::uint32_t>(l.kernel_h);
-                kw = static_cast<std::uint32_t>(l.kernel_w);
-                sh = static_cast<std::uint32_t>(l.stride_h);
-                sw = static_cast<std::uint32_t>(l.stride_w);
-                dh = static_cast<std::uint32_t>(l.dilation_h);
-                dw = static_cast<std::uint32_t>(l.dilation_w);
-                pads = l.pads;
-                if (l.op == OpKind::Conv2d) {
-                    groups = static_cast<std::uint32_t>(l.groups);
-                    gic = static_cast<std::size_t>(is.c / l.groups);
-                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
-                } else {
-                    groups = static_cast<std::uint32_t>(is.c);
-                    gic = 1;
-                    goc = static_cast<std::size_t>(l.multiplier);
-                }
-            }
-            for (int p : pads)
-                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const Shape is = sp.is;
             check(xnn_create_convolution2d_nhwc_f32(
-                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
-                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
-                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                      static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
+                      static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
+                      sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                      static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
@@ -25616,8 +32869,8 @@ private:
         }
     }
 
-    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
-                    float* out) {
+    // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
+    static std::array<std::int64_t, 4> pool_padding(const Layer& l, const Shape& is) {
         const Shape os = l.shape;
         std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
         // A window lying entirely in the padding has no defined value in XNNPACK.
@@ -25635,12 +32888,20 @@ private:
                                 std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
                                 std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
                                 std::to_string(xw) + ", not the inferred " + to_string(os));
+        return p;
+    }
+
+    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
+                    float* out) {
+        const Shape os = l.shape;
+        const std::array<std::int64_t, 4> p = pool_padding(l, is);
         const auto C = static_cast<std::size_t>(is.c);
         if (strided_copy) {
             // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
             Step s;
             s.layer = idx;
+            s.plan_op = impl_->current_op;
             const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
             s.loop = [in, out, is, os, sh, sw, pt, pl] {
                 for (std::int64_t y = 0; y < os.h; ++y)
@@ -25679,6 +32940,490 @@ private:
                   l, "xnn_setup_average_pooling2d_nhwc_f32");
         }
     }
+
+    // ---- the int8 path ----
+
+    float* new_scratch(std::int64_t floats) {
+        const std::size_t bytes = detail::round_up(
+            static_cast<std::size_t>(floats) * sizeof(float) + XNN_EXTRA_BYTES, kBufferAlignment);
+        auto* p = static_cast<float*>(detail::allocate_block(kBufferAlignment, bytes));
+        if (!p) throw std::bad_alloc();
+        std::fill(p, p + bytes / sizeof(float), 0.0f);
+        impl_->scratch.emplace_back(p);
+        return p;
+    }
+
+    // XNNPACK refused an int8 operator's parameters (e.g. a requantization scale out of its
+    // range): the op runs in float instead. Other failures throw.
+    static bool int8_ok(xnn_status st, const Layer& l, const char* fn) {
+        if (st == xnn_status_success) return true;
+        if (st == xnn_status_invalid_parameter || st == xnn_status_unsupported_parameter ||
+            st == xnn_status_unsupported_hardware)
+            return false;
+        check(st, l, fn);
+        return false;
+    }
+
+    void drop_steps_from(std::size_t mark) {
+        while (impl_->steps.size() > mark) {
+            if (impl_->steps.back().op) xnn_delete_operator(impl_->steps.back().op);
+            impl_->steps.pop_back();
+        }
+    }
+
+    // The int8 bounds of an output clamp (relu, relu6, hardsigmoid folded) under `q`.
+    static std::pair<std::int8_t, std::int8_t> qclamp_of(Activation a, const XnnQuant& q) {
+        const auto [lo, hi] = clamp_of(a);
+        const auto [qlo, qhi] = clamp_bounds(ActivationQuant{q.scale, q.zero_point}, lo, hi);
+        return {static_cast<std::int8_t>(qlo), static_cast<std::int8_t>(qhi)};
+    }
+
+    void add_convert_f32_qs8(int idx, const Layer& l, const Shape& s, const float* in,
+                             std::int8_t* out, const XnnQuant& q) {
+        // Rows of W*C values (a per-pixel row of 3 channels would cost a call per pixel).
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_f32_qs8(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            -128, 127, 0, &xop),
+              l, "xnn_create_convert_nc_f32_qs8");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_f32_qs8(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_f32_qs8");
+    }
+
+    void add_convert_qs8_f32(int idx, const Layer& l, const Shape& s, const std::int8_t* in,
+                             float* out, const XnnQuant& q) {
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_qs8_f32(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            0, &xop),
+              l, "xnn_create_convert_nc_qs8_f32");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_qs8_f32(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_qs8_f32");
+    }
+
+    // Builds the plan in int8; `ranges` (from op_ranges) give each planned op's output range.
+    void build_int8(const Graph& g, const Weights& w, bool keep_intermediates,
+                    const std::vector<std::pair<float, float>>& ranges,
+                    const QuantizedModel* model = nullptr) {
+        const std::size_t n = g.layers.size();
+        impl_->int8 = true;
+        impl_->ptr.assign(n, nullptr);
+        impl_->qptr.assign(n, nullptr);
+        impl_->quant.assign(n, XnnQuant{});
+        impl_->in_float.assign(n, 0);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+        const OpPlan plan = plan_ops(g, !keep_intermediates, XNN_EXTRA_BYTES / sizeof(float) + 4);
+        if (!model && ranges.size() != plan.ops.size())
+            throw ExecutorError("int8: " + std::to_string(ranges.size()) +
+                                " calibrated ranges for " + std::to_string(plan.ops.size()) +
+                                " planned operators");
+        for (std::size_t j = 0; j < n; ++j)
+            if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        // The int8 buffers: the fp32 plan's buffers, one byte per element.
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t elems : plan.buffers.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(elems), kBufferAlignment);
+        }
+        auto* arena = static_cast<std::int8_t*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->qarena.reset(arena);
+        std::fill(arena, arena + total, std::int8_t{0});
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = plan.buffers.value_of[i];
+            if (v < 0) continue;
+            impl_->qptr[i] =
+                arena + offset[static_cast<std::size_t>(plan.buffers.slot_of[static_cast<std::size_t>(v)])];
+        }
+        impl_->buffer_bytes = static_cast<std::int64_t>(total);
+        impl_->input_ptr = new_scratch(g.layers.front().shape.elements());
+        float* out_f = new_scratch(g.layers.back().shape.elements());
+        impl_->output_ptr = out_f;
+
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
+            const auto i = static_cast<std::size_t>(op.layer);
+            const Layer& l = g.layers[i];
+            XnnQuant out_q;
+            if (model) {
+                // The value this op writes: its layer's own output when an activation of its own
+                // follows in place (D's conv before a float hardswish), else the fused tail's.
+                const bool then_in_place = k + 1 < plan.ops.size() && plan.ops[k + 1].in_place() &&
+                                           plan.ops[k + 1].output == op.output;
+                const std::string& name =
+                    g.layers[then_in_place ? i : static_cast<std::size_t>(op.output)].name;
+                const ActivationQuant* a = model->find_activation(name);
+                if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                out_q = XnnQuant{a->scale, a->zero_point};
+            } else {
+                out_q = quant_of_range(ranges[k].first, ranges[k].second);
+            }
+            if (op.kind == PlannedKind::Alias) {
+                if (l.op == OpKind::Input) {
+                    impl_->quant[i] = out_q;
+                    add_convert_f32_qs8(op.layer, l, l.shape, impl_->input_ptr, impl_->qptr[i], out_q);
+                } else if (plan.buffers.value_of[i] >= 0) {
+                    impl_->lowering[i] = XnnLowering::Alias;
+                    impl_->quant[i] = impl_->quant[static_cast<std::size_t>(op.inputs[0])];
+                }
+                continue;
+            }
+            const std::size_t mark = impl_->steps.size();
+            const bool listed_float =
+                model && std::find(model->float_layers.begin(), model->float_layers.end(),
+                                   l.name) != model->float_layers.end();
+            if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
+                drop_steps_from(mark);
+                // A float layer's own activation op after it stays in float with it (no
+                // rounding to int8 in between), as the integer reference computes it.
+                const PlannedOp* then = nullptr;
+                if (listed_float && k + 1 < plan.ops.size() && plan.ops[k + 1].layer == op.layer &&
+                    plan.ops[k + 1].in_place() && plan.ops[k + 1].output == op.output) {
+                    then = &plan.ops[++k];
+                    impl_->current_op = static_cast<int>(k);
+                    const std::string& name = g.layers[static_cast<std::size_t>(then->output)].name;
+                    const ActivationQuant* a = model->find_activation(name);
+                    if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                    out_q = XnnQuant{a->scale, a->zero_point};
+                }
+                build_op_in_float(g, w, op, out_q, then);
+            }
+        }
+        const std::size_t last = n - 1;
+        add_convert_qs8_f32(static_cast<int>(last), g.layers[last], g.layers[last].shape,
+                            impl_->qptr[last], out_f, impl_->quant[last]);
+        impl_->plan = plan;
+    }
+
+    // An op with no int8 kernel (or whose int8 parameters XNNPACK refused): its inputs converted
+    // to float, its fp32 operator(s), its output converted back to int8 with `out_q`.
+    void build_op_in_float(const Graph& g, const Weights& w, const PlannedOp& op,
+                           const XnnQuant& out_q, const PlannedOp* then = nullptr) {
+        const Layer& l = g.layers[static_cast<std::size_t>(op.layer)];
+        impl_->in_float[static_cast<std::size_t>(op.layer)] = 1;
+        std::vector<const float*> in;
+        std::vector<std::pair<int, float*>> converted;
+        for (int v : op.inputs) {
+            float* f = nullptr;
+            for (const auto& [id, p] : converted)
+                if (id == v) f = p;
+            if (!f) {
+                const Shape& s = g.layers[static_cast<std::size_t>(v)].shape;
+                f = new_scratch(s.elements());
+                add_convert_qs8_f32(op.layer, l, s, impl_->qptr[static_cast<std::size_t>(v)], f,
+                                    impl_->quant[static_cast<std::size_t>(v)]);
+                converted.emplace_back(v, f);
+            }
+            in.push_back(f);
+        }
+        const Shape& os = g.layers[static_cast<std::size_t>(op.output)].shape;
+        float* out = op.in_place() ? const_cast<float*>(in[0]) : new_scratch(os.elements());
+        build_op_f32(g, w, op, in, out);
+        if (then) build_op_f32(g, w, *then, {out}, out);
+        add_convert_f32_qs8(op.layer, l, os, out, impl_->qptr[static_cast<std::size_t>(op.output)],
+                            out_q);
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+    }
+
+    // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
+    // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
+    bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
+                                const XnnQuant& out_q, const QuantizedModel& model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const QuantizedWeights* qw = model.find_layer(l.name);
+        if (!qw || op.folded_bn >= 0 || l.op == OpKind::BatchNorm) return false;
+        const Activation a = op.act;
+        if (a != Activation::None && a != Activation::Relu && a != Activation::Relu6) return false;
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : l.shape.c);
+        const std::size_t per = oc ? qw->weights.size() / oc : 0;
+        if (per * oc != qw->weights.size() || qw->bias.size() != oc)
+            throw ExecutorError("XNNPACK: " + where(l) + ": quantized weights do not fit the layer");
+        std::vector<std::int8_t> kernel = qw->weights;
+        if (l.op == OpKind::Conv2d) {
+            const auto cig = static_cast<std::size_t>(is.c / l.groups);
+            const auto kh = static_cast<std::size_t>(l.kernel_h), kw = static_cast<std::size_t>(l.kernel_w);
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t ic = 0; ic < cig; ++ic)
+                    for (std::size_t y = 0; y < kh; ++y)
+                        for (std::size_t x = 0; x < kw; ++x)
+                            kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                qw->weights[((o * cig + ic) * kh + y) * kw + x];
+        }
+        std::vector<float> ks(oc);
+        for (std::size_t o = 0; o < oc; ++o) ks[o] = qw->weight_scale(o);
+        const ActivationQuant oq{out_q.scale, out_q.zero_point};
+        const auto [lo32, hi32] = clamp_bounds(oq, clamp_of(a).first, clamp_of(a).second);
+        const auto qlo = static_cast<std::int8_t>(lo32), qhi = static_cast<std::int8_t>(hi32);
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        const std::int8_t* in0 = impl_->qptr[static_cast<std::size_t>(op.inputs[0])];
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        xnn_operator_t xop = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            if (qw->weight_scales.size() != 1) return false;  // qs8 fc: one scale
+            if (!int8_ok(xnn_create_fully_connected_nc_qs8(ic, oc, ic, oc, zp(in_q), in_q.scale, ks[0],
+                                                           kernel.data(), qw->bias.data(), zp(out_q),
+                                                           out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_fully_connected_nc_qs8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_qs8");
+        } else {
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            const auto groups = static_cast<std::uint32_t>(dw ? is.c : l.groups);
+            const std::size_t gic = dw ? 1 : static_cast<std::size_t>(is.c / l.groups);
+            const std::size_t goc = dw ? static_cast<std::size_t>(l.multiplier)
+                                       : static_cast<std::size_t>(l.out_channels / l.groups);
+            for (int pad : l.pads)
+                if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
+                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
+                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_convolution2d_nhwc_qc8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in0, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_qc8");
+        }
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+        return true;
+    }
+
+    // The int8 operator(s) of one planned op; false when there is none (or XNNPACK refused the
+    // parameters), leaving steps added since to the caller to drop.
+    bool build_op_int8(const Graph& g, const Weights& w, const PlannedOp& op, const XnnQuant& out_q,
+                       const QuantizedModel* model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        const auto vin = [&](std::size_t k) { return static_cast<std::size_t>(op.inputs[k]); };
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        XnnQuant& out_quant = impl_->quant[static_cast<std::size_t>(op.output)];
+        const XnnQuant in_q = op.inputs.empty() ? XnnQuant{} : impl_->quant[vin(0)];
+        const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
+        const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        xnn_operator_t xop = nullptr;
+        switch (op.kind) {
+        case PlannedKind::Conv:
+        case PlannedKind::DepthwiseConv:
+        case PlannedKind::FullyConnected:
+        case PlannedKind::ChannelAffine: {
+            if (model) return build_affine_quantized(g, op, in_q, out_q, *model);
+            const AffineSpec sp = prepare_affine(g, w, idx, op.folded_bn, op.act);
+            const std::size_t oc = sp.oc, per = sp.per_out;
+            // Per-channel symmetric weight scales (one for fc: qs8 has no per-channel scales).
+            std::vector<float> ks(oc, 0.0f);
+            float all = 0.0f;
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    ks[o] = std::max(ks[o], std::fabs(sp.kernel[o * per + e]));
+            for (float m : ks) all = std::max(all, m);
+            if (sp.fc) std::fill(ks.begin(), ks.end(), all);
+            for (float& s : ks) {
+                s = s > 0.0f ? s / 127.0f : 1.0f;
+                // XNNPACK needs the requantization scale in_scale * s / out_scale >= 2^-32.
+                s = std::max(s, out_q.scale / in_q.scale * 1e-9f);
+            }
+            std::vector<std::int8_t> qk(sp.kernel.size());
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    qk[o * per + e] = quantize_value(sp.kernel[o * per + e], XnnQuant{ks[o], 0});
+            std::vector<std::int32_t> qb(oc, 0);
+            for (std::size_t o = 0; o < oc; ++o) {
+                const double b = std::round(sp.bias[o] / (static_cast<double>(in_q.scale) * ks[o]));
+                qb[o] = static_cast<std::int32_t>(std::min(2147483647.0, std::max(-2147483648.0, b)));
+            }
+            const auto [qlo, qhi] = qclamp_of(op.act, out_q);
+            if (sp.fc) {
+                if (!int8_ok(xnn_create_fully_connected_nc_qs8(
+                                 sp.ic, oc, sp.ic, oc, zp(in_q), in_q.scale, ks[0], qk.data(),
+                                 qb.data(), zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_fully_connected_nc_qs8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                      "xnn_setup_fully_connected_nc_qs8");
+            } else {
+                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                                 static_cast<std::uint32_t>(sp.pads[0]),
+                                 static_cast<std::uint32_t>(sp.pads[3]),
+                                 static_cast<std::uint32_t>(sp.pads[2]),
+                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
+                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
+                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
+                                 0, &xop),
+                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
+                                                       static_cast<std::size_t>(sp.is.w), in0, out,
+                                                       impl_->pool),
+                      l, "xnn_setup_convolution2d_nhwc_qc8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Add: {
+            const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+            const std::size_t k_last = op.inputs.size() - 1;
+            // A partial sum of 3+ inputs is written with the quantization covering the sum of
+            // its inputs' ranges (the calibrated range is the final, activated one).
+            auto lo_of = [](const XnnQuant& q) { return q.scale * (-128.0 - q.zero_point); };
+            auto hi_of = [](const XnnQuant& q) { return q.scale * (127.0 - q.zero_point); };
+            double sum_lo = lo_of(in_q), sum_hi = hi_of(in_q);
+            XnnQuant a_q = in_q;
+            for (std::size_t k = 1; k <= k_last; ++k) {
+                const XnnQuant b_q = impl_->quant[vin(k)];
+                sum_lo += lo_of(b_q);
+                sum_hi += hi_of(b_q);
+                const XnnQuant s_q = k == k_last ? out_q
+                                                 : quant_of_range(static_cast<float>(sum_lo),
+                                                                  static_cast<float>(sum_hi));
+                const auto [qlo, qhi] =
+                    k == k_last ? qclamp_of(op.act, out_q) : qclamp_of(Activation::None, s_q);
+                xop = nullptr;
+                if (!int8_ok(xnn_create_add_nd_qs8(zp(a_q), a_q.scale, zp(b_q), b_q.scale, zp(s_q),
+                                                   s_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_add_nd_qs8"))
+                    return false;
+                a_q = s_q;
+                add_op(idx, xop);
+                check(xnn_setup_add_nd_qs8(xop, 1, dims, 1, dims, k == 1 ? in0 : out,
+                                           impl_->qptr[vin(k)], out, impl_->pool),
+                      l, "xnn_setup_add_nd_qs8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Mul: {
+            const Shape a = is, b = g.layers[vin(1)].shape;
+            const std::size_t da[3] = {static_cast<std::size_t>(a.h), static_cast<std::size_t>(a.w),
+                                       static_cast<std::size_t>(a.c)};
+            const std::size_t db[3] = {static_cast<std::size_t>(b.h), static_cast<std::size_t>(b.w),
+                                       static_cast<std::size_t>(b.c)};
+            const XnnQuant b_q = impl_->quant[vin(1)];
+            if (!int8_ok(xnn_create_multiply_nd_qs8(zp(in_q), in_q.scale, zp(b_q), b_q.scale,
+                                                    zp(out_q), out_q.scale, -128, 127, 0, &xop),
+                         l, "xnn_create_multiply_nd_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_multiply_nd_qs8(xop, 3, da, 3, db, in0, impl_->qptr[vin(1)], out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::MaxPool: {
+            // Max commutes with the (monotonic) quantization: the output keeps the input's.
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_max_pooling2d_nhwc_s8(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                          u(l.kernel_h), u(l.kernel_w),
+                                                          u(l.stride_h), u(l.stride_w), 1, 1, C, C,
+                                                          C, -128, 127, 0, &xop),
+                         l, "xnn_create_max_pooling2d_nhwc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_max_pooling2d_nhwc_s8(xop, 1, static_cast<std::size_t>(is.h),
+                                                  static_cast<std::size_t>(is.w), in0, out,
+                                                  impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::StridedCopy: {
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            impl_->lowering[i] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            const Shape os = l.shape;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in0, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in0 + (iy * is.w + ix) * is.c, in0 + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::GlobalAvgPool: {
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_global_average_pooling_nwc_qs8(C, C, C, zp(in_q), in_q.scale,
+                                                                   zp(out_q), out_q.scale, -128,
+                                                                   127, 0, &xop),
+                         l, "xnn_create_global_average_pooling_nwc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_global_average_pooling_nwc_qs8(
+                      xop, 1, static_cast<std::size_t>(is.h * is.w), in0, out, impl_->pool),
+                  l, "xnn_setup_global_average_pooling_nwc_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Clamp: {
+            // relu / relu6 on the input's quantization (kept).
+            const auto C = static_cast<std::size_t>(is.c);
+            const auto [qlo, qhi] = qclamp_of(op.act, in_q);
+            if (!int8_ok(xnn_create_clamp_nc_s8(C, C, C, qlo, qhi, 0, &xop), l,
+                         "xnn_create_clamp_nc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_clamp_nc_s8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                        impl_->pool),
+                  l, "xnn_setup_clamp_nc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::Sigmoid: {
+            // XNNPACK's int8 sigmoid writes [0, 1) with scale 1/256, zero point -128.
+            const auto C = static_cast<std::size_t>(is.c);
+            const XnnQuant sq{1.0f / 256.0f, -128};
+            if (!int8_ok(xnn_create_sigmoid_nc_qs8(C, C, C, zp(in_q), in_q.scale, zp(sq), sq.scale,
+                                                   -128, 127, 0, &xop),
+                         l, "xnn_create_sigmoid_nc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_sigmoid_nc_qs8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                           impl_->pool),
+                  l, "xnn_setup_sigmoid_nc_qs8");
+            out_quant = sq;
+            return true;
+        }
+        case PlannedKind::Alias:
+        case PlannedKind::HardSwish:
+        case PlannedKind::HardSigmoid:
+        case PlannedKind::Concat:
+        case PlannedKind::AvgPool:
+        case PlannedKind::Softmax: return false;
+        }
+        return false;
+    }
 };
 
 // A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
@@ -25686,8 +33431,7 @@ private:
 inline void fill_timing_input(XnnExecutor& executor) {
     float* input = executor.input();
     const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i)
-        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (std::int64_t i = 0; i < n; ++i) input[i] = detail::timing_value(i);
 }
 
 }  // namespace lamda
@@ -25697,13 +33441,27 @@ inline void fill_timing_input(XnnExecutor& executor) {
 #endif  // LAMDA_EXEC_XNNPACK_HPP
 // ---- end include/lamda/exec/xnnpack.hpp ----
 
+// XNNPACK has no run-time version query; the build system may pass the package version (the
+// same macro as latency/profile_file.hpp's).
+#ifndef LAMDA_XNNPACK_VERSION
+#define LAMDA_XNNPACK_VERSION "0.0~git20220216.ae108ef"
+#endif
+
 namespace lamda {
 
 struct BenchOptions {
     int threads = 1;    // 1..1024
     int runs = 50;      // timed runs, 1..100000
     int warmup = 5;     // untimed runs first, 0..100000
+    // > 0: time whole-model runs until this many seconds have passed (at least one run, at most
+    // bench_max_runs), as TFLite's benchmark_model --min_secs does; 0: exactly `runs` runs.
+    double duration_s = 0;
     std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Time the model in int8 (XnnOptions::int8) with synthetic scales from the timing input.
+    bool int8 = false;
+    // Time it in int8 with this quantized model's weights and scales (XnnOptions::quantized;
+    // the graph is its batch-norm-folded one, the weights its float layers' F32 tensors).
+    const QuantizedModel* quantized = nullptr;
 };
 
 struct OpTiming {
@@ -25714,11 +33472,23 @@ struct OpTiming {
     std::int64_t macs = 0;
 };
 
+inline constexpr int bench_max_runs = 1000000;     // --duration's cap on whole-model runs
+inline constexpr double bench_max_duration_s = 3600;
+
 struct BenchResult {
+    bool int8 = false;   // timed in int8 (else fp32)
     int threads = 1;
-    int runs = 0;
+    int runs = 0;        // timed whole-model runs (with --duration: as many as fitted)
     int warmup = 0;
+    int per_op_runs = 0; // runs timed op by op
+    double init_ms = 0;  // building the executor: XNNPACK operators, packed weights, buffers
+    double first_ms = 0; // the first inference, before any warm-up (cold caches)
     double median_ms = 0, p10_ms = 0, p90_ms = 0, min_ms = 0;
+    double mean_ms = 0, std_ms = 0, max_ms = 0, p95_ms = 0, p99_ms = 0;
+    double timed_s = 0;  // wall time of the timed whole-model runs
+    // Growth of the resident set from before the executor was built to its peak after the runs
+    // (Linux: VmHWM after resetting it; -1 where it cannot be measured).
+    std::int64_t peak_rss_delta_bytes = -1;
     std::int64_t macs = 0;
     std::int64_t params = 0;
     double gflops = 0;  // 2 * MACs / median
@@ -25732,46 +33502,121 @@ inline void check_bench_options(const BenchOptions& o) {
         throw std::invalid_argument("runs must be in 1..100000, got " + std::to_string(o.runs));
     if (o.warmup < 0 || o.warmup > 100000)
         throw std::invalid_argument("warmup must be in 0..100000, got " + std::to_string(o.warmup));
+    if (!(o.duration_s >= 0 && o.duration_s <= bench_max_duration_s))
+        throw std::invalid_argument("duration must be in 0..3600 seconds");
 }
 
-// Whole-model latency from `runs` timed runs after `warmup` untimed ones, then per-op latency
-// from as many runs again with each operator timed on its own (timing every operator adds clock
-// reads between them, so the whole-model figure comes from runs without them).
+namespace bench_detail {
+
+// A field of /proc/self/status in bytes ("VmRSS:  1234 kB"), or -1.
+inline std::int64_t proc_status_bytes(const char* field) {
+#if defined(__linux__)
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    const std::string prefix = std::string(field) + ":";
+    while (std::getline(in, line)) {
+        if (line.compare(0, prefix.size(), prefix) != 0) continue;
+        long long kb = -1;
+        if (std::sscanf(line.c_str() + prefix.size(), "%lld", &kb) != 1 || kb < 0) return -1;
+        return static_cast<std::int64_t>(kb) * 1024;
+    }
+#else
+    (void)field;
+#endif
+    return -1;
+}
+
+// Resets the peak resident set (VmHWM) to the current one (Linux >= 4.0); false if it cannot.
+inline bool reset_peak_rss() {
+#if defined(__linux__)
+    std::ofstream out("/proc/self/clear_refs");
+    out << "5";
+    return static_cast<bool>(out.flush());
+#else
+    return false;
+#endif
+}
+
+}  // namespace bench_detail
+
+// The executor's build time and first (cold) inference, then whole-model latency from `runs`
+// timed runs (or as many as fit in `duration_s`) after `warmup` untimed ones, then per-op latency
+// from up to `runs` more runs with each operator timed on its own (timing every operator adds
+// clock reads between them, so the whole-model figures come from runs without them).
 inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
                                    const BenchOptions& options = {}) {
     check_bench_options(options);
+    using clock = std::chrono::steady_clock;
+    auto ms_since = [](clock::time_point t0) {
+        return std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    };
     XnnOptions xnn;
     xnn.threads = options.threads;
     xnn.max_memory_bytes = options.max_memory_bytes;
+    xnn.int8 = options.int8;
+    xnn.quantized = options.quantized;
+    const bool rss_reset = bench_detail::reset_peak_rss();
+    const std::int64_t rss_before = bench_detail::proc_status_bytes("VmRSS");
+    auto t_init = clock::now();
     XnnExecutor executor(graph, weights, xnn);
+    BenchResult r;
+    r.int8 = executor.int8();
+    r.init_ms = ms_since(t_init);
 
     fill_timing_input(executor);
 
-    using clock = std::chrono::steady_clock;
+    auto t_first = clock::now();
+    executor.run();
+    r.first_ms = ms_since(t_first);
     for (int i = 0; i < options.warmup; ++i) executor.run();
     std::vector<double> totals;
-    totals.reserve(static_cast<std::size_t>(options.runs));
-    for (int i = 0; i < options.runs; ++i) {
-        const auto t0 = clock::now();
-        executor.run();
-        totals.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    const auto t_timed = clock::now();
+    if (options.duration_s > 0) {
+        do {
+            const auto t0 = clock::now();
+            executor.run();
+            totals.push_back(ms_since(t0));
+        } while (static_cast<int>(totals.size()) < bench_max_runs &&
+                 ms_since(t_timed) < options.duration_s * 1000);
+    } else {
+        totals.reserve(static_cast<std::size_t>(options.runs));
+        for (int i = 0; i < options.runs; ++i) {
+            const auto t0 = clock::now();
+            executor.run();
+            totals.push_back(ms_since(t0));
+        }
     }
+    r.timed_s = ms_since(t_timed) / 1000;
+    const int op_runs = std::min(options.runs, static_cast<int>(totals.size()));
     std::vector<std::vector<double>> per_layer(graph.layers.size());
-    for (int i = 0; i < options.runs; ++i) {
+    for (int i = 0; i < op_runs; ++i) {
         const std::vector<double> ms = executor.run_timed_per_op();
         for (std::size_t k = 0; k < ms.size() && k < per_layer.size(); ++k)
             per_layer[k].push_back(ms[k]);
     }
 
+    const std::int64_t rss_peak = bench_detail::proc_status_bytes("VmHWM");
+    if (rss_reset && rss_before >= 0 && rss_peak >= 0)
+        r.peak_rss_delta_bytes = std::max<std::int64_t>(0, rss_peak - rss_before);
+
     const ModelStats stats = analyze(graph);
-    BenchResult r;
     r.threads = options.threads;
-    r.runs = options.runs;
+    r.runs = static_cast<int>(totals.size());
     r.warmup = options.warmup;
+    r.per_op_runs = op_runs;
     r.median_ms = median(totals);
     r.p10_ms = quantile(totals, 0.1);
     r.p90_ms = quantile(totals, 0.9);
+    r.p95_ms = quantile(totals, 0.95);
+    r.p99_ms = quantile(totals, 0.99);
     r.min_ms = quantile(totals, 0.0);
+    r.max_ms = quantile(totals, 1.0);
+    double sum = 0;
+    for (double t : totals) sum += t;
+    r.mean_ms = sum / static_cast<double>(totals.size());
+    double squares = 0;
+    for (double t : totals) squares += (t - r.mean_ms) * (t - r.mean_ms);
+    r.std_ms = totals.size() > 1 ? std::sqrt(squares / static_cast<double>(totals.size() - 1)) : 0.0;
     r.macs = stats.macs;
     r.params = stats.params;
     r.gflops = r.median_ms > 0 ? 2.0 * static_cast<double>(stats.macs) / (r.median_ms * 1e6) : 0;
@@ -25800,14 +33645,25 @@ inline const char* lowering_name(XnnLowering l) noexcept {
 // The JSON object `lamda bench --json` prints (and the device agent serves).
 // `peak_gflops` <= 0 leaves peak_fraction out.
 inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak_gflops) {
-    json.field("median_ms", r.median_ms)
+    json.field("precision", r.int8 ? "int8" : "fp32")
+        .field("median_ms", r.median_ms)
+        .field("mean_ms", r.mean_ms)
+        .field("std_ms", r.std_ms)
+        .field("min_ms", r.min_ms)
+        .field("max_ms", r.max_ms)
         .field("p10_ms", r.p10_ms)
         .field("p90_ms", r.p90_ms)
-        .field("min_ms", r.min_ms)
+        .field("p95_ms", r.p95_ms)
+        .field("p99_ms", r.p99_ms)
+        .field("init_ms", r.init_ms)
+        .field("first_ms", r.first_ms)
+        .field("timed_s", r.timed_s)
         .field("threads", r.threads)
         .field("runs", r.runs)
         .field("warmup", r.warmup)
-        .field("macs", r.macs)
+        .field("per_op_runs", r.per_op_runs);
+    if (r.peak_rss_delta_bytes >= 0) json.field("peak_rss_delta_bytes", r.peak_rss_delta_bytes);
+    json.field("macs", r.macs)
         .field("params", r.params)
         .field("gflops", r.gflops);
     if (peak_gflops > 0)
@@ -25827,6 +33683,44 @@ inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak
             .end_object();
     }
     json.end_array();
+}
+
+// The "context" object of `lamda bench --json`, as Google Benchmark's JSON has one: where and
+// when the numbers were taken (host, date, load average, CPU, versions, threads), so that two
+// results can be told apart and a loaded machine shows. Fields that cannot be read are left out.
+inline void write_bench_context(JsonWriter& json, int threads) {
+    json.key("context").begin_object();
+#if defined(__unix__) || defined(__APPLE__)
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0) json.field("host", std::string(host));
+#endif
+    const DeviceInfo info = describe_device();
+    json.field("cpu_model", info.cpu_model)
+        .field("architecture", info.architecture)
+        .field("cpus", info.logical_cores)
+        .field("xnnpack_isa", info.xnnpack_isa);
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+#if defined(_WIN32)
+    gmtime_s(&utc, &now);
+#else
+    gmtime_r(&now, &utc);
+#endif
+    char date[32];
+    if (std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc) > 0) json.field("date", std::string(date));
+#if defined(__unix__) || defined(__APPLE__)
+    double load[3] = {0, 0, 0};
+    if (::getloadavg(load, 3) == 3) json.key("load_average").begin_array().value(load[0]).value(load[1]).value(load[2]).end_array();
+#endif
+    json.field("lamda_version", std::string(version_string))
+        .field("xnnpack_version", std::string(LAMDA_XNNPACK_VERSION))
+        .field("threads", threads)
+#if defined(NDEBUG)
+        .field("build_type", "release")
+#else
+        .field("build_type", "debug")
+#endif
+        .end_object();
 }
 
 }  // namespace lamda
@@ -25861,6 +33755,13 @@ struct GenerateSetup {
     int top_layers = 5;             // most expensive layers kept per record
     int max_duplicates_in_row = 50; // the proposer "has nothing new" after this many repeats
     std::function<bool()> should_stop;  // polled between candidates (e.g. SIGINT)
+    // Adaptation (search/adapt.hpp): called for a screened candidate that will be run, with the
+    // records so far (rec.index already set); it may give the candidate inherited weights
+    // (rec.parent, rec.inherited, rec.weights: a file under weights_dir). A candidate with
+    // weights is then fine-tuned from them (Trainer::finetune_accuracy) instead of proxy-trained
+    // from scratch; one with weights and no parent (the start model) is evaluated, not trained.
+    std::function<void(CandidateRecord&, const std::vector<CandidateRecord>&)> inherit;
+    std::string weights_dir;  // rec.weights are relative to it (the search's directory)
 };
 
 // Seconds spent per step of the loop, summed over candidates.
@@ -26002,9 +33903,8 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
             return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
-        if (c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes)
-            return finish(Verdict::OverMemory, "peak activations " + std::to_string(stats.peak_activation_bytes) +
-                                                   " bytes, limit " + std::to_string(c.max_activation_bytes));
+        if (std::string why = over_memory(c, firmware_memory(g)); !why.empty())  // as the firmware export
+            return finish(Verdict::OverMemory, why);
         if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
@@ -26047,6 +33947,16 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                                                (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message));
         const Graph& g = parsed.graph;
         const Constraints& c = task.constraints;
+        const bool evaluate = setup.trainer && task.objective == Objective::Accuracy;
+        const auto weights_path = [&] {
+            return setup.weights_dir.empty() ? rec.weights : setup.weights_dir + "/" + rec.weights;
+        };
+        if (evaluate && !rec.weights.empty() && rec.parent < 0) {
+            // A start model (search/adapt.hpp): its own weights, judged before its latency, so
+            // that a start model over the budget still says what accuracy is to be kept.
+            rec.accuracy = setup.trainer->weights_accuracy(g, weights_path());
+            charge(&StageSeconds::train);
+        }
         if (setup.measure) {
             Measurement m = setup.measure(g);
             charge(&StageSeconds::measure);
@@ -26058,8 +33968,14 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                                                          ms_text(c.latency_ms) + " budget; most expensive: " +
                                                          cost_list(rec.top_layers));
         }
-        if (setup.trainer && task.objective == Objective::Accuracy) {
-            rec.accuracy = setup.trainer->proxy_accuracy(g);
+        if (evaluate) {
+            if (!rec.weights.empty() && rec.parent < 0) {
+                // evaluated above
+            } else if (!rec.weights.empty()) {
+                rec.accuracy = setup.trainer->finetune_accuracy(g, weights_path());
+            } else {
+                rec.accuracy = setup.trainer->proxy_accuracy(g);
+            }
             charge(&StageSeconds::train);
             if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
                 return finish(Verdict::BelowAccuracy,
@@ -26079,14 +33995,36 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
 
 // Decides one proposal: every step the loop takes for a candidate, in order (screen, then run).
 // `seen` holds the hashes decided so far; a repeat returns nothing (and is not a candidate).
+// `records` (those decided so far) go to setup.inherit.
+inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
+                                                         const GenerateSetup& setup,
+                                                         const std::set<std::string>& seen,
+                                                         const std::vector<CandidateRecord>& records,
+                                                         StageSeconds* stage_seconds = nullptr) {
+    std::optional<Screened> s = screen_candidate(task, proposal, setup, seen, stage_seconds);
+    if (!s) return std::nullopt;
+    // An adaptation's start model (candidate 0) is measured and evaluated even when it is predicted
+    // over the budget: its latency here and its accuracy are what the adapted model is held to.
+    if (setup.inherit && records.empty() && s->record.verdict == Verdict::OverPredicted) s->decided = false;
+    if (s->decided) return std::move(s->record);
+    if (setup.inherit) {
+        s->record.index = static_cast<int>(records.size());
+        try {
+            setup.inherit(s->record, records);
+        } catch (const std::exception& e) {  // trained from scratch instead; said in the record
+            s->record.parent = -1;
+            s->record.weights.clear();
+            s->record.inherited = std::string("nothing (") + e.what() + ")";
+        }
+    }
+    return run_candidate(task, std::move(s->record), setup, stage_seconds);
+}
+
 inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
                                                          const GenerateSetup& setup,
                                                          const std::set<std::string>& seen,
                                                          StageSeconds* stage_seconds = nullptr) {
-    std::optional<Screened> s = screen_candidate(task, proposal, setup, seen, stage_seconds);
-    if (!s) return std::nullopt;
-    if (s->decided) return std::move(s->record);
-    return run_candidate(task, std::move(s->record), setup, stage_seconds);
+    return evaluate_candidate(task, proposal, setup, seen, {}, stage_seconds);
 }
 
 // Runs the search until the budget is spent or the proposer has nothing new. `resumed` are the
@@ -26123,7 +34061,8 @@ inline GenerateResult run_generation(const Task& task, Proposer& proposer, const
             result.stop_reason = "exhausted";
             break;
         }
-        std::optional<CandidateRecord> rec = evaluate_candidate(task, *proposal, setup, seen, &result.stage_seconds);
+        std::optional<CandidateRecord> rec =
+            evaluate_candidate(task, *proposal, setup, seen, result.records, &result.stage_seconds);
         if (!rec) {
             ++result.duplicates;
             if (++duplicates_in_row >= setup.max_duplicates_in_row) {
@@ -26175,10 +34114,24 @@ inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int
 
 namespace lamda {
 
+// This machine's name, for records' evaluated_by.
+inline std::string node_name() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
+    return std::string(buf);
+}
+
 // Runs screened candidates somewhere else (threads, MPI ranks). Used from one thread.
 class CandidateRunner {
 public:
     virtual ~CandidateRunner() = default;
+    // The search's own side ("rank 0 @ host"), named in records it measured itself (a task's
+    // "measure_on": "one_device").
+    virtual std::string search_side_name() const { return "main @ " + node_name(); }
+    // A measurement taken on the search's side, under this node's gate where the runner has one.
+    virtual Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) {
+        return measure(g);
+    }
     // Candidates it can run at once (>= 1).
     virtual int slots() const = 0;
     // Starts `screened` (a record whose screening left it undecided) under `ticket`.
@@ -26235,7 +34188,10 @@ inline Decoded decode(std::string_view text, const std::string& where) {
 
 }  // namespace runner_wire
 
-// run_generation() with up to runner.slots() candidates being measured/trained at once.
+// run_generation() with up to runner.slots() candidates being measured/trained at once. With
+// task.measure_one_device, every measurement is taken here, by `setup.measure` (through
+// runner.measure_here), before the candidate goes to a worker to be trained; the workers do not
+// measure, and a record's evaluated_by says "...; measured by <search side>".
 inline GenerateResult run_generation_parallel(const Task& task, Proposer& proposer, const GenerateSetup& setup,
                                               CandidateRunner& runner, std::vector<CandidateRecord> resumed = {}) {
     using clock = std::chrono::steady_clock;
@@ -26300,6 +34256,18 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
                 record(std::move(s->record));
                 continue;
             }
+            if (task.measure_one_device && setup.measure) {
+                GenerateSetup here = setup;
+                here.trainer = nullptr;
+                here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
+                measured.evaluated_by = "measured by " + runner.search_side_name();
+                if (measured.verdict != Verdict::Feasible || task.objective != Objective::Accuracy) {
+                    record(std::move(measured));  // decided by the measurement: nothing to train
+                    continue;
+                }
+                s->record = std::move(measured);
+            }
             const std::uint64_t ticket = next_ticket++;
             runner.submit(ticket, s->record);
             pending.emplace(ticket, std::move(s->record));
@@ -26315,6 +34283,8 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
         if (done.record.hash != hash)
             throw Exception(Error(ErrorKind::internal, "parallel search: ticket " + std::to_string(done.ticket) +
                                                            " came back with another candidate's hash"));
+        if (task.measure_one_device && setup.measure && done.record.measured_ms)
+            done.record.evaluated_by += "; measured by " + runner.search_side_name();
         result.stage_seconds.measure += done.stage_seconds.measure;
         result.stage_seconds.train += done.stage_seconds.train;
         record(std::move(done.record));
@@ -26328,7 +34298,9 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
 }
 
 // Measurement fairness on one node: a measurement never overlaps a proxy training on the same
-// node (training is a reader, measuring the writer, and a waiting writer goes first). Works
+// node (training is a reader, measuring the writer, and a waiting writer goes first). A training
+// holds its read lock only between calls of Hold::yield(), called between mini-batch steps:
+// yield lets a waiting measurement in and returns when it is done. Works
 // across threads and processes (MPI ranks) alike: two flock()ed files under /tmp named after
 // `key` (the search's output directory): every opener of the same key on this node shares them.
 // flock needs no cleanup when a process dies (the kernel drops its locks).
@@ -26344,7 +34316,7 @@ public:
     // RAII holds (each opens its own descriptors: flock locks belong to an open file).
     class Hold {
     public:
-        Hold(const NodeGate& g, bool exclusive) {
+        Hold(const NodeGate& g, bool exclusive) : gate_path_(g.gate_path_), turn_path_(g.turnstile_path_) {
             turn_ = open_or_throw(g.turnstile_path_);
             gate_ = open_or_throw(g.gate_path_);
             lock(turn_, LOCK_EX, g.turnstile_path_);  // a waiting measurer blocks new trainers here
@@ -26357,12 +34329,22 @@ public:
         }
         Hold(const Hold&) = delete;
         Hold& operator=(const Hold&) = delete;
+        // A training's pause point: drops the read lock, queues behind a waiting measurement at
+        // the turnstile (free, hence at once, when nobody measures) and takes the read lock again.
+        void yield() {
+            if (gate_ < 0 || turn_ < 0) return;
+            (void)::flock(gate_, LOCK_UN);
+            lock(turn_, LOCK_EX, turn_path_);
+            lock(gate_, LOCK_SH, gate_path_);
+            (void)::flock(turn_, LOCK_UN);
+        }
         ~Hold() {
             if (gate_ >= 0) (void)::close(gate_);
             if (turn_ >= 0) (void)::close(turn_);
         }
 
     private:
+        std::string gate_path_, turn_path_;
         int turn_ = -1, gate_ = -1;
         int open_or_throw(const std::string& path) {
             const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -26397,20 +34379,54 @@ private:
 
 namespace parallel_detail {
 
-// A trainer whose proxy trainings hold the node's gate as readers.
+// A trainer whose trainings hold the node's gate as readers, yielding it between steps.
 class GatedTrainer : public Trainer {
 public:
     GatedTrainer(Trainer& inner, std::shared_ptr<const NodeGate> gate) : inner_(inner), gate_(std::move(gate)) {}
     double proxy_accuracy(const Graph& graph) override {
-        const NodeGate::Hold hold = gate_->training();
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
         return inner_.proxy_accuracy(graph);
     }
     FinalTraining train_final(const Graph& graph, const std::string& weights_path) override {
-        const NodeGate::Hold hold = gate_->training();
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
         return inner_.train_final(graph, weights_path);
+    }
+    // Adaptation (search/adapt.hpp) through the same gate: evaluating and fine-tuning use the
+    // node's cores as training does.
+    double weights_accuracy(const Graph& graph, const std::string& weights_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.weights_accuracy(graph, weights_path);
+    }
+    double weights_test_accuracy(const Graph& graph, const std::string& weights_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.weights_test_accuracy(graph, weights_path);
+    }
+    double finetune_accuracy(const Graph& graph, const std::string& init_path) override {
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
+        return inner_.finetune_accuracy(graph, init_path);
+    }
+    FinalTraining train_final_from(const Graph& graph, const std::string& init_path,
+                                   const std::string& weights_path) override {
+        NodeGate::Hold hold = gate_->training();
+        const Pausing pausing(inner_, hold);
+        return inner_.train_final_from(graph, init_path, weights_path);
     }
 
 private:
+    // The inner trainer yields `hold` between steps while this lives (also when it throws).
+    struct Pausing {
+        Trainer& t;
+        Pausing(Trainer& trainer, NodeGate::Hold& hold) : t(trainer) {
+            t.set_between_steps([&hold] { hold.yield(); });
+        }
+        Pausing(const Pausing&) = delete;
+        Pausing& operator=(const Pausing&) = delete;
+        ~Pausing() { t.set_between_steps({}); }
+    };
+
     Trainer& inner_;
     std::shared_ptr<const NodeGate> gate_;
 };
@@ -26436,25 +34452,21 @@ inline GenerateSetup gated_setup(GenerateSetup setup, std::shared_ptr<const Node
     return setup;
 }
 
-// This machine's name, for records' evaluated_by.
-inline std::string node_name() {
-    char buf[256] = {};
-    if (::gethostname(buf, sizeof buf - 1) != 0) return "?";
-    return std::string(buf);
-}
-
 // N worker threads on this node, each with its own setup (its own trainer: a trainer need not be
-// thread-safe); measurements and trainings gated per node by `gate_key` (see NodeGate).
+// thread-safe); measurements and trainings gated per node by `gate_key` (see NodeGate). With
+// task.measure_one_device the workers only train (the search's thread measures).
 class ThreadRunner : public CandidateRunner {
 public:
     ThreadRunner(const Task& task, std::vector<GenerateSetup> worker_setups, const std::string& gate_key,
                  bool local_measure = true)
-        : task_(task) {
+        : task_(task), local_measure_(local_measure) {
         if (worker_setups.empty()) throw Exception(Error(ErrorKind::usage, "ThreadRunner: no workers"));
         auto gate = std::make_shared<const NodeGate>(gate_key);
+        gate_ = gate;
         const std::string node = node_name();
         gated_.resize(worker_setups.size());
         for (std::size_t i = 0; i < worker_setups.size(); ++i) {
+            if (task.measure_one_device) worker_setups[i].measure = nullptr;
             setups_.push_back(gated_setup(std::move(worker_setups[i]), gate, gated_[i], local_measure));
             names_.push_back("worker " + std::to_string(i) + " @ " + node);
         }
@@ -26471,6 +34483,12 @@ public:
         for (auto& t : threads_) t.join();
     }
     int slots() const override { return static_cast<int>(setups_.size()); }
+    std::string search_side_name() const override { return "main thread @ " + node_name(); }
+    Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) override {
+        if (!local_measure_) return measure(g);
+        const NodeGate::Hold hold = gate_->measuring();
+        return measure(g);
+    }
     void submit(std::uint64_t ticket, const CandidateRecord& screened) override {
         {
             std::lock_guard<std::mutex> lock(m_);
@@ -26492,6 +34510,8 @@ public:
 
 private:
     Task task_;
+    bool local_measure_ = true;
+    std::shared_ptr<const NodeGate> gate_;
     std::vector<GenerateSetup> setups_;
     std::vector<std::unique_ptr<Trainer>> gated_;
     std::vector<std::string> names_;
@@ -26641,14 +34661,23 @@ inline Message receive(int source, int tag) {
 
 }  // namespace mpi_detail
 
-// Rank 0's side: hands screened candidates to ranks 1..N-1, one each at a time.
+// Rank 0's side: hands screened candidates to ranks 1..N-1, one each at a time. `gate_key`
+// (the output directory, as mpi_serve's): rank 0's own measurements (a task's "measure_on":
+// "one_device") wait for this node's trainings to pause; "": they do not (a board measures).
 class MpiRunner : public CandidateRunner {
 public:
-    explicit MpiRunner(const MpiSession& session) : size_(session.size()) {
+    explicit MpiRunner(const MpiSession& session, const std::string& gate_key = "") : size_(session.size()) {
         if (session.rank() != 0 || session.size() < 2)
             throw MpiError(Error(ErrorKind::usage, "MpiRunner: needs rank 0 of at least 2 ranks"));
         for (int r = size_ - 1; r >= 1; --r) free_.push_back(r);
         busy_.assign(static_cast<std::size_t>(size_), no_ticket);
+        if (!gate_key.empty()) gate_ = std::make_shared<const NodeGate>(gate_key);
+    }
+    std::string search_side_name() const override { return "rank 0 @ " + node_name(); }
+    Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) override {
+        if (!gate_) return measure(g);
+        const NodeGate::Hold hold = gate_->measuring();
+        return measure(g);
     }
     MpiRunner(const MpiRunner&) = delete;
     MpiRunner& operator=(const MpiRunner&) = delete;
@@ -26698,6 +34727,7 @@ private:
     std::vector<int> free_;
     std::vector<std::uint64_t> busy_;  // by rank: the ticket it runs
     bool stopped_ = false;
+    std::shared_ptr<const NodeGate> gate_;
 };
 
 // A worker rank's side: runs the candidates rank 0 sends until it says stop. `setup` measures
@@ -26708,6 +34738,7 @@ private:
 // false (a board measures): measurements do not wait for this node's trainings.
 inline void mpi_serve(const MpiSession& session, const Task& task, GenerateSetup setup, const std::string& gate_key,
                       const std::function<bool()>& lost = {}, bool local_measure = true) {
+    if (task.measure_one_device) setup.measure = {};  // rank 0 measures every candidate
     auto gate = std::make_shared<const NodeGate>(gate_key);
     std::unique_ptr<Trainer> gated;
     const GenerateSetup s = gated_setup(std::move(setup), gate, gated, local_measure);
@@ -27831,6 +35862,11 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 //   lamda::JsonReader<MyError> r("tasks/x.json", "task");
 //   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
 //   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//   int threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+//
+// Numbers from the file never reach a conversion unchecked: integers are range-checked before
+// they are narrowed (detail/checked.hpp), a double becomes an integer only when it is integral
+// and exactly representable, and non-finite values are refused.
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
@@ -27944,7 +35980,9 @@ struct JsonReader {
             double d = 0;
             if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
                 fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
+            // 2^53: past it a double no longer holds every integer, and the cast below is only
+            // defined for values an int64 can hold.
+            if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
                 fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
             i = static_cast<std::int64_t>(d);
         } else {
@@ -27953,6 +35991,12 @@ struct JsonReader {
         if (i < lo || i > hi)
             fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
         return i;
+    }
+    // An int in lo..hi (the narrowing is checked, whatever lo and hi are).
+    int int_in(const element& e, const std::string& path, int lo, int hi) const {
+        const std::optional<int> v = detail::checked_int(integer(e, path, lo, hi), lo, hi);
+        if (!v) fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return *v;
     }
     std::uint64_t uinteger(const element& e, const std::string& path) const {
         if (e.is_uint64()) {
@@ -28486,6 +36530,22 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 //   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
 //   softmax           softmax_nc_f32 over channels
 //   flatten, dropout  no operator: the output aliases the input buffer
+//
+// int8 (XnnOptions::int8): the same plan, every value stored as qs8 (per-tensor scale and zero
+// point) in the same buffers, a byte per element. Scales come from one fp32 run of the plan
+// (op_ranges: each planned op's output min/max over XnnOptions::calibration, or the timing input
+// when none is given: synthetic scales for timing). input() and output() stay float: a convert
+// operator quantizes the input and dequantizes the output.
+//   conv2d, dwconv, batchnorm  convolution2d_nhwc_qc8: per-output-channel symmetric weight
+//                     scales (max |w| / 127, after folding the batchnorm), int32 bias
+//   fc                fully_connected_nc_qs8 (one weight scale: qs8 has no per-channel scales)
+//   act=relu/relu6/hardsigmoid   the int8 output clamp, as in fp32
+//   add, mul, gap     add_nd_qs8, multiply_nd_qs8, global_average_pooling_nwc_qs8
+//   maxpool, relu/relu6 layers   max_pooling2d_nhwc_s8, clamp_nc_s8 (the input's quantization)
+//   sigmoid           sigmoid_nc_qs8 (output scale 1/256, zero point -128)
+//   hardswish, hardsigmoid layer, avgpool, concat, softmax, and any op whose int8 parameters
+//                     XNNPACK refuses: no int8 kernel in this snapshot, so they run in float
+//                     between convert_nc_qs8_f32 and convert_nc_f32_qs8 (runs_in_float(i))
 #ifndef LAMDA_EXEC_XNNPACK_HPP
 #define LAMDA_EXEC_XNNPACK_HPP
 
@@ -28510,6 +36570,7 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -28529,7 +36590,47 @@ struct XnnOptions {
     // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
     // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
     bool keep_intermediates = false;
+    // Run in int8: qs8 activations (per-tensor scale and zero point), conv2d/dwconv/batchnorm as
+    // qc8 convolutions (per-channel symmetric weight scales), fc as qs8 (one weight scale), add,
+    // mul, gap, maxpool, relu/relu6 clamps and sigmoid in int8; layers with no int8 kernel in
+    // this XNNPACK (hardswish, hardsigmoid, avgpool, concat, softmax) run in float between
+    // convert operators (runs_in_float). input() and output() stay float.
+    bool int8 = false;
+    // int8: the inputs whose fp32 activation ranges (min/max over them, op by op) set each
+    // value's scale and zero point. Empty: one run on fill_timing_input's data, i.e. synthetic
+    // scales, right for timing, not for accuracy.
+    std::vector<Tensor> calibration{};
+    // int8 with a quantized model (`lamda quantize`, exec/reference_int8.hpp's quantize_ptq):
+    // its int8 weights, scales and zero points instead of calibrating; the graph must be the
+    // model's (batch norms folded), the executor's `weights` the F32 tensors of its float layers,
+    // and the layers it lists as float run in float. Then every int8 value is the integer
+    // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
+    // Read during construction only.
+    const QuantizedModel* quantized = nullptr;
 };
+
+// The quantization of an int8 value: real = scale * (q - zero_point).
+struct XnnQuant {
+    float scale = 1.0f;
+    int zero_point = 0;
+};
+
+// The asymmetric int8 quantization covering [lo, hi] (widened to hold 0, at least 1e-3 wide).
+inline XnnQuant quant_of_range(float lo, float hi) {
+    const double l = std::min(0.0, static_cast<double>(lo));
+    const double h = std::max(0.0, static_cast<double>(hi));
+    const double range = std::max(h - l, 1e-3);
+    XnnQuant q;
+    q.scale = static_cast<float>(range / 255.0);
+    const double zp = std::round(-128.0 - l / static_cast<double>(q.scale));
+    q.zero_point = static_cast<int>(std::min(127.0, std::max(-128.0, zp)));
+    return q;
+}
+
+inline std::int8_t quantize_value(double v, const XnnQuant& q) {
+    const double r = std::round(v / static_cast<double>(q.scale)) + q.zero_point;
+    return static_cast<std::int8_t>(std::min(127.0, std::max(-128.0, r)));
+}
 
 // Bytes the executor allocates for a graph at most: one buffer per layer output plus the
 // weights (with buffer reuse it allocates less).
@@ -28572,6 +36673,11 @@ inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size
     return allocate_block(alignment, size);
 }
 inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+
+// Element e of the fixed timing input (fill_timing_input).
+inline float timing_value(std::int64_t e) noexcept {
+    return static_cast<float>((e * 7919) % 1000) / 1000.0f - 0.5f;
+}
 inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
                                              xnn_deallocate, xnn_aligned_allocate,
                                              xnn_aligned_deallocate};
@@ -28613,7 +36719,13 @@ public:
                                     " MiB of buffers and weights, more than the limit of " +
                                     std::to_string(options.max_memory_bytes >> 20) + " MiB");
         }
-        detail::check_weights(graph, weights);
+        if (options.quantized) {
+            if (const std::optional<Error> e = validate_quantized_model(*options.quantized))
+                throw ExecutorError("quantized model: " + e->where.field + ": " + e->message);
+            detail::check_int8_params(graph, *options.quantized);
+        } else {
+            detail::check_weights(graph, weights);
+        }
         const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
@@ -28624,7 +36736,26 @@ public:
                 throw ExecutorError("XNNPACK: cannot create a pool of " +
                                     std::to_string(options.threads) + " threads");
         }
-        build(graph, weights, options.keep_intermediates);
+        if (options.quantized) {
+            build_int8(graph, weights, options.keep_intermediates, {}, options.quantized);
+            return;
+        }
+        if (!options.int8) {
+            build(graph, weights, options.keep_intermediates);
+            return;
+        }
+        // Calibrate: the fp32 executor runs the same plan, and each planned op's output range
+        // sets the scale of the int8 value it writes.
+        std::vector<std::pair<float, float>> ranges;
+        {
+            XnnOptions fp = options;
+            fp.int8 = false;
+            fp.keep_intermediates = false;
+            fp.calibration.clear();
+            XnnExecutor calibrator(graph, weights, fp);
+            ranges = calibrator.op_ranges(options.calibration);
+        }
+        build_int8(graph, weights, options.keep_intermediates, ranges);
     }
 
     XnnExecutor(const XnnExecutor&) = delete;
@@ -28633,9 +36764,9 @@ public:
     XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
     ~XnnExecutor() = default;
 
-    float* input() noexcept { return impl_->ptr.front(); }
+    float* input() noexcept { return impl_->input_ptr; }
     Shape input_shape() const noexcept { return impl_->shapes.front(); }
-    const float* output() const noexcept { return impl_->ptr.back(); }
+    const float* output() const noexcept { return impl_->output_ptr; }
     Shape output_shape() const noexcept { return impl_->shapes.back(); }
     int threads() const noexcept { return impl_->threads; }
 
@@ -28646,6 +36777,60 @@ public:
         return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
     }
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Whether the executor runs in int8 (XnnOptions::int8).
+    bool int8() const noexcept { return impl_->int8; }
+    // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
+    // kept, as layer_output); whether layer i runs in float between converts.
+    const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
+        return i < impl_->qptr.size() ? impl_->qptr[i] : nullptr;
+    }
+    XnnQuant layer_quant(std::size_t i) const { return impl_->quant.at(i); }
+    bool runs_in_float(std::size_t i) const noexcept {
+        return i < impl_->in_float.size() && impl_->in_float[i] != 0;
+    }
+    // The fp32 output range of every planned op (plan_ops order) over `inputs` (empty: the
+    // timing input), each op's output read right after it ran: the calibration of the int8 path.
+    std::vector<std::pair<float, float>> op_ranges(const std::vector<Tensor>& inputs) {
+        if (impl_->int8) throw ExecutorError("op_ranges: an fp32 executor is needed");
+        const OpPlan& plan = impl_->plan;
+        const float inf = std::numeric_limits<float>::infinity();
+        std::vector<std::pair<float, float>> r(plan.ops.size(), {inf, -inf});
+        auto one_run = [&] {
+            std::size_t s = 0;
+            for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+                while (s < impl_->steps.size() &&
+                       impl_->steps[s].plan_op == static_cast<int>(k))
+                    run_step(impl_->steps[s++]);
+                const auto v = static_cast<std::size_t>(plan.ops[k].output);
+                const float* p = impl_->ptr[v];
+                if (!p) continue;
+                const std::int64_t n = impl_->shapes[v].elements();
+                for (std::int64_t e = 0; e < n; ++e) {
+                    if (!std::isfinite(p[e]))
+                        throw ExecutorError("calibration: layer " + std::to_string(v) +
+                                            " gives a value that is not finite");
+                    r[k].first = std::min(r[k].first, p[e]);
+                    r[k].second = std::max(r[k].second, p[e]);
+                }
+            }
+        };
+        if (inputs.empty()) {
+            const std::int64_t n = input_shape().elements();
+            for (std::int64_t e = 0; e < n; ++e) input()[e] = detail::timing_value(e);
+            one_run();
+        }
+        for (const Tensor& t : inputs) {
+            if (t.shape != input_shape() ||
+                static_cast<std::int64_t>(t.data.size()) != input_shape().elements())
+                throw ExecutorError("calibration input has shape " + to_string(t.shape) +
+                                    ", the graph expects " + to_string(input_shape()));
+            std::copy(t.data.begin(), t.data.end(), input());
+            one_run();
+        }
+        for (auto& [lo, hi] : r)
+            if (lo > hi) lo = hi = 0.0f;
+        return r;
+    }
     // Bytes of activation buffers allocated (weights not included).
     std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
     // Number of XNNPACK operators (and loops) run per inference.
@@ -28686,10 +36871,11 @@ private:
     // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
     static constexpr std::size_t kBufferAlignment = 64;
     struct FreeBlock {
-        void operator()(float* p) const noexcept { std::free(p); }
+        void operator()(void* p) const noexcept { std::free(p); }
     };
     struct Step {
         int layer = 0;
+        int plan_op = -1;  // index into the plan's ops
         xnn_operator_t op = nullptr;
         std::function<void()> loop;  // when op is null
     };
@@ -28702,6 +36888,19 @@ private:
         std::vector<Shape> shapes;
         std::vector<XnnLowering> lowering;
         std::vector<Step> steps;
+        OpPlan plan;              // what was built
+        int current_op = -1;      // the planned op being built
+        float* input_ptr = nullptr;
+        const float* output_ptr = nullptr;
+        // int8 only: the int8 values (one arena, laid out as the fp32 buffers), their
+        // quantization, the float input and output, and the float buffers of layers run in float.
+        bool int8 = false;
+        std::unique_ptr<std::int8_t, FreeBlock> qarena;
+        std::unique_ptr<float, FreeBlock> float_in, float_out;
+        std::vector<std::unique_ptr<float, FreeBlock>> scratch;
+        std::vector<std::int8_t*> qptr;
+        std::vector<XnnQuant> quant;
+        std::vector<char> in_float;
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -28745,6 +36944,7 @@ private:
     void add_op(int index, xnn_operator_t op) {
         Step s;
         s.layer = index;
+        s.plan_op = impl_->current_op;
         s.op = op;
         impl_->steps.push_back(std::move(s));
     }
@@ -28850,21 +37050,37 @@ private:
         for (std::size_t j = 0; j < n; ++j)
             if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
-        for (const PlannedOp& op : plan.ops) {
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
             const auto i = static_cast<std::size_t>(op.layer);
-            const Layer& l = g.layers[i];
-            const int idx = op.layer;
-            float* out = impl_->ptr[static_cast<std::size_t>(op.output)];
-            auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(op.inputs[k])];
-            };
-            auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
-            };
-            switch (op.kind) {
-            case PlannedKind::Alias:
+            if (op.kind == PlannedKind::Alias) {
                 if (plan.buffers.value_of[i] >= 0) impl_->lowering[i] = XnnLowering::Alias;
-                break;
+                continue;
+            }
+            std::vector<const float*> in;
+            for (int v : op.inputs) in.push_back(impl_->ptr[static_cast<std::size_t>(v)]);
+            build_op_f32(g, w, op, in, impl_->ptr[static_cast<std::size_t>(op.output)]);
+        }
+        impl_->plan = plan;
+        impl_->input_ptr = impl_->ptr.front();
+        impl_->output_ptr = impl_->ptr.back();
+    }
+
+    // The XNNPACK fp32 operator(s) of one planned op (not Alias), reading `in` (parallel to
+    // op.inputs) and writing `out`.
+    void build_op_f32(const Graph& g, const Weights& w, const PlannedOp& op,
+                      const std::vector<const float*>& in, float* out) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        auto in_ptr = [&](std::size_t k) -> const float* { return in[k]; };
+        auto in_shape = [&](std::size_t k) -> const Shape& {
+            return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
+        };
+        {
+            switch (op.kind) {
+            case PlannedKind::Alias: break;
             case PlannedKind::Conv:
             case PlannedKind::DepthwiseConv:
             case PlannedKind::FullyConnected:
@@ -28957,21 +37173,38 @@ private:
         }
     }
 
-    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
-    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
-                      const float* in, float* out) {
+    // The weights of a conv2d, dwconv, fc, or standalone batchnorm (as a 1x1 depthwise
+    // convolution) in XNNPACK's layout, with an optional batchnorm folded in and hardsigmoid's
+    // affine part folded in; and the convolution's geometry.
+    struct AffineSpec {
+        std::vector<float> kernel;   // one row of per_out values per output channel
+        std::vector<double> bias;    // per output channel
+        bool has_bias = false;
+        std::size_t per_out = 0, oc = 0;
+        bool fc = false;
+        std::size_t ic = 0;          // fc: input features
+        Shape is;                    // input shape
+        std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+        std::size_t gic = 0, goc = 0;
+        std::array<int, 4> pads{0, 0, 0, 0};
+    };
+
+    static AffineSpec prepare_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a) {
         const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        AffineSpec sp;
         const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        sp.is = is;
         const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
         const Shape os = last.shape;
         const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+        sp.oc = oc;
 
         // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
-        std::vector<float> kernel;
-        std::vector<double> bias(oc, 0.0);
-        bool has_bias = false;
-        std::size_t per_out = 0;
+        std::vector<float>& kernel = sp.kernel;
+        std::vector<double>& bias = sp.bias;
+        bias.assign(oc, 0.0);
+        bool& has_bias = sp.has_bias;
+        std::size_t& per_out = sp.per_out;
         auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
             const auto& gamma = w.at(b.name + ".weight").data;
             const auto& beta = w.at(b.name + ".bias").data;
@@ -29034,51 +37267,64 @@ private:
             for (double& b : bias) b = (b + 3.0) / 6.0;
             has_bias = true;
         }
-        std::vector<float> bias_f(bias.begin(), bias.end());
-        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            sp.fc = true;
+            sp.ic = static_cast<std::size_t>(is.elements());
+            return sp;
+        }
+        if (l.op == OpKind::BatchNorm) {
+            sp.groups = static_cast<std::uint32_t>(is.c);
+            sp.gic = sp.goc = 1;
+        } else {
+            sp.kh = static_cast<std::uint32_t>(l.kernel_h);
+            sp.kw = static_cast<std::uint32_t>(l.kernel_w);
+            sp.sh = static_cast<std::uint32_t>(l.stride_h);
+            sp.sw = static_cast<std::uint32_t>(l.stride_w);
+            sp.dh = static_cast<std::uint32_t>(l.dilation_h);
+            sp.dw = static_cast<std::uint32_t>(l.dilation_w);
+            sp.pads = l.pads;
+            if (l.op == OpKind::Conv2d) {
+                sp.groups = static_cast<std::uint32_t>(l.groups);
+                sp.gic = static_cast<std::size_t>(is.c / l.groups);
+                sp.goc = static_cast<std::size_t>(l.out_channels / l.groups);
+            } else {
+                sp.groups = static_cast<std::uint32_t>(is.c);
+                sp.gic = 1;
+                sp.goc = static_cast<std::size_t>(l.multiplier);
+            }
+        }
+        for (int p : sp.pads)
+            if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+        return sp;
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const AffineSpec sp = prepare_affine(g, w, idx, bn, a);
+        std::vector<float> bias_f(sp.bias.begin(), sp.bias.end());
+        const float* bias_ptr = sp.has_bias ? bias_f.data() : nullptr;
         const auto [lo, hi] = clamp_of(a);  // the plan fuses only relu, relu6, hardsigmoid
+        const std::size_t oc = sp.oc;
 
         xnn_operator_t op = nullptr;
-        if (l.op == OpKind::FullyConnected) {
-            const auto ic = static_cast<std::size_t>(is.elements());
-            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
-                                                    0, &op),
+        if (sp.fc) {
+            const std::size_t ic = sp.ic;
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, sp.kernel.data(), bias_ptr, lo,
+                                                    hi, 0, &op),
                   l, "xnn_create_fully_connected_nc_f32");
             add_op(idx, op);
             check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
                   "xnn_setup_fully_connected_nc_f32");
         } else {
-            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-            std::size_t gic = 0, goc = 0;
-            std::array<int, 4> pads{0, 0, 0, 0};
-            if (l.op == OpKind::BatchNorm) {
-                groups = static_cast<std::uint32_t>(is.c);
-                gic = goc = 1;
-            } else {
-                kh = static_cast<std::uint32_t>(l.kernel_h);
-                kw = static_cast<std::uint32_t>(l.kernel_w);
-                sh = static_cast<std::uint32_t>(l.stride_h);
-                sw = static_cast<std::uint32_t>(l.stride_w);
-                dh = static_cast<std::uint32_t>(l.dilation_h);
-                dw = static_cast<std::uint32_t>(l.dilation_w);
-                pads = l.pads;
-                if (l.op == OpKind::Conv2d) {
-                    groups = static_cast<std::uint32_t>(l.groups);
-                    gic = static_cast<std::size_t>(is.c / l.groups);
-                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
-                } else {
-                    groups = static_cast<std::uint32_t>(is.c);
-                    gic = 1;
-                    goc = static_cast<std::size_t>(l.multiplier);
-                }
-            }
-            for (int p : pads)
-                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const Shape is = sp.is;
             check(xnn_create_convolution2d_nhwc_f32(
-                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
-                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
-                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                      static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
+                      static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
+                      sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                      static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
@@ -29088,8 +37334,8 @@ private:
         }
     }
 
-    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
-                    float* out) {
+    // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
+    static std::array<std::int64_t, 4> pool_padding(const Layer& l, const Shape& is) {
         const Shape os = l.shape;
         std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
         // A window lying entirely in the padding has no defined value in XNNPACK.
@@ -29107,12 +37353,20 @@ private:
                                 std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
                                 std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
                                 std::to_string(xw) + ", not the inferred " + to_string(os));
+        return p;
+    }
+
+    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
+                    float* out) {
+        const Shape os = l.shape;
+        const std::array<std::int64_t, 4> p = pool_padding(l, is);
         const auto C = static_cast<std::size_t>(is.c);
         if (strided_copy) {
             // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
             Step s;
             s.layer = idx;
+            s.plan_op = impl_->current_op;
             const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
             s.loop = [in, out, is, os, sh, sw, pt, pl] {
                 for (std::int64_t y = 0; y < os.h; ++y)
@@ -29151,6 +37405,490 @@ private:
                   l, "xnn_setup_average_pooling2d_nhwc_f32");
         }
     }
+
+    // ---- the int8 path ----
+
+    float* new_scratch(std::int64_t floats) {
+        const std::size_t bytes = detail::round_up(
+            static_cast<std::size_t>(floats) * sizeof(float) + XNN_EXTRA_BYTES, kBufferAlignment);
+        auto* p = static_cast<float*>(detail::allocate_block(kBufferAlignment, bytes));
+        if (!p) throw std::bad_alloc();
+        std::fill(p, p + bytes / sizeof(float), 0.0f);
+        impl_->scratch.emplace_back(p);
+        return p;
+    }
+
+    // XNNPACK refused an int8 operator's parameters (e.g. a requantization scale out of its
+    // range): the op runs in float instead. Other failures throw.
+    static bool int8_ok(xnn_status st, const Layer& l, const char* fn) {
+        if (st == xnn_status_success) return true;
+        if (st == xnn_status_invalid_parameter || st == xnn_status_unsupported_parameter ||
+            st == xnn_status_unsupported_hardware)
+            return false;
+        check(st, l, fn);
+        return false;
+    }
+
+    void drop_steps_from(std::size_t mark) {
+        while (impl_->steps.size() > mark) {
+            if (impl_->steps.back().op) xnn_delete_operator(impl_->steps.back().op);
+            impl_->steps.pop_back();
+        }
+    }
+
+    // The int8 bounds of an output clamp (relu, relu6, hardsigmoid folded) under `q`.
+    static std::pair<std::int8_t, std::int8_t> qclamp_of(Activation a, const XnnQuant& q) {
+        const auto [lo, hi] = clamp_of(a);
+        const auto [qlo, qhi] = clamp_bounds(ActivationQuant{q.scale, q.zero_point}, lo, hi);
+        return {static_cast<std::int8_t>(qlo), static_cast<std::int8_t>(qhi)};
+    }
+
+    void add_convert_f32_qs8(int idx, const Layer& l, const Shape& s, const float* in,
+                             std::int8_t* out, const XnnQuant& q) {
+        // Rows of W*C values (a per-pixel row of 3 channels would cost a call per pixel).
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_f32_qs8(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            -128, 127, 0, &xop),
+              l, "xnn_create_convert_nc_f32_qs8");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_f32_qs8(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_f32_qs8");
+    }
+
+    void add_convert_qs8_f32(int idx, const Layer& l, const Shape& s, const std::int8_t* in,
+                             float* out, const XnnQuant& q) {
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_qs8_f32(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            0, &xop),
+              l, "xnn_create_convert_nc_qs8_f32");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_qs8_f32(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_qs8_f32");
+    }
+
+    // Builds the plan in int8; `ranges` (from op_ranges) give each planned op's output range.
+    void build_int8(const Graph& g, const Weights& w, bool keep_intermediates,
+                    const std::vector<std::pair<float, float>>& ranges,
+                    const QuantizedModel* model = nullptr) {
+        const std::size_t n = g.layers.size();
+        impl_->int8 = true;
+        impl_->ptr.assign(n, nullptr);
+        impl_->qptr.assign(n, nullptr);
+        impl_->quant.assign(n, XnnQuant{});
+        impl_->in_float.assign(n, 0);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+        const OpPlan plan = plan_ops(g, !keep_intermediates, XNN_EXTRA_BYTES / sizeof(float) + 4);
+        if (!model && ranges.size() != plan.ops.size())
+            throw ExecutorError("int8: " + std::to_string(ranges.size()) +
+                                " calibrated ranges for " + std::to_string(plan.ops.size()) +
+                                " planned operators");
+        for (std::size_t j = 0; j < n; ++j)
+            if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        // The int8 buffers: the fp32 plan's buffers, one byte per element.
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t elems : plan.buffers.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(elems), kBufferAlignment);
+        }
+        auto* arena = static_cast<std::int8_t*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->qarena.reset(arena);
+        std::fill(arena, arena + total, std::int8_t{0});
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = plan.buffers.value_of[i];
+            if (v < 0) continue;
+            impl_->qptr[i] =
+                arena + offset[static_cast<std::size_t>(plan.buffers.slot_of[static_cast<std::size_t>(v)])];
+        }
+        impl_->buffer_bytes = static_cast<std::int64_t>(total);
+        impl_->input_ptr = new_scratch(g.layers.front().shape.elements());
+        float* out_f = new_scratch(g.layers.back().shape.elements());
+        impl_->output_ptr = out_f;
+
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
+            const auto i = static_cast<std::size_t>(op.layer);
+            const Layer& l = g.layers[i];
+            XnnQuant out_q;
+            if (model) {
+                // The value this op writes: its layer's own output when an activation of its own
+                // follows in place (D's conv before a float hardswish), else the fused tail's.
+                const bool then_in_place = k + 1 < plan.ops.size() && plan.ops[k + 1].in_place() &&
+                                           plan.ops[k + 1].output == op.output;
+                const std::string& name =
+                    g.layers[then_in_place ? i : static_cast<std::size_t>(op.output)].name;
+                const ActivationQuant* a = model->find_activation(name);
+                if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                out_q = XnnQuant{a->scale, a->zero_point};
+            } else {
+                out_q = quant_of_range(ranges[k].first, ranges[k].second);
+            }
+            if (op.kind == PlannedKind::Alias) {
+                if (l.op == OpKind::Input) {
+                    impl_->quant[i] = out_q;
+                    add_convert_f32_qs8(op.layer, l, l.shape, impl_->input_ptr, impl_->qptr[i], out_q);
+                } else if (plan.buffers.value_of[i] >= 0) {
+                    impl_->lowering[i] = XnnLowering::Alias;
+                    impl_->quant[i] = impl_->quant[static_cast<std::size_t>(op.inputs[0])];
+                }
+                continue;
+            }
+            const std::size_t mark = impl_->steps.size();
+            const bool listed_float =
+                model && std::find(model->float_layers.begin(), model->float_layers.end(),
+                                   l.name) != model->float_layers.end();
+            if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
+                drop_steps_from(mark);
+                // A float layer's own activation op after it stays in float with it (no
+                // rounding to int8 in between), as the integer reference computes it.
+                const PlannedOp* then = nullptr;
+                if (listed_float && k + 1 < plan.ops.size() && plan.ops[k + 1].layer == op.layer &&
+                    plan.ops[k + 1].in_place() && plan.ops[k + 1].output == op.output) {
+                    then = &plan.ops[++k];
+                    impl_->current_op = static_cast<int>(k);
+                    const std::string& name = g.layers[static_cast<std::size_t>(then->output)].name;
+                    const ActivationQuant* a = model->find_activation(name);
+                    if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                    out_q = XnnQuant{a->scale, a->zero_point};
+                }
+                build_op_in_float(g, w, op, out_q, then);
+            }
+        }
+        const std::size_t last = n - 1;
+        add_convert_qs8_f32(static_cast<int>(last), g.layers[last], g.layers[last].shape,
+                            impl_->qptr[last], out_f, impl_->quant[last]);
+        impl_->plan = plan;
+    }
+
+    // An op with no int8 kernel (or whose int8 parameters XNNPACK refused): its inputs converted
+    // to float, its fp32 operator(s), its output converted back to int8 with `out_q`.
+    void build_op_in_float(const Graph& g, const Weights& w, const PlannedOp& op,
+                           const XnnQuant& out_q, const PlannedOp* then = nullptr) {
+        const Layer& l = g.layers[static_cast<std::size_t>(op.layer)];
+        impl_->in_float[static_cast<std::size_t>(op.layer)] = 1;
+        std::vector<const float*> in;
+        std::vector<std::pair<int, float*>> converted;
+        for (int v : op.inputs) {
+            float* f = nullptr;
+            for (const auto& [id, p] : converted)
+                if (id == v) f = p;
+            if (!f) {
+                const Shape& s = g.layers[static_cast<std::size_t>(v)].shape;
+                f = new_scratch(s.elements());
+                add_convert_qs8_f32(op.layer, l, s, impl_->qptr[static_cast<std::size_t>(v)], f,
+                                    impl_->quant[static_cast<std::size_t>(v)]);
+                converted.emplace_back(v, f);
+            }
+            in.push_back(f);
+        }
+        const Shape& os = g.layers[static_cast<std::size_t>(op.output)].shape;
+        float* out = op.in_place() ? const_cast<float*>(in[0]) : new_scratch(os.elements());
+        build_op_f32(g, w, op, in, out);
+        if (then) build_op_f32(g, w, *then, {out}, out);
+        add_convert_f32_qs8(op.layer, l, os, out, impl_->qptr[static_cast<std::size_t>(op.output)],
+                            out_q);
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+    }
+
+    // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
+    // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
+    bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
+                                const XnnQuant& out_q, const QuantizedModel& model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const QuantizedWeights* qw = model.find_layer(l.name);
+        if (!qw || op.folded_bn >= 0 || l.op == OpKind::BatchNorm) return false;
+        const Activation a = op.act;
+        if (a != Activation::None && a != Activation::Relu && a != Activation::Relu6) return false;
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : l.shape.c);
+        const std::size_t per = oc ? qw->weights.size() / oc : 0;
+        if (per * oc != qw->weights.size() || qw->bias.size() != oc)
+            throw ExecutorError("XNNPACK: " + where(l) + ": quantized weights do not fit the layer");
+        std::vector<std::int8_t> kernel = qw->weights;
+        if (l.op == OpKind::Conv2d) {
+            const auto cig = static_cast<std::size_t>(is.c / l.groups);
+            const auto kh = static_cast<std::size_t>(l.kernel_h), kw = static_cast<std::size_t>(l.kernel_w);
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t ic = 0; ic < cig; ++ic)
+                    for (std::size_t y = 0; y < kh; ++y)
+                        for (std::size_t x = 0; x < kw; ++x)
+                            kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                qw->weights[((o * cig + ic) * kh + y) * kw + x];
+        }
+        std::vector<float> ks(oc);
+        for (std::size_t o = 0; o < oc; ++o) ks[o] = qw->weight_scale(o);
+        const ActivationQuant oq{out_q.scale, out_q.zero_point};
+        const auto [lo32, hi32] = clamp_bounds(oq, clamp_of(a).first, clamp_of(a).second);
+        const auto qlo = static_cast<std::int8_t>(lo32), qhi = static_cast<std::int8_t>(hi32);
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        const std::int8_t* in0 = impl_->qptr[static_cast<std::size_t>(op.inputs[0])];
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        xnn_operator_t xop = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            if (qw->weight_scales.size() != 1) return false;  // qs8 fc: one scale
+            if (!int8_ok(xnn_create_fully_connected_nc_qs8(ic, oc, ic, oc, zp(in_q), in_q.scale, ks[0],
+                                                           kernel.data(), qw->bias.data(), zp(out_q),
+                                                           out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_fully_connected_nc_qs8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_qs8");
+        } else {
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            const auto groups = static_cast<std::uint32_t>(dw ? is.c : l.groups);
+            const std::size_t gic = dw ? 1 : static_cast<std::size_t>(is.c / l.groups);
+            const std::size_t goc = dw ? static_cast<std::size_t>(l.multiplier)
+                                       : static_cast<std::size_t>(l.out_channels / l.groups);
+            for (int pad : l.pads)
+                if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
+                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
+                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_convolution2d_nhwc_qc8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in0, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_qc8");
+        }
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+        return true;
+    }
+
+    // The int8 operator(s) of one planned op; false when there is none (or XNNPACK refused the
+    // parameters), leaving steps added since to the caller to drop.
+    bool build_op_int8(const Graph& g, const Weights& w, const PlannedOp& op, const XnnQuant& out_q,
+                       const QuantizedModel* model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        const auto vin = [&](std::size_t k) { return static_cast<std::size_t>(op.inputs[k]); };
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        XnnQuant& out_quant = impl_->quant[static_cast<std::size_t>(op.output)];
+        const XnnQuant in_q = op.inputs.empty() ? XnnQuant{} : impl_->quant[vin(0)];
+        const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
+        const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        xnn_operator_t xop = nullptr;
+        switch (op.kind) {
+        case PlannedKind::Conv:
+        case PlannedKind::DepthwiseConv:
+        case PlannedKind::FullyConnected:
+        case PlannedKind::ChannelAffine: {
+            if (model) return build_affine_quantized(g, op, in_q, out_q, *model);
+            const AffineSpec sp = prepare_affine(g, w, idx, op.folded_bn, op.act);
+            const std::size_t oc = sp.oc, per = sp.per_out;
+            // Per-channel symmetric weight scales (one for fc: qs8 has no per-channel scales).
+            std::vector<float> ks(oc, 0.0f);
+            float all = 0.0f;
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    ks[o] = std::max(ks[o], std::fabs(sp.kernel[o * per + e]));
+            for (float m : ks) all = std::max(all, m);
+            if (sp.fc) std::fill(ks.begin(), ks.end(), all);
+            for (float& s : ks) {
+                s = s > 0.0f ? s / 127.0f : 1.0f;
+                // XNNPACK needs the requantization scale in_scale * s / out_scale >= 2^-32.
+                s = std::max(s, out_q.scale / in_q.scale * 1e-9f);
+            }
+            std::vector<std::int8_t> qk(sp.kernel.size());
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    qk[o * per + e] = quantize_value(sp.kernel[o * per + e], XnnQuant{ks[o], 0});
+            std::vector<std::int32_t> qb(oc, 0);
+            for (std::size_t o = 0; o < oc; ++o) {
+                const double b = std::round(sp.bias[o] / (static_cast<double>(in_q.scale) * ks[o]));
+                qb[o] = static_cast<std::int32_t>(std::min(2147483647.0, std::max(-2147483648.0, b)));
+            }
+            const auto [qlo, qhi] = qclamp_of(op.act, out_q);
+            if (sp.fc) {
+                if (!int8_ok(xnn_create_fully_connected_nc_qs8(
+                                 sp.ic, oc, sp.ic, oc, zp(in_q), in_q.scale, ks[0], qk.data(),
+                                 qb.data(), zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_fully_connected_nc_qs8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                      "xnn_setup_fully_connected_nc_qs8");
+            } else {
+                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                                 static_cast<std::uint32_t>(sp.pads[0]),
+                                 static_cast<std::uint32_t>(sp.pads[3]),
+                                 static_cast<std::uint32_t>(sp.pads[2]),
+                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
+                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
+                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
+                                 0, &xop),
+                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
+                                                       static_cast<std::size_t>(sp.is.w), in0, out,
+                                                       impl_->pool),
+                      l, "xnn_setup_convolution2d_nhwc_qc8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Add: {
+            const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+            const std::size_t k_last = op.inputs.size() - 1;
+            // A partial sum of 3+ inputs is written with the quantization covering the sum of
+            // its inputs' ranges (the calibrated range is the final, activated one).
+            auto lo_of = [](const XnnQuant& q) { return q.scale * (-128.0 - q.zero_point); };
+            auto hi_of = [](const XnnQuant& q) { return q.scale * (127.0 - q.zero_point); };
+            double sum_lo = lo_of(in_q), sum_hi = hi_of(in_q);
+            XnnQuant a_q = in_q;
+            for (std::size_t k = 1; k <= k_last; ++k) {
+                const XnnQuant b_q = impl_->quant[vin(k)];
+                sum_lo += lo_of(b_q);
+                sum_hi += hi_of(b_q);
+                const XnnQuant s_q = k == k_last ? out_q
+                                                 : quant_of_range(static_cast<float>(sum_lo),
+                                                                  static_cast<float>(sum_hi));
+                const auto [qlo, qhi] =
+                    k == k_last ? qclamp_of(op.act, out_q) : qclamp_of(Activation::None, s_q);
+                xop = nullptr;
+                if (!int8_ok(xnn_create_add_nd_qs8(zp(a_q), a_q.scale, zp(b_q), b_q.scale, zp(s_q),
+                                                   s_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_add_nd_qs8"))
+                    return false;
+                a_q = s_q;
+                add_op(idx, xop);
+                check(xnn_setup_add_nd_qs8(xop, 1, dims, 1, dims, k == 1 ? in0 : out,
+                                           impl_->qptr[vin(k)], out, impl_->pool),
+                      l, "xnn_setup_add_nd_qs8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Mul: {
+            const Shape a = is, b = g.layers[vin(1)].shape;
+            const std::size_t da[3] = {static_cast<std::size_t>(a.h), static_cast<std::size_t>(a.w),
+                                       static_cast<std::size_t>(a.c)};
+            const std::size_t db[3] = {static_cast<std::size_t>(b.h), static_cast<std::size_t>(b.w),
+                                       static_cast<std::size_t>(b.c)};
+            const XnnQuant b_q = impl_->quant[vin(1)];
+            if (!int8_ok(xnn_create_multiply_nd_qs8(zp(in_q), in_q.scale, zp(b_q), b_q.scale,
+                                                    zp(out_q), out_q.scale, -128, 127, 0, &xop),
+                         l, "xnn_create_multiply_nd_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_multiply_nd_qs8(xop, 3, da, 3, db, in0, impl_->qptr[vin(1)], out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::MaxPool: {
+            // Max commutes with the (monotonic) quantization: the output keeps the input's.
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_max_pooling2d_nhwc_s8(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                          u(l.kernel_h), u(l.kernel_w),
+                                                          u(l.stride_h), u(l.stride_w), 1, 1, C, C,
+                                                          C, -128, 127, 0, &xop),
+                         l, "xnn_create_max_pooling2d_nhwc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_max_pooling2d_nhwc_s8(xop, 1, static_cast<std::size_t>(is.h),
+                                                  static_cast<std::size_t>(is.w), in0, out,
+                                                  impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::StridedCopy: {
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            impl_->lowering[i] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            const Shape os = l.shape;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in0, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in0 + (iy * is.w + ix) * is.c, in0 + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::GlobalAvgPool: {
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_global_average_pooling_nwc_qs8(C, C, C, zp(in_q), in_q.scale,
+                                                                   zp(out_q), out_q.scale, -128,
+                                                                   127, 0, &xop),
+                         l, "xnn_create_global_average_pooling_nwc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_global_average_pooling_nwc_qs8(
+                      xop, 1, static_cast<std::size_t>(is.h * is.w), in0, out, impl_->pool),
+                  l, "xnn_setup_global_average_pooling_nwc_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Clamp: {
+            // relu / relu6 on the input's quantization (kept).
+            const auto C = static_cast<std::size_t>(is.c);
+            const auto [qlo, qhi] = qclamp_of(op.act, in_q);
+            if (!int8_ok(xnn_create_clamp_nc_s8(C, C, C, qlo, qhi, 0, &xop), l,
+                         "xnn_create_clamp_nc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_clamp_nc_s8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                        impl_->pool),
+                  l, "xnn_setup_clamp_nc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::Sigmoid: {
+            // XNNPACK's int8 sigmoid writes [0, 1) with scale 1/256, zero point -128.
+            const auto C = static_cast<std::size_t>(is.c);
+            const XnnQuant sq{1.0f / 256.0f, -128};
+            if (!int8_ok(xnn_create_sigmoid_nc_qs8(C, C, C, zp(in_q), in_q.scale, zp(sq), sq.scale,
+                                                   -128, 127, 0, &xop),
+                         l, "xnn_create_sigmoid_nc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_sigmoid_nc_qs8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                           impl_->pool),
+                  l, "xnn_setup_sigmoid_nc_qs8");
+            out_quant = sq;
+            return true;
+        }
+        case PlannedKind::Alias:
+        case PlannedKind::HardSwish:
+        case PlannedKind::HardSigmoid:
+        case PlannedKind::Concat:
+        case PlannedKind::AvgPool:
+        case PlannedKind::Softmax: return false;
+        }
+        return false;
+    }
 };
 
 // A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
@@ -29158,8 +37896,7 @@ private:
 inline void fill_timing_input(XnnExecutor& executor) {
     float* input = executor.input();
     const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i)
-        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (std::int64_t i = 0; i < n; ++i) input[i] = detail::timing_value(i);
 }
 
 }  // namespace lamda
@@ -32565,6 +41302,11 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 //   lamda::JsonReader<MyError> r("tasks/x.json", "task");
 //   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
 //   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//   int threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+//
+// Numbers from the file never reach a conversion unchecked: integers are range-checked before
+// they are narrowed (detail/checked.hpp), a double becomes an integer only when it is integral
+// and exactly representable, and non-finite values are refused.
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
@@ -32678,7 +41420,9 @@ struct JsonReader {
             double d = 0;
             if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
                 fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
+            // 2^53: past it a double no longer holds every integer, and the cast below is only
+            // defined for values an int64 can hold.
+            if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
                 fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
             i = static_cast<std::int64_t>(d);
         } else {
@@ -32687,6 +41431,12 @@ struct JsonReader {
         if (i < lo || i > hi)
             fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
         return i;
+    }
+    // An int in lo..hi (the narrowing is checked, whatever lo and hi are).
+    int int_in(const element& e, const std::string& path, int lo, int hi) const {
+        const std::optional<int> v = detail::checked_int(integer(e, path, lo, hi), lo, hi);
+        if (!v) fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return *v;
     }
     std::uint64_t uinteger(const element& e, const std::string& path) const {
         if (e.is_uint64()) {
@@ -33580,6 +42330,15 @@ private:
         compact_ = options_.compact == 1 || (options_.compact < 0 && c.context_tokens <= 4096);
     }
 
+    // The bytes of a request body that reach the model's context: the constraint members (a GBNF
+    // grammar of several KB, a JSON schema) are not prompt, so they neither use the window nor
+    // count in the calibration of characters per token.
+    std::size_t prompt_bytes(const std::string& body) const {
+        const std::string& extra = client_.config().extra_body;
+        const std::size_t n = extra.empty() ? 0 : extra.size() + 1;  // ",<members>"
+        return body.size() > n ? body.size() - n : body.size();
+    }
+
     void calibrate(std::size_t body_bytes, std::int64_t prompt_tokens) {
         if (prompt_tokens <= 0 || body_bytes == 0) return;
         const double estimate = static_cast<double>(estimate_tokens(body_bytes, chars_per_token_));
@@ -33637,7 +42396,8 @@ private:
                 // Read the server's numbers, shrink, and retry once with a smaller request.
                 const ContextNumbers n = parse_context_error(e.what());
                 const std::size_t before = body.size();
-                if (n.prompt_tokens > 0) chars_per_token_ = std::clamp(static_cast<double>(before) / n.prompt_tokens, 1.5, 8.0);
+                if (n.prompt_tokens > 0)
+                    chars_per_token_ = std::clamp(static_cast<double>(prompt_bytes(body)) / n.prompt_tokens, 1.5, 8.0);
                 const int window = n.window > 0 ? n.window : client_.config().context_tokens * 3 / 4;
                 apply_window(std::min(window, client_.config().context_tokens));
                 log("context_length_exceeded: the server's window is " + std::to_string(window) + " tokens" +
@@ -33658,7 +42418,7 @@ private:
         client_.stop_when = nullptr;
         last_request_bytes_ = body.size();
         max_request_bytes_ = std::max(max_request_bytes_, body.size());
-        calibrate(body.size(), reply.prompt_tokens);
+        calibrate(prompt_bytes(body), reply.prompt_tokens);
         round_.clear();  // delivered
         last_problem_.clear();
         for (std::size_t r : repair) repairs_.erase(std::remove(repairs_.begin(), repairs_.end(), r), repairs_.end());
@@ -33668,7 +42428,7 @@ private:
         log("turn " + std::to_string(turn) + ": " + std::to_string(got.models.size()) + " candidate(s) in " +
             llm_detail::fixed2(reply.seconds) + " s" + (reply.attempts > 1 ? " after " + std::to_string(reply.attempts) + " attempts" : "") +
             (reply.streamed ? ", streamed" : "") + (reply.stopped_early ? ", stopped early" : "") + " (request ~" +
-            llm_detail::group_digits(static_cast<std::int64_t>(estimate_tokens(body.size(), chars_per_token_))) + " tokens" +
+            llm_detail::group_digits(static_cast<std::int64_t>(estimate_tokens(prompt_bytes(body), chars_per_token_))) + " tokens" +
             repair_text + ")");
         if (got.cut)
             last_problem_ = got.cut_in_reasoning
@@ -33957,8 +42717,11 @@ private:
     std::string build_body(const Task& task, const std::vector<CandidateRecord>& records, const std::vector<std::size_t>& repair) {
         using llm_detail::json_escaped_size;
         const LlmConfig& cfg = client_.config();
-        const std::size_t budget =
-            static_cast<std::size_t>(static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_);
+        // 5% kept free: the characters per token calibrated on one request vary with the next one's
+        // content (digit-heavy history lines); llm_llama saw 1028 + 1024 tokens sent to a 2048 window
+        // without this margin.
+        const std::size_t budget = static_cast<std::size_t>(
+            static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_ * 0.95);
         const std::string system = valid_utf8(compact_ ? llm_compact_system_prompt() : llm_system_prompt());
         std::string head = task_text(task, records.size());
         const std::string device = options_.device_summary.empty() ? llm_device_summary(task, nullptr) : options_.device_summary;
@@ -33990,7 +42753,7 @@ private:
         auto body_of = [&](const std::string& user) {
             return chat_request_json(cfg, {ChatMessage{"system", system}, ChatMessage{"user", user}});
         };
-        std::size_t used = body_of(head + core + tail).size();
+        std::size_t used = prompt_bytes(body_of(head + core + tail));
         if (used > budget)
             throw LlmError(LlmErrorKind::Config,
                            "the request needs ~" + std::to_string(estimate_tokens(used, chars_per_token_)) + " tokens before any history, over the budget of " +
@@ -34073,7 +42836,7 @@ private:
             }
         }
         const std::string body = body_of(head + best + recent + results + core + tail);
-        if (body.size() > budget)  // cannot happen: every part was counted
+        if (prompt_bytes(body) > budget)  // cannot happen: every part was counted
             throw LlmError(LlmErrorKind::Config, "internal: the request grew over its budget");
         return body;
     }
@@ -34126,11 +42889,20 @@ private:
 #error "lamda/agent/agent.hpp needs LAMDA_WITH_AGENT (cpp-httplib, XNNPACK and simdjson)"
 #else
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
 #include <cstdio>
 #include <chrono>
 #include <cstdint>
@@ -34147,6 +42919,7 @@ private:
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -34247,11 +43020,21 @@ inline std::string_view trim(std::string_view s) noexcept {
 #error "lamda/exec/bench.hpp needs LAMDA_WITH_XNNPACK (Debian's libxnnpack-dev; CMake: link lamda::xnnpack)"
 #else
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <cstdlib>  // getloadavg
+#include <unistd.h>  // gethostname
+#endif
 
 // ---- begin include/lamda/exec/xnnpack.hpp ----
 // lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
@@ -34292,6 +43075,22 @@ inline std::string_view trim(std::string_view s) noexcept {
 //   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
 //   softmax           softmax_nc_f32 over channels
 //   flatten, dropout  no operator: the output aliases the input buffer
+//
+// int8 (XnnOptions::int8): the same plan, every value stored as qs8 (per-tensor scale and zero
+// point) in the same buffers, a byte per element. Scales come from one fp32 run of the plan
+// (op_ranges: each planned op's output min/max over XnnOptions::calibration, or the timing input
+// when none is given: synthetic scales for timing). input() and output() stay float: a convert
+// operator quantizes the input and dequantizes the output.
+//   conv2d, dwconv, batchnorm  convolution2d_nhwc_qc8: per-output-channel symmetric weight
+//                     scales (max |w| / 127, after folding the batchnorm), int32 bias
+//   fc                fully_connected_nc_qs8 (one weight scale: qs8 has no per-channel scales)
+//   act=relu/relu6/hardsigmoid   the int8 output clamp, as in fp32
+//   add, mul, gap     add_nd_qs8, multiply_nd_qs8, global_average_pooling_nwc_qs8
+//   maxpool, relu/relu6 layers   max_pooling2d_nhwc_s8, clamp_nc_s8 (the input's quantization)
+//   sigmoid           sigmoid_nc_qs8 (output scale 1/256, zero point -128)
+//   hardswish, hardsigmoid layer, avgpool, concat, softmax, and any op whose int8 parameters
+//                     XNNPACK refuses: no int8 kernel in this snapshot, so they run in float
+//                     between convert_nc_qs8_f32 and convert_nc_f32_qs8 (runs_in_float(i))
 #ifndef LAMDA_EXEC_XNNPACK_HPP
 #define LAMDA_EXEC_XNNPACK_HPP
 
@@ -34316,6 +43115,7 @@ inline std::string_view trim(std::string_view s) noexcept {
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -34335,7 +43135,47 @@ struct XnnOptions {
     // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
     // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
     bool keep_intermediates = false;
+    // Run in int8: qs8 activations (per-tensor scale and zero point), conv2d/dwconv/batchnorm as
+    // qc8 convolutions (per-channel symmetric weight scales), fc as qs8 (one weight scale), add,
+    // mul, gap, maxpool, relu/relu6 clamps and sigmoid in int8; layers with no int8 kernel in
+    // this XNNPACK (hardswish, hardsigmoid, avgpool, concat, softmax) run in float between
+    // convert operators (runs_in_float). input() and output() stay float.
+    bool int8 = false;
+    // int8: the inputs whose fp32 activation ranges (min/max over them, op by op) set each
+    // value's scale and zero point. Empty: one run on fill_timing_input's data, i.e. synthetic
+    // scales, right for timing, not for accuracy.
+    std::vector<Tensor> calibration{};
+    // int8 with a quantized model (`lamda quantize`, exec/reference_int8.hpp's quantize_ptq):
+    // its int8 weights, scales and zero points instead of calibrating; the graph must be the
+    // model's (batch norms folded), the executor's `weights` the F32 tensors of its float layers,
+    // and the layers it lists as float run in float. Then every int8 value is the integer
+    // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
+    // Read during construction only.
+    const QuantizedModel* quantized = nullptr;
 };
+
+// The quantization of an int8 value: real = scale * (q - zero_point).
+struct XnnQuant {
+    float scale = 1.0f;
+    int zero_point = 0;
+};
+
+// The asymmetric int8 quantization covering [lo, hi] (widened to hold 0, at least 1e-3 wide).
+inline XnnQuant quant_of_range(float lo, float hi) {
+    const double l = std::min(0.0, static_cast<double>(lo));
+    const double h = std::max(0.0, static_cast<double>(hi));
+    const double range = std::max(h - l, 1e-3);
+    XnnQuant q;
+    q.scale = static_cast<float>(range / 255.0);
+    const double zp = std::round(-128.0 - l / static_cast<double>(q.scale));
+    q.zero_point = static_cast<int>(std::min(127.0, std::max(-128.0, zp)));
+    return q;
+}
+
+inline std::int8_t quantize_value(double v, const XnnQuant& q) {
+    const double r = std::round(v / static_cast<double>(q.scale)) + q.zero_point;
+    return static_cast<std::int8_t>(std::min(127.0, std::max(-128.0, r)));
+}
 
 // Bytes the executor allocates for a graph at most: one buffer per layer output plus the
 // weights (with buffer reuse it allocates less).
@@ -34378,6 +43218,11 @@ inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size
     return allocate_block(alignment, size);
 }
 inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+
+// Element e of the fixed timing input (fill_timing_input).
+inline float timing_value(std::int64_t e) noexcept {
+    return static_cast<float>((e * 7919) % 1000) / 1000.0f - 0.5f;
+}
 inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
                                              xnn_deallocate, xnn_aligned_allocate,
                                              xnn_aligned_deallocate};
@@ -34419,7 +43264,13 @@ public:
                                     " MiB of buffers and weights, more than the limit of " +
                                     std::to_string(options.max_memory_bytes >> 20) + " MiB");
         }
-        detail::check_weights(graph, weights);
+        if (options.quantized) {
+            if (const std::optional<Error> e = validate_quantized_model(*options.quantized))
+                throw ExecutorError("quantized model: " + e->where.field + ": " + e->message);
+            detail::check_int8_params(graph, *options.quantized);
+        } else {
+            detail::check_weights(graph, weights);
+        }
         const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
@@ -34430,7 +43281,26 @@ public:
                 throw ExecutorError("XNNPACK: cannot create a pool of " +
                                     std::to_string(options.threads) + " threads");
         }
-        build(graph, weights, options.keep_intermediates);
+        if (options.quantized) {
+            build_int8(graph, weights, options.keep_intermediates, {}, options.quantized);
+            return;
+        }
+        if (!options.int8) {
+            build(graph, weights, options.keep_intermediates);
+            return;
+        }
+        // Calibrate: the fp32 executor runs the same plan, and each planned op's output range
+        // sets the scale of the int8 value it writes.
+        std::vector<std::pair<float, float>> ranges;
+        {
+            XnnOptions fp = options;
+            fp.int8 = false;
+            fp.keep_intermediates = false;
+            fp.calibration.clear();
+            XnnExecutor calibrator(graph, weights, fp);
+            ranges = calibrator.op_ranges(options.calibration);
+        }
+        build_int8(graph, weights, options.keep_intermediates, ranges);
     }
 
     XnnExecutor(const XnnExecutor&) = delete;
@@ -34439,9 +43309,9 @@ public:
     XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
     ~XnnExecutor() = default;
 
-    float* input() noexcept { return impl_->ptr.front(); }
+    float* input() noexcept { return impl_->input_ptr; }
     Shape input_shape() const noexcept { return impl_->shapes.front(); }
-    const float* output() const noexcept { return impl_->ptr.back(); }
+    const float* output() const noexcept { return impl_->output_ptr; }
     Shape output_shape() const noexcept { return impl_->shapes.back(); }
     int threads() const noexcept { return impl_->threads; }
 
@@ -34452,6 +43322,60 @@ public:
         return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
     }
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Whether the executor runs in int8 (XnnOptions::int8).
+    bool int8() const noexcept { return impl_->int8; }
+    // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
+    // kept, as layer_output); whether layer i runs in float between converts.
+    const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
+        return i < impl_->qptr.size() ? impl_->qptr[i] : nullptr;
+    }
+    XnnQuant layer_quant(std::size_t i) const { return impl_->quant.at(i); }
+    bool runs_in_float(std::size_t i) const noexcept {
+        return i < impl_->in_float.size() && impl_->in_float[i] != 0;
+    }
+    // The fp32 output range of every planned op (plan_ops order) over `inputs` (empty: the
+    // timing input), each op's output read right after it ran: the calibration of the int8 path.
+    std::vector<std::pair<float, float>> op_ranges(const std::vector<Tensor>& inputs) {
+        if (impl_->int8) throw ExecutorError("op_ranges: an fp32 executor is needed");
+        const OpPlan& plan = impl_->plan;
+        const float inf = std::numeric_limits<float>::infinity();
+        std::vector<std::pair<float, float>> r(plan.ops.size(), {inf, -inf});
+        auto one_run = [&] {
+            std::size_t s = 0;
+            for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+                while (s < impl_->steps.size() &&
+                       impl_->steps[s].plan_op == static_cast<int>(k))
+                    run_step(impl_->steps[s++]);
+                const auto v = static_cast<std::size_t>(plan.ops[k].output);
+                const float* p = impl_->ptr[v];
+                if (!p) continue;
+                const std::int64_t n = impl_->shapes[v].elements();
+                for (std::int64_t e = 0; e < n; ++e) {
+                    if (!std::isfinite(p[e]))
+                        throw ExecutorError("calibration: layer " + std::to_string(v) +
+                                            " gives a value that is not finite");
+                    r[k].first = std::min(r[k].first, p[e]);
+                    r[k].second = std::max(r[k].second, p[e]);
+                }
+            }
+        };
+        if (inputs.empty()) {
+            const std::int64_t n = input_shape().elements();
+            for (std::int64_t e = 0; e < n; ++e) input()[e] = detail::timing_value(e);
+            one_run();
+        }
+        for (const Tensor& t : inputs) {
+            if (t.shape != input_shape() ||
+                static_cast<std::int64_t>(t.data.size()) != input_shape().elements())
+                throw ExecutorError("calibration input has shape " + to_string(t.shape) +
+                                    ", the graph expects " + to_string(input_shape()));
+            std::copy(t.data.begin(), t.data.end(), input());
+            one_run();
+        }
+        for (auto& [lo, hi] : r)
+            if (lo > hi) lo = hi = 0.0f;
+        return r;
+    }
     // Bytes of activation buffers allocated (weights not included).
     std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
     // Number of XNNPACK operators (and loops) run per inference.
@@ -34492,10 +43416,11 @@ private:
     // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
     static constexpr std::size_t kBufferAlignment = 64;
     struct FreeBlock {
-        void operator()(float* p) const noexcept { std::free(p); }
+        void operator()(void* p) const noexcept { std::free(p); }
     };
     struct Step {
         int layer = 0;
+        int plan_op = -1;  // index into the plan's ops
         xnn_operator_t op = nullptr;
         std::function<void()> loop;  // when op is null
     };
@@ -34508,6 +43433,19 @@ private:
         std::vector<Shape> shapes;
         std::vector<XnnLowering> lowering;
         std::vector<Step> steps;
+        OpPlan plan;              // what was built
+        int current_op = -1;      // the planned op being built
+        float* input_ptr = nullptr;
+        const float* output_ptr = nullptr;
+        // int8 only: the int8 values (one arena, laid out as the fp32 buffers), their
+        // quantization, the float input and output, and the float buffers of layers run in float.
+        bool int8 = false;
+        std::unique_ptr<std::int8_t, FreeBlock> qarena;
+        std::unique_ptr<float, FreeBlock> float_in, float_out;
+        std::vector<std::unique_ptr<float, FreeBlock>> scratch;
+        std::vector<std::int8_t*> qptr;
+        std::vector<XnnQuant> quant;
+        std::vector<char> in_float;
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -34551,6 +43489,7 @@ private:
     void add_op(int index, xnn_operator_t op) {
         Step s;
         s.layer = index;
+        s.plan_op = impl_->current_op;
         s.op = op;
         impl_->steps.push_back(std::move(s));
     }
@@ -34656,21 +43595,37 @@ private:
         for (std::size_t j = 0; j < n; ++j)
             if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
-        for (const PlannedOp& op : plan.ops) {
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
             const auto i = static_cast<std::size_t>(op.layer);
-            const Layer& l = g.layers[i];
-            const int idx = op.layer;
-            float* out = impl_->ptr[static_cast<std::size_t>(op.output)];
-            auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(op.inputs[k])];
-            };
-            auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
-            };
-            switch (op.kind) {
-            case PlannedKind::Alias:
+            if (op.kind == PlannedKind::Alias) {
                 if (plan.buffers.value_of[i] >= 0) impl_->lowering[i] = XnnLowering::Alias;
-                break;
+                continue;
+            }
+            std::vector<const float*> in;
+            for (int v : op.inputs) in.push_back(impl_->ptr[static_cast<std::size_t>(v)]);
+            build_op_f32(g, w, op, in, impl_->ptr[static_cast<std::size_t>(op.output)]);
+        }
+        impl_->plan = plan;
+        impl_->input_ptr = impl_->ptr.front();
+        impl_->output_ptr = impl_->ptr.back();
+    }
+
+    // The XNNPACK fp32 operator(s) of one planned op (not Alias), reading `in` (parallel to
+    // op.inputs) and writing `out`.
+    void build_op_f32(const Graph& g, const Weights& w, const PlannedOp& op,
+                      const std::vector<const float*>& in, float* out) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        auto in_ptr = [&](std::size_t k) -> const float* { return in[k]; };
+        auto in_shape = [&](std::size_t k) -> const Shape& {
+            return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
+        };
+        {
+            switch (op.kind) {
+            case PlannedKind::Alias: break;
             case PlannedKind::Conv:
             case PlannedKind::DepthwiseConv:
             case PlannedKind::FullyConnected:
@@ -34763,21 +43718,38 @@ private:
         }
     }
 
-    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
-    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
-                      const float* in, float* out) {
+    // The weights of a conv2d, dwconv, fc, or standalone batchnorm (as a 1x1 depthwise
+    // convolution) in XNNPACK's layout, with an optional batchnorm folded in and hardsigmoid's
+    // affine part folded in; and the convolution's geometry.
+    struct AffineSpec {
+        std::vector<float> kernel;   // one row of per_out values per output channel
+        std::vector<double> bias;    // per output channel
+        bool has_bias = false;
+        std::size_t per_out = 0, oc = 0;
+        bool fc = false;
+        std::size_t ic = 0;          // fc: input features
+        Shape is;                    // input shape
+        std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+        std::size_t gic = 0, goc = 0;
+        std::array<int, 4> pads{0, 0, 0, 0};
+    };
+
+    static AffineSpec prepare_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a) {
         const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        AffineSpec sp;
         const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        sp.is = is;
         const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
         const Shape os = last.shape;
         const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+        sp.oc = oc;
 
         // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
-        std::vector<float> kernel;
-        std::vector<double> bias(oc, 0.0);
-        bool has_bias = false;
-        std::size_t per_out = 0;
+        std::vector<float>& kernel = sp.kernel;
+        std::vector<double>& bias = sp.bias;
+        bias.assign(oc, 0.0);
+        bool& has_bias = sp.has_bias;
+        std::size_t& per_out = sp.per_out;
         auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
             const auto& gamma = w.at(b.name + ".weight").data;
             const auto& beta = w.at(b.name + ".bias").data;
@@ -34840,51 +43812,64 @@ private:
             for (double& b : bias) b = (b + 3.0) / 6.0;
             has_bias = true;
         }
-        std::vector<float> bias_f(bias.begin(), bias.end());
-        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            sp.fc = true;
+            sp.ic = static_cast<std::size_t>(is.elements());
+            return sp;
+        }
+        if (l.op == OpKind::BatchNorm) {
+            sp.groups = static_cast<std::uint32_t>(is.c);
+            sp.gic = sp.goc = 1;
+        } else {
+            sp.kh = static_cast<std::uint32_t>(l.kernel_h);
+            sp.kw = static_cast<std::uint32_t>(l.kernel_w);
+            sp.sh = static_cast<std::uint32_t>(l.stride_h);
+            sp.sw = static_cast<std::uint32_t>(l.stride_w);
+            sp.dh = static_cast<std::uint32_t>(l.dilation_h);
+            sp.dw = static_cast<std::uint32_t>(l.dilation_w);
+            sp.pads = l.pads;
+            if (l.op == OpKind::Conv2d) {
+                sp.groups = static_cast<std::uint32_t>(l.groups);
+                sp.gic = static_cast<std::size_t>(is.c / l.groups);
+                sp.goc = static_cast<std::size_t>(l.out_channels / l.groups);
+            } else {
+                sp.groups = static_cast<std::uint32_t>(is.c);
+                sp.gic = 1;
+                sp.goc = static_cast<std::size_t>(l.multiplier);
+            }
+        }
+        for (int p : sp.pads)
+            if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+        return sp;
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const AffineSpec sp = prepare_affine(g, w, idx, bn, a);
+        std::vector<float> bias_f(sp.bias.begin(), sp.bias.end());
+        const float* bias_ptr = sp.has_bias ? bias_f.data() : nullptr;
         const auto [lo, hi] = clamp_of(a);  // the plan fuses only relu, relu6, hardsigmoid
+        const std::size_t oc = sp.oc;
 
         xnn_operator_t op = nullptr;
-        if (l.op == OpKind::FullyConnected) {
-            const auto ic = static_cast<std::size_t>(is.elements());
-            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
-                                                    0, &op),
+        if (sp.fc) {
+            const std::size_t ic = sp.ic;
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, sp.kernel.data(), bias_ptr, lo,
+                                                    hi, 0, &op),
                   l, "xnn_create_fully_connected_nc_f32");
             add_op(idx, op);
             check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
                   "xnn_setup_fully_connected_nc_f32");
         } else {
-            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-            std::size_t gic = 0, goc = 0;
-            std::array<int, 4> pads{0, 0, 0, 0};
-            if (l.op == OpKind::BatchNorm) {
-                groups = static_cast<std::uint32_t>(is.c);
-                gic = goc = 1;
-            } else {
-                kh = static_cast<std::uint32_t>(l.kernel_h);
-                kw = static_cast<std::uint32_t>(l.kernel_w);
-                sh = static_cast<std::uint32_t>(l.stride_h);
-                sw = static_cast<std::uint32_t>(l.stride_w);
-                dh = static_cast<std::uint32_t>(l.dilation_h);
-                dw = static_cast<std::uint32_t>(l.dilation_w);
-                pads = l.pads;
-                if (l.op == OpKind::Conv2d) {
-                    groups = static_cast<std::uint32_t>(l.groups);
-                    gic = static_cast<std::size_t>(is.c / l.groups);
-                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
-                } else {
-                    groups = static_cast<std::uint32_t>(is.c);
-                    gic = 1;
-                    goc = static_cast<std::size_t>(l.multiplier);
-                }
-            }
-            for (int p : pads)
-                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const Shape is = sp.is;
             check(xnn_create_convolution2d_nhwc_f32(
-                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
-                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
-                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                      static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
+                      static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
+                      sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                      static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
@@ -34894,8 +43879,8 @@ private:
         }
     }
 
-    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
-                    float* out) {
+    // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
+    static std::array<std::int64_t, 4> pool_padding(const Layer& l, const Shape& is) {
         const Shape os = l.shape;
         std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
         // A window lying entirely in the padding has no defined value in XNNPACK.
@@ -34913,12 +43898,20 @@ private:
                                 std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
                                 std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
                                 std::to_string(xw) + ", not the inferred " + to_string(os));
+        return p;
+    }
+
+    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
+                    float* out) {
+        const Shape os = l.shape;
+        const std::array<std::int64_t, 4> p = pool_padding(l, is);
         const auto C = static_cast<std::size_t>(is.c);
         if (strided_copy) {
             // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
             Step s;
             s.layer = idx;
+            s.plan_op = impl_->current_op;
             const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
             s.loop = [in, out, is, os, sh, sw, pt, pl] {
                 for (std::int64_t y = 0; y < os.h; ++y)
@@ -34957,6 +43950,490 @@ private:
                   l, "xnn_setup_average_pooling2d_nhwc_f32");
         }
     }
+
+    // ---- the int8 path ----
+
+    float* new_scratch(std::int64_t floats) {
+        const std::size_t bytes = detail::round_up(
+            static_cast<std::size_t>(floats) * sizeof(float) + XNN_EXTRA_BYTES, kBufferAlignment);
+        auto* p = static_cast<float*>(detail::allocate_block(kBufferAlignment, bytes));
+        if (!p) throw std::bad_alloc();
+        std::fill(p, p + bytes / sizeof(float), 0.0f);
+        impl_->scratch.emplace_back(p);
+        return p;
+    }
+
+    // XNNPACK refused an int8 operator's parameters (e.g. a requantization scale out of its
+    // range): the op runs in float instead. Other failures throw.
+    static bool int8_ok(xnn_status st, const Layer& l, const char* fn) {
+        if (st == xnn_status_success) return true;
+        if (st == xnn_status_invalid_parameter || st == xnn_status_unsupported_parameter ||
+            st == xnn_status_unsupported_hardware)
+            return false;
+        check(st, l, fn);
+        return false;
+    }
+
+    void drop_steps_from(std::size_t mark) {
+        while (impl_->steps.size() > mark) {
+            if (impl_->steps.back().op) xnn_delete_operator(impl_->steps.back().op);
+            impl_->steps.pop_back();
+        }
+    }
+
+    // The int8 bounds of an output clamp (relu, relu6, hardsigmoid folded) under `q`.
+    static std::pair<std::int8_t, std::int8_t> qclamp_of(Activation a, const XnnQuant& q) {
+        const auto [lo, hi] = clamp_of(a);
+        const auto [qlo, qhi] = clamp_bounds(ActivationQuant{q.scale, q.zero_point}, lo, hi);
+        return {static_cast<std::int8_t>(qlo), static_cast<std::int8_t>(qhi)};
+    }
+
+    void add_convert_f32_qs8(int idx, const Layer& l, const Shape& s, const float* in,
+                             std::int8_t* out, const XnnQuant& q) {
+        // Rows of W*C values (a per-pixel row of 3 channels would cost a call per pixel).
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_f32_qs8(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            -128, 127, 0, &xop),
+              l, "xnn_create_convert_nc_f32_qs8");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_f32_qs8(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_f32_qs8");
+    }
+
+    void add_convert_qs8_f32(int idx, const Layer& l, const Shape& s, const std::int8_t* in,
+                             float* out, const XnnQuant& q) {
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_qs8_f32(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            0, &xop),
+              l, "xnn_create_convert_nc_qs8_f32");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_qs8_f32(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_qs8_f32");
+    }
+
+    // Builds the plan in int8; `ranges` (from op_ranges) give each planned op's output range.
+    void build_int8(const Graph& g, const Weights& w, bool keep_intermediates,
+                    const std::vector<std::pair<float, float>>& ranges,
+                    const QuantizedModel* model = nullptr) {
+        const std::size_t n = g.layers.size();
+        impl_->int8 = true;
+        impl_->ptr.assign(n, nullptr);
+        impl_->qptr.assign(n, nullptr);
+        impl_->quant.assign(n, XnnQuant{});
+        impl_->in_float.assign(n, 0);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+        const OpPlan plan = plan_ops(g, !keep_intermediates, XNN_EXTRA_BYTES / sizeof(float) + 4);
+        if (!model && ranges.size() != plan.ops.size())
+            throw ExecutorError("int8: " + std::to_string(ranges.size()) +
+                                " calibrated ranges for " + std::to_string(plan.ops.size()) +
+                                " planned operators");
+        for (std::size_t j = 0; j < n; ++j)
+            if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        // The int8 buffers: the fp32 plan's buffers, one byte per element.
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t elems : plan.buffers.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(elems), kBufferAlignment);
+        }
+        auto* arena = static_cast<std::int8_t*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->qarena.reset(arena);
+        std::fill(arena, arena + total, std::int8_t{0});
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = plan.buffers.value_of[i];
+            if (v < 0) continue;
+            impl_->qptr[i] =
+                arena + offset[static_cast<std::size_t>(plan.buffers.slot_of[static_cast<std::size_t>(v)])];
+        }
+        impl_->buffer_bytes = static_cast<std::int64_t>(total);
+        impl_->input_ptr = new_scratch(g.layers.front().shape.elements());
+        float* out_f = new_scratch(g.layers.back().shape.elements());
+        impl_->output_ptr = out_f;
+
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
+            const auto i = static_cast<std::size_t>(op.layer);
+            const Layer& l = g.layers[i];
+            XnnQuant out_q;
+            if (model) {
+                // The value this op writes: its layer's own output when an activation of its own
+                // follows in place (D's conv before a float hardswish), else the fused tail's.
+                const bool then_in_place = k + 1 < plan.ops.size() && plan.ops[k + 1].in_place() &&
+                                           plan.ops[k + 1].output == op.output;
+                const std::string& name =
+                    g.layers[then_in_place ? i : static_cast<std::size_t>(op.output)].name;
+                const ActivationQuant* a = model->find_activation(name);
+                if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                out_q = XnnQuant{a->scale, a->zero_point};
+            } else {
+                out_q = quant_of_range(ranges[k].first, ranges[k].second);
+            }
+            if (op.kind == PlannedKind::Alias) {
+                if (l.op == OpKind::Input) {
+                    impl_->quant[i] = out_q;
+                    add_convert_f32_qs8(op.layer, l, l.shape, impl_->input_ptr, impl_->qptr[i], out_q);
+                } else if (plan.buffers.value_of[i] >= 0) {
+                    impl_->lowering[i] = XnnLowering::Alias;
+                    impl_->quant[i] = impl_->quant[static_cast<std::size_t>(op.inputs[0])];
+                }
+                continue;
+            }
+            const std::size_t mark = impl_->steps.size();
+            const bool listed_float =
+                model && std::find(model->float_layers.begin(), model->float_layers.end(),
+                                   l.name) != model->float_layers.end();
+            if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
+                drop_steps_from(mark);
+                // A float layer's own activation op after it stays in float with it (no
+                // rounding to int8 in between), as the integer reference computes it.
+                const PlannedOp* then = nullptr;
+                if (listed_float && k + 1 < plan.ops.size() && plan.ops[k + 1].layer == op.layer &&
+                    plan.ops[k + 1].in_place() && plan.ops[k + 1].output == op.output) {
+                    then = &plan.ops[++k];
+                    impl_->current_op = static_cast<int>(k);
+                    const std::string& name = g.layers[static_cast<std::size_t>(then->output)].name;
+                    const ActivationQuant* a = model->find_activation(name);
+                    if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                    out_q = XnnQuant{a->scale, a->zero_point};
+                }
+                build_op_in_float(g, w, op, out_q, then);
+            }
+        }
+        const std::size_t last = n - 1;
+        add_convert_qs8_f32(static_cast<int>(last), g.layers[last], g.layers[last].shape,
+                            impl_->qptr[last], out_f, impl_->quant[last]);
+        impl_->plan = plan;
+    }
+
+    // An op with no int8 kernel (or whose int8 parameters XNNPACK refused): its inputs converted
+    // to float, its fp32 operator(s), its output converted back to int8 with `out_q`.
+    void build_op_in_float(const Graph& g, const Weights& w, const PlannedOp& op,
+                           const XnnQuant& out_q, const PlannedOp* then = nullptr) {
+        const Layer& l = g.layers[static_cast<std::size_t>(op.layer)];
+        impl_->in_float[static_cast<std::size_t>(op.layer)] = 1;
+        std::vector<const float*> in;
+        std::vector<std::pair<int, float*>> converted;
+        for (int v : op.inputs) {
+            float* f = nullptr;
+            for (const auto& [id, p] : converted)
+                if (id == v) f = p;
+            if (!f) {
+                const Shape& s = g.layers[static_cast<std::size_t>(v)].shape;
+                f = new_scratch(s.elements());
+                add_convert_qs8_f32(op.layer, l, s, impl_->qptr[static_cast<std::size_t>(v)], f,
+                                    impl_->quant[static_cast<std::size_t>(v)]);
+                converted.emplace_back(v, f);
+            }
+            in.push_back(f);
+        }
+        const Shape& os = g.layers[static_cast<std::size_t>(op.output)].shape;
+        float* out = op.in_place() ? const_cast<float*>(in[0]) : new_scratch(os.elements());
+        build_op_f32(g, w, op, in, out);
+        if (then) build_op_f32(g, w, *then, {out}, out);
+        add_convert_f32_qs8(op.layer, l, os, out, impl_->qptr[static_cast<std::size_t>(op.output)],
+                            out_q);
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+    }
+
+    // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
+    // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
+    bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
+                                const XnnQuant& out_q, const QuantizedModel& model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const QuantizedWeights* qw = model.find_layer(l.name);
+        if (!qw || op.folded_bn >= 0 || l.op == OpKind::BatchNorm) return false;
+        const Activation a = op.act;
+        if (a != Activation::None && a != Activation::Relu && a != Activation::Relu6) return false;
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : l.shape.c);
+        const std::size_t per = oc ? qw->weights.size() / oc : 0;
+        if (per * oc != qw->weights.size() || qw->bias.size() != oc)
+            throw ExecutorError("XNNPACK: " + where(l) + ": quantized weights do not fit the layer");
+        std::vector<std::int8_t> kernel = qw->weights;
+        if (l.op == OpKind::Conv2d) {
+            const auto cig = static_cast<std::size_t>(is.c / l.groups);
+            const auto kh = static_cast<std::size_t>(l.kernel_h), kw = static_cast<std::size_t>(l.kernel_w);
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t ic = 0; ic < cig; ++ic)
+                    for (std::size_t y = 0; y < kh; ++y)
+                        for (std::size_t x = 0; x < kw; ++x)
+                            kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                qw->weights[((o * cig + ic) * kh + y) * kw + x];
+        }
+        std::vector<float> ks(oc);
+        for (std::size_t o = 0; o < oc; ++o) ks[o] = qw->weight_scale(o);
+        const ActivationQuant oq{out_q.scale, out_q.zero_point};
+        const auto [lo32, hi32] = clamp_bounds(oq, clamp_of(a).first, clamp_of(a).second);
+        const auto qlo = static_cast<std::int8_t>(lo32), qhi = static_cast<std::int8_t>(hi32);
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        const std::int8_t* in0 = impl_->qptr[static_cast<std::size_t>(op.inputs[0])];
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        xnn_operator_t xop = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            if (qw->weight_scales.size() != 1) return false;  // qs8 fc: one scale
+            if (!int8_ok(xnn_create_fully_connected_nc_qs8(ic, oc, ic, oc, zp(in_q), in_q.scale, ks[0],
+                                                           kernel.data(), qw->bias.data(), zp(out_q),
+                                                           out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_fully_connected_nc_qs8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_qs8");
+        } else {
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            const auto groups = static_cast<std::uint32_t>(dw ? is.c : l.groups);
+            const std::size_t gic = dw ? 1 : static_cast<std::size_t>(is.c / l.groups);
+            const std::size_t goc = dw ? static_cast<std::size_t>(l.multiplier)
+                                       : static_cast<std::size_t>(l.out_channels / l.groups);
+            for (int pad : l.pads)
+                if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
+                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
+                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_convolution2d_nhwc_qc8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in0, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_qc8");
+        }
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+        return true;
+    }
+
+    // The int8 operator(s) of one planned op; false when there is none (or XNNPACK refused the
+    // parameters), leaving steps added since to the caller to drop.
+    bool build_op_int8(const Graph& g, const Weights& w, const PlannedOp& op, const XnnQuant& out_q,
+                       const QuantizedModel* model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        const auto vin = [&](std::size_t k) { return static_cast<std::size_t>(op.inputs[k]); };
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        XnnQuant& out_quant = impl_->quant[static_cast<std::size_t>(op.output)];
+        const XnnQuant in_q = op.inputs.empty() ? XnnQuant{} : impl_->quant[vin(0)];
+        const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
+        const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        xnn_operator_t xop = nullptr;
+        switch (op.kind) {
+        case PlannedKind::Conv:
+        case PlannedKind::DepthwiseConv:
+        case PlannedKind::FullyConnected:
+        case PlannedKind::ChannelAffine: {
+            if (model) return build_affine_quantized(g, op, in_q, out_q, *model);
+            const AffineSpec sp = prepare_affine(g, w, idx, op.folded_bn, op.act);
+            const std::size_t oc = sp.oc, per = sp.per_out;
+            // Per-channel symmetric weight scales (one for fc: qs8 has no per-channel scales).
+            std::vector<float> ks(oc, 0.0f);
+            float all = 0.0f;
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    ks[o] = std::max(ks[o], std::fabs(sp.kernel[o * per + e]));
+            for (float m : ks) all = std::max(all, m);
+            if (sp.fc) std::fill(ks.begin(), ks.end(), all);
+            for (float& s : ks) {
+                s = s > 0.0f ? s / 127.0f : 1.0f;
+                // XNNPACK needs the requantization scale in_scale * s / out_scale >= 2^-32.
+                s = std::max(s, out_q.scale / in_q.scale * 1e-9f);
+            }
+            std::vector<std::int8_t> qk(sp.kernel.size());
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    qk[o * per + e] = quantize_value(sp.kernel[o * per + e], XnnQuant{ks[o], 0});
+            std::vector<std::int32_t> qb(oc, 0);
+            for (std::size_t o = 0; o < oc; ++o) {
+                const double b = std::round(sp.bias[o] / (static_cast<double>(in_q.scale) * ks[o]));
+                qb[o] = static_cast<std::int32_t>(std::min(2147483647.0, std::max(-2147483648.0, b)));
+            }
+            const auto [qlo, qhi] = qclamp_of(op.act, out_q);
+            if (sp.fc) {
+                if (!int8_ok(xnn_create_fully_connected_nc_qs8(
+                                 sp.ic, oc, sp.ic, oc, zp(in_q), in_q.scale, ks[0], qk.data(),
+                                 qb.data(), zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_fully_connected_nc_qs8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                      "xnn_setup_fully_connected_nc_qs8");
+            } else {
+                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                                 static_cast<std::uint32_t>(sp.pads[0]),
+                                 static_cast<std::uint32_t>(sp.pads[3]),
+                                 static_cast<std::uint32_t>(sp.pads[2]),
+                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
+                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
+                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
+                                 0, &xop),
+                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
+                                                       static_cast<std::size_t>(sp.is.w), in0, out,
+                                                       impl_->pool),
+                      l, "xnn_setup_convolution2d_nhwc_qc8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Add: {
+            const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+            const std::size_t k_last = op.inputs.size() - 1;
+            // A partial sum of 3+ inputs is written with the quantization covering the sum of
+            // its inputs' ranges (the calibrated range is the final, activated one).
+            auto lo_of = [](const XnnQuant& q) { return q.scale * (-128.0 - q.zero_point); };
+            auto hi_of = [](const XnnQuant& q) { return q.scale * (127.0 - q.zero_point); };
+            double sum_lo = lo_of(in_q), sum_hi = hi_of(in_q);
+            XnnQuant a_q = in_q;
+            for (std::size_t k = 1; k <= k_last; ++k) {
+                const XnnQuant b_q = impl_->quant[vin(k)];
+                sum_lo += lo_of(b_q);
+                sum_hi += hi_of(b_q);
+                const XnnQuant s_q = k == k_last ? out_q
+                                                 : quant_of_range(static_cast<float>(sum_lo),
+                                                                  static_cast<float>(sum_hi));
+                const auto [qlo, qhi] =
+                    k == k_last ? qclamp_of(op.act, out_q) : qclamp_of(Activation::None, s_q);
+                xop = nullptr;
+                if (!int8_ok(xnn_create_add_nd_qs8(zp(a_q), a_q.scale, zp(b_q), b_q.scale, zp(s_q),
+                                                   s_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_add_nd_qs8"))
+                    return false;
+                a_q = s_q;
+                add_op(idx, xop);
+                check(xnn_setup_add_nd_qs8(xop, 1, dims, 1, dims, k == 1 ? in0 : out,
+                                           impl_->qptr[vin(k)], out, impl_->pool),
+                      l, "xnn_setup_add_nd_qs8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Mul: {
+            const Shape a = is, b = g.layers[vin(1)].shape;
+            const std::size_t da[3] = {static_cast<std::size_t>(a.h), static_cast<std::size_t>(a.w),
+                                       static_cast<std::size_t>(a.c)};
+            const std::size_t db[3] = {static_cast<std::size_t>(b.h), static_cast<std::size_t>(b.w),
+                                       static_cast<std::size_t>(b.c)};
+            const XnnQuant b_q = impl_->quant[vin(1)];
+            if (!int8_ok(xnn_create_multiply_nd_qs8(zp(in_q), in_q.scale, zp(b_q), b_q.scale,
+                                                    zp(out_q), out_q.scale, -128, 127, 0, &xop),
+                         l, "xnn_create_multiply_nd_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_multiply_nd_qs8(xop, 3, da, 3, db, in0, impl_->qptr[vin(1)], out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::MaxPool: {
+            // Max commutes with the (monotonic) quantization: the output keeps the input's.
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_max_pooling2d_nhwc_s8(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                          u(l.kernel_h), u(l.kernel_w),
+                                                          u(l.stride_h), u(l.stride_w), 1, 1, C, C,
+                                                          C, -128, 127, 0, &xop),
+                         l, "xnn_create_max_pooling2d_nhwc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_max_pooling2d_nhwc_s8(xop, 1, static_cast<std::size_t>(is.h),
+                                                  static_cast<std::size_t>(is.w), in0, out,
+                                                  impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::StridedCopy: {
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            impl_->lowering[i] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            const Shape os = l.shape;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in0, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in0 + (iy * is.w + ix) * is.c, in0 + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::GlobalAvgPool: {
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_global_average_pooling_nwc_qs8(C, C, C, zp(in_q), in_q.scale,
+                                                                   zp(out_q), out_q.scale, -128,
+                                                                   127, 0, &xop),
+                         l, "xnn_create_global_average_pooling_nwc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_global_average_pooling_nwc_qs8(
+                      xop, 1, static_cast<std::size_t>(is.h * is.w), in0, out, impl_->pool),
+                  l, "xnn_setup_global_average_pooling_nwc_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Clamp: {
+            // relu / relu6 on the input's quantization (kept).
+            const auto C = static_cast<std::size_t>(is.c);
+            const auto [qlo, qhi] = qclamp_of(op.act, in_q);
+            if (!int8_ok(xnn_create_clamp_nc_s8(C, C, C, qlo, qhi, 0, &xop), l,
+                         "xnn_create_clamp_nc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_clamp_nc_s8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                        impl_->pool),
+                  l, "xnn_setup_clamp_nc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::Sigmoid: {
+            // XNNPACK's int8 sigmoid writes [0, 1) with scale 1/256, zero point -128.
+            const auto C = static_cast<std::size_t>(is.c);
+            const XnnQuant sq{1.0f / 256.0f, -128};
+            if (!int8_ok(xnn_create_sigmoid_nc_qs8(C, C, C, zp(in_q), in_q.scale, zp(sq), sq.scale,
+                                                   -128, 127, 0, &xop),
+                         l, "xnn_create_sigmoid_nc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_sigmoid_nc_qs8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                           impl_->pool),
+                  l, "xnn_setup_sigmoid_nc_qs8");
+            out_quant = sq;
+            return true;
+        }
+        case PlannedKind::Alias:
+        case PlannedKind::HardSwish:
+        case PlannedKind::HardSigmoid:
+        case PlannedKind::Concat:
+        case PlannedKind::AvgPool:
+        case PlannedKind::Softmax: return false;
+        }
+        return false;
+    }
 };
 
 // A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
@@ -34964,8 +44441,7 @@ private:
 inline void fill_timing_input(XnnExecutor& executor) {
     float* input = executor.input();
     const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i)
-        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (std::int64_t i = 0; i < n; ++i) input[i] = detail::timing_value(i);
 }
 
 }  // namespace lamda
@@ -34975,13 +44451,27 @@ inline void fill_timing_input(XnnExecutor& executor) {
 #endif  // LAMDA_EXEC_XNNPACK_HPP
 // ---- end include/lamda/exec/xnnpack.hpp ----
 
+// XNNPACK has no run-time version query; the build system may pass the package version (the
+// same macro as latency/profile_file.hpp's).
+#ifndef LAMDA_XNNPACK_VERSION
+#define LAMDA_XNNPACK_VERSION "0.0~git20220216.ae108ef"
+#endif
+
 namespace lamda {
 
 struct BenchOptions {
     int threads = 1;    // 1..1024
     int runs = 50;      // timed runs, 1..100000
     int warmup = 5;     // untimed runs first, 0..100000
+    // > 0: time whole-model runs until this many seconds have passed (at least one run, at most
+    // bench_max_runs), as TFLite's benchmark_model --min_secs does; 0: exactly `runs` runs.
+    double duration_s = 0;
     std::int64_t max_memory_bytes = std::int64_t{4} << 30;
+    // Time the model in int8 (XnnOptions::int8) with synthetic scales from the timing input.
+    bool int8 = false;
+    // Time it in int8 with this quantized model's weights and scales (XnnOptions::quantized;
+    // the graph is its batch-norm-folded one, the weights its float layers' F32 tensors).
+    const QuantizedModel* quantized = nullptr;
 };
 
 struct OpTiming {
@@ -34992,11 +44482,23 @@ struct OpTiming {
     std::int64_t macs = 0;
 };
 
+inline constexpr int bench_max_runs = 1000000;     // --duration's cap on whole-model runs
+inline constexpr double bench_max_duration_s = 3600;
+
 struct BenchResult {
+    bool int8 = false;   // timed in int8 (else fp32)
     int threads = 1;
-    int runs = 0;
+    int runs = 0;        // timed whole-model runs (with --duration: as many as fitted)
     int warmup = 0;
+    int per_op_runs = 0; // runs timed op by op
+    double init_ms = 0;  // building the executor: XNNPACK operators, packed weights, buffers
+    double first_ms = 0; // the first inference, before any warm-up (cold caches)
     double median_ms = 0, p10_ms = 0, p90_ms = 0, min_ms = 0;
+    double mean_ms = 0, std_ms = 0, max_ms = 0, p95_ms = 0, p99_ms = 0;
+    double timed_s = 0;  // wall time of the timed whole-model runs
+    // Growth of the resident set from before the executor was built to its peak after the runs
+    // (Linux: VmHWM after resetting it; -1 where it cannot be measured).
+    std::int64_t peak_rss_delta_bytes = -1;
     std::int64_t macs = 0;
     std::int64_t params = 0;
     double gflops = 0;  // 2 * MACs / median
@@ -35010,46 +44512,121 @@ inline void check_bench_options(const BenchOptions& o) {
         throw std::invalid_argument("runs must be in 1..100000, got " + std::to_string(o.runs));
     if (o.warmup < 0 || o.warmup > 100000)
         throw std::invalid_argument("warmup must be in 0..100000, got " + std::to_string(o.warmup));
+    if (!(o.duration_s >= 0 && o.duration_s <= bench_max_duration_s))
+        throw std::invalid_argument("duration must be in 0..3600 seconds");
 }
 
-// Whole-model latency from `runs` timed runs after `warmup` untimed ones, then per-op latency
-// from as many runs again with each operator timed on its own (timing every operator adds clock
-// reads between them, so the whole-model figure comes from runs without them).
+namespace bench_detail {
+
+// A field of /proc/self/status in bytes ("VmRSS:  1234 kB"), or -1.
+inline std::int64_t proc_status_bytes(const char* field) {
+#if defined(__linux__)
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    const std::string prefix = std::string(field) + ":";
+    while (std::getline(in, line)) {
+        if (line.compare(0, prefix.size(), prefix) != 0) continue;
+        long long kb = -1;
+        if (std::sscanf(line.c_str() + prefix.size(), "%lld", &kb) != 1 || kb < 0) return -1;
+        return static_cast<std::int64_t>(kb) * 1024;
+    }
+#else
+    (void)field;
+#endif
+    return -1;
+}
+
+// Resets the peak resident set (VmHWM) to the current one (Linux >= 4.0); false if it cannot.
+inline bool reset_peak_rss() {
+#if defined(__linux__)
+    std::ofstream out("/proc/self/clear_refs");
+    out << "5";
+    return static_cast<bool>(out.flush());
+#else
+    return false;
+#endif
+}
+
+}  // namespace bench_detail
+
+// The executor's build time and first (cold) inference, then whole-model latency from `runs`
+// timed runs (or as many as fit in `duration_s`) after `warmup` untimed ones, then per-op latency
+// from up to `runs` more runs with each operator timed on its own (timing every operator adds
+// clock reads between them, so the whole-model figures come from runs without them).
 inline BenchResult benchmark_model(const Graph& graph, const Weights& weights,
                                    const BenchOptions& options = {}) {
     check_bench_options(options);
+    using clock = std::chrono::steady_clock;
+    auto ms_since = [](clock::time_point t0) {
+        return std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    };
     XnnOptions xnn;
     xnn.threads = options.threads;
     xnn.max_memory_bytes = options.max_memory_bytes;
+    xnn.int8 = options.int8;
+    xnn.quantized = options.quantized;
+    const bool rss_reset = bench_detail::reset_peak_rss();
+    const std::int64_t rss_before = bench_detail::proc_status_bytes("VmRSS");
+    auto t_init = clock::now();
     XnnExecutor executor(graph, weights, xnn);
+    BenchResult r;
+    r.int8 = executor.int8();
+    r.init_ms = ms_since(t_init);
 
     fill_timing_input(executor);
 
-    using clock = std::chrono::steady_clock;
+    auto t_first = clock::now();
+    executor.run();
+    r.first_ms = ms_since(t_first);
     for (int i = 0; i < options.warmup; ++i) executor.run();
     std::vector<double> totals;
-    totals.reserve(static_cast<std::size_t>(options.runs));
-    for (int i = 0; i < options.runs; ++i) {
-        const auto t0 = clock::now();
-        executor.run();
-        totals.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    const auto t_timed = clock::now();
+    if (options.duration_s > 0) {
+        do {
+            const auto t0 = clock::now();
+            executor.run();
+            totals.push_back(ms_since(t0));
+        } while (static_cast<int>(totals.size()) < bench_max_runs &&
+                 ms_since(t_timed) < options.duration_s * 1000);
+    } else {
+        totals.reserve(static_cast<std::size_t>(options.runs));
+        for (int i = 0; i < options.runs; ++i) {
+            const auto t0 = clock::now();
+            executor.run();
+            totals.push_back(ms_since(t0));
+        }
     }
+    r.timed_s = ms_since(t_timed) / 1000;
+    const int op_runs = std::min(options.runs, static_cast<int>(totals.size()));
     std::vector<std::vector<double>> per_layer(graph.layers.size());
-    for (int i = 0; i < options.runs; ++i) {
+    for (int i = 0; i < op_runs; ++i) {
         const std::vector<double> ms = executor.run_timed_per_op();
         for (std::size_t k = 0; k < ms.size() && k < per_layer.size(); ++k)
             per_layer[k].push_back(ms[k]);
     }
 
+    const std::int64_t rss_peak = bench_detail::proc_status_bytes("VmHWM");
+    if (rss_reset && rss_before >= 0 && rss_peak >= 0)
+        r.peak_rss_delta_bytes = std::max<std::int64_t>(0, rss_peak - rss_before);
+
     const ModelStats stats = analyze(graph);
-    BenchResult r;
     r.threads = options.threads;
-    r.runs = options.runs;
+    r.runs = static_cast<int>(totals.size());
     r.warmup = options.warmup;
+    r.per_op_runs = op_runs;
     r.median_ms = median(totals);
     r.p10_ms = quantile(totals, 0.1);
     r.p90_ms = quantile(totals, 0.9);
+    r.p95_ms = quantile(totals, 0.95);
+    r.p99_ms = quantile(totals, 0.99);
     r.min_ms = quantile(totals, 0.0);
+    r.max_ms = quantile(totals, 1.0);
+    double sum = 0;
+    for (double t : totals) sum += t;
+    r.mean_ms = sum / static_cast<double>(totals.size());
+    double squares = 0;
+    for (double t : totals) squares += (t - r.mean_ms) * (t - r.mean_ms);
+    r.std_ms = totals.size() > 1 ? std::sqrt(squares / static_cast<double>(totals.size() - 1)) : 0.0;
     r.macs = stats.macs;
     r.params = stats.params;
     r.gflops = r.median_ms > 0 ? 2.0 * static_cast<double>(stats.macs) / (r.median_ms * 1e6) : 0;
@@ -35078,14 +44655,25 @@ inline const char* lowering_name(XnnLowering l) noexcept {
 // The JSON object `lamda bench --json` prints (and the device agent serves).
 // `peak_gflops` <= 0 leaves peak_fraction out.
 inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak_gflops) {
-    json.field("median_ms", r.median_ms)
+    json.field("precision", r.int8 ? "int8" : "fp32")
+        .field("median_ms", r.median_ms)
+        .field("mean_ms", r.mean_ms)
+        .field("std_ms", r.std_ms)
+        .field("min_ms", r.min_ms)
+        .field("max_ms", r.max_ms)
         .field("p10_ms", r.p10_ms)
         .field("p90_ms", r.p90_ms)
-        .field("min_ms", r.min_ms)
+        .field("p95_ms", r.p95_ms)
+        .field("p99_ms", r.p99_ms)
+        .field("init_ms", r.init_ms)
+        .field("first_ms", r.first_ms)
+        .field("timed_s", r.timed_s)
         .field("threads", r.threads)
         .field("runs", r.runs)
         .field("warmup", r.warmup)
-        .field("macs", r.macs)
+        .field("per_op_runs", r.per_op_runs);
+    if (r.peak_rss_delta_bytes >= 0) json.field("peak_rss_delta_bytes", r.peak_rss_delta_bytes);
+    json.field("macs", r.macs)
         .field("params", r.params)
         .field("gflops", r.gflops);
     if (peak_gflops > 0)
@@ -35105,6 +44693,44 @@ inline void write_bench_json(JsonWriter& json, const BenchResult& r, double peak
             .end_object();
     }
     json.end_array();
+}
+
+// The "context" object of `lamda bench --json`, as Google Benchmark's JSON has one: where and
+// when the numbers were taken (host, date, load average, CPU, versions, threads), so that two
+// results can be told apart and a loaded machine shows. Fields that cannot be read are left out.
+inline void write_bench_context(JsonWriter& json, int threads) {
+    json.key("context").begin_object();
+#if defined(__unix__) || defined(__APPLE__)
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0) json.field("host", std::string(host));
+#endif
+    const DeviceInfo info = describe_device();
+    json.field("cpu_model", info.cpu_model)
+        .field("architecture", info.architecture)
+        .field("cpus", info.logical_cores)
+        .field("xnnpack_isa", info.xnnpack_isa);
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+#if defined(_WIN32)
+    gmtime_s(&utc, &now);
+#else
+    gmtime_r(&now, &utc);
+#endif
+    char date[32];
+    if (std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &utc) > 0) json.field("date", std::string(date));
+#if defined(__unix__) || defined(__APPLE__)
+    double load[3] = {0, 0, 0};
+    if (::getloadavg(load, 3) == 3) json.key("load_average").begin_array().value(load[0]).value(load[1]).value(load[2]).end_array();
+#endif
+    json.field("lamda_version", std::string(version_string))
+        .field("xnnpack_version", std::string(LAMDA_XNNPACK_VERSION))
+        .field("threads", threads)
+#if defined(NDEBUG)
+        .field("build_type", "release")
+#else
+        .field("build_type", "debug")
+#endif
+        .end_object();
 }
 
 }  // namespace lamda
@@ -36229,6 +45855,11 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 //   lamda::JsonReader<MyError> r("tasks/x.json", "task");
 //   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
 //   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//   int threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+//
+// Numbers from the file never reach a conversion unchecked: integers are range-checked before
+// they are narrowed (detail/checked.hpp), a double becomes an integer only when it is integral
+// and exactly representable, and non-finite values are refused.
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
@@ -36342,7 +45973,9 @@ struct JsonReader {
             double d = 0;
             if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
                 fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
+            // 2^53: past it a double no longer holds every integer, and the cast below is only
+            // defined for values an int64 can hold.
+            if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
                 fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
             i = static_cast<std::int64_t>(d);
         } else {
@@ -36351,6 +45984,12 @@ struct JsonReader {
         if (i < lo || i > hi)
             fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
         return i;
+    }
+    // An int in lo..hi (the narrowing is checked, whatever lo and hi are).
+    int int_in(const element& e, const std::string& path, int lo, int hi) const {
+        const std::optional<int> v = detail::checked_int(integer(e, path, lo, hi), lo, hi);
+        if (!v) fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return *v;
     }
     std::uint64_t uinteger(const element& e, const std::string& path) const {
         if (e.is_uint64()) {
@@ -36858,6 +46497,13 @@ struct GenerateSetup {
     int top_layers = 5;             // most expensive layers kept per record
     int max_duplicates_in_row = 50; // the proposer "has nothing new" after this many repeats
     std::function<bool()> should_stop;  // polled between candidates (e.g. SIGINT)
+    // Adaptation (search/adapt.hpp): called for a screened candidate that will be run, with the
+    // records so far (rec.index already set); it may give the candidate inherited weights
+    // (rec.parent, rec.inherited, rec.weights: a file under weights_dir). A candidate with
+    // weights is then fine-tuned from them (Trainer::finetune_accuracy) instead of proxy-trained
+    // from scratch; one with weights and no parent (the start model) is evaluated, not trained.
+    std::function<void(CandidateRecord&, const std::vector<CandidateRecord>&)> inherit;
+    std::string weights_dir;  // rec.weights are relative to it (the search's directory)
 };
 
 // Seconds spent per step of the loop, summed over candidates.
@@ -36999,9 +46645,8 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
             return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
-        if (c.max_activation_bytes > 0 && stats.peak_activation_bytes > c.max_activation_bytes)
-            return finish(Verdict::OverMemory, "peak activations " + std::to_string(stats.peak_activation_bytes) +
-                                                   " bytes, limit " + std::to_string(c.max_activation_bytes));
+        if (std::string why = over_memory(c, firmware_memory(g)); !why.empty())  // as the firmware export
+            return finish(Verdict::OverMemory, why);
         if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
@@ -37044,6 +46689,16 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                                                (parsed.diagnostics.empty() ? std::string("?") : parsed.diagnostics.front().message));
         const Graph& g = parsed.graph;
         const Constraints& c = task.constraints;
+        const bool evaluate = setup.trainer && task.objective == Objective::Accuracy;
+        const auto weights_path = [&] {
+            return setup.weights_dir.empty() ? rec.weights : setup.weights_dir + "/" + rec.weights;
+        };
+        if (evaluate && !rec.weights.empty() && rec.parent < 0) {
+            // A start model (search/adapt.hpp): its own weights, judged before its latency, so
+            // that a start model over the budget still says what accuracy is to be kept.
+            rec.accuracy = setup.trainer->weights_accuracy(g, weights_path());
+            charge(&StageSeconds::train);
+        }
         if (setup.measure) {
             Measurement m = setup.measure(g);
             charge(&StageSeconds::measure);
@@ -37055,8 +46710,14 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                                                          ms_text(c.latency_ms) + " budget; most expensive: " +
                                                          cost_list(rec.top_layers));
         }
-        if (setup.trainer && task.objective == Objective::Accuracy) {
-            rec.accuracy = setup.trainer->proxy_accuracy(g);
+        if (evaluate) {
+            if (!rec.weights.empty() && rec.parent < 0) {
+                // evaluated above
+            } else if (!rec.weights.empty()) {
+                rec.accuracy = setup.trainer->finetune_accuracy(g, weights_path());
+            } else {
+                rec.accuracy = setup.trainer->proxy_accuracy(g);
+            }
             charge(&StageSeconds::train);
             if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
                 return finish(Verdict::BelowAccuracy,
@@ -37076,14 +46737,36 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
 
 // Decides one proposal: every step the loop takes for a candidate, in order (screen, then run).
 // `seen` holds the hashes decided so far; a repeat returns nothing (and is not a candidate).
+// `records` (those decided so far) go to setup.inherit.
+inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
+                                                         const GenerateSetup& setup,
+                                                         const std::set<std::string>& seen,
+                                                         const std::vector<CandidateRecord>& records,
+                                                         StageSeconds* stage_seconds = nullptr) {
+    std::optional<Screened> s = screen_candidate(task, proposal, setup, seen, stage_seconds);
+    if (!s) return std::nullopt;
+    // An adaptation's start model (candidate 0) is measured and evaluated even when it is predicted
+    // over the budget: its latency here and its accuracy are what the adapted model is held to.
+    if (setup.inherit && records.empty() && s->record.verdict == Verdict::OverPredicted) s->decided = false;
+    if (s->decided) return std::move(s->record);
+    if (setup.inherit) {
+        s->record.index = static_cast<int>(records.size());
+        try {
+            setup.inherit(s->record, records);
+        } catch (const std::exception& e) {  // trained from scratch instead; said in the record
+            s->record.parent = -1;
+            s->record.weights.clear();
+            s->record.inherited = std::string("nothing (") + e.what() + ")";
+        }
+    }
+    return run_candidate(task, std::move(s->record), setup, stage_seconds);
+}
+
 inline std::optional<CandidateRecord> evaluate_candidate(const Task& task, const Proposal& proposal,
                                                          const GenerateSetup& setup,
                                                          const std::set<std::string>& seen,
                                                          StageSeconds* stage_seconds = nullptr) {
-    std::optional<Screened> s = screen_candidate(task, proposal, setup, seen, stage_seconds);
-    if (!s) return std::nullopt;
-    if (s->decided) return std::move(s->record);
-    return run_candidate(task, std::move(s->record), setup, stage_seconds);
+    return evaluate_candidate(task, proposal, setup, seen, {}, stage_seconds);
 }
 
 // Runs the search until the budget is spent or the proposer has nothing new. `resumed` are the
@@ -37120,7 +46803,8 @@ inline GenerateResult run_generation(const Task& task, Proposer& proposer, const
             result.stop_reason = "exhausted";
             break;
         }
-        std::optional<CandidateRecord> rec = evaluate_candidate(task, *proposal, setup, seen, &result.stage_seconds);
+        std::optional<CandidateRecord> rec =
+            evaluate_candidate(task, *proposal, setup, seen, result.records, &result.stage_seconds);
         if (!rec) {
             ++result.duplicates;
             if (++duplicates_in_row >= setup.max_duplicates_in_row) {
@@ -37179,6 +46863,11 @@ inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int
 //   lamda::JsonReader<MyError> r("tasks/x.json", "task");
 //   const simdjson::dom::element doc = r.parse(parser, padded);      // throws MyError
 //   double ms = r.num(r.at(doc, "latency_ms", "constraints"), "constraints.latency_ms");
+//   int threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+//
+// Numbers from the file never reach a conversion unchecked: integers are range-checked before
+// they are narrowed (detail/checked.hpp), a double becomes an integer only when it is integral
+// and exactly representable, and non-finite values are refused.
 //
 // Compiled only with LAMDA_WITH_LATENCY defined (the build defines it when Eigen and simdjson
 // are there; this header needs simdjson, link -lsimdjson).
@@ -37292,7 +46981,9 @@ struct JsonReader {
             double d = 0;
             if (e.get_double().get(d) || !std::isfinite(d) || d != std::floor(d))
                 fail(path, "expected an integer");
-            if (!(d >= -9.0e15 && d <= 9.0e15))
+            // 2^53: past it a double no longer holds every integer, and the cast below is only
+            // defined for values an int64 can hold.
+            if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0))
                 fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
             i = static_cast<std::int64_t>(d);
         } else {
@@ -37301,6 +46992,12 @@ struct JsonReader {
         if (i < lo || i > hi)
             fail(path, std::to_string(i) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
         return i;
+    }
+    // An int in lo..hi (the narrowing is checked, whatever lo and hi are).
+    int int_in(const element& e, const std::string& path, int lo, int hi) const {
+        const std::optional<int> v = detail::checked_int(integer(e, path, lo, hi), lo, hi);
+        if (!v) fail(path, "outside " + std::to_string(lo) + ".." + std::to_string(hi));
+        return *v;
     }
     std::uint64_t uinteger(const element& e, const std::string& path) const {
         if (e.is_uint64()) {
@@ -38919,6 +48616,22 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 //   mul               multiply_nd_f32 (broadcasts a 1x1xC operand)
 //   softmax           softmax_nc_f32 over channels
 //   flatten, dropout  no operator: the output aliases the input buffer
+//
+// int8 (XnnOptions::int8): the same plan, every value stored as qs8 (per-tensor scale and zero
+// point) in the same buffers, a byte per element. Scales come from one fp32 run of the plan
+// (op_ranges: each planned op's output min/max over XnnOptions::calibration, or the timing input
+// when none is given: synthetic scales for timing). input() and output() stay float: a convert
+// operator quantizes the input and dequantizes the output.
+//   conv2d, dwconv, batchnorm  convolution2d_nhwc_qc8: per-output-channel symmetric weight
+//                     scales (max |w| / 127, after folding the batchnorm), int32 bias
+//   fc                fully_connected_nc_qs8 (one weight scale: qs8 has no per-channel scales)
+//   act=relu/relu6/hardsigmoid   the int8 output clamp, as in fp32
+//   add, mul, gap     add_nd_qs8, multiply_nd_qs8, global_average_pooling_nwc_qs8
+//   maxpool, relu/relu6 layers   max_pooling2d_nhwc_s8, clamp_nc_s8 (the input's quantization)
+//   sigmoid           sigmoid_nc_qs8 (output scale 1/256, zero point -128)
+//   hardswish, hardsigmoid layer, avgpool, concat, softmax, and any op whose int8 parameters
+//                     XNNPACK refuses: no int8 kernel in this snapshot, so they run in float
+//                     between convert_nc_qs8_f32 and convert_nc_f32_qs8 (runs_in_float(i))
 #ifndef LAMDA_EXEC_XNNPACK_HPP
 #define LAMDA_EXEC_XNNPACK_HPP
 
@@ -38943,6 +48656,7 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -38962,7 +48676,47 @@ struct XnnOptions {
     // (tests compare them). Off, a buffer is reused once the last reader of its value has run:
     // less memory and a smaller working set (mobilenet_v2 at 1 thread: 8.5 -> 7.5 ms).
     bool keep_intermediates = false;
+    // Run in int8: qs8 activations (per-tensor scale and zero point), conv2d/dwconv/batchnorm as
+    // qc8 convolutions (per-channel symmetric weight scales), fc as qs8 (one weight scale), add,
+    // mul, gap, maxpool, relu/relu6 clamps and sigmoid in int8; layers with no int8 kernel in
+    // this XNNPACK (hardswish, hardsigmoid, avgpool, concat, softmax) run in float between
+    // convert operators (runs_in_float). input() and output() stay float.
+    bool int8 = false;
+    // int8: the inputs whose fp32 activation ranges (min/max over them, op by op) set each
+    // value's scale and zero point. Empty: one run on fill_timing_input's data, i.e. synthetic
+    // scales, right for timing, not for accuracy.
+    std::vector<Tensor> calibration{};
+    // int8 with a quantized model (`lamda quantize`, exec/reference_int8.hpp's quantize_ptq):
+    // its int8 weights, scales and zero points instead of calibrating; the graph must be the
+    // model's (batch norms folded), the executor's `weights` the F32 tensors of its float layers,
+    // and the layers it lists as float run in float. Then every int8 value is the integer
+    // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
+    // Read during construction only.
+    const QuantizedModel* quantized = nullptr;
 };
+
+// The quantization of an int8 value: real = scale * (q - zero_point).
+struct XnnQuant {
+    float scale = 1.0f;
+    int zero_point = 0;
+};
+
+// The asymmetric int8 quantization covering [lo, hi] (widened to hold 0, at least 1e-3 wide).
+inline XnnQuant quant_of_range(float lo, float hi) {
+    const double l = std::min(0.0, static_cast<double>(lo));
+    const double h = std::max(0.0, static_cast<double>(hi));
+    const double range = std::max(h - l, 1e-3);
+    XnnQuant q;
+    q.scale = static_cast<float>(range / 255.0);
+    const double zp = std::round(-128.0 - l / static_cast<double>(q.scale));
+    q.zero_point = static_cast<int>(std::min(127.0, std::max(-128.0, zp)));
+    return q;
+}
+
+inline std::int8_t quantize_value(double v, const XnnQuant& q) {
+    const double r = std::round(v / static_cast<double>(q.scale)) + q.zero_point;
+    return static_cast<std::int8_t>(std::min(127.0, std::max(-128.0, r)));
+}
 
 // Bytes the executor allocates for a graph at most: one buffer per layer output plus the
 // weights (with buffer reuse it allocates less).
@@ -39005,6 +48759,11 @@ inline void* xnn_aligned_allocate(void*, std::size_t alignment, std::size_t size
     return allocate_block(alignment, size);
 }
 inline void xnn_aligned_deallocate(void*, void* p) { std::free(p); }
+
+// Element e of the fixed timing input (fill_timing_input).
+inline float timing_value(std::int64_t e) noexcept {
+    return static_cast<float>((e * 7919) % 1000) / 1000.0f - 0.5f;
+}
 inline xnn_allocator xnn_huge_page_allocator{nullptr, xnn_allocate, xnn_reallocate,
                                              xnn_deallocate, xnn_aligned_allocate,
                                              xnn_aligned_deallocate};
@@ -39046,7 +48805,13 @@ public:
                                     " MiB of buffers and weights, more than the limit of " +
                                     std::to_string(options.max_memory_bytes >> 20) + " MiB");
         }
-        detail::check_weights(graph, weights);
+        if (options.quantized) {
+            if (const std::optional<Error> e = validate_quantized_model(*options.quantized))
+                throw ExecutorError("quantized model: " + e->where.field + ": " + e->message);
+            detail::check_int8_params(graph, *options.quantized);
+        } else {
+            detail::check_weights(graph, weights);
+        }
         const xnn_status init = xnn_initialize(&detail::xnn_huge_page_allocator);
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
@@ -39057,7 +48822,26 @@ public:
                 throw ExecutorError("XNNPACK: cannot create a pool of " +
                                     std::to_string(options.threads) + " threads");
         }
-        build(graph, weights, options.keep_intermediates);
+        if (options.quantized) {
+            build_int8(graph, weights, options.keep_intermediates, {}, options.quantized);
+            return;
+        }
+        if (!options.int8) {
+            build(graph, weights, options.keep_intermediates);
+            return;
+        }
+        // Calibrate: the fp32 executor runs the same plan, and each planned op's output range
+        // sets the scale of the int8 value it writes.
+        std::vector<std::pair<float, float>> ranges;
+        {
+            XnnOptions fp = options;
+            fp.int8 = false;
+            fp.keep_intermediates = false;
+            fp.calibration.clear();
+            XnnExecutor calibrator(graph, weights, fp);
+            ranges = calibrator.op_ranges(options.calibration);
+        }
+        build_int8(graph, weights, options.keep_intermediates, ranges);
     }
 
     XnnExecutor(const XnnExecutor&) = delete;
@@ -39066,9 +48850,9 @@ public:
     XnnExecutor& operator=(XnnExecutor&&) noexcept = default;
     ~XnnExecutor() = default;
 
-    float* input() noexcept { return impl_->ptr.front(); }
+    float* input() noexcept { return impl_->input_ptr; }
     Shape input_shape() const noexcept { return impl_->shapes.front(); }
-    const float* output() const noexcept { return impl_->ptr.back(); }
+    const float* output() const noexcept { return impl_->output_ptr; }
     Shape output_shape() const noexcept { return impl_->shapes.back(); }
     int threads() const noexcept { return impl_->threads; }
 
@@ -39079,6 +48863,60 @@ public:
         return i < impl_->ptr.size() ? impl_->ptr[i] : nullptr;
     }
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
+    // Whether the executor runs in int8 (XnnOptions::int8).
+    bool int8() const noexcept { return impl_->int8; }
+    // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
+    // kept, as layer_output); whether layer i runs in float between converts.
+    const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
+        return i < impl_->qptr.size() ? impl_->qptr[i] : nullptr;
+    }
+    XnnQuant layer_quant(std::size_t i) const { return impl_->quant.at(i); }
+    bool runs_in_float(std::size_t i) const noexcept {
+        return i < impl_->in_float.size() && impl_->in_float[i] != 0;
+    }
+    // The fp32 output range of every planned op (plan_ops order) over `inputs` (empty: the
+    // timing input), each op's output read right after it ran: the calibration of the int8 path.
+    std::vector<std::pair<float, float>> op_ranges(const std::vector<Tensor>& inputs) {
+        if (impl_->int8) throw ExecutorError("op_ranges: an fp32 executor is needed");
+        const OpPlan& plan = impl_->plan;
+        const float inf = std::numeric_limits<float>::infinity();
+        std::vector<std::pair<float, float>> r(plan.ops.size(), {inf, -inf});
+        auto one_run = [&] {
+            std::size_t s = 0;
+            for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+                while (s < impl_->steps.size() &&
+                       impl_->steps[s].plan_op == static_cast<int>(k))
+                    run_step(impl_->steps[s++]);
+                const auto v = static_cast<std::size_t>(plan.ops[k].output);
+                const float* p = impl_->ptr[v];
+                if (!p) continue;
+                const std::int64_t n = impl_->shapes[v].elements();
+                for (std::int64_t e = 0; e < n; ++e) {
+                    if (!std::isfinite(p[e]))
+                        throw ExecutorError("calibration: layer " + std::to_string(v) +
+                                            " gives a value that is not finite");
+                    r[k].first = std::min(r[k].first, p[e]);
+                    r[k].second = std::max(r[k].second, p[e]);
+                }
+            }
+        };
+        if (inputs.empty()) {
+            const std::int64_t n = input_shape().elements();
+            for (std::int64_t e = 0; e < n; ++e) input()[e] = detail::timing_value(e);
+            one_run();
+        }
+        for (const Tensor& t : inputs) {
+            if (t.shape != input_shape() ||
+                static_cast<std::int64_t>(t.data.size()) != input_shape().elements())
+                throw ExecutorError("calibration input has shape " + to_string(t.shape) +
+                                    ", the graph expects " + to_string(input_shape()));
+            std::copy(t.data.begin(), t.data.end(), input());
+            one_run();
+        }
+        for (auto& [lo, hi] : r)
+            if (lo > hi) lo = hi = 0.0f;
+        return r;
+    }
     // Bytes of activation buffers allocated (weights not included).
     std::int64_t buffer_bytes() const noexcept { return impl_->buffer_bytes; }
     // Number of XNNPACK operators (and loops) run per inference.
@@ -39119,10 +48957,11 @@ private:
     // Vector loads that straddle cache lines are slower: buffers start on a 64-byte boundary.
     static constexpr std::size_t kBufferAlignment = 64;
     struct FreeBlock {
-        void operator()(float* p) const noexcept { std::free(p); }
+        void operator()(void* p) const noexcept { std::free(p); }
     };
     struct Step {
         int layer = 0;
+        int plan_op = -1;  // index into the plan's ops
         xnn_operator_t op = nullptr;
         std::function<void()> loop;  // when op is null
     };
@@ -39135,6 +48974,19 @@ private:
         std::vector<Shape> shapes;
         std::vector<XnnLowering> lowering;
         std::vector<Step> steps;
+        OpPlan plan;              // what was built
+        int current_op = -1;      // the planned op being built
+        float* input_ptr = nullptr;
+        const float* output_ptr = nullptr;
+        // int8 only: the int8 values (one arena, laid out as the fp32 buffers), their
+        // quantization, the float input and output, and the float buffers of layers run in float.
+        bool int8 = false;
+        std::unique_ptr<std::int8_t, FreeBlock> qarena;
+        std::unique_ptr<float, FreeBlock> float_in, float_out;
+        std::vector<std::unique_ptr<float, FreeBlock>> scratch;
+        std::vector<std::int8_t*> qptr;
+        std::vector<XnnQuant> quant;
+        std::vector<char> in_float;
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -39178,6 +49030,7 @@ private:
     void add_op(int index, xnn_operator_t op) {
         Step s;
         s.layer = index;
+        s.plan_op = impl_->current_op;
         s.op = op;
         impl_->steps.push_back(std::move(s));
     }
@@ -39283,21 +49136,37 @@ private:
         for (std::size_t j = 0; j < n; ++j)
             if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
 
-        for (const PlannedOp& op : plan.ops) {
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
             const auto i = static_cast<std::size_t>(op.layer);
-            const Layer& l = g.layers[i];
-            const int idx = op.layer;
-            float* out = impl_->ptr[static_cast<std::size_t>(op.output)];
-            auto in_ptr = [&](std::size_t k) -> const float* {
-                return impl_->ptr[static_cast<std::size_t>(op.inputs[k])];
-            };
-            auto in_shape = [&](std::size_t k) -> const Shape& {
-                return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
-            };
-            switch (op.kind) {
-            case PlannedKind::Alias:
+            if (op.kind == PlannedKind::Alias) {
                 if (plan.buffers.value_of[i] >= 0) impl_->lowering[i] = XnnLowering::Alias;
-                break;
+                continue;
+            }
+            std::vector<const float*> in;
+            for (int v : op.inputs) in.push_back(impl_->ptr[static_cast<std::size_t>(v)]);
+            build_op_f32(g, w, op, in, impl_->ptr[static_cast<std::size_t>(op.output)]);
+        }
+        impl_->plan = plan;
+        impl_->input_ptr = impl_->ptr.front();
+        impl_->output_ptr = impl_->ptr.back();
+    }
+
+    // The XNNPACK fp32 operator(s) of one planned op (not Alias), reading `in` (parallel to
+    // op.inputs) and writing `out`.
+    void build_op_f32(const Graph& g, const Weights& w, const PlannedOp& op,
+                      const std::vector<const float*>& in, float* out) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        auto in_ptr = [&](std::size_t k) -> const float* { return in[k]; };
+        auto in_shape = [&](std::size_t k) -> const Shape& {
+            return g.layers[static_cast<std::size_t>(op.inputs[k])].shape;
+        };
+        {
+            switch (op.kind) {
+            case PlannedKind::Alias: break;
             case PlannedKind::Conv:
             case PlannedKind::DepthwiseConv:
             case PlannedKind::FullyConnected:
@@ -39390,21 +49259,38 @@ private:
         }
     }
 
-    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
-    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
-    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
-                      const float* in, float* out) {
+    // The weights of a conv2d, dwconv, fc, or standalone batchnorm (as a 1x1 depthwise
+    // convolution) in XNNPACK's layout, with an optional batchnorm folded in and hardsigmoid's
+    // affine part folded in; and the convolution's geometry.
+    struct AffineSpec {
+        std::vector<float> kernel;   // one row of per_out values per output channel
+        std::vector<double> bias;    // per output channel
+        bool has_bias = false;
+        std::size_t per_out = 0, oc = 0;
+        bool fc = false;
+        std::size_t ic = 0;          // fc: input features
+        Shape is;                    // input shape
+        std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+        std::size_t gic = 0, goc = 0;
+        std::array<int, 4> pads{0, 0, 0, 0};
+    };
+
+    static AffineSpec prepare_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a) {
         const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        AffineSpec sp;
         const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        sp.is = is;
         const Layer& last = bn >= 0 ? g.layers[static_cast<std::size_t>(bn)] : l;
         const Shape os = last.shape;
         const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : os.c);
+        sp.oc = oc;
 
         // Weights in XNNPACK's layout, one row of `per_out` values per output channel.
-        std::vector<float> kernel;
-        std::vector<double> bias(oc, 0.0);
-        bool has_bias = false;
-        std::size_t per_out = 0;
+        std::vector<float>& kernel = sp.kernel;
+        std::vector<double>& bias = sp.bias;
+        bias.assign(oc, 0.0);
+        bool& has_bias = sp.has_bias;
+        std::size_t& per_out = sp.per_out;
         auto bn_params = [&](const Layer& b, std::vector<double>& scale, std::vector<double>& shift) {
             const auto& gamma = w.at(b.name + ".weight").data;
             const auto& beta = w.at(b.name + ".bias").data;
@@ -39467,51 +49353,64 @@ private:
             for (double& b : bias) b = (b + 3.0) / 6.0;
             has_bias = true;
         }
-        std::vector<float> bias_f(bias.begin(), bias.end());
-        const float* bias_ptr = has_bias ? bias_f.data() : nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            sp.fc = true;
+            sp.ic = static_cast<std::size_t>(is.elements());
+            return sp;
+        }
+        if (l.op == OpKind::BatchNorm) {
+            sp.groups = static_cast<std::uint32_t>(is.c);
+            sp.gic = sp.goc = 1;
+        } else {
+            sp.kh = static_cast<std::uint32_t>(l.kernel_h);
+            sp.kw = static_cast<std::uint32_t>(l.kernel_w);
+            sp.sh = static_cast<std::uint32_t>(l.stride_h);
+            sp.sw = static_cast<std::uint32_t>(l.stride_w);
+            sp.dh = static_cast<std::uint32_t>(l.dilation_h);
+            sp.dw = static_cast<std::uint32_t>(l.dilation_w);
+            sp.pads = l.pads;
+            if (l.op == OpKind::Conv2d) {
+                sp.groups = static_cast<std::uint32_t>(l.groups);
+                sp.gic = static_cast<std::size_t>(is.c / l.groups);
+                sp.goc = static_cast<std::size_t>(l.out_channels / l.groups);
+            } else {
+                sp.groups = static_cast<std::uint32_t>(is.c);
+                sp.gic = 1;
+                sp.goc = static_cast<std::size_t>(l.multiplier);
+            }
+        }
+        for (int p : sp.pads)
+            if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+        return sp;
+    }
+
+    // conv2d, dwconv, fc, or a standalone batchnorm (as a 1x1 depthwise convolution), with an
+    // optional batchnorm folded in and an activation fused into it (relu, relu6, hardsigmoid).
+    void build_affine(const Graph& g, const Weights& w, int idx, int bn, Activation a,
+                      const float* in, float* out) {
+        const Layer& l = g.layers[static_cast<std::size_t>(idx)];
+        const AffineSpec sp = prepare_affine(g, w, idx, bn, a);
+        std::vector<float> bias_f(sp.bias.begin(), sp.bias.end());
+        const float* bias_ptr = sp.has_bias ? bias_f.data() : nullptr;
         const auto [lo, hi] = clamp_of(a);  // the plan fuses only relu, relu6, hardsigmoid
+        const std::size_t oc = sp.oc;
 
         xnn_operator_t op = nullptr;
-        if (l.op == OpKind::FullyConnected) {
-            const auto ic = static_cast<std::size_t>(is.elements());
-            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, kernel.data(), bias_ptr, lo, hi,
-                                                    0, &op),
+        if (sp.fc) {
+            const std::size_t ic = sp.ic;
+            check(xnn_create_fully_connected_nc_f32(ic, oc, ic, oc, sp.kernel.data(), bias_ptr, lo,
+                                                    hi, 0, &op),
                   l, "xnn_create_fully_connected_nc_f32");
             add_op(idx, op);
             check(xnn_setup_fully_connected_nc_f32(op, 1, in, out, impl_->pool), l,
                   "xnn_setup_fully_connected_nc_f32");
         } else {
-            std::uint32_t groups = 0, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
-            std::size_t gic = 0, goc = 0;
-            std::array<int, 4> pads{0, 0, 0, 0};
-            if (l.op == OpKind::BatchNorm) {
-                groups = static_cast<std::uint32_t>(is.c);
-                gic = goc = 1;
-            } else {
-                kh = static_cast<std::uint32_t>(l.kernel_h);
-                kw = static_cast<std::uint32_t>(l.kernel_w);
-                sh = static_cast<std::uint32_t>(l.stride_h);
-                sw = static_cast<std::uint32_t>(l.stride_w);
-                dh = static_cast<std::uint32_t>(l.dilation_h);
-                dw = static_cast<std::uint32_t>(l.dilation_w);
-                pads = l.pads;
-                if (l.op == OpKind::Conv2d) {
-                    groups = static_cast<std::uint32_t>(l.groups);
-                    gic = static_cast<std::size_t>(is.c / l.groups);
-                    goc = static_cast<std::size_t>(l.out_channels / l.groups);
-                } else {
-                    groups = static_cast<std::uint32_t>(is.c);
-                    gic = 1;
-                    goc = static_cast<std::size_t>(l.multiplier);
-                }
-            }
-            for (int p : pads)
-                if (p < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const Shape is = sp.is;
             check(xnn_create_convolution2d_nhwc_f32(
-                      static_cast<std::uint32_t>(pads[0]), static_cast<std::uint32_t>(pads[3]),
-                      static_cast<std::uint32_t>(pads[2]), static_cast<std::uint32_t>(pads[1]), kh,
-                      kw, sh, sw, dh, dw, groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                      kernel.data(), bias_ptr, lo, hi, 0, &op),
+                      static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
+                      static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
+                      sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                      static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
@@ -39521,8 +49420,8 @@ private:
         }
     }
 
-    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
-                    float* out) {
+    // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
+    static std::array<std::int64_t, 4> pool_padding(const Layer& l, const Shape& is) {
         const Shape os = l.shape;
         std::array<std::int64_t, 4> p{l.pads[0], l.pads[1], l.pads[2], l.pads[3]};
         // A window lying entirely in the padding has no defined value in XNNPACK.
@@ -39540,12 +49439,20 @@ private:
                                 std::to_string(p[1]) + "," + std::to_string(p[2]) + "," +
                                 std::to_string(p[3]) + " gives " + std::to_string(xh) + "x" +
                                 std::to_string(xw) + ", not the inferred " + to_string(os));
+        return p;
+    }
+
+    void build_pool(int idx, const Layer& l, bool strided_copy, const Shape& is, const float* in,
+                    float* out) {
+        const Shape os = l.shape;
+        const std::array<std::int64_t, 4> p = pool_padding(l, is);
         const auto C = static_cast<std::size_t>(is.c);
         if (strided_copy) {
             // XNNPACK rejects 1x1 pooling; it is a strided subsample (every window in bounds).
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Loop;
             Step s;
             s.layer = idx;
+            s.plan_op = impl_->current_op;
             const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
             s.loop = [in, out, is, os, sh, sw, pt, pl] {
                 for (std::int64_t y = 0; y < os.h; ++y)
@@ -39584,6 +49491,490 @@ private:
                   l, "xnn_setup_average_pooling2d_nhwc_f32");
         }
     }
+
+    // ---- the int8 path ----
+
+    float* new_scratch(std::int64_t floats) {
+        const std::size_t bytes = detail::round_up(
+            static_cast<std::size_t>(floats) * sizeof(float) + XNN_EXTRA_BYTES, kBufferAlignment);
+        auto* p = static_cast<float*>(detail::allocate_block(kBufferAlignment, bytes));
+        if (!p) throw std::bad_alloc();
+        std::fill(p, p + bytes / sizeof(float), 0.0f);
+        impl_->scratch.emplace_back(p);
+        return p;
+    }
+
+    // XNNPACK refused an int8 operator's parameters (e.g. a requantization scale out of its
+    // range): the op runs in float instead. Other failures throw.
+    static bool int8_ok(xnn_status st, const Layer& l, const char* fn) {
+        if (st == xnn_status_success) return true;
+        if (st == xnn_status_invalid_parameter || st == xnn_status_unsupported_parameter ||
+            st == xnn_status_unsupported_hardware)
+            return false;
+        check(st, l, fn);
+        return false;
+    }
+
+    void drop_steps_from(std::size_t mark) {
+        while (impl_->steps.size() > mark) {
+            if (impl_->steps.back().op) xnn_delete_operator(impl_->steps.back().op);
+            impl_->steps.pop_back();
+        }
+    }
+
+    // The int8 bounds of an output clamp (relu, relu6, hardsigmoid folded) under `q`.
+    static std::pair<std::int8_t, std::int8_t> qclamp_of(Activation a, const XnnQuant& q) {
+        const auto [lo, hi] = clamp_of(a);
+        const auto [qlo, qhi] = clamp_bounds(ActivationQuant{q.scale, q.zero_point}, lo, hi);
+        return {static_cast<std::int8_t>(qlo), static_cast<std::int8_t>(qhi)};
+    }
+
+    void add_convert_f32_qs8(int idx, const Layer& l, const Shape& s, const float* in,
+                             std::int8_t* out, const XnnQuant& q) {
+        // Rows of W*C values (a per-pixel row of 3 channels would cost a call per pixel).
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_f32_qs8(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            -128, 127, 0, &xop),
+              l, "xnn_create_convert_nc_f32_qs8");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_f32_qs8(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_f32_qs8");
+    }
+
+    void add_convert_qs8_f32(int idx, const Layer& l, const Shape& s, const std::int8_t* in,
+                             float* out, const XnnQuant& q) {
+        const auto C = static_cast<std::size_t>(s.w * s.c);
+        xnn_operator_t xop = nullptr;
+        check(xnn_create_convert_nc_qs8_f32(C, C, C, q.scale, static_cast<std::int8_t>(q.zero_point),
+                                            0, &xop),
+              l, "xnn_create_convert_nc_qs8_f32");
+        add_op(idx, xop);
+        check(xnn_setup_convert_nc_qs8_f32(xop, static_cast<std::size_t>(s.h), in, out,
+                                           impl_->pool),
+              l, "xnn_setup_convert_nc_qs8_f32");
+    }
+
+    // Builds the plan in int8; `ranges` (from op_ranges) give each planned op's output range.
+    void build_int8(const Graph& g, const Weights& w, bool keep_intermediates,
+                    const std::vector<std::pair<float, float>>& ranges,
+                    const QuantizedModel* model = nullptr) {
+        const std::size_t n = g.layers.size();
+        impl_->int8 = true;
+        impl_->ptr.assign(n, nullptr);
+        impl_->qptr.assign(n, nullptr);
+        impl_->quant.assign(n, XnnQuant{});
+        impl_->in_float.assign(n, 0);
+        impl_->shapes.resize(n);
+        impl_->lowering.assign(n, XnnLowering::Operators);
+        for (std::size_t i = 0; i < n; ++i) impl_->shapes[i] = g.layers[i].shape;
+        const OpPlan plan = plan_ops(g, !keep_intermediates, XNN_EXTRA_BYTES / sizeof(float) + 4);
+        if (!model && ranges.size() != plan.ops.size())
+            throw ExecutorError("int8: " + std::to_string(ranges.size()) +
+                                " calibrated ranges for " + std::to_string(plan.ops.size()) +
+                                " planned operators");
+        for (std::size_t j = 0; j < n; ++j)
+            if (plan.fusion.absorbed_by[j] >= 0) impl_->lowering[j] = XnnLowering::Fused;
+
+        // The int8 buffers: the fp32 plan's buffers, one byte per element.
+        std::vector<std::size_t> offset;
+        std::size_t total = 0;
+        for (std::int64_t elems : plan.buffers.slot_floats) {
+            offset.push_back(total);
+            total += detail::round_up(static_cast<std::size_t>(elems), kBufferAlignment);
+        }
+        auto* arena = static_cast<std::int8_t*>(detail::allocate_block(kBufferAlignment, total));
+        if (!arena) throw std::bad_alloc();
+        impl_->qarena.reset(arena);
+        std::fill(arena, arena + total, std::int8_t{0});
+        for (std::size_t i = 0; i < n; ++i) {
+            const int v = plan.buffers.value_of[i];
+            if (v < 0) continue;
+            impl_->qptr[i] =
+                arena + offset[static_cast<std::size_t>(plan.buffers.slot_of[static_cast<std::size_t>(v)])];
+        }
+        impl_->buffer_bytes = static_cast<std::int64_t>(total);
+        impl_->input_ptr = new_scratch(g.layers.front().shape.elements());
+        float* out_f = new_scratch(g.layers.back().shape.elements());
+        impl_->output_ptr = out_f;
+
+        for (std::size_t k = 0; k < plan.ops.size(); ++k) {
+            const PlannedOp& op = plan.ops[k];
+            impl_->current_op = static_cast<int>(k);
+            const auto i = static_cast<std::size_t>(op.layer);
+            const Layer& l = g.layers[i];
+            XnnQuant out_q;
+            if (model) {
+                // The value this op writes: its layer's own output when an activation of its own
+                // follows in place (D's conv before a float hardswish), else the fused tail's.
+                const bool then_in_place = k + 1 < plan.ops.size() && plan.ops[k + 1].in_place() &&
+                                           plan.ops[k + 1].output == op.output;
+                const std::string& name =
+                    g.layers[then_in_place ? i : static_cast<std::size_t>(op.output)].name;
+                const ActivationQuant* a = model->find_activation(name);
+                if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                out_q = XnnQuant{a->scale, a->zero_point};
+            } else {
+                out_q = quant_of_range(ranges[k].first, ranges[k].second);
+            }
+            if (op.kind == PlannedKind::Alias) {
+                if (l.op == OpKind::Input) {
+                    impl_->quant[i] = out_q;
+                    add_convert_f32_qs8(op.layer, l, l.shape, impl_->input_ptr, impl_->qptr[i], out_q);
+                } else if (plan.buffers.value_of[i] >= 0) {
+                    impl_->lowering[i] = XnnLowering::Alias;
+                    impl_->quant[i] = impl_->quant[static_cast<std::size_t>(op.inputs[0])];
+                }
+                continue;
+            }
+            const std::size_t mark = impl_->steps.size();
+            const bool listed_float =
+                model && std::find(model->float_layers.begin(), model->float_layers.end(),
+                                   l.name) != model->float_layers.end();
+            if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
+                drop_steps_from(mark);
+                // A float layer's own activation op after it stays in float with it (no
+                // rounding to int8 in between), as the integer reference computes it.
+                const PlannedOp* then = nullptr;
+                if (listed_float && k + 1 < plan.ops.size() && plan.ops[k + 1].layer == op.layer &&
+                    plan.ops[k + 1].in_place() && plan.ops[k + 1].output == op.output) {
+                    then = &plan.ops[++k];
+                    impl_->current_op = static_cast<int>(k);
+                    const std::string& name = g.layers[static_cast<std::size_t>(then->output)].name;
+                    const ActivationQuant* a = model->find_activation(name);
+                    if (!a) throw ExecutorError("layer '" + name + "' has no activation parameters");
+                    out_q = XnnQuant{a->scale, a->zero_point};
+                }
+                build_op_in_float(g, w, op, out_q, then);
+            }
+        }
+        const std::size_t last = n - 1;
+        add_convert_qs8_f32(static_cast<int>(last), g.layers[last], g.layers[last].shape,
+                            impl_->qptr[last], out_f, impl_->quant[last]);
+        impl_->plan = plan;
+    }
+
+    // An op with no int8 kernel (or whose int8 parameters XNNPACK refused): its inputs converted
+    // to float, its fp32 operator(s), its output converted back to int8 with `out_q`.
+    void build_op_in_float(const Graph& g, const Weights& w, const PlannedOp& op,
+                           const XnnQuant& out_q, const PlannedOp* then = nullptr) {
+        const Layer& l = g.layers[static_cast<std::size_t>(op.layer)];
+        impl_->in_float[static_cast<std::size_t>(op.layer)] = 1;
+        std::vector<const float*> in;
+        std::vector<std::pair<int, float*>> converted;
+        for (int v : op.inputs) {
+            float* f = nullptr;
+            for (const auto& [id, p] : converted)
+                if (id == v) f = p;
+            if (!f) {
+                const Shape& s = g.layers[static_cast<std::size_t>(v)].shape;
+                f = new_scratch(s.elements());
+                add_convert_qs8_f32(op.layer, l, s, impl_->qptr[static_cast<std::size_t>(v)], f,
+                                    impl_->quant[static_cast<std::size_t>(v)]);
+                converted.emplace_back(v, f);
+            }
+            in.push_back(f);
+        }
+        const Shape& os = g.layers[static_cast<std::size_t>(op.output)].shape;
+        float* out = op.in_place() ? const_cast<float*>(in[0]) : new_scratch(os.elements());
+        build_op_f32(g, w, op, in, out);
+        if (then) build_op_f32(g, w, *then, {out}, out);
+        add_convert_f32_qs8(op.layer, l, os, out, impl_->qptr[static_cast<std::size_t>(op.output)],
+                            out_q);
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+    }
+
+    // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
+    // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
+    bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
+                                const XnnQuant& out_q, const QuantizedModel& model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const QuantizedWeights* qw = model.find_layer(l.name);
+        if (!qw || op.folded_bn >= 0 || l.op == OpKind::BatchNorm) return false;
+        const Activation a = op.act;
+        if (a != Activation::None && a != Activation::Relu && a != Activation::Relu6) return false;
+        const Shape is = g.layers[static_cast<std::size_t>(l.inputs[0])].shape;
+        const auto oc = static_cast<std::size_t>(l.op == OpKind::FullyConnected ? l.out_channels : l.shape.c);
+        const std::size_t per = oc ? qw->weights.size() / oc : 0;
+        if (per * oc != qw->weights.size() || qw->bias.size() != oc)
+            throw ExecutorError("XNNPACK: " + where(l) + ": quantized weights do not fit the layer");
+        std::vector<std::int8_t> kernel = qw->weights;
+        if (l.op == OpKind::Conv2d) {
+            const auto cig = static_cast<std::size_t>(is.c / l.groups);
+            const auto kh = static_cast<std::size_t>(l.kernel_h), kw = static_cast<std::size_t>(l.kernel_w);
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t ic = 0; ic < cig; ++ic)
+                    for (std::size_t y = 0; y < kh; ++y)
+                        for (std::size_t x = 0; x < kw; ++x)
+                            kernel[((o * kh + y) * kw + x) * cig + ic] =
+                                qw->weights[((o * cig + ic) * kh + y) * kw + x];
+        }
+        std::vector<float> ks(oc);
+        for (std::size_t o = 0; o < oc; ++o) ks[o] = qw->weight_scale(o);
+        const ActivationQuant oq{out_q.scale, out_q.zero_point};
+        const auto [lo32, hi32] = clamp_bounds(oq, clamp_of(a).first, clamp_of(a).second);
+        const auto qlo = static_cast<std::int8_t>(lo32), qhi = static_cast<std::int8_t>(hi32);
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        const std::int8_t* in0 = impl_->qptr[static_cast<std::size_t>(op.inputs[0])];
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        xnn_operator_t xop = nullptr;
+        if (l.op == OpKind::FullyConnected) {
+            const auto ic = static_cast<std::size_t>(is.elements());
+            if (qw->weight_scales.size() != 1) return false;  // qs8 fc: one scale
+            if (!int8_ok(xnn_create_fully_connected_nc_qs8(ic, oc, ic, oc, zp(in_q), in_q.scale, ks[0],
+                                                           kernel.data(), qw->bias.data(), zp(out_q),
+                                                           out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_fully_connected_nc_qs8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                  "xnn_setup_fully_connected_nc_qs8");
+        } else {
+            const bool dw = l.op == OpKind::DepthwiseConv2d;
+            const auto groups = static_cast<std::uint32_t>(dw ? is.c : l.groups);
+            const std::size_t gic = dw ? 1 : static_cast<std::size_t>(is.c / l.groups);
+            const std::size_t goc = dw ? static_cast<std::size_t>(l.multiplier)
+                                       : static_cast<std::size_t>(l.out_channels / l.groups);
+            for (int pad : l.pads)
+                if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
+                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
+                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
+                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                         l, "xnn_create_convolution2d_nhwc_qc8"))
+                return false;
+            add_op(op.layer, xop);
+            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
+                                                   static_cast<std::size_t>(is.w), in0, out,
+                                                   impl_->pool),
+                  l, "xnn_setup_convolution2d_nhwc_qc8");
+        }
+        impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
+        return true;
+    }
+
+    // The int8 operator(s) of one planned op; false when there is none (or XNNPACK refused the
+    // parameters), leaving steps added since to the caller to drop.
+    bool build_op_int8(const Graph& g, const Weights& w, const PlannedOp& op, const XnnQuant& out_q,
+                       const QuantizedModel* model) {
+        const auto i = static_cast<std::size_t>(op.layer);
+        const Layer& l = g.layers[i];
+        const int idx = op.layer;
+        const auto vin = [&](std::size_t k) { return static_cast<std::size_t>(op.inputs[k]); };
+        std::int8_t* out = impl_->qptr[static_cast<std::size_t>(op.output)];
+        XnnQuant& out_quant = impl_->quant[static_cast<std::size_t>(op.output)];
+        const XnnQuant in_q = op.inputs.empty() ? XnnQuant{} : impl_->quant[vin(0)];
+        const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
+        const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
+        const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        xnn_operator_t xop = nullptr;
+        switch (op.kind) {
+        case PlannedKind::Conv:
+        case PlannedKind::DepthwiseConv:
+        case PlannedKind::FullyConnected:
+        case PlannedKind::ChannelAffine: {
+            if (model) return build_affine_quantized(g, op, in_q, out_q, *model);
+            const AffineSpec sp = prepare_affine(g, w, idx, op.folded_bn, op.act);
+            const std::size_t oc = sp.oc, per = sp.per_out;
+            // Per-channel symmetric weight scales (one for fc: qs8 has no per-channel scales).
+            std::vector<float> ks(oc, 0.0f);
+            float all = 0.0f;
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    ks[o] = std::max(ks[o], std::fabs(sp.kernel[o * per + e]));
+            for (float m : ks) all = std::max(all, m);
+            if (sp.fc) std::fill(ks.begin(), ks.end(), all);
+            for (float& s : ks) {
+                s = s > 0.0f ? s / 127.0f : 1.0f;
+                // XNNPACK needs the requantization scale in_scale * s / out_scale >= 2^-32.
+                s = std::max(s, out_q.scale / in_q.scale * 1e-9f);
+            }
+            std::vector<std::int8_t> qk(sp.kernel.size());
+            for (std::size_t o = 0; o < oc; ++o)
+                for (std::size_t e = 0; e < per; ++e)
+                    qk[o * per + e] = quantize_value(sp.kernel[o * per + e], XnnQuant{ks[o], 0});
+            std::vector<std::int32_t> qb(oc, 0);
+            for (std::size_t o = 0; o < oc; ++o) {
+                const double b = std::round(sp.bias[o] / (static_cast<double>(in_q.scale) * ks[o]));
+                qb[o] = static_cast<std::int32_t>(std::min(2147483647.0, std::max(-2147483648.0, b)));
+            }
+            const auto [qlo, qhi] = qclamp_of(op.act, out_q);
+            if (sp.fc) {
+                if (!int8_ok(xnn_create_fully_connected_nc_qs8(
+                                 sp.ic, oc, sp.ic, oc, zp(in_q), in_q.scale, ks[0], qk.data(),
+                                 qb.data(), zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_fully_connected_nc_qs8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
+                      "xnn_setup_fully_connected_nc_qs8");
+            } else {
+                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                                 static_cast<std::uint32_t>(sp.pads[0]),
+                                 static_cast<std::uint32_t>(sp.pads[3]),
+                                 static_cast<std::uint32_t>(sp.pads[2]),
+                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
+                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
+                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
+                                 0, &xop),
+                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                    return false;
+                add_op(idx, xop);
+                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
+                                                       static_cast<std::size_t>(sp.is.w), in0, out,
+                                                       impl_->pool),
+                      l, "xnn_setup_convolution2d_nhwc_qc8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Add: {
+            const std::size_t dims[1] = {static_cast<std::size_t>(l.shape.elements())};
+            const std::size_t k_last = op.inputs.size() - 1;
+            // A partial sum of 3+ inputs is written with the quantization covering the sum of
+            // its inputs' ranges (the calibrated range is the final, activated one).
+            auto lo_of = [](const XnnQuant& q) { return q.scale * (-128.0 - q.zero_point); };
+            auto hi_of = [](const XnnQuant& q) { return q.scale * (127.0 - q.zero_point); };
+            double sum_lo = lo_of(in_q), sum_hi = hi_of(in_q);
+            XnnQuant a_q = in_q;
+            for (std::size_t k = 1; k <= k_last; ++k) {
+                const XnnQuant b_q = impl_->quant[vin(k)];
+                sum_lo += lo_of(b_q);
+                sum_hi += hi_of(b_q);
+                const XnnQuant s_q = k == k_last ? out_q
+                                                 : quant_of_range(static_cast<float>(sum_lo),
+                                                                  static_cast<float>(sum_hi));
+                const auto [qlo, qhi] =
+                    k == k_last ? qclamp_of(op.act, out_q) : qclamp_of(Activation::None, s_q);
+                xop = nullptr;
+                if (!int8_ok(xnn_create_add_nd_qs8(zp(a_q), a_q.scale, zp(b_q), b_q.scale, zp(s_q),
+                                                   s_q.scale, qlo, qhi, 0, &xop),
+                             l, "xnn_create_add_nd_qs8"))
+                    return false;
+                a_q = s_q;
+                add_op(idx, xop);
+                check(xnn_setup_add_nd_qs8(xop, 1, dims, 1, dims, k == 1 ? in0 : out,
+                                           impl_->qptr[vin(k)], out, impl_->pool),
+                      l, "xnn_setup_add_nd_qs8");
+            }
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Mul: {
+            const Shape a = is, b = g.layers[vin(1)].shape;
+            const std::size_t da[3] = {static_cast<std::size_t>(a.h), static_cast<std::size_t>(a.w),
+                                       static_cast<std::size_t>(a.c)};
+            const std::size_t db[3] = {static_cast<std::size_t>(b.h), static_cast<std::size_t>(b.w),
+                                       static_cast<std::size_t>(b.c)};
+            const XnnQuant b_q = impl_->quant[vin(1)];
+            if (!int8_ok(xnn_create_multiply_nd_qs8(zp(in_q), in_q.scale, zp(b_q), b_q.scale,
+                                                    zp(out_q), out_q.scale, -128, 127, 0, &xop),
+                         l, "xnn_create_multiply_nd_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_multiply_nd_qs8(xop, 3, da, 3, db, in0, impl_->qptr[vin(1)], out,
+                                            impl_->pool),
+                  l, "xnn_setup_multiply_nd_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::MaxPool: {
+            // Max commutes with the (monotonic) quantization: the output keeps the input's.
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_max_pooling2d_nhwc_s8(u(p[0]), u(p[3]), u(p[2]), u(p[1]),
+                                                          u(l.kernel_h), u(l.kernel_w),
+                                                          u(l.stride_h), u(l.stride_w), 1, 1, C, C,
+                                                          C, -128, 127, 0, &xop),
+                         l, "xnn_create_max_pooling2d_nhwc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_max_pooling2d_nhwc_s8(xop, 1, static_cast<std::size_t>(is.h),
+                                                  static_cast<std::size_t>(is.w), in0, out,
+                                                  impl_->pool),
+                  l, "xnn_setup_max_pooling2d_nhwc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::StridedCopy: {
+            const std::array<std::int64_t, 4> p = pool_padding(l, is);
+            impl_->lowering[i] = XnnLowering::Loop;
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            const Shape os = l.shape;
+            const std::int64_t sh = l.stride_h, sw = l.stride_w, pt = p[0], pl = p[1];
+            s.loop = [in0, out, is, os, sh, sw, pt, pl] {
+                for (std::int64_t y = 0; y < os.h; ++y)
+                    for (std::int64_t x = 0; x < os.w; ++x) {
+                        const std::int64_t iy = y * sh - pt, ix = x * sw - pl;
+                        std::copy(in0 + (iy * is.w + ix) * is.c, in0 + (iy * is.w + ix + 1) * is.c,
+                                  out + (y * os.w + x) * os.c);
+                    }
+            };
+            impl_->steps.push_back(std::move(s));
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::GlobalAvgPool: {
+            const auto C = static_cast<std::size_t>(is.c);
+            if (!int8_ok(xnn_create_global_average_pooling_nwc_qs8(C, C, C, zp(in_q), in_q.scale,
+                                                                   zp(out_q), out_q.scale, -128,
+                                                                   127, 0, &xop),
+                         l, "xnn_create_global_average_pooling_nwc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_global_average_pooling_nwc_qs8(
+                      xop, 1, static_cast<std::size_t>(is.h * is.w), in0, out, impl_->pool),
+                  l, "xnn_setup_global_average_pooling_nwc_qs8");
+            out_quant = out_q;
+            return true;
+        }
+        case PlannedKind::Clamp: {
+            // relu / relu6 on the input's quantization (kept).
+            const auto C = static_cast<std::size_t>(is.c);
+            const auto [qlo, qhi] = qclamp_of(op.act, in_q);
+            if (!int8_ok(xnn_create_clamp_nc_s8(C, C, C, qlo, qhi, 0, &xop), l,
+                         "xnn_create_clamp_nc_s8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_clamp_nc_s8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                        impl_->pool),
+                  l, "xnn_setup_clamp_nc_s8");
+            out_quant = in_q;
+            return true;
+        }
+        case PlannedKind::Sigmoid: {
+            // XNNPACK's int8 sigmoid writes [0, 1) with scale 1/256, zero point -128.
+            const auto C = static_cast<std::size_t>(is.c);
+            const XnnQuant sq{1.0f / 256.0f, -128};
+            if (!int8_ok(xnn_create_sigmoid_nc_qs8(C, C, C, zp(in_q), in_q.scale, zp(sq), sq.scale,
+                                                   -128, 127, 0, &xop),
+                         l, "xnn_create_sigmoid_nc_qs8"))
+                return false;
+            add_op(idx, xop);
+            check(xnn_setup_sigmoid_nc_qs8(xop, static_cast<std::size_t>(is.h * is.w), in0, out,
+                                           impl_->pool),
+                  l, "xnn_setup_sigmoid_nc_qs8");
+            out_quant = sq;
+            return true;
+        }
+        case PlannedKind::Alias:
+        case PlannedKind::HardSwish:
+        case PlannedKind::HardSigmoid:
+        case PlannedKind::Concat:
+        case PlannedKind::AvgPool:
+        case PlannedKind::Softmax: return false;
+        }
+        return false;
+    }
 };
 
 // A fixed, non-trivial input for timing runs: latency must not depend on denormals or zeros,
@@ -39591,8 +49982,7 @@ private:
 inline void fill_timing_input(XnnExecutor& executor) {
     float* input = executor.input();
     const std::int64_t n = executor.input_shape().elements();
-    for (std::int64_t i = 0; i < n; ++i)
-        input[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (std::int64_t i = 0; i < n; ++i) input[i] = detail::timing_value(i);
 }
 
 }  // namespace lamda
@@ -40130,9 +50520,16 @@ public:
     int status = 0;
 };
 
-// What one request may make the agent do.
+// What one request (and one connection) may make the agent do. The network limits hold for
+// every client, with or without the token: docs/security.md, "Agent and network".
 struct AgentLimits {
-    std::size_t max_body_bytes = std::size_t{16} << 20;  // 413 above
+    std::size_t max_body_bytes = std::size_t{16} << 20;  // 413 above (Content-Length only: 411 without one)
+    double head_timeout_s = 5;      // request line + headers must arrive within this (408 after)
+    double body_timeout_s = 120;    // the body must arrive within this once the head is in (408 after)
+    std::size_t max_head_bytes = 64 * 1024;  // request line + headers (431 above)
+    int max_headers = 100;          // header lines (431 above)
+    int max_connections = 64;       // served at once, each on a thread of its own; 503 and closed beyond
+    std::int64_t memory_budget_bytes = std::int64_t{2} << 30;  // bodies + uploaded/random weights held at once (503 beyond)
     int max_threads = 64;
     int max_runs = 10000;           // timed runs of one benchmark (and warm-up runs)
     std::int64_t max_macs = std::int64_t{50} << 30;
@@ -40152,9 +50549,9 @@ struct AgentOptions {
     std::string token;              // required (read_agent_token_file)
     AgentLimits limits;
     std::string cert_path, key_path;  // both: HTTPS
-    double read_timeout_s = 10;     // a client that stalls this long is dropped
-    double write_timeout_s = 30;
-    int worker_threads = 0;         // 0: max_queue + 4
+    double read_timeout_s = 10;     // a client that sends nothing for this long is dropped
+    double write_timeout_s = 30;    // a whole response must be taken within this
+    double keep_alive_timeout_s = 5;  // an idle kept-alive connection is closed after this
     double peak_seconds = 0.5;      // FMA peak measured once at start-up (`lamda device`)
     bool log = false;               // one line per request on stderr
 };
@@ -40184,6 +50581,395 @@ struct RequestError : Exception {
     int status = 400;
 };
 
+// ---- the agent's connection handling (issue 16) ----
+// cpp-httplib 0.11 reads a request with a timeout per read only, has no cap on the number or
+// total size of headers, takes chunked and length-less bodies without --max-body-bytes and
+// inflates gzip/deflate bodies without a bound; its thread pool lets slow clients hold every
+// worker. Its parser and router are kept, but the agent owns the socket: GuardedHttpServer
+// reads through a DeadlineStream (whole-head and whole-body deadlines, head byte and header
+// line caps), serves each connection on a thread of its own up to max_connections, and
+// AgentServer::authorize refuses every body framing but one Content-Length (docs/security.md).
+
+// One budget for the memory requests hold at once (bodies, decoded and built weights).
+class MemoryBudget {
+public:
+    explicit MemoryBudget(std::int64_t cap) : cap_(cap) {}
+    bool try_take(std::int64_t n) noexcept {
+        if (n <= 0) return true;
+        std::int64_t used = used_.load();
+        for (;;) {
+            if (n > cap_ - used) return false;
+            if (used_.compare_exchange_weak(used, used + n)) return true;
+        }
+    }
+    void give(std::int64_t n) noexcept {
+        if (n > 0) used_.fetch_sub(n);
+    }
+    std::int64_t used() const noexcept { return used_.load(); }
+    std::int64_t cap() const noexcept { return cap_; }
+
+private:
+    std::atomic<std::int64_t> used_{0};
+    std::int64_t cap_;
+};
+
+// What the connection's thread knows about the request in progress.
+struct ConnectionState {
+    MemoryBudget* budget = nullptr;
+    std::int64_t reserved = 0;   // taken from *budget for this request
+    int refusal_status = 0;      // set when the stream refused the request (then 408/431/413)
+    std::string refusal;
+    bool close = false;          // answer, then close the connection (body left unread)
+
+    // Takes `n` more bytes for this request; false (nothing taken) when over the budget.
+    bool reserve(std::int64_t n) noexcept {
+        if (budget == nullptr) return true;
+        if (!budget->try_take(n)) return false;
+        reserved += n;
+        return true;
+    }
+    void release() noexcept {
+        if (budget != nullptr) budget->give(reserved);
+        reserved = 0;
+    }
+    void refuse(int status, std::string why) {
+        if (refusal_status == 0) {
+            refusal_status = status;
+            refusal = std::move(why);
+        }
+        close = true;
+    }
+};
+
+inline ConnectionState*& current_connection() noexcept {
+    static thread_local ConnectionState* state = nullptr;
+    return state;
+}
+// Under TLS httplib's SSLServer runs the connection: this thread's request state is made by
+// AgentServer::authorize and released by the logger once the answer is written.
+inline ConnectionState& fallback_connection() noexcept {
+    static thread_local ConnectionState state;
+    return state;
+}
+inline bool& reject_connection() noexcept {  // set while the accept thread turns a connection away
+    static thread_local bool reject = false;
+    return reject;
+}
+
+inline std::string seconds_text(double s) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", s);
+    return text;
+}
+
+// A plain socket read with deadlines: the head (request line and headers) must be complete by
+// head_deadline, the body by body_deadline (set when the head ends), and no single wait for
+// bytes lasts longer than read_timeout_s. The head is watched byte by byte as httplib takes it:
+// more than max_head_bytes, or more than max_headers lines, ends the request (431).
+class DeadlineStream final : public httplib::Stream {
+public:
+    using clock = std::chrono::steady_clock;
+
+    DeadlineStream(int fd, const AgentLimits& limits, double read_timeout_s, double write_timeout_s)
+        : fd_(fd), limits_(limits), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s) {}
+
+    // Starts the next request on this connection: the head deadline counts from `start`.
+    void begin_request(clock::time_point start) {
+        in_head_ = true;
+        head_bytes_ = 0;
+        lines_ = 0;
+        line_length_ = 0;
+        head_deadline_ = start + to_duration(limits_.head_timeout_s);
+        write_deadline_set_ = false;
+        written_ = 0;
+    }
+    std::size_t written() const noexcept { return written_; }
+    bool buffered() const noexcept { return pos_ < end_; }
+
+    bool is_readable() const override { return pos_ < end_ || wait(POLLIN, read_deadline()) > 0; }
+    bool is_writable() const override { return wait(POLLOUT, write_deadline()) > 0; }
+
+    ssize_t read(char* ptr, std::size_t size) override {
+        if (size == 0) return 0;
+        if (pos_ == end_) {
+            const int ready = wait(POLLIN, read_deadline());
+            if (ready <= 0) {
+                if (ready == 0) timed_out();
+                return -1;
+            }
+            ssize_t n = 0;
+            do n = ::recv(fd_, buffer_, sizeof buffer_, 0);
+            while (n < 0 && errno == EINTR);
+            if (n <= 0) return n;
+            pos_ = 0;
+            end_ = static_cast<std::size_t>(n);
+        }
+        std::size_t n = std::min(size, end_ - pos_);
+        if (in_head_) {
+            // Hand out the head byte by byte's worth of scanning; stop at its end so that the
+            // body's bytes are counted against the body's deadline.
+            for (std::size_t i = 0; i < n; ++i) {
+                const char c = buffer_[pos_ + i];
+                if (++head_bytes_ > limits_.max_head_bytes) {
+                    refuse(431, "request head over " + std::to_string(limits_.max_head_bytes) + " bytes");
+                    return -1;
+                }
+                if (c == '\n') {
+                    if (line_length_ == 0 && lines_ > 0) {
+                        in_head_ = false;
+                        body_deadline_ = clock::now() + to_duration(limits_.body_timeout_s);
+                        n = i + 1;
+                        break;
+                    }
+                    line_length_ = 0;
+                    if (++lines_ > limits_.max_headers + 1) {
+                        refuse(431, "more than " + std::to_string(limits_.max_headers) + " header lines");
+                        return -1;
+                    }
+                } else if (c != '\r') {
+                    ++line_length_;
+                }
+            }
+        }
+        std::memcpy(ptr, buffer_ + pos_, n);
+        pos_ += n;
+        return static_cast<ssize_t>(n);
+    }
+
+    ssize_t write(const char* ptr, std::size_t size) override {
+        if (!write_deadline_set_) {
+            write_deadline_ = clock::now() + to_duration(write_timeout_s_);
+            write_deadline_set_ = true;
+        }
+        if (wait(POLLOUT, write_deadline()) <= 0) return -1;
+        ssize_t n = 0;
+        do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) written_ += static_cast<std::size_t>(n);
+        return n;
+    }
+
+    void get_remote_ip_and_port(std::string& ip, int& port) const override { address(false, ip, port); }
+    void get_local_ip_and_port(std::string& ip, int& port) const override { address(true, ip, port); }
+    socket_t socket() const override { return fd_; }
+
+private:
+    int fd_;
+    const AgentLimits& limits_;
+    double read_timeout_s_, write_timeout_s_;
+    bool in_head_ = true;
+    std::size_t head_bytes_ = 0, line_length_ = 0;
+    int lines_ = 0;
+    clock::time_point head_deadline_{}, body_deadline_{}, write_deadline_{};
+    bool write_deadline_set_ = false;
+    std::size_t written_ = 0;
+    char buffer_[4096];
+    std::size_t pos_ = 0, end_ = 0;
+
+    static clock::duration to_duration(double s) {
+        return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(std::min(s, 1e6)));
+    }
+    clock::time_point read_deadline() const {
+        const clock::time_point whole = in_head_ ? head_deadline_ : body_deadline_;
+        return std::min(whole, clock::now() + to_duration(read_timeout_s_));
+    }
+    clock::time_point write_deadline() const {
+        return write_deadline_set_ ? write_deadline_ : clock::now() + to_duration(write_timeout_s_);
+    }
+    // poll() until `deadline`: >0 ready, 0 timed out, <0 error.
+    int wait(short events, clock::time_point deadline) const {
+        for (;;) {
+            const auto rest = deadline - clock::now();
+            if (rest <= clock::duration::zero()) return 0;
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(rest).count();  // never 0 before the deadline
+            pollfd p{fd_, events, 0};
+            const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60000)));
+            if (r < 0 && errno == EINTR) continue;
+            if (r == 0) continue;  // re-check the deadline (poll may wake early)
+            if (r > 0 && (p.revents & (POLLERR | POLLNVAL)) != 0 && (p.revents & events) == 0) return -1;
+            return r;
+        }
+    }
+    void timed_out() {
+        const auto now = clock::now();
+        if (in_head_ && now >= head_deadline_)
+            refuse(408, "request head not complete within " + seconds_text(limits_.head_timeout_s) + " s");
+        else if (!in_head_ && now >= body_deadline_)
+            refuse(408, "request body not complete within " + seconds_text(limits_.body_timeout_s) + " s");
+        else
+            refuse(408, "nothing received for " + seconds_text(read_timeout_s_) + " s");
+    }
+    void refuse(int status, std::string why) {
+        if (ConnectionState* c = current_connection()) c->refuse(status, std::move(why));
+    }
+    void address(bool local, std::string& ip, int& port) const {
+        sockaddr_storage a{};
+        socklen_t len = sizeof a;
+        ip.clear();
+        port = 0;
+        const int r = local ? ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len)
+                            : ::getpeername(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        if (r != 0) return;
+        char text[INET6_ADDRSTRLEN] = {};
+        if (a.ss_family == AF_INET) {
+            const auto* in = reinterpret_cast<const sockaddr_in*>(&a);
+            ::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+            port = ntohs(in->sin_port);
+        } else if (a.ss_family == AF_INET6) {
+            const auto* in = reinterpret_cast<const sockaddr_in6*>(&a);
+            ::inet_ntop(AF_INET6, &in->sin6_addr, text, sizeof text);
+            port = ntohs(in->sin6_port);
+        }
+        ip = text;
+    }
+};
+
+// Each connection on a thread of its own, at most `max` at once; one more is turned away at
+// once on the accepting thread (503, closed) instead of waiting behind slow clients.
+class ConnectionThreads final : public httplib::TaskQueue {
+public:
+    explicit ConnectionThreads(int max) : max_(std::max(1, max)), state_(std::make_shared<State>()) {}
+    void enqueue(std::function<void()> fn) override {
+        bool admitted = false;
+        {
+            std::lock_guard<std::mutex> lock(state_->mutex);
+            if (state_->active < max_) {
+                ++state_->active;
+                admitted = true;
+            }
+        }
+        if (admitted) {
+            try {
+                std::thread([state = state_, fn]() {
+                    fn();
+                    std::lock_guard<std::mutex> lock(state->mutex);
+                    --state->active;
+                    state->done.notify_all();
+                }).detach();
+                return;
+            } catch (const std::system_error&) {
+                std::lock_guard<std::mutex> lock(state_->mutex);
+                --state_->active;
+            }
+        }
+        reject_connection() = true;  // process_and_close_socket answers 503 without reading
+        fn();
+        reject_connection() = false;
+    }
+    void shutdown() override {
+        std::unique_lock<std::mutex> lock(state_->mutex);
+        state_->done.wait(lock, [this] { return state_->active == 0; });
+    }
+
+private:
+    struct State {
+        std::mutex mutex;
+        std::condition_variable done;
+        int active = 0;
+    };
+    int max_;
+    std::shared_ptr<State> state_;
+};
+
+// A whole response for a request httplib did not answer (refused on its request line).
+inline void write_refusal(int fd, int status, const std::string& why) {
+    const std::string body = json_error(why);
+    const char* reason = status == 408 ? "Request Timeout" : status == 431 ? "Request Header Fields Too Large"
+                       : status == 503 ? "Service Unavailable" : "Bad Request";
+    std::string text = "HTTP/1.1 " + std::to_string(status) + " " + reason +
+                       "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+                       std::to_string(body.size()) + "\r\n" + (status == 503 ? "Retry-After: 5\r\n" : "") + "\r\n" + body;
+    (void)!::send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+// httplib::Server with the connection loop above. (Only plain HTTP: with --cert, httplib's
+// SSLServer keeps its own loop; docs/security.md says what that leaves.)
+class GuardedHttpServer final : public httplib::Server {
+public:
+    GuardedHttpServer(const AgentLimits& limits, MemoryBudget& budget, double read_timeout_s, double write_timeout_s,
+                      double keep_alive_timeout_s)
+        : limits_(limits), budget_(budget), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s),
+          keep_alive_timeout_s_(keep_alive_timeout_s) {}
+
+private:
+    const AgentLimits& limits_;
+    MemoryBudget& budget_;
+    double read_timeout_s_, write_timeout_s_, keep_alive_timeout_s_;
+
+    bool process_and_close_socket(socket_t sock) override {
+        if (reject_connection()) {
+            // On the accepting thread: nothing here may wait. What the client already sent is
+            // drained without waiting, so that closing does not reset the answer away.
+            char sink[4096];
+            for (int i = 0; i < 16 && ::recv(sock, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {}
+            write_refusal(sock, 503, "busy: " + std::to_string(limits_.max_connections) + " connections already open");
+            ::shutdown(sock, SHUT_WR);
+            ::close(sock);
+            return false;
+        }
+        ConnectionState state;
+        state.budget = &budget_;
+        current_connection() = &state;
+        DeadlineStream strm(sock, limits_, read_timeout_s_, write_timeout_s_);
+        auto start = DeadlineStream::clock::now();
+        bool ret = false;
+        for (int count = 100; count > 0; --count) {
+            if (count < 100 && !strm.buffered()) {  // kept alive: wait for the next request
+                if (!wait_for_next_request(sock)) break;
+                start = DeadlineStream::clock::now();
+            }
+            if (svr_sock_ == INVALID_SOCKET) break;  // stopping
+            strm.begin_request(start);
+            state.refusal_status = 0;
+            state.refusal.clear();
+            state.close = false;
+            bool closed = false;
+            ret = process_request(strm, count == 1, closed, nullptr);
+            state.release();
+            if (!ret && state.refusal_status != 0 && strm.written() == 0)
+                write_refusal(sock, state.refusal_status, state.refusal);
+            if (!ret || closed || state.close) break;
+        }
+        current_connection() = nullptr;
+        linger_close(sock);
+        return ret;
+    }
+
+    // Whether a kept-alive connection sends its next request within keep_alive_timeout_s;
+    // waits in slices of 100 ms so that stop() does not wait for idle connections.
+    bool wait_for_next_request(int sock) const {
+        const auto until = DeadlineStream::clock::now() +
+                           std::chrono::duration_cast<DeadlineStream::clock::duration>(std::chrono::duration<double>(keep_alive_timeout_s_));
+        while (svr_sock_ != INVALID_SOCKET) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - DeadlineStream::clock::now()).count();
+            if (left <= 0) return false;
+            pollfd p{sock, POLLIN, 0};
+            const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 100)));
+            if (r > 0) return true;
+            if (r < 0 && errno != EINTR) return false;
+        }
+        return false;
+    }
+
+    // Closes after the answer was sent: the unread rest of a refused request is drained for a
+    // moment (at most 0.5 s and 256 KiB) so that the client reads the answer, not a reset.
+    static void linger_close(int sock) {
+        ::shutdown(sock, SHUT_WR);
+        char sink[4096];
+        std::size_t drained = 0;
+        const auto until = DeadlineStream::clock::now() + std::chrono::milliseconds(500);
+        while (drained < (std::size_t{256} << 10)) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - DeadlineStream::clock::now()).count();
+            if (left <= 0) break;
+            pollfd p{sock, POLLIN, 0};
+            if (::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+            const ssize_t n = ::recv(sock, sink, sizeof sink, MSG_DONTWAIT);
+            if (n <= 0) break;
+            drained += static_cast<std::size_t>(n);
+        }
+        ::close(sock);
+    }
+};
 
 }  // namespace agent_detail
 
@@ -40310,7 +51096,8 @@ public:
             throw AgentError("this lamda-agent's cpp-httplib has no OpenSSL support: TLS is unavailable");
 #endif
         } else {
-            server_ = std::make_unique<httplib::Server>();
+            server_ = std::make_unique<agent_detail::GuardedHttpServer>(options_.limits, budget_, options_.read_timeout_s,
+                                                                        options_.write_timeout_s, options_.keep_alive_timeout_s);
         }
         device_ = describe_device();
         {
@@ -40368,6 +51155,7 @@ private:
     using clock = std::chrono::steady_clock;
 
     AgentOptions options_;
+    agent_detail::MemoryBudget budget_{options_.limits.memory_budget_bytes};
     std::unique_ptr<httplib::Server> server_;
     DeviceInfo device_;
     int port_ = 0;
@@ -40457,7 +51245,7 @@ private:
 
     static int int_field(const Body& b, const char* key, int fallback, int lo, int hi) {
         Reader r("request", "body");
-        if (const auto e = r.maybe(b.doc, key, "")) return static_cast<int>(r.integer(*e, key, lo, hi));
+        if (const auto e = r.maybe(b.doc, key, "")) return r.int_in(*e, key, lo, hi);
         return fallback;
     }
     static double num_field(const Body& b, const char* key, double fallback, double lo, double hi) {
@@ -40516,8 +51304,11 @@ private:
     void setup() {
         httplib::Server& s = *server_;
         const AgentLimits& lim = options_.limits;
-        const int workers = options_.worker_threads > 0 ? options_.worker_threads : lim.max_queue + 4;
-        s.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<std::size_t>(workers)); };
+        const int connections = lim.max_connections;
+        if (options_.cert_path.empty())
+            s.new_task_queue = [connections] { return new agent_detail::ConnectionThreads(connections); };
+        else
+            s.new_task_queue = [connections] { return new httplib::ThreadPool(static_cast<std::size_t>(connections)); };
         s.set_payload_max_length(lim.max_body_bytes);
         auto secs = [](double v, time_t& sec, time_t& usec) {
             sec = static_cast<time_t>(v);
@@ -40526,13 +51317,24 @@ private:
         time_t sec = 0, usec = 0;
         secs(options_.read_timeout_s, sec, usec);
         s.set_read_timeout(sec, usec);
-        s.set_keep_alive_timeout(sec > 0 ? sec : 1);
+        s.set_keep_alive_timeout(std::max<time_t>(1, static_cast<time_t>(options_.keep_alive_timeout_s)));
         secs(options_.write_timeout_s, sec, usec);
         s.set_write_timeout(sec, usec);
         s.set_keep_alive_max_count(100);
 
         s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return authorize(req, res); });
+        // Once an answer is written its request's memory goes back to the budget.
+        s.set_logger([](const httplib::Request&, const httplib::Response&) {
+            if (agent_detail::ConnectionState* c = agent_detail::current_connection()) c->release();
+        });
         s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+            // A request the stream refused (deadline, head caps) reaches httplib as a failed
+            // read, which it answers 400: say what happened instead.
+            if (const agent_detail::ConnectionState* c = agent_detail::current_connection(); c && c->refusal_status != 0) {
+                res.set_header("Connection", "close");
+                send_json(res, c->refusal_status, agent_detail::json_error(c->refusal));
+                return;
+            }
             if (!res.body.empty()) return;
             const char* what = res.status == 413 ? "request body over the agent's limit"
                              : res.status == 404 ? "no such endpoint"
@@ -40557,11 +51359,70 @@ private:
                         agent_detail::equal_constant_time(options_.token, std::string_view(auth).substr(prefix.size()));
         if (options_.log) std::fprintf(stderr, "lamda-agent: %s %s from %s%s\n", req.method.c_str(), req.path.c_str(),
                                        req.remote_addr.c_str(), ok ? "" : " (401)");
-        if (ok) return httplib::Server::HandlerResponse::Unhandled;
-        res.set_header("WWW-Authenticate", "Bearer");
+        agent_detail::ConnectionState* conn = agent_detail::current_connection();
+        if (conn == nullptr) {  // TLS: httplib's own connection loop
+            conn = &agent_detail::fallback_connection();
+            conn->release();
+            conn->budget = &budget_;
+            agent_detail::current_connection() = conn;
+        }
+        if (!ok) {
+            res.set_header("WWW-Authenticate", "Bearer");
+            res.set_header("Connection", "close");
+            if (conn) conn->close = true;  // the body, if any, is never read
+            send_json(res, 401, agent_detail::json_error(auth.empty() ? "missing bearer token" : "wrong bearer token"));
+            return httplib::Server::HandlerResponse::Handled;
+        }
+        const std::string refusal = check_framing(req, conn);
+        if (refusal.empty()) return httplib::Server::HandlerResponse::Unhandled;
         res.set_header("Connection", "close");
-        send_json(res, 401, agent_detail::json_error(auth.empty() ? "missing bearer token" : "wrong bearer token"));
+        if (conn) conn->close = true;
+        const int status = std::atoi(refusal.c_str());
+        if (status == 503) res.set_header("Retry-After", "5");
+        send_json(res, status, agent_detail::json_error(refusal.substr(4)));
         return httplib::Server::HandlerResponse::Handled;
+    }
+
+    // The body's framing, checked before a byte of it is read: one Content-Length within
+    // max_body_bytes and no transfer or content coding (chunked, gzip, deflate, ... are refused:
+    // httplib would read them without a bound, or inflate them). The body's memory (the bytes,
+    // their padded copy for the JSON parser and the strings taken from it) is taken from the
+    // memory budget here. Returns "STATUS message", or "" when the request may go on.
+    std::string check_framing(const httplib::Request& req, agent_detail::ConnectionState* conn) const {
+        if (req.has_header("Transfer-Encoding"))
+            return "411 Transfer-Encoding '" + req.get_header_value("Transfer-Encoding").substr(0, 40) +
+                   "' is not accepted: send the body with one Content-Length";
+        for (std::size_t i = 0; i < req.get_header_value_count("Content-Encoding"); ++i) {
+            const std::string coding = agent_detail::trim(req.get_header_value("Content-Encoding", i));
+            if (!coding.empty() && coding != "identity")
+                return "415 Content-Encoding '" + coding.substr(0, 40) + "' is not accepted: send the body uncompressed";
+        }
+        const std::size_t lengths = req.get_header_value_count("Content-Length");
+        if (lengths > 1) return "400 " + std::to_string(lengths) + " Content-Length headers: send one";
+        const bool wants_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
+                                req.method == "DELETE" || req.method == "PRI";
+        if (lengths == 0) return wants_body ? "411 a " + req.method + " request needs a Content-Length" : "";
+        const std::string text = agent_detail::trim(req.get_header_value("Content-Length"));
+        if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos)
+            return "400 Content-Length '" + text.substr(0, 40) + "' is not a number of bytes";
+        const unsigned long long length = std::strtoull(text.c_str(), nullptr, 10);
+        if (length > options_.limits.max_body_bytes)
+            return "413 the body is " + text + " bytes, over this agent's limit of " +
+                   std::to_string(options_.limits.max_body_bytes) + " (--max-body-bytes)";
+        if (conn && !conn->reserve(3 * static_cast<std::int64_t>(length) + 4096))
+            return "503 busy: the agent's memory budget (" + std::to_string(budget_.cap()) +
+                   " bytes) is taken by requests in progress";
+        return "";
+    }
+
+    // Takes `bytes` more from the memory budget for this request, before they are allocated.
+    void reserve_memory(std::int64_t bytes, const std::string& what) const {
+        agent_detail::ConnectionState* conn = agent_detail::current_connection();
+        if (conn && !conn->reserve(bytes))
+            throw agent_detail::RequestError("busy: " + what + " needs " + std::to_string(bytes) +
+                                                 " bytes, over what the agent's memory budget (" +
+                                                 std::to_string(budget_.cap()) + " bytes) has left",
+                                             503);
     }
 
     // GET "/v1/device"
@@ -40587,7 +51448,10 @@ private:
             // requests waiting in the queue hold no weights of their own (issue 16).
             Weights weights;
             const std::string encoded = str_field(b, "weights_base64", "");
+            const std::int64_t weight_bytes = static_cast<std::int64_t>(analyze(g).params) * 4;
             if (!encoded.empty()) {
+                // Decoded bytes plus the tensors built from them, taken before either exists.
+                reserve_memory(static_cast<std::int64_t>(encoded.size() / 4 * 3) + weight_bytes, "decoding the weights");
                 const std::optional<std::string> bytes = base64_decode(encoded);
                 if (!bytes) throw agent_detail::RequestError("weights_base64: not valid base64");
                 try {
@@ -40601,7 +51465,10 @@ private:
             BenchResult r;
             {
                 Turn turn(*this, "bench");
-                if (encoded.empty()) weights = random_weights(g, 1);
+                if (encoded.empty()) {
+                    reserve_memory(weight_bytes, "building random weights");
+                    weights = random_weights(g, 1);
+                }
                 check_duration(g, o.threads, o.warmup + 2.0 * o.runs);
                 r = benchmark_model(g, weights, o);
             }
@@ -40790,7 +51657,9 @@ private:
 struct AgentClientOptions {
     std::string token;           // empty: LAMDA_AGENT_TOKEN
     double connect_timeout_s = 10;
-    double timeout_s = 900;      // read/write, per request (a benchmark may wait for its turn)
+    double timeout_s = 900;      // the whole of one attempt: connect, send, wait, read (a benchmark may wait for its turn)
+    std::size_t max_reply_head_bytes = std::size_t{1} << 20;  // a reply's status line and headers
+    std::size_t max_reply_bytes = std::size_t{256} << 20;     // a reply's body, as large as a profile file may be (no Content-Encoding is accepted)
     int attempts = 3;            // on connection errors and 5xx
     double retry_delay_s = 1;    // doubled after each failed attempt
     std::string ca_cert_path;    // https: verify against this CA (empty: LAMDA_AGENT_CA_CERT, else the system's)
@@ -40864,7 +51733,7 @@ public:
         d.architecture = r.str(r.at(doc, "architecture", ""), "architecture");
         d.isa = r.strings(r.at(doc, "isa", ""), "isa");
         d.xnnpack_isa = r.str(r.at(doc, "xnnpack_isa", ""), "xnnpack_isa");
-        d.logical_cores = static_cast<int>(r.integer(r.at(doc, "logical_cores", ""), "logical_cores", 0, 1 << 20));
+        d.logical_cores = r.int_in(r.at(doc, "logical_cores", ""), "logical_cores", 0, 1 << 20);
         d.fma_kernel = r.str(r.at(doc, "fma_kernel", ""), "fma_kernel");
         d.peak_gflops = r.num(r.at(doc, "peak_gflops", ""), "peak_gflops");
         return d;
@@ -40890,9 +51759,9 @@ public:
         b.p10_ms = r.num(r.at(doc, "p10_ms", ""), "p10_ms");
         b.p90_ms = r.num(r.at(doc, "p90_ms", ""), "p90_ms");
         b.min_ms = r.num(r.at(doc, "min_ms", ""), "min_ms");
-        b.threads = static_cast<int>(r.integer(r.at(doc, "threads", ""), "threads", 1, 1024));
-        b.runs = static_cast<int>(r.integer(r.at(doc, "runs", ""), "runs", 0, 100000000));
-        b.warmup = static_cast<int>(r.integer(r.at(doc, "warmup", ""), "warmup", 0, 100000000));
+        b.threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
+        b.runs = r.int_in(r.at(doc, "runs", ""), "runs", 0, 100000000);
+        b.warmup = r.int_in(r.at(doc, "warmup", ""), "warmup", 0, 100000000);
         b.macs = r.integer(r.at(doc, "macs", ""), "macs", 0, INT64_MAX);
         b.params = r.integer(r.at(doc, "params", ""), "params", 0, INT64_MAX);
         b.gflops = r.num(r.at(doc, "gflops", ""), "gflops");
@@ -40991,15 +51860,21 @@ public:
         double delay = options_.retry_delay_s;
         const int attempts = std::max(1, options_.attempts);
         for (int attempt = 1; attempt <= attempts; ++attempt) {
-            httplib::Result res = send(method, prefix_ + path, body);
+            Reply reply = send(method, prefix_ + path, body);
+            const httplib::Result& res = reply.result;
+            if (!reply.refusal.empty()) {
+                // A reply too slow, too large or encoded: the agent (or what answers in its
+                // place) misbehaves; trying again would only wait as long again.
+                throw AgentError("device " + url_ + ": " + method + " " + path + ": " + reply.refusal);
+            }
             if (!res) {
                 last = "no answer (" + httplib::to_string(res.error()) + " error)";
                 last_status = 0;
             } else if (res->status >= 200 && res->status < 300) {
-                return res->body;
+                return std::move(reply.body);
             } else {
                 last_status = res->status;
-                last = "HTTP " + std::to_string(res->status) + ": " + error_text(res->body);
+                last = "HTTP " + std::to_string(res->status) + ": " + error_text(reply.body);
                 if (res->status < 500) break;  // the request itself is wrong: no retry
                 if (res->status == 503 && res->has_header("Retry-After")) {
                     const double after = std::atof(res->get_header_value("Retry-After").c_str());
@@ -41033,27 +51908,128 @@ private:
         return body.size() > 300 ? body.substr(0, 300) + "..." : body;
     }
 
-    httplib::Result send(const std::string& method, const std::string& path, const std::string& body) {
+    struct Reply {
+        httplib::Result result{std::unique_ptr<httplib::Response>(), httplib::Error::Unknown, httplib::Headers{}};
+        std::string body;
+        std::string refusal;  // why the reply was cut off (deadline, size, encoding); empty if it was not
+    };
+
+    // Bytes this socket has received (Linux's tcp_info.tcpi_bytes_received, at its fixed ABI
+    // offset 128 since Linux 4.1: glibc's struct tcp_info stops before it); -1 when unknown.
+    static long long bytes_received(int fd) {
+        unsigned char info[232] = {};
+        socklen_t len = sizeof info;
+        if (fd < 0 || ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, &len) != 0 || len < 136) return -1;
+        std::uint64_t v = 0;
+        std::memcpy(&v, info + 128, sizeof v);
+        return static_cast<long long>(v);
+    }
+
+    // One attempt, bounded as a whole: a watchdog stops the client at the deadline, or once
+    // the socket has taken more than the head cap before the headers were parsed (httplib's
+    // client keeps every header line), or more than head + max_reply_bytes in all. The body
+    // goes through a receiver that stops at max_reply_bytes; an encoded reply is refused.
+    Reply send(const std::string& method, const std::string& path, const std::string& body) {
         httplib::Client cli((https_ ? "https://" : "http://") + authority_);
         auto secs = [](double v, time_t& sec, time_t& usec) {
             sec = static_cast<time_t>(v);
             usec = static_cast<time_t>((v - static_cast<double>(sec)) * 1e6);
         };
         time_t sec = 0, usec = 0;
-        secs(options_.connect_timeout_s, sec, usec);
+        secs(std::min(options_.connect_timeout_s, options_.timeout_s), sec, usec);
         cli.set_connection_timeout(sec, usec);
         secs(options_.timeout_s, sec, usec);
         cli.set_read_timeout(sec, usec);
         cli.set_write_timeout(sec, usec);
         cli.set_bearer_token_auth(options_.token.c_str());
+        cli.set_decompress(false);
+        cli.set_keep_alive(false);
 #if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
         if (https_) {
             if (!options_.ca_cert_path.empty()) cli.set_ca_cert_path(options_.ca_cert_path.c_str());
             cli.enable_server_certificate_verification(options_.verify_tls);
         }
 #endif
-        if (method == "GET") return cli.Get(path.c_str());
-        return cli.Post(path.c_str(), body, "application/json");
+        std::atomic<int> fd{-1};
+        std::atomic<long long> head_end{-1};  // bytes received when the headers were parsed
+        cli.set_socket_options([&fd](socket_t s) { fd.store(static_cast<int>(s)); });
+
+        Reply out;
+        std::string refusal;  // set by the receiver/handler (this thread) or the watchdog (under m)
+        std::mutex m;
+        std::condition_variable cv;
+        bool done = false;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                                      std::chrono::duration<double>(options_.timeout_s));
+        const long long head_cap = static_cast<long long>(options_.max_reply_head_bytes);
+        const long long body_cap = static_cast<long long>(options_.max_reply_bytes);
+        std::thread watchdog([&] {
+            std::unique_lock<std::mutex> lock(m);
+            while (!done) {
+                cv.wait_for(lock, std::chrono::milliseconds(20));
+                if (done) break;
+                std::string why;
+                if (std::chrono::steady_clock::now() >= deadline) {
+                    why = "no complete reply within " + agent_detail::seconds_text(options_.timeout_s) +
+                          " s (the deadline of one request)";
+                } else {
+                    const long long got = bytes_received(fd.load());
+                    const long long head = head_end.load();
+                    if (head < 0 && got > head_cap + 65536)
+                        why = "reply headers over " + std::to_string(options_.max_reply_head_bytes) + " bytes";
+                    else if (head >= 0 && got > head + body_cap + 65536)
+                        why = "reply over " + std::to_string(options_.max_reply_bytes) + " bytes";
+                }
+                if (!why.empty()) {
+                    if (refusal.empty()) refusal = why;
+                    cli.stop();  // shuts the socket down: the request in flight fails at once
+                }
+            }
+        });
+
+        httplib::Request req;
+        req.method = method;
+        req.path = path;
+        req.headers.emplace("Accept-Encoding", "identity");
+        if (method != "GET") {
+            req.body = body;
+            req.headers.emplace("Content-Type", "application/json");
+        }
+        req.response_handler = [&](const httplib::Response& r) {
+            head_end.store(std::max(0LL, bytes_received(fd.load())));
+            const std::string coding = r.get_header_value("Content-Encoding");
+            std::lock_guard<std::mutex> lock(m);
+            if (!coding.empty() && coding != "identity") {
+                if (refusal.empty()) refusal = "reply with Content-Encoding '" + coding.substr(0, 40) + "' (only identity is accepted)";
+                return false;
+            }
+            if (r.has_header("Content-Length") &&
+                std::strtoull(r.get_header_value("Content-Length").c_str(), nullptr, 10) > options_.max_reply_bytes) {
+                if (refusal.empty())
+                    refusal = "reply of " + r.get_header_value("Content-Length").substr(0, 20) + " bytes, over the limit of " +
+                              std::to_string(options_.max_reply_bytes);
+                return false;
+            }
+            return true;
+        };
+        req.content_receiver = [&](const char* data, std::size_t n, std::uint64_t, std::uint64_t) {
+            if (n > options_.max_reply_bytes - std::min(options_.max_reply_bytes, out.body.size())) {
+                std::lock_guard<std::mutex> lock(m);
+                if (refusal.empty()) refusal = "reply over " + std::to_string(options_.max_reply_bytes) + " bytes";
+                return false;
+            }
+            out.body.append(data, n);
+            return true;
+        };
+        out.result = cli.send(req);
+        {
+            std::lock_guard<std::mutex> lock(m);
+            done = true;
+        }
+        cv.notify_all();
+        watchdog.join();
+        out.refusal = refusal;
+        return out;
     }
 };
 

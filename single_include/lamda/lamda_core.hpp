@@ -5,7 +5,7 @@
 // ---- begin include/lamda/core.hpp ----
 // lamda/core.hpp: the runtime-free core, for firmware and any project that only needs to read,
 // check and analyse models: the IR, diagnostics and the one error model, limits and validation,
-// the exact analysis (params, MACs, memory), the DSL parser, printer and
+// the exact analysis (params, MACs, memory), the firmware arena's liveness plan, the DSL parser, printer and
 // formatter, and the compile-time layer templates.
 //
 //   #include <lamda/core.hpp>
@@ -555,6 +555,815 @@ inline ModelStats analyze(const Graph& graph) {
 
 #endif  // LAMDA_CORE_ANALYSIS_HPP
 // ---- end include/lamda/core/analysis.hpp ----
+// ---- begin include/lamda/core/arena_plan.hpp ----
+// lamda/core/arena_plan.hpp: the liveness plan of one static activation arena, as the firmware
+// export allocates it (deploy/firmware.hpp) and as the search's memory constraint counts it
+// (core/analysis.hpp ModelStats::arena_bytes, task constraint max_activation_bytes).
+//
+//   lamda::ArenaPlan p = lamda::arena_plan(graph);        // shapes inferred (infer_shapes)
+//   if (p.ok) use(p.arena_bytes, p.input_offset);          // else p.error says what and where
+//   std::int64_t n = lamda::arena_bytes(graph, 1);        // int8: one byte per value
+//
+// Contract. Requires a graph whose shapes are inferred; anything else (no layers, a first layer that
+// is not the input, a layer reading one that is not before it, a shape not inferred or over 2 GiB)
+// gives ok == false and an error naming the layer. Never throws (but bad_alloc); runtime-free
+// (-fno-exceptions -fno-rtti). The plan:
+//   - every value that is not an alias (flatten and dropout share their input's bytes) gets a buffer
+//     alive from its producer to its last reader (reads through aliases count for the root);
+//   - the model input is a buffer in the arena too, alive from the start to its last reader (the
+//     caller writes it there; `input_offset`), so its bytes are reused once it is dead;
+//   - the last layer writes straight into the caller's output buffer (not in the arena), unless it
+//     is an alias, whose root stays in the arena and is copied out;
+//   - an elementwise op (activations, softmax, batchnorm, add, a same-size mul operand) writes into
+//     an input buffer whose last reader it is (in place, as MCUNet's TinyEngine does);
+//   - buffers are placed by TFLite Micro's GreedyMemoryPlanner rule: largest first (ties in layer
+//     order), each at the lowest 16-byte-aligned offset that overlaps no already placed buffer alive
+//     at the same time.
+// RAM the generated code needs = arena_bytes + output_bytes. A batch norm that exec/fold.hpp folds
+// into its producer runs in place in this plan, so planning the unfolded graph (as the search does)
+// gives the folded export's arena or more, never less (tests/deploy/test_firmware.cpp checks the zoo).
+#ifndef LAMDA_CORE_ARENA_PLAN_HPP
+#define LAMDA_CORE_ARENA_PLAN_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/detail/checked.hpp ----
+// lamda/detail/checked.hpp: checked arithmetic for sizes that come from outside (a model file's
+// dimensions, a safetensors shape, an IDX header, a JSON number, an ONNX attribute list).
+//
+//   std::int64_t n = 0;
+//   if (!lamda::detail::checked_mul(a, b, n)) ...               // overflow
+//   auto count = lamda::detail::checked_elements(dims, limit);   // nullopt: negative or > limit
+//   if (!lamda::detail::arity_ok(pads.size(), 4)) ...             // an attribute of the wrong length
+//
+// Contract: header-only, C++17 standard library only, never throws, never overflows (every
+// product is checked before it is formed), so the core and the readers outside it can share it.
+// A dimension of 0 makes an element count 0 whatever the other dimensions are (a zero-element
+// tensor is valid), but every dimension must still be >= 0 and each one <= `limit`.
+#ifndef LAMDA_DETAIL_CHECKED_HPP
+#define LAMDA_DETAIL_CHECKED_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+
+namespace lamda::detail {
+
+// a * b into `out` when both are >= 0 and the product fits in int64; false otherwise (out unset).
+inline bool checked_mul(std::int64_t a, std::int64_t b, std::int64_t& out) noexcept {
+    if (a < 0 || b < 0) return false;
+    if (a != 0 && b > std::numeric_limits<std::int64_t>::max() / a) return false;
+    out = a * b;
+    return true;
+}
+
+// a + b into `out` when both are >= 0 and the sum fits in int64.
+inline bool checked_add(std::int64_t a, std::int64_t b, std::int64_t& out) noexcept {
+    if (a < 0 || b < 0) return false;
+    if (a > std::numeric_limits<std::int64_t>::max() - b) return false;
+    out = a + b;
+    return true;
+}
+
+// Unsigned versions (file offsets, byte counts).
+inline bool checked_mul(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
+    if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return false;
+    out = a * b;
+    return true;
+}
+inline bool checked_add(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
+    if (a > std::numeric_limits<std::uint64_t>::max() - b) return false;
+    out = a + b;
+    return true;
+}
+
+// The number of elements of a tensor with dimensions `dims` (any range of integers), or nullopt
+// when a dimension is negative or above `limit`, or when the product is above `limit`. A zero
+// dimension gives 0 (checked first, so [huge, huge, 0] is 0, not an overflow).
+template <class Range>
+std::optional<std::int64_t> checked_elements(const Range& dims,
+                                             std::int64_t limit = std::numeric_limits<std::int64_t>::max()) noexcept {
+    bool zero = false;
+    for (const auto d : dims) {
+        if (d < 0 || static_cast<std::uint64_t>(d) > static_cast<std::uint64_t>(limit)) return std::nullopt;
+        if (d == 0) zero = true;
+    }
+    if (zero) return std::int64_t{0};
+    std::int64_t n = 1;
+    for (const auto d : dims) {
+        if (!checked_mul(n, static_cast<std::int64_t>(d), n) || n > limit) return std::nullopt;
+    }
+    return n;
+}
+
+// Elements times the size of one element, in bytes, or nullopt past `limit` bytes.
+template <class Range>
+std::optional<std::int64_t> checked_bytes(const Range& dims, std::int64_t item_bytes,
+                                          std::int64_t limit = std::numeric_limits<std::int64_t>::max()) noexcept {
+    const std::optional<std::int64_t> n = checked_elements(dims, limit);
+    std::int64_t bytes = 0;
+    if (!n || !checked_mul(*n, item_bytes, bytes) || bytes > limit) return std::nullopt;
+    return bytes;
+}
+
+// Whether an attribute list of `size` entries has the `expected` number (ONNX `pads` 4, `strides`
+// 2, ...); a check before indexing, so that a short list is an error, not an over-read.
+inline constexpr bool arity_ok(std::size_t size, std::size_t expected) noexcept { return size == expected; }
+
+// `v` as an int when it lies in lo..hi.
+inline std::optional<int> checked_int(std::int64_t v, int lo = std::numeric_limits<int>::min(),
+                                      int hi = std::numeric_limits<int>::max()) noexcept {
+    if (v < lo || v > hi) return std::nullopt;
+    return static_cast<int>(v);
+}
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_CHECKED_HPP
+// ---- end include/lamda/detail/checked.hpp ----
+
+namespace lamda {
+
+// Where a layer's value lives at run time.
+enum class ValueLoc { Arena, Output };
+
+struct ArenaBuffer {
+    std::int64_t bytes = 0;   // rounded up to 16
+    std::int64_t offset = 0;  // in the arena
+    int first = 0, last = 0;  // layer indices: produced, last read (inclusive)
+};
+
+struct ArenaPlan {
+    bool ok = false;
+    std::string error;             // when !ok: what and where
+    std::vector<ValueLoc> loc;     // per layer (an alias: its root's)
+    std::vector<int> buffer;       // per layer: index into buffers (Arena), or -1 (Output)
+    std::vector<int> alias_of;     // per layer: the layer whose bytes it shares (flatten, dropout), or itself
+    std::vector<int> scratch;      // per layer: index into buffers of its scratch (ArenaOptions), or -1
+    std::vector<ArenaBuffer> buffers;
+    std::int64_t bytes_per_value = 4;
+    std::int64_t arena_bytes = 0;
+    std::int64_t input_offset = 0;  // where the caller writes the input, in the arena
+    std::int64_t input_bytes = 0, output_bytes = 0;
+    int in_place = 0;               // ops planned in place
+
+    // Byte offset of layer i's scratch in the arena; -1 when it has none.
+    std::int64_t scratch_offset(std::size_t i) const {
+        return scratch[i] < 0 ? -1 : buffers[static_cast<std::size_t>(scratch[i])].offset;
+    }
+    // Byte offset of layer i's value in the arena; -1 when it is the caller's output.
+    std::int64_t offset_of(std::size_t i) const {
+        const int b = buffer[static_cast<std::size_t>(alias_of[i])];
+        return b < 0 ? -1 : buffers[static_cast<std::size_t>(b)].offset;
+    }
+};
+
+namespace arena_detail {
+
+inline constexpr std::int64_t alignment = 16;
+inline constexpr std::int64_t max_tensor_bytes = std::int64_t{1} << 31;  // 32-bit targets
+
+inline bool tensor_bytes(const Shape& s, std::int64_t per_value, std::int64_t& bytes) noexcept {
+    std::int64_t e = 0;
+    if (!s.known() || !detail::checked_mul(s.h, s.w, e) || !detail::checked_mul(e, s.c, e) ||
+        !detail::checked_mul(e, per_value, bytes) || bytes >= max_tensor_bytes)
+        return false;
+    return true;
+}
+
+inline std::int64_t align_up(std::int64_t v) noexcept {
+    return (v + alignment - 1) / alignment * alignment;
+}
+
+// TFLite Micro's GreedyMemoryPlanner: buffers by size, largest first (ties in index order), each at
+// the lowest aligned offset where it overlaps no already placed buffer that is alive at the same time.
+inline std::int64_t place_greedy(std::vector<ArenaBuffer>& buffers) {
+    std::vector<std::size_t> order(buffers.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return buffers[a].bytes > buffers[b].bytes;
+    });
+    std::vector<std::size_t> placed;
+    std::vector<std::pair<std::int64_t, std::int64_t>> busy;  // [offset, end) of live ones
+    std::int64_t high = 0;
+    for (std::size_t idx : order) {
+        ArenaBuffer& b = buffers[idx];
+        busy.clear();
+        for (std::size_t p : placed) {
+            const ArenaBuffer& o = buffers[p];
+            if (o.first <= b.last && b.first <= o.last) busy.emplace_back(o.offset, o.offset + o.bytes);
+        }
+        std::sort(busy.begin(), busy.end());
+        std::int64_t offset = 0;
+        for (const auto& r : busy) {
+            if (r.first >= offset + b.bytes) break;
+            offset = std::max(offset, align_up(r.second));
+        }
+        b.offset = offset;
+        high = std::max(high, offset + b.bytes);
+        placed.push_back(idx);
+    }
+    return high;
+}
+
+inline bool elementwise_in_place(OpKind op) noexcept {
+    return op == OpKind::Relu || op == OpKind::Relu6 || op == OpKind::HardSwish ||
+           op == OpKind::HardSigmoid || op == OpKind::Sigmoid || op == OpKind::Softmax ||
+           op == OpKind::BatchNorm || op == OpKind::Add || op == OpKind::Mul;
+}
+
+inline bool check_structure(const Graph& graph, std::int64_t per_value, std::string& error) {
+    if (graph.layers.empty()) return error = "the graph has no layers", false;
+    if (graph.layers.front().op != OpKind::Input)
+        return error = "the graph's first layer is not its input", false;
+    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
+        const Layer& l = graph.layers[i];
+        if (i > 0 && l.op == OpKind::Input)
+            return error = "layer '" + l.name + "': a second input layer", false;
+        if (i > 0 && l.inputs.empty()) return error = "layer '" + l.name + "' has no input", false;
+        for (int in : l.inputs)
+            if (in < 0 || static_cast<std::size_t>(in) >= i)
+                return error = "layer '" + l.name + "' reads a layer that is not before it", false;
+        std::int64_t b = 0;
+        if (!tensor_bytes(l.shape, per_value, b))
+            return error = std::string(op_name(l.op)) + " layer '" + l.name + "': shape " +
+                           to_string(l.shape) +
+                           " is not inferred or exceeds 2 GiB (run infer_shapes first)",
+                   false;
+    }
+    return true;
+}
+
+// Per layer: the layer whose value it is (flatten and dropout: their input's; `dropout_only`: only
+// dropout, as TFLite's converter removes it but keeps reshapes), and each root's last reader.
+inline void roots_and_last_reads(const Graph& graph, bool dropout_only, std::vector<int>& root,
+                                 std::vector<int>& last_read) {
+    const std::size_t n = graph.layers.size();
+    root.resize(n);
+    last_read.assign(n, -1);
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = graph.layers[i];
+        const bool alias = l.op == OpKind::Dropout || (!dropout_only && l.op == OpKind::Flatten);
+        root[i] = alias ? root[static_cast<std::size_t>(l.inputs.front())] : static_cast<int>(i);
+        for (int in : l.inputs) {
+            const auto r = static_cast<std::size_t>(root[static_cast<std::size_t>(in)]);
+            last_read[r] = std::max(last_read[r], static_cast<int>(i));
+        }
+    }
+}
+
+}  // namespace arena_detail
+
+// What arena_plan plans for: bytes per tensor element (4: float32, 1: int8); the last layer's value
+// in the arena too (an int8 model dequantizes it into the caller's float output at the end); per
+// layer, scratch bytes alive only while that layer runs (the int8 firmware's float fallback), empty
+// or one entry per layer.
+struct ArenaOptions {
+    std::int64_t bytes_per_value = 4;
+    bool output_in_arena = false;
+    std::vector<std::int64_t> scratch_bytes;
+};
+
+// The plan (see the file comment). Never throws but bad_alloc.
+inline ArenaPlan arena_plan(const Graph& graph, const ArenaOptions& options) {
+    namespace ad = arena_detail;
+    ArenaPlan plan;
+    const std::int64_t bytes_per_value = options.bytes_per_value;
+    plan.bytes_per_value = bytes_per_value;
+    if (bytes_per_value < 1 || bytes_per_value > 8) {
+        plan.error = "bytes per value must be 1 to 8, got " + std::to_string(bytes_per_value);
+        return plan;
+    }
+    if (!ad::check_structure(graph, bytes_per_value, plan.error)) return plan;
+    const std::size_t n = graph.layers.size();
+    if (!options.scratch_bytes.empty() && options.scratch_bytes.size() != n) {
+        plan.error = "scratch bytes given for " + std::to_string(options.scratch_bytes.size()) +
+                     " layers, the graph has " + std::to_string(n);
+        return plan;
+    }
+    std::vector<int> last_read;
+    ad::roots_and_last_reads(graph, false, plan.alias_of, last_read);
+    plan.loc.assign(n, ValueLoc::Arena);
+    plan.buffer.assign(n, -1);
+    ad::tensor_bytes(graph.layers.front().shape, bytes_per_value, plan.input_bytes);
+    ad::tensor_bytes(graph.layers.back().shape, bytes_per_value, plan.output_bytes);
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = graph.layers[i];
+        if (plan.alias_of[i] != static_cast<int>(i)) {
+            const auto r = static_cast<std::size_t>(plan.alias_of[i]);
+            plan.loc[i] = plan.loc[r];
+            plan.buffer[i] = plan.buffer[r];
+            continue;
+        }
+        if (i > 0 && i + 1 == n && !options.output_in_arena) {
+            plan.loc[i] = ValueLoc::Output;
+            continue;
+        }
+        std::int64_t bytes = 0;
+        ad::tensor_bytes(l.shape, bytes_per_value, bytes);
+        int reuse = -1;
+        if (ad::elementwise_in_place(l.op)) {
+            for (std::size_t k = 0; k < l.inputs.size() && reuse < 0; ++k) {
+                const auto in = static_cast<std::size_t>(l.inputs[k]);
+                const auto r = static_cast<std::size_t>(plan.alias_of[in]);
+                if (plan.loc[r] != ValueLoc::Arena || last_read[r] != static_cast<int>(i) ||
+                    graph.layers[in].shape.elements() != l.shape.elements())
+                    continue;
+                reuse = plan.buffer[r];
+            }
+        }
+        if (reuse >= 0) {
+            plan.buffer[i] = reuse;
+            ++plan.in_place;
+        } else {
+            ArenaBuffer b;
+            b.bytes = ad::align_up(bytes);
+            b.first = b.last = static_cast<int>(i);
+            plan.buffer[i] = static_cast<int>(plan.buffers.size());
+            plan.buffers.push_back(b);
+        }
+        ArenaBuffer& b = plan.buffers[static_cast<std::size_t>(plan.buffer[i])];
+        b.last = std::max(b.last, std::max(static_cast<int>(i), last_read[i]));
+        // A graph that is only its input, or whose output aliases it: the value is copied out at the end.
+        if (i == static_cast<std::size_t>(plan.alias_of[n - 1])) b.last = static_cast<int>(n);
+    }
+    // Scratch buffers after the value buffers (buffer indices of values stay as above).
+    plan.scratch.assign(n, -1);
+    for (std::size_t i = 0; i < options.scratch_bytes.size(); ++i) {
+        const std::int64_t bytes = options.scratch_bytes[i];
+        if (bytes <= 0) continue;
+        if (bytes >= ad::max_tensor_bytes) {
+            plan.error = "layer '" + graph.layers[i].name + "': " + std::to_string(bytes) +
+                         " bytes of scratch exceed 2 GiB";
+            return plan;
+        }
+        ArenaBuffer b;
+        b.bytes = ad::align_up(bytes);
+        b.first = b.last = static_cast<int>(i);
+        plan.scratch[i] = static_cast<int>(plan.buffers.size());
+        plan.buffers.push_back(b);
+    }
+    plan.arena_bytes = ad::place_greedy(plan.buffers);
+    plan.input_offset = plan.buffers.front().offset;
+    plan.ok = true;
+    return plan;
+}
+
+inline ArenaPlan arena_plan(const Graph& graph, std::int64_t bytes_per_value = 4) {
+    ArenaOptions o;
+    o.bytes_per_value = bytes_per_value;
+    return arena_plan(graph, o);
+}
+
+// Bytes of the arena arena_plan allocates; -1 when the graph cannot be planned. Never throws but bad_alloc.
+inline std::int64_t arena_bytes(const Graph& graph, std::int64_t bytes_per_value = 4) {
+    const ArenaPlan p = arena_plan(graph, bytes_per_value);
+    return p.ok ? p.arena_bytes : -1;
+}
+
+// What TFLite Micro's greedy planner would need for the same network: every layer output a tensor
+// of its own (flatten a tensor of its own, dropout removed by the converter), alive from its producer
+// to its last reader, no in-place reuse, 16-byte alignment, the input in the arena alive from the
+// start. With output_in_arena (what the TFLM interpreter does) the output is in the arena too, alive
+// to the end; without, it is left to the caller as lamda leaves it, which compares the two planners
+// under the same rules. -1 when the graph cannot be planned. Never throws but bad_alloc.
+inline std::int64_t tflm_greedy_arena_bytes(const Graph& graph, bool output_in_arena = true,
+                                            std::int64_t bytes_per_value = 4) {
+    namespace ad = arena_detail;
+    std::string error;
+    if (bytes_per_value < 1 || bytes_per_value > 8 || !ad::check_structure(graph, bytes_per_value, error))
+        return -1;
+    const std::size_t n = graph.layers.size();
+    std::vector<int> root, last_read;
+    ad::roots_and_last_reads(graph, true, root, last_read);
+    const auto out_root = static_cast<std::size_t>(root[n - 1]);
+    std::vector<ArenaBuffer> buffers;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (root[i] != static_cast<int>(i)) continue;
+        if (!output_in_arena && i > 0 && i == out_root) continue;
+        ArenaBuffer b;
+        std::int64_t bytes = 0;
+        ad::tensor_bytes(graph.layers[i].shape, bytes_per_value, bytes);
+        b.bytes = ad::align_up(bytes);
+        b.first = static_cast<int>(i);
+        b.last = i == out_root ? static_cast<int>(n) : std::max(static_cast<int>(i), last_read[i]);
+        buffers.push_back(b);
+    }
+    return ad::place_greedy(buffers);
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_CORE_ARENA_PLAN_HPP
+// ---- end include/lamda/core/arena_plan.hpp ----
+// ---- begin include/lamda/core/quant.hpp ----
+// lamda/core/quant.hpp: int8 quantization parameters, the quantized-model structure and THE
+// requantization arithmetic every int8 path in lamda uses (the reference executor, the XNNPACK
+// executor's parameter setup, the firmware kernels). One definition, so that the paths agree.
+//
+// Scheme (TensorFlow Lite's full-integer scheme, as XNNPACK runs it):
+//   activations  per tensor, asymmetric:  real = scale * (q - zero_point),  q in [-128, 127]
+//   weights      per output channel, symmetric (zero point 0): real = scale[c] * q, q in [-127, 127]
+//                (fully connected is per tensor in XNNPACK's 2022-02 snapshot: one scale)
+//   bias         int32, scale = input_scale * weight_scale[c], zero point 0
+//
+// Arithmetic (matches XNNPACK 0.0~git20220216, the Debian libxnnpack-dev this project builds on;
+// checked against its kernel and parameter-init names and sources of that period):
+//   * conv2d / dwconv (qc8, per-channel) and fully connected (qs8, per-tensor), "fp32"
+//     requantization:  acc = bias[c] + sum (x - x_zp) * w             (exact int32)
+//                      s   = input_scale * weight_scale[c] / output_scale   (float, in this order)
+//                      y   = clamp(rne((float)acc * s) + y_zp, qmin, qmax)
+//     rne is round-to-nearest, ties to even (cvtps2dq / vcvtn / lrintf in the default mode). XNNPACK
+//     refuses s >= 256 (and its parameter init asserts s >= 2^-32): requant_scale_ok().
+//     On x86 every qs8/qc8 GEMM, IGEMM and DWCONV kernel of that snapshot uses this fp32 variant, so
+//     the reference is bit-exact there. On aarch64 the qc8 (per-channel) kernels are fp32 too
+//     (bit-exact); the per-tensor qs8 kernels (fully connected) use "rndnu" fixed point, which can
+//     differ by one step on ties: compare with a tolerance of one quantization step there.
+//   * add (qs8 vadd): fixed point, not fp32. With a_s = a_scale / y_scale, b_s = b_scale / y_scale
+//     (floats, each required in [2^-10, 2^8)):
+//       shift = 20 - floor(log2(max(|a_s|, |b_s|)))          (in [12, 30])
+//       a_m   = rne(a_s * 2^shift),  b_m = rne(b_s * 2^shift)
+//       bias  = 2^(shift-1) - a_m * a_zp - b_m * b_zp
+//       y     = clamp(((bias + a * a_m + b * b_m) >> shift) + y_zp, qmin, qmax)   (arithmetic shift)
+//     i.e. ties round up (towards +inf). Same integers on every architecture: bit-exact.
+//   * global average pooling (qs8 gavgpool, fp32 requantization) over n = h*w pixels:
+//       acc = -n * x_zp + sum x;  s = x_scale / (y_scale * (float)n);  y = requantize_fp32(acc, s, ...)
+//   * max pooling: max of the int8 values (input and output share their parameters).
+//   * relu / relu6 fused into an op: qmin/qmax narrowed to quantize(0) / quantize(6) (clamp_bounds).
+//   * sigmoid (qs8 LUT): y = clamp(lrintf(sigmoid(x_scale * (q - x_zp)) / y_scale) + y_zp), output
+//     fixed at scale 1/256, zero point -128. expf may differ by an ulp between C libraries, so LUT
+//     entries can differ by one step.
+//   * convert f32 -> qs8:  q = clamp(rne(x * (1 / scale)) + zp)   (XNNPACK multiplies by the inverse)
+//     convert qs8 -> f32:  x = (float)(q - zp) * scale
+//     NaN converts to the zero point here; XNNPACK's result for NaN is architecture-dependent.
+//   Ops without an int8 kernel in that snapshot (hardswish, hardsigmoid, softmax, mul with a
+//   per-channel operand, avgpool with padding, concat with differing scales) run in float between
+//   convert operators; QuantizedModel::float_layers lists them.
+//
+// Contract: part of the runtime-free core (lamda/core.hpp): never throws, no <iostream>, <thread>,
+// no exceptions or RTTI needed, no third-party library. Every function is pure and total: bad
+// parameters (zero, negative, NaN or infinite scales, zero points out of range) are reported by the
+// *_ok / validate_* functions, never by a crash; the arithmetic functions assume validated params
+// and saturate rather than overflow.
+#ifndef LAMDA_CORE_QUANT_HPP
+#define LAMDA_CORE_QUANT_HPP
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+inline constexpr std::int32_t kQMin = -128;  // int8 range
+inline constexpr std::int32_t kQMax = 127;
+inline constexpr std::int32_t kWeightQMax = 127;  // symmetric weights use [-127, 127]
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------------------------
+
+// Per-tensor asymmetric activation quantization.
+struct ActivationQuant {
+    float scale = 1.0f;
+    std::int32_t zero_point = 0;  // in [-128, 127]
+    friend bool operator==(const ActivationQuant& a, const ActivationQuant& b) noexcept {
+        return a.scale == b.scale && a.zero_point == b.zero_point;
+    }
+    friend bool operator!=(const ActivationQuant& a, const ActivationQuant& b) noexcept {
+        return !(a == b);
+    }
+};
+
+// A usable scale: finite, positive and normal (a subnormal scale loses the precision the
+// requantization relies on, and its inverse overflows).
+inline bool scale_ok(float s) noexcept {
+    return std::isfinite(s) && s >= std::numeric_limits<float>::min();
+}
+
+inline bool zero_point_ok(std::int32_t zp) noexcept { return zp >= kQMin && zp <= kQMax; }
+
+inline bool activation_quant_ok(const ActivationQuant& q) noexcept {
+    return scale_ok(q.scale) && zero_point_ok(q.zero_point);
+}
+
+// Why a scale is unusable, or an empty string: "is zero", "is negative", "is NaN", ...
+inline std::string scale_problem(float s) {
+    if (std::isnan(s)) return "is NaN";
+    if (std::isinf(s)) return s > 0 ? "is infinite" : "is negative (infinite)";
+    if (s == 0.0f) return "is zero";
+    if (s < 0.0f) return "is negative";
+    if (s < std::numeric_limits<float>::min()) return "is subnormal (too small)";
+    return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rounding
+// ---------------------------------------------------------------------------------------------
+
+// Round to nearest, ties to even, independent of the floating-point environment. x must be
+// finite; the result saturates to the int32 range.
+inline std::int32_t round_half_even(float x) noexcept {
+    if (std::isnan(x)) return 0;
+    if (x >= 2147483648.0f) return std::numeric_limits<std::int32_t>::max();
+    if (x <= -2147483648.0f) return std::numeric_limits<std::int32_t>::min();
+    const float f = std::floor(x);
+    const float d = x - f;  // exact: f and x share the exponent range
+    auto r = static_cast<std::int64_t>(f);
+    if (d > 0.5f || (d == 0.5f && (r & 1) != 0)) ++r;
+    return static_cast<std::int32_t>(r);
+}
+
+inline std::int32_t clamp_i32(std::int64_t v, std::int32_t lo, std::int32_t hi) noexcept {
+    return static_cast<std::int32_t>(v < lo ? lo : (v > hi ? hi : v));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convert f32 <-> int8
+// ---------------------------------------------------------------------------------------------
+
+inline std::int8_t quantize(float x, const ActivationQuant& q, std::int32_t qmin = kQMin,
+                            std::int32_t qmax = kQMax) noexcept {
+    if (std::isnan(x)) return static_cast<std::int8_t>(clamp_i32(q.zero_point, qmin, qmax));
+    const float inv = 1.0f / q.scale;
+    float v = x * inv;
+    const float hi = static_cast<float>(qmax - q.zero_point);
+    const float lo = static_cast<float>(qmin - q.zero_point);
+    v = v > hi ? hi : (v < lo ? lo : v);
+    return static_cast<std::int8_t>(
+        clamp_i32(static_cast<std::int64_t>(round_half_even(v)) + q.zero_point, qmin, qmax));
+}
+
+inline float dequantize(std::int8_t v, const ActivationQuant& q) noexcept {
+    return static_cast<float>(static_cast<std::int32_t>(v) - q.zero_point) * q.scale;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Choosing parameters
+// ---------------------------------------------------------------------------------------------
+
+// Asymmetric parameters covering [lo, hi] (widened to include 0, so zero is exact: q(0) is the
+// zero point). A range of zeros gets a tiny positive scale; NaN bounds count as 0 and infinite
+// ones as +-1e30 (calibration should never produce either).
+inline ActivationQuant choose_activation_quant(float lo, float hi) noexcept {
+    if (std::isnan(lo)) lo = 0.0f;
+    if (std::isnan(hi)) hi = 0.0f;
+    if (std::isinf(lo)) lo = lo < 0 ? -1e30f : 1e30f;
+    if (std::isinf(hi)) hi = hi < 0 ? -1e30f : 1e30f;
+    if (lo > 0.0f) lo = 0.0f;
+    if (hi < 0.0f) hi = 0.0f;
+    if (hi - lo < 1e-8f) hi = lo + 1e-8f;  // all zeros: any small positive scale works
+    ActivationQuant q;
+    const double scale = (static_cast<double>(hi) - static_cast<double>(lo)) / 255.0;
+    q.scale = static_cast<float>(scale);
+    if (!scale_ok(q.scale)) q.scale = std::numeric_limits<float>::min();
+    // zero point from the low end (TFLite's nudging): q(lo) = -128.
+    const double zp = static_cast<double>(kQMin) - static_cast<double>(lo) / q.scale;
+    const double r = std::round(zp);
+    q.zero_point = r < kQMin ? kQMin : (r > kQMax ? kQMax : static_cast<std::int32_t>(r));
+    return q;
+}
+
+// Symmetric per-channel weight scale for a channel whose largest |w| is absmax: absmax / 127.
+// A channel of zeros gets 1/127 (its weights quantize to 0 with any scale; a normal scale keeps
+// the bias scale and the requantization scale usable).
+inline float choose_weight_scale(float absmax) noexcept {
+    if (!std::isfinite(absmax) || absmax <= 0.0f) return 1.0f / 127.0f;
+    const float s = absmax / 127.0f;
+    return scale_ok(s) ? s : std::numeric_limits<float>::min();
+}
+
+inline std::int8_t quantize_weight(float w, float scale) noexcept {
+    if (std::isnan(w)) return 0;
+    float v = w / scale;
+    v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+    return static_cast<std::int8_t>(round_half_even(v));
+}
+
+// Bias in int32 with scale input_scale * weight_scale (saturating).
+inline float bias_scale(float input_scale, float weight_scale) noexcept {
+    return input_scale * weight_scale;
+}
+inline std::int32_t quantize_bias(float b, float input_scale, float weight_scale) noexcept {
+    if (std::isnan(b)) return 0;
+    return round_half_even(b / bias_scale(input_scale, weight_scale));
+}
+
+// ---------------------------------------------------------------------------------------------
+// fp32 requantization (conv, dwconv, fully connected, global average pooling)
+// ---------------------------------------------------------------------------------------------
+
+// The requantization scale of a conv / fc output channel, computed as XNNPACK computes it.
+inline float conv_requant_scale(float input_scale, float weight_scale, float output_scale) noexcept {
+    const float t = input_scale * weight_scale;
+    return t / output_scale;
+}
+
+// XNNPACK accepts requantization scales in [2^-32, 256).
+inline bool requant_scale_ok(float s) noexcept {
+    return std::isfinite(s) && s >= 0x1.0p-32f && s < 256.0f;
+}
+
+// y = clamp(rne((float)acc * scale) + zero_point, qmin, qmax)
+inline std::int8_t requantize_fp32(std::int32_t acc, float scale, std::int32_t zero_point,
+                                   std::int32_t qmin = kQMin, std::int32_t qmax = kQMax) noexcept {
+    float v = static_cast<float>(acc) * scale;
+    const float hi = static_cast<float>(qmax - zero_point);
+    const float lo = static_cast<float>(qmin - zero_point);
+    v = v > hi ? hi : (v < lo ? lo : v);  // clamping first keeps the conversion in range
+    return static_cast<std::int8_t>(
+        clamp_i32(static_cast<std::int64_t>(round_half_even(v)) + zero_point, qmin, qmax));
+}
+
+// Global average pooling over n pixels: bias and scale as XNNPACK's setup computes them.
+inline std::int32_t gavgpool_bias(std::int64_t n, const ActivationQuant& in) noexcept {
+    return static_cast<std::int32_t>(-n * in.zero_point);
+}
+inline float gavgpool_scale(std::int64_t n, const ActivationQuant& in,
+                            const ActivationQuant& out) noexcept {
+    return in.scale / (out.scale * static_cast<float>(n));
+}
+
+// The int8 bounds of an output whose float values are clamped to [lo, hi] (relu: 0, +inf;
+// relu6: 0, 6), intersected with the int8 range.
+inline std::pair<std::int32_t, std::int32_t> clamp_bounds(const ActivationQuant& out, float lo,
+                                                          float hi) noexcept {
+    std::int32_t qlo = kQMin, qhi = kQMax;
+    if (std::isfinite(lo)) qlo = quantize(lo, out);
+    if (std::isfinite(hi)) qhi = quantize(hi, out);
+    return {qlo, qhi};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Add (qs8 vadd: fixed point)
+// ---------------------------------------------------------------------------------------------
+
+struct AddRequant {
+    std::int32_t a_multiplier = 0, b_multiplier = 0;
+    std::int32_t bias = 0;
+    std::uint32_t shift = 0;
+    std::int32_t out_zero_point = 0;
+    std::int32_t qmin = kQMin, qmax = kQMax;
+};
+
+// XNNPACK refuses a_scale / out_scale (and b) outside [2^-10, 2^8).
+inline bool add_scales_ok(const ActivationQuant& a, const ActivationQuant& b,
+                          const ActivationQuant& out) noexcept {
+    const float as = a.scale / out.scale, bs = b.scale / out.scale;
+    return std::isfinite(as) && std::isfinite(bs) && as >= 0x1.0p-10f && as < 0x1.0p+8f &&
+           bs >= 0x1.0p-10f && bs < 0x1.0p+8f;
+}
+
+// Requires add_scales_ok(a, b, out).
+inline AddRequant make_add_requant(const ActivationQuant& a, const ActivationQuant& b,
+                                   const ActivationQuant& out, std::int32_t qmin = kQMin,
+                                   std::int32_t qmax = kQMax) noexcept {
+    const float as = a.scale / out.scale, bs = b.scale / out.scale;
+    const float mx = as > bs ? as : bs;
+    std::uint32_t bits = 0;
+    std::memcpy(&bits, &mx, sizeof bits);
+    const std::int32_t exponent = static_cast<std::int32_t>(bits >> 23) - 127;
+    std::int32_t shift = 20 - exponent;
+    if (shift < 12) shift = 12;  // only outside add_scales_ok
+    if (shift > 30) shift = 30;
+    AddRequant p;
+    p.shift = static_cast<std::uint32_t>(shift);
+    p.a_multiplier = round_half_even(std::ldexp(as, shift));
+    p.b_multiplier = round_half_even(std::ldexp(bs, shift));
+    const std::int64_t bias = (std::int64_t{1} << (shift - 1)) -
+                              std::int64_t{p.a_multiplier} * a.zero_point -
+                              std::int64_t{p.b_multiplier} * b.zero_point;
+    p.bias = static_cast<std::int32_t>(bias);  // |bias| < 2^31 for valid parameters
+    p.out_zero_point = out.zero_point;
+    p.qmin = qmin;
+    p.qmax = qmax;
+    return p;
+}
+
+inline std::int8_t add_requantize(std::int8_t a, std::int8_t b, const AddRequant& p) noexcept {
+    const std::int64_t acc = std::int64_t{p.bias} + std::int64_t{a} * p.a_multiplier +
+                             std::int64_t{b} * p.b_multiplier;
+    // Arithmetic shift right: floor division by 2^shift (written out: >> on negatives is
+    // implementation-defined before C++20).
+    const std::int64_t d = std::int64_t{1} << p.shift;
+    std::int64_t q = acc / d;
+    if (acc % d != 0 && acc < 0) --q;
+    return static_cast<std::int8_t>(clamp_i32(q + p.out_zero_point, p.qmin, p.qmax));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sigmoid (qs8 lookup table)
+// ---------------------------------------------------------------------------------------------
+
+// XNNPACK's qs8 sigmoid requires the output at scale 1/256, zero point -128.
+inline ActivationQuant sigmoid_output_quant() noexcept { return ActivationQuant{1.0f / 256.0f, -128}; }
+
+inline std::int8_t sigmoid_lut_entry(std::int8_t q, const ActivationQuant& in,
+                                     const ActivationQuant& out) noexcept {
+    const float x = in.scale * static_cast<float>(static_cast<std::int32_t>(q) - in.zero_point);
+    const float s = 1.0f / (1.0f + std::exp(-x));
+    const float v = s / out.scale;
+    const std::int64_t r = static_cast<std::int64_t>(round_half_even(v)) + out.zero_point;
+    return static_cast<std::int8_t>(clamp_i32(r, kQMin, kQMax));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The quantized model
+// ---------------------------------------------------------------------------------------------
+
+// One layer with weights (conv2d, dwconv, fc; batch norm folded first). Weights keep the float
+// layout of data/weights.hpp (PyTorch's OIHW / [out][in]); weight_scales has one entry per output
+// channel, or one for the whole tensor (fully connected in XNNPACK's snapshot).
+struct QuantizedWeights {
+    std::string layer;                      // DSL layer name
+    std::vector<std::int64_t> weight_shape;
+    std::vector<std::int8_t> weights;
+    std::vector<float> weight_scales;       // > 0; size out_channels or 1
+    std::vector<std::int32_t> bias;         // size out_channels (zeros when the layer has none)
+
+    float weight_scale(std::size_t channel) const noexcept {
+        return weight_scales.size() == 1 ? weight_scales[0] : weight_scales[channel];
+    }
+};
+
+// A quantized model: int8 weights per layer and activation parameters per value (the output of
+// each layer, by layer name; the input layer's entry is the model input's parameters).
+struct QuantizedModel {
+    std::vector<QuantizedWeights> layers;
+    std::vector<std::pair<std::string, ActivationQuant>> activations;
+    std::vector<std::string> float_layers;  // layers run in float between convert operators
+
+    const QuantizedWeights* find_layer(const std::string& name) const noexcept {
+        for (const auto& l : layers)
+            if (l.layer == name) return &l;
+        return nullptr;
+    }
+    const ActivationQuant* find_activation(const std::string& name) const noexcept {
+        for (const auto& a : activations)
+            if (a.first == name) return &a.second;
+        return nullptr;
+    }
+};
+
+// Checks scales, zero points and sizes; the first problem found, naming the tensor.
+inline std::optional<Error> validate_quantized_model(const QuantizedModel& m) {
+    for (const auto& a : m.activations) {
+        if (!scale_ok(a.second.scale))
+            return Error(ErrorKind::input, Where{{}, 0, 0, a.first + ".act_scale"},
+                         "activation scale " + scale_problem(a.second.scale),
+                         "scales must be finite and positive");
+        if (!zero_point_ok(a.second.zero_point))
+            return Error(ErrorKind::input, Where{{}, 0, 0, a.first + ".act_zero_point"},
+                         "activation zero point " + std::to_string(a.second.zero_point) +
+                             " is outside [-128, 127]");
+    }
+    for (const auto& l : m.layers) {
+        std::int64_t n = 1;
+        for (std::int64_t d : l.weight_shape) {
+            if (d <= 0 || n > (std::int64_t{1} << 40) / d)
+                return Error(ErrorKind::input, Where{{}, 0, 0, l.layer + ".weight"},
+                             "weight shape has a non-positive or too large dimension");
+            n *= d;
+        }
+        if (l.weight_shape.empty() || static_cast<std::int64_t>(l.weights.size()) != n)
+            return Error(ErrorKind::input, Where{{}, 0, 0, l.layer + ".weight"},
+                         "weight count " + std::to_string(l.weights.size()) +
+                             " does not match its shape");
+        const std::size_t out = static_cast<std::size_t>(l.weight_shape[0]);
+        if (l.weight_scales.size() != 1 && l.weight_scales.size() != out)
+            return Error(ErrorKind::input, Where{{}, 0, 0, l.layer + ".weight_scale"},
+                         "has " + std::to_string(l.weight_scales.size()) +
+                             " scales; expected 1 or " + std::to_string(out) +
+                             " (one per output channel)");
+        for (std::size_t c = 0; c < l.weight_scales.size(); ++c)
+            if (!scale_ok(l.weight_scales[c]))
+                return Error(ErrorKind::input, Where{{}, 0, 0, l.layer + ".weight_scale"},
+                             "scale of channel " + std::to_string(c) + " " +
+                                 scale_problem(l.weight_scales[c]),
+                             "scales must be finite and positive");
+        if (l.bias.size() != out)
+            return Error(ErrorKind::input, Where{{}, 0, 0, l.layer + ".bias"},
+                         "has " + std::to_string(l.bias.size()) + " values; expected " +
+                             std::to_string(out));
+    }
+    return std::nullopt;
+}
+
+}  // namespace lamda
+
+#endif  // LAMDA_CORE_QUANT_HPP
+// ---- end include/lamda/core/quant.hpp ----
 // ---- begin include/lamda/core/validate.hpp ----
 // lamda/core/validate.hpp: size limits and shape inference. Every graph, parsed or built in code,
 // passes through infer_shapes before anything else trusts its shapes.
@@ -1175,10 +1984,16 @@ inline RewriteReport fuse_activation_patterns(Graph& g) {
 // ---- begin include/lamda/dsl/parser.hpp ----
 // lamda/dsl/parser.hpp: the text format (docs/dsl.md) -> IR graph, and the canonical printer.
 // The parser never throws on bad input: it returns every independent error it finds, each naming
-// FILE:LINE:COL, so that a person or the generator can fix them all in one go.
+// FILE:LINE:COL, so that a person or the generator can fix them all in one go. That holds within
+// a line too: every stray character (a run of non-ASCII bytes is one character, named by its code
+// point), every bad attribute and every missing one is reported, and the parser resynchronises at
+// the next KEY=VALUE after a stray character instead of reporting what follows from it. An unknown
+// op with a confident guess (a known alias, or the same name in other letter case) has its
+// attributes checked against the guessed op.
 #ifndef LAMDA_DSL_PARSER_HPP
 #define LAMDA_DSL_PARSER_HPP
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstddef>
@@ -1283,7 +2098,7 @@ struct ParseResult {
 
 namespace dsl_detail {
 
-enum class TokenKind { Word, Colon, Equals, Comma };
+enum class TokenKind { Word, Colon, Equals, Comma, Bad };  // Bad: a stray character, reported
 
 struct Token {
     TokenKind kind;
@@ -1471,8 +2286,9 @@ private:
             Diagnostic{file_, line, column, std::move(message), std::move(hint)});
     }
 
-    // Splits a line into tokens; false after reporting a character that has no place here.
-    bool tokenize(std::string_view line, int line_number, std::vector<Token>& tokens) {
+    // Splits a line into tokens. Each character that has no place here is reported and becomes a
+    // Bad token (a run of non-ASCII bytes is one, named by its code point when it is UTF-8).
+    void tokenize(std::string_view line, int line_number, std::vector<Token>& tokens) {
         tokens.clear();
         std::size_t i = 0;
         while (i < line.size()) {
@@ -1495,22 +2311,95 @@ private:
                 i = j;
             } else {
                 const auto byte = static_cast<unsigned char>(c);
+                std::size_t j = i + 1;
                 std::string shown;
                 if (byte >= 0x20 && byte < 0x7f) {
                     shown = std::string("'") + c + "'";
+                } else if (byte < 0x80) {
+                    shown = "byte " + hex_byte(byte);
                 } else {
-                    static const char* hex = "0123456789abcdef";
-                    shown = std::string("byte 0x") + hex[byte >> 4] + hex[byte & 15];
+                    j = utf8_end(line, i);
+                    shown = describe_non_ascii(line.substr(i, j - i));
                 }
                 error(line_number, column, "unexpected character " + shown,
-                      "a line is `NAME: OP INPUTS KEY=VALUE ...`; comments start with '#'");
-                return false;
+                      byte >= 0x80 ? "the DSL is ASCII only: sizes are written 3x3, with no quotes or brackets"
+                                   : "a line is `NAME: OP INPUTS KEY=VALUE ...`; comments start with '#'");
+                if (stopped_) return;
+                tokens.push_back(Token{TokenKind::Bad, line.substr(i, j - i), column});
+                i = j;
             }
         }
-        return true;
     }
 
+    static std::string hex_byte(unsigned char byte) {
+        static const char* hex = "0123456789abcdef";
+        return std::string("0x") + hex[byte >> 4] + hex[byte & 15];
+    }
+
+    // The end of the run of non-ASCII bytes at `i` that forms one UTF-8 character (at least one
+    // byte; a byte that starts no valid sequence stands alone).
+    static std::size_t utf8_end(std::string_view line, std::size_t i) {
+        const auto lead = static_cast<unsigned char>(line[i]);
+        const std::size_t n = lead >= 0xf0 && lead < 0xf5 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc2 && lead < 0xe0 ? 2 : 1;
+        if (n == 1 || i + n > line.size()) return i + 1;
+        for (std::size_t k = 1; k < n; ++k)
+            if ((static_cast<unsigned char>(line[i + k]) & 0xc0) != 0x80) return i + 1;
+        return i + n;
+    }
+
+    // "U+00D7 'x'" for a whole UTF-8 character, "byte 0xNN" for a stray byte.
+    static std::string describe_non_ascii(std::string_view ch) {
+        const auto lead = static_cast<unsigned char>(ch[0]);
+        if (ch.size() == 1) return "byte " + hex_byte(lead);
+        std::uint32_t cp = lead & (ch.size() == 2 ? 0x1fu : ch.size() == 3 ? 0x0fu : 0x07u);
+        for (std::size_t k = 1; k < ch.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(ch[k]) & 0x3fu);
+        static const char* hex = "0123456789ABCDEF";
+        std::string u = "U+";
+        const int digits = cp > 0xffff ? 6 : 4;
+        for (int d = digits - 1; d >= 0; --d) u += hex[(cp >> (4 * d)) & 15];
+        return u + " '" + std::string(ch) + "'";
+    }
+
+    // From tokens[at], the index of the next `KEY =` (the start of an attribute), or the end.
+    static std::size_t next_attribute(const std::vector<Token>& tokens, std::size_t at) {
+        while (at < tokens.size() &&
+               !(tokens[at].kind == TokenKind::Word && at + 1 < tokens.size() && tokens[at + 1].kind == TokenKind::Equals))
+            ++at;
+        return at;
+    }
+
+    static std::string lower_ascii(std::string_view word) {
+        std::string lower(word);
+        for (char& ch : lower)
+            if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+        return lower;
+    }
+
+    // A confident guess for an unknown op word: a known alias or an op name, in any letter case.
+    static std::string_view confident_guess(std::string_view word) {
+        const std::string lower = lower_ascii(word);
+        const std::string_view alias = known_alias(lower);
+        if (!alias.empty()) return alias;
+        for (OpKind k : all_op_kinds)
+            if (op_name(k) == lower) return op_name(k);
+        return {};
+    }
+
+    // Sorts the diagnostics a line added by column when it is done (tokenize() reports stray
+    // characters before the op and attributes around them are checked).
+    struct ByColumn {
+        std::vector<Diagnostic>& diagnostics;
+        std::size_t from;
+        const bool& stopped;
+        ~ByColumn() {
+            if (stopped || diagnostics.size() <= from + 1) return;
+            std::stable_sort(diagnostics.begin() + static_cast<std::ptrdiff_t>(from), diagnostics.end(),
+                             [](const Diagnostic& x, const Diagnostic& y) { return x.column < y.column; });
+        }
+    };
+
     void parse_line(std::string_view line, int line_number) {
+        const ByColumn by_column{result_.diagnostics, result_.diagnostics.size(), stopped_};
         if (line.size() > limits_.max_line_length) {
             error(line_number, 1,
                   "the line is " + std::to_string(line.size()) + " characters, more than the limit of " +
@@ -1519,7 +2408,10 @@ private:
             return;
         }
         std::vector<Token> tokens;
-        if (!tokenize(line, line_number, tokens) || tokens.empty()) return;
+        tokenize(line, line_number, tokens);
+        if (stopped_ || tokens.empty()) return;
+        bool stray = false;  // a stray character was reported: the layer is not built
+        for (const Token& t : tokens) stray = stray || t.kind == TokenKind::Bad;
 
         // `model NAME`
         if (tokens[0].kind == TokenKind::Word && tokens[0].text == "model" &&
@@ -1538,9 +2430,17 @@ private:
 
         Layer layer;
         layer.loc = SourceLoc{line_number, tokens[0].column};
-        bool broken = false;
+        bool broken = stray;
         std::size_t at = 0;
         std::string_view written_name;
+        if (tokens[0].kind == TokenKind::Bad) {
+            // A stray character before the name (a bullet, a quote): the rest may still be a layer.
+            std::size_t first = 0;
+            while (first < tokens.size() && tokens[first].kind == TokenKind::Bad) ++first;
+            tokens.erase(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(first));
+            if (tokens.empty()) return;
+            broken = true;
+        }
         if (tokens.size() >= 2 && tokens[1].kind == TokenKind::Colon) {
             if (tokens[0].kind != TokenKind::Word || !is_identifier(tokens[0].text) ||
                 tokens[0].text.size() > static_cast<std::size_t>(limits_.max_name_length)) {
@@ -1554,21 +2454,25 @@ private:
             at = 2;
         }
         if (at >= tokens.size() || tokens[at].kind != TokenKind::Word) {
-            error(line_number, at < tokens.size() ? tokens[at].column : tokens.back().column,
-                  "expected an op name", "e.g. `conv1: conv2d out=16 kernel=3`");
+            if (at >= tokens.size() || tokens[at].kind != TokenKind::Bad)  // else reported already
+                error(line_number, at < tokens.size() ? tokens[at].column : tokens.back().column,
+                      "expected an op name", "e.g. `conv1: conv2d out=16 kernel=3`");
             return;  // nothing to build a layer from
         }
         const Token& op_token = tokens[at++];
         if (!lookup_op(op_token.text, layer.op)) {
             std::string hint;
-            const std::string_view alias = known_alias(op_token.text);
+            const std::string_view alias = confident_guess(op_token.text);
             const std::string guess = alias.empty() ? closest_match(op_token.text, op_names())
                                                     : std::string(alias);
             if (!guess.empty()) hint = "did you mean '" + guess + "'?";
             else hint = "ops are: " + join_op_names();
             error(line_number, op_token.column,
                   "unknown op '" + std::string(op_token.text) + "'", hint);
-            return;
+            // With a confident guess, the rest of the line is checked as that op (the layer stays
+            // broken); otherwise there is nothing to check its attributes against.
+            if (alias.empty() || !lookup_op(alias, layer.op)) return;
+            broken = true;
         }
         apply_defaults(layer);
 
@@ -1586,12 +2490,18 @@ private:
                 ++at;
                 continue;
             }
+            if (t.kind == TokenKind::Bad) {  // reported by tokenize(): go on at the next KEY=VALUE
+                broken = true;
+                at = next_attribute(tokens, at + 1);
+                continue;
+            }
             if (t.kind != TokenKind::Word) {
                 error(line_number, t.column, "unexpected '" + std::string(t.text) + "'",
                       t.kind == TokenKind::Colon ? "only the layer name is followed by ':'"
                                                  : "attributes are written KEY=VALUE");
                 broken = true;
-                break;
+                at = next_attribute(tokens, at + 1);
+                continue;
             }
             const bool is_attribute =
                 at + 1 < tokens.size() && tokens[at + 1].kind == TokenKind::Equals;
@@ -1607,14 +2517,25 @@ private:
                 continue;
             }
             if (at + 2 >= tokens.size() || tokens[at + 2].kind != TokenKind::Word) {
-                error(line_number, tokens[at + 1].column,
-                      "attribute '" + std::string(t.text) + "' has no value",
-                      "write KEY=VALUE with no spaces, e.g. kernel=3");
+                // `kernel=(3,3)`: the stray '(' is reported; the key counts as given.
+                if (at + 2 < tokens.size() && tokens[at + 2].kind == TokenKind::Bad) seen_keys.push_back(t.text);
+                else
+                    error(line_number, tokens[at + 1].column,
+                          "attribute '" + std::string(t.text) + "' has no value",
+                          "write KEY=VALUE with no spaces, e.g. kernel=3");
                 broken = true;
-                break;
+                at = next_attribute(tokens, at + 2);
+                continue;
             }
             const Token& value = tokens[at + 2];
             at += 3;
+            if (at < tokens.size() && tokens[at].kind == TokenKind::Bad) {
+                // `kernel=3<U+00D7>3`, `act=<U+2018>relu<U+2019>`: the value is cut by a stray character (reported)
+                seen_keys.push_back(t.text);
+                broken = true;
+                at = next_attribute(tokens, at);
+                continue;
+            }
             bool duplicate = false;
             for (std::string_view k : seen_keys) duplicate = duplicate || k == t.text;
             if (duplicate) {
@@ -1760,7 +2681,11 @@ private:
             if (!found) {
                 std::vector<std::string> names;
                 for (Activation a : all_activations) names.emplace_back(activation_name(a));
-                const std::string guess = closest_match(v, names);
+                const std::string lower = lower_ascii(v);
+                std::string guess;
+                for (const std::string& n : names)
+                    if (n == lower) guess = n;  // ReLU, ReLU6, Sigmoid: lamda writes them in lower case
+                if (guess.empty()) guess = closest_match(v, names);
                 return bad_value(key, value, line_number,
                                  guess.empty() ? "none, relu, relu6, hardswish, hardsigmoid or sigmoid"
                                                : "an activation; did you mean '" + guess + "'?");
