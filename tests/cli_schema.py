@@ -25,14 +25,24 @@ TYPES = {
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
     "any": lambda v: True,
 }
 
 
 def check(schema, value, where, errors):
     if isinstance(schema, str):
-        if not TYPES[schema](value):
+        if not any(TYPES[t](value) for t in schema.split("|")):
             errors.append(f"{where}: expected {schema}, got {type(value).__name__}")
+    elif isinstance(schema, list) and len(schema) > 1:
+        tries = []
+        for alternative in schema:
+            tries.append([])
+            check(alternative, value, where, tries[-1])
+            if not tries[-1]:
+                return
+        errors.append(f"{where}: matches none of the {len(schema)} alternatives: " +
+                      "; ".join(e for t in tries for e in t))
     elif isinstance(schema, list):
         if not isinstance(value, list):
             errors.append(f"{where}: expected an array")
@@ -44,6 +54,8 @@ def check(schema, value, where, errors):
             errors.append(f"{where}: expected an object")
             return
         for key, sub in schema.items():
+            if key == "*":
+                continue
             optional = key.endswith("?")
             name = key.rstrip("?")
             if name not in value:
@@ -51,6 +63,11 @@ def check(schema, value, where, errors):
                     errors.append(f"{where}: missing '{name}'")
                 continue
             check(sub, value[name], f"{where}.{name}", errors)
+        if "*" in schema:
+            named = {key.rstrip("?") for key in schema}
+            for name, item in value.items():
+                if name not in named:
+                    check(schema["*"], item, f"{where}.{name}", errors)
 
 
 def main():
