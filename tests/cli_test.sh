@@ -84,6 +84,7 @@ expect_in "$tmp/messy.lamda" "c: conv2d out=4 kernel=3"
 
 # Device facts: the fields every efficiency figure relies on.
 expect_rc 0 "${lamda[@]}" device --json --seconds 0.05
+cp "$tmp/out" "$tmp/device.json"  # checked against its schema below
 for key in cpu_model architecture isa xnnpack_isa logical_cores peak_gflops; do
     json_field "$tmp/out" "$key" >/dev/null 2>&1 && pass || fail "device --json has no $key"
 done
@@ -339,6 +340,95 @@ if "${lamda[@]}" --version | grep -q "features:.*torch" && [ -f /usr/share/datas
     expect_in "$tmp/err" "epoch 1/1: 500/1000 images (50%), loss"
     expect_in "$tmp/err" "epoch 1/1: 1000/1000 images (100%), loss"
     grep -q $'\r' "$tmp/err" && fail "train draws '\\r' progress into a log" || pass
+fi
+
+# --- The other commands' --json (schemas in docs/cli.md) ------------------------------------------
+cp "$tmp/device.json" "$tmp/out"
+schema device
+
+# A dataset of 4x4 images small enough for every build, qemu included (IDX, docs/training.md): 20
+# training and 4 test images of 2 classes; dsn has no test set. The classifier has a batch norm to
+# fold and a softmax that stays in float when quantized.
+/usr/bin/python3 - "$tmp" <<'PY'
+import os, struct, sys
+def idx(path, dims, data):
+    open(path, "wb").write(bytes([0, 0, 8, len(dims)]) + b"".join(struct.pack(">I", x) for x in dims) + bytes(data))
+for d in ("ds", "dsn"):
+    os.makedirs(os.path.join(sys.argv[1], d))
+    idx(os.path.join(sys.argv[1], d, "train-images-idx3-ubyte"), [20, 4, 4], [(i * 37 + p * 11) * 7 % 256 for i in range(20) for p in range(16)])
+    idx(os.path.join(sys.argv[1], d, "train-labels-idx1-ubyte"), [20], [i % 2 for i in range(20)])
+idx(os.path.join(sys.argv[1], "ds", "t10k-images-idx3-ubyte"), [4, 4, 4], [(i * 41 + p * 13) * 5 % 256 for i in range(4) for p in range(16)])
+idx(os.path.join(sys.argv[1], "ds", "t10k-labels-idx1-ubyte"), [4], [i % 2 for i in range(4)])
+PY
+printf 'model cls\ni: input shape=4x4x1\nc: conv2d out=3 kernel=1\nb: batchnorm\nr: relu\ng: gap\nf: fc out=2\ns: softmax\n' >"$tmp/cls.lamda"
+expect_rc 0 "${lamda[@]}" run "$tmp/cls.lamda" --seed 3 --save-weights "$tmp/cls.safetensors"
+
+# eval --json (XNNPACK) on the first 2 test images.
+if "${lamda[@]}" --version | grep -q "features:.*xnnpack"; then
+    expect_rc 0 "${lamda[@]}" eval "$tmp/cls.lamda" --weights "$tmp/cls.safetensors" --dataset "$tmp/ds" --limit 2 --json
+    schema eval
+    [ "$(json_field "$tmp/out" n)" = 2 ] && pass || fail "eval --limit 2 --json: n"
+fi
+
+# quantize --json: with the accuracy block, and (percentile, --eval 0) without it.
+if "${lamda[@]}" quantize --help >/dev/null 2>&1; then
+    expect_rc 0 "${lamda[@]}" quantize "$tmp/cls.lamda" --weights "$tmp/cls.safetensors" --dataset "$tmp/ds" \
+        --out "$tmp/cls_int8.safetensors" --calibration 4 --eval 4 --json
+    schema quantize
+    /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["folded"] == ["b"] and [f["layer"] for f in d["float_layers"]] == ["s"] and d["accuracy"]["images"] == 4 else 1)' "$tmp/out" && pass || fail "quantize --json: folded, float_layers, accuracy: $(head -c 300 "$tmp/out")"
+    expect_rc 0 "${lamda[@]}" quantize "$tmp/cls.lamda" --weights "$tmp/cls.safetensors" --dataset "$tmp/ds" \
+        --out "$tmp/cls_int8p.safetensors" --calibration 4 --eval 0 --range percentile --json
+    schema quantize
+    grep -q '"accuracy"' "$tmp/out" && fail "quantize --eval 0 --json has accuracy" || pass
+fi
+
+# train --json (libtorch, natively): with --out, and on a dataset without a test set (nulls).
+if "${lamda[@]}" --version | grep -q "features:.*torch" && [ ${#lamda[@]} -eq 1 ]; then
+    expect_rc 0 "${lamda[@]}" train "$tmp/cls.lamda" --dataset "$tmp/ds" --epochs 1 --batch 8 --out "$tmp/cls_trained.safetensors" --json
+    schema train
+    [ "$(json_field "$tmp/out" weights)" = "$tmp/cls_trained.safetensors" ] && pass || fail "train --json weights"
+    expect_rc 0 "${lamda[@]}" train "$tmp/cls.lamda" --dataset "$tmp/dsn" --epochs 1 --batch 8 --json
+    schema train
+    [ "$(json_field "$tmp/out" test_accuracy)" = None ] && [ "$(json_field "$tmp/out" weights)" = None ] && pass ||
+        fail "train --json without a test set or --out: $(head -c 300 "$tmp/out")"
+fi
+
+# generate --json: a feasible search (best an object), an infeasible one (best null, exit 1), and,
+# with libtorch, a trained one (val_accuracy, and test_accuracy from the full training at the end).
+# 3 candidates on an 8x8 input: under a second, also under qemu.
+if "${lamda[@]}" --version | grep -q "features:.*latency" && "${lamda[@]}" --version | grep -q "features:.*xnnpack"; then
+    printf '{"name": "t", "input": [8, 8, 1], "classes": 2, "constraints": {"latency_ms": 1000, "threads": 1}}\n' >"$tmp/task.json"
+    printf '{"name": "t", "input": [8, 8, 1], "classes": 2, "constraints": {"latency_ms": 0.000001, "threads": 1}}\n' >"$tmp/task_none.json"
+    expect_rc 0 "${lamda[@]}" generate "$tmp/task.json" --out "$tmp/gen" --objective capacity --max-candidates 3 \
+        --runs 3 --confirm-runs 3 --json -q
+    schema generate
+    /usr/bin/python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; sys.exit(0 if b["macs"] > 0 and "confirmed_ms" in b else 1)' "$tmp/out" && pass || fail "generate --json best: $(head -c 300 "$tmp/out")"
+    expect_rc 1 "${lamda[@]}" generate "$tmp/task_none.json" --out "$tmp/gen_none" --objective capacity --max-candidates 3 \
+        --runs 3 --confirm-runs 3 --json -q
+    schema generate
+    [ "$(json_field "$tmp/out" best)" = None ] && pass || fail "generate --json: best is not null without a feasible model"
+    if "${lamda[@]}" --version | grep -q "features:.*torch" && [ ${#lamda[@]} -eq 1 ]; then
+        printf '{"name": "t", "input": [4, 4, 1], "classes": 2, "dataset": "%s", "constraints": {"latency_ms": 1000, "threads": 1}}\n' \
+            "$tmp/ds" >"$tmp/task_ds.json"
+        expect_rc 0 "${lamda[@]}" generate "$tmp/task_ds.json" --out "$tmp/gen_ds" --max-candidates 2 --runs 3 --confirm-runs 3 \
+            --final-top 1 --final-epochs 1 --json -q
+        schema generate
+        /usr/bin/python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; sys.exit(0 if "val_accuracy" in b and "test_accuracy" in b else 1)' "$tmp/out" && pass || fail "generate --json trained best: $(head -c 300 "$tmp/out")"
+    fi
+fi
+
+# profile (no --json: it writes the profile, at least 5 s of measuring), then predict --json and
+# eval-predictor --json from it; natively only (under qemu the timings mean nothing).
+if "${lamda[@]}" --version | grep -q "features:.*latency" && "${lamda[@]}" --version | grep -q "features:.*xnnpack" &&
+        [ ${#lamda[@]} -eq 1 ]; then
+    expect_rc 0 "${lamda[@]}" profile --out "$tmp/profile.json" --budget-s 5 --calibration-models 0 -q
+    expect_rc 0 "${lamda[@]}" predict "$src/examples/models/lenet5.lamda" --profile "$tmp/profile.json" --json
+    schema predict
+    [ "$(json_field "$tmp/out" model)" = lenet5 ] && pass || fail "predict --json model"
+    mkdir "$tmp/zoo" && cp "$tmp/tiny.lamda" "$tmp/zoo/"
+    expect_rc 0 "${lamda[@]}" eval-predictor --profile "$tmp/profile.json" --models 2 --zoo "$tmp/zoo" --runs 3 --rounds 1 --json
+    schema eval-predictor
+    /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["n"] == 2 and "zoo" in d["families"] and len(d["models"]) == 3 else 1)' "$tmp/out" && pass || fail "eval-predictor --json: $(head -c 300 "$tmp/out")"
 fi
 
 echo "$passes passed, $failures failed"
