@@ -1144,3 +1144,24 @@ TEST_CASE("llm: a parallel search gets three candidates in flight from one turn"
 }
 
 }  // namespace
+
+TEST_CASE("llm: the prompt lists the candidates other workers are still evaluating") {
+    const Task task = small_task(12);
+    LlmConfig c;
+    c.base_url = "http://127.0.0.1:9/v1";  // never contacted: request_body only builds the request
+    c.model = "scripted-model";
+    LlmProposer proposer(c);
+    CandidateRecord r;
+    r.dsl = "input: input shape=28x28x1\nc1: conv2d out=24 kernel=3\np: gap\nfc: fc out=10\n";
+    r.hash = text_hash(r.dsl);
+    r.params = 1234;
+    r.predicted_ms = 0.02;
+    const std::string without = proposer.request_body(task, {});
+    const std::string with = proposer.request_body(task, {}, std::nullopt, {r});
+    CHECK(without.find("Being evaluated now") == std::string::npos);
+    CHECK(with.find("Being evaluated now") != std::string::npos);
+    CHECK(with.find("3 layers (conv2d, gap, fc), widest 24") != std::string::npos);
+    CHECK(with.find("1,234 params") != std::string::npos);
+    // The pending list is for one request only.
+    CHECK(proposer.request_body(task, {}) == without);
+}
