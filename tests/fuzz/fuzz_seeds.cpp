@@ -1,6 +1,7 @@
 // Writes the fuzzers' seed corpora, valid files made by lamda itself (scripts/test.sh and
 // scripts/fuzz-long.sh run it; nothing is committed but the crash corpus):
-//   lamda_fuzz_seeds DIR   -> DIR/safetensors/, DIR/task_json/, DIR/profile_json/, DIR/journal_line/
+//   lamda_fuzz_seeds DIR   -> DIR/safetensors/, DIR/task_json/, DIR/profile_json/, DIR/journal_line/,
+//                             DIR/agent_request/
 // ONNX seeds come from tests/hostile/onnx_hostile.py --seeds DIR/onnx (python3-onnx).
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 
 #include <lamda/core/analysis.hpp>
 #include <lamda/data/weights.hpp>
+#include <lamda/detail/json_write.hpp>
 #include <lamda/dsl/parser.hpp>
 #include <lamda/latency/model.hpp>
 #include <lamda/search/journal.hpp>
@@ -66,6 +68,23 @@ int main(int argc, char** argv) {
     for (const auto& entry : fs::directory_iterator(fs::path(LAMDA_SOURCE_DIR) / "examples" / "tasks"))
         fs::copy_file(entry.path(), out / "task_json" / entry.path().filename(), fs::copy_options::overwrite_existing);
     put(out / "profile_json", "empty_profile.json", lamda::latency_profile_json(lamda::LatencyProfile{}));
+    // The agent's requests (fuzz_agent_request's server takes the token "fuzz-token").
+    auto request = [](const std::string& method, const std::string& path, const std::string& body, bool token) {
+        std::string r = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+        if (token) r += "Authorization: Bearer fuzz-token\r\n";
+        if (method == "POST") r += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+        return r + "\r\n" + body;
+    };
+    std::string small_model;
+    lamda::append_json_string(small_model, models[0]);
+    put(out / "agent_request", "device", request("GET", "/v1/device", "", true));
+    put(out / "agent_request", "device_no_token", request("GET", "/v1/device", "", false));
+    put(out / "agent_request", "bench", request("POST", "/v1/bench", "{\"dsl\":" + small_model + ",\"runs\":2,\"warmup\":0}", true));
+    put(out / "agent_request", "measure", request("POST", "/v1/measure", "{\"dsl\":" + small_model + ",\"runs\":2,\"max_seconds\":0.5}", true));
+    put(out / "agent_request", "profile", request("POST", "/v1/profile", "{\"budget_s\":0.05,\"calibration_models\":0}", true));
+    put(out / "agent_request", "profile_status", request("GET", "/v1/profile/0123456789abcdef", "", true));
+    put(out / "agent_request", "chunked",
+        "POST /v1/bench HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer fuzz-token\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{}  \r\n0\r\n\r\n");
     std::cout << "seeds written to " << out.string() << "\n";
     return 0;
 }
