@@ -678,7 +678,9 @@ TEST_CASE("report_html: one page with the scatter, the front, the limit, the tab
     CHECK(count("id=\"best-ring\"") == 1);
     CHECK(count("<g id=\"legend\"") == 1);
     CHECK(count("<table id=\"best-table\"") == 1);
-    CHECK(count("<pre id=\"best-dsl\">model best # &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;") == 1);
+    // The model is named after the task (best_model_name, as in best.lamda); its comment stays, escaped.
+    CHECK(count("<pre id=\"best-dsl\">model " + lamda::best_model_name(task) +
+                "  # &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;") == 1);
     CHECK(count("<script") == 0);
     CHECK(count("<img") == 0);
     CHECK(count("&lt;img src=x") >= 1);
