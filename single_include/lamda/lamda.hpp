@@ -42235,9 +42235,25 @@ public:
 
     // The request body of the next turn for these records (exposed for tests and inspection).
     std::string request_body(const Task& task, const std::vector<CandidateRecord>& records,
-                             std::optional<std::size_t> repair = std::nullopt) {
+                             std::optional<std::size_t> repair = std::nullopt,
+                             const std::vector<CandidateRecord>& pending = {}) {
         task_input_ = task.input;
-        return build_body(task, records, repair ? std::vector<std::size_t>{*repair} : std::vector<std::size_t>{});
+        pending_ = pending;
+        std::string body = build_body(task, records, repair ? std::vector<std::size_t>{*repair} : std::vector<std::size_t>{});
+        pending_.clear();
+        return body;
+    }
+
+    // A parallel search: the prompt also lists the candidates other workers are evaluating, so
+    // that the model does not propose them again while their verdicts are pending.
+    std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
+                                         const std::vector<CandidateRecord>& pending) override {
+        pending_ = pending;
+        struct Clear {
+            std::vector<CandidateRecord>& v;
+            ~Clear() { v.clear(); }
+        } clear{pending_};
+        return propose(task, records);
     }
 
     std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
@@ -42264,6 +42280,7 @@ public:
         }
         std::set<std::string> seen;
         for (const CandidateRecord& r : records) seen.insert(r.hash);
+        for (const CandidateRecord& r : pending_) seen.insert(r.hash);
         if (auto p = next_from_queue(records, seen)) return p;
         if (gave_up_) return std::nullopt;
         // Failed turns take no candidate slot: they are retried here, within their own caps.
@@ -42512,6 +42529,7 @@ private:
     LlmClient client_;
     LlmProposerOptions options_;
     std::deque<Pending> queue_;
+    std::vector<CandidateRecord> pending_;  // set by propose_next for one call
     std::optional<Pending> outstanding_;
     std::size_t records_at_issue_ = 0;
     std::vector<Outcome> round_;           // the last reply's candidates, told in the next turn
@@ -42608,8 +42626,13 @@ private:
     const std::string& structure_of(const CandidateRecord& r) {
         auto it = structure_.find(static_cast<std::size_t>(r.index));
         if (it != structure_.end()) return it->second;
+        return structure_[static_cast<std::size_t>(r.index)] = structure_text(r.dsl);
+    }
+
+    // "7 layers (conv2d x3, ...), widest 64"; empty when the text does not parse.
+    static std::string structure_text(const std::string& dsl) {
         std::string s;
-        const ParseResult parsed = parse_dsl(r.dsl, "candidate");
+        const ParseResult parsed = parse_dsl(dsl, "candidate");
         if (parsed.ok()) {
             std::vector<std::pair<std::string, int>> counts;
             std::int64_t widest = 0;
@@ -42626,7 +42649,7 @@ private:
                 s += (i ? ", " : "") + counts[i].first + (counts[i].second > 1 ? " x" + std::to_string(counts[i].second) : "");
             s += "), widest " + std::to_string(widest);
         }
-        return structure_[static_cast<std::size_t>(r.index)] = s;
+        return s;
     }
 
     static std::string figures(const CandidateRecord& r, const Task& task) {
@@ -42835,7 +42858,20 @@ private:
                 if (fits(json_escaped_size(more))) recent += more;
             }
         }
-        const std::string body = body_of(head + best + recent + results + core + tail);
+        // 4. candidates other workers are evaluating now (propose_next): their figures and
+        // structure, so that the next proposals differ from them too
+        std::string in_flight;
+        {
+            const std::string heading = "\n## Being evaluated now (verdicts pending: do not propose these again)\n\n";
+            for (const CandidateRecord& r : pending_) {
+                const std::string st = structure_text(r.dsl);
+                const std::string f = figures(r, task);
+                const std::string line = valid_utf8("- " + f + (f.empty() || st.empty() ? "" : "; ") + st + "\n");
+                if (!fits(json_escaped_size(line) + (in_flight.empty() ? json_escaped_size(heading) : 0))) break;
+                in_flight += (in_flight.empty() ? heading : std::string()) + line;
+            }
+        }
+        const std::string body = body_of(head + best + recent + in_flight + results + core + tail);
         if (prompt_bytes(body) > budget)  // cannot happen: every part was counted
             throw LlmError(LlmErrorKind::Config, "internal: the request grew over its budget");
         return body;
