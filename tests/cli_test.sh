@@ -417,11 +417,13 @@ if "${lamda[@]}" --version | grep -q "features:.*latency" && "${lamda[@]}" --ver
     fi
 fi
 
-# profile (no --json: it writes the profile, at least 5 s of measuring), then predict --json and
-# eval-predictor --json from it; natively only (under qemu the timings mean nothing).
+# profile --json (at least 5 s of measuring), then predict --json and eval-predictor --json from
+# the profile it wrote; natively only (under qemu the timings mean nothing).
 if "${lamda[@]}" --version | grep -q "features:.*latency" && "${lamda[@]}" --version | grep -q "features:.*xnnpack" &&
         [ ${#lamda[@]} -eq 1 ]; then
-    expect_rc 0 "${lamda[@]}" profile --out "$tmp/profile.json" --budget-s 5 --calibration-models 0 -q
+    expect_rc 0 "${lamda[@]}" profile --out "$tmp/profile.json" --budget-s 5 --calibration-models 0 -q --json
+    schema profile
+    /usr/bin/python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["profiles"]; sys.exit(0 if len(p) == 1 and p[0]["out"] == sys.argv[2] and p[0]["samples"] > 0 and p[0]["kinds"] else 1)' "$tmp/out" "$tmp/profile.json" && pass || fail "profile --json: $(head -c 300 "$tmp/out")"
     expect_rc 0 "${lamda[@]}" predict "$src/examples/models/lenet5.lamda" --profile "$tmp/profile.json" --json
     schema predict
     [ "$(json_field "$tmp/out" model)" = lenet5 ] && pass || fail "predict --json model"

@@ -88,6 +88,7 @@ inline void register_latency_commands(CLI::App& app, LatencyCli& c) {
                           "Quantile of repeated timings (0.5: median; lower resists a busy machine)")
         ->check(CLI::Range(0.0, 1.0));
     c.profile->add_flag("-q,--quiet", c.quiet, "No progress line on stderr");
+    c.profile->add_flag("--json", c.json, "Print one JSON object (what was written, per board with --device)");
 #if defined(LAMDA_WITH_AGENT)
     c.profile->add_option("--device", c.devices,
                           "Profile the board running lamda-agent at this URL instead (token from LAMDA_AGENT_TOKEN); "
@@ -219,13 +220,40 @@ inline int run_predict(const LatencyCli& c) {
 #if defined(LAMDA_WITH_XNNPACK)
 
 #if defined(LAMDA_WITH_AGENT)
+namespace latency_cli_detail {
+
+// profile --json: what one written profile holds (docs/cli.md's schema "profile").
+inline void write_profile_summary(lamda::JsonWriter& j, const std::string& path, const lamda::LatencyProfile& p) {
+    j.field("out", path)
+        .field("samples", static_cast<std::int64_t>(p.samples.size()))
+        .field("calibration_models", static_cast<std::int64_t>(p.calibration.size()))
+        .field("elapsed_s", p.elapsed_s);
+    j.key("load_average");
+    if (p.load_average >= 0) j.value(p.load_average);
+    else j.null();
+    j.key("kinds").begin_array();
+    for (const lamda::KindModel& k : p.model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", lamda::prim_kind_name(k.kind))
+            .field("samples", static_cast<std::int64_t>(k.samples))
+            .field("cv_error_pct", 100 * k.cv_rel_rmse)
+            .field("context_samples", static_cast<std::int64_t>(k.context_samples))
+            .field("context_factor", k.context_scale)
+            .end_object();
+    }
+    j.end_array();
+}
+
+}  // namespace latency_cli_detail
+
 // `lamda profile --device URL...`: each board profiles itself (the same job as run_profile, in
 // its agent), in parallel; one profile file per board.
 inline int run_profile_remote(const LatencyCli& c) {
     std::vector<std::unique_ptr<lamda::AgentClient>> clients;
     for (const std::string& url : c.devices) clients.push_back(std::make_unique<lamda::AgentClient>(url));
     const bool several = clients.size() > 1;
-    std::vector<std::string> results(clients.size()), errors(clients.size());
+    std::vector<std::string> results(clients.size()), errors(clients.size()), summaries(clients.size());
     std::mutex io;
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < clients.size(); ++i)
@@ -255,6 +283,10 @@ inline int run_profile_remote(const LatencyCli& c) {
                 std::snprintf(line, sizeof line, "%s: %zu operator samples, %zu calibration models, %.1f s (load average %.2f)",
                               path.c_str(), prof.samples.size(), prof.calibration.size(), prof.elapsed_s, prof.load_average);
                 results[i] = std::string(line) + " from " + client.url();
+                lamda::JsonWriter j;
+                j.begin_object().field("device", client.url());
+                latency_cli_detail::write_profile_summary(j, path, prof);
+                summaries[i] = j.end_object().str();
             } catch (const std::exception& e) {
                 errors[i] = e.what();
             }
@@ -262,14 +294,20 @@ inline int run_profile_remote(const LatencyCli& c) {
     for (auto& t : threads) t.join();
     if (!c.quiet && !several) std::cerr << '\n';
     int rc = 0;
+    std::string json = "{\"profiles\":[";
     for (std::size_t i = 0; i < clients.size(); ++i) {
         if (errors[i].empty()) {
-            std::cout << results[i] << '\n';
+            if (!c.json) std::cout << results[i] << '\n';
+            json += (i ? "," : "") + summaries[i];
         } else {
             std::cerr << "lamda: error: " << errors[i] << '\n';
+            lamda::JsonWriter j;
+            j.begin_object().field("device", clients[i]->url()).field("error", errors[i]).end_object();
+            json += (i ? "," : "") + j.str();
             rc = 1;
         }
     }
+    if (c.json) std::cout << json << "]}\n";
     return rc;
 }
 #endif
@@ -291,6 +329,14 @@ inline int run_profile(const LatencyCli& c) {
     p.calibration_seed = static_cast<std::int64_t>(c.calibration_seed & 0x7fffffffffffffffull);
     if (!c.quiet) std::cerr << '\n';
     lamda::write_latency_profile(c.out, p);
+    if (c.json) {
+        lamda::JsonWriter j;
+        j.begin_object().key("profiles").begin_array().begin_object().field("device", "this machine");
+        latency_cli_detail::write_profile_summary(j, c.out, p);
+        j.end_object().end_array().end_object();
+        std::cout << j.str() << '\n';
+        return 0;
+    }
     char line[256];
     std::snprintf(line, sizeof line, "%s: %zu operator samples, %zu calibration models, %.1f s (load average %.2f)\n",
                   c.out.c_str(), p.samples.size(), p.calibration.size(), p.elapsed_s, p.load_average);
