@@ -177,7 +177,10 @@ TEST_CASE("ptq: a quantized file round-trips and bad files get clear errors") {
     const Weights w = lamda::random_weights(g, 9);
     std::vector<Tensor> calib{random_image({8, 8, 3}, 1), random_image({8, 8, 3}, 2)};
     const lamda::PtqResult q = lamda::quantize_ptq(g, w, calib);
-    const auto [tensors, meta] = lamda::quantized_to_weights(q.model, q.float_weights);
+    // Named references, not a structured binding: C++17 lambdas cannot capture those (clang refuses).
+    const auto packed = lamda::quantized_to_weights(q.model, q.float_weights);
+    const Weights& tensors = packed.first;
+    const auto& meta = packed.second;
     const std::string bytes = lamda::to_safetensors(tensors, meta);
     const lamda::SafetensorsData d = lamda::parse_safetensors(bytes, "q.safetensors");
     CHECK(lamda::is_quantized(d));
