@@ -682,7 +682,8 @@ std::pair<std::string, double> client_error(HostileServer::Answer answer, double
 }  // namespace
 
 TEST_CASE("agent client: a reply that trickles runs into the request's total deadline") {
-    const auto [message, seconds] = client_error(
+    // Named variables, not a structured binding: CAPTURE's lambda cannot capture those in C++17.
+    const auto error = client_error(
         [](int fd, const std::atomic<bool>& stop) {
             // A status line, then a header byte every 0.1 s: every single read is quick.
             if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\nX-Slow: ")) return;
@@ -692,6 +693,8 @@ TEST_CASE("agent client: a reply that trickles runs into the request's total dea
             }
         },
         1.5);
+    const std::string& message = error.first;
+    const double seconds = error.second;
     CAPTURE(message);
     CHECK(message.find("no complete reply within 1.5 s") != std::string::npos);
     CHECK(seconds < 10.0);  // one attempt (1.5 s), not three, nor the server's 60 s
@@ -741,7 +744,9 @@ TEST_CASE("agent client: endless reply headers, endless or huge bodies and encod
          "Content-Encoding 'gzip'"},
     };
     for (const Case& c : cases) {
-        const auto [message, seconds] = client_error(c.answer);
+        const auto error = client_error(c.answer);
+        const std::string& message = error.first;
+        const double seconds = error.second;
         CAPTURE(c.name);
         CAPTURE(message);
         CHECK(message.find(c.error) != std::string::npos);
