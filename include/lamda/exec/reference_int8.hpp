@@ -274,62 +274,8 @@ inline Int8Run run_reference_int8(const Graph& graph, const QuantizedModel& m, c
             if (!outp) throw ExecutorError("layer '" + l.name + "' has no activation parameters");
             std::vector<Tensor> ins;
             for (std::size_t k = 0; k < l.inputs.size(); ++k) ins.push_back(detail::dequantize_value(arg(k)));
-            Tensor y;
-            switch (l.op) {
-            case OpKind::Conv2d: y = detail::ref_conv2d(l, ins[0], float_weights); break;
-            case OpKind::DepthwiseConv2d: y = detail::ref_dwconv(l, ins[0], float_weights); break;
-            case OpKind::FullyConnected: y = detail::ref_fc(l, ins[0], float_weights); break;
-            case OpKind::BatchNorm: y = detail::ref_batchnorm(l, ins[0], float_weights); break;
-            case OpKind::AvgPool: y = detail::ref_pool(l, ins[0]); break;
-            case OpKind::Softmax: y = detail::ref_softmax(l, ins[0]); break;
-            case OpKind::Add: {
-                y = Tensor(l.shape);
-                for (std::size_t j = 0; j < y.data.size(); ++j) {
-                    double s = 0.0;
-                    for (const Tensor& t : ins) s += t.data[j];
-                    y.data[j] = apply_activation(l.act, static_cast<float>(s));
-                }
-                break;
-            }
-            case OpKind::Concat: {
-                y = Tensor(l.shape);
-                const std::int64_t pixels = l.shape.h * l.shape.w;
-                std::int64_t offset = 0;
-                for (const Tensor& a : ins) {
-                    for (std::int64_t p = 0; p < pixels; ++p)
-                        for (std::int64_t c = 0; c < a.shape.c; ++c)
-                            y.data[static_cast<std::size_t>(p * l.shape.c + offset + c)] =
-                                a.data[static_cast<std::size_t>(p * a.shape.c + c)];
-                    offset += a.shape.c;
-                }
-                break;
-            }
-            case OpKind::Mul: {
-                y = Tensor(l.shape);
-                const std::size_t na = ins[0].data.size(), nb = ins[1].data.size();
-                for (std::size_t j = 0; j < y.data.size(); ++j)
-                    y.data[j] = ins[0].data[na == y.data.size() ? j : j % na] *
-                                ins[1].data[nb == y.data.size() ? j : j % nb];
-                break;
-            }
-            case OpKind::HardSwish:
-            case OpKind::HardSigmoid:
-            case OpKind::Relu:
-            case OpKind::Relu6:
-            case OpKind::Sigmoid: {
-                y = ins[0];
-                for (float& v : y.data) v = apply_activation(activation_of_layer(l.op), v);
-                break;
-            }
-            case OpKind::MaxPool: y = detail::ref_pool(l, ins[0]); break;
-            case OpKind::GlobalAvgPool: y = detail::ref_gap(l, ins[0]); break;
-            case OpKind::Flatten:
-            case OpKind::Dropout:
-                y = ins[0];
-                y.shape = l.shape;
-                break;
-            case OpKind::Input: y = input; break;
-            }
+            Tensor y = detail::ref_layer(l, [&ins](std::size_t k) -> const Tensor& { return ins[k]; },
+                                         float_weights, input);
             run.values[i] = detail::quantize_tensor(y, *outp);
             last_float = std::move(y);
             last_is_float = true;
