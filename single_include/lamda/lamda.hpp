@@ -7048,6 +7048,74 @@ inline Tensor ref_softmax(const Layer& l, const Tensor& x) {
     return y;
 }
 
+// One layer in float: `arg(k)` is the layer's k-th input, `input` the graph's input (for the
+// input layer). The float executor runs every layer through it, and the int8 reference runs
+// its float layers (those without an int8 kernel) through it too.
+template <class Arg>
+Tensor ref_layer(const Layer& l, const Arg& arg, const Weights& weights, const Tensor& input) {
+    Tensor y;
+    switch (l.op) {
+    case OpKind::Input: y = input; break;
+    case OpKind::Conv2d: y = detail::ref_conv2d(l, arg(0), weights); break;
+    case OpKind::DepthwiseConv2d: y = detail::ref_dwconv(l, arg(0), weights); break;
+    case OpKind::FullyConnected: y = detail::ref_fc(l, arg(0), weights); break;
+    case OpKind::BatchNorm: y = detail::ref_batchnorm(l, arg(0), weights); break;
+    case OpKind::MaxPool:
+    case OpKind::AvgPool: y = detail::ref_pool(l, arg(0)); break;
+    case OpKind::GlobalAvgPool: y = detail::ref_gap(l, arg(0)); break;
+    case OpKind::Add: {
+        y = Tensor(l.shape);
+        for (std::size_t j = 0; j < y.data.size(); ++j) {
+            double s = 0.0;
+            for (std::size_t k = 0; k < l.inputs.size(); ++k) s += arg(k).data[j];
+            y.data[j] = apply_activation(l.act, static_cast<float>(s));
+        }
+        break;
+    }
+    case OpKind::Concat: {
+        y = Tensor(l.shape);
+        const std::int64_t pixels = l.shape.h * l.shape.w;
+        std::int64_t offset = 0;
+        for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+            const Tensor& a = arg(k);
+            for (std::int64_t p = 0; p < pixels; ++p)
+                for (std::int64_t c = 0; c < a.shape.c; ++c)
+                    y.data[static_cast<std::size_t>(p * l.shape.c + offset + c)] =
+                        a.data[static_cast<std::size_t>(p * a.shape.c + c)];
+            offset += a.shape.c;
+        }
+        break;
+    }
+    case OpKind::Mul: {
+        y = Tensor(l.shape);
+        const Tensor& a = arg(0);
+        const Tensor& b = arg(1);
+        const std::size_t na = a.data.size(), nb = b.data.size();
+        for (std::size_t j = 0; j < y.data.size(); ++j)
+            y.data[j] = a.data[na == y.data.size() ? j : j % na] *
+                        b.data[nb == y.data.size() ? j : j % nb];
+        break;
+    }
+    case OpKind::Relu:
+    case OpKind::Relu6:
+    case OpKind::HardSwish:
+    case OpKind::HardSigmoid:
+    case OpKind::Sigmoid: {
+        const Activation act = activation_of_layer(l.op);
+        y = arg(0);
+        for (float& v : y.data) v = apply_activation(act, v);
+        break;
+    }
+    case OpKind::Softmax: y = detail::ref_softmax(l, arg(0)); break;
+    case OpKind::Flatten:
+        y = arg(0);
+        y.shape = l.shape;
+        break;
+    case OpKind::Dropout: y = arg(0); break;
+    }
+    return y;
+}
+
 }  // namespace detail
 
 // Runs the graph (shapes inferred, weights validated) and returns every layer's output, parallel
@@ -7070,67 +7138,7 @@ inline std::vector<Tensor> run_reference_all(const Graph& graph, const Weights& 
         auto arg = [&](std::size_t k) -> const Tensor& {
             return values[static_cast<std::size_t>(l.inputs[k])];
         };
-        Tensor y;
-        switch (l.op) {
-        case OpKind::Input: y = input; break;
-        case OpKind::Conv2d: y = detail::ref_conv2d(l, arg(0), weights); break;
-        case OpKind::DepthwiseConv2d: y = detail::ref_dwconv(l, arg(0), weights); break;
-        case OpKind::FullyConnected: y = detail::ref_fc(l, arg(0), weights); break;
-        case OpKind::BatchNorm: y = detail::ref_batchnorm(l, arg(0), weights); break;
-        case OpKind::MaxPool:
-        case OpKind::AvgPool: y = detail::ref_pool(l, arg(0)); break;
-        case OpKind::GlobalAvgPool: y = detail::ref_gap(l, arg(0)); break;
-        case OpKind::Add: {
-            y = Tensor(l.shape);
-            for (std::size_t j = 0; j < y.data.size(); ++j) {
-                double s = 0.0;
-                for (std::size_t k = 0; k < l.inputs.size(); ++k) s += arg(k).data[j];
-                y.data[j] = apply_activation(l.act, static_cast<float>(s));
-            }
-            break;
-        }
-        case OpKind::Concat: {
-            y = Tensor(l.shape);
-            const std::int64_t pixels = l.shape.h * l.shape.w;
-            std::int64_t offset = 0;
-            for (std::size_t k = 0; k < l.inputs.size(); ++k) {
-                const Tensor& a = arg(k);
-                for (std::int64_t p = 0; p < pixels; ++p)
-                    for (std::int64_t c = 0; c < a.shape.c; ++c)
-                        y.data[static_cast<std::size_t>(p * l.shape.c + offset + c)] =
-                            a.data[static_cast<std::size_t>(p * a.shape.c + c)];
-                offset += a.shape.c;
-            }
-            break;
-        }
-        case OpKind::Mul: {
-            y = Tensor(l.shape);
-            const Tensor& a = arg(0);
-            const Tensor& b = arg(1);
-            const std::size_t na = a.data.size(), nb = b.data.size();
-            for (std::size_t j = 0; j < y.data.size(); ++j)
-                y.data[j] = a.data[na == y.data.size() ? j : j % na] *
-                            b.data[nb == y.data.size() ? j : j % nb];
-            break;
-        }
-        case OpKind::Relu:
-        case OpKind::Relu6:
-        case OpKind::HardSwish:
-        case OpKind::HardSigmoid:
-        case OpKind::Sigmoid: {
-            const Activation act = activation_of_layer(l.op);
-            y = arg(0);
-            for (float& v : y.data) v = apply_activation(act, v);
-            break;
-        }
-        case OpKind::Softmax: y = detail::ref_softmax(l, arg(0)); break;
-        case OpKind::Flatten:
-            y = arg(0);
-            y.shape = l.shape;
-            break;
-        case OpKind::Dropout: y = arg(0); break;
-        }
-        values[i] = std::move(y);
+        values[i] = detail::ref_layer(l, arg, weights, input);
     }
     return values;
 }
@@ -9377,62 +9385,8 @@ inline Int8Run run_reference_int8(const Graph& graph, const QuantizedModel& m, c
             if (!outp) throw ExecutorError("layer '" + l.name + "' has no activation parameters");
             std::vector<Tensor> ins;
             for (std::size_t k = 0; k < l.inputs.size(); ++k) ins.push_back(detail::dequantize_value(arg(k)));
-            Tensor y;
-            switch (l.op) {
-            case OpKind::Conv2d: y = detail::ref_conv2d(l, ins[0], float_weights); break;
-            case OpKind::DepthwiseConv2d: y = detail::ref_dwconv(l, ins[0], float_weights); break;
-            case OpKind::FullyConnected: y = detail::ref_fc(l, ins[0], float_weights); break;
-            case OpKind::BatchNorm: y = detail::ref_batchnorm(l, ins[0], float_weights); break;
-            case OpKind::AvgPool: y = detail::ref_pool(l, ins[0]); break;
-            case OpKind::Softmax: y = detail::ref_softmax(l, ins[0]); break;
-            case OpKind::Add: {
-                y = Tensor(l.shape);
-                for (std::size_t j = 0; j < y.data.size(); ++j) {
-                    double s = 0.0;
-                    for (const Tensor& t : ins) s += t.data[j];
-                    y.data[j] = apply_activation(l.act, static_cast<float>(s));
-                }
-                break;
-            }
-            case OpKind::Concat: {
-                y = Tensor(l.shape);
-                const std::int64_t pixels = l.shape.h * l.shape.w;
-                std::int64_t offset = 0;
-                for (const Tensor& a : ins) {
-                    for (std::int64_t p = 0; p < pixels; ++p)
-                        for (std::int64_t c = 0; c < a.shape.c; ++c)
-                            y.data[static_cast<std::size_t>(p * l.shape.c + offset + c)] =
-                                a.data[static_cast<std::size_t>(p * a.shape.c + c)];
-                    offset += a.shape.c;
-                }
-                break;
-            }
-            case OpKind::Mul: {
-                y = Tensor(l.shape);
-                const std::size_t na = ins[0].data.size(), nb = ins[1].data.size();
-                for (std::size_t j = 0; j < y.data.size(); ++j)
-                    y.data[j] = ins[0].data[na == y.data.size() ? j : j % na] *
-                                ins[1].data[nb == y.data.size() ? j : j % nb];
-                break;
-            }
-            case OpKind::HardSwish:
-            case OpKind::HardSigmoid:
-            case OpKind::Relu:
-            case OpKind::Relu6:
-            case OpKind::Sigmoid: {
-                y = ins[0];
-                for (float& v : y.data) v = apply_activation(activation_of_layer(l.op), v);
-                break;
-            }
-            case OpKind::MaxPool: y = detail::ref_pool(l, ins[0]); break;
-            case OpKind::GlobalAvgPool: y = detail::ref_gap(l, ins[0]); break;
-            case OpKind::Flatten:
-            case OpKind::Dropout:
-                y = ins[0];
-                y.shape = l.shape;
-                break;
-            case OpKind::Input: y = input; break;
-            }
+            Tensor y = detail::ref_layer(l, [&ins](std::size_t k) -> const Tensor& { return ins[k]; },
+                                         float_weights, input);
             run.values[i] = detail::quantize_tensor(y, *outp);
             last_float = std::move(y);
             last_is_float = true;
@@ -12417,62 +12371,8 @@ inline Int8Run run_reference_int8(const Graph& graph, const QuantizedModel& m, c
             if (!outp) throw ExecutorError("layer '" + l.name + "' has no activation parameters");
             std::vector<Tensor> ins;
             for (std::size_t k = 0; k < l.inputs.size(); ++k) ins.push_back(detail::dequantize_value(arg(k)));
-            Tensor y;
-            switch (l.op) {
-            case OpKind::Conv2d: y = detail::ref_conv2d(l, ins[0], float_weights); break;
-            case OpKind::DepthwiseConv2d: y = detail::ref_dwconv(l, ins[0], float_weights); break;
-            case OpKind::FullyConnected: y = detail::ref_fc(l, ins[0], float_weights); break;
-            case OpKind::BatchNorm: y = detail::ref_batchnorm(l, ins[0], float_weights); break;
-            case OpKind::AvgPool: y = detail::ref_pool(l, ins[0]); break;
-            case OpKind::Softmax: y = detail::ref_softmax(l, ins[0]); break;
-            case OpKind::Add: {
-                y = Tensor(l.shape);
-                for (std::size_t j = 0; j < y.data.size(); ++j) {
-                    double s = 0.0;
-                    for (const Tensor& t : ins) s += t.data[j];
-                    y.data[j] = apply_activation(l.act, static_cast<float>(s));
-                }
-                break;
-            }
-            case OpKind::Concat: {
-                y = Tensor(l.shape);
-                const std::int64_t pixels = l.shape.h * l.shape.w;
-                std::int64_t offset = 0;
-                for (const Tensor& a : ins) {
-                    for (std::int64_t p = 0; p < pixels; ++p)
-                        for (std::int64_t c = 0; c < a.shape.c; ++c)
-                            y.data[static_cast<std::size_t>(p * l.shape.c + offset + c)] =
-                                a.data[static_cast<std::size_t>(p * a.shape.c + c)];
-                    offset += a.shape.c;
-                }
-                break;
-            }
-            case OpKind::Mul: {
-                y = Tensor(l.shape);
-                const std::size_t na = ins[0].data.size(), nb = ins[1].data.size();
-                for (std::size_t j = 0; j < y.data.size(); ++j)
-                    y.data[j] = ins[0].data[na == y.data.size() ? j : j % na] *
-                                ins[1].data[nb == y.data.size() ? j : j % nb];
-                break;
-            }
-            case OpKind::HardSwish:
-            case OpKind::HardSigmoid:
-            case OpKind::Relu:
-            case OpKind::Relu6:
-            case OpKind::Sigmoid: {
-                y = ins[0];
-                for (float& v : y.data) v = apply_activation(activation_of_layer(l.op), v);
-                break;
-            }
-            case OpKind::MaxPool: y = detail::ref_pool(l, ins[0]); break;
-            case OpKind::GlobalAvgPool: y = detail::ref_gap(l, ins[0]); break;
-            case OpKind::Flatten:
-            case OpKind::Dropout:
-                y = ins[0];
-                y.shape = l.shape;
-                break;
-            case OpKind::Input: y = input; break;
-            }
+            Tensor y = detail::ref_layer(l, [&ins](std::size_t k) -> const Tensor& { return ins[k]; },
+                                         float_weights, input);
             run.values[i] = detail::quantize_tensor(y, *outp);
             last_float = std::move(y);
             last_is_float = true;
