@@ -93,21 +93,15 @@ public:
                              std::optional<std::size_t> repair = std::nullopt,
                              const std::vector<CandidateRecord>& pending = {}) {
         task_input_ = task.input;
-        pending_ = pending;
-        std::string body = build_body(task, records, repair ? std::vector<std::size_t>{*repair} : std::vector<std::size_t>{});
-        pending_.clear();
-        return body;
+        const PendingScope scope(pending_, pending);
+        return build_body(task, records, repair ? std::vector<std::size_t>{*repair} : std::vector<std::size_t>{});
     }
 
     // A parallel search: the prompt also lists the candidates other workers are evaluating, so
     // that the model does not propose them again while their verdicts are pending.
     std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
                                          const std::vector<CandidateRecord>& pending) override {
-        pending_ = pending;
-        struct Clear {
-            std::vector<CandidateRecord>& v;
-            ~Clear() { v.clear(); }
-        } clear{pending_};
+        const PendingScope scope(pending_, pending);
         return propose(task, records);
     }
 
@@ -133,9 +127,7 @@ public:
             }
             apply_window(client_.config().context_tokens);
         }
-        std::set<std::string> seen;
-        for (const CandidateRecord& r : records) seen.insert(r.hash);
-        for (const CandidateRecord& r : pending_) seen.insert(r.hash);
+        std::set<std::string> seen = proposer_detail::seen_hashes(records, pending_);
         if (auto p = next_from_queue(records, seen)) return p;
         if (gave_up_) return std::nullopt;
         // Failed turns take no candidate slot: they are retried here, within their own caps.
@@ -384,7 +376,17 @@ private:
     LlmClient client_;
     LlmProposerOptions options_;
     std::deque<Pending> queue_;
-    std::vector<CandidateRecord> pending_;  // set by propose_next for one call
+    std::vector<CandidateRecord> pending_;  // set by propose_next (and request_body) for one call
+    // Holds `pending` in pending_ for one call, and empties it however the call ends.
+    struct PendingScope {
+        std::vector<CandidateRecord>& held;
+        PendingScope(std::vector<CandidateRecord>& member, const std::vector<CandidateRecord>& pending) : held(member) {
+            held = pending;
+        }
+        ~PendingScope() { held.clear(); }
+        PendingScope(const PendingScope&) = delete;
+        PendingScope& operator=(const PendingScope&) = delete;
+    };
     std::optional<Pending> outstanding_;
     std::size_t records_at_issue_ = 0;
     std::vector<Outcome> round_;           // the last reply's candidates, told in the next turn

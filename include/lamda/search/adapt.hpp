@@ -325,8 +325,7 @@ public:
     }
     std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
                                          const std::vector<CandidateRecord>& pending) override {
-        std::set<std::string> seen = proposer_detail::seen_hashes(records);
-        for (const auto& r : pending) seen.insert(r.hash);
+        std::set<std::string> seen = proposer_detail::seen_hashes(records, pending);
         if (records.empty() && pending.empty()) return Proposal{start_dsl_, std::string(start_model_note) + source_};
         std::vector<const CandidateRecord*> known;
         for (const auto& r : records)

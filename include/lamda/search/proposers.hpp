@@ -88,9 +88,13 @@ inline std::optional<Design> design_of(const CandidateRecord& r) {
     return d;
 }
 
-inline std::set<std::string> seen_hashes(const std::vector<CandidateRecord>& records) {
+// The hashes of the candidates decided so far and of those still being evaluated (a parallel
+// search's pending ones): a proposer offers neither again.
+inline std::set<std::string> seen_hashes(const std::vector<CandidateRecord>& records,
+                                         const std::vector<CandidateRecord>& pending = {}) {
     std::set<std::string> seen;
     for (const auto& r : records) seen.insert(r.hash);
+    for (const auto& r : pending) seen.insert(r.hash);
     return seen;
 }
 
@@ -144,8 +148,7 @@ public:
     // Pending candidates count as seen and advance the draw (records + pending = draws so far).
     std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
                                          const std::vector<CandidateRecord>& pending) override {
-        std::set<std::string> seen = proposer_detail::seen_hashes(records);
-        for (const auto& r : pending) seen.insert(r.hash);
+        std::set<std::string> seen = proposer_detail::seen_hashes(records, pending);
         const std::size_t drawn = records.size() + pending.size();
         std::set<std::string> tried;
         for (std::uint64_t attempt = 0; attempt < 1000; ++attempt) {
@@ -174,8 +177,7 @@ public:
     std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
                                          const std::vector<CandidateRecord>& pending) override {
         using namespace proposer_detail;
-        std::set<std::string> seen = seen_hashes(records);
-        for (const auto& r : pending) seen.insert(r.hash);
+        std::set<std::string> seen = seen_hashes(records, pending);
         const std::size_t drawn = records.size() + pending.size();
         std::set<std::string> tried;
         // The zoo's seeds first, each at the width the budget suggests once the first is known.
