@@ -411,14 +411,7 @@ public:
     }
 
     FinalTraining train_final(const Graph& graph, const std::string& weights_path) override {
-        last_ = train_model(graph, train_, val_, &test_, full_);
-        write_safetensors(weights_path, last_->weights);
-        FinalTraining f;
-        f.val_accuracy = last_->val_accuracy;
-        f.test_accuracy = last_->test_accuracy.value_or(0.0);
-        f.train_seconds = last_->train_seconds;
-        f.epochs = last_->epochs;
-        return f;
+        return final_training(graph, weights_path, nullptr);
     }
 
     void set_between_steps(std::function<void()> hook) override {
@@ -441,15 +434,9 @@ public:
     FinalTraining train_final_from(const Graph& graph, const std::string& init_path,
                                    const std::string& weights_path) override {
         const Weights init = read_safetensors(init_path);
-        last_ = train_model(graph, train_, val_, &test_, full_, &init);
-        write_safetensors(weights_path, last_->weights);
-        FinalTraining f;
-        f.val_accuracy = last_->val_accuracy;
-        f.test_accuracy = last_->test_accuracy.value_or(0.0);
-        f.train_seconds = last_->train_seconds;
-        f.epochs = last_->epochs;
-        return f;
+        return final_training(graph, weights_path, &init);
     }
+
 
     // Fine-tuning: the proxy's options (threads, subset, seed) with TrainOptions::finetune()'s
     // epochs and learning rate.
@@ -467,6 +454,18 @@ public:
     const std::optional<TrainResult>& last_result() const noexcept { return last_; }
 
 private:
+    // The full training of the handed-over model (from `init` when given), saved to weights_path.
+    FinalTraining final_training(const Graph& graph, const std::string& weights_path, const Weights* init) {
+        last_ = train_model(graph, train_, val_, &test_, full_, init);
+        write_safetensors(weights_path, last_->weights);
+        FinalTraining f;
+        f.val_accuracy = last_->val_accuracy;
+        f.test_accuracy = last_->test_accuracy.value_or(0.0);
+        f.train_seconds = last_->train_seconds;
+        f.epochs = last_->epochs;
+        return f;
+    }
+
     std::string name_;
     Dataset train_, val_, test_;
     TrainOptions proxy_, full_;
