@@ -8066,9 +8066,13 @@ inline std::optional<Design> design_of(const CandidateRecord& r) {
     return d;
 }
 
-inline std::set<std::string> seen_hashes(const std::vector<CandidateRecord>& records) {
+// The hashes of the candidates decided so far and of those still being evaluated (a parallel
+// search's pending ones): a proposer offers neither again.
+inline std::set<std::string> seen_hashes(const std::vector<CandidateRecord>& records,
+                                         const std::vector<CandidateRecord>& pending = {}) {
     std::set<std::string> seen;
     for (const auto& r : records) seen.insert(r.hash);
+    for (const auto& r : pending) seen.insert(r.hash);
     return seen;
 }
 
@@ -8122,8 +8126,7 @@ public:
     // Pending candidates count as seen and advance the draw (records + pending = draws so far).
     std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
                                          const std::vector<CandidateRecord>& pending) override {
-        std::set<std::string> seen = proposer_detail::seen_hashes(records);
-        for (const auto& r : pending) seen.insert(r.hash);
+        std::set<std::string> seen = proposer_detail::seen_hashes(records, pending);
         const std::size_t drawn = records.size() + pending.size();
         std::set<std::string> tried;
         for (std::uint64_t attempt = 0; attempt < 1000; ++attempt) {
@@ -8152,8 +8155,7 @@ public:
     std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
                                          const std::vector<CandidateRecord>& pending) override {
         using namespace proposer_detail;
-        std::set<std::string> seen = seen_hashes(records);
-        for (const auto& r : pending) seen.insert(r.hash);
+        std::set<std::string> seen = seen_hashes(records, pending);
         const std::size_t drawn = records.size() + pending.size();
         std::set<std::string> tried;
         // The zoo's seeds first, each at the width the budget suggests once the first is known.
@@ -18311,14 +18313,7 @@ public:
     }
 
     FinalTraining train_final(const Graph& graph, const std::string& weights_path) override {
-        last_ = train_model(graph, train_, val_, &test_, full_);
-        write_safetensors(weights_path, last_->weights);
-        FinalTraining f;
-        f.val_accuracy = last_->val_accuracy;
-        f.test_accuracy = last_->test_accuracy.value_or(0.0);
-        f.train_seconds = last_->train_seconds;
-        f.epochs = last_->epochs;
-        return f;
+        return final_training(graph, weights_path, nullptr);
     }
 
     void set_between_steps(std::function<void()> hook) override {
@@ -18341,15 +18336,9 @@ public:
     FinalTraining train_final_from(const Graph& graph, const std::string& init_path,
                                    const std::string& weights_path) override {
         const Weights init = read_safetensors(init_path);
-        last_ = train_model(graph, train_, val_, &test_, full_, &init);
-        write_safetensors(weights_path, last_->weights);
-        FinalTraining f;
-        f.val_accuracy = last_->val_accuracy;
-        f.test_accuracy = last_->test_accuracy.value_or(0.0);
-        f.train_seconds = last_->train_seconds;
-        f.epochs = last_->epochs;
-        return f;
+        return final_training(graph, weights_path, &init);
     }
+
 
     // Fine-tuning: the proxy's options (threads, subset, seed) with TrainOptions::finetune()'s
     // epochs and learning rate.
@@ -18367,6 +18356,18 @@ public:
     const std::optional<TrainResult>& last_result() const noexcept { return last_; }
 
 private:
+    // The full training of the handed-over model (from `init` when given), saved to weights_path.
+    FinalTraining final_training(const Graph& graph, const std::string& weights_path, const Weights* init) {
+        last_ = train_model(graph, train_, val_, &test_, full_, init);
+        write_safetensors(weights_path, last_->weights);
+        FinalTraining f;
+        f.val_accuracy = last_->val_accuracy;
+        f.test_accuracy = last_->test_accuracy.value_or(0.0);
+        f.train_seconds = last_->train_seconds;
+        f.epochs = last_->epochs;
+        return f;
+    }
+
     std::string name_;
     Dataset train_, val_, test_;
     TrainOptions proxy_, full_;
@@ -28456,8 +28457,7 @@ public:
     }
     std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
                                          const std::vector<CandidateRecord>& pending) override {
-        std::set<std::string> seen = proposer_detail::seen_hashes(records);
-        for (const auto& r : pending) seen.insert(r.hash);
+        std::set<std::string> seen = proposer_detail::seen_hashes(records, pending);
         if (records.empty() && pending.empty()) return Proposal{start_dsl_, std::string(start_model_note) + source_};
         std::vector<const CandidateRecord*> known;
         for (const auto& r : records)
@@ -42138,21 +42138,15 @@ public:
                              std::optional<std::size_t> repair = std::nullopt,
                              const std::vector<CandidateRecord>& pending = {}) {
         task_input_ = task.input;
-        pending_ = pending;
-        std::string body = build_body(task, records, repair ? std::vector<std::size_t>{*repair} : std::vector<std::size_t>{});
-        pending_.clear();
-        return body;
+        const PendingScope scope(pending_, pending);
+        return build_body(task, records, repair ? std::vector<std::size_t>{*repair} : std::vector<std::size_t>{});
     }
 
     // A parallel search: the prompt also lists the candidates other workers are evaluating, so
     // that the model does not propose them again while their verdicts are pending.
     std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
                                          const std::vector<CandidateRecord>& pending) override {
-        pending_ = pending;
-        struct Clear {
-            std::vector<CandidateRecord>& v;
-            ~Clear() { v.clear(); }
-        } clear{pending_};
+        const PendingScope scope(pending_, pending);
         return propose(task, records);
     }
 
@@ -42178,9 +42172,7 @@ public:
             }
             apply_window(client_.config().context_tokens);
         }
-        std::set<std::string> seen;
-        for (const CandidateRecord& r : records) seen.insert(r.hash);
-        for (const CandidateRecord& r : pending_) seen.insert(r.hash);
+        std::set<std::string> seen = proposer_detail::seen_hashes(records, pending_);
         if (auto p = next_from_queue(records, seen)) return p;
         if (gave_up_) return std::nullopt;
         // Failed turns take no candidate slot: they are retried here, within their own caps.
@@ -42429,7 +42421,17 @@ private:
     LlmClient client_;
     LlmProposerOptions options_;
     std::deque<Pending> queue_;
-    std::vector<CandidateRecord> pending_;  // set by propose_next for one call
+    std::vector<CandidateRecord> pending_;  // set by propose_next (and request_body) for one call
+    // Holds `pending` in pending_ for one call, and empties it however the call ends.
+    struct PendingScope {
+        std::vector<CandidateRecord>& held;
+        PendingScope(std::vector<CandidateRecord>& member, const std::vector<CandidateRecord>& pending) : held(member) {
+            held = pending;
+        }
+        ~PendingScope() { held.clear(); }
+        PendingScope(const PendingScope&) = delete;
+        PendingScope& operator=(const PendingScope&) = delete;
+    };
     std::optional<Pending> outstanding_;
     std::size_t records_at_issue_ = 0;
     std::vector<Outcome> round_;           // the last reply's candidates, told in the next turn
