@@ -11,11 +11,13 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include <lamda/agent/agent.hpp>
@@ -50,22 +52,43 @@ int start_agent() {
     // Never destroyed: libFuzzer ends the process with exit(), and the server serves until then.
     auto* server = new lamda::AgentServer(o);
     const int port = server->bind("127.0.0.1", 0);
-    std::thread([server] { server->listen(); }).detach();
+    std::thread([server] {
+        server->listen();
+        std::fprintf(stderr, "fuzz_agent_request: the agent stopped listening\n");
+        std::abort();
+    }).detach();
     return port;
 }
 
-// Sends the bytes, shuts the write side and reads until the agent closes. False: no end in time.
-bool exchange(int port, const std::uint8_t* data, std::size_t size) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) std::abort();
-    timeval tv{30, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+[[noreturn]] void fail(const char* what, int error) {
+    std::fprintf(stderr, "fuzz_agent_request: %s (%s)\n", what, std::strerror(error));
+    std::abort();
+}
+
+// A connection to the agent. The agent listens again after an accept() error (agent.hpp,
+// AgentServer::listen), so a refused connect is retried for 2 s before it counts as a failure.
+int connect_to(int port) {
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) std::abort();
+    for (int attempt = 1;; ++attempt) {
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) fail("socket() failed", errno);
+        timeval tv{30, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+        const int error = errno;
+        ::close(fd);
+        if (attempt == 100) fail("the agent refused connections for 2 s", error);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
+// Sends the bytes, shuts the write side and reads until the agent closes. False: no end in time.
+bool exchange(int port, const std::uint8_t* data, std::size_t size) {
+    const int fd = connect_to(port);
     std::size_t sent = 0;
     while (sent < size) {  // the agent may answer and close early (a refused head): stop sending then
         const ssize_t n = ::send(fd, data + sent, size - sent, MSG_NOSIGNAL);
@@ -81,6 +104,8 @@ bool exchange(int port, const std::uint8_t* data, std::size_t size) {
             ended = true;
             break;
         }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) fail("reading the answer failed", errno);
         if (n < 0) break;  // the 30 s receive timeout
         total += static_cast<std::size_t>(n);
     }

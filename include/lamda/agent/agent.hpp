@@ -699,15 +699,49 @@ public:
         } else if (!server_->bind_to_port(host.c_str(), port)) {
             throw AgentError("cannot listen on " + host + ":" + std::to_string(port) + " (in use, or not this machine's address)");
         }
+        host_ = host;
         port_ = bound;
         return bound;
     }
-    // Serves until stop(); the socket is already listening after bind().
-    bool listen() { return server_->listen_after_bind(); }
+    // Serves until stop(); the socket is already listening after bind(). httplib's accept loop
+    // ends, closing the socket, on any accept() error but EMFILE, EINTR and EAGAIN, and Linux
+    // passes a connection's pending network error (ECONNABORTED, EPROTO, ENETUNREACH, ...) on
+    // to accept(): a client could stop the agent. So the same port is bound again, after a
+    // pause, until stop(); false when that fails 50 times in a row.
+    bool listen() {
+        in_listen_.fetch_add(1);
+        struct Leave {
+            std::atomic<int>& n;
+            ~Leave() { n.fetch_sub(1); }
+        } leave{in_listen_};
+        for (;;) {
+            const bool served = server_->listen_after_bind();
+            const int accept_errno = errno;
+            if (stopping_.load()) return served;
+            std::fprintf(stderr, "lamda-agent: accepting on %s:%d ended (%s); listening again\n", host_.c_str(), port_,
+                         std::strerror(accept_errno));
+            for (int attempt = 1;; ++attempt) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                if (stopping_.load()) return served;
+                if (server_->bind_to_port(host_.c_str(), port_)) break;
+                if (attempt == 50) {
+                    std::fprintf(stderr, "lamda-agent: cannot listen on %s:%d again: stopping\n", host_.c_str(), port_);
+                    return false;
+                }
+            }
+        }
+    }
     // Stops serving and ends the profile jobs (a running one is abandoned at its next progress tick).
     void stop() {
         stopping_.store(true);
-        if (server_) server_->stop();
+        if (server_) {
+            server_->stop();
+            // listen() may be binding again just now (see there): stop what it started, for 1 s at most.
+            for (int i = 0; i < 100 && in_listen_.load() > 0; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                server_->stop();
+            }
+        }
         std::vector<std::pair<std::string, std::thread>> threads;
         {
             std::lock_guard<std::mutex> lock(jobs_mutex_);
@@ -737,10 +771,12 @@ private:
     agent_detail::MemoryBudget budget_{options_.limits.memory_budget_bytes};
     std::unique_ptr<httplib::Server> server_;
     DeviceInfo device_;
+    std::string host_;
     int port_ = 0;
     std::timed_mutex measure_mutex_;
     std::atomic<int> waiting_{0};
     std::atomic<bool> stopping_{false};
+    std::atomic<int> in_listen_{0};  // threads inside listen()
     mutable std::mutex log_mutex_;
     std::vector<AgentMeasurementSpan> spans_;
     std::mutex jobs_mutex_;

@@ -139,9 +139,11 @@ inline std::string probe_dsl(const PrimOp& p) {
 
 // Touches a few MiB so that the next run finds weights and old outputs beyond L2, as a layer
 // of a model does (a whole inference has passed since it last ran).
+// Never freed: a profile job of the agent may still be measuring while the process exits.
 inline void evict_caches() {
-    static std::vector<unsigned char> buffer(std::size_t{4} << 20);
-    for (std::size_t i = 0; i < buffer.size(); i += 64) buffer[i] = static_cast<unsigned char>(buffer[i] + 1);
+    static constexpr std::size_t size = std::size_t{4} << 20;
+    static unsigned char* const buffer = new unsigned char[size]();
+    for (std::size_t i = 0; i < size; i += 64) buffer[i] = static_cast<unsigned char>(buffer[i] + 1);
 }
 
 inline int pick(std::mt19937_64& rng, std::initializer_list<std::pair<int, double>> choices) {
