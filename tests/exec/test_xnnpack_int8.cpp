@@ -196,8 +196,7 @@ namespace {
 // (exec/reference_int8.hpp), then XNNPACK with the same quantized model: every value both hold
 // in int8 must agree within `steps` quantization steps (0 on x86: the same arithmetic; one on
 // aarch64, whose per-tensor qs8 kernels round ties differently). Returns the layers compared.
-int match_reference(const Graph& g, int steps, std::uint64_t seed = 3) {
-    const lamda::Weights w = lamda::random_weights(g, seed);
+int match_reference(const Graph& g, const lamda::Weights& w, int steps, std::uint64_t seed = 3) {
     std::vector<Tensor> calib;
     for (std::uint64_t k = 0; k < 3; ++k) calib.push_back(random_input(g.layers.front().shape, seed + 10 + k));
     const lamda::PtqResult ptq = lamda::quantize_ptq(g, w, calib);
@@ -228,6 +227,10 @@ int match_reference(const Graph& g, int steps, std::uint64_t seed = 3) {
     return compared;
 }
 
+int match_reference(const Graph& g, int steps, std::uint64_t seed = 3) {
+    return match_reference(g, lamda::random_weights(g, seed), steps, seed);
+}
+
 #if defined(__x86_64__) || defined(__i386__)
 constexpr int reference_steps = 0;
 #else
@@ -256,6 +259,19 @@ TEST_CASE("xnnpack int8 with a quantized model: values equal the integer referen
 TEST_CASE("xnnpack int8 with a quantized model: the zoo's small models match the reference") {
     CHECK(match_reference(lamda_test::zoo_model(LAMDA_SOURCE_DIR, "lenet5", {}), reference_steps) > 3);
     CHECK(match_reference(lamda_test::zoo_model(LAMDA_SOURCE_DIR, "tiny_mobilenet", {}), reference_steps) > 3);
+}
+
+TEST_CASE("xnnpack int8 with a quantized model: a dead relu is the constant the reference computes") {
+    // c and d always write -1, so the relu fused into c and the relu after the maxpool have int8
+    // bounds that meet (zero point 127: [127, 127]), which XNNPACK's operators refuse.
+    const Graph g = graph_of("input: input shape=6x6x3\nc: conv2d out=4 kernel=3 act=relu\n"
+                             "d: conv2d out=4 kernel=1\nm: maxpool kernel=2\nr: relu\ng: gap\nf: fc out=3\n");
+    lamda::Weights w = lamda::random_weights(g, 5);
+    for (const char* layer : {"c", "d"}) {
+        for (float& v : w.at(std::string(layer) + ".weight").data) v = 0.0f;
+        for (float& v : w.at(std::string(layer) + ".bias").data) v = -1.0f;
+    }
+    CHECK(match_reference(g, w, reference_steps) >= 4);
 }
 
 TEST_CASE("xnnpack int8 with a quantized model: bad parameters are refused") {

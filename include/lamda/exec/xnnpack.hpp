@@ -1062,6 +1062,11 @@ private:
                                    l.name) != model->float_layers.end();
             if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
                 drop_steps_from(mark);
+                // A quantized model holds only int8 weights for its int8 layers: no float way out.
+                if (model && !listed_float && model->find_layer(l.name))
+                    throw ExecutorError("XNNPACK: " + where(l) +
+                                        ": XNNPACK refused this layer's int8 parameters (scales or "
+                                        "bounds), and the quantized model has no float weights for it");
                 // A float layer's own activation op after it stays in float with it (no
                 // rounding to int8 in between), as the integer reference computes it.
                 const PlannedOp* then = nullptr;
@@ -1200,6 +1205,25 @@ private:
         const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
         const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
         const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        // A relu or relu6 whose int8 bounds meet (a calibrated range that ends at or below 0: a
+        // dead relu) makes every output that one value. XNNPACK refuses min == max, and float is
+        // no way out for a quantized model (no float weights), so the op is the constant, as the
+        // integer reference computes it (a clamp to [lo, lo]).
+        if (op.act == Activation::Relu || op.act == Activation::Relu6) {
+            const XnnQuant q = op.kind == PlannedKind::Clamp ? in_q : out_q;
+            const auto [qlo, qhi] = qclamp_of(op.act, q);
+            if (qlo >= qhi) {
+                const std::int64_t n = g.layers[static_cast<std::size_t>(op.output)].shape.elements();
+                Step s;
+                s.layer = idx;
+                s.plan_op = impl_->current_op;
+                const std::int8_t value = qlo;
+                s.loop = [out, n, value] { std::fill(out, out + n, value); };
+                impl_->steps.push_back(std::move(s));
+                out_quant = q;
+                return true;
+            }
+        }
         xnn_operator_t xop = nullptr;
         switch (op.kind) {
         case PlannedKind::Conv:
