@@ -381,6 +381,35 @@ if "${lamda[@]}" quantize --help >/dev/null 2>&1; then
     schema quantize
     grep -q '"accuracy"' "$tmp/out" && fail "quantize --eval 0 --json has accuracy" || pass
 fi
+# eval with an int8 file: through XNNPACK's int8 operators; natively on x86 the same 4 predictions
+# as the integer reference quantize evaluated with (docs/int8.md: bit for bit on x86).
+if "${lamda[@]}" quantize --help >/dev/null 2>&1 && "${lamda[@]}" --version | grep -q "features:.*xnnpack"; then
+    expect_rc 0 "${lamda[@]}" quantize "$tmp/cls.lamda" --weights "$tmp/cls.safetensors" --dataset "$tmp/ds" \
+        --out "$tmp/cls_int8.safetensors" --calibration 4 --eval 4 --json
+    cp "$tmp/out" "$tmp/quantize.json"
+    expect_rc 0 "${lamda[@]}" eval "$tmp/cls.lamda" --weights "$tmp/cls_int8.safetensors" --dataset "$tmp/ds" --json
+    schema eval
+    [ "$(json_field "$tmp/out" precision)" = int8 ] && pass || fail "eval of an int8 file: precision"
+    if [ ${#lamda[@]} -eq 1 ] && [ "$(uname -m)" = x86_64 ]; then
+        /usr/bin/python3 -c 'import json,sys; q=json.load(open(sys.argv[1]))["accuracy"]["int8"]; e=json.load(open(sys.argv[2]))["accuracy"]; sys.exit(0 if abs(q - e) < 1e-9 else 1)' \
+            "$tmp/quantize.json" "$tmp/out" && pass || fail "eval int8 accuracy differs from quantize's integer reference"
+    fi
+    expect_rc 0 "${lamda[@]}" eval "$tmp/cls.lamda" --weights "$tmp/cls_int8.safetensors" --dataset "$tmp/ds"
+    expect_in "$tmp/out" "precision: int8 (layers without an int8 kernel in float: 1)"
+    # A quantized file with a zero activation scale: refused, naming the file and the tensor.
+    /usr/bin/python3 - "$tmp/cls_int8.safetensors" "$tmp/cls_bad_int8.safetensors" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+begin, end = json.loads(raw[8:8 + n])["c.act_scale"]["data_offsets"]
+out = bytearray(raw)
+out[8 + n + begin:8 + n + end] = struct.pack("<f", 0.0)
+open(sys.argv[2], "wb").write(bytes(out))
+PY
+    expect_rc 1 "${lamda[@]}" eval "$tmp/cls.lamda" --weights "$tmp/cls_bad_int8.safetensors" --dataset "$tmp/ds"
+    expect_in "$tmp/err" "cls_bad_int8.safetensors"
+    expect_in "$tmp/err" "c.act_scale"
+fi
 
 # train --json (libtorch, natively): with --out, and on a dataset without a test set (nulls).
 if "${lamda[@]}" --version | grep -q "features:.*torch" && [ ${#lamda[@]} -eq 1 ]; then

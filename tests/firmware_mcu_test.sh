@@ -7,6 +7,9 @@
 #      newlib + semihosting) print the same lines under qemu-system-arm;
 #   4. arm-none-eabi-size gives flash (text + data) and RAM (data + bss, stack not included).
 # Usage: firmware_mcu_test.sh LAMDA_EXE SOURCE_DIR
+# LAMDA_MCU_MODEL, LAMDA_MCU_WEIGHTS and LAMDA_MCU_WEIGHTS_INT8 run it on another model (default:
+# examples/firmware's model.lamda, model.safetensors and model_int8.safetensors); LAMDA_MCU_IMAGES
+# sets how many test images (default 20).
 # Exits 77 (skipped) without gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm or
 # Debian's dataset-fashion-mnist, unless CI=true, where their absence is a failure.
 set -euo pipefail
@@ -24,9 +27,11 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mcu=$src/examples/mcu fw=$src/examples/firmware
+model_dsl=${LAMDA_MCU_MODEL:-$fw/model.lamda}
+weights=${LAMDA_MCU_WEIGHTS:-$fw/model.safetensors}
+weights8=${LAMDA_MCU_WEIGHTS_INT8:-$fw/model_int8.safetensors}
 
-"$lamda" export "$fw/model.lamda" --weights "$fw/model.safetensors" --firmware "$work/fw" --json \
-    > "$work/export.json"
+"$lamda" export "$model_dsl" --weights "$weights" --firmware "$work/fw" --json > "$work/export.json"
 cat "$work/export.json"
 # Over --max-ram: refused with the numbers, nothing written.
 if "$lamda" export "$fw/model.lamda" --weights "$fw/model.safetensors" --firmware "$work/small" \
@@ -64,7 +69,7 @@ ln -s t10k-labels-idx1-ubyte "$work/train-labels-idx1-ubyte"
 cc -std=c99 -O2 -Wall -Wextra -Werror -I"$work/fw" -I"$work" -o "$work/host" \
     "$mcu/main.c" "$work/fw/model.c" -lm
 "$work/host" > "$work/host.txt"
-if "$lamda" run "$fw/model.lamda" --weights "$fw/model.safetensors" --dataset "$work" --limit "$n" \
+if "$lamda" run "$model_dsl" --weights "$weights" --dataset "$work" --limit "$n" \
         > "$work/lamda.txt" 2> "$work/lamda.err"; then
     diff -u "$work/lamda.txt" "$work/host.txt" || { echo "FAIL: the generated code's predictions differ from lamda run's"; exit 1; }
 else
@@ -73,16 +78,24 @@ fi
 
 # int8: examples/firmware/model_int8.safetensors (post-training quantized, docs/firmware.md) exported
 # as int8 firmware; on the host it must predict as the integer reference does (the doctest checks
-# the outputs bit for bit); here its host run is the baseline for the Cortex-M4 run.
+# the outputs bit for bit) and score what `lamda eval` scores through XNNPACK's int8 operators;
+# here its host run is the baseline for the Cortex-M4 run.
 variants="default fast"
-if [ -f "$fw/model_int8.safetensors" ]; then
-    "$lamda" export "$fw/model.lamda" --weights "$fw/model_int8.safetensors" --firmware "$work/fw8" --json \
-        > "$work/export8.json"
+if [ -f "$weights8" ]; then
+    "$lamda" export "$model_dsl" --weights "$weights8" --firmware "$work/fw8" --json > "$work/export8.json"
     cat "$work/export8.json"
     cc -std=c99 -O2 -Wall -Wextra -Werror -I"$work/fw8" -I"$work" -o "$work/host8" \
         "$mcu/main.c" "$work/fw8/model.c" -lm
     "$work/host8" > "$work/host8.txt"
     variants="default fast int8"
+    if "$lamda" eval "$model_dsl" --weights "$weights8" --dataset "$work" --limit "$n" --json \
+            > "$work/eval8.json" 2> "$work/eval8.err"; then
+        eval_correct=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["correct"])' "$work/eval8.json")
+        [ "$(tail -1 "$work/host8.txt")" = "correct: $eval_correct of $n" ] ||
+            { echo "FAIL: int8 firmware on the host: $(tail -1 "$work/host8.txt"); lamda eval int8: $eval_correct of $n"; exit 1; }
+    else
+        echo "note: lamda eval is unavailable (built without XNNPACK?): $(cat "$work/eval8.err")"
+    fi
 fi
 
 # Cortex-M4 under QEMU: the default build (double accumulation, as the reference) and

@@ -9,7 +9,8 @@
 // slowly): the build compiles that file, and defines LAMDA_CLI_WITH_TRAINER for the tool, only
 // when libtorch is found. Without it `lamda train` still exists and says that this lamda was
 // built without a trainer, and make_trainer() returns null (the loop then ranks by capacity).
-// `lamda eval` runs the test set through XNNPACK and needs no libtorch. In main.cpp:
+// `lamda eval` runs the test set through XNNPACK (in int8 for a `lamda quantize` file) and needs
+// no libtorch. In main.cpp:
 //
 //     int train_exit = -1;                          // set by the commands' callbacks
 //     lamda_cli::add_train_commands(app, train_exit);
@@ -61,9 +62,21 @@ inline int run_eval(const EvalArgs& args) {
         std::cerr << lamda::format_diagnostics(parsed.diagnostics);
         return 1;
     }
-    const lamda::Weights weights = lamda::read_safetensors(args.weights);
+    // An int8 file (`lamda quantize`) runs through XNNPACK's int8 operators on the folded graph;
+    // an fp32 file as it is, or folded when it was saved folded.
+    const lamda::SafetensorsData file = lamda::read_safetensors_file(args.weights);
+    const bool int8 = lamda::is_quantized(file);
+    lamda::Graph graph;
+    lamda::Weights float_weights;
+    lamda::QuantizedModel quantized;
     try {  // before the dataset is read: a mismatch is the likelier mistake, and quick to find
-        (void)lamda::graph_for_weights(parsed.graph, weights);
+        if (int8) {
+            graph = lamda::fold_batchnorm_graph(parsed.graph);
+            quantized = lamda::read_quantized(graph, file, args.weights, float_weights);
+        } else {
+            float_weights = file.tensors;
+            graph = lamda::graph_for_weights(parsed.graph, float_weights);
+        }
     } catch (const lamda::ExecutorError& e) {
         std::cerr << args.weights << ": error: " << e.what() << '\n';
         return 1;
@@ -72,7 +85,9 @@ inline int run_eval(const EvalArgs& args) {
     if (data.test.empty())
         throw lamda::DatasetError("dataset '" + data.name + "' has no test set to evaluate on");
     const lamda::Accuracy a =
-        lamda::evaluate_accuracy(parsed.graph, weights, data.test, args.threads, args.limit);
+        int8 ? lamda::evaluate_accuracy_int8(graph, quantized, float_weights, data.test, args.threads, args.limit)
+             : lamda::evaluate_accuracy(graph, float_weights, data.test, args.threads, args.limit);
+    const char* precision = int8 ? "int8" : "float32";
     if (args.json) {
         lamda::JsonWriter json;
         json.begin_object()
@@ -83,6 +98,7 @@ inline int run_eval(const EvalArgs& args) {
             .field("correct", a.correct)
             .field("n", a.n)
             .field("executor", "xnnpack")
+            .field("precision", precision)
             .end_object();
         std::cout << json.str() << '\n';
     } else {
@@ -90,8 +106,11 @@ inline int run_eval(const EvalArgs& args) {
         std::snprintf(line, sizeof line, "accuracy: %.2f%% (%lld of %lld test images)\n",
                       100.0 * a.accuracy, static_cast<long long>(a.correct),
                       static_cast<long long>(a.n));
-        std::cout << line << "n: " << a.n << "\ndataset: " << data.name << "\nexecutor: XNNPACK, "
-                  << args.threads << " thread" << (args.threads == 1 ? "" : "s") << '\n';
+        std::cout << line << "n: " << a.n << "\ndataset: " << data.name << "\nprecision: " << precision
+                  << (int8 ? " (layers without an int8 kernel in float: " +
+                                 std::to_string(quantized.float_layers.size()) + ")"
+                           : std::string())
+                  << "\nexecutor: XNNPACK, " << args.threads << " thread" << (args.threads == 1 ? "" : "s") << '\n';
     }
     return 0;
 #else
@@ -119,9 +138,10 @@ inline void add_eval_command(CLI::App& app, int& exit_code) {
     auto* eval = app.add_subcommand(
         "eval", "Accuracy of a model with trained weights on a dataset's test set, through the\n"
                 "XNNPACK executor. Weights saved by `lamda train` (batch norm folded) fit the model\n"
-                "as written. Prints the accuracy and the number of images.");
+                "as written; an int8 file from `lamda quantize` runs in int8. Prints the accuracy,\n"
+                "the number of images and the precision.");
     eval->add_option("model", args->model, "Model file in the lamda DSL")->required();
-    eval->add_option("--weights", args->weights, "Weights (safetensors)")->required();
+    eval->add_option("--weights", args->weights, "Weights (safetensors): fp32, or int8 from `lamda quantize`")->required();
     eval->add_option("--dataset", args->dataset,
                      "fashion-mnist (Debian's dataset-fashion-mnist) or a directory of IDX or .npy "
                      "files (docs/training.md)")

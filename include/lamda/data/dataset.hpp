@@ -1,7 +1,7 @@
 // lamda/data/dataset.hpp: image classification datasets for training and evaluation. Core (C++17
 // only); gzip-compressed files need zlib (define LAMDA_WITH_ZLIB and link -lz: lamda's own build
-// does when zlib is found), and evaluate_accuracy() needs the XNNPACK executor
-// (LAMDA_WITH_XNNPACK).
+// does when zlib is found), and evaluate_accuracy() / evaluate_accuracy_int8() need the XNNPACK
+// executor (LAMDA_WITH_XNNPACK).
 //
 //   lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");   // or a directory
 //   auto [train, val] = lamda::split_dataset(data.train, 0.1, /*seed=*/1);
@@ -697,14 +697,9 @@ inline Graph graph_for_weights(const Graph& graph, const Weights& weights) {
     throw ExecutorError(msg);
 }
 
-// Accuracy of `graph` with `weights` over the first `limit` images of `d` (all when 0), one image
-// at a time through XnnExecutor. Weights saved with batch norm folded are accepted
-// (graph_for_weights).
-inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, const Dataset& d,
-                                  int threads = 1, std::size_t limit = 0) {
-    const Graph g = graph_for_weights(graph, weights);
-    check_classifier(g, d);
-    XnnExecutor exec(g, weights, XnnOptions{threads});
+namespace dataset_detail {
+// The first `limit` images of `d` (all when 0), one at a time through `exec`.
+inline Accuracy accuracy_through(XnnExecutor& exec, const Dataset& d, std::size_t limit) {
     const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
     Accuracy a;
     for (std::size_t i = 0; i < n; ++i) {
@@ -715,6 +710,33 @@ inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, co
     a.n = static_cast<std::int64_t>(n);
     a.accuracy = n ? static_cast<double>(a.correct) / static_cast<double>(n) : 0.0;
     return a;
+}
+}  // namespace dataset_detail
+
+// Accuracy of `graph` with `weights` over the first `limit` images of `d` (all when 0), one image
+// at a time through XnnExecutor. Weights saved with batch norm folded are accepted
+// (graph_for_weights).
+inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, const Dataset& d,
+                                  int threads = 1, std::size_t limit = 0) {
+    const Graph g = graph_for_weights(graph, weights);
+    check_classifier(g, d);
+    XnnExecutor exec(g, weights, XnnOptions{threads});
+    return dataset_detail::accuracy_through(exec, d, limit);
+}
+
+// The same for a quantized model (`lamda quantize`; data/weights.hpp's read_quantized): `graph`
+// is the model's (batch norms folded), `float_weights` the F32 tensors of its float layers. It
+// runs through XNNPACK's int8 operators, whose values equal the integer reference executor's
+// (run_reference_int8) and hence the int8 firmware's (deploy/firmware.hpp).
+inline Accuracy evaluate_accuracy_int8(const Graph& graph, const QuantizedModel& model,
+                                       const Weights& float_weights, const Dataset& d, int threads = 1,
+                                       std::size_t limit = 0) {
+    check_classifier(graph, d);
+    XnnOptions options{threads};
+    options.int8 = true;
+    options.quantized = &model;
+    XnnExecutor exec(graph, float_weights, options);
+    return dataset_detail::accuracy_through(exec, d, limit);
 }
 
 #endif  // defined(LAMDA_WITH_XNNPACK)
