@@ -285,6 +285,28 @@ TEST_CASE("llm: the API key is redacted from text") {
     CHECK(LlmError(LlmErrorKind::RateLimited, "x").retryable());
 }
 
+TEST_CASE("llm: base URLs are checked before any request, ports included") {
+    auto problem = [](const std::string& url) -> std::string {
+        LlmConfig c;
+        c.base_url = url;
+        c.model = "m";
+        try {
+            LlmClient client(c);
+        } catch (const LlmError& e) {
+            return e.kind() == LlmErrorKind::Config ? e.what() : "wrong kind: " + std::string(e.what());
+        }
+        return "";
+    };
+    for (const char* good : {"http://127.0.0.1:8080/v1", "http://localhost/v1", "http://[::1]:11434", "http://[::1]/v1",
+                             "http://host.example:65535/"})
+        CHECK_MESSAGE(problem(good).empty(), std::string(good), ": ", problem(good));
+    for (const char* bad : {"http://127.0.0.1:/v1", "http://127.0.0.1:0/v1", "http://127.0.0.1:65536", "http://:8080/v1",
+                            "http://host:80a/v1", "http://[::1:8080/v1", "http://[::1]x/v1"}) {
+        const std::string why = problem(bad);
+        CHECK_MESSAGE(why.find("after http://") != std::string::npos, std::string(bad), ": ", why);
+    }
+}
+
 TEST_CASE("llm: client faults are retried or reported by kind") {
     FakeLlm server;
     LlmConfig c = test_config(server);

@@ -301,6 +301,21 @@ inline BaseUrl parse_base_url(const std::string& url) {
     u.authority = rest.substr(0, slash);
     if (u.authority.empty() || u.authority.find_first_of(" @?#") != std::string::npos)
         throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected a host (and port) after " + u.scheme + "://");
+    // HOST[:PORT] or [IPv6][:PORT]; a port, when there is a colon, is a number in 1..65535.
+    std::size_t host_end = u.authority.rfind(':');
+    if (u.authority.front() == '[') {
+        const std::size_t close = u.authority.find(']');
+        if (close == std::string::npos || (close + 1 < u.authority.size() && u.authority[close + 1] != ':'))
+            throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected [IPv6 address]:PORT after " + u.scheme + "://");
+        host_end = close + 1 < u.authority.size() ? close + 1 : std::string::npos;
+    }
+    if (host_end != std::string::npos) {
+        const std::string port = u.authority.substr(host_end + 1);
+        const bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
+        if (host_end == 0 || !digits || std::stol(port) < 1 || std::stol(port) > 65535)
+            throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected HOST:PORT with a port in 1..65535 after " +
+                                                     u.scheme + "://, got '" + snippet(u.authority) + "'");
+    }
     if (slash != std::string::npos) u.prefix = rest.substr(slash);
     while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
     if (u.prefix.find_first_of("?# ") != std::string::npos)
