@@ -36,7 +36,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1269,6 +1268,133 @@ private:
 
 // ---- the host side ----
 
+namespace agent_detail {
+
+// The client's socket stream: plain or TLS (`ssl`), every wait bounded by the read/write timeout
+// and by the request's deadline, and every byte read counted here and handed to `admit`, which
+// may end the reply (read fails). The count is the client's own, so the reply caps hold the same
+// on every platform (Linux's TCP_INFO counts are wrong under qemu-user).
+class CountingClientStream final : public httplib::Stream {
+public:
+    using clock = std::chrono::steady_clock;
+    CountingClientStream(int fd, void* ssl, double read_timeout_s, double write_timeout_s, clock::time_point deadline,
+                         const std::function<bool(std::uint64_t)>& admit)
+        : fd_(fd), ssl_(ssl), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s), deadline_(deadline),
+          admit_(admit) {}
+
+    bool is_readable() const override { return pending() || wait(POLLIN, read_timeout_s_) > 0; }
+    bool is_writable() const override { return wait(POLLOUT, write_timeout_s_) > 0; }
+
+    ssize_t read(char* ptr, std::size_t size) override {
+        if (size == 0) return 0;
+        if (!pending() && wait(POLLIN, read_timeout_s_) <= 0) return -1;
+        const ssize_t n = raw_read(ptr, size);
+        if (n > 0) {
+            total_ += static_cast<std::uint64_t>(n);
+            if (admit_ && !admit_(total_)) return -1;
+        }
+        return n;
+    }
+    ssize_t write(const char* ptr, std::size_t size) override {
+        if (wait(POLLOUT, write_timeout_s_) <= 0) return -1;
+        return raw_write(ptr, size);
+    }
+    void get_remote_ip_and_port(std::string& ip, int& port) const override {
+        ip.clear();
+        port = 0;
+    }
+    void get_local_ip_and_port(std::string& ip, int& port) const override {
+        ip.clear();
+        port = 0;
+    }
+    socket_t socket() const override { return fd_; }
+
+private:
+    int fd_;
+    void* ssl_;
+    double read_timeout_s_, write_timeout_s_;
+    clock::time_point deadline_;
+    const std::function<bool(std::uint64_t)>& admit_;
+    std::uint64_t total_ = 0;
+
+    bool pending() const {
+        if (ssl_ == nullptr) return false;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        return SSL_pending(static_cast<SSL*>(ssl_)) > 0;
+#else
+        return false;
+#endif
+    }
+    // poll() until the timeout or the request's deadline, whichever is first: >0 ready.
+    int wait(short events, double timeout_s) const {
+        const auto until = std::min(deadline_, clock::now() + std::chrono::duration_cast<clock::duration>(
+                                                                  std::chrono::duration<double>(std::min(timeout_s, 1e6))));
+        for (;;) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count();
+            if (left <= 0) return 0;
+            pollfd p{fd_, events, 0};
+            const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60000)));
+            if (r < 0 && errno == EINTR) continue;
+            if (r == 0) continue;
+            return r;
+        }
+    }
+    ssize_t raw_read(char* ptr, std::size_t size) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            // A blocking socket (httplib's): a record that stalls half-way is ended by the
+            // request's watchdog, which shuts the socket down.
+            const int n = SSL_read(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
+            if (n > 0) return n;
+            return SSL_get_error(static_cast<SSL*>(ssl_), n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+        }
+#endif
+        ssize_t n = 0;
+        do n = ::recv(fd_, ptr, size, 0);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
+    ssize_t raw_write(const char* ptr, std::size_t size) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            const int n = SSL_write(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
+            return n > 0 ? n : -1;
+        }
+#endif
+        ssize_t n = 0;
+        do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
+};
+
+// httplib's client (plain: ClientImpl; TLS: SSLClient, whose connect and certificate check are
+// kept) reading and writing through a CountingClientStream.
+template <class Base>
+class CountingClient final : public Base {
+public:
+    CountingClient(const std::string& host, int port, CountingClientStream::clock::time_point deadline,
+                   std::function<bool(std::uint64_t)> admit)
+        : Base(host, port), deadline_(deadline), admit_(std::move(admit)) {}
+
+private:
+    CountingClientStream::clock::time_point deadline_;
+    std::function<bool(std::uint64_t)> admit_;
+
+    bool process_socket(const typename Base::Socket& socket, std::function<bool(httplib::Stream&)> callback) override {
+        void* ssl = nullptr;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        ssl = socket.ssl;
+#endif
+        auto secs = [](time_t s, time_t us) { return static_cast<double>(s) + static_cast<double>(us) * 1e-6; };
+        CountingClientStream strm(static_cast<int>(socket.sock), ssl, secs(this->read_timeout_sec_, this->read_timeout_usec_),
+                                  secs(this->write_timeout_sec_, this->write_timeout_usec_), deadline_, admit_);
+        return callback(strm);
+    }
+};
+
+}  // namespace agent_detail
+
 struct AgentClientOptions {
     std::string token;           // empty: LAMDA_AGENT_TOKEN
     double connect_timeout_s = 10;
@@ -1529,23 +1655,68 @@ private:
         std::string refusal;  // why the reply was cut off (deadline, size, encoding); empty if it was not
     };
 
-    // Bytes this socket has received (Linux's tcp_info.tcpi_bytes_received, at its fixed ABI
-    // offset 128 since Linux 4.1: glibc's struct tcp_info stops before it); -1 when unknown.
-    static long long bytes_received(int fd) {
-        unsigned char info[232] = {};
-        socklen_t len = sizeof info;
-        if (fd < 0 || ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, &len) != 0 || len < 136) return -1;
-        std::uint64_t v = 0;
-        std::memcpy(&v, info + 128, sizeof v);
-        return static_cast<long long>(v);
+    // "host", port from the authority ("host:port", "[v6]:port" or "host").
+    std::pair<std::string, int> host_port() const {
+        std::string host = authority_;
+        int port = https_ ? 443 : 80;
+        const auto colon = host.rfind(':');
+        const auto bracket = host.rfind(']');
+        if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
+            const std::string digits = host.substr(colon + 1);
+            if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos ||
+                std::stoi(digits) > 65535)
+                throw AgentError("device '" + url_ + "': bad port '" + digits.substr(0, 20) + "'");
+            port = std::stoi(digits);
+            host.erase(colon);
+        }
+        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        return {host, port};
     }
 
-    // One attempt, bounded as a whole: a watchdog stops the client at the deadline, or once
-    // the socket has taken more than the head cap before the headers were parsed (httplib's
-    // client keeps every header line), or more than head + max_reply_bytes in all. The body
-    // goes through a receiver that stops at max_reply_bytes; an encoded reply is refused.
+    // One attempt, bounded as a whole: a watchdog stops the client at the deadline. Every byte
+    // read is counted by the client's own stream (agent_detail::CountingClientStream): more
+    // than the head cap before the headers were parsed (httplib's client keeps every header
+    // line), or more than head + max_reply_bytes in all, ends the reply. The body goes through
+    // a receiver that stops at max_reply_bytes; an encoded reply is refused.
     Reply send(const std::string& method, const std::string& path, const std::string& body) {
-        httplib::Client cli((https_ ? "https://" : "http://") + authority_);
+        Reply out;
+        std::string refusal;  // set by the stream, receiver or handler (this thread) or the watchdog (under m)
+        std::mutex m;
+        std::condition_variable cv;
+        bool done = false;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                                      std::chrono::duration<double>(std::min(options_.timeout_s, 1e6)));
+        const std::uint64_t head_cap = options_.max_reply_head_bytes;
+        const std::uint64_t body_cap = options_.max_reply_bytes;
+        std::uint64_t read_total = 0;       // bytes the stream has read (this thread only)
+        std::uint64_t head_end = UINT64_MAX;  // read_total when the headers were parsed
+        // 64 KiB of slack: a read may take the head's end and the body's start together.
+        auto admit = [&](std::uint64_t total) {
+            read_total = total;
+            std::string why;
+            if (head_end == UINT64_MAX && total > head_cap + 65536)
+                why = "reply headers over " + std::to_string(options_.max_reply_head_bytes) + " bytes";
+            else if (head_end != UINT64_MAX && total - head_end > body_cap + 65536)
+                why = "reply over " + std::to_string(options_.max_reply_bytes) + " bytes";
+            if (why.empty()) return true;
+            std::lock_guard<std::mutex> lock(m);
+            if (refusal.empty()) refusal = why;
+            return false;
+        };
+        const std::pair<std::string, int> where = host_port();
+        const std::string& host = where.first;
+        const int port = where.second;
+        std::unique_ptr<httplib::ClientImpl> client;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (https_) {
+            auto tls = std::make_unique<agent_detail::CountingClient<httplib::SSLClient>>(host, port, deadline, admit);
+            if (!options_.ca_cert_path.empty()) tls->set_ca_cert_path(options_.ca_cert_path.c_str());
+            tls->enable_server_certificate_verification(options_.verify_tls);
+            client = std::move(tls);
+        }
+#endif
+        if (!client) client = std::make_unique<agent_detail::CountingClient<httplib::ClientImpl>>(host, port, deadline, admit);
+        httplib::ClientImpl& cli = *client;
         auto secs = [](double v, time_t& sec, time_t& usec) {
             sec = static_cast<time_t>(v);
             usec = static_cast<time_t>((v - static_cast<double>(sec)) * 1e6);
@@ -1559,44 +1730,16 @@ private:
         cli.set_bearer_token_auth(options_.token.c_str());
         cli.set_decompress(false);
         cli.set_keep_alive(false);
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        if (https_) {
-            if (!options_.ca_cert_path.empty()) cli.set_ca_cert_path(options_.ca_cert_path.c_str());
-            cli.enable_server_certificate_verification(options_.verify_tls);
-        }
-#endif
-        std::atomic<int> fd{-1};
-        std::atomic<long long> head_end{-1};  // bytes received when the headers were parsed
-        cli.set_socket_options([&fd](socket_t s) { fd.store(static_cast<int>(s)); });
 
-        Reply out;
-        std::string refusal;  // set by the receiver/handler (this thread) or the watchdog (under m)
-        std::mutex m;
-        std::condition_variable cv;
-        bool done = false;
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                                      std::chrono::duration<double>(options_.timeout_s));
-        const long long head_cap = static_cast<long long>(options_.max_reply_head_bytes);
-        const long long body_cap = static_cast<long long>(options_.max_reply_bytes);
         std::thread watchdog([&] {
             std::unique_lock<std::mutex> lock(m);
             while (!done) {
                 cv.wait_for(lock, std::chrono::milliseconds(20));
                 if (done) break;
-                std::string why;
                 if (std::chrono::steady_clock::now() >= deadline) {
-                    why = "no complete reply within " + agent_detail::seconds_text(options_.timeout_s) +
-                          " s (the deadline of one request)";
-                } else {
-                    const long long got = bytes_received(fd.load());
-                    const long long head = head_end.load();
-                    if (head < 0 && got > head_cap + 65536)
-                        why = "reply headers over " + std::to_string(options_.max_reply_head_bytes) + " bytes";
-                    else if (head >= 0 && got > head + body_cap + 65536)
-                        why = "reply over " + std::to_string(options_.max_reply_bytes) + " bytes";
-                }
-                if (!why.empty()) {
-                    if (refusal.empty()) refusal = why;
+                    if (refusal.empty())
+                        refusal = "no complete reply within " + agent_detail::seconds_text(options_.timeout_s) +
+                                  " s (the deadline of one request)";
                     cli.stop();  // shuts the socket down: the request in flight fails at once
                 }
             }
@@ -1611,7 +1754,7 @@ private:
             req.headers.emplace("Content-Type", "application/json");
         }
         req.response_handler = [&](const httplib::Response& r) {
-            head_end.store(std::max(0LL, bytes_received(fd.load())));
+            head_end = read_total;
             const std::string coding = r.get_header_value("Content-Encoding");
             std::lock_guard<std::mutex> lock(m);
             if (!coding.empty() && coding != "identity") {
@@ -1640,6 +1783,10 @@ private:
         {
             std::lock_guard<std::mutex> lock(m);
             done = true;
+            // The stream's waits end at the deadline too, possibly before the watchdog looks.
+            if (!out.result && refusal.empty() && std::chrono::steady_clock::now() >= deadline)
+                refusal = "no complete reply within " + agent_detail::seconds_text(options_.timeout_s) +
+                          " s (the deadline of one request)";
         }
         cv.notify_all();
         watchdog.join();
