@@ -34,9 +34,11 @@
 #else
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -168,6 +170,9 @@ struct RequestError : Exception {
 // reads through a DeadlineStream (whole-head and whole-body deadlines, head byte and header
 // line caps), serves each connection on a thread of its own up to max_connections, and
 // AgentServer::authorize refuses every body framing but one Content-Length (docs/security.md).
+// With a certificate (--cert/--key) it runs TLS itself on the same stream (OpenSSL on a
+// non-blocking socket): the handshake counts against the first head deadline, and every limit
+// above holds as for plain HTTP. (httplib's SSLServer would keep its own unguarded loop.)
 
 // One budget for the memory requests hold at once (bodies, decoded and built weights).
 class MemoryBudget {
@@ -224,12 +229,6 @@ inline ConnectionState*& current_connection() noexcept {
     static thread_local ConnectionState* state = nullptr;
     return state;
 }
-// Under TLS httplib's SSLServer runs the connection: this thread's request state is made by
-// AgentServer::authorize and released by the logger once the answer is written.
-inline ConnectionState& fallback_connection() noexcept {
-    static thread_local ConnectionState state;
-    return state;
-}
 inline bool& reject_connection() noexcept {  // set while the accept thread turns a connection away
     static thread_local bool reject = false;
     return reject;
@@ -263,22 +262,34 @@ public:
         written_ = 0;
     }
     std::size_t written() const noexcept { return written_; }
-    bool buffered() const noexcept { return pos_ < end_; }
+    bool buffered() const noexcept { return pos_ < end_ || tls_pending(); }
 
-    bool is_readable() const override { return pos_ < end_ || wait(POLLIN, read_deadline()) > 0; }
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+    // Runs the TLS handshake on `ssl` (its socket non-blocking) until `deadline`; from then on
+    // every read and write goes through it. False (and a refusal to log) when it fails or is late.
+    bool accept_tls(SSL* ssl, clock::time_point deadline) {
+        ssl_ = ssl;
+        for (;;) {
+            const int r = SSL_accept(ssl);
+            if (r == 1) return true;
+            const int err = SSL_get_error(ssl, r);
+            const short events = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+            if (events == 0) return false;
+            if (wait(events, deadline) <= 0) {
+                refuse(408, "TLS handshake not complete within " + seconds_text(limits_.head_timeout_s) + " s");
+                return false;
+            }
+        }
+    }
+#endif
+
+    bool is_readable() const override { return pos_ < end_ || tls_pending() || wait(POLLIN, read_deadline()) > 0; }
     bool is_writable() const override { return wait(POLLOUT, write_deadline()) > 0; }
 
     ssize_t read(char* ptr, std::size_t size) override {
         if (size == 0) return 0;
         if (pos_ == end_) {
-            const int ready = wait(POLLIN, read_deadline());
-            if (ready <= 0) {
-                if (ready == 0) timed_out();
-                return -1;
-            }
-            ssize_t n = 0;
-            do n = ::recv(fd_, buffer_, sizeof buffer_, 0);
-            while (n < 0 && errno == EINTR);
+            const ssize_t n = fill();
             if (n <= 0) return n;
             pos_ = 0;
             end_ = static_cast<std::size_t>(n);
@@ -320,6 +331,22 @@ public:
             write_deadline_ = clock::now() + to_duration(write_timeout_s_);
             write_deadline_set_ = true;
         }
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            // Non-blocking: retried with the same bytes until the write deadline.
+            const int chunk = static_cast<int>(std::min<std::size_t>(size, 1 << 20));
+            for (;;) {
+                const int n = SSL_write(ssl_, ptr, chunk);
+                if (n > 0) {
+                    written_ += static_cast<std::size_t>(n);
+                    return n;
+                }
+                const int err = SSL_get_error(ssl_, n);
+                const short events = err == SSL_ERROR_WANT_WRITE ? POLLOUT : err == SSL_ERROR_WANT_READ ? POLLIN : 0;
+                if (events == 0 || wait(events, write_deadline()) <= 0) return -1;
+            }
+        }
+#endif
         if (wait(POLLOUT, write_deadline()) <= 0) return -1;
         ssize_t n = 0;
         do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
@@ -344,6 +371,53 @@ private:
     std::size_t written_ = 0;
     char buffer_[4096];
     std::size_t pos_ = 0, end_ = 0;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+    SSL* ssl_ = nullptr;
+#endif
+
+    bool tls_pending() const {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        return ssl_ != nullptr && SSL_pending(ssl_) > 0;
+#else
+        return false;
+#endif
+    }
+    // Fills buffer_ within the read deadline: >0 bytes, 0 at the end of the stream, -1 on an
+    // error or a deadline (refused with 408).
+    ssize_t fill() {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            // A TLS record that trickles in is bounded like plain bytes: the socket is
+            // non-blocking and every wait for more is a poll() against the same deadline.
+            short events = POLLIN;
+            for (;;) {
+                if (!tls_pending()) {
+                    const int ready = wait(events, read_deadline());
+                    if (ready <= 0) {
+                        if (ready == 0) timed_out();
+                        return -1;
+                    }
+                }
+                const int n = SSL_read(ssl_, buffer_, static_cast<int>(sizeof buffer_));
+                if (n > 0) return n;
+                const int err = SSL_get_error(ssl_, n);
+                if (err == SSL_ERROR_ZERO_RETURN) return 0;
+                if (err == SSL_ERROR_WANT_READ) events = POLLIN;
+                else if (err == SSL_ERROR_WANT_WRITE) events = POLLOUT;
+                else return -1;
+            }
+        }
+#endif
+        const int ready = wait(POLLIN, read_deadline());
+        if (ready <= 0) {
+            if (ready == 0) timed_out();
+            return -1;
+        }
+        ssize_t n = 0;
+        do n = ::recv(fd_, buffer_, sizeof buffer_, 0);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
 
     static clock::duration to_duration(double s) {
         return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(std::min(s, 1e6)));
@@ -451,47 +525,158 @@ private:
 };
 
 // A whole response for a request httplib did not answer (refused on its request line).
-inline void write_refusal(int fd, int status, const std::string& why) {
+inline std::string refusal_text(int status, const std::string& why) {
     const std::string body = json_error(why);
     const char* reason = status == 408 ? "Request Timeout" : status == 431 ? "Request Header Fields Too Large"
                        : status == 503 ? "Service Unavailable" : "Bad Request";
-    std::string text = "HTTP/1.1 " + std::to_string(status) + " " + reason +
-                       "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-                       std::to_string(body.size()) + "\r\n" + (status == 503 ? "Retry-After: 5\r\n" : "") + "\r\n" + body;
-    (void)!::send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return "HTTP/1.1 " + std::to_string(status) + " " + reason +
+           "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n" + (status == 503 ? "Retry-After: 5\r\n" : "") + "\r\n" + body;
+}
+inline void write_refusal(httplib::Stream& strm, int status, const std::string& why) {
+    const std::string text = refusal_text(status, why);
+    for (std::size_t at = 0; at < text.size();) {
+        const ssize_t n = strm.write(text.data() + at, text.size() - at);
+        if (n <= 0) return;
+        at += static_cast<std::size_t>(n);
+    }
 }
 
-// httplib::Server with the connection loop above. (Only plain HTTP: with --cert, httplib's
-// SSLServer keeps its own loop; docs/security.md says what that leaves.)
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+// The TLS context of --cert/--key, made as httplib's SSLServer makes it (TLS 1.2 or later, no
+// compression or renegotiation).
+inline SSL_CTX* make_tls_context(const std::string& cert_path, const std::string& key_path) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == nullptr) throw AgentError("cannot make a TLS context");
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_path.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key_path.c_str(), SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        SSL_CTX_free(ctx);
+        throw AgentError("cannot load the TLS certificate '" + cert_path + "' and key '" + key_path + "'");
+    }
+    return ctx;
+}
+
+// While a TLS connection is served: OpenSSL writes with write(), so a peer that has gone away
+// would raise SIGPIPE (and end the agent). Blocked on this thread; one raised is taken back.
+struct BlockSigpipe {
+    sigset_t old{};
+    BlockSigpipe() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &set, &old);
+    }
+    ~BlockSigpipe() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        const timespec zero{0, 0};
+        while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {}
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    }
+    BlockSigpipe(const BlockSigpipe&) = delete;
+    BlockSigpipe& operator=(const BlockSigpipe&) = delete;
+};
+#endif
+
+// httplib::Server with the connection loop above, for plain HTTP and (with a TLS context) HTTPS.
 class GuardedHttpServer final : public httplib::Server {
 public:
     GuardedHttpServer(const AgentLimits& limits, MemoryBudget& budget, double read_timeout_s, double write_timeout_s,
-                      double keep_alive_timeout_s)
+                      double keep_alive_timeout_s, const std::string& cert_path = "", const std::string& key_path = "")
         : limits_(limits), budget_(budget), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s),
-          keep_alive_timeout_s_(keep_alive_timeout_s) {}
+          keep_alive_timeout_s_(keep_alive_timeout_s) {
+        if (!cert_path.empty()) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+            tls_ = make_tls_context(cert_path, key_path);
+#else
+            (void)key_path;
+            throw AgentError("this lamda-agent's cpp-httplib has no OpenSSL support: TLS is unavailable");
+#endif
+        }
+    }
+    ~GuardedHttpServer() override {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (tls_ != nullptr) SSL_CTX_free(tls_);
+#endif
+    }
+    GuardedHttpServer(const GuardedHttpServer&) = delete;
+    GuardedHttpServer& operator=(const GuardedHttpServer&) = delete;
 
 private:
     const AgentLimits& limits_;
     MemoryBudget& budget_;
     double read_timeout_s_, write_timeout_s_, keep_alive_timeout_s_;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+    SSL_CTX* tls_ = nullptr;
+#endif
+
+    bool tls() const noexcept {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        return tls_ != nullptr;
+#else
+        return false;
+#endif
+    }
 
     bool process_and_close_socket(socket_t sock) override {
         if (reject_connection()) {
             // On the accepting thread: nothing here may wait. What the client already sent is
-            // drained without waiting, so that closing does not reset the answer away.
+            // drained without waiting, so that closing does not reset the answer away. A TLS
+            // client is closed without an answer (a handshake could wait).
             char sink[4096];
             for (int i = 0; i < 16 && ::recv(sock, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {}
-            write_refusal(sock, 503, "busy: " + std::to_string(limits_.max_connections) + " connections already open");
+            if (!tls()) {
+                const std::string text = refusal_text(503, "busy: " + std::to_string(limits_.max_connections) +
+                                                               " connections already open");
+                (void)!::send(sock, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            }
             ::shutdown(sock, SHUT_WR);
             ::close(sock);
             return false;
         }
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (tls_ != nullptr) {
+            BlockSigpipe no_sigpipe;
+            const int flags = ::fcntl(sock, F_GETFL, 0);
+            SSL* ssl = flags < 0 || ::fcntl(sock, F_SETFL, flags | O_NONBLOCK) != 0 ? nullptr : SSL_new(tls_);
+            if (ssl == nullptr || SSL_set_fd(ssl, sock) != 1) {
+                if (ssl != nullptr) SSL_free(ssl);
+                linger_close(sock);
+                return false;
+            }
+            const bool ret = serve(sock, ssl);
+            SSL_shutdown(ssl);  // close_notify, once, without waiting for the peer's
+            SSL_free(ssl);
+            linger_close(sock);
+            return ret;
+        }
+#endif
+        const bool ret = serve(sock, nullptr);
+        linger_close(sock);
+        return ret;
+    }
+
+    // Serves the requests of one connection (TLS when `ssl` is set, an SSL*).
+    bool serve(int sock, void* ssl) {
         ConnectionState state;
         state.budget = &budget_;
         current_connection() = &state;
         DeadlineStream strm(sock, limits_, read_timeout_s_, write_timeout_s_);
         auto start = DeadlineStream::clock::now();
         bool ret = false;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl != nullptr &&
+            !strm.accept_tls(static_cast<SSL*>(ssl), start + std::chrono::duration_cast<DeadlineStream::clock::duration>(
+                                                                  std::chrono::duration<double>(std::min(limits_.head_timeout_s, 1e6))))) {
+            current_connection() = nullptr;
+            return false;
+        }
+#else
+        (void)ssl;
+#endif
         for (int count = 100; count > 0; --count) {
             if (count < 100 && !strm.buffered()) {  // kept alive: wait for the next request
                 if (!wait_for_next_request(sock)) break;
@@ -506,11 +691,10 @@ private:
             ret = process_request(strm, count == 1, closed, nullptr);
             state.release();
             if (!ret && state.refusal_status != 0 && strm.written() == 0)
-                write_refusal(sock, state.refusal_status, state.refusal);
+                write_refusal(strm, state.refusal_status, state.refusal);
             if (!ret || closed || state.close) break;
         }
         current_connection() = nullptr;
-        linger_close(sock);
         return ret;
     }
 
@@ -664,20 +848,10 @@ public:
         if (options_.token.empty()) throw AgentError("the agent needs a bearer token");
         if (options_.cert_path.empty() != options_.key_path.empty())
             throw AgentError("TLS needs both a certificate and a key");
-        if (!options_.cert_path.empty()) {
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-            auto ssl = std::make_unique<httplib::SSLServer>(options_.cert_path.c_str(), options_.key_path.c_str());
-            if (!ssl->is_valid())
-                throw AgentError("cannot load the TLS certificate '" + options_.cert_path + "' and key '" +
-                                 options_.key_path + "'");
-            server_ = std::move(ssl);
-#else
-            throw AgentError("this lamda-agent's cpp-httplib has no OpenSSL support: TLS is unavailable");
-#endif
-        } else {
-            server_ = std::make_unique<agent_detail::GuardedHttpServer>(options_.limits, budget_, options_.read_timeout_s,
-                                                                        options_.write_timeout_s, options_.keep_alive_timeout_s);
-        }
+        // Plain HTTP and TLS alike: the same guarded connection loop (deadlines, caps, threads).
+        server_ = std::make_unique<agent_detail::GuardedHttpServer>(options_.limits, budget_, options_.read_timeout_s,
+                                                                    options_.write_timeout_s, options_.keep_alive_timeout_s,
+                                                                    options_.cert_path, options_.key_path);
         device_ = describe_device();
         {
             std::lock_guard<std::timed_mutex> lock(measure_mutex_);
@@ -920,10 +1094,7 @@ private:
         httplib::Server& s = *server_;
         const AgentLimits& lim = options_.limits;
         const int connections = lim.max_connections;
-        if (options_.cert_path.empty())
-            s.new_task_queue = [connections] { return new agent_detail::ConnectionThreads(connections); };
-        else
-            s.new_task_queue = [connections] { return new httplib::ThreadPool(static_cast<std::size_t>(connections)); };
+        s.new_task_queue = [connections] { return new agent_detail::ConnectionThreads(connections); };
         s.set_payload_max_length(lim.max_body_bytes);
         auto secs = [](double v, time_t& sec, time_t& usec) {
             sec = static_cast<time_t>(v);
@@ -975,12 +1146,6 @@ private:
         if (options_.log) std::fprintf(stderr, "lamda-agent: %s %s from %s%s\n", req.method.c_str(), req.path.c_str(),
                                        req.remote_addr.c_str(), ok ? "" : " (401)");
         agent_detail::ConnectionState* conn = agent_detail::current_connection();
-        if (conn == nullptr) {  // TLS: httplib's own connection loop
-            conn = &agent_detail::fallback_connection();
-            conn->release();
-            conn->budget = &budget_;
-            agent_detail::current_connection() = conn;
-        }
         if (!ok) {
             res.set_header("WWW-Authenticate", "Bearer");
             res.set_header("Connection", "close");
@@ -1269,6 +1434,133 @@ private:
 
 // ---- the host side ----
 
+namespace agent_detail {
+
+// The client's socket stream: plain or TLS (`ssl`), every wait bounded by the read/write timeout
+// and by the request's deadline, and every byte read counted here and handed to `admit`, which
+// may end the reply (read fails). The count is the client's own, so the reply caps hold the same
+// on every platform (Linux's TCP_INFO counts are wrong under qemu-user).
+class CountingClientStream final : public httplib::Stream {
+public:
+    using clock = std::chrono::steady_clock;
+    CountingClientStream(int fd, void* ssl, double read_timeout_s, double write_timeout_s, clock::time_point deadline,
+                         const std::function<bool(std::uint64_t)>& admit)
+        : fd_(fd), ssl_(ssl), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s), deadline_(deadline),
+          admit_(admit) {}
+
+    bool is_readable() const override { return pending() || wait(POLLIN, read_timeout_s_) > 0; }
+    bool is_writable() const override { return wait(POLLOUT, write_timeout_s_) > 0; }
+
+    ssize_t read(char* ptr, std::size_t size) override {
+        if (size == 0) return 0;
+        if (!pending() && wait(POLLIN, read_timeout_s_) <= 0) return -1;
+        const ssize_t n = raw_read(ptr, size);
+        if (n > 0) {
+            total_ += static_cast<std::uint64_t>(n);
+            if (admit_ && !admit_(total_)) return -1;
+        }
+        return n;
+    }
+    ssize_t write(const char* ptr, std::size_t size) override {
+        if (wait(POLLOUT, write_timeout_s_) <= 0) return -1;
+        return raw_write(ptr, size);
+    }
+    void get_remote_ip_and_port(std::string& ip, int& port) const override {
+        ip.clear();
+        port = 0;
+    }
+    void get_local_ip_and_port(std::string& ip, int& port) const override {
+        ip.clear();
+        port = 0;
+    }
+    socket_t socket() const override { return fd_; }
+
+private:
+    int fd_;
+    void* ssl_;
+    double read_timeout_s_, write_timeout_s_;
+    clock::time_point deadline_;
+    const std::function<bool(std::uint64_t)>& admit_;
+    std::uint64_t total_ = 0;
+
+    bool pending() const {
+        if (ssl_ == nullptr) return false;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        return SSL_pending(static_cast<SSL*>(ssl_)) > 0;
+#else
+        return false;
+#endif
+    }
+    // poll() until the timeout or the request's deadline, whichever is first: >0 ready.
+    int wait(short events, double timeout_s) const {
+        const auto until = std::min(deadline_, clock::now() + std::chrono::duration_cast<clock::duration>(
+                                                                  std::chrono::duration<double>(std::min(timeout_s, 1e6))));
+        for (;;) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count();
+            if (left <= 0) return 0;
+            pollfd p{fd_, events, 0};
+            const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60000)));
+            if (r < 0 && errno == EINTR) continue;
+            if (r == 0) continue;
+            return r;
+        }
+    }
+    ssize_t raw_read(char* ptr, std::size_t size) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            // A blocking socket (httplib's): a record that stalls half-way is ended by the
+            // request's watchdog, which shuts the socket down.
+            const int n = SSL_read(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
+            if (n > 0) return n;
+            return SSL_get_error(static_cast<SSL*>(ssl_), n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+        }
+#endif
+        ssize_t n = 0;
+        do n = ::recv(fd_, ptr, size, 0);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
+    ssize_t raw_write(const char* ptr, std::size_t size) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            const int n = SSL_write(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
+            return n > 0 ? n : -1;
+        }
+#endif
+        ssize_t n = 0;
+        do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
+};
+
+// httplib's client (plain: ClientImpl; TLS: SSLClient, whose connect and certificate check are
+// kept) reading and writing through a CountingClientStream.
+template <class Base>
+class CountingClient final : public Base {
+public:
+    CountingClient(const std::string& host, int port, CountingClientStream::clock::time_point deadline,
+                   std::function<bool(std::uint64_t)> admit)
+        : Base(host, port), deadline_(deadline), admit_(std::move(admit)) {}
+
+private:
+    CountingClientStream::clock::time_point deadline_;
+    std::function<bool(std::uint64_t)> admit_;
+
+    bool process_socket(const typename Base::Socket& socket, std::function<bool(httplib::Stream&)> callback) override {
+        void* ssl = nullptr;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        ssl = socket.ssl;
+#endif
+        auto secs = [](time_t s, time_t us) { return static_cast<double>(s) + static_cast<double>(us) * 1e-6; };
+        CountingClientStream strm(static_cast<int>(socket.sock), ssl, secs(this->read_timeout_sec_, this->read_timeout_usec_),
+                                  secs(this->write_timeout_sec_, this->write_timeout_usec_), deadline_, admit_);
+        return callback(strm);
+    }
+};
+
+}  // namespace agent_detail
+
 struct AgentClientOptions {
     std::string token;           // empty: LAMDA_AGENT_TOKEN
     double connect_timeout_s = 10;
@@ -1529,23 +1821,68 @@ private:
         std::string refusal;  // why the reply was cut off (deadline, size, encoding); empty if it was not
     };
 
-    // Bytes this socket has received (Linux's tcp_info.tcpi_bytes_received, at its fixed ABI
-    // offset 128 since Linux 4.1: glibc's struct tcp_info stops before it); -1 when unknown.
-    static long long bytes_received(int fd) {
-        unsigned char info[232] = {};
-        socklen_t len = sizeof info;
-        if (fd < 0 || ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, &len) != 0 || len < 136) return -1;
-        std::uint64_t v = 0;
-        std::memcpy(&v, info + 128, sizeof v);
-        return static_cast<long long>(v);
+    // "host", port from the authority ("host:port", "[v6]:port" or "host").
+    std::pair<std::string, int> host_port() const {
+        std::string host = authority_;
+        int port = https_ ? 443 : 80;
+        const auto colon = host.rfind(':');
+        const auto bracket = host.rfind(']');
+        if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
+            const std::string digits = host.substr(colon + 1);
+            if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos ||
+                std::stoi(digits) > 65535)
+                throw AgentError("device '" + url_ + "': bad port '" + digits.substr(0, 20) + "'");
+            port = std::stoi(digits);
+            host.erase(colon);
+        }
+        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        return {host, port};
     }
 
-    // One attempt, bounded as a whole: a watchdog stops the client at the deadline, or once
-    // the socket has taken more than the head cap before the headers were parsed (httplib's
-    // client keeps every header line), or more than head + max_reply_bytes in all. The body
-    // goes through a receiver that stops at max_reply_bytes; an encoded reply is refused.
+    // One attempt, bounded as a whole: a watchdog stops the client at the deadline. Every byte
+    // read is counted by the client's own stream (agent_detail::CountingClientStream): more
+    // than the head cap before the headers were parsed (httplib's client keeps every header
+    // line), or more than head + max_reply_bytes in all, ends the reply. The body goes through
+    // a receiver that stops at max_reply_bytes; an encoded reply is refused.
     Reply send(const std::string& method, const std::string& path, const std::string& body) {
-        httplib::Client cli((https_ ? "https://" : "http://") + authority_);
+        Reply out;
+        std::string refusal;  // set by the stream, receiver or handler (this thread) or the watchdog (under m)
+        std::mutex m;
+        std::condition_variable cv;
+        bool done = false;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                                      std::chrono::duration<double>(std::min(options_.timeout_s, 1e6)));
+        const std::uint64_t head_cap = options_.max_reply_head_bytes;
+        const std::uint64_t body_cap = options_.max_reply_bytes;
+        std::uint64_t read_total = 0;       // bytes the stream has read (this thread only)
+        std::uint64_t head_end = UINT64_MAX;  // read_total when the headers were parsed
+        // 64 KiB of slack: a read may take the head's end and the body's start together.
+        auto admit = [&](std::uint64_t total) {
+            read_total = total;
+            std::string why;
+            if (head_end == UINT64_MAX && total > head_cap + 65536)
+                why = "reply headers over " + std::to_string(options_.max_reply_head_bytes) + " bytes";
+            else if (head_end != UINT64_MAX && total - head_end > body_cap + 65536)
+                why = "reply over " + std::to_string(options_.max_reply_bytes) + " bytes";
+            if (why.empty()) return true;
+            std::lock_guard<std::mutex> lock(m);
+            if (refusal.empty()) refusal = why;
+            return false;
+        };
+        const std::pair<std::string, int> where = host_port();
+        const std::string& host = where.first;
+        const int port = where.second;
+        std::unique_ptr<httplib::ClientImpl> client;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (https_) {
+            auto tls = std::make_unique<agent_detail::CountingClient<httplib::SSLClient>>(host, port, deadline, admit);
+            if (!options_.ca_cert_path.empty()) tls->set_ca_cert_path(options_.ca_cert_path.c_str());
+            tls->enable_server_certificate_verification(options_.verify_tls);
+            client = std::move(tls);
+        }
+#endif
+        if (!client) client = std::make_unique<agent_detail::CountingClient<httplib::ClientImpl>>(host, port, deadline, admit);
+        httplib::ClientImpl& cli = *client;
         auto secs = [](double v, time_t& sec, time_t& usec) {
             sec = static_cast<time_t>(v);
             usec = static_cast<time_t>((v - static_cast<double>(sec)) * 1e6);
@@ -1559,44 +1896,16 @@ private:
         cli.set_bearer_token_auth(options_.token.c_str());
         cli.set_decompress(false);
         cli.set_keep_alive(false);
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        if (https_) {
-            if (!options_.ca_cert_path.empty()) cli.set_ca_cert_path(options_.ca_cert_path.c_str());
-            cli.enable_server_certificate_verification(options_.verify_tls);
-        }
-#endif
-        std::atomic<int> fd{-1};
-        std::atomic<long long> head_end{-1};  // bytes received when the headers were parsed
-        cli.set_socket_options([&fd](socket_t s) { fd.store(static_cast<int>(s)); });
 
-        Reply out;
-        std::string refusal;  // set by the receiver/handler (this thread) or the watchdog (under m)
-        std::mutex m;
-        std::condition_variable cv;
-        bool done = false;
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                                      std::chrono::duration<double>(options_.timeout_s));
-        const long long head_cap = static_cast<long long>(options_.max_reply_head_bytes);
-        const long long body_cap = static_cast<long long>(options_.max_reply_bytes);
         std::thread watchdog([&] {
             std::unique_lock<std::mutex> lock(m);
             while (!done) {
                 cv.wait_for(lock, std::chrono::milliseconds(20));
                 if (done) break;
-                std::string why;
                 if (std::chrono::steady_clock::now() >= deadline) {
-                    why = "no complete reply within " + agent_detail::seconds_text(options_.timeout_s) +
-                          " s (the deadline of one request)";
-                } else {
-                    const long long got = bytes_received(fd.load());
-                    const long long head = head_end.load();
-                    if (head < 0 && got > head_cap + 65536)
-                        why = "reply headers over " + std::to_string(options_.max_reply_head_bytes) + " bytes";
-                    else if (head >= 0 && got > head + body_cap + 65536)
-                        why = "reply over " + std::to_string(options_.max_reply_bytes) + " bytes";
-                }
-                if (!why.empty()) {
-                    if (refusal.empty()) refusal = why;
+                    if (refusal.empty())
+                        refusal = "no complete reply within " + agent_detail::seconds_text(options_.timeout_s) +
+                                  " s (the deadline of one request)";
                     cli.stop();  // shuts the socket down: the request in flight fails at once
                 }
             }
@@ -1611,7 +1920,7 @@ private:
             req.headers.emplace("Content-Type", "application/json");
         }
         req.response_handler = [&](const httplib::Response& r) {
-            head_end.store(std::max(0LL, bytes_received(fd.load())));
+            head_end = read_total;
             const std::string coding = r.get_header_value("Content-Encoding");
             std::lock_guard<std::mutex> lock(m);
             if (!coding.empty() && coding != "identity") {
@@ -1640,6 +1949,10 @@ private:
         {
             std::lock_guard<std::mutex> lock(m);
             done = true;
+            // The stream's waits end at the deadline too, possibly before the watchdog looks.
+            if (!out.result && refusal.empty() && std::chrono::steady_clock::now() >= deadline)
+                refusal = "no complete reply within " + agent_detail::seconds_text(options_.timeout_s) +
+                          " s (the deadline of one request)";
         }
         cv.notify_all();
         watchdog.join();

@@ -273,7 +273,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
-    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
     if (r.has(doc, "load_average")) {
@@ -324,12 +324,12 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
             if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
             KindModel& k = p.model.kind_model(kind);
             k.kind = kind;
-            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
             k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
             if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
             k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
             k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
             k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
@@ -351,7 +351,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
         p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
         p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
     }
     return p;
 }

@@ -350,7 +350,7 @@ inline JournalHeader parse_header(const Reader& r, const element& doc) {
 
 inline CandidateRecord parse_candidate(const Reader& r, const element& doc) {
     CandidateRecord c;
-    c.index = static_cast<int>(r.integer(r.at(doc, "index", ""), "index", 0, std::numeric_limits<int>::max()));
+    c.index = r.int_in(r.at(doc, "index", ""), "index", 0, std::numeric_limits<int>::max());
     c.proposer = opt_str(r, doc, "proposer");
     c.note = opt_str(r, doc, "note");
     c.dsl = r.str(r.at(doc, "dsl", ""), "dsl");
@@ -381,7 +381,7 @@ inline CandidateRecord parse_candidate(const Reader& r, const element& doc) {
     if (r.has(doc, "seconds")) c.seconds = num_or_nan(r, doc, "seconds", "");
     if (r.has(doc, "elapsed_s")) c.elapsed_s = num_or_nan(r, doc, "elapsed_s", "");
     c.evaluated_by = opt_str(r, doc, "evaluated_by");
-    if (auto e = r.maybe(doc, "parent", "")) c.parent = static_cast<int>(r.integer(*e, "parent", -1, std::numeric_limits<int>::max()));
+    if (auto e = r.maybe(doc, "parent", "")) c.parent = r.int_in(*e, "parent", -1, std::numeric_limits<int>::max());
     c.inherited = opt_str(r, doc, "inherited");
     c.weights = opt_str(r, doc, "weights");
     return c;

@@ -131,7 +131,7 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
         }
         t.input = Shape{v[0], v[1], v[2]};
     }
-    t.classes = static_cast<int>(r.integer(r.at(doc, "classes", base), path("classes"), 2, 100000));
+    t.classes = r.int_in(r.at(doc, "classes", base), path("classes"), 2, 100000);
     if (auto e = r.maybe(doc, "dataset", base)) t.dataset = nonempty_string(r, *e, path("dataset"), 4096);
 
     {
@@ -141,7 +141,7 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
                            "min_accuracy_drop"});
         Constraints& k = t.constraints;
         if (auto e = r.maybe(c, "latency_ms", p)) k.latency_ms = positive(r, *e, Reader::join(p, "latency_ms"), 3.6e6);
-        if (auto e = r.maybe(c, "threads", p)) k.threads = static_cast<int>(r.integer(*e, Reader::join(p, "threads"), 1, 1024));
+        if (auto e = r.maybe(c, "threads", p)) k.threads = r.int_in(*e, Reader::join(p, "threads"), 1, 1024);
         if (auto e = r.maybe(c, "max_params", p))
             k.max_params = r.integer(*e, Reader::join(p, "max_params"), 1, limits.max_params);
         if (auto e = r.maybe(c, "max_activation_bytes", p))
@@ -173,7 +173,7 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
         const std::string p = path("budget");
         r.only_keys(*b, p, {"max_candidates", "max_seconds"});
         if (auto e = r.maybe(*b, "max_candidates", p))
-            t.budget.max_candidates = static_cast<int>(r.integer(*e, Reader::join(p, "max_candidates"), 1, 1000000));
+            t.budget.max_candidates = r.int_in(*e, Reader::join(p, "max_candidates"), 1, 1000000);
         if (auto e = r.maybe(*b, "max_seconds", p))
             t.budget.max_seconds = positive(r, *e, Reader::join(p, "max_seconds"), 1.0e7);
     }
