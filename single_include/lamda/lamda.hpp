@@ -10603,6 +10603,11 @@ private:
                                    l.name) != model->float_layers.end();
             if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
                 drop_steps_from(mark);
+                // A quantized model holds only int8 weights for its int8 layers: no float way out.
+                if (model && !listed_float && model->find_layer(l.name))
+                    throw ExecutorError("XNNPACK: " + where(l) +
+                                        ": XNNPACK refused this layer's int8 parameters (scales or "
+                                        "bounds), and the quantized model has no float weights for it");
                 // A float layer's own activation op after it stays in float with it (no
                 // rounding to int8 in between), as the integer reference computes it.
                 const PlannedOp* then = nullptr;
@@ -10741,6 +10746,25 @@ private:
         const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
         const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
         const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        // A relu or relu6 whose int8 bounds meet (a calibrated range that ends at or below 0: a
+        // dead relu) makes every output that one value. XNNPACK refuses min == max, and float is
+        // no way out for a quantized model (no float weights), so the op is the constant, as the
+        // integer reference computes it (a clamp to [lo, lo]).
+        if (op.act == Activation::Relu || op.act == Activation::Relu6) {
+            const XnnQuant q = op.kind == PlannedKind::Clamp ? in_q : out_q;
+            const auto [qlo, qhi] = qclamp_of(op.act, q);
+            if (qlo >= qhi) {
+                const std::int64_t n = g.layers[static_cast<std::size_t>(op.output)].shape.elements();
+                Step s;
+                s.layer = idx;
+                s.plan_op = impl_->current_op;
+                const std::int8_t value = qlo;
+                s.loop = [out, n, value] { std::fill(out, out + n, value); };
+                impl_->steps.push_back(std::move(s));
+                out_quant = q;
+                return true;
+            }
+        }
         xnn_operator_t xop = nullptr;
         switch (op.kind) {
         case PlannedKind::Conv:
@@ -13707,8 +13731,8 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
 // ---- begin include/lamda/data/dataset.hpp ----
 // lamda/data/dataset.hpp: image classification datasets for training and evaluation. Core (C++17
 // only); gzip-compressed files need zlib (define LAMDA_WITH_ZLIB and link -lz: lamda's own build
-// does when zlib is found), and evaluate_accuracy() needs the XNNPACK executor
-// (LAMDA_WITH_XNNPACK).
+// does when zlib is found), and evaluate_accuracy() / evaluate_accuracy_int8() need the XNNPACK
+// executor (LAMDA_WITH_XNNPACK).
 //
 //   lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");   // or a directory
 //   auto [train, val] = lamda::split_dataset(data.train, 0.1, /*seed=*/1);
@@ -14809,6 +14833,11 @@ private:
                                    l.name) != model->float_layers.end();
             if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
                 drop_steps_from(mark);
+                // A quantized model holds only int8 weights for its int8 layers: no float way out.
+                if (model && !listed_float && model->find_layer(l.name))
+                    throw ExecutorError("XNNPACK: " + where(l) +
+                                        ": XNNPACK refused this layer's int8 parameters (scales or "
+                                        "bounds), and the quantized model has no float weights for it");
                 // A float layer's own activation op after it stays in float with it (no
                 // rounding to int8 in between), as the integer reference computes it.
                 const PlannedOp* then = nullptr;
@@ -14947,6 +14976,25 @@ private:
         const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
         const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
         const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        // A relu or relu6 whose int8 bounds meet (a calibrated range that ends at or below 0: a
+        // dead relu) makes every output that one value. XNNPACK refuses min == max, and float is
+        // no way out for a quantized model (no float weights), so the op is the constant, as the
+        // integer reference computes it (a clamp to [lo, lo]).
+        if (op.act == Activation::Relu || op.act == Activation::Relu6) {
+            const XnnQuant q = op.kind == PlannedKind::Clamp ? in_q : out_q;
+            const auto [qlo, qhi] = qclamp_of(op.act, q);
+            if (qlo >= qhi) {
+                const std::int64_t n = g.layers[static_cast<std::size_t>(op.output)].shape.elements();
+                Step s;
+                s.layer = idx;
+                s.plan_op = impl_->current_op;
+                const std::int8_t value = qlo;
+                s.loop = [out, n, value] { std::fill(out, out + n, value); };
+                impl_->steps.push_back(std::move(s));
+                out_quant = q;
+                return true;
+            }
+        }
         xnn_operator_t xop = nullptr;
         switch (op.kind) {
         case PlannedKind::Conv:
@@ -15812,14 +15860,9 @@ inline Graph graph_for_weights(const Graph& graph, const Weights& weights) {
     throw ExecutorError(msg);
 }
 
-// Accuracy of `graph` with `weights` over the first `limit` images of `d` (all when 0), one image
-// at a time through XnnExecutor. Weights saved with batch norm folded are accepted
-// (graph_for_weights).
-inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, const Dataset& d,
-                                  int threads = 1, std::size_t limit = 0) {
-    const Graph g = graph_for_weights(graph, weights);
-    check_classifier(g, d);
-    XnnExecutor exec(g, weights, XnnOptions{threads});
+namespace dataset_detail {
+// The first `limit` images of `d` (all when 0), one at a time through `exec`.
+inline Accuracy accuracy_through(XnnExecutor& exec, const Dataset& d, std::size_t limit) {
     const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
     Accuracy a;
     for (std::size_t i = 0; i < n; ++i) {
@@ -15830,6 +15873,33 @@ inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, co
     a.n = static_cast<std::int64_t>(n);
     a.accuracy = n ? static_cast<double>(a.correct) / static_cast<double>(n) : 0.0;
     return a;
+}
+}  // namespace dataset_detail
+
+// Accuracy of `graph` with `weights` over the first `limit` images of `d` (all when 0), one image
+// at a time through XnnExecutor. Weights saved with batch norm folded are accepted
+// (graph_for_weights).
+inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, const Dataset& d,
+                                  int threads = 1, std::size_t limit = 0) {
+    const Graph g = graph_for_weights(graph, weights);
+    check_classifier(g, d);
+    XnnExecutor exec(g, weights, XnnOptions{threads});
+    return dataset_detail::accuracy_through(exec, d, limit);
+}
+
+// The same for a quantized model (`lamda quantize`; data/weights.hpp's read_quantized): `graph`
+// is the model's (batch norms folded), `float_weights` the F32 tensors of its float layers. It
+// runs through XNNPACK's int8 operators, whose values equal the integer reference executor's
+// (run_reference_int8) and hence the int8 firmware's (deploy/firmware.hpp).
+inline Accuracy evaluate_accuracy_int8(const Graph& graph, const QuantizedModel& model,
+                                       const Weights& float_weights, const Dataset& d, int threads = 1,
+                                       std::size_t limit = 0) {
+    check_classifier(graph, d);
+    XnnOptions options{threads};
+    options.int8 = true;
+    options.quantized = &model;
+    XnnExecutor exec(graph, float_weights, options);
+    return dataset_detail::accuracy_through(exec, d, limit);
 }
 
 #endif  // defined(LAMDA_WITH_XNNPACK)
@@ -17433,7 +17503,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
-    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
     if (r.has(doc, "load_average")) {
@@ -17484,12 +17554,12 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
             if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
             KindModel& k = p.model.kind_model(kind);
             k.kind = kind;
-            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
             k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
             if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
             k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
             k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
             k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
@@ -17511,7 +17581,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
         p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
         p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
     }
     return p;
 }
@@ -19616,7 +19686,7 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
         }
         t.input = Shape{v[0], v[1], v[2]};
     }
-    t.classes = static_cast<int>(r.integer(r.at(doc, "classes", base), path("classes"), 2, 100000));
+    t.classes = r.int_in(r.at(doc, "classes", base), path("classes"), 2, 100000);
     if (auto e = r.maybe(doc, "dataset", base)) t.dataset = nonempty_string(r, *e, path("dataset"), 4096);
 
     {
@@ -19626,7 +19696,7 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
                            "min_accuracy_drop"});
         Constraints& k = t.constraints;
         if (auto e = r.maybe(c, "latency_ms", p)) k.latency_ms = positive(r, *e, Reader::join(p, "latency_ms"), 3.6e6);
-        if (auto e = r.maybe(c, "threads", p)) k.threads = static_cast<int>(r.integer(*e, Reader::join(p, "threads"), 1, 1024));
+        if (auto e = r.maybe(c, "threads", p)) k.threads = r.int_in(*e, Reader::join(p, "threads"), 1, 1024);
         if (auto e = r.maybe(c, "max_params", p))
             k.max_params = r.integer(*e, Reader::join(p, "max_params"), 1, limits.max_params);
         if (auto e = r.maybe(c, "max_activation_bytes", p))
@@ -19658,7 +19728,7 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
         const std::string p = path("budget");
         r.only_keys(*b, p, {"max_candidates", "max_seconds"});
         if (auto e = r.maybe(*b, "max_candidates", p))
-            t.budget.max_candidates = static_cast<int>(r.integer(*e, Reader::join(p, "max_candidates"), 1, 1000000));
+            t.budget.max_candidates = r.int_in(*e, Reader::join(p, "max_candidates"), 1, 1000000);
         if (auto e = r.maybe(*b, "max_seconds", p))
             t.budget.max_seconds = positive(r, *e, Reader::join(p, "max_seconds"), 1.0e7);
     }
@@ -20434,7 +20504,7 @@ inline JournalHeader parse_header(const Reader& r, const element& doc) {
 
 inline CandidateRecord parse_candidate(const Reader& r, const element& doc) {
     CandidateRecord c;
-    c.index = static_cast<int>(r.integer(r.at(doc, "index", ""), "index", 0, std::numeric_limits<int>::max()));
+    c.index = r.int_in(r.at(doc, "index", ""), "index", 0, std::numeric_limits<int>::max());
     c.proposer = opt_str(r, doc, "proposer");
     c.note = opt_str(r, doc, "note");
     c.dsl = r.str(r.at(doc, "dsl", ""), "dsl");
@@ -20465,7 +20535,7 @@ inline CandidateRecord parse_candidate(const Reader& r, const element& doc) {
     if (r.has(doc, "seconds")) c.seconds = num_or_nan(r, doc, "seconds", "");
     if (r.has(doc, "elapsed_s")) c.elapsed_s = num_or_nan(r, doc, "elapsed_s", "");
     c.evaluated_by = opt_str(r, doc, "evaluated_by");
-    if (auto e = r.maybe(doc, "parent", "")) c.parent = static_cast<int>(r.integer(*e, "parent", -1, std::numeric_limits<int>::max()));
+    if (auto e = r.maybe(doc, "parent", "")) c.parent = r.int_in(*e, "parent", -1, std::numeric_limits<int>::max());
     c.inherited = opt_str(r, doc, "inherited");
     c.weights = opt_str(r, doc, "weights");
     return c;
@@ -23281,7 +23351,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
-    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
     if (r.has(doc, "load_average")) {
@@ -23332,12 +23402,12 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
             if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
             KindModel& k = p.model.kind_model(kind);
             k.kind = kind;
-            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
             k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
             if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
             k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
             k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
             k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
@@ -23359,7 +23429,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
         p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
         p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
     }
     return p;
 }
@@ -24469,6 +24539,11 @@ private:
                                    l.name) != model->float_layers.end();
             if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
                 drop_steps_from(mark);
+                // A quantized model holds only int8 weights for its int8 layers: no float way out.
+                if (model && !listed_float && model->find_layer(l.name))
+                    throw ExecutorError("XNNPACK: " + where(l) +
+                                        ": XNNPACK refused this layer's int8 parameters (scales or "
+                                        "bounds), and the quantized model has no float weights for it");
                 // A float layer's own activation op after it stays in float with it (no
                 // rounding to int8 in between), as the integer reference computes it.
                 const PlannedOp* then = nullptr;
@@ -24607,6 +24682,25 @@ private:
         const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
         const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
         const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        // A relu or relu6 whose int8 bounds meet (a calibrated range that ends at or below 0: a
+        // dead relu) makes every output that one value. XNNPACK refuses min == max, and float is
+        // no way out for a quantized model (no float weights), so the op is the constant, as the
+        // integer reference computes it (a clamp to [lo, lo]).
+        if (op.act == Activation::Relu || op.act == Activation::Relu6) {
+            const XnnQuant q = op.kind == PlannedKind::Clamp ? in_q : out_q;
+            const auto [qlo, qhi] = qclamp_of(op.act, q);
+            if (qlo >= qhi) {
+                const std::int64_t n = g.layers[static_cast<std::size_t>(op.output)].shape.elements();
+                Step s;
+                s.layer = idx;
+                s.plan_op = impl_->current_op;
+                const std::int8_t value = qlo;
+                s.loop = [out, n, value] { std::fill(out, out + n, value); };
+                impl_->steps.push_back(std::move(s));
+                out_quant = q;
+                return true;
+            }
+        }
         xnn_operator_t xop = nullptr;
         switch (op.kind) {
         case PlannedKind::Conv:
@@ -27223,7 +27317,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
-    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
     if (r.has(doc, "load_average")) {
@@ -27274,12 +27368,12 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
             if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
             KindModel& k = p.model.kind_model(kind);
             k.kind = kind;
-            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
             k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
             if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
             k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
             k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
             k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
@@ -27301,7 +27395,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
         p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
         p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
     }
     return p;
 }
@@ -31795,7 +31889,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
-    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
     if (r.has(doc, "load_average")) {
@@ -31846,12 +31940,12 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
             if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
             KindModel& k = p.model.kind_model(kind);
             k.kind = kind;
-            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
             k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
             if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
             k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
             k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
             k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
@@ -31873,7 +31967,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
         p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
         p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
     }
     return p;
 }
@@ -32983,6 +33077,11 @@ private:
                                    l.name) != model->float_layers.end();
             if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
                 drop_steps_from(mark);
+                // A quantized model holds only int8 weights for its int8 layers: no float way out.
+                if (model && !listed_float && model->find_layer(l.name))
+                    throw ExecutorError("XNNPACK: " + where(l) +
+                                        ": XNNPACK refused this layer's int8 parameters (scales or "
+                                        "bounds), and the quantized model has no float weights for it");
                 // A float layer's own activation op after it stays in float with it (no
                 // rounding to int8 in between), as the integer reference computes it.
                 const PlannedOp* then = nullptr;
@@ -33121,6 +33220,25 @@ private:
         const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
         const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
         const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        // A relu or relu6 whose int8 bounds meet (a calibrated range that ends at or below 0: a
+        // dead relu) makes every output that one value. XNNPACK refuses min == max, and float is
+        // no way out for a quantized model (no float weights), so the op is the constant, as the
+        // integer reference computes it (a clamp to [lo, lo]).
+        if (op.act == Activation::Relu || op.act == Activation::Relu6) {
+            const XnnQuant q = op.kind == PlannedKind::Clamp ? in_q : out_q;
+            const auto [qlo, qhi] = qclamp_of(op.act, q);
+            if (qlo >= qhi) {
+                const std::int64_t n = g.layers[static_cast<std::size_t>(op.output)].shape.elements();
+                Step s;
+                s.layer = idx;
+                s.plan_op = impl_->current_op;
+                const std::int8_t value = qlo;
+                s.loop = [out, n, value] { std::fill(out, out + n, value); };
+                impl_->steps.push_back(std::move(s));
+                out_quant = q;
+                return true;
+            }
+        }
         xnn_operator_t xop = nullptr;
         switch (op.kind) {
         case PlannedKind::Conv:
@@ -36273,7 +36391,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
-    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
     if (r.has(doc, "load_average")) {
@@ -36324,12 +36442,12 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
             if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
             KindModel& k = p.model.kind_model(kind);
             k.kind = kind;
-            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
             k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
             if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
             k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
             k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
             k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
@@ -36351,7 +36469,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
         p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
         p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
     }
     return p;
 }
@@ -37448,6 +37566,11 @@ private:
                                    l.name) != model->float_layers.end();
             if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
                 drop_steps_from(mark);
+                // A quantized model holds only int8 weights for its int8 layers: no float way out.
+                if (model && !listed_float && model->find_layer(l.name))
+                    throw ExecutorError("XNNPACK: " + where(l) +
+                                        ": XNNPACK refused this layer's int8 parameters (scales or "
+                                        "bounds), and the quantized model has no float weights for it");
                 // A float layer's own activation op after it stays in float with it (no
                 // rounding to int8 in between), as the integer reference computes it.
                 const PlannedOp* then = nullptr;
@@ -37586,6 +37709,25 @@ private:
         const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
         const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
         const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        // A relu or relu6 whose int8 bounds meet (a calibrated range that ends at or below 0: a
+        // dead relu) makes every output that one value. XNNPACK refuses min == max, and float is
+        // no way out for a quantized model (no float weights), so the op is the constant, as the
+        // integer reference computes it (a clamp to [lo, lo]).
+        if (op.act == Activation::Relu || op.act == Activation::Relu6) {
+            const XnnQuant q = op.kind == PlannedKind::Clamp ? in_q : out_q;
+            const auto [qlo, qhi] = qclamp_of(op.act, q);
+            if (qlo >= qhi) {
+                const std::int64_t n = g.layers[static_cast<std::size_t>(op.output)].shape.elements();
+                Step s;
+                s.layer = idx;
+                s.plan_op = impl_->current_op;
+                const std::int8_t value = qlo;
+                s.loop = [out, n, value] { std::fill(out, out + n, value); };
+                impl_->steps.push_back(std::move(s));
+                out_quant = q;
+                return true;
+            }
+        }
         xnn_operator_t xop = nullptr;
         switch (op.kind) {
         case PlannedKind::Conv:
@@ -37914,9 +38056,11 @@ inline std::string probe_dsl(const PrimOp& p) {
 
 // Touches a few MiB so that the next run finds weights and old outputs beyond L2, as a layer
 // of a model does (a whole inference has passed since it last ran).
+// Never freed: a profile job of the agent may still be measuring while the process exits.
 inline void evict_caches() {
-    static std::vector<unsigned char> buffer(std::size_t{4} << 20);
-    for (std::size_t i = 0; i < buffer.size(); i += 64) buffer[i] = static_cast<unsigned char>(buffer[i] + 1);
+    static constexpr std::size_t size = std::size_t{4} << 20;
+    static unsigned char* const buffer = new unsigned char[size]();
+    for (std::size_t i = 0; i < size; i += 64) buffer[i] = static_cast<unsigned char>(buffer[i] + 1);
 }
 
 inline int pick(std::mt19937_64& rng, std::initializer_list<std::pair<int, double>> choices) {
@@ -38734,6 +38878,21 @@ inline BaseUrl parse_base_url(const std::string& url) {
     u.authority = rest.substr(0, slash);
     if (u.authority.empty() || u.authority.find_first_of(" @?#") != std::string::npos)
         throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected a host (and port) after " + u.scheme + "://");
+    // HOST[:PORT] or [IPv6][:PORT]; a port, when there is a colon, is a number in 1..65535.
+    std::size_t host_end = u.authority.rfind(':');
+    if (u.authority.front() == '[') {
+        const std::size_t close = u.authority.find(']');
+        if (close == std::string::npos || (close + 1 < u.authority.size() && u.authority[close + 1] != ':'))
+            throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected [IPv6 address]:PORT after " + u.scheme + "://");
+        host_end = close + 1 < u.authority.size() ? close + 1 : std::string::npos;
+    }
+    if (host_end != std::string::npos) {
+        const std::string port = u.authority.substr(host_end + 1);
+        const bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
+        if (host_end == 0 || !digits || std::stol(port) < 1 || std::stol(port) > 65535)
+            throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected HOST:PORT with a port in 1..65535 after " +
+                                                     u.scheme + "://, got '" + snippet(u.authority) + "'");
+    }
     if (slash != std::string::npos) u.prefix = rest.substr(slash);
     while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
     if (u.prefix.find_first_of("?# ") != std::string::npos)
@@ -41713,7 +41872,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
-    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
     if (r.has(doc, "load_average")) {
@@ -41764,12 +41923,12 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
             if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
             KindModel& k = p.model.kind_model(kind);
             k.kind = kind;
-            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
             k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
             if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
             k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
             k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
             k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
@@ -41791,7 +41950,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
         p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
         p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
     }
     return p;
 }
@@ -42828,9 +42987,11 @@ private:
 #else
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44031,6 +44192,11 @@ private:
                                    l.name) != model->float_layers.end();
             if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
                 drop_steps_from(mark);
+                // A quantized model holds only int8 weights for its int8 layers: no float way out.
+                if (model && !listed_float && model->find_layer(l.name))
+                    throw ExecutorError("XNNPACK: " + where(l) +
+                                        ": XNNPACK refused this layer's int8 parameters (scales or "
+                                        "bounds), and the quantized model has no float weights for it");
                 // A float layer's own activation op after it stays in float with it (no
                 // rounding to int8 in between), as the integer reference computes it.
                 const PlannedOp* then = nullptr;
@@ -44169,6 +44335,25 @@ private:
         const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
         const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
         const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        // A relu or relu6 whose int8 bounds meet (a calibrated range that ends at or below 0: a
+        // dead relu) makes every output that one value. XNNPACK refuses min == max, and float is
+        // no way out for a quantized model (no float weights), so the op is the constant, as the
+        // integer reference computes it (a clamp to [lo, lo]).
+        if (op.act == Activation::Relu || op.act == Activation::Relu6) {
+            const XnnQuant q = op.kind == PlannedKind::Clamp ? in_q : out_q;
+            const auto [qlo, qhi] = qclamp_of(op.act, q);
+            if (qlo >= qhi) {
+                const std::int64_t n = g.layers[static_cast<std::size_t>(op.output)].shape.elements();
+                Step s;
+                s.layer = idx;
+                s.plan_op = impl_->current_op;
+                const std::int8_t value = qlo;
+                s.loop = [out, n, value] { std::fill(out, out + n, value); };
+                impl_->steps.push_back(std::move(s));
+                out_quant = q;
+                return true;
+            }
+        }
         xnn_operator_t xop = nullptr;
         switch (op.kind) {
         case PlannedKind::Conv:
@@ -46304,7 +46489,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
-    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
     if (r.has(doc, "load_average")) {
@@ -46355,12 +46540,12 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
             if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
             KindModel& k = p.model.kind_model(kind);
             k.kind = kind;
-            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
             k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
             if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
             k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
             k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
             k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
@@ -46382,7 +46567,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
         p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
         p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
     }
     return p;
 }
@@ -48385,7 +48570,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
-    p.fingerprint.threads = static_cast<int>(r.integer(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024));
+    p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
     if (r.has(doc, "load_average")) {
@@ -48436,12 +48621,12 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
             if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
             KindModel& k = p.model.kind_model(kind);
             k.kind = kind;
-            k.samples = static_cast<int>(r.integer(r.at(e, "samples", path), path + ".samples", 0, 1 << 30));
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
             k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
             if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = static_cast<int>(r.integer(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30));
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
             k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
             k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
             k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
@@ -48463,7 +48648,7 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
         p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
         p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = static_cast<int>(r.integer(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30));
+        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
     }
     return p;
 }
@@ -49572,6 +49757,11 @@ private:
                                    l.name) != model->float_layers.end();
             if (listed_float || !build_op_int8(g, w, op, out_q, model)) {
                 drop_steps_from(mark);
+                // A quantized model holds only int8 weights for its int8 layers: no float way out.
+                if (model && !listed_float && model->find_layer(l.name))
+                    throw ExecutorError("XNNPACK: " + where(l) +
+                                        ": XNNPACK refused this layer's int8 parameters (scales or "
+                                        "bounds), and the quantized model has no float weights for it");
                 // A float layer's own activation op after it stays in float with it (no
                 // rounding to int8 in between), as the integer reference computes it.
                 const PlannedOp* then = nullptr;
@@ -49710,6 +49900,25 @@ private:
         const std::int8_t* in0 = op.inputs.empty() ? nullptr : impl_->qptr[vin(0)];
         const Shape is = op.inputs.empty() ? Shape{} : g.layers[vin(0)].shape;
         const auto zp = [](const XnnQuant& q) { return static_cast<std::int8_t>(q.zero_point); };
+        // A relu or relu6 whose int8 bounds meet (a calibrated range that ends at or below 0: a
+        // dead relu) makes every output that one value. XNNPACK refuses min == max, and float is
+        // no way out for a quantized model (no float weights), so the op is the constant, as the
+        // integer reference computes it (a clamp to [lo, lo]).
+        if (op.act == Activation::Relu || op.act == Activation::Relu6) {
+            const XnnQuant q = op.kind == PlannedKind::Clamp ? in_q : out_q;
+            const auto [qlo, qhi] = qclamp_of(op.act, q);
+            if (qlo >= qhi) {
+                const std::int64_t n = g.layers[static_cast<std::size_t>(op.output)].shape.elements();
+                Step s;
+                s.layer = idx;
+                s.plan_op = impl_->current_op;
+                const std::int8_t value = qlo;
+                s.loop = [out, n, value] { std::fill(out, out + n, value); };
+                impl_->steps.push_back(std::move(s));
+                out_quant = q;
+                return true;
+            }
+        }
         xnn_operator_t xop = nullptr;
         switch (op.kind) {
         case PlannedKind::Conv:
@@ -50038,9 +50247,11 @@ inline std::string probe_dsl(const PrimOp& p) {
 
 // Touches a few MiB so that the next run finds weights and old outputs beyond L2, as a layer
 // of a model does (a whole inference has passed since it last ran).
+// Never freed: a profile job of the agent may still be measuring while the process exits.
 inline void evict_caches() {
-    static std::vector<unsigned char> buffer(std::size_t{4} << 20);
-    for (std::size_t i = 0; i < buffer.size(); i += 64) buffer[i] = static_cast<unsigned char>(buffer[i] + 1);
+    static constexpr std::size_t size = std::size_t{4} << 20;
+    static unsigned char* const buffer = new unsigned char[size]();
+    for (std::size_t i = 0; i < size; i += 64) buffer[i] = static_cast<unsigned char>(buffer[i] + 1);
 }
 
 inline int pick(std::mt19937_64& rng, std::initializer_list<std::pair<int, double>> choices) {
@@ -50527,6 +50738,9 @@ struct RequestError : Exception {
 // reads through a DeadlineStream (whole-head and whole-body deadlines, head byte and header
 // line caps), serves each connection on a thread of its own up to max_connections, and
 // AgentServer::authorize refuses every body framing but one Content-Length (docs/security.md).
+// With a certificate (--cert/--key) it runs TLS itself on the same stream (OpenSSL on a
+// non-blocking socket): the handshake counts against the first head deadline, and every limit
+// above holds as for plain HTTP. (httplib's SSLServer would keep its own unguarded loop.)
 
 // One budget for the memory requests hold at once (bodies, decoded and built weights).
 class MemoryBudget {
@@ -50583,12 +50797,6 @@ inline ConnectionState*& current_connection() noexcept {
     static thread_local ConnectionState* state = nullptr;
     return state;
 }
-// Under TLS httplib's SSLServer runs the connection: this thread's request state is made by
-// AgentServer::authorize and released by the logger once the answer is written.
-inline ConnectionState& fallback_connection() noexcept {
-    static thread_local ConnectionState state;
-    return state;
-}
 inline bool& reject_connection() noexcept {  // set while the accept thread turns a connection away
     static thread_local bool reject = false;
     return reject;
@@ -50622,22 +50830,34 @@ public:
         written_ = 0;
     }
     std::size_t written() const noexcept { return written_; }
-    bool buffered() const noexcept { return pos_ < end_; }
+    bool buffered() const noexcept { return pos_ < end_ || tls_pending(); }
 
-    bool is_readable() const override { return pos_ < end_ || wait(POLLIN, read_deadline()) > 0; }
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+    // Runs the TLS handshake on `ssl` (its socket non-blocking) until `deadline`; from then on
+    // every read and write goes through it. False (and a refusal to log) when it fails or is late.
+    bool accept_tls(SSL* ssl, clock::time_point deadline) {
+        ssl_ = ssl;
+        for (;;) {
+            const int r = SSL_accept(ssl);
+            if (r == 1) return true;
+            const int err = SSL_get_error(ssl, r);
+            const short events = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+            if (events == 0) return false;
+            if (wait(events, deadline) <= 0) {
+                refuse(408, "TLS handshake not complete within " + seconds_text(limits_.head_timeout_s) + " s");
+                return false;
+            }
+        }
+    }
+#endif
+
+    bool is_readable() const override { return pos_ < end_ || tls_pending() || wait(POLLIN, read_deadline()) > 0; }
     bool is_writable() const override { return wait(POLLOUT, write_deadline()) > 0; }
 
     ssize_t read(char* ptr, std::size_t size) override {
         if (size == 0) return 0;
         if (pos_ == end_) {
-            const int ready = wait(POLLIN, read_deadline());
-            if (ready <= 0) {
-                if (ready == 0) timed_out();
-                return -1;
-            }
-            ssize_t n = 0;
-            do n = ::recv(fd_, buffer_, sizeof buffer_, 0);
-            while (n < 0 && errno == EINTR);
+            const ssize_t n = fill();
             if (n <= 0) return n;
             pos_ = 0;
             end_ = static_cast<std::size_t>(n);
@@ -50679,6 +50899,22 @@ public:
             write_deadline_ = clock::now() + to_duration(write_timeout_s_);
             write_deadline_set_ = true;
         }
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            // Non-blocking: retried with the same bytes until the write deadline.
+            const int chunk = static_cast<int>(std::min<std::size_t>(size, 1 << 20));
+            for (;;) {
+                const int n = SSL_write(ssl_, ptr, chunk);
+                if (n > 0) {
+                    written_ += static_cast<std::size_t>(n);
+                    return n;
+                }
+                const int err = SSL_get_error(ssl_, n);
+                const short events = err == SSL_ERROR_WANT_WRITE ? POLLOUT : err == SSL_ERROR_WANT_READ ? POLLIN : 0;
+                if (events == 0 || wait(events, write_deadline()) <= 0) return -1;
+            }
+        }
+#endif
         if (wait(POLLOUT, write_deadline()) <= 0) return -1;
         ssize_t n = 0;
         do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
@@ -50703,6 +50939,53 @@ private:
     std::size_t written_ = 0;
     char buffer_[4096];
     std::size_t pos_ = 0, end_ = 0;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+    SSL* ssl_ = nullptr;
+#endif
+
+    bool tls_pending() const {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        return ssl_ != nullptr && SSL_pending(ssl_) > 0;
+#else
+        return false;
+#endif
+    }
+    // Fills buffer_ within the read deadline: >0 bytes, 0 at the end of the stream, -1 on an
+    // error or a deadline (refused with 408).
+    ssize_t fill() {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            // A TLS record that trickles in is bounded like plain bytes: the socket is
+            // non-blocking and every wait for more is a poll() against the same deadline.
+            short events = POLLIN;
+            for (;;) {
+                if (!tls_pending()) {
+                    const int ready = wait(events, read_deadline());
+                    if (ready <= 0) {
+                        if (ready == 0) timed_out();
+                        return -1;
+                    }
+                }
+                const int n = SSL_read(ssl_, buffer_, static_cast<int>(sizeof buffer_));
+                if (n > 0) return n;
+                const int err = SSL_get_error(ssl_, n);
+                if (err == SSL_ERROR_ZERO_RETURN) return 0;
+                if (err == SSL_ERROR_WANT_READ) events = POLLIN;
+                else if (err == SSL_ERROR_WANT_WRITE) events = POLLOUT;
+                else return -1;
+            }
+        }
+#endif
+        const int ready = wait(POLLIN, read_deadline());
+        if (ready <= 0) {
+            if (ready == 0) timed_out();
+            return -1;
+        }
+        ssize_t n = 0;
+        do n = ::recv(fd_, buffer_, sizeof buffer_, 0);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
 
     static clock::duration to_duration(double s) {
         return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(std::min(s, 1e6)));
@@ -50810,47 +51093,158 @@ private:
 };
 
 // A whole response for a request httplib did not answer (refused on its request line).
-inline void write_refusal(int fd, int status, const std::string& why) {
+inline std::string refusal_text(int status, const std::string& why) {
     const std::string body = json_error(why);
     const char* reason = status == 408 ? "Request Timeout" : status == 431 ? "Request Header Fields Too Large"
                        : status == 503 ? "Service Unavailable" : "Bad Request";
-    std::string text = "HTTP/1.1 " + std::to_string(status) + " " + reason +
-                       "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-                       std::to_string(body.size()) + "\r\n" + (status == 503 ? "Retry-After: 5\r\n" : "") + "\r\n" + body;
-    (void)!::send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return "HTTP/1.1 " + std::to_string(status) + " " + reason +
+           "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n" + (status == 503 ? "Retry-After: 5\r\n" : "") + "\r\n" + body;
+}
+inline void write_refusal(httplib::Stream& strm, int status, const std::string& why) {
+    const std::string text = refusal_text(status, why);
+    for (std::size_t at = 0; at < text.size();) {
+        const ssize_t n = strm.write(text.data() + at, text.size() - at);
+        if (n <= 0) return;
+        at += static_cast<std::size_t>(n);
+    }
 }
 
-// httplib::Server with the connection loop above. (Only plain HTTP: with --cert, httplib's
-// SSLServer keeps its own loop; docs/security.md says what that leaves.)
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+// The TLS context of --cert/--key, made as httplib's SSLServer makes it (TLS 1.2 or later, no
+// compression or renegotiation).
+inline SSL_CTX* make_tls_context(const std::string& cert_path, const std::string& key_path) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == nullptr) throw AgentError("cannot make a TLS context");
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_path.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key_path.c_str(), SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        SSL_CTX_free(ctx);
+        throw AgentError("cannot load the TLS certificate '" + cert_path + "' and key '" + key_path + "'");
+    }
+    return ctx;
+}
+
+// While a TLS connection is served: OpenSSL writes with write(), so a peer that has gone away
+// would raise SIGPIPE (and end the agent). Blocked on this thread; one raised is taken back.
+struct BlockSigpipe {
+    sigset_t old{};
+    BlockSigpipe() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &set, &old);
+    }
+    ~BlockSigpipe() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        const timespec zero{0, 0};
+        while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {}
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    }
+    BlockSigpipe(const BlockSigpipe&) = delete;
+    BlockSigpipe& operator=(const BlockSigpipe&) = delete;
+};
+#endif
+
+// httplib::Server with the connection loop above, for plain HTTP and (with a TLS context) HTTPS.
 class GuardedHttpServer final : public httplib::Server {
 public:
     GuardedHttpServer(const AgentLimits& limits, MemoryBudget& budget, double read_timeout_s, double write_timeout_s,
-                      double keep_alive_timeout_s)
+                      double keep_alive_timeout_s, const std::string& cert_path = "", const std::string& key_path = "")
         : limits_(limits), budget_(budget), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s),
-          keep_alive_timeout_s_(keep_alive_timeout_s) {}
+          keep_alive_timeout_s_(keep_alive_timeout_s) {
+        if (!cert_path.empty()) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+            tls_ = make_tls_context(cert_path, key_path);
+#else
+            (void)key_path;
+            throw AgentError("this lamda-agent's cpp-httplib has no OpenSSL support: TLS is unavailable");
+#endif
+        }
+    }
+    ~GuardedHttpServer() override {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (tls_ != nullptr) SSL_CTX_free(tls_);
+#endif
+    }
+    GuardedHttpServer(const GuardedHttpServer&) = delete;
+    GuardedHttpServer& operator=(const GuardedHttpServer&) = delete;
 
 private:
     const AgentLimits& limits_;
     MemoryBudget& budget_;
     double read_timeout_s_, write_timeout_s_, keep_alive_timeout_s_;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+    SSL_CTX* tls_ = nullptr;
+#endif
+
+    bool tls() const noexcept {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        return tls_ != nullptr;
+#else
+        return false;
+#endif
+    }
 
     bool process_and_close_socket(socket_t sock) override {
         if (reject_connection()) {
             // On the accepting thread: nothing here may wait. What the client already sent is
-            // drained without waiting, so that closing does not reset the answer away.
+            // drained without waiting, so that closing does not reset the answer away. A TLS
+            // client is closed without an answer (a handshake could wait).
             char sink[4096];
             for (int i = 0; i < 16 && ::recv(sock, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {}
-            write_refusal(sock, 503, "busy: " + std::to_string(limits_.max_connections) + " connections already open");
+            if (!tls()) {
+                const std::string text = refusal_text(503, "busy: " + std::to_string(limits_.max_connections) +
+                                                               " connections already open");
+                (void)!::send(sock, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            }
             ::shutdown(sock, SHUT_WR);
             ::close(sock);
             return false;
         }
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (tls_ != nullptr) {
+            BlockSigpipe no_sigpipe;
+            const int flags = ::fcntl(sock, F_GETFL, 0);
+            SSL* ssl = flags < 0 || ::fcntl(sock, F_SETFL, flags | O_NONBLOCK) != 0 ? nullptr : SSL_new(tls_);
+            if (ssl == nullptr || SSL_set_fd(ssl, sock) != 1) {
+                if (ssl != nullptr) SSL_free(ssl);
+                linger_close(sock);
+                return false;
+            }
+            const bool ret = serve(sock, ssl);
+            SSL_shutdown(ssl);  // close_notify, once, without waiting for the peer's
+            SSL_free(ssl);
+            linger_close(sock);
+            return ret;
+        }
+#endif
+        const bool ret = serve(sock, nullptr);
+        linger_close(sock);
+        return ret;
+    }
+
+    // Serves the requests of one connection (TLS when `ssl` is set, an SSL*).
+    bool serve(int sock, void* ssl) {
         ConnectionState state;
         state.budget = &budget_;
         current_connection() = &state;
         DeadlineStream strm(sock, limits_, read_timeout_s_, write_timeout_s_);
         auto start = DeadlineStream::clock::now();
         bool ret = false;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl != nullptr &&
+            !strm.accept_tls(static_cast<SSL*>(ssl), start + std::chrono::duration_cast<DeadlineStream::clock::duration>(
+                                                                  std::chrono::duration<double>(std::min(limits_.head_timeout_s, 1e6))))) {
+            current_connection() = nullptr;
+            return false;
+        }
+#else
+        (void)ssl;
+#endif
         for (int count = 100; count > 0; --count) {
             if (count < 100 && !strm.buffered()) {  // kept alive: wait for the next request
                 if (!wait_for_next_request(sock)) break;
@@ -50865,11 +51259,10 @@ private:
             ret = process_request(strm, count == 1, closed, nullptr);
             state.release();
             if (!ret && state.refusal_status != 0 && strm.written() == 0)
-                write_refusal(sock, state.refusal_status, state.refusal);
+                write_refusal(strm, state.refusal_status, state.refusal);
             if (!ret || closed || state.close) break;
         }
         current_connection() = nullptr;
-        linger_close(sock);
         return ret;
     }
 
@@ -51023,20 +51416,10 @@ public:
         if (options_.token.empty()) throw AgentError("the agent needs a bearer token");
         if (options_.cert_path.empty() != options_.key_path.empty())
             throw AgentError("TLS needs both a certificate and a key");
-        if (!options_.cert_path.empty()) {
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-            auto ssl = std::make_unique<httplib::SSLServer>(options_.cert_path.c_str(), options_.key_path.c_str());
-            if (!ssl->is_valid())
-                throw AgentError("cannot load the TLS certificate '" + options_.cert_path + "' and key '" +
-                                 options_.key_path + "'");
-            server_ = std::move(ssl);
-#else
-            throw AgentError("this lamda-agent's cpp-httplib has no OpenSSL support: TLS is unavailable");
-#endif
-        } else {
-            server_ = std::make_unique<agent_detail::GuardedHttpServer>(options_.limits, budget_, options_.read_timeout_s,
-                                                                        options_.write_timeout_s, options_.keep_alive_timeout_s);
-        }
+        // Plain HTTP and TLS alike: the same guarded connection loop (deadlines, caps, threads).
+        server_ = std::make_unique<agent_detail::GuardedHttpServer>(options_.limits, budget_, options_.read_timeout_s,
+                                                                    options_.write_timeout_s, options_.keep_alive_timeout_s,
+                                                                    options_.cert_path, options_.key_path);
         device_ = describe_device();
         {
             std::lock_guard<std::timed_mutex> lock(measure_mutex_);
@@ -51058,15 +51441,49 @@ public:
         } else if (!server_->bind_to_port(host.c_str(), port)) {
             throw AgentError("cannot listen on " + host + ":" + std::to_string(port) + " (in use, or not this machine's address)");
         }
+        host_ = host;
         port_ = bound;
         return bound;
     }
-    // Serves until stop(); the socket is already listening after bind().
-    bool listen() { return server_->listen_after_bind(); }
+    // Serves until stop(); the socket is already listening after bind(). httplib's accept loop
+    // ends, closing the socket, on any accept() error but EMFILE, EINTR and EAGAIN, and Linux
+    // passes a connection's pending network error (ECONNABORTED, EPROTO, ENETUNREACH, ...) on
+    // to accept(): a client could stop the agent. So the same port is bound again, after a
+    // pause, until stop(); false when that fails 50 times in a row.
+    bool listen() {
+        in_listen_.fetch_add(1);
+        struct Leave {
+            std::atomic<int>& n;
+            ~Leave() { n.fetch_sub(1); }
+        } leave{in_listen_};
+        for (;;) {
+            const bool served = server_->listen_after_bind();
+            const int accept_errno = errno;
+            if (stopping_.load()) return served;
+            std::fprintf(stderr, "lamda-agent: accepting on %s:%d ended (%s); listening again\n", host_.c_str(), port_,
+                         std::strerror(accept_errno));
+            for (int attempt = 1;; ++attempt) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                if (stopping_.load()) return served;
+                if (server_->bind_to_port(host_.c_str(), port_)) break;
+                if (attempt == 50) {
+                    std::fprintf(stderr, "lamda-agent: cannot listen on %s:%d again: stopping\n", host_.c_str(), port_);
+                    return false;
+                }
+            }
+        }
+    }
     // Stops serving and ends the profile jobs (a running one is abandoned at its next progress tick).
     void stop() {
         stopping_.store(true);
-        if (server_) server_->stop();
+        if (server_) {
+            server_->stop();
+            // listen() may be binding again just now (see there): stop what it started, for 1 s at most.
+            for (int i = 0; i < 100 && in_listen_.load() > 0; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                server_->stop();
+            }
+        }
         std::vector<std::pair<std::string, std::thread>> threads;
         {
             std::lock_guard<std::mutex> lock(jobs_mutex_);
@@ -51096,10 +51513,12 @@ private:
     agent_detail::MemoryBudget budget_{options_.limits.memory_budget_bytes};
     std::unique_ptr<httplib::Server> server_;
     DeviceInfo device_;
+    std::string host_;
     int port_ = 0;
     std::timed_mutex measure_mutex_;
     std::atomic<int> waiting_{0};
     std::atomic<bool> stopping_{false};
+    std::atomic<int> in_listen_{0};  // threads inside listen()
     mutable std::mutex log_mutex_;
     std::vector<AgentMeasurementSpan> spans_;
     std::mutex jobs_mutex_;
@@ -51243,10 +51662,7 @@ private:
         httplib::Server& s = *server_;
         const AgentLimits& lim = options_.limits;
         const int connections = lim.max_connections;
-        if (options_.cert_path.empty())
-            s.new_task_queue = [connections] { return new agent_detail::ConnectionThreads(connections); };
-        else
-            s.new_task_queue = [connections] { return new httplib::ThreadPool(static_cast<std::size_t>(connections)); };
+        s.new_task_queue = [connections] { return new agent_detail::ConnectionThreads(connections); };
         s.set_payload_max_length(lim.max_body_bytes);
         auto secs = [](double v, time_t& sec, time_t& usec) {
             sec = static_cast<time_t>(v);
@@ -51298,12 +51714,6 @@ private:
         if (options_.log) std::fprintf(stderr, "lamda-agent: %s %s from %s%s\n", req.method.c_str(), req.path.c_str(),
                                        req.remote_addr.c_str(), ok ? "" : " (401)");
         agent_detail::ConnectionState* conn = agent_detail::current_connection();
-        if (conn == nullptr) {  // TLS: httplib's own connection loop
-            conn = &agent_detail::fallback_connection();
-            conn->release();
-            conn->budget = &budget_;
-            agent_detail::current_connection() = conn;
-        }
         if (!ok) {
             res.set_header("WWW-Authenticate", "Bearer");
             res.set_header("Connection", "close");
@@ -51592,6 +52002,133 @@ private:
 
 // ---- the host side ----
 
+namespace agent_detail {
+
+// The client's socket stream: plain or TLS (`ssl`), every wait bounded by the read/write timeout
+// and by the request's deadline, and every byte read counted here and handed to `admit`, which
+// may end the reply (read fails). The count is the client's own, so the reply caps hold the same
+// on every platform (Linux's TCP_INFO counts are wrong under qemu-user).
+class CountingClientStream final : public httplib::Stream {
+public:
+    using clock = std::chrono::steady_clock;
+    CountingClientStream(int fd, void* ssl, double read_timeout_s, double write_timeout_s, clock::time_point deadline,
+                         const std::function<bool(std::uint64_t)>& admit)
+        : fd_(fd), ssl_(ssl), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s), deadline_(deadline),
+          admit_(admit) {}
+
+    bool is_readable() const override { return pending() || wait(POLLIN, read_timeout_s_) > 0; }
+    bool is_writable() const override { return wait(POLLOUT, write_timeout_s_) > 0; }
+
+    ssize_t read(char* ptr, std::size_t size) override {
+        if (size == 0) return 0;
+        if (!pending() && wait(POLLIN, read_timeout_s_) <= 0) return -1;
+        const ssize_t n = raw_read(ptr, size);
+        if (n > 0) {
+            total_ += static_cast<std::uint64_t>(n);
+            if (admit_ && !admit_(total_)) return -1;
+        }
+        return n;
+    }
+    ssize_t write(const char* ptr, std::size_t size) override {
+        if (wait(POLLOUT, write_timeout_s_) <= 0) return -1;
+        return raw_write(ptr, size);
+    }
+    void get_remote_ip_and_port(std::string& ip, int& port) const override {
+        ip.clear();
+        port = 0;
+    }
+    void get_local_ip_and_port(std::string& ip, int& port) const override {
+        ip.clear();
+        port = 0;
+    }
+    socket_t socket() const override { return fd_; }
+
+private:
+    int fd_;
+    void* ssl_;
+    double read_timeout_s_, write_timeout_s_;
+    clock::time_point deadline_;
+    const std::function<bool(std::uint64_t)>& admit_;
+    std::uint64_t total_ = 0;
+
+    bool pending() const {
+        if (ssl_ == nullptr) return false;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        return SSL_pending(static_cast<SSL*>(ssl_)) > 0;
+#else
+        return false;
+#endif
+    }
+    // poll() until the timeout or the request's deadline, whichever is first: >0 ready.
+    int wait(short events, double timeout_s) const {
+        const auto until = std::min(deadline_, clock::now() + std::chrono::duration_cast<clock::duration>(
+                                                                  std::chrono::duration<double>(std::min(timeout_s, 1e6))));
+        for (;;) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count();
+            if (left <= 0) return 0;
+            pollfd p{fd_, events, 0};
+            const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60000)));
+            if (r < 0 && errno == EINTR) continue;
+            if (r == 0) continue;
+            return r;
+        }
+    }
+    ssize_t raw_read(char* ptr, std::size_t size) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            // A blocking socket (httplib's): a record that stalls half-way is ended by the
+            // request's watchdog, which shuts the socket down.
+            const int n = SSL_read(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
+            if (n > 0) return n;
+            return SSL_get_error(static_cast<SSL*>(ssl_), n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+        }
+#endif
+        ssize_t n = 0;
+        do n = ::recv(fd_, ptr, size, 0);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
+    ssize_t raw_write(const char* ptr, std::size_t size) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            const int n = SSL_write(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
+            return n > 0 ? n : -1;
+        }
+#endif
+        ssize_t n = 0;
+        do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
+};
+
+// httplib's client (plain: ClientImpl; TLS: SSLClient, whose connect and certificate check are
+// kept) reading and writing through a CountingClientStream.
+template <class Base>
+class CountingClient final : public Base {
+public:
+    CountingClient(const std::string& host, int port, CountingClientStream::clock::time_point deadline,
+                   std::function<bool(std::uint64_t)> admit)
+        : Base(host, port), deadline_(deadline), admit_(std::move(admit)) {}
+
+private:
+    CountingClientStream::clock::time_point deadline_;
+    std::function<bool(std::uint64_t)> admit_;
+
+    bool process_socket(const typename Base::Socket& socket, std::function<bool(httplib::Stream&)> callback) override {
+        void* ssl = nullptr;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        ssl = socket.ssl;
+#endif
+        auto secs = [](time_t s, time_t us) { return static_cast<double>(s) + static_cast<double>(us) * 1e-6; };
+        CountingClientStream strm(static_cast<int>(socket.sock), ssl, secs(this->read_timeout_sec_, this->read_timeout_usec_),
+                                  secs(this->write_timeout_sec_, this->write_timeout_usec_), deadline_, admit_);
+        return callback(strm);
+    }
+};
+
+}  // namespace agent_detail
+
 struct AgentClientOptions {
     std::string token;           // empty: LAMDA_AGENT_TOKEN
     double connect_timeout_s = 10;
@@ -51852,23 +52389,68 @@ private:
         std::string refusal;  // why the reply was cut off (deadline, size, encoding); empty if it was not
     };
 
-    // Bytes this socket has received (Linux's tcp_info.tcpi_bytes_received, at its fixed ABI
-    // offset 128 since Linux 4.1: glibc's struct tcp_info stops before it); -1 when unknown.
-    static long long bytes_received(int fd) {
-        unsigned char info[232] = {};
-        socklen_t len = sizeof info;
-        if (fd < 0 || ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, &len) != 0 || len < 136) return -1;
-        std::uint64_t v = 0;
-        std::memcpy(&v, info + 128, sizeof v);
-        return static_cast<long long>(v);
+    // "host", port from the authority ("host:port", "[v6]:port" or "host").
+    std::pair<std::string, int> host_port() const {
+        std::string host = authority_;
+        int port = https_ ? 443 : 80;
+        const auto colon = host.rfind(':');
+        const auto bracket = host.rfind(']');
+        if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
+            const std::string digits = host.substr(colon + 1);
+            if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos ||
+                std::stoi(digits) > 65535)
+                throw AgentError("device '" + url_ + "': bad port '" + digits.substr(0, 20) + "'");
+            port = std::stoi(digits);
+            host.erase(colon);
+        }
+        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        return {host, port};
     }
 
-    // One attempt, bounded as a whole: a watchdog stops the client at the deadline, or once
-    // the socket has taken more than the head cap before the headers were parsed (httplib's
-    // client keeps every header line), or more than head + max_reply_bytes in all. The body
-    // goes through a receiver that stops at max_reply_bytes; an encoded reply is refused.
+    // One attempt, bounded as a whole: a watchdog stops the client at the deadline. Every byte
+    // read is counted by the client's own stream (agent_detail::CountingClientStream): more
+    // than the head cap before the headers were parsed (httplib's client keeps every header
+    // line), or more than head + max_reply_bytes in all, ends the reply. The body goes through
+    // a receiver that stops at max_reply_bytes; an encoded reply is refused.
     Reply send(const std::string& method, const std::string& path, const std::string& body) {
-        httplib::Client cli((https_ ? "https://" : "http://") + authority_);
+        Reply out;
+        std::string refusal;  // set by the stream, receiver or handler (this thread) or the watchdog (under m)
+        std::mutex m;
+        std::condition_variable cv;
+        bool done = false;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                                      std::chrono::duration<double>(std::min(options_.timeout_s, 1e6)));
+        const std::uint64_t head_cap = options_.max_reply_head_bytes;
+        const std::uint64_t body_cap = options_.max_reply_bytes;
+        std::uint64_t read_total = 0;       // bytes the stream has read (this thread only)
+        std::uint64_t head_end = UINT64_MAX;  // read_total when the headers were parsed
+        // 64 KiB of slack: a read may take the head's end and the body's start together.
+        auto admit = [&](std::uint64_t total) {
+            read_total = total;
+            std::string why;
+            if (head_end == UINT64_MAX && total > head_cap + 65536)
+                why = "reply headers over " + std::to_string(options_.max_reply_head_bytes) + " bytes";
+            else if (head_end != UINT64_MAX && total - head_end > body_cap + 65536)
+                why = "reply over " + std::to_string(options_.max_reply_bytes) + " bytes";
+            if (why.empty()) return true;
+            std::lock_guard<std::mutex> lock(m);
+            if (refusal.empty()) refusal = why;
+            return false;
+        };
+        const std::pair<std::string, int> where = host_port();
+        const std::string& host = where.first;
+        const int port = where.second;
+        std::unique_ptr<httplib::ClientImpl> client;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (https_) {
+            auto tls = std::make_unique<agent_detail::CountingClient<httplib::SSLClient>>(host, port, deadline, admit);
+            if (!options_.ca_cert_path.empty()) tls->set_ca_cert_path(options_.ca_cert_path.c_str());
+            tls->enable_server_certificate_verification(options_.verify_tls);
+            client = std::move(tls);
+        }
+#endif
+        if (!client) client = std::make_unique<agent_detail::CountingClient<httplib::ClientImpl>>(host, port, deadline, admit);
+        httplib::ClientImpl& cli = *client;
         auto secs = [](double v, time_t& sec, time_t& usec) {
             sec = static_cast<time_t>(v);
             usec = static_cast<time_t>((v - static_cast<double>(sec)) * 1e6);
@@ -51882,44 +52464,16 @@ private:
         cli.set_bearer_token_auth(options_.token.c_str());
         cli.set_decompress(false);
         cli.set_keep_alive(false);
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        if (https_) {
-            if (!options_.ca_cert_path.empty()) cli.set_ca_cert_path(options_.ca_cert_path.c_str());
-            cli.enable_server_certificate_verification(options_.verify_tls);
-        }
-#endif
-        std::atomic<int> fd{-1};
-        std::atomic<long long> head_end{-1};  // bytes received when the headers were parsed
-        cli.set_socket_options([&fd](socket_t s) { fd.store(static_cast<int>(s)); });
 
-        Reply out;
-        std::string refusal;  // set by the receiver/handler (this thread) or the watchdog (under m)
-        std::mutex m;
-        std::condition_variable cv;
-        bool done = false;
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                                      std::chrono::duration<double>(options_.timeout_s));
-        const long long head_cap = static_cast<long long>(options_.max_reply_head_bytes);
-        const long long body_cap = static_cast<long long>(options_.max_reply_bytes);
         std::thread watchdog([&] {
             std::unique_lock<std::mutex> lock(m);
             while (!done) {
                 cv.wait_for(lock, std::chrono::milliseconds(20));
                 if (done) break;
-                std::string why;
                 if (std::chrono::steady_clock::now() >= deadline) {
-                    why = "no complete reply within " + agent_detail::seconds_text(options_.timeout_s) +
-                          " s (the deadline of one request)";
-                } else {
-                    const long long got = bytes_received(fd.load());
-                    const long long head = head_end.load();
-                    if (head < 0 && got > head_cap + 65536)
-                        why = "reply headers over " + std::to_string(options_.max_reply_head_bytes) + " bytes";
-                    else if (head >= 0 && got > head + body_cap + 65536)
-                        why = "reply over " + std::to_string(options_.max_reply_bytes) + " bytes";
-                }
-                if (!why.empty()) {
-                    if (refusal.empty()) refusal = why;
+                    if (refusal.empty())
+                        refusal = "no complete reply within " + agent_detail::seconds_text(options_.timeout_s) +
+                                  " s (the deadline of one request)";
                     cli.stop();  // shuts the socket down: the request in flight fails at once
                 }
             }
@@ -51934,7 +52488,7 @@ private:
             req.headers.emplace("Content-Type", "application/json");
         }
         req.response_handler = [&](const httplib::Response& r) {
-            head_end.store(std::max(0LL, bytes_received(fd.load())));
+            head_end = read_total;
             const std::string coding = r.get_header_value("Content-Encoding");
             std::lock_guard<std::mutex> lock(m);
             if (!coding.empty() && coding != "identity") {
@@ -51963,6 +52517,10 @@ private:
         {
             std::lock_guard<std::mutex> lock(m);
             done = true;
+            // The stream's waits end at the deadline too, possibly before the watchdog looks.
+            if (!out.result && refusal.empty() && std::chrono::steady_clock::now() >= deadline)
+                refusal = "no complete reply within " + agent_detail::seconds_text(options_.timeout_s) +
+                          " s (the deadline of one request)";
         }
         cv.notify_all();
         watchdog.join();
