@@ -91,6 +91,8 @@
 #include <httplib.h>
 #include <simdjson.h>
 
+#include "../detail/http_client.hpp"
+
 namespace lamda {
 
 // A failed agent request, on either side. `status` is the HTTP status (0: no response at all).
@@ -1434,133 +1436,6 @@ private:
 
 // ---- the host side ----
 
-namespace agent_detail {
-
-// The client's socket stream: plain or TLS (`ssl`), every wait bounded by the read/write timeout
-// and by the request's deadline, and every byte read counted here and handed to `admit`, which
-// may end the reply (read fails). The count is the client's own, so the reply caps hold the same
-// on every platform (Linux's TCP_INFO counts are wrong under qemu-user).
-class CountingClientStream final : public httplib::Stream {
-public:
-    using clock = std::chrono::steady_clock;
-    CountingClientStream(int fd, void* ssl, double read_timeout_s, double write_timeout_s, clock::time_point deadline,
-                         const std::function<bool(std::uint64_t)>& admit)
-        : fd_(fd), ssl_(ssl), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s), deadline_(deadline),
-          admit_(admit) {}
-
-    bool is_readable() const override { return pending() || wait(POLLIN, read_timeout_s_) > 0; }
-    bool is_writable() const override { return wait(POLLOUT, write_timeout_s_) > 0; }
-
-    ssize_t read(char* ptr, std::size_t size) override {
-        if (size == 0) return 0;
-        if (!pending() && wait(POLLIN, read_timeout_s_) <= 0) return -1;
-        const ssize_t n = raw_read(ptr, size);
-        if (n > 0) {
-            total_ += static_cast<std::uint64_t>(n);
-            if (admit_ && !admit_(total_)) return -1;
-        }
-        return n;
-    }
-    ssize_t write(const char* ptr, std::size_t size) override {
-        if (wait(POLLOUT, write_timeout_s_) <= 0) return -1;
-        return raw_write(ptr, size);
-    }
-    void get_remote_ip_and_port(std::string& ip, int& port) const override {
-        ip.clear();
-        port = 0;
-    }
-    void get_local_ip_and_port(std::string& ip, int& port) const override {
-        ip.clear();
-        port = 0;
-    }
-    socket_t socket() const override { return fd_; }
-
-private:
-    int fd_;
-    void* ssl_;
-    double read_timeout_s_, write_timeout_s_;
-    clock::time_point deadline_;
-    const std::function<bool(std::uint64_t)>& admit_;
-    std::uint64_t total_ = 0;
-
-    bool pending() const {
-        if (ssl_ == nullptr) return false;
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        return SSL_pending(static_cast<SSL*>(ssl_)) > 0;
-#else
-        return false;
-#endif
-    }
-    // poll() until the timeout or the request's deadline, whichever is first: >0 ready.
-    int wait(short events, double timeout_s) const {
-        const auto until = std::min(deadline_, clock::now() + std::chrono::duration_cast<clock::duration>(
-                                                                  std::chrono::duration<double>(std::min(timeout_s, 1e6))));
-        for (;;) {
-            const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count();
-            if (left <= 0) return 0;
-            pollfd p{fd_, events, 0};
-            const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60000)));
-            if (r < 0 && errno == EINTR) continue;
-            if (r == 0) continue;
-            return r;
-        }
-    }
-    ssize_t raw_read(char* ptr, std::size_t size) {
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        if (ssl_ != nullptr) {
-            // A blocking socket (httplib's): a record that stalls half-way is ended by the
-            // request's watchdog, which shuts the socket down.
-            const int n = SSL_read(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
-            if (n > 0) return n;
-            return SSL_get_error(static_cast<SSL*>(ssl_), n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
-        }
-#endif
-        ssize_t n = 0;
-        do n = ::recv(fd_, ptr, size, 0);
-        while (n < 0 && errno == EINTR);
-        return n;
-    }
-    ssize_t raw_write(const char* ptr, std::size_t size) {
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        if (ssl_ != nullptr) {
-            const int n = SSL_write(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
-            return n > 0 ? n : -1;
-        }
-#endif
-        ssize_t n = 0;
-        do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-        return n;
-    }
-};
-
-// httplib's client (plain: ClientImpl; TLS: SSLClient, whose connect and certificate check are
-// kept) reading and writing through a CountingClientStream.
-template <class Base>
-class CountingClient final : public Base {
-public:
-    CountingClient(const std::string& host, int port, CountingClientStream::clock::time_point deadline,
-                   std::function<bool(std::uint64_t)> admit)
-        : Base(host, port), deadline_(deadline), admit_(std::move(admit)) {}
-
-private:
-    CountingClientStream::clock::time_point deadline_;
-    std::function<bool(std::uint64_t)> admit_;
-
-    bool process_socket(const typename Base::Socket& socket, std::function<bool(httplib::Stream&)> callback) override {
-        void* ssl = nullptr;
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        ssl = socket.ssl;
-#endif
-        auto secs = [](time_t s, time_t us) { return static_cast<double>(s) + static_cast<double>(us) * 1e-6; };
-        CountingClientStream strm(static_cast<int>(socket.sock), ssl, secs(this->read_timeout_sec_, this->read_timeout_usec_),
-                                  secs(this->write_timeout_sec_, this->write_timeout_usec_), deadline_, admit_);
-        return callback(strm);
-    }
-};
-
-}  // namespace agent_detail
-
 struct AgentClientOptions {
     std::string token;           // empty: LAMDA_AGENT_TOKEN
     double connect_timeout_s = 10;
@@ -1840,7 +1715,7 @@ private:
     }
 
     // One attempt, bounded as a whole: a watchdog stops the client at the deadline. Every byte
-    // read is counted by the client's own stream (agent_detail::CountingClientStream): more
+    // read is counted by the client's own stream (detail::CountingClientStream): more
     // than the head cap before the headers were parsed (httplib's client keeps every header
     // line), or more than head + max_reply_bytes in all, ends the reply. The body goes through
     // a receiver that stops at max_reply_bytes; an encoded reply is refused.
@@ -1875,13 +1750,13 @@ private:
         std::unique_ptr<httplib::ClientImpl> client;
 #if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
         if (https_) {
-            auto tls = std::make_unique<agent_detail::CountingClient<httplib::SSLClient>>(host, port, deadline, admit);
+            auto tls = std::make_unique<detail::CountingClient<httplib::SSLClient>>(host, port, deadline, admit);
             if (!options_.ca_cert_path.empty()) tls->set_ca_cert_path(options_.ca_cert_path.c_str());
             tls->enable_server_certificate_verification(options_.verify_tls);
             client = std::move(tls);
         }
 #endif
-        if (!client) client = std::make_unique<agent_detail::CountingClient<httplib::ClientImpl>>(host, port, deadline, admit);
+        if (!client) client = std::make_unique<detail::CountingClient<httplib::ClientImpl>>(host, port, deadline, admit);
         httplib::ClientImpl& cli = *client;
         auto secs = [](double v, time_t& sec, time_t& usec) {
             sec = static_cast<time_t>(v);

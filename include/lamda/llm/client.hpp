@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -41,11 +42,8 @@
 
 #include <httplib.h>
 #include <simdjson.h>
-// <httplib.h> pulls in <resolv.h>, whose `_res` macro breaks Eigen (latency/model.hpp) when that is
-// included later; httplib's own text is already expanded, so the macro can go.
-#if defined(_res)
-#undef _res
-#endif
+
+#include "../detail/http_client.hpp"  // (also takes away <resolv.h>'s `_res` macro)
 
 namespace lamda {
 
@@ -281,6 +279,8 @@ inline std::string percent(double share) { return std::to_string(static_cast<int
 // scheme://authority[/prefix] -> its parts; throws LlmError(Config).
 struct BaseUrl {
     std::string scheme, authority, prefix;  // prefix: "" or "/v1" (no trailing slash)
+    std::string host;                       // without an IPv6 address's brackets
+    int port = 0;                           // the URL's, else the scheme's (80, 443)
 };
 
 inline BaseUrl parse_base_url(const std::string& url) {
@@ -309,13 +309,17 @@ inline BaseUrl parse_base_url(const std::string& url) {
             throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected [IPv6 address]:PORT after " + u.scheme + "://");
         host_end = close + 1 < u.authority.size() ? close + 1 : std::string::npos;
     }
+    u.port = u.scheme == "https" ? 443 : 80;
     if (host_end != std::string::npos) {
         const std::string port = u.authority.substr(host_end + 1);
         const bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
         if (host_end == 0 || !digits || std::stol(port) < 1 || std::stol(port) > 65535)
             throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected HOST:PORT with a port in 1..65535 after " +
                                                      u.scheme + "://, got '" + snippet(u.authority) + "'");
+        u.port = static_cast<int>(std::stol(port));
     }
+    u.host = u.authority.substr(0, host_end);
+    if (u.host.size() >= 2 && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
     if (slash != std::string::npos) u.prefix = rest.substr(slash);
     while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
     if (u.prefix.find_first_of("?# ") != std::string::npos)
@@ -762,20 +766,41 @@ private:
         throw LlmError(kind, redact(message), status, retry);
     }
 
-    static void set_timeout(httplib::Client& cli, double s, void (httplib::Client::*setter)(time_t, time_t)) {
+    static void set_timeout(httplib::ClientImpl& cli, double s, void (httplib::ClientImpl::*setter)(time_t, time_t)) {
         s = std::max(0.001, s);
         const auto sec = static_cast<time_t>(s);
         (cli.*setter)(sec, static_cast<time_t>((s - static_cast<double>(sec)) * 1e6));
     }
 
+    // A client for the base URL reading through lamda's own stream (detail/http_client.hpp):
+    // every byte read is counted and offered to `admit`, every wait ends by `deadline`.
+    std::unique_ptr<httplib::ClientImpl> make_client(Clock::time_point deadline,
+                                                     std::function<bool(std::uint64_t)> admit) const {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (url_.scheme == "https")
+            return std::make_unique<detail::CountingClient<httplib::SSLClient>>(url_.host, url_.port, deadline, std::move(admit));
+#endif
+        return std::make_unique<detail::CountingClient<httplib::ClientImpl>>(url_.host, url_.port, deadline, std::move(admit));
+    }
+    // What a reply's status line and headers may take before the response handler sees them
+    // (httplib has no cap of its own): the header cap, plus the status line and what one read
+    // brings of the body.
+    std::uint64_t head_read_cap() const { return static_cast<std::uint64_t>(config_.max_header_bytes) + 16384; }
+
     // A short probe request (GET or POST at the server's root); false when nothing came back.
     bool send_small(const std::string& method, const std::string& path, const std::string& body_in, std::string& body,
                     int& status) {
-        httplib::Client cli(url_.scheme + "://" + url_.authority);
-        if (!cli.is_valid()) return false;
         const double t = std::min(config_.timeout_s, 10.0);
-        set_timeout(cli, std::min(config_.connect_timeout_s, t), &httplib::Client::set_connection_timeout);
-        set_timeout(cli, t, &httplib::Client::set_read_timeout);
+        const Clock::time_point deadline =
+            Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t));
+        bool head_done = false;
+        const std::uint64_t head_cap = head_read_cap();
+        const std::unique_ptr<httplib::ClientImpl> client =
+            make_client(deadline, [&head_done, head_cap](std::uint64_t total) { return head_done || total <= head_cap; });
+        httplib::ClientImpl& cli = *client;
+        if (!cli.is_valid()) return false;
+        set_timeout(cli, std::min(config_.connect_timeout_s, t), &httplib::ClientImpl::set_connection_timeout);
+        set_timeout(cli, t, &httplib::ClientImpl::set_read_timeout);
         cli.set_keep_alive(false);
         httplib::Request req;
         req.method = method;
@@ -786,7 +811,10 @@ private:
         req.body = body_in;
         body.clear();
         bool over = false;
-        req.response_handler = [&](const httplib::Response& r) { return r.headers.size() <= config_.max_headers; };
+        req.response_handler = [&](const httplib::Response& r) {
+            head_done = true;
+            return r.headers.size() <= config_.max_headers;
+        };
         req.content_receiver = [&](const char* data, std::size_t n, std::uint64_t, std::uint64_t) {
             if (body.size() + n > (1u << 20)) {
                 over = true;
@@ -797,8 +825,7 @@ private:
         };
         httplib::Response res;
         httplib::Error err = httplib::Error::Success;
-        const bool ok = run_with_deadline(cli, req, res, err, Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                                             std::chrono::duration<double>(t)));
+        const bool ok = run_with_deadline(cli, req, res, err, deadline);
         status = ok ? res.status : 0;
         return ok && !over;
     }
@@ -810,7 +837,7 @@ private:
     // cli.send() with a watchdog that stops the client at `deadline`: a server that trickles a
     // byte at a time (headers or body) cannot hold a request past it. Returns send()'s result;
     // `timed_out` says whether the watchdog fired.
-    bool run_with_deadline(httplib::Client& cli, httplib::Request& req, httplib::Response& res, httplib::Error& err,
+    bool run_with_deadline(httplib::ClientImpl& cli, httplib::Request& req, httplib::Response& res, httplib::Error& err,
                            Clock::time_point deadline, bool* timed_out = nullptr) {
         std::mutex m;
         std::condition_variable cv;
@@ -851,11 +878,20 @@ private:
         if (outer_deadline && *outer_deadline < deadline) deadline = *outer_deadline;
         const double budget_s = std::chrono::duration<double>(deadline - t0).count();
         if (budget_s <= 0) fail(LlmErrorKind::Timeout, "no time left for a request (the task's max_seconds)");
-        httplib::Client cli(url_.scheme + "://" + url_.authority);
+        // Set by the response handler; until then every byte read is status line and headers.
+        bool head_done = false, headers_over = false;
+        const std::uint64_t head_cap = head_read_cap();
+        const std::unique_ptr<httplib::ClientImpl> client =
+            make_client(deadline, [&head_done, &headers_over, head_cap](std::uint64_t total) {
+                if (head_done || total <= head_cap) return true;
+                headers_over = true;
+                return false;
+            });
+        httplib::ClientImpl& cli = *client;
         if (!cli.is_valid()) fail(LlmErrorKind::Config, "cannot use the URL '" + config_.base_url + "'");
-        set_timeout(cli, std::min(config_.connect_timeout_s, budget_s), &httplib::Client::set_connection_timeout);
-        set_timeout(cli, budget_s, &httplib::Client::set_read_timeout);
-        set_timeout(cli, budget_s, &httplib::Client::set_write_timeout);
+        set_timeout(cli, std::min(config_.connect_timeout_s, budget_s), &httplib::ClientImpl::set_connection_timeout);
+        set_timeout(cli, budget_s, &httplib::ClientImpl::set_read_timeout);
+        set_timeout(cli, budget_s, &httplib::ClientImpl::set_write_timeout);
         cli.set_keep_alive(false);
         const bool want_stream = body.find("\"stream\":true") != std::string::npos;
         httplib::Request req;
@@ -866,13 +902,14 @@ private:
         if (!config_.api_key.empty()) req.headers.emplace("Authorization", "Bearer " + config_.api_key);
         req.body = body;
         std::string got;
-        bool too_large = false, headers_over = false, sse = false, stopped = false;
+        bool too_large = false, sse = false, stopped = false;
         std::optional<std::uint64_t> declared;
         const std::size_t cap = config_.max_reply_bytes;
         SseAccumulator acc;
         auto last_progress = t0;
         std::size_t checked_at = 0;
         req.response_handler = [&](const httplib::Response& r) {
+            head_done = true;
             std::size_t bytes = 0;
             for (const auto& h : r.headers) bytes += h.first.size() + h.second.size() + 4;
             if (r.headers.size() > config_.max_headers || bytes > config_.max_header_bytes) {
