@@ -38521,6 +38521,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -38618,11 +38619,180 @@ inline std::string_view trim(std::string_view s) noexcept {
 
 #include <httplib.h>
 #include <simdjson.h>
+
+// ---- begin include/lamda/detail/http_client.hpp ----
+// lamda/detail/http_client.hpp: cpp-httplib's client with a socket stream of lamda's own, for
+// the two clients that talk to servers lamda does not control: the agent client (--device) and
+// the LLM client.
+//
+// httplib 0.11 reads a reply's status line and headers with no cap of its own, and its response
+// handler sees the headers only when all of them are in: a server that sends headers without end
+// grows the client's memory until the request's deadline. CountingClient<httplib::ClientImpl>
+// (plain) and CountingClient<httplib::SSLClient> (TLS: httplib's connect and certificate check are
+// kept) read and write through CountingClientStream, which
+//   - counts every byte read itself and hands the total to `admit`, which may end the reply (the
+//     read fails, httplib reports Error::Read): the caller caps headers and bodies there, the same
+//     on every platform (Linux's TCP_INFO counts are wrong under qemu-user);
+//   - bounds every wait by the read/write timeout and by the request's deadline.
+// Requires cpp-httplib: compiled with LAMDA_WITH_LLM or LAMDA_WITH_AGENT.
+#ifndef LAMDA_DETAIL_HTTP_CLIENT_HPP
+#define LAMDA_DETAIL_HTTP_CLIENT_HPP
+
+#if !defined(LAMDA_WITH_LLM) && !defined(LAMDA_WITH_AGENT)
+#error "lamda/detail/http_client.hpp needs cpp-httplib: LAMDA_WITH_LLM or LAMDA_WITH_AGENT (CMake: link lamda::llm)"
+#else
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+
+#include <httplib.h>
 // <httplib.h> pulls in <resolv.h>, whose `_res` macro breaks Eigen (latency/model.hpp) when that is
 // included later; httplib's own text is already expanded, so the macro can go.
 #if defined(_res)
 #undef _res
 #endif
+
+namespace lamda {
+namespace detail {
+
+// The client's socket stream: plain or TLS (`ssl`), every wait bounded by the read/write timeout
+// and by the request's deadline, and every byte read counted here and handed to `admit`, which
+// may end the reply (read fails). The count is the client's own, so the reply caps hold the same
+// on every platform (Linux's TCP_INFO counts are wrong under qemu-user).
+class CountingClientStream final : public httplib::Stream {
+public:
+    using clock = std::chrono::steady_clock;
+    CountingClientStream(int fd, void* ssl, double read_timeout_s, double write_timeout_s, clock::time_point deadline,
+                         const std::function<bool(std::uint64_t)>& admit)
+        : fd_(fd), ssl_(ssl), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s), deadline_(deadline),
+          admit_(admit) {}
+
+    bool is_readable() const override { return pending() || wait(POLLIN, read_timeout_s_) > 0; }
+    bool is_writable() const override { return wait(POLLOUT, write_timeout_s_) > 0; }
+
+    ssize_t read(char* ptr, std::size_t size) override {
+        if (size == 0) return 0;
+        if (!pending() && wait(POLLIN, read_timeout_s_) <= 0) return -1;
+        const ssize_t n = raw_read(ptr, size);
+        if (n > 0) {
+            total_ += static_cast<std::uint64_t>(n);
+            if (admit_ && !admit_(total_)) return -1;
+        }
+        return n;
+    }
+    ssize_t write(const char* ptr, std::size_t size) override {
+        if (wait(POLLOUT, write_timeout_s_) <= 0) return -1;
+        return raw_write(ptr, size);
+    }
+    void get_remote_ip_and_port(std::string& ip, int& port) const override {
+        ip.clear();
+        port = 0;
+    }
+    void get_local_ip_and_port(std::string& ip, int& port) const override {
+        ip.clear();
+        port = 0;
+    }
+    socket_t socket() const override { return fd_; }
+
+private:
+    int fd_;
+    void* ssl_;
+    double read_timeout_s_, write_timeout_s_;
+    clock::time_point deadline_;
+    const std::function<bool(std::uint64_t)>& admit_;
+    std::uint64_t total_ = 0;
+
+    bool pending() const {
+        if (ssl_ == nullptr) return false;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        return SSL_pending(static_cast<SSL*>(ssl_)) > 0;
+#else
+        return false;
+#endif
+    }
+    // poll() until the timeout or the request's deadline, whichever is first: >0 ready.
+    int wait(short events, double timeout_s) const {
+        const auto until = std::min(deadline_, clock::now() + std::chrono::duration_cast<clock::duration>(
+                                                                  std::chrono::duration<double>(std::min(timeout_s, 1e6))));
+        for (;;) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count();
+            if (left <= 0) return 0;
+            pollfd p{fd_, events, 0};
+            const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60000)));
+            if (r < 0 && errno == EINTR) continue;
+            if (r == 0) continue;
+            return r;
+        }
+    }
+    ssize_t raw_read(char* ptr, std::size_t size) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            // A blocking socket (httplib's): a record that stalls half-way is ended by the
+            // request's watchdog, which shuts the socket down.
+            const int n = SSL_read(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
+            if (n > 0) return n;
+            return SSL_get_error(static_cast<SSL*>(ssl_), n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+        }
+#endif
+        ssize_t n = 0;
+        do n = ::recv(fd_, ptr, size, 0);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
+    ssize_t raw_write(const char* ptr, std::size_t size) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            const int n = SSL_write(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
+            return n > 0 ? n : -1;
+        }
+#endif
+        ssize_t n = 0;
+        do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
+};
+
+// httplib's client (plain: ClientImpl; TLS: SSLClient, whose connect and certificate check are
+// kept) reading and writing through a CountingClientStream.
+template <class Base>
+class CountingClient final : public Base {
+public:
+    CountingClient(const std::string& host, int port, CountingClientStream::clock::time_point deadline,
+                   std::function<bool(std::uint64_t)> admit)
+        : Base(host, port), deadline_(deadline), admit_(std::move(admit)) {}
+
+private:
+    CountingClientStream::clock::time_point deadline_;
+    std::function<bool(std::uint64_t)> admit_;
+
+    bool process_socket(const typename Base::Socket& socket, std::function<bool(httplib::Stream&)> callback) override {
+        void* ssl = nullptr;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        ssl = socket.ssl;
+#endif
+        auto secs = [](time_t s, time_t us) { return static_cast<double>(s) + static_cast<double>(us) * 1e-6; };
+        CountingClientStream strm(static_cast<int>(socket.sock), ssl, secs(this->read_timeout_sec_, this->read_timeout_usec_),
+                                  secs(this->write_timeout_sec_, this->write_timeout_usec_), deadline_, admit_);
+        return callback(strm);
+    }
+};
+
+}  // namespace detail
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LLM || LAMDA_WITH_AGENT
+#endif  // LAMDA_DETAIL_HTTP_CLIENT_HPP
+// ---- end include/lamda/detail/http_client.hpp ----
 
 namespace lamda {
 
@@ -38858,6 +39028,8 @@ inline std::string percent(double share) { return std::to_string(static_cast<int
 // scheme://authority[/prefix] -> its parts; throws LlmError(Config).
 struct BaseUrl {
     std::string scheme, authority, prefix;  // prefix: "" or "/v1" (no trailing slash)
+    std::string host;                       // without an IPv6 address's brackets
+    int port = 0;                           // the URL's, else the scheme's (80, 443)
 };
 
 inline BaseUrl parse_base_url(const std::string& url) {
@@ -38886,13 +39058,17 @@ inline BaseUrl parse_base_url(const std::string& url) {
             throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected [IPv6 address]:PORT after " + u.scheme + "://");
         host_end = close + 1 < u.authority.size() ? close + 1 : std::string::npos;
     }
+    u.port = u.scheme == "https" ? 443 : 80;
     if (host_end != std::string::npos) {
         const std::string port = u.authority.substr(host_end + 1);
         const bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
         if (host_end == 0 || !digits || std::stol(port) < 1 || std::stol(port) > 65535)
             throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected HOST:PORT with a port in 1..65535 after " +
                                                      u.scheme + "://, got '" + snippet(u.authority) + "'");
+        u.port = static_cast<int>(std::stol(port));
     }
+    u.host = u.authority.substr(0, host_end);
+    if (u.host.size() >= 2 && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
     if (slash != std::string::npos) u.prefix = rest.substr(slash);
     while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
     if (u.prefix.find_first_of("?# ") != std::string::npos)
@@ -39339,20 +39515,41 @@ private:
         throw LlmError(kind, redact(message), status, retry);
     }
 
-    static void set_timeout(httplib::Client& cli, double s, void (httplib::Client::*setter)(time_t, time_t)) {
+    static void set_timeout(httplib::ClientImpl& cli, double s, void (httplib::ClientImpl::*setter)(time_t, time_t)) {
         s = std::max(0.001, s);
         const auto sec = static_cast<time_t>(s);
         (cli.*setter)(sec, static_cast<time_t>((s - static_cast<double>(sec)) * 1e6));
     }
 
+    // A client for the base URL reading through lamda's own stream (detail/http_client.hpp):
+    // every byte read is counted and offered to `admit`, every wait ends by `deadline`.
+    std::unique_ptr<httplib::ClientImpl> make_client(Clock::time_point deadline,
+                                                     std::function<bool(std::uint64_t)> admit) const {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (url_.scheme == "https")
+            return std::make_unique<detail::CountingClient<httplib::SSLClient>>(url_.host, url_.port, deadline, std::move(admit));
+#endif
+        return std::make_unique<detail::CountingClient<httplib::ClientImpl>>(url_.host, url_.port, deadline, std::move(admit));
+    }
+    // What a reply's status line and headers may take before the response handler sees them
+    // (httplib has no cap of its own): the header cap, plus the status line and what one read
+    // brings of the body.
+    std::uint64_t head_read_cap() const { return static_cast<std::uint64_t>(config_.max_header_bytes) + 16384; }
+
     // A short probe request (GET or POST at the server's root); false when nothing came back.
     bool send_small(const std::string& method, const std::string& path, const std::string& body_in, std::string& body,
                     int& status) {
-        httplib::Client cli(url_.scheme + "://" + url_.authority);
-        if (!cli.is_valid()) return false;
         const double t = std::min(config_.timeout_s, 10.0);
-        set_timeout(cli, std::min(config_.connect_timeout_s, t), &httplib::Client::set_connection_timeout);
-        set_timeout(cli, t, &httplib::Client::set_read_timeout);
+        const Clock::time_point deadline =
+            Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t));
+        bool head_done = false;
+        const std::uint64_t head_cap = head_read_cap();
+        const std::unique_ptr<httplib::ClientImpl> client =
+            make_client(deadline, [&head_done, head_cap](std::uint64_t total) { return head_done || total <= head_cap; });
+        httplib::ClientImpl& cli = *client;
+        if (!cli.is_valid()) return false;
+        set_timeout(cli, std::min(config_.connect_timeout_s, t), &httplib::ClientImpl::set_connection_timeout);
+        set_timeout(cli, t, &httplib::ClientImpl::set_read_timeout);
         cli.set_keep_alive(false);
         httplib::Request req;
         req.method = method;
@@ -39363,7 +39560,10 @@ private:
         req.body = body_in;
         body.clear();
         bool over = false;
-        req.response_handler = [&](const httplib::Response& r) { return r.headers.size() <= config_.max_headers; };
+        req.response_handler = [&](const httplib::Response& r) {
+            head_done = true;
+            return r.headers.size() <= config_.max_headers;
+        };
         req.content_receiver = [&](const char* data, std::size_t n, std::uint64_t, std::uint64_t) {
             if (body.size() + n > (1u << 20)) {
                 over = true;
@@ -39374,8 +39574,7 @@ private:
         };
         httplib::Response res;
         httplib::Error err = httplib::Error::Success;
-        const bool ok = run_with_deadline(cli, req, res, err, Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                                             std::chrono::duration<double>(t)));
+        const bool ok = run_with_deadline(cli, req, res, err, deadline);
         status = ok ? res.status : 0;
         return ok && !over;
     }
@@ -39387,7 +39586,7 @@ private:
     // cli.send() with a watchdog that stops the client at `deadline`: a server that trickles a
     // byte at a time (headers or body) cannot hold a request past it. Returns send()'s result;
     // `timed_out` says whether the watchdog fired.
-    bool run_with_deadline(httplib::Client& cli, httplib::Request& req, httplib::Response& res, httplib::Error& err,
+    bool run_with_deadline(httplib::ClientImpl& cli, httplib::Request& req, httplib::Response& res, httplib::Error& err,
                            Clock::time_point deadline, bool* timed_out = nullptr) {
         std::mutex m;
         std::condition_variable cv;
@@ -39428,11 +39627,20 @@ private:
         if (outer_deadline && *outer_deadline < deadline) deadline = *outer_deadline;
         const double budget_s = std::chrono::duration<double>(deadline - t0).count();
         if (budget_s <= 0) fail(LlmErrorKind::Timeout, "no time left for a request (the task's max_seconds)");
-        httplib::Client cli(url_.scheme + "://" + url_.authority);
+        // Set by the response handler; until then every byte read is status line and headers.
+        bool head_done = false, headers_over = false;
+        const std::uint64_t head_cap = head_read_cap();
+        const std::unique_ptr<httplib::ClientImpl> client =
+            make_client(deadline, [&head_done, &headers_over, head_cap](std::uint64_t total) {
+                if (head_done || total <= head_cap) return true;
+                headers_over = true;
+                return false;
+            });
+        httplib::ClientImpl& cli = *client;
         if (!cli.is_valid()) fail(LlmErrorKind::Config, "cannot use the URL '" + config_.base_url + "'");
-        set_timeout(cli, std::min(config_.connect_timeout_s, budget_s), &httplib::Client::set_connection_timeout);
-        set_timeout(cli, budget_s, &httplib::Client::set_read_timeout);
-        set_timeout(cli, budget_s, &httplib::Client::set_write_timeout);
+        set_timeout(cli, std::min(config_.connect_timeout_s, budget_s), &httplib::ClientImpl::set_connection_timeout);
+        set_timeout(cli, budget_s, &httplib::ClientImpl::set_read_timeout);
+        set_timeout(cli, budget_s, &httplib::ClientImpl::set_write_timeout);
         cli.set_keep_alive(false);
         const bool want_stream = body.find("\"stream\":true") != std::string::npos;
         httplib::Request req;
@@ -39443,13 +39651,14 @@ private:
         if (!config_.api_key.empty()) req.headers.emplace("Authorization", "Bearer " + config_.api_key);
         req.body = body;
         std::string got;
-        bool too_large = false, headers_over = false, sse = false, stopped = false;
+        bool too_large = false, sse = false, stopped = false;
         std::optional<std::uint64_t> declared;
         const std::size_t cap = config_.max_reply_bytes;
         SseAccumulator acc;
         auto last_progress = t0;
         std::size_t checked_at = 0;
         req.response_handler = [&](const httplib::Response& r) {
+            head_done = true;
             std::size_t bytes = 0;
             for (const auto& h : r.headers) bytes += h.first.size() + h.second.size() + 4;
             if (r.headers.size() > config_.max_headers || bytes > config_.max_header_bytes) {
@@ -50659,6 +50868,180 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
 #include <httplib.h>
 #include <simdjson.h>
 
+// ---- begin include/lamda/detail/http_client.hpp ----
+// lamda/detail/http_client.hpp: cpp-httplib's client with a socket stream of lamda's own, for
+// the two clients that talk to servers lamda does not control: the agent client (--device) and
+// the LLM client.
+//
+// httplib 0.11 reads a reply's status line and headers with no cap of its own, and its response
+// handler sees the headers only when all of them are in: a server that sends headers without end
+// grows the client's memory until the request's deadline. CountingClient<httplib::ClientImpl>
+// (plain) and CountingClient<httplib::SSLClient> (TLS: httplib's connect and certificate check are
+// kept) read and write through CountingClientStream, which
+//   - counts every byte read itself and hands the total to `admit`, which may end the reply (the
+//     read fails, httplib reports Error::Read): the caller caps headers and bodies there, the same
+//     on every platform (Linux's TCP_INFO counts are wrong under qemu-user);
+//   - bounds every wait by the read/write timeout and by the request's deadline.
+// Requires cpp-httplib: compiled with LAMDA_WITH_LLM or LAMDA_WITH_AGENT.
+#ifndef LAMDA_DETAIL_HTTP_CLIENT_HPP
+#define LAMDA_DETAIL_HTTP_CLIENT_HPP
+
+#if !defined(LAMDA_WITH_LLM) && !defined(LAMDA_WITH_AGENT)
+#error "lamda/detail/http_client.hpp needs cpp-httplib: LAMDA_WITH_LLM or LAMDA_WITH_AGENT (CMake: link lamda::llm)"
+#else
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+
+#include <httplib.h>
+// <httplib.h> pulls in <resolv.h>, whose `_res` macro breaks Eigen (latency/model.hpp) when that is
+// included later; httplib's own text is already expanded, so the macro can go.
+#if defined(_res)
+#undef _res
+#endif
+
+namespace lamda {
+namespace detail {
+
+// The client's socket stream: plain or TLS (`ssl`), every wait bounded by the read/write timeout
+// and by the request's deadline, and every byte read counted here and handed to `admit`, which
+// may end the reply (read fails). The count is the client's own, so the reply caps hold the same
+// on every platform (Linux's TCP_INFO counts are wrong under qemu-user).
+class CountingClientStream final : public httplib::Stream {
+public:
+    using clock = std::chrono::steady_clock;
+    CountingClientStream(int fd, void* ssl, double read_timeout_s, double write_timeout_s, clock::time_point deadline,
+                         const std::function<bool(std::uint64_t)>& admit)
+        : fd_(fd), ssl_(ssl), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s), deadline_(deadline),
+          admit_(admit) {}
+
+    bool is_readable() const override { return pending() || wait(POLLIN, read_timeout_s_) > 0; }
+    bool is_writable() const override { return wait(POLLOUT, write_timeout_s_) > 0; }
+
+    ssize_t read(char* ptr, std::size_t size) override {
+        if (size == 0) return 0;
+        if (!pending() && wait(POLLIN, read_timeout_s_) <= 0) return -1;
+        const ssize_t n = raw_read(ptr, size);
+        if (n > 0) {
+            total_ += static_cast<std::uint64_t>(n);
+            if (admit_ && !admit_(total_)) return -1;
+        }
+        return n;
+    }
+    ssize_t write(const char* ptr, std::size_t size) override {
+        if (wait(POLLOUT, write_timeout_s_) <= 0) return -1;
+        return raw_write(ptr, size);
+    }
+    void get_remote_ip_and_port(std::string& ip, int& port) const override {
+        ip.clear();
+        port = 0;
+    }
+    void get_local_ip_and_port(std::string& ip, int& port) const override {
+        ip.clear();
+        port = 0;
+    }
+    socket_t socket() const override { return fd_; }
+
+private:
+    int fd_;
+    void* ssl_;
+    double read_timeout_s_, write_timeout_s_;
+    clock::time_point deadline_;
+    const std::function<bool(std::uint64_t)>& admit_;
+    std::uint64_t total_ = 0;
+
+    bool pending() const {
+        if (ssl_ == nullptr) return false;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        return SSL_pending(static_cast<SSL*>(ssl_)) > 0;
+#else
+        return false;
+#endif
+    }
+    // poll() until the timeout or the request's deadline, whichever is first: >0 ready.
+    int wait(short events, double timeout_s) const {
+        const auto until = std::min(deadline_, clock::now() + std::chrono::duration_cast<clock::duration>(
+                                                                  std::chrono::duration<double>(std::min(timeout_s, 1e6))));
+        for (;;) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count();
+            if (left <= 0) return 0;
+            pollfd p{fd_, events, 0};
+            const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60000)));
+            if (r < 0 && errno == EINTR) continue;
+            if (r == 0) continue;
+            return r;
+        }
+    }
+    ssize_t raw_read(char* ptr, std::size_t size) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            // A blocking socket (httplib's): a record that stalls half-way is ended by the
+            // request's watchdog, which shuts the socket down.
+            const int n = SSL_read(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
+            if (n > 0) return n;
+            return SSL_get_error(static_cast<SSL*>(ssl_), n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+        }
+#endif
+        ssize_t n = 0;
+        do n = ::recv(fd_, ptr, size, 0);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
+    ssize_t raw_write(const char* ptr, std::size_t size) {
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (ssl_ != nullptr) {
+            const int n = SSL_write(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
+            return n > 0 ? n : -1;
+        }
+#endif
+        ssize_t n = 0;
+        do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
+};
+
+// httplib's client (plain: ClientImpl; TLS: SSLClient, whose connect and certificate check are
+// kept) reading and writing through a CountingClientStream.
+template <class Base>
+class CountingClient final : public Base {
+public:
+    CountingClient(const std::string& host, int port, CountingClientStream::clock::time_point deadline,
+                   std::function<bool(std::uint64_t)> admit)
+        : Base(host, port), deadline_(deadline), admit_(std::move(admit)) {}
+
+private:
+    CountingClientStream::clock::time_point deadline_;
+    std::function<bool(std::uint64_t)> admit_;
+
+    bool process_socket(const typename Base::Socket& socket, std::function<bool(httplib::Stream&)> callback) override {
+        void* ssl = nullptr;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        ssl = socket.ssl;
+#endif
+        auto secs = [](time_t s, time_t us) { return static_cast<double>(s) + static_cast<double>(us) * 1e-6; };
+        CountingClientStream strm(static_cast<int>(socket.sock), ssl, secs(this->read_timeout_sec_, this->read_timeout_usec_),
+                                  secs(this->write_timeout_sec_, this->write_timeout_usec_), deadline_, admit_);
+        return callback(strm);
+    }
+};
+
+}  // namespace detail
+}  // namespace lamda
+
+#endif  // LAMDA_WITH_LLM || LAMDA_WITH_AGENT
+#endif  // LAMDA_DETAIL_HTTP_CLIENT_HPP
+// ---- end include/lamda/detail/http_client.hpp ----
+
 namespace lamda {
 
 // A failed agent request, on either side. `status` is the HTTP status (0: no response at all).
@@ -52002,133 +52385,6 @@ private:
 
 // ---- the host side ----
 
-namespace agent_detail {
-
-// The client's socket stream: plain or TLS (`ssl`), every wait bounded by the read/write timeout
-// and by the request's deadline, and every byte read counted here and handed to `admit`, which
-// may end the reply (read fails). The count is the client's own, so the reply caps hold the same
-// on every platform (Linux's TCP_INFO counts are wrong under qemu-user).
-class CountingClientStream final : public httplib::Stream {
-public:
-    using clock = std::chrono::steady_clock;
-    CountingClientStream(int fd, void* ssl, double read_timeout_s, double write_timeout_s, clock::time_point deadline,
-                         const std::function<bool(std::uint64_t)>& admit)
-        : fd_(fd), ssl_(ssl), read_timeout_s_(read_timeout_s), write_timeout_s_(write_timeout_s), deadline_(deadline),
-          admit_(admit) {}
-
-    bool is_readable() const override { return pending() || wait(POLLIN, read_timeout_s_) > 0; }
-    bool is_writable() const override { return wait(POLLOUT, write_timeout_s_) > 0; }
-
-    ssize_t read(char* ptr, std::size_t size) override {
-        if (size == 0) return 0;
-        if (!pending() && wait(POLLIN, read_timeout_s_) <= 0) return -1;
-        const ssize_t n = raw_read(ptr, size);
-        if (n > 0) {
-            total_ += static_cast<std::uint64_t>(n);
-            if (admit_ && !admit_(total_)) return -1;
-        }
-        return n;
-    }
-    ssize_t write(const char* ptr, std::size_t size) override {
-        if (wait(POLLOUT, write_timeout_s_) <= 0) return -1;
-        return raw_write(ptr, size);
-    }
-    void get_remote_ip_and_port(std::string& ip, int& port) const override {
-        ip.clear();
-        port = 0;
-    }
-    void get_local_ip_and_port(std::string& ip, int& port) const override {
-        ip.clear();
-        port = 0;
-    }
-    socket_t socket() const override { return fd_; }
-
-private:
-    int fd_;
-    void* ssl_;
-    double read_timeout_s_, write_timeout_s_;
-    clock::time_point deadline_;
-    const std::function<bool(std::uint64_t)>& admit_;
-    std::uint64_t total_ = 0;
-
-    bool pending() const {
-        if (ssl_ == nullptr) return false;
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        return SSL_pending(static_cast<SSL*>(ssl_)) > 0;
-#else
-        return false;
-#endif
-    }
-    // poll() until the timeout or the request's deadline, whichever is first: >0 ready.
-    int wait(short events, double timeout_s) const {
-        const auto until = std::min(deadline_, clock::now() + std::chrono::duration_cast<clock::duration>(
-                                                                  std::chrono::duration<double>(std::min(timeout_s, 1e6))));
-        for (;;) {
-            const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count();
-            if (left <= 0) return 0;
-            pollfd p{fd_, events, 0};
-            const int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60000)));
-            if (r < 0 && errno == EINTR) continue;
-            if (r == 0) continue;
-            return r;
-        }
-    }
-    ssize_t raw_read(char* ptr, std::size_t size) {
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        if (ssl_ != nullptr) {
-            // A blocking socket (httplib's): a record that stalls half-way is ended by the
-            // request's watchdog, which shuts the socket down.
-            const int n = SSL_read(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
-            if (n > 0) return n;
-            return SSL_get_error(static_cast<SSL*>(ssl_), n) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
-        }
-#endif
-        ssize_t n = 0;
-        do n = ::recv(fd_, ptr, size, 0);
-        while (n < 0 && errno == EINTR);
-        return n;
-    }
-    ssize_t raw_write(const char* ptr, std::size_t size) {
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        if (ssl_ != nullptr) {
-            const int n = SSL_write(static_cast<SSL*>(ssl_), ptr, static_cast<int>(std::min<std::size_t>(size, 1 << 20)));
-            return n > 0 ? n : -1;
-        }
-#endif
-        ssize_t n = 0;
-        do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-        return n;
-    }
-};
-
-// httplib's client (plain: ClientImpl; TLS: SSLClient, whose connect and certificate check are
-// kept) reading and writing through a CountingClientStream.
-template <class Base>
-class CountingClient final : public Base {
-public:
-    CountingClient(const std::string& host, int port, CountingClientStream::clock::time_point deadline,
-                   std::function<bool(std::uint64_t)> admit)
-        : Base(host, port), deadline_(deadline), admit_(std::move(admit)) {}
-
-private:
-    CountingClientStream::clock::time_point deadline_;
-    std::function<bool(std::uint64_t)> admit_;
-
-    bool process_socket(const typename Base::Socket& socket, std::function<bool(httplib::Stream&)> callback) override {
-        void* ssl = nullptr;
-#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        ssl = socket.ssl;
-#endif
-        auto secs = [](time_t s, time_t us) { return static_cast<double>(s) + static_cast<double>(us) * 1e-6; };
-        CountingClientStream strm(static_cast<int>(socket.sock), ssl, secs(this->read_timeout_sec_, this->read_timeout_usec_),
-                                  secs(this->write_timeout_sec_, this->write_timeout_usec_), deadline_, admit_);
-        return callback(strm);
-    }
-};
-
-}  // namespace agent_detail
-
 struct AgentClientOptions {
     std::string token;           // empty: LAMDA_AGENT_TOKEN
     double connect_timeout_s = 10;
@@ -52408,7 +52664,7 @@ private:
     }
 
     // One attempt, bounded as a whole: a watchdog stops the client at the deadline. Every byte
-    // read is counted by the client's own stream (agent_detail::CountingClientStream): more
+    // read is counted by the client's own stream (detail::CountingClientStream): more
     // than the head cap before the headers were parsed (httplib's client keeps every header
     // line), or more than head + max_reply_bytes in all, ends the reply. The body goes through
     // a receiver that stops at max_reply_bytes; an encoded reply is refused.
@@ -52443,13 +52699,13 @@ private:
         std::unique_ptr<httplib::ClientImpl> client;
 #if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
         if (https_) {
-            auto tls = std::make_unique<agent_detail::CountingClient<httplib::SSLClient>>(host, port, deadline, admit);
+            auto tls = std::make_unique<detail::CountingClient<httplib::SSLClient>>(host, port, deadline, admit);
             if (!options_.ca_cert_path.empty()) tls->set_ca_cert_path(options_.ca_cert_path.c_str());
             tls->enable_server_certificate_verification(options_.verify_tls);
             client = std::move(tls);
         }
 #endif
-        if (!client) client = std::make_unique<agent_detail::CountingClient<httplib::ClientImpl>>(host, port, deadline, admit);
+        if (!client) client = std::make_unique<detail::CountingClient<httplib::ClientImpl>>(host, port, deadline, admit);
         httplib::ClientImpl& cli = *client;
         auto secs = [](double v, time_t& sec, time_t& usec) {
             sec = static_cast<time_t>(v);
