@@ -38643,11 +38643,14 @@ inline std::string_view trim(std::string_view s) noexcept {
 #else
 
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <ctime>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -38663,6 +38666,29 @@ inline std::string_view trim(std::string_view s) noexcept {
 
 namespace lamda {
 namespace detail {
+
+// While a request or a TLS connection is served: OpenSSL writes with write(), so a peer that has
+// gone away would raise SIGPIPE and end the whole process (the CLI, or the agent). Blocked on this
+// thread for the scope; one raised meanwhile is taken back.
+struct BlockSigpipe {
+    sigset_t old{};
+    BlockSigpipe() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &set, &old);
+    }
+    ~BlockSigpipe() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        const timespec zero{0, 0};
+        while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {}
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    }
+    BlockSigpipe(const BlockSigpipe&) = delete;
+    BlockSigpipe& operator=(const BlockSigpipe&) = delete;
+};
 
 // The client's socket stream: plain or TLS (`ssl`), every wait bounded by the read/write timeout
 // and by the request's deadline, and every byte read counted here and handed to `admit`, which
@@ -39600,6 +39626,7 @@ private:
         });
         bool ok = false;
         try {
+            const detail::BlockSigpipe no_sigpipe;  // https: OpenSSL writes with write()
             ok = cli.send(req, res, err);
         } catch (...) {
             {
@@ -50891,11 +50918,14 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
 #else
 
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <ctime>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -50911,6 +50941,29 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
 
 namespace lamda {
 namespace detail {
+
+// While a request or a TLS connection is served: OpenSSL writes with write(), so a peer that has
+// gone away would raise SIGPIPE and end the whole process (the CLI, or the agent). Blocked on this
+// thread for the scope; one raised meanwhile is taken back.
+struct BlockSigpipe {
+    sigset_t old{};
+    BlockSigpipe() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &set, &old);
+    }
+    ~BlockSigpipe() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        const timespec zero{0, 0};
+        while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {}
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    }
+    BlockSigpipe(const BlockSigpipe&) = delete;
+    BlockSigpipe& operator=(const BlockSigpipe&) = delete;
+};
 
 // The client's socket stream: plain or TLS (`ssl`), every wait bounded by the read/write timeout
 // and by the request's deadline, and every byte read counted here and handed to `admit`, which
@@ -51509,27 +51562,6 @@ inline SSL_CTX* make_tls_context(const std::string& cert_path, const std::string
     return ctx;
 }
 
-// While a TLS connection is served: OpenSSL writes with write(), so a peer that has gone away
-// would raise SIGPIPE (and end the agent). Blocked on this thread; one raised is taken back.
-struct BlockSigpipe {
-    sigset_t old{};
-    BlockSigpipe() {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &set, &old);
-    }
-    ~BlockSigpipe() {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        const timespec zero{0, 0};
-        while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {}
-        pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    }
-    BlockSigpipe(const BlockSigpipe&) = delete;
-    BlockSigpipe& operator=(const BlockSigpipe&) = delete;
-};
 #endif
 
 // httplib::Server with the connection loop above, for plain HTTP and (with a TLS context) HTTPS.
@@ -51590,7 +51622,7 @@ private:
         }
 #if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
         if (tls_ != nullptr) {
-            BlockSigpipe no_sigpipe;
+            detail::BlockSigpipe no_sigpipe;  // OpenSSL writes with write()
             const int flags = ::fcntl(sock, F_GETFL, 0);
             SSL* ssl = flags < 0 || ::fcntl(sock, F_SETFL, flags | O_NONBLOCK) != 0 ? nullptr : SSL_new(tls_);
             if (ssl == nullptr || SSL_set_fd(ssl, sock) != 1) {
@@ -52769,6 +52801,7 @@ private:
             out.body.append(data, n);
             return true;
         };
+        detail::BlockSigpipe no_sigpipe;  // TLS: OpenSSL writes with write()
         out.result = cli.send(req);
         {
             std::lock_guard<std::mutex> lock(m);

@@ -560,27 +560,6 @@ inline SSL_CTX* make_tls_context(const std::string& cert_path, const std::string
     return ctx;
 }
 
-// While a TLS connection is served: OpenSSL writes with write(), so a peer that has gone away
-// would raise SIGPIPE (and end the agent). Blocked on this thread; one raised is taken back.
-struct BlockSigpipe {
-    sigset_t old{};
-    BlockSigpipe() {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &set, &old);
-    }
-    ~BlockSigpipe() {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        const timespec zero{0, 0};
-        while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {}
-        pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    }
-    BlockSigpipe(const BlockSigpipe&) = delete;
-    BlockSigpipe& operator=(const BlockSigpipe&) = delete;
-};
 #endif
 
 // httplib::Server with the connection loop above, for plain HTTP and (with a TLS context) HTTPS.
@@ -641,7 +620,7 @@ private:
         }
 #if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
         if (tls_ != nullptr) {
-            BlockSigpipe no_sigpipe;
+            detail::BlockSigpipe no_sigpipe;  // OpenSSL writes with write()
             const int flags = ::fcntl(sock, F_GETFL, 0);
             SSL* ssl = flags < 0 || ::fcntl(sock, F_SETFL, flags | O_NONBLOCK) != 0 ? nullptr : SSL_new(tls_);
             if (ssl == nullptr || SSL_set_fd(ssl, sock) != 1) {
@@ -1820,6 +1799,7 @@ private:
             out.body.append(data, n);
             return true;
         };
+        detail::BlockSigpipe no_sigpipe;  // TLS: OpenSSL writes with write()
         out.result = cli.send(req);
         {
             std::lock_guard<std::mutex> lock(m);

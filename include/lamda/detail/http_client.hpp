@@ -20,11 +20,14 @@
 #else
 
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <ctime>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -40,6 +43,29 @@
 
 namespace lamda {
 namespace detail {
+
+// While a request or a TLS connection is served: OpenSSL writes with write(), so a peer that has
+// gone away would raise SIGPIPE and end the whole process (the CLI, or the agent). Blocked on this
+// thread for the scope; one raised meanwhile is taken back.
+struct BlockSigpipe {
+    sigset_t old{};
+    BlockSigpipe() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &set, &old);
+    }
+    ~BlockSigpipe() {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        const timespec zero{0, 0};
+        while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {}
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    }
+    BlockSigpipe(const BlockSigpipe&) = delete;
+    BlockSigpipe& operator=(const BlockSigpipe&) = delete;
+};
 
 // The client's socket stream: plain or TLS (`ssl`), every wait bounded by the read/write timeout
 // and by the request's deadline, and every byte read counted here and handed to `admit`, which

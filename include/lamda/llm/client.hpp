@@ -851,6 +851,7 @@ private:
         });
         bool ok = false;
         try {
+            const detail::BlockSigpipe no_sigpipe;  // https: OpenSSL writes with write()
             ok = cli.send(req, res, err);
         } catch (...) {
             {
