@@ -304,15 +304,16 @@ TEST_CASE("agent: concurrent benchmarks are serialised, each within noise of a l
         });
     for (auto& t : threads) t.join();
     // The local reference is the faster of a run before and one after: on a shared machine (ctest
-    // -j, sanitizers) one run alone can be inflated 2x. Serialisation itself is checked on the
-    // spans below; the bounds only catch a remote figure that is wrong by a large factor.
+    // -j, sanitizers) one run alone can be inflated 2-3x (this model runs in ~0.02 ms). Serialisation
+    // itself is checked on the spans below; the bounds only catch a remote figure that is wrong by
+    // a large factor (a unit, a model not run), never a speed (bench/ measures those).
     local = std::min(local, benchmark_model(g, random_weights(g, 1), bo).median_ms);
     for (std::size_t i = 0; i < remote.size(); ++i) {
         CAPTURE(i);
         CAPTURE(local);
         CHECK(errors[i] == "");
-        CHECK(remote[i] > 0.25 * local);
-        CHECK(remote[i] < 4.0 * local);
+        CHECK(remote[i] > 0.1 * local);
+        CHECK(remote[i] < 10.0 * local);
     }
     std::vector<AgentMeasurementSpan> spans = agent.server.measurements();
     REQUIRE(spans.size() == 3);
@@ -325,8 +326,8 @@ TEST_CASE("agent: concurrent benchmarks are serialised, each within noise of a l
     CHECK(r.peak_gflops == doctest::Approx(agent.server.device().peak_gflops));
     // The timing of eval-predictor.
     const double ms = agent.client().measure_ms(dsl, 1, 15, 2, 1.0, 0.5);
-    CHECK(ms > 0.3 * local);
-    CHECK(ms < 3.0 * local);
+    CHECK(ms > 0.1 * local);
+    CHECK(ms < 10.0 * local);
 }
 
 TEST_CASE("agent: a full measurement queue gets 503 with Retry-After, and the client reports it") {
