@@ -13737,6 +13737,7 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
 //   lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");   // or a directory
 //   auto [train, val] = lamda::split_dataset(data.train, 0.1, /*seed=*/1);
 //   lamda::Accuracy a = lamda::evaluate_accuracy(graph, weights, data.test);  // via XNNPACK
+//   lamda::ModelWeights m = lamda::read_model_weights(graph, "w.safetensors");  // fp32 or int8
 //
 // Formats (docs/training.md), recognised by their content, not their names:
 //   IDX (the MNIST family): magic 0 0 8 D, then D big-endian uint32 dimensions, then unsigned
@@ -15858,6 +15859,31 @@ inline Graph graph_for_weights(const Graph& graph, const Weights& weights) {
     std::string msg = "the weights fit neither the model nor the model with batch norm folded:";
     for (const std::string& p : problems) msg += "\n  " + p;
     throw ExecutorError(msg);
+}
+
+// A weights file and the graph it runs: what `lamda bench` and `lamda eval` read.
+struct ModelWeights {
+    Graph graph;              // the graph the weights fit (batch norm folded when they were saved so)
+    Weights weights;          // fp32: every tensor; int8: the F32 tensors of the float layers
+    QuantizedModel quantized; // int8 only
+    bool int8 = false;        // an int8 file from `lamda quantize` ("lamda.precision": "int8")
+};
+
+// Reads `path` for `graph`: an int8 file gives the batch-norm-folded graph and its quantized model
+// (read_quantized: a WeightsError names a bad tensor); an fp32 file the graph it fits
+// (graph_for_weights: an ExecutorError lists the mismatches).
+inline ModelWeights read_model_weights(const Graph& graph, const std::string& path) {
+    const SafetensorsData file = read_safetensors_file(path);
+    ModelWeights m;
+    m.int8 = is_quantized(file);
+    if (m.int8) {
+        m.graph = fold_batchnorm_graph(graph);
+        m.quantized = read_quantized(m.graph, file, path, m.weights);
+    } else {
+        m.weights = file.tensors;
+        m.graph = graph_for_weights(graph, m.weights);
+    }
+    return m;
 }
 
 namespace dataset_detail {

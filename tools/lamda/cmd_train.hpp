@@ -64,19 +64,9 @@ inline int run_eval(const EvalArgs& args) {
     }
     // An int8 file (`lamda quantize`) runs through XNNPACK's int8 operators on the folded graph;
     // an fp32 file as it is, or folded when it was saved folded.
-    const lamda::SafetensorsData file = lamda::read_safetensors_file(args.weights);
-    const bool int8 = lamda::is_quantized(file);
-    lamda::Graph graph;
-    lamda::Weights float_weights;
-    lamda::QuantizedModel quantized;
+    lamda::ModelWeights model;
     try {  // before the dataset is read: a mismatch is the likelier mistake, and quick to find
-        if (int8) {
-            graph = lamda::fold_batchnorm_graph(parsed.graph);
-            quantized = lamda::read_quantized(graph, file, args.weights, float_weights);
-        } else {
-            float_weights = file.tensors;
-            graph = lamda::graph_for_weights(parsed.graph, float_weights);
-        }
+        model = lamda::read_model_weights(parsed.graph, args.weights);
     } catch (const lamda::ExecutorError& e) {
         std::cerr << args.weights << ": error: " << e.what() << '\n';
         return 1;
@@ -84,9 +74,10 @@ inline int run_eval(const EvalArgs& args) {
     const lamda::DatasetSplits data = lamda::load_dataset(args.dataset);
     if (data.test.empty())
         throw lamda::DatasetError("dataset '" + data.name + "' has no test set to evaluate on");
+    const bool int8 = model.int8;
     const lamda::Accuracy a =
-        int8 ? lamda::evaluate_accuracy_int8(graph, quantized, float_weights, data.test, args.threads, args.limit)
-             : lamda::evaluate_accuracy(graph, float_weights, data.test, args.threads, args.limit);
+        int8 ? lamda::evaluate_accuracy_int8(model.graph, model.quantized, model.weights, data.test, args.threads, args.limit)
+             : lamda::evaluate_accuracy(model.graph, model.weights, data.test, args.threads, args.limit);
     const char* precision = int8 ? "int8" : "float32";
     if (args.json) {
         lamda::JsonWriter json;
@@ -108,7 +99,7 @@ inline int run_eval(const EvalArgs& args) {
                       static_cast<long long>(a.n));
         std::cout << line << "n: " << a.n << "\ndataset: " << data.name << "\nprecision: " << precision
                   << (int8 ? " (layers without an int8 kernel in float: " +
-                                 std::to_string(quantized.float_layers.size()) + ")"
+                                 std::to_string(model.quantized.float_layers.size()) + ")"
                            : std::string())
                   << "\nexecutor: XNNPACK, " << args.threads << " thread" << (args.threads == 1 ? "" : "s") << '\n';
     }

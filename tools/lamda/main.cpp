@@ -265,34 +265,29 @@ int run_bench(const BenchArgs& args) {
         print_diagnostics(parsed.diagnostics);
         return exit_invalid;
     }
-    lamda::Graph graph = parsed.graph;
-    lamda::Weights weights;
-    lamda::QuantizedModel quantized;  // an int8 file (lamda quantize): timed with its scales
-    bool int8_file = false;
+    // Weights from `lamda train` (or `generate`) have batch norm folded in: the graph they fit is
+    // the folded one. An int8 file (lamda quantize) is timed with its scales.
+    lamda::ModelWeights model;
     if (args.weights.empty()) {
-        weights = lamda::random_weights(graph, 1);
-    } else if (const lamda::SafetensorsData file = lamda::read_safetensors_file(args.weights);
-               lamda::is_quantized(file)) {
-        graph = lamda::fold_batchnorm_graph(parsed.graph);
-        quantized = lamda::read_quantized(graph, file, args.weights, weights);
-        int8_file = true;
+        model.graph = parsed.graph;
+        model.weights = lamda::random_weights(model.graph, 1);
     } else {
-        weights = lamda::read_safetensors(args.weights);
-        // Weights from `lamda train` (or `generate`) have batch norm folded in: the graph they
-        // fit is the folded one.
         try {
-            graph = lamda::graph_for_weights(parsed.graph, weights);
+            model = lamda::read_model_weights(parsed.graph, args.weights);
         } catch (const lamda::ExecutorError& e) {
             std::cerr << args.weights << ": error: " << e.what() << '\n';
             return exit_invalid;
         }
     }
+    const lamda::Graph& graph = model.graph;
+    const lamda::Weights& weights = model.weights;
+    const bool int8_file = model.int8;
     lamda::BenchOptions options;
     options.threads = args.threads;
     options.runs = args.runs;
     options.warmup = args.warmup;
     options.int8 = args.precision == "int8" || int8_file;
-    if (int8_file) options.quantized = &quantized;
+    if (int8_file) options.quantized = &model.quantized;
     if (options.int8 && !args.device.empty()) {
         std::cerr << "lamda: error: --precision int8 is not available with --device yet\n";
         return lamda_cli::exit_usage;
