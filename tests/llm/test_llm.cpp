@@ -11,12 +11,11 @@
 #include <lamda/search/parallel.hpp>
 
 #include "../generate_test_support.hpp"
+#include "../hostile_server.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -154,6 +153,7 @@ private:
 // ---- the loop's stand-ins (as test_generate.cpp) ----
 
 using lamda_test::synthetic_measure;
+using lamda_test::HostileServer;
 
 Task small_task(int max_candidates, double latency_ms = 0.05) {
     Task t;
@@ -1077,65 +1077,35 @@ TEST_CASE("llm servers: reply headers are capped, servers say their window (llam
 }
 
 TEST_CASE("llm servers: a server that sends headers without end is cut off at the header cap, not the deadline") {
-    // A raw server: each connection's request head read, then header lines until the client goes
-    // away (or 64 MiB in all, so a client without a cap ends the test rather than hanging it).
-    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(listener >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(listener, 4) == 0);
-    socklen_t len = sizeof addr;
-    REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    // Each connection: header lines until the client goes away (or 64 MiB in all, so a client
+    // without a cap ends the test rather than hanging it).
+    std::string flood;
+    for (int i = 0; i < 4096; ++i) flood += "X-Flood: 1\r\n";
     std::atomic<std::size_t> sent{0};
-    std::atomic<bool> done{false};
-    std::thread server([listener, &sent, &done] {
-        while (!done.load()) {
-            pollfd p{listener, POLLIN, 0};
-            if (::poll(&p, 1, 50) <= 0) continue;
-            const int fd = ::accept(listener, nullptr, nullptr);
-            if (fd < 0) continue;
-            timeval tv{2, 0};
-            ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-            ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            std::string head;
-            char buffer[4096];
-            while (head.find("\r\n\r\n") == std::string::npos) {
-                const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-                if (n <= 0) break;
-                head.append(buffer, static_cast<std::size_t>(n));
-            }
-            std::string lines = "HTTP/1.1 200 OK\r\n";
-            for (int i = 0; i < 4096; ++i) lines += "X-Flood: 1\r\n";
-            while (sent.load() < (std::size_t{64} << 20)) {
-                const ssize_t n = ::send(fd, lines.data(), lines.size(), MSG_NOSIGNAL);
-                if (n <= 0) break;
-                sent += static_cast<std::size_t>(n);
-                lines.erase(0, lines.find("X-Flood"));  // the status line once
-            }
-            ::close(fd);
-        }
-    });
-    LlmConfig c;
-    c.base_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/v1";
-    c.model = "m";
-    c.timeout_s = 20;
-    c.max_retries = 0;
-    LlmClient client(c);
-    const auto t0 = std::chrono::steady_clock::now();
     std::string message = "(no error)";
     LlmErrorKind kind = LlmErrorKind::Config;
-    try {
-        client.chat({{"user", "hi"}});
-    } catch (const LlmError& e) {
-        message = e.what();
-        kind = e.kind();
-    }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    done.store(true);
-    server.join();
-    ::close(listener);
+    double seconds = 0;
+    {
+        HostileServer server([&flood, &sent](int fd, const std::atomic<bool>& stop) {
+            if (!HostileServer::send_all(fd, "HTTP/1.1 200 OK\r\n")) return;
+            while (sent.load() < (std::size_t{64} << 20) && !stop.load() && HostileServer::send_all(fd, flood))
+                sent += flood.size();
+        });
+        LlmConfig c;
+        c.base_url = "http://127.0.0.1:" + std::to_string(server.port) + "/v1";
+        c.model = "m";
+        c.timeout_s = 20;
+        c.max_retries = 0;
+        LlmClient client(c);
+        const auto t0 = std::chrono::steady_clock::now();
+        try {
+            client.chat({{"user", "hi"}});
+        } catch (const LlmError& e) {
+            message = e.what();
+            kind = e.kind();
+        }
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }  // the server stops
     CAPTURE(message);
     CHECK(kind == LlmErrorKind::TooLarge);
     CHECK(message.find("headers") != std::string::npos);
