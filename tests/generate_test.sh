@@ -58,6 +58,8 @@ assert ms <= limit, f"confirmed {ms} ms > {limit} ms"
 assert best["verdict"] == "feasible"
 PY
 expect_rc 0 "$lamda" check "$tmp/fast/best.lamda"
+# What the generator hands over is already in fmt's canonical form (comment header included).
+expect_rc 0 "$lamda" fmt --check "$tmp/fast/best.lamda"
 
 # The real report renders in headless Chromium with one circle per candidate that has a latency
 # (tests/report_render.sh checks the page in depth on synthetic candidates).
@@ -151,6 +153,7 @@ libtorch, xnnpack = final["test_accuracy"], ev["accuracy"]
 assert final["val_accuracy"] >= 0.1, final  # min_accuracy, checked on the full training
 assert abs(libtorch - xnnpack) <= 0.001, (libtorch, xnnpack)  # 0.1 points
 PY
+    expect_rc 0 "$lamda" fmt --check "$tmp/slice/best.lamda"
 
     # ---- Adapting that model (--start-from, docs/adapt.md) ------------------------------------
     # Candidate 0 is the start model with its own weights (its test accuracy through libtorch is
