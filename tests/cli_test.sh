@@ -273,7 +273,7 @@ if "${lamda[@]}" --version | grep -q "features:.*llm"; then
     # ... and with one: a stand-in OpenAI-compatible server that answers every chat request.
     if [ ${#lamda[@]} -eq 1 ]; then
         /usr/bin/python3 - "$tmp/llm_port" <<'PY' &
-import json, sys
+import json, re, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
@@ -283,23 +283,45 @@ class H(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
     def do_GET(self): self.reply(404, {"error": "not found"})
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
         if self.path.endswith("/chat/completions"):
+            # A search's turn: note how many models it asked for, answer with one small model.
+            asked = re.search(r"Propose (\d+) new models", body)
+            content = "ready"
+            if asked:
+                open(sys.argv[1] + ".asked", "a").write(asked.group(1) + "\n")
+                content = ("```lamda\nmodel m%d\ni: input shape=28x28x1\nc: conv2d out=%d kernel=3 stride=2 act=relu\n"
+                           "g: gap\nf: fc out=10\n```" % (self.server.turns, 4 + self.server.turns))
+                self.server.turns += 1
             self.reply(200, {"model": "stand-in", "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": "ready"}}]})
+                             "message": {"role": "assistant", "content": content}}]})
         else:
             self.reply(404, {"error": "not found"})
 s = HTTPServer(("127.0.0.1", 0), H)
 s.timeout = 30
+s.turns = 0
 open(sys.argv[1] + ".tmp", "w").write(str(s.server_address[1]))
 import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-for _ in range(8): s.handle_request()
+for _ in range(40): s.handle_request()
 PY
         server=$!
         for _ in $(seq 50); do [ -s "$tmp/llm_port" ] && break; sleep 0.1; done
         expect_rc 0 "${lamda[@]}" llm-check --llm-url "http://127.0.0.1:$(cat "$tmp/llm_port")/v1" --llm-model m --llm-max-retries 0 --json
         schema llm-check
         [ "$(json_field "$tmp/out" answered_by)" = "stand-in" ] && pass || fail "llm-check --json answered_by"
+        # A search asks for one model per parallel evaluator (at least 3) unless --llm-candidates says.
+        llm_url="http://127.0.0.1:$(cat "$tmp/llm_port")/v1"
+        for run in "2 -" "5 -" "5 2"; do
+            set -- $run
+            rm -f "$tmp/llm_port.asked"
+            extra=(); [ "$2" != - ] && extra=(--llm-candidates "$2")
+            expect_rc 0 "${lamda[@]}" generate "$src/examples/tasks/fmnist_fast.json" --out "$tmp/llm_w$1$2" \
+                --objective capacity --max-candidates 1 --proposer llm --llm-url "$llm_url" --llm-model m \
+                --llm-max-retries 0 --workers "$1" "${extra[@]}"
+            want=$([ "$2" != - ] && echo "$2" || { [ "$1" -gt 3 ] && echo "$1" || echo 3; })
+            [ "$(head -n1 "$tmp/llm_port.asked" 2>/dev/null)" = "$want" ] && pass ||
+                fail "generate --workers $1 --llm-candidates $2: asked for $(head -n1 "$tmp/llm_port.asked" 2>/dev/null), want $want"
+        done
         kill "$server" 2>/dev/null
         wait "$server" 2>/dev/null
     fi

@@ -323,7 +323,7 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
     } else if (a.proposer == "offline") proposer = std::make_unique<OfflineDesigner>(a.seed);
     else if (a.proposer == "random") proposer = std::make_unique<RandomProposer>(a.seed);
 #if defined(LAMDA_WITH_LLM)
-    else proposer = make_llm_proposer(a.llm, task, a.quiet);
+    else proposer = make_llm_proposer(a.llm, task, a.quiet, ranks > 1 ? ranks - 1 : a.workers);
 #else
     else throw Exception(Error(ErrorKind::unsupported,
                                "--proposer llm: this lamda was built without the LLM generator (cpp-httplib); "

@@ -40,6 +40,7 @@ struct LlmArgs {
     int context_tokens = 8192;
     int max_retries = 4;
     int candidates_per_turn = 3;
+    const CLI::Option* candidates_option = nullptr;  // --llm-candidates, to know whether it was given
     std::string constrain = "auto";  // auto | grammar | json | off
     bool stream = false;
     bool json = false;  // llm-check: one JSON object (docs/cli.md, schema "llm-check")
@@ -69,7 +70,11 @@ inline void add_llm_options(CLI::App* cmd, LlmArgs& a, bool for_check) {
         cmd->add_option("--llm-context-tokens", a.context_tokens,
                         "The model's context window in tokens: each request is kept within it, less --llm-max-tokens")
             ->check(CLI::Range(512, 10000000));
-        cmd->add_option("--llm-candidates", a.candidates_per_turn, "Models asked for per turn")->check(CLI::Range(1, 8));
+        a.candidates_option =
+            cmd->add_option("--llm-candidates", a.candidates_per_turn,
+                            "Models asked for per turn; not given: 3, or with --workers N / N MPI workers, N (up to 8), "
+                            "so one turn keeps every worker busy")
+                ->check(CLI::Range(1, 8));
     }
 }
 
@@ -117,10 +122,19 @@ inline std::string api_key_source() {
     return "none (LAMDA_API_KEY and OPENAI_API_KEY are unset)";
 }
 
+// Models asked for per turn: --llm-candidates when given; else at least one per parallel evaluator
+// (--workers threads or MPI worker ranks), so a turn's reply can keep them all busy, up to 8.
+inline int llm_candidates_per_turn(const LlmArgs& a, int parallel_evaluators) {
+    if (a.candidates_option && a.candidates_option->count() > 0) return a.candidates_per_turn;
+    return std::min(8, std::max(a.candidates_per_turn, parallel_evaluators));
+}
+
 // The proposer of `lamda generate --proposer llm`; its progress goes to stderr unless `quiet`.
-inline std::unique_ptr<lamda::Proposer> make_llm_proposer(const LlmArgs& a, const lamda::Task& task, bool quiet) {
+// `parallel_evaluators`: candidates evaluated at once (--workers, or the MPI worker ranks).
+inline std::unique_ptr<lamda::Proposer> make_llm_proposer(const LlmArgs& a, const lamda::Task& task, bool quiet,
+                                                          int parallel_evaluators = 1) {
     lamda::LlmProposerOptions o;
-    o.candidates_per_turn = a.candidates_per_turn;
+    o.candidates_per_turn = llm_candidates_per_turn(a, parallel_evaluators);
     o.probe_server = true;  // the server's kind and window (Ollama: native API with num_ctx)
     o.constrain = a.constrain;
     std::tie(o.gbnf, o.json_schema) = llm_grammars(&task);
