@@ -184,6 +184,67 @@ m = re.search(r"start model: [0-9.]+ ms, test accuracy ([0-9.]+)%", err)
 assert m, err[-500:]
 assert abs(float(m.group(1)) / 100 - ev["accuracy"]) <= 0.001, (m.group(1), ev["accuracy"])
 PY
+    # ---- The same with --proposer llm: the model is shown the start model and edits it -----------
+    # A stand-in server answers each turn with the start model from its prompt, one conv narrowed
+    # (a different width each time); the edits inherit the start model's weights.
+    if "$lamda" --version | grep -q "features:.*llm"; then
+        $py - "$tmp/llm_port" <<'PY' &
+import json, re, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        self.send_response(404); self.send_header("Content-Length", "0"); self.end_headers()
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        prompt = "\n".join(m["content"] for m in body["messages"])
+        start = re.search(r"## Start model\n.*?```lamda\n(.*?)```", prompt, re.S)
+        content = "no start model in the prompt"
+        if start:
+            self.server.turns += 1
+            convs = [m for m in re.finditer(r"^(\w+): conv2d out=(\d+)", start.group(1), re.M)]
+            m = convs[-1]
+            width = max(1, int(m.group(2)) - self.server.turns)
+            edited = start.group(1)[:m.start(2)] + str(width) + start.group(1)[m.end(2):]
+            content = "Narrowed %s:\n```lamda\n%s```\n" % (m.group(1), edited)
+        out = json.dumps({"model": "stand-in", "choices": [{"index": 0, "finish_reason": "stop",
+                          "message": {"role": "assistant", "content": content}}]}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out))); self.end_headers(); self.wfile.write(out)
+s = HTTPServer(("127.0.0.1", 0), H)
+s.timeout = 60
+s.turns = 0
+open(sys.argv[1] + ".tmp", "w").write(str(s.server_address[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+for _ in range(20): s.handle_request()
+PY
+        server=$!
+        for _ in $(seq 50); do [ -s "$tmp/llm_port" ] && break; sleep 0.1; done
+        "$lamda" generate "$tmp/adapt.json" --out "$tmp/adapt_llm" --start-from "$tmp/slice/best.lamda" \
+            --proposer llm --llm-url "http://127.0.0.1:$(cat "$tmp/llm_port")/v1" --llm-model m \
+            --llm-candidates 1 --llm-max-retries 0 --final-top 1 --final-epochs 1 --runs 5 --confirm-runs 5 \
+            >"$tmp/out" 2>"$tmp/err"
+        rc=$?
+        kill "$server" 2>/dev/null
+        wait "$server" 2>/dev/null
+        [ $rc -le 1 ] && pass || { fail "adapt with the llm: exit $rc"; tail -20 "$tmp/err"; }
+        $py - "$tmp/adapt_llm" <<'PY' && pass || fail "adapt with the llm: journal wrong"
+import json, os, sys
+out = sys.argv[1]
+recs = [json.loads(l) for l in open(out + "/journal.jsonl")]
+recs = [r for r in recs if r.get("type") == "candidate"]
+assert len(recs) == 3, len(recs)
+assert recs[0]["note"].startswith("start model") and recs[0]["weights"] == "weights/start.safetensors", recs[0]
+for r in recs[1:]:
+    assert r["proposer"] == "llm" and "(an edit of #0)" in r["note"], r
+    assert r["verdict"] != "invalid", r
+    if r["verdict"] in ("over_predicted", "wrong_task"):
+        continue
+    assert r["parent"] == 0 and "reused" in r["inherited"] and "0 fresh" in r["inherited"], r
+    assert os.path.exists(os.path.join(out, r["weights"])), r["weights"]
+PY
+    fi
+
     # Bad input: a start model of another task, or weights of another model, refused with what differs.
     printf '{"name": "fm_rgb", "input": [32, 32, 3], "classes": 10, "dataset": "./fm", "constraints": {"latency_ms": 0.05}}\n' >"$tmp/rgb.json"
     expect_rc 1 "$lamda" generate "$tmp/rgb.json" --out "$tmp/rgb" --start-from "$tmp/slice/best.lamda"

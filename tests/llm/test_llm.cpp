@@ -1226,3 +1226,20 @@ TEST_CASE("llm: the prompt lists the candidates other workers are still evaluati
     // The pending list is for one request only.
     CHECK(proposer.request_body(task, {}) == without);
 }
+
+TEST_CASE("llm: adapting, every request shows the start model to edit") {
+    const Task task = small_task(12);
+    LlmConfig c;
+    c.base_url = "http://127.0.0.1:9/v1";  // never contacted: request_body only builds the request
+    c.model = "scripted-model";
+    const std::string start = "input: input shape=28x28x1\nstart_conv: conv2d out=24 kernel=3\np: gap\nfc: fc out=10\n";
+    LlmProposerOptions o;
+    o.start_model = start;
+    LlmProposer adapting(c, o);
+    LlmProposer plain(c);
+    const std::string with = adapting.request_body(task, {});
+    CHECK(with.find("## Start model") != std::string::npos);
+    CHECK(with.find("start_conv: conv2d out=24 kernel=3") != std::string::npos);
+    CHECK(with.find("keeps its trained weights") != std::string::npos);
+    CHECK(plain.request_body(task, {}).find("## Start model") == std::string::npos);
+}

@@ -356,3 +356,60 @@ TEST_CASE("adapt: a start model below min_accuracy_drop's bar leaves its childre
     CHECK(r.result.records[2].verdict == Verdict::BelowAccuracy);
 }
 #endif
+
+// An inner proposer with fixed edits of start_text, as an LLM might write them.
+class ScriptedEdits : public Proposer {
+public:
+    std::vector<std::string> edits;
+    std::size_t calls = 0;
+    std::string name() const override { return "scripted"; }
+    std::optional<Proposal> propose(const Task&, const std::vector<CandidateRecord>& records) override {
+        ++calls;
+        CHECK(!records.empty());  // never asked before the start model is recorded
+        if (calls > edits.size()) return std::nullopt;
+        return Proposal{edits[calls - 1], "turn " + std::to_string(calls)};
+    }
+};
+
+TEST_CASE("adapt: StartModelFirst puts the start model first and hands every other proposer's model its weights") {
+    TempDir dir("start_first");
+    Task task = fmnist_task(1000.0);
+    task.budget.max_candidates = 3;
+    auto start = std::make_shared<const StartModel>(load_start_model(write_start(dir), "", task));
+    std::string narrower = start->dsl, renamed = start->dsl;
+    // c3 narrowed 32 -> 24 (its strongest channels kept), and the same with c3 renamed (fresh).
+    REQUIRE(narrower.find("c3: conv2d out=32") != std::string::npos);
+    narrower.replace(narrower.find("c3: conv2d out=32"), 17, "c3: conv2d out=24");
+    renamed.replace(renamed.find("c3: conv2d out=32"), 17, "c9: conv2d out=24");
+    REQUIRE(renamed.find("c3") == std::string::npos);  // pool reads the layer before it: no other mention
+    auto inner = std::make_unique<ScriptedEdits>();
+    inner->edits = {narrower, renamed};
+    ScriptedEdits* script = inner.get();
+    StartModelFirst proposer(*start, std::move(inner));
+    CHECK(proposer.name() == "scripted");
+    RecordingTrainer trainer;
+    GenerateOptions o;
+    o.out_dir = dir / "run";
+    o.runs = 3;
+    o.confirm_runs = 3;
+    o.final_top = 1;
+    o.start = start;
+    GenerateOutcome r = generate(task, proposer, &trainer, o);
+    REQUIRE(r.result.records.size() == 3);
+    CHECK(r.result.records[0].note.rfind(std::string(start_model_note), 0) == 0);
+    CHECK(r.result.records[0].weights == "weights/start.safetensors");
+    CHECK(script->calls == 2);
+    for (std::size_t i = 1; i < 3; ++i) {
+        const CandidateRecord& c = r.result.records[i];
+        CAPTURE(c.note);
+        CAPTURE(c.reason);
+        CHECK(c.note.find("(an edit of #0)") != std::string::npos);
+        CHECK(c.parent == 0);
+        CHECK(trainer.calls[i] == "finetune");
+    }
+    CAPTURE(r.result.records[1].inherited);
+    // c3 narrowed: its weight and bias, and fc's input side, sliced; nothing fresh.
+    CHECK(r.result.records[1].inherited.find("3 sliced, 0 fresh") != std::string::npos);
+    CHECK(r.result.records[2].inherited.find("fresh") != std::string::npos);
+    CHECK(r.result.records[2].inherited.find(" 0 fresh") == std::string::npos);
+}

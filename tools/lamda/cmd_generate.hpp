@@ -309,15 +309,22 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
         if (ranks > 1 || a.workers > 1)
             throw Exception(Error(ErrorKind::usage, "--start-from: adapting a model runs one evaluation at a time "
                                                     "(no --workers, no mpirun) in this version"));
-        if (a.proposer != "offline")
+        if (a.proposer == "random")
             throw Exception(Error(ErrorKind::usage, "--start-from works with --proposer offline (the designer edits "
-                                                    "the start model) in this version"));
+                                                    "the start model) or llm (the model is shown it and edits it), "
+                                                    "not random"));
         // A profile's own thread count is the device's (1 and 2 threads are two devices).
         if (!task.profile.empty()) task.constraints.threads = read_latency_profile(task.profile).fingerprint.threads;
         start = std::make_shared<const StartModel>(load_start_model(a.start_from, a.start_weights, task));
         if (!a.quiet && start->folded)
             std::cerr << "lamda: " << a.start_from << ": its weights have batch norm folded: starting from the folded model\n";
-        proposer = std::make_unique<AdaptDesigner>(a.seed, *start);
+        if (a.proposer == "offline") proposer = std::make_unique<AdaptDesigner>(a.seed, *start);
+#if defined(LAMDA_WITH_LLM)
+        else proposer = std::make_unique<StartModelFirst>(*start, make_llm_proposer(a.llm, task, a.quiet, 1, start->dsl));
+#else
+        else throw Exception(Error(ErrorKind::unsupported,
+                                   "--proposer llm: this lamda was built without the LLM generator (cpp-httplib)"));
+#endif
     } else if (rank > 0) {
         // A worker rank proposes nothing.
     } else if (a.proposer == "offline") proposer = std::make_unique<OfflineDesigner>(a.seed);

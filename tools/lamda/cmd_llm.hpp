@@ -131,10 +131,12 @@ inline int llm_candidates_per_turn(const LlmArgs& a, int parallel_evaluators) {
 
 // The proposer of `lamda generate --proposer llm`; its progress goes to stderr unless `quiet`.
 // `parallel_evaluators`: candidates evaluated at once (--workers, or the MPI worker ranks).
+// `start_model`: adapting (--start-from), the start model's DSL, shown in every request.
 inline std::unique_ptr<lamda::Proposer> make_llm_proposer(const LlmArgs& a, const lamda::Task& task, bool quiet,
-                                                          int parallel_evaluators = 1) {
+                                                          int parallel_evaluators = 1, std::string start_model = {}) {
     lamda::LlmProposerOptions o;
     o.candidates_per_turn = llm_candidates_per_turn(a, parallel_evaluators);
+    o.start_model = std::move(start_model);
     o.probe_server = true;  // the server's kind and window (Ollama: native API with num_ctx)
     o.constrain = a.constrain;
     std::tie(o.gbnf, o.json_schema) = llm_grammars(&task);

@@ -59,6 +59,9 @@ struct LlmProposerOptions {
     int max_diagnostics = 12;      // diagnostics quoted per invalid candidate
     bool auto_fix = true;          // apply auto_fix_dsl() before handing a candidate over
     std::string device_summary;    // llm_device_summary(); empty: the CPU only
+    // Adapting (`--start-from`, search/adapt.hpp's StartModelFirst): the start model's DSL, shown
+    // in every request so that candidates are edits of it (and inherit its trained weights).
+    std::string start_model;
 };
 
 // Asks an LLM for candidates (see the top of this file). Each record's note names the turn
@@ -606,6 +609,12 @@ private:
         std::string head = task_text(task, records.size());
         const std::string device = options_.device_summary.empty() ? llm_device_summary(task, nullptr) : options_.device_summary;
         head += "\n## Device\n\n" + device + "\n";
+        if (!options_.start_model.empty())
+            head += "\n## Start model\n\nAdapt this trained model (candidate #0) to the constraints: edit it (narrower "
+                    "layers, fewer blocks, stride 2 earlier, smaller kernels) rather than writing a new model. A layer "
+                    "that keeps its name and weight shape keeps its trained weights (a narrowed one keeps its strongest "
+                    "channels); renamed, reshaped or new layers start untrained and lose accuracy.\n```lamda\n" +
+                    options_.start_model + (options_.start_model.back() == '\n' ? "" : "\n") + "```\n";
         if (!last_problem_.empty()) head += "\nNote: " + last_problem_ + "\n";
         head = valid_utf8(head);
         std::string core, tail;

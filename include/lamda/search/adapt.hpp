@@ -19,7 +19,8 @@
 // output channels agree, or moves a downsampling earlier (stride 2), steered like the offline
 // designer: over budget -> shrink where the measured cost is, below accuracy -> grow. Its note
 // names the parent ("... of #3"), which weight_inheritance() reads. Deterministic in (seed,
-// records), so --resume continues it.
+// records), so --resume continues it. StartModelFirst adapts with any other proposer (the LLM's):
+// the start model first, then the inner proposer's models, each an edit of the start model.
 //
 // weight_inheritance(dir, seed) writes each candidate's inherited weights to
 // DIR/weights/candidate_N.safetensors (the trainer's fine-tuning then overwrites them with what it
@@ -36,6 +37,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -438,6 +440,36 @@ private:
     std::uint64_t seed_;
     std::string start_dsl_;
     std::string source_;
+};
+
+// Adapting with another proposer (the LLM's, `--proposer llm --start-from M`): candidate 0 is
+// the start model, as with AdaptDesigner; every later proposal is the inner proposer's, taken as an
+// edit of the start model: its note ends "(an edit of #0)", so weight_inheritance() hands it the
+// start model's weights wherever a layer keeps its name and shape. The inner proposer should be
+// shown the start model (LlmProposerOptions::start_model) so that it edits rather than rewrites.
+class StartModelFirst : public Proposer {
+public:
+    StartModelFirst(const StartModel& start, std::unique_ptr<Proposer> inner)
+        : start_dsl_(start.dsl), source_(start.source), inner_(std::move(inner)) {
+        if (!inner_) throw Exception(Error(ErrorKind::usage, "StartModelFirst: no proposer to wrap"));
+    }
+    std::string name() const override { return inner_->name(); }
+    Proposer& inner() { return *inner_; }
+
+    std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
+        return propose_next(task, records, {});
+    }
+    std::optional<Proposal> propose_next(const Task& task, const std::vector<CandidateRecord>& records,
+                                         const std::vector<CandidateRecord>& pending) override {
+        if (records.empty() && pending.empty()) return Proposal{start_dsl_, std::string(start_model_note) + source_};
+        std::optional<Proposal> p = inner_->propose_next(task, records, pending);
+        if (p && p->error.empty()) p->note += " (an edit of #0)";
+        return p;
+    }
+
+private:
+    std::string start_dsl_, source_;
+    std::unique_ptr<Proposer> inner_;
 };
 
 // The loop's inheritance step (GenerateSetup::inherit, search/loop.hpp) for a search in `dir`.
