@@ -10,6 +10,7 @@
 
 #include <lamda/dsl/file.hpp>
 #include <lamda/agent/agent.hpp>
+#include <lamda/exec/reference_int8.hpp>
 
 #include "../hostile_server.hpp"
 
@@ -491,6 +492,44 @@ TEST_CASE("agent: weights travel as safetensors, wrong ones are refused") {
     CHECK(agent.client().bench(dsl, bo, "tiny", bytes).result.median_ms > 0);
     CHECK_THROWS_WITH_AS(agent.client().bench(dsl, bo, "tiny", "not safetensors at all"), doctest::Contains("HTTP 400"),
                          AgentError);
+}
+
+TEST_CASE("agent: a board times int8 too: synthetic scales, or an int8 file from lamda quantize") {
+    AgentOptions o = test_options();
+    o.limits.max_body_bytes = std::size_t{8} << 20;
+    LiveAgent agent(o);
+    const std::string dsl = "model q\ninput: input shape=12x12x3\nc: conv2d out=8 kernel=3 bias=false\n"
+                            "b: batchnorm\nr: relu\ng: gap\nf: fc out=4\n";
+    const Graph g = parse_dsl_or_throw(dsl, "q");
+    BenchOptions bo;
+    bo.runs = 3;
+    bo.warmup = 1;
+    // fp32 stays fp32, and says so.
+    CHECK_FALSE(agent.client().bench(dsl, bo, "q").result.int8);
+    // --precision int8 without weights: synthetic scales.
+    BenchOptions int8 = bo;
+    int8.int8 = true;
+    const AgentBenchResult synthetic = agent.client().bench(dsl, int8, "q");
+    CHECK(synthetic.result.int8);
+    CHECK(synthetic.json.find("\"precision\":\"int8\"") != std::string::npos);
+    // A quantized file (batch norm folded, int8 tensors and scales): timed in int8 with it, even
+    // when the request does not ask for int8.
+    std::vector<Tensor> calibration;
+    for (int i = 0; i < 4; ++i) {
+        Tensor t(Shape{12, 12, 3});
+        for (std::size_t k = 0; k < t.data.size(); ++k) t.data[k] = static_cast<float>((k * 7 + static_cast<std::size_t>(i) * 13) % 17) / 17.0f;
+        calibration.push_back(std::move(t));
+    }
+    const PtqResult q = quantize_ptq(g, random_weights(g, 3), calibration);
+    const auto encoded = quantized_to_weights(q.model, q.float_weights);
+    const std::string bytes = to_safetensors(encoded.first, encoded.second);
+    CHECK(agent.client().bench(dsl, bo, "q", bytes).result.int8);
+    // Trained fp32 weights saved with batch norm folded fit the folded model, as `lamda bench` reads them.
+    const std::string folded = to_safetensors(fold_batchnorm(g, random_weights(g, 3)).second);
+    CHECK_FALSE(agent.client().bench(dsl, bo, "q", folded).result.int8);
+    // A precision the agent does not know is refused by name.
+    CHECK_THROWS_WITH_AS(agent.client().request("POST", "/v1/bench", "{\"dsl\": \"input: input shape=4x4x1\", \"precision\": \"int4\"}"),
+                         doctest::Contains("int4"), AgentError);
 }
 
 TEST_CASE("agent: a profile job is started, polled and fetched") {

@@ -288,11 +288,12 @@ int run_bench(const BenchArgs& args) {
     options.warmup = args.warmup;
     options.int8 = args.precision == "int8" || int8_file;
     if (int8_file) options.quantized = &model.quantized;
-    if (options.int8 && !args.device.empty()) {
-        std::cerr << "lamda: error: --precision int8 is not available with --device yet\n";
-        return lamda_cli::exit_usage;
-    }
     options.duration_s = args.duration_s;
+    auto precision_text = [&](bool int8) {
+        return !int8      ? std::string("fp32")
+               : int8_file ? "int8 (weights and scales from " + args.weights + ")"
+                           : std::string("int8 (scales from one run on the timing input: for timing, not accuracy)");
+    };
 #if defined(LAMDA_WITH_AGENT)
     if (!args.device.empty()) {  // the same measurement and JSON, on the board
         std::string bytes;
@@ -300,8 +301,8 @@ int run_bench(const BenchArgs& args) {
             std::ifstream in(args.weights, std::ios::binary);
             bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
         }
-        std::ifstream in(args.model, std::ios::binary);
-        const std::string dsl((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        // The parsed model, not the file again: `-` (standard input) was read once already.
+        const std::string dsl = lamda::print_dsl(parsed.graph);
         lamda::AgentClient client(args.device);
         lamda::AgentBenchResult remote = client.bench(dsl, options, args.model, bytes);
         if (args.json) {
@@ -309,6 +310,7 @@ int run_bench(const BenchArgs& args) {
             return exit_ok;
         }
         lamda_cli_print_bench(remote.result, args.peak_gflops > 0 ? args.peak_gflops : remote.peak_gflops);
+        std::cout << "precision: " << precision_text(remote.result.int8) << '\n';
         std::cout << "device:   " << args.device << '\n';
         return exit_ok;
     }
@@ -327,11 +329,7 @@ int run_bench(const BenchArgs& args) {
         return exit_ok;
     }
     lamda_cli_print_bench(r, peak);
-    std::cout << "precision: "
-              << (!r.int8    ? std::string("fp32")
-                  : int8_file ? "int8 (weights and scales from " + args.weights + ")"
-                              : std::string("int8 (scales from one run on the timing input: for timing, not accuracy)"))
-              << '\n';
+    std::cout << "precision: " << precision_text(r.int8) << '\n';
     return exit_ok;
 #else
     (void)args;

@@ -84,6 +84,7 @@
 #include "../latency/profiler.hpp"
 #include "../search/sampler.hpp"
 #include "../core/validate.hpp"
+#include "../data/dataset.hpp"
 #include "../data/weights.hpp"
 
 // After lamda's headers: <httplib.h> pulls in <resolv.h>, whose `_res` macro breaks Eigen
@@ -1195,43 +1196,55 @@ private:
     void handle_bench(const httplib::Request& req, httplib::Response& res) {
         guarded(res, [&] {
             Body b;
-            parse_body(b, req, "bench request", {"dsl", "name", "weights_base64", "threads", "runs", "warmup"});
+            parse_body(b, req, "bench request", {"dsl", "name", "weights_base64", "threads", "runs", "warmup", "precision"});
             const std::string name = str_field(b, "name", "<request>");
             BenchOptions o;
             o.threads = int_field(b, "threads", 1, 1, options_.limits.max_threads);
             o.runs = int_field(b, "runs", 50, 1, options_.limits.max_runs);
             o.warmup = int_field(b, "warmup", 5, 0, options_.limits.max_runs);
             o.max_memory_bytes = options_.limits.max_memory_bytes;
+            const std::string precision = str_field(b, "precision", "fp32");
+            if (precision != "fp32" && precision != "int8")
+                throw agent_detail::RequestError("precision: '" + precision + "' is neither fp32 nor int8");
+            o.int8 = precision == "int8";
             bool ok = false;
-            const Graph g = model_of(b, name, res, ok);
+            const Graph parsed = model_of(b, name, res, ok);
             if (!ok) return;
             // Random weights are built only once this request holds the measurement lock, so
             // requests waiting in the queue hold no weights of their own (issue 16).
-            Weights weights;
+            ModelWeights model;
+            model.graph = parsed;
             const std::string encoded = str_field(b, "weights_base64", "");
-            const std::int64_t weight_bytes = static_cast<std::int64_t>(analyze(g).params) * 4;
+            const std::int64_t weight_bytes = static_cast<std::int64_t>(analyze(parsed).params) * 4;
             if (!encoded.empty()) {
                 // Decoded bytes plus the tensors built from them, taken before either exists.
                 reserve_memory(static_cast<std::int64_t>(encoded.size() / 4 * 3) + weight_bytes, "decoding the weights");
                 const std::optional<std::string> bytes = base64_decode(encoded);
                 if (!bytes) throw agent_detail::RequestError("weights_base64: not valid base64");
+                // fp32 (batch norm folded or not, as `lamda train` saves them) or int8 from
+                // `lamda quantize`, read as `lamda bench` reads a file.
                 try {
-                    weights = parse_safetensors(*bytes, name + " weights").tensors;
+                    model = model_weights_of(parsed, parse_safetensors(*bytes, name + " weights"), name + " weights");
                 } catch (const WeightsError& e) {
                     throw agent_detail::RequestError(e.what());
+                } catch (const ExecutorError& e) {
+                    throw agent_detail::RequestError(name + " weights: " + e.what());
                 }
-                const auto problems = validate_weights(g, weights);
-                if (!problems.empty()) throw agent_detail::RequestError(name + " weights: " + problems.front());
+                if (model.int8) {
+                    o.int8 = true;
+                    o.quantized = &model.quantized;
+                }
             }
+            const Graph& g = model.graph;
             BenchResult r;
             {
                 Turn turn(*this, "bench");
                 if (encoded.empty()) {
                     reserve_memory(weight_bytes, "building random weights");
-                    weights = random_weights(g, 1);
+                    model.weights = random_weights(g, 1);
                 }
                 check_duration(g, o.threads, o.warmup + 2.0 * o.runs);
-                r = benchmark_model(g, weights, o);
+                r = benchmark_model(g, model.weights, o);
             }
             JsonWriter json;
             json.begin_object().field("model", g.name.empty() ? name : g.name);
@@ -1506,6 +1519,7 @@ public:
                            const std::string& safetensors = "") {
         JsonWriter body;
         body.begin_object().field("dsl", dsl).field("name", name).field("threads", o.threads).field("runs", o.runs).field("warmup", o.warmup);
+        if (o.int8) body.field("precision", "int8");  // an int8 weights file says so itself
         if (!safetensors.empty()) body.field("weights_base64", base64_encode(safetensors));
         body.end_object();
         AgentBenchResult out;
@@ -1526,6 +1540,11 @@ public:
         b.macs = r.integer(r.at(doc, "macs", ""), "macs", 0, INT64_MAX);
         b.params = r.integer(r.at(doc, "params", ""), "params", 0, INT64_MAX);
         b.gflops = r.num(r.at(doc, "gflops", ""), "gflops");
+        if (const auto e = r.maybe(doc, "precision", "")) {  // agents before int8 do not say
+            const std::string precision = r.str(*e, "precision");
+            if (precision != "fp32" && precision != "int8") r.fail("precision", "'" + precision + "' is neither fp32 nor int8");
+            b.int8 = precision == "int8";
+        }
         if (const auto e = r.maybe(doc, "peak_gflops", "")) out.peak_gflops = r.num(*e, "peak_gflops");
         std::size_t i = 0;
         for (const auto op : r.arr(r.at(doc, "per_op", ""), "per_op")) {

@@ -706,21 +706,26 @@ struct ModelWeights {
     bool int8 = false;        // an int8 file from `lamda quantize` ("lamda.precision": "int8")
 };
 
-// Reads `path` for `graph`: an int8 file gives the batch-norm-folded graph and its quantized model
-// (read_quantized: a WeightsError names a bad tensor); an fp32 file the graph it fits
-// (graph_for_weights: an ExecutorError lists the mismatches).
-inline ModelWeights read_model_weights(const Graph& graph, const std::string& path) {
-    const SafetensorsData file = read_safetensors_file(path);
+// The weights in `file` (named `where` in errors) for `graph`: an int8 file gives the
+// batch-norm-folded graph and its quantized model (read_quantized: a WeightsError names a bad
+// tensor); an fp32 file the graph it fits (graph_for_weights: an ExecutorError lists the
+// mismatches).
+inline ModelWeights model_weights_of(const Graph& graph, const SafetensorsData& file, const std::string& where) {
     ModelWeights m;
     m.int8 = is_quantized(file);
     if (m.int8) {
         m.graph = fold_batchnorm_graph(graph);
-        m.quantized = read_quantized(m.graph, file, path, m.weights);
+        m.quantized = read_quantized(m.graph, file, where, m.weights);
     } else {
         m.weights = file.tensors;
         m.graph = graph_for_weights(graph, m.weights);
     }
     return m;
+}
+
+// model_weights_of() the file at `path`.
+inline ModelWeights read_model_weights(const Graph& graph, const std::string& path) {
+    return model_weights_of(graph, read_safetensors_file(path), path);
 }
 
 namespace dataset_detail {
