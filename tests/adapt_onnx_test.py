@@ -8,7 +8,9 @@ training and 1,000 test images, as tests/generate_test.sh cuts it), exports it t
 trained weights (opset 13), and checks:
 
 1. `lamda import` + `lamda eval` (XNNPACK) on the ONNX model give torch's test accuracy on the
-   same 1,000 images to 0.1 points (pixels / 255 in both, lamda's normalisation: data/dataset.hpp).
+   same 1,000 images to 0.1 points (pixels / 255 in both, lamda's normalisation: data/dataset.hpp);
+   so does the same model exported with its batch norms kept (TrainingMode.PRESERVE), which
+   imports as batchnorm layers (the default export folds them into the convolutions).
 2. `lamda generate TASK --start-from model.onnx`, with a latency budget below the start model's
    measured latency and a `min_accuracy_drop`, either hands over a model that meets the budget and
    keeps its accuracy within the drop (validation accuracy, the documented guarantee, and test
@@ -38,7 +40,7 @@ BUDGET_FRACTION = 0.75  # the task's latency budget, as a fraction of the start 
 
 try:
     import numpy
-    import onnx  # noqa: F401  (torch.onnx.export needs it)
+    import onnx
     import torch
 except ImportError as e:
     print(f"skipped: {e} (apt-get install python3-torch python3-onnx; run under /usr/bin/python3)")
@@ -151,6 +153,20 @@ def main():
     print(f"lamda eval (XNNPACK, imported): test accuracy {lamda_acc * 100:.2f}% ({ev['correct']} of {ev['n']})")
     if abs(lamda_acc - torch_acc) > 0.001:
         sys.exit(f"FAIL: lamda's accuracy on the imported model {lamda_acc} is not torch's {torch_acc}")
+    # torch's exporter folded batch norm into the convolutions (eval mode); exported with the
+    # batch norms kept, lamda imports them as batchnorm layers and computes the same accuracy.
+    ops = {n.op_type for n in onnx.load(onnx_path).graph.node}
+    if "BatchNormalization" in ops:
+        sys.exit(f"FAIL: the exporter left batch norm in the graph ({sorted(ops)}): the test assumes it folds")
+    bn_path, bn_dsl, bn_weights = f"{work}/model_bn.onnx", f"{work}/model_bn.lamda", f"{work}/model_bn.safetensors"
+    torch.onnx.export(model, torch.zeros(1, 1, 28, 28), bn_path, opset_version=13,
+                      training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+    run([lamda, "import", bn_path, "-o", bn_dsl, "--weights", bn_weights])
+    if open(bn_dsl).read().count(": batchnorm") != 3:
+        sys.exit(f"FAIL: the export with batch norm kept does not import as 3 batchnorm layers:\n{open(bn_dsl).read()}")
+    r, _ = run([lamda, "eval", bn_dsl, "--weights", bn_weights, "--dataset", f"{work}/fm", "--json"])
+    if abs(json.loads(r.stdout)["accuracy"] - torch_acc) > 0.001:
+        sys.exit(f"FAIL: with batch norm kept, lamda's accuracy {r.stdout} is not torch's {torch_acc}")
 
     # ---- the start model's latency, and a task whose budget is below it -----------------------
     r, _ = run([lamda, "bench", dsl, "--weights", weights, "--runs", "200", "--threads", "1", "--json"])
