@@ -15869,21 +15869,26 @@ struct ModelWeights {
     bool int8 = false;        // an int8 file from `lamda quantize` ("lamda.precision": "int8")
 };
 
-// Reads `path` for `graph`: an int8 file gives the batch-norm-folded graph and its quantized model
-// (read_quantized: a WeightsError names a bad tensor); an fp32 file the graph it fits
-// (graph_for_weights: an ExecutorError lists the mismatches).
-inline ModelWeights read_model_weights(const Graph& graph, const std::string& path) {
-    const SafetensorsData file = read_safetensors_file(path);
+// The weights in `file` (named `where` in errors) for `graph`: an int8 file gives the
+// batch-norm-folded graph and its quantized model (read_quantized: a WeightsError names a bad
+// tensor); an fp32 file the graph it fits (graph_for_weights: an ExecutorError lists the
+// mismatches).
+inline ModelWeights model_weights_of(const Graph& graph, const SafetensorsData& file, const std::string& where) {
     ModelWeights m;
     m.int8 = is_quantized(file);
     if (m.int8) {
         m.graph = fold_batchnorm_graph(graph);
-        m.quantized = read_quantized(m.graph, file, path, m.weights);
+        m.quantized = read_quantized(m.graph, file, where, m.weights);
     } else {
         m.weights = file.tensors;
         m.graph = graph_for_weights(graph, m.weights);
     }
     return m;
+}
+
+// model_weights_of() the file at `path`.
+inline ModelWeights read_model_weights(const Graph& graph, const std::string& path) {
+    return model_weights_of(graph, read_safetensors_file(path), path);
 }
 
 namespace dataset_detail {
@@ -20827,6 +20832,13 @@ struct ReportInfo {
     bool no_best = false;  // true: none is handed over; false with no `best`: best_candidate()
     std::vector<Confirmation> confirmations;       // in the order they were made
     std::vector<TrainedCandidate> final_trainings; // in the order they were made
+    // An adaptation's start model (--start-from, docs/adapt.md): its file, its latency on this
+    // search's device and its test accuracy with its own weights (nullopt: not measured).
+    struct StartModelInfo {
+        std::string source;
+        std::optional<double> measured_ms, test_accuracy;
+    };
+    std::optional<StartModelInfo> start_model;  // nullopt: the search did not adapt a model
 };
 
 // Whether a candidate has a place in the latency/score plane: it was analysed, has a (measured
@@ -20975,6 +20987,7 @@ inline void index_array(JsonWriter& j, std::string_view key, const std::vector<C
 
 // report.json: {"format":"lamda-report","version":1, "task", "objective", "proposer", "seed",
 // "device", "stop_reason", "timings":{"total_s","stages":{...}}, "candidates", "verdicts":{...},
+// "start_model": an adaptation's start model {"source","measured_ms","test_accuracy"} (or null),
 // "best": the record handed over, in full (or null), "best_confirmed_ms": its confirming
 // measurement (or null), "final_training": its full training (or
 // null), "final_trainings" and "confirmations": every one made, "pareto_front" and
@@ -21007,6 +21020,16 @@ inline std::string report_json(const Task& task, const std::vector<CandidateReco
         j.field(verdict_name(v), static_cast<std::int64_t>(n));
     }
     j.end_object();
+    j.key("start_model");
+    if (info.start_model) {
+        j.begin_object();
+        j.field("source", std::string_view(valid_utf8(info.start_model->source)));
+        j.key("measured_ms").value(info.start_model->measured_ms);
+        j.key("test_accuracy").value(info.start_model->test_accuracy);
+        j.end_object();
+    } else {
+        j.null();
+    }
     const std::optional<std::size_t> best = report_detail::best_of(records, info);
     j.key("best");
     if (best) {
@@ -28439,8 +28462,13 @@ inline std::vector<bool> fixed_width(const Graph& g) {
     return fixed;
 }
 
+// A width for `v` channels: a multiple of 8 (XNNPACK packs channels by 8) when one is within 10%
+// of v, else whole channels, at least 4. Rounding to 8 alone turned a x0.82 cut of 24 channels
+// into 16 (x0.67): a step much harder than the designer asked for, which one epoch of
+// fine-tuning did not recover from (docs/adapt.md).
 inline int round_width(double v) {
-    if (v >= 16) return static_cast<int>(std::lround(v / 8.0)) * 8;
+    const int by8 = static_cast<int>(std::lround(v / 8.0)) * 8;
+    if (v >= 16 && std::abs(by8 - v) <= 0.1 * v) return by8;
     return std::max(4, static_cast<int>(std::lround(v)));
 }
 
@@ -29679,6 +29707,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
                       ? o.device_description
                       : describe_device().cpu_model + ", " + std::to_string(task.constraints.threads) + " thread(s)";
     info.stop_reason = out.result.stop_reason;
+    if (o.start) info.start_model = ReportInfo::StartModelInfo{o.start->source, out.start_ms, out.start_test_accuracy};
     out.ranked = rank_feasible(out.result.records, task.objective);
     const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
     const auto confirm_start = std::chrono::steady_clock::now();
@@ -52264,43 +52293,55 @@ private:
     void handle_bench(const httplib::Request& req, httplib::Response& res) {
         guarded(res, [&] {
             Body b;
-            parse_body(b, req, "bench request", {"dsl", "name", "weights_base64", "threads", "runs", "warmup"});
+            parse_body(b, req, "bench request", {"dsl", "name", "weights_base64", "threads", "runs", "warmup", "precision"});
             const std::string name = str_field(b, "name", "<request>");
             BenchOptions o;
             o.threads = int_field(b, "threads", 1, 1, options_.limits.max_threads);
             o.runs = int_field(b, "runs", 50, 1, options_.limits.max_runs);
             o.warmup = int_field(b, "warmup", 5, 0, options_.limits.max_runs);
             o.max_memory_bytes = options_.limits.max_memory_bytes;
+            const std::string precision = str_field(b, "precision", "fp32");
+            if (precision != "fp32" && precision != "int8")
+                throw agent_detail::RequestError("precision: '" + precision + "' is neither fp32 nor int8");
+            o.int8 = precision == "int8";
             bool ok = false;
-            const Graph g = model_of(b, name, res, ok);
+            const Graph parsed = model_of(b, name, res, ok);
             if (!ok) return;
             // Random weights are built only once this request holds the measurement lock, so
             // requests waiting in the queue hold no weights of their own (issue 16).
-            Weights weights;
+            ModelWeights model;
+            model.graph = parsed;
             const std::string encoded = str_field(b, "weights_base64", "");
-            const std::int64_t weight_bytes = static_cast<std::int64_t>(analyze(g).params) * 4;
+            const std::int64_t weight_bytes = static_cast<std::int64_t>(analyze(parsed).params) * 4;
             if (!encoded.empty()) {
                 // Decoded bytes plus the tensors built from them, taken before either exists.
                 reserve_memory(static_cast<std::int64_t>(encoded.size() / 4 * 3) + weight_bytes, "decoding the weights");
                 const std::optional<std::string> bytes = base64_decode(encoded);
                 if (!bytes) throw agent_detail::RequestError("weights_base64: not valid base64");
+                // fp32 (batch norm folded or not, as `lamda train` saves them) or int8 from
+                // `lamda quantize`, read as `lamda bench` reads a file.
                 try {
-                    weights = parse_safetensors(*bytes, name + " weights").tensors;
+                    model = model_weights_of(parsed, parse_safetensors(*bytes, name + " weights"), name + " weights");
                 } catch (const WeightsError& e) {
                     throw agent_detail::RequestError(e.what());
+                } catch (const ExecutorError& e) {
+                    throw agent_detail::RequestError(name + " weights: " + e.what());
                 }
-                const auto problems = validate_weights(g, weights);
-                if (!problems.empty()) throw agent_detail::RequestError(name + " weights: " + problems.front());
+                if (model.int8) {
+                    o.int8 = true;
+                    o.quantized = &model.quantized;
+                }
             }
+            const Graph& g = model.graph;
             BenchResult r;
             {
                 Turn turn(*this, "bench");
                 if (encoded.empty()) {
                     reserve_memory(weight_bytes, "building random weights");
-                    weights = random_weights(g, 1);
+                    model.weights = random_weights(g, 1);
                 }
                 check_duration(g, o.threads, o.warmup + 2.0 * o.runs);
-                r = benchmark_model(g, weights, o);
+                r = benchmark_model(g, model.weights, o);
             }
             JsonWriter json;
             json.begin_object().field("model", g.name.empty() ? name : g.name);
@@ -52575,6 +52616,7 @@ public:
                            const std::string& safetensors = "") {
         JsonWriter body;
         body.begin_object().field("dsl", dsl).field("name", name).field("threads", o.threads).field("runs", o.runs).field("warmup", o.warmup);
+        if (o.int8) body.field("precision", "int8");  // an int8 weights file says so itself
         if (!safetensors.empty()) body.field("weights_base64", base64_encode(safetensors));
         body.end_object();
         AgentBenchResult out;
@@ -52595,6 +52637,11 @@ public:
         b.macs = r.integer(r.at(doc, "macs", ""), "macs", 0, INT64_MAX);
         b.params = r.integer(r.at(doc, "params", ""), "params", 0, INT64_MAX);
         b.gflops = r.num(r.at(doc, "gflops", ""), "gflops");
+        if (const auto e = r.maybe(doc, "precision", "")) {  // agents before int8 do not say
+            const std::string precision = r.str(*e, "precision");
+            if (precision != "fp32" && precision != "int8") r.fail("precision", "'" + precision + "' is neither fp32 nor int8");
+            b.int8 = precision == "int8";
+        }
         if (const auto e = r.maybe(doc, "peak_gflops", "")) out.peak_gflops = r.num(*e, "peak_gflops");
         std::size_t i = 0;
         for (const auto op : r.arr(r.at(doc, "per_op", ""), "per_op")) {

@@ -4,6 +4,8 @@
 // to the start model.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -223,6 +225,22 @@ TEST_CASE("adapt: the designer starts from the start model and shrinks an over-b
     // Deterministic in (seed, records): the same proposal again.
     AdaptDesigner again(3, s);
     CHECK(again.propose(task, records)->dsl == d.propose(task, records)->dsl);
+}
+
+TEST_CASE("adapt: a width step is the factor asked for, not rounded to a much harder cut") {
+    using adapt_detail::round_width;
+    CHECK(round_width(24 * 0.82) == 20);  // to 8 alone: 16, a x0.67 cut for a x0.82 step
+    CHECK(round_width(24 * 0.875) == 21);  // to 8 alone: 24, no step at all
+    CHECK(round_width(104 * 0.75) == 80);  // a multiple of 8 within 10%: kept for XNNPACK's packing
+    CHECK(round_width(12.4) == 12);
+    CHECK(round_width(2.0) == 4);
+    for (int from = 4; from <= 256; ++from)
+        for (double f : {0.55, 0.62, 0.75, 0.82, 0.875, 1.125, 1.25, 1.6}) {
+            const double want = from * f;
+            if (want < 4) continue;
+            const int got = round_width(want);
+            CHECK_MESSAGE(std::abs(got - want) <= std::max(0.5, 0.1 * want), from, " x", f, " -> ", got);
+        }
 }
 
 TEST_CASE("adapt: the journal keeps parent, inherited and weights, and refuses a weights path outside DIR") {

@@ -655,6 +655,17 @@ TEST_CASE("report_json parses back") {
     CHECK(lamda::report_html(task, records, info).find("id=\"no-best\"") != std::string::npos);
     info.no_best = false;
 
+    // An adaptation names its start model (docs/adapt.md); a search from scratch has none.
+    CHECK(doc["start_model"].is_null());
+    info.start_model = lamda::ReportInfo::StartModelInfo{"model.onnx", 0.25, std::nullopt};
+    REQUIRE(!parser.parse(lamda::report_json(task, records, info)).get(doc));
+    CHECK(std::string_view(doc["start_model"]["source"]) == "model.onnx");
+    CHECK(double(doc["start_model"]["measured_ms"]) == 0.25);
+    CHECK(doc["start_model"]["test_accuracy"].is_null());
+    info.start_model->test_accuracy = 0.727;
+    REQUIRE(!parser.parse(lamda::report_json(task, records, info)).get(doc));
+    CHECK(double(doc["start_model"]["test_accuracy"]) == 0.727);
+
     // No feasible candidate: best is null.
     const std::string none = lamda::report_json(task, {record(0, lamda::Verdict::Invalid, {}, {}, -1)}, info);
     REQUIRE(!parser.parse(none).get(doc));

@@ -478,6 +478,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
                       ? o.device_description
                       : describe_device().cpu_model + ", " + std::to_string(task.constraints.threads) + " thread(s)";
     info.stop_reason = out.result.stop_reason;
+    if (o.start) info.start_model = ReportInfo::StartModelInfo{o.start->source, out.start_ms, out.start_test_accuracy};
     out.ranked = rank_feasible(out.result.records, task.objective);
     const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
     const auto confirm_start = std::chrono::steady_clock::now();

@@ -66,6 +66,13 @@ struct ReportInfo {
     bool no_best = false;  // true: none is handed over; false with no `best`: best_candidate()
     std::vector<Confirmation> confirmations;       // in the order they were made
     std::vector<TrainedCandidate> final_trainings; // in the order they were made
+    // An adaptation's start model (--start-from, docs/adapt.md): its file, its latency on this
+    // search's device and its test accuracy with its own weights (nullopt: not measured).
+    struct StartModelInfo {
+        std::string source;
+        std::optional<double> measured_ms, test_accuracy;
+    };
+    std::optional<StartModelInfo> start_model;  // nullopt: the search did not adapt a model
 };
 
 // Whether a candidate has a place in the latency/score plane: it was analysed, has a (measured
@@ -214,6 +221,7 @@ inline void index_array(JsonWriter& j, std::string_view key, const std::vector<C
 
 // report.json: {"format":"lamda-report","version":1, "task", "objective", "proposer", "seed",
 // "device", "stop_reason", "timings":{"total_s","stages":{...}}, "candidates", "verdicts":{...},
+// "start_model": an adaptation's start model {"source","measured_ms","test_accuracy"} (or null),
 // "best": the record handed over, in full (or null), "best_confirmed_ms": its confirming
 // measurement (or null), "final_training": its full training (or
 // null), "final_trainings" and "confirmations": every one made, "pareto_front" and
@@ -246,6 +254,16 @@ inline std::string report_json(const Task& task, const std::vector<CandidateReco
         j.field(verdict_name(v), static_cast<std::int64_t>(n));
     }
     j.end_object();
+    j.key("start_model");
+    if (info.start_model) {
+        j.begin_object();
+        j.field("source", std::string_view(valid_utf8(info.start_model->source)));
+        j.key("measured_ms").value(info.start_model->measured_ms);
+        j.key("test_accuracy").value(info.start_model->test_accuracy);
+        j.end_object();
+    } else {
+        j.null();
+    }
     const std::optional<std::size_t> best = report_detail::best_of(records, info);
     j.key("best");
     if (best) {
