@@ -402,6 +402,44 @@ if "${lamda[@]}" quantize --help >/dev/null 2>&1; then
         --out "$tmp/cls_int8p.safetensors" --calibration 4 --eval 0 --range percentile --json
     schema quantize
     grep -q '"accuracy"' "$tmp/out" && fail "quantize --eval 0 --json has accuracy" || pass
+    # export --cpp with an int8 file: an int8 header (int8_t weights, its own precision), "precision"
+    # int8 in the JSON and the status line, and its weight bytes well under the float header's.
+    expect_rc 0 "${lamda[@]}" export "$tmp/cls.lamda" --weights "$tmp/cls.safetensors" --cpp "$tmp/cls.hpp" --json
+    schema export
+    [ "$(json_field "$tmp/out" precision)" = float32 ] && pass || fail "export --cpp of an fp32 file: precision"
+    cp "$tmp/out" "$tmp/export_f32.json"
+    expect_rc 0 "${lamda[@]}" export "$tmp/cls.lamda" --weights "$tmp/cls_int8.safetensors" --cpp "$tmp/cls_int8.hpp" --json
+    schema export
+    [ "$(json_field "$tmp/out" precision)" = int8 ] && pass || fail "export --cpp of an int8 file: precision"
+    [ "$(json_field "$tmp/out" folded)" = True ] && pass || fail "export --cpp of an int8 file: folded (b is folded)"
+    /usr/bin/python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["written"][0]["weight_bytes"]; q=json.load(open(sys.argv[2]))["written"][0]["weight_bytes"]; sys.exit(0 if 0 < q < f else 1)' \
+        "$tmp/export_f32.json" "$tmp/out" && pass || fail "export --cpp int8 weight_bytes not below float's"
+    expect_in "$tmp/cls_int8.hpp" 'inline constexpr const char* precision = "int8";'
+    expect_in "$tmp/cls_int8.hpp" "alignas(16) inline constexpr std::int8_t q0[3] = {"
+    expect_in "$tmp/cls_int8.hpp" "// layers in float: s (0 float weights)"
+    expect_rc 0 "${lamda[@]}" export "$tmp/cls.lamda" --weights "$tmp/cls_int8.safetensors" --cpp "$tmp/cls_int8b.hpp"
+    expect_in "$tmp/err" "(namespace cls, int8,"
+    # Wrong precision: an int8 file where fp32 weights are needed says so in one line; an int8 file
+    # with a negative weight scale is refused naming the file and the tensor.
+    expect_rc 1 "${lamda[@]}" export "$tmp/cls.lamda" --weights "$tmp/cls_int8.safetensors" --pytorch "$tmp/cls.py"
+    expect_in "$tmp/err" "cls_int8.safetensors: is an int8 weights file (lamda quantize), but --pytorch"
+    expect_rc 1 "${lamda[@]}" run "$tmp/cls.lamda" --weights "$tmp/cls_int8.safetensors" --input "$tmp/x.safetensors" --out "$tmp/y.safetensors"
+    expect_in "$tmp/err" "cls_int8.safetensors: is an int8 weights file (lamda quantize), but run takes fp32 weights"
+    [ "$(wc -l <"$tmp/err")" -eq 1 ] && pass || fail "run of an int8 file: more than one line of error"
+    expect_rc 1 "${lamda[@]}" quantize "$tmp/cls.lamda" --weights "$tmp/cls_int8.safetensors" --dataset "$tmp/ds" --out "$tmp/q2.safetensors"
+    expect_in "$tmp/err" "is already an int8 file"
+    /usr/bin/python3 - "$tmp/cls_int8.safetensors" "$tmp/cls_negscale_int8.safetensors" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+begin, end = json.loads(raw[8:8 + n])["c.weight_scale"]["data_offsets"]
+out = bytearray(raw)
+out[8 + n + begin:8 + n + begin + 4] = struct.pack("<f", -0.5)
+open(sys.argv[2], "wb").write(bytes(out))
+PY
+    expect_rc 1 "${lamda[@]}" export "$tmp/cls.lamda" --weights "$tmp/cls_negscale_int8.safetensors" --cpp "$tmp/neg.hpp"
+    expect_in "$tmp/err" "cls_negscale_int8.safetensors: tensor 'c.weight_scale': scale of channel 0 is negative"
+    [ -e "$tmp/neg.hpp" ] && fail "export --cpp of a bad int8 file wrote a header" || pass
 fi
 # eval with an int8 file: through XNNPACK's int8 operators; natively on x86 the same 4 predictions
 # as the integer reference quantize evaluated with (docs/int8.md: bit for bit on x86).

@@ -1,7 +1,7 @@
 // `lamda export` and `lamda run` (docs/export.md).
 //
 //     lamda export MODEL [--weights W.safetensors] [--pytorch OUT.py] [--cpp OUT.hpp]
-//                  [--namespace NS]
+//                  [--namespace NS]     (W may be an int8 file from `lamda quantize` for --cpp/--firmware)
 //     lamda run MODEL [--weights W | --seed S] [--save-weights W2] [--input X --out Y]
 //               [--executor reference|xnnpack] [--dataset D [--limit N]]
 //     lamda import MODEL.onnx [-o OUT.lamda] [--weights OUT.safetensors]   (LAMDA_WITH_ONNX)
@@ -21,7 +21,9 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include <lamda/core/analysis.hpp>
 #include <lamda/dsl/file.hpp>
@@ -76,9 +78,6 @@ inline void write_text(const std::string& path, const std::string& text) {
     f << text;
     if (!f.flush()) throw lamda::ExportError("cannot write '" + path + "'");
 }
-
-// A C++ identifier from a model name ("model" when it has none).
-inline std::string namespace_for(const std::string& name) { return lamda::cpp_namespace_for(name); }
 
 }  // namespace export_cli
 
@@ -146,13 +145,25 @@ inline int write_firmware(const ExportArgs& a, const lamda::Graph& graph, const 
     return emit_firmware(a, lamda::firmware_source(graph, weights), "float32");
 }
 
-// An int8 weights file (lamda quantize): the int8 firmware of the batch-norm-folded graph.
-inline int write_firmware_int8(const ExportArgs& a, const lamda::Graph& parsed,
-                               const lamda::SafetensorsData& file) {
-    const lamda::Graph graph = lamda::fold_batchnorm_graph(parsed);
-    lamda::Weights float_weights;
-    const lamda::QuantizedModel m = lamda::read_quantized(graph, file, a.weights, float_weights);
-    return emit_firmware(a, lamda::firmware_source_int8(graph, m, float_weights), "int8");
+// An int8 weights file (lamda quantize, "lamda.precision": "int8"), read for the batch-norm-folded
+// graph: read_quantized checks every tensor and scale, naming the file and the tensor.
+struct Int8Export {
+    lamda::Graph graph;             // the model with its batch norms folded
+    lamda::QuantizedModel model;
+    lamda::Weights float_weights;   // the F32 tensors of the layers that run in float
+};
+
+inline Int8Export read_int8_export(const lamda::Graph& parsed, const lamda::SafetensorsData& file,
+                                   const std::string& path) {
+    Int8Export q;
+    q.graph = lamda::fold_batchnorm_graph(parsed);
+    q.model = lamda::read_quantized(q.graph, file, path, q.float_weights);
+    return q;
+}
+
+// The int8 firmware of an int8 weights file.
+inline int write_firmware_int8(const ExportArgs& a, const Int8Export& q) {
+    return emit_firmware(a, lamda::firmware_source_int8(q.graph, q.model, q.float_weights), "int8");
 }
 
 }  // namespace export_cli
@@ -178,29 +189,39 @@ inline int run_export(const ExportArgs& a) {
     }
     lamda::Graph graph = parsed.graph;
     lamda::Weights weights;
-    if (!a.weights.empty() && !a.firmware.empty() && a.pytorch.empty() && a.cpp.empty()) {
-        const lamda::SafetensorsData file = lamda::read_safetensors_file(a.weights);
-        if (lamda::is_quantized(file)) return export_cli::write_firmware_int8(a, parsed.graph, file);
-    }
+    std::optional<export_cli::Int8Export> int8;  // an int8 weights file (lamda quantize)
     if (!a.weights.empty()) {
-        weights = lamda::read_safetensors(a.weights);
-        graph = export_cli::graph_fitting(parsed.graph, weights, a.weights);
+        lamda::SafetensorsData file = lamda::read_safetensors_file(a.weights);
+        if (lamda::is_quantized(file)) {
+            if (!a.pytorch.empty())
+                throw lamda::ExportError(a.weights + ": is an int8 weights file (lamda quantize), but --pytorch "
+                                         "writes a float module that loads fp32 weights; export the float "
+                                         "weights, or --cpp/--firmware for int8");
+            int8 = export_cli::read_int8_export(parsed.graph, file, a.weights);
+            graph = int8->graph;
+        } else {
+            weights = std::move(file.tensors);
+            graph = export_cli::graph_fitting(parsed.graph, weights, a.weights);
+        }
         if (graph.layers.size() != parsed.graph.layers.size())
             std::cerr << "lamda: note: " << a.weights
-                      << " holds batch-norm-folded weights; exporting the folded model\n";
+                      << (int8 ? " is int8, made for the batch-norm-folded model; exporting the folded model\n"
+                               : " holds batch-norm-folded weights; exporting the folded model\n");
     } else if (!a.cpp.empty() || !a.firmware.empty()) {
         std::cerr << "lamda: error: export --cpp/--firmware needs --weights W.safetensors\n";
         return 2;
     }
     if (!a.firmware.empty()) {
-        const int rc = export_cli::write_firmware(a, graph, weights);
+        const int rc = int8 ? export_cli::write_firmware_int8(a, *int8) : export_cli::write_firmware(a, graph, weights);
         if (rc != 0) return rc;
     }
+    const char* precision = int8 ? "int8" : "float32";
     lamda::JsonWriter json;  // --json without --firmware (docs/cli.md, schema "export")
     json.begin_object()
         .field("model", display_name(a.model))
         .field("name", graph.name)
         .field("folded", graph.layers.size() != parsed.graph.layers.size())
+        .field("precision", precision)
         .key("written")
         .begin_array();
     if (!a.pytorch.empty()) {
@@ -209,10 +230,24 @@ inline int run_export(const ExportArgs& a) {
         json.begin_object().field("kind", "pytorch").field("path", a.pytorch).end_object();
     }
     if (!a.cpp.empty()) {
-        const std::string ns = a.ns.empty() ? export_cli::namespace_for(graph.name) : a.ns;
-        export_cli::write_text(a.cpp, lamda::cpp_header_source(graph, weights, ns));
-        std::cerr << "wrote " << (a.cpp == "-" ? std::string("the header to standard output") : a.cpp) << " (namespace " << ns << ")\n";
-        json.begin_object().field("kind", "cpp").field("path", a.cpp).field("namespace", ns).end_object();
+        const std::string ns = a.ns.empty() ? lamda::cpp_namespace_for(graph.name, int8.has_value()) : a.ns;
+        std::int64_t weight_bytes = 0;  // the arrays' bytes in the header
+        if (int8) {
+            export_cli::write_text(a.cpp, lamda::cpp_header_source_int8(graph, int8->model, int8->float_weights, ns));
+            weight_bytes = lamda::int8_header_sizes(graph, int8->model, int8->float_weights).weight_bytes;
+        } else {
+            export_cli::write_text(a.cpp, lamda::cpp_header_source(graph, weights, ns));
+            for (const lamda::ExpectedTensor& e : lamda::expected_weights(graph))
+                weight_bytes += 4 * weights.at(e.name).elements();
+        }
+        std::cerr << "wrote " << (a.cpp == "-" ? std::string("the header to standard output") : a.cpp)
+                  << " (namespace " << ns << ", " << precision << ", " << weight_bytes << " bytes of weights)\n";
+        json.begin_object()
+            .field("kind", "cpp")
+            .field("path", a.cpp)
+            .field("namespace", ns)
+            .field("weight_bytes", weight_bytes)
+            .end_object();
     }
     json.end_array().end_object();
     if (a.json && a.firmware.empty()) std::cout << json.str() << '\n';
@@ -235,7 +270,11 @@ inline int run_run(const RunArgs& a) {
     lamda::Graph graph = parsed.graph;
     lamda::Weights weights;
     if (!a.weights.empty()) {
-        weights = lamda::read_safetensors(a.weights);
+        lamda::SafetensorsData file = lamda::read_safetensors_file(a.weights);
+        if (lamda::is_quantized(file))  // one line, not a list of every I8 tensor
+            throw lamda::ExportError(a.weights + ": is an int8 weights file (lamda quantize), but run takes fp32 "
+                                     "weights; `lamda eval` and `lamda bench` run int8 files");
+        weights = std::move(file.tensors);
         graph = export_cli::graph_fitting(parsed.graph, weights, a.weights);
     } else {
         weights = lamda::random_weights(graph, a.seed);
@@ -404,7 +443,8 @@ inline void add_export_commands(CLI::App& app, int& exit_code) {
                   "See docs/export.md.");
     exp->add_option("model", ex->model, "Model file in the lamda DSL, or - for standard input")->required();
     exp->add_option("--weights", ex->weights,
-                    "Weights (safetensors); required by --cpp, checked against the model");
+                    "Weights (safetensors); required by --cpp, checked against the model; an int8\n"
+                    "file (lamda quantize) gives an int8 header or firmware");
     exp->add_option("--pytorch", ex->pytorch, "Write a PyTorch module here");
     exp->add_option("--cpp", ex->cpp, "Write a C++ header here");
     exp->add_option("--namespace", ex->ns, "The C++ header's namespace (default: the model name)");

@@ -2,6 +2,7 @@
 //
 //   std::string py  = lamda::pytorch_module_source(graph);              // a plain torch nn.Module
 //   std::string hpp = lamda::cpp_header_source(graph, weights, "fmnist"); // a firmware header
+//   std::string h8  = lamda::cpp_header_source_int8(folded, quantized, float_weights, "fmnist8");
 //
 // PyTorch: the module `Model` registers one submodule per conv2d, dwconv, fc and batchnorm layer
 // under the layer's name, so its state_dict() keys are lamda's safetensors names (docs/weights.md)
@@ -15,7 +16,10 @@
 // shapes, and static_asserts check its parameter and MAC counts against the exported graph), embeds
 // every weight tensor as a constant float array, and offers NS::graph() (Net::to_graph with the
 // layers' original names), NS::weights(), and, with LAMDA_WITH_XNNPACK, NS::run(input, output)
-// through a lazily built XnnExecutor. It includes only <lamda/lamda.hpp>.
+// through a lazily built XnnExecutor. It includes only <lamda/lamda.hpp>. The int8 header (from a
+// `lamda quantize` file, data/weights.hpp's read_quantized) embeds int8_t weights, int32 biases,
+// weight and activation scales and the float layers' float weights instead, offers
+// NS::quantized_model() too, and its run() builds the XnnExecutor in int8 (XnnOptions::quantized).
 //
 // Both throw ExportError for a graph they cannot express (the message says why).
 #ifndef LAMDA_DEPLOY_EXPORT_HPP
@@ -27,10 +31,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "../exception.hpp"
@@ -38,6 +45,8 @@
 #include "../core/ir.hpp"
 #include "../exec/plan.hpp"  // activation_of_layer
 #include "../exec/pool_plan.hpp"
+#include "../exec/reference_int8.hpp"  // check_int8_params
+#include "../core/quant.hpp"
 #include "../data/weights.hpp"
 
 namespace lamda {
@@ -143,6 +152,15 @@ inline bool is_cpp_reserved(std::string_view s) {
     // Reserved to the implementation: a double underscore anywhere, or '_' and a capital first.
     if (s.find("__") != std::string_view::npos) return true;
     return s.size() >= 2 && s[0] == '_' && s[1] >= 'A' && s[1] <= 'Z';
+}
+
+// Names the int8 header declares besides the float header's: none may be its namespace either.
+inline bool is_cpp_reserved_int8(std::string_view s) {
+    static const std::set<std::string_view> names{
+        "precision", "weight_bytes", "QuantLayerInfo", "quant_layer_count", "quant_layers",
+        "ActivationInfo", "activation_count", "activations", "float_layer_count", "float_layers",
+        "quantized_model"};
+    return names.count(s) > 0;
 }
 
 inline std::string py_act(Activation a, const std::string& x) {
@@ -634,8 +652,9 @@ inline TemplateModel template_model(const Graph& graph) {
 
 // A C++ namespace for a model name: non-identifier characters become '_', a leading digit gets
 // "model_" before it, and a reserved name (is_cpp_reserved: `int`, `errno`, `NULL`, `std`,
-// `lamda`, ...) gets "_model" after it; an empty name is "model".
-inline std::string cpp_namespace_for(const std::string& name) {
+// `lamda`, ...; with `int8`, also the int8 header's own names) gets "_model" after it; an empty
+// name is "model".
+inline std::string cpp_namespace_for(const std::string& name, bool int8 = false) {
     std::string s;
     for (char ch : name)
         s += ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) ? ch : '_';
@@ -643,15 +662,15 @@ inline std::string cpp_namespace_for(const std::string& name) {
     if (s[0] >= '0' && s[0] <= '9') s = "model_" + s;
     while (s.find("__") != std::string::npos) s.replace(s.find("__"), 2, "_");
     if (s.size() >= 2 && s[0] == '_' && s[1] >= 'A' && s[1] <= 'Z') s = "m" + s;
-    if (export_detail::is_cpp_reserved(s)) s += "_model";
+    if (export_detail::is_cpp_reserved(s) || (int8 && export_detail::is_cpp_reserved_int8(s))) s += "_model";
     return s;
 }
 
-// A C++17 header holding `graph` with `weights` (validated first) in namespace `ns`.
-inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
-                                     const std::string& ns) {
-    using namespace export_detail;
-    check_exportable(graph);
+namespace export_detail {
+
+// Refuses a namespace that is no C++ identifier or is reserved (for the int8 header, also its
+// own declarations).
+inline void check_cpp_namespace(const std::string& ns, bool int8) {
     auto ident = [](const std::string& s) {
         if (s.empty() || (s[0] >= '0' && s[0] <= '9')) return false;
         for (char ch : s)
@@ -661,30 +680,24 @@ inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
         return true;
     };
     if (!ident(ns)) throw ExportError("namespace '" + ns + "' is not a C++ identifier");
-    if (is_cpp_reserved(ns))
+    if (is_cpp_reserved(ns) || (int8 && is_cpp_reserved_int8(ns)))
         throw ExportError("namespace '" + ns + "' is a C++ keyword, a standard macro or namespace, or a name "
                           "the header declares; choose another (cpp_namespace_for() gives a safe one)");
-    const std::vector<std::string> problems = validate_weights(graph, weights);
-    if (!problems.empty()) {
-        std::string msg = "the weights do not fit the model:";
-        for (const std::string& p : problems) msg += "\n  " + p;
-        throw ExportError(msg);
-    }
-    const TemplateModel tm = template_model(graph);
-    const ModelStats stats = analyze(graph);
+}
+
+inline std::string cpp_guard(const std::string& ns) {
     std::string guard = "LAMDA_MODEL_";
     for (char ch : ns) guard += (ch >= 'a' && ch <= 'z') ? static_cast<char>(ch - 'a' + 'A') : ch;
-    guard += "_HPP";
+    return guard + "_HPP";
+}
+
+// From the include guard to the layer names: the parts the float and the int8 header share.
+inline std::string cpp_header_model_part(const Graph& graph, const std::string& ns,
+                                         const TemplateModel& tm, const ModelStats& stats) {
+    const std::string guard = cpp_guard(ns);
     const Shape in = graph.input().shape, out = graph.output().shape;
     std::string s;
-    s += "// Generated by `lamda export --cpp` from the lamda model '" + graph.name +
-         "' (docs/export.md); do not edit.\n"
-         "// " + str(stats.params) + " parameters, " + str(stats.macs) + " MACs, input " +
-         to_string(in) + " (NHWC), output " + to_string(out) + ".\n"
-         "//\n"
-         "//   float out[" + ns + "::output_size];\n"
-         "//   " + ns + "::run(image, out);   // needs LAMDA_WITH_XNNPACK (link XNNPACK)\n"
-         "#ifndef " + guard + "\n#define " + guard + "\n\n"
+    s += "#ifndef " + guard + "\n#define " + guard + "\n\n"
          "#include <algorithm>\n#include <cstddef>\n#include <cstdint>\n#include <string>\n\n"
          "#include <lamda/lamda.hpp>\n\n"
          "namespace " + ns + " {\n\nnamespace L = lamda::layers;\n\n"
@@ -708,12 +721,16 @@ inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
         s += std::string(k % 6 == 0 ? "\n    " : " ") + "\"" +
              graph.layers[static_cast<std::size_t>(tm.order[k])].name + "\",";
     s += "\n};\n\n";
-    // Weights, in expected_weights order.
-    const std::vector<ExpectedTensor> expected = expected_weights(graph);
-    s += "namespace data {\n";
-    for (std::size_t t = 0; t < expected.size(); ++t) {
-        const WeightTensor& w = weights.at(expected[t].name);
-        s += "// " + expected[t].name + " " + shape_string(w.shape) + "\n";
+    return s;
+}
+
+// `float` arrays data::w0, w1, ... of the tensors `names` (entries of `weights`), in that order,
+// written inside the header's `namespace data`.
+inline std::string cpp_float_arrays(const std::vector<std::string>& names, const Weights& weights) {
+    std::string s;
+    for (std::size_t t = 0; t < names.size(); ++t) {
+        const WeightTensor& w = weights.at(names[t]);
+        s += "// " + names[t] + " " + shape_string(w.shape) + "\n";
         s += "alignas(16) inline constexpr float w" + str(static_cast<std::int64_t>(t)) + "[" +
              str(static_cast<std::int64_t>(w.data.size())) + "] = {";
         for (std::size_t k = 0; k < w.data.size(); ++k) {
@@ -722,20 +739,25 @@ inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
         }
         s += "\n};\n";
     }
-    s += "}  // namespace data\n\n";
+    return s;
+}
+
+// TensorInfo and tensors[]: the table of the float arrays cpp_float_arrays wrote.
+inline std::string cpp_tensor_table(const std::vector<std::string>& names, const Weights& weights) {
+    std::string s;
     s += "struct TensorInfo {\n    const char* name;\n    const float* data;\n    std::size_t size;\n"
          "    int rank;\n    std::int64_t shape[4];\n};\n\n"
-         "inline constexpr std::size_t tensor_count = " + str(static_cast<std::int64_t>(expected.size())) +
+         "inline constexpr std::size_t tensor_count = " + str(static_cast<std::int64_t>(names.size())) +
          ";\n";
-    if (expected.empty()) {
+    if (names.empty()) {
         s += "inline constexpr TensorInfo* tensors = nullptr;\n\n";
     } else {
-        s += "inline constexpr TensorInfo tensors[" + str(static_cast<std::int64_t>(expected.size())) +
+        s += "inline constexpr TensorInfo tensors[" + str(static_cast<std::int64_t>(names.size())) +
              "] = {\n";
-        for (std::size_t t = 0; t < expected.size(); ++t) {
-            const WeightTensor& w = weights.at(expected[t].name);
-            if (w.shape.size() > 4) throw ExportError("tensor '" + expected[t].name + "' has rank > 4");
-            s += "    {\"" + expected[t].name + "\", data::w" + str(static_cast<std::int64_t>(t)) + ", " +
+        for (std::size_t t = 0; t < names.size(); ++t) {
+            const WeightTensor& w = weights.at(names[t]);
+            if (w.shape.size() > 4) throw ExportError("tensor '" + names[t] + "' has rank > 4");
+            s += "    {\"" + names[t] + "\", data::w" + str(static_cast<std::int64_t>(t)) + ", " +
                  str(static_cast<std::int64_t>(w.data.size())) + ", " +
                  str(static_cast<std::int64_t>(w.shape.size())) + ", {";
             for (std::size_t d = 0; d < 4; ++d)
@@ -744,15 +766,23 @@ inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
         }
         s += "};\n\n";
     }
-    s += R"CPP(// The model graph (dsl/layers.hpp's to_graph, with the original layer names).
+    return s;
+}
+
+// graph() and weights(), as both headers define them.
+inline const char* cpp_graph_function() {
+    return R"CPP(// The model graph (dsl/layers.hpp's to_graph, with the original layer names).
 inline lamda::Graph graph() {
     lamda::Graph g = Net::to_graph(model_name);
     for (std::size_t i = 0; i < g.layers.size(); ++i) g.layers[i].name = layer_names[i];
     return g;
 }
 
-// The weights as a lamda::Weights map (a copy of the constant arrays).
-inline lamda::Weights weights() {
+)CPP";
+}
+
+inline const char* cpp_weights_function() {
+    return R"CPP(inline lamda::Weights weights() {
     lamda::Weights w;
     for (std::size_t t = 0; t < tensor_count; ++t) {
         lamda::WeightTensor& x = w[tensors[t].name];
@@ -762,7 +792,51 @@ inline lamda::Weights weights() {
     return w;
 }
 
-#if defined(LAMDA_WITH_XNNPACK)
+)CPP";
+}
+
+// An int32 literal (INT32_MIN written so that no operand overflows int).
+inline std::string int32_literal(std::int32_t v) {
+    return v == std::numeric_limits<std::int32_t>::min() ? std::string("(-2147483647 - 1)") : str(v);
+}
+
+}  // namespace export_detail
+
+// A C++17 header holding `graph` with `weights` (validated first) in namespace `ns`.
+inline std::string cpp_header_source(const Graph& graph, const Weights& weights,
+                                     const std::string& ns) {
+    using namespace export_detail;
+    check_exportable(graph);
+    check_cpp_namespace(ns, false);
+    const std::vector<std::string> problems = validate_weights(graph, weights);
+    if (!problems.empty()) {
+        std::string msg = "the weights do not fit the model:";
+        for (const std::string& p : problems) msg += "\n  " + p;
+        throw ExportError(msg);
+    }
+    const TemplateModel tm = template_model(graph);
+    const ModelStats stats = analyze(graph);
+    const Shape in = graph.input().shape, out = graph.output().shape;
+    std::string s;
+    s += "// Generated by `lamda export --cpp` from the lamda model '" + graph.name +
+         "' (docs/export.md); do not edit.\n"
+         "// " + str(stats.params) + " parameters, " + str(stats.macs) + " MACs, input " +
+         to_string(in) + " (NHWC), output " + to_string(out) + ".\n"
+         "//\n"
+         "//   float out[" + ns + "::output_size];\n"
+         "//   " + ns + "::run(image, out);   // needs LAMDA_WITH_XNNPACK (link XNNPACK)\n";
+    s += cpp_header_model_part(graph, ns, tm, stats);
+    // Weights, in expected_weights order.
+    std::vector<std::string> names;
+    for (const ExpectedTensor& e : expected_weights(graph)) names.push_back(e.name);
+    s += "namespace data {\n";
+    s += cpp_float_arrays(names, weights);
+    s += "}  // namespace data\n\n";
+    s += cpp_tensor_table(names, weights);
+    s += cpp_graph_function();
+    s += "// The weights as a lamda::Weights map (a copy of the constant arrays).\n";
+    s += cpp_weights_function();
+    s += R"CPP(#if defined(LAMDA_WITH_XNNPACK)
 // The executor run() uses, built on first use (one thread).
 inline lamda::XnnExecutor& executor() {
     static lamda::XnnExecutor exec(graph(), weights(), lamda::XnnOptions{1});
@@ -779,7 +853,237 @@ inline void run(const float* input, float* output) {
 #endif  // defined(LAMDA_WITH_XNNPACK)
 
 )CPP";
-    s += "}  // namespace " + ns + "\n\n#endif  // " + guard + "\n";
+    s += "}  // namespace " + ns + "\n\n#endif  // " + cpp_guard(ns) + "\n";
+    return s;
+}
+
+// Sizes of an int8 header's data (cpp_header_source_int8), for its comment and `lamda export`.
+struct Int8HeaderSizes {
+    std::int64_t int8_weights = 0;   // int8 weight values (one byte each)
+    std::int64_t int32_biases = 0;   // int32 bias values
+    std::int64_t weight_scales = 0;  // float per-channel (or per-tensor) weight scales
+    std::int64_t activations = 0;    // activation scale (float) and zero point (int32) pairs
+    std::int64_t float_values = 0;   // float weights of the layers that run in float
+    std::int64_t weight_bytes = 0;   // all of the above in bytes
+    std::int64_t float32_bytes = 0;  // the same model's weights as float32 (cpp_header_source)
+};
+
+inline Int8HeaderSizes int8_header_sizes(const Graph& graph, const QuantizedModel& model,
+                                         const Weights& float_weights) {
+    Int8HeaderSizes z;
+    for (const QuantizedWeights& l : model.layers) {
+        z.int8_weights += static_cast<std::int64_t>(l.weights.size());
+        z.int32_biases += static_cast<std::int64_t>(l.bias.size());
+        z.weight_scales += static_cast<std::int64_t>(l.weight_scales.size());
+    }
+    z.activations = static_cast<std::int64_t>(model.activations.size());
+    for (const ExpectedTensor& e : expected_weights(graph)) {
+        std::int64_t n = 1;
+        for (std::int64_t d : e.shape) n *= d;
+        z.float32_bytes += 4 * n;
+        const auto it = float_weights.find(e.name);
+        if (detail::in_list(model.float_layers, graph.layers[static_cast<std::size_t>(e.layer)].name) &&
+            it != float_weights.end())
+            z.float_values += static_cast<std::int64_t>(it->second.data.size());
+    }
+    z.weight_bytes = z.int8_weights + 4 * (z.int32_biases + z.weight_scales + z.float_values) + 8 * z.activations;
+    return z;
+}
+
+// A C++17 header holding `graph` (batch norms folded, as read_quantized wants it) with the int8
+// model `model` and the F32 tensors of its float layers (`float_weights`), in namespace `ns`: int8_t
+// weight arrays, int32 biases, per-channel weight scales, activation scales and zero points, the
+// float layers with their float weights, and a run() through XnnExecutor in int8 with the file's
+// parameters (the XnnOptions `lamda eval` uses for an int8 file). Checks everything first (the
+// scales, the shapes against the graph, the int8 parameters XNNPACK needs); throws ExportError.
+inline std::string cpp_header_source_int8(const Graph& graph, const QuantizedModel& model,
+                                          const Weights& float_weights, const std::string& ns) {
+    using namespace export_detail;
+    check_exportable(graph);
+    check_cpp_namespace(ns, true);
+    if (const std::optional<Error> e = validate_quantized_model(model))
+        throw ExportError("int8 model: tensor '" + e->where.field + "': " + e->message);
+    auto is_float = [&](const std::string& layer) { return detail::in_list(model.float_layers, layer); };
+    for (const std::string& f : model.float_layers)
+        if (graph.find(f) < 0) throw ExportError("int8 model: float layer '" + f + "' is no layer of the model");
+    // Every weighted layer: int8 weights of its shape, or (a float layer) its F32 tensors.
+    std::vector<std::string> float_names;
+    for (const ExpectedTensor& e : expected_weights(graph)) {
+        const Layer& l = graph.layers[static_cast<std::size_t>(e.layer)];
+        if (is_float(l.name)) {
+            const auto it = float_weights.find(e.name);
+            if (it == float_weights.end())
+                throw ExportError("int8 model: missing float tensor '" + e.name + "' of float layer '" + l.name + "'");
+            if (it->second.dtype != WeightDType::F32 || it->second.shape != e.shape ||
+                static_cast<std::int64_t>(it->second.data.size()) != it->second.elements())
+                throw ExportError("int8 model: float tensor '" + e.name + "' is " + dtype_name(it->second.dtype) + " " +
+                                  shape_string(it->second.shape) + ", expected F32 " + shape_string(e.shape));
+            float_names.push_back(e.name);
+            continue;
+        }
+        if (e.name != l.name + ".weight") continue;
+        const QuantizedWeights* q = model.find_layer(l.name);
+        if (!q) throw ExportError("int8 model: layer '" + l.name + "' has no int8 weights and is no float layer");
+        if (q->weight_shape != e.shape)
+            throw ExportError("int8 model: tensor '" + e.name + "' has shape " + shape_string(q->weight_shape) +
+                              ", expected " + shape_string(e.shape));
+    }
+    for (const QuantizedWeights& q : model.layers) {
+        const int i = graph.find(q.layer);
+        if (i < 0 || !has_weights(graph.layers[static_cast<std::size_t>(i)].op) || is_float(q.layer))
+            throw ExportError("int8 model: int8 weights for '" + q.layer +
+                              "', which is no int8 layer with weights of the model");
+        if (q.weight_shape.size() > 4) throw ExportError("tensor '" + q.layer + ".weight' has rank > 4");
+    }
+    try {
+        detail::check_int8_params(graph, model);  // what XnnExecutor checks before it builds
+    } catch (const ExecutorError& e) {
+        throw ExportError(std::string("int8 model: ") + e.what());
+    }
+    const TemplateModel tm = template_model(graph);
+    const ModelStats stats = analyze(graph);
+    const Int8HeaderSizes z = int8_header_sizes(graph, model, float_weights);
+    const Shape in = graph.input().shape, out = graph.output().shape;
+    std::string float_list;
+    for (const std::string& f : model.float_layers) float_list += (float_list.empty() ? "" : ", ") + f;
+    std::string s;
+    s += "// Generated by `lamda export --cpp` from the lamda model '" + graph.name +
+         "' and an int8 weights file (lamda quantize; docs/export.md, docs/int8.md); do not edit.\n"
+         "// " + str(stats.params) + " parameters, " + str(stats.macs) + " MACs, input " +
+         to_string(in) + " (NHWC), output " + to_string(out) + ".\n"
+         "// Precision int8: " + str(z.int8_weights) + " int8 weights, " + str(z.int32_biases) +
+         " int32 biases, " + str(z.weight_scales) + " weight scales, " + str(z.activations) +
+         " activation scales and zero points;\n"
+         "// layers in float: " + (float_list.empty() ? std::string("none") : float_list) + " (" +
+         str(z.float_values) + " float weights). Weight data: " + str(z.weight_bytes) +
+         " bytes (float32: " + str(z.float32_bytes) + ").\n"
+         "//\n"
+         "//   float out[" + ns + "::output_size];\n"
+         "//   " + ns + "::run(image, out);   // int8 inside, float in and out; needs LAMDA_WITH_XNNPACK\n";
+    s += cpp_header_model_part(graph, ns, tm, stats);
+    s += "inline constexpr const char* precision = \"int8\";\n"
+         "// Bytes of the arrays below: int8 weights, int32 biases, float scales, activation\n"
+         "// parameters and the float layers' weights.\n"
+         "inline constexpr std::size_t weight_bytes = " + str(z.weight_bytes) + ";\n\n";
+    s += "namespace data {\n";
+    for (std::size_t k = 0; k < model.layers.size(); ++k) {
+        const QuantizedWeights& q = model.layers[k];
+        const std::string id = str(static_cast<std::int64_t>(k));
+        s += "// " + q.layer + ".weight " + shape_string(q.weight_shape) + " int8\n"
+             "alignas(16) inline constexpr std::int8_t q" + id + "[" +
+             str(static_cast<std::int64_t>(q.weights.size())) + "] = {";
+        for (std::size_t i = 0; i < q.weights.size(); ++i)
+            s += (i % 16 == 0 ? "\n    " : " ") + str(q.weights[i]) + ",";
+        s += "\n};\n// " + q.layer + ".bias int32, scale act_scale(input) * weight_scale\n"
+             "alignas(16) inline constexpr std::int32_t b" + id + "[" +
+             str(static_cast<std::int64_t>(q.bias.size())) + "] = {";
+        for (std::size_t i = 0; i < q.bias.size(); ++i)
+            s += (i % 8 == 0 ? "\n    " : " ") + int32_literal(q.bias[i]) + ",";
+        s += "\n};\n// " + q.layer + ".weight_scale " +
+             (q.weight_scales.size() == 1 ? "per tensor" : "per channel") + "\n"
+             "inline constexpr float s" + id + "[" + str(static_cast<std::int64_t>(q.weight_scales.size())) +
+             "] = {";
+        for (std::size_t i = 0; i < q.weight_scales.size(); ++i)
+            s += (i % 8 == 0 ? "\n    " : " ") + float_literal(q.weight_scales[i]) + "f,";
+        s += "\n};\n";
+    }
+    s += cpp_float_arrays(float_names, float_weights);
+    s += "}  // namespace data\n\n";
+    s += "// The float layers' weights (F32 tensors of the layers in float_layers).\n";
+    s += cpp_tensor_table(float_names, float_weights);
+    s += "// A layer running in int8: its int8 weights (the float layout: OIHW, [out][in]), int32\n"
+         "// biases and weight scales (one per output channel, or one).\n"
+         "struct QuantLayerInfo {\n    const char* layer;\n    const std::int8_t* weights;\n"
+         "    std::size_t weight_count;\n    int rank;\n    std::int64_t shape[4];\n"
+         "    const std::int32_t* bias;\n    std::size_t bias_count;\n    const float* weight_scales;\n"
+         "    std::size_t scale_count;\n};\n\n"
+         "inline constexpr std::size_t quant_layer_count = " +
+         str(static_cast<std::int64_t>(model.layers.size())) + ";\n";
+    if (model.layers.empty()) {
+        s += "inline constexpr QuantLayerInfo* quant_layers = nullptr;\n\n";
+    } else {
+        s += "inline constexpr QuantLayerInfo quant_layers[" + str(static_cast<std::int64_t>(model.layers.size())) +
+             "] = {\n";
+        for (std::size_t k = 0; k < model.layers.size(); ++k) {
+            const QuantizedWeights& q = model.layers[k];
+            const std::string id = str(static_cast<std::int64_t>(k));
+            s += "    {\"" + q.layer + "\", data::q" + id + ", " + str(static_cast<std::int64_t>(q.weights.size())) +
+                 ", " + str(static_cast<std::int64_t>(q.weight_shape.size())) + ", {";
+            for (std::size_t d = 0; d < 4; ++d)
+                s += (d ? ", " : "") + str(d < q.weight_shape.size() ? q.weight_shape[d] : 0);
+            s += "}, data::b" + id + ", " + str(static_cast<std::int64_t>(q.bias.size())) + ", data::s" + id +
+                 ", " + str(static_cast<std::int64_t>(q.weight_scales.size())) + "},\n";
+        }
+        s += "};\n\n";
+    }
+    s += "// Each layer's output quantization (the input layer's: the model input's): real = scale * (q - zero_point).\n"
+         "struct ActivationInfo {\n    const char* layer;\n    float scale;\n    std::int32_t zero_point;\n};\n\n"
+         "inline constexpr std::size_t activation_count = " +
+         str(static_cast<std::int64_t>(model.activations.size())) + ";\n"
+         "inline constexpr ActivationInfo activations[" + str(static_cast<std::int64_t>(model.activations.size())) +
+         "] = {\n";  // never empty: check_exportable wants an input layer, and it has parameters
+    for (const auto& a : model.activations)
+        s += "    {\"" + a.first + "\", " + float_literal(a.second.scale) + "f, " + str(a.second.zero_point) + "},\n";
+    s += "};\n\n"
+         "// Layers without an int8 kernel: they run in float between convert operators.\n"
+         "inline constexpr std::size_t float_layer_count = " +
+         str(static_cast<std::int64_t>(model.float_layers.size())) + ";\n";
+    if (model.float_layers.empty()) {
+        s += "inline constexpr const char* const* float_layers = nullptr;\n\n";
+    } else {
+        s += "inline constexpr const char* float_layers[" + str(static_cast<std::int64_t>(model.float_layers.size())) +
+             "] = {";
+        for (std::size_t k = 0; k < model.float_layers.size(); ++k)
+            s += std::string(k ? " " : "") + "\"" + model.float_layers[k] + "\",";
+        s += "};\n\n";
+    }
+    s += cpp_graph_function();
+    s += "// The float layers' weights as a lamda::Weights map (a copy of the constant arrays).\n";
+    s += cpp_weights_function();
+    s += R"CPP(// The int8 model as lamda::QuantizedModel (a copy; what read_quantized reads from the file).
+inline lamda::QuantizedModel quantized_model() {
+    lamda::QuantizedModel m;
+    for (std::size_t k = 0; k < quant_layer_count; ++k) {
+        const QuantLayerInfo& q = quant_layers[k];
+        lamda::QuantizedWeights l;
+        l.layer = q.layer;
+        l.weight_shape.assign(q.shape, q.shape + q.rank);
+        l.weights.assign(q.weights, q.weights + q.weight_count);
+        l.bias.assign(q.bias, q.bias + q.bias_count);
+        l.weight_scales.assign(q.weight_scales, q.weight_scales + q.scale_count);
+        m.layers.push_back(std::move(l));
+    }
+    for (std::size_t k = 0; k < activation_count; ++k)
+        m.activations.push_back({activations[k].layer, lamda::ActivationQuant{activations[k].scale, activations[k].zero_point}});
+    for (std::size_t k = 0; k < float_layer_count; ++k) m.float_layers.push_back(float_layers[k]);
+    return m;
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+// The executor run() uses, built on first use (one thread), in int8 with the model's own scales:
+// XnnOptions::quantized, as `lamda eval` runs an int8 file.
+inline lamda::XnnExecutor& executor() {
+    static lamda::XnnExecutor exec = [] {
+        const lamda::QuantizedModel model = quantized_model();  // read while the executor is built
+        lamda::XnnOptions options{1};
+        options.int8 = true;
+        options.quantized = &model;
+        return lamda::XnnExecutor(graph(), weights(), options);
+    }();
+    return exec;
+}
+
+// input: input_size floats (NHWC), quantized inside; output: output_size floats. Not reentrant.
+inline void run(const float* input, float* output) {
+    lamda::XnnExecutor& exec = executor();
+    std::copy(input, input + input_size, exec.input());
+    exec.run();
+    std::copy(exec.output(), exec.output() + output_size, output);
+}
+#endif  // defined(LAMDA_WITH_XNNPACK)
+
+)CPP";
+    s += "}  // namespace " + ns + "\n\n#endif  // " + cpp_guard(ns) + "\n";
     return s;
 }
 
