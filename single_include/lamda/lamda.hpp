@@ -16278,6 +16278,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -16459,22 +16495,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -16483,6 +16524,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -16490,7 +16532,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -16502,7 +16544,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -16516,7 +16558,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -16524,8 +16566,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -16536,22 +16578,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -16559,45 +16601,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -16616,10 +16658,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -16630,9 +16674,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -16796,6 +16841,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -16846,6 +16894,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -16887,9 +16936,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -16910,7 +16963,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -16935,7 +16988,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -16953,7 +17006,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -16970,12 +17023,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -16990,7 +17046,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -17033,7 +17089,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -17088,7 +17144,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -17117,7 +17173,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -17136,17 +17192,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -17360,12 +17418,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -17385,12 +17461,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -17412,57 +17543,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -17503,6 +17590,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -17539,75 +17710,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -21906,6 +22015,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -22087,22 +22232,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -22111,6 +22261,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -22118,7 +22269,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -22130,7 +22281,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -22144,7 +22295,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -22152,8 +22303,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -22164,22 +22315,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -22187,45 +22338,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -22244,10 +22395,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -22258,9 +22411,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -22424,6 +22578,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -22474,6 +22631,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -22515,9 +22673,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -22538,7 +22700,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -22563,7 +22725,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -22581,7 +22743,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -22598,12 +22760,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -22618,7 +22783,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -22661,7 +22826,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -22716,7 +22881,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -22745,7 +22910,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -22764,17 +22929,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -23208,12 +23375,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -23233,12 +23418,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -23260,57 +23500,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -23351,6 +23547,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -23387,75 +23667,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -25872,6 +26090,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -26053,22 +26307,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -26077,6 +26336,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -26084,7 +26344,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -26096,7 +26356,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -26110,7 +26370,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -26118,8 +26378,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -26130,22 +26390,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -26153,45 +26413,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -26210,10 +26470,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -26224,9 +26486,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -26390,6 +26653,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -26440,6 +26706,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -26481,9 +26748,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -26504,7 +26775,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -26529,7 +26800,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -26547,7 +26818,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -26564,12 +26835,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -26584,7 +26858,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -26627,7 +26901,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -26682,7 +26956,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -26711,7 +26985,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -26730,17 +27004,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -27174,12 +27450,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -27199,12 +27493,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -27226,57 +27575,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -27317,6 +27622,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -27353,75 +27742,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -30444,6 +30771,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -30625,22 +30988,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -30649,6 +31017,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -30656,7 +31025,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -30668,7 +31037,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -30682,7 +31051,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -30690,8 +31059,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -30702,22 +31071,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -30725,45 +31094,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -30782,10 +31151,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -30796,9 +31167,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -30962,6 +31334,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -31012,6 +31387,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -31053,9 +31429,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -31076,7 +31456,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -31101,7 +31481,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -31119,7 +31499,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -31136,12 +31516,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -31156,7 +31539,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -31199,7 +31582,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -31254,7 +31637,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -31283,7 +31666,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -31302,17 +31685,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -31746,12 +32131,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -31771,12 +32174,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -31798,57 +32256,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -31889,6 +32303,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -31925,75 +32423,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -34946,6 +35382,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -35127,22 +35599,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -35151,6 +35628,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -35158,7 +35636,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -35170,7 +35648,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -35184,7 +35662,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -35192,8 +35670,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -35204,22 +35682,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -35227,45 +35705,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -35284,10 +35762,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -35298,9 +35778,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -35464,6 +35945,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -35514,6 +35998,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -35555,9 +36040,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -35578,7 +36067,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -35603,7 +36092,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -35621,7 +36110,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -35638,12 +36127,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -35658,7 +36150,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -35701,7 +36193,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -35756,7 +36248,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -35785,7 +36277,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -35804,17 +36296,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -36248,12 +36742,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -36273,12 +36785,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -36300,57 +36867,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -36391,6 +36914,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -36427,75 +37034,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -37994,9 +38539,11 @@ struct ModelTiming {
 };
 
 inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
-                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true) {
+                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true,
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     XnnOptions xo;
     xo.threads = threads;
+    xo.int8 = prec == LatencyPrecision::Int8;  // synthetic scales, as `lamda bench --precision int8`
     XnnExecutor ex(g, random_weights(g, 1), xo);
     fill_timing_input(ex);
     for (int i = 0; i < warmup; ++i) ex.run();
@@ -38023,8 +38570,9 @@ inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, in
 
 // Latency of a whole model in ms (no per-layer pass); see time_model.
 inline double measure_model_ms(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
-                               double max_seconds = 2.0, double q = 0.5) {
-    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false).ms;
+                               double max_seconds = 2.0, double q = 0.5,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false, prec).ms;
 }
 
 namespace latency_detail {
@@ -38332,9 +38880,11 @@ inline constexpr std::array<double, prim_kind_count> kind_budget_share{
 }  // namespace latency_detail
 
 // Measures one operator configuration: builds the probe graph, runs it, and returns the target
-// layer's operator (as lowered after shape inference) with the median of its timed runs.
+// layer's operator (as lowered after shape inference) with the median of its timed runs. In
+// int8 a kind without an int8 kernel (runs_int8) is timed with its converts, as its layer runs.
 inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max_runs = 15,
-                                  double max_seconds = 0.05, double q = 0.5) {
+                                  double max_seconds = 0.05, double q = 0.5,
+                                  LatencyPrecision prec = LatencyPrecision::Fp32) {
     const Graph g = parse_dsl_or_throw(latency_detail::probe_dsl(config), "<probe>");
     const int target = static_cast<int>(g.layers.size()) - 1;
     LatencySample s;
@@ -38342,6 +38892,7 @@ inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max
         if (p.layer == target) s.op = p;
     XnnOptions xo;
     xo.threads = threads;
+    xo.int8 = prec == LatencyPrecision::Int8;
     XnnExecutor ex(g, random_weights(g, 7), xo);
     fill_timing_input(ex);
     ex.run();
@@ -38365,12 +38916,17 @@ struct ProfileOptions {
     double initial_share = 0.45;  // of the operator budget spent on the initial random sample
     std::uint64_t seed = 1;
     double quantile = 0.5;        // of repeated timings: the median, or lower on a busy machine
+    // Also profile int8 (the XNNPACK executor's int8 path, synthetic scales): the budget is then
+    // shared, fp32 first (1 - int8_share of it), then int8, each with the three phases below.
+    bool int8 = false;
+    double int8_share = 0.5;
     // Called about every 100 ms with a one-line status.
     std::function<void(const std::string&)> progress;
 };
 
 // Profiles the device: operators (random, then adaptive), then the calibration models (whole
-// models measured end to end; their seeds must differ from any evaluation's), then the fit.
+// models measured end to end; their seeds must differ from any evaluation's), then the fit; in
+// fp32, then, with ProfileOptions::int8, the same in int8 on the rest of the budget.
 inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<std::pair<std::string, Graph>>& calibration_models,
                                      const std::vector<std::string>& calibration_families = {}) {
     using clock = std::chrono::steady_clock;
@@ -38381,105 +38937,125 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     prof.budget_s = o.budget_s;
     prof.load_average = current_load_average();
     std::mt19937_64 rng(o.seed);
-    const double op_budget = o.budget_s * (1.0 - o.calibration_share);
-    const double initial_budget = op_budget * o.initial_share;
     auto last_report = clock::now() - std::chrono::seconds(1);
-    auto report = [&](const std::string& phase, bool force = false) {
-        if (!o.progress) return;
-        const auto now = clock::now();
-        if (!force && now - last_report < std::chrono::milliseconds(100)) return;
-        last_report = now;
-        char line[200];
-        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s: %zu operator samples, %zu models",
-                      elapsed(), o.budget_s, phase.c_str(), prof.samples.size(), prof.calibration.size());
-        o.progress(line);
+    // One precision's three phases, from `begin` s to `end` s of the whole profile's time.
+    auto profile_part = [&](LatencyPrecision prec, double begin, double end,
+                            std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration) {
+        const double budget = end - begin;
+        const double op_end = begin + budget * (1.0 - o.calibration_share);
+        const double initial_end = begin + budget * (1.0 - o.calibration_share) * o.initial_share;
+        const std::string tag = prec == LatencyPrecision::Int8 ? "int8 " : "";
+        auto report = [&](const std::string& phase, bool force = false) {
+            if (!o.progress) return;
+            const auto now = clock::now();
+            if (!force && now - last_report < std::chrono::milliseconds(100)) return;
+            last_report = now;
+            char line[200];
+            std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s%s: %zu operator samples, %zu models",
+                          elapsed(), o.budget_s, tag.c_str(), phase.c_str(), samples.size(), calibration.size());
+            o.progress(line);
+        };
+        std::array<double, prim_kind_count> spent{};
+        auto measure = [&](const PrimOp& cfg) {
+            const double t0 = elapsed();
+            try {
+                samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile, prec));
+            } catch (const std::exception&) {
+                // A configuration the executor rejects is skipped.
+            }
+            spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
+        };
+        // Phase 1: random configurations, each kind up to its share of the initial budget.
+        const double initial_budget = initial_end - begin;
+        while (elapsed() < initial_end) {
+            std::size_t best = 0;
+            double lag = -1e300;
+            for (std::size_t k = 0; k < prim_kind_count; ++k) {
+                const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
+                if (l > lag) lag = l, best = k;
+            }
+            measure(latency_detail::random_config(all_prim_kinds[best], rng));
+            report("random sample");
+        }
+        // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
+        // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
+        std::array<std::vector<std::size_t>, prim_kind_count> used;
+        std::array<Eigen::VectorXd, prim_kind_count> residuals;
+        std::array<double, prim_kind_count> cv{};
+        auto refit = [&](std::size_t k) {
+            const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec);
+            cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
+        };
+        for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
+        std::array<int, prim_kind_count> since{};
+        while (elapsed() < op_end) {
+            std::vector<double> w(prim_kind_count);
+            for (std::size_t k = 0; k < prim_kind_count; ++k)
+                w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
+            const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
+            PrimOp cfg;
+            if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
+                cfg = latency_detail::random_config(all_prim_kinds[k], rng);
+            } else {
+                std::vector<double> sq(used[k].size());
+                for (std::size_t i = 0; i < sq.size(); ++i)
+                    sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
+                const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
+                cfg = latency_detail::mutate_config(samples[used[k][i]].op, rng);
+                // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
+                cfg.kind = all_prim_kinds[k];
+            }
+            measure(cfg);
+            if (++since[k] >= 20) {
+                refit(k);
+                since[k] = 0;
+            }
+            report("adaptive sample");
+        }
+        // Phase 3: whole models.
+        for (std::size_t i = 0; i < calibration_models.size(); ++i) {
+            if (elapsed() > end && calibration.size() >= 8) break;
+            CalibrationSample c;
+            c.name = calibration_models[i].first;
+            c.family = i < calibration_families.size() ? calibration_families[i] : "";
+            ModelTiming timing;
+            try {
+                timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile, true, prec);
+            } catch (const std::exception&) {
+                continue;
+            }
+            c.ms = timing.ms;
+            const Graph& graph = calibration_models[i].second;
+            const OpPlan plan = plan_ops(graph);
+            lower_for_latency(graph, plan, c.ops);
+            c.activation_bytes = activation_buffer_bytes(plan, prec);
+            // The layer's time on its first operator (the operator's own where it is alone).
+            for (std::size_t k = 0; k < c.ops.size(); ++k) {
+                const int layer = c.ops[k].layer;
+                const bool first = k == 0 || c.ops[k - 1].layer != layer;
+                c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
+            }
+            calibration.push_back(std::move(c));
+            report("calibration models");
+        }
+        report("fitting", true);
     };
-    std::array<double, prim_kind_count> spent{};
-    auto measure = [&](const PrimOp& cfg) {
-        const double t0 = elapsed();
-        try {
-            prof.samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile));
-        } catch (const std::exception&) {
-            // A configuration the executor rejects is skipped.
-        }
-        spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
-    };
-    // Phase 1: random configurations, each kind up to its share of the initial budget.
-    while (elapsed() < initial_budget) {
-        std::size_t best = 0;
-        double lag = -1e300;
-        for (std::size_t k = 0; k < prim_kind_count; ++k) {
-            const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
-            if (l > lag) lag = l, best = k;
-        }
-        measure(latency_detail::random_config(all_prim_kinds[best], rng));
-        report("random sample");
-    }
-    // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
-    // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
-    std::array<std::vector<std::size_t>, prim_kind_count> used;
-    std::array<Eigen::VectorXd, prim_kind_count> residuals;
-    std::array<double, prim_kind_count> cv{};
-    auto refit = [&](std::size_t k) {
-        const KindModel m = fit_kind_model(all_prim_kinds[k], prof.samples, &residuals[k], &used[k]);
-        cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
-    };
-    for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
-    std::array<int, prim_kind_count> since{};
-    while (elapsed() < op_budget) {
-        std::vector<double> w(prim_kind_count);
-        for (std::size_t k = 0; k < prim_kind_count; ++k)
-            w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
-        const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
-        PrimOp cfg;
-        if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
-            cfg = latency_detail::random_config(all_prim_kinds[k], rng);
-        } else {
-            std::vector<double> sq(used[k].size());
-            for (std::size_t i = 0; i < sq.size(); ++i)
-                sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
-            const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
-            cfg = latency_detail::mutate_config(prof.samples[used[k][i]].op, rng);
-            // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
-            cfg.kind = all_prim_kinds[k];
-        }
-        measure(cfg);
-        if (++since[k] >= 20) {
-            refit(k);
-            since[k] = 0;
-        }
-        report("adaptive sample");
-    }
-    // Phase 3: whole models.
-    for (std::size_t i = 0; i < calibration_models.size(); ++i) {
-        if (elapsed() > o.budget_s && prof.calibration.size() >= 8) break;
-        CalibrationSample c;
-        c.name = calibration_models[i].first;
-        c.family = i < calibration_families.size() ? calibration_families[i] : "";
-        ModelTiming timing;
-        try {
-            timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile);
-        } catch (const std::exception&) {
-            continue;
-        }
-        c.ms = timing.ms;
-        const Graph& graph = calibration_models[i].second;
-        const OpPlan plan = plan_ops(graph);
-        lower_for_latency(graph, plan, c.ops);
-        c.activation_bytes = activation_buffer_bytes(plan);
-        // The layer's time on its first operator (the operator's own where it is alone).
-        for (std::size_t k = 0; k < c.ops.size(); ++k) {
-            const int layer = c.ops[k].layer;
-            const bool first = k == 0 || c.ops[k - 1].layer != layer;
-            c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
-        }
-        prof.calibration.push_back(std::move(c));
-        report("calibration models");
-    }
-    report("fitting", true);
+    const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
+    profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration);
+    if (o.int8) {
+        profile_part(LatencyPrecision::Int8, elapsed(), o.budget_s, prof.int8_samples, prof.int8_calibration);
+        prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8);
+        prof.has_int8 = true;
+    }
     prof.elapsed_s = elapsed();
-    report("done", true);
+    if (o.progress) {
+        char line[200];
+        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] done: %zu operator samples, %zu models", prof.elapsed_s,
+                      o.budget_s, prof.samples.size() + prof.int8_samples.size(),
+                      prof.calibration.size() + prof.int8_calibration.size());
+        o.progress(line);
+    }
     return prof;
 }
 
@@ -40663,6 +41239,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -40844,22 +41456,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -40868,6 +41485,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -40875,7 +41493,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -40887,7 +41505,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -40901,7 +41519,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -40909,8 +41527,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -40921,22 +41539,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -40944,45 +41562,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -41001,10 +41619,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -41015,9 +41635,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -41181,6 +41802,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -41231,6 +41855,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -41272,9 +41897,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -41295,7 +41924,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -41320,7 +41949,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -41338,7 +41967,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -41355,12 +41984,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -41375,7 +42007,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -41418,7 +42050,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -41473,7 +42105,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -41502,7 +42134,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -41521,17 +42153,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -41965,12 +42599,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -41990,12 +42642,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -42017,57 +42724,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -42108,6 +42771,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -42144,75 +42891,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -45280,6 +45965,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -45461,22 +46182,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -45485,6 +46211,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -45492,7 +46219,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -45504,7 +46231,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -45518,7 +46245,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -45526,8 +46253,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -45538,22 +46265,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -45561,45 +46288,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -45618,10 +46345,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -45632,9 +46361,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -45798,6 +46528,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -45848,6 +46581,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -45889,9 +46623,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -45912,7 +46650,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -45937,7 +46675,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -45955,7 +46693,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -45972,12 +46710,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -45992,7 +46733,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -46035,7 +46776,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -46090,7 +46831,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -46119,7 +46860,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -46138,17 +46879,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -46582,12 +47325,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -46607,12 +47368,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -46634,57 +47450,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -46725,6 +47497,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -46761,75 +47617,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -47581,6 +48375,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -47762,22 +48592,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -47786,6 +48621,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -47793,7 +48629,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -47805,7 +48641,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -47819,7 +48655,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -47827,8 +48663,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -47839,22 +48675,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -47862,45 +48698,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -47919,10 +48755,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -47933,9 +48771,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -48099,6 +48938,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -48149,6 +48991,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -48190,9 +49033,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -48213,7 +49060,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -48238,7 +49085,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -48256,7 +49103,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -48273,12 +49120,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -48293,7 +49143,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -48336,7 +49186,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -48391,7 +49241,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -48420,7 +49270,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -48439,17 +49289,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -48663,12 +49515,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -48688,12 +49558,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -48715,57 +49640,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -48806,6 +49687,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -48842,75 +49807,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -50421,9 +51324,11 @@ struct ModelTiming {
 };
 
 inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
-                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true) {
+                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true,
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     XnnOptions xo;
     xo.threads = threads;
+    xo.int8 = prec == LatencyPrecision::Int8;  // synthetic scales, as `lamda bench --precision int8`
     XnnExecutor ex(g, random_weights(g, 1), xo);
     fill_timing_input(ex);
     for (int i = 0; i < warmup; ++i) ex.run();
@@ -50450,8 +51355,9 @@ inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, in
 
 // Latency of a whole model in ms (no per-layer pass); see time_model.
 inline double measure_model_ms(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
-                               double max_seconds = 2.0, double q = 0.5) {
-    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false).ms;
+                               double max_seconds = 2.0, double q = 0.5,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false, prec).ms;
 }
 
 namespace latency_detail {
@@ -50759,9 +51665,11 @@ inline constexpr std::array<double, prim_kind_count> kind_budget_share{
 }  // namespace latency_detail
 
 // Measures one operator configuration: builds the probe graph, runs it, and returns the target
-// layer's operator (as lowered after shape inference) with the median of its timed runs.
+// layer's operator (as lowered after shape inference) with the median of its timed runs. In
+// int8 a kind without an int8 kernel (runs_int8) is timed with its converts, as its layer runs.
 inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max_runs = 15,
-                                  double max_seconds = 0.05, double q = 0.5) {
+                                  double max_seconds = 0.05, double q = 0.5,
+                                  LatencyPrecision prec = LatencyPrecision::Fp32) {
     const Graph g = parse_dsl_or_throw(latency_detail::probe_dsl(config), "<probe>");
     const int target = static_cast<int>(g.layers.size()) - 1;
     LatencySample s;
@@ -50769,6 +51677,7 @@ inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max
         if (p.layer == target) s.op = p;
     XnnOptions xo;
     xo.threads = threads;
+    xo.int8 = prec == LatencyPrecision::Int8;
     XnnExecutor ex(g, random_weights(g, 7), xo);
     fill_timing_input(ex);
     ex.run();
@@ -50792,12 +51701,17 @@ struct ProfileOptions {
     double initial_share = 0.45;  // of the operator budget spent on the initial random sample
     std::uint64_t seed = 1;
     double quantile = 0.5;        // of repeated timings: the median, or lower on a busy machine
+    // Also profile int8 (the XNNPACK executor's int8 path, synthetic scales): the budget is then
+    // shared, fp32 first (1 - int8_share of it), then int8, each with the three phases below.
+    bool int8 = false;
+    double int8_share = 0.5;
     // Called about every 100 ms with a one-line status.
     std::function<void(const std::string&)> progress;
 };
 
 // Profiles the device: operators (random, then adaptive), then the calibration models (whole
-// models measured end to end; their seeds must differ from any evaluation's), then the fit.
+// models measured end to end; their seeds must differ from any evaluation's), then the fit; in
+// fp32, then, with ProfileOptions::int8, the same in int8 on the rest of the budget.
 inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<std::pair<std::string, Graph>>& calibration_models,
                                      const std::vector<std::string>& calibration_families = {}) {
     using clock = std::chrono::steady_clock;
@@ -50808,105 +51722,125 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     prof.budget_s = o.budget_s;
     prof.load_average = current_load_average();
     std::mt19937_64 rng(o.seed);
-    const double op_budget = o.budget_s * (1.0 - o.calibration_share);
-    const double initial_budget = op_budget * o.initial_share;
     auto last_report = clock::now() - std::chrono::seconds(1);
-    auto report = [&](const std::string& phase, bool force = false) {
-        if (!o.progress) return;
-        const auto now = clock::now();
-        if (!force && now - last_report < std::chrono::milliseconds(100)) return;
-        last_report = now;
-        char line[200];
-        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s: %zu operator samples, %zu models",
-                      elapsed(), o.budget_s, phase.c_str(), prof.samples.size(), prof.calibration.size());
-        o.progress(line);
+    // One precision's three phases, from `begin` s to `end` s of the whole profile's time.
+    auto profile_part = [&](LatencyPrecision prec, double begin, double end,
+                            std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration) {
+        const double budget = end - begin;
+        const double op_end = begin + budget * (1.0 - o.calibration_share);
+        const double initial_end = begin + budget * (1.0 - o.calibration_share) * o.initial_share;
+        const std::string tag = prec == LatencyPrecision::Int8 ? "int8 " : "";
+        auto report = [&](const std::string& phase, bool force = false) {
+            if (!o.progress) return;
+            const auto now = clock::now();
+            if (!force && now - last_report < std::chrono::milliseconds(100)) return;
+            last_report = now;
+            char line[200];
+            std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s%s: %zu operator samples, %zu models",
+                          elapsed(), o.budget_s, tag.c_str(), phase.c_str(), samples.size(), calibration.size());
+            o.progress(line);
+        };
+        std::array<double, prim_kind_count> spent{};
+        auto measure = [&](const PrimOp& cfg) {
+            const double t0 = elapsed();
+            try {
+                samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile, prec));
+            } catch (const std::exception&) {
+                // A configuration the executor rejects is skipped.
+            }
+            spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
+        };
+        // Phase 1: random configurations, each kind up to its share of the initial budget.
+        const double initial_budget = initial_end - begin;
+        while (elapsed() < initial_end) {
+            std::size_t best = 0;
+            double lag = -1e300;
+            for (std::size_t k = 0; k < prim_kind_count; ++k) {
+                const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
+                if (l > lag) lag = l, best = k;
+            }
+            measure(latency_detail::random_config(all_prim_kinds[best], rng));
+            report("random sample");
+        }
+        // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
+        // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
+        std::array<std::vector<std::size_t>, prim_kind_count> used;
+        std::array<Eigen::VectorXd, prim_kind_count> residuals;
+        std::array<double, prim_kind_count> cv{};
+        auto refit = [&](std::size_t k) {
+            const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec);
+            cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
+        };
+        for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
+        std::array<int, prim_kind_count> since{};
+        while (elapsed() < op_end) {
+            std::vector<double> w(prim_kind_count);
+            for (std::size_t k = 0; k < prim_kind_count; ++k)
+                w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
+            const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
+            PrimOp cfg;
+            if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
+                cfg = latency_detail::random_config(all_prim_kinds[k], rng);
+            } else {
+                std::vector<double> sq(used[k].size());
+                for (std::size_t i = 0; i < sq.size(); ++i)
+                    sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
+                const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
+                cfg = latency_detail::mutate_config(samples[used[k][i]].op, rng);
+                // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
+                cfg.kind = all_prim_kinds[k];
+            }
+            measure(cfg);
+            if (++since[k] >= 20) {
+                refit(k);
+                since[k] = 0;
+            }
+            report("adaptive sample");
+        }
+        // Phase 3: whole models.
+        for (std::size_t i = 0; i < calibration_models.size(); ++i) {
+            if (elapsed() > end && calibration.size() >= 8) break;
+            CalibrationSample c;
+            c.name = calibration_models[i].first;
+            c.family = i < calibration_families.size() ? calibration_families[i] : "";
+            ModelTiming timing;
+            try {
+                timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile, true, prec);
+            } catch (const std::exception&) {
+                continue;
+            }
+            c.ms = timing.ms;
+            const Graph& graph = calibration_models[i].second;
+            const OpPlan plan = plan_ops(graph);
+            lower_for_latency(graph, plan, c.ops);
+            c.activation_bytes = activation_buffer_bytes(plan, prec);
+            // The layer's time on its first operator (the operator's own where it is alone).
+            for (std::size_t k = 0; k < c.ops.size(); ++k) {
+                const int layer = c.ops[k].layer;
+                const bool first = k == 0 || c.ops[k - 1].layer != layer;
+                c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
+            }
+            calibration.push_back(std::move(c));
+            report("calibration models");
+        }
+        report("fitting", true);
     };
-    std::array<double, prim_kind_count> spent{};
-    auto measure = [&](const PrimOp& cfg) {
-        const double t0 = elapsed();
-        try {
-            prof.samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile));
-        } catch (const std::exception&) {
-            // A configuration the executor rejects is skipped.
-        }
-        spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
-    };
-    // Phase 1: random configurations, each kind up to its share of the initial budget.
-    while (elapsed() < initial_budget) {
-        std::size_t best = 0;
-        double lag = -1e300;
-        for (std::size_t k = 0; k < prim_kind_count; ++k) {
-            const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
-            if (l > lag) lag = l, best = k;
-        }
-        measure(latency_detail::random_config(all_prim_kinds[best], rng));
-        report("random sample");
-    }
-    // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
-    // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
-    std::array<std::vector<std::size_t>, prim_kind_count> used;
-    std::array<Eigen::VectorXd, prim_kind_count> residuals;
-    std::array<double, prim_kind_count> cv{};
-    auto refit = [&](std::size_t k) {
-        const KindModel m = fit_kind_model(all_prim_kinds[k], prof.samples, &residuals[k], &used[k]);
-        cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
-    };
-    for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
-    std::array<int, prim_kind_count> since{};
-    while (elapsed() < op_budget) {
-        std::vector<double> w(prim_kind_count);
-        for (std::size_t k = 0; k < prim_kind_count; ++k)
-            w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
-        const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
-        PrimOp cfg;
-        if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
-            cfg = latency_detail::random_config(all_prim_kinds[k], rng);
-        } else {
-            std::vector<double> sq(used[k].size());
-            for (std::size_t i = 0; i < sq.size(); ++i)
-                sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
-            const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
-            cfg = latency_detail::mutate_config(prof.samples[used[k][i]].op, rng);
-            // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
-            cfg.kind = all_prim_kinds[k];
-        }
-        measure(cfg);
-        if (++since[k] >= 20) {
-            refit(k);
-            since[k] = 0;
-        }
-        report("adaptive sample");
-    }
-    // Phase 3: whole models.
-    for (std::size_t i = 0; i < calibration_models.size(); ++i) {
-        if (elapsed() > o.budget_s && prof.calibration.size() >= 8) break;
-        CalibrationSample c;
-        c.name = calibration_models[i].first;
-        c.family = i < calibration_families.size() ? calibration_families[i] : "";
-        ModelTiming timing;
-        try {
-            timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile);
-        } catch (const std::exception&) {
-            continue;
-        }
-        c.ms = timing.ms;
-        const Graph& graph = calibration_models[i].second;
-        const OpPlan plan = plan_ops(graph);
-        lower_for_latency(graph, plan, c.ops);
-        c.activation_bytes = activation_buffer_bytes(plan);
-        // The layer's time on its first operator (the operator's own where it is alone).
-        for (std::size_t k = 0; k < c.ops.size(); ++k) {
-            const int layer = c.ops[k].layer;
-            const bool first = k == 0 || c.ops[k - 1].layer != layer;
-            c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
-        }
-        prof.calibration.push_back(std::move(c));
-        report("calibration models");
-    }
-    report("fitting", true);
+    const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
+    profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration);
+    if (o.int8) {
+        profile_part(LatencyPrecision::Int8, elapsed(), o.budget_s, prof.int8_samples, prof.int8_calibration);
+        prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8);
+        prof.has_int8 = true;
+    }
     prof.elapsed_s = elapsed();
-    report("done", true);
+    if (o.progress) {
+        char line[200];
+        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] done: %zu operator samples, %zu models", prof.elapsed_s,
+                      o.budget_s, prof.samples.size() + prof.int8_samples.size(),
+                      prof.calibration.size() + prof.int8_calibration.size());
+        o.progress(line);
+    }
     return prof;
 }
 
