@@ -516,10 +516,28 @@ if "${lamda[@]}" --version | grep -q "features:.*latency" && "${lamda[@]}" --ver
     expect_rc 0 "${lamda[@]}" predict "$src/examples/models/lenet5.lamda" --profile "$tmp/profile.json" --json
     schema predict
     [ "$(json_field "$tmp/out" model)" = lenet5 ] && pass || fail "predict --json model"
+    [ "$(json_field "$tmp/out" precision)" = fp32 ] && pass || fail "predict --json precision"
     mkdir "$tmp/zoo" && cp "$tmp/tiny.lamda" "$tmp/zoo/"
     expect_rc 0 "${lamda[@]}" eval-predictor --profile "$tmp/profile.json" --models 2 --zoo "$tmp/zoo" --runs 3 --rounds 1 --json
     schema eval-predictor
     /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["n"] == 2 and "zoo" in d["families"] and len(d["models"]) == 3 else 1)' "$tmp/out" && pass || fail "eval-predictor --json: $(head -c 300 "$tmp/out")"
+    # int8 (docs/latency.md): an fp32-only profile refuses it, saying what to run; a profile made
+    # with --precision both predicts it, and eval-predictor reports each precision apart.
+    expect_rc 1 "${lamda[@]}" predict "$src/examples/models/lenet5.lamda" --profile "$tmp/profile.json" --precision int8
+    expect_in "$tmp/err" "lamda profile --precision both"
+    expect_rc 2 "${lamda[@]}" predict "$src/examples/models/lenet5.lamda" --profile "$tmp/profile.json" --precision int4
+    expect_rc 0 "${lamda[@]}" profile --out "$tmp/profile8.json" --budget-s 6 --calibration-models 0 --precision both -q --json
+    schema profile
+    /usr/bin/python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["profiles"][0]; sys.exit(0 if p["precisions"] == ["fp32", "int8"] and p["int8"]["samples"] > 0 and p["int8"]["kinds"] else 1)' "$tmp/out" && pass || fail "profile --precision both --json: $(head -c 300 "$tmp/out")"
+    expect_rc 0 "${lamda[@]}" predict "$src/examples/models/lenet5.lamda" --profile "$tmp/profile8.json" --precision int8 --json
+    schema predict
+    [ "$(json_field "$tmp/out" precision)" = int8 ] && pass || fail "predict --precision int8 --json precision"
+    /usr/bin/python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["predicted_ms"] > 0 else 1)' "$tmp/out" && pass || fail "predict --precision int8: $(head -c 300 "$tmp/out")"
+    expect_rc 0 "${lamda[@]}" predict "$src/examples/models/lenet5.lamda" --profile "$tmp/profile8.json" --precision int8
+    expect_in "$tmp/out" "(int8, "
+    expect_rc 0 "${lamda[@]}" eval-predictor --profile "$tmp/profile8.json" --models 2 --zoo "$tmp/zoo" --runs 3 --rounds 1 --json
+    schema eval-predictor
+    /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["precision"] == "fp32" and sorted(d["by_precision"]) == ["fp32", "int8"] and d["by_precision"]["int8"]["n"] == 2 and sorted(m["precision"] for m in d["models"]) == ["fp32"] * 3 + ["int8"] * 3 else 1)' "$tmp/out" && pass || fail "eval-predictor int8 --json: $(head -c 300 "$tmp/out")"
 fi
 
 echo "$passes passed, $failures failed"

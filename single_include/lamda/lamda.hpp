@@ -16585,6 +16585,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -16766,22 +16802,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -16790,6 +16831,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -16797,7 +16839,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -16809,7 +16851,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -16823,7 +16865,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -16831,8 +16873,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -16843,22 +16885,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -16866,45 +16908,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -16923,10 +16965,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -16937,9 +16981,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -17103,6 +17148,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -17153,6 +17201,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -17194,9 +17243,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -17217,7 +17270,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -17242,7 +17295,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -17260,7 +17313,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -17277,12 +17330,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -17297,7 +17353,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -17340,7 +17396,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -17395,7 +17451,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -17424,7 +17480,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -17443,17 +17499,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -17667,12 +17725,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -17692,12 +17768,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -17719,57 +17850,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -17810,6 +17897,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -17846,75 +18017,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -22231,6 +22340,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -22412,22 +22557,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -22436,6 +22586,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -22443,7 +22594,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -22455,7 +22606,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -22469,7 +22620,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -22477,8 +22628,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -22489,22 +22640,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -22512,45 +22663,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -22569,10 +22720,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -22583,9 +22736,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -22749,6 +22903,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -22799,6 +22956,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -22840,9 +22998,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -22863,7 +23025,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -22888,7 +23050,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -22906,7 +23068,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -22923,12 +23085,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -22943,7 +23108,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -22986,7 +23151,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -23041,7 +23206,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -23070,7 +23235,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -23089,17 +23254,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -23533,12 +23700,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -23558,12 +23743,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -23585,57 +23825,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -23676,6 +23872,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -23712,75 +23992,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -26197,6 +26415,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -26378,22 +26632,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -26402,6 +26661,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -26409,7 +26669,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -26421,7 +26681,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -26435,7 +26695,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -26443,8 +26703,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -26455,22 +26715,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -26478,45 +26738,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -26535,10 +26795,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -26549,9 +26811,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -26715,6 +26978,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -26765,6 +27031,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -26806,9 +27073,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -26829,7 +27100,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -26854,7 +27125,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -26872,7 +27143,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -26889,12 +27160,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -26909,7 +27183,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -26952,7 +27226,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -27007,7 +27281,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -27036,7 +27310,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -27055,17 +27329,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -27499,12 +27775,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -27524,12 +27818,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -27551,57 +27900,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -27642,6 +27947,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -27678,75 +28067,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -30807,6 +31134,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -30988,22 +31351,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -31012,6 +31380,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -31019,7 +31388,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -31031,7 +31400,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -31045,7 +31414,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -31053,8 +31422,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -31065,22 +31434,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -31088,45 +31457,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -31145,10 +31514,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -31159,9 +31530,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -31325,6 +31697,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -31375,6 +31750,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -31416,9 +31792,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -31439,7 +31819,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -31464,7 +31844,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -31482,7 +31862,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -31499,12 +31879,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -31519,7 +31902,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -31562,7 +31945,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -31617,7 +32000,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -31646,7 +32029,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -31665,17 +32048,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -32109,12 +32494,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -32134,12 +32537,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -32161,57 +32619,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -32252,6 +32666,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -32288,75 +32786,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -35309,6 +35745,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -35490,22 +35962,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -35514,6 +35991,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -35521,7 +35999,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -35533,7 +36011,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -35547,7 +36025,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -35555,8 +36033,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -35567,22 +36045,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -35590,45 +36068,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -35647,10 +36125,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -35661,9 +36141,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -35827,6 +36308,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -35877,6 +36361,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -35918,9 +36403,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -35941,7 +36430,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -35966,7 +36455,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -35984,7 +36473,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -36001,12 +36490,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -36021,7 +36513,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -36064,7 +36556,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -36119,7 +36611,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -36148,7 +36640,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -36167,17 +36659,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -36611,12 +37105,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -36636,12 +37148,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -36663,57 +37230,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -36754,6 +37277,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -36790,75 +37397,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -38357,9 +38902,11 @@ struct ModelTiming {
 };
 
 inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
-                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true) {
+                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true,
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     XnnOptions xo;
     xo.threads = threads;
+    xo.int8 = prec == LatencyPrecision::Int8;  // synthetic scales, as `lamda bench --precision int8`
     XnnExecutor ex(g, random_weights(g, 1), xo);
     fill_timing_input(ex);
     for (int i = 0; i < warmup; ++i) ex.run();
@@ -38386,8 +38933,9 @@ inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, in
 
 // Latency of a whole model in ms (no per-layer pass); see time_model.
 inline double measure_model_ms(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
-                               double max_seconds = 2.0, double q = 0.5) {
-    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false).ms;
+                               double max_seconds = 2.0, double q = 0.5,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false, prec).ms;
 }
 
 namespace latency_detail {
@@ -38695,9 +39243,11 @@ inline constexpr std::array<double, prim_kind_count> kind_budget_share{
 }  // namespace latency_detail
 
 // Measures one operator configuration: builds the probe graph, runs it, and returns the target
-// layer's operator (as lowered after shape inference) with the median of its timed runs.
+// layer's operator (as lowered after shape inference) with the median of its timed runs. In
+// int8 a kind without an int8 kernel (runs_int8) is timed with its converts, as its layer runs.
 inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max_runs = 15,
-                                  double max_seconds = 0.05, double q = 0.5) {
+                                  double max_seconds = 0.05, double q = 0.5,
+                                  LatencyPrecision prec = LatencyPrecision::Fp32) {
     const Graph g = parse_dsl_or_throw(latency_detail::probe_dsl(config), "<probe>");
     const int target = static_cast<int>(g.layers.size()) - 1;
     LatencySample s;
@@ -38705,6 +39255,7 @@ inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max
         if (p.layer == target) s.op = p;
     XnnOptions xo;
     xo.threads = threads;
+    xo.int8 = prec == LatencyPrecision::Int8;
     XnnExecutor ex(g, random_weights(g, 7), xo);
     fill_timing_input(ex);
     ex.run();
@@ -38728,12 +39279,17 @@ struct ProfileOptions {
     double initial_share = 0.45;  // of the operator budget spent on the initial random sample
     std::uint64_t seed = 1;
     double quantile = 0.5;        // of repeated timings: the median, or lower on a busy machine
+    // Also profile int8 (the XNNPACK executor's int8 path, synthetic scales): the budget is then
+    // shared, fp32 first (1 - int8_share of it), then int8, each with the three phases below.
+    bool int8 = false;
+    double int8_share = 0.5;
     // Called about every 100 ms with a one-line status.
     std::function<void(const std::string&)> progress;
 };
 
 // Profiles the device: operators (random, then adaptive), then the calibration models (whole
-// models measured end to end; their seeds must differ from any evaluation's), then the fit.
+// models measured end to end; their seeds must differ from any evaluation's), then the fit; in
+// fp32, then, with ProfileOptions::int8, the same in int8 on the rest of the budget.
 inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<std::pair<std::string, Graph>>& calibration_models,
                                      const std::vector<std::string>& calibration_families = {}) {
     using clock = std::chrono::steady_clock;
@@ -38744,105 +39300,125 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     prof.budget_s = o.budget_s;
     prof.load_average = current_load_average();
     std::mt19937_64 rng(o.seed);
-    const double op_budget = o.budget_s * (1.0 - o.calibration_share);
-    const double initial_budget = op_budget * o.initial_share;
     auto last_report = clock::now() - std::chrono::seconds(1);
-    auto report = [&](const std::string& phase, bool force = false) {
-        if (!o.progress) return;
-        const auto now = clock::now();
-        if (!force && now - last_report < std::chrono::milliseconds(100)) return;
-        last_report = now;
-        char line[200];
-        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s: %zu operator samples, %zu models",
-                      elapsed(), o.budget_s, phase.c_str(), prof.samples.size(), prof.calibration.size());
-        o.progress(line);
+    // One precision's three phases, from `begin` s to `end` s of the whole profile's time.
+    auto profile_part = [&](LatencyPrecision prec, double begin, double end,
+                            std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration) {
+        const double budget = end - begin;
+        const double op_end = begin + budget * (1.0 - o.calibration_share);
+        const double initial_end = begin + budget * (1.0 - o.calibration_share) * o.initial_share;
+        const std::string tag = prec == LatencyPrecision::Int8 ? "int8 " : "";
+        auto report = [&](const std::string& phase, bool force = false) {
+            if (!o.progress) return;
+            const auto now = clock::now();
+            if (!force && now - last_report < std::chrono::milliseconds(100)) return;
+            last_report = now;
+            char line[200];
+            std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s%s: %zu operator samples, %zu models",
+                          elapsed(), o.budget_s, tag.c_str(), phase.c_str(), samples.size(), calibration.size());
+            o.progress(line);
+        };
+        std::array<double, prim_kind_count> spent{};
+        auto measure = [&](const PrimOp& cfg) {
+            const double t0 = elapsed();
+            try {
+                samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile, prec));
+            } catch (const std::exception&) {
+                // A configuration the executor rejects is skipped.
+            }
+            spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
+        };
+        // Phase 1: random configurations, each kind up to its share of the initial budget.
+        const double initial_budget = initial_end - begin;
+        while (elapsed() < initial_end) {
+            std::size_t best = 0;
+            double lag = -1e300;
+            for (std::size_t k = 0; k < prim_kind_count; ++k) {
+                const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
+                if (l > lag) lag = l, best = k;
+            }
+            measure(latency_detail::random_config(all_prim_kinds[best], rng));
+            report("random sample");
+        }
+        // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
+        // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
+        std::array<std::vector<std::size_t>, prim_kind_count> used;
+        std::array<Eigen::VectorXd, prim_kind_count> residuals;
+        std::array<double, prim_kind_count> cv{};
+        auto refit = [&](std::size_t k) {
+            const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec);
+            cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
+        };
+        for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
+        std::array<int, prim_kind_count> since{};
+        while (elapsed() < op_end) {
+            std::vector<double> w(prim_kind_count);
+            for (std::size_t k = 0; k < prim_kind_count; ++k)
+                w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
+            const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
+            PrimOp cfg;
+            if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
+                cfg = latency_detail::random_config(all_prim_kinds[k], rng);
+            } else {
+                std::vector<double> sq(used[k].size());
+                for (std::size_t i = 0; i < sq.size(); ++i)
+                    sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
+                const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
+                cfg = latency_detail::mutate_config(samples[used[k][i]].op, rng);
+                // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
+                cfg.kind = all_prim_kinds[k];
+            }
+            measure(cfg);
+            if (++since[k] >= 20) {
+                refit(k);
+                since[k] = 0;
+            }
+            report("adaptive sample");
+        }
+        // Phase 3: whole models.
+        for (std::size_t i = 0; i < calibration_models.size(); ++i) {
+            if (elapsed() > end && calibration.size() >= 8) break;
+            CalibrationSample c;
+            c.name = calibration_models[i].first;
+            c.family = i < calibration_families.size() ? calibration_families[i] : "";
+            ModelTiming timing;
+            try {
+                timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile, true, prec);
+            } catch (const std::exception&) {
+                continue;
+            }
+            c.ms = timing.ms;
+            const Graph& graph = calibration_models[i].second;
+            const OpPlan plan = plan_ops(graph);
+            lower_for_latency(graph, plan, c.ops);
+            c.activation_bytes = activation_buffer_bytes(plan, prec);
+            // The layer's time on its first operator (the operator's own where it is alone).
+            for (std::size_t k = 0; k < c.ops.size(); ++k) {
+                const int layer = c.ops[k].layer;
+                const bool first = k == 0 || c.ops[k - 1].layer != layer;
+                c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
+            }
+            calibration.push_back(std::move(c));
+            report("calibration models");
+        }
+        report("fitting", true);
     };
-    std::array<double, prim_kind_count> spent{};
-    auto measure = [&](const PrimOp& cfg) {
-        const double t0 = elapsed();
-        try {
-            prof.samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile));
-        } catch (const std::exception&) {
-            // A configuration the executor rejects is skipped.
-        }
-        spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
-    };
-    // Phase 1: random configurations, each kind up to its share of the initial budget.
-    while (elapsed() < initial_budget) {
-        std::size_t best = 0;
-        double lag = -1e300;
-        for (std::size_t k = 0; k < prim_kind_count; ++k) {
-            const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
-            if (l > lag) lag = l, best = k;
-        }
-        measure(latency_detail::random_config(all_prim_kinds[best], rng));
-        report("random sample");
-    }
-    // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
-    // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
-    std::array<std::vector<std::size_t>, prim_kind_count> used;
-    std::array<Eigen::VectorXd, prim_kind_count> residuals;
-    std::array<double, prim_kind_count> cv{};
-    auto refit = [&](std::size_t k) {
-        const KindModel m = fit_kind_model(all_prim_kinds[k], prof.samples, &residuals[k], &used[k]);
-        cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
-    };
-    for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
-    std::array<int, prim_kind_count> since{};
-    while (elapsed() < op_budget) {
-        std::vector<double> w(prim_kind_count);
-        for (std::size_t k = 0; k < prim_kind_count; ++k)
-            w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
-        const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
-        PrimOp cfg;
-        if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
-            cfg = latency_detail::random_config(all_prim_kinds[k], rng);
-        } else {
-            std::vector<double> sq(used[k].size());
-            for (std::size_t i = 0; i < sq.size(); ++i)
-                sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
-            const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
-            cfg = latency_detail::mutate_config(prof.samples[used[k][i]].op, rng);
-            // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
-            cfg.kind = all_prim_kinds[k];
-        }
-        measure(cfg);
-        if (++since[k] >= 20) {
-            refit(k);
-            since[k] = 0;
-        }
-        report("adaptive sample");
-    }
-    // Phase 3: whole models.
-    for (std::size_t i = 0; i < calibration_models.size(); ++i) {
-        if (elapsed() > o.budget_s && prof.calibration.size() >= 8) break;
-        CalibrationSample c;
-        c.name = calibration_models[i].first;
-        c.family = i < calibration_families.size() ? calibration_families[i] : "";
-        ModelTiming timing;
-        try {
-            timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile);
-        } catch (const std::exception&) {
-            continue;
-        }
-        c.ms = timing.ms;
-        const Graph& graph = calibration_models[i].second;
-        const OpPlan plan = plan_ops(graph);
-        lower_for_latency(graph, plan, c.ops);
-        c.activation_bytes = activation_buffer_bytes(plan);
-        // The layer's time on its first operator (the operator's own where it is alone).
-        for (std::size_t k = 0; k < c.ops.size(); ++k) {
-            const int layer = c.ops[k].layer;
-            const bool first = k == 0 || c.ops[k - 1].layer != layer;
-            c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
-        }
-        prof.calibration.push_back(std::move(c));
-        report("calibration models");
-    }
-    report("fitting", true);
+    const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
+    profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration);
+    if (o.int8) {
+        profile_part(LatencyPrecision::Int8, elapsed(), o.budget_s, prof.int8_samples, prof.int8_calibration);
+        prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8);
+        prof.has_int8 = true;
+    }
     prof.elapsed_s = elapsed();
-    report("done", true);
+    if (o.progress) {
+        char line[200];
+        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] done: %zu operator samples, %zu models", prof.elapsed_s,
+                      o.budget_s, prof.samples.size() + prof.int8_samples.size(),
+                      prof.calibration.size() + prof.int8_calibration.size());
+        o.progress(line);
+    }
     return prof;
 }
 
@@ -41026,6 +41602,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -41207,22 +41819,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -41231,6 +41848,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -41238,7 +41856,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -41250,7 +41868,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -41264,7 +41882,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -41272,8 +41890,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -41284,22 +41902,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -41307,45 +41925,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -41364,10 +41982,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -41378,9 +41998,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -41544,6 +42165,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -41594,6 +42218,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -41635,9 +42260,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -41658,7 +42287,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -41683,7 +42312,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -41701,7 +42330,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -41718,12 +42347,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -41738,7 +42370,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -41781,7 +42413,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -41836,7 +42468,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -41865,7 +42497,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -41884,17 +42516,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -42328,12 +42962,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -42353,12 +43005,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -42380,57 +43087,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -42471,6 +43134,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -42507,75 +43254,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -45652,6 +46337,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -45833,22 +46554,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -45857,6 +46583,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -45864,7 +46591,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -45876,7 +46603,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -45890,7 +46617,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -45898,8 +46625,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -45910,22 +46637,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -45933,45 +46660,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -45990,10 +46717,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -46004,9 +46733,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -46170,6 +46900,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -46220,6 +46953,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -46261,9 +46995,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -46284,7 +47022,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -46309,7 +47047,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -46327,7 +47065,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -46344,12 +47082,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -46364,7 +47105,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -46407,7 +47148,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -46462,7 +47203,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -46491,7 +47232,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -46510,17 +47251,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -46954,12 +47697,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -46979,12 +47740,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -47006,57 +47822,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -47097,6 +47869,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -47133,75 +47989,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -47953,6 +48747,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -48134,22 +48964,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -48158,6 +48993,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -48165,7 +49001,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -48177,7 +49013,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -48191,7 +49027,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -48199,8 +49035,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -48211,22 +49047,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -48234,45 +49070,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -48291,10 +49127,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -48305,9 +49143,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());
@@ -48471,6 +49310,9 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -48521,6 +49363,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -48562,9 +49405,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -48585,7 +49432,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -48610,7 +49457,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -48628,7 +49475,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -48645,12 +49492,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -48665,7 +49515,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -48708,7 +49558,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -48763,7 +49613,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -48792,7 +49642,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -48811,17 +49661,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -49035,12 +49887,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -49060,12 +49930,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -49087,57 +50012,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -49178,6 +50059,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -49214,75 +50179,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }
@@ -50793,9 +51696,11 @@ struct ModelTiming {
 };
 
 inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
-                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true) {
+                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true,
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     XnnOptions xo;
     xo.threads = threads;
+    xo.int8 = prec == LatencyPrecision::Int8;  // synthetic scales, as `lamda bench --precision int8`
     XnnExecutor ex(g, random_weights(g, 1), xo);
     fill_timing_input(ex);
     for (int i = 0; i < warmup; ++i) ex.run();
@@ -50822,8 +51727,9 @@ inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, in
 
 // Latency of a whole model in ms (no per-layer pass); see time_model.
 inline double measure_model_ms(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
-                               double max_seconds = 2.0, double q = 0.5) {
-    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false).ms;
+                               double max_seconds = 2.0, double q = 0.5,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false, prec).ms;
 }
 
 namespace latency_detail {
@@ -51131,9 +52037,11 @@ inline constexpr std::array<double, prim_kind_count> kind_budget_share{
 }  // namespace latency_detail
 
 // Measures one operator configuration: builds the probe graph, runs it, and returns the target
-// layer's operator (as lowered after shape inference) with the median of its timed runs.
+// layer's operator (as lowered after shape inference) with the median of its timed runs. In
+// int8 a kind without an int8 kernel (runs_int8) is timed with its converts, as its layer runs.
 inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max_runs = 15,
-                                  double max_seconds = 0.05, double q = 0.5) {
+                                  double max_seconds = 0.05, double q = 0.5,
+                                  LatencyPrecision prec = LatencyPrecision::Fp32) {
     const Graph g = parse_dsl_or_throw(latency_detail::probe_dsl(config), "<probe>");
     const int target = static_cast<int>(g.layers.size()) - 1;
     LatencySample s;
@@ -51141,6 +52049,7 @@ inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max
         if (p.layer == target) s.op = p;
     XnnOptions xo;
     xo.threads = threads;
+    xo.int8 = prec == LatencyPrecision::Int8;
     XnnExecutor ex(g, random_weights(g, 7), xo);
     fill_timing_input(ex);
     ex.run();
@@ -51164,12 +52073,17 @@ struct ProfileOptions {
     double initial_share = 0.45;  // of the operator budget spent on the initial random sample
     std::uint64_t seed = 1;
     double quantile = 0.5;        // of repeated timings: the median, or lower on a busy machine
+    // Also profile int8 (the XNNPACK executor's int8 path, synthetic scales): the budget is then
+    // shared, fp32 first (1 - int8_share of it), then int8, each with the three phases below.
+    bool int8 = false;
+    double int8_share = 0.5;
     // Called about every 100 ms with a one-line status.
     std::function<void(const std::string&)> progress;
 };
 
 // Profiles the device: operators (random, then adaptive), then the calibration models (whole
-// models measured end to end; their seeds must differ from any evaluation's), then the fit.
+// models measured end to end; their seeds must differ from any evaluation's), then the fit; in
+// fp32, then, with ProfileOptions::int8, the same in int8 on the rest of the budget.
 inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<std::pair<std::string, Graph>>& calibration_models,
                                      const std::vector<std::string>& calibration_families = {}) {
     using clock = std::chrono::steady_clock;
@@ -51180,105 +52094,125 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     prof.budget_s = o.budget_s;
     prof.load_average = current_load_average();
     std::mt19937_64 rng(o.seed);
-    const double op_budget = o.budget_s * (1.0 - o.calibration_share);
-    const double initial_budget = op_budget * o.initial_share;
     auto last_report = clock::now() - std::chrono::seconds(1);
-    auto report = [&](const std::string& phase, bool force = false) {
-        if (!o.progress) return;
-        const auto now = clock::now();
-        if (!force && now - last_report < std::chrono::milliseconds(100)) return;
-        last_report = now;
-        char line[200];
-        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s: %zu operator samples, %zu models",
-                      elapsed(), o.budget_s, phase.c_str(), prof.samples.size(), prof.calibration.size());
-        o.progress(line);
+    // One precision's three phases, from `begin` s to `end` s of the whole profile's time.
+    auto profile_part = [&](LatencyPrecision prec, double begin, double end,
+                            std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration) {
+        const double budget = end - begin;
+        const double op_end = begin + budget * (1.0 - o.calibration_share);
+        const double initial_end = begin + budget * (1.0 - o.calibration_share) * o.initial_share;
+        const std::string tag = prec == LatencyPrecision::Int8 ? "int8 " : "";
+        auto report = [&](const std::string& phase, bool force = false) {
+            if (!o.progress) return;
+            const auto now = clock::now();
+            if (!force && now - last_report < std::chrono::milliseconds(100)) return;
+            last_report = now;
+            char line[200];
+            std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s%s: %zu operator samples, %zu models",
+                          elapsed(), o.budget_s, tag.c_str(), phase.c_str(), samples.size(), calibration.size());
+            o.progress(line);
+        };
+        std::array<double, prim_kind_count> spent{};
+        auto measure = [&](const PrimOp& cfg) {
+            const double t0 = elapsed();
+            try {
+                samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile, prec));
+            } catch (const std::exception&) {
+                // A configuration the executor rejects is skipped.
+            }
+            spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
+        };
+        // Phase 1: random configurations, each kind up to its share of the initial budget.
+        const double initial_budget = initial_end - begin;
+        while (elapsed() < initial_end) {
+            std::size_t best = 0;
+            double lag = -1e300;
+            for (std::size_t k = 0; k < prim_kind_count; ++k) {
+                const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
+                if (l > lag) lag = l, best = k;
+            }
+            measure(latency_detail::random_config(all_prim_kinds[best], rng));
+            report("random sample");
+        }
+        // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
+        // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
+        std::array<std::vector<std::size_t>, prim_kind_count> used;
+        std::array<Eigen::VectorXd, prim_kind_count> residuals;
+        std::array<double, prim_kind_count> cv{};
+        auto refit = [&](std::size_t k) {
+            const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec);
+            cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
+        };
+        for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
+        std::array<int, prim_kind_count> since{};
+        while (elapsed() < op_end) {
+            std::vector<double> w(prim_kind_count);
+            for (std::size_t k = 0; k < prim_kind_count; ++k)
+                w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
+            const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
+            PrimOp cfg;
+            if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
+                cfg = latency_detail::random_config(all_prim_kinds[k], rng);
+            } else {
+                std::vector<double> sq(used[k].size());
+                for (std::size_t i = 0; i < sq.size(); ++i)
+                    sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
+                const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
+                cfg = latency_detail::mutate_config(samples[used[k][i]].op, rng);
+                // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
+                cfg.kind = all_prim_kinds[k];
+            }
+            measure(cfg);
+            if (++since[k] >= 20) {
+                refit(k);
+                since[k] = 0;
+            }
+            report("adaptive sample");
+        }
+        // Phase 3: whole models.
+        for (std::size_t i = 0; i < calibration_models.size(); ++i) {
+            if (elapsed() > end && calibration.size() >= 8) break;
+            CalibrationSample c;
+            c.name = calibration_models[i].first;
+            c.family = i < calibration_families.size() ? calibration_families[i] : "";
+            ModelTiming timing;
+            try {
+                timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile, true, prec);
+            } catch (const std::exception&) {
+                continue;
+            }
+            c.ms = timing.ms;
+            const Graph& graph = calibration_models[i].second;
+            const OpPlan plan = plan_ops(graph);
+            lower_for_latency(graph, plan, c.ops);
+            c.activation_bytes = activation_buffer_bytes(plan, prec);
+            // The layer's time on its first operator (the operator's own where it is alone).
+            for (std::size_t k = 0; k < c.ops.size(); ++k) {
+                const int layer = c.ops[k].layer;
+                const bool first = k == 0 || c.ops[k - 1].layer != layer;
+                c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
+            }
+            calibration.push_back(std::move(c));
+            report("calibration models");
+        }
+        report("fitting", true);
     };
-    std::array<double, prim_kind_count> spent{};
-    auto measure = [&](const PrimOp& cfg) {
-        const double t0 = elapsed();
-        try {
-            prof.samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile));
-        } catch (const std::exception&) {
-            // A configuration the executor rejects is skipped.
-        }
-        spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
-    };
-    // Phase 1: random configurations, each kind up to its share of the initial budget.
-    while (elapsed() < initial_budget) {
-        std::size_t best = 0;
-        double lag = -1e300;
-        for (std::size_t k = 0; k < prim_kind_count; ++k) {
-            const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
-            if (l > lag) lag = l, best = k;
-        }
-        measure(latency_detail::random_config(all_prim_kinds[best], rng));
-        report("random sample");
-    }
-    // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
-    // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
-    std::array<std::vector<std::size_t>, prim_kind_count> used;
-    std::array<Eigen::VectorXd, prim_kind_count> residuals;
-    std::array<double, prim_kind_count> cv{};
-    auto refit = [&](std::size_t k) {
-        const KindModel m = fit_kind_model(all_prim_kinds[k], prof.samples, &residuals[k], &used[k]);
-        cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
-    };
-    for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
-    std::array<int, prim_kind_count> since{};
-    while (elapsed() < op_budget) {
-        std::vector<double> w(prim_kind_count);
-        for (std::size_t k = 0; k < prim_kind_count; ++k)
-            w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
-        const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
-        PrimOp cfg;
-        if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
-            cfg = latency_detail::random_config(all_prim_kinds[k], rng);
-        } else {
-            std::vector<double> sq(used[k].size());
-            for (std::size_t i = 0; i < sq.size(); ++i)
-                sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
-            const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
-            cfg = latency_detail::mutate_config(prof.samples[used[k][i]].op, rng);
-            // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
-            cfg.kind = all_prim_kinds[k];
-        }
-        measure(cfg);
-        if (++since[k] >= 20) {
-            refit(k);
-            since[k] = 0;
-        }
-        report("adaptive sample");
-    }
-    // Phase 3: whole models.
-    for (std::size_t i = 0; i < calibration_models.size(); ++i) {
-        if (elapsed() > o.budget_s && prof.calibration.size() >= 8) break;
-        CalibrationSample c;
-        c.name = calibration_models[i].first;
-        c.family = i < calibration_families.size() ? calibration_families[i] : "";
-        ModelTiming timing;
-        try {
-            timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile);
-        } catch (const std::exception&) {
-            continue;
-        }
-        c.ms = timing.ms;
-        const Graph& graph = calibration_models[i].second;
-        const OpPlan plan = plan_ops(graph);
-        lower_for_latency(graph, plan, c.ops);
-        c.activation_bytes = activation_buffer_bytes(plan);
-        // The layer's time on its first operator (the operator's own where it is alone).
-        for (std::size_t k = 0; k < c.ops.size(); ++k) {
-            const int layer = c.ops[k].layer;
-            const bool first = k == 0 || c.ops[k - 1].layer != layer;
-            c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
-        }
-        prof.calibration.push_back(std::move(c));
-        report("calibration models");
-    }
-    report("fitting", true);
+    const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
+    profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration);
+    if (o.int8) {
+        profile_part(LatencyPrecision::Int8, elapsed(), o.budget_s, prof.int8_samples, prof.int8_calibration);
+        prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8);
+        prof.has_int8 = true;
+    }
     prof.elapsed_s = elapsed();
-    report("done", true);
+    if (o.progress) {
+        char line[200];
+        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] done: %zu operator samples, %zu models", prof.elapsed_s,
+                      o.budget_s, prof.samples.size() + prof.int8_samples.size(),
+                      prof.calibration.size() + prof.int8_calibration.size());
+        o.progress(line);
+    }
     return prof;
 }
 

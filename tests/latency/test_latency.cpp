@@ -13,6 +13,9 @@
 #include "lamda/dsl/parser.hpp"
 #include "lamda/exec/plan.hpp"
 #include "lamda/latency/model.hpp"
+#if defined(LAMDA_WITH_XNNPACK)
+#include "lamda/latency/profiler.hpp"
+#endif
 
 namespace {
 
@@ -401,6 +404,118 @@ TEST_CASE("read_latency_profile: a missing file is a ProfileError") {
     CHECK_THROWS_AS(lamda::read_latency_profile("/nonexistent/profile.json"), lamda::ProfileError);
 }
 
+namespace {
+
+// small_profile with an int8 part: the same operators timed "in int8" at other times.
+lamda::LatencyProfile small_profile_with_int8() {
+    lamda::LatencyProfile p = small_profile();
+    std::mt19937_64 rng(11);
+    for (lamda::LatencySample s : p.samples) {
+        s.ms *= 0.3 + 0.01 * static_cast<double>(rng() % 100);
+        p.int8_samples.push_back(s);
+    }
+    p.int8_calibration = p.calibration;
+    p.int8_calibration[0].ms = 0.04;
+    p.int8_calibration[1].activation_bytes = 0.9 * (1 << 20);
+    p.int8_model = lamda::fit_latency_model(p.int8_samples, p.int8_calibration, 10.0, lamda::LatencyPrecision::Int8);
+    p.has_int8 = true;
+    return p;
+}
+
+const char* const mixed_graph =
+    "x: input shape=32x32x3\nc: conv2d out=32 kernel=3 stride=2 act=hardswish\nb: batchnorm c\ns: gap b\n"
+    "m: mul b, s\nd: dwconv m kernel=7\na: add d, m\nq: concat a, d\np: avgpool q kernel=2\nl: flatten p\n"
+    "f: fc out=10\nz: softmax f\n";
+
+}  // namespace
+
+TEST_CASE("profile JSON round trip with an int8 part") {
+    const lamda::LatencyProfile p = small_profile_with_int8();
+    REQUIRE(p.int8_model.precision == lamda::LatencyPrecision::Int8);
+    const std::string text = lamda::latency_profile_json(p);
+    const lamda::LatencyProfile q = lamda::parse_latency_profile(text, "mem.json");
+    REQUIRE(q.has_int8);
+    CHECK(q.int8_model.precision == lamda::LatencyPrecision::Int8);
+    CHECK(q.int8_model.kind_model(lamda::PrimKind::Conv).precision == lamda::LatencyPrecision::Int8);
+    CHECK(q.model.kind_model(lamda::PrimKind::Conv).precision == lamda::LatencyPrecision::Fp32);
+    REQUIRE(q.int8_samples.size() == p.int8_samples.size());
+    for (std::size_t i = 0; i < p.int8_samples.size(); ++i) CHECK(q.int8_samples[i].ms == p.int8_samples[i].ms);
+    REQUIRE(q.int8_calibration.size() == 2);
+    CHECK(q.int8_calibration[1].activation_bytes == 0.9 * (1 << 20));
+    CHECK(q.int8_calibration[0].ms == 0.04);
+    const lamda::Graph g = parse(mixed_graph);
+    // Each precision predicts from its own model, bit for bit after the round trip.
+    CHECK(q.model_for(lamda::LatencyPrecision::Int8).predict_ms(g) == p.int8_model.predict_ms(g));
+    CHECK(q.model_for(lamda::LatencyPrecision::Fp32).predict_ms(g) == p.model.predict_ms(g));
+    CHECK(p.int8_model.predict_ms(g) != p.model.predict_ms(g));
+    CHECK(lamda::latency_profile_json(q) == text);
+    // A malformed int8 part names its field under "int8.".
+    std::string bad = text;
+    const auto at = bad.find("\"ms\":", bad.find("\"int8\":"));
+    REQUIRE(at != std::string::npos);
+    bad.replace(at, 5, "\"ms\":-");
+    try {
+        lamda::parse_latency_profile(bad, "bad.json");
+        FAIL("a negative int8 time was accepted");
+    } catch (const lamda::ProfileError& e) {
+        CHECK(std::string(e.what()).find("int8.samples[0].ms") != std::string::npos);
+    }
+}
+
+TEST_CASE("an fp32-only profile written before int8 loads and predicts fp32 as it did") {
+    // tests/latency/fp32_only_profile.json: small_profile's model (samples left out), written by
+    // lamda at commit 0a85e3a, before profiles had an int8 part; that lamda predicted these two
+    // numbers (printf %.17g) for the two graphs from it.
+    const lamda::LatencyProfile p =
+        lamda::read_latency_profile(std::string(LAMDA_SOURCE_DIR) + "/tests/latency/fp32_only_profile.json");
+    CHECK_FALSE(p.has_int8);
+    const lamda::Graph g = parse(
+        "x: input shape=16x16x8\nc: conv2d out=16 kernel=3 act=relu\nd: dwconv kernel=5\n"
+        "p: maxpool kernel=2\ng: gap\nf: fc out=10\n");
+    CHECK(p.model.predict_ms(g) == doctest::Approx(0.21243264551534002).epsilon(1e-12));
+    CHECK(p.model_for(lamda::LatencyPrecision::Fp32).predict_ms(parse(mixed_graph)) ==
+          doctest::Approx(4.300383440395561).epsilon(1e-12));
+    // Asking it for int8 is an error that names the file and says what to run.
+    try {
+        (void)p.model_for(lamda::LatencyPrecision::Int8, "old.json");
+        FAIL("an fp32-only profile gave an int8 model");
+    } catch (const lamda::ProfileError& e) {
+        const std::string what = e.what();
+        CHECK(what.find("old.json") != std::string::npos);
+        CHECK(what.find("no int8 model") != std::string::npos);
+        CHECK(what.find("lamda profile --precision both") != std::string::npos);
+    }
+    // Written again it stays fp32-only (no "int8" part).
+    CHECK(lamda::latency_profile_json(p).find("\"int8\"") == std::string::npos);
+}
+
+TEST_CASE("op_features in int8: a byte per value where the kind runs in int8, four where it runs in float") {
+    lamda::PrimOp conv;
+    conv.kind = lamda::PrimKind::Conv;
+    conv.ih = conv.iw = conv.oh = conv.ow = 28;
+    conv.ic = 32;
+    conv.oc = 64;
+    conv.kh = conv.kw = 3;
+    CHECK(lamda::op_weight_bytes(conv, lamda::LatencyPrecision::Int8) * 4 == lamda::op_weight_bytes(conv));
+    lamda::PrimOp clamp;
+    clamp.kind = lamda::PrimKind::Clamp;
+    clamp.ih = clamp.iw = clamp.oh = clamp.ow = 28;
+    clamp.ic = clamp.oc = 32;
+    lamda::PrimOp softmax = clamp;
+    softmax.kind = lamda::PrimKind::Softmax;
+    const auto f32 = lamda::op_features(clamp), i8 = lamda::op_features(clamp, {}, lamda::LatencyPrecision::Int8);
+    REQUIRE(f32.n == i8.n);
+    CHECK(i8.x[0] == f32.x[0]);              // elements: the same work
+    CHECK(i8.x[1] * 4 == doctest::Approx(f32.x[1]));  // bytes moved: a quarter
+    CHECK_FALSE(lamda::runs_int8(lamda::PrimKind::Softmax));
+    const auto s32 = lamda::op_features(softmax), s8 = lamda::op_features(softmax, {}, lamda::LatencyPrecision::Int8);
+    for (int i = 0; i < s32.n; ++i) CHECK(s8.x[static_cast<std::size_t>(i)] == s32.x[static_cast<std::size_t>(i)]);
+    // A model's footprint in int8: its int8 weights and a byte per buffered value.
+    const std::vector<lamda::PrimOp> ops{conv, clamp};
+    CHECK(lamda::model_context(ops, 1000, lamda::LatencyPrecision::Int8).footprint_bytes ==
+          doctest::Approx(lamda::op_weight_bytes(conv) / 4 + 1000));
+}
+
 #endif  // LAMDA_WITH_LATENCY
 
 TEST_CASE("op_features: context terms are zero for a probe and follow the model's context") {
@@ -542,3 +657,51 @@ TEST_CASE("fit_calibration: one model timed under interference does not pull the
     const lamda::Calibration cal = lamda::fit_calibration(model, models, 1e-4);
     CHECK(cal.scale[2] == doctest::Approx(1.0).epsilon(0.02));
 }
+
+#if defined(LAMDA_WITH_XNNPACK)
+TEST_CASE("profile_device with int8: int8 predictions order models of very different sizes as measured") {
+    // A short profile (2 s of fp32, 6 s of int8) on the real executor, then four models whose
+    // int8 times differ by several times each (0.02, 1.8, 42 and 174 million MACs): the predictions must order them as measured, and
+    // the largest be predicted within a factor of 3 (about 0.7x here). Loose on purpose: timings on a shared
+    // machine move by tens of percent, the sizes by 4x and more.
+    lamda::ProfileOptions o;
+    o.budget_s = 8;
+    o.int8 = true;
+    o.int8_share = 0.75;
+    o.seed = 5;
+    std::vector<std::pair<std::string, lamda::Graph>> calibration;
+    for (int i = 0; i < 4; ++i) {
+        const std::string c = std::to_string(8 * (i + 1));
+        calibration.emplace_back("calib" + std::to_string(i),
+                                 parse(("x: input shape=24x24x3\na: conv2d out=" + c + " kernel=3 act=relu\n"
+                                        "b: dwconv kernel=3 act=relu6\nc: conv2d out=" + c + " kernel=1\nd: add b, c\n"
+                                        "g: gap\nf: fc out=10\n").c_str()));
+    }
+    const lamda::LatencyProfile prof = lamda::profile_device(o, calibration);
+    REQUIRE(prof.has_int8);
+    CHECK(prof.int8_samples.size() > 10);
+    CHECK(prof.int8_model.kind_model(lamda::PrimKind::Conv).fitted);
+    const char* const sizes[] = {
+        "x: input shape=8x8x4\nc: conv2d out=8 kernel=3 act=relu\ng: gap\nf: fc out=4\n",
+        "x: input shape=28x28x8\nc: conv2d out=32 kernel=3 act=relu\nd: dwconv kernel=3 act=relu6\ng: gap\nf: fc out=10\n",
+        "x: input shape=56x56x16\nc: conv2d out=64 kernel=3 act=relu\nd: dwconv kernel=3 act=relu6\n"
+        "e: conv2d out=64 kernel=1\ng: gap\nf: fc out=10\n",
+        "x: input shape=56x56x32\nc: conv2d out=64 kernel=3 act=relu\ne: conv2d out=64 kernel=3 act=relu\n"
+        "g: gap\nf: fc out=10\n"};
+    std::vector<double> predicted, measured;
+    for (const char* text : sizes) {
+        const lamda::Graph g = parse(text);
+        predicted.push_back(prof.model_for(lamda::LatencyPrecision::Int8).predict_ms(g));
+        measured.push_back(lamda::measure_model_ms(g, 1, 7, 1, 2.0, 0.5, lamda::LatencyPrecision::Int8));
+    }
+    for (std::size_t i = 1; i < predicted.size(); ++i) {
+        INFO("model " << i << ": predicted " << predicted[i] << " ms after " << predicted[i - 1]
+                      << ", measured " << measured[i] << " ms after " << measured[i - 1]);
+        CHECK(measured[i] > measured[i - 1]);
+        CHECK(predicted[i] > predicted[i - 1]);
+    }
+    INFO("largest: predicted " << predicted.back() << " ms, measured " << measured.back() << " ms");
+    CHECK(predicted.back() > measured.back() / 3);
+    CHECK(predicted.back() < 3 * measured.back());
+}
+#endif

@@ -53,11 +53,14 @@ struct LatencyCli {
     int calibration_models = 320;
     std::uint64_t calibration_seed = 0xCA11B;
     std::uint64_t profile_seed = 1;
+    std::string profile_precision = "fp32";  // profile --precision: fp32 | both
     bool quiet = false;
     // predict / eval-predictor
     std::string model;
     std::string profile_path;
     bool json = false;
+    std::string predict_precision = "fp32";  // predict --precision: fp32 | int8
+    std::string eval_precision = "all";      // eval-predictor --precision: fp32 | int8 | all
     int models = 200;
     std::uint64_t seed = 2024;
     std::string zoo = "examples/models";
@@ -84,6 +87,11 @@ inline void register_latency_commands(CLI::App& app, LatencyCli& c) {
     c.profile->add_option("--calibration-seed", c.calibration_seed,
                           "Seed of the calibration models (evaluation must use another)");
     c.profile->add_option("--seed", c.profile_seed, "Seed of the operator configurations");
+    c.profile->add_option("--precision", c.profile_precision,
+                          "fp32: operators and models timed in fp32 only; both: also in int8 (the XNNPACK int8 path, "
+                          "synthetic scales), so that `predict --precision int8` works; the budget is then shared "
+                          "half and half")
+        ->check(CLI::IsMember({"fp32", "both"}));
     c.profile->add_option("--quantile", c.quantile,
                           "Quantile of repeated timings (0.5: median; lower resists a busy machine)")
         ->check(CLI::Range(0.0, 1.0));
@@ -100,6 +108,10 @@ inline void register_latency_commands(CLI::App& app, LatencyCli& c) {
         "predict", "Predict a model's latency from a device profile, with the per-layer breakdown.");
     c.predict->add_option("model", c.model, "Model file in the lamda DSL")->required();
     c.predict->add_option("--profile", c.profile_path, "Profile from `lamda profile`")->required();
+    c.predict->add_option("--precision", c.predict_precision,
+                          "Predict the fp32 or the int8 executor's latency (int8 needs a profile made with "
+                          "`lamda profile --precision both`)")
+        ->check(CLI::IsMember({"fp32", "int8"}));
     c.predict->add_flag("--json", c.json, "Print one JSON object");
 
     c.eval = app.add_subcommand(
@@ -118,6 +130,9 @@ inline void register_latency_commands(CLI::App& app, LatencyCli& c) {
     c.eval->add_option("--quantile", c.quantile,
                        "Quantile of repeated timings (0.5: median; lower resists a busy machine)")
         ->check(CLI::Range(0.0, 1.0));
+    c.eval->add_option("--precision", c.eval_precision,
+                       "Precision(s) to time and predict: all (every one the profile has), fp32 or int8")
+        ->check(CLI::IsMember({"all", "fp32", "int8"}));
     c.eval->add_flag("--json", c.json, "Print one JSON object");
     c.eval->add_flag("-v,--verbose", c.verbose, "Print every model");
 #if defined(LAMDA_WITH_AGENT)
@@ -164,12 +179,16 @@ inline int run_predict(const LatencyCli& c) {
         return 1;
     }
     const lamda::LatencyProfile p = latency_cli_detail::load_profile(c.profile_path, 1);
+    lamda::LatencyPrecision prec = lamda::LatencyPrecision::Fp32;
+    lamda::parse_precision(c.predict_precision, prec);  // CLI11 checked it
+    const lamda::LatencyModel& m = p.model_for(prec, c.profile_path);
     const lamda::Graph& g = parsed.graph;
-    const lamda::LatencyPrediction r = p.model.predict(g);
+    const lamda::LatencyPrediction r = m.predict(g);
     if (c.json) {
         lamda::JsonWriter j;
         j.begin_object()
             .field("model", g.name.empty() ? c.model : g.name)
+            .field("precision", lamda::precision_name(prec))
             .field("predicted_ms", r.total_ms)
             .field("operators_ms", r.ops_ms)
             .field("overhead_ms", r.total_ms - [&] {
@@ -207,8 +226,8 @@ inline int run_predict(const LatencyCli& c) {
                       r.per_layer_ms[i], r.total_ms > 0 ? 100 * r.per_layer_ms[i] / r.total_ms : 0.0);
         std::cout << name << std::string(width - std::min(width, name.size()), ' ') << line << '\n';
     }
-    std::snprintf(line, sizeof line, "\npredicted: %.4f ms (%zu operators; overhead term %.4f ms)\n",
-                  r.total_ms, r.ops.size(), r.total_ms - [&] {
+    std::snprintf(line, sizeof line, "\npredicted: %.4f ms (%s, %zu operators; overhead term %.4f ms)\n",
+                  r.total_ms, std::string(lamda::precision_name(prec)).c_str(), r.ops.size(), r.total_ms - [&] {
                       double s = 0;
                       for (double v : r.per_layer_ms) s += v;
                       return s;
@@ -231,18 +250,33 @@ inline void write_profile_summary(lamda::JsonWriter& j, const std::string& path,
     j.key("load_average");
     if (p.load_average >= 0) j.value(p.load_average);
     else j.null();
-    j.key("kinds").begin_array();
-    for (const lamda::KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", lamda::prim_kind_name(k.kind))
-            .field("samples", static_cast<std::int64_t>(k.samples))
-            .field("cv_error_pct", 100 * k.cv_rel_rmse)
-            .field("context_samples", static_cast<std::int64_t>(k.context_samples))
-            .field("context_factor", k.context_scale)
-            .end_object();
-    }
+    auto kinds = [&j](const lamda::LatencyModel& m) {
+        j.begin_array();
+        for (const lamda::KindModel& k : m.kinds) {
+            if (!k.fitted) continue;
+            j.begin_object()
+                .field("kind", lamda::prim_kind_name(k.kind))
+                .field("samples", static_cast<std::int64_t>(k.samples))
+                .field("cv_error_pct", 100 * k.cv_rel_rmse)
+                .field("context_samples", static_cast<std::int64_t>(k.context_samples))
+                .field("context_factor", k.context_scale)
+                .end_object();
+        }
+        j.end_array();
+    };
+    j.key("kinds");
+    kinds(p.model);
+    j.key("precisions").begin_array().value("fp32");
+    if (p.has_int8) j.value("int8");
     j.end_array();
+    if (p.has_int8) {
+        j.key("int8").begin_object()
+            .field("samples", static_cast<std::int64_t>(p.int8_samples.size()))
+            .field("calibration_models", static_cast<std::int64_t>(p.int8_calibration.size()));
+        j.key("kinds");
+        kinds(p.int8_model);
+        j.end_object();
+    }
 }
 
 }  // namespace latency_cli_detail
@@ -314,7 +348,15 @@ inline int run_profile_remote(const LatencyCli& c) {
 
 inline int run_profile(const LatencyCli& c) {
 #if defined(LAMDA_WITH_AGENT)
-    if (!c.devices.empty()) return run_profile_remote(c);
+    if (!c.devices.empty()) {
+        if (c.profile_precision != "fp32") {
+            std::cerr << "lamda: error: --precision " << c.profile_precision
+                      << " with --device: a board's agent profiles fp32 only; profile int8 on the board itself "
+                         "(`lamda profile --precision both` there)\n";
+            return 1;
+        }
+        return run_profile_remote(c);
+    }
 #endif
     std::vector<std::string> families;
     auto models = lamda::calibration_models(c.calibration_seed, c.calibration_models, families);
@@ -323,6 +365,7 @@ inline int run_profile(const LatencyCli& c) {
     o.budget_s = c.budget_s;
     o.seed = c.profile_seed;
     o.quantile = c.quantile;
+    o.int8 = c.profile_precision == "both";
     if (!c.quiet && lamda_cli::stderr_is_terminal())  // a log gets no '\r' progress line
         o.progress = [](const std::string& line) { std::cerr << '\r' << line << "   " << std::flush; };
     lamda::LatencyProfile p = lamda::profile_device(o, models, families);
@@ -341,19 +384,28 @@ inline int run_profile(const LatencyCli& c) {
     std::snprintf(line, sizeof line, "%s: %zu operator samples, %zu calibration models, %.1f s (load average %.2f)\n",
                   c.out.c_str(), p.samples.size(), p.calibration.size(), p.elapsed_s, p.load_average);
     std::cout << line;
-    std::cout << "kind              samples  CV error (RMS %)  in models  context factor\n";
-    for (const lamda::KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        std::snprintf(line, sizeof line, "%-16s %8d  %15.1f  %9d  %14.3f\n",
-                      std::string(lamda::prim_kind_name(k.kind)).c_str(), k.samples, 100 * k.cv_rel_rmse,
-                      k.context_samples, k.context_scale);
+    auto table = [&line](const lamda::LatencyModel& m) {
+        std::cout << "kind              samples  CV error (RMS %)  in models  context factor\n";
+        for (const lamda::KindModel& k : m.kinds) {
+            if (!k.fitted) continue;
+            std::snprintf(line, sizeof line, "%-16s %8d  %15.1f  %9d  %14.3f\n",
+                          std::string(lamda::prim_kind_name(k.kind)).c_str(), k.samples, 100 * k.cv_rel_rmse,
+                          k.context_samples, k.context_scale);
+            std::cout << line;
+        }
+        const lamda::Calibration& cal = m.calibration;
+        std::snprintf(line, sizeof line,
+                      "calibration: scale gemm %.3f, depthwise %.3f, other %.3f; %.4f ms per operator; %.4f ms per model\n",
+                      cal.scale[0], cal.scale[1], cal.scale[2], cal.per_op_ms, cal.constant_ms);
         std::cout << line;
+    };
+    table(p.model);
+    if (p.has_int8) {
+        std::snprintf(line, sizeof line, "\nint8: %zu operator samples, %zu calibration models\n", p.int8_samples.size(),
+                      p.int8_calibration.size());
+        std::cout << line;
+        table(p.int8_model);
     }
-    const lamda::Calibration& cal = p.model.calibration;
-    std::snprintf(line, sizeof line,
-                  "calibration: scale gemm %.3f, depthwise %.3f, other %.3f; %.4f ms per operator; %.4f ms per model\n",
-                  cal.scale[0], cal.scale[1], cal.scale[2], cal.per_op_ms, cal.constant_ms);
-    std::cout << line;
     return 0;
 }
 
@@ -368,8 +420,25 @@ inline int run_eval(const LatencyCli& c) {
     const lamda::LatencyProfile p = latency_cli_detail::load_profile(c.profile_path, 1);
 #endif
     const int threads = p.fingerprint.threads;
+    // The precisions evaluated: each is timed and predicted on its own, and reported apart.
+    std::vector<lamda::LatencyPrecision> precisions;
+    if (c.eval_precision != "int8") precisions.push_back(lamda::LatencyPrecision::Fp32);
+    if (c.eval_precision == "int8" || (c.eval_precision == "all" && p.has_int8))
+        precisions.push_back(lamda::LatencyPrecision::Int8);
+    for (lamda::LatencyPrecision prec : precisions) (void)p.model_for(prec, c.profile_path);  // int8: in the profile?
+#if defined(LAMDA_WITH_AGENT)
+    if (remote && precisions.back() == lamda::LatencyPrecision::Int8) {
+        if (c.eval_precision == "int8") {
+            std::cerr << "lamda: error: --precision int8 with --device: a board's agent times fp32 only\n";
+            return 1;
+        }
+        std::cerr << "lamda: note: --device: a board's agent times fp32 only; int8 is not evaluated\n";
+        precisions.pop_back();
+    }
+#endif
     struct Row {
         std::string name, family;
+        lamda::LatencyPrecision precision = lamda::LatencyPrecision::Fp32;
         double measured = 0, predicted = 0;
     };
     std::vector<Row> rows;
@@ -403,56 +472,81 @@ inline int run_eval(const LatencyCli& c) {
     for (const auto& m : models) all.push_back(&m);
     for (const auto& m : zoo) all.push_back(&m);
     const std::size_t total = all.size();
-    // Round-robin passes, so that the timings of one model are minutes apart, not back to back.
-    std::vector<std::vector<double>> timings(total);
+    // Round-robin passes, so that the timings of one model are minutes apart, not back to back;
+    // in each pass a model is timed in every precision evaluated, one after the other, so that
+    // load on a shared machine hits both alike.
+    const std::size_t np = precisions.size();
+    std::vector<std::vector<double>> timings(total * np);
     for (int round = 0; round < c.rounds; ++round)
-        for (std::size_t i = 0; i < total; ++i) {
-            const auto& [name, graph] = *all[i];
-            double ms = 0;
+        for (std::size_t i = 0; i < total; ++i)
+            for (std::size_t k = 0; k < np; ++k) {
+                const auto& [name, graph] = *all[i];
+                double ms = 0;
 #if defined(LAMDA_WITH_AGENT)
-            if (remote)
-                ms = remote->measure_ms(lamda::print_dsl(graph), threads, c.runs, 2, 3.0, c.quantile, name);
-            else
+                if (remote)
+                    ms = remote->measure_ms(lamda::print_dsl(graph), threads, c.runs, 2, 3.0, c.quantile, name);
+                else
 #endif
-            ms = lamda::measure_model_ms(graph, threads, c.runs, 2, 3.0, c.quantile);
-            timings[i].push_back(ms);
-            if ((!c.json || c.verbose) && lamda_cli::stderr_is_terminal()) {
-                std::fprintf(stderr, "\r[pass %d/%d, %zu/%zu] %-40s", round + 1, c.rounds, i + 1, total,
-                             name.c_str());
-                std::fflush(stderr);
+                ms = lamda::measure_model_ms(graph, threads, c.runs, 2, 3.0, c.quantile, precisions[k]);
+                timings[i * np + k].push_back(ms);
+                if ((!c.json || c.verbose) && lamda_cli::stderr_is_terminal()) {
+                    std::fprintf(stderr, "\r[pass %d/%d, %zu/%zu] %-40s", round + 1, c.rounds, i + 1, total,
+                                 name.c_str());
+                    std::fflush(stderr);
+                }
             }
+    for (std::size_t k = 0; k < np; ++k)
+        for (std::size_t i = 0; i < total; ++i) {
+            Row row;
+            row.name = all[i]->first;
+            row.family = i < models.size() ? families[i] : "zoo";
+            row.precision = precisions[k];
+            row.predicted = p.model_for(precisions[k]).predict_ms(all[i]->second);
+            row.measured = lamda::quantile(timings[i * np + k], 0.5);
+            rows.push_back(row);
         }
-    for (std::size_t i = 0; i < total; ++i) {
-        Row row;
-        row.name = all[i]->first;
-        row.family = i < models.size() ? families[i] : "zoo";
-        row.predicted = p.model.predict_ms(all[i]->second);
-        row.measured = lamda::quantile(timings[i], 0.5);
-        rows.push_back(row);
-    }
     if ((!c.json || c.verbose) && lamda_cli::stderr_is_terminal()) std::fprintf(stderr, "\r%60s\r", "");
     const double load_after = lamda::current_load_average();
 
-    std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> by_family;
-    std::vector<double> all_p, all_m;
+    // Per precision: (predicted, measured) by family, and over all random models.
+    using Pairs = std::pair<std::vector<double>, std::vector<double>>;
+    std::vector<std::map<std::string, Pairs>> by_family(np);
+    std::vector<Pairs> random_models(np);
     for (const Row& r : rows) {
-        by_family[r.family].first.push_back(r.predicted);
-        by_family[r.family].second.push_back(r.measured);
+        const std::size_t k = static_cast<std::size_t>(
+            std::find(precisions.begin(), precisions.end(), r.precision) - precisions.begin());
+        by_family[k][r.family].first.push_back(r.predicted);
+        by_family[k][r.family].second.push_back(r.measured);
         if (r.family != "zoo") {
-            all_p.push_back(r.predicted);
-            all_m.push_back(r.measured);
+            random_models[k].first.push_back(r.predicted);
+            random_models[k].second.push_back(r.measured);
         }
     }
-    const lamda::AccuracyStats overall = lamda::accuracy_stats(all_p, all_m);
+    std::vector<lamda::AccuracyStats> overall(np);
+    for (std::size_t k = 0; k < np; ++k) overall[k] = lamda::accuracy_stats(random_models[k].first, random_models[k].second);
     if (c.json) {
         lamda::JsonWriter j;
+        auto families_json = [&j](const std::map<std::string, Pairs>& fams) {
+            j.key("families").begin_object();
+            for (const auto& [fam, pm] : fams) {
+                j.key(fam).begin_object();
+                latency_cli_detail::write_stats(j, lamda::accuracy_stats(pm.first, pm.second));
+                j.end_object();
+            }
+            j.end_object();
+        };
+        // The top-level figures are the first precision's (fp32 unless --precision int8), as
+        // before int8 was evaluated; by_precision has every precision's.
         j.begin_object();
-        latency_cli_detail::write_stats(j, overall);
+        latency_cli_detail::write_stats(j, overall[0]);
+        j.field("precision", lamda::precision_name(precisions[0]));
         j.field("seed", c.seed).field("threads", threads).field("rounds", c.rounds).field("load_before", load_before).field("load_after", load_after);
-        j.key("families").begin_object();
-        for (const auto& [fam, pm] : by_family) {
-            j.key(fam).begin_object();
-            latency_cli_detail::write_stats(j, lamda::accuracy_stats(pm.first, pm.second));
+        families_json(by_family[0]);
+        j.key("by_precision").begin_object();
+        for (std::size_t k = 0; k < np; ++k) {
+            j.key(lamda::precision_name(precisions[k])).begin_object();
+            latency_cli_detail::write_stats(j, overall[k]);
+            families_json(by_family[k]);
             j.end_object();
         }
         j.end_object();
@@ -461,6 +555,7 @@ inline int run_eval(const LatencyCli& c) {
             j.begin_object()
                 .field("name", r.name)
                 .field("family", r.family)
+                .field("precision", lamda::precision_name(r.precision))
                 .field("measured_ms", r.measured)
                 .field("predicted_ms", r.predicted)
                 .field("error_pct", 100 * (r.predicted - r.measured) / r.measured)
@@ -472,26 +567,32 @@ inline int run_eval(const LatencyCli& c) {
     char line[256];
     if (c.verbose) {
         for (const Row& r : rows) {
-            std::snprintf(line, sizeof line, "%-36s %-18s %10.4f %10.4f %+7.1f%%\n", r.name.c_str(), r.family.c_str(),
-                          r.measured, r.predicted, 100 * (r.predicted - r.measured) / r.measured);
+            std::snprintf(line, sizeof line, "%-36s %-18s %-4s %10.4f %10.4f %+7.1f%%\n", r.name.c_str(), r.family.c_str(),
+                          std::string(lamda::precision_name(r.precision)).c_str(), r.measured, r.predicted,
+                          100 * (r.predicted - r.measured) / r.measured);
             std::cout << line;
         }
         std::cout << '\n';
     }
-    std::cout << "family                 n  within10%   within5%     MAPE   RMSE ms   max err\n";
-    for (const auto& [fam, pm] : by_family)
-        if (fam != "zoo")
-            std::cout << latency_cli_detail::stats_line(fam, lamda::accuracy_stats(pm.first, pm.second)) << '\n';
-    std::cout << latency_cli_detail::stats_line("all random", overall) << '\n';
-    if (by_family.count("zoo")) {
-        std::cout << latency_cli_detail::stats_line("zoo", lamda::accuracy_stats(by_family["zoo"].first, by_family["zoo"].second))
-                  << "\n\nzoo model              measured ms  predicted ms   error\n";
-        for (const Row& r : rows)
-            if (r.family == "zoo") {
-                std::snprintf(line, sizeof line, "%-22s %11.4f %13.4f %+7.1f%%\n", r.name.c_str(), r.measured, r.predicted,
-                              100 * (r.predicted - r.measured) / r.measured);
-                std::cout << line;
-            }
+    for (std::size_t k = 0; k < np; ++k) {
+        const std::string prec(lamda::precision_name(precisions[k]));
+        if (k > 0) std::cout << '\n';
+        std::cout << prec << ":\nfamily                 n  within10%   within5%     MAPE   RMSE ms   max err\n";
+        for (const auto& [fam, pm] : by_family[k])
+            if (fam != "zoo")
+                std::cout << latency_cli_detail::stats_line(fam, lamda::accuracy_stats(pm.first, pm.second)) << '\n';
+        std::cout << latency_cli_detail::stats_line("all random", overall[k]) << '\n';
+        if (by_family[k].count("zoo")) {
+            std::cout << latency_cli_detail::stats_line(
+                             "zoo", lamda::accuracy_stats(by_family[k]["zoo"].first, by_family[k]["zoo"].second))
+                      << "\n\nzoo model (" << prec << ")       measured ms  predicted ms   error\n";
+            for (const Row& r : rows)
+                if (r.family == "zoo" && r.precision == precisions[k]) {
+                    std::snprintf(line, sizeof line, "%-22s %11.4f %13.4f %+7.1f%%\n", r.name.c_str(), r.measured,
+                                  r.predicted, 100 * (r.predicted - r.measured) / r.measured);
+                    std::cout << line;
+                }
+        }
     }
     std::snprintf(line, sizeof line, "\nseed %llu, %d thread(s), %d pass(es), load average %.2f before, %.2f after\n",
                   static_cast<unsigned long long>(c.seed), threads, c.rounds, load_before, load_after);

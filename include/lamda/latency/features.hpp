@@ -99,6 +99,42 @@ inline bool parse_prim_kind(std::string_view s, PrimKind& out) noexcept {
     return false;
 }
 
+// The arithmetic a model is timed and predicted in: fp32, or int8 as the XNNPACK executor runs
+// it (XnnOptions::int8: qs8 values, layers without an int8 kernel in float between converts).
+enum class LatencyPrecision : std::uint8_t { Fp32, Int8 };
+
+inline constexpr std::string_view precision_name(LatencyPrecision p) noexcept {
+    return p == LatencyPrecision::Int8 ? "int8" : "fp32";
+}
+
+inline bool parse_precision(std::string_view s, LatencyPrecision& out) noexcept {
+    if (s == "fp32") out = LatencyPrecision::Fp32;
+    else if (s == "int8") out = LatencyPrecision::Int8;
+    else return false;
+    return true;
+}
+
+// Whether the int8 executor runs kind k on int8 values (exec/xnnpack.hpp's build_op_int8). The
+// others (avgpool, concat, softmax, hardswish, standalone hardsigmoid: no qs8 operator in this
+// XNNPACK) run in float between convert operators, which their layer's time includes: in an int8
+// profile their regressors learn the float operator and its converts together.
+inline constexpr bool runs_int8(PrimKind k) noexcept {
+    switch (k) {
+    case PrimKind::AvgPool:
+    case PrimKind::Concat:
+    case PrimKind::Softmax:
+    case PrimKind::HardSwish:
+    case PrimKind::HardSigmoid: return false;
+    default: return true;
+    }
+}
+
+// Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
+// memory features and the footprint count these.
+inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
+    return prec == LatencyPrecision::Int8 && runs_int8(k) ? 1.0 : 4.0;
+}
+
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
@@ -280,22 +316,27 @@ inline void memory_terms(OpFeatures& f, double bytes) {
 }
 }  // namespace latency_detail
 
-// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected).
-inline double op_weight_bytes(const PrimOp& p) noexcept {
+// Bytes of weights an operator streams per run (convolutions, depthwise, fully connected), in
+// precision `prec` (int8 weights are a byte each).
+inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPrecision::Fp32) noexcept {
+    const double eb = element_bytes(p.kind, prec);
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
         const double g = std::max(1, p.groups);
-        return 4.0 * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
+        return eb * (double(p.oc) / g) * (double(p.kh) * p.kw * p.ic / g) * g;
     }
     case PrimKind::Depthwise:
-    case PrimKind::DepthwiseLarge: return 4.0 * double(p.oc) * p.kh * p.kw;
-    case PrimKind::FullyConnected: return 4.0 * double(p.ic) * p.oc;
+    case PrimKind::DepthwiseLarge: return eb * double(p.oc) * p.kh * p.kw;
+    case PrimKind::FullyConnected: return eb * double(p.ic) * p.oc;
     default: return 0.0;
     }
 }
 
-inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
+// Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
+// features, the same count, in either precision: an int8 profile fits its own coefficients).
+inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -304,6 +345,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
     const double in_px = double(p.ih) * p.iw, out_px = double(p.oh) * p.ow;
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
+    const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -311,7 +353,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
         const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = 4.0 * gn * gk * g;
+        const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
         f.add(M * tiled);
@@ -323,7 +365,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         break;
     }
@@ -337,7 +379,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * c16 * taps * (p.sh > 1 || p.sw > 1 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps > 25 ? 1.0 : 0.0));
         f.add(M * out_px * c16 * taps * (taps != 9 && taps != 25 && taps <= 25 ? 1.0 : 0.0));
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         f.add(M * p.oc * taps);
         break;
     }
@@ -345,8 +387,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         const double w = double(p.ic) * p.oc;
         f.add(M * w);
         f.add(M * double(p.ic) * round_up(p.oc, 16));
-        f.add(hinge(4 * M * w, 1.0));
-        f.add(hinge(4 * M * w, 16.0));
+        f.add(hinge(eb * M * w, 1.0));
+        f.add(hinge(eb * M * w, 16.0));
         f.add(M * p.oc);
         f.add(M * p.ic);
         break;
@@ -357,22 +399,22 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16) * taps);
         f.add(M * out_px * taps);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::GlobalAvgPool:
         f.add(M * in_el);
         f.add(M * p.ic);
         f.add(M * in_px);
-        memory_terms(f, 4.0 * in_el);
+        memory_terms(f, eb * in_el);
         break;
     case PrimKind::Add:
         f.add(M * out_el * (p.n - 1));
         f.add(double(p.n - 1));
-        memory_terms(f, 4.0 * out_el * (p.n + 1));
+        memory_terms(f, eb * out_el * (p.n + 1));
         break;
     case PrimKind::Mul:
         f.add(M * out_el);
-        memory_terms(f, 12.0 * out_el);
+        memory_terms(f, 3.0 * eb * out_el);
         break;
     case PrimKind::MulBroadcast:
         f.add(M * out_el);
@@ -380,45 +422,45 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
         f.add(M * out_px * round_up(p.oc, 16));             // rows in 16-lane vectors
         f.add(M * out_px * (p.oc < 16 ? 1.0 : 0.0));
         f.add(M * out_px * (p.oc % 16 != 0 ? 1.0 : 0.0));   // a remainder loop per row
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Concat:
         f.add(M * out_el);
         f.add(M * out_px * p.n);        // one row copy per pixel and input
         f.add(double(p.n));
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Softmax:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::StridedCopy:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 4.0 * (in_el + out_el));
+        memory_terms(f, eb * (in_el + out_el));
         break;
     case PrimKind::HardSigmoid:
         f.add(M * out_el);
         f.add(1.0);  // two operators
-        memory_terms(f, 16.0 * out_el);
+        memory_terms(f, 4.0 * eb * out_el);
         break;
     case PrimKind::ChannelAffine:
         f.add(M * out_el);
         f.add(M * out_px);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     case PrimKind::Clamp:
     case PrimKind::HardSwish:
     case PrimKind::Sigmoid:
         f.add(M * out_el);
-        memory_terms(f, 8.0 * out_el);
+        memory_terms(f, 2.0 * eb * out_el);
         break;
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
     const double work = f.x[0];
-    const double wbytes = op_weight_bytes(p), abytes = 4.0 * (in_el + out_el);
+    const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
         ctx.in_model > 0 ? context_cold(ctx, wbytes + abytes) : std::pair<double, double>{0.0, 0.0};
@@ -437,10 +479,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {}) {
 // footprint deciding how cold its data is: its weights and the executor's activation buffers
 // (`activation_bytes`, from plan_buffers: buffers are reused once a value is dead), or, where
 // that is unknown (< 0: a calibration model of an older profile), every operator's output.
-inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1) {
+inline OpContext model_context(const std::vector<PrimOp>& ops, double activation_bytes = -1,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
     double bytes = 0;
     for (const PrimOp& p : ops)
-        bytes += op_weight_bytes(p) + (activation_bytes < 0 ? 4.0 * double(p.oh) * p.ow * p.oc : 0.0);
+        bytes += op_weight_bytes(p, prec) +
+                 (activation_bytes < 0 ? element_bytes(p.kind, prec) * double(p.oh) * p.ow * p.oc : 0.0);
     if (activation_bytes >= 0) bytes += activation_bytes;
     const double mib = bytes / double(1 << 20);
     OpContext c;
@@ -451,9 +495,10 @@ inline OpContext model_context(const std::vector<PrimOp>& ops, double activation
 }
 
 // Bytes of activation buffers the executor allocates for g (plan_buffers, with reuse): of a
-// plan made by plan_ops(g) with its defaults, or from the fusion plan.
-inline double activation_buffer_bytes(const OpPlan& plan) {
-    return 4.0 * static_cast<double>(plan.buffers.total_floats());
+// plan made by plan_ops(g) with its defaults, or from the fusion plan. In int8 the same buffers
+// hold a byte per value.
+inline double activation_buffer_bytes(const OpPlan& plan, LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return (prec == LatencyPrecision::Int8 ? 1.0 : 4.0) * static_cast<double>(plan.buffers.total_floats());
 }
 inline double activation_buffer_bytes(const Graph& g, const FusionPlan& plan) {
     return 4.0 * static_cast<double>(plan_buffers(g, plan).total_floats());

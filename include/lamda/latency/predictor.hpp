@@ -5,6 +5,9 @@
 //   lamda::LatencyModel m = lamda::fit_latency_model(samples, calibration_models);
 //   lamda::LatencyPrediction r = m.predict(graph);   // r.total_ms, r.per_layer_ms
 //
+// A model is of one precision (LatencyModel::precision): an int8 model is fitted on operators and
+// calibration models timed in int8, and predicts the int8 executor's latency.
+//
 // Compiled only with LAMDA_WITH_LATENCY (Eigen). Profiles (file I/O) are latency/profile_file.hpp.
 #ifndef LAMDA_LATENCY_PREDICTOR_HPP
 #define LAMDA_LATENCY_PREDICTOR_HPP
@@ -60,6 +63,7 @@ struct CalibrationSample {
 
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
+    LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -101,9 +105,13 @@ class LatencyModel {
 public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
+    LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    LatencyModel() {
-        for (std::size_t i = 0; i < prim_kind_count; ++i) kinds[i].kind = all_prim_kinds[i];
+    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+        for (std::size_t i = 0; i < prim_kind_count; ++i) {
+            kinds[i].kind = all_prim_kinds[i];
+            kinds[i].precision = prec;
+        }
     }
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
@@ -124,7 +132,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx);
+        const OpFeatures f = op_features(p, ctx, m.precision);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -149,7 +157,7 @@ public:
         LatencyPrediction r;
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, r.ops);
-        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(r.ops, activation_buffer_bytes(plan, precision), precision);
         r.per_op_ms.resize(r.ops.size());
         r.per_layer_ms.assign(g.layers.size(), 0.0);
         for (std::size_t i = 0; i < r.ops.size(); ++i) {
@@ -167,7 +175,7 @@ public:
     double predict_ms(const Graph& g, std::vector<PrimOp>& scratch) const {
         const OpPlan plan = plan_ops(g);
         lower_for_latency(g, plan, scratch);
-        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan));
+        const OpContext ctx = model_context(scratch, activation_buffer_bytes(plan, precision), precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : scratch)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += predict_op(p, ctx);
@@ -184,12 +192,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // Fits one kind's model from its samples (ms > 0): ridge regression weighted by 1/ms^2 (relative
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
-// cross-validated relative errors of the samples listed in `used`.
+// cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
+// samples were timed in.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
-                                std::vector<std::size_t>* used = nullptr) {
+                                std::vector<std::size_t>* used = nullptr,
+                                LatencyPrecision prec = LatencyPrecision::Fp32) {
     KindModel m;
     m.kind = kind;
+    m.precision = prec;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -204,7 +215,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx);
+        const OpFeatures f = op_features(s.op, s.ctx, prec);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -247,7 +258,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
     b.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
         const CalibrationSample& s = models[static_cast<std::size_t>(i)];
-        const OpContext ctx = model_context(s.ops, s.activation_bytes);
+        const OpContext ctx = model_context(s.ops, s.activation_bytes, model.precision);
         std::array<double, 3> sums{0, 0, 0};
         for (const PrimOp& p : s.ops)
             sums[static_cast<std::size_t>(calibration_group(p.kind))] += model.predict_op(p, ctx);
@@ -302,7 +313,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
                                                    double weight = 1.0) {
     std::vector<LatencySample> out;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, model.precision);
         const std::size_t n = std::min(c.ops.size(), c.op_ms.size());
         for (std::size_t i = 0; i < n; ++i) {
             if (!(c.op_ms[i] > 0) || !std::isfinite(c.op_ms[i])) continue;
@@ -331,7 +342,7 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
     std::array<std::vector<double>, prim_kind_count> ratios;
     for (const CalibrationSample& c : models) {
-        const OpContext ctx = model_context(c.ops, c.activation_bytes);
+        const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
             const KindModel& k = m.kind_model(c.ops[i].kind);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
@@ -350,17 +361,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
-// multi-operator layers), then the context factors and the calibration.
+// multi-operator layers), then the context factors and the calibration. `prec`: the precision
+// samples and models were timed in (activation_bytes then counts a byte per int8 value).
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
-                                      double in_model_weight = 10.0) {
-    LatencyModel first;
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples);
+                                      double in_model_weight = 10.0,
+                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
+    LatencyModel first(prec);
+    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m;
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all);
+    LatencyModel m(prec);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;

@@ -104,12 +104,30 @@ struct LatencyProfile {
     std::vector<LatencySample> samples;
     std::vector<CalibrationSample> calibration;
     LatencyModel model;
+    // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
+    // profile measured in fp32 only (every profile written before int8 was profiled).
+    bool has_int8 = false;
+    std::vector<LatencySample> int8_samples;
+    std::vector<CalibrationSample> int8_calibration;
+    LatencyModel int8_model{LatencyPrecision::Int8};
+
+    // The model predicting precision `prec`; throws ProfileError (naming `where`, the profile's
+    // file) when the profile was not measured in it.
+    const LatencyModel& model_for(LatencyPrecision prec, const std::string& where = "<profile>") const;
 };
 
 class ProfileError : public Exception {
 public:
     using Exception::Exception;
 };
+
+inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
+    if (prec == LatencyPrecision::Fp32) return model;
+    if (!has_int8)
+        throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
+                                   "model; re-run `lamda profile --precision both` to predict int8 latency");
+    return int8_model;
+}
 
 namespace latency_detail {
 
@@ -129,12 +147,67 @@ inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
     j.end_array();
 }
 
+// One precision's samples, calibration models and fitted model (the fields "samples",
+// "calibration_models" and "model" of the profile object, or of its "int8" object).
+inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
+                       const std::vector<CalibrationSample>& calibration, const LatencyModel& model) {
+    j.key("samples").begin_array();
+    for (const LatencySample& s : samples) {
+        j.begin_object().key("op");
+        write_op(j, s.op);
+        j.field("ms", s.ms).end_object();
+    }
+    j.end_array();
+    j.key("calibration_models").begin_array();
+    for (const CalibrationSample& c : calibration) {
+        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
+        for (const PrimOp& op : c.ops) write_op(j, op);
+        j.end_array().key("op_ms");
+        write_doubles(j, c.op_ms);
+        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+        j.end_object();
+    }
+    j.end_array();
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object()
+            .field("kind", std::string_view(prim_kind_name(k.kind)))
+            .field("samples", k.samples)
+            .field("cv_rel_rmse", k.cv_rel_rmse)
+            .field("floor_ms", k.floor_ms)
+            .field("context_scale", k.context_scale)
+            .field("context_samples", k.context_samples)
+            .field("lambda", k.ridge.lambda)
+            .field("intercept", k.ridge.intercept);
+        j.key("mean");
+        write_doubles(j, k.ridge.mean);
+        j.key("scale");
+        write_doubles(j, k.ridge.scale);
+        j.key("coef");
+        write_doubles(j, k.ridge.coef);
+        j.end_object();
+    }
+    j.end_array();
+    const Calibration& c = model.calibration;
+    j.key("calibration")
+        .begin_object()
+        .key("scale")
+        .begin_array()
+        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
+        .end_array()
+        .field("footprint_scale", c.footprint_scale)
+        .field("per_op_ms", c.per_op_ms)
+        .field("constant_ms", c.constant_ms)
+        .field("models", c.models)
+        .end_object();
+    j.end_object();
+}
+
 }  // namespace latency_detail
 
 // The profile as JSON text (one line).
 inline std::string latency_profile_json(const LatencyProfile& p) {
-    using latency_detail::write_doubles;
-    using latency_detail::write_op;
     JsonWriter j;
     j.begin_object()
         .field("format", profile_format_name)
@@ -156,57 +229,13 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     for (const char* f : {"kind", "ih", "iw", "ic", "oh", "ow", "oc", "kh", "kw", "sh", "sw", "groups", "n"})
         j.value(f);
     j.end_array();
-    j.key("samples").begin_array();
-    for (const LatencySample& s : p.samples) {
-        j.begin_object().key("op");
-        write_op(j, s.op);
-        j.field("ms", s.ms).end_object();
-    }
-    j.end_array();
-    j.key("calibration_models").begin_array();
-    for (const CalibrationSample& c : p.calibration) {
-        j.begin_object().field("name", c.name).field("family", c.family).field("ms", c.ms).key("ops").begin_array();
-        for (const PrimOp& op : c.ops) write_op(j, op);
-        j.end_array().key("op_ms");
-        write_doubles(j, c.op_ms);
-        if (c.activation_bytes >= 0) j.field("activation_bytes", c.activation_bytes);
+    latency_detail::write_part(j, p.samples, p.calibration, p.model);
+    if (p.has_int8) {
+        j.key("int8").begin_object();
+        latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
-    j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : p.model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
-            .field("cv_rel_rmse", k.cv_rel_rmse)
-            .field("floor_ms", k.floor_ms)
-            .field("context_scale", k.context_scale)
-            .field("context_samples", k.context_samples)
-            .field("lambda", k.ridge.lambda)
-            .field("intercept", k.ridge.intercept);
-        j.key("mean");
-        write_doubles(j, k.ridge.mean);
-        j.key("scale");
-        write_doubles(j, k.ridge.scale);
-        j.key("coef");
-        write_doubles(j, k.ridge.coef);
-        j.end_object();
-    }
-    j.end_array();
-    const Calibration& c = p.model.calibration;
-    j.key("calibration")
-        .begin_object()
-        .key("scale")
-        .begin_array()
-        .value(c.scale[0]).value(c.scale[1]).value(c.scale[2])
-        .end_array()
-        .field("footprint_scale", c.footprint_scale)
-        .field("per_op_ms", c.per_op_ms)
-        .field("constant_ms", c.constant_ms)
-        .field("models", c.models)
-        .end_object();
-    j.end_object().end_object();
+    j.end_object();
     return j.str();
 }
 
@@ -247,6 +276,90 @@ struct Reader : JsonReader<ProfileError> {
 
 }  // namespace latency_detail
 
+namespace latency_detail {
+
+// Reads one precision's "samples", "calibration_models" and "model" from `obj` (the profile
+// object, or its "int8" object: `pre` "int8." then prefixes every path an error names).
+inline void read_part(const Reader& r, const simdjson::dom::element& obj, const std::string& pre,
+                      std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration,
+                      LatencyModel& model) {
+    const std::string where = pre.empty() ? std::string() : pre.substr(0, pre.size() - 1);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "samples", where), pre + "samples")) {
+            const std::string path = pre + "samples[" + std::to_string(i++) + "]";
+            LatencySample s;
+            s.op = r.op(r.at(e, "op", path), path + ".op");
+            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            if (s.ms < 0) r.fail(path + ".ms", "negative");
+            samples.push_back(s);
+        }
+    }
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(obj, "calibration_models", where), pre + "calibration_models")) {
+            const std::string path = pre + "calibration_models[" + std::to_string(i++) + "]";
+            CalibrationSample c;
+            c.name = r.str(r.at(e, "name", path), path + ".name");
+            c.family = r.str(r.at(e, "family", path), path + ".family");
+            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
+            std::size_t k = 0;
+            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
+                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
+            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
+            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
+            if (auto a = r.maybe(e, "activation_bytes", path)) {
+                c.activation_bytes = r.num(*a, path + ".activation_bytes");
+                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
+            }
+            calibration.push_back(std::move(c));
+        }
+    }
+    const auto m = r.at(obj, "model", where);
+    {
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            KindModel& k = model.kind_model(kind);
+            k.kind = kind;
+            k.precision = model.precision;
+            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
+            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
+            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
+            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
+            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
+            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
+            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
+            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
+            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
+            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
+            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
+            const auto d = static_cast<std::size_t>(feature_count(kind));
+            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
+                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
+            for (double s : k.ridge.scale)
+                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
+            k.fitted = true;
+        }
+    }
+    {
+        const auto c = r.at(m, "calibration", pre + "model");
+        const std::string cal = pre + "model.calibration";
+        const auto sc = r.doubles(r.at(c, "scale", cal), cal + ".scale");
+        if (sc.size() != 3) r.fail(cal + ".scale", "expected 3 values");
+        for (std::size_t g = 0; g < 3; ++g) model.calibration.scale[g] = sc[g];
+        model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", cal), cal + ".footprint_scale");
+        model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", cal), cal + ".per_op_ms");
+        model.calibration.constant_ms = r.num(r.at(c, "constant_ms", cal), cal + ".constant_ms");
+        model.calibration.models = r.int_in(r.at(c, "models", cal), cal + ".models", 0, 1 << 30);
+    }
+}
+
+}  // namespace latency_detail
+
 // Parses profile text. Throws ProfileError naming the field for malformed, truncated or
 // wrong-version input.
 inline LatencyProfile parse_latency_profile(std::string_view text, const std::string& where = "<profile>") {
@@ -283,75 +396,13 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "samples", ""), "samples")) {
-            const std::string path = "samples[" + std::to_string(i++) + "]";
-            LatencySample s;
-            s.op = r.op(r.at(e, "op", path), path + ".op");
-            s.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            if (s.ms < 0) r.fail(path + ".ms", "negative");
-            p.samples.push_back(s);
-        }
-    }
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(doc, "calibration_models", ""), "calibration_models")) {
-            const std::string path = "calibration_models[" + std::to_string(i++) + "]";
-            CalibrationSample c;
-            c.name = r.str(r.at(e, "name", path), path + ".name");
-            c.family = r.str(r.at(e, "family", path), path + ".family");
-            c.ms = r.num(r.at(e, "ms", path), path + ".ms");
-            std::size_t k = 0;
-            for (auto o : r.arr(r.at(e, "ops", path), path + ".ops"))
-                c.ops.push_back(r.op(o, path + ".ops[" + std::to_string(k++) + "]"));
-            c.op_ms = r.doubles(r.at(e, "op_ms", path), path + ".op_ms");
-            if (c.op_ms.size() != c.ops.size()) r.fail(path + ".op_ms", "expected one value per operator");
-            if (auto a = r.maybe(e, "activation_bytes", path)) {
-                c.activation_bytes = r.num(*a, path + ".activation_bytes");
-                if (!(c.activation_bytes >= 0)) r.fail(path + ".activation_bytes", "negative");
-            }
-            p.calibration.push_back(std::move(c));
-        }
-    }
-    const auto model = r.at(doc, "model", "");
-    {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(model, "kinds", "model"), "model.kinds")) {
-            const std::string path = "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = p.model.kind_model(kind);
-            k.kind = kind;
-            k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
-            k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
-            k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
-            k.context_scale = r.num(r.at(e, "context_scale", path), path + ".context_scale");
-            if (!(k.context_scale > 0)) r.fail(path + ".context_scale", "must be positive");
-            k.context_samples = r.int_in(r.at(e, "context_samples", path), path + ".context_samples", 0, 1 << 30);
-            k.ridge.lambda = r.num(r.at(e, "lambda", path), path + ".lambda");
-            k.ridge.intercept = r.num(r.at(e, "intercept", path), path + ".intercept");
-            k.ridge.mean = r.doubles(r.at(e, "mean", path), path + ".mean");
-            k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
-            k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
-            const auto d = static_cast<std::size_t>(feature_count(kind));
-            if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
-                r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
-            for (double s : k.ridge.scale)
-                if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
-            k.fitted = true;
-        }
-    }
-    {
-        const auto c = r.at(model, "calibration", "model");
-        const auto sc = r.doubles(r.at(c, "scale", "model.calibration"), "model.calibration.scale");
-        if (sc.size() != 3) r.fail("model.calibration.scale", "expected 3 values");
-        for (std::size_t g = 0; g < 3; ++g) p.model.calibration.scale[g] = sc[g];
-        p.model.calibration.footprint_scale = r.num(r.at(c, "footprint_scale", "model.calibration"), "model.calibration.footprint_scale");
-        p.model.calibration.per_op_ms = r.num(r.at(c, "per_op_ms", "model.calibration"), "model.calibration.per_op_ms");
-        p.model.calibration.constant_ms = r.num(r.at(c, "constant_ms", "model.calibration"), "model.calibration.constant_ms");
-        p.model.calibration.models = r.int_in(r.at(c, "models", "model.calibration"), "model.calibration.models", 0, 1 << 30);
+    latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
+    if (r.has(doc, "int8")) {
+        const auto int8 = r.at(doc, "int8", "");
+        if (!int8.is_object()) r.fail("int8", "expected an object");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
+        p.has_int8 = true;
     }
     return p;
 }

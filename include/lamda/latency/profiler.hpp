@@ -51,9 +51,11 @@ struct ModelTiming {
 };
 
 inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
-                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true) {
+                              double max_seconds = 1.0, double q = 0.5, bool per_layer = true,
+                              LatencyPrecision prec = LatencyPrecision::Fp32) {
     XnnOptions xo;
     xo.threads = threads;
+    xo.int8 = prec == LatencyPrecision::Int8;  // synthetic scales, as `lamda bench --precision int8`
     XnnExecutor ex(g, random_weights(g, 1), xo);
     fill_timing_input(ex);
     for (int i = 0; i < warmup; ++i) ex.run();
@@ -80,8 +82,9 @@ inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, in
 
 // Latency of a whole model in ms (no per-layer pass); see time_model.
 inline double measure_model_ms(const Graph& g, int threads = 1, int runs = 15, int warmup = 2,
-                               double max_seconds = 2.0, double q = 0.5) {
-    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false).ms;
+                               double max_seconds = 2.0, double q = 0.5,
+                               LatencyPrecision prec = LatencyPrecision::Fp32) {
+    return time_model(g, threads, runs, warmup, max_seconds, q, /*per_layer=*/false, prec).ms;
 }
 
 namespace latency_detail {
@@ -389,9 +392,11 @@ inline constexpr std::array<double, prim_kind_count> kind_budget_share{
 }  // namespace latency_detail
 
 // Measures one operator configuration: builds the probe graph, runs it, and returns the target
-// layer's operator (as lowered after shape inference) with the median of its timed runs.
+// layer's operator (as lowered after shape inference) with the median of its timed runs. In
+// int8 a kind without an int8 kernel (runs_int8) is timed with its converts, as its layer runs.
 inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max_runs = 15,
-                                  double max_seconds = 0.05, double q = 0.5) {
+                                  double max_seconds = 0.05, double q = 0.5,
+                                  LatencyPrecision prec = LatencyPrecision::Fp32) {
     const Graph g = parse_dsl_or_throw(latency_detail::probe_dsl(config), "<probe>");
     const int target = static_cast<int>(g.layers.size()) - 1;
     LatencySample s;
@@ -399,6 +404,7 @@ inline LatencySample measure_prim(const PrimOp& config, int threads = 1, int max
         if (p.layer == target) s.op = p;
     XnnOptions xo;
     xo.threads = threads;
+    xo.int8 = prec == LatencyPrecision::Int8;
     XnnExecutor ex(g, random_weights(g, 7), xo);
     fill_timing_input(ex);
     ex.run();
@@ -422,12 +428,17 @@ struct ProfileOptions {
     double initial_share = 0.45;  // of the operator budget spent on the initial random sample
     std::uint64_t seed = 1;
     double quantile = 0.5;        // of repeated timings: the median, or lower on a busy machine
+    // Also profile int8 (the XNNPACK executor's int8 path, synthetic scales): the budget is then
+    // shared, fp32 first (1 - int8_share of it), then int8, each with the three phases below.
+    bool int8 = false;
+    double int8_share = 0.5;
     // Called about every 100 ms with a one-line status.
     std::function<void(const std::string&)> progress;
 };
 
 // Profiles the device: operators (random, then adaptive), then the calibration models (whole
-// models measured end to end; their seeds must differ from any evaluation's), then the fit.
+// models measured end to end; their seeds must differ from any evaluation's), then the fit; in
+// fp32, then, with ProfileOptions::int8, the same in int8 on the rest of the budget.
 inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<std::pair<std::string, Graph>>& calibration_models,
                                      const std::vector<std::string>& calibration_families = {}) {
     using clock = std::chrono::steady_clock;
@@ -438,105 +449,125 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     prof.budget_s = o.budget_s;
     prof.load_average = current_load_average();
     std::mt19937_64 rng(o.seed);
-    const double op_budget = o.budget_s * (1.0 - o.calibration_share);
-    const double initial_budget = op_budget * o.initial_share;
     auto last_report = clock::now() - std::chrono::seconds(1);
-    auto report = [&](const std::string& phase, bool force = false) {
-        if (!o.progress) return;
-        const auto now = clock::now();
-        if (!force && now - last_report < std::chrono::milliseconds(100)) return;
-        last_report = now;
-        char line[200];
-        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s: %zu operator samples, %zu models",
-                      elapsed(), o.budget_s, phase.c_str(), prof.samples.size(), prof.calibration.size());
-        o.progress(line);
+    // One precision's three phases, from `begin` s to `end` s of the whole profile's time.
+    auto profile_part = [&](LatencyPrecision prec, double begin, double end,
+                            std::vector<LatencySample>& samples, std::vector<CalibrationSample>& calibration) {
+        const double budget = end - begin;
+        const double op_end = begin + budget * (1.0 - o.calibration_share);
+        const double initial_end = begin + budget * (1.0 - o.calibration_share) * o.initial_share;
+        const std::string tag = prec == LatencyPrecision::Int8 ? "int8 " : "";
+        auto report = [&](const std::string& phase, bool force = false) {
+            if (!o.progress) return;
+            const auto now = clock::now();
+            if (!force && now - last_report < std::chrono::milliseconds(100)) return;
+            last_report = now;
+            char line[200];
+            std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] %s%s: %zu operator samples, %zu models",
+                          elapsed(), o.budget_s, tag.c_str(), phase.c_str(), samples.size(), calibration.size());
+            o.progress(line);
+        };
+        std::array<double, prim_kind_count> spent{};
+        auto measure = [&](const PrimOp& cfg) {
+            const double t0 = elapsed();
+            try {
+                samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile, prec));
+            } catch (const std::exception&) {
+                // A configuration the executor rejects is skipped.
+            }
+            spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
+        };
+        // Phase 1: random configurations, each kind up to its share of the initial budget.
+        const double initial_budget = initial_end - begin;
+        while (elapsed() < initial_end) {
+            std::size_t best = 0;
+            double lag = -1e300;
+            for (std::size_t k = 0; k < prim_kind_count; ++k) {
+                const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
+                if (l > lag) lag = l, best = k;
+            }
+            measure(latency_detail::random_config(all_prim_kinds[best], rng));
+            report("random sample");
+        }
+        // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
+        // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
+        std::array<std::vector<std::size_t>, prim_kind_count> used;
+        std::array<Eigen::VectorXd, prim_kind_count> residuals;
+        std::array<double, prim_kind_count> cv{};
+        auto refit = [&](std::size_t k) {
+            const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec);
+            cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
+        };
+        for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
+        std::array<int, prim_kind_count> since{};
+        while (elapsed() < op_end) {
+            std::vector<double> w(prim_kind_count);
+            for (std::size_t k = 0; k < prim_kind_count; ++k)
+                w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
+            const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
+            PrimOp cfg;
+            if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
+                cfg = latency_detail::random_config(all_prim_kinds[k], rng);
+            } else {
+                std::vector<double> sq(used[k].size());
+                for (std::size_t i = 0; i < sq.size(); ++i)
+                    sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
+                const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
+                cfg = latency_detail::mutate_config(samples[used[k][i]].op, rng);
+                // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
+                cfg.kind = all_prim_kinds[k];
+            }
+            measure(cfg);
+            if (++since[k] >= 20) {
+                refit(k);
+                since[k] = 0;
+            }
+            report("adaptive sample");
+        }
+        // Phase 3: whole models.
+        for (std::size_t i = 0; i < calibration_models.size(); ++i) {
+            if (elapsed() > end && calibration.size() >= 8) break;
+            CalibrationSample c;
+            c.name = calibration_models[i].first;
+            c.family = i < calibration_families.size() ? calibration_families[i] : "";
+            ModelTiming timing;
+            try {
+                timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile, true, prec);
+            } catch (const std::exception&) {
+                continue;
+            }
+            c.ms = timing.ms;
+            const Graph& graph = calibration_models[i].second;
+            const OpPlan plan = plan_ops(graph);
+            lower_for_latency(graph, plan, c.ops);
+            c.activation_bytes = activation_buffer_bytes(plan, prec);
+            // The layer's time on its first operator (the operator's own where it is alone).
+            for (std::size_t k = 0; k < c.ops.size(); ++k) {
+                const int layer = c.ops[k].layer;
+                const bool first = k == 0 || c.ops[k - 1].layer != layer;
+                c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
+            }
+            calibration.push_back(std::move(c));
+            report("calibration models");
+        }
+        report("fitting", true);
     };
-    std::array<double, prim_kind_count> spent{};
-    auto measure = [&](const PrimOp& cfg) {
-        const double t0 = elapsed();
-        try {
-            prof.samples.push_back(measure_prim(cfg, o.threads, 15, 0.05, o.quantile));
-        } catch (const std::exception&) {
-            // A configuration the executor rejects is skipped.
-        }
-        spent[static_cast<std::size_t>(cfg.kind)] += elapsed() - t0;
-    };
-    // Phase 1: random configurations, each kind up to its share of the initial budget.
-    while (elapsed() < initial_budget) {
-        std::size_t best = 0;
-        double lag = -1e300;
-        for (std::size_t k = 0; k < prim_kind_count; ++k) {
-            const double l = latency_detail::kind_budget_share[k] * initial_budget - spent[k];
-            if (l > lag) lag = l, best = k;
-        }
-        measure(latency_detail::random_config(all_prim_kinds[best], rng));
-        report("random sample");
-    }
-    // Phase 2: adaptive. Per kind, the cross-validated error decides where the next samples go:
-    // kinds in proportion to share x CV error, configurations near the worst-predicted samples.
-    std::array<std::vector<std::size_t>, prim_kind_count> used;
-    std::array<Eigen::VectorXd, prim_kind_count> residuals;
-    std::array<double, prim_kind_count> cv{};
-    auto refit = [&](std::size_t k) {
-        const KindModel m = fit_kind_model(all_prim_kinds[k], prof.samples, &residuals[k], &used[k]);
-        cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
-    };
-    for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
-    std::array<int, prim_kind_count> since{};
-    while (elapsed() < op_budget) {
-        std::vector<double> w(prim_kind_count);
-        for (std::size_t k = 0; k < prim_kind_count; ++k)
-            w[k] = latency_detail::kind_budget_share[k] * (0.02 + cv[k]);
-        const std::size_t k = std::discrete_distribution<std::size_t>(w.begin(), w.end())(rng);
-        PrimOp cfg;
-        if (used[k].size() < 8 || std::uniform_real_distribution<double>(0, 1)(rng) < 0.25) {
-            cfg = latency_detail::random_config(all_prim_kinds[k], rng);
-        } else {
-            std::vector<double> sq(used[k].size());
-            for (std::size_t i = 0; i < sq.size(); ++i)
-                sq[i] = residuals[k](static_cast<Eigen::Index>(i)) * residuals[k](static_cast<Eigen::Index>(i)) + 1e-6;
-            const std::size_t i = std::discrete_distribution<std::size_t>(sq.begin(), sq.end())(rng);
-            cfg = latency_detail::mutate_config(prof.samples[used[k][i]].op, rng);
-            // Re-derive the pre-inference configuration: probes take input dims, kernel, stride.
-            cfg.kind = all_prim_kinds[k];
-        }
-        measure(cfg);
-        if (++since[k] >= 20) {
-            refit(k);
-            since[k] = 0;
-        }
-        report("adaptive sample");
-    }
-    // Phase 3: whole models.
-    for (std::size_t i = 0; i < calibration_models.size(); ++i) {
-        if (elapsed() > o.budget_s && prof.calibration.size() >= 8) break;
-        CalibrationSample c;
-        c.name = calibration_models[i].first;
-        c.family = i < calibration_families.size() ? calibration_families[i] : "";
-        ModelTiming timing;
-        try {
-            timing = time_model(calibration_models[i].second, o.threads, 15, 2, 0.5, o.quantile);
-        } catch (const std::exception&) {
-            continue;
-        }
-        c.ms = timing.ms;
-        const Graph& graph = calibration_models[i].second;
-        const OpPlan plan = plan_ops(graph);
-        lower_for_latency(graph, plan, c.ops);
-        c.activation_bytes = activation_buffer_bytes(plan);
-        // The layer's time on its first operator (the operator's own where it is alone).
-        for (std::size_t k = 0; k < c.ops.size(); ++k) {
-            const int layer = c.ops[k].layer;
-            const bool first = k == 0 || c.ops[k - 1].layer != layer;
-            c.op_ms.push_back(first ? timing.layer_ms[static_cast<std::size_t>(layer)] : -1.0);
-        }
-        prof.calibration.push_back(std::move(c));
-        report("calibration models");
-    }
-    report("fitting", true);
+    const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
+    profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration);
+    if (o.int8) {
+        profile_part(LatencyPrecision::Int8, elapsed(), o.budget_s, prof.int8_samples, prof.int8_calibration);
+        prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8);
+        prof.has_int8 = true;
+    }
     prof.elapsed_s = elapsed();
-    report("done", true);
+    if (o.progress) {
+        char line[200];
+        std::snprintf(line, sizeof line, "[%5.1fs / %.0fs] done: %zu operator samples, %zu models", prof.elapsed_s,
+                      o.budget_s, prof.samples.size() + prof.int8_samples.size(),
+                      prof.calibration.size() + prof.int8_calibration.size());
+        o.progress(line);
+    }
     return prof;
 }
 
