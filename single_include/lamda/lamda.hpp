@@ -17245,7 +17245,10 @@ public:
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+    // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
+    // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
+    LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
+    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
@@ -23000,7 +23003,10 @@ public:
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+    // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
+    // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
+    LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
+    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
@@ -27075,7 +27081,10 @@ public:
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+    // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
+    // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
+    LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
+    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
@@ -31794,7 +31803,10 @@ public:
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+    // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
+    // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
+    LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
+    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
@@ -36405,7 +36417,10 @@ public:
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+    // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
+    // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
+    LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
+    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
@@ -42262,7 +42277,10 @@ public:
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+    // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
+    // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
+    LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
+    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
@@ -46997,7 +47015,10 @@ public:
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+    // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
+    // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
+    LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
+    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
@@ -49407,7 +49428,10 @@ public:
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+    // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
+    // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
+    LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
+    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;

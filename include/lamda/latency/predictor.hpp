@@ -107,7 +107,10 @@ public:
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
 
-    explicit LatencyModel(LatencyPrecision prec = LatencyPrecision::Fp32) : precision(prec) {
+    // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
+    // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
+    LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
+    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
