@@ -16174,15 +16174,16 @@ struct ModelWeights {
 // The weights in `file` (named `where` in errors) for `graph`: an int8 file gives the
 // batch-norm-folded graph and its quantized model (read_quantized: a WeightsError names a bad
 // tensor); an fp32 file the graph it fits (graph_for_weights: an ExecutorError lists the
-// mismatches).
-inline ModelWeights model_weights_of(const Graph& graph, const SafetensorsData& file, const std::string& where) {
+// mismatches). `file` is taken by value so that the fp32 tensors move out of it: the agent's
+// memory budget counts one copy of the weights, not two.
+inline ModelWeights model_weights_of(const Graph& graph, SafetensorsData file, const std::string& where) {
     ModelWeights m;
     m.int8 = is_quantized(file);
     if (m.int8) {
         m.graph = fold_batchnorm_graph(graph);
         m.quantized = read_quantized(m.graph, file, where, m.weights);
     } else {
-        m.weights = file.tensors;
+        m.weights = std::move(file.tensors);
         m.graph = graph_for_weights(graph, m.weights);
     }
     return m;
@@ -29372,7 +29373,6 @@ public:
         if (!inner_) throw Exception(Error(ErrorKind::usage, "StartModelFirst: no proposer to wrap"));
     }
     std::string name() const override { return inner_->name(); }
-    Proposer& inner() { return *inner_; }
 
     std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
         return propose_next(task, records, {});

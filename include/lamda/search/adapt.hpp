@@ -459,7 +459,6 @@ public:
         if (!inner_) throw Exception(Error(ErrorKind::usage, "StartModelFirst: no proposer to wrap"));
     }
     std::string name() const override { return inner_->name(); }
-    Proposer& inner() { return *inner_; }
 
     std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
         return propose_next(task, records, {});
