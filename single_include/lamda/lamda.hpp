@@ -852,6 +852,34 @@ struct ArenaOptions {
     std::vector<std::int64_t> scratch_bytes;
 };
 
+// The int8 firmware's options (deploy/firmware.hpp's firmware_source_int8, and the search's int8
+// memory constraint, search/memory.hpp): a byte per value, the output in the arena, and for each
+// layer that runs in float (`runs_in_float`, parallel to graph.layers) scratch for its inputs and
+// its output as float, one after the other, 16-aligned; `scratch_at` receives those offsets
+// (inputs, then output) per layer when given. A float mul that is not the last layer runs value by
+// value on the int8 values: no scratch. Shapes must be inferred.
+inline ArenaOptions int8_arena_options(const Graph& graph, const std::vector<bool>& runs_in_float,
+                                       std::vector<std::vector<std::int64_t>>* scratch_at = nullptr) {
+    const std::size_t n = graph.layers.size();
+    ArenaOptions ao;
+    ao.bytes_per_value = 1;
+    ao.output_in_arena = true;
+    ao.scratch_bytes.assign(n, 0);
+    if (scratch_at) scratch_at->assign(n, {});
+    for (std::size_t i = 0; i < n && i < runs_in_float.size(); ++i) {
+        const Layer& l = graph.layers[i];
+        if (!runs_in_float[i] || (l.op == OpKind::Mul && i + 1 < n)) continue;
+        std::int64_t at = 0;
+        for (int in : l.inputs) {
+            if (scratch_at) (*scratch_at)[i].push_back(at);
+            at += arena_detail::align_up(graph.layers[static_cast<std::size_t>(in)].shape.elements() * 4);
+        }
+        if (scratch_at) (*scratch_at)[i].push_back(at);
+        ao.scratch_bytes[i] = at + l.shape.elements() * 4;
+    }
+    return ao;
+}
+
 // The plan (see the file comment). Never throws but bad_alloc.
 inline ArenaPlan arena_plan(const Graph& graph, const ArenaOptions& options) {
     namespace ad = arena_detail;
@@ -7384,12 +7412,23 @@ struct Constraints {
     std::int64_t max_params = 0;            // 0: none
     // RAM the firmware export allocates: arena (the input inside) + output (search/memory.hpp); 0: none
     std::int64_t max_activation_bytes = 0;
-    std::int64_t max_weight_bytes = 0;      // float32 weights in flash, batch norm folded; 0: none
+    std::int64_t max_weight_bytes = 0;      // weights in flash, batch norm folded, in the candidate's precision; 0: none
     std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
     // Adapting a start model (search/adapt.hpp): accuracy points (0..100) the adapted model may
     // lose against the start model; sets min_accuracy once the start model is evaluated.
     std::optional<double> min_accuracy_drop;
 };
+
+// The arithmetic a task's model runs in ("precision" in a task file). Int8: every candidate is
+// measured, predicted and sized as the int8 executor and firmware run it (exec/xnnpack.hpp,
+// deploy/firmware.hpp), its proxy accuracy is that of its proxy-trained weights after post-training
+// quantization, and the handed-over best.safetensors is int8 (best_fp32.safetensors beside it).
+// Any: each candidate in whichever of the two is faster on the device (measured).
+enum class TaskPrecision { Fp32, Int8, Any };
+
+inline constexpr std::string_view task_precision_name(TaskPrecision p) noexcept {
+    return p == TaskPrecision::Int8 ? "int8" : p == TaskPrecision::Any ? "any" : "fp32";
+}
 
 struct Budget {
     int max_candidates = 100;  // candidates recorded (duplicates are not candidates)
@@ -7410,6 +7449,7 @@ struct Task {
     // "measure_on": "one_device": every latency of a parallel search is measured by the search's
     // own process (rank 0, or the main thread), so all are comparable; workers only train.
     bool measure_one_device = false;
+    TaskPrecision precision = TaskPrecision::Fp32;
 };
 
 // What became of a candidate, in the order the loop decides it.
@@ -7481,7 +7521,28 @@ struct CandidateRecord {
     int parent = -1;
     std::string inherited;
     std::string weights;
+    // The precision the candidate was judged in: "" (fp32, in a task without "precision"), "fp32"
+    // or "int8". An int8 candidate's accuracy is after quantization; float_accuracy is its
+    // accuracy before (the same proxy-trained weights in fp32).
+    std::string precision;
+    std::optional<double> float_accuracy;
 };
+
+// The precisions a task's candidates may run in: fp32 (false) and/or int8 (true), fp32 first.
+inline std::vector<bool> task_precisions(const Task& task) {
+    if (task.precision == TaskPrecision::Fp32) return {false};
+    if (task.precision == TaskPrecision::Int8) return {true};
+    return {false, true};
+}
+
+// What a record says its precision is, given the task ("" stays for fp32 tasks, as before).
+inline std::string precision_text(const Task& task, bool int8) {
+    if (task.precision == TaskPrecision::Fp32) return {};
+    return int8 ? "int8" : "fp32";
+}
+
+// Whether a record was judged in int8.
+inline bool is_int8(const CandidateRecord& r) noexcept { return r.precision == "int8"; }
 
 // A candidate's score under the objective; larger is better. Capacity is log-free MACs.
 inline double objective_score(const CandidateRecord& r, Objective objective) noexcept {
@@ -7543,6 +7604,15 @@ struct FinalTraining {
     double test_accuracy = 0;  // on the test set: used once, for this figure
     double train_seconds = 0;
     int epochs = 0;
+    // An int8 candidate (CandidateRecord::precision): the accuracies above are of the quantized
+    // weights (Trainer::quantize_final); these are the fp32 weights' before quantization.
+    std::optional<double> float_val_accuracy = std::nullopt, float_test_accuracy = std::nullopt;
+};
+
+// Accuracy of weights quantized to int8 (post-training quantization, calibrated on training images).
+struct QuantizedAccuracy {
+    double val_accuracy = 0;
+    double test_accuracy = 0;
 };
 
 // What the loop needs from a trainer (train/trainer.hpp's TorchTrainer implements it; the loop itself
@@ -7577,6 +7647,20 @@ public:
                                            const std::string& weights_path) {
         (void)graph, (void)init_path, (void)weights_path;
         throw std::logic_error("this trainer cannot fine-tune");
+    }
+    // int8 (Task::precision): validation accuracy after post-training quantization (calibrated on
+    // training images, never validation or test ones) of the weights that this trainer's last
+    // proxy_accuracy, finetune_accuracy or weights_accuracy call trained or read, for `graph`.
+    virtual double last_int8_accuracy(const Graph& graph) {
+        (void)graph;
+        throw std::logic_error("this trainer cannot quantize");
+    }
+    // Quantizes the fp32 weights in `fp32_path` (from train_final) into the int8 file `int8_path`
+    // (data/weights.hpp's quantized layout, docs/weights.md); its validation and test accuracy.
+    virtual QuantizedAccuracy quantize_final(const Graph& graph, const std::string& fp32_path,
+                                             const std::string& int8_path) {
+        (void)graph, (void)fp32_path, (void)int8_path;
+        throw std::logic_error("this trainer cannot quantize");
     }
     // A hook to call between mini-batch steps (empty: none), so a parallel search can pause
     // training while it measures a latency (search/parallel.hpp). A trainer without steps ignores it.
@@ -7661,6 +7745,15 @@ struct Design {
                head_channels == o.head_channels && act == o.act;
     }
 };
+
+// The design as it runs in int8 without float fallbacks (a task in int8 precision): a main
+// activation without an int8 kernel (hardswish) becomes relu6, and squeeze-excitation (a float
+// multiply, exec/reference_int8.hpp) goes.
+inline Design int8_design(Design d) {
+    if (d.act != Activation::Relu && d.act != Activation::Relu6 && d.act != Activation::None) d.act = Activation::Relu6;
+    for (StageDesign& s : d.stages) s.se = false;
+    return d;
+}
 
 // Bounds of the design space, shared by the editor, the sampler and parse_design.
 struct DesignBounds {
@@ -8077,8 +8170,9 @@ inline std::set<std::string> seen_hashes(const std::vector<CandidateRecord>& rec
 }
 
 // A design's rendering for the task, if it parses and has not been seen.
-inline std::optional<Proposal> fresh(const Design& d, const Task& task, const std::set<std::string>& seen,
+inline std::optional<Proposal> fresh(const Design& design, const Task& task, const std::set<std::string>& seen,
                                      std::set<std::string>& tried, const std::string& what) {
+    const Design d = task.precision == TaskPrecision::Int8 ? int8_design(design) : design;
     const std::string text = render_design(d, task.input, task.classes);
     std::string canonical, hash;
     if (!canonical_hash(text, canonical, hash)) return std::nullopt;
@@ -13757,22 +13851,10 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
             params[i] = *model.find_activation(l.name);  // check_int8_params: present
     }
     // Scratch of a float layer: its inputs and its output as float, one after the other (16-aligned).
-    std::vector<std::vector<std::int64_t>> scratch_at(n);  // per float layer: byte offsets of inputs, then output
-    ArenaOptions ao;
-    ao.bytes_per_value = 1;
-    ao.output_in_arena = true;
-    ao.scratch_bytes.assign(n, 0);
-    for (std::size_t i = 0; i < n; ++i) {
-        if (!is_float(i) || mul_by_value(i)) continue;
-        const Layer& l = graph.layers[i];
-        std::int64_t at = 0;
-        for (int in : l.inputs) {
-            scratch_at[i].push_back(at);
-            at += arena_detail::align_up(graph.layers[static_cast<std::size_t>(in)].shape.elements() * 4);
-        }
-        scratch_at[i].push_back(at);
-        ao.scratch_bytes[i] = at + l.shape.elements() * 4;
-    }
+    std::vector<bool> runs_in_float(n);
+    for (std::size_t i = 0; i < n; ++i) runs_in_float[i] = is_float(i);
+    std::vector<std::vector<std::int64_t>> scratch_at;  // per float layer: byte offsets of inputs, then output
+    const ArenaOptions ao = int8_arena_options(graph, runs_in_float, &scratch_at);
     const ArenaPlan plan = arena_plan(graph, ao);
     if (!plan.ok) throw ExportError("firmware int8: " + plan.error);
 
@@ -18824,6 +18906,7 @@ public:
     }
 
     double proxy_accuracy(const Graph& graph) override {
+        last_read_.reset();
         last_ = train_model(graph, train_, val_, nullptr, proxy_);
         return last_->val_accuracy;
     }
@@ -18838,13 +18921,16 @@ public:
     }
 
     double weights_accuracy(const Graph& graph, const std::string& weights_path) override {
-        return evaluate(graph, weights_path, val_, proxy_.val_subset);
+        last_.reset();
+        last_read_ = read_safetensors(weights_path);
+        return evaluate(graph, *last_read_, val_, proxy_.val_subset);
     }
     double weights_test_accuracy(const Graph& graph, const std::string& weights_path) override {
-        return evaluate(graph, weights_path, test_, 0);
+        return evaluate(graph, read_safetensors(weights_path), test_, 0);
     }
     double finetune_accuracy(const Graph& graph, const std::string& init_path) override {
         const Weights init = read_safetensors(init_path);
+        last_read_.reset();
         last_ = train_model(graph, train_, val_, nullptr, finetune_options(), &init);
         write_safetensors(init_path, last_->trained);
         return last_->val_accuracy;
@@ -18854,6 +18940,27 @@ public:
         const Weights init = read_safetensors(init_path);
         return final_training(graph, weights_path, &init);
     }
+
+    // int8: post-training quantization (exec/reference_int8.hpp, min/max ranges as `lamda quantize`
+    // by default) calibrated on the first int8_calibration_images of a seeded order of the training
+    // split, evaluated through the int8 executor on the same validation images as the fp32 figure.
+    double last_int8_accuracy(const Graph& graph) override {
+        const Weights* w = last_read_ ? &*last_read_ : last_ ? &last_->weights : nullptr;
+        if (!w) throw std::logic_error("last_int8_accuracy: nothing was trained or read yet");
+        const PtqResult q = quantize_ptq(graph, *w, calibration_images(), PtqOptions{});
+        return int8_accuracy(q, val_, proxy_.val_subset);
+    }
+    QuantizedAccuracy quantize_final(const Graph& graph, const std::string& fp32_path,
+                                     const std::string& int8_path) override {
+        const PtqResult q = quantize_ptq(graph, read_safetensors(fp32_path), calibration_images(), PtqOptions{});
+        const auto [tensors, meta] = quantized_to_weights(q.model, q.float_weights);
+        write_safetensors(int8_path, tensors, meta);
+        QuantizedAccuracy a;
+        a.val_accuracy = int8_accuracy(q, val_, full_.val_subset);
+        a.test_accuracy = int8_accuracy(q, test_, 0);
+        return a;
+    }
+    int int8_calibration_images = 500;  // `lamda quantize --calibration`'s default
 
 
     // Fine-tuning: the proxy's options (threads, subset, seed) with TrainOptions::finetune()'s
@@ -18888,13 +18995,45 @@ private:
     Dataset train_, val_, test_;
     TrainOptions proxy_, full_;
     std::optional<TrainResult> last_;
+    std::optional<Weights> last_read_;  // weights_accuracy's, until the next training
+    std::vector<Tensor> calibration_;   // int8: calibration images, drawn once
 
-    double evaluate(const Graph& graph, const std::string& weights_path, const Dataset& d, std::size_t limit) {
+    double evaluate(const Graph& graph, const Weights& weights, const Dataset& d, std::size_t limit) {
         check_classifier(graph, d);
         torch::set_num_threads(proxy_.threads);
         TorchModel model(graph);
-        model.load_weights(read_safetensors(weights_path));
+        model.load_weights(weights);
         return torch_accuracy(model, d, limit).accuracy;
+    }
+
+    const std::vector<Tensor>& calibration_images() {
+        if (!calibration_.empty()) return calibration_;
+        const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(std::max(1, int8_calibration_images)), train_.size());
+        const std::vector<std::size_t> order = seeded_permutation(train_.size(), full_.seed);
+        for (std::size_t i = 0; i < n; ++i) {
+            Tensor t(train_.shape);
+            train_.copy_image(order[i], t.data.data());
+            calibration_.push_back(std::move(t));
+        }
+        return calibration_;
+    }
+
+    // The first `limit` images of `d` (all when 0) through the int8 executor.
+    double int8_accuracy(const PtqResult& q, const Dataset& d, std::size_t limit) const {
+        check_classifier(q.graph, d);
+#if defined(LAMDA_WITH_XNNPACK)
+        return evaluate_accuracy_int8(q.graph, q.model, q.float_weights, d, proxy_.threads, limit).accuracy;
+#else
+        const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
+        std::size_t correct = 0;
+        Tensor img(d.shape);
+        for (std::size_t i = 0; i < n; ++i) {
+            d.copy_image(i, img.data.data());
+            const Int8Run r = run_reference_int8(q.graph, q.model, q.float_weights, img);
+            correct += argmax(r.output.data.data(), d.classes) == d.labels[i];
+        }
+        return n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
+#endif
     }
 };
 
@@ -19771,6 +19910,7 @@ inline void write_task_json(JsonWriter& j, const Task& t) {
     j.end_object();
     if (t.objective_given) j.field("objective", objective_name(t.objective));
     if (t.measure_one_device) j.field("measure_on", std::string_view("one_device"));
+    if (t.precision != TaskPrecision::Fp32) j.field("precision", task_precision_name(t.precision));
     j.end_object();
 }
 
@@ -20114,7 +20254,7 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
     const auto path = [&base](std::string_view key) { return Reader::join(base, key); };
     if (!doc.is_object()) r.fail(base, "expected an object (a task file is {\"name\": ..., \"input\": [H, W, C], ...})");
     r.only_keys(doc, base, {"name", "input", "classes", "dataset", "constraints", "profile", "budget", "objective",
-                            "measure_on"});
+                            "measure_on", "precision"});
     const Limits limits;
     Task t;
     t.name = nonempty_string(r, r.at(doc, "name", base), path("name"), 128);
@@ -20190,6 +20330,17 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
             r.fail(p, "'" + o + "' is not 'accuracy' or 'capacity'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
         }
         t.objective_given = true;
+    }
+    if (auto e = r.maybe(doc, "precision", base)) {  // search/types.hpp's TaskPrecision
+        const std::string p = path("precision");
+        const std::string v = r.str(*e, p);
+        if (v == "fp32") t.precision = TaskPrecision::Fp32;
+        else if (v == "int8") t.precision = TaskPrecision::Int8;
+        else if (v == "any") t.precision = TaskPrecision::Any;
+        else {
+            const std::string hint = closest_match(v, std::initializer_list<std::string_view>{"fp32", "int8", "any"});
+            r.fail(p, "'" + v + "' is not 'fp32', 'int8' or 'any'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+        }
     }
     if (auto e = r.maybe(doc, "measure_on", base)) {  // search/parallel.hpp
         const std::string p = path("measure_on");
@@ -20289,13 +20440,20 @@ inline Task read_task(const std::string& path) {
 // `lamda export --firmware` checks against --max-ram: the arena (the input inside) plus the caller's
 // output buffer; so a candidate the search says fits max_activation_bytes exports under
 // --max-ram max_activation_bytes. weight_bytes is the export's weight_bytes (4 bytes a parameter,
-// and a batch norm that does not fold keeps its running mean too; --max-flash adds a code estimate). A graph that cannot be planned gives ok == false and the plan's
-// error. Never throws but bad_alloc.
+// and a batch norm that does not fold keeps its running mean too; --max-flash adds a code estimate).
+// firmware_memory(graph, true) counts the int8 firmware (firmware_source_int8) the same way: a byte
+// per value in an arena that holds the output too, float scratch for the layers without an int8
+// kernel (exec/reference_int8.hpp's int8_unsupported_reason), a float output buffer; int8 weights, an
+// int32 bias and a float requantization scale per output channel, 256-byte sigmoid tables, and the
+// float layers' weights in float. (A layer that quantization moves to float because of its scales
+// is not foreseen: rare, and it makes the arena larger by its scratch.) A graph that cannot be
+// planned gives ok == false and the plan's error. Never throws but bad_alloc.
 #ifndef LAMDA_SEARCH_MEMORY_HPP
 #define LAMDA_SEARCH_MEMORY_HPP
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 
 namespace lamda {
@@ -20309,38 +20467,57 @@ struct FirmwareMemory {
     std::int64_t weight_bytes = -1; // float32 weights after folding
 };
 
-inline FirmwareMemory firmware_memory(const Graph& graph) {
+inline FirmwareMemory firmware_memory(const Graph& graph, bool int8 = false) {
     FirmwareMemory m;
     const Graph folded = fold_batchnorm_graph(graph);
-    const ArenaPlan plan = arena_plan(folded);
+    const std::size_t n = folded.layers.size();
+    std::vector<bool> runs_in_float(n, false);
+    if (int8)
+        for (std::size_t i = 0; i < n; ++i) runs_in_float[i] = !int8_unsupported_reason(folded.layers[i]).empty();
+    const ArenaPlan plan = int8 ? arena_plan(folded, int8_arena_options(folded, runs_in_float)) : arena_plan(folded);
     if (!plan.ok) {
         m.error = plan.error;
         return m;
     }
     m.ok = true;
     m.arena_bytes = plan.arena_bytes;
-    m.output_bytes = plan.output_bytes;
-    m.ram_bytes = plan.arena_bytes + plan.output_bytes;
+    // The caller's output buffer is float in both (an int8 model dequantizes into it).
+    m.output_bytes = int8 ? folded.output().shape.elements() * 4 : plan.output_bytes;
+    m.ram_bytes = m.arena_bytes + m.output_bytes;
     // The export's weight bytes: the float parameters, plus the running mean of each batch norm
     // that did not fold (it runs as (x - mean) * scale + shift: three arrays for two parameters).
-    m.weight_bytes = analyze(folded).weight_bytes;
-    for (const Layer& l : folded.layers)
-        if (l.op == OpKind::BatchNorm) m.weight_bytes += l.shape.c * 4;
+    const ModelStats stats = analyze(folded);
+    m.weight_bytes = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const Layer& l = folded.layers[i];
+        const LayerStats& s = stats.layers[i];
+        const bool linear = l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d || l.op == OpKind::FullyConnected;
+        if (int8 && !runs_in_float[i] && linear) {
+            const std::int64_t out = l.shape.c, bias = l.bias ? out : 0;
+            m.weight_bytes += (s.params - bias) + out * 4 + out * 4;  // int8 weights, int32 bias, float scale
+        } else if (int8 && !runs_in_float[i] && l.op == OpKind::Sigmoid) {
+            m.weight_bytes += 256;  // its lookup table
+        } else {
+            m.weight_bytes += s.weight_bytes;
+            if (l.op == OpKind::BatchNorm) m.weight_bytes += l.shape.c * 4;
+        }
+    }
     return m;
 }
 
 // Why `m` is over the constraints' max_activation_bytes or max_weight_bytes (numbers included), or
 // "" when it fits (or neither is set).
-inline std::string over_memory(const Constraints& c, const FirmwareMemory& m) {
+inline std::string over_memory(const Constraints& c, const FirmwareMemory& m, bool int8 = false) {
     if (c.max_activation_bytes <= 0 && c.max_weight_bytes <= 0) return "";
     if (!m.ok) return "the firmware memory plan failed: " + m.error;
     if (c.max_activation_bytes > 0 && m.ram_bytes > c.max_activation_bytes)
-        return "needs " + std::to_string(m.ram_bytes) + " bytes of RAM (firmware arena " +
+        return "needs " + std::to_string(m.ram_bytes) + " bytes of RAM (" + (int8 ? "int8 " : "") + "firmware arena " +
                std::to_string(m.arena_bytes) + ", the input inside, + output " +
                std::to_string(m.output_bytes) + "), over max_activation_bytes " +
                std::to_string(c.max_activation_bytes);
     if (c.max_weight_bytes > 0 && m.weight_bytes > c.max_weight_bytes)
-        return "needs " + std::to_string(m.weight_bytes) + " bytes of weights in flash (float32, batch norm folded), over max_weight_bytes " +
+        return "needs " + std::to_string(m.weight_bytes) + " bytes of weights in flash (" + (int8 ? "int8" : "float32") +
+               ", batch norm folded), over max_weight_bytes " +
                std::to_string(c.max_weight_bytes);
     return "";
 }
@@ -20422,6 +20599,8 @@ inline void write_candidate_json(JsonWriter& j, const CandidateRecord& r, bool t
     if (r.parent >= 0) j.field("parent", r.parent);
     if (!r.inherited.empty()) j.field("inherited", std::string_view(valid_utf8(r.inherited)));
     if (!r.weights.empty()) j.field("weights", std::string_view(valid_utf8(r.weights)));
+    if (!r.precision.empty()) j.field("precision", std::string_view(valid_utf8(r.precision)));
+    if (r.float_accuracy) j.field("float_accuracy", r.float_accuracy);
     j.end_object();
 }
 
@@ -20473,6 +20652,7 @@ inline std::string journal_mismatch(const JournalHeader& journal, const Task& ta
         };
         differ("objective", objective_text(jt), objective_text(task));
     }
+    differ("precision", std::string(task_precision_name(jt.precision)), std::string(task_precision_name(task.precision)));
     if (diffs.empty() && task_without_run_settings(jt) != task_without_run_settings(task))
         diffs.emplace_back("task: differs");  // a field added to Task but not compared above
     differ("proposer", "'" + journal.proposer + "'", "'" + std::string(proposer) + "'");
@@ -20513,6 +20693,11 @@ inline void validate_resumed_record(const CandidateRecord& r, const Task& task, 
     finite(r.predicted_ms, "predicted_ms", 1e12);
     finite(r.measured_ms, "measured_ms", 1e12);
     finite(r.accuracy, "accuracy", 1.0);
+    finite(r.float_accuracy, "float_accuracy", 1.0);
+    if (task.precision == TaskPrecision::Fp32 ? !r.precision.empty() && r.precision != "fp32"
+                                              : task.precision == TaskPrecision::Int8 && r.precision != "int8")
+        bad("its precision '" + r.precision + "' is not one the task's \"" +
+            std::string(task_precision_name(task.precision)) + "\" allows");
     if (r.parent >= r.index) bad("its parent #" + std::to_string(r.parent) + " is not an earlier candidate");
     if (!r.weights.empty()) {
         // A file name in DIR/weights/ that lamda wrote: nothing that leads elsewhere.
@@ -20984,6 +21169,10 @@ inline CandidateRecord parse_candidate(const Reader& r, const element& doc) {
     if (auto e = r.maybe(doc, "parent", "")) c.parent = r.int_in(*e, "parent", -1, std::numeric_limits<int>::max());
     c.inherited = opt_str(r, doc, "inherited");
     c.weights = opt_str(r, doc, "weights");
+    c.precision = opt_str(r, doc, "precision");
+    if (!c.precision.empty() && c.precision != "fp32" && c.precision != "int8")
+        r.fail("precision", "'" + c.precision + "' is not 'fp32' or 'int8'");
+    c.float_accuracy = optional_num(r, doc, "float_accuracy");
     return c;
 }
 
@@ -21387,6 +21576,11 @@ inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& re
     j.field("test_accuracy", t.result.test_accuracy);
     j.field("train_seconds", t.result.train_seconds);
     j.field("epochs", t.result.epochs);
+    if (t.result.float_test_accuracy) {  // an int8 candidate: the accuracies above are after quantization
+        j.field("precision", "int8");
+        j.field("float_val_accuracy", t.result.float_val_accuracy);
+        j.field("float_test_accuracy", t.result.float_test_accuracy);
+    }
     if (!t.weights.empty()) j.field("weights", std::string_view(valid_utf8(t.weights)));
     j.end_object();
 }
@@ -21839,8 +22033,10 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                                               (c.threads == 1 ? " thread" : " threads")
                                         : std::string("no limit"));
         row("parameters", c.max_params > 0 ? "&le; " + grouped(c.max_params) : std::string("no limit"));
-        row("peak activations",
+        row("RAM (firmware)",
             c.max_activation_bytes > 0 ? "&le; " + grouped(c.max_activation_bytes) + " bytes" : std::string("no limit"));
+        if (c.max_weight_bytes > 0) row("weights (flash)", "&le; " + grouped(c.max_weight_bytes) + " bytes");
+        if (task.precision != TaskPrecision::Fp32) row("precision", std::string(task_precision_name(task.precision)));
         row("accuracy", c.min_accuracy ? "&ge; " + accuracy_text(c.min_accuracy) : std::string("no limit"));
         row("budget", std::to_string(task.budget.max_candidates) + " candidates, " + general(task.budget.max_seconds, 6) + " s");
         row("profile", task.profile.empty() ? std::string("-") : html_escape(task.profile));
@@ -22081,7 +22277,8 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                  grouped(r.params) + " parameters, " + grouped(r.macs) + " MACs" +
                  (r.peak_activation_bytes >= 0 ? ", " + grouped(r.peak_activation_bytes) + " bytes of peak activations"
                                                : std::string()) +
-                 (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) + ".</p>\n";
+                 (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) +
+                 (r.precision.empty() ? std::string() : ", in " + r.precision) + ".</p>\n";
             for (const Confirmation& k : info.confirmations)
                 if (k.position == *best)
                     h += "<p id=\"confirmation\">Confirmed: " + general(k.median_ms, 4) + " ms median over " +
@@ -22091,6 +22288,11 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                 h += "<p id=\"final-training\">Trained in full: " + std::to_string(f.epochs) + " epochs, " +
                      fixed(f.train_seconds, 1) + " s; validation accuracy " + accuracy_text(f.val_accuracy) +
                      ", test accuracy " + accuracy_text(f.test_accuracy) +
+                     (f.float_test_accuracy ? " in int8 (fp32 before quantization: validation " +
+                                                  accuracy_text(f.float_val_accuracy) + ", test " +
+                                                  accuracy_text(f.float_test_accuracy) +
+                                                  "; best.safetensors is int8, best_fp32.safetensors fp32)"
+                                            : std::string()) +
                      (t->weights.empty() ? std::string() : "; weights: " + html_escape(t->weights)) + ".</p>\n";
             }
             if (!r.top_layers.empty()) layer_chart(r);
@@ -25797,6 +25999,11 @@ struct Measurement {
 struct GenerateSetup {
     const LatencyModel* latency = nullptr;                     // null: no prediction
     std::function<Measurement(const Graph&)> measure;          // empty: no measurement
+    // A task in int8 or "any" precision (TaskPrecision): the int8 latency model and measurement
+    // (the int8 executor, exec/xnnpack.hpp). An int8 candidate without them is not predicted,
+    // and fails when it is to be measured and only `measure` is set.
+    const LatencyModel* latency_int8 = nullptr;
+    std::function<Measurement(const Graph&)> measure_int8;
     Trainer* trainer = nullptr;                                // null: no accuracy
     std::function<void(const CandidateRecord&)> on_record;     // journal; called before the next step
     std::function<void(const CandidateRecord&, const std::vector<CandidateRecord>&)> on_progress;
@@ -25899,6 +26106,7 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
     Screened out;
     CandidateRecord& rec = out.record;
     rec.note = proposal.note;
+    if (task.precision == TaskPrecision::Int8) rec.precision = "int8";
     if (!proposal.error.empty()) {  // the proposer failed (e.g. an LLM turn): recorded, not evaluated
         rec.dsl = proposal.dsl;
         rec.hash = text_hash("failed proposal: " + proposal.note + "\n" + proposal.error + "\n" + proposal.dsl);
@@ -25949,18 +26157,44 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                                                   std::to_string(want_out.c) + " (one logit per class)");
         const Constraints& c = task.constraints;
         charge(&StageSeconds::validate);
-        if (setup.latency) {
-            const LatencyPrediction p = setup.latency->predict(g);
-            rec.predicted_ms = p.total_ms;
-            rec.top_layers = top_costs(g, p.per_layer_ms, setup.top_layers);
-            charge(&StageSeconds::predict);
+        // Each precision the task allows: its memory (as the firmware export counts it) and its
+        // predicted latency. The record takes the one that fits memory and is predicted fastest
+        // (the first that fits when nothing predicts; the last when none fits).
+        struct Option {
+            bool int8 = false;
+            std::string over_memory;
+            std::optional<LatencyPrediction> predicted;
+        };
+        std::vector<Option> options;
+        for (bool int8 : task_precisions(task)) {
+            Option o;
+            o.int8 = int8;
+            o.over_memory = over_memory(c, firmware_memory(g, int8), int8);
+            charge(&StageSeconds::validate);
+            if (const LatencyModel* m = int8 ? setup.latency_int8 : setup.latency) {
+                o.predicted = m->predict(g);
+                charge(&StageSeconds::predict);
+            }
+            options.push_back(std::move(o));
+        }
+        const Option* chosen = nullptr;
+        for (const Option& o : options) {
+            if (!o.over_memory.empty()) continue;
+            if (!chosen || (o.predicted && chosen->predicted && o.predicted->total_ms < chosen->predicted->total_ms))
+                chosen = &o;
+        }
+        const bool fits_memory = chosen != nullptr;
+        if (!chosen) chosen = &options.back();
+        rec.precision = precision_text(task, chosen->int8);
+        if (chosen->predicted) {
+            rec.predicted_ms = chosen->predicted->total_ms;
+            rec.top_layers = top_costs(g, chosen->predicted->per_layer_ms, setup.top_layers);
         }
         if (c.max_params > 0 && stats.params > c.max_params)
             return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
-        if (std::string why = over_memory(c, firmware_memory(g)); !why.empty())  // as the firmware export
-            return finish(Verdict::OverMemory, why);
+        if (!fits_memory) return finish(Verdict::OverMemory, chosen->over_memory);
         if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
@@ -26007,15 +26241,59 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
         const auto weights_path = [&] {
             return setup.weights_dir.empty() ? rec.weights : setup.weights_dir + "/" + rec.weights;
         };
+        // An int8 candidate's accuracy is that of its weights after quantization; the fp32 one
+        // is kept beside it. Called after each training or evaluation, and when "any" changes
+        // the candidate's precision (the trainer still holds the weights it last used).
+        const auto judge_accuracy_in_precision = [&] {
+            if (!rec.accuracy) return;
+            if (is_int8(rec) && !rec.float_accuracy) {
+                rec.float_accuracy = rec.accuracy;
+                rec.accuracy = setup.trainer->last_int8_accuracy(g);
+            } else if (!is_int8(rec) && rec.float_accuracy) {
+                rec.accuracy = rec.float_accuracy;
+                rec.float_accuracy.reset();
+            }
+        };
         if (evaluate && !rec.weights.empty() && rec.parent < 0) {
             // A start model (search/adapt.hpp): its own weights, judged before its latency, so
             // that a start model over the budget still says what accuracy is to be kept.
             rec.accuracy = setup.trainer->weights_accuracy(g, weights_path());
+            judge_accuracy_in_precision();
             charge(&StageSeconds::train);
         }
-        if (setup.measure) {
-            Measurement m = setup.measure(g);
+        std::string both;  // "any": "fp32 0.045 ms, int8 0.031 ms"
+        if (setup.measure || setup.measure_int8) {
+            // Each precision the candidate may run in and that fits memory ("any": both, and the
+            // faster measured wins).
+            std::vector<bool> precisions;
+            if (task.precision == TaskPrecision::Any) {
+                for (bool int8 : task_precisions(task))
+                    if (over_memory(c, firmware_memory(g, int8), int8).empty()) precisions.push_back(int8);
+            }
+            if (precisions.empty()) precisions.push_back(is_int8(rec));
+            std::optional<Measurement> best;
+            bool best_int8 = is_int8(rec);
+            for (bool int8 : precisions) {
+                const auto& measure = int8 ? setup.measure_int8 : setup.measure;
+                if (!measure)
+                    return finish(Verdict::Failed, std::string("evaluation failed: no ") + (int8 ? "int8" : "fp32") +
+                                                       " measurement in this setup");
+                Measurement m = measure(g);
+                if (precisions.size() > 1) both += std::string(both.empty() ? "" : ", ") + (int8 ? "int8 " : "fp32 ") + ms_text(m.median_ms);
+                if (!best || m.median_ms < best->median_ms) {
+                    best = std::move(m);
+                    best_int8 = int8;
+                }
+            }
             charge(&StageSeconds::measure);
+            Measurement& m = *best;
+            if (precision_text(task, best_int8) != rec.precision) {  // "any": measured, not as predicted
+                rec.precision = precision_text(task, best_int8);
+                rec.predicted_ms.reset();
+                if (const LatencyModel* lm = best_int8 ? setup.latency_int8 : setup.latency)
+                    rec.predicted_ms = lm->predict(g).total_ms;
+                if (evaluate) judge_accuracy_in_precision();
+            }
             rec.measured_ms = m.median_ms;
             if (!m.per_layer.empty()) rec.top_layers = top_costs(std::move(m.per_layer), setup.top_layers);
             if (c.latency_ms > 0 && m.median_ms > c.latency_ms)
@@ -26029,13 +26307,16 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                 // evaluated above
             } else if (!rec.weights.empty()) {
                 rec.accuracy = setup.trainer->finetune_accuracy(g, weights_path());
+                judge_accuracy_in_precision();
             } else {
                 rec.accuracy = setup.trainer->proxy_accuracy(g);
+                judge_accuracy_in_precision();
             }
             charge(&StageSeconds::train);
             if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
                 return finish(Verdict::BelowAccuracy,
-                              "proxy validation accuracy " + percent_text(*rec.accuracy) + " is more than " +
+                              std::string("proxy validation accuracy ") + (is_int8(rec) ? "in int8 " : "") +
+                                  percent_text(*rec.accuracy) + " is more than " +
                                   percent_text(setup.proxy_accuracy_slack) + " below the required " +
                                   percent_text(*c.min_accuracy));
         }
@@ -26043,6 +26324,7 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
         if (const auto ms = judged_latency_ms(rec); ms && c.latency_ms > 0)
             why += ": " + std::string(rec.measured_ms ? "measured " : "predicted ") + ms_text(*ms) + " = " +
                    percent_text(*ms / c.latency_ms) + " of budget";
+        if (!rec.precision.empty()) why += " in " + rec.precision + (both.empty() ? "" : " (" + both + ")");
         return finish(Verdict::Feasible, why);
     } catch (const std::exception& e) {
         return finish(Verdict::Failed, std::string("evaluation failed: ") + e.what());
@@ -26143,12 +26425,16 @@ inline GenerateResult run_generation(const Task& task, Proposer& proposer, const
 #if defined(LAMDA_WITH_XNNPACK)
 // The loop's measurement: XNNPACK on random weights (latency does not depend on their values),
 // `runs` timed runs; per-layer costs from the per-operator timing.
-inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5) {
+// `int8`: the int8 executor with synthetic scales (BenchOptions::int8; the timing does not depend on
+// the scales' values either).
+inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5,
+                                                                bool int8 = false) {
     return [=](const Graph& g) {
         BenchOptions o;
         o.threads = threads;
         o.runs = runs;
         o.warmup = warmup;
+        o.int8 = int8;
         const BenchResult r = benchmark_model(g, random_weights(g, 1), o);
         Measurement m;
         m.median_ms = r.median_ms;
@@ -29622,10 +29908,13 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
                 record(std::move(s->record));
                 continue;
             }
-            if (task.measure_one_device && setup.measure) {
+            if (task.measure_one_device && (setup.measure || setup.measure_int8)) {
                 GenerateSetup here = setup;
                 here.trainer = nullptr;
-                here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                if (setup.measure)
+                    here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                if (setup.measure_int8)
+                    here.measure_int8 = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure_int8, g); };
                 CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
                 measured.evaluated_by = "measured by " + runner.search_side_name();
                 if (measured.verdict != Verdict::Feasible || task.objective != Objective::Accuracy) {
@@ -29780,6 +30069,16 @@ public:
         const Pausing pausing(inner_, hold);
         return inner_.train_final_from(graph, init_path, weights_path);
     }
+    // int8 (search/types.hpp): calibration and evaluation use the node's cores as training does.
+    double last_int8_accuracy(const Graph& graph) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.last_int8_accuracy(graph);
+    }
+    QuantizedAccuracy quantize_final(const Graph& graph, const std::string& fp32_path,
+                                     const std::string& int8_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.quantize_final(graph, fp32_path, int8_path);
+    }
 
 private:
     // The inner trainer yields `hold` between steps while this lives (also when it throws).
@@ -29804,13 +30103,15 @@ private:
 // elsewhere (a board behind lamda-agent) and need not wait for this node's trainings.
 inline GenerateSetup gated_setup(GenerateSetup setup, std::shared_ptr<const NodeGate> gate,
                                  std::unique_ptr<Trainer>& owned, bool local_measure = true) {
-    if (setup.measure && local_measure) {
-        auto measure = std::move(setup.measure);
-        setup.measure = [measure, gate](const Graph& g) {
-            const NodeGate::Hold hold = gate->measuring();
-            return measure(g);
-        };
-    }
+    if (local_measure)
+        for (auto* f : {&setup.measure, &setup.measure_int8}) {
+            if (!*f) continue;
+            auto measure = std::move(*f);
+            *f = [measure, gate](const Graph& g) {
+                const NodeGate::Hold hold = gate->measuring();
+                return measure(g);
+            };
+        }
     if (setup.trainer) {
         owned = std::make_unique<parallel_detail::GatedTrainer>(*setup.trainer, gate);
         setup.trainer = owned.get();
@@ -29832,7 +30133,7 @@ public:
         const std::string node = node_name();
         gated_.resize(worker_setups.size());
         for (std::size_t i = 0; i < worker_setups.size(); ++i) {
-            if (task.measure_one_device) worker_setups[i].measure = nullptr;
+            if (task.measure_one_device) worker_setups[i].measure = worker_setups[i].measure_int8 = nullptr;
             setups_.push_back(gated_setup(std::move(worker_setups[i]), gate, gated_[i], local_measure));
             names_.push_back("worker " + std::to_string(i) + " @ " + node);
         }
@@ -29937,9 +30238,10 @@ struct GenerateOptions {
     double proxy_slack = 0.15;  // GenerateSetup::proxy_accuracy_slack
     int runs = 30;              // timed runs per measured candidate
     int confirm_runs = 300;     // timed runs confirming the best at the end
-    // Measures on a board instead of this CPU: (runs, warmup) -> a measuring function. Its
+    // Measures on a board instead of this CPU: (runs, warmup, int8) -> a measuring function (int8:
+    // the int8 executor with synthetic scales, for tasks in int8 or "any" precision). Its
     // exceptions with device_lost() true stop the search (see below). Empty: this CPU (XNNPACK).
-    std::function<std::function<Measurement(const Graph&)>(int runs, int warmup)> measure_with;
+    std::function<std::function<Measurement(const Graph&)>(int runs, int warmup, bool int8)> measure_with;
     // Called on a measuring exception: true when the board is gone (the search stops, the
     // candidate is left out of the journal so that --resume measures it again).
     std::function<bool(const std::exception&)> device_lost;
@@ -30019,14 +30321,14 @@ private:
 }  // namespace generate_detail
 
 // Where a candidate's latency is measured under `o`: the caller's board (o.measure_with) or, with
-// XNNPACK, this CPU on the task's threads; empty when neither. (runs, warmup) -> measuring function.
-inline std::function<std::function<Measurement(const Graph&)>(int, int)> measurer_for(const Task& task,
-                                                                                    const GenerateOptions& o) {
+// XNNPACK, this CPU on the task's threads; empty when neither. (runs, warmup, int8) -> measuring function.
+using MeasurerFn = std::function<std::function<Measurement(const Graph&)>(int, int, bool)>;
+inline MeasurerFn measurer_for(const Task& task, const GenerateOptions& o) {
     auto measure_with = o.measure_with;
 #if defined(LAMDA_WITH_XNNPACK)
     if (!measure_with) {
         const int threads = task.constraints.threads;
-        measure_with = [threads](int runs, int warmup) { return xnnpack_measure(threads, runs, warmup); };
+        measure_with = [threads](int runs, int warmup, bool int8) { return xnnpack_measure(threads, runs, warmup, int8); };
     }
 #else
     (void)task;
@@ -30041,19 +30343,22 @@ inline GenerateSetup evaluation_setup(const Task& task, const GenerateOptions& o
                                       std::shared_ptr<generate_detail::LostBoard> lost = nullptr) {
     GenerateSetup setup;
     if (auto measure_with = measurer_for(task, o)) {
-        auto measure = measure_with(o.runs, 5);
-        if (o.device_lost && lost) {
-            auto is_lost = o.device_lost;
-            setup.measure = [measure, is_lost, lost](const Graph& g) {
-                try {
-                    return measure(g);
-                } catch (const std::exception& e) {
-                    if (is_lost(e)) lost->set(e.what());
-                    throw;
-                }
-            };
-        } else {
-            setup.measure = measure;
+        for (bool int8 : task_precisions(task)) {
+            auto measure = measure_with(o.runs, 5, int8);
+            auto& slot = int8 ? setup.measure_int8 : setup.measure;
+            if (o.device_lost && lost) {
+                auto is_lost = o.device_lost;
+                slot = [measure, is_lost, lost](const Graph& g) {
+                    try {
+                        return measure(g);
+                    } catch (const std::exception& e) {
+                        if (is_lost(e)) lost->set(e.what());
+                        throw;
+                    }
+                };
+            } else {
+                slot = measure;
+            }
         }
     }
     setup.trainer = trainer;
@@ -30112,7 +30417,7 @@ inline std::vector<CandidateRecord> open_journal(const Task& task, const Propose
 // Confirms the best feasible candidates with a longer measurement, best first; returns those
 // that still meet the latency limit (at most `wanted`).
 inline std::vector<std::size_t> confirm_best(const Task& task, const GenerateOptions& o,
-                                             const std::function<std::function<Measurement(const Graph&)>(int, int)>& measure_with,
+                                             const MeasurerFn& measure_with,
                                              const std::vector<CandidateRecord>& records,
                                              const std::vector<std::size_t>& ranked, std::size_t wanted,
                                              ReportInfo& info) {
@@ -30120,11 +30425,12 @@ inline std::vector<std::size_t> confirm_best(const Task& task, const GenerateOpt
     for (std::size_t index : ranked) {
         if (task.constraints.latency_ms > 0 && measure_with) {
             const Graph g = parse_dsl_or_throw(records[index].dsl, "best");
-            const Measurement m = measure_with(o.confirm_runs, 20)(g);
+            const Measurement m = measure_with(o.confirm_runs, 20, is_int8(records[index]))(g);
             const bool meets = m.median_ms <= task.constraints.latency_ms;
             if (o.status)
                 *o.status << "lamda: confirming #" << index << ": " << format_fixed(m.median_ms, 4) << " ms median over "
-                          << o.confirm_runs << " runs (" << (meets ? "meets" : "misses") << " the "
+                          << o.confirm_runs << " runs" << (is_int8(records[index]) ? " in int8" : "") << " ("
+                          << (meets ? "meets" : "misses") << " the "
                           << task.constraints.latency_ms << " ms budget)\n";
             info.confirmations.push_back({index, m.median_ms, o.confirm_runs});
             if (!meets) continue;
@@ -30152,17 +30458,36 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
                       << (inherited ? " from its " + std::string(r.parent < 0 ? "own" : "inherited, fine-tuned") + " weights" : std::string())
                       << "\n";
         const Graph g = parse_dsl_or_throw(r.dsl, "best");
-        const FinalTraining f = inherited ? trainer.train_final_from(g, (fs::path(o.out_dir) / r.weights).string(), weights)
-                                          : trainer.train_final(g, weights);
-        info.final_trainings.push_back({index, f, weights});
-        if (o.status)
+        FinalTraining f = inherited ? trainer.train_final_from(g, (fs::path(o.out_dir) / r.weights).string(), weights)
+                                    : trainer.train_final(g, weights);
+        std::string handed_over = weights;
+        if (is_int8(r)) {  // quantized after training; the fp32 weights stay beside
+            const std::string int8_weights =
+                (fs::path(o.out_dir) / ("candidate_" + std::to_string(index) + "_int8.safetensors")).string();
+            const QuantizedAccuracy q = trainer.quantize_final(g, weights, int8_weights);
+            f.float_val_accuracy = f.val_accuracy;
+            f.float_test_accuracy = f.test_accuracy;
+            f.val_accuracy = q.val_accuracy;
+            f.test_accuracy = q.test_accuracy;
+            handed_over = int8_weights;
+        }
+        info.final_trainings.push_back({index, f, handed_over});
+        if (o.status) {
             *o.status << "lamda: #" << index << ": validation " << format_fixed(f.val_accuracy * 100, 2) << "%, test "
-                      << format_fixed(f.test_accuracy * 100, 2) << "% after " << f.epochs << " epochs ("
-                      << format_fixed(f.train_seconds, 0) << " s)\n";
+                      << format_fixed(f.test_accuracy * 100, 2) << "%";
+            if (f.float_test_accuracy)
+                *o.status << " in int8 (fp32: validation " << format_fixed(*f.float_val_accuracy * 100, 2) << "%, test "
+                          << format_fixed(*f.float_test_accuracy * 100, 2) << "%)";
+            *o.status << " after " << f.epochs << " epochs (" << format_fixed(f.train_seconds, 0) << " s)\n";
+        }
         if (task.constraints.min_accuracy && f.val_accuracy < *task.constraints.min_accuracy) continue;
-        std::error_code ec;
-        fs::copy_file(weights, fs::path(o.out_dir) / "best.safetensors", fs::copy_options::overwrite_existing, ec);
-        if (ec) throw Exception(Error(ErrorKind::io, Where{o.out_dir, 0, 0, {}}, "cannot write best.safetensors: " + ec.message()));
+        const auto copy = [&](const std::string& from, const char* name) {
+            std::error_code ec;
+            fs::copy_file(from, fs::path(o.out_dir) / name, fs::copy_options::overwrite_existing, ec);
+            if (ec) throw Exception(Error(ErrorKind::io, Where{o.out_dir, 0, 0, {}}, std::string("cannot write ") + name + ": " + ec.message()));
+        };
+        copy(handed_over, "best.safetensors");
+        if (is_int8(r)) copy(weights, "best_fp32.safetensors");
         return index;
     }
     return std::nullopt;
@@ -30276,9 +30601,18 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     // measures it once the board is back.
     auto lost = std::make_shared<generate_detail::LostBoard>();
     GenerateSetup setup = evaluation_setup(task, o, trainer, lost);
-    if (profile) setup.latency = &profile->model;
+    if (profile) {
+        setup.latency = &profile->model;
+        if (task.precision != TaskPrecision::Fp32) {
+            if (profile->has_int8)
+                setup.latency_int8 = &profile->int8_model;
+            else if (o.status)
+                *o.status << "lamda: warning: " << task.profile << " has no int8 model (it was profiled in fp32 only): "
+                          << "int8 candidates are measured, not predicted; `lamda profile --precision both` adds one\n";
+        }
+    }
     if (o.start) generate_detail::prepare_adaptation(task, o, trainer, resumed, setup);
-    if (!setup.latency && !setup.measure && !o.runner)
+    if (!setup.latency && !setup.measure && !setup.measure_int8 && !o.runner)
         throw Exception(Error(ErrorKind::usage, "no way to judge latency: give a latency profile (this lamda has no executor)"));
     const bool start_drop = o.start && task.constraints.min_accuracy_drop.has_value();
     setup.on_record = [&journal, lost, &task, start_drop, &o](const CandidateRecord& r) {
@@ -30315,7 +30649,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
         out.start_ms = r0.measured_ms;
         if (!out.start_ms && measure_with && !lost->lost()) {  // never run (predicted over budget)
             try {
-                out.start_ms = measure_with(o.runs, 5)(parse_dsl_or_throw(r0.dsl, "start")).median_ms;
+                out.start_ms = measure_with(o.runs, 5, is_int8(r0))(parse_dsl_or_throw(r0.dsl, "start")).median_ms;
             } catch (const std::exception&) {
             }
         }
@@ -30587,10 +30921,13 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
                 record(std::move(s->record));
                 continue;
             }
-            if (task.measure_one_device && setup.measure) {
+            if (task.measure_one_device && (setup.measure || setup.measure_int8)) {
                 GenerateSetup here = setup;
                 here.trainer = nullptr;
-                here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                if (setup.measure)
+                    here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                if (setup.measure_int8)
+                    here.measure_int8 = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure_int8, g); };
                 CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
                 measured.evaluated_by = "measured by " + runner.search_side_name();
                 if (measured.verdict != Verdict::Feasible || task.objective != Objective::Accuracy) {
@@ -30745,6 +31082,16 @@ public:
         const Pausing pausing(inner_, hold);
         return inner_.train_final_from(graph, init_path, weights_path);
     }
+    // int8 (search/types.hpp): calibration and evaluation use the node's cores as training does.
+    double last_int8_accuracy(const Graph& graph) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.last_int8_accuracy(graph);
+    }
+    QuantizedAccuracy quantize_final(const Graph& graph, const std::string& fp32_path,
+                                     const std::string& int8_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.quantize_final(graph, fp32_path, int8_path);
+    }
 
 private:
     // The inner trainer yields `hold` between steps while this lives (also when it throws).
@@ -30769,13 +31116,15 @@ private:
 // elsewhere (a board behind lamda-agent) and need not wait for this node's trainings.
 inline GenerateSetup gated_setup(GenerateSetup setup, std::shared_ptr<const NodeGate> gate,
                                  std::unique_ptr<Trainer>& owned, bool local_measure = true) {
-    if (setup.measure && local_measure) {
-        auto measure = std::move(setup.measure);
-        setup.measure = [measure, gate](const Graph& g) {
-            const NodeGate::Hold hold = gate->measuring();
-            return measure(g);
-        };
-    }
+    if (local_measure)
+        for (auto* f : {&setup.measure, &setup.measure_int8}) {
+            if (!*f) continue;
+            auto measure = std::move(*f);
+            *f = [measure, gate](const Graph& g) {
+                const NodeGate::Hold hold = gate->measuring();
+                return measure(g);
+            };
+        }
     if (setup.trainer) {
         owned = std::make_unique<parallel_detail::GatedTrainer>(*setup.trainer, gate);
         setup.trainer = owned.get();
@@ -30797,7 +31146,7 @@ public:
         const std::string node = node_name();
         gated_.resize(worker_setups.size());
         for (std::size_t i = 0; i < worker_setups.size(); ++i) {
-            if (task.measure_one_device) worker_setups[i].measure = nullptr;
+            if (task.measure_one_device) worker_setups[i].measure = worker_setups[i].measure_int8 = nullptr;
             setups_.push_back(gated_setup(std::move(worker_setups[i]), gate, gated_[i], local_measure));
             names_.push_back("worker " + std::to_string(i) + " @ " + node);
         }
@@ -34596,6 +34945,11 @@ struct Measurement {
 struct GenerateSetup {
     const LatencyModel* latency = nullptr;                     // null: no prediction
     std::function<Measurement(const Graph&)> measure;          // empty: no measurement
+    // A task in int8 or "any" precision (TaskPrecision): the int8 latency model and measurement
+    // (the int8 executor, exec/xnnpack.hpp). An int8 candidate without them is not predicted,
+    // and fails when it is to be measured and only `measure` is set.
+    const LatencyModel* latency_int8 = nullptr;
+    std::function<Measurement(const Graph&)> measure_int8;
     Trainer* trainer = nullptr;                                // null: no accuracy
     std::function<void(const CandidateRecord&)> on_record;     // journal; called before the next step
     std::function<void(const CandidateRecord&, const std::vector<CandidateRecord>&)> on_progress;
@@ -34698,6 +35052,7 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
     Screened out;
     CandidateRecord& rec = out.record;
     rec.note = proposal.note;
+    if (task.precision == TaskPrecision::Int8) rec.precision = "int8";
     if (!proposal.error.empty()) {  // the proposer failed (e.g. an LLM turn): recorded, not evaluated
         rec.dsl = proposal.dsl;
         rec.hash = text_hash("failed proposal: " + proposal.note + "\n" + proposal.error + "\n" + proposal.dsl);
@@ -34748,18 +35103,44 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                                                   std::to_string(want_out.c) + " (one logit per class)");
         const Constraints& c = task.constraints;
         charge(&StageSeconds::validate);
-        if (setup.latency) {
-            const LatencyPrediction p = setup.latency->predict(g);
-            rec.predicted_ms = p.total_ms;
-            rec.top_layers = top_costs(g, p.per_layer_ms, setup.top_layers);
-            charge(&StageSeconds::predict);
+        // Each precision the task allows: its memory (as the firmware export counts it) and its
+        // predicted latency. The record takes the one that fits memory and is predicted fastest
+        // (the first that fits when nothing predicts; the last when none fits).
+        struct Option {
+            bool int8 = false;
+            std::string over_memory;
+            std::optional<LatencyPrediction> predicted;
+        };
+        std::vector<Option> options;
+        for (bool int8 : task_precisions(task)) {
+            Option o;
+            o.int8 = int8;
+            o.over_memory = over_memory(c, firmware_memory(g, int8), int8);
+            charge(&StageSeconds::validate);
+            if (const LatencyModel* m = int8 ? setup.latency_int8 : setup.latency) {
+                o.predicted = m->predict(g);
+                charge(&StageSeconds::predict);
+            }
+            options.push_back(std::move(o));
+        }
+        const Option* chosen = nullptr;
+        for (const Option& o : options) {
+            if (!o.over_memory.empty()) continue;
+            if (!chosen || (o.predicted && chosen->predicted && o.predicted->total_ms < chosen->predicted->total_ms))
+                chosen = &o;
+        }
+        const bool fits_memory = chosen != nullptr;
+        if (!chosen) chosen = &options.back();
+        rec.precision = precision_text(task, chosen->int8);
+        if (chosen->predicted) {
+            rec.predicted_ms = chosen->predicted->total_ms;
+            rec.top_layers = top_costs(g, chosen->predicted->per_layer_ms, setup.top_layers);
         }
         if (c.max_params > 0 && stats.params > c.max_params)
             return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
-        if (std::string why = over_memory(c, firmware_memory(g)); !why.empty())  // as the firmware export
-            return finish(Verdict::OverMemory, why);
+        if (!fits_memory) return finish(Verdict::OverMemory, chosen->over_memory);
         if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
@@ -34806,15 +35187,59 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
         const auto weights_path = [&] {
             return setup.weights_dir.empty() ? rec.weights : setup.weights_dir + "/" + rec.weights;
         };
+        // An int8 candidate's accuracy is that of its weights after quantization; the fp32 one
+        // is kept beside it. Called after each training or evaluation, and when "any" changes
+        // the candidate's precision (the trainer still holds the weights it last used).
+        const auto judge_accuracy_in_precision = [&] {
+            if (!rec.accuracy) return;
+            if (is_int8(rec) && !rec.float_accuracy) {
+                rec.float_accuracy = rec.accuracy;
+                rec.accuracy = setup.trainer->last_int8_accuracy(g);
+            } else if (!is_int8(rec) && rec.float_accuracy) {
+                rec.accuracy = rec.float_accuracy;
+                rec.float_accuracy.reset();
+            }
+        };
         if (evaluate && !rec.weights.empty() && rec.parent < 0) {
             // A start model (search/adapt.hpp): its own weights, judged before its latency, so
             // that a start model over the budget still says what accuracy is to be kept.
             rec.accuracy = setup.trainer->weights_accuracy(g, weights_path());
+            judge_accuracy_in_precision();
             charge(&StageSeconds::train);
         }
-        if (setup.measure) {
-            Measurement m = setup.measure(g);
+        std::string both;  // "any": "fp32 0.045 ms, int8 0.031 ms"
+        if (setup.measure || setup.measure_int8) {
+            // Each precision the candidate may run in and that fits memory ("any": both, and the
+            // faster measured wins).
+            std::vector<bool> precisions;
+            if (task.precision == TaskPrecision::Any) {
+                for (bool int8 : task_precisions(task))
+                    if (over_memory(c, firmware_memory(g, int8), int8).empty()) precisions.push_back(int8);
+            }
+            if (precisions.empty()) precisions.push_back(is_int8(rec));
+            std::optional<Measurement> best;
+            bool best_int8 = is_int8(rec);
+            for (bool int8 : precisions) {
+                const auto& measure = int8 ? setup.measure_int8 : setup.measure;
+                if (!measure)
+                    return finish(Verdict::Failed, std::string("evaluation failed: no ") + (int8 ? "int8" : "fp32") +
+                                                       " measurement in this setup");
+                Measurement m = measure(g);
+                if (precisions.size() > 1) both += std::string(both.empty() ? "" : ", ") + (int8 ? "int8 " : "fp32 ") + ms_text(m.median_ms);
+                if (!best || m.median_ms < best->median_ms) {
+                    best = std::move(m);
+                    best_int8 = int8;
+                }
+            }
             charge(&StageSeconds::measure);
+            Measurement& m = *best;
+            if (precision_text(task, best_int8) != rec.precision) {  // "any": measured, not as predicted
+                rec.precision = precision_text(task, best_int8);
+                rec.predicted_ms.reset();
+                if (const LatencyModel* lm = best_int8 ? setup.latency_int8 : setup.latency)
+                    rec.predicted_ms = lm->predict(g).total_ms;
+                if (evaluate) judge_accuracy_in_precision();
+            }
             rec.measured_ms = m.median_ms;
             if (!m.per_layer.empty()) rec.top_layers = top_costs(std::move(m.per_layer), setup.top_layers);
             if (c.latency_ms > 0 && m.median_ms > c.latency_ms)
@@ -34828,13 +35253,16 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                 // evaluated above
             } else if (!rec.weights.empty()) {
                 rec.accuracy = setup.trainer->finetune_accuracy(g, weights_path());
+                judge_accuracy_in_precision();
             } else {
                 rec.accuracy = setup.trainer->proxy_accuracy(g);
+                judge_accuracy_in_precision();
             }
             charge(&StageSeconds::train);
             if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
                 return finish(Verdict::BelowAccuracy,
-                              "proxy validation accuracy " + percent_text(*rec.accuracy) + " is more than " +
+                              std::string("proxy validation accuracy ") + (is_int8(rec) ? "in int8 " : "") +
+                                  percent_text(*rec.accuracy) + " is more than " +
                                   percent_text(setup.proxy_accuracy_slack) + " below the required " +
                                   percent_text(*c.min_accuracy));
         }
@@ -34842,6 +35270,7 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
         if (const auto ms = judged_latency_ms(rec); ms && c.latency_ms > 0)
             why += ": " + std::string(rec.measured_ms ? "measured " : "predicted ") + ms_text(*ms) + " = " +
                    percent_text(*ms / c.latency_ms) + " of budget";
+        if (!rec.precision.empty()) why += " in " + rec.precision + (both.empty() ? "" : " (" + both + ")");
         return finish(Verdict::Feasible, why);
     } catch (const std::exception& e) {
         return finish(Verdict::Failed, std::string("evaluation failed: ") + e.what());
@@ -34942,12 +35371,16 @@ inline GenerateResult run_generation(const Task& task, Proposer& proposer, const
 #if defined(LAMDA_WITH_XNNPACK)
 // The loop's measurement: XNNPACK on random weights (latency does not depend on their values),
 // `runs` timed runs; per-layer costs from the per-operator timing.
-inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5) {
+// `int8`: the int8 executor with synthetic scales (BenchOptions::int8; the timing does not depend on
+// the scales' values either).
+inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5,
+                                                                bool int8 = false) {
     return [=](const Graph& g) {
         BenchOptions o;
         o.threads = threads;
         o.runs = runs;
         o.warmup = warmup;
+        o.int8 = int8;
         const BenchResult r = benchmark_model(g, random_weights(g, 1), o);
         Measurement m;
         m.median_ms = r.median_ms;
@@ -35111,10 +35544,13 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
                 record(std::move(s->record));
                 continue;
             }
-            if (task.measure_one_device && setup.measure) {
+            if (task.measure_one_device && (setup.measure || setup.measure_int8)) {
                 GenerateSetup here = setup;
                 here.trainer = nullptr;
-                here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                if (setup.measure)
+                    here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                if (setup.measure_int8)
+                    here.measure_int8 = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure_int8, g); };
                 CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
                 measured.evaluated_by = "measured by " + runner.search_side_name();
                 if (measured.verdict != Verdict::Feasible || task.objective != Objective::Accuracy) {
@@ -35269,6 +35705,16 @@ public:
         const Pausing pausing(inner_, hold);
         return inner_.train_final_from(graph, init_path, weights_path);
     }
+    // int8 (search/types.hpp): calibration and evaluation use the node's cores as training does.
+    double last_int8_accuracy(const Graph& graph) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.last_int8_accuracy(graph);
+    }
+    QuantizedAccuracy quantize_final(const Graph& graph, const std::string& fp32_path,
+                                     const std::string& int8_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.quantize_final(graph, fp32_path, int8_path);
+    }
 
 private:
     // The inner trainer yields `hold` between steps while this lives (also when it throws).
@@ -35293,13 +35739,15 @@ private:
 // elsewhere (a board behind lamda-agent) and need not wait for this node's trainings.
 inline GenerateSetup gated_setup(GenerateSetup setup, std::shared_ptr<const NodeGate> gate,
                                  std::unique_ptr<Trainer>& owned, bool local_measure = true) {
-    if (setup.measure && local_measure) {
-        auto measure = std::move(setup.measure);
-        setup.measure = [measure, gate](const Graph& g) {
-            const NodeGate::Hold hold = gate->measuring();
-            return measure(g);
-        };
-    }
+    if (local_measure)
+        for (auto* f : {&setup.measure, &setup.measure_int8}) {
+            if (!*f) continue;
+            auto measure = std::move(*f);
+            *f = [measure, gate](const Graph& g) {
+                const NodeGate::Hold hold = gate->measuring();
+                return measure(g);
+            };
+        }
     if (setup.trainer) {
         owned = std::make_unique<parallel_detail::GatedTrainer>(*setup.trainer, gate);
         setup.trainer = owned.get();
@@ -35321,7 +35769,7 @@ public:
         const std::string node = node_name();
         gated_.resize(worker_setups.size());
         for (std::size_t i = 0; i < worker_setups.size(); ++i) {
-            if (task.measure_one_device) worker_setups[i].measure = nullptr;
+            if (task.measure_one_device) worker_setups[i].measure = worker_setups[i].measure_int8 = nullptr;
             setups_.push_back(gated_setup(std::move(worker_setups[i]), gate, gated_[i], local_measure));
             names_.push_back("worker " + std::to_string(i) + " @ " + node);
         }
@@ -35593,7 +36041,7 @@ private:
 // false (a board measures): measurements do not wait for this node's trainings.
 inline void mpi_serve(const MpiSession& session, const Task& task, GenerateSetup setup, const std::string& gate_key,
                       const std::function<bool()>& lost = {}, bool local_measure = true) {
-    if (task.measure_one_device) setup.measure = {};  // rank 0 measures every candidate
+    if (task.measure_one_device) setup.measure = setup.measure_int8 = {};  // rank 0 measures every candidate
     auto gate = std::make_shared<const NodeGate>(gate_key);
     std::unique_ptr<Trainer> gated;
     const GenerateSetup s = gated_setup(std::move(setup), gate, gated, local_measure);
@@ -44054,7 +44502,10 @@ private:
             add(llm_detail::percent(*ms / task.constraints.latency_ms) + " of the latency budget");
         if (r.params >= 0) add(llm_detail::group_digits(r.params) + " params");
         if (r.macs >= 0) add(llm_detail::group_digits(r.macs) + " MACs");
-        if (r.accuracy) add("accuracy " + num(*r.accuracy * 100, 4) + "%");
+        if (r.accuracy)
+            add("accuracy " + num(*r.accuracy * 100, 4) + "%" +
+                (r.float_accuracy ? " in int8 (fp32 " + num(*r.float_accuracy * 100, 4) + "%)" : std::string()));
+        if (task.precision == TaskPrecision::Any && !r.precision.empty()) add("runs in " + r.precision);
         return s;
     }
 
@@ -44102,6 +44553,32 @@ private:
         return s;
     }
 
+    // What the task's precision means for a design (TaskPrecision); "" for fp32. The op lists
+    // come from the int8 executor's own rule (exec/reference_int8.hpp's int8_unsupported_reason).
+    static std::string precision_text(const Task& task) {
+        if (task.precision == TaskPrecision::Fp32) return {};
+        std::string int8_ops, float_ops;
+        for (OpKind k : all_op_kinds) {
+            if (k == OpKind::Input || k == OpKind::Flatten || k == OpKind::Dropout || k == OpKind::BatchNorm) continue;
+            Layer l;
+            l.op = k;
+            l.inputs = {0, 0};  // add: two inputs
+            std::string& list = int8_unsupported_reason(l).empty() ? int8_ops : float_ops;
+            list += (list.empty() ? "" : ", ") + std::string(op_name(k));
+        }
+        std::string s = task.precision == TaskPrecision::Int8
+                            ? "Precision: int8. Every candidate is quantized to int8 and measured, predicted and sized as "
+                              "int8: weights and activations take 1 byte each (plus an int32 bias and a float scale per "
+                              "output channel of conv2d, dwconv and fc), and its accuracy is measured after quantization.\n"
+                            : "Precision: any. Each candidate runs in fp32 or int8, whichever is measured faster on the "
+                              "device; int8 takes a quarter of the weight and activation bytes and its accuracy is "
+                              "measured after quantization.\n";
+        s += "In int8 these ops run on int8 values: " + int8_ops +
+             " (a fused act= only none, relu or relu6; a bn after conv2d, dwconv or fc folds into it). These run in float between convert operators, which costs "
+             "time: " + float_ops + ". Prefer relu or relu6, and max pooling or strided convolutions to avoid them.\n";
+        return s;
+    }
+
     static std::string task_text(const Task& task, std::size_t recorded) {
         using llm_detail::group_digits;
         const Shape& in = task.input;
@@ -44115,10 +44592,19 @@ private:
             s += "- median latency <= " + llm_detail::num(c.latency_ms, 4) + " ms on " + std::to_string(c.threads) +
                  " thread(s) (predicted first: a candidate predicted far above it is not even run)\n";
         if (c.max_params > 0) s += "- parameters <= " + group_digits(c.max_params) + "\n";
-        if (c.max_activation_bytes > 0) s += "- peak activation memory <= " + group_digits(c.max_activation_bytes) + " bytes (float32)\n";
+        const std::string bytes_in = task.precision == TaskPrecision::Int8  ? "int8"
+                                     : task.precision == TaskPrecision::Any ? "in the precision it runs in"
+                                                                            : "float32";
+        if (c.max_activation_bytes > 0)
+            s += "- RAM for activations (the firmware's arena, input and output included) <= " +
+                 group_digits(c.max_activation_bytes) + " bytes (" + bytes_in + ")\n";
+        if (c.max_weight_bytes > 0)
+            s += "- weights in flash (batch norm folded) <= " + group_digits(c.max_weight_bytes) + " bytes (" + bytes_in + ")\n";
         if (c.min_accuracy && task.objective == Objective::Accuracy)
             s += "- validation accuracy >= " + llm_detail::num(*c.min_accuracy * 100, 4) + "%\n";
-        if (c.latency_ms <= 0 && c.max_params <= 0 && c.max_activation_bytes <= 0 && !c.min_accuracy) s += "- none\n";
+        if (c.latency_ms <= 0 && c.max_params <= 0 && c.max_activation_bytes <= 0 && c.max_weight_bytes <= 0 && !c.min_accuracy)
+            s += "- none\n";
+        s += precision_text(task);
         s += task.objective == Objective::Accuracy
                  ? "Objective: the highest validation accuracy among candidates that meet the constraints.\n"
                  : "Objective: the largest capacity (MACs) that meets the constraints: use the budget, do not leave it idle.\n";
@@ -48055,6 +48541,11 @@ struct Measurement {
 struct GenerateSetup {
     const LatencyModel* latency = nullptr;                     // null: no prediction
     std::function<Measurement(const Graph&)> measure;          // empty: no measurement
+    // A task in int8 or "any" precision (TaskPrecision): the int8 latency model and measurement
+    // (the int8 executor, exec/xnnpack.hpp). An int8 candidate without them is not predicted,
+    // and fails when it is to be measured and only `measure` is set.
+    const LatencyModel* latency_int8 = nullptr;
+    std::function<Measurement(const Graph&)> measure_int8;
     Trainer* trainer = nullptr;                                // null: no accuracy
     std::function<void(const CandidateRecord&)> on_record;     // journal; called before the next step
     std::function<void(const CandidateRecord&, const std::vector<CandidateRecord>&)> on_progress;
@@ -48157,6 +48648,7 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
     Screened out;
     CandidateRecord& rec = out.record;
     rec.note = proposal.note;
+    if (task.precision == TaskPrecision::Int8) rec.precision = "int8";
     if (!proposal.error.empty()) {  // the proposer failed (e.g. an LLM turn): recorded, not evaluated
         rec.dsl = proposal.dsl;
         rec.hash = text_hash("failed proposal: " + proposal.note + "\n" + proposal.error + "\n" + proposal.dsl);
@@ -48207,18 +48699,44 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                                                   std::to_string(want_out.c) + " (one logit per class)");
         const Constraints& c = task.constraints;
         charge(&StageSeconds::validate);
-        if (setup.latency) {
-            const LatencyPrediction p = setup.latency->predict(g);
-            rec.predicted_ms = p.total_ms;
-            rec.top_layers = top_costs(g, p.per_layer_ms, setup.top_layers);
-            charge(&StageSeconds::predict);
+        // Each precision the task allows: its memory (as the firmware export counts it) and its
+        // predicted latency. The record takes the one that fits memory and is predicted fastest
+        // (the first that fits when nothing predicts; the last when none fits).
+        struct Option {
+            bool int8 = false;
+            std::string over_memory;
+            std::optional<LatencyPrediction> predicted;
+        };
+        std::vector<Option> options;
+        for (bool int8 : task_precisions(task)) {
+            Option o;
+            o.int8 = int8;
+            o.over_memory = over_memory(c, firmware_memory(g, int8), int8);
+            charge(&StageSeconds::validate);
+            if (const LatencyModel* m = int8 ? setup.latency_int8 : setup.latency) {
+                o.predicted = m->predict(g);
+                charge(&StageSeconds::predict);
+            }
+            options.push_back(std::move(o));
+        }
+        const Option* chosen = nullptr;
+        for (const Option& o : options) {
+            if (!o.over_memory.empty()) continue;
+            if (!chosen || (o.predicted && chosen->predicted && o.predicted->total_ms < chosen->predicted->total_ms))
+                chosen = &o;
+        }
+        const bool fits_memory = chosen != nullptr;
+        if (!chosen) chosen = &options.back();
+        rec.precision = precision_text(task, chosen->int8);
+        if (chosen->predicted) {
+            rec.predicted_ms = chosen->predicted->total_ms;
+            rec.top_layers = top_costs(g, chosen->predicted->per_layer_ms, setup.top_layers);
         }
         if (c.max_params > 0 && stats.params > c.max_params)
             return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
-        if (std::string why = over_memory(c, firmware_memory(g)); !why.empty())  // as the firmware export
-            return finish(Verdict::OverMemory, why);
+        if (!fits_memory) return finish(Verdict::OverMemory, chosen->over_memory);
         if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
@@ -48265,15 +48783,59 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
         const auto weights_path = [&] {
             return setup.weights_dir.empty() ? rec.weights : setup.weights_dir + "/" + rec.weights;
         };
+        // An int8 candidate's accuracy is that of its weights after quantization; the fp32 one
+        // is kept beside it. Called after each training or evaluation, and when "any" changes
+        // the candidate's precision (the trainer still holds the weights it last used).
+        const auto judge_accuracy_in_precision = [&] {
+            if (!rec.accuracy) return;
+            if (is_int8(rec) && !rec.float_accuracy) {
+                rec.float_accuracy = rec.accuracy;
+                rec.accuracy = setup.trainer->last_int8_accuracy(g);
+            } else if (!is_int8(rec) && rec.float_accuracy) {
+                rec.accuracy = rec.float_accuracy;
+                rec.float_accuracy.reset();
+            }
+        };
         if (evaluate && !rec.weights.empty() && rec.parent < 0) {
             // A start model (search/adapt.hpp): its own weights, judged before its latency, so
             // that a start model over the budget still says what accuracy is to be kept.
             rec.accuracy = setup.trainer->weights_accuracy(g, weights_path());
+            judge_accuracy_in_precision();
             charge(&StageSeconds::train);
         }
-        if (setup.measure) {
-            Measurement m = setup.measure(g);
+        std::string both;  // "any": "fp32 0.045 ms, int8 0.031 ms"
+        if (setup.measure || setup.measure_int8) {
+            // Each precision the candidate may run in and that fits memory ("any": both, and the
+            // faster measured wins).
+            std::vector<bool> precisions;
+            if (task.precision == TaskPrecision::Any) {
+                for (bool int8 : task_precisions(task))
+                    if (over_memory(c, firmware_memory(g, int8), int8).empty()) precisions.push_back(int8);
+            }
+            if (precisions.empty()) precisions.push_back(is_int8(rec));
+            std::optional<Measurement> best;
+            bool best_int8 = is_int8(rec);
+            for (bool int8 : precisions) {
+                const auto& measure = int8 ? setup.measure_int8 : setup.measure;
+                if (!measure)
+                    return finish(Verdict::Failed, std::string("evaluation failed: no ") + (int8 ? "int8" : "fp32") +
+                                                       " measurement in this setup");
+                Measurement m = measure(g);
+                if (precisions.size() > 1) both += std::string(both.empty() ? "" : ", ") + (int8 ? "int8 " : "fp32 ") + ms_text(m.median_ms);
+                if (!best || m.median_ms < best->median_ms) {
+                    best = std::move(m);
+                    best_int8 = int8;
+                }
+            }
             charge(&StageSeconds::measure);
+            Measurement& m = *best;
+            if (precision_text(task, best_int8) != rec.precision) {  // "any": measured, not as predicted
+                rec.precision = precision_text(task, best_int8);
+                rec.predicted_ms.reset();
+                if (const LatencyModel* lm = best_int8 ? setup.latency_int8 : setup.latency)
+                    rec.predicted_ms = lm->predict(g).total_ms;
+                if (evaluate) judge_accuracy_in_precision();
+            }
             rec.measured_ms = m.median_ms;
             if (!m.per_layer.empty()) rec.top_layers = top_costs(std::move(m.per_layer), setup.top_layers);
             if (c.latency_ms > 0 && m.median_ms > c.latency_ms)
@@ -48287,13 +48849,16 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                 // evaluated above
             } else if (!rec.weights.empty()) {
                 rec.accuracy = setup.trainer->finetune_accuracy(g, weights_path());
+                judge_accuracy_in_precision();
             } else {
                 rec.accuracy = setup.trainer->proxy_accuracy(g);
+                judge_accuracy_in_precision();
             }
             charge(&StageSeconds::train);
             if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
                 return finish(Verdict::BelowAccuracy,
-                              "proxy validation accuracy " + percent_text(*rec.accuracy) + " is more than " +
+                              std::string("proxy validation accuracy ") + (is_int8(rec) ? "in int8 " : "") +
+                                  percent_text(*rec.accuracy) + " is more than " +
                                   percent_text(setup.proxy_accuracy_slack) + " below the required " +
                                   percent_text(*c.min_accuracy));
         }
@@ -48301,6 +48866,7 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
         if (const auto ms = judged_latency_ms(rec); ms && c.latency_ms > 0)
             why += ": " + std::string(rec.measured_ms ? "measured " : "predicted ") + ms_text(*ms) + " = " +
                    percent_text(*ms / c.latency_ms) + " of budget";
+        if (!rec.precision.empty()) why += " in " + rec.precision + (both.empty() ? "" : " (" + both + ")");
         return finish(Verdict::Feasible, why);
     } catch (const std::exception& e) {
         return finish(Verdict::Failed, std::string("evaluation failed: ") + e.what());
@@ -48401,12 +48967,16 @@ inline GenerateResult run_generation(const Task& task, Proposer& proposer, const
 #if defined(LAMDA_WITH_XNNPACK)
 // The loop's measurement: XNNPACK on random weights (latency does not depend on their values),
 // `runs` timed runs; per-layer costs from the per-operator timing.
-inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5) {
+// `int8`: the int8 executor with synthetic scales (BenchOptions::int8; the timing does not depend on
+// the scales' values either).
+inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5,
+                                                                bool int8 = false) {
     return [=](const Graph& g) {
         BenchOptions o;
         o.threads = threads;
         o.runs = runs;
         o.warmup = warmup;
+        o.int8 = int8;
         const BenchResult r = benchmark_model(g, random_weights(g, 1), o);
         Measurement m;
         m.median_ms = r.median_ms;
@@ -54192,14 +54762,16 @@ private:
     }
 };
 
-// GenerateSetup::measure through an agent: the same measurement as xnnpack_measure, on the board.
+// GenerateSetup::measure through an agent: the same measurement as xnnpack_measure, on the board
+// (`int8`: the int8 executor with synthetic scales, GenerateSetup::measure_int8).
 inline std::function<Measurement(const Graph&)> agent_measure(std::shared_ptr<AgentClient> client, int threads,
-                                                              int runs = 30, int warmup = 5) {
-    return [client = std::move(client), threads, runs, warmup](const Graph& g) {
+                                                              int runs = 30, int warmup = 5, bool int8 = false) {
+    return [client = std::move(client), threads, runs, warmup, int8](const Graph& g) {
         BenchOptions o;
         o.threads = threads;
         o.runs = runs;
         o.warmup = warmup;
+        o.int8 = int8;
         const AgentBenchResult r = client->bench(print_dsl(g), o, g.name.empty() ? "candidate" : g.name);
         Measurement m;
         m.median_ms = r.result.median_ms;

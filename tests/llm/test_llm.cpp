@@ -1243,3 +1243,36 @@ TEST_CASE("llm: adapting, every request shows the start model to edit") {
     CHECK(with.find("keeps its trained weights") != std::string::npos);
     CHECK(plain.request_body(task, {}).find("## Start model") == std::string::npos);
 }
+
+TEST_CASE("llm: an int8 task's prompt says the precision, its byte costs and which ops run in float") {
+    Task task = small_task(12);
+    task.constraints.max_weight_bytes = 30000;
+    LlmConfig c;
+    c.base_url = "http://127.0.0.1:9/v1";  // never contacted
+    c.model = "scripted-model";
+    LlmProposer proposer(c);
+    const std::string fp32 = proposer.request_body(task, {});
+    CHECK(fp32.find("Precision:") == std::string::npos);
+    CHECK(fp32.find("30,000 bytes (float32)") != std::string::npos);
+    task.precision = TaskPrecision::Int8;
+    const std::string int8 = proposer.request_body(task, {});
+    CHECK(int8.find("Precision: int8") != std::string::npos);
+    CHECK(int8.find("30,000 bytes (int8)") != std::string::npos);
+    // The lists come from the executor's rule: hardswish has no int8 kernel, conv2d has one.
+    const std::size_t float_list = int8.find("run in float between convert operators");
+    REQUIRE(float_list != std::string::npos);
+    CHECK(int8.find("hardswish", float_list) != std::string::npos);
+    CHECK(int8.find("conv2d") < float_list);
+    // A record judged in int8 shows both accuracies.
+    CandidateRecord r;
+    r.index = 0;
+    r.proposer = "llm";
+    r.dsl = "input: input shape=28x28x1\nc: conv2d out=8 kernel=3 stride=2 act=relu\np: gap\nfc: fc out=10\n";
+    r.hash = text_hash(r.dsl);
+    r.verdict = Verdict::Feasible;
+    r.precision = "int8";
+    r.accuracy = 0.78;
+    r.float_accuracy = 0.80;
+    const std::string with_record = proposer.request_body(task, {r});
+    CHECK(with_record.find("accuracy 78% in int8 (fp32 80%)") != std::string::npos);
+}

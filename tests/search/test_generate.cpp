@@ -243,3 +243,113 @@ TEST_CASE("generate: a proposer that only repeats itself ends the search") {
     CHECK(r.stop_reason == "exhausted");
     CHECK(r.duplicates == 50);
 }
+
+namespace {
+
+// Proxy accuracy 0.80 in fp32 and 0.78 after quantization; counts the int8 evaluations.
+class QuantizingTrainer : public Trainer {
+public:
+    double proxy_accuracy(const Graph&) override { return 0.80; }
+    FinalTraining train_final(const Graph&, const std::string&) override { return {}; }
+    double last_int8_accuracy(const Graph&) override {
+        ++int8_evaluations;
+        return 0.78;
+    }
+    int int8_evaluations = 0;
+};
+
+// fp32 at the synthetic rate, int8 at `int8_factor` of it: which precision wins is the test's choice.
+GenerateSetup two_precision_setup(double int8_factor, int* fp32_runs, int* int8_runs) {
+    GenerateSetup s;
+    s.measure = [fp32_runs](const Graph& g) {
+        ++*fp32_runs;
+        return synthetic_measure(g);
+    };
+    s.measure_int8 = [int8_factor, int8_runs](const Graph& g) {
+        ++*int8_runs;
+        Measurement m = synthetic_measure(g);
+        m.median_ms *= int8_factor;
+        return m;
+    };
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("an int8 task measures in int8 and judges accuracy after quantization") {
+    Task task = small_task(10.0, 3);
+    task.precision = TaskPrecision::Int8;
+    task.objective = Objective::Accuracy;
+    int fp32_runs = 0, int8_runs = 0;
+    GenerateSetup s = two_precision_setup(0.5, &fp32_runs, &int8_runs);
+    QuantizingTrainer trainer;
+    s.trainer = &trainer;
+    ScriptedProposer proposer({valid_model});
+    const GenerateResult r = run_generation(task, proposer, s);
+    REQUIRE(r.records.size() == 1);
+    const CandidateRecord& c = r.records[0];
+    CHECK(c.verdict == Verdict::Feasible);
+    CHECK(c.precision == "int8");
+    CHECK(fp32_runs == 0);
+    CHECK(int8_runs == 1);
+    REQUIRE(c.measured_ms);
+    CHECK(*c.measured_ms == doctest::Approx(synthetic_measure(parse_dsl(valid_model).graph).median_ms * 0.5));
+    REQUIRE(c.accuracy);
+    CHECK(*c.accuracy == doctest::Approx(0.78));
+    REQUIRE(c.float_accuracy);
+    CHECK(*c.float_accuracy == doctest::Approx(0.80));
+    CHECK(trainer.int8_evaluations == 1);
+    CHECK(c.reason.find("in int8") != std::string::npos);
+}
+
+TEST_CASE("precision any keeps the faster measured precision") {
+    for (double factor : {0.5, 2.0}) {
+        CAPTURE(factor);
+        Task task = small_task(10.0, 3);
+        task.precision = TaskPrecision::Any;
+        task.objective = Objective::Accuracy;
+        int fp32_runs = 0, int8_runs = 0;
+        GenerateSetup s = two_precision_setup(factor, &fp32_runs, &int8_runs);
+        QuantizingTrainer trainer;
+        s.trainer = &trainer;
+        ScriptedProposer proposer({valid_model});
+        const GenerateResult r = run_generation(task, proposer, s);
+        REQUIRE(r.records.size() == 1);
+        const CandidateRecord& c = r.records[0];
+        CHECK(fp32_runs == 1);
+        CHECK(int8_runs == 1);
+        CHECK(c.precision == (factor < 1 ? "int8" : "fp32"));
+        REQUIRE(c.accuracy);
+        CHECK(*c.accuracy == doctest::Approx(factor < 1 ? 0.78 : 0.80));
+        CHECK(c.float_accuracy.has_value() == (factor < 1));
+        CHECK(trainer.int8_evaluations == (factor < 1 ? 1 : 0));
+        CHECK(c.reason.find("fp32 ") != std::string::npos);  // both measurements are said
+    }
+}
+
+TEST_CASE("flash and RAM limits count int8 bytes in an int8 task") {
+    // conv 3x3x1 -> 8 (72 weights + 8 bias), fc 8 -> 10 (80 + 10): 170 params, 680 bytes in fp32;
+    // int8: 72 + 8*4 + 8*4 = 136 and 80 + 10*4 + 10*4 = 160, 296 bytes.
+    const Graph g = parse_dsl(valid_model).graph;
+    const FirmwareMemory f32 = firmware_memory(g), i8 = firmware_memory(g, true);
+    REQUIRE(f32.ok);
+    REQUIRE(i8.ok);
+    CHECK(f32.weight_bytes == 680);
+    CHECK(i8.weight_bytes == 296);
+    CHECK(i8.arena_bytes < f32.arena_bytes);
+    CHECK(i8.output_bytes == 40);  // float logits in both
+    Task task = small_task(10.0, 3);
+    task.constraints.max_weight_bytes = 400;
+    int fp32_runs = 0, int8_runs = 0;
+    for (TaskPrecision p : {TaskPrecision::Fp32, TaskPrecision::Int8, TaskPrecision::Any}) {
+        task.precision = p;
+        ScriptedProposer proposer({valid_model});
+        const GenerateResult r = run_generation(task, proposer, two_precision_setup(2.0, &fp32_runs, &int8_runs));
+        REQUIRE(r.records.size() == 1);
+        CAPTURE(r.records[0].reason);
+        CHECK(r.records[0].verdict == (p == TaskPrecision::Fp32 ? Verdict::OverMemory : Verdict::Feasible));
+        // "any": fp32 does not fit, so int8 runs although it measures slower.
+        if (p == TaskPrecision::Any) CHECK(r.records[0].precision == "int8");
+    }
+    CHECK(fp32_runs == 0);
+}

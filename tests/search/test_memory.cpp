@@ -112,3 +112,36 @@ TEST_CASE("search memory: the task file reads max_weight_bytes and writes it bac
         "constraints": {"max_weight_bytes": 0}})", "t.json"),
                          doctest::Contains("max_weight_bytes"), TaskError);
 }
+
+TEST_CASE("search memory: int8 counts what the int8 firmware export allocates") {
+    const ParseResult p = parse_dsl(model_text, "m.lamda");
+    REQUIRE(p.ok());
+    std::vector<Tensor> calibration;
+    for (int k = 0; k < 4; ++k) {
+        Tensor t(p.graph.layers.front().shape);
+        for (std::size_t i = 0; i < t.data.size(); ++i) t.data[i] = static_cast<float>((i * 7 + k * 13) % 17) / 17.0f;
+        calibration.push_back(std::move(t));
+    }
+    const PtqResult q = quantize_ptq(p.graph, random_weights(p.graph, 1), calibration);
+    // bn2 follows an add: it cannot fold and runs in float (scratch in the arena, float weights).
+    CHECK(q.model.float_layers == std::vector<std::string>{"bn2"});
+    const FirmwareSource fw = firmware_source_int8(q.graph, q.model, q.float_weights);
+    const FirmwareMemory m = firmware_memory(p.graph, true);
+    REQUIRE(m.ok);
+    CHECK(m.arena_bytes == fw.arena_bytes);
+    CHECK(m.output_bytes == fw.output_bytes);
+    CHECK(m.weight_bytes == fw.weight_bytes);
+    const FirmwareMemory f32 = firmware_memory(p.graph);
+    CHECK(m.weight_bytes < f32.weight_bytes);
+    // Not always less RAM: bn2's float scratch (its input and output as float) makes this arena
+    // larger than the float one, which is why the constraint is counted per precision.
+    CHECK(m.arena_bytes > f32.arena_bytes);
+    // The loop's memory verdict in an int8 task uses these numbers, and says int8.
+    Task t = task_with(0, m.weight_bytes - 1);
+    t.precision = TaskPrecision::Int8;
+    const CandidateRecord r = decide(t);
+    CHECK(r.verdict == Verdict::OverMemory);
+    CHECK(r.reason.find("(int8, batch norm folded)") != std::string::npos);
+    t.constraints.max_weight_bytes = m.weight_bytes;
+    CHECK(decide(t).verdict == Verdict::Feasible);
+}

@@ -313,6 +313,31 @@ TEST_CASE("the example tasks parse") {
 
 // ---- The journal ---------------------------------------------------------------------------
 
+TEST_CASE("parse_task: precision fp32, int8 or any") {
+    const std::string base = R"({"name": "n", "input": [28, 28, 1], "classes": 10, "constraints": {}, "precision": )";
+    CHECK(lamda::parse_task(base + "\"int8\"}", "t").precision == lamda::TaskPrecision::Int8);
+    CHECK(lamda::parse_task(base + "\"any\"}", "t").precision == lamda::TaskPrecision::Any);
+    const lamda::Task f = lamda::parse_task(base + "\"fp32\"}", "t");
+    CHECK(f.precision == lamda::TaskPrecision::Fp32);
+    CHECK(lamda::task_json(f).find("precision") == std::string::npos);  // the default is not written
+    const lamda::Task i = lamda::parse_task(base + "\"int8\"}", "t");
+    CHECK(lamda::task_json(i).find("\"precision\":\"int8\"") != std::string::npos);
+    CHECK(lamda::parse_task(lamda::task_json(i), "again").precision == lamda::TaskPrecision::Int8);
+    try {
+        (void)lamda::parse_task(base + "\"int4\"}", "t.json");
+        FAIL("int4 was accepted");
+    } catch (const lamda::TaskError& e) {
+        CHECK(std::string(e.what()).find("precision: 'int4' is not 'fp32', 'int8' or 'any'; did you mean 'int8'?") !=
+              std::string::npos);
+    }
+    // A journal of an fp32 search is not resumed as an int8 one.
+    lamda::JournalHeader h;
+    h.task = f;
+    h.proposer = "offline";
+    h.seed = 1;
+    CHECK(lamda::journal_mismatch(h, i, "offline", 1).find("precision: journal has fp32, now int8") != std::string::npos);
+}
+
 TEST_CASE("journal: records round-trip exactly") {
     TempDir dir;
     const std::string path = dir.file("journal.jsonl");

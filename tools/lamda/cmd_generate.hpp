@@ -366,7 +366,9 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
     if (!device.empty()) {
         auto client = std::make_shared<AgentClient>(device);
         const int threads = task.constraints.threads;
-        o.measure_with = [threads, client](int runs, int warmup) { return agent_measure(client, threads, runs, warmup); };
+        o.measure_with = [threads, client](int runs, int warmup, bool int8) {
+            return agent_measure(client, threads, runs, warmup, int8);
+        };
         // A board that stops answering (after the client's retries) stops the search.
         o.device_lost = [](const std::exception& e) {
             const auto* agent = dynamic_cast<const AgentError*>(&e);

@@ -1835,14 +1835,16 @@ private:
     }
 };
 
-// GenerateSetup::measure through an agent: the same measurement as xnnpack_measure, on the board.
+// GenerateSetup::measure through an agent: the same measurement as xnnpack_measure, on the board
+// (`int8`: the int8 executor with synthetic scales, GenerateSetup::measure_int8).
 inline std::function<Measurement(const Graph&)> agent_measure(std::shared_ptr<AgentClient> client, int threads,
-                                                              int runs = 30, int warmup = 5) {
-    return [client = std::move(client), threads, runs, warmup](const Graph& g) {
+                                                              int runs = 30, int warmup = 5, bool int8 = false) {
+    return [client = std::move(client), threads, runs, warmup, int8](const Graph& g) {
         BenchOptions o;
         o.threads = threads;
         o.runs = runs;
         o.warmup = warmup;
+        o.int8 = int8;
         const AgentBenchResult r = client->bench(print_dsl(g), o, g.name.empty() ? "candidate" : g.name);
         Measurement m;
         m.median_ms = r.result.median_ms;

@@ -179,6 +179,34 @@ struct ArenaOptions {
     std::vector<std::int64_t> scratch_bytes;
 };
 
+// The int8 firmware's options (deploy/firmware.hpp's firmware_source_int8, and the search's int8
+// memory constraint, search/memory.hpp): a byte per value, the output in the arena, and for each
+// layer that runs in float (`runs_in_float`, parallel to graph.layers) scratch for its inputs and
+// its output as float, one after the other, 16-aligned; `scratch_at` receives those offsets
+// (inputs, then output) per layer when given. A float mul that is not the last layer runs value by
+// value on the int8 values: no scratch. Shapes must be inferred.
+inline ArenaOptions int8_arena_options(const Graph& graph, const std::vector<bool>& runs_in_float,
+                                       std::vector<std::vector<std::int64_t>>* scratch_at = nullptr) {
+    const std::size_t n = graph.layers.size();
+    ArenaOptions ao;
+    ao.bytes_per_value = 1;
+    ao.output_in_arena = true;
+    ao.scratch_bytes.assign(n, 0);
+    if (scratch_at) scratch_at->assign(n, {});
+    for (std::size_t i = 0; i < n && i < runs_in_float.size(); ++i) {
+        const Layer& l = graph.layers[i];
+        if (!runs_in_float[i] || (l.op == OpKind::Mul && i + 1 < n)) continue;
+        std::int64_t at = 0;
+        for (int in : l.inputs) {
+            if (scratch_at) (*scratch_at)[i].push_back(at);
+            at += arena_detail::align_up(graph.layers[static_cast<std::size_t>(in)].shape.elements() * 4);
+        }
+        if (scratch_at) (*scratch_at)[i].push_back(at);
+        ao.scratch_bytes[i] = at + l.shape.elements() * 4;
+    }
+    return ao;
+}
+
 // The plan (see the file comment). Never throws but bad_alloc.
 inline ArenaPlan arena_plan(const Graph& graph, const ArenaOptions& options) {
     namespace ad = arena_detail;

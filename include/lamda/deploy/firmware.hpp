@@ -863,22 +863,10 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
             params[i] = *model.find_activation(l.name);  // check_int8_params: present
     }
     // Scratch of a float layer: its inputs and its output as float, one after the other (16-aligned).
-    std::vector<std::vector<std::int64_t>> scratch_at(n);  // per float layer: byte offsets of inputs, then output
-    ArenaOptions ao;
-    ao.bytes_per_value = 1;
-    ao.output_in_arena = true;
-    ao.scratch_bytes.assign(n, 0);
-    for (std::size_t i = 0; i < n; ++i) {
-        if (!is_float(i) || mul_by_value(i)) continue;
-        const Layer& l = graph.layers[i];
-        std::int64_t at = 0;
-        for (int in : l.inputs) {
-            scratch_at[i].push_back(at);
-            at += arena_detail::align_up(graph.layers[static_cast<std::size_t>(in)].shape.elements() * 4);
-        }
-        scratch_at[i].push_back(at);
-        ao.scratch_bytes[i] = at + l.shape.elements() * 4;
-    }
+    std::vector<bool> runs_in_float(n);
+    for (std::size_t i = 0; i < n; ++i) runs_in_float[i] = is_float(i);
+    std::vector<std::vector<std::int64_t>> scratch_at;  // per float layer: byte offsets of inputs, then output
+    const ArenaOptions ao = int8_arena_options(graph, runs_in_float, &scratch_at);
     const ArenaPlan plan = arena_plan(graph, ao);
     if (!plan.ok) throw ExportError("firmware int8: " + plan.error);
 

@@ -28,6 +28,7 @@
 
 #include "../core/analysis.hpp"
 #include "../dsl/parser.hpp"
+#include "../exec/reference_int8.hpp"
 #include "../search/proposers.hpp"
 #include "../search/report.hpp"
 #include "../search/types.hpp"
@@ -522,7 +523,10 @@ private:
             add(llm_detail::percent(*ms / task.constraints.latency_ms) + " of the latency budget");
         if (r.params >= 0) add(llm_detail::group_digits(r.params) + " params");
         if (r.macs >= 0) add(llm_detail::group_digits(r.macs) + " MACs");
-        if (r.accuracy) add("accuracy " + num(*r.accuracy * 100, 4) + "%");
+        if (r.accuracy)
+            add("accuracy " + num(*r.accuracy * 100, 4) + "%" +
+                (r.float_accuracy ? " in int8 (fp32 " + num(*r.float_accuracy * 100, 4) + "%)" : std::string()));
+        if (task.precision == TaskPrecision::Any && !r.precision.empty()) add("runs in " + r.precision);
         return s;
     }
 
@@ -570,6 +574,32 @@ private:
         return s;
     }
 
+    // What the task's precision means for a design (TaskPrecision); "" for fp32. The op lists
+    // come from the int8 executor's own rule (exec/reference_int8.hpp's int8_unsupported_reason).
+    static std::string precision_text(const Task& task) {
+        if (task.precision == TaskPrecision::Fp32) return {};
+        std::string int8_ops, float_ops;
+        for (OpKind k : all_op_kinds) {
+            if (k == OpKind::Input || k == OpKind::Flatten || k == OpKind::Dropout || k == OpKind::BatchNorm) continue;
+            Layer l;
+            l.op = k;
+            l.inputs = {0, 0};  // add: two inputs
+            std::string& list = int8_unsupported_reason(l).empty() ? int8_ops : float_ops;
+            list += (list.empty() ? "" : ", ") + std::string(op_name(k));
+        }
+        std::string s = task.precision == TaskPrecision::Int8
+                            ? "Precision: int8. Every candidate is quantized to int8 and measured, predicted and sized as "
+                              "int8: weights and activations take 1 byte each (plus an int32 bias and a float scale per "
+                              "output channel of conv2d, dwconv and fc), and its accuracy is measured after quantization.\n"
+                            : "Precision: any. Each candidate runs in fp32 or int8, whichever is measured faster on the "
+                              "device; int8 takes a quarter of the weight and activation bytes and its accuracy is "
+                              "measured after quantization.\n";
+        s += "In int8 these ops run on int8 values: " + int8_ops +
+             " (a fused act= only none, relu or relu6; a bn after conv2d, dwconv or fc folds into it). These run in float between convert operators, which costs "
+             "time: " + float_ops + ". Prefer relu or relu6, and max pooling or strided convolutions to avoid them.\n";
+        return s;
+    }
+
     static std::string task_text(const Task& task, std::size_t recorded) {
         using llm_detail::group_digits;
         const Shape& in = task.input;
@@ -583,10 +613,19 @@ private:
             s += "- median latency <= " + llm_detail::num(c.latency_ms, 4) + " ms on " + std::to_string(c.threads) +
                  " thread(s) (predicted first: a candidate predicted far above it is not even run)\n";
         if (c.max_params > 0) s += "- parameters <= " + group_digits(c.max_params) + "\n";
-        if (c.max_activation_bytes > 0) s += "- peak activation memory <= " + group_digits(c.max_activation_bytes) + " bytes (float32)\n";
+        const std::string bytes_in = task.precision == TaskPrecision::Int8  ? "int8"
+                                     : task.precision == TaskPrecision::Any ? "in the precision it runs in"
+                                                                            : "float32";
+        if (c.max_activation_bytes > 0)
+            s += "- RAM for activations (the firmware's arena, input and output included) <= " +
+                 group_digits(c.max_activation_bytes) + " bytes (" + bytes_in + ")\n";
+        if (c.max_weight_bytes > 0)
+            s += "- weights in flash (batch norm folded) <= " + group_digits(c.max_weight_bytes) + " bytes (" + bytes_in + ")\n";
         if (c.min_accuracy && task.objective == Objective::Accuracy)
             s += "- validation accuracy >= " + llm_detail::num(*c.min_accuracy * 100, 4) + "%\n";
-        if (c.latency_ms <= 0 && c.max_params <= 0 && c.max_activation_bytes <= 0 && !c.min_accuracy) s += "- none\n";
+        if (c.latency_ms <= 0 && c.max_params <= 0 && c.max_activation_bytes <= 0 && c.max_weight_bytes <= 0 && !c.min_accuracy)
+            s += "- none\n";
+        s += precision_text(task);
         s += task.objective == Objective::Accuracy
                  ? "Objective: the highest validation accuracy among candidates that meet the constraints.\n"
                  : "Objective: the largest capacity (MACs) that meets the constraints: use the budget, do not leave it idle.\n";

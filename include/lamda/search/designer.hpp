@@ -74,6 +74,15 @@ struct Design {
     }
 };
 
+// The design as it runs in int8 without float fallbacks (a task in int8 precision): a main
+// activation without an int8 kernel (hardswish) becomes relu6, and squeeze-excitation (a float
+// multiply, exec/reference_int8.hpp) goes.
+inline Design int8_design(Design d) {
+    if (d.act != Activation::Relu && d.act != Activation::Relu6 && d.act != Activation::None) d.act = Activation::Relu6;
+    for (StageDesign& s : d.stages) s.se = false;
+    return d;
+}
+
 // Bounds of the design space, shared by the editor, the sampler and parse_design.
 struct DesignBounds {
     int min_channels = 8, max_channels = 512;  // multiples of 8

@@ -70,9 +70,10 @@ struct GenerateOptions {
     double proxy_slack = 0.15;  // GenerateSetup::proxy_accuracy_slack
     int runs = 30;              // timed runs per measured candidate
     int confirm_runs = 300;     // timed runs confirming the best at the end
-    // Measures on a board instead of this CPU: (runs, warmup) -> a measuring function. Its
+    // Measures on a board instead of this CPU: (runs, warmup, int8) -> a measuring function (int8:
+    // the int8 executor with synthetic scales, for tasks in int8 or "any" precision). Its
     // exceptions with device_lost() true stop the search (see below). Empty: this CPU (XNNPACK).
-    std::function<std::function<Measurement(const Graph&)>(int runs, int warmup)> measure_with;
+    std::function<std::function<Measurement(const Graph&)>(int runs, int warmup, bool int8)> measure_with;
     // Called on a measuring exception: true when the board is gone (the search stops, the
     // candidate is left out of the journal so that --resume measures it again).
     std::function<bool(const std::exception&)> device_lost;
@@ -152,14 +153,14 @@ private:
 }  // namespace generate_detail
 
 // Where a candidate's latency is measured under `o`: the caller's board (o.measure_with) or, with
-// XNNPACK, this CPU on the task's threads; empty when neither. (runs, warmup) -> measuring function.
-inline std::function<std::function<Measurement(const Graph&)>(int, int)> measurer_for(const Task& task,
-                                                                                    const GenerateOptions& o) {
+// XNNPACK, this CPU on the task's threads; empty when neither. (runs, warmup, int8) -> measuring function.
+using MeasurerFn = std::function<std::function<Measurement(const Graph&)>(int, int, bool)>;
+inline MeasurerFn measurer_for(const Task& task, const GenerateOptions& o) {
     auto measure_with = o.measure_with;
 #if defined(LAMDA_WITH_XNNPACK)
     if (!measure_with) {
         const int threads = task.constraints.threads;
-        measure_with = [threads](int runs, int warmup) { return xnnpack_measure(threads, runs, warmup); };
+        measure_with = [threads](int runs, int warmup, bool int8) { return xnnpack_measure(threads, runs, warmup, int8); };
     }
 #else
     (void)task;
@@ -174,19 +175,22 @@ inline GenerateSetup evaluation_setup(const Task& task, const GenerateOptions& o
                                       std::shared_ptr<generate_detail::LostBoard> lost = nullptr) {
     GenerateSetup setup;
     if (auto measure_with = measurer_for(task, o)) {
-        auto measure = measure_with(o.runs, 5);
-        if (o.device_lost && lost) {
-            auto is_lost = o.device_lost;
-            setup.measure = [measure, is_lost, lost](const Graph& g) {
-                try {
-                    return measure(g);
-                } catch (const std::exception& e) {
-                    if (is_lost(e)) lost->set(e.what());
-                    throw;
-                }
-            };
-        } else {
-            setup.measure = measure;
+        for (bool int8 : task_precisions(task)) {
+            auto measure = measure_with(o.runs, 5, int8);
+            auto& slot = int8 ? setup.measure_int8 : setup.measure;
+            if (o.device_lost && lost) {
+                auto is_lost = o.device_lost;
+                slot = [measure, is_lost, lost](const Graph& g) {
+                    try {
+                        return measure(g);
+                    } catch (const std::exception& e) {
+                        if (is_lost(e)) lost->set(e.what());
+                        throw;
+                    }
+                };
+            } else {
+                slot = measure;
+            }
         }
     }
     setup.trainer = trainer;
@@ -245,7 +249,7 @@ inline std::vector<CandidateRecord> open_journal(const Task& task, const Propose
 // Confirms the best feasible candidates with a longer measurement, best first; returns those
 // that still meet the latency limit (at most `wanted`).
 inline std::vector<std::size_t> confirm_best(const Task& task, const GenerateOptions& o,
-                                             const std::function<std::function<Measurement(const Graph&)>(int, int)>& measure_with,
+                                             const MeasurerFn& measure_with,
                                              const std::vector<CandidateRecord>& records,
                                              const std::vector<std::size_t>& ranked, std::size_t wanted,
                                              ReportInfo& info) {
@@ -253,11 +257,12 @@ inline std::vector<std::size_t> confirm_best(const Task& task, const GenerateOpt
     for (std::size_t index : ranked) {
         if (task.constraints.latency_ms > 0 && measure_with) {
             const Graph g = parse_dsl_or_throw(records[index].dsl, "best");
-            const Measurement m = measure_with(o.confirm_runs, 20)(g);
+            const Measurement m = measure_with(o.confirm_runs, 20, is_int8(records[index]))(g);
             const bool meets = m.median_ms <= task.constraints.latency_ms;
             if (o.status)
                 *o.status << "lamda: confirming #" << index << ": " << format_fixed(m.median_ms, 4) << " ms median over "
-                          << o.confirm_runs << " runs (" << (meets ? "meets" : "misses") << " the "
+                          << o.confirm_runs << " runs" << (is_int8(records[index]) ? " in int8" : "") << " ("
+                          << (meets ? "meets" : "misses") << " the "
                           << task.constraints.latency_ms << " ms budget)\n";
             info.confirmations.push_back({index, m.median_ms, o.confirm_runs});
             if (!meets) continue;
@@ -285,17 +290,36 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
                       << (inherited ? " from its " + std::string(r.parent < 0 ? "own" : "inherited, fine-tuned") + " weights" : std::string())
                       << "\n";
         const Graph g = parse_dsl_or_throw(r.dsl, "best");
-        const FinalTraining f = inherited ? trainer.train_final_from(g, (fs::path(o.out_dir) / r.weights).string(), weights)
-                                          : trainer.train_final(g, weights);
-        info.final_trainings.push_back({index, f, weights});
-        if (o.status)
+        FinalTraining f = inherited ? trainer.train_final_from(g, (fs::path(o.out_dir) / r.weights).string(), weights)
+                                    : trainer.train_final(g, weights);
+        std::string handed_over = weights;
+        if (is_int8(r)) {  // quantized after training; the fp32 weights stay beside
+            const std::string int8_weights =
+                (fs::path(o.out_dir) / ("candidate_" + std::to_string(index) + "_int8.safetensors")).string();
+            const QuantizedAccuracy q = trainer.quantize_final(g, weights, int8_weights);
+            f.float_val_accuracy = f.val_accuracy;
+            f.float_test_accuracy = f.test_accuracy;
+            f.val_accuracy = q.val_accuracy;
+            f.test_accuracy = q.test_accuracy;
+            handed_over = int8_weights;
+        }
+        info.final_trainings.push_back({index, f, handed_over});
+        if (o.status) {
             *o.status << "lamda: #" << index << ": validation " << format_fixed(f.val_accuracy * 100, 2) << "%, test "
-                      << format_fixed(f.test_accuracy * 100, 2) << "% after " << f.epochs << " epochs ("
-                      << format_fixed(f.train_seconds, 0) << " s)\n";
+                      << format_fixed(f.test_accuracy * 100, 2) << "%";
+            if (f.float_test_accuracy)
+                *o.status << " in int8 (fp32: validation " << format_fixed(*f.float_val_accuracy * 100, 2) << "%, test "
+                          << format_fixed(*f.float_test_accuracy * 100, 2) << "%)";
+            *o.status << " after " << f.epochs << " epochs (" << format_fixed(f.train_seconds, 0) << " s)\n";
+        }
         if (task.constraints.min_accuracy && f.val_accuracy < *task.constraints.min_accuracy) continue;
-        std::error_code ec;
-        fs::copy_file(weights, fs::path(o.out_dir) / "best.safetensors", fs::copy_options::overwrite_existing, ec);
-        if (ec) throw Exception(Error(ErrorKind::io, Where{o.out_dir, 0, 0, {}}, "cannot write best.safetensors: " + ec.message()));
+        const auto copy = [&](const std::string& from, const char* name) {
+            std::error_code ec;
+            fs::copy_file(from, fs::path(o.out_dir) / name, fs::copy_options::overwrite_existing, ec);
+            if (ec) throw Exception(Error(ErrorKind::io, Where{o.out_dir, 0, 0, {}}, std::string("cannot write ") + name + ": " + ec.message()));
+        };
+        copy(handed_over, "best.safetensors");
+        if (is_int8(r)) copy(weights, "best_fp32.safetensors");
         return index;
     }
     return std::nullopt;
@@ -409,9 +433,18 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     // measures it once the board is back.
     auto lost = std::make_shared<generate_detail::LostBoard>();
     GenerateSetup setup = evaluation_setup(task, o, trainer, lost);
-    if (profile) setup.latency = &profile->model;
+    if (profile) {
+        setup.latency = &profile->model;
+        if (task.precision != TaskPrecision::Fp32) {
+            if (profile->has_int8)
+                setup.latency_int8 = &profile->int8_model;
+            else if (o.status)
+                *o.status << "lamda: warning: " << task.profile << " has no int8 model (it was profiled in fp32 only): "
+                          << "int8 candidates are measured, not predicted; `lamda profile --precision both` adds one\n";
+        }
+    }
     if (o.start) generate_detail::prepare_adaptation(task, o, trainer, resumed, setup);
-    if (!setup.latency && !setup.measure && !o.runner)
+    if (!setup.latency && !setup.measure && !setup.measure_int8 && !o.runner)
         throw Exception(Error(ErrorKind::usage, "no way to judge latency: give a latency profile (this lamda has no executor)"));
     const bool start_drop = o.start && task.constraints.min_accuracy_drop.has_value();
     setup.on_record = [&journal, lost, &task, start_drop, &o](const CandidateRecord& r) {
@@ -448,7 +481,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
         out.start_ms = r0.measured_ms;
         if (!out.start_ms && measure_with && !lost->lost()) {  // never run (predicted over budget)
             try {
-                out.start_ms = measure_with(o.runs, 5)(parse_dsl_or_throw(r0.dsl, "start")).median_ms;
+                out.start_ms = measure_with(o.runs, 5, is_int8(r0))(parse_dsl_or_throw(r0.dsl, "start")).median_ms;
             } catch (const std::exception&) {
             }
         }

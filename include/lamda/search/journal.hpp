@@ -104,6 +104,8 @@ inline void write_candidate_json(JsonWriter& j, const CandidateRecord& r, bool t
     if (r.parent >= 0) j.field("parent", r.parent);
     if (!r.inherited.empty()) j.field("inherited", std::string_view(valid_utf8(r.inherited)));
     if (!r.weights.empty()) j.field("weights", std::string_view(valid_utf8(r.weights)));
+    if (!r.precision.empty()) j.field("precision", std::string_view(valid_utf8(r.precision)));
+    if (r.float_accuracy) j.field("float_accuracy", r.float_accuracy);
     j.end_object();
 }
 
@@ -155,6 +157,7 @@ inline std::string journal_mismatch(const JournalHeader& journal, const Task& ta
         };
         differ("objective", objective_text(jt), objective_text(task));
     }
+    differ("precision", std::string(task_precision_name(jt.precision)), std::string(task_precision_name(task.precision)));
     if (diffs.empty() && task_without_run_settings(jt) != task_without_run_settings(task))
         diffs.emplace_back("task: differs");  // a field added to Task but not compared above
     differ("proposer", "'" + journal.proposer + "'", "'" + std::string(proposer) + "'");
@@ -195,6 +198,11 @@ inline void validate_resumed_record(const CandidateRecord& r, const Task& task, 
     finite(r.predicted_ms, "predicted_ms", 1e12);
     finite(r.measured_ms, "measured_ms", 1e12);
     finite(r.accuracy, "accuracy", 1.0);
+    finite(r.float_accuracy, "float_accuracy", 1.0);
+    if (task.precision == TaskPrecision::Fp32 ? !r.precision.empty() && r.precision != "fp32"
+                                              : task.precision == TaskPrecision::Int8 && r.precision != "int8")
+        bad("its precision '" + r.precision + "' is not one the task's \"" +
+            std::string(task_precision_name(task.precision)) + "\" allows");
     if (r.parent >= r.index) bad("its parent #" + std::to_string(r.parent) + " is not an earlier candidate");
     if (!r.weights.empty()) {
         // A file name in DIR/weights/ that lamda wrote: nothing that leads elsewhere.
@@ -384,6 +392,10 @@ inline CandidateRecord parse_candidate(const Reader& r, const element& doc) {
     if (auto e = r.maybe(doc, "parent", "")) c.parent = r.int_in(*e, "parent", -1, std::numeric_limits<int>::max());
     c.inherited = opt_str(r, doc, "inherited");
     c.weights = opt_str(r, doc, "weights");
+    c.precision = opt_str(r, doc, "precision");
+    if (!c.precision.empty() && c.precision != "fp32" && c.precision != "int8")
+        r.fail("precision", "'" + c.precision + "' is not 'fp32' or 'int8'");
+    c.float_accuracy = optional_num(r, doc, "float_accuracy");
     return c;
 }
 

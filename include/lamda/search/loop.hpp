@@ -54,6 +54,11 @@ struct Measurement {
 struct GenerateSetup {
     const LatencyModel* latency = nullptr;                     // null: no prediction
     std::function<Measurement(const Graph&)> measure;          // empty: no measurement
+    // A task in int8 or "any" precision (TaskPrecision): the int8 latency model and measurement
+    // (the int8 executor, exec/xnnpack.hpp). An int8 candidate without them is not predicted,
+    // and fails when it is to be measured and only `measure` is set.
+    const LatencyModel* latency_int8 = nullptr;
+    std::function<Measurement(const Graph&)> measure_int8;
     Trainer* trainer = nullptr;                                // null: no accuracy
     std::function<void(const CandidateRecord&)> on_record;     // journal; called before the next step
     std::function<void(const CandidateRecord&, const std::vector<CandidateRecord>&)> on_progress;
@@ -156,6 +161,7 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
     Screened out;
     CandidateRecord& rec = out.record;
     rec.note = proposal.note;
+    if (task.precision == TaskPrecision::Int8) rec.precision = "int8";
     if (!proposal.error.empty()) {  // the proposer failed (e.g. an LLM turn): recorded, not evaluated
         rec.dsl = proposal.dsl;
         rec.hash = text_hash("failed proposal: " + proposal.note + "\n" + proposal.error + "\n" + proposal.dsl);
@@ -206,18 +212,44 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                                                   std::to_string(want_out.c) + " (one logit per class)");
         const Constraints& c = task.constraints;
         charge(&StageSeconds::validate);
-        if (setup.latency) {
-            const LatencyPrediction p = setup.latency->predict(g);
-            rec.predicted_ms = p.total_ms;
-            rec.top_layers = top_costs(g, p.per_layer_ms, setup.top_layers);
-            charge(&StageSeconds::predict);
+        // Each precision the task allows: its memory (as the firmware export counts it) and its
+        // predicted latency. The record takes the one that fits memory and is predicted fastest
+        // (the first that fits when nothing predicts; the last when none fits).
+        struct Option {
+            bool int8 = false;
+            std::string over_memory;
+            std::optional<LatencyPrediction> predicted;
+        };
+        std::vector<Option> options;
+        for (bool int8 : task_precisions(task)) {
+            Option o;
+            o.int8 = int8;
+            o.over_memory = over_memory(c, firmware_memory(g, int8), int8);
+            charge(&StageSeconds::validate);
+            if (const LatencyModel* m = int8 ? setup.latency_int8 : setup.latency) {
+                o.predicted = m->predict(g);
+                charge(&StageSeconds::predict);
+            }
+            options.push_back(std::move(o));
+        }
+        const Option* chosen = nullptr;
+        for (const Option& o : options) {
+            if (!o.over_memory.empty()) continue;
+            if (!chosen || (o.predicted && chosen->predicted && o.predicted->total_ms < chosen->predicted->total_ms))
+                chosen = &o;
+        }
+        const bool fits_memory = chosen != nullptr;
+        if (!chosen) chosen = &options.back();
+        rec.precision = precision_text(task, chosen->int8);
+        if (chosen->predicted) {
+            rec.predicted_ms = chosen->predicted->total_ms;
+            rec.top_layers = top_costs(g, chosen->predicted->per_layer_ms, setup.top_layers);
         }
         if (c.max_params > 0 && stats.params > c.max_params)
             return finish(Verdict::OverParams, std::to_string(stats.params) + " parameters, limit " +
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
-        if (std::string why = over_memory(c, firmware_memory(g)); !why.empty())  // as the firmware export
-            return finish(Verdict::OverMemory, why);
+        if (!fits_memory) return finish(Verdict::OverMemory, chosen->over_memory);
         if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
@@ -264,15 +296,59 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
         const auto weights_path = [&] {
             return setup.weights_dir.empty() ? rec.weights : setup.weights_dir + "/" + rec.weights;
         };
+        // An int8 candidate's accuracy is that of its weights after quantization; the fp32 one
+        // is kept beside it. Called after each training or evaluation, and when "any" changes
+        // the candidate's precision (the trainer still holds the weights it last used).
+        const auto judge_accuracy_in_precision = [&] {
+            if (!rec.accuracy) return;
+            if (is_int8(rec) && !rec.float_accuracy) {
+                rec.float_accuracy = rec.accuracy;
+                rec.accuracy = setup.trainer->last_int8_accuracy(g);
+            } else if (!is_int8(rec) && rec.float_accuracy) {
+                rec.accuracy = rec.float_accuracy;
+                rec.float_accuracy.reset();
+            }
+        };
         if (evaluate && !rec.weights.empty() && rec.parent < 0) {
             // A start model (search/adapt.hpp): its own weights, judged before its latency, so
             // that a start model over the budget still says what accuracy is to be kept.
             rec.accuracy = setup.trainer->weights_accuracy(g, weights_path());
+            judge_accuracy_in_precision();
             charge(&StageSeconds::train);
         }
-        if (setup.measure) {
-            Measurement m = setup.measure(g);
+        std::string both;  // "any": "fp32 0.045 ms, int8 0.031 ms"
+        if (setup.measure || setup.measure_int8) {
+            // Each precision the candidate may run in and that fits memory ("any": both, and the
+            // faster measured wins).
+            std::vector<bool> precisions;
+            if (task.precision == TaskPrecision::Any) {
+                for (bool int8 : task_precisions(task))
+                    if (over_memory(c, firmware_memory(g, int8), int8).empty()) precisions.push_back(int8);
+            }
+            if (precisions.empty()) precisions.push_back(is_int8(rec));
+            std::optional<Measurement> best;
+            bool best_int8 = is_int8(rec);
+            for (bool int8 : precisions) {
+                const auto& measure = int8 ? setup.measure_int8 : setup.measure;
+                if (!measure)
+                    return finish(Verdict::Failed, std::string("evaluation failed: no ") + (int8 ? "int8" : "fp32") +
+                                                       " measurement in this setup");
+                Measurement m = measure(g);
+                if (precisions.size() > 1) both += std::string(both.empty() ? "" : ", ") + (int8 ? "int8 " : "fp32 ") + ms_text(m.median_ms);
+                if (!best || m.median_ms < best->median_ms) {
+                    best = std::move(m);
+                    best_int8 = int8;
+                }
+            }
             charge(&StageSeconds::measure);
+            Measurement& m = *best;
+            if (precision_text(task, best_int8) != rec.precision) {  // "any": measured, not as predicted
+                rec.precision = precision_text(task, best_int8);
+                rec.predicted_ms.reset();
+                if (const LatencyModel* lm = best_int8 ? setup.latency_int8 : setup.latency)
+                    rec.predicted_ms = lm->predict(g).total_ms;
+                if (evaluate) judge_accuracy_in_precision();
+            }
             rec.measured_ms = m.median_ms;
             if (!m.per_layer.empty()) rec.top_layers = top_costs(std::move(m.per_layer), setup.top_layers);
             if (c.latency_ms > 0 && m.median_ms > c.latency_ms)
@@ -286,13 +362,16 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                 // evaluated above
             } else if (!rec.weights.empty()) {
                 rec.accuracy = setup.trainer->finetune_accuracy(g, weights_path());
+                judge_accuracy_in_precision();
             } else {
                 rec.accuracy = setup.trainer->proxy_accuracy(g);
+                judge_accuracy_in_precision();
             }
             charge(&StageSeconds::train);
             if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
                 return finish(Verdict::BelowAccuracy,
-                              "proxy validation accuracy " + percent_text(*rec.accuracy) + " is more than " +
+                              std::string("proxy validation accuracy ") + (is_int8(rec) ? "in int8 " : "") +
+                                  percent_text(*rec.accuracy) + " is more than " +
                                   percent_text(setup.proxy_accuracy_slack) + " below the required " +
                                   percent_text(*c.min_accuracy));
         }
@@ -300,6 +379,7 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
         if (const auto ms = judged_latency_ms(rec); ms && c.latency_ms > 0)
             why += ": " + std::string(rec.measured_ms ? "measured " : "predicted ") + ms_text(*ms) + " = " +
                    percent_text(*ms / c.latency_ms) + " of budget";
+        if (!rec.precision.empty()) why += " in " + rec.precision + (both.empty() ? "" : " (" + both + ")");
         return finish(Verdict::Feasible, why);
     } catch (const std::exception& e) {
         return finish(Verdict::Failed, std::string("evaluation failed: ") + e.what());
@@ -400,12 +480,16 @@ inline GenerateResult run_generation(const Task& task, Proposer& proposer, const
 #if defined(LAMDA_WITH_XNNPACK)
 // The loop's measurement: XNNPACK on random weights (latency does not depend on their values),
 // `runs` timed runs; per-layer costs from the per-operator timing.
-inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5) {
+// `int8`: the int8 executor with synthetic scales (BenchOptions::int8; the timing does not depend on
+// the scales' values either).
+inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int runs = 30, int warmup = 5,
+                                                                bool int8 = false) {
     return [=](const Graph& g) {
         BenchOptions o;
         o.threads = threads;
         o.runs = runs;
         o.warmup = warmup;
+        o.int8 = int8;
         const BenchResult r = benchmark_model(g, random_weights(g, 1), o);
         Measurement m;
         m.median_ms = r.median_ms;

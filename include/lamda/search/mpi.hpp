@@ -226,7 +226,7 @@ private:
 // false (a board measures): measurements do not wait for this node's trainings.
 inline void mpi_serve(const MpiSession& session, const Task& task, GenerateSetup setup, const std::string& gate_key,
                       const std::function<bool()>& lost = {}, bool local_measure = true) {
-    if (task.measure_one_device) setup.measure = {};  // rank 0 measures every candidate
+    if (task.measure_one_device) setup.measure = setup.measure_int8 = {};  // rank 0 measures every candidate
     auto gate = std::make_shared<const NodeGate>(gate_key);
     std::unique_ptr<Trainer> gated;
     const GenerateSetup s = gated_setup(std::move(setup), gate, gated, local_measure);

@@ -195,10 +195,13 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
                 record(std::move(s->record));
                 continue;
             }
-            if (task.measure_one_device && setup.measure) {
+            if (task.measure_one_device && (setup.measure || setup.measure_int8)) {
                 GenerateSetup here = setup;
                 here.trainer = nullptr;
-                here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                if (setup.measure)
+                    here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
+                if (setup.measure_int8)
+                    here.measure_int8 = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure_int8, g); };
                 CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
                 measured.evaluated_by = "measured by " + runner.search_side_name();
                 if (measured.verdict != Verdict::Feasible || task.objective != Objective::Accuracy) {
@@ -353,6 +356,16 @@ public:
         const Pausing pausing(inner_, hold);
         return inner_.train_final_from(graph, init_path, weights_path);
     }
+    // int8 (search/types.hpp): calibration and evaluation use the node's cores as training does.
+    double last_int8_accuracy(const Graph& graph) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.last_int8_accuracy(graph);
+    }
+    QuantizedAccuracy quantize_final(const Graph& graph, const std::string& fp32_path,
+                                     const std::string& int8_path) override {
+        const NodeGate::Hold hold = gate_->training();
+        return inner_.quantize_final(graph, fp32_path, int8_path);
+    }
 
 private:
     // The inner trainer yields `hold` between steps while this lives (also when it throws).
@@ -377,13 +390,15 @@ private:
 // elsewhere (a board behind lamda-agent) and need not wait for this node's trainings.
 inline GenerateSetup gated_setup(GenerateSetup setup, std::shared_ptr<const NodeGate> gate,
                                  std::unique_ptr<Trainer>& owned, bool local_measure = true) {
-    if (setup.measure && local_measure) {
-        auto measure = std::move(setup.measure);
-        setup.measure = [measure, gate](const Graph& g) {
-            const NodeGate::Hold hold = gate->measuring();
-            return measure(g);
-        };
-    }
+    if (local_measure)
+        for (auto* f : {&setup.measure, &setup.measure_int8}) {
+            if (!*f) continue;
+            auto measure = std::move(*f);
+            *f = [measure, gate](const Graph& g) {
+                const NodeGate::Hold hold = gate->measuring();
+                return measure(g);
+            };
+        }
     if (setup.trainer) {
         owned = std::make_unique<parallel_detail::GatedTrainer>(*setup.trainer, gate);
         setup.trainer = owned.get();
@@ -405,7 +420,7 @@ public:
         const std::string node = node_name();
         gated_.resize(worker_setups.size());
         for (std::size_t i = 0; i < worker_setups.size(); ++i) {
-            if (task.measure_one_device) worker_setups[i].measure = nullptr;
+            if (task.measure_one_device) worker_setups[i].measure = worker_setups[i].measure_int8 = nullptr;
             setups_.push_back(gated_setup(std::move(worker_setups[i]), gate, gated_[i], local_measure));
             names_.push_back("worker " + std::to_string(i) + " @ " + node);
         }

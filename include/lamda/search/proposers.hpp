@@ -99,8 +99,9 @@ inline std::set<std::string> seen_hashes(const std::vector<CandidateRecord>& rec
 }
 
 // A design's rendering for the task, if it parses and has not been seen.
-inline std::optional<Proposal> fresh(const Design& d, const Task& task, const std::set<std::string>& seen,
+inline std::optional<Proposal> fresh(const Design& design, const Task& task, const std::set<std::string>& seen,
                                      std::set<std::string>& tried, const std::string& what) {
+    const Design d = task.precision == TaskPrecision::Int8 ? int8_design(design) : design;
     const std::string text = render_design(d, task.input, task.classes);
     std::string canonical, hash;
     if (!canonical_hash(text, canonical, hash)) return std::nullopt;

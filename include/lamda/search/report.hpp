@@ -206,6 +206,11 @@ inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& re
     j.field("test_accuracy", t.result.test_accuracy);
     j.field("train_seconds", t.result.train_seconds);
     j.field("epochs", t.result.epochs);
+    if (t.result.float_test_accuracy) {  // an int8 candidate: the accuracies above are after quantization
+        j.field("precision", "int8");
+        j.field("float_val_accuracy", t.result.float_val_accuracy);
+        j.field("float_test_accuracy", t.result.float_test_accuracy);
+    }
     if (!t.weights.empty()) j.field("weights", std::string_view(valid_utf8(t.weights)));
     j.end_object();
 }
@@ -658,8 +663,10 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                                               (c.threads == 1 ? " thread" : " threads")
                                         : std::string("no limit"));
         row("parameters", c.max_params > 0 ? "&le; " + grouped(c.max_params) : std::string("no limit"));
-        row("peak activations",
+        row("RAM (firmware)",
             c.max_activation_bytes > 0 ? "&le; " + grouped(c.max_activation_bytes) + " bytes" : std::string("no limit"));
+        if (c.max_weight_bytes > 0) row("weights (flash)", "&le; " + grouped(c.max_weight_bytes) + " bytes");
+        if (task.precision != TaskPrecision::Fp32) row("precision", std::string(task_precision_name(task.precision)));
         row("accuracy", c.min_accuracy ? "&ge; " + accuracy_text(c.min_accuracy) : std::string("no limit"));
         row("budget", std::to_string(task.budget.max_candidates) + " candidates, " + general(task.budget.max_seconds, 6) + " s");
         row("profile", task.profile.empty() ? std::string("-") : html_escape(task.profile));
@@ -900,7 +907,8 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                  grouped(r.params) + " parameters, " + grouped(r.macs) + " MACs" +
                  (r.peak_activation_bytes >= 0 ? ", " + grouped(r.peak_activation_bytes) + " bytes of peak activations"
                                                : std::string()) +
-                 (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) + ".</p>\n";
+                 (r.accuracy ? ", accuracy " + accuracy_text(r.accuracy) : std::string()) +
+                 (r.precision.empty() ? std::string() : ", in " + r.precision) + ".</p>\n";
             for (const Confirmation& k : info.confirmations)
                 if (k.position == *best)
                     h += "<p id=\"confirmation\">Confirmed: " + general(k.median_ms, 4) + " ms median over " +
@@ -910,6 +918,11 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                 h += "<p id=\"final-training\">Trained in full: " + std::to_string(f.epochs) + " epochs, " +
                      fixed(f.train_seconds, 1) + " s; validation accuracy " + accuracy_text(f.val_accuracy) +
                      ", test accuracy " + accuracy_text(f.test_accuracy) +
+                     (f.float_test_accuracy ? " in int8 (fp32 before quantization: validation " +
+                                                  accuracy_text(f.float_val_accuracy) + ", test " +
+                                                  accuracy_text(f.float_test_accuracy) +
+                                                  "; best.safetensors is int8, best_fp32.safetensors fp32)"
+                                            : std::string()) +
                      (t->weights.empty() ? std::string() : "; weights: " + html_escape(t->weights)) + ".</p>\n";
             }
             if (!r.top_layers.empty()) layer_chart(r);

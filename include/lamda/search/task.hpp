@@ -51,6 +51,7 @@ inline void write_task_json(JsonWriter& j, const Task& t) {
     j.end_object();
     if (t.objective_given) j.field("objective", objective_name(t.objective));
     if (t.measure_one_device) j.field("measure_on", std::string_view("one_device"));
+    if (t.precision != TaskPrecision::Fp32) j.field("precision", task_precision_name(t.precision));
     j.end_object();
 }
 
@@ -113,7 +114,7 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
     const auto path = [&base](std::string_view key) { return Reader::join(base, key); };
     if (!doc.is_object()) r.fail(base, "expected an object (a task file is {\"name\": ..., \"input\": [H, W, C], ...})");
     r.only_keys(doc, base, {"name", "input", "classes", "dataset", "constraints", "profile", "budget", "objective",
-                            "measure_on"});
+                            "measure_on", "precision"});
     const Limits limits;
     Task t;
     t.name = nonempty_string(r, r.at(doc, "name", base), path("name"), 128);
@@ -189,6 +190,17 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
             r.fail(p, "'" + o + "' is not 'accuracy' or 'capacity'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
         }
         t.objective_given = true;
+    }
+    if (auto e = r.maybe(doc, "precision", base)) {  // search/types.hpp's TaskPrecision
+        const std::string p = path("precision");
+        const std::string v = r.str(*e, p);
+        if (v == "fp32") t.precision = TaskPrecision::Fp32;
+        else if (v == "int8") t.precision = TaskPrecision::Int8;
+        else if (v == "any") t.precision = TaskPrecision::Any;
+        else {
+            const std::string hint = closest_match(v, std::initializer_list<std::string_view>{"fp32", "int8", "any"});
+            r.fail(p, "'" + v + "' is not 'fp32', 'int8' or 'any'" + (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+        }
     }
     if (auto e = r.maybe(doc, "measure_on", base)) {  // search/parallel.hpp
         const std::string p = path("measure_on");

@@ -32,12 +32,23 @@ struct Constraints {
     std::int64_t max_params = 0;            // 0: none
     // RAM the firmware export allocates: arena (the input inside) + output (search/memory.hpp); 0: none
     std::int64_t max_activation_bytes = 0;
-    std::int64_t max_weight_bytes = 0;      // float32 weights in flash, batch norm folded; 0: none
+    std::int64_t max_weight_bytes = 0;      // weights in flash, batch norm folded, in the candidate's precision; 0: none
     std::optional<double> min_accuracy;     // validation accuracy in [0, 1]; needs a trainer
     // Adapting a start model (search/adapt.hpp): accuracy points (0..100) the adapted model may
     // lose against the start model; sets min_accuracy once the start model is evaluated.
     std::optional<double> min_accuracy_drop;
 };
+
+// The arithmetic a task's model runs in ("precision" in a task file). Int8: every candidate is
+// measured, predicted and sized as the int8 executor and firmware run it (exec/xnnpack.hpp,
+// deploy/firmware.hpp), its proxy accuracy is that of its proxy-trained weights after post-training
+// quantization, and the handed-over best.safetensors is int8 (best_fp32.safetensors beside it).
+// Any: each candidate in whichever of the two is faster on the device (measured).
+enum class TaskPrecision { Fp32, Int8, Any };
+
+inline constexpr std::string_view task_precision_name(TaskPrecision p) noexcept {
+    return p == TaskPrecision::Int8 ? "int8" : p == TaskPrecision::Any ? "any" : "fp32";
+}
 
 struct Budget {
     int max_candidates = 100;  // candidates recorded (duplicates are not candidates)
@@ -58,6 +69,7 @@ struct Task {
     // "measure_on": "one_device": every latency of a parallel search is measured by the search's
     // own process (rank 0, or the main thread), so all are comparable; workers only train.
     bool measure_one_device = false;
+    TaskPrecision precision = TaskPrecision::Fp32;
 };
 
 // What became of a candidate, in the order the loop decides it.
@@ -129,7 +141,28 @@ struct CandidateRecord {
     int parent = -1;
     std::string inherited;
     std::string weights;
+    // The precision the candidate was judged in: "" (fp32, in a task without "precision"), "fp32"
+    // or "int8". An int8 candidate's accuracy is after quantization; float_accuracy is its
+    // accuracy before (the same proxy-trained weights in fp32).
+    std::string precision;
+    std::optional<double> float_accuracy;
 };
+
+// The precisions a task's candidates may run in: fp32 (false) and/or int8 (true), fp32 first.
+inline std::vector<bool> task_precisions(const Task& task) {
+    if (task.precision == TaskPrecision::Fp32) return {false};
+    if (task.precision == TaskPrecision::Int8) return {true};
+    return {false, true};
+}
+
+// What a record says its precision is, given the task ("" stays for fp32 tasks, as before).
+inline std::string precision_text(const Task& task, bool int8) {
+    if (task.precision == TaskPrecision::Fp32) return {};
+    return int8 ? "int8" : "fp32";
+}
+
+// Whether a record was judged in int8.
+inline bool is_int8(const CandidateRecord& r) noexcept { return r.precision == "int8"; }
 
 // A candidate's score under the objective; larger is better. Capacity is log-free MACs.
 inline double objective_score(const CandidateRecord& r, Objective objective) noexcept {
@@ -191,6 +224,15 @@ struct FinalTraining {
     double test_accuracy = 0;  // on the test set: used once, for this figure
     double train_seconds = 0;
     int epochs = 0;
+    // An int8 candidate (CandidateRecord::precision): the accuracies above are of the quantized
+    // weights (Trainer::quantize_final); these are the fp32 weights' before quantization.
+    std::optional<double> float_val_accuracy = std::nullopt, float_test_accuracy = std::nullopt;
+};
+
+// Accuracy of weights quantized to int8 (post-training quantization, calibrated on training images).
+struct QuantizedAccuracy {
+    double val_accuracy = 0;
+    double test_accuracy = 0;
 };
 
 // What the loop needs from a trainer (train/trainer.hpp's TorchTrainer implements it; the loop itself
@@ -225,6 +267,20 @@ public:
                                            const std::string& weights_path) {
         (void)graph, (void)init_path, (void)weights_path;
         throw std::logic_error("this trainer cannot fine-tune");
+    }
+    // int8 (Task::precision): validation accuracy after post-training quantization (calibrated on
+    // training images, never validation or test ones) of the weights that this trainer's last
+    // proxy_accuracy, finetune_accuracy or weights_accuracy call trained or read, for `graph`.
+    virtual double last_int8_accuracy(const Graph& graph) {
+        (void)graph;
+        throw std::logic_error("this trainer cannot quantize");
+    }
+    // Quantizes the fp32 weights in `fp32_path` (from train_final) into the int8 file `int8_path`
+    // (data/weights.hpp's quantized layout, docs/weights.md); its validation and test accuracy.
+    virtual QuantizedAccuracy quantize_final(const Graph& graph, const std::string& fp32_path,
+                                             const std::string& int8_path) {
+        (void)graph, (void)fp32_path, (void)int8_path;
+        throw std::logic_error("this trainer cannot quantize");
     }
     // A hook to call between mini-batch steps (empty: none), so a parallel search can pause
     // training while it measures a latency (search/parallel.hpp). A trainer without steps ignores it.

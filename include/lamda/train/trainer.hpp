@@ -46,6 +46,7 @@
 
 #include "../data/dataset.hpp"
 #include "../exec/fold.hpp"
+#include "../exec/reference_int8.hpp"
 #include "../core/ir.hpp"
 #include "../search/types.hpp"
 #include "torch_module.hpp"
@@ -406,6 +407,7 @@ public:
     }
 
     double proxy_accuracy(const Graph& graph) override {
+        last_read_.reset();
         last_ = train_model(graph, train_, val_, nullptr, proxy_);
         return last_->val_accuracy;
     }
@@ -420,13 +422,16 @@ public:
     }
 
     double weights_accuracy(const Graph& graph, const std::string& weights_path) override {
-        return evaluate(graph, weights_path, val_, proxy_.val_subset);
+        last_.reset();
+        last_read_ = read_safetensors(weights_path);
+        return evaluate(graph, *last_read_, val_, proxy_.val_subset);
     }
     double weights_test_accuracy(const Graph& graph, const std::string& weights_path) override {
-        return evaluate(graph, weights_path, test_, 0);
+        return evaluate(graph, read_safetensors(weights_path), test_, 0);
     }
     double finetune_accuracy(const Graph& graph, const std::string& init_path) override {
         const Weights init = read_safetensors(init_path);
+        last_read_.reset();
         last_ = train_model(graph, train_, val_, nullptr, finetune_options(), &init);
         write_safetensors(init_path, last_->trained);
         return last_->val_accuracy;
@@ -436,6 +441,27 @@ public:
         const Weights init = read_safetensors(init_path);
         return final_training(graph, weights_path, &init);
     }
+
+    // int8: post-training quantization (exec/reference_int8.hpp, min/max ranges as `lamda quantize`
+    // by default) calibrated on the first int8_calibration_images of a seeded order of the training
+    // split, evaluated through the int8 executor on the same validation images as the fp32 figure.
+    double last_int8_accuracy(const Graph& graph) override {
+        const Weights* w = last_read_ ? &*last_read_ : last_ ? &last_->weights : nullptr;
+        if (!w) throw std::logic_error("last_int8_accuracy: nothing was trained or read yet");
+        const PtqResult q = quantize_ptq(graph, *w, calibration_images(), PtqOptions{});
+        return int8_accuracy(q, val_, proxy_.val_subset);
+    }
+    QuantizedAccuracy quantize_final(const Graph& graph, const std::string& fp32_path,
+                                     const std::string& int8_path) override {
+        const PtqResult q = quantize_ptq(graph, read_safetensors(fp32_path), calibration_images(), PtqOptions{});
+        const auto [tensors, meta] = quantized_to_weights(q.model, q.float_weights);
+        write_safetensors(int8_path, tensors, meta);
+        QuantizedAccuracy a;
+        a.val_accuracy = int8_accuracy(q, val_, full_.val_subset);
+        a.test_accuracy = int8_accuracy(q, test_, 0);
+        return a;
+    }
+    int int8_calibration_images = 500;  // `lamda quantize --calibration`'s default
 
 
     // Fine-tuning: the proxy's options (threads, subset, seed) with TrainOptions::finetune()'s
@@ -470,13 +496,45 @@ private:
     Dataset train_, val_, test_;
     TrainOptions proxy_, full_;
     std::optional<TrainResult> last_;
+    std::optional<Weights> last_read_;  // weights_accuracy's, until the next training
+    std::vector<Tensor> calibration_;   // int8: calibration images, drawn once
 
-    double evaluate(const Graph& graph, const std::string& weights_path, const Dataset& d, std::size_t limit) {
+    double evaluate(const Graph& graph, const Weights& weights, const Dataset& d, std::size_t limit) {
         check_classifier(graph, d);
         torch::set_num_threads(proxy_.threads);
         TorchModel model(graph);
-        model.load_weights(read_safetensors(weights_path));
+        model.load_weights(weights);
         return torch_accuracy(model, d, limit).accuracy;
+    }
+
+    const std::vector<Tensor>& calibration_images() {
+        if (!calibration_.empty()) return calibration_;
+        const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(std::max(1, int8_calibration_images)), train_.size());
+        const std::vector<std::size_t> order = seeded_permutation(train_.size(), full_.seed);
+        for (std::size_t i = 0; i < n; ++i) {
+            Tensor t(train_.shape);
+            train_.copy_image(order[i], t.data.data());
+            calibration_.push_back(std::move(t));
+        }
+        return calibration_;
+    }
+
+    // The first `limit` images of `d` (all when 0) through the int8 executor.
+    double int8_accuracy(const PtqResult& q, const Dataset& d, std::size_t limit) const {
+        check_classifier(q.graph, d);
+#if defined(LAMDA_WITH_XNNPACK)
+        return evaluate_accuracy_int8(q.graph, q.model, q.float_weights, d, proxy_.threads, limit).accuracy;
+#else
+        const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
+        std::size_t correct = 0;
+        Tensor img(d.shape);
+        for (std::size_t i = 0; i < n; ++i) {
+            d.copy_image(i, img.data.data());
+            const Int8Run r = run_reference_int8(q.graph, q.model, q.float_weights, img);
+            correct += argmax(r.output.data.data(), d.classes) == d.labels[i];
+        }
+        return n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
+#endif
     }
 };
 
