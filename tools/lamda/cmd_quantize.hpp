@@ -358,7 +358,8 @@ inline int run_quantize(const QuantizeArgs& a) {
                 for (double l : qat.epoch_loss) std::cout << ' ' << l;
                 std::cout << ", " << qat.seconds << " s\n";
             } else {
-                std::cout << "; within " << a.qat_threshold << " points: no QAT\n";
+                std::snprintf(line, sizeof line, "; within the %.2f-point threshold: no QAT\n", a.qat_threshold);
+                std::cout << line;
             }
         }
         if (ev.n > 0) {
