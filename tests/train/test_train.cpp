@@ -18,6 +18,7 @@
 #include "lamda/train/qat.hpp"
 
 #include "lamda/data/dataset.hpp"
+#include "lamda/dsl/file.hpp"
 #include "lamda/dsl/parser.hpp"
 #include "lamda/exec/fold.hpp"
 #include "lamda/exec/reference_int8.hpp"
@@ -462,5 +463,30 @@ TEST_CASE("qat: bad options and mismatches are refused with a clear message") {
     CHECK_THROWS_WITH_AS(lamda::fake_quant_model(q.graph, q.model, q.float_weights), doctest::Contains("activation"),
                          lamda::ExecutorError);
 }
+
+#if defined(LAMDA_WITH_XNNPACK)
+TEST_CASE("qat: on Fashion-MNIST the firmware example's fake quantization equals XNNPACK int8") {
+    // The committed, trained firmware example (residual add, squeeze-excitation with a hardsigmoid
+    // conv and a mul in float); skipped without Debian's dataset-fashion-mnist.
+    if (!std::filesystem::exists(std::string(lamda::fashion_mnist_dir))) {
+        MESSAGE("skipped: no Fashion-MNIST in " << lamda::fashion_mnist_dir);
+        return;
+    }
+    const std::string dir = std::string(LAMDA_SOURCE_DIR) + "/examples/firmware/";
+    const lamda::ParseResult parsed = lamda::parse_dsl_file(dir + "model.lamda");
+    REQUIRE(parsed.ok());
+    const lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");
+    const lamda::PtqResult q =
+        lamda::quantize_ptq(parsed.graph, lamda::read_safetensors(dir + "model.safetensors"), calibration_of(data.train, 200));
+    CHECK(q.model.float_layers == std::vector<std::string>{"se_fc2", "se"});
+    const std::size_t n = 3000;
+    const lamda::Accuracy fq = lamda::fake_quant_accuracy(q, data.test, n);
+    const lamda::Accuracy xnn = lamda::evaluate_accuracy_int8(q.graph, q.model, q.float_weights, data.test, 1, n);
+    INFO("fake quant " << fq.correct << ", XNNPACK int8 " << xnn.correct << " of " << n);
+    CHECK(fq.n == 3000);
+    CHECK(fq.accuracy > 0.65);  // trained (73% on the whole test set)
+    CHECK(std::llabs(fq.correct - xnn.correct) <= 3);  // within 0.1 point
+}
+#endif
 
 #endif  // defined(LAMDA_WITH_TORCH)
