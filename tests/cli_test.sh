@@ -402,6 +402,23 @@ if "${lamda[@]}" quantize --help >/dev/null 2>&1; then
         --out "$tmp/cls_int8p.safetensors" --calibration 4 --eval 0 --range percentile --json
     schema quantize
     grep -q '"accuracy"' "$tmp/out" && fail "quantize --eval 0 --json has accuracy" || pass
+    # --fake-quant and --qat-epochs (libtorch): forced QAT (negative threshold) reports validation
+    # before/after and the test accuracy of both; without libtorch both are refused in one line.
+    if "${lamda[@]}" --version | grep -q "features:.*torch"; then
+        expect_rc 0 "${lamda[@]}" quantize "$tmp/cls.lamda" --weights "$tmp/cls.safetensors" --dataset "$tmp/ds" \
+            --out "$tmp/cls_qat.safetensors" --calibration 4 --eval 4 --fake-quant --qat-epochs 1 --qat-threshold -100 --json
+        schema quantize
+        /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); q=d["qat"]; a=d["accuracy"]; sys.exit(0 if q["ran"] and q["validation"]["images"] == 2 and len(q["epoch_loss"]) == 1 and "fake_quant" in a and (q["kept"] == "ptq" or "ptq_int8" in a) else 1)' "$tmp/out" && pass || fail "quantize --qat-epochs --json: $(head -c 400 "$tmp/out")"
+        expect_rc 0 "${lamda[@]}" eval "$tmp/cls.lamda" --weights "$tmp/cls_qat.safetensors" --dataset "$tmp/ds" --json
+        [ "$(json_field "$tmp/out" precision)" = int8 ] && pass || fail "eval of the QAT file: precision"
+        expect_rc 1 "${lamda[@]}" quantize "$tmp/cls.lamda" --weights "$tmp/cls.safetensors" --dataset "$tmp/ds" \
+            --out "$tmp/cls_qat.safetensors" --qat-epochs -2
+        expect_in "$tmp/err" "--qat-epochs must be in 1..1000 (0: no QAT), got -2"
+    else
+        expect_rc 1 "${lamda[@]}" quantize "$tmp/cls.lamda" --weights "$tmp/cls.safetensors" --dataset "$tmp/ds" \
+            --out "$tmp/cls_qat.safetensors" --qat-epochs 2
+        expect_in "$tmp/err" "--qat-epochs needs libtorch"
+    fi
     # export --cpp with an int8 file: an int8 header (int8_t weights, its own precision), "precision"
     # int8 in the JSON and the status line, and its weight bytes well under the float header's.
     expect_rc 0 "${lamda[@]}" export "$tmp/cls.lamda" --weights "$tmp/cls.safetensors" --cpp "$tmp/cls.hpp" --json

@@ -6,7 +6,7 @@
 //   latency/ the latency model (features, ridge fit, profile file) and its profiler
 //   search/  task, journal, proposers, designer, sampler, the loop, the report
 //   llm/     the LLM generator
-//   train/   libtorch training
+//   train/   libtorch training, fake quantization and quantization-aware fine-tuning
 //   deploy/  ONNX import, PyTorch, Linux-header and microcontroller-firmware export
 //   agent/   the on-device measurement agent and its client
 //   detail/  small shared helpers (hash, JSON writing and reading, statistics)
@@ -53,6 +53,7 @@
 #endif
 #if defined(LAMDA_WITH_TORCH)
 #include "train/trainer.hpp"
+#include "train/qat.hpp"
 #endif
 #if defined(LAMDA_WITH_ONNX)
 #include "deploy/onnx_import.hpp"

@@ -11,7 +11,7 @@
 //   latency/ the latency model (features, ridge fit, profile file) and its profiler
 //   search/  task, journal, proposers, designer, sampler, the loop, the report
 //   llm/     the LLM generator
-//   train/   libtorch training
+//   train/   libtorch training, fake quantization and quantization-aware fine-tuning
 //   deploy/  ONNX import, PyTorch, Linux-header and microcontroller-firmware export
 //   agent/   the on-device measurement agent and its client
 //   detail/  small shared helpers (hash, JSON writing and reading, statistics)
@@ -18224,6 +18224,10 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 //   dropout          torch dropout with p = rate in train mode, the identity in eval mode;
 //   relu, relu6, hardswish (x*relu6(x+3)/6), hardsigmoid (relu6(x+3)/6), sigmoid.
 // Outputs agree with run_reference within 1e-4 x max(1, max |reference|) (tests/test_torch.cpp).
+//
+// Hooks (set_hooks; train/qat.hpp's fake quantization uses them): `weight` replaces the weight a
+// conv2d, dwconv or fc layer computes with (its parameter stays what training updates), `output`
+// replaces each layer's output before later layers read it. Both get the layer's index in graph().
 #ifndef LAMDA_TRAIN_TORCH_MODULE_HPP
 #define LAMDA_TRAIN_TORCH_MODULE_HPP
 
@@ -18253,6 +18257,7 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <string>
@@ -18307,9 +18312,13 @@ public:
                                    .dilation({l.dilation_h, l.dilation_w})
                                    .groups(groups)
                                    .bias(l.bias);
+                node.stride = {l.stride_h, l.stride_w};
+                node.dilation = {l.dilation_h, l.dilation_w};
+                node.groups = groups;
                 if (symmetric) {
                     options.padding(torch::ExpandingArray<2>({std::int64_t{l.pads[0]},
                                                               std::int64_t{l.pads[1]}}));
+                    node.padding = {l.pads[0], l.pads[1]};
                 } else {
                     node.pre_pad = true;
                     node.pad = {l.pads[1], l.pads[3], l.pads[0], l.pads[2]};
@@ -18349,6 +18358,14 @@ public:
     }
 
     const Graph& graph() const noexcept { return graph_; }
+
+    // See "Hooks" above; empty functions: none (the default).
+    struct Hooks {
+        std::function<torch::Tensor(std::size_t layer, const torch::Tensor& weight)> weight;
+        std::function<torch::Tensor(std::size_t layer, const torch::Tensor& output)> output;
+    };
+    void set_hooks(Hooks hooks) { hooks_ = std::move(hooks); }
+
     Shape input_shape() const noexcept { return graph_.layers.front().shape; }
     Shape output_shape() const noexcept { return graph_.layers.back().shape; }
 
@@ -18396,12 +18413,15 @@ private:
         torch::nn::BatchNorm2d bn{nullptr};
         bool pre_pad = false;                          // constant_pad_nd before conv / pool
         std::array<std::int64_t, 4> pad{0, 0, 0, 0};   // left, right, top, bottom
+        std::vector<std::int64_t> stride{1, 1}, padding{0, 0}, dilation{1, 1};  // conv (for hooks)
+        std::int64_t groups = 1;
     };
 
     Graph graph_;
     std::vector<Node> nodes_;
     std::vector<int> last_use_;  // last layer reading each value; -1 for none (the output)
     std::map<std::string, torch::Tensor> tensors_;  // lamda weight name -> parameter or buffer
+    Hooks hooks_;
 
     Shape shape_of(int layer) const { return graph_.layers[static_cast<std::size_t>(layer)].shape; }
 
@@ -18431,13 +18451,19 @@ private:
             case OpKind::DepthwiseConv2d: {
                 torch::Tensor in = arg(0);
                 if (node.pre_pad) in = torch::constant_pad_nd(in, node.pad, 0.0);
-                y = torch_detail::activate(l.act, node.conv->forward(in));
+                const torch::Tensor conv =
+                    hooks_.weight ? torch::conv2d(in, hooks_.weight(i, node.conv->weight), node.conv->bias,
+                                                  node.stride, node.padding, node.dilation, node.groups)
+                                  : node.conv->forward(in);
+                y = torch_detail::activate(l.act, conv);
                 break;
             }
             case OpKind::FullyConnected: {
                 torch::Tensor in = arg(0);
                 if (in.size(2) != 1 || in.size(3) != 1) in = in.permute({0, 2, 3, 1});
-                y = node.fc->forward(in.reshape({in.size(0), -1}));
+                in = in.reshape({in.size(0), -1});
+                y = hooks_.weight ? torch::linear(in, hooks_.weight(i, node.fc->weight), node.fc->bias)
+                                  : node.fc->forward(in);
                 y = torch_detail::activate(l.act, y).reshape({y.size(0), y.size(1), 1, 1});
                 break;
             }
@@ -18474,6 +18500,7 @@ private:
                 y = l.rate > 0 ? torch::dropout(arg(0), l.rate, is_training()) : arg(0);
                 break;
             }
+            if (hooks_.output) y = hooks_.output(i, y);
             v[i] = std::move(y);
             if (!keep_all)  // release values no later layer reads
                 for (int in : l.inputs)
@@ -19042,6 +19069,734 @@ private:
 #endif  // defined(LAMDA_WITH_TORCH)
 #endif  // LAMDA_TRAIN_TRAINER_HPP
 // ---- end include/lamda/train/trainer.hpp ----
+// ---- begin include/lamda/train/qat.hpp ----
+// lamda/train/qat.hpp: a quantized model (exec/reference_int8.hpp's PtqResult) evaluated in libtorch
+// with fake quantization, and quantization-aware fine-tuning (QAT). Compiled only with
+// LAMDA_WITH_TORCH (like train/trainer.hpp); without it this header is an #error.
+//
+//   lamda::PtqResult q = lamda::quantize_ptq(graph, weights, calibration);
+//   lamda::Accuracy a = lamda::fake_quant_accuracy(q.graph, q.model, q.float_weights, data.test);
+//   // a.accuracy is evaluate_accuracy_int8's (XNNPACK int8) within rounding (docs/int8.md)
+//
+//   lamda::QatOptions o;  o.epochs = 2;
+//   lamda::QatResult r = lamda::quantization_aware_finetune(graph, weights, train, calibration, o);
+//   // r.ptq: quantize_ptq of the fine-tuned float weights r.weights (which fit r.ptq.graph)
+//
+// Fake-quant evaluation: a TorchModel of the batch-norm-folded graph whose conv2d/dwconv/fc layers
+// that run in int8 hold the dequantized int8 weights (q x scale[c]) and bias (int32 x in_scale x
+// w_scale[c]), and the float layers QuantizedModel::float_layers names their float_weights. Every
+// layer's output goes through torch::fake_quantize_per_tensor_affine in [-128, 127] with the
+// parameters the integer executors give it: pass-through ops (int8_passthrough: maxpool, relu,
+// relu6, flatten, dropout) their input's, an int8 sigmoid scale 1/256 and zero point -128,
+// every other layer (float layers too) its own calibrated parameters. The model input is
+// quantized the same way (the input layer's parameters). That is what the XNNPACK int8 executor
+// does: it converts every layer's output to qs8, a float layer's too, and the graph output back to
+// float. What differs is rounding only: the torch convolution sums dequantized products in float
+// where the integer kernels sum exactly in int32, and add rounds in float where XNNPACK's qs8 add
+// is fixed point; a value near a rounding tie can land one step apart. Measured on Fashion-MNIST
+// (docs/int8.md), top-1 agrees within 0.1 point.
+//
+// QAT: batch norm is folded first (quantize_ptq's graph); the folded float weights are trained
+// with Adam on cross-entropy (no augmentation, cosine learning rate), with the weights of every
+// int8 conv/dwconv fake-quantized per output channel (torch::fake_quantize_per_channel_affine,
+// scale max|w|/127 of the current weights, zero point 0, [-127, 127]) and of every int8 fc per
+// tensor, and every layer's output fake-quantized as above. Both fake quantizations pass gradients
+// straight through (STE) inside the range and zero them outside. Activation ranges: the calibrated
+// min/max of quantize_ptq, re-calibrated after every epoch on the same calibration images (so the
+// ranges follow the weights, and the last epoch's are what the written file gets: no EMA whose
+// ranges would differ from the final quantize_ptq's). At the end quantize_ptq runs on the
+// fine-tuned weights: its result is an ordinary int8 model.
+//
+// Contract: throws std::invalid_argument for bad options, ExecutorError for a graph, weights or
+// quantized model that do not fit (as quantize_ptq / the executors do), DatasetError when the
+// model does not fit the data, std::runtime_error when fine-tuning diverges. Deterministic under
+// a seed at a fixed thread count (torch::set_num_threads is process-wide; set on every call).
+#ifndef LAMDA_TRAIN_QAT_HPP
+#define LAMDA_TRAIN_QAT_HPP
+
+#if !defined(LAMDA_WITH_TORCH)
+#error "lamda/train/qat.hpp needs LAMDA_WITH_TORCH (Debian's libtorch-dev; CMake: link lamda::torch)"
+#else
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+// ---- begin include/lamda/train/torch_module.hpp ----
+// lamda/train/torch_module.hpp: a lamda graph as a libtorch module, for training and for comparing against
+// PyTorch. Compiled only with LAMDA_WITH_TORCH defined (Debian's libtorch-dev 1.13; link with
+// -ltorch -ltorch_cpu -lc10, include /usr/include/torch/csrc/api/include as a system directory).
+//
+//   lamda::TorchModel model(graph);                       // any graph that passes check_runnable
+//   model.load_weights(lamda::read_safetensors("w.safetensors"));
+//   model.eval();
+//   torch::NoGradGuard no_grad;
+//   torch::Tensor y = model.forward(lamda::to_torch(image));  // NCHW in, NCHW out
+//   lamda::Tensor out = lamda::from_torch(y);                  // back to lamda's NHWC, sample 0
+//   lamda::Weights w = model.export_weights();                 // trained weights, torch layouts
+//
+// Layout: forward() takes an NCHW float32 tensor [N, C, H, W] (any N >= 1; any memory format,
+// channels_last included) and returns NCHW [N, C', H', W'] for the graph's output layer; a 1x1xK
+// output (fc, gap, flatten) is [N, K, 1, 1]. to_torch()/from_torch() convert lamda's NHWC batch-1
+// Tensor (or a batch of them) to and from that form.
+//
+// Parameters: each conv2d, dwconv, fc and batchnorm layer is a submodule registered under the
+// layer's name, so named_parameters() yields "LAYER.weight", "LAYER.bias" and named_buffers()
+// "LAYER.running_mean", "LAYER.running_var" (and torch's "LAYER.num_batches_tracked", which is
+// not a lamda weight) -- exactly the safetensors names of docs/weights.md, in the same layouts
+// (conv OIHW, dwconv [C*m][1][kh][kw], fc [out][in] with `in` in H,W,C order).
+//
+// Semantics are exec/reference.hpp's, op by op:
+//   conv2d, dwconv   torch conv2d (dwconv: groups=C, C*multiplier outputs); Layer::pads are used
+//                    as resolved: symmetric pads go to the convolution, asymmetric ones (`same`
+//                    with an odd total) are a zero constant_pad_nd first.
+//   maxpool          windows over the input padded with -infinity (pads and ceil=true extension);
+//   avgpool          sum over the zero-padded input divided by the number of in-bounds elements
+//                    (count_include_pad=False, also for windows ceil=true extends); a window
+//                    entirely in padding gives -inf (max) / 0 (average), as the reference does.
+//   fc               linear on the input read in H,W,C order (a non-1x1 input is permuted to NHWC)
+//   batchnorm        torch BatchNorm2d (eps from the layer, momentum 0.1): running statistics in
+//                    eval mode, batch statistics (and running-stat updates) in train mode.
+//   gap              mean over H and W;  add: sum of N inputs then the fused act;  concat: dim 1;
+//   mul              elementwise, a 1x1xC operand broadcasts;  softmax: over channels (dim 1);
+//   flatten          permute to NHWC, then reshape to [N, H*W*C, 1, 1] (lamda's H,W,C order);
+//   dropout          torch dropout with p = rate in train mode, the identity in eval mode;
+//   relu, relu6, hardswish (x*relu6(x+3)/6), hardsigmoid (relu6(x+3)/6), sigmoid.
+// Outputs agree with run_reference within 1e-4 x max(1, max |reference|) (tests/test_torch.cpp).
+//
+// Hooks (set_hooks; train/qat.hpp's fake quantization uses them): `weight` replaces the weight a
+// conv2d, dwconv or fc layer computes with (its parameter stays what training updates), `output`
+// replaces each layer's output before later layers read it. Both get the layer's index in graph().
+#ifndef LAMDA_TRAIN_TORCH_MODULE_HPP
+#define LAMDA_TRAIN_TORCH_MODULE_HPP
+
+#if !defined(LAMDA_WITH_TORCH)
+#error "lamda/train/torch_module.hpp needs LAMDA_WITH_TORCH (Debian's libtorch-dev; CMake: link lamda::torch)"
+#else
+
+// Debian's libtorch is built with glog, whose logging.h defines CHECK, CHECK_EQ, ... macros that
+// clash with test frameworks (doctest, Catch2, gtest): keep whatever those names meant before.
+#pragma push_macro("CHECK")
+#pragma push_macro("CHECK_EQ")
+#pragma push_macro("CHECK_NE")
+#pragma push_macro("CHECK_LE")
+#pragma push_macro("CHECK_LT")
+#pragma push_macro("CHECK_GE")
+#pragma push_macro("CHECK_GT")
+#include <torch/torch.h>
+#pragma pop_macro("CHECK_GT")
+#pragma pop_macro("CHECK_GE")
+#pragma pop_macro("CHECK_LT")
+#pragma pop_macro("CHECK_LE")
+#pragma pop_macro("CHECK_NE")
+#pragma pop_macro("CHECK_EQ")
+#pragma pop_macro("CHECK")
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+namespace lamda {
+
+namespace torch_detail {
+
+inline torch::Tensor activate(Activation act, const torch::Tensor& x) {
+    switch (act) {
+    case Activation::None: return x;
+    case Activation::Relu: return torch::relu(x);
+    case Activation::Relu6: return torch::hardtanh(x, 0.0, 6.0);
+    case Activation::HardSwish: return torch::hardswish(x);
+    case Activation::HardSigmoid: return torch::hardsigmoid(x);
+    case Activation::Sigmoid: return torch::sigmoid(x);
+    }
+    return x;
+}
+
+using lamda::PoolPlan;
+using lamda::plan_pool;
+
+}  // namespace torch_detail
+
+// A lamda graph as a torch::nn::Module. Construction checks the graph (detail::check_runnable)
+// and creates parameters with torch's default initialisation; load_weights() replaces them.
+class TorchModel : public torch::nn::Module {
+public:
+    explicit TorchModel(const Graph& graph) : graph_(graph) {
+        detail::check_runnable(graph_);
+        const std::size_t n = graph_.layers.size();
+        nodes_.resize(n);
+        last_use_.assign(n, -1);
+        for (std::size_t i = 0; i < n; ++i) {
+            const Layer& l = graph_.layers[i];
+            for (int in : l.inputs) last_use_[static_cast<std::size_t>(in)] = static_cast<int>(i);
+            Node& node = nodes_[i];
+            const Shape in = l.inputs.empty() ? l.shape : shape_of(l.inputs[0]);
+            switch (l.op) {
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d: {
+                const bool dw = l.op == OpKind::DepthwiseConv2d;
+                const std::int64_t out = dw ? in.c * l.multiplier : l.out_channels;
+                const std::int64_t groups = dw ? in.c : l.groups;
+                const bool symmetric = l.pads[0] == l.pads[2] && l.pads[1] == l.pads[3];
+                auto options = torch::nn::Conv2dOptions(in.c, out, {l.kernel_h, l.kernel_w})
+                                   .stride({l.stride_h, l.stride_w})
+                                   .dilation({l.dilation_h, l.dilation_w})
+                                   .groups(groups)
+                                   .bias(l.bias);
+                node.stride = {l.stride_h, l.stride_w};
+                node.dilation = {l.dilation_h, l.dilation_w};
+                node.groups = groups;
+                if (symmetric) {
+                    options.padding(torch::ExpandingArray<2>({std::int64_t{l.pads[0]},
+                                                              std::int64_t{l.pads[1]}}));
+                    node.padding = {l.pads[0], l.pads[1]};
+                } else {
+                    node.pre_pad = true;
+                    node.pad = {l.pads[1], l.pads[3], l.pads[0], l.pads[2]};
+                }
+                node.conv = register_module(l.name, torch::nn::Conv2d(options));
+                break;
+            }
+            case OpKind::FullyConnected:
+                node.fc = register_module(
+                    l.name, torch::nn::Linear(
+                                torch::nn::LinearOptions(in.elements(), l.out_channels).bias(l.bias)));
+                break;
+            case OpKind::BatchNorm:
+                node.bn = register_module(
+                    l.name, torch::nn::BatchNorm2d(
+                                torch::nn::BatchNorm2dOptions(in.c).eps(l.eps).momentum(0.1)));
+                break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: {
+                const torch_detail::PoolPlan plan = torch_detail::plan_pool(l, in);
+                node.pre_pad = !plan.native;
+                node.pad = plan.pad;
+                break;
+            }
+            default: break;
+            }
+        }
+        // Every lamda weight must be a registered tensor of the expected shape.
+        for (auto& p : named_parameters(true)) tensors_.emplace(p.key(), p.value());
+        for (auto& b : named_buffers(true)) tensors_.emplace(b.key(), b.value());
+        for (const ExpectedTensor& e : expected_weights(graph_)) {
+            const auto it = tensors_.find(e.name);
+            if (it == tensors_.end() || it->second.sizes().vec() != e.shape)
+                throw ExecutorError("TorchModel: no torch tensor of shape " + shape_string(e.shape) +
+                                    " for '" + e.name + "'");
+        }
+    }
+
+    const Graph& graph() const noexcept { return graph_; }
+
+    // See "Hooks" above; empty functions: none (the default).
+    struct Hooks {
+        std::function<torch::Tensor(std::size_t layer, const torch::Tensor& weight)> weight;
+        std::function<torch::Tensor(std::size_t layer, const torch::Tensor& output)> output;
+    };
+    void set_hooks(Hooks hooks) { hooks_ = std::move(hooks); }
+
+    Shape input_shape() const noexcept { return graph_.layers.front().shape; }
+    Shape output_shape() const noexcept { return graph_.layers.back().shape; }
+
+    // NCHW [N, C, H, W] float32 in (the graph's input shape, any N >= 1), the graph's output out,
+    // NCHW [N, C', H', W']. Throws ExecutorError on a wrong input shape.
+    torch::Tensor forward(const torch::Tensor& x) { return run(x, false).back(); }
+
+    // Every layer's output (NCHW), parallel to graph().layers; for debugging and tests.
+    std::vector<torch::Tensor> forward_all(const torch::Tensor& x) { return run(x, true); }
+
+    // Copies lamda weights (torch layouts, docs/weights.md) into the parameters and running
+    // statistics, on whatever device and dtype they are. Throws ExecutorError listing every
+    // problem when the weights do not fit the graph (as the executors do).
+    void load_weights(const Weights& weights) {
+        detail::check_weights(graph_, weights);
+        torch::NoGradGuard no_grad;
+        for (const ExpectedTensor& e : expected_weights(graph_)) {
+            const WeightTensor& w = weights.at(e.name);
+            torch::Tensor& dst = tensors_.at(e.name);
+            const torch::Tensor src =
+                torch::from_blob(const_cast<float*>(w.data.data()), w.shape, torch::kFloat32);
+            dst.copy_(src);
+        }
+    }
+
+    // The current weights (parameters and running statistics), named and laid out as lamda's
+    // safetensors files expect; num_batches_tracked is left out.
+    Weights export_weights() const {
+        Weights out;
+        for (const ExpectedTensor& e : expected_weights(graph_)) {
+            const torch::Tensor t =
+                tensors_.at(e.name).detach().to(torch::kCPU, torch::kFloat32).contiguous();
+            WeightTensor w;
+            w.shape = e.shape;
+            w.data.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+            out.emplace(e.name, std::move(w));
+        }
+        return out;
+    }
+
+private:
+    struct Node {
+        torch::nn::Conv2d conv{nullptr};
+        torch::nn::Linear fc{nullptr};
+        torch::nn::BatchNorm2d bn{nullptr};
+        bool pre_pad = false;                          // constant_pad_nd before conv / pool
+        std::array<std::int64_t, 4> pad{0, 0, 0, 0};   // left, right, top, bottom
+        std::vector<std::int64_t> stride{1, 1}, padding{0, 0}, dilation{1, 1};  // conv (for hooks)
+        std::int64_t groups = 1;
+    };
+
+    Graph graph_;
+    std::vector<Node> nodes_;
+    std::vector<int> last_use_;  // last layer reading each value; -1 for none (the output)
+    std::map<std::string, torch::Tensor> tensors_;  // lamda weight name -> parameter or buffer
+    Hooks hooks_;
+
+    Shape shape_of(int layer) const { return graph_.layers[static_cast<std::size_t>(layer)].shape; }
+
+    std::vector<torch::Tensor> run(const torch::Tensor& x, bool keep_all) {
+        const Shape s = input_shape();
+        if (x.dim() != 4 || x.size(0) < 1 || x.size(1) != s.c || x.size(2) != s.h ||
+            x.size(3) != s.w || x.scalar_type() != torch::kFloat32) {
+            std::string got = "[";
+            for (std::int64_t k = 0; k < x.dim(); ++k) got += (k ? "," : "") + std::to_string(x.size(k));
+            throw ExecutorError("TorchModel: input is " + got + "] " +
+                                std::string(c10::toString(x.scalar_type())) +
+                                ", the graph expects float32 NCHW [N," + std::to_string(s.c) + "," +
+                                std::to_string(s.h) + "," + std::to_string(s.w) + "]");
+        }
+        const std::size_t n = graph_.layers.size();
+        std::vector<torch::Tensor> v(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const Layer& l = graph_.layers[i];
+            Node& node = nodes_[i];
+            auto arg = [&](std::size_t k) -> const torch::Tensor& {
+                return v[static_cast<std::size_t>(l.inputs[k])];
+            };
+            torch::Tensor y;
+            switch (l.op) {
+            case OpKind::Input: y = x; break;
+            case OpKind::Conv2d:
+            case OpKind::DepthwiseConv2d: {
+                torch::Tensor in = arg(0);
+                if (node.pre_pad) in = torch::constant_pad_nd(in, node.pad, 0.0);
+                const torch::Tensor conv =
+                    hooks_.weight ? torch::conv2d(in, hooks_.weight(i, node.conv->weight), node.conv->bias,
+                                                  node.stride, node.padding, node.dilation, node.groups)
+                                  : node.conv->forward(in);
+                y = torch_detail::activate(l.act, conv);
+                break;
+            }
+            case OpKind::FullyConnected: {
+                torch::Tensor in = arg(0);
+                if (in.size(2) != 1 || in.size(3) != 1) in = in.permute({0, 2, 3, 1});
+                in = in.reshape({in.size(0), -1});
+                y = hooks_.weight ? torch::linear(in, hooks_.weight(i, node.fc->weight), node.fc->bias)
+                                  : node.fc->forward(in);
+                y = torch_detail::activate(l.act, y).reshape({y.size(0), y.size(1), 1, 1});
+                break;
+            }
+            case OpKind::BatchNorm: y = node.bn->forward(arg(0)); break;
+            case OpKind::MaxPool:
+            case OpKind::AvgPool: y = pool(l, node, arg(0)); break;
+            case OpKind::GlobalAvgPool: y = arg(0).mean({2, 3}, /*keepdim=*/true); break;
+            case OpKind::Add: {
+                y = arg(0) + arg(1);
+                for (std::size_t k = 2; k < l.inputs.size(); ++k) y = y + arg(k);
+                y = torch_detail::activate(l.act, y);
+                break;
+            }
+            case OpKind::Concat: {
+                std::vector<torch::Tensor> parts;
+                parts.reserve(l.inputs.size());
+                for (std::size_t k = 0; k < l.inputs.size(); ++k) parts.push_back(arg(k));
+                y = torch::cat(parts, 1);
+                break;
+            }
+            case OpKind::Mul: y = arg(0) * arg(1); break;
+            case OpKind::Relu:
+            case OpKind::Relu6:
+            case OpKind::HardSwish:
+            case OpKind::HardSigmoid:
+            case OpKind::Sigmoid: y = torch_detail::activate(activation_of_layer(l.op), arg(0)); break;
+            case OpKind::Softmax: y = torch::softmax(arg(0), 1); break;
+            case OpKind::Flatten: {
+                const torch::Tensor& in = arg(0);
+                y = in.permute({0, 2, 3, 1}).reshape({in.size(0), -1, 1, 1});
+                break;
+            }
+            case OpKind::Dropout:
+                y = l.rate > 0 ? torch::dropout(arg(0), l.rate, is_training()) : arg(0);
+                break;
+            }
+            if (hooks_.output) y = hooks_.output(i, y);
+            v[i] = std::move(y);
+            if (!keep_all)  // release values no later layer reads
+                for (int in : l.inputs)
+                    if (last_use_[static_cast<std::size_t>(in)] == static_cast<int>(i))
+                        v[static_cast<std::size_t>(in)] = torch::Tensor();
+        }
+        if (!keep_all) {
+            torch::Tensor out = std::move(v.back());
+            v.clear();
+            v.push_back(std::move(out));
+        }
+        return v;
+    }
+
+    static torch::Tensor pool(const Layer& l, const Node& node, const torch::Tensor& x) {
+        const bool is_max = l.op == OpKind::MaxPool;
+        const std::vector<std::int64_t> kernel{l.kernel_h, l.kernel_w};
+        const std::vector<std::int64_t> stride{l.stride_h, l.stride_w};
+        if (!node.pre_pad) {
+            const std::vector<std::int64_t> padding{node.pad[2], node.pad[0]};
+            if (is_max) return torch::max_pool2d(x, kernel, stride, padding);
+            return torch::avg_pool2d(x, kernel, stride, padding, /*ceil_mode=*/false,
+                                     /*count_include_pad=*/false);
+        }
+        if (is_max) {
+            const torch::Tensor padded =
+                torch::constant_pad_nd(x, node.pad, -std::numeric_limits<double>::infinity());
+            return torch::max_pool2d(padded, kernel, stride);
+        }
+        // Window sums over the zero-padded input, divided by each window's in-bounds count.
+        const torch::Tensor sum = torch::avg_pool2d(torch::constant_pad_nd(x, node.pad, 0.0), kernel,
+                                                    stride, {0, 0}, false, true, /*divisor=*/1);
+        const torch::Tensor ones = torch::ones({1, 1, x.size(2), x.size(3)}, x.options());
+        const torch::Tensor count = torch::avg_pool2d(torch::constant_pad_nd(ones, node.pad, 0.0),
+                                                      kernel, stride, {0, 0}, false, true, 1);
+        return sum / count.clamp_min(1.0);
+    }
+};
+
+// lamda's NHWC batch-1 Tensor as an NCHW torch tensor [1, C, H, W] (a copy).
+inline torch::Tensor to_torch(const Tensor& t) {
+    const torch::Tensor nhwc = torch::from_blob(const_cast<float*>(t.data.data()),
+                                                {1, t.shape.h, t.shape.w, t.shape.c}, torch::kFloat32);
+    return nhwc.permute({0, 3, 1, 2}).contiguous();
+}
+
+// A batch of same-shape lamda Tensors as NCHW [N, C, H, W].
+inline torch::Tensor to_torch(const std::vector<Tensor>& batch) {
+    if (batch.empty()) throw ExecutorError("to_torch: empty batch");
+    std::vector<torch::Tensor> parts;
+    parts.reserve(batch.size());
+    for (const Tensor& t : batch) {
+        if (t.shape != batch.front().shape)
+            throw ExecutorError("to_torch: batch mixes shapes " + to_string(batch.front().shape) +
+                                " and " + to_string(t.shape));
+        parts.push_back(to_torch(t));
+    }
+    return torch::cat(parts, 0);
+}
+
+// Sample `n` of an NCHW torch tensor [N, C, H, W] as a lamda NHWC Tensor (a copy, on the CPU).
+inline Tensor from_torch(const torch::Tensor& nchw, std::int64_t n = 0) {
+    if (nchw.dim() != 4 || n < 0 || n >= nchw.size(0))
+        throw ExecutorError("from_torch: expected an NCHW tensor with a sample " + std::to_string(n));
+    const torch::Tensor nhwc =
+        nchw[n].detach().to(torch::kCPU, torch::kFloat32).permute({1, 2, 0}).contiguous();
+    Tensor t(Shape{nchw.size(2), nchw.size(3), nchw.size(1)});
+    std::copy(nhwc.data_ptr<float>(), nhwc.data_ptr<float>() + nhwc.numel(), t.data.begin());
+    return t;
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_TORCH)
+#endif  // LAMDA_TRAIN_TORCH_MODULE_HPP
+// ---- end include/lamda/train/torch_module.hpp ----
+
+namespace lamda {
+
+namespace qat_detail {
+
+inline bool listed(const std::vector<std::string>& v, const std::string& s) {
+    return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// The int8 parameters of every layer's output as the integer executors use them (see above).
+inline std::vector<ActivationQuant> output_params(const Graph& g, const QuantizedModel& m) {
+    std::vector<ActivationQuant> p(g.layers.size());
+    for (std::size_t i = 0; i < g.layers.size(); ++i) {
+        const Layer& l = g.layers[i];
+        const bool in_float = listed(m.float_layers, l.name);
+        if (!in_float && int8_passthrough(l.op) && !l.inputs.empty()) {
+            p[i] = p[static_cast<std::size_t>(l.inputs.front())];
+        } else if (!in_float && l.op == OpKind::Sigmoid) {
+            p[i] = sigmoid_output_quant();
+        } else {
+            const ActivationQuant* a = m.find_activation(l.name);
+            if (!a) throw ExecutorError("layer '" + l.name + "' has no activation parameters");
+            p[i] = *a;
+        }
+    }
+    return p;
+}
+
+inline torch::Tensor fake_quant(const torch::Tensor& x, const ActivationQuant& p) {
+    return torch::fake_quantize_per_tensor_affine(x, static_cast<double>(p.scale), p.zero_point, kQMin, kQMax);
+}
+
+// The per-layer output hook: fake quantization with params[i].
+inline std::function<torch::Tensor(std::size_t, const torch::Tensor&)> output_hook(
+    std::shared_ptr<const std::vector<ActivationQuant>> params) {
+    return [params](std::size_t i, const torch::Tensor& y) { return fake_quant(y, (*params)[i]); };
+}
+
+}  // namespace qat_detail
+
+// Float weights that make a TorchModel of `graph` (batch norms folded) compute what `m` computes
+// before rounding: int8 layers' weights and biases dequantized, float layers' from
+// `float_weights`. Throws ExecutorError naming a missing tensor.
+inline Weights dequantized_weights(const Graph& graph, const QuantizedModel& m, const Weights& float_weights) {
+    if (const std::optional<Error> e = validate_quantized_model(m))
+        throw ExecutorError("quantized model: " + e->where.field + ": " + e->message);
+    const std::vector<ActivationQuant> act = qat_detail::output_params(graph, m);
+    Weights out;
+    for (std::size_t i = 0; i < graph.layers.size(); ++i) {
+        const Layer& l = graph.layers[i];
+        const bool linear = l.op == OpKind::Conv2d || l.op == OpKind::DepthwiseConv2d ||
+                            l.op == OpKind::FullyConnected;
+        if (!linear && l.op != OpKind::BatchNorm) continue;
+        if (!linear || qat_detail::listed(m.float_layers, l.name)) {
+            const std::string prefix = l.name + ".";
+            for (auto it = float_weights.lower_bound(prefix);
+                 it != float_weights.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+                out[it->first] = it->second;
+            continue;
+        }
+        const QuantizedWeights* q = m.find_layer(l.name);
+        if (!q) throw ExecutorError("layer '" + l.name + "' has no int8 weights");
+        const std::size_t oc = static_cast<std::size_t>(q->weight_shape.front());
+        const std::size_t per = oc ? q->weights.size() / oc : 0;
+        WeightTensor w;
+        w.shape = q->weight_shape;
+        w.data.resize(q->weights.size());
+        for (std::size_t o = 0; o < oc; ++o)
+            for (std::size_t k = 0; k < per; ++k)
+                w.data[o * per + k] = static_cast<float>(q->weights[o * per + k]) * q->weight_scale(o);
+        out[l.name + ".weight"] = std::move(w);
+        if (l.bias) {
+            const float in_scale = act[static_cast<std::size_t>(l.inputs.front())].scale;
+            WeightTensor b;
+            b.shape = {static_cast<std::int64_t>(oc)};
+            b.data.resize(oc);
+            for (std::size_t o = 0; o < oc; ++o)
+                b.data[o] = static_cast<float>(static_cast<double>(q->bias[o]) *
+                                               static_cast<double>(bias_scale(in_scale, q->weight_scale(o))));
+            out[l.name + ".bias"] = std::move(b);
+        }
+    }
+    return out;
+}
+
+// A TorchModel of `graph` (batch norms folded) that computes `m` with fake quantization (see the
+// top of this file). The model is in eval mode; it does not train (its weights are fixed by `m`).
+inline std::unique_ptr<TorchModel> fake_quant_model(const Graph& graph, const QuantizedModel& m,
+                                                    const Weights& float_weights) {
+    auto model = std::make_unique<TorchModel>(graph);
+    model->load_weights(dequantized_weights(graph, m, float_weights));
+    TorchModel::Hooks hooks;
+    hooks.output = qat_detail::output_hook(
+        std::make_shared<const std::vector<ActivationQuant>>(qat_detail::output_params(graph, m)));
+    model->set_hooks(std::move(hooks));
+    model->eval();
+    return model;
+}
+
+// Top-1 accuracy of `m` over the first `limit` images of `d` (all when 0), through libtorch with
+// fake quantization, `threads` torch threads.
+inline Accuracy fake_quant_accuracy(const Graph& graph, const QuantizedModel& m, const Weights& float_weights,
+                                    const Dataset& d, std::size_t limit = 0, int threads = 1) {
+    check_classifier(graph, d);
+    torch::set_num_threads(std::max(1, threads));
+    const std::unique_ptr<TorchModel> model = fake_quant_model(graph, m, float_weights);
+    return torch_accuracy(*model, d, limit);
+}
+
+inline Accuracy fake_quant_accuracy(const PtqResult& q, const Dataset& d, std::size_t limit = 0, int threads = 1) {
+    return fake_quant_accuracy(q.graph, q.model, q.float_weights, d, limit, threads);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantization-aware fine-tuning
+// ---------------------------------------------------------------------------------------------
+
+struct QatProgress {
+    int epoch = 0;  // 1-based: the epoch just finished
+    int epochs = 0;
+    double loss = 0;     // mean training loss over the epoch (with fake quantization)
+    double seconds = 0;  // since fine-tuning started
+};
+
+struct QatOptions {
+    int epochs = 2;
+    double lr = 1e-4;  // Adam; a tenth to a hundredth of training's: the weights start trained
+    int batch_size = 128;
+    std::size_t train_subset = 0;  // fine-tune on a seeded sample of this many images; 0: all
+    std::uint64_t seed = 1;
+    int threads = 1;
+    PtqOptions ptq;  // the calibrations (each epoch and at the end)
+    std::function<void(const QatProgress&)> progress;
+};
+
+struct QatResult {
+    PtqResult ptq;                   // quantize_ptq of `weights`: the int8 model to write
+    Weights weights;                 // the fine-tuned float weights; they fit ptq.graph
+    std::vector<double> epoch_loss;  // mean training loss of each epoch
+    std::int64_t train_images = 0;
+    double seconds = 0;
+};
+
+namespace qat_detail {
+
+inline void check_options(const QatOptions& o) {
+    const auto bad = [](const std::string& what) { throw std::invalid_argument("QatOptions: " + what); };
+    if (o.epochs < 1 || o.epochs > 1000) bad("epochs must be in 1..1000, got " + std::to_string(o.epochs));
+    if (!(o.lr > 0 && o.lr < 1)) bad("learning rate must be in (0, 1), got " + std::to_string(o.lr));
+    if (o.batch_size < 2 || o.batch_size > 65536)
+        bad("batch size must be in 2..65536, got " + std::to_string(o.batch_size));
+    if (o.threads < 1 || o.threads > 1024) bad("threads must be in 1..1024, got " + std::to_string(o.threads));
+}
+
+// Per-channel (conv, dwconv) or per-tensor (fc) symmetric fake quantization of a weight, scale
+// max|w|/127 of the current values (not differentiated: STE through the rounding only).
+inline torch::Tensor fake_quant_weight(const torch::Tensor& w, bool per_channel) {
+    constexpr double tiny = 1e-30;
+    if (!per_channel) {
+        const double m = w.detach().abs().max().item<double>();
+        const double s = m > 0 ? m / kWeightQMax : 1.0 / kWeightQMax;
+        return torch::fake_quantize_per_tensor_affine(w, std::max(s, tiny), 0, -kWeightQMax, kWeightQMax);
+    }
+    const torch::Tensor m = w.detach().abs().reshape({w.size(0), -1}).amax(1);
+    const torch::Tensor s =
+        torch::where(m > 0, m / kWeightQMax, torch::full_like(m, 1.0 / kWeightQMax)).clamp_min(tiny).to(torch::kFloat32);
+    const torch::Tensor zp = torch::zeros({w.size(0)}, torch::TensorOptions().dtype(torch::kInt32));
+    return torch::fake_quantize_per_channel_affine(w, s, zp, 0, -kWeightQMax, kWeightQMax);
+}
+
+}  // namespace qat_detail
+
+// Fine-tunes `weights` (fitting `graph`, or `graph` with batch norms folded) with fake
+// quantization on `train`, calibrating on `calibration` (images of the graph's input shape; not
+// the test set), and quantizes the result (see the top of this file).
+inline QatResult quantization_aware_finetune(const Graph& graph, const Weights& weights, const Dataset& train_set,
+                                             const std::vector<Tensor>& calibration, const QatOptions& options) {
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    qat_detail::check_options(options);
+    check_classifier(graph, train_set);
+    if (train_set.size() < 2) throw DatasetError("fine-tuning needs at least 2 images");
+    torch::set_num_threads(options.threads);
+    torch::manual_seed(options.seed);
+
+    QatResult result;
+    PtqResult q = quantize_ptq(graph, weights, calibration, options.ptq);
+    const Graph g = q.graph;
+    Weights folded = validate_weights(graph, weights).empty() ? fold_batchnorm(graph, weights).second : weights;
+
+    const Dataset sampled = options.train_subset ? subset(train_set, options.train_subset, options.seed) : Dataset();
+    const Dataset& train = options.train_subset ? sampled : train_set;
+
+    TorchModel model(g);
+    model.load_weights(folded);
+    // Which layers run in int8 and their output parameters: from the latest calibration.
+    auto params = std::make_shared<std::vector<ActivationQuant>>(qat_detail::output_params(g, q.model));
+    auto int8_weights = std::make_shared<std::vector<char>>(g.layers.size(), 0);
+    const auto refresh = [&](const PtqResult& p) {
+        *params = qat_detail::output_params(g, p.model);
+        for (std::size_t i = 0; i < g.layers.size(); ++i) (*int8_weights)[i] = p.model.find_layer(g.layers[i].name) != nullptr;
+    };
+    refresh(q);
+    TorchModel::Hooks hooks;
+    hooks.output = [params](std::size_t i, const torch::Tensor& y) { return qat_detail::fake_quant(y, (*params)[i]); };
+    hooks.weight = [int8_weights, &g](std::size_t i, const torch::Tensor& w) {
+        if (!(*int8_weights)[i]) return w;
+        return qat_detail::fake_quant_weight(w, g.layers[i].op != OpKind::FullyConnected);
+    };
+    model.set_hooks(std::move(hooks));
+
+    torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(options.lr));
+    const std::size_t n = train.size();
+    const auto bs = static_cast<std::size_t>(options.batch_size);
+    const std::size_t steps_per_epoch = (n + bs - 1) / bs;
+    const double total_steps = static_cast<double>(steps_per_epoch) * options.epochs;
+    const auto per = static_cast<std::size_t>(train.shape.elements());
+    std::vector<float> buf(bs * per);
+    std::vector<std::int64_t> labels(bs);
+    std::int64_t step = 0;
+    for (int epoch = 0; epoch < options.epochs; ++epoch) {
+        model.train();
+        const std::uint64_t epoch_seed = options.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1;
+        const std::vector<std::size_t> order = seeded_permutation(n, epoch_seed);
+        double loss_sum = 0;
+        std::int64_t seen = 0;
+        for (std::size_t start = 0; start < n; start += bs, ++step) {
+            const std::size_t b = std::min(bs, n - start);
+            if (b < 2) continue;
+            for (std::size_t k = 0; k < b; ++k) labels[k] = train.labels[order[start + k]];
+            train_detail::gather(train, order.data() + start, b, buf.data(), nullptr, nullptr, nullptr);
+            const auto B = static_cast<std::int64_t>(b);
+            const torch::Tensor x =
+                torch::from_blob(buf.data(), {B, train.shape.c, train.shape.h, train.shape.w}, torch::kFloat32);
+            const torch::Tensor y = torch::from_blob(labels.data(), {B}, torch::kInt64);
+            const double lr =
+                options.lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
+            for (auto& group : optimizer.param_groups())
+                static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+            torch::Tensor loss = torch::nll_loss(train_detail::log_probs(g, model.forward(x)), y);
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+            const double l = loss.item<double>();
+            if (!std::isfinite(l))
+                throw std::runtime_error("quantization-aware fine-tuning diverged: the loss is " + std::to_string(l) +
+                                         " in epoch " + std::to_string(epoch + 1) + "; try a lower learning rate");
+            loss_sum += l * static_cast<double>(b);
+            seen += B;
+        }
+        // Re-calibrate on the updated weights: the next epoch (and the file) use these ranges.
+        q = quantize_ptq(g, model.export_weights(), calibration, options.ptq);
+        refresh(q);
+        QatProgress p;
+        p.epoch = epoch + 1;
+        p.epochs = options.epochs;
+        p.loss = seen ? loss_sum / static_cast<double>(seen) : 0.0;
+        p.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        result.epoch_loss.push_back(p.loss);
+        if (options.progress) options.progress(p);
+    }
+    result.weights = model.export_weights();
+    result.ptq = std::move(q);
+    result.train_images = static_cast<std::int64_t>(n);
+    result.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+    return result;
+}
+
+}  // namespace lamda
+
+#endif  // defined(LAMDA_WITH_TORCH)
+#endif  // LAMDA_TRAIN_QAT_HPP
+// ---- end include/lamda/train/qat.hpp ----
 #endif
 #if defined(LAMDA_WITH_ONNX)
 // ---- begin include/lamda/deploy/onnx_import.hpp ----

@@ -15,9 +15,13 @@
 
 #include "lamda/train/trainer.hpp"  // first: it must compile on its own with libtorch too
 
+#include "lamda/train/qat.hpp"
+
 #include "lamda/data/dataset.hpp"
+#include "lamda/dsl/file.hpp"
 #include "lamda/dsl/parser.hpp"
 #include "lamda/exec/fold.hpp"
+#include "lamda/exec/reference_int8.hpp"
 #include "lamda/data/weights.hpp"
 
 #include "../executor_test_support.hpp"
@@ -275,5 +279,214 @@ TEST_CASE("train: TorchTrainer, the generation loop's trainer") {
     CHECK_THROWS_WITH_AS(lamda::TorchTrainer{data}, doctest::Contains("has no test set"),
                          lamda::DatasetError);
 }
+
+
+// ---------------------------------------------------------------------------------------------
+// train/qat.hpp: fake quantization in libtorch, quantization-aware fine-tuning
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+std::vector<lamda::Tensor> calibration_of(const Dataset& d, std::size_t n) {
+    std::vector<lamda::Tensor> out;
+    for (std::size_t i = 0; i < n && i < d.size(); ++i) {
+        lamda::Tensor t(d.shape);
+        d.copy_image(i, t.data.data());
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+// A small classifier with a folded batch norm, pass-through ops (maxpool, relu6, flatten), an
+// add, a gap, an int8 sigmoid and a float layer (avgpool) between int8 ones.
+const char* const qat_model =
+    "model q\n"
+    "input: input shape=12x12x1\n"
+    "c1: conv2d out=8 kernel=3 bias=false\n"
+    "bn1: batchnorm\n"
+    "r1: relu6\n"
+    "p1: maxpool kernel=2\n"
+    "c2: conv2d out=8 kernel=3 act=relu\n"
+    "ap: avgpool kernel=3 stride=1 padding=same\n"
+    "c3: conv2d out=8 kernel=1\n"
+    "s: add c2, c3\n"
+    "sg: sigmoid\n"
+    "g: gap\n"
+    "fl: flatten\n"
+    "fc: fc out=6\n";
+
+}  // namespace
+
+TEST_CASE("qat: libtorch fake quantization computes the int8 executors' values and accuracy") {
+    const Graph g = graph_of(qat_model);
+    const Dataset train = synthetic(480, {12, 12, 1}, 6, 21), val = synthetic(100, {12, 12, 1}, 6, 22);
+    const Dataset test = synthetic(2000, {12, 12, 1}, 6, 23);
+    const lamda::TrainResult r = lamda::train_model(g, train, val, nullptr, quick(2));
+    const lamda::PtqResult q = lamda::quantize_ptq(g, r.trained, calibration_of(train, 200));
+    REQUIRE(q.folded == std::vector<std::string>{"bn1"});
+    REQUIRE(q.model.float_layers == std::vector<std::string>{"ap"});
+
+    // Value by value against the integer reference: every layer's fake-quantized output is on the
+    // int8 grid of that layer's parameters and within one step of the integer value (rounding of
+    // float sums near ties), for a few images.
+    const std::unique_ptr<lamda::TorchModel> fq = lamda::fake_quant_model(q.graph, q.model, q.float_weights);
+    torch::NoGradGuard no_grad;
+    double worst_steps = 0;
+    for (std::size_t i = 0; i < 5; ++i) {
+        lamda::Tensor img(test.shape);
+        test.copy_image(i, img.data.data());
+        const lamda::Int8Run ref = lamda::run_reference_int8(q.graph, q.model, q.float_weights, img);
+        const std::vector<torch::Tensor> all = fq->forward_all(lamda::to_torch(img));
+        for (std::size_t k = 0; k < q.graph.layers.size(); ++k) {
+            const lamda::Tensor t = lamda::from_torch(all[k]);
+            const lamda::Int8Value& v = ref.values[k];
+            REQUIRE(t.data.size() == v.q.size());
+            for (std::size_t j = 0; j < v.q.size(); ++j) {
+                const double steps = std::fabs(static_cast<double>(t.data[j]) - lamda::dequantize(v.q[j], v.params)) /
+                                     static_cast<double>(v.params.scale);
+                worst_steps = std::max(worst_steps, steps);
+            }
+        }
+    }
+    INFO("largest difference: " << worst_steps << " steps");
+    CHECK(worst_steps <= 1.001);
+    MESSAGE("fake quant vs integer reference: at most " << worst_steps << " steps");
+
+    // Accuracy: the same figure as the integer executors within 0.1 point.
+    const lamda::Accuracy a = lamda::fake_quant_accuracy(q, test);
+    CHECK(a.n == 2000);
+    CHECK(a.accuracy > 0.3);  // it learned something (chance: 1/6)
+    std::int64_t ref_correct = 0;
+    for (std::size_t i = 0; i < test.size(); ++i) {
+        lamda::Tensor img(test.shape);
+        test.copy_image(i, img.data.data());
+        const lamda::Int8Run ref = lamda::run_reference_int8(q.graph, q.model, q.float_weights, img);
+        ref_correct += lamda::argmax(ref.output.data.data(), test.classes) == test.labels[i];
+    }
+    INFO("fake quant " << a.correct << ", integer reference " << ref_correct << " of 2000");
+    CHECK(std::llabs(a.correct - ref_correct) <= 2);  // 0.1 point of 2000
+#if defined(LAMDA_WITH_XNNPACK)
+    const lamda::Accuracy xnn = lamda::evaluate_accuracy_int8(q.graph, q.model, q.float_weights, test);
+    INFO("XNNPACK int8 " << xnn.correct);
+    CHECK(std::llabs(a.correct - xnn.correct) <= 2);
+#endif
+}
+
+TEST_CASE("qat: fine-tuning from a PTQ result writes an int8 file the executors read") {
+    const Graph g = graph_of(qat_model);
+    const Dataset train = synthetic(480, {12, 12, 1}, 6, 21), val = synthetic(100, {12, 12, 1}, 6, 22);
+    const Dataset test = synthetic(500, {12, 12, 1}, 6, 33);
+    const lamda::TrainResult r = lamda::train_model(g, train, val, nullptr, quick(3));
+    INFO("fp32 validation accuracy " << r.val_accuracy);
+    const std::vector<lamda::Tensor> calib = calibration_of(train, 100);
+    const lamda::PtqResult before = lamda::quantize_ptq(g, r.trained, calib);
+    const lamda::Accuracy acc_before = lamda::fake_quant_accuracy(before, test);
+
+    lamda::QatOptions o;
+    o.epochs = 2;
+    o.lr = 1e-3;
+    o.batch_size = 32;
+    o.seed = 5;
+    std::vector<int> reported;
+    o.progress = [&reported](const lamda::QatProgress& p) {
+        reported.push_back(p.epoch);
+        CHECK(p.epochs == 2);
+        CHECK(std::isfinite(p.loss));
+    };
+    const lamda::QatResult q = lamda::quantization_aware_finetune(g, r.trained, train, calib, o);
+    CHECK(reported == std::vector<int>{1, 2});
+    REQUIRE(q.epoch_loss.size() == 2);
+    CHECK(q.train_images == 480);
+    CHECK(q.ptq.graph.layers.size() == g.layers.size() - 1);  // bn1 folded
+    // The float weights moved, and fit the folded graph.
+    CHECK(lamda::validate_weights(q.ptq.graph, q.weights).empty());
+    CHECK(q.weights.at("c2.weight").data != lamda::fold_batchnorm(g, r.trained).second.at("c2.weight").data);
+
+    // Written and read back as any `lamda quantize` file.
+    const std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("lamda_qat_" + std::to_string(getpid()) + ".safetensors");
+    const auto [tensors, meta] = lamda::quantized_to_weights(q.ptq.model, q.ptq.float_weights);
+    lamda::write_safetensors(path.string(), tensors, meta);
+    const lamda::ModelWeights m = lamda::read_model_weights(g, path.string());
+    std::filesystem::remove(path);
+    CHECK(m.int8);
+    CHECK(m.quantized.float_layers == q.ptq.model.float_layers);
+    const lamda::Accuracy after = lamda::fake_quant_accuracy(m.graph, m.quantized, m.weights, test);
+    INFO("int8 before QAT " << acc_before.accuracy << ", after " << after.accuracy);
+    CHECK(after.accuracy > 0.3);
+    CHECK(after.accuracy >= acc_before.accuracy - 0.05);  // fine-tuning did not wreck it
+#if defined(LAMDA_WITH_XNNPACK)
+    const lamda::Accuracy xnn = lamda::evaluate_accuracy_int8(m.graph, m.quantized, m.weights, test);
+    CHECK(std::llabs(xnn.correct - after.correct) <= 1);
+#endif
+
+    // The same seed and threads: the same weights.
+    const lamda::QatResult again = lamda::quantization_aware_finetune(g, r.trained, train, calib, o);
+    CHECK(again.weights.at("fc.weight").data == q.weights.at("fc.weight").data);
+}
+
+TEST_CASE("qat: bad options and mismatches are refused with a clear message") {
+    const Graph g = graph_of(qat_model);
+    const Dataset train = synthetic(40, {12, 12, 1}, 6, 41);
+    const std::vector<lamda::Tensor> calib = calibration_of(train, 4);
+    lamda::TorchModel init(g);
+    const lamda::Weights w = init.export_weights();
+    const auto refused = [&](lamda::QatOptions o, const char* what) {
+        CHECK_THROWS_WITH_AS(lamda::quantization_aware_finetune(g, w, train, calib, o), doctest::Contains(what),
+                             std::invalid_argument);
+    };
+    lamda::QatOptions o;
+    o.epochs = -1;
+    refused(o, "epochs must be in 1..1000, got -1");
+    o.epochs = 0;
+    refused(o, "epochs must be in 1..1000, got 0");
+    o = {};
+    o.lr = 0;
+    refused(o, "learning rate");
+    o = {};
+    o.lr = std::nan("");
+    refused(o, "learning rate");
+    o = {};
+    o.batch_size = 1;
+    refused(o, "batch size");
+    o = {};
+    o.threads = 0;
+    refused(o, "threads");
+    // No calibration images, a dataset of another shape.
+    CHECK_THROWS_WITH_AS(lamda::quantization_aware_finetune(g, w, train, {}, lamda::QatOptions{}),
+                         doctest::Contains("calibration"), lamda::ExecutorError);
+    const Dataset other = synthetic(40, {8, 8, 1}, 6, 42);
+    CHECK_THROWS_AS(lamda::quantization_aware_finetune(g, w, other, calib, lamda::QatOptions{}), lamda::DatasetError);
+    // A quantized model missing a layer's parameters.
+    lamda::PtqResult q = lamda::quantize_ptq(g, w, calib);
+    q.model.activations.erase(q.model.activations.begin() + 4);  // c2
+    CHECK_THROWS_WITH_AS(lamda::fake_quant_model(q.graph, q.model, q.float_weights), doctest::Contains("activation"),
+                         lamda::ExecutorError);
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
+TEST_CASE("qat: on Fashion-MNIST the firmware example's fake quantization equals XNNPACK int8") {
+    // The committed, trained firmware example (residual add, squeeze-excitation with a hardsigmoid
+    // conv and a mul in float); skipped without Debian's dataset-fashion-mnist.
+    if (!std::filesystem::exists(std::string(lamda::fashion_mnist_dir))) {
+        MESSAGE("skipped: no Fashion-MNIST in " << lamda::fashion_mnist_dir);
+        return;
+    }
+    const std::string dir = std::string(LAMDA_SOURCE_DIR) + "/examples/firmware/";
+    const lamda::ParseResult parsed = lamda::parse_dsl_file(dir + "model.lamda");
+    REQUIRE(parsed.ok());
+    const lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");
+    const lamda::PtqResult q =
+        lamda::quantize_ptq(parsed.graph, lamda::read_safetensors(dir + "model.safetensors"), calibration_of(data.train, 200));
+    CHECK(q.model.float_layers == std::vector<std::string>{"se_fc2", "se"});
+    const std::size_t n = 3000;
+    const lamda::Accuracy fq = lamda::fake_quant_accuracy(q, data.test, n);
+    const lamda::Accuracy xnn = lamda::evaluate_accuracy_int8(q.graph, q.model, q.float_weights, data.test, 1, n);
+    INFO("fake quant " << fq.correct << ", XNNPACK int8 " << xnn.correct << " of " << n);
+    CHECK(fq.n == 3000);
+    CHECK(fq.accuracy > 0.65);  // trained (73% on the whole test set)
+    CHECK(std::llabs(fq.correct - xnn.correct) <= 3);  // within 0.1 point
+}
+#endif
 
 #endif  // defined(LAMDA_WITH_TORCH)

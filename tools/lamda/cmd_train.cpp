@@ -1,6 +1,8 @@
 // `lamda train` and the generation loop's trainer: the lamda tool's only translation unit that
-// sees libtorch (compiled only when it is found; see cmd_train.hpp).
+// sees libtorch (compiled only when it is found; see cmd_train.hpp). Also `lamda quantize`'s
+// libtorch parts (--fake-quant, --qat-epochs: cmd_quantize.hpp declares them).
 #include "cmd_train.hpp"
+#include "cmd_quantize.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include <lamda/data/dataset.hpp>
 #include <lamda/dsl/parser.hpp>
 #include <lamda/detail/json_write.hpp>
+#include <lamda/train/qat.hpp>
 #include <lamda/train/trainer.hpp>
 #include <lamda/data/weights.hpp>
 
@@ -210,6 +213,35 @@ void add_train_commands(CLI::App& app, int& exit_code) {
                     "Print one JSON object (val_accuracy, test_accuracy, train_seconds, ...)");
     train->callback([args, &exit_code] { run_command(exit_code, [&] { return run_train(*args); }); });
     add_eval_command(app, exit_code);
+}
+
+lamda::Accuracy qat_fake_quant_accuracy(const lamda::PtqResult& q, const lamda::Dataset& d, std::size_t limit,
+                                        int threads) {
+    return lamda::fake_quant_accuracy(q, d, limit, threads);
+}
+
+QatRun qat_finetune(const lamda::Graph& graph, const lamda::Weights& weights, const lamda::Dataset& train,
+                    const std::vector<lamda::Tensor>& calibration, const lamda::PtqOptions& ptq, int epochs,
+                    double lr, std::size_t subset, std::uint64_t seed, int threads) {
+    lamda::QatOptions o;
+    o.epochs = epochs;
+    o.lr = lr;
+    o.train_subset = subset;
+    o.seed = seed;
+    o.threads = threads;
+    o.ptq = ptq;
+    o.progress = [](const lamda::QatProgress& p) {
+        char line[160];
+        std::snprintf(line, sizeof line, "QAT epoch %d/%d: loss %.4f, %.1f s\n", p.epoch, p.epochs, p.loss, p.seconds);
+        std::cerr << line << std::flush;
+    };
+    lamda::QatResult r = lamda::quantization_aware_finetune(graph, weights, train, calibration, o);
+    QatRun run;
+    run.ptq = std::move(r.ptq);
+    run.epoch_loss = std::move(r.epoch_loss);
+    run.train_images = r.train_images;
+    run.seconds = r.seconds;
+    return run;
 }
 
 std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads,

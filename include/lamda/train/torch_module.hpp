@@ -38,6 +38,10 @@
 //   dropout          torch dropout with p = rate in train mode, the identity in eval mode;
 //   relu, relu6, hardswish (x*relu6(x+3)/6), hardsigmoid (relu6(x+3)/6), sigmoid.
 // Outputs agree with run_reference within 1e-4 x max(1, max |reference|) (tests/test_torch.cpp).
+//
+// Hooks (set_hooks; train/qat.hpp's fake quantization uses them): `weight` replaces the weight a
+// conv2d, dwconv or fc layer computes with (its parameter stays what training updates), `output`
+// replaces each layer's output before later layers read it. Both get the layer's index in graph().
 #ifndef LAMDA_TRAIN_TORCH_MODULE_HPP
 #define LAMDA_TRAIN_TORCH_MODULE_HPP
 
@@ -67,6 +71,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <string>
@@ -127,9 +132,13 @@ public:
                                    .dilation({l.dilation_h, l.dilation_w})
                                    .groups(groups)
                                    .bias(l.bias);
+                node.stride = {l.stride_h, l.stride_w};
+                node.dilation = {l.dilation_h, l.dilation_w};
+                node.groups = groups;
                 if (symmetric) {
                     options.padding(torch::ExpandingArray<2>({std::int64_t{l.pads[0]},
                                                               std::int64_t{l.pads[1]}}));
+                    node.padding = {l.pads[0], l.pads[1]};
                 } else {
                     node.pre_pad = true;
                     node.pad = {l.pads[1], l.pads[3], l.pads[0], l.pads[2]};
@@ -169,6 +178,14 @@ public:
     }
 
     const Graph& graph() const noexcept { return graph_; }
+
+    // See "Hooks" above; empty functions: none (the default).
+    struct Hooks {
+        std::function<torch::Tensor(std::size_t layer, const torch::Tensor& weight)> weight;
+        std::function<torch::Tensor(std::size_t layer, const torch::Tensor& output)> output;
+    };
+    void set_hooks(Hooks hooks) { hooks_ = std::move(hooks); }
+
     Shape input_shape() const noexcept { return graph_.layers.front().shape; }
     Shape output_shape() const noexcept { return graph_.layers.back().shape; }
 
@@ -216,12 +233,15 @@ private:
         torch::nn::BatchNorm2d bn{nullptr};
         bool pre_pad = false;                          // constant_pad_nd before conv / pool
         std::array<std::int64_t, 4> pad{0, 0, 0, 0};   // left, right, top, bottom
+        std::vector<std::int64_t> stride{1, 1}, padding{0, 0}, dilation{1, 1};  // conv (for hooks)
+        std::int64_t groups = 1;
     };
 
     Graph graph_;
     std::vector<Node> nodes_;
     std::vector<int> last_use_;  // last layer reading each value; -1 for none (the output)
     std::map<std::string, torch::Tensor> tensors_;  // lamda weight name -> parameter or buffer
+    Hooks hooks_;
 
     Shape shape_of(int layer) const { return graph_.layers[static_cast<std::size_t>(layer)].shape; }
 
@@ -251,13 +271,19 @@ private:
             case OpKind::DepthwiseConv2d: {
                 torch::Tensor in = arg(0);
                 if (node.pre_pad) in = torch::constant_pad_nd(in, node.pad, 0.0);
-                y = torch_detail::activate(l.act, node.conv->forward(in));
+                const torch::Tensor conv =
+                    hooks_.weight ? torch::conv2d(in, hooks_.weight(i, node.conv->weight), node.conv->bias,
+                                                  node.stride, node.padding, node.dilation, node.groups)
+                                  : node.conv->forward(in);
+                y = torch_detail::activate(l.act, conv);
                 break;
             }
             case OpKind::FullyConnected: {
                 torch::Tensor in = arg(0);
                 if (in.size(2) != 1 || in.size(3) != 1) in = in.permute({0, 2, 3, 1});
-                y = node.fc->forward(in.reshape({in.size(0), -1}));
+                in = in.reshape({in.size(0), -1});
+                y = hooks_.weight ? torch::linear(in, hooks_.weight(i, node.fc->weight), node.fc->bias)
+                                  : node.fc->forward(in);
                 y = torch_detail::activate(l.act, y).reshape({y.size(0), y.size(1), 1, 1});
                 break;
             }
@@ -294,6 +320,7 @@ private:
                 y = l.rate > 0 ? torch::dropout(arg(0), l.rate, is_training()) : arg(0);
                 break;
             }
+            if (hooks_.output) y = hooks_.output(i, y);
             v[i] = std::move(y);
             if (!keep_all)  // release values no later layer reads
                 for (int in : l.inputs)
