@@ -513,6 +513,13 @@ if "${lamda[@]}" --version | grep -q "features:.*latency" && "${lamda[@]}" --ver
         --runs 3 --confirm-runs 3 --json -q
     schema generate
     [ "$(json_field "$tmp/out" best)" = None ] && pass || fail "generate --json: best is not null without a feasible model"
+    # An int8 task: measured in int8 (the journal and the summary say so).
+    printf '{"name": "t", "input": [8, 8, 1], "classes": 2, "constraints": {"latency_ms": 1000, "threads": 1}, "precision": "int8"}\n' >"$tmp/task_int8.json"
+    expect_rc 0 "${lamda[@]}" generate "$tmp/task_int8.json" --out "$tmp/gen_int8" --objective capacity --max-candidates 3 \
+        --runs 3 --confirm-runs 3 --json -q
+    schema generate
+    /usr/bin/python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["best"]["precision"] == "int8" else 1)' "$tmp/out" && grep -q '"precision":"int8"' "$tmp/gen_int8/journal.jsonl" &&
+        ! grep -q '"precision":"fp32"' "$tmp/gen_int8/journal.jsonl" && pass || fail "generate int8: $(head -c 300 "$tmp/out")"
     if "${lamda[@]}" --version | grep -q "features:.*torch" && [ ${#lamda[@]} -eq 1 ]; then
         printf '{"name": "t", "input": [4, 4, 1], "classes": 2, "dataset": "%s", "constraints": {"latency_ms": 1000, "threads": 1}}\n' \
             "$tmp/ds" >"$tmp/task_ds.json"
@@ -520,6 +527,15 @@ if "${lamda[@]}" --version | grep -q "features:.*latency" && "${lamda[@]}" --ver
             --final-top 1 --final-epochs 1 --json -q
         schema generate
         /usr/bin/python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; sys.exit(0 if "val_accuracy" in b and "test_accuracy" in b else 1)' "$tmp/out" && pass || fail "generate --json trained best: $(head -c 300 "$tmp/out")"
+        # Trained in int8: best.safetensors is the int8 file (lamda eval says so) with the fp32 one beside.
+        sed 's/"threads": 1}/"threads": 1}, "precision": "int8"/' "$tmp/task_ds.json" >"$tmp/task_ds_int8.json"
+        expect_rc 0 "${lamda[@]}" generate "$tmp/task_ds_int8.json" --out "$tmp/gen_ds_int8" --max-candidates 2 --runs 3 \
+            --confirm-runs 3 --final-top 1 --final-epochs 1 --json -q
+        schema generate
+        /usr/bin/python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; sys.exit(0 if b["precision"] == "int8" and "float_test_accuracy" in b else 1)' "$tmp/out" &&
+            [ -s "$tmp/gen_ds_int8/best_fp32.safetensors" ] && pass || fail "generate int8 trained: $(head -c 300 "$tmp/out")"
+        expect_rc 0 "${lamda[@]}" eval "$tmp/gen_ds_int8/best.lamda" --weights "$tmp/gen_ds_int8/best.safetensors" --dataset "$tmp/ds" --json
+        [ "$(json_field "$tmp/out" precision)" = int8 ] && pass || fail "eval of an int8 search's best: $(head -c 300 "$tmp/out")"
     fi
 fi
 

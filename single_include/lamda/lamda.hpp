@@ -55216,6 +55216,13 @@ public:
         b.p10_ms = r.num(r.at(doc, "p10_ms", ""), "p10_ms");
         b.p90_ms = r.num(r.at(doc, "p90_ms", ""), "p90_ms");
         b.min_ms = r.num(r.at(doc, "min_ms", ""), "min_ms");
+        // The rest of write_bench_json's figures (older agents may leave some out: they stay 0).
+        for (const auto& [key, field] : {std::pair<const char*, double BenchResult::*>{"mean_ms", &BenchResult::mean_ms},
+                                         {"std_ms", &BenchResult::std_ms}, {"max_ms", &BenchResult::max_ms},
+                                         {"p95_ms", &BenchResult::p95_ms}, {"p99_ms", &BenchResult::p99_ms},
+                                         {"init_ms", &BenchResult::init_ms}, {"first_ms", &BenchResult::first_ms},
+                                         {"timed_s", &BenchResult::timed_s}})
+            if (const auto e = r.maybe(doc, key, "")) b.*field = r.num(*e, key);
         b.threads = r.int_in(r.at(doc, "threads", ""), "threads", 1, 1024);
         b.runs = r.int_in(r.at(doc, "runs", ""), "runs", 0, 100000000);
         b.warmup = r.int_in(r.at(doc, "warmup", ""), "warmup", 0, 100000000);

@@ -327,6 +327,12 @@ TEST_CASE("agent: concurrent benchmarks are serialised, each within noise of a l
     CHECK(r.model == g.name);
     CHECK(r.json.find("\"per_op\":[") != std::string::npos);
     CHECK(r.peak_gflops == doctest::Approx(agent.server.device().peak_gflops));
+    // Every figure of the reply is read (`bench --device` printed mean, std, p95 and p99 as 0).
+    CHECK(r.result.mean_ms > 0);
+    CHECK(r.result.p95_ms >= r.result.median_ms);
+    CHECK(r.result.p99_ms >= r.result.p95_ms);
+    CHECK(r.result.max_ms >= r.result.p99_ms);
+    CHECK(r.result.init_ms > 0);
     // The timing of eval-predictor.
     const double ms = agent.client().measure_ms(dsl, 1, 15, 2, 1.0, 0.5);
     CHECK(ms > 0.1 * local);

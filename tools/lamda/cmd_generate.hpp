@@ -457,12 +457,16 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
         if (r.best) {
             const CandidateRecord& b = r.result.records[*r.best];
             j.key("best").begin_object().field("index", b.index).field("macs", b.macs).field("params", b.params);
+            j.field("precision", b.precision.empty() ? std::string("fp32") : b.precision);
             if (b.measured_ms) j.field("measured_ms", *b.measured_ms);
             for (const auto& c : r.info.confirmations)
                 if (c.position == *r.best) j.field("confirmed_ms", c.median_ms);
             if (b.accuracy) j.field("val_accuracy", *b.accuracy);
             for (const auto& f : r.info.final_trainings)
-                if (f.position == *r.best) j.field("test_accuracy", f.result.test_accuracy);
+                if (f.position == *r.best) {
+                    j.field("test_accuracy", f.result.test_accuracy);
+                    if (f.result.float_test_accuracy) j.field("float_test_accuracy", *f.result.float_test_accuracy);
+                }
             j.end_object();
         } else {
             j.key("best").null();

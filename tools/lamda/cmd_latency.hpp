@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -191,10 +192,11 @@ inline int run_predict(const LatencyCli& c) {
             .field("precision", lamda::precision_name(prec))
             .field("predicted_ms", r.total_ms)
             .field("operators_ms", r.ops_ms)
-            .field("overhead_ms", r.total_ms - [&] {
+            .field("overhead_ms", [&] {  // a floating-point remainder of -1e-18 is no overhead
                 double s = 0;
                 for (double v : r.per_layer_ms) s += v;
-                return s;
+                const double overhead = r.total_ms - s;
+                return std::abs(overhead) <= 1e-12 * std::max(1.0, r.total_ms) ? 0.0 : overhead;
             }());
         j.key("per_op").begin_array();
         for (std::size_t i = 0; i < g.layers.size(); ++i) {
