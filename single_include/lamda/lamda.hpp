@@ -21515,9 +21515,13 @@ inline void validate_resumed_record(const CandidateRecord& r, const Task& task, 
     if (over_params)
         bad(verdict + ", but its " + std::to_string(stats.params) + " parameters are over max_params " +
             std::to_string(c.max_params));
-    const std::string over = over_memory(c, firmware_memory(parsed.graph));  // as the loop decides
+    // As the loop decides: in the record's precision; "any" is over memory only when both are.
+    const bool int8 = is_int8(r);
+    const std::string over = over_memory(c, firmware_memory(parsed.graph, int8), int8);
     if (r.verdict == Verdict::OverMemory) {
-        if (over.empty()) bad(verdict + ", but its firmware RAM and weights are within the limits");
+        const bool other_fits = task.precision == TaskPrecision::Any &&
+                                over_memory(c, firmware_memory(parsed.graph, !int8), !int8).empty();
+        if (over.empty() || other_fits) bad(verdict + ", but its firmware RAM and weights are within the limits");
         return;
     }
     if (!over.empty()) bad(verdict + ", but it " + over);

@@ -142,6 +142,21 @@ TEST_CASE("search memory: int8 counts what the int8 firmware export allocates") 
     const CandidateRecord r = decide(t);
     CHECK(r.verdict == Verdict::OverMemory);
     CHECK(r.reason.find("(int8, batch norm folded)") != std::string::npos);
+    CHECK_NOTHROW(validate_resumed_record(r, t, "j:1"));
     t.constraints.max_weight_bytes = m.weight_bytes;
-    CHECK(decide(t).verdict == Verdict::Feasible);
+    const CandidateRecord fits = decide(t);
+    CHECK(fits.verdict == Verdict::Feasible);
+    // Resuming checks memory in the record's precision: within int8's bytes, over fp32's.
+    CHECK_NOTHROW(validate_resumed_record(fits, t, "j:2"));
+    CHECK_THROWS_WITH(validate_resumed_record(r, t, "j:1"), doctest::Contains("within the limits"));
+    // "any": over memory only when neither precision fits; the one that fits is the record's.
+    t.precision = TaskPrecision::Any;
+    const CandidateRecord any = decide(t);
+    CHECK(any.verdict == Verdict::Feasible);
+    CHECK(any.precision == "int8");
+    CHECK_NOTHROW(validate_resumed_record(any, t, "j:3"));
+    t.constraints.max_weight_bytes = m.weight_bytes - 1;
+    const CandidateRecord none = decide(t);
+    CHECK(none.verdict == Verdict::OverMemory);
+    CHECK_NOTHROW(validate_resumed_record(none, t, "j:4"));
 }
