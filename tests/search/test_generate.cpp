@@ -274,55 +274,61 @@ GenerateSetup two_precision_setup(double int8_factor, int* fp32_runs, int* int8_
     return s;
 }
 
-}  // namespace
-
-TEST_CASE("an int8 task measures in int8 and judges accuracy after quantization") {
+// An accuracy task in `precision` whose one candidate is valid_model, int8 measuring
+// `int8_factor` times fp32, trained by a QuantizingTrainer.
+struct OneCandidateRun {
+    GenerateResult result;
+    int fp32_runs = 0, int8_runs = 0, int8_evaluations = 0;
+};
+OneCandidateRun run_one_candidate(TaskPrecision precision, double int8_factor) {
     Task task = small_task(10.0, 3);
-    task.precision = TaskPrecision::Int8;
+    task.precision = precision;
     task.objective = Objective::Accuracy;
-    int fp32_runs = 0, int8_runs = 0;
-    GenerateSetup s = two_precision_setup(0.5, &fp32_runs, &int8_runs);
+    OneCandidateRun out;
+    GenerateSetup s = two_precision_setup(int8_factor, &out.fp32_runs, &out.int8_runs);
     QuantizingTrainer trainer;
     s.trainer = &trainer;
     ScriptedProposer proposer({valid_model});
-    const GenerateResult r = run_generation(task, proposer, s);
+    out.result = run_generation(task, proposer, s);
+    out.int8_evaluations = trainer.int8_evaluations;
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("an int8 task measures in int8 and judges accuracy after quantization") {
+    const OneCandidateRun run = run_one_candidate(TaskPrecision::Int8, 0.5);
+    const GenerateResult& r = run.result;
     REQUIRE(r.records.size() == 1);
     const CandidateRecord& c = r.records[0];
     CHECK(c.verdict == Verdict::Feasible);
     CHECK(c.precision == "int8");
-    CHECK(fp32_runs == 0);
-    CHECK(int8_runs == 1);
+    CHECK(run.fp32_runs == 0);
+    CHECK(run.int8_runs == 1);
     REQUIRE(c.measured_ms);
     CHECK(*c.measured_ms == doctest::Approx(synthetic_measure(parse_dsl(valid_model).graph).median_ms * 0.5));
     REQUIRE(c.accuracy);
     CHECK(*c.accuracy == doctest::Approx(0.78));
     REQUIRE(c.float_accuracy);
     CHECK(*c.float_accuracy == doctest::Approx(0.80));
-    CHECK(trainer.int8_evaluations == 1);
+    CHECK(run.int8_evaluations == 1);
     CHECK(c.reason.find("in int8") != std::string::npos);
 }
 
 TEST_CASE("precision any keeps the faster measured precision") {
     for (double factor : {0.5, 2.0}) {
         CAPTURE(factor);
-        Task task = small_task(10.0, 3);
-        task.precision = TaskPrecision::Any;
-        task.objective = Objective::Accuracy;
-        int fp32_runs = 0, int8_runs = 0;
-        GenerateSetup s = two_precision_setup(factor, &fp32_runs, &int8_runs);
-        QuantizingTrainer trainer;
-        s.trainer = &trainer;
-        ScriptedProposer proposer({valid_model});
-        const GenerateResult r = run_generation(task, proposer, s);
+        const OneCandidateRun run = run_one_candidate(TaskPrecision::Any, factor);
+        const GenerateResult& r = run.result;
         REQUIRE(r.records.size() == 1);
         const CandidateRecord& c = r.records[0];
-        CHECK(fp32_runs == 1);
-        CHECK(int8_runs == 1);
+        CHECK(run.fp32_runs == 1);
+        CHECK(run.int8_runs == 1);
         CHECK(c.precision == (factor < 1 ? "int8" : "fp32"));
         REQUIRE(c.accuracy);
         CHECK(*c.accuracy == doctest::Approx(factor < 1 ? 0.78 : 0.80));
         CHECK(c.float_accuracy.has_value() == (factor < 1));
-        CHECK(trainer.int8_evaluations == (factor < 1 ? 1 : 0));
+        CHECK(run.int8_evaluations == (factor < 1 ? 1 : 0));
         CHECK(c.reason.find("fp32 ") != std::string::npos);  // both measurements are said
     }
 }

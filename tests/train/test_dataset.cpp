@@ -345,6 +345,16 @@ TEST_CASE("dataset: the validation split and subsets are seeded and disjoint") {
     CHECK(s.labels == lamda::subset(a.first, 50, 3).labels);
     CHECK(lamda::subset(a.first, 0, 3).size() == 900);
     CHECK_THROWS_AS(lamda::split_dataset(d, 1.0, 1), lamda::DatasetError);
+    // Calibration images: the first n of the seeded order, the same slice for the same seed.
+    const std::vector<lamda::Tensor> calib = lamda::calibration_slice(a.first, 20, 5);
+    const std::vector<std::size_t> order = lamda::seeded_permutation(a.first.size(), 5);
+    REQUIRE(calib.size() == 20);
+    for (std::size_t i = 0; i < calib.size(); ++i) {
+        REQUIRE(calib[i].shape == a.first.shape);
+        CHECK(calib[i].data[0] == a.first.value(order[i] * a.first.image_elements()));
+    }
+    CHECK(lamda::calibration_slice(a.first, 20, 6)[0].data != calib[0].data);
+    CHECK(lamda::calibration_slice(a.first, 5000, 5).size() == 900);
 }
 
 TEST_CASE("dataset: Debian's fashion-mnist, when installed") {

@@ -76,49 +76,6 @@ struct Eval {
     std::int64_t fp32 = 0, int8 = 0, ptq_int8 = 0, n = 0;
 };
 
-// Accuracy of the float graph (batch norms folded) and of an int8 model on the first `limit`
-// images of `d`: through XNNPACK when built with it (bit-exact with the integer reference on x86),
-// else through the reference executors.
-inline lamda::Accuracy accuracy_fp32(const lamda::Graph& g, const lamda::Weights& w, const lamda::Dataset& d,
-                                     std::size_t limit, int threads) {
-#if defined(LAMDA_WITH_XNNPACK)
-    return lamda::evaluate_accuracy(g, w, d, threads, limit);
-#else
-    (void)threads;
-    lamda::Accuracy a;
-    const std::size_t n = limit ? std::min(limit, d.size()) : d.size();
-    lamda::Tensor img(d.shape);
-    for (std::size_t i = 0; i < n; ++i) {
-        d.copy_image(i, img.data.data());
-        const lamda::Tensor f = lamda::run_reference(g, w, img);
-        a.correct += lamda::argmax(f.data.data(), d.classes) == d.labels[i];
-    }
-    a.n = static_cast<std::int64_t>(n);
-    a.accuracy = n ? static_cast<double>(a.correct) / static_cast<double>(n) : 0.0;
-    return a;
-#endif
-}
-
-inline lamda::Accuracy accuracy_int8(const lamda::PtqResult& q, const lamda::Dataset& d, std::size_t limit,
-                                     int threads) {
-#if defined(LAMDA_WITH_XNNPACK)
-    return lamda::evaluate_accuracy_int8(q.graph, q.model, q.float_weights, d, threads, limit);
-#else
-    (void)threads;
-    lamda::Accuracy a;
-    const std::size_t n = limit ? std::min(limit, d.size()) : d.size();
-    lamda::Tensor img(d.shape);
-    for (std::size_t i = 0; i < n; ++i) {
-        d.copy_image(i, img.data.data());
-        const lamda::Int8Run r = lamda::run_reference_int8(q.graph, q.model, q.float_weights, img);
-        a.correct += lamda::argmax(r.output.data.data(), d.classes) == d.labels[i];
-    }
-    a.n = static_cast<std::int64_t>(n);
-    a.accuracy = n ? static_cast<double>(a.correct) / static_cast<double>(n) : 0.0;
-    return a;
-#endif
-}
-
 // What --qat-epochs did: the validation numbers that decided, and the fine-tuning.
 struct QatReport {
     bool asked = false, ran = false;
@@ -180,15 +137,9 @@ inline int run_quantize(const QuantizeArgs& a) {
     lamda::check_classifier(graph, data.train, data.name);
 
     // Calibration: a seeded slice of the training set (never the test set).
-    const std::size_t nc = std::min<std::size_t>(static_cast<std::size_t>(a.calibration), data.train.size());
-    const std::vector<std::size_t> order = lamda::seeded_permutation(data.train.size(), a.seed);
-    std::vector<lamda::Tensor> calib;
-    calib.reserve(nc);
-    for (std::size_t i = 0; i < nc; ++i) {
-        lamda::Tensor t(data.train.shape);
-        data.train.copy_image(order[i], t.data.data());
-        calib.push_back(std::move(t));
-    }
+    const std::vector<lamda::Tensor> calib =
+        lamda::calibration_slice(data.train, static_cast<std::size_t>(a.calibration), a.seed);
+    const std::size_t nc = calib.size();
     lamda::PtqOptions opt;
     opt.range = a.range == "percentile" ? lamda::CalibrationRange::Percentile : lamda::CalibrationRange::MinMax;
     opt.percentile = a.percentile;
@@ -217,8 +168,8 @@ inline int run_quantize(const QuantizeArgs& a) {
         const lamda::Dataset& val = parts.second;
         const std::size_t nv = a.qat_val ? std::min(a.qat_val, val.size()) : val.size();
         std::cerr << "validating fp32 and PTQ int8 on " << nv << " held-out training images...\n";
-        const lamda::Accuracy vf = accuracy_fp32(q.graph, folded_w, val, nv, a.threads);
-        const lamda::Accuracy vq = accuracy_int8(q, val, nv, a.threads);
+        const lamda::Accuracy vf = lamda::evaluate_accuracy(q.graph, folded_w, val, a.threads, nv);
+        const lamda::Accuracy vq = lamda::evaluate_accuracy_int8(q.graph, q.model, q.float_weights, val, a.threads, nv);
         qat.val_images = vf.n;
         qat.val_fp32 = vf.accuracy;
         qat.val_ptq = vq.accuracy;
@@ -231,7 +182,8 @@ inline int run_quantize(const QuantizeArgs& a) {
             qat.epoch_loss = r.epoch_loss;
             qat.train_images = r.train_images;
             qat.seconds = r.seconds;
-            qat.val_qat = accuracy_int8(r.ptq, val, nv, a.threads).accuracy;
+            qat.val_qat =
+                lamda::evaluate_accuracy_int8(r.ptq.graph, r.ptq.model, r.ptq.float_weights, val, a.threads, nv).accuracy;
             if (qat.val_qat >= qat.val_ptq) {
                 qat.kept = "qat";
                 ptq_before = std::move(q);

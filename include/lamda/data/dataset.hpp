@@ -1,7 +1,8 @@
 // lamda/data/dataset.hpp: image classification datasets for training and evaluation. Core (C++17
 // only); gzip-compressed files need zlib (define LAMDA_WITH_ZLIB and link -lz: lamda's own build
-// does when zlib is found), and evaluate_accuracy() / evaluate_accuracy_int8() need the XNNPACK
-// executor (LAMDA_WITH_XNNPACK).
+// does when zlib is found). evaluate_accuracy() / evaluate_accuracy_int8() run through the XNNPACK
+// executor when it is built in (LAMDA_WITH_XNNPACK), else through the reference executors, which
+// give the same predictions (the int8 ones bit for bit), only slower.
 //
 //   lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");   // or a directory
 //   auto [train, val] = lamda::split_dataset(data.train, 0.1, /*seed=*/1);
@@ -49,8 +50,10 @@
 #include "../detail/checked.hpp"
 #include "weights.hpp"
 
-#if defined(LAMDA_WITH_XNNPACK)
 #include "../exec/fold.hpp"
+#include "../exec/reference.hpp"
+#include "../exec/reference_int8.hpp"
+#if defined(LAMDA_WITH_XNNPACK)
 #include "../exec/xnnpack.hpp"
 #endif
 
@@ -650,6 +653,22 @@ inline Dataset subset(const Dataset& d, std::size_t n, std::uint64_t seed) {
     return select(d, p);
 }
 
+// The calibration images of an int8 quantization: the first `n` images (all when n >= size()) of
+// `train` in seeded_permutation(size, seed) order. The int8 search (TorchTrainer) and
+// `lamda quantize` both draw them here, so the same seed gives the same slice.
+inline std::vector<Tensor> calibration_slice(const Dataset& train, std::size_t n, std::uint64_t seed) {
+    n = std::min(n, train.size());
+    const std::vector<std::size_t> order = seeded_permutation(train.size(), seed);
+    std::vector<Tensor> images;
+    images.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        Tensor t(train.shape);
+        train.copy_image(order[i], t.data.data());
+        images.push_back(std::move(t));
+    }
+    return images;
+}
+
 // Throws DatasetError unless `graph` classifies `d`'s images: its input is d.shape and its output
 // is 1x1xK with K >= d.classes (one score per class; the prediction is the largest).
 inline void check_classifier(const Graph& graph, const Dataset& d, std::string_view dataset_name = "") {
@@ -682,8 +701,6 @@ inline std::int64_t argmax(const float* scores, std::int64_t n) noexcept {
         if (scores[k] > scores[best]) best = k;
     return best;
 }
-
-#if defined(LAMDA_WITH_XNNPACK)
 
 // The graph `weights` fit: `graph` itself, or `graph` with its batchnorms folded (exec/fold.hpp) when
 // the weights were saved folded, as `lamda train --out` saves them. Throws ExecutorError listing
@@ -730,48 +747,76 @@ inline ModelWeights read_model_weights(const Graph& graph, const std::string& pa
 }
 
 namespace dataset_detail {
-// The first `limit` images of `d` (all when 0), one at a time through `exec`.
-inline Accuracy accuracy_through(XnnExecutor& exec, const Dataset& d, std::size_t limit) {
+// The first `limit` images of `d` (all when 0): `predict(image)` returns a pointer to the image's
+// `scores` class scores (the model's outputs; the prediction is the largest of all of them).
+template <class Predict>
+inline Accuracy accuracy_over(const Dataset& d, std::size_t limit, std::int64_t scores, Predict&& predict) {
     const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
     Accuracy a;
+    Tensor img(d.shape);
     for (std::size_t i = 0; i < n; ++i) {
-        d.copy_image(i, exec.input());
-        exec.run();
-        if (argmax(exec.output(), exec.output_shape().c) == d.labels[i]) ++a.correct;
+        d.copy_image(i, img.data.data());
+        if (argmax(predict(img), scores) == d.labels[i]) ++a.correct;
     }
     a.n = static_cast<std::int64_t>(n);
     a.accuracy = n ? static_cast<double>(a.correct) / static_cast<double>(n) : 0.0;
     return a;
 }
+
+#if defined(LAMDA_WITH_XNNPACK)
+inline Accuracy accuracy_through(XnnExecutor& exec, const Dataset& d, std::size_t limit) {
+    return accuracy_over(d, limit, exec.output_shape().c, [&](const Tensor& img) {
+        std::copy(img.data.begin(), img.data.end(), exec.input());
+        exec.run();
+        return exec.output();
+    });
+}
+#endif
 }  // namespace dataset_detail
 
 // Accuracy of `graph` with `weights` over the first `limit` images of `d` (all when 0), one image
-// at a time through XnnExecutor. Weights saved with batch norm folded are accepted
-// (graph_for_weights).
+// at a time through XnnExecutor (`threads` threads), or run_reference without XNNPACK. Weights
+// saved with batch norm folded are accepted (graph_for_weights).
 inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, const Dataset& d,
                                   int threads = 1, std::size_t limit = 0) {
     const Graph g = graph_for_weights(graph, weights);
     check_classifier(g, d);
+#if defined(LAMDA_WITH_XNNPACK)
     XnnExecutor exec(g, weights, XnnOptions{threads});
     return dataset_detail::accuracy_through(exec, d, limit);
+#else
+    (void)threads;
+    Tensor out;
+    return dataset_detail::accuracy_over(d, limit, g.output().shape.c, [&](const Tensor& img) {
+        out = run_reference(g, weights, img);
+        return out.data.data();
+    });
+#endif
 }
 
 // The same for a quantized model (`lamda quantize`; data/weights.hpp's read_quantized): `graph`
 // is the model's (batch norms folded), `float_weights` the F32 tensors of its float layers. It
 // runs through XNNPACK's int8 operators, whose values equal the integer reference executor's
-// (run_reference_int8) and hence the int8 firmware's (deploy/firmware.hpp).
+// (run_reference_int8, used without XNNPACK) and hence the int8 firmware's (deploy/firmware.hpp).
 inline Accuracy evaluate_accuracy_int8(const Graph& graph, const QuantizedModel& model,
                                        const Weights& float_weights, const Dataset& d, int threads = 1,
                                        std::size_t limit = 0) {
     check_classifier(graph, d);
+#if defined(LAMDA_WITH_XNNPACK)
     XnnOptions options{threads};
     options.int8 = true;
     options.quantized = &model;
     XnnExecutor exec(graph, float_weights, options);
     return dataset_detail::accuracy_through(exec, d, limit);
+#else
+    (void)threads;
+    Int8Run run;
+    return dataset_detail::accuracy_over(d, limit, graph.output().shape.c, [&](const Tensor& img) {
+        run = run_reference_int8(graph, model, float_weights, img);
+        return run.output.data.data();
+    });
+#endif
 }
-
-#endif  // defined(LAMDA_WITH_XNNPACK)
 
 }  // namespace lamda
 

@@ -281,29 +281,18 @@ inline QatResult quantization_aware_finetune(const Graph& graph, const Weights& 
     torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(options.lr));
     const std::size_t n = train.size();
     const auto bs = static_cast<std::size_t>(options.batch_size);
-    const std::size_t steps_per_epoch = (n + bs - 1) / bs;
+    const std::size_t steps_per_epoch = train_detail::EpochBatches::per_epoch(n, bs);
     const double total_steps = static_cast<double>(steps_per_epoch) * options.epochs;
-    const auto per = static_cast<std::size_t>(train.shape.elements());
-    std::vector<float> buf(bs * per);
-    std::vector<std::int64_t> labels(bs);
-    std::int64_t step = 0;
     for (int epoch = 0; epoch < options.epochs; ++epoch) {
         model.train();
-        const std::uint64_t epoch_seed = options.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1;
-        const std::vector<std::size_t> order = seeded_permutation(n, epoch_seed);
+        train_detail::EpochBatches batches(train, bs, options.seed, epoch);
         double loss_sum = 0;
         std::int64_t seen = 0;
-        for (std::size_t start = 0; start < n; start += bs, ++step) {
-            const std::size_t b = std::min(bs, n - start);
-            if (b < 2) continue;
-            for (std::size_t k = 0; k < b; ++k) labels[k] = train.labels[order[start + k]];
-            train_detail::gather(train, order.data() + start, b, buf.data(), nullptr, nullptr, nullptr);
-            const auto B = static_cast<std::int64_t>(b);
-            const torch::Tensor x =
-                torch::from_blob(buf.data(), {B, train.shape.c, train.shape.h, train.shape.w}, torch::kFloat32);
-            const torch::Tensor y = torch::from_blob(labels.data(), {B}, torch::kInt64);
-            const double lr =
-                options.lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
+        auto step = static_cast<std::int64_t>(steps_per_epoch) * epoch;
+        torch::Tensor x, y;
+        for (; batches.next(x, y); ++step) {
+            const std::int64_t B = x.size(0);
+            const double lr = train_detail::cosine_lr(options.lr, step, total_steps);
             for (auto& group : optimizer.param_groups())
                 static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
             torch::Tensor loss = torch::nll_loss(train_detail::log_probs(g, model.forward(x)), y);
@@ -314,7 +303,7 @@ inline QatResult quantization_aware_finetune(const Graph& graph, const Weights& 
             if (!std::isfinite(l))
                 throw std::runtime_error("quantization-aware fine-tuning diverged: the loss is " + std::to_string(l) +
                                          " in epoch " + std::to_string(epoch + 1) + "; try a lower learning rate");
-            loss_sum += l * static_cast<double>(b);
+            loss_sum += l * static_cast<double>(B);
             seen += B;
         }
         // Re-calibrate on the updated weights: the next epoch (and the file) use these ranges.

@@ -201,6 +201,72 @@ inline torch::Tensor log_probs(const Graph& g, const torch::Tensor& out) {
     return torch::log_softmax(flat, 1);
 }
 
+// The learning rate of a cosine decay from `base` to 0 over `total_steps`, at `step`.
+inline double cosine_lr(double base, std::int64_t step, double total_steps) {
+    return base * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
+}
+
+// One epoch's mini-batches of `train`: its images in a seeded order (from `seed` and `epoch`, the
+// same on every platform), `batch_size` at a time, optionally shifted by up to `shift` pixels and
+// mirrored at random. A last batch of one image is skipped (it breaks batch norm's batch
+// statistics; the image comes in another epoch's order). train_model and QAT share this, so a
+// batch means the same in both.
+class EpochBatches {
+public:
+    EpochBatches(const Dataset& train, std::size_t batch_size, std::uint64_t seed, int epoch, int shift = 0,
+                 bool flip = false)
+        : train_(train), bs_(batch_size), shift_(shift), flip_(flip),
+          epoch_seed_(seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1),
+          order_(seeded_permutation(train.size(), epoch_seed_)), rng_{epoch_seed_ ^ 0xA5A5A5A5A5A5A5A5ULL},
+          buf_(batch_size * static_cast<std::size_t>(train.shape.elements())), labels_(batch_size), dy_(batch_size),
+          dx_(batch_size), flips_(new bool[batch_size]) {}
+
+    // Batches per epoch, the skipped one included (the cosine schedule counts it).
+    static std::size_t per_epoch(std::size_t images, std::size_t batch_size) {
+        return (images + batch_size - 1) / batch_size;
+    }
+    // The next batch as x [B, C, H, W] and labels y [B] (views of this object's buffers, valid until
+    // the next call); false at the end of the epoch.
+    bool next(torch::Tensor& x, torch::Tensor& y) {
+        const std::size_t n = train_.size();
+        while (start_ < n) {
+            const std::size_t start = start_, b = std::min(bs_, n - start);
+            start_ += bs_;
+            if (b < 2) continue;
+            for (std::size_t k = 0; k < b; ++k) {
+                if (shift_ > 0) {
+                    const auto span = static_cast<std::uint64_t>(2 * shift_ + 1);
+                    dy_[k] = static_cast<int>(rng_.next() % span) - shift_;
+                    dx_[k] = static_cast<int>(rng_.next() % span) - shift_;
+                }
+                flips_[k] = flip_ && (rng_.next() >> 63) != 0;
+                labels_[k] = train_.labels[order_[start + k]];
+            }
+            gather(train_, order_.data() + start, b, buf_.data(), shift_ > 0 ? dy_.data() : nullptr,
+                   shift_ > 0 ? dx_.data() : nullptr, flip_ ? flips_.get() : nullptr);
+            const auto B = static_cast<std::int64_t>(b);
+            x = torch::from_blob(buf_.data(), {B, train_.shape.c, train_.shape.h, train_.shape.w}, torch::kFloat32);
+            y = torch::from_blob(labels_.data(), {B}, torch::kInt64);
+            return true;
+        }
+        return false;
+    }
+
+private:
+    const Dataset& train_;
+    std::size_t bs_;
+    int shift_;
+    bool flip_;
+    std::uint64_t epoch_seed_;
+    std::vector<std::size_t> order_;
+    detail::SplitMix64 rng_;
+    std::vector<float> buf_;
+    std::vector<std::int64_t> labels_;
+    std::vector<int> dy_, dx_;
+    std::unique_ptr<bool[]> flips_;
+    std::size_t start_ = 0;
+};
+
 }  // namespace train_detail
 
 // Accuracy of `model` (put in eval mode) over the first `limit` images of `d` (all when 0),
@@ -275,50 +341,26 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
 
     const std::size_t n = train.size();
     const auto bs = static_cast<std::size_t>(options.batch_size);
-    const std::size_t steps_per_epoch = (n + bs - 1) / bs;
+    const std::size_t steps_per_epoch = train_detail::EpochBatches::per_epoch(n, bs);
     const double total_steps = static_cast<double>(steps_per_epoch) * options.epochs;
-    const auto per = static_cast<std::size_t>(train.shape.elements());
-    std::vector<float> buf(bs * per);
-    std::vector<std::int64_t> labels(bs);
-    std::vector<int> dy(bs), dx(bs);
-    std::unique_ptr<bool[]> flips(new bool[bs]);
     const double smoothing = options.label_smoothing;
 
     TrainResult result;
-    std::int64_t step = 0;
     double lr = options.lr;
     auto last_step_report = t0;
     for (int epoch = 0; epoch < options.epochs; ++epoch) {
         model.train();
-        const std::uint64_t epoch_seed = options.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1;
-        const std::vector<std::size_t> order = seeded_permutation(n, epoch_seed);
-        detail::SplitMix64 rng{epoch_seed ^ 0xA5A5A5A5A5A5A5A5ULL};
+        train_detail::EpochBatches batches(train, bs, options.seed, epoch, options.shift, options.flip);
         double loss_sum = 0;
         std::int64_t seen = 0, correct = 0;
-        for (std::size_t start = 0; start < n; start += bs, ++step) {
-            const std::size_t b = std::min(bs, n - start);
-            // A batch of one breaks batch norm's batch statistics; its image is seen next epoch.
-            if (b < 2) continue;
+        auto step = static_cast<std::int64_t>(steps_per_epoch) * epoch;
+        torch::Tensor x, y;
+        for (; batches.next(x, y); ++step) {
             if (options.between_steps) options.between_steps();
-            for (std::size_t k = 0; k < b; ++k) {
-                if (options.shift > 0) {
-                    const auto span = static_cast<std::uint64_t>(2 * options.shift + 1);
-                    dy[k] = static_cast<int>(rng.next() % span) - options.shift;
-                    dx[k] = static_cast<int>(rng.next() % span) - options.shift;
-                }
-                flips[k] = options.flip && (rng.next() >> 63) != 0;
-                labels[k] = train.labels[order[start + k]];
-            }
-            train_detail::gather(train, order.data() + start, b, buf.data(),
-                                 options.shift > 0 ? dy.data() : nullptr,
-                                 options.shift > 0 ? dx.data() : nullptr,
-                                 options.flip ? flips.get() : nullptr);
-            const auto B = static_cast<std::int64_t>(b);
-            const torch::Tensor x = torch::from_blob(
-                buf.data(), {B, train.shape.c, train.shape.h, train.shape.w}, torch::kFloat32);
-            const torch::Tensor y = torch::from_blob(labels.data(), {B}, torch::kInt64);
+            const std::int64_t B = x.size(0);
+            const auto b = static_cast<std::size_t>(B);
             if (options.cosine) {
-                lr = options.lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
+                lr = train_detail::cosine_lr(options.lr, step, total_steps);
                 set_lr(lr);
             }
             const torch::Tensor logp = train_detail::log_probs(graph, model.forward(x));
@@ -508,33 +550,14 @@ private:
     }
 
     const std::vector<Tensor>& calibration_images() {
-        if (!calibration_.empty()) return calibration_;
-        const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(std::max(1, int8_calibration_images)), train_.size());
-        const std::vector<std::size_t> order = seeded_permutation(train_.size(), full_.seed);
-        for (std::size_t i = 0; i < n; ++i) {
-            Tensor t(train_.shape);
-            train_.copy_image(order[i], t.data.data());
-            calibration_.push_back(std::move(t));
-        }
+        if (calibration_.empty())
+            calibration_ = calibration_slice(train_, static_cast<std::size_t>(std::max(1, int8_calibration_images)), full_.seed);
         return calibration_;
     }
 
     // The first `limit` images of `d` (all when 0) through the int8 executor.
     double int8_accuracy(const PtqResult& q, const Dataset& d, std::size_t limit) const {
-        check_classifier(q.graph, d);
-#if defined(LAMDA_WITH_XNNPACK)
         return evaluate_accuracy_int8(q.graph, q.model, q.float_weights, d, proxy_.threads, limit).accuracy;
-#else
-        const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
-        std::size_t correct = 0;
-        Tensor img(d.shape);
-        for (std::size_t i = 0; i < n; ++i) {
-            d.copy_image(i, img.data.data());
-            const Int8Run r = run_reference_int8(q.graph, q.model, q.float_weights, img);
-            correct += argmax(r.output.data.data(), d.classes) == d.labels[i];
-        }
-        return n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
-#endif
     }
 };
 
