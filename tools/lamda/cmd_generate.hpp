@@ -475,8 +475,9 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
         std::cout << j.str() << "\n";
     }
     if (!r.best) {
-        std::cerr << "lamda: no feasible model within the budget (" << r.result.records.size()
-                  << " candidates); see " << (fs::path(a.out) / "report.html").string() << "\n";
+        std::cerr << "lamda: no feasible model within the budget: "
+                  << why_no_best(task, r.result.records, r.ranked.size(), r.info) << "; see "
+                  << (fs::path(a.out) / "report.html").string() << "\n";
         return exit_code(ExitCode::failed);
     }
     if (!a.quiet && !a.json) {

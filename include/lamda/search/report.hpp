@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +33,7 @@
 #include <system_error>
 
 #include "journal.hpp"
+#include "../detail/format.hpp"
 #include "../detail/json_write.hpp"
 #include "types.hpp"
 #include "task.hpp"
@@ -182,6 +184,42 @@ inline std::optional<std::size_t> best_candidate(const std::vector<CandidateReco
     const std::vector<std::size_t> ranked = rank_feasible(records, objective);
     if (ranked.empty()) return std::nullopt;
     return ranked.front();
+}
+
+// Why a search handed over no model, in one line: the verdicts when no candidate was feasible,
+// else what happened to the feasible ones (confirmed slower than the budget, full training below
+// min_accuracy, or neither reached). `feasible` is how many records were feasible.
+inline std::string why_no_best(const Task& task, const std::vector<CandidateRecord>& records, std::size_t feasible,
+                               const ReportInfo& info) {
+    if (records.empty()) return "no candidate was evaluated";
+    if (feasible == 0) {
+        std::map<std::string_view, std::size_t> counts;
+        for (const CandidateRecord& r : records) ++counts[verdict_name(r.verdict)];
+        std::vector<std::pair<std::string_view, std::size_t>> sorted(counts.begin(), counts.end());
+        std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+        std::string out = "none of the " + std::to_string(records.size()) + " candidates met every constraint (";
+        for (std::size_t i = 0; i < sorted.size(); ++i)
+            out += (i ? ", " : "") + std::to_string(sorted[i].second) + " " + std::string(sorted[i].first);
+        return out + ")";
+    }
+    std::string out = std::to_string(feasible) + " feasible";
+    std::size_t slower = 0, below = 0;
+    for (const Confirmation& c : info.confirmations)
+        if (task.constraints.latency_ms > 0 && c.median_ms > task.constraints.latency_ms) ++slower;
+    for (const TrainedCandidate& t : info.final_trainings)
+        if (task.constraints.min_accuracy && t.result.val_accuracy < *task.constraints.min_accuracy) ++below;
+    if (slower)
+        out += "; " + std::to_string(slower) + " measured again over the " +
+               detail::format_fixed(task.constraints.latency_ms, 4) + " ms budget";
+    if (below) {
+        double top = 0;
+        for (const TrainedCandidate& t : info.final_trainings) top = std::max(top, t.result.val_accuracy);
+        out += "; " + std::to_string(below) + " trained in full below min_accuracy " +
+               detail::format_fixed(*task.constraints.min_accuracy * 100, 2) + "% (best " + detail::format_fixed(top * 100, 2) +
+               "% on validation)";
+    }
+    if (!slower && !below) out += ", none confirmed or trained";
+    return out;
 }
 
 namespace report_detail {
