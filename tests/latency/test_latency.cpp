@@ -449,6 +449,21 @@ TEST_CASE("profile JSON round trip with an int8 part") {
     CHECK(q.model_for(lamda::LatencyPrecision::Fp32).predict_ms(g) == p.model.predict_ms(g));
     CHECK(p.int8_model.predict_ms(g) != p.model.predict_ms(g));
     CHECK(lamda::latency_profile_json(q) == text);
+    // An int8 part fitted on the int8 features before version 2 (no "features_version") is read but
+    // never predicts: its coefficients belong to other features.
+    std::string old_int8 = text;
+    const std::string version_field =
+        "\"features_version\":" + std::to_string(lamda::int8_conv_features_version) + ",";
+    const auto version_at = old_int8.find(version_field);
+    REQUIRE(version_at != std::string::npos);
+    old_int8.erase(version_at, version_field.size());
+    const lamda::LatencyProfile o = lamda::parse_latency_profile(old_int8, "old8.json");
+    CHECK_FALSE(o.has_int8);
+    CHECK(o.int8_outdated);
+    CHECK(o.model_for(lamda::LatencyPrecision::Fp32).predict_ms(g) == p.model.predict_ms(g));
+    CHECK_THROWS_WITH_AS((void)o.model_for(lamda::LatencyPrecision::Int8, "old8.json"),
+                         doctest::Contains("old8.json: error: this latency profile's int8 model was fitted by an older lamda"),
+                         lamda::ProfileError);
     // A malformed int8 part names its field under "int8.".
     std::string bad = text;
     const auto at = bad.find("\"ms\":", bad.find("\"int8\":"));

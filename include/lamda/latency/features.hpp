@@ -129,6 +129,11 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
     }
 }
 
+// The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
+// older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
+// channels padded to 8 per tap.
+inline constexpr int int8_conv_features_version = 2;
+
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
 inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
@@ -352,7 +357,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         const double g = std::max(1, p.groups);
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
-        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
+        // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
+        // channels does 8/3 times its MACs (int8_conv_features_version).
+        const bool int8 = prec == LatencyPrecision::Int8;
+        const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
+                                  : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
@@ -361,7 +371,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);

@@ -107,6 +107,7 @@ struct LatencyProfile {
     // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
     // profile measured in fp32 only (every profile written before int8 was profiled).
     bool has_int8 = false;
+    bool int8_outdated = false;  // an int8 part fitted on older features: read, never used
     std::vector<LatencySample> int8_samples;
     std::vector<CalibrationSample> int8_calibration;
     LatencyModel int8_model{LatencyPrecision::Int8};
@@ -123,6 +124,9 @@ public:
 
 inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
     if (prec == LatencyPrecision::Fp32) return model;
+    if (int8_outdated)
+        throw ProfileError(where + ": error: this latency profile's int8 model was fitted by an older lamda on "
+                                   "other features; re-run `lamda profile --precision both` to predict int8 latency");
     if (!has_int8)
         throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
                                    "model; re-run `lamda profile --precision both` to predict int8 latency");
@@ -232,6 +236,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     latency_detail::write_part(j, p.samples, p.calibration, p.model);
     if (p.has_int8) {
         j.key("int8").begin_object();
+        j.field("features_version", int8_conv_features_version);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -402,7 +407,11 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         if (!int8.is_object()) r.fail("int8", "expected an object");
         p.int8_model = LatencyModel(LatencyPrecision::Int8);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
-        p.has_int8 = true;
+        const std::int64_t features = r.has(int8, "features_version")
+                                          ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
+                                          : 1;
+        p.int8_outdated = features != int8_conv_features_version;
+        p.has_int8 = !p.int8_outdated;
     }
     return p;
 }

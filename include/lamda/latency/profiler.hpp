@@ -42,8 +42,8 @@ inline double current_load_average() {
 }
 
 // A whole model timed end to end (`ms`) and, when asked, per layer (`layer_ms`, parallel to
-// graph.layers): `warmup` untimed runs, then runs until `runs` runs or `max_seconds`, whichever
-// comes first (at least 3 runs); quantile q of the timings (the median, or a low quantile such
+// graph.layers, in a second series of runs): `warmup` untimed runs, then runs until `runs` runs or
+// `max_seconds`, whichever comes first (at least 3 runs; the per-layer series alike); quantile q of the timings (the median, or a low quantile such
 // as 0.1, which resists interference from other processes on a busy machine).
 struct ModelTiming {
     double ms = 0;
@@ -62,17 +62,22 @@ inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, in
     using clock = std::chrono::steady_clock;
     std::vector<double> t;
     std::vector<std::vector<double>> per(per_layer ? g.layers.size() : 0);
+    // The whole runs back to back, as a deployed model runs and as eval-predictor and bench time
+    // it; then the per-layer runs, whose per-operator timing would otherwise leave its caches to
+    // the next whole run.
     const auto start = clock::now();
     for (int i = 0; i < runs; ++i) {
         const auto t0 = clock::now();
         ex.run();
         const auto t1 = clock::now();
         t.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-        if (per_layer) {
-            const std::vector<double> ms = ex.run_timed_per_op();
-            for (std::size_t k = 0; k < ms.size() && k < per.size(); ++k) per[k].push_back(ms[k]);
-        }
         if (i >= 2 && std::chrono::duration<double>(clock::now() - start).count() > max_seconds) break;
+    }
+    const auto per_start = clock::now();
+    for (int i = 0; per_layer && i < runs; ++i) {
+        const std::vector<double> ms = ex.run_timed_per_op();
+        for (std::size_t k = 0; k < ms.size() && k < per.size(); ++k) per[k].push_back(ms[k]);
+        if (i >= 2 && std::chrono::duration<double>(clock::now() - per_start).count() > max_seconds) break;
     }
     ModelTiming r;
     r.ms = quantile(t, q);
