@@ -333,6 +333,45 @@ TEST_CASE("precision any keeps the faster measured precision") {
     }
 }
 
+TEST_CASE("precision any without an int8 latency model measures int8 before rejecting on fp32's prediction") {
+    // An fp32 model predicting 10 ms per operator: valid_model's conv and fc, 20 ms, against a
+    // 10 ms budget. int8 has no model and measures at half the synthetic rate.
+    std::vector<LatencySample> samples;
+    for (PrimKind k : all_prim_kinds)
+        for (int i = 0; i < 12; ++i) {
+            LatencySample sample;
+            sample.op.kind = k;
+            sample.op.ih = sample.op.oh = sample.op.iw = sample.op.ow = 4 + i;
+            sample.op.ic = 1 + i;
+            sample.op.oc = 8 + i;
+            sample.op.kh = sample.op.kw = 3;
+            sample.ms = 10.0;
+            samples.push_back(sample);
+        }
+    const LatencyModel slow = fit_latency_model(samples, {});
+    const Graph g = parse_dsl(valid_model).graph;
+    REQUIRE(slow.predict_ms(g) > 12.0);
+    for (TaskPrecision p : {TaskPrecision::Fp32, TaskPrecision::Any}) {
+        Task task = small_task(10.0, 3);
+        task.precision = p;
+        int fp32_runs = 0, int8_runs = 0;
+        GenerateSetup s = two_precision_setup(0.5, &fp32_runs, &int8_runs);
+        s.latency = &slow;
+        ScriptedProposer proposer({valid_model});
+        const GenerateResult r = run_generation(task, proposer, s);
+        REQUIRE(r.records.size() == 1);
+        CAPTURE(r.records[0].reason);
+        if (p == TaskPrecision::Fp32) {
+            CHECK(r.records[0].verdict == Verdict::OverPredicted);
+            CHECK(fp32_runs + int8_runs == 0);
+        } else {
+            CHECK(r.records[0].verdict == Verdict::Feasible);
+            CHECK(r.records[0].precision == "int8");
+            CHECK(int8_runs == 1);
+        }
+    }
+}
+
 TEST_CASE("flash and RAM limits count int8 bytes in an int8 task") {
     // conv 3x3x1 -> 8 (72 weights + 8 bias), fc 8 -> 10 (80 + 10): 170 params, 680 bytes in fp32;
     // int8: 72 + 8*4 + 8*4 = 136 and 80 + 10*4 + 10*4 = 160, 296 bytes.

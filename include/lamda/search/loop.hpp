@@ -239,6 +239,11 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                 chosen = &o;
         }
         const bool fits_memory = chosen != nullptr;
+        // A precision that fits but has no latency model ("any" with an fp32-only profile) may be
+        // the fast one: nothing is rejected on the other's prediction; the run measures both.
+        const bool unpredicted_fits = std::any_of(options.begin(), options.end(), [](const Option& o) {
+            return o.over_memory.empty() && !o.predicted;
+        });
         if (!chosen) chosen = &options.back();
         rec.precision = precision_text(task, chosen->int8);
         if (chosen->predicted) {
@@ -250,7 +255,8 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
         if (!fits_memory) return finish(Verdict::OverMemory, chosen->over_memory);
-        if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
+        if (c.latency_ms > 0 && rec.predicted_ms && !unpredicted_fits &&
+            *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
                               percent_text(*rec.predicted_ms / c.latency_ms) + " of the " + ms_text(c.latency_ms) +
