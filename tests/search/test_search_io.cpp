@@ -633,9 +633,9 @@ TEST_CASE("why_no_best says what stopped every candidate") {
                                                       record(1, V::OverMeasured, 1.0, 1.0, 10),
                                                       record(2, V::BelowAccuracy, 1.0, 1.0, 10)};
     lamda::ReportInfo info;
-    CHECK(lamda::why_no_best(task, none, 0, info) ==
+    CHECK(lamda::why_no_best(task.constraints, none, 0, info) ==
           "none of the 3 candidates met every constraint (2 over_measured, 1 below_accuracy)");
-    CHECK(lamda::why_no_best(task, {}, 0, info) == "no candidate was evaluated");
+    CHECK(lamda::why_no_best(task.constraints, {}, 0, info) == "no candidate was evaluated");
     // Feasible ones: one slower when measured again, one below min_accuracy after full training.
     info.confirmations.push_back({0, 0.1123, 200});
     info.confirmations.push_back({1, 0.0950, 200});
@@ -643,10 +643,10 @@ TEST_CASE("why_no_best says what stopped every candidate") {
     t.position = 1;
     t.result.val_accuracy = 0.915;
     info.final_trainings.push_back(t);
-    CHECK(lamda::why_no_best(task, none, 2, info) ==
+    CHECK(lamda::why_no_best(task.constraints, none, 2, info) ==
           "2 feasible; 1 measured again over the 0.1000 ms budget; 1 trained in full below min_accuracy 92.00% "
           "(best 91.50% on validation)");
-    CHECK(lamda::why_no_best(task, none, 2, lamda::ReportInfo{}) == "2 feasible, none confirmed or trained");
+    CHECK(lamda::why_no_best(task.constraints, none, 2, lamda::ReportInfo{}) == "2 feasible, none confirmed or trained");
 }
 
 TEST_CASE("report_json parses back") {

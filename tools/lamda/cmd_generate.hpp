@@ -476,7 +476,7 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
     }
     if (!r.best) {
         std::cerr << "lamda: no feasible model within the budget: "
-                  << why_no_best(task, r.result.records, r.ranked.size(), r.info) << "; see "
+                  << why_no_best(r.constraints, r.result.records, r.ranked.size(), r.info) << "; see "
                   << (fs::path(a.out) / "report.html").string() << "\n";
         return exit_code(ExitCode::failed);
     }

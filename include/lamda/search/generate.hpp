@@ -105,6 +105,9 @@ struct GenerateOutcome {
     // With a start model: its measured latency (ms, this search's device) and its test accuracy
     // with its own weights (when there is a trainer).
     std::optional<double> start_ms, start_test_accuracy;
+    // The constraints the search held candidates to: the task's, with min_accuracy set from the
+    // start model's accuracy and min_accuracy_drop in an adaptation.
+    Constraints constraints;
 };
 
 namespace generate_detail {
@@ -439,8 +442,10 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
             if (profile->has_int8)
                 setup.latency_int8 = &profile->int8_model;
             else if (o.status)
-                *o.status << "lamda: warning: " << task.profile << " has no int8 model (it was profiled in fp32 only): "
-                          << "int8 candidates are measured, not predicted; `lamda profile --precision both` adds one\n";
+                *o.status << "lamda: warning: " << task.profile << " has no int8 model"
+                          << (profile->int8_outdated ? " this lamda can use (it was fitted by an older one)"
+                                                     : " (it was profiled in fp32 only)")
+                          << ": int8 candidates are measured, not predicted; `lamda profile --precision both` adds one\n";
         }
     }
     if (o.start) generate_detail::prepare_adaptation(task, o, trainer, resumed, setup);
@@ -552,6 +557,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     }
     generate_detail::write_file_atomically((dir / "report.json").string(), report_json(task, out.result.records, info));
     generate_detail::write_file_atomically((dir / "report.html").string(), report_html(task, out.result.records, info));
+    out.constraints = task.constraints;
     return out;
 }
 

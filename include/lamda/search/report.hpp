@@ -188,9 +188,10 @@ inline std::optional<std::size_t> best_candidate(const std::vector<CandidateReco
 
 // Why a search handed over no model, in one line: the verdicts when no candidate was feasible,
 // else what happened to the feasible ones (confirmed slower than the budget, full training below
-// min_accuracy, or neither reached). `feasible` is how many records were feasible.
-inline std::string why_no_best(const Task& task, const std::vector<CandidateRecord>& records, std::size_t feasible,
-                               const ReportInfo& info) {
+// min_accuracy, or neither reached). `feasible` is how many records were feasible; `limits` the
+// constraints the search held them to (GenerateOutcome::constraints).
+inline std::string why_no_best(const Constraints& limits, const std::vector<CandidateRecord>& records,
+                               std::size_t feasible, const ReportInfo& info) {
     if (records.empty()) return "no candidate was evaluated";
     if (feasible == 0) {
         std::map<std::string_view, std::size_t> counts;
@@ -205,17 +206,17 @@ inline std::string why_no_best(const Task& task, const std::vector<CandidateReco
     std::string out = std::to_string(feasible) + " feasible";
     std::size_t slower = 0, below = 0;
     for (const Confirmation& c : info.confirmations)
-        if (task.constraints.latency_ms > 0 && c.median_ms > task.constraints.latency_ms) ++slower;
+        if (limits.latency_ms > 0 && c.median_ms > limits.latency_ms) ++slower;
     for (const TrainedCandidate& t : info.final_trainings)
-        if (task.constraints.min_accuracy && t.result.val_accuracy < *task.constraints.min_accuracy) ++below;
+        if (limits.min_accuracy && t.result.val_accuracy < *limits.min_accuracy) ++below;
     if (slower)
         out += "; " + std::to_string(slower) + " measured again over the " +
-               detail::format_fixed(task.constraints.latency_ms, 4) + " ms budget";
+               detail::format_fixed(limits.latency_ms, 4) + " ms budget";
     if (below) {
         double top = 0;
         for (const TrainedCandidate& t : info.final_trainings) top = std::max(top, t.result.val_accuracy);
         out += "; " + std::to_string(below) + " trained in full below min_accuracy " +
-               detail::format_fixed(*task.constraints.min_accuracy * 100, 2) + "% (best " + detail::format_fixed(top * 100, 2) +
+               detail::format_fixed(*limits.min_accuracy * 100, 2) + "% (best " + detail::format_fixed(top * 100, 2) +
                "% on validation)";
     }
     if (!slower && !below) out += ", none confirmed or trained";
