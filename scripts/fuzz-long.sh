@@ -4,7 +4,7 @@
 # build-fuzz/corpus/NAME/ that grows from run to run, seeded with valid files written by lamda
 # and with the kept crash corpus tests/fuzz/corpus/NAME/.
 #   bash scripts/fuzz-long.sh [SECONDS] [NAME ...]      (NAME: dsl safetensors onnx task_json
-#                                                        profile_json journal_line agent_request;
+#                                                        profile_json journal_line agent_request url;
 #                                                        default all)
 # Builds with clang++ and -fsanitize=fuzzer,address,undefined in build-fuzz/. A crash leaves its
 # reproducer in build-fuzz/artifacts/; once fixed, copy it into tests/fuzz/corpus/NAME/.
@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=${1:-1800}
 shift || true
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(dsl safetensors onnx task_json profile_json journal_line agent_request)
+[ ${#names[@]} -gt 0 ] || names=(dsl safetensors onnx task_json profile_json journal_line agent_request url)
 jobs=$(nproc)
 
 [ -f build-fuzz/CMakeCache.txt ] || cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug \

@@ -203,7 +203,7 @@ if [ "${LAMDA_SKIP_FUZZ:-0}" != 1 ] && [ "${LAMDA_SKIP_ASAN:-0}" != 1 ]; then
     # files written at this point (lamda_fuzz_seeds, tests/hostile/onnx_hostile.py --seeds) plus
     # its kept crash corpus tests/fuzz/corpus/NAME/ (regression inputs, run first), for
     # LAMDA_FUZZ_RUNS runs or LAMDA_FUZZ_SECONDS seconds each, whichever comes first
-    # (7 programs x 50 s keeps CI's fuzzing under 6 minutes). scripts/fuzz-long.sh runs longer.
+    # (8 programs x 50 s keeps CI's fuzzing under 7 minutes). scripts/fuzz-long.sh runs longer.
     runs=${LAMDA_FUZZ_RUNS:-200000}
     seconds=${LAMDA_FUZZ_SECONDS:-50}
     seeds=$(mktemp -d)
@@ -214,7 +214,7 @@ if [ "${LAMDA_SKIP_FUZZ:-0}" != 1 ] && [ "${LAMDA_SKIP_ASAN:-0}" != 1 ]; then
     if [ -x build-asan/lamda_fuzz_onnx ]; then
         /usr/bin/python3 tests/hostile/onnx_hostile.py --seeds "$seeds/onnx" || true  # 77 without python3-onnx
     fi
-    for name in dsl safetensors onnx task_json profile_json journal_line agent_request; do
+    for name in dsl safetensors onnx task_json profile_json journal_line agent_request url; do
         fuzzer=build-asan/lamda_fuzz_$name
         [ -x "$fuzzer" ] || { echo "fuzz_$name: not built (its parser is not in this build)"; continue; }
         section "libFuzzer: fuzz_$name, $runs runs or ${seconds}s"

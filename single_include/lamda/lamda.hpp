@@ -14115,8 +14115,9 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
 // ---- begin include/lamda/data/dataset.hpp ----
 // lamda/data/dataset.hpp: image classification datasets for training and evaluation. Core (C++17
 // only); gzip-compressed files need zlib (define LAMDA_WITH_ZLIB and link -lz: lamda's own build
-// does when zlib is found), and evaluate_accuracy() / evaluate_accuracy_int8() need the XNNPACK
-// executor (LAMDA_WITH_XNNPACK).
+// does when zlib is found). evaluate_accuracy() / evaluate_accuracy_int8() run through the XNNPACK
+// executor when it is built in (LAMDA_WITH_XNNPACK), else through the reference executors, which
+// give the same predictions (the int8 ones bit for bit), only slower.
 //
 //   lamda::DatasetSplits data = lamda::load_dataset("fashion-mnist");   // or a directory
 //   auto [train, val] = lamda::split_dataset(data.train, 0.1, /*seed=*/1);
@@ -16197,6 +16198,22 @@ inline Dataset subset(const Dataset& d, std::size_t n, std::uint64_t seed) {
     return select(d, p);
 }
 
+// The calibration images of an int8 quantization: the first `n` images (all when n >= size()) of
+// `train` in seeded_permutation(size, seed) order. The int8 search (TorchTrainer) and
+// `lamda quantize` both draw them here, so the same seed gives the same slice.
+inline std::vector<Tensor> calibration_slice(const Dataset& train, std::size_t n, std::uint64_t seed) {
+    n = std::min(n, train.size());
+    const std::vector<std::size_t> order = seeded_permutation(train.size(), seed);
+    std::vector<Tensor> images;
+    images.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        Tensor t(train.shape);
+        train.copy_image(order[i], t.data.data());
+        images.push_back(std::move(t));
+    }
+    return images;
+}
+
 // Throws DatasetError unless `graph` classifies `d`'s images: its input is d.shape and its output
 // is 1x1xK with K >= d.classes (one score per class; the prediction is the largest).
 inline void check_classifier(const Graph& graph, const Dataset& d, std::string_view dataset_name = "") {
@@ -16229,8 +16246,6 @@ inline std::int64_t argmax(const float* scores, std::int64_t n) noexcept {
         if (scores[k] > scores[best]) best = k;
     return best;
 }
-
-#if defined(LAMDA_WITH_XNNPACK)
 
 // The graph `weights` fit: `graph` itself, or `graph` with its batchnorms folded (exec/fold.hpp) when
 // the weights were saved folded, as `lamda train --out` saves them. Throws ExecutorError listing
@@ -16277,48 +16292,76 @@ inline ModelWeights read_model_weights(const Graph& graph, const std::string& pa
 }
 
 namespace dataset_detail {
-// The first `limit` images of `d` (all when 0), one at a time through `exec`.
-inline Accuracy accuracy_through(XnnExecutor& exec, const Dataset& d, std::size_t limit) {
+// The first `limit` images of `d` (all when 0): `predict(image)` returns a pointer to the image's
+// `scores` class scores (the model's outputs; the prediction is the largest of all of them).
+template <class Predict>
+inline Accuracy accuracy_over(const Dataset& d, std::size_t limit, std::int64_t scores, Predict&& predict) {
     const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
     Accuracy a;
+    Tensor img(d.shape);
     for (std::size_t i = 0; i < n; ++i) {
-        d.copy_image(i, exec.input());
-        exec.run();
-        if (argmax(exec.output(), exec.output_shape().c) == d.labels[i]) ++a.correct;
+        d.copy_image(i, img.data.data());
+        if (argmax(predict(img), scores) == d.labels[i]) ++a.correct;
     }
     a.n = static_cast<std::int64_t>(n);
     a.accuracy = n ? static_cast<double>(a.correct) / static_cast<double>(n) : 0.0;
     return a;
 }
+
+#if defined(LAMDA_WITH_XNNPACK)
+inline Accuracy accuracy_through(XnnExecutor& exec, const Dataset& d, std::size_t limit) {
+    return accuracy_over(d, limit, exec.output_shape().c, [&](const Tensor& img) {
+        std::copy(img.data.begin(), img.data.end(), exec.input());
+        exec.run();
+        return exec.output();
+    });
+}
+#endif
 }  // namespace dataset_detail
 
 // Accuracy of `graph` with `weights` over the first `limit` images of `d` (all when 0), one image
-// at a time through XnnExecutor. Weights saved with batch norm folded are accepted
-// (graph_for_weights).
+// at a time through XnnExecutor (`threads` threads), or run_reference without XNNPACK. Weights
+// saved with batch norm folded are accepted (graph_for_weights).
 inline Accuracy evaluate_accuracy(const Graph& graph, const Weights& weights, const Dataset& d,
                                   int threads = 1, std::size_t limit = 0) {
     const Graph g = graph_for_weights(graph, weights);
     check_classifier(g, d);
+#if defined(LAMDA_WITH_XNNPACK)
     XnnExecutor exec(g, weights, XnnOptions{threads});
     return dataset_detail::accuracy_through(exec, d, limit);
+#else
+    (void)threads;
+    Tensor out;
+    return dataset_detail::accuracy_over(d, limit, g.output().shape.c, [&](const Tensor& img) {
+        out = run_reference(g, weights, img);
+        return out.data.data();
+    });
+#endif
 }
 
 // The same for a quantized model (`lamda quantize`; data/weights.hpp's read_quantized): `graph`
 // is the model's (batch norms folded), `float_weights` the F32 tensors of its float layers. It
 // runs through XNNPACK's int8 operators, whose values equal the integer reference executor's
-// (run_reference_int8) and hence the int8 firmware's (deploy/firmware.hpp).
+// (run_reference_int8, used without XNNPACK) and hence the int8 firmware's (deploy/firmware.hpp).
 inline Accuracy evaluate_accuracy_int8(const Graph& graph, const QuantizedModel& model,
                                        const Weights& float_weights, const Dataset& d, int threads = 1,
                                        std::size_t limit = 0) {
     check_classifier(graph, d);
+#if defined(LAMDA_WITH_XNNPACK)
     XnnOptions options{threads};
     options.int8 = true;
     options.quantized = &model;
     XnnExecutor exec(graph, float_weights, options);
     return dataset_detail::accuracy_through(exec, d, limit);
+#else
+    (void)threads;
+    Int8Run run;
+    return dataset_detail::accuracy_over(d, limit, graph.output().shape.c, [&](const Tensor& img) {
+        run = run_reference_int8(graph, model, float_weights, img);
+        return run.output.data.data();
+    });
+#endif
 }
-
-#endif  // defined(LAMDA_WITH_XNNPACK)
 
 }  // namespace lamda
 
@@ -16698,6 +16741,11 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
     }
 }
 
+// The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
+// older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
+// channels padded to 8 per tap.
+inline constexpr int int8_conv_features_version = 2;
+
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
 inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
@@ -16921,7 +16969,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         const double g = std::max(1, p.groups);
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
-        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
+        // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
+        // channels does 8/3 times its MACs (int8_conv_features_version).
+        const bool int8 = prec == LatencyPrecision::Int8;
+        const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
+                                  : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
@@ -16930,7 +16983,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
@@ -17814,6 +17867,7 @@ struct LatencyProfile {
     // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
     // profile measured in fp32 only (every profile written before int8 was profiled).
     bool has_int8 = false;
+    bool int8_outdated = false;  // an int8 part fitted on older features: read, never used
     std::vector<LatencySample> int8_samples;
     std::vector<CalibrationSample> int8_calibration;
     LatencyModel int8_model{LatencyPrecision::Int8};
@@ -17830,6 +17884,9 @@ public:
 
 inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
     if (prec == LatencyPrecision::Fp32) return model;
+    if (int8_outdated)
+        throw ProfileError(where + ": error: this latency profile's int8 model was fitted by an older lamda on "
+                                   "other features; re-run `lamda profile --precision both` to predict int8 latency");
     if (!has_int8)
         throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
                                    "model; re-run `lamda profile --precision both` to predict int8 latency");
@@ -17939,6 +17996,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     latency_detail::write_part(j, p.samples, p.calibration, p.model);
     if (p.has_int8) {
         j.key("int8").begin_object();
+        j.field("features_version", int8_conv_features_version);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -18109,7 +18167,11 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         if (!int8.is_object()) r.fail("int8", "expected an object");
         p.int8_model = LatencyModel(LatencyPrecision::Int8);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
-        p.has_int8 = true;
+        const std::int64_t features = r.has(int8, "features_version")
+                                          ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
+                                          : 1;
+        p.int8_outdated = features != int8_conv_features_version;
+        p.has_int8 = !p.int8_outdated;
     }
     return p;
 }
@@ -18727,6 +18789,72 @@ inline torch::Tensor log_probs(const Graph& g, const torch::Tensor& out) {
     return torch::log_softmax(flat, 1);
 }
 
+// The learning rate of a cosine decay from `base` to 0 over `total_steps`, at `step`.
+inline double cosine_lr(double base, std::int64_t step, double total_steps) {
+    return base * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
+}
+
+// One epoch's mini-batches of `train`: its images in a seeded order (from `seed` and `epoch`, the
+// same on every platform), `batch_size` at a time, optionally shifted by up to `shift` pixels and
+// mirrored at random. A last batch of one image is skipped (it breaks batch norm's batch
+// statistics; the image comes in another epoch's order). train_model and QAT share this, so a
+// batch means the same in both.
+class EpochBatches {
+public:
+    EpochBatches(const Dataset& train, std::size_t batch_size, std::uint64_t seed, int epoch, int shift = 0,
+                 bool flip = false)
+        : train_(train), bs_(batch_size), shift_(shift), flip_(flip),
+          epoch_seed_(seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1),
+          order_(seeded_permutation(train.size(), epoch_seed_)), rng_{epoch_seed_ ^ 0xA5A5A5A5A5A5A5A5ULL},
+          buf_(batch_size * static_cast<std::size_t>(train.shape.elements())), labels_(batch_size), dy_(batch_size),
+          dx_(batch_size), flips_(new bool[batch_size]) {}
+
+    // Batches per epoch, the skipped one included (the cosine schedule counts it).
+    static std::size_t per_epoch(std::size_t images, std::size_t batch_size) {
+        return (images + batch_size - 1) / batch_size;
+    }
+    // The next batch as x [B, C, H, W] and labels y [B] (views of this object's buffers, valid until
+    // the next call); false at the end of the epoch.
+    bool next(torch::Tensor& x, torch::Tensor& y) {
+        const std::size_t n = train_.size();
+        while (start_ < n) {
+            const std::size_t start = start_, b = std::min(bs_, n - start);
+            start_ += bs_;
+            if (b < 2) continue;
+            for (std::size_t k = 0; k < b; ++k) {
+                if (shift_ > 0) {
+                    const auto span = static_cast<std::uint64_t>(2 * shift_ + 1);
+                    dy_[k] = static_cast<int>(rng_.next() % span) - shift_;
+                    dx_[k] = static_cast<int>(rng_.next() % span) - shift_;
+                }
+                flips_[k] = flip_ && (rng_.next() >> 63) != 0;
+                labels_[k] = train_.labels[order_[start + k]];
+            }
+            gather(train_, order_.data() + start, b, buf_.data(), shift_ > 0 ? dy_.data() : nullptr,
+                   shift_ > 0 ? dx_.data() : nullptr, flip_ ? flips_.get() : nullptr);
+            const auto B = static_cast<std::int64_t>(b);
+            x = torch::from_blob(buf_.data(), {B, train_.shape.c, train_.shape.h, train_.shape.w}, torch::kFloat32);
+            y = torch::from_blob(labels_.data(), {B}, torch::kInt64);
+            return true;
+        }
+        return false;
+    }
+
+private:
+    const Dataset& train_;
+    std::size_t bs_;
+    int shift_;
+    bool flip_;
+    std::uint64_t epoch_seed_;
+    std::vector<std::size_t> order_;
+    detail::SplitMix64 rng_;
+    std::vector<float> buf_;
+    std::vector<std::int64_t> labels_;
+    std::vector<int> dy_, dx_;
+    std::unique_ptr<bool[]> flips_;
+    std::size_t start_ = 0;
+};
+
 }  // namespace train_detail
 
 // Accuracy of `model` (put in eval mode) over the first `limit` images of `d` (all when 0),
@@ -18801,50 +18929,26 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
 
     const std::size_t n = train.size();
     const auto bs = static_cast<std::size_t>(options.batch_size);
-    const std::size_t steps_per_epoch = (n + bs - 1) / bs;
+    const std::size_t steps_per_epoch = train_detail::EpochBatches::per_epoch(n, bs);
     const double total_steps = static_cast<double>(steps_per_epoch) * options.epochs;
-    const auto per = static_cast<std::size_t>(train.shape.elements());
-    std::vector<float> buf(bs * per);
-    std::vector<std::int64_t> labels(bs);
-    std::vector<int> dy(bs), dx(bs);
-    std::unique_ptr<bool[]> flips(new bool[bs]);
     const double smoothing = options.label_smoothing;
 
     TrainResult result;
-    std::int64_t step = 0;
     double lr = options.lr;
     auto last_step_report = t0;
     for (int epoch = 0; epoch < options.epochs; ++epoch) {
         model.train();
-        const std::uint64_t epoch_seed = options.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1;
-        const std::vector<std::size_t> order = seeded_permutation(n, epoch_seed);
-        detail::SplitMix64 rng{epoch_seed ^ 0xA5A5A5A5A5A5A5A5ULL};
+        train_detail::EpochBatches batches(train, bs, options.seed, epoch, options.shift, options.flip);
         double loss_sum = 0;
         std::int64_t seen = 0, correct = 0;
-        for (std::size_t start = 0; start < n; start += bs, ++step) {
-            const std::size_t b = std::min(bs, n - start);
-            // A batch of one breaks batch norm's batch statistics; its image is seen next epoch.
-            if (b < 2) continue;
+        auto step = static_cast<std::int64_t>(steps_per_epoch) * epoch;
+        torch::Tensor x, y;
+        for (; batches.next(x, y); ++step) {
             if (options.between_steps) options.between_steps();
-            for (std::size_t k = 0; k < b; ++k) {
-                if (options.shift > 0) {
-                    const auto span = static_cast<std::uint64_t>(2 * options.shift + 1);
-                    dy[k] = static_cast<int>(rng.next() % span) - options.shift;
-                    dx[k] = static_cast<int>(rng.next() % span) - options.shift;
-                }
-                flips[k] = options.flip && (rng.next() >> 63) != 0;
-                labels[k] = train.labels[order[start + k]];
-            }
-            train_detail::gather(train, order.data() + start, b, buf.data(),
-                                 options.shift > 0 ? dy.data() : nullptr,
-                                 options.shift > 0 ? dx.data() : nullptr,
-                                 options.flip ? flips.get() : nullptr);
-            const auto B = static_cast<std::int64_t>(b);
-            const torch::Tensor x = torch::from_blob(
-                buf.data(), {B, train.shape.c, train.shape.h, train.shape.w}, torch::kFloat32);
-            const torch::Tensor y = torch::from_blob(labels.data(), {B}, torch::kInt64);
+            const std::int64_t B = x.size(0);
+            const auto b = static_cast<std::size_t>(B);
             if (options.cosine) {
-                lr = options.lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
+                lr = train_detail::cosine_lr(options.lr, step, total_steps);
                 set_lr(lr);
             }
             const torch::Tensor logp = train_detail::log_probs(graph, model.forward(x));
@@ -19034,33 +19138,14 @@ private:
     }
 
     const std::vector<Tensor>& calibration_images() {
-        if (!calibration_.empty()) return calibration_;
-        const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(std::max(1, int8_calibration_images)), train_.size());
-        const std::vector<std::size_t> order = seeded_permutation(train_.size(), full_.seed);
-        for (std::size_t i = 0; i < n; ++i) {
-            Tensor t(train_.shape);
-            train_.copy_image(order[i], t.data.data());
-            calibration_.push_back(std::move(t));
-        }
+        if (calibration_.empty())
+            calibration_ = calibration_slice(train_, static_cast<std::size_t>(std::max(1, int8_calibration_images)), full_.seed);
         return calibration_;
     }
 
     // The first `limit` images of `d` (all when 0) through the int8 executor.
     double int8_accuracy(const PtqResult& q, const Dataset& d, std::size_t limit) const {
-        check_classifier(q.graph, d);
-#if defined(LAMDA_WITH_XNNPACK)
         return evaluate_accuracy_int8(q.graph, q.model, q.float_weights, d, proxy_.threads, limit).accuracy;
-#else
-        const std::size_t n = limit == 0 ? d.size() : std::min(limit, d.size());
-        std::size_t correct = 0;
-        Tensor img(d.shape);
-        for (std::size_t i = 0; i < n; ++i) {
-            d.copy_image(i, img.data.data());
-            const Int8Run r = run_reference_int8(q.graph, q.model, q.float_weights, img);
-            correct += argmax(r.output.data.data(), d.classes) == d.labels[i];
-        }
-        return n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
-#endif
     }
 };
 
@@ -19738,29 +19823,18 @@ inline QatResult quantization_aware_finetune(const Graph& graph, const Weights& 
     torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(options.lr));
     const std::size_t n = train.size();
     const auto bs = static_cast<std::size_t>(options.batch_size);
-    const std::size_t steps_per_epoch = (n + bs - 1) / bs;
+    const std::size_t steps_per_epoch = train_detail::EpochBatches::per_epoch(n, bs);
     const double total_steps = static_cast<double>(steps_per_epoch) * options.epochs;
-    const auto per = static_cast<std::size_t>(train.shape.elements());
-    std::vector<float> buf(bs * per);
-    std::vector<std::int64_t> labels(bs);
-    std::int64_t step = 0;
     for (int epoch = 0; epoch < options.epochs; ++epoch) {
         model.train();
-        const std::uint64_t epoch_seed = options.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1;
-        const std::vector<std::size_t> order = seeded_permutation(n, epoch_seed);
+        train_detail::EpochBatches batches(train, bs, options.seed, epoch);
         double loss_sum = 0;
         std::int64_t seen = 0;
-        for (std::size_t start = 0; start < n; start += bs, ++step) {
-            const std::size_t b = std::min(bs, n - start);
-            if (b < 2) continue;
-            for (std::size_t k = 0; k < b; ++k) labels[k] = train.labels[order[start + k]];
-            train_detail::gather(train, order.data() + start, b, buf.data(), nullptr, nullptr, nullptr);
-            const auto B = static_cast<std::int64_t>(b);
-            const torch::Tensor x =
-                torch::from_blob(buf.data(), {B, train.shape.c, train.shape.h, train.shape.w}, torch::kFloat32);
-            const torch::Tensor y = torch::from_blob(labels.data(), {B}, torch::kInt64);
-            const double lr =
-                options.lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
+        auto step = static_cast<std::int64_t>(steps_per_epoch) * epoch;
+        torch::Tensor x, y;
+        for (; batches.next(x, y); ++step) {
+            const std::int64_t B = x.size(0);
+            const double lr = train_detail::cosine_lr(options.lr, step, total_steps);
             for (auto& group : optimizer.param_groups())
                 static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
             torch::Tensor loss = torch::nll_loss(train_detail::log_probs(g, model.forward(x)), y);
@@ -19771,7 +19845,7 @@ inline QatResult quantization_aware_finetune(const Graph& graph, const Weights& 
             if (!std::isfinite(l))
                 throw std::runtime_error("quantization-aware fine-tuning diverged: the loss is " + std::to_string(l) +
                                          " in epoch " + std::to_string(epoch + 1) + "; try a lower learning rate");
-            loss_sum += l * static_cast<double>(b);
+            loss_sum += l * static_cast<double>(B);
             seen += B;
         }
         // Re-calibrate on the updated weights: the next epoch (and the file) use these ranges.
@@ -22158,6 +22232,7 @@ private:
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22165,6 +22240,91 @@ private:
 #include <vector>
 #include <system_error>
 
+// ---- begin include/lamda/detail/format.hpp ----
+// lamda/detail/format.hpp: number and string formatting shared by reports, logs and generated
+// code. Contract: never throws (beyond std::bad_alloc), never emits uninitialised bytes, and
+// every function gives a valid result for every double (NaN -> "nan", infinities -> "inf" /
+// "-inf"; values too large for fixed notation fall back to exponent notation).
+#ifndef LAMDA_DETAIL_FORMAT_HPP
+#define LAMDA_DETAIL_FORMAT_HPP
+
+#include <charconv>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace lamda::detail {
+
+inline bool format_special(double v, std::string& out) {
+    if (v != v) {
+        out = "nan";
+        return true;
+    }
+    if (v > 1.7976931348623157e308 || v < -1.7976931348623157e308) {
+        out = v > 0 ? "inf" : "-inf";
+        return true;
+    }
+    return false;
+}
+
+// The shortest text that reads back as the same double ("0.1", "1e+20").
+inline std::string format_shortest(double v) {
+    std::string out;
+    if (format_special(v, out)) return out;
+    char buffer[32];
+    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v);
+    if (r.ec != std::errc()) return "nan";  // cannot happen: 32 bytes hold any shortest double
+    return std::string(buffer, r.ptr);
+}
+
+// Fixed notation with `decimals` digits after the point (clamped to 0..17); a value whose fixed
+// form would be longer than 40 characters is written in exponent notation instead.
+inline std::string format_fixed(double v, int decimals) {
+    std::string out;
+    if (format_special(v, out)) return out;
+    if (decimals < 0) decimals = 0;
+    if (decimals > 17) decimals = 17;
+    char buffer[64];
+    auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::fixed, decimals);
+    if (r.ec == std::errc() && r.ptr - buffer <= 40) return std::string(buffer, r.ptr);
+    r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::scientific, decimals);
+    if (r.ec == std::errc()) return std::string(buffer, r.ptr);
+    return format_shortest(v);
+}
+
+// `digits` significant digits (1..17) without exponent for human-sized values: 7.0e-05 ms is
+// "0.000070", 1234.5 is "1234.5" (digits=5). Outside 1e-6..1e15 it uses exponent notation.
+inline std::string format_significant(double v, int digits) {
+    std::string out;
+    if (format_special(v, out)) return out;
+    if (digits < 1) digits = 1;
+    if (digits > 17) digits = 17;
+    const double a = v < 0 ? -v : v;
+    if (a == 0) return "0";
+    if (a < 1e-6 || a >= 1e15) {
+        char buffer[64];
+        const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::scientific, digits - 1);
+        return r.ec == std::errc() ? std::string(buffer, r.ptr) : format_shortest(v);
+    }
+    int magnitude = 0;  // floor(log10(a)) without <cmath>
+    for (double p = 1; p * 10 <= a; p *= 10) ++magnitude;
+    for (double p = 1; p > a; p /= 10) --magnitude;
+    const int decimals = digits - 1 - magnitude;
+    return format_fixed(v, decimals < 0 ? 0 : decimals);
+}
+
+// Leading and trailing ASCII white space removed.
+inline std::string_view trim(std::string_view s) noexcept {
+    const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
+    while (!s.empty() && space(s.front())) s.remove_prefix(1);
+    while (!s.empty() && space(s.back())) s.remove_suffix(1);
+    return s;
+}
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_FORMAT_HPP
+// ---- end include/lamda/detail/format.hpp ----
 
 namespace lamda {
 
@@ -22311,6 +22471,43 @@ inline std::optional<std::size_t> best_candidate(const std::vector<CandidateReco
     const std::vector<std::size_t> ranked = rank_feasible(records, objective);
     if (ranked.empty()) return std::nullopt;
     return ranked.front();
+}
+
+// Why a search handed over no model, in one line: the verdicts when no candidate was feasible,
+// else what happened to the feasible ones (confirmed slower than the budget, full training below
+// min_accuracy, or neither reached). `feasible` is how many records were feasible; `limits` the
+// constraints the search held them to (GenerateOutcome::constraints).
+inline std::string why_no_best(const Constraints& limits, const std::vector<CandidateRecord>& records,
+                               std::size_t feasible, const ReportInfo& info) {
+    if (records.empty()) return "no candidate was evaluated";
+    if (feasible == 0) {
+        std::map<std::string_view, std::size_t> counts;
+        for (const CandidateRecord& r : records) ++counts[verdict_name(r.verdict)];
+        std::vector<std::pair<std::string_view, std::size_t>> sorted(counts.begin(), counts.end());
+        std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+        std::string out = "none of the " + std::to_string(records.size()) + " candidates met every constraint (";
+        for (std::size_t i = 0; i < sorted.size(); ++i)
+            out += (i ? ", " : "") + std::to_string(sorted[i].second) + " " + std::string(sorted[i].first);
+        return out + ")";
+    }
+    std::string out = std::to_string(feasible) + " feasible";
+    std::size_t slower = 0, below = 0;
+    for (const Confirmation& c : info.confirmations)
+        if (limits.latency_ms > 0 && c.median_ms > limits.latency_ms) ++slower;
+    for (const TrainedCandidate& t : info.final_trainings)
+        if (limits.min_accuracy && t.result.val_accuracy < *limits.min_accuracy) ++below;
+    if (slower)
+        out += "; " + std::to_string(slower) + " measured again over the " +
+               detail::format_fixed(limits.latency_ms, 4) + " ms budget";
+    if (below) {
+        double top = 0;
+        for (const TrainedCandidate& t : info.final_trainings) top = std::max(top, t.result.val_accuracy);
+        out += "; " + std::to_string(below) + " trained in full below min_accuracy " +
+               detail::format_fixed(*limits.min_accuracy * 100, 2) + "% (best " + detail::format_fixed(top * 100, 2) +
+               "% on validation)";
+    }
+    if (!slower && !below) out += ", none confirmed or trained";
+    return out;
 }
 
 namespace report_detail {
@@ -23335,6 +23532,11 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
     }
 }
 
+// The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
+// older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
+// channels padded to 8 per tap.
+inline constexpr int int8_conv_features_version = 2;
+
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
 inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
@@ -23558,7 +23760,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         const double g = std::max(1, p.groups);
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
-        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
+        // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
+        // channels does 8/3 times its MACs (int8_conv_features_version).
+        const bool int8 = prec == LatencyPrecision::Int8;
+        const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
+                                  : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
@@ -23567,7 +23774,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
@@ -24671,6 +24878,7 @@ struct LatencyProfile {
     // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
     // profile measured in fp32 only (every profile written before int8 was profiled).
     bool has_int8 = false;
+    bool int8_outdated = false;  // an int8 part fitted on older features: read, never used
     std::vector<LatencySample> int8_samples;
     std::vector<CalibrationSample> int8_calibration;
     LatencyModel int8_model{LatencyPrecision::Int8};
@@ -24687,6 +24895,9 @@ public:
 
 inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
     if (prec == LatencyPrecision::Fp32) return model;
+    if (int8_outdated)
+        throw ProfileError(where + ": error: this latency profile's int8 model was fitted by an older lamda on "
+                                   "other features; re-run `lamda profile --precision both` to predict int8 latency");
     if (!has_int8)
         throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
                                    "model; re-run `lamda profile --precision both` to predict int8 latency");
@@ -24796,6 +25007,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     latency_detail::write_part(j, p.samples, p.calibration, p.model);
     if (p.has_int8) {
         j.key("int8").begin_object();
+        j.field("features_version", int8_conv_features_version);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -24966,7 +25178,11 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         if (!int8.is_object()) r.fail("int8", "expected an object");
         p.int8_model = LatencyModel(LatencyPrecision::Int8);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
-        p.has_int8 = true;
+        const std::int64_t features = r.has(int8, "features_version")
+                                          ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
+                                          : 1;
+        p.int8_outdated = features != int8_conv_features_version;
+        p.has_int8 = !p.int8_outdated;
     }
     return p;
 }
@@ -26943,6 +27159,11 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                 chosen = &o;
         }
         const bool fits_memory = chosen != nullptr;
+        // A precision that fits but has no latency model ("any" with an fp32-only profile) may be
+        // the fast one: nothing is rejected on the other's prediction; the run measures both.
+        const bool unpredicted_fits = std::any_of(options.begin(), options.end(), [](const Option& o) {
+            return o.over_memory.empty() && !o.predicted;
+        });
         if (!chosen) chosen = &options.back();
         rec.precision = precision_text(task, chosen->int8);
         if (chosen->predicted) {
@@ -26954,7 +27175,8 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
         if (!fits_memory) return finish(Verdict::OverMemory, chosen->over_memory);
-        if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
+        if (c.latency_ms > 0 && rec.predicted_ms && !unpredicted_fits &&
+            *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
                               percent_text(*rec.predicted_ms / c.latency_ms) + " of the " + ms_text(c.latency_ms) +
@@ -27259,91 +27481,6 @@ inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int
 #include <utility>
 #include <vector>
 
-// ---- begin include/lamda/detail/format.hpp ----
-// lamda/detail/format.hpp: number and string formatting shared by reports, logs and generated
-// code. Contract: never throws (beyond std::bad_alloc), never emits uninitialised bytes, and
-// every function gives a valid result for every double (NaN -> "nan", infinities -> "inf" /
-// "-inf"; values too large for fixed notation fall back to exponent notation).
-#ifndef LAMDA_DETAIL_FORMAT_HPP
-#define LAMDA_DETAIL_FORMAT_HPP
-
-#include <charconv>
-#include <cstddef>
-#include <string>
-#include <string_view>
-
-namespace lamda::detail {
-
-inline bool format_special(double v, std::string& out) {
-    if (v != v) {
-        out = "nan";
-        return true;
-    }
-    if (v > 1.7976931348623157e308 || v < -1.7976931348623157e308) {
-        out = v > 0 ? "inf" : "-inf";
-        return true;
-    }
-    return false;
-}
-
-// The shortest text that reads back as the same double ("0.1", "1e+20").
-inline std::string format_shortest(double v) {
-    std::string out;
-    if (format_special(v, out)) return out;
-    char buffer[32];
-    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v);
-    if (r.ec != std::errc()) return "nan";  // cannot happen: 32 bytes hold any shortest double
-    return std::string(buffer, r.ptr);
-}
-
-// Fixed notation with `decimals` digits after the point (clamped to 0..17); a value whose fixed
-// form would be longer than 40 characters is written in exponent notation instead.
-inline std::string format_fixed(double v, int decimals) {
-    std::string out;
-    if (format_special(v, out)) return out;
-    if (decimals < 0) decimals = 0;
-    if (decimals > 17) decimals = 17;
-    char buffer[64];
-    auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::fixed, decimals);
-    if (r.ec == std::errc() && r.ptr - buffer <= 40) return std::string(buffer, r.ptr);
-    r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::scientific, decimals);
-    if (r.ec == std::errc()) return std::string(buffer, r.ptr);
-    return format_shortest(v);
-}
-
-// `digits` significant digits (1..17) without exponent for human-sized values: 7.0e-05 ms is
-// "0.000070", 1234.5 is "1234.5" (digits=5). Outside 1e-6..1e15 it uses exponent notation.
-inline std::string format_significant(double v, int digits) {
-    std::string out;
-    if (format_special(v, out)) return out;
-    if (digits < 1) digits = 1;
-    if (digits > 17) digits = 17;
-    const double a = v < 0 ? -v : v;
-    if (a == 0) return "0";
-    if (a < 1e-6 || a >= 1e15) {
-        char buffer[64];
-        const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::scientific, digits - 1);
-        return r.ec == std::errc() ? std::string(buffer, r.ptr) : format_shortest(v);
-    }
-    int magnitude = 0;  // floor(log10(a)) without <cmath>
-    for (double p = 1; p * 10 <= a; p *= 10) ++magnitude;
-    for (double p = 1; p > a; p /= 10) --magnitude;
-    const int decimals = digits - 1 - magnitude;
-    return format_fixed(v, decimals < 0 ? 0 : decimals);
-}
-
-// Leading and trailing ASCII white space removed.
-inline std::string_view trim(std::string_view s) noexcept {
-    const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
-    while (!s.empty() && space(s.front())) s.remove_prefix(1);
-    while (!s.empty() && space(s.back())) s.remove_suffix(1);
-    return s;
-}
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_FORMAT_HPP
-// ---- end include/lamda/detail/format.hpp ----
 // ---- begin include/lamda/latency/model.hpp ----
 // lamda/latency/model.hpp: the empirical latency model of a device, all of it: operators and their
 // features (latency/features.hpp, from the executor's own operator plan, exec/plan.hpp), ridge
@@ -27496,6 +27633,11 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
     default: return true;
     }
 }
+
+// The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
+// older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
+// channels padded to 8 per tap.
+inline constexpr int int8_conv_features_version = 2;
 
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
@@ -27720,7 +27862,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         const double g = std::max(1, p.groups);
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
-        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
+        // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
+        // channels does 8/3 times its MACs (int8_conv_features_version).
+        const bool int8 = prec == LatencyPrecision::Int8;
+        const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
+                                  : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
@@ -27729,7 +27876,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
@@ -28833,6 +28980,7 @@ struct LatencyProfile {
     // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
     // profile measured in fp32 only (every profile written before int8 was profiled).
     bool has_int8 = false;
+    bool int8_outdated = false;  // an int8 part fitted on older features: read, never used
     std::vector<LatencySample> int8_samples;
     std::vector<CalibrationSample> int8_calibration;
     LatencyModel int8_model{LatencyPrecision::Int8};
@@ -28849,6 +28997,9 @@ public:
 
 inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
     if (prec == LatencyPrecision::Fp32) return model;
+    if (int8_outdated)
+        throw ProfileError(where + ": error: this latency profile's int8 model was fitted by an older lamda on "
+                                   "other features; re-run `lamda profile --precision both` to predict int8 latency");
     if (!has_int8)
         throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
                                    "model; re-run `lamda profile --precision both` to predict int8 latency");
@@ -28958,6 +29109,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     latency_detail::write_part(j, p.samples, p.calibration, p.model);
     if (p.has_int8) {
         j.key("int8").begin_object();
+        j.field("features_version", int8_conv_features_version);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -29128,7 +29280,11 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         if (!int8.is_object()) r.fail("int8", "expected an object");
         p.int8_model = LatencyModel(LatencyPrecision::Int8);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
-        p.has_int8 = true;
+        const std::int64_t features = r.has(int8, "features_version")
+                                          ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
+                                          : 1;
+        p.int8_outdated = features != int8_conv_features_version;
+        p.has_int8 = !p.int8_outdated;
     }
     return p;
 }
@@ -31032,6 +31188,9 @@ struct GenerateOutcome {
     // With a start model: its measured latency (ms, this search's device) and its test accuracy
     // with its own weights (when there is a trainer).
     std::optional<double> start_ms, start_test_accuracy;
+    // The constraints the search held candidates to: the task's, with min_accuracy set from the
+    // start model's accuracy and min_accuracy_drop in an adaptation.
+    Constraints constraints;
 };
 
 namespace generate_detail {
@@ -31366,8 +31525,10 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
             if (profile->has_int8)
                 setup.latency_int8 = &profile->int8_model;
             else if (o.status)
-                *o.status << "lamda: warning: " << task.profile << " has no int8 model (it was profiled in fp32 only): "
-                          << "int8 candidates are measured, not predicted; `lamda profile --precision both` adds one\n";
+                *o.status << "lamda: warning: " << task.profile << " has no int8 model"
+                          << (profile->int8_outdated ? " this lamda can use (it was fitted by an older one)"
+                                                     : " (it was profiled in fp32 only)")
+                          << ": int8 candidates are measured, not predicted; `lamda profile --precision both` adds one\n";
         }
     }
     if (o.start) generate_detail::prepare_adaptation(task, o, trainer, resumed, setup);
@@ -31479,6 +31640,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     }
     generate_detail::write_file_atomically((dir / "report.json").string(), report_json(task, out.result.records, info));
     generate_detail::write_file_atomically((dir / "report.html").string(), report_html(task, out.result.records, info));
+    out.constraints = task.constraints;
     return out;
 }
 
@@ -32281,6 +32443,11 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
     }
 }
 
+// The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
+// older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
+// channels padded to 8 per tap.
+inline constexpr int int8_conv_features_version = 2;
+
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
 inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
@@ -32504,7 +32671,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         const double g = std::max(1, p.groups);
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
-        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
+        // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
+        // channels does 8/3 times its MACs (int8_conv_features_version).
+        const bool int8 = prec == LatencyPrecision::Int8;
+        const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
+                                  : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
@@ -32513,7 +32685,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
@@ -33617,6 +33789,7 @@ struct LatencyProfile {
     // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
     // profile measured in fp32 only (every profile written before int8 was profiled).
     bool has_int8 = false;
+    bool int8_outdated = false;  // an int8 part fitted on older features: read, never used
     std::vector<LatencySample> int8_samples;
     std::vector<CalibrationSample> int8_calibration;
     LatencyModel int8_model{LatencyPrecision::Int8};
@@ -33633,6 +33806,9 @@ public:
 
 inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
     if (prec == LatencyPrecision::Fp32) return model;
+    if (int8_outdated)
+        throw ProfileError(where + ": error: this latency profile's int8 model was fitted by an older lamda on "
+                                   "other features; re-run `lamda profile --precision both` to predict int8 latency");
     if (!has_int8)
         throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
                                    "model; re-run `lamda profile --precision both` to predict int8 latency");
@@ -33742,6 +33918,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     latency_detail::write_part(j, p.samples, p.calibration, p.model);
     if (p.has_int8) {
         j.key("int8").begin_object();
+        j.field("features_version", int8_conv_features_version);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -33912,7 +34089,11 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         if (!int8.is_object()) r.fail("int8", "expected an object");
         p.int8_model = LatencyModel(LatencyPrecision::Int8);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
-        p.has_int8 = true;
+        const std::int64_t features = r.has(int8, "features_version")
+                                          ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
+                                          : 1;
+        p.int8_outdated = features != int8_conv_features_version;
+        p.has_int8 = !p.int8_outdated;
     }
     return p;
 }
@@ -35889,6 +36070,11 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                 chosen = &o;
         }
         const bool fits_memory = chosen != nullptr;
+        // A precision that fits but has no latency model ("any" with an fp32-only profile) may be
+        // the fast one: nothing is rejected on the other's prediction; the run measures both.
+        const bool unpredicted_fits = std::any_of(options.begin(), options.end(), [](const Option& o) {
+            return o.over_memory.empty() && !o.predicted;
+        });
         if (!chosen) chosen = &options.back();
         rec.precision = precision_text(task, chosen->int8);
         if (chosen->predicted) {
@@ -35900,7 +36086,8 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
         if (!fits_memory) return finish(Verdict::OverMemory, chosen->over_memory);
-        if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
+        if (c.latency_ms > 0 && rec.predicted_ms && !unpredicted_fits &&
+            *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
                               percent_text(*rec.predicted_ms / c.latency_ms) + " of the " + ms_text(c.latency_ms) +
@@ -36994,6 +37181,11 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
     }
 }
 
+// The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
+// older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
+// channels padded to 8 per tap.
+inline constexpr int int8_conv_features_version = 2;
+
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
 inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
@@ -37217,7 +37409,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         const double g = std::max(1, p.groups);
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
-        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
+        // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
+        // channels does 8/3 times its MACs (int8_conv_features_version).
+        const bool int8 = prec == LatencyPrecision::Int8;
+        const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
+                                  : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
@@ -37226,7 +37423,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
@@ -38330,6 +38527,7 @@ struct LatencyProfile {
     // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
     // profile measured in fp32 only (every profile written before int8 was profiled).
     bool has_int8 = false;
+    bool int8_outdated = false;  // an int8 part fitted on older features: read, never used
     std::vector<LatencySample> int8_samples;
     std::vector<CalibrationSample> int8_calibration;
     LatencyModel int8_model{LatencyPrecision::Int8};
@@ -38346,6 +38544,9 @@ public:
 
 inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
     if (prec == LatencyPrecision::Fp32) return model;
+    if (int8_outdated)
+        throw ProfileError(where + ": error: this latency profile's int8 model was fitted by an older lamda on "
+                                   "other features; re-run `lamda profile --precision both` to predict int8 latency");
     if (!has_int8)
         throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
                                    "model; re-run `lamda profile --precision both` to predict int8 latency");
@@ -38455,6 +38656,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     latency_detail::write_part(j, p.samples, p.calibration, p.model);
     if (p.has_int8) {
         j.key("int8").begin_object();
+        j.field("features_version", int8_conv_features_version);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -38625,7 +38827,11 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         if (!int8.is_object()) r.fail("int8", "expected an object");
         p.int8_model = LatencyModel(LatencyPrecision::Int8);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
-        p.has_int8 = true;
+        const std::int64_t features = r.has(int8, "features_version")
+                                          ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
+                                          : 1;
+        p.int8_outdated = features != int8_conv_features_version;
+        p.has_int8 = !p.int8_outdated;
     }
     return p;
 }
@@ -40115,8 +40321,8 @@ inline double current_load_average() {
 }
 
 // A whole model timed end to end (`ms`) and, when asked, per layer (`layer_ms`, parallel to
-// graph.layers): `warmup` untimed runs, then runs until `runs` runs or `max_seconds`, whichever
-// comes first (at least 3 runs); quantile q of the timings (the median, or a low quantile such
+// graph.layers, in a second series of runs): `warmup` untimed runs, then runs until `runs` runs or
+// `max_seconds`, whichever comes first (at least 3 runs; the per-layer series alike); quantile q of the timings (the median, or a low quantile such
 // as 0.1, which resists interference from other processes on a busy machine).
 struct ModelTiming {
     double ms = 0;
@@ -40135,17 +40341,22 @@ inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, in
     using clock = std::chrono::steady_clock;
     std::vector<double> t;
     std::vector<std::vector<double>> per(per_layer ? g.layers.size() : 0);
+    // The whole runs back to back, as a deployed model runs and as eval-predictor and bench time
+    // it; then the per-layer runs, whose per-operator timing would otherwise leave its caches to
+    // the next whole run.
     const auto start = clock::now();
     for (int i = 0; i < runs; ++i) {
         const auto t0 = clock::now();
         ex.run();
         const auto t1 = clock::now();
         t.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-        if (per_layer) {
-            const std::vector<double> ms = ex.run_timed_per_op();
-            for (std::size_t k = 0; k < ms.size() && k < per.size(); ++k) per[k].push_back(ms[k]);
-        }
         if (i >= 2 && std::chrono::duration<double>(clock::now() - start).count() > max_seconds) break;
+    }
+    const auto per_start = clock::now();
+    for (int i = 0; per_layer && i < runs; ++i) {
+        const std::vector<double> ms = ex.run_timed_per_op();
+        for (std::size_t k = 0; k < ms.size() && k < per.size(); ++k) per[k].push_back(ms[k]);
+        if (i >= 2 && std::chrono::duration<double>(clock::now() - per_start).count() > max_seconds) break;
     }
     ModelTiming r;
     r.ms = quantile(t, q);
@@ -40718,91 +40929,6 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
 #include <utility>
 #include <vector>
 
-// ---- begin include/lamda/detail/format.hpp ----
-// lamda/detail/format.hpp: number and string formatting shared by reports, logs and generated
-// code. Contract: never throws (beyond std::bad_alloc), never emits uninitialised bytes, and
-// every function gives a valid result for every double (NaN -> "nan", infinities -> "inf" /
-// "-inf"; values too large for fixed notation fall back to exponent notation).
-#ifndef LAMDA_DETAIL_FORMAT_HPP
-#define LAMDA_DETAIL_FORMAT_HPP
-
-#include <charconv>
-#include <cstddef>
-#include <string>
-#include <string_view>
-
-namespace lamda::detail {
-
-inline bool format_special(double v, std::string& out) {
-    if (v != v) {
-        out = "nan";
-        return true;
-    }
-    if (v > 1.7976931348623157e308 || v < -1.7976931348623157e308) {
-        out = v > 0 ? "inf" : "-inf";
-        return true;
-    }
-    return false;
-}
-
-// The shortest text that reads back as the same double ("0.1", "1e+20").
-inline std::string format_shortest(double v) {
-    std::string out;
-    if (format_special(v, out)) return out;
-    char buffer[32];
-    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v);
-    if (r.ec != std::errc()) return "nan";  // cannot happen: 32 bytes hold any shortest double
-    return std::string(buffer, r.ptr);
-}
-
-// Fixed notation with `decimals` digits after the point (clamped to 0..17); a value whose fixed
-// form would be longer than 40 characters is written in exponent notation instead.
-inline std::string format_fixed(double v, int decimals) {
-    std::string out;
-    if (format_special(v, out)) return out;
-    if (decimals < 0) decimals = 0;
-    if (decimals > 17) decimals = 17;
-    char buffer[64];
-    auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::fixed, decimals);
-    if (r.ec == std::errc() && r.ptr - buffer <= 40) return std::string(buffer, r.ptr);
-    r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::scientific, decimals);
-    if (r.ec == std::errc()) return std::string(buffer, r.ptr);
-    return format_shortest(v);
-}
-
-// `digits` significant digits (1..17) without exponent for human-sized values: 7.0e-05 ms is
-// "0.000070", 1234.5 is "1234.5" (digits=5). Outside 1e-6..1e15 it uses exponent notation.
-inline std::string format_significant(double v, int digits) {
-    std::string out;
-    if (format_special(v, out)) return out;
-    if (digits < 1) digits = 1;
-    if (digits > 17) digits = 17;
-    const double a = v < 0 ? -v : v;
-    if (a == 0) return "0";
-    if (a < 1e-6 || a >= 1e15) {
-        char buffer[64];
-        const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::scientific, digits - 1);
-        return r.ec == std::errc() ? std::string(buffer, r.ptr) : format_shortest(v);
-    }
-    int magnitude = 0;  // floor(log10(a)) without <cmath>
-    for (double p = 1; p * 10 <= a; p *= 10) ++magnitude;
-    for (double p = 1; p > a; p /= 10) --magnitude;
-    const int decimals = digits - 1 - magnitude;
-    return format_fixed(v, decimals < 0 ? 0 : decimals);
-}
-
-// Leading and trailing ASCII white space removed.
-inline std::string_view trim(std::string_view s) noexcept {
-    const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
-    while (!s.empty() && space(s.front())) s.remove_prefix(1);
-    while (!s.empty() && space(s.back())) s.remove_suffix(1);
-    return s;
-}
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_FORMAT_HPP
-// ---- end include/lamda/detail/format.hpp ----
 
 #include <httplib.h>
 #include <simdjson.h>
@@ -41006,6 +41132,80 @@ private:
 #endif  // LAMDA_WITH_LLM || LAMDA_WITH_AGENT
 #endif  // LAMDA_DETAIL_HTTP_CLIENT_HPP
 // ---- end include/lamda/detail/http_client.hpp ----
+// ---- begin include/lamda/detail/url.hpp ----
+// lamda/detail/url.hpp: an http(s) URL of a server lamda talks to, split into its parts: the one
+// rule for the LLM client's base URL (llm/client.hpp) and the device agent client's URL
+// (agent/agent.hpp). Core (C++17 only); whether https is available is the caller's check (it
+// depends on cpp-httplib's OpenSSL support).
+//
+//   lamda::detail::HttpUrl u;
+//   if (std::string e = lamda::detail::parse_http_url("http://[::1]:8080/v1/", u); !e.empty())
+//       throw MyError("'" + url + "': " + e);  // u.host "::1", u.port 8080, u.prefix "/v1"
+//
+// Accepted: SCHEME://HOST[:PORT][/PREFIX] with SCHEME http or https (any case), HOST a name, an
+// IPv4 address or a bracketed IPv6 address, PORT 1..65535 (default 80 or 443), and no user
+// info, query or fragment. Trailing slashes of the prefix are dropped.
+#ifndef LAMDA_DETAIL_URL_HPP
+#define LAMDA_DETAIL_URL_HPP
+
+#include <cctype>
+#include <cstddef>
+#include <string>
+
+namespace lamda::detail {
+
+struct HttpUrl {
+    std::string scheme;     // "http" or "https", lower case
+    std::string authority;  // HOST[:PORT] as written
+    std::string host;       // without an IPv6 address's brackets
+    int port = 0;           // the URL's, else the scheme's (80, 443)
+    std::string prefix;     // "" or "/v1" (no trailing slash)
+};
+
+// Fills `u` from `url`; returns "" when the URL is good, else what is wrong with it (for a message
+// that names the URL first).
+inline std::string parse_http_url(const std::string& url, HttpUrl& u) {
+    u = HttpUrl{};
+    const std::size_t colon = url.find("://");
+    if (colon == std::string::npos) return "not a URL (expected http://HOST:PORT or https://HOST:PORT)";
+    for (std::size_t i = 0; i < colon; ++i) u.scheme += static_cast<char>(std::tolower(static_cast<unsigned char>(url[i])));
+    if (u.scheme != "http" && u.scheme != "https") return "the scheme must be http or https";
+    const std::string rest = url.substr(colon + 3);
+    const std::size_t slash = rest.find('/');
+    u.authority = rest.substr(0, slash);
+    if (u.authority.empty() || u.authority.find_first_of(" @?#") != std::string::npos)
+        return "expected a host (and port) after " + u.scheme + "://";
+    // HOST[:PORT] or [IPv6][:PORT]; a port, when there is a colon, is a number in 1..65535.
+    std::size_t host_end = u.authority.rfind(':');
+    if (u.authority.front() == '[') {
+        const std::size_t close = u.authority.find(']');
+        if (close == std::string::npos || close == 1 ||
+            (close + 1 < u.authority.size() && u.authority[close + 1] != ':'))
+            return "expected [IPv6 address]:PORT after " + u.scheme + "://";
+        host_end = close + 1 < u.authority.size() ? close + 1 : std::string::npos;
+    }
+    u.port = u.scheme == "https" ? 443 : 80;
+    if (host_end != std::string::npos) {
+        const std::string port = u.authority.substr(host_end + 1);
+        const bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
+        const long value = digits ? std::stol(port) : 0;
+        if (host_end == 0 || value < 1 || value > 65535)
+            return "expected HOST:PORT with a port in 1..65535 after " + u.scheme + "://, got '" +
+                   (u.authority.size() > 200 ? u.authority.substr(0, 200) + "..." : u.authority) + "'";
+        u.port = static_cast<int>(value);
+    }
+    u.host = u.authority.substr(0, host_end);
+    if (u.host.size() >= 2 && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
+    if (slash != std::string::npos) u.prefix = rest.substr(slash);
+    while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
+    if (u.prefix.find_first_of("?# ") != std::string::npos) return "a server URL takes no query or fragment";
+    return {};
+}
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_URL_HPP
+// ---- end include/lamda/detail/url.hpp ----
 
 namespace lamda {
 
@@ -41238,54 +41438,16 @@ inline std::string fixed2(double v) { return lamda::detail::format_fixed(v, 2); 
 
 inline std::string percent(double share) { return std::to_string(static_cast<int>(std::lround(share * 100))) + "%"; }
 
-// scheme://authority[/prefix] -> its parts; throws LlmError(Config).
-struct BaseUrl {
-    std::string scheme, authority, prefix;  // prefix: "" or "/v1" (no trailing slash)
-    std::string host;                       // without an IPv6 address's brackets
-    int port = 0;                           // the URL's, else the scheme's (80, 443)
-};
-
-inline BaseUrl parse_base_url(const std::string& url) {
-    BaseUrl u;
-    const std::size_t colon = url.find("://");
-    if (colon == std::string::npos)
-        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "' is not a URL (expected http://HOST:PORT/v1 or https://...)");
-    u.scheme = lower(url.substr(0, colon));
-    if (u.scheme != "http" && u.scheme != "https")
-        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': the scheme must be http or https");
+// The base URL's parts (detail/url.hpp's rule); throws LlmError(Config) naming the URL.
+inline detail::HttpUrl parse_base_url(const std::string& url) {
+    detail::HttpUrl u;
+    if (const std::string problem = detail::parse_http_url(url, u); !problem.empty())
+        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': " + problem);
 #if !defined(CPPHTTPLIB_OPENSSL_SUPPORT)
     if (u.scheme == "https")
         throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': this lamda's cpp-httplib has no OpenSSL support, so "
                                              "https is not available (use http, or rebuild with CPPHTTPLIB_OPENSSL_SUPPORT)");
 #endif
-    const std::string rest = url.substr(colon + 3);
-    const std::size_t slash = rest.find('/');
-    u.authority = rest.substr(0, slash);
-    if (u.authority.empty() || u.authority.find_first_of(" @?#") != std::string::npos)
-        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected a host (and port) after " + u.scheme + "://");
-    // HOST[:PORT] or [IPv6][:PORT]; a port, when there is a colon, is a number in 1..65535.
-    std::size_t host_end = u.authority.rfind(':');
-    if (u.authority.front() == '[') {
-        const std::size_t close = u.authority.find(']');
-        if (close == std::string::npos || (close + 1 < u.authority.size() && u.authority[close + 1] != ':'))
-            throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected [IPv6 address]:PORT after " + u.scheme + "://");
-        host_end = close + 1 < u.authority.size() ? close + 1 : std::string::npos;
-    }
-    u.port = u.scheme == "https" ? 443 : 80;
-    if (host_end != std::string::npos) {
-        const std::string port = u.authority.substr(host_end + 1);
-        const bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
-        if (host_end == 0 || !digits || std::stol(port) < 1 || std::stol(port) > 65535)
-            throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected HOST:PORT with a port in 1..65535 after " +
-                                                     u.scheme + "://, got '" + snippet(u.authority) + "'");
-        u.port = static_cast<int>(std::stol(port));
-    }
-    u.host = u.authority.substr(0, host_end);
-    if (u.host.size() >= 2 && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
-    if (slash != std::string::npos) u.prefix = rest.substr(slash);
-    while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
-    if (u.prefix.find_first_of("?# ") != std::string::npos)
-        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': the base URL takes no query or fragment");
     return u;
 }
 
@@ -41713,7 +41875,7 @@ public:
 
 private:
     LlmConfig config_;
-    llm_detail::BaseUrl url_;
+    detail::HttpUrl url_;
     std::mt19937_64 rng_;
 
     std::string chat_path() const { return config_.ollama_native ? std::string("/api/chat") : url_.prefix + "/chat/completions"; }
@@ -42854,6 +43016,11 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
     }
 }
 
+// The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
+// older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
+// channels padded to 8 per tap.
+inline constexpr int int8_conv_features_version = 2;
+
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
 inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
@@ -43077,7 +43244,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         const double g = std::max(1, p.groups);
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
-        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
+        // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
+        // channels does 8/3 times its MACs (int8_conv_features_version).
+        const bool int8 = prec == LatencyPrecision::Int8;
+        const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
+                                  : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
@@ -43086,7 +43258,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
@@ -44190,6 +44362,7 @@ struct LatencyProfile {
     // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
     // profile measured in fp32 only (every profile written before int8 was profiled).
     bool has_int8 = false;
+    bool int8_outdated = false;  // an int8 part fitted on older features: read, never used
     std::vector<LatencySample> int8_samples;
     std::vector<CalibrationSample> int8_calibration;
     LatencyModel int8_model{LatencyPrecision::Int8};
@@ -44206,6 +44379,9 @@ public:
 
 inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
     if (prec == LatencyPrecision::Fp32) return model;
+    if (int8_outdated)
+        throw ProfileError(where + ": error: this latency profile's int8 model was fitted by an older lamda on "
+                                   "other features; re-run `lamda profile --precision both` to predict int8 latency");
     if (!has_int8)
         throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
                                    "model; re-run `lamda profile --precision both` to predict int8 latency");
@@ -44315,6 +44491,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     latency_detail::write_part(j, p.samples, p.calibration, p.model);
     if (p.has_int8) {
         j.key("int8").begin_object();
+        j.field("features_version", int8_conv_features_version);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -44485,7 +44662,11 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         if (!int8.is_object()) r.fail("int8", "expected an object");
         p.int8_model = LatencyModel(LatencyPrecision::Int8);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
-        p.has_int8 = true;
+        const std::int64_t features = r.has(int8, "features_version")
+                                          ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
+                                          : 1;
+        p.int8_outdated = features != int8_conv_features_version;
+        p.has_int8 = !p.int8_outdated;
     }
     return p;
 }
@@ -45605,91 +45786,6 @@ private:
 #include <utility>
 #include <vector>
 
-// ---- begin include/lamda/detail/format.hpp ----
-// lamda/detail/format.hpp: number and string formatting shared by reports, logs and generated
-// code. Contract: never throws (beyond std::bad_alloc), never emits uninitialised bytes, and
-// every function gives a valid result for every double (NaN -> "nan", infinities -> "inf" /
-// "-inf"; values too large for fixed notation fall back to exponent notation).
-#ifndef LAMDA_DETAIL_FORMAT_HPP
-#define LAMDA_DETAIL_FORMAT_HPP
-
-#include <charconv>
-#include <cstddef>
-#include <string>
-#include <string_view>
-
-namespace lamda::detail {
-
-inline bool format_special(double v, std::string& out) {
-    if (v != v) {
-        out = "nan";
-        return true;
-    }
-    if (v > 1.7976931348623157e308 || v < -1.7976931348623157e308) {
-        out = v > 0 ? "inf" : "-inf";
-        return true;
-    }
-    return false;
-}
-
-// The shortest text that reads back as the same double ("0.1", "1e+20").
-inline std::string format_shortest(double v) {
-    std::string out;
-    if (format_special(v, out)) return out;
-    char buffer[32];
-    const auto r = std::to_chars(buffer, buffer + sizeof buffer, v);
-    if (r.ec != std::errc()) return "nan";  // cannot happen: 32 bytes hold any shortest double
-    return std::string(buffer, r.ptr);
-}
-
-// Fixed notation with `decimals` digits after the point (clamped to 0..17); a value whose fixed
-// form would be longer than 40 characters is written in exponent notation instead.
-inline std::string format_fixed(double v, int decimals) {
-    std::string out;
-    if (format_special(v, out)) return out;
-    if (decimals < 0) decimals = 0;
-    if (decimals > 17) decimals = 17;
-    char buffer[64];
-    auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::fixed, decimals);
-    if (r.ec == std::errc() && r.ptr - buffer <= 40) return std::string(buffer, r.ptr);
-    r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::scientific, decimals);
-    if (r.ec == std::errc()) return std::string(buffer, r.ptr);
-    return format_shortest(v);
-}
-
-// `digits` significant digits (1..17) without exponent for human-sized values: 7.0e-05 ms is
-// "0.000070", 1234.5 is "1234.5" (digits=5). Outside 1e-6..1e15 it uses exponent notation.
-inline std::string format_significant(double v, int digits) {
-    std::string out;
-    if (format_special(v, out)) return out;
-    if (digits < 1) digits = 1;
-    if (digits > 17) digits = 17;
-    const double a = v < 0 ? -v : v;
-    if (a == 0) return "0";
-    if (a < 1e-6 || a >= 1e15) {
-        char buffer[64];
-        const auto r = std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::scientific, digits - 1);
-        return r.ec == std::errc() ? std::string(buffer, r.ptr) : format_shortest(v);
-    }
-    int magnitude = 0;  // floor(log10(a)) without <cmath>
-    for (double p = 1; p * 10 <= a; p *= 10) ++magnitude;
-    for (double p = 1; p > a; p /= 10) --magnitude;
-    const int decimals = digits - 1 - magnitude;
-    return format_fixed(v, decimals < 0 ? 0 : decimals);
-}
-
-// Leading and trailing ASCII white space removed.
-inline std::string_view trim(std::string_view s) noexcept {
-    const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
-    while (!s.empty() && space(s.front())) s.remove_prefix(1);
-    while (!s.empty() && space(s.back())) s.remove_suffix(1);
-    return s;
-}
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_FORMAT_HPP
-// ---- end include/lamda/detail/format.hpp ----
 // ---- begin include/lamda/exec/bench.hpp ----
 // lamda/exec/bench.hpp: measuring a model on this device through the XNNPACK executor.
 // One measurement routine shared by `lamda bench`, the latency model and the search, so that
@@ -47630,6 +47726,11 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
     }
 }
 
+// The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
+// older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
+// channels padded to 8 per tap.
+inline constexpr int int8_conv_features_version = 2;
+
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
 inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
@@ -47853,7 +47954,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         const double g = std::max(1, p.groups);
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
-        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
+        // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
+        // channels does 8/3 times its MACs (int8_conv_features_version).
+        const bool int8 = prec == LatencyPrecision::Int8;
+        const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
+                                  : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
@@ -47862,7 +47968,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
@@ -48966,6 +49072,7 @@ struct LatencyProfile {
     // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
     // profile measured in fp32 only (every profile written before int8 was profiled).
     bool has_int8 = false;
+    bool int8_outdated = false;  // an int8 part fitted on older features: read, never used
     std::vector<LatencySample> int8_samples;
     std::vector<CalibrationSample> int8_calibration;
     LatencyModel int8_model{LatencyPrecision::Int8};
@@ -48982,6 +49089,9 @@ public:
 
 inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
     if (prec == LatencyPrecision::Fp32) return model;
+    if (int8_outdated)
+        throw ProfileError(where + ": error: this latency profile's int8 model was fitted by an older lamda on "
+                                   "other features; re-run `lamda profile --precision both` to predict int8 latency");
     if (!has_int8)
         throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
                                    "model; re-run `lamda profile --precision both` to predict int8 latency");
@@ -49091,6 +49201,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     latency_detail::write_part(j, p.samples, p.calibration, p.model);
     if (p.has_int8) {
         j.key("int8").begin_object();
+        j.field("features_version", int8_conv_features_version);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -49261,7 +49372,11 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         if (!int8.is_object()) r.fail("int8", "expected an object");
         p.int8_model = LatencyModel(LatencyPrecision::Int8);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
-        p.has_int8 = true;
+        const std::int64_t features = r.has(int8, "features_version")
+                                          ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
+                                          : 1;
+        p.int8_outdated = features != int8_conv_features_version;
+        p.has_int8 = !p.int8_outdated;
     }
     return p;
 }
@@ -49485,6 +49600,11 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                 chosen = &o;
         }
         const bool fits_memory = chosen != nullptr;
+        // A precision that fits but has no latency model ("any" with an fp32-only profile) may be
+        // the fast one: nothing is rejected on the other's prediction; the run measures both.
+        const bool unpredicted_fits = std::any_of(options.begin(), options.end(), [](const Option& o) {
+            return o.over_memory.empty() && !o.predicted;
+        });
         if (!chosen) chosen = &options.back();
         rec.precision = precision_text(task, chosen->int8);
         if (chosen->predicted) {
@@ -49496,7 +49616,8 @@ inline std::optional<Screened> screen_candidate(const Task& task, const Proposal
                                                    std::to_string(c.max_params) + " (" +
                                                    percent_text(double(stats.params) / double(c.max_params)) + ")");
         if (!fits_memory) return finish(Verdict::OverMemory, chosen->over_memory);
-        if (c.latency_ms > 0 && rec.predicted_ms && *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
+        if (c.latency_ms > 0 && rec.predicted_ms && !unpredicted_fits &&
+            *rec.predicted_ms > setup.predicted_reject_factor * c.latency_ms)
             return finish(Verdict::OverPredicted,
                           "predicted " + ms_text(*rec.predicted_ms) + " = " +
                               percent_text(*rec.predicted_ms / c.latency_ms) + " of the " + ms_text(c.latency_ms) +
@@ -50127,6 +50248,11 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
     }
 }
 
+// The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
+// older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
+// channels padded to 8 per tap.
+inline constexpr int int8_conv_features_version = 2;
+
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
 inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcept {
@@ -50350,7 +50476,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         const double g = std::max(1, p.groups);
         const double gn = double(p.oc) / g, gk = taps * p.ic / g;
         const double macs = out_px * gn * gk * g;
-        const double tiled = round_up(out_px, 7) * round_up(gn, 16) * gk * g;
+        // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
+        // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
+        // channels does 8/3 times its MACs (int8_conv_features_version).
+        const bool int8 = prec == LatencyPrecision::Int8;
+        const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
+                                  : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs);
@@ -50359,7 +50490,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
@@ -51243,6 +51374,7 @@ struct LatencyProfile {
     // The same three, timed in int8 (`lamda profile --precision both`); has_int8 is false in a
     // profile measured in fp32 only (every profile written before int8 was profiled).
     bool has_int8 = false;
+    bool int8_outdated = false;  // an int8 part fitted on older features: read, never used
     std::vector<LatencySample> int8_samples;
     std::vector<CalibrationSample> int8_calibration;
     LatencyModel int8_model{LatencyPrecision::Int8};
@@ -51259,6 +51391,9 @@ public:
 
 inline const LatencyModel& LatencyProfile::model_for(LatencyPrecision prec, const std::string& where) const {
     if (prec == LatencyPrecision::Fp32) return model;
+    if (int8_outdated)
+        throw ProfileError(where + ": error: this latency profile's int8 model was fitted by an older lamda on "
+                                   "other features; re-run `lamda profile --precision both` to predict int8 latency");
     if (!has_int8)
         throw ProfileError(where + ": error: this latency profile was measured in fp32 only and has no int8 "
                                    "model; re-run `lamda profile --precision both` to predict int8 latency");
@@ -51368,6 +51503,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     latency_detail::write_part(j, p.samples, p.calibration, p.model);
     if (p.has_int8) {
         j.key("int8").begin_object();
+        j.field("features_version", int8_conv_features_version);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -51538,7 +51674,11 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         if (!int8.is_object()) r.fail("int8", "expected an object");
         p.int8_model = LatencyModel(LatencyPrecision::Int8);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
-        p.has_int8 = true;
+        const std::int64_t features = r.has(int8, "features_version")
+                                          ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
+                                          : 1;
+        p.int8_outdated = features != int8_conv_features_version;
+        p.has_int8 = !p.int8_outdated;
     }
     return p;
 }
@@ -53040,8 +53180,8 @@ inline double current_load_average() {
 }
 
 // A whole model timed end to end (`ms`) and, when asked, per layer (`layer_ms`, parallel to
-// graph.layers): `warmup` untimed runs, then runs until `runs` runs or `max_seconds`, whichever
-// comes first (at least 3 runs); quantile q of the timings (the median, or a low quantile such
+// graph.layers, in a second series of runs): `warmup` untimed runs, then runs until `runs` runs or
+// `max_seconds`, whichever comes first (at least 3 runs; the per-layer series alike); quantile q of the timings (the median, or a low quantile such
 // as 0.1, which resists interference from other processes on a busy machine).
 struct ModelTiming {
     double ms = 0;
@@ -53060,17 +53200,22 @@ inline ModelTiming time_model(const Graph& g, int threads = 1, int runs = 15, in
     using clock = std::chrono::steady_clock;
     std::vector<double> t;
     std::vector<std::vector<double>> per(per_layer ? g.layers.size() : 0);
+    // The whole runs back to back, as a deployed model runs and as eval-predictor and bench time
+    // it; then the per-layer runs, whose per-operator timing would otherwise leave its caches to
+    // the next whole run.
     const auto start = clock::now();
     for (int i = 0; i < runs; ++i) {
         const auto t0 = clock::now();
         ex.run();
         const auto t1 = clock::now();
         t.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-        if (per_layer) {
-            const std::vector<double> ms = ex.run_timed_per_op();
-            for (std::size_t k = 0; k < ms.size() && k < per.size(); ++k) per[k].push_back(ms[k]);
-        }
         if (i >= 2 && std::chrono::duration<double>(clock::now() - start).count() > max_seconds) break;
+    }
+    const auto per_start = clock::now();
+    for (int i = 0; per_layer && i < runs; ++i) {
+        const std::vector<double> ms = ex.run_timed_per_op();
+        for (std::size_t k = 0; k < ms.size() && k < per.size(); ++k) per[k].push_back(ms[k]);
+        if (i >= 2 && std::chrono::duration<double>(clock::now() - per_start).count() > max_seconds) break;
     }
     ModelTiming r;
     r.ms = quantile(t, q);
@@ -53779,6 +53924,80 @@ private:
 #endif  // LAMDA_WITH_LLM || LAMDA_WITH_AGENT
 #endif  // LAMDA_DETAIL_HTTP_CLIENT_HPP
 // ---- end include/lamda/detail/http_client.hpp ----
+// ---- begin include/lamda/detail/url.hpp ----
+// lamda/detail/url.hpp: an http(s) URL of a server lamda talks to, split into its parts: the one
+// rule for the LLM client's base URL (llm/client.hpp) and the device agent client's URL
+// (agent/agent.hpp). Core (C++17 only); whether https is available is the caller's check (it
+// depends on cpp-httplib's OpenSSL support).
+//
+//   lamda::detail::HttpUrl u;
+//   if (std::string e = lamda::detail::parse_http_url("http://[::1]:8080/v1/", u); !e.empty())
+//       throw MyError("'" + url + "': " + e);  // u.host "::1", u.port 8080, u.prefix "/v1"
+//
+// Accepted: SCHEME://HOST[:PORT][/PREFIX] with SCHEME http or https (any case), HOST a name, an
+// IPv4 address or a bracketed IPv6 address, PORT 1..65535 (default 80 or 443), and no user
+// info, query or fragment. Trailing slashes of the prefix are dropped.
+#ifndef LAMDA_DETAIL_URL_HPP
+#define LAMDA_DETAIL_URL_HPP
+
+#include <cctype>
+#include <cstddef>
+#include <string>
+
+namespace lamda::detail {
+
+struct HttpUrl {
+    std::string scheme;     // "http" or "https", lower case
+    std::string authority;  // HOST[:PORT] as written
+    std::string host;       // without an IPv6 address's brackets
+    int port = 0;           // the URL's, else the scheme's (80, 443)
+    std::string prefix;     // "" or "/v1" (no trailing slash)
+};
+
+// Fills `u` from `url`; returns "" when the URL is good, else what is wrong with it (for a message
+// that names the URL first).
+inline std::string parse_http_url(const std::string& url, HttpUrl& u) {
+    u = HttpUrl{};
+    const std::size_t colon = url.find("://");
+    if (colon == std::string::npos) return "not a URL (expected http://HOST:PORT or https://HOST:PORT)";
+    for (std::size_t i = 0; i < colon; ++i) u.scheme += static_cast<char>(std::tolower(static_cast<unsigned char>(url[i])));
+    if (u.scheme != "http" && u.scheme != "https") return "the scheme must be http or https";
+    const std::string rest = url.substr(colon + 3);
+    const std::size_t slash = rest.find('/');
+    u.authority = rest.substr(0, slash);
+    if (u.authority.empty() || u.authority.find_first_of(" @?#") != std::string::npos)
+        return "expected a host (and port) after " + u.scheme + "://";
+    // HOST[:PORT] or [IPv6][:PORT]; a port, when there is a colon, is a number in 1..65535.
+    std::size_t host_end = u.authority.rfind(':');
+    if (u.authority.front() == '[') {
+        const std::size_t close = u.authority.find(']');
+        if (close == std::string::npos || close == 1 ||
+            (close + 1 < u.authority.size() && u.authority[close + 1] != ':'))
+            return "expected [IPv6 address]:PORT after " + u.scheme + "://";
+        host_end = close + 1 < u.authority.size() ? close + 1 : std::string::npos;
+    }
+    u.port = u.scheme == "https" ? 443 : 80;
+    if (host_end != std::string::npos) {
+        const std::string port = u.authority.substr(host_end + 1);
+        const bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
+        const long value = digits ? std::stol(port) : 0;
+        if (host_end == 0 || value < 1 || value > 65535)
+            return "expected HOST:PORT with a port in 1..65535 after " + u.scheme + "://, got '" +
+                   (u.authority.size() > 200 ? u.authority.substr(0, 200) + "..." : u.authority) + "'";
+        u.port = static_cast<int>(value);
+    }
+    u.host = u.authority.substr(0, host_end);
+    if (u.host.size() >= 2 && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
+    if (slash != std::string::npos) u.prefix = rest.substr(slash);
+    while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
+    if (u.prefix.find_first_of("?# ") != std::string::npos) return "a server URL takes no query or fragment";
+    return {};
+}
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_URL_HPP
+// ---- end include/lamda/detail/url.hpp ----
 
 namespace lamda {
 
@@ -55151,18 +55370,14 @@ class AgentClient {
 public:
     explicit AgentClient(std::string url, AgentClientOptions options = {}) : url_(std::move(url)), options_(std::move(options)) {
         while (!url_.empty() && url_.back() == '/') url_.pop_back();
-        const auto scheme_end = url_.find("://");
-        if (scheme_end == std::string::npos || (url_.compare(0, scheme_end, "http") != 0 && url_.compare(0, scheme_end, "https") != 0))
-            throw AgentError("device '" + url_ + "': expected http://HOST:PORT or https://HOST:PORT");
-        https_ = url_.compare(0, scheme_end, "https") == 0;
+        if (const std::string problem = detail::parse_http_url(url_, endpoint_); !problem.empty())
+            throw AgentError("device '" + url_.substr(0, 200) + "': " + problem);
+        https_ = endpoint_.scheme == "https";
 #if !defined(CPPHTTPLIB_OPENSSL_SUPPORT)
         if (https_) throw AgentError("device " + url_ + ": this lamda's cpp-httplib has no OpenSSL support (https)");
 #endif
-        const std::string rest = url_.substr(scheme_end + 3);
-        const auto slash = rest.find('/');
-        authority_ = rest.substr(0, slash);
-        if (slash != std::string::npos) prefix_ = rest.substr(slash);
-        if (authority_.empty()) throw AgentError("device '" + url_ + "': no host");
+        authority_ = endpoint_.authority;
+        prefix_ = endpoint_.prefix;
         if (options_.token.empty())
             if (const char* t = std::getenv("LAMDA_AGENT_TOKEN")) options_.token = agent_detail::trim(t);
         if (options_.token.empty())
@@ -55369,6 +55584,7 @@ private:
     using Reader = JsonReader<AgentError>;
 
     std::string url_, authority_, prefix_;
+    detail::HttpUrl endpoint_;
     bool https_ = false;
     AgentClientOptions options_;
 
@@ -55387,23 +55603,8 @@ private:
         std::string refusal;  // why the reply was cut off (deadline, size, encoding); empty if it was not
     };
 
-    // "host", port from the authority ("host:port", "[v6]:port" or "host").
-    std::pair<std::string, int> host_port() const {
-        std::string host = authority_;
-        int port = https_ ? 443 : 80;
-        const auto colon = host.rfind(':');
-        const auto bracket = host.rfind(']');
-        if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
-            const std::string digits = host.substr(colon + 1);
-            if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos ||
-                std::stoi(digits) > 65535)
-                throw AgentError("device '" + url_ + "': bad port '" + digits.substr(0, 20) + "'");
-            port = std::stoi(digits);
-            host.erase(colon);
-        }
-        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-        return {host, port};
-    }
+    // "host", port of the URL (detail/url.hpp; checked when the client was made).
+    std::pair<std::string, int> host_port() const { return {endpoint_.host, endpoint_.port}; }
 
     // One attempt, bounded as a whole: a watchdog stops the client at the deadline. Every byte
     // read is counted by the client's own stream (detail::CountingClientStream): more

@@ -179,6 +179,26 @@ TEST_CASE("agent: base64 round trip, strict decoding") {
     CHECK_FALSE(base64_decode("Z!9v").has_value());
 }
 
+TEST_CASE("agent client: device URLs follow the LLM base URL's rule (detail/url.hpp)") {
+    AgentClientOptions o;
+    o.token = "t";
+    for (const char* good : {"http://127.0.0.1:7070", "http://board/", "http://[::1]:7070/prefix/"})
+        CHECK_NOTHROW(AgentClient(good, o));
+    for (const char* bad : {"board:7070", "ftp://board", "http://:7070", "http://board:0", "http://board:65536",
+                            "http://board:70a", "http://[::1:7070", "http://user@board:7070", "http://board/x?y=1"})
+        CHECK_THROWS_WITH_AS(AgentClient(bad, o), doctest::Contains("device '"), AgentError);
+    lamda::detail::HttpUrl u;
+    CHECK(lamda::detail::parse_http_url("HTTP://[::1]:7070/a/b//", u).empty());
+    CHECK(u.scheme == "http");
+    CHECK(u.host == "::1");
+    CHECK(u.port == 7070);
+    CHECK(u.prefix == "/a/b");
+    CHECK(lamda::detail::parse_http_url("https://board", u).empty());
+    CHECK(u.port == 443);
+    CHECK(lamda::detail::parse_http_url("http://[]:80", u).find("IPv6") != std::string::npos);
+    CHECK(lamda::detail::parse_http_url(std::string(10000, 'x'), u).find("not a URL") == 0);
+}
+
 TEST_CASE("agent: a token file readable by group or others is refused") {
     const fs::path dir = fs::temp_directory_path() / ("lamda_agent_token_" + std::to_string(::getpid()));
     fs::create_directories(dir);

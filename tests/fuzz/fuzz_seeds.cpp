@@ -1,7 +1,7 @@
 // Writes the fuzzers' seed corpora, valid files made by lamda itself (scripts/test.sh and
 // scripts/fuzz-long.sh run it; nothing is committed but the crash corpus):
 //   lamda_fuzz_seeds DIR   -> DIR/safetensors/, DIR/task_json/, DIR/profile_json/, DIR/journal_line/,
-//                             DIR/agent_request/
+//                             DIR/agent_request/, DIR/url/
 // ONNX seeds come from tests/hostile/onnx_hostile.py --seeds DIR/onnx (python3-onnx).
 #include <filesystem>
 #include <fstream>
@@ -85,6 +85,11 @@ int main(int argc, char** argv) {
     put(out / "agent_request", "profile_status", request("GET", "/v1/profile/0123456789abcdef", "", true));
     put(out / "agent_request", "chunked",
         "POST /v1/bench HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer fuzz-token\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{}  \r\n0\r\n\r\n");
+    // Server URLs (detail/url.hpp), good ones of every shape.
+    int url_index = 0;
+    for (const char* url : {"http://127.0.0.1:8080/v1", "https://api.example.com/v1/", "http://[::1]:11434",
+                            "http://board:7070", "HTTP://localhost"})
+        put(out / "url", "url" + std::to_string(url_index++), url);
     std::cout << "seeds written to " << out.string() << "\n";
     return 0;
 }

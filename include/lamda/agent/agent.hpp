@@ -93,6 +93,7 @@
 #include <simdjson.h>
 
 #include "../detail/http_client.hpp"
+#include "../detail/url.hpp"
 
 namespace lamda {
 
@@ -1465,18 +1466,14 @@ class AgentClient {
 public:
     explicit AgentClient(std::string url, AgentClientOptions options = {}) : url_(std::move(url)), options_(std::move(options)) {
         while (!url_.empty() && url_.back() == '/') url_.pop_back();
-        const auto scheme_end = url_.find("://");
-        if (scheme_end == std::string::npos || (url_.compare(0, scheme_end, "http") != 0 && url_.compare(0, scheme_end, "https") != 0))
-            throw AgentError("device '" + url_ + "': expected http://HOST:PORT or https://HOST:PORT");
-        https_ = url_.compare(0, scheme_end, "https") == 0;
+        if (const std::string problem = detail::parse_http_url(url_, endpoint_); !problem.empty())
+            throw AgentError("device '" + url_.substr(0, 200) + "': " + problem);
+        https_ = endpoint_.scheme == "https";
 #if !defined(CPPHTTPLIB_OPENSSL_SUPPORT)
         if (https_) throw AgentError("device " + url_ + ": this lamda's cpp-httplib has no OpenSSL support (https)");
 #endif
-        const std::string rest = url_.substr(scheme_end + 3);
-        const auto slash = rest.find('/');
-        authority_ = rest.substr(0, slash);
-        if (slash != std::string::npos) prefix_ = rest.substr(slash);
-        if (authority_.empty()) throw AgentError("device '" + url_ + "': no host");
+        authority_ = endpoint_.authority;
+        prefix_ = endpoint_.prefix;
         if (options_.token.empty())
             if (const char* t = std::getenv("LAMDA_AGENT_TOKEN")) options_.token = agent_detail::trim(t);
         if (options_.token.empty())
@@ -1683,6 +1680,7 @@ private:
     using Reader = JsonReader<AgentError>;
 
     std::string url_, authority_, prefix_;
+    detail::HttpUrl endpoint_;
     bool https_ = false;
     AgentClientOptions options_;
 
@@ -1701,23 +1699,8 @@ private:
         std::string refusal;  // why the reply was cut off (deadline, size, encoding); empty if it was not
     };
 
-    // "host", port from the authority ("host:port", "[v6]:port" or "host").
-    std::pair<std::string, int> host_port() const {
-        std::string host = authority_;
-        int port = https_ ? 443 : 80;
-        const auto colon = host.rfind(':');
-        const auto bracket = host.rfind(']');
-        if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
-            const std::string digits = host.substr(colon + 1);
-            if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos ||
-                std::stoi(digits) > 65535)
-                throw AgentError("device '" + url_ + "': bad port '" + digits.substr(0, 20) + "'");
-            port = std::stoi(digits);
-            host.erase(colon);
-        }
-        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-        return {host, port};
-    }
+    // "host", port of the URL (detail/url.hpp; checked when the client was made).
+    std::pair<std::string, int> host_port() const { return {endpoint_.host, endpoint_.port}; }
 
     // One attempt, bounded as a whole: a watchdog stops the client at the deadline. Every byte
     // read is counted by the client's own stream (detail::CountingClientStream): more

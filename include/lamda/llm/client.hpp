@@ -44,6 +44,7 @@
 #include <simdjson.h>
 
 #include "../detail/http_client.hpp"  // (also takes away <resolv.h>'s `_res` macro)
+#include "../detail/url.hpp"
 
 namespace lamda {
 
@@ -276,54 +277,16 @@ inline std::string fixed2(double v) { return lamda::detail::format_fixed(v, 2); 
 
 inline std::string percent(double share) { return std::to_string(static_cast<int>(std::lround(share * 100))) + "%"; }
 
-// scheme://authority[/prefix] -> its parts; throws LlmError(Config).
-struct BaseUrl {
-    std::string scheme, authority, prefix;  // prefix: "" or "/v1" (no trailing slash)
-    std::string host;                       // without an IPv6 address's brackets
-    int port = 0;                           // the URL's, else the scheme's (80, 443)
-};
-
-inline BaseUrl parse_base_url(const std::string& url) {
-    BaseUrl u;
-    const std::size_t colon = url.find("://");
-    if (colon == std::string::npos)
-        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "' is not a URL (expected http://HOST:PORT/v1 or https://...)");
-    u.scheme = lower(url.substr(0, colon));
-    if (u.scheme != "http" && u.scheme != "https")
-        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': the scheme must be http or https");
+// The base URL's parts (detail/url.hpp's rule); throws LlmError(Config) naming the URL.
+inline detail::HttpUrl parse_base_url(const std::string& url) {
+    detail::HttpUrl u;
+    if (const std::string problem = detail::parse_http_url(url, u); !problem.empty())
+        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': " + problem);
 #if !defined(CPPHTTPLIB_OPENSSL_SUPPORT)
     if (u.scheme == "https")
         throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': this lamda's cpp-httplib has no OpenSSL support, so "
                                              "https is not available (use http, or rebuild with CPPHTTPLIB_OPENSSL_SUPPORT)");
 #endif
-    const std::string rest = url.substr(colon + 3);
-    const std::size_t slash = rest.find('/');
-    u.authority = rest.substr(0, slash);
-    if (u.authority.empty() || u.authority.find_first_of(" @?#") != std::string::npos)
-        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected a host (and port) after " + u.scheme + "://");
-    // HOST[:PORT] or [IPv6][:PORT]; a port, when there is a colon, is a number in 1..65535.
-    std::size_t host_end = u.authority.rfind(':');
-    if (u.authority.front() == '[') {
-        const std::size_t close = u.authority.find(']');
-        if (close == std::string::npos || (close + 1 < u.authority.size() && u.authority[close + 1] != ':'))
-            throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected [IPv6 address]:PORT after " + u.scheme + "://");
-        host_end = close + 1 < u.authority.size() ? close + 1 : std::string::npos;
-    }
-    u.port = u.scheme == "https" ? 443 : 80;
-    if (host_end != std::string::npos) {
-        const std::string port = u.authority.substr(host_end + 1);
-        const bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
-        if (host_end == 0 || !digits || std::stol(port) < 1 || std::stol(port) > 65535)
-            throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': expected HOST:PORT with a port in 1..65535 after " +
-                                                     u.scheme + "://, got '" + snippet(u.authority) + "'");
-        u.port = static_cast<int>(std::stol(port));
-    }
-    u.host = u.authority.substr(0, host_end);
-    if (u.host.size() >= 2 && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
-    if (slash != std::string::npos) u.prefix = rest.substr(slash);
-    while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
-    if (u.prefix.find_first_of("?# ") != std::string::npos)
-        throw LlmError(LlmErrorKind::Config, "'" + snippet(url) + "': the base URL takes no query or fragment");
     return u;
 }
 
@@ -751,7 +714,7 @@ public:
 
 private:
     LlmConfig config_;
-    llm_detail::BaseUrl url_;
+    detail::HttpUrl url_;
     std::mt19937_64 rng_;
 
     std::string chat_path() const { return config_.ollama_native ? std::string("/api/chat") : url_.prefix + "/chat/completions"; }
