@@ -561,7 +561,12 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration);
     if (o.int8) {
-        profile_part(LatencyPrecision::Int8, elapsed(), o.budget_s, prof.int8_samples, prof.int8_calibration);
+        // int8 keeps its planned length even when fp32's calibration models ran past their window (a
+        // slow or emulated machine: each calibration model is timed to the end): from the budget's end
+        // alone it would get no operator samples and a model fitted on nothing.
+        const double int8_begin = elapsed();
+        const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
+        profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8);
         prof.has_int8 = true;
     }
