@@ -40840,7 +40840,12 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration);
     if (o.int8) {
-        profile_part(LatencyPrecision::Int8, elapsed(), o.budget_s, prof.int8_samples, prof.int8_calibration);
+        // int8 keeps its planned length even when fp32's calibration models ran past their window (a
+        // slow or emulated machine: each calibration model is timed to the end): from the budget's end
+        // alone it would get no operator samples and a model fitted on nothing.
+        const double int8_begin = elapsed();
+        const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
+        profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8);
         prof.has_int8 = true;
     }
@@ -53699,7 +53704,12 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration);
     if (o.int8) {
-        profile_part(LatencyPrecision::Int8, elapsed(), o.budget_s, prof.int8_samples, prof.int8_calibration);
+        // int8 keeps its planned length even when fp32's calibration models ran past their window (a
+        // slow or emulated machine: each calibration model is timed to the end): from the budget's end
+        // alone it would get no operator samples and a model fitted on nothing.
+        const double int8_begin = elapsed();
+        const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
+        profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8);
         prof.has_int8 = true;
     }
@@ -55372,12 +55382,9 @@ public:
         while (!url_.empty() && url_.back() == '/') url_.pop_back();
         if (const std::string problem = detail::parse_http_url(url_, endpoint_); !problem.empty())
             throw AgentError("device '" + url_.substr(0, 200) + "': " + problem);
-        https_ = endpoint_.scheme == "https";
 #if !defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        if (https_) throw AgentError("device " + url_ + ": this lamda's cpp-httplib has no OpenSSL support (https)");
+        if (https()) throw AgentError("device " + url_ + ": this lamda's cpp-httplib has no OpenSSL support (https)");
 #endif
-        authority_ = endpoint_.authority;
-        prefix_ = endpoint_.prefix;
         if (options_.token.empty())
             if (const char* t = std::getenv("LAMDA_AGENT_TOKEN")) options_.token = agent_detail::trim(t);
         if (options_.token.empty())
@@ -55390,7 +55397,7 @@ public:
     // "board_7070": the device's host and port, as a file-name part.
     std::string file_tag() const {
         std::string out;
-        for (char c : authority_)
+        for (char c : endpoint_.authority)
             out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '_';
         return out;
     }
@@ -55548,7 +55555,7 @@ public:
         double delay = options_.retry_delay_s;
         const int attempts = std::max(1, options_.attempts);
         for (int attempt = 1; attempt <= attempts; ++attempt) {
-            Reply reply = send(method, prefix_ + path, body);
+            Reply reply = send(method, endpoint_.prefix + path, body);
             const httplib::Result& res = reply.result;
             if (!reply.refusal.empty()) {
                 // A reply too slow, too large or encoded: the agent (or what answers in its
@@ -55583,9 +55590,8 @@ public:
 private:
     using Reader = JsonReader<AgentError>;
 
-    std::string url_, authority_, prefix_;
-    detail::HttpUrl endpoint_;
-    bool https_ = false;
+    std::string url_;
+    detail::HttpUrl endpoint_;  // the one parse of url_: scheme, host, port, authority, path prefix
     AgentClientOptions options_;
 
     static std::string error_text(const std::string& body) {
@@ -55605,6 +55611,7 @@ private:
 
     // "host", port of the URL (detail/url.hpp; checked when the client was made).
     std::pair<std::string, int> host_port() const { return {endpoint_.host, endpoint_.port}; }
+    bool https() const noexcept { return endpoint_.scheme == "https"; }
 
     // One attempt, bounded as a whole: a watchdog stops the client at the deadline. Every byte
     // read is counted by the client's own stream (detail::CountingClientStream): more
@@ -55641,7 +55648,7 @@ private:
         const int port = where.second;
         std::unique_ptr<httplib::ClientImpl> client;
 #if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        if (https_) {
+        if (https()) {
             auto tls = std::make_unique<detail::CountingClient<httplib::SSLClient>>(host, port, deadline, admit);
             if (!options_.ca_cert_path.empty()) tls->set_ca_cert_path(options_.ca_cert_path.c_str());
             tls->enable_server_certificate_verification(options_.verify_tls);

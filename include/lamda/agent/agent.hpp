@@ -1468,12 +1468,9 @@ public:
         while (!url_.empty() && url_.back() == '/') url_.pop_back();
         if (const std::string problem = detail::parse_http_url(url_, endpoint_); !problem.empty())
             throw AgentError("device '" + url_.substr(0, 200) + "': " + problem);
-        https_ = endpoint_.scheme == "https";
 #if !defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        if (https_) throw AgentError("device " + url_ + ": this lamda's cpp-httplib has no OpenSSL support (https)");
+        if (https()) throw AgentError("device " + url_ + ": this lamda's cpp-httplib has no OpenSSL support (https)");
 #endif
-        authority_ = endpoint_.authority;
-        prefix_ = endpoint_.prefix;
         if (options_.token.empty())
             if (const char* t = std::getenv("LAMDA_AGENT_TOKEN")) options_.token = agent_detail::trim(t);
         if (options_.token.empty())
@@ -1486,7 +1483,7 @@ public:
     // "board_7070": the device's host and port, as a file-name part.
     std::string file_tag() const {
         std::string out;
-        for (char c : authority_)
+        for (char c : endpoint_.authority)
             out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-') ? c : '_';
         return out;
     }
@@ -1644,7 +1641,7 @@ public:
         double delay = options_.retry_delay_s;
         const int attempts = std::max(1, options_.attempts);
         for (int attempt = 1; attempt <= attempts; ++attempt) {
-            Reply reply = send(method, prefix_ + path, body);
+            Reply reply = send(method, endpoint_.prefix + path, body);
             const httplib::Result& res = reply.result;
             if (!reply.refusal.empty()) {
                 // A reply too slow, too large or encoded: the agent (or what answers in its
@@ -1679,9 +1676,8 @@ public:
 private:
     using Reader = JsonReader<AgentError>;
 
-    std::string url_, authority_, prefix_;
-    detail::HttpUrl endpoint_;
-    bool https_ = false;
+    std::string url_;
+    detail::HttpUrl endpoint_;  // the one parse of url_: scheme, host, port, authority, path prefix
     AgentClientOptions options_;
 
     static std::string error_text(const std::string& body) {
@@ -1701,6 +1697,7 @@ private:
 
     // "host", port of the URL (detail/url.hpp; checked when the client was made).
     std::pair<std::string, int> host_port() const { return {endpoint_.host, endpoint_.port}; }
+    bool https() const noexcept { return endpoint_.scheme == "https"; }
 
     // One attempt, bounded as a whole: a watchdog stops the client at the deadline. Every byte
     // read is counted by the client's own stream (detail::CountingClientStream): more
@@ -1737,7 +1734,7 @@ private:
         const int port = where.second;
         std::unique_ptr<httplib::ClientImpl> client;
 #if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        if (https_) {
+        if (https()) {
             auto tls = std::make_unique<detail::CountingClient<httplib::SSLClient>>(host, port, deadline, admit);
             if (!options_.ca_cert_path.empty()) tls->set_ca_cert_path(options_.ca_cert_path.c_str());
             tls->enable_server_certificate_verification(options_.verify_tls);
