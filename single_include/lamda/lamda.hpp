@@ -23241,8 +23241,10 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                          std::to_string(k.runs) + " runs.</p>\n";
             if (const TrainedCandidate* t = training_of(info, best)) {
                 const FinalTraining& f = t->result;
-                h += "<p id=\"final-training\">Trained in full: " + std::to_string(f.epochs) + " epochs, " +
-                     fixed(f.train_seconds, 1) + " s; validation accuracy " + accuracy_text(f.val_accuracy) +
+                h += std::string("<p id=\"final-training\">") +
+                     (f.epochs == 0 ? "The start model's own weights (its full training did not improve them on validation)"
+                                    : "Trained in full: " + std::to_string(f.epochs) + " epochs, " + fixed(f.train_seconds, 1) + " s") +
+                     "; validation accuracy " + accuracy_text(f.val_accuracy) +
                      ", test accuracy " + accuracy_text(f.test_accuracy) +
                      (f.float_test_accuracy ? " in int8 (fp32 before quantization: validation " +
                                                   accuracy_text(f.float_val_accuracy) + ", test " +
@@ -31359,8 +31361,28 @@ inline std::vector<std::size_t> confirm_best(const Task& task, const GenerateOpt
     return confirmed;
 }
 
+// The start model of an adaptation kept as it came: its own weights copied to `weights` and
+// evaluated (epochs 0; `own_val`: their validation accuracy), for when its full training ended
+// below them on validation.
+inline FinalTraining keep_start_weights(Trainer& trainer, const Graph& g, const std::string& own,
+                                        const std::string& weights, double own_val) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::copy_file(own, weights, fs::copy_options::overwrite_existing, ec);
+    if (ec) throw Exception(Error(ErrorKind::io, Where{weights, 0, 0, {}}, "cannot write the start model's weights: " + ec.message()));
+    const auto start = std::chrono::steady_clock::now();
+    FinalTraining f;
+    f.val_accuracy = own_val;
+    f.test_accuracy = trainer.weights_test_accuracy(g, weights);
+    f.epochs = 0;
+    f.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return f;
+}
+
 // Trains the confirmed candidates in full, best first, until one reaches min_accuracy on the
-// validation split; returns it (its weights copied to DIR/best.safetensors).
+// validation split; returns it (its weights copied to DIR/best.safetensors). An adaptation's start
+// model (candidate 0) trains on from its own weights, which it keeps if that does not improve
+// their validation accuracy: a full training never hands over less than the user brought.
 inline std::optional<std::size_t> train_final(const Task& task, const GenerateOptions& o, Trainer& trainer,
                                               const std::vector<CandidateRecord>& records,
                                               const std::vector<std::size_t>& confirmed, ReportInfo& info) {
@@ -31371,13 +31393,25 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
         const CandidateRecord& r = records[index];
         std::error_code exists_ec;
         const bool inherited = !r.weights.empty() && fs::exists(fs::path(o.out_dir) / r.weights, exists_ec);
+        const bool start_model = inherited && o.start && index == 0 && r.parent < 0;
         if (o.status)
             *o.status << "lamda: training #" << index << " in full"
                       << (inherited ? " from its " + std::string(r.parent < 0 ? "own" : "inherited, fine-tuned") + " weights" : std::string())
                       << "\n";
         const Graph g = parse_dsl_or_throw(r.dsl, "best");
-        FinalTraining f = inherited ? trainer.train_final_from(g, (fs::path(o.out_dir) / r.weights).string(), weights)
-                                    : trainer.train_final(g, weights);
+        const std::string init = inherited ? (fs::path(o.out_dir) / r.weights).string() : std::string();
+        FinalTraining f = inherited ? trainer.train_final_from(g, init, weights) : trainer.train_final(g, weights);
+        bool kept_start = false;
+        if (start_model) {
+            const double own = trainer.weights_accuracy(g, init);
+            if (own >= f.val_accuracy) {
+                if (o.status)
+                    *o.status << "lamda: #0: full training reached " << format_fixed(f.val_accuracy * 100, 2)
+                              << "% validation, its own weights " << format_fixed(own * 100, 2) << "%: keeping its own\n";
+                f = keep_start_weights(trainer, g, init, weights, own);
+                kept_start = true;
+            }
+        }
         std::string handed_over = weights;
         if (is_int8(r)) {  // quantized after training; the fp32 weights stay beside
             const std::string int8_weights =
@@ -31396,7 +31430,10 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
             if (f.float_test_accuracy)
                 *o.status << " in int8 (fp32: validation " << format_fixed(*f.float_val_accuracy * 100, 2) << "%, test "
                           << format_fixed(*f.float_test_accuracy * 100, 2) << "%)";
-            *o.status << " after " << f.epochs << " epochs (" << format_fixed(f.train_seconds, 0) << " s)\n";
+            if (kept_start)
+                *o.status << " with its own weights\n";
+            else
+                *o.status << " after " << f.epochs << " epochs (" << format_fixed(f.train_seconds, 0) << " s)\n";
         }
         if (task.constraints.min_accuracy && f.val_accuracy < *task.constraints.min_accuracy) continue;
         const auto copy = [&](const std::string& from, const char* name) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <set>
 #include <string>
@@ -300,7 +301,11 @@ TEST_CASE("adapt: generate evaluates the start model, fine-tunes inherited candi
         CHECK(trainer.calls[i] == "finetune");
         CHECK(c.verdict == Verdict::Feasible);  // 89.5% keeps the start's 90% within 1 point
     }
-    CHECK(trainer.calls.back() == "final_from");  // the final training starts from inherited weights
+    // The final training starts from inherited weights (the start model's: then its own are
+    // evaluated again, and kept, since 89.5% does not beat them).
+    REQUIRE(trainer.calls.size() >= 2);
+    CHECK(trainer.calls[trainer.calls.size() - 2] == "final_from");
+    CHECK(trainer.calls.back() == "weights");
     REQUIRE(r.start_test_accuracy);
     CHECK(*r.start_test_accuracy == doctest::Approx(0.89));
     CHECK(r.start_ms);
@@ -372,6 +377,39 @@ TEST_CASE("adapt: a start model below min_accuracy_drop's bar leaves its childre
     CHECK(r.result.records[0].verdict == Verdict::Feasible);
     CHECK(r.result.records[1].verdict == Verdict::BelowAccuracy);
     CHECK(r.result.records[2].verdict == Verdict::BelowAccuracy);
+}
+
+TEST_CASE("adapt: a start model whose full training lowers its validation accuracy keeps its own weights") {
+    TempDir dir("keep");
+    Task task = fmnist_task(1000.0);
+    task.constraints.min_accuracy_drop = 0.1;  // its children (89.5%) fall below: the start model wins
+    task.budget.max_candidates = 3;
+    auto start = std::make_shared<const StartModel>(load_start_model(write_start(dir), "", task));
+    RecordingTrainer trainer;
+    GenerateOptions o;
+    o.out_dir = dir / "run";
+    o.runs = 3;
+    o.confirm_runs = 3;
+    o.final_top = 1;
+    o.proxy_slack = 0;
+    o.start = start;
+    AdaptDesigner proposer(1, *start);
+    GenerateOutcome r = generate(task, proposer, &trainer, o);
+    REQUIRE(r.best);
+    CHECK(*r.best == 0);
+    CHECK(std::count(trainer.calls.begin(), trainer.calls.end(), "final_from") == 1);  // 89.5% < its own 90%
+    CHECK(trainer.calls.back() == "weights");
+    REQUIRE(r.info.final_trainings.size() == 1);
+    const FinalTraining& f = r.info.final_trainings[0].result;
+    CHECK(f.epochs == 0);
+    CHECK(f.val_accuracy == doctest::Approx(0.90));
+    CHECK(f.test_accuracy == doctest::Approx(0.89));
+    // best.safetensors is the start model's file, byte for byte.
+    auto bytes = [](const std::string& path) {
+        std::ifstream in(path, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    };
+    CHECK(bytes(o.out_dir + "/best.safetensors") == bytes(o.out_dir + "/" + r.result.records[0].weights));
 }
 #endif
 

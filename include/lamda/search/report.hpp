@@ -954,8 +954,10 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                          std::to_string(k.runs) + " runs.</p>\n";
             if (const TrainedCandidate* t = training_of(info, best)) {
                 const FinalTraining& f = t->result;
-                h += "<p id=\"final-training\">Trained in full: " + std::to_string(f.epochs) + " epochs, " +
-                     fixed(f.train_seconds, 1) + " s; validation accuracy " + accuracy_text(f.val_accuracy) +
+                h += std::string("<p id=\"final-training\">") +
+                     (f.epochs == 0 ? "The start model's own weights (its full training did not improve them on validation)"
+                                    : "Trained in full: " + std::to_string(f.epochs) + " epochs, " + fixed(f.train_seconds, 1) + " s") +
+                     "; validation accuracy " + accuracy_text(f.val_accuracy) +
                      ", test accuracy " + accuracy_text(f.test_accuracy) +
                      (f.float_test_accuracy ? " in int8 (fp32 before quantization: validation " +
                                                   accuracy_text(f.float_val_accuracy) + ", test " +
