@@ -8,6 +8,7 @@
 
 #include "../generate_test_support.hpp"
 
+#include <algorithm>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -233,6 +234,28 @@ TEST_CASE("generate: the offline designer beats random at equal budget (syntheti
         if (!best_b.empty()) random_total += double(b.records[best_b[0]].macs);
     }
     CHECK(offline_total > random_total);
+}
+
+TEST_CASE("generate: the offline designer counts parameters before proposing") {
+    // A parameter limit the zoo's seeds and the designer's growing edits overshoot: the loop would
+    // reject those unmeasured, each spending a candidate of the budget.
+    for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+        Task task = small_task(0.08, 30);
+        task.constraints.max_params = 3000;
+        OfflineDesigner offline(seed);
+        RandomProposer random(seed);
+        const auto a = run_generation(task, offline, synthetic_setup());
+        const auto b = run_generation(task, random, synthetic_setup());
+        auto over = [](const GenerateResult& r) {
+            return std::count_if(r.records.begin(), r.records.end(),
+                                 [](const CandidateRecord& c) { return c.verdict == Verdict::OverParams; });
+        };
+        INFO("seed " << seed << ": offline " << over(a) << " over max_params, random " << over(b));
+        CHECK(a.records.size() == 30);
+        CHECK(over(a) <= 1);
+        CHECK(over(b) > over(a));  // the baseline draws without counting: it does spend them
+        CHECK_FALSE(rank_feasible(a.records, task.objective).empty());
+    }
 }
 
 TEST_CASE("generate: a proposer that only repeats itself ends the search") {

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "../core/analysis.hpp"
 #include "../detail/hash.hpp"
 #include "designer.hpp"
 #include "../dsl/parser.hpp"
@@ -109,6 +110,20 @@ inline std::optional<Proposal> fresh(const Design& design, const Task& task, con
     return Proposal{text, what + "; " + std::string(design_marker) + design_to_string(d)};
 }
 
+// How many times the task's max_params a proposal's parameters are (0 without a limit, or when
+// it does not parse: the loop reports that). Counted before proposing, as an engineer would: the
+// loop would reject an over-limit model unmeasured, and its slot in the budget would be spent.
+inline double params_over_limit(const Proposal& p, const Task& task) {
+    if (task.constraints.max_params <= 0) return 0;
+    ParseResult r = parse_dsl(p.dsl, "<candidate>");
+    if (!r.ok()) return 0;
+    try {
+        return double(analyze(r.graph).params) / double(task.constraints.max_params);
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
 // How far a record is from meeting the task's limits: the largest of latency/budget,
 // params/limit and memory/limit (1 = exactly at a limit), or nothing when it was not analysed.
 inline std::optional<double> violation(const CandidateRecord& r, const Task& task) {
@@ -189,24 +204,38 @@ public:
         std::size_t designs_out = known.size();
         for (const auto& r : pending)
             if (design_of(r)) ++designs_out;
+        // A design over max_params is narrowed to fit (parameters grow about as width squared);
+        // one that still does not fit is passed over, the first kept in case nothing else turns up.
+        std::optional<Proposal> over;
+        auto within_params = [&](const Design& design, const std::string& what) -> std::optional<Proposal> {
+            std::optional<Proposal> p = fresh(design, task, seen, tried, what);
+            if (!p) return p;
+            const double ratio = params_over_limit(*p, task);
+            if (ratio <= 1.0) return p;
+            const double factor = std::clamp(std::sqrt(0.95 / ratio), 0.3, 0.97);
+            std::optional<Proposal> narrowed = fresh(scale_width(design, factor, bounds_), task, seen, tried,
+                                                     what + ", widths x" + std::to_string(factor).substr(0, 4) + " for max_params");
+            if (narrowed && params_over_limit(*narrowed, task) <= 1.0) return narrowed;
+            if (!over) over = std::move(p);
+            return std::nullopt;
+        };
         if (designs_out < seeds.size()) {
             const auto& [seed_name, seed_design] = seeds[designs_out];
-            if (auto p = fresh(seed_design, task, seen, tried, "seed " + seed_name)) return p;
+            if (auto p = within_params(seed_design, "seed " + seed_name)) return p;
         }
         for (std::uint64_t attempt = 0; attempt < 400; ++attempt) {
             std::mt19937_64 rng(sample_seed(seed_, drawn * 1000 + attempt));
             if (known.empty()) {
                 // Nothing of ours parsed yet (every seed was a repeat): start from a random design.
-                if (auto p = fresh(random_design(rng, bounds_), task, seen, tried, "restart")) return p;
+                if (auto p = within_params(random_design(rng, bounds_), "restart")) return p;
                 continue;
             }
             const auto& [parent, design] = pick_parent(rng, known, task);
             std::string what;
             const Design child = edit(rng, *parent, design, task, what, attempt);
-            if (auto p = fresh(child, task, seen, tried, what + " of #" + std::to_string(parent->index)))
-                return p;
+            if (auto p = within_params(child, what + " of #" + std::to_string(parent->index))) return p;
         }
-        return std::nullopt;
+        return over;
     }
 
 private:
