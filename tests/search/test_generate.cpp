@@ -258,6 +258,43 @@ TEST_CASE("generate: the offline designer counts parameters before proposing") {
     }
 }
 
+TEST_CASE("generate: the offline designer trades a stage for width and keeps the resolution") {
+    // "Fewer, wider": one stage goes (its downsampling moves to a neighbour) and every width
+    // grows, so that per-operator overhead buys multiply-adds instead.
+    const auto total_stride = [](const Design& d) {
+        int s = d.stem_stride;
+        for (const StageDesign& st : d.stages) s *= st.stride;
+        return s;
+    };
+    int seen_moves = 0;
+    for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+        OfflineDesigner offline(seed);
+        const auto r = run_generation(small_task(0.08, 40), offline, synthetic_setup());
+        for (const CandidateRecord& c : r.records) {
+            const std::string move = "lateral s";
+            if (c.note.rfind(move, 0) != 0 || c.note.find("removed, widths x1.15 of #") == std::string::npos ||
+                c.note.find('+') != std::string::npos)
+                continue;
+            const std::size_t at = c.note.find(" of #") + 5;
+            const int parent = std::stoi(c.note.substr(at));
+            REQUIRE(parent >= 0);
+            REQUIRE(parent < c.index);
+            const auto child_design = proposer_detail::design_of(c);
+            const auto parent_design = proposer_detail::design_of(r.records[static_cast<std::size_t>(parent)]);
+            REQUIRE(child_design);
+            REQUIRE(parent_design);
+            INFO("seed " << seed << " #" << c.index << ": " << c.note);
+            ++seen_moves;
+            CHECK(child_design->stages.size() + 1 == parent_design->stages.size());
+            CHECK(total_stride(*child_design) == total_stride(*parent_design));
+            CHECK(child_design->stem_channels >= parent_design->stem_channels);
+            CHECK(child_design->head_channels >= parent_design->head_channels);
+            CHECK(c.verdict != Verdict::Invalid);
+        }
+    }
+    CHECK(seen_moves > 0);
+}
+
 TEST_CASE("generate: a proposer that only repeats itself ends the search") {
     std::vector<std::string> same(100, valid_model);
     ScriptedProposer proposer(same);
