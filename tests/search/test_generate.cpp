@@ -160,6 +160,53 @@ TEST_CASE("generate: each verdict, in the loop's order") {
     CHECK(result.records[5].accuracy == doctest::Approx(0.5));
 }
 
+TEST_CASE("generate: a measurement over budget taken while the machine runs slow is judged at its usual pace") {
+    // A shared machine's slow burst: every run takes 1.5x. The reference model says so (or not).
+    const double usual_ms = synthetic_measure(parse_dsl(valid_model).graph).median_ms;
+    Task task = small_task(usual_ms * 1.2, 1);
+    auto decide = [&](double reference_slowdown, int& asked) {
+        ScriptedProposer proposer({valid_model});
+        GenerateSetup setup;
+        setup.measure = [](const Graph& g) {
+            Measurement m = synthetic_measure(g);
+            m.median_ms *= 1.5;
+            for (LayerCost& l : m.per_layer) l.ms *= 1.5;
+            return m;
+        };
+        setup.machine_slowdown = [&] {
+            ++asked;
+            return reference_slowdown;
+        };
+        const GenerateResult r = run_generation(task, proposer, setup);
+        REQUIRE(r.records.size() == 1);
+        return r.records[0];
+    };
+    int asked = 0;
+    const CandidateRecord slow = decide(1.5, asked);
+    CHECK(asked == 1);
+    CHECK_MESSAGE(slow.verdict == Verdict::Feasible, slow.reason);
+    REQUIRE(slow.measured_ms);
+    CHECK(*slow.measured_ms == doctest::Approx(usual_ms));
+    CHECK(slow.reason.find("while a reference model ran 1.50x its fastest time") != std::string::npos);
+    double costliest_ms = 0;
+    for (const LayerCost& l : synthetic_measure(parse_dsl(valid_model).graph).per_layer) costliest_ms = std::max(costliest_ms, l.ms);
+    CHECK(slow.top_layers.front().ms == doctest::Approx(costliest_ms));  // per layer, at the usual pace too
+
+    asked = 0;
+    const CandidateRecord steady = decide(1.02, asked);  // the machine is not slow: the model is
+    CHECK(asked == 1);
+    CHECK_MESSAGE(steady.verdict == Verdict::OverMeasured, steady.reason);
+    CHECK(*steady.measured_ms == doctest::Approx(usual_ms * 1.5));
+    CHECK(steady.reason.find("reference model") == std::string::npos);
+
+    asked = 0;
+    task.constraints.latency_ms = usual_ms * 2;  // within budget as measured: nothing is asked
+    const CandidateRecord fits = decide(1.5, asked);
+    CHECK(asked == 0);
+    CHECK(fits.verdict == Verdict::Feasible);
+    CHECK(*fits.measured_ms == doctest::Approx(usual_ms * 1.5));
+}
+
 TEST_CASE("generate: a failing measurement is a Failed candidate and the loop goes on") {
     ScriptedProposer proposer({valid_model, "input: input shape=28x28x1\np: gap\nfc: fc out=10\n"});
     GenerateSetup setup;

@@ -662,7 +662,7 @@ TEST_CASE("report_json parses back") {
     info.stop_reason = "budget: 9 candidates";
     info.final_trainings = {{6, lamda::FinalTraining{0.85, 0.84, 30.0, 5}, "out/candidate_6.safetensors"},
                             {1, lamda::FinalTraining{0.91, 0.905, 33.0, 5}, "out/candidate_1.safetensors"}};
-    info.confirmations = {{1, 0.079, 200}};
+    info.confirmations = {{1, 0.079, 200, 1.31}};  // measured 0.1035 ms while the machine ran slow
     const std::string json = lamda::report_json(task, records, info);
 
     simdjson::dom::parser parser;
@@ -683,6 +683,8 @@ TEST_CASE("report_json parses back") {
     CHECK(std::string_view(doc["final_training"]["weights"]) == "out/candidate_1.safetensors");
     CHECK(simdjson::dom::array(doc["final_trainings"]).size() == 2);
     CHECK(double(doc["confirmations"].at(0)["median_ms"]) == 0.079);
+    CHECK(double(doc["confirmations"].at(0)["slowdown"]) == 1.31);
+    CHECK(double(doc["best_confirmed_ms"]) == 0.079);  // at the usual pace
     std::vector<std::int64_t> front;
     for (auto e : doc["pareto_front"].get_array()) front.push_back(std::int64_t(e));
     CHECK(front == std::vector<std::int64_t>{8, 1, 3, 4});

@@ -202,6 +202,11 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
                     here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
                 if (setup.measure_int8)
                     here.measure_int8 = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure_int8, g); };
+                if (setup.machine_slowdown)  // the reference model is timed like a candidate, on the same terms
+                    here.machine_slowdown = [&runner, &setup] {
+                        const auto pace = [&setup](const Graph&) { return Measurement{setup.machine_slowdown(), {}}; };
+                        return runner.measure_here(pace, Graph{}).median_ms;
+                    };
                 CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
                 measured.evaluated_by = "measured by " + runner.search_side_name();
                 if (measured.verdict != Verdict::Feasible || task.objective != Objective::Accuracy) {
@@ -399,6 +404,11 @@ inline GenerateSetup gated_setup(GenerateSetup setup, std::shared_ptr<const Node
                 return measure(g);
             };
         }
+    if (local_measure && setup.machine_slowdown)  // the reference model is timed like a candidate
+        setup.machine_slowdown = [slowdown = std::move(setup.machine_slowdown), gate] {
+            const NodeGate::Hold hold = gate->measuring();
+            return slowdown();
+        };
     if (setup.trainer) {
         owned = std::make_unique<parallel_detail::GatedTrainer>(*setup.trainer, gate);
         setup.trainer = owned.get();

@@ -44,8 +44,9 @@ namespace lamda {
 // A finished candidate measured again, longer, before it is handed over.
 struct Confirmation {
     std::size_t position = 0;  // in `records`
-    double median_ms = 0;
+    double median_ms = 0;      // at the machine's usual pace (the measured median / slowdown)
     int runs = 0;
+    double slowdown = 1.0;     // > 1: measured while a reference model ran this much slower (search/loop.hpp)
 };
 
 // A finished candidate trained in full.
@@ -337,6 +338,7 @@ inline std::string report_json(const Task& task, const std::vector<CandidateReco
         if (c.position < records.size()) j.field("index", records[c.position].index);
         j.field("median_ms", c.median_ms);
         j.field("runs", c.runs);
+        j.field("slowdown", c.slowdown);
         j.end_object();
     }
     j.end_array();
@@ -951,7 +953,11 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
             for (const Confirmation& k : info.confirmations)
                 if (k.position == *best)
                     h += "<p id=\"confirmation\">Confirmed: " + general(k.median_ms, 4) + " ms median over " +
-                         std::to_string(k.runs) + " runs.</p>\n";
+                         std::to_string(k.runs) + " runs" +
+                         (k.slowdown != 1.0 ? " at the machine's usual pace (measured " + general(k.median_ms * k.slowdown, 4) +
+                                                  " ms while a reference model ran " + fixed(k.slowdown, 2) + "x slow)"
+                                            : std::string()) +
+                         ".</p>\n";
             if (const TrainedCandidate* t = training_of(info, best)) {
                 const FinalTraining& f = t->result;
                 h += std::string("<p id=\"final-training\">") +
