@@ -269,6 +269,17 @@ TEST_CASE("adapt: the journal keeps parent, inherited and weights, and refuses a
 }
 
 #if defined(LAMDA_WITH_XNNPACK)
+// A short adaptation run into DIR/run: three timed runs a measurement, one final training.
+GenerateOptions adapt_options(const TempDir& dir, std::shared_ptr<const StartModel> start) {
+    GenerateOptions o;
+    o.out_dir = dir / "run";
+    o.runs = 3;
+    o.confirm_runs = 3;
+    o.final_top = 1;
+    o.start = std::move(start);
+    return o;
+}
+
 TEST_CASE("adapt: generate evaluates the start model, fine-tunes inherited candidates and resumes") {
     TempDir dir("generate");
     Task task = fmnist_task(1000.0);  // every candidate fits: the flow is what is checked
@@ -276,12 +287,7 @@ TEST_CASE("adapt: generate evaluates the start model, fine-tunes inherited candi
     task.budget.max_candidates = 4;
     auto start = std::make_shared<const StartModel>(load_start_model(write_start(dir), "", task));
     RecordingTrainer trainer;
-    GenerateOptions o;
-    o.out_dir = dir / "run";
-    o.runs = 3;
-    o.confirm_runs = 3;
-    o.final_top = 1;
-    o.start = start;
+    GenerateOptions o = adapt_options(dir, start);
     AdaptDesigner proposer(1, *start);
     GenerateOutcome r = generate(task, proposer, &trainer, o);
     REQUIRE(r.result.records.size() == 4);
@@ -339,11 +345,7 @@ TEST_CASE("adapt: a start model over the budget is still evaluated: its accuracy
     task.budget.max_candidates = 2;
     auto start = std::make_shared<const StartModel>(load_start_model(write_start(dir), "", task));
     RecordingTrainer trainer;
-    GenerateOptions o;
-    o.out_dir = dir / "run";
-    o.runs = 3;
-    o.confirm_runs = 3;
-    o.start = start;
+    GenerateOptions o = adapt_options(dir, start);
     AdaptDesigner proposer(1, *start);
     GenerateOutcome r = generate(task, proposer, &trainer, o);
     REQUIRE(r.result.records.size() == 2);
@@ -365,12 +367,8 @@ TEST_CASE("adapt: a start model below min_accuracy_drop's bar leaves its childre
     task.budget.max_candidates = 3;
     auto start = std::make_shared<const StartModel>(load_start_model(write_start(dir), "", task));
     RecordingTrainer trainer;
-    GenerateOptions o;
-    o.out_dir = dir / "run";
-    o.runs = 3;
-    o.confirm_runs = 3;
+    GenerateOptions o = adapt_options(dir, start);
     o.proxy_slack = 0;
-    o.start = start;
     AdaptDesigner proposer(1, *start);
     GenerateOutcome r = generate(task, proposer, &trainer, o);
     REQUIRE(r.result.records.size() == 3);
@@ -386,13 +384,8 @@ TEST_CASE("adapt: a start model whose full training lowers its validation accura
     task.budget.max_candidates = 3;
     auto start = std::make_shared<const StartModel>(load_start_model(write_start(dir), "", task));
     RecordingTrainer trainer;
-    GenerateOptions o;
-    o.out_dir = dir / "run";
-    o.runs = 3;
-    o.confirm_runs = 3;
-    o.final_top = 1;
+    GenerateOptions o = adapt_options(dir, start);
     o.proxy_slack = 0;
-    o.start = start;
     AdaptDesigner proposer(1, *start);
     GenerateOutcome r = generate(task, proposer, &trainer, o);
     REQUIRE(r.best);
@@ -444,12 +437,7 @@ TEST_CASE("adapt: StartModelFirst puts the start model first and hands every oth
     StartModelFirst proposer(*start, std::move(inner));
     CHECK(proposer.name() == "scripted");
     RecordingTrainer trainer;
-    GenerateOptions o;
-    o.out_dir = dir / "run";
-    o.runs = 3;
-    o.confirm_runs = 3;
-    o.final_top = 1;
-    o.start = start;
+    GenerateOptions o = adapt_options(dir, start);
     GenerateOutcome r = generate(task, proposer, &trainer, o);
     REQUIRE(r.result.records.size() == 3);
     CHECK(r.result.records[0].note.rfind(std::string(start_model_note), 0) == 0);
