@@ -27564,6 +27564,7 @@ inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int
 #else
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -31345,6 +31346,8 @@ private:
 // The machine's pace for GenerateSetup::machine_slowdown: a fixed reference model (the zoo's
 // first seed design at the task's input) timed when the search first measures and whenever a
 // measurement is doubted; its time over the fastest seen so far is how slow the machine runs now.
+// A reference that cannot be timed (a measurer that refuses it) turns the check off (pace 1):
+// it must never fail a candidate.
 class PaceReference {
 public:
     PaceReference(const Task& task, std::function<Measurement(const Graph&)> measure)
@@ -31360,20 +31363,27 @@ public:
     double slowdown() {
         std::lock_guard<std::mutex> lock(m_);
         const double now = sample_locked();
-        return fastest_ms_ > 0 ? now / fastest_ms_ : 1.0;
+        return fastest_ms_ > 0 && now > 0 ? now / fastest_ms_ : 1.0;
     }
 
 private:
     double sample_locked() {
-        const double ms = measure_(graph_).median_ms;
-        if (ms > 0 && (fastest_ms_ <= 0 || ms < fastest_ms_)) fastest_ms_ = ms;
-        return ms;
+        if (off_) return fastest_ms_;
+        try {
+            const double ms = measure_(graph_).median_ms;
+            if (ms > 0 && std::isfinite(ms) && (fastest_ms_ <= 0 || ms < fastest_ms_)) fastest_ms_ = ms;
+            return ms > 0 && std::isfinite(ms) ? ms : fastest_ms_;
+        } catch (const std::exception&) {
+            off_ = true;  // (a lost board shows in the candidate's own measurement)
+            return fastest_ms_;
+        }
     }
 
     std::mutex m_;
     Graph graph_;
     std::function<Measurement(const Graph&)> measure_;
     double fastest_ms_ = 0;
+    bool off_ = false;
 };
 
 }  // namespace generate_detail
@@ -31416,15 +31426,19 @@ inline GenerateSetup evaluation_setup(const Task& task, const GenerateOptions& o
         // The machine's pace (GenerateSetup::machine_slowdown): the reference runs in fp32 where
         // the candidates run (a board or this CPU), first beside the search's first measurement, so
         // that a slow burst later has a baseline to be compared with.
-        auto pace = std::make_shared<generate_detail::PaceReference>(task, measure_with(o.runs, 5, false));
+        std::shared_ptr<generate_detail::PaceReference> pace;
+        try {
+            pace = std::make_shared<generate_detail::PaceReference>(task, measure_with(o.runs, 5, false));
+        } catch (const std::exception&) {  // no reference renders at this input: no pace check
+        }
         for (bool int8 : task_precisions(task)) {
             auto& slot = int8 ? setup.measure_int8 : setup.measure;
             slot = guarded([measure = measure_with(o.runs, 5, int8), pace](const Graph& g) {
-                pace->seed();
+                if (pace) pace->seed();
                 return measure(g);
             });
         }
-        setup.machine_slowdown = guarded([pace] { return pace->slowdown(); });
+        if (pace) setup.machine_slowdown = [pace] { return pace->slowdown(); };
     }
     setup.trainer = trainer;
     setup.proxy_accuracy_slack = o.proxy_slack;

@@ -8,9 +8,11 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,8 @@
 #include "lamda/search/generate.hpp"
 #include "lamda/search/journal.hpp"
 #include "lamda/search/task.hpp"
+
+#include "../generate_test_support.hpp"
 
 using namespace lamda;
 namespace fs = std::filesystem;
@@ -268,7 +272,6 @@ TEST_CASE("adapt: the journal keeps parent, inherited and weights, and refuses a
     CHECK_THROWS_WITH(validate_resumed_record(bad, fmnist_task(), "j:2"), doctest::Contains("not an earlier candidate"));
 }
 
-#if defined(LAMDA_WITH_XNNPACK)
 // A short adaptation run into DIR/run: three timed runs a measurement, one final training.
 GenerateOptions adapt_options(const TempDir& dir, std::shared_ptr<const StartModel> start) {
     GenerateOptions o;
@@ -280,6 +283,37 @@ GenerateOptions adapt_options(const TempDir& dir, std::shared_ptr<const StartMod
     return o;
 }
 
+TEST_CASE("generate: a measurer that cannot time the pace reference fails no candidate") {
+    // A board that refuses the reference model (search/generate.hpp: PaceReference): the check
+    // of the machine's pace is off, the candidates are measured as ever.
+    TempDir dir("pace");
+    Task task = fmnist_task(1000.0);
+    task.budget.max_candidates = 3;
+    task.objective = Objective::Capacity;
+    GenerateOptions o;
+    o.out_dir = dir / "run";
+    o.confirm_runs = 3;
+    int refused = 0, measured = 0;
+    o.measure_with = [&](int, int, bool) {
+        return [&](const Graph& g) -> Measurement {
+            if (g.name == "pace") {
+                ++refused;
+                throw std::runtime_error("this board runs only the models it was given");
+            }
+            ++measured;
+            return lamda_test::synthetic_measure(g);
+        };
+    };
+    OfflineDesigner proposer(1);
+    const GenerateOutcome r = generate(task, proposer, nullptr, o);
+    CHECK(refused == 1);  // asked once, then not again
+    CHECK(measured == 4);  // three candidates and the best's confirmation
+    REQUIRE(r.result.records.size() == 3);
+    for (const CandidateRecord& c : r.result.records) CHECK_MESSAGE(c.verdict == Verdict::Feasible, c.reason);
+    CHECK(r.best);
+}
+
+#if defined(LAMDA_WITH_XNNPACK)
 TEST_CASE("adapt: generate evaluates the start model, fine-tunes inherited candidates and resumes") {
     TempDir dir("generate");
     Task task = fmnist_task(1000.0);  // every candidate fits: the flow is what is checked
@@ -438,6 +472,8 @@ TEST_CASE("adapt: StartModelFirst puts the start model first and hands every oth
     CHECK(proposer.name() == "scripted");
     RecordingTrainer trainer;
     GenerateOptions o = adapt_options(dir, start);
+    // Timed by the stand-in (builds without XNNPACK run this too): the flow is what is checked.
+    o.measure_with = [](int, int, bool) { return std::function<Measurement(const Graph&)>(lamda_test::synthetic_measure); };
     GenerateOutcome r = generate(task, proposer, &trainer, o);
     REQUIRE(r.result.records.size() == 3);
     CHECK(r.result.records[0].note.rfind(std::string(start_model_note), 0) == 0);
