@@ -172,13 +172,17 @@ def main():
         graph = OnnxGraph(onnx_path)
         ours_kind = lamda_kinds(dsl)
         ours_rounds, theirs_rounds = [], []
+        whole_ours, whole_theirs = [], []  # whole-model medians of the same runs
         for _ in range(args.rounds):  # interleaved
             b = json.loads(compare.run([lamda, "bench", dsl, "--weights", weights, "--threads", str(args.threads),
                                         "--runs", str(args.runs), "--warmup", str(args.warmup), "--json"]))
             ours_rounds.append({p["name"]: p["median_ms"] for p in b["per_op"]})
+            whole_ours.append(b["median_ms"])
             o = json.loads(compare.run(["node", os.path.join(HERE, "ort_profile.js"), onnx_path, str(args.threads),
                                         str(args.runs), str(args.warmup), ",".join(str(d) for d in shape)]))
             theirs_rounds.append({n["name"]: (n["op"], n["median_ms"]) for n in o["nodes"]})
+            if o["median_ms"] is not None:
+                whole_theirs.append(o["median_ms"])
     ours = {k: statistics.median(r.get(k, 0.0) for r in ours_rounds) for k in ours_rounds[0]}
     theirs = {k: statistics.median(r[k][1] for r in theirs_rounds if k in r) for k in theirs_rounds[0]}
     fused = {k: theirs_rounds[0][k][0] for k in theirs_rounds[0]}
@@ -198,6 +202,9 @@ def main():
     total_ours, total_theirs = sum(by_kind_ours.values()), sum(by_kind_theirs.values())
     print(f"{args.model}, {args.export} export, {args.threads} thread(s), {args.rounds} interleaved rounds of "
           f"{args.runs} runs; sums of per-operator medians")
+    if whole_theirs:
+        print(f"whole model (medians over rounds): lamda {statistics.median(whole_ours):.3f} ms, "
+              f"ORT {statistics.median(whole_theirs):.3f} ms (profiling on)")
     print()
     print("| kind | lamda layers | lamda ms | ORT nodes | ORT ms | lamda - ORT ms |")
     print("|---|---|---|---|---|---|")
