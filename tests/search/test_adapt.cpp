@@ -11,6 +11,7 @@
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <random>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -180,6 +181,39 @@ TEST_CASE("adapt: min_accuracy_drop is read, written back, and refused when out 
     CHECK_THROWS_WITH(parse_task(R"({"name": "a", "input": [28, 28, 1], "classes": 10, "dataset": "fashion-mnist",
         "constraints": {"min_accuracy": 0.9, "min_accuracy_drop": 1}})"),
                       doctest::Contains("not both"));
+}
+
+TEST_CASE("adapt: dropping a squeeze-excitation leaves a valid model with every other layer as it was") {
+    Design d;
+    REQUIRE(parse_design("stem=16k3s2 act=relu6 head=0 | ir c16 r1 s1 k3 e3 se | ir c24 r2 s2 k3 e3 se", d).empty());
+    Graph g = parse_dsl_or_throw(render_design(d, {28, 28, 1}, 10, "se"), "se");
+    const auto muls = [](const Graph& m) {
+        return std::count_if(m.layers.begin(), m.layers.end(), [](const Layer& l) { return l.op == OpKind::Mul; });
+    };
+    REQUIRE(muls(g) == 3);
+    std::mt19937_64 rng(7);
+    for (int left = 2; left >= 0; --left) {
+        const Graph before = g;
+        const std::string what = adapt_detail::drop_se(rng, g);
+        INFO(what);
+        REQUIRE(what.rfind(" drop SE ", 0) == 0);
+        CHECK(muls(g) == left);
+        CHECK(g.layers.size() + 4 == before.layers.size());  // the gap, two 1x1 convs and the mul
+        const Graph again = parse_dsl_or_throw(print_dsl(g), "edited");  // valid DSL, shapes infer
+        CHECK(again.layers.back().shape == before.layers.back().shape);
+        CHECK(analyze(again).params < analyze(before).params);
+        for (const Layer& l : g.layers) {  // every layer left is the one it was
+            const int was = before.find(l.name);
+            REQUIRE(was >= 0);
+            CHECK(before.layers[static_cast<std::size_t>(was)].shape == l.shape);
+        }
+    }
+    CHECK(adapt_detail::drop_se(rng, g).empty());  // none left
+
+    // A product of two branches is not a gate: nothing to drop.
+    Graph two = parse_dsl_or_throw("input: input shape=8x8x4\na: conv2d out=4 kernel=1\nb: conv2d input out=4 kernel=1\n"
+                                   "m: mul a, b\np: gap\nfc: fc out=2\n", "two");
+    CHECK(adapt_detail::drop_se(rng, two).empty());
 }
 
 TEST_CASE("adapt: the designer starts from the start model and shrinks an over-budget parent") {

@@ -291,6 +291,62 @@ inline std::string drop_conv(std::mt19937_64& rng, Graph& g, const std::vector<b
     return " drop " + name;
 }
 
+// The layers that only compute the gate of `mul` from `x` (squeeze-excitation: gap -> 1x1 conv
+// -> 1x1 conv -> mul x, gate), or none when `gate` depends on anything but `x` or is read elsewhere.
+inline std::set<int> gate_layers(const Graph& g, int mul, int x, int gate) {
+    std::set<int> seen;
+    std::vector<int> todo{gate};
+    bool reaches_x = false;
+    while (!todo.empty()) {
+        const int i = todo.back();
+        todo.pop_back();
+        if (i == x) {
+            reaches_x = true;
+            continue;
+        }
+        if (i < x) return {};  // (layers come after their inputs) an input from before x
+        if (!seen.insert(i).second) continue;
+        for (int in : g.layers[static_cast<std::size_t>(i)].inputs) todo.push_back(in);
+    }
+    if (!reaches_x) return {};
+    for (int i : seen)
+        for (int r : readers_of(g, i))
+            if (r != mul && !seen.count(r)) return {};
+    return seen;
+}
+
+// Drops a squeeze-excitation: its mul reads x directly again and its gate goes. Four operators
+// a block, each with a fixed cost beside its small arithmetic: where per-operator overhead sets
+// the time (several threads, small maps), narrowing cannot remove it. "" when there is none.
+inline std::string drop_se(std::mt19937_64& rng, Graph& g) {
+    struct Gate {
+        int mul, x;
+        std::set<int> layers;
+    };
+    std::vector<Gate> found;
+    for (std::size_t i = 1; i < g.layers.size(); ++i) {
+        const Layer& l = g.layers[i];
+        if (l.op != OpKind::Mul || l.inputs.size() != 2 || l.act != Activation::None) continue;
+        for (int k : {0, 1}) {
+            const int x = l.inputs[static_cast<std::size_t>(k)], gate = l.inputs[static_cast<std::size_t>(1 - k)];
+            if (x == gate) continue;
+            std::set<int> layers = gate_layers(g, static_cast<int>(i), x, gate);
+            if (layers.empty()) continue;
+            found.push_back({static_cast<int>(i), x, std::move(layers)});
+            break;
+        }
+    }
+    if (found.empty()) return {};
+    const Gate& se = found[static_cast<std::size_t>(sample_detail::uniform(rng, 0, static_cast<int>(found.size()) - 1))];
+    Layer& mul = g.layers[static_cast<std::size_t>(se.mul)];
+    if (mul.inputs.front() != se.x) std::swap(mul.inputs[0], mul.inputs[1]);  // its readers get x
+    const std::string name = mul.name;
+    std::set<int> drop = se.layers;
+    drop.insert(se.mul);
+    g = without_layers(g, drop);
+    return " drop SE " + name;
+}
+
 // Downsamples earlier: stride 2 on a stride-1 conv or depthwise conv on a map of at least 8x8.
 inline std::string add_stride(std::mt19937_64& rng, Graph& g) {
     std::vector<int> eligible;
@@ -412,7 +468,7 @@ private:
                 if (!what.empty()) return g;
             }
             const int roll = uniform(rng, 0, 99);
-            if (roll < 55) {
+            if (roll < 50) {
                 const std::vector<int> hot = expensive_sources(g, r, fixed);
                 if (!hot.empty()) {
                     const int at = hot[static_cast<std::size_t>(uniform(rng, 0, std::min(1, static_cast<int>(hot.size()) - 1)))];
@@ -420,8 +476,10 @@ private:
                 } else if (!widths.empty()) {
                     scale_one(widths.back(), 0.75);
                 }
-            } else if (roll < 80) {
+            } else if (roll < 68) {
                 what += drop_conv(rng, g, fixed);
+            } else if (roll < 84) {
+                what += drop_se(rng, g);
             } else {
                 what += add_stride(rng, g);
             }
