@@ -27086,6 +27086,15 @@ struct GenerateSetup {
     double slow_machine = 1.05;
 };
 
+// The factor a measurement over the budget is divided by to judge it at the machine's usual pace
+// (GenerateSetup::machine_slowdown): the slowdown when above `slow_machine`, else 1. The one rule
+// for the search's measurements and for the final confirmations (generate.hpp).
+inline double usual_pace_divisor(const GenerateSetup& setup) {
+    if (!setup.machine_slowdown) return 1.0;
+    const double slow = setup.machine_slowdown();
+    return slow > setup.slow_machine ? slow : 1.0;
+}
+
 // Seconds spent per step of the loop, summed over candidates.
 struct StageSeconds {
     double propose = 0, validate = 0, predict = 0, measure = 0, train = 0;
@@ -27362,9 +27371,9 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
             }
             if (c.latency_ms > 0 && m.median_ms > c.latency_ms && setup.machine_slowdown &&
                 (!rec.predicted_ms || m.median_ms > setup.doubt_factor * *rec.predicted_ms)) {
-                const double slow = setup.machine_slowdown();
+                const double slow = usual_pace_divisor(setup);
                 charge(&StageSeconds::measure);
-                if (slow > setup.slow_machine) {
+                if (slow != 1.0) {
                     pace = "measured " + ms_text(m.median_ms) + " while a reference model ran " + detail::format_fixed(slow, 2) +
                            "x its fastest time in this search, judged at the usual pace; ";
                     m.median_ms /= slow;
@@ -30850,10 +30859,9 @@ public:
     // The search's own side ("rank 0 @ host"), named in records it measured itself (a task's
     // "measure_on": "one_device").
     virtual std::string search_side_name() const { return "main @ " + node_name(); }
-    // A measurement taken on the search's side, under this node's gate where the runner has one.
-    virtual Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) {
-        return measure(g);
-    }
+    // Runs `timing` (a measurement, or the pace reference's) on the search's side, under this
+    // node's gate where the runner has one.
+    virtual void while_measuring(const std::function<void()>& timing) { timing(); }
     // Candidates it can run at once (>= 1).
     virtual int slots() const = 0;
     // Starts `screened` (a record whose screening left it undecided) under `ticket`.
@@ -30912,7 +30920,7 @@ inline Decoded decode(std::string_view text, const std::string& where) {
 
 // run_generation() with up to runner.slots() candidates being measured/trained at once. With
 // task.measure_one_device, every measurement is taken here, by `setup.measure` (through
-// runner.measure_here), before the candidate goes to a worker to be trained; the workers do not
+// runner.while_measuring), before the candidate goes to a worker to be trained; the workers do not
 // measure, and a record's evaluated_by says "...; measured by <search side>".
 inline GenerateResult run_generation_parallel(const Task& task, Proposer& proposer, const GenerateSetup& setup,
                                               CandidateRunner& runner, std::vector<CandidateRecord> resumed = {}) {
@@ -30981,14 +30989,20 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
             if (task.measure_one_device && (setup.measure || setup.measure_int8)) {
                 GenerateSetup here = setup;
                 here.trainer = nullptr;
-                if (setup.measure)
-                    here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
-                if (setup.measure_int8)
-                    here.measure_int8 = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure_int8, g); };
+                const auto measured_here = [&runner](const std::function<Measurement(const Graph&)>& measure) {
+                    return [&runner, &measure](const Graph& g) {
+                        Measurement m;
+                        runner.while_measuring([&] { m = measure(g); });
+                        return m;
+                    };
+                };
+                if (setup.measure) here.measure = measured_here(setup.measure);
+                if (setup.measure_int8) here.measure_int8 = measured_here(setup.measure_int8);
                 if (setup.machine_slowdown)  // the reference model is timed like a candidate, on the same terms
                     here.machine_slowdown = [&runner, &setup] {
-                        const auto pace = [&setup](const Graph&) { return Measurement{setup.machine_slowdown(), {}}; };
-                        return runner.measure_here(pace, Graph{}).median_ms;
+                        double slowdown = 1.0;
+                        runner.while_measuring([&] { slowdown = setup.machine_slowdown(); });
+                        return slowdown;
                     };
                 CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
                 measured.evaluated_by = "measured by " + runner.search_side_name();
@@ -31231,10 +31245,10 @@ public:
     }
     int slots() const override { return static_cast<int>(setups_.size()); }
     std::string search_side_name() const override { return "main thread @ " + node_name(); }
-    Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) override {
-        if (!local_measure_) return measure(g);
+    void while_measuring(const std::function<void()>& timing) override {
+        if (!local_measure_) return timing();
         const NodeGate::Hold hold = gate_->measuring();
-        return measure(g);
+        timing();
     }
     void submit(std::uint64_t ticket, const CandidateRecord& screened) override {
         {
@@ -31471,8 +31485,7 @@ inline GenerateSetup evaluation_setup(const Task& task, const GenerateOptions& o
     if (auto measure_with = measurer_for(task, o)) {
         // A measuring exception that o.device_lost() recognises marks the board lost.
         const auto guarded = [&](auto fn) {
-            using Fn = decltype(fn);
-            return [fn = Fn(std::move(fn)), is_lost = o.device_lost, lost](auto&&... args) {
+            return [fn = std::move(fn), is_lost = o.device_lost, lost](auto&&... args) {
                 try {
                     return fn(std::forward<decltype(args)>(args)...);
                 } catch (const std::exception& e) {
@@ -31553,25 +31566,22 @@ inline std::vector<CandidateRecord> open_journal(const Task& task, const Propose
 
 // Confirms the best feasible candidates with a longer measurement, best first; returns those
 // that still meet the latency limit (at most `wanted`).
-// A confirmation over the budget taken while the machine runs slow (`machine_slowdown`, as in
-// the search: GenerateSetup) is judged at the machine's usual pace, and says so.
+// A confirmation over the budget taken while the machine runs slow is judged at the machine's
+// usual pace, by the search's rule (usual_pace_divisor), and says so.
 inline std::vector<std::size_t> confirm_best(const Task& task, const GenerateOptions& o,
                                              const MeasurerFn& measure_with,
                                              const std::vector<CandidateRecord>& records,
                                              const std::vector<std::size_t>& ranked, std::size_t wanted,
-                                             ReportInfo& info, const std::function<double()>& machine_slowdown = {}) {
+                                             ReportInfo& info, const GenerateSetup& pace) {
     std::vector<std::size_t> confirmed;
     for (std::size_t index : ranked) {
         if (task.constraints.latency_ms > 0 && measure_with) {
             const Graph g = parse_dsl_or_throw(records[index].dsl, "best");
             const Measurement m = measure_with(o.confirm_runs, 20, is_int8(records[index]))(g);
             Confirmation c{index, m.median_ms, o.confirm_runs};
-            if (c.median_ms > task.constraints.latency_ms && machine_slowdown) {
-                const double slow = machine_slowdown();
-                if (slow > GenerateSetup{}.slow_machine) {
-                    c.slowdown = slow;
-                    c.median_ms /= slow;
-                }
+            if (c.median_ms > task.constraints.latency_ms) {
+                c.slowdown = usual_pace_divisor(pace);
+                c.median_ms /= c.slowdown;
             }
             const bool meets = c.median_ms <= task.constraints.latency_ms;
             if (o.status) {
@@ -31871,8 +31881,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
     const auto confirm_start = std::chrono::steady_clock::now();
     const std::vector<std::size_t> confirmed =
-        generate_detail::confirm_best(task, o, measure_with, out.result.records, out.ranked, wanted, info,
-                                      setup.machine_slowdown);
+        generate_detail::confirm_best(task, o, measure_with, out.result.records, out.ranked, wanted, info, setup);
     const double confirm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - confirm_start).count();
     double final_train_s = 0;
     if (!trainer) {
@@ -31982,10 +31991,9 @@ public:
     // The search's own side ("rank 0 @ host"), named in records it measured itself (a task's
     // "measure_on": "one_device").
     virtual std::string search_side_name() const { return "main @ " + node_name(); }
-    // A measurement taken on the search's side, under this node's gate where the runner has one.
-    virtual Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) {
-        return measure(g);
-    }
+    // Runs `timing` (a measurement, or the pace reference's) on the search's side, under this
+    // node's gate where the runner has one.
+    virtual void while_measuring(const std::function<void()>& timing) { timing(); }
     // Candidates it can run at once (>= 1).
     virtual int slots() const = 0;
     // Starts `screened` (a record whose screening left it undecided) under `ticket`.
@@ -32044,7 +32052,7 @@ inline Decoded decode(std::string_view text, const std::string& where) {
 
 // run_generation() with up to runner.slots() candidates being measured/trained at once. With
 // task.measure_one_device, every measurement is taken here, by `setup.measure` (through
-// runner.measure_here), before the candidate goes to a worker to be trained; the workers do not
+// runner.while_measuring), before the candidate goes to a worker to be trained; the workers do not
 // measure, and a record's evaluated_by says "...; measured by <search side>".
 inline GenerateResult run_generation_parallel(const Task& task, Proposer& proposer, const GenerateSetup& setup,
                                               CandidateRunner& runner, std::vector<CandidateRecord> resumed = {}) {
@@ -32113,14 +32121,20 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
             if (task.measure_one_device && (setup.measure || setup.measure_int8)) {
                 GenerateSetup here = setup;
                 here.trainer = nullptr;
-                if (setup.measure)
-                    here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
-                if (setup.measure_int8)
-                    here.measure_int8 = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure_int8, g); };
+                const auto measured_here = [&runner](const std::function<Measurement(const Graph&)>& measure) {
+                    return [&runner, &measure](const Graph& g) {
+                        Measurement m;
+                        runner.while_measuring([&] { m = measure(g); });
+                        return m;
+                    };
+                };
+                if (setup.measure) here.measure = measured_here(setup.measure);
+                if (setup.measure_int8) here.measure_int8 = measured_here(setup.measure_int8);
                 if (setup.machine_slowdown)  // the reference model is timed like a candidate, on the same terms
                     here.machine_slowdown = [&runner, &setup] {
-                        const auto pace = [&setup](const Graph&) { return Measurement{setup.machine_slowdown(), {}}; };
-                        return runner.measure_here(pace, Graph{}).median_ms;
+                        double slowdown = 1.0;
+                        runner.while_measuring([&] { slowdown = setup.machine_slowdown(); });
+                        return slowdown;
                     };
                 CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
                 measured.evaluated_by = "measured by " + runner.search_side_name();
@@ -32363,10 +32377,10 @@ public:
     }
     int slots() const override { return static_cast<int>(setups_.size()); }
     std::string search_side_name() const override { return "main thread @ " + node_name(); }
-    Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) override {
-        if (!local_measure_) return measure(g);
+    void while_measuring(const std::function<void()>& timing) override {
+        if (!local_measure_) return timing();
         const NodeGate::Hold hold = gate_->measuring();
-        return measure(g);
+        timing();
     }
     void submit(std::uint64_t ticket, const CandidateRecord& screened) override {
         {
@@ -36200,6 +36214,15 @@ struct GenerateSetup {
     double slow_machine = 1.05;
 };
 
+// The factor a measurement over the budget is divided by to judge it at the machine's usual pace
+// (GenerateSetup::machine_slowdown): the slowdown when above `slow_machine`, else 1. The one rule
+// for the search's measurements and for the final confirmations (generate.hpp).
+inline double usual_pace_divisor(const GenerateSetup& setup) {
+    if (!setup.machine_slowdown) return 1.0;
+    const double slow = setup.machine_slowdown();
+    return slow > setup.slow_machine ? slow : 1.0;
+}
+
 // Seconds spent per step of the loop, summed over candidates.
 struct StageSeconds {
     double propose = 0, validate = 0, predict = 0, measure = 0, train = 0;
@@ -36476,9 +36499,9 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
             }
             if (c.latency_ms > 0 && m.median_ms > c.latency_ms && setup.machine_slowdown &&
                 (!rec.predicted_ms || m.median_ms > setup.doubt_factor * *rec.predicted_ms)) {
-                const double slow = setup.machine_slowdown();
+                const double slow = usual_pace_divisor(setup);
                 charge(&StageSeconds::measure);
-                if (slow > setup.slow_machine) {
+                if (slow != 1.0) {
                     pace = "measured " + ms_text(m.median_ms) + " while a reference model ran " + detail::format_fixed(slow, 2) +
                            "x its fastest time in this search, judged at the usual pace; ";
                     m.median_ms /= slow;
@@ -36661,10 +36684,9 @@ public:
     // The search's own side ("rank 0 @ host"), named in records it measured itself (a task's
     // "measure_on": "one_device").
     virtual std::string search_side_name() const { return "main @ " + node_name(); }
-    // A measurement taken on the search's side, under this node's gate where the runner has one.
-    virtual Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) {
-        return measure(g);
-    }
+    // Runs `timing` (a measurement, or the pace reference's) on the search's side, under this
+    // node's gate where the runner has one.
+    virtual void while_measuring(const std::function<void()>& timing) { timing(); }
     // Candidates it can run at once (>= 1).
     virtual int slots() const = 0;
     // Starts `screened` (a record whose screening left it undecided) under `ticket`.
@@ -36723,7 +36745,7 @@ inline Decoded decode(std::string_view text, const std::string& where) {
 
 // run_generation() with up to runner.slots() candidates being measured/trained at once. With
 // task.measure_one_device, every measurement is taken here, by `setup.measure` (through
-// runner.measure_here), before the candidate goes to a worker to be trained; the workers do not
+// runner.while_measuring), before the candidate goes to a worker to be trained; the workers do not
 // measure, and a record's evaluated_by says "...; measured by <search side>".
 inline GenerateResult run_generation_parallel(const Task& task, Proposer& proposer, const GenerateSetup& setup,
                                               CandidateRunner& runner, std::vector<CandidateRecord> resumed = {}) {
@@ -36792,14 +36814,20 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
             if (task.measure_one_device && (setup.measure || setup.measure_int8)) {
                 GenerateSetup here = setup;
                 here.trainer = nullptr;
-                if (setup.measure)
-                    here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
-                if (setup.measure_int8)
-                    here.measure_int8 = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure_int8, g); };
+                const auto measured_here = [&runner](const std::function<Measurement(const Graph&)>& measure) {
+                    return [&runner, &measure](const Graph& g) {
+                        Measurement m;
+                        runner.while_measuring([&] { m = measure(g); });
+                        return m;
+                    };
+                };
+                if (setup.measure) here.measure = measured_here(setup.measure);
+                if (setup.measure_int8) here.measure_int8 = measured_here(setup.measure_int8);
                 if (setup.machine_slowdown)  // the reference model is timed like a candidate, on the same terms
                     here.machine_slowdown = [&runner, &setup] {
-                        const auto pace = [&setup](const Graph&) { return Measurement{setup.machine_slowdown(), {}}; };
-                        return runner.measure_here(pace, Graph{}).median_ms;
+                        double slowdown = 1.0;
+                        runner.while_measuring([&] { slowdown = setup.machine_slowdown(); });
+                        return slowdown;
                     };
                 CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
                 measured.evaluated_by = "measured by " + runner.search_side_name();
@@ -37042,10 +37070,10 @@ public:
     }
     int slots() const override { return static_cast<int>(setups_.size()); }
     std::string search_side_name() const override { return "main thread @ " + node_name(); }
-    Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) override {
-        if (!local_measure_) return measure(g);
+    void while_measuring(const std::function<void()>& timing) override {
+        if (!local_measure_) return timing();
         const NodeGate::Hold hold = gate_->measuring();
-        return measure(g);
+        timing();
     }
     void submit(std::uint64_t ticket, const CandidateRecord& screened) override {
         {
@@ -37232,10 +37260,10 @@ public:
         if (!gate_key.empty()) gate_ = std::make_shared<const NodeGate>(gate_key);
     }
     std::string search_side_name() const override { return "rank 0 @ " + node_name(); }
-    Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) override {
-        if (!gate_) return measure(g);
+    void while_measuring(const std::function<void()>& timing) override {
+        if (!gate_) return timing();
         const NodeGate::Hold hold = gate_->measuring();
-        return measure(g);
+        timing();
     }
     MpiRunner(const MpiRunner&) = delete;
     MpiRunner& operator=(const MpiRunner&) = delete;
@@ -49766,6 +49794,15 @@ struct GenerateSetup {
     double slow_machine = 1.05;
 };
 
+// The factor a measurement over the budget is divided by to judge it at the machine's usual pace
+// (GenerateSetup::machine_slowdown): the slowdown when above `slow_machine`, else 1. The one rule
+// for the search's measurements and for the final confirmations (generate.hpp).
+inline double usual_pace_divisor(const GenerateSetup& setup) {
+    if (!setup.machine_slowdown) return 1.0;
+    const double slow = setup.machine_slowdown();
+    return slow > setup.slow_machine ? slow : 1.0;
+}
+
 // Seconds spent per step of the loop, summed over candidates.
 struct StageSeconds {
     double propose = 0, validate = 0, predict = 0, measure = 0, train = 0;
@@ -50042,9 +50079,9 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
             }
             if (c.latency_ms > 0 && m.median_ms > c.latency_ms && setup.machine_slowdown &&
                 (!rec.predicted_ms || m.median_ms > setup.doubt_factor * *rec.predicted_ms)) {
-                const double slow = setup.machine_slowdown();
+                const double slow = usual_pace_divisor(setup);
                 charge(&StageSeconds::measure);
-                if (slow > setup.slow_machine) {
+                if (slow != 1.0) {
                     pace = "measured " + ms_text(m.median_ms) + " while a reference model ran " + detail::format_fixed(slow, 2) +
                            "x its fastest time in this search, judged at the usual pace; ";
                     m.median_ms /= slow;

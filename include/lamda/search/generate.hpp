@@ -224,8 +224,7 @@ inline GenerateSetup evaluation_setup(const Task& task, const GenerateOptions& o
     if (auto measure_with = measurer_for(task, o)) {
         // A measuring exception that o.device_lost() recognises marks the board lost.
         const auto guarded = [&](auto fn) {
-            using Fn = decltype(fn);
-            return [fn = Fn(std::move(fn)), is_lost = o.device_lost, lost](auto&&... args) {
+            return [fn = std::move(fn), is_lost = o.device_lost, lost](auto&&... args) {
                 try {
                     return fn(std::forward<decltype(args)>(args)...);
                 } catch (const std::exception& e) {
@@ -306,25 +305,22 @@ inline std::vector<CandidateRecord> open_journal(const Task& task, const Propose
 
 // Confirms the best feasible candidates with a longer measurement, best first; returns those
 // that still meet the latency limit (at most `wanted`).
-// A confirmation over the budget taken while the machine runs slow (`machine_slowdown`, as in
-// the search: GenerateSetup) is judged at the machine's usual pace, and says so.
+// A confirmation over the budget taken while the machine runs slow is judged at the machine's
+// usual pace, by the search's rule (usual_pace_divisor), and says so.
 inline std::vector<std::size_t> confirm_best(const Task& task, const GenerateOptions& o,
                                              const MeasurerFn& measure_with,
                                              const std::vector<CandidateRecord>& records,
                                              const std::vector<std::size_t>& ranked, std::size_t wanted,
-                                             ReportInfo& info, const std::function<double()>& machine_slowdown = {}) {
+                                             ReportInfo& info, const GenerateSetup& pace) {
     std::vector<std::size_t> confirmed;
     for (std::size_t index : ranked) {
         if (task.constraints.latency_ms > 0 && measure_with) {
             const Graph g = parse_dsl_or_throw(records[index].dsl, "best");
             const Measurement m = measure_with(o.confirm_runs, 20, is_int8(records[index]))(g);
             Confirmation c{index, m.median_ms, o.confirm_runs};
-            if (c.median_ms > task.constraints.latency_ms && machine_slowdown) {
-                const double slow = machine_slowdown();
-                if (slow > GenerateSetup{}.slow_machine) {
-                    c.slowdown = slow;
-                    c.median_ms /= slow;
-                }
+            if (c.median_ms > task.constraints.latency_ms) {
+                c.slowdown = usual_pace_divisor(pace);
+                c.median_ms /= c.slowdown;
             }
             const bool meets = c.median_ms <= task.constraints.latency_ms;
             if (o.status) {
@@ -624,8 +620,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
     const auto confirm_start = std::chrono::steady_clock::now();
     const std::vector<std::size_t> confirmed =
-        generate_detail::confirm_best(task, o, measure_with, out.result.records, out.ranked, wanted, info,
-                                      setup.machine_slowdown);
+        generate_detail::confirm_best(task, o, measure_with, out.result.records, out.ranked, wanted, info, setup);
     const double confirm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - confirm_start).count();
     double final_train_s = 0;
     if (!trainer) {

@@ -92,6 +92,15 @@ struct GenerateSetup {
     double slow_machine = 1.05;
 };
 
+// The factor a measurement over the budget is divided by to judge it at the machine's usual pace
+// (GenerateSetup::machine_slowdown): the slowdown when above `slow_machine`, else 1. The one rule
+// for the search's measurements and for the final confirmations (generate.hpp).
+inline double usual_pace_divisor(const GenerateSetup& setup) {
+    if (!setup.machine_slowdown) return 1.0;
+    const double slow = setup.machine_slowdown();
+    return slow > setup.slow_machine ? slow : 1.0;
+}
+
 // Seconds spent per step of the loop, summed over candidates.
 struct StageSeconds {
     double propose = 0, validate = 0, predict = 0, measure = 0, train = 0;
@@ -368,9 +377,9 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
             }
             if (c.latency_ms > 0 && m.median_ms > c.latency_ms && setup.machine_slowdown &&
                 (!rec.predicted_ms || m.median_ms > setup.doubt_factor * *rec.predicted_ms)) {
-                const double slow = setup.machine_slowdown();
+                const double slow = usual_pace_divisor(setup);
                 charge(&StageSeconds::measure);
-                if (slow > setup.slow_machine) {
+                if (slow != 1.0) {
                     pace = "measured " + ms_text(m.median_ms) + " while a reference model ran " + detail::format_fixed(slow, 2) +
                            "x its fastest time in this search, judged at the usual pace; ";
                     m.median_ms /= slow;

@@ -67,10 +67,9 @@ public:
     // The search's own side ("rank 0 @ host"), named in records it measured itself (a task's
     // "measure_on": "one_device").
     virtual std::string search_side_name() const { return "main @ " + node_name(); }
-    // A measurement taken on the search's side, under this node's gate where the runner has one.
-    virtual Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) {
-        return measure(g);
-    }
+    // Runs `timing` (a measurement, or the pace reference's) on the search's side, under this
+    // node's gate where the runner has one.
+    virtual void while_measuring(const std::function<void()>& timing) { timing(); }
     // Candidates it can run at once (>= 1).
     virtual int slots() const = 0;
     // Starts `screened` (a record whose screening left it undecided) under `ticket`.
@@ -129,7 +128,7 @@ inline Decoded decode(std::string_view text, const std::string& where) {
 
 // run_generation() with up to runner.slots() candidates being measured/trained at once. With
 // task.measure_one_device, every measurement is taken here, by `setup.measure` (through
-// runner.measure_here), before the candidate goes to a worker to be trained; the workers do not
+// runner.while_measuring), before the candidate goes to a worker to be trained; the workers do not
 // measure, and a record's evaluated_by says "...; measured by <search side>".
 inline GenerateResult run_generation_parallel(const Task& task, Proposer& proposer, const GenerateSetup& setup,
                                               CandidateRunner& runner, std::vector<CandidateRecord> resumed = {}) {
@@ -198,14 +197,20 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
             if (task.measure_one_device && (setup.measure || setup.measure_int8)) {
                 GenerateSetup here = setup;
                 here.trainer = nullptr;
-                if (setup.measure)
-                    here.measure = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure, g); };
-                if (setup.measure_int8)
-                    here.measure_int8 = [&runner, &setup](const Graph& g) { return runner.measure_here(setup.measure_int8, g); };
+                const auto measured_here = [&runner](const std::function<Measurement(const Graph&)>& measure) {
+                    return [&runner, &measure](const Graph& g) {
+                        Measurement m;
+                        runner.while_measuring([&] { m = measure(g); });
+                        return m;
+                    };
+                };
+                if (setup.measure) here.measure = measured_here(setup.measure);
+                if (setup.measure_int8) here.measure_int8 = measured_here(setup.measure_int8);
                 if (setup.machine_slowdown)  // the reference model is timed like a candidate, on the same terms
                     here.machine_slowdown = [&runner, &setup] {
-                        const auto pace = [&setup](const Graph&) { return Measurement{setup.machine_slowdown(), {}}; };
-                        return runner.measure_here(pace, Graph{}).median_ms;
+                        double slowdown = 1.0;
+                        runner.while_measuring([&] { slowdown = setup.machine_slowdown(); });
+                        return slowdown;
                     };
                 CandidateRecord measured = run_candidate(task, std::move(s->record), here, &result.stage_seconds);
                 measured.evaluated_by = "measured by " + runner.search_side_name();
@@ -448,10 +453,10 @@ public:
     }
     int slots() const override { return static_cast<int>(setups_.size()); }
     std::string search_side_name() const override { return "main thread @ " + node_name(); }
-    Measurement measure_here(const std::function<Measurement(const Graph&)>& measure, const Graph& g) override {
-        if (!local_measure_) return measure(g);
+    void while_measuring(const std::function<void()>& timing) override {
+        if (!local_measure_) return timing();
         const NodeGate::Hold hold = gate_->measuring();
-        return measure(g);
+        timing();
     }
     void submit(std::uint64_t ticket, const CandidateRecord& screened) override {
         {
