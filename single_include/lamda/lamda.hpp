@@ -30536,15 +30536,14 @@ inline std::set<int> gate_layers(const Graph& g, int mul, int x, int gate) {
     return seen;
 }
 
-// Drops a squeeze-excitation: its mul reads x directly again and its gate goes. Four operators
-// a block, each with a fixed cost beside its small arithmetic: where per-operator overhead sets
-// the time (several threads, small maps), narrowing cannot remove it. "" when there is none.
-inline std::string drop_se(std::mt19937_64& rng, Graph& g) {
-    struct Gate {
-        int mul, x;
-        std::set<int> layers;
-    };
-    std::vector<Gate> found;
+// A squeeze-excitation in a graph: `mul` multiplies `x` by a gate that `layers` compute from x.
+struct SeGate {
+    int mul = -1, x = -1;
+    std::set<int> layers;
+};
+
+inline std::vector<SeGate> se_gates(const Graph& g) {
+    std::vector<SeGate> found;
     for (std::size_t i = 1; i < g.layers.size(); ++i) {
         const Layer& l = g.layers[i];
         if (l.op != OpKind::Mul || l.inputs.size() != 2 || l.act != Activation::None) continue;
@@ -30557,8 +30556,32 @@ inline std::string drop_se(std::mt19937_64& rng, Graph& g) {
             break;
         }
     }
+    return found;
+}
+
+// The share of a record's measured (or predicted) time its squeeze-excitation `se` takes, as far
+// as its most expensive layers (r.top_layers) show it.
+inline double se_share(const Graph& g, const SeGate& se, const CandidateRecord& r) {
+    double share = 0;
+    for (const LayerCost& c : r.top_layers) {
+        const int i = g.find(c.name);
+        if (i == se.mul || se.layers.count(i)) share += c.share;
+    }
+    return share;
+}
+
+// Drops a squeeze-excitation: its mul reads x directly again and its gate goes. Four operators
+// a block, each with a fixed cost beside its small arithmetic: where per-operator overhead sets
+// the time (several threads, small maps), narrowing cannot remove it. The one that costs `r`
+// most when its costs show any, else one at random. "" when there is none.
+inline std::string drop_se(std::mt19937_64& rng, Graph& g, const CandidateRecord& r) {
+    const std::vector<SeGate> found = se_gates(g);
     if (found.empty()) return {};
-    const Gate& se = found[static_cast<std::size_t>(sample_detail::uniform(rng, 0, static_cast<int>(found.size()) - 1))];
+    std::size_t pick = static_cast<std::size_t>(sample_detail::uniform(rng, 0, static_cast<int>(found.size()) - 1));
+    double most = 0;
+    for (std::size_t k = 0; k < found.size(); ++k)
+        if (const double share = se_share(g, found[k], r); share > most) most = share, pick = k;
+    const SeGate& se = found[pick];
     Layer& mul = g.layers[static_cast<std::size_t>(se.mul)];
     if (mul.inputs.front() != se.x) std::swap(mul.inputs[0], mul.inputs[1]);  // its readers get x
     const std::string name = mul.name;
@@ -30567,6 +30590,10 @@ inline std::string drop_se(std::mt19937_64& rng, Graph& g) {
     g = without_layers(g, drop);
     return " drop SE " + name;
 }
+
+// A squeeze-excitation taking this share of a model's time (its listed layers) is dropped before
+// anything is narrowed.
+inline constexpr double costly_se_share = 0.05;
 
 // Downsamples earlier: stride 2 on a stride-1 conv or depthwise conv on a map of at least 8x8.
 inline std::string add_stride(std::mt19937_64& rng, Graph& g) {
@@ -30682,6 +30709,14 @@ private:
                 what += " width " + std::to_string(from) + "->" + std::to_string(round_width(from * f));
         };
         if (v > 1.0) {
+            // A squeeze-excitation among the costliest layers goes first: its operators cost
+            // per call, whatever the widths (the 2-thread device in docs/adapt.md), so narrowing
+            // would cut accuracy without removing that cost.
+            for (const SeGate& se : se_gates(g))
+                if (se_share(g, se, r) >= costly_se_share && chance(rng, 70)) {
+                    what = drop_se(rng, g, r);
+                    return g;
+                }
             // Far over: every width at once, sized so the cost (about quadratic in width) fits.
             if ((v > 1.3 && attempt % 3 == 0) || chance(rng, 20)) {
                 const double f = std::clamp(std::sqrt(0.92 / v), 0.3, 0.95) * (1.0 + 0.03 * (uniform(rng, 0, 4) - 2));
@@ -30700,7 +30735,7 @@ private:
             } else if (roll < 68) {
                 what += drop_conv(rng, g, fixed);
             } else if (roll < 84) {
-                what += drop_se(rng, g);
+                what += drop_se(rng, g, r);
             } else {
                 what += add_stride(rng, g);
             }

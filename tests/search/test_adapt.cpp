@@ -194,7 +194,7 @@ TEST_CASE("adapt: dropping a squeeze-excitation leaves a valid model with every 
     std::mt19937_64 rng(7);
     for (int left = 2; left >= 0; --left) {
         const Graph before = g;
-        const std::string what = adapt_detail::drop_se(rng, g);
+        const std::string what = adapt_detail::drop_se(rng, g, CandidateRecord{});
         INFO(what);
         REQUIRE(what.rfind(" drop SE ", 0) == 0);
         CHECK(muls(g) == left);
@@ -208,12 +208,55 @@ TEST_CASE("adapt: dropping a squeeze-excitation leaves a valid model with every 
             CHECK(before.layers[static_cast<std::size_t>(was)].shape == l.shape);
         }
     }
-    CHECK(adapt_detail::drop_se(rng, g).empty());  // none left
+    CHECK(adapt_detail::drop_se(rng, g, CandidateRecord{}).empty());  // none left
 
     // A product of two branches is not a gate: nothing to drop.
     Graph two = parse_dsl_or_throw("input: input shape=8x8x4\na: conv2d out=4 kernel=1\nb: conv2d input out=4 kernel=1\n"
                                    "m: mul a, b\np: gap\nfc: fc out=2\n", "two");
-    CHECK(adapt_detail::drop_se(rng, two).empty());
+    CHECK(adapt_detail::drop_se(rng, two, CandidateRecord{}).empty());
+}
+
+TEST_CASE("adapt: over the budget, a squeeze-excitation among the costliest layers goes before any narrowing") {
+    Design d;
+    REQUIRE(parse_design("stem=16k3s2 act=relu6 head=0 | ir c16 r1 s1 k3 e3 se | ir c24 r2 s2 k3 e3 se", d).empty());
+    StartModel s;
+    s.source = "se.lamda";
+    s.graph = parse_dsl_or_throw(render_design(d, {28, 28, 1}, 10, "se"), "se");
+    s.dsl = print_dsl(s.graph);
+    std::vector<std::string> muls;
+    for (const Layer& l : s.graph.layers)
+        if (l.op == OpKind::Mul) muls.push_back(l.name);
+    REQUIRE(muls.size() == 3);
+    CandidateRecord r0;
+    r0.index = 0;
+    r0.dsl = s.dsl;
+    r0.hash = text_hash(s.dsl);
+    r0.note = std::string(start_model_note) + s.source;
+    r0.params = analyze(s.graph).params;
+    r0.measured_ms = 0.16;  // 1.6x the budget: far over, where widths would all be cut at once
+    r0.verdict = Verdict::OverMeasured;
+    const Task task = fmnist_task(0.1);
+    for (const bool se_costly : {true, false}) {
+        // The measured costs: the second SE's mul among the costliest layers, or only convolutions.
+        r0.top_layers = {{"s0b0_expand", 0.02, 0.12}};
+        if (se_costly) r0.top_layers.push_back({muls[1], 0.015, 0.09});
+        int dropped_costly = 0, narrowed = 0;
+        for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+            AdaptDesigner designer(seed, s);
+            const auto p = designer.propose(task, {r0});
+            REQUIRE(p);
+            if (p->note.find(" drop SE " + muls[1] + " ") != std::string::npos) ++dropped_costly;
+            if (p->note.find("scale widths") != std::string::npos || p->note.find(" width ") != std::string::npos) ++narrowed;
+        }
+        INFO("SE among the costliest: " << se_costly);
+        if (se_costly) {
+            CHECK(dropped_costly >= 10);  // 70% of the time; the rest as without it
+            CHECK(narrowed <= 10);
+        } else {
+            CHECK(dropped_costly <= 4);  // only as one of the other moves, at random
+            CHECK(narrowed >= 8);
+        }
+    }
 }
 
 TEST_CASE("adapt: the designer starts from the start model and shrinks an over-budget parent") {
