@@ -342,6 +342,41 @@ TEST_CASE("generate: the offline designer trades a stage for width and keeps the
     CHECK(seen_moves > 0);
 }
 
+TEST_CASE("generate: the offline designer sizes widths on the target's channel tile") {
+    CHECK(channel_step_for("avx512f", false) == 16);
+    CHECK(channel_step_for("fma3", false) == 16);
+    CHECK(channel_step_for("neonfma", false) == 8);
+    CHECK(channel_step_for("avx512f", true) == 8);  // int8 kernels tile by 8 (and c8 in K)
+    CHECK(channel_step_for("", false) == 8);
+    DesignBounds tile16;
+    tile16.channel_step = 16;
+    using design_detail::round_channels;
+    CHECK(round_channels(24, tile16) == 32);  // pays for 32 on a 16-wide tile anyway
+    CHECK(round_channels(22, tile16) == 16);
+    CHECK(round_channels(40, tile16) == 48);
+    CHECK(round_channels(9, tile16) == 8);  // below one tile: multiples of 8, as before
+    CHECK(round_channels(24, DesignBounds{}) == 24);
+
+    // Every width the designer itself picks (its seeds are the zoo's, as they are) sits on the tile.
+    int edited = 0;
+    for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+        OfflineDesigner offline(seed, tile16);
+        const auto r = run_generation(small_task(0.08, 30), offline, synthetic_setup());
+        for (const CandidateRecord& c : r.records) {
+            if (c.note.rfind("seed ", 0) == 0 || c.note.find("scale widths") == std::string::npos) continue;
+            const auto d = proposer_detail::design_of(c);
+            REQUIRE(d);
+            INFO("seed " << seed << " #" << c.index << ": " << c.note);
+            ++edited;
+            const auto on_tile = [](int w) { return w == 8 || w % 16 == 0; };
+            CHECK(on_tile(d->stem_channels));
+            for (const StageDesign& st : d->stages) CHECK(on_tile(st.channels));
+            if (d->head_channels > 0) CHECK(on_tile(d->head_channels));
+        }
+    }
+    CHECK(edited > 0);
+}
+
 TEST_CASE("generate: a proposer that only repeats itself ends the search") {
     std::vector<std::string> same(100, valid_model);
     ScriptedProposer proposer(same);

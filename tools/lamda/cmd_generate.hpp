@@ -327,7 +327,16 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
 #endif
     } else if (rank > 0) {
         // A worker rank proposes nothing.
-    } else if (a.proposer == "offline") proposer = std::make_unique<OfflineDesigner>(a.seed);
+    } else if (a.proposer == "offline") {
+        // Widths on the target's channel tile: the profile's device, else this machine when it
+        // measures; a board behind --device is not known yet (multiples of 8).
+        DesignBounds bounds;
+        const std::string isa = !task.profile.empty() ? read_latency_profile(task.profile).fingerprint.xnnpack_isa
+                                : devices.empty()     ? describe_device().xnnpack_isa
+                                                      : std::string();
+        bounds.channel_step = channel_step_for(isa, task.precision == TaskPrecision::Int8);
+        proposer = std::make_unique<OfflineDesigner>(a.seed, bounds);
+    }
     else if (a.proposer == "random") proposer = std::make_unique<RandomProposer>(a.seed);
 #if defined(LAMDA_WITH_LLM)
     else proposer = make_llm_proposer(a.llm, task, a.quiet, ranks > 1 ? ranks - 1 : a.workers);

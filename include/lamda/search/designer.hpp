@@ -86,14 +86,27 @@ inline Design int8_design(Design d) {
 // Bounds of the design space, shared by the editor, the sampler and parse_design.
 struct DesignBounds {
     int min_channels = 8, max_channels = 512;  // multiples of 8
+    // Widths the designer picks are multiples of this from it up (8 below it): XNNPACK's f32
+    // kernels on x86 with AVX work on 16 channels at a time, and a width past a multiple pays
+    // for a whole tile (docs/benchmarks.md: 24 outputs cost as much as 32). channel_step_for().
+    int channel_step = 8;
     int max_stages = 6, max_repeats = 6, max_expansion = 6;
     int max_head = 1280;
 };
 
+// DesignBounds::channel_step for the XNNPACK kernel family a task runs on (DeviceInfo::
+// xnnpack_isa; "" unknown): 16 for fp32 on x86 with AVX (GEMM tiles 5x16 and 7x16, depthwise 16
+// channels a pass), else 8 (NEON, SSE, and the int8 kernels).
+inline int channel_step_for(std::string_view xnnpack_isa, bool int8) {
+    if (int8) return 8;
+    return xnnpack_isa == "avx512f" || xnnpack_isa == "fma3" || xnnpack_isa == "avx" ? 16 : 8;
+}
+
 namespace design_detail {
 
-inline int round8(double v, const DesignBounds& b) {
-    const int r = static_cast<int>(v / 8.0 + 0.5) * 8;
+inline int round_channels(double v, const DesignBounds& b) {
+    const int step = v < b.channel_step ? 8 : b.channel_step;
+    const int r = static_cast<int>(v / step + 0.5) * step;
     return std::clamp(r, b.min_channels, b.max_channels);
 }
 
@@ -389,11 +402,11 @@ inline Design random_design(std::mt19937_64& rng, const DesignBounds& b = {}) {
     return d;
 }
 
-// Multiplies every width by `factor` (rounded to multiples of 8, within bounds).
+// Multiplies every width by `factor` (rounded to b.channel_step, within bounds).
 inline Design scale_width(Design d, double factor, const DesignBounds& b = {}) {
-    d.stem_channels = design_detail::round8(d.stem_channels * factor, b);
-    for (StageDesign& s : d.stages) s.channels = design_detail::round8(s.channels * factor, b);
-    if (d.head_channels > 0) d.head_channels = std::min(b.max_head, design_detail::round8(d.head_channels * factor, b));
+    d.stem_channels = design_detail::round_channels(d.stem_channels * factor, b);
+    for (StageDesign& s : d.stages) s.channels = design_detail::round_channels(s.channels * factor, b);
+    if (d.head_channels > 0) d.head_channels = std::min(b.max_head, design_detail::round_channels(d.head_channels * factor, b));
     return d;
 }
 

@@ -334,14 +334,14 @@ private:
                 d.stem_stride = 2, what += " stem stride 1->2";
             } else {
                 const int c = d.stem_channels;
-                d.stem_channels = design_detail::round8(c * 0.7, bounds_);
+                d.stem_channels = design_detail::round_channels(c * 0.7, bounds_);
                 what += " stem width " + std::to_string(c) + "->" + std::to_string(d.stem_channels);
             }
             return;
         }
         if (head_cost > 0.3 && d.head_channels > 0 && chance(rng, 60)) {
             const int c = d.head_channels;
-            d.head_channels = chance(rng, 30) ? 0 : design_detail::round8(c * 0.6, bounds_);
+            d.head_channels = chance(rng, 30) ? 0 : design_detail::round_channels(c * 0.6, bounds_);
             what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
             return;
         }
@@ -352,7 +352,7 @@ private:
         case 0:
         case 1: {
             const int c = s.channels;
-            s.channels = design_detail::round8(c * 0.75, bounds_);
+            s.channels = design_detail::round_channels(c * 0.75, bounds_);
             what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
             return;
         }
@@ -392,7 +392,7 @@ private:
             break;
         }
         const int c = s.channels;
-        s.channels = design_detail::round8(c * 0.8, bounds_);
+        s.channels = design_detail::round_channels(c * 0.8, bounds_);
         what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
     }
 
@@ -405,7 +405,7 @@ private:
         case 0:
         case 1: {
             const int c = s.channels;
-            s.channels = design_detail::round8(c * 1.3 + 4, bounds_);
+            s.channels = design_detail::round_channels(c * 1.3 + 4, bounds_);
             what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
             return;
         }
@@ -428,7 +428,7 @@ private:
         case 4:
             if (static_cast<int>(d.stages.size()) < bounds_.max_stages) {
                 StageDesign extra = d.stages.back();
-                extra.channels = design_detail::round8(extra.channels * 1.5, bounds_);
+                extra.channels = design_detail::round_channels(extra.channels * 1.5, bounds_);
                 extra.stride = 1, extra.pool = false, extra.repeats = 1;
                 d.stages.push_back(extra);
                 what += " new stage s" + std::to_string(d.stages.size() - 1);
@@ -437,11 +437,11 @@ private:
             break;
         case 5:
             if (d.head_channels == 0) {
-                d.head_channels = design_detail::round8(d.stages.back().channels * 2, bounds_);
+                d.head_channels = design_detail::round_channels(d.stages.back().channels * 2, bounds_);
                 what += " head 0->" + std::to_string(d.head_channels);
             } else {
                 const int c = d.head_channels;
-                d.head_channels = std::min(bounds_.max_head, design_detail::round8(c * 1.5, bounds_));
+                d.head_channels = std::min(bounds_.max_head, design_detail::round_channels(c * 1.5, bounds_));
                 what += " head " + std::to_string(c) + "->" + std::to_string(d.head_channels);
             }
             return;
@@ -462,7 +462,7 @@ private:
             break;
         }
         const int c = s.channels;
-        s.channels = design_detail::round8(c * 1.25 + 4, bounds_);
+        s.channels = design_detail::round_channels(c * 1.25 + 4, bounds_);
         what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
     }
 
@@ -535,7 +535,7 @@ private:
             StageDesign& s = d.stages[static_cast<std::size_t>(i)];
             const int c = s.channels;
             --s.repeats;
-            s.channels = design_detail::round8(c * 1.2, bounds_);
+            s.channels = design_detail::round_channels(c * 1.2, bounds_);
             what += " s" + std::to_string(i) + " depth -1, width " + std::to_string(c) + "->" + std::to_string(s.channels);
             return true;
         }
