@@ -526,7 +526,7 @@ if "${lamda[@]}" --version | grep -q "features:.*latency" && "${lamda[@]}" --ver
         expect_rc 0 "${lamda[@]}" generate "$tmp/task_ds.json" --out "$tmp/gen_ds" --max-candidates 2 --runs 3 --confirm-runs 3 \
             --final-top 1 --final-epochs 1 --json -q
         schema generate
-        /usr/bin/python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; sys.exit(0 if "val_accuracy" in b and "test_accuracy" in b else 1)' "$tmp/out" && pass || fail "generate --json trained best: $(head -c 300 "$tmp/out")"
+        /usr/bin/python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; sys.exit(0 if "val_accuracy" in b and "test_accuracy" in b and 0 < b["final_val_accuracy"] <= 1 else 1)' "$tmp/out" && pass || fail "generate --json trained best: $(head -c 300 "$tmp/out")"
         # Trained in int8: best.safetensors is the int8 file (lamda eval says so) with the fp32 one beside.
         sed 's/"threads": 1}/"threads": 1}, "precision": "int8"/' "$tmp/task_ds.json" >"$tmp/task_ds_int8.json"
         expect_rc 0 "${lamda[@]}" generate "$tmp/task_ds_int8.json" --out "$tmp/gen_ds_int8" --max-candidates 2 --runs 3 \

@@ -473,6 +473,7 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
             if (b.accuracy) j.field("val_accuracy", *b.accuracy);
             for (const auto& f : r.info.final_trainings)
                 if (f.position == *r.best) {
+                    j.field("final_val_accuracy", f.result.val_accuracy);
                     j.field("test_accuracy", f.result.test_accuracy);
                     if (f.result.float_test_accuracy) j.field("float_test_accuracy", *f.result.float_test_accuracy);
                 }
