@@ -45273,6 +45273,17 @@ inline std::string llm_compact_system_prompt() {
            "- Every model differs from earlier candidates. Text outside blocks is ignored.\n";
 }
 
+// The channel tile of this machine's kernels where it is wider than 8 (channel_step_for), as a
+// line of advice; "" otherwise. Left out of the compact prompt (a small window has no room).
+inline std::string llm_channel_tile_hint(const Task& task) {
+    const int tile = channel_step_for(describe_device().xnnpack_isa, task.precision == TaskPrecision::Int8);
+    if (tile <= 8) return {};
+    const std::string t = std::to_string(tile);
+    return "Its kernels work on " + t + " channels at a time: a width past a multiple of " + t +
+           " costs as much as the next multiple (24 channels as much as 32), so prefer widths that are multiples of " + t +
+           ".\n";
+}
+
 // The device in a few lines: the CPU and, with a latency model, what single layers cost here
 // at the task's first feature-map size (so that the model knows e.g. how dear depthwise is).
 inline std::string llm_device_summary(const Task& task, const LatencyModel* model) {
@@ -45956,7 +45967,7 @@ private:
         const std::string system = valid_utf8(compact_ ? llm_compact_system_prompt() : llm_system_prompt());
         std::string head = task_text(task, records.size());
         const std::string device = options_.device_summary.empty() ? llm_device_summary(task, nullptr) : options_.device_summary;
-        head += "\n## Device\n\n" + device + "\n";
+        head += "\n## Device\n\n" + device + (compact_ ? std::string() : llm_channel_tile_hint(task)) + "\n";
         if (!options_.start_model.empty())
             head += "\n## Start model\n\nAdapt this trained model (candidate #0) to the constraints: edit it (narrower "
                     "layers, fewer blocks, stride 2 earlier, smaller kernels) rather than writing a new model. A layer "

@@ -275,6 +275,12 @@ TEST_CASE("llm: the embedded DSL reference is docs/dsl.md, and the prompt's exam
         CHECK_MESSAGE(r.ok(), format_diagnostics(r.diagnostics));
     }
     CHECK(llm_device_summary(small_task(1), nullptr).find("CPU: ") == 0);
+    // The channel tile of this machine's kernels is stated where it is wider than 8, and not for int8.
+    const bool tile16 = channel_step_for(describe_device().xnnpack_isa, false) == 16;
+    CHECK((llm_channel_tile_hint(small_task(1)).find("work on 16 channels at a time") != std::string::npos) == tile16);
+    Task int8 = small_task(1);
+    int8.precision = TaskPrecision::Int8;
+    CHECK(llm_channel_tile_hint(int8).empty());
 }
 
 TEST_CASE("llm: the API key is redacted from text") {
@@ -921,6 +927,7 @@ TEST_CASE("llm servers: Ollama: the window is asked (/api/show) and sent through
         CHECK(x.body.find("\"num_ctx\":2048") != std::string::npos);
         CHECK(x.body.find("## The lamda DSL") == std::string::npos);  // the compact prompt
         CHECK(x.body.find("## lamda DSL (short)") != std::string::npos);
+        CHECK(x.body.find("channels at a time") == std::string::npos);  // no room for the tile's advice
         // the request (a real tokenizer's ~3 chars per token) and its reply fit the 2048 window
         CHECK(x.body.size() / 3 + 1024 <= 2048);
     }
@@ -1225,6 +1232,8 @@ TEST_CASE("llm: the prompt lists the candidates other workers are still evaluati
     CHECK(with.find("1,234 params") != std::string::npos);
     // The pending list is for one request only.
     CHECK(proposer.request_body(task, {}) == without);
+    // The full prompt (a window over 4096) carries the channel tile's advice where there is one.
+    CHECK((without.find("channels at a time") != std::string::npos) == !llm_channel_tile_hint(task).empty());
 }
 
 TEST_CASE("llm: adapting, every request shows the start model to edit") {

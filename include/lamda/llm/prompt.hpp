@@ -21,6 +21,7 @@
 #include "../dsl/parser.hpp"
 #include "../exec/device.hpp"
 #include "../latency/model.hpp"
+#include "../search/designer.hpp"
 #include "../search/task.hpp"
 #include "client.hpp"
 
@@ -213,6 +214,17 @@ inline std::string llm_compact_system_prompt() {
            "- Each model complete, from `input` to the logits, in its own ```lamda block; ASCII only.\n"
            "- The input has the task's shape; the last layer outputs 1x1xCLASSES.\n"
            "- Every model differs from earlier candidates. Text outside blocks is ignored.\n";
+}
+
+// The channel tile of this machine's kernels where it is wider than 8 (channel_step_for), as a
+// line of advice; "" otherwise. Left out of the compact prompt (a small window has no room).
+inline std::string llm_channel_tile_hint(const Task& task) {
+    const int tile = channel_step_for(describe_device().xnnpack_isa, task.precision == TaskPrecision::Int8);
+    if (tile <= 8) return {};
+    const std::string t = std::to_string(tile);
+    return "Its kernels work on " + t + " channels at a time: a width past a multiple of " + t +
+           " costs as much as the next multiple (24 channels as much as 32), so prefer widths that are multiples of " + t +
+           ".\n";
 }
 
 // The device in a few lines: the CPU and, with a latency model, what single layers cost here

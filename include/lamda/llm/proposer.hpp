@@ -647,7 +647,7 @@ private:
         const std::string system = valid_utf8(compact_ ? llm_compact_system_prompt() : llm_system_prompt());
         std::string head = task_text(task, records.size());
         const std::string device = options_.device_summary.empty() ? llm_device_summary(task, nullptr) : options_.device_summary;
-        head += "\n## Device\n\n" + device + "\n";
+        head += "\n## Device\n\n" + device + (compact_ ? std::string() : llm_channel_tile_hint(task)) + "\n";
         if (!options_.start_model.empty())
             head += "\n## Start model\n\nAdapt this trained model (candidate #0) to the constraints: edit it (narrower "
                     "layers, fewer blocks, stride 2 earlier, smaller kernels) rather than writing a new model. A layer "
