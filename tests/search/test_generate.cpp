@@ -96,6 +96,29 @@ TEST_CASE("design: compact form round-trips and renders to valid DSL") {
     CHECK(valid > 150);
 }
 
+TEST_CASE("design: a residual block's projection shortcut reads the block's input") {
+    // Stage 0 keeps 16 channels at stride 1 (identity shortcut); stage 1 doubles the channels and
+    // halves the resolution, so its shortcut is a strided 1x1 projection of stage 0's output.
+    Design d;
+    d.stem_channels = 16, d.stem_stride = 2;
+    d.stages = {{BlockKind::Residual, 16, 1, 1, false, 3, 1, false},
+                {BlockKind::Residual, 32, 1, 2, false, 3, 1, false}};
+    const ParseResult r = parse_dsl(render_design(d, {28, 28, 1}, 10));
+    REQUIRE_MESSAGE(r.ok(), format_diagnostics(r.diagnostics));
+    auto layer = [&](const std::string& name) -> const Layer& {
+        for (const Layer& l : r.graph.layers)
+            if (l.name == name) return l;
+        FAIL("no layer " << name);
+        return r.graph.layers.front();
+    };
+    const Layer& down = layer("s1b0_down");
+    REQUIRE(down.inputs.size() == 1);
+    CHECK(r.graph.layers.at(static_cast<std::size_t>(down.inputs[0])).name == "s0b0");
+    const Layer& identity = layer("s0b0");
+    REQUIRE(identity.inputs.size() == 2);
+    CHECK(r.graph.layers.at(static_cast<std::size_t>(identity.inputs[0])).name == "stem_act");
+}
+
 TEST_CASE("design: malformed compact forms are refused with a reason") {
     Design d;
     CHECK_FALSE(parse_design("", d).empty());
@@ -337,6 +360,32 @@ TEST_CASE("generate: the offline designer trades a stage for width and keeps the
             CHECK(child_design->stem_channels >= parent_design->stem_channels);
             CHECK(child_design->head_channels >= parent_design->head_channels);
             CHECK(c.verdict != Verdict::Invalid);
+        }
+    }
+    CHECK(seen_moves > 0);
+}
+
+TEST_CASE("generate: with parameters binding and time left, the designer buys resolution, not weights") {
+    // A generous time budget and a tight parameter limit: the move runs the same weights over
+    // more pixels (a downsampling one stage later, or a full-resolution stem), so the child has
+    // exactly its parent's parameters and more multiply-adds.
+    Task task = small_task(1.0, 40);
+    task.constraints.max_params = 12000;
+    int seen_moves = 0;
+    for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+        OfflineDesigner offline(seed);
+        const auto r = run_generation(task, offline, synthetic_setup());
+        for (const CandidateRecord& c : r.records) {
+            if (c.note.rfind("resolution ", 0) != 0) continue;
+            const int parent = std::stoi(c.note.substr(c.note.find(" of #") + 5));
+            REQUIRE(parent >= 0);
+            REQUIRE(parent < c.index);
+            const CandidateRecord& p = r.records[static_cast<std::size_t>(parent)];
+            INFO("seed " << seed << " #" << c.index << ": " << c.note);
+            ++seen_moves;
+            CHECK(p.params >= 0.85 * task.constraints.max_params);
+            CHECK(c.params == p.params);
+            CHECK(c.macs > p.macs);
         }
     }
     CHECK(seen_moves > 0);

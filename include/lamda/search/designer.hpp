@@ -169,8 +169,11 @@ inline std::string block(Writer& w, const std::string& p, const StageDesign& s, 
         if (s.se) out = squeeze_excite(w, p, out, c);
         std::string shortcut = input;
         if (!residual_ok) {
-            w.last = input;
-            shortcut = w.conv_bn(p + "_down", conv_op(c, 1, stride), Activation::None);
+            // The projection reads the block's input by name: a layer without inputs reads the line
+            // above it, which here is the main path.
+            std::string op = conv_op(c, 1, stride);
+            op.insert(std::string_view("conv2d").size(), " " + input);
+            shortcut = w.conv_bn(p + "_down", op, Activation::None);
         }
         w.line(p, "add " + shortcut + ", " + out + " act=" + std::string(activation_name(act)));
         return w.last;
@@ -349,7 +352,8 @@ inline std::string parse_design(std::string_view text, Design& out, const Design
 //  - tiny_mobilenet (examples/models/tiny_mobilenet.lamda): stride-2 stem, inverted residuals
 //    with squeeze-excitation, a 1x1 head;
 //  - lenet5 (examples/models/lenet5.lamda) in modern form: conv + max-pool stages;
-//  - a MobileNetV1-style separable chain (the zoo's mobilenet family at 28x28 scale).
+//  - a MobileNetV1-style separable chain (the zoo's mobilenet family at 28x28 scale);
+//  - ResNet basic blocks (the zoo's resnet family at 28x28 scale).
 inline std::vector<std::pair<std::string, Design>> zoo_seed_designs() {
     std::vector<std::pair<std::string, Design>> seeds;
     Design tiny;
@@ -371,6 +375,15 @@ inline std::vector<std::pair<std::string, Design>> zoo_seed_designs() {
                   {BlockKind::Separable, 64, 2, 2, false, 3, 1, false}};
     sep.head_channels = 0;
     seeds.emplace_back("separable", sep);
+    // ResNet's basic block (the zoo's resnet18 at 28x28 scale): dense kxk convolutions are the
+    // most multiply-adds per millisecond XNNPACK runs (GEMM near the FMA peak, where depthwise is
+    // bound by memory traffic), which is what a budget in time wants.
+    Design res;
+    res.stem_channels = 16, res.stem_kernel = 3, res.stem_stride = 2, res.act = Activation::Relu;
+    res.stages = {{BlockKind::Residual, 16, 1, 1, false, 3, 1, false},
+                  {BlockKind::Residual, 32, 1, 2, false, 3, 1, false}};
+    res.head_channels = 0;
+    seeds.emplace_back("resnet", res);
     return seeds;
 }
 

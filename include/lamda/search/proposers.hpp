@@ -286,6 +286,15 @@ private:
             what = "scale widths x" + std::to_string(factor).substr(0, 4);
             return scale_width(d, factor, bounds_);
         }
+        // The parameter limit binds while time is left: the same weights over more pixels buy
+        // multiply-adds (the capacity a time budget pays for) without a parameter.
+        const Constraints& c = task.constraints;
+        const auto ms = judged_latency_ms(r);
+        if (!invalid && v <= 1.0 && c.max_params > 0 && double(r.params) >= 0.85 * double(c.max_params) &&
+            ms && c.latency_ms > 0 && *ms < 0.8 * c.latency_ms && chance(rng, 50)) {
+            what = "resolution";
+            if (more_resolution(rng, d, c.latency_ms / *ms, what)) return d;
+        }
         const auto costs = proposer_detail::stage_costs(r, d.stages.size());
         if (v > 1.0 || invalid) {
             what = "shrink";
@@ -446,15 +455,7 @@ private:
             }
             return;
         default:
-            if (s.stride == 2 && i + 1 < static_cast<int>(d.stages.size()) &&
-                d.stages[static_cast<std::size_t>(i + 1)].stride == 1) {
-                // Downsample one stage later: more resolution for this one.
-                d.stages[static_cast<std::size_t>(i + 1)].stride = 2;
-                d.stages[static_cast<std::size_t>(i + 1)].pool = s.pool;
-                s.stride = 1, s.pool = false;
-                what += at + " stride moved to s" + std::to_string(i + 1);
-                return;
-            }
+            if (stride_later(d, i, what)) return;
             if (d.stem_stride == 2 && chance(rng, 50)) {
                 d.stem_stride = 1, what += " stem stride 2->1";
                 return;
@@ -464,6 +465,37 @@ private:
         const int c = s.channels;
         s.channels = design_detail::round_channels(c * 1.25 + 4, bounds_);
         what += at + " width " + std::to_string(c) + "->" + std::to_string(s.channels);
+    }
+
+    // Stage i downsamples one stage later, when the next runs at stride 1: more resolution for it.
+    static bool can_stride_later(const Design& d, int i) {
+        const auto at = static_cast<std::size_t>(i);
+        return at + 1 < d.stages.size() && d.stages[at].stride == 2 && d.stages[at + 1].stride == 1;
+    }
+    static bool stride_later(Design& d, int i, std::string& what) {
+        if (!can_stride_later(d, i)) return false;
+        const auto at = static_cast<std::size_t>(i);
+        d.stages[at + 1].stride = 2;
+        d.stages[at + 1].pool = d.stages[at].pool;
+        d.stages[at].stride = 1, d.stages[at].pool = false;
+        what += " s" + std::to_string(i) + " stride moved to s" + std::to_string(i + 1);
+        return true;
+    }
+
+    // More pixels through the same weights: a downsampling moves one stage later, or, with none
+    // to move, the stem keeps full resolution where the time left (`room`, budget over latency)
+    // pays for four times the pixels everywhere. False when neither applies.
+    static bool more_resolution(std::mt19937_64& rng, Design& d, double room, std::string& what) {
+        std::vector<int> movable;
+        for (int i = 0; i < static_cast<int>(d.stages.size()); ++i)
+            if (can_stride_later(d, i)) movable.push_back(i);
+        if (!movable.empty())
+            return stride_later(d, movable[static_cast<std::size_t>(
+                                           sample_detail::uniform(rng, 0, static_cast<int>(movable.size()) - 1))],
+                                what);
+        if (d.stem_stride != 2 || room < 3.5) return false;
+        d.stem_stride = 1, what += " stem stride 2->1";
+        return true;
     }
 
     // Changes that need not move cost much: block type, kernel, stride placement, SE, activation.
