@@ -4158,6 +4158,24 @@ inline double median(std::vector<double> sample) { return quantile(std::move(sam
 
 namespace lamda {
 
+// The f32 kernel families of XNNPACK that describe_device() names in DeviceInfo::xnnpack_isa
+// (and profiles keep in their fingerprint).
+namespace xnnpack_isa {
+inline constexpr const char* avx512f = "avx512f";
+inline constexpr const char* fma3 = "fma3";
+inline constexpr const char* avx = "avx";
+inline constexpr const char* sse2 = "sse2";
+inline constexpr const char* neonfma = "neonfma";
+inline constexpr const char* scalar = "scalar";
+}  // namespace xnnpack_isa
+
+// Channels the f32 kernels of an xnnpack_isa family work on at a time: 16 on x86 with AVX (GEMM
+// tiles 5x16 and 7x16, depthwise 16 channels a pass), else 8 (NEON, SSE; "" unknown). A width past
+// a multiple pays for the whole tile (docs/benchmarks.md: 24 outputs cost as much as 32).
+inline int xnnpack_f32_channel_tile(const std::string& isa) {
+    return isa == xnnpack_isa::avx512f || isa == xnnpack_isa::fma3 || isa == xnnpack_isa::avx ? 16 : 8;
+}
+
 struct DeviceInfo {
     std::string cpu_model;
     std::string architecture;           // x86_64, aarch64, ...
@@ -4289,10 +4307,10 @@ inline DeviceInfo describe_device() {
         if (present) info.isa.emplace_back(name);
     // XNNPACK's f32 dispatch (2022 snapshot): AVX-512F microkernels where present, else FMA3
     // (AVX2-era), else AVX, else SSE.
-    if (__builtin_cpu_supports("avx512f")) info.xnnpack_isa = "avx512f";
-    else if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) info.xnnpack_isa = "fma3";
-    else if (__builtin_cpu_supports("avx")) info.xnnpack_isa = "avx";
-    else info.xnnpack_isa = "sse2";
+    if (__builtin_cpu_supports("avx512f")) info.xnnpack_isa = xnnpack_isa::avx512f;
+    else if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) info.xnnpack_isa = xnnpack_isa::fma3;
+    else if (__builtin_cpu_supports("avx")) info.xnnpack_isa = xnnpack_isa::avx;
+    else info.xnnpack_isa = xnnpack_isa::sse2;
 #elif defined(LAMDA_DEVICE_ARM64)
     info.architecture = "aarch64";
     info.isa = {"neon", "fma"};  // both are mandatory on AArch64
@@ -4300,10 +4318,10 @@ inline DeviceInfo describe_device() {
     for (const char* extra : {"fphp", "asimdhp", "asimddp", "sve", "i8mm", "bf16"})
         if ((" " + flags + " ").find(std::string(" ") + extra + " ") != std::string::npos)
             info.isa.emplace_back(extra);
-    info.xnnpack_isa = "neonfma";
+    info.xnnpack_isa = xnnpack_isa::neonfma;
 #else
     info.architecture = "unknown";
-    info.xnnpack_isa = "scalar";
+    info.xnnpack_isa = xnnpack_isa::scalar;
 #endif
     if (info.cpu_model.empty()) info.cpu_model = "unknown " + info.architecture + " CPU";
 #if defined(__linux__)
@@ -7767,11 +7785,9 @@ struct DesignBounds {
 };
 
 // DesignBounds::channel_step for the XNNPACK kernel family a task runs on (DeviceInfo::
-// xnnpack_isa; "" unknown): 16 for fp32 on x86 with AVX (GEMM tiles 5x16 and 7x16, depthwise 16
-// channels a pass), else 8 (NEON, SSE, and the int8 kernels).
-inline int channel_step_for(std::string_view xnnpack_isa, bool int8) {
-    if (int8) return 8;
-    return xnnpack_isa == "avx512f" || xnnpack_isa == "fma3" || xnnpack_isa == "avx" ? 16 : 8;
+// xnnpack_isa; "" unknown): the f32 kernels' channel tile, and 8 for the int8 kernels.
+inline int channel_step_for(const std::string& xnnpack_isa, bool int8) {
+    return int8 ? 8 : xnnpack_f32_channel_tile(xnnpack_isa);
 }
 
 namespace design_detail {
@@ -17960,6 +17976,15 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     return f;
 }
 
+// What a fingerprint says of its device (the core count is not kept: 0).
+inline DeviceInfo device_info_of(const DeviceFingerprint& f) {
+    DeviceInfo d;
+    d.cpu_model = f.cpu_model;
+    d.architecture = f.architecture;
+    d.xnnpack_isa = f.xnnpack_isa;
+    return d;
+}
+
 // Empty when the fingerprints agree; otherwise one warning naming every difference.
 inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
     std::string diffs;
@@ -24979,6 +25004,15 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     return f;
 }
 
+// What a fingerprint says of its device (the core count is not kept: 0).
+inline DeviceInfo device_info_of(const DeviceFingerprint& f) {
+    DeviceInfo d;
+    d.cpu_model = f.cpu_model;
+    d.architecture = f.architecture;
+    d.xnnpack_isa = f.xnnpack_isa;
+    return d;
+}
+
 // Empty when the fingerprints agree; otherwise one warning naming every difference.
 inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
     std::string diffs;
@@ -29112,6 +29146,15 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     return f;
 }
 
+// What a fingerprint says of its device (the core count is not kept: 0).
+inline DeviceInfo device_info_of(const DeviceFingerprint& f) {
+    DeviceInfo d;
+    d.cpu_model = f.cpu_model;
+    d.architecture = f.architecture;
+    d.xnnpack_isa = f.xnnpack_isa;
+    return d;
+}
+
 // Empty when the fingerprints agree; otherwise one warning naming every difference.
 inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
     std::string diffs;
@@ -30628,18 +30671,19 @@ inline double se_share(const Graph& g, const SeGate& se, const CandidateRecord& 
     return share;
 }
 
-// Drops a squeeze-excitation: its mul reads x directly again and its gate goes. Four operators
-// a block, each with a fixed cost beside its small arithmetic: where per-operator overhead sets
-// the time (several threads, small maps), narrowing cannot remove it. The one that costs `r`
-// most when its costs show any, else one at random. "" when there is none.
-inline std::string drop_se(std::mt19937_64& rng, Graph& g, const CandidateRecord& r) {
-    const std::vector<SeGate> found = se_gates(g);
-    if (found.empty()) return {};
-    std::size_t pick = static_cast<std::size_t>(sample_detail::uniform(rng, 0, static_cast<int>(found.size()) - 1));
-    double most = 0;
-    for (std::size_t k = 0; k < found.size(); ++k)
-        if (const double share = se_share(g, found[k], r); share > most) most = share, pick = k;
-    const SeGate& se = found[pick];
+// The squeeze-excitation of `gates` (not empty) that costs `r` most as far as its costliest
+// layers show, with that share in `share` (0 when none of them shows).
+inline std::size_t costliest_se(const Graph& g, const std::vector<SeGate>& gates, const CandidateRecord& r,
+                                double& share) {
+    std::size_t pick = 0;
+    share = 0;
+    for (std::size_t k = 0; k < gates.size(); ++k)
+        if (const double s = se_share(g, gates[k], r); s > share) share = s, pick = k;
+    return pick;
+}
+
+// Drops the squeeze-excitation `se` of `g`: its mul reads x directly again and its gate goes.
+inline std::string remove_se(Graph& g, const SeGate& se) {
     Layer& mul = g.layers[static_cast<std::size_t>(se.mul)];
     if (mul.inputs.front() != se.x) std::swap(mul.inputs[0], mul.inputs[1]);  // its readers get x
     const std::string name = mul.name;
@@ -30647,6 +30691,18 @@ inline std::string drop_se(std::mt19937_64& rng, Graph& g, const CandidateRecord
     drop.insert(se.mul);
     g = without_layers(g, drop);
     return " drop SE " + name;
+}
+
+// Drops one of `gates` (se_gates(g)). Four operators a block, each with a fixed cost beside its
+// small arithmetic: where per-operator overhead sets the time (several threads, small maps),
+// narrowing cannot remove it. The one that costs `r` most when its costs show any, else one at
+// random. "" when there is none.
+inline std::string drop_se(std::mt19937_64& rng, Graph& g, const CandidateRecord& r, const std::vector<SeGate>& gates) {
+    if (gates.empty()) return {};
+    double share = 0;
+    std::size_t pick = costliest_se(g, gates, r, share);
+    if (share <= 0) pick = static_cast<std::size_t>(sample_detail::uniform(rng, 0, static_cast<int>(gates.size()) - 1));
+    return remove_se(g, gates[pick]);
 }
 
 // A squeeze-excitation taking this share of a model's time (its listed layers) is dropped before
@@ -30770,11 +30826,15 @@ private:
             // A squeeze-excitation among the costliest layers goes first: its operators cost
             // per call, whatever the widths (the 2-thread device in docs/adapt.md), so narrowing
             // would cut accuracy without removing that cost.
-            for (const SeGate& se : se_gates(g))
-                if (se_share(g, se, r) >= costly_se_share && chance(rng, 70)) {
-                    what = drop_se(rng, g, r);
+            const std::vector<SeGate> gates = se_gates(g);
+            if (!gates.empty()) {
+                double share = 0;
+                const std::size_t costliest = costliest_se(g, gates, r, share);
+                if (share >= costly_se_share && chance(rng, 70)) {
+                    what = remove_se(g, gates[costliest]);
                     return g;
                 }
+            }
             // Far over: every width at once, sized so the cost (about quadratic in width) fits.
             if ((v > 1.3 && attempt % 3 == 0) || chance(rng, 20)) {
                 const double f = std::clamp(std::sqrt(0.92 / v), 0.3, 0.95) * (1.0 + 0.03 * (uniform(rng, 0, 4) - 2));
@@ -30793,7 +30853,7 @@ private:
             } else if (roll < 68) {
                 what += drop_conv(rng, g, fixed);
             } else if (roll < 84) {
-                what += drop_se(rng, g, r);
+                what += drop_se(rng, g, r, gates);
             } else {
                 what += add_stride(rng, g);
             }
@@ -34140,6 +34200,15 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.lamda_version = version_string;
     f.threads = threads;
     return f;
+}
+
+// What a fingerprint says of its device (the core count is not kept: 0).
+inline DeviceInfo device_info_of(const DeviceFingerprint& f) {
+    DeviceInfo d;
+    d.cpu_model = f.cpu_model;
+    d.architecture = f.architecture;
+    d.xnnpack_isa = f.xnnpack_isa;
+    return d;
 }
 
 // Empty when the fingerprints agree; otherwise one warning naming every difference.
@@ -38923,6 +38992,15 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.lamda_version = version_string;
     f.threads = threads;
     return f;
+}
+
+// What a fingerprint says of its device (the core count is not kept: 0).
+inline DeviceInfo device_info_of(const DeviceFingerprint& f) {
+    DeviceInfo d;
+    d.cpu_model = f.cpu_model;
+    d.architecture = f.architecture;
+    d.xnnpack_isa = f.xnnpack_isa;
+    return d;
 }
 
 // Empty when the fingerprints agree; otherwise one warning naming every difference.
@@ -44765,6 +44843,15 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     return f;
 }
 
+// What a fingerprint says of its device (the core count is not kept: 0).
+inline DeviceInfo device_info_of(const DeviceFingerprint& f) {
+    DeviceInfo d;
+    d.cpu_model = f.cpu_model;
+    d.architecture = f.architecture;
+    d.xnnpack_isa = f.xnnpack_isa;
+    return d;
+}
+
 // Empty when the fingerprints agree; otherwise one warning naming every difference.
 inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
     std::string diffs;
@@ -45318,10 +45405,10 @@ inline std::string llm_compact_system_prompt() {
            "- Every model differs from earlier candidates. Text outside blocks is ignored.\n";
 }
 
-// The channel tile of this machine's kernels where it is wider than 8 (channel_step_for), as a
+// The channel tile of the target's kernels where it is wider than 8 (channel_step_for), as a
 // line of advice; "" otherwise. Left out of the compact prompt (a small window has no room).
-inline std::string llm_channel_tile_hint(const Task& task) {
-    const int tile = channel_step_for(describe_device().xnnpack_isa, task.precision == TaskPrecision::Int8);
+inline std::string llm_channel_tile_hint(const Task& task, const DeviceInfo& target) {
+    const int tile = channel_step_for(target.xnnpack_isa, task.precision == TaskPrecision::Int8);
     if (tile <= 8) return {};
     const std::string t = std::to_string(tile);
     return "Its kernels work on " + t + " channels at a time: a width past a multiple of " + t +
@@ -45329,15 +45416,20 @@ inline std::string llm_channel_tile_hint(const Task& task) {
            ".\n";
 }
 
-// The device in a few lines: the CPU and, with a latency model, what single layers cost here
-// at the task's first feature-map size (so that the model knows e.g. how dear depthwise is).
-inline std::string llm_device_summary(const Task& task, const LatencyModel* model) {
+// The target device in a few lines: its CPU (describe_device() here, or what a profile's
+// fingerprint says of another board; logical_cores 0: not known) and, with its latency model,
+// what single layers cost there at the task's first feature-map size (so that the model knows
+// e.g. how dear depthwise is).
+inline std::string llm_device_summary(const Task& task, const DeviceInfo& d, const LatencyModel* model) {
     using llm_detail::num;
-    const DeviceInfo d = describe_device();
-    std::string s = "CPU: " + (d.cpu_model.empty() ? std::string("unknown") : d.cpu_model) + " (" + d.architecture + ", " +
-                    std::to_string(d.logical_cores) + " logical cores" +
-                    (d.xnnpack_isa.empty() ? std::string() : ", XNNPACK " + d.xnnpack_isa + " kernels") +
-                    "); latency is the median of runs on " + std::to_string(task.constraints.threads) + " thread(s).\n";
+    std::string facts;  // what is known of it, comma-separated
+    const auto fact = [&facts](const std::string& f) { facts += (facts.empty() ? "" : ", ") + f; };
+    if (!d.architecture.empty()) fact(d.architecture);
+    if (d.logical_cores > 0) fact(std::to_string(d.logical_cores) + " logical cores");
+    if (!d.xnnpack_isa.empty()) fact("XNNPACK " + d.xnnpack_isa + " kernels");
+    std::string s = "CPU: " + (d.cpu_model.empty() ? std::string("unknown") : d.cpu_model) +
+                    (facts.empty() ? std::string() : " (" + facts + ")") + "; latency is the median of runs on " +
+                    std::to_string(task.constraints.threads) + " thread(s).\n";
     if (!model) return s;
     const std::int64_t h = std::max<std::int64_t>(1, (task.input.h + 1) / 2);
     const std::int64_t w = std::max<std::int64_t>(1, (task.input.w + 1) / 2);
@@ -45424,7 +45516,10 @@ struct LlmProposerOptions {
     std::string json_schema;       // llm/grammar.hpp's dsl_json_schema(), for constrain json/auto
     int max_diagnostics = 12;      // diagnostics quoted per invalid candidate
     bool auto_fix = true;          // apply auto_fix_dsl() before handing a candidate over
-    std::string device_summary;    // llm_device_summary(); empty: the CPU only
+    // The target device (llm_device_summary(), llm_channel_tile_hint()); both empty: this
+    // machine's CPU and tile, found once.
+    std::string device_summary;
+    std::string channel_tile_hint;  // the full prompt only
     // Adapting (`--start-from`, search/adapt.hpp's StartModelFirst): the start model's DSL, shown
     // in every request so that candidates are edits of it (and inherit its trained weights).
     std::string start_model;
@@ -46011,8 +46106,12 @@ private:
             static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_ * 0.95);
         const std::string system = valid_utf8(compact_ ? llm_compact_system_prompt() : llm_system_prompt());
         std::string head = task_text(task, records.size());
-        const std::string device = options_.device_summary.empty() ? llm_device_summary(task, nullptr) : options_.device_summary;
-        head += "\n## Device\n\n" + device + (compact_ ? std::string() : llm_channel_tile_hint(task)) + "\n";
+        if (options_.device_summary.empty() && options_.channel_tile_hint.empty()) {
+            const DeviceInfo here = describe_device();
+            options_.device_summary = llm_device_summary(task, here, nullptr);
+            options_.channel_tile_hint = llm_channel_tile_hint(task, here);
+        }
+        head += "\n## Device\n\n" + options_.device_summary + (compact_ ? std::string() : options_.channel_tile_hint) + "\n";
         if (!options_.start_model.empty())
             head += "\n## Start model\n\nAdapt this trained model (candidate #0) to the constraints: edit it (narrower "
                     "layers, fewer blocks, stride 2 earlier, smaller kernels) rather than writing a new model. A layer "
@@ -49486,6 +49585,15 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     return f;
 }
 
+// What a fingerprint says of its device (the core count is not kept: 0).
+inline DeviceInfo device_info_of(const DeviceFingerprint& f) {
+    DeviceInfo d;
+    d.cpu_model = f.cpu_model;
+    d.architecture = f.architecture;
+    d.xnnpack_isa = f.xnnpack_isa;
+    return d;
+}
+
 // Empty when the fingerprints agree; otherwise one warning naming every difference.
 inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
     std::string diffs;
@@ -51816,6 +51924,15 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.lamda_version = version_string;
     f.threads = threads;
     return f;
+}
+
+// What a fingerprint says of its device (the core count is not kept: 0).
+inline DeviceInfo device_info_of(const DeviceFingerprint& f) {
+    DeviceInfo d;
+    d.cpu_model = f.cpu_model;
+    d.architecture = f.architecture;
+    d.xnnpack_isa = f.xnnpack_isa;
+    return d;
 }
 
 // Empty when the fingerprints agree; otherwise one warning naming every difference.

@@ -274,13 +274,23 @@ TEST_CASE("llm: the embedded DSL reference is docs/dsl.md, and the prompt's exam
         const ParseResult r = parse_dsl(m, "rules");
         CHECK_MESSAGE(r.ok(), format_diagnostics(r.diagnostics));
     }
-    CHECK(llm_device_summary(small_task(1), nullptr).find("CPU: ") == 0);
-    // The channel tile of this machine's kernels is stated where it is wider than 8, and not for int8.
-    const bool tile16 = channel_step_for(describe_device().xnnpack_isa, false) == 16;
-    CHECK((llm_channel_tile_hint(small_task(1)).find("work on 16 channels at a time") != std::string::npos) == tile16);
+    CHECK(llm_device_summary(small_task(1), describe_device(), nullptr).find("CPU: ") == 0);
+    // Another board, as its profile's fingerprint describes it: its CPU and kernels, not this machine's.
+    DeviceFingerprint board;
+    board.cpu_model = "Cortex-A76";
+    board.architecture = "aarch64";
+    board.xnnpack_isa = xnnpack_isa::neonfma;
+    const std::string remote = llm_device_summary(small_task(1), device_info_of(board), nullptr);
+    CHECK(remote.rfind("CPU: Cortex-A76 (aarch64, XNNPACK neonfma kernels); latency is", 0) == 0);
+    CHECK(llm_device_summary(small_task(1), DeviceInfo{}, nullptr).rfind("CPU: unknown; latency is", 0) == 0);
+    // The channel tile of the target's kernels is stated where it is wider than 8, and not for int8.
+    DeviceInfo avx2;
+    avx2.xnnpack_isa = xnnpack_isa::fma3;
+    CHECK(llm_channel_tile_hint(small_task(1), avx2).find("work on 16 channels at a time") != std::string::npos);
+    CHECK(llm_channel_tile_hint(small_task(1), device_info_of(board)).empty());
     Task int8 = small_task(1);
     int8.precision = TaskPrecision::Int8;
-    CHECK(llm_channel_tile_hint(int8).empty());
+    CHECK(llm_channel_tile_hint(int8, avx2).empty());
 }
 
 TEST_CASE("llm: the API key is redacted from text") {
@@ -1233,7 +1243,7 @@ TEST_CASE("llm: the prompt lists the candidates other workers are still evaluati
     // The pending list is for one request only.
     CHECK(proposer.request_body(task, {}) == without);
     // The full prompt (a window over 4096) carries the channel tile's advice where there is one.
-    CHECK((without.find("channels at a time") != std::string::npos) == !llm_channel_tile_hint(task).empty());
+    CHECK((without.find("channels at a time") != std::string::npos) == !llm_channel_tile_hint(task, describe_device()).empty());
 }
 
 TEST_CASE("llm: adapting, every request shows the start model to edit") {

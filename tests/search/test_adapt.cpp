@@ -194,7 +194,7 @@ TEST_CASE("adapt: dropping a squeeze-excitation leaves a valid model with every 
     std::mt19937_64 rng(7);
     for (int left = 2; left >= 0; --left) {
         const Graph before = g;
-        const std::string what = adapt_detail::drop_se(rng, g, CandidateRecord{});
+        const std::string what = adapt_detail::drop_se(rng, g, CandidateRecord{}, adapt_detail::se_gates(g));
         INFO(what);
         REQUIRE(what.rfind(" drop SE ", 0) == 0);
         CHECK(muls(g) == left);
@@ -208,12 +208,12 @@ TEST_CASE("adapt: dropping a squeeze-excitation leaves a valid model with every 
             CHECK(before.layers[static_cast<std::size_t>(was)].shape == l.shape);
         }
     }
-    CHECK(adapt_detail::drop_se(rng, g, CandidateRecord{}).empty());  // none left
+    CHECK(adapt_detail::drop_se(rng, g, CandidateRecord{}, adapt_detail::se_gates(g)).empty());  // none left
 
     // A product of two branches is not a gate: nothing to drop.
     Graph two = parse_dsl_or_throw("input: input shape=8x8x4\na: conv2d out=4 kernel=1\nb: conv2d input out=4 kernel=1\n"
                                    "m: mul a, b\np: gap\nfc: fc out=2\n", "two");
-    CHECK(adapt_detail::drop_se(rng, two, CandidateRecord{}).empty());
+    CHECK(adapt_detail::drop_se(rng, two, CandidateRecord{}, adapt_detail::se_gates(two)).empty());
 }
 
 TEST_CASE("adapt: over the budget, a squeeze-excitation among the costliest layers goes before any narrowing") {

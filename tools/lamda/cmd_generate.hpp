@@ -298,6 +298,16 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
     if (a.max_candidates > 0) task.budget.max_candidates = a.max_candidates;
     if (a.max_seconds > 0) task.budget.max_seconds = a.max_seconds;
     if (!a.profile.empty()) task.profile = a.profile;
+    // The device the latencies are for, read once: a profile's (its thread count when adapting,
+    // its ISA for the designer's channel tile, its CPU and latency model for the LLM's prompt;
+    // the loop loads the profile itself), else this machine when it measures. A board behind
+    // --device is not known here: multiples of 8, no CPU line.
+    std::optional<LatencyProfile> target_profile;
+    if (!task.profile.empty()) target_profile = read_latency_profile(task.profile);
+    const DeviceInfo target = target_profile ? device_info_of(target_profile->fingerprint)
+                              : devices.empty() ? describe_device()
+                                                : DeviceInfo{};
+    [[maybe_unused]] const LatencyModel* target_model = target_profile ? &target_profile->model : nullptr;
     if (!a.objective.empty()) {
         task.objective = a.objective == "accuracy" ? Objective::Accuracy : Objective::Capacity;
         task.objective_given = true;
@@ -314,13 +324,13 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
                                                     "the start model) or llm (the model is shown it and edits it), "
                                                     "not random"));
         // A profile's own thread count is the device's (1 and 2 threads are two devices).
-        if (!task.profile.empty()) task.constraints.threads = read_latency_profile(task.profile).fingerprint.threads;
+        if (target_profile) task.constraints.threads = target_profile->fingerprint.threads;
         start = std::make_shared<const StartModel>(load_start_model(a.start_from, a.start_weights, task));
         if (!a.quiet && start->folded)
             std::cerr << "lamda: " << a.start_from << ": its weights have batch norm folded: starting from the folded model\n";
         if (a.proposer == "offline") proposer = std::make_unique<AdaptDesigner>(a.seed, *start);
 #if defined(LAMDA_WITH_LLM)
-        else proposer = std::make_unique<StartModelFirst>(*start, make_llm_proposer(a.llm, task, a.quiet, 1, start->dsl));
+        else proposer = std::make_unique<StartModelFirst>(*start, make_llm_proposer(a.llm, task, a.quiet, target, target_model, 1, start->dsl));
 #else
         else throw Exception(Error(ErrorKind::unsupported,
                                    "--proposer llm: this lamda was built without the LLM generator (cpp-httplib)"));
@@ -328,18 +338,13 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
     } else if (rank > 0) {
         // A worker rank proposes nothing.
     } else if (a.proposer == "offline") {
-        // Widths on the target's channel tile: the profile's device, else this machine when it
-        // measures; a board behind --device is not known yet (multiples of 8).
-        DesignBounds bounds;
-        const std::string isa = !task.profile.empty() ? read_latency_profile(task.profile).fingerprint.xnnpack_isa
-                                : devices.empty()     ? describe_device().xnnpack_isa
-                                                      : std::string();
-        bounds.channel_step = channel_step_for(isa, task.precision == TaskPrecision::Int8);
+        DesignBounds bounds;  // widths on the target's channel tile
+        bounds.channel_step = channel_step_for(target.xnnpack_isa, task.precision == TaskPrecision::Int8);
         proposer = std::make_unique<OfflineDesigner>(a.seed, bounds);
     }
     else if (a.proposer == "random") proposer = std::make_unique<RandomProposer>(a.seed);
 #if defined(LAMDA_WITH_LLM)
-    else proposer = make_llm_proposer(a.llm, task, a.quiet, ranks > 1 ? ranks - 1 : a.workers);
+    else proposer = make_llm_proposer(a.llm, task, a.quiet, target, target_model, ranks > 1 ? ranks - 1 : a.workers);
 #else
     else throw Exception(Error(ErrorKind::unsupported,
                                "--proposer llm: this lamda was built without the LLM generator (cpp-httplib); "

@@ -132,7 +132,10 @@ inline int llm_candidates_per_turn(const LlmArgs& a, int parallel_evaluators) {
 // The proposer of `lamda generate --proposer llm`; its progress goes to stderr unless `quiet`.
 // `parallel_evaluators`: candidates evaluated at once (--workers, or the MPI worker ranks).
 // `start_model`: adapting (--start-from), the start model's DSL, shown in every request.
+// `target`, `model`: the device the latencies are for and its latency model (a profile's), which
+// the prompt describes.
 inline std::unique_ptr<lamda::Proposer> make_llm_proposer(const LlmArgs& a, const lamda::Task& task, bool quiet,
+                                                          const lamda::DeviceInfo& target, const lamda::LatencyModel* model,
                                                           int parallel_evaluators = 1, std::string start_model = {}) {
     lamda::LlmProposerOptions o;
     o.candidates_per_turn = llm_candidates_per_turn(a, parallel_evaluators);
@@ -140,15 +143,8 @@ inline std::unique_ptr<lamda::Proposer> make_llm_proposer(const LlmArgs& a, cons
     o.probe_server = true;  // the server's kind and window (Ollama: native API with num_ctx)
     o.constrain = a.constrain;
     std::tie(o.gbnf, o.json_schema) = llm_grammars(&task);
-    std::optional<lamda::LatencyProfile> profile;
-    if (!task.profile.empty()) {
-        try {
-            profile = lamda::read_latency_profile(task.profile);
-        } catch (const std::exception&) {
-            // run_generate reports a bad profile; the summary just goes without it
-        }
-    }
-    o.device_summary = lamda::llm_device_summary(task, profile ? &profile->model : nullptr);
+    o.device_summary = lamda::llm_device_summary(task, target, model);
+    o.channel_tile_hint = lamda::llm_channel_tile_hint(task, target);
     lamda::LlmConfig config = llm_config(a);
     auto p = std::make_unique<lamda::LlmProposer>(config, o);
     if (!quiet) {

@@ -29,6 +29,24 @@
 
 namespace lamda {
 
+// The f32 kernel families of XNNPACK that describe_device() names in DeviceInfo::xnnpack_isa
+// (and profiles keep in their fingerprint).
+namespace xnnpack_isa {
+inline constexpr const char* avx512f = "avx512f";
+inline constexpr const char* fma3 = "fma3";
+inline constexpr const char* avx = "avx";
+inline constexpr const char* sse2 = "sse2";
+inline constexpr const char* neonfma = "neonfma";
+inline constexpr const char* scalar = "scalar";
+}  // namespace xnnpack_isa
+
+// Channels the f32 kernels of an xnnpack_isa family work on at a time: 16 on x86 with AVX (GEMM
+// tiles 5x16 and 7x16, depthwise 16 channels a pass), else 8 (NEON, SSE; "" unknown). A width past
+// a multiple pays for the whole tile (docs/benchmarks.md: 24 outputs cost as much as 32).
+inline int xnnpack_f32_channel_tile(const std::string& isa) {
+    return isa == xnnpack_isa::avx512f || isa == xnnpack_isa::fma3 || isa == xnnpack_isa::avx ? 16 : 8;
+}
+
 struct DeviceInfo {
     std::string cpu_model;
     std::string architecture;           // x86_64, aarch64, ...
@@ -160,10 +178,10 @@ inline DeviceInfo describe_device() {
         if (present) info.isa.emplace_back(name);
     // XNNPACK's f32 dispatch (2022 snapshot): AVX-512F microkernels where present, else FMA3
     // (AVX2-era), else AVX, else SSE.
-    if (__builtin_cpu_supports("avx512f")) info.xnnpack_isa = "avx512f";
-    else if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) info.xnnpack_isa = "fma3";
-    else if (__builtin_cpu_supports("avx")) info.xnnpack_isa = "avx";
-    else info.xnnpack_isa = "sse2";
+    if (__builtin_cpu_supports("avx512f")) info.xnnpack_isa = xnnpack_isa::avx512f;
+    else if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2")) info.xnnpack_isa = xnnpack_isa::fma3;
+    else if (__builtin_cpu_supports("avx")) info.xnnpack_isa = xnnpack_isa::avx;
+    else info.xnnpack_isa = xnnpack_isa::sse2;
 #elif defined(LAMDA_DEVICE_ARM64)
     info.architecture = "aarch64";
     info.isa = {"neon", "fma"};  // both are mandatory on AArch64
@@ -171,10 +189,10 @@ inline DeviceInfo describe_device() {
     for (const char* extra : {"fphp", "asimdhp", "asimddp", "sve", "i8mm", "bf16"})
         if ((" " + flags + " ").find(std::string(" ") + extra + " ") != std::string::npos)
             info.isa.emplace_back(extra);
-    info.xnnpack_isa = "neonfma";
+    info.xnnpack_isa = xnnpack_isa::neonfma;
 #else
     info.architecture = "unknown";
-    info.xnnpack_isa = "scalar";
+    info.xnnpack_isa = xnnpack_isa::scalar;
 #endif
     if (info.cpu_model.empty()) info.cpu_model = "unknown " + info.architecture + " CPU";
 #if defined(__linux__)

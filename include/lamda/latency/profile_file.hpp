@@ -75,6 +75,15 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     return f;
 }
 
+// What a fingerprint says of its device (the core count is not kept: 0).
+inline DeviceInfo device_info_of(const DeviceFingerprint& f) {
+    DeviceInfo d;
+    d.cpu_model = f.cpu_model;
+    d.architecture = f.architecture;
+    d.xnnpack_isa = f.xnnpack_isa;
+    return d;
+}
+
 // Empty when the fingerprints agree; otherwise one warning naming every difference.
 inline std::string fingerprint_warning(const DeviceFingerprint& profile, const DeviceFingerprint& here) {
     std::string diffs;

@@ -216,10 +216,10 @@ inline std::string llm_compact_system_prompt() {
            "- Every model differs from earlier candidates. Text outside blocks is ignored.\n";
 }
 
-// The channel tile of this machine's kernels where it is wider than 8 (channel_step_for), as a
+// The channel tile of the target's kernels where it is wider than 8 (channel_step_for), as a
 // line of advice; "" otherwise. Left out of the compact prompt (a small window has no room).
-inline std::string llm_channel_tile_hint(const Task& task) {
-    const int tile = channel_step_for(describe_device().xnnpack_isa, task.precision == TaskPrecision::Int8);
+inline std::string llm_channel_tile_hint(const Task& task, const DeviceInfo& target) {
+    const int tile = channel_step_for(target.xnnpack_isa, task.precision == TaskPrecision::Int8);
     if (tile <= 8) return {};
     const std::string t = std::to_string(tile);
     return "Its kernels work on " + t + " channels at a time: a width past a multiple of " + t +
@@ -227,15 +227,20 @@ inline std::string llm_channel_tile_hint(const Task& task) {
            ".\n";
 }
 
-// The device in a few lines: the CPU and, with a latency model, what single layers cost here
-// at the task's first feature-map size (so that the model knows e.g. how dear depthwise is).
-inline std::string llm_device_summary(const Task& task, const LatencyModel* model) {
+// The target device in a few lines: its CPU (describe_device() here, or what a profile's
+// fingerprint says of another board; logical_cores 0: not known) and, with its latency model,
+// what single layers cost there at the task's first feature-map size (so that the model knows
+// e.g. how dear depthwise is).
+inline std::string llm_device_summary(const Task& task, const DeviceInfo& d, const LatencyModel* model) {
     using llm_detail::num;
-    const DeviceInfo d = describe_device();
-    std::string s = "CPU: " + (d.cpu_model.empty() ? std::string("unknown") : d.cpu_model) + " (" + d.architecture + ", " +
-                    std::to_string(d.logical_cores) + " logical cores" +
-                    (d.xnnpack_isa.empty() ? std::string() : ", XNNPACK " + d.xnnpack_isa + " kernels") +
-                    "); latency is the median of runs on " + std::to_string(task.constraints.threads) + " thread(s).\n";
+    std::string facts;  // what is known of it, comma-separated
+    const auto fact = [&facts](const std::string& f) { facts += (facts.empty() ? "" : ", ") + f; };
+    if (!d.architecture.empty()) fact(d.architecture);
+    if (d.logical_cores > 0) fact(std::to_string(d.logical_cores) + " logical cores");
+    if (!d.xnnpack_isa.empty()) fact("XNNPACK " + d.xnnpack_isa + " kernels");
+    std::string s = "CPU: " + (d.cpu_model.empty() ? std::string("unknown") : d.cpu_model) +
+                    (facts.empty() ? std::string() : " (" + facts + ")") + "; latency is the median of runs on " +
+                    std::to_string(task.constraints.threads) + " thread(s).\n";
     if (!model) return s;
     const std::int64_t h = std::max<std::int64_t>(1, (task.input.h + 1) / 2);
     const std::int64_t w = std::max<std::int64_t>(1, (task.input.w + 1) / 2);

@@ -59,7 +59,10 @@ struct LlmProposerOptions {
     std::string json_schema;       // llm/grammar.hpp's dsl_json_schema(), for constrain json/auto
     int max_diagnostics = 12;      // diagnostics quoted per invalid candidate
     bool auto_fix = true;          // apply auto_fix_dsl() before handing a candidate over
-    std::string device_summary;    // llm_device_summary(); empty: the CPU only
+    // The target device (llm_device_summary(), llm_channel_tile_hint()); both empty: this
+    // machine's CPU and tile, found once.
+    std::string device_summary;
+    std::string channel_tile_hint;  // the full prompt only
     // Adapting (`--start-from`, search/adapt.hpp's StartModelFirst): the start model's DSL, shown
     // in every request so that candidates are edits of it (and inherit its trained weights).
     std::string start_model;
@@ -646,8 +649,12 @@ private:
             static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_ * 0.95);
         const std::string system = valid_utf8(compact_ ? llm_compact_system_prompt() : llm_system_prompt());
         std::string head = task_text(task, records.size());
-        const std::string device = options_.device_summary.empty() ? llm_device_summary(task, nullptr) : options_.device_summary;
-        head += "\n## Device\n\n" + device + (compact_ ? std::string() : llm_channel_tile_hint(task)) + "\n";
+        if (options_.device_summary.empty() && options_.channel_tile_hint.empty()) {
+            const DeviceInfo here = describe_device();
+            options_.device_summary = llm_device_summary(task, here, nullptr);
+            options_.channel_tile_hint = llm_channel_tile_hint(task, here);
+        }
+        head += "\n## Device\n\n" + options_.device_summary + (compact_ ? std::string() : options_.channel_tile_hint) + "\n";
         if (!options_.start_model.empty())
             head += "\n## Start model\n\nAdapt this trained model (candidate #0) to the constraints: edit it (narrower "
                     "layers, fewer blocks, stride 2 earlier, smaller kernels) rather than writing a new model. A layer "

@@ -349,18 +349,19 @@ inline double se_share(const Graph& g, const SeGate& se, const CandidateRecord& 
     return share;
 }
 
-// Drops a squeeze-excitation: its mul reads x directly again and its gate goes. Four operators
-// a block, each with a fixed cost beside its small arithmetic: where per-operator overhead sets
-// the time (several threads, small maps), narrowing cannot remove it. The one that costs `r`
-// most when its costs show any, else one at random. "" when there is none.
-inline std::string drop_se(std::mt19937_64& rng, Graph& g, const CandidateRecord& r) {
-    const std::vector<SeGate> found = se_gates(g);
-    if (found.empty()) return {};
-    std::size_t pick = static_cast<std::size_t>(sample_detail::uniform(rng, 0, static_cast<int>(found.size()) - 1));
-    double most = 0;
-    for (std::size_t k = 0; k < found.size(); ++k)
-        if (const double share = se_share(g, found[k], r); share > most) most = share, pick = k;
-    const SeGate& se = found[pick];
+// The squeeze-excitation of `gates` (not empty) that costs `r` most as far as its costliest
+// layers show, with that share in `share` (0 when none of them shows).
+inline std::size_t costliest_se(const Graph& g, const std::vector<SeGate>& gates, const CandidateRecord& r,
+                                double& share) {
+    std::size_t pick = 0;
+    share = 0;
+    for (std::size_t k = 0; k < gates.size(); ++k)
+        if (const double s = se_share(g, gates[k], r); s > share) share = s, pick = k;
+    return pick;
+}
+
+// Drops the squeeze-excitation `se` of `g`: its mul reads x directly again and its gate goes.
+inline std::string remove_se(Graph& g, const SeGate& se) {
     Layer& mul = g.layers[static_cast<std::size_t>(se.mul)];
     if (mul.inputs.front() != se.x) std::swap(mul.inputs[0], mul.inputs[1]);  // its readers get x
     const std::string name = mul.name;
@@ -368,6 +369,18 @@ inline std::string drop_se(std::mt19937_64& rng, Graph& g, const CandidateRecord
     drop.insert(se.mul);
     g = without_layers(g, drop);
     return " drop SE " + name;
+}
+
+// Drops one of `gates` (se_gates(g)). Four operators a block, each with a fixed cost beside its
+// small arithmetic: where per-operator overhead sets the time (several threads, small maps),
+// narrowing cannot remove it. The one that costs `r` most when its costs show any, else one at
+// random. "" when there is none.
+inline std::string drop_se(std::mt19937_64& rng, Graph& g, const CandidateRecord& r, const std::vector<SeGate>& gates) {
+    if (gates.empty()) return {};
+    double share = 0;
+    std::size_t pick = costliest_se(g, gates, r, share);
+    if (share <= 0) pick = static_cast<std::size_t>(sample_detail::uniform(rng, 0, static_cast<int>(gates.size()) - 1));
+    return remove_se(g, gates[pick]);
 }
 
 // A squeeze-excitation taking this share of a model's time (its listed layers) is dropped before
@@ -491,11 +504,15 @@ private:
             // A squeeze-excitation among the costliest layers goes first: its operators cost
             // per call, whatever the widths (the 2-thread device in docs/adapt.md), so narrowing
             // would cut accuracy without removing that cost.
-            for (const SeGate& se : se_gates(g))
-                if (se_share(g, se, r) >= costly_se_share && chance(rng, 70)) {
-                    what = drop_se(rng, g, r);
+            const std::vector<SeGate> gates = se_gates(g);
+            if (!gates.empty()) {
+                double share = 0;
+                const std::size_t costliest = costliest_se(g, gates, r, share);
+                if (share >= costly_se_share && chance(rng, 70)) {
+                    what = remove_se(g, gates[costliest]);
                     return g;
                 }
+            }
             // Far over: every width at once, sized so the cost (about quadratic in width) fits.
             if ((v > 1.3 && attempt % 3 == 0) || chance(rng, 20)) {
                 const double f = std::clamp(std::sqrt(0.92 / v), 0.3, 0.95) * (1.0 + 0.03 * (uniform(rng, 0, 4) - 2));
@@ -514,7 +531,7 @@ private:
             } else if (roll < 68) {
                 what += drop_conv(rng, g, fixed);
             } else if (roll < 84) {
-                what += drop_se(rng, g, r);
+                what += drop_se(rng, g, r, gates);
             } else {
                 what += add_stride(rng, g);
             }

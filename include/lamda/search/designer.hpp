@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "../core/ir.hpp"
+#include "../exec/device.hpp"
 #include "sampler.hpp"
 
 namespace lamda {
@@ -95,11 +96,9 @@ struct DesignBounds {
 };
 
 // DesignBounds::channel_step for the XNNPACK kernel family a task runs on (DeviceInfo::
-// xnnpack_isa; "" unknown): 16 for fp32 on x86 with AVX (GEMM tiles 5x16 and 7x16, depthwise 16
-// channels a pass), else 8 (NEON, SSE, and the int8 kernels).
-inline int channel_step_for(std::string_view xnnpack_isa, bool int8) {
-    if (int8) return 8;
-    return xnnpack_isa == "avx512f" || xnnpack_isa == "fma3" || xnnpack_isa == "avx" ? 16 : 8;
+// xnnpack_isa; "" unknown): the f32 kernels' channel tile, and 8 for the int8 kernels.
+inline int channel_step_for(const std::string& xnnpack_isa, bool int8) {
+    return int8 ? 8 : xnnpack_f32_channel_tile(xnnpack_isa);
 }
 
 namespace design_detail {
