@@ -17295,7 +17295,8 @@ inline int feature_count(PrimKind k) {
 #error "lamda/latency/ridge.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <cmath>
@@ -17437,7 +17438,8 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 #error "lamda/latency/predictor.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <array>
@@ -17696,9 +17698,18 @@ inline Calibration fit_calibration(const LatencyModel& model,
     A(n + 3, 3) = w * 1000.0 * 0.2;
     A(n + 4, 4) = w * 100.0 * 0.2;
     A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Least squares through the normal equations: 6 unknowns, and the prior rows keep A^T A
+    // positive definite. LDLT, not a QR: ridge.hpp instantiates LDLT already, and
+    // ColPivHouseholderQR's templates cost g++ ~4 s in every translation unit that includes this
+    // header (nearly all of lamda's).
+    const auto solve = [](const Eigen::MatrixXd& m, const Eigen::VectorXd& v) -> Eigen::VectorXd {
+        const Eigen::MatrixXd normal = m.transpose() * m;
+        const Eigen::VectorXd rhs = m.transpose() * v;
+        return normal.ldlt().solve(rhs);
+    };
     // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
     // model timed while another process thrashed the caches cannot pull the fit.
-    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    Eigen::VectorXd x = solve(A, b);
     for (int round = 0; round < 2 && n >= 8; ++round) {
         const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
         std::vector<double> a(static_cast<std::size_t>(n));
@@ -17712,7 +17723,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
             Aw.row(i) *= sw;
             bw(i) *= sw;
         }
-        x = Aw.colPivHouseholderQr().solve(bw);
+        x = solve(Aw, bw);
     }
     for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
     c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
@@ -24103,7 +24114,8 @@ inline int feature_count(PrimKind k) {
 #error "lamda/latency/ridge.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <cmath>
@@ -24245,7 +24257,8 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 #error "lamda/latency/predictor.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <array>
@@ -24504,9 +24517,18 @@ inline Calibration fit_calibration(const LatencyModel& model,
     A(n + 3, 3) = w * 1000.0 * 0.2;
     A(n + 4, 4) = w * 100.0 * 0.2;
     A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Least squares through the normal equations: 6 unknowns, and the prior rows keep A^T A
+    // positive definite. LDLT, not a QR: ridge.hpp instantiates LDLT already, and
+    // ColPivHouseholderQR's templates cost g++ ~4 s in every translation unit that includes this
+    // header (nearly all of lamda's).
+    const auto solve = [](const Eigen::MatrixXd& m, const Eigen::VectorXd& v) -> Eigen::VectorXd {
+        const Eigen::MatrixXd normal = m.transpose() * m;
+        const Eigen::VectorXd rhs = m.transpose() * v;
+        return normal.ldlt().solve(rhs);
+    };
     // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
     // model timed while another process thrashed the caches cannot pull the fit.
-    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    Eigen::VectorXd x = solve(A, b);
     for (int round = 0; round < 2 && n >= 8; ++round) {
         const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
         std::vector<double> a(static_cast<std::size_t>(n));
@@ -24520,7 +24542,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
             Aw.row(i) *= sw;
             bw(i) *= sw;
         }
-        x = Aw.colPivHouseholderQr().solve(bw);
+        x = solve(Aw, bw);
     }
     for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
     c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
@@ -28245,7 +28267,8 @@ inline int feature_count(PrimKind k) {
 #error "lamda/latency/ridge.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <cmath>
@@ -28387,7 +28410,8 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 #error "lamda/latency/predictor.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <array>
@@ -28646,9 +28670,18 @@ inline Calibration fit_calibration(const LatencyModel& model,
     A(n + 3, 3) = w * 1000.0 * 0.2;
     A(n + 4, 4) = w * 100.0 * 0.2;
     A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Least squares through the normal equations: 6 unknowns, and the prior rows keep A^T A
+    // positive definite. LDLT, not a QR: ridge.hpp instantiates LDLT already, and
+    // ColPivHouseholderQR's templates cost g++ ~4 s in every translation unit that includes this
+    // header (nearly all of lamda's).
+    const auto solve = [](const Eigen::MatrixXd& m, const Eigen::VectorXd& v) -> Eigen::VectorXd {
+        const Eigen::MatrixXd normal = m.transpose() * m;
+        const Eigen::VectorXd rhs = m.transpose() * v;
+        return normal.ldlt().solve(rhs);
+    };
     // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
     // model timed while another process thrashed the caches cannot pull the fit.
-    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    Eigen::VectorXd x = solve(A, b);
     for (int round = 0; round < 2 && n >= 8; ++round) {
         const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
         std::vector<double> a(static_cast<std::size_t>(n));
@@ -28662,7 +28695,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
             Aw.row(i) *= sw;
             bw(i) *= sw;
         }
-        x = Aw.colPivHouseholderQr().solve(bw);
+        x = solve(Aw, bw);
     }
     for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
     c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
@@ -33301,7 +33334,8 @@ inline int feature_count(PrimKind k) {
 #error "lamda/latency/ridge.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <cmath>
@@ -33443,7 +33477,8 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 #error "lamda/latency/predictor.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <array>
@@ -33702,9 +33737,18 @@ inline Calibration fit_calibration(const LatencyModel& model,
     A(n + 3, 3) = w * 1000.0 * 0.2;
     A(n + 4, 4) = w * 100.0 * 0.2;
     A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Least squares through the normal equations: 6 unknowns, and the prior rows keep A^T A
+    // positive definite. LDLT, not a QR: ridge.hpp instantiates LDLT already, and
+    // ColPivHouseholderQR's templates cost g++ ~4 s in every translation unit that includes this
+    // header (nearly all of lamda's).
+    const auto solve = [](const Eigen::MatrixXd& m, const Eigen::VectorXd& v) -> Eigen::VectorXd {
+        const Eigen::MatrixXd normal = m.transpose() * m;
+        const Eigen::VectorXd rhs = m.transpose() * v;
+        return normal.ldlt().solve(rhs);
+    };
     // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
     // model timed while another process thrashed the caches cannot pull the fit.
-    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    Eigen::VectorXd x = solve(A, b);
     for (int round = 0; round < 2 && n >= 8; ++round) {
         const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
         std::vector<double> a(static_cast<std::size_t>(n));
@@ -33718,7 +33762,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
             Aw.row(i) *= sw;
             bw(i) *= sw;
         }
-        x = Aw.colPivHouseholderQr().solve(bw);
+        x = solve(Aw, bw);
     }
     for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
     c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
@@ -38093,7 +38137,8 @@ inline int feature_count(PrimKind k) {
 #error "lamda/latency/ridge.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <cmath>
@@ -38235,7 +38280,8 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 #error "lamda/latency/predictor.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <array>
@@ -38494,9 +38540,18 @@ inline Calibration fit_calibration(const LatencyModel& model,
     A(n + 3, 3) = w * 1000.0 * 0.2;
     A(n + 4, 4) = w * 100.0 * 0.2;
     A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Least squares through the normal equations: 6 unknowns, and the prior rows keep A^T A
+    // positive definite. LDLT, not a QR: ridge.hpp instantiates LDLT already, and
+    // ColPivHouseholderQR's templates cost g++ ~4 s in every translation unit that includes this
+    // header (nearly all of lamda's).
+    const auto solve = [](const Eigen::MatrixXd& m, const Eigen::VectorXd& v) -> Eigen::VectorXd {
+        const Eigen::MatrixXd normal = m.transpose() * m;
+        const Eigen::VectorXd rhs = m.transpose() * v;
+        return normal.ldlt().solve(rhs);
+    };
     // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
     // model timed while another process thrashed the caches cannot pull the fit.
-    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    Eigen::VectorXd x = solve(A, b);
     for (int round = 0; round < 2 && n >= 8; ++round) {
         const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
         std::vector<double> a(static_cast<std::size_t>(n));
@@ -38510,7 +38565,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
             Aw.row(i) *= sw;
             bw(i) *= sw;
         }
-        x = Aw.colPivHouseholderQr().solve(bw);
+        x = solve(Aw, bw);
     }
     for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
     c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
@@ -43942,7 +43997,8 @@ inline int feature_count(PrimKind k) {
 #error "lamda/latency/ridge.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <cmath>
@@ -44084,7 +44140,8 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 #error "lamda/latency/predictor.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <array>
@@ -44343,9 +44400,18 @@ inline Calibration fit_calibration(const LatencyModel& model,
     A(n + 3, 3) = w * 1000.0 * 0.2;
     A(n + 4, 4) = w * 100.0 * 0.2;
     A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Least squares through the normal equations: 6 unknowns, and the prior rows keep A^T A
+    // positive definite. LDLT, not a QR: ridge.hpp instantiates LDLT already, and
+    // ColPivHouseholderQR's templates cost g++ ~4 s in every translation unit that includes this
+    // header (nearly all of lamda's).
+    const auto solve = [](const Eigen::MatrixXd& m, const Eigen::VectorXd& v) -> Eigen::VectorXd {
+        const Eigen::MatrixXd normal = m.transpose() * m;
+        const Eigen::VectorXd rhs = m.transpose() * v;
+        return normal.ldlt().solve(rhs);
+    };
     // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
     // model timed while another process thrashed the caches cannot pull the fit.
-    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    Eigen::VectorXd x = solve(A, b);
     for (int round = 0; round < 2 && n >= 8; ++round) {
         const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
         std::vector<double> a(static_cast<std::size_t>(n));
@@ -44359,7 +44425,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
             Aw.row(i) *= sw;
             bw(i) *= sw;
         }
-        x = Aw.colPivHouseholderQr().solve(bw);
+        x = solve(Aw, bw);
     }
     for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
     c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
@@ -48684,7 +48750,8 @@ inline int feature_count(PrimKind k) {
 #error "lamda/latency/ridge.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <cmath>
@@ -48826,7 +48893,8 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 #error "lamda/latency/predictor.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <array>
@@ -49085,9 +49153,18 @@ inline Calibration fit_calibration(const LatencyModel& model,
     A(n + 3, 3) = w * 1000.0 * 0.2;
     A(n + 4, 4) = w * 100.0 * 0.2;
     A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Least squares through the normal equations: 6 unknowns, and the prior rows keep A^T A
+    // positive definite. LDLT, not a QR: ridge.hpp instantiates LDLT already, and
+    // ColPivHouseholderQR's templates cost g++ ~4 s in every translation unit that includes this
+    // header (nearly all of lamda's).
+    const auto solve = [](const Eigen::MatrixXd& m, const Eigen::VectorXd& v) -> Eigen::VectorXd {
+        const Eigen::MatrixXd normal = m.transpose() * m;
+        const Eigen::VectorXd rhs = m.transpose() * v;
+        return normal.ldlt().solve(rhs);
+    };
     // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
     // model timed while another process thrashed the caches cannot pull the fit.
-    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    Eigen::VectorXd x = solve(A, b);
     for (int round = 0; round < 2 && n >= 8; ++round) {
         const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
         std::vector<double> a(static_cast<std::size_t>(n));
@@ -49101,7 +49178,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
             Aw.row(i) *= sw;
             bw(i) *= sw;
         }
-        x = Aw.colPivHouseholderQr().solve(bw);
+        x = solve(Aw, bw);
     }
     for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
     c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
@@ -51245,7 +51322,8 @@ inline int feature_count(PrimKind k) {
 #error "lamda/latency/ridge.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <cmath>
@@ -51387,7 +51465,8 @@ inline RidgeModel fit_ridge_cv(const Eigen::MatrixXd& X, const Eigen::VectorXd& 
 #error "lamda/latency/predictor.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <array>
@@ -51646,9 +51725,18 @@ inline Calibration fit_calibration(const LatencyModel& model,
     A(n + 3, 3) = w * 1000.0 * 0.2;
     A(n + 4, 4) = w * 100.0 * 0.2;
     A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Least squares through the normal equations: 6 unknowns, and the prior rows keep A^T A
+    // positive definite. LDLT, not a QR: ridge.hpp instantiates LDLT already, and
+    // ColPivHouseholderQR's templates cost g++ ~4 s in every translation unit that includes this
+    // header (nearly all of lamda's).
+    const auto solve = [](const Eigen::MatrixXd& m, const Eigen::VectorXd& v) -> Eigen::VectorXd {
+        const Eigen::MatrixXd normal = m.transpose() * m;
+        const Eigen::VectorXd rhs = m.transpose() * v;
+        return normal.ldlt().solve(rhs);
+    };
     // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
     // model timed while another process thrashed the caches cannot pull the fit.
-    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    Eigen::VectorXd x = solve(A, b);
     for (int round = 0; round < 2 && n >= 8; ++round) {
         const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
         std::vector<double> a(static_cast<std::size_t>(n));
@@ -51662,7 +51750,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
             Aw.row(i) *= sw;
             bw(i) *= sw;
         }
-        x = Aw.colPivHouseholderQr().solve(bw);
+        x = solve(Aw, bw);
     }
     for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
     c.per_op_ms = std::clamp(x(3), -0.001, 0.01);

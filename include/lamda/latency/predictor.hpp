@@ -18,7 +18,8 @@
 #error "lamda/latency/predictor.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
 #else
 
-#include <Eigen/Dense>
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
 
 #include <algorithm>
 #include <array>
@@ -281,9 +282,18 @@ inline Calibration fit_calibration(const LatencyModel& model,
     A(n + 3, 3) = w * 1000.0 * 0.2;
     A(n + 4, 4) = w * 100.0 * 0.2;
     A(n + 5, 5) = w;  // footprint_scale ~ 0
+    // Least squares through the normal equations: 6 unknowns, and the prior rows keep A^T A
+    // positive definite. LDLT, not a QR: ridge.hpp instantiates LDLT already, and
+    // ColPivHouseholderQR's templates cost g++ ~4 s in every translation unit that includes this
+    // header (nearly all of lamda's).
+    const auto solve = [](const Eigen::MatrixXd& m, const Eigen::VectorXd& v) -> Eigen::VectorXd {
+        const Eigen::MatrixXd normal = m.transpose() * m;
+        const Eigen::VectorXd rhs = m.transpose() * v;
+        return normal.ldlt().solve(rhs);
+    };
     // Robust: twice reweighted (Huber on the relative residual, beyond 2.5 MADs), so that a
     // model timed while another process thrashed the caches cannot pull the fit.
-    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    Eigen::VectorXd x = solve(A, b);
     for (int round = 0; round < 2 && n >= 8; ++round) {
         const Eigen::VectorXd res = A.topRows(n) * x - b.head(n);
         std::vector<double> a(static_cast<std::size_t>(n));
@@ -297,7 +307,7 @@ inline Calibration fit_calibration(const LatencyModel& model,
             Aw.row(i) *= sw;
             bw(i) *= sw;
         }
-        x = Aw.colPivHouseholderQr().solve(bw);
+        x = solve(Aw, bw);
     }
     for (int g = 0; g < 3; ++g) c.scale[static_cast<std::size_t>(g)] = std::clamp(x(g), 0.5, 2.0);
     c.per_op_ms = std::clamp(x(3), -0.001, 0.01);
