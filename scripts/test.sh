@@ -106,11 +106,15 @@ fi
 
 if [ "${LAMDA_SKIP_MESON:-0}" != 1 ]; then
     section "Meson: configure and build (build-meson/)"
+    # -Dunit_tests=false: the doctest programs (tests/*/test_*.cpp) already run in build/,
+    # build-asan/ and build-aarch64/; compiling them a fourth time cost CI minutes. The CLI, script
+    # and single-header tests run here with the Meson-built tools. tests/CMakeLists.txt checks that
+    # tests/meson.build lists every test source.
     if [ -f build-meson/build.ninja ]; then
-        meson setup --reconfigure build-meson >/dev/null
+        meson setup --reconfigure build-meson -Dunit_tests=false >/dev/null
     else
         # -O0: the CMake build above already covers g++ with optimisation (and is quicker to build).
-        meson setup build-meson --buildtype=debug
+        meson setup build-meson --buildtype=debug -Dunit_tests=false
     fi
     meson compile -C build-meson -j "$jobs"
 
@@ -203,7 +207,8 @@ if [ "${LAMDA_SKIP_FUZZ:-0}" != 1 ] && [ "${LAMDA_SKIP_ASAN:-0}" != 1 ]; then
     # files written at this point (lamda_fuzz_seeds, tests/hostile/onnx_hostile.py --seeds) plus
     # its kept crash corpus tests/fuzz/corpus/NAME/ (regression inputs, run first), for
     # LAMDA_FUZZ_RUNS runs or LAMDA_FUZZ_SECONDS seconds each, whichever comes first
-    # (8 programs x 50 s keeps CI's fuzzing under 7 minutes). scripts/fuzz-long.sh runs longer.
+    # (8 programs x 50 s, two at a time on CI's two cores: under 4 minutes).
+    # scripts/fuzz-long.sh runs longer.
     runs=${LAMDA_FUZZ_RUNS:-200000}
     seconds=${LAMDA_FUZZ_SECONDS:-50}
     seeds=$(mktemp -d)
@@ -214,20 +219,33 @@ if [ "${LAMDA_SKIP_FUZZ:-0}" != 1 ] && [ "${LAMDA_SKIP_ASAN:-0}" != 1 ]; then
     if [ -x build-asan/lamda_fuzz_onnx ]; then
         /usr/bin/python3 tests/hostile/onnx_hostile.py --seeds "$seeds/onnx" || true  # 77 without python3-onnx
     fi
-    for name in dsl safetensors onnx task_json profile_json journal_line agent_request url; do
-        fuzzer=build-asan/lamda_fuzz_$name
-        [ -x "$fuzzer" ] || { echo "fuzz_$name: not built (its parser is not in this build)"; continue; }
-        section "libFuzzer: fuzz_$name, $runs runs or ${seconds}s"
+    # $jobs fuzzers at a time: each is one process on one core.
+    fuzz_one() {
+        local name=$1 fuzzer=build-asan/lamda_fuzz_$1 log=build-asan/fuzz-artifacts/fuzz_$1.log
         mkdir -p "$seeds/$name" "tests/fuzz/corpus/$name"
-        log=build-asan/fuzz-artifacts/fuzz_$name.log
-        status=0
         # Crash reproducers (crash-*, leak-*, timeout-*, oom-*) land in build-asan/fuzz-artifacts/;
         # copy one into tests/fuzz/corpus/NAME/ once fixed, to keep it as a regression input.
+        local status=0
         ASAN_OPTIONS=detect_leaks=1 "$fuzzer" "$seeds/$name" "tests/fuzz/corpus/$name" -runs="$runs" \
             -max_len=65536 -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
             -artifact_prefix=build-asan/fuzz-artifacts/ -print_final_stats=1 >"$log" 2>&1 || status=$?
+        echo "$status" >"$log.status"
+    }
+    fuzzed=()
+    for name in dsl safetensors onnx task_json profile_json journal_line agent_request url; do
+        [ -x "build-asan/lamda_fuzz_$name" ] || { echo "fuzz_$name: not built (its parser is not in this build)"; continue; }
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+        echo "libFuzzer: fuzz_$name started, $runs runs or ${seconds}s"
+        fuzz_one "$name" &
+        fuzzed+=("$name")
+    done
+    wait
+    for name in "${fuzzed[@]}"; do
+        section "libFuzzer: fuzz_$name"
+        log=build-asan/fuzz-artifacts/fuzz_$name.log
         # Everything but the progress lines (#N NEW/REDUCE/pulse ...); all of it is in $log.
         grep -vE '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)' "$log" | tail -n 20
+        status=$(cat "$log.status")
         if [ "$status" -ne 0 ]; then
             echo "fuzz_$name failed (exit $status): reproducer and full log in build-asan/fuzz-artifacts/" >&2
             exit 1
