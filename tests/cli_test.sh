@@ -497,6 +497,19 @@ if "${lamda[@]}" --version | grep -q "features:.*torch" && [ ${#lamda[@]} -eq 1 
     schema train
     [ "$(json_field "$tmp/out" test_accuracy)" = None ] && [ "$(json_field "$tmp/out" weights)" = None ] && pass ||
         fail "train --json without a test set or --out: $(head -c 300 "$tmp/out")"
+    # libtorch is the training module's (lamda-train.so), opened when a command trains: lamda
+    # itself does not link it (it cost every command 0.7 s at start-up), and a module that
+    # cannot be loaded is a one-line error naming where it was looked for.
+    if command -v ldd >/dev/null; then
+        ldd "${lamda[0]}" >"$tmp/ldd" && pass || fail "ldd ${lamda[0]}"
+        grep -q "libtorch" "$tmp/ldd" && fail "lamda links libtorch itself: $(grep libtorch "$tmp/ldd")" || pass
+    fi
+    LAMDA_TRAIN_MODULE=$tmp/no-such-module.so expect_rc 1 "${lamda[@]}" train "$tmp/cls.lamda" --dataset "$tmp/ds" --epochs 1
+    expect_in "$tmp/err" "lamda-train.so, which could not be loaded ($tmp/no-such-module.so: not found)"
+    expect_in "$tmp/err" "hint: set LAMDA_TRAIN_MODULE"
+    printf 'not an ELF file\n' >"$tmp/bad-module.so"
+    LAMDA_TRAIN_MODULE=$tmp/bad-module.so expect_rc 1 "${lamda[@]}" train "$tmp/cls.lamda" --dataset "$tmp/ds" --epochs 1
+    expect_in "$tmp/err" "$tmp/bad-module.so"
 fi
 
 # generate --json: a feasible search (best an object), an infeasible one (best null, exit 1), and,

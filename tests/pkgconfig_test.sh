@@ -20,6 +20,19 @@ fi
 if [ -f "$build/lamda.1" ]; then
     [ -s "$tmp/prefix/share/man/man1/lamda.1" ] || { echo "FAIL: the man page is not installed"; exit 1; }
 fi
+# The installed lamda opens its libtorch module from LIBDIR/lamda (tools/lamda/train_module.hpp):
+# a training command gets as far as the dataset, which does not exist.
+if [ -x "$tmp/prefix/bin/lamda" ] && "$tmp/prefix/bin/lamda" --version | grep -q "features:.*torch"; then
+    ls "$tmp"/prefix/lib*/lamda/lamda-train.so "$tmp"/prefix/lib/*/lamda/lamda-train.so 2>/dev/null | grep -q . ||
+        { echo "FAIL: lamda-train.so not installed under $tmp/prefix/lib"; exit 1; }
+    printf 'i: input shape=8x8x1\ng: gap\nf: fc out=2\n' >"$tmp/m.lamda"
+    if "$tmp/prefix/bin/lamda" train "$tmp/m.lamda" --dataset "$tmp/no-such-dataset" >"$tmp/train.log" 2>&1; then
+        echo "FAIL: the installed lamda trained on a dataset that does not exist"; exit 1
+    fi
+    grep -q "no-such-dataset" "$tmp/train.log" && ! grep -q "could not be loaded" "$tmp/train.log" ||
+        { echo "FAIL: the installed lamda did not reach the dataset:"; cat "$tmp/train.log"; exit 1; }
+    echo "installed lamda: its training module loads"
+fi
 mkdir "$tmp/consumer"
 cat >"$tmp/consumer/meson.build" <<'MESON'
 project('consumer', 'cpp', default_options: ['cpp_std=c++17', 'warning_level=3', 'werror=true'])

@@ -8,8 +8,8 @@
 //                    [--qat-subset N] [--qat-val N]] [--threads N]
 //
 // --fake-quant and --qat-epochs need libtorch (train/qat.hpp): that code lives in cmd_train.cpp,
-// the tool's libtorch translation unit, behind qat_fake_quant_accuracy() and qat_finetune()
-// declared below; a lamda built without libtorch refuses both with a one-line error.
+// the tool's libtorch module (train_module.hpp), behind qat_fake_quant_accuracy() and
+// qat_finetune() below; a lamda built without libtorch refuses both with a one-line error.
 //
 // Included by main.cpp: lamda_cli::add_quantize_command(app, exit_code) (runs in its callback).
 #ifndef LAMDA_TOOLS_CMD_QUANTIZE_HPP
@@ -34,6 +34,10 @@
 #include <lamda/dsl/file.hpp>
 #include <lamda/exec/reference_int8.hpp>
 
+#if defined(LAMDA_CLI_WITH_TRAINER)
+#include "train_module.hpp"
+#endif
+
 namespace lamda_cli {
 
 struct QuantizeArgs {
@@ -54,20 +58,17 @@ struct QuantizeArgs {
 };
 
 #if defined(LAMDA_CLI_WITH_TRAINER)
-// Defined in cmd_train.cpp (libtorch, train/qat.hpp).
 // Top-1 accuracy of `q` through libtorch with fake quantization, on the first `limit` images of `d`.
-lamda::Accuracy qat_fake_quant_accuracy(const lamda::PtqResult& q, const lamda::Dataset& d, std::size_t limit,
-                                        int threads);
-struct QatRun {
-    lamda::PtqResult ptq;  // quantize_ptq of the fine-tuned weights
-    std::vector<double> epoch_loss;
-    std::int64_t train_images = 0;
-    double seconds = 0;
-};
+inline lamda::Accuracy qat_fake_quant_accuracy(const lamda::PtqResult& q, const lamda::Dataset& d, std::size_t limit,
+                                               int threads) {
+    return train_module().fake_quant_accuracy(q, d, limit, threads);
+}
 // Quantization-aware fine-tuning of `weights` on `train` (progress on stderr).
-QatRun qat_finetune(const lamda::Graph& graph, const lamda::Weights& weights, const lamda::Dataset& train,
-                    const std::vector<lamda::Tensor>& calibration, const lamda::PtqOptions& ptq, int epochs,
-                    double lr, std::size_t subset, std::uint64_t seed, int threads);
+inline QatRun qat_finetune(const lamda::Graph& graph, const lamda::Weights& weights, const lamda::Dataset& train,
+                           const std::vector<lamda::Tensor>& calibration, const lamda::PtqOptions& ptq, int epochs,
+                           double lr, std::size_t subset, std::uint64_t seed, int threads) {
+    return train_module().qat_finetune(graph, weights, train, calibration, ptq, epochs, lr, subset, seed, threads);
+}
 #endif
 
 namespace quantize_cli {

@@ -1,8 +1,8 @@
 // `lamda train` and the generation loop's trainer: the lamda tool's only translation unit that
-// sees libtorch (compiled only when it is found; see cmd_train.hpp). Also `lamda quantize`'s
-// libtorch parts (--fake-quant, --qat-epochs: cmd_quantize.hpp declares them).
-#include "cmd_train.hpp"
-#include "cmd_quantize.hpp"
+// sees libtorch, built as the module lamda-train.so (only when libtorch is found) that the tool
+// opens when a command trains (train_module.hpp). Also `lamda quantize`'s libtorch parts
+// (--fake-quant, --qat-epochs). Its one exported symbol is lamda_train_module_v1.
+#include "train_module.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include <lamda/core/diagnostics.hpp>
 #include <lamda/dsl/file.hpp>
 #include <lamda/data/dataset.hpp>
 #include <lamda/dsl/parser.hpp>
@@ -55,28 +56,6 @@ void print_epoch(const lamda::TrainProgress& p) {
                   p.lr, p.seconds);
     std::cerr << line << std::flush;
 }
-
-struct TrainArgs {
-    std::string model;
-    std::string dataset;
-    std::string out;
-    std::string optimizer = "adam";
-    int epochs = 0;  // 0: the mode's default
-    int batch = 0;
-    double lr = 0;
-    double weight_decay = -1;
-    double label_smoothing = -1;
-    int shift = -1;
-    bool no_flip = false;
-    bool no_cosine = false;
-    double val_fraction = 0.1;
-    std::uint64_t seed = 1;
-    int threads = 1;
-    std::size_t subset = 0;
-    double progress_s = -1;  // seconds between lines within an epoch; < 0: 1 on a terminal, 15 in a log
-    bool proxy = false;
-    bool json = false;
-};
 
 int run_train(const TrainArgs& args) {
     const lamda::ParseResult parsed = lamda::parse_dsl_file(args.model);
@@ -167,55 +146,7 @@ int run_train(const TrainArgs& args) {
     return 0;
 }
 
-}  // namespace
-
-void add_train_commands(CLI::App& app, int& exit_code) {
-    auto args = std::make_shared<TrainArgs>();
-    auto* train = app.add_subcommand(
-        "train", "Train a model on a dataset with libtorch: the validation split (held out from the\n"
-                 "training set) and, at the end, the test set are evaluated. Progress goes to\n"
-                 "stderr. --out saves the weights, batch norm folded, for `lamda eval`.");
-    train->add_option("model", args->model, "Model file in the lamda DSL")->required();
-    train->add_option("--dataset", args->dataset,
-                      "fashion-mnist (Debian's dataset-fashion-mnist) or a directory of IDX or .npy "
-                      "files (docs/training.md)")
-        ->required();
-    train->add_option("--epochs", args->epochs, "Epochs (default 15; 2 with --proxy)")
-        ->check(CLI::Range(1, 100000));
-    train->add_option("--batch", args->batch, "Batch size (default 128)")->check(CLI::Range(1, 65536));
-    train->add_option("--lr", args->lr, "Initial learning rate (default 0.003 for adam, 0.05 for sgd)")
-        ->check(CLI::PositiveNumber);
-    train->add_option("--optimizer", args->optimizer, "adam (default) or sgd (momentum 0.9)")
-        ->check(CLI::IsMember({"adam", "sgd"}));
-    train->add_option("--weight-decay", args->weight_decay, "L2 weight decay (default 1e-5)")
-        ->check(CLI::Range(0.0, 1.0));
-    train->add_option("--label-smoothing", args->label_smoothing, "Label smoothing (default 0.1)")
-        ->check(CLI::Range(0.0, 0.99));
-    train->add_option("--shift", args->shift,
-                      "Augmentation: random shift by up to N pixels (default 2; 0: off)")
-        ->check(CLI::Range(0, 64));
-    train->add_flag("--no-flip", args->no_flip, "Augmentation: no random horizontal flips");
-    train->add_flag("--no-cosine", args->no_cosine, "Constant learning rate (no cosine schedule)");
-    train->add_option("--val-fraction", args->val_fraction,
-                      "Fraction of the training set held out for validation (default 0.1)")
-        ->check(CLI::Range(0.001, 0.9));
-    train->add_option("--seed", args->seed, "Seed: the same seed and thread count give the same weights");
-    train->add_option("--threads", args->threads, "libtorch threads (default 1)")
-        ->check(CLI::Range(1, 1024));
-    train->add_option("--subset", args->subset, "Train on a seeded sample of N training images");
-    train->add_option("--progress", args->progress_s,
-                      "Seconds between progress lines within an epoch (default: 1 on a terminal, 15 in a log; 0: every step)")
-        ->check(CLI::Range(0.0, 86400.0));
-    train->add_flag("--proxy", args->proxy,
-                    "The search's proxy mode: 6000 images, 2 epochs, batch 32, no augmentation");
-    train->add_option("--out", args->out, "Write the trained weights (safetensors)");
-    train->add_flag("--json", args->json,
-                    "Print one JSON object (val_accuracy, test_accuracy, train_seconds, ...)");
-    train->callback([args, &exit_code] { run_command(exit_code, [&] { return run_train(*args); }); });
-    add_eval_command(app, exit_code);
-}
-
-lamda::Accuracy qat_fake_quant_accuracy(const lamda::PtqResult& q, const lamda::Dataset& d, std::size_t limit,
+lamda::Accuracy fake_quant_accuracy(const lamda::PtqResult& q, const lamda::Dataset& d, std::size_t limit,
                                         int threads) {
     return lamda::fake_quant_accuracy(q, d, limit, threads);
 }
@@ -244,8 +175,8 @@ QatRun qat_finetune(const lamda::Graph& graph, const lamda::Weights& weights, co
     return run;
 }
 
-std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads,
-                                             std::uint64_t seed, int full_epochs) {
+std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads, std::uint64_t seed,
+                                             int full_epochs) {
     lamda::TrainOptions proxy = lamda::TrainOptions::proxy();
     lamda::TrainOptions full = lamda::TrainOptions::full();
     proxy.threads = full.threads = threads;
@@ -257,4 +188,14 @@ std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int thr
     return std::make_unique<lamda::TorchTrainer>(lamda::load_dataset(dataset), proxy, full);
 }
 
+}  // namespace
+
 }  // namespace lamda_cli
+
+// Built with -fvisibility=hidden: this is the module's only exported symbol.
+extern "C" __attribute__((visibility("default"))) const lamda_cli::TrainModule* lamda_train_module_v1() {
+    static const lamda_cli::TrainModule module{lamda::version_string, lamda_cli::train_module_layout(),
+                                               &lamda_cli::run_train,   &lamda_cli::make_trainer,
+                                               &lamda_cli::fake_quant_accuracy, &lamda_cli::qat_finetune};
+    return &module;
+}

@@ -5,10 +5,11 @@
 //                 [--out W.safetensors] [--json]
 //     lamda eval MODEL --weights W.safetensors --dataset fashion-mnist|DIR [--threads N] [--json]
 //
-// Training needs libtorch, which only tools/lamda/cmd_train.cpp sees (its headers compile
-// slowly): the build compiles that file, and defines LAMDA_CLI_WITH_TRAINER for the tool, only
-// when libtorch is found. Without it `lamda train` still exists and says that this lamda was
-// built without a trainer, and make_trainer() returns null (the loop then ranks by capacity).
+// Training needs libtorch, which only tools/lamda/cmd_train.cpp sees: the build compiles that
+// file into the module lamda-train.so, which the tool opens when a command trains
+// (train_module.hpp), and defines LAMDA_CLI_WITH_TRAINER for the tool, only when libtorch is
+// found. Without it `lamda train` still exists and says that this lamda was built without a
+// trainer, and make_trainer() returns null (the loop then ranks by capacity).
 // `lamda eval` runs the test set through XNNPACK (in int8 for a `lamda quantize` file) and needs
 // no libtorch. In main.cpp:
 //
@@ -35,6 +36,10 @@
 #include <lamda/detail/json_write.hpp>
 #include <lamda/search/types.hpp>
 #include <lamda/data/weights.hpp>
+
+#if defined(LAMDA_CLI_WITH_TRAINER)
+#include "train_module.hpp"
+#endif
 
 namespace lamda_cli {
 
@@ -145,14 +150,63 @@ inline void add_eval_command(CLI::App& app, int& exit_code) {
 
 #if defined(LAMDA_CLI_WITH_TRAINER)
 
-// Defined in cmd_train.cpp (libtorch): registers `train` and `eval`.
-void add_train_commands(CLI::App& app, int& exit_code);
+// `train` (run by the libtorch module, train_module.hpp) and `eval`.
+inline void add_train_commands(CLI::App& app, int& exit_code) {
+    auto args = std::make_shared<TrainArgs>();
+    auto* train = app.add_subcommand(
+        "train", "Train a model on a dataset with libtorch: the validation split (held out from the\n"
+                 "training set) and, at the end, the test set are evaluated. Progress goes to\n"
+                 "stderr. --out saves the weights, batch norm folded, for `lamda eval`.");
+    train->add_option("model", args->model, "Model file in the lamda DSL")->required();
+    train->add_option("--dataset", args->dataset,
+                      "fashion-mnist (Debian's dataset-fashion-mnist) or a directory of IDX or .npy "
+                      "files (docs/training.md)")
+        ->required();
+    train->add_option("--epochs", args->epochs, "Epochs (default 15; 2 with --proxy)")
+        ->check(CLI::Range(1, 100000));
+    train->add_option("--batch", args->batch, "Batch size (default 128)")->check(CLI::Range(1, 65536));
+    train->add_option("--lr", args->lr, "Initial learning rate (default 0.003 for adam, 0.05 for sgd)")
+        ->check(CLI::PositiveNumber);
+    train->add_option("--optimizer", args->optimizer, "adam (default) or sgd (momentum 0.9)")
+        ->check(CLI::IsMember({"adam", "sgd"}));
+    train->add_option("--weight-decay", args->weight_decay, "L2 weight decay (default 1e-5)")
+        ->check(CLI::Range(0.0, 1.0));
+    train->add_option("--label-smoothing", args->label_smoothing, "Label smoothing (default 0.1)")
+        ->check(CLI::Range(0.0, 0.99));
+    train->add_option("--shift", args->shift,
+                      "Augmentation: random shift by up to N pixels (default 2; 0: off)")
+        ->check(CLI::Range(0, 64));
+    train->add_flag("--no-flip", args->no_flip, "Augmentation: no random horizontal flips");
+    train->add_flag("--no-cosine", args->no_cosine, "Constant learning rate (no cosine schedule)");
+    train->add_option("--val-fraction", args->val_fraction,
+                      "Fraction of the training set held out for validation (default 0.1)")
+        ->check(CLI::Range(0.001, 0.9));
+    train->add_option("--seed", args->seed, "Seed: the same seed and thread count give the same weights");
+    train->add_option("--threads", args->threads, "libtorch threads (default 1)")
+        ->check(CLI::Range(1, 1024));
+    train->add_option("--subset", args->subset, "Train on a seeded sample of N training images");
+    train->add_option("--progress", args->progress_s,
+                      "Seconds between progress lines within an epoch (default: 1 on a terminal, 15 in a log; 0: every step)")
+        ->check(CLI::Range(0.0, 86400.0));
+    train->add_flag("--proxy", args->proxy,
+                    "The search's proxy mode: 6000 images, 2 epochs, batch 32, no augmentation");
+    train->add_option("--out", args->out, "Write the trained weights (safetensors)");
+    train->add_flag("--json", args->json,
+                    "Print one JSON object (val_accuracy, test_accuracy, train_seconds, ...)");
+    train->callback([args, &exit_code] {
+        run_command(exit_code, [&] { return train_module().run_train(*args); });
+    });
+    add_eval_command(app, exit_code);
+}
 
 // A trainer on `dataset` (a name or directory, as --dataset takes) with the proxy and full
 // defaults of train/trainer.hpp, `threads` threads and seed `seed`; `full_epochs` > 0 overrides the full
-// training's epoch count. Throws lamda::DatasetError when the dataset cannot be loaded.
-std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads,
-                                             std::uint64_t seed, int full_epochs = 0);
+// training's epoch count. Throws lamda::DatasetError when the dataset cannot be loaded, and
+// lamda::Exception when the libtorch module cannot be loaded.
+inline std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads,
+                                                    std::uint64_t seed, int full_epochs = 0) {
+    return train_module().make_trainer(dataset, threads, seed, full_epochs);
+}
 
 #else
 
