@@ -1,6 +1,8 @@
-// fp32 against int8 through the XNNPACK executor, side by side: for each model, both executors
+// fp32 against int8 through the XNNPACK executor, side by side: for each model, the executors
 // are built once, then timed run for run in alternation (fp32, int8, int8, fp32, ...), so load
-// on a shared machine hits both alike; the table gives medians and their ratio. Also how far
+// on a shared machine hits them alike; the table gives medians and their ratio. Where the CPU
+// has AVX-512 VNNI, a third executor runs int8 with XNNPACK's kernels only
+// (XnnOptions::int8_vnni = false) in the same alternation: the gain of lamda's own kernel. Also how far
 // the int8 output is from fp32 (max |int8 - fp32| over max |fp32|) (scales from one run on the timing input, random weights: a
 // sanity check of the int8 path, not an accuracy figure) and how many layers run in float.
 //
@@ -14,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,8 +72,14 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: lamda_bench_int8 [--rounds N] [--threads T] MODEL.lamda[@HxWxC] ...\n");
         return 2;
     }
-    std::printf("| model | input | MMACs | fp32 ms | int8 ms | int8/fp32 | int8/fp32 (min) | layers in float | max output error |\n");
-    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    const bool vnni = lamda::qc8_vnni::available();
+    if (vnni) {
+        std::printf("| model | input | MMACs | fp32 ms | int8 ms | int8/fp32 | int8/fp32 (min) | int8 XNNPACK-only ms | its /fp32 | layers in float | max output error |\n");
+        std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    } else {
+        std::printf("| model | input | MMACs | fp32 ms | int8 ms | int8/fp32 | int8/fp32 (min) | layers in float | max output error |\n");
+        std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    }
     int status = 0;
     for (const std::string& spec : models) {
         try {
@@ -93,20 +102,28 @@ int main(int argc, char** argv) {
             fo.threads = threads;
             lamda::XnnOptions qo = fo;
             qo.int8 = true;
+            lamda::XnnOptions xo = qo;
+            xo.int8_vnni = false;
             lamda::XnnExecutor fp(g, weights, fo), q(g, weights, qo);
+            std::optional<lamda::XnnExecutor> qx;
+            if (vnni) qx.emplace(g, weights, xo);
             lamda::fill_timing_input(fp);
             lamda::fill_timing_input(q);
-            const int reps_f = reps_for(fp), reps_q = reps_for(q);
+            if (qx) lamda::fill_timing_input(*qx);
+            const int reps_f = reps_for(fp), reps_q = reps_for(q), reps_x = qx ? reps_for(*qx) : 0;
             for (int i = 0; i < 2; ++i) {
                 time_ms(fp, reps_f);
                 time_ms(q, reps_q);
+                if (qx) time_ms(*qx, reps_x);
             }
-            std::vector<double> tf, tq;
+            std::vector<double> tf, tq, tx;
             for (int r = 0; r < rounds; ++r) {
                 if (r % 2 == 0) {
                     tf.push_back(time_ms(fp, reps_f));
                     tq.push_back(time_ms(q, reps_q));
+                    if (qx) tx.push_back(time_ms(*qx, reps_x));
                 } else {
+                    if (qx) tx.push_back(time_ms(*qx, reps_x));
                     tq.push_back(time_ms(q, reps_q));
                     tf.push_back(time_ms(fp, reps_f));
                 }
@@ -125,10 +142,11 @@ int main(int argc, char** argv) {
             const lamda::Shape s = g.layers.front().shape;
             std::string name = path.substr(path.find_last_of('/') + 1);
             if (name.size() > 6 && name.substr(name.size() - 6) == ".lamda") name.resize(name.size() - 6);
-            std::printf("| %s | %ldx%ldx%ld | %.1f | %.3f | %.3f | %.2f | %.2f | %d | %.1f%% |\n",
-                        name.c_str(), static_cast<long>(s.h), static_cast<long>(s.w),
-                        static_cast<long>(s.c), static_cast<double>(lamda::analyze(g).macs) / 1e6,
-                        mf, mq, mq / mf, lq / lf, in_float, 100.0 * err / top);
+            std::printf("| %s | %ldx%ldx%ld | %.1f | %.3f | %.3f | %.2f | %.2f |", name.c_str(),
+                        static_cast<long>(s.h), static_cast<long>(s.w), static_cast<long>(s.c),
+                        static_cast<double>(lamda::analyze(g).macs) / 1e6, mf, mq, mq / mf, lq / lf);
+            if (qx) std::printf(" %.3f | %.2f |", median_of(tx), median_of(tx) / mf);
+            std::printf(" %d | %.1f%% |\n", in_float, 100.0 * err / top);
             std::fflush(stdout);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "lamda_bench_int8: %s: %s\n", spec.c_str(), e.what());

@@ -293,3 +293,37 @@ TEST_CASE("xnnpack int8 with a quantized model: bad parameters are refused") {
 }
 
 #endif  // LAMDA_WITH_XNNPACK
+
+TEST_CASE("xnnpack int8: 1x1 convolutions on lamda's VNNI kernel equal XNNPACK's, value for value") {
+    // Pointwise convolutions with channel counts off the kernel's multiples, over more pixels
+    // than one task (exec/qc8_vnni.hpp's kTilePixels), next to ones the kernel does not take.
+    const Graph g = graph_of("input: input shape=14x13x20\na: conv2d out=24 kernel=1 act=relu6\n"
+                             "d: dwconv kernel=3\nb: conv2d out=70 kernel=1\nc: conv2d out=16 kernel=1 act=relu\n"
+                             "s: conv2d out=16 kernel=1 stride=2\ng: gap\nf: fc out=5\n");
+    const lamda::Weights w = lamda::random_weights(g, 11);
+    const Tensor in = random_input(g.layers.front().shape, 12);
+    for (int threads : {1, 2}) {
+        INFO("threads " << threads);
+        lamda::XnnOptions o;
+        o.threads = threads;
+        o.int8 = true;
+        o.keep_intermediates = true;
+        o.calibration.push_back(in);
+        XnnExecutor own(g, w, o);
+        o.int8_vnni = false;
+        XnnExecutor xnn(g, w, o);
+        CHECK(own.int8_vnni_layers() == (lamda::qc8_vnni::available() ? 3 : 0));
+        CHECK(xnn.int8_vnni_layers() == 0);
+        own.run(in);
+        xnn.run(in);
+        for (std::size_t i = 0; i < g.layers.size(); ++i) {
+            const std::int8_t* a = own.layer_output_int8(i);
+            const std::int8_t* b = xnn.layer_output_int8(i);
+            REQUIRE((a == nullptr) == (b == nullptr));
+            if (!a) continue;
+            INFO("layer " << g.layers[i].name);
+            const auto n = static_cast<std::size_t>(g.layers[i].shape.elements());
+            CHECK(std::equal(a, a + n, b));
+        }
+    }
+}

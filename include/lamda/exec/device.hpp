@@ -173,7 +173,7 @@ inline DeviceInfo describe_device() {
         {"avx", __builtin_cpu_supports("avx")},         {"fma", __builtin_cpu_supports("fma")},
         {"avx2", __builtin_cpu_supports("avx2")},       {"avx512f", __builtin_cpu_supports("avx512f")},
         {"avx512bw", __builtin_cpu_supports("avx512bw")}, {"avx512vl", __builtin_cpu_supports("avx512vl")},
-        {"avx512dq", __builtin_cpu_supports("avx512dq")}};
+        {"avx512dq", __builtin_cpu_supports("avx512dq")}, {"avx512vnni", __builtin_cpu_supports("avx512vnni")}};
     for (const auto& [name, present] : features)
         if (present) info.isa.emplace_back(name);
     // XNNPACK's f32 dispatch (2022 snapshot): AVX-512F microkernels where present, else FMA3

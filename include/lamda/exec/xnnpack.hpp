@@ -86,6 +86,7 @@
 #include "../core/ir.hpp"
 #include "../core/quant.hpp"
 #include "plan.hpp"
+#include "qc8_vnni.hpp"
 #include "reference.hpp"
 #include "reference_int8.hpp"
 #include "../data/tensor.hpp"
@@ -121,6 +122,10 @@ struct XnnOptions {
     // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
     // Read during construction only.
     const QuantizedModel* quantized = nullptr;
+    // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
+    // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
+    bool int8_vnni = true;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -244,6 +249,7 @@ public:
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
+        impl_->int8_vnni = options.int8_vnni;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -293,6 +299,8 @@ public:
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
     // Whether the executor runs in int8 (XnnOptions::int8).
     bool int8() const noexcept { return impl_->int8; }
+    // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
+    int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -415,6 +423,8 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
+        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -1118,6 +1128,74 @@ private:
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
     }
 
+    // The geometry of a qc8 convolution, as xnn_create_convolution2d_nhwc_qc8 takes it.
+    struct Qc8Geometry {
+        std::uint32_t pad_top, pad_right, pad_bottom, pad_left, kh, kw, sh, sw, dh, dw, groups;
+        std::size_t gic, goc, in_stride, out_stride;
+    };
+
+    // A qc8 convolution (OHWI int8 kernel, int32 bias, per-channel weight scales `ks`) from in0
+    // to out; false when XNNPACK refuses its parameters. XNNPACK validates it in every case (the
+    // same refusals with or without VNNI); a 1x1, stride-1, ungrouped one then runs on lamda's
+    // VNNI kernel where the CPU has it (exec/qc8_vnni.hpp: the same arithmetic).
+    bool add_conv_qc8(int idx, const Layer& l, const Qc8Geometry& c, const Shape& is, const XnnQuant& in_q,
+                      const float* ks, const std::int8_t* kernel, const std::int32_t* bias, const XnnQuant& out_q,
+                      std::int8_t qlo, std::int8_t qhi, const std::int8_t* in0, std::int8_t* out) {
+        xnn_operator_t xop = nullptr;
+        if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                         c.pad_top, c.pad_right, c.pad_bottom, c.pad_left, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw,
+                         c.groups, c.gic, c.goc, c.in_stride, c.out_stride, static_cast<std::int8_t>(in_q.zero_point),
+                         in_q.scale, ks, kernel, bias, static_cast<std::int8_t>(out_q.zero_point), out_q.scale, qlo,
+                         qhi, 0, &xop),
+                     l, "xnn_create_convolution2d_nhwc_qc8"))
+            return false;
+        const bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.pad_top == 0 &&
+                               c.pad_right == 0 && c.pad_bottom == 0 && c.pad_left == 0 && c.groups == 1 &&
+                               c.in_stride == c.gic && c.out_stride == c.goc;
+        if (pointwise && impl_->int8_vnni && qc8_vnni::available()) {
+            xnn_delete_operator(xop);
+            std::vector<float> scales(c.goc);
+            for (std::size_t o = 0; o < c.goc; ++o) scales[o] = conv_requant_scale(in_q.scale, ks[o], out_q.scale);
+            auto conv = std::make_shared<const Qc8Pointwise>(c.gic, c.goc, in_q.zero_point, kernel, bias,
+                                                             scales.data(), out_q.zero_point, qlo, qhi);
+            const auto pixels = static_cast<std::size_t>(is.h * is.w);
+            auto prepared = std::make_shared<std::vector<std::uint8_t>>(conv->prepared_bytes(pixels));
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
+                conv->prepare_input(in0, pixels, prepared->data());
+                struct PointwiseJob {
+                    const Qc8Pointwise* conv;
+                    const std::uint8_t* prepared;
+                    std::int8_t* out;
+                    std::size_t pixels;
+                } job{conv.get(), prepared->data(), out, pixels};
+                const std::size_t tile = qc8_vnni::kTilePixels;
+                if (!pool || pixels <= tile) {
+                    conv->run_range(job.prepared, out, 0, pixels);
+                    return;
+                }
+                pthreadpool_parallelize_1d(
+                    pool,
+                    [](void* context, std::size_t i) {
+                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
+                        const std::size_t begin = i * qc8_vnni::kTilePixels;
+                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
+                    },
+                    &job, (pixels + tile - 1) / tile, 0);
+            };
+            impl_->steps.push_back(std::move(s));
+            ++impl_->vnni_layers;
+            return true;
+        }
+        add_op(idx, xop);
+        check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h), static_cast<std::size_t>(is.w),
+                                               in0, out, impl_->pool),
+              l, "xnn_setup_convolution2d_nhwc_qc8");
+        return true;
+    }
+
     // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
     // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
     bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
@@ -1173,19 +1251,12 @@ private:
             for (int pad : l.pads)
                 if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
             const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
-            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
-                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
-                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
-                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
-                         l, "xnn_create_convolution2d_nhwc_qc8"))
+            const Qc8Geometry geo{u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                                  u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h), u(l.dilation_w),
+                                  groups, gic, goc, static_cast<std::size_t>(is.c), oc};
+            if (!add_conv_qc8(op.layer, l, geo, is, in_q, ks.data(), kernel.data(), qw->bias.data(), out_q, qlo, qhi,
+                              in0, out))
                 return false;
-            add_op(op.layer, xop);
-            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in0, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_convolution2d_nhwc_qc8");
         }
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
         return true;
@@ -1266,22 +1337,13 @@ private:
                 check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
                       "xnn_setup_fully_connected_nc_qs8");
             } else {
-                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                                 static_cast<std::uint32_t>(sp.pads[0]),
-                                 static_cast<std::uint32_t>(sp.pads[3]),
-                                 static_cast<std::uint32_t>(sp.pads[2]),
-                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
-                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
-                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
-                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
-                                 0, &xop),
-                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+                const Qc8Geometry geo{u(sp.pads[0]), u(sp.pads[3]), u(sp.pads[2]), u(sp.pads[1]), sp.kh, sp.kw,
+                                      sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                      static_cast<std::size_t>(sp.is.c), oc};
+                if (!add_conv_qc8(idx, l, geo, sp.is, in_q, ks.data(), qk.data(), qb.data(), out_q, qlo, qhi, in0,
+                                  out))
                     return false;
-                add_op(idx, xop);
-                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
-                                                       static_cast<std::size_t>(sp.is.w), in0, out,
-                                                       impl_->pool),
-                      l, "xnn_setup_convolution2d_nhwc_qc8");
             }
             out_quant = out_q;
             return true;
