@@ -448,6 +448,14 @@ TEST_CASE("profile JSON round trip with an int8 part") {
     CHECK(q.model_for(lamda::LatencyPrecision::Int8).predict_ms(g) == p.int8_model.predict_ms(g));
     CHECK(q.model_for(lamda::LatencyPrecision::Fp32).predict_ms(g) == p.model.predict_ms(g));
     CHECK(p.int8_model.predict_ms(g) != p.model.predict_ms(g));
+    // The int8 part says whether pointwise convs ran on lamda's VNNI kernel; its model keeps it.
+    CHECK_FALSE(q.int8_model.pointwise_vnni);
+    lamda::LatencyProfile v = p;
+    v.int8_model = lamda::fit_latency_model(v.int8_samples, v.int8_calibration, 10.0, lamda::LatencyPrecision::Int8, true);
+    const lamda::LatencyProfile w = lamda::parse_latency_profile(lamda::latency_profile_json(v), "mem.json");
+    CHECK(w.int8_model.pointwise_vnni);
+    CHECK(w.int8_model.kind_model(lamda::PrimKind::Conv).pointwise_vnni);
+    CHECK(w.model_for(lamda::LatencyPrecision::Int8).predict_ms(g) == v.int8_model.predict_ms(g));
     CHECK(lamda::latency_profile_json(q) == text);
     // An int8 part fitted on the int8 features before version 2 (no "features_version") is read but
     // never predicts: its coefficients belong to other features.
@@ -480,7 +488,8 @@ TEST_CASE("profile JSON round trip with an int8 part") {
 TEST_CASE("an fp32-only profile written before int8 loads and predicts fp32 as it did") {
     // tests/latency/fp32_only_profile.json: small_profile's model (samples left out), written by
     // lamda at commit 0a85e3a, before profiles had an int8 part; that lamda predicted these two
-    // numbers (printf %.17g) for the two graphs from it.
+    // numbers (printf %.17g) for the two graphs from it. Its conv kinds have one feature fewer
+    // (before the VNNI pointwise one): read with a zero coefficient there, the same predictions.
     const lamda::LatencyProfile p =
         lamda::read_latency_profile(std::string(LAMDA_SOURCE_DIR) + "/tests/latency/fp32_only_profile.json");
     CHECK_FALSE(p.has_int8);
@@ -525,6 +534,26 @@ TEST_CASE("op_features in int8: a byte per value where the kind runs in int8, fo
     CHECK_FALSE(lamda::runs_int8(lamda::PrimKind::Softmax));
     const auto s32 = lamda::op_features(softmax), s8 = lamda::op_features(softmax, {}, lamda::LatencyPrecision::Int8);
     for (int i = 0; i < s32.n; ++i) CHECK(s8.x[static_cast<std::size_t>(i)] == s32.x[static_cast<std::size_t>(i)]);
+    // A pointwise conv on the VNNI kernel: its work in its own slot, none in XNNPACK's MAC and
+    // tile slots; a 3x3 conv, fp32, or a device without VNNI: unchanged.
+    lamda::PrimOp pw = conv;
+    pw.kh = pw.kw = 1;
+    const auto xnn = lamda::op_features(pw, {}, lamda::LatencyPrecision::Int8, false);
+    const auto own = lamda::op_features(pw, {}, lamda::LatencyPrecision::Int8, true);
+    REQUIRE(own.n == xnn.n);
+    CHECK(xnn.x[0] > 0);
+    CHECK(own.x[0] == 0);
+    CHECK(own.x[1] == 0);
+    const auto last = static_cast<std::size_t>(own.n - 1);
+    CHECK(xnn.x[last] == 0);
+    CHECK(own.x[last] == doctest::Approx(1e-6 * 786 * 64 * 32));  // 784 pixels padded to 6s
+    CHECK(lamda::feature_count_before_vnni(lamda::PrimKind::Conv) == own.n - 1);
+    CHECK(lamda::runs_on_vnni_pointwise(pw, lamda::LatencyPrecision::Int8, true));
+    CHECK_FALSE(lamda::runs_on_vnni_pointwise(conv, lamda::LatencyPrecision::Int8, true));
+    CHECK_FALSE(lamda::runs_on_vnni_pointwise(pw, lamda::LatencyPrecision::Fp32, true));
+    const auto f32_pw = lamda::op_features(pw, {}, lamda::LatencyPrecision::Fp32, true);
+    const auto f32_pw_plain = lamda::op_features(pw);
+    for (int i = 0; i < f32_pw.n; ++i) CHECK(f32_pw.x[static_cast<std::size_t>(i)] == f32_pw_plain.x[static_cast<std::size_t>(i)]);
     // A model's footprint in int8: its int8 weights and a byte per buffered value.
     const std::vector<lamda::PrimOp> ops{conv, clamp};
     CHECK(lamda::model_context(ops, 1000, lamda::LatencyPrecision::Int8).footprint_bytes ==

@@ -131,8 +131,8 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
 
 // The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
 // older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
-// channels padded to 8 per tap.
-inline constexpr int int8_conv_features_version = 2;
+// channels padded to 8 per tap. 3: pointwise convolutions on lamda's VNNI kernel counted apart.
+inline constexpr int int8_conv_features_version = 3;
 
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
@@ -338,10 +338,18 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
+// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
+// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
+inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
+    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+}
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
+// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -351,6 +359,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
+    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -360,14 +369,20 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
+        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
+        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
+        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
+        // terms of XNNPACK's kernels.
         const bool int8 = prec == LatencyPrecision::Int8;
+        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
+        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs);
-        f.add(M * tiled);
-        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (vnni ? 0.0 : 1.0));
+        f.add(M * tiled * (vnni ? 0.0 : 1.0));
+        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -377,6 +392,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
+        vnni_feature = M * vnni_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -469,7 +485,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0];
+    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -482,6 +498,9 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
+    // Last, so that a profile from before it reads with a zero coefficient here
+    // (feature_count_before_vnni).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
     return f;
 }
 
@@ -519,6 +538,12 @@ inline int feature_count(PrimKind k) {
     PrimOp p;
     p.kind = k;
     return op_features(p).n;
+}
+
+// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
+// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
 }  // namespace lamda

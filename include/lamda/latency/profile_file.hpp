@@ -246,6 +246,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
+        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -340,6 +341,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
+            k.pointwise_vnni = model.pointwise_vnni;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -352,6 +354,13 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
+            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
+            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
+                k.ridge.scale.size() == before) {
+                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
+                k.ridge.mean.push_back(0.0);
+                k.ridge.scale.push_back(1.0);
+            }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
             for (double s : k.ridge.scale)
@@ -414,7 +423,9 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        // Absent before features version 3 (whose profiles are outdated anyway): false.
+        const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)

@@ -29,6 +29,7 @@
 #include "../dsl/parser.hpp"
 #include "../detail/stats.hpp"
 #include "../data/weights.hpp"
+#include "../exec/qc8_vnni.hpp"
 #include "../exec/xnnpack.hpp"
 
 namespace lamda {
@@ -500,7 +501,8 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<Eigen::VectorXd, prim_kind_count> residuals;
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
-            const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec);
+            const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
+                                               prec == LatencyPrecision::Int8 && qc8_vnni::available());
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -567,7 +569,9 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         const double int8_begin = elapsed();
         const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
-        prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8);
+        // The executor timed pointwise convs on lamda's VNNI kernel where this CPU has it.
+        prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
+                                            qc8_vnni::available());
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();
