@@ -4302,7 +4302,7 @@ inline DeviceInfo describe_device() {
         {"avx", __builtin_cpu_supports("avx")},         {"fma", __builtin_cpu_supports("fma")},
         {"avx2", __builtin_cpu_supports("avx2")},       {"avx512f", __builtin_cpu_supports("avx512f")},
         {"avx512bw", __builtin_cpu_supports("avx512bw")}, {"avx512vl", __builtin_cpu_supports("avx512vl")},
-        {"avx512dq", __builtin_cpu_supports("avx512dq")}};
+        {"avx512dq", __builtin_cpu_supports("avx512dq")}, {"avx512vnni", __builtin_cpu_supports("avx512vnni")}};
     for (const auto& [name, present] : features)
         if (present) info.isa.emplace_back(name);
     // XNNPACK's f32 dispatch (2022 snapshot): AVX-512F microkernels where present, else FMA3
@@ -9351,6 +9351,305 @@ inline std::string dsl_json_schema(const DslGrammarOptions& options) {
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
+// and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 // ---- begin include/lamda/exec/reference_int8.hpp ----
 // lamda/exec/reference_int8.hpp: post-training quantization (PTQ) and the reference executor's
 // integer path. Slow, plain loops, and exactly core/quant.hpp's arithmetic (which matches XNNPACK's
@@ -9897,6 +10196,10 @@ struct XnnOptions {
     // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
     // Read during construction only.
     const QuantizedModel* quantized = nullptr;
+    // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
+    // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
+    bool int8_vnni = true;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -10020,6 +10323,7 @@ public:
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
+        impl_->int8_vnni = options.int8_vnni;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -10069,6 +10373,8 @@ public:
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
     // Whether the executor runs in int8 (XnnOptions::int8).
     bool int8() const noexcept { return impl_->int8; }
+    // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
+    int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -10191,6 +10497,8 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
+        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -10894,6 +11202,74 @@ private:
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
     }
 
+    // The geometry of a qc8 convolution, as xnn_create_convolution2d_nhwc_qc8 takes it.
+    struct Qc8Geometry {
+        std::uint32_t pad_top, pad_right, pad_bottom, pad_left, kh, kw, sh, sw, dh, dw, groups;
+        std::size_t gic, goc, in_stride, out_stride;
+    };
+
+    // A qc8 convolution (OHWI int8 kernel, int32 bias, per-channel weight scales `ks`) from in0
+    // to out; false when XNNPACK refuses its parameters. XNNPACK validates it in every case (the
+    // same refusals with or without VNNI); a 1x1, stride-1, ungrouped one then runs on lamda's
+    // VNNI kernel where the CPU has it (exec/qc8_vnni.hpp: the same arithmetic).
+    bool add_conv_qc8(int idx, const Layer& l, const Qc8Geometry& c, const Shape& is, const XnnQuant& in_q,
+                      const float* ks, const std::int8_t* kernel, const std::int32_t* bias, const XnnQuant& out_q,
+                      std::int8_t qlo, std::int8_t qhi, const std::int8_t* in0, std::int8_t* out) {
+        xnn_operator_t xop = nullptr;
+        if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                         c.pad_top, c.pad_right, c.pad_bottom, c.pad_left, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw,
+                         c.groups, c.gic, c.goc, c.in_stride, c.out_stride, static_cast<std::int8_t>(in_q.zero_point),
+                         in_q.scale, ks, kernel, bias, static_cast<std::int8_t>(out_q.zero_point), out_q.scale, qlo,
+                         qhi, 0, &xop),
+                     l, "xnn_create_convolution2d_nhwc_qc8"))
+            return false;
+        const bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.pad_top == 0 &&
+                               c.pad_right == 0 && c.pad_bottom == 0 && c.pad_left == 0 && c.groups == 1 &&
+                               c.in_stride == c.gic && c.out_stride == c.goc;
+        if (pointwise && impl_->int8_vnni && qc8_vnni::available()) {
+            xnn_delete_operator(xop);
+            std::vector<float> scales(c.goc);
+            for (std::size_t o = 0; o < c.goc; ++o) scales[o] = conv_requant_scale(in_q.scale, ks[o], out_q.scale);
+            auto conv = std::make_shared<const Qc8Pointwise>(c.gic, c.goc, in_q.zero_point, kernel, bias,
+                                                             scales.data(), out_q.zero_point, qlo, qhi);
+            const auto pixels = static_cast<std::size_t>(is.h * is.w);
+            auto prepared = std::make_shared<std::vector<std::uint8_t>>(conv->prepared_bytes(pixels));
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
+                conv->prepare_input(in0, pixels, prepared->data());
+                struct PointwiseJob {
+                    const Qc8Pointwise* conv;
+                    const std::uint8_t* prepared;
+                    std::int8_t* out;
+                    std::size_t pixels;
+                } job{conv.get(), prepared->data(), out, pixels};
+                const std::size_t tile = qc8_vnni::kTilePixels;
+                if (!pool || pixels <= tile) {
+                    conv->run_range(job.prepared, out, 0, pixels);
+                    return;
+                }
+                pthreadpool_parallelize_1d(
+                    pool,
+                    [](void* context, std::size_t i) {
+                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
+                        const std::size_t begin = i * qc8_vnni::kTilePixels;
+                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
+                    },
+                    &job, (pixels + tile - 1) / tile, 0);
+            };
+            impl_->steps.push_back(std::move(s));
+            ++impl_->vnni_layers;
+            return true;
+        }
+        add_op(idx, xop);
+        check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h), static_cast<std::size_t>(is.w),
+                                               in0, out, impl_->pool),
+              l, "xnn_setup_convolution2d_nhwc_qc8");
+        return true;
+    }
+
     // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
     // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
     bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
@@ -10949,19 +11325,12 @@ private:
             for (int pad : l.pads)
                 if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
             const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
-            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
-                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
-                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
-                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
-                         l, "xnn_create_convolution2d_nhwc_qc8"))
+            const Qc8Geometry geo{u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                                  u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h), u(l.dilation_w),
+                                  groups, gic, goc, static_cast<std::size_t>(is.c), oc};
+            if (!add_conv_qc8(op.layer, l, geo, is, in_q, ks.data(), kernel.data(), qw->bias.data(), out_q, qlo, qhi,
+                              in0, out))
                 return false;
-            add_op(op.layer, xop);
-            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in0, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_convolution2d_nhwc_qc8");
         }
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
         return true;
@@ -11042,22 +11411,13 @@ private:
                 check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
                       "xnn_setup_fully_connected_nc_qs8");
             } else {
-                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                                 static_cast<std::uint32_t>(sp.pads[0]),
-                                 static_cast<std::uint32_t>(sp.pads[3]),
-                                 static_cast<std::uint32_t>(sp.pads[2]),
-                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
-                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
-                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
-                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
-                                 0, &xop),
-                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+                const Qc8Geometry geo{u(sp.pads[0]), u(sp.pads[3]), u(sp.pads[2]), u(sp.pads[1]), sp.kh, sp.kw,
+                                      sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                      static_cast<std::size_t>(sp.is.c), oc};
+                if (!add_conv_qc8(idx, l, geo, sp.is, in_q, ks.data(), qk.data(), qb.data(), out_q, qlo, qhi, in0,
+                                  out))
                     return false;
-                add_op(idx, xop);
-                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
-                                                       static_cast<std::size_t>(sp.is.w), in0, out,
-                                                       impl_->pool),
-                      l, "xnn_setup_convolution2d_nhwc_qc8");
             }
             out_quant = out_q;
             return true;
@@ -14388,6 +14748,305 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
+// and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 namespace lamda {
 
@@ -14419,6 +15078,10 @@ struct XnnOptions {
     // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
     // Read during construction only.
     const QuantizedModel* quantized = nullptr;
+    // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
+    // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
+    bool int8_vnni = true;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -14542,6 +15205,7 @@ public:
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
+        impl_->int8_vnni = options.int8_vnni;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -14591,6 +15255,8 @@ public:
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
     // Whether the executor runs in int8 (XnnOptions::int8).
     bool int8() const noexcept { return impl_->int8; }
+    // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
+    int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -14713,6 +15379,8 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
+        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -15416,6 +16084,74 @@ private:
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
     }
 
+    // The geometry of a qc8 convolution, as xnn_create_convolution2d_nhwc_qc8 takes it.
+    struct Qc8Geometry {
+        std::uint32_t pad_top, pad_right, pad_bottom, pad_left, kh, kw, sh, sw, dh, dw, groups;
+        std::size_t gic, goc, in_stride, out_stride;
+    };
+
+    // A qc8 convolution (OHWI int8 kernel, int32 bias, per-channel weight scales `ks`) from in0
+    // to out; false when XNNPACK refuses its parameters. XNNPACK validates it in every case (the
+    // same refusals with or without VNNI); a 1x1, stride-1, ungrouped one then runs on lamda's
+    // VNNI kernel where the CPU has it (exec/qc8_vnni.hpp: the same arithmetic).
+    bool add_conv_qc8(int idx, const Layer& l, const Qc8Geometry& c, const Shape& is, const XnnQuant& in_q,
+                      const float* ks, const std::int8_t* kernel, const std::int32_t* bias, const XnnQuant& out_q,
+                      std::int8_t qlo, std::int8_t qhi, const std::int8_t* in0, std::int8_t* out) {
+        xnn_operator_t xop = nullptr;
+        if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                         c.pad_top, c.pad_right, c.pad_bottom, c.pad_left, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw,
+                         c.groups, c.gic, c.goc, c.in_stride, c.out_stride, static_cast<std::int8_t>(in_q.zero_point),
+                         in_q.scale, ks, kernel, bias, static_cast<std::int8_t>(out_q.zero_point), out_q.scale, qlo,
+                         qhi, 0, &xop),
+                     l, "xnn_create_convolution2d_nhwc_qc8"))
+            return false;
+        const bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.pad_top == 0 &&
+                               c.pad_right == 0 && c.pad_bottom == 0 && c.pad_left == 0 && c.groups == 1 &&
+                               c.in_stride == c.gic && c.out_stride == c.goc;
+        if (pointwise && impl_->int8_vnni && qc8_vnni::available()) {
+            xnn_delete_operator(xop);
+            std::vector<float> scales(c.goc);
+            for (std::size_t o = 0; o < c.goc; ++o) scales[o] = conv_requant_scale(in_q.scale, ks[o], out_q.scale);
+            auto conv = std::make_shared<const Qc8Pointwise>(c.gic, c.goc, in_q.zero_point, kernel, bias,
+                                                             scales.data(), out_q.zero_point, qlo, qhi);
+            const auto pixels = static_cast<std::size_t>(is.h * is.w);
+            auto prepared = std::make_shared<std::vector<std::uint8_t>>(conv->prepared_bytes(pixels));
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
+                conv->prepare_input(in0, pixels, prepared->data());
+                struct PointwiseJob {
+                    const Qc8Pointwise* conv;
+                    const std::uint8_t* prepared;
+                    std::int8_t* out;
+                    std::size_t pixels;
+                } job{conv.get(), prepared->data(), out, pixels};
+                const std::size_t tile = qc8_vnni::kTilePixels;
+                if (!pool || pixels <= tile) {
+                    conv->run_range(job.prepared, out, 0, pixels);
+                    return;
+                }
+                pthreadpool_parallelize_1d(
+                    pool,
+                    [](void* context, std::size_t i) {
+                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
+                        const std::size_t begin = i * qc8_vnni::kTilePixels;
+                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
+                    },
+                    &job, (pixels + tile - 1) / tile, 0);
+            };
+            impl_->steps.push_back(std::move(s));
+            ++impl_->vnni_layers;
+            return true;
+        }
+        add_op(idx, xop);
+        check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h), static_cast<std::size_t>(is.w),
+                                               in0, out, impl_->pool),
+              l, "xnn_setup_convolution2d_nhwc_qc8");
+        return true;
+    }
+
     // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
     // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
     bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
@@ -15471,19 +16207,12 @@ private:
             for (int pad : l.pads)
                 if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
             const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
-            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
-                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
-                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
-                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
-                         l, "xnn_create_convolution2d_nhwc_qc8"))
+            const Qc8Geometry geo{u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                                  u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h), u(l.dilation_w),
+                                  groups, gic, goc, static_cast<std::size_t>(is.c), oc};
+            if (!add_conv_qc8(op.layer, l, geo, is, in_q, ks.data(), kernel.data(), qw->bias.data(), out_q, qlo, qhi,
+                              in0, out))
                 return false;
-            add_op(op.layer, xop);
-            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in0, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_convolution2d_nhwc_qc8");
         }
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
         return true;
@@ -15564,22 +16293,13 @@ private:
                 check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
                       "xnn_setup_fully_connected_nc_qs8");
             } else {
-                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                                 static_cast<std::uint32_t>(sp.pads[0]),
-                                 static_cast<std::uint32_t>(sp.pads[3]),
-                                 static_cast<std::uint32_t>(sp.pads[2]),
-                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
-                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
-                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
-                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
-                                 0, &xop),
-                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+                const Qc8Geometry geo{u(sp.pads[0]), u(sp.pads[3]), u(sp.pads[2]), u(sp.pads[1]), sp.kh, sp.kw,
+                                      sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                      static_cast<std::size_t>(sp.is.c), oc};
+                if (!add_conv_qc8(idx, l, geo, sp.is, in_q, ks.data(), qk.data(), qb.data(), out_q, qlo, qhi, in0,
+                                  out))
                     return false;
-                add_op(idx, xop);
-                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
-                                                       static_cast<std::size_t>(sp.is.w), in0, out,
-                                                       impl_->pool),
-                      l, "xnn_setup_convolution2d_nhwc_qc8");
             }
             out_quant = out_q;
             return true;
@@ -16884,8 +17604,8 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
 
 // The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
 // older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
-// channels padded to 8 per tap.
-inline constexpr int int8_conv_features_version = 2;
+// channels padded to 8 per tap. 3: pointwise convolutions on lamda's VNNI kernel counted apart.
+inline constexpr int int8_conv_features_version = 3;
 
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
@@ -17091,10 +17811,18 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
+// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
+// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
+inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
+    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+}
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
+// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -17104,6 +17832,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
+    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -17113,14 +17842,20 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
+        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
+        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
+        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
+        // terms of XNNPACK's kernels.
         const bool int8 = prec == LatencyPrecision::Int8;
+        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
+        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs);
-        f.add(M * tiled);
-        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (vnni ? 0.0 : 1.0));
+        f.add(M * tiled * (vnni ? 0.0 : 1.0));
+        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -17130,6 +17865,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
+        vnni_feature = M * vnni_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -17222,7 +17958,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0];
+    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -17235,6 +17971,9 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
+    // Last, so that a profile from before it reads with a zero coefficient here
+    // (feature_count_before_vnni).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
     return f;
 }
 
@@ -17272,6 +18011,12 @@ inline int feature_count(PrimKind k) {
     PrimOp p;
     p.kind = k;
     return op_features(p).n;
+}
+
+// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
+// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
 }  // namespace lamda
@@ -17481,6 +18226,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
+    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -17523,14 +18269,17 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
+    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
+    bool pointwise_vnni = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
+    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
+            kinds[i].pointwise_vnni = vnni;
         }
     }
 
@@ -17552,7 +18301,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -17613,14 +18362,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in.
+// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
+    m.pointwise_vnni = pointwise_vnni;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -17635,7 +18385,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -17791,18 +18541,20 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
-// samples and models were timed in (activation_bytes then counts a byte per int8 value).
+// samples and models were timed in (activation_bytes then counts a byte per int8 value);
+// `pointwise_vnni` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
-    LatencyModel first(prec);
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+    LatencyModel first(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds)
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
+    LatencyModel m(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -18158,6 +18910,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
+        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -18252,6 +19005,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
+            k.pointwise_vnni = model.pointwise_vnni;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -18264,6 +19018,13 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
+            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
+            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
+                k.ridge.scale.size() == before) {
+                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
+                k.ridge.mean.push_back(0.0);
+                k.ridge.scale.push_back(1.0);
+            }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
             for (double s : k.ridge.scale)
@@ -18326,7 +19087,9 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        // Absent before features version 3 (whose profiles are outdated anyway): false.
+        const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -23703,8 +24466,8 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
 
 // The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
 // older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
-// channels padded to 8 per tap.
-inline constexpr int int8_conv_features_version = 2;
+// channels padded to 8 per tap. 3: pointwise convolutions on lamda's VNNI kernel counted apart.
+inline constexpr int int8_conv_features_version = 3;
 
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
@@ -23910,10 +24673,18 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
+// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
+// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
+inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
+    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+}
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
+// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -23923,6 +24694,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
+    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -23932,14 +24704,20 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
+        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
+        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
+        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
+        // terms of XNNPACK's kernels.
         const bool int8 = prec == LatencyPrecision::Int8;
+        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
+        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs);
-        f.add(M * tiled);
-        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (vnni ? 0.0 : 1.0));
+        f.add(M * tiled * (vnni ? 0.0 : 1.0));
+        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -23949,6 +24727,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
+        vnni_feature = M * vnni_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -24041,7 +24820,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0];
+    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -24054,6 +24833,9 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
+    // Last, so that a profile from before it reads with a zero coefficient here
+    // (feature_count_before_vnni).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
     return f;
 }
 
@@ -24091,6 +24873,12 @@ inline int feature_count(PrimKind k) {
     PrimOp p;
     p.kind = k;
     return op_features(p).n;
+}
+
+// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
+// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
 }  // namespace lamda
@@ -24300,6 +25088,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
+    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -24342,14 +25131,17 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
+    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
+    bool pointwise_vnni = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
+    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
+            kinds[i].pointwise_vnni = vnni;
         }
     }
 
@@ -24371,7 +25163,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -24432,14 +25224,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in.
+// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
+    m.pointwise_vnni = pointwise_vnni;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -24454,7 +25247,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -24610,18 +25403,20 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
-// samples and models were timed in (activation_bytes then counts a byte per int8 value).
+// samples and models were timed in (activation_bytes then counts a byte per int8 value);
+// `pointwise_vnni` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
-    LatencyModel first(prec);
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+    LatencyModel first(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds)
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
+    LatencyModel m(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -25197,6 +25992,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
+        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -25291,6 +26087,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
+            k.pointwise_vnni = model.pointwise_vnni;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -25303,6 +26100,13 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
+            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
+            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
+                k.ridge.scale.size() == before) {
+                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
+                k.ridge.mean.push_back(0.0);
+                k.ridge.scale.push_back(1.0);
+            }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
             for (double s : k.ridge.scale)
@@ -25365,7 +26169,9 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        // Absent before features version 3 (whose profiles are outdated anyway): false.
+        const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -25509,6 +26315,305 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
+// and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 namespace lamda {
 
@@ -25540,6 +26645,10 @@ struct XnnOptions {
     // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
     // Read during construction only.
     const QuantizedModel* quantized = nullptr;
+    // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
+    // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
+    bool int8_vnni = true;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -25663,6 +26772,7 @@ public:
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
+        impl_->int8_vnni = options.int8_vnni;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -25712,6 +26822,8 @@ public:
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
     // Whether the executor runs in int8 (XnnOptions::int8).
     bool int8() const noexcept { return impl_->int8; }
+    // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
+    int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -25834,6 +26946,8 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
+        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -26537,6 +27651,74 @@ private:
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
     }
 
+    // The geometry of a qc8 convolution, as xnn_create_convolution2d_nhwc_qc8 takes it.
+    struct Qc8Geometry {
+        std::uint32_t pad_top, pad_right, pad_bottom, pad_left, kh, kw, sh, sw, dh, dw, groups;
+        std::size_t gic, goc, in_stride, out_stride;
+    };
+
+    // A qc8 convolution (OHWI int8 kernel, int32 bias, per-channel weight scales `ks`) from in0
+    // to out; false when XNNPACK refuses its parameters. XNNPACK validates it in every case (the
+    // same refusals with or without VNNI); a 1x1, stride-1, ungrouped one then runs on lamda's
+    // VNNI kernel where the CPU has it (exec/qc8_vnni.hpp: the same arithmetic).
+    bool add_conv_qc8(int idx, const Layer& l, const Qc8Geometry& c, const Shape& is, const XnnQuant& in_q,
+                      const float* ks, const std::int8_t* kernel, const std::int32_t* bias, const XnnQuant& out_q,
+                      std::int8_t qlo, std::int8_t qhi, const std::int8_t* in0, std::int8_t* out) {
+        xnn_operator_t xop = nullptr;
+        if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                         c.pad_top, c.pad_right, c.pad_bottom, c.pad_left, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw,
+                         c.groups, c.gic, c.goc, c.in_stride, c.out_stride, static_cast<std::int8_t>(in_q.zero_point),
+                         in_q.scale, ks, kernel, bias, static_cast<std::int8_t>(out_q.zero_point), out_q.scale, qlo,
+                         qhi, 0, &xop),
+                     l, "xnn_create_convolution2d_nhwc_qc8"))
+            return false;
+        const bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.pad_top == 0 &&
+                               c.pad_right == 0 && c.pad_bottom == 0 && c.pad_left == 0 && c.groups == 1 &&
+                               c.in_stride == c.gic && c.out_stride == c.goc;
+        if (pointwise && impl_->int8_vnni && qc8_vnni::available()) {
+            xnn_delete_operator(xop);
+            std::vector<float> scales(c.goc);
+            for (std::size_t o = 0; o < c.goc; ++o) scales[o] = conv_requant_scale(in_q.scale, ks[o], out_q.scale);
+            auto conv = std::make_shared<const Qc8Pointwise>(c.gic, c.goc, in_q.zero_point, kernel, bias,
+                                                             scales.data(), out_q.zero_point, qlo, qhi);
+            const auto pixels = static_cast<std::size_t>(is.h * is.w);
+            auto prepared = std::make_shared<std::vector<std::uint8_t>>(conv->prepared_bytes(pixels));
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
+                conv->prepare_input(in0, pixels, prepared->data());
+                struct PointwiseJob {
+                    const Qc8Pointwise* conv;
+                    const std::uint8_t* prepared;
+                    std::int8_t* out;
+                    std::size_t pixels;
+                } job{conv.get(), prepared->data(), out, pixels};
+                const std::size_t tile = qc8_vnni::kTilePixels;
+                if (!pool || pixels <= tile) {
+                    conv->run_range(job.prepared, out, 0, pixels);
+                    return;
+                }
+                pthreadpool_parallelize_1d(
+                    pool,
+                    [](void* context, std::size_t i) {
+                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
+                        const std::size_t begin = i * qc8_vnni::kTilePixels;
+                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
+                    },
+                    &job, (pixels + tile - 1) / tile, 0);
+            };
+            impl_->steps.push_back(std::move(s));
+            ++impl_->vnni_layers;
+            return true;
+        }
+        add_op(idx, xop);
+        check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h), static_cast<std::size_t>(is.w),
+                                               in0, out, impl_->pool),
+              l, "xnn_setup_convolution2d_nhwc_qc8");
+        return true;
+    }
+
     // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
     // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
     bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
@@ -26592,19 +27774,12 @@ private:
             for (int pad : l.pads)
                 if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
             const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
-            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
-                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
-                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
-                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
-                         l, "xnn_create_convolution2d_nhwc_qc8"))
+            const Qc8Geometry geo{u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                                  u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h), u(l.dilation_w),
+                                  groups, gic, goc, static_cast<std::size_t>(is.c), oc};
+            if (!add_conv_qc8(op.layer, l, geo, is, in_q, ks.data(), kernel.data(), qw->bias.data(), out_q, qlo, qhi,
+                              in0, out))
                 return false;
-            add_op(op.layer, xop);
-            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in0, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_convolution2d_nhwc_qc8");
         }
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
         return true;
@@ -26685,22 +27860,13 @@ private:
                 check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
                       "xnn_setup_fully_connected_nc_qs8");
             } else {
-                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                                 static_cast<std::uint32_t>(sp.pads[0]),
-                                 static_cast<std::uint32_t>(sp.pads[3]),
-                                 static_cast<std::uint32_t>(sp.pads[2]),
-                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
-                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
-                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
-                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
-                                 0, &xop),
-                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+                const Qc8Geometry geo{u(sp.pads[0]), u(sp.pads[3]), u(sp.pads[2]), u(sp.pads[1]), sp.kh, sp.kw,
+                                      sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                      static_cast<std::size_t>(sp.is.c), oc};
+                if (!add_conv_qc8(idx, l, geo, sp.is, in_q, ks.data(), qk.data(), qb.data(), out_q, qlo, qhi, in0,
+                                  out))
                     return false;
-                add_op(idx, xop);
-                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
-                                                       static_cast<std::size_t>(sp.is.w), in0, out,
-                                                       impl_->pool),
-                      l, "xnn_setup_convolution2d_nhwc_qc8");
             }
             out_quant = out_q;
             return true;
@@ -27856,8 +29022,8 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
 
 // The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
 // older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
-// channels padded to 8 per tap.
-inline constexpr int int8_conv_features_version = 2;
+// channels padded to 8 per tap. 3: pointwise convolutions on lamda's VNNI kernel counted apart.
+inline constexpr int int8_conv_features_version = 3;
 
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
@@ -28063,10 +29229,18 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
+// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
+// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
+inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
+    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+}
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
+// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -28076,6 +29250,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
+    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -28085,14 +29260,20 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
+        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
+        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
+        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
+        // terms of XNNPACK's kernels.
         const bool int8 = prec == LatencyPrecision::Int8;
+        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
+        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs);
-        f.add(M * tiled);
-        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (vnni ? 0.0 : 1.0));
+        f.add(M * tiled * (vnni ? 0.0 : 1.0));
+        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -28102,6 +29283,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
+        vnni_feature = M * vnni_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -28194,7 +29376,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0];
+    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -28207,6 +29389,9 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
+    // Last, so that a profile from before it reads with a zero coefficient here
+    // (feature_count_before_vnni).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
     return f;
 }
 
@@ -28244,6 +29429,12 @@ inline int feature_count(PrimKind k) {
     PrimOp p;
     p.kind = k;
     return op_features(p).n;
+}
+
+// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
+// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
 }  // namespace lamda
@@ -28453,6 +29644,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
+    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -28495,14 +29687,17 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
+    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
+    bool pointwise_vnni = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
+    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
+            kinds[i].pointwise_vnni = vnni;
         }
     }
 
@@ -28524,7 +29719,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -28585,14 +29780,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in.
+// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
+    m.pointwise_vnni = pointwise_vnni;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -28607,7 +29803,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -28763,18 +29959,20 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
-// samples and models were timed in (activation_bytes then counts a byte per int8 value).
+// samples and models were timed in (activation_bytes then counts a byte per int8 value);
+// `pointwise_vnni` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
-    LatencyModel first(prec);
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+    LatencyModel first(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds)
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
+    LatencyModel m(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -29350,6 +30548,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
+        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -29444,6 +30643,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
+            k.pointwise_vnni = model.pointwise_vnni;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -29456,6 +30656,13 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
+            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
+            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
+                k.ridge.scale.size() == before) {
+                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
+                k.ridge.mean.push_back(0.0);
+                k.ridge.scale.push_back(1.0);
+            }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
             for (double s : k.ridge.scale)
@@ -29518,7 +30725,9 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        // Absent before features version 3 (whose profiles are outdated anyway): false.
+        const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -32923,8 +34132,8 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
 
 // The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
 // older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
-// channels padded to 8 per tap.
-inline constexpr int int8_conv_features_version = 2;
+// channels padded to 8 per tap. 3: pointwise convolutions on lamda's VNNI kernel counted apart.
+inline constexpr int int8_conv_features_version = 3;
 
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
@@ -33130,10 +34339,18 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
+// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
+// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
+inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
+    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+}
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
+// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -33143,6 +34360,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
+    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -33152,14 +34370,20 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
+        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
+        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
+        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
+        // terms of XNNPACK's kernels.
         const bool int8 = prec == LatencyPrecision::Int8;
+        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
+        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs);
-        f.add(M * tiled);
-        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (vnni ? 0.0 : 1.0));
+        f.add(M * tiled * (vnni ? 0.0 : 1.0));
+        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -33169,6 +34393,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
+        vnni_feature = M * vnni_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -33261,7 +34486,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0];
+    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -33274,6 +34499,9 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
+    // Last, so that a profile from before it reads with a zero coefficient here
+    // (feature_count_before_vnni).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
     return f;
 }
 
@@ -33311,6 +34539,12 @@ inline int feature_count(PrimKind k) {
     PrimOp p;
     p.kind = k;
     return op_features(p).n;
+}
+
+// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
+// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
 }  // namespace lamda
@@ -33520,6 +34754,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
+    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -33562,14 +34797,17 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
+    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
+    bool pointwise_vnni = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
+    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
+            kinds[i].pointwise_vnni = vnni;
         }
     }
 
@@ -33591,7 +34829,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -33652,14 +34890,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in.
+// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
+    m.pointwise_vnni = pointwise_vnni;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -33674,7 +34913,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -33830,18 +35069,20 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
-// samples and models were timed in (activation_bytes then counts a byte per int8 value).
+// samples and models were timed in (activation_bytes then counts a byte per int8 value);
+// `pointwise_vnni` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
-    LatencyModel first(prec);
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+    LatencyModel first(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds)
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
+    LatencyModel m(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -34417,6 +35658,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
+        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -34511,6 +35753,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
+            k.pointwise_vnni = model.pointwise_vnni;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -34523,6 +35766,13 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
+            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
+            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
+                k.ridge.scale.size() == before) {
+                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
+                k.ridge.mean.push_back(0.0);
+                k.ridge.scale.push_back(1.0);
+            }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
             for (double s : k.ridge.scale)
@@ -34585,7 +35835,9 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        // Absent before features version 3 (whose profiles are outdated anyway): false.
+        const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -34729,6 +35981,305 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
+// and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 namespace lamda {
 
@@ -34760,6 +36311,10 @@ struct XnnOptions {
     // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
     // Read during construction only.
     const QuantizedModel* quantized = nullptr;
+    // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
+    // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
+    bool int8_vnni = true;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -34883,6 +36438,7 @@ public:
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
+        impl_->int8_vnni = options.int8_vnni;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -34932,6 +36488,8 @@ public:
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
     // Whether the executor runs in int8 (XnnOptions::int8).
     bool int8() const noexcept { return impl_->int8; }
+    // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
+    int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -35054,6 +36612,8 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
+        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -35757,6 +37317,74 @@ private:
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
     }
 
+    // The geometry of a qc8 convolution, as xnn_create_convolution2d_nhwc_qc8 takes it.
+    struct Qc8Geometry {
+        std::uint32_t pad_top, pad_right, pad_bottom, pad_left, kh, kw, sh, sw, dh, dw, groups;
+        std::size_t gic, goc, in_stride, out_stride;
+    };
+
+    // A qc8 convolution (OHWI int8 kernel, int32 bias, per-channel weight scales `ks`) from in0
+    // to out; false when XNNPACK refuses its parameters. XNNPACK validates it in every case (the
+    // same refusals with or without VNNI); a 1x1, stride-1, ungrouped one then runs on lamda's
+    // VNNI kernel where the CPU has it (exec/qc8_vnni.hpp: the same arithmetic).
+    bool add_conv_qc8(int idx, const Layer& l, const Qc8Geometry& c, const Shape& is, const XnnQuant& in_q,
+                      const float* ks, const std::int8_t* kernel, const std::int32_t* bias, const XnnQuant& out_q,
+                      std::int8_t qlo, std::int8_t qhi, const std::int8_t* in0, std::int8_t* out) {
+        xnn_operator_t xop = nullptr;
+        if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                         c.pad_top, c.pad_right, c.pad_bottom, c.pad_left, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw,
+                         c.groups, c.gic, c.goc, c.in_stride, c.out_stride, static_cast<std::int8_t>(in_q.zero_point),
+                         in_q.scale, ks, kernel, bias, static_cast<std::int8_t>(out_q.zero_point), out_q.scale, qlo,
+                         qhi, 0, &xop),
+                     l, "xnn_create_convolution2d_nhwc_qc8"))
+            return false;
+        const bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.pad_top == 0 &&
+                               c.pad_right == 0 && c.pad_bottom == 0 && c.pad_left == 0 && c.groups == 1 &&
+                               c.in_stride == c.gic && c.out_stride == c.goc;
+        if (pointwise && impl_->int8_vnni && qc8_vnni::available()) {
+            xnn_delete_operator(xop);
+            std::vector<float> scales(c.goc);
+            for (std::size_t o = 0; o < c.goc; ++o) scales[o] = conv_requant_scale(in_q.scale, ks[o], out_q.scale);
+            auto conv = std::make_shared<const Qc8Pointwise>(c.gic, c.goc, in_q.zero_point, kernel, bias,
+                                                             scales.data(), out_q.zero_point, qlo, qhi);
+            const auto pixels = static_cast<std::size_t>(is.h * is.w);
+            auto prepared = std::make_shared<std::vector<std::uint8_t>>(conv->prepared_bytes(pixels));
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
+                conv->prepare_input(in0, pixels, prepared->data());
+                struct PointwiseJob {
+                    const Qc8Pointwise* conv;
+                    const std::uint8_t* prepared;
+                    std::int8_t* out;
+                    std::size_t pixels;
+                } job{conv.get(), prepared->data(), out, pixels};
+                const std::size_t tile = qc8_vnni::kTilePixels;
+                if (!pool || pixels <= tile) {
+                    conv->run_range(job.prepared, out, 0, pixels);
+                    return;
+                }
+                pthreadpool_parallelize_1d(
+                    pool,
+                    [](void* context, std::size_t i) {
+                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
+                        const std::size_t begin = i * qc8_vnni::kTilePixels;
+                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
+                    },
+                    &job, (pixels + tile - 1) / tile, 0);
+            };
+            impl_->steps.push_back(std::move(s));
+            ++impl_->vnni_layers;
+            return true;
+        }
+        add_op(idx, xop);
+        check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h), static_cast<std::size_t>(is.w),
+                                               in0, out, impl_->pool),
+              l, "xnn_setup_convolution2d_nhwc_qc8");
+        return true;
+    }
+
     // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
     // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
     bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
@@ -35812,19 +37440,12 @@ private:
             for (int pad : l.pads)
                 if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
             const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
-            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
-                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
-                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
-                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
-                         l, "xnn_create_convolution2d_nhwc_qc8"))
+            const Qc8Geometry geo{u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                                  u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h), u(l.dilation_w),
+                                  groups, gic, goc, static_cast<std::size_t>(is.c), oc};
+            if (!add_conv_qc8(op.layer, l, geo, is, in_q, ks.data(), kernel.data(), qw->bias.data(), out_q, qlo, qhi,
+                              in0, out))
                 return false;
-            add_op(op.layer, xop);
-            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in0, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_convolution2d_nhwc_qc8");
         }
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
         return true;
@@ -35905,22 +37526,13 @@ private:
                 check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
                       "xnn_setup_fully_connected_nc_qs8");
             } else {
-                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                                 static_cast<std::uint32_t>(sp.pads[0]),
-                                 static_cast<std::uint32_t>(sp.pads[3]),
-                                 static_cast<std::uint32_t>(sp.pads[2]),
-                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
-                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
-                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
-                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
-                                 0, &xop),
-                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+                const Qc8Geometry geo{u(sp.pads[0]), u(sp.pads[3]), u(sp.pads[2]), u(sp.pads[1]), sp.kh, sp.kw,
+                                      sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                      static_cast<std::size_t>(sp.is.c), oc};
+                if (!add_conv_qc8(idx, l, geo, sp.is, in_q, ks.data(), qk.data(), qb.data(), out_q, qlo, qhi, in0,
+                                  out))
                     return false;
-                add_op(idx, xop);
-                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
-                                                       static_cast<std::size_t>(sp.is.w), in0, out,
-                                                       impl_->pool),
-                      l, "xnn_setup_convolution2d_nhwc_qc8");
             }
             out_quant = out_q;
             return true;
@@ -37726,8 +39338,8 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
 
 // The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
 // older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
-// channels padded to 8 per tap.
-inline constexpr int int8_conv_features_version = 2;
+// channels padded to 8 per tap. 3: pointwise convolutions on lamda's VNNI kernel counted apart.
+inline constexpr int int8_conv_features_version = 3;
 
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
@@ -37933,10 +39545,18 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
+// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
+// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
+inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
+    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+}
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
+// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -37946,6 +39566,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
+    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -37955,14 +39576,20 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
+        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
+        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
+        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
+        // terms of XNNPACK's kernels.
         const bool int8 = prec == LatencyPrecision::Int8;
+        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
+        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs);
-        f.add(M * tiled);
-        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (vnni ? 0.0 : 1.0));
+        f.add(M * tiled * (vnni ? 0.0 : 1.0));
+        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -37972,6 +39599,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
+        vnni_feature = M * vnni_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -38064,7 +39692,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0];
+    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -38077,6 +39705,9 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
+    // Last, so that a profile from before it reads with a zero coefficient here
+    // (feature_count_before_vnni).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
     return f;
 }
 
@@ -38114,6 +39745,12 @@ inline int feature_count(PrimKind k) {
     PrimOp p;
     p.kind = k;
     return op_features(p).n;
+}
+
+// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
+// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
 }  // namespace lamda
@@ -38323,6 +39960,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
+    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -38365,14 +40003,17 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
+    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
+    bool pointwise_vnni = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
+    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
+            kinds[i].pointwise_vnni = vnni;
         }
     }
 
@@ -38394,7 +40035,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -38455,14 +40096,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in.
+// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
+    m.pointwise_vnni = pointwise_vnni;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -38477,7 +40119,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -38633,18 +40275,20 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
-// samples and models were timed in (activation_bytes then counts a byte per int8 value).
+// samples and models were timed in (activation_bytes then counts a byte per int8 value);
+// `pointwise_vnni` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
-    LatencyModel first(prec);
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+    LatencyModel first(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds)
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
+    LatencyModel m(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -39220,6 +40864,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
+        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -39314,6 +40959,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
+            k.pointwise_vnni = model.pointwise_vnni;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -39326,6 +40972,13 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
+            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
+            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
+                k.ridge.scale.size() == before) {
+                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
+                k.ridge.mean.push_back(0.0);
+                k.ridge.scale.push_back(1.0);
+            }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
             for (double s : k.ridge.scale)
@@ -39388,7 +41041,9 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        // Absent before features version 3 (whose profiles are outdated anyway): false.
+        const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -39434,6 +41089,305 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <string>
 #include <vector>
 
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
+// and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 // ---- begin include/lamda/exec/xnnpack.hpp ----
 // lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
 // 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
@@ -39550,6 +41504,10 @@ struct XnnOptions {
     // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
     // Read during construction only.
     const QuantizedModel* quantized = nullptr;
+    // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
+    // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
+    bool int8_vnni = true;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -39673,6 +41631,7 @@ public:
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
+        impl_->int8_vnni = options.int8_vnni;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -39722,6 +41681,8 @@ public:
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
     // Whether the executor runs in int8 (XnnOptions::int8).
     bool int8() const noexcept { return impl_->int8; }
+    // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
+    int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -39844,6 +41805,8 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
+        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -40547,6 +42510,74 @@ private:
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
     }
 
+    // The geometry of a qc8 convolution, as xnn_create_convolution2d_nhwc_qc8 takes it.
+    struct Qc8Geometry {
+        std::uint32_t pad_top, pad_right, pad_bottom, pad_left, kh, kw, sh, sw, dh, dw, groups;
+        std::size_t gic, goc, in_stride, out_stride;
+    };
+
+    // A qc8 convolution (OHWI int8 kernel, int32 bias, per-channel weight scales `ks`) from in0
+    // to out; false when XNNPACK refuses its parameters. XNNPACK validates it in every case (the
+    // same refusals with or without VNNI); a 1x1, stride-1, ungrouped one then runs on lamda's
+    // VNNI kernel where the CPU has it (exec/qc8_vnni.hpp: the same arithmetic).
+    bool add_conv_qc8(int idx, const Layer& l, const Qc8Geometry& c, const Shape& is, const XnnQuant& in_q,
+                      const float* ks, const std::int8_t* kernel, const std::int32_t* bias, const XnnQuant& out_q,
+                      std::int8_t qlo, std::int8_t qhi, const std::int8_t* in0, std::int8_t* out) {
+        xnn_operator_t xop = nullptr;
+        if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                         c.pad_top, c.pad_right, c.pad_bottom, c.pad_left, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw,
+                         c.groups, c.gic, c.goc, c.in_stride, c.out_stride, static_cast<std::int8_t>(in_q.zero_point),
+                         in_q.scale, ks, kernel, bias, static_cast<std::int8_t>(out_q.zero_point), out_q.scale, qlo,
+                         qhi, 0, &xop),
+                     l, "xnn_create_convolution2d_nhwc_qc8"))
+            return false;
+        const bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.pad_top == 0 &&
+                               c.pad_right == 0 && c.pad_bottom == 0 && c.pad_left == 0 && c.groups == 1 &&
+                               c.in_stride == c.gic && c.out_stride == c.goc;
+        if (pointwise && impl_->int8_vnni && qc8_vnni::available()) {
+            xnn_delete_operator(xop);
+            std::vector<float> scales(c.goc);
+            for (std::size_t o = 0; o < c.goc; ++o) scales[o] = conv_requant_scale(in_q.scale, ks[o], out_q.scale);
+            auto conv = std::make_shared<const Qc8Pointwise>(c.gic, c.goc, in_q.zero_point, kernel, bias,
+                                                             scales.data(), out_q.zero_point, qlo, qhi);
+            const auto pixels = static_cast<std::size_t>(is.h * is.w);
+            auto prepared = std::make_shared<std::vector<std::uint8_t>>(conv->prepared_bytes(pixels));
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
+                conv->prepare_input(in0, pixels, prepared->data());
+                struct PointwiseJob {
+                    const Qc8Pointwise* conv;
+                    const std::uint8_t* prepared;
+                    std::int8_t* out;
+                    std::size_t pixels;
+                } job{conv.get(), prepared->data(), out, pixels};
+                const std::size_t tile = qc8_vnni::kTilePixels;
+                if (!pool || pixels <= tile) {
+                    conv->run_range(job.prepared, out, 0, pixels);
+                    return;
+                }
+                pthreadpool_parallelize_1d(
+                    pool,
+                    [](void* context, std::size_t i) {
+                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
+                        const std::size_t begin = i * qc8_vnni::kTilePixels;
+                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
+                    },
+                    &job, (pixels + tile - 1) / tile, 0);
+            };
+            impl_->steps.push_back(std::move(s));
+            ++impl_->vnni_layers;
+            return true;
+        }
+        add_op(idx, xop);
+        check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h), static_cast<std::size_t>(is.w),
+                                               in0, out, impl_->pool),
+              l, "xnn_setup_convolution2d_nhwc_qc8");
+        return true;
+    }
+
     // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
     // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
     bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
@@ -40602,19 +42633,12 @@ private:
             for (int pad : l.pads)
                 if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
             const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
-            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
-                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
-                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
-                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
-                         l, "xnn_create_convolution2d_nhwc_qc8"))
+            const Qc8Geometry geo{u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                                  u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h), u(l.dilation_w),
+                                  groups, gic, goc, static_cast<std::size_t>(is.c), oc};
+            if (!add_conv_qc8(op.layer, l, geo, is, in_q, ks.data(), kernel.data(), qw->bias.data(), out_q, qlo, qhi,
+                              in0, out))
                 return false;
-            add_op(op.layer, xop);
-            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in0, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_convolution2d_nhwc_qc8");
         }
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
         return true;
@@ -40695,22 +42719,13 @@ private:
                 check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
                       "xnn_setup_fully_connected_nc_qs8");
             } else {
-                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                                 static_cast<std::uint32_t>(sp.pads[0]),
-                                 static_cast<std::uint32_t>(sp.pads[3]),
-                                 static_cast<std::uint32_t>(sp.pads[2]),
-                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
-                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
-                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
-                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
-                                 0, &xop),
-                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+                const Qc8Geometry geo{u(sp.pads[0]), u(sp.pads[3]), u(sp.pads[2]), u(sp.pads[1]), sp.kh, sp.kw,
+                                      sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                      static_cast<std::size_t>(sp.is.c), oc};
+                if (!add_conv_qc8(idx, l, geo, sp.is, in_q, ks.data(), qk.data(), qb.data(), out_q, qlo, qhi, in0,
+                                  out))
                     return false;
-                add_op(idx, xop);
-                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
-                                                       static_cast<std::size_t>(sp.is.w), in0, out,
-                                                       impl_->pool),
-                      l, "xnn_setup_convolution2d_nhwc_qc8");
             }
             out_quant = out_q;
             return true;
@@ -41342,7 +43357,8 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<Eigen::VectorXd, prim_kind_count> residuals;
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
-            const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec);
+            const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
+                                               prec == LatencyPrecision::Int8 && qc8_vnni::available());
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -41409,7 +43425,9 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         const double int8_begin = elapsed();
         const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
-        prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8);
+        // The executor timed pointwise convs on lamda's VNNI kernel where this CPU has it.
+        prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
+                                            qc8_vnni::available());
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();
@@ -43586,8 +45604,8 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
 
 // The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
 // older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
-// channels padded to 8 per tap.
-inline constexpr int int8_conv_features_version = 2;
+// channels padded to 8 per tap. 3: pointwise convolutions on lamda's VNNI kernel counted apart.
+inline constexpr int int8_conv_features_version = 3;
 
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
@@ -43793,10 +45811,18 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
+// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
+// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
+inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
+    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+}
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
+// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -43806,6 +45832,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
+    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -43815,14 +45842,20 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
+        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
+        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
+        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
+        // terms of XNNPACK's kernels.
         const bool int8 = prec == LatencyPrecision::Int8;
+        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
+        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs);
-        f.add(M * tiled);
-        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (vnni ? 0.0 : 1.0));
+        f.add(M * tiled * (vnni ? 0.0 : 1.0));
+        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -43832,6 +45865,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
+        vnni_feature = M * vnni_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -43924,7 +45958,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0];
+    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -43937,6 +45971,9 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
+    // Last, so that a profile from before it reads with a zero coefficient here
+    // (feature_count_before_vnni).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
     return f;
 }
 
@@ -43974,6 +46011,12 @@ inline int feature_count(PrimKind k) {
     PrimOp p;
     p.kind = k;
     return op_features(p).n;
+}
+
+// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
+// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
 }  // namespace lamda
@@ -44183,6 +46226,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
+    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -44225,14 +46269,17 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
+    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
+    bool pointwise_vnni = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
+    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
+            kinds[i].pointwise_vnni = vnni;
         }
     }
 
@@ -44254,7 +46301,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -44315,14 +46362,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in.
+// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
+    m.pointwise_vnni = pointwise_vnni;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -44337,7 +46385,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -44493,18 +46541,20 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
-// samples and models were timed in (activation_bytes then counts a byte per int8 value).
+// samples and models were timed in (activation_bytes then counts a byte per int8 value);
+// `pointwise_vnni` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
-    LatencyModel first(prec);
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+    LatencyModel first(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds)
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
+    LatencyModel m(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -45080,6 +47130,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
+        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -45174,6 +47225,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
+            k.pointwise_vnni = model.pointwise_vnni;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -45186,6 +47238,13 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
+            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
+            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
+                k.ridge.scale.size() == before) {
+                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
+                k.ridge.mean.push_back(0.0);
+                k.ridge.scale.push_back(1.0);
+            }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
             for (double s : k.ridge.scale)
@@ -45248,7 +47307,9 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        // Absent before features version 3 (whose profiles are outdated anyway): false.
+        const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -46509,6 +48570,305 @@ private:
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
+// and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 namespace lamda {
 
@@ -46540,6 +48900,10 @@ struct XnnOptions {
     // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
     // Read during construction only.
     const QuantizedModel* quantized = nullptr;
+    // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
+    // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
+    bool int8_vnni = true;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -46663,6 +49027,7 @@ public:
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
+        impl_->int8_vnni = options.int8_vnni;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -46712,6 +49077,8 @@ public:
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
     // Whether the executor runs in int8 (XnnOptions::int8).
     bool int8() const noexcept { return impl_->int8; }
+    // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
+    int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -46834,6 +49201,8 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
+        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -47537,6 +49906,74 @@ private:
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
     }
 
+    // The geometry of a qc8 convolution, as xnn_create_convolution2d_nhwc_qc8 takes it.
+    struct Qc8Geometry {
+        std::uint32_t pad_top, pad_right, pad_bottom, pad_left, kh, kw, sh, sw, dh, dw, groups;
+        std::size_t gic, goc, in_stride, out_stride;
+    };
+
+    // A qc8 convolution (OHWI int8 kernel, int32 bias, per-channel weight scales `ks`) from in0
+    // to out; false when XNNPACK refuses its parameters. XNNPACK validates it in every case (the
+    // same refusals with or without VNNI); a 1x1, stride-1, ungrouped one then runs on lamda's
+    // VNNI kernel where the CPU has it (exec/qc8_vnni.hpp: the same arithmetic).
+    bool add_conv_qc8(int idx, const Layer& l, const Qc8Geometry& c, const Shape& is, const XnnQuant& in_q,
+                      const float* ks, const std::int8_t* kernel, const std::int32_t* bias, const XnnQuant& out_q,
+                      std::int8_t qlo, std::int8_t qhi, const std::int8_t* in0, std::int8_t* out) {
+        xnn_operator_t xop = nullptr;
+        if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                         c.pad_top, c.pad_right, c.pad_bottom, c.pad_left, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw,
+                         c.groups, c.gic, c.goc, c.in_stride, c.out_stride, static_cast<std::int8_t>(in_q.zero_point),
+                         in_q.scale, ks, kernel, bias, static_cast<std::int8_t>(out_q.zero_point), out_q.scale, qlo,
+                         qhi, 0, &xop),
+                     l, "xnn_create_convolution2d_nhwc_qc8"))
+            return false;
+        const bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.pad_top == 0 &&
+                               c.pad_right == 0 && c.pad_bottom == 0 && c.pad_left == 0 && c.groups == 1 &&
+                               c.in_stride == c.gic && c.out_stride == c.goc;
+        if (pointwise && impl_->int8_vnni && qc8_vnni::available()) {
+            xnn_delete_operator(xop);
+            std::vector<float> scales(c.goc);
+            for (std::size_t o = 0; o < c.goc; ++o) scales[o] = conv_requant_scale(in_q.scale, ks[o], out_q.scale);
+            auto conv = std::make_shared<const Qc8Pointwise>(c.gic, c.goc, in_q.zero_point, kernel, bias,
+                                                             scales.data(), out_q.zero_point, qlo, qhi);
+            const auto pixels = static_cast<std::size_t>(is.h * is.w);
+            auto prepared = std::make_shared<std::vector<std::uint8_t>>(conv->prepared_bytes(pixels));
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
+                conv->prepare_input(in0, pixels, prepared->data());
+                struct PointwiseJob {
+                    const Qc8Pointwise* conv;
+                    const std::uint8_t* prepared;
+                    std::int8_t* out;
+                    std::size_t pixels;
+                } job{conv.get(), prepared->data(), out, pixels};
+                const std::size_t tile = qc8_vnni::kTilePixels;
+                if (!pool || pixels <= tile) {
+                    conv->run_range(job.prepared, out, 0, pixels);
+                    return;
+                }
+                pthreadpool_parallelize_1d(
+                    pool,
+                    [](void* context, std::size_t i) {
+                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
+                        const std::size_t begin = i * qc8_vnni::kTilePixels;
+                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
+                    },
+                    &job, (pixels + tile - 1) / tile, 0);
+            };
+            impl_->steps.push_back(std::move(s));
+            ++impl_->vnni_layers;
+            return true;
+        }
+        add_op(idx, xop);
+        check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h), static_cast<std::size_t>(is.w),
+                                               in0, out, impl_->pool),
+              l, "xnn_setup_convolution2d_nhwc_qc8");
+        return true;
+    }
+
     // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
     // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
     bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
@@ -47592,19 +50029,12 @@ private:
             for (int pad : l.pads)
                 if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
             const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
-            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
-                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
-                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
-                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
-                         l, "xnn_create_convolution2d_nhwc_qc8"))
+            const Qc8Geometry geo{u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                                  u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h), u(l.dilation_w),
+                                  groups, gic, goc, static_cast<std::size_t>(is.c), oc};
+            if (!add_conv_qc8(op.layer, l, geo, is, in_q, ks.data(), kernel.data(), qw->bias.data(), out_q, qlo, qhi,
+                              in0, out))
                 return false;
-            add_op(op.layer, xop);
-            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in0, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_convolution2d_nhwc_qc8");
         }
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
         return true;
@@ -47685,22 +50115,13 @@ private:
                 check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
                       "xnn_setup_fully_connected_nc_qs8");
             } else {
-                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                                 static_cast<std::uint32_t>(sp.pads[0]),
-                                 static_cast<std::uint32_t>(sp.pads[3]),
-                                 static_cast<std::uint32_t>(sp.pads[2]),
-                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
-                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
-                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
-                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
-                                 0, &xop),
-                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+                const Qc8Geometry geo{u(sp.pads[0]), u(sp.pads[3]), u(sp.pads[2]), u(sp.pads[1]), sp.kh, sp.kw,
+                                      sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                      static_cast<std::size_t>(sp.is.c), oc};
+                if (!add_conv_qc8(idx, l, geo, sp.is, in_q, ks.data(), qk.data(), qb.data(), out_q, qlo, qhi, in0,
+                                  out))
                     return false;
-                add_op(idx, xop);
-                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
-                                                       static_cast<std::size_t>(sp.is.w), in0, out,
-                                                       impl_->pool),
-                      l, "xnn_setup_convolution2d_nhwc_qc8");
             }
             out_quant = out_q;
             return true;
@@ -48339,8 +50760,8 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
 
 // The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
 // older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
-// channels padded to 8 per tap.
-inline constexpr int int8_conv_features_version = 2;
+// channels padded to 8 per tap. 3: pointwise convolutions on lamda's VNNI kernel counted apart.
+inline constexpr int int8_conv_features_version = 3;
 
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
@@ -48546,10 +50967,18 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
+// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
+// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
+inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
+    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+}
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
+// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -48559,6 +50988,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
+    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -48568,14 +50998,20 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
+        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
+        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
+        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
+        // terms of XNNPACK's kernels.
         const bool int8 = prec == LatencyPrecision::Int8;
+        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
+        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs);
-        f.add(M * tiled);
-        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (vnni ? 0.0 : 1.0));
+        f.add(M * tiled * (vnni ? 0.0 : 1.0));
+        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -48585,6 +51021,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
+        vnni_feature = M * vnni_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -48677,7 +51114,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0];
+    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -48690,6 +51127,9 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
+    // Last, so that a profile from before it reads with a zero coefficient here
+    // (feature_count_before_vnni).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
     return f;
 }
 
@@ -48727,6 +51167,12 @@ inline int feature_count(PrimKind k) {
     PrimOp p;
     p.kind = k;
     return op_features(p).n;
+}
+
+// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
+// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
 }  // namespace lamda
@@ -48936,6 +51382,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
+    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -48978,14 +51425,17 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
+    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
+    bool pointwise_vnni = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
+    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
+            kinds[i].pointwise_vnni = vnni;
         }
     }
 
@@ -49007,7 +51457,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -49068,14 +51518,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in.
+// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
+    m.pointwise_vnni = pointwise_vnni;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -49090,7 +51541,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -49246,18 +51697,20 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
-// samples and models were timed in (activation_bytes then counts a byte per int8 value).
+// samples and models were timed in (activation_bytes then counts a byte per int8 value);
+// `pointwise_vnni` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
-    LatencyModel first(prec);
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+    LatencyModel first(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds)
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
+    LatencyModel m(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -49833,6 +52286,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
+        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -49927,6 +52381,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
+            k.pointwise_vnni = model.pointwise_vnni;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -49939,6 +52394,13 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
+            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
+            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
+                k.ridge.scale.size() == before) {
+                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
+                k.ridge.mean.push_back(0.0);
+                k.ridge.scale.push_back(1.0);
+            }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
             for (double s : k.ridge.scale)
@@ -50001,7 +52463,9 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        // Absent before features version 3 (whose profiles are outdated anyway): false.
+        const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -50911,8 +53375,8 @@ inline constexpr bool runs_int8(PrimKind k) noexcept {
 
 // The version of the int8 convolution features (op_features): a profile's int8 model fitted on an
 // older one is not used (re-run `lamda profile --precision both`). 2: the int8 tile, input
-// channels padded to 8 per tap.
-inline constexpr int int8_conv_features_version = 2;
+// channels padded to 8 per tap. 3: pointwise convolutions on lamda's VNNI kernel counted apart.
+inline constexpr int int8_conv_features_version = 3;
 
 // Bytes per value (activations and weights) of kind k's operator in precision `prec`: the
 // memory features and the footprint count these.
@@ -51118,10 +53582,18 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
+// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
+// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
+inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
+    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+}
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
+// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -51131,6 +53603,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
+    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -51140,14 +53613,20 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
+        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
+        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
+        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
+        // terms of XNNPACK's kernels.
         const bool int8 = prec == LatencyPrecision::Int8;
+        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
+        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs);
-        f.add(M * tiled);
-        f.add(M * tiled * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (vnni ? 0.0 : 1.0));
+        f.add(M * tiled * (vnni ? 0.0 : 1.0));
+        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -51157,6 +53636,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
+        vnni_feature = M * vnni_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -51249,7 +53729,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0];
+    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -51262,6 +53742,9 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
+    // Last, so that a profile from before it reads with a zero coefficient here
+    // (feature_count_before_vnni).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
     return f;
 }
 
@@ -51299,6 +53782,12 @@ inline int feature_count(PrimKind k) {
     PrimOp p;
     p.kind = k;
     return op_features(p).n;
+}
+
+// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
+// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
 }  // namespace lamda
@@ -51508,6 +53997,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
+    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -51550,14 +54040,17 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
+    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
+    bool pointwise_vnni = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec) : precision(prec) {
+    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
+            kinds[i].pointwise_vnni = vnni;
         }
     }
 
@@ -51579,7 +54072,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -51640,14 +54133,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in.
+// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
+    m.pointwise_vnni = pointwise_vnni;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -51662,7 +54156,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -51818,18 +54312,20 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
-// samples and models were timed in (activation_bytes then counts a byte per int8 value).
+// samples and models were timed in (activation_bytes then counts a byte per int8 value);
+// `pointwise_vnni` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32) {
-    LatencyModel first(prec);
-    for (PrimKind k : all_prim_kinds) first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+    LatencyModel first(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds)
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec);
+    LatencyModel m(prec, pointwise_vnni);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -52185,6 +54681,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
+        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -52279,6 +54776,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
+            k.pointwise_vnni = model.pointwise_vnni;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -52291,6 +54789,13 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
+            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
+            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
+                k.ridge.scale.size() == before) {
+                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
+                k.ridge.mean.push_back(0.0);
+                k.ridge.scale.push_back(1.0);
+            }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
             for (double s : k.ridge.scale)
@@ -52353,7 +54858,9 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8);
+        // Absent before features version 3 (whose profiles are outdated anyway): false.
+        const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -52411,6 +54918,305 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <string>
 #include <vector>
 
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
+// and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 // ---- begin include/lamda/exec/xnnpack.hpp ----
 // lamda/exec/xnnpack.hpp: runs a lamda graph on the CPU with XNNPACK (Debian's libxnnpack-dev,
 // 2022-02 snapshot) and times it per layer. Compiled only with LAMDA_WITH_XNNPACK defined; link
@@ -52527,6 +55333,10 @@ struct XnnOptions {
     // reference's (run_reference_int8), bit for bit on x86 (tests/exec/test_xnnpack_int8.cpp).
     // Read during construction only.
     const QuantizedModel* quantized = nullptr;
+    // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
+    // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
+    bool int8_vnni = true;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -52650,6 +55460,7 @@ public:
         if (init != xnn_status_success)
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
+        impl_->int8_vnni = options.int8_vnni;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -52699,6 +55510,8 @@ public:
     XnnLowering lowering(std::size_t i) const { return impl_->lowering.at(i); }
     // Whether the executor runs in int8 (XnnOptions::int8).
     bool int8() const noexcept { return impl_->int8; }
+    // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
+    int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -52821,6 +55634,8 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
+        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -53524,6 +56339,74 @@ private:
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
     }
 
+    // The geometry of a qc8 convolution, as xnn_create_convolution2d_nhwc_qc8 takes it.
+    struct Qc8Geometry {
+        std::uint32_t pad_top, pad_right, pad_bottom, pad_left, kh, kw, sh, sw, dh, dw, groups;
+        std::size_t gic, goc, in_stride, out_stride;
+    };
+
+    // A qc8 convolution (OHWI int8 kernel, int32 bias, per-channel weight scales `ks`) from in0
+    // to out; false when XNNPACK refuses its parameters. XNNPACK validates it in every case (the
+    // same refusals with or without VNNI); a 1x1, stride-1, ungrouped one then runs on lamda's
+    // VNNI kernel where the CPU has it (exec/qc8_vnni.hpp: the same arithmetic).
+    bool add_conv_qc8(int idx, const Layer& l, const Qc8Geometry& c, const Shape& is, const XnnQuant& in_q,
+                      const float* ks, const std::int8_t* kernel, const std::int32_t* bias, const XnnQuant& out_q,
+                      std::int8_t qlo, std::int8_t qhi, const std::int8_t* in0, std::int8_t* out) {
+        xnn_operator_t xop = nullptr;
+        if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
+                         c.pad_top, c.pad_right, c.pad_bottom, c.pad_left, c.kh, c.kw, c.sh, c.sw, c.dh, c.dw,
+                         c.groups, c.gic, c.goc, c.in_stride, c.out_stride, static_cast<std::int8_t>(in_q.zero_point),
+                         in_q.scale, ks, kernel, bias, static_cast<std::int8_t>(out_q.zero_point), out_q.scale, qlo,
+                         qhi, 0, &xop),
+                     l, "xnn_create_convolution2d_nhwc_qc8"))
+            return false;
+        const bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.pad_top == 0 &&
+                               c.pad_right == 0 && c.pad_bottom == 0 && c.pad_left == 0 && c.groups == 1 &&
+                               c.in_stride == c.gic && c.out_stride == c.goc;
+        if (pointwise && impl_->int8_vnni && qc8_vnni::available()) {
+            xnn_delete_operator(xop);
+            std::vector<float> scales(c.goc);
+            for (std::size_t o = 0; o < c.goc; ++o) scales[o] = conv_requant_scale(in_q.scale, ks[o], out_q.scale);
+            auto conv = std::make_shared<const Qc8Pointwise>(c.gic, c.goc, in_q.zero_point, kernel, bias,
+                                                             scales.data(), out_q.zero_point, qlo, qhi);
+            const auto pixels = static_cast<std::size_t>(is.h * is.w);
+            auto prepared = std::make_shared<std::vector<std::uint8_t>>(conv->prepared_bytes(pixels));
+            Step s;
+            s.layer = idx;
+            s.plan_op = impl_->current_op;
+            s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
+                conv->prepare_input(in0, pixels, prepared->data());
+                struct PointwiseJob {
+                    const Qc8Pointwise* conv;
+                    const std::uint8_t* prepared;
+                    std::int8_t* out;
+                    std::size_t pixels;
+                } job{conv.get(), prepared->data(), out, pixels};
+                const std::size_t tile = qc8_vnni::kTilePixels;
+                if (!pool || pixels <= tile) {
+                    conv->run_range(job.prepared, out, 0, pixels);
+                    return;
+                }
+                pthreadpool_parallelize_1d(
+                    pool,
+                    [](void* context, std::size_t i) {
+                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
+                        const std::size_t begin = i * qc8_vnni::kTilePixels;
+                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
+                    },
+                    &job, (pixels + tile - 1) / tile, 0);
+            };
+            impl_->steps.push_back(std::move(s));
+            ++impl_->vnni_layers;
+            return true;
+        }
+        add_op(idx, xop);
+        check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h), static_cast<std::size_t>(is.w),
+                                               in0, out, impl_->pool),
+              l, "xnn_setup_convolution2d_nhwc_qc8");
+        return true;
+    }
+
     // conv2d / dwconv / fc from a quantized model's int8 weights, scales and bias (PyTorch's
     // layouts: OIHW conv weights become OHWI), clamped as the plan's fused act says.
     bool build_affine_quantized(const Graph& g, const PlannedOp& op, const XnnQuant& in_q,
@@ -53579,19 +56462,12 @@ private:
             for (int pad : l.pads)
                 if (pad < 0) throw ExecutorError("XNNPACK: " + where(l) + ": negative padding");
             const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
-            if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                             u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
-                             u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h),
-                             u(l.dilation_w), groups, gic, goc, static_cast<std::size_t>(is.c), oc,
-                             zp(in_q), in_q.scale, ks.data(), kernel.data(), qw->bias.data(),
-                             zp(out_q), out_q.scale, qlo, qhi, 0, &xop),
-                         l, "xnn_create_convolution2d_nhwc_qc8"))
+            const Qc8Geometry geo{u(l.pads[0]), u(l.pads[3]), u(l.pads[2]), u(l.pads[1]), u(l.kernel_h),
+                                  u(l.kernel_w), u(l.stride_h), u(l.stride_w), u(l.dilation_h), u(l.dilation_w),
+                                  groups, gic, goc, static_cast<std::size_t>(is.c), oc};
+            if (!add_conv_qc8(op.layer, l, geo, is, in_q, ks.data(), kernel.data(), qw->bias.data(), out_q, qlo, qhi,
+                              in0, out))
                 return false;
-            add_op(op.layer, xop);
-            check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(is.h),
-                                                   static_cast<std::size_t>(is.w), in0, out,
-                                                   impl_->pool),
-                  l, "xnn_setup_convolution2d_nhwc_qc8");
         }
         impl_->quant[static_cast<std::size_t>(op.output)] = out_q;
         return true;
@@ -53672,22 +56548,13 @@ private:
                 check(xnn_setup_fully_connected_nc_qs8(xop, 1, in0, out, impl_->pool), l,
                       "xnn_setup_fully_connected_nc_qs8");
             } else {
-                if (!int8_ok(xnn_create_convolution2d_nhwc_qc8(
-                                 static_cast<std::uint32_t>(sp.pads[0]),
-                                 static_cast<std::uint32_t>(sp.pads[3]),
-                                 static_cast<std::uint32_t>(sp.pads[2]),
-                                 static_cast<std::uint32_t>(sp.pads[1]), sp.kh, sp.kw, sp.sh, sp.sw,
-                                 sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
-                                 static_cast<std::size_t>(sp.is.c), oc, zp(in_q), in_q.scale,
-                                 ks.data(), qk.data(), qb.data(), zp(out_q), out_q.scale, qlo, qhi,
-                                 0, &xop),
-                             l, "xnn_create_convolution2d_nhwc_qc8"))
+                const auto u = [](std::int64_t v) { return static_cast<std::uint32_t>(v); };
+                const Qc8Geometry geo{u(sp.pads[0]), u(sp.pads[3]), u(sp.pads[2]), u(sp.pads[1]), sp.kh, sp.kw,
+                                      sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
+                                      static_cast<std::size_t>(sp.is.c), oc};
+                if (!add_conv_qc8(idx, l, geo, sp.is, in_q, ks.data(), qk.data(), qb.data(), out_q, qlo, qhi, in0,
+                                  out))
                     return false;
-                add_op(idx, xop);
-                check(xnn_setup_convolution2d_nhwc_qc8(xop, 1, static_cast<std::size_t>(sp.is.h),
-                                                       static_cast<std::size_t>(sp.is.w), in0, out,
-                                                       impl_->pool),
-                      l, "xnn_setup_convolution2d_nhwc_qc8");
             }
             out_quant = out_q;
             return true;
@@ -54319,7 +57186,8 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<Eigen::VectorXd, prim_kind_count> residuals;
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
-            const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec);
+            const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
+                                               prec == LatencyPrecision::Int8 && qc8_vnni::available());
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -54386,7 +57254,9 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         const double int8_begin = elapsed();
         const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
-        prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8);
+        // The executor timed pointwise convs on lamda's VNNI kernel where this CPU has it.
+        prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
+                                            qc8_vnni::available());
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();
