@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: lamda_bench_int8 [--rounds N] [--threads T] MODEL.lamda[@HxWxC] ...\n");
         return 2;
     }
-    const bool vnni = lamda::qc8_vnni::available();
+    const bool vnni = lamda::qc8_vnni::used_by_default();
     if (vnni) {
         std::printf("| model | input | MMACs | fp32 ms | int8 ms | int8/fp32 | int8/fp32 (min) | int8 XNNPACK-only ms | its /fp32 | layers in float | max output error |\n");
         std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");

@@ -9364,8 +9364,8 @@ inline std::string dsl_json_schema(const DslGrammarOptions& options) {
 // Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
 // int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
 // left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
-// and XNNPACK's qc8 convolution everywhere else.
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
 //
 // Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
 // reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
@@ -9406,6 +9406,22 @@ inline bool available() noexcept {
     return false;
 #endif
 }
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds; a program
+// should compile every file that includes lamda alike (the value is fixed per translation unit).
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
 
 inline constexpr int kLanes = 16;       // output channels per register
 inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
@@ -10198,8 +10214,9 @@ struct XnnOptions {
     const QuantizedModel* quantized = nullptr;
     // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
     // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
-    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
-    bool int8_vnni = true;
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
+    // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
+    bool int8_vnni = qc8_vnni::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -10497,7 +10514,7 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
-        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
@@ -14761,8 +14778,8 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
 // Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
 // int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
 // left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
-// and XNNPACK's qc8 convolution everywhere else.
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
 //
 // Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
 // reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
@@ -14803,6 +14820,22 @@ inline bool available() noexcept {
     return false;
 #endif
 }
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds; a program
+// should compile every file that includes lamda alike (the value is fixed per translation unit).
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
 
 inline constexpr int kLanes = 16;       // output channels per register
 inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
@@ -15080,8 +15113,9 @@ struct XnnOptions {
     const QuantizedModel* quantized = nullptr;
     // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
     // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
-    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
-    bool int8_vnni = true;
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
+    // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
+    bool int8_vnni = qc8_vnni::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -15379,7 +15413,7 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
-        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
@@ -26328,8 +26362,8 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 // Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
 // int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
 // left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
-// and XNNPACK's qc8 convolution everywhere else.
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
 //
 // Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
 // reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
@@ -26370,6 +26404,22 @@ inline bool available() noexcept {
     return false;
 #endif
 }
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds; a program
+// should compile every file that includes lamda alike (the value is fixed per translation unit).
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
 
 inline constexpr int kLanes = 16;       // output channels per register
 inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
@@ -26647,8 +26697,9 @@ struct XnnOptions {
     const QuantizedModel* quantized = nullptr;
     // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
     // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
-    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
-    bool int8_vnni = true;
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
+    // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
+    bool int8_vnni = qc8_vnni::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -26946,7 +26997,7 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
-        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
@@ -35994,8 +36045,8 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 // Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
 // int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
 // left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
-// and XNNPACK's qc8 convolution everywhere else.
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
 //
 // Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
 // reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
@@ -36036,6 +36087,22 @@ inline bool available() noexcept {
     return false;
 #endif
 }
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds; a program
+// should compile every file that includes lamda alike (the value is fixed per translation unit).
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
 
 inline constexpr int kLanes = 16;       // output channels per register
 inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
@@ -36313,8 +36380,9 @@ struct XnnOptions {
     const QuantizedModel* quantized = nullptr;
     // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
     // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
-    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
-    bool int8_vnni = true;
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
+    // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
+    bool int8_vnni = qc8_vnni::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -36612,7 +36680,7 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
-        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
@@ -41102,8 +41170,8 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 // Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
 // int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
 // left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
-// and XNNPACK's qc8 convolution everywhere else.
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
 //
 // Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
 // reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
@@ -41144,6 +41212,22 @@ inline bool available() noexcept {
     return false;
 #endif
 }
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds; a program
+// should compile every file that includes lamda alike (the value is fixed per translation unit).
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
 
 inline constexpr int kLanes = 16;       // output channels per register
 inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
@@ -41506,8 +41590,9 @@ struct XnnOptions {
     const QuantizedModel* quantized = nullptr;
     // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
     // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
-    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
-    bool int8_vnni = true;
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
+    // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
+    bool int8_vnni = qc8_vnni::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -41805,7 +41890,7 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
-        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
@@ -43358,7 +43443,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
             const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
-                                               prec == LatencyPrecision::Int8 && qc8_vnni::available());
+                                               prec == LatencyPrecision::Int8 && qc8_vnni::used_by_default());
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -43427,7 +43512,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
         // The executor timed pointwise convs on lamda's VNNI kernel where this CPU has it.
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
-                                            qc8_vnni::available());
+                                            qc8_vnni::used_by_default());
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();
@@ -48583,8 +48668,8 @@ private:
 // Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
 // int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
 // left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
-// and XNNPACK's qc8 convolution everywhere else.
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
 //
 // Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
 // reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
@@ -48625,6 +48710,22 @@ inline bool available() noexcept {
     return false;
 #endif
 }
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds; a program
+// should compile every file that includes lamda alike (the value is fixed per translation unit).
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
 
 inline constexpr int kLanes = 16;       // output channels per register
 inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
@@ -48902,8 +49003,9 @@ struct XnnOptions {
     const QuantizedModel* quantized = nullptr;
     // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
     // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
-    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
-    bool int8_vnni = true;
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
+    // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
+    bool int8_vnni = qc8_vnni::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -49201,7 +49303,7 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
-        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
@@ -54931,8 +55033,8 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 // Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
 // int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
 // left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
-// and XNNPACK's qc8 convolution everywhere else.
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
 //
 // Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
 // reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
@@ -54973,6 +55075,22 @@ inline bool available() noexcept {
     return false;
 #endif
 }
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds; a program
+// should compile every file that includes lamda alike (the value is fixed per translation unit).
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
 
 inline constexpr int kLanes = 16;       // output channels per register
 inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
@@ -55335,8 +55453,9 @@ struct XnnOptions {
     const QuantizedModel* quantized = nullptr;
     // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
     // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
-    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
-    bool int8_vnni = true;
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
+    // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
+    bool int8_vnni = qc8_vnni::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -55634,7 +55753,7 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
-        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
@@ -57187,7 +57306,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
             const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
-                                               prec == LatencyPrecision::Int8 && qc8_vnni::available());
+                                               prec == LatencyPrecision::Int8 && qc8_vnni::used_by_default());
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -57256,7 +57375,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
         // The executor timed pointwise convs on lamda's VNNI kernel where this CPU has it.
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
-                                            qc8_vnni::available());
+                                            qc8_vnni::used_by_default());
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();

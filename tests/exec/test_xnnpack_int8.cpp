@@ -309,6 +309,7 @@ TEST_CASE("xnnpack int8: 1x1 convolutions on lamda's VNNI kernel equal XNNPACK's
         o.int8 = true;
         o.keep_intermediates = true;
         o.calibration.push_back(in);
+        o.int8_vnni = true;  // also in a Debug build, where it is off by default
         XnnExecutor own(g, w, o);
         o.int8_vnni = false;
         XnnExecutor xnn(g, w, o);

@@ -10,8 +10,8 @@
 // Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
 // int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
 // left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI,
-// and XNNPACK's qc8 convolution everywhere else.
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
 //
 // Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
 // reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
@@ -52,6 +52,22 @@ inline bool available() noexcept {
     return false;
 #endif
 }
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds; a program
+// should compile every file that includes lamda alike (the value is fixed per translation unit).
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
 
 inline constexpr int kLanes = 16;       // output channels per register
 inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)

@@ -124,8 +124,9 @@ struct XnnOptions {
     const QuantizedModel* quantized = nullptr;
     // int8: 1x1, stride-1, ungrouped convolutions run on lamda's own AVX-512 VNNI kernel
     // (exec/qc8_vnni.hpp: the same values, 3 to 7 times XNNPACK's speed there) where the CPU has
-    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare).
-    bool int8_vnni = true;
+    // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
+    // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
+    bool int8_vnni = qc8_vnni::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -423,7 +424,7 @@ private:
         std::vector<std::int8_t*> qptr;
         std::vector<XnnQuant> quant;
         std::vector<char> in_float;
-        bool int8_vnni = true;  // XnnOptions::int8_vnni
+        bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};

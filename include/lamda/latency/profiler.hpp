@@ -502,7 +502,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
             const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
-                                               prec == LatencyPrecision::Int8 && qc8_vnni::available());
+                                               prec == LatencyPrecision::Int8 && qc8_vnni::used_by_default());
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -571,7 +571,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
         // The executor timed pointwise convs on lamda's VNNI kernel where this CPU has it.
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
-                                            qc8_vnni::available());
+                                            qc8_vnni::used_by_default());
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();
