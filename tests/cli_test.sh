@@ -497,6 +497,19 @@ if "${lamda[@]}" --version | grep -q "features:.*torch" && [ ${#lamda[@]} -eq 1 
     schema train
     [ "$(json_field "$tmp/out" test_accuracy)" = None ] && [ "$(json_field "$tmp/out" weights)" = None ] && pass ||
         fail "train --json without a test set or --out: $(head -c 300 "$tmp/out")"
+    # Fine-tuning (--init) with a teacher whose weights are folded, as --out wrote them.
+    expect_rc 0 "${lamda[@]}" train "$tmp/cls.lamda" --dataset "$tmp/ds" --epochs 1 --batch 8 --init "$tmp/cls.safetensors" \
+        --teacher "$tmp/cls.lamda" --teacher-weights "$tmp/cls_trained.safetensors" --distill 0.7 --json
+    schema train
+    [ "$(json_field "$tmp/out" init)" = "$tmp/cls.safetensors" ] && pass || fail "train --json init"
+    /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["distillation"]; sys.exit(d["weight"]!=0.7 or d["temperature"]!=4)' "$tmp/out" &&
+        pass || fail "train --json distillation: $(head -c 400 "$tmp/out")"
+    printf 'model cls3\ni: input shape=4x4x1\ng: gap\nf: fc out=3\n' >"$tmp/cls3.lamda"
+    expect_rc 0 "${lamda[@]}" run "$tmp/cls3.lamda" --seed 3 --save-weights "$tmp/cls3.safetensors"
+    expect_rc 1 "${lamda[@]}" train "$tmp/cls.lamda" --dataset "$tmp/ds" --epochs 1 --teacher "$tmp/cls3.lamda"
+    expect_in "$tmp/err" "the distillation teacher's output 'f' is 1x1x3 but the model's is 1x1x2"
+    expect_rc 2 "${lamda[@]}" train "$tmp/cls.lamda" --dataset "$tmp/ds" --distill 0.5
+    expect_in "$tmp/err" "--distill requires --teacher"
     # libtorch is the training module's (lamda-train.so), opened when a command trains: lamda
     # itself does not link it (it cost every command 0.7 s at start-up), and a module that
     # cannot be loaded is a one-line error naming where it was looked for.

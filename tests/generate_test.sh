@@ -159,8 +159,9 @@ PY
     # Candidate 0 is the start model with its own weights (its test accuracy through libtorch is
     # XNNPACK's), the others inherit weights and are fine-tuned; the journal names the files.
     printf '{"name": "fm_adapt", "input": [28, 28, 1], "classes": 10, "dataset": "./fm",\n "constraints": {"latency_ms": 0.05, "min_accuracy_drop": 30}, "budget": {"max_candidates": 3}}\n' >"$tmp/adapt.json"
+    # The final training also distils the start model (--distill): the report records it.
     "$lamda" generate "$tmp/adapt.json" --out "$tmp/adapt" --start-from "$tmp/slice/best.lamda" \
-        --final-top 1 --final-epochs 1 --runs 5 --confirm-runs 5 >"$tmp/out" 2>"$tmp/err"
+        --final-top 1 --final-epochs 1 --runs 5 --confirm-runs 5 --distill 0.5 >"$tmp/out" 2>"$tmp/err"
     rc=$?
     [ $rc -le 1 ] && pass || { fail "adapt: exit $rc"; tail -20 "$tmp/err"; }
     expect_in "$tmp/err" "lamda: start model:"
@@ -183,7 +184,12 @@ for r in recs[1:]:
 m = re.search(r"start model: [0-9.]+ ms, test accuracy ([0-9.]+)%", err)
 assert m, err[-500:]
 assert abs(float(m.group(1)) / 100 - ev["accuracy"]) <= 0.001, (m.group(1), ev["accuracy"])
+report = json.load(open(out + "/report.json"))
+assert report["start_model"]["distillation"] == {"weight": 0.5, "temperature": 4}, report["start_model"]
+assert "learn from the start model too (distillation: weight 0.50, temperature 4.0)" in err, err[-500:]
 PY
+    expect_rc 2 "$lamda" generate "$tmp/adapt.json" --out "$tmp/nostart" --distill 0.5
+    expect_in "$tmp/err" "--distill: the teacher is the start model: give --start-from"
     # ---- The same with --proposer llm: the model is shown the start model and edits it -----------
     # A stand-in server answers each turn with the start model from its prompt, one conv narrowed
     # (a different width each time); the edits inherit the start model's weights.

@@ -58,6 +58,10 @@ struct TempDir {
 };
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+std::string read_text(const std::string& path) {
+    std::ifstream f(path);
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
 
 Task fmnist_task(double latency_ms = 0) {
     Task t;
@@ -118,6 +122,10 @@ public:
         write_text(out, "weights");
         calls.push_back("final_from");
         return {0.895, 0.885, 1, 1};
+    }
+    void set_distillation(const Graph& teacher, const std::string& path, double weight, double temperature) override {
+        REQUIRE(validate_weights(teacher, read_safetensors(path)).empty());
+        calls.push_back("distill " + detail::format_fixed(weight, 2) + " " + detail::format_fixed(temperature, 1));
     }
 };
 
@@ -447,6 +455,38 @@ TEST_CASE("adapt: generate evaluates the start model, fine-tunes inherited candi
     o.start = std::make_shared<const StartModel>(load_start_model(dir / "other.lamda", "", task));
     AdaptDesigner other(1, *o.start);
     CHECK_THROWS_WITH(generate(task, other, &second, o), doctest::Contains("not the start model"));
+}
+
+TEST_CASE("adapt: --distill hands the start model to the trainer as the final trainings' teacher") {
+    TempDir dir("distill");
+    Task task = fmnist_task(1000.0);
+    task.budget.max_candidates = 2;
+    auto start = std::make_shared<const StartModel>(load_start_model(write_start(dir), "", task));
+    RecordingTrainer trainer;
+    GenerateOptions o = adapt_options(dir, start);
+    o.distill_weight = 0.5;
+    o.distill_temperature = 3;
+    AdaptDesigner proposer(1, *start);
+    GenerateOutcome r = generate(task, proposer, &trainer, o);
+    REQUIRE_FALSE(trainer.calls.empty());
+    CHECK(trainer.calls.front() == "distill 0.50 3.0");  // before the search: a bad teacher fails early
+    CHECK(std::count(trainer.calls.begin(), trainer.calls.end(), "distill 0.50 3.0") == 1);
+    REQUIRE(r.info.start_model);
+    REQUIRE(r.info.start_model->distillation);
+    CHECK(r.info.start_model->distillation->first == 0.5);
+    const std::string report = read_text(o.out_dir + "/report.json");
+    CHECK(report.find("\"distillation\":{\"weight\":0.5,\"temperature\":3}") != std::string::npos);
+
+    // Without it the trainer is never asked, and the report says null.
+    TempDir plain_dir("no-distill");
+    RecordingTrainer plain;
+    GenerateOptions p = adapt_options(plain_dir, start);
+    AdaptDesigner again(1, *start);
+    const GenerateOutcome q = generate(task, again, &plain, p);
+    REQUIRE(q.info.start_model);
+    CHECK_FALSE(q.info.start_model->distillation);
+    CHECK(std::none_of(plain.calls.begin(), plain.calls.end(), [](const std::string& c) { return c.rfind("distill", 0) == 0; }));
+    CHECK(read_text(p.out_dir + "/report.json").find("\"distillation\":null") != std::string::npos);
 }
 
 TEST_CASE("adapt: a start model over the budget is still evaluated: its accuracy is the bar") {

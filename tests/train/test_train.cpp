@@ -281,6 +281,97 @@ TEST_CASE("train: TorchTrainer, the generation loop's trainer") {
 }
 
 
+namespace {
+
+// The same images with every label k replaced by (k + 1) mod classes: a teacher trained on these
+// disagrees with the true labels everywhere, so what a student learns shows whom it followed.
+Dataset shifted_labels(Dataset d) {
+    for (int& k : d.labels) k = (k + 1) % d.classes;
+    return d;
+}
+
+const char* const distill_student = "input: input shape=8x8x2\nc: conv2d out=8 kernel=3 act=relu\n"
+                                    "p: maxpool kernel=2\nf: flatten\nlogits: fc out=4\n";
+
+}  // namespace
+
+TEST_CASE("train: distillation follows the teacher, not only the labels") {
+    const Dataset train = synthetic(400, {8, 8, 2}, 4, 51), val = synthetic(100, {8, 8, 2}, 4, 52);
+    // The teacher: another architecture (a softmax output too), trained on the shifted labels.
+    const Graph teacher = graph_of("input: input shape=8x8x2\nc: conv2d out=12 kernel=3 bias=false\nbn: batchnorm\n"
+                                   "r: relu\np: avgpool kernel=2\nf: flatten\nfc: fc out=4\nprob: softmax\n");
+    const lamda::TrainResult taught = lamda::train_model(teacher, shifted_labels(train), shifted_labels(val), nullptr, quick(4));
+    REQUIRE(taught.val_accuracy > 0.8);
+
+    const Graph student = graph_of(distill_student);
+    const lamda::TrainResult plain = lamda::train_model(student, train, val, nullptr, quick(3));
+    CHECK(plain.val_accuracy > 0.8);
+
+    // All of the loss from the teacher: the student learns the shifted classes from the true labels' images.
+    TrainOptions o = quick(3);
+    auto d = std::make_shared<lamda::Distillation>();
+    d->teacher = taught.graph;  // batch norm folded, as a start model's weights usually are
+    d->teacher_weights = taught.weights;
+    d->weight = 1.0;
+    d->temperature = 2.0;
+    o.distill = d;
+    const lamda::TrainResult followed = lamda::train_model(student, train, shifted_labels(val), nullptr, o);
+    CHECK(followed.val_accuracy > 0.7);
+    // A small share: the labels still decide (and the loss is not the labels' alone).
+    d->weight = 0.1;
+    d->temperature = 1.0;
+    const lamda::TrainResult mixed = lamda::train_model(student, train, val, nullptr, o);
+    CHECK(mixed.val_accuracy > 0.7);
+    CHECK(mixed.epoch_loss != plain.epoch_loss);
+
+    SUBCASE("refusals name what differs") {
+        d->weight = 0;
+        CHECK_THROWS_WITH_AS(lamda::train_model(student, train, val, nullptr, o),
+                             doctest::Contains("distillation weight must be in (0, 1]"), std::invalid_argument);
+        d->weight = 0.5;
+        d->temperature = -1;
+        CHECK_THROWS_WITH_AS(lamda::train_model(student, train, val, nullptr, o),
+                             doctest::Contains("distillation temperature"), std::invalid_argument);
+        d->temperature = 4;
+        d->teacher = graph_of("input: input shape=8x8x2\ng: gap\nf: fc out=5\n");
+        d->teacher_weights = lamda::random_weights(d->teacher, 1);
+        CHECK_THROWS_WITH_AS(lamda::train_model(student, train, val, nullptr, o),
+                             doctest::Contains("the distillation teacher's output 'f' is 1x1x5 but the model's is 1x1x4"),
+                             lamda::DatasetError);
+        d->teacher = graph_of("input: input shape=8x8x1\ng: gap\nf: fc out=4\n");
+        d->teacher_weights = lamda::random_weights(d->teacher, 1);
+        CHECK_THROWS_WITH_AS(lamda::train_model(student, train, val, nullptr, o),
+                             doctest::Contains("the distillation teacher's input is 8x8x1"), lamda::DatasetError);
+        d->teacher = taught.graph;
+        d->teacher_weights = lamda::random_weights(student, 1);  // the student's tensors, not the teacher's
+        CHECK_THROWS_AS(lamda::train_model(student, train, val, nullptr, o), lamda::ExecutorError);
+    }
+
+    SUBCASE("TorchTrainer: the final trainings distil from a weights file") {
+        lamda::DatasetSplits data;
+        data.name = "synthetic";
+        data.train = train;
+        data.test = shifted_labels(val);  // test accuracy measures agreement with the teacher
+        lamda::TorchTrainer trainer(data, quick(1), quick(3));
+        lamda::Trainer& t = trainer;
+        const auto dir = std::filesystem::temp_directory_path();
+        const std::string tag = std::to_string(::getpid());
+        const std::string teacher_path = (dir / ("lamda_distill_teacher_" + tag + ".safetensors")).string();
+        const std::string out_path = (dir / ("lamda_distill_student_" + tag + ".safetensors")).string();
+        lamda::write_safetensors(teacher_path, taught.weights);
+        CHECK_THROWS_WITH_AS(t.set_distillation(taught.graph, teacher_path, 1.5, 4), doctest::Contains("distillation weight"),
+                             std::invalid_argument);
+        CHECK_THROWS_AS(t.set_distillation(student, teacher_path, 1.0, 2.0), lamda::ExecutorError);
+        const double before = t.train_final(student, out_path).test_accuracy;
+        t.set_distillation(taught.graph, teacher_path, 1.0, 2.0);
+        const double after = t.train_final(student, out_path).test_accuracy;
+        std::filesystem::remove(teacher_path);
+        std::filesystem::remove(out_path);
+        CHECK(before < 0.3);
+        CHECK(after > 0.7);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // train/qat.hpp: fake quantization in libtorch, quantization-aware fine-tuning
 // ---------------------------------------------------------------------------------------------

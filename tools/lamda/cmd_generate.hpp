@@ -61,6 +61,8 @@ struct GenerateArgs {
     int workers = 1;          // --workers N: candidates evaluated at once on this machine (threads)
     std::string start_from;     // --start-from MODEL: adapt this model (docs/adapt.md)
     std::string start_weights;  // --start-weights W: its weights (default MODEL.safetensors)
+    double distill = 0;              // --distill W: the start model teaches the final trainings
+    double distill_temperature = 4;  // --distill-temperature T
 };
 
 // Builds the trainer for a task's dataset (cmd_train.hpp's make_trainer when lamda has libtorch).
@@ -112,6 +114,13 @@ inline CLI::App* add_generate_command(CLI::App& app, GenerateArgs& a) {
                     "(docs/adapt.md). With several --profile files (comma list) or --device URLs: one adapted model per "
                     "device and DIR/fleet.json");
     cmd->add_option("--start-weights", a.start_weights, "Weights of --start-from (default: MODEL with .safetensors)");
+    cmd->add_option("--distill", a.distill,
+                    "With --start-from: the final trainings also learn the start model's predictions (knowledge "
+                    "distillation), this share of the loss (e.g. 0.5; default 0: the labels alone)")
+        ->check(CLI::Range(0.0, 1.0));
+    cmd->add_option("--distill-temperature", a.distill_temperature,
+                    "Temperature softening the start model's predictions for --distill (default 4)")
+        ->check(CLI::Range(0.05, 100.0));
     cmd->add_flag("--json", a.json, "Print a JSON summary at the end (report.json's best and stop)");
     cmd->add_flag("-q,--quiet", a.quiet, "No progress output");
     add_llm_options(cmd, a.llm, false);
@@ -315,6 +324,8 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
 
     std::unique_ptr<Proposer> proposer;
     std::shared_ptr<const StartModel> start;
+    if (a.distill > 0 && a.start_from.empty())
+        throw Exception(Error(ErrorKind::usage, "--distill: the teacher is the start model: give --start-from"));
     if (!a.start_from.empty()) {
         if (ranks > 1 || a.workers > 1)
             throw Exception(Error(ErrorKind::usage, "--start-from: adapting a model runs one evaluation at a time "
@@ -376,6 +387,10 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
     o.status = a.quiet || rank > 0 ? nullptr : &std::cerr;
     o.status_is_terminal = ::isatty(STDERR_FILENO) == 1;
     o.start = start;
+    if (a.distill > 0 && !trainer && !a.quiet)
+        std::cerr << "lamda: warning: --distill: nothing is trained in this search, so nothing is distilled\n";
+    o.distill_weight = trainer ? a.distill : 0.0;
+    o.distill_temperature = a.distill_temperature;
 #if defined(LAMDA_WITH_AGENT)
     if (!device.empty()) {
         auto client = std::make_shared<AgentClient>(device);

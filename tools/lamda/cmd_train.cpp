@@ -6,14 +6,17 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <lamda/core/diagnostics.hpp>
 #include <lamda/dsl/file.hpp>
 #include <lamda/data/dataset.hpp>
 #include <lamda/dsl/parser.hpp>
+#include <lamda/exec/fold.hpp>
 #include <lamda/detail/json_write.hpp>
 #include <lamda/train/qat.hpp>
 #include <lamda/train/trainer.hpp>
@@ -85,6 +88,29 @@ int run_train(const TrainArgs& args) {
     show_steps(o);
     if (args.progress_s >= 0) o.step_progress_seconds = args.progress_s;
 
+    std::optional<lamda::Weights> init;
+    if (!args.init.empty()) init = lamda::read_safetensors(args.init);
+    if (!args.teacher.empty()) {
+        const lamda::ParseResult teacher = lamda::parse_dsl_file(args.teacher);
+        if (!teacher.ok()) {
+            std::cerr << lamda::format_diagnostics(teacher.diagnostics);
+            return 1;
+        }
+        auto d = std::make_shared<lamda::Distillation>();
+        d->teacher = teacher.graph;
+        d->teacher_weights = lamda::read_safetensors(
+            args.teacher_weights.empty() ? std::filesystem::path(args.teacher).replace_extension(".safetensors").string()
+                                         : args.teacher_weights);
+        // `lamda train --out` saves weights with batch norm folded: they fit the folded model.
+        if (!lamda::validate_weights(d->teacher, d->teacher_weights).empty()) {
+            lamda::Graph folded = lamda::fold_batchnorm_graph(d->teacher);
+            if (lamda::validate_weights(folded, d->teacher_weights).empty()) d->teacher = std::move(folded);
+        }
+        d->weight = args.distill;
+        d->temperature = args.distill_temperature;
+        o.distill = std::move(d);
+    }
+
     std::cerr << "loading " << args.dataset << "...\n";
     const lamda::DatasetSplits data = lamda::load_dataset(args.dataset);
     // The images it really trains on: what is left after the validation split (split_dataset's
@@ -101,8 +127,9 @@ int run_train(const TrainArgs& args) {
               << held << " of " << data.train.size() << " held out for validation), "
               << data.test.size() << " test images, " << o.epochs << " epochs, "
               << lamda::optimizer_name(o.optimizer) << ", " << o.threads << " thread"
-              << (o.threads == 1 ? "" : "s") << '\n';
-    const lamda::TrainResult r = lamda::train_model(parsed.graph, data, o);
+              << (o.threads == 1 ? "" : "s") << (init ? ", from " + args.init : std::string())
+              << (o.distill ? ", distilling " + args.teacher : std::string()) << '\n';
+    const lamda::TrainResult r = lamda::train_model(parsed.graph, data, o, init ? &*init : nullptr);
     if (!args.out.empty()) lamda::write_safetensors(args.out, r.weights);
 
     if (args.json) {
@@ -124,6 +151,19 @@ int run_train(const TrainArgs& args) {
             .field("batch", o.batch_size)
             .field("seed", o.seed)
             .field("threads", o.threads);
+        json.key("init");
+        if (args.init.empty()) json.null();
+        else json.value(args.init);
+        json.key("distillation");
+        if (o.distill) {
+            json.begin_object()
+                .field("teacher", args.teacher)
+                .field("weight", o.distill->weight)
+                .field("temperature", o.distill->temperature)
+                .end_object();
+        } else {
+            json.null();
+        }
         json.key("weights");
         if (args.out.empty()) json.null();
         else json.value(args.out);

@@ -190,6 +190,19 @@ inline void add_train_commands(CLI::App& app, int& exit_code) {
         ->check(CLI::Range(0.0, 86400.0));
     train->add_flag("--proxy", args->proxy,
                     "The search's proxy mode: 6000 images, 2 epochs, batch 32, no augmentation");
+    train->add_option("--init", args->init, "Start from these weights (safetensors fitting the model): fine-tuning");
+    auto* teacher = train->add_option(
+        "--teacher", args->teacher, "Knowledge distillation: also learn this trained model's predictions (same input and classes)");
+    train->add_option("--teacher-weights", args->teacher_weights,
+                      "The teacher's weights (default: the teacher's file with .safetensors)")
+        ->needs(teacher);
+    train->add_option("--distill", args->distill, "With --teacher: its share of the loss (default 0.5)")
+        ->check(CLI::Range(0.01, 1.0))
+        ->needs(teacher);
+    train->add_option("--distill-temperature", args->distill_temperature,
+                      "With --teacher: the temperature softening its predictions (default 4)")
+        ->check(CLI::Range(0.05, 100.0))
+        ->needs(teacher);
     train->add_option("--out", args->out, "Write the trained weights (safetensors)");
     train->add_flag("--json", args->json,
                     "Print one JSON object (val_accuracy, test_accuracy, train_seconds, ...)");

@@ -64,6 +64,11 @@ struct TrainArgs {
     double progress_s = -1;  // seconds between lines within an epoch; < 0: 1 on a terminal, 15 in a log
     bool proxy = false;
     bool json = false;
+    std::string init;             // --init W: start from these weights (fine-tuning)
+    std::string teacher;          // --teacher M: distil this trained model (with --teacher-weights)
+    std::string teacher_weights;  // default: M with .safetensors
+    double distill = 0.5;         // --distill: the teacher's share of the loss
+    double distill_temperature = 4;
 };
 
 // What `lamda quantize --qat-epochs` fine-tuning returns.

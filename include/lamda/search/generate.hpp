@@ -95,6 +95,10 @@ struct GenerateOptions {
     // are fine-tuned; the final training starts from the inherited weights. One process, one
     // evaluation at a time (no workers, no runner).
     std::shared_ptr<const StartModel> start;
+    // Adaptation: > 0 distils the start model into the final trainings (Trainer::set_distillation:
+    // this share of the loss from its predictions softened by distill_temperature); 0: labels only.
+    double distill_weight = 0;
+    double distill_temperature = 4;
 };
 
 struct GenerateOutcome {
@@ -460,6 +464,14 @@ inline void prepare_adaptation(Task& task, const GenerateOptions& o, Trainer* tr
     if (trainer) {
         setup.inherit = weight_inheritance(o.out_dir, o.seed);
         setup.weights_dir = o.out_dir;
+        if (o.distill_weight > 0) {  // checked now, not after the search
+            trainer->set_distillation(o.start->graph, (fs::path(o.out_dir) / std::string(start_weights_file)).string(),
+                                      o.distill_weight, o.distill_temperature);
+            if (o.status)
+                *o.status << "lamda: the final trainings learn from the start model too (distillation: weight "
+                          << format_fixed(o.distill_weight, 2) << ", temperature " << format_fixed(o.distill_temperature, 1)
+                          << ")\n";
+        }
     }
     if (!resumed.empty()) set_relative_accuracy(task, resumed.front(), nullptr);
 }
@@ -615,7 +627,11 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
                       ? o.device_description
                       : describe_device().cpu_model + ", " + std::to_string(task.constraints.threads) + " thread(s)";
     info.stop_reason = out.result.stop_reason;
-    if (o.start) info.start_model = ReportInfo::StartModelInfo{o.start->source, out.start_ms, out.start_test_accuracy};
+    if (o.start) {
+        info.start_model = ReportInfo::StartModelInfo{o.start->source, out.start_ms, out.start_test_accuracy};
+        if (trainer && o.distill_weight > 0)
+            info.start_model->distillation = std::make_pair(o.distill_weight, o.distill_temperature);
+    }
     out.ranked = rank_feasible(out.result.records, task.objective);
     const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
     const auto confirm_start = std::chrono::steady_clock::now();

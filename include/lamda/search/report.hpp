@@ -74,6 +74,8 @@ struct ReportInfo {
     struct StartModelInfo {
         std::string source;
         std::optional<double> measured_ms, test_accuracy;
+        // The final trainings distilled it: {weight, temperature} (GenerateOptions::distill_weight).
+        std::optional<std::pair<double, double>> distillation = std::nullopt;
     };
     std::optional<StartModelInfo> start_model;  // nullopt: the search did not adapt a model
 };
@@ -266,7 +268,8 @@ inline void index_array(JsonWriter& j, std::string_view key, const std::vector<C
 
 // report.json: {"format":"lamda-report","version":1, "task", "objective", "proposer", "seed",
 // "device", "stop_reason", "timings":{"total_s","stages":{...}}, "candidates", "verdicts":{...},
-// "start_model": an adaptation's start model {"source","measured_ms","test_accuracy"} (or null),
+// "start_model": an adaptation's start model {"source","measured_ms","test_accuracy",
+// "distillation": {"weight","temperature"} or null} (or null),
 // "best": the record handed over, in full (or null), "best_confirmed_ms": its confirming
 // measurement (or null), "final_training": its full training (or
 // null), "final_trainings" and "confirmations": every one made, "pareto_front" and
@@ -305,6 +308,15 @@ inline std::string report_json(const Task& task, const std::vector<CandidateReco
         j.field("source", std::string_view(valid_utf8(info.start_model->source)));
         j.key("measured_ms").value(info.start_model->measured_ms);
         j.key("test_accuracy").value(info.start_model->test_accuracy);
+        j.key("distillation");
+        if (const auto& d = info.start_model->distillation) {
+            j.begin_object();
+            j.field("weight", d->first);
+            j.field("temperature", d->second);
+            j.end_object();
+        } else {
+            j.null();
+        }
         j.end_object();
     } else {
         j.null();
@@ -1025,6 +1037,10 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                      "</td><td class=\"num\">" + accuracy_text(t.result.test_accuracy) + "</td></tr>\n";
             }
             h += "</table>\n";
+            if (info.start_model && info.start_model->distillation)
+                h += "<p id=\"distillation\">The full trainings learned from the start model as well as from the labels "
+                     "(distillation: weight " + fixed(info.start_model->distillation->first, 2) + ", temperature " +
+                     fixed(info.start_model->distillation->second, 1) + ").</p>\n";
         }
 
     }

@@ -282,6 +282,15 @@ public:
         (void)graph, (void)fp32_path, (void)int8_path;
         throw std::logic_error("this trainer cannot quantize");
     }
+    // Adaptation: the final trainings (train_final, train_final_from) from now on also learn from
+    // `teacher` with the weights in `weights_path` (knowledge distillation, train/trainer.hpp's
+    // Distillation: `weight` of the loss, softened by `temperature`). Throws std::invalid_argument
+    // or a DatasetError when they do not fit; a trainer without it throws std::logic_error.
+    virtual void set_distillation(const Graph& teacher, const std::string& weights_path, double weight,
+                                  double temperature) {
+        (void)teacher, (void)weights_path, (void)weight, (void)temperature;
+        throw std::logic_error("this trainer cannot distill");
+    }
     // A hook to call between mini-batch steps (empty: none), so a parallel search can pause
     // training while it measures a latency (search/parallel.hpp). A trainer without steps ignores it.
     virtual void set_between_steps(std::function<void()> hook) { (void)hook; }

@@ -14,7 +14,9 @@
 // optional augmentation (a random shift by up to `shift` pixels, i.e. zero padding then a random
 // crop; a random horizontal flip), and minimises cross-entropy with optional label smoothing
 // with Adam or SGD (momentum 0.9, optionally a cosine learning-rate schedule to zero). A model
-// whose output layer is softmax is trained on the log of its probabilities.
+// whose output layer is softmax is trained on the log of its probabilities. With
+// TrainOptions::distill, a trained teacher's softened predictions join the labels in the loss
+// (knowledge distillation; Distillation below).
 //
 // Determinism: torch::manual_seed(seed) before the parameters are created, and lamda's own
 // SplitMix64 for the split, the order and the augmentation: the same seed, options and thread
@@ -89,6 +91,18 @@ struct TrainStepProgress {
     double seconds = 0;             // since training started
 };
 
+// Knowledge distillation (Hinton et al., 2015): a trained teacher's softened predictions join the
+// labels in the loss, loss = (1 - weight) * CE(labels) + weight * T^2 * KL(teacher_T || student_T),
+// where x_T = softmax(log-probabilities / T). Used when a model adapted from a larger one (search/
+// adapt.hpp: the start model) is trained: the teacher knows more than the labels say about which
+// classes look alike. The teacher must classify the same inputs into as many scores.
+struct Distillation {
+    Graph teacher;
+    Weights teacher_weights;  // fit `teacher` (batch norm folded or not)
+    double weight = 0.5;      // in (0, 1]: the teacher's share of the loss
+    double temperature = 4;   // > 0; 4 is the usual choice for 10 classes
+};
+
 struct TrainOptions {
     OptimizerKind optimizer = OptimizerKind::Adam;
     double lr = 3e-3;            // initial learning rate
@@ -108,6 +122,8 @@ struct TrainOptions {
     std::function<void(const TrainProgress&)> progress;  // called after every epoch
     std::function<void(const TrainStepProgress&)> step_progress;  // within epochs, see below
     double step_progress_seconds = 2;  // at most this often (0: after every step)
+    // Distillation from a teacher (above); null: the labels alone.
+    std::shared_ptr<const Distillation> distill;
     // Called before every mini-batch step: a parallel search pauses the node's trainings here
     // while a latency is measured (search/parallel.hpp's NodeGate); it may block or throw.
     std::function<void()> between_steps;
@@ -169,6 +185,31 @@ inline void check_options(const TrainOptions& o) {
     if (!(o.validation_fraction >= 0 && o.validation_fraction < 1))
         bad("validation fraction must be in [0, 1)");
     if (o.threads < 1 || o.threads > 1024) bad("threads must be in 1..1024, got " + std::to_string(o.threads));
+    if (o.distill) {
+        if (!(o.distill->weight > 0 && o.distill->weight <= 1))
+            bad("distillation weight must be in (0, 1], got " + std::to_string(o.distill->weight));
+        if (!(o.distill->temperature > 0 && o.distill->temperature <= 100))
+            bad("distillation temperature must be in (0, 100], got " + std::to_string(o.distill->temperature));
+    }
+}
+
+// The teacher of a distillation, ready to score batches: checked against the student's input and
+// output (ExecutorError or DatasetError naming what differs), weights loaded, in eval mode.
+inline std::unique_ptr<TorchModel> make_teacher(const Distillation& d, const Graph& student) {
+    if (d.teacher.layers.empty()) throw DatasetError("the distillation teacher has no layers");
+    const Shape tin = d.teacher.input().shape, sin = student.input().shape;
+    if (tin != sin)
+        throw DatasetError("the distillation teacher's input is " + to_string(tin) + " but the model's is " +
+                           to_string(sin));
+    const Shape tout = d.teacher.output().shape, sout = student.output().shape;
+    if (tout != sout)
+        throw DatasetError("the distillation teacher's output '" + d.teacher.output().name + "' is " +
+                           to_string(tout) + " but the model's is " + to_string(sout) +
+                           " (the same scores are needed)");
+    auto teacher = std::make_unique<TorchModel>(d.teacher);
+    teacher->load_weights(d.teacher_weights);
+    teacher->eval();
+    return teacher;
 }
 
 // Fills `out` (NCHW, n images) from `d`'s images at `idx[0..n)`, shifted by (dy, dx) with zeros
@@ -322,6 +363,8 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
 
     TorchModel model(graph);
     if (init) model.load_weights(*init);
+    const std::unique_ptr<TorchModel> teacher =
+        options.distill ? train_detail::make_teacher(*options.distill, graph) : nullptr;
     std::unique_ptr<torch::optim::Optimizer> optimizer;
     if (options.optimizer == OptimizerKind::Adam)
         optimizer = std::make_unique<torch::optim::Adam>(
@@ -366,6 +409,19 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
             const torch::Tensor logp = train_detail::log_probs(graph, model.forward(x));
             torch::Tensor loss = torch::nll_loss(logp, y);
             if (smoothing > 0) loss = (1.0 - smoothing) * loss - smoothing * logp.mean(1).mean();
+            if (teacher) {
+                const double a = options.distill->weight, T = options.distill->temperature;
+                torch::Tensor target;
+                {
+                    torch::NoGradGuard no_grad;
+                    target = torch::softmax(train_detail::log_probs(options.distill->teacher, teacher->forward(x)) / T, 1);
+                }
+                // KL(teacher || student), averaged over the batch; T^2 keeps its gradients on the
+                // scale of the labels' term whatever the temperature.
+                const torch::Tensor kl =
+                    torch::kl_div(torch::log_softmax(logp / T, 1), target, at::Reduction::Sum) / static_cast<double>(B);
+                loss = (1.0 - a) * loss + a * T * T * kl;
+            }
             optimizer->zero_grad();
             loss.backward();
             optimizer->step();
@@ -424,11 +480,11 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
 // The same, splitting data.train into training and validation sets by
 // options.validation_fraction and options.seed; data.test, when not empty, gives test_accuracy.
 inline TrainResult train_model(const Graph& graph, const DatasetSplits& data,
-                               const TrainOptions& options) {
+                               const TrainOptions& options, const Weights* init = nullptr) {
     train_detail::check_options(options);
     const auto parts = split_dataset(data.train, options.validation_fraction, options.seed);
     return train_model(graph, parts.first, parts.second, data.test.empty() ? nullptr : &data.test,
-                       options);
+                       options, init);
 }
 
 // The generation loop's trainer (search/types.hpp): proxy training for ranking candidates, full
@@ -456,6 +512,24 @@ public:
 
     FinalTraining train_final(const Graph& graph, const std::string& weights_path) override {
         return final_training(graph, weights_path, nullptr);
+    }
+
+    void set_distillation(const Graph& teacher, const std::string& weights_path, double weight,
+                          double temperature) override {
+        auto d = std::make_shared<Distillation>();
+        d->teacher = teacher;
+        d->teacher_weights = read_safetensors(weights_path);
+        d->weight = weight;
+        d->temperature = temperature;
+        TrainOptions checked = full_;
+        checked.distill = d;
+        train_detail::check_options(checked);
+        check_classifier(teacher, test_, name_);
+        {
+            TorchModel probe(teacher);
+            probe.load_weights(d->teacher_weights);  // ExecutorError naming what does not fit
+        }
+        full_.distill = std::move(d);
     }
 
     void set_between_steps(std::function<void()> hook) override {
