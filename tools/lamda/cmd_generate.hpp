@@ -51,7 +51,7 @@ struct GenerateArgs {
     int final_top = 3;        // feasible candidates trained in full at the end, at most
     int train_threads = 1;    // libtorch threads (training never overlaps a measurement)
     int final_epochs = 0;     // epochs of the full trainings at the end; 0: the trainer's default (15)
-    double proxy_slack = 0.15;  // GenerateSetup::proxy_accuracy_slack
+    double proxy_slack = lamda::default_proxy_accuracy_slack;  // GenerateSetup::proxy_accuracy_slack
     int runs = 30;            // timed runs per measured candidate
     int confirm_runs = 300;   // timed runs confirming the best at the end
     bool json = false;
@@ -102,7 +102,7 @@ inline CLI::App* add_generate_command(CLI::App& app, GenerateArgs& a) {
     cmd->add_option("--train-threads", a.train_threads, "Threads for training candidates (libtorch)")
         ->check(CLI::Range(1, 1024));
     cmd->add_option("--proxy-slack", a.proxy_slack,
-                    "A proxy-trained candidate is below_accuracy only when this far below min_accuracy")
+                    "A proxy-trained candidate is below_accuracy only when this far below min_accuracy (default 0.2)")
         ->check(CLI::Range(0.0, 1.0));
     cmd->add_option("--workers", a.workers,
                     "Evaluate up to N candidates at once on this machine (threads, each with its own trainer; "

@@ -162,7 +162,7 @@ inline void add_train_commands(CLI::App& app, int& exit_code) {
                       "fashion-mnist (Debian's dataset-fashion-mnist) or a directory of IDX or .npy "
                       "files (docs/training.md)")
         ->required();
-    train->add_option("--epochs", args->epochs, "Epochs (default 15; 2 with --proxy)")
+    train->add_option("--epochs", args->epochs, "Epochs (default 15; 1 with --proxy)")
         ->check(CLI::Range(1, 100000));
     train->add_option("--batch", args->batch, "Batch size (default 128)")->check(CLI::Range(1, 65536));
     train->add_option("--lr", args->lr, "Initial learning rate (default 0.003 for adam, 0.05 for sgd)")
@@ -189,7 +189,7 @@ inline void add_train_commands(CLI::App& app, int& exit_code) {
                       "Seconds between progress lines within an epoch (default: 1 on a terminal, 15 in a log; 0: every step)")
         ->check(CLI::Range(0.0, 86400.0));
     train->add_flag("--proxy", args->proxy,
-                    "The search's proxy mode: 6000 images, 2 epochs, batch 32, no augmentation");
+                    "The search's proxy mode: 6000 images, 1 epoch, batch 32, no augmentation");
     train->add_option("--init", args->init, "Start from these weights (safetensors fitting the model): fine-tuning");
     auto* teacher = train->add_option(
         "--teacher", args->teacher, "Knowledge distillation: also learn this trained model's predictions (same input and classes)");

@@ -68,7 +68,7 @@ struct GenerateOptions {
     std::uint64_t seed = 1;     // recorded in the journal; the proposer was built with it
     bool resume = false;        // continue DIR/journal.jsonl (it must match task, proposer, seed)
     int final_top = 3;          // with a trainer: at most this many trained in full, best first
-    double proxy_slack = 0.15;  // GenerateSetup::proxy_accuracy_slack
+    double proxy_slack = default_proxy_accuracy_slack;  // GenerateSetup::proxy_accuracy_slack
     int runs = 30;              // timed runs per measured candidate
     int confirm_runs = 300;     // timed runs confirming the best at the end
     // Measures on a board instead of this CPU: (runs, warmup, int8) -> a measuring function (int8:
