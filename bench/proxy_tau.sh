@@ -63,15 +63,22 @@ for line in open(out + "/journal.jsonl"):
     if n >= limit:
         break
 PY
+# train_once RESULT MODEL LAMDA-TRAIN-OPTIONS...: `lamda train --json` into RESULT (its log beside
+# it), unless RESULT is there from an earlier run; a failed training is reported and skipped.
+train_once() {
+    local result=$1 model=$2
+    shift 2
+    [ -s "$result" ] && return 0
+    "$lamda" train "$model" --dataset "$dataset" --json "$@" >"$result.tmp" 2>"${result%.json}.log" &&
+        mv "$result.tmp" "$result" ||
+        { echo "proxy_tau: $model failed to train (see ${result%.json}.log)" >&2; rm -f "$result.tmp"; }
+}
+
 count=$(wc -l <"$dir/tau/candidates.tsv")
 echo "proxy_tau: $count proxy-trained candidates; full training: $epochs epochs, $threads thread(s)" >&2
 while IFS=$'\t' read -r index proxy seconds params mmacs path; do
-    result="$dir/tau/candidate_$index.json"
-    [ -s "$result" ] && continue
-    echo "proxy_tau: training #$index ($params params, $mmacs MMACs)" >&2
-    "$lamda" train "$path" --dataset "$dataset" --epochs "$epochs" --threads "$threads" --json \
-        >"$result.tmp" 2>"$dir/tau/candidate_$index.log" && mv "$result.tmp" "$result" ||
-        { echo "proxy_tau: #$index failed to train (see $dir/tau/candidate_$index.log)" >&2; rm -f "$result.tmp"; }
+    [ -s "$dir/tau/candidate_$index.json" ] || echo "proxy_tau: training #$index ($params params, $mmacs MMACs)" >&2
+    train_once "$dir/tau/candidate_$index.json" "$path" --epochs "$epochs" --threads "$threads"
 done <"$dir/tau/candidates.tsv"
 
 # The proxy variants: the proxy as it is first, then each --variant, every candidate in turn.
@@ -83,12 +90,8 @@ for args in "${variants[@]}"; do
     printf '%s\t%s\n' "$slug" "--proxy $args" >>"$dir/tau/variants.tsv"
     echo "proxy_tau: proxy variant '--proxy $args'" >&2
     while IFS=$'\t' read -r index proxy seconds params mmacs path; do
-        result="$dir/tau/$slug/candidate_$index.json"
-        [ -s "$result" ] && continue
         # shellcheck disable=SC2086  # ARGS is a list of options
-        "$lamda" train "$path" --dataset "$dataset" --proxy $args --threads "${proxy_threads:-$threads}" --json \
-            >"$result.tmp" 2>"$dir/tau/$slug/candidate_$index.log" && mv "$result.tmp" "$result" ||
-            { echo "proxy_tau: #$index failed ($dir/tau/$slug/candidate_$index.log)" >&2; rm -f "$result.tmp"; }
+        train_once "$dir/tau/$slug/candidate_$index.json" "$path" --proxy $args --threads "${proxy_threads:-$threads}"
     done <"$dir/tau/candidates.tsv"
 done
 
