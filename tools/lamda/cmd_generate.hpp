@@ -102,7 +102,7 @@ inline CLI::App* add_generate_command(CLI::App& app, GenerateArgs& a) {
     cmd->add_option("--train-threads", a.train_threads, "Threads for training candidates (libtorch)")
         ->check(CLI::Range(1, 1024));
     cmd->add_option("--proxy-slack", a.proxy_slack,
-                    "A proxy-trained candidate is below_accuracy only when this far below min_accuracy (default 0.2)")
+                    "A proxy-trained candidate is below_accuracy only when this far below min_accuracy")
         ->check(CLI::Range(0.0, 1.0));
     cmd->add_option("--workers", a.workers,
                     "Evaluate up to N candidates at once on this machine (threads, each with its own trainer; "
