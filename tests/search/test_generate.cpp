@@ -230,6 +230,13 @@ TEST_CASE("generate: a measurement over budget taken while the machine runs slow
     CHECK(*fits.measured_ms == doctest::Approx(usual_ms * 1.5));
 }
 
+TEST_CASE("generate: a slow burst excuses a measurement down to the latency model's prediction, not below") {
+    CHECK(usual_pace_ms(1.5, 1.5, std::nullopt) == doctest::Approx(1.0));  // unpredicted: the reference decides
+    CHECK(usual_pace_ms(1.5, 1.5, 1.3) == doctest::Approx(1.3));           // the reference read more than the candidate felt
+    CHECK(usual_pace_ms(1.5, 1.5, 0.9) == doctest::Approx(1.0));           // predicted faster: the division stands
+    CHECK(usual_pace_ms(1.5, 1.5, 2.0) == doctest::Approx(1.5));           // never slower than measured
+}
+
 TEST_CASE("generate: a failing measurement is a Failed candidate and the loop goes on") {
     ScriptedProposer proposer({valid_model, "input: input shape=28x28x1\np: gap\nfc: fc out=10\n"});
     GenerateSetup setup;

@@ -46,7 +46,7 @@ struct Confirmation {
     std::size_t position = 0;  // in `records`
     double median_ms = 0;      // at the machine's usual pace (the measured median / slowdown)
     int runs = 0;
-    double slowdown = 1.0;     // > 1: measured while a reference model ran this much slower (search/loop.hpp)
+    double slowdown = 1.0;     // > 1: what a measurement taken in a slow burst was divided by (search/loop.hpp: usual_pace_ms)
 };
 
 // A finished candidate trained in full.
@@ -967,7 +967,7 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                     h += "<p id=\"confirmation\">Confirmed: " + general(k.median_ms, 4) + " ms median over " +
                          std::to_string(k.runs) + " runs" +
                          (k.slowdown != 1.0 ? " at the machine's usual pace (measured " + general(k.median_ms * k.slowdown, 4) +
-                                                  " ms while a reference model ran " + fixed(k.slowdown, 2) + "x slow)"
+                                                  " ms while the machine ran slow, divided by " + fixed(k.slowdown, 2) + ")"
                                             : std::string()) +
                          ".</p>\n";
             if (const TrainedCandidate* t = training_of(info, best)) {
