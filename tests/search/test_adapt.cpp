@@ -13,6 +13,7 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -396,6 +397,108 @@ TEST_CASE("generate: a measurer that cannot time the pace reference fails no can
     REQUIRE(r.result.records.size() == 3);
     for (const CandidateRecord& c : r.result.records) CHECK_MESSAGE(c.verdict == Verdict::Feasible, c.reason);
     CHECK(r.best);
+}
+
+TEST_CASE("generate: max_total_seconds keeps the best candidate's final training and passes over what cannot finish") {
+    // Three feasible candidates, best first: proxy trainings of 100 s, 10 s and none (a start model);
+    // a full training takes 10x its proxy.
+    std::vector<CandidateRecord> records(3);
+    const double accuracy[] = {0.9, 0.8, 0.7}, proxy_s[] = {100, 10, 0};
+    for (int i = 0; i < 3; ++i) {
+        records[i].index = i;
+        records[i].verdict = Verdict::Feasible;
+        records[i].accuracy = accuracy[i];
+        records[i].train_seconds = proxy_s[i];
+        records[i].seconds = proxy_s[i] + 2;
+    }
+    const auto reserve = generate_detail::final_reserve(Objective::Accuracy, 10);
+    CHECK(reserve(records, 2000) == doctest::Approx(1000 + (102 + 12 + 2) / 3.0));  // #0, and a typical candidate
+    CHECK(reserve(records, 500) == doctest::Approx(100 + (102 + 12 + 2) / 3.0));    // #0 cannot finish: #1
+    CHECK(reserve(records, 50) == 0);                                                // nothing known fits
+
+    Task task = fmnist_task();
+    GenerateSetup setup;
+    setup.final_reserve = reserve;
+    CHECK_FALSE(total_time_spent(task, setup, records, 1e6));  // no max_total_seconds
+    task.budget.max_total_seconds = 1100;
+    CHECK_FALSE(total_time_spent(task, setup, records, 50));   // 1050 left, 1038.7 kept
+    CHECK(total_time_spent(task, setup, records, 70));         // 1030 left
+    CHECK(total_time_spent(task, setup, {}, 1100));
+
+    std::ostringstream said;
+    CHECK(generate_detail::pass_over_unfinishable({0, 1, 2}, records, 10, 500, &said) == std::vector<std::size_t>{1, 2});
+    CHECK(said.str().find("passed over") != std::string::npos);
+    CHECK(said.str().find("#0 (1000 s)") != std::string::npos);
+    said.str("");
+    CHECK(generate_detail::pass_over_unfinishable({0, 1}, records, 10, 5, &said) == std::vector<std::size_t>{0, 1});
+    CHECK(said.str().find("the best is trained for the epochs that fit") != std::string::npos);
+}
+
+// Proxy-trains (recording how long it took) and reports the limit the final training was given.
+class LimitedTrainer : public Trainer {
+public:
+    double ratio = 0;
+    std::vector<double> limits;
+    double proxy_accuracy(const Graph&) override { return 0.5; }
+    FinalTraining train_final(const Graph&, const std::string& out) override {
+        write_text(out, "weights");
+        return {0.5, 0.5, 1, 1};
+    }
+    double final_seconds_per_proxy_second() const override { return ratio; }
+    void set_final_time_limit(double seconds) override { limits.push_back(seconds); }
+};
+
+TEST_CASE("generate: max_total_seconds gives the final training the time left, and the journal the proxy's seconds") {
+    TempDir dir("total");
+    Task task = fmnist_task(1000.0);
+    task.budget.max_candidates = 3;
+    task.budget.max_total_seconds = 3600;
+    GenerateOptions o;
+    o.confirm_runs = 3;
+    o.final_top = 1;
+    o.measure_with = [](int, int, bool) { return lamda_test::synthetic_measure; };
+    std::ostringstream status;
+    o.status = &status;
+    LimitedTrainer trainer;
+    trainer.ratio = 1e15;  // no full training fits: the best is trained all the same, cut to the time left
+    o.out_dir = dir / "run";
+    OfflineDesigner proposer(1);
+    const GenerateOutcome r = generate(task, proposer, &trainer, o);
+    REQUIRE(r.result.records.size() == 3);
+    CHECK(r.result.stop_reason == "max_candidates");
+    for (const CandidateRecord& c : r.result.records) CHECK(c.train_seconds > 0);
+    CHECK(read_text(dir / "run/journal.jsonl").find("\"train_s\":") != std::string::npos);
+    CHECK(status.str().find("no candidate's full training is expected to fit") != std::string::npos);
+    REQUIRE(trainer.limits.size() == 1);
+    CHECK(trainer.limits[0] > 3000);
+    CHECK(trainer.limits[0] < 3600);
+    CHECK(r.best);
+
+    trainer.limits.clear();
+    trainer.ratio = 0;  // a trainer that cannot estimate: nothing kept, the limit still applies
+    o.out_dir = dir / "run2";
+    OfflineDesigner again(1);
+    generate(task, again, &trainer, o);
+    CHECK(trainer.limits.size() == 1);
+
+    task.budget.max_total_seconds = 0;  // no total: no limit
+    trainer.limits.clear();
+    o.out_dir = dir / "run3";
+    OfflineDesigner third(1);
+    generate(task, third, &trainer, o);
+    CHECK(trainer.limits.empty());
+}
+
+TEST_CASE("generate: max_total_seconds is read, limits the search when max_seconds is not given, and is refused when bad") {
+    const Task t = parse_task(R"({"name": "t", "input": [28, 28, 1], "classes": 10, "constraints": {}, "budget": {"max_total_seconds": 1800}})", "t.json");
+    CHECK(t.budget.max_total_seconds == 1800);
+    CHECK(t.budget.max_seconds == 1800);
+    CHECK(task_json(t).find("\"max_total_seconds\":1800") != std::string::npos);
+    const Task both = parse_task(R"({"name": "t", "input": [28, 28, 1], "classes": 10, "constraints": {},
+                                     "budget": {"max_seconds": 600, "max_total_seconds": 1800}})", "t.json");
+    CHECK(both.budget.max_seconds == 600);
+    CHECK(message_of([] { parse_task(R"({"name": "t", "input": [28, 28, 1], "classes": 10, "constraints": {}, "budget": {"max_total_seconds": -5}})", "t.json"); })
+              .find("max_total_seconds") != std::string::npos);
 }
 
 #if defined(LAMDA_WITH_XNNPACK)

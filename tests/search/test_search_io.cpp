@@ -253,7 +253,7 @@ TEST_CASE("task file errors name the file, the field and what is wrong") {
         // Unknown keys: a hint when one is close, else the list of keys.
         {edited("\"constraints\"", "\"constriants\""), "task: constriants: unknown key; did you mean 'constraints'?"},
         {edited("\"latency_ms\"", "\"latncy_ms\""), "constraints.latncy_ms: unknown key; did you mean 'latency_ms'?"},
-        {edited("\"max_seconds\"", "\"seconds_max_total\""), "budget.seconds_max_total: unknown key (expected max_candidates, max_seconds)"},
+        {edited("\"max_seconds\"", "\"seconds_max_total\""), "budget.seconds_max_total: unknown key (expected max_candidates, max_seconds, max_total_seconds)"},
         {edited("\"classes\": 10", "\"classes\": 10, \"classes\": 12"), "classes: appears twice"},
     };
     for (const auto& c : cases) {

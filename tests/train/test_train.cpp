@@ -275,9 +275,51 @@ TEST_CASE("train: TorchTrainer, the generation loop's trainer") {
     std::filesystem::remove(path);
     CHECK(lamda::validate_weights(lamda::fold_batchnorm_graph(g), saved).empty());
 
+    // Budget::max_total_seconds: a limit no epoch fits still trains one (and says 3 were asked);
+    // the estimate scales the proxy's 120 images x 1 epoch to 270 x 3 at the same batch size.
+    t.set_final_time_limit(1e-3);
+    const lamda::FinalTraining cut = t.train_final(g, path);
+    std::filesystem::remove(path);
+    CHECK(cut.epochs == 1);
+    CHECK(cut.epochs_asked == 3);
+    t.set_final_time_limit(0);
+    CHECK(t.train_final(g, path).epochs == 3);
+    std::filesystem::remove(path);
+    CHECK(t.final_seconds_per_proxy_second() == doctest::Approx(270.0 * 3 / 120.0));
+
     data.test = Dataset();
     CHECK_THROWS_WITH_AS(lamda::TorchTrainer{data}, doctest::Contains("has no test set"),
                          lamda::DatasetError);
+}
+
+TEST_CASE("train: max_seconds cuts the epochs to those that fit, the schedule spanning them") {
+    using lamda::train_detail::epochs_that_fit;
+    CHECK(epochs_that_fit(25, 0, 0, 10) == 25);         // no limit
+    CHECK(epochs_that_fit(25, 1000, 0, 10) == 25);      // all fit
+    CHECK(epochs_that_fit(25, 100, 5, 10) == 9);        // (100 - 5 - 2) / 10: the evaluation's fifth kept
+    CHECK(epochs_that_fit(25, 10, 5, 10) == 1);         // none fits: one all the same
+    CHECK(epochs_that_fit(3, 1e9, 0, 1e-9) == 3);
+    CHECK(lamda::final_image_cost(32, 32) == doctest::Approx(1.0));
+    CHECK(lamda::final_image_cost(32, 128) < 1.0);      // bigger batches: fewer steps' overhead per image
+
+    const Graph g = graph_of(every_op_models[0]);
+    lamda::DatasetSplits data;
+    data.name = "synthetic";
+    data.train = synthetic(200, {8, 8, 2}, 4, 61);
+    TrainOptions o = quick(4);
+    o.max_seconds = 1e-3;
+    std::vector<lamda::TrainProgress> seen;
+    o.progress = [&](const lamda::TrainProgress& p) { seen.push_back(p); };
+    const lamda::TrainResult r = lamda::train_model(g, data, o);
+    CHECK(r.epochs == 1);
+    CHECK(r.epochs_asked == 4);
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].epochs == 1);
+    CHECK(seen[0].lr < 0.2 * o.lr);  // the cosine schedule reached its end within the one epoch
+    o.max_seconds = 0;
+    CHECK(lamda::train_model(g, data, o).epochs == 4);
+    o.max_seconds = -1;
+    CHECK_THROWS_AS(lamda::train_model(g, data, o), std::invalid_argument);
 }
 
 

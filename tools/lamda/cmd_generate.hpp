@@ -46,6 +46,7 @@ struct GenerateArgs {
     bool resume = false;
     int max_candidates = 0;   // 0: the task's
     double max_seconds = 0;   // 0: the task's
+    double max_total_seconds = 0;  // 0: the task's
     std::string profile;      // overrides the task's
     std::string objective;    // overrides the task's ("" keeps it)
     int final_top = 3;        // feasible candidates trained in full at the end, at most
@@ -85,6 +86,10 @@ inline CLI::App* add_generate_command(CLI::App& app, GenerateArgs& a) {
     cmd->add_option("--max-candidates", a.max_candidates, "Override the task's budget.max_candidates")
         ->check(CLI::Range(1, 1000000));
     cmd->add_option("--max-seconds", a.max_seconds, "Override the task's budget.max_seconds")
+        ->check(CLI::Range(1.0, 1e7));
+    cmd->add_option("--max-total-seconds", a.max_total_seconds,
+                    "Override the task's budget.max_total_seconds: the search and the final training together "
+                    "(the search keeps the final training's estimated time; its epochs are cut to what is left)")
         ->check(CLI::Range(1.0, 1e7));
     cmd->add_option("--profile", a.profile, "Latency profile (lamda profile); overrides the task's");
     cmd->add_option("--objective", a.objective,
@@ -305,6 +310,10 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
 
     Task task = read_task(a.task);
     if (a.max_candidates > 0) task.budget.max_candidates = a.max_candidates;
+    if (a.max_total_seconds > 0) {
+        task.budget.max_total_seconds = a.max_total_seconds;
+        if (!(a.max_seconds > 0)) task.budget.max_seconds = std::max(task.budget.max_seconds, a.max_total_seconds);
+    }
     if (a.max_seconds > 0) task.budget.max_seconds = a.max_seconds;
     if (!a.profile.empty()) task.profile = a.profile;
     // The device the latencies are for, read once: a profile's (its thread count when adapting,

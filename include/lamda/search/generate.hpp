@@ -365,15 +365,75 @@ inline FinalTraining keep_start_weights(Trainer& trainer, const Graph& g, const 
     return f;
 }
 
+// Budget::max_total_seconds: the seconds a candidate's full training is expected to take, from its
+// proxy training or fine-tuning (`ratio`: Trainer::final_seconds_per_proxy_second); 0: unknown
+// (not trained during the search, as a start model).
+inline double final_training_estimate(const CandidateRecord& r, double ratio) {
+    return r.train_seconds > 0 ? r.train_seconds * ratio : 0.0;
+}
+
+// Budget::max_total_seconds (GenerateSetup::final_reserve): what the search keeps for its final
+// training -- the estimate for the best-ranked candidate whose estimate fits the time left (one
+// that does not fit cannot be trained, so it is passed over), and the mean time of the last ten
+// candidates, so that the next one does not eat into it.
+inline std::function<double(const std::vector<CandidateRecord>&, double)> final_reserve(Objective objective,
+                                                                                       double ratio) {
+    return [objective, ratio](const std::vector<CandidateRecord>& records, double left) {
+        double keep = 0;
+        for (std::size_t i : rank_feasible(records, objective)) {
+            const double estimate = final_training_estimate(records[i], ratio);
+            if (estimate > 0 && estimate <= left) {
+                keep = estimate;
+                break;
+            }
+        }
+        if (keep <= 0) return 0.0;
+        const std::size_t recent = std::min<std::size_t>(records.size(), 10);
+        double sum = 0;
+        for (std::size_t i = records.size() - recent; i < records.size(); ++i) sum += records[i].seconds;
+        return keep + sum / static_cast<double>(recent);
+    };
+}
+
+// Budget::max_total_seconds: `ranked` without the candidates whose estimated full training does not
+// fit the `left` seconds, said on `status`; all of them when none fits (the best is then trained
+// for as many epochs as fit, at least one).
+inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::size_t>& ranked,
+                                                       const std::vector<CandidateRecord>& records, double ratio,
+                                                       double left, std::ostream* status) {
+    std::vector<std::size_t> kept;
+    std::string passed;
+    for (std::size_t i : ranked) {
+        const double estimate = final_training_estimate(records[i], ratio);
+        if (estimate <= left) {
+            kept.push_back(i);
+        } else if (passed.size() < 400) {
+            passed += std::string(passed.empty() ? "" : ", ") + "#" + std::to_string(records[i].index) + " (" +
+                      format_fixed(estimate, 0) + " s)";
+        }
+    }
+    if (!status || passed.empty()) return kept.empty() ? ranked : kept;
+    if (kept.empty())
+        *status << "lamda: no candidate's full training is expected to fit the " << format_fixed(std::max(0.0, left), 0)
+                << " s left (max_total_seconds): the best is trained for the epochs that fit\n";
+    else
+        *status << "lamda: passed over, their full training expected to take longer than the "
+                << format_fixed(std::max(0.0, left), 0) << " s left (max_total_seconds): " << passed << "\n";
+    return kept.empty() ? ranked : kept;
+}
+
 // Trains the confirmed candidates in full, best first, until one reaches min_accuracy on the
 // validation split; returns it (its weights copied to DIR/best.safetensors). An adaptation's start
 // model (candidate 0) trains on from its own weights, which it keeps if that does not improve
 // their validation accuracy: a full training never hands over less than the user brought.
+// `time_left`, when given (Budget::max_total_seconds), limits each training to the seconds left.
 inline std::optional<std::size_t> train_final(const Task& task, const GenerateOptions& o, Trainer& trainer,
                                               const std::vector<CandidateRecord>& records,
-                                              const std::vector<std::size_t>& confirmed, ReportInfo& info) {
+                                              const std::vector<std::size_t>& confirmed, ReportInfo& info,
+                                              const std::function<double()>& time_left = {}) {
     namespace fs = std::filesystem;
     for (std::size_t index : confirmed) {
+        if (time_left) trainer.set_final_time_limit(std::max(1.0, time_left()));
         const std::string weights =
             (fs::path(o.out_dir) / ("candidate_" + std::to_string(index) + ".safetensors")).string();
         const CandidateRecord& r = records[index];
@@ -418,6 +478,9 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
                           << format_fixed(*f.float_test_accuracy * 100, 2) << "%)";
             if (kept_start)
                 *o.status << " with its own weights\n";
+            else if (f.epochs_asked > f.epochs)
+                *o.status << " after " << f.epochs << " of " << f.epochs_asked << " epochs, all that fitted max_total_seconds ("
+                          << format_fixed(f.train_seconds, 0) << " s)\n";
             else
                 *o.status << " after " << f.epochs << " epochs (" << format_fixed(f.train_seconds, 0) << " s)\n";
         }
@@ -575,6 +638,14 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     setup.on_progress = generate_detail::progress_printer(task, o, start);
     auto should_stop = o.should_stop;
     setup.should_stop = [should_stop, lost] { return lost->lost() || (should_stop && should_stop()); };
+    // Budget::max_total_seconds: the search keeps its final training's time (estimated from the
+    // proxy trainings), and the final training gets what is left.
+    const double final_ratio = trainer && task.budget.max_total_seconds > 0 ? trainer->final_seconds_per_proxy_second() : 0.0;
+    if (final_ratio > 0) setup.final_reserve = generate_detail::final_reserve(task.objective, final_ratio);
+    const double resumed_s = resumed.empty() ? 0.0 : resumed.back().elapsed_s;
+    const auto total_spent = [start, resumed_s] {  // search and final training, across resumes
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() + resumed_s;
+    };
 
     if (o.runner) {
         out.result = run_generation_parallel(task, proposer, setup, *o.runner, std::move(resumed));
@@ -636,6 +707,9 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
             info.start_model->distillation = std::make_pair(o.distill_weight, o.distill_temperature);
     }
     out.ranked = rank_feasible(out.result.records, task.objective);
+    if (final_ratio > 0)
+        out.ranked = generate_detail::pass_over_unfinishable(out.ranked, out.result.records, final_ratio,
+                                                             task.budget.max_total_seconds - total_spent(), o.status);
     const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
     const auto confirm_start = std::chrono::steady_clock::now();
     const std::vector<std::size_t> confirmed =
@@ -646,7 +720,10 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
         if (!confirmed.empty()) out.best = confirmed.front();
     } else {
         const auto train_start = std::chrono::steady_clock::now();
-        out.best = generate_detail::train_final(task, o, *trainer, out.result.records, confirmed, info);
+        std::function<double()> time_left;
+        if (task.budget.max_total_seconds > 0)
+            time_left = [&task, &total_spent] { return task.budget.max_total_seconds - total_spent(); };
+        out.best = generate_detail::train_final(task, o, *trainer, out.result.records, confirmed, info, time_left);
         final_train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
     }
     const StageSeconds& st = out.result.stage_seconds;
@@ -656,9 +733,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     if (final_train_s > 0) info.stage_seconds.emplace_back("final training", final_train_s);
     info.best = out.best;
     info.no_best = !out.best;
-    info.total_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() +
-        (out.result.resumed > 0 ? out.result.records[static_cast<std::size_t>(out.result.resumed) - 1].elapsed_s : 0.0);
+    info.total_seconds = total_spent();
 
     const fs::path dir(o.out_dir);
     if (out.best) {

@@ -99,6 +99,7 @@ inline void write_candidate_json(JsonWriter& j, const CandidateRecord& r, bool t
     }
     j.end_array();
     j.field("seconds", r.seconds);
+    if (r.train_seconds > 0) j.field("train_s", r.train_seconds);
     j.field("elapsed_s", r.elapsed_s);
     if (!r.evaluated_by.empty()) j.field("evaluated_by", std::string_view(valid_utf8(r.evaluated_by)));
     if (r.parent >= 0) j.field("parent", r.parent);
@@ -391,6 +392,7 @@ inline CandidateRecord parse_candidate(const Reader& r, const element& doc) {
         }
     }
     if (r.has(doc, "seconds")) c.seconds = num_or_nan(r, doc, "seconds", "");
+    if (r.has(doc, "train_s")) c.train_seconds = std::max(0.0, num_or_nan(r, doc, "train_s", ""));  // NaN: 0, unknown
     if (r.has(doc, "elapsed_s")) c.elapsed_s = num_or_nan(r, doc, "elapsed_s", "");
     c.evaluated_by = opt_str(r, doc, "evaluated_by");
     if (auto e = r.maybe(doc, "parent", "")) c.parent = r.int_in(*e, "parent", -1, std::numeric_limits<int>::max());

@@ -94,7 +94,20 @@ struct GenerateSetup {
     std::function<double()> machine_slowdown;
     double doubt_factor = 1.1;
     double slow_machine = 1.05;
+    // Budget::max_total_seconds: the seconds the final training will need, given the records so
+    // far and the seconds left (0: nothing to keep yet; generate.hpp estimates it from the best
+    // candidate's proxy training). Empty: nothing is kept for it.
+    std::function<double(const std::vector<CandidateRecord>&, double)> final_reserve;
 };
+
+// Budget::max_total_seconds: whether the search must stop at `elapsed` seconds to leave its final
+// training (setup.final_reserve) the time it needs. The one rule for every loop (parallel.hpp too).
+inline bool total_time_spent(const Task& task, const GenerateSetup& setup,
+                             const std::vector<CandidateRecord>& records, double elapsed) {
+    if (!(task.budget.max_total_seconds > 0)) return false;
+    const double left = task.budget.max_total_seconds - elapsed;
+    return left <= 0 || (setup.final_reserve && left <= setup.final_reserve(records, left));
+}
 
 // The factor a measurement over the budget is divided by to judge it at the machine's usual pace
 // (GenerateSetup::machine_slowdown): the slowdown when above `slow_machine`, else 1. The one rule
@@ -127,7 +140,7 @@ struct GenerateResult {
     std::vector<CandidateRecord> records;  // resumed ones first
     int resumed = 0;                       // records that came from the journal
     int duplicates = 0;                    // proposals skipped as repeats
-    std::string stop_reason;               // "max_candidates", "max_seconds", "exhausted", "stopped"
+    std::string stop_reason;  // "max_candidates", "max_seconds", "max_total_seconds", "exhausted", "stopped"
     double elapsed_s = 0;                  // search time, across resumes
     StageSeconds stage_seconds;            // where this run's time went (resumed runs not included)
 };
@@ -415,6 +428,7 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                                                          cost_list(rec.top_layers));
         }
         if (evaluate) {
+            const auto train_start = std::chrono::steady_clock::now();
             if (!rec.weights.empty() && rec.parent < 0) {
                 // evaluated above
             } else if (!rec.weights.empty()) {
@@ -424,6 +438,8 @@ inline CandidateRecord run_candidate(const Task& task, CandidateRecord rec, cons
                 rec.accuracy = setup.trainer->proxy_accuracy(g);
                 judge_accuracy_in_precision();
             }
+            if (rec.weights.empty() || rec.parent >= 0)
+                rec.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
             charge(&StageSeconds::train);
             if (c.min_accuracy && *rec.accuracy < *c.min_accuracy - setup.proxy_accuracy_slack)
                 return finish(Verdict::BelowAccuracy,
@@ -497,6 +513,10 @@ inline GenerateResult run_generation(const Task& task, Proposer& proposer, const
         }
         if (elapsed() >= task.budget.max_seconds) {
             result.stop_reason = "max_seconds";
+            break;
+        }
+        if (total_time_spent(task, setup, result.records, elapsed())) {
+            result.stop_reason = "max_total_seconds";
             break;
         }
         if (setup.should_stop && setup.should_stop()) {

@@ -163,6 +163,9 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
             } else if (elapsed() >= task.budget.max_seconds) {
                 result.stop_reason = "max_seconds";
                 proposing = false;
+            } else if (total_time_spent(task, setup, result.records, elapsed())) {
+                result.stop_reason = "max_total_seconds";
+                proposing = false;
             } else if (setup.should_stop && setup.should_stop()) {
                 result.stop_reason = "stopped";
                 proposing = false;

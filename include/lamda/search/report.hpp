@@ -248,6 +248,7 @@ inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& re
     j.field("test_accuracy", t.result.test_accuracy);
     j.field("train_seconds", t.result.train_seconds);
     j.field("epochs", t.result.epochs);
+    if (t.result.epochs_asked > t.result.epochs) j.field("epochs_asked", t.result.epochs_asked);
     if (t.result.float_test_accuracy) {  // an int8 candidate: the accuracies above are after quantization
         j.field("precision", "int8");
         j.field("float_val_accuracy", t.result.float_val_accuracy);
@@ -721,7 +722,10 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
         if (c.max_weight_bytes > 0) row("weights (flash)", "&le; " + grouped(c.max_weight_bytes) + " bytes");
         if (task.precision != TaskPrecision::Fp32) row("precision", std::string(task_precision_name(task.precision)));
         row("accuracy", c.min_accuracy ? "&ge; " + accuracy_text(c.min_accuracy) : std::string("no limit"));
-        row("budget", std::to_string(task.budget.max_candidates) + " candidates, " + general(task.budget.max_seconds, 6) + " s");
+        row("budget", std::to_string(task.budget.max_candidates) + " candidates, " + general(task.budget.max_seconds, 6) + " s" +
+                          (task.budget.max_total_seconds > 0
+                               ? ", " + general(task.budget.max_total_seconds, 6) + " s with the final training"
+                               : std::string()));
         row("profile", task.profile.empty() ? std::string("-") : html_escape(task.profile));
         if (!info.device.empty()) row("device", html_escape(info.device));
         h += "</table>\n";
@@ -974,7 +978,10 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                 const FinalTraining& f = t->result;
                 h += std::string("<p id=\"final-training\">") +
                      (f.epochs == 0 ? "The start model's own weights (its full training did not improve them on validation)"
-                                    : "Trained in full: " + std::to_string(f.epochs) + " epochs, " + fixed(f.train_seconds, 1) + " s") +
+                                    : "Trained in full: " + std::to_string(f.epochs) +
+                                          (f.epochs_asked > f.epochs ? " of " + std::to_string(f.epochs_asked) + " epochs (the rest did not fit max_total_seconds), "
+                                                                     : std::string(" epochs, ")) +
+                                          fixed(f.train_seconds, 1) + " s") +
                      "; validation accuracy " + accuracy_text(f.val_accuracy) +
                      ", test accuracy " + accuracy_text(f.test_accuracy) +
                      (f.float_test_accuracy ? " in int8 (fp32 before quantization: validation " +

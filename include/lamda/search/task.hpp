@@ -48,6 +48,7 @@ inline void write_task_json(JsonWriter& j, const Task& t) {
     j.key("budget").begin_object();
     j.field("max_candidates", t.budget.max_candidates);
     j.field("max_seconds", t.budget.max_seconds);
+    if (t.budget.max_total_seconds > 0) j.field("max_total_seconds", t.budget.max_total_seconds);
     j.end_object();
     if (t.objective_given) j.field("objective", objective_name(t.objective));
     if (t.measure_one_device) j.field("measure_on", std::string_view("one_device"));
@@ -172,9 +173,13 @@ inline Task parse_task_element(const Reader& r, const element& doc, const std::s
 
     if (auto b = r.maybe(doc, "budget", base)) {
         const std::string p = path("budget");
-        r.only_keys(*b, p, {"max_candidates", "max_seconds"});
+        r.only_keys(*b, p, {"max_candidates", "max_seconds", "max_total_seconds"});
         if (auto e = r.maybe(*b, "max_candidates", p))
             t.budget.max_candidates = r.int_in(*e, Reader::join(p, "max_candidates"), 1, 1000000);
+        if (auto e = r.maybe(*b, "max_total_seconds", p)) {
+            t.budget.max_total_seconds = positive(r, *e, Reader::join(p, "max_total_seconds"), 1.0e7);
+            t.budget.max_seconds = t.budget.max_total_seconds;  // unless given: the total limits the search
+        }
         if (auto e = r.maybe(*b, "max_seconds", p))
             t.budget.max_seconds = positive(r, *e, Reader::join(p, "max_seconds"), 1.0e7);
     }

@@ -53,6 +53,11 @@ inline constexpr std::string_view task_precision_name(TaskPrecision p) noexcept 
 struct Budget {
     int max_candidates = 100;  // candidates recorded (duplicates are not candidates)
     double max_seconds = 600;  // wall time of the whole search, resumed runs included
+    // Wall time of the search and the final training together (0: no such limit): the search
+    // stops while its best candidate's final training, estimated from its proxy training, still
+    // fits, candidates whose estimate does not fit are passed over, and the final training's
+    // epochs are cut to the time left (TrainOptions::max_seconds).
+    double max_total_seconds = 0;
 };
 
 // A task file (docs/generate.md) as read by parse_task().
@@ -133,6 +138,7 @@ struct CandidateRecord {
     std::optional<double> predicted_ms, measured_ms, accuracy;
     std::vector<LayerCost> top_layers;  // most expensive layers, measured if run else predicted
     double seconds = 0;    // time spent deciding this candidate (training included)
+    double train_seconds = 0;  // of that, its proxy training or fine-tuning (0: not trained)
     double elapsed_s = 0;  // search time when it was recorded, across resumes
     std::string evaluated_by;  // who measured/trained it in a parallel search ("rank 2 @ host"); "": this process
     // Adaptation (search/adapt.hpp): the candidate whose weights this one started from (-1: none),
@@ -223,7 +229,8 @@ struct FinalTraining {
     double val_accuracy = 0;   // on the validation split carved from the training set
     double test_accuracy = 0;  // on the test set: used once, for this figure
     double train_seconds = 0;
-    int epochs = 0;
+    int epochs = 0;        // that ran
+    int epochs_asked = 0;  // fewer ran when the time left for it (Budget::max_total_seconds) cut them
     // An int8 candidate (CandidateRecord::precision): the accuracies above are of the quantized
     // weights (Trainer::quantize_final); these are the fp32 weights' before quantization.
     std::optional<double> float_val_accuracy = std::nullopt, float_test_accuracy = std::nullopt;
@@ -294,6 +301,11 @@ public:
     // A hook to call between mini-batch steps (empty: none), so a parallel search can pause
     // training while it measures a latency (search/parallel.hpp). A trainer without steps ignores it.
     virtual void set_between_steps(std::function<void()> hook) { (void)hook; }
+    // Budget::max_total_seconds: the full training's expected seconds per second that a proxy
+    // training (or fine-tuning) of the same model took (0: cannot tell), and the wall-time limit
+    // of the full trainings from now on (0: none; at least one epoch always runs).
+    virtual double final_seconds_per_proxy_second() const { return 0; }
+    virtual void set_final_time_limit(double seconds) { (void)seconds; }
 };
 
 }  // namespace lamda

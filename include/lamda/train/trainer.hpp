@@ -127,6 +127,12 @@ struct TrainOptions {
     // Called before every mini-batch step: a parallel search pauses the node's trainings here
     // while a latency is measured (search/parallel.hpp's NodeGate); it may block or throw.
     std::function<void()> between_steps;
+    // Wall-time limit of the whole training, evaluation included (seconds; 0: none). The first
+    // steps are timed and the epochs cut to those that fit (at least one), the learning-rate
+    // schedule spanning the epochs that will run; should the machine slow down later, training
+    // stops at the end of the epoch after which the next would not fit. TrainResult::epochs says
+    // how many ran. A search with budget.max_total_seconds sets it on its final training.
+    double max_seconds = 0;
 
     // For the search: seconds per small candidate, enough to rank them. One epoch ranks as well as
     // two did (Kendall tau against 3-epoch full trainings of 21 searched candidates, two seeds:
@@ -166,7 +172,8 @@ struct TrainResult {
     double val_accuracy = 0;              // in [0, 1], through libtorch
     std::optional<double> test_accuracy;  // when a test set was given
     double train_seconds = 0;             // the whole of train_model: training and evaluation
-    int epochs = 0;
+    int epochs = 0;                       // that ran: fewer than asked when max_seconds cut them
+    int epochs_asked = 0;                 // TrainOptions::epochs
     std::vector<double> epoch_loss;       // mean training loss of each epoch
     std::int64_t train_images = 0, val_images = 0, test_images = 0;
     Graph graph;      // the trained graph with batch norm folded (exec/fold.hpp)
@@ -188,6 +195,7 @@ inline void check_options(const TrainOptions& o) {
     if (!(o.validation_fraction >= 0 && o.validation_fraction < 1))
         bad("validation fraction must be in [0, 1)");
     if (o.threads < 1 || o.threads > 1024) bad("threads must be in 1..1024, got " + std::to_string(o.threads));
+    if (!(o.max_seconds >= 0 && o.max_seconds <= 1e9)) bad("max_seconds must be in 0..1e9");
     if (o.distill) {
         if (!(o.distill->weight > 0 && o.distill->weight <= 1))
             bad("distillation weight must be in (0, 1], got " + std::to_string(o.distill->weight));
@@ -248,6 +256,15 @@ inline torch::Tensor log_probs(const Graph& g, const torch::Tensor& out) {
 // The learning rate of a cosine decay from `base` to 0 over `total_steps`, at `step`.
 inline double cosine_lr(double base, std::int64_t step, double total_steps) {
     return base * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
+}
+
+// TrainOptions::max_seconds: how many of `asked` epochs fit in `max_seconds` (at least one) when
+// `spent` seconds are gone and an epoch takes `epoch_s`; the closing evaluation (validation and
+// test images, forward only) is allowed a fifth of an epoch.
+inline int epochs_that_fit(int asked, double max_seconds, double spent, double epoch_s) {
+    if (!(max_seconds > 0) || !(epoch_s > 0)) return asked;
+    const double fit = std::floor((max_seconds - spent - 0.2 * epoch_s) / epoch_s);
+    return static_cast<int>(std::clamp(fit, 1.0, static_cast<double>(asked)));
 }
 
 // One epoch's mini-batches of `train`: its images in a seeded order (from `seed` and `epoch`, the
@@ -388,13 +405,22 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
     const std::size_t n = train.size();
     const auto bs = static_cast<std::size_t>(options.batch_size);
     const std::size_t steps_per_epoch = train_detail::EpochBatches::per_epoch(n, bs);
-    const double total_steps = static_cast<double>(steps_per_epoch) * options.epochs;
+    int epochs = options.epochs;  // max_seconds may cut them, once the first steps are timed
+    double total_steps = static_cast<double>(steps_per_epoch) * epochs;
     const double smoothing = options.label_smoothing;
+    // max_seconds: the steps timed before the epochs are sized (a tenth of the first epoch, at least
+    // 5, short of its end; an epoch of one step is timed whole, at its end)
+    const auto probe_steps = std::min(static_cast<std::int64_t>(std::max<std::size_t>(5, steps_per_epoch / 10)),
+                                      static_cast<std::int64_t>(steps_per_epoch) - 1);
+    const auto loop_start = clock::now();
+    const double setup_s = std::chrono::duration<double>(loop_start - t0).count();
+    const double epoch_overhead = options.validate_each_epoch ? 1.05 : 1.0;  // the epoch's validation
 
     TrainResult result;
     double lr = options.lr;
     auto last_step_report = t0;
-    for (int epoch = 0; epoch < options.epochs; ++epoch) {
+    auto epoch_start = loop_start;
+    for (int epoch = 0; epoch < epochs; ++epoch) {
         model.train();
         train_detail::EpochBatches batches(train, bs, options.seed, epoch, options.shift, options.flip);
         double loss_sum = 0;
@@ -402,6 +428,14 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
         auto step = static_cast<std::int64_t>(steps_per_epoch) * epoch;
         torch::Tensor x, y;
         for (; batches.next(x, y); ++step) {
+            if (options.max_seconds > 0 && epoch == 0 && probe_steps > 0 && step == probe_steps) {
+                const double per_step = std::chrono::duration<double>(clock::now() - loop_start).count() /
+                                        static_cast<double>(probe_steps);
+                epochs = train_detail::epochs_that_fit(
+                    options.epochs, options.max_seconds, setup_s,
+                    per_step * static_cast<double>(steps_per_epoch) * epoch_overhead);
+                total_steps = static_cast<double>(steps_per_epoch) * epochs;
+            }
             if (options.between_steps) options.between_steps();
             const std::int64_t B = x.size(0);
             const auto b = static_cast<std::size_t>(B);
@@ -441,7 +475,7 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
                 last_step_report = clock::now();
                 TrainStepProgress sp;
                 sp.epoch = epoch + 1;
-                sp.epochs = options.epochs;
+                sp.epochs = epochs;
                 sp.images = seen;
                 sp.epoch_images = static_cast<std::int64_t>(n);
                 sp.loss = loss_sum / static_cast<double>(seen);
@@ -451,17 +485,26 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
         }
         TrainProgress p;
         p.epoch = epoch + 1;
-        p.epochs = options.epochs;
+        p.epochs = epochs;
         p.loss = seen ? loss_sum / static_cast<double>(seen) : 0.0;
         p.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
         p.lr = lr;
         result.epoch_loss.push_back(p.loss);
         if (options.validate_each_epoch) p.val_accuracy = torch_accuracy(model, val_set, options.val_subset).accuracy;
         p.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        if (options.max_seconds > 0 && epoch + 1 < epochs) {  // slower than timed: stop while it fits
+            const double epoch_s = std::chrono::duration<double>(clock::now() - epoch_start).count();
+            if (p.seconds + 1.2 * epoch_s > options.max_seconds) {  // the next epoch and the evaluation
+                epochs = epoch + 1;
+                p.epochs = epochs;
+            }
+        }
+        epoch_start = clock::now();
         if (options.progress) options.progress(p);
     }
 
-    result.epochs = options.epochs;
+    result.epochs = epochs;
+    result.epochs_asked = options.epochs;
     const Accuracy val = torch_accuracy(model, val_set, options.val_subset);
     result.val_accuracy = val.accuracy;
     result.val_images = val.n;
@@ -488,6 +531,17 @@ inline TrainResult train_model(const Graph& graph, const DatasetSplits& data,
     const auto parts = split_dataset(data.train, options.validation_fraction, options.seed);
     return train_model(graph, parts.first, parts.second, data.test.empty() ? nullptr : &data.test,
                        options, init);
+}
+
+// What a training image costs at batch size `full_batch` over its cost at `proxy_batch`, for
+// estimating a full training from a proxy one: every step costs as much again as
+// `step_overhead_images` images (optimizer step, libtorch dispatch). Measured on Fashion-MNIST
+// searches at 2 threads, a full epoch's image cost 0.57-0.68x a proxy's for 0.5-1.3 MMAC models
+// and 0.93x for a 7.8 MMAC one; 12 gives 0.80x at batches 32 and 128 (docs/generate.md, "Search
+// and final training in one time limit"). The final training corrects the rest by timing itself.
+inline double final_image_cost(int proxy_batch, int full_batch) {
+    constexpr double step_overhead_images = 12;
+    return (1.0 + step_overhead_images / full_batch) / (1.0 + step_overhead_images / proxy_batch);
 }
 
 // The generation loop's trainer (search/types.hpp): proxy training for ranking candidates, full
@@ -534,6 +588,16 @@ public:
         }
         full_.distill = std::move(d);
     }
+
+    // The images a full training sees over those a proxy training sees, times what an image costs
+    // at the full batch size over the proxy's (final_image_cost, measured).
+    double final_seconds_per_proxy_second() const override {
+        const std::size_t proxy_n = proxy_.train_subset ? std::min(proxy_.train_subset, train_.size()) : train_.size();
+        const double proxy_images = static_cast<double>(proxy_n) * proxy_.epochs;
+        const double full_images = static_cast<double>(train_.size()) * full_.epochs;
+        return proxy_images > 0 ? full_images / proxy_images * final_image_cost(proxy_.batch_size, full_.batch_size) : 0.0;
+    }
+    void set_final_time_limit(double seconds) override { full_.max_seconds = std::max(0.0, seconds); }
 
     void set_between_steps(std::function<void()> hook) override {
         proxy_.between_steps = hook;
@@ -608,6 +672,7 @@ private:
         f.test_accuracy = last_->test_accuracy.value_or(0.0);
         f.train_seconds = last_->train_seconds;
         f.epochs = last_->epochs;
+        f.epochs_asked = last_->epochs_asked;
         return f;
     }
 
