@@ -411,10 +411,17 @@ TEST_CASE("generate: max_total_seconds keeps the best candidate's final training
         records[i].train_seconds = proxy_s[i];
         records[i].seconds = proxy_s[i] + 2;
     }
-    const auto reserve = generate_detail::final_reserve(Objective::Accuracy, 10);
-    CHECK(reserve(records, 2000) == doctest::Approx(1000 + (102 + 12 + 2) / 3.0));  // #0, and a typical candidate
-    CHECK(reserve(records, 500) == doctest::Approx(100 + (102 + 12 + 2) / 3.0));    // #0 cannot finish: #1
-    CHECK(reserve(records, 50) == 0);                                                // nothing known fits
+    const double typical = (102 + 12 + 2) / 3.0;
+    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 2000)(records, 2000) == doctest::Approx(1000 + typical));
+    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 500)(records, 500) == doctest::Approx(100 + typical));
+    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 50)(records, 50) == 0);  // nothing known fits
+    // #0 fitted when it was recorded: it is kept for to the end, not given up for #1 as time runs out
+    records[0].elapsed_s = 90;
+    const auto reserve = generate_detail::final_reserve(Objective::Accuracy, 10, 1100);
+    CHECK(reserve(records, 1005) == doctest::Approx(1000 + typical));
+    records[0].elapsed_s = 150;  // recorded when only 950 s were left: it could never be trained
+    CHECK(reserve(records, 950) == doctest::Approx(100 + typical));
+    records[0].elapsed_s = 0;
 
     Task task = fmnist_task();
     GenerateSetup setup;
@@ -429,6 +436,8 @@ TEST_CASE("generate: max_total_seconds keeps the best candidate's final training
     CHECK(generate_detail::pass_over_unfinishable({0, 1, 2}, records, 10, 500, &said) == std::vector<std::size_t>{1, 2});
     CHECK(said.str().find("passed over") != std::string::npos);
     CHECK(said.str().find("#0 (1000 s)") != std::string::npos);
+    CHECK(generate_detail::pass_over_unfinishable({0, 1, 2}, records, 10, 950, nullptr) ==
+          std::vector<std::size_t>{0, 1, 2});  // 5% over: trained, an epoch or two fewer
     said.str("");
     CHECK(generate_detail::pass_over_unfinishable({0, 1}, records, 10, 5, &said) == std::vector<std::size_t>{0, 1});
     CHECK(said.str().find("the best is trained for the epochs that fit") != std::string::npos);

@@ -373,16 +373,18 @@ inline double final_training_estimate(const CandidateRecord& r, double ratio) {
 }
 
 // Budget::max_total_seconds (GenerateSetup::final_reserve): what the search keeps for its final
-// training -- the estimate for the best-ranked candidate whose estimate fits the time left (one
-// that does not fit cannot be trained, so it is passed over), and the mean time of the last ten
-// candidates, so that the next one does not eat into it.
+// training -- the estimate for the best-ranked candidate whose estimate fitted the time left when
+// it was recorded (one that did not could never be trained, so it is passed over; one that did is
+// kept for, rather than searching on and falling back to lesser candidates), and the mean time of
+// the last ten candidates, so that the next one does not eat into it.
 inline std::function<double(const std::vector<CandidateRecord>&, double)> final_reserve(Objective objective,
-                                                                                       double ratio) {
-    return [objective, ratio](const std::vector<CandidateRecord>& records, double left) {
+                                                                                       double ratio,
+                                                                                       double max_total_seconds) {
+    return [objective, ratio, max_total_seconds](const std::vector<CandidateRecord>& records, double) {
         double keep = 0;
         for (std::size_t i : rank_feasible(records, objective)) {
             const double estimate = final_training_estimate(records[i], ratio);
-            if (estimate > 0 && estimate <= left) {
+            if (estimate > 0 && estimate <= max_total_seconds - records[i].elapsed_s) {
                 keep = estimate;
                 break;
             }
@@ -395,9 +397,10 @@ inline std::function<double(const std::vector<CandidateRecord>&, double)> final_
     };
 }
 
-// Budget::max_total_seconds: `ranked` without the candidates whose estimated full training does not
-// fit the `left` seconds, said on `status`; all of them when none fits (the best is then trained
-// for as many epochs as fit, at least one).
+// Budget::max_total_seconds: `ranked` without the candidates whose estimated full training is more
+// than 10% over the `left` seconds, said on `status` (within 10%, the final training drops an epoch
+// or two to fit: the search stopped for the best, and its last candidate may have run long); all of
+// them when none fits (the best is then trained for as many epochs as fit, at least one).
 inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::size_t>& ranked,
                                                        const std::vector<CandidateRecord>& records, double ratio,
                                                        double left, std::ostream* status) {
@@ -405,7 +408,7 @@ inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::si
     std::string passed;
     for (std::size_t i : ranked) {
         const double estimate = final_training_estimate(records[i], ratio);
-        if (estimate <= left) {
+        if (estimate <= 1.1 * left) {
             kept.push_back(i);
         } else if (passed.size() < 400) {
             passed += std::string(passed.empty() ? "" : ", ") + "#" + std::to_string(records[i].index) + " (" +
@@ -550,14 +553,17 @@ inline std::function<void(const CandidateRecord&, const std::vector<CandidateRec
     const bool tty = o.status_is_terminal;
     const Objective objective = task.objective;
     const int budget = task.budget.max_candidates;
-    return [out, tty, objective, budget, start](const CandidateRecord& r, const std::vector<CandidateRecord>& all) {
+    const double max_seconds = task.budget.max_seconds;
+    return [out, tty, objective, budget, max_seconds, start](const CandidateRecord& r, const std::vector<CandidateRecord>& all) {
         const auto ranked = rank_feasible(all, objective);
         std::string best = "none feasible yet";
         if (!ranked.empty()) best = "best " + candidate_summary(all[ranked.front()]);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         std::string head = "[" + std::to_string(all.size()) + "/" + std::to_string(budget) + " " + format_fixed(s, 0) + "s";
         if (all.size() >= 3 && budget > 0 && static_cast<int>(all.size()) < budget) {
-            const double eta = s / static_cast<double>(all.size()) * static_cast<double>(budget - static_cast<int>(all.size()));
+            // whichever ends the search first: the candidate count at this pace, or the time
+            const double eta = std::min(s / static_cast<double>(all.size()) * static_cast<double>(budget - static_cast<int>(all.size())),
+                                        std::max(0.0, max_seconds - all.back().elapsed_s));
             head += ", ~" + format_fixed(eta, 0) + "s left";
         }
         head += "] ";
@@ -641,7 +647,8 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     // Budget::max_total_seconds: the search keeps its final training's time (estimated from the
     // proxy trainings), and the final training gets what is left.
     const double final_ratio = trainer && task.budget.max_total_seconds > 0 ? trainer->final_seconds_per_proxy_second() : 0.0;
-    if (final_ratio > 0) setup.final_reserve = generate_detail::final_reserve(task.objective, final_ratio);
+    if (final_ratio > 0)
+        setup.final_reserve = generate_detail::final_reserve(task.objective, final_ratio, task.budget.max_total_seconds);
     const double resumed_s = resumed.empty() ? 0.0 : resumed.back().elapsed_s;
     const auto total_spent = [start, resumed_s] {  // search and final training, across resumes
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() + resumed_s;

@@ -96,7 +96,7 @@ struct GenerateSetup {
     double slow_machine = 1.05;
     // Budget::max_total_seconds: the seconds the final training will need, given the records so
     // far and the seconds left (0: nothing to keep yet; generate.hpp estimates it from the best
-    // candidate's proxy training). Empty: nothing is kept for it.
+    // trainable candidate's proxy training). Empty: nothing is kept for it.
     std::function<double(const std::vector<CandidateRecord>&, double)> final_reserve;
 };
 
