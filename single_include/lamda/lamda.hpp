@@ -48694,11 +48694,12 @@ private:
     std::string build_body(const Task& task, const std::vector<CandidateRecord>& records, const std::vector<std::size_t>& repair) {
         using llm_detail::json_escaped_size;
         const LlmConfig& cfg = client_.config();
-        // 5% kept free: the characters per token calibrated on one request vary with the next one's
-        // content (digit-heavy history lines); llm_llama saw 1028 + 1024 tokens sent to a 2048 window
-        // without this margin.
+        // 10% kept free: the characters per token calibrated on one request vary with the next one's
+        // content (digit-heavy history lines, a small model's random identifiers quoted back in a
+        // repair); llm_llama saw 1028 + 1024 tokens sent to a 2048 window without a margin, and
+        // again with 5% (2026-12-03, its ASan run).
         const std::size_t budget = static_cast<std::size_t>(
-            static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_ * 0.95);
+            static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_ * 0.90);
         const std::string system = valid_utf8(compact_ ? llm_compact_system_prompt() : llm_system_prompt());
         std::string head = task_text(task, records.size());
         if (options_.device_summary.empty() && options_.channel_tile_hint.empty()) {
