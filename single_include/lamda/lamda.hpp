@@ -19825,12 +19825,15 @@ inline double cosine_lr(double base, std::int64_t step, double total_steps) {
     return base * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
 }
 
+// TrainOptions::max_seconds: the closing evaluation (validation and test images, forward only)
+// is allowed this fraction of an epoch's time.
+constexpr double evaluation_epoch_fraction = 0.2;
+
 // TrainOptions::max_seconds: how many of `asked` epochs fit in `max_seconds` (at least one) when
-// `spent` seconds are gone and an epoch takes `epoch_s`; the closing evaluation (validation and
-// test images, forward only) is allowed a fifth of an epoch.
+// `spent` seconds are gone and an epoch takes `epoch_s`, the closing evaluation included.
 inline int epochs_that_fit(int asked, double max_seconds, double spent, double epoch_s) {
     if (!(max_seconds > 0) || !(epoch_s > 0)) return asked;
-    const double fit = std::floor((max_seconds - spent - 0.2 * epoch_s) / epoch_s);
+    const double fit = std::floor((max_seconds - spent - evaluation_epoch_fraction * epoch_s) / epoch_s);
     return static_cast<int>(std::clamp(fit, 1.0, static_cast<double>(asked)));
 }
 
@@ -20061,7 +20064,7 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
         p.seconds = std::chrono::duration<double>(clock::now() - t0).count();
         if (options.max_seconds > 0 && epoch + 1 < epochs) {  // slower than timed: stop while it fits
             const double epoch_s = std::chrono::duration<double>(clock::now() - epoch_start).count();
-            if (p.seconds + 1.2 * epoch_s > options.max_seconds) {  // the next epoch and the evaluation
+            if (p.seconds + (1 + train_detail::evaluation_epoch_fraction) * epoch_s > options.max_seconds) {
                 epochs = epoch + 1;
                 p.epochs = epochs;
             }
@@ -28613,9 +28616,9 @@ struct GenerateSetup {
     double doubt_factor = 1.1;
     double slow_machine = 1.05;
     // Budget::max_total_seconds: the seconds the final training will need, given the records so
-    // far and the seconds left (0: nothing to keep yet; generate.hpp estimates it from the best
-    // trainable candidate's proxy training). Empty: nothing is kept for it.
-    std::function<double(const std::vector<CandidateRecord>&, double)> final_reserve;
+    // far (0: nothing to keep yet; generate.hpp estimates it from the best trainable candidate's
+    // proxy training). Empty: nothing is kept for it.
+    std::function<double(const std::vector<CandidateRecord>&)> final_reserve;
 };
 
 // Budget::max_total_seconds: whether the search must stop at `elapsed` seconds to leave its final
@@ -28624,7 +28627,7 @@ inline bool total_time_spent(const Task& task, const GenerateSetup& setup,
                              const std::vector<CandidateRecord>& records, double elapsed) {
     if (!(task.budget.max_total_seconds > 0)) return false;
     const double left = task.budget.max_total_seconds - elapsed;
-    return left <= 0 || (setup.final_reserve && left <= setup.final_reserve(records, left));
+    return left <= 0 || (setup.final_reserve && left <= setup.final_reserve(records));
 }
 
 // The factor a measurement over the budget is divided by to judge it at the machine's usual pace
@@ -33320,10 +33323,9 @@ inline double final_training_estimate(const CandidateRecord& r, double ratio) {
 // it was recorded (one that did not could never be trained, so it is passed over; one that did is
 // kept for, rather than searching on and falling back to lesser candidates), and the mean time of
 // the last ten candidates, so that the next one does not eat into it.
-inline std::function<double(const std::vector<CandidateRecord>&, double)> final_reserve(Objective objective,
-                                                                                       double ratio,
-                                                                                       double max_total_seconds) {
-    return [objective, ratio, max_total_seconds](const std::vector<CandidateRecord>& records, double) {
+inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(Objective objective, double ratio,
+                                                                               double max_total_seconds) {
+    return [objective, ratio, max_total_seconds](const std::vector<CandidateRecord>& records) {
         double keep = 0;
         for (std::size_t i : rank_feasible(records, objective)) {
             const double estimate = final_training_estimate(records[i], ratio);
@@ -33358,14 +33360,15 @@ inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::si
                       format_fixed(estimate, 0) + " s)";
         }
     }
-    if (!status || passed.empty()) return kept.empty() ? ranked : kept;
+    const std::vector<std::size_t>& trained = kept.empty() ? ranked : kept;
+    if (!status || passed.empty()) return trained;
     if (kept.empty())
         *status << "lamda: no candidate's full training is expected to fit the " << format_fixed(std::max(0.0, left), 0)
                 << " s left (max_total_seconds): the best is trained for the epochs that fit\n";
     else
         *status << "lamda: passed over, their full training expected to take longer than the "
                 << format_fixed(std::max(0.0, left), 0) << " s left (max_total_seconds): " << passed << "\n";
-    return kept.empty() ? ranked : kept;
+    return trained;
 }
 
 // Trains the confirmed candidates in full, best first, until one reaches min_accuracy on the
@@ -38443,9 +38446,9 @@ struct GenerateSetup {
     double doubt_factor = 1.1;
     double slow_machine = 1.05;
     // Budget::max_total_seconds: the seconds the final training will need, given the records so
-    // far and the seconds left (0: nothing to keep yet; generate.hpp estimates it from the best
-    // trainable candidate's proxy training). Empty: nothing is kept for it.
-    std::function<double(const std::vector<CandidateRecord>&, double)> final_reserve;
+    // far (0: nothing to keep yet; generate.hpp estimates it from the best trainable candidate's
+    // proxy training). Empty: nothing is kept for it.
+    std::function<double(const std::vector<CandidateRecord>&)> final_reserve;
 };
 
 // Budget::max_total_seconds: whether the search must stop at `elapsed` seconds to leave its final
@@ -38454,7 +38457,7 @@ inline bool total_time_spent(const Task& task, const GenerateSetup& setup,
                              const std::vector<CandidateRecord>& records, double elapsed) {
     if (!(task.budget.max_total_seconds > 0)) return false;
     const double left = task.budget.max_total_seconds - elapsed;
-    return left <= 0 || (setup.final_reserve && left <= setup.final_reserve(records, left));
+    return left <= 0 || (setup.final_reserve && left <= setup.final_reserve(records));
 }
 
 // The factor a measurement over the budget is divided by to judge it at the machine's usual pace
@@ -53036,9 +53039,9 @@ struct GenerateSetup {
     double doubt_factor = 1.1;
     double slow_machine = 1.05;
     // Budget::max_total_seconds: the seconds the final training will need, given the records so
-    // far and the seconds left (0: nothing to keep yet; generate.hpp estimates it from the best
-    // trainable candidate's proxy training). Empty: nothing is kept for it.
-    std::function<double(const std::vector<CandidateRecord>&, double)> final_reserve;
+    // far (0: nothing to keep yet; generate.hpp estimates it from the best trainable candidate's
+    // proxy training). Empty: nothing is kept for it.
+    std::function<double(const std::vector<CandidateRecord>&)> final_reserve;
 };
 
 // Budget::max_total_seconds: whether the search must stop at `elapsed` seconds to leave its final
@@ -53047,7 +53050,7 @@ inline bool total_time_spent(const Task& task, const GenerateSetup& setup,
                              const std::vector<CandidateRecord>& records, double elapsed) {
     if (!(task.budget.max_total_seconds > 0)) return false;
     const double left = task.budget.max_total_seconds - elapsed;
-    return left <= 0 || (setup.final_reserve && left <= setup.final_reserve(records, left));
+    return left <= 0 || (setup.final_reserve && left <= setup.final_reserve(records));
 }
 
 // The factor a measurement over the budget is divided by to judge it at the machine's usual pace

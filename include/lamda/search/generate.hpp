@@ -377,10 +377,9 @@ inline double final_training_estimate(const CandidateRecord& r, double ratio) {
 // it was recorded (one that did not could never be trained, so it is passed over; one that did is
 // kept for, rather than searching on and falling back to lesser candidates), and the mean time of
 // the last ten candidates, so that the next one does not eat into it.
-inline std::function<double(const std::vector<CandidateRecord>&, double)> final_reserve(Objective objective,
-                                                                                       double ratio,
-                                                                                       double max_total_seconds) {
-    return [objective, ratio, max_total_seconds](const std::vector<CandidateRecord>& records, double) {
+inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(Objective objective, double ratio,
+                                                                               double max_total_seconds) {
+    return [objective, ratio, max_total_seconds](const std::vector<CandidateRecord>& records) {
         double keep = 0;
         for (std::size_t i : rank_feasible(records, objective)) {
             const double estimate = final_training_estimate(records[i], ratio);
@@ -415,14 +414,15 @@ inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::si
                       format_fixed(estimate, 0) + " s)";
         }
     }
-    if (!status || passed.empty()) return kept.empty() ? ranked : kept;
+    const std::vector<std::size_t>& trained = kept.empty() ? ranked : kept;
+    if (!status || passed.empty()) return trained;
     if (kept.empty())
         *status << "lamda: no candidate's full training is expected to fit the " << format_fixed(std::max(0.0, left), 0)
                 << " s left (max_total_seconds): the best is trained for the epochs that fit\n";
     else
         *status << "lamda: passed over, their full training expected to take longer than the "
                 << format_fixed(std::max(0.0, left), 0) << " s left (max_total_seconds): " << passed << "\n";
-    return kept.empty() ? ranked : kept;
+    return trained;
 }
 
 // Trains the confirmed candidates in full, best first, until one reaches min_accuracy on the

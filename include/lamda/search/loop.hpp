@@ -95,9 +95,9 @@ struct GenerateSetup {
     double doubt_factor = 1.1;
     double slow_machine = 1.05;
     // Budget::max_total_seconds: the seconds the final training will need, given the records so
-    // far and the seconds left (0: nothing to keep yet; generate.hpp estimates it from the best
-    // trainable candidate's proxy training). Empty: nothing is kept for it.
-    std::function<double(const std::vector<CandidateRecord>&, double)> final_reserve;
+    // far (0: nothing to keep yet; generate.hpp estimates it from the best trainable candidate's
+    // proxy training). Empty: nothing is kept for it.
+    std::function<double(const std::vector<CandidateRecord>&)> final_reserve;
 };
 
 // Budget::max_total_seconds: whether the search must stop at `elapsed` seconds to leave its final
@@ -106,7 +106,7 @@ inline bool total_time_spent(const Task& task, const GenerateSetup& setup,
                              const std::vector<CandidateRecord>& records, double elapsed) {
     if (!(task.budget.max_total_seconds > 0)) return false;
     const double left = task.budget.max_total_seconds - elapsed;
-    return left <= 0 || (setup.final_reserve && left <= setup.final_reserve(records, left));
+    return left <= 0 || (setup.final_reserve && left <= setup.final_reserve(records));
 }
 
 // The factor a measurement over the budget is divided by to judge it at the machine's usual pace

@@ -258,12 +258,15 @@ inline double cosine_lr(double base, std::int64_t step, double total_steps) {
     return base * 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(step) / total_steps));
 }
 
+// TrainOptions::max_seconds: the closing evaluation (validation and test images, forward only)
+// is allowed this fraction of an epoch's time.
+constexpr double evaluation_epoch_fraction = 0.2;
+
 // TrainOptions::max_seconds: how many of `asked` epochs fit in `max_seconds` (at least one) when
-// `spent` seconds are gone and an epoch takes `epoch_s`; the closing evaluation (validation and
-// test images, forward only) is allowed a fifth of an epoch.
+// `spent` seconds are gone and an epoch takes `epoch_s`, the closing evaluation included.
 inline int epochs_that_fit(int asked, double max_seconds, double spent, double epoch_s) {
     if (!(max_seconds > 0) || !(epoch_s > 0)) return asked;
-    const double fit = std::floor((max_seconds - spent - 0.2 * epoch_s) / epoch_s);
+    const double fit = std::floor((max_seconds - spent - evaluation_epoch_fraction * epoch_s) / epoch_s);
     return static_cast<int>(std::clamp(fit, 1.0, static_cast<double>(asked)));
 }
 
@@ -494,7 +497,7 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
         p.seconds = std::chrono::duration<double>(clock::now() - t0).count();
         if (options.max_seconds > 0 && epoch + 1 < epochs) {  // slower than timed: stop while it fits
             const double epoch_s = std::chrono::duration<double>(clock::now() - epoch_start).count();
-            if (p.seconds + 1.2 * epoch_s > options.max_seconds) {  // the next epoch and the evaluation
+            if (p.seconds + (1 + train_detail::evaluation_epoch_fraction) * epoch_s > options.max_seconds) {
                 epochs = epoch + 1;
                 p.epochs = epochs;
             }
