@@ -32290,7 +32290,7 @@ public:
         std::set<std::string> tried;
         for (std::uint64_t attempt = 0; attempt < 200; ++attempt) {
             std::mt19937_64 rng(sample_seed(seed_, drawn * 1000 + attempt));
-            const CandidateRecord& parent = *pick_parent(rng, known, task);
+            const CandidateRecord& parent = *pick_parent(rng, known, task, attempt);
             ParseResult parsed = parse_dsl(parent.dsl, "parent");
             if (!parsed.ok()) continue;
             std::string what;
@@ -32308,10 +32308,14 @@ public:
 
 private:
     // Mostly the best feasible candidate, sometimes another of the best four; with none feasible,
-    // one of the three closest to the limits.
+    // one of the three closest to the limits. Once `attempt` shows those parents' edits are all
+    // taken, any candidate: a lone feasible parent near the limit has only a dozen single-width
+    // steps, and the search stopped as exhausted after 15 candidates (docs/adapt.md).
     const CandidateRecord* pick_parent(std::mt19937_64& rng, const std::vector<const CandidateRecord*>& known,
-                                       const Task& task) const {
+                                       const Task& task, std::uint64_t attempt) const {
         using namespace sample_detail;
+        if (attempt >= usual_parent_attempts)
+            return known[static_cast<std::size_t>(uniform(rng, 0, static_cast<int>(known.size()) - 1))];
         std::vector<const CandidateRecord*> feasible;
         for (const CandidateRecord* r : known)
             if (r->verdict == Verdict::Feasible) feasible.push_back(r);
@@ -32397,11 +32401,14 @@ private:
             } else {
                 scale_one(w, 1.25);
             }
-        } else {  // near the limit: trade one width for another
-            scale_one(w, chance(rng, 50) ? 0.875 : 1.125);
+        } else {  // near the limit: a step of one width, either way, of one of two sizes
+            static constexpr double steps[] = {0.875, 0.94, 1.06, 1.125};
+            scale_one(w, steps[static_cast<std::size_t>(uniform(rng, 0, 3))]);
         }
         return g;
     }
+
+    static constexpr std::uint64_t usual_parent_attempts = 40;  // of propose_next's 200
 
     std::uint64_t seed_;
     std::string start_dsl_;

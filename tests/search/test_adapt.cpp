@@ -318,6 +318,41 @@ TEST_CASE("adapt: the designer starts from the start model and shrinks an over-b
     CHECK(again.propose(task, records)->dsl == d.propose(task, records)->dsl);
 }
 
+TEST_CASE("adapt: a lone feasible parent near the limit whose steps are all taken does not end the search") {
+    // Measured (docs/adapt.md): one feasible candidate at 96% of the budget, every single-width
+    // step of it over; the designer only edited that parent and stopped as exhausted at 15.
+    TempDir dir("lone_parent");
+    const StartModel s = load_start_model(write_start(dir), "", fmnist_task());
+    const Task task = fmnist_task(0.1);
+    const auto record = [](int index, const std::string& dsl, const std::string& note, Verdict verdict, double ms) {
+        CandidateRecord r;
+        r.index = index;
+        r.dsl = dsl;
+        r.hash = text_hash(dsl);
+        r.note = note;
+        const ModelStats st = analyze(parse_dsl_or_throw(dsl, "r"));
+        r.params = st.params;
+        r.macs = st.macs;
+        r.measured_ms = ms;
+        r.verdict = verdict;
+        if (verdict == Verdict::Feasible) r.accuracy = 0.8;
+        return r;
+    };
+    std::vector<CandidateRecord> records{record(0, s.dsl, std::string(start_model_note) + "start.lamda",
+                                                Verdict::OverMeasured, 0.5)};
+    records[0].verdict = Verdict::Feasible;  // the lone feasible parent, at 96% of the budget
+    records[0].measured_ms = 0.096;
+    records[0].accuracy = 0.8;
+    AdaptDesigner d(5, s);
+    std::set<std::string> texts;
+    for (int i = 0; i < 40; ++i) {
+        const auto p = d.propose(task, records);
+        REQUIRE_MESSAGE(p, "exhausted after " << records.size() << " candidates");
+        CHECK(texts.insert(p->dsl).second);
+        records.push_back(record(static_cast<int>(records.size()), p->dsl, p->note, Verdict::OverMeasured, 0.105));
+    }
+}
+
 TEST_CASE("adapt: a width step is the factor asked for, not rounded to a much harder cut") {
     using adapt_detail::round_width;
     CHECK(round_width(24 * 0.82) == 20);  // to 8 alone: 16, a x0.67 cut for a x0.82 step
