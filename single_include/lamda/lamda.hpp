@@ -33325,9 +33325,21 @@ inline double final_training_estimate(const CandidateRecord& r, double ratio) {
     return r.train_seconds > 0 ? r.train_seconds * ratio : 0.0;
 }
 
+// Budget::max_total_seconds: the most of it a final training is kept (the rest is the search's).
+// A training expected to take longer runs the epochs that fit: a 12-epoch fine-tuning estimated at
+// 150-170 s of a 181 s total fitted no candidate when recorded, so nothing was kept, the search
+// ran to the end and the best trained 1 epoch (docs/adapt.md).
+constexpr double final_training_max_share = 0.5;
+
+// The seconds the search keeps for candidate r's final training: its estimate, at most
+// final_training_max_share of `max_total_seconds`; 0: unknown.
+inline double final_training_kept(const CandidateRecord& r, double ratio, double max_total_seconds) {
+    return std::min(final_training_estimate(r, ratio), final_training_max_share * max_total_seconds);
+}
+
 // Budget::max_total_seconds (GenerateSetup::final_reserve): what the search keeps for its final
-// training -- the estimate for the best-ranked candidate whose estimate fitted the time left when
-// it was recorded (one that did not could never be trained, so it is passed over; one that did is
+// training -- final_training_kept for the best-ranked candidate for which that fitted the time
+// left when it was recorded (one that did not could never be trained, so it is passed over; one that did is
 // kept for, rather than searching on and falling back to lesser candidates), and the mean time of
 // the last ten candidates, so that the next one does not eat into it.
 inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(Objective objective, double ratio,
@@ -33335,9 +33347,9 @@ inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(
     return [objective, ratio, max_total_seconds](const std::vector<CandidateRecord>& records) {
         double keep = 0;
         for (std::size_t i : rank_feasible(records, objective)) {
-            const double estimate = final_training_estimate(records[i], ratio);
-            if (estimate > 0 && estimate <= max_total_seconds - records[i].elapsed_s) {
-                keep = estimate;
+            const double kept = final_training_kept(records[i], ratio, max_total_seconds);
+            if (kept > 0 && kept <= max_total_seconds - records[i].elapsed_s) {
+                keep = kept;
                 break;
             }
         }
@@ -33349,22 +33361,23 @@ inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(
     };
 }
 
-// Budget::max_total_seconds: `ranked` without the candidates whose estimated full training is more
-// than 10% over the `left` seconds, said on `status` (within 10%, the final training drops an epoch
-// or two to fit: the search stopped for the best, and its last candidate may have run long); all of
-// them when none fits (the best is then trained for as many epochs as fit, at least one).
+// Budget::max_total_seconds: `ranked` without the candidates whose final training needs more than
+// 10% over the `left` seconds (final_training_kept of `max_total_seconds`), said on `status` (within
+// 10%, the final training drops an epoch or two to fit: the search stopped for the best, and its
+// last candidate may have run long); all of them when none fits (the best is then trained for as
+// many epochs as fit, at least one).
 inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::size_t>& ranked,
                                                        const std::vector<CandidateRecord>& records, double ratio,
-                                                       double left, std::ostream* status) {
+                                                       double max_total_seconds, double left, std::ostream* status) {
     std::vector<std::size_t> kept;
     std::string passed;
     for (std::size_t i : ranked) {
-        const double estimate = final_training_estimate(records[i], ratio);
-        if (estimate <= 1.1 * left) {
+        const double needs = final_training_kept(records[i], ratio, max_total_seconds);
+        if (needs <= 1.1 * left) {
             kept.push_back(i);
         } else if (passed.size() < 400) {
             passed += std::string(passed.empty() ? "" : ", ") + "#" + std::to_string(records[i].index) + " (" +
-                      format_fixed(estimate, 0) + " s)";
+                      format_fixed(needs, 0) + " s)";
         }
     }
     const std::vector<std::size_t>& trained = kept.empty() ? ranked : kept;
@@ -33669,6 +33682,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     out.ranked = rank_feasible(out.result.records, task.objective);
     if (final_ratio > 0)
         out.ranked = generate_detail::pass_over_unfinishable(out.ranked, out.result.records, final_ratio,
+                                                             task.budget.max_total_seconds,
                                                              task.budget.max_total_seconds - total_spent(), o.status);
     const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
     const auto confirm_start = std::chrono::steady_clock::now();
