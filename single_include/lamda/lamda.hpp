@@ -33519,7 +33519,10 @@ inline std::function<void(const CandidateRecord&, const std::vector<CandidateRec
     const bool tty = o.status_is_terminal;
     const Objective objective = task.objective;
     const int budget = task.budget.max_candidates;
-    const double max_seconds = task.budget.max_seconds;
+    // The search ends by max_seconds or, sooner, by max_total_seconds (which includes the final training).
+    const double max_seconds = task.budget.max_total_seconds > 0
+                                   ? std::min(task.budget.max_seconds, task.budget.max_total_seconds)
+                                   : task.budget.max_seconds;
     return [out, tty, objective, budget, max_seconds, start](const CandidateRecord& r, const std::vector<CandidateRecord>& all) {
         const auto ranked = rank_feasible(all, objective);
         std::string best = "none feasible yet";

@@ -540,6 +540,22 @@ TEST_CASE("generate: max_total_seconds gives the final training the time left, a
     CHECK(trainer.limits.empty());
 }
 
+TEST_CASE("generate: the progress line's time left counts max_total_seconds when that ends the search first") {
+    Task task = fmnist_task();
+    task.budget.max_candidates = 1000;
+    task.budget.max_seconds = 480;
+    task.budget.max_total_seconds = 181;
+    GenerateOptions o;
+    std::ostringstream status;
+    o.status = &status;
+    const auto print = generate_detail::progress_printer(task, o, std::chrono::steady_clock::now() - std::chrono::seconds(38));
+    std::vector<CandidateRecord> records(3);
+    for (int i = 0; i < 3; ++i) records[i].index = i;
+    records[2].elapsed_s = 38;
+    print(records[2], records);
+    CHECK_MESSAGE(status.str().find(", ~143s left]") != std::string::npos, status.str());  // not 442 (max_seconds)
+}
+
 TEST_CASE("generate: max_total_seconds is read, limits the search when max_seconds is not given, and is refused when bad") {
     const Task t = parse_task(R"({"name": "t", "input": [28, 28, 1], "classes": 10, "constraints": {}, "budget": {"max_total_seconds": 1800}})", "t.json");
     CHECK(t.budget.max_total_seconds == 1800);
