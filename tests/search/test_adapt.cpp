@@ -353,6 +353,60 @@ TEST_CASE("adapt: a lone feasible parent near the limit whose steps are all take
     }
 }
 
+TEST_CASE("adapt: a costly dense 3x3 convolution is made separable, keeping its name, width and readers") {
+    const Graph g = parse_dsl_or_throw(start_text, "start");
+    CandidateRecord r;
+    r.top_layers = {{"c2", 0.03, 0.6}, {"c3", 0.01, 0.1}};  // c3 under separable_min_share
+    Graph child = g;
+    double saved = 0;
+    CHECK(adapt_detail::make_separable(child, r, saved) == " separable c2");
+    CHECK(saved == doctest::Approx(analyze(g).macs - analyze(parse_dsl_or_throw(print_dsl(child), "c")).macs));
+    const Graph parsed = parse_dsl_or_throw(print_dsl(child), "child");
+    const int dw = parsed.find("c2_dw"), pw = parsed.find("c2");
+    REQUIRE(dw > 0);
+    REQUIRE(pw == dw + 1);
+    CHECK(parsed.layers[static_cast<std::size_t>(dw)].op == OpKind::DepthwiseConv2d);
+    CHECK(parsed.layers[static_cast<std::size_t>(dw)].kernel_h == 3);
+    CHECK(parsed.layers[static_cast<std::size_t>(dw)].inputs == std::vector<int>{parsed.find("c1_act")});
+    CHECK(parsed.layers[static_cast<std::size_t>(pw)].kernel_h == 1);
+    CHECK(parsed.layers[static_cast<std::size_t>(pw)].out_channels == 16);
+    CHECK(parsed.layers[static_cast<std::size_t>(parsed.find("c2_bn"))].inputs == std::vector<int>{pw});
+    CHECK(parsed.output().shape == g.output().shape);
+    CHECK(analyze(parsed).macs < analyze(g).macs);
+    // Everything but the two new kernels is inherited from the parent.
+    const Inheritance inh = inherit_weights(g, random_weights(g, 3), parsed, 1);
+    CHECK(validate_weights(parsed, inh.weights).empty());
+    CHECK(inh.fresh == 2);  // c2_dw.weight, c2.weight (its kernel is 1x1 now)
+    // Once separable, nothing costly is left to split.
+    CHECK(adapt_detail::make_separable(child, r, saved).empty());
+
+    // The designer makes it separable for a far-over parent whose time is in c2.
+    const StartModel s{"start.lamda", g, print_dsl(g), random_weights(g, 3), false};
+    CandidateRecord r0;
+    r0.index = 0;
+    r0.dsl = s.dsl;
+    r0.hash = text_hash(s.dsl);
+    r0.note = std::string(start_model_note) + s.source;
+    r0.params = analyze(g).params;
+    r0.macs = analyze(g).macs;
+    r0.measured_ms = 0.5;  // 5x the budget
+    r0.verdict = Verdict::OverMeasured;
+    r0.top_layers = r.top_layers;
+    int separable = 0;
+    for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+        AdaptDesigner designer(seed, s);
+        const auto p = designer.propose(fmnist_task(0.1), {r0});
+        REQUIRE(p);
+        if (p->note.find(" separable c2") == std::string::npos) continue;
+        ++separable;
+        // c2 was 60% of 5x the budget: the MACs left are still over, so the widths are cut too
+        CHECK(p->note.find(", widths x") != std::string::npos);
+        CHECK(analyze(parse_dsl_or_throw(p->dsl, "p")).macs < analyze(g).macs);
+    }
+    CHECK(separable >= 3);   // 35% of far-over edits
+    CHECK(separable <= 14);  // the widths are still cut at other times
+}
+
 TEST_CASE("adapt: a width step is the factor asked for, not rounded to a much harder cut") {
     using adapt_detail::round_width;
     CHECK(round_width(24 * 0.82) == 20);  // to 8 alone: 16, a x0.67 cut for a x0.82 step

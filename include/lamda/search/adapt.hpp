@@ -15,8 +15,9 @@
 //
 // AdaptDesigner edits any graph, not only search/designer.hpp's designs (an imported ONNX model
 // has no design): it scales the width of every layer of a width (the layers an `add` joins share
-// one), scales all widths, drops a conv (with its batch norm and activation) whose input and
-// output channels agree, or moves a downsampling earlier (stride 2), steered like the offline
+// one), scales all widths, makes a costly dense k x k conv separable (depthwise k x k, then 1x1),
+// drops a conv (with its batch norm and activation) whose input and output channels agree, or
+// moves a downsampling earlier (stride 2), steered like the offline
 // designer: over budget -> shrink where the measured cost is, below accuracy -> grow. Its note
 // names the parent ("... of #3"), which weight_inheritance() reads. Deterministic in (seed,
 // records), so --resume continues it. StartModelFirst adapts with any other proposer (the LLM's):
@@ -403,6 +404,66 @@ inline std::string add_stride(std::mt19937_64& rng, Graph& g) {
     return " stride 2 at " + l.name;
 }
 
+// An over-budget parent's dense k x k convolution (k > 1) taking at least this share of its time
+// is made separable before widths are cut far: a ResNet block's 3x3 convolutions took 50% and 17%
+// of the fmnist_large model, and a 4.7x width cut fine-tuned to 41-69% proxy accuracy (docs/adapt.md).
+inline constexpr double separable_min_share = 0.15;
+
+// Replaces the costliest such convolution among `r`'s costliest layers by a depthwise k x k
+// convolution (its stride, dilation and padding; named NAME_dw) and a 1x1 convolution keeping its
+// name and width, so that its readers and batch norm stay as they are: about min(k*k, out) times
+// fewer MACs (`macs_saved`: how many). Both start fresh (their kernels changed shape). "" when
+// there is none.
+inline std::string make_separable(Graph& g, const CandidateRecord& r, double& macs_saved) {
+    macs_saved = 0;
+    for (const LayerCost& c : r.top_layers) {
+        if (c.share < separable_min_share) continue;
+        const int at = g.find(c.name);
+        if (at <= 0) continue;
+        const Layer& l = g.layers[static_cast<std::size_t>(at)];
+        if (l.op != OpKind::Conv2d || l.groups != 1 || (l.kernel_h == 1 && l.kernel_w == 1) || l.inputs.size() != 1) continue;
+        if (g.find(l.name + "_dw") >= 0) continue;
+        Layer dw;
+        dw.name = l.name + "_dw";
+        dw.op = OpKind::DepthwiseConv2d;
+        dw.inputs = l.inputs;
+        dw.kernel_h = l.kernel_h;
+        dw.kernel_w = l.kernel_w;
+        dw.stride_h = l.stride_h;
+        dw.stride_w = l.stride_w;
+        dw.dilation_h = l.dilation_h;
+        dw.dilation_w = l.dilation_w;
+        dw.padding = l.padding;
+        dw.bias = false;
+        const double in_c = g.layers[static_cast<std::size_t>(l.inputs.front())].shape.c;
+        const double pixels = static_cast<double>(l.shape.h) * l.shape.w, taps = static_cast<double>(l.kernel_h) * l.kernel_w;
+        macs_saved = pixels * in_c * (taps * l.out_channels - taps - l.out_channels);  // dense - (dw + pw)
+        Layer pw = l;
+        pw.kernel_h = pw.kernel_w = 1;
+        pw.stride_h = pw.stride_w = 1;
+        pw.dilation_h = pw.dilation_w = 1;
+        pw.padding = Padding{};
+        pw.inputs = {at};
+        std::vector<Layer> layers;
+        layers.reserve(g.layers.size() + 1);
+        for (std::size_t i = 0; i < g.layers.size(); ++i) {
+            if (static_cast<int>(i) == at) {
+                layers.push_back(dw);
+                layers.push_back(pw);
+                continue;
+            }
+            Layer moved = g.layers[i];
+            if (static_cast<int>(i) > at)
+                for (int& in : moved.inputs)
+                    if (in >= at) ++in;  // the layer at `at` is now at + 1
+            layers.push_back(std::move(moved));
+        }
+        g.layers = std::move(layers);
+        return " separable " + pw.name;
+    }
+    return {};
+}
+
 // The editable layers a record's most expensive layers come from, most expensive first.
 inline std::vector<int> expensive_sources(const Graph& g, const CandidateRecord& r, const std::vector<bool>& fixed) {
     std::vector<int> out;
@@ -514,6 +575,22 @@ private:
                 const std::size_t costliest = costliest_se(g, gates, r, share);
                 if (share >= costly_se_share && chance(rng, 70)) {
                     what = remove_se(g, gates[costliest]);
+                    return g;
+                }
+            }
+            // Far over: a costly dense k x k convolution made separable, then every width cut by
+            // what the MACs saved leave over (latency taken as proportional to MACs): a separable
+            // model still far over was never picked as a parent again (docs/adapt.md).
+            if (v > 1.3 && chance(rng, 35)) {
+                double saved = 0;
+                what = make_separable(g, r, saved);
+                if (!what.empty()) {
+                    const double macs = static_cast<double>(r.macs);
+                    const double left = macs > saved ? v * (macs - saved) / macs : v;
+                    if (left > 1.1) {
+                        const double f = std::clamp(std::sqrt(0.92 / left), 0.3, 0.95);
+                        if (scale_all(g, fixed_width(g), f) > 0) what += ", widths x" + std::to_string(f).substr(0, 4);
+                    }
                     return g;
                 }
             }
