@@ -32259,6 +32259,7 @@ inline std::string add_stride(std::mt19937_64& rng, Graph& g) {
 // is made separable before widths are cut far: a ResNet block's 3x3 convolutions took 50% and 17%
 // of the fmnist_large model, and a 4.7x width cut fine-tuned to 41-69% proxy accuracy (docs/adapt.md).
 inline constexpr double separable_min_share = 0.15;
+inline constexpr int separable_min_in_channels = 8;
 
 // Replaces the costliest such convolution among `r`'s costliest layers by a depthwise k x k
 // convolution (its stride, dilation and padding; named NAME_dw) and a 1x1 convolution keeping its
@@ -32274,6 +32275,9 @@ inline std::string make_separable(Graph& g, const CandidateRecord& r, double& ma
         const Layer& l = g.layers[static_cast<std::size_t>(at)];
         if (l.op != OpKind::Conv2d || l.groups != 1 || (l.kernel_h == 1 && l.kernel_w == 1) || l.inputs.size() != 1) continue;
         if (g.find(l.name + "_dw") >= 0) continue;
+        // On a few channels (a stem on a grayscale image) a depthwise filter per channel would
+        // leave the layer almost no spatial filters: not split.
+        if (g.layers[static_cast<std::size_t>(l.inputs.front())].shape.c < separable_min_in_channels) continue;
         Layer dw;
         dw.name = l.name + "_dw";
         dw.op = OpKind::DepthwiseConv2d;

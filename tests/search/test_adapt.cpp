@@ -379,6 +379,11 @@ TEST_CASE("adapt: a costly dense 3x3 convolution is made separable, keeping its 
     CHECK(inh.fresh == 2);  // c2_dw.weight, c2.weight (its kernel is 1x1 now)
     // Once separable, nothing costly is left to split.
     CHECK(adapt_detail::make_separable(child, r, saved).empty());
+    // The stem reads one channel: one depthwise filter would be all its spatial filtering.
+    Graph stem = g;
+    CandidateRecord stem_costly;
+    stem_costly.top_layers = {{"c1", 0.05, 0.9}};
+    CHECK(adapt_detail::make_separable(stem, stem_costly, saved).empty());
 
     // The designer makes it separable for a far-over parent whose time is in c2.
     const StartModel s{"start.lamda", g, print_dsl(g), random_weights(g, 3), false};
