@@ -222,6 +222,11 @@ inline int scale_class(Graph& g, const std::vector<bool>& fixed, int from, doubl
     return n;
 }
 
+// The width factor for a parent `over` times its budget (> 1): latency taken as about quadratic in
+// width, every width times sqrt(0.92 / over) lands near 92% of the budget; bounded so one edit
+// neither keeps a width nor cuts it below a third.
+inline double far_over_width_factor(double over) { return std::clamp(std::sqrt(0.92 / over), 0.3, 0.95); }
+
 // Every editable width times `factor` (layers of one width stay of one width).
 inline int scale_all(Graph& g, const std::vector<bool>& fixed, double factor) {
     std::map<int, int> to;
@@ -426,7 +431,8 @@ inline std::string make_separable(Graph& g, const CandidateRecord& r, double& ma
         if (g.find(l.name + "_dw") >= 0) continue;
         // On a few channels (a stem on a grayscale image) a depthwise filter per channel would
         // leave the layer almost no spatial filters: not split.
-        if (g.layers[static_cast<std::size_t>(l.inputs.front())].shape.c < separable_min_in_channels) continue;
+        const int in_c = g.layers[static_cast<std::size_t>(l.inputs.front())].shape.c;
+        if (in_c < separable_min_in_channels) continue;
         Layer dw;
         dw.name = l.name + "_dw";
         dw.op = OpKind::DepthwiseConv2d;
@@ -439,9 +445,8 @@ inline std::string make_separable(Graph& g, const CandidateRecord& r, double& ma
         dw.dilation_w = l.dilation_w;
         dw.padding = l.padding;
         dw.bias = false;
-        const double in_c = g.layers[static_cast<std::size_t>(l.inputs.front())].shape.c;
         const double pixels = static_cast<double>(l.shape.h) * l.shape.w, taps = static_cast<double>(l.kernel_h) * l.kernel_w;
-        macs_saved = pixels * in_c * (taps * l.out_channels - taps - l.out_channels);  // dense - (dw + pw)
+        macs_saved = pixels * static_cast<double>(in_c) * (taps * l.out_channels - taps - l.out_channels);  // dense - (dw + pw)
         Layer pw = l;
         pw.kernel_h = pw.kernel_w = 1;
         pw.stride_h = pw.stride_w = 1;
@@ -592,7 +597,7 @@ private:
                     const double macs = static_cast<double>(r.macs);
                     const double left = macs > saved ? v * (macs - saved) / macs : v;
                     if (left > 1.1) {
-                        const double f = std::clamp(std::sqrt(0.92 / left), 0.3, 0.95);
+                        const double f = far_over_width_factor(left);
                         if (scale_all(g, fixed_width(g), f) > 0) what += ", widths x" + std::to_string(f).substr(0, 4);
                     }
                     return g;
@@ -600,7 +605,7 @@ private:
             }
             // Far over: every width at once, sized so the cost (about quadratic in width) fits.
             if ((v > 1.3 && attempt % 3 == 0) || chance(rng, 20)) {
-                const double f = std::clamp(std::sqrt(0.92 / v), 0.3, 0.95) * (1.0 + 0.03 * (uniform(rng, 0, 4) - 2));
+                const double f = far_over_width_factor(v) * (1.0 + 0.03 * (uniform(rng, 0, 4) - 2));
                 if (scale_all(g, fixed, f) > 0) what = " scale widths x" + std::to_string(f).substr(0, 4);
                 if (!what.empty()) return g;
             }
