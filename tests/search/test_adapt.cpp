@@ -373,10 +373,11 @@ TEST_CASE("adapt: a costly dense 3x3 convolution is made separable, keeping its 
     CHECK(parsed.layers[static_cast<std::size_t>(parsed.find("c2_bn"))].inputs == std::vector<int>{pw});
     CHECK(parsed.output().shape == g.output().shape);
     CHECK(analyze(parsed).macs < analyze(g).macs);
-    // Everything but the two new kernels is inherited from the parent.
+    // Everything is inherited from the parent; the two new kernels factor c2's.
     const Inheritance inh = inherit_weights(g, random_weights(g, 3), parsed, 1);
     CHECK(validate_weights(parsed, inh.weights).empty());
-    CHECK(inh.fresh == 2);  // c2_dw.weight, c2.weight (its kernel is 1x1 now)
+    CHECK(inh.factored == 2);  // c2_dw.weight, c2.weight (its kernel is 1x1 now)
+    CHECK(inh.fresh == 0);
     // Once separable, nothing costly is left to split.
     CHECK(adapt_detail::make_separable(child, r, saved).empty());
     // The stem reads one channel: one depthwise filter would be all its spatial filtering.

@@ -147,3 +147,43 @@ TEST_CASE("inherit: new layers and changed kernels start fresh, and bad parent w
     broken.erase("stem.weight");
     CHECK_THROWS_AS(lamda::inherit_weights(parent, broken, child, 9), lamda::WeightsError);
 }
+
+TEST_CASE("inherit: a dense convolution made separable is factored, exactly when its kernels have rank 1 per input") {
+    const lamda::Graph parent = graph_of(R"(model parent
+input: input shape=10x10x3
+stem: conv2d out=8 kernel=3 act=relu
+mid: conv2d out=6 kernel=3
+mid_act: relu
+pool: gap
+logits: fc out=5
+)");
+    const lamda::Graph child = graph_of(R"(model child
+input: input shape=10x10x3
+stem: conv2d out=8 kernel=3 act=relu
+mid_dw: dwconv kernel=3 bias=false
+mid: conv2d out=6 kernel=1
+mid_act: relu
+pool: gap
+logits: fc out=5
+)");
+    lamda::Weights w = lamda::random_weights(parent, 3);
+    // mid.weight[o][c][t] = a(o, c) * d(c, t): rank 1 per input channel c.
+    lamda::WeightTensor& k = w.at("mid.weight");
+    for (std::int64_t o = 0; o < 6; ++o)
+        for (std::int64_t c = 0; c < 8; ++c)
+            for (std::int64_t t = 0; t < 9; ++t)
+                k.data[static_cast<std::size_t>((o * 8 + c) * 9 + t)] =
+                    std::sin(0.7f * static_cast<float>(o + 3 * c)) * std::cos(0.3f * static_cast<float>(c * 9 + t));
+    const lamda::Inheritance inh = lamda::inherit_weights(parent, w, child, 9);
+    CHECK(lamda::validate_weights(child, inh.weights).empty());
+    CHECK(inh.factored == 2);
+    CHECK(inh.fresh == 0);
+    CHECK(inh.summary() == "5 reused, 0 sliced, 2 factored, 0 fresh");  // mid.bias is reused
+    check_same_outputs(parent, w, child, inh.weights);
+
+    // A general kernel is approximated: the child's outputs move, yet nothing starts fresh.
+    const lamda::Weights general = lamda::random_weights(parent, 4);
+    const lamda::Inheritance approx = lamda::inherit_weights(parent, general, child, 9);
+    CHECK(approx.factored == 2);
+    CHECK(approx.fresh == 0);
+}

@@ -418,8 +418,8 @@ inline constexpr int separable_min_in_channels = 8;
 // Replaces the costliest such convolution among `r`'s costliest layers by a depthwise k x k
 // convolution (its stride, dilation and padding; named NAME_dw) and a 1x1 convolution keeping its
 // name and width, so that its readers and batch norm stay as they are: about min(k*k, out) times
-// fewer MACs (`macs_saved`: how many). Both start fresh (their kernels changed shape). "" when
-// there is none.
+// fewer MACs (`macs_saved`: how many). Weight inheritance factors the dense kernels into the two
+// (inherit.hpp: rank 1 per input channel). "" when there is none.
 inline std::string make_separable(Graph& g, const CandidateRecord& r, double& macs_saved) {
     macs_saved = 0;
     for (const LayerCost& c : r.top_layers) {

@@ -14,6 +14,11 @@
 // channels: when the branches chose differently, the first input's choice is imposed on the
 // layers that produce the others. Layers without a counterpart, channels that grew and kernels
 // of another size start from lamda's deterministic initialisation (random_weights(child, seed)).
+// A dense k x k convolution NAME made separable (a depthwise k x k NAME_dw reading its input, then
+// a 1x1 convolution NAME; adapt.hpp's edit) is factored: per input channel c, the parent's kernels
+// W[:, c] (outputs x taps) are replaced by their best rank-1 approximation u s v', the depthwise
+// filter of c taking v sqrt(s) and the 1x1 column of c taking u sqrt(s), which is exact when W[:, c]
+// has rank 1 (Guo et al., "Network Decoupling", 2018). Both tensors are then "factored".
 //
 // Contract: `parent` and `child` have inferred shapes; `parent_weights` fit `parent`
 // (validate_weights); the result always fits `child`. Never throws for a mismatch between the
@@ -35,12 +40,13 @@
 
 namespace lamda {
 
-enum class InheritKind { Reused, Sliced, Fresh };
+enum class InheritKind { Reused, Sliced, Factored, Fresh };
 
 inline const char* inherit_kind_name(InheritKind k) noexcept {
     switch (k) {
     case InheritKind::Reused: return "reused";
     case InheritKind::Sliced: return "sliced";
+    case InheritKind::Factored: return "factored";
     case InheritKind::Fresh: return "fresh";
     }
     return "fresh";
@@ -54,11 +60,12 @@ struct InheritedTensor {
 struct Inheritance {
     Weights weights;                      // fits the child
     std::vector<InheritedTensor> tensors; // in the child's expected_weights order
-    int reused = 0, sliced = 0, fresh = 0;
+    int reused = 0, sliced = 0, factored = 0, fresh = 0;
 
-    // "12 reused, 3 sliced, 1 fresh"
+    // "12 reused, 3 sliced, 1 fresh" ("..., 2 factored, ..." when any were)
     std::string summary() const {
         return std::to_string(reused) + " reused, " + std::to_string(sliced) + " sliced, " +
+               (factored ? std::to_string(factored) + " factored, " : std::string()) +
                std::to_string(fresh) + " fresh";
     }
 };
@@ -263,6 +270,80 @@ std::int64_t copy_mapped(const WeightTensor& from, WeightTensor& out, const Inde
     return copied;
 }
 
+// The best rank-1 approximation sigma u v' of `m` (rows x cols, row-major, cols small): v is the
+// top eigenvector of m'm by power iteration (deterministic start; when the top eigenvalues are
+// close, any mix of their vectors approximates about as well), u = m v / sigma. False when m is 0.
+inline bool rank1(const std::vector<double>& m, std::size_t rows, std::size_t cols, std::vector<double>& u,
+                  std::vector<double>& v, double& sigma) {
+    std::vector<double> gram(cols * cols, 0.0);
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t a = 0; a < cols; ++a)
+            for (std::size_t b = 0; b < cols; ++b) gram[a * cols + b] += m[r * cols + a] * m[r * cols + b];
+    v.assign(cols, 0.0);
+    for (std::size_t a = 0; a < cols; ++a) v[a] = 1.0 + 0.01 * static_cast<double>(a);
+    std::vector<double> next(cols);
+    for (int iteration = 0; iteration < 200; ++iteration) {
+        double norm = 0;
+        for (std::size_t a = 0; a < cols; ++a) {
+            next[a] = 0;
+            for (std::size_t b = 0; b < cols; ++b) next[a] += gram[a * cols + b] * v[b];
+            norm += next[a] * next[a];
+        }
+        norm = std::sqrt(norm);
+        if (!(norm > 0) || !std::isfinite(norm)) return false;
+        for (std::size_t a = 0; a < cols; ++a) v[a] = next[a] / norm;
+    }
+    u.assign(rows, 0.0);
+    double norm = 0;
+    for (std::size_t r = 0; r < rows; ++r) {
+        for (std::size_t a = 0; a < cols; ++a) u[r] += m[r * cols + a] * v[a];
+        norm += u[r] * u[r];
+    }
+    sigma = std::sqrt(norm);
+    if (!(sigma > 0) || !std::isfinite(sigma)) return false;
+    for (double& x : u) x /= sigma;
+    return true;
+}
+
+// Factors the parent's dense convolution `dense` into the child's depthwise layer `dw` (reading
+// what `dense` read) and 1x1 layer `pw` (reading `dw`, continuing `dense`'s output channels as
+// `omap` says; `imap`: the input channels' origins). Input channels or output channels without a
+// parent counterpart keep their initial values. Returns false (nothing written) when the shapes do
+// not allow it.
+inline bool factor_separable(const WeightTensor& dense, const ChannelMap& imap, const ChannelMap& omap,
+                             WeightTensor& dw, WeightTensor& pw) {
+    if (dense.shape.size() != 4 || dw.shape.size() != 4 || pw.shape.size() != 4) return false;
+    const std::int64_t pout = dense.shape[0], pin = dense.shape[1], taps = dense.shape[2] * dense.shape[3];
+    const std::int64_t in = dw.shape[0], out = pw.shape[0];
+    if (dw.shape[1] != 1 || dw.shape[2] != dense.shape[2] || dw.shape[3] != dense.shape[3] || pw.shape[1] != in ||
+        pw.shape[2] != 1 || pw.shape[3] != 1 || static_cast<std::int64_t>(imap.size()) != in ||
+        static_cast<std::int64_t>(omap.size()) != out)
+        return false;
+    std::vector<std::int64_t> rows;  // child output channels with a parent counterpart
+    for (std::int64_t o = 0; o < out; ++o)
+        if (omap[static_cast<std::size_t>(o)] >= 0 && omap[static_cast<std::size_t>(o)] < pout) rows.push_back(o);
+    if (rows.empty()) return false;
+    bool any = false;
+    std::vector<double> m(rows.size() * static_cast<std::size_t>(taps)), u, v;
+    for (std::int64_t c = 0; c < in; ++c) {
+        const std::int64_t pc = imap[static_cast<std::size_t>(c)];
+        if (pc < 0 || pc >= pin) continue;
+        for (std::size_t r = 0; r < rows.size(); ++r)
+            for (std::int64_t t = 0; t < taps; ++t)
+                m[r * static_cast<std::size_t>(taps) + static_cast<std::size_t>(t)] =
+                    dense.data[static_cast<std::size_t>((omap[static_cast<std::size_t>(rows[r])] * pin + pc) * taps + t)];
+        double sigma = 0;
+        if (!rank1(m, rows.size(), static_cast<std::size_t>(taps), u, v, sigma)) continue;
+        const double root = std::sqrt(sigma);
+        for (std::int64_t t = 0; t < taps; ++t)
+            dw.data[static_cast<std::size_t>(c * taps + t)] = static_cast<float>(v[static_cast<std::size_t>(t)] * root);
+        for (std::size_t r = 0; r < rows.size(); ++r)
+            pw.data[static_cast<std::size_t>(rows[r] * in + c)] = static_cast<float>(u[r] * root);
+        any = true;
+    }
+    return any;
+}
+
 }  // namespace inherit_detail
 
 inline Inheritance inherit_weights(const Graph& parent, const Weights& parent_weights, const Graph& child,
@@ -310,7 +391,36 @@ inline Inheritance inherit_weights(const Graph& parent, const Weights& parent_we
         if (copied == t.elements() && from && from->shape == t.shape && from->data == t.data) kind = InheritKind::Reused;
         else if (copied > 0) kind = InheritKind::Sliced;
         out.tensors.push_back({e.name, kind});
-        (kind == InheritKind::Reused ? out.reused : kind == InheritKind::Sliced ? out.sliced : out.fresh) += 1;
+    }
+    // A dense convolution made separable: NAME (1x1, the parent's NAME k x k) reading NAME_dw (new,
+    // reading what the parent's NAME read).
+    for (std::size_t i = 0; i < child.layers.size(); ++i) {
+        const Layer& pw = child.layers[i];
+        const Layer* dense = plan.parent_of(i);
+        if (pw.op != OpKind::Conv2d || pw.groups != 1 || pw.kernel_h != 1 || pw.kernel_w != 1 || pw.inputs.size() != 1 ||
+            !dense || dense->groups != 1 || dense->inputs.size() != 1 || (dense->kernel_h == 1 && dense->kernel_w == 1))
+            continue;
+        const auto d = static_cast<std::size_t>(pw.inputs.front());
+        const Layer& dw = child.layers[d];
+        if (dw.op != OpKind::DepthwiseConv2d || dw.multiplier != 1 || dw.name != pw.name + "_dw" || plan.parent_of(d) ||
+            dw.inputs.size() != 1)
+            continue;
+        if (child.layers[static_cast<std::size_t>(dw.inputs.front())].name != parent.layers[static_cast<std::size_t>(dense->inputs.front())].name)
+            continue;
+        const WeightTensor* from = plan.parent_tensor(i, ".weight");
+        if (!from) continue;
+        if (inherit_detail::factor_separable(*from, plan.input_map(dw), plan.maps[i], out.weights.at(dw.name + ".weight"),
+                                             out.weights.at(pw.name + ".weight")))
+            for (InheritedTensor& t : out.tensors)
+                if (t.name == dw.name + ".weight" || t.name == pw.name + ".weight") t.kind = InheritKind::Factored;
+    }
+    for (const InheritedTensor& t : out.tensors) {
+        switch (t.kind) {
+        case InheritKind::Reused: ++out.reused; break;
+        case InheritKind::Sliced: ++out.sliced; break;
+        case InheritKind::Factored: ++out.factored; break;
+        case InheritKind::Fresh: ++out.fresh; break;
+        }
     }
     return out;
 }
