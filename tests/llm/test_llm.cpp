@@ -1260,6 +1260,7 @@ TEST_CASE("llm: adapting, every request shows the start model to edit") {
     CHECK(with.find("## Start model") != std::string::npos);
     CHECK(with.find("start_conv: conv2d out=24 kernel=3") != std::string::npos);
     CHECK(with.find("keeps its trained weights") != std::string::npos);
+    CHECK(with.find("`NAME_dw: dwconv kernel=k` reading NAME's input") != std::string::npos);  // factored (inherit.hpp)
     CHECK(plain.request_body(task, {}).find("## Start model") == std::string::npos);
 }
 

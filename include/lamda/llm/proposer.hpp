@@ -660,7 +660,9 @@ private:
             head += "\n## Start model\n\nAdapt this trained model (candidate #0) to the constraints: edit it (narrower "
                     "layers, fewer blocks, stride 2 earlier, smaller kernels) rather than writing a new model. A layer "
                     "that keeps its name and weight shape keeps its trained weights (a narrowed one keeps its strongest "
-                    "channels); renamed, reshaped or new layers start untrained and lose accuracy.\n```lamda\n" +
+                    "channels); renamed, reshaped or new layers start untrained and lose accuracy, except one: a k x k "
+                    "conv2d NAME made separable, `NAME_dw: dwconv kernel=k` reading NAME's input then `NAME: conv2d "
+                    "kernel=1`, starts from a factoring of NAME's weights.\n```lamda\n" +
                     options_.start_model + (options_.start_model.back() == '\n' ? "" : "\n") + "```\n";
         if (!last_problem_.empty()) head += "\nNote: " + last_problem_ + "\n";
         head = valid_utf8(head);
