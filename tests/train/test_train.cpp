@@ -272,8 +272,8 @@ TEST_CASE("train: TorchTrainer, the generation loop's trainer") {
     CHECK(f.test_accuracy > 0.25);
     CHECK(f.train_seconds > 0);
     const lamda::Weights saved = lamda::read_safetensors(path);
-    std::filesystem::remove(path);
     CHECK(lamda::validate_weights(lamda::fold_batchnorm_graph(g), saved).empty());
+    std::filesystem::remove(path);
 
     // Budget::max_total_seconds: a limit no epoch fits still trains one (and says 3 were asked);
     // the estimate scales the proxy's 120 images x 1 epoch to 270 x 3 at the same batch size.
@@ -290,6 +290,39 @@ TEST_CASE("train: TorchTrainer, the generation loop's trainer") {
     data.test = Dataset();
     CHECK_THROWS_WITH_AS(lamda::TorchTrainer{data}, doctest::Contains("has no test set"),
                          lamda::DatasetError);
+}
+
+TEST_CASE("train: every run validates on the same images, whatever its seed") {
+    // Weights trained under one seed must not be judged on images they learned under another (an
+    // adapted start model, docs/adapt.md). Image i holds i; the images of the validation split
+    // are labelled 0, the rest 1, so a model that always answers 0 scores 100% on that split only.
+    lamda::DatasetSplits data;
+    data.name = "synthetic";
+    data.train.shape = {2, 2, 1};
+    data.train.classes = 2;
+    for (int i = 0; i < 300; ++i) {
+        for (int k = 0; k < 4; ++k) data.train.images.push_back(static_cast<float>(i) / 300.0f);
+        data.train.labels.push_back(1);
+    }
+    data.test = data.train;
+    const Dataset held = lamda::split_dataset(data.train, 0.1, lamda::validation_split_seed).second;
+    for (std::size_t k = 0; k < held.size(); ++k)
+        data.train.labels[static_cast<std::size_t>(std::lround(held.images[k * 4] * 300.0f))] = 0;
+    const Graph g = graph_of("input: input shape=2x2x1\npool: gap\nlogits: fc out=2\n");
+    lamda::Weights w;
+    w["logits.weight"] = lamda::WeightTensor{{2, 1}, {0.0f, 0.0f}};
+    w["logits.bias"] = lamda::WeightTensor{{2}, {1.0f, 0.0f}};
+    const std::string path = (std::filesystem::temp_directory_path() /
+                              ("lamda_split_test_" + std::to_string(::getpid()) + ".safetensors"))
+                                 .string();
+    lamda::write_safetensors(path, w);
+    for (std::uint64_t seed : {1, 2, 7}) {
+        TrainOptions full = quick(1);
+        full.seed = seed;
+        lamda::TorchTrainer trainer(data, quick(1), full);
+        CHECK_MESSAGE(trainer.weights_accuracy(g, path) == 1.0, "seed " << seed);
+    }
+    std::filesystem::remove(path);
 }
 
 TEST_CASE("train: max_seconds cuts the epochs to those that fit, the schedule spanning them") {

@@ -158,14 +158,14 @@ inline int run_quantize(const QuantizeArgs& a) {
         folded_w = file.tensors;
     }
 
-    // QAT: decided on a validation split of the training set (lamda train's: 10%, seed 1), never
+    // QAT: decided on a validation split of the training set (lamda train's: 10%), never
     // on the test set; fine-tuned on the rest.
     QatReport qat;
     std::optional<lamda::PtqResult> ptq_before;
 #if defined(LAMDA_CLI_WITH_TRAINER)
     if (a.qat_epochs > 0) {
         qat.asked = true;
-        auto parts = lamda::split_dataset(data.train, 0.1, 1);
+        auto parts = lamda::split_dataset(data.train, 0.1, lamda::validation_split_seed);
         const lamda::Dataset& val = parts.second;
         const std::size_t nv = a.qat_val ? std::min(a.qat_val, val.size()) : val.size();
         std::cerr << "validating fp32 and PTQ int8 on " << nv << " held-out training images...\n";

@@ -181,7 +181,7 @@ inline void add_train_commands(CLI::App& app, int& exit_code) {
     train->add_option("--val-fraction", args->val_fraction,
                       "Fraction of the training set held out for validation (default 0.1)")
         ->check(CLI::Range(0.001, 0.9));
-    train->add_option("--seed", args->seed, "Seed: the same seed and thread count give the same weights");
+    train->add_option("--seed", args->seed, "Seed: the same seed and thread count give the same weights (the validation split is the same for every seed)");
     train->add_option("--threads", args->threads, "libtorch threads (default 1)")
         ->check(CLI::Range(1, 1024));
     train->add_option("--subset", args->subset, "Train on a seeded sample of N training images");

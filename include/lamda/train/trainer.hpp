@@ -8,8 +8,9 @@
 //   lamda::TrainResult r = lamda::train_model(graph, data, opt);
 //   lamda::write_safetensors("w.safetensors", r.weights);   // fits r.graph (batch norm folded)
 //
-// What it does: the validation split is carved from the training set (split_dataset: seeded, the
-// same for every candidate); the test set is only evaluated at the end, when given. Each epoch
+// What it does: the validation split is carved from the training set (split_dataset, seeded by
+// validation_split_seed: the same for every candidate and every run, whatever options.seed); the
+// test set is only evaluated at the end, when given. Each epoch
 // visits the (optionally subsampled) training images in a seeded order, in mini-batches, with
 // optional augmentation (a random shift by up to `shift` pixels, i.e. zero padding then a random
 // crop; a random horizontal flip), and minimises cross-entropy with optional label smoothing
@@ -116,7 +117,7 @@ struct TrainOptions {
     std::size_t train_subset = 0;  // train on a seeded sample of this many images; 0: all
     std::size_t val_subset = 0;    // validate on the first this many validation images; 0: all
     double validation_fraction = 0.1;  // of the training set, for DatasetSplits overloads
-    std::uint64_t seed = 1;
+    std::uint64_t seed = 1;            // initialisation, order, augmentation, subset (not the validation split)
     int threads = 1;                   // torch::set_num_threads
     bool validate_each_epoch = false;  // TrainProgress::val_accuracy after every epoch
     std::function<void(const TrainProgress&)> progress;  // called after every epoch
@@ -527,11 +528,11 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
 }
 
 // The same, splitting data.train into training and validation sets by
-// options.validation_fraction and options.seed; data.test, when not empty, gives test_accuracy.
+// options.validation_fraction (seeded by validation_split_seed, not options.seed); data.test, when not empty, gives test_accuracy.
 inline TrainResult train_model(const Graph& graph, const DatasetSplits& data,
                                const TrainOptions& options, const Weights* init = nullptr) {
     train_detail::check_options(options);
-    const auto parts = split_dataset(data.train, options.validation_fraction, options.seed);
+    const auto parts = split_dataset(data.train, options.validation_fraction, validation_split_seed);
     return train_model(graph, parts.first, parts.second, data.test.empty() ? nullptr : &data.test,
                        options, init);
 }
@@ -549,7 +550,7 @@ inline double final_image_cost(int proxy_batch, int full_batch) {
 
 // The generation loop's trainer (search/types.hpp): proxy training for ranking candidates, full
 // training for the final ones. The validation split is made once, from the full options'
-// validation fraction and seed, so every candidate is ranked on the same images.
+// validation fraction (and validation_split_seed), so every candidate is ranked on the same images.
 class TorchTrainer : public Trainer {
 public:
     explicit TorchTrainer(const DatasetSplits& data, TrainOptions proxy = TrainOptions::proxy(),
@@ -559,7 +560,7 @@ public:
         train_detail::check_options(full_);
         if (test_.empty())
             throw DatasetError("dataset '" + name_ + "' has no test set, which the final figure needs");
-        auto parts = split_dataset(data.train, full_.validation_fraction, full_.seed);
+        auto parts = split_dataset(data.train, full_.validation_fraction, validation_split_seed);
         train_ = std::move(parts.first);
         val_ = std::move(parts.second);
     }
