@@ -6,11 +6,13 @@
 
 #if defined(LAMDA_WITH_TORCH)
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lamda/train/trainer.hpp"  // first: it must compile on its own with libtorch too
@@ -351,6 +353,16 @@ TEST_CASE("train: max_seconds cuts the epochs to those that fit, the schedule sp
     CHECK(seen[0].lr < 0.2 * o.lr);  // the cosine schedule reached its end within the one epoch
     o.max_seconds = 0;
     CHECK(lamda::train_model(g, data, o).epochs == 4);
+
+    // The warm-up is left out of the pace: a first step 3 s slower than the rest (libtorch's first
+    // steps are slower) must not size the epochs as if every step were (it gave 1 of 4 here).
+    TrainOptions warm = quick(4);
+    warm.max_seconds = 7;
+    int steps = 0;
+    warm.between_steps = [&steps] {
+        if (steps++ == 0) std::this_thread::sleep_for(std::chrono::seconds(3));
+    };
+    CHECK(lamda::train_model(g, data, warm).epochs == 4);
     o.max_seconds = -1;
     CHECK_THROWS_AS(lamda::train_model(g, data, o), std::invalid_argument);
 }

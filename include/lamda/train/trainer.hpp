@@ -413,10 +413,16 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
     double total_steps = static_cast<double>(steps_per_epoch) * epochs;
     const double smoothing = options.label_smoothing;
     // max_seconds: the steps timed before the epochs are sized (a tenth of the first epoch, at least
-    // 5, short of its end; an epoch of one step is timed whole, at its end)
+    // 5, short of its end; an epoch of one step is timed whole, at its end). The first quarter of
+    // them is warm-up, left out of the pace: libtorch's first steps took about a second more than
+    // the rest on the 2-core VM, which sized a 0.05 ms model's final training at 5 epochs where 7
+    // fitted (docs/generate.md).
     const auto probe_steps = std::min(static_cast<std::int64_t>(std::max<std::size_t>(5, steps_per_epoch / 10)),
                                       static_cast<std::int64_t>(steps_per_epoch) - 1);
+    const std::int64_t warmup_steps = probe_steps / 4;
+    double warmup_excess = 0;  // what the warm-up steps took beyond the pace: a cost paid once
     const auto loop_start = clock::now();
+    auto warm_start = loop_start;
     const double setup_s = std::chrono::duration<double>(loop_start - t0).count();
     const double epoch_overhead = options.validate_each_epoch ? 1.05 : 1.0;  // the epoch's validation
 
@@ -432,11 +438,14 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
         auto step = static_cast<std::int64_t>(steps_per_epoch) * epoch;
         torch::Tensor x, y;
         for (; batches.next(x, y); ++step) {
+            if (options.max_seconds > 0 && epoch == 0 && step == warmup_steps) warm_start = clock::now();
             if (options.max_seconds > 0 && epoch == 0 && probe_steps > 0 && step == probe_steps) {
-                const double per_step = std::chrono::duration<double>(clock::now() - loop_start).count() /
-                                        static_cast<double>(probe_steps);
+                const double per_step = std::chrono::duration<double>(clock::now() - warm_start).count() /
+                                        static_cast<double>(probe_steps - warmup_steps);
+                warmup_excess = std::max(0.0, std::chrono::duration<double>(warm_start - loop_start).count() -
+                                                  per_step * static_cast<double>(warmup_steps));
                 epochs = train_detail::epochs_that_fit(
-                    options.epochs, options.max_seconds, setup_s,
+                    options.epochs, options.max_seconds, setup_s + warmup_excess,
                     per_step * static_cast<double>(steps_per_epoch) * epoch_overhead);
                 total_steps = static_cast<double>(steps_per_epoch) * epochs;
             }
@@ -497,7 +506,8 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
         if (options.validate_each_epoch) p.val_accuracy = torch_accuracy(model, val_set, options.val_subset).accuracy;
         p.seconds = std::chrono::duration<double>(clock::now() - t0).count();
         if (options.max_seconds > 0 && epoch + 1 < epochs) {  // slower than timed: stop while it fits
-            const double epoch_s = std::chrono::duration<double>(clock::now() - epoch_start).count();
+            const double epoch_s = std::chrono::duration<double>(clock::now() - epoch_start).count() -
+                                   (epoch == 0 ? warmup_excess : 0.0);
             if (p.seconds + (1 + train_detail::evaluation_epoch_fraction) * epoch_s > options.max_seconds) {
                 epochs = epoch + 1;
                 p.epochs = epochs;
