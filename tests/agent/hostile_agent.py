@@ -14,6 +14,7 @@ passed, 1 otherwise, 77 when it cannot run here (no /proc).
 import gzip
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -184,25 +185,60 @@ class Agent:
             check(False, "the agent stopped within 30 s of SIGTERM")
 
 
-def socket_fds(pid):
+def listening_inodes():
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[3] == "0A":  # TCP_LISTEN
+                        inodes.add(fields[9])
+        except OSError:
+            pass
+    return inodes
+
+
+def connection_fds(pid):
+    """The agent's open connections: its sockets less the listening ones."""
+    listening = listening_inodes()
     n = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
-            pass
+            continue
+        n += link.startswith("socket:[") and link[8:-1] not in listening
     return n
 
 
-def check_connection_cap(pid, port, cap):
-    base = socket_fds(pid)
-    held = [connect(port) for _ in range(cap)]
-    for s in held:
-        s.sendall(b"GET /v1/device HTTP/1.1\r\n")
+def wait_connections(pid, want, limit_s):
     t0 = time.monotonic()
-    while socket_fds(pid) < base + cap and time.monotonic() - t0 < 20:
+    while connection_fds(pid) != want and time.monotonic() - t0 < limit_s:
         time.sleep(0.05)
-    accepted_s = time.monotonic() - t0
+    return connection_fds(pid), time.monotonic() - t0
+
+
+def check_connection_cap(pid, port, cap):
+    # On a loaded machine the agent's start-up probe may still hold a place when these connect,
+    # and one of them is turned away instead of the extra one: such a one is opened again.
+    left, _ = wait_connections(pid, 0, 20)
+    held = []
+    t0 = time.monotonic()
+    reopened = 0
+    while time.monotonic() - t0 < 20:
+        for s in [s for s in held if select.select([s], [], [], 0)[0]]:  # answered: turned away
+            held.remove(s)
+            s.close()
+            reopened += 1
+        while len(held) < cap:
+            held.append(connect(port))
+            held[-1].sendall(b"GET /v1/device HTTP/1.1\r\n")
+        if connection_fds(pid) == cap and not select.select(held, [], [], 0.2)[0]:
+            break
+        time.sleep(0.05)
+    open_now, accepted_s = connection_fds(pid), time.monotonic() - t0
     t0 = time.monotonic()
     extra = connect(port)
     extra.sendall(b"GET /v1/device HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -210,7 +246,7 @@ def check_connection_cap(pid, port, cap):
     extra.close()
     turned_s = time.monotonic() - t0
     check(st == 503 and "connections already open" in error_of(body) and turned_s < 5,
-          f"one connection over --max-connections {cap} (all {cap} accepted after {accepted_s:.1f} s): "
+          f"one connection over --max-connections {cap} ({left} open before, {open_now} held after {accepted_s:.1f} s, {reopened} reopened): "
           f"{st} {error_of(body)!r} in {turned_s:.2f} s")
     for s in held:
         s.close()
