@@ -17201,6 +17201,10 @@ inline Dataset select(const Dataset& d, const std::vector<std::size_t>& indices)
 // validation accuracy read 91.67% there, against 90.17% on the images it had not seen).
 inline constexpr std::uint64_t validation_split_seed = 1;
 
+// The share of the training set held out for validation when a run does not say (TrainOptions,
+// QAT in `lamda quantize`).
+inline constexpr double default_validation_fraction = 0.1;
+
 // Splits `d` into {train, validation}: a seeded random `validation_fraction` of it (at least one
 // image when the fraction is positive) is the validation set. The same seed gives the same split.
 inline std::pair<Dataset, Dataset> split_dataset(const Dataset& d, double validation_fraction,
@@ -17219,6 +17223,12 @@ inline std::pair<Dataset, Dataset> split_dataset(const Dataset& d, double valida
     std::sort(val.begin(), val.end());
     std::sort(train.begin(), train.end());
     return {select(d, train), select(d, val)};
+}
+
+// lamda's validation split of a training set: {train, validation}, by validation_split_seed.
+inline std::pair<Dataset, Dataset> validation_split(const Dataset& train,
+                                                    double fraction = default_validation_fraction) {
+    return split_dataset(train, fraction, validation_split_seed);
 }
 
 // A seeded random sample of `n` images (all of them, in order, when n is 0 or >= size()).
@@ -19799,7 +19809,7 @@ struct TrainOptions {
     bool flip = false;           // augmentation: random horizontal flip
     std::size_t train_subset = 0;  // train on a seeded sample of this many images; 0: all
     std::size_t val_subset = 0;    // validate on the first this many validation images; 0: all
-    double validation_fraction = 0.1;  // of the training set, for DatasetSplits overloads
+    double validation_fraction = default_validation_fraction;  // of the training set, for DatasetSplits overloads
     std::uint64_t seed = 1;            // initialisation, order, augmentation, subset (not the validation split)
     int threads = 1;                   // torch::set_num_threads
     bool validate_each_epoch = false;  // TrainProgress::val_accuracy after every epoch
@@ -20220,12 +20230,13 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
     return result;
 }
 
-// The same, splitting data.train into training and validation sets by
-// options.validation_fraction (seeded by validation_split_seed, not options.seed); data.test, when not empty, gives test_accuracy.
+// The same, splitting data.train into training and validation sets by validation_split (the
+// fraction options.validation_fraction, never seeded by options.seed); data.test, when not
+// empty, gives test_accuracy.
 inline TrainResult train_model(const Graph& graph, const DatasetSplits& data,
                                const TrainOptions& options, const Weights* init = nullptr) {
     train_detail::check_options(options);
-    const auto parts = split_dataset(data.train, options.validation_fraction, validation_split_seed);
+    const auto parts = validation_split(data.train, options.validation_fraction);
     return train_model(graph, parts.first, parts.second, data.test.empty() ? nullptr : &data.test,
                        options, init);
 }
@@ -20243,7 +20254,7 @@ inline double final_image_cost(int proxy_batch, int full_batch) {
 
 // The generation loop's trainer (search/types.hpp): proxy training for ranking candidates, full
 // training for the final ones. The validation split is made once, from the full options'
-// validation fraction (and validation_split_seed), so every candidate is ranked on the same images.
+// validation fraction (validation_split), so every candidate is ranked on the same images.
 class TorchTrainer : public Trainer {
 public:
     explicit TorchTrainer(const DatasetSplits& data, TrainOptions proxy = TrainOptions::proxy(),
@@ -20253,7 +20264,7 @@ public:
         train_detail::check_options(full_);
         if (test_.empty())
             throw DatasetError("dataset '" + name_ + "' has no test set, which the final figure needs");
-        auto parts = split_dataset(data.train, full_.validation_fraction, validation_split_seed);
+        auto parts = validation_split(data.train, full_.validation_fraction);
         train_ = std::move(parts.first);
         val_ = std::move(parts.second);
     }

@@ -307,7 +307,7 @@ TEST_CASE("train: every run validates on the same images, whatever its seed") {
         data.train.labels.push_back(1);
     }
     data.test = data.train;
-    const Dataset held = lamda::split_dataset(data.train, 0.1, lamda::validation_split_seed).second;
+    const Dataset held = lamda::validation_split(data.train).second;
     for (std::size_t k = 0; k < held.size(); ++k)
         data.train.labels[static_cast<std::size_t>(std::lround(held.images[k * 4] * 300.0f))] = 0;
     const Graph g = graph_of("input: input shape=2x2x1\npool: gap\nlogits: fc out=2\n");

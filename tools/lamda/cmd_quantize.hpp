@@ -165,7 +165,7 @@ inline int run_quantize(const QuantizeArgs& a) {
 #if defined(LAMDA_CLI_WITH_TRAINER)
     if (a.qat_epochs > 0) {
         qat.asked = true;
-        auto parts = lamda::split_dataset(data.train, 0.1, lamda::validation_split_seed);
+        auto parts = lamda::validation_split(data.train);
         const lamda::Dataset& val = parts.second;
         const std::size_t nv = a.qat_val ? std::min(a.qat_val, val.size()) : val.size();
         std::cerr << "validating fp32 and PTQ int8 on " << nv << " held-out training images...\n";

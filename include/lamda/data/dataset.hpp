@@ -630,6 +630,10 @@ inline Dataset select(const Dataset& d, const std::vector<std::size_t>& indices)
 // validation accuracy read 91.67% there, against 90.17% on the images it had not seen).
 inline constexpr std::uint64_t validation_split_seed = 1;
 
+// The share of the training set held out for validation when a run does not say (TrainOptions,
+// QAT in `lamda quantize`).
+inline constexpr double default_validation_fraction = 0.1;
+
 // Splits `d` into {train, validation}: a seeded random `validation_fraction` of it (at least one
 // image when the fraction is positive) is the validation set. The same seed gives the same split.
 inline std::pair<Dataset, Dataset> split_dataset(const Dataset& d, double validation_fraction,
@@ -648,6 +652,12 @@ inline std::pair<Dataset, Dataset> split_dataset(const Dataset& d, double valida
     std::sort(val.begin(), val.end());
     std::sort(train.begin(), train.end());
     return {select(d, train), select(d, val)};
+}
+
+// lamda's validation split of a training set: {train, validation}, by validation_split_seed.
+inline std::pair<Dataset, Dataset> validation_split(const Dataset& train,
+                                                    double fraction = default_validation_fraction) {
+    return split_dataset(train, fraction, validation_split_seed);
 }
 
 // A seeded random sample of `n` images (all of them, in order, when n is 0 or >= size()).

@@ -116,7 +116,7 @@ struct TrainOptions {
     bool flip = false;           // augmentation: random horizontal flip
     std::size_t train_subset = 0;  // train on a seeded sample of this many images; 0: all
     std::size_t val_subset = 0;    // validate on the first this many validation images; 0: all
-    double validation_fraction = 0.1;  // of the training set, for DatasetSplits overloads
+    double validation_fraction = default_validation_fraction;  // of the training set, for DatasetSplits overloads
     std::uint64_t seed = 1;            // initialisation, order, augmentation, subset (not the validation split)
     int threads = 1;                   // torch::set_num_threads
     bool validate_each_epoch = false;  // TrainProgress::val_accuracy after every epoch
@@ -537,12 +537,13 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
     return result;
 }
 
-// The same, splitting data.train into training and validation sets by
-// options.validation_fraction (seeded by validation_split_seed, not options.seed); data.test, when not empty, gives test_accuracy.
+// The same, splitting data.train into training and validation sets by validation_split (the
+// fraction options.validation_fraction, never seeded by options.seed); data.test, when not
+// empty, gives test_accuracy.
 inline TrainResult train_model(const Graph& graph, const DatasetSplits& data,
                                const TrainOptions& options, const Weights* init = nullptr) {
     train_detail::check_options(options);
-    const auto parts = split_dataset(data.train, options.validation_fraction, validation_split_seed);
+    const auto parts = validation_split(data.train, options.validation_fraction);
     return train_model(graph, parts.first, parts.second, data.test.empty() ? nullptr : &data.test,
                        options, init);
 }
@@ -560,7 +561,7 @@ inline double final_image_cost(int proxy_batch, int full_batch) {
 
 // The generation loop's trainer (search/types.hpp): proxy training for ranking candidates, full
 // training for the final ones. The validation split is made once, from the full options'
-// validation fraction (and validation_split_seed), so every candidate is ranked on the same images.
+// validation fraction (validation_split), so every candidate is ranked on the same images.
 class TorchTrainer : public Trainer {
 public:
     explicit TorchTrainer(const DatasetSplits& data, TrainOptions proxy = TrainOptions::proxy(),
@@ -570,7 +571,7 @@ public:
         train_detail::check_options(full_);
         if (test_.empty())
             throw DatasetError("dataset '" + name_ + "' has no test set, which the final figure needs");
-        auto parts = split_dataset(data.train, full_.validation_fraction, validation_split_seed);
+        auto parts = validation_split(data.train, full_.validation_fraction);
         train_ = std::move(parts.first);
         val_ = std::move(parts.second);
     }
