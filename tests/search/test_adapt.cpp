@@ -507,16 +507,20 @@ TEST_CASE("generate: max_total_seconds keeps the best candidate's final training
         records[i].seconds = proxy_s[i] + 2;
     }
     const double typical = (102 + 12 + 2) / 3.0;
-    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 2000)(records) == doctest::Approx(1000 + typical));
+    const double half = generate_detail::final_training_max_share;
+    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 2000, half)(records) == doctest::Approx(1000 + typical));
     // #0's 1000 s is over half the total: half is kept, and it trains the epochs that fit
-    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 500)(records) == doctest::Approx(250 + typical));
-    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 150)(records) == doctest::Approx(75 + typical));
+    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 500, half)(records) == doctest::Approx(250 + typical));
+    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 150, half)(records) == doctest::Approx(75 + typical));
+    // adapting a start model: its final training is kept more of the total
+    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 500, generate_detail::adapted_final_training_max_share)(
+              records) == doctest::Approx(500 * generate_detail::adapted_final_training_max_share + typical));
     std::vector<CandidateRecord> untrained = records;  // no proxy training timed: nothing known to keep
     for (CandidateRecord& r : untrained) r.train_seconds = 0;
-    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 2000)(untrained) == 0);
+    CHECK(generate_detail::final_reserve(Objective::Accuracy, 10, 2000, half)(untrained) == 0);
     // #0 fitted when it was recorded: it is kept for to the end, not given up for #1 as time runs out
     records[0].elapsed_s = 90;
-    const auto reserve = generate_detail::final_reserve(Objective::Accuracy, 10, 1100);
+    const auto reserve = generate_detail::final_reserve(Objective::Accuracy, 10, 1100, half);
     CHECK(reserve(records) == doctest::Approx(550 + typical));
     records[0].elapsed_s = 600;  // recorded when only 500 s were left, under the 550 it keeps: not kept for
     CHECK(reserve(records) == doctest::Approx(100 + typical));
@@ -532,16 +536,16 @@ TEST_CASE("generate: max_total_seconds keeps the best candidate's final training
     CHECK(total_time_spent(task, setup, {}, 1100));
 
     std::ostringstream said;
-    CHECK(generate_detail::pass_over_unfinishable({0, 1, 2}, records, 10, 2000, 500, &said) ==
+    CHECK(generate_detail::pass_over_unfinishable({0, 1, 2}, records, 10, 2000, half, 500, &said) ==
           std::vector<std::size_t>{1, 2});
     CHECK(said.str().find("passed over") != std::string::npos);
     CHECK(said.str().find("#0 (1000 s)") != std::string::npos);
-    CHECK(generate_detail::pass_over_unfinishable({0, 1, 2}, records, 10, 2000, 950, nullptr) ==
+    CHECK(generate_detail::pass_over_unfinishable({0, 1, 2}, records, 10, 2000, half, 950, nullptr) ==
           std::vector<std::size_t>{0, 1, 2});  // 5% over: trained, an epoch or two fewer
-    CHECK(generate_detail::pass_over_unfinishable({0, 1, 2}, records, 10, 1100, 500, nullptr) ==
+    CHECK(generate_detail::pass_over_unfinishable({0, 1, 2}, records, 10, 1100, half, 500, nullptr) ==
           std::vector<std::size_t>{0, 1, 2});  // kept half the total (550 s): the epochs that fit
     said.str("");
-    CHECK(generate_detail::pass_over_unfinishable({0, 1}, records, 10, 2000, 5, &said) == std::vector<std::size_t>{0, 1});
+    CHECK(generate_detail::pass_over_unfinishable({0, 1}, records, 10, 2000, half, 5, &said) == std::vector<std::size_t>{0, 1});
     CHECK(said.str().find("the best is trained for the epochs that fit") != std::string::npos);
 }
 

@@ -377,11 +377,15 @@ inline double final_training_estimate(const CandidateRecord& r, double ratio) {
 // 150-170 s of a 181 s total fitted no candidate when recorded, so nothing was kept, the search
 // ran to the end and the best trained 1 epoch (docs/adapt.md).
 constexpr double final_training_max_share = 0.5;
+// The same when adapting a start model: its candidates inherit trained weights, so a shorter
+// search finds as good a candidate and the final training's epochs gain more (docs/adapt.md).
+constexpr double adapted_final_training_max_share = 0.7;
 
 // The seconds the search keeps for candidate r's final training: its estimate, at most
-// final_training_max_share of `max_total_seconds`; 0: unknown.
-inline double final_training_kept(const CandidateRecord& r, double ratio, double max_total_seconds) {
-    return std::min(final_training_estimate(r, ratio), final_training_max_share * max_total_seconds);
+// `max_share` of `max_total_seconds`; 0: unknown.
+inline double final_training_kept(const CandidateRecord& r, double ratio, double max_total_seconds,
+                                  double max_share) {
+    return std::min(final_training_estimate(r, ratio), max_share * max_total_seconds);
 }
 
 // Budget::max_total_seconds (GenerateSetup::final_reserve): what the search keeps for its final
@@ -390,11 +394,12 @@ inline double final_training_kept(const CandidateRecord& r, double ratio, double
 // kept for, rather than searching on and falling back to lesser candidates), and the mean time of
 // the last ten candidates, so that the next one does not eat into it.
 inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(Objective objective, double ratio,
-                                                                               double max_total_seconds) {
-    return [objective, ratio, max_total_seconds](const std::vector<CandidateRecord>& records) {
+                                                                               double max_total_seconds,
+                                                                               double max_share) {
+    return [objective, ratio, max_total_seconds, max_share](const std::vector<CandidateRecord>& records) {
         double keep = 0;
         for (std::size_t i : rank_feasible(records, objective)) {
-            const double kept = final_training_kept(records[i], ratio, max_total_seconds);
+            const double kept = final_training_kept(records[i], ratio, max_total_seconds, max_share);
             if (kept > 0 && kept <= max_total_seconds - records[i].elapsed_s) {
                 keep = kept;
                 break;
@@ -415,11 +420,12 @@ inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(
 // many epochs as fit, at least one).
 inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::size_t>& ranked,
                                                        const std::vector<CandidateRecord>& records, double ratio,
-                                                       double max_total_seconds, double left, std::ostream* status) {
+                                                       double max_total_seconds, double max_share, double left,
+                                                       std::ostream* status) {
     std::vector<std::size_t> kept;
     std::string passed;
     for (std::size_t i : ranked) {
-        const double needs = final_training_kept(records[i], ratio, max_total_seconds);
+        const double needs = final_training_kept(records[i], ratio, max_total_seconds, max_share);
         if (needs <= 1.1 * left) {
             kept.push_back(i);
         } else if (passed.size() < 400) {
@@ -663,8 +669,11 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     // Budget::max_total_seconds: the search keeps its final training's time (estimated from the
     // proxy trainings), and the final training gets what is left.
     const double final_ratio = trainer && task.budget.max_total_seconds > 0 ? trainer->final_seconds_per_proxy_second() : 0.0;
+    const double final_share = o.start ? generate_detail::adapted_final_training_max_share
+                                       : generate_detail::final_training_max_share;
     if (final_ratio > 0)
-        setup.final_reserve = generate_detail::final_reserve(task.objective, final_ratio, task.budget.max_total_seconds);
+        setup.final_reserve =
+            generate_detail::final_reserve(task.objective, final_ratio, task.budget.max_total_seconds, final_share);
     const double resumed_s = resumed.empty() ? 0.0 : resumed.back().elapsed_s;
     const auto total_spent = [start, resumed_s] {  // search and final training, across resumes
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() + resumed_s;
@@ -732,7 +741,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     out.ranked = rank_feasible(out.result.records, task.objective);
     if (final_ratio > 0)
         out.ranked = generate_detail::pass_over_unfinishable(out.ranked, out.result.records, final_ratio,
-                                                             task.budget.max_total_seconds,
+                                                             task.budget.max_total_seconds, final_share,
                                                              task.budget.max_total_seconds - total_spent(), o.status);
     const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
     const auto confirm_start = std::chrono::steady_clock::now();
