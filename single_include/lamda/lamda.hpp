@@ -19823,9 +19823,11 @@ struct TrainOptions {
     std::function<void()> between_steps;
     // Wall-time limit of the whole training, evaluation included (seconds; 0: none). The first
     // steps are timed and the epochs cut to those that fit (at least one), the learning-rate
-    // schedule spanning the epochs that will run; should the machine slow down later, training
-    // stops at the end of the epoch after which the next would not fit. TrainResult::epochs says
-    // how many ran. A search with budget.max_total_seconds sets it on its final training.
+    // schedule spanning the epochs that will run. Each epoch's pace plans again: should the
+    // machine slow down, training stops at the end of the epoch after which the next would not
+    // fit; should epochs run faster, more of those asked are added (the schedule stretched).
+    // TrainResult::epochs says how many ran. A search with budget.max_total_seconds sets it on
+    // its final training.
     double max_seconds = 0;
 
     // For the search: seconds per small candidate, enough to rank them. One epoch ranks as well as
@@ -19956,13 +19958,23 @@ inline double cosine_lr(double base, std::int64_t step, double total_steps) {
 // is allowed this fraction of an epoch's time.
 constexpr double evaluation_epoch_fraction = 0.2;
 
+// TrainOptions::max_seconds: how many epochs of `epoch_s` fit in `seconds_left`, the closing
+// evaluation included (may be 0 or negative).
+inline double epochs_fitting(double seconds_left, double epoch_s) {
+    return std::floor((seconds_left - evaluation_epoch_fraction * epoch_s) / epoch_s);
+}
+
 // TrainOptions::max_seconds: how many of `asked` epochs fit in `max_seconds` (at least one) when
-// `spent` seconds are gone and an epoch takes `epoch_s`, the closing evaluation included.
+// `spent` seconds are gone and an epoch takes `epoch_s`.
 inline int epochs_that_fit(int asked, double max_seconds, double spent, double epoch_s) {
     if (!(max_seconds > 0) || !(epoch_s > 0)) return asked;
-    const double fit = std::floor((max_seconds - spent - evaluation_epoch_fraction * epoch_s) / epoch_s);
-    return static_cast<int>(std::clamp(fit, 1.0, static_cast<double>(asked)));
+    return static_cast<int>(std::clamp(epochs_fitting(max_seconds - spent, epoch_s), 1.0, static_cast<double>(asked)));
 }
+
+// TrainOptions::max_seconds: an epoch that ran faster than the first steps promised adds epochs
+// (up to those asked) only if they fit at this much over its pace, which swings by 10-30% on a
+// shared machine: an epoch too many would be cut before the schedule's end.
+constexpr double epoch_extension_margin = 1.1;
 
 // One epoch's mini-batches of `train`: its images in a seeded order (from `seed` and `epoch`, the
 // same on every platform), `batch_size` at a time, optionally shifted by up to `shift` pixels and
@@ -20198,13 +20210,24 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
         result.epoch_loss.push_back(p.loss);
         if (options.validate_each_epoch) p.val_accuracy = torch_accuracy(model, val_set, options.val_subset).accuracy;
         p.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-        if (options.max_seconds > 0 && epoch + 1 < epochs) {  // slower than timed: stop while it fits
+        if (options.max_seconds > 0 && epoch + 1 < options.epochs) {  // re-planned on this epoch's pace
             const double epoch_s = std::chrono::duration<double>(clock::now() - epoch_start).count() -
                                    (epoch == 0 ? warmup_excess : 0.0);
-            if (p.seconds + (1 + train_detail::evaluation_epoch_fraction) * epoch_s > options.max_seconds) {
-                epochs = epoch + 1;
-                p.epochs = epochs;
+            const double left = options.max_seconds - p.seconds;
+            if (epoch + 1 < epochs && train_detail::epochs_fitting(left, epoch_s) < 1) {
+                epochs = epoch + 1;  // slower than timed: stop while it fits
+            } else if (epoch_s > 0) {
+                // Faster than the first steps promised (they ran about 15% slow on the 2-core VM,
+                // and 2 of 12 fitting epochs went unused): more epochs, the schedule stretched to
+                // span them (its rate steps up a little, then decays to 0 at the new end).
+                const double more = train_detail::epochs_fitting(left, train_detail::epoch_extension_margin * epoch_s);
+                const int fit = static_cast<int>(std::min<double>(options.epochs, epoch + 1 + std::max(0.0, more)));
+                if (fit > epochs) {
+                    epochs = fit;
+                    total_steps = static_cast<double>(steps_per_epoch) * epochs;
+                }
             }
+            p.epochs = epochs;
         }
         epoch_start = clock::now();
         if (options.progress) options.progress(p);
@@ -33554,11 +33577,15 @@ inline double final_training_estimate(const CandidateRecord& r, double ratio) {
 // 150-170 s of a 181 s total fitted no candidate when recorded, so nothing was kept, the search
 // ran to the end and the best trained 1 epoch (docs/adapt.md).
 constexpr double final_training_max_share = 0.5;
+// The same when adapting a start model: its candidates inherit trained weights, so a shorter
+// search finds as good a candidate and the final training's epochs gain more (docs/adapt.md).
+constexpr double adapted_final_training_max_share = 0.7;
 
 // The seconds the search keeps for candidate r's final training: its estimate, at most
-// final_training_max_share of `max_total_seconds`; 0: unknown.
-inline double final_training_kept(const CandidateRecord& r, double ratio, double max_total_seconds) {
-    return std::min(final_training_estimate(r, ratio), final_training_max_share * max_total_seconds);
+// `max_share` of `max_total_seconds`; 0: unknown.
+inline double final_training_kept(const CandidateRecord& r, double ratio, double max_total_seconds,
+                                  double max_share) {
+    return std::min(final_training_estimate(r, ratio), max_share * max_total_seconds);
 }
 
 // Budget::max_total_seconds (GenerateSetup::final_reserve): what the search keeps for its final
@@ -33567,11 +33594,12 @@ inline double final_training_kept(const CandidateRecord& r, double ratio, double
 // kept for, rather than searching on and falling back to lesser candidates), and the mean time of
 // the last ten candidates, so that the next one does not eat into it.
 inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(Objective objective, double ratio,
-                                                                               double max_total_seconds) {
-    return [objective, ratio, max_total_seconds](const std::vector<CandidateRecord>& records) {
+                                                                               double max_total_seconds,
+                                                                               double max_share) {
+    return [objective, ratio, max_total_seconds, max_share](const std::vector<CandidateRecord>& records) {
         double keep = 0;
         for (std::size_t i : rank_feasible(records, objective)) {
-            const double kept = final_training_kept(records[i], ratio, max_total_seconds);
+            const double kept = final_training_kept(records[i], ratio, max_total_seconds, max_share);
             if (kept > 0 && kept <= max_total_seconds - records[i].elapsed_s) {
                 keep = kept;
                 break;
@@ -33592,11 +33620,12 @@ inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(
 // many epochs as fit, at least one).
 inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::size_t>& ranked,
                                                        const std::vector<CandidateRecord>& records, double ratio,
-                                                       double max_total_seconds, double left, std::ostream* status) {
+                                                       double max_total_seconds, double max_share, double left,
+                                                       std::ostream* status) {
     std::vector<std::size_t> kept;
     std::string passed;
     for (std::size_t i : ranked) {
-        const double needs = final_training_kept(records[i], ratio, max_total_seconds);
+        const double needs = final_training_kept(records[i], ratio, max_total_seconds, max_share);
         if (needs <= 1.1 * left) {
             kept.push_back(i);
         } else if (passed.size() < 400) {
@@ -33840,8 +33869,11 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     // Budget::max_total_seconds: the search keeps its final training's time (estimated from the
     // proxy trainings), and the final training gets what is left.
     const double final_ratio = trainer && task.budget.max_total_seconds > 0 ? trainer->final_seconds_per_proxy_second() : 0.0;
+    const double final_share = o.start ? generate_detail::adapted_final_training_max_share
+                                       : generate_detail::final_training_max_share;
     if (final_ratio > 0)
-        setup.final_reserve = generate_detail::final_reserve(task.objective, final_ratio, task.budget.max_total_seconds);
+        setup.final_reserve =
+            generate_detail::final_reserve(task.objective, final_ratio, task.budget.max_total_seconds, final_share);
     const double resumed_s = resumed.empty() ? 0.0 : resumed.back().elapsed_s;
     const auto total_spent = [start, resumed_s] {  // search and final training, across resumes
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() + resumed_s;
@@ -33909,7 +33941,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     out.ranked = rank_feasible(out.result.records, task.objective);
     if (final_ratio > 0)
         out.ranked = generate_detail::pass_over_unfinishable(out.ranked, out.result.records, final_ratio,
-                                                             task.budget.max_total_seconds,
+                                                             task.budget.max_total_seconds, final_share,
                                                              task.budget.max_total_seconds - total_spent(), o.status);
     const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
     const auto confirm_start = std::chrono::steady_clock::now();

@@ -327,7 +327,7 @@ TEST_CASE("train: every run validates on the same images, whatever its seed") {
     std::filesystem::remove(path);
 }
 
-TEST_CASE("train: max_seconds cuts the epochs to those that fit, the schedule spanning them") {
+TEST_CASE("train: max_seconds plans the epochs that fit, the schedule spanning them") {
     using lamda::train_detail::epochs_that_fit;
     CHECK(epochs_that_fit(25, 0, 0, 10) == 25);         // no limit
     CHECK(epochs_that_fit(25, 1000, 0, 10) == 25);      // all fit
@@ -363,6 +363,23 @@ TEST_CASE("train: max_seconds cuts the epochs to those that fit, the schedule sp
         if (steps++ == 0) std::this_thread::sleep_for(std::chrono::seconds(3));
     };
     CHECK(lamda::train_model(g, data, warm).epochs == 4);
+
+    // Epochs faster than the first steps promised add epochs: four steps of 0.5 s among the timed
+    // ones size 12-step epochs at 6 s, 2 of 4 in 14 s; the first epoch then takes about 2 s, and
+    // all 4 fit (it gave 2 before epochs were planned again on their own pace).
+    TrainOptions slow_probe = quick(4);
+    slow_probe.max_seconds = 14;
+    steps = 0;
+    slow_probe.between_steps = [&steps] {
+        if (++steps >= 2 && steps <= 5) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    };
+    std::vector<lamda::TrainProgress> planned;
+    slow_probe.progress = [&](const lamda::TrainProgress& p) { planned.push_back(p); };
+    const lamda::TrainResult stretched = lamda::train_model(g, data, slow_probe);
+    CHECK(stretched.epochs == 4);
+    REQUIRE(planned.size() == 4);
+    CHECK(planned[0].epochs == 4);            // re-planned at the end of the first epoch
+    CHECK(planned[3].lr < 0.05 * slow_probe.lr);  // and the schedule still ends near 0
     o.max_seconds = -1;
     CHECK_THROWS_AS(lamda::train_model(g, data, o), std::invalid_argument);
 }
