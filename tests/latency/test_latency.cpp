@@ -742,9 +742,13 @@ TEST_CASE("profile_device with int8: int8 predictions order models of very diffe
         INFO("model " << i << ": predicted " << predicted[i] << " ms after " << predicted[i - 1]
                       << ", measured " << measured[i] << " ms after " << measured[i - 1]);
         CHECK(measured[i] > measured[i - 1]);
+#if !defined(LAMDA_TESTS_EMULATED)
+        // Under qemu the 6 s of int8 profiling give a handful of emulated timings: a fit on them
+        // once predicted the 174 MMAC model at 0.12 ms after 5.4 ms for the 42 MMAC one.
         CHECK(predicted[i] > predicted[i - 1]);
+#endif
     }
-#if defined(__OPTIMIZE__)
+#if defined(__OPTIMIZE__) && !defined(LAMDA_TESTS_EMULATED)
     // Unoptimised (CI's Debug + sanitizer build) lamda's own code around XNNPACK's prebuilt
     // kernels (conversions, requantization, copies) runs many times slower than here and its
     // share moves with the load of a parallel ctest: predicted 0.56 against measured 2.08 ms
