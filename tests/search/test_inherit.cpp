@@ -10,6 +10,7 @@
 #include "lamda/data/weights.hpp"
 #include "lamda/dsl/file.hpp"
 #include "lamda/dsl/parser.hpp"
+#include "lamda/exec/fold.hpp"
 #include "lamda/exec/reference.hpp"
 #include "lamda/search/inherit.hpp"
 
@@ -186,4 +187,49 @@ logits: fc out=5
     const lamda::Inheritance approx = lamda::inherit_weights(parent, general, child, 9);
     CHECK(approx.factored == 2);
     CHECK(approx.fresh == 0);
+}
+
+TEST_CASE("inherit: batch norm put back for a full training computes the same, and folds back to the model") {
+    // A model as lamda saves it (batch norm folded): biased convs, a separate relu, a residual add,
+    // a squeeze-excitation's 1x1 convs on a 1x1 map, a conv with a fused activation.
+    const lamda::Graph g = graph_of(R"(model folded
+input: input shape=12x12x3
+stem: conv2d out=8 kernel=3 stride=2
+stem_act: relu
+dw: dwconv kernel=3
+se_pool: gap
+se_fc: conv2d out=8 kernel=1 act=hardsigmoid
+se: mul dw, se_fc
+pw: conv2d out=8 kernel=1
+sum: add stem_act, pw
+last: conv2d out=6 kernel=1 act=relu
+pool: gap
+logits: fc out=5
+)");
+    const lamda::Weights w = lamda::random_weights(g, 5);
+    const auto bn = lamda::with_identity_batchnorm(g, w);
+    REQUIRE(bn);
+    const lamda::Graph& gb = bn->first;
+    CHECK(gb.layers.size() == g.layers.size() + 3);  // after stem, dw and pw; not se_fc (1x1) nor last (relu fused)
+    for (const char* name : {"stem_bn", "dw_bn", "pw_bn"}) {
+        const int at = gb.find(name);
+        REQUIRE(at >= 0);
+        CHECK(gb.layers[static_cast<std::size_t>(at)].op == lamda::OpKind::BatchNorm);
+    }
+    CHECK(gb.find("se_fc_bn") < 0);
+    CHECK(gb.find("last_bn") < 0);
+    // Valid DSL whose readers read the batch norms: the same shapes throughout.
+    const lamda::Graph again = lamda::parse_dsl_or_throw(lamda::print_dsl(gb), "bn.lamda");
+    CHECK(again.layers[static_cast<std::size_t>(again.find("se"))].inputs.front() == again.find("dw_bn"));
+    CHECK(again.layers[static_cast<std::size_t>(again.find("sum"))].inputs.back() == again.find("pw_bn"));
+    REQUIRE(lamda::validate_weights(again, bn->second).empty());
+    check_same_outputs(g, w, again, bn->second);  // identity in inference, to eps
+    // Folded again (as the trainer saves it), it is g's layers with tensors of g's shapes.
+    const auto [folded, fw] = lamda::fold_batchnorm(again, bn->second);
+    CHECK(folded.layers.size() == g.layers.size());
+    CHECK(lamda::validate_weights(g, fw).empty());
+    check_same_outputs(g, w, g, fw);
+
+    // Nothing to put back: every conv already normalised or with its activation fused.
+    CHECK_FALSE(lamda::with_identity_batchnorm(graph_of(parent_text), lamda::random_weights(graph_of(parent_text), 1)));
 }

@@ -16,8 +16,9 @@
 // AdaptDesigner edits any graph, not only search/designer.hpp's designs (an imported ONNX model
 // has no design): it scales the width of every layer of a width (the layers an `add` joins share
 // one), scales all widths, makes a costly dense k x k conv separable (depthwise k x k, then 1x1),
-// drops a conv (with its batch norm and activation) whose input and output channels agree, or
-// moves a downsampling earlier (stride 2), steered like the offline
+// drops a conv (with its batch norm and activation) whose input and output channels agree, drops
+// a squeeze-excitation or a residual branch (a block: the add then passes its skip on), or moves
+// a downsampling earlier (stride 2), steered like the offline
 // designer: over budget -> shrink where the measured cost is, below accuracy -> grow. Its note
 // names the parent ("... of #3"), which weight_inheritance() reads. Deterministic in (seed,
 // records), so --resume continues it. StartModelFirst adapts with any other proposer (the LLM's):
@@ -46,6 +47,7 @@
 #include <string_view>
 #include <vector>
 
+#include "../core/analysis.hpp"
 #include "../core/ir.hpp"
 #include "../data/weights.hpp"
 #include "../dsl/file.hpp"
@@ -393,6 +395,82 @@ inline std::string drop_se(std::mt19937_64& rng, Graph& g, const CandidateRecord
 // anything is narrowed.
 inline constexpr double costly_se_share = 0.05;
 
+// A residual branch: `add` sums `skip` and a branch that `layers` compute from `skip` or from
+// what `skip` is computed from (a projection shortcut reads the block's input), read by nothing
+// else; `macs` are the branch's.
+struct ResidualBranch {
+    int add = -1, skip = -1;
+    std::set<int> layers;
+    double macs = 0;
+};
+
+// The branches whose removal leaves a valid graph of the same shapes: the add's readers read the
+// skip instead. An add's fused activation moves to the skip when only the add reads it and the
+// skip takes one; otherwise the branch stays.
+inline std::vector<ResidualBranch> residual_branches(const Graph& g) {
+    std::vector<ResidualBranch> found;
+    for (std::size_t i = 1; i < g.layers.size(); ++i) {
+        const Layer& l = g.layers[i];
+        if (l.op != OpKind::Add || l.inputs.size() != 2 || l.inputs[0] == l.inputs[1]) continue;
+        for (int k : {0, 1}) {
+            const int skip = l.inputs[static_cast<std::size_t>(k)], branch = l.inputs[static_cast<std::size_t>(1 - k)];
+            const Layer& s = g.layers[static_cast<std::size_t>(skip)];
+            if (l.act != Activation::None &&
+                (s.act != Activation::None || !takes_activation(s.op) || readers_of(g, skip).size() != 1))
+                continue;
+            std::set<int> layers;
+            // x: the skip, or up to three single-input layers back from it.
+            for (int x = skip, back = 0; layers.empty() && back < 4; ++back) {
+                layers = gate_layers(g, static_cast<int>(i), x, branch);
+                const Layer& from = g.layers[static_cast<std::size_t>(x)];
+                if (from.inputs.size() != 1) break;
+                x = from.inputs.front();
+            }
+            if (layers.empty()) continue;
+            double macs = 0;
+            for (int b : layers) {
+                const Layer& bl = g.layers[static_cast<std::size_t>(b)];
+                if (!bl.inputs.empty()) macs += static_cast<double>(layer_macs(bl, g.layers[static_cast<std::size_t>(bl.inputs.front())].shape));
+            }
+            found.push_back({static_cast<int>(i), skip, std::move(layers), macs});
+            break;
+        }
+    }
+    return found;
+}
+
+// Drops `b` from `g`: its layers and its add go, the add's readers read the skip.
+inline std::string remove_branch(Graph& g, const ResidualBranch& b) {
+    Layer& add = g.layers[static_cast<std::size_t>(b.add)];
+    if (add.inputs.front() != b.skip) std::swap(add.inputs[0], add.inputs[1]);  // its readers get the skip
+    if (add.act != Activation::None) g.layers[static_cast<std::size_t>(b.skip)].act = add.act;
+    const std::string name = add.name;
+    std::set<int> drop = b.layers;
+    drop.insert(b.add);
+    g = without_layers(g, drop);
+    return " drop block " + name;
+}
+
+// A block is dropped only when it holds at most this share of the model's MACs.
+inline constexpr double droppable_block_macs_share = 0.35;
+
+// Drops g's residual branch with the fewest MACs when it holds at most droppable_block_macs_share
+// of the model's (its MACs in `macs_saved`); "" when there is none. Each of a block's operators
+// costs a fixed time beside its arithmetic, which no width cut removes: a 0.05 ms descendant of
+// the fmnist_large model ran in 0.030-0.034 ms without its inverted residual (nine operators, 23%
+// of its MACs) against 0.043-0.052 ms with it, and widened back to that time it held 1.6x the MACs
+// (docs/adapt.md). The cheapest block in arithmetic goes: a ResNet block's two 3x3 convolutions
+// are most of what that model computes, and with them dropped it fine-tuned to 54-55% (90% before).
+inline std::string drop_block(Graph& g, double& macs_saved) {
+    macs_saved = 0;
+    const std::vector<ResidualBranch> branches = residual_branches(g);
+    const auto cheapest = std::min_element(branches.begin(), branches.end(),
+                                           [](const ResidualBranch& a, const ResidualBranch& b) { return a.macs < b.macs; });
+    if (cheapest == branches.end() || cheapest->macs > droppable_block_macs_share * static_cast<double>(analyze(g).macs)) return {};
+    macs_saved = cheapest->macs;
+    return remove_branch(g, *cheapest);
+}
+
 // Downsamples earlier: stride 2 on a stride-1 conv or depthwise conv on a map of at least 8x8.
 inline std::string add_stride(std::mt19937_64& rng, Graph& g) {
     std::vector<int> eligible;
@@ -574,6 +652,15 @@ private:
             if (scale_class(g, fixed, from, f) > 0)
                 what += " width " + std::to_string(from) + "->" + std::to_string(round_width(from * f));
         };
+        // After an edit that saved `saved` MACs of the parent's, every width cut by what is left
+        // over the budget (latency taken as proportional to MACs).
+        const auto cut_to_what_is_left = [&](double saved) {
+            const double macs = static_cast<double>(r.macs);
+            const double left = macs > saved ? v * (macs - saved) / macs : v;
+            if (left <= 1.1) return;
+            const double f = far_over_width_factor(left);
+            if (scale_all(g, fixed_width(g), f) > 0) what += ", widths x" + std::to_string(f).substr(0, 4);
+        };
         if (v > 1.0) {
             // A squeeze-excitation among the costliest layers goes first: its operators cost
             // per call, whatever the widths (the 2-thread device in docs/adapt.md), so narrowing
@@ -588,18 +675,23 @@ private:
                 }
             }
             // Far over: a costly dense k x k convolution made separable, then every width cut by
-            // what the MACs saved leave over (latency taken as proportional to MACs): a separable
-            // model still far over was never picked as a parent again (docs/adapt.md).
+            // what the MACs saved leave over: a separable model still far over was never picked
+            // as a parent again (docs/adapt.md).
             if (v > 1.3 && chance(rng, 35)) {
                 double saved = 0;
                 what = make_separable(g, r, saved);
                 if (!what.empty()) {
-                    const double macs = static_cast<double>(r.macs);
-                    const double left = macs > saved ? v * (macs - saved) / macs : v;
-                    if (left > 1.1) {
-                        const double f = far_over_width_factor(left);
-                        if (scale_all(g, fixed_width(g), f) > 0) what += ", widths x" + std::to_string(f).substr(0, 4);
-                    }
+                    cut_to_what_is_left(saved);
+                    return g;
+                }
+            }
+            // Far over: a residual branch dropped (its operators' fixed costs go with it), then
+            // every width cut by what its MACs leave over, as for the separable edit.
+            if (v > 1.3 && chance(rng, 25)) {
+                double saved = 0;
+                what = drop_block(g, saved);
+                if (!what.empty()) {
+                    cut_to_what_is_left(saved);
                     return g;
                 }
             }
@@ -635,6 +727,16 @@ private:
                 if (scale_all(g, fixed, f) > 0) what = " scale widths x" + std::to_string(f).substr(0, 4);
             } else {
                 scale_one(w, 1.25);
+            }
+        } else if (chance(rng, 10)) {
+            // Near the limit: a residual branch traded for width, its MACs spread over the rest
+            // (the branch's per-operator costs are then time the widths gain).
+            double saved = 0;
+            what = drop_block(g, saved);
+            const double macs = static_cast<double>(r.macs);
+            if (!what.empty() && macs > saved) {
+                const double f = std::clamp(std::sqrt(macs / (macs - saved)), 1.0, 1.5);
+                if (f > 1.02 && scale_all(g, fixed_width(g), f) > 0) what += ", widths x" + std::to_string(f).substr(0, 4);
             }
         } else {  // near the limit: a step of one width, either way, of one of two sizes
             static constexpr double steps[] = {0.875, 0.94, 1.06, 1.125};

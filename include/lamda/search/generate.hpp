@@ -381,6 +381,26 @@ constexpr double final_training_max_share = 0.5;
 // search finds as good a candidate and the final training's epochs gain more (docs/adapt.md).
 constexpr double adapted_final_training_max_share = 0.7;
 
+// Adapting a start model saved with batch norm folded: its candidates' full trainings put batch
+// norm back (train_final_inherited), and an epoch then takes about this many times as long as the
+// fine-tunings promise (1.2-1.5x for 0.05 and 0.1 ms models on the 2-core VM: one planned for 12
+// epochs ran 7; docs/adapt.md).
+constexpr double batchnorm_put_back_cost = 1.4;
+
+// Budget::max_total_seconds: a full training's seconds per second of proxy training (or
+// fine-tuning): the trainer's figure, times batchnorm_put_back_cost when adapting a start model
+// whose convolutions get batch norm back.
+inline double final_seconds_ratio(double trainer_ratio, const StartModel* start) {
+    return start && with_identity_batchnorm(start->graph, Weights{}) ? trainer_ratio * batchnorm_put_back_cost : trainer_ratio;
+}
+
+// A candidate whose final training fits at least this share of its estimate in the time left is
+// trained (the epochs that fit: 8 of 12) rather than passed over for a lesser one that fits whole:
+// with 10% over as the bar, a 0.05 ms adaptation found its best candidates (78% proxy) after the
+// time for their whole training had gone, searched on, and trained one at 71.5% for all its
+// epochs: 85.48% test, against 86.96-87.06% for the seeds that trained their best (docs/adapt.md).
+constexpr double trainable_share = 2.0 / 3.0;
+
 // The seconds the search keeps for candidate r's final training: its estimate, at most
 // `max_share` of `max_total_seconds`; 0: unknown.
 inline double final_training_kept(const CandidateRecord& r, double ratio, double max_total_seconds,
@@ -389,10 +409,11 @@ inline double final_training_kept(const CandidateRecord& r, double ratio, double
 }
 
 // Budget::max_total_seconds (GenerateSetup::final_reserve): what the search keeps for its final
-// training -- final_training_kept for the best-ranked candidate for which that fitted the time
-// left when it was recorded (one that did not could never be trained, so it is passed over; one that did is
-// kept for, rather than searching on and falling back to lesser candidates), and the mean time of
-// the last ten candidates, so that the next one does not eat into it.
+// training -- final_training_kept for the best-ranked candidate for which trainable_share of that
+// fitted the time left when it was recorded (at most that time: the search then stops for it; one
+// that did not fit could never be trained, so it is passed over; one that did is kept for, rather
+// than searching on and falling back to lesser candidates), and the mean time of the last ten
+// candidates, so that the next one does not eat into it.
 inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(Objective objective, double ratio,
                                                                                double max_total_seconds,
                                                                                double max_share) {
@@ -400,8 +421,9 @@ inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(
         double keep = 0;
         for (std::size_t i : rank_feasible(records, objective)) {
             const double kept = final_training_kept(records[i], ratio, max_total_seconds, max_share);
-            if (kept > 0 && kept <= max_total_seconds - records[i].elapsed_s) {
-                keep = kept;
+            const double left_then = max_total_seconds - records[i].elapsed_s;
+            if (kept > 0 && trainable_share * kept <= left_then) {
+                keep = std::min(kept, left_then);
                 break;
             }
         }
@@ -413,9 +435,9 @@ inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(
     };
 }
 
-// Budget::max_total_seconds: `ranked` without the candidates whose final training needs more than
-// 10% over the `left` seconds (final_training_kept of `max_total_seconds`), said on `status` (within
-// 10%, the final training drops an epoch or two to fit: the search stopped for the best, and its
+// Budget::max_total_seconds: `ranked` without the candidates of which not even trainable_share of
+// the final training (final_training_kept of `max_total_seconds`) fits the `left` seconds, said on
+// `status` (one that fits that share trains the epochs that fit: the search stopped for it, and its
 // last candidate may have run long); all of them when none fits (the best is then trained for as
 // many epochs as fit, at least one).
 inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::size_t>& ranked,
@@ -426,7 +448,7 @@ inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::si
     std::string passed;
     for (std::size_t i : ranked) {
         const double needs = final_training_kept(records[i], ratio, max_total_seconds, max_share);
-        if (needs <= 1.1 * left) {
+        if (trainable_share * needs <= left) {
             kept.push_back(i);
         } else if (passed.size() < 400) {
             passed += std::string(passed.empty() ? "" : ", ") + "#" + std::to_string(records[i].index) + " (" +
@@ -442,6 +464,26 @@ inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::si
         *status << "lamda: passed over, their full training expected to take longer than the "
                 << format_fixed(std::max(0.0, left), 0) << " s left (max_total_seconds): " << passed << "\n";
     return trained;
+}
+
+// An inherited candidate's full training from `init`, with batch norm put back where lamda's
+// saved weights had folded it (search/inherit.hpp, with_identity_batchnorm): the graph with it
+// trains from `init` plus identity batch norms (written beside `init` as NAME_bn.safetensors, and
+// removed after), and the trainer saves the weights folded, which fit `g` again. How many
+// batch norms went back is said on `status`.
+inline FinalTraining train_final_inherited(Trainer& trainer, const Graph& g, const std::string& init,
+                                           const std::string& weights, std::ostream* status) {
+    namespace fs = std::filesystem;
+    const auto normalised = with_identity_batchnorm(g, read_safetensors(init));
+    if (!normalised) return trainer.train_final_from(g, init, weights);
+    const std::size_t added = normalised->first.layers.size() - g.layers.size();
+    if (status) *status << "lamda: batch norm put back after " << added << " convolutions for the full training\n";
+    const std::string with_bn = (fs::path(init).parent_path() / (fs::path(init).stem().string() + "_bn.safetensors")).string();
+    write_safetensors(with_bn, normalised->second);
+    FinalTraining f = trainer.train_final_from(normalised->first, with_bn, weights);
+    std::error_code ec;
+    fs::remove(with_bn, ec);
+    return f;
 }
 
 // Trains the confirmed candidates in full, best first, until one reaches min_accuracy on the
@@ -468,7 +510,7 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
                       << "\n";
         const Graph g = parse_dsl_or_throw(r.dsl, "best");
         const std::string init = inherited ? (fs::path(o.out_dir) / r.weights).string() : std::string();
-        FinalTraining f = inherited ? trainer.train_final_from(g, init, weights) : trainer.train_final(g, weights);
+        FinalTraining f = inherited ? train_final_inherited(trainer, g, init, weights, o.status) : trainer.train_final(g, weights);
         bool kept_start = false;
         if (start_model) {
             const double own = trainer.weights_accuracy(g, init);
@@ -668,7 +710,9 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     setup.should_stop = [should_stop, lost] { return lost->lost() || (should_stop && should_stop()); };
     // Budget::max_total_seconds: the search keeps its final training's time (estimated from the
     // proxy trainings), and the final training gets what is left.
-    const double final_ratio = trainer && task.budget.max_total_seconds > 0 ? trainer->final_seconds_per_proxy_second() : 0.0;
+    const double final_ratio = trainer && task.budget.max_total_seconds > 0
+                                   ? generate_detail::final_seconds_ratio(trainer->final_seconds_per_proxy_second(), o.start.get())
+                                   : 0.0;
     const double final_share = o.start ? generate_detail::adapted_final_training_max_share
                                        : generate_detail::final_training_max_share;
     if (final_ratio > 0)
