@@ -59337,6 +59337,23 @@ public:
     AgentServer& operator=(const AgentServer&) = delete;
     ~AgentServer() { stop(); }
 
+    // Waits (at most `timeout_s`) until no profile job is queued or running, and joins their
+    // threads; true when none is left. For a caller that must leave no work behind between
+    // requests: the request fuzzer, whose LeakSanitizer check after each input took a job's
+    // in-flight allocations for leaks.
+    bool wait_for_profile_jobs(double timeout_s) {
+        const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+        for (;;) {
+            {
+                std::lock_guard<std::mutex> lock(jobs_mutex_);
+                reap_finished_jobs();
+                if (job_threads_.empty()) return true;
+            }
+            if (std::chrono::steady_clock::now() >= end) return false;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
+
     // Binds; port 0 picks a free one. Returns the port. Throws when the address is taken.
     int bind(const std::string& host, int port) {
         int bound = port;

@@ -3,7 +3,8 @@
 // limits, short deadlines), then the write side is shut and the answer read to its end. Whatever
 // the bytes -- a malformed request line or header, a hostile body, a valid bench request with the
 // token -- the agent answers or closes: never a crash (ASan/UBSan watch the server's threads), and
-// never a hang (no end of the answer within 30 s aborts). Seeds: lamda_fuzz_seeds writes valid
+// never a hang (no end of the answer within 30 s aborts; a profile job the input started must end
+// within 30 s too, before the next input). Seeds: lamda_fuzz_seeds writes valid
 // requests to DIR/agent_request/.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,6 +24,8 @@
 #include <lamda/agent/agent.hpp>
 
 namespace {
+
+lamda::AgentServer* agent = nullptr;
 
 int start_agent() {
     lamda::AgentOptions o;
@@ -50,7 +53,7 @@ int start_agent() {
     l.max_wait_s = 5;
     l.max_jobs = 2;
     // Never destroyed: libFuzzer ends the process with exit(), and the server serves until then.
-    auto* server = new lamda::AgentServer(o);
+    auto* server = agent = new lamda::AgentServer(o);
     const int port = server->bind("127.0.0.1", 0);
     std::thread([server] {
         server->listen();
@@ -119,6 +122,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     static const int port = start_agent();
     if (!exchange(port, data, size)) {
         std::fprintf(stderr, "fuzz_agent_request: the agent neither answered nor closed within 30 s\n");
+        std::abort();
+    }
+    // A profile job the input started runs on after the answer: it must end before LeakSanitizer
+    // checks this input, or its in-flight allocations read as leaks (CI, 2026-12-04).
+    if (!agent->wait_for_profile_jobs(30)) {
+        std::fprintf(stderr, "fuzz_agent_request: a profile job did not end within 30 s\n");
         std::abort();
     }
     return 0;
