@@ -723,8 +723,14 @@ TEST_CASE("profile_device with int8: int8 predictions order models of very diffe
     }
     const lamda::LatencyProfile prof = lamda::profile_device(o, calibration);
     REQUIRE(prof.has_int8);
-    CHECK(prof.int8_samples.size() > 10);
+    REQUIRE(prof.int8_samples.size() >= 4);
     CHECK(prof.int8_model.kind_model(lamda::PrimKind::Conv).fitted);
+    // A fit on a handful of timings does not have to order the models: under qemu (6 s of
+    // emulated int8) one predicted the 174 MMAC model at 0.12 ms after 5.4 ms for the 42 MMAC one,
+    // and under ASan in a parallel ctest 8 timings predicted 22.9 ms after 28.6 (measured 4.4 after
+    // 1.6; CI, 2026-12-04). Natively, optimised, the profile has dozens and the order is checked.
+    const bool rich_profile = prof.int8_samples.size() > 10;
+    if (!rich_profile) MESSAGE("thin int8 profile (" << prof.int8_samples.size() << " timings): predicted order not checked");
     const char* const sizes[] = {
         "x: input shape=8x8x4\nc: conv2d out=8 kernel=3 act=relu\ng: gap\nf: fc out=4\n",
         "x: input shape=28x28x8\nc: conv2d out=32 kernel=3 act=relu\nd: dwconv kernel=3 act=relu6\ng: gap\nf: fc out=10\n",
@@ -742,13 +748,10 @@ TEST_CASE("profile_device with int8: int8 predictions order models of very diffe
         INFO("model " << i << ": predicted " << predicted[i] << " ms after " << predicted[i - 1]
                       << ", measured " << measured[i] << " ms after " << measured[i - 1]);
         CHECK(measured[i] > measured[i - 1]);
-#if !defined(LAMDA_TESTS_EMULATED)
-        // Under qemu the 6 s of int8 profiling give a handful of emulated timings: a fit on them
-        // once predicted the 174 MMAC model at 0.12 ms after 5.4 ms for the 42 MMAC one.
-        CHECK(predicted[i] > predicted[i - 1]);
-#endif
+        if (rich_profile) CHECK(predicted[i] > predicted[i - 1]);
     }
 #if defined(__OPTIMIZE__) && !defined(LAMDA_TESTS_EMULATED)
+    REQUIRE(rich_profile);  // an optimised native build times dozens of operators in 6 s
     // Unoptimised (CI's Debug + sanitizer build) lamda's own code around XNNPACK's prebuilt
     // kernels (conversions, requantization, copies) runs many times slower than here and its
     // share moves with the load of a parallel ctest: predicted 0.56 against measured 2.08 ms
