@@ -729,7 +729,12 @@ TEST_CASE("profile_device with int8: int8 predictions order models of very diffe
     // emulated int8) one predicted the 174 MMAC model at 0.12 ms after 5.4 ms for the 42 MMAC one,
     // and under ASan in a parallel ctest 8 timings predicted 22.9 ms after 28.6 (measured 4.4 after
     // 1.6; CI, 2026-12-04). Natively, optimised, the profile has dozens and the order is checked.
+#if defined(LAMDA_TESTS_EMULATED)
+    // Under qemu even a dozen emulated timings predicted 4.0 ms after 31.4 (measured 232 after 63).
+    const bool rich_profile = false;
+#else
     const bool rich_profile = prof.int8_samples.size() > 10;
+#endif
     if (!rich_profile) MESSAGE("thin int8 profile (" << prof.int8_samples.size() << " timings): predicted order not checked");
     const char* const sizes[] = {
         "x: input shape=8x8x4\nc: conv2d out=8 kernel=3 act=relu\ng: gap\nf: fc out=4\n",
