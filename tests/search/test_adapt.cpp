@@ -257,7 +257,7 @@ pool: gap
 fc: fc out=10
 )";
     const Graph g = parse_dsl_or_throw(large, "large");
-    const std::vector<adapt_detail::ResidualBranch> branches = adapt_detail::residual_branches(g);
+    const std::vector<adapt_detail::ResidualBranch> branches = adapt_detail::residual_branches(g, analyze(g));
     REQUIRE(branches.size() == 2);
     CHECK(g.layers[static_cast<std::size_t>(branches[0].add)].name == "s0b0");
     CHECK(branches[0].layers.size() == 9);  // expand to project, the SE's four included
@@ -300,11 +300,10 @@ fc: fc out=10
 
     // An add whose activation has nowhere to go (the skip is read elsewhere too, and the other
     // input is no branch of it) is not a block to drop.
-    CHECK(adapt_detail::residual_branches(parse_dsl_or_throw("input: input shape=8x8x4\na: conv2d out=4 kernel=1\n"
-                                                             "b: conv2d out=4 kernel=1\ns: add a, b act=relu\n"
-                                                             "t: conv2d a out=4 kernel=1\nm: mul s, t\np: gap\nfc: fc out=2\n",
-                                                             "shared"))
-              .empty());
+    const Graph shared = parse_dsl_or_throw("input: input shape=8x8x4\na: conv2d out=4 kernel=1\nb: conv2d out=4 kernel=1\n"
+                                            "s: add a, b act=relu\nt: conv2d a out=4 kernel=1\nm: mul s, t\np: gap\nfc: fc out=2\n",
+                                            "shared");
+    CHECK(adapt_detail::residual_branches(shared, analyze(shared)).empty());
 
     // Far over the budget, the designer drops a block on some of its draws.
     StartModel start;

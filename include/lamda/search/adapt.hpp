@@ -407,7 +407,8 @@ struct ResidualBranch {
 // The branches whose removal leaves a valid graph of the same shapes: the add's readers read the
 // skip instead. An add's fused activation moves to the skip when only the add reads it and the
 // skip takes one; otherwise the branch stays.
-inline std::vector<ResidualBranch> residual_branches(const Graph& g) {
+// `stats`: analyze(g), for the branches' MACs.
+inline std::vector<ResidualBranch> residual_branches(const Graph& g, const ModelStats& stats) {
     std::vector<ResidualBranch> found;
     for (std::size_t i = 1; i < g.layers.size(); ++i) {
         const Layer& l = g.layers[i];
@@ -428,10 +429,7 @@ inline std::vector<ResidualBranch> residual_branches(const Graph& g) {
             }
             if (layers.empty()) continue;
             double macs = 0;
-            for (int b : layers) {
-                const Layer& bl = g.layers[static_cast<std::size_t>(b)];
-                if (!bl.inputs.empty()) macs += static_cast<double>(layer_macs(bl, g.layers[static_cast<std::size_t>(bl.inputs.front())].shape));
-            }
+            for (int b : layers) macs += static_cast<double>(stats.layers[static_cast<std::size_t>(b)].macs);
             found.push_back({static_cast<int>(i), skip, std::move(layers), macs});
             break;
         }
@@ -463,10 +461,11 @@ inline constexpr double droppable_block_macs_share = 0.35;
 // are most of what that model computes, and with them dropped it fine-tuned to 54-55% (90% before).
 inline std::string drop_block(Graph& g, double& macs_saved) {
     macs_saved = 0;
-    const std::vector<ResidualBranch> branches = residual_branches(g);
+    const ModelStats stats = analyze(g);
+    const std::vector<ResidualBranch> branches = residual_branches(g, stats);
     const auto cheapest = std::min_element(branches.begin(), branches.end(),
                                            [](const ResidualBranch& a, const ResidualBranch& b) { return a.macs < b.macs; });
-    if (cheapest == branches.end() || cheapest->macs > droppable_block_macs_share * static_cast<double>(analyze(g).macs)) return {};
+    if (cheapest == branches.end() || cheapest->macs > droppable_block_macs_share * static_cast<double>(stats.macs)) return {};
     macs_saved = cheapest->macs;
     return remove_branch(g, *cheapest);
 }
