@@ -120,11 +120,24 @@ public:
     }
     int final_batchnorms = -1;  // in the graph the last train_final_from trained
     std::string final_init;
+    std::vector<float> final_running_vars;  // of its batch norms' first channels, as given
+    std::size_t images = 0;                 // what training_images gives: this many images, at most
+    std::vector<Tensor> training_images(std::size_t n) override {
+        std::vector<Tensor> out;
+        for (std::size_t k = 0; k < std::min(n, images); ++k) {
+            Tensor x(Shape{28, 28, 1});
+            for (std::size_t i = 0; i < x.data.size(); ++i) x.data[i] = static_cast<float>((i * 7 + k * 13) % 17) / 17.0f;
+            out.push_back(std::move(x));
+        }
+        return out;
+    }
     FinalTraining train_final_from(const Graph& g, const std::string& init, const std::string& out) override {
         REQUIRE(validate_weights(g, read_safetensors(init)).empty());
         final_batchnorms = static_cast<int>(
             std::count_if(g.layers.begin(), g.layers.end(), [](const Layer& l) { return l.op == OpKind::BatchNorm; }));
         final_init = init;
+        for (const Layer& l : g.layers)
+            if (l.op == OpKind::BatchNorm) final_running_vars.push_back(read_safetensors(init).at(l.name + ".running_var").data.front());
         write_text(out, "weights");
         calls.push_back("final_from");
         return {0.895, 0.885, 1, 1};
@@ -824,6 +837,21 @@ TEST_CASE("adapt: the full training of a model saved with batch norm folded puts
     CHECK(status.str().find("batch norm put back after 2 convolutions") != std::string::npos);
     CHECK(trainer.final_init.find("_bn.safetensors") != std::string::npos);
     CHECK_FALSE(fs::exists(trainer.final_init));  // the initial weights with batch norm are gone after
+    REQUIRE(trainer.final_running_vars.size() == 2);
+    CHECK(trainer.final_running_vars.front() == 1.0f);  // no training images: gamma 1, variance 1
+    // With training images, the batch norms start from their statistics on them.
+    RecordingTrainer with_images;
+    with_images.images = 3;
+    std::ostringstream said;
+    o.status = &said;
+    o.out_dir = dir / "with_images";
+    AdaptDesigner again(1, *start);
+    generate(task, again, &with_images, o);
+    CHECK(said.str().find("batch norm put back after 2 convolutions for the full training, its statistics from 3 training images") !=
+          std::string::npos);
+    REQUIRE(with_images.final_running_vars.size() == 2);
+    CHECK(with_images.final_running_vars.front() != 1.0f);
+    CHECK(with_images.final_running_vars.front() > 0.0f);
     // The time a full training is expected to take counts the batch norms' cost; not for a start
     // model that has its own.
     CHECK(generate_detail::final_seconds_ratio(10, start.get()) == doctest::Approx(10 * generate_detail::batchnorm_put_back_cost));

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "lamda/data/weights.hpp"
 #include "lamda/dsl/file.hpp"
@@ -229,6 +230,46 @@ logits: fc out=5
     CHECK(folded.layers.size() == g.layers.size());
     CHECK(lamda::validate_weights(g, fw).empty());
     check_same_outputs(g, w, g, fw);
+
+    // With training images: each batch norm's statistics are its convolution's on them, and
+    // gamma, beta undo them, so that a training batch with those statistics passes unchanged.
+    std::vector<lamda::Tensor> images;
+    for (int k = 0; k < 4; ++k) {
+        lamda::Tensor x(g.input().shape);
+        for (std::size_t i = 0; i < x.data.size(); ++i) x.data[i] = std::sin(0.37f * static_cast<float>(i) + static_cast<float>(k));
+        images.push_back(x);
+    }
+    const auto calibrated = lamda::with_identity_batchnorm(g, w, images);
+    REQUIRE(calibrated);
+    REQUIRE(lamda::validate_weights(again, calibrated->second).empty());
+    check_same_outputs(g, w, again, calibrated->second);
+    for (const char* conv : {"stem", "dw", "pw"}) {
+        const std::string bn_name = std::string(conv) + "_bn";
+        const lamda::Weights& cw = calibrated->second;
+        const std::size_t at = static_cast<std::size_t>(g.find(conv));
+        const std::size_t channels = static_cast<std::size_t>(g.layers[at].shape.c);
+        std::vector<double> sum(channels, 0.0), squares(channels, 0.0);
+        double n = 0;
+        for (const lamda::Tensor& x : images) {
+            const lamda::Tensor y = lamda::run_reference_all(g, w, x)[at];
+            for (std::size_t i = 0; i < y.data.size(); ++i) {
+                sum[i % channels] += y.data[i];
+                squares[i % channels] += static_cast<double>(y.data[i]) * y.data[i];
+            }
+            n += static_cast<double>(y.data.size() / channels);
+        }
+        for (std::size_t c = 0; c < channels; ++c) {
+            const double mean = sum[c] / n, var = squares[c] / n - mean * mean;
+            CHECK(cw.at(bn_name + ".running_mean").data[c] == doctest::Approx(mean).epsilon(1e-4));
+            CHECK(cw.at(bn_name + ".running_var").data[c] == doctest::Approx(var).epsilon(1e-4));
+            CHECK(cw.at(bn_name + ".weight").data[c] == doctest::Approx(std::sqrt(var + 1e-5)).epsilon(1e-4));
+            CHECK(cw.at(bn_name + ".bias").data[c] == doctest::Approx(mean).epsilon(1e-4));
+        }
+        CHECK(cw.at(bn_name + ".running_var").data[0] != 1.0f);
+    }
+    const auto [folded_calibrated, fcw] = lamda::fold_batchnorm(again, calibrated->second);
+    CHECK(folded_calibrated.layers.size() == g.layers.size());
+    check_same_outputs(g, w, g, fcw);
 
     // Nothing to put back: every conv already normalised or with its activation fused.
     CHECK_FALSE(lamda::with_identity_batchnorm(graph_of(parent_text), lamda::random_weights(graph_of(parent_text), 1)));

@@ -466,18 +466,27 @@ inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::si
     return trained;
 }
 
+// Training images whose statistics start the batch norms put back (with_identity_batchnorm):
+// per channel, 256 images x the map's positions.
+constexpr std::size_t batchnorm_statistics_images = 256;
+
 // An inherited candidate's full training from `init`, with batch norm put back where lamda's
 // saved weights had folded it (search/inherit.hpp, with_identity_batchnorm): the graph with it
-// trains from `init` plus identity batch norms (written beside `init` as NAME_bn.safetensors, and
+// trains from `init` plus batch norms that compute the identity, their statistics from
+// batchnorm_statistics_images training images (written beside `init` as NAME_bn.safetensors, and
 // removed after), and the trainer saves the weights folded, which fit `g` again. How many
 // batch norms went back is said on `status`.
 inline FinalTraining train_final_inherited(Trainer& trainer, const Graph& g, const std::string& init,
                                            const std::string& weights, std::ostream* status) {
     namespace fs = std::filesystem;
-    const auto normalised = with_identity_batchnorm(g, read_safetensors(init));
+    const std::vector<Tensor> images = trainer.training_images(batchnorm_statistics_images);
+    const auto normalised = with_identity_batchnorm(g, read_safetensors(init), images);
     if (!normalised) return trainer.train_final_from(g, init, weights);
     const std::size_t added = normalised->first.layers.size() - g.layers.size();
-    if (status) *status << "lamda: batch norm put back after " << added << " convolutions for the full training\n";
+    if (status)
+        *status << "lamda: batch norm put back after " << added << " convolutions for the full training"
+                << (images.empty() ? std::string() : ", its statistics from " + std::to_string(images.size()) + " training images")
+                << "\n";
     const std::string with_bn = (fs::path(init).parent_path() / (fs::path(init).stem().string() + "_bn.safetensors")).string();
     write_safetensors(with_bn, normalised->second);
     FinalTraining f = trainer.train_final_from(normalised->first, with_bn, weights);

@@ -39,7 +39,9 @@
 #include <vector>
 
 #include "../core/ir.hpp"
+#include "../data/tensor.hpp"
 #include "../data/weights.hpp"
+#include "../exec/reference.hpp"
 
 namespace lamda {
 
@@ -436,11 +438,19 @@ inline Inheritance inherit_weights(const Graph& parent, const Weights& parent_we
 //
 // The graph with a batchnorm NAME_bn after every conv2d and dwconv that has a bias, no fused
 // activation, an output map larger than 1x1 (not a squeeze-excitation's) and no batchnorm or
-// other reader but the new one in between, with `w` plus, for each, gamma 1, beta 0, running
-// mean 0 and running variance 1: the same function in inference (to eps), and folding it
-// (exec/fold.hpp) gives back `g`'s layers and tensor shapes. std::nullopt when no layer qualifies
-// or a name NAME_bn is taken. `g` has inferred shapes and `w` fits it.
-inline std::optional<std::pair<Graph, Weights>> with_identity_batchnorm(const Graph& g, const Weights& w) {
+// other reader but the new one in between, with `w` plus each one's tensors: the same function
+// in inference (to eps), and folding it (exec/fold.hpp) gives back `g`'s layers and tensor shapes.
+// std::nullopt when no layer qualifies or a name NAME_bn is taken. `g` has inferred shapes and `w`
+// fits it (with `images`, of g's input shape: else WeightsError or ExecutorError).
+//
+// Without `images`, each starts as gamma 1, beta 0, running mean 0, variance 1. With them, its
+// running statistics are those of its convolution's output on the images (through the reference
+// executor), and gamma = sqrt(var + eps), beta = mean: the identity in inference still, and now
+// also, nearly, in training, where a batch's own statistics normalise. With gamma 1 the first
+// training step rescales every convolution's output to unit variance, and the layers after it
+// no longer get what they learned on.
+inline std::optional<std::pair<Graph, Weights>> with_identity_batchnorm(const Graph& g, const Weights& w,
+                                                                        const std::vector<Tensor>& images = {}) {
     std::vector<bool> normalised(g.layers.size(), false);
     for (const Layer& l : g.layers)
         if (l.op == OpKind::BatchNorm && l.inputs.size() == 1) normalised[static_cast<std::size_t>(l.inputs.front())] = true;
@@ -455,6 +465,25 @@ inline std::optional<std::pair<Graph, Weights>> with_identity_batchnorm(const Gr
         gets[i] = any = true;
     }
     if (!any) return std::nullopt;
+    // Per channel of each convolution that gets one: sum and sum of squares, then mean, variance.
+    std::vector<std::vector<double>> sum(g.layers.size()), squares(g.layers.size());
+    std::vector<double> count(g.layers.size(), 0.0);
+    for (const Tensor& image : images) {
+        const std::vector<Tensor> values = run_reference_all(g, w, image);
+        for (std::size_t i = 0; i < g.layers.size(); ++i) {
+            if (!gets[i]) continue;
+            const Tensor& v = values[i];
+            const auto c = static_cast<std::size_t>(v.shape.c);
+            sum[i].resize(c, 0.0);
+            squares[i].resize(c, 0.0);
+            for (std::size_t k = 0; k < v.data.size(); ++k) {  // HWC: channel k % c
+                const double x = v.data[k];
+                sum[i][k % c] += x;
+                squares[i][k % c] += x * x;
+            }
+            count[i] += static_cast<double>(v.data.size() / c);
+        }
+    }
     std::pair<Graph, Weights> out{Graph{}, w};
     Graph& bn = out.first;
     bn.name = g.name;
@@ -474,10 +503,20 @@ inline std::optional<std::pair<Graph, Weights>> with_identity_batchnorm(const Gr
         index[i] = static_cast<int>(bn.layers.size()) - 1;
         const std::int64_t c = l.shape.c;
         const auto channels = [&](float v) { return WeightTensor{{c}, std::vector<float>(static_cast<std::size_t>(c), v)}; };
-        out.second[norm.name + ".weight"] = channels(1.0f);
-        out.second[norm.name + ".bias"] = channels(0.0f);
-        out.second[norm.name + ".running_mean"] = channels(0.0f);
-        out.second[norm.name + ".running_var"] = channels(1.0f);
+        WeightTensor gamma = channels(1.0f), beta = channels(0.0f), mean = channels(0.0f), var = channels(1.0f);
+        if (count[i] > 0)
+            for (std::size_t k = 0; k < static_cast<std::size_t>(c); ++k) {
+                const double m = sum[i][k] / count[i];
+                const double v = std::max(0.0, squares[i][k] / count[i] - m * m);
+                mean.data[k] = static_cast<float>(m);
+                var.data[k] = static_cast<float>(v);
+                gamma.data[k] = static_cast<float>(std::sqrt(v + norm.eps));
+                beta.data[k] = static_cast<float>(m);
+            }
+        out.second[norm.name + ".weight"] = std::move(gamma);
+        out.second[norm.name + ".bias"] = std::move(beta);
+        out.second[norm.name + ".running_mean"] = std::move(mean);
+        out.second[norm.name + ".running_var"] = std::move(var);
     }
     return out;
 }

@@ -369,6 +369,7 @@ public:
         const Pausing pausing(inner_, hold);
         return inner_.train_final_from(graph, init_path, weights_path);
     }
+    std::vector<Tensor> training_images(std::size_t n) override { return inner_.training_images(n); }
     // int8 (search/types.hpp): calibration and evaluation use the node's cores as training does.
     double last_int8_accuracy(const Graph& graph) override {
         const NodeGate::Hold hold = gate_->training();

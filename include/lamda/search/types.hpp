@@ -5,6 +5,7 @@
 #ifndef LAMDA_SEARCH_TYPES_HPP
 #define LAMDA_SEARCH_TYPES_HPP
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "../core/ir.hpp"
+#include "../data/tensor.hpp"
 
 namespace lamda {
 
@@ -274,6 +276,13 @@ public:
                                            const std::string& weights_path) {
         (void)graph, (void)init_path, (void)weights_path;
         throw std::logic_error("this trainer cannot fine-tune");
+    }
+    // Adaptation: the first `n` images of a seeded order of the training split (never validation
+    // or test images), for statistics such as a batch norm's put back (with_identity_batchnorm).
+    // Empty from a trainer without a dataset.
+    virtual std::vector<Tensor> training_images(std::size_t n) {
+        (void)n;
+        return {};
     }
     // int8 (Task::precision): validation accuracy after post-training quantization (calibrated on
     // training images, never validation or test ones) of the weights that this trainer's last

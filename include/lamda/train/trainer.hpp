@@ -663,6 +663,8 @@ public:
         return final_training(graph, weights_path, &init);
     }
 
+    std::vector<Tensor> training_images(std::size_t n) override { return calibration_slice(train_, n, full_.seed); }
+
     // int8: post-training quantization (exec/reference_int8.hpp, min/max ranges as `lamda quantize`
     // by default) calibrated on the first int8_calibration_images of a seeded order of the training
     // split, evaluated through the int8 executor on the same validation images as the fp32 figure.
