@@ -7404,6 +7404,7 @@ inline PoolPlan plan_pool(const Layer& l, const Shape& in) {
 #ifndef LAMDA_SEARCH_TYPES_HPP
 #define LAMDA_SEARCH_TYPES_HPP
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -7672,6 +7673,13 @@ public:
                                            const std::string& weights_path) {
         (void)graph, (void)init_path, (void)weights_path;
         throw std::logic_error("this trainer cannot fine-tune");
+    }
+    // Adaptation: the first `n` images of a seeded order of the training split (never validation
+    // or test images), for statistics such as a batch norm's put back (with_identity_batchnorm).
+    // Empty from a trainer without a dataset.
+    virtual std::vector<Tensor> training_images(std::size_t n) {
+        (void)n;
+        return {};
     }
     // int8 (Task::precision): validation accuracy after post-training quantization (calibrated on
     // training images, never validation or test ones) of the weights that this trainer's last
@@ -9167,11 +9175,19 @@ inline Inheritance inherit_weights(const Graph& parent, const Weights& parent_we
 //
 // The graph with a batchnorm NAME_bn after every conv2d and dwconv that has a bias, no fused
 // activation, an output map larger than 1x1 (not a squeeze-excitation's) and no batchnorm or
-// other reader but the new one in between, with `w` plus, for each, gamma 1, beta 0, running
-// mean 0 and running variance 1: the same function in inference (to eps), and folding it
-// (exec/fold.hpp) gives back `g`'s layers and tensor shapes. std::nullopt when no layer qualifies
-// or a name NAME_bn is taken. `g` has inferred shapes and `w` fits it.
-inline std::optional<std::pair<Graph, Weights>> with_identity_batchnorm(const Graph& g, const Weights& w) {
+// other reader but the new one in between, with `w` plus each one's tensors: the same function
+// in inference (to eps), and folding it (exec/fold.hpp) gives back `g`'s layers and tensor shapes.
+// std::nullopt when no layer qualifies or a name NAME_bn is taken. `g` has inferred shapes and `w`
+// fits it (with `images`, of g's input shape: else WeightsError or ExecutorError).
+//
+// Without `images`, each starts as gamma 1, beta 0, running mean 0, variance 1. With them, its
+// running statistics are those of its convolution's output on the images (through the reference
+// executor), and gamma = sqrt(var + eps), beta = mean: the identity in inference still, and now
+// also, nearly, in training, where a batch's own statistics normalise. With gamma 1 the first
+// training step rescales every convolution's output to unit variance, and the layers after it
+// no longer get what they learned on.
+inline std::optional<std::pair<Graph, Weights>> with_identity_batchnorm(const Graph& g, const Weights& w,
+                                                                        const std::vector<Tensor>& images = {}) {
     std::vector<bool> normalised(g.layers.size(), false);
     for (const Layer& l : g.layers)
         if (l.op == OpKind::BatchNorm && l.inputs.size() == 1) normalised[static_cast<std::size_t>(l.inputs.front())] = true;
@@ -9186,6 +9202,25 @@ inline std::optional<std::pair<Graph, Weights>> with_identity_batchnorm(const Gr
         gets[i] = any = true;
     }
     if (!any) return std::nullopt;
+    // Per channel of each convolution that gets one: sum and sum of squares, then mean, variance.
+    std::vector<std::vector<double>> sum(g.layers.size()), squares(g.layers.size());
+    std::vector<double> count(g.layers.size(), 0.0);
+    for (const Tensor& image : images) {
+        const std::vector<Tensor> values = run_reference_all(g, w, image);
+        for (std::size_t i = 0; i < g.layers.size(); ++i) {
+            if (!gets[i]) continue;
+            const Tensor& v = values[i];
+            const auto c = static_cast<std::size_t>(v.shape.c);
+            sum[i].resize(c, 0.0);
+            squares[i].resize(c, 0.0);
+            for (std::size_t k = 0; k < v.data.size(); ++k) {  // HWC: channel k % c
+                const double x = v.data[k];
+                sum[i][k % c] += x;
+                squares[i][k % c] += x * x;
+            }
+            count[i] += static_cast<double>(v.data.size() / c);
+        }
+    }
     std::pair<Graph, Weights> out{Graph{}, w};
     Graph& bn = out.first;
     bn.name = g.name;
@@ -9205,10 +9240,20 @@ inline std::optional<std::pair<Graph, Weights>> with_identity_batchnorm(const Gr
         index[i] = static_cast<int>(bn.layers.size()) - 1;
         const std::int64_t c = l.shape.c;
         const auto channels = [&](float v) { return WeightTensor{{c}, std::vector<float>(static_cast<std::size_t>(c), v)}; };
-        out.second[norm.name + ".weight"] = channels(1.0f);
-        out.second[norm.name + ".bias"] = channels(0.0f);
-        out.second[norm.name + ".running_mean"] = channels(0.0f);
-        out.second[norm.name + ".running_var"] = channels(1.0f);
+        WeightTensor gamma = channels(1.0f), beta = channels(0.0f), mean = channels(0.0f), var = channels(1.0f);
+        if (count[i] > 0)
+            for (std::size_t k = 0; k < static_cast<std::size_t>(c); ++k) {
+                const double m = sum[i][k] / count[i];
+                const double v = std::max(0.0, squares[i][k] / count[i] - m * m);
+                mean.data[k] = static_cast<float>(m);
+                var.data[k] = static_cast<float>(v);
+                gamma.data[k] = static_cast<float>(std::sqrt(v + norm.eps));
+                beta.data[k] = static_cast<float>(m);
+            }
+        out.second[norm.name + ".weight"] = std::move(gamma);
+        out.second[norm.name + ".bias"] = std::move(beta);
+        out.second[norm.name + ".running_mean"] = std::move(mean);
+        out.second[norm.name + ".running_var"] = std::move(var);
     }
     return out;
 }
@@ -20412,6 +20457,8 @@ public:
         const Weights init = read_safetensors(init_path);
         return final_training(graph, weights_path, &init);
     }
+
+    std::vector<Tensor> training_images(std::size_t n) override { return calibration_slice(train_, n, full_.seed); }
 
     // int8: post-training quantization (exec/reference_int8.hpp, min/max ranges as `lamda quantize`
     // by default) calibrated on the first int8_calibration_images of a seeded order of the training
@@ -33254,6 +33301,7 @@ public:
         const Pausing pausing(inner_, hold);
         return inner_.train_final_from(graph, init_path, weights_path);
     }
+    std::vector<Tensor> training_images(std::size_t n) override { return inner_.training_images(n); }
     // int8 (search/types.hpp): calibration and evaluation use the node's cores as training does.
     double last_int8_accuracy(const Graph& graph) override {
         const NodeGate::Hold hold = gate_->training();
@@ -33823,18 +33871,27 @@ inline std::vector<std::size_t> pass_over_unfinishable(const std::vector<std::si
     return trained;
 }
 
+// Training images whose statistics start the batch norms put back (with_identity_batchnorm):
+// per channel, 256 images x the map's positions.
+constexpr std::size_t batchnorm_statistics_images = 256;
+
 // An inherited candidate's full training from `init`, with batch norm put back where lamda's
 // saved weights had folded it (search/inherit.hpp, with_identity_batchnorm): the graph with it
-// trains from `init` plus identity batch norms (written beside `init` as NAME_bn.safetensors, and
+// trains from `init` plus batch norms that compute the identity, their statistics from
+// batchnorm_statistics_images training images (written beside `init` as NAME_bn.safetensors, and
 // removed after), and the trainer saves the weights folded, which fit `g` again. How many
 // batch norms went back is said on `status`.
 inline FinalTraining train_final_inherited(Trainer& trainer, const Graph& g, const std::string& init,
                                            const std::string& weights, std::ostream* status) {
     namespace fs = std::filesystem;
-    const auto normalised = with_identity_batchnorm(g, read_safetensors(init));
+    const std::vector<Tensor> images = trainer.training_images(batchnorm_statistics_images);
+    const auto normalised = with_identity_batchnorm(g, read_safetensors(init), images);
     if (!normalised) return trainer.train_final_from(g, init, weights);
     const std::size_t added = normalised->first.layers.size() - g.layers.size();
-    if (status) *status << "lamda: batch norm put back after " << added << " convolutions for the full training\n";
+    if (status)
+        *status << "lamda: batch norm put back after " << added << " convolutions for the full training"
+                << (images.empty() ? std::string() : ", its statistics from " + std::to_string(images.size()) + " training images")
+                << "\n";
     const std::string with_bn = (fs::path(init).parent_path() / (fs::path(init).stem().string() + "_bn.safetensors")).string();
     write_safetensors(with_bn, normalised->second);
     FinalTraining f = trainer.train_final_from(normalised->first, with_bn, weights);
@@ -34560,6 +34617,7 @@ public:
         const Pausing pausing(inner_, hold);
         return inner_.train_final_from(graph, init_path, weights_path);
     }
+    std::vector<Tensor> training_images(std::size_t n) override { return inner_.training_images(n); }
     // int8 (search/types.hpp): calibration and evaluation use the node's cores as training does.
     double last_int8_accuracy(const Graph& graph) override {
         const NodeGate::Hold hold = gate_->training();
@@ -39736,6 +39794,7 @@ public:
         const Pausing pausing(inner_, hold);
         return inner_.train_final_from(graph, init_path, weights_path);
     }
+    std::vector<Tensor> training_images(std::size_t n) override { return inner_.training_images(n); }
     // int8 (search/types.hpp): calibration and evaluation use the node's cores as training does.
     double last_int8_accuracy(const Graph& graph) override {
         const NodeGate::Hold hold = gate_->training();
