@@ -646,8 +646,12 @@ private:
         // content (digit-heavy history lines, a small model's random identifiers quoted back in a
         // repair); llm_llama saw 1028 + 1024 tokens sent to a 2048 window without a margin, and
         // again with 5% (2026-12-03, its ASan run).
-        const std::size_t budget = static_cast<std::size_t>(
-            static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_ * 0.90);
+        // The margin is the history's: the fixed parts alone are refused only past the budget
+        // itself (llm_llama, 2026-12-04: a 922-token prompt for a 1024-token budget was refused
+        // as over 90% of it, every turn, and the search gave up).
+        const std::size_t whole_budget = static_cast<std::size_t>(
+            static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_);
+        const std::size_t budget = static_cast<std::size_t>(static_cast<double>(whole_budget) * 0.90);
         const std::string system = valid_utf8(compact_ ? llm_compact_system_prompt() : llm_system_prompt());
         std::string head = task_text(task, records.size());
         if (options_.device_summary.empty() && options_.channel_tile_hint.empty()) {
@@ -692,7 +696,7 @@ private:
             return chat_request_json(cfg, {ChatMessage{"system", system}, ChatMessage{"user", user}});
         };
         std::size_t used = prompt_bytes(body_of(head + core + tail));
-        if (used > budget)
+        if (used > whole_budget)
             throw LlmError(LlmErrorKind::Config,
                            "the request needs ~" + std::to_string(estimate_tokens(used, chars_per_token_)) + " tokens before any history, over the budget of " +
                                std::to_string(cfg.prompt_budget_tokens()) + " (context_tokens " + std::to_string(cfg.context_tokens) +
@@ -787,7 +791,7 @@ private:
             }
         }
         const std::string body = body_of(head + best + recent + in_flight + results + core + tail);
-        if (prompt_bytes(body) > budget)  // cannot happen: every part was counted
+        if (prompt_bytes(body) > whole_budget)  // cannot happen: every part was counted
             throw LlmError(LlmErrorKind::Config, "internal: the request grew over its budget");
         return body;
     }
