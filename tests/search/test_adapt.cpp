@@ -103,6 +103,7 @@ public:
         return 0.5;
     }
     FinalTraining train_final(const Graph&, const std::string& out) override {
+        if (test_evaluations_before_final < 0) test_evaluations_before_final = test_evaluations;
         write_text(out, "weights");
         calls.push_back("final");
         return {0.5, 0.5, 1, 1};
@@ -112,10 +113,17 @@ public:
         calls.push_back("weights");
         return 0.90;
     }
-    double weights_test_accuracy(const Graph&, const std::string&) override { return 0.89; }
+    int test_evaluations = 0;
+    int test_evaluations_before_final = -1;     // when the first full training began
+    int test_evaluations_before_finetune = -1;  // when the first fine-tuning began
+    double weights_test_accuracy(const Graph&, const std::string&) override {
+        ++test_evaluations;
+        return 0.89;
+    }
     double finetune_accuracy(const Graph& g, const std::string& path) override {
         REQUIRE(validate_weights(g, read_safetensors(path)).empty());
         calls.push_back("finetune");
+        if (test_evaluations_before_finetune < 0) test_evaluations_before_finetune = test_evaluations;
         return 0.895;
     }
     int final_batchnorms = -1;  // in the graph the last train_final_from trained
@@ -132,6 +140,7 @@ public:
         return out;
     }
     FinalTraining train_final_from(const Graph& g, const std::string& init, const std::string& out) override {
+        if (test_evaluations_before_final < 0) test_evaluations_before_final = test_evaluations;
         REQUIRE(validate_weights(g, read_safetensors(init)).empty());
         final_batchnorms = static_cast<int>(
             std::count_if(g.layers.begin(), g.layers.end(), [](const Layer& l) { return l.op == OpKind::BatchNorm; }));
@@ -794,6 +803,10 @@ TEST_CASE("adapt: generate evaluates the start model, fine-tunes inherited candi
     REQUIRE(r.start_test_accuracy);
     CHECK(*r.start_test_accuracy == doctest::Approx(0.89));
     CHECK(r.start_ms);
+    // ... evaluated during the search (counted in its time), not in the final training's (which
+    // evaluates the start model's own weights again when it keeps them)
+    CHECK(trainer.test_evaluations_before_finetune == 1);
+    CHECK(trainer.test_evaluations == 2);
 
     // The journal says it all, and --resume continues from it.
     const JournalContents j = read_journal(o.out_dir + "/journal.jsonl");
@@ -807,6 +820,11 @@ TEST_CASE("adapt: generate evaluates the start model, fine-tunes inherited candi
     CHECK(resumed.result.resumed == 4);
     REQUIRE(resumed.result.records.size() == 6);
     CHECK(second.calls.front() == "finetune");  // the start model is not evaluated again
+    // ... but for the report: after the final training, whose time it would take
+    CHECK(second.test_evaluations_before_final == 0);
+    CHECK(second.test_evaluations == 2);
+    REQUIRE(resumed.start_test_accuracy);
+    CHECK(*resumed.start_test_accuracy == doctest::Approx(0.89));
     CHECK(resumed.result.records[5].parent >= 0);
 
     // Another start model on the same journal is refused.
