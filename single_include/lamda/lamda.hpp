@@ -20518,12 +20518,19 @@ private:
     std::optional<Weights> last_read_;  // weights_accuracy's, until the next training
     std::vector<Tensor> calibration_;   // int8: calibration images, drawn once
 
+    // Given weights, evaluated through XNNPACK where lamda has it: 8x faster than libtorch's
+    // inference on a CPU (a 34 MMAC start model's 10,000 test images: 3.7 s against 31 s at 2
+    // threads, which a 181 s adaptation lost from its final training; docs/adapt.md).
     double evaluate(const Graph& graph, const Weights& weights, const Dataset& d, std::size_t limit) {
         check_classifier(graph, d);
+#if defined(LAMDA_WITH_XNNPACK)
+        return evaluate_accuracy(graph, weights, d, proxy_.threads, limit).accuracy;
+#else
         torch::set_num_threads(proxy_.threads);
         TorchModel model(graph);
         model.load_weights(weights);
         return torch_accuracy(model, d, limit).accuracy;
+#endif
     }
 
     const std::vector<Tensor>& calibration_images() {
@@ -33990,6 +33997,18 @@ inline void set_relative_accuracy(Task& task, const CandidateRecord& start, std:
                 << format_fixed(*task.constraints.min_accuracy_drop, 2) << " points)\n";
 }
 
+// The start model's (candidate 0's) test accuracy with its own weights, for the report; none
+// without a trainer or weights, or (with a warning on `status`) when it cannot be evaluated.
+inline std::optional<double> start_test_accuracy(Trainer* trainer, const GenerateOptions& o, const CandidateRecord& r0) {
+    if (!trainer || r0.weights.empty()) return std::nullopt;
+    try {
+        return trainer->weights_test_accuracy(o.start->graph, (std::filesystem::path(o.out_dir) / r0.weights).string());
+    } catch (const std::exception& e) {
+        if (o.status) *o.status << "lamda: warning: the start model's test accuracy: " << e.what() << "\n";
+        return std::nullopt;
+    }
+}
+
 // Adaptation's share of the setup: the start model's weights in DIR/weights/start.safetensors,
 // weight inheritance, and (on --resume) the check that the journal adapts the same start model.
 inline void prepare_adaptation(Task& task, const GenerateOptions& o, Trainer* trainer,
@@ -34113,11 +34132,16 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     if (!setup.latency && !setup.measure && !setup.measure_int8 && !o.runner)
         throw Exception(Error(ErrorKind::usage, "no way to judge latency: give a latency profile (this lamda has no executor)"));
     const bool start_drop = o.start && task.constraints.min_accuracy_drop.has_value();
-    setup.on_record = [&journal, lost, &task, start_drop, &o](const CandidateRecord& r) {
+    setup.on_record = [&journal, lost, &task, start_drop, &o, trainer, &out](const CandidateRecord& r) {
         if (lost->lost()) return;  // measured again on --resume
         journal.append(r);
-        // The loop reads `task` by reference: from here on, candidates are held to the start's accuracy.
-        if (start_drop && r.index == 0) generate_detail::set_relative_accuracy(task, r, o.status);
+        if (o.start && r.index == 0) {
+            // The loop reads `task` by reference: from here on, candidates are held to the start's accuracy.
+            if (start_drop) generate_detail::set_relative_accuracy(task, r, o.status);
+            // Now, inside the search's clock: after the search it took the final training's time
+            // (31 s of 181 for a 34 MMAC start model; docs/adapt.md).
+            out.start_test_accuracy = generate_detail::start_test_accuracy(trainer, o, r);
+        }
     };
     setup.on_progress = generate_detail::progress_printer(task, o, start);
     auto should_stop = o.should_stop;
@@ -34165,14 +34189,6 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
             } catch (const std::exception&) {
             }
         }
-        if (trainer && !r0.weights.empty()) {
-            try {
-                out.start_test_accuracy =
-                    trainer->weights_test_accuracy(o.start->graph, (fs::path(o.out_dir) / r0.weights).string());
-            } catch (const std::exception& e) {
-                if (o.status) *o.status << "lamda: warning: the start model's test accuracy: " << e.what() << "\n";
-            }
-        }
     }
     if (o.status) {
         if (o.status_is_terminal) *o.status << "\n";
@@ -34216,6 +34232,12 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
             time_left = [&task, &total_spent] { return task.budget.max_total_seconds - total_spent(); };
         out.best = generate_detail::train_final(task, o, *trainer, out.result.records, confirmed, info, time_left);
         final_train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
+        // A resumed search recorded its start model before this run: evaluated now, after the
+        // final training, whose time it would otherwise take.
+        if (o.start && !out.start_test_accuracy && !out.result.records.empty()) {
+            out.start_test_accuracy = generate_detail::start_test_accuracy(trainer, o, out.result.records.front());
+            if (info.start_model) info.start_model->test_accuracy = out.start_test_accuracy;
+        }
     }
     const StageSeconds& st = out.result.stage_seconds;
     info.stage_seconds = {{"propose", st.propose}, {"validate", st.validate}, {"predict", st.predict},
