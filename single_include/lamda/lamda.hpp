@@ -19434,6 +19434,10 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 //
 // Proxy mode (TrainOptions::proxy(): a 6000-image subset, 1 epoch, batch 32) ranks candidates in seconds;
 // full mode (TrainOptions::full()) trains the final model.
+//
+// Speed: a process that trains should call keep_freed_memory_for_training() once (the lamda tool
+// does): with glibc's default malloc settings, libtorch's per-step tensors go back to the kernel
+// and fault in again, and small models train up to 4x slower (docs/training.md).
 #ifndef LAMDA_TRAIN_TRAINER_HPP
 #define LAMDA_TRAIN_TRAINER_HPP
 
@@ -19454,6 +19458,10 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 // ---- begin include/lamda/train/torch_module.hpp ----
 // lamda/train/torch_module.hpp: a lamda graph as a libtorch module, for training and for comparing against
@@ -20364,6 +20372,26 @@ inline TrainResult train_model(const Graph& graph, const DatasetSplits& data,
     const auto parts = validation_split(data.train, options.validation_fraction);
     return train_model(graph, parts.first, parts.second, data.test.empty() ? nullptr : &data.test,
                        options, init);
+}
+
+// Process-wide (glibc only; elsewhere nothing): freed memory stays in the process for reuse instead
+// of going back to the kernel. libtorch frees and allocates every step's activations and
+// gradients (megabytes each); glibc's defaults return them (its trim threshold, and the mmap
+// threshold that grows only after large blocks were freed), and each step faults the pages in
+// again: on the 2-core VM, 18% of a training's samples were page faults, and a 4 MMAC model's
+// epoch took 9.6-21 s instead of 2.4-4.6 s (docs/training.md). Blocks up to 32 MiB (glibc's
+// largest mmap threshold) come from the heap, which is trimmed only past 1 GiB free: the
+// resident memory stays at its peak. Returns false when glibc refused a setting.
+inline bool keep_freed_memory_for_training() {
+#if defined(__GLIBC__)
+    constexpr int largest_heap_block = 32 << 20;
+    constexpr int trim_above = 1 << 30;
+    const bool mmap_ok = mallopt(M_MMAP_THRESHOLD, largest_heap_block) == 1;
+    const bool trim_ok = mallopt(M_TRIM_THRESHOLD, trim_above) == 1;
+    return mmap_ok && trim_ok;
+#else
+    return true;
+#endif
 }
 
 // What a training image costs at batch size `full_batch` over its cost at `proxy_batch`, for

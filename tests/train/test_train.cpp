@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -107,6 +108,19 @@ const char* const every_op_models[] = {
 };
 
 }  // namespace
+
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 33) && !defined(__SANITIZE_ADDRESS__)
+TEST_CASE("train: keep_freed_memory_for_training keeps a freed block of megabytes in the process") {
+    REQUIRE(lamda::keep_freed_memory_for_training());
+    constexpr std::size_t size = 8u << 20;  // over glibc's first mmap threshold (128 KiB)
+    void* block = std::malloc(size);
+    REQUIRE(block != nullptr);
+    static_cast<volatile char*>(block)[size - 1] = 1;
+    std::free(block);
+    // On the heap's free list for the next step's tensors, not unmapped.
+    CHECK(mallinfo2().fordblks >= size);
+}
+#endif
 
 TEST_CASE("train: every op of the catalog trains (gradients flow, the loss falls)") {
     const Dataset train = synthetic(192, {8, 8, 2}, 4, 1), val = synthetic(64, {8, 8, 2}, 4, 2);

@@ -234,6 +234,8 @@ std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int thr
 
 // Built with -fvisibility=hidden: this is the module's only exported symbol.
 extern "C" __attribute__((visibility("default"))) const lamda_cli::TrainModule* lamda_train_module_v1() {
+    static const bool kept = lamda::keep_freed_memory_for_training();  // once: this process trains
+    (void)kept;
     static const lamda_cli::TrainModule module{lamda::version_string, lamda_cli::train_module_layout(),
                                                &lamda_cli::run_train,   &lamda_cli::make_trainer,
                                                &lamda_cli::fake_quant_accuracy, &lamda_cli::qat_finetune};
