@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -583,6 +584,27 @@ TEST_CASE("llm: the request stays within the token budget over a 200-turn run") 
     REQUIRE(r2.records.size() == 1);  // failed turns take no slot; one record says why the proposer gave up
     CHECK(r2.records[0].verdict == Verdict::Failed);
     CHECK(r2.records[0].reason.find("raise --llm-context-tokens") != std::string::npos);
+}
+
+TEST_CASE("llm: the 10% margin holds back history only: fixed parts up to the budget itself are sent") {
+    FakeLlm server;
+    const Task task = small_task(10);
+    const auto body_with_budget = [&](int budget_tokens) {
+        LlmConfig c = test_config(server);
+        c.max_tokens = 256;
+        c.context_tokens = c.max_tokens + budget_tokens;
+        LlmProposer proposer(c);
+        return proposer.request_body(task, {});
+    };
+    const std::size_t fixed = body_with_budget(100000).size();  // no history: the fixed parts
+    const auto tokens_for = [&](double share) {  // a budget the fixed parts fill to `share`
+        return static_cast<int>(std::ceil(static_cast<double>(fixed) / share / default_chars_per_token));
+    };
+    // 95% of the budget: past the history's 90%, within the whole (llm_llama, 2026-12-04: a
+    // 922-token prompt was refused for a 1024-token budget, every turn)
+    CHECK(body_with_budget(tokens_for(0.95)).size() == fixed);
+    CHECK(body_with_budget(tokens_for(1.0)).size() == fixed);
+    CHECK_THROWS_WITH(body_with_budget(tokens_for(1.05)), doctest::Contains("before any history, over the budget"));
 }
 
 TEST_CASE("llm: the API key appears only in the Authorization header") {
