@@ -20563,7 +20563,7 @@ private:
 
     const std::vector<Tensor>& calibration_images() {
         if (calibration_.empty())
-            calibration_ = calibration_slice(train_, static_cast<std::size_t>(std::max(1, int8_calibration_images)), full_.seed);
+            calibration_ = training_images(static_cast<std::size_t>(std::max(1, int8_calibration_images)));
         return calibration_;
     }
 
