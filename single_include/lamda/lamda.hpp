@@ -34262,7 +34262,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
         final_train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
         // A resumed search recorded its start model before this run: evaluated now, after the
         // final training, whose time it would otherwise take.
-        if (o.start && !out.start_test_accuracy && !out.result.records.empty()) {
+        if (o.start && out.result.resumed > 0) {
             out.start_test_accuracy = generate_detail::start_test_accuracy(trainer, o, out.result.records.front());
             if (info.start_model) info.start_model->test_accuracy = out.start_test_accuracy;
         }
