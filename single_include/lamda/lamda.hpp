@@ -19437,7 +19437,7 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 //
 // Speed: a process that trains should call keep_freed_memory_for_training() once (the lamda tool
 // does): with glibc's default malloc settings, libtorch's per-step tensors go back to the kernel
-// and fault in again, and small models train up to 4x slower (docs/training.md).
+// and fault in again, and small models can train 4-5x slower (docs/training.md).
 #ifndef LAMDA_TRAIN_TRAINER_HPP
 #define LAMDA_TRAIN_TRAINER_HPP
 
@@ -20379,7 +20379,7 @@ inline TrainResult train_model(const Graph& graph, const DatasetSplits& data,
 // gradients (megabytes each); glibc's defaults return them (its trim threshold, and the mmap
 // threshold that grows only after large blocks were freed), and each step faults the pages in
 // again: on the 2-core VM, 18% of a training's samples were page faults, and a 4 MMAC model's
-// epoch took 9.6-21 s instead of 2.4-4.6 s (docs/training.md). Blocks up to 32 MiB (glibc's
+// epoch of 10,000 images took 12.4 s instead of 2.5-2.7 s (docs/training.md). Blocks up to 32 MiB (glibc's
 // largest mmap threshold) come from the heap, which is trimmed only past 1 GiB free: the
 // resident memory stays at its peak. Returns false when glibc refused a setting.
 inline bool keep_freed_memory_for_training() {
