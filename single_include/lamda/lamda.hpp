@@ -7575,6 +7575,20 @@ inline double objective_score(const CandidateRecord& r, Objective objective) noe
     return static_cast<double>(r.macs);
 }
 
+// Budget::max_total_seconds: with an accuracy objective, a candidate's proxy accuracy is taken as
+// this much lower per share of its full training that the time kept for that training cannot run
+// (all of it: 5 points). The search ranks its final candidates by it, and the adapting designer its
+// parents: a 0.05 ms adaptation trained its best (78% proxy) 5 of 12 epochs to 89.65% test while a
+// 77% one that fitted 9 was passed over (docs/adapt.md).
+inline constexpr double unfit_training_points = 0.05;
+
+// objective_score when only `fit` (0..1) of the candidate's full training can run.
+inline double objective_score_in_time(const CandidateRecord& r, Objective objective, double fit) noexcept {
+    const double score = objective_score(r, objective);
+    const double unfit = 1.0 - (fit < 0 ? 0.0 : fit > 1 ? 1.0 : fit);
+    return objective == Objective::Accuracy ? score - unfit_training_points * unfit : score;
+}
+
 // The latency a record is judged by: measured when it was run, otherwise predicted.
 inline std::optional<double> judged_latency_ms(const CandidateRecord& r) noexcept {
     return r.measured_ms ? r.measured_ms : r.predicted_ms;
@@ -8160,6 +8174,7 @@ inline Design scale_width(Design d, double factor, const DesignBounds& b = {}) {
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <random>
@@ -8195,6 +8210,10 @@ public:
         (void)pending;
         return propose(task, records);
     }
+    // Budget::max_total_seconds: the search says, once, what share (0..1] of a candidate's full
+    // training the time it keeps for that training allows (1: all of it, or unknown). The default
+    // ignores it; the adapting designer (search/adapt.hpp) follows candidates that train in time.
+    virtual void set_final_training_fit(std::function<double(const CandidateRecord&)> fit) { (void)fit; }
 };
 
 // 16 hex digits of FNV-1a 64 over `text`: candidates are deduplicated by the hash of their
@@ -32719,6 +32738,7 @@ class AdaptDesigner : public Proposer {
 public:
     AdaptDesigner(std::uint64_t seed, const StartModel& start) : seed_(seed), start_dsl_(start.dsl), source_(start.source) {}
     std::string name() const override { return "adapt"; }
+    void set_final_training_fit(std::function<double(const CandidateRecord&)> fit) override { fit_ = std::move(fit); }
 
     std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
         return propose_next(task, records, {});
@@ -32753,10 +32773,24 @@ public:
     }
 
 private:
+    // The share of r's full training that fits the time the search keeps for it (1: all, or no
+    // limit was set).
+    double training_fit(const CandidateRecord& r) const { return fit_ ? std::clamp(fit_(r), 0.0, 1.0) : 1.0; }
+
+    // What a parent is ranked by: its objective with the share of its full training that fits.
+    double parent_score(const CandidateRecord& r, const Task& task) const {
+        return objective_score_in_time(r, task.objective, training_fit(r));
+    }
+
     // Mostly the best feasible candidate, sometimes another of the best four; with none feasible,
     // one of the three closest to the limits. Once `attempt` shows those parents' edits are all
     // taken, any candidate: a lone feasible parent near the limit has only a dozen single-width
     // steps, and the search stopped as exhausted after 15 candidates (docs/adapt.md).
+    // When the best feasible candidate's full training would not fit the time left for it
+    // (short_training_fit), cheaper_parent_percent of the parents are the most accurate candidate
+    // within the limits that trains markedly faster: a lineage's proxy accuracy grows with each
+    // inherited fine-tuning, so without this the search follows its first lineage however slowly
+    // it trains (docs/adapt.md: 31 s an epoch, 3 of 12 epochs trained).
     const CandidateRecord* pick_parent(std::mt19937_64& rng, const std::vector<const CandidateRecord*>& known,
                                        const Task& task, std::uint64_t attempt) const {
         using namespace sample_detail;
@@ -32767,8 +32801,19 @@ private:
             if (r->verdict == Verdict::Feasible) feasible.push_back(r);
         if (!feasible.empty()) {
             std::stable_sort(feasible.begin(), feasible.end(), [&](const CandidateRecord* a, const CandidateRecord* b) {
-                return objective_score(*a, task.objective) > objective_score(*b, task.objective);
+                return parent_score(*a, task) > parent_score(*b, task);
             });
+            const double best_fit = training_fit(*feasible[0]);
+            if (best_fit < short_training_fit && chance(rng, cheaper_parent_percent)) {
+                const CandidateRecord* cheaper = nullptr;
+                for (const CandidateRecord* r : known) {
+                    const auto v = proposer_detail::violation(*r, task);
+                    if (!v || *v > 1.0 || !r->accuracy || r->train_seconds <= 0) continue;
+                    if (training_fit(*r) < cheaper_training_gain * best_fit) continue;
+                    if (!cheaper || *r->accuracy > *cheaper->accuracy) cheaper = r;
+                }
+                if (cheaper) return cheaper;
+            }
             const int roll = uniform(rng, 0, 99);
             if (roll < 60 || feasible.size() == 1) return feasible[0];
             if (roll < 90)
@@ -32877,9 +32922,12 @@ private:
             } else {
                 scale_one(w, 1.25);
             }
-        } else if (chance(rng, 10)) {
+        } else if (chance(rng, training_fit(r) < short_training_fit ? drop_block_percent_short : drop_block_percent)) {
             // Near the limit: a residual branch traded for width, its MACs spread over the rest
-            // (the branch's per-operator costs are then time the widths gain).
+            // (the branch's per-operator costs are then time the widths gain). More often when
+            // the parent's full training does not fit the time left for it: a block's activations
+            // are what an epoch's time follows (docs/training.md), and a 0.05 ms lineage without
+            // its 14x14 inverted residual trained 14 s an epoch against 31 s with it.
             double saved = 0;
             what = drop_block(g, saved);
             const double macs = static_cast<double>(r.macs);
@@ -32895,10 +32943,18 @@ private:
     }
 
     static constexpr std::uint64_t usual_parent_attempts = 40;  // of propose_next's 200
+    // Budget::max_total_seconds (set_final_training_fit). A full training that fits less than this
+    // share (9 of 12 epochs) is short: its model loses accuracy for the epochs it cannot run (a
+    // 0.05 ms adaptation: 87.81% test after 3 of 12 epochs, 89.65% after 8; docs/adapt.md).
+    static constexpr double short_training_fit = 0.75;
+    static constexpr int cheaper_parent_percent = 25;
+    static constexpr double cheaper_training_gain = 1.3;  // "markedly faster": its fit this much higher
+    static constexpr int drop_block_percent = 10, drop_block_percent_short = 35;
 
     std::uint64_t seed_;
     std::string start_dsl_;
     std::string source_;
+    std::function<double(const CandidateRecord&)> fit_;  // set_final_training_fit; empty: no limit
 };
 
 // Adapting with another proposer (the LLM's, `--proposer llm --start-from M`): candidate 0 is
@@ -32913,6 +32969,9 @@ public:
         if (!inner_) throw Exception(Error(ErrorKind::usage, "StartModelFirst: no proposer to wrap"));
     }
     std::string name() const override { return inner_->name(); }
+    void set_final_training_fit(std::function<double(const CandidateRecord&)> fit) override {
+        inner_->set_final_training_fit(std::move(fit));
+    }
 
     std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
         return propose_next(task, records, {});
@@ -33834,6 +33893,39 @@ inline double final_seconds_ratio(double trainer_ratio, const StartModel* start)
     return start && with_identity_batchnorm(start->graph, Weights{}) ? trainer_ratio * batchnorm_put_back_cost : trainer_ratio;
 }
 
+// Budget::max_total_seconds (Proposer::set_final_training_fit): the share of candidate r's full
+// training that the most the search keeps for it (`max_share` of `max_total_seconds`) allows; 1
+// when all of it fits or its time is unknown.
+inline std::function<double(const CandidateRecord&)> final_training_fit(double ratio, double max_total_seconds,
+                                                                        double max_share) {
+    return [ratio, max_total_seconds, max_share](const CandidateRecord& r) {
+        const double needs = final_training_estimate(r, ratio);
+        return needs > 0 ? std::min(1.0, max_share * max_total_seconds / needs) : 1.0;
+    };
+}
+
+// rank_feasible by objective_score_in_time: the feasible candidates, best first, given the share
+// of each one's full training that fits (`fit`, final_training_fit); ties as rank_feasible.
+inline std::vector<std::size_t> rank_feasible_in_time(const std::vector<CandidateRecord>& records, Objective objective,
+                                                      const std::function<double(const CandidateRecord&)>& fit) {
+    std::vector<std::size_t> ranked = rank_feasible(records, objective);
+    if (!fit) return ranked;
+    std::vector<double> score(records.size(), 0.0);
+    for (std::size_t i : ranked) score[i] = objective_score_in_time(records[i], objective, fit(records[i]));
+    std::stable_sort(ranked.begin(), ranked.end(), [&](std::size_t a, std::size_t b) { return score[a] > score[b]; });
+    return ranked;
+}
+
+// Says on `status` that `first` is trained before `best` (the best by the objective alone), and why.
+inline void say_ranked_in_time(std::ostream& status, const std::vector<CandidateRecord>& records, std::size_t best,
+                               std::size_t first, double ratio, double max_total_seconds, double max_share) {
+    const auto fit = final_training_fit(ratio, max_total_seconds, max_share);
+    const auto percent = [&](std::size_t i) { return format_fixed(100.0 * fit(records[i]), 0) + "%"; };
+    status << "lamda: #" << records[first].index << " ranked before #" << records[best].index
+           << " for the full training: " << percent(first) << " of its training fits the time kept for it, "
+           << percent(best) << " of #" << records[best].index << "'s (max_total_seconds)\n";
+}
+
 // A candidate whose final training fits at least this share of its estimate in the time left is
 // trained (the epochs that fit: 8 of 12) rather than passed over for a lesser one that fits whole:
 // with 10% over as the bar, a 0.05 ms adaptation found its best candidates (78% proxy) after the
@@ -33857,9 +33949,10 @@ inline double final_training_kept(const CandidateRecord& r, double ratio, double
 inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(Objective objective, double ratio,
                                                                                double max_total_seconds,
                                                                                double max_share) {
-    return [objective, ratio, max_total_seconds, max_share](const std::vector<CandidateRecord>& records) {
+    const auto fit = final_training_fit(ratio, max_total_seconds, max_share);
+    return [objective, ratio, max_total_seconds, max_share, fit](const std::vector<CandidateRecord>& records) {
         double keep = 0;
-        for (std::size_t i : rank_feasible(records, objective)) {
+        for (std::size_t i : rank_feasible_in_time(records, objective, fit)) {
             const double kept = final_training_kept(records[i], ratio, max_total_seconds, max_share);
             const double left_then = max_total_seconds - records[i].elapsed_s;
             if (kept > 0 && trainable_share * kept <= left_then) {
@@ -34181,9 +34274,12 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
                                    : 0.0;
     const double final_share = o.start ? generate_detail::adapted_final_training_max_share
                                        : generate_detail::final_training_max_share;
-    if (final_ratio > 0)
+    if (final_ratio > 0) {
         setup.final_reserve =
             generate_detail::final_reserve(task.objective, final_ratio, task.budget.max_total_seconds, final_share);
+        proposer.set_final_training_fit(
+            generate_detail::final_training_fit(final_ratio, task.budget.max_total_seconds, final_share));
+    }
     const double resumed_s = resumed.empty() ? 0.0 : resumed.back().elapsed_s;
     const auto total_spent = [start, resumed_s] {  // search and final training, across resumes
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() + resumed_s;
@@ -34241,10 +34337,18 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
             info.start_model->distillation = std::make_pair(o.distill_weight, o.distill_temperature);
     }
     out.ranked = rank_feasible(out.result.records, task.objective);
-    if (final_ratio > 0)
+    if (final_ratio > 0) {
+        const std::vector<std::size_t> by_objective = out.ranked;
+        out.ranked = generate_detail::rank_feasible_in_time(
+            out.result.records, task.objective,
+            generate_detail::final_training_fit(final_ratio, task.budget.max_total_seconds, final_share));
+        if (o.status && !out.ranked.empty() && out.ranked.front() != by_objective.front())
+            generate_detail::say_ranked_in_time(*o.status, out.result.records, by_objective.front(), out.ranked.front(),
+                                                final_ratio, task.budget.max_total_seconds, final_share);
         out.ranked = generate_detail::pass_over_unfinishable(out.ranked, out.result.records, final_ratio,
                                                              task.budget.max_total_seconds, final_share,
                                                              task.budget.max_total_seconds - total_spent(), o.status);
+    }
     const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
     const auto confirm_start = std::chrono::steady_clock::now();
     const std::vector<std::size_t> confirmed =

@@ -45,6 +45,32 @@ pool: gap
 fc: fc out=10
 )";
 
+// The fmnist_large search's model (docs/adapt.md): an inverted residual with squeeze-excitation
+// whose add passes its input on, and a ResNet block with a projection shortcut and a fused relu.
+const char* large_model_text = R"(input: input shape=28x28x1
+stem: conv2d out=32 kernel=3 stride=2
+stem_act: relu
+s0b0_expand: conv2d out=96 kernel=1
+s0b0_expand_act: relu
+s0b0_dw: dwconv kernel=3
+s0b0_dw_act: relu
+s0b0_se_pool: gap
+s0b0_se_fc1: conv2d out=24 kernel=1 act=relu
+s0b0_se_fc2: conv2d out=96 kernel=1 act=hardsigmoid
+s0b0_se: mul s0b0_dw_act, s0b0_se_fc2
+s0b0_project: conv2d out=32 kernel=1
+s0b0: add stem_act, s0b0_project
+s1b0_conv1: conv2d out=96 kernel=3 stride=2
+s1b0_conv1_act: relu
+s1b0_conv2: conv2d out=96 kernel=3
+s1b0_down: conv2d s0b0 out=96 kernel=1 stride=2
+s1b0: add s1b0_down, s1b0_conv2 act=relu
+head: conv2d out=176 kernel=1
+head_act: relu
+pool: gap
+fc: fc out=10
+)";
+
 struct TempDir {
     fs::path path;
     explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("lamda_adapt_" + name)) {
@@ -253,32 +279,7 @@ TEST_CASE("adapt: dropping a squeeze-excitation leaves a valid model with every 
 }
 
 TEST_CASE("adapt: dropping a residual branch leaves a valid model of the same output, the add's activation kept") {
-    // The fmnist_large search's model (docs/adapt.md): an inverted residual with squeeze-excitation
-    // whose add passes its input on, and a ResNet block with a projection shortcut and a fused relu.
-    const std::string large = R"(input: input shape=28x28x1
-stem: conv2d out=32 kernel=3 stride=2
-stem_act: relu
-s0b0_expand: conv2d out=96 kernel=1
-s0b0_expand_act: relu
-s0b0_dw: dwconv kernel=3
-s0b0_dw_act: relu
-s0b0_se_pool: gap
-s0b0_se_fc1: conv2d out=24 kernel=1 act=relu
-s0b0_se_fc2: conv2d out=96 kernel=1 act=hardsigmoid
-s0b0_se: mul s0b0_dw_act, s0b0_se_fc2
-s0b0_project: conv2d out=32 kernel=1
-s0b0: add stem_act, s0b0_project
-s1b0_conv1: conv2d out=96 kernel=3 stride=2
-s1b0_conv1_act: relu
-s1b0_conv2: conv2d out=96 kernel=3
-s1b0_down: conv2d s0b0 out=96 kernel=1 stride=2
-s1b0: add s1b0_down, s1b0_conv2 act=relu
-head: conv2d out=176 kernel=1
-head_act: relu
-pool: gap
-fc: fc out=10
-)";
-    const Graph g = parse_dsl_or_throw(large, "large");
+    const Graph g = parse_dsl_or_throw(large_model_text, "large");
     const std::vector<adapt_detail::ResidualBranch> branches = adapt_detail::residual_branches(g, analyze(g));
     REQUIRE(branches.size() == 2);
     CHECK(g.layers[static_cast<std::size_t>(branches[0].add)].name == "s0b0");
@@ -482,6 +483,69 @@ TEST_CASE("adapt: a lone feasible parent near the limit whose steps are all take
     }
 }
 
+TEST_CASE("adapt: when the best candidate's full training cannot fit max_total_seconds, faster-training lineages are followed") {
+    // docs/adapt.md (0.05 ms in 181 s): the best lineage kept its 14x14 inverted residual, fine-tuned
+    // in 2.7 s and trained 3 of 12 epochs at the end; its children without that block fine-tuned in
+    // 1.4 s, but one fine-tuning behind (70% against 80%) none of them was ever a parent.
+    StartModel s;
+    s.source = "large.lamda";
+    s.graph = parse_dsl_or_throw(large_model_text, "large");
+    s.dsl = print_dsl(s.graph);
+    const Task task = fmnist_task(0.05);
+    const ModelStats st = analyze(s.graph);
+    const auto record = [&](int index, Verdict verdict, double ms, double accuracy, double train_s) {
+        CandidateRecord r;
+        r.index = index;
+        r.dsl = s.dsl;
+        r.hash = text_hash(s.dsl);
+        r.note = index == 0 ? std::string(start_model_note) + s.source : "adapt: width 96->88 of #0";
+        r.params = st.params;
+        r.macs = st.macs;
+        r.measured_ms = ms;
+        r.verdict = verdict;
+        if (accuracy > 0) r.accuracy = accuracy;
+        r.train_seconds = train_s;
+        return r;
+    };
+    const std::vector<CandidateRecord> records{
+        record(0, Verdict::OverMeasured, 0.46, 0.91, 0),
+        record(1, Verdict::Feasible, 0.047, 0.80, 2.7),        // 94% of the budget; its training fits 39%
+        record(2, Verdict::BelowAccuracy, 0.035, 0.70, 1.4)};  // within the budget; its training fits 76%
+    // 127 s kept of 181 (0.7) and a full training of 120x the fine-tuning, as in that run
+    const auto fit = [](const CandidateRecord& r) { return r.train_seconds > 0 ? std::min(1.0, 127.0 / (120.0 * r.train_seconds)) : 1.0; };
+    int of_faster = 0, drops = 0, of_best = 0;  // with the fit told
+    int of_faster_untold = 0, drops_untold = 0, of_best_untold = 0;
+    for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+        for (const bool told : {true, false}) {
+            AdaptDesigner designer(seed, s);
+            if (told) designer.set_final_training_fit(fit);
+            const auto p = designer.propose(task, records);
+            REQUIRE(p);
+            const bool faster = p->note.find(" of #2") != std::string::npos;
+            const bool best = p->note.find(" of #1") != std::string::npos;
+            const bool dropped = best && p->note.find(" drop block ") != std::string::npos;
+            (told ? of_faster : of_faster_untold) += faster;
+            (told ? of_best : of_best_untold) += best;
+            (told ? drops : drops_untold) += dropped;
+        }
+    }
+    INFO("told: " << of_faster << " of #2, " << of_best << " of #1 (" << drops << " dropping a block); untold: "
+                  << of_faster_untold << ", " << of_best_untold << " (" << drops_untold << ")");
+    CHECK(of_faster_untold <= 10);  // only the rare any-candidate draws
+    CHECK(of_faster >= 35);         // a quarter of the parents
+    CHECK(of_faster <= 75);
+    // The best parent's edits drop its cheapest block 35% of the time when its training cannot
+    // fit, 10% otherwise.
+    CHECK(drops_untold * 5 <= of_best_untold);
+    CHECK(drops * 4 >= of_best);
+    // With every training fitting (a long max_total_seconds), nothing changes.
+    for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+        AdaptDesigner told(seed, s), untold(seed, s);
+        told.set_final_training_fit([](const CandidateRecord&) { return 1.0; });
+        CHECK(told.propose(task, records)->dsl == untold.propose(task, records)->dsl);
+    }
+}
+
 TEST_CASE("adapt: a costly dense 3x3 convolution is made separable, keeping its name, width and readers") {
     const Graph g = parse_dsl_or_throw(start_text, "start");
     CandidateRecord r;
@@ -666,6 +730,40 @@ TEST_CASE("generate: max_total_seconds keeps the best candidate's final training
     CHECK(total_time_spent(task, setup, records, 520));        // 580 left
     CHECK(total_time_spent(task, setup, {}, 1100));
 
+    // What the proposer is told: the share of each one's full training the most kept allows.
+    CHECK(generate_detail::final_training_fit(10, 2000, half)(records[0]) == 1.0);
+    CHECK(generate_detail::final_training_fit(10, 500, half)(records[0]) == doctest::Approx(0.25));
+    CHECK(generate_detail::final_training_fit(10, 500, half)(records[1]) == 1.0);
+    CHECK(generate_detail::final_training_fit(10, 500, half)(records[2]) == 1.0);  // unknown
+
+    // Ranked for the final training: 10 points of proxy accuracy outweigh a training that fits a
+    // quarter; 1.1 points do not outweigh one that fits 43% against 78% (a 0.05 ms adaptation's
+    // #31 and #32, docs/adapt.md: 127 s kept, a full training 120x the fine-tuning).
+    CHECK(generate_detail::rank_feasible_in_time(records, Objective::Accuracy,
+                                                 generate_detail::final_training_fit(10, 500, half)) ==
+          std::vector<std::size_t>{0, 1, 2});
+    std::vector<CandidateRecord> close(2);
+    for (int i = 0; i < 2; ++i) {
+        close[i].index = 31 + i;
+        close[i].verdict = Verdict::Feasible;
+    }
+    close[0].accuracy = 0.778;
+    close[0].train_seconds = 2.47;
+    close[1].accuracy = 0.767;
+    close[1].train_seconds = 1.36;
+    const double adapted = generate_detail::adapted_final_training_max_share;
+    CHECK(generate_detail::rank_feasible_in_time(close, Objective::Accuracy,
+                                                 generate_detail::final_training_fit(120, 181, adapted)) ==
+          std::vector<std::size_t>{1, 0});
+    CHECK(generate_detail::rank_feasible_in_time(close, Objective::Accuracy,
+                                                 generate_detail::final_training_fit(120, 1000, adapted)) ==
+          std::vector<std::size_t>{0, 1});  // both fit: the objective alone
+    CHECK(generate_detail::rank_feasible_in_time(close, Objective::Accuracy, nullptr) == std::vector<std::size_t>{0, 1});
+    std::ostringstream why;
+    generate_detail::say_ranked_in_time(why, close, 0, 1, 120, 181, adapted);
+    CHECK(why.str() == "lamda: #32 ranked before #31 for the full training: 78% of its training fits the time kept "
+                       "for it, 43% of #31's (max_total_seconds)\n");
+
     std::ostringstream said;
     CHECK(generate_detail::pass_over_unfinishable({0, 1, 2}, records, 10, 2000, half, 500, &said) ==
           std::vector<std::size_t>{1, 2});
@@ -698,6 +796,14 @@ public:
     void set_final_time_limit(double seconds) override { limits.push_back(seconds); }
 };
 
+// The offline designer, keeping what the search told it of the final training's fit.
+class FitToldDesigner : public OfflineDesigner {
+public:
+    using OfflineDesigner::OfflineDesigner;
+    std::function<double(const CandidateRecord&)> fit;
+    void set_final_training_fit(std::function<double(const CandidateRecord&)> f) override { fit = std::move(f); }
+};
+
 TEST_CASE("generate: max_total_seconds gives the final training the time left, and the journal the proxy's seconds") {
     TempDir dir("total");
     Task task = fmnist_task(1000.0);
@@ -712,8 +818,10 @@ TEST_CASE("generate: max_total_seconds gives the final training the time left, a
     LimitedTrainer trainer;
     trainer.ratio = 1e15;  // no full training fits: half the total is kept for the best, cut to the time left
     o.out_dir = dir / "run";
-    OfflineDesigner proposer(1);
+    FitToldDesigner proposer(1);
     const GenerateOutcome r = generate(task, proposer, &trainer, o);
+    REQUIRE(proposer.fit);  // told how little of each full training fits
+    CHECK(proposer.fit(r.result.records[0]) < 0.01);
     REQUIRE(r.result.records.size() == 3);
     CHECK(r.result.stop_reason == "max_candidates");
     for (const CandidateRecord& c : r.result.records) CHECK(c.train_seconds > 0);
@@ -727,9 +835,10 @@ TEST_CASE("generate: max_total_seconds gives the final training the time left, a
     trainer.limits.clear();
     trainer.ratio = 0;  // a trainer that cannot estimate: nothing kept, the limit still applies
     o.out_dir = dir / "run2";
-    OfflineDesigner again(1);
+    FitToldDesigner again(1);
     generate(task, again, &trainer, o);
     CHECK(trainer.limits.size() == 1);
+    CHECK_FALSE(again.fit);  // nothing to tell
 
     task.budget.max_total_seconds = 0;  // no total: no limit
     trainer.limits.clear();

@@ -569,6 +569,7 @@ class AdaptDesigner : public Proposer {
 public:
     AdaptDesigner(std::uint64_t seed, const StartModel& start) : seed_(seed), start_dsl_(start.dsl), source_(start.source) {}
     std::string name() const override { return "adapt"; }
+    void set_final_training_fit(std::function<double(const CandidateRecord&)> fit) override { fit_ = std::move(fit); }
 
     std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
         return propose_next(task, records, {});
@@ -603,10 +604,24 @@ public:
     }
 
 private:
+    // The share of r's full training that fits the time the search keeps for it (1: all, or no
+    // limit was set).
+    double training_fit(const CandidateRecord& r) const { return fit_ ? std::clamp(fit_(r), 0.0, 1.0) : 1.0; }
+
+    // What a parent is ranked by: its objective with the share of its full training that fits.
+    double parent_score(const CandidateRecord& r, const Task& task) const {
+        return objective_score_in_time(r, task.objective, training_fit(r));
+    }
+
     // Mostly the best feasible candidate, sometimes another of the best four; with none feasible,
     // one of the three closest to the limits. Once `attempt` shows those parents' edits are all
     // taken, any candidate: a lone feasible parent near the limit has only a dozen single-width
     // steps, and the search stopped as exhausted after 15 candidates (docs/adapt.md).
+    // When the best feasible candidate's full training would not fit the time left for it
+    // (short_training_fit), cheaper_parent_percent of the parents are the most accurate candidate
+    // within the limits that trains markedly faster: a lineage's proxy accuracy grows with each
+    // inherited fine-tuning, so without this the search follows its first lineage however slowly
+    // it trains (docs/adapt.md: 31 s an epoch, 3 of 12 epochs trained).
     const CandidateRecord* pick_parent(std::mt19937_64& rng, const std::vector<const CandidateRecord*>& known,
                                        const Task& task, std::uint64_t attempt) const {
         using namespace sample_detail;
@@ -617,8 +632,19 @@ private:
             if (r->verdict == Verdict::Feasible) feasible.push_back(r);
         if (!feasible.empty()) {
             std::stable_sort(feasible.begin(), feasible.end(), [&](const CandidateRecord* a, const CandidateRecord* b) {
-                return objective_score(*a, task.objective) > objective_score(*b, task.objective);
+                return parent_score(*a, task) > parent_score(*b, task);
             });
+            const double best_fit = training_fit(*feasible[0]);
+            if (best_fit < short_training_fit && chance(rng, cheaper_parent_percent)) {
+                const CandidateRecord* cheaper = nullptr;
+                for (const CandidateRecord* r : known) {
+                    const auto v = proposer_detail::violation(*r, task);
+                    if (!v || *v > 1.0 || !r->accuracy || r->train_seconds <= 0) continue;
+                    if (training_fit(*r) < cheaper_training_gain * best_fit) continue;
+                    if (!cheaper || *r->accuracy > *cheaper->accuracy) cheaper = r;
+                }
+                if (cheaper) return cheaper;
+            }
             const int roll = uniform(rng, 0, 99);
             if (roll < 60 || feasible.size() == 1) return feasible[0];
             if (roll < 90)
@@ -727,9 +753,12 @@ private:
             } else {
                 scale_one(w, 1.25);
             }
-        } else if (chance(rng, 10)) {
+        } else if (chance(rng, training_fit(r) < short_training_fit ? drop_block_percent_short : drop_block_percent)) {
             // Near the limit: a residual branch traded for width, its MACs spread over the rest
-            // (the branch's per-operator costs are then time the widths gain).
+            // (the branch's per-operator costs are then time the widths gain). More often when
+            // the parent's full training does not fit the time left for it: a block's activations
+            // are what an epoch's time follows (docs/training.md), and a 0.05 ms lineage without
+            // its 14x14 inverted residual trained 14 s an epoch against 31 s with it.
             double saved = 0;
             what = drop_block(g, saved);
             const double macs = static_cast<double>(r.macs);
@@ -745,10 +774,18 @@ private:
     }
 
     static constexpr std::uint64_t usual_parent_attempts = 40;  // of propose_next's 200
+    // Budget::max_total_seconds (set_final_training_fit). A full training that fits less than this
+    // share (9 of 12 epochs) is short: its model loses accuracy for the epochs it cannot run (a
+    // 0.05 ms adaptation: 87.81% test after 3 of 12 epochs, 89.65% after 8; docs/adapt.md).
+    static constexpr double short_training_fit = 0.75;
+    static constexpr int cheaper_parent_percent = 25;
+    static constexpr double cheaper_training_gain = 1.3;  // "markedly faster": its fit this much higher
+    static constexpr int drop_block_percent = 10, drop_block_percent_short = 35;
 
     std::uint64_t seed_;
     std::string start_dsl_;
     std::string source_;
+    std::function<double(const CandidateRecord&)> fit_;  // set_final_training_fit; empty: no limit
 };
 
 // Adapting with another proposer (the LLM's, `--proposer llm --start-from M`): candidate 0 is
@@ -763,6 +800,9 @@ public:
         if (!inner_) throw Exception(Error(ErrorKind::usage, "StartModelFirst: no proposer to wrap"));
     }
     std::string name() const override { return inner_->name(); }
+    void set_final_training_fit(std::function<double(const CandidateRecord&)> fit) override {
+        inner_->set_final_training_fit(std::move(fit));
+    }
 
     std::optional<Proposal> propose(const Task& task, const std::vector<CandidateRecord>& records) override {
         return propose_next(task, records, {});

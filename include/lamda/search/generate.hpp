@@ -394,6 +394,39 @@ inline double final_seconds_ratio(double trainer_ratio, const StartModel* start)
     return start && with_identity_batchnorm(start->graph, Weights{}) ? trainer_ratio * batchnorm_put_back_cost : trainer_ratio;
 }
 
+// Budget::max_total_seconds (Proposer::set_final_training_fit): the share of candidate r's full
+// training that the most the search keeps for it (`max_share` of `max_total_seconds`) allows; 1
+// when all of it fits or its time is unknown.
+inline std::function<double(const CandidateRecord&)> final_training_fit(double ratio, double max_total_seconds,
+                                                                        double max_share) {
+    return [ratio, max_total_seconds, max_share](const CandidateRecord& r) {
+        const double needs = final_training_estimate(r, ratio);
+        return needs > 0 ? std::min(1.0, max_share * max_total_seconds / needs) : 1.0;
+    };
+}
+
+// rank_feasible by objective_score_in_time: the feasible candidates, best first, given the share
+// of each one's full training that fits (`fit`, final_training_fit); ties as rank_feasible.
+inline std::vector<std::size_t> rank_feasible_in_time(const std::vector<CandidateRecord>& records, Objective objective,
+                                                      const std::function<double(const CandidateRecord&)>& fit) {
+    std::vector<std::size_t> ranked = rank_feasible(records, objective);
+    if (!fit) return ranked;
+    std::vector<double> score(records.size(), 0.0);
+    for (std::size_t i : ranked) score[i] = objective_score_in_time(records[i], objective, fit(records[i]));
+    std::stable_sort(ranked.begin(), ranked.end(), [&](std::size_t a, std::size_t b) { return score[a] > score[b]; });
+    return ranked;
+}
+
+// Says on `status` that `first` is trained before `best` (the best by the objective alone), and why.
+inline void say_ranked_in_time(std::ostream& status, const std::vector<CandidateRecord>& records, std::size_t best,
+                               std::size_t first, double ratio, double max_total_seconds, double max_share) {
+    const auto fit = final_training_fit(ratio, max_total_seconds, max_share);
+    const auto percent = [&](std::size_t i) { return format_fixed(100.0 * fit(records[i]), 0) + "%"; };
+    status << "lamda: #" << records[first].index << " ranked before #" << records[best].index
+           << " for the full training: " << percent(first) << " of its training fits the time kept for it, "
+           << percent(best) << " of #" << records[best].index << "'s (max_total_seconds)\n";
+}
+
 // A candidate whose final training fits at least this share of its estimate in the time left is
 // trained (the epochs that fit: 8 of 12) rather than passed over for a lesser one that fits whole:
 // with 10% over as the bar, a 0.05 ms adaptation found its best candidates (78% proxy) after the
@@ -417,9 +450,10 @@ inline double final_training_kept(const CandidateRecord& r, double ratio, double
 inline std::function<double(const std::vector<CandidateRecord>&)> final_reserve(Objective objective, double ratio,
                                                                                double max_total_seconds,
                                                                                double max_share) {
-    return [objective, ratio, max_total_seconds, max_share](const std::vector<CandidateRecord>& records) {
+    const auto fit = final_training_fit(ratio, max_total_seconds, max_share);
+    return [objective, ratio, max_total_seconds, max_share, fit](const std::vector<CandidateRecord>& records) {
         double keep = 0;
-        for (std::size_t i : rank_feasible(records, objective)) {
+        for (std::size_t i : rank_feasible_in_time(records, objective, fit)) {
             const double kept = final_training_kept(records[i], ratio, max_total_seconds, max_share);
             const double left_then = max_total_seconds - records[i].elapsed_s;
             if (kept > 0 && trainable_share * kept <= left_then) {
@@ -741,9 +775,12 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
                                    : 0.0;
     const double final_share = o.start ? generate_detail::adapted_final_training_max_share
                                        : generate_detail::final_training_max_share;
-    if (final_ratio > 0)
+    if (final_ratio > 0) {
         setup.final_reserve =
             generate_detail::final_reserve(task.objective, final_ratio, task.budget.max_total_seconds, final_share);
+        proposer.set_final_training_fit(
+            generate_detail::final_training_fit(final_ratio, task.budget.max_total_seconds, final_share));
+    }
     const double resumed_s = resumed.empty() ? 0.0 : resumed.back().elapsed_s;
     const auto total_spent = [start, resumed_s] {  // search and final training, across resumes
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() + resumed_s;
@@ -801,10 +838,18 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
             info.start_model->distillation = std::make_pair(o.distill_weight, o.distill_temperature);
     }
     out.ranked = rank_feasible(out.result.records, task.objective);
-    if (final_ratio > 0)
+    if (final_ratio > 0) {
+        const std::vector<std::size_t> by_objective = out.ranked;
+        out.ranked = generate_detail::rank_feasible_in_time(
+            out.result.records, task.objective,
+            generate_detail::final_training_fit(final_ratio, task.budget.max_total_seconds, final_share));
+        if (o.status && !out.ranked.empty() && out.ranked.front() != by_objective.front())
+            generate_detail::say_ranked_in_time(*o.status, out.result.records, by_objective.front(), out.ranked.front(),
+                                                final_ratio, task.budget.max_total_seconds, final_share);
         out.ranked = generate_detail::pass_over_unfinishable(out.ranked, out.result.records, final_ratio,
                                                              task.budget.max_total_seconds, final_share,
                                                              task.budget.max_total_seconds - total_spent(), o.status);
+    }
     const std::size_t wanted = static_cast<std::size_t>(trainer ? (o.final_top > 0 ? o.final_top : 1) : 1);
     const auto confirm_start = std::chrono::steady_clock::now();
     const std::vector<std::size_t> confirmed =

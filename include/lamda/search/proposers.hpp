@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <random>
@@ -54,6 +55,10 @@ public:
         (void)pending;
         return propose(task, records);
     }
+    // Budget::max_total_seconds: the search says, once, what share (0..1] of a candidate's full
+    // training the time it keeps for that training allows (1: all of it, or unknown). The default
+    // ignores it; the adapting designer (search/adapt.hpp) follows candidates that train in time.
+    virtual void set_final_training_fit(std::function<double(const CandidateRecord&)> fit) { (void)fit; }
 };
 
 // 16 hex digits of FNV-1a 64 over `text`: candidates are deduplicated by the hash of their
