@@ -321,6 +321,22 @@ TEST_CASE("adapt: dropping a residual branch leaves a valid model of the same ou
     CHECK(adapt_detail::drop_block(once, saved).empty());  // s1b0's branch: 2/3 of what is left
     CHECK(saved == 0);
 
+    // A branch beside a projection shortcut (s1b0_down) stays even when it is the cheapest: its
+    // stage would be that 1x1 convolution alone.
+    CHECK_FALSE(adapt_detail::projection_skip(g, branches[0]));  // the stem's output, read by s0b0_expand too
+    CHECK(adapt_detail::projection_skip(g, branches[1]));
+    std::string wide_text = large_model_text;
+    for (const char* from : {"s0b0_expand: conv2d out=96", "s0b0_se_fc2: conv2d out=96"}) {
+        const std::size_t at = wide_text.find(from);
+        REQUIRE(at != std::string::npos);
+        wide_text.replace(at, std::string(from).size(), std::string(from).substr(0, std::string(from).size() - 2) + "960");
+    }
+    Graph wide = parse_dsl_or_throw(wide_text, "wide");
+    const std::vector<adapt_detail::ResidualBranch> wide_branches = adapt_detail::residual_branches(wide, analyze(wide));
+    REQUIRE(wide_branches.size() == 2);
+    CHECK(wide_branches[1].macs < wide_branches[0].macs);  // s1b0's is the cheapest now
+    CHECK(adapt_detail::drop_block(wide, saved).empty());   // and s0b0's over the share
+
     // An add whose activation has nowhere to go (the skip is read elsewhere too, and the other
     // input is no branch of it) is not a block to drop.
     const Graph shared = parse_dsl_or_throw("input: input shape=8x8x4\na: conv2d out=4 kernel=1\nb: conv2d out=4 kernel=1\n"
