@@ -776,7 +776,7 @@ TEST_CASE("generate: max_total_seconds keeps the best candidate's final training
           std::vector<std::size_t>{0, 1});  // both fit: the objective alone
     CHECK(generate_detail::rank_feasible_in_time(close, Objective::Accuracy, nullptr) == std::vector<std::size_t>{0, 1});
     std::ostringstream why;
-    generate_detail::say_ranked_in_time(why, close, 0, 1, 120, 181, adapted);
+    generate_detail::say_ranked_in_time(why, close, 0, 1, generate_detail::final_training_fit(120, 181, adapted));
     CHECK(why.str() == "lamda: #32 ranked before #31 for the full training: 78% of its training fits the time kept "
                        "for it, 43% of #31's (max_total_seconds)\n");
 

@@ -394,17 +394,6 @@ inline double final_seconds_ratio(double trainer_ratio, const StartModel* start)
     return start && with_identity_batchnorm(start->graph, Weights{}) ? trainer_ratio * batchnorm_put_back_cost : trainer_ratio;
 }
 
-// Budget::max_total_seconds (Proposer::set_final_training_fit): the share of candidate r's full
-// training that the most the search keeps for it (`max_share` of `max_total_seconds`) allows; 1
-// when all of it fits or its time is unknown.
-inline std::function<double(const CandidateRecord&)> final_training_fit(double ratio, double max_total_seconds,
-                                                                        double max_share) {
-    return [ratio, max_total_seconds, max_share](const CandidateRecord& r) {
-        const double needs = final_training_estimate(r, ratio);
-        return needs > 0 ? std::min(1.0, max_share * max_total_seconds / needs) : 1.0;
-    };
-}
-
 // rank_feasible by objective_score_in_time: the feasible candidates, best first, given the share
 // of each one's full training that fits (`fit`, final_training_fit); ties as rank_feasible.
 inline std::vector<std::size_t> rank_feasible_in_time(const std::vector<CandidateRecord>& records, Objective objective,
@@ -418,9 +407,9 @@ inline std::vector<std::size_t> rank_feasible_in_time(const std::vector<Candidat
 }
 
 // Says on `status` that `first` is trained before `best` (the best by the objective alone), and why.
+// `fit`: final_training_fit.
 inline void say_ranked_in_time(std::ostream& status, const std::vector<CandidateRecord>& records, std::size_t best,
-                               std::size_t first, double ratio, double max_total_seconds, double max_share) {
-    const auto fit = final_training_fit(ratio, max_total_seconds, max_share);
+                               std::size_t first, const std::function<double(const CandidateRecord&)>& fit) {
     const auto percent = [&](std::size_t i) { return format_fixed(100.0 * fit(records[i]), 0) + "%"; };
     status << "lamda: #" << records[first].index << " ranked before #" << records[best].index
            << " for the full training: " << percent(first) << " of its training fits the time kept for it, "
@@ -439,6 +428,17 @@ constexpr double trainable_share = 2.0 / 3.0;
 inline double final_training_kept(const CandidateRecord& r, double ratio, double max_total_seconds,
                                   double max_share) {
     return std::min(final_training_estimate(r, ratio), max_share * max_total_seconds);
+}
+
+// Budget::max_total_seconds (Proposer::set_final_training_fit): the share of candidate r's full
+// training that what the search keeps for it (final_training_kept) allows; 1 when all of it fits
+// or its time is unknown.
+inline std::function<double(const CandidateRecord&)> final_training_fit(double ratio, double max_total_seconds,
+                                                                        double max_share) {
+    return [ratio, max_total_seconds, max_share](const CandidateRecord& r) {
+        const double needs = final_training_estimate(r, ratio);
+        return needs > 0 ? final_training_kept(r, ratio, max_total_seconds, max_share) / needs : 1.0;
+    };
 }
 
 // Budget::max_total_seconds (GenerateSetup::final_reserve): what the search keeps for its final
@@ -775,11 +775,12 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
                                    : 0.0;
     const double final_share = o.start ? generate_detail::adapted_final_training_max_share
                                        : generate_detail::final_training_max_share;
+    std::function<double(const CandidateRecord&)> final_fit;  // the share of each one's full training that fits
     if (final_ratio > 0) {
         setup.final_reserve =
             generate_detail::final_reserve(task.objective, final_ratio, task.budget.max_total_seconds, final_share);
-        proposer.set_final_training_fit(
-            generate_detail::final_training_fit(final_ratio, task.budget.max_total_seconds, final_share));
+        final_fit = generate_detail::final_training_fit(final_ratio, task.budget.max_total_seconds, final_share);
+        proposer.set_final_training_fit(final_fit);
     }
     const double resumed_s = resumed.empty() ? 0.0 : resumed.back().elapsed_s;
     const auto total_spent = [start, resumed_s] {  // search and final training, across resumes
@@ -840,12 +841,10 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     out.ranked = rank_feasible(out.result.records, task.objective);
     if (final_ratio > 0) {
         const std::vector<std::size_t> by_objective = out.ranked;
-        out.ranked = generate_detail::rank_feasible_in_time(
-            out.result.records, task.objective,
-            generate_detail::final_training_fit(final_ratio, task.budget.max_total_seconds, final_share));
+        out.ranked = generate_detail::rank_feasible_in_time(out.result.records, task.objective, final_fit);
         if (o.status && !out.ranked.empty() && out.ranked.front() != by_objective.front())
             generate_detail::say_ranked_in_time(*o.status, out.result.records, by_objective.front(), out.ranked.front(),
-                                                final_ratio, task.budget.max_total_seconds, final_share);
+                                                final_fit);
         out.ranked = generate_detail::pass_over_unfinishable(out.ranked, out.result.records, final_ratio,
                                                              task.budget.max_total_seconds, final_share,
                                                              task.budget.max_total_seconds - total_spent(), o.status);
