@@ -23,10 +23,11 @@
 
 namespace {
 
-void run_graph(benchmark::State& state, const lamda::Graph& graph, int threads) {
+void run_graph(benchmark::State& state, const lamda::Graph& graph, int threads, bool depthwise_avx512) {
     const lamda::Weights weights = lamda::random_weights(graph, 1);
     lamda::XnnOptions options;
     options.threads = threads;
+    options.depthwise_avx512 = depthwise_avx512;
     lamda::XnnExecutor executor(graph, weights, options);
     lamda::fill_timing_input(executor);
     executor.run();  // warm caches and XNNPACK's lazily packed state
@@ -40,15 +41,17 @@ void run_graph(benchmark::State& state, const lamda::Graph& graph, int threads) 
     state.counters["MMACs"] = macs * 1e-6;
 }
 
-void register_model(const std::string& label, const std::string& text, int threads) {
+// `depthwise_avx512`: XnnOptions::depthwise_avx512 (lamda's depthwise kernel where the CPU has it).
+void register_model(const std::string& label, const std::string& text, int threads,
+                    bool depthwise_avx512 = lamda::XnnOptions{}.depthwise_avx512) {
     lamda::ParseResult parsed = lamda::parse_dsl(text, label);
     if (!parsed.ok()) {
         std::cerr << lamda::format_diagnostics(parsed.diagnostics);
         std::exit(1);
     }
     benchmark::RegisterBenchmark(label.c_str(),
-                                 [graph = std::move(parsed.graph), threads](benchmark::State& s) {
-                                     run_graph(s, graph, threads);
+                                 [graph = std::move(parsed.graph), threads, depthwise_avx512](benchmark::State& s) {
+                                     run_graph(s, graph, threads, depthwise_avx512);
                                  })
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
@@ -69,13 +72,23 @@ void register_sweeps() {
                        input_line(s.hw, s.hw, s.in) + "k: conv2d out=" + std::to_string(s.out) +
                            " kernel=3 act=relu\n",
                        1);
-    // Depthwise 3x3, stride 1 and 2 (MobileNet blocks).
-    for (const Spatial s : {Spatial{112, 32, 1}, {112, 96, 2}, {56, 144, 1}, {28, 192, 1}, {14, 576, 1}, {14, 576, 2}, {7, 960, 1}})
-        register_model("dwconv3x3/" + std::to_string(s.hw) + "x" + std::to_string(s.hw) + "x" +
-                           std::to_string(s.in) + "/s" + std::to_string(s.out),
-                       input_line(s.hw, s.hw, s.in) + "k: dwconv kernel=3 stride=" +
-                           std::to_string(s.out) + " act=relu6\n",
-                       1);
+    // Depthwise (MobileNet, MnasNet and Fashion-MNIST blocks), each with XnnOptions::depthwise_avx512
+    // off and on, one after the other: compare the two rows' times. On, a layer runs lamda's kernel
+    // (exec/dw_avx512.hpp) where the CPU has AVX-512F and dw_avx512::preferred says so (larger
+    // than 3x3, or up to 64 channels), XNNPACK's otherwise (the two rows then time the same code).
+    struct Depthwise {
+        int hw, channels, kernel, stride;
+    };
+    for (const Depthwise d : {Depthwise{112, 16, 3, 1}, {112, 32, 3, 1}, {112, 96, 3, 2}, {56, 144, 3, 1}, {28, 72, 5, 1},
+                              {28, 192, 3, 1}, {14, 576, 3, 1}, {14, 576, 3, 2}, {7, 960, 3, 1}, {28, 16, 3, 1},
+                              {14, 64, 5, 1}, {7, 128, 3, 1}})
+        for (const bool ours : {false, true})
+            register_model("dwconv" + std::to_string(d.kernel) + "x" + std::to_string(d.kernel) + "/" +
+                               std::to_string(d.hw) + "x" + std::to_string(d.hw) + "x" + std::to_string(d.channels) +
+                               "/s" + std::to_string(d.stride) + (ours ? "/lamda" : "/xnnpack"),
+                           input_line(d.hw, d.hw, d.channels) + "k: dwconv kernel=" + std::to_string(d.kernel) +
+                               " stride=" + std::to_string(d.stride) + " act=relu6\n",
+                           1, ours);
     // Pointwise 1x1 (expansion and projection).
     for (const Spatial s : {Spatial{56, 24, 144}, {28, 32, 192}, {28, 192, 32}, {14, 96, 576}, {7, 320, 1280}})
         register_model("pointwise/" + std::to_string(s.hw) + "x" + std::to_string(s.hw) + "x" +
@@ -111,7 +124,9 @@ void register_zoo() {
         for (int threads : {1, 2}) {
             benchmark::RegisterBenchmark(
                 ("zoo/" + file.stem().string() + "/threads:" + std::to_string(threads)).c_str(),
-                [graph = parsed.graph, threads](benchmark::State& s) { run_graph(s, graph, threads); })
+                [graph = parsed.graph, threads](benchmark::State& s) {
+                    run_graph(s, graph, threads, lamda::XnnOptions{}.depthwise_avx512);
+                })
                 ->Unit(benchmark::kMillisecond)
                 ->UseRealTime();
         }

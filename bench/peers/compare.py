@@ -2,7 +2,8 @@
 """lamda's XNNPACK executor side by side with ONNX Runtime, on the same ONNX models.
 
     (cd bench/peers && npm ci --ignore-scripts)     # onnxruntime-node as package-lock.json pins it (CPU)
-    /usr/bin/python3 bench/peers/compare.py build/lamda [--rounds 5] [--runs 30] [--export default,preserve] [MODEL ...]
+    /usr/bin/python3 bench/peers/compare.py build/lamda [--rounds 5] [--runs 30] [--export default,preserve]
+        [--baseline OLD_LAMDA] [MODEL ...]
 
 Each torchvision model (default: mobilenet_v2, mobilenet_v3_small, mnasnet0_5, squeezenet1_1,
 resnet18) is built with random weights (weights=None; nothing is downloaded); lamda's 28x28 zoo
@@ -15,7 +16,8 @@ and imported with `lamda import`. Then, for 1 and 2 threads, rounds
 alternate between `lamda bench` (XNNPACK, the imported model and weights) and ONNX Runtime
 (`node ort_bench.js`, the same ONNX file, all graph optimisations), each round a fresh process
 with warm-up runs; the table gives the median over rounds of each round's median latency, and
-lamda / ONNX Runtime (below 1: lamda is faster). Needs python3-torch, python3-torchvision,
+lamda / ONNX Runtime (below 1: lamda is faster). --baseline OLD_LAMDA times another lamda build
+(an earlier commit) in the same rounds, on the same imported files, for a before/after. Needs python3-torch, python3-torchvision,
 python3-onnx, node, and a lamda built with XNNPACK and ONNX import.
 """
 import argparse
@@ -81,6 +83,7 @@ def main():
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--baseline", help="another lamda binary timed in the same rounds (before/after)")
     args = ap.parse_args()
     if not os.path.isdir(os.path.join(HERE, "node_modules", "onnxruntime-node")):
         sys.exit("compare.py: run `npm ci --ignore-scripts` in bench/peers first")
@@ -90,6 +93,7 @@ def main():
         if s not in ("default", "preserve"):
             sys.exit(f"compare.py: unknown export style '{s}' (default, preserve)")
     lamda = os.path.abspath(args.lamda)
+    baseline = os.path.abspath(args.baseline) if args.baseline else None
     threads = [int(t) for t in args.threads.split(",")]
     rows = []
     skipped = []
@@ -105,25 +109,32 @@ def main():
                 print(f"{name:20s} {style:8s} not imported: {why}", file=sys.stderr)
                 skipped.append((name, style, why))
                 continue
+            def bench(binary, t):
+                return json.loads(run([binary, "bench", dsl, "--weights", w, "--threads", str(t),
+                                       "--runs", str(args.runs), "--warmup", str(args.warmup),
+                                       "--peak", "1", "--json"]))["median_ms"]
             for t in threads:
-                ours, theirs = [], []
-                for _ in range(args.rounds):  # interleaved: lamda, ORT, lamda, ORT, ...
-                    b = json.loads(run([lamda, "bench", dsl, "--weights", w, "--threads", str(t),
-                                        "--runs", str(args.runs), "--warmup", str(args.warmup),
-                                        "--peak", "1", "--json"]))
-                    ours.append(b["median_ms"])
+                ours, theirs, before = [], [], []
+                for _ in range(args.rounds):  # interleaved: lamda, ORT, [baseline,] lamda, ORT, ...
+                    ours.append(bench(lamda, t))
                     o = json.loads(run(["node", os.path.join(HERE, "ort_bench.js"), onnx_path,
                                         str(t), str(args.runs), str(args.warmup),
                                         ",".join(str(d) for d in shape)]))
                     theirs.append(o["median_ms"])
+                    if baseline:
+                        before.append(bench(baseline, t))
                 a, b = statistics.median(ours), statistics.median(theirs)
-                rows.append((name, style, t, a, b))
+                c = statistics.median(before) if before else None
+                rows.append((name, style, t, a, b, c))
                 print(f"{name:20s} {style:8s} {t} thread{'s' if t > 1 else ' '}  lamda {a:8.3f} ms  "
-                      f"onnxruntime {b:8.3f} ms  ratio {a / b:5.2f}", file=sys.stderr)
-    print(f"| model | export | threads | lamda (XNNPACK) ms | ONNX Runtime {ort_version} ms | lamda / ORT |")
-    print("|---|---|---|---|---|---|")
-    for name, style, t, a, b in rows:
-        print(f"| {name} | {style} | {t} | {a:.3f} | {b:.3f} | {a / b:.2f} |")
+                      f"onnxruntime {b:8.3f} ms  ratio {a / b:5.2f}"
+                      + (f"  baseline {c:8.3f} ms  ratio {c / b:5.2f}" if c is not None else ""), file=sys.stderr)
+    extra = " baseline ms | baseline / ORT |" if baseline else ""
+    print(f"| model | export | threads | lamda (XNNPACK) ms | ONNX Runtime {ort_version} ms | lamda / ORT |{extra}")
+    print("|---|---|---|---|---|---|" + ("---|---|" if baseline else ""))
+    for name, style, t, a, b, c in rows:
+        tail = f" {c:.3f} | {c / b:.2f} |" if c is not None else ""
+        print(f"| {name} | {style} | {t} | {a:.3f} | {b:.3f} | {a / b:.2f} |{tail}")
     for name, style, why in skipped:
         print(f"| {name} | {style} | - | not imported | - | - |")
         print(f"compare.py: {name} ({style} export): {why}", file=sys.stderr)

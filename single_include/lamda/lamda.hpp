@@ -9603,6 +9603,394 @@ inline std::string dsl_json_schema(const DslGrammarOptions& options) {
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -9639,6 +10027,7 @@ inline std::string dsl_json_schema(const DslGrammarOptions& options) {
 #include <stdexcept>
 #include <vector>
 
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
 #include <immintrin.h>
@@ -9662,13 +10051,8 @@ inline bool available() noexcept {
 // Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
 // the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
 // (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
-// So the executor picks it by default only in optimised builds; a program
-// should compile every file that includes lamda alike (the value is fixed per translation unit).
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
 
 // Whether the executor runs pointwise int8 convolutions on this kernel by default
 // (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
@@ -10469,6 +10853,11 @@ struct XnnOptions {
     // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
     // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
     bool int8_vnni = qc8_vnni::built_optimized;
+    // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
+    // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
+    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // convolution for them all (to compare). On by default in optimised builds only.
+    bool depthwise_avx512 = dw_avx512::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -10564,6 +10953,7 @@ enum class XnnLowering {
     Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
+    Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -10593,6 +10983,7 @@ public:
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
         impl_->int8_vnni = options.int8_vnni;
+        impl_->depthwise_avx512 = options.depthwise_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -10644,6 +11035,8 @@ public:
     bool int8() const noexcept { return impl_->int8; }
     // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
     int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
+    // fp32: how many depthwise convolutions run on lamda's AVX-512 kernel (XnnOptions::depthwise_avx512).
+    int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -10768,6 +11161,8 @@ private:
         std::vector<char> in_float;
         bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
+        bool depthwise_avx512 = dw_avx512::built_optimized;  // XnnOptions::depthwise_avx512
+        int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -11187,18 +11582,73 @@ private:
                   "xnn_setup_fully_connected_nc_f32");
         } else {
             const Shape is = sp.is;
+            // XNNPACK validates the parameters in every case (the same refusals with or without
+            // lamda's depthwise kernel); a multiplier-1 dwconv then runs on that kernel.
             check(xnn_create_convolution2d_nhwc_f32(
                       static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
                       static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
                       sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
                       static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
+            if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
+                sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                xnn_delete_operator(op);
+                add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
+    // over the thread pool.
+    void add_depthwise(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                       const float* in, float* out) {
+        DepthwiseGeometry geo;
+        geo.channels = static_cast<int>(sp.is.c);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.kh = static_cast<int>(sp.kh);
+        geo.kw = static_cast<int>(sp.kw);
+        geo.sh = static_cast<int>(sp.sh);
+        geo.sw = static_cast<int>(sp.sw);
+        geo.dh = static_cast<int>(sp.dh);
+        geo.dw = static_cast<int>(sp.dw);
+        for (std::size_t k = 0; k < 4; ++k) geo.pads[k] = static_cast<int>(sp.pads[k]);
+        if (geo.out_h() != l.shape.h || geo.out_w() != l.shape.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": the depthwise kernel gives " + std::to_string(geo.out_h()) +
+                                "x" + std::to_string(geo.out_w()) + ", not the inferred " + to_string(l.shape));
+        auto dw = std::make_shared<const DepthwiseF32>(geo, sp.kernel.data(), bias, lo, hi);
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [dw, in, out, pool = impl_->pool] {
+            const int rows = dw->output_rows();
+            if (!pool || rows < 2) {
+                dw->run_rows(in, out, 0, rows);
+                return;
+            }
+            struct RowsJob {
+                const DepthwiseF32* dw;
+                const float* in;
+                float* out;
+            } job{dw.get(), in, out};
+            pthreadpool_parallelize_1d(
+                pool,
+                [](void* context, std::size_t y) {
+                    const RowsJob& t = *static_cast<const RowsJob*>(context);
+                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
+                },
+                &job, static_cast<std::size_t>(rows), 0);
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->depthwise_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -11529,6 +11979,7 @@ private:
                     &job, (pixels + tile - 1) / tile, 0);
             };
             impl_->steps.push_back(std::move(s));
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
             ++impl_->vnni_layers;
             return true;
         }
@@ -12073,6 +12524,7 @@ inline const char* lowering_name(XnnLowering l) noexcept {
     case XnnLowering::Fused: return "fused";
     case XnnLowering::Alias: return "alias";
     case XnnLowering::Loop: return "loop";
+    case XnnLowering::Kernel: return "lamda";
     }
     return "?";
 }
@@ -15017,6 +15469,394 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -15053,6 +15893,7 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
 #include <stdexcept>
 #include <vector>
 
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
 #include <immintrin.h>
@@ -15076,13 +15917,8 @@ inline bool available() noexcept {
 // Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
 // the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
 // (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
-// So the executor picks it by default only in optimised builds; a program
-// should compile every file that includes lamda alike (the value is fixed per translation unit).
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
 
 // Whether the executor runs pointwise int8 convolutions on this kernel by default
 // (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
@@ -15368,6 +16204,11 @@ struct XnnOptions {
     // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
     // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
     bool int8_vnni = qc8_vnni::built_optimized;
+    // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
+    // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
+    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // convolution for them all (to compare). On by default in optimised builds only.
+    bool depthwise_avx512 = dw_avx512::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -15463,6 +16304,7 @@ enum class XnnLowering {
     Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
+    Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -15492,6 +16334,7 @@ public:
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
         impl_->int8_vnni = options.int8_vnni;
+        impl_->depthwise_avx512 = options.depthwise_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -15543,6 +16386,8 @@ public:
     bool int8() const noexcept { return impl_->int8; }
     // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
     int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
+    // fp32: how many depthwise convolutions run on lamda's AVX-512 kernel (XnnOptions::depthwise_avx512).
+    int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -15667,6 +16512,8 @@ private:
         std::vector<char> in_float;
         bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
+        bool depthwise_avx512 = dw_avx512::built_optimized;  // XnnOptions::depthwise_avx512
+        int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -16086,18 +16933,73 @@ private:
                   "xnn_setup_fully_connected_nc_f32");
         } else {
             const Shape is = sp.is;
+            // XNNPACK validates the parameters in every case (the same refusals with or without
+            // lamda's depthwise kernel); a multiplier-1 dwconv then runs on that kernel.
             check(xnn_create_convolution2d_nhwc_f32(
                       static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
                       static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
                       sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
                       static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
+            if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
+                sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                xnn_delete_operator(op);
+                add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
+    // over the thread pool.
+    void add_depthwise(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                       const float* in, float* out) {
+        DepthwiseGeometry geo;
+        geo.channels = static_cast<int>(sp.is.c);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.kh = static_cast<int>(sp.kh);
+        geo.kw = static_cast<int>(sp.kw);
+        geo.sh = static_cast<int>(sp.sh);
+        geo.sw = static_cast<int>(sp.sw);
+        geo.dh = static_cast<int>(sp.dh);
+        geo.dw = static_cast<int>(sp.dw);
+        for (std::size_t k = 0; k < 4; ++k) geo.pads[k] = static_cast<int>(sp.pads[k]);
+        if (geo.out_h() != l.shape.h || geo.out_w() != l.shape.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": the depthwise kernel gives " + std::to_string(geo.out_h()) +
+                                "x" + std::to_string(geo.out_w()) + ", not the inferred " + to_string(l.shape));
+        auto dw = std::make_shared<const DepthwiseF32>(geo, sp.kernel.data(), bias, lo, hi);
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [dw, in, out, pool = impl_->pool] {
+            const int rows = dw->output_rows();
+            if (!pool || rows < 2) {
+                dw->run_rows(in, out, 0, rows);
+                return;
+            }
+            struct RowsJob {
+                const DepthwiseF32* dw;
+                const float* in;
+                float* out;
+            } job{dw.get(), in, out};
+            pthreadpool_parallelize_1d(
+                pool,
+                [](void* context, std::size_t y) {
+                    const RowsJob& t = *static_cast<const RowsJob*>(context);
+                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
+                },
+                &job, static_cast<std::size_t>(rows), 0);
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->depthwise_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -16428,6 +17330,7 @@ private:
                     &job, (pixels + tile - 1) / tile, 0);
             };
             impl_->steps.push_back(std::move(s));
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
             ++impl_->vnni_layers;
             return true;
         }
@@ -19002,6 +19905,705 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 
 #endif  // LAMDA_DETAIL_READ_FILE_HPP
 // ---- end include/lamda/detail/read_file.hpp ----
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 // The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
 // build system may pass the package version (Debian 12 ships this snapshot).
@@ -19021,13 +20623,25 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "qc8_vnni",
+    // comma-separated; "" none, or a profile older than the field): a profile timed without a
+    // kernel the executor now uses mispredicts those layers.
+    std::string lamda_kernels;
     int threads = 1;
     friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
         return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
                a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
-               a.lamda_version == b.lamda_version && a.threads == b.threads;
+               a.lamda_version == b.lamda_version && a.lamda_kernels == b.lamda_kernels && a.threads == b.threads;
     }
 };
+
+// The kernels of lamda's own that the executor runs by default in this build on this CPU.
+inline std::string current_lamda_kernels() {
+    std::string k;
+    if (dw_avx512::used_by_default()) k += "dw_avx512";
+    if (qc8_vnni::used_by_default()) k += k.empty() ? "qc8_vnni" : ",qc8_vnni";
+    return k;
+}
 
 inline DeviceFingerprint current_fingerprint(int threads) {
     const DeviceInfo info = describe_device();
@@ -19037,6 +20651,7 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.xnnpack_isa = info.xnnpack_isa;
     f.xnnpack_version = LAMDA_XNNPACK_VERSION;
     f.lamda_version = version_string;
+    f.lamda_kernels = current_lamda_kernels();
     f.threads = threads;
     return f;
 }
@@ -19061,6 +20676,7 @@ inline std::string fingerprint_warning(const DeviceFingerprint& profile, const D
     cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
     cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
     cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("lamda_kernels", profile.lamda_kernels, here.lamda_kernels);
     cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
     if (diffs.empty()) return {};
     return "warning: the latency profile was measured on a different device or setup; its "
@@ -19198,6 +20814,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
         .field("xnnpack_version", p.fingerprint.xnnpack_version)
         .field("lamda_version", p.fingerprint.lamda_version)
+        .field("lamda_kernels", p.fingerprint.lamda_kernels)
         .field("threads", p.fingerprint.threads)
         .end_object()
         .field("budget_s", p.budget_s)
@@ -19375,6 +20992,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    if (r.has(fp, "lamda_kernels"))  // absent in profiles made before it
+        p.fingerprint.lamda_kernels = r.str(r.at(fp, "lamda_kernels", "fingerprint"), "fingerprint.lamda_kernels");
     p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
@@ -26332,6 +27951,705 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 
 #endif  // LAMDA_DETAIL_READ_FILE_HPP
 // ---- end include/lamda/detail/read_file.hpp ----
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 // The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
 // build system may pass the package version (Debian 12 ships this snapshot).
@@ -26351,13 +28669,25 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "qc8_vnni",
+    // comma-separated; "" none, or a profile older than the field): a profile timed without a
+    // kernel the executor now uses mispredicts those layers.
+    std::string lamda_kernels;
     int threads = 1;
     friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
         return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
                a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
-               a.lamda_version == b.lamda_version && a.threads == b.threads;
+               a.lamda_version == b.lamda_version && a.lamda_kernels == b.lamda_kernels && a.threads == b.threads;
     }
 };
+
+// The kernels of lamda's own that the executor runs by default in this build on this CPU.
+inline std::string current_lamda_kernels() {
+    std::string k;
+    if (dw_avx512::used_by_default()) k += "dw_avx512";
+    if (qc8_vnni::used_by_default()) k += k.empty() ? "qc8_vnni" : ",qc8_vnni";
+    return k;
+}
 
 inline DeviceFingerprint current_fingerprint(int threads) {
     const DeviceInfo info = describe_device();
@@ -26367,6 +28697,7 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.xnnpack_isa = info.xnnpack_isa;
     f.xnnpack_version = LAMDA_XNNPACK_VERSION;
     f.lamda_version = version_string;
+    f.lamda_kernels = current_lamda_kernels();
     f.threads = threads;
     return f;
 }
@@ -26391,6 +28722,7 @@ inline std::string fingerprint_warning(const DeviceFingerprint& profile, const D
     cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
     cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
     cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("lamda_kernels", profile.lamda_kernels, here.lamda_kernels);
     cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
     if (diffs.empty()) return {};
     return "warning: the latency profile was measured on a different device or setup; its "
@@ -26528,6 +28860,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
         .field("xnnpack_version", p.fingerprint.xnnpack_version)
         .field("lamda_version", p.fingerprint.lamda_version)
+        .field("lamda_kernels", p.fingerprint.lamda_kernels)
         .field("threads", p.fingerprint.threads)
         .end_object()
         .field("budget_s", p.budget_s)
@@ -26705,6 +29038,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    if (r.has(fp, "lamda_kernels"))  // absent in profiles made before it
+        p.fingerprint.lamda_kernels = r.str(r.at(fp, "lamda_kernels", "fingerprint"), "fingerprint.lamda_kernels");
     p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
@@ -26865,6 +29200,394 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -26901,6 +29624,7 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <stdexcept>
 #include <vector>
 
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
 #include <immintrin.h>
@@ -26924,13 +29648,8 @@ inline bool available() noexcept {
 // Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
 // the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
 // (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
-// So the executor picks it by default only in optimised builds; a program
-// should compile every file that includes lamda alike (the value is fixed per translation unit).
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
 
 // Whether the executor runs pointwise int8 convolutions on this kernel by default
 // (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
@@ -27216,6 +29935,11 @@ struct XnnOptions {
     // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
     // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
     bool int8_vnni = qc8_vnni::built_optimized;
+    // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
+    // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
+    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // convolution for them all (to compare). On by default in optimised builds only.
+    bool depthwise_avx512 = dw_avx512::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -27311,6 +30035,7 @@ enum class XnnLowering {
     Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
+    Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -27340,6 +30065,7 @@ public:
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
         impl_->int8_vnni = options.int8_vnni;
+        impl_->depthwise_avx512 = options.depthwise_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -27391,6 +30117,8 @@ public:
     bool int8() const noexcept { return impl_->int8; }
     // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
     int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
+    // fp32: how many depthwise convolutions run on lamda's AVX-512 kernel (XnnOptions::depthwise_avx512).
+    int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -27515,6 +30243,8 @@ private:
         std::vector<char> in_float;
         bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
+        bool depthwise_avx512 = dw_avx512::built_optimized;  // XnnOptions::depthwise_avx512
+        int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -27934,18 +30664,73 @@ private:
                   "xnn_setup_fully_connected_nc_f32");
         } else {
             const Shape is = sp.is;
+            // XNNPACK validates the parameters in every case (the same refusals with or without
+            // lamda's depthwise kernel); a multiplier-1 dwconv then runs on that kernel.
             check(xnn_create_convolution2d_nhwc_f32(
                       static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
                       static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
                       sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
                       static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
+            if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
+                sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                xnn_delete_operator(op);
+                add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
+    // over the thread pool.
+    void add_depthwise(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                       const float* in, float* out) {
+        DepthwiseGeometry geo;
+        geo.channels = static_cast<int>(sp.is.c);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.kh = static_cast<int>(sp.kh);
+        geo.kw = static_cast<int>(sp.kw);
+        geo.sh = static_cast<int>(sp.sh);
+        geo.sw = static_cast<int>(sp.sw);
+        geo.dh = static_cast<int>(sp.dh);
+        geo.dw = static_cast<int>(sp.dw);
+        for (std::size_t k = 0; k < 4; ++k) geo.pads[k] = static_cast<int>(sp.pads[k]);
+        if (geo.out_h() != l.shape.h || geo.out_w() != l.shape.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": the depthwise kernel gives " + std::to_string(geo.out_h()) +
+                                "x" + std::to_string(geo.out_w()) + ", not the inferred " + to_string(l.shape));
+        auto dw = std::make_shared<const DepthwiseF32>(geo, sp.kernel.data(), bias, lo, hi);
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [dw, in, out, pool = impl_->pool] {
+            const int rows = dw->output_rows();
+            if (!pool || rows < 2) {
+                dw->run_rows(in, out, 0, rows);
+                return;
+            }
+            struct RowsJob {
+                const DepthwiseF32* dw;
+                const float* in;
+                float* out;
+            } job{dw.get(), in, out};
+            pthreadpool_parallelize_1d(
+                pool,
+                [](void* context, std::size_t y) {
+                    const RowsJob& t = *static_cast<const RowsJob*>(context);
+                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
+                },
+                &job, static_cast<std::size_t>(rows), 0);
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->depthwise_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -28276,6 +31061,7 @@ private:
                     &job, (pixels + tile - 1) / tile, 0);
             };
             impl_->steps.push_back(std::move(s));
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
             ++impl_->vnni_layers;
             return true;
         }
@@ -28793,6 +31579,7 @@ inline const char* lowering_name(XnnLowering l) noexcept {
     case XnnLowering::Fused: return "fused";
     case XnnLowering::Alias: return "alias";
     case XnnLowering::Loop: return "loop";
+    case XnnLowering::Kernel: return "lamda";
     }
     return "?";
 }
@@ -30944,6 +33731,705 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 
 #endif  // LAMDA_DETAIL_READ_FILE_HPP
 // ---- end include/lamda/detail/read_file.hpp ----
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 // The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
 // build system may pass the package version (Debian 12 ships this snapshot).
@@ -30963,13 +34449,25 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "qc8_vnni",
+    // comma-separated; "" none, or a profile older than the field): a profile timed without a
+    // kernel the executor now uses mispredicts those layers.
+    std::string lamda_kernels;
     int threads = 1;
     friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
         return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
                a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
-               a.lamda_version == b.lamda_version && a.threads == b.threads;
+               a.lamda_version == b.lamda_version && a.lamda_kernels == b.lamda_kernels && a.threads == b.threads;
     }
 };
+
+// The kernels of lamda's own that the executor runs by default in this build on this CPU.
+inline std::string current_lamda_kernels() {
+    std::string k;
+    if (dw_avx512::used_by_default()) k += "dw_avx512";
+    if (qc8_vnni::used_by_default()) k += k.empty() ? "qc8_vnni" : ",qc8_vnni";
+    return k;
+}
 
 inline DeviceFingerprint current_fingerprint(int threads) {
     const DeviceInfo info = describe_device();
@@ -30979,6 +34477,7 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.xnnpack_isa = info.xnnpack_isa;
     f.xnnpack_version = LAMDA_XNNPACK_VERSION;
     f.lamda_version = version_string;
+    f.lamda_kernels = current_lamda_kernels();
     f.threads = threads;
     return f;
 }
@@ -31003,6 +34502,7 @@ inline std::string fingerprint_warning(const DeviceFingerprint& profile, const D
     cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
     cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
     cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("lamda_kernels", profile.lamda_kernels, here.lamda_kernels);
     cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
     if (diffs.empty()) return {};
     return "warning: the latency profile was measured on a different device or setup; its "
@@ -31140,6 +34640,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
         .field("xnnpack_version", p.fingerprint.xnnpack_version)
         .field("lamda_version", p.fingerprint.lamda_version)
+        .field("lamda_kernels", p.fingerprint.lamda_kernels)
         .field("threads", p.fingerprint.threads)
         .end_object()
         .field("budget_s", p.budget_s)
@@ -31317,6 +34818,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    if (r.has(fp, "lamda_kernels"))  // absent in profiles made before it
+        p.fingerprint.lamda_kernels = r.str(r.at(fp, "lamda_kernels", "fingerprint"), "fingerprint.lamda_kernels");
     p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
@@ -36555,6 +40058,705 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 
 #endif  // LAMDA_DETAIL_READ_FILE_HPP
 // ---- end include/lamda/detail/read_file.hpp ----
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 // The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
 // build system may pass the package version (Debian 12 ships this snapshot).
@@ -36574,13 +40776,25 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "qc8_vnni",
+    // comma-separated; "" none, or a profile older than the field): a profile timed without a
+    // kernel the executor now uses mispredicts those layers.
+    std::string lamda_kernels;
     int threads = 1;
     friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
         return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
                a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
-               a.lamda_version == b.lamda_version && a.threads == b.threads;
+               a.lamda_version == b.lamda_version && a.lamda_kernels == b.lamda_kernels && a.threads == b.threads;
     }
 };
+
+// The kernels of lamda's own that the executor runs by default in this build on this CPU.
+inline std::string current_lamda_kernels() {
+    std::string k;
+    if (dw_avx512::used_by_default()) k += "dw_avx512";
+    if (qc8_vnni::used_by_default()) k += k.empty() ? "qc8_vnni" : ",qc8_vnni";
+    return k;
+}
 
 inline DeviceFingerprint current_fingerprint(int threads) {
     const DeviceInfo info = describe_device();
@@ -36590,6 +40804,7 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.xnnpack_isa = info.xnnpack_isa;
     f.xnnpack_version = LAMDA_XNNPACK_VERSION;
     f.lamda_version = version_string;
+    f.lamda_kernels = current_lamda_kernels();
     f.threads = threads;
     return f;
 }
@@ -36614,6 +40829,7 @@ inline std::string fingerprint_warning(const DeviceFingerprint& profile, const D
     cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
     cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
     cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("lamda_kernels", profile.lamda_kernels, here.lamda_kernels);
     cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
     if (diffs.empty()) return {};
     return "warning: the latency profile was measured on a different device or setup; its "
@@ -36751,6 +40967,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
         .field("xnnpack_version", p.fingerprint.xnnpack_version)
         .field("lamda_version", p.fingerprint.lamda_version)
+        .field("lamda_kernels", p.fingerprint.lamda_kernels)
         .field("threads", p.fingerprint.threads)
         .end_object()
         .field("budget_s", p.budget_s)
@@ -36928,6 +41145,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    if (r.has(fp, "lamda_kernels"))  // absent in profiles made before it
+        p.fingerprint.lamda_kernels = r.str(r.at(fp, "lamda_kernels", "fingerprint"), "fingerprint.lamda_kernels");
     p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
@@ -37088,6 +41307,394 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -37124,6 +41731,7 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <stdexcept>
 #include <vector>
 
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
 #include <immintrin.h>
@@ -37147,13 +41755,8 @@ inline bool available() noexcept {
 // Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
 // the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
 // (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
-// So the executor picks it by default only in optimised builds; a program
-// should compile every file that includes lamda alike (the value is fixed per translation unit).
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
 
 // Whether the executor runs pointwise int8 convolutions on this kernel by default
 // (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
@@ -37439,6 +42042,11 @@ struct XnnOptions {
     // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
     // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
     bool int8_vnni = qc8_vnni::built_optimized;
+    // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
+    // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
+    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // convolution for them all (to compare). On by default in optimised builds only.
+    bool depthwise_avx512 = dw_avx512::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -37534,6 +42142,7 @@ enum class XnnLowering {
     Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
+    Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -37563,6 +42172,7 @@ public:
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
         impl_->int8_vnni = options.int8_vnni;
+        impl_->depthwise_avx512 = options.depthwise_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -37614,6 +42224,8 @@ public:
     bool int8() const noexcept { return impl_->int8; }
     // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
     int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
+    // fp32: how many depthwise convolutions run on lamda's AVX-512 kernel (XnnOptions::depthwise_avx512).
+    int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -37738,6 +42350,8 @@ private:
         std::vector<char> in_float;
         bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
+        bool depthwise_avx512 = dw_avx512::built_optimized;  // XnnOptions::depthwise_avx512
+        int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -38157,18 +42771,73 @@ private:
                   "xnn_setup_fully_connected_nc_f32");
         } else {
             const Shape is = sp.is;
+            // XNNPACK validates the parameters in every case (the same refusals with or without
+            // lamda's depthwise kernel); a multiplier-1 dwconv then runs on that kernel.
             check(xnn_create_convolution2d_nhwc_f32(
                       static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
                       static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
                       sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
                       static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
+            if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
+                sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                xnn_delete_operator(op);
+                add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
+    // over the thread pool.
+    void add_depthwise(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                       const float* in, float* out) {
+        DepthwiseGeometry geo;
+        geo.channels = static_cast<int>(sp.is.c);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.kh = static_cast<int>(sp.kh);
+        geo.kw = static_cast<int>(sp.kw);
+        geo.sh = static_cast<int>(sp.sh);
+        geo.sw = static_cast<int>(sp.sw);
+        geo.dh = static_cast<int>(sp.dh);
+        geo.dw = static_cast<int>(sp.dw);
+        for (std::size_t k = 0; k < 4; ++k) geo.pads[k] = static_cast<int>(sp.pads[k]);
+        if (geo.out_h() != l.shape.h || geo.out_w() != l.shape.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": the depthwise kernel gives " + std::to_string(geo.out_h()) +
+                                "x" + std::to_string(geo.out_w()) + ", not the inferred " + to_string(l.shape));
+        auto dw = std::make_shared<const DepthwiseF32>(geo, sp.kernel.data(), bias, lo, hi);
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [dw, in, out, pool = impl_->pool] {
+            const int rows = dw->output_rows();
+            if (!pool || rows < 2) {
+                dw->run_rows(in, out, 0, rows);
+                return;
+            }
+            struct RowsJob {
+                const DepthwiseF32* dw;
+                const float* in;
+                float* out;
+            } job{dw.get(), in, out};
+            pthreadpool_parallelize_1d(
+                pool,
+                [](void* context, std::size_t y) {
+                    const RowsJob& t = *static_cast<const RowsJob*>(context);
+                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
+                },
+                &job, static_cast<std::size_t>(rows), 0);
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->depthwise_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -38499,6 +43168,7 @@ private:
                     &job, (pixels + tile - 1) / tile, 0);
             };
             impl_->steps.push_back(std::move(s));
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
             ++impl_->vnni_layers;
             return true;
         }
@@ -39016,6 +43686,7 @@ inline const char* lowering_name(XnnLowering l) noexcept {
     case XnnLowering::Fused: return "fused";
     case XnnLowering::Alias: return "alias";
     case XnnLowering::Loop: return "loop";
+    case XnnLowering::Kernel: return "lamda";
     }
     return "?";
 }
@@ -41821,6 +46492,705 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 
 #endif  // LAMDA_DETAIL_READ_FILE_HPP
 // ---- end include/lamda/detail/read_file.hpp ----
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 // The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
 // build system may pass the package version (Debian 12 ships this snapshot).
@@ -41840,13 +47210,25 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "qc8_vnni",
+    // comma-separated; "" none, or a profile older than the field): a profile timed without a
+    // kernel the executor now uses mispredicts those layers.
+    std::string lamda_kernels;
     int threads = 1;
     friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
         return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
                a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
-               a.lamda_version == b.lamda_version && a.threads == b.threads;
+               a.lamda_version == b.lamda_version && a.lamda_kernels == b.lamda_kernels && a.threads == b.threads;
     }
 };
+
+// The kernels of lamda's own that the executor runs by default in this build on this CPU.
+inline std::string current_lamda_kernels() {
+    std::string k;
+    if (dw_avx512::used_by_default()) k += "dw_avx512";
+    if (qc8_vnni::used_by_default()) k += k.empty() ? "qc8_vnni" : ",qc8_vnni";
+    return k;
+}
 
 inline DeviceFingerprint current_fingerprint(int threads) {
     const DeviceInfo info = describe_device();
@@ -41856,6 +47238,7 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.xnnpack_isa = info.xnnpack_isa;
     f.xnnpack_version = LAMDA_XNNPACK_VERSION;
     f.lamda_version = version_string;
+    f.lamda_kernels = current_lamda_kernels();
     f.threads = threads;
     return f;
 }
@@ -41880,6 +47263,7 @@ inline std::string fingerprint_warning(const DeviceFingerprint& profile, const D
     cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
     cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
     cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("lamda_kernels", profile.lamda_kernels, here.lamda_kernels);
     cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
     if (diffs.empty()) return {};
     return "warning: the latency profile was measured on a different device or setup; its "
@@ -42017,6 +47401,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
         .field("xnnpack_version", p.fingerprint.xnnpack_version)
         .field("lamda_version", p.fingerprint.lamda_version)
+        .field("lamda_kernels", p.fingerprint.lamda_kernels)
         .field("threads", p.fingerprint.threads)
         .end_object()
         .field("budget_s", p.budget_s)
@@ -42194,6 +47579,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    if (r.has(fp, "lamda_kernels"))  // absent in profiles made before it
+        p.fingerprint.lamda_kernels = r.str(r.at(fp, "lamda_kernels", "fingerprint"), "fingerprint.lamda_kernels");
     p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
@@ -42292,6 +47679,28 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <stdexcept>
 #include <vector>
 
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
 #include <immintrin.h>
@@ -42315,13 +47724,8 @@ inline bool available() noexcept {
 // Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
 // the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
 // (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
-// So the executor picks it by default only in optimised builds; a program
-// should compile every file that includes lamda alike (the value is fixed per translation unit).
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
 
 // Whether the executor runs pointwise int8 convolutions on this kernel by default
 // (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
@@ -42656,6 +48060,373 @@ private:
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
 
 namespace lamda {
 
@@ -42692,6 +48463,11 @@ struct XnnOptions {
     // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
     // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
     bool int8_vnni = qc8_vnni::built_optimized;
+    // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
+    // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
+    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // convolution for them all (to compare). On by default in optimised builds only.
+    bool depthwise_avx512 = dw_avx512::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -42787,6 +48563,7 @@ enum class XnnLowering {
     Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
+    Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -42816,6 +48593,7 @@ public:
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
         impl_->int8_vnni = options.int8_vnni;
+        impl_->depthwise_avx512 = options.depthwise_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -42867,6 +48645,8 @@ public:
     bool int8() const noexcept { return impl_->int8; }
     // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
     int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
+    // fp32: how many depthwise convolutions run on lamda's AVX-512 kernel (XnnOptions::depthwise_avx512).
+    int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -42991,6 +48771,8 @@ private:
         std::vector<char> in_float;
         bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
+        bool depthwise_avx512 = dw_avx512::built_optimized;  // XnnOptions::depthwise_avx512
+        int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -43410,18 +49192,73 @@ private:
                   "xnn_setup_fully_connected_nc_f32");
         } else {
             const Shape is = sp.is;
+            // XNNPACK validates the parameters in every case (the same refusals with or without
+            // lamda's depthwise kernel); a multiplier-1 dwconv then runs on that kernel.
             check(xnn_create_convolution2d_nhwc_f32(
                       static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
                       static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
                       sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
                       static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
+            if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
+                sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                xnn_delete_operator(op);
+                add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
+    // over the thread pool.
+    void add_depthwise(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                       const float* in, float* out) {
+        DepthwiseGeometry geo;
+        geo.channels = static_cast<int>(sp.is.c);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.kh = static_cast<int>(sp.kh);
+        geo.kw = static_cast<int>(sp.kw);
+        geo.sh = static_cast<int>(sp.sh);
+        geo.sw = static_cast<int>(sp.sw);
+        geo.dh = static_cast<int>(sp.dh);
+        geo.dw = static_cast<int>(sp.dw);
+        for (std::size_t k = 0; k < 4; ++k) geo.pads[k] = static_cast<int>(sp.pads[k]);
+        if (geo.out_h() != l.shape.h || geo.out_w() != l.shape.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": the depthwise kernel gives " + std::to_string(geo.out_h()) +
+                                "x" + std::to_string(geo.out_w()) + ", not the inferred " + to_string(l.shape));
+        auto dw = std::make_shared<const DepthwiseF32>(geo, sp.kernel.data(), bias, lo, hi);
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [dw, in, out, pool = impl_->pool] {
+            const int rows = dw->output_rows();
+            if (!pool || rows < 2) {
+                dw->run_rows(in, out, 0, rows);
+                return;
+            }
+            struct RowsJob {
+                const DepthwiseF32* dw;
+                const float* in;
+                float* out;
+            } job{dw.get(), in, out};
+            pthreadpool_parallelize_1d(
+                pool,
+                [](void* context, std::size_t y) {
+                    const RowsJob& t = *static_cast<const RowsJob*>(context);
+                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
+                },
+                &job, static_cast<std::size_t>(rows), 0);
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->depthwise_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -43752,6 +49589,7 @@ private:
                     &job, (pixels + tile - 1) / tile, 0);
             };
             impl_->steps.push_back(std::move(s));
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
             ++impl_->vnni_layers;
             return true;
         }
@@ -48104,6 +53942,705 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 
 #endif  // LAMDA_DETAIL_READ_FILE_HPP
 // ---- end include/lamda/detail/read_file.hpp ----
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 // The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
 // build system may pass the package version (Debian 12 ships this snapshot).
@@ -48123,13 +54660,25 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "qc8_vnni",
+    // comma-separated; "" none, or a profile older than the field): a profile timed without a
+    // kernel the executor now uses mispredicts those layers.
+    std::string lamda_kernels;
     int threads = 1;
     friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
         return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
                a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
-               a.lamda_version == b.lamda_version && a.threads == b.threads;
+               a.lamda_version == b.lamda_version && a.lamda_kernels == b.lamda_kernels && a.threads == b.threads;
     }
 };
+
+// The kernels of lamda's own that the executor runs by default in this build on this CPU.
+inline std::string current_lamda_kernels() {
+    std::string k;
+    if (dw_avx512::used_by_default()) k += "dw_avx512";
+    if (qc8_vnni::used_by_default()) k += k.empty() ? "qc8_vnni" : ",qc8_vnni";
+    return k;
+}
 
 inline DeviceFingerprint current_fingerprint(int threads) {
     const DeviceInfo info = describe_device();
@@ -48139,6 +54688,7 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.xnnpack_isa = info.xnnpack_isa;
     f.xnnpack_version = LAMDA_XNNPACK_VERSION;
     f.lamda_version = version_string;
+    f.lamda_kernels = current_lamda_kernels();
     f.threads = threads;
     return f;
 }
@@ -48163,6 +54713,7 @@ inline std::string fingerprint_warning(const DeviceFingerprint& profile, const D
     cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
     cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
     cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("lamda_kernels", profile.lamda_kernels, here.lamda_kernels);
     cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
     if (diffs.empty()) return {};
     return "warning: the latency profile was measured on a different device or setup; its "
@@ -48300,6 +54851,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
         .field("xnnpack_version", p.fingerprint.xnnpack_version)
         .field("lamda_version", p.fingerprint.lamda_version)
+        .field("lamda_kernels", p.fingerprint.lamda_kernels)
         .field("threads", p.fingerprint.threads)
         .end_object()
         .field("budget_s", p.budget_s)
@@ -48477,6 +55029,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    if (r.has(fp, "lamda_kernels"))  // absent in profiles made before it
+        p.fingerprint.lamda_kernels = r.str(r.at(fp, "lamda_kernels", "fingerprint"), "fingerprint.lamda_kernels");
     p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
@@ -49761,6 +56315,394 @@ private:
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -49797,6 +56739,7 @@ private:
 #include <stdexcept>
 #include <vector>
 
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
 #include <immintrin.h>
@@ -49820,13 +56763,8 @@ inline bool available() noexcept {
 // Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
 // the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
 // (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
-// So the executor picks it by default only in optimised builds; a program
-// should compile every file that includes lamda alike (the value is fixed per translation unit).
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
 
 // Whether the executor runs pointwise int8 convolutions on this kernel by default
 // (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
@@ -50112,6 +57050,11 @@ struct XnnOptions {
     // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
     // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
     bool int8_vnni = qc8_vnni::built_optimized;
+    // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
+    // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
+    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // convolution for them all (to compare). On by default in optimised builds only.
+    bool depthwise_avx512 = dw_avx512::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -50207,6 +57150,7 @@ enum class XnnLowering {
     Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
+    Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -50236,6 +57180,7 @@ public:
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
         impl_->int8_vnni = options.int8_vnni;
+        impl_->depthwise_avx512 = options.depthwise_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -50287,6 +57232,8 @@ public:
     bool int8() const noexcept { return impl_->int8; }
     // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
     int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
+    // fp32: how many depthwise convolutions run on lamda's AVX-512 kernel (XnnOptions::depthwise_avx512).
+    int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -50411,6 +57358,8 @@ private:
         std::vector<char> in_float;
         bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
+        bool depthwise_avx512 = dw_avx512::built_optimized;  // XnnOptions::depthwise_avx512
+        int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -50830,18 +57779,73 @@ private:
                   "xnn_setup_fully_connected_nc_f32");
         } else {
             const Shape is = sp.is;
+            // XNNPACK validates the parameters in every case (the same refusals with or without
+            // lamda's depthwise kernel); a multiplier-1 dwconv then runs on that kernel.
             check(xnn_create_convolution2d_nhwc_f32(
                       static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
                       static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
                       sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
                       static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
+            if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
+                sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                xnn_delete_operator(op);
+                add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
+    // over the thread pool.
+    void add_depthwise(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                       const float* in, float* out) {
+        DepthwiseGeometry geo;
+        geo.channels = static_cast<int>(sp.is.c);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.kh = static_cast<int>(sp.kh);
+        geo.kw = static_cast<int>(sp.kw);
+        geo.sh = static_cast<int>(sp.sh);
+        geo.sw = static_cast<int>(sp.sw);
+        geo.dh = static_cast<int>(sp.dh);
+        geo.dw = static_cast<int>(sp.dw);
+        for (std::size_t k = 0; k < 4; ++k) geo.pads[k] = static_cast<int>(sp.pads[k]);
+        if (geo.out_h() != l.shape.h || geo.out_w() != l.shape.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": the depthwise kernel gives " + std::to_string(geo.out_h()) +
+                                "x" + std::to_string(geo.out_w()) + ", not the inferred " + to_string(l.shape));
+        auto dw = std::make_shared<const DepthwiseF32>(geo, sp.kernel.data(), bias, lo, hi);
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [dw, in, out, pool = impl_->pool] {
+            const int rows = dw->output_rows();
+            if (!pool || rows < 2) {
+                dw->run_rows(in, out, 0, rows);
+                return;
+            }
+            struct RowsJob {
+                const DepthwiseF32* dw;
+                const float* in;
+                float* out;
+            } job{dw.get(), in, out};
+            pthreadpool_parallelize_1d(
+                pool,
+                [](void* context, std::size_t y) {
+                    const RowsJob& t = *static_cast<const RowsJob*>(context);
+                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
+                },
+                &job, static_cast<std::size_t>(rows), 0);
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->depthwise_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -51172,6 +58176,7 @@ private:
                     &job, (pixels + tile - 1) / tile, 0);
             };
             impl_->steps.push_back(std::move(s));
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
             ++impl_->vnni_layers;
             return true;
         }
@@ -51689,6 +58694,7 @@ inline const char* lowering_name(XnnLowering l) noexcept {
     case XnnLowering::Fused: return "fused";
     case XnnLowering::Alias: return "alias";
     case XnnLowering::Loop: return "loop";
+    case XnnLowering::Kernel: return "lamda";
     }
     return "?";
 }
@@ -53285,6 +60291,705 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 
 #endif  // LAMDA_DETAIL_READ_FILE_HPP
 // ---- end include/lamda/detail/read_file.hpp ----
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 // The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
 // build system may pass the package version (Debian 12 ships this snapshot).
@@ -53304,13 +61009,25 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "qc8_vnni",
+    // comma-separated; "" none, or a profile older than the field): a profile timed without a
+    // kernel the executor now uses mispredicts those layers.
+    std::string lamda_kernels;
     int threads = 1;
     friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
         return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
                a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
-               a.lamda_version == b.lamda_version && a.threads == b.threads;
+               a.lamda_version == b.lamda_version && a.lamda_kernels == b.lamda_kernels && a.threads == b.threads;
     }
 };
+
+// The kernels of lamda's own that the executor runs by default in this build on this CPU.
+inline std::string current_lamda_kernels() {
+    std::string k;
+    if (dw_avx512::used_by_default()) k += "dw_avx512";
+    if (qc8_vnni::used_by_default()) k += k.empty() ? "qc8_vnni" : ",qc8_vnni";
+    return k;
+}
 
 inline DeviceFingerprint current_fingerprint(int threads) {
     const DeviceInfo info = describe_device();
@@ -53320,6 +61037,7 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.xnnpack_isa = info.xnnpack_isa;
     f.xnnpack_version = LAMDA_XNNPACK_VERSION;
     f.lamda_version = version_string;
+    f.lamda_kernels = current_lamda_kernels();
     f.threads = threads;
     return f;
 }
@@ -53344,6 +61062,7 @@ inline std::string fingerprint_warning(const DeviceFingerprint& profile, const D
     cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
     cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
     cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("lamda_kernels", profile.lamda_kernels, here.lamda_kernels);
     cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
     if (diffs.empty()) return {};
     return "warning: the latency profile was measured on a different device or setup; its "
@@ -53481,6 +61200,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
         .field("xnnpack_version", p.fingerprint.xnnpack_version)
         .field("lamda_version", p.fingerprint.lamda_version)
+        .field("lamda_kernels", p.fingerprint.lamda_kernels)
         .field("threads", p.fingerprint.threads)
         .end_object()
         .field("budget_s", p.budget_s)
@@ -53658,6 +61378,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    if (r.has(fp, "lamda_kernels"))  // absent in profiles made before it
+        p.fingerprint.lamda_kernels = r.str(r.at(fp, "lamda_kernels", "fingerprint"), "fingerprint.lamda_kernels");
     p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
@@ -55719,6 +63441,705 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 
 #endif  // LAMDA_DETAIL_READ_FILE_HPP
 // ---- end include/lamda/detail/read_file.hpp ----
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_QC8_VNNI_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace qc8_vnni {
+
+// Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_QC8_VNNI_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
+// the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
+// (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs pointwise int8 convolutions on this kernel by default
+// (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
+// profiler asks the same question, so its model describes what the executor runs.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;       // output channels per register
+inline constexpr int kMaxBlocks = 4;    // registers of output channels per sweep (64 channels)
+inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
+inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
+
+#if defined(LAMDA_QC8_VNNI_X86)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
+// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// Every loop over rows and registers unrolled: the accumulators then live in registers.
+#if defined(__clang__)
+#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
+#endif
+// One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
+template <int ROWS, int BLOCKS>
+__attribute__((target("avx512f,avx512vnni"))) inline void tile(
+    const std::uint8_t* x, std::size_t x_stride, const std::int32_t* w, std::size_t k4,
+    const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
+    float lo, float hi, std::int32_t zero_point) {
+    __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
+    }
+    for (std::size_t k = 0; k < k4; ++k) {
+        __m512i vw[static_cast<std::size_t>(BLOCKS)];
+        LAMDA_QC8_UNROLL
+        for (int b = 0; b < BLOCKS; ++b)
+            vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
+            const __m512i vx = _mm512_set1_epi32(four);
+            LAMDA_QC8_UNROLL
+            for (int b = 0; b < BLOCKS; ++b) {
+#if defined(__clang__)
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
+#else
+                // GCC 12 copies every accumulator twice per step around the intrinsic (its
+                // register allocator does not keep them in place): half the speed of clang.
+                __asm__("vpdpbusd %2, %1, %0" : "+v"(acc[r][b]) : "v"(vx), "v"(vw[b]));
+#endif
+            }
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const __m512i vzp = _mm512_set1_epi32(zero_point);
+    LAMDA_QC8_UNROLL
+    for (int b = 0; b < BLOCKS; ++b) {
+        const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
+        const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
+        const __mmask16 mask =
+            left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+        LAMDA_QC8_UNROLL
+        for (int r = 0; r < ROWS; ++r) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
+            v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
+            const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), vzp);  // round to nearest even
+            _mm512_mask_cvtepi32_storeu_epi8(y + static_cast<std::size_t>(r) * y_stride + b * kLanes, mask, q);
+        }
+    }
+}
+
+// int8 rows of `ic` bytes to vpdpbusd's unsigned bytes (the top bit flipped), each padded to
+// `stride` bytes with 0x80 (a zero input): 64 bytes at a time, masked at the ends.
+__attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int8_t* src, std::size_t ic,
+                                                                 std::size_t rows, std::size_t stride,
+                                                                 std::uint8_t* dst) {
+    const __m512i top = _mm512_set1_epi8(static_cast<char>(0x80));
+    const auto mask_of = [](std::size_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; };
+    if (stride == ic) {  // one run of bytes
+        ic *= rows;
+        stride = ic;
+        rows = 1;
+    }
+    for (std::size_t r = 0; r < rows; ++r, src += ic, dst += stride)
+        for (std::size_t c = 0; c < stride; c += 64) {
+            const __mmask64 in = c < ic ? mask_of(ic - c) : __mmask64{0};
+            const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in, src + c), top);
+            _mm512_mask_storeu_epi8(dst + c, mask_of(stride - c), v);
+        }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
+                        const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);
+
+// Pixels per tile for a sweep of `blocks` registers: about 24 accumulators, more pixels when
+// there are few output channels (each broadcast pixel then feeds fewer vpdpbusd).
+inline constexpr int rows_for(int blocks) { return blocks == 1 ? 16 : blocks == 2 ? 12 : blocks == 3 ? 8 : 6; }
+
+inline TileFn tile_for(int blocks) {
+    switch (blocks) {
+    case 1: return &tile<rows_for(1), 1>;
+    case 2: return &tile<rows_for(2), 2>;
+    case 3: return &tile<rows_for(3), 3>;
+    default: return &tile<rows_for(4), 4>;
+    }
+}
+#endif
+
+}  // namespace qc8_vnni
+
+// A pointwise int8 convolution, weights packed at construction. run() and run_range() may be
+// called from several threads at once on disjoint pixel ranges (after prepare_input).
+class Qc8Pointwise {
+public:
+    // weights: oc rows of ic int8 values (OHWI of a 1x1 kernel); bias: oc int32 values; scales:
+    // oc requantization scales (input_scale * weight_scale[c] / output_scale, conv_requant_scale).
+    // Throws std::invalid_argument when the CPU has no VNNI or a size is 0.
+    Qc8Pointwise(std::size_t ic, std::size_t oc, std::int32_t input_zero_point, const std::int8_t* weights,
+                 const std::int32_t* bias, const float* scales, std::int32_t output_zero_point, std::int32_t qmin,
+                 std::int32_t qmax)
+        : ic_(ic), oc_(oc), k4_((ic + 3) / 4), lo_(static_cast<float>(qmin - output_zero_point)),
+          hi_(static_cast<float>(qmax - output_zero_point)), zero_point_(output_zero_point) {
+        if (!qc8_vnni::available()) throw std::invalid_argument("Qc8Pointwise: this CPU has no AVX-512 VNNI");
+        if (ic == 0 || oc == 0) throw std::invalid_argument("Qc8Pointwise: no channels");
+        const std::size_t lanes = qc8_vnni::kLanes;
+        const std::size_t padded = (oc + lanes - 1) / lanes * lanes;
+        bias_.assign(padded, 0);
+        scale_.assign(padded, 0.0f);
+        for (std::size_t c = 0; c < oc; ++c) {
+            std::int64_t sum = 0;
+            for (std::size_t k = 0; k < ic; ++k) sum += weights[c * ic + k];
+            // Wraps modulo 2^32 like XNNPACK's int32 arithmetic (the sum of a row fits easily).
+            const std::uint32_t adjusted = static_cast<std::uint32_t>(bias[c]) -
+                                           static_cast<std::uint32_t>(static_cast<std::int64_t>(input_zero_point + 128) * sum);
+            bias_[c] = static_cast<std::int32_t>(adjusted);
+            scale_[c] = scales[c];
+        }
+        // Sweeps of up to kMaxBlocks registers; inside one: [k4][block][lane][4 bytes].
+        for (std::size_t c0 = 0; c0 < padded; c0 += lanes * qc8_vnni::kMaxBlocks) {
+            const std::size_t blocks = std::min<std::size_t>(qc8_vnni::kMaxBlocks, (padded - c0) / lanes);
+            sweeps_.push_back({c0, static_cast<int>(blocks), packed_.size()});
+            packed_.resize(packed_.size() + k4_ * blocks * lanes, 0);
+            std::int32_t* dst = packed_.data() + sweeps_.back().offset;
+            for (std::size_t k = 0; k < k4_; ++k)
+                for (std::size_t b = 0; b < blocks; ++b)
+                    for (std::size_t lane = 0; lane < lanes; ++lane) {
+                        const std::size_t c = c0 + b * lanes + lane;
+                        std::uint8_t four[4] = {0, 0, 0, 0};
+                        for (std::size_t j = 0; j < 4; ++j)
+                            if (c < oc && 4 * k + j < ic)
+                                four[j] = static_cast<std::uint8_t>(weights[c * ic + 4 * k + j]);
+                        std::memcpy(&dst[(k * blocks + b) * lanes + lane], four, sizeof four);
+                    }
+        }
+    }
+
+    std::size_t input_channels() const noexcept { return ic_; }
+    std::size_t output_channels() const noexcept { return oc_; }
+    // Bytes per pixel of the prepared input (ic rounded up to 4).
+    std::size_t prepared_stride() const noexcept { return k4_ * 4; }
+
+    // Bytes of the prepared input of `pixels` pixels (with a tile's rows of padding).
+    std::size_t prepared_bytes(std::size_t pixels) const noexcept {
+        return (pixels + static_cast<std::size_t>(qc8_vnni::kMaxRows)) * prepared_stride();
+    }
+
+    // x (pixels x ic int8) -> prepared (prepared_bytes(pixels): pixels x prepared_stride() bytes,
+    // top bits flipped, then a tile of zero rows).
+    void prepare_input(const std::int8_t* x, std::size_t pixels, std::uint8_t* prepared) const noexcept {
+        const std::size_t stride = prepared_stride();
+#if defined(LAMDA_QC8_VNNI_X86)
+        qc8_vnni::flip_rows(x, ic_, pixels, stride, prepared);
+#else
+        (void)x;
+#endif
+        std::memset(prepared + pixels * stride, 0x80, static_cast<std::size_t>(qc8_vnni::kMaxRows) * stride);
+    }
+
+    // Output pixels [begin, end) from a prepared input, kTilePixels at a time: each such chunk
+    // of the input (at most 96 x ic bytes) stays in cache while every sweep of weights passes
+    // over it (sweeps outside, pixels inside, re-read an input larger than L2 once per sweep).
+    void run_range(const std::uint8_t* prepared, std::int8_t* y, std::size_t begin, std::size_t end) const {
+#if defined(LAMDA_QC8_VNNI_X86)
+        const std::size_t stride = prepared_stride();
+        for (std::size_t chunk = begin; chunk < end; chunk += qc8_vnni::kTilePixels) {
+            const std::size_t chunk_end = std::min(end, chunk + qc8_vnni::kTilePixels);
+            for (const Sweep& s : sweeps_) {
+                const int valid = static_cast<int>(
+                    std::min<std::size_t>(oc_ - s.first, static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes)));
+                const auto rows = static_cast<std::size_t>(qc8_vnni::rows_for(s.blocks));
+                const qc8_vnni::TileFn tile = qc8_vnni::tile_for(s.blocks);
+                std::size_t p = chunk;
+                for (; p + rows <= chunk_end; p += rows)
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, y + p * oc_ + s.first, oc_, valid, lo_, hi_, zero_point_);
+                if (p < chunk_end) {
+                    // The last pixels: a whole tile (prepare_input padded the rows), stored aside.
+                    std::int8_t part[static_cast<std::size_t>(qc8_vnni::kMaxRows * qc8_vnni::kMaxBlocks *
+                                                              qc8_vnni::kLanes)];
+                    const auto width = static_cast<std::size_t>(s.blocks * qc8_vnni::kLanes);
+                    tile(prepared + p * stride, stride, packed_.data() + s.offset, k4_, bias_.data() + s.first,
+                         scale_.data() + s.first, part, width, valid, lo_, hi_, zero_point_);
+                    for (std::size_t r = 0; p + r < chunk_end; ++r)
+                        std::memcpy(y + (p + r) * oc_ + s.first, part + r * width, static_cast<std::size_t>(valid));
+                }
+            }
+        }
+#else
+        (void)prepared, (void)y, (void)begin, (void)end;
+#endif
+    }
+
+    // The whole convolution on one thread; `scratch` is resized to the prepared input.
+    void run(const std::int8_t* x, std::int8_t* y, std::size_t pixels, std::vector<std::uint8_t>& scratch) const {
+        scratch.resize(prepared_bytes(pixels));
+        prepare_input(x, pixels, scratch.data());
+        run_range(scratch.data(), y, 0, pixels);
+    }
+
+private:
+    struct Sweep {
+        std::size_t first;   // first output channel
+        int blocks;          // registers of 16 channels
+        std::size_t offset;  // into packed_
+    };
+    std::size_t ic_, oc_, k4_;
+    float lo_, hi_;
+    std::int32_t zero_point_;
+    std::vector<std::int32_t> bias_;
+    std::vector<float> scale_;
+    std::vector<std::int32_t> packed_;
+    std::vector<Sweep> sweeps_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_QC8_VNNI_HPP
+// ---- end include/lamda/exec/qc8_vnni.hpp ----
 
 // The XNNPACK build the profile was measured with; XNNPACK has no run-time version query, so the
 // build system may pass the package version (Debian 12 ships this snapshot).
@@ -55738,13 +64159,25 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "qc8_vnni",
+    // comma-separated; "" none, or a profile older than the field): a profile timed without a
+    // kernel the executor now uses mispredicts those layers.
+    std::string lamda_kernels;
     int threads = 1;
     friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
         return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
                a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
-               a.lamda_version == b.lamda_version && a.threads == b.threads;
+               a.lamda_version == b.lamda_version && a.lamda_kernels == b.lamda_kernels && a.threads == b.threads;
     }
 };
+
+// The kernels of lamda's own that the executor runs by default in this build on this CPU.
+inline std::string current_lamda_kernels() {
+    std::string k;
+    if (dw_avx512::used_by_default()) k += "dw_avx512";
+    if (qc8_vnni::used_by_default()) k += k.empty() ? "qc8_vnni" : ",qc8_vnni";
+    return k;
+}
 
 inline DeviceFingerprint current_fingerprint(int threads) {
     const DeviceInfo info = describe_device();
@@ -55754,6 +64187,7 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.xnnpack_isa = info.xnnpack_isa;
     f.xnnpack_version = LAMDA_XNNPACK_VERSION;
     f.lamda_version = version_string;
+    f.lamda_kernels = current_lamda_kernels();
     f.threads = threads;
     return f;
 }
@@ -55778,6 +64212,7 @@ inline std::string fingerprint_warning(const DeviceFingerprint& profile, const D
     cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
     cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
     cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("lamda_kernels", profile.lamda_kernels, here.lamda_kernels);
     cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
     if (diffs.empty()) return {};
     return "warning: the latency profile was measured on a different device or setup; its "
@@ -55915,6 +64350,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
         .field("xnnpack_version", p.fingerprint.xnnpack_version)
         .field("lamda_version", p.fingerprint.lamda_version)
+        .field("lamda_kernels", p.fingerprint.lamda_kernels)
         .field("threads", p.fingerprint.threads)
         .end_object()
         .field("budget_s", p.budget_s)
@@ -56092,6 +64528,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    if (r.has(fp, "lamda_kernels"))  // absent in profiles made before it
+        p.fingerprint.lamda_kernels = r.str(r.at(fp, "lamda_kernels", "fingerprint"), "fingerprint.lamda_kernels");
     p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
@@ -56202,6 +64640,28 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <stdexcept>
 #include <vector>
 
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/qc8_vnni.hpp) are slower than
+// Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the executor picks
+// them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
 #include <immintrin.h>
@@ -56225,13 +64685,8 @@ inline bool available() noexcept {
 // Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
 // the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
 // (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
-// So the executor picks it by default only in optimised builds; a program
-// should compile every file that includes lamda alike (the value is fixed per translation unit).
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
 
 // Whether the executor runs pointwise int8 convolutions on this kernel by default
 // (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency
@@ -56566,6 +65021,373 @@ private:
 #include <utility>
 #include <vector>
 
+// ---- begin include/lamda/exec/dw_avx512.hpp ----
+// lamda/exec/dw_avx512.hpp: lamda's own fp32 kernel for depthwise convolutions (one filter per
+// channel, multiplier 1) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::dw_avx512::available()) {
+//       lamda::DepthwiseF32 dw(geometry, weights /*C x kh x kw*/, bias /*C or null*/, lo, hi);
+//       dw.run_rows(input, output, 0, dw.output_rows());   // NHWC fp32, batch 1
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) runs a depthwise convolution through an indirection
+// buffer (one pointer per tap per output pixel) and a channel tile of 16 lanes that it pays for
+// whole; per layer against ONNX Runtime's profiler, mnasnet0_5's 17 depthwise layers took twice
+// ORT's time, its first (3x3 at 112x112x16) 3.7x (docs/benchmarks.md, "Per layer kind"). This
+// kernel reads the NHWC map directly: for a tile of output pixels of one row and one register
+// of 16 channels, every tap is one load of 16 channels and one FMA per pixel, the filter taps
+// stay in L1, padding is skipped (rows out of range are not visited, border pixels check their
+// columns) and the channels past the last full register are masked, never padded.
+//
+// Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
+// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_DW_AVX512_HPP
+#define LAMDA_EXEC_DW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_DW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace dw_avx512 {
+
+// Whether this CPU (and OS) runs AVX-512F: false on other architectures.
+inline bool available() noexcept {
+#if defined(LAMDA_DW_AVX512_X86)
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+#else
+    return false;
+#endif
+}
+
+// Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
+// Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
+
+// Whether the executor runs multiplier-1 depthwise convolutions (those it prefers) on this
+// kernel by default (XnnOptions::depthwise_avx512). The profile's fingerprint records it.
+inline bool used_by_default() noexcept { return built_optimized && available(); }
+
+inline constexpr int kLanes = 16;  // channels per register
+
+// Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
+// more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
+// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
+// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
+// at 96 to 960 channels), so the executor keeps it there.
+inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+
+}  // namespace dw_avx512
+
+// A depthwise convolution's shape: the input map, the square or rectangular filter, its stride,
+// dilation and padding (top, left, bottom, right), and the output map it gives.
+struct DepthwiseGeometry {
+    int channels = 0;
+    int in_h = 0, in_w = 0;
+    int kh = 0, kw = 0;
+    int sh = 1, sw = 1;
+    int dh = 1, dw = 1;
+    std::array<int, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+    int out_h() const noexcept { return (in_h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh + 1; }
+    int out_w() const noexcept { return (in_w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+namespace dw_avx512 {
+
+// What every tile of one output row shares: the filter rows in range (input row pointers at
+// column 0, channel 0; the packed filter row of each, block 0), the map's width in channels, the
+// filter's width, stride and dilation across, and the clamp.
+struct RowArgs {
+    const float* const* in_rows;
+    const std::ptrdiff_t* w_rows;  // offsets into a block's packed taps
+    int nrows;
+    std::ptrdiff_t channels;
+    int in_w;
+    int kw, sw, dw;
+    float lo, hi;
+};
+
+// One tile: `ix0` the input column of its first output's first tap (negative in the left
+// padding), `c_off` its register's first channel, `w` the register's packed taps, `bias` its 16
+// biases, `mask` its live channels, `out` its first output.
+using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w, const float* bias,
+                        unsigned mask, float* out);
+
+#if defined(LAMDA_DW_AVX512_X86)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#if defined(__clang__)
+#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
+#endif
+
+// TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
+// column the tile reads is loaded once per filter row and feeds every output that uses it, so a
+// 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
+// padding are skipped (a separate instance: the check costs the interior 10-20%). For one output
+// the taps are summed in row-major order.
+template <int KW, int S, int TILE, bool EDGE>
+__attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                   const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels;
+    constexpr int kColumns = (TILE - 1) * S + KW;
+    const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off;
+        const float* wr = w + a.w_rows[r];
+        __m512 vw[KW];
+        LAMDA_DW_UNROLL
+        for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
+        LAMDA_DW_UNROLL
+        for (int i = 0; i < kColumns; ++i) {
+            if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
+            const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
+            LAMDA_DW_UNROLL
+            for (int x = 0; x < KW; ++x) {
+                const int q = i - x;  // = p * S for the output p that this tap of column i feeds
+                if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
+            }
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+template <int TILE>
+__attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
+                                                 const float* bias, unsigned mask_bits, float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
+    __m512 acc[TILE];
+    const __m512 vb = _mm512_loadu_ps(bias);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p) acc[p] = vb;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
+        const float* wr = w + a.w_rows[r];
+        for (int x = 0; x < a.kw; ++x) {
+            const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
+            const float* src = row + x * tap_step;
+            LAMDA_DW_UNROLL
+            for (int p = 0; p < TILE; ++p)
+                acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
+// One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
+// input column; each tap's column is checked.
+__attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, int ix0, std::ptrdiff_t c_off,
+                                                            const float* w, const float* bias, unsigned mask_bits,
+                                                            float* out) {
+    const auto mask = static_cast<__mmask16>(mask_bits);
+    __m512 acc = _mm512_loadu_ps(bias);
+    // The taps whose column lies in the input: x in [x_lo, x_hi).
+    const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
+    const int x_hi = ix0 >= a.in_w                     ? 0
+                     : ix0 + (a.kw - 1) * a.dw < a.in_w ? a.kw
+                                                         : (a.in_w - 1 - ix0) / a.dw + 1;
+    for (int r = 0; r < a.nrows; ++r) {
+        const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
+        const float* wr = w + a.w_rows[r];
+        for (int x = x_lo; x < x_hi; ++x)
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+    }
+    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+}
+
+#undef LAMDA_DW_UNROLL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+// The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
+// 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).
+struct FixedTiles {
+    std::array<TileFn, 8> interior{}, edge{};
+};
+template <int K, int S>
+FixedTiles fixed_tiles() {
+    return {{&tile_fixed<K, S, 1, false>, &tile_fixed<K, S, 2, false>, &tile_fixed<K, S, 3, false>,
+             &tile_fixed<K, S, 4, false>, &tile_fixed<K, S, 5, false>, &tile_fixed<K, S, 6, false>,
+             &tile_fixed<K, S, 7, false>, &tile_fixed<K, S, 8, false>},
+            {&tile_fixed<K, S, 1, true>, &tile_fixed<K, S, 2, true>, &tile_fixed<K, S, 3, true>,
+             &tile_fixed<K, S, 4, true>, &tile_fixed<K, S, 5, true>, &tile_fixed<K, S, 6, true>,
+             &tile_fixed<K, S, 7, true>, &tile_fixed<K, S, 8, true>}};
+}
+inline FixedTiles fixed_tiles_for(int kw, int sw, int dw) {
+    if (dw != 1) return {};
+    if (kw == 3 && sw == 1) return fixed_tiles<3, 1>();
+    if (kw == 3 && sw == 2) return fixed_tiles<3, 2>();
+    if (kw == 5 && sw == 1) return fixed_tiles<5, 1>();
+    if (kw == 5 && sw == 2) return fixed_tiles<5, 2>();
+    if (kw == 7 && sw == 1) return fixed_tiles<7, 1>();
+    if (kw == 7 && sw == 2) return fixed_tiles<7, 2>();
+    return {};
+}
+#endif  // LAMDA_DW_AVX512_X86
+
+}  // namespace dw_avx512
+
+class DepthwiseF32 {
+public:
+    static constexpr int kMaxFilterRows = 64;  // taller filters are refused (XNNPACK runs them)
+
+    // `weights`: channels x kh x kw (OIHW with one input channel: the DSL's and XNNPACK's order);
+    // `bias`: channels values or null; outputs clamped to [lo, hi] (the fused activation).
+    DepthwiseF32(const DepthwiseGeometry& g, const float* weights, const float* bias, float lo, float hi)
+        : g_(g), lo_(lo), hi_(hi) {
+        if (g.channels <= 0 || g.in_h <= 0 || g.in_w <= 0 || g.kh <= 0 || g.kw <= 0 || g.sh <= 0 || g.sw <= 0 ||
+            g.dh <= 0 || g.dw <= 0 || g.kh > kMaxFilterRows || g.pads[0] < 0 || g.pads[1] < 0 || g.pads[2] < 0 ||
+            g.pads[3] < 0 || g.out_h() <= 0 || g.out_w() <= 0)
+            throw std::invalid_argument("DepthwiseF32: bad geometry");
+        blocks_ = (g.channels + dw_avx512::kLanes - 1) / dw_avx512::kLanes;
+        taps_ = static_cast<std::size_t>(g.kh) * static_cast<std::size_t>(g.kw);
+        const auto lanes = static_cast<std::size_t>(dw_avx512::kLanes);
+        // [block][ky][kx][16], channels past the last zero; bias [block][16].
+        packed_.assign(static_cast<std::size_t>(blocks_) * taps_ * lanes, 0.0f);
+        bias_.assign(static_cast<std::size_t>(blocks_) * lanes, 0.0f);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(g.channels); ++c) {
+            const std::size_t b = c / lanes, lane = c % lanes;
+            for (std::size_t t = 0; t < taps_; ++t) packed_[(b * taps_ + t) * lanes + lane] = weights[c * taps_ + t];
+            if (bias) bias_[b * lanes + lane] = bias[c];
+        }
+        // The output columns whose every tap lies in the input (no column check needed).
+        const int ow = g.out_w();
+        x_first_ = std::min(ow, (g.pads[1] + g.sw - 1) / g.sw);
+        const int last_start = g.in_w - 1 - g.dw * (g.kw - 1) + g.pads[1];  // largest x * sw
+        x_end_ = last_start < 0 ? x_first_ : std::max(x_first_, std::min(ow, last_start / g.sw + 1));
+        // A tile of 8 reads (7 sw + (kw - 1) dw + 1) columns of kh rows, 64 bytes per register:
+        // registers of channels go in groups whose columns fill about half of a 32 KiB L1.
+        const long tile_bytes = (7L * g.sw + (g.kw - 1L) * g.dw + 1L) * g.kh * 64L;
+        group_ = static_cast<int>(std::clamp(16384L / tile_bytes, 1L, static_cast<long>(blocks_)));
+#if defined(LAMDA_DW_AVX512_X86)
+        fixed_ = dw_avx512::fixed_tiles_for(g.kw, g.sw, g.dw);
+#endif
+    }
+
+    const DepthwiseGeometry& geometry() const noexcept { return g_; }
+    int output_rows() const noexcept { return g_.out_h(); }
+
+    // Output rows [y_begin, y_end) of NHWC `in` (in_h x in_w x channels) into `out` (out_h x out_w x
+    // channels). Rows are independent: threads may run disjoint ranges at once.
+    void run_rows(const float* in, float* out, int y_begin, int y_end) const {
+#if defined(LAMDA_DW_AVX512_X86)
+        for (int y = y_begin; y < y_end; ++y) run_row(in, out, y);
+#else
+        (void)in;
+        (void)out;
+        (void)y_begin;
+        (void)y_end;
+        throw std::logic_error("DepthwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_DW_AVX512_X86)
+    void run_row(const float* in, float* out, int y) const {
+        using dw_avx512::kLanes;
+        const std::ptrdiff_t C = g_.channels;
+        const int ow = g_.out_w();
+        // The filter rows that fall inside the input for this output row (padding rows skipped).
+        const float* in_rows[kMaxFilterRows];
+        std::ptrdiff_t w_rows[kMaxFilterRows];
+        int nrows = 0;
+        for (int ky = 0; ky < g_.kh; ++ky) {
+            const int iy = y * g_.sh - g_.pads[0] + ky * g_.dh;
+            if (iy < 0 || iy >= g_.in_h) continue;
+            in_rows[nrows] = in + static_cast<std::ptrdiff_t>(iy) * g_.in_w * C;
+            w_rows[nrows++] = static_cast<std::ptrdiff_t>(ky) * g_.kw * kLanes;
+        }
+        const dw_avx512::RowArgs a{in_rows, w_rows, nrows, C, g_.in_w, g_.kw, g_.sw, g_.dw, lo_, hi_};
+        float* out_row = out + static_cast<std::ptrdiff_t>(y) * ow * C;
+        const auto block_taps = static_cast<std::ptrdiff_t>(taps_) * kLanes;
+        const auto mask_of = [&](int b) {
+            const int left = g_.channels - b * kLanes;
+            return left >= kLanes ? 0xFFFFu : (1u << left) - 1u;
+        };
+        // The row in groups of channel registers whose input columns for one tile fit in L1
+        // together (group_): all of a tile's registers in the group before the next tile, so the
+        // columns it shares with the next tile are still there.
+        for (int b0 = 0; b0 < blocks_; b0 += group_) {
+            const int b1 = std::min(blocks_, b0 + group_);
+            const auto run_tile = [&](dw_avx512::TileFn fn, int x) {
+                for (int b = b0; b < b1; ++b)
+                    fn(a, x * g_.sw - g_.pads[1], b * kLanes, packed_.data() + b * block_taps,
+                       bias_.data() + b * kLanes, mask_of(b), out_row + x * C + b * kLanes);
+            };
+            if (fixed_.interior[0]) {
+                const auto edge = [&](int from, int to) {
+                    for (int x = from; x < to; x += 8)
+                        run_tile(fixed_.edge[static_cast<std::size_t>(std::min(8, to - x) - 1)], x);
+                };
+                // Whole tiles of 8 where they can be: the border columns ride in the first and
+                // last tiles (a tile of one pixel at each border costs as much as a tile of 4).
+                const int left = std::min(ow, std::max(8, x_first_));
+                edge(0, left);
+                int x = left;
+                for (; x + 8 <= x_end_; x += 8) run_tile(fixed_.interior[7], x);
+                edge(x, ow);
+                continue;
+            }
+            for (int x = 0; x < x_first_; ++x) run_tile(&dw_avx512::border_pixel, x);
+            int x = x_first_;
+            for (; x + 8 <= x_end_; x += 8) run_tile(&dw_avx512::tile_any<8>, x);
+            for (; x < x_end_; ++x) run_tile(&dw_avx512::tile_any<1>, x);
+            for (x = std::max(x, x_first_); x < ow; ++x) run_tile(&dw_avx512::border_pixel, x);
+        }
+    }
+    dw_avx512::FixedTiles fixed_;  // tiles of 1 to 8 pixels, when the filter has them
+#endif
+
+    DepthwiseGeometry g_;
+    float lo_, hi_;
+    int blocks_ = 0;
+    int group_ = 1;  // registers of channels swept together along a row
+    std::size_t taps_ = 0;
+    int x_first_ = 0, x_end_ = 0;  // output columns [x_first_, x_end_) read no padding
+    std::vector<float> packed_;
+    std::vector<float> bias_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_DW_AVX512_HPP
+// ---- end include/lamda/exec/dw_avx512.hpp ----
 
 namespace lamda {
 
@@ -56602,6 +65424,11 @@ struct XnnOptions {
     // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
     // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
     bool int8_vnni = qc8_vnni::built_optimized;
+    // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
+    // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
+    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // convolution for them all (to compare). On by default in optimised builds only.
+    bool depthwise_avx512 = dw_avx512::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -56697,6 +65524,7 @@ enum class XnnLowering {
     Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
+    Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -56726,6 +65554,7 @@ public:
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
         impl_->int8_vnni = options.int8_vnni;
+        impl_->depthwise_avx512 = options.depthwise_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -56777,6 +65606,8 @@ public:
     bool int8() const noexcept { return impl_->int8; }
     // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
     int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
+    // fp32: how many depthwise convolutions run on lamda's AVX-512 kernel (XnnOptions::depthwise_avx512).
+    int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -56901,6 +65732,8 @@ private:
         std::vector<char> in_float;
         bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
+        bool depthwise_avx512 = dw_avx512::built_optimized;  // XnnOptions::depthwise_avx512
+        int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -57320,18 +66153,73 @@ private:
                   "xnn_setup_fully_connected_nc_f32");
         } else {
             const Shape is = sp.is;
+            // XNNPACK validates the parameters in every case (the same refusals with or without
+            // lamda's depthwise kernel); a multiplier-1 dwconv then runs on that kernel.
             check(xnn_create_convolution2d_nhwc_f32(
                       static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
                       static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
                       sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
                       static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
+            if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
+                sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                xnn_delete_operator(op);
+                add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
+    // over the thread pool.
+    void add_depthwise(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                       const float* in, float* out) {
+        DepthwiseGeometry geo;
+        geo.channels = static_cast<int>(sp.is.c);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.kh = static_cast<int>(sp.kh);
+        geo.kw = static_cast<int>(sp.kw);
+        geo.sh = static_cast<int>(sp.sh);
+        geo.sw = static_cast<int>(sp.sw);
+        geo.dh = static_cast<int>(sp.dh);
+        geo.dw = static_cast<int>(sp.dw);
+        for (std::size_t k = 0; k < 4; ++k) geo.pads[k] = static_cast<int>(sp.pads[k]);
+        if (geo.out_h() != l.shape.h || geo.out_w() != l.shape.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": the depthwise kernel gives " + std::to_string(geo.out_h()) +
+                                "x" + std::to_string(geo.out_w()) + ", not the inferred " + to_string(l.shape));
+        auto dw = std::make_shared<const DepthwiseF32>(geo, sp.kernel.data(), bias, lo, hi);
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [dw, in, out, pool = impl_->pool] {
+            const int rows = dw->output_rows();
+            if (!pool || rows < 2) {
+                dw->run_rows(in, out, 0, rows);
+                return;
+            }
+            struct RowsJob {
+                const DepthwiseF32* dw;
+                const float* in;
+                float* out;
+            } job{dw.get(), in, out};
+            pthreadpool_parallelize_1d(
+                pool,
+                [](void* context, std::size_t y) {
+                    const RowsJob& t = *static_cast<const RowsJob*>(context);
+                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
+                },
+                &job, static_cast<std::size_t>(rows), 0);
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->depthwise_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -57662,6 +66550,7 @@ private:
                     &job, (pixels + tile - 1) / tile, 0);
             };
             impl_->steps.push_back(std::move(s));
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
             ++impl_->vnni_layers;
             return true;
         }

@@ -230,6 +230,7 @@ inline const char* lowering_name(XnnLowering l) noexcept {
     case XnnLowering::Fused: return "fused";
     case XnnLowering::Alias: return "alias";
     case XnnLowering::Loop: return "loop";
+    case XnnLowering::Kernel: return "lamda";
     }
     return "?";
 }

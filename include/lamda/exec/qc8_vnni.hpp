@@ -33,6 +33,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "../detail/built_optimized.hpp"
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
 #include <immintrin.h>
@@ -56,13 +58,8 @@ inline bool available() noexcept {
 // Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
 // the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
 // (clang), 12 ms under ASan, against 0.04 ms optimised, slower than Debian's prebuilt XNNPACK.
-// So the executor picks it by default only in optimised builds; a program
-// should compile every file that includes lamda alike (the value is fixed per translation unit).
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
+// So the executor picks it by default only in optimised builds (detail/built_optimized.hpp).
+inline constexpr bool built_optimized = detail::built_optimized;
 
 // Whether the executor runs pointwise int8 convolutions on this kernel by default
 // (XnnOptions::int8_vnni): the CPU has VNNI and the kernel was compiled to be fast. The latency

@@ -86,6 +86,7 @@
 #include "../core/ir.hpp"
 #include "../core/quant.hpp"
 #include "plan.hpp"
+#include "dw_avx512.hpp"
 #include "qc8_vnni.hpp"
 #include "reference.hpp"
 #include "reference_int8.hpp"
@@ -127,6 +128,11 @@ struct XnnOptions {
     // VNNI; false keeps XNNPACK's qc8 convolution for them (to compare). On by default in
     // optimised builds only (qc8_vnni::built_optimized: at -O0 the kernel is the slower one).
     bool int8_vnni = qc8_vnni::built_optimized;
+    // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
+    // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
+    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // convolution for them all (to compare). On by default in optimised builds only.
+    bool depthwise_avx512 = dw_avx512::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -222,6 +228,7 @@ enum class XnnLowering {
     Fused,      // done by an earlier layer's operator(s): folded batchnorm, fused activation
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
+    Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -251,6 +258,7 @@ public:
             throw ExecutorError("XNNPACK: xnn_initialize failed: " + xnn_status_name(init));
         impl_->threads = options.threads;
         impl_->int8_vnni = options.int8_vnni;
+        impl_->depthwise_avx512 = options.depthwise_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -302,6 +310,8 @@ public:
     bool int8() const noexcept { return impl_->int8; }
     // int8: how many convolutions run on lamda's VNNI kernel (XnnOptions::int8_vnni).
     int int8_vnni_layers() const noexcept { return impl_->vnni_layers; }
+    // fp32: how many depthwise convolutions run on lamda's AVX-512 kernel (XnnOptions::depthwise_avx512).
+    int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -426,6 +436,8 @@ private:
         std::vector<char> in_float;
         bool int8_vnni = qc8_vnni::built_optimized;  // XnnOptions::int8_vnni
         int vnni_layers = 0;    // convolutions on exec/qc8_vnni.hpp's kernel
+        bool depthwise_avx512 = dw_avx512::built_optimized;  // XnnOptions::depthwise_avx512
+        int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -845,18 +857,73 @@ private:
                   "xnn_setup_fully_connected_nc_f32");
         } else {
             const Shape is = sp.is;
+            // XNNPACK validates the parameters in every case (the same refusals with or without
+            // lamda's depthwise kernel); a multiplier-1 dwconv then runs on that kernel.
             check(xnn_create_convolution2d_nhwc_f32(
                       static_cast<std::uint32_t>(sp.pads[0]), static_cast<std::uint32_t>(sp.pads[3]),
                       static_cast<std::uint32_t>(sp.pads[2]), static_cast<std::uint32_t>(sp.pads[1]),
                       sp.kh, sp.kw, sp.sh, sp.sw, sp.dh, sp.dw, sp.groups, sp.gic, sp.goc,
                       static_cast<std::size_t>(is.c), oc, sp.kernel.data(), bias_ptr, lo, hi, 0, &op),
                   l, "xnn_create_convolution2d_nhwc_f32");
+            if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
+                sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                xnn_delete_operator(op);
+                add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
+    // over the thread pool.
+    void add_depthwise(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                       const float* in, float* out) {
+        DepthwiseGeometry geo;
+        geo.channels = static_cast<int>(sp.is.c);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.kh = static_cast<int>(sp.kh);
+        geo.kw = static_cast<int>(sp.kw);
+        geo.sh = static_cast<int>(sp.sh);
+        geo.sw = static_cast<int>(sp.sw);
+        geo.dh = static_cast<int>(sp.dh);
+        geo.dw = static_cast<int>(sp.dw);
+        for (std::size_t k = 0; k < 4; ++k) geo.pads[k] = static_cast<int>(sp.pads[k]);
+        if (geo.out_h() != l.shape.h || geo.out_w() != l.shape.w)
+            throw ExecutorError("XNNPACK: " + where(l) + ": the depthwise kernel gives " + std::to_string(geo.out_h()) +
+                                "x" + std::to_string(geo.out_w()) + ", not the inferred " + to_string(l.shape));
+        auto dw = std::make_shared<const DepthwiseF32>(geo, sp.kernel.data(), bias, lo, hi);
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [dw, in, out, pool = impl_->pool] {
+            const int rows = dw->output_rows();
+            if (!pool || rows < 2) {
+                dw->run_rows(in, out, 0, rows);
+                return;
+            }
+            struct RowsJob {
+                const DepthwiseF32* dw;
+                const float* in;
+                float* out;
+            } job{dw.get(), in, out};
+            pthreadpool_parallelize_1d(
+                pool,
+                [](void* context, std::size_t y) {
+                    const RowsJob& t = *static_cast<const RowsJob*>(context);
+                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
+                },
+                &job, static_cast<std::size_t>(rows), 0);
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->depthwise_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -1187,6 +1254,7 @@ private:
                     &job, (pixels + tile - 1) / tile, 0);
             };
             impl_->steps.push_back(std::move(s));
+            impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
             ++impl_->vnni_layers;
             return true;
         }

@@ -34,6 +34,8 @@
 #include "../detail/json_write.hpp"
 #include "../detail/read_file.hpp"
 #include "../exec/device.hpp"
+#include "../exec/dw_avx512.hpp"
+#include "../exec/qc8_vnni.hpp"
 #include "../version.hpp"
 #include "predictor.hpp"
 
@@ -55,13 +57,25 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "qc8_vnni",
+    // comma-separated; "" none, or a profile older than the field): a profile timed without a
+    // kernel the executor now uses mispredicts those layers.
+    std::string lamda_kernels;
     int threads = 1;
     friend bool operator==(const DeviceFingerprint& a, const DeviceFingerprint& b) {
         return a.cpu_model == b.cpu_model && a.architecture == b.architecture &&
                a.xnnpack_isa == b.xnnpack_isa && a.xnnpack_version == b.xnnpack_version &&
-               a.lamda_version == b.lamda_version && a.threads == b.threads;
+               a.lamda_version == b.lamda_version && a.lamda_kernels == b.lamda_kernels && a.threads == b.threads;
     }
 };
+
+// The kernels of lamda's own that the executor runs by default in this build on this CPU.
+inline std::string current_lamda_kernels() {
+    std::string k;
+    if (dw_avx512::used_by_default()) k += "dw_avx512";
+    if (qc8_vnni::used_by_default()) k += k.empty() ? "qc8_vnni" : ",qc8_vnni";
+    return k;
+}
 
 inline DeviceFingerprint current_fingerprint(int threads) {
     const DeviceInfo info = describe_device();
@@ -71,6 +85,7 @@ inline DeviceFingerprint current_fingerprint(int threads) {
     f.xnnpack_isa = info.xnnpack_isa;
     f.xnnpack_version = LAMDA_XNNPACK_VERSION;
     f.lamda_version = version_string;
+    f.lamda_kernels = current_lamda_kernels();
     f.threads = threads;
     return f;
 }
@@ -95,6 +110,7 @@ inline std::string fingerprint_warning(const DeviceFingerprint& profile, const D
     cmp("xnnpack_isa", profile.xnnpack_isa, here.xnnpack_isa);
     cmp("xnnpack_version", profile.xnnpack_version, here.xnnpack_version);
     cmp("lamda_version", profile.lamda_version, here.lamda_version);
+    cmp("lamda_kernels", profile.lamda_kernels, here.lamda_kernels);
     cmp("threads", std::to_string(profile.threads), std::to_string(here.threads));
     if (diffs.empty()) return {};
     return "warning: the latency profile was measured on a different device or setup; its "
@@ -232,6 +248,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
         .field("xnnpack_isa", p.fingerprint.xnnpack_isa)
         .field("xnnpack_version", p.fingerprint.xnnpack_version)
         .field("lamda_version", p.fingerprint.lamda_version)
+        .field("lamda_kernels", p.fingerprint.lamda_kernels)
         .field("threads", p.fingerprint.threads)
         .end_object()
         .field("budget_s", p.budget_s)
@@ -409,6 +426,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     p.fingerprint.xnnpack_isa = r.str(r.at(fp, "xnnpack_isa", "fingerprint"), "fingerprint.xnnpack_isa");
     p.fingerprint.xnnpack_version = r.str(r.at(fp, "xnnpack_version", "fingerprint"), "fingerprint.xnnpack_version");
     p.fingerprint.lamda_version = r.str(r.at(fp, "lamda_version", "fingerprint"), "fingerprint.lamda_version");
+    if (r.has(fp, "lamda_kernels"))  // absent in profiles made before it
+        p.fingerprint.lamda_kernels = r.str(r.at(fp, "lamda_kernels", "fingerprint"), "fingerprint.lamda_kernels");
     p.fingerprint.threads = r.int_in(r.at(fp, "threads", "fingerprint"), "fingerprint.threads", 1, 1024);
     p.budget_s = r.num(r.at(doc, "budget_s", ""), "budget_s");
     p.elapsed_s = r.num(r.at(doc, "elapsed_s", ""), "elapsed_s");
