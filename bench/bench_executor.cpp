@@ -75,7 +75,8 @@ void register_sweeps() {
     // Depthwise (MobileNet, MnasNet and Fashion-MNIST blocks), each with XnnOptions::depthwise_avx512
     // off and on, one after the other: compare the two rows' times. On, a layer runs lamda's kernel
     // (exec/dw_avx512.hpp) where the CPU has AVX-512F and dw_avx512::preferred says so (larger
-    // than 3x3, or up to 64 channels), XNNPACK's otherwise (the two rows then time the same code).
+    // than 3x3, stride 1, or up to 64 channels), XNNPACK's otherwise (the two rows then time the
+    // same code).
     struct Depthwise {
         int hw, channels, kernel, stride;
     };

@@ -9691,10 +9691,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -10855,7 +10857,7 @@ struct XnnOptions {
     bool int8_vnni = qc8_vnni::built_optimized;
     // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
     // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
-    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // 3x3, stride 1, or up to 64 channels; 0.3-0.9x XNNPACK's time there); false keeps XNNPACK's
     // convolution for them all (to compare). On by default in optimised builds only.
     bool depthwise_avx512 = dw_avx512::built_optimized;
 };
@@ -11592,7 +11594,8 @@ private:
                   l, "xnn_create_convolution2d_nhwc_f32");
             if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
                 sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
-                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw),
+                                     static_cast<int>(sp.sw))) {
                 xnn_delete_operator(op);
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -15557,10 +15560,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -16206,7 +16211,7 @@ struct XnnOptions {
     bool int8_vnni = qc8_vnni::built_optimized;
     // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
     // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
-    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // 3x3, stride 1, or up to 64 channels; 0.3-0.9x XNNPACK's time there); false keeps XNNPACK's
     // convolution for them all (to compare). On by default in optimised builds only.
     bool depthwise_avx512 = dw_avx512::built_optimized;
 };
@@ -16943,7 +16948,8 @@ private:
                   l, "xnn_create_convolution2d_nhwc_f32");
             if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
                 sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
-                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw),
+                                     static_cast<int>(sp.sw))) {
                 xnn_delete_operator(op);
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -19993,10 +19999,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -28039,10 +28047,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -29288,10 +29298,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -29937,7 +29949,7 @@ struct XnnOptions {
     bool int8_vnni = qc8_vnni::built_optimized;
     // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
     // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
-    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // 3x3, stride 1, or up to 64 channels; 0.3-0.9x XNNPACK's time there); false keeps XNNPACK's
     // convolution for them all (to compare). On by default in optimised builds only.
     bool depthwise_avx512 = dw_avx512::built_optimized;
 };
@@ -30674,7 +30686,8 @@ private:
                   l, "xnn_create_convolution2d_nhwc_f32");
             if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
                 sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
-                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw),
+                                     static_cast<int>(sp.sw))) {
                 xnn_delete_operator(op);
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -33819,10 +33832,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -40146,10 +40161,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -41395,10 +41412,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -42044,7 +42063,7 @@ struct XnnOptions {
     bool int8_vnni = qc8_vnni::built_optimized;
     // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
     // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
-    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // 3x3, stride 1, or up to 64 channels; 0.3-0.9x XNNPACK's time there); false keeps XNNPACK's
     // convolution for them all (to compare). On by default in optimised builds only.
     bool depthwise_avx512 = dw_avx512::built_optimized;
 };
@@ -42781,7 +42800,8 @@ private:
                   l, "xnn_create_convolution2d_nhwc_f32");
             if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
                 sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
-                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw),
+                                     static_cast<int>(sp.sw))) {
                 xnn_delete_operator(op);
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -46580,10 +46600,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -48127,10 +48149,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -48465,7 +48489,7 @@ struct XnnOptions {
     bool int8_vnni = qc8_vnni::built_optimized;
     // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
     // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
-    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // 3x3, stride 1, or up to 64 channels; 0.3-0.9x XNNPACK's time there); false keeps XNNPACK's
     // convolution for them all (to compare). On by default in optimised builds only.
     bool depthwise_avx512 = dw_avx512::built_optimized;
 };
@@ -49202,7 +49226,8 @@ private:
                   l, "xnn_create_convolution2d_nhwc_f32");
             if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
                 sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
-                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw),
+                                     static_cast<int>(sp.sw))) {
                 xnn_delete_operator(op);
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -54030,10 +54055,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -56403,10 +56430,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -57052,7 +57081,7 @@ struct XnnOptions {
     bool int8_vnni = qc8_vnni::built_optimized;
     // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
     // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
-    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // 3x3, stride 1, or up to 64 channels; 0.3-0.9x XNNPACK's time there); false keeps XNNPACK's
     // convolution for them all (to compare). On by default in optimised builds only.
     bool depthwise_avx512 = dw_avx512::built_optimized;
 };
@@ -57789,7 +57818,8 @@ private:
                   l, "xnn_create_convolution2d_nhwc_f32");
             if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
                 sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
-                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw),
+                                     static_cast<int>(sp.sw))) {
                 xnn_delete_operator(op);
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -60379,10 +60409,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -63529,10 +63561,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -65088,10 +65122,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 
@@ -65426,7 +65462,7 @@ struct XnnOptions {
     bool int8_vnni = qc8_vnni::built_optimized;
     // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
     // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
-    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // 3x3, stride 1, or up to 64 channels; 0.3-0.9x XNNPACK's time there); false keeps XNNPACK's
     // convolution for them all (to compare). On by default in optimised builds only.
     bool depthwise_avx512 = dw_avx512::built_optimized;
 };
@@ -66163,7 +66199,8 @@ private:
                   l, "xnn_create_convolution2d_nhwc_f32");
             if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
                 sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
-                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw),
+                                     static_cast<int>(sp.sw))) {
                 xnn_delete_operator(op);
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;

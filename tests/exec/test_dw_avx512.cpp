@@ -202,15 +202,20 @@ TEST_CASE("xnnpack: depthwise convolutions on lamda's AVX-512 kernel agree with 
 
 TEST_CASE("xnnpack: lamda's depthwise kernel only where it is the faster") {
     using lamda_test::graph_of;
-    // 3x3 with 96 channels: XNNPACK's (its channel-inner loop is as fast there); 5x5: lamda's.
-    const lamda::Graph g = graph_of("input: input shape=10x10x96\na: dwconv kernel=3\nb: dwconv kernel=5\n");
-    CHECK_FALSE(lamda::dw_avx512::preferred(96, 3, 3));
-    CHECK(lamda::dw_avx512::preferred(96, 5, 5));
-    CHECK(lamda::dw_avx512::preferred(64, 3, 3));
+    // 3x3 at stride 2 with 96 channels: XNNPACK's (its channel-inner loop is faster there); at
+    // stride 1, or 5x5 at stride 2: lamda's.
+    const lamda::Graph g = graph_of(
+        "input: input shape=12x12x96\na: dwconv kernel=3 stride=2\nb: dwconv kernel=3\nc: dwconv kernel=5 stride=2\n");
+    CHECK_FALSE(lamda::dw_avx512::preferred(96, 3, 3, 2));
+    CHECK(lamda::dw_avx512::preferred(64, 3, 3, 2));
+    CHECK(lamda::dw_avx512::preferred(96, 3, 3, 1));
+    CHECK(lamda::dw_avx512::preferred(96, 5, 5, 2));
     lamda::XnnOptions on;
     on.depthwise_avx512 = true;
     lamda::XnnExecutor e(g, lamda::random_weights(g, 2), on);
+    const auto ours = lamda::dw_avx512::available() ? lamda::XnnLowering::Kernel : lamda::XnnLowering::Operators;
     CHECK(e.lowering(1) == lamda::XnnLowering::Operators);
-    CHECK(e.lowering(2) == (lamda::dw_avx512::available() ? lamda::XnnLowering::Kernel : lamda::XnnLowering::Operators));
-    CHECK(e.depthwise_avx512_layers() == (lamda::dw_avx512::available() ? 1 : 0));
+    CHECK(e.lowering(2) == ours);
+    CHECK(e.lowering(3) == ours);
+    CHECK(e.depthwise_avx512_layers() == (lamda::dw_avx512::available() ? 2 : 0));
 }

@@ -65,10 +65,12 @@ inline constexpr int kLanes = 16;  // channels per register
 // Whether a depthwise convolution runs faster on this kernel than on XNNPACK's, from timing both
 // on one machine, interleaved (docs/benchmarks.md, "lamda's depthwise kernel"): every filter of
 // more than 9 taps (5x5: 0.35-0.75x XNNPACK's time; 7x7 and larger go to XNNPACK's generic path,
-// 10-20x slower than this), and 3x3 ones with up to 64 channels (0.3-0.8x). With more channels
-// XNNPACK's channel-inner loop reads long contiguous runs and is as fast or faster (0.6 to 1.3x
-// at 96 to 960 channels), so the executor keeps it there.
-inline bool preferred(int channels, int kh, int kw) noexcept { return kh * kw > 9 || channels <= 64; }
+// 10-20x slower than this), every 3x3 one at stride 1 (0.3-0.9x, 16 to 576 channels), and 3x3
+// ones at stride 2 with up to 64 channels (0.7-0.9x). Past that, at stride 2, XNNPACK's
+// channel-inner loop is the faster (1.0-1.5x at 80 to 576 channels), so the executor keeps it.
+inline bool preferred(int channels, int kh, int kw, int stride_w) noexcept {
+    return kh * kw > 9 || stride_w == 1 || channels <= 64;
+}
 
 }  // namespace dw_avx512
 

@@ -130,7 +130,7 @@ struct XnnOptions {
     bool int8_vnni = qc8_vnni::built_optimized;
     // fp32 depthwise convolutions with one filter per channel run on lamda's own AVX-512 kernel
     // where the CPU has AVX-512F and the kernel is the faster (dw_avx512::preferred: larger than
-    // 3x3, or up to 64 channels; 0.3-0.75x XNNPACK's time there); false keeps XNNPACK's
+    // 3x3, stride 1, or up to 64 channels; 0.3-0.9x XNNPACK's time there); false keeps XNNPACK's
     // convolution for them all (to compare). On by default in optimised builds only.
     bool depthwise_avx512 = dw_avx512::built_optimized;
 };
@@ -867,7 +867,8 @@ private:
                   l, "xnn_create_convolution2d_nhwc_f32");
             if (l.op == OpKind::DepthwiseConv2d && sp.goc == 1 && impl_->depthwise_avx512 && dw_avx512::available() &&
                 sp.kh <= static_cast<std::uint32_t>(DepthwiseF32::kMaxFilterRows) &&
-                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw))) {
+                dw_avx512::preferred(static_cast<int>(sp.is.c), static_cast<int>(sp.kh), static_cast<int>(sp.kw),
+                                     static_cast<int>(sp.sw))) {
                 xnn_delete_operator(op);
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
