@@ -9622,8 +9622,8 @@ inline std::string dsl_json_schema(const DslGrammarOptions& options) {
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -9747,6 +9747,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -9780,13 +9791,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -9807,10 +9816,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -9819,7 +9825,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -9829,10 +9835,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -15491,8 +15497,8 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -15616,6 +15622,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -15649,13 +15666,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -15676,10 +15691,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -15688,7 +15700,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -15698,10 +15710,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -19930,8 +19942,8 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -20055,6 +20067,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -20088,13 +20111,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -20115,10 +20136,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -20127,7 +20145,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -20137,10 +20155,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -27978,8 +27996,8 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -28103,6 +28121,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -28136,13 +28165,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -28163,10 +28190,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -28175,7 +28199,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -28185,10 +28209,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -29229,8 +29253,8 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -29354,6 +29378,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -29387,13 +29422,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -29414,10 +29447,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -29426,7 +29456,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -29436,10 +29466,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -33763,8 +33793,8 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -33888,6 +33918,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -33921,13 +33962,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -33948,10 +33987,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -33960,7 +33996,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -33970,10 +34006,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -40092,8 +40128,8 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -40217,6 +40253,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -40250,13 +40297,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -40277,10 +40322,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -40289,7 +40331,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -40299,10 +40341,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -41343,8 +41385,8 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -41468,6 +41510,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -41501,13 +41554,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -41528,10 +41579,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -41540,7 +41588,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -41550,10 +41598,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -46531,8 +46579,8 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -46656,6 +46704,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -46689,13 +46748,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -46716,10 +46773,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -46728,7 +46782,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -46738,10 +46792,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -48101,8 +48155,8 @@ private:
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -48205,6 +48259,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -48238,13 +48303,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -48265,10 +48328,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -48277,7 +48337,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -48287,10 +48347,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -53986,8 +54046,8 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -54111,6 +54171,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -54144,13 +54215,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -54171,10 +54240,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -54183,7 +54249,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -54193,10 +54259,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -56361,8 +56427,8 @@ private:
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -56486,6 +56552,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -56519,13 +56596,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -56546,10 +56621,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -56558,7 +56630,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -56568,10 +56640,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -60340,8 +60412,8 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -60465,6 +60537,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -60498,13 +60581,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -60525,10 +60606,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -60537,7 +60615,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -60547,10 +60625,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -63492,8 +63570,8 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -63617,6 +63695,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -63650,13 +63739,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -63677,10 +63764,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -63689,7 +63773,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -63699,10 +63783,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
@@ -65074,8 +65158,8 @@ private:
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -65178,6 +65262,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -65211,13 +65306,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -65238,10 +65331,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -65250,7 +65340,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -65260,10 +65350,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL

@@ -48,11 +48,6 @@ std::vector<double> expected(const lamda::DepthwiseGeometry& g, const std::vecto
     return y;
 }
 
-struct Case {
-    int channels, in_h, in_w, kh, kw, sh, sw, dh, dw;
-    std::array<int, 4> pads;  // top, left, bottom, right
-};
-
 }  // namespace
 
 TEST_CASE("AVX-512 depthwise convolution: equals the plain loop on every path") {
@@ -60,7 +55,8 @@ TEST_CASE("AVX-512 depthwise convolution: equals the plain loop on every path") 
         MESSAGE("this CPU has no AVX-512F: the kernel is not used here");
         return;
     }
-    const Case cases[] = {
+    // channels, in_h, in_w, kh, kw, sh, sw, dh, dw, pads (top, left, bottom, right)
+    const lamda::DepthwiseGeometry cases[] = {
         {16, 112, 112, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}},   // mnasnet's first: interior tiles of 8
         {72, 28, 28, 5, 5, 1, 1, 1, 1, {2, 2, 2, 2}},     // 4 full registers and a masked one
         {1, 5, 5, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}},        // one channel, a row narrower than a tile
@@ -85,23 +81,12 @@ TEST_CASE("AVX-512 depthwise convolution: equals the plain loop on every path") 
     };
     std::mt19937 rng(11);
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    for (const Case& t : cases) {
-        lamda::DepthwiseGeometry g;
-        g.channels = t.channels;
-        g.in_h = t.in_h;
-        g.in_w = t.in_w;
-        g.kh = t.kh;
-        g.kw = t.kw;
-        g.sh = t.sh;
-        g.sw = t.sw;
-        g.dh = t.dh;
-        g.dw = t.dw;
-        g.pads = t.pads;
-        INFO("C " << t.channels << " in " << t.in_h << "x" << t.in_w << " kernel " << t.kh << "x" << t.kw
-                  << " stride " << t.sh << "x" << t.sw << " dilation " << t.dh << "x" << t.dw << " pads "
-                  << t.pads[0] << "," << t.pads[1] << "," << t.pads[2] << "," << t.pads[3]);
-        std::vector<float> x(static_cast<std::size_t>(t.in_h * t.in_w * t.channels)),
-            w(static_cast<std::size_t>(t.channels * t.kh * t.kw)), bias(static_cast<std::size_t>(t.channels));
+    for (const lamda::DepthwiseGeometry& g : cases) {
+        INFO("C " << g.channels << " in " << g.in_h << "x" << g.in_w << " kernel " << g.kh << "x" << g.kw
+                  << " stride " << g.sh << "x" << g.sw << " dilation " << g.dh << "x" << g.dw << " pads "
+                  << g.pads[0] << "," << g.pads[1] << "," << g.pads[2] << "," << g.pads[3]);
+        std::vector<float> x(static_cast<std::size_t>(g.in_h * g.in_w * g.channels)),
+            w(static_cast<std::size_t>(g.channels * g.kh * g.kw)), bias(static_cast<std::size_t>(g.channels));
         for (float& v : x) v = u(rng);
         for (float& v : w) v = u(rng);
         for (float& v : bias) v = u(rng);
@@ -127,7 +112,7 @@ TEST_CASE("AVX-512 depthwise convolution: equals the plain loop on every path") 
         }
         // Without a bias, and row ranges run separately (as the thread pool splits them).
         const lamda::DepthwiseF32 dw(g, w.data(), nullptr, -INFINITY, INFINITY);
-        std::vector<float> zero(bias.size(), 0.0f), whole(static_cast<std::size_t>(g.out_h() * g.out_w() * t.channels)),
+        std::vector<float> zero(bias.size(), 0.0f), whole(static_cast<std::size_t>(g.out_h() * g.out_w() * g.channels)),
             split(whole.size());
         dw.run_rows(x.data(), whole.data(), 0, dw.output_rows());
         for (int y = dw.output_rows() - 1; y >= 0; --y) dw.run_rows(x.data(), split.data(), y, y + 1);

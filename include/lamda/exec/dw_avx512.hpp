@@ -16,8 +16,8 @@
 // columns) and the channels past the last full register are masked, never padded.
 //
 // Arithmetic: y[c] = clamp(bias[c] + sum over in-range taps of x * w, lo, hi), in fp32 FMAs,
-// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against the
-// reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
+// the taps summed in row-major order (tests/exec/test_dw_avx512.cpp checks it against a plain
+// loop in double, and inside the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses it for the multiplier-1 depthwise
 // layers where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
 // (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
 // the executor runs.
@@ -121,6 +121,17 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
 #define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
 #endif
 
+// The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
+// register's live channels.
+template <int TILE>
+__attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
+                                                             __mmask16 mask, float* out) {
+    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
+    LAMDA_DW_UNROLL
+    for (int p = 0; p < TILE; ++p)
+        _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+}
+
 // TILE output pixels with the filter width KW and stride S across fixed (dilation 1): each input
 // column the tile reads is loaded once per filter row and feeds every output that uses it, so a
 // 3x3 stride-1 tile of 8 loads 10 columns a row, not 24. EDGE: columns in the left or right
@@ -154,13 +165,11 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
-// Any width, stride and dilation across: one load per tap per output. Its columns must all lie in the input (the borders run border_pixel).
+// Any width, stride and dilation across: one load per tap per output. Its columns must all lie
+// in the input (the borders run border_pixel).
 template <int TILE>
 __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const float* w,
                                                  const float* bias, unsigned mask_bits, float* out) {
@@ -181,10 +190,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
     }
-    const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
-    for (int p = 0; p < TILE; ++p)
-        _mm512_mask_storeu_ps(out + p * C, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
+    store_clamped<TILE>(acc, a, mask, out);
 }
 
 // One output pixel whose taps may fall off the input's left or right edge: `ix0` its first
@@ -193,7 +199,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
                                                             const float* w, const float* bias, unsigned mask_bits,
                                                             float* out) {
     const auto mask = static_cast<__mmask16>(mask_bits);
-    __m512 acc = _mm512_loadu_ps(bias);
+    __m512 acc[1] = {_mm512_loadu_ps(bias)};
     // The taps whose column lies in the input: x in [x_lo, x_hi).
     const int x_lo = ix0 >= 0 ? 0 : (-ix0 + a.dw - 1) / a.dw;
     const int x_hi = ix0 >= a.in_w                     ? 0
@@ -203,10 +209,10 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * a.channels;
         const float* wr = w + a.w_rows[r];
         for (int x = x_lo; x < x_hi; ++x)
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
-                                  _mm512_loadu_ps(wr + x * kLanes), acc);
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(x) * a.dw * a.channels),
+                                     _mm512_loadu_ps(wr + x * kLanes), acc[0]);
     }
-    _mm512_mask_storeu_ps(out, mask, _mm512_min_ps(_mm512_max_ps(acc, _mm512_set1_ps(a.lo)), _mm512_set1_ps(a.hi)));
+    store_clamped<1>(acc, a, mask, out);
 }
 
 #undef LAMDA_DW_UNROLL
