@@ -23,11 +23,8 @@
 
 namespace {
 
-void run_graph(benchmark::State& state, const lamda::Graph& graph, int threads, bool depthwise_avx512) {
+void run_graph(benchmark::State& state, const lamda::Graph& graph, const lamda::XnnOptions& options) {
     const lamda::Weights weights = lamda::random_weights(graph, 1);
-    lamda::XnnOptions options;
-    options.threads = threads;
-    options.depthwise_avx512 = depthwise_avx512;
     lamda::XnnExecutor executor(graph, weights, options);
     lamda::fill_timing_input(executor);
     executor.run();  // warm caches and XNNPACK's lazily packed state
@@ -41,17 +38,16 @@ void run_graph(benchmark::State& state, const lamda::Graph& graph, int threads, 
     state.counters["MMACs"] = macs * 1e-6;
 }
 
-// `depthwise_avx512`: XnnOptions::depthwise_avx512 (lamda's depthwise kernel where the CPU has it).
-void register_model(const std::string& label, const std::string& text, int threads,
-                    bool depthwise_avx512 = lamda::XnnOptions{}.depthwise_avx512) {
+// One thread and the executor's defaults unless `options` says otherwise.
+void register_model(const std::string& label, const std::string& text, const lamda::XnnOptions& options = {}) {
     lamda::ParseResult parsed = lamda::parse_dsl(text, label);
     if (!parsed.ok()) {
         std::cerr << lamda::format_diagnostics(parsed.diagnostics);
         std::exit(1);
     }
     benchmark::RegisterBenchmark(label.c_str(),
-                                 [graph = std::move(parsed.graph), threads, depthwise_avx512](benchmark::State& s) {
-                                     run_graph(s, graph, threads, depthwise_avx512);
+                                 [graph = std::move(parsed.graph), options](benchmark::State& s) {
+                                     run_graph(s, graph, options);
                                  })
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
@@ -70,8 +66,7 @@ void register_sweeps() {
         register_model("conv3x3/" + std::to_string(s.hw) + "x" + std::to_string(s.hw) + "x" +
                            std::to_string(s.in) + "->" + std::to_string(s.out),
                        input_line(s.hw, s.hw, s.in) + "k: conv2d out=" + std::to_string(s.out) +
-                           " kernel=3 act=relu\n",
-                       1);
+                           " kernel=3 act=relu\n");
     // Depthwise (MobileNet, MnasNet and Fashion-MNIST blocks), each with XnnOptions::depthwise_avx512
     // off and on, one after the other: compare the two rows' times. On, a layer runs lamda's kernel
     // (exec/dw_avx512.hpp) where the CPU has AVX-512F and dw_avx512::preferred says so (larger
@@ -83,24 +78,35 @@ void register_sweeps() {
     for (const Depthwise d : {Depthwise{112, 16, 3, 1}, {112, 32, 3, 1}, {112, 96, 3, 2}, {56, 144, 3, 1}, {28, 72, 5, 1},
                               {28, 192, 3, 1}, {14, 576, 3, 1}, {14, 576, 3, 2}, {7, 960, 3, 1}, {28, 16, 3, 1},
                               {14, 64, 5, 1}, {7, 128, 3, 1}})
-        for (const bool ours : {false, true})
+        for (const bool ours : {false, true}) {
+            lamda::XnnOptions options;
+            options.depthwise_avx512 = ours;
             register_model("dwconv" + std::to_string(d.kernel) + "x" + std::to_string(d.kernel) + "/" +
                                std::to_string(d.hw) + "x" + std::to_string(d.hw) + "x" + std::to_string(d.channels) +
                                "/s" + std::to_string(d.stride) + (ours ? "/lamda" : "/xnnpack"),
                            input_line(d.hw, d.hw, d.channels) + "k: dwconv kernel=" + std::to_string(d.kernel) +
                                " stride=" + std::to_string(d.stride) + " act=relu6\n",
-                           1, ours);
-    // Pointwise 1x1 (expansion and projection).
-    for (const Spatial s : {Spatial{56, 24, 144}, {28, 32, 192}, {28, 192, 32}, {14, 96, 576}, {7, 320, 1280}})
-        register_model("pointwise/" + std::to_string(s.hw) + "x" + std::to_string(s.hw) + "x" +
-                           std::to_string(s.in) + "->" + std::to_string(s.out),
-                       input_line(s.hw, s.hw, s.in) + "k: conv2d out=" + std::to_string(s.out) +
-                           " kernel=1\n",
-                       1);
+                           options);
+        }
+    // Pointwise 1x1 (MobileNet and MnasNet expansions and projections, Fashion-MNIST blocks), each
+    // with XnnOptions::pointwise_avx512 off and on, as the depthwise rows: on, a layer runs lamda's
+    // kernel (exec/pw_avx512.hpp) where the CPU has AVX-512F and it has more than 16 outputs.
+    for (const Spatial s : {Spatial{112, 16, 96}, {112, 32, 16}, {56, 24, 144}, {56, 144, 24}, {28, 32, 192},
+                            {28, 192, 32}, {28, 240, 40}, {14, 96, 576}, {14, 576, 96}, {7, 960, 320},
+                            {7, 320, 1280}, {14, 32, 64}, {7, 64, 128}})
+        for (const bool ours : {false, true}) {
+            lamda::XnnOptions options;
+            options.pointwise_avx512 = ours;
+            register_model("pointwise/" + std::to_string(s.hw) + "x" + std::to_string(s.hw) + "x" +
+                               std::to_string(s.in) + "->" + std::to_string(s.out) + (ours ? "/lamda" : "/xnnpack"),
+                           input_line(s.hw, s.hw, s.in) + "k: conv2d out=" + std::to_string(s.out) +
+                               " kernel=1 act=relu6\n",
+                           options);
+        }
     // Fully connected classifiers.
     for (const Spatial s : {Spatial{1, 1280, 1000}, {1, 512, 1000}, {1, 1024, 10}, {1, 256, 10}})
         register_model("fc/" + std::to_string(s.in) + "->" + std::to_string(s.out),
-                       input_line(1, 1, s.in) + "k: fc out=" + std::to_string(s.out) + "\n", 1);
+                       input_line(1, 1, s.in) + "k: fc out=" + std::to_string(s.out) + "\n");
 }
 
 void register_zoo() {
@@ -126,7 +132,9 @@ void register_zoo() {
             benchmark::RegisterBenchmark(
                 ("zoo/" + file.stem().string() + "/threads:" + std::to_string(threads)).c_str(),
                 [graph = parsed.graph, threads](benchmark::State& s) {
-                    run_graph(s, graph, threads, lamda::XnnOptions{}.depthwise_avx512);
+                    lamda::XnnOptions options;
+                    options.threads = threads;
+                    run_graph(s, graph, options);
                 })
                 ->Unit(benchmark::kMillisecond)
                 ->UseRealTime();

@@ -75,6 +75,18 @@ inline double max_error(const std::vector<float>& a, const std::vector<float>& b
     return max_error(a.data(), b.data(), a.size(), scale, worst);
 }
 
+// Runs an executor (input(), run(), output()) on `input`: its largest error against `want`, as a
+// fraction of max(1, max |want|).
+template <class Executor>
+double relative_error(Executor& e, const lamda::Tensor& input, const lamda::Tensor& want) {
+    std::copy(input.data.begin(), input.data.end(), e.input());
+    e.run();
+    double scale = 1.0;
+    std::size_t worst = 0;
+    const double err = max_error(e.output(), want.data.data(), want.data.size(), scale, worst);
+    return err / scale;
+}
+
 }  // namespace lamda_test
 
 #endif  // LAMDA_TESTS_EXECUTOR_TEST_SUPPORT_HPP

@@ -3,7 +3,7 @@
 
     (cd bench/peers && npm ci --ignore-scripts)     # onnxruntime-node as package-lock.json pins it (CPU)
     /usr/bin/python3 bench/peers/compare.py build/lamda [--rounds 5] [--runs 30] [--export default,preserve]
-        [--baseline OLD_LAMDA] [MODEL ...]
+        [--baseline OLD_LAMDA] [--pin CPU] [MODEL ...]
 
 Each torchvision model (default: mobilenet_v2, mobilenet_v3_small, mnasnet0_5, squeezenet1_1,
 resnet18) is built with random weights (weights=None; nothing is downloaded); lamda's 28x28 zoo
@@ -31,8 +31,10 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run(cmd):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run(cmd, cpu=None):
+    """cmd's stdout; `cpu`: pin the process to that CPU (os.sched_setaffinity)."""
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=pin)
     if r.returncode != 0:
         sys.exit(f"compare.py: {' '.join(cmd)} exited {r.returncode}:\n{r.stderr[-3000:]}")
     return r.stdout
@@ -84,6 +86,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--baseline", help="another lamda binary timed in the same rounds (before/after)")
+    ap.add_argument("--pin", type=int, metavar="CPU",
+                    help="run every 1-thread process on this CPU (on a shared VM one vCPU can be 1.5x slower "
+                         "than the other: unpinned, each process's lot decides its time)")
     args = ap.parse_args()
     if not os.path.isdir(os.path.join(HERE, "node_modules", "onnxruntime-node")):
         sys.exit("compare.py: run `npm ci --ignore-scripts` in bench/peers first")
@@ -109,20 +114,22 @@ def main():
                 print(f"{name:20s} {style:8s} not imported: {why}", file=sys.stderr)
                 skipped.append((name, style, why))
                 continue
-            def bench(binary, t):
-                return json.loads(run([binary, "bench", dsl, "--weights", w, "--threads", str(t),
-                                       "--runs", str(args.runs), "--warmup", str(args.warmup),
-                                       "--peak", "1", "--json"]))["median_ms"]
             for t in threads:
+                cpu = args.pin if t == 1 else None
+
+                def bench(binary):
+                    return json.loads(run([binary, "bench", dsl, "--weights", w, "--threads", str(t),
+                                           "--runs", str(args.runs), "--warmup", str(args.warmup),
+                                           "--peak", "1", "--json"], cpu))["median_ms"]
                 ours, theirs, before = [], [], []
                 for _ in range(args.rounds):  # interleaved: lamda, ORT, [baseline,] lamda, ORT, ...
-                    ours.append(bench(lamda, t))
+                    ours.append(bench(lamda))
                     o = json.loads(run(["node", os.path.join(HERE, "ort_bench.js"), onnx_path,
                                         str(t), str(args.runs), str(args.warmup),
-                                        ",".join(str(d) for d in shape)]))
+                                        ",".join(str(d) for d in shape)], cpu))
                     theirs.append(o["median_ms"])
                     if baseline:
-                        before.append(bench(baseline, t))
+                        before.append(bench(baseline))
                 a, b = statistics.median(ours), statistics.median(theirs)
                 c = statistics.median(before) if before else None
                 rows.append((name, style, t, a, b, c))

@@ -3,7 +3,7 @@
 
     (cd bench/peers && npm ci --ignore-scripts)
     /usr/bin/python3 bench/peers/layers.py build/lamda mnasnet0_5 [--export default] [--threads 1]
-        [--rounds 3] [--runs 50] [--warmup 10] [--top 12]
+        [--rounds 3] [--runs 50] [--warmup 10] [--top 12] [--pin CPU]
 
 The model (a torchvision name or one of lamda's 28x28 zoo models, as in compare.py) is exported
 to ONNX in the given style and imported with `lamda import`. Rounds alternate `lamda bench --json`
@@ -160,10 +160,12 @@ def main():
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--pin", type=int, metavar="CPU", help="at 1 thread, run every process on this CPU (compare.py)")
     args = ap.parse_args()
     if not os.path.isdir(os.path.join(HERE, "node_modules", "onnxruntime-node")):
         sys.exit("layers.py: run `npm ci --ignore-scripts` in bench/peers first")
     lamda = os.path.abspath(args.lamda)
+    cpu = args.pin if args.threads == 1 else None
     with tempfile.TemporaryDirectory() as work:
         onnx_path, shape = compare.export(args.model, args.export, lamda, work)
         dsl = os.path.join(work, "model.lamda")
@@ -175,11 +177,11 @@ def main():
         whole_ours, whole_theirs = [], []  # whole-model medians of the same runs
         for _ in range(args.rounds):  # interleaved
             b = json.loads(compare.run([lamda, "bench", dsl, "--weights", weights, "--threads", str(args.threads),
-                                        "--runs", str(args.runs), "--warmup", str(args.warmup), "--json"]))
+                                        "--runs", str(args.runs), "--warmup", str(args.warmup), "--json"], cpu))
             ours_rounds.append({p["name"]: p["median_ms"] for p in b["per_op"]})
             whole_ours.append(b["median_ms"])
             o = json.loads(compare.run(["node", os.path.join(HERE, "ort_profile.js"), onnx_path, str(args.threads),
-                                        str(args.runs), str(args.warmup), ",".join(str(d) for d in shape)]))
+                                        str(args.runs), str(args.warmup), ",".join(str(d) for d in shape)], cpu))
             theirs_rounds.append({n["name"]: (n["op"], n["median_ms"]) for n in o["nodes"]})
             if o["median_ms"] is not None:
                 whole_theirs.append(o["median_ms"])

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "../detail/built_optimized.hpp"
+#include "../detail/cpu_x86.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_DW_AVX512_X86 1
@@ -43,14 +44,7 @@ namespace lamda {
 namespace dw_avx512 {
 
 // Whether this CPU (and OS) runs AVX-512F: false on other architectures.
-inline bool available() noexcept {
-#if defined(LAMDA_DW_AVX512_X86)
-    static const bool yes = __builtin_cpu_supports("avx512f");
-    return yes;
-#else
-    return false;
-#endif
-}
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 
 // Whether this code was compiled with optimisation: unoptimised, the kernel is slower than
 // Debian's prebuilt XNNPACK (detail/built_optimized.hpp).
@@ -109,17 +103,7 @@ using TileFn = void (*)(const RowArgs& a, int ix0, std::ptrdiff_t c_off, const f
                         unsigned mask, float* out);
 
 #if defined(LAMDA_DW_AVX512_X86)
-#if defined(__GNUC__) && !defined(__clang__)
-// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself (GCC bug 105593).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#if defined(__clang__)
-#define LAMDA_DW_UNROLL _Pragma("clang loop unroll(full)")
-#else
-#define LAMDA_DW_UNROLL _Pragma("GCC unroll 64")
-#endif
+LAMDA_INTRINSICS_BEGIN
 
 // The end of every tile: TILE outputs clamped to [lo, hi], `C` floats apart, masked to the
 // register's live channels.
@@ -127,7 +111,7 @@ template <int TILE>
 __attribute__((target("avx512f"))) inline void store_clamped(const __m512 (&acc)[TILE], const RowArgs& a,
                                                              __mmask16 mask, float* out) {
     const __m512 lo = _mm512_set1_ps(a.lo), hi = _mm512_set1_ps(a.hi);
-    LAMDA_DW_UNROLL
+    LAMDA_UNROLL_FULL
     for (int p = 0; p < TILE; ++p)
         _mm512_mask_storeu_ps(out + p * a.channels, mask, _mm512_min_ps(_mm512_max_ps(acc[p], lo), hi));
 }
@@ -146,19 +130,19 @@ __attribute__((target("avx512f"))) void tile_fixed(const RowArgs& a, int ix0, st
     const int i_lo = EDGE ? std::max(0, -ix0) : 0, i_hi = EDGE ? std::min(kColumns, a.in_w - ix0) : kColumns;
     __m512 acc[TILE];
     const __m512 vb = _mm512_loadu_ps(bias);
-    LAMDA_DW_UNROLL
+    LAMDA_UNROLL_FULL
     for (int p = 0; p < TILE; ++p) acc[p] = vb;
     for (int r = 0; r < a.nrows; ++r) {
         const float* row = a.in_rows[r] + c_off;
         const float* wr = w + a.w_rows[r];
         __m512 vw[KW];
-        LAMDA_DW_UNROLL
+        LAMDA_UNROLL_FULL
         for (int x = 0; x < KW; ++x) vw[x] = _mm512_loadu_ps(wr + x * kLanes);
-        LAMDA_DW_UNROLL
+        LAMDA_UNROLL_FULL
         for (int i = 0; i < kColumns; ++i) {
             if (EDGE && (i < i_lo || i >= i_hi)) continue;  // a column in the padding
             const __m512 v = _mm512_maskz_loadu_ps(mask, row + static_cast<std::ptrdiff_t>(ix0 + i) * C);
-            LAMDA_DW_UNROLL
+            LAMDA_UNROLL_FULL
             for (int x = 0; x < KW; ++x) {
                 const int q = i - x;  // = p * S for the output p that this tap of column i feeds
                 if (q >= 0 && q % S == 0 && q / S < TILE) acc[q / S] = _mm512_fmadd_ps(v, vw[x], acc[q / S]);
@@ -177,7 +161,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
     const std::ptrdiff_t C = a.channels, pixel_step = a.sw * C, tap_step = a.dw * C;
     __m512 acc[TILE];
     const __m512 vb = _mm512_loadu_ps(bias);
-    LAMDA_DW_UNROLL
+    LAMDA_UNROLL_FULL
     for (int p = 0; p < TILE; ++p) acc[p] = vb;
     for (int r = 0; r < a.nrows; ++r) {
         const float* row = a.in_rows[r] + c_off + static_cast<std::ptrdiff_t>(ix0) * C;
@@ -185,7 +169,7 @@ __attribute__((target("avx512f"))) void tile_any(const RowArgs& a, int ix0, std:
         for (int x = 0; x < a.kw; ++x) {
             const __m512 vw = _mm512_loadu_ps(wr + x * kLanes);
             const float* src = row + x * tap_step;
-            LAMDA_DW_UNROLL
+            LAMDA_UNROLL_FULL
             for (int p = 0; p < TILE; ++p)
                 acc[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, src + p * pixel_step), vw, acc[p]);
         }
@@ -215,10 +199,7 @@ __attribute__((target("avx512f"))) inline void border_pixel(const RowArgs& a, in
     store_clamped<1>(acc, a, mask, out);
 }
 
-#undef LAMDA_DW_UNROLL
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+LAMDA_INTRINSICS_END
 
 // The tiles of 1 to 8 pixels (index TILE - 1) for a filter width and stride across at dilation
 // 1, interior and EDGE; all null where there are none (tile_any and border_pixel then run).

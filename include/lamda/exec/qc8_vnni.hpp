@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "../detail/built_optimized.hpp"
+#include "../detail/cpu_x86.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
@@ -45,15 +46,7 @@ namespace lamda {
 namespace qc8_vnni {
 
 // Whether this CPU (and OS) runs AVX-512F, BW and VNNI: false on other architectures.
-inline bool available() noexcept {
-#if defined(LAMDA_QC8_VNNI_X86)
-    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vnni");
-    return yes;
-#else
-    return false;
-#endif
-}
+inline bool available() noexcept { return detail::cpu_has_avx512_vnni(); }
 
 // Whether this code was compiled with optimisation (-O1 and up). Unoptimised (a Debug build, -O0)
 // the kernel keeps every accumulator in memory: a 56x56, 64->64 conv takes 0.57 ms (g++) to 2.3 ms
@@ -72,19 +65,7 @@ inline constexpr int kMaxRows = 16;     // pixels per tile, at most (rows_for)
 inline constexpr std::size_t kTilePixels = 96;  // a multiple of every tile: split ranges there
 
 #if defined(LAMDA_QC8_VNNI_X86)
-// GCC 12's AVX-512 intrinsics initialise their "undefined" operand from itself, which
-// -Wuninitialized reports once they are inlined (GCC bug 105593, fixed in GCC 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-// Every loop over rows and registers unrolled: the accumulators then live in registers.
-#if defined(__clang__)
-#define LAMDA_QC8_UNROLL _Pragma("clang loop unroll(full)")
-#else
-#define LAMDA_QC8_UNROLL _Pragma("GCC unroll 32")
-#endif
+LAMDA_INTRINSICS_BEGIN
 // One tile: ROWS pixels x BLOCKS*16 output channels, all k4 groups of 4 input channels.
 template <int ROWS, int BLOCKS>
 __attribute__((target("avx512f,avx512vnni"))) inline void tile(
@@ -92,23 +73,23 @@ __attribute__((target("avx512f,avx512vnni"))) inline void tile(
     const std::int32_t* bias, const float* scale, std::int8_t* y, std::size_t y_stride, int valid,
     float lo, float hi, std::int32_t zero_point) {
     __m512i acc[static_cast<std::size_t>(ROWS)][static_cast<std::size_t>(BLOCKS)];
-    LAMDA_QC8_UNROLL
+    LAMDA_UNROLL_FULL
     for (int b = 0; b < BLOCKS; ++b) {
         const __m512i vb = _mm512_loadu_si512(bias + b * kLanes);
-        LAMDA_QC8_UNROLL
+        LAMDA_UNROLL_FULL
         for (int r = 0; r < ROWS; ++r) acc[r][b] = vb;
     }
     for (std::size_t k = 0; k < k4; ++k) {
         __m512i vw[static_cast<std::size_t>(BLOCKS)];
-        LAMDA_QC8_UNROLL
+        LAMDA_UNROLL_FULL
         for (int b = 0; b < BLOCKS; ++b)
             vw[b] = _mm512_loadu_si512(w + (k * BLOCKS + static_cast<std::size_t>(b)) * kLanes);
-        LAMDA_QC8_UNROLL
+        LAMDA_UNROLL_FULL
         for (int r = 0; r < ROWS; ++r) {
             std::int32_t four;
             std::memcpy(&four, x + static_cast<std::size_t>(r) * x_stride + 4 * k, sizeof four);
             const __m512i vx = _mm512_set1_epi32(four);
-            LAMDA_QC8_UNROLL
+            LAMDA_UNROLL_FULL
             for (int b = 0; b < BLOCKS; ++b) {
 #if defined(__clang__)
                 acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], vx, vw[b]);
@@ -122,13 +103,13 @@ __attribute__((target("avx512f,avx512vnni"))) inline void tile(
     }
     const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
     const __m512i vzp = _mm512_set1_epi32(zero_point);
-    LAMDA_QC8_UNROLL
+    LAMDA_UNROLL_FULL
     for (int b = 0; b < BLOCKS; ++b) {
         const __m512 vs = _mm512_loadu_ps(scale + b * kLanes);
         const int left = valid - b * kLanes;  // > 0: the sweep never holds an empty register
         const __mmask16 mask =
             left >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
-        LAMDA_QC8_UNROLL
+        LAMDA_UNROLL_FULL
         for (int r = 0; r < ROWS; ++r) {
             __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][b]), vs);
             v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);  // clamped first: the conversion stays in range
@@ -158,9 +139,7 @@ __attribute__((target("avx512f,avx512bw"))) inline void flip_rows(const std::int
         }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+LAMDA_INTRINSICS_END
 
 using TileFn = void (*)(const std::uint8_t*, std::size_t, const std::int32_t*, std::size_t, const std::int32_t*,
                         const float*, std::int8_t*, std::size_t, int, float, float, std::int32_t);

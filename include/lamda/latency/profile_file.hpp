@@ -35,6 +35,7 @@
 #include "../detail/read_file.hpp"
 #include "../exec/device.hpp"
 #include "../exec/dw_avx512.hpp"
+#include "../exec/pw_avx512.hpp"
 #include "../exec/qc8_vnni.hpp"
 #include "../version.hpp"
 #include "predictor.hpp"
@@ -57,7 +58,7 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
-    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "qc8_vnni",
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "qc8_vnni",
     // comma-separated; "" none, or a profile older than the field): a profile timed without a
     // kernel the executor now uses mispredicts those layers.
     std::string lamda_kernels;
@@ -72,8 +73,12 @@ struct DeviceFingerprint {
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
-    if (dw_avx512::used_by_default()) k += "dw_avx512";
-    if (qc8_vnni::used_by_default()) k += k.empty() ? "qc8_vnni" : ",qc8_vnni";
+    const auto add = [&k](bool used, const char* name) {
+        if (used) k += (k.empty() ? "" : ",") + std::string(name);
+    };
+    add(dw_avx512::used_by_default(), "dw_avx512");
+    add(pw_avx512::used_by_default(), "pw_avx512");
+    add(qc8_vnni::used_by_default(), "qc8_vnni");
     return k;
 }
 
