@@ -19244,6 +19244,281 @@ struct JsonReader {
 #ifndef LAMDA_LATENCY_FEATURES_HPP
 #define LAMDA_LATENCY_FEATURES_HPP
 
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   }
+//
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
+//
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
+// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+// ---- begin include/lamda/detail/cpu_x86.hpp ----
+// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
+// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// asked once (false on other architectures), and how their intrinsics are compiled.
+#ifndef LAMDA_DETAIL_CPU_X86_HPP
+#define LAMDA_DETAIL_CPU_X86_HPP
+
+namespace lamda::detail {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+inline bool cpu_has_avx512f() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+}
+inline bool cpu_has_avx512_vnni() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+}
+#else
+inline bool cpu_has_avx512f() noexcept { return false; }
+inline bool cpu_has_avx512_vnni() noexcept { return false; }
+#endif
+
+}  // namespace lamda::detail
+
+// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
+#if defined(__clang__)
+#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
+#endif
+
+// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
+// from itself (GCC bug 105593), which -Werror would refuse.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LAMDA_INTRINSICS_BEGIN                                 \
+    _Pragma("GCC diagnostic push")                             \
+    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
+    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
+#else
+#define LAMDA_INTRINSICS_BEGIN
+#define LAMDA_INTRINSICS_END
+#endif
+
+#endif  // LAMDA_DETAIL_CPU_X86_HPP
+// ---- end include/lamda/detail/cpu_x86.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -19570,18 +19845,21 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
-// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
-// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
-inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
-    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+// Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
+// (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
+// the same, with more than 16 outputs).
+inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
+    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
            p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
+// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -19591,7 +19869,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
+    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -19601,20 +19879,23 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
-        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
-        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
-        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
-        // terms of XNNPACK's kernels.
+        // On lamda's own pointwise kernels the work is their own tile, with its own coefficient
+        // (the last feature) instead of the MAC and tile terms of XNNPACK's kernels: in int8
+        // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
+        // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
+        // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
-        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
+        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
+        const double own_work = !own ? 0.0
+                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                       : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs * (vnni ? 0.0 : 1.0));
-        f.add(M * tiled * (vnni ? 0.0 : 1.0));
-        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (own ? 0.0 : 1.0));
+        f.add(M * tiled * (own ? 0.0 : 1.0));
+        f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -19624,7 +19905,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
-        vnni_feature = M * vnni_work;  // added last (below)
+        own_feature = M * own_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -19717,7 +19998,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
+    const double work = f.x[0] + own_feature;  // a conv's MACs are 0 on lamda's own kernels
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -19732,7 +20013,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l3 * wb);
     // Last, so that a profile from before it reads with a zero coefficient here
     // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
     return f;
 }
 
@@ -19772,8 +20053,9 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
-// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
+// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
+// coefficient there.
 inline int feature_count_before_vnni(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
@@ -19985,7 +20267,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
+    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -20028,17 +20310,18 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
-    bool pointwise_vnni = false;
+    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
+    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
+    bool own_pointwise = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
+    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].pointwise_vnni = vnni;
+            kinds[i].own_pointwise = own;
         }
     }
 
@@ -20060,7 +20343,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -20121,15 +20404,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
+// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.pointwise_vnni = pointwise_vnni;
+    m.own_pointwise = own_pointwise;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -20144,7 +20427,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -20301,19 +20584,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `pointwise_vnni` as fit_kind_model's.
+// `own_pointwise` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
-    LatencyModel first(prec, pointwise_vnni);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+    LatencyModel first(prec, own_pointwise);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, pointwise_vnni);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
+    LatencyModel m(prec, own_pointwise);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -20384,6 +20667,7 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -20493,75 +20777,6 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 #include <stdexcept>
 #include <vector>
 
-// ---- begin include/lamda/detail/built_optimized.hpp ----
-// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
-// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
-// should compile every file that includes lamda alike.
-#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-
-namespace lamda::detail {
-
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-// ---- end include/lamda/detail/built_optimized.hpp ----
-// ---- begin include/lamda/detail/cpu_x86.hpp ----
-// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
-// asked once (false on other architectures), and how their intrinsics are compiled.
-#ifndef LAMDA_DETAIL_CPU_X86_HPP
-#define LAMDA_DETAIL_CPU_X86_HPP
-
-namespace lamda::detail {
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-inline bool cpu_has_avx512f() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f");
-    return yes;
-}
-inline bool cpu_has_avx512_vnni() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vnni");
-    return yes;
-}
-#else
-inline bool cpu_has_avx512f() noexcept { return false; }
-inline bool cpu_has_avx512_vnni() noexcept { return false; }
-#endif
-
-}  // namespace lamda::detail
-
-// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
-#if defined(__clang__)
-#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
-#else
-#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
-#endif
-
-// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
-// from itself (GCC bug 105593), which -Werror would refuse.
-#if defined(__GNUC__) && !defined(__clang__)
-#define LAMDA_INTRINSICS_BEGIN                                 \
-    _Pragma("GCC diagnostic push")                             \
-    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
-    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
-#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
-#else
-#define LAMDA_INTRINSICS_BEGIN
-#define LAMDA_INTRINSICS_END
-#endif
-
-#endif  // LAMDA_DETAIL_CPU_X86_HPP
-// ---- end include/lamda/detail/cpu_x86.hpp ----
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_DW_AVX512_X86 1
@@ -20883,212 +21098,6 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
-//
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
-//   }
-//
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
-//
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -21409,6 +21418,17 @@ struct DeviceFingerprint {
     }
 };
 
+// Whether a fingerprint's comma-separated `lamda_kernels` names `kernel`.
+inline bool lists_kernel(const std::string& kernels, const std::string& kernel) {
+    std::size_t from = 0;
+    while (from <= kernels.size()) {
+        const std::size_t comma = std::min(kernels.find(',', from), kernels.size());
+        if (kernels.compare(from, comma - from, kernel) == 0) return true;
+        from = comma + 1;
+    }
+    return false;
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -21607,7 +21627,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
+        j.field("pointwise_vnni", p.int8_model.own_pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -21702,7 +21722,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.pointwise_vnni = model.pointwise_vnni;
+            k.own_pointwise = model.own_pointwise;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -21782,6 +21802,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
+    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
+    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -27294,6 +27316,281 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
 #ifndef LAMDA_LATENCY_FEATURES_HPP
 #define LAMDA_LATENCY_FEATURES_HPP
 
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   }
+//
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
+//
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
+// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+// ---- begin include/lamda/detail/cpu_x86.hpp ----
+// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
+// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// asked once (false on other architectures), and how their intrinsics are compiled.
+#ifndef LAMDA_DETAIL_CPU_X86_HPP
+#define LAMDA_DETAIL_CPU_X86_HPP
+
+namespace lamda::detail {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+inline bool cpu_has_avx512f() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+}
+inline bool cpu_has_avx512_vnni() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+}
+#else
+inline bool cpu_has_avx512f() noexcept { return false; }
+inline bool cpu_has_avx512_vnni() noexcept { return false; }
+#endif
+
+}  // namespace lamda::detail
+
+// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
+#if defined(__clang__)
+#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
+#endif
+
+// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
+// from itself (GCC bug 105593), which -Werror would refuse.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LAMDA_INTRINSICS_BEGIN                                 \
+    _Pragma("GCC diagnostic push")                             \
+    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
+    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
+#else
+#define LAMDA_INTRINSICS_BEGIN
+#define LAMDA_INTRINSICS_END
+#endif
+
+#endif  // LAMDA_DETAIL_CPU_X86_HPP
+// ---- end include/lamda/detail/cpu_x86.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -27620,18 +27917,21 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
-// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
-// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
-inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
-    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+// Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
+// (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
+// the same, with more than 16 outputs).
+inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
+    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
            p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
+// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -27641,7 +27941,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
+    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -27651,20 +27951,23 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
-        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
-        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
-        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
-        // terms of XNNPACK's kernels.
+        // On lamda's own pointwise kernels the work is their own tile, with its own coefficient
+        // (the last feature) instead of the MAC and tile terms of XNNPACK's kernels: in int8
+        // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
+        // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
+        // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
-        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
+        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
+        const double own_work = !own ? 0.0
+                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                       : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs * (vnni ? 0.0 : 1.0));
-        f.add(M * tiled * (vnni ? 0.0 : 1.0));
-        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (own ? 0.0 : 1.0));
+        f.add(M * tiled * (own ? 0.0 : 1.0));
+        f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -27674,7 +27977,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
-        vnni_feature = M * vnni_work;  // added last (below)
+        own_feature = M * own_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -27767,7 +28070,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
+    const double work = f.x[0] + own_feature;  // a conv's MACs are 0 on lamda's own kernels
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -27782,7 +28085,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l3 * wb);
     // Last, so that a profile from before it reads with a zero coefficient here
     // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
     return f;
 }
 
@@ -27822,8 +28125,9 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
-// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
+// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
+// coefficient there.
 inline int feature_count_before_vnni(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
@@ -28035,7 +28339,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
+    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -28078,17 +28382,18 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
-    bool pointwise_vnni = false;
+    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
+    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
+    bool own_pointwise = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
+    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].pointwise_vnni = vnni;
+            kinds[i].own_pointwise = own;
         }
     }
 
@@ -28110,7 +28415,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -28171,15 +28476,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
+// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.pointwise_vnni = pointwise_vnni;
+    m.own_pointwise = own_pointwise;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -28194,7 +28499,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -28351,19 +28656,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `pointwise_vnni` as fit_kind_model's.
+// `own_pointwise` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
-    LatencyModel first(prec, pointwise_vnni);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+    LatencyModel first(prec, own_pointwise);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, pointwise_vnni);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
+    LatencyModel m(prec, own_pointwise);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -28434,6 +28739,7 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -28763,75 +29069,6 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 #include <stdexcept>
 #include <vector>
 
-// ---- begin include/lamda/detail/built_optimized.hpp ----
-// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
-// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
-// should compile every file that includes lamda alike.
-#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-
-namespace lamda::detail {
-
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-// ---- end include/lamda/detail/built_optimized.hpp ----
-// ---- begin include/lamda/detail/cpu_x86.hpp ----
-// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
-// asked once (false on other architectures), and how their intrinsics are compiled.
-#ifndef LAMDA_DETAIL_CPU_X86_HPP
-#define LAMDA_DETAIL_CPU_X86_HPP
-
-namespace lamda::detail {
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-inline bool cpu_has_avx512f() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f");
-    return yes;
-}
-inline bool cpu_has_avx512_vnni() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vnni");
-    return yes;
-}
-#else
-inline bool cpu_has_avx512f() noexcept { return false; }
-inline bool cpu_has_avx512_vnni() noexcept { return false; }
-#endif
-
-}  // namespace lamda::detail
-
-// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
-#if defined(__clang__)
-#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
-#else
-#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
-#endif
-
-// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
-// from itself (GCC bug 105593), which -Werror would refuse.
-#if defined(__GNUC__) && !defined(__clang__)
-#define LAMDA_INTRINSICS_BEGIN                                 \
-    _Pragma("GCC diagnostic push")                             \
-    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
-    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
-#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
-#else
-#define LAMDA_INTRINSICS_BEGIN
-#define LAMDA_INTRINSICS_END
-#endif
-
-#endif  // LAMDA_DETAIL_CPU_X86_HPP
-// ---- end include/lamda/detail/cpu_x86.hpp ----
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_DW_AVX512_X86 1
@@ -29153,212 +29390,6 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
-//
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
-//   }
-//
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
-//
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -29679,6 +29710,17 @@ struct DeviceFingerprint {
     }
 };
 
+// Whether a fingerprint's comma-separated `lamda_kernels` names `kernel`.
+inline bool lists_kernel(const std::string& kernels, const std::string& kernel) {
+    std::size_t from = 0;
+    while (from <= kernels.size()) {
+        const std::size_t comma = std::min(kernels.find(',', from), kernels.size());
+        if (kernels.compare(from, comma - from, kernel) == 0) return true;
+        from = comma + 1;
+    }
+    return false;
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -29877,7 +29919,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
+        j.field("pointwise_vnni", p.int8_model.own_pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -29972,7 +30014,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.pointwise_vnni = model.pointwise_vnni;
+            k.own_pointwise = model.own_pointwise;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -30052,6 +30094,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
+    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
+    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -33575,6 +33619,281 @@ inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int
 #ifndef LAMDA_LATENCY_FEATURES_HPP
 #define LAMDA_LATENCY_FEATURES_HPP
 
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   }
+//
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
+//
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
+// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+// ---- begin include/lamda/detail/cpu_x86.hpp ----
+// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
+// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// asked once (false on other architectures), and how their intrinsics are compiled.
+#ifndef LAMDA_DETAIL_CPU_X86_HPP
+#define LAMDA_DETAIL_CPU_X86_HPP
+
+namespace lamda::detail {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+inline bool cpu_has_avx512f() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+}
+inline bool cpu_has_avx512_vnni() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+}
+#else
+inline bool cpu_has_avx512f() noexcept { return false; }
+inline bool cpu_has_avx512_vnni() noexcept { return false; }
+#endif
+
+}  // namespace lamda::detail
+
+// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
+#if defined(__clang__)
+#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
+#endif
+
+// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
+// from itself (GCC bug 105593), which -Werror would refuse.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LAMDA_INTRINSICS_BEGIN                                 \
+    _Pragma("GCC diagnostic push")                             \
+    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
+    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
+#else
+#define LAMDA_INTRINSICS_BEGIN
+#define LAMDA_INTRINSICS_END
+#endif
+
+#endif  // LAMDA_DETAIL_CPU_X86_HPP
+// ---- end include/lamda/detail/cpu_x86.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -33901,18 +34220,21 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
-// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
-// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
-inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
-    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+// Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
+// (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
+// the same, with more than 16 outputs).
+inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
+    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
            p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
+// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -33922,7 +34244,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
+    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -33932,20 +34254,23 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
-        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
-        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
-        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
-        // terms of XNNPACK's kernels.
+        // On lamda's own pointwise kernels the work is their own tile, with its own coefficient
+        // (the last feature) instead of the MAC and tile terms of XNNPACK's kernels: in int8
+        // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
+        // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
+        // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
-        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
+        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
+        const double own_work = !own ? 0.0
+                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                       : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs * (vnni ? 0.0 : 1.0));
-        f.add(M * tiled * (vnni ? 0.0 : 1.0));
-        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (own ? 0.0 : 1.0));
+        f.add(M * tiled * (own ? 0.0 : 1.0));
+        f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -33955,7 +34280,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
-        vnni_feature = M * vnni_work;  // added last (below)
+        own_feature = M * own_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -34048,7 +34373,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
+    const double work = f.x[0] + own_feature;  // a conv's MACs are 0 on lamda's own kernels
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -34063,7 +34388,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l3 * wb);
     // Last, so that a profile from before it reads with a zero coefficient here
     // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
     return f;
 }
 
@@ -34103,8 +34428,9 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
-// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
+// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
+// coefficient there.
 inline int feature_count_before_vnni(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
@@ -34316,7 +34642,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
+    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -34359,17 +34685,18 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
-    bool pointwise_vnni = false;
+    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
+    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
+    bool own_pointwise = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
+    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].pointwise_vnni = vnni;
+            kinds[i].own_pointwise = own;
         }
     }
 
@@ -34391,7 +34718,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -34452,15 +34779,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
+// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.pointwise_vnni = pointwise_vnni;
+    m.own_pointwise = own_pointwise;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -34475,7 +34802,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -34632,19 +34959,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `pointwise_vnni` as fit_kind_model's.
+// `own_pointwise` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
-    LatencyModel first(prec, pointwise_vnni);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+    LatencyModel first(prec, own_pointwise);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, pointwise_vnni);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
+    LatencyModel m(prec, own_pointwise);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -34715,6 +35042,7 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -35044,75 +35372,6 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 #include <stdexcept>
 #include <vector>
 
-// ---- begin include/lamda/detail/built_optimized.hpp ----
-// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
-// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
-// should compile every file that includes lamda alike.
-#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-
-namespace lamda::detail {
-
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-// ---- end include/lamda/detail/built_optimized.hpp ----
-// ---- begin include/lamda/detail/cpu_x86.hpp ----
-// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
-// asked once (false on other architectures), and how their intrinsics are compiled.
-#ifndef LAMDA_DETAIL_CPU_X86_HPP
-#define LAMDA_DETAIL_CPU_X86_HPP
-
-namespace lamda::detail {
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-inline bool cpu_has_avx512f() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f");
-    return yes;
-}
-inline bool cpu_has_avx512_vnni() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vnni");
-    return yes;
-}
-#else
-inline bool cpu_has_avx512f() noexcept { return false; }
-inline bool cpu_has_avx512_vnni() noexcept { return false; }
-#endif
-
-}  // namespace lamda::detail
-
-// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
-#if defined(__clang__)
-#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
-#else
-#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
-#endif
-
-// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
-// from itself (GCC bug 105593), which -Werror would refuse.
-#if defined(__GNUC__) && !defined(__clang__)
-#define LAMDA_INTRINSICS_BEGIN                                 \
-    _Pragma("GCC diagnostic push")                             \
-    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
-    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
-#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
-#else
-#define LAMDA_INTRINSICS_BEGIN
-#define LAMDA_INTRINSICS_END
-#endif
-
-#endif  // LAMDA_DETAIL_CPU_X86_HPP
-// ---- end include/lamda/detail/cpu_x86.hpp ----
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_DW_AVX512_X86 1
@@ -35434,212 +35693,6 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
-//
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
-//   }
-//
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
-//
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -35960,6 +36013,17 @@ struct DeviceFingerprint {
     }
 };
 
+// Whether a fingerprint's comma-separated `lamda_kernels` names `kernel`.
+inline bool lists_kernel(const std::string& kernels, const std::string& kernel) {
+    std::size_t from = 0;
+    while (from <= kernels.size()) {
+        const std::size_t comma = std::min(kernels.find(',', from), kernels.size());
+        if (kernels.compare(from, comma - from, kernel) == 0) return true;
+        from = comma + 1;
+    }
+    return false;
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -36158,7 +36222,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
+        j.field("pointwise_vnni", p.int8_model.own_pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -36253,7 +36317,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.pointwise_vnni = model.pointwise_vnni;
+            k.own_pointwise = model.own_pointwise;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -36333,6 +36397,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
+    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
+    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -40126,6 +40192,281 @@ private:
 #ifndef LAMDA_LATENCY_FEATURES_HPP
 #define LAMDA_LATENCY_FEATURES_HPP
 
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   }
+//
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
+//
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
+// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+// ---- begin include/lamda/detail/cpu_x86.hpp ----
+// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
+// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// asked once (false on other architectures), and how their intrinsics are compiled.
+#ifndef LAMDA_DETAIL_CPU_X86_HPP
+#define LAMDA_DETAIL_CPU_X86_HPP
+
+namespace lamda::detail {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+inline bool cpu_has_avx512f() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+}
+inline bool cpu_has_avx512_vnni() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+}
+#else
+inline bool cpu_has_avx512f() noexcept { return false; }
+inline bool cpu_has_avx512_vnni() noexcept { return false; }
+#endif
+
+}  // namespace lamda::detail
+
+// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
+#if defined(__clang__)
+#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
+#endif
+
+// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
+// from itself (GCC bug 105593), which -Werror would refuse.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LAMDA_INTRINSICS_BEGIN                                 \
+    _Pragma("GCC diagnostic push")                             \
+    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
+    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
+#else
+#define LAMDA_INTRINSICS_BEGIN
+#define LAMDA_INTRINSICS_END
+#endif
+
+#endif  // LAMDA_DETAIL_CPU_X86_HPP
+// ---- end include/lamda/detail/cpu_x86.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -40452,18 +40793,21 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
-// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
-// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
-inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
-    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+// Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
+// (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
+// the same, with more than 16 outputs).
+inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
+    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
            p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
+// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -40473,7 +40817,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
+    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -40483,20 +40827,23 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
-        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
-        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
-        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
-        // terms of XNNPACK's kernels.
+        // On lamda's own pointwise kernels the work is their own tile, with its own coefficient
+        // (the last feature) instead of the MAC and tile terms of XNNPACK's kernels: in int8
+        // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
+        // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
+        // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
-        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
+        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
+        const double own_work = !own ? 0.0
+                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                       : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs * (vnni ? 0.0 : 1.0));
-        f.add(M * tiled * (vnni ? 0.0 : 1.0));
-        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (own ? 0.0 : 1.0));
+        f.add(M * tiled * (own ? 0.0 : 1.0));
+        f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -40506,7 +40853,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
-        vnni_feature = M * vnni_work;  // added last (below)
+        own_feature = M * own_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -40599,7 +40946,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
+    const double work = f.x[0] + own_feature;  // a conv's MACs are 0 on lamda's own kernels
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -40614,7 +40961,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l3 * wb);
     // Last, so that a profile from before it reads with a zero coefficient here
     // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
     return f;
 }
 
@@ -40654,8 +41001,9 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
-// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
+// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
+// coefficient there.
 inline int feature_count_before_vnni(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
@@ -40867,7 +41215,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
+    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -40910,17 +41258,18 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
-    bool pointwise_vnni = false;
+    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
+    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
+    bool own_pointwise = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
+    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].pointwise_vnni = vnni;
+            kinds[i].own_pointwise = own;
         }
     }
 
@@ -40942,7 +41291,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -41003,15 +41352,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
+// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.pointwise_vnni = pointwise_vnni;
+    m.own_pointwise = own_pointwise;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -41026,7 +41375,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -41183,19 +41532,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `pointwise_vnni` as fit_kind_model's.
+// `own_pointwise` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
-    LatencyModel first(prec, pointwise_vnni);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+    LatencyModel first(prec, own_pointwise);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, pointwise_vnni);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
+    LatencyModel m(prec, own_pointwise);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -41266,6 +41615,7 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -41595,75 +41945,6 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 #include <stdexcept>
 #include <vector>
 
-// ---- begin include/lamda/detail/built_optimized.hpp ----
-// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
-// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
-// should compile every file that includes lamda alike.
-#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-
-namespace lamda::detail {
-
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-// ---- end include/lamda/detail/built_optimized.hpp ----
-// ---- begin include/lamda/detail/cpu_x86.hpp ----
-// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
-// asked once (false on other architectures), and how their intrinsics are compiled.
-#ifndef LAMDA_DETAIL_CPU_X86_HPP
-#define LAMDA_DETAIL_CPU_X86_HPP
-
-namespace lamda::detail {
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-inline bool cpu_has_avx512f() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f");
-    return yes;
-}
-inline bool cpu_has_avx512_vnni() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vnni");
-    return yes;
-}
-#else
-inline bool cpu_has_avx512f() noexcept { return false; }
-inline bool cpu_has_avx512_vnni() noexcept { return false; }
-#endif
-
-}  // namespace lamda::detail
-
-// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
-#if defined(__clang__)
-#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
-#else
-#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
-#endif
-
-// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
-// from itself (GCC bug 105593), which -Werror would refuse.
-#if defined(__GNUC__) && !defined(__clang__)
-#define LAMDA_INTRINSICS_BEGIN                                 \
-    _Pragma("GCC diagnostic push")                             \
-    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
-    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
-#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
-#else
-#define LAMDA_INTRINSICS_BEGIN
-#define LAMDA_INTRINSICS_END
-#endif
-
-#endif  // LAMDA_DETAIL_CPU_X86_HPP
-// ---- end include/lamda/detail/cpu_x86.hpp ----
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_DW_AVX512_X86 1
@@ -41985,212 +42266,6 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
-//
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
-//   }
-//
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
-//
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -42511,6 +42586,17 @@ struct DeviceFingerprint {
     }
 };
 
+// Whether a fingerprint's comma-separated `lamda_kernels` names `kernel`.
+inline bool lists_kernel(const std::string& kernels, const std::string& kernel) {
+    std::size_t from = 0;
+    while (from <= kernels.size()) {
+        const std::size_t comma = std::min(kernels.find(',', from), kernels.size());
+        if (kernels.compare(from, comma - from, kernel) == 0) return true;
+        from = comma + 1;
+    }
+    return false;
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -42709,7 +42795,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
+        j.field("pointwise_vnni", p.int8_model.own_pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -42804,7 +42890,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.pointwise_vnni = model.pointwise_vnni;
+            k.own_pointwise = model.own_pointwise;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -42884,6 +42970,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
+    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
+    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -47061,6 +47149,281 @@ inline void mpi_serve(const MpiSession& session, const Task& task, GenerateSetup
 #ifndef LAMDA_LATENCY_FEATURES_HPP
 #define LAMDA_LATENCY_FEATURES_HPP
 
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   }
+//
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
+//
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
+// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+// ---- begin include/lamda/detail/cpu_x86.hpp ----
+// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
+// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// asked once (false on other architectures), and how their intrinsics are compiled.
+#ifndef LAMDA_DETAIL_CPU_X86_HPP
+#define LAMDA_DETAIL_CPU_X86_HPP
+
+namespace lamda::detail {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+inline bool cpu_has_avx512f() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+}
+inline bool cpu_has_avx512_vnni() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+}
+#else
+inline bool cpu_has_avx512f() noexcept { return false; }
+inline bool cpu_has_avx512_vnni() noexcept { return false; }
+#endif
+
+}  // namespace lamda::detail
+
+// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
+#if defined(__clang__)
+#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
+#endif
+
+// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
+// from itself (GCC bug 105593), which -Werror would refuse.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LAMDA_INTRINSICS_BEGIN                                 \
+    _Pragma("GCC diagnostic push")                             \
+    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
+    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
+#else
+#define LAMDA_INTRINSICS_BEGIN
+#define LAMDA_INTRINSICS_END
+#endif
+
+#endif  // LAMDA_DETAIL_CPU_X86_HPP
+// ---- end include/lamda/detail/cpu_x86.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -47387,18 +47750,21 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
-// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
-// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
-inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
-    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+// Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
+// (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
+// the same, with more than 16 outputs).
+inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
+    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
            p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
+// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -47408,7 +47774,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
+    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -47418,20 +47784,23 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
-        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
-        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
-        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
-        // terms of XNNPACK's kernels.
+        // On lamda's own pointwise kernels the work is their own tile, with its own coefficient
+        // (the last feature) instead of the MAC and tile terms of XNNPACK's kernels: in int8
+        // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
+        // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
+        // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
-        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
+        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
+        const double own_work = !own ? 0.0
+                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                       : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs * (vnni ? 0.0 : 1.0));
-        f.add(M * tiled * (vnni ? 0.0 : 1.0));
-        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (own ? 0.0 : 1.0));
+        f.add(M * tiled * (own ? 0.0 : 1.0));
+        f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -47441,7 +47810,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
-        vnni_feature = M * vnni_work;  // added last (below)
+        own_feature = M * own_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -47534,7 +47903,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
+    const double work = f.x[0] + own_feature;  // a conv's MACs are 0 on lamda's own kernels
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -47549,7 +47918,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l3 * wb);
     // Last, so that a profile from before it reads with a zero coefficient here
     // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
     return f;
 }
 
@@ -47589,8 +47958,9 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
-// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
+// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
+// coefficient there.
 inline int feature_count_before_vnni(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
@@ -47802,7 +48172,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
+    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -47845,17 +48215,18 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
-    bool pointwise_vnni = false;
+    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
+    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
+    bool own_pointwise = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
+    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].pointwise_vnni = vnni;
+            kinds[i].own_pointwise = own;
         }
     }
 
@@ -47877,7 +48248,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -47938,15 +48309,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
+// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.pointwise_vnni = pointwise_vnni;
+    m.own_pointwise = own_pointwise;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -47961,7 +48332,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -48118,19 +48489,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `pointwise_vnni` as fit_kind_model's.
+// `own_pointwise` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
-    LatencyModel first(prec, pointwise_vnni);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+    LatencyModel first(prec, own_pointwise);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, pointwise_vnni);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
+    LatencyModel m(prec, own_pointwise);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -48201,6 +48572,7 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -48530,75 +48902,6 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 #include <stdexcept>
 #include <vector>
 
-// ---- begin include/lamda/detail/built_optimized.hpp ----
-// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
-// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
-// should compile every file that includes lamda alike.
-#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-
-namespace lamda::detail {
-
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-// ---- end include/lamda/detail/built_optimized.hpp ----
-// ---- begin include/lamda/detail/cpu_x86.hpp ----
-// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
-// asked once (false on other architectures), and how their intrinsics are compiled.
-#ifndef LAMDA_DETAIL_CPU_X86_HPP
-#define LAMDA_DETAIL_CPU_X86_HPP
-
-namespace lamda::detail {
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-inline bool cpu_has_avx512f() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f");
-    return yes;
-}
-inline bool cpu_has_avx512_vnni() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vnni");
-    return yes;
-}
-#else
-inline bool cpu_has_avx512f() noexcept { return false; }
-inline bool cpu_has_avx512_vnni() noexcept { return false; }
-#endif
-
-}  // namespace lamda::detail
-
-// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
-#if defined(__clang__)
-#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
-#else
-#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
-#endif
-
-// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
-// from itself (GCC bug 105593), which -Werror would refuse.
-#if defined(__GNUC__) && !defined(__clang__)
-#define LAMDA_INTRINSICS_BEGIN                                 \
-    _Pragma("GCC diagnostic push")                             \
-    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
-    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
-#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
-#else
-#define LAMDA_INTRINSICS_BEGIN
-#define LAMDA_INTRINSICS_END
-#endif
-
-#endif  // LAMDA_DETAIL_CPU_X86_HPP
-// ---- end include/lamda/detail/cpu_x86.hpp ----
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_DW_AVX512_X86 1
@@ -48920,212 +49223,6 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
-//
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
-//   }
-//
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
-//
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -49446,6 +49543,17 @@ struct DeviceFingerprint {
     }
 };
 
+// Whether a fingerprint's comma-separated `lamda_kernels` names `kernel`.
+inline bool lists_kernel(const std::string& kernels, const std::string& kernel) {
+    std::size_t from = 0;
+    while (from <= kernels.size()) {
+        const std::size_t comma = std::min(kernels.find(',', from), kernels.size());
+        if (kernels.compare(from, comma - from, kernel) == 0) return true;
+        from = comma + 1;
+    }
+    return false;
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -49644,7 +49752,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
+        j.field("pointwise_vnni", p.int8_model.own_pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -49739,7 +49847,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.pointwise_vnni = model.pointwise_vnni;
+            k.own_pointwise = model.own_pointwise;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -49819,6 +49927,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
+    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
+    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -49871,39 +49981,37 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <string>
 #include <vector>
 
-// ---- begin include/lamda/exec/qc8_vnni.hpp ----
-// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
-// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
 //
-//   if (lamda::qc8_vnni::available()) {
-//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
-//                                qmin, qmax);
-//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
 //   }
 //
-// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
-// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
-// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
-// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
 //
-// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
-// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
-//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
-//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
-// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
-// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
-//
-// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
-// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
-// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
-#ifndef LAMDA_EXEC_QC8_VNNI_HPP
-#define LAMDA_EXEC_QC8_VNNI_HPP
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
-#include <cstdint>
-#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -49976,6 +50084,214 @@ inline bool cpu_has_avx512_vnni() noexcept { return false; }
 
 #endif  // LAMDA_DETAIL_CPU_X86_HPP
 // ---- end include/lamda/detail/cpu_x86.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
@@ -50669,212 +50985,6 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
-//
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
-//   }
-//
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
-//
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 namespace lamda {
 
@@ -52417,6 +52527,13 @@ inline void fill_timing_input(XnnExecutor& executor) {
 
 namespace lamda {
 
+// Whether this machine's executor runs pointwise convolutions in `prec` on lamda's own kernel
+// (int8: exec/qc8_vnni.hpp, fp32: exec/pw_avx512.hpp): the latency model then counts their work
+// apart (op_features).
+inline bool own_pointwise_in_use(LatencyPrecision prec) {
+    return prec == LatencyPrecision::Int8 ? qc8_vnni::used_by_default() : pw_avx512::used_by_default();
+}
+
 // The 1-minute load average (-1 where unknown): profiles record it, evaluations print it.
 inline double current_load_average() {
     std::ifstream in("/proc/loadavg");
@@ -52885,7 +53002,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
             const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
-                                               prec == LatencyPrecision::Int8 && qc8_vnni::used_by_default());
+                                               own_pointwise_in_use(prec));
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -52944,7 +53061,8 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     };
     const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
     profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
-    prof.model = fit_latency_model(prof.samples, prof.calibration);
+    prof.model = fit_latency_model(prof.samples, prof.calibration, 10.0, LatencyPrecision::Fp32,
+                                   own_pointwise_in_use(LatencyPrecision::Fp32));
     if (o.int8) {
         // int8 keeps its planned length even when fp32's calibration models ran past their window (a
         // slow or emulated machine: each calibration model is timed to the end): from the budget's end
@@ -52952,9 +53070,8 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         const double int8_begin = elapsed();
         const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
-        // The executor timed pointwise convs on lamda's VNNI kernel where this CPU has it.
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
-                                            qc8_vnni::used_by_default());
+                                            own_pointwise_in_use(LatencyPrecision::Int8));
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();
@@ -55012,6 +55129,281 @@ inline AutoFix auto_fix_dsl(std::string_view dsl, int max_fixes = 8, const Shape
 #ifndef LAMDA_LATENCY_FEATURES_HPP
 #define LAMDA_LATENCY_FEATURES_HPP
 
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   }
+//
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
+//
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
+// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+// ---- begin include/lamda/detail/cpu_x86.hpp ----
+// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
+// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// asked once (false on other architectures), and how their intrinsics are compiled.
+#ifndef LAMDA_DETAIL_CPU_X86_HPP
+#define LAMDA_DETAIL_CPU_X86_HPP
+
+namespace lamda::detail {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+inline bool cpu_has_avx512f() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+}
+inline bool cpu_has_avx512_vnni() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+}
+#else
+inline bool cpu_has_avx512f() noexcept { return false; }
+inline bool cpu_has_avx512_vnni() noexcept { return false; }
+#endif
+
+}  // namespace lamda::detail
+
+// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
+#if defined(__clang__)
+#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
+#endif
+
+// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
+// from itself (GCC bug 105593), which -Werror would refuse.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LAMDA_INTRINSICS_BEGIN                                 \
+    _Pragma("GCC diagnostic push")                             \
+    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
+    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
+#else
+#define LAMDA_INTRINSICS_BEGIN
+#define LAMDA_INTRINSICS_END
+#endif
+
+#endif  // LAMDA_DETAIL_CPU_X86_HPP
+// ---- end include/lamda/detail/cpu_x86.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -55338,18 +55730,21 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
-// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
-// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
-inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
-    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+// Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
+// (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
+// the same, with more than 16 outputs).
+inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
+    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
            p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
+// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -55359,7 +55754,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
+    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -55369,20 +55764,23 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
-        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
-        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
-        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
-        // terms of XNNPACK's kernels.
+        // On lamda's own pointwise kernels the work is their own tile, with its own coefficient
+        // (the last feature) instead of the MAC and tile terms of XNNPACK's kernels: in int8
+        // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
+        // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
+        // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
-        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
+        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
+        const double own_work = !own ? 0.0
+                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                       : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs * (vnni ? 0.0 : 1.0));
-        f.add(M * tiled * (vnni ? 0.0 : 1.0));
-        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (own ? 0.0 : 1.0));
+        f.add(M * tiled * (own ? 0.0 : 1.0));
+        f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -55392,7 +55790,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
-        vnni_feature = M * vnni_work;  // added last (below)
+        own_feature = M * own_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -55485,7 +55883,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
+    const double work = f.x[0] + own_feature;  // a conv's MACs are 0 on lamda's own kernels
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -55500,7 +55898,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l3 * wb);
     // Last, so that a profile from before it reads with a zero coefficient here
     // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
     return f;
 }
 
@@ -55540,8 +55938,9 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
-// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
+// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
+// coefficient there.
 inline int feature_count_before_vnni(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
@@ -55753,7 +56152,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
+    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -55796,17 +56195,18 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
-    bool pointwise_vnni = false;
+    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
+    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
+    bool own_pointwise = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
+    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].pointwise_vnni = vnni;
+            kinds[i].own_pointwise = own;
         }
     }
 
@@ -55828,7 +56228,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -55889,15 +56289,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
+// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.pointwise_vnni = pointwise_vnni;
+    m.own_pointwise = own_pointwise;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -55912,7 +56312,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -56069,19 +56469,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `pointwise_vnni` as fit_kind_model's.
+// `own_pointwise` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
-    LatencyModel first(prec, pointwise_vnni);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+    LatencyModel first(prec, own_pointwise);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, pointwise_vnni);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
+    LatencyModel m(prec, own_pointwise);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -56152,6 +56552,7 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -56481,75 +56882,6 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 #include <stdexcept>
 #include <vector>
 
-// ---- begin include/lamda/detail/built_optimized.hpp ----
-// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
-// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
-// should compile every file that includes lamda alike.
-#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-
-namespace lamda::detail {
-
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-// ---- end include/lamda/detail/built_optimized.hpp ----
-// ---- begin include/lamda/detail/cpu_x86.hpp ----
-// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
-// asked once (false on other architectures), and how their intrinsics are compiled.
-#ifndef LAMDA_DETAIL_CPU_X86_HPP
-#define LAMDA_DETAIL_CPU_X86_HPP
-
-namespace lamda::detail {
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-inline bool cpu_has_avx512f() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f");
-    return yes;
-}
-inline bool cpu_has_avx512_vnni() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vnni");
-    return yes;
-}
-#else
-inline bool cpu_has_avx512f() noexcept { return false; }
-inline bool cpu_has_avx512_vnni() noexcept { return false; }
-#endif
-
-}  // namespace lamda::detail
-
-// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
-#if defined(__clang__)
-#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
-#else
-#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
-#endif
-
-// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
-// from itself (GCC bug 105593), which -Werror would refuse.
-#if defined(__GNUC__) && !defined(__clang__)
-#define LAMDA_INTRINSICS_BEGIN                                 \
-    _Pragma("GCC diagnostic push")                             \
-    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
-    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
-#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
-#else
-#define LAMDA_INTRINSICS_BEGIN
-#define LAMDA_INTRINSICS_END
-#endif
-
-#endif  // LAMDA_DETAIL_CPU_X86_HPP
-// ---- end include/lamda/detail/cpu_x86.hpp ----
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_DW_AVX512_X86 1
@@ -56871,212 +57203,6 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
-//
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
-//   }
-//
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
-//
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -57397,6 +57523,17 @@ struct DeviceFingerprint {
     }
 };
 
+// Whether a fingerprint's comma-separated `lamda_kernels` names `kernel`.
+inline bool lists_kernel(const std::string& kernels, const std::string& kernel) {
+    std::size_t from = 0;
+    while (from <= kernels.size()) {
+        const std::size_t comma = std::min(kernels.find(',', from), kernels.size());
+        if (kernels.compare(from, comma - from, kernel) == 0) return true;
+        from = comma + 1;
+    }
+    return false;
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -57595,7 +57732,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
+        j.field("pointwise_vnni", p.int8_model.own_pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -57690,7 +57827,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.pointwise_vnni = model.pointwise_vnni;
+            k.own_pointwise = model.own_pointwise;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -57770,6 +57907,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
+    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
+    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -61862,6 +62001,281 @@ inline void write_bench_context(JsonWriter& json, int threads) {
 #ifndef LAMDA_LATENCY_FEATURES_HPP
 #define LAMDA_LATENCY_FEATURES_HPP
 
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   }
+//
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
+//
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
+// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+// ---- begin include/lamda/detail/cpu_x86.hpp ----
+// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
+// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// asked once (false on other architectures), and how their intrinsics are compiled.
+#ifndef LAMDA_DETAIL_CPU_X86_HPP
+#define LAMDA_DETAIL_CPU_X86_HPP
+
+namespace lamda::detail {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+inline bool cpu_has_avx512f() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+}
+inline bool cpu_has_avx512_vnni() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+}
+#else
+inline bool cpu_has_avx512f() noexcept { return false; }
+inline bool cpu_has_avx512_vnni() noexcept { return false; }
+#endif
+
+}  // namespace lamda::detail
+
+// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
+#if defined(__clang__)
+#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
+#endif
+
+// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
+// from itself (GCC bug 105593), which -Werror would refuse.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LAMDA_INTRINSICS_BEGIN                                 \
+    _Pragma("GCC diagnostic push")                             \
+    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
+    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
+#else
+#define LAMDA_INTRINSICS_BEGIN
+#define LAMDA_INTRINSICS_END
+#endif
+
+#endif  // LAMDA_DETAIL_CPU_X86_HPP
+// ---- end include/lamda/detail/cpu_x86.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -62188,18 +62602,21 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
-// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
-// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
-inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
-    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+// Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
+// (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
+// the same, with more than 16 outputs).
+inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
+    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
            p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
+// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -62209,7 +62626,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
+    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -62219,20 +62636,23 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
-        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
-        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
-        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
-        // terms of XNNPACK's kernels.
+        // On lamda's own pointwise kernels the work is their own tile, with its own coefficient
+        // (the last feature) instead of the MAC and tile terms of XNNPACK's kernels: in int8
+        // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
+        // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
+        // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
-        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
+        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
+        const double own_work = !own ? 0.0
+                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                       : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs * (vnni ? 0.0 : 1.0));
-        f.add(M * tiled * (vnni ? 0.0 : 1.0));
-        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (own ? 0.0 : 1.0));
+        f.add(M * tiled * (own ? 0.0 : 1.0));
+        f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -62242,7 +62662,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
-        vnni_feature = M * vnni_work;  // added last (below)
+        own_feature = M * own_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -62335,7 +62755,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
+    const double work = f.x[0] + own_feature;  // a conv's MACs are 0 on lamda's own kernels
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -62350,7 +62770,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l3 * wb);
     // Last, so that a profile from before it reads with a zero coefficient here
     // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
     return f;
 }
 
@@ -62390,8 +62810,9 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
-// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
+// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
+// coefficient there.
 inline int feature_count_before_vnni(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
@@ -62603,7 +63024,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
+    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -62646,17 +63067,18 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
-    bool pointwise_vnni = false;
+    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
+    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
+    bool own_pointwise = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
+    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].pointwise_vnni = vnni;
+            kinds[i].own_pointwise = own;
         }
     }
 
@@ -62678,7 +63100,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -62739,15 +63161,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
+// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.pointwise_vnni = pointwise_vnni;
+    m.own_pointwise = own_pointwise;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -62762,7 +63184,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -62919,19 +63341,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `pointwise_vnni` as fit_kind_model's.
+// `own_pointwise` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
-    LatencyModel first(prec, pointwise_vnni);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+    LatencyModel first(prec, own_pointwise);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, pointwise_vnni);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
+    LatencyModel m(prec, own_pointwise);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -63002,6 +63424,7 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -63331,75 +63754,6 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 #include <stdexcept>
 #include <vector>
 
-// ---- begin include/lamda/detail/built_optimized.hpp ----
-// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
-// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
-// should compile every file that includes lamda alike.
-#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-
-namespace lamda::detail {
-
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-// ---- end include/lamda/detail/built_optimized.hpp ----
-// ---- begin include/lamda/detail/cpu_x86.hpp ----
-// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
-// asked once (false on other architectures), and how their intrinsics are compiled.
-#ifndef LAMDA_DETAIL_CPU_X86_HPP
-#define LAMDA_DETAIL_CPU_X86_HPP
-
-namespace lamda::detail {
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-inline bool cpu_has_avx512f() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f");
-    return yes;
-}
-inline bool cpu_has_avx512_vnni() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vnni");
-    return yes;
-}
-#else
-inline bool cpu_has_avx512f() noexcept { return false; }
-inline bool cpu_has_avx512_vnni() noexcept { return false; }
-#endif
-
-}  // namespace lamda::detail
-
-// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
-#if defined(__clang__)
-#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
-#else
-#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
-#endif
-
-// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
-// from itself (GCC bug 105593), which -Werror would refuse.
-#if defined(__GNUC__) && !defined(__clang__)
-#define LAMDA_INTRINSICS_BEGIN                                 \
-    _Pragma("GCC diagnostic push")                             \
-    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
-    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
-#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
-#else
-#define LAMDA_INTRINSICS_BEGIN
-#define LAMDA_INTRINSICS_END
-#endif
-
-#endif  // LAMDA_DETAIL_CPU_X86_HPP
-// ---- end include/lamda/detail/cpu_x86.hpp ----
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_DW_AVX512_X86 1
@@ -63721,212 +64075,6 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
-//
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
-//   }
-//
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
-//
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -64247,6 +64395,17 @@ struct DeviceFingerprint {
     }
 };
 
+// Whether a fingerprint's comma-separated `lamda_kernels` names `kernel`.
+inline bool lists_kernel(const std::string& kernels, const std::string& kernel) {
+    std::size_t from = 0;
+    while (from <= kernels.size()) {
+        const std::size_t comma = std::min(kernels.find(',', from), kernels.size());
+        if (kernels.compare(from, comma - from, kernel) == 0) return true;
+        from = comma + 1;
+    }
+    return false;
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -64445,7 +64604,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
+        j.field("pointwise_vnni", p.int8_model.own_pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -64540,7 +64699,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.pointwise_vnni = model.pointwise_vnni;
+            k.own_pointwise = model.own_pointwise;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -64620,6 +64779,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
+    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
+    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -65456,6 +65617,281 @@ struct JsonReader {
 #ifndef LAMDA_LATENCY_FEATURES_HPP
 #define LAMDA_LATENCY_FEATURES_HPP
 
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   }
+//
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
+//
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+// ---- begin include/lamda/detail/built_optimized.hpp ----
+// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
+// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
+// should compile every file that includes lamda alike.
+#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+
+namespace lamda::detail {
+
+#if defined(__OPTIMIZE__)
+inline constexpr bool built_optimized = true;
+#else
+inline constexpr bool built_optimized = false;
+#endif
+
+}  // namespace lamda::detail
+
+#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
+// ---- end include/lamda/detail/built_optimized.hpp ----
+// ---- begin include/lamda/detail/cpu_x86.hpp ----
+// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
+// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// asked once (false on other architectures), and how their intrinsics are compiled.
+#ifndef LAMDA_DETAIL_CPU_X86_HPP
+#define LAMDA_DETAIL_CPU_X86_HPP
+
+namespace lamda::detail {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+inline bool cpu_has_avx512f() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+}
+inline bool cpu_has_avx512_vnni() noexcept {
+    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vnni");
+    return yes;
+}
+#else
+inline bool cpu_has_avx512f() noexcept { return false; }
+inline bool cpu_has_avx512_vnni() noexcept { return false; }
+#endif
+
+}  // namespace lamda::detail
+
+// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
+#if defined(__clang__)
+#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
+#else
+#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
+#endif
+
+// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
+// from itself (GCC bug 105593), which -Werror would refuse.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LAMDA_INTRINSICS_BEGIN                                 \
+    _Pragma("GCC diagnostic push")                             \
+    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
+    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
+#else
+#define LAMDA_INTRINSICS_BEGIN
+#define LAMDA_INTRINSICS_END
+#endif
+
+#endif  // LAMDA_DETAIL_CPU_X86_HPP
+// ---- end include/lamda/detail/cpu_x86.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -65782,18 +66218,21 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
-// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
-// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
-inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
-    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+// Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
+// (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
+// the same, with more than 16 outputs).
+inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
+    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
            p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
+// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -65803,7 +66242,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
+    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -65813,20 +66252,23 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
-        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
-        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
-        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
-        // terms of XNNPACK's kernels.
+        // On lamda's own pointwise kernels the work is their own tile, with its own coefficient
+        // (the last feature) instead of the MAC and tile terms of XNNPACK's kernels: in int8
+        // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
+        // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
+        // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
-        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
+        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
+        const double own_work = !own ? 0.0
+                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                       : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs * (vnni ? 0.0 : 1.0));
-        f.add(M * tiled * (vnni ? 0.0 : 1.0));
-        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (own ? 0.0 : 1.0));
+        f.add(M * tiled * (own ? 0.0 : 1.0));
+        f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -65836,7 +66278,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
-        vnni_feature = M * vnni_work;  // added last (below)
+        own_feature = M * own_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -65929,7 +66371,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
+    const double work = f.x[0] + own_feature;  // a conv's MACs are 0 on lamda's own kernels
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -65944,7 +66386,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l3 * wb);
     // Last, so that a profile from before it reads with a zero coefficient here
     // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
     return f;
 }
 
@@ -65984,8 +66426,9 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
-// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
+// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
+// coefficient there.
 inline int feature_count_before_vnni(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
@@ -66197,7 +66640,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool pointwise_vnni = false;  // int8: the device ran pointwise convs on lamda's VNNI kernel
+    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -66240,17 +66683,18 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // int8: the device's pointwise convolutions ran on lamda's VNNI kernel (op_features).
-    bool pointwise_vnni = false;
+    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
+    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
+    bool own_pointwise = false;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool vnni = false) : precision(prec), pointwise_vnni(vnni) {
+    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].pointwise_vnni = vnni;
+            kinds[i].own_pointwise = own;
         }
     }
 
@@ -66272,7 +66716,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.pointwise_vnni);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -66333,15 +66777,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `pointwise_vnni`: whether int8 pointwise convs ran on lamda's VNNI kernel.
+// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.pointwise_vnni = pointwise_vnni;
+    m.own_pointwise = own_pointwise;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -66356,7 +66800,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, pointwise_vnni);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -66513,19 +66957,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `pointwise_vnni` as fit_kind_model's.
+// `own_pointwise` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
-    LatencyModel first(prec, pointwise_vnni);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+    LatencyModel first(prec, own_pointwise);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, pointwise_vnni);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, pointwise_vnni);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, pointwise_vnni);
+    LatencyModel m(prec, own_pointwise);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -66596,6 +67040,7 @@ inline AccuracyStats accuracy_stats(const std::vector<double>& predicted,
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -66705,75 +67150,6 @@ inline ReadStatus read_file_bounded(const std::string& path, std::size_t limit, 
 #include <stdexcept>
 #include <vector>
 
-// ---- begin include/lamda/detail/built_optimized.hpp ----
-// lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
-// executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
-// should compile every file that includes lamda alike.
-#ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-#define LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-
-namespace lamda::detail {
-
-#if defined(__OPTIMIZE__)
-inline constexpr bool built_optimized = true;
-#else
-inline constexpr bool built_optimized = false;
-#endif
-
-}  // namespace lamda::detail
-
-#endif  // LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
-// ---- end include/lamda/detail/built_optimized.hpp ----
-// ---- begin include/lamda/detail/cpu_x86.hpp ----
-// lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
-// asked once (false on other architectures), and how their intrinsics are compiled.
-#ifndef LAMDA_DETAIL_CPU_X86_HPP
-#define LAMDA_DETAIL_CPU_X86_HPP
-
-namespace lamda::detail {
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-inline bool cpu_has_avx512f() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f");
-    return yes;
-}
-inline bool cpu_has_avx512_vnni() noexcept {
-    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vnni");
-    return yes;
-}
-#else
-inline bool cpu_has_avx512f() noexcept { return false; }
-inline bool cpu_has_avx512_vnni() noexcept { return false; }
-#endif
-
-}  // namespace lamda::detail
-
-// Loops over a tile's registers are unrolled whole, so that its accumulators stay in registers.
-#if defined(__clang__)
-#define LAMDA_UNROLL_FULL _Pragma("clang loop unroll(full)")
-#else
-#define LAMDA_UNROLL_FULL _Pragma("GCC unroll 64")
-#endif
-
-// Around a kernel's intrinsics: GCC 12's AVX-512 intrinsics initialise their "undefined" operand
-// from itself (GCC bug 105593), which -Werror would refuse.
-#if defined(__GNUC__) && !defined(__clang__)
-#define LAMDA_INTRINSICS_BEGIN                                 \
-    _Pragma("GCC diagnostic push")                             \
-    _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")     \
-    _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
-#define LAMDA_INTRINSICS_END _Pragma("GCC diagnostic pop")
-#else
-#define LAMDA_INTRINSICS_BEGIN
-#define LAMDA_INTRINSICS_END
-#endif
-
-#endif  // LAMDA_DETAIL_CPU_X86_HPP
-// ---- end include/lamda/detail/cpu_x86.hpp ----
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_DW_AVX512_X86 1
@@ -67095,212 +67471,6 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
-//
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
-//   }
-//
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
-//
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -67621,6 +67791,17 @@ struct DeviceFingerprint {
     }
 };
 
+// Whether a fingerprint's comma-separated `lamda_kernels` names `kernel`.
+inline bool lists_kernel(const std::string& kernels, const std::string& kernel) {
+    std::size_t from = 0;
+    while (from <= kernels.size()) {
+        const std::size_t comma = std::min(kernels.find(',', from), kernels.size());
+        if (kernels.compare(from, comma - from, kernel) == 0) return true;
+        from = comma + 1;
+    }
+    return false;
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -67819,7 +68000,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
+        j.field("pointwise_vnni", p.int8_model.own_pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -67914,7 +68095,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.pointwise_vnni = model.pointwise_vnni;
+            k.own_pointwise = model.own_pointwise;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -67994,6 +68175,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
+    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
+    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -68058,39 +68241,37 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <string>
 #include <vector>
 
-// ---- begin include/lamda/exec/qc8_vnni.hpp ----
-// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
-// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
 //
-//   if (lamda::qc8_vnni::available()) {
-//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
-//                                qmin, qmax);
-//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
 //   }
 //
-// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
-// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
-// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
-// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
 //
-// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
-// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
-//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
-//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
-// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
-// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
-//
-// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
-// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
-// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
-#ifndef LAMDA_EXEC_QC8_VNNI_HPP
-#define LAMDA_EXEC_QC8_VNNI_HPP
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
-#include <cstdint>
-#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -68163,6 +68344,214 @@ inline bool cpu_has_avx512_vnni() noexcept { return false; }
 
 #endif  // LAMDA_DETAIL_CPU_X86_HPP
 // ---- end include/lamda/detail/cpu_x86.hpp ----
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
+//
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
+//   }
+//
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
+//
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
@@ -68856,212 +69245,6 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
-//
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
-//   }
-//
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
-//
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <stdexcept>
-#include <vector>
-
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 namespace lamda {
 
@@ -70604,6 +70787,13 @@ inline void fill_timing_input(XnnExecutor& executor) {
 
 namespace lamda {
 
+// Whether this machine's executor runs pointwise convolutions in `prec` on lamda's own kernel
+// (int8: exec/qc8_vnni.hpp, fp32: exec/pw_avx512.hpp): the latency model then counts their work
+// apart (op_features).
+inline bool own_pointwise_in_use(LatencyPrecision prec) {
+    return prec == LatencyPrecision::Int8 ? qc8_vnni::used_by_default() : pw_avx512::used_by_default();
+}
+
 // The 1-minute load average (-1 where unknown): profiles record it, evaluations print it.
 inline double current_load_average() {
     std::ifstream in("/proc/loadavg");
@@ -71072,7 +71262,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
             const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
-                                               prec == LatencyPrecision::Int8 && qc8_vnni::used_by_default());
+                                               own_pointwise_in_use(prec));
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -71131,7 +71321,8 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     };
     const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
     profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
-    prof.model = fit_latency_model(prof.samples, prof.calibration);
+    prof.model = fit_latency_model(prof.samples, prof.calibration, 10.0, LatencyPrecision::Fp32,
+                                   own_pointwise_in_use(LatencyPrecision::Fp32));
     if (o.int8) {
         // int8 keeps its planned length even when fp32's calibration models ran past their window (a
         // slow or emulated machine: each calibration model is timed to the end): from the budget's end
@@ -71139,9 +71330,8 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         const double int8_begin = elapsed();
         const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
-        // The executor timed pointwise convs on lamda's VNNI kernel where this CPU has it.
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
-                                            qc8_vnni::used_by_default());
+                                            own_pointwise_in_use(LatencyPrecision::Int8));
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();

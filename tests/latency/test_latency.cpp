@@ -429,6 +429,23 @@ const char* const mixed_graph =
 
 }  // namespace
 
+TEST_CASE("profile: fp32 pointwise convolutions on lamda's kernel where the fingerprint lists it") {
+    CHECK(lamda::lists_kernel("dw_avx512,pw_avx512,qc8_vnni", "pw_avx512"));
+    CHECK(lamda::lists_kernel("pw_avx512", "pw_avx512"));
+    CHECK_FALSE(lamda::lists_kernel("dw_avx512,qc8_vnni", "pw_avx512"));
+    CHECK_FALSE(lamda::lists_kernel("", "pw_avx512"));
+    CHECK_FALSE(lamda::lists_kernel("pw_avx5120,xpw_avx512", "pw_avx512"));
+    lamda::LatencyProfile p = small_profile();  // no lamda_kernels: XNNPACK's 1x1 convolutions
+    CHECK_FALSE(lamda::parse_latency_profile(lamda::latency_profile_json(p), "before.json").model.own_pointwise);
+    p.fingerprint.lamda_kernels = "dw_avx512,pw_avx512";
+    p.model = lamda::fit_latency_model(p.samples, p.calibration, 10.0, lamda::LatencyPrecision::Fp32, true);
+    const lamda::LatencyProfile q = lamda::parse_latency_profile(lamda::latency_profile_json(p), "with.json");
+    CHECK(q.model.own_pointwise);
+    CHECK(q.model.kind_model(lamda::PrimKind::Conv).own_pointwise);
+    const lamda::Graph g = parse("x: input shape=14x14x32\nc: conv2d out=48 kernel=1\n");
+    CHECK(q.model.predict_ms(g) == p.model.predict_ms(g));
+}
+
 TEST_CASE("profile JSON round trip with an int8 part") {
     const lamda::LatencyProfile p = small_profile_with_int8();
     REQUIRE(p.int8_model.precision == lamda::LatencyPrecision::Int8);
@@ -449,12 +466,12 @@ TEST_CASE("profile JSON round trip with an int8 part") {
     CHECK(q.model_for(lamda::LatencyPrecision::Fp32).predict_ms(g) == p.model.predict_ms(g));
     CHECK(p.int8_model.predict_ms(g) != p.model.predict_ms(g));
     // The int8 part says whether pointwise convs ran on lamda's VNNI kernel; its model keeps it.
-    CHECK_FALSE(q.int8_model.pointwise_vnni);
+    CHECK_FALSE(q.int8_model.own_pointwise);
     lamda::LatencyProfile v = p;
     v.int8_model = lamda::fit_latency_model(v.int8_samples, v.int8_calibration, 10.0, lamda::LatencyPrecision::Int8, true);
     const lamda::LatencyProfile w = lamda::parse_latency_profile(lamda::latency_profile_json(v), "mem.json");
-    CHECK(w.int8_model.pointwise_vnni);
-    CHECK(w.int8_model.kind_model(lamda::PrimKind::Conv).pointwise_vnni);
+    CHECK(w.int8_model.own_pointwise);
+    CHECK(w.int8_model.kind_model(lamda::PrimKind::Conv).own_pointwise);
     CHECK(w.model_for(lamda::LatencyPrecision::Int8).predict_ms(g) == v.int8_model.predict_ms(g));
     CHECK(lamda::latency_profile_json(q) == text);
     // An int8 part fitted on the int8 features before version 2 (no "features_version") is read but
@@ -535,7 +552,7 @@ TEST_CASE("op_features in int8: a byte per value where the kind runs in int8, fo
     const auto s32 = lamda::op_features(softmax), s8 = lamda::op_features(softmax, {}, lamda::LatencyPrecision::Int8);
     for (int i = 0; i < s32.n; ++i) CHECK(s8.x[static_cast<std::size_t>(i)] == s32.x[static_cast<std::size_t>(i)]);
     // A pointwise conv on the VNNI kernel: its work in its own slot, none in XNNPACK's MAC and
-    // tile slots; a 3x3 conv, fp32, or a device without VNNI: unchanged.
+    // tile slots; a 3x3 conv or a device without VNNI: unchanged.
     lamda::PrimOp pw = conv;
     pw.kh = pw.kw = 1;
     const auto xnn = lamda::op_features(pw, {}, lamda::LatencyPrecision::Int8, false);
@@ -548,12 +565,26 @@ TEST_CASE("op_features in int8: a byte per value where the kind runs in int8, fo
     CHECK(xnn.x[last] == 0);
     CHECK(own.x[last] == doctest::Approx(1e-6 * 786 * 64 * 32));  // 784 pixels padded to 6s
     CHECK(lamda::feature_count_before_vnni(lamda::PrimKind::Conv) == own.n - 1);
-    CHECK(lamda::runs_on_vnni_pointwise(pw, lamda::LatencyPrecision::Int8, true));
-    CHECK_FALSE(lamda::runs_on_vnni_pointwise(conv, lamda::LatencyPrecision::Int8, true));
-    CHECK_FALSE(lamda::runs_on_vnni_pointwise(pw, lamda::LatencyPrecision::Fp32, true));
-    const auto f32_pw = lamda::op_features(pw, {}, lamda::LatencyPrecision::Fp32, true);
-    const auto f32_pw_plain = lamda::op_features(pw);
-    for (int i = 0; i < f32_pw.n; ++i) CHECK(f32_pw.x[static_cast<std::size_t>(i)] == f32_pw_plain.x[static_cast<std::size_t>(i)]);
+    CHECK(lamda::runs_on_own_pointwise(pw, lamda::LatencyPrecision::Int8, true));
+    CHECK_FALSE(lamda::runs_on_own_pointwise(conv, lamda::LatencyPrecision::Int8, true));
+    // fp32 on lamda's AVX-512 pointwise kernel: the same slots, its work unpadded in pixels; with
+    // 16 outputs or fewer the executor keeps XNNPACK's, and so do the features.
+    CHECK(lamda::runs_on_own_pointwise(pw, lamda::LatencyPrecision::Fp32, true));
+    const auto f32_xnn = lamda::op_features(pw);
+    const auto f32_own = lamda::op_features(pw, {}, lamda::LatencyPrecision::Fp32, true);
+    CHECK(f32_xnn.x[0] > 0);
+    CHECK(f32_xnn.x[last] == 0);
+    CHECK(f32_own.x[0] == 0);
+    CHECK(f32_own.x[1] == 0);
+    CHECK(f32_own.x[last] == doctest::Approx(1e-6 * 784 * 64 * 32));
+    lamda::PrimOp narrow = pw;
+    narrow.oc = 16;
+    CHECK_FALSE(lamda::runs_on_own_pointwise(narrow, lamda::LatencyPrecision::Fp32, true));
+    CHECK(lamda::runs_on_own_pointwise(narrow, lamda::LatencyPrecision::Int8, true));
+    const auto f32_narrow = lamda::op_features(narrow, {}, lamda::LatencyPrecision::Fp32, true);
+    const auto f32_narrow_plain = lamda::op_features(narrow);
+    for (int i = 0; i < f32_narrow.n; ++i)
+        CHECK(f32_narrow.x[static_cast<std::size_t>(i)] == f32_narrow_plain.x[static_cast<std::size_t>(i)]);
     // A model's footprint in int8: its int8 weights and a byte per buffered value.
     const std::vector<lamda::PrimOp> ops{conv, clamp};
     CHECK(lamda::model_context(ops, 1000, lamda::LatencyPrecision::Int8).footprint_bytes ==

@@ -11,6 +11,7 @@
 #define LAMDA_LATENCY_FEATURES_HPP
 
 #include "../exec/plan.hpp"
+#include "../exec/pw_avx512.hpp"
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -338,18 +339,21 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
     }
 }
 
-// Whether the int8 executor runs conv p on lamda's VNNI pointwise kernel (exec/qc8_vnni.hpp:
-// 1x1, stride 1, one group) on a device where it does (`pointwise_vnni`, the profile's).
-inline bool runs_on_vnni_pointwise(const PrimOp& p, LatencyPrecision prec, bool pointwise_vnni) noexcept {
-    return pointwise_vnni && prec == LatencyPrecision::Int8 && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
+// Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
+// (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
+// the same, with more than 16 outputs).
+inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
+    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
            p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `pointwise_vnni`: the device's int8 pointwise convolutions run on lamda's VNNI kernel.
+// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool pointwise_vnni = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -359,7 +363,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double vnni_feature = 0;  // conv: the VNNI pointwise kernel's work (0 in fp32)
+    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -369,20 +373,23 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // The GEMM tile XNNPACK's microkernels compute: fp32 7x16 (x86 AVX-512/FMA3), int8 4x16 with
         // each tap's input channels padded to 8 (the "c8" kernels' packing), so an int8 stem of 3
         // channels does 8/3 times its MACs (int8_conv_features_version).
-        // On the VNNI pointwise kernel (int8_conv_features_version 3) the work is its own tile
-        // (6 to 16 pixels, 16 channels, 4 inputs per vpdpbusd), about 4x XNNPACK's int8 rate: it
-        // gets its own coefficient (the last feature; 0 in fp32) instead of the MAC and tile
-        // terms of XNNPACK's kernels.
+        // On lamda's own pointwise kernels the work is their own tile, with its own coefficient
+        // (the last feature) instead of the MAC and tile terms of XNNPACK's kernels: in int8
+        // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
+        // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
+        // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool vnni = runs_on_vnni_pointwise(p, prec, pointwise_vnni);
-        const double vnni_work = vnni ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4) : 0.0;
+        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
+        const double own_work = !own ? 0.0
+                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                       : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
         const double wbytes = eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
-        f.add(M * macs * (vnni ? 0.0 : 1.0));
-        f.add(M * tiled * (vnni ? 0.0 : 1.0));
-        f.add(M * (vnni ? vnni_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
+        f.add(M * macs * (own ? 0.0 : 1.0));
+        f.add(M * tiled * (own ? 0.0 : 1.0));
+        f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
         f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
@@ -392,7 +399,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
-        vnni_feature = M * vnni_work;  // added last (below)
+        own_feature = M * own_work;  // added last (below)
         break;
     }
     case PrimKind::Depthwise:
@@ -485,7 +492,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     }
     // Context terms (zero for a probe): a fixed and a proportional shift inside a model, and
     // the cost of finding the weights and activations colder as the model's footprint grows.
-    const double work = f.x[0] + vnni_feature;  // a conv's MACs are 0 on the VNNI kernel
+    const double work = f.x[0] + own_feature;  // a conv's MACs are 0 on lamda's own kernels
     const double wbytes = op_weight_bytes(p, prec), abytes = eb * (in_el + out_el);
     const double wb = M * wbytes, ab = M * abytes;
     const auto [cold_l2, cold_l3] =
@@ -500,7 +507,7 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l3 * wb);
     // Last, so that a profile from before it reads with a zero coefficient here
     // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(vnni_feature);
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
     return f;
 }
 
@@ -540,8 +547,9 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the VNNI pointwise feature (the convolutions'
-// last one, always 0 in fp32): such a profile's fp32 model is read with a zero coefficient there.
+// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
+// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
+// coefficient there.
 inline int feature_count_before_vnni(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }

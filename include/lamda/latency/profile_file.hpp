@@ -19,6 +19,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -69,6 +70,17 @@ struct DeviceFingerprint {
                a.lamda_version == b.lamda_version && a.lamda_kernels == b.lamda_kernels && a.threads == b.threads;
     }
 };
+
+// Whether a fingerprint's comma-separated `lamda_kernels` names `kernel`.
+inline bool lists_kernel(const std::string& kernels, const std::string& kernel) {
+    std::size_t from = 0;
+    while (from <= kernels.size()) {
+        const std::size_t comma = std::min(kernels.find(',', from), kernels.size());
+        if (kernels.compare(from, comma - from, kernel) == 0) return true;
+        from = comma + 1;
+    }
+    return false;
+}
 
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
@@ -268,7 +280,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.pointwise_vnni);
+        j.field("pointwise_vnni", p.int8_model.own_pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -363,7 +375,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.pointwise_vnni = model.pointwise_vnni;
+            k.own_pointwise = model.own_pointwise;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -443,6 +455,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
+    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
+    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
