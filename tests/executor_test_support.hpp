@@ -2,6 +2,8 @@
 #ifndef LAMDA_TESTS_EXECUTOR_TEST_SUPPORT_HPP
 #define LAMDA_TESTS_EXECUTOR_TEST_SUPPORT_HPP
 
+#include <doctest/doctest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -14,6 +16,7 @@
 #include "lamda/data/tensor.hpp"
 #include "lamda/core/validate.hpp"
 #include "lamda/data/weights.hpp"
+#include "lamda/exec/reference.hpp"
 
 namespace lamda_test {
 
@@ -85,6 +88,26 @@ double relative_error(Executor& e, const lamda::Tensor& input, const lamda::Tens
     std::size_t worst = 0;
     const double err = max_error(e.output(), want.data.data(), want.data.size(), scale, worst);
     return err / scale;
+}
+
+// For 1 and 2 threads: `g` on two Executors, one built with Options' `flag` on and one with it
+// off (a kernel of lamda's own against the library's), both against the reference executor on
+// one random input; `check(with, without)` asks which layers each took.
+template <class Executor, class Options, class Check>
+void with_and_without(const lamda::Graph& g, bool Options::*flag, Check check) {
+    const lamda::Weights weights = lamda::random_weights(g, 5);
+    const lamda::Tensor input = random_input(g.layers.front().shape, 9);
+    const lamda::Tensor want = lamda::run_reference(g, weights, input);
+    for (int threads : {1, 2}) {
+        INFO("threads " << threads);
+        Options on, off;
+        on.threads = off.threads = threads;
+        on.*flag = true;
+        off.*flag = false;
+        Executor with(g, weights, on), without(g, weights, off);
+        check(with, without);
+        for (Executor* e : {&with, &without}) CHECK(relative_error(*e, input, want) <= tolerance);
+    }
 }
 
 }  // namespace lamda_test

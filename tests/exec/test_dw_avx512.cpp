@@ -154,28 +154,18 @@ TEST_CASE("xnnpack: depthwise convolutions on lamda's AVX-512 kernel agree with 
         "d4: dwconv kernel=3 multiplier=2\n"
         "d5: dwconv kernel=7 padding=valid\n"
         "p: gap\nf: fc out=5\n");
-    const lamda::Weights weights = lamda::random_weights(g, 5);
-    const lamda::Tensor input = lamda_test::random_input(g.layers.front().shape, 9);
-    const lamda::Tensor want = lamda::run_reference(g, weights, input);
-    for (int threads : {1, 2}) {
-        INFO("threads " << threads);
-        lamda::XnnOptions on, off;
-        on.threads = off.threads = threads;
-        on.depthwise_avx512 = true;
-        off.depthwise_avx512 = false;
-        lamda::XnnExecutor with(g, weights, on), without(g, weights, off);
-        CHECK(without.depthwise_avx512_layers() == 0);
-        if (lamda::dw_avx512::available()) {
-            CHECK(with.depthwise_avx512_layers() == 4);  // all but the multiplier-2 one
-            CHECK(with.lowering(1) == lamda::XnnLowering::Kernel);
-            CHECK(with.lowering(8) == lamda::XnnLowering::Operators);  // multiplier 2
-            CHECK(with.lowering(9) == lamda::XnnLowering::Kernel);
-        } else {
-            CHECK(with.depthwise_avx512_layers() == 0);
-        }
-        for (lamda::XnnExecutor* e : {&with, &without})
-            CHECK(lamda_test::relative_error(*e, input, want) <= lamda_test::tolerance);
-    }
+    lamda_test::with_and_without<lamda::XnnExecutor>(
+        g, &lamda::XnnOptions::depthwise_avx512, [](const lamda::XnnExecutor& with, const lamda::XnnExecutor& without) {
+            CHECK(without.depthwise_avx512_layers() == 0);
+            if (lamda::dw_avx512::available()) {
+                CHECK(with.depthwise_avx512_layers() == 4);  // all but the multiplier-2 one
+                CHECK(with.lowering(1) == lamda::XnnLowering::Kernel);
+                CHECK(with.lowering(8) == lamda::XnnLowering::Operators);  // multiplier 2
+                CHECK(with.lowering(9) == lamda::XnnLowering::Kernel);
+            } else {
+                CHECK(with.depthwise_avx512_layers() == 0);
+            }
+        });
 }
 
 TEST_CASE("xnnpack: lamda's depthwise kernel only where it is the faster") {

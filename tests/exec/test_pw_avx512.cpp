@@ -107,28 +107,19 @@ TEST_CASE("xnnpack: pointwise convolutions on lamda's AVX-512 kernel agree with 
         "f: conv2d out=40 kernel=1\n"
         "s: add e, f\n"
         "p: gap\nq: fc out=5\n");
-    const lamda::Weights weights = lamda::random_weights(g, 5);
-    const lamda::Tensor input = lamda_test::random_input(g.layers.front().shape, 9);
-    const lamda::Tensor want = lamda::run_reference(g, weights, input);
-    for (int threads : {1, 2}) {
-        INFO("threads " << threads);
-        lamda::XnnOptions on, off;
-        on.threads = off.threads = threads;
-        on.pointwise_avx512 = true;
-        off.pointwise_avx512 = false;
-        lamda::XnnExecutor with(g, weights, on), without(g, weights, off);
-        CHECK(without.pointwise_avx512_layers() == 0);
-        const auto ours = lamda::pw_avx512::available() ? lamda::XnnLowering::Kernel : lamda::XnnLowering::Operators;
-        CHECK(with.pointwise_avx512_layers() == (lamda::pw_avx512::available() ? 3 : 0));  // a, b, f
-        CHECK(with.lowering(1) == ours);
-        CHECK(with.lowering(4) == ours);
-        CHECK(with.lowering(7) == lamda::XnnLowering::Operators);  // 16 outputs
-        CHECK(with.lowering(8) == lamda::XnnLowering::Operators);  // stride 2
-        CHECK(with.lowering(9) == lamda::XnnLowering::Operators);  // 2 groups
-        CHECK(with.lowering(10) == ours);
-        for (lamda::XnnExecutor* e : {&with, &without})
-            CHECK(lamda_test::relative_error(*e, input, want) <= lamda_test::tolerance);
-    }
+    lamda_test::with_and_without<lamda::XnnExecutor>(
+        g, &lamda::XnnOptions::pointwise_avx512, [](const lamda::XnnExecutor& with, const lamda::XnnExecutor& without) {
+            CHECK(without.pointwise_avx512_layers() == 0);
+            const auto ours =
+                lamda::pw_avx512::available() ? lamda::XnnLowering::Kernel : lamda::XnnLowering::Operators;
+            CHECK(with.pointwise_avx512_layers() == (lamda::pw_avx512::available() ? 3 : 0));  // a, b, f
+            CHECK(with.lowering(1) == ours);
+            CHECK(with.lowering(4) == ours);
+            CHECK(with.lowering(7) == lamda::XnnLowering::Operators);  // 16 outputs
+            CHECK(with.lowering(8) == lamda::XnnLowering::Operators);  // stride 2
+            CHECK(with.lowering(9) == lamda::XnnLowering::Operators);  // 2 groups
+            CHECK(with.lowering(10) == ours);
+        });
     CHECK_FALSE(lamda::pw_avx512::preferred(16));
     CHECK(lamda::pw_avx512::preferred(24));
 }
