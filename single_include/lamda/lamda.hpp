@@ -19847,12 +19847,14 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
-// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
-// the same, with more than 16 outputs).
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
+// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
+// input channels, more than 16 outputs).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
-           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    const bool fp32 = prec == LatencyPrecision::Fp32;
+    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
+           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -27919,12 +27921,14 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
-// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
-// the same, with more than 16 outputs).
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
+// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
+// input channels, more than 16 outputs).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
-           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    const bool fp32 = prec == LatencyPrecision::Fp32;
+    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
+           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -34222,12 +34226,14 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
-// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
-// the same, with more than 16 outputs).
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
+// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
+// input channels, more than 16 outputs).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
-           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    const bool fp32 = prec == LatencyPrecision::Fp32;
+    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
+           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -40795,12 +40801,14 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
-// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
-// the same, with more than 16 outputs).
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
+// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
+// input channels, more than 16 outputs).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
-           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    const bool fp32 = prec == LatencyPrecision::Fp32;
+    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
+           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -47752,12 +47760,14 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
-// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
-// the same, with more than 16 outputs).
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
+// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
+// input channels, more than 16 outputs).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
-           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    const bool fp32 = prec == LatencyPrecision::Fp32;
+    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
+           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -55732,12 +55742,14 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
-// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
-// the same, with more than 16 outputs).
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
+// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
+// input channels, more than 16 outputs).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
-           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    const bool fp32 = prec == LatencyPrecision::Fp32;
+    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
+           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -62604,12 +62616,14 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
-// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
-// the same, with more than 16 outputs).
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
+// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
+// input channels, more than 16 outputs).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
-           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    const bool fp32 = prec == LatencyPrecision::Fp32;
+    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
+           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -66220,12 +66234,14 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
-// (exec/qc8_vnni.hpp: 1x1, stride 1, one group), in fp32 the AVX-512 one (exec/pw_avx512.hpp:
-// the same, with more than 16 outputs).
+// (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
+// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
+// input channels, more than 16 outputs).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    if (prec == LatencyPrecision::Fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 &&
-           p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    const bool fp32 = prec == LatencyPrecision::Fp32;
+    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
+    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
+           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same

@@ -581,6 +581,11 @@ TEST_CASE("op_features in int8: a byte per value where the kind runs in int8, fo
     narrow.oc = 16;
     CHECK_FALSE(lamda::runs_on_own_pointwise(narrow, lamda::LatencyPrecision::Fp32, true));
     CHECK(lamda::runs_on_own_pointwise(narrow, lamda::LatencyPrecision::Int8, true));
+    lamda::PrimOp grey = pw;  // one input channel: its own cost family, the same kernel in fp32
+    grey.kind = lamda::PrimKind::ConvNarrow;
+    grey.ic = 1;
+    CHECK(lamda::runs_on_own_pointwise(grey, lamda::LatencyPrecision::Fp32, true));
+    CHECK_FALSE(lamda::runs_on_own_pointwise(grey, lamda::LatencyPrecision::Int8, true));
     const auto f32_narrow = lamda::op_features(narrow, {}, lamda::LatencyPrecision::Fp32, true);
     const auto f32_narrow_plain = lamda::op_features(narrow);
     for (int i = 0; i < f32_narrow.n; ++i)
