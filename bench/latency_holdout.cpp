@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
         std::printf("|---|---|---:|---:|---:|---:|\n");
         for (const std::string& f : files) {
             const lamda::LatencyProfile p = lamda::read_latency_profile(f);
-            const bool listed = lamda::lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512");
+            const bool listed = lamda::ran_own_pointwise(p.fingerprint, lamda::LatencyPrecision::Fp32);
             for (const bool own : both ? std::vector<bool>{listed, !listed} : std::vector<bool>{listed}) {
                 HeldOut all;
                 for (std::size_t fold = 0; fold < 2; ++fold) {

@@ -82,6 +82,13 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
+// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
+// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
+// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
+inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
+    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -455,8 +462,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
-    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
+    // (The int8 part says it in its own field, older than lamda_kernels.)
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
