@@ -10084,6 +10084,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
@@ -11829,10 +11836,10 @@ private:
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
-            const bool pointwise = l.op == OpKind::Conv2d && sp.groups == 1 && sp.kh == 1 && sp.kw == 1 &&
-                                   sp.sh == 1 && sp.sw == 1 && sp.pads == std::array<int, 4>{0, 0, 0, 0};
-            if (pointwise && impl_->pointwise_avx512 && pw_avx512::available() &&
-                pw_avx512::preferred(static_cast<int>(oc))) {
+            if (l.op == OpKind::Conv2d && impl_->pointwise_avx512 && pw_avx512::available() &&
+                pw_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                 static_cast<int>(sp.sw), sp.pads != std::array<int, 4>{0, 0, 0, 0},
+                                 static_cast<int>(sp.groups), static_cast<int>(oc))) {
                 xnn_delete_operator(op);
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -16227,6 +16234,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
@@ -17457,10 +17471,10 @@ private:
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
-            const bool pointwise = l.op == OpKind::Conv2d && sp.groups == 1 && sp.kh == 1 && sp.kw == 1 &&
-                                   sp.sh == 1 && sp.sw == 1 && sp.pads == std::array<int, 4>{0, 0, 0, 0};
-            if (pointwise && impl_->pointwise_avx512 && pw_avx512::available() &&
-                pw_avx512::preferred(static_cast<int>(oc))) {
+            if (l.op == OpKind::Conv2d && impl_->pointwise_avx512 && pw_avx512::available() &&
+                pw_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                 static_cast<int>(sp.sw), sp.pads != std::array<int, 4>{0, 0, 0, 0},
+                                 static_cast<int>(sp.groups), static_cast<int>(oc))) {
                 xnn_delete_operator(op);
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -19370,6 +19384,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
@@ -19848,13 +19869,16 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
 // (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
-// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
-// input channels, more than 16 outputs).
+// features version 3 has it), in fp32 the AVX-512 one (pw_avx512::takes, any input channels).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    const bool fp32 = prec == LatencyPrecision::Fp32;
-    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
-           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    if (!own_pointwise || p.n > 1) return false;
+    if (prec == LatencyPrecision::Fp32) {
+        // At stride 1, a 1x1 filter keeps the map's size unless it is padded.
+        const bool padded = p.oh != p.ih || p.ow != p.iw;
+        return (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+               pw_avx512::takes(p.kh, p.kw, p.sh, p.sw, padded, std::max(1, p.groups), p.oc);
+    }
+    return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -21431,6 +21455,13 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
+// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
+// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
+// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
+inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
+    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -21804,8 +21835,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
-    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
+    // (The int8 part says it in its own field, older than lamda_kernels.)
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -27444,6 +27475,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
@@ -27922,13 +27960,16 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
 // (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
-// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
-// input channels, more than 16 outputs).
+// features version 3 has it), in fp32 the AVX-512 one (pw_avx512::takes, any input channels).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    const bool fp32 = prec == LatencyPrecision::Fp32;
-    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
-           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    if (!own_pointwise || p.n > 1) return false;
+    if (prec == LatencyPrecision::Fp32) {
+        // At stride 1, a 1x1 filter keeps the map's size unless it is padded.
+        const bool padded = p.oh != p.ih || p.ow != p.iw;
+        return (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+               pw_avx512::takes(p.kh, p.kw, p.sh, p.sw, padded, std::max(1, p.groups), p.oc);
+    }
+    return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -29725,6 +29766,13 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
+// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
+// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
+// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
+inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
+    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -30098,8 +30146,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
-    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
+    // (The int8 part says it in its own field, older than lamda_kernels.)
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -30730,6 +30778,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
 
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
@@ -31961,10 +32016,10 @@ private:
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
-            const bool pointwise = l.op == OpKind::Conv2d && sp.groups == 1 && sp.kh == 1 && sp.kw == 1 &&
-                                   sp.sh == 1 && sp.sw == 1 && sp.pads == std::array<int, 4>{0, 0, 0, 0};
-            if (pointwise && impl_->pointwise_avx512 && pw_avx512::available() &&
-                pw_avx512::preferred(static_cast<int>(oc))) {
+            if (l.op == OpKind::Conv2d && impl_->pointwise_avx512 && pw_avx512::available() &&
+                pw_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                 static_cast<int>(sp.sw), sp.pads != std::array<int, 4>{0, 0, 0, 0},
+                                 static_cast<int>(sp.groups), static_cast<int>(oc))) {
                 xnn_delete_operator(op);
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -33749,6 +33804,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
@@ -34227,13 +34289,16 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
 // (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
-// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
-// input channels, more than 16 outputs).
+// features version 3 has it), in fp32 the AVX-512 one (pw_avx512::takes, any input channels).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    const bool fp32 = prec == LatencyPrecision::Fp32;
-    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
-           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    if (!own_pointwise || p.n > 1) return false;
+    if (prec == LatencyPrecision::Fp32) {
+        // At stride 1, a 1x1 filter keeps the map's size unless it is padded.
+        const bool padded = p.oh != p.ih || p.ow != p.iw;
+        return (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+               pw_avx512::takes(p.kh, p.kw, p.sh, p.sw, padded, std::max(1, p.groups), p.oc);
+    }
+    return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -36030,6 +36095,13 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
+// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
+// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
+// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
+inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
+    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -36403,8 +36475,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
-    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
+    // (The int8 part says it in its own field, older than lamda_kernels.)
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -40324,6 +40396,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
@@ -40802,13 +40881,16 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
 // (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
-// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
-// input channels, more than 16 outputs).
+// features version 3 has it), in fp32 the AVX-512 one (pw_avx512::takes, any input channels).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    const bool fp32 = prec == LatencyPrecision::Fp32;
-    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
-           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    if (!own_pointwise || p.n > 1) return false;
+    if (prec == LatencyPrecision::Fp32) {
+        // At stride 1, a 1x1 filter keeps the map's size unless it is padded.
+        const bool padded = p.oh != p.ih || p.ow != p.iw;
+        return (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+               pw_avx512::takes(p.kh, p.kw, p.sh, p.sw, padded, std::max(1, p.groups), p.oc);
+    }
+    return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -42605,6 +42687,13 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
+// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
+// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
+// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
+inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
+    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -42978,8 +43067,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
-    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
+    // (The int8 part says it in its own field, older than lamda_kernels.)
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -43610,6 +43699,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
 
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
@@ -44841,10 +44937,10 @@ private:
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
-            const bool pointwise = l.op == OpKind::Conv2d && sp.groups == 1 && sp.kh == 1 && sp.kw == 1 &&
-                                   sp.sh == 1 && sp.sw == 1 && sp.pads == std::array<int, 4>{0, 0, 0, 0};
-            if (pointwise && impl_->pointwise_avx512 && pw_avx512::available() &&
-                pw_avx512::preferred(static_cast<int>(oc))) {
+            if (l.op == OpKind::Conv2d && impl_->pointwise_avx512 && pw_avx512::available() &&
+                pw_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                 static_cast<int>(sp.sw), sp.pads != std::array<int, 4>{0, 0, 0, 0},
+                                 static_cast<int>(sp.groups), static_cast<int>(oc))) {
                 xnn_delete_operator(op);
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -47283,6 +47379,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
@@ -47761,13 +47864,16 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
 // (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
-// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
-// input channels, more than 16 outputs).
+// features version 3 has it), in fp32 the AVX-512 one (pw_avx512::takes, any input channels).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    const bool fp32 = prec == LatencyPrecision::Fp32;
-    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
-           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    if (!own_pointwise || p.n > 1) return false;
+    if (prec == LatencyPrecision::Fp32) {
+        // At stride 1, a 1x1 filter keeps the map's size unless it is padded.
+        const bool padded = p.oh != p.ih || p.ow != p.iw;
+        return (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+               pw_avx512::takes(p.kh, p.kw, p.sh, p.sw, padded, std::max(1, p.groups), p.oc);
+    }
+    return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -49564,6 +49670,13 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
+// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
+// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
+// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
+inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
+    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -49937,8 +50050,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
-    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
+    // (The int8 part says it in its own field, older than lamda_kernels.)
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -49991,37 +50104,39 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <string>
 #include <vector>
 
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
 //
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
 //   }
 //
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
 //
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
 
 #include <algorithm>
-#include <array>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -50094,214 +50209,6 @@ inline bool cpu_has_avx512_vnni() noexcept { return false; }
 
 #endif  // LAMDA_DETAIL_CPU_X86_HPP
 // ---- end include/lamda/detail/cpu_x86.hpp ----
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
-// ---- begin include/lamda/exec/qc8_vnni.hpp ----
-// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
-// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
-//
-//   if (lamda::qc8_vnni::available()) {
-//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
-//                                qmin, qmax);
-//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
-//   }
-//
-// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
-// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
-// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
-// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
-//
-// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
-// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
-//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
-//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
-// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
-// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
-//
-// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
-// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
-// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
-#ifndef LAMDA_EXEC_QC8_VNNI_HPP
-#define LAMDA_EXEC_QC8_VNNI_HPP
-
-#include <algorithm>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <stdexcept>
-#include <vector>
-
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
@@ -50995,6 +50902,219 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   }
+//
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
+//
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 namespace lamda {
 
@@ -51787,10 +51907,10 @@ private:
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
-            const bool pointwise = l.op == OpKind::Conv2d && sp.groups == 1 && sp.kh == 1 && sp.kw == 1 &&
-                                   sp.sh == 1 && sp.sw == 1 && sp.pads == std::array<int, 4>{0, 0, 0, 0};
-            if (pointwise && impl_->pointwise_avx512 && pw_avx512::available() &&
-                pw_avx512::preferred(static_cast<int>(oc))) {
+            if (l.op == OpKind::Conv2d && impl_->pointwise_avx512 && pw_avx512::available() &&
+                pw_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                 static_cast<int>(sp.sw), sp.pads != std::array<int, 4>{0, 0, 0, 0},
+                                 static_cast<int>(sp.groups), static_cast<int>(oc))) {
                 xnn_delete_operator(op);
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -52537,13 +52657,6 @@ inline void fill_timing_input(XnnExecutor& executor) {
 
 namespace lamda {
 
-// Whether this machine's executor runs pointwise convolutions in `prec` on lamda's own kernel
-// (int8: exec/qc8_vnni.hpp, fp32: exec/pw_avx512.hpp): the latency model then counts their work
-// apart (op_features).
-inline bool own_pointwise_in_use(LatencyPrecision prec) {
-    return prec == LatencyPrecision::Int8 ? qc8_vnni::used_by_default() : pw_avx512::used_by_default();
-}
-
 // The 1-minute load average (-1 where unknown): profiles record it, evaluations print it.
 inline double current_load_average() {
     std::ifstream in("/proc/loadavg");
@@ -53012,7 +53125,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
             const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
-                                               own_pointwise_in_use(prec));
+                                               ran_own_pointwise(prof.fingerprint, prec));
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -53072,7 +53185,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
     profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration, 10.0, LatencyPrecision::Fp32,
-                                   own_pointwise_in_use(LatencyPrecision::Fp32));
+                                   ran_own_pointwise(prof.fingerprint, LatencyPrecision::Fp32));
     if (o.int8) {
         // int8 keeps its planned length even when fp32's calibration models ran past their window (a
         // slow or emulated machine: each calibration model is timed to the end): from the budget's end
@@ -53081,7 +53194,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
-                                            own_pointwise_in_use(LatencyPrecision::Int8));
+                                            ran_own_pointwise(prof.fingerprint, LatencyPrecision::Int8));
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();
@@ -55265,6 +55378,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
@@ -55743,13 +55863,16 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
 // (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
-// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
-// input channels, more than 16 outputs).
+// features version 3 has it), in fp32 the AVX-512 one (pw_avx512::takes, any input channels).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    const bool fp32 = prec == LatencyPrecision::Fp32;
-    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
-           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    if (!own_pointwise || p.n > 1) return false;
+    if (prec == LatencyPrecision::Fp32) {
+        // At stride 1, a 1x1 filter keeps the map's size unless it is padded.
+        const bool padded = p.oh != p.ih || p.ow != p.iw;
+        return (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+               pw_avx512::takes(p.kh, p.kw, p.sh, p.sw, padded, std::max(1, p.groups), p.oc);
+    }
+    return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -57546,6 +57669,13 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
+// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
+// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
+// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
+inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
+    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -57919,8 +58049,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
-    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
+    // (The int8 part says it in its own field, older than lamda_kernels.)
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -59676,6 +59806,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
@@ -60906,10 +61043,10 @@ private:
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
-            const bool pointwise = l.op == OpKind::Conv2d && sp.groups == 1 && sp.kh == 1 && sp.kw == 1 &&
-                                   sp.sh == 1 && sp.sw == 1 && sp.pads == std::array<int, 4>{0, 0, 0, 0};
-            if (pointwise && impl_->pointwise_avx512 && pw_avx512::available() &&
-                pw_avx512::preferred(static_cast<int>(oc))) {
+            if (l.op == OpKind::Conv2d && impl_->pointwise_avx512 && pw_avx512::available() &&
+                pw_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                 static_cast<int>(sp.sw), sp.pads != std::array<int, 4>{0, 0, 0, 0},
+                                 static_cast<int>(sp.groups), static_cast<int>(oc))) {
                 xnn_delete_operator(op);
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -62139,6 +62276,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
@@ -62617,13 +62761,16 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
 // (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
-// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
-// input channels, more than 16 outputs).
+// features version 3 has it), in fp32 the AVX-512 one (pw_avx512::takes, any input channels).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    const bool fp32 = prec == LatencyPrecision::Fp32;
-    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
-           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    if (!own_pointwise || p.n > 1) return false;
+    if (prec == LatencyPrecision::Fp32) {
+        // At stride 1, a 1x1 filter keeps the map's size unless it is padded.
+        const bool padded = p.oh != p.ih || p.ow != p.iw;
+        return (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+               pw_avx512::takes(p.kh, p.kw, p.sh, p.sw, padded, std::max(1, p.groups), p.oc);
+    }
+    return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -64420,6 +64567,13 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
+// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
+// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
+// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
+inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
+    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -64793,8 +64947,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
-    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
+    // (The int8 part says it in its own field, older than lamda_kernels.)
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -65757,6 +65911,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
@@ -66235,13 +66396,16 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
 // (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
-// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
-// input channels, more than 16 outputs).
+// features version 3 has it), in fp32 the AVX-512 one (pw_avx512::takes, any input channels).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    const bool fp32 = prec == LatencyPrecision::Fp32;
-    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
-           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    if (!own_pointwise || p.n > 1) return false;
+    if (prec == LatencyPrecision::Fp32) {
+        // At stride 1, a 1x1 filter keeps the map's size unless it is padded.
+        const bool padded = p.oh != p.ih || p.ow != p.iw;
+        return (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+               pw_avx512::takes(p.kh, p.kw, p.sh, p.sw, padded, std::max(1, p.groups), p.oc);
+    }
+    return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
@@ -67818,6 +67982,13 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
+// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
+// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
+// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
+inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
+    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+}
+
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
 inline std::string current_lamda_kernels() {
     std::string k;
@@ -68191,8 +68362,8 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
     if (r.has(doc, "calibration_seed"))
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
-    // The fp32 pointwise convolutions ran on lamda's kernel where the fingerprint lists it.
-    p.model = LatencyModel(LatencyPrecision::Fp32, lists_kernel(p.fingerprint.lamda_kernels, "pw_avx512"));
+    // (The int8 part says it in its own field, older than lamda_kernels.)
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
@@ -68257,37 +68428,39 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 #include <string>
 #include <vector>
 
-// ---- begin include/lamda/exec/pw_avx512.hpp ----
-// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
-// no padding, one group) on x86-64 CPUs with AVX-512F.
+// ---- begin include/lamda/exec/qc8_vnni.hpp ----
+// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
+// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
 //
-//   if (lamda::pw_avx512::available()) {
-//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
-//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   if (lamda::qc8_vnni::available()) {
+//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
+//                                qmin, qmax);
+//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
 //   }
 //
-// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
-// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
-// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
-// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
-// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
-// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
-// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
-// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
-// needs (24 channels: 2, the second masked).
+// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
+// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
+// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
+// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
+// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
 //
-// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
-// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
-// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
-// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
-// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
-// the executor runs.
-#ifndef LAMDA_EXEC_PW_AVX512_HPP
-#define LAMDA_EXEC_PW_AVX512_HPP
+// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
+// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
+//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
+//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
+// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
+//
+// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
+// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
+// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
+#ifndef LAMDA_EXEC_QC8_VNNI_HPP
+#define LAMDA_EXEC_QC8_VNNI_HPP
 
 #include <algorithm>
-#include <array>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -68360,214 +68533,6 @@ inline bool cpu_has_avx512_vnni() noexcept { return false; }
 
 #endif  // LAMDA_DETAIL_CPU_X86_HPP
 // ---- end include/lamda/detail/cpu_x86.hpp ----
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LAMDA_PW_AVX512_X86 1
-#include <immintrin.h>
-#endif
-
-namespace lamda {
-
-namespace pw_avx512 {
-
-// Whether this CPU runs the kernel, and whether the executor does by default
-// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
-// (detail/built_optimized.hpp). The profile's fingerprint records it.
-inline bool available() noexcept { return detail::cpu_has_avx512f(); }
-inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
-
-// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
-// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
-// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
-// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
-// (1.00x), so the executor keeps XNNPACK's.
-inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
-
-inline constexpr int kLanes = 16;          // output channels per register
-inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
-inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
-// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
-// and the panel's weights within the 32 registers.
-inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
-
-#if defined(LAMDA_PW_AVX512_X86)
-LAMDA_INTRINSICS_BEGIN
-
-// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
-// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
-// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
-// live channels of the last register.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
-                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
-    __m512 acc[MR][NV];
-    LAMDA_UNROLL_FULL
-    for (int v = 0; v < NV; ++v) {
-        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) acc[r][v] = b;
-    }
-    w += NV * kLanes;
-    const float* x[MR];
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
-    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
-        __m512 wv[NV];
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
-        LAMDA_UNROLL_FULL
-        for (int r = 0; r < MR; ++r) {
-            const __m512 xv = _mm512_set1_ps(x[r][k]);
-            LAMDA_UNROLL_FULL
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
-        }
-    }
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-    LAMDA_UNROLL_FULL
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
-        LAMDA_UNROLL_FULL
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
-                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
-    }
-}
-
-LAMDA_INTRINSICS_END
-
-using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
-                        float);
-inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
-    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
-#endif  // LAMDA_PW_AVX512_X86
-
-}  // namespace pw_avx512
-
-class PointwiseF32 {
-public:
-    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
-    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
-    // activation).
-    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
-        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
-        using pw_avx512::kLanes;
-        if (in_channels <= 0 || out_channels <= 0 || !weights)
-            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
-        const auto K = static_cast<std::size_t>(in_channels);
-        std::size_t offset = 0;
-        for (int n0 = 0; n0 < out_channels;) {
-            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
-            const int registers = (cols + kLanes - 1) / kLanes;
-            panels_.push_back(Panel{n0, registers, cols, offset});
-            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
-            n0 += cols;
-        }
-        // Per panel: its biases, then K rows of its columns, zero past the last channel.
-        packed_.assign(offset, 0.0f);
-        for (const Panel& p : panels_) {
-            const auto width = static_cast<std::size_t>(p.registers * kLanes);
-            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
-                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
-                if (bias) packed_[p.offset + j] = bias[n];
-                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
-            }
-        }
-    }
-
-    int in_channels() const noexcept { return k_; }
-    int out_channels() const noexcept { return n_; }
-    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
-    int panels() const noexcept { return static_cast<int>(panels_.size()); }
-    static std::size_t chunks(std::size_t pixels) noexcept {
-        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
-    }
-
-    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
-    void run(const float* in, float* out, std::size_t pixels) const {
-        for (int p = 0; p < panels(); ++p)
-            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
-    }
-
-    // One panel's output channels for one chunk of pixels. Units are independent: threads may
-    // run different ones at once.
-    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
-#if defined(LAMDA_PW_AVX512_X86)
-        using pw_avx512::kLanes;
-        const Panel& p = panels_[static_cast<std::size_t>(panel)];
-        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
-        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
-        const int tail = p.cols - (p.registers - 1) * kLanes;
-        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
-        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
-        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
-        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
-        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
-            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
-               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
-               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
-#else
-        (void)in;
-        (void)out;
-        (void)pixels;
-        (void)panel;
-        (void)chunk;
-        throw std::logic_error("PointwiseF32: built without AVX-512 support");
-#endif
-    }
-
-private:
-    struct Panel {
-        int n0;             // first output channel
-        int registers;      // 1 to kMaxRegisters
-        int cols;           // output channels in it
-        std::size_t offset; // into packed_
-    };
-    int k_, n_;
-    float lo_, hi_;
-    std::vector<Panel> panels_;
-    std::vector<float> packed_;
-};
-
-}  // namespace lamda
-
-#endif  // LAMDA_EXEC_PW_AVX512_HPP
-// ---- end include/lamda/exec/pw_avx512.hpp ----
-// ---- begin include/lamda/exec/qc8_vnni.hpp ----
-// lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
-// (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
-//
-//   if (lamda::qc8_vnni::available()) {
-//       lamda::Qc8Pointwise conv(ic, oc, input_zp, weights /*oc x ic*/, bias, scales, output_zp,
-//                                qmin, qmax);
-//       conv.run(input, output, pixels);   // NHWC int8, `pixels` = h * w
-//   }
-//
-// Why it exists: Debian's XNNPACK (2022-02) has no VNNI kernels on x86 (they came in 2023); its
-// int8 GEMMs widen to int16 (vpmaddwd), about twice fp32's multiply-adds per instruction, which
-// left mobilenet_v2 at 0.85x its fp32 time in int8 (docs/int8.md). vpdpbusd does four times
-// fp32's. The executor (exec/xnnpack.hpp) uses this kernel where it applies and the CPU has VNNI
-// (in optimised builds: used_by_default), and XNNPACK's qc8 convolution everywhere else.
-//
-// Arithmetic: exactly core/quant.hpp's qc8 "fp32" requantization, the one XNNPACK and the integer
-// reference compute (tests/exec/test_qc8_vnni.cpp checks it value for value):
-//   acc[c] = bias[c] + sum_k (x[k] - x_zp) * w[c][k]        (int32, wrapping as XNNPACK's does)
-//   y[c]   = clamp(rne((float)acc[c] * scale[c]) + y_zp, qmin, qmax)
-// vpdpbusd multiplies unsigned by signed bytes, so x is stored as x + 128 (a byte's top bit
-// flipped) and the bias absorbs the difference: bias'[c] = bias[c] - (x_zp + 128) * sum_k w[c][k].
-//
-// Layout: weights packed per block of 16 output channels and 4 input channels (one zmm register:
-// 16 lanes x 4 bytes), blocks of up to 64 channels swept over tiles of 6 to 16 pixels (about 24
-// accumulators; more pixels for fewer channels). Channels past oc and inputs past ic are zero weights; the store is masked.
-#ifndef LAMDA_EXEC_QC8_VNNI_HPP
-#define LAMDA_EXEC_QC8_VNNI_HPP
-
-#include <algorithm>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <stdexcept>
-#include <vector>
-
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LAMDA_QC8_VNNI_X86 1
@@ -69261,6 +69226,219 @@ private:
 
 #endif  // LAMDA_EXEC_DW_AVX512_HPP
 // ---- end include/lamda/exec/dw_avx512.hpp ----
+// ---- begin include/lamda/exec/pw_avx512.hpp ----
+// lamda/exec/pw_avx512.hpp: lamda's own fp32 kernel for pointwise convolutions (1x1, stride 1,
+// no padding, one group) on x86-64 CPUs with AVX-512F.
+//
+//   if (lamda::pw_avx512::available()) {
+//       lamda::PointwiseF32 pw(in_channels, out_channels, weights /*out x in*/, bias /*or null*/, lo, hi);
+//       pw.run(input, output, pixels);   // NHWC fp32: pixels x in_channels -> pixels x out_channels
+//   }
+//
+// Why it exists: a pointwise convolution is the GEMM out[pixels x N] = in[pixels x K] W[K x N].
+// Debian's XNNPACK (2022-02) runs it on a tile of 7 pixels x 16 output channels, one broadcast
+// load per pixel for one FMA: on a CPU that issues two 512-bit FMAs per cycle (Zen 5 here) that
+// tile is bound by its loads (8 per 7 FMAs), and an output count past a multiple of 16 (24, 40)
+// pays for a whole extra tile. On mobilenet_v2 these layers were 3.8 of lamda's 5.0 ms and 0.3 ms
+// behind ONNX Runtime's (docs/benchmarks.md, "lamda's pointwise kernel"). This kernel's tiles are
+// up to 64 output channels wide (4 registers) by 5 to 12 pixels, so one broadcast feeds up to 4
+// FMAs; the output channels go in panels of 64 and the last panel takes only the registers it
+// needs (24 channels: 2, the second masked).
+//
+// Arithmetic: y[p][n] = clamp(bias[n] + sum over k in order of x[p][k] * w[n][k], lo, hi), in
+// fp32 FMAs (tests/exec/test_pw_avx512.cpp checks it against a plain loop in double, and inside
+// the executor against XNNPACK and the reference executor). The executor (exec/xnnpack.hpp) uses
+// it where it is the faster (preferred) when the CPU has AVX-512F, in optimised builds
+// (used_by_default), and XNNPACK's convolution everywhere else; the latency profiler times what
+// the executor runs.
+#ifndef LAMDA_EXEC_PW_AVX512_HPP
+#define LAMDA_EXEC_PW_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAMDA_PW_AVX512_X86 1
+#include <immintrin.h>
+#endif
+
+namespace lamda {
+
+namespace pw_avx512 {
+
+// Whether this CPU runs the kernel, and whether the executor does by default
+// (XnnOptions::pointwise_avx512): only in optimised builds, where it is the faster
+// (detail/built_optimized.hpp). The profile's fingerprint records it.
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a pointwise convolution runs faster on this kernel than on XNNPACK's, from timing both
+// on one machine, interleaved (docs/benchmarks.md, "lamda's pointwise kernel"): 0.77-0.90x
+// XNNPACK's time from 24 output channels up, on 7x7 to 112x112 maps and 16 to 960 inputs. With
+// 16 or fewer outputs both tiles are one register wide and bound by the same broadcasts
+// (1.00x), so the executor keeps XNNPACK's.
+inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
+inline constexpr int kLanes = 16;          // output channels per register
+inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
+inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's
+// Pixels per tile for a panel of 1 to 4 registers (index - 1): as many as keep the accumulators
+// and the panel's weights within the 32 registers.
+inline constexpr std::array<int, kMaxRegisters> kTilePixels{12, 6, 6, 5};
+
+#if defined(LAMDA_PW_AVX512_X86)
+LAMDA_INTRINSICS_BEGIN
+
+// MR pixels (`rows` of them real: the rest repeat the last and are not stored) by NV registers
+// of output channels. `w`: the panel, NV x 16 biases then K rows of NV x 16 weights; `in`: the
+// first pixel's K inputs; `out`: its first output in this panel, N floats per pixel; `last`: the
+// live channels of the last register.
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void tile(const float* in, std::ptrdiff_t K, const float* w, float* out,
+                                             std::ptrdiff_t N, int rows, unsigned last, float lo, float hi) {
+    __m512 acc[MR][NV];
+    LAMDA_UNROLL_FULL
+    for (int v = 0; v < NV; ++v) {
+        const __m512 b = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+    w += NV * kLanes;
+    const float* x[MR];
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) x[r] = in + std::min(r, rows - 1) * K;
+    for (std::ptrdiff_t k = 0; k < K; ++k, w += NV * kLanes) {
+        __m512 wv[NV];
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w + v * kLanes);
+        LAMDA_UNROLL_FULL
+        for (int r = 0; r < MR; ++r) {
+            const __m512 xv = _mm512_set1_ps(x[r][k]);
+            LAMDA_UNROLL_FULL
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);
+        }
+    }
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    LAMDA_UNROLL_FULL
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+        LAMDA_UNROLL_FULL
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(out + r * N + v * kLanes, static_cast<__mmask16>(v + 1 == NV ? last : 0xFFFFu),
+                                  _mm512_min_ps(_mm512_max_ps(acc[r][v], vlo), vhi));
+    }
+}
+
+LAMDA_INTRINSICS_END
+
+using TileFn = void (*)(const float*, std::ptrdiff_t, const float*, float*, std::ptrdiff_t, int, unsigned, float,
+                        float);
+inline constexpr std::array<TileFn, kMaxRegisters> kTiles{
+    &tile<kTilePixels[0], 1>, &tile<kTilePixels[1], 2>, &tile<kTilePixels[2], 3>, &tile<kTilePixels[3], 4>};
+#endif  // LAMDA_PW_AVX512_X86
+
+}  // namespace pw_avx512
+
+class PointwiseF32 {
+public:
+    // `weights`: out_channels x in_channels (OIHW with a 1x1 filter: the DSL's and XNNPACK's
+    // order); `bias`: out_channels values or null; outputs clamped to [lo, hi] (the fused
+    // activation).
+    PointwiseF32(int in_channels, int out_channels, const float* weights, const float* bias, float lo, float hi)
+        : k_(in_channels), n_(out_channels), lo_(lo), hi_(hi) {
+        using pw_avx512::kLanes;
+        if (in_channels <= 0 || out_channels <= 0 || !weights)
+            throw std::invalid_argument("PointwiseF32: bad shape or no weights");
+        const auto K = static_cast<std::size_t>(in_channels);
+        std::size_t offset = 0;
+        for (int n0 = 0; n0 < out_channels;) {
+            const int cols = std::min(pw_avx512::kMaxRegisters * kLanes, out_channels - n0);
+            const int registers = (cols + kLanes - 1) / kLanes;
+            panels_.push_back(Panel{n0, registers, cols, offset});
+            offset += (K + 1) * static_cast<std::size_t>(registers * kLanes);
+            n0 += cols;
+        }
+        // Per panel: its biases, then K rows of its columns, zero past the last channel.
+        packed_.assign(offset, 0.0f);
+        for (const Panel& p : panels_) {
+            const auto width = static_cast<std::size_t>(p.registers * kLanes);
+            for (std::size_t j = 0; j < static_cast<std::size_t>(p.cols); ++j) {
+                const std::size_t n = static_cast<std::size_t>(p.n0) + j;
+                if (bias) packed_[p.offset + j] = bias[n];
+                for (std::size_t k = 0; k < K; ++k) packed_[p.offset + (k + 1) * width + j] = weights[n * K + k];
+            }
+        }
+    }
+
+    int in_channels() const noexcept { return k_; }
+    int out_channels() const noexcept { return n_; }
+    // Units of work: panels of up to 64 output channels, each over chunks of kChunkPixels pixels.
+    int panels() const noexcept { return static_cast<int>(panels_.size()); }
+    static std::size_t chunks(std::size_t pixels) noexcept {
+        return (pixels + pw_avx512::kChunkPixels - 1) / pw_avx512::kChunkPixels;
+    }
+
+    // Every output of `pixels` NHWC pixels: `in` pixels x in_channels, `out` pixels x out_channels.
+    void run(const float* in, float* out, std::size_t pixels) const {
+        for (int p = 0; p < panels(); ++p)
+            for (std::size_t c = 0; c < chunks(pixels); ++c) run_unit(in, out, pixels, p, c);
+    }
+
+    // One panel's output channels for one chunk of pixels. Units are independent: threads may
+    // run different ones at once.
+    void run_unit(const float* in, float* out, std::size_t pixels, int panel, std::size_t chunk) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        using pw_avx512::kLanes;
+        const Panel& p = panels_[static_cast<std::size_t>(panel)];
+        const int tile_pixels = pw_avx512::kTilePixels[static_cast<std::size_t>(p.registers - 1)];
+        const pw_avx512::TileFn fn = pw_avx512::kTiles[static_cast<std::size_t>(p.registers - 1)];
+        const int tail = p.cols - (p.registers - 1) * kLanes;
+        const unsigned last = tail >= kLanes ? 0xFFFFu : (1u << tail) - 1u;
+        const std::size_t begin = chunk * pw_avx512::kChunkPixels;
+        const std::size_t end = std::min(pixels, begin + pw_avx512::kChunkPixels);
+        const auto K = static_cast<std::ptrdiff_t>(k_), N = static_cast<std::ptrdiff_t>(n_);
+        for (std::size_t m = begin; m < end; m += static_cast<std::size_t>(tile_pixels))
+            fn(in + static_cast<std::ptrdiff_t>(m) * K, K, packed_.data() + p.offset,
+               out + static_cast<std::ptrdiff_t>(m) * N + p.n0, N,
+               static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(tile_pixels), end - m)), last, lo_, hi_);
+#else
+        (void)in;
+        (void)out;
+        (void)pixels;
+        (void)panel;
+        (void)chunk;
+        throw std::logic_error("PointwiseF32: built without AVX-512 support");
+#endif
+    }
+
+private:
+    struct Panel {
+        int n0;             // first output channel
+        int registers;      // 1 to kMaxRegisters
+        int cols;           // output channels in it
+        std::size_t offset; // into packed_
+    };
+    int k_, n_;
+    float lo_, hi_;
+    std::vector<Panel> panels_;
+    std::vector<float> packed_;
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_PW_AVX512_HPP
+// ---- end include/lamda/exec/pw_avx512.hpp ----
 
 namespace lamda {
 
@@ -70053,10 +70231,10 @@ private:
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
-            const bool pointwise = l.op == OpKind::Conv2d && sp.groups == 1 && sp.kh == 1 && sp.kw == 1 &&
-                                   sp.sh == 1 && sp.sw == 1 && sp.pads == std::array<int, 4>{0, 0, 0, 0};
-            if (pointwise && impl_->pointwise_avx512 && pw_avx512::available() &&
-                pw_avx512::preferred(static_cast<int>(oc))) {
+            if (l.op == OpKind::Conv2d && impl_->pointwise_avx512 && pw_avx512::available() &&
+                pw_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                 static_cast<int>(sp.sw), sp.pads != std::array<int, 4>{0, 0, 0, 0},
+                                 static_cast<int>(sp.groups), static_cast<int>(oc))) {
                 xnn_delete_operator(op);
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
@@ -70803,13 +70981,6 @@ inline void fill_timing_input(XnnExecutor& executor) {
 
 namespace lamda {
 
-// Whether this machine's executor runs pointwise convolutions in `prec` on lamda's own kernel
-// (int8: exec/qc8_vnni.hpp, fp32: exec/pw_avx512.hpp): the latency model then counts their work
-// apart (op_features).
-inline bool own_pointwise_in_use(LatencyPrecision prec) {
-    return prec == LatencyPrecision::Int8 ? qc8_vnni::used_by_default() : pw_avx512::used_by_default();
-}
-
 // The 1-minute load average (-1 where unknown): profiles record it, evaluations print it.
 inline double current_load_average() {
     std::ifstream in("/proc/loadavg");
@@ -71278,7 +71449,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
             const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
-                                               own_pointwise_in_use(prec));
+                                               ran_own_pointwise(prof.fingerprint, prec));
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -71338,7 +71509,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
     profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration, 10.0, LatencyPrecision::Fp32,
-                                   own_pointwise_in_use(LatencyPrecision::Fp32));
+                                   ran_own_pointwise(prof.fingerprint, LatencyPrecision::Fp32));
     if (o.int8) {
         // int8 keeps its planned length even when fp32's calibration models ran past their window (a
         // slow or emulated machine: each calibration model is timed to the end): from the budget's end
@@ -71347,7 +71518,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
-                                            own_pointwise_in_use(LatencyPrecision::Int8));
+                                            ran_own_pointwise(prof.fingerprint, LatencyPrecision::Int8));
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();

@@ -96,7 +96,7 @@ TEST_CASE("xnnpack: pointwise convolutions on lamda's AVX-512 kernel agree with 
     using lamda_test::graph_of;
     // Batch norms and activations folded in (relu6, hardsigmoid's affine map), output counts off
     // the 16-lane register and past one panel, 16 outputs (XNNPACK's), a strided and a grouped
-    // 1x1 (XNNPACK's), a residual add reading a kernel's output.
+    // 1x1 (XNNPACK's), a residual add reading a kernel's output, a padded 1x1 (XNNPACK's).
     const lamda::Graph g = graph_of(
         "input: input shape=9x11x20\n"
         "a: conv2d out=24 kernel=1 bias=false\nab: batchnorm\nar: relu6\n"
@@ -106,6 +106,7 @@ TEST_CASE("xnnpack: pointwise convolutions on lamda's AVX-512 kernel agree with 
         "e: conv2d out=40 kernel=1 groups=2 act=relu\n"
         "f: conv2d out=40 kernel=1\n"
         "s: add e, f\n"
+        "g: conv2d out=40 kernel=1 padding=1\n"
         "p: gap\nq: fc out=5\n");
     lamda_test::with_and_without<lamda::XnnExecutor>(
         g, &lamda::XnnOptions::pointwise_avx512, [](const lamda::XnnExecutor& with, const lamda::XnnExecutor& without) {
@@ -119,7 +120,14 @@ TEST_CASE("xnnpack: pointwise convolutions on lamda's AVX-512 kernel agree with 
             CHECK(with.lowering(8) == lamda::XnnLowering::Operators);  // stride 2
             CHECK(with.lowering(9) == lamda::XnnLowering::Operators);  // 2 groups
             CHECK(with.lowering(10) == ours);
+            CHECK(with.lowering(12) == lamda::XnnLowering::Operators);  // padded
         });
     CHECK_FALSE(lamda::pw_avx512::preferred(16));
     CHECK(lamda::pw_avx512::preferred(24));
+    CHECK(lamda::pw_avx512::takes(1, 1, 1, 1, false, 1, 24));
+    CHECK_FALSE(lamda::pw_avx512::takes(1, 1, 1, 1, true, 1, 24));
+    CHECK_FALSE(lamda::pw_avx512::takes(1, 1, 2, 2, false, 1, 24));
+    CHECK_FALSE(lamda::pw_avx512::takes(1, 1, 1, 1, false, 2, 24));
+    CHECK_FALSE(lamda::pw_avx512::takes(3, 3, 1, 1, false, 1, 24));
+    CHECK_FALSE(lamda::pw_avx512::takes(1, 1, 1, 1, false, 1, 16));
 }

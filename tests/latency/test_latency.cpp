@@ -586,6 +586,9 @@ TEST_CASE("op_features in int8: a byte per value where the kind runs in int8, fo
     grey.ic = 1;
     CHECK(lamda::runs_on_own_pointwise(grey, lamda::LatencyPrecision::Fp32, true));
     CHECK_FALSE(lamda::runs_on_own_pointwise(grey, lamda::LatencyPrecision::Int8, true));
+    lamda::PrimOp padded = pw;  // padding=1 grows the map: XNNPACK's in the executor
+    padded.oh = padded.ow = 30;
+    CHECK_FALSE(lamda::runs_on_own_pointwise(padded, lamda::LatencyPrecision::Fp32, true));
     const auto f32_narrow = lamda::op_features(narrow, {}, lamda::LatencyPrecision::Fp32, true);
     const auto f32_narrow_plain = lamda::op_features(narrow);
     for (int i = 0; i < f32_narrow.n; ++i)

@@ -56,6 +56,13 @@ inline bool used_by_default() noexcept { return detail::built_optimized && avail
 // (1.00x), so the executor keeps XNNPACK's.
 inline bool preferred(int out_channels) noexcept { return out_channels > 16; }
 
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is used):
+// a filter of 1x1 at stride 1 without padding, one group, and preferred. The latency features ask
+// the same (latency/features.hpp: runs_on_own_pointwise).
+inline bool takes(int kh, int kw, int sh, int sw, bool padded, int groups, int out_channels) noexcept {
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && !padded && groups == 1 && preferred(out_channels);
+}
+
 inline constexpr int kLanes = 16;          // output channels per register
 inline constexpr int kMaxRegisters = 4;    // registers per panel: 64 output channels
 inline constexpr int kChunkPixels = 60;    // pixels per unit of work: a multiple of every tile's

@@ -885,10 +885,10 @@ private:
                 add_depthwise(idx, l, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
-            const bool pointwise = l.op == OpKind::Conv2d && sp.groups == 1 && sp.kh == 1 && sp.kw == 1 &&
-                                   sp.sh == 1 && sp.sw == 1 && sp.pads == std::array<int, 4>{0, 0, 0, 0};
-            if (pointwise && impl_->pointwise_avx512 && pw_avx512::available() &&
-                pw_avx512::preferred(static_cast<int>(oc))) {
+            if (l.op == OpKind::Conv2d && impl_->pointwise_avx512 && pw_avx512::available() &&
+                pw_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                 static_cast<int>(sp.sw), sp.pads != std::array<int, 4>{0, 0, 0, 0},
+                                 static_cast<int>(sp.groups), static_cast<int>(oc))) {
                 xnn_delete_operator(op);
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;

@@ -342,13 +342,16 @@ inline double op_weight_bytes(const PrimOp& p, LatencyPrecision prec = LatencyPr
 // Whether the executor runs conv p on lamda's own pointwise kernel on a device where it does
 // (`own_pointwise`, the profile's for that precision): in int8 the VNNI kernel
 // (exec/qc8_vnni.hpp: 1x1, stride 1, one group; not counted for one input channel, as the int8
-// features version 3 has it), in fp32 the AVX-512 one (exec/pw_avx512.hpp: the same, any
-// input channels, more than 16 outputs).
+// features version 3 has it), in fp32 the AVX-512 one (pw_avx512::takes, any input channels).
 inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool own_pointwise) noexcept {
-    const bool fp32 = prec == LatencyPrecision::Fp32;
-    if (fp32 && !pw_avx512::preferred(p.oc)) return false;
-    return own_pointwise && (p.kind == PrimKind::Conv || (fp32 && p.kind == PrimKind::ConvNarrow)) && p.kh == 1 &&
-           p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1 && p.n <= 1;
+    if (!own_pointwise || p.n > 1) return false;
+    if (prec == LatencyPrecision::Fp32) {
+        // At stride 1, a 1x1 filter keeps the map's size unless it is padded.
+        const bool padded = p.oh != p.ih || p.ow != p.iw;
+        return (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+               pw_avx512::takes(p.kh, p.kw, p.sh, p.sw, padded, std::max(1, p.groups), p.oc);
+    }
+    return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
