@@ -57,16 +57,34 @@ std::string input_line(int h, int w, int c) {
     return "x: input shape=" + std::to_string(h) + "x" + std::to_string(w) + "x" + std::to_string(c) + "\n";
 }
 
-void register_sweeps() {
-    struct Spatial {
-        int hw, in, out;
-    };
-    // Full 3x3 convolutions (stems and ResNet-style blocks).
-    for (const Spatial s : {Spatial{112, 3, 32}, {56, 64, 64}, {28, 128, 128}, {14, 256, 256}, {7, 512, 512}})
-        register_model("conv3x3/" + std::to_string(s.hw) + "x" + std::to_string(s.hw) + "x" +
-                           std::to_string(s.in) + "->" + std::to_string(s.out),
+struct Spatial {
+    int hw, in, out;
+};
+
+// One conv2d layer (hw x hw x in -> out, a kernel x kernel filter, activation `act`) with one of
+// lamda's own kernels off and on (`flag`), one row after the other: "family/HWxHWxIN->OUT/xnnpack"
+// and ".../lamda". On a CPU or a shape the kernel does not take, the two rows time the same code.
+void register_conv_off_on(const std::string& family, Spatial s, int kernel, const char* act,
+                          bool lamda::XnnOptions::*flag) {
+    for (const bool ours : {false, true}) {
+        lamda::XnnOptions options;
+        options.*flag = ours;
+        register_model(family + "/" + std::to_string(s.hw) + "x" + std::to_string(s.hw) + "x" + std::to_string(s.in) +
+                           "->" + std::to_string(s.out) + (ours ? "/lamda" : "/xnnpack"),
                        input_line(s.hw, s.hw, s.in) + "k: conv2d out=" + std::to_string(s.out) +
-                           " kernel=3 act=relu\n");
+                           " kernel=" + std::to_string(kernel) + " act=" + act + "\n",
+                       options);
+    }
+}
+
+void register_sweeps() {
+    // Full 3x3 convolutions (a stem, ResNet-style blocks, SqueezeNet expansions, Fashion-MNIST
+    // blocks), each with XnnOptions::winograd_avx512 off and on, as the depthwise rows: on, a
+    // stride-1 layer runs lamda's Winograd kernel (exec/wino_avx512.hpp) where the CPU has
+    // AVX-512F and it has 16 or more inputs and more than 16 outputs.
+    for (const Spatial s : {Spatial{112, 3, 32}, {56, 64, 64}, {28, 128, 128}, {14, 256, 256}, {7, 512, 512},
+                            {55, 16, 64}, {27, 32, 128}, {13, 64, 256}, {28, 16, 32}, {14, 32, 64}, {28, 8, 16}})
+        register_conv_off_on("conv3x3", s, 3, "relu", &lamda::XnnOptions::winograd_avx512);
     // Depthwise (MobileNet, MnasNet and Fashion-MNIST blocks), each with XnnOptions::depthwise_avx512
     // off and on, one after the other: compare the two rows' times. On, a layer runs lamda's kernel
     // (exec/dw_avx512.hpp) where the CPU has AVX-512F and dw_avx512::preferred says so (larger
@@ -94,15 +112,7 @@ void register_sweeps() {
     for (const Spatial s : {Spatial{112, 16, 96}, {112, 32, 16}, {56, 24, 144}, {56, 144, 24}, {28, 32, 192},
                             {28, 192, 32}, {28, 240, 40}, {14, 96, 576}, {14, 576, 96}, {7, 960, 320},
                             {7, 320, 1280}, {14, 32, 64}, {7, 64, 128}})
-        for (const bool ours : {false, true}) {
-            lamda::XnnOptions options;
-            options.pointwise_avx512 = ours;
-            register_model("pointwise/" + std::to_string(s.hw) + "x" + std::to_string(s.hw) + "x" +
-                               std::to_string(s.in) + "->" + std::to_string(s.out) + (ours ? "/lamda" : "/xnnpack"),
-                           input_line(s.hw, s.hw, s.in) + "k: conv2d out=" + std::to_string(s.out) +
-                               " kernel=1 act=relu6\n",
-                           options);
-        }
+        register_conv_off_on("pointwise", s, 1, "relu6", &lamda::XnnOptions::pointwise_avx512);
     // Fully connected classifiers.
     for (const Spatial s : {Spatial{1, 1280, 1000}, {1, 512, 1000}, {1, 1024, 10}, {1, 256, 10}})
         register_model("fc/" + std::to_string(s.in) + "->" + std::to_string(s.out),

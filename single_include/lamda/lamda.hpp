@@ -9639,8 +9639,8 @@ inline std::string dsl_json_schema(const DslGrammarOptions& options) {
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -9660,7 +9660,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -10240,6 +10240,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -11090,6 +11358,12 @@ struct XnnOptions {
     // (pw_avx512::preferred: more than 16 output channels; 0.77-0.90x XNNPACK's time there);
     // false keeps XNNPACK's convolution for them (to compare). On by default in optimised builds.
     bool pointwise_avx512 = detail::built_optimized;
+    // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
+    // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
+    // builds.
+    bool winograd_avx512 = detail::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -11186,7 +11460,7 @@ enum class XnnLowering {
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
     Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/pw_avx512.hpp (fp32 1x1),
-                // exec/qc8_vnni.hpp (int8 1x1)
+                // exec/wino_avx512.hpp (fp32 3x3), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -11218,6 +11492,7 @@ public:
         impl_->int8_vnni = options.int8_vnni;
         impl_->depthwise_avx512 = options.depthwise_avx512;
         impl_->pointwise_avx512 = options.pointwise_avx512;
+        impl_->winograd_avx512 = options.winograd_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -11273,6 +11548,8 @@ public:
     int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // fp32: how many pointwise convolutions run on lamda's AVX-512 kernel (XnnOptions::pointwise_avx512).
     int pointwise_avx512_layers() const noexcept { return impl_->pointwise_layers; }
+    // fp32: how many 3x3 convolutions run on lamda's Winograd kernel (XnnOptions::winograd_avx512).
+    int winograd_avx512_layers() const noexcept { return impl_->winograd_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -11401,6 +11678,8 @@ private:
         int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         bool pointwise_avx512 = detail::built_optimized;  // XnnOptions::pointwise_avx512
         int pointwise_layers = 0;  // pointwise convolutions on exec/pw_avx512.hpp's kernel
+        bool winograd_avx512 = detail::built_optimized;  // XnnOptions::winograd_avx512
+        int winograd_layers = 0;  // 3x3 convolutions on exec/wino_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -11844,12 +12123,33 @@ private:
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
+            if (l.op == OpKind::Conv2d && impl_->winograd_avx512 && wino_avx512::available() &&
+                wino_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                   static_cast<int>(sp.sw), static_cast<int>(sp.dh), static_cast<int>(sp.dw),
+                                   static_cast<int>(sp.groups), static_cast<int>(sp.gic), static_cast<int>(oc))) {
+                xnn_delete_operator(op);
+                add_winograd(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // unit(0) .. unit(units - 1) over the thread pool, or in order on this thread where there is no
+    // pool or one unit: how lamda's own kernels' steps split their independent pieces of work.
+    template <class Unit>
+    static void run_units(pthreadpool_t pool, std::size_t units, const Unit& unit) {
+        if (!pool || units < 2) {
+            for (std::size_t i = 0; i < units; ++i) unit(i);
+            return;
+        }
+        pthreadpool_parallelize_1d(
+            pool, [](void* context, std::size_t i) { (*static_cast<const Unit*>(context))(i); },
+            const_cast<void*>(static_cast<const void*>(&unit)), units, 0);
     }
 
     // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
@@ -11876,23 +12176,9 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [dw, in, out, pool = impl_->pool] {
-            const int rows = dw->output_rows();
-            if (!pool || rows < 2) {
-                dw->run_rows(in, out, 0, rows);
-                return;
-            }
-            struct RowsJob {
-                const DepthwiseF32* dw;
-                const float* in;
-                float* out;
-            } job{dw.get(), in, out};
-            pthreadpool_parallelize_1d(
-                pool,
-                [](void* context, std::size_t y) {
-                    const RowsJob& t = *static_cast<const RowsJob*>(context);
-                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
-                },
-                &job, static_cast<std::size_t>(rows), 0);
+            run_units(pool, static_cast<std::size_t>(dw->output_rows()), [&](std::size_t y) {
+                dw->run_rows(in, out, static_cast<int>(y), static_cast<int>(y) + 1);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->depthwise_layers;
@@ -11910,29 +12196,47 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [pw, in, out, pixels, pool = impl_->pool] {
-            const auto panels = static_cast<std::size_t>(pw->panels());
-            const std::size_t chunks = PointwiseF32::chunks(pixels);
-            if (!pool || panels * chunks < 2) {
-                pw->run(in, out, pixels);
-                return;
-            }
-            struct UnitsJob {
-                const PointwiseF32* pw;
-                const float* in;
-                float* out;
-                std::size_t pixels;
-            } job{pw.get(), in, out, pixels};
             // Panel-major, like run(): a thread's run of units reuses one panel's weights.
-            pthreadpool_parallelize_2d(
-                pool,
-                [](void* context, std::size_t panel, std::size_t chunk) {
-                    const UnitsJob& t = *static_cast<const UnitsJob*>(context);
-                    t.pw->run_unit(t.in, t.out, t.pixels, static_cast<int>(panel), chunk);
-                },
-                &job, panels, chunks, 0);
+            const std::size_t chunks = PointwiseF32::chunks(pixels);
+            run_units(pool, static_cast<std::size_t>(pw->panels()) * chunks, [&](std::size_t unit) {
+                pw->run_unit(in, out, pixels, static_cast<int>(unit / chunks), unit % chunks);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->pointwise_layers;
+    }
+
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
+    // the thread pool, small enough that every thread gets one.
+    void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                      const float* in, float* out) {
+        WinogradGeometry geo;
+        geo.in_channels = static_cast<int>(sp.gic);
+        geo.out_channels = static_cast<int>(sp.oc);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.pad_top = static_cast<int>(sp.pads[0]);
+        geo.pad_left = static_cast<int>(sp.pads[1]);
+        geo.out_h = static_cast<int>(l.shape.h);
+        geo.out_w = static_cast<int>(l.shape.w);
+        if (geo.out_h != geo.in_h + geo.pad_top + static_cast<int>(sp.pads[2]) - 2 ||
+            geo.out_w != geo.in_w + geo.pad_left + static_cast<int>(sp.pads[3]) - 2)
+            throw ExecutorError("XNNPACK: " + where(l) + ": a 3x3 stride-1 convolution of " + to_string(sp.is) +
+                                " cannot give the inferred " + to_string(l.shape));
+        auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
+        const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
+        const std::size_t block_tiles =
+            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
+            run_units(pool, conv->blocks(block_tiles),
+                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->winograd_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -12242,25 +12546,10 @@ private:
             s.plan_op = impl_->current_op;
             s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
                 conv->prepare_input(in0, pixels, prepared->data());
-                struct PointwiseJob {
-                    const Qc8Pointwise* conv;
-                    const std::uint8_t* prepared;
-                    std::int8_t* out;
-                    std::size_t pixels;
-                } job{conv.get(), prepared->data(), out, pixels};
                 const std::size_t tile = qc8_vnni::kTilePixels;
-                if (!pool || pixels <= tile) {
-                    conv->run_range(job.prepared, out, 0, pixels);
-                    return;
-                }
-                pthreadpool_parallelize_1d(
-                    pool,
-                    [](void* context, std::size_t i) {
-                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
-                        const std::size_t begin = i * qc8_vnni::kTilePixels;
-                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
-                    },
-                    &job, (pixels + tile - 1) / tile, 0);
+                run_units(pool, (pixels + tile - 1) / tile, [&](std::size_t i) {
+                    conv->run_range(prepared->data(), out, i * tile, std::min(pixels, (i + 1) * tile));
+                });
             };
             impl_->steps.push_back(std::move(s));
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
@@ -15789,8 +16078,8 @@ inline FirmwareSource firmware_source_int8(const Graph& graph, const QuantizedMo
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -15810,7 +16099,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -16390,6 +16679,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -16725,6 +17282,12 @@ struct XnnOptions {
     // (pw_avx512::preferred: more than 16 output channels; 0.77-0.90x XNNPACK's time there);
     // false keeps XNNPACK's convolution for them (to compare). On by default in optimised builds.
     bool pointwise_avx512 = detail::built_optimized;
+    // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
+    // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
+    // builds.
+    bool winograd_avx512 = detail::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -16821,7 +17384,7 @@ enum class XnnLowering {
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
     Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/pw_avx512.hpp (fp32 1x1),
-                // exec/qc8_vnni.hpp (int8 1x1)
+                // exec/wino_avx512.hpp (fp32 3x3), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -16853,6 +17416,7 @@ public:
         impl_->int8_vnni = options.int8_vnni;
         impl_->depthwise_avx512 = options.depthwise_avx512;
         impl_->pointwise_avx512 = options.pointwise_avx512;
+        impl_->winograd_avx512 = options.winograd_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -16908,6 +17472,8 @@ public:
     int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // fp32: how many pointwise convolutions run on lamda's AVX-512 kernel (XnnOptions::pointwise_avx512).
     int pointwise_avx512_layers() const noexcept { return impl_->pointwise_layers; }
+    // fp32: how many 3x3 convolutions run on lamda's Winograd kernel (XnnOptions::winograd_avx512).
+    int winograd_avx512_layers() const noexcept { return impl_->winograd_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -17036,6 +17602,8 @@ private:
         int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         bool pointwise_avx512 = detail::built_optimized;  // XnnOptions::pointwise_avx512
         int pointwise_layers = 0;  // pointwise convolutions on exec/pw_avx512.hpp's kernel
+        bool winograd_avx512 = detail::built_optimized;  // XnnOptions::winograd_avx512
+        int winograd_layers = 0;  // 3x3 convolutions on exec/wino_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -17479,12 +18047,33 @@ private:
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
+            if (l.op == OpKind::Conv2d && impl_->winograd_avx512 && wino_avx512::available() &&
+                wino_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                   static_cast<int>(sp.sw), static_cast<int>(sp.dh), static_cast<int>(sp.dw),
+                                   static_cast<int>(sp.groups), static_cast<int>(sp.gic), static_cast<int>(oc))) {
+                xnn_delete_operator(op);
+                add_winograd(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // unit(0) .. unit(units - 1) over the thread pool, or in order on this thread where there is no
+    // pool or one unit: how lamda's own kernels' steps split their independent pieces of work.
+    template <class Unit>
+    static void run_units(pthreadpool_t pool, std::size_t units, const Unit& unit) {
+        if (!pool || units < 2) {
+            for (std::size_t i = 0; i < units; ++i) unit(i);
+            return;
+        }
+        pthreadpool_parallelize_1d(
+            pool, [](void* context, std::size_t i) { (*static_cast<const Unit*>(context))(i); },
+            const_cast<void*>(static_cast<const void*>(&unit)), units, 0);
     }
 
     // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
@@ -17511,23 +18100,9 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [dw, in, out, pool = impl_->pool] {
-            const int rows = dw->output_rows();
-            if (!pool || rows < 2) {
-                dw->run_rows(in, out, 0, rows);
-                return;
-            }
-            struct RowsJob {
-                const DepthwiseF32* dw;
-                const float* in;
-                float* out;
-            } job{dw.get(), in, out};
-            pthreadpool_parallelize_1d(
-                pool,
-                [](void* context, std::size_t y) {
-                    const RowsJob& t = *static_cast<const RowsJob*>(context);
-                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
-                },
-                &job, static_cast<std::size_t>(rows), 0);
+            run_units(pool, static_cast<std::size_t>(dw->output_rows()), [&](std::size_t y) {
+                dw->run_rows(in, out, static_cast<int>(y), static_cast<int>(y) + 1);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->depthwise_layers;
@@ -17545,29 +18120,47 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [pw, in, out, pixels, pool = impl_->pool] {
-            const auto panels = static_cast<std::size_t>(pw->panels());
-            const std::size_t chunks = PointwiseF32::chunks(pixels);
-            if (!pool || panels * chunks < 2) {
-                pw->run(in, out, pixels);
-                return;
-            }
-            struct UnitsJob {
-                const PointwiseF32* pw;
-                const float* in;
-                float* out;
-                std::size_t pixels;
-            } job{pw.get(), in, out, pixels};
             // Panel-major, like run(): a thread's run of units reuses one panel's weights.
-            pthreadpool_parallelize_2d(
-                pool,
-                [](void* context, std::size_t panel, std::size_t chunk) {
-                    const UnitsJob& t = *static_cast<const UnitsJob*>(context);
-                    t.pw->run_unit(t.in, t.out, t.pixels, static_cast<int>(panel), chunk);
-                },
-                &job, panels, chunks, 0);
+            const std::size_t chunks = PointwiseF32::chunks(pixels);
+            run_units(pool, static_cast<std::size_t>(pw->panels()) * chunks, [&](std::size_t unit) {
+                pw->run_unit(in, out, pixels, static_cast<int>(unit / chunks), unit % chunks);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->pointwise_layers;
+    }
+
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
+    // the thread pool, small enough that every thread gets one.
+    void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                      const float* in, float* out) {
+        WinogradGeometry geo;
+        geo.in_channels = static_cast<int>(sp.gic);
+        geo.out_channels = static_cast<int>(sp.oc);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.pad_top = static_cast<int>(sp.pads[0]);
+        geo.pad_left = static_cast<int>(sp.pads[1]);
+        geo.out_h = static_cast<int>(l.shape.h);
+        geo.out_w = static_cast<int>(l.shape.w);
+        if (geo.out_h != geo.in_h + geo.pad_top + static_cast<int>(sp.pads[2]) - 2 ||
+            geo.out_w != geo.in_w + geo.pad_left + static_cast<int>(sp.pads[3]) - 2)
+            throw ExecutorError("XNNPACK: " + where(l) + ": a 3x3 stride-1 convolution of " + to_string(sp.is) +
+                                " cannot give the inferred " + to_string(l.shape));
+        auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
+        const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
+        const std::size_t block_tiles =
+            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
+            run_units(pool, conv->blocks(block_tiles),
+                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->winograd_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -17877,25 +18470,10 @@ private:
             s.plan_op = impl_->current_op;
             s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
                 conv->prepare_input(in0, pixels, prepared->data());
-                struct PointwiseJob {
-                    const Qc8Pointwise* conv;
-                    const std::uint8_t* prepared;
-                    std::int8_t* out;
-                    std::size_t pixels;
-                } job{conv.get(), prepared->data(), out, pixels};
                 const std::size_t tile = qc8_vnni::kTilePixels;
-                if (!pool || pixels <= tile) {
-                    conv->run_range(job.prepared, out, 0, pixels);
-                    return;
-                }
-                pthreadpool_parallelize_1d(
-                    pool,
-                    [](void* context, std::size_t i) {
-                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
-                        const std::size_t begin = i * qc8_vnni::kTilePixels;
-                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
-                    },
-                    &job, (pixels + tile - 1) / tile, 0);
+                run_units(pool, (pixels + tile - 1) / tile, [&](std::size_t i) {
+                    conv->run_range(prepared->data(), out, i * tile, std::min(pixels, (i + 1) * tile));
+                });
             };
             impl_->steps.push_back(std::move(s));
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
@@ -19294,8 +19872,8 @@ struct JsonReader {
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -19315,7 +19893,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -27385,8 +27963,8 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -27406,7 +27984,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -30334,8 +30912,8 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -30355,7 +30933,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -30935,6 +31513,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -31270,6 +32116,12 @@ struct XnnOptions {
     // (pw_avx512::preferred: more than 16 output channels; 0.77-0.90x XNNPACK's time there);
     // false keeps XNNPACK's convolution for them (to compare). On by default in optimised builds.
     bool pointwise_avx512 = detail::built_optimized;
+    // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
+    // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
+    // builds.
+    bool winograd_avx512 = detail::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -31366,7 +32218,7 @@ enum class XnnLowering {
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
     Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/pw_avx512.hpp (fp32 1x1),
-                // exec/qc8_vnni.hpp (int8 1x1)
+                // exec/wino_avx512.hpp (fp32 3x3), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -31398,6 +32250,7 @@ public:
         impl_->int8_vnni = options.int8_vnni;
         impl_->depthwise_avx512 = options.depthwise_avx512;
         impl_->pointwise_avx512 = options.pointwise_avx512;
+        impl_->winograd_avx512 = options.winograd_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -31453,6 +32306,8 @@ public:
     int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // fp32: how many pointwise convolutions run on lamda's AVX-512 kernel (XnnOptions::pointwise_avx512).
     int pointwise_avx512_layers() const noexcept { return impl_->pointwise_layers; }
+    // fp32: how many 3x3 convolutions run on lamda's Winograd kernel (XnnOptions::winograd_avx512).
+    int winograd_avx512_layers() const noexcept { return impl_->winograd_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -31581,6 +32436,8 @@ private:
         int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         bool pointwise_avx512 = detail::built_optimized;  // XnnOptions::pointwise_avx512
         int pointwise_layers = 0;  // pointwise convolutions on exec/pw_avx512.hpp's kernel
+        bool winograd_avx512 = detail::built_optimized;  // XnnOptions::winograd_avx512
+        int winograd_layers = 0;  // 3x3 convolutions on exec/wino_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -32024,12 +32881,33 @@ private:
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
+            if (l.op == OpKind::Conv2d && impl_->winograd_avx512 && wino_avx512::available() &&
+                wino_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                   static_cast<int>(sp.sw), static_cast<int>(sp.dh), static_cast<int>(sp.dw),
+                                   static_cast<int>(sp.groups), static_cast<int>(sp.gic), static_cast<int>(oc))) {
+                xnn_delete_operator(op);
+                add_winograd(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // unit(0) .. unit(units - 1) over the thread pool, or in order on this thread where there is no
+    // pool or one unit: how lamda's own kernels' steps split their independent pieces of work.
+    template <class Unit>
+    static void run_units(pthreadpool_t pool, std::size_t units, const Unit& unit) {
+        if (!pool || units < 2) {
+            for (std::size_t i = 0; i < units; ++i) unit(i);
+            return;
+        }
+        pthreadpool_parallelize_1d(
+            pool, [](void* context, std::size_t i) { (*static_cast<const Unit*>(context))(i); },
+            const_cast<void*>(static_cast<const void*>(&unit)), units, 0);
     }
 
     // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
@@ -32056,23 +32934,9 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [dw, in, out, pool = impl_->pool] {
-            const int rows = dw->output_rows();
-            if (!pool || rows < 2) {
-                dw->run_rows(in, out, 0, rows);
-                return;
-            }
-            struct RowsJob {
-                const DepthwiseF32* dw;
-                const float* in;
-                float* out;
-            } job{dw.get(), in, out};
-            pthreadpool_parallelize_1d(
-                pool,
-                [](void* context, std::size_t y) {
-                    const RowsJob& t = *static_cast<const RowsJob*>(context);
-                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
-                },
-                &job, static_cast<std::size_t>(rows), 0);
+            run_units(pool, static_cast<std::size_t>(dw->output_rows()), [&](std::size_t y) {
+                dw->run_rows(in, out, static_cast<int>(y), static_cast<int>(y) + 1);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->depthwise_layers;
@@ -32090,29 +32954,47 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [pw, in, out, pixels, pool = impl_->pool] {
-            const auto panels = static_cast<std::size_t>(pw->panels());
-            const std::size_t chunks = PointwiseF32::chunks(pixels);
-            if (!pool || panels * chunks < 2) {
-                pw->run(in, out, pixels);
-                return;
-            }
-            struct UnitsJob {
-                const PointwiseF32* pw;
-                const float* in;
-                float* out;
-                std::size_t pixels;
-            } job{pw.get(), in, out, pixels};
             // Panel-major, like run(): a thread's run of units reuses one panel's weights.
-            pthreadpool_parallelize_2d(
-                pool,
-                [](void* context, std::size_t panel, std::size_t chunk) {
-                    const UnitsJob& t = *static_cast<const UnitsJob*>(context);
-                    t.pw->run_unit(t.in, t.out, t.pixels, static_cast<int>(panel), chunk);
-                },
-                &job, panels, chunks, 0);
+            const std::size_t chunks = PointwiseF32::chunks(pixels);
+            run_units(pool, static_cast<std::size_t>(pw->panels()) * chunks, [&](std::size_t unit) {
+                pw->run_unit(in, out, pixels, static_cast<int>(unit / chunks), unit % chunks);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->pointwise_layers;
+    }
+
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
+    // the thread pool, small enough that every thread gets one.
+    void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                      const float* in, float* out) {
+        WinogradGeometry geo;
+        geo.in_channels = static_cast<int>(sp.gic);
+        geo.out_channels = static_cast<int>(sp.oc);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.pad_top = static_cast<int>(sp.pads[0]);
+        geo.pad_left = static_cast<int>(sp.pads[1]);
+        geo.out_h = static_cast<int>(l.shape.h);
+        geo.out_w = static_cast<int>(l.shape.w);
+        if (geo.out_h != geo.in_h + geo.pad_top + static_cast<int>(sp.pads[2]) - 2 ||
+            geo.out_w != geo.in_w + geo.pad_left + static_cast<int>(sp.pads[3]) - 2)
+            throw ExecutorError("XNNPACK: " + where(l) + ": a 3x3 stride-1 convolution of " + to_string(sp.is) +
+                                " cannot give the inferred " + to_string(l.shape));
+        auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
+        const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
+        const std::size_t block_tiles =
+            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
+            run_units(pool, conv->blocks(block_tiles),
+                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->winograd_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -32422,25 +33304,10 @@ private:
             s.plan_op = impl_->current_op;
             s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
                 conv->prepare_input(in0, pixels, prepared->data());
-                struct PointwiseJob {
-                    const Qc8Pointwise* conv;
-                    const std::uint8_t* prepared;
-                    std::int8_t* out;
-                    std::size_t pixels;
-                } job{conv.get(), prepared->data(), out, pixels};
                 const std::size_t tile = qc8_vnni::kTilePixels;
-                if (!pool || pixels <= tile) {
-                    conv->run_range(job.prepared, out, 0, pixels);
-                    return;
-                }
-                pthreadpool_parallelize_1d(
-                    pool,
-                    [](void* context, std::size_t i) {
-                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
-                        const std::size_t begin = i * qc8_vnni::kTilePixels;
-                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
-                    },
-                    &job, (pixels + tile - 1) / tile, 0);
+                run_units(pool, (pixels + tile - 1) / tile, [&](std::size_t i) {
+                    conv->run_range(prepared->data(), out, i * tile, std::min(pixels, (i + 1) * tile));
+                });
             };
             impl_->steps.push_back(std::move(s));
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
@@ -33714,8 +34581,8 @@ inline std::function<Measurement(const Graph&)> xnnpack_measure(int threads, int
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -33735,7 +34602,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -40306,8 +41173,8 @@ private:
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -40327,7 +41194,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -43255,8 +44122,8 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -43276,7 +44143,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -43856,6 +44723,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -44191,6 +45326,12 @@ struct XnnOptions {
     // (pw_avx512::preferred: more than 16 output channels; 0.77-0.90x XNNPACK's time there);
     // false keeps XNNPACK's convolution for them (to compare). On by default in optimised builds.
     bool pointwise_avx512 = detail::built_optimized;
+    // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
+    // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
+    // builds.
+    bool winograd_avx512 = detail::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -44287,7 +45428,7 @@ enum class XnnLowering {
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
     Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/pw_avx512.hpp (fp32 1x1),
-                // exec/qc8_vnni.hpp (int8 1x1)
+                // exec/wino_avx512.hpp (fp32 3x3), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -44319,6 +45460,7 @@ public:
         impl_->int8_vnni = options.int8_vnni;
         impl_->depthwise_avx512 = options.depthwise_avx512;
         impl_->pointwise_avx512 = options.pointwise_avx512;
+        impl_->winograd_avx512 = options.winograd_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -44374,6 +45516,8 @@ public:
     int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // fp32: how many pointwise convolutions run on lamda's AVX-512 kernel (XnnOptions::pointwise_avx512).
     int pointwise_avx512_layers() const noexcept { return impl_->pointwise_layers; }
+    // fp32: how many 3x3 convolutions run on lamda's Winograd kernel (XnnOptions::winograd_avx512).
+    int winograd_avx512_layers() const noexcept { return impl_->winograd_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -44502,6 +45646,8 @@ private:
         int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         bool pointwise_avx512 = detail::built_optimized;  // XnnOptions::pointwise_avx512
         int pointwise_layers = 0;  // pointwise convolutions on exec/pw_avx512.hpp's kernel
+        bool winograd_avx512 = detail::built_optimized;  // XnnOptions::winograd_avx512
+        int winograd_layers = 0;  // 3x3 convolutions on exec/wino_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -44945,12 +46091,33 @@ private:
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
+            if (l.op == OpKind::Conv2d && impl_->winograd_avx512 && wino_avx512::available() &&
+                wino_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                   static_cast<int>(sp.sw), static_cast<int>(sp.dh), static_cast<int>(sp.dw),
+                                   static_cast<int>(sp.groups), static_cast<int>(sp.gic), static_cast<int>(oc))) {
+                xnn_delete_operator(op);
+                add_winograd(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // unit(0) .. unit(units - 1) over the thread pool, or in order on this thread where there is no
+    // pool or one unit: how lamda's own kernels' steps split their independent pieces of work.
+    template <class Unit>
+    static void run_units(pthreadpool_t pool, std::size_t units, const Unit& unit) {
+        if (!pool || units < 2) {
+            for (std::size_t i = 0; i < units; ++i) unit(i);
+            return;
+        }
+        pthreadpool_parallelize_1d(
+            pool, [](void* context, std::size_t i) { (*static_cast<const Unit*>(context))(i); },
+            const_cast<void*>(static_cast<const void*>(&unit)), units, 0);
     }
 
     // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
@@ -44977,23 +46144,9 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [dw, in, out, pool = impl_->pool] {
-            const int rows = dw->output_rows();
-            if (!pool || rows < 2) {
-                dw->run_rows(in, out, 0, rows);
-                return;
-            }
-            struct RowsJob {
-                const DepthwiseF32* dw;
-                const float* in;
-                float* out;
-            } job{dw.get(), in, out};
-            pthreadpool_parallelize_1d(
-                pool,
-                [](void* context, std::size_t y) {
-                    const RowsJob& t = *static_cast<const RowsJob*>(context);
-                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
-                },
-                &job, static_cast<std::size_t>(rows), 0);
+            run_units(pool, static_cast<std::size_t>(dw->output_rows()), [&](std::size_t y) {
+                dw->run_rows(in, out, static_cast<int>(y), static_cast<int>(y) + 1);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->depthwise_layers;
@@ -45011,29 +46164,47 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [pw, in, out, pixels, pool = impl_->pool] {
-            const auto panels = static_cast<std::size_t>(pw->panels());
-            const std::size_t chunks = PointwiseF32::chunks(pixels);
-            if (!pool || panels * chunks < 2) {
-                pw->run(in, out, pixels);
-                return;
-            }
-            struct UnitsJob {
-                const PointwiseF32* pw;
-                const float* in;
-                float* out;
-                std::size_t pixels;
-            } job{pw.get(), in, out, pixels};
             // Panel-major, like run(): a thread's run of units reuses one panel's weights.
-            pthreadpool_parallelize_2d(
-                pool,
-                [](void* context, std::size_t panel, std::size_t chunk) {
-                    const UnitsJob& t = *static_cast<const UnitsJob*>(context);
-                    t.pw->run_unit(t.in, t.out, t.pixels, static_cast<int>(panel), chunk);
-                },
-                &job, panels, chunks, 0);
+            const std::size_t chunks = PointwiseF32::chunks(pixels);
+            run_units(pool, static_cast<std::size_t>(pw->panels()) * chunks, [&](std::size_t unit) {
+                pw->run_unit(in, out, pixels, static_cast<int>(unit / chunks), unit % chunks);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->pointwise_layers;
+    }
+
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
+    // the thread pool, small enough that every thread gets one.
+    void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                      const float* in, float* out) {
+        WinogradGeometry geo;
+        geo.in_channels = static_cast<int>(sp.gic);
+        geo.out_channels = static_cast<int>(sp.oc);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.pad_top = static_cast<int>(sp.pads[0]);
+        geo.pad_left = static_cast<int>(sp.pads[1]);
+        geo.out_h = static_cast<int>(l.shape.h);
+        geo.out_w = static_cast<int>(l.shape.w);
+        if (geo.out_h != geo.in_h + geo.pad_top + static_cast<int>(sp.pads[2]) - 2 ||
+            geo.out_w != geo.in_w + geo.pad_left + static_cast<int>(sp.pads[3]) - 2)
+            throw ExecutorError("XNNPACK: " + where(l) + ": a 3x3 stride-1 convolution of " + to_string(sp.is) +
+                                " cannot give the inferred " + to_string(l.shape));
+        auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
+        const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
+        const std::size_t block_tiles =
+            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
+            run_units(pool, conv->blocks(block_tiles),
+                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->winograd_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -45343,25 +46514,10 @@ private:
             s.plan_op = impl_->current_op;
             s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
                 conv->prepare_input(in0, pixels, prepared->data());
-                struct PointwiseJob {
-                    const Qc8Pointwise* conv;
-                    const std::uint8_t* prepared;
-                    std::int8_t* out;
-                    std::size_t pixels;
-                } job{conv.get(), prepared->data(), out, pixels};
                 const std::size_t tile = qc8_vnni::kTilePixels;
-                if (!pool || pixels <= tile) {
-                    conv->run_range(job.prepared, out, 0, pixels);
-                    return;
-                }
-                pthreadpool_parallelize_1d(
-                    pool,
-                    [](void* context, std::size_t i) {
-                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
-                        const std::size_t begin = i * qc8_vnni::kTilePixels;
-                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
-                    },
-                    &job, (pixels + tile - 1) / tile, 0);
+                run_units(pool, (pixels + tile - 1) / tile, [&](std::size_t i) {
+                    conv->run_range(prepared->data(), out, i * tile, std::min(pixels, (i + 1) * tile));
+                });
             };
             impl_->steps.push_back(std::move(s));
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
@@ -47289,8 +48445,8 @@ inline void mpi_serve(const MpiSession& session, const Task& task, GenerateSetup
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -47310,7 +48466,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -50142,8 +51298,8 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -50163,7 +51319,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -51115,6 +52271,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 
 namespace lamda {
 
@@ -51161,6 +52585,12 @@ struct XnnOptions {
     // (pw_avx512::preferred: more than 16 output channels; 0.77-0.90x XNNPACK's time there);
     // false keeps XNNPACK's convolution for them (to compare). On by default in optimised builds.
     bool pointwise_avx512 = detail::built_optimized;
+    // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
+    // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
+    // builds.
+    bool winograd_avx512 = detail::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -51257,7 +52687,7 @@ enum class XnnLowering {
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
     Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/pw_avx512.hpp (fp32 1x1),
-                // exec/qc8_vnni.hpp (int8 1x1)
+                // exec/wino_avx512.hpp (fp32 3x3), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -51289,6 +52719,7 @@ public:
         impl_->int8_vnni = options.int8_vnni;
         impl_->depthwise_avx512 = options.depthwise_avx512;
         impl_->pointwise_avx512 = options.pointwise_avx512;
+        impl_->winograd_avx512 = options.winograd_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -51344,6 +52775,8 @@ public:
     int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // fp32: how many pointwise convolutions run on lamda's AVX-512 kernel (XnnOptions::pointwise_avx512).
     int pointwise_avx512_layers() const noexcept { return impl_->pointwise_layers; }
+    // fp32: how many 3x3 convolutions run on lamda's Winograd kernel (XnnOptions::winograd_avx512).
+    int winograd_avx512_layers() const noexcept { return impl_->winograd_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -51472,6 +52905,8 @@ private:
         int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         bool pointwise_avx512 = detail::built_optimized;  // XnnOptions::pointwise_avx512
         int pointwise_layers = 0;  // pointwise convolutions on exec/pw_avx512.hpp's kernel
+        bool winograd_avx512 = detail::built_optimized;  // XnnOptions::winograd_avx512
+        int winograd_layers = 0;  // 3x3 convolutions on exec/wino_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -51915,12 +53350,33 @@ private:
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
+            if (l.op == OpKind::Conv2d && impl_->winograd_avx512 && wino_avx512::available() &&
+                wino_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                   static_cast<int>(sp.sw), static_cast<int>(sp.dh), static_cast<int>(sp.dw),
+                                   static_cast<int>(sp.groups), static_cast<int>(sp.gic), static_cast<int>(oc))) {
+                xnn_delete_operator(op);
+                add_winograd(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // unit(0) .. unit(units - 1) over the thread pool, or in order on this thread where there is no
+    // pool or one unit: how lamda's own kernels' steps split their independent pieces of work.
+    template <class Unit>
+    static void run_units(pthreadpool_t pool, std::size_t units, const Unit& unit) {
+        if (!pool || units < 2) {
+            for (std::size_t i = 0; i < units; ++i) unit(i);
+            return;
+        }
+        pthreadpool_parallelize_1d(
+            pool, [](void* context, std::size_t i) { (*static_cast<const Unit*>(context))(i); },
+            const_cast<void*>(static_cast<const void*>(&unit)), units, 0);
     }
 
     // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
@@ -51947,23 +53403,9 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [dw, in, out, pool = impl_->pool] {
-            const int rows = dw->output_rows();
-            if (!pool || rows < 2) {
-                dw->run_rows(in, out, 0, rows);
-                return;
-            }
-            struct RowsJob {
-                const DepthwiseF32* dw;
-                const float* in;
-                float* out;
-            } job{dw.get(), in, out};
-            pthreadpool_parallelize_1d(
-                pool,
-                [](void* context, std::size_t y) {
-                    const RowsJob& t = *static_cast<const RowsJob*>(context);
-                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
-                },
-                &job, static_cast<std::size_t>(rows), 0);
+            run_units(pool, static_cast<std::size_t>(dw->output_rows()), [&](std::size_t y) {
+                dw->run_rows(in, out, static_cast<int>(y), static_cast<int>(y) + 1);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->depthwise_layers;
@@ -51981,29 +53423,47 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [pw, in, out, pixels, pool = impl_->pool] {
-            const auto panels = static_cast<std::size_t>(pw->panels());
-            const std::size_t chunks = PointwiseF32::chunks(pixels);
-            if (!pool || panels * chunks < 2) {
-                pw->run(in, out, pixels);
-                return;
-            }
-            struct UnitsJob {
-                const PointwiseF32* pw;
-                const float* in;
-                float* out;
-                std::size_t pixels;
-            } job{pw.get(), in, out, pixels};
             // Panel-major, like run(): a thread's run of units reuses one panel's weights.
-            pthreadpool_parallelize_2d(
-                pool,
-                [](void* context, std::size_t panel, std::size_t chunk) {
-                    const UnitsJob& t = *static_cast<const UnitsJob*>(context);
-                    t.pw->run_unit(t.in, t.out, t.pixels, static_cast<int>(panel), chunk);
-                },
-                &job, panels, chunks, 0);
+            const std::size_t chunks = PointwiseF32::chunks(pixels);
+            run_units(pool, static_cast<std::size_t>(pw->panels()) * chunks, [&](std::size_t unit) {
+                pw->run_unit(in, out, pixels, static_cast<int>(unit / chunks), unit % chunks);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->pointwise_layers;
+    }
+
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
+    // the thread pool, small enough that every thread gets one.
+    void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                      const float* in, float* out) {
+        WinogradGeometry geo;
+        geo.in_channels = static_cast<int>(sp.gic);
+        geo.out_channels = static_cast<int>(sp.oc);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.pad_top = static_cast<int>(sp.pads[0]);
+        geo.pad_left = static_cast<int>(sp.pads[1]);
+        geo.out_h = static_cast<int>(l.shape.h);
+        geo.out_w = static_cast<int>(l.shape.w);
+        if (geo.out_h != geo.in_h + geo.pad_top + static_cast<int>(sp.pads[2]) - 2 ||
+            geo.out_w != geo.in_w + geo.pad_left + static_cast<int>(sp.pads[3]) - 2)
+            throw ExecutorError("XNNPACK: " + where(l) + ": a 3x3 stride-1 convolution of " + to_string(sp.is) +
+                                " cannot give the inferred " + to_string(l.shape));
+        auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
+        const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
+        const std::size_t block_tiles =
+            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
+            run_units(pool, conv->blocks(block_tiles),
+                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->winograd_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -52313,25 +53773,10 @@ private:
             s.plan_op = impl_->current_op;
             s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
                 conv->prepare_input(in0, pixels, prepared->data());
-                struct PointwiseJob {
-                    const Qc8Pointwise* conv;
-                    const std::uint8_t* prepared;
-                    std::int8_t* out;
-                    std::size_t pixels;
-                } job{conv.get(), prepared->data(), out, pixels};
                 const std::size_t tile = qc8_vnni::kTilePixels;
-                if (!pool || pixels <= tile) {
-                    conv->run_range(job.prepared, out, 0, pixels);
-                    return;
-                }
-                pthreadpool_parallelize_1d(
-                    pool,
-                    [](void* context, std::size_t i) {
-                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
-                        const std::size_t begin = i * qc8_vnni::kTilePixels;
-                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
-                    },
-                    &job, (pixels + tile - 1) / tile, 0);
+                run_units(pool, (pixels + tile - 1) / tile, [&](std::size_t i) {
+                    conv->run_range(prepared->data(), out, i * tile, std::min(pixels, (i + 1) * tile));
+                });
             };
             impl_->steps.push_back(std::move(s));
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
@@ -55288,8 +56733,8 @@ inline AutoFix auto_fix_dsl(std::string_view dsl, int max_fixes = 8, const Shape
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -55309,7 +56754,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -59361,8 +60806,8 @@ private:
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -59382,7 +60827,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -59962,6 +61407,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 // ---- begin include/lamda/exec/qc8_vnni.hpp ----
 // lamda/exec/qc8_vnni.hpp: lamda's own int8 kernel for 1x1, stride-1, ungrouped convolutions
 // (pointwise convolutions: most of a MobileNet's multiply-adds) on x86-64 CPUs with AVX-512 VNNI.
@@ -60297,6 +62010,12 @@ struct XnnOptions {
     // (pw_avx512::preferred: more than 16 output channels; 0.77-0.90x XNNPACK's time there);
     // false keeps XNNPACK's convolution for them (to compare). On by default in optimised builds.
     bool pointwise_avx512 = detail::built_optimized;
+    // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
+    // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
+    // builds.
+    bool winograd_avx512 = detail::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -60393,7 +62112,7 @@ enum class XnnLowering {
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
     Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/pw_avx512.hpp (fp32 1x1),
-                // exec/qc8_vnni.hpp (int8 1x1)
+                // exec/wino_avx512.hpp (fp32 3x3), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -60425,6 +62144,7 @@ public:
         impl_->int8_vnni = options.int8_vnni;
         impl_->depthwise_avx512 = options.depthwise_avx512;
         impl_->pointwise_avx512 = options.pointwise_avx512;
+        impl_->winograd_avx512 = options.winograd_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -60480,6 +62200,8 @@ public:
     int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // fp32: how many pointwise convolutions run on lamda's AVX-512 kernel (XnnOptions::pointwise_avx512).
     int pointwise_avx512_layers() const noexcept { return impl_->pointwise_layers; }
+    // fp32: how many 3x3 convolutions run on lamda's Winograd kernel (XnnOptions::winograd_avx512).
+    int winograd_avx512_layers() const noexcept { return impl_->winograd_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -60608,6 +62330,8 @@ private:
         int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         bool pointwise_avx512 = detail::built_optimized;  // XnnOptions::pointwise_avx512
         int pointwise_layers = 0;  // pointwise convolutions on exec/pw_avx512.hpp's kernel
+        bool winograd_avx512 = detail::built_optimized;  // XnnOptions::winograd_avx512
+        int winograd_layers = 0;  // 3x3 convolutions on exec/wino_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -61051,12 +62775,33 @@ private:
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
+            if (l.op == OpKind::Conv2d && impl_->winograd_avx512 && wino_avx512::available() &&
+                wino_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                   static_cast<int>(sp.sw), static_cast<int>(sp.dh), static_cast<int>(sp.dw),
+                                   static_cast<int>(sp.groups), static_cast<int>(sp.gic), static_cast<int>(oc))) {
+                xnn_delete_operator(op);
+                add_winograd(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // unit(0) .. unit(units - 1) over the thread pool, or in order on this thread where there is no
+    // pool or one unit: how lamda's own kernels' steps split their independent pieces of work.
+    template <class Unit>
+    static void run_units(pthreadpool_t pool, std::size_t units, const Unit& unit) {
+        if (!pool || units < 2) {
+            for (std::size_t i = 0; i < units; ++i) unit(i);
+            return;
+        }
+        pthreadpool_parallelize_1d(
+            pool, [](void* context, std::size_t i) { (*static_cast<const Unit*>(context))(i); },
+            const_cast<void*>(static_cast<const void*>(&unit)), units, 0);
     }
 
     // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
@@ -61083,23 +62828,9 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [dw, in, out, pool = impl_->pool] {
-            const int rows = dw->output_rows();
-            if (!pool || rows < 2) {
-                dw->run_rows(in, out, 0, rows);
-                return;
-            }
-            struct RowsJob {
-                const DepthwiseF32* dw;
-                const float* in;
-                float* out;
-            } job{dw.get(), in, out};
-            pthreadpool_parallelize_1d(
-                pool,
-                [](void* context, std::size_t y) {
-                    const RowsJob& t = *static_cast<const RowsJob*>(context);
-                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
-                },
-                &job, static_cast<std::size_t>(rows), 0);
+            run_units(pool, static_cast<std::size_t>(dw->output_rows()), [&](std::size_t y) {
+                dw->run_rows(in, out, static_cast<int>(y), static_cast<int>(y) + 1);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->depthwise_layers;
@@ -61117,29 +62848,47 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [pw, in, out, pixels, pool = impl_->pool] {
-            const auto panels = static_cast<std::size_t>(pw->panels());
-            const std::size_t chunks = PointwiseF32::chunks(pixels);
-            if (!pool || panels * chunks < 2) {
-                pw->run(in, out, pixels);
-                return;
-            }
-            struct UnitsJob {
-                const PointwiseF32* pw;
-                const float* in;
-                float* out;
-                std::size_t pixels;
-            } job{pw.get(), in, out, pixels};
             // Panel-major, like run(): a thread's run of units reuses one panel's weights.
-            pthreadpool_parallelize_2d(
-                pool,
-                [](void* context, std::size_t panel, std::size_t chunk) {
-                    const UnitsJob& t = *static_cast<const UnitsJob*>(context);
-                    t.pw->run_unit(t.in, t.out, t.pixels, static_cast<int>(panel), chunk);
-                },
-                &job, panels, chunks, 0);
+            const std::size_t chunks = PointwiseF32::chunks(pixels);
+            run_units(pool, static_cast<std::size_t>(pw->panels()) * chunks, [&](std::size_t unit) {
+                pw->run_unit(in, out, pixels, static_cast<int>(unit / chunks), unit % chunks);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->pointwise_layers;
+    }
+
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
+    // the thread pool, small enough that every thread gets one.
+    void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                      const float* in, float* out) {
+        WinogradGeometry geo;
+        geo.in_channels = static_cast<int>(sp.gic);
+        geo.out_channels = static_cast<int>(sp.oc);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.pad_top = static_cast<int>(sp.pads[0]);
+        geo.pad_left = static_cast<int>(sp.pads[1]);
+        geo.out_h = static_cast<int>(l.shape.h);
+        geo.out_w = static_cast<int>(l.shape.w);
+        if (geo.out_h != geo.in_h + geo.pad_top + static_cast<int>(sp.pads[2]) - 2 ||
+            geo.out_w != geo.in_w + geo.pad_left + static_cast<int>(sp.pads[3]) - 2)
+            throw ExecutorError("XNNPACK: " + where(l) + ": a 3x3 stride-1 convolution of " + to_string(sp.is) +
+                                " cannot give the inferred " + to_string(l.shape));
+        auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
+        const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
+        const std::size_t block_tiles =
+            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
+            run_units(pool, conv->blocks(block_tiles),
+                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->winograd_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -61449,25 +63198,10 @@ private:
             s.plan_op = impl_->current_op;
             s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
                 conv->prepare_input(in0, pixels, prepared->data());
-                struct PointwiseJob {
-                    const Qc8Pointwise* conv;
-                    const std::uint8_t* prepared;
-                    std::int8_t* out;
-                    std::size_t pixels;
-                } job{conv.get(), prepared->data(), out, pixels};
                 const std::size_t tile = qc8_vnni::kTilePixels;
-                if (!pool || pixels <= tile) {
-                    conv->run_range(job.prepared, out, 0, pixels);
-                    return;
-                }
-                pthreadpool_parallelize_1d(
-                    pool,
-                    [](void* context, std::size_t i) {
-                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
-                        const std::size_t begin = i * qc8_vnni::kTilePixels;
-                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
-                    },
-                    &job, (pixels + tile - 1) / tile, 0);
+                run_units(pool, (pixels + tile - 1) / tile, [&](std::size_t i) {
+                    conv->run_range(prepared->data(), out, i * tile, std::min(pixels, (i + 1) * tile));
+                });
             };
             impl_->steps.push_back(std::move(s));
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
@@ -62186,8 +63920,8 @@ inline void write_bench_context(JsonWriter& json, int threads) {
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -62207,7 +63941,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -65821,8 +67555,8 @@ struct JsonReader {
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -65842,7 +67576,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -68466,8 +70200,8 @@ inline LatencyProfile read_latency_profile(const std::string& path) {
 
 // ---- begin include/lamda/detail/built_optimized.hpp ----
 // lamda/detail/built_optimized.hpp: whether this translation unit was compiled with optimisation
-// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/qc8_vnni.hpp)
-// are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
+// (-O1 and up). lamda's own kernels (exec/dw_avx512.hpp, exec/pw_avx512.hpp, exec/wino_avx512.hpp,
+// exec/qc8_vnni.hpp) are slower than Debian's prebuilt XNNPACK when unoptimised (every accumulator in memory), so the
 // executor picks them by default only in optimised builds. The value is fixed per translation unit: a program
 // should compile every file that includes lamda alike.
 #ifndef LAMDA_DETAIL_BUILT_OPTIMIZED_HPP
@@ -68487,7 +70221,7 @@ inline constexpr bool built_optimized = false;
 // ---- end include/lamda/detail/built_optimized.hpp ----
 // ---- begin include/lamda/detail/cpu_x86.hpp ----
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP
@@ -69439,6 +71173,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 
 namespace lamda {
 
@@ -69485,6 +71487,12 @@ struct XnnOptions {
     // (pw_avx512::preferred: more than 16 output channels; 0.77-0.90x XNNPACK's time there);
     // false keeps XNNPACK's convolution for them (to compare). On by default in optimised builds.
     bool pointwise_avx512 = detail::built_optimized;
+    // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
+    // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
+    // builds.
+    bool winograd_avx512 = detail::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -69581,7 +71589,7 @@ enum class XnnLowering {
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
     Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/pw_avx512.hpp (fp32 1x1),
-                // exec/qc8_vnni.hpp (int8 1x1)
+                // exec/wino_avx512.hpp (fp32 3x3), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -69613,6 +71621,7 @@ public:
         impl_->int8_vnni = options.int8_vnni;
         impl_->depthwise_avx512 = options.depthwise_avx512;
         impl_->pointwise_avx512 = options.pointwise_avx512;
+        impl_->winograd_avx512 = options.winograd_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -69668,6 +71677,8 @@ public:
     int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // fp32: how many pointwise convolutions run on lamda's AVX-512 kernel (XnnOptions::pointwise_avx512).
     int pointwise_avx512_layers() const noexcept { return impl_->pointwise_layers; }
+    // fp32: how many 3x3 convolutions run on lamda's Winograd kernel (XnnOptions::winograd_avx512).
+    int winograd_avx512_layers() const noexcept { return impl_->winograd_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -69796,6 +71807,8 @@ private:
         int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         bool pointwise_avx512 = detail::built_optimized;  // XnnOptions::pointwise_avx512
         int pointwise_layers = 0;  // pointwise convolutions on exec/pw_avx512.hpp's kernel
+        bool winograd_avx512 = detail::built_optimized;  // XnnOptions::winograd_avx512
+        int winograd_layers = 0;  // 3x3 convolutions on exec/wino_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -70239,12 +72252,33 @@ private:
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
+            if (l.op == OpKind::Conv2d && impl_->winograd_avx512 && wino_avx512::available() &&
+                wino_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                   static_cast<int>(sp.sw), static_cast<int>(sp.dh), static_cast<int>(sp.dw),
+                                   static_cast<int>(sp.groups), static_cast<int>(sp.gic), static_cast<int>(oc))) {
+                xnn_delete_operator(op);
+                add_winograd(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // unit(0) .. unit(units - 1) over the thread pool, or in order on this thread where there is no
+    // pool or one unit: how lamda's own kernels' steps split their independent pieces of work.
+    template <class Unit>
+    static void run_units(pthreadpool_t pool, std::size_t units, const Unit& unit) {
+        if (!pool || units < 2) {
+            for (std::size_t i = 0; i < units; ++i) unit(i);
+            return;
+        }
+        pthreadpool_parallelize_1d(
+            pool, [](void* context, std::size_t i) { (*static_cast<const Unit*>(context))(i); },
+            const_cast<void*>(static_cast<const void*>(&unit)), units, 0);
     }
 
     // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
@@ -70271,23 +72305,9 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [dw, in, out, pool = impl_->pool] {
-            const int rows = dw->output_rows();
-            if (!pool || rows < 2) {
-                dw->run_rows(in, out, 0, rows);
-                return;
-            }
-            struct RowsJob {
-                const DepthwiseF32* dw;
-                const float* in;
-                float* out;
-            } job{dw.get(), in, out};
-            pthreadpool_parallelize_1d(
-                pool,
-                [](void* context, std::size_t y) {
-                    const RowsJob& t = *static_cast<const RowsJob*>(context);
-                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
-                },
-                &job, static_cast<std::size_t>(rows), 0);
+            run_units(pool, static_cast<std::size_t>(dw->output_rows()), [&](std::size_t y) {
+                dw->run_rows(in, out, static_cast<int>(y), static_cast<int>(y) + 1);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->depthwise_layers;
@@ -70305,29 +72325,47 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [pw, in, out, pixels, pool = impl_->pool] {
-            const auto panels = static_cast<std::size_t>(pw->panels());
-            const std::size_t chunks = PointwiseF32::chunks(pixels);
-            if (!pool || panels * chunks < 2) {
-                pw->run(in, out, pixels);
-                return;
-            }
-            struct UnitsJob {
-                const PointwiseF32* pw;
-                const float* in;
-                float* out;
-                std::size_t pixels;
-            } job{pw.get(), in, out, pixels};
             // Panel-major, like run(): a thread's run of units reuses one panel's weights.
-            pthreadpool_parallelize_2d(
-                pool,
-                [](void* context, std::size_t panel, std::size_t chunk) {
-                    const UnitsJob& t = *static_cast<const UnitsJob*>(context);
-                    t.pw->run_unit(t.in, t.out, t.pixels, static_cast<int>(panel), chunk);
-                },
-                &job, panels, chunks, 0);
+            const std::size_t chunks = PointwiseF32::chunks(pixels);
+            run_units(pool, static_cast<std::size_t>(pw->panels()) * chunks, [&](std::size_t unit) {
+                pw->run_unit(in, out, pixels, static_cast<int>(unit / chunks), unit % chunks);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->pointwise_layers;
+    }
+
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
+    // the thread pool, small enough that every thread gets one.
+    void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                      const float* in, float* out) {
+        WinogradGeometry geo;
+        geo.in_channels = static_cast<int>(sp.gic);
+        geo.out_channels = static_cast<int>(sp.oc);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.pad_top = static_cast<int>(sp.pads[0]);
+        geo.pad_left = static_cast<int>(sp.pads[1]);
+        geo.out_h = static_cast<int>(l.shape.h);
+        geo.out_w = static_cast<int>(l.shape.w);
+        if (geo.out_h != geo.in_h + geo.pad_top + static_cast<int>(sp.pads[2]) - 2 ||
+            geo.out_w != geo.in_w + geo.pad_left + static_cast<int>(sp.pads[3]) - 2)
+            throw ExecutorError("XNNPACK: " + where(l) + ": a 3x3 stride-1 convolution of " + to_string(sp.is) +
+                                " cannot give the inferred " + to_string(l.shape));
+        auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
+        const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
+        const std::size_t block_tiles =
+            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
+            run_units(pool, conv->blocks(block_tiles),
+                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->winograd_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -70637,25 +72675,10 @@ private:
             s.plan_op = impl_->current_op;
             s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
                 conv->prepare_input(in0, pixels, prepared->data());
-                struct PointwiseJob {
-                    const Qc8Pointwise* conv;
-                    const std::uint8_t* prepared;
-                    std::int8_t* out;
-                    std::size_t pixels;
-                } job{conv.get(), prepared->data(), out, pixels};
                 const std::size_t tile = qc8_vnni::kTilePixels;
-                if (!pool || pixels <= tile) {
-                    conv->run_range(job.prepared, out, 0, pixels);
-                    return;
-                }
-                pthreadpool_parallelize_1d(
-                    pool,
-                    [](void* context, std::size_t i) {
-                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
-                        const std::size_t begin = i * qc8_vnni::kTilePixels;
-                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
-                    },
-                    &job, (pixels + tile - 1) / tile, 0);
+                run_units(pool, (pixels + tile - 1) / tile, [&](std::size_t i) {
+                    conv->run_range(prepared->data(), out, i * tile, std::min(pixels, (i + 1) * tile));
+                });
             };
             impl_->steps.push_back(std::move(s));
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;

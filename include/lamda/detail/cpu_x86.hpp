@@ -1,5 +1,5 @@
 // lamda/detail/cpu_x86.hpp: what lamda's own x86-64 kernels (exec/dw_avx512.hpp,
-// exec/pw_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
+// exec/pw_avx512.hpp, exec/wino_avx512.hpp, exec/qc8_vnni.hpp) share: which vector extensions this CPU (and OS) runs,
 // asked once (false on other architectures), and how their intrinsics are compiled.
 #ifndef LAMDA_DETAIL_CPU_X86_HPP
 #define LAMDA_DETAIL_CPU_X86_HPP

@@ -88,6 +88,7 @@
 #include "plan.hpp"
 #include "dw_avx512.hpp"
 #include "pw_avx512.hpp"
+#include "wino_avx512.hpp"
 #include "qc8_vnni.hpp"
 #include "reference.hpp"
 #include "reference_int8.hpp"
@@ -139,6 +140,12 @@ struct XnnOptions {
     // (pw_avx512::preferred: more than 16 output channels; 0.77-0.90x XNNPACK's time there);
     // false keeps XNNPACK's convolution for them (to compare). On by default in optimised builds.
     bool pointwise_avx512 = detail::built_optimized;
+    // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
+    // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
+    // builds.
+    bool winograd_avx512 = detail::built_optimized;
 };
 
 // The quantization of an int8 value: real = scale * (q - zero_point).
@@ -235,7 +242,7 @@ enum class XnnLowering {
     Alias,      // no work: output aliases the input (input, flatten, dropout)
     Loop,       // a plain loop (1x1 pools)
     Kernel,     // lamda's own kernel: exec/dw_avx512.hpp (fp32 depthwise), exec/pw_avx512.hpp (fp32 1x1),
-                // exec/qc8_vnni.hpp (int8 1x1)
+                // exec/wino_avx512.hpp (fp32 3x3), exec/qc8_vnni.hpp (int8 1x1)
 };
 
 class XnnExecutor {
@@ -267,6 +274,7 @@ public:
         impl_->int8_vnni = options.int8_vnni;
         impl_->depthwise_avx512 = options.depthwise_avx512;
         impl_->pointwise_avx512 = options.pointwise_avx512;
+        impl_->winograd_avx512 = options.winograd_avx512;
         if (options.threads > 1) {
             impl_->pool = pthreadpool_create(static_cast<std::size_t>(options.threads));
             if (!impl_->pool)
@@ -322,6 +330,8 @@ public:
     int depthwise_avx512_layers() const noexcept { return impl_->depthwise_layers; }
     // fp32: how many pointwise convolutions run on lamda's AVX-512 kernel (XnnOptions::pointwise_avx512).
     int pointwise_avx512_layers() const noexcept { return impl_->pointwise_layers; }
+    // fp32: how many 3x3 convolutions run on lamda's Winograd kernel (XnnOptions::winograd_avx512).
+    int winograd_avx512_layers() const noexcept { return impl_->winograd_layers; }
     // int8: layer i's int8 output and its quantization after a run (nullptr where fused or not
     // kept, as layer_output); whether layer i runs in float between converts.
     const std::int8_t* layer_output_int8(std::size_t i) const noexcept {
@@ -450,6 +460,8 @@ private:
         int depthwise_layers = 0;  // depthwise convolutions on exec/dw_avx512.hpp's kernel
         bool pointwise_avx512 = detail::built_optimized;  // XnnOptions::pointwise_avx512
         int pointwise_layers = 0;  // pointwise convolutions on exec/pw_avx512.hpp's kernel
+        bool winograd_avx512 = detail::built_optimized;  // XnnOptions::winograd_avx512
+        int winograd_layers = 0;  // 3x3 convolutions on exec/wino_avx512.hpp's kernel
         // Scalars read by add_nd/multiply_nd at run time (padded: XNNPACK may read past the end).
         float three[8] = {3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f, 3.0f};
         float sixth[8] = {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6,
@@ -893,12 +905,33 @@ private:
                 add_pointwise(idx, sp, bias_ptr, lo, hi, in, out);
                 return;
             }
+            if (l.op == OpKind::Conv2d && impl_->winograd_avx512 && wino_avx512::available() &&
+                wino_avx512::takes(static_cast<int>(sp.kh), static_cast<int>(sp.kw), static_cast<int>(sp.sh),
+                                   static_cast<int>(sp.sw), static_cast<int>(sp.dh), static_cast<int>(sp.dw),
+                                   static_cast<int>(sp.groups), static_cast<int>(sp.gic), static_cast<int>(oc))) {
+                xnn_delete_operator(op);
+                add_winograd(idx, l, sp, bias_ptr, lo, hi, in, out);
+                return;
+            }
             add_op(idx, op);
             check(xnn_setup_convolution2d_nhwc_f32(op, 1, static_cast<std::size_t>(is.h),
                                                    static_cast<std::size_t>(is.w), in, out,
                                                    impl_->pool),
                   l, "xnn_setup_convolution2d_nhwc_f32");
         }
+    }
+
+    // unit(0) .. unit(units - 1) over the thread pool, or in order on this thread where there is no
+    // pool or one unit: how lamda's own kernels' steps split their independent pieces of work.
+    template <class Unit>
+    static void run_units(pthreadpool_t pool, std::size_t units, const Unit& unit) {
+        if (!pool || units < 2) {
+            for (std::size_t i = 0; i < units; ++i) unit(i);
+            return;
+        }
+        pthreadpool_parallelize_1d(
+            pool, [](void* context, std::size_t i) { (*static_cast<const Unit*>(context))(i); },
+            const_cast<void*>(static_cast<const void*>(&unit)), units, 0);
     }
 
     // A multiplier-1 depthwise convolution on exec/dw_avx512.hpp's kernel, its output rows split
@@ -925,23 +958,9 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [dw, in, out, pool = impl_->pool] {
-            const int rows = dw->output_rows();
-            if (!pool || rows < 2) {
-                dw->run_rows(in, out, 0, rows);
-                return;
-            }
-            struct RowsJob {
-                const DepthwiseF32* dw;
-                const float* in;
-                float* out;
-            } job{dw.get(), in, out};
-            pthreadpool_parallelize_1d(
-                pool,
-                [](void* context, std::size_t y) {
-                    const RowsJob& t = *static_cast<const RowsJob*>(context);
-                    t.dw->run_rows(t.in, t.out, static_cast<int>(y), static_cast<int>(y) + 1);
-                },
-                &job, static_cast<std::size_t>(rows), 0);
+            run_units(pool, static_cast<std::size_t>(dw->output_rows()), [&](std::size_t y) {
+                dw->run_rows(in, out, static_cast<int>(y), static_cast<int>(y) + 1);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->depthwise_layers;
@@ -959,29 +978,47 @@ private:
         s.layer = idx;
         s.plan_op = impl_->current_op;
         s.loop = [pw, in, out, pixels, pool = impl_->pool] {
-            const auto panels = static_cast<std::size_t>(pw->panels());
-            const std::size_t chunks = PointwiseF32::chunks(pixels);
-            if (!pool || panels * chunks < 2) {
-                pw->run(in, out, pixels);
-                return;
-            }
-            struct UnitsJob {
-                const PointwiseF32* pw;
-                const float* in;
-                float* out;
-                std::size_t pixels;
-            } job{pw.get(), in, out, pixels};
             // Panel-major, like run(): a thread's run of units reuses one panel's weights.
-            pthreadpool_parallelize_2d(
-                pool,
-                [](void* context, std::size_t panel, std::size_t chunk) {
-                    const UnitsJob& t = *static_cast<const UnitsJob*>(context);
-                    t.pw->run_unit(t.in, t.out, t.pixels, static_cast<int>(panel), chunk);
-                },
-                &job, panels, chunks, 0);
+            const std::size_t chunks = PointwiseF32::chunks(pixels);
+            run_units(pool, static_cast<std::size_t>(pw->panels()) * chunks, [&](std::size_t unit) {
+                pw->run_unit(in, out, pixels, static_cast<int>(unit / chunks), unit % chunks);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->pointwise_layers;
+    }
+
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
+    // the thread pool, small enough that every thread gets one.
+    void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
+                      const float* in, float* out) {
+        WinogradGeometry geo;
+        geo.in_channels = static_cast<int>(sp.gic);
+        geo.out_channels = static_cast<int>(sp.oc);
+        geo.in_h = static_cast<int>(sp.is.h);
+        geo.in_w = static_cast<int>(sp.is.w);
+        geo.pad_top = static_cast<int>(sp.pads[0]);
+        geo.pad_left = static_cast<int>(sp.pads[1]);
+        geo.out_h = static_cast<int>(l.shape.h);
+        geo.out_w = static_cast<int>(l.shape.w);
+        if (geo.out_h != geo.in_h + geo.pad_top + static_cast<int>(sp.pads[2]) - 2 ||
+            geo.out_w != geo.in_w + geo.pad_left + static_cast<int>(sp.pads[3]) - 2)
+            throw ExecutorError("XNNPACK: " + where(l) + ": a 3x3 stride-1 convolution of " + to_string(sp.is) +
+                                " cannot give the inferred " + to_string(l.shape));
+        auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
+        const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
+        const std::size_t block_tiles =
+            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
+        Step s;
+        s.layer = idx;
+        s.plan_op = impl_->current_op;
+        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
+            run_units(pool, conv->blocks(block_tiles),
+                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        };
+        impl_->steps.push_back(std::move(s));
+        ++impl_->winograd_layers;
     }
 
     // A pool's padding (top, left, bottom, right) for XNNPACK's floor division, checked.
@@ -1291,25 +1328,10 @@ private:
             s.plan_op = impl_->current_op;
             s.loop = [conv, prepared, in0, out, pixels, pool = impl_->pool] {
                 conv->prepare_input(in0, pixels, prepared->data());
-                struct PointwiseJob {
-                    const Qc8Pointwise* conv;
-                    const std::uint8_t* prepared;
-                    std::int8_t* out;
-                    std::size_t pixels;
-                } job{conv.get(), prepared->data(), out, pixels};
                 const std::size_t tile = qc8_vnni::kTilePixels;
-                if (!pool || pixels <= tile) {
-                    conv->run_range(job.prepared, out, 0, pixels);
-                    return;
-                }
-                pthreadpool_parallelize_1d(
-                    pool,
-                    [](void* context, std::size_t i) {
-                        const PointwiseJob& t = *static_cast<const PointwiseJob*>(context);
-                        const std::size_t begin = i * qc8_vnni::kTilePixels;
-                        t.conv->run_range(t.prepared, t.out, begin, std::min(t.pixels, begin + qc8_vnni::kTilePixels));
-                    },
-                    &job, (pixels + tile - 1) / tile, 0);
+                run_units(pool, (pixels + tile - 1) / tile, [&](std::size_t i) {
+                    conv->run_range(prepared->data(), out, i * tile, std::min(pixels, (i + 1) * tile));
+                });
             };
             impl_->steps.push_back(std::move(s));
             impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
