@@ -20118,6 +20118,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -20459,11 +20727,29 @@ inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool o
     return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
+// Whether the executor runs conv p on lamda's Winograd kernel on a device where it does
+// (`own_winograd`, the profile's; fp32 only): wino_avx512::takes. The features know no dilation
+// (PrimOp has none), so a dilated 3x3 conv counts as the kernel's too.
+inline bool runs_on_own_winograd(const PrimOp& p, LatencyPrecision prec, bool own_winograd) noexcept {
+    return own_winograd && prec == LatencyPrecision::Fp32 && p.n <= 1 &&
+           (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+           wino_avx512::takes(p.kh, p.kw, p.sh, p.sw, 1, 1, std::max(1, p.groups), p.ic, p.oc);
+}
+
+// Which of lamda's own kernels a profile's device ran its convolutions on (in the profile's
+// precision): its fingerprint says (profile_file.hpp: ran_own_kernels), op_features counts
+// their work apart.
+struct OwnKernels {
+    bool pointwise = false;  // int8: exec/qc8_vnni.hpp; fp32: exec/pw_avx512.hpp
+    bool winograd = false;   // fp32: exec/wino_avx512.hpp
+    bool operator==(const OwnKernels& o) const noexcept { return pointwise == o.pointwise && winograd == o.winograd; }
+};
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
+// `own`: which convolutions in `prec` run on lamda's own kernels on the device.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own_kernels = {}) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -20473,7 +20759,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
+    double own_feature = 0;        // conv: lamda's own kernels' GEMM work (0 on XNNPACK's)
+    double transform_feature = 0;  // conv: the Winograd kernel's transformed values (0 elsewhere)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -20488,28 +20775,40 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
         // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
         // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
+        // A 3x3 conv on the Winograd kernel counts its 16 GEMMs there too: they run on that tile.
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
-        const double own_work = !own ? 0.0
-                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
-                                       : out_px * round_up(gn, 16) * gk;
+        const bool own_pw = runs_on_own_pointwise(p, prec, own_kernels.pointwise);
+        const bool own_wino = !own_pw && runs_on_own_winograd(p, prec, own_kernels.winograd);
+        const bool own = own_pw || own_wino;
+        const double own_work = own_wino ? wino_avx512::gemm_work(p.oh, p.ow, p.ic, p.oc)
+                                : !own   ? 0.0
+                                : int8   ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                         : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = eb * gn * gk * g;
+        // The Winograd kernel streams its 4x4 transformed filters: 16/9 of the 3x3 ones.
+        const double wbytes = own_wino ? eb * wino_avx512::kPoints * gn * p.ic : eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs * (own ? 0.0 : 1.0));
         f.add(M * tiled * (own ? 0.0 : 1.0));
         f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
-        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        f.add(M * out_px * g * taps * (gemm || own ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm || own ? 0.0 : 1.0) /
+              std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         own_feature = M * own_work;  // added last (below)
+        // The Winograd kernel's transforms: 16 values per tile for every input and every output
+        // channel (16-lane registers), written then read back through L2. Apart from the GEMMs:
+        // with few channels they are a third of its time, with hundreds a few percent.
+        if (own_wino)
+            transform_feature = M * wino_avx512::kPoints * double(wino_avx512::tiles(p.oh, p.ow)) *
+                                (round_up(p.ic, 16) + round_up(p.oc, 16));
         break;
     }
     case PrimKind::Depthwise:
@@ -20615,9 +20914,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
-    // Last, so that a profile from before it reads with a zero coefficient here
-    // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
+    // Last, so that a profile from before them reads with a zero coefficient there
+    // (feature_count_before_vnni, feature_count_before_winograd).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
+        f.add(own_feature);
+        f.add(transform_feature);
+    }
     return f;
 }
 
@@ -20657,10 +20959,14 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
-// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
-// coefficient there.
+// Features a kind had in profiles made before the own-kernel features, the convolutions' last
+// two (the own kernels' GEMM work, 0 in fp32 until lamda's fp32 pointwise kernel; the Winograd
+// kernel's transforms): such a profile's model is read with zero coefficients there, where its
+// device ran none of that work.
 inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 2 : 0);
+}
+inline int feature_count_before_winograd(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
@@ -20871,7 +21177,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
+    OwnKernels own;  // which convs the device ran on lamda's own kernels (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -20914,18 +21220,19 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
-    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
-    bool own_pointwise = false;
+    // Which convolutions the device ran on lamda's own kernels: pointwise in int8 on VNNI
+    // (exec/qc8_vnni.hpp), in fp32 on AVX-512 (exec/pw_avx512.hpp); 3x3 in fp32 on Winograd's
+    // (exec/wino_avx512.hpp) (op_features).
+    OwnKernels own;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
+    explicit LatencyModel(LatencyPrecision prec, OwnKernels own_kernels = {}) : precision(prec), own(own_kernels) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].own_pointwise = own;
+            kinds[i].own = own_kernels;
         }
     }
 
@@ -20947,7 +21254,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -21008,15 +21315,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
+// samples were timed in; `own`: which convs ran on lamda's own kernels.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.own_pointwise = own_pointwise;
+    m.own = own;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -21031,7 +21338,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -21188,19 +21495,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `own_pointwise` as fit_kind_model's.
+// `own` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
-    LatencyModel first(prec, own_pointwise);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
+    LatencyModel first(prec, own);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, own_pointwise);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
+    LatencyModel m(prec, own);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -22010,7 +22317,7 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
-    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "qc8_vnni",
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "wino_avx512", "qc8_vnni",
     // comma-separated; "" none, or a profile older than the field): a profile timed without a
     // kernel the executor now uses mispredicts those layers.
     std::string lamda_kernels;
@@ -22033,11 +22340,16 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
-// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
-// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
-// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
-inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
-    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+// Which convolutions in `prec` the device a fingerprint describes ran on lamda's own kernels
+// (its lamda_kernels; pointwise: int8 qc8_vnni, fp32 pw_avx512; 3x3: fp32 wino_avx512): the
+// latency model then counts their work apart (op_features). One answer for the profiler's fit
+// and a profile's reader.
+inline OwnKernels ran_own_kernels(const DeviceFingerprint& f, LatencyPrecision prec) {
+    const bool int8 = prec == LatencyPrecision::Int8;
+    OwnKernels own;
+    own.pointwise = lists_kernel(f.lamda_kernels, int8 ? "qc8_vnni" : "pw_avx512");
+    own.winograd = !int8 && lists_kernel(f.lamda_kernels, "wino_avx512");
+    return own;
 }
 
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
@@ -22048,6 +22360,7 @@ inline std::string current_lamda_kernels() {
     };
     add(dw_avx512::used_by_default(), "dw_avx512");
     add(pw_avx512::used_by_default(), "pw_avx512");
+    add(wino_avx512::used_by_default(), "wino_avx512");
     add(qc8_vnni::used_by_default(), "qc8_vnni");
     return k;
 }
@@ -22238,7 +22551,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.own_pointwise);
+        j.field("pointwise_vnni", p.int8_model.own.pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -22333,7 +22646,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.own_pointwise = model.own_pointwise;
+            k.own = model.own;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -22346,12 +22659,14 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
-            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
-            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
-                k.ridge.scale.size() == before) {
-                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
-                k.ridge.mean.push_back(0.0);
-                k.ridge.scale.push_back(1.0);
+            const std::size_t n = k.ridge.coef.size();
+            if (n < d && k.ridge.mean.size() == n && k.ridge.scale.size() == n &&
+                (n == static_cast<std::size_t>(feature_count_before_vnni(kind)) ||
+                 n == static_cast<std::size_t>(feature_count_before_winograd(kind)))) {
+                // A profile from before the own-kernel features: they are 0 there.
+                k.ridge.coef.resize(d, 0.0);
+                k.ridge.mean.resize(d, 0.0);
+                k.ridge.scale.resize(d, 1.0);
             }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
@@ -22414,14 +22729,16 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
     // (The int8 part says it in its own field, older than lamda_kernels.)
-    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_kernels(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
         // Absent before features version 3 (whose profiles are outdated anyway): false.
         const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
+        OwnKernels own;
+        own.pointwise = vnni;
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, own);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -28209,6 +28526,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -28550,11 +29135,29 @@ inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool o
     return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
+// Whether the executor runs conv p on lamda's Winograd kernel on a device where it does
+// (`own_winograd`, the profile's; fp32 only): wino_avx512::takes. The features know no dilation
+// (PrimOp has none), so a dilated 3x3 conv counts as the kernel's too.
+inline bool runs_on_own_winograd(const PrimOp& p, LatencyPrecision prec, bool own_winograd) noexcept {
+    return own_winograd && prec == LatencyPrecision::Fp32 && p.n <= 1 &&
+           (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+           wino_avx512::takes(p.kh, p.kw, p.sh, p.sw, 1, 1, std::max(1, p.groups), p.ic, p.oc);
+}
+
+// Which of lamda's own kernels a profile's device ran its convolutions on (in the profile's
+// precision): its fingerprint says (profile_file.hpp: ran_own_kernels), op_features counts
+// their work apart.
+struct OwnKernels {
+    bool pointwise = false;  // int8: exec/qc8_vnni.hpp; fp32: exec/pw_avx512.hpp
+    bool winograd = false;   // fp32: exec/wino_avx512.hpp
+    bool operator==(const OwnKernels& o) const noexcept { return pointwise == o.pointwise && winograd == o.winograd; }
+};
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
+// `own`: which convolutions in `prec` run on lamda's own kernels on the device.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own_kernels = {}) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -28564,7 +29167,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
+    double own_feature = 0;        // conv: lamda's own kernels' GEMM work (0 on XNNPACK's)
+    double transform_feature = 0;  // conv: the Winograd kernel's transformed values (0 elsewhere)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -28579,28 +29183,40 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
         // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
         // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
+        // A 3x3 conv on the Winograd kernel counts its 16 GEMMs there too: they run on that tile.
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
-        const double own_work = !own ? 0.0
-                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
-                                       : out_px * round_up(gn, 16) * gk;
+        const bool own_pw = runs_on_own_pointwise(p, prec, own_kernels.pointwise);
+        const bool own_wino = !own_pw && runs_on_own_winograd(p, prec, own_kernels.winograd);
+        const bool own = own_pw || own_wino;
+        const double own_work = own_wino ? wino_avx512::gemm_work(p.oh, p.ow, p.ic, p.oc)
+                                : !own   ? 0.0
+                                : int8   ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                         : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = eb * gn * gk * g;
+        // The Winograd kernel streams its 4x4 transformed filters: 16/9 of the 3x3 ones.
+        const double wbytes = own_wino ? eb * wino_avx512::kPoints * gn * p.ic : eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs * (own ? 0.0 : 1.0));
         f.add(M * tiled * (own ? 0.0 : 1.0));
         f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
-        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        f.add(M * out_px * g * taps * (gemm || own ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm || own ? 0.0 : 1.0) /
+              std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         own_feature = M * own_work;  // added last (below)
+        // The Winograd kernel's transforms: 16 values per tile for every input and every output
+        // channel (16-lane registers), written then read back through L2. Apart from the GEMMs:
+        // with few channels they are a third of its time, with hundreds a few percent.
+        if (own_wino)
+            transform_feature = M * wino_avx512::kPoints * double(wino_avx512::tiles(p.oh, p.ow)) *
+                                (round_up(p.ic, 16) + round_up(p.oc, 16));
         break;
     }
     case PrimKind::Depthwise:
@@ -28706,9 +29322,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
-    // Last, so that a profile from before it reads with a zero coefficient here
-    // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
+    // Last, so that a profile from before them reads with a zero coefficient there
+    // (feature_count_before_vnni, feature_count_before_winograd).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
+        f.add(own_feature);
+        f.add(transform_feature);
+    }
     return f;
 }
 
@@ -28748,10 +29367,14 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
-// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
-// coefficient there.
+// Features a kind had in profiles made before the own-kernel features, the convolutions' last
+// two (the own kernels' GEMM work, 0 in fp32 until lamda's fp32 pointwise kernel; the Winograd
+// kernel's transforms): such a profile's model is read with zero coefficients there, where its
+// device ran none of that work.
 inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 2 : 0);
+}
+inline int feature_count_before_winograd(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
@@ -28962,7 +29585,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
+    OwnKernels own;  // which convs the device ran on lamda's own kernels (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -29005,18 +29628,19 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
-    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
-    bool own_pointwise = false;
+    // Which convolutions the device ran on lamda's own kernels: pointwise in int8 on VNNI
+    // (exec/qc8_vnni.hpp), in fp32 on AVX-512 (exec/pw_avx512.hpp); 3x3 in fp32 on Winograd's
+    // (exec/wino_avx512.hpp) (op_features).
+    OwnKernels own;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
+    explicit LatencyModel(LatencyPrecision prec, OwnKernels own_kernels = {}) : precision(prec), own(own_kernels) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].own_pointwise = own;
+            kinds[i].own = own_kernels;
         }
     }
 
@@ -29038,7 +29662,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -29099,15 +29723,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
+// samples were timed in; `own`: which convs ran on lamda's own kernels.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.own_pointwise = own_pointwise;
+    m.own = own;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -29122,7 +29746,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -29279,19 +29903,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `own_pointwise` as fit_kind_model's.
+// `own` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
-    LatencyModel first(prec, own_pointwise);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
+    LatencyModel first(prec, own);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, own_pointwise);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
+    LatencyModel m(prec, own);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -30321,7 +30945,7 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
-    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "qc8_vnni",
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "wino_avx512", "qc8_vnni",
     // comma-separated; "" none, or a profile older than the field): a profile timed without a
     // kernel the executor now uses mispredicts those layers.
     std::string lamda_kernels;
@@ -30344,11 +30968,16 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
-// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
-// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
-// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
-inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
-    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+// Which convolutions in `prec` the device a fingerprint describes ran on lamda's own kernels
+// (its lamda_kernels; pointwise: int8 qc8_vnni, fp32 pw_avx512; 3x3: fp32 wino_avx512): the
+// latency model then counts their work apart (op_features). One answer for the profiler's fit
+// and a profile's reader.
+inline OwnKernels ran_own_kernels(const DeviceFingerprint& f, LatencyPrecision prec) {
+    const bool int8 = prec == LatencyPrecision::Int8;
+    OwnKernels own;
+    own.pointwise = lists_kernel(f.lamda_kernels, int8 ? "qc8_vnni" : "pw_avx512");
+    own.winograd = !int8 && lists_kernel(f.lamda_kernels, "wino_avx512");
+    return own;
 }
 
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
@@ -30359,6 +30988,7 @@ inline std::string current_lamda_kernels() {
     };
     add(dw_avx512::used_by_default(), "dw_avx512");
     add(pw_avx512::used_by_default(), "pw_avx512");
+    add(wino_avx512::used_by_default(), "wino_avx512");
     add(qc8_vnni::used_by_default(), "qc8_vnni");
     return k;
 }
@@ -30549,7 +31179,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.own_pointwise);
+        j.field("pointwise_vnni", p.int8_model.own.pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -30644,7 +31274,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.own_pointwise = model.own_pointwise;
+            k.own = model.own;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -30657,12 +31287,14 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
-            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
-            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
-                k.ridge.scale.size() == before) {
-                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
-                k.ridge.mean.push_back(0.0);
-                k.ridge.scale.push_back(1.0);
+            const std::size_t n = k.ridge.coef.size();
+            if (n < d && k.ridge.mean.size() == n && k.ridge.scale.size() == n &&
+                (n == static_cast<std::size_t>(feature_count_before_vnni(kind)) ||
+                 n == static_cast<std::size_t>(feature_count_before_winograd(kind)))) {
+                // A profile from before the own-kernel features: they are 0 there.
+                k.ridge.coef.resize(d, 0.0);
+                k.ridge.mean.resize(d, 0.0);
+                k.ridge.scale.resize(d, 1.0);
             }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
@@ -30725,14 +31357,16 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
     // (The int8 part says it in its own field, older than lamda_kernels.)
-    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_kernels(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
         // Absent before features version 3 (whose profiles are outdated anyway): false.
         const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
+        OwnKernels own;
+        own.pointwise = vnni;
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, own);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -34827,6 +35461,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -35168,11 +36070,29 @@ inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool o
     return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
+// Whether the executor runs conv p on lamda's Winograd kernel on a device where it does
+// (`own_winograd`, the profile's; fp32 only): wino_avx512::takes. The features know no dilation
+// (PrimOp has none), so a dilated 3x3 conv counts as the kernel's too.
+inline bool runs_on_own_winograd(const PrimOp& p, LatencyPrecision prec, bool own_winograd) noexcept {
+    return own_winograd && prec == LatencyPrecision::Fp32 && p.n <= 1 &&
+           (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+           wino_avx512::takes(p.kh, p.kw, p.sh, p.sw, 1, 1, std::max(1, p.groups), p.ic, p.oc);
+}
+
+// Which of lamda's own kernels a profile's device ran its convolutions on (in the profile's
+// precision): its fingerprint says (profile_file.hpp: ran_own_kernels), op_features counts
+// their work apart.
+struct OwnKernels {
+    bool pointwise = false;  // int8: exec/qc8_vnni.hpp; fp32: exec/pw_avx512.hpp
+    bool winograd = false;   // fp32: exec/wino_avx512.hpp
+    bool operator==(const OwnKernels& o) const noexcept { return pointwise == o.pointwise && winograd == o.winograd; }
+};
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
+// `own`: which convolutions in `prec` run on lamda's own kernels on the device.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own_kernels = {}) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -35182,7 +36102,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
+    double own_feature = 0;        // conv: lamda's own kernels' GEMM work (0 on XNNPACK's)
+    double transform_feature = 0;  // conv: the Winograd kernel's transformed values (0 elsewhere)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -35197,28 +36118,40 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
         // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
         // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
+        // A 3x3 conv on the Winograd kernel counts its 16 GEMMs there too: they run on that tile.
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
-        const double own_work = !own ? 0.0
-                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
-                                       : out_px * round_up(gn, 16) * gk;
+        const bool own_pw = runs_on_own_pointwise(p, prec, own_kernels.pointwise);
+        const bool own_wino = !own_pw && runs_on_own_winograd(p, prec, own_kernels.winograd);
+        const bool own = own_pw || own_wino;
+        const double own_work = own_wino ? wino_avx512::gemm_work(p.oh, p.ow, p.ic, p.oc)
+                                : !own   ? 0.0
+                                : int8   ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                         : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = eb * gn * gk * g;
+        // The Winograd kernel streams its 4x4 transformed filters: 16/9 of the 3x3 ones.
+        const double wbytes = own_wino ? eb * wino_avx512::kPoints * gn * p.ic : eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs * (own ? 0.0 : 1.0));
         f.add(M * tiled * (own ? 0.0 : 1.0));
         f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
-        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        f.add(M * out_px * g * taps * (gemm || own ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm || own ? 0.0 : 1.0) /
+              std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         own_feature = M * own_work;  // added last (below)
+        // The Winograd kernel's transforms: 16 values per tile for every input and every output
+        // channel (16-lane registers), written then read back through L2. Apart from the GEMMs:
+        // with few channels they are a third of its time, with hundreds a few percent.
+        if (own_wino)
+            transform_feature = M * wino_avx512::kPoints * double(wino_avx512::tiles(p.oh, p.ow)) *
+                                (round_up(p.ic, 16) + round_up(p.oc, 16));
         break;
     }
     case PrimKind::Depthwise:
@@ -35324,9 +36257,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
-    // Last, so that a profile from before it reads with a zero coefficient here
-    // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
+    // Last, so that a profile from before them reads with a zero coefficient there
+    // (feature_count_before_vnni, feature_count_before_winograd).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
+        f.add(own_feature);
+        f.add(transform_feature);
+    }
     return f;
 }
 
@@ -35366,10 +36302,14 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
-// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
-// coefficient there.
+// Features a kind had in profiles made before the own-kernel features, the convolutions' last
+// two (the own kernels' GEMM work, 0 in fp32 until lamda's fp32 pointwise kernel; the Winograd
+// kernel's transforms): such a profile's model is read with zero coefficients there, where its
+// device ran none of that work.
 inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 2 : 0);
+}
+inline int feature_count_before_winograd(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
@@ -35580,7 +36520,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
+    OwnKernels own;  // which convs the device ran on lamda's own kernels (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -35623,18 +36563,19 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
-    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
-    bool own_pointwise = false;
+    // Which convolutions the device ran on lamda's own kernels: pointwise in int8 on VNNI
+    // (exec/qc8_vnni.hpp), in fp32 on AVX-512 (exec/pw_avx512.hpp); 3x3 in fp32 on Winograd's
+    // (exec/wino_avx512.hpp) (op_features).
+    OwnKernels own;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
+    explicit LatencyModel(LatencyPrecision prec, OwnKernels own_kernels = {}) : precision(prec), own(own_kernels) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].own_pointwise = own;
+            kinds[i].own = own_kernels;
         }
     }
 
@@ -35656,7 +36597,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -35717,15 +36658,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
+// samples were timed in; `own`: which convs ran on lamda's own kernels.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.own_pointwise = own_pointwise;
+    m.own = own;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -35740,7 +36681,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -35897,19 +36838,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `own_pointwise` as fit_kind_model's.
+// `own` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
-    LatencyModel first(prec, own_pointwise);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
+    LatencyModel first(prec, own);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, own_pointwise);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
+    LatencyModel m(prec, own);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -36939,7 +37880,7 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
-    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "qc8_vnni",
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "wino_avx512", "qc8_vnni",
     // comma-separated; "" none, or a profile older than the field): a profile timed without a
     // kernel the executor now uses mispredicts those layers.
     std::string lamda_kernels;
@@ -36962,11 +37903,16 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
-// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
-// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
-// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
-inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
-    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+// Which convolutions in `prec` the device a fingerprint describes ran on lamda's own kernels
+// (its lamda_kernels; pointwise: int8 qc8_vnni, fp32 pw_avx512; 3x3: fp32 wino_avx512): the
+// latency model then counts their work apart (op_features). One answer for the profiler's fit
+// and a profile's reader.
+inline OwnKernels ran_own_kernels(const DeviceFingerprint& f, LatencyPrecision prec) {
+    const bool int8 = prec == LatencyPrecision::Int8;
+    OwnKernels own;
+    own.pointwise = lists_kernel(f.lamda_kernels, int8 ? "qc8_vnni" : "pw_avx512");
+    own.winograd = !int8 && lists_kernel(f.lamda_kernels, "wino_avx512");
+    return own;
 }
 
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
@@ -36977,6 +37923,7 @@ inline std::string current_lamda_kernels() {
     };
     add(dw_avx512::used_by_default(), "dw_avx512");
     add(pw_avx512::used_by_default(), "pw_avx512");
+    add(wino_avx512::used_by_default(), "wino_avx512");
     add(qc8_vnni::used_by_default(), "qc8_vnni");
     return k;
 }
@@ -37167,7 +38114,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.own_pointwise);
+        j.field("pointwise_vnni", p.int8_model.own.pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -37262,7 +38209,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.own_pointwise = model.own_pointwise;
+            k.own = model.own;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -37275,12 +38222,14 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
-            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
-            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
-                k.ridge.scale.size() == before) {
-                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
-                k.ridge.mean.push_back(0.0);
-                k.ridge.scale.push_back(1.0);
+            const std::size_t n = k.ridge.coef.size();
+            if (n < d && k.ridge.mean.size() == n && k.ridge.scale.size() == n &&
+                (n == static_cast<std::size_t>(feature_count_before_vnni(kind)) ||
+                 n == static_cast<std::size_t>(feature_count_before_winograd(kind)))) {
+                // A profile from before the own-kernel features: they are 0 there.
+                k.ridge.coef.resize(d, 0.0);
+                k.ridge.mean.resize(d, 0.0);
+                k.ridge.scale.resize(d, 1.0);
             }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
@@ -37343,14 +38292,16 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
     // (The int8 part says it in its own field, older than lamda_kernels.)
-    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_kernels(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
         // Absent before features version 3 (whose profiles are outdated anyway): false.
         const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
+        OwnKernels own;
+        own.pointwise = vnni;
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, own);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -41419,6 +42370,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -41760,11 +42979,29 @@ inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool o
     return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
+// Whether the executor runs conv p on lamda's Winograd kernel on a device where it does
+// (`own_winograd`, the profile's; fp32 only): wino_avx512::takes. The features know no dilation
+// (PrimOp has none), so a dilated 3x3 conv counts as the kernel's too.
+inline bool runs_on_own_winograd(const PrimOp& p, LatencyPrecision prec, bool own_winograd) noexcept {
+    return own_winograd && prec == LatencyPrecision::Fp32 && p.n <= 1 &&
+           (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+           wino_avx512::takes(p.kh, p.kw, p.sh, p.sw, 1, 1, std::max(1, p.groups), p.ic, p.oc);
+}
+
+// Which of lamda's own kernels a profile's device ran its convolutions on (in the profile's
+// precision): its fingerprint says (profile_file.hpp: ran_own_kernels), op_features counts
+// their work apart.
+struct OwnKernels {
+    bool pointwise = false;  // int8: exec/qc8_vnni.hpp; fp32: exec/pw_avx512.hpp
+    bool winograd = false;   // fp32: exec/wino_avx512.hpp
+    bool operator==(const OwnKernels& o) const noexcept { return pointwise == o.pointwise && winograd == o.winograd; }
+};
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
+// `own`: which convolutions in `prec` run on lamda's own kernels on the device.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own_kernels = {}) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -41774,7 +43011,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
+    double own_feature = 0;        // conv: lamda's own kernels' GEMM work (0 on XNNPACK's)
+    double transform_feature = 0;  // conv: the Winograd kernel's transformed values (0 elsewhere)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -41789,28 +43027,40 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
         // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
         // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
+        // A 3x3 conv on the Winograd kernel counts its 16 GEMMs there too: they run on that tile.
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
-        const double own_work = !own ? 0.0
-                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
-                                       : out_px * round_up(gn, 16) * gk;
+        const bool own_pw = runs_on_own_pointwise(p, prec, own_kernels.pointwise);
+        const bool own_wino = !own_pw && runs_on_own_winograd(p, prec, own_kernels.winograd);
+        const bool own = own_pw || own_wino;
+        const double own_work = own_wino ? wino_avx512::gemm_work(p.oh, p.ow, p.ic, p.oc)
+                                : !own   ? 0.0
+                                : int8   ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                         : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = eb * gn * gk * g;
+        // The Winograd kernel streams its 4x4 transformed filters: 16/9 of the 3x3 ones.
+        const double wbytes = own_wino ? eb * wino_avx512::kPoints * gn * p.ic : eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs * (own ? 0.0 : 1.0));
         f.add(M * tiled * (own ? 0.0 : 1.0));
         f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
-        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        f.add(M * out_px * g * taps * (gemm || own ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm || own ? 0.0 : 1.0) /
+              std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         own_feature = M * own_work;  // added last (below)
+        // The Winograd kernel's transforms: 16 values per tile for every input and every output
+        // channel (16-lane registers), written then read back through L2. Apart from the GEMMs:
+        // with few channels they are a third of its time, with hundreds a few percent.
+        if (own_wino)
+            transform_feature = M * wino_avx512::kPoints * double(wino_avx512::tiles(p.oh, p.ow)) *
+                                (round_up(p.ic, 16) + round_up(p.oc, 16));
         break;
     }
     case PrimKind::Depthwise:
@@ -41916,9 +43166,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
-    // Last, so that a profile from before it reads with a zero coefficient here
-    // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
+    // Last, so that a profile from before them reads with a zero coefficient there
+    // (feature_count_before_vnni, feature_count_before_winograd).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
+        f.add(own_feature);
+        f.add(transform_feature);
+    }
     return f;
 }
 
@@ -41958,10 +43211,14 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
-// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
-// coefficient there.
+// Features a kind had in profiles made before the own-kernel features, the convolutions' last
+// two (the own kernels' GEMM work, 0 in fp32 until lamda's fp32 pointwise kernel; the Winograd
+// kernel's transforms): such a profile's model is read with zero coefficients there, where its
+// device ran none of that work.
 inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 2 : 0);
+}
+inline int feature_count_before_winograd(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
@@ -42172,7 +43429,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
+    OwnKernels own;  // which convs the device ran on lamda's own kernels (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -42215,18 +43472,19 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
-    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
-    bool own_pointwise = false;
+    // Which convolutions the device ran on lamda's own kernels: pointwise in int8 on VNNI
+    // (exec/qc8_vnni.hpp), in fp32 on AVX-512 (exec/pw_avx512.hpp); 3x3 in fp32 on Winograd's
+    // (exec/wino_avx512.hpp) (op_features).
+    OwnKernels own;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
+    explicit LatencyModel(LatencyPrecision prec, OwnKernels own_kernels = {}) : precision(prec), own(own_kernels) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].own_pointwise = own;
+            kinds[i].own = own_kernels;
         }
     }
 
@@ -42248,7 +43506,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -42309,15 +43567,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
+// samples were timed in; `own`: which convs ran on lamda's own kernels.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.own_pointwise = own_pointwise;
+    m.own = own;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -42332,7 +43590,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -42489,19 +43747,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `own_pointwise` as fit_kind_model's.
+// `own` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
-    LatencyModel first(prec, own_pointwise);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
+    LatencyModel first(prec, own);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, own_pointwise);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
+    LatencyModel m(prec, own);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -43531,7 +44789,7 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
-    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "qc8_vnni",
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "wino_avx512", "qc8_vnni",
     // comma-separated; "" none, or a profile older than the field): a profile timed without a
     // kernel the executor now uses mispredicts those layers.
     std::string lamda_kernels;
@@ -43554,11 +44812,16 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
-// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
-// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
-// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
-inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
-    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+// Which convolutions in `prec` the device a fingerprint describes ran on lamda's own kernels
+// (its lamda_kernels; pointwise: int8 qc8_vnni, fp32 pw_avx512; 3x3: fp32 wino_avx512): the
+// latency model then counts their work apart (op_features). One answer for the profiler's fit
+// and a profile's reader.
+inline OwnKernels ran_own_kernels(const DeviceFingerprint& f, LatencyPrecision prec) {
+    const bool int8 = prec == LatencyPrecision::Int8;
+    OwnKernels own;
+    own.pointwise = lists_kernel(f.lamda_kernels, int8 ? "qc8_vnni" : "pw_avx512");
+    own.winograd = !int8 && lists_kernel(f.lamda_kernels, "wino_avx512");
+    return own;
 }
 
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
@@ -43569,6 +44832,7 @@ inline std::string current_lamda_kernels() {
     };
     add(dw_avx512::used_by_default(), "dw_avx512");
     add(pw_avx512::used_by_default(), "pw_avx512");
+    add(wino_avx512::used_by_default(), "wino_avx512");
     add(qc8_vnni::used_by_default(), "qc8_vnni");
     return k;
 }
@@ -43759,7 +45023,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.own_pointwise);
+        j.field("pointwise_vnni", p.int8_model.own.pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -43854,7 +45118,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.own_pointwise = model.own_pointwise;
+            k.own = model.own;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -43867,12 +45131,14 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
-            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
-            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
-                k.ridge.scale.size() == before) {
-                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
-                k.ridge.mean.push_back(0.0);
-                k.ridge.scale.push_back(1.0);
+            const std::size_t n = k.ridge.coef.size();
+            if (n < d && k.ridge.mean.size() == n && k.ridge.scale.size() == n &&
+                (n == static_cast<std::size_t>(feature_count_before_vnni(kind)) ||
+                 n == static_cast<std::size_t>(feature_count_before_winograd(kind)))) {
+                // A profile from before the own-kernel features: they are 0 there.
+                k.ridge.coef.resize(d, 0.0);
+                k.ridge.mean.resize(d, 0.0);
+                k.ridge.scale.resize(d, 1.0);
             }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
@@ -43935,14 +45201,16 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
     // (The int8 part says it in its own field, older than lamda_kernels.)
-    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_kernels(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
         // Absent before features version 3 (whose profiles are outdated anyway): false.
         const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
+        OwnKernels own;
+        own.pointwise = vnni;
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, own);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -48691,6 +49959,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -49032,11 +50568,29 @@ inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool o
     return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
+// Whether the executor runs conv p on lamda's Winograd kernel on a device where it does
+// (`own_winograd`, the profile's; fp32 only): wino_avx512::takes. The features know no dilation
+// (PrimOp has none), so a dilated 3x3 conv counts as the kernel's too.
+inline bool runs_on_own_winograd(const PrimOp& p, LatencyPrecision prec, bool own_winograd) noexcept {
+    return own_winograd && prec == LatencyPrecision::Fp32 && p.n <= 1 &&
+           (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+           wino_avx512::takes(p.kh, p.kw, p.sh, p.sw, 1, 1, std::max(1, p.groups), p.ic, p.oc);
+}
+
+// Which of lamda's own kernels a profile's device ran its convolutions on (in the profile's
+// precision): its fingerprint says (profile_file.hpp: ran_own_kernels), op_features counts
+// their work apart.
+struct OwnKernels {
+    bool pointwise = false;  // int8: exec/qc8_vnni.hpp; fp32: exec/pw_avx512.hpp
+    bool winograd = false;   // fp32: exec/wino_avx512.hpp
+    bool operator==(const OwnKernels& o) const noexcept { return pointwise == o.pointwise && winograd == o.winograd; }
+};
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
+// `own`: which convolutions in `prec` run on lamda's own kernels on the device.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own_kernels = {}) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -49046,7 +50600,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
+    double own_feature = 0;        // conv: lamda's own kernels' GEMM work (0 on XNNPACK's)
+    double transform_feature = 0;  // conv: the Winograd kernel's transformed values (0 elsewhere)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -49061,28 +50616,40 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
         // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
         // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
+        // A 3x3 conv on the Winograd kernel counts its 16 GEMMs there too: they run on that tile.
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
-        const double own_work = !own ? 0.0
-                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
-                                       : out_px * round_up(gn, 16) * gk;
+        const bool own_pw = runs_on_own_pointwise(p, prec, own_kernels.pointwise);
+        const bool own_wino = !own_pw && runs_on_own_winograd(p, prec, own_kernels.winograd);
+        const bool own = own_pw || own_wino;
+        const double own_work = own_wino ? wino_avx512::gemm_work(p.oh, p.ow, p.ic, p.oc)
+                                : !own   ? 0.0
+                                : int8   ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                         : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = eb * gn * gk * g;
+        // The Winograd kernel streams its 4x4 transformed filters: 16/9 of the 3x3 ones.
+        const double wbytes = own_wino ? eb * wino_avx512::kPoints * gn * p.ic : eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs * (own ? 0.0 : 1.0));
         f.add(M * tiled * (own ? 0.0 : 1.0));
         f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
-        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        f.add(M * out_px * g * taps * (gemm || own ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm || own ? 0.0 : 1.0) /
+              std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         own_feature = M * own_work;  // added last (below)
+        // The Winograd kernel's transforms: 16 values per tile for every input and every output
+        // channel (16-lane registers), written then read back through L2. Apart from the GEMMs:
+        // with few channels they are a third of its time, with hundreds a few percent.
+        if (own_wino)
+            transform_feature = M * wino_avx512::kPoints * double(wino_avx512::tiles(p.oh, p.ow)) *
+                                (round_up(p.ic, 16) + round_up(p.oc, 16));
         break;
     }
     case PrimKind::Depthwise:
@@ -49188,9 +50755,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
-    // Last, so that a profile from before it reads with a zero coefficient here
-    // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
+    // Last, so that a profile from before them reads with a zero coefficient there
+    // (feature_count_before_vnni, feature_count_before_winograd).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
+        f.add(own_feature);
+        f.add(transform_feature);
+    }
     return f;
 }
 
@@ -49230,10 +50800,14 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
-// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
-// coefficient there.
+// Features a kind had in profiles made before the own-kernel features, the convolutions' last
+// two (the own kernels' GEMM work, 0 in fp32 until lamda's fp32 pointwise kernel; the Winograd
+// kernel's transforms): such a profile's model is read with zero coefficients there, where its
+// device ran none of that work.
 inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 2 : 0);
+}
+inline int feature_count_before_winograd(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
@@ -49444,7 +51018,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
+    OwnKernels own;  // which convs the device ran on lamda's own kernels (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -49487,18 +51061,19 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
-    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
-    bool own_pointwise = false;
+    // Which convolutions the device ran on lamda's own kernels: pointwise in int8 on VNNI
+    // (exec/qc8_vnni.hpp), in fp32 on AVX-512 (exec/pw_avx512.hpp); 3x3 in fp32 on Winograd's
+    // (exec/wino_avx512.hpp) (op_features).
+    OwnKernels own;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
+    explicit LatencyModel(LatencyPrecision prec, OwnKernels own_kernels = {}) : precision(prec), own(own_kernels) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].own_pointwise = own;
+            kinds[i].own = own_kernels;
         }
     }
 
@@ -49520,7 +51095,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -49581,15 +51156,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
+// samples were timed in; `own`: which convs ran on lamda's own kernels.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.own_pointwise = own_pointwise;
+    m.own = own;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -49604,7 +51179,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -49761,19 +51336,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `own_pointwise` as fit_kind_model's.
+// `own` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
-    LatencyModel first(prec, own_pointwise);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
+    LatencyModel first(prec, own);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, own_pointwise);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
+    LatencyModel m(prec, own);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -50803,7 +52378,7 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
-    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "qc8_vnni",
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "wino_avx512", "qc8_vnni",
     // comma-separated; "" none, or a profile older than the field): a profile timed without a
     // kernel the executor now uses mispredicts those layers.
     std::string lamda_kernels;
@@ -50826,11 +52401,16 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
-// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
-// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
-// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
-inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
-    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+// Which convolutions in `prec` the device a fingerprint describes ran on lamda's own kernels
+// (its lamda_kernels; pointwise: int8 qc8_vnni, fp32 pw_avx512; 3x3: fp32 wino_avx512): the
+// latency model then counts their work apart (op_features). One answer for the profiler's fit
+// and a profile's reader.
+inline OwnKernels ran_own_kernels(const DeviceFingerprint& f, LatencyPrecision prec) {
+    const bool int8 = prec == LatencyPrecision::Int8;
+    OwnKernels own;
+    own.pointwise = lists_kernel(f.lamda_kernels, int8 ? "qc8_vnni" : "pw_avx512");
+    own.winograd = !int8 && lists_kernel(f.lamda_kernels, "wino_avx512");
+    return own;
 }
 
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
@@ -50841,6 +52421,7 @@ inline std::string current_lamda_kernels() {
     };
     add(dw_avx512::used_by_default(), "dw_avx512");
     add(pw_avx512::used_by_default(), "pw_avx512");
+    add(wino_avx512::used_by_default(), "wino_avx512");
     add(qc8_vnni::used_by_default(), "qc8_vnni");
     return k;
 }
@@ -51031,7 +52612,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.own_pointwise);
+        j.field("pointwise_vnni", p.int8_model.own.pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -51126,7 +52707,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.own_pointwise = model.own_pointwise;
+            k.own = model.own;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -51139,12 +52720,14 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
-            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
-            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
-                k.ridge.scale.size() == before) {
-                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
-                k.ridge.mean.push_back(0.0);
-                k.ridge.scale.push_back(1.0);
+            const std::size_t n = k.ridge.coef.size();
+            if (n < d && k.ridge.mean.size() == n && k.ridge.scale.size() == n &&
+                (n == static_cast<std::size_t>(feature_count_before_vnni(kind)) ||
+                 n == static_cast<std::size_t>(feature_count_before_winograd(kind)))) {
+                // A profile from before the own-kernel features: they are 0 there.
+                k.ridge.coef.resize(d, 0.0);
+                k.ridge.mean.resize(d, 0.0);
+                k.ridge.scale.resize(d, 1.0);
             }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
@@ -51207,14 +52790,16 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
     // (The int8 part says it in its own field, older than lamda_kernels.)
-    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_kernels(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
         // Absent before features version 3 (whose profiles are outdated anyway): false.
         const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
+        OwnKernels own;
+        own.pointwise = vnni;
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, own);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -54570,7 +56155,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
             const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
-                                               ran_own_pointwise(prof.fingerprint, prec));
+                                               ran_own_kernels(prof.fingerprint, prec));
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -54630,7 +56215,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
     profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration, 10.0, LatencyPrecision::Fp32,
-                                   ran_own_pointwise(prof.fingerprint, LatencyPrecision::Fp32));
+                                   ran_own_kernels(prof.fingerprint, LatencyPrecision::Fp32));
     if (o.int8) {
         // int8 keeps its planned length even when fp32's calibration models ran past their window (a
         // slow or emulated machine: each calibration model is timed to the end): from the budget's end
@@ -54639,7 +56224,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
-                                            ran_own_pointwise(prof.fingerprint, LatencyPrecision::Int8));
+                                            ran_own_kernels(prof.fingerprint, LatencyPrecision::Int8));
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();
@@ -56979,6 +58564,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -57320,11 +59173,29 @@ inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool o
     return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
+// Whether the executor runs conv p on lamda's Winograd kernel on a device where it does
+// (`own_winograd`, the profile's; fp32 only): wino_avx512::takes. The features know no dilation
+// (PrimOp has none), so a dilated 3x3 conv counts as the kernel's too.
+inline bool runs_on_own_winograd(const PrimOp& p, LatencyPrecision prec, bool own_winograd) noexcept {
+    return own_winograd && prec == LatencyPrecision::Fp32 && p.n <= 1 &&
+           (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+           wino_avx512::takes(p.kh, p.kw, p.sh, p.sw, 1, 1, std::max(1, p.groups), p.ic, p.oc);
+}
+
+// Which of lamda's own kernels a profile's device ran its convolutions on (in the profile's
+// precision): its fingerprint says (profile_file.hpp: ran_own_kernels), op_features counts
+// their work apart.
+struct OwnKernels {
+    bool pointwise = false;  // int8: exec/qc8_vnni.hpp; fp32: exec/pw_avx512.hpp
+    bool winograd = false;   // fp32: exec/wino_avx512.hpp
+    bool operator==(const OwnKernels& o) const noexcept { return pointwise == o.pointwise && winograd == o.winograd; }
+};
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
+// `own`: which convolutions in `prec` run on lamda's own kernels on the device.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own_kernels = {}) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -57334,7 +59205,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
+    double own_feature = 0;        // conv: lamda's own kernels' GEMM work (0 on XNNPACK's)
+    double transform_feature = 0;  // conv: the Winograd kernel's transformed values (0 elsewhere)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -57349,28 +59221,40 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
         // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
         // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
+        // A 3x3 conv on the Winograd kernel counts its 16 GEMMs there too: they run on that tile.
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
-        const double own_work = !own ? 0.0
-                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
-                                       : out_px * round_up(gn, 16) * gk;
+        const bool own_pw = runs_on_own_pointwise(p, prec, own_kernels.pointwise);
+        const bool own_wino = !own_pw && runs_on_own_winograd(p, prec, own_kernels.winograd);
+        const bool own = own_pw || own_wino;
+        const double own_work = own_wino ? wino_avx512::gemm_work(p.oh, p.ow, p.ic, p.oc)
+                                : !own   ? 0.0
+                                : int8   ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                         : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = eb * gn * gk * g;
+        // The Winograd kernel streams its 4x4 transformed filters: 16/9 of the 3x3 ones.
+        const double wbytes = own_wino ? eb * wino_avx512::kPoints * gn * p.ic : eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs * (own ? 0.0 : 1.0));
         f.add(M * tiled * (own ? 0.0 : 1.0));
         f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
-        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        f.add(M * out_px * g * taps * (gemm || own ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm || own ? 0.0 : 1.0) /
+              std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         own_feature = M * own_work;  // added last (below)
+        // The Winograd kernel's transforms: 16 values per tile for every input and every output
+        // channel (16-lane registers), written then read back through L2. Apart from the GEMMs:
+        // with few channels they are a third of its time, with hundreds a few percent.
+        if (own_wino)
+            transform_feature = M * wino_avx512::kPoints * double(wino_avx512::tiles(p.oh, p.ow)) *
+                                (round_up(p.ic, 16) + round_up(p.oc, 16));
         break;
     }
     case PrimKind::Depthwise:
@@ -57476,9 +59360,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
-    // Last, so that a profile from before it reads with a zero coefficient here
-    // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
+    // Last, so that a profile from before them reads with a zero coefficient there
+    // (feature_count_before_vnni, feature_count_before_winograd).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
+        f.add(own_feature);
+        f.add(transform_feature);
+    }
     return f;
 }
 
@@ -57518,10 +59405,14 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
-// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
-// coefficient there.
+// Features a kind had in profiles made before the own-kernel features, the convolutions' last
+// two (the own kernels' GEMM work, 0 in fp32 until lamda's fp32 pointwise kernel; the Winograd
+// kernel's transforms): such a profile's model is read with zero coefficients there, where its
+// device ran none of that work.
 inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 2 : 0);
+}
+inline int feature_count_before_winograd(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
@@ -57732,7 +59623,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
+    OwnKernels own;  // which convs the device ran on lamda's own kernels (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -57775,18 +59666,19 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
-    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
-    bool own_pointwise = false;
+    // Which convolutions the device ran on lamda's own kernels: pointwise in int8 on VNNI
+    // (exec/qc8_vnni.hpp), in fp32 on AVX-512 (exec/pw_avx512.hpp); 3x3 in fp32 on Winograd's
+    // (exec/wino_avx512.hpp) (op_features).
+    OwnKernels own;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
+    explicit LatencyModel(LatencyPrecision prec, OwnKernels own_kernels = {}) : precision(prec), own(own_kernels) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].own_pointwise = own;
+            kinds[i].own = own_kernels;
         }
     }
 
@@ -57808,7 +59700,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -57869,15 +59761,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
+// samples were timed in; `own`: which convs ran on lamda's own kernels.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.own_pointwise = own_pointwise;
+    m.own = own;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -57892,7 +59784,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -58049,19 +59941,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `own_pointwise` as fit_kind_model's.
+// `own` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
-    LatencyModel first(prec, own_pointwise);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
+    LatencyModel first(prec, own);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, own_pointwise);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
+    LatencyModel m(prec, own);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -59091,7 +60983,7 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
-    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "qc8_vnni",
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "wino_avx512", "qc8_vnni",
     // comma-separated; "" none, or a profile older than the field): a profile timed without a
     // kernel the executor now uses mispredicts those layers.
     std::string lamda_kernels;
@@ -59114,11 +61006,16 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
-// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
-// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
-// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
-inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
-    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+// Which convolutions in `prec` the device a fingerprint describes ran on lamda's own kernels
+// (its lamda_kernels; pointwise: int8 qc8_vnni, fp32 pw_avx512; 3x3: fp32 wino_avx512): the
+// latency model then counts their work apart (op_features). One answer for the profiler's fit
+// and a profile's reader.
+inline OwnKernels ran_own_kernels(const DeviceFingerprint& f, LatencyPrecision prec) {
+    const bool int8 = prec == LatencyPrecision::Int8;
+    OwnKernels own;
+    own.pointwise = lists_kernel(f.lamda_kernels, int8 ? "qc8_vnni" : "pw_avx512");
+    own.winograd = !int8 && lists_kernel(f.lamda_kernels, "wino_avx512");
+    return own;
 }
 
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
@@ -59129,6 +61026,7 @@ inline std::string current_lamda_kernels() {
     };
     add(dw_avx512::used_by_default(), "dw_avx512");
     add(pw_avx512::used_by_default(), "pw_avx512");
+    add(wino_avx512::used_by_default(), "wino_avx512");
     add(qc8_vnni::used_by_default(), "qc8_vnni");
     return k;
 }
@@ -59319,7 +61217,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.own_pointwise);
+        j.field("pointwise_vnni", p.int8_model.own.pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -59414,7 +61312,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.own_pointwise = model.own_pointwise;
+            k.own = model.own;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -59427,12 +61325,14 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
-            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
-            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
-                k.ridge.scale.size() == before) {
-                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
-                k.ridge.mean.push_back(0.0);
-                k.ridge.scale.push_back(1.0);
+            const std::size_t n = k.ridge.coef.size();
+            if (n < d && k.ridge.mean.size() == n && k.ridge.scale.size() == n &&
+                (n == static_cast<std::size_t>(feature_count_before_vnni(kind)) ||
+                 n == static_cast<std::size_t>(feature_count_before_winograd(kind)))) {
+                // A profile from before the own-kernel features: they are 0 there.
+                k.ridge.coef.resize(d, 0.0);
+                k.ridge.mean.resize(d, 0.0);
+                k.ridge.scale.resize(d, 1.0);
             }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
@@ -59495,14 +61395,16 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
     // (The int8 part says it in its own field, older than lamda_kernels.)
-    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_kernels(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
         // Absent before features version 3 (whose profiles are outdated anyway): false.
         const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
+        OwnKernels own;
+        own.pointwise = vnni;
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, own);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -64166,6 +66068,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -64507,11 +66677,29 @@ inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool o
     return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
+// Whether the executor runs conv p on lamda's Winograd kernel on a device where it does
+// (`own_winograd`, the profile's; fp32 only): wino_avx512::takes. The features know no dilation
+// (PrimOp has none), so a dilated 3x3 conv counts as the kernel's too.
+inline bool runs_on_own_winograd(const PrimOp& p, LatencyPrecision prec, bool own_winograd) noexcept {
+    return own_winograd && prec == LatencyPrecision::Fp32 && p.n <= 1 &&
+           (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+           wino_avx512::takes(p.kh, p.kw, p.sh, p.sw, 1, 1, std::max(1, p.groups), p.ic, p.oc);
+}
+
+// Which of lamda's own kernels a profile's device ran its convolutions on (in the profile's
+// precision): its fingerprint says (profile_file.hpp: ran_own_kernels), op_features counts
+// their work apart.
+struct OwnKernels {
+    bool pointwise = false;  // int8: exec/qc8_vnni.hpp; fp32: exec/pw_avx512.hpp
+    bool winograd = false;   // fp32: exec/wino_avx512.hpp
+    bool operator==(const OwnKernels& o) const noexcept { return pointwise == o.pointwise && winograd == o.winograd; }
+};
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
+// `own`: which convolutions in `prec` run on lamda's own kernels on the device.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own_kernels = {}) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -64521,7 +66709,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
+    double own_feature = 0;        // conv: lamda's own kernels' GEMM work (0 on XNNPACK's)
+    double transform_feature = 0;  // conv: the Winograd kernel's transformed values (0 elsewhere)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -64536,28 +66725,40 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
         // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
         // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
+        // A 3x3 conv on the Winograd kernel counts its 16 GEMMs there too: they run on that tile.
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
-        const double own_work = !own ? 0.0
-                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
-                                       : out_px * round_up(gn, 16) * gk;
+        const bool own_pw = runs_on_own_pointwise(p, prec, own_kernels.pointwise);
+        const bool own_wino = !own_pw && runs_on_own_winograd(p, prec, own_kernels.winograd);
+        const bool own = own_pw || own_wino;
+        const double own_work = own_wino ? wino_avx512::gemm_work(p.oh, p.ow, p.ic, p.oc)
+                                : !own   ? 0.0
+                                : int8   ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                         : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = eb * gn * gk * g;
+        // The Winograd kernel streams its 4x4 transformed filters: 16/9 of the 3x3 ones.
+        const double wbytes = own_wino ? eb * wino_avx512::kPoints * gn * p.ic : eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs * (own ? 0.0 : 1.0));
         f.add(M * tiled * (own ? 0.0 : 1.0));
         f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
-        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        f.add(M * out_px * g * taps * (gemm || own ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm || own ? 0.0 : 1.0) /
+              std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         own_feature = M * own_work;  // added last (below)
+        // The Winograd kernel's transforms: 16 values per tile for every input and every output
+        // channel (16-lane registers), written then read back through L2. Apart from the GEMMs:
+        // with few channels they are a third of its time, with hundreds a few percent.
+        if (own_wino)
+            transform_feature = M * wino_avx512::kPoints * double(wino_avx512::tiles(p.oh, p.ow)) *
+                                (round_up(p.ic, 16) + round_up(p.oc, 16));
         break;
     }
     case PrimKind::Depthwise:
@@ -64663,9 +66864,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
-    // Last, so that a profile from before it reads with a zero coefficient here
-    // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
+    // Last, so that a profile from before them reads with a zero coefficient there
+    // (feature_count_before_vnni, feature_count_before_winograd).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
+        f.add(own_feature);
+        f.add(transform_feature);
+    }
     return f;
 }
 
@@ -64705,10 +66909,14 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
-// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
-// coefficient there.
+// Features a kind had in profiles made before the own-kernel features, the convolutions' last
+// two (the own kernels' GEMM work, 0 in fp32 until lamda's fp32 pointwise kernel; the Winograd
+// kernel's transforms): such a profile's model is read with zero coefficients there, where its
+// device ran none of that work.
 inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 2 : 0);
+}
+inline int feature_count_before_winograd(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
@@ -64919,7 +67127,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
+    OwnKernels own;  // which convs the device ran on lamda's own kernels (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -64962,18 +67170,19 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
-    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
-    bool own_pointwise = false;
+    // Which convolutions the device ran on lamda's own kernels: pointwise in int8 on VNNI
+    // (exec/qc8_vnni.hpp), in fp32 on AVX-512 (exec/pw_avx512.hpp); 3x3 in fp32 on Winograd's
+    // (exec/wino_avx512.hpp) (op_features).
+    OwnKernels own;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
+    explicit LatencyModel(LatencyPrecision prec, OwnKernels own_kernels = {}) : precision(prec), own(own_kernels) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].own_pointwise = own;
+            kinds[i].own = own_kernels;
         }
     }
 
@@ -64995,7 +67204,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -65056,15 +67265,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
+// samples were timed in; `own`: which convs ran on lamda's own kernels.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.own_pointwise = own_pointwise;
+    m.own = own;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -65079,7 +67288,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -65236,19 +67445,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `own_pointwise` as fit_kind_model's.
+// `own` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
-    LatencyModel first(prec, own_pointwise);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
+    LatencyModel first(prec, own);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, own_pointwise);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
+    LatencyModel m(prec, own);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -66278,7 +68487,7 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
-    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "qc8_vnni",
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "wino_avx512", "qc8_vnni",
     // comma-separated; "" none, or a profile older than the field): a profile timed without a
     // kernel the executor now uses mispredicts those layers.
     std::string lamda_kernels;
@@ -66301,11 +68510,16 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
-// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
-// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
-// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
-inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
-    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+// Which convolutions in `prec` the device a fingerprint describes ran on lamda's own kernels
+// (its lamda_kernels; pointwise: int8 qc8_vnni, fp32 pw_avx512; 3x3: fp32 wino_avx512): the
+// latency model then counts their work apart (op_features). One answer for the profiler's fit
+// and a profile's reader.
+inline OwnKernels ran_own_kernels(const DeviceFingerprint& f, LatencyPrecision prec) {
+    const bool int8 = prec == LatencyPrecision::Int8;
+    OwnKernels own;
+    own.pointwise = lists_kernel(f.lamda_kernels, int8 ? "qc8_vnni" : "pw_avx512");
+    own.winograd = !int8 && lists_kernel(f.lamda_kernels, "wino_avx512");
+    return own;
 }
 
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
@@ -66316,6 +68530,7 @@ inline std::string current_lamda_kernels() {
     };
     add(dw_avx512::used_by_default(), "dw_avx512");
     add(pw_avx512::used_by_default(), "pw_avx512");
+    add(wino_avx512::used_by_default(), "wino_avx512");
     add(qc8_vnni::used_by_default(), "qc8_vnni");
     return k;
 }
@@ -66506,7 +68721,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.own_pointwise);
+        j.field("pointwise_vnni", p.int8_model.own.pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -66601,7 +68816,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.own_pointwise = model.own_pointwise;
+            k.own = model.own;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -66614,12 +68829,14 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
-            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
-            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
-                k.ridge.scale.size() == before) {
-                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
-                k.ridge.mean.push_back(0.0);
-                k.ridge.scale.push_back(1.0);
+            const std::size_t n = k.ridge.coef.size();
+            if (n < d && k.ridge.mean.size() == n && k.ridge.scale.size() == n &&
+                (n == static_cast<std::size_t>(feature_count_before_vnni(kind)) ||
+                 n == static_cast<std::size_t>(feature_count_before_winograd(kind)))) {
+                // A profile from before the own-kernel features: they are 0 there.
+                k.ridge.coef.resize(d, 0.0);
+                k.ridge.mean.resize(d, 0.0);
+                k.ridge.scale.resize(d, 1.0);
             }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
@@ -66682,14 +68899,16 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
     // (The int8 part says it in its own field, older than lamda_kernels.)
-    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_kernels(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
         // Absent before features version 3 (whose profiles are outdated anyway): false.
         const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
+        OwnKernels own;
+        own.pointwise = vnni;
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, own);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -67801,6 +70020,274 @@ private:
 
 #endif  // LAMDA_EXEC_PW_AVX512_HPP
 // ---- end include/lamda/exec/pw_avx512.hpp ----
+// ---- begin include/lamda/exec/wino_avx512.hpp ----
+// lamda/exec/wino_avx512.hpp: lamda's own fp32 kernel for 3x3 convolutions at stride 1 (one
+// group, no dilation) on x86-64 CPUs with AVX-512F, by Winograd's F(2x2, 3x3).
+//
+//   if (lamda::wino_avx512::available()) {
+//       lamda::WinogradGeometry geo{in_channels, out_channels, in_h, in_w, pad_top, pad_left, out_h, out_w};
+//       lamda::Winograd3x3F32 conv(geo, weights /*OHWI*/, bias /*or null*/, lo, hi);
+//       conv.run(input, output);   // NHWC fp32
+//   }
+//
+// Why it exists: XNNPACK's 3x3 convolution already runs at ~90% of this CPU's FMA peak
+// (resnet18's 3x3 layers, docs/benchmarks.md), so only fewer multiplications make it faster.
+// F(2x2, 3x3) computes each 2x2 block of outputs from a 4x4 block of inputs with 16 products per
+// input-output channel pair instead of 36: 2.25x fewer. Per block of up to 60 output tiles:
+//   V[xi][t][c] = (B^T d B)[xi]    the input transform of each tile's 4x4 inputs (zeros outside)
+//   M[xi][t][o] = sum_c V[xi][t][c] U[xi][c][o]    16 GEMMs on exec/pw_avx512.hpp's tile
+//   y[2x2] = clamp(bias + A^T M A, lo, hi)        the output transform
+// with U = G g G^T the filter's transform (made once, in double). B^T, G and A^T are Lavin and
+// Gray's (2016) for F(2, 3): points 0, 1, -1 and infinity, so every transform is adds and
+// halves and the rounding error stays near the direct method's (tests/exec/test_wino_avx512.cpp
+// bounds it against a loop in double; on resnet18's shapes it is below XNNPACK's own).
+// The executor (exec/xnnpack.hpp) uses it where it is the faster (preferred) when the CPU has
+// AVX-512F, in optimised builds (used_by_default); the latency profiler times what the executor
+// runs and the latency features count its GEMMs as the pointwise kernel's work.
+#ifndef LAMDA_EXEC_WINO_AVX512_HPP
+#define LAMDA_EXEC_WINO_AVX512_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+
+namespace lamda {
+
+namespace wino_avx512 {
+
+inline bool available() noexcept { return detail::cpu_has_avx512f(); }
+inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
+
+// Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
+// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
+// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
+// slower at 8 -> 16).
+inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
+
+// Whether the executor runs a convolution of this shape on the kernel (on a CPU where it is
+// used): a 3x3 filter at stride 1, no dilation, one group, and preferred. The latency features
+// ask the same (latency/features.hpp: runs_on_own_winograd).
+inline bool takes(int kh, int kw, int sh, int sw, int dh, int dw, int groups, int in_channels,
+                  int out_channels) noexcept {
+    return kh == 3 && kw == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && groups == 1 &&
+           preferred(in_channels, out_channels);
+}
+
+inline constexpr int kPoints = 16;      // 4x4 transformed values per tile
+inline constexpr int kBlockTiles = 60;  // tiles per unit of work: the pointwise kernel's chunk
+
+// Output tiles (2x2 outputs each) of an out_h x out_w map.
+inline std::size_t tiles(int out_h, int out_w) noexcept {
+    return static_cast<std::size_t>((out_h + 1) / 2) * static_cast<std::size_t>((out_w + 1) / 2);
+}
+
+// Multiply-adds of the 16 GEMMs as the pointwise kernel runs them (output channels in 16-lane
+// registers): the latency features' measure of this kernel's work.
+inline double gemm_work(int out_h, int out_w, int in_channels, int out_channels) noexcept {
+    return double(kPoints) * double(tiles(out_h, out_w)) * double(in_channels) *
+           double((out_channels + pw_avx512::kLanes - 1) / pw_avx512::kLanes * pw_avx512::kLanes);
+}
+
+}  // namespace wino_avx512
+
+// A stride-1 3x3 convolution's shape: the output pixel (y, x) reads inputs (y - pad_top + i,
+// x - pad_left + j) for i, j in 0..2, zero outside the input.
+struct WinogradGeometry {
+    int in_channels = 0, out_channels = 0;
+    int in_h = 0, in_w = 0;
+    int pad_top = 0, pad_left = 0;
+    int out_h = 0, out_w = 0;
+};
+
+class Winograd3x3F32 {
+public:
+    // `weights`: out_channels x 3 x 3 x in_channels (OHWI, XNNPACK's order); `bias`: out_channels
+    // values or null; outputs clamped to [lo, hi] (the fused activation).
+    Winograd3x3F32(const WinogradGeometry& geo, const float* weights, const float* bias, float lo, float hi)
+        : geo_(geo), lo_(lo), hi_(hi) {
+        const int ic = geo.in_channels, oc = geo.out_channels;
+        if (ic <= 0 || oc <= 0 || geo.in_h <= 0 || geo.in_w <= 0 || geo.out_h <= 0 || geo.out_w <= 0 ||
+            geo.pad_top < 0 || geo.pad_left < 0 || !weights)
+            throw std::invalid_argument("Winograd3x3F32: bad shape or no weights");
+        bias_.assign(static_cast<std::size_t>(oc), 0.0f);
+        if (bias) std::copy(bias, bias + oc, bias_.begin());
+        // U[xi] = G g G^T per (output, input) channel, as out x in matrices for the GEMMs.
+        static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        const auto IC = static_cast<std::size_t>(ic), OC = static_cast<std::size_t>(oc);
+        std::vector<float> u(wino_avx512::kPoints * OC * IC);
+        for (std::size_t o = 0; o < OC; ++o)
+            for (std::size_t c = 0; c < IC; ++c) {
+                double gt[4][3];  // G g
+                for (int i = 0; i < 4; ++i)
+                    for (int x = 0; x < 3; ++x) {
+                        gt[i][x] = 0;
+                        for (int y = 0; y < 3; ++y)
+                            gt[i][x] += G[i][y] * double(weights[(o * 9 + static_cast<std::size_t>(y * 3 + x)) * IC + c]);
+                    }
+                for (int i = 0; i < 4; ++i)
+                    for (int j = 0; j < 4; ++j) {
+                        double s = 0;
+                        for (int x = 0; x < 3; ++x) s += gt[i][x] * G[j][x];
+                        u[(static_cast<std::size_t>(i * 4 + j) * OC + o) * IC + c] = static_cast<float>(s);
+                    }
+            }
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_.push_back(std::make_unique<const PointwiseF32>(ic, oc, u.data() + xi * OC * IC, nullptr, -inf, inf));
+    }
+
+    const WinogradGeometry& geometry() const noexcept { return geo_; }
+    std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
+    // Units of work: blocks of up to `block_tiles` output tiles.
+    std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
+        return (tiles() + block_tiles - 1) / block_tiles;
+    }
+
+    // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
+    void run(const float* in, float* out) const {
+        for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
+    }
+
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
+    // Units are independent: threads may run different ones at once (each thread transforms
+    // into scratch of its own, kept for its next unit).
+    void run_unit(const float* in, float* out, std::size_t block,
+                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+#if defined(LAMDA_PW_AVX512_X86)
+        const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
+        if (t0 >= t1) return;
+        const std::size_t T = t1 - t0;
+        static thread_local std::vector<float> scratch;
+        const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
+        const std::size_t m_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.out_channels);
+        if (scratch.size() < v_size + m_size) scratch.resize(v_size + m_size);
+        float* V = scratch.data();
+        float* M = V + v_size;
+        transform_input(in, t0, t1, V);
+        for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
+            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
+        transform_output(M, t0, t1, out);
+#else
+        (void)in;
+        (void)out;
+        (void)block;
+        (void)block_tiles;
+        throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
+#endif
+    }
+
+private:
+#if defined(LAMDA_PW_AVX512_X86)
+    LAMDA_INTRINSICS_BEGIN
+    static __mmask16 lanes(int left) noexcept {
+        return static_cast<__mmask16>(left >= pw_avx512::kLanes ? 0xFFFFu : (1u << left) - 1u);
+    }
+
+    // V[xi][t - t0][c] = (B^T d B)[xi] for tiles t0..t1, d the tile's 4x4 inputs (zero outside).
+    __attribute__((target("avx512f"))) void transform_input(const float* in, std::size_t t0, std::size_t t1,
+                                                            float* V) const {
+        const int ic = geo_.in_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, IC = static_cast<std::size_t>(ic);
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw)) - geo_.pad_top;
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw)) - geo_.pad_left;
+            const float* row[4];
+            bool col_in[4];
+            for (int i = 0; i < 4; ++i) {
+                const int y = y0 + i;
+                row[i] = y >= 0 && y < geo_.in_h ? in + static_cast<std::size_t>(y) * static_cast<std::size_t>(geo_.in_w) * IC
+                                                 : nullptr;
+                col_in[i] = x0 + i >= 0 && x0 + i < geo_.in_w;
+            }
+            float* v = V + (t - t0) * IC;
+            for (int c = 0; c < ic; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(ic - c);
+                __m512 d[4][4];
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i)
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        d[i][j] = row[i] && col_in[j]
+                                      ? _mm512_maskz_loadu_ps(m, row[i] + static_cast<std::ptrdiff_t>(x0 + j) * ic + c)
+                                      : zero;
+                __m512 e[4][4];  // B^T d
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    e[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                    e[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                    e[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                    e[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                }
+                LAMDA_UNROLL_FULL
+                for (int i = 0; i < 4; ++i) {  // (B^T d) B
+                    const __m512 r[4] = {_mm512_sub_ps(e[i][0], e[i][2]), _mm512_add_ps(e[i][1], e[i][2]),
+                                         _mm512_sub_ps(e[i][2], e[i][1]), _mm512_sub_ps(e[i][1], e[i][3])};
+                    LAMDA_UNROLL_FULL
+                    for (int j = 0; j < 4; ++j)
+                        _mm512_mask_storeu_ps(v + static_cast<std::size_t>(i * 4 + j) * T * IC + static_cast<std::size_t>(c), m,
+                                              r[j]);
+                }
+            }
+        }
+    }
+
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
+                                                             float* out) const {
+        const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
+        const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
+        const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
+        for (std::size_t t = t0; t < t1; ++t) {
+            const int y0 = 2 * static_cast<int>(t / static_cast<std::size_t>(tw));
+            const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
+            const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
+            const float* mt = M + (t - t0) * OC;
+            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(oc - c);
+                __m512 a[4][4];
+                LAMDA_UNROLL_FULL
+                for (int xi = 0; xi < 16; ++xi)
+                    a[xi / 4][xi % 4] = _mm512_maskz_loadu_ps(m, mt + static_cast<std::size_t>(xi) * T * OC + static_cast<std::size_t>(c));
+                __m512 r[2][4];  // A^T M
+                LAMDA_UNROLL_FULL
+                for (int j = 0; j < 4; ++j) {
+                    r[0][j] = _mm512_add_ps(_mm512_add_ps(a[0][j], a[1][j]), a[2][j]);
+                    r[1][j] = _mm512_sub_ps(_mm512_sub_ps(a[1][j], a[2][j]), a[3][j]);
+                }
+                const __m512 b = _mm512_maskz_loadu_ps(m, bias_.data() + c);
+                for (int i = 0; i < rows; ++i) {  // (A^T M) A
+                    const __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b),
+                                         _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b)};
+                    float* o = out + (static_cast<std::size_t>(y0 + i) * static_cast<std::size_t>(geo_.out_w) +
+                                      static_cast<std::size_t>(x0)) * OC + static_cast<std::size_t>(c);
+                    for (int j = 0; j < cols; ++j)
+                        _mm512_mask_storeu_ps(o + static_cast<std::size_t>(j) * OC, m,
+                                              _mm512_min_ps(_mm512_max_ps(y[j], vlo), vhi));
+                }
+            }
+        }
+    }
+    LAMDA_INTRINSICS_END
+#endif
+
+    WinogradGeometry geo_;
+    float lo_, hi_;
+    std::vector<float> bias_;
+    std::vector<std::unique_ptr<const PointwiseF32>> gemm_;  // one per transformed point
+};
+
+}  // namespace lamda
+
+#endif  // LAMDA_EXEC_WINO_AVX512_HPP
+// ---- end include/lamda/exec/wino_avx512.hpp ----
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -68142,11 +70629,29 @@ inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool o
     return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
+// Whether the executor runs conv p on lamda's Winograd kernel on a device where it does
+// (`own_winograd`, the profile's; fp32 only): wino_avx512::takes. The features know no dilation
+// (PrimOp has none), so a dilated 3x3 conv counts as the kernel's too.
+inline bool runs_on_own_winograd(const PrimOp& p, LatencyPrecision prec, bool own_winograd) noexcept {
+    return own_winograd && prec == LatencyPrecision::Fp32 && p.n <= 1 &&
+           (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+           wino_avx512::takes(p.kh, p.kw, p.sh, p.sw, 1, 1, std::max(1, p.groups), p.ic, p.oc);
+}
+
+// Which of lamda's own kernels a profile's device ran its convolutions on (in the profile's
+// precision): its fingerprint says (profile_file.hpp: ran_own_kernels), op_features counts
+// their work apart.
+struct OwnKernels {
+    bool pointwise = false;  // int8: exec/qc8_vnni.hpp; fp32: exec/pw_avx512.hpp
+    bool winograd = false;   // fp32: exec/wino_avx512.hpp
+    bool operator==(const OwnKernels& o) const noexcept { return pointwise == o.pointwise && winograd == o.winograd; }
+};
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
+// `own`: which convolutions in `prec` run on lamda's own kernels on the device.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own_kernels = {}) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -68156,7 +70661,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
+    double own_feature = 0;        // conv: lamda's own kernels' GEMM work (0 on XNNPACK's)
+    double transform_feature = 0;  // conv: the Winograd kernel's transformed values (0 elsewhere)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -68171,28 +70677,40 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
         // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
         // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
+        // A 3x3 conv on the Winograd kernel counts its 16 GEMMs there too: they run on that tile.
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
-        const double own_work = !own ? 0.0
-                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
-                                       : out_px * round_up(gn, 16) * gk;
+        const bool own_pw = runs_on_own_pointwise(p, prec, own_kernels.pointwise);
+        const bool own_wino = !own_pw && runs_on_own_winograd(p, prec, own_kernels.winograd);
+        const bool own = own_pw || own_wino;
+        const double own_work = own_wino ? wino_avx512::gemm_work(p.oh, p.ow, p.ic, p.oc)
+                                : !own   ? 0.0
+                                : int8   ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                         : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = eb * gn * gk * g;
+        // The Winograd kernel streams its 4x4 transformed filters: 16/9 of the 3x3 ones.
+        const double wbytes = own_wino ? eb * wino_avx512::kPoints * gn * p.ic : eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs * (own ? 0.0 : 1.0));
         f.add(M * tiled * (own ? 0.0 : 1.0));
         f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
-        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        f.add(M * out_px * g * taps * (gemm || own ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm || own ? 0.0 : 1.0) /
+              std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         own_feature = M * own_work;  // added last (below)
+        // The Winograd kernel's transforms: 16 values per tile for every input and every output
+        // channel (16-lane registers), written then read back through L2. Apart from the GEMMs:
+        // with few channels they are a third of its time, with hundreds a few percent.
+        if (own_wino)
+            transform_feature = M * wino_avx512::kPoints * double(wino_avx512::tiles(p.oh, p.ow)) *
+                                (round_up(p.ic, 16) + round_up(p.oc, 16));
         break;
     }
     case PrimKind::Depthwise:
@@ -68298,9 +70816,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
-    // Last, so that a profile from before it reads with a zero coefficient here
-    // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
+    // Last, so that a profile from before them reads with a zero coefficient there
+    // (feature_count_before_vnni, feature_count_before_winograd).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
+        f.add(own_feature);
+        f.add(transform_feature);
+    }
     return f;
 }
 
@@ -68340,10 +70861,14 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
-// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
-// coefficient there.
+// Features a kind had in profiles made before the own-kernel features, the convolutions' last
+// two (the own kernels' GEMM work, 0 in fp32 until lamda's fp32 pointwise kernel; the Winograd
+// kernel's transforms): such a profile's model is read with zero coefficients there, where its
+// device ran none of that work.
 inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 2 : 0);
+}
+inline int feature_count_before_winograd(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 
@@ -68554,7 +71079,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
+    OwnKernels own;  // which convs the device ran on lamda's own kernels (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -68597,18 +71122,19 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
-    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
-    bool own_pointwise = false;
+    // Which convolutions the device ran on lamda's own kernels: pointwise in int8 on VNNI
+    // (exec/qc8_vnni.hpp), in fp32 on AVX-512 (exec/pw_avx512.hpp); 3x3 in fp32 on Winograd's
+    // (exec/wino_avx512.hpp) (op_features).
+    OwnKernels own;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
+    explicit LatencyModel(LatencyPrecision prec, OwnKernels own_kernels = {}) : precision(prec), own(own_kernels) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].own_pointwise = own;
+            kinds[i].own = own_kernels;
         }
     }
 
@@ -68630,7 +71156,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -68691,15 +71217,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
+// samples were timed in; `own`: which convs ran on lamda's own kernels.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.own_pointwise = own_pointwise;
+    m.own = own;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -68714,7 +71240,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -68871,19 +71397,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `own_pointwise` as fit_kind_model's.
+// `own` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
-    LatencyModel first(prec, own_pointwise);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
+    LatencyModel first(prec, own);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, own_pointwise);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
+    LatencyModel m(prec, own);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;
@@ -69693,7 +72219,7 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
-    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "qc8_vnni",
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "wino_avx512", "qc8_vnni",
     // comma-separated; "" none, or a profile older than the field): a profile timed without a
     // kernel the executor now uses mispredicts those layers.
     std::string lamda_kernels;
@@ -69716,11 +72242,16 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
-// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
-// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
-// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
-inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
-    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+// Which convolutions in `prec` the device a fingerprint describes ran on lamda's own kernels
+// (its lamda_kernels; pointwise: int8 qc8_vnni, fp32 pw_avx512; 3x3: fp32 wino_avx512): the
+// latency model then counts their work apart (op_features). One answer for the profiler's fit
+// and a profile's reader.
+inline OwnKernels ran_own_kernels(const DeviceFingerprint& f, LatencyPrecision prec) {
+    const bool int8 = prec == LatencyPrecision::Int8;
+    OwnKernels own;
+    own.pointwise = lists_kernel(f.lamda_kernels, int8 ? "qc8_vnni" : "pw_avx512");
+    own.winograd = !int8 && lists_kernel(f.lamda_kernels, "wino_avx512");
+    return own;
 }
 
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
@@ -69731,6 +72262,7 @@ inline std::string current_lamda_kernels() {
     };
     add(dw_avx512::used_by_default(), "dw_avx512");
     add(pw_avx512::used_by_default(), "pw_avx512");
+    add(wino_avx512::used_by_default(), "wino_avx512");
     add(qc8_vnni::used_by_default(), "qc8_vnni");
     return k;
 }
@@ -69921,7 +72453,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.own_pointwise);
+        j.field("pointwise_vnni", p.int8_model.own.pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -70016,7 +72548,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.own_pointwise = model.own_pointwise;
+            k.own = model.own;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -70029,12 +72561,14 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
-            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
-            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
-                k.ridge.scale.size() == before) {
-                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
-                k.ridge.mean.push_back(0.0);
-                k.ridge.scale.push_back(1.0);
+            const std::size_t n = k.ridge.coef.size();
+            if (n < d && k.ridge.mean.size() == n && k.ridge.scale.size() == n &&
+                (n == static_cast<std::size_t>(feature_count_before_vnni(kind)) ||
+                 n == static_cast<std::size_t>(feature_count_before_winograd(kind)))) {
+                // A profile from before the own-kernel features: they are 0 there.
+                k.ridge.coef.resize(d, 0.0);
+                k.ridge.mean.resize(d, 0.0);
+                k.ridge.scale.resize(d, 1.0);
             }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
@@ -70097,14 +72631,16 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
     // (The int8 part says it in its own field, older than lamda_kernels.)
-    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_kernels(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
         // Absent before features version 3 (whose profiles are outdated anyway): false.
         const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
+        OwnKernels own;
+        own.pointwise = vnni;
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, own);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)
@@ -73472,7 +76008,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
             const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
-                                               ran_own_pointwise(prof.fingerprint, prec));
+                                               ran_own_kernels(prof.fingerprint, prec));
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -73532,7 +76068,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
     profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration, 10.0, LatencyPrecision::Fp32,
-                                   ran_own_pointwise(prof.fingerprint, LatencyPrecision::Fp32));
+                                   ran_own_kernels(prof.fingerprint, LatencyPrecision::Fp32));
     if (o.int8) {
         // int8 keeps its planned length even when fp32's calibration models ran past their window (a
         // slow or emulated machine: each calibration model is timed to the end): from the budget's end
@@ -73541,7 +76077,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
-                                            ran_own_pointwise(prof.fingerprint, LatencyPrecision::Int8));
+                                            ran_own_kernels(prof.fingerprint, LatencyPrecision::Int8));
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();

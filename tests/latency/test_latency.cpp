@@ -18,6 +18,7 @@
 #endif
 
 namespace {
+const lamda::OwnKernels pointwise_only{true, false};  // a device with the fp32/int8 pointwise kernel only
 
 lamda::Graph parse(const char* text) { return lamda::parse_dsl_or_throw(text, "<test>"); }
 
@@ -436,14 +437,48 @@ TEST_CASE("profile: fp32 pointwise convolutions on lamda's kernel where the fing
     CHECK_FALSE(lamda::lists_kernel("", "pw_avx512"));
     CHECK_FALSE(lamda::lists_kernel("pw_avx5120,xpw_avx512", "pw_avx512"));
     lamda::LatencyProfile p = small_profile();  // no lamda_kernels: XNNPACK's 1x1 convolutions
-    CHECK_FALSE(lamda::parse_latency_profile(lamda::latency_profile_json(p), "before.json").model.own_pointwise);
+    CHECK_FALSE(lamda::parse_latency_profile(lamda::latency_profile_json(p), "before.json").model.own.pointwise);
     p.fingerprint.lamda_kernels = "dw_avx512,pw_avx512";
-    p.model = lamda::fit_latency_model(p.samples, p.calibration, 10.0, lamda::LatencyPrecision::Fp32, true);
+    p.model = lamda::fit_latency_model(p.samples, p.calibration, 10.0, lamda::LatencyPrecision::Fp32, pointwise_only);
     const lamda::LatencyProfile q = lamda::parse_latency_profile(lamda::latency_profile_json(p), "with.json");
-    CHECK(q.model.own_pointwise);
-    CHECK(q.model.kind_model(lamda::PrimKind::Conv).own_pointwise);
+    CHECK(q.model.own.pointwise);
+    CHECK(q.model.kind_model(lamda::PrimKind::Conv).own.pointwise);
+    CHECK_FALSE(q.model.own.winograd);
+    // A profile from before the Winograd feature (a coefficient fewer per conv kind) or before
+    // both own-kernel features (two fewer) reads with zeros there; three fewer is an error.
+    for (const std::size_t fewer : {1, 2, 3}) {
+        lamda::LatencyProfile old = p;
+        for (const lamda::PrimKind k : {lamda::PrimKind::Conv, lamda::PrimKind::ConvNarrow}) {
+            lamda::KindModel& km = old.model.kind_model(k);
+            const std::size_t n = km.ridge.coef.size() - fewer;
+            km.ridge.coef.resize(n);
+            km.ridge.mean.resize(n);
+            km.ridge.scale.resize(n);
+        }
+        const std::string text = lamda::latency_profile_json(old);
+        if (fewer == 3) {
+            CHECK_THROWS(lamda::parse_latency_profile(text, "old.json"));
+            continue;
+        }
+        const lamda::LatencyProfile read = lamda::parse_latency_profile(text, "old.json");
+        const lamda::KindModel& km = read.model.kind_model(lamda::PrimKind::Conv);
+        REQUIRE(km.ridge.coef.size() == static_cast<std::size_t>(lamda::feature_count(lamda::PrimKind::Conv)));
+        CHECK(km.ridge.coef.back() == 0);
+        CHECK(km.ridge.coef[km.ridge.coef.size() - fewer] == 0);
+    }
     const lamda::Graph g = parse("x: input shape=14x14x32\nc: conv2d out=48 kernel=1\n");
     CHECK(q.model.predict_ms(g) == p.model.predict_ms(g));
+    // With the Winograd kernel listed too, 3x3 convs count as its work; int8 never does.
+    p.fingerprint.lamda_kernels = "dw_avx512,pw_avx512,wino_avx512,qc8_vnni";
+    CHECK(lamda::ran_own_kernels(p.fingerprint, lamda::LatencyPrecision::Fp32) == lamda::OwnKernels{true, true});
+    CHECK(lamda::ran_own_kernels(p.fingerprint, lamda::LatencyPrecision::Int8) == lamda::OwnKernels{true, false});
+    p.model = lamda::fit_latency_model(p.samples, p.calibration, 10.0, lamda::LatencyPrecision::Fp32,
+                                       lamda::OwnKernels{true, true});
+    const lamda::LatencyProfile w = lamda::parse_latency_profile(lamda::latency_profile_json(p), "wino.json");
+    CHECK(w.model.own == lamda::OwnKernels{true, true});
+    CHECK(w.model.kind_model(lamda::PrimKind::Conv).own.winograd);
+    const lamda::Graph g3 = parse("x: input shape=14x14x32\nc: conv2d out=48 kernel=3\n");
+    CHECK(w.model.predict_ms(g3) == p.model.predict_ms(g3));
 }
 
 TEST_CASE("profile JSON round trip with an int8 part") {
@@ -466,12 +501,12 @@ TEST_CASE("profile JSON round trip with an int8 part") {
     CHECK(q.model_for(lamda::LatencyPrecision::Fp32).predict_ms(g) == p.model.predict_ms(g));
     CHECK(p.int8_model.predict_ms(g) != p.model.predict_ms(g));
     // The int8 part says whether pointwise convs ran on lamda's VNNI kernel; its model keeps it.
-    CHECK_FALSE(q.int8_model.own_pointwise);
+    CHECK_FALSE(q.int8_model.own.pointwise);
     lamda::LatencyProfile v = p;
-    v.int8_model = lamda::fit_latency_model(v.int8_samples, v.int8_calibration, 10.0, lamda::LatencyPrecision::Int8, true);
+    v.int8_model = lamda::fit_latency_model(v.int8_samples, v.int8_calibration, 10.0, lamda::LatencyPrecision::Int8, pointwise_only);
     const lamda::LatencyProfile w = lamda::parse_latency_profile(lamda::latency_profile_json(v), "mem.json");
-    CHECK(w.int8_model.own_pointwise);
-    CHECK(w.int8_model.kind_model(lamda::PrimKind::Conv).own_pointwise);
+    CHECK(w.int8_model.own.pointwise);
+    CHECK(w.int8_model.kind_model(lamda::PrimKind::Conv).own.pointwise);
     CHECK(w.model_for(lamda::LatencyPrecision::Int8).predict_ms(g) == v.int8_model.predict_ms(g));
     CHECK(lamda::latency_profile_json(q) == text);
     // An int8 part fitted on the int8 features before version 2 (no "features_version") is read but
@@ -555,23 +590,26 @@ TEST_CASE("op_features in int8: a byte per value where the kind runs in int8, fo
     // tile slots; a 3x3 conv or a device without VNNI: unchanged.
     lamda::PrimOp pw = conv;
     pw.kh = pw.kw = 1;
-    const auto xnn = lamda::op_features(pw, {}, lamda::LatencyPrecision::Int8, false);
-    const auto own = lamda::op_features(pw, {}, lamda::LatencyPrecision::Int8, true);
+    const auto xnn = lamda::op_features(pw, {}, lamda::LatencyPrecision::Int8, {});
+    const auto own = lamda::op_features(pw, {}, lamda::LatencyPrecision::Int8, pointwise_only);
     REQUIRE(own.n == xnn.n);
     CHECK(xnn.x[0] > 0);
     CHECK(own.x[0] == 0);
     CHECK(own.x[1] == 0);
-    const auto last = static_cast<std::size_t>(own.n - 1);
+    // The own kernels' GEMM work is the second last feature, the Winograd transforms the last.
+    const auto last = static_cast<std::size_t>(own.n - 2), transforms = static_cast<std::size_t>(own.n - 1);
     CHECK(xnn.x[last] == 0);
     CHECK(own.x[last] == doctest::Approx(1e-6 * 786 * 64 * 32));  // 784 pixels padded to 6s
-    CHECK(lamda::feature_count_before_vnni(lamda::PrimKind::Conv) == own.n - 1);
+    CHECK(own.x[transforms] == 0);
+    CHECK(lamda::feature_count_before_vnni(lamda::PrimKind::Conv) == own.n - 2);
+    CHECK(lamda::feature_count_before_winograd(lamda::PrimKind::Conv) == own.n - 1);
     CHECK(lamda::runs_on_own_pointwise(pw, lamda::LatencyPrecision::Int8, true));
     CHECK_FALSE(lamda::runs_on_own_pointwise(conv, lamda::LatencyPrecision::Int8, true));
     // fp32 on lamda's AVX-512 pointwise kernel: the same slots, its work unpadded in pixels; with
     // 16 outputs or fewer the executor keeps XNNPACK's, and so do the features.
     CHECK(lamda::runs_on_own_pointwise(pw, lamda::LatencyPrecision::Fp32, true));
     const auto f32_xnn = lamda::op_features(pw);
-    const auto f32_own = lamda::op_features(pw, {}, lamda::LatencyPrecision::Fp32, true);
+    const auto f32_own = lamda::op_features(pw, {}, lamda::LatencyPrecision::Fp32, pointwise_only);
     CHECK(f32_xnn.x[0] > 0);
     CHECK(f32_xnn.x[last] == 0);
     CHECK(f32_own.x[0] == 0);
@@ -589,10 +627,44 @@ TEST_CASE("op_features in int8: a byte per value where the kind runs in int8, fo
     lamda::PrimOp padded = pw;  // padding=1 grows the map: XNNPACK's in the executor
     padded.oh = padded.ow = 30;
     CHECK_FALSE(lamda::runs_on_own_pointwise(padded, lamda::LatencyPrecision::Fp32, true));
-    const auto f32_narrow = lamda::op_features(narrow, {}, lamda::LatencyPrecision::Fp32, true);
+    const auto f32_narrow = lamda::op_features(narrow, {}, lamda::LatencyPrecision::Fp32, pointwise_only);
     const auto f32_narrow_plain = lamda::op_features(narrow);
     for (int i = 0; i < f32_narrow.n; ++i)
         CHECK(f32_narrow.x[static_cast<std::size_t>(i)] == f32_narrow_plain.x[static_cast<std::size_t>(i)]);
+    // fp32 3x3 stride-1 convs on lamda's Winograd kernel: its 16 GEMMs (4x4 points per 2x2
+    // outputs, outputs in 16-lane registers) in the own slot, no XNNPACK MAC, tile or indirection
+    // work, the transformed filters' bytes; int8, stride 2, few channels or no kernel: unchanged.
+    const lamda::OwnKernels winograd{true, true};
+    CHECK(lamda::runs_on_own_winograd(conv, lamda::LatencyPrecision::Fp32, true));
+    CHECK_FALSE(lamda::runs_on_own_winograd(conv, lamda::LatencyPrecision::Fp32, false));
+    CHECK_FALSE(lamda::runs_on_own_winograd(conv, lamda::LatencyPrecision::Int8, true));
+    CHECK_FALSE(lamda::runs_on_own_winograd(pw, lamda::LatencyPrecision::Fp32, true));
+    lamda::PrimOp strided = conv;
+    strided.sh = strided.sw = 2;
+    strided.oh = strided.ow = 14;
+    CHECK_FALSE(lamda::runs_on_own_winograd(strided, lamda::LatencyPrecision::Fp32, true));
+    lamda::PrimOp few = conv;  // 8 inputs: the transforms outweigh the products saved
+    few.ic = 8;
+    CHECK_FALSE(lamda::runs_on_own_winograd(few, lamda::LatencyPrecision::Fp32, true));
+    const auto w_xnn = lamda::op_features(conv, {}, lamda::LatencyPrecision::Fp32, pointwise_only);
+    const auto w_own = lamda::op_features(conv, {}, lamda::LatencyPrecision::Fp32, winograd);
+    REQUIRE(w_own.n == w_xnn.n);
+    CHECK(w_xnn.x[0] > 0);
+    CHECK(w_xnn.x[last] == 0);
+    CHECK(w_own.x[0] == 0);
+    CHECK(w_own.x[1] == 0);
+    CHECK(w_own.x[4] == 0);  // indirection
+    CHECK(w_own.x[5] == 0);  // IGEMM's walk over the taps
+    CHECK(w_own.x[last] == doctest::Approx(1e-6 * 16 * 14 * 14 * 32 * 64));
+    CHECK(w_xnn.x[transforms] == 0);
+    CHECK(w_own.x[transforms] == doctest::Approx(1e-6 * 16 * 14 * 14 * (32 + 64)));
+    const std::size_t filter_bytes = 12;
+    CHECK(w_xnn.x[filter_bytes] == doctest::Approx(1e-6 * 4 * 64 * 9 * 32));
+    CHECK(w_own.x[filter_bytes] == doctest::Approx(1e-6 * 4 * 64 * 16 * 32));
+    const auto w_strided = lamda::op_features(strided, {}, lamda::LatencyPrecision::Fp32, winograd);
+    const auto w_strided_plain = lamda::op_features(strided);
+    for (int i = 0; i < w_strided.n; ++i)
+        CHECK(w_strided.x[static_cast<std::size_t>(i)] == w_strided_plain.x[static_cast<std::size_t>(i)]);
     // A model's footprint in int8: its int8 weights and a byte per buffered value.
     const std::vector<lamda::PrimOp> ops{conv, clamp};
     CHECK(lamda::model_context(ops, 1000, lamda::LatencyPrecision::Int8).footprint_bytes ==

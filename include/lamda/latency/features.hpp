@@ -12,6 +12,7 @@
 
 #include "../exec/plan.hpp"
 #include "../exec/pw_avx512.hpp"
+#include "../exec/wino_avx512.hpp"
 
 #if !defined(LAMDA_WITH_LATENCY)
 #error "lamda/latency/features.hpp needs LAMDA_WITH_LATENCY (Eigen and simdjson; CMake: link lamda::latency)"
@@ -354,11 +355,29 @@ inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool o
     return p.kind == PrimKind::Conv && p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.groups <= 1;
 }
 
+// Whether the executor runs conv p on lamda's Winograd kernel on a device where it does
+// (`own_winograd`, the profile's; fp32 only): wino_avx512::takes. The features know no dilation
+// (PrimOp has none), so a dilated 3x3 conv counts as the kernel's too.
+inline bool runs_on_own_winograd(const PrimOp& p, LatencyPrecision prec, bool own_winograd) noexcept {
+    return own_winograd && prec == LatencyPrecision::Fp32 && p.n <= 1 &&
+           (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
+           wino_avx512::takes(p.kh, p.kw, p.sh, p.sw, 1, 1, std::max(1, p.groups), p.ic, p.oc);
+}
+
+// Which of lamda's own kernels a profile's device ran its convolutions on (in the profile's
+// precision): its fingerprint says (profile_file.hpp: ran_own_kernels), op_features counts
+// their work apart.
+struct OwnKernels {
+    bool pointwise = false;  // int8: exec/qc8_vnni.hpp; fp32: exec/pw_avx512.hpp
+    bool winograd = false;   // fp32: exec/wino_avx512.hpp
+    bool operator==(const OwnKernels& o) const noexcept { return pointwise == o.pointwise && winograd == o.winograd; }
+};
+
 // Operator p's features in context `ctx`, its bytes counted for precision `prec` (the same
 // features, the same count, in either precision: an int8 profile fits its own coefficients).
-// `own_pointwise`: the device's pointwise convolutions in `prec` run on lamda's own kernel.
+// `own`: which convolutions in `prec` run on lamda's own kernels on the device.
 inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
-                              LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                              LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own_kernels = {}) {
     using latency_detail::hinge;
     using latency_detail::memory_terms;
     using latency_detail::round_up;
@@ -368,7 +387,8 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     const double out_el = out_px * p.oc, in_el = in_px * p.ic;
     const double taps = double(p.kh) * p.kw;
     const double eb = element_bytes(p.kind, prec);  // bytes per value: 4, or 1 in int8
-    double own_feature = 0;  // conv: lamda's pointwise kernel's work (0 on XNNPACK's)
+    double own_feature = 0;        // conv: lamda's own kernels' GEMM work (0 on XNNPACK's)
+    double transform_feature = 0;  // conv: the Winograd kernel's transformed values (0 elsewhere)
     switch (p.kind) {
     case PrimKind::Conv:
     case PrimKind::ConvNarrow: {
@@ -383,28 +403,40 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
         // (int8_conv_features_version 3) the VNNI tile, 6 to 16 pixels x 16 channels x 4 inputs
         // per vpdpbusd, about 4x XNNPACK's rate; in fp32 16-channel registers by every input
         // (0.8x XNNPACK's time; a profile from before that kernel has a zero coefficient there).
+        // A 3x3 conv on the Winograd kernel counts its 16 GEMMs there too: they run on that tile.
         const bool int8 = prec == LatencyPrecision::Int8;
-        const bool own = runs_on_own_pointwise(p, prec, own_pointwise);
-        const double own_work = !own ? 0.0
-                                : int8 ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
-                                       : out_px * round_up(gn, 16) * gk;
+        const bool own_pw = runs_on_own_pointwise(p, prec, own_kernels.pointwise);
+        const bool own_wino = !own_pw && runs_on_own_winograd(p, prec, own_kernels.winograd);
+        const bool own = own_pw || own_wino;
+        const double own_work = own_wino ? wino_avx512::gemm_work(p.oh, p.ow, p.ic, p.oc)
+                                : !own   ? 0.0
+                                : int8   ? round_up(out_px, 6) * round_up(gn, 16) * round_up(gk, 4)
+                                         : out_px * round_up(gn, 16) * gk;
         const double tiled = int8 ? round_up(out_px, 4) * round_up(gn, 16) * taps * round_up(gk / taps, 8) * g
                                   : round_up(out_px, 7) * round_up(gn, 16) * gk * g;
-        const double wbytes = eb * gn * gk * g;
+        // The Winograd kernel streams its 4x4 transformed filters: 16/9 of the 3x3 ones.
+        const double wbytes = own_wino ? eb * wino_avx512::kPoints * gn * p.ic : eb * gn * gk * g;
         const bool gemm = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1;
         f.add(M * macs * (own ? 0.0 : 1.0));
         f.add(M * tiled * (own ? 0.0 : 1.0));
         f.add(M * (own ? own_work : tiled) * (wbytes > 1e6 ? 1.0 : 0.0));  // weights streamed from beyond L2
         f.add(M * out_px * g);                           // per pixel and group
-        f.add(M * out_px * g * taps * (gemm ? 0.0 : 1.0));  // indirection / im2col
+        f.add(M * out_px * g * taps * (gemm || own ? 0.0 : 1.0));  // indirection / im2col
         // IGEMM walks the taps per 7x16 tile: with few input channels (a stem) this dominates.
-        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm ? 0.0 : 1.0) / std::max(1.0, gk / taps));
+        f.add(M * round_up(out_px, int8 ? 4 : 7) * round_up(gn, 16) * taps * g * (gemm || own ? 0.0 : 1.0) /
+              std::max(1.0, gk / taps));
         f.add(M * out_px * g * round_up(gn, 16));        // output tile writes
         f.add(M * macs * (p.n > 1 ? 1.0 : 0.0));         // dwconv with a multiplier
         f.add(M * g);
         memory_terms(f, eb * (in_el + out_el));
         f.add(M * wbytes);
         own_feature = M * own_work;  // added last (below)
+        // The Winograd kernel's transforms: 16 values per tile for every input and every output
+        // channel (16-lane registers), written then read back through L2. Apart from the GEMMs:
+        // with few channels they are a third of its time, with hundreds a few percent.
+        if (own_wino)
+            transform_feature = M * wino_avx512::kPoints * double(wino_avx512::tiles(p.oh, p.ow)) *
+                                (round_up(p.ic, 16) + round_up(p.oc, 16));
         break;
     }
     case PrimKind::Depthwise:
@@ -510,9 +542,12 @@ inline OpFeatures op_features(const PrimOp& p, const OpContext& ctx = {},
     f.add(cold_l2 * ab);
     f.add(cold_l3 * work);
     f.add(cold_l3 * wb);
-    // Last, so that a profile from before it reads with a zero coefficient here
-    // (feature_count_before_vnni).
-    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) f.add(own_feature);
+    // Last, so that a profile from before them reads with a zero coefficient there
+    // (feature_count_before_vnni, feature_count_before_winograd).
+    if (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) {
+        f.add(own_feature);
+        f.add(transform_feature);
+    }
     return f;
 }
 
@@ -552,10 +587,14 @@ inline int feature_count(PrimKind k) {
     return op_features(p).n;
 }
 
-// Features a kind had in profiles made before the own-kernel feature (the convolutions' last one,
-// 0 in fp32 until lamda's fp32 pointwise kernel): such a profile's fp32 model is read with a zero
-// coefficient there.
+// Features a kind had in profiles made before the own-kernel features, the convolutions' last
+// two (the own kernels' GEMM work, 0 in fp32 until lamda's fp32 pointwise kernel; the Winograd
+// kernel's transforms): such a profile's model is read with zero coefficients there, where its
+// device ran none of that work.
 inline int feature_count_before_vnni(PrimKind k) {
+    return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 2 : 0);
+}
+inline int feature_count_before_winograd(PrimKind k) {
     return feature_count(k) - (k == PrimKind::Conv || k == PrimKind::ConvNarrow ? 1 : 0);
 }
 

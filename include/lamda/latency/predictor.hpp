@@ -65,7 +65,7 @@ struct CalibrationSample {
 struct KindModel {
     PrimKind kind = PrimKind::Clamp;
     LatencyPrecision precision = LatencyPrecision::Fp32;  // what its features count bytes for
-    bool own_pointwise = false;  // the device ran pointwise convs on lamda's own kernel (op_features)
+    OwnKernels own;  // which convs the device ran on lamda's own kernels (op_features)
     bool fitted = false;
     int samples = 0;
     double cv_rel_rmse = 0;   // cross-validated RMS relative error
@@ -108,18 +108,19 @@ public:
     std::array<KindModel, prim_kind_count> kinds{};
     Calibration calibration;
     LatencyPrecision precision = LatencyPrecision::Fp32;
-    // The device's pointwise convolutions ran on lamda's own kernel: int8 on VNNI
-    // (exec/qc8_vnni.hpp), fp32 on AVX-512 (exec/pw_avx512.hpp) (op_features).
-    bool own_pointwise = false;
+    // Which convolutions the device ran on lamda's own kernels: pointwise in int8 on VNNI
+    // (exec/qc8_vnni.hpp), in fp32 on AVX-512 (exec/pw_avx512.hpp); 3x3 in fp32 on Winograd's
+    // (exec/wino_avx512.hpp) (op_features).
+    OwnKernels own;
 
     // Not explicit without an argument: `LatencyProfile{}` and other aggregates holding a model
     // are copy-list-initialised, which an explicit default constructor forbids (clang refuses it).
     LatencyModel() : LatencyModel(LatencyPrecision::Fp32) {}
-    explicit LatencyModel(LatencyPrecision prec, bool own = false) : precision(prec), own_pointwise(own) {
+    explicit LatencyModel(LatencyPrecision prec, OwnKernels own_kernels = {}) : precision(prec), own(own_kernels) {
         for (std::size_t i = 0; i < prim_kind_count; ++i) {
             kinds[i].kind = all_prim_kinds[i];
             kinds[i].precision = prec;
-            kinds[i].own_pointwise = own;
+            kinds[i].own = own_kernels;
         }
     }
 
@@ -141,7 +142,7 @@ public:
 
     // The kind model's regression in context `ctx` (no context factor).
     static double raw_ms(const KindModel& m, const PrimOp& p, const OpContext& ctx = {}) {
-        const OpFeatures f = op_features(p, ctx, m.precision, m.own_pointwise);
+        const OpFeatures f = op_features(p, ctx, m.precision, m.own);
         return std::max(m.floor_ms, m.ridge.predict(f.x.data()));
     }
 
@@ -202,15 +203,15 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `own_pointwise`: whether pointwise convs ran on lamda's own kernel.
+// samples were timed in; `own`: which convs ran on lamda's own kernels.
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
-    m.own_pointwise = own_pointwise;
+    m.own = own;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
         if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
@@ -225,7 +226,7 @@ inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>&
     double fastest = std::numeric_limits<double>::infinity();
     for (Eigen::Index i = 0; i < n; ++i) {
         const LatencySample& s = samples[idx[static_cast<std::size_t>(i)]];
-        const OpFeatures f = op_features(s.op, s.ctx, prec, own_pointwise);
+        const OpFeatures f = op_features(s.op, s.ctx, prec, own);
         for (int j = 0; j < d; ++j) X(i, j) = f.x[static_cast<std::size_t>(j)];
         y(i) = s.ms;
         // Relative error, with timer resolution (~0.1 us) bounding the weight of the tiniest.
@@ -382,19 +383,19 @@ inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSam
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
 // multi-operator layers), then the context factors and the calibration. `prec`: the precision
 // samples and models were timed in (activation_bytes then counts a byte per int8 value);
-// `own_pointwise` as fit_kind_model's.
+// `own` as fit_kind_model's.
 inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       const std::vector<CalibrationSample>& models,
                                       double in_model_weight = 10.0,
-                                      LatencyPrecision prec = LatencyPrecision::Fp32, bool own_pointwise = false) {
-    LatencyModel first(prec, own_pointwise);
+                                      LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
+    LatencyModel first(prec, own);
     for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own_pointwise);
+        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
-    LatencyModel m(prec, own_pointwise);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own_pointwise);
+    LatencyModel m(prec, own);
+    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;

@@ -38,6 +38,7 @@
 #include "../exec/dw_avx512.hpp"
 #include "../exec/pw_avx512.hpp"
 #include "../exec/qc8_vnni.hpp"
+#include "../exec/wino_avx512.hpp"
 #include "../version.hpp"
 #include "predictor.hpp"
 
@@ -59,7 +60,7 @@ struct DeviceFingerprint {
     std::string xnnpack_isa;
     std::string xnnpack_version;
     std::string lamda_version;
-    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "qc8_vnni",
+    // lamda's own kernels the executor ran instead of XNNPACK's ("dw_avx512", "pw_avx512", "wino_avx512", "qc8_vnni",
     // comma-separated; "" none, or a profile older than the field): a profile timed without a
     // kernel the executor now uses mispredicts those layers.
     std::string lamda_kernels;
@@ -82,11 +83,16 @@ inline bool lists_kernel(const std::string& kernels, const std::string& kernel) 
     return false;
 }
 
-// Whether the device a fingerprint describes ran pointwise convolutions in `prec` on lamda's own
-// kernel (int8: qc8_vnni, fp32: pw_avx512 in its lamda_kernels): the latency model then counts
-// their work apart (op_features). One answer for the profiler's fit and a profile's reader.
-inline bool ran_own_pointwise(const DeviceFingerprint& f, LatencyPrecision prec) {
-    return lists_kernel(f.lamda_kernels, prec == LatencyPrecision::Int8 ? "qc8_vnni" : "pw_avx512");
+// Which convolutions in `prec` the device a fingerprint describes ran on lamda's own kernels
+// (its lamda_kernels; pointwise: int8 qc8_vnni, fp32 pw_avx512; 3x3: fp32 wino_avx512): the
+// latency model then counts their work apart (op_features). One answer for the profiler's fit
+// and a profile's reader.
+inline OwnKernels ran_own_kernels(const DeviceFingerprint& f, LatencyPrecision prec) {
+    const bool int8 = prec == LatencyPrecision::Int8;
+    OwnKernels own;
+    own.pointwise = lists_kernel(f.lamda_kernels, int8 ? "qc8_vnni" : "pw_avx512");
+    own.winograd = !int8 && lists_kernel(f.lamda_kernels, "wino_avx512");
+    return own;
 }
 
 // The kernels of lamda's own that the executor runs by default in this build on this CPU.
@@ -97,6 +103,7 @@ inline std::string current_lamda_kernels() {
     };
     add(dw_avx512::used_by_default(), "dw_avx512");
     add(pw_avx512::used_by_default(), "pw_avx512");
+    add(wino_avx512::used_by_default(), "wino_avx512");
     add(qc8_vnni::used_by_default(), "qc8_vnni");
     return k;
 }
@@ -287,7 +294,7 @@ inline std::string latency_profile_json(const LatencyProfile& p) {
     if (p.has_int8) {
         j.key("int8").begin_object();
         j.field("features_version", int8_conv_features_version);
-        j.field("pointwise_vnni", p.int8_model.own_pointwise);
+        j.field("pointwise_vnni", p.int8_model.own.pointwise);
         latency_detail::write_part(j, p.int8_samples, p.int8_calibration, p.int8_model);
         j.end_object();
     }
@@ -382,7 +389,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             KindModel& k = model.kind_model(kind);
             k.kind = kind;
             k.precision = model.precision;
-            k.own_pointwise = model.own_pointwise;
+            k.own = model.own;
             k.samples = r.int_in(r.at(e, "samples", path), path + ".samples", 0, 1 << 30);
             k.cv_rel_rmse = r.num(r.at(e, "cv_rel_rmse", path), path + ".cv_rel_rmse");
             k.floor_ms = r.num(r.at(e, "floor_ms", path), path + ".floor_ms");
@@ -395,12 +402,14 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             k.ridge.scale = r.doubles(r.at(e, "scale", path), path + ".scale");
             k.ridge.coef = r.doubles(r.at(e, "coef", path), path + ".coef");
             const auto d = static_cast<std::size_t>(feature_count(kind));
-            const auto before = static_cast<std::size_t>(feature_count_before_vnni(kind));
-            if (before < d && k.ridge.coef.size() == before && k.ridge.mean.size() == before &&
-                k.ridge.scale.size() == before) {
-                k.ridge.coef.push_back(0.0);  // a profile from before the feature: it is 0 there
-                k.ridge.mean.push_back(0.0);
-                k.ridge.scale.push_back(1.0);
+            const std::size_t n = k.ridge.coef.size();
+            if (n < d && k.ridge.mean.size() == n && k.ridge.scale.size() == n &&
+                (n == static_cast<std::size_t>(feature_count_before_vnni(kind)) ||
+                 n == static_cast<std::size_t>(feature_count_before_winograd(kind)))) {
+                // A profile from before the own-kernel features: they are 0 there.
+                k.ridge.coef.resize(d, 0.0);
+                k.ridge.mean.resize(d, 0.0);
+                k.ridge.scale.resize(d, 1.0);
             }
             if (k.ridge.coef.size() != d || k.ridge.mean.size() != d || k.ridge.scale.size() != d)
                 r.fail(path, "expected " + std::to_string(d) + " coefficients, means and scales for '" + name + "'");
@@ -463,14 +472,16 @@ inline LatencyProfile parse_latency_profile(std::string_view text, const std::st
         p.calibration_seed = r.integer(r.at(doc, "calibration_seed", ""), "calibration_seed", -1,
                                        std::numeric_limits<std::int64_t>::max());
     // (The int8 part says it in its own field, older than lamda_kernels.)
-    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_pointwise(p.fingerprint, LatencyPrecision::Fp32));
+    p.model = LatencyModel(LatencyPrecision::Fp32, ran_own_kernels(p.fingerprint, LatencyPrecision::Fp32));
     latency_detail::read_part(r, doc, "", p.samples, p.calibration, p.model);
     if (r.has(doc, "int8")) {
         const auto int8 = r.at(doc, "int8", "");
         if (!int8.is_object()) r.fail("int8", "expected an object");
         // Absent before features version 3 (whose profiles are outdated anyway): false.
         const bool vnni = r.has(int8, "pointwise_vnni") && r.boolean(r.at(int8, "pointwise_vnni", "int8"), "int8.pointwise_vnni");
-        p.int8_model = LatencyModel(LatencyPrecision::Int8, vnni);
+        OwnKernels own;
+        own.pointwise = vnni;
+        p.int8_model = LatencyModel(LatencyPrecision::Int8, own);
         latency_detail::read_part(r, int8, "int8.", p.int8_samples, p.int8_calibration, p.int8_model);
         const std::int64_t features = r.has(int8, "features_version")
                                           ? r.integer(r.at(int8, "features_version", "int8"), "int8.features_version", 1, 1 << 30)

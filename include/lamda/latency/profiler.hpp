@@ -502,7 +502,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         std::array<double, prim_kind_count> cv{};
         auto refit = [&](std::size_t k) {
             const KindModel m = fit_kind_model(all_prim_kinds[k], samples, &residuals[k], &used[k], prec,
-                                               ran_own_pointwise(prof.fingerprint, prec));
+                                               ran_own_kernels(prof.fingerprint, prec));
             cv[k] = m.fitted ? m.cv_rel_rmse : 1.0;
         };
         for (std::size_t k = 0; k < prim_kind_count; ++k) refit(k);
@@ -562,7 +562,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
     const double fp32_end = o.int8 ? o.budget_s * (1.0 - std::clamp(o.int8_share, 0.05, 0.95)) : o.budget_s;
     profile_part(LatencyPrecision::Fp32, 0.0, fp32_end, prof.samples, prof.calibration);
     prof.model = fit_latency_model(prof.samples, prof.calibration, 10.0, LatencyPrecision::Fp32,
-                                   ran_own_pointwise(prof.fingerprint, LatencyPrecision::Fp32));
+                                   ran_own_kernels(prof.fingerprint, LatencyPrecision::Fp32));
     if (o.int8) {
         // int8 keeps its planned length even when fp32's calibration models ran past their window (a
         // slow or emulated machine: each calibration model is timed to the end): from the budget's end
@@ -571,7 +571,7 @@ inline LatencyProfile profile_device(const ProfileOptions& o, const std::vector<
         const double int8_end = std::max(o.budget_s, int8_begin + (o.budget_s - fp32_end));
         profile_part(LatencyPrecision::Int8, int8_begin, int8_end, prof.int8_samples, prof.int8_calibration);
         prof.int8_model = fit_latency_model(prof.int8_samples, prof.int8_calibration, 10.0, LatencyPrecision::Int8,
-                                            ran_own_pointwise(prof.fingerprint, LatencyPrecision::Int8));
+                                            ran_own_kernels(prof.fingerprint, LatencyPrecision::Int8));
         prof.has_int8 = true;
     }
     prof.elapsed_s = elapsed();
