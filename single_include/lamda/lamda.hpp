@@ -10364,24 +10364,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -10391,14 +10398,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -10459,9 +10471,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -10470,8 +10483,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -12225,15 +12238,28 @@ private:
                                 " cannot give the inferred " + to_string(l.shape));
         auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
         const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
-        const std::size_t block_tiles =
-            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        // Blocks of 60 tiles. Fewer blocks than threads (a small map): split each block's output
+        // channels into groups of panels, so that each thread streams only its share of the
+        // transformed filters (with a single panel, the tiles into smaller blocks instead).
+        std::size_t block_tiles = wino_avx512::kBlockTiles;
+        int groups = 1;
+        if (const std::size_t whole = conv->blocks(block_tiles); whole < threads) {
+            if (conv->panels() > 1)
+                groups = static_cast<int>(
+                    std::min<std::size_t>(static_cast<std::size_t>(conv->panels()), (threads + whole - 1) / whole));
+            else
+                block_tiles = std::max<std::size_t>(1, (conv->tiles() + threads - 1) / threads);
+        }
+        const std::size_t blocks = conv->blocks(block_tiles);
         impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
         Step s;
         s.layer = idx;
         s.plan_op = impl_->current_op;
-        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
-            run_units(pool, conv->blocks(block_tiles),
-                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        s.loop = [conv, in, out, block_tiles, blocks, groups, pool = impl_->pool] {
+            const auto g = static_cast<std::size_t>(groups);
+            run_units(pool, blocks * g, [&](std::size_t unit) {
+                conv->run_unit(in, out, unit / g, block_tiles, static_cast<int>(unit % g), groups);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->winograd_layers;
@@ -16803,24 +16829,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -16830,14 +16863,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -16898,9 +16936,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -16909,8 +16948,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -18149,15 +18188,28 @@ private:
                                 " cannot give the inferred " + to_string(l.shape));
         auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
         const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
-        const std::size_t block_tiles =
-            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        // Blocks of 60 tiles. Fewer blocks than threads (a small map): split each block's output
+        // channels into groups of panels, so that each thread streams only its share of the
+        // transformed filters (with a single panel, the tiles into smaller blocks instead).
+        std::size_t block_tiles = wino_avx512::kBlockTiles;
+        int groups = 1;
+        if (const std::size_t whole = conv->blocks(block_tiles); whole < threads) {
+            if (conv->panels() > 1)
+                groups = static_cast<int>(
+                    std::min<std::size_t>(static_cast<std::size_t>(conv->panels()), (threads + whole - 1) / whole));
+            else
+                block_tiles = std::max<std::size_t>(1, (conv->tiles() + threads - 1) / threads);
+        }
+        const std::size_t blocks = conv->blocks(block_tiles);
         impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
         Step s;
         s.layer = idx;
         s.plan_op = impl_->current_op;
-        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
-            run_units(pool, conv->blocks(block_tiles),
-                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        s.loop = [conv, in, out, block_tiles, blocks, groups, pool = impl_->pool] {
+            const auto g = static_cast<std::size_t>(groups);
+            run_units(pool, blocks * g, [&](std::size_t unit) {
+                conv->run_unit(in, out, unit / g, block_tiles, static_cast<int>(unit % g), groups);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->winograd_layers;
@@ -20242,24 +20294,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -20269,14 +20328,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -20337,9 +20401,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -20348,8 +20413,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -28650,24 +28715,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -28677,14 +28749,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -28745,9 +28822,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -28756,8 +28834,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -32271,24 +32349,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -32298,14 +32383,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -32366,9 +32456,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -32377,8 +32468,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -33617,15 +33708,28 @@ private:
                                 " cannot give the inferred " + to_string(l.shape));
         auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
         const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
-        const std::size_t block_tiles =
-            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        // Blocks of 60 tiles. Fewer blocks than threads (a small map): split each block's output
+        // channels into groups of panels, so that each thread streams only its share of the
+        // transformed filters (with a single panel, the tiles into smaller blocks instead).
+        std::size_t block_tiles = wino_avx512::kBlockTiles;
+        int groups = 1;
+        if (const std::size_t whole = conv->blocks(block_tiles); whole < threads) {
+            if (conv->panels() > 1)
+                groups = static_cast<int>(
+                    std::min<std::size_t>(static_cast<std::size_t>(conv->panels()), (threads + whole - 1) / whole));
+            else
+                block_tiles = std::max<std::size_t>(1, (conv->tiles() + threads - 1) / threads);
+        }
+        const std::size_t blocks = conv->blocks(block_tiles);
         impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
         Step s;
         s.layer = idx;
         s.plan_op = impl_->current_op;
-        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
-            run_units(pool, conv->blocks(block_tiles),
-                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        s.loop = [conv, in, out, block_tiles, blocks, groups, pool = impl_->pool] {
+            const auto g = static_cast<std::size_t>(groups);
+            run_units(pool, blocks * g, [&](std::size_t unit) {
+                conv->run_unit(in, out, unit / g, block_tiles, static_cast<int>(unit % g), groups);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->winograd_layers;
@@ -35585,24 +35689,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -35612,14 +35723,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -35680,9 +35796,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -35691,8 +35808,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -42494,24 +42611,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -42521,14 +42645,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -42589,9 +42718,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -42600,8 +42730,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -46115,24 +46245,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -46142,14 +46279,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -46210,9 +46352,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -46221,8 +46364,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -47461,15 +47604,28 @@ private:
                                 " cannot give the inferred " + to_string(l.shape));
         auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
         const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
-        const std::size_t block_tiles =
-            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        // Blocks of 60 tiles. Fewer blocks than threads (a small map): split each block's output
+        // channels into groups of panels, so that each thread streams only its share of the
+        // transformed filters (with a single panel, the tiles into smaller blocks instead).
+        std::size_t block_tiles = wino_avx512::kBlockTiles;
+        int groups = 1;
+        if (const std::size_t whole = conv->blocks(block_tiles); whole < threads) {
+            if (conv->panels() > 1)
+                groups = static_cast<int>(
+                    std::min<std::size_t>(static_cast<std::size_t>(conv->panels()), (threads + whole - 1) / whole));
+            else
+                block_tiles = std::max<std::size_t>(1, (conv->tiles() + threads - 1) / threads);
+        }
+        const std::size_t blocks = conv->blocks(block_tiles);
         impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
         Step s;
         s.layer = idx;
         s.plan_op = impl_->current_op;
-        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
-            run_units(pool, conv->blocks(block_tiles),
-                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        s.loop = [conv, in, out, block_tiles, blocks, groups, pool = impl_->pool] {
+            const auto g = static_cast<std::size_t>(groups);
+            run_units(pool, blocks * g, [&](std::size_t unit) {
+                conv->run_unit(in, out, unit / g, block_tiles, static_cast<int>(unit % g), groups);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->winograd_layers;
@@ -50083,24 +50239,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -50110,14 +50273,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -50178,9 +50346,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -50189,8 +50358,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -53980,24 +54149,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -54007,14 +54183,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -54075,9 +54256,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -54086,8 +54268,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -55037,15 +55219,28 @@ private:
                                 " cannot give the inferred " + to_string(l.shape));
         auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
         const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
-        const std::size_t block_tiles =
-            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        // Blocks of 60 tiles. Fewer blocks than threads (a small map): split each block's output
+        // channels into groups of panels, so that each thread streams only its share of the
+        // transformed filters (with a single panel, the tiles into smaller blocks instead).
+        std::size_t block_tiles = wino_avx512::kBlockTiles;
+        int groups = 1;
+        if (const std::size_t whole = conv->blocks(block_tiles); whole < threads) {
+            if (conv->panels() > 1)
+                groups = static_cast<int>(
+                    std::min<std::size_t>(static_cast<std::size_t>(conv->panels()), (threads + whole - 1) / whole));
+            else
+                block_tiles = std::max<std::size_t>(1, (conv->tiles() + threads - 1) / threads);
+        }
+        const std::size_t blocks = conv->blocks(block_tiles);
         impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
         Step s;
         s.layer = idx;
         s.plan_op = impl_->current_op;
-        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
-            run_units(pool, conv->blocks(block_tiles),
-                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        s.loop = [conv, in, out, block_tiles, blocks, groups, pool = impl_->pool] {
+            const auto g = static_cast<std::size_t>(groups);
+            run_units(pool, blocks * g, [&](std::size_t unit) {
+                conv->run_unit(in, out, unit / g, block_tiles, static_cast<int>(unit % g), groups);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->winograd_layers;
@@ -58688,24 +58883,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -58715,14 +58917,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -58783,9 +58990,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -58794,8 +59002,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -63433,24 +63641,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -63460,14 +63675,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -63528,9 +63748,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -63539,8 +63760,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -64779,15 +65000,28 @@ private:
                                 " cannot give the inferred " + to_string(l.shape));
         auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
         const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
-        const std::size_t block_tiles =
-            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        // Blocks of 60 tiles. Fewer blocks than threads (a small map): split each block's output
+        // channels into groups of panels, so that each thread streams only its share of the
+        // transformed filters (with a single panel, the tiles into smaller blocks instead).
+        std::size_t block_tiles = wino_avx512::kBlockTiles;
+        int groups = 1;
+        if (const std::size_t whole = conv->blocks(block_tiles); whole < threads) {
+            if (conv->panels() > 1)
+                groups = static_cast<int>(
+                    std::min<std::size_t>(static_cast<std::size_t>(conv->panels()), (threads + whole - 1) / whole));
+            else
+                block_tiles = std::max<std::size_t>(1, (conv->tiles() + threads - 1) / threads);
+        }
+        const std::size_t blocks = conv->blocks(block_tiles);
         impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
         Step s;
         s.layer = idx;
         s.plan_op = impl_->current_op;
-        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
-            run_units(pool, conv->blocks(block_tiles),
-                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        s.loop = [conv, in, out, block_tiles, blocks, groups, pool = impl_->pool] {
+            const auto g = static_cast<std::size_t>(groups);
+            run_units(pool, blocks * g, [&](std::size_t unit) {
+                conv->run_unit(in, out, unit / g, block_tiles, static_cast<int>(unit % g), groups);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->winograd_layers;
@@ -66192,24 +66426,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -66219,14 +66460,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -66287,9 +66533,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -66298,8 +66545,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -70144,24 +70391,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -70171,14 +70425,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -70239,9 +70498,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -70250,8 +70510,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -73833,24 +74093,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -73860,14 +74127,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -73928,9 +74200,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -73939,8 +74212,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)
@@ -74890,15 +75163,28 @@ private:
                                 " cannot give the inferred " + to_string(l.shape));
         auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
         const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
-        const std::size_t block_tiles =
-            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        // Blocks of 60 tiles. Fewer blocks than threads (a small map): split each block's output
+        // channels into groups of panels, so that each thread streams only its share of the
+        // transformed filters (with a single panel, the tiles into smaller blocks instead).
+        std::size_t block_tiles = wino_avx512::kBlockTiles;
+        int groups = 1;
+        if (const std::size_t whole = conv->blocks(block_tiles); whole < threads) {
+            if (conv->panels() > 1)
+                groups = static_cast<int>(
+                    std::min<std::size_t>(static_cast<std::size_t>(conv->panels()), (threads + whole - 1) / whole));
+            else
+                block_tiles = std::max<std::size_t>(1, (conv->tiles() + threads - 1) / threads);
+        }
+        const std::size_t blocks = conv->blocks(block_tiles);
         impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
         Step s;
         s.layer = idx;
         s.plan_op = impl_->current_op;
-        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
-            run_units(pool, conv->blocks(block_tiles),
-                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        s.loop = [conv, in, out, block_tiles, blocks, groups, pool = impl_->pool] {
+            const auto g = static_cast<std::size_t>(groups);
+            run_units(pool, blocks * g, [&](std::size_t unit) {
+                conv->run_unit(in, out, unit / g, block_tiles, static_cast<int>(unit % g), groups);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->winograd_layers;

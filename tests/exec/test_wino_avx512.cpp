@@ -100,6 +100,14 @@ TEST_CASE("AVX-512 Winograd convolution: equals the plain loop on every path") {
                 std::vector<float> again(outputs, kCanary);
                 conv.run(x.data(), again.data());
                 CHECK(std::equal(again.begin(), again.end(), y));
+                // Groups of output-channel panels (the executor's split of a small map over
+                // threads), in any order: the same values.
+                for (int groups : {2, 3}) {
+                    std::vector<float> split(outputs, kCanary);
+                    for (std::size_t b = conv.blocks(7); b-- > 0;)
+                        for (int g = groups - 1; g >= 0; --g) conv.run_unit(x.data(), split.data(), b, 7, g, groups);
+                    CHECK(std::equal(split.begin(), split.end(), y));
+                }
             }
     }
 }
@@ -120,8 +128,9 @@ TEST_CASE("AVX-512 Winograd convolution: refuses a bad shape") {
 
 TEST_CASE("xnnpack: 3x3 convolutions on lamda's Winograd kernel agree with XNNPACK's and the reference") {
     using lamda_test::graph_of;
-    // A batch norm and relu6 folded in, odd maps, valid padding, outputs off the 16-lane register;
-    // XNNPACK's: 8 inputs, 16 outputs, stride 2, dilation 2, 2 groups, a 5x5 filter.
+    // A batch norm and relu6 folded in, odd maps, valid padding, outputs off the 16-lane register,
+    // a layer of two panels on a map of one block (split by channels at 2 threads); XNNPACK's: 8
+    // inputs, 16 outputs, stride 2, dilation 2, 2 groups, a 5x5 filter.
     const lamda::Graph g = graph_of(
         "input: input shape=13x11x8\n"
         "a: conv2d out=24 kernel=3\n"
@@ -132,17 +141,19 @@ TEST_CASE("xnnpack: 3x3 convolutions on lamda's Winograd kernel agree with XNNPA
         "f: conv2d out=32 kernel=3 dilation=2\n"
         "h: conv2d out=32 kernel=3 groups=2\n"
         "i: conv2d out=32 kernel=5\n"
+        "j: conv2d out=80 kernel=3\n"
         "p: gap\nq: fc out=5\n");
     lamda_test::with_and_without<lamda::XnnExecutor>(
         g, &lamda::XnnOptions::winograd_avx512, [](const lamda::XnnExecutor& with, const lamda::XnnExecutor& without) {
             CHECK(without.winograd_avx512_layers() == 0);
             const bool here = lamda::wino_avx512::available();
             const auto ours = here ? lamda::XnnLowering::Kernel : lamda::XnnLowering::Operators;
-            CHECK(with.winograd_avx512_layers() == (here ? 2 : 0));  // b, c
+            CHECK(with.winograd_avx512_layers() == (here ? 3 : 0));  // b, c, j
             CHECK(with.lowering(1) == lamda::XnnLowering::Operators);  // 8 inputs
             CHECK(with.lowering(2) == ours);
             CHECK(with.lowering(5) == ours);
             for (int layer = 6; layer <= 10; ++layer) CHECK(with.lowering(layer) == lamda::XnnLowering::Operators);
+            CHECK(with.lowering(11) == ours);
         });
     CHECK(lamda::wino_avx512::takes(3, 3, 1, 1, 1, 1, 1, 16, 24));
     CHECK_FALSE(lamda::wino_avx512::takes(3, 3, 1, 1, 1, 1, 1, 8, 24));

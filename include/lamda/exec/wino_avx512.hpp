@@ -122,24 +122,31 @@ public:
 
     const WinogradGeometry& geometry() const noexcept { return geo_; }
     std::size_t tiles() const noexcept { return wino_avx512::tiles(geo_.out_h, geo_.out_w); }
-    // Units of work: blocks of up to `block_tiles` output tiles.
+    // Units of work: blocks of up to `block_tiles` output tiles, each whole or split into
+    // `groups` of the output channels' panels of 64 (at most panels() of them).
     std::size_t blocks(std::size_t block_tiles = wino_avx512::kBlockTiles) const noexcept {
         return (tiles() + block_tiles - 1) / block_tiles;
     }
+    int panels() const noexcept { return gemm_.front()->panels(); }
 
     // The whole output: `in` in_h x in_w x in_channels, `out` out_h x out_w x out_channels.
     void run(const float* in, float* out) const {
         for (std::size_t b = 0; b < blocks(); ++b) run_unit(in, out, b);
     }
 
-    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block.
-    // Units are independent: threads may run different ones at once (each thread transforms
-    // into scratch of its own, kept for its next unit).
+    // Block `block` of tiles (row-major over the output's 2x2 tiles), `block_tiles` per block,
+    // and of its output channels the panels of group `group` of `groups`. Units are independent:
+    // threads may run different ones at once (each thread transforms into scratch of its own,
+    // kept for its next unit). Groups split a map of few tiles (7x7: 16) over threads by output
+    // channels, so that each streams only its share of the transformed filters; each group
+    // transforms the block's inputs again (cheap beside the GEMMs at such widths).
     void run_unit(const float* in, float* out, std::size_t block,
-                  std::size_t block_tiles = wino_avx512::kBlockTiles) const {
+                  std::size_t block_tiles = wino_avx512::kBlockTiles, int group = 0, int groups = 1) const {
 #if defined(LAMDA_PW_AVX512_X86)
         const std::size_t t0 = block * block_tiles, t1 = std::min(tiles(), t0 + block_tiles);
-        if (t0 >= t1) return;
+        if (t0 >= t1 || groups < 1 || group < 0 || group >= groups) return;
+        const int panel_begin = panels() * group / groups, panel_end = panels() * (group + 1) / groups;
+        if (panel_begin >= panel_end) return;
         const std::size_t T = t1 - t0;
         static thread_local std::vector<float> scratch;
         const std::size_t v_size = wino_avx512::kPoints * T * static_cast<std::size_t>(geo_.in_channels);
@@ -149,14 +156,19 @@ public:
         float* M = V + v_size;
         transform_input(in, t0, t1, V);
         for (std::size_t xi = 0; xi < wino_avx512::kPoints; ++xi)
-            gemm_[xi]->run(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
-                           M + xi * T * static_cast<std::size_t>(geo_.out_channels), T);
-        transform_output(M, t0, t1, out);
+            for (int panel = panel_begin; panel < panel_end; ++panel)
+                for (std::size_t chunk = 0; chunk < PointwiseF32::chunks(T); ++chunk)
+                    gemm_[xi]->run_unit(V + xi * T * static_cast<std::size_t>(geo_.in_channels),
+                                        M + xi * T * static_cast<std::size_t>(geo_.out_channels), T, panel, chunk);
+        const int per_panel = pw_avx512::kMaxRegisters * pw_avx512::kLanes;
+        transform_output(M, t0, t1, panel_begin * per_panel, std::min(geo_.out_channels, panel_end * per_panel), out);
 #else
         (void)in;
         (void)out;
         (void)block;
         (void)block_tiles;
+        (void)group;
+        (void)groups;
         throw std::logic_error("Winograd3x3F32: built without AVX-512 support");
 #endif
     }
@@ -217,9 +229,10 @@ private:
         }
     }
 
-    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi), the block cut at the map's edge.
+    // out[2x2 block of tile t] = clamp(bias + A^T M A, lo, hi) for output channels c_begin to
+    // c_end, the block cut at the map's edge.
     __attribute__((target("avx512f"))) void transform_output(const float* M, std::size_t t0, std::size_t t1,
-                                                             float* out) const {
+                                                             int c_begin, int c_end, float* out) const {
         const int oc = geo_.out_channels, tw = (geo_.out_w + 1) / 2;
         const std::size_t T = t1 - t0, OC = static_cast<std::size_t>(oc);
         const __m512 vlo = _mm512_set1_ps(lo_), vhi = _mm512_set1_ps(hi_);
@@ -228,8 +241,8 @@ private:
             const int x0 = 2 * static_cast<int>(t % static_cast<std::size_t>(tw));
             const int rows = std::min(2, geo_.out_h - y0), cols = std::min(2, geo_.out_w - x0);
             const float* mt = M + (t - t0) * OC;
-            for (int c = 0; c < oc; c += pw_avx512::kLanes) {
-                const __mmask16 m = lanes(oc - c);
+            for (int c = c_begin; c < c_end; c += pw_avx512::kLanes) {
+                const __mmask16 m = lanes(c_end - c);
                 __m512 a[4][4];
                 LAMDA_UNROLL_FULL
                 for (int xi = 0; xi < 16; ++xi)

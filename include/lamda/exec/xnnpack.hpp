@@ -1007,15 +1007,28 @@ private:
                                 " cannot give the inferred " + to_string(l.shape));
         auto conv = std::make_shared<const Winograd3x3F32>(geo, sp.kernel.data(), bias, lo, hi);
         const std::size_t threads = impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1;
-        const std::size_t block_tiles =
-            std::max<std::size_t>(1, std::min<std::size_t>(wino_avx512::kBlockTiles, (conv->tiles() + threads - 1) / threads));
+        // Blocks of 60 tiles. Fewer blocks than threads (a small map): split each block's output
+        // channels into groups of panels, so that each thread streams only its share of the
+        // transformed filters (with a single panel, the tiles into smaller blocks instead).
+        std::size_t block_tiles = wino_avx512::kBlockTiles;
+        int groups = 1;
+        if (const std::size_t whole = conv->blocks(block_tiles); whole < threads) {
+            if (conv->panels() > 1)
+                groups = static_cast<int>(
+                    std::min<std::size_t>(static_cast<std::size_t>(conv->panels()), (threads + whole - 1) / whole));
+            else
+                block_tiles = std::max<std::size_t>(1, (conv->tiles() + threads - 1) / threads);
+        }
+        const std::size_t blocks = conv->blocks(block_tiles);
         impl_->lowering[static_cast<std::size_t>(idx)] = XnnLowering::Kernel;
         Step s;
         s.layer = idx;
         s.plan_op = impl_->current_op;
-        s.loop = [conv, in, out, block_tiles, pool = impl_->pool] {
-            run_units(pool, conv->blocks(block_tiles),
-                      [&](std::size_t block) { conv->run_unit(in, out, block, block_tiles); });
+        s.loop = [conv, in, out, block_tiles, blocks, groups, pool = impl_->pool] {
+            const auto g = static_cast<std::size_t>(groups);
+            run_units(pool, blocks * g, [&](std::size_t unit) {
+                conv->run_unit(in, out, unit / g, block_tiles, static_cast<int>(unit % g), groups);
+            });
         };
         impl_->steps.push_back(std::move(s));
         ++impl_->winograd_layers;
