@@ -10284,8 +10284,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -11373,7 +11373,7 @@ struct XnnOptions {
     bool pointwise_avx512 = detail::built_optimized;
     // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
     // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
-    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.39-0.74x XNNPACK's time
     // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
     // builds.
     bool winograd_avx512 = detail::built_optimized;
@@ -12219,8 +12219,8 @@ private:
         ++impl_->pointwise_layers;
     }
 
-    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
-    // the thread pool, small enough that every thread gets one.
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles (split
+    // by output channels where there are fewer blocks than threads) over the thread pool.
     void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
                       const float* in, float* out) {
         WinogradGeometry geo;
@@ -16749,8 +16749,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -17323,7 +17323,7 @@ struct XnnOptions {
     bool pointwise_avx512 = detail::built_optimized;
     // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
     // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
-    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.39-0.74x XNNPACK's time
     // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
     // builds.
     bool winograd_avx512 = detail::built_optimized;
@@ -18169,8 +18169,8 @@ private:
         ++impl_->pointwise_layers;
     }
 
-    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
-    // the thread pool, small enough that every thread gets one.
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles (split
+    // by output channels where there are fewer blocks than threads) over the thread pool.
     void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
                       const float* in, float* out) {
         WinogradGeometry geo;
@@ -20214,8 +20214,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -28635,8 +28635,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -32269,8 +32269,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -32843,7 +32843,7 @@ struct XnnOptions {
     bool pointwise_avx512 = detail::built_optimized;
     // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
     // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
-    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.39-0.74x XNNPACK's time
     // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
     // builds.
     bool winograd_avx512 = detail::built_optimized;
@@ -33689,8 +33689,8 @@ private:
         ++impl_->pointwise_layers;
     }
 
-    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
-    // the thread pool, small enough that every thread gets one.
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles (split
+    // by output channels where there are fewer blocks than threads) over the thread pool.
     void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
                       const float* in, float* out) {
         WinogradGeometry geo;
@@ -35609,8 +35609,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -42531,8 +42531,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -46165,8 +46165,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -46739,7 +46739,7 @@ struct XnnOptions {
     bool pointwise_avx512 = detail::built_optimized;
     // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
     // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
-    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.39-0.74x XNNPACK's time
     // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
     // builds.
     bool winograd_avx512 = detail::built_optimized;
@@ -47585,8 +47585,8 @@ private:
         ++impl_->pointwise_layers;
     }
 
-    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
-    // the thread pool, small enough that every thread gets one.
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles (split
+    // by output channels where there are fewer blocks than threads) over the thread pool.
     void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
                       const float* in, float* out) {
         WinogradGeometry geo;
@@ -50159,8 +50159,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -54069,8 +54069,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -54354,7 +54354,7 @@ struct XnnOptions {
     bool pointwise_avx512 = detail::built_optimized;
     // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
     // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
-    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.39-0.74x XNNPACK's time
     // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
     // builds.
     bool winograd_avx512 = detail::built_optimized;
@@ -55200,8 +55200,8 @@ private:
         ++impl_->pointwise_layers;
     }
 
-    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
-    // the thread pool, small enough that every thread gets one.
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles (split
+    // by output channels where there are fewer blocks than threads) over the thread pool.
     void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
                       const float* in, float* out) {
         WinogradGeometry geo;
@@ -58803,8 +58803,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -63561,8 +63561,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -64135,7 +64135,7 @@ struct XnnOptions {
     bool pointwise_avx512 = detail::built_optimized;
     // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
     // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
-    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.39-0.74x XNNPACK's time
     // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
     // builds.
     bool winograd_avx512 = detail::built_optimized;
@@ -64981,8 +64981,8 @@ private:
         ++impl_->pointwise_layers;
     }
 
-    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
-    // the thread pool, small enough that every thread gets one.
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles (split
+    // by output channels where there are fewer blocks than threads) over the thread pool.
     void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
                       const float* in, float* out) {
         WinogradGeometry geo;
@@ -66346,8 +66346,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -70311,8 +70311,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -74013,8 +74013,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }
@@ -74298,7 +74298,7 @@ struct XnnOptions {
     bool pointwise_avx512 = detail::built_optimized;
     // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
     // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
-    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.39-0.74x XNNPACK's time
     // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
     // builds.
     bool winograd_avx512 = detail::built_optimized;
@@ -75144,8 +75144,8 @@ private:
         ++impl_->pointwise_layers;
     }
 
-    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
-    // the thread pool, small enough that every thread gets one.
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles (split
+    // by output channels where there are fewer blocks than threads) over the thread pool.
     void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
                       const float* in, float* out) {
         WinogradGeometry geo;

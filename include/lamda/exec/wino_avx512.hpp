@@ -42,8 +42,8 @@ inline bool available() noexcept { return detail::cpu_has_avx512f(); }
 inline bool used_by_default() noexcept { return detail::built_optimized && available(); }
 
 // Whether a 3x3 stride-1 convolution runs faster on this kernel than on XNNPACK's, from timing
-// both on one machine, interleaved (docs/benchmarks.md, "Winograd"): 0.43-0.71x XNNPACK's time
-// on resnet18's and squeezenet1_1's shapes (16 to 512 inputs), 0.88-0.91x at 16-24 channels;
+// both on one machine, interleaved (docs/benchmarks.md, "lamda's Winograd kernel"): 0.39-0.74x
+// XNNPACK's time on resnet18's, squeezenet1_1's and Fashion-MNIST's shapes (16 to 512 inputs);
 // with fewer than 16 inputs or 16 outputs the transforms outweigh the products saved (2x
 // slower at 8 -> 16).
 inline bool preferred(int in_channels, int out_channels) noexcept { return in_channels >= 16 && out_channels > 16; }

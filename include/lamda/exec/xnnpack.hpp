@@ -142,7 +142,7 @@ struct XnnOptions {
     bool pointwise_avx512 = detail::built_optimized;
     // fp32 3x3 stride-1 convolutions (one group, no dilation) run on lamda's own Winograd
     // F(2x2, 3x3) kernel where the CPU has AVX-512F and the kernel is the faster
-    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.43-0.91x XNNPACK's time
+    // (wino_avx512::preferred: 16 or more inputs, more than 16 outputs; 0.39-0.74x XNNPACK's time
     // there); false keeps XNNPACK's convolution for them (to compare). On by default in optimised
     // builds.
     bool winograd_avx512 = detail::built_optimized;
@@ -988,8 +988,8 @@ private:
         ++impl_->pointwise_layers;
     }
 
-    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles over
-    // the thread pool, small enough that every thread gets one.
+    // A 3x3 stride-1 convolution on exec/wino_avx512.hpp's kernel: blocks of output tiles (split
+    // by output channels where there are fewer blocks than threads) over the thread pool.
     void add_winograd(int idx, const Layer& l, const AffineSpec& sp, const float* bias, float lo, float hi,
                       const float* in, float* out) {
         WinogradGeometry geo;
