@@ -6,6 +6,7 @@
 
 #if defined(LAMDA_WITH_TORCH)
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "lamda/train/trainer.hpp"  // first: it must compile on its own with libtorch too
@@ -210,6 +212,7 @@ TEST_CASE("train: deterministic under a seed") {
     TrainOptions o = quick(2);
     o.shift = 1;
     o.flip = true;
+    o.erase = 0.5;
     const lamda::TrainResult a = lamda::train_model(g, train, val, nullptr, o);
     const lamda::TrainResult b = lamda::train_model(g, train, val, nullptr, o);
     CHECK(a.weights.size() == b.weights.size());
@@ -222,6 +225,94 @@ TEST_CASE("train: deterministic under a seed") {
     o.seed = 4;
     const lamda::TrainResult c = lamda::train_model(g, train, val, nullptr, o);
     CHECK(c.weights.at("c1.weight").data != a.weights.at("c1.weight").data);
+}
+
+// The bounding box of the values of `img` (C x H x W) that differ from `before`; false when none do.
+bool changed_box(const float* img, const float* before, std::int64_t C, std::int64_t H, std::int64_t W,
+                 std::int64_t& y0, std::int64_t& x0, std::int64_t& y1, std::int64_t& x1) {
+    y0 = H, x0 = W, y1 = -1, x1 = -1;
+    for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t y = 0; y < H; ++y)
+            for (std::int64_t x = 0; x < W; ++x)
+                if (img[(c * H + y) * W + x] != before[(c * H + y) * W + x]) {
+                    y0 = std::min(y0, y), x0 = std::min(x0, x), y1 = std::max(y1, y), x1 = std::max(x1, x);
+                }
+    return y1 >= 0;
+}
+
+TEST_CASE("train: random erasing fills one rectangle of 2-40% of the image with noise, on every channel") {
+    const std::int64_t C = 2, H = 28, W = 20;
+    const std::vector<float> before(static_cast<std::size_t>(C * H * W), -1.0f);  // outside the noise's [0, 1]
+    lamda::detail::SplitMix64 rng{7};
+    std::set<std::pair<std::int64_t, std::int64_t>> sizes;
+    double smallest = 1, largest = 0;
+    for (int draw = 0; draw < 2000; ++draw) {
+        std::vector<float> img = before;
+        lamda::train_detail::RandomErasing::apply(img.data(), C, H, W, rng);
+        std::int64_t y0, x0, y1, x1;
+        REQUIRE(changed_box(img.data(), before.data(), C, H, W, y0, x0, y1, x1));  // 10 tries: one fits
+        // Every value inside the box was replaced by noise in [0, 1], on both channels; none outside.
+        for (std::int64_t c = 0; c < C; ++c)
+            for (std::int64_t y = y0; y <= y1; ++y)
+                for (std::int64_t x = x0; x <= x1; ++x) {
+                    const float v = img[static_cast<std::size_t>((c * H + y) * W + x)];
+                    REQUIRE((v >= 0.0f && v < 1.0f));
+                }
+        const std::int64_t h = y1 - y0 + 1, w = x1 - x0 + 1;
+        sizes.insert({h, w});
+        const double share = static_cast<double>(h * w) / static_cast<double>(H * W);
+        smallest = std::min(smallest, share), largest = std::max(largest, share);
+        // Rounding each side to whole pixels moves the area by up to about a side's length.
+        CHECK(share >= 0.02 - static_cast<double>(h + w) / static_cast<double>(H * W));
+        CHECK(share <= 0.4 + static_cast<double>(h + w + 1) / static_cast<double>(H * W));
+    }
+    CHECK(smallest < 0.05);
+    CHECK(largest > 0.3);
+    CHECK(sizes.size() > 50);  // shapes vary: tall, wide, square
+
+    // In a batch: with probability 1 every image is erased, with 0.5 about half, with 0 none, and
+    // without erasing the batches are those of the options before it (the same draws).
+    Dataset d = synthetic(400, {H, W, C}, 4, 5);
+    const auto batch_values = [&](double erase, int shift) {
+        lamda::train_detail::EpochBatches batches(d, 400, 9, 1, shift, shift > 0, erase);
+        torch::Tensor x, y;
+        REQUIRE(batches.next(x, y));
+        const float* p = x.data_ptr<float>();
+        return std::vector<float>(p, p + x.numel());
+    };
+    // Images erased against the same batch without erasing: one rectangle each, the rest as it was
+    // (erasing comes after the shift and the flip, and draws after them within a batch: a batch of
+    // the whole dataset has the same shifts with and without it).
+    const auto erased_images = [&](const std::vector<float>& erased, const std::vector<float>& plain) {
+        int n = 0;
+        const std::size_t per = static_cast<std::size_t>(C * H * W);
+        for (std::size_t k = 0; k < 400; ++k) {
+            std::int64_t y0, x0, y1, x1;
+            if (!changed_box(erased.data() + k * per, plain.data() + k * per, C, H, W, y0, x0, y1, x1)) continue;
+            ++n;
+            int kept_inside = 0;  // the changes fill their bounding box: a rectangle on every channel
+            for (std::int64_t c = 0; c < C; ++c)
+                for (std::int64_t y = y0; y <= y1; ++y)
+                    for (std::int64_t x = x0; x <= x1; ++x) {
+                        const std::size_t at = k * per + static_cast<std::size_t>((c * H + y) * W + x);
+                        kept_inside += erased[at] == plain[at] ? 1 : 0;
+                    }
+            CHECK(kept_inside == 0);
+        }
+        return n;
+    };
+    const std::vector<float> plain = batch_values(0, 0), shifted = batch_values(0, 2);
+    CHECK(shifted != plain);
+    CHECK(erased_images(batch_values(1, 0), plain) == 400);
+    CHECK(erased_images(batch_values(1, 2), shifted) == 400);
+    const int half = erased_images(batch_values(0.5, 2), shifted);
+    CHECK(half > 150);
+    CHECK(half < 250);
+
+    TrainOptions o = quick(1);
+    o.erase = 1.5;
+    CHECK_THROWS_WITH_AS(lamda::train_model(graph_of(every_op_models[0]), d, d, nullptr, o),
+                         doctest::Contains("erase probability must be in [0, 1]"), std::invalid_argument);
 }
 
 TEST_CASE("train: options, progress, subsets and mismatches") {

@@ -52,6 +52,7 @@ struct GenerateArgs {
     int final_top = 3;        // feasible candidates trained in full at the end, at most
     int train_threads = 1;    // libtorch threads (training never overlaps a measurement)
     int final_epochs = 0;     // epochs of the full trainings at the end; 0: the trainer's default (15)
+    double final_erase = -1;  // random erasing probability of the full trainings; < 0: the trainer's default
     double proxy_slack = lamda::default_proxy_accuracy_slack;  // GenerateSetup::proxy_accuracy_slack
     int runs = 30;            // timed runs per measured candidate
     int confirm_runs = 300;   // timed runs confirming the best at the end
@@ -104,6 +105,10 @@ inline CLI::App* add_generate_command(CLI::App& app, GenerateArgs& a) {
         ->check(CLI::Range(1, 50));
     cmd->add_option("--final-epochs", a.final_epochs, "Epochs of the full trainings at the end (default 15)")
         ->check(CLI::Range(1, 1000));
+    cmd->add_option("--final-erase", a.final_erase,
+                    "Random erasing in the full trainings at the end: the probability of erasing a random "
+                    "rectangle of each image (lamda train --erase; default 0: off)")
+        ->check(CLI::Range(0.0, 1.0));
     cmd->add_option("--train-threads", a.train_threads, "Threads for training candidates (libtorch)")
         ->check(CLI::Range(1, 1024));
     cmd->add_option("--proxy-slack", a.proxy_slack,

@@ -78,6 +78,7 @@ int run_train(const TrainArgs& args) {
     if (args.label_smoothing >= 0) o.label_smoothing = args.label_smoothing;
     if (args.shift >= 0) o.shift = args.shift;
     if (args.no_flip) o.flip = false;
+    if (args.erase >= 0) o.erase = args.erase;
     if (args.no_cosine) o.cosine = false;
     if (args.subset > 0) o.train_subset = args.subset;
     o.validation_fraction = args.val_fraction;
@@ -216,7 +217,7 @@ QatRun qat_finetune(const lamda::Graph& graph, const lamda::Weights& weights, co
 }
 
 std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads, std::uint64_t seed,
-                                             int full_epochs) {
+                                             int full_epochs, double full_erase) {
     lamda::TrainOptions proxy = lamda::TrainOptions::proxy();
     lamda::TrainOptions full = lamda::TrainOptions::full();
     proxy.threads = full.threads = threads;
@@ -225,6 +226,7 @@ std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int thr
     full.progress = print_epoch;
     show_steps(full);
     if (full_epochs > 0) full.epochs = full_epochs;
+    if (full_erase >= 0) full.erase = full_erase;
     return std::make_unique<lamda::TorchTrainer>(lamda::load_dataset(dataset), proxy, full);
 }
 

@@ -177,6 +177,9 @@ inline void add_train_commands(CLI::App& app, int& exit_code) {
                       "Augmentation: random shift by up to N pixels (default 2; 0: off)")
         ->check(CLI::Range(0, 64));
     train->add_flag("--no-flip", args->no_flip, "Augmentation: no random horizontal flips");
+    train->add_option("--erase", args->erase,
+                      "Augmentation: probability of erasing a random rectangle of each image (default 0: off)")
+        ->check(CLI::Range(0.0, 1.0));
     train->add_flag("--no-cosine", args->no_cosine, "Constant learning rate (no cosine schedule)");
     train->add_option("--val-fraction", args->val_fraction,
                       "Fraction of the training set held out for validation (default 0.1)")
@@ -214,11 +217,12 @@ inline void add_train_commands(CLI::App& app, int& exit_code) {
 
 // A trainer on `dataset` (a name or directory, as --dataset takes) with the proxy and full
 // defaults of train/trainer.hpp, `threads` threads and seed `seed`; `full_epochs` > 0 overrides the full
-// training's epoch count. Throws lamda::DatasetError when the dataset cannot be loaded, and
-// lamda::Exception when the libtorch module cannot be loaded.
+// training's epoch count, `full_erase` >= 0 its random erasing probability. Throws
+// lamda::DatasetError when the dataset cannot be loaded, and lamda::Exception when the libtorch
+// module cannot be loaded.
 inline std::unique_ptr<lamda::Trainer> make_trainer(const std::string& dataset, int threads,
-                                                    std::uint64_t seed, int full_epochs = 0) {
-    return train_module().make_trainer(dataset, threads, seed, full_epochs);
+                                                    std::uint64_t seed, int full_epochs = 0, double full_erase = -1) {
+    return train_module().make_trainer(dataset, threads, seed, full_epochs, full_erase);
 }
 
 #else
@@ -238,7 +242,8 @@ inline void add_train_commands(CLI::App& app, int& exit_code) {
 
 // Without libtorch there is no trainer: the loop falls back to its capacity objective.
 inline std::unique_ptr<lamda::Trainer> make_trainer(const std::string& /*dataset*/, int /*threads*/,
-                                                    std::uint64_t /*seed*/, int /*full_epochs*/ = 0) {
+                                                    std::uint64_t /*seed*/, int /*full_epochs*/ = 0,
+                                                    double /*full_erase*/ = -1) {
     return nullptr;
 }
 

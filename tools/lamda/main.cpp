@@ -488,7 +488,7 @@ int main(int argc, char** argv) {
             if (lamda_cli::have_trainer)
                 trainer = [&](const lamda::Task& task, std::uint64_t seed) {
                     return lamda_cli::make_trainer(task.dataset, generate_args.train_threads, seed,
-                                                   generate_args.final_epochs);
+                                                   generate_args.final_epochs, generate_args.final_erase);
                 };
             return lamda_cli::run_generate(generate_args, trainer);
         }

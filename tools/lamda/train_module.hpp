@@ -56,6 +56,7 @@ struct TrainArgs {
     double label_smoothing = -1;
     int shift = -1;
     bool no_flip = false;
+    double erase = -1;  // --erase P: random erasing's probability; < 0: the mode's default
     bool no_cosine = false;
     double val_fraction = 0.1;
     std::uint64_t seed = 1;
@@ -88,9 +89,10 @@ struct TrainModule {
     int (*run_train)(const TrainArgs& args);
     // A trainer on `dataset` (a name or directory) with train/trainer.hpp's proxy and full
     // defaults, `threads` threads and seed `seed`; `full_epochs` > 0 overrides the full training's
-    // epoch count. Throws lamda::DatasetError when the dataset cannot be loaded.
+    // epoch count, `full_erase` >= 0 its random erasing probability. Throws lamda::DatasetError
+    // when the dataset cannot be loaded.
     std::unique_ptr<lamda::Trainer> (*make_trainer)(const std::string& dataset, int threads, std::uint64_t seed,
-                                                    int full_epochs);
+                                                    int full_epochs, double full_erase);
     // Top-1 accuracy of `q` through libtorch with fake quantization, on the first `limit` images of `d`.
     lamda::Accuracy (*fake_quant_accuracy)(const lamda::PtqResult& q, const lamda::Dataset& d, std::size_t limit,
                                            int threads);

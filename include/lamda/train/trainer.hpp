@@ -13,7 +13,7 @@
 // test set is only evaluated at the end, when given. Each epoch
 // visits the (optionally subsampled) training images in a seeded order, in mini-batches, with
 // optional augmentation (a random shift by up to `shift` pixels, i.e. zero padding then a random
-// crop; a random horizontal flip), and minimises cross-entropy with optional label smoothing
+// crop; a random horizontal flip; random erasing of a rectangle), and minimises cross-entropy with optional label smoothing
 // with Adam or SGD (momentum 0.9, optionally a cosine learning-rate schedule to zero). A model
 // whose output layer is softmax is trained on the log of its probabilities. With
 // TrainOptions::distill, a trained teacher's softened predictions join the labels in the loss
@@ -122,6 +122,7 @@ struct TrainOptions {
     double label_smoothing = 0;  // in [0, 1)
     int shift = 0;               // augmentation: random shift by up to this many pixels; 0: off
     bool flip = false;           // augmentation: random horizontal flip
+    double erase = 0;            // augmentation: probability of random erasing (below); 0: off
     std::size_t train_subset = 0;  // train on a seeded sample of this many images; 0: all
     std::size_t val_subset = 0;    // validate on the first this many validation images; 0: all
     double validation_fraction = default_validation_fraction;  // of the training set, for DatasetSplits overloads
@@ -203,6 +204,7 @@ inline void check_options(const TrainOptions& o) {
     if (!(o.weight_decay >= 0 && o.weight_decay < 1e3)) bad("weight decay must be >= 0");
     if (!(o.label_smoothing >= 0 && o.label_smoothing < 1)) bad("label smoothing must be in [0, 1)");
     if (o.shift < 0 || o.shift > 64) bad("shift must be in 0..64, got " + std::to_string(o.shift));
+    if (!(o.erase >= 0 && o.erase <= 1)) bad("erase probability must be in [0, 1], got " + std::to_string(o.erase));
     if (!(o.validation_fraction >= 0 && o.validation_fraction < 1))
         bad("validation fraction must be in [0, 1)");
     if (o.threads < 1 || o.threads > 1024) bad("threads must be in 1..1024, got " + std::to_string(o.threads));
@@ -291,16 +293,46 @@ inline int epochs_that_fit(int asked, double max_seconds, double spent, double e
 // shared machine: an epoch too many would be cut before the schedule's end.
 constexpr double epoch_extension_margin = 1.1;
 
+// Random erasing (Zhong et al., AAAI 2020, their settings): a rectangle of 2% to 40% of the image,
+// aspect ratio between 0.3 and 1/0.3 (log-uniform), placed at random, filled with uniform noise
+// in [0, 1] on every channel. Up to 10 draws for a rectangle that fits; none fits: untouched.
+// Hiding a part of the object makes a small network use all of it (Fashion-MNIST's sleeves,
+// collars and soles) instead of one telling patch.
+struct RandomErasing {
+    static constexpr double min_area = 0.02, max_area = 0.4, min_aspect = 0.3;
+    static constexpr int tries = 10;
+    // Erases one image (CHW, `C` x `H` x `W` floats at `img`) with `rng`'s draws.
+    static void apply(float* img, std::int64_t C, std::int64_t H, std::int64_t W, detail::SplitMix64& rng) {
+        const double area = static_cast<double>(H * W);
+        for (int t = 0; t < tries; ++t) {
+            const double target = area * rng.uniform(static_cast<float>(min_area), static_cast<float>(max_area));
+            const double log_aspect = rng.uniform(static_cast<float>(std::log(min_aspect)),
+                                                  static_cast<float>(-std::log(min_aspect)));
+            const double aspect = std::exp(log_aspect);
+            const auto h = static_cast<std::int64_t>(std::lround(std::sqrt(target * aspect)));
+            const auto w = static_cast<std::int64_t>(std::lround(std::sqrt(target / aspect)));
+            if (h < 1 || w < 1 || h > H || w > W) continue;
+            const auto y0 = static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(H - h + 1));
+            const auto x0 = static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(W - w + 1));
+            for (std::int64_t c = 0; c < C; ++c)
+                for (std::int64_t y = y0; y < y0 + h; ++y)
+                    for (std::int64_t x = x0; x < x0 + w; ++x) img[(c * H + y) * W + x] = rng.uniform(0.0f, 1.0f);
+            return;
+        }
+    }
+};
+
 // One epoch's mini-batches of `train`: its images in a seeded order (from `seed` and `epoch`, the
-// same on every platform), `batch_size` at a time, optionally shifted by up to `shift` pixels and
-// mirrored at random. A last batch of one image is skipped (it breaks batch norm's batch
+// same on every platform), `batch_size` at a time, optionally shifted by up to `shift` pixels,
+// mirrored and erased (with probability `erase`, RandomErasing) at random. Without erasing the
+// random draws are those of a build before it: the same seed gives the same batches. A last batch of one image is skipped (it breaks batch norm's batch
 // statistics; the image comes in another epoch's order). train_model and QAT share this, so a
 // batch means the same in both.
 class EpochBatches {
 public:
     EpochBatches(const Dataset& train, std::size_t batch_size, std::uint64_t seed, int epoch, int shift = 0,
-                 bool flip = false)
-        : train_(train), bs_(batch_size), shift_(shift), flip_(flip),
+                 bool flip = false, double erase = 0)
+        : train_(train), bs_(batch_size), shift_(shift), flip_(flip), erase_(erase),
           epoch_seed_(seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(epoch) + 1),
           order_(seeded_permutation(train.size(), epoch_seed_)), rng_{epoch_seed_ ^ 0xA5A5A5A5A5A5A5A5ULL},
           buf_(batch_size * static_cast<std::size_t>(train.shape.elements())), labels_(batch_size), dy_(batch_size),
@@ -329,6 +361,12 @@ public:
             }
             gather(train_, order_.data() + start, b, buf_.data(), shift_ > 0 ? dy_.data() : nullptr,
                    shift_ > 0 ? dx_.data() : nullptr, flip_ ? flips_.get() : nullptr);
+            if (erase_ > 0) {
+                const std::int64_t C = train_.shape.c, H = train_.shape.h, W = train_.shape.w;
+                for (std::size_t k = 0; k < b; ++k)
+                    if (rng_.uniform(0.0f, 1.0f) < static_cast<float>(erase_))
+                        RandomErasing::apply(buf_.data() + k * static_cast<std::size_t>(C * H * W), C, H, W, rng_);
+            }
             const auto B = static_cast<std::int64_t>(b);
             x = torch::from_blob(buf_.data(), {B, train_.shape.c, train_.shape.h, train_.shape.w}, torch::kFloat32);
             y = torch::from_blob(labels_.data(), {B}, torch::kInt64);
@@ -342,6 +380,7 @@ private:
     std::size_t bs_;
     int shift_;
     bool flip_;
+    double erase_;
     std::uint64_t epoch_seed_;
     std::vector<std::size_t> order_;
     detail::SplitMix64 rng_;
@@ -452,7 +491,8 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
     auto epoch_start = loop_start;
     for (int epoch = 0; epoch < epochs; ++epoch) {
         model.train();
-        train_detail::EpochBatches batches(train, bs, options.seed, epoch, options.shift, options.flip);
+        train_detail::EpochBatches batches(train, bs, options.seed, epoch, options.shift, options.flip,
+                                           options.erase);
         double loss_sum = 0;
         std::int64_t seen = 0, correct = 0;
         auto step = static_cast<std::int64_t>(steps_per_epoch) * epoch;
