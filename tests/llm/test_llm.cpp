@@ -1268,6 +1268,43 @@ TEST_CASE("llm: the prompt lists the candidates other workers are still evaluati
     CHECK((without.find("channels at a time") != std::string::npos) == !llm_channel_tile_hint(task, describe_device()).empty());
 }
 
+TEST_CASE("llm: under a total time limit the prompt says how much of each full training fits, and ranks by it") {
+    Task task = small_task(12);
+    task.objective = Objective::Accuracy;
+    task.budget.max_total_seconds = 181;
+    LlmConfig c;
+    c.base_url = "http://127.0.0.1:9/v1";  // never contacted: request_body only builds the request
+    c.model = "scripted-model";
+    // Two feasible trained candidates (the numbers of docs/adapt.md's status line): #1 is more
+    // accurate but trains slowly, 38% of its full training fits; #2 fits whole.
+    std::vector<CandidateRecord> records(2);
+    for (int k = 0; k < 2; ++k) {
+        CandidateRecord& r = records[static_cast<std::size_t>(k)];
+        r.index = k + 1;
+        r.dsl = model_text(8 + 8 * k);
+        r.hash = text_hash(r.dsl);
+        r.verdict = Verdict::Feasible;
+        r.measured_ms = 0.03;
+        r.params = 1000;
+    }
+    records[0].accuracy = 0.816, records[0].train_seconds = 2.8;
+    records[1].accuracy = 0.801, records[1].train_seconds = 1.1;
+    const auto fit = [](const CandidateRecord& r) { return r.train_seconds > 2 ? 0.38 : 1.0; };
+
+    LlmProposer plain(c), timed(c);
+    timed.set_final_training_fit(fit);
+    const std::string without = plain.request_body(task, records), with = timed.request_body(task, records);
+    CHECK(without.find("## Time") == std::string::npos);
+    CHECK(without.find("training fits") == std::string::npos);
+    CHECK(with.find("## Time") != std::string::npos);
+    CHECK(with.find("one limit of 181 s") != std::string::npos);
+    CHECK(with.find("accuracy 81.6%, its full training fits 38% of the time kept for it") != std::string::npos);
+    CHECK(with.find("accuracy 80.1%, its full training fits") == std::string::npos);  // all of it: not said
+    // Best first: by accuracy alone #1, by accuracy less what cannot train #2 (81.6 - 5 x 0.62 < 80.1).
+    CHECK(without.find("### #1 ") < without.find("### #2 "));
+    CHECK(with.find("### #2 ") < with.find("### #1 "));
+}
+
 TEST_CASE("llm: adapting, every request shows the start model to edit") {
     const Task task = small_task(12);
     LlmConfig c;

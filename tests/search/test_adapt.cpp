@@ -755,7 +755,7 @@ TEST_CASE("generate: max_total_seconds keeps the best candidate's final training
     // Ranked for the final training: 10 points of proxy accuracy outweigh a training that fits a
     // quarter; 1.1 points do not outweigh one that fits 43% against 78% (a 0.05 ms adaptation's
     // #31 and #32, docs/adapt.md: 127 s kept, a full training 120x the fine-tuning).
-    CHECK(generate_detail::rank_feasible_in_time(records, Objective::Accuracy,
+    CHECK(rank_feasible_in_time(records, Objective::Accuracy,
                                                  generate_detail::final_training_fit(10, 500, half)) ==
           std::vector<std::size_t>{0, 1, 2});
     std::vector<CandidateRecord> close(2);
@@ -768,13 +768,13 @@ TEST_CASE("generate: max_total_seconds keeps the best candidate's final training
     close[1].accuracy = 0.767;
     close[1].train_seconds = 1.36;
     const double adapted = generate_detail::adapted_final_training_max_share;
-    CHECK(generate_detail::rank_feasible_in_time(close, Objective::Accuracy,
+    CHECK(rank_feasible_in_time(close, Objective::Accuracy,
                                                  generate_detail::final_training_fit(120, 181, adapted)) ==
           std::vector<std::size_t>{1, 0});
-    CHECK(generate_detail::rank_feasible_in_time(close, Objective::Accuracy,
+    CHECK(rank_feasible_in_time(close, Objective::Accuracy,
                                                  generate_detail::final_training_fit(120, 1000, adapted)) ==
           std::vector<std::size_t>{0, 1});  // both fit: the objective alone
-    CHECK(generate_detail::rank_feasible_in_time(close, Objective::Accuracy, nullptr) == std::vector<std::size_t>{0, 1});
+    CHECK(rank_feasible_in_time(close, Objective::Accuracy, nullptr) == std::vector<std::size_t>{0, 1});
     std::ostringstream why;
     generate_detail::say_ranked_in_time(why, close, 0, 1, generate_detail::final_training_fit(120, 181, adapted));
     CHECK(why.str() == "lamda: #32 ranked before #31 for the full training: 78% of its training fits the time kept "

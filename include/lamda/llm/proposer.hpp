@@ -87,6 +87,13 @@ public:
 
     std::string name() const override { return "llm"; }
 
+    // Budget::max_total_seconds: the search says once how much of a candidate's full training the
+    // time it keeps for it allows. The prompt then says so of every trained candidate, explains
+    // the trade, and lists the best as the final training will rank them (rank_feasible_in_time).
+    void set_final_training_fit(std::function<double(const CandidateRecord&)> fit) override {
+        final_fit_ = std::move(fit);
+    }
+
     LlmClient& client() noexcept { return client_; }
     const LlmProposerOptions& options() const noexcept { return options_; }
     int turns() const noexcept { return turn_; }
@@ -382,6 +389,7 @@ private:
 
     LlmClient client_;
     LlmProposerOptions options_;
+    std::function<double(const CandidateRecord&)> final_fit_;  // set_final_training_fit; null: no total limit
     std::deque<Pending> queue_;
     std::vector<CandidateRecord> pending_;  // set by propose_next (and request_body) for one call
     // Holds `pending` in pending_ for one call, and empties it however the call ends.
@@ -516,7 +524,7 @@ private:
         return s;
     }
 
-    static std::string figures(const CandidateRecord& r, const Task& task) {
+    std::string figures(const CandidateRecord& r, const Task& task) const {
         using llm_detail::num;
         std::string s;
         auto add = [&s](const std::string& x) { s += (s.empty() ? "" : ", ") + x; };
@@ -529,6 +537,10 @@ private:
         if (r.accuracy)
             add("accuracy " + num(*r.accuracy * 100, 4) + "%" +
                 (r.float_accuracy ? " in int8 (fp32 " + num(*r.float_accuracy * 100, 4) + "%)" : std::string()));
+        if (final_fit_ && r.accuracy && r.train_seconds > 0) {
+            const double fit = final_fit_(r);
+            if (fit < 0.995) add("its full training fits " + llm_detail::percent(fit) + " of the time kept for it");
+        }
         if (task.precision == TaskPrecision::Any && !r.precision.empty()) add("runs in " + r.precision);
         return s;
     }
@@ -668,6 +680,14 @@ private:
                     "conv2d NAME made separable, `NAME_dw: dwconv kernel=k` reading NAME's input then `NAME: conv2d "
                     "kernel=1`, starts from a factoring of NAME's weights.\n```lamda\n" +
                     options_.start_model + (options_.start_model.back() == '\n' ? "" : "\n") + "```\n";
+        if (final_fit_ && task.objective == Objective::Accuracy)
+            head += "\n## Time\n\nThe search and the final training share one limit of " +
+                    llm_detail::num(task.budget.max_total_seconds, 4) +
+                    " s. A candidate whose full training does not fit the time kept for it trains fewer epochs "
+                    "and ends less accurate, so the best are ranked by accuracy less what cannot train (\"its full "
+                    "training fits N%\"). Training time follows the activations (channels on large maps), not the "
+                    "latency: where that share is low, prefer fewer channels before the first stride 2, or stride 2 "
+                    "sooner.\n";
         if (!last_problem_.empty()) head += "\nNote: " + last_problem_ + "\n";
         head = valid_utf8(head);
         std::string core, tail;
@@ -720,7 +740,7 @@ private:
         std::string best;
         std::set<std::size_t> shown;
         {
-            std::vector<std::size_t> order = rank_feasible(records, task.objective);
+            std::vector<std::size_t> order = rank_feasible_in_time(records, task.objective, final_fit_);
             std::string heading = "\n## Best candidates so far\n\n";
             if (order.empty()) {
                 std::vector<std::pair<double, std::size_t>> near;

@@ -394,18 +394,6 @@ inline double final_seconds_ratio(double trainer_ratio, const StartModel* start)
     return start && with_identity_batchnorm(start->graph, Weights{}) ? trainer_ratio * batchnorm_put_back_cost : trainer_ratio;
 }
 
-// rank_feasible by objective_score_in_time: the feasible candidates, best first, given the share
-// of each one's full training that fits (`fit`, final_training_fit); ties as rank_feasible.
-inline std::vector<std::size_t> rank_feasible_in_time(const std::vector<CandidateRecord>& records, Objective objective,
-                                                      const std::function<double(const CandidateRecord&)>& fit) {
-    std::vector<std::size_t> ranked = rank_feasible(records, objective);
-    if (!fit) return ranked;
-    std::vector<double> score(records.size(), 0.0);
-    for (std::size_t i : ranked) score[i] = objective_score_in_time(records[i], objective, fit(records[i]));
-    std::stable_sort(ranked.begin(), ranked.end(), [&](std::size_t a, std::size_t b) { return score[a] > score[b]; });
-    return ranked;
-}
-
 // Says on `status` that `first` is trained before `best` (the best by the objective alone), and why.
 // `fit`: final_training_fit.
 inline void say_ranked_in_time(std::ostream& status, const std::vector<CandidateRecord>& records, std::size_t best,
@@ -841,7 +829,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     out.ranked = rank_feasible(out.result.records, task.objective);
     if (final_ratio > 0) {
         const std::vector<std::size_t> by_objective = out.ranked;
-        out.ranked = generate_detail::rank_feasible_in_time(out.result.records, task.objective, final_fit);
+        out.ranked = rank_feasible_in_time(out.result.records, task.objective, final_fit);
         if (o.status && !out.ranked.empty() && out.ranked.front() != by_objective.front())
             generate_detail::say_ranked_in_time(*o.status, out.result.records, by_objective.front(), out.ranked.front(),
                                                 final_fit);

@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -180,6 +181,19 @@ inline std::vector<std::size_t> rank_feasible(const std::vector<CandidateRecord>
         return latency(a) < latency(b);
     });
     return out;
+}
+
+// rank_feasible by objective_score_in_time: the feasible candidates, best first, given the share
+// of each one's full training that fits (`fit`: generate.hpp's final_training_fit, under
+// Budget::max_total_seconds; null: rank_feasible); ties as rank_feasible.
+inline std::vector<std::size_t> rank_feasible_in_time(const std::vector<CandidateRecord>& records, Objective objective,
+                                                      const std::function<double(const CandidateRecord&)>& fit) {
+    std::vector<std::size_t> ranked = rank_feasible(records, objective);
+    if (!fit) return ranked;
+    std::vector<double> score(records.size(), 0.0);
+    for (std::size_t i : ranked) score[i] = objective_score_in_time(records[i], objective, fit(records[i]));
+    std::stable_sort(ranked.begin(), ranked.end(), [&](std::size_t a, std::size_t b) { return score[a] > score[b]; });
+    return ranked;
 }
 
 // The best feasible candidate (its position in `records`), or nothing when none is feasible.
