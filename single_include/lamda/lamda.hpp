@@ -62609,7 +62609,7 @@ private:
                     "conv2d NAME made separable, `NAME_dw: dwconv kernel=k` reading NAME's input then `NAME: conv2d "
                     "kernel=1`, starts from a factoring of NAME's weights.\n```lamda\n" +
                     options_.start_model + (options_.start_model.back() == '\n' ? "" : "\n") + "```\n";
-        if (final_fit_ && task.objective == Objective::Accuracy)
+        if (final_fit_ && task.objective == Objective::Accuracy && !compact_)  // a small window has no room
             head += "\n## Time\n\nThe search and the final training share one limit of " +
                     llm_detail::num(task.budget.max_total_seconds, 4) +
                     " s. A candidate whose full training does not fit the time kept for it trains fewer epochs "
