@@ -251,7 +251,8 @@ TEST_CASE("train: random erasing fills one rectangle of 2-40% of the image with 
         lamda::train_detail::RandomErasing::apply(img.data(), C, H, W, rng);
         std::int64_t y0, x0, y1, x1;
         REQUIRE(changed_box(img.data(), before.data(), C, H, W, y0, x0, y1, x1));  // 10 tries: one fits
-        // Every value inside the box was replaced by noise in [0, 1], on both channels; none outside.
+        // Every value inside the bounding box of the changes is noise in [0, 1] (the image held -1),
+        // on both channels: the changes are one filled rectangle.
         for (std::int64_t c = 0; c < C; ++c)
             for (std::int64_t y = y0; y <= y1; ++y)
                 for (std::int64_t x = x0; x <= x1; ++x) {
@@ -270,8 +271,7 @@ TEST_CASE("train: random erasing fills one rectangle of 2-40% of the image with 
     CHECK(largest > 0.3);
     CHECK(sizes.size() > 50);  // shapes vary: tall, wide, square
 
-    // In a batch: with probability 1 every image is erased, with 0.5 about half, with 0 none, and
-    // without erasing the batches are those of the options before it (the same draws).
+    // In a batch: with probability 1 every image is erased, with 0.5 about half.
     Dataset d = synthetic(400, {H, W, C}, 4, 5);
     const auto batch_values = [&](double erase, int shift) {
         lamda::train_detail::EpochBatches batches(d, 400, 9, 1, shift, shift > 0, erase);
