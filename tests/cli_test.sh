@@ -172,6 +172,12 @@ expect_rc 0 "${lamda[@]}" --version
 expect_in "$tmp/out" "features:"
 expect_rc 0 "${lamda[@]}" bench --help
 expect_in "$tmp/out" "50"  # the default number of runs is shown
+# ... but never a "not given" sentinel the option itself refuses (--epochs 0, --erase -1).
+for sub in generate train quantize; do
+    "${lamda[@]}" "$sub" --help >"$tmp/out" 2>/dev/null || continue  # not built in
+    grep -Eq -- '(--max-candidates|--final-epochs|--final-erase|--epochs|--erase|--shift) .*\]=' "$tmp/out" \
+        && fail "$sub --help shows a sentinel default: $(grep -E -- '\]=-?[0-9]' "$tmp/out" | head -3)" || pass
+done
 
 # fmt keeps comments, reads '-', and has --json (schema in docs/cli.md).
 printf '# head\nmodel m  # name\n\ninput: input shape=8x8x1\nc: conv2d out=4 kernel=3 stride=1 # trail\ngap\n' >"$tmp/commented.lamda"

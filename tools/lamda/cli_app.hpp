@@ -3,7 +3,8 @@
 //     own codes (105 extras, 106 required, 109 validation, ...) all become 2;
 //   - an unknown command is named, with the closest known one;
 //   - a value that is not a number says so, instead of "not in range";
-//   - `--version` names the optional features this lamda was built with.
+//   - `--version` names the optional features this lamda was built with;
+//   - help shows no default where the variable's initial value is a "not given" sentinel.
 #ifndef LAMDA_TOOLS_CLI_APP_HPP
 #define LAMDA_TOOLS_CLI_APP_HPP
 
@@ -65,12 +66,39 @@ inline std::string clearer(std::string message) {
            (number ? "is out of range (" + range + ")" : "is not a number (expected " + range + ")");
 }
 
+// Help prints every option's captured default ("=15"). Options whose default depends on other
+// options or on the mode start from a sentinel the option's own check refuses (--epochs 0 in
+// [1, 100000], --erase -1 in [0, 1]) and say their default in words; showing the sentinel would
+// offer a value the option rejects. One rule for all: a default its own validators refuse is
+// hidden, in every subcommand.
+inline void hide_sentinel_defaults(CLI::App& app) {
+    for (CLI::Option* option : app.get_options()) {
+        std::string shown = option->get_default_str();
+        if (shown.empty()) continue;
+        for (int i = 0;; ++i) {
+            CLI::Validator* validator = nullptr;
+            try {
+                validator = option->get_validator(i);
+            } catch (const CLI::OptionNotFound&) {
+                break;
+            }
+            std::string value = shown;  // validators may transform their argument
+            if (!(*validator)(value).empty()) {
+                option->default_str("");
+                break;
+            }
+        }
+    }
+    for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) hide_sentinel_defaults(*sub);
+}
+
 }  // namespace cli_detail
 
 // Parses the command line. Returns -1 to go on, or the exit code to return now (0 after --help or
 // --version, 2 for any usage error, which is printed on stderr).
 inline int parse_command_line(CLI::App& app, int argc, char** argv) {
     const int usage = lamda::exit_code(lamda::ExitCode::usage);
+    cli_detail::hide_sentinel_defaults(app);
     std::string command;
     if (argc >= 2 && argv[1][0] != '-') {
         command = argv[1];
