@@ -8,12 +8,17 @@
 
 #include "../generate_test_support.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -226,6 +231,49 @@ TEST_CASE("parallel: a measurement pauses the node's trainings between steps, no
     CHECK(b.steps.load() == 100);
     CHECK_FALSE(o.overlapped.load());
     MESSAGE("steps done when the measurements ended: " << a_at << " and " << b_at << " of 100");
+}
+
+// Whether another opener could take `path` exclusively right now (flock without waiting).
+bool free_to_lock(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    const bool got = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+    ::close(fd);
+    return got;
+}
+
+TEST_CASE("parallel: the node's lock files go with the last gate, never from under a holder") {
+    namespace fs = std::filesystem;
+    const std::string key = gate_key("cleanup");
+    std::optional<NodeGate> a(std::in_place, key);
+    const std::string gate_file = a->gate_path(), turn_file = a->turnstile_path();
+    {
+        std::optional<NodeGate::Hold> training;
+        training.emplace(*a, false);
+        { NodeGate rank_done(key); }  // another rank ends while this one trains: files stay
+        CHECK(fs::exists(gate_file));
+        CHECK(fs::exists(turn_file));
+        CHECK_FALSE(free_to_lock(gate_file));  // and still exclude a measurement
+
+        // Files unlinked under a waiting training (as a remover does between its steps): the
+        // training's next pause moves to the files the paths name now, re-creating them, so
+        // that a new opener is still excluded.
+        fs::remove(gate_file);
+        fs::remove(turn_file);
+        training->yield();
+        CHECK(fs::exists(gate_file));
+        CHECK(fs::exists(turn_file));
+        CHECK_FALSE(free_to_lock(gate_file));
+    }
+    { NodeGate last(key); }  // nobody holds them: removed
+    CHECK_FALSE(fs::exists(gate_file));
+    CHECK_FALSE(fs::exists(turn_file));
+
+    { const NodeGate::Hold again = a->measuring(); }  // a gate still in use opens them again
+    CHECK(fs::exists(gate_file));
+    a.reset();
+    CHECK_FALSE(fs::exists(gate_file));
+    CHECK_FALSE(fs::exists(turn_file));
 }
 
 TEST_CASE("parallel: measure_on one_device -- the search's thread measures every candidate, workers only train") {

@@ -26,6 +26,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -258,7 +259,11 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
 // yield lets a waiting measurement in and returns when it is done. Works
 // across threads and processes (MPI ranks) alike: two flock()ed files under /tmp named after
 // `key` (the search's output directory): every opener of the same key on this node shares them.
-// flock needs no cleanup when a process dies (the kernel drops its locks).
+// flock needs no cleanup when a process dies (the kernel drops its locks). The files themselves
+// are removed by the last NodeGate of the key to go (the destructor, when it can lock both
+// files at once without waiting); since a file may be unlinked while others wait on it, every
+// lock taken is checked to be on the file the path names now, and taken again on that one if
+// not (the usual unlink-under-lock protocol).
 class NodeGate {
 public:
     explicit NodeGate(const std::string& key) {
@@ -268,17 +273,21 @@ public:
         turnstile_path_ = base + ".turn";
         gate_path_ = base + ".gate";
     }
+    NodeGate(const NodeGate&) = delete;
+    NodeGate& operator=(const NodeGate&) = delete;
+    ~NodeGate() { remove_if_unused(); }
+
     // RAII holds (each opens its own descriptors: flock locks belong to an open file).
     class Hold {
     public:
         Hold(const NodeGate& g, bool exclusive) : gate_path_(g.gate_path_), turn_path_(g.turnstile_path_) {
             turn_ = open_or_throw(g.turnstile_path_);
             gate_ = open_or_throw(g.gate_path_);
-            lock(turn_, LOCK_EX, g.turnstile_path_);  // a waiting measurer blocks new trainers here
+            lock(turn_, LOCK_EX, turn_path_);  // a waiting measurer blocks new trainers here
             if (exclusive) {
-                lock(gate_, LOCK_EX, g.gate_path_);  // keeps the turnstile until done
+                lock(gate_, LOCK_EX, gate_path_);  // keeps the turnstile until done
             } else {
-                lock(gate_, LOCK_SH, g.gate_path_);
+                lock(gate_, LOCK_SH, gate_path_);
                 (void)::flock(turn_, LOCK_UN);
             }
         }
@@ -301,26 +310,35 @@ public:
     private:
         std::string gate_path_, turn_path_;
         int turn_ = -1, gate_ = -1;
+        [[noreturn]] void fail(const std::string& path, const char* what) {
+            if (gate_ >= 0) (void)::close(gate_);
+            if (turn_ >= 0) (void)::close(turn_);
+            gate_ = turn_ = -1;
+            throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, what));
+        }
         int open_or_throw(const std::string& path) {
             const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-            if (fd < 0) {
-                if (turn_ >= 0) (void)::close(turn_);
-                throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, "cannot open the node's measurement lock"));
-            }
+            if (fd < 0) fail(path, "cannot open the node's measurement lock");
             return fd;
         }
-        void lock(int fd, int op, const std::string& path) {
-            while (::flock(fd, op) != 0) {
-                if (errno == EINTR) continue;
-                (void)::close(gate_);
-                (void)::close(turn_);
-                gate_ = turn_ = -1;
-                throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, "cannot lock the node's measurement lock"));
+        // Locks `fd` and makes sure it is the file `path` names now: a NodeGate going away may
+        // have removed it meanwhile, and a lock on a removed file excludes nobody.
+        void lock(int& fd, int op, const std::string& path) {
+            for (;;) {
+                while (::flock(fd, op) != 0)
+                    if (errno != EINTR) fail(path, "cannot lock the node's measurement lock");
+                if (names(fd, path)) return;
+                (void)::close(fd);
+                fd = -1;
+                fd = open_or_throw(path);
             }
         }
     };
     Hold measuring() const { return Hold(*this, true); }
     Hold training() const { return Hold(*this, false); }
+
+    const std::string& turnstile_path() const noexcept { return turnstile_path_; }
+    const std::string& gate_path() const noexcept { return gate_path_; }
 
 private:
     std::string turnstile_path_, gate_path_;
@@ -329,6 +347,31 @@ private:
         std::string out(16, '0');
         for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
         return out;
+    }
+    // Whether `path` names the file open as `fd`.
+    static bool names(int fd, const std::string& path) noexcept {
+        struct stat open_file {}, named {};
+        if (::fstat(fd, &open_file) != 0 || ::stat(path.c_str(), &named) != 0) return false;
+        return open_file.st_dev == named.st_dev && open_file.st_ino == named.st_ino;
+    }
+    // Removes both files when nobody on this node holds or waits for them: both locked at once,
+    // without waiting (someone still using them removes them when their own NodeGate goes).
+    void remove_if_unused() const noexcept {
+        const int turn = ::open(turnstile_path_.c_str(), O_RDWR | O_CLOEXEC);
+        if (turn < 0) return;
+        if (::flock(turn, LOCK_EX | LOCK_NB) == 0 && names(turn, turnstile_path_)) {
+            const int gate = ::open(gate_path_.c_str(), O_RDWR | O_CLOEXEC);
+            if (gate < 0) {
+                (void)::unlink(turnstile_path_.c_str());
+            } else {
+                if (::flock(gate, LOCK_EX | LOCK_NB) == 0 && names(gate, gate_path_)) {
+                    (void)::unlink(gate_path_.c_str());
+                    (void)::unlink(turnstile_path_.c_str());
+                }
+                (void)::close(gate);
+            }
+        }
+        (void)::close(turn);
     }
 };
 
