@@ -7637,6 +7637,22 @@ inline std::string valid_utf8(std::string_view s) {
     return out;
 }
 
+// How a full training trained: the settings of train/trainer.hpp's TrainOptions a user may change
+// (`lamda train`'s options), so that report.json says how its figure was made.
+struct TrainingRecipe {
+    std::string optimizer;  // "adam" or "sgd"
+    double lr = 0;          // initial learning rate
+    bool cosine = false;    // cosine decay to 0
+    int batch_size = 0;
+    double weight_decay = 0, label_smoothing = 0;
+    int shift = 0;       // augmentation: random shift by up to this many pixels
+    bool flip = false;   // augmentation: random horizontal flip
+    double erase = 0;    // augmentation: random erasing's probability
+    std::uint64_t seed = 0;
+    int threads = 0;
+    bool from_inherited_weights = false;  // fine-tuned from a parent's weights (docs/adapt.md)
+};
+
 // Result of training a search's finished candidate in full.
 struct FinalTraining {
     double val_accuracy = 0;   // on the validation split carved from the training set
@@ -7647,6 +7663,7 @@ struct FinalTraining {
     // An int8 candidate (CandidateRecord::precision): the accuracies above are of the quantized
     // weights (Trainer::quantize_final); these are the fp32 weights' before quantization.
     std::optional<double> float_val_accuracy = std::nullopt, float_test_accuracy = std::nullopt;
+    std::optional<TrainingRecipe> recipe = std::nullopt;  // nullopt: the trainer did not say
 };
 
 // Accuracy of weights quantized to int8 (post-training quantization, calibrated on training images).
@@ -24008,6 +24025,20 @@ private:
         f.train_seconds = last_->train_seconds;
         f.epochs = last_->epochs;
         f.epochs_asked = last_->epochs_asked;
+        TrainingRecipe r;
+        r.optimizer = std::string(optimizer_name(full_.optimizer));
+        r.lr = full_.lr;
+        r.cosine = full_.cosine;
+        r.batch_size = full_.batch_size;
+        r.weight_decay = full_.weight_decay;
+        r.label_smoothing = full_.label_smoothing;
+        r.shift = full_.shift;
+        r.flip = full_.flip;
+        r.erase = full_.erase;
+        r.seed = full_.seed;
+        r.threads = full_.threads;
+        r.from_inherited_weights = init != nullptr;
+        f.recipe = std::move(r);
         return f;
     }
 
@@ -27458,6 +27489,22 @@ inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& re
         j.field("float_val_accuracy", t.result.float_val_accuracy);
         j.field("float_test_accuracy", t.result.float_test_accuracy);
     }
+    if (const std::optional<TrainingRecipe>& r = t.result.recipe) {
+        j.key("recipe").begin_object();
+        j.field("optimizer", std::string_view(valid_utf8(r->optimizer)));
+        j.field("lr", r->lr);
+        j.field("cosine", r->cosine);
+        j.field("batch_size", r->batch_size);
+        j.field("weight_decay", r->weight_decay);
+        j.field("label_smoothing", r->label_smoothing);
+        j.field("shift", r->shift);
+        j.field("flip", r->flip);
+        j.field("erase", r->erase);
+        j.field("seed", r->seed);
+        j.field("threads", r->threads);
+        j.field("from_inherited_weights", r->from_inherited_weights);
+        j.end_object();
+    }
     if (!t.weights.empty()) j.field("weights", std::string_view(valid_utf8(t.weights)));
     j.end_object();
 }
@@ -27476,8 +27523,8 @@ inline void index_array(JsonWriter& j, std::string_view key, const std::vector<C
 // "start_model": an adaptation's start model {"source","measured_ms","test_accuracy",
 // "distillation": {"weight","temperature"} or null} (or null),
 // "best": the record handed over, in full (or null), "best_confirmed_ms": its confirming
-// measurement (or null), "final_training": its full training (or
-// null), "final_trainings" and "confirmations": every one made, "pareto_front" and
+// measurement (or null), "final_training": its full training, with the "recipe" it trained with
+// when the trainer said (or null), "final_trainings" and "confirmations": every one made, "pareto_front" and
 // "pareto_front_feasible" (candidate indices), "summary": one short object per candidate}.
 inline std::string report_json(const Task& task, const std::vector<CandidateRecord>& records, const ReportInfo& info) {
     JsonWriter j;
@@ -27633,6 +27680,20 @@ inline std::string fixed(double v, int decimals) {
     if (r.ec != std::errc()) return general(v, 6);
     return std::string(buffer, r.ptr);
 }
+
+// A full training's recipe in a table cell: "adam, lr 0.003 cosine, batch 128, ..." ("" unknown).
+inline std::string recipe_text(const std::optional<TrainingRecipe>& r) {
+    if (!r) return "";
+    std::string t = html_escape(r->optimizer) + ", lr " + general(r->lr, 4) + (r->cosine ? " cosine" : " constant") +
+                    ", batch " + std::to_string(r->batch_size) + ", weight decay " + general(r->weight_decay, 3) +
+                    ", label smoothing " + general(r->label_smoothing, 3) + ", shift " + std::to_string(r->shift) +
+                    (r->flip ? ", flip" : "") + (r->erase > 0 ? ", erase " + general(r->erase, 3) : "") + ", seed " +
+                    std::to_string(r->seed) + ", " + std::to_string(r->threads) +
+                    (r->threads == 1 ? " thread" : " threads");
+    if (r->from_inherited_weights) t += ", from inherited weights";
+    return t;
+}
+
 // 1234567 -> "1,234,567"; negative (not analysed) -> "-".
 inline std::string grouped(std::int64_t v) {
     if (v < 0) return "-";
@@ -28239,13 +28300,15 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                  "longer measurement or reached the accuracy limit when trained in full.</p>\n";
         if (!info.final_trainings.empty()) {
             h += "<h2>Full training</h2>\n<table id=\"final-trainings\">\n<tr><th class=\"num\">#</th><th class=\"num\">epochs</th>"
-                 "<th class=\"num\">seconds</th><th class=\"num\">validation</th><th class=\"num\">test</th></tr>\n";
+                 "<th class=\"num\">seconds</th><th class=\"num\">validation</th><th class=\"num\">test</th>"
+                 "<th>recipe</th></tr>\n";
             for (const TrainedCandidate& t : info.final_trainings) {
                 h += "<tr><td class=\"num\">" +
                      (t.position < records.size() ? std::to_string(records[t.position].index) : std::string("?")) +
                      "</td><td class=\"num\">" + std::to_string(t.result.epochs) + "</td><td class=\"num\">" +
                      fixed(t.result.train_seconds, 1) + "</td><td class=\"num\">" + accuracy_text(t.result.val_accuracy) +
-                     "</td><td class=\"num\">" + accuracy_text(t.result.test_accuracy) + "</td></tr>\n";
+                     "</td><td class=\"num\">" + accuracy_text(t.result.test_accuracy) + "</td><td>" +
+                     recipe_text(t.result.recipe) + "</td></tr>\n";
             }
             h += "</table>\n";
             if (info.start_model && info.start_model->distillation)
@@ -40217,6 +40280,7 @@ inline std::function<void(CandidateRecord&, const std::vector<CandidateRecord>&)
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -40444,7 +40508,11 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
 // yield lets a waiting measurement in and returns when it is done. Works
 // across threads and processes (MPI ranks) alike: two flock()ed files under /tmp named after
 // `key` (the search's output directory): every opener of the same key on this node shares them.
-// flock needs no cleanup when a process dies (the kernel drops its locks).
+// flock needs no cleanup when a process dies (the kernel drops its locks). The files themselves
+// are removed by the last NodeGate of the key to go (the destructor, when it can lock both
+// files at once without waiting); since a file may be unlinked while others wait on it, every
+// lock taken is checked to be on the file the path names now, and taken again on that one if
+// not (the usual unlink-under-lock protocol).
 class NodeGate {
 public:
     explicit NodeGate(const std::string& key) {
@@ -40454,17 +40522,21 @@ public:
         turnstile_path_ = base + ".turn";
         gate_path_ = base + ".gate";
     }
+    NodeGate(const NodeGate&) = delete;
+    NodeGate& operator=(const NodeGate&) = delete;
+    ~NodeGate() { remove_if_unused(); }
+
     // RAII holds (each opens its own descriptors: flock locks belong to an open file).
     class Hold {
     public:
         Hold(const NodeGate& g, bool exclusive) : gate_path_(g.gate_path_), turn_path_(g.turnstile_path_) {
             turn_ = open_or_throw(g.turnstile_path_);
             gate_ = open_or_throw(g.gate_path_);
-            lock(turn_, LOCK_EX, g.turnstile_path_);  // a waiting measurer blocks new trainers here
+            lock(turn_, LOCK_EX, turn_path_);  // a waiting measurer blocks new trainers here
             if (exclusive) {
-                lock(gate_, LOCK_EX, g.gate_path_);  // keeps the turnstile until done
+                lock(gate_, LOCK_EX, gate_path_);  // keeps the turnstile until done
             } else {
-                lock(gate_, LOCK_SH, g.gate_path_);
+                lock(gate_, LOCK_SH, gate_path_);
                 (void)::flock(turn_, LOCK_UN);
             }
         }
@@ -40487,26 +40559,35 @@ public:
     private:
         std::string gate_path_, turn_path_;
         int turn_ = -1, gate_ = -1;
+        [[noreturn]] void fail(const std::string& path, const char* what) {
+            if (gate_ >= 0) (void)::close(gate_);
+            if (turn_ >= 0) (void)::close(turn_);
+            gate_ = turn_ = -1;
+            throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, what));
+        }
         int open_or_throw(const std::string& path) {
             const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-            if (fd < 0) {
-                if (turn_ >= 0) (void)::close(turn_);
-                throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, "cannot open the node's measurement lock"));
-            }
+            if (fd < 0) fail(path, "cannot open the node's measurement lock");
             return fd;
         }
-        void lock(int fd, int op, const std::string& path) {
-            while (::flock(fd, op) != 0) {
-                if (errno == EINTR) continue;
-                (void)::close(gate_);
-                (void)::close(turn_);
-                gate_ = turn_ = -1;
-                throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, "cannot lock the node's measurement lock"));
+        // Locks `fd` and makes sure it is the file `path` names now: a NodeGate going away may
+        // have removed it meanwhile, and a lock on a removed file excludes nobody.
+        void lock(int& fd, int op, const std::string& path) {
+            for (;;) {
+                while (::flock(fd, op) != 0)
+                    if (errno != EINTR) fail(path, "cannot lock the node's measurement lock");
+                if (names(fd, path)) return;
+                (void)::close(fd);
+                fd = -1;
+                fd = open_or_throw(path);
             }
         }
     };
     Hold measuring() const { return Hold(*this, true); }
     Hold training() const { return Hold(*this, false); }
+
+    const std::string& turnstile_path() const noexcept { return turnstile_path_; }
+    const std::string& gate_path() const noexcept { return gate_path_; }
 
 private:
     std::string turnstile_path_, gate_path_;
@@ -40515,6 +40596,31 @@ private:
         std::string out(16, '0');
         for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
         return out;
+    }
+    // Whether `path` names the file open as `fd`.
+    static bool names(int fd, const std::string& path) noexcept {
+        struct stat open_file {}, named {};
+        if (::fstat(fd, &open_file) != 0 || ::stat(path.c_str(), &named) != 0) return false;
+        return open_file.st_dev == named.st_dev && open_file.st_ino == named.st_ino;
+    }
+    // Removes both files when nobody on this node holds or waits for them: both locked at once,
+    // without waiting (someone still using them removes them when their own NodeGate goes).
+    void remove_if_unused() const noexcept {
+        const int turn = ::open(turnstile_path_.c_str(), O_RDWR | O_CLOEXEC);
+        if (turn < 0) return;
+        if (::flock(turn, LOCK_EX | LOCK_NB) == 0 && names(turn, turnstile_path_)) {
+            const int gate = ::open(gate_path_.c_str(), O_RDWR | O_CLOEXEC);
+            if (gate < 0) {
+                (void)::unlink(turnstile_path_.c_str());
+            } else {
+                if (::flock(gate, LOCK_EX | LOCK_NB) == 0 && names(gate, gate_path_)) {
+                    (void)::unlink(gate_path_.c_str());
+                    (void)::unlink(turnstile_path_.c_str());
+                }
+                (void)::close(gate);
+            }
+        }
+        (void)::close(turn);
     }
 };
 
@@ -41580,6 +41686,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41807,7 +41914,11 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
 // yield lets a waiting measurement in and returns when it is done. Works
 // across threads and processes (MPI ranks) alike: two flock()ed files under /tmp named after
 // `key` (the search's output directory): every opener of the same key on this node shares them.
-// flock needs no cleanup when a process dies (the kernel drops its locks).
+// flock needs no cleanup when a process dies (the kernel drops its locks). The files themselves
+// are removed by the last NodeGate of the key to go (the destructor, when it can lock both
+// files at once without waiting); since a file may be unlinked while others wait on it, every
+// lock taken is checked to be on the file the path names now, and taken again on that one if
+// not (the usual unlink-under-lock protocol).
 class NodeGate {
 public:
     explicit NodeGate(const std::string& key) {
@@ -41817,17 +41928,21 @@ public:
         turnstile_path_ = base + ".turn";
         gate_path_ = base + ".gate";
     }
+    NodeGate(const NodeGate&) = delete;
+    NodeGate& operator=(const NodeGate&) = delete;
+    ~NodeGate() { remove_if_unused(); }
+
     // RAII holds (each opens its own descriptors: flock locks belong to an open file).
     class Hold {
     public:
         Hold(const NodeGate& g, bool exclusive) : gate_path_(g.gate_path_), turn_path_(g.turnstile_path_) {
             turn_ = open_or_throw(g.turnstile_path_);
             gate_ = open_or_throw(g.gate_path_);
-            lock(turn_, LOCK_EX, g.turnstile_path_);  // a waiting measurer blocks new trainers here
+            lock(turn_, LOCK_EX, turn_path_);  // a waiting measurer blocks new trainers here
             if (exclusive) {
-                lock(gate_, LOCK_EX, g.gate_path_);  // keeps the turnstile until done
+                lock(gate_, LOCK_EX, gate_path_);  // keeps the turnstile until done
             } else {
-                lock(gate_, LOCK_SH, g.gate_path_);
+                lock(gate_, LOCK_SH, gate_path_);
                 (void)::flock(turn_, LOCK_UN);
             }
         }
@@ -41850,26 +41965,35 @@ public:
     private:
         std::string gate_path_, turn_path_;
         int turn_ = -1, gate_ = -1;
+        [[noreturn]] void fail(const std::string& path, const char* what) {
+            if (gate_ >= 0) (void)::close(gate_);
+            if (turn_ >= 0) (void)::close(turn_);
+            gate_ = turn_ = -1;
+            throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, what));
+        }
         int open_or_throw(const std::string& path) {
             const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-            if (fd < 0) {
-                if (turn_ >= 0) (void)::close(turn_);
-                throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, "cannot open the node's measurement lock"));
-            }
+            if (fd < 0) fail(path, "cannot open the node's measurement lock");
             return fd;
         }
-        void lock(int fd, int op, const std::string& path) {
-            while (::flock(fd, op) != 0) {
-                if (errno == EINTR) continue;
-                (void)::close(gate_);
-                (void)::close(turn_);
-                gate_ = turn_ = -1;
-                throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, "cannot lock the node's measurement lock"));
+        // Locks `fd` and makes sure it is the file `path` names now: a NodeGate going away may
+        // have removed it meanwhile, and a lock on a removed file excludes nobody.
+        void lock(int& fd, int op, const std::string& path) {
+            for (;;) {
+                while (::flock(fd, op) != 0)
+                    if (errno != EINTR) fail(path, "cannot lock the node's measurement lock");
+                if (names(fd, path)) return;
+                (void)::close(fd);
+                fd = -1;
+                fd = open_or_throw(path);
             }
         }
     };
     Hold measuring() const { return Hold(*this, true); }
     Hold training() const { return Hold(*this, false); }
+
+    const std::string& turnstile_path() const noexcept { return turnstile_path_; }
+    const std::string& gate_path() const noexcept { return gate_path_; }
 
 private:
     std::string turnstile_path_, gate_path_;
@@ -41878,6 +42002,31 @@ private:
         std::string out(16, '0');
         for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
         return out;
+    }
+    // Whether `path` names the file open as `fd`.
+    static bool names(int fd, const std::string& path) noexcept {
+        struct stat open_file {}, named {};
+        if (::fstat(fd, &open_file) != 0 || ::stat(path.c_str(), &named) != 0) return false;
+        return open_file.st_dev == named.st_dev && open_file.st_ino == named.st_ino;
+    }
+    // Removes both files when nobody on this node holds or waits for them: both locked at once,
+    // without waiting (someone still using them removes them when their own NodeGate goes).
+    void remove_if_unused() const noexcept {
+        const int turn = ::open(turnstile_path_.c_str(), O_RDWR | O_CLOEXEC);
+        if (turn < 0) return;
+        if (::flock(turn, LOCK_EX | LOCK_NB) == 0 && names(turn, turnstile_path_)) {
+            const int gate = ::open(gate_path_.c_str(), O_RDWR | O_CLOEXEC);
+            if (gate < 0) {
+                (void)::unlink(turnstile_path_.c_str());
+            } else {
+                if (::flock(gate, LOCK_EX | LOCK_NB) == 0 && names(gate, gate_path_)) {
+                    (void)::unlink(gate_path_.c_str());
+                    (void)::unlink(turnstile_path_.c_str());
+                }
+                (void)::close(gate);
+            }
+        }
+        (void)::close(turn);
     }
 };
 
@@ -42158,6 +42307,7 @@ private:
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -49346,7 +49496,11 @@ inline GenerateResult run_generation_parallel(const Task& task, Proposer& propos
 // yield lets a waiting measurement in and returns when it is done. Works
 // across threads and processes (MPI ranks) alike: two flock()ed files under /tmp named after
 // `key` (the search's output directory): every opener of the same key on this node shares them.
-// flock needs no cleanup when a process dies (the kernel drops its locks).
+// flock needs no cleanup when a process dies (the kernel drops its locks). The files themselves
+// are removed by the last NodeGate of the key to go (the destructor, when it can lock both
+// files at once without waiting); since a file may be unlinked while others wait on it, every
+// lock taken is checked to be on the file the path names now, and taken again on that one if
+// not (the usual unlink-under-lock protocol).
 class NodeGate {
 public:
     explicit NodeGate(const std::string& key) {
@@ -49356,17 +49510,21 @@ public:
         turnstile_path_ = base + ".turn";
         gate_path_ = base + ".gate";
     }
+    NodeGate(const NodeGate&) = delete;
+    NodeGate& operator=(const NodeGate&) = delete;
+    ~NodeGate() { remove_if_unused(); }
+
     // RAII holds (each opens its own descriptors: flock locks belong to an open file).
     class Hold {
     public:
         Hold(const NodeGate& g, bool exclusive) : gate_path_(g.gate_path_), turn_path_(g.turnstile_path_) {
             turn_ = open_or_throw(g.turnstile_path_);
             gate_ = open_or_throw(g.gate_path_);
-            lock(turn_, LOCK_EX, g.turnstile_path_);  // a waiting measurer blocks new trainers here
+            lock(turn_, LOCK_EX, turn_path_);  // a waiting measurer blocks new trainers here
             if (exclusive) {
-                lock(gate_, LOCK_EX, g.gate_path_);  // keeps the turnstile until done
+                lock(gate_, LOCK_EX, gate_path_);  // keeps the turnstile until done
             } else {
-                lock(gate_, LOCK_SH, g.gate_path_);
+                lock(gate_, LOCK_SH, gate_path_);
                 (void)::flock(turn_, LOCK_UN);
             }
         }
@@ -49389,26 +49547,35 @@ public:
     private:
         std::string gate_path_, turn_path_;
         int turn_ = -1, gate_ = -1;
+        [[noreturn]] void fail(const std::string& path, const char* what) {
+            if (gate_ >= 0) (void)::close(gate_);
+            if (turn_ >= 0) (void)::close(turn_);
+            gate_ = turn_ = -1;
+            throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, what));
+        }
         int open_or_throw(const std::string& path) {
             const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-            if (fd < 0) {
-                if (turn_ >= 0) (void)::close(turn_);
-                throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, "cannot open the node's measurement lock"));
-            }
+            if (fd < 0) fail(path, "cannot open the node's measurement lock");
             return fd;
         }
-        void lock(int fd, int op, const std::string& path) {
-            while (::flock(fd, op) != 0) {
-                if (errno == EINTR) continue;
-                (void)::close(gate_);
-                (void)::close(turn_);
-                gate_ = turn_ = -1;
-                throw Exception(Error(ErrorKind::io, Where{path, 0, 0, {}}, "cannot lock the node's measurement lock"));
+        // Locks `fd` and makes sure it is the file `path` names now: a NodeGate going away may
+        // have removed it meanwhile, and a lock on a removed file excludes nobody.
+        void lock(int& fd, int op, const std::string& path) {
+            for (;;) {
+                while (::flock(fd, op) != 0)
+                    if (errno != EINTR) fail(path, "cannot lock the node's measurement lock");
+                if (names(fd, path)) return;
+                (void)::close(fd);
+                fd = -1;
+                fd = open_or_throw(path);
             }
         }
     };
     Hold measuring() const { return Hold(*this, true); }
     Hold training() const { return Hold(*this, false); }
+
+    const std::string& turnstile_path() const noexcept { return turnstile_path_; }
+    const std::string& gate_path() const noexcept { return gate_path_; }
 
 private:
     std::string turnstile_path_, gate_path_;
@@ -49417,6 +49584,31 @@ private:
         std::string out(16, '0');
         for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 15];
         return out;
+    }
+    // Whether `path` names the file open as `fd`.
+    static bool names(int fd, const std::string& path) noexcept {
+        struct stat open_file {}, named {};
+        if (::fstat(fd, &open_file) != 0 || ::stat(path.c_str(), &named) != 0) return false;
+        return open_file.st_dev == named.st_dev && open_file.st_ino == named.st_ino;
+    }
+    // Removes both files when nobody on this node holds or waits for them: both locked at once,
+    // without waiting (someone still using them removes them when their own NodeGate goes).
+    void remove_if_unused() const noexcept {
+        const int turn = ::open(turnstile_path_.c_str(), O_RDWR | O_CLOEXEC);
+        if (turn < 0) return;
+        if (::flock(turn, LOCK_EX | LOCK_NB) == 0 && names(turn, turnstile_path_)) {
+            const int gate = ::open(gate_path_.c_str(), O_RDWR | O_CLOEXEC);
+            if (gate < 0) {
+                (void)::unlink(turnstile_path_.c_str());
+            } else {
+                if (::flock(gate, LOCK_EX | LOCK_NB) == 0 && names(gate, gate_path_)) {
+                    (void)::unlink(gate_path_.c_str());
+                    (void)::unlink(turnstile_path_.c_str());
+                }
+                (void)::close(gate);
+            }
+        }
+        (void)::close(turn);
     }
 };
 

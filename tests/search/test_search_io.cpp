@@ -663,6 +663,13 @@ TEST_CASE("report_json parses back") {
     info.final_trainings = {{6, lamda::FinalTraining{0.85, 0.84, 30.0, 5}, "out/candidate_6.safetensors"},
                             {1, lamda::FinalTraining{0.91, 0.905, 33.0, 5}, "out/candidate_1.safetensors"}};
     info.confirmations = {{1, 0.079, 200, 1.31}};  // measured 0.1035 ms while the machine ran slow
+    lamda::TrainingRecipe recipe;
+    recipe.optimizer = "sgd";
+    recipe.lr = 0.05;
+    recipe.erase = 0.25;
+    recipe.flip = true;
+    recipe.seed = 7;
+    info.final_trainings[1].result.recipe = recipe;
     const std::string json = lamda::report_json(task, records, info);
 
     simdjson::dom::parser parser;
@@ -682,6 +689,14 @@ TEST_CASE("report_json parses back") {
     CHECK(double(doc["final_training"]["test_accuracy"]) == 0.905);
     CHECK(std::string_view(doc["final_training"]["weights"]) == "out/candidate_1.safetensors");
     CHECK(simdjson::dom::array(doc["final_trainings"]).size() == 2);
+    CHECK(std::string_view(doc["final_training"]["recipe"]["optimizer"]) == "sgd");
+    CHECK(double(doc["final_training"]["recipe"]["lr"]) == 0.05);
+    CHECK(double(doc["final_training"]["recipe"]["erase"]) == 0.25);
+    CHECK(bool(doc["final_training"]["recipe"]["flip"]));
+    CHECK(std::uint64_t(doc["final_training"]["recipe"]["seed"]) == 7);
+    CHECK(doc["final_trainings"].at(0)["recipe"].error() == simdjson::NO_SUCH_FIELD);  // the trainer did not say
+    CHECK(lamda::report_html(task, records, info).find("<td>sgd, lr 0.05 constant, batch 0, weight decay 0, label smoothing 0, "
+                                                      "shift 0, flip, erase 0.25, seed 7, 0 threads</td>") != std::string::npos);
     CHECK(double(doc["confirmations"].at(0)["median_ms"]) == 0.079);
     CHECK(double(doc["confirmations"].at(0)["slowdown"]) == 1.31);
     CHECK(double(doc["best_confirmed_ms"]) == 0.079);  // at the usual pace

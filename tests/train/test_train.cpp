@@ -378,6 +378,14 @@ TEST_CASE("train: TorchTrainer, the generation loop's trainer") {
     CHECK(f.epochs == 3);
     CHECK(f.test_accuracy > 0.25);
     CHECK(f.train_seconds > 0);
+    // The recipe report.json records is the full options' (not the proxy's).
+    REQUIRE(f.recipe.has_value());
+    CHECK(f.recipe->optimizer == "adam");
+    CHECK(f.recipe->lr == full.lr);
+    CHECK(f.recipe->batch_size == full.batch_size);
+    CHECK(f.recipe->erase == full.erase);
+    CHECK(f.recipe->seed == full.seed);
+    CHECK(!f.recipe->from_inherited_weights);
     const lamda::Weights saved = lamda::read_safetensors(path);
     CHECK(lamda::validate_weights(lamda::fold_batchnorm_graph(g), saved).empty());
     std::filesystem::remove(path);

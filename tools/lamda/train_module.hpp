@@ -107,7 +107,9 @@ struct TrainModule {
 inline std::uint64_t train_module_layout() {
     const std::uint64_t sizes[] = {sizeof(TrainModule),       sizeof(TrainArgs),      sizeof(QatRun),
                                    sizeof(lamda::PtqResult),  sizeof(lamda::PtqOptions), sizeof(lamda::Dataset),
-                                   sizeof(lamda::Graph),      sizeof(lamda::Accuracy)};
+                                   sizeof(lamda::Graph),      sizeof(lamda::Accuracy),
+                                   // what the search's Trainer returns across the boundary
+                                   sizeof(lamda::FinalTraining), sizeof(lamda::QuantizedAccuracy)};
     return lamda::detail::fnv1a(std::string_view(reinterpret_cast<const char*>(sizes), sizeof sizes));
 }
 

@@ -268,6 +268,22 @@ inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& re
         j.field("float_val_accuracy", t.result.float_val_accuracy);
         j.field("float_test_accuracy", t.result.float_test_accuracy);
     }
+    if (const std::optional<TrainingRecipe>& r = t.result.recipe) {
+        j.key("recipe").begin_object();
+        j.field("optimizer", std::string_view(valid_utf8(r->optimizer)));
+        j.field("lr", r->lr);
+        j.field("cosine", r->cosine);
+        j.field("batch_size", r->batch_size);
+        j.field("weight_decay", r->weight_decay);
+        j.field("label_smoothing", r->label_smoothing);
+        j.field("shift", r->shift);
+        j.field("flip", r->flip);
+        j.field("erase", r->erase);
+        j.field("seed", r->seed);
+        j.field("threads", r->threads);
+        j.field("from_inherited_weights", r->from_inherited_weights);
+        j.end_object();
+    }
     if (!t.weights.empty()) j.field("weights", std::string_view(valid_utf8(t.weights)));
     j.end_object();
 }
@@ -286,8 +302,8 @@ inline void index_array(JsonWriter& j, std::string_view key, const std::vector<C
 // "start_model": an adaptation's start model {"source","measured_ms","test_accuracy",
 // "distillation": {"weight","temperature"} or null} (or null),
 // "best": the record handed over, in full (or null), "best_confirmed_ms": its confirming
-// measurement (or null), "final_training": its full training (or
-// null), "final_trainings" and "confirmations": every one made, "pareto_front" and
+// measurement (or null), "final_training": its full training, with the "recipe" it trained with
+// when the trainer said (or null), "final_trainings" and "confirmations": every one made, "pareto_front" and
 // "pareto_front_feasible" (candidate indices), "summary": one short object per candidate}.
 inline std::string report_json(const Task& task, const std::vector<CandidateRecord>& records, const ReportInfo& info) {
     JsonWriter j;
@@ -443,6 +459,20 @@ inline std::string fixed(double v, int decimals) {
     if (r.ec != std::errc()) return general(v, 6);
     return std::string(buffer, r.ptr);
 }
+
+// A full training's recipe in a table cell: "adam, lr 0.003 cosine, batch 128, ..." ("" unknown).
+inline std::string recipe_text(const std::optional<TrainingRecipe>& r) {
+    if (!r) return "";
+    std::string t = html_escape(r->optimizer) + ", lr " + general(r->lr, 4) + (r->cosine ? " cosine" : " constant") +
+                    ", batch " + std::to_string(r->batch_size) + ", weight decay " + general(r->weight_decay, 3) +
+                    ", label smoothing " + general(r->label_smoothing, 3) + ", shift " + std::to_string(r->shift) +
+                    (r->flip ? ", flip" : "") + (r->erase > 0 ? ", erase " + general(r->erase, 3) : "") + ", seed " +
+                    std::to_string(r->seed) + ", " + std::to_string(r->threads) +
+                    (r->threads == 1 ? " thread" : " threads");
+    if (r->from_inherited_weights) t += ", from inherited weights";
+    return t;
+}
+
 // 1234567 -> "1,234,567"; negative (not analysed) -> "-".
 inline std::string grouped(std::int64_t v) {
     if (v < 0) return "-";
@@ -1049,13 +1079,15 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                  "longer measurement or reached the accuracy limit when trained in full.</p>\n";
         if (!info.final_trainings.empty()) {
             h += "<h2>Full training</h2>\n<table id=\"final-trainings\">\n<tr><th class=\"num\">#</th><th class=\"num\">epochs</th>"
-                 "<th class=\"num\">seconds</th><th class=\"num\">validation</th><th class=\"num\">test</th></tr>\n";
+                 "<th class=\"num\">seconds</th><th class=\"num\">validation</th><th class=\"num\">test</th>"
+                 "<th>recipe</th></tr>\n";
             for (const TrainedCandidate& t : info.final_trainings) {
                 h += "<tr><td class=\"num\">" +
                      (t.position < records.size() ? std::to_string(records[t.position].index) : std::string("?")) +
                      "</td><td class=\"num\">" + std::to_string(t.result.epochs) + "</td><td class=\"num\">" +
                      fixed(t.result.train_seconds, 1) + "</td><td class=\"num\">" + accuracy_text(t.result.val_accuracy) +
-                     "</td><td class=\"num\">" + accuracy_text(t.result.test_accuracy) + "</td></tr>\n";
+                     "</td><td class=\"num\">" + accuracy_text(t.result.test_accuracy) + "</td><td>" +
+                     recipe_text(t.result.recipe) + "</td></tr>\n";
             }
             h += "</table>\n";
             if (info.start_model && info.start_model->distillation)

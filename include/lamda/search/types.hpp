@@ -240,6 +240,22 @@ inline std::string valid_utf8(std::string_view s) {
     return out;
 }
 
+// How a full training trained: the settings of train/trainer.hpp's TrainOptions a user may change
+// (`lamda train`'s options), so that report.json says how its figure was made.
+struct TrainingRecipe {
+    std::string optimizer;  // "adam" or "sgd"
+    double lr = 0;          // initial learning rate
+    bool cosine = false;    // cosine decay to 0
+    int batch_size = 0;
+    double weight_decay = 0, label_smoothing = 0;
+    int shift = 0;       // augmentation: random shift by up to this many pixels
+    bool flip = false;   // augmentation: random horizontal flip
+    double erase = 0;    // augmentation: random erasing's probability
+    std::uint64_t seed = 0;
+    int threads = 0;
+    bool from_inherited_weights = false;  // fine-tuned from a parent's weights (docs/adapt.md)
+};
+
 // Result of training a search's finished candidate in full.
 struct FinalTraining {
     double val_accuracy = 0;   // on the validation split carved from the training set
@@ -250,6 +266,7 @@ struct FinalTraining {
     // An int8 candidate (CandidateRecord::precision): the accuracies above are of the quantized
     // weights (Trainer::quantize_final); these are the fp32 weights' before quantization.
     std::optional<double> float_val_accuracy = std::nullopt, float_test_accuracy = std::nullopt;
+    std::optional<TrainingRecipe> recipe = std::nullopt;  // nullopt: the trainer did not say
 };
 
 // Accuracy of weights quantized to int8 (post-training quantization, calibrated on training images).

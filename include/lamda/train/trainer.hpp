@@ -782,6 +782,20 @@ private:
         f.train_seconds = last_->train_seconds;
         f.epochs = last_->epochs;
         f.epochs_asked = last_->epochs_asked;
+        TrainingRecipe r;
+        r.optimizer = std::string(optimizer_name(full_.optimizer));
+        r.lr = full_.lr;
+        r.cosine = full_.cosine;
+        r.batch_size = full_.batch_size;
+        r.weight_decay = full_.weight_decay;
+        r.label_smoothing = full_.label_smoothing;
+        r.shift = full_.shift;
+        r.flip = full_.flip;
+        r.erase = full_.erase;
+        r.seed = full_.seed;
+        r.threads = full_.threads;
+        r.from_inherited_weights = init != nullptr;
+        f.recipe = std::move(r);
         return f;
     }
 
