@@ -78,7 +78,7 @@ if $trained; then
                     --final-top 1 --train-threads 1 --quiet "${budget_args[@]}" "${profile[@]}" \
                     >/dev/null 2>"$work/$name-$proposer-$seed.log" &
             done
-            wait || true
+            wait
             row=()
             for proposer in offline random; do
                 report="$work/$name-$proposer-$seed/report.json"
