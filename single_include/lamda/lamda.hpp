@@ -27291,6 +27291,9 @@ struct ReportInfo {
     bool no_best = false;  // true: none is handed over; false with no `best`: best_candidate()
     std::vector<Confirmation> confirmations;       // in the order they were made
     std::vector<TrainedCandidate> final_trainings; // in the order they were made
+    // Not empty: the report was written while this was still being computed ("the final training
+    // of #12"); `best` is then the candidate being trained, and a later report replaces this one.
+    std::string pending;
     // An adaptation's start model (--start-from, docs/adapt.md): its file, its latency on this
     // search's device and its test accuracy with its own weights (nullopt: not measured).
     struct StartModelInfo {
@@ -27519,7 +27522,8 @@ inline void index_array(JsonWriter& j, std::string_view key, const std::vector<C
 }  // namespace report_detail
 
 // report.json: {"format":"lamda-report","version":1, "task", "objective", "proposer", "seed",
-// "device", "stop_reason", "timings":{"total_s","stages":{...}}, "candidates", "verdicts":{...},
+// "device", "stop_reason", "pending": what was still being computed when this report was written
+// (null in the last report of a run), "timings":{"total_s","stages":{...}}, "candidates", "verdicts":{...},
 // "start_model": an adaptation's start model {"source","measured_ms","test_accuracy",
 // "distillation": {"weight","temperature"} or null} (or null),
 // "best": the record handed over, in full (or null), "best_confirmed_ms": its confirming
@@ -27539,6 +27543,9 @@ inline std::string report_json(const Task& task, const std::vector<CandidateReco
     j.field("seed", info.seed);
     j.field("device", std::string_view(valid_utf8(info.device)));
     j.field("stop_reason", std::string_view(valid_utf8(info.stop_reason)));
+    j.key("pending");
+    if (info.pending.empty()) j.null();
+    else j.value(std::string_view(valid_utf8(info.pending)));
     j.key("timings").begin_object();
     j.field("total_s", info.total_seconds);
     j.key("stages").begin_object();
@@ -27965,6 +27972,9 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
              ", objective " + std::string(objective_name(objective)) + ", " + general(info.total_seconds, 4) +
              " s" + (info.stop_reason.empty() ? std::string() : ", stopped: " + html_escape(info.stop_reason)) +
              ". lamda " + version_string + ".</p>\n";
+        if (!info.pending.empty())
+            h += "<p id=\"pending\"><strong>Not finished:</strong> written during " + html_escape(info.pending) +
+                 "; this page is replaced when it ends (a stopped run goes on with <code>--resume</code>).</p>\n";
 
     }
 
@@ -41290,9 +41300,11 @@ inline FinalTraining train_final_inherited(Trainer& trainer, const Graph& g, con
 inline std::optional<std::size_t> train_final(const Task& task, const GenerateOptions& o, Trainer& trainer,
                                               const std::vector<CandidateRecord>& records,
                                               const std::vector<std::size_t>& confirmed, ReportInfo& info,
-                                              const std::function<double()>& time_left = {}) {
+                                              const std::function<double()>& time_left = {},
+                                              const std::function<void(std::size_t)>& before_each = {}) {
     namespace fs = std::filesystem;
     for (std::size_t index : confirmed) {
+        if (before_each) before_each(index);
         if (time_left) trainer.set_final_time_limit(std::max(1.0, time_left()));
         const std::string weights =
             (fs::path(o.out_dir) / ("candidate_" + std::to_string(index) + ".safetensors")).string();
@@ -41607,6 +41619,34 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
     const std::vector<std::size_t> confirmed =
         generate_detail::confirm_best(task, o, measure_with, out.result.records, out.ranked, wanted, info, setup);
     const double confirm_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - confirm_start).count();
+    // report.json and report.html (and best.lamda once nothing is `pending`): the timings so far,
+    // `best` the model handed over (or, while pending, the one being trained).
+    const auto write_reports = [&](std::optional<std::size_t> best, const std::string& pending, double final_s) {
+        const StageSeconds& st = out.result.stage_seconds;
+        info.stage_seconds = {{"propose", st.propose}, {"validate", st.validate}, {"predict", st.predict},
+                              {"measure", st.measure}, {"train", st.train}};
+        if (confirm_s > 0) info.stage_seconds.emplace_back("confirm", confirm_s);
+        if (final_s > 0) info.stage_seconds.emplace_back("final training", final_s);
+        info.best = best;
+        info.no_best = !best;
+        info.pending = pending;
+        info.total_seconds = total_spent();
+        const fs::path dir(o.out_dir);
+        if (pending.empty() && best) {
+            const CandidateRecord& b = out.result.records[*best];
+            // Named after the task (report.hpp's best_model_name: the report's heading says the same);
+            // the candidate's number is said once.
+            const std::string summary = candidate_summary(b);
+            const std::string text = "# Generated by lamda " + std::string(version_string) + " for task '" + task.name +
+                                     "' (candidate #" + std::to_string(b.index) + ", " + std::string(proposer.name()) +
+                                     " proposer, seed " + std::to_string(o.seed) + ")\n# " +
+                                     summary.substr(std::min(summary.size(), summary.find(' ') + 1)) + "\n" +
+                                     with_model_name(b.dsl, best_model_name(task));
+            generate_detail::write_file_atomically((dir / "best.lamda").string(), text);
+        }
+        generate_detail::write_file_atomically((dir / "report.json").string(), report_json(task, out.result.records, info));
+        generate_detail::write_file_atomically((dir / "report.html").string(), report_html(task, out.result.records, info));
+    };
     double final_train_s = 0;
     if (!trainer) {
         if (!confirmed.empty()) out.best = confirmed.front();
@@ -41615,7 +41655,14 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
         std::function<double()> time_left;
         if (task.budget.max_total_seconds > 0)
             time_left = [&task, &total_spent] { return task.budget.max_total_seconds - total_spent(); };
-        out.best = generate_detail::train_final(task, o, *trainer, out.result.records, confirmed, info, time_left);
+        // A report before each training, so that a run stopped during one (hours for a large model)
+        // leaves what the search found and the trainings made so far, not only the journal.
+        const auto report_before = [&](std::size_t position) {
+            const double so_far = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
+            write_reports(position, "the final training of #" + std::to_string(out.result.records[position].index), so_far);
+        };
+        out.best = generate_detail::train_final(task, o, *trainer, out.result.records, confirmed, info, time_left,
+                                                report_before);
         final_train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
         // A resumed search recorded its start model before this run: evaluated now, after the
         // final training, whose time it would otherwise take.
@@ -41624,30 +41671,7 @@ inline GenerateOutcome generate(Task task, Proposer& proposer, Trainer* trainer,
             if (info.start_model) info.start_model->test_accuracy = out.start_test_accuracy;
         }
     }
-    const StageSeconds& st = out.result.stage_seconds;
-    info.stage_seconds = {{"propose", st.propose}, {"validate", st.validate}, {"predict", st.predict},
-                          {"measure", st.measure}, {"train", st.train}};
-    if (confirm_s > 0) info.stage_seconds.emplace_back("confirm", confirm_s);
-    if (final_train_s > 0) info.stage_seconds.emplace_back("final training", final_train_s);
-    info.best = out.best;
-    info.no_best = !out.best;
-    info.total_seconds = total_spent();
-
-    const fs::path dir(o.out_dir);
-    if (out.best) {
-        const CandidateRecord& b = out.result.records[*out.best];
-        // Named after the task (report.hpp's best_model_name: the report's heading says the same);
-        // the candidate's number is said once.
-        const std::string summary = candidate_summary(b);
-        const std::string text = "# Generated by lamda " + std::string(version_string) + " for task '" + task.name +
-                                 "' (candidate #" + std::to_string(b.index) + ", " + std::string(proposer.name()) +
-                                 " proposer, seed " + std::to_string(o.seed) + ")\n# " +
-                                 summary.substr(std::min(summary.size(), summary.find(' ') + 1)) + "\n" +
-                                 with_model_name(b.dsl, best_model_name(task));
-        generate_detail::write_file_atomically((dir / "best.lamda").string(), text);
-    }
-    generate_detail::write_file_atomically((dir / "report.json").string(), report_json(task, out.result.records, info));
-    generate_detail::write_file_atomically((dir / "report.html").string(), report_html(task, out.result.records, info));
+    write_reports(out.best, std::string(), final_train_s);
     out.constraints = task.constraints;
     return out;
 }

@@ -864,6 +864,56 @@ TEST_CASE("generate: max_total_seconds gives the final training the time left, a
     CHECK(trainer.limits.empty());
 }
 
+// Proxy accuracy 0.7, full training 0.5; keeps report.json and report.html as they stand when
+// each full training begins.
+class ReportReadingTrainer : public LimitedTrainer {
+public:
+    std::filesystem::path run_dir;
+    std::vector<std::string> json_seen, html_seen;
+    double proxy_accuracy(const Graph&) override { return 0.7; }
+    FinalTraining train_final(const Graph& g, const std::string& out) override {
+        json_seen.push_back(read_text(run_dir / "report.json"));
+        html_seen.push_back(read_text(run_dir / "report.html"));
+        return LimitedTrainer::train_final(g, out);
+    }
+};
+
+TEST_CASE("generate: a report is written before each final training, so a run stopped in one leaves it") {
+    TempDir dir("pending");
+    Task task = fmnist_task(1000.0);
+    task.objective = Objective::Accuracy;
+    task.budget.max_candidates = 3;
+    task.constraints.min_accuracy = 0.6;  // met by the proxy, missed by every full training: each is trained
+    GenerateOptions o;
+    o.confirm_runs = 3;
+    o.final_top = 2;
+    o.measure_with = [](int, int, bool) { return lamda_test::synthetic_measure; };
+    o.out_dir = dir / "run";
+    ReportReadingTrainer trainer;
+    trainer.run_dir = dir / "run";
+    OfflineDesigner proposer(1);
+    const GenerateOutcome r = generate(task, proposer, &trainer, o);
+    CHECK_FALSE(r.best);
+    REQUIRE(trainer.json_seen.size() == 2);
+    for (std::size_t i = 0; i < 2; ++i) {
+        CAPTURE(i);
+        const std::string& seen = trainer.json_seen[i];
+        CHECK(seen.find("\"pending\":\"the final training of #") != std::string::npos);
+        CHECK(seen.find("\"stop_reason\":\"max_candidates\"") != std::string::npos);
+        CHECK(seen.find("\"best\":null") == std::string::npos);  // the one being trained
+        CHECK(seen.find("\"final_training\":null") != std::string::npos);
+        CHECK(trainer.html_seen[i].find("id=\"pending\"") != std::string::npos);
+    }
+    // The second report keeps the first training; the last says nothing is pending.
+    CHECK(trainer.json_seen[0].find("\"final_trainings\":[]") != std::string::npos);
+    CHECK(trainer.json_seen[1].find("\"final_trainings\":[{") != std::string::npos);
+    const std::string last = read_text(dir / "run/report.json");
+    CHECK(last.find("\"pending\":null") != std::string::npos);
+    CHECK(last.find("\"best\":null") != std::string::npos);
+    CHECK(read_text(dir / "run/report.html").find("id=\"pending\"") == std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir / "run/best.lamda"));
+}
+
 TEST_CASE("generate: the progress line's time left counts max_total_seconds when that ends the search first") {
     Task task = fmnist_task();
     task.budget.max_candidates = 1000;

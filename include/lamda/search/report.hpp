@@ -70,6 +70,9 @@ struct ReportInfo {
     bool no_best = false;  // true: none is handed over; false with no `best`: best_candidate()
     std::vector<Confirmation> confirmations;       // in the order they were made
     std::vector<TrainedCandidate> final_trainings; // in the order they were made
+    // Not empty: the report was written while this was still being computed ("the final training
+    // of #12"); `best` is then the candidate being trained, and a later report replaces this one.
+    std::string pending;
     // An adaptation's start model (--start-from, docs/adapt.md): its file, its latency on this
     // search's device and its test accuracy with its own weights (nullopt: not measured).
     struct StartModelInfo {
@@ -298,7 +301,8 @@ inline void index_array(JsonWriter& j, std::string_view key, const std::vector<C
 }  // namespace report_detail
 
 // report.json: {"format":"lamda-report","version":1, "task", "objective", "proposer", "seed",
-// "device", "stop_reason", "timings":{"total_s","stages":{...}}, "candidates", "verdicts":{...},
+// "device", "stop_reason", "pending": what was still being computed when this report was written
+// (null in the last report of a run), "timings":{"total_s","stages":{...}}, "candidates", "verdicts":{...},
 // "start_model": an adaptation's start model {"source","measured_ms","test_accuracy",
 // "distillation": {"weight","temperature"} or null} (or null),
 // "best": the record handed over, in full (or null), "best_confirmed_ms": its confirming
@@ -318,6 +322,9 @@ inline std::string report_json(const Task& task, const std::vector<CandidateReco
     j.field("seed", info.seed);
     j.field("device", std::string_view(valid_utf8(info.device)));
     j.field("stop_reason", std::string_view(valid_utf8(info.stop_reason)));
+    j.key("pending");
+    if (info.pending.empty()) j.null();
+    else j.value(std::string_view(valid_utf8(info.pending)));
     j.key("timings").begin_object();
     j.field("total_s", info.total_seconds);
     j.key("stages").begin_object();
@@ -744,6 +751,9 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
              ", objective " + std::string(objective_name(objective)) + ", " + general(info.total_seconds, 4) +
              " s" + (info.stop_reason.empty() ? std::string() : ", stopped: " + html_escape(info.stop_reason)) +
              ". lamda " + version_string + ".</p>\n";
+        if (!info.pending.empty())
+            h += "<p id=\"pending\"><strong>Not finished:</strong> written during " + html_escape(info.pending) +
+                 "; this page is replaced when it ends (a stopped run goes on with <code>--resume</code>).</p>\n";
 
     }
 
