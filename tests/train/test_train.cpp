@@ -315,6 +315,54 @@ TEST_CASE("train: random erasing fills one rectangle of 2-40% of the image with 
                          doctest::Contains("erase probability must be in [0, 1]"), std::invalid_argument);
 }
 
+TEST_CASE("train: batch norm's statistics are set afresh from the trained weights at the end") {
+    // A 1x1 convolution of one channel: the batch norm after it sees w_c * x + b_c, whose batch
+    // mean and (unbiased) variance follow from the input's. After one epoch of four steps the
+    // running averages (momentum 0.1) are far from them; the recalibration's plain average over
+    // the same four batches is them.
+    const Graph g = graph_of("model bn_stats\n"
+                             "input: input shape=8x8x1\n"
+                             "c: conv2d out=3 kernel=1\n"
+                             "bn: batchnorm\n"
+                             "g: gap\n"
+                             "fc: fc out=4\n");
+    const Dataset train = synthetic(64, {8, 8, 1}, 4, 31), val = synthetic(32, {8, 8, 1}, 4, 32);
+    TrainOptions o = quick(1);
+    o.batchnorm_images = 64;  // every image, in 4 batches of 16
+    const lamda::TrainResult r = lamda::train_model(g, train, val, nullptr, o);
+    const std::vector<std::size_t> order = lamda::seeded_permutation(train.size(), o.seed);
+    const std::size_t per = 64, batch = 16;
+    double mean = 0, var = 0;  // of the input: over all pixels; per batch, averaged
+    for (std::size_t b0 = 0; b0 < train.size(); b0 += batch) {
+        double s = 0, s2 = 0;
+        for (std::size_t k = b0; k < b0 + batch; ++k)
+            for (std::size_t j = 0; j < per; ++j) {
+                const double x = train.images[order[k] * per + j];
+                s += x;
+                s2 += x * x;
+            }
+        const double n = static_cast<double>(batch * per);
+        mean += s / n / 4;
+        var += (s2 - s * s / n) / (n - 1) / 4;
+    }
+    for (std::size_t c = 0; c < 3; ++c) {
+        INFO("channel " << c);
+        const double w = r.trained.at("c.weight").data[c], b = r.trained.at("c.bias").data[c];
+        CHECK(r.trained.at("bn.running_mean").data[c] == doctest::Approx(w * mean + b).epsilon(1e-4));
+        CHECK(r.trained.at("bn.running_var").data[c] == doctest::Approx(w * w * var).epsilon(1e-3));
+    }
+    // Without it the statistics are training's running averages: a third of the way from 0 and 1.
+    o.batchnorm_images = 0;
+    const lamda::TrainResult kept = lamda::train_model(g, train, val, nullptr, o);
+    std::size_t far = 0;  // the channel whose mean is farthest from 0
+    double far_mean = 0;
+    for (std::size_t c = 0; c < 3; ++c) {
+        const double m = kept.trained.at("c.weight").data[c] * mean + kept.trained.at("c.bias").data[c];
+        if (std::abs(m) > std::abs(far_mean)) far = c, far_mean = m;
+    }
+    CHECK(std::abs(kept.trained.at("bn.running_mean").data[far] - far_mean) > 0.3 * std::abs(far_mean));
+}
+
 TEST_CASE("train: options, progress, subsets and mismatches") {
     const Graph g = graph_of(every_op_models[0]);
     lamda::DatasetSplits data;

@@ -81,6 +81,7 @@ int run_train(const TrainArgs& args) {
     if (args.erase >= 0) o.erase = args.erase;
     if (args.no_cosine) o.cosine = false;
     if (args.subset > 0) o.train_subset = args.subset;
+    if (args.batchnorm_images >= 0) o.batchnorm_images = static_cast<std::size_t>(args.batchnorm_images);
     o.validation_fraction = args.val_fraction;
     o.seed = args.seed;
     o.threads = args.threads;
@@ -147,6 +148,7 @@ int run_train(const TrainArgs& args) {
             .field("train_images", r.train_images)
             .field("val_images", r.val_images)
             .field("test_images", r.test_images)
+            .field("batchnorm_images", r.batchnorm_images)
             .field("optimizer", std::string(lamda::optimizer_name(o.optimizer)))
             .field("lr", o.lr)
             .field("batch", o.batch_size)
@@ -178,6 +180,11 @@ int run_train(const TrainArgs& args) {
         if (r.test_accuracy) {
             std::snprintf(line, sizeof line, "test_accuracy: %.2f%% (%lld images)\n",
                           100.0 * *r.test_accuracy, static_cast<long long>(r.test_images));
+            std::cout << line;
+        }
+        if (r.batchnorm_images > 0) {
+            std::snprintf(line, sizeof line, "batch norm:    statistics set from %lld training images\n",
+                          static_cast<long long>(r.batchnorm_images));
             std::cout << line;
         }
         std::snprintf(line, sizeof line, "train_seconds: %.1f\n", r.train_seconds);

@@ -188,6 +188,9 @@ inline void add_train_commands(CLI::App& app, int& exit_code) {
     train->add_option("--threads", args->threads, "libtorch threads (default 1)")
         ->check(CLI::Range(1, 1024));
     train->add_option("--subset", args->subset, "Train on a seeded sample of N training images");
+    train->add_option("--batchnorm-images", args->batchnorm_images,
+                      "After training, set batch norm's statistics from N training images (default 2048; 0 with --proxy; 0: keep training's running averages)")
+        ->check(CLI::Range(0LL, 1LL << 40));
     train->add_option("--progress", args->progress_s,
                       "Seconds between progress lines within an epoch (default: 1 on a terminal, 15 in a log; 0: every step)")
         ->check(CLI::Range(0.0, 86400.0));

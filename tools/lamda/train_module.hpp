@@ -62,6 +62,7 @@ struct TrainArgs {
     std::uint64_t seed = 1;
     int threads = 1;
     std::size_t subset = 0;
+    long long batchnorm_images = -1;  // --batchnorm-images N; < 0: the mode's default
     double progress_s = -1;  // seconds between lines within an epoch; < 0: 1 on a terminal, 15 in a log
     bool proxy = false;
     bool json = false;

@@ -226,6 +226,29 @@ public:
         return out;
     }
 
+    // Whether the graph has a batchnorm layer.
+    bool has_batchnorm() const noexcept {
+        return std::any_of(nodes_.begin(), nodes_.end(), [](const Node& n) { return !n.bn.is_empty(); });
+    }
+
+    // Batch norm recalibration: collecting(true) zeroes every batchnorm layer's running statistics,
+    // makes them the plain average over the batches that follow (torch's momentum None) and puts
+    // only those layers in train mode (dropout stays off); collecting(false) restores momentum 0.1
+    // and eval mode. Forward passes in between (under NoGradGuard) set the statistics.
+    void collect_batchnorm_statistics(bool collecting) {
+        eval();
+        for (Node& n : nodes_) {
+            if (n.bn.is_empty()) continue;
+            if (collecting) {
+                n.bn->reset_running_stats();
+                n.bn->options.momentum(c10::nullopt);
+                n.bn->train(true);
+            } else {
+                n.bn->options.momentum(0.1);
+            }
+        }
+    }
+
 private:
     struct Node {
         torch::nn::Conv2d conv{nullptr};
