@@ -4,6 +4,8 @@
 // Built with LAMDA_WITH_LATENCY (Eigen and simdjson); the fusion tests need nothing else.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <random>
 #include <string>
@@ -479,6 +481,83 @@ TEST_CASE("profile: fp32 pointwise convolutions on lamda's kernel where the fing
     CHECK(w.model.kind_model(lamda::PrimKind::Conv).own.winograd);
     const lamda::Graph g3 = parse("x: input shape=14x14x32\nc: conv2d out=48 kernel=3\n");
     CHECK(w.model.predict_ms(g3) == p.model.predict_ms(g3));
+}
+
+TEST_CASE("latency: convolutions on lamda's own kernels have regressors of their own") {
+    // A device whose XNNPACK convolutions cost 2 us + 1 ns per MAC of its 7x16 tile, its own
+    // pointwise kernel 10 us + 0.5 ns per MAC of its tile and its Winograd kernel 30 us + 0.3 ns
+    // per MAC of its 16 GEMMs plus 0.2 ns per byte of transformed filter: a fixed cost per kind
+    // of kernel, which one regressor over all three cannot tell apart.
+    const lamda::OwnKernels both{true, true};
+    std::mt19937_64 rng(5);
+    std::vector<lamda::LatencySample> samples;
+    std::array<int, 3> per_family{};
+    for (int i = 0; i < 600; ++i) {
+        lamda::LatencySample s;
+        s.op.kind = lamda::PrimKind::Conv;
+        s.op.ih = s.op.iw = s.op.oh = s.op.ow = 4 + static_cast<int>(rng() % 28);
+        s.op.ic = 16 + static_cast<int>(rng() % 112);
+        s.op.oc = 24 + static_cast<int>(rng() % 104);
+        const int shape = i % 3;  // 1x1 (own), 3x3 (Winograd), 3x3 at stride 2 (XNNPACK)
+        s.op.kh = s.op.kw = shape == 0 ? 1 : 3;
+        if (shape == 2) s.op.sh = s.op.sw = 2, s.op.oh = s.op.ow = (s.op.ih + 1) / 2;
+        const double px = double(s.op.oh) * s.op.ow, oc16 = std::ceil(s.op.oc / 16.0) * 16;
+        const lamda::OwnConv o = lamda::own_conv_of(s.op, lamda::LatencyPrecision::Fp32, both);
+        ++per_family[static_cast<std::size_t>(o)];
+        s.ms = o == lamda::OwnConv::Pointwise
+                   ? 0.010 + 0.5e-6 * px * oc16 * s.op.ic
+                   : o == lamda::OwnConv::Winograd
+                         ? 0.030 + 0.3e-6 * lamda::wino_avx512::gemm_work(s.op.oh, s.op.ow, s.op.ic, s.op.oc) +
+                               0.2e-6 * 64.0 * s.op.ic * s.op.oc
+                         : 0.002 + 1e-6 * std::ceil(px / 7) * 7 * oc16 * 9 * s.op.ic;
+        samples.push_back(s);
+    }
+    REQUIRE(per_family == std::array<int, 3>{200, 200, 200});
+    const lamda::LatencyModel m = lamda::fit_latency_model(samples, {}, 10.0, lamda::LatencyPrecision::Fp32, both);
+    CHECK(m.kind_model(lamda::PrimKind::Conv).samples == 200);  // XNNPACK's only
+    CHECK(m.own_conv_model(lamda::OwnConv::Pointwise).samples == 200);
+    CHECK(m.own_conv_model(lamda::OwnConv::Winograd).samples == 200);
+    double worst = 0;
+    for (const lamda::LatencySample& s : samples) worst = std::max(worst, std::abs(m.predict_op(s.op) / s.ms - 1));
+    CHECK(worst < 0.03);
+    // One regressor over all of them, as before (a profile without the own kernels' regressors
+    // reads so): the fixed costs blur.
+    lamda::LatencyModel one = m;
+    for (lamda::KindModel& k : one.own_conv) k.fitted = false;
+    one.kind_model(lamda::PrimKind::Conv) =
+        lamda::fit_kind_model(lamda::PrimKind::Conv, samples, nullptr, nullptr, lamda::LatencyPrecision::Fp32, both);
+    double worst_one = 0;
+    for (const lamda::LatencySample& s : samples) worst_one = std::max(worst_one, std::abs(one.predict_op(s.op) / s.ms - 1));
+    CHECK(worst_one > 2 * worst);
+
+    // Through a profile file: kept bit for bit; a file without them (an older lamda's) predicts
+    // with the conv kind's regressor; an unknown kernel is refused with where it is.
+    lamda::LatencyProfile p = small_profile();
+    p.fingerprint.lamda_kernels = "pw_avx512,wino_avx512";
+    p.samples = samples;
+    p.model = m;
+    const std::string text = lamda::latency_profile_json(p);
+    const lamda::LatencyProfile q = lamda::parse_latency_profile(text, "own.json");
+    REQUIRE(q.model.own_conv_model(lamda::OwnConv::Winograd).fitted);
+    const lamda::Graph g = parse("x: input shape=14x14x32\nc: conv2d out=48 kernel=3\nd: conv2d out=64 kernel=1\n");
+    CHECK(q.model.predict_ms(g) == m.predict_ms(g));
+    const std::size_t at = text.find("\"own_conv\":");
+    REQUIRE(at != std::string::npos);
+    std::string older = text;
+    older.replace(at, std::string("\"own_conv\":").size(), "\"unused_key\":");
+    const lamda::LatencyProfile r = lamda::parse_latency_profile(older, "older.json");
+    CHECK_FALSE(r.model.own_conv_model(lamda::OwnConv::Pointwise).fitted);
+    CHECK(&r.model.regressor(samples[0].op) == &r.model.kind_model(lamda::PrimKind::Conv));
+    CHECK(r.model.predict_ms(g) != m.predict_ms(g));
+    std::string bad = text;
+    bad.replace(bad.find("\"kernel\":\"winograd\""), std::string("\"kernel\":\"winograd\"").size(), "\"kernel\":\"fft\"");
+    try {
+        (void)lamda::parse_latency_profile(bad, "bad.json");
+        FAIL("an unknown kernel was accepted");
+    } catch (const lamda::ProfileError& e) {
+        CHECK(std::string(e.what()).find("model.own_conv[1].kernel") != std::string::npos);
+        CHECK(std::string(e.what()).find("unknown kernel 'fft'") != std::string::npos);
+    }
 }
 
 TEST_CASE("profile JSON round trip with an int8 part") {

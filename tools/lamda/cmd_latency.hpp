@@ -146,6 +146,18 @@ inline void register_latency_commands(CLI::App& app, LatencyCli& c) {
 
 namespace latency_cli_detail {
 
+// A model's fitted regressors with the names `profile` shows: each kind's, then those of the
+// convolutions on lamda's own kernels ("conv:pointwise", "conv:winograd").
+inline std::vector<std::pair<std::string, const lamda::KindModel*>> regressors(const lamda::LatencyModel& m) {
+    std::vector<std::pair<std::string, const lamda::KindModel*>> out;
+    for (const lamda::KindModel& k : m.kinds)
+        if (k.fitted) out.emplace_back(std::string(lamda::prim_kind_name(k.kind)), &k);
+    for (lamda::OwnConv o : {lamda::OwnConv::Pointwise, lamda::OwnConv::Winograd})
+        if (m.own_conv_model(o).fitted)
+            out.emplace_back("conv:" + std::string(lamda::own_conv_name(o)), &m.own_conv_model(o));
+    return out;
+}
+
 inline lamda::LatencyProfile load_profile(const std::string& path, int threads) {
     lamda::LatencyProfile p = lamda::read_latency_profile(path);
     const std::string w = lamda::fingerprint_warning(p.fingerprint, lamda::current_fingerprint(threads));
@@ -254,14 +266,13 @@ inline void write_profile_summary(lamda::JsonWriter& j, const std::string& path,
     else j.null();
     auto kinds = [&j](const lamda::LatencyModel& m) {
         j.begin_array();
-        for (const lamda::KindModel& k : m.kinds) {
-            if (!k.fitted) continue;
+        for (const auto& [name, k] : regressors(m)) {
             j.begin_object()
-                .field("kind", lamda::prim_kind_name(k.kind))
-                .field("samples", static_cast<std::int64_t>(k.samples))
-                .field("cv_error_pct", 100 * k.cv_rel_rmse)
-                .field("context_samples", static_cast<std::int64_t>(k.context_samples))
-                .field("context_factor", k.context_scale)
+                .field("kind", name)
+                .field("samples", static_cast<std::int64_t>(k->samples))
+                .field("cv_error_pct", 100 * k->cv_rel_rmse)
+                .field("context_samples", static_cast<std::int64_t>(k->context_samples))
+                .field("context_factor", k->context_scale)
                 .end_object();
         }
         j.end_array();
@@ -388,11 +399,9 @@ inline int run_profile(const LatencyCli& c) {
     std::cout << line;
     auto table = [&line](const lamda::LatencyModel& m) {
         std::cout << "kind              samples  CV error (RMS %)  in models  context factor\n";
-        for (const lamda::KindModel& k : m.kinds) {
-            if (!k.fitted) continue;
-            std::snprintf(line, sizeof line, "%-16s %8d  %15.1f  %9d  %14.3f\n",
-                          std::string(lamda::prim_kind_name(k.kind)).c_str(), k.samples, 100 * k.cv_rel_rmse,
-                          k.context_samples, k.context_scale);
+        for (const auto& [name, k] : latency_cli_detail::regressors(m)) {
+            std::snprintf(line, sizeof line, "%-16s %8d  %15.1f  %9d  %14.3f\n", name.c_str(), k->samples,
+                          100 * k->cv_rel_rmse, k->context_samples, k->context_scale);
             std::cout << line;
         }
         const lamda::Calibration& cal = m.calibration;

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "../core/ir.hpp"
@@ -77,6 +78,31 @@ struct KindModel {
     RidgeModel ridge;
 };
 
+// Convolutions on lamda's own kernels (exec/pw_avx512.hpp, exec/wino_avx512.hpp; in int8
+// exec/qc8_vnni.hpp) have regressors of their own, apart from the conv kind's (XNNPACK's): one
+// ridge over all three mixed their cost shapes, and a 3x3 conv of 256 channels on a 4x4 map
+// (one block of Winograd tiles, its transformed filters streamed for few products) came out 35%
+// under its time (docs/latency.md).
+enum class OwnConv : std::uint8_t { None, Pointwise, Winograd };
+inline constexpr std::size_t own_conv_count = 2;  // Pointwise and Winograd
+
+inline constexpr std::string_view own_conv_name(OwnConv o) noexcept {
+    return o == OwnConv::Pointwise ? "pointwise" : o == OwnConv::Winograd ? "winograd" : "none";
+}
+
+// Which own kernel runs conv op p on a device that runs `own` in precision `prec`; None for every
+// other operator (ConvNarrow included: its stems stay with XNNPACK's regressor).
+inline OwnConv own_conv_of(const PrimOp& p, LatencyPrecision prec, OwnKernels own) noexcept {
+    if (p.kind != PrimKind::Conv) return OwnConv::None;
+    if (runs_on_own_pointwise(p, prec, own.pointwise)) return OwnConv::Pointwise;
+    if (runs_on_own_winograd(p, prec, own.winograd)) return OwnConv::Winograd;
+    return OwnConv::None;
+}
+
+// A set of OwnConv values (bit i: OwnConv(i)): which operators a regressor is fitted on.
+inline constexpr unsigned own_conv_bit(OwnConv o) noexcept { return 1u << static_cast<unsigned>(o); }
+inline constexpr unsigned every_conv = 7u;
+
 // Model latency = b0 + b_ops * operators + sum over groups g of (a_g + a_f * large) * (predicted
 // ms of the operators in group g), `large` the model's footprint term (OpContext). Groups: 0 GEMM-like (conv, fc), 1 depthwise, 2 everything else.
 struct Calibration {
@@ -122,16 +148,37 @@ public:
             kinds[i].precision = prec;
             kinds[i].own = own_kernels;
         }
+        for (KindModel& m : own_conv) {
+            m.kind = PrimKind::Conv;
+            m.precision = prec;
+            m.own = own_kernels;
+        }
     }
+
+    // The regressors of convolutions on lamda's own kernels: [0] pointwise, [1] Winograd (OwnConv
+    // less one). Where one is not fitted (a profile from before them), the conv kind's predicts.
+    std::array<KindModel, own_conv_count> own_conv{};
 
     const KindModel& kind_model(PrimKind k) const { return kinds[static_cast<std::size_t>(k)]; }
     KindModel& kind_model(PrimKind k) { return kinds[static_cast<std::size_t>(k)]; }
+    KindModel& own_conv_model(OwnConv o) { return own_conv[static_cast<std::size_t>(o) - 1]; }
+    const KindModel& own_conv_model(OwnConv o) const { return own_conv[static_cast<std::size_t>(o) - 1]; }
+
+    // The regressor that predicts p: its own kernel's where that is fitted, else its kind's.
+    const KindModel& regressor(const PrimOp& p) const {
+        const OwnConv o = own_conv_of(p, precision, own);
+        if (o != OwnConv::None && own_conv_model(o).fitted) return own_conv_model(o);
+        return kind_model(p.kind);
+    }
+    KindModel& regressor(const PrimOp& p) {
+        return const_cast<KindModel&>(static_cast<const LatencyModel&>(*this).regressor(p));
+    }
 
     // Predicted milliseconds of one operator in context `ctx` (a model's: model_context(ops)),
     // before calibration. An operator kind the profile has no samples for predicts a rough
     // bandwidth figure (and `missing` is set).
     double predict_op(const PrimOp& p, const OpContext& ctx = {}, bool* missing = nullptr) const {
-        const KindModel& m = kind_model(p.kind);
+        const KindModel& m = regressor(p);
         if (!m.fitted) {
             if (missing) *missing = true;
             const double bytes = 8.0 * double(p.oh) * p.ow * p.oc;
@@ -203,18 +250,21 @@ inline std::vector<double> default_lambda_grid() { return {1e-8, 1e-7, 1e-6, 1e-
 // error), lambda by cross-validation, then twice reweighted to discount outliers (Huber weights on
 // the relative residual). Fewer than 8 samples leave it unfitted. `cv_residuals` receives the
 // cross-validated relative errors of the samples listed in `used`. `prec`: the precision the
-// samples were timed in; `own`: which convs ran on lamda's own kernels.
+// samples were timed in; `own`: which convs ran on lamda's own kernels; `families`: of the kind's
+// samples, those whose own_conv_of is in this set (OwnConv bits; every_conv: all of them).
 inline KindModel fit_kind_model(PrimKind kind, const std::vector<LatencySample>& samples,
                                 Eigen::VectorXd* cv_residuals = nullptr,
                                 std::vector<std::size_t>* used = nullptr,
-                                LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
+                                LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {},
+                                unsigned families = every_conv) {
     KindModel m;
     m.kind = kind;
     m.precision = prec;
     m.own = own;
     std::vector<std::size_t> idx;
     for (std::size_t i = 0; i < samples.size(); ++i)
-        if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0)
+        if (samples[i].op.kind == kind && samples[i].ms > 0 && std::isfinite(samples[i].ms) && samples[i].weight > 0 &&
+            (families & own_conv_bit(own_conv_of(samples[i].op, prec, own))) != 0)
             idx.push_back(i);
     if (used) *used = idx;
     m.samples = static_cast<int>(idx.size());
@@ -360,24 +410,45 @@ inline std::vector<LatencySample> in_model_samples(const LatencyModel& model,
 // model's context) over the calibration models' operators timed on their own (at least 5, else
 // 1). With the context terms fitted it stays near 1; it catches what they cannot.
 inline void fit_context_scales(LatencyModel& m, const std::vector<CalibrationSample>& models) {
-    std::array<std::vector<double>, prim_kind_count> ratios;
+    std::vector<KindModel*> regressors;  // every kind's, then the own kernels'
+    for (KindModel& k : m.kinds) regressors.push_back(&k);
+    for (KindModel& k : m.own_conv) regressors.push_back(&k);
+    std::vector<std::vector<double>> ratios(regressors.size());
     for (const CalibrationSample& c : models) {
         const OpContext ctx = model_context(c.ops, c.activation_bytes, m.precision);
         for (std::size_t i = 0; i < c.ops.size() && i < c.op_ms.size(); ++i) {
-            const KindModel& k = m.kind_model(c.ops[i].kind);
+            KindModel& k = m.regressor(c.ops[i]);
             if (!k.fitted || !(c.op_ms[i] > 0)) continue;
             const bool alone = i + 1 >= c.op_ms.size() || c.op_ms[i + 1] != -1.0;
             if (!alone) continue;
             const double pred = LatencyModel::raw_ms(k, c.ops[i], ctx);
-            if (pred > 0) ratios[static_cast<std::size_t>(c.ops[i].kind)].push_back(std::log(c.op_ms[i] / pred));
+            const auto slot = static_cast<std::size_t>(std::find(regressors.begin(), regressors.end(), &k) - regressors.begin());
+            if (pred > 0) ratios[slot].push_back(std::log(c.op_ms[i] / pred));
         }
     }
-    for (std::size_t k = 0; k < prim_kind_count; ++k) {
-        KindModel& km = m.kinds[k];
+    for (std::size_t k = 0; k < regressors.size(); ++k) {
+        KindModel& km = *regressors[k];
         km.context_samples = static_cast<int>(ratios[k].size());
         km.context_scale = ratios[k].size() >= 5 ? std::clamp(std::exp(median(ratios[k])), 0.25, 4.0) : 1.0;
     }
 }
+
+namespace latency_detail {
+
+// Fits every kind's regressor and the own kernels' on `samples`: the own kernels' first, then the
+// conv kind's on XNNPACK's convolutions and those of any own kernel left without a regressor.
+inline void fit_regressors(LatencyModel& m, const std::vector<LatencySample>& samples) {
+    unsigned conv_families = own_conv_bit(OwnConv::None);
+    for (OwnConv o : {OwnConv::Pointwise, OwnConv::Winograd}) {
+        m.own_conv_model(o) = fit_kind_model(PrimKind::Conv, samples, nullptr, nullptr, m.precision, m.own, own_conv_bit(o));
+        if (!m.own_conv_model(o).fitted) conv_families |= own_conv_bit(o);
+    }
+    for (PrimKind k : all_prim_kinds)
+        m.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, m.precision, m.own,
+                                         k == PrimKind::Conv ? conv_families : every_conv);
+}
+
+}  // namespace latency_detail
 
 // Fits every kind from the probes `samples` together with the operators timed inside the
 // calibration `models` (in their context; a first fit on the probes alone shares the time of
@@ -389,13 +460,12 @@ inline LatencyModel fit_latency_model(const std::vector<LatencySample>& samples,
                                       double in_model_weight = 10.0,
                                       LatencyPrecision prec = LatencyPrecision::Fp32, OwnKernels own = {}) {
     LatencyModel first(prec, own);
-    for (PrimKind k : all_prim_kinds)
-        first.kind_model(k) = fit_kind_model(k, samples, nullptr, nullptr, prec, own);
+    latency_detail::fit_regressors(first, samples);
     std::vector<LatencySample> all = samples;
     const std::vector<LatencySample> in_model = in_model_samples(first, models, in_model_weight);
     all.insert(all.end(), in_model.begin(), in_model.end());
     LatencyModel m(prec, own);
-    for (PrimKind k : all_prim_kinds) m.kind_model(k) = fit_kind_model(k, all, nullptr, nullptr, prec, own);
+    latency_detail::fit_regressors(m, all);
     fit_context_scales(m, models);
     m.calibration = fit_calibration(m, models);
     return m;

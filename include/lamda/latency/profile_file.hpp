@@ -228,12 +228,8 @@ inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
         j.end_object();
     }
     j.end_array();
-    j.key("model").begin_object().key("kinds").begin_array();
-    for (const KindModel& k : model.kinds) {
-        if (!k.fitted) continue;
-        j.begin_object()
-            .field("kind", std::string_view(prim_kind_name(k.kind)))
-            .field("samples", k.samples)
+    const auto write_regressor = [&j](const KindModel& k) {
+        j.field("samples", k.samples)
             .field("cv_rel_rmse", k.cv_rel_rmse)
             .field("floor_ms", k.floor_ms)
             .field("context_scale", k.context_scale)
@@ -246,6 +242,23 @@ inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
         write_doubles(j, k.ridge.scale);
         j.key("coef");
         write_doubles(j, k.ridge.coef);
+    };
+    j.key("model").begin_object().key("kinds").begin_array();
+    for (const KindModel& k : model.kinds) {
+        if (!k.fitted) continue;
+        j.begin_object().field("kind", std::string_view(prim_kind_name(k.kind)));
+        write_regressor(k);
+        j.end_object();
+    }
+    j.end_array();
+    // Convolutions on lamda's own kernels (LatencyModel::own_conv); a reader from before them
+    // ignores the key and predicts them with the conv kind's regressor.
+    j.key("own_conv").begin_array();
+    for (OwnConv o : {OwnConv::Pointwise, OwnConv::Winograd}) {
+        const KindModel& k = model.own_conv_model(o);
+        if (!k.fitted) continue;
+        j.begin_object().field("kernel", std::string_view(own_conv_name(o)));
+        write_regressor(k);
         j.end_object();
     }
     j.end_array();
@@ -380,13 +393,9 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
     }
     const auto m = r.at(obj, "model", where);
     {
-        std::size_t i = 0;
-        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
-            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
-            PrimKind kind;
-            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
-            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
-            KindModel& k = model.kind_model(kind);
+        // One regressor of kind `kind` (`name` in messages) from object e at `path`.
+        const auto read_regressor = [&r, &model](auto e, const std::string& path, PrimKind kind,
+                                                 const std::string& name, KindModel& k) {
             k.kind = kind;
             k.precision = model.precision;
             k.own = model.own;
@@ -416,6 +425,27 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
             for (double s : k.ridge.scale)
                 if (!(s > 0)) r.fail(path + ".scale", "scales must be positive");
             k.fitted = true;
+        };
+        std::size_t i = 0;
+        for (auto e : r.arr(r.at(m, "kinds", pre + "model"), pre + "model.kinds")) {
+            const std::string path = pre + "model.kinds[" + std::to_string(i++) + "]";
+            PrimKind kind;
+            const std::string name = r.str(r.at(e, "kind", path), path + ".kind");
+            if (!parse_prim_kind(name, kind)) r.fail(path + ".kind", "unknown operator kind '" + name + "'");
+            read_regressor(e, path, kind, name, model.kind_model(kind));
+        }
+        // Absent from a profile made before the own kernels' regressors: their convs use conv's.
+        if (auto own = r.maybe(m, "own_conv", pre + "model")) {
+            std::size_t j = 0;
+            for (auto e : r.arr(*own, pre + "model.own_conv")) {
+                const std::string path = pre + "model.own_conv[" + std::to_string(j++) + "]";
+                const std::string name = r.str(r.at(e, "kernel", path), path + ".kernel");
+                OwnConv o = OwnConv::None;
+                for (OwnConv c : {OwnConv::Pointwise, OwnConv::Winograd})
+                    if (name == own_conv_name(c)) o = c;
+                if (o == OwnConv::None) r.fail(path + ".kernel", "unknown kernel '" + name + "' (pointwise or winograd)");
+                read_regressor(e, path, PrimKind::Conv, "conv on " + name, model.own_conv_model(o));
+            }
         }
     }
     {
