@@ -560,6 +560,39 @@ TEST_CASE("latency: convolutions on lamda's own kernels have regressors of their
     }
 }
 
+TEST_CASE("latency: a dilated 3x3 convolution is XNNPACK's, not the Winograd kernel's, and its dilation is kept") {
+    const lamda::Graph g = parse("x: input shape=16x16x32\n"
+                                 "c: conv2d out=48 kernel=3 padding=same\n"
+                                 "d: conv2d out=48 kernel=3 dilation=2 padding=same\n");
+    const std::vector<lamda::PrimOp> ops = lamda::lower_for_latency(g);
+    REQUIRE(ops.size() == 2);
+    CHECK(ops[0].dh == 1);
+    CHECK(ops[1].dh == 2);
+    CHECK(ops[1].dw == 2);
+    const lamda::OwnKernels both{true, true};
+    CHECK(lamda::own_conv_of(ops[0], lamda::LatencyPrecision::Fp32, both) == lamda::OwnConv::Winograd);
+    CHECK(lamda::own_conv_of(ops[1], lamda::LatencyPrecision::Fp32, both) == lamda::OwnConv::None);
+    // In a profile: 15 fields where there is a dilation, the 13 of before where there is none.
+    lamda::LatencyProfile p = small_profile();
+    p.calibration[0].ops = ops;
+    p.calibration[0].op_ms = {0.01, 0.02};
+    const std::string text = lamda::latency_profile_json(p);
+    CHECK(text.find("[\"conv\",16,16,32,16,16,48,3,3,1,1,1,1]") != std::string::npos);
+    CHECK(text.find("[\"conv\",16,16,48,16,16,48,3,3,1,1,1,1,2,2]") != std::string::npos);
+    const lamda::LatencyProfile q = lamda::parse_latency_profile(text, "dilated.json");
+    CHECK(q.calibration[0].ops[1].dh == 2);
+    CHECK(q.calibration[0].ops[0].dw == 1);
+    std::string bad = text;
+    const std::string op15 = "[\"conv\",16,16,48,16,16,48,3,3,1,1,1,1,2,2]";
+    bad.replace(bad.find(op15), op15.size(), "[\"conv\",16,16,48,16,16,48,3,3,1,1,1,1,2]");
+    try {
+        (void)lamda::parse_latency_profile(bad, "bad.json");
+        FAIL("a 14-field operator was accepted");
+    } catch (const lamda::ProfileError& e) {
+        CHECK(std::string(e.what()).find("calibration_models[0].ops[1]") != std::string::npos);
+    }
+}
+
 TEST_CASE("profile JSON round trip with an int8 part") {
     const lamda::LatencyProfile p = small_profile_with_int8();
     REQUIRE(p.int8_model.precision == lamda::LatencyPrecision::Int8);

@@ -145,7 +145,7 @@ inline constexpr double element_bytes(PrimKind k, LatencyPrecision prec) noexcep
 // One operator (or, for add/concat, one layer's group of operators) as the executor runs it.
 // Field meaning per kind:
 //   conv/depthwise/pools: input ih x iw x ic, output oh x ow x oc, kernel, stride, groups
-//     (depthwise: groups = ic, n = multiplier)
+//     (depthwise: groups = ic, n = multiplier); conv/depthwise: dilation dh x dw
 //   fc: ic = input elements, oc = outputs
 //   add/concat: n = number of inputs; concat: ic = smallest input's channels
 //   mul: n = 1 when the second operand is broadcast (1x1xC)
@@ -155,6 +155,9 @@ struct PrimOp {
     int layer = -1;  // the graph layer it is timed under
     std::int32_t ih = 1, iw = 1, ic = 1, oh = 1, ow = 1, oc = 1;
     std::int32_t kh = 1, kw = 1, sh = 1, sw = 1, groups = 1, n = 1;
+    // Not in the features (a dilated filter does the same MACs through XNNPACK's indirection),
+    // but it decides which kernel runs: lamda's Winograd kernel takes no dilation.
+    std::int32_t dh = 1, dw = 1;
 };
 
 namespace latency_detail {
@@ -195,6 +198,8 @@ inline PrimOp prim_op(const Graph& g, const PlannedOp& op) {
         p.kw = l.kernel_w;
         p.sh = l.stride_h;
         p.sw = l.stride_w;
+        p.dh = i32(l.dilation_h);
+        p.dw = i32(l.dilation_w);
         if (op.kind == PlannedKind::Conv) {
             p.groups = std::max(1, l.groups);
             p.kind = p.groups == 1 && p.ic == 1 ? PrimKind::ConvNarrow : PrimKind::Conv;
@@ -356,12 +361,12 @@ inline bool runs_on_own_pointwise(const PrimOp& p, LatencyPrecision prec, bool o
 }
 
 // Whether the executor runs conv p on lamda's Winograd kernel on a device where it does
-// (`own_winograd`, the profile's; fp32 only): wino_avx512::takes. The features know no dilation
-// (PrimOp has none), so a dilated 3x3 conv counts as the kernel's too.
+// (`own_winograd`, the profile's; fp32 only): wino_avx512::takes (no dilation: a dilated 3x3
+// conv runs on XNNPACK's).
 inline bool runs_on_own_winograd(const PrimOp& p, LatencyPrecision prec, bool own_winograd) noexcept {
     return own_winograd && prec == LatencyPrecision::Fp32 && p.n <= 1 &&
            (p.kind == PrimKind::Conv || p.kind == PrimKind::ConvNarrow) &&
-           wino_avx512::takes(p.kh, p.kw, p.sh, p.sw, 1, 1, std::max(1, p.groups), p.ic, p.oc);
+           wino_avx512::takes(p.kh, p.kw, p.sh, p.sw, p.dh, p.dw, std::max(1, p.groups), p.ic, p.oc);
 }
 
 // Which of lamda's own kernels a profile's device ran its convolutions on (in the profile's

@@ -197,8 +197,11 @@ inline void write_op(JsonWriter& j, const PrimOp& p) {
         .value(p.ih).value(p.iw).value(p.ic)
         .value(p.oh).value(p.ow).value(p.oc)
         .value(p.kh).value(p.kw).value(p.sh).value(p.sw)
-        .value(p.groups).value(p.n)
-        .end_array();
+        .value(p.groups).value(p.n);
+    // Dilation only where there is one, so that a profile without dilated operators reads in a
+    // lamda from before the field.
+    if (p.dh != 1 || p.dw != 1) j.value(p.dh).value(p.dw);
+    j.end_array();
 }
 
 inline void write_doubles(JsonWriter& j, const std::vector<double>& v) {
@@ -331,10 +334,11 @@ struct Reader : JsonReader<ProfileError> {
 
     PrimOp op(const element& e, const std::string& path) const {
         const simdjson::dom::array a = arr(e, path);
-        if (a.size() != 13) fail(path, "expected 13 fields (kind, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, groups, n)");
+        if (a.size() != 13 && a.size() != 15)
+            fail(path, "expected 13 fields (kind, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, groups, n), or 15 (and dh, dw)");
         PrimOp p;
         std::size_t i = 0;
-        std::array<std::int32_t, 12> v{};
+        std::array<std::int32_t, 14> v{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
         for (element x : a) {
             const std::string sub = path + "[" + std::to_string(i) + "]";
             if (i == 0) {
@@ -346,6 +350,7 @@ struct Reader : JsonReader<ProfileError> {
         }
         p.ih = v[0]; p.iw = v[1]; p.ic = v[2]; p.oh = v[3]; p.ow = v[4]; p.oc = v[5];
         p.kh = v[6]; p.kw = v[7]; p.sh = v[8]; p.sw = v[9]; p.groups = v[10]; p.n = v[11];
+        p.dh = v[12]; p.dw = v[13];
         return p;
     }
 };
