@@ -80,9 +80,9 @@ struct KindModel {
 
 // Convolutions on lamda's own kernels (exec/pw_avx512.hpp, exec/wino_avx512.hpp; in int8
 // exec/qc8_vnni.hpp) have regressors of their own, apart from the conv kind's (XNNPACK's): one
-// ridge over all three mixed their cost shapes, and a 3x3 conv of 256 channels on a 4x4 map
-// (one block of Winograd tiles, its transformed filters streamed for few products) came out 35%
-// under its time (docs/latency.md).
+// ridge over all three mixed their cost shapes: the Winograd kernel's convolutions of one block
+// of tiles (maps up to 15x15) with 1 MiB or more of transformed filters, streamed for few
+// products, came out a median 34% under their time inside models (docs/latency.md).
 enum class OwnConv : std::uint8_t { None, Pointwise, Winograd };
 inline constexpr std::size_t own_conv_count = 2;  // Pointwise and Winograd
 
