@@ -162,8 +162,8 @@ struct TrainOptions {
         o.val_subset = 3000;
         o.lr = 3e-3;
         // Its 188 steps end at a learning rate near 0, so the running statistics already fit:
-        // recalibrating changed 6 searched models' proxy accuracies by -0.2 to +0.2 points and
-        // cost 13-19% more time (docs/training.md).
+        // setting them afresh moved four searched models' proxy accuracies (two seeds each) by
+        // -0.27 to +0.24 points and cost 11-19% more time (docs/training.md).
         o.batchnorm_images = 0;
         return o;
     }
