@@ -152,7 +152,7 @@ inline std::vector<std::pair<std::string, const lamda::KindModel*>> regressors(c
     std::vector<std::pair<std::string, const lamda::KindModel*>> out;
     for (const lamda::KindModel& k : m.kinds)
         if (k.fitted) out.emplace_back(std::string(lamda::prim_kind_name(k.kind)), &k);
-    for (lamda::OwnConv o : {lamda::OwnConv::Pointwise, lamda::OwnConv::Winograd})
+    for (lamda::OwnConv o : lamda::all_own_convs)
         if (m.own_conv_model(o).fitted)
             out.emplace_back("conv:" + std::string(lamda::own_conv_name(o)), &m.own_conv_model(o));
     return out;

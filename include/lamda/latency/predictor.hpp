@@ -84,7 +84,9 @@ struct KindModel {
 // of tiles (maps up to 15x15) with 1 MiB or more of transformed filters, streamed for few
 // products, came out a median 34% under their time inside models (docs/latency.md).
 enum class OwnConv : std::uint8_t { None, Pointwise, Winograd };
-inline constexpr std::size_t own_conv_count = 2;  // Pointwise and Winograd
+inline constexpr std::size_t own_conv_count = 2;
+// The own kernels with a regressor, in LatencyModel::own_conv's order.
+inline constexpr std::array<OwnConv, own_conv_count> all_own_convs{OwnConv::Pointwise, OwnConv::Winograd};
 
 inline constexpr std::string_view own_conv_name(OwnConv o) noexcept {
     return o == OwnConv::Pointwise ? "pointwise" : o == OwnConv::Winograd ? "winograd" : "none";
@@ -439,7 +441,7 @@ namespace latency_detail {
 // conv kind's on XNNPACK's convolutions and those of any own kernel left without a regressor.
 inline void fit_regressors(LatencyModel& m, const std::vector<LatencySample>& samples) {
     unsigned conv_families = own_conv_bit(OwnConv::None);
-    for (OwnConv o : {OwnConv::Pointwise, OwnConv::Winograd}) {
+    for (OwnConv o : all_own_convs) {
         m.own_conv_model(o) = fit_kind_model(PrimKind::Conv, samples, nullptr, nullptr, m.precision, m.own, own_conv_bit(o));
         if (!m.own_conv_model(o).fitted) conv_families |= own_conv_bit(o);
     }

@@ -257,7 +257,7 @@ inline void write_part(JsonWriter& j, const std::vector<LatencySample>& samples,
     // Convolutions on lamda's own kernels (LatencyModel::own_conv); a reader from before them
     // ignores the key and predicts them with the conv kind's regressor.
     j.key("own_conv").begin_array();
-    for (OwnConv o : {OwnConv::Pointwise, OwnConv::Winograd}) {
+    for (OwnConv o : all_own_convs) {
         const KindModel& k = model.own_conv_model(o);
         if (!k.fitted) continue;
         j.begin_object().field("kernel", std::string_view(own_conv_name(o)));
@@ -446,7 +446,7 @@ inline void read_part(const Reader& r, const simdjson::dom::element& obj, const 
                 const std::string path = pre + "model.own_conv[" + std::to_string(j++) + "]";
                 const std::string name = r.str(r.at(e, "kernel", path), path + ".kernel");
                 OwnConv o = OwnConv::None;
-                for (OwnConv c : {OwnConv::Pointwise, OwnConv::Winograd})
+                for (OwnConv c : all_own_convs)
                     if (name == own_conv_name(c)) o = c;
                 if (o == OwnConv::None) r.fail(path + ".kernel", "unknown kernel '" + name + "' (pointwise or winograd)");
                 read_regressor(e, path, PrimKind::Conv, "conv on " + name, model.own_conv_model(o));
