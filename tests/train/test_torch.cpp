@@ -201,6 +201,22 @@ TEST_CASE("torch: parameters are named after layers and weights round-trip") {
     }
     CHECK(lamda::validate_weights(g, back).empty());
 
+    // Batch norm's running statistics, kept and put back around a recalibration's forward passes.
+    {
+        const std::vector<torch::Tensor> kept = model.batchnorm_statistics();
+        REQUIRE(kept.size() == 3);  // mean, variance, batches counted
+        torch::NoGradGuard no_grad;
+        model.collect_batchnorm_statistics(true);
+        model.forward(torch::rand({4, 3, 6, 6}));
+        model.collect_batchnorm_statistics(false);
+        CHECK(model.export_weights().at("bn.running_mean").data != w.at("bn.running_mean").data);
+        model.restore_batchnorm_statistics(kept);
+        const lamda::Weights restored = model.export_weights();
+        CHECK(restored.at("bn.running_mean").data == w.at("bn.running_mean").data);
+        CHECK(restored.at("bn.running_var").data == w.at("bn.running_var").data);
+        CHECK_THROWS_AS(model.restore_batchnorm_statistics({}), std::invalid_argument);
+    }
+
     // A wrong tensor is refused with the executors' message.
     lamda::Weights bad = w;
     bad.erase("bn.running_var");

@@ -351,6 +351,23 @@ TEST_CASE("train: batch norm's statistics are set afresh from the trained weight
         CHECK(r.trained.at("bn.running_mean").data[c] == doctest::Approx(w * mean + b).epsilon(1e-4));
         CHECK(r.trained.at("bn.running_var").data[c] == doctest::Approx(w * w * var).epsilon(1e-3));
     }
+    // Each epoch's validation sees the statistics set afresh too, and leaves training as it was:
+    // the last epoch's figure is the end's, and the trained weights are those of a training that
+    // did not validate.
+    o.epochs = 2;
+    o.validate_each_epoch = true;
+    std::vector<double> epoch_val;
+    o.progress = [&](const lamda::TrainProgress& p) { epoch_val.push_back(p.val_accuracy.value_or(-1)); };
+    const lamda::TrainResult validated = lamda::train_model(g, train, val, nullptr, o);
+    o.validate_each_epoch = false;
+    o.progress = nullptr;
+    const lamda::TrainResult plain = lamda::train_model(g, train, val, nullptr, o);
+    REQUIRE(epoch_val.size() == 2);
+    CHECK(epoch_val[1] == validated.val_accuracy);
+    CHECK(validated.trained.at("c.weight").data == plain.trained.at("c.weight").data);
+    CHECK(validated.trained.at("bn.running_var").data == plain.trained.at("bn.running_var").data);
+    o.epochs = 1;
+
     // Without it the statistics are training's running averages: a third of the way from 0 and 1.
     o.batchnorm_images = 0;
     const lamda::TrainResult kept = lamda::train_model(g, train, val, nullptr, o);
@@ -434,6 +451,7 @@ TEST_CASE("train: TorchTrainer, the generation loop's trainer") {
     CHECK(f.recipe->erase == full.erase);
     CHECK(f.recipe->seed == full.seed);
     CHECK(!f.recipe->from_inherited_weights);
+    CHECK(f.recipe->batchnorm_images == trainer.last_result()->batchnorm_images);
     const lamda::Weights saved = lamda::read_safetensors(path);
     CHECK(lamda::validate_weights(lamda::fold_batchnorm_graph(g), saved).empty());
     std::filesystem::remove(path);

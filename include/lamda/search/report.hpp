@@ -285,6 +285,7 @@ inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& re
         j.field("seed", r->seed);
         j.field("threads", r->threads);
         j.field("from_inherited_weights", r->from_inherited_weights);
+        j.field("batchnorm_images", r->batchnorm_images);
         j.end_object();
     }
     if (!t.weights.empty()) j.field("weights", std::string_view(valid_utf8(t.weights)));
@@ -477,6 +478,7 @@ inline std::string recipe_text(const std::optional<TrainingRecipe>& r) {
                     std::to_string(r->seed) + ", " + std::to_string(r->threads) +
                     (r->threads == 1 ? " thread" : " threads");
     if (r->from_inherited_weights) t += ", from inherited weights";
+    if (r->batchnorm_images > 0) t += ", batch norm set from " + std::to_string(r->batchnorm_images) + " images";
     return t;
 }
 

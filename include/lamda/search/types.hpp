@@ -254,6 +254,9 @@ struct TrainingRecipe {
     std::uint64_t seed = 0;
     int threads = 0;
     bool from_inherited_weights = false;  // fine-tuned from a parent's weights (docs/adapt.md)
+    // Batch norm's statistics were set afresh from this many training images after the training
+    // (docs/training.md); 0: the training's running averages were kept (or the model has none).
+    std::int64_t batchnorm_images = 0;
 };
 
 // Result of training a search's finished candidate in full.

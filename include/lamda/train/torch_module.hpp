@@ -74,6 +74,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -229,6 +230,31 @@ public:
     // Whether the graph has a batchnorm layer.
     bool has_batchnorm() const noexcept {
         return std::any_of(nodes_.begin(), nodes_.end(), [](const Node& n) { return !n.bn.is_empty(); });
+    }
+
+    // Every batchnorm layer's running statistics (mean, variance, batches counted), copied, for
+    // restore_batchnorm_statistics: a look at the weights with statistics set afresh (an epoch's
+    // validation) then leaves training's running averages as they were.
+    std::vector<torch::Tensor> batchnorm_statistics() const {
+        std::vector<torch::Tensor> out;
+        for (const Node& n : nodes_) {
+            if (n.bn.is_empty()) continue;
+            out.push_back(n.bn->running_mean.clone());
+            out.push_back(n.bn->running_var.clone());
+            out.push_back(n.bn->num_batches_tracked.clone());
+        }
+        return out;
+    }
+    void restore_batchnorm_statistics(const std::vector<torch::Tensor>& kept) {
+        torch::NoGradGuard no_grad;
+        std::size_t i = 0;
+        for (Node& n : nodes_) {
+            if (n.bn.is_empty()) continue;
+            if (i + 3 > kept.size()) throw std::invalid_argument("restore_batchnorm_statistics: too few tensors");
+            n.bn->running_mean.copy_(kept[i++]);
+            n.bn->running_var.copy_(kept[i++]);
+            n.bn->num_batches_tracked.copy_(kept[i++]);
+        }
     }
 
     // Batch norm recalibration: collecting(true) zeroes every batchnorm layer's running statistics,

@@ -603,7 +603,16 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
         p.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
         p.lr = lr;
         result.epoch_loss.push_back(p.loss);
-        if (options.validate_each_epoch) p.val_accuracy = torch_accuracy(model, val_set, options.val_subset).accuracy;
+        if (options.validate_each_epoch) {
+            // As the end will see the weights: batch norm's statistics set afresh (when the end
+            // sets them), then training's running averages put back, so the training goes on
+            // unchanged. With those averages, one epoch on 2,700 images read 10.67% here and
+            // 41.33% at the end (docs/training.md).
+            const std::vector<torch::Tensor> running = model.batchnorm_statistics();
+            train_detail::recalibrate_batchnorm(model, train, options.batchnorm_images, bs, options.seed);
+            p.val_accuracy = torch_accuracy(model, val_set, options.val_subset).accuracy;
+            model.restore_batchnorm_statistics(running);
+        }
         p.seconds = std::chrono::duration<double>(clock::now() - t0).count();
         if (options.max_seconds > 0 && epoch + 1 < options.epochs) {  // re-planned on this epoch's pace
             const double epoch_s = std::chrono::duration<double>(clock::now() - epoch_start).count() -
@@ -836,6 +845,7 @@ private:
         r.seed = full_.seed;
         r.threads = full_.threads;
         r.from_inherited_weights = init != nullptr;
+        r.batchnorm_images = last_->batchnorm_images;
         f.recipe = std::move(r);
         return f;
     }
