@@ -226,6 +226,75 @@ TEST_CASE("torch: parameters are named after layers and weights round-trip") {
     CHECK_THROWS_AS(model.forward(torch::zeros({1, 6, 6, 3})), lamda::ExecutorError);
 }
 
+TEST_CASE("torch: channels-last memory changes neither outputs, gradients nor weights") {
+    // A one-channel input and a 1x1 map read as either layout; a depthwise convolution, batch
+    // norm, pools, flatten and fc see channels-last tensors.
+    const Graph g = graph_of("input: input shape=8x8x1\n"
+                             "c: conv2d out=8 kernel=3 act=relu\n"
+                             "d: dwconv kernel=3 multiplier=2\n"
+                             "bn: batchnorm\n"
+                             "r: relu6\n"
+                             "p: maxpool kernel=2\n"
+                             "pw: conv2d out=6 kernel=1\n"
+                             "flat: flatten\n"
+                             "fc: fc out=5\n");
+    const lamda::Weights w = lamda::random_weights(g, 9);
+    TorchModel nchw(g), last(g);
+    nchw.load_weights(w);
+    last.load_weights(w);
+    last.use_channels_last(true);
+    CHECK(last.channels_last());
+    const auto export_same = [&] {
+        const lamda::Weights a = nchw.export_weights(), b = last.export_weights();
+        for (const auto& entry : a) {
+            INFO(entry.first);
+            CHECK(b.at(entry.first).data == entry.second.data);  // bit-exact
+        }
+    };
+    export_same();
+    torch::manual_seed(3);
+    torch::Tensor x = torch::rand({4, 1, 8, 8});
+    {  // really channels-last: d's output (16 channels, 4x4) is laid out NHWC (c's, from one
+       // channel, may be either)
+        torch::NoGradGuard no_grad;
+        const std::vector<torch::Tensor> outs = last.forward_all(x), plain = nchw.forward_all(x);
+        CHECK(outs[2].is_contiguous(torch::MemoryFormat::ChannelsLast));
+        CHECK(!outs[2].is_contiguous());
+        CHECK(plain[2].is_contiguous());
+    }
+    for (int draw = 0; draw < 32; ++draw) {  // 16 inputs, each in eval and in train mode
+        const bool training = draw % 2 == 1;
+        x = torch::rand({4, 1, 8, 8});
+        INFO("train mode: " << training << ", input draw " << draw);
+        nchw.train(training);
+        last.train(training);
+        nchw.zero_grad();
+        last.zero_grad();
+        const torch::Tensor a = nchw.forward(x), b = last.forward(x);
+        // Another summation order: batch norm's batch statistics spread its rounding.
+        const auto near = [](const torch::Tensor& u, const torch::Tensor& v, double of_largest) {
+            return (u - v).abs().max().item<double>() <= of_largest * std::max(1.0, u.abs().max().item<double>());
+        };
+        CHECK(near(a, b, 1e-4));
+        a.square().sum().backward();
+        b.square().sum().backward();
+        const auto pa = nchw.named_parameters(), pb = last.named_parameters();
+        double largest = 1;  // gradient, over all parameters
+        for (const auto& p : pa) largest = std::max(largest, p.value().grad().abs().max().item<double>());
+        for (const auto& p : pa) {
+            // In train mode the bias before batch norm has a gradient of 0 and rounding only.
+            if (training && p.key() == "d.bias") continue;
+            INFO(p.key());
+            CHECK((p.value().grad() - pb[p.key()].grad()).abs().max().item<double>() <= 1e-3 * largest);
+        }
+    }
+    // Loading weights into a channels-last model keeps them (copy_ into its layout).
+    const lamda::Weights w2 = lamda::random_weights(g, 10);
+    nchw.load_weights(w2);
+    last.load_weights(w2);
+    export_same();
+}
+
 TEST_CASE("torch: train mode uses batch statistics, dropout, and gradients flow") {
     const Graph g = graph_of("input: input shape=4x4x2\n"
                              "c: conv2d out=3 kernel=3\n"

@@ -380,6 +380,18 @@ TEST_CASE("train: batch norm's statistics are set afresh from the trained weight
     CHECK(std::abs(kept.trained.at("bn.running_mean").data[far] - far_mean) > 0.3 * std::abs(far_mean));
 }
 
+TEST_CASE("train: evaluation batches keep the largest activation under 16 MiB") {
+    // 104 x 14 x 14 floats are 81,536 bytes an image: 205 images fit 16 MiB.
+    CHECK(lamda::train_detail::evaluation_batch(graph_of("input: input shape=28x28x1\n"
+                                                         "c: conv2d out=104 kernel=2 stride=2\n"
+                                                         "p: gap\nfc: fc out=10\n")) == 205);
+    CHECK(lamda::train_detail::evaluation_batch(graph_of("input: input shape=28x28x1\n"
+                                                         "p: gap\nfc: fc out=10\n")) == 500);
+    CHECK(lamda::train_detail::evaluation_batch(graph_of("input: input shape=224x224x3\n"
+                                                         "c: conv2d out=512 kernel=3\n"
+                                                         "p: gap\nfc: fc out=10\n")) == 16);
+}
+
 TEST_CASE("train: options, progress, subsets and mismatches") {
     const Graph g = graph_of(every_op_models[0]);
     lamda::DatasetSplits data;

@@ -80,6 +80,7 @@ int run_train(const TrainArgs& args) {
     if (args.no_flip) o.flip = false;
     if (args.erase >= 0) o.erase = args.erase;
     if (args.no_cosine) o.cosine = false;
+    if (args.nchw) o.channels_last = false;
     if (args.subset > 0) o.train_subset = args.subset;
     if (args.batchnorm_images >= 0) o.batchnorm_images = static_cast<std::size_t>(args.batchnorm_images);
     o.validation_fraction = args.val_fraction;

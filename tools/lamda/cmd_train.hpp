@@ -181,6 +181,8 @@ inline void add_train_commands(CLI::App& app, int& exit_code) {
                       "Augmentation: probability of erasing a random rectangle of each image (default 0: off)")
         ->check(CLI::Range(0.0, 1.0));
     train->add_flag("--no-cosine", args->no_cosine, "Constant learning rate (no cosine schedule)");
+    train->add_flag("--nchw", args->nchw,
+                    "Keep activations in NCHW memory (default: channels-last, which trained most models faster here)");
     train->add_option("--val-fraction", args->val_fraction,
                       "Fraction of the training set held out for validation (default 0.1)")
         ->check(CLI::Range(0.001, 0.9));

@@ -58,6 +58,7 @@ struct TrainArgs {
     bool no_flip = false;
     double erase = -1;  // --erase P: random erasing's probability; < 0: the mode's default
     bool no_cosine = false;
+    bool nchw = false;  // --nchw: TrainOptions::channels_last off
     double val_fraction = 0.1;
     std::uint64_t seed = 1;
     int threads = 1;

@@ -180,6 +180,18 @@ public:
 
     const Graph& graph() const noexcept { return graph_; }
 
+    // Convolution weights and inputs in channels-last (NHWC) memory: oneDNN then runs the
+    // convolutions, batch norms and pools of training without reordering every tensor to its
+    // blocked layout and back. Values, names and export_weights() are unchanged.
+    void use_channels_last(bool on) {
+        torch::NoGradGuard no_grad;
+        const auto format = on ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+        for (Node& node : nodes_)
+            if (!node.conv.is_empty()) node.conv->weight.set_data(node.conv->weight.data().contiguous(format));
+        channels_last_ = on;
+    }
+    bool channels_last() const noexcept { return channels_last_; }
+
     // See "Hooks" above; empty functions: none (the default).
     struct Hooks {
         std::function<torch::Tensor(std::size_t layer, const torch::Tensor& weight)> weight;
@@ -291,6 +303,7 @@ private:
     std::vector<int> last_use_;  // last layer reading each value; -1 for none (the output)
     std::map<std::string, torch::Tensor> tensors_;  // lamda weight name -> parameter or buffer
     Hooks hooks_;
+    bool channels_last_ = false;
 
     Shape shape_of(int layer) const { return graph_.layers[static_cast<std::size_t>(layer)].shape; }
 
@@ -315,11 +328,14 @@ private:
             };
             torch::Tensor y;
             switch (l.op) {
-            case OpKind::Input: y = x; break;
+            case OpKind::Input: y = channels_last_ ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x; break;
             case OpKind::Conv2d:
             case OpKind::DepthwiseConv2d: {
                 torch::Tensor in = arg(0);
                 if (node.pre_pad) in = torch::constant_pad_nd(in, node.pad, 0.0);
+                // The input decides oneDNN's layout; a tensor of one channel (the image) or one
+                // pixel reads as either, and would keep the convolution in NCHW.
+                if (channels_last_) in = in.contiguous(torch::MemoryFormat::ChannelsLast);
                 const torch::Tensor conv =
                     hooks_.weight ? torch::conv2d(in, hooks_.weight(i, node.conv->weight), node.conv->bias,
                                                   node.stride, node.padding, node.dilation, node.groups)
