@@ -262,6 +262,10 @@ TEST_CASE("torch: channels-last memory changes neither outputs, gradients nor we
         CHECK(!outs[2].is_contiguous());
         CHECK(plain[2].is_contiguous());
     }
+    // Another summation order: batch norm's batch statistics spread its rounding.
+    const auto near = [](const torch::Tensor& u, const torch::Tensor& v, double of_largest) {
+        return (u - v).abs().max().item<double>() <= of_largest * std::max(1.0, u.abs().max().item<double>());
+    };
     for (int draw = 0; draw < 32; ++draw) {  // 16 inputs, each in eval and in train mode
         const bool training = draw % 2 == 1;
         x = torch::rand({4, 1, 8, 8});
@@ -271,10 +275,6 @@ TEST_CASE("torch: channels-last memory changes neither outputs, gradients nor we
         nchw.zero_grad();
         last.zero_grad();
         const torch::Tensor a = nchw.forward(x), b = last.forward(x);
-        // Another summation order: batch norm's batch statistics spread its rounding.
-        const auto near = [](const torch::Tensor& u, const torch::Tensor& v, double of_largest) {
-            return (u - v).abs().max().item<double>() <= of_largest * std::max(1.0, u.abs().max().item<double>());
-        };
         CHECK(near(a, b, 1e-4));
         a.square().sum().backward();
         b.square().sum().backward();

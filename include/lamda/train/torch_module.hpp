@@ -328,7 +328,7 @@ private:
             };
             torch::Tensor y;
             switch (l.op) {
-            case OpKind::Input: y = channels_last_ ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x; break;
+            case OpKind::Input: y = x; break;  // each convolution converts its own input (below)
             case OpKind::Conv2d:
             case OpKind::DepthwiseConv2d: {
                 torch::Tensor in = arg(0);
