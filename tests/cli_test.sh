@@ -501,6 +501,11 @@ if "${lamda[@]}" --version | grep -q "features:.*torch" && [ ${#lamda[@]} -eq 1 
     [ "$(json_field "$tmp/out" weights)" = "$tmp/cls_trained.safetensors" ] && pass || fail "train --json weights"
     expect_rc 0 "${lamda[@]}" train "$tmp/cls.lamda" --dataset "$tmp/dsn" --epochs 1 --batch 8 --json
     schema train
+    # --max-seconds that no epoch fits: one epoch all the same, the rest not begun.
+    expect_rc 0 "${lamda[@]}" train "$tmp/cls.lamda" --dataset "$tmp/dsn" --epochs 3 --max-seconds 0.001 --batch 8 --json
+    schema train
+    [ "$(json_field "$tmp/out" epochs)" = 1 ] && [ "$(json_field "$tmp/out" epochs_trained)" = 1 ] && pass ||
+        fail "train --max-seconds: $(head -c 300 "$tmp/out")"
     [ "$(json_field "$tmp/out" test_accuracy)" = None ] && [ "$(json_field "$tmp/out" weights)" = None ] && pass ||
         fail "train --json without a test set or --out: $(head -c 300 "$tmp/out")"
     # Fine-tuning (--init) with a teacher whose weights are folded, as --out wrote them.

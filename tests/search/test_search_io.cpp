@@ -714,6 +714,17 @@ TEST_CASE("report_json parses back") {
     REQUIRE(!parser.parse(lamda::report_json(task, records, info)).get(doc));
     CHECK(std::int64_t(doc["best"]["index"]) == 6);
     CHECK(double(doc["final_training"]["test_accuracy"]) == 0.84);
+    // A final training cut by max_total_seconds part-way through its fourth epoch of 12.
+    info.final_trainings[0].result.epochs_asked = 12;
+    info.final_trainings[0].result.epochs = 4;
+    info.final_trainings[0].result.epochs_trained = 3.81;
+    REQUIRE(!parser.parse(lamda::report_json(task, records, info)).get(doc));
+    CHECK(std::int64_t(doc["final_training"]["epochs"]) == 4);
+    CHECK(double(doc["final_training"]["epochs_trained"]) == 3.81);
+    CHECK(std::int64_t(doc["final_training"]["epochs_asked"]) == 12);
+    CHECK(lamda::report_html(task, records, info).find("Trained in full: 3.81 of 12 epochs (the rest did not fit") !=
+          std::string::npos);
+    CHECK(doc["final_trainings"].at(1)["epochs_trained"].error() == simdjson::NO_SUCH_FIELD);  // whole epochs
     info.best.reset();
     info.no_best = true;
     REQUIRE(!parser.parse(lamda::report_json(task, records, info)).get(doc));

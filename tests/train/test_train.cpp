@@ -518,13 +518,26 @@ TEST_CASE("train: every run validates on the same images, whatever its seed") {
     std::filesystem::remove(path);
 }
 
-TEST_CASE("train: max_seconds plans the epochs that fit, the schedule spanning them") {
-    using lamda::train_detail::epochs_that_fit;
-    CHECK(epochs_that_fit(25, 0, 0, 10) == 25);         // no limit
-    CHECK(epochs_that_fit(25, 1000, 0, 10) == 25);      // all fit
-    CHECK(epochs_that_fit(25, 100, 5, 10) == 9);        // (100 - 5 - 2) / 10: the evaluation's fifth kept
-    CHECK(epochs_that_fit(25, 10, 5, 10) == 1);         // none fits: one all the same
-    CHECK(epochs_that_fit(3, 1e9, 0, 1e-9) == 3);
+TEST_CASE("train: max_seconds plans the steps that fit, the schedule spanning them") {
+    using lamda::train_detail::steps_that_fit;
+    using lamda::train_detail::steps_replanned;
+    // 10 steps an epoch, 1 s each.
+    CHECK(steps_that_fit(250, 10, 0, 0, 1) == 250);     // no limit
+    CHECK(steps_that_fit(250, 10, 1000, 0, 1) == 250);  // all fit
+    CHECK(steps_that_fit(250, 10, 100, 5, 1) == 93);    // 100 - 5 - 2: the evaluation's fifth of an epoch kept
+    CHECK(steps_that_fit(250, 10, 93, 0, 1) == 90);     // 91: a last epoch of one step is left out
+    CHECK(steps_that_fit(95, 10, 1000, 0, 1) == 95);    // all asked, whatever the last epoch's length
+    CHECK(steps_that_fit(250, 10, 10, 5, 1) == 10);     // none fits: one epoch all the same
+    CHECK(steps_that_fit(3, 10, 1e9, 0, 1e-9) == 3);    // an epoch is more than was asked
+    // After an epoch: 10 of 40 planned steps done (100 asked).
+    CHECK(steps_replanned(40, 10, 100, 10, 20, 1) == 28);   // slower: the 18 that still fit
+    CHECK(steps_replanned(40, 10, 100, 10, 1, 1) == 10);    // none fits: stop now
+    CHECK(steps_replanned(40, 10, 100, 10, 100, 1) == 98);  // faster: (100 - 2.2) / 1.1 more
+    CHECK(steps_replanned(40, 10, 100, 10, 33, 1) == 40);   // 31 fit, but not at the margin: as planned
+    CHECK(steps_replanned(40, 40, 100, 10, 100, 1) == 100);  // the plan ended with the epoch: more all the same
+    CHECK(steps_replanned(40, 40, 100, 10, 3, 1) == 40);    // or not
+    CHECK(steps_replanned(40, 10, 100, 10, 13, 1) == 20);   // slower, 11 fit: a last epoch of one step left out
+    CHECK(steps_replanned(40, 10, 100, 10, 2.5, 1) == 10);  // slower, 0 fit
     CHECK(lamda::final_image_cost(32, 32) == doctest::Approx(1.0));
     CHECK(lamda::final_image_cost(32, 128) < 1.0);      // bigger batches: fewer steps' overhead per image
 
@@ -571,6 +584,21 @@ TEST_CASE("train: max_seconds plans the epochs that fit, the schedule spanning t
     REQUIRE(planned.size() == 4);
     CHECK(planned[0].epochs == 4);            // re-planned at the end of the first epoch
     CHECK(planned[3].lr < 0.05 * slow_probe.lr);  // and the schedule still ends near 0
+    CHECK(stretched.epochs_trained == 4);
+
+    // Steps of 0.2 s, 12 an epoch: 22 fit in 5 s (an evaluation's 0.48 s kept), so the second
+    // epoch stops part-way, the schedule ending at its last step; whole epochs left 2.4 s unused.
+    TrainOptions even = quick(4);
+    even.max_seconds = 5;
+    even.between_steps = [] { std::this_thread::sleep_for(std::chrono::milliseconds(200)); };
+    std::vector<lamda::TrainProgress> partial;
+    even.progress = [&](const lamda::TrainProgress& p) { partial.push_back(p); };
+    const lamda::TrainResult cut = lamda::train_model(g, data, even);
+    CHECK(cut.epochs == 2);
+    CHECK(cut.epochs_trained > 1);
+    CHECK(cut.epochs_trained < 2);
+    REQUIRE(partial.size() == 2);
+    CHECK(partial[1].lr < 0.05 * even.lr);
     o.max_seconds = -1;
     CHECK_THROWS_AS(lamda::train_model(g, data, o), std::invalid_argument);
 }

@@ -17,6 +17,7 @@
 #include <lamda/data/dataset.hpp>
 #include <lamda/dsl/parser.hpp>
 #include <lamda/exec/fold.hpp>
+#include <lamda/detail/format.hpp>
 #include <lamda/detail/json_write.hpp>
 #include <lamda/train/qat.hpp>
 #include <lamda/train/trainer.hpp>
@@ -72,6 +73,7 @@ int run_train(const TrainArgs& args) {
     // SGD needs a larger step than Adam's default.
     if (o.optimizer == lamda::OptimizerKind::Sgd) o.lr = 0.05;
     if (args.epochs > 0) o.epochs = args.epochs;
+    o.max_seconds = args.max_seconds;
     if (args.batch > 0) o.batch_size = args.batch;
     if (args.lr > 0) o.lr = args.lr;
     if (args.weight_decay >= 0) o.weight_decay = args.weight_decay;
@@ -128,7 +130,8 @@ int run_train(const TrainArgs& args) {
               << (o.train_subset > 0 ? "a seeded sample of the " + std::to_string(rest) + " left after "
                                      : std::string())
               << held << " of " << data.train.size() << " held out for validation), "
-              << data.test.size() << " test images, " << o.epochs << " epochs, "
+              << data.test.size() << " test images, " << (o.max_seconds > 0 ? "up to " : "") << o.epochs << " epochs"
+              << (o.max_seconds > 0 ? " in " + lamda::detail::format_fixed(o.max_seconds, 0) + " s" : std::string()) << ", "
               << lamda::optimizer_name(o.optimizer) << ", " << o.threads << " thread"
               << (o.threads == 1 ? "" : "s") << (init ? ", from " + args.init : std::string())
               << (o.distill ? ", distilling " + args.teacher : std::string()) << '\n';
@@ -146,6 +149,7 @@ int run_train(const TrainArgs& args) {
         else json.null();
         json.field("train_seconds", r.train_seconds)
             .field("epochs", r.epochs)
+            .field("epochs_trained", r.epochs_trained)
             .field("train_images", r.train_images)
             .field("val_images", r.val_images)
             .field("test_images", r.test_images)
@@ -190,6 +194,11 @@ int run_train(const TrainArgs& args) {
         }
         std::snprintf(line, sizeof line, "train_seconds: %.1f\n", r.train_seconds);
         std::cout << line;
+        if (r.epochs_trained < r.epochs_asked) {
+            std::snprintf(line, sizeof line, "epochs:        %.2f of %d (all that fitted --max-seconds)\n",
+                          r.epochs_trained, r.epochs_asked);
+            std::cout << line;
+        }
         if (!args.out.empty()) std::cout << "weights:       " << args.out << " (batch norm folded)\n";
     }
     return 0;

@@ -164,6 +164,10 @@ inline void add_train_commands(CLI::App& app, int& exit_code) {
         ->required();
     train->add_option("--epochs", args->epochs, "Epochs (default 15; 1 with --proxy)")
         ->check(CLI::Range(1, 100000));
+    train->add_option("--max-seconds", args->max_seconds,
+                      "Train for at most this long, evaluation included: the steps that fit, at least one "
+                      "epoch, the learning-rate schedule spanning them (default: no limit)")
+        ->check(CLI::Range(0.0, 1e9));
     train->add_option("--batch", args->batch, "Batch size (default 128)")->check(CLI::Range(1, 65536));
     train->add_option("--lr", args->lr, "Initial learning rate (default 0.003 for adam, 0.05 for sgd)")
         ->check(CLI::PositiveNumber);

@@ -50,6 +50,7 @@ struct TrainArgs {
     std::string out;
     std::string optimizer = "adam";
     int epochs = 0;  // 0: the mode's default
+    double max_seconds = 0;  // --max-seconds: TrainOptions::max_seconds (0: none)
     int batch = 0;
     double lr = 0;
     double weight_decay = -1;

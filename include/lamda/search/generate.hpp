@@ -575,8 +575,8 @@ inline std::optional<std::size_t> train_final(const Task& task, const GenerateOp
                           << format_fixed(*f.float_test_accuracy * 100, 2) << "%)";
             if (kept_start)
                 *o.status << " with its own weights\n";
-            else if (f.epochs_asked > f.epochs)
-                *o.status << " after " << f.epochs << " of " << f.epochs_asked << " epochs, all that fitted max_total_seconds ("
+            else if (cut_short(f))
+                *o.status << " after " << epochs_trained_text(f) << " of " << f.epochs_asked << " epochs, all that fitted max_total_seconds ("
                           << format_fixed(f.train_seconds, 0) << " s)\n";
             else
                 *o.status << " after " << f.epochs << " epochs (" << format_fixed(f.train_seconds, 0) << " s)\n";

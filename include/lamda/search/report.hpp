@@ -50,6 +50,18 @@ struct Confirmation {
     double slowdown = 1.0;     // > 1: what a measurement taken in a slow burst was divided by (search/loop.hpp: usual_pace_ms)
 };
 
+// Whether a final training stopped short of the epochs asked (Budget::max_total_seconds).
+inline bool cut_short(const FinalTraining& f) noexcept {
+    return f.epochs_asked > f.epochs || (f.epochs_trained > 0 && f.epochs_trained < f.epochs_asked);
+}
+
+// The epochs a final training ran, as people read them: "12", or "3.81" when its last epoch
+// stopped part-way (a trainer that does not say: the epochs begun).
+inline std::string epochs_trained_text(const FinalTraining& f) {
+    if (f.epochs_trained > 0 && f.epochs_trained < f.epochs) return detail::format_fixed(f.epochs_trained, 2);
+    return std::to_string(f.epochs);
+}
+
 // A finished candidate trained in full.
 struct TrainedCandidate {
     std::size_t position = 0;  // in `records`
@@ -265,7 +277,9 @@ inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& re
     j.field("test_accuracy", t.result.test_accuracy);
     j.field("train_seconds", t.result.train_seconds);
     j.field("epochs", t.result.epochs);
-    if (t.result.epochs_asked > t.result.epochs) j.field("epochs_asked", t.result.epochs_asked);
+    if (t.result.epochs_trained > 0 && t.result.epochs_trained < t.result.epochs)
+        j.field("epochs_trained", t.result.epochs_trained);
+    if (cut_short(t.result)) j.field("epochs_asked", t.result.epochs_asked);
     if (t.result.float_test_accuracy) {  // an int8 candidate: the accuracies above are after quantization
         j.field("precision", "int8");
         j.field("float_val_accuracy", t.result.float_val_accuracy);
@@ -1034,8 +1048,8 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
                 const FinalTraining& f = t->result;
                 h += std::string("<p id=\"final-training\">") +
                      (f.epochs == 0 ? "The start model's own weights (its full training did not improve them on validation)"
-                                    : "Trained in full: " + std::to_string(f.epochs) +
-                                          (f.epochs_asked > f.epochs ? " of " + std::to_string(f.epochs_asked) + " epochs (the rest did not fit max_total_seconds), "
+                                    : "Trained in full: " + epochs_trained_text(f) +
+                                          (cut_short(f) ? " of " + std::to_string(f.epochs_asked) + " epochs (the rest did not fit max_total_seconds), "
                                                                      : std::string(" epochs, ")) +
                                           fixed(f.train_seconds, 1) + " s") +
                      "; validation accuracy " + accuracy_text(f.val_accuracy) +
@@ -1096,7 +1110,7 @@ svg#layer-chart { max-width: 100%; height: auto; } svg .layer-bar { fill: #5b7fb
             for (const TrainedCandidate& t : info.final_trainings) {
                 h += "<tr><td class=\"num\">" +
                      (t.position < records.size() ? std::to_string(records[t.position].index) : std::string("?")) +
-                     "</td><td class=\"num\">" + std::to_string(t.result.epochs) + "</td><td class=\"num\">" +
+                     "</td><td class=\"num\">" + epochs_trained_text(t.result) + "</td><td class=\"num\">" +
                      fixed(t.result.train_seconds, 1) + "</td><td class=\"num\">" + accuracy_text(t.result.val_accuracy) +
                      "</td><td class=\"num\">" + accuracy_text(t.result.test_accuracy) + "</td><td>" +
                      recipe_text(t.result.recipe) + "</td></tr>\n";

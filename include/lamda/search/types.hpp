@@ -264,8 +264,9 @@ struct FinalTraining {
     double val_accuracy = 0;   // on the validation split carved from the training set
     double test_accuracy = 0;  // on the test set: used once, for this figure
     double train_seconds = 0;
-    int epochs = 0;        // that ran
+    int epochs = 0;        // begun
     int epochs_asked = 0;  // fewer ran when the time left for it (Budget::max_total_seconds) cut them
+    double epochs_trained = 0;  // steps run / steps per epoch: that time limit may stop the last part-way
     // An int8 candidate (CandidateRecord::precision): the accuracies above are of the quantized
     // weights (Trainer::quantize_final); these are the fp32 weights' before quantization.
     std::optional<double> float_val_accuracy = std::nullopt, float_test_accuracy = std::nullopt;

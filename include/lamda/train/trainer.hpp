@@ -142,12 +142,13 @@ struct TrainOptions {
     // while a latency is measured (search/parallel.hpp's NodeGate); it may block or throw.
     std::function<void()> between_steps;
     // Wall-time limit of the whole training, evaluation included (seconds; 0: none). The first
-    // steps are timed and the epochs cut to those that fit (at least one), the learning-rate
-    // schedule spanning the epochs that will run. Each epoch's pace plans again: should the
-    // machine slow down, training stops at the end of the epoch after which the next would not
-    // fit; should epochs run faster, more of those asked are added (the schedule stretched).
-    // TrainResult::epochs says how many ran. A search with budget.max_total_seconds sets it on
-    // its final training.
+    // steps are timed and the training cut to the steps that fit (at least one epoch; the last
+    // epoch may stop part-way), the learning-rate schedule spanning the steps that will run.
+    // Each epoch's pace plans again: should the machine slow down, fewer steps are left; should
+    // epochs run faster, more of those asked are added (the schedule stretched). Whole epochs
+    // only left up to an epoch's time unused: 33 of 181 s in a 0.05 ms adaptation's final
+    // training (docs/adapt.md). TrainResult::epochs_trained says how much ran. A search with
+    // budget.max_total_seconds sets it on its final training.
     double max_seconds = 0;
     // After the last step, batch norm's running statistics are set afresh from the trained
     // weights over up to this many training images (train_detail::recalibrate_batchnorm); 0: they
@@ -196,8 +197,9 @@ struct TrainResult {
     double val_accuracy = 0;              // in [0, 1], through libtorch
     std::optional<double> test_accuracy;  // when a test set was given
     double train_seconds = 0;             // the whole of train_model: training and evaluation
-    int epochs = 0;                       // that ran: fewer than asked when max_seconds cut them
+    int epochs = 0;                       // begun: fewer than asked when max_seconds cut them
     int epochs_asked = 0;                 // TrainOptions::epochs
+    double epochs_trained = 0;            // steps run / steps per epoch: the last may be partial
     std::vector<double> epoch_loss;       // mean training loss of each epoch
     std::int64_t train_images = 0, val_images = 0, test_images = 0;
     std::int64_t batchnorm_images = 0;  // batch norm's statistics were set from these (0: training's kept)
@@ -288,23 +290,58 @@ inline double cosine_lr(double base, std::int64_t step, double total_steps) {
 // is allowed this fraction of an epoch's time.
 constexpr double evaluation_epoch_fraction = 0.2;
 
-// TrainOptions::max_seconds: how many epochs of `epoch_s` fit in `seconds_left`, the closing
-// evaluation included (may be 0 or negative).
-inline double epochs_fitting(double seconds_left, double epoch_s) {
-    return std::floor((seconds_left - evaluation_epoch_fraction * epoch_s) / epoch_s);
+// TrainOptions::max_seconds: how many steps of `step_s` fit in `seconds_left`, the closing
+// evaluation (a fraction of an epoch of `steps_per_epoch` steps) included; may be 0 or negative.
+inline double steps_fitting(double seconds_left, double step_s, std::int64_t steps_per_epoch) {
+    return std::floor((seconds_left - evaluation_epoch_fraction * step_s * static_cast<double>(steps_per_epoch)) / step_s);
 }
 
-// TrainOptions::max_seconds: how many of `asked` epochs fit in `max_seconds` (at least one) when
-// `spent` seconds are gone and an epoch takes `epoch_s`.
-inline int epochs_that_fit(int asked, double max_seconds, double spent, double epoch_s) {
-    if (!(max_seconds > 0) || !(epoch_s > 0)) return asked;
-    return static_cast<int>(std::clamp(epochs_fitting(max_seconds - spent, epoch_s), 1.0, static_cast<double>(asked)));
+// TrainOptions::max_seconds: a last epoch shorter than this share of one is left out (the steps
+// end with the epoch before): it would still pay an epoch's validation and shuffle for a few
+// steps (`lamda train --max-seconds 20` ran 4.05 epochs, the last 4 steps and a 6,000-image
+// validation).
+constexpr double shortest_partial_epoch = 0.25;
+
+// `steps` without a last partial epoch shorter than shortest_partial_epoch, but not under `floor`.
+inline std::int64_t without_short_tail(std::int64_t steps, std::int64_t steps_per_epoch, std::int64_t floor) {
+    const std::int64_t tail = steps % steps_per_epoch;
+    if (tail > 0 && static_cast<double>(tail) < shortest_partial_epoch * static_cast<double>(steps_per_epoch))
+        return std::max(floor, steps - tail);
+    return steps;
 }
 
-// TrainOptions::max_seconds: an epoch that ran faster than the first steps promised adds epochs
+// TrainOptions::max_seconds: how many of `asked` steps fit in `max_seconds` when `spent` seconds
+// are gone and a step takes `step_s`: at least one epoch of `steps_per_epoch` (or all asked).
+inline std::int64_t steps_that_fit(std::int64_t asked, std::int64_t steps_per_epoch, double max_seconds,
+                                   double spent, double step_s) {
+    if (!(max_seconds > 0) || !(step_s > 0)) return asked;
+    const double fit = steps_fitting(max_seconds - spent, step_s, steps_per_epoch);
+    const std::int64_t at_least = std::min(steps_per_epoch, asked);
+    const auto steps = static_cast<std::int64_t>(
+        std::clamp(fit, static_cast<double>(at_least), static_cast<double>(asked)));
+    return steps == asked ? asked : without_short_tail(steps, steps_per_epoch, at_least);
+}
+
+// TrainOptions::max_seconds: an epoch that ran faster than the first steps promised adds steps
 // (up to those asked) only if they fit at this much over its pace, which swings by 10-30% on a
-// shared machine: an epoch too many would be cut before the schedule's end.
+// shared machine: steps too many would be cut before the schedule's end.
 constexpr double epoch_extension_margin = 1.1;
+
+// TrainOptions::max_seconds, planned again after an epoch: `done` of `planned` steps ran (of
+// `asked`), `seconds_left` remain and the epoch's steps took `step_s` each. Slower than planned:
+// the steps that still fit (none: stop now); faster: more, at epoch_extension_margin over the pace
+// (also when the plan ended with this epoch: its first steps may have run slow).
+inline std::int64_t steps_replanned(std::int64_t planned, std::int64_t done, std::int64_t asked,
+                                    std::int64_t steps_per_epoch, double seconds_left, double step_s) {
+    if (!(step_s > 0) || done > planned) return planned;
+    const double fit = steps_fitting(seconds_left, step_s, steps_per_epoch);
+    if (fit < static_cast<double>(planned - done))
+        return without_short_tail(done + static_cast<std::int64_t>(std::max(0.0, fit)), steps_per_epoch, done);
+    const double more = steps_fitting(seconds_left, epoch_extension_margin * step_s, steps_per_epoch);
+    const auto extended = static_cast<std::int64_t>(
+        std::min(static_cast<double>(asked), static_cast<double>(done) + std::max(0.0, more)));
+    return std::max(planned, extended == asked ? asked : without_short_tail(extended, steps_per_epoch, done));
+}
 
 // Random erasing (Zhong et al., AAAI 2020, their settings): a rectangle of 2% to 40% of the image,
 // aspect ratio between 0.3 and 1/0.3 (log-uniform), placed at random, filled with uniform noise
@@ -525,53 +562,62 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
 
     const std::size_t n = train.size();
     const auto bs = static_cast<std::size_t>(options.batch_size);
-    const std::size_t steps_per_epoch = train_detail::EpochBatches::per_epoch(n, bs);
-    int epochs = options.epochs;  // max_seconds may cut them, once the first steps are timed
-    double total_steps = static_cast<double>(steps_per_epoch) * epochs;
+    const auto steps_per_epoch = static_cast<std::int64_t>(train_detail::EpochBatches::per_epoch(n, bs));
+    const std::int64_t steps_asked = steps_per_epoch * options.epochs;
+    // max_seconds may cut the steps, once the first ones are timed; the schedule spans those planned.
+    std::int64_t planned_steps = steps_asked;
+    const auto epochs_planned = [&] { return static_cast<int>((planned_steps + steps_per_epoch - 1) / steps_per_epoch); };
     const double smoothing = options.label_smoothing;
-    // max_seconds: the steps timed before the epochs are sized (a tenth of the first epoch, at least
-    // 5, short of its end; an epoch of one step is timed whole, at its end). The first quarter of
-    // them is warm-up, left out of the pace: libtorch's first steps took about a second more than
-    // the rest on the 2-core VM, which sized a 0.05 ms model's final training at 5 epochs where 7
-    // fitted (docs/generate.md).
-    const auto probe_steps = std::min(static_cast<std::int64_t>(std::max<std::size_t>(5, steps_per_epoch / 10)),
-                                      static_cast<std::int64_t>(steps_per_epoch) - 1);
+    // max_seconds: the steps timed before the training is sized (a tenth of the first epoch, at
+    // least 5, short of its end; an epoch of one step is timed whole, at its end). The first
+    // quarter of them is warm-up, left out of the pace: libtorch's first steps took about a second
+    // more than the rest on the 2-core VM, which sized a 0.05 ms model's final training at 5 epochs
+    // where 7 fitted (docs/generate.md).
+    const auto probe_steps = std::min(std::max<std::int64_t>(5, steps_per_epoch / 10), steps_per_epoch - 1);
     const std::int64_t warmup_steps = probe_steps / 4;
     double warmup_excess = 0;  // what the warm-up steps took beyond the pace: a cost paid once
     const auto loop_start = clock::now();
     auto warm_start = loop_start;
     const double setup_s = std::chrono::duration<double>(loop_start - t0).count();
     const double epoch_overhead = options.validate_each_epoch ? 1.05 : 1.0;  // the epoch's validation
+    // With recalibration, what an epoch's validation set batch norm's statistics to: kept, so that
+    // the end, when nothing was trained after it, uses them instead of doing the same work again.
+    const bool recalibrates = options.batchnorm_images > 0 && model.has_batchnorm();
+    struct Validated {
+        std::int64_t after_steps = -1;
+        Accuracy val;
+        std::vector<torch::Tensor> statistics;
+        std::size_t batchnorm_images = 0;
+    } validated;
 
     TrainResult result;
     double lr = options.lr;
     auto last_step_report = t0;
     auto epoch_start = loop_start;
-    for (int epoch = 0; epoch < epochs; ++epoch) {
+    for (int epoch = 0; epoch < epochs_planned(); ++epoch) {
         model.train();
         train_detail::EpochBatches batches(train, bs, options.seed, epoch, options.shift, options.flip,
                                            options.erase);
         double loss_sum = 0;
         std::int64_t seen = 0, correct = 0;
-        auto step = static_cast<std::int64_t>(steps_per_epoch) * epoch;
+        std::int64_t step = steps_per_epoch * epoch;
+        const std::int64_t epoch_first_step = step;
         torch::Tensor x, y;
-        for (; batches.next(x, y); ++step) {
+        for (; step < planned_steps && batches.next(x, y); ++step) {
             if (options.max_seconds > 0 && epoch == 0 && step == warmup_steps) warm_start = clock::now();
             if (options.max_seconds > 0 && epoch == 0 && probe_steps > 0 && step == probe_steps) {
                 const double per_step = std::chrono::duration<double>(clock::now() - warm_start).count() /
                                         static_cast<double>(probe_steps - warmup_steps);
                 warmup_excess = std::max(0.0, std::chrono::duration<double>(warm_start - loop_start).count() -
                                                   per_step * static_cast<double>(warmup_steps));
-                epochs = train_detail::epochs_that_fit(
-                    options.epochs, options.max_seconds, setup_s + warmup_excess,
-                    per_step * static_cast<double>(steps_per_epoch) * epoch_overhead);
-                total_steps = static_cast<double>(steps_per_epoch) * epochs;
+                planned_steps = train_detail::steps_that_fit(steps_asked, steps_per_epoch, options.max_seconds,
+                                                             setup_s + warmup_excess, per_step * epoch_overhead);
             }
             if (options.between_steps) options.between_steps();
             const std::int64_t B = x.size(0);
             const auto b = static_cast<std::size_t>(B);
             if (options.cosine) {
-                lr = train_detail::cosine_lr(options.lr, step, total_steps);
+                lr = train_detail::cosine_lr(options.lr, step, static_cast<double>(planned_steps));
                 set_lr(lr);
             }
             const torch::Tensor logp = train_detail::log_probs(graph, model.forward(x));
@@ -606,7 +652,7 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
                 last_step_report = clock::now();
                 TrainStepProgress sp;
                 sp.epoch = epoch + 1;
-                sp.epochs = epochs;
+                sp.epochs = epochs_planned();
                 sp.images = seen;
                 sp.epoch_images = static_cast<std::int64_t>(n);
                 sp.loss = loss_sum / static_cast<double>(seen);
@@ -614,9 +660,12 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
                 options.step_progress(sp);
             }
         }
+        // Where the training stands: a whole epoch (a batch under two images is skipped but
+        // counted), or the plan's end within it.
+        const std::int64_t done = std::min(planned_steps, steps_per_epoch * (epoch + 1));
         TrainProgress p;
         p.epoch = epoch + 1;
-        p.epochs = epochs;
+        p.epochs = epochs_planned();
         p.loss = seen ? loss_sum / static_cast<double>(seen) : 0.0;
         p.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
         p.lr = lr;
@@ -626,40 +675,46 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
             // sets them), then training's running averages put back, so the training goes on
             // unchanged. With those averages, one epoch on 2,700 images read 10.67% here and
             // 41.33% at the end (docs/training.md).
-            const std::vector<torch::Tensor> running = model.batchnorm_statistics();
-            train_detail::recalibrate_batchnorm(model, train, options.batchnorm_images, bs, options.seed);
-            p.val_accuracy = torch_accuracy(model, val_set, options.val_subset).accuracy;
-            model.restore_batchnorm_statistics(running);
+            std::vector<torch::Tensor> running;
+            if (recalibrates) running = model.batchnorm_statistics();
+            validated.batchnorm_images =
+                train_detail::recalibrate_batchnorm(model, train, options.batchnorm_images, bs, options.seed);
+            validated.val = torch_accuracy(model, val_set, options.val_subset);
+            validated.after_steps = done;
+            p.val_accuracy = validated.val.accuracy;
+            if (recalibrates) {
+                validated.statistics = model.batchnorm_statistics();
+                model.restore_batchnorm_statistics(running);
+            }
         }
         p.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-        if (options.max_seconds > 0 && epoch + 1 < options.epochs) {  // re-planned on this epoch's pace
+        // Planned again on this epoch's pace, unless the plan ended part-way through it.
+        if (options.max_seconds > 0 && done < steps_asked && (done < planned_steps || done % steps_per_epoch == 0)) {
             const double epoch_s = std::chrono::duration<double>(clock::now() - epoch_start).count() -
                                    (epoch == 0 ? warmup_excess : 0.0);
-            const double left = options.max_seconds - p.seconds;
-            if (epoch + 1 < epochs && train_detail::epochs_fitting(left, epoch_s) < 1) {
-                epochs = epoch + 1;  // slower than timed: stop while it fits
-            } else if (epoch_s > 0) {
-                // Faster than the first steps promised (they ran about 15% slow on the 2-core VM,
-                // and 2 of 12 fitting epochs went unused): more epochs, the schedule stretched to
-                // span them (its rate steps up a little, then decays to 0 at the new end).
-                const double more = train_detail::epochs_fitting(left, train_detail::epoch_extension_margin * epoch_s);
-                const int fit = static_cast<int>(std::min<double>(options.epochs, epoch + 1 + std::max(0.0, more)));
-                if (fit > epochs) {
-                    epochs = fit;
-                    total_steps = static_cast<double>(steps_per_epoch) * epochs;
-                }
-            }
-            p.epochs = epochs;
+            planned_steps = train_detail::steps_replanned(
+                planned_steps, done, steps_asked, steps_per_epoch, options.max_seconds - p.seconds,
+                epoch_s / static_cast<double>(std::max<std::int64_t>(1, done - epoch_first_step)));
+            p.epochs = epochs_planned();
         }
         epoch_start = clock::now();
         if (options.progress) options.progress(p);
     }
 
-    result.batchnorm_images = static_cast<std::int64_t>(
-        train_detail::recalibrate_batchnorm(model, train, options.batchnorm_images, bs, options.seed));
-    result.epochs = epochs;
+    result.epochs = epochs_planned();
     result.epochs_asked = options.epochs;
-    const Accuracy val = torch_accuracy(model, val_set, options.val_subset);
+    result.epochs_trained = static_cast<double>(planned_steps) / static_cast<double>(steps_per_epoch);
+    Accuracy val;
+    if (validated.after_steps == planned_steps) {  // the last epoch's validation saw these weights
+        if (recalibrates) model.restore_batchnorm_statistics(validated.statistics);
+        model.eval();
+        result.batchnorm_images = static_cast<std::int64_t>(validated.batchnorm_images);
+        val = validated.val;
+    } else {
+        result.batchnorm_images = static_cast<std::int64_t>(
+            train_detail::recalibrate_batchnorm(model, train, options.batchnorm_images, bs, options.seed));
+        val = torch_accuracy(model, val_set, options.val_subset);
+    }
     result.val_accuracy = val.accuracy;
     result.val_images = val.n;
     result.train_images = static_cast<std::int64_t>(n);
@@ -852,6 +907,7 @@ private:
         f.train_seconds = last_->train_seconds;
         f.epochs = last_->epochs;
         f.epochs_asked = last_->epochs_asked;
+        f.epochs_trained = last_->epochs_trained;
         TrainingRecipe r;
         r.optimizer = std::string(optimizer_name(full_.optimizer));
         r.lr = full_.lr;
