@@ -586,7 +586,7 @@ TEST_CASE("llm: the request stays within the token budget over a 200-turn run") 
     CHECK(r2.records[0].reason.find("raise --llm-context-tokens") != std::string::npos);
 }
 
-TEST_CASE("llm: the 10% margin holds back history only: fixed parts up to the budget itself are sent") {
+TEST_CASE("llm: the 10% margin holds back history and repairs: fixed parts up to the budget itself are sent") {
     FakeLlm server;
     const Task task = small_task(10);
     const auto body_with_budget = [&](int budget_tokens) {
@@ -605,6 +605,26 @@ TEST_CASE("llm: the 10% margin holds back history only: fixed parts up to the bu
     CHECK(body_with_budget(tokens_for(0.95)).size() == fixed);
     CHECK(body_with_budget(tokens_for(1.0)).size() == fixed);
     CHECK_THROWS_WITH(body_with_budget(tokens_for(1.05)), doctest::Contains("before any history, over the budget"));
+
+    // A repair keeps the margin: past 90% of the budget it is refused (the turn then proposes
+    // anew), within it it is sent.
+    CandidateRecord bad;
+    bad.index = 0;
+    bad.verdict = Verdict::Invalid;
+    bad.dsl = "model q\ninput: input shape=28x28x1\nc: conv2d out=Xq7Zrandomidentifier kernel=3\n";
+    bad.reason = "unknown value";
+    const auto repair_with_budget = [&](double share) {
+        LlmConfig c = test_config(server);
+        c.max_tokens = 256;
+        c.context_tokens = c.max_tokens + 100000;
+        const std::size_t repair_fixed = LlmProposer(c).request_body(task, {bad}, 0).size();
+        c.context_tokens = c.max_tokens +
+                           static_cast<int>(std::ceil(static_cast<double>(repair_fixed) / share / default_chars_per_token));
+        LlmProposer proposer(c);
+        return proposer.request_body(task, {bad}, 0);
+    };
+    CHECK(repair_with_budget(0.85).find("## Repair #0") != std::string::npos);
+    CHECK_THROWS_WITH(repair_with_budget(0.95), doctest::Contains("over 90% of the budget"));
 }
 
 TEST_CASE("llm: the API key appears only in the Authorization header") {

@@ -716,6 +716,14 @@ private:
             return chat_request_json(cfg, {ChatMessage{"system", system}, ChatMessage{"user", user}});
         };
         std::size_t used = prompt_bytes(body_of(head + core + tail));
+        // A repair quotes the invalid reply back: a small model's random identifiers take more
+        // tokens per character than the calibration promised (llm_llama, 2026-12-06: a repair of
+        // ~1,026 tokens for a 1,024-token budget). It keeps the history's margin, and the turn
+        // proposes anew when the repair does not fit within it (one_turn).
+        if (!repair.empty() && used > budget)
+            throw LlmError(LlmErrorKind::Config, "the repair needs ~" + std::to_string(estimate_tokens(used, chars_per_token_)) +
+                                                     " tokens, over 90% of the budget of " +
+                                                     std::to_string(cfg.prompt_budget_tokens()));
         if (used > whole_budget)
             throw LlmError(LlmErrorKind::Config,
                            "the request needs ~" + std::to_string(estimate_tokens(used, chars_per_token_)) + " tokens before any history, over the budget of " +
