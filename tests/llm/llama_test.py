@@ -12,7 +12,7 @@ window. Three searches of --turns candidates:
 1. `--llm-constrain auto`: lamda must detect llama.cpp (/props) and send its DSL grammar. Every
    finished reply (finish_reason stop) must be free of syntax errors (`lamda check --json`: no
    diagnostic of the parser's line-level kind; semantics such as channel counts may still fail,
-   that is what validation and repair are for).
+   that is what validation and repair are for), and repair turns must be sent.
 2. The same with `--llm-stream`: every request streamed (SSE), the same guarantees.
 3. `--llm-constrain off`: the same random model's replies are garbage: none is a valid model and
    the search hands over nothing (exit 1).
@@ -205,6 +205,11 @@ def main():
                 fail("constrained requests: %s, want only grammar" % g["constraints"])
             if g["finished"] < 3:
                 fail("only %d finished replies with the grammar (%s)" % (g["finished"], g["mode"]))
+            # Every reply under the grammar is syntax-clean but semantically invalid (random
+            # weights), so each search must send repair turns; a repair asks for a shorter reply
+            # than a proposal's so that its quoted model fits the 2048-token window.
+            if "repair of #" not in g["stderr"]:
+                fail("no repair turn was sent under the grammar (%s): the repairs did not fit the window" % g["mode"])
             if g["syntax_clean"] != g["finished"]:
                 err, text = g["first_error"]
                 fail("%d of %d finished replies under the grammar (%s) have syntax errors; first: %s in:\n%s" % (

@@ -586,7 +586,7 @@ TEST_CASE("llm: the request stays within the token budget over a 200-turn run") 
     CHECK(r2.records[0].reason.find("raise --llm-context-tokens") != std::string::npos);
 }
 
-TEST_CASE("llm: the 10% margin holds back history and repairs: fixed parts up to the budget itself are sent") {
+TEST_CASE("llm: the 10% margin holds back history and repairs: fixed parts up to the budget itself are sent, a repair asks for a shorter reply") {
     FakeLlm server;
     const Task task = small_task(10);
     const auto body_with_budget = [&](int budget_tokens) {
@@ -613,9 +613,10 @@ TEST_CASE("llm: the 10% margin holds back history and repairs: fixed parts up to
     bad.verdict = Verdict::Invalid;
     bad.dsl = "model q\ninput: input shape=28x28x1\nc: conv2d out=Xq7Zrandomidentifier kernel=3\n";
     bad.reason = "unknown value";
-    const auto repair_with_budget = [&](double share) {
+    // A repair whose prompt fills `share` of the budget left beside `max_tokens` reply tokens.
+    const auto repair_with_budget = [&](int max_tokens, double share) {
         LlmConfig c = test_config(server);
-        c.max_tokens = 256;
+        c.max_tokens = max_tokens;
         c.context_tokens = c.max_tokens + 100000;
         const std::size_t repair_fixed = LlmProposer(c).request_body(task, {bad}, 0).size();
         c.context_tokens = c.max_tokens +
@@ -623,8 +624,19 @@ TEST_CASE("llm: the 10% margin holds back history and repairs: fixed parts up to
         LlmProposer proposer(c);
         return proposer.request_body(task, {bad}, 0);
     };
-    CHECK(repair_with_budget(0.85).find("## Repair #0") != std::string::npos);
-    CHECK_THROWS_WITH(repair_with_budget(0.95), doctest::Contains("over 90% of the budget"));
+    CHECK(repair_with_budget(256, 0.85).find("## Repair #0") != std::string::npos);
+    CHECK_THROWS_WITH(repair_with_budget(256, 0.95), doctest::Contains("over 90% of the budget"));
+
+    // With a proposal's max_tokens of 1,024, a repair that does not fit beside it asks for the
+    // reply it needs (256 tokens for one short model) and is sent (llm_llama's 2,048-token window:
+    // no repair fitted beside 1,024 reply tokens).
+    const std::string shortened = repair_with_budget(1024, 0.95);
+    CHECK(shortened.find("## Repair #0") != std::string::npos);
+    CHECK(shortened.find("\"max_tokens\":256") != std::string::npos);
+    // A repair that fits beside the whole reply keeps it.
+    CHECK(repair_with_budget(1024, 0.5).find("\"max_tokens\":1024") != std::string::npos);
+    // When the shorter reply frees too little (300 -> 256 tokens), the repair is refused as before.
+    CHECK_THROWS_WITH(repair_with_budget(300, 0.95), doctest::Contains("over 90% of the budget"));
 }
 
 TEST_CASE("llm: the API key appears only in the Authorization header") {

@@ -648,12 +648,22 @@ private:
         return s;
     }
 
+    // The reply tokens a repair of these records needs: each quoted model again, corrected (twice
+    // its estimated tokens, a small model's text tokenizing worse than calibrated), and room for
+    // a fence and a line of prose each; at least 256.
+    int repair_reply_tokens(const std::vector<CandidateRecord>& records, const std::vector<std::size_t>& repair) const {
+        std::size_t quoted = 0;
+        for (std::size_t k : repair) quoted += records[k].dsl.size();
+        const std::size_t want = 128 * repair.size() + 2 * estimate_tokens(quoted, chars_per_token_);
+        return static_cast<int>(std::clamp<std::size_t>(want, 256, 1 << 24));
+    }
+
     // Builds the request for a turn: the system message, then one user message with the task and
     // as much history as the budget allows. Throws LlmError(Config) when even the fixed parts
     // do not fit.
     std::string build_body(const Task& task, const std::vector<CandidateRecord>& records, const std::vector<std::size_t>& repair) {
         using llm_detail::json_escaped_size;
-        const LlmConfig& cfg = client_.config();
+        LlmConfig cfg = client_.config();  // a copy: a repair may ask for a shorter reply (below)
         // 10% kept free: the characters per token calibrated on one request vary with the next one's
         // content (digit-heavy history lines, a small model's random identifiers quoted back in a
         // repair); llm_llama saw 1028 + 1024 tokens sent to a 2048 window without a margin, and
@@ -661,9 +671,11 @@ private:
         // The margin is the history's: the fixed parts alone are refused only past the budget
         // itself (llm_llama, 2026-12-04: a 922-token prompt for a 1024-token budget was refused
         // as over 90% of it, every turn, and the search gave up).
-        const std::size_t whole_budget = static_cast<std::size_t>(
-            static_cast<double>(std::max(0, cfg.prompt_budget_tokens())) * chars_per_token_);
-        const std::size_t budget = static_cast<std::size_t>(static_cast<double>(whole_budget) * 0.90);
+        const auto budget_bytes = [this](const LlmConfig& c) {
+            return static_cast<std::size_t>(static_cast<double>(std::max(0, c.prompt_budget_tokens())) * chars_per_token_);
+        };
+        std::size_t whole_budget = budget_bytes(cfg);
+        std::size_t budget = static_cast<std::size_t>(static_cast<double>(whole_budget) * 0.90);
         const std::string system = valid_utf8(compact_ ? llm_compact_system_prompt() : llm_system_prompt());
         std::string head = task_text(task, records.size());
         if (options_.device_summary.empty() && options_.channel_tile_hint.empty()) {
@@ -718,8 +730,19 @@ private:
         std::size_t used = prompt_bytes(body_of(head + core + tail));
         // A repair quotes the invalid reply back: a small model's random identifiers take more
         // tokens per character than the calibration promised (llm_llama, 2026-12-06: a repair of
-        // ~1,026 tokens for a 1,024-token budget). It keeps the history's margin, and the turn
-        // proposes anew when the repair does not fit within it (one_turn).
+        // ~1,026 tokens for a 1,024-token budget). It keeps the history's margin. Its reply is the
+        // quoted models corrected, far shorter than a proposal's max_tokens allows: when the
+        // repair does not fit, it asks for what they need, twice over, and the prompt gets the
+        // rest of the window. Past that the turn proposes anew (one_turn).
+        if (!repair.empty() && used > budget) {
+            const int reply_tokens = repair_reply_tokens(records, repair);
+            if (reply_tokens < cfg.max_tokens) {
+                cfg.max_tokens = reply_tokens;
+                whole_budget = budget_bytes(cfg);
+                budget = static_cast<std::size_t>(static_cast<double>(whole_budget) * 0.90);
+                used = prompt_bytes(body_of(head + core + tail));
+            }
+        }
         if (!repair.empty() && used > budget)
             throw LlmError(LlmErrorKind::Config, "the repair needs ~" + std::to_string(estimate_tokens(used, chars_per_token_)) +
                                                      " tokens, over 90% of the budget of " +
