@@ -50,6 +50,11 @@ struct Confirmation {
     double slowdown = 1.0;     // > 1: what a measurement taken in a slow burst was divided by (search/loop.hpp: usual_pace_ms)
 };
 
+// Whether a final training's last epoch stopped part-way (a trainer that does not say: no).
+inline bool last_epoch_partial(const FinalTraining& f) noexcept {
+    return f.epochs_trained > 0 && f.epochs_trained < f.epochs;
+}
+
 // Whether a final training stopped short of the epochs asked (Budget::max_total_seconds).
 inline bool cut_short(const FinalTraining& f) noexcept {
     return f.epochs_asked > f.epochs || (f.epochs_trained > 0 && f.epochs_trained < f.epochs_asked);
@@ -58,7 +63,7 @@ inline bool cut_short(const FinalTraining& f) noexcept {
 // The epochs a final training ran, as people read them: "12", or "3.81" when its last epoch
 // stopped part-way (a trainer that does not say: the epochs begun).
 inline std::string epochs_trained_text(const FinalTraining& f) {
-    if (f.epochs_trained > 0 && f.epochs_trained < f.epochs) return detail::format_fixed(f.epochs_trained, 2);
+    if (last_epoch_partial(f)) return detail::format_fixed(f.epochs_trained, 2);
     return std::to_string(f.epochs);
 }
 
@@ -277,8 +282,7 @@ inline void write_training(JsonWriter& j, const std::vector<CandidateRecord>& re
     j.field("test_accuracy", t.result.test_accuracy);
     j.field("train_seconds", t.result.train_seconds);
     j.field("epochs", t.result.epochs);
-    if (t.result.epochs_trained > 0 && t.result.epochs_trained < t.result.epochs)
-        j.field("epochs_trained", t.result.epochs_trained);
+    if (last_epoch_partial(t.result)) j.field("epochs_trained", t.result.epochs_trained);
     if (cut_short(t.result)) j.field("epochs_asked", t.result.epochs_asked);
     if (t.result.float_test_accuracy) {  // an int8 candidate: the accuracies above are after quantization
         j.field("precision", "int8");

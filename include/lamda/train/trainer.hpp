@@ -302,8 +302,11 @@ inline double steps_fitting(double seconds_left, double step_s, std::int64_t ste
 // validation).
 constexpr double shortest_partial_epoch = 0.25;
 
-// `steps` without a last partial epoch shorter than shortest_partial_epoch, but not under `floor`.
-inline std::int64_t without_short_tail(std::int64_t steps, std::int64_t steps_per_epoch, std::int64_t floor) {
+// `steps` without a last partial epoch shorter than shortest_partial_epoch, but not under `floor`;
+// all `asked` steps stay whole (the schedule the caller asked for ends there).
+inline std::int64_t without_short_tail(std::int64_t steps, std::int64_t asked, std::int64_t steps_per_epoch,
+                                       std::int64_t floor) {
+    if (steps == asked) return asked;
     const std::int64_t tail = steps % steps_per_epoch;
     if (tail > 0 && static_cast<double>(tail) < shortest_partial_epoch * static_cast<double>(steps_per_epoch))
         return std::max(floor, steps - tail);
@@ -319,7 +322,7 @@ inline std::int64_t steps_that_fit(std::int64_t asked, std::int64_t steps_per_ep
     const std::int64_t at_least = std::min(steps_per_epoch, asked);
     const auto steps = static_cast<std::int64_t>(
         std::clamp(fit, static_cast<double>(at_least), static_cast<double>(asked)));
-    return steps == asked ? asked : without_short_tail(steps, steps_per_epoch, at_least);
+    return without_short_tail(steps, asked, steps_per_epoch, at_least);
 }
 
 // TrainOptions::max_seconds: an epoch that ran faster than the first steps promised adds steps
@@ -336,11 +339,11 @@ inline std::int64_t steps_replanned(std::int64_t planned, std::int64_t done, std
     if (!(step_s > 0) || done > planned) return planned;
     const double fit = steps_fitting(seconds_left, step_s, steps_per_epoch);
     if (fit < static_cast<double>(planned - done))
-        return without_short_tail(done + static_cast<std::int64_t>(std::max(0.0, fit)), steps_per_epoch, done);
+        return without_short_tail(done + static_cast<std::int64_t>(std::max(0.0, fit)), asked, steps_per_epoch, done);
     const double more = steps_fitting(seconds_left, epoch_extension_margin * step_s, steps_per_epoch);
     const auto extended = static_cast<std::int64_t>(
         std::min(static_cast<double>(asked), static_cast<double>(done) + std::max(0.0, more)));
-    return std::max(planned, extended == asked ? asked : without_short_tail(extended, steps_per_epoch, done));
+    return std::max(planned, without_short_tail(extended, asked, steps_per_epoch, done));
 }
 
 // Random erasing (Zhong et al., AAAI 2020, their settings): a rectangle of 2% to 40% of the image,
@@ -442,6 +445,16 @@ private:
     std::size_t start_ = 0;
 };
 
+// The training images recalibrate_batchnorm uses for these arguments (0: it keeps the
+// statistics): whole batches when more than one, at least two images.
+inline std::size_t batchnorm_sample_size(const TorchModel& model, std::size_t train_images, std::size_t images,
+                                         std::size_t batch) noexcept {
+    if (images == 0 || train_images == 0 || batch == 0 || !model.has_batchnorm()) return 0;
+    std::size_t n = std::min(images, train_images);
+    if (n > batch) n -= n % batch;
+    return n < 2 ? 0 : n;  // train mode's batch statistics need two values per channel
+}
+
 // Batch norm's running statistics follow the weights with momentum 0.1: after few steps, or
 // while the learning rate is still high, they describe the weights of earlier steps, and eval
 // mode normalises with the wrong statistics (one epoch on 2,700 Fashion-MNIST images: 32% on its
@@ -449,14 +462,12 @@ private:
 // average of the batch statistics over up to `images` training images (a seeded sample, no
 // augmentation) in batches of the training's size, as PreciseBN does (Wu and Johnson, 2021,
 // "Rethinking 'Batch' in BatchNorm"). A last partial batch is left out when a full one ran.
-// Returns the number of images used (0: none, the statistics kept).
+// Returns the number of images used (0: none, the statistics kept): batchnorm_sample_size.
 inline std::size_t recalibrate_batchnorm(TorchModel& model, const Dataset& train, std::size_t images,
                                          std::size_t batch, std::uint64_t seed) {
-    if (images == 0 || train.empty() || batch == 0 || !model.has_batchnorm()) return 0;
+    const std::size_t n = batchnorm_sample_size(model, train.size(), images, batch);
+    if (n == 0) return 0;
     const std::vector<std::size_t> order = seeded_permutation(train.size(), seed);
-    std::size_t n = std::min(images, train.size());
-    if (n > batch) n -= n % batch;
-    if (n < 2) return 0;  // train mode's batch statistics need two values per channel
     const auto per = static_cast<std::size_t>(train.shape.elements());
     std::vector<float> buf(std::min(batch, n) * per);
     torch::NoGradGuard no_grad;
@@ -582,7 +593,8 @@ inline TrainResult train_model(const Graph& graph, const Dataset& train_set, con
     const double epoch_overhead = options.validate_each_epoch ? 1.05 : 1.0;  // the epoch's validation
     // With recalibration, what an epoch's validation set batch norm's statistics to: kept, so that
     // the end, when nothing was trained after it, uses them instead of doing the same work again.
-    const bool recalibrates = options.batchnorm_images > 0 && model.has_batchnorm();
+    const bool recalibrates =
+        train_detail::batchnorm_sample_size(model, train.size(), options.batchnorm_images, bs) > 0;
     struct Validated {
         std::int64_t after_steps = -1;
         Accuracy val;
