@@ -916,6 +916,47 @@ TEST_CASE("llm servers: invalid models of one turn are repaired in one request")
     check_bar(task, result);
 }
 
+TEST_CASE("llm servers: in a small window a repair asks for a short reply; a model that reasons keeps the full one") {
+    const std::string bad = "input: input shape=28x28x1\nc1: conv2d out=8 kernel=3 wibble=2\npool: gap\nlogits: fc out=10\n";
+    const Task task = small_task(6);
+    LlmProposerOptions o;
+    o.compact = 0;  // the prompt request_body() sizes
+    // A window in which the repair's fixed parts fill 95% of what 1,024 reply tokens leave (as in
+    // llm_llama's 2,048-token window): no room for it beside a proposal's max_tokens.
+    CandidateRecord invalid;
+    invalid.index = 0;
+    invalid.verdict = Verdict::Invalid;
+    invalid.dsl = bad;
+    invalid.reason = "unknown attribute 'wibble'";
+    const auto second_request = [&](const std::string& reasoning, std::vector<std::string>* log) {
+        FakeLlm server;
+        const std::string first = fenced(bad);
+        server.script({Step{200, chat_json_full(&first, reasoning, "stop")}});
+        server.fallback([](int n, const std::string&) { return reply(fenced(model_text(10 + n))); });
+        LlmConfig c = test_config(server);
+        c.max_tokens = 1024;
+        c.context_tokens = c.max_tokens + 100000;
+        const std::size_t repair_fixed = LlmProposer(c, o).request_body(task, {invalid}, 0).size();
+        c.context_tokens = c.max_tokens + static_cast<int>(std::ceil(static_cast<double>(repair_fixed) / 0.95 / default_chars_per_token));
+        run_llm(server, task, o, &c, log);
+        const auto q = server.received();
+        REQUIRE(q.size() >= 2);
+        return q[1].body;
+    };
+    std::vector<std::string> log;
+    const std::string plain = second_request("", &log);
+    CHECK(plain.find("## Repair #0") != std::string::npos);
+    CHECK(plain.find("\"max_tokens\":256") != std::string::npos);
+    CHECK_FALSE(any_contains(log, "repairs keep the full max_tokens"));
+    log.clear();
+    // A reasoning model would spend 256 tokens thinking: its repair keeps 1,024 and, not
+    // fitting beside them, gives way to a new proposal.
+    const std::string reasoned = second_request("Let me check the channel counts first.", &log);
+    CHECK(reasoned.find("## Repair") == std::string::npos);
+    CHECK(reasoned.find("\"max_tokens\":1024") != std::string::npos);
+    CHECK(any_contains(log, "repairs keep the full max_tokens from now on: the model reasons"));
+}
+
 TEST_CASE("llm servers: a proxy that answers SSE although stream is false, streaming with progress and an early stop") {
     FakeLlm server;
     server.fallback([](int n, const std::string& body) {

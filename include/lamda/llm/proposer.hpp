@@ -301,6 +301,15 @@ private:
         last_problem_.clear();
         for (std::size_t r : repair) repairs_.erase(std::remove(repairs_.begin(), repairs_.end(), r), repairs_.end());
         const ExtractedReply got = extract_reply(reply, static_cast<std::size_t>(std::max(1, options_.max_models_per_reply)));
+        // A model that reasons spends its reply tokens on thinking first, so a repair's short
+        // reply would be cut before any model; so would any reply a shortened repair lost.
+        if (short_repairs_ && (!reply.reasoning.empty() || reply.content.find("</think>") != std::string::npos ||
+                               (got.cut && reply_tokens_ < client_.config().max_tokens))) {
+            short_repairs_ = false;
+            log(std::string("repairs keep the full max_tokens from now on: ") +
+                (got.cut && reply_tokens_ < client_.config().max_tokens ? "a shortened repair's reply was cut"
+                                                                        : "the model reasons before it answers"));
+        }
         std::string repair_text;
         for (std::size_t r : repair) repair_text += (repair_text.empty() ? ", repair of #" : ", #") + std::to_string(r);
         log("turn " + std::to_string(turn) + ": " + std::to_string(got.models.size()) + " candidate(s) in " +
@@ -367,6 +376,8 @@ private:
     Clock::time_point start_{};
     double chars_per_token_ = default_chars_per_token;
     int original_max_tokens_ = -1;
+    int reply_tokens_ = 0;       // the max_tokens of the request build_body made last
+    bool short_repairs_ = true;  // a repair may ask for fewer reply tokens (build_body); off for reasoning models
     bool compact_ = false;
     bool gave_up_ = false;
     int failed_turns_ = 0;
@@ -734,7 +745,7 @@ private:
         // quoted models corrected, far shorter than a proposal's max_tokens allows: when the
         // repair does not fit, it asks for what they need, twice over, and the prompt gets the
         // rest of the window. Past that the turn proposes anew (one_turn).
-        if (!repair.empty() && used > budget) {
+        if (!repair.empty() && used > budget && short_repairs_) {
             const int reply_tokens = repair_reply_tokens(records, repair);
             if (reply_tokens < cfg.max_tokens) {
                 cfg.max_tokens = reply_tokens;
@@ -844,6 +855,7 @@ private:
         const std::string body = body_of(head + best + recent + in_flight + results + core + tail);
         if (prompt_bytes(body) > whole_budget)  // cannot happen: every part was counted
             throw LlmError(LlmErrorKind::Config, "internal: the request grew over its budget");
+        reply_tokens_ = cfg.max_tokens;
         return body;
     }
 };
