@@ -536,6 +536,19 @@ if "${lamda[@]}" --version | grep -q "features:.*torch" && [ ${#lamda[@]} -eq 1 
     expect_in "$tmp/err" "$tmp/bad-module.so"
 fi
 
+# examples/adapt (docs/adapt.md's Fashion-MNIST adaptation): the start model is what its header
+# says, and each task file starts a search (one candidate, no training).
+expect_rc 0 "${lamda[@]}" check --json "$src/examples/adapt/fmnist_large_start.lamda"
+[ "$(json_field "$tmp/out" params)" = 549690 ] && pass || fail "fmnist_large_start params"
+if "${lamda[@]}" --version | grep -q "features:.*latency" && "${lamda[@]}" --version | grep -q "features:.*xnnpack"; then
+    for task in "$src"/examples/adapt/*.json; do
+        "${lamda[@]}" generate "$task" --out "$tmp/adapt_$(basename "$task" .json)" --objective capacity --max-candidates 1 \
+            --runs 3 --confirm-runs 3 -q >"$tmp/out" 2>"$tmp/err"
+        rc=$?
+        [ $rc -le 1 ] && pass || { fail "generate $(basename "$task"): exit $rc"; head -5 "$tmp/err"; }
+    done
+fi
+
 # generate --json: a feasible search (best an object), an infeasible one (best null, exit 1), and,
 # with libtorch, a trained one (val_accuracy, and test_accuracy from the full training at the end).
 # 3 candidates on an 8x8 input: under a second, also under qemu.
