@@ -916,7 +916,7 @@ TEST_CASE("llm servers: invalid models of one turn are repaired in one request")
     check_bar(task, result);
 }
 
-TEST_CASE("llm servers: in a small window a repair asks for a short reply; a model that reasons keeps the full one") {
+TEST_CASE("llm servers: in a small window a repair asks for a short reply, a model that reasons keeps the full one") {
     const std::string bad = "input: input shape=28x28x1\nc1: conv2d out=8 kernel=3 wibble=2\npool: gap\nlogits: fc out=10\n";
     const Task task = small_task(6);
     LlmProposerOptions o;
