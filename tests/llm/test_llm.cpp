@@ -197,6 +197,15 @@ GenerateSetup synthetic_setup(std::vector<std::string>* journal_lines = nullptr)
     return s;
 }
 
+// The window (context_tokens) in which a request repairing `invalid` fills `share` of the prompt
+// budget that c.max_tokens reply tokens leave (its fixed parts: task, device, the quoted model).
+int repair_window(LlmConfig c, const LlmProposerOptions& o, const Task& task, const CandidateRecord& invalid,
+                  double share) {
+    c.context_tokens = c.max_tokens + 100000;
+    const std::size_t repair_fixed = LlmProposer(c, o).request_body(task, {invalid}, 0).size();
+    return c.max_tokens + static_cast<int>(std::ceil(static_cast<double>(repair_fixed) / share / default_chars_per_token));
+}
+
 bool any_feasible(const std::vector<CandidateRecord>& records) {
     for (const auto& r : records)
         if (r.verdict == Verdict::Feasible) return true;
@@ -617,10 +626,7 @@ TEST_CASE("llm: the 10% margin holds back history and repairs: fixed parts up to
     const auto repair_with_budget = [&](int max_tokens, double share) {
         LlmConfig c = test_config(server);
         c.max_tokens = max_tokens;
-        c.context_tokens = c.max_tokens + 100000;
-        const std::size_t repair_fixed = LlmProposer(c).request_body(task, {bad}, 0).size();
-        c.context_tokens = c.max_tokens +
-                           static_cast<int>(std::ceil(static_cast<double>(repair_fixed) / share / default_chars_per_token));
+        c.context_tokens = repair_window(c, {}, task, bad, share);
         LlmProposer proposer(c);
         return proposer.request_body(task, {bad}, 0);
     };
@@ -935,9 +941,7 @@ TEST_CASE("llm servers: in a small window a repair asks for a short reply, a mod
         server.fallback([](int n, const std::string&) { return reply(fenced(model_text(10 + n))); });
         LlmConfig c = test_config(server);
         c.max_tokens = 1024;
-        c.context_tokens = c.max_tokens + 100000;
-        const std::size_t repair_fixed = LlmProposer(c, o).request_body(task, {invalid}, 0).size();
-        c.context_tokens = c.max_tokens + static_cast<int>(std::ceil(static_cast<double>(repair_fixed) / 0.95 / default_chars_per_token));
+        c.context_tokens = repair_window(c, o, task, invalid, 0.95);
         run_llm(server, task, o, &c, log);
         const auto q = server.received();
         REQUIRE(q.size() >= 2);

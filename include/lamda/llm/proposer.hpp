@@ -303,12 +303,12 @@ private:
         const ExtractedReply got = extract_reply(reply, static_cast<std::size_t>(std::max(1, options_.max_models_per_reply)));
         // A model that reasons spends its reply tokens on thinking first, so a repair's short
         // reply would be cut before any model; so would any reply a shortened repair lost.
+        const bool shortened_reply_cut = got.cut && reply_tokens_ < client_.config().max_tokens;
         if (short_repairs_ && (!reply.reasoning.empty() || reply.content.find("</think>") != std::string::npos ||
-                               (got.cut && reply_tokens_ < client_.config().max_tokens))) {
+                               shortened_reply_cut)) {
             short_repairs_ = false;
             log(std::string("repairs keep the full max_tokens from now on: ") +
-                (got.cut && reply_tokens_ < client_.config().max_tokens ? "a shortened repair's reply was cut"
-                                                                        : "the model reasons before it answers"));
+                (shortened_reply_cut ? "a shortened repair's reply was cut" : "the model reasons before it answers"));
         }
         std::string repair_text;
         for (std::size_t r : repair) repair_text += (repair_text.empty() ? ", repair of #" : ", #") + std::to_string(r);
@@ -682,11 +682,12 @@ private:
         // The margin is the history's: the fixed parts alone are refused only past the budget
         // itself (llm_llama, 2026-12-04: a 922-token prompt for a 1024-token budget was refused
         // as over 90% of it, every turn, and the search gave up).
-        const auto budget_bytes = [this](const LlmConfig& c) {
-            return static_cast<std::size_t>(static_cast<double>(std::max(0, c.prompt_budget_tokens())) * chars_per_token_);
+        std::size_t whole_budget = 0, budget = 0;  // the window's bytes for the prompt, and the history's share
+        const auto set_budgets = [&](const LlmConfig& c) {
+            whole_budget = static_cast<std::size_t>(static_cast<double>(std::max(0, c.prompt_budget_tokens())) * chars_per_token_);
+            budget = static_cast<std::size_t>(static_cast<double>(whole_budget) * 0.90);
         };
-        std::size_t whole_budget = budget_bytes(cfg);
-        std::size_t budget = static_cast<std::size_t>(static_cast<double>(whole_budget) * 0.90);
+        set_budgets(cfg);
         const std::string system = valid_utf8(compact_ ? llm_compact_system_prompt() : llm_system_prompt());
         std::string head = task_text(task, records.size());
         if (options_.device_summary.empty() && options_.channel_tile_hint.empty()) {
@@ -749,8 +750,7 @@ private:
             const int reply_tokens = repair_reply_tokens(records, repair);
             if (reply_tokens < cfg.max_tokens) {
                 cfg.max_tokens = reply_tokens;
-                whole_budget = budget_bytes(cfg);
-                budget = static_cast<std::size_t>(static_cast<double>(whole_budget) * 0.90);
+                set_budgets(cfg);
                 used = prompt_bytes(body_of(head + core + tail));
             }
         }
