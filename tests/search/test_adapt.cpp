@@ -624,18 +624,37 @@ TEST_CASE("adapt: a costly dense 3x3 convolution is made separable, keeping its 
 
 TEST_CASE("adapt: a width step is the factor asked for, not rounded to a much harder cut") {
     using adapt_detail::round_width;
-    CHECK(round_width(24 * 0.82) == 20);  // to 8 alone: 16, a x0.67 cut for a x0.82 step
-    CHECK(round_width(24 * 0.875) == 21);  // to 8 alone: 24, no step at all
-    CHECK(round_width(104 * 0.75) == 80);  // a multiple of 8 within 10%: kept for XNNPACK's packing
-    CHECK(round_width(12.4) == 12);
-    CHECK(round_width(2.0) == 4);
-    for (int from = 4; from <= 256; ++from)
-        for (double f : {0.55, 0.62, 0.75, 0.82, 0.875, 1.125, 1.25, 1.6}) {
-            const double want = from * f;
-            if (want < 4) continue;
-            const int got = round_width(want);
-            CHECK_MESSAGE(std::abs(got - want) <= std::max(0.5, 0.1 * want), from, " x", f, " -> ", got);
-        }
+    CHECK(round_width(24, 24 * 0.82) == 20);  // to 8 alone: 16, a x0.67 cut for a x0.82 step
+    CHECK(round_width(24, 24 * 0.875) == 21);  // to 8 alone: 24, no step at all
+    CHECK(round_width(104, 104 * 0.75) == 80);  // a multiple of 8 within 10%: kept for XNNPACK's packing
+    CHECK(round_width(12, 12.4) == 12);
+    CHECK(round_width(8, 2.0) == 4);
+    for (int tile : {8, 16})
+        for (int from = 4; from <= 256; ++from)
+            for (double f : {0.55, 0.62, 0.75, 0.82, 0.875, 0.94, 1.06, 1.125, 1.25, 1.6}) {
+                const double want = from * f;
+                if (want < 4) continue;
+                const int got = round_width(from, want, tile);
+                const bool on_tile = tile > 8 && got % tile == 0;
+                CHECK_MESSAGE(std::abs(got - want) <= std::max(0.5, (on_tile ? 0.15 : 0.1) * want), from, " x", f,
+                              " -> ", got);
+                // never a step the other way
+                CHECK_MESSAGE((f < 1 ? got <= from : got >= from), from, " x", f, " -> ", got);
+            }
+}
+
+TEST_CASE("adapt: widths land on the target's channel tile when one is near") {
+    using adapt_detail::round_width;
+    // A 0.05 ms lineage's widths: 28 and 56 cost a whole tile of 32 and 64 on the device and
+    // train 3 to 15 times slower per element in libtorch's channels-last batch norm.
+    CHECK(round_width(96, 96 * 0.29, 16) == 32);
+    CHECK(round_width(192, 192 * 0.29, 16) == 48);  // 55.7: 48 is 14% off, 64 is 15% off
+    CHECK(round_width(64, 56.0, 16) == 48);         // the nearest, 64, would undo the step
+    CHECK(round_width(48, 58.0, 16) == 64);         // and the other way
+    CHECK(round_width(176, 176 * 0.875, 16) == 160);
+    CHECK(round_width(64, 64 * 0.94, 16) == 56);    // 48 is 20% off: a multiple of 8 instead
+    CHECK(round_width(32, 28.0, 16) == 28);         // 16 is 43% off, 24 14%: whole channels
+    CHECK(round_width(96, 96 * 0.29) == 28);        // tile 8 (int8, or ARM): as before
 }
 
 TEST_CASE("adapt: the journal keeps parent, inherited and weights, and refuses a weights path outside DIR") {

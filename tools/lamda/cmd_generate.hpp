@@ -353,7 +353,9 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
         start = std::make_shared<const StartModel>(load_start_model(a.start_from, a.start_weights, task));
         if (!a.quiet && start->folded)
             std::cerr << "lamda: " << a.start_from << ": its weights have batch norm folded: starting from the folded model\n";
-        if (a.proposer == "offline") proposer = std::make_unique<AdaptDesigner>(a.seed, *start);
+        if (a.proposer == "offline")
+            proposer = std::make_unique<AdaptDesigner>(
+                a.seed, *start, channel_step_for(target.xnnpack_isa, task.precision == TaskPrecision::Int8));
 #if defined(LAMDA_WITH_LLM)
         else proposer = std::make_unique<StartModelFirst>(*start, make_llm_proposer(a.llm, task, a.quiet, target, target_model, 1, start->dsl));
 #else

@@ -190,13 +190,27 @@ inline std::vector<bool> fixed_width(const Graph& g) {
     return fixed;
 }
 
-// A width for `v` channels: a multiple of 8 (XNNPACK packs channels by 8) when one is within 10%
-// of v, else whole channels, at least 4. Rounding to 8 alone turned a x0.82 cut of 24 channels
-// into 16 (x0.67): a step much harder than the designer asked for, which one epoch of
-// fine-tuning did not recover from (docs/adapt.md).
-inline int round_width(double v) {
-    const int by8 = static_cast<int>(std::lround(v / 8.0)) * 8;
-    if (v >= 16 && std::abs(by8 - v) <= 0.1 * v) return by8;
+// A width step from `from` channels to about `v`, on the coarsest grid that keeps it close: a
+// multiple of `tile` (the target's channel tile, channel_step_for: 16 for XNNPACK's f32 kernels on
+// x86 with AVX) within 15% of v, else a multiple of 8 (XNNPACK packs channels by 8) within 10%,
+// else whole channels, at least 4. A grid point that would undo the step (`from` itself, or past it
+// the other way) gives way to the next one in the step's direction. Rounding to 8 alone turned a
+// x0.82 cut of 24 channels into 16 (x0.67): a step much harder than the designer asked for, which
+// one epoch of fine-tuning did not recover from. Whole channels alone left widths such as 28 and 56
+// in a 0.05 ms lineage, which cost a whole tile on the device anyway and train slowly: libtorch's
+// channels-last batch norm, forward and backward, took 11 ns an element at 28 channels and 1.8 at
+// 56 against 0.75 at 32 and 0.64 at 64 (bench/torch_batchnorm_widths.py; docs/adapt.md).
+inline int round_width(int from, double v, int tile = 8) {
+    const auto on_grid = [&](int grid, double tolerance) {
+        if (grid < 8 || v < 16) return 0;
+        int r = static_cast<int>(std::lround(v / grid)) * grid;
+        if (v < from && r >= from) r = static_cast<int>(std::floor(v / grid)) * grid;
+        if (v > from && r <= from) r = static_cast<int>(std::ceil(v / grid)) * grid;
+        return r > 0 && std::abs(r - v) <= tolerance * v ? r : 0;
+    };
+    if (tile > 8)
+        if (const int r = on_grid(tile, 0.15)) return r;
+    if (const int r = on_grid(8, 0.10)) return r;
     return std::max(4, static_cast<int>(std::lround(v)));
 }
 
@@ -211,9 +225,9 @@ inline int width_source(const Graph& g, int i) {
     return -1;
 }
 
-// Every editable layer of width `from` (not fixed) gets round(from * factor); returns how many.
-inline int scale_class(Graph& g, const std::vector<bool>& fixed, int from, double factor) {
-    const int to = round_width(from * factor);
+// Every editable layer of width `from` (not fixed) gets round_width(from * factor); returns how many.
+inline int scale_class(Graph& g, const std::vector<bool>& fixed, int from, double factor, int tile) {
+    const int to = round_width(from, from * factor, tile);
     if (to == from) return 0;
     int n = 0;
     for (std::size_t i = 0; i < g.layers.size(); ++i)
@@ -230,11 +244,11 @@ inline int scale_class(Graph& g, const std::vector<bool>& fixed, int from, doubl
 inline double far_over_width_factor(double over) { return std::clamp(std::sqrt(0.92 / over), 0.3, 0.95); }
 
 // Every editable width times `factor` (layers of one width stay of one width).
-inline int scale_all(Graph& g, const std::vector<bool>& fixed, double factor) {
+inline int scale_all(Graph& g, const std::vector<bool>& fixed, double factor, int tile) {
     std::map<int, int> to;
     for (std::size_t i = 0; i < g.layers.size(); ++i)
         if (!fixed[i] && width_editable(g.layers[i])) to[g.layers[i].out_channels] = 0;
-    for (auto& [from, t] : to) t = round_width(from * factor);
+    for (auto& [from, t] : to) t = round_width(from, from * factor, tile);
     int n = 0;
     for (std::size_t i = 0; i < g.layers.size(); ++i)
         if (!fixed[i] && width_editable(g.layers[i])) {
@@ -587,7 +601,9 @@ inline std::vector<int> expensive_sources(const Graph& g, const CandidateRecord&
 // The proposer of an adaptation (see the top of this file). Candidate 0 is the start model.
 class AdaptDesigner : public Proposer {
 public:
-    AdaptDesigner(std::uint64_t seed, const StartModel& start) : seed_(seed), start_dsl_(start.dsl), source_(start.source) {}
+    // channel_tile: the target's (channel_step_for), the grid widths land on when near it (round_width).
+    AdaptDesigner(std::uint64_t seed, const StartModel& start, int channel_tile = 8)
+        : seed_(seed), tile_(channel_tile), start_dsl_(start.dsl), source_(start.source) {}
     std::string name() const override { return "adapt"; }
     void set_final_training_fit(std::function<double(const CandidateRecord&)> fit) override { fit_ = std::move(fit); }
 
@@ -694,8 +710,8 @@ private:
         std::sort(widths.begin(), widths.end());
         widths.erase(std::unique(widths.begin(), widths.end()), widths.end());
         const auto scale_one = [&](int from, double f) {
-            if (scale_class(g, fixed, from, f) > 0)
-                what += " width " + std::to_string(from) + "->" + std::to_string(round_width(from * f));
+            if (scale_class(g, fixed, from, f, tile_) > 0)
+                what += " width " + std::to_string(from) + "->" + std::to_string(round_width(from, from * f, tile_));
         };
         // After an edit that saved `saved` MACs of the parent's, every width cut by what is left
         // over the budget (latency taken as proportional to MACs).
@@ -704,7 +720,7 @@ private:
             const double left = macs > saved ? v * (macs - saved) / macs : v;
             if (left <= 1.1) return;
             const double f = far_over_width_factor(left);
-            if (scale_all(g, fixed_width(g), f) > 0) what += ", widths x" + std::to_string(f).substr(0, 4);
+            if (scale_all(g, fixed_width(g), f, tile_) > 0) what += ", widths x" + std::to_string(f).substr(0, 4);
         };
         if (v > 1.0) {
             // A squeeze-excitation among the costliest layers goes first: its operators cost
@@ -743,7 +759,7 @@ private:
             // Far over: every width at once, sized so the cost (about quadratic in width) fits.
             if ((v > 1.3 && attempt % 3 == 0) || chance(rng, 20)) {
                 const double f = far_over_width_factor(v) * (1.0 + 0.03 * (uniform(rng, 0, 4) - 2));
-                if (scale_all(g, fixed, f) > 0) what = " scale widths x" + std::to_string(f).substr(0, 4);
+                if (scale_all(g, fixed, f, tile_) > 0) what = " scale widths x" + std::to_string(f).substr(0, 4);
                 if (!what.empty()) return g;
             }
             const int roll = uniform(rng, 0, 99);
@@ -769,7 +785,7 @@ private:
         if (below_accuracy || v < 0.8) {
             if (v < 0.6 && attempt % 2 == 0) {
                 const double f = std::clamp(std::sqrt(0.92 / std::max(v, 0.05)), 1.05, 1.6);
-                if (scale_all(g, fixed, f) > 0) what = " scale widths x" + std::to_string(f).substr(0, 4);
+                if (scale_all(g, fixed, f, tile_) > 0) what = " scale widths x" + std::to_string(f).substr(0, 4);
             } else {
                 scale_one(w, 1.25);
             }
@@ -784,7 +800,7 @@ private:
             const double macs = static_cast<double>(r.macs);
             if (!what.empty() && macs > saved) {
                 const double f = std::clamp(std::sqrt(macs / (macs - saved)), 1.0, 1.5);
-                if (f > 1.02 && scale_all(g, fixed_width(g), f) > 0) what += ", widths x" + std::to_string(f).substr(0, 4);
+                if (f > 1.02 && scale_all(g, fixed_width(g), f, tile_) > 0) what += ", widths x" + std::to_string(f).substr(0, 4);
             }
         } else {  // near the limit: a step of one width, either way, of one of two sizes
             static constexpr double steps[] = {0.875, 0.94, 1.06, 1.125};
@@ -803,6 +819,7 @@ private:
     static constexpr int drop_block_percent = 10, drop_block_percent_short = 35;
 
     std::uint64_t seed_;
+    int tile_;
     std::string start_dsl_;
     std::string source_;
     std::function<double(const CandidateRecord&)> fit_;  // set_final_training_fit; empty: no limit
