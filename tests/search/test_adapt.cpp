@@ -622,6 +622,27 @@ TEST_CASE("adapt: a costly dense 3x3 convolution is made separable, keeping its 
     CHECK(separable <= 14);  // the widths are still cut at other times
 }
 
+TEST_CASE("adapt: a 5x5 depthwise kernel is made 3x3, the costliest first, its centre inherited") {
+    const Graph g = parse_dsl_or_throw("model k\ninput: input shape=16x16x1\nstem: conv2d out=16 kernel=3 stride=2 act=relu\n"
+                                       "a: dwconv kernel=5 act=relu\nb: dwconv kernel=5 stride=2 act=relu\n"
+                                       "c: dwconv kernel=3 act=relu\npool: gap\nlogits: fc out=10\n",
+                                       "k");
+    CandidateRecord r;
+    r.top_layers = {{"c", 0.02, 0.4}, {"b", 0.01, 0.3}};  // c is 3x3 already: b is the costliest 5x5
+    Graph child = g;
+    CHECK(adapt_detail::shrink_kernel(child, r) == " kernel b 5->3");
+    const Graph parsed = parse_dsl_or_throw(print_dsl(child), "child");
+    CHECK(parsed.layers[static_cast<std::size_t>(parsed.find("b"))].kernel_h == 3);
+    CHECK(parsed.layers[static_cast<std::size_t>(parsed.find("a"))].kernel_h == 5);
+    CHECK(parsed.output().shape == g.output().shape);
+    const Inheritance inh = inherit_weights(g, random_weights(g, 3), parsed, 1);
+    CHECK(inh.fresh == 0);
+    CHECK(inh.sliced == 1);  // b.weight: its centre
+    // No costly one: the first; none left: nothing.
+    CHECK(adapt_detail::shrink_kernel(child, CandidateRecord{}) == " kernel a 5->3");
+    CHECK(adapt_detail::shrink_kernel(child, CandidateRecord{}).empty());
+}
+
 TEST_CASE("adapt: a width step is the factor asked for, not rounded to a much harder cut") {
     using adapt_detail::round_width;
     CHECK(round_width(24, 24 * 0.82) == 20);  // to 8 alone: 16, a x0.67 cut for a x0.82 step

@@ -150,6 +150,34 @@ TEST_CASE("inherit: new layers and changed kernels start fresh, and bad parent w
     CHECK_THROWS_AS(lamda::inherit_weights(parent, broken, child, 9), lamda::WeightsError);
 }
 
+TEST_CASE("inherit: a depthwise kernel made smaller keeps the centre of each filter") {
+    // Stride 1 and stride 2 ("same" padding, asymmetric at stride 2): with the parent's filters
+    // zero outside their 3x3 centre, the 3x3 child computes exactly what the parent computed.
+    for (const char* stride : {"", " stride=2"}) {
+        const std::string text = std::string("model k\ninput: input shape=12x12x3\nstem: conv2d out=8 kernel=3 act=relu\n") +
+                                 "dw: dwconv kernel=5" + stride + " act=relu\npw: conv2d out=6 kernel=1\npool: gap\nlogits: fc out=5\n";
+        const lamda::Graph parent = graph_of(text);
+        lamda::Weights w = lamda::random_weights(parent, 3);
+        lamda::WeightTensor& k = w.at("dw.weight");
+        REQUIRE(k.shape == std::vector<std::int64_t>{8, 1, 5, 5});
+        for (std::int64_t c = 0; c < 8; ++c)
+            for (std::int64_t y = 0; y < 5; ++y)
+                for (std::int64_t x = 0; x < 5; ++x)
+                    if (y == 0 || y == 4 || x == 0 || x == 4) k.data[static_cast<std::size_t>(c * 25 + y * 5 + x)] = 0.0f;
+        std::string small = text;
+        small.replace(small.find("kernel=5"), 8, "kernel=3");
+        const lamda::Graph child = graph_of(small);
+        const lamda::Inheritance inh = lamda::inherit_weights(parent, w, child, 9);
+        CHECK(lamda::validate_weights(child, inh.weights).empty());
+        CHECK(inh.fresh == 0);
+        for (const auto& t : inh.tensors)
+            CHECK(t.kind == (t.name == "dw.weight" ? lamda::InheritKind::Sliced : lamda::InheritKind::Reused));
+        // the centre tap of channel 2 is the parent's
+        CHECK(inh.weights.at("dw.weight").data[2 * 9 + 4] == k.data[2 * 25 + 12]);
+        check_same_outputs(parent, w, child, inh.weights);
+    }
+}
+
 TEST_CASE("inherit: a dense convolution made separable is factored, exactly when its kernels have rank 1 per input") {
     const lamda::Graph parent = graph_of(R"(model parent
 input: input shape=10x10x3

@@ -13,8 +13,10 @@
 // flattened fully connected layer's features) is sliced the same way, so that what is kept still
 // computes what it computed in the parent. Values joined by `add` or `mul` must agree on their
 // channels: when the branches chose differently, the first input's choice is imposed on the
-// layers that produce the others. Layers without a counterpart, channels that grew and kernels
-// of another size start from lamda's deterministic initialisation (random_weights(child, seed)).
+// layers that produce the others. A kernel made smaller (odd sizes, "same" padding) keeps the
+// centre of each filter (Once-for-All's elastic kernel). Layers without a counterpart, channels
+// that grew and kernels that grew start from lamda's deterministic initialisation
+// (random_weights(child, seed)).
 // A dense k x k convolution NAME made separable (a depthwise k x k NAME_dw reading its input, then
 // a 1x1 convolution NAME; adapt.hpp's edit) is factored: per input channel c, the parent's kernels
 // W[:, c] (outputs x taps) are replaced by their best rank-1 approximation u s v', the depthwise
@@ -380,15 +382,22 @@ inline Inheritance inherit_weights(const Graph& parent, const Weights& parent_we
                     const std::int64_t o = omap[static_cast<std::size_t>(k / in)], i = imap.size() == static_cast<std::size_t>(in) ? imap[static_cast<std::size_t>(k % in)] : -1;
                     return o < 0 || i < 0 ? -1 : o * pin + i;
                 });
-            } else if (from->shape.size() == 4 && t.shape[2] == from->shape[2] && t.shape[3] == from->shape[3]) {
-                // conv2d [O][I/g][kh][kw] or dwconv [C*m][1][kh][kw]
-                const std::int64_t in = t.shape[1], kk = t.shape[2] * t.shape[3], pin = from->shape[1];
+            } else if (from->shape.size() == 4 && t.shape[2] <= from->shape[2] && t.shape[3] <= from->shape[3] &&
+                       (from->shape[2] - t.shape[2]) % 2 == 0 && (from->shape[3] - t.shape[3]) % 2 == 0 &&
+                       (t.shape[2] == from->shape[2] || l.padding.mode == PaddingMode::Same)) {
+                // conv2d [O][I/g][kh][kw] or dwconv [C*m][1][kh][kw]. A smaller kernel (padded
+                // "same", so it stays centred on the same pixel) keeps the centre of each filter
+                // (Once-for-All's elastic kernel, without its transform).
+                const std::int64_t in = t.shape[1], kh = t.shape[2], kw = t.shape[3], kk = kh * kw, pin = from->shape[1];
+                const std::int64_t pkw = from->shape[3], pkk = from->shape[2] * pkw;
+                const std::int64_t dy = (from->shape[2] - kh) / 2, dx = (pkw - kw) / 2;
                 const bool depthwise = l.op == OpKind::DepthwiseConv2d;
                 const inherit_detail::ChannelMap& imap = plan.input_map(l);
                 copied = inherit_detail::copy_mapped(*from, t, [&](std::int64_t k) -> std::int64_t {
                     const std::int64_t o = omap[static_cast<std::size_t>(k / (in * kk))];
                     const std::int64_t i = depthwise ? 0 : (static_cast<std::size_t>(in) == imap.size() ? imap[static_cast<std::size_t>((k / kk) % in)] : -1);
-                    return o < 0 || i < 0 ? -1 : (o * pin + i) * kk + k % kk;
+                    const std::int64_t tap = k % kk, y = tap / kw + dy, x = tap % kw + dx;
+                    return o < 0 || i < 0 ? -1 : (o * pin + i) * pkk + y * pkw + x;
                 });
             }
         }
