@@ -176,6 +176,16 @@ TEST_CASE("inherit: a depthwise kernel made smaller keeps the centre of each fil
         CHECK(inh.weights.at("dw.weight").data[2 * 9 + 4] == k.data[2 * 25 + 12]);
         check_same_outputs(parent, w, child, inh.weights);
     }
+    // Without "same" padding a smaller kernel would read another window: fresh, in either
+    // dimension (here only the width shrinks).
+    const std::string valid = "model v\ninput: input shape=12x12x3\ndw: dwconv kernel=3x5 padding=valid\npool: gap\n"
+                              "logits: fc out=5\n";
+    std::string narrower = valid;
+    narrower.replace(narrower.find("kernel=3x5"), 10, "kernel=3x3");
+    const lamda::Graph wide = graph_of(valid);
+    const lamda::Inheritance inh = lamda::inherit_weights(wide, lamda::random_weights(wide, 3), graph_of(narrower), 9);
+    for (const auto& t : inh.tensors)
+        if (t.name == "dw.weight") CHECK(t.kind == lamda::InheritKind::Fresh);
 }
 
 TEST_CASE("inherit: a dense convolution made separable is factored, exactly when its kernels have rank 1 per input") {

@@ -384,7 +384,8 @@ inline Inheritance inherit_weights(const Graph& parent, const Weights& parent_we
                 });
             } else if (from->shape.size() == 4 && t.shape[2] <= from->shape[2] && t.shape[3] <= from->shape[3] &&
                        (from->shape[2] - t.shape[2]) % 2 == 0 && (from->shape[3] - t.shape[3]) % 2 == 0 &&
-                       (t.shape[2] == from->shape[2] || l.padding.mode == PaddingMode::Same)) {
+                       ((t.shape[2] == from->shape[2] && t.shape[3] == from->shape[3]) ||
+                        l.padding.mode == PaddingMode::Same)) {
                 // conv2d [O][I/g][kh][kw] or dwconv [C*m][1][kh][kw]. A smaller kernel (padded
                 // "same", so it stays centred on the same pixel) keeps the centre of each filter
                 // (Once-for-All's elastic kernel, without its transform).
