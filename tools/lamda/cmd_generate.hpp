@@ -331,6 +331,8 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
                               : devices.empty() ? describe_device()
                                                 : DeviceInfo{};
     [[maybe_unused]] const LatencyModel* target_model = target_profile ? &target_profile->model : nullptr;
+    // Both designers' width grid: the target's channel tile.
+    const int channel_tile = channel_step_for(target.xnnpack_isa, task.precision == TaskPrecision::Int8);
     if (!a.objective.empty()) {
         task.objective = a.objective == "accuracy" ? Objective::Accuracy : Objective::Capacity;
         task.objective_given = true;
@@ -353,9 +355,7 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
         start = std::make_shared<const StartModel>(load_start_model(a.start_from, a.start_weights, task));
         if (!a.quiet && start->folded)
             std::cerr << "lamda: " << a.start_from << ": its weights have batch norm folded: starting from the folded model\n";
-        if (a.proposer == "offline")
-            proposer = std::make_unique<AdaptDesigner>(
-                a.seed, *start, channel_step_for(target.xnnpack_isa, task.precision == TaskPrecision::Int8));
+        if (a.proposer == "offline") proposer = std::make_unique<AdaptDesigner>(a.seed, *start, channel_tile);
 #if defined(LAMDA_WITH_LLM)
         else proposer = std::make_unique<StartModelFirst>(*start, make_llm_proposer(a.llm, task, a.quiet, target, target_model, 1, start->dsl));
 #else
@@ -366,7 +366,7 @@ inline int run_generate_in(const GenerateArgs& a, const TrainerFactory& make_tra
         // A worker rank proposes nothing.
     } else if (a.proposer == "offline") {
         DesignBounds bounds;  // widths on the target's channel tile
-        bounds.channel_step = channel_step_for(target.xnnpack_isa, task.precision == TaskPrecision::Int8);
+        bounds.channel_step = channel_tile;
         proposer = std::make_unique<OfflineDesigner>(a.seed, bounds);
     }
     else if (a.proposer == "random") proposer = std::make_unique<RandomProposer>(a.seed);

@@ -534,11 +534,8 @@ inline std::string shrink_kernel(Graph& g, const CandidateRecord& r) {
                l.dilation_h == 1 && l.dilation_w == 1 && l.padding.mode == PaddingMode::Same;
     };
     int at = -1;
-    for (const LayerCost& c : r.top_layers)
-        if (eligible(g.find(c.name))) {
-            at = g.find(c.name);
-            break;
-        }
+    for (std::size_t k = 0; at < 0 && k < r.top_layers.size(); ++k)
+        if (const int i = g.find(r.top_layers[k].name); eligible(i)) at = i;
     for (std::size_t i = 1; at < 0 && i < g.layers.size(); ++i)
         if (eligible(static_cast<int>(i))) at = static_cast<int>(i);
     if (at < 0) return {};
