@@ -226,17 +226,18 @@ inline int width_source(const Graph& g, int i) {
     return -1;
 }
 
-// Every editable layer of width `from` (not fixed) gets round_width(from * factor); returns how many.
+// Every editable layer of width `from` (not fixed) gets round_width(from * factor); returns that
+// width, or 0 where no layer changed.
 inline int scale_class(Graph& g, const std::vector<bool>& fixed, int from, double factor, int tile) {
     const int to = round_width(from, from * factor, tile);
     if (to == from) return 0;
-    int n = 0;
+    bool changed = false;
     for (std::size_t i = 0; i < g.layers.size(); ++i)
         if (!fixed[i] && width_editable(g.layers[i]) && g.layers[i].out_channels == from) {
             g.layers[i].out_channels = to;
-            ++n;
+            changed = true;
         }
-    return n;
+    return changed ? to : 0;
 }
 
 // The width factor for a parent `over` times its budget (> 1): latency taken as about quadratic in
@@ -735,8 +736,8 @@ private:
         std::sort(widths.begin(), widths.end());
         widths.erase(std::unique(widths.begin(), widths.end()), widths.end());
         const auto scale_one = [&](int from, double f) {
-            if (scale_class(g, fixed, from, f, tile_) > 0)
-                what += " width " + std::to_string(from) + "->" + std::to_string(round_width(from, from * f, tile_));
+            if (const int to = scale_class(g, fixed, from, f, tile_); to > 0)
+                what += " width " + std::to_string(from) + "->" + std::to_string(to);
         };
         // After an edit that saved `saved` MACs of the parent's, every width cut by what is left
         // over the budget (latency taken as proportional to MACs).
