@@ -227,8 +227,8 @@ TEST_CASE("torch: parameters are named after layers and weights round-trip") {
 }
 
 TEST_CASE("torch: channels-last memory changes neither outputs, gradients nor weights") {
-    // A one-channel input and a 1x1 map read as either layout; a depthwise convolution, batch
-    // norm, pools, flatten and fc see channels-last tensors.
+    // A one-channel input and a 1x1 map read as either layout (the first convolution's weight
+    // decides); a depthwise convolution, batch norm, pools, flatten and fc see channels-last tensors.
     const Graph g = graph_of("input: input shape=8x8x1\n"
                              "c: conv2d out=8 kernel=3 act=relu\n"
                              "d: dwconv kernel=3 multiplier=2\n"
@@ -254,13 +254,22 @@ TEST_CASE("torch: channels-last memory changes neither outputs, gradients nor we
     export_same();
     torch::manual_seed(3);
     torch::Tensor x = torch::rand({4, 1, 8, 8});
-    {  // really channels-last: d's output (16 channels, 4x4) is laid out NHWC (c's, from one
-       // channel, may be either)
+    {  // really channels-last: c's output (8 channels from the one-channel image, laid out by its
+       // weight) and d's (16 channels, 4x4) are NHWC; switched back, NCHW again
         torch::NoGradGuard no_grad;
         const std::vector<torch::Tensor> outs = last.forward_all(x), plain = nchw.forward_all(x);
-        CHECK(outs[2].is_contiguous(torch::MemoryFormat::ChannelsLast));
-        CHECK(!outs[2].is_contiguous());
-        CHECK(plain[2].is_contiguous());
+        for (int k : {1, 2}) {
+            INFO("layer " << k);
+            CHECK(outs[static_cast<std::size_t>(k)].is_contiguous(torch::MemoryFormat::ChannelsLast));
+            CHECK(!outs[static_cast<std::size_t>(k)].is_contiguous());
+            CHECK(plain[static_cast<std::size_t>(k)].is_contiguous());
+        }
+        TorchModel back(g);
+        back.load_weights(w);
+        back.use_channels_last(true);
+        back.use_channels_last(false);
+        CHECK(back.forward_all(x)[1].is_contiguous());
+        CHECK(!back.forward_all(x)[1].is_contiguous(torch::MemoryFormat::ChannelsLast));
     }
     // Another summation order: batch norm's batch statistics spread its rounding.
     const auto near = [](const torch::Tensor& u, const torch::Tensor& v, double of_largest) {

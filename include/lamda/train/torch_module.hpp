@@ -186,8 +186,16 @@ public:
     void use_channels_last(bool on) {
         torch::NoGradGuard no_grad;
         const auto format = on ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+        // Strides set explicitly, not by contiguous(): a weight of one input channel (the stem's,
+        // a depthwise one) is contiguous in both formats, so contiguous() keeps its NCHW strides,
+        // and with the image (one channel too) those kept the stem's output, its batch norm and
+        // backward in NCHW: 2.2-2.8x the time of the stem, its batch norm and the next
+        // convolution (docs/training.md, "Speed: channels-last").
         for (Node& node : nodes_)
-            if (!node.conv.is_empty()) node.conv->weight.set_data(node.conv->weight.data().contiguous(format));
+            if (!node.conv.is_empty()) {
+                const torch::Tensor w = node.conv->weight.data();
+                node.conv->weight.set_data(torch::empty(w.sizes(), w.options().memory_format(format)).copy_(w));
+            }
         channels_last_ = on;
     }
     bool channels_last() const noexcept { return channels_last_; }
@@ -333,8 +341,8 @@ private:
             case OpKind::DepthwiseConv2d: {
                 torch::Tensor in = arg(0);
                 if (node.pre_pad) in = torch::constant_pad_nd(in, node.pad, 0.0);
-                // The input decides oneDNN's layout; a tensor of one channel (the image) or one
-                // pixel reads as either, and would keep the convolution in NCHW.
+                // oneDNN runs channels-last when the input or the weight is; an input of one
+                // channel (the image) or one pixel reads as NCHW, its weight then decides.
                 if (channels_last_) in = in.contiguous(torch::MemoryFormat::ChannelsLast);
                 const torch::Tensor conv =
                     hooks_.weight ? torch::conv2d(in, hooks_.weight(i, node.conv->weight), node.conv->bias,
