@@ -114,13 +114,17 @@ const char* const every_op_models[] = {
 #if defined(__GLIBC__) && __GLIBC_PREREQ(2, 33) && !defined(__SANITIZE_ADDRESS__)
 TEST_CASE("train: keep_freed_memory_for_training keeps a freed block of megabytes in the process") {
     REQUIRE(lamda::keep_freed_memory_for_training());
-    constexpr std::size_t size = 8u << 20;  // over glibc's first mmap threshold (128 KiB)
-    void* block = std::malloc(size);
-    REQUIRE(block != nullptr);
-    static_cast<volatile char*>(block)[size - 1] = 1;
-    std::free(block);
-    // On the heap's free list for the next step's tensors, not unmapped.
-    CHECK(mallinfo2().fordblks >= size);
+    // Over glibc's first mmap threshold (128 KiB), and over the largest it can be set to (32 MiB).
+    for (const std::size_t size : {std::size_t{8} << 20, std::size_t{48} << 20}) {
+        INFO("block of " << (size >> 20) << " MiB");
+        void* block = std::malloc(size);
+        REQUIRE(block != nullptr);
+        static_cast<volatile char*>(block)[size - 1] = 1;
+        CHECK(mallinfo2().hblkhd < size);  // not a mapping of its own
+        std::free(block);
+        // On the heap's free list for the next step's tensors, not unmapped.
+        CHECK(mallinfo2().fordblks >= size);
+    }
 }
 #endif
 

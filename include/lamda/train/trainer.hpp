@@ -760,9 +760,12 @@ inline TrainResult train_model(const Graph& graph, const DatasetSplits& data,
 // gradients (megabytes each); glibc's defaults return them (its trim threshold, and the mmap
 // threshold that grows only after large blocks were freed), and each step faults the pages in
 // again: on the 2-core VM, 18% of a training's samples were page faults, and a 4 MMAC model's
-// epoch of 10,000 images took 12.4 s instead of 2.5-2.7 s (docs/training.md). Blocks up to 32 MiB (glibc's
-// largest mmap threshold) come from the heap, which is trimmed only past 1 GiB free: the
-// resident memory stays at its peak. Returns false when glibc refused a setting.
+// epoch of 10,000 images took 12.4 s instead of 2.5-2.7 s (docs/training.md). Every block comes
+// from the heap, which is trimmed only past 1 GiB free: the resident memory stays at its peak.
+// The mmap threshold cannot rise past 32 MiB, so larger blocks (a batch of 128 at 336 channels
+// and 14x14 is 32.2 MiB) were mapped and faulted in afresh at every step, unless mmap is off:
+// 4 million page faults and twice the time in an epoch of the fmnist_large start model.
+// Returns false when glibc refused a setting.
 inline bool keep_freed_memory_for_training() {
 #if defined(__GLIBC__)
     constexpr int largest_heap_block = 32 << 20;
@@ -771,7 +774,8 @@ inline bool keep_freed_memory_for_training() {
     const bool mmap_ok = mallopt(M_MMAP_THRESHOLD, largest_heap_block) == 1;
     const bool trim_ok = mallopt(M_TRIM_THRESHOLD, trim_above) == 1;
     const bool pad_ok = mallopt(M_TOP_PAD, grow_by) == 1;
-    return mmap_ok && trim_ok && pad_ok;
+    const bool no_mmap_ok = mallopt(M_MMAP_MAX, 0) == 1;  // a thread's arena still maps what it cannot hold
+    return mmap_ok && trim_ok && pad_ok && no_mmap_ok;
 #else
     return true;
 #endif
