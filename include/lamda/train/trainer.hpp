@@ -484,9 +484,10 @@ inline std::size_t recalibrate_batchnorm(TorchModel& model, const Dataset& train
 }
 
 // Images per evaluation batch: up to 500, fewer when the model's largest activation would then
-// pass 16 MiB. glibc serves a block over 32 MiB (its largest mmap threshold) by a fresh mmap whose
-// pages fault in on first touch, every batch: 500 images of a 104-channel 14x14 map are 41 MB, and
-// a 0.05 ms search's model evaluated 16,000 images in 9.5 s that way (docs/training.md).
+// pass 16 MiB. Unless keep_freed_memory_for_training() turned mmap off, glibc serves a block over
+// 32 MiB (its largest mmap threshold) by a fresh mmap whose pages fault in on first touch, every
+// batch: 500 images of a 104-channel 14x14 map are 41 MB, and a 0.05 ms search's model evaluated
+// 16,000 images in 9.5 s that way (docs/training.md); smaller batches also bound the memory.
 inline std::size_t evaluation_batch(const Graph& graph) {
     std::int64_t largest = 1;
     for (const Layer& l : graph.layers) largest = std::max(largest, l.shape.elements());
