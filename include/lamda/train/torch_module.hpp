@@ -189,8 +189,7 @@ public:
         // Strides set explicitly, not by contiguous(): a weight of one input channel (the stem's,
         // a depthwise one) is contiguous in both formats, so contiguous() keeps its NCHW strides,
         // and with the image (one channel too) those kept the stem's output, its batch norm and
-        // backward in NCHW: 2.2-2.8x the time of the stem, its batch norm and the next
-        // convolution (docs/training.md, "Speed: channels-last").
+        // their gradients in NCHW (docs/training.md, "The first convolution too").
         for (Node& node : nodes_)
             if (!node.conv.is_empty()) {
                 const torch::Tensor w = node.conv->weight.data();
